@@ -1,0 +1,207 @@
+/*
+ * lora-switch native engine: the whole C ABI.
+ *
+ * One flat header.  Every function that can fail returns lsw_status; on a
+ * non-zero status lsw_last_error() returns a thread-local, human-readable
+ * message describing the most recent failure on the calling thread.
+ *
+ * Object model: an lsw_model owns the weights (memory-mapped from .lsw files
+ * on the CPU backend, uploaded on the CUDA backend), the adapters, one KV cache
+ * and the sampler state.  One model = one sequence.
+ *
+ * Tensor names and layouts are documented in docs/FORMAT.md.
+ */
+#ifndef LSW_H
+#define LSW_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define LSW_API __declspec(dllexport)
+#else
+#define LSW_API __attribute__((visibility("default")))
+#endif
+
+#define LSW_ABI_VERSION 1
+
+typedef enum lsw_status {
+  LSW_OK = 0,
+  LSW_E_INVALID_ARGUMENT = 1, /* bad argument, bad call order */
+  LSW_E_IO = 2,               /* open/mmap/read failed */
+  LSW_E_FORMAT = 3,           /* a tensor is missing, has the wrong shape/dtype, or lies outside its file */
+  LSW_E_UNSUPPORTED = 4,      /* valid request the engine cannot do (e.g. mode/adapter combination) */
+  LSW_E_OUT_OF_MEMORY = 5,    /* host or device allocation failed */
+  LSW_E_BACKEND_UNAVAILABLE = 6, /* CUDA backend not built, or no usable GPU */
+  LSW_E_DEVICE = 7,           /* a CUDA runtime error */
+  LSW_E_CONTEXT_FULL = 8,     /* the KV cache cannot hold more tokens */
+  LSW_E_INTERNAL = 9
+} lsw_status;
+
+typedef enum lsw_dtype { LSW_DTYPE_F32 = 0, LSW_DTYPE_F16 = 1, LSW_DTYPE_BF16 = 2 } lsw_dtype;
+typedef enum lsw_backend { LSW_BACKEND_CPU = 0, LSW_BACKEND_CUDA = 1 } lsw_backend;
+typedef enum lsw_rope_type { LSW_ROPE_DEFAULT = 0, LSW_ROPE_LINEAR = 1, LSW_ROPE_LLAMA3 = 2 } lsw_rope_type;
+
+/* Adapted linear modules of a decoder layer. */
+typedef enum lsw_module {
+  LSW_MOD_Q = 0, LSW_MOD_K = 1, LSW_MOD_V = 2, LSW_MOD_O = 3,
+  LSW_MOD_GATE = 4, LSW_MOD_UP = 5, LSW_MOD_DOWN = 6, LSW_MOD_COUNT = 7
+} lsw_module;
+
+typedef enum lsw_router_kind {
+  LSW_ROUTER_STATIC = 0,    /* plain LoRA: one always-on expert, gate 1 */
+  LSW_ROUTER_PREGATED = 1,  /* LoRA-Switch: one router in layer 0, gates serve every layer */
+  LSW_ROUTER_LAYERWISE = 2  /* a router per layer (MixLoRA, MoLA-style) */
+} lsw_router_kind;
+
+typedef enum lsw_mode {
+  LSW_MODE_MERGE = 0,   /* SGMM: merge current experts into working weights, run bare backbone */
+  LSW_MODE_UNFUSED = 1, /* per layer, per expert separate LoRA ops (the baseline) */
+  LSW_MODE_FUSED = 2    /* expert deltas computed alongside the base matmul, no weight writes */
+} lsw_mode;
+
+typedef struct lsw_model_config {
+  int32_t vocab_size;
+  int32_t hidden_size;
+  int32_t intermediate_size;
+  int32_t num_layers;
+  int32_t num_heads;
+  int32_t num_kv_heads;
+  int32_t head_dim;
+  int32_t max_context;          /* KV cache capacity in tokens */
+  int32_t qkv_bias;             /* 1: layers.{L}.attn.bqkv.bias present (Qwen2) */
+  int32_t tie_embeddings;       /* 1: no lm_head.weight, use tok_embeddings.weight */
+  float rms_norm_eps;
+  float rope_theta;
+  int32_t rope_type;            /* lsw_rope_type */
+  float rope_factor;            /* linear / llama3 */
+  float rope_low_freq_factor;   /* llama3 */
+  float rope_high_freq_factor;  /* llama3 */
+  int32_t rope_original_max_position; /* llama3 */
+  int32_t backend;              /* lsw_backend */
+  int32_t n_threads;            /* CPU backend: worker threads, 0 = all cores */
+  int32_t device;               /* CUDA backend: device ordinal */
+} lsw_model_config;
+
+typedef struct lsw_sampler_params {
+  float temperature;            /* 0 = greedy (argmax, lowest id on ties) */
+  int32_t top_k;                /* 0 = off */
+  float top_p;                  /* 1 = off */
+  float min_p;                  /* 0 = off */
+  uint64_t seed;
+} lsw_sampler_params;
+
+typedef struct lsw_adapter_desc {
+  int32_t router_kind;          /* lsw_router_kind */
+  int32_t num_experts;          /* 1 for STATIC */
+  int32_t top_k;                /* 1 for STATIC */
+  int32_t router_input;         /* PREGATED: lsw_module in layer 0 whose input the router reads */
+  int32_t ffn_experts;          /* LAYERWISE MixLoRA: each expert is a whole FFN (gate/up/down) */
+} lsw_adapter_desc;
+
+typedef struct lsw_model_stats {
+  uint64_t weight_bytes;        /* backbone weight bytes read per decoded token */
+  uint64_t adapter_bytes;       /* adapter bytes read/written per decoded token in the current mode (estimate) */
+  uint64_t device_bytes_peak;   /* CUDA: peak device memory in use; CPU: resident engine allocations */
+  int32_t launches_per_token;   /* CUDA: kernel launches per decode step (graph nodes); CPU: 0 */
+  int32_t graph_captured;       /* CUDA: decode step runs as a CUDA graph */
+  int32_t n_threads;            /* CPU threads in use */
+  int32_t simd_level;           /* CPU: 0 scalar, 1 avx2+fma+f16c, 2 avx512 */
+  int64_t merge_steps;          /* merge mode: SGMM steps run since load */
+  int64_t merge_skipped;        /* merge mode: steps skipped (same experts and gates) */
+} lsw_model_stats;
+
+typedef struct lsw_model lsw_model;
+
+/* --- library ----------------------------------------------------------- */
+LSW_API const char *lsw_last_error(void);
+LSW_API const char *lsw_version(void);
+LSW_API int32_t lsw_abi_version(void);
+/* 1 when the CUDA backend is compiled in and at least one device is usable. */
+LSW_API int32_t lsw_cuda_available(void);
+/* Description of the CPU features chosen at run time, e.g. "avx512". */
+LSW_API const char *lsw_cpu_features(void);
+
+/* --- building a model ---------------------------------------------------- */
+LSW_API lsw_status lsw_model_create(const lsw_model_config *cfg, lsw_model **out);
+/* Memory-map a file whose tensor data starts at data_offset (safetensors: 8 + header length). */
+LSW_API lsw_status lsw_model_map_file(lsw_model *m, const char *path, uint64_t data_offset, int32_t *file_id);
+/* Register a tensor lying in a mapped file at data_offset + offset (bytes). Names: docs/FORMAT.md. */
+LSW_API lsw_status lsw_model_add_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim,
+                                        const int64_t *shape, int32_t file_id, uint64_t offset);
+/* Register an adapter; its tensors are then added by name "adapters.{id}.…". */
+LSW_API lsw_status lsw_model_add_adapter(lsw_model *m, const lsw_adapter_desc *desc, int32_t *adapter_id);
+/* Validate every tensor against the config, upload (CUDA), allocate the KV cache. */
+LSW_API lsw_status lsw_model_finalize(lsw_model *m);
+LSW_API void lsw_model_free(lsw_model *m);
+
+/* --- running ------------------------------------------------------------- */
+LSW_API lsw_status lsw_model_set_mode(lsw_model *m, int32_t mode);
+LSW_API lsw_status lsw_model_set_sampler(lsw_model *m, const lsw_sampler_params *p);
+/* Forget the sequence (KV cache, routing history); merge mode unmerges. */
+LSW_API lsw_status lsw_model_reset(lsw_model *m);
+/* Number of tokens in the KV cache. */
+LSW_API int32_t lsw_model_n_past(const lsw_model *m);
+/* Evaluate n tokens appended to the sequence. logits (nullable): all_logits ? n*vocab : vocab floats. */
+LSW_API lsw_status lsw_model_eval(lsw_model *m, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits);
+/* Evaluate the prompt and sample the next token. */
+LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_t n, int32_t *next_token);
+/* Append one token and sample the next: the only call per decoded token. */
+LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token);
+/* Logits of the last evaluated position (vocab floats). */
+LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits);
+/* Routing of positions [pos, pos+n) for adapter id: experts/gates laid out [n][layers_or_1][top_k]. */
+LSW_API lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n,
+                                        int32_t *experts, float *gates);
+LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out);
+/* Timed decode loop inside the engine: n_tokens greedy steps from the current state.
+ * ms_per_token receives n_tokens per-step wall times in milliseconds. */
+LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token);
+
+/* --- single operations -------------------------------------------------------
+ * Every kernel the engine runs, callable on either backend with host buffers, so
+ * that tests check the CUDA kernels against the CPU ones through this same ABI
+ * (the CUDA backend copies in, runs the production kernel, copies out).
+ * Weights (W, A, B) are in `dtype`; activations are F32 unless stated.       */
+
+/* Y[n][rows] = X[n][cols] · W[rows][cols]^T  (n = 1: decode GEMV; n > 1: prefill GEMM) */
+LSW_API lsw_status lsw_op_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n,
+                                 const void *W, const float *X, float *Y);
+/* Y[n][dim] = X / rms(X) * w */
+LSW_API lsw_status lsw_op_rmsnorm(int32_t backend, int32_t n, int32_t dim, const float *X, const float *w,
+                                  float eps, float *Y);
+/* In place on X[n][n_heads][head_dim], HF rotate-half convention, rope fields of cfg, positions[n]. */
+LSW_API lsw_status lsw_op_rope(int32_t backend, const lsw_model_config *cfg, int32_t n, int32_t n_heads,
+                               const int32_t *positions, float *X);
+/* Causal GQA attention. Q[n][nh][hd]; K,V[n_ctx][nkv][hd] hold positions 0..n_ctx-1; query i sits at
+ * position n_ctx - n + i.  O[n][nh][hd].  Scale 1/sqrt(hd). */
+LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
+                                    int32_t head_dim, const float *Q, const float *K, const float *V, float *O);
+/* Out[n][I] = silu(GU[n][0:I]) * GU[n][I:2I] */
+LSW_API lsw_status lsw_op_swiglu(int32_t backend, int32_t n, int32_t inter, const float *GU, float *Out);
+/* SGMM merge over n_mats same-shape matrices in one step:
+ * W[m] = W0[m] + Σ_k gates[k] · B[m][k] · A[m][k]   (computed in fp32 from the pristine W0, rounded once)
+ * W0,W: [n_mats][rows][cols]; A: [n_mats][top_k][rank][cols]; B: [n_mats][top_k][rows][rank]. */
+LSW_API lsw_status lsw_op_sgmm(int32_t backend, int32_t dtype, int32_t n_mats, int32_t rows, int32_t cols,
+                               int32_t rank, int32_t top_k, const void *W0, void *W, const void *A, const void *B,
+                               const float *gates);
+/* Fused: Y[rows] = W·x + Σ_k gates[k] · B[k] (A[k] x).  A: [top_k][rank][cols]; B: [top_k][rows][rank]. */
+LSW_API lsw_status lsw_op_lora_fused(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t rank,
+                                     int32_t top_k, const void *W, const void *A, const void *B,
+                                     const float *gates, const float *x, float *Y);
+/* Router: softmax(R · x) over n_experts, top_k kept (ties: lower index), renormalised to sum 1. R in dtype. */
+LSW_API lsw_status lsw_op_route(int32_t backend, int32_t dtype, int32_t n_experts, int32_t dim, int32_t top_k,
+                                const void *R, const float *x, int32_t *experts, float *gates);
+/* Sample one token from logits[vocab] with params at step `step` (the random draw is a pure function
+ * of seed and step, identical on both backends). */
+LSW_API lsw_status lsw_op_sample(int32_t backend, int32_t vocab, const float *logits, const lsw_sampler_params *p,
+                                 uint64_t step, int32_t *token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LSW_H */
