@@ -1,0 +1,213 @@
+// Engine internals shared by the CPU backend (cuda/src/*.cpp) and the CUDA backend (cuda/src/cuda/*.cu).
+//
+// The model object (struct lsw_model) holds the configuration, the memory-mapped files, the registered
+// tensors (host pointers into the mappings), the per-layer weight views, the KV cache, the sampler state
+// and the scratch buffers of the CPU forward.  A backend-specific state pointer (`cuda`) is owned by the
+// CUDA backend; see "CUDA hook" below.
+#pragma once
+#include "lsw.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+// ---------------------------------------------------------------------------------------------
+// Errors: thread-local last-error message.  Every failing path sets it and returns a status.
+extern "C++" {
+void lsw_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+}
+#define LSW_FAIL(status, ...) (lsw_set_error(__VA_ARGS__), (status))
+
+// Wraps a body that may throw (std::bad_alloc -> LSW_E_OUT_OF_MEMORY, others -> LSW_E_INTERNAL).
+#define LSW_GUARD_BEGIN try {
+#define LSW_GUARD_END                                                                  \
+  }                                                                                    \
+  catch (const std::bad_alloc &) {                                                     \
+    return LSW_FAIL(LSW_E_OUT_OF_MEMORY, "out of host memory");                        \
+  }                                                                                    \
+  catch (const std::exception &e) {                                                    \
+    return LSW_FAIL(LSW_E_INTERNAL, "internal error: %s", e.what());                   \
+  }
+
+namespace lsw {
+
+size_t dtype_size(int dtype);              // 4 / 2 / 2, 0 for an unknown dtype
+const char *dtype_name(int dtype);
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool: n threads including the caller.  run(fn, ctx) calls fn(ctx, tid, n) on every thread
+// and returns when all are done.  Workers spin briefly between jobs, then sleep on a condvar.
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  int size() const { return n_; }
+  void run(void (*fn)(void *, int, int), void *ctx);
+  template <class F>
+  void parallel(F &&f) {  // f(tid, nth)
+    run([](void *c, int t, int n) { (*static_cast<F *>(c))(t, n); }, &f);
+  }
+
+ private:
+  void worker(int tid);
+  int n_;
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  void (*fn_)(void *, int, int) = nullptr;
+  void *ctx_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+ThreadPool &default_pool();  // all cores; used by the lsw_op_* entries
+
+// Split [0, total) into nth contiguous ranges aligned to `align`; range of thread tid.
+void split_range(int64_t total, int tid, int nth, int64_t align, int64_t *b, int64_t *e);
+
+// ---------------------------------------------------------------------------------------------
+// CPU kernels ("production kernels": the model forward and the lsw_op_* entries use the same ones).
+// Activations F32; weights in any lsw_dtype.  All take a pool (nullable = single thread).
+int simd_level();  // 0 scalar, 1 avx2+fma+f16c, 2 avx512
+const char *simd_name();
+
+// Y[t*ldy + r] (= or +=) dot(W[r][0:cols], X[t*ldx + 0:cols]),  r in [0,rows), t in [0,n)
+void matmul(ThreadPool *pool, int dtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t ldx,
+            int64_t n, float *Y, int64_t ldy, bool accumulate);
+void rmsnorm(int64_t n, int64_t dim, const float *X, const float *w, float eps, float *Y);
+// RoPE tables: cos/sin[n][head_dim/2] for the given positions (angles in fp64, HF rope scaling rules).
+void rope_inv_freq(const lsw_model_config *cfg, std::vector<double> &inv_freq);
+void rope_tables(const std::vector<double> &inv_freq, int64_t n, const int32_t *positions, float *cos_t, float *sin_t);
+// X[t][h][hd] rotated with table row t (stride between tokens: ld floats).
+void rope_apply(int64_t n, int64_t n_heads, int64_t head_dim, int64_t ld, const float *cos_t, const float *sin_t,
+                float *X);
+// Causal GQA attention; Q row t at stride ldq, O row t at stride ldo; K/V [n_ctx][nkv*hd] at stride ldkv.
+void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+               const float *Q, int64_t ldq, const float *K, const float *V, int64_t ldkv, float *O, int64_t ldo,
+               float *scratch /* pool->size() * n_ctx floats */);
+void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo);
+void to_f32(int dtype, const void *src, float *dst, int64_t n);
+void from_f32(int dtype, const float *src, void *dst, int64_t n);  // round to nearest even
+// SGMM: W = round(W0 + Σ_k g_k B_k A_k), fp32 from pristine W0 (exact order documented in lsw.h)
+void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
+          const void *W0, void *W, const void *A, const void *B, const float *gates);
+void lora_fused(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, int64_t rank, int64_t top_k, const void *W,
+                const void *A, const void *B, const float *gates, const float *x, float *Y);
+// softmax(R x) top-k (ties: lower index), renormalised.
+void route(int dtype, int64_t n_experts, int64_t dim, int64_t top_k, const void *R, const float *x, int32_t *experts,
+           float *gates);
+// Sampler (documented in lsw.h).  work: scratch reused between calls.
+struct SampleWork {
+  std::vector<float> p;
+  std::vector<int32_t> idx;
+};
+int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &p, uint64_t step, SampleWork &w);
+uint64_t sample_hash(uint64_t seed, uint64_t step);
+
+}  // namespace lsw
+
+// ---------------------------------------------------------------------------------------------
+// The model object.
+enum lsw_mat { LSW_MAT_QKV = 0, LSW_MAT_O = 1, LSW_MAT_GATE_UP = 2, LSW_MAT_DOWN = 3, LSW_MAT_COUNT = 4 };
+
+struct lsw_file {
+  std::string path;
+  int fd = -1;
+  void *base = nullptr;  // mmap of the whole file
+  uint64_t size = 0;
+  uint64_t data_offset = 0;
+};
+
+struct lsw_tensor {
+  std::string name;
+  int dtype = 0;
+  std::vector<int64_t> shape;
+  int file_id = -1;
+  uint64_t offset = 0;     // relative to the file's data_offset
+  const void *data = nullptr;  // host pointer into the mapping
+  uint64_t nbytes = 0;
+};
+
+struct lsw_weight {  // a view of a registered tensor
+  const void *data = nullptr;
+  int dtype = 0;
+  int64_t rows = 0, cols = 0;
+  const lsw_tensor *t = nullptr;
+};
+
+struct lsw_layer {
+  const float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
+  lsw_weight mat[LSW_MAT_COUNT];  // wqkv, wo, w_gate_up, w_down
+};
+
+// Row range of module m inside its fused matrix (q/k/v in wqkv, gate/up in w_gate_up).
+struct lsw_module_range {
+  int mat;
+  int64_t row0, rows, cols;
+};
+
+struct lsw_adapter;  // adapters (issue 3); defined in adapters.cpp
+
+struct lsw_model {
+  lsw_model_config cfg{};
+  bool finalized = false;
+  std::vector<lsw_file> files;
+  std::map<std::string, lsw_tensor> tensors;
+
+  // views, valid after finalize
+  lsw_weight tok_emb, lm_head;
+  const float *norm = nullptr;
+  std::vector<lsw_layer> layers;
+  int64_t q_dim = 0, kv_dim = 0, qkv_dim = 0;
+  lsw_module_range module_range(int layer, int module) const;
+
+  // sequence state
+  int32_t n_past = 0;
+  std::vector<float> k_cache, v_cache;  // [layer][max_context][kv_dim]
+  float *k_at(int layer, int64_t pos) { return k_cache.data() + ((int64_t)layer * cfg.max_context + pos) * kv_dim; }
+  float *v_at(int layer, int64_t pos) { return v_cache.data() + ((int64_t)layer * cfg.max_context + pos) * kv_dim; }
+  std::vector<float> logits;  // [vocab] of the last evaluated position
+  bool have_logits = false;
+
+  // sampler
+  lsw_sampler_params sampler{0.f, 0, 1.f, 0.f, 0};
+  uint64_t sample_step = 0;  // number of tokens sampled since set_sampler/reset
+  lsw::SampleWork sample_work;
+
+  // CPU forward
+  std::unique_ptr<lsw::ThreadPool> pool;
+  std::vector<double> inv_freq;
+  struct Scratch {
+    int64_t cap = 0;  // tokens
+    std::vector<float> x, xn, qkv, att, gu, act, cos_t, sin_t, att_work;
+  } scratch;
+
+  // adapters (issue 3)
+  std::vector<std::unique_ptr<lsw_adapter>> adapters;
+  int32_t mode = LSW_MODE_MERGE;
+  int64_t merge_steps = 0, merge_skipped = 0;
+
+  // CUDA hook.  When backend_cuda.h defines LSW_CUDA_MODEL and declares
+  //   lsw_status lswc_model_finalize(lsw_model *m);   // after CPU-side validation: upload, allocate, set m->cuda
+  //   lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits);
+  //        (same contract as lsw_cpu_forward: reads/advances m->n_past, writes m->logits host copy)
+  //   lsw_status lswc_model_sample(lsw_model *m, int32_t *token); // optional device-side sampling, see api.cpp
+  //   void lswc_model_reset(lsw_model *m);  void lswc_model_free(lsw_model *m);
+  // then api.cpp routes cfg.backend == LSW_BACKEND_CUDA models through them.  Without it a CUDA model
+  // fails at lsw_model_finalize with LSW_E_BACKEND_UNAVAILABLE / LSW_E_UNSUPPORTED (clear message).
+  void *cuda = nullptr;
+
+  uint64_t host_bytes = 0;  // resident engine allocations (stats)
+};
+
+// Forward on the CPU: evaluate n tokens at positions n_past.., append to the KV cache, write logits of
+// the last position to m->logits (and all n positions to all_logits when non-null: [n][vocab]).
+lsw_status lsw_cpu_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits);
