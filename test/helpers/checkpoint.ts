@@ -100,7 +100,7 @@ export function makeTinyCheckpoint(dir: string, o: CheckpointOptions = {}): Chec
     tensors.push({ name, dtype: dt, shape: [out, inn], data: rng.normals(out * inn, gain / Math.sqrt(inn)) });
   const vec = (name: string, n: number, std: number, mean: number) =>
     tensors.push({ name, dtype: dt, shape: [n], data: rng.normals(n, std, mean) });
-  tensors.push({ name: 'model.embed_tokens.weight', dtype: dt, shape: [vocabSize, hidden], data: rng.normals(vocabSize * hidden, 1) });
+  tensors.push({ name: 'model.embed_tokens.weight', dtype: dt, shape: [vocabSize, hidden], data: rng.normals(vocabSize * hidden, tie ? 0.4 : 1) });
   for (let L = 0; L < layers; L++) {
     const p = `model.layers.${L}`;
     vec(`${p}.input_layernorm.weight`, hidden, 0.2, 1);
@@ -110,11 +110,11 @@ export function makeTinyCheckpoint(dir: string, o: CheckpointOptions = {}): Chec
     if (qkvBias) vec(`${p}.self_attn.k_proj.bias`, kvHeads * headDim, 0.3, 0);
     lin(`${p}.self_attn.v_proj.weight`, kvHeads * headDim, hidden);
     if (qkvBias) vec(`${p}.self_attn.v_proj.bias`, kvHeads * headDim, 0.3, 0);
-    lin(`${p}.self_attn.o_proj.weight`, hidden, heads * headDim);
+    lin(`${p}.self_attn.o_proj.weight`, hidden, heads * headDim, 1.5);
     vec(`${p}.post_attention_layernorm.weight`, hidden, 0.2, 1);
     lin(`${p}.mlp.gate_proj.weight`, intermediate, hidden);
     lin(`${p}.mlp.up_proj.weight`, intermediate, hidden);
-    lin(`${p}.mlp.down_proj.weight`, hidden, intermediate);
+    lin(`${p}.mlp.down_proj.weight`, hidden, intermediate, 1.5);
   }
   vec('model.norm.weight', hidden, 0.2, 1);
   if (!tie) lin('lm_head.weight', vocabSize, hidden, 3);
