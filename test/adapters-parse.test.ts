@@ -9,6 +9,9 @@ import { Rng } from './helpers/prng.js';
 import { writeSafetensors, roundTo, type StDtype } from './helpers/safetensors.js';
 import { loadAdapterSpec, readAdapter, readAdapters, RouterKind, type AdapterBaseConfig, type EngineAdapter } from '../src/core/adapters/index.js';
 import { UserError } from '../src/core/errors.js';
+import { readHfConfig } from '../src/core/hf-config.js';
+import { makeTinyCheckpoint, makeLoraSwitchAdapter, makePeftLoraAdapter, makeMixLoraAdapter } from './helpers/checkpoint.js';
+import { readSafetensorsF64 } from './helpers/safetensors.js';
 
 // head_dim != hidden/heads and nkv < nh so every module has a distinct shape
 const BASE: AdapterBaseConfig = { hidden_size: 12, intermediate_size: 18, num_layers: 3, num_heads: 4, num_kv_heads: 2, head_dim: 5 };
@@ -441,7 +444,36 @@ test('errors: unsupported PEFT and MixLoRA features, files', () => {
   const dt = writeAdapter(lsConfig(), lsT(), 51).dir;
   const buf = fs.readFileSync(st(dt));
   fs.writeFileSync(st(dt), buf.subarray(0, buf.length - 7));
-  expectUserError(read(dt), st(dt), /runs past the end of the file/);
+  expectUserError(read(dt), st(dt), /past the end of the data section|truncated/);
+});
+
+// ----- the shared fixture builders (test/helpers/checkpoint.ts) and the product's config reader ------------------
+
+test('fixtures of test/helpers/checkpoint.ts: engine config from readHfConfig, every adapter kind parses', () => {
+  const ck = makeTinyCheckpoint(path.join(tmpRoot, 'ck'), { hidden: 16, intermediate: 24, layers: 2, heads: 4, kvHeads: 2, headDim: 6 });
+  const { config } = readHfConfig(ck.dir);
+  const ls = makeLoraSwitchAdapter(path.join(tmpRoot, 'fx-ls'), ck, { numExperts: 5, topK: 3, targetModules: ['k_proj', 'up_proj'], routerInput: 'mlp.up_proj' });
+  const [a] = readAdapter({ path: ls.dir, scale: 1 }, config, { dtype: 'f32' });
+  assert.equal(a.desc, { router_kind: RouterKind.PREGATED, num_experts: 5, top_k: 3, router_input: 5, ffn_experts: 0 });
+  assert.equal(tensorMap(a).get('router.weight')!.shape, [5, 16]);
+  assert.equal(tensorMap(a).get('layers.1.k.lora_B')!.shape, [5, 12, 4]);
+  const raw = readSafetensorsF64(path.join(ls.dir, 'adapter_model.safetensors')).tensors;
+  assertSlice(tensorMap(a).get('layers.1.up.lora_B')!.data, 4 * 24 * 4, raw.get('layers.1.mlp.up_proj.experts.4.lora_B.weight')!.data, 8 / 4, 'fixture B');
+
+  const pf = makePeftLoraAdapter(path.join(tmpRoot, 'fx-peft'), ck, { targetModules: 'all-linear', rankPattern: { o_proj: 2 }, alphaPattern: { down_proj: 3 }, useRslora: true });
+  const [p] = readAdapter({ path: pf.dir, scale: 1 }, config, { dtype: 'f32' });
+  assert.equal(tensorMap(p).get('layers.0.o.lora_A')!.shape, [1, 2, 24]);
+  const praw = readSafetensorsF64(path.join(pf.dir, 'adapter_model.safetensors')).tensors;
+  assertSlice(tensorMap(p).get('layers.1.down.lora_B')!.data, 0, praw.get('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight')!.data, 3 / Math.sqrt(4), 'fixture rslora');
+
+  for (const naming of ['issue', 'upstream'] as const) {
+    const mx = makeMixLoraAdapter(path.join(tmpRoot, `fx-mix-${naming}`), ck, { naming, numExperts: 3, topK: 2 });
+    const list = readAdapter({ path: mx.dir, scale: 1 }, config, { dtype: 'f32' });
+    assert.equal(list.map((x) => x.meta.router_kind), ['layerwise', 'static'], naming);
+    assert.equal(list[0].meta.target_modules, ['gate_proj', 'up_proj', 'down_proj']);
+    assert.equal(list[1].meta.target_modules, ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+    assert.equal(tensorMap(list[0]).get('layers.1.router.weight')!.shape, [3, 16]);
+  }
 });
 
 test('inputs are never modified', () => {

@@ -8,9 +8,11 @@
  *   mixlora.layers.{L}.mlp.moe_gate.weight                        [E, H]
  *   mixlora.layers.{L}.mlp.{gate,up,down}_proj.experts.{e}.lora_{A,B}.weight
  *   mixlora.layers.{L}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight
- * and as its legacy releases wrote them (routing_strategy "mixtral", see misc/legacy_weights_convertor.py):
+ * and as its older releases wrote them (routing_strategy "mixtral", see misc/legacy_weights_convertor.py):
  *   mixlora.layers.{L}.gate.weight
  *   mixlora.layers.{L}.experts.{e}.{gate_proj|up_proj|down_proj|w1_proj|w3_proj|w2_proj}.lora_{A,B}.weight
+ * Both routing_strategy values mean the same top-k softmax routing, and both naming schemes are accepted with
+ * either value (each name is unambiguous); error messages use the scheme the file uses.
  * MixLoRA's own loader applies the top-level r / lora_alpha (and use_rslora) to every LoRA, experts included;
  * so does this reader (an "expert_lora" section is not used by MixLoRA's inference code either).
  */
@@ -50,9 +52,8 @@ export function readMixLora(spec: AdapterSpec, folder: AdapterFolder, base: Adap
   const cfg = folder.config;
   const strategy = cfg.routing_strategy;
   if (strategy !== 'mixlora' && strategy !== 'mixtral') {
-    throw fileError(cf, `routing_strategy ${JSON.stringify(strategy ?? null)} is not supported (only "mixlora" top-k routing, or legacy "mixtral")`);
+    throw fileError(cf, `routing_strategy ${JSON.stringify(strategy ?? null)} is not supported (only top-k routing: "mixlora", or "mixtral" as older releases call it)`);
   }
-  const legacy = strategy === 'mixtral';
   const r = intField(cfg, 'r', cf, { min: 1 });
   const alpha = numField(cfg, 'lora_alpha', cf);
   const rslora = boolField(cfg, 'use_rslora', cf);
@@ -91,12 +92,15 @@ export function readMixLora(spec: AdapterSpec, folder: AdapterFolder, base: Adap
       if (!targets.includes(m)) throw fileError(wf, `extra tensor ${name}: ${m.hf} is not in target_modules of ${cf}`);
       return m;
     };
+    let sawLegacy = false;
     for (const [name] of w.tensors) {
       if (name.startsWith('__pad__')) continue;
       let m: RegExpExecArray | null;
-      if ((m = (legacy ? /^mixlora\.layers\.(\d+)\.gate\.weight$/ : /^mixlora\.layers\.(\d+)\.mlp\.moe_gate\.weight$/).exec(name))) {
+      if ((m = /^mixlora\.layers\.(\d+)\.(mlp\.moe_gate|gate)\.weight$/.exec(name))) {
         const L = Number(m[1]);
         layerOk(L, name);
+        if (m[2] === 'gate') sawLegacy = true;
+        if (gates.has(L)) throw fileError(wf, `duplicate routers for layer ${L}: ${gates.get(L)} and ${name}`);
         gates.set(L, name);
       } else if ((m = /^mixlora\.layers\.(\d+)\.self_attn\.([a-z_0-9]+)\.lora_(A|B)\.weight$/.exec(name))) {
         const L = Number(m[1]);
@@ -104,21 +108,23 @@ export function readMixLora(spec: AdapterSpec, folder: AdapterFolder, base: Adap
         const mod = targetOk(moduleByHfName(m[2]), m[2], name);
         if (mod.section !== 'self_attn') throw fileError(wf, `unexpected tensor ${name}: ${mod.hf} is not an attention projection`);
         add(attn, `${L}.${mod.id}`, m[3], name);
-      } else if ((m = (legacy
-        ? /^mixlora\.layers\.(\d+)\.experts\.(\d+)\.([a-z_0-9]+)\.lora_(A|B)\.weight$/
-        : /^mixlora\.layers\.(\d+)\.mlp\.([a-z_0-9]+)\.experts\.(\d+)\.lora_(A|B)\.weight$/).exec(name))) {
+      } else if ((m = /^mixlora\.layers\.(\d+)\.mlp\.([a-z_0-9]+)\.experts\.(\d+)\.lora_(A|B)\.weight$/.exec(name))
+        || (m = /^mixlora\.layers\.(\d+)\.experts\.(\d+)\.([a-z_0-9]+)\.lora_(A|B)\.weight$/.exec(name))) {
+        const isLegacy = !name.includes('.mlp.');
+        if (isLegacy) sawLegacy = true;
         const L = Number(m[1]);
-        const raw = legacy ? m[3] : m[2];
-        const e = Number(legacy ? m[2] : m[3]);
+        const raw = isLegacy ? m[3] : m[2];
+        const e = Number(isLegacy ? m[2] : m[3]);
         layerOk(L, name);
         const mod = targetOk(moduleByHfName(LEGACY_PROJ[raw] ?? raw), raw, name);
         if (mod.section !== 'mlp') throw fileError(wf, `unexpected tensor ${name}: ${mod.hf} is not an MLP projection`);
         if (e >= E) throw fileError(wf, `extra tensor ${name}: expert ${e} but num_experts is ${E}`);
         add(experts, `${L}.${mod.id}.${e}`, m[4], name);
       } else {
-        throw fileError(wf, `unexpected tensor ${name} (not part of the MixLoRA ${legacy ? 'legacy "mixtral" ' : ''}format)`);
+        throw fileError(wf, `unexpected tensor ${name} (not part of the MixLoRA format)`);
       }
     }
+    const legacy = sawLegacy;
 
     const gateName = (L: number) => (legacy ? `mixlora.layers.${L}.gate.weight` : `mixlora.layers.${L}.mlp.moe_gate.weight`);
     const attnName = (L: number, mod: ModuleInfo, ab: string) => `mixlora.layers.${L}.self_attn.${mod.hf}.lora_${ab}.weight`;
