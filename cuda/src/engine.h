@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 // ---------------------------------------------------------------------------------------------
@@ -52,7 +53,8 @@ class ThreadPool {
   void run(void (*fn)(void *, int, int), void *ctx);
   template <class F>
   void parallel(F &&f) {  // f(tid, nth)
-    run([](void *c, int t, int n) { (*static_cast<F *>(c))(t, n); }, &f);
+    using Fn = typename std::remove_reference<F>::type;
+    run([](void *c, int t, int n) { (*static_cast<Fn *>(c))(t, n); }, (void *)&f);
   }
 
  private:
@@ -63,6 +65,7 @@ class ThreadPool {
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> busy_{false};
   void (*fn_)(void *, int, int) = nullptr;
   void *ctx_ = nullptr;
   std::mutex mu_;
@@ -106,7 +109,7 @@ void route(int dtype, int64_t n_experts, int64_t dim, int64_t top_k, const void 
            float *gates);
 // Sampler (documented in lsw.h).  work: scratch reused between calls.
 struct SampleWork {
-  std::vector<float> p;
+  std::vector<double> pd;
   std::vector<int32_t> idx;
 };
 int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &p, uint64_t step, SampleWork &w);
@@ -154,7 +157,10 @@ struct lsw_module_range {
   int64_t row0, rows, cols;
 };
 
-struct lsw_adapter;  // adapters (issue 3); defined in adapters.cpp
+// An adapter (issue 3 fills in its tensors, routing history and the per-mode state).
+struct lsw_adapter {
+  lsw_adapter_desc desc{};
+};
 
 struct lsw_model {
   lsw_model_config cfg{};

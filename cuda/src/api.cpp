@@ -1,0 +1,268 @@
+// The C ABI (cuda/include/lsw.h): argument checking, backend routing, model lifecycle.
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "backend_cuda.h"
+#include "engine.h"
+
+using namespace lsw;
+
+lsw_status lsw_validate_config(const lsw_model_config *c);
+lsw_status lsw_map_file(lsw_model *m, const char *path, uint64_t data_offset, int32_t *file_id);
+void lsw_unmap_files(lsw_model *m);
+lsw_status lsw_register_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
+                               int32_t file_id, uint64_t offset, bool check_name);
+lsw_status lsw_cpu_finalize(lsw_model *m);
+
+#if defined(LSW_HAVE_CUDA) && defined(LSW_CUDA_MODEL)
+#define LSW_CUDA_FORWARD 1
+#else
+#define LSW_CUDA_FORWARD 0
+#endif
+
+#define CHECK_MODEL(m)                                                               \
+  if (!(m)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is NULL");
+#define CHECK_FINAL(m)                                                               \
+  CHECK_MODEL(m)                                                                     \
+  if (!(m)->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is not finalized (call lsw_model_finalize)");
+
+extern "C" {
+
+LSW_API const char *lsw_version(void) { return "0.1.0"; }
+LSW_API int32_t lsw_abi_version(void) { return LSW_ABI_VERSION; }
+LSW_API int32_t lsw_cuda_available(void) {
+#ifdef LSW_HAVE_CUDA
+  return lswc_available() ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+LSW_API const char *lsw_cpu_features(void) { return simd_name(); }
+
+// ---------------------------------------------------------------------------------------------
+LSW_API lsw_status lsw_model_create(const lsw_model_config *cfg, lsw_model **out) {
+  if (!out) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "out is NULL");
+  *out = nullptr;
+  lsw_status st = lsw_validate_config(cfg);
+  if (st) return st;
+  if (cfg->backend == LSW_BACKEND_CUDA) {
+#ifndef LSW_HAVE_CUDA
+    return LSW_FAIL(LSW_E_BACKEND_UNAVAILABLE, "the CUDA backend is not built into this library (nvcc was not found)");
+#else
+    if (!lswc_available()) return LSW_FAIL(LSW_E_BACKEND_UNAVAILABLE, "no usable CUDA device");
+#if !LSW_CUDA_FORWARD
+    return LSW_FAIL(LSW_E_UNSUPPORTED, "the CUDA model forward is not implemented yet (CUDA ops are available)");
+#endif
+#endif
+  }
+  LSW_GUARD_BEGIN
+  lsw_model *m = new lsw_model();
+  m->cfg = *cfg;
+  *out = m;
+  return LSW_OK;
+  LSW_GUARD_END
+}
+
+LSW_API lsw_status lsw_model_map_file(lsw_model *m, const char *path, uint64_t data_offset, int32_t *file_id) {
+  CHECK_MODEL(m)
+  if (!path || !file_id) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "path and file_id must not be NULL");
+  if (m->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is already finalized");
+  LSW_GUARD_BEGIN
+  return lsw_map_file(m, path, data_offset, file_id);
+  LSW_GUARD_END
+}
+
+LSW_API lsw_status lsw_model_add_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim,
+                                        const int64_t *shape, int32_t file_id, uint64_t offset) {
+  CHECK_MODEL(m)
+  if (!name || !shape) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "name and shape must not be NULL");
+  if (m->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is already finalized");
+  LSW_GUARD_BEGIN
+  if (!std::strncmp(name, "adapters.", 9))
+    return LSW_FAIL(LSW_E_FORMAT, "tensor %s: no adapter registered with that id (adapters are not implemented yet)",
+                    name);
+  return lsw_register_tensor(m, name, dtype, ndim, shape, file_id, offset, true);
+  LSW_GUARD_END
+}
+
+LSW_API lsw_status lsw_model_add_adapter(lsw_model *m, const lsw_adapter_desc *desc, int32_t *adapter_id) {
+  CHECK_MODEL(m)
+  (void)desc;
+  (void)adapter_id;
+  return LSW_FAIL(LSW_E_UNSUPPORTED, "adapters are not implemented yet");
+}
+
+LSW_API lsw_status lsw_model_finalize(lsw_model *m) {
+  CHECK_MODEL(m)
+  if (m->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is already finalized");
+  LSW_GUARD_BEGIN
+  lsw_status st = lsw_cpu_finalize(m);
+  if (st) return st;
+#if LSW_CUDA_FORWARD
+  if (m->cfg.backend == LSW_BACKEND_CUDA && (st = lswc_model_finalize(m))) return st;
+#endif
+  m->finalized = true;
+  return LSW_OK;
+  LSW_GUARD_END
+}
+
+LSW_API void lsw_model_free(lsw_model *m) {
+  if (!m) return;
+#if LSW_CUDA_FORWARD
+  if (m->cuda) lswc_model_free(m);
+#endif
+  m->pool.reset();
+  lsw_unmap_files(m);
+  delete m;
+}
+
+// ---------------------------------------------------------------------------------------------
+LSW_API lsw_status lsw_model_set_mode(lsw_model *m, int32_t mode) {
+  CHECK_MODEL(m)
+  if (mode < LSW_MODE_MERGE || mode > LSW_MODE_FUSED) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "unknown mode %d", mode);
+  m->mode = mode;  // without adapters every mode runs the bare backbone
+  return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_set_sampler(lsw_model *m, const lsw_sampler_params *p) {
+  CHECK_MODEL(m)
+  if (!p) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "sampler params are NULL");
+  if (!(p->temperature >= 0) || !std::isfinite(p->temperature))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "temperature must be a finite number >= 0");
+  if (p->top_k < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "top_k must be >= 0");
+  if (!(p->top_p > 0 && p->top_p <= 1)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "top_p must be in (0, 1]");
+  if (!(p->min_p >= 0 && p->min_p <= 1)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "min_p must be in [0, 1]");
+  m->sampler = *p;
+  m->sample_step = 0;
+  return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_reset(lsw_model *m) {
+  CHECK_FINAL(m)
+  m->n_past = 0;
+  m->have_logits = false;
+  m->sample_step = 0;
+#if LSW_CUDA_FORWARD
+  if (m->cuda) lswc_model_reset(m);
+#endif
+  return LSW_OK;
+}
+
+LSW_API int32_t lsw_model_n_past(const lsw_model *m) { return m ? m->n_past : 0; }
+
+static lsw_status run_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits) {
+  if (!tokens || n <= 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no tokens to evaluate (n = %d)", n);
+  for (int32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "token %d at index %d is outside the vocabulary (size %d)", tokens[i],
+                      i, m->cfg.vocab_size);
+  if ((int64_t)m->n_past + n > m->cfg.max_context)
+    return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + %d new > max_context %d", m->n_past,
+                    n, m->cfg.max_context);
+  LSW_GUARD_BEGIN
+#if LSW_CUDA_FORWARD
+  if (m->cfg.backend == LSW_BACKEND_CUDA) return lswc_model_forward(m, tokens, n, all_logits);
+#endif
+  return lsw_cpu_forward(m, tokens, n, all_logits);
+  LSW_GUARD_END
+}
+
+static lsw_status sample_next(lsw_model *m, int32_t *next) {
+  LSW_GUARD_BEGIN
+  *next = sample(m->cfg.vocab_size, m->logits.data(), m->sampler, m->sample_step, m->sample_work);
+  m->sample_step++;
+  return LSW_OK;
+  LSW_GUARD_END
+}
+
+LSW_API lsw_status lsw_model_eval(lsw_model *m, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits) {
+  CHECK_FINAL(m)
+  if (logits && all_logits) return run_forward(m, tokens, n, logits);
+  lsw_status st = run_forward(m, tokens, n, nullptr);
+  if (st) return st;
+  if (logits) std::memcpy(logits, m->logits.data(), sizeof(float) * m->cfg.vocab_size);
+  return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_t n, int32_t *next_token) {
+  CHECK_FINAL(m)
+  if (!next_token) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "next_token is NULL");
+  lsw_status st = run_forward(m, tokens, n, nullptr);
+  if (st) return st;
+  return sample_next(m, next_token);
+}
+
+LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token) {
+  CHECK_FINAL(m)
+  if (!next_token) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "next_token is NULL");
+  lsw_status st = run_forward(m, &token, 1, nullptr);
+  if (st) return st;
+  return sample_next(m, next_token);
+}
+
+LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits) {
+  CHECK_FINAL(m)
+  if (!logits) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "logits is NULL");
+  if (!m->have_logits) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no position has been evaluated yet");
+  std::memcpy(logits, m->logits.data(), sizeof(float) * m->cfg.vocab_size);
+  return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n, int32_t *experts,
+                                        float *gates) {
+  CHECK_FINAL(m)
+  (void)pos;
+  (void)n;
+  (void)experts;
+  (void)gates;
+  return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no adapter with id %d (adapters are not implemented yet)", adapter_id);
+}
+
+LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
+  CHECK_FINAL(m)
+  if (!out) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "out is NULL");
+  std::memset(out, 0, sizeof *out);
+  uint64_t wb = 0;
+  for (const auto &ly : m->layers)
+    for (const auto &w : ly.mat) wb += w.t->nbytes;
+  wb += m->lm_head.t->nbytes;
+  wb += (uint64_t)m->cfg.hidden_size * dtype_size(m->tok_emb.dtype);  // one embedding row
+  out->weight_bytes = wb;
+  out->adapter_bytes = 0;
+  const auto &s = m->scratch;
+  out->device_bytes_peak = sizeof(float) * (m->k_cache.size() + m->v_cache.size() + m->logits.size() + s.x.size() +
+                                            s.xn.size() + s.qkv.size() + s.att.size() + s.gu.size() + s.act.size() +
+                                            s.att_work.size());
+  out->launches_per_token = 0;
+  out->graph_captured = 0;
+  out->n_threads = m->pool ? m->pool->size() : 1;
+  out->simd_level = simd_level();
+  out->merge_steps = m->merge_steps;
+  out->merge_skipped = m->merge_skipped;
+  return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
+  CHECK_FINAL(m)
+  if (n_tokens <= 0 || !ms) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n_tokens must be positive and ms non-NULL");
+  if ((int64_t)m->n_past + n_tokens > m->cfg.max_context)
+    return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + %d > max_context %d", m->n_past,
+                    n_tokens, m->cfg.max_context);
+  int32_t tok = first_token;
+  for (int32_t i = 0; i < n_tokens; i++) {
+    auto t0 = std::chrono::steady_clock::now();
+    lsw_status st = run_forward(m, &tok, 1, nullptr);
+    if (st) return st;
+    const float *l = m->logits.data();
+    int32_t best = 0;
+    for (int32_t v = 1; v < m->cfg.vocab_size; v++)
+      if (l[v] > l[best]) best = v;
+    tok = best;
+    ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return LSW_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,479 @@
+// CPU backend: errors, thread pool, SIMD dispatch and the backend-neutral kernels built on the SIMD table.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine.h"
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LSW_PAUSE() _mm_pause()
+#else
+#define LSW_PAUSE() ((void)0)
+#endif
+
+// ---------------------------------------------------------------------------------------------
+static thread_local char g_err[1024] = "";
+
+void lsw_set_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+}
+extern "C" LSW_API const char *lsw_last_error(void) { return g_err; }
+
+namespace lsw {
+
+size_t dtype_size(int dtype) {
+  switch (dtype) {
+    case LSW_DTYPE_F32: return 4;
+    case LSW_DTYPE_F16: return 2;
+    case LSW_DTYPE_BF16: return 2;
+    default: return 0;
+  }
+}
+const char *dtype_name(int dtype) {
+  switch (dtype) {
+    case LSW_DTYPE_F32: return "F32";
+    case LSW_DTYPE_F16: return "F16";
+    case LSW_DTYPE_BF16: return "BF16";
+    default: return "unknown";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIMD dispatch
+static const KernelTable *choose_kernels() {
+  int max_level = 2;
+  if (const char *e = std::getenv("LSW_SIMD")) {  // "scalar" | "avx2" | "avx512": cap the level (tests, benchmarks)
+    if (!std::strcmp(e, "scalar")) max_level = 0;
+    else if (!std::strcmp(e, "avx2")) max_level = 1;
+  }
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (max_level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return kernels_level2();
+  if (max_level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return kernels_level1();
+#endif
+  return kernels_level0();
+}
+const KernelTable &K() {
+  static const KernelTable *t = choose_kernels();
+  return *t;
+}
+int simd_level() { return K().level; }
+const char *simd_name() {
+  switch (K().level) {
+    case 2: return "avx512";
+    case 1: return "avx2+fma+f16c";
+    default: return "scalar";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool
+ThreadPool::ThreadPool(int n) : n_(n < 1 ? 1 : n) {
+  for (int t = 1; t < n_; t++) threads_.emplace_back([this, t] { worker(t); });
+}
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_.store(true);
+    gen_.fetch_add(1);
+  }
+  cv_.notify_all();
+  for (auto &th : threads_) th.join();
+}
+void ThreadPool::run(void (*fn)(void *, int, int), void *ctx) {
+  // Single thread, or the pool is busy (a concurrent caller or a nested call): run inline.
+  if (n_ == 1 || busy_.exchange(true, std::memory_order_acquire)) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  fn_ = fn;
+  ctx_ = ctx;
+  pending_.store(n_ - 1, std::memory_order_relaxed);
+  gen_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  }
+  fn(ctx, 0, n_);
+  while (pending_.load(std::memory_order_acquire) != 0) LSW_PAUSE();
+  busy_.store(false, std::memory_order_release);
+}
+void ThreadPool::worker(int tid) {
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin (hot between the ops of a forward pass), then sleep.
+    auto t0 = std::chrono::steady_clock::now();
+    uint64_t g;
+    int it = 0;
+    for (;;) {
+      g = gen_.load(std::memory_order_acquire);
+      if (g != seen) break;
+      LSW_PAUSE();
+      if (++it == 256) {
+        it = 0;
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(3000)) {
+          std::unique_lock<std::mutex> lk(mu_);
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          cv_.wait(lk, [&] { return gen_.load(std::memory_order_seq_cst) != seen; });
+          sleepers_.fetch_sub(1);
+          t0 = std::chrono::steady_clock::now();
+        }
+      }
+    }
+    seen = g;
+    if (stop_.load()) return;
+    fn_(ctx_, tid, n_);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+static int hw_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? (int)n : 1;
+}
+ThreadPool &default_pool() {
+  static ThreadPool p(hw_threads());
+  return p;
+}
+
+void split_range(int64_t total, int tid, int nth, int64_t align, int64_t *b, int64_t *e) {
+  int64_t units = (total + align - 1) / align;
+  int64_t per = units / nth, rem = units % nth;
+  int64_t ub = tid * per + std::min<int64_t>(tid, rem);
+  int64_t ue = ub + per + (tid < rem ? 1 : 0);
+  *b = std::min(total, ub * align);
+  *e = std::min(total, ue * align);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+void matmul(ThreadPool *pool, int dtype, const void *W, int64_t rows, int64_t cols, const float *X, int64_t ldx,
+            int64_t n, float *Y, int64_t ldy, bool accumulate) {
+  const KernelTable &k = K();
+  // Small problems stay on the calling thread.
+  if (!pool || pool->size() == 1 || rows * cols * std::max<int64_t>(n, 1) < 32768) {
+    k.matmul_rows(dtype, W, cols, X, ldx, n, Y, ldy, 0, rows, accumulate);
+    return;
+  }
+  pool->parallel([&](int tid, int nth) {
+    int64_t b, e;
+    split_range(rows, tid, nth, 16, &b, &e);
+    if (b < e) k.matmul_rows(dtype, W, cols, X, ldx, n, Y, ldy, b, e, accumulate);
+  });
+}
+
+void rmsnorm(int64_t n, int64_t dim, const float *X, const float *w, float eps, float *Y) {
+  const KernelTable &k = K();
+  for (int64_t t = 0; t < n; t++) {
+    const float *x = X + t * dim;
+    float *y = Y + t * dim;
+    float ss = k.dot(x, x, dim);
+    float r = 1.0f / std::sqrt(ss / (float)dim + eps);
+    for (int64_t i = 0; i < dim; i++) y[i] = x[i] * r * w[i];
+  }
+}
+
+void rope_inv_freq(const lsw_model_config *cfg, std::vector<double> &inv) {
+  const int64_t hd = cfg->head_dim, half = hd / 2;
+  inv.assign(half, 0.0);
+  const double theta = cfg->rope_theta > 0 ? cfg->rope_theta : 10000.0;
+  for (int64_t i = 0; i < half; i++) inv[i] = 1.0 / std::pow(theta, (double)(2 * i) / (double)hd);
+  if (cfg->rope_type == LSW_ROPE_LINEAR && cfg->rope_factor > 0) {
+    for (auto &f : inv) f /= cfg->rope_factor;
+  } else if (cfg->rope_type == LSW_ROPE_LLAMA3) {
+    // transformers' _compute_llama3_parameters
+    const double factor = cfg->rope_factor, lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+    const double old = cfg->rope_original_max_position;
+    const double lo_wl = old / lo, hi_wl = old / hi;
+    for (auto &f : inv) {
+      const double wl = 2.0 * M_PI / f;
+      if (wl < hi_wl) continue;  // high frequency: unchanged
+      if (wl > lo_wl) {
+        f = f / factor;
+      } else {
+        const double s = (old / wl - lo) / (hi - lo);
+        f = (1.0 - s) * f / factor + s * f;
+      }
+    }
+  }
+}
+
+void rope_tables(const std::vector<double> &inv, int64_t n, const int32_t *pos, float *cos_t, float *sin_t) {
+  const int64_t half = (int64_t)inv.size();
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t i = 0; i < half; i++) {
+      const double a = (double)pos[t] * inv[i];
+      cos_t[t * half + i] = (float)std::cos(a);
+      sin_t[t * half + i] = (float)std::sin(a);
+    }
+}
+
+void rope_apply(int64_t n, int64_t n_heads, int64_t hd, int64_t ld, const float *cos_t, const float *sin_t,
+                float *X) {
+  const int64_t half = hd / 2;
+  for (int64_t t = 0; t < n; t++) {
+    const float *c = cos_t + t * half, *s = sin_t + t * half;
+    for (int64_t h = 0; h < n_heads; h++) {
+      float *x = X + t * ld + h * hd;
+      for (int64_t i = 0; i < half; i++) {
+        const float a = x[i], b = x[i + half];
+        x[i] = a * c[i] - b * s[i];
+        x[i + half] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
+void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *Q,
+               int64_t ldq, const float *Kc, const float *Vc, int64_t ldkv, float *O, int64_t ldo, float *scratch) {
+  const KernelTable &k = K();
+  const int64_t group = nh / nkv;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  auto body = [&](int tid, int nth) {
+    float *s = scratch + (int64_t)tid * n_ctx;
+    int64_t b, e;
+    split_range(n * nh, tid, nth, 1, &b, &e);
+    for (int64_t task = b; task < e; task++) {
+      const int64_t t = task / nh, h = task % nh, g = h / group;
+      const int64_t last = n_ctx - n + t;  // inclusive
+      const float *q = Q + t * ldq + h * hd;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j <= last; j++) {
+        s[j] = k.dot(q, Kc + j * ldkv + g * hd, hd) * scale;
+        mx = std::max(mx, s[j]);
+      }
+      float sum = 0.f;
+      for (int64_t j = 0; j <= last; j++) {
+        s[j] = std::exp(s[j] - mx);
+        sum += s[j];
+      }
+      float *o = O + t * ldo + h * hd;
+      std::fill(o, o + hd, 0.f);
+      for (int64_t j = 0; j <= last; j++) k.axpy(s[j], Vc + j * ldkv + g * hd, o, hd);
+      const float inv = 1.0f / sum;
+      for (int64_t i = 0; i < hd; i++) o[i] *= inv;
+    }
+  };
+  if (pool && pool->size() > 1 && n * nh > 1)
+    pool->parallel(body);
+  else
+    body(0, 1);
+}
+
+void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo) {
+  for (int64_t t = 0; t < n; t++) {
+    const float *g = GU + t * ldgu, *u = g + inter;
+    float *o = Out + t * ldo;
+    for (int64_t i = 0; i < inter; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
+void to_f32(int dtype, const void *src, float *dst, int64_t n) { K().to_f32(dtype, src, dst, n); }
+
+static inline uint16_t f32_to_f16_rne(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0u));
+  if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  // rounds to infinity
+  if (ax < 0x38800000u) {                                      // f16 subnormal or zero: let the FPU round
+    float af;
+    std::memcpy(&af, &ax, 4);
+    float r = af + 0.5f;
+    uint32_t rb;
+    std::memcpy(&rb, &r, 4);
+    return (uint16_t)(sign | (rb - 0x3f000000u));
+  }
+  const uint32_t odd = (ax >> 13) & 1u;
+  ax += 0xc8000fffu + odd;
+  return (uint16_t)(sign | (ax >> 13));
+}
+static inline uint16_t f32_to_bf16_rne(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (uint16_t)(x >> 16);
+}
+void from_f32(int dtype, const float *src, void *dst, int64_t n) {
+  if (dtype == LSW_DTYPE_F32) {
+    std::memcpy(dst, src, n * 4);
+  } else if (dtype == LSW_DTYPE_F16) {
+    uint16_t *d = (uint16_t *)dst;
+    for (int64_t i = 0; i < n; i++) d[i] = f32_to_f16_rne(src[i]);
+  } else {
+    uint16_t *d = (uint16_t *)dst;
+    for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16_rne(src[i]);
+  }
+}
+
+// SGMM.  For each matrix m and row i, in fp32:
+//   acc[j] = W0[m][i][j]
+//   for k in 0..top_k-1, for r in 0..rank-1:  c = gates[k] * B[m][k][i][r];  acc[j] = fmaf(c, A[m][k][r][j], acc[j])
+//   W[m][i][j] = round_to_nearest_even(acc[j])
+// W depends only on (W0, A, B, gates): merging from the pristine W0 never drifts.
+void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
+          const void *W0, void *W, const void *A, const void *B, const float *gates) {
+  const KernelTable &k = K();
+  const size_t es = dtype_size(dtype);
+  auto body = [&](int tid, int nth) {
+    std::vector<float> a((size_t)(top_k * rank * cols)), acc((size_t)cols), brow((size_t)rank);
+    int64_t b, e;
+    split_range(rows, tid, nth, 8, &b, &e);
+    for (int64_t m = 0; m < n_mats && b < e; m++) {
+      const char *Am = (const char *)A + (size_t)(m * top_k * rank * cols) * es;
+      const char *Bm = (const char *)B + (size_t)(m * top_k * rows * rank) * es;
+      k.to_f32(dtype, Am, a.data(), top_k * rank * cols);
+      for (int64_t i = b; i < e; i++) {
+        const size_t off = (size_t)((m * rows + i) * cols) * es;
+        k.to_f32(dtype, (const char *)W0 + off, acc.data(), cols);
+        for (int64_t kk = 0; kk < top_k; kk++) {
+          k.to_f32(dtype, Bm + (size_t)((kk * rows + i) * rank) * es, brow.data(), rank);
+          for (int64_t r = 0; r < rank; r++) {
+            const float c = gates[kk] * brow[r];
+            k.axpy(c, a.data() + (kk * rank + r) * cols, acc.data(), cols);
+          }
+        }
+        from_f32(dtype, acc.data(), (char *)W + off, cols);
+      }
+    }
+  };
+  if (pool && pool->size() > 1)
+    pool->parallel(body);
+  else
+    body(0, 1);
+}
+
+// Y = W x + Σ_k gates[k] · B[k] (A[k] x); u[k][r] = gates[k] * (A[k][r] · x) in fp32, then Y += B[k] u[k].
+void lora_fused(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, int64_t rank, int64_t top_k, const void *W,
+                const void *A, const void *B, const float *gates, const float *x, float *Y) {
+  const size_t es = dtype_size(dtype);
+  std::vector<float> u((size_t)(top_k * rank));
+  K().matmul_rows(dtype, A, cols, x, cols, 1, u.data(), top_k * rank, 0, top_k * rank, false);
+  for (int64_t kk = 0; kk < top_k; kk++)
+    for (int64_t r = 0; r < rank; r++) u[kk * rank + r] *= gates[kk];
+  matmul(pool, dtype, W, rows, cols, x, cols, 1, Y, rows, false);
+  for (int64_t kk = 0; kk < top_k; kk++)
+    matmul(pool, dtype, (const char *)B + (size_t)(kk * rows * rank) * es, rows, rank, u.data() + kk * rank, rank,
+           1, Y, rows, true);
+}
+
+void route(int dtype, int64_t n_experts, int64_t dim, int64_t top_k, const void *R, const float *x,
+           int32_t *experts, float *gates) {
+  std::vector<float> lg((size_t)n_experts);
+  K().matmul_rows(dtype, R, dim, x, dim, 1, lg.data(), n_experts, 0, n_experts, false);
+  double mx = -INFINITY;
+  for (float v : lg) mx = std::max(mx, (double)v);
+  std::vector<double> p((size_t)n_experts);
+  double sum = 0;
+  for (int64_t e = 0; e < n_experts; e++) sum += (p[e] = std::exp((double)lg[e] - mx));
+  std::vector<char> used((size_t)n_experts, 0);
+  double ksum = 0;
+  for (int64_t j = 0; j < top_k; j++) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < n_experts; e++)
+      if (!used[e] && (best < 0 || p[e] > p[best])) best = e;
+    used[best] = 1;
+    experts[j] = (int32_t)best;
+    ksum += p[best] / sum;
+  }
+  for (int64_t j = 0; j < top_k; j++) gates[j] = (float)(p[experts[j]] / sum / ksum);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampler (the algorithm is specified in lsw.h, "Sampling").
+static inline uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+uint64_t sample_hash(uint64_t seed, uint64_t step) { return splitmix64(seed ^ splitmix64(step)); }
+
+static int32_t argmax(int64_t vocab, const float *l) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; i++)
+    if (l[i] > l[best]) best = i;
+  return (int32_t)best;
+}
+
+int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp, uint64_t step, SampleWork &w) {
+  if (!(sp.temperature > 0.f) || sp.top_k == 1) return argmax(vocab, logits);
+  auto &idx = w.idx;
+  idx.resize((size_t)vocab);
+  for (int64_t i = 0; i < vocab; i++) idx[i] = (int32_t)i;
+  int64_t nc = vocab;
+  // 1. top-k on the logits (order: logit desc, id asc)
+  if (sp.top_k > 0 && sp.top_k < vocab) {
+    nc = sp.top_k;
+    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    std::nth_element(idx.begin(), idx.begin() + (nc - 1), idx.end(), by_logit);
+    std::sort(idx.begin(), idx.begin() + nc);  // back to ascending id
+  }
+  // 2. temperature + softmax in fp64: p_i = exp(l_i/T - max_j l_j/T) / Σ
+  std::vector<double> &p = w.pd;
+  p.resize((size_t)vocab);
+  const double T = sp.temperature;
+  double mx = -INFINITY;
+  for (int64_t c = 0; c < nc; c++) mx = std::max(mx, (double)logits[idx[c]] / T);
+  double sum = 0;
+  for (int64_t c = 0; c < nc; c++) sum += (p[idx[c]] = std::exp((double)logits[idx[c]] / T - mx));
+  for (int64_t c = 0; c < nc; c++) p[idx[c]] /= sum;
+  // 3. top-p: smallest prefix of (p desc, id asc) whose sum reaches top_p
+  if (sp.top_p < 1.f) {
+    auto by_p = [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
+    int64_t kk = std::min<int64_t>(nc, 64), keep = nc;
+    for (;;) {
+      std::partial_sort(idx.begin(), idx.begin() + kk, idx.begin() + nc, by_p);
+      double cum = 0;
+      int64_t j = 0;
+      for (; j < kk; j++) {
+        cum += p[idx[j]];
+        if (cum >= (double)sp.top_p) break;
+      }
+      if (j < kk) {
+        keep = j + 1;
+        break;
+      }
+      if (kk == nc) break;
+      kk = std::min<int64_t>(nc, kk * 8);
+    }
+    nc = keep;
+    std::sort(idx.begin(), idx.begin() + nc);
+  }
+  // 4. min-p: keep p_i >= min_p * max p
+  if (sp.min_p > 0.f) {
+    double pmax = 0;
+    for (int64_t c = 0; c < nc; c++) pmax = std::max(pmax, p[idx[c]]);
+    const double thr = (double)sp.min_p * pmax;
+    int64_t o = 0;
+    for (int64_t c = 0; c < nc; c++)
+      if (p[idx[c]] >= thr) idx[o++] = idx[c];
+    nc = o;
+  }
+  // 5. renormalise and draw: u in [0,1) from the hash, walk kept ids ascending.
+  double total = 0;
+  for (int64_t c = 0; c < nc; c++) total += p[idx[c]];
+  const double u = (double)(sample_hash(sp.seed, step) >> 11) * (1.0 / 9007199254740992.0);
+  const double target = u * total;
+  double cum = 0;
+  for (int64_t c = 0; c < nc; c++) {
+    cum += p[idx[c]];
+    if (cum > target) return idx[c];
+  }
+  return idx[nc - 1];
+}
+
+}  // namespace lsw

@@ -1,0 +1,3 @@
+#define LSW_LEVEL 0
+#define LSW_KNS k0
+#include "kern_impl.inc"

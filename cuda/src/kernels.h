@@ -1,0 +1,24 @@
+// Run-time dispatched SIMD kernel table (one per instruction-set level, see kern_impl.inc).
+#pragma once
+#include <cstdint>
+
+#include "lsw.h"
+
+#define LSW_CAT_(a, b) a##b
+#define LSW_CAT(a, b) LSW_CAT_(a, b)
+
+namespace lsw {
+struct KernelTable {
+  int level;
+  // Y[t*ldy + r] (= or +=) dot(W[r][:], X[t*ldx + :]) for r in [r0,r1), t in [0,n)
+  void (*matmul_rows)(int dtype, const void *W, int64_t cols, const float *X, int64_t ldx, int64_t n, float *Y,
+                      int64_t ldy, int64_t r0, int64_t r1, bool acc);
+  void (*axpy)(float a, const float *x, float *y, int64_t n);  // y = fma(a, x, y), one rounding per element
+  float (*dot)(const float *a, const float *b, int64_t n);
+  void (*to_f32)(int dtype, const void *src, float *dst, int64_t n);
+};
+const KernelTable *kernels_level0();
+const KernelTable *kernels_level1();
+const KernelTable *kernels_level2();
+const KernelTable &K();  // the table chosen for this CPU (LSW_SIMD env var may force a lower level)
+}  // namespace lsw

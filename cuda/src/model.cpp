@@ -1,0 +1,360 @@
+// Model building (mapping, tensor registration and validation) and the CPU forward.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "engine.h"
+
+using namespace lsw;
+
+lsw_module_range lsw_model::module_range(int layer, int module) const {
+  (void)layer;
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+  switch (module) {
+    case LSW_MOD_Q: return {LSW_MAT_QKV, 0, q_dim, H};
+    case LSW_MOD_K: return {LSW_MAT_QKV, q_dim, kv_dim, H};
+    case LSW_MOD_V: return {LSW_MAT_QKV, q_dim + kv_dim, kv_dim, H};
+    case LSW_MOD_O: return {LSW_MAT_O, 0, H, q_dim};
+    case LSW_MOD_GATE: return {LSW_MAT_GATE_UP, 0, I, H};
+    case LSW_MOD_UP: return {LSW_MAT_GATE_UP, I, I, H};
+    default: return {LSW_MAT_DOWN, 0, H, I};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+lsw_status lsw_validate_config(const lsw_model_config *c) {
+  if (!c) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config is NULL");
+#define POS(f)                                                                                  \
+  if (c->f <= 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: " #f " must be positive (got %d)", (int)c->f);
+  POS(vocab_size) POS(hidden_size) POS(intermediate_size) POS(num_layers) POS(num_heads) POS(num_kv_heads)
+  POS(head_dim) POS(max_context)
+#undef POS
+  if (c->num_heads % c->num_kv_heads)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: num_heads (%d) is not a multiple of num_kv_heads (%d)",
+                    c->num_heads, c->num_kv_heads);
+  if (c->head_dim % 2) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: head_dim (%d) must be even", c->head_dim);
+  if (!(c->rms_norm_eps >= 0) || !std::isfinite(c->rms_norm_eps))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: rms_norm_eps must be a finite non-negative number");
+  if (!(c->rope_theta > 0) || !std::isfinite(c->rope_theta))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: rope_theta must be positive");
+  if (c->rope_type < LSW_ROPE_DEFAULT || c->rope_type > LSW_ROPE_LLAMA3)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown rope_type %d", c->rope_type);
+  if (c->rope_type != LSW_ROPE_DEFAULT && !(c->rope_factor > 0))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: rope_factor must be positive for rope scaling");
+  if (c->rope_type == LSW_ROPE_LLAMA3 &&
+      (!(c->rope_high_freq_factor > c->rope_low_freq_factor) || !(c->rope_low_freq_factor > 0) ||
+       c->rope_original_max_position <= 0))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT,
+                    "config: llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor and "
+                    "original_max_position > 0");
+  if (c->backend != LSW_BACKEND_CPU && c->backend != LSW_BACKEND_CUDA)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown backend %d", c->backend);
+  if (c->n_threads < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: n_threads must be >= 0");
+  return LSW_OK;
+}
+
+lsw_status lsw_map_file(lsw_model *m, const char *path, uint64_t data_offset, int32_t *file_id) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return LSW_FAIL(LSW_E_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return LSW_FAIL(LSW_E_IO, "%s: cannot stat: %s", path, strerror(e));
+  }
+  const uint64_t size = (uint64_t)st.st_size;
+  if (data_offset > size) {
+    ::close(fd);
+    return LSW_FAIL(LSW_E_FORMAT, "%s: data offset %llu lies past the end of the file (%llu bytes)", path,
+                    (unsigned long long)data_offset, (unsigned long long)size);
+  }
+  void *base = nullptr;
+  if (size > 0) {
+    base = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (base == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      return LSW_FAIL(LSW_E_IO, "%s: mmap failed: %s", path, strerror(e));
+    }
+  }
+  lsw_file f;
+  f.path = path;
+  f.fd = fd;
+  f.base = base;
+  f.size = size;
+  f.data_offset = data_offset;
+  m->files.push_back(f);
+  *file_id = (int32_t)m->files.size() - 1;
+  return LSW_OK;
+}
+
+void lsw_unmap_files(lsw_model *m) {
+  for (auto &f : m->files) {
+    if (f.base) munmap(f.base, f.size);
+    if (f.fd >= 0) ::close(f.fd);
+    f.base = nullptr;
+    f.fd = -1;
+  }
+}
+
+// Expected shape/dtype class of a backbone tensor name. Returns false for an unknown name.
+static bool expected_shape(const lsw_model *m, const std::string &name, std::vector<int64_t> &shape, bool &is_f32_1d,
+                           int &layer) {
+  const auto &c = m->cfg;
+  const int64_t V = c.vocab_size, H = c.hidden_size, I = c.intermediate_size;
+  const int64_t qd = (int64_t)c.num_heads * c.head_dim, kvd = (int64_t)c.num_kv_heads * c.head_dim;
+  layer = -1;
+  is_f32_1d = false;
+  if (name == "tok_embeddings.weight" || name == "lm_head.weight") {
+    shape = {V, H};
+    return true;
+  }
+  if (name == "norm.weight") {
+    shape = {H};
+    is_f32_1d = true;
+    return true;
+  }
+  if (name.compare(0, 7, "layers.") != 0) return false;
+  size_t p = 7, q = name.find('.', p);
+  if (q == std::string::npos || q == p || q - p > 9) return false;
+  for (size_t i = p; i < q; i++)
+    if (name[i] < '0' || name[i] > '9') return false;
+  layer = std::stoi(name.substr(p, q - p));
+  if (layer >= c.num_layers) return false;
+  const std::string rest = name.substr(q + 1);
+  if (rest == "attn_norm.weight" || rest == "ffn_norm.weight") {
+    shape = {H};
+    is_f32_1d = true;
+  } else if (rest == "attn.wqkv.weight") {
+    shape = {qd + 2 * kvd, H};
+  } else if (rest == "attn.bqkv.bias") {
+    shape = {qd + 2 * kvd};
+    is_f32_1d = true;
+  } else if (rest == "attn.wo.weight") {
+    shape = {H, qd};
+  } else if (rest == "ffn.w_gate_up.weight") {
+    shape = {2 * I, H};
+  } else if (rest == "ffn.w_down.weight") {
+    shape = {H, I};
+  } else {
+    return false;
+  }
+  return true;
+}
+
+static std::string shape_str(int32_t ndim, const int64_t *s) {
+  std::string r = "[";
+  for (int i = 0; i < ndim; i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+lsw_status lsw_register_tensor(lsw_model *m, const char *cname, int32_t dtype, int32_t ndim, const int64_t *shape,
+                               int32_t file_id, uint64_t offset, bool check_name) {
+  const std::string name = cname;
+  if (m->tensors.count(name)) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: registered twice", cname);
+  if (dtype_size(dtype) == 0) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: unknown dtype %d", cname, dtype);
+  if (ndim < 1 || ndim > 4 || !shape) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: bad rank %d", cname, ndim);
+  uint64_t count = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] <= 0 || shape[i] > (int64_t)1 << 40)
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: bad dimension %lld", cname, (long long)shape[i]);
+    count *= (uint64_t)shape[i];
+    if (count > ((uint64_t)1 << 46)) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: too large", cname);
+  }
+  if (check_name) {
+    std::vector<int64_t> exp;
+    bool f32_1d;
+    int layer;
+    if (!expected_shape(m, name, exp, f32_1d, layer))
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: unknown tensor name for this model (num_layers %d)", cname,
+                      m->cfg.num_layers);
+    if ((int)exp.size() != ndim || !std::equal(exp.begin(), exp.end(), shape))
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: shape %s contradicts the config (expected %s)", cname,
+                      shape_str(ndim, shape).c_str(), shape_str((int)exp.size(), exp.data()).c_str());
+    if (f32_1d && dtype != LSW_DTYPE_F32)
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: dtype %s, expected F32", cname, dtype_name(dtype));
+  }
+  if (file_id < 0 || file_id >= (int32_t)m->files.size())
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: no mapped file with id %d", cname, file_id);
+  const lsw_file &f = m->files[file_id];
+  const uint64_t nbytes = count * dtype_size(dtype);
+  const uint64_t avail = f.size - f.data_offset;
+  if (offset > avail || nbytes > avail - offset)
+    return LSW_FAIL(LSW_E_FORMAT, "%s: tensor %s: bytes [%llu, %llu) of the data section lie past the end of the file "
+                    "(data section is %llu bytes)", f.path.c_str(), cname, (unsigned long long)offset,
+                    (unsigned long long)(offset + nbytes), (unsigned long long)avail);
+  lsw_tensor t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape.assign(shape, shape + ndim);
+  t.file_id = file_id;
+  t.offset = offset;
+  t.data = (const char *)f.base + f.data_offset + offset;
+  t.nbytes = nbytes;
+  m->tensors.emplace(name, std::move(t));
+  return LSW_OK;
+}
+
+static lsw_status need(lsw_model *m, const std::string &name, lsw_weight *w) {
+  auto it = m->tensors.find(name);
+  if (it == m->tensors.end()) return LSW_FAIL(LSW_E_FORMAT, "tensor %s is missing", name.c_str());
+  const lsw_tensor &t = it->second;
+  w->data = t.data;
+  w->dtype = t.dtype;
+  w->rows = t.shape[0];
+  w->cols = t.shape.size() > 1 ? t.shape[1] : 1;
+  w->t = &t;
+  return LSW_OK;
+}
+
+void lsw_scratch_reserve(lsw_model *m, int64_t n) {
+  auto &s = m->scratch;
+  if (n <= s.cap) return;
+  const auto &c = m->cfg;
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  s.x.resize(n * H);
+  s.xn.resize(n * std::max(H, I));
+  s.qkv.resize(n * m->qkv_dim);
+  s.att.resize(n * m->q_dim);
+  s.gu.resize(n * 2 * I);
+  s.act.resize(n * I);
+  s.cos_t.resize(n * c.head_dim / 2);
+  s.sin_t.resize(n * c.head_dim / 2);
+  s.cap = n;
+}
+
+lsw_status lsw_cpu_finalize(lsw_model *m) {
+  const auto &c = m->cfg;
+  lsw_status st;
+  m->q_dim = (int64_t)c.num_heads * c.head_dim;
+  m->kv_dim = (int64_t)c.num_kv_heads * c.head_dim;
+  m->qkv_dim = m->q_dim + 2 * m->kv_dim;
+  if ((st = need(m, "tok_embeddings.weight", &m->tok_emb))) return st;
+  lsw_weight nw;
+  if ((st = need(m, "norm.weight", &nw))) return st;
+  m->norm = (const float *)nw.data;
+  if (c.tie_embeddings) {
+    if (m->tensors.count("lm_head.weight"))
+      return LSW_FAIL(LSW_E_FORMAT, "tensor lm_head.weight is present but tie_embeddings is set");
+    m->lm_head = m->tok_emb;
+  } else if ((st = need(m, "lm_head.weight", &m->lm_head))) {
+    return st;
+  }
+  m->layers.assign(c.num_layers, lsw_layer{});
+  for (int L = 0; L < c.num_layers; L++) {
+    const std::string p = "layers." + std::to_string(L) + ".";
+    lsw_layer &ly = m->layers[L];
+    if ((st = need(m, p + "attn_norm.weight", &nw))) return st;
+    ly.attn_norm = (const float *)nw.data;
+    if ((st = need(m, p + "ffn_norm.weight", &nw))) return st;
+    ly.ffn_norm = (const float *)nw.data;
+    if ((st = need(m, p + "attn.wqkv.weight", &ly.mat[LSW_MAT_QKV]))) return st;
+    if ((st = need(m, p + "attn.wo.weight", &ly.mat[LSW_MAT_O]))) return st;
+    if ((st = need(m, p + "ffn.w_gate_up.weight", &ly.mat[LSW_MAT_GATE_UP]))) return st;
+    if ((st = need(m, p + "ffn.w_down.weight", &ly.mat[LSW_MAT_DOWN]))) return st;
+    if (c.qkv_bias) {
+      if ((st = need(m, p + "attn.bqkv.bias", &nw))) return st;
+      ly.bqkv = (const float *)nw.data;
+    } else if (m->tensors.count(p + "attn.bqkv.bias")) {
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %sattn.bqkv.bias is present but qkv_bias is not set", p.c_str());
+    }
+  }
+  int nt = c.n_threads > 0 ? c.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  m->pool.reset(new ThreadPool(nt));
+  rope_inv_freq(&m->cfg, m->inv_freq);
+  const int64_t kvn = (int64_t)c.num_layers * c.max_context * m->kv_dim;
+  m->k_cache.assign(kvn, 0.f);
+  m->v_cache.assign(kvn, 0.f);
+  m->logits.assign(c.vocab_size, 0.f);
+  lsw_scratch_reserve(m, 1);
+  m->scratch.att_work.resize((size_t)nt * c.max_context);
+  return LSW_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward.  Every linear goes through linear(): adapters (issue 3) hook in here.
+static inline void linear(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
+  const lsw_weight &w = m->layers[L].mat[mat];
+  matmul(m->pool.get(), w.dtype, w.data, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
+}
+
+template <class F>
+static inline void par_tokens(lsw_model *m, int64_t n, F &&f) {  // f(t0, t1)
+  if (n == 1 || m->pool->size() == 1) {
+    f(0, n);
+    return;
+  }
+  m->pool->parallel([&](int tid, int nth) {
+    int64_t b, e;
+    split_range(n, tid, nth, 1, &b, &e);
+    if (b < e) f(b, e);
+  });
+}
+
+static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float *all_logits) {
+  const auto &c = m->cfg;
+  auto &s = m->scratch;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
+  const int64_t qd = m->q_dim, kvd = m->kv_dim, qkvd = m->qkv_dim;
+  const int64_t pos0 = m->n_past;
+  ThreadPool *pool = m->pool.get();
+  lsw_scratch_reserve(m, n);
+
+  std::vector<int32_t> pos(n);
+  for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
+  rope_tables(m->inv_freq, n, pos.data(), s.cos_t.data(), s.sin_t.data());
+  const size_t es = dtype_size(m->tok_emb.dtype);
+  for (int64_t t = 0; t < n; t++)
+    to_f32(m->tok_emb.dtype, (const char *)m->tok_emb.data + (size_t)tokens[t] * H * es, s.x.data() + t * H, H);
+
+  float *x = s.x.data(), *xn = s.xn.data(), *qkv = s.qkv.data();
+  for (int L = 0; L < c.num_layers; L++) {
+    const lsw_layer &ly = m->layers[L];
+    par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.attn_norm, c.rms_norm_eps, xn + a * H); });
+    linear(m, L, LSW_MAT_QKV, xn, n, qkv, qkvd, false);
+    par_tokens(m, n, [&](int64_t a, int64_t b) {
+      for (int64_t t = a; t < b; t++) {
+        float *r = qkv + t * qkvd;
+        if (ly.bqkv)
+          for (int64_t i = 0; i < qkvd; i++) r[i] += ly.bqkv[i];
+        rope_apply(1, c.num_heads, hd, qkvd, s.cos_t.data() + t * (hd / 2), s.sin_t.data() + t * (hd / 2), r);
+        rope_apply(1, c.num_kv_heads, hd, qkvd, s.cos_t.data() + t * (hd / 2), s.sin_t.data() + t * (hd / 2), r + qd);
+        std::memcpy(m->k_at(L, pos0 + t), r + qd, kvd * sizeof(float));
+        std::memcpy(m->v_at(L, pos0 + t), r + qd + kvd, kvd * sizeof(float));
+      }
+    });
+    attention(pool, n, pos0 + n, c.num_heads, c.num_kv_heads, hd, qkv, qkvd, m->k_at(L, 0), m->v_at(L, 0), kvd,
+              s.att.data(), qd, s.att_work.data());
+    linear(m, L, LSW_MAT_O, s.att.data(), n, x, H, true);  // residual fused: x += Wo att
+    par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.ffn_norm, c.rms_norm_eps, xn + a * H); });
+    linear(m, L, LSW_MAT_GATE_UP, xn, n, s.gu.data(), 2 * I, false);
+    par_tokens(m, n, [&](int64_t a, int64_t b) { swiglu(b - a, I, s.gu.data() + a * 2 * I, 2 * I, s.act.data() + a * I, I); });
+    linear(m, L, LSW_MAT_DOWN, s.act.data(), n, x, H, true);  // x += Wdown act
+  }
+  m->n_past = (int32_t)(pos0 + n);
+  const lsw_weight &lm = m->lm_head;
+  if (all_logits) {
+    par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, m->norm, c.rms_norm_eps, xn + a * H); });
+    matmul(pool, lm.dtype, lm.data, lm.rows, lm.cols, xn, H, n, all_logits, c.vocab_size, false);
+    std::memcpy(m->logits.data(), all_logits + (n - 1) * c.vocab_size, c.vocab_size * sizeof(float));
+  } else {
+    rmsnorm(1, H, x + (n - 1) * H, m->norm, c.rms_norm_eps, xn);
+    matmul(pool, lm.dtype, lm.data, lm.rows, lm.cols, xn, H, 1, m->logits.data(), c.vocab_size, false);
+  }
+  m->have_logits = true;
+}
+
+lsw_status lsw_cpu_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits) {
+  const int64_t CH = 256;  // prefill chunk (bounds scratch memory)
+  for (int64_t t0 = 0; t0 < n; t0 += CH) {
+    const int64_t k = std::min<int64_t>(CH, n - t0);
+    forward_chunk(m, tokens + t0, k, all_logits ? all_logits + t0 * m->cfg.vocab_size : nullptr);
+  }
+  return LSW_OK;
+}
