@@ -12,6 +12,7 @@ import { UserError } from '../src/core/errors.js';
 import { readHfConfig } from '../src/core/hf-config.js';
 import { makeTinyCheckpoint, makeLoraSwitchAdapter, makePeftLoraAdapter, makeMixLoraAdapter } from './helpers/checkpoint.js';
 import { readSafetensorsF64 } from './helpers/safetensors.js';
+import { traceHeader, traceAdapters, traceTokens, TraceWriter, readTrace, parseTrace, f32Short } from '../src/core/trace.js';
 
 // head_dim != hidden/heads and nkv < nh so every module has a distinct shape
 const BASE: AdapterBaseConfig = { hidden_size: 12, intermediate_size: 18, num_layers: 3, num_heads: 4, num_kv_heads: 2, head_dim: 5 };
@@ -482,6 +483,79 @@ test('inputs are never modified', () => {
   readAdapter({ path: dir, scale: 3 }, BASE, { dtype: 'f16' });
   assert.ok(before[0].equals(fs.readFileSync(st(dir))));
   assert.ok(before[1].equals(fs.readFileSync(cfgf(dir))));
+});
+
+// ----- routing traces (src/core/trace.ts, docs/TRACE.md) ---------------------------------------------------------
+
+const TRACE_ADAPTERS = [
+  { name: 'switch', router_kind: 'pregated' as const, num_experts: 4, top_k: 2, router_input: 'self_attn.q_proj' },
+  { name: 'plain', router_kind: 'static' as const, num_experts: 1, top_k: 1, router_input: null },
+  { name: 'mix#experts', router_kind: 'layerwise' as const, num_experts: 5, top_k: 3, router_input: 'mlp.gate_proj' },
+];
+
+test('trace: header and token records from engine route blocks laid out [n][rows][top_k]', () => {
+  const L = 3;
+  const header = traceHeader({ model: 'm.lsw', mode: 'merge', backend: 'cpu', num_layers: L, adapters: traceAdapters(TRACE_ADAPTERS, L), created: new Date(0) });
+  assert.equal(header.adapters.map((a) => [a.id, a.rows]), [[0, 1], [1, 0], [2, 3]]);
+  assert.is(header.created, '1970-01-01T00:00:00.000Z');
+  const rng = new Rng(70);
+  const n = 4;
+  const e0 = Int32Array.from({ length: n * 2 }, () => rng.int(4));
+  const g0 = Float32Array.from({ length: n * 2 }, () => rng.uniform() + 0.01);
+  const e2 = Int32Array.from({ length: n * L * 3 }, () => rng.int(5));
+  const g2 = Float32Array.from({ length: n * L * 3 }, () => rng.uniform() + 0.01);
+  const toks = [0, 1, 2, 3].map((i) => ({ pos: 10 + i, token: 100 + i, text: i === 2 ? 'a "quoted"\nline' : `t${i}`, phase: (i < 2 ? 'prompt' : 'generated') as 'prompt' | 'generated' }));
+  const recs = traceTokens(header, toks, [{ adapter: 2, experts: e2, gates: g2 }, { adapter: 0, experts: e0, gates: g0 }]);
+  assert.is(recs.length, n);
+  for (let i = 0; i < n; i++) {
+    const r = recs[i];
+    assert.equal([r.pos, r.token, r.phase], [10 + i, 100 + i, i < 2 ? 'prompt' : 'generated']);
+    assert.equal(r.routes.map((x) => x.adapter), [0, 2]);
+    assert.equal(r.routes[0].experts, [e0[i * 2], e0[i * 2 + 1]]);
+    const g = r.routes[0].gates as number[];
+    for (let k = 0; k < 2; k++) assert.is(Math.fround(g[k]), g0[i * 2 + k]);
+    const ex = r.routes[1].experts as number[][];
+    const gx = r.routes[1].gates as number[][];
+    assert.is(ex.length, L);
+    for (let l = 0; l < L; l++) for (let k = 0; k < 3; k++) {
+      assert.is(ex[l][k], e2[(i * L + l) * 3 + k]);
+      assert.is(Math.fround(gx[l][k]), g2[(i * L + l) * 3 + k]);
+    }
+  }
+  assert.is(f32Short(Math.fround(0.6)), 0.6);
+  assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: e0, gates: g0 }]), /no routes for adapter 2/);
+  assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: e0.subarray(1), gates: g0 }, { adapter: 2, experts: e2, gates: g2 }]), /expected 4 x 1 x 2/);
+  const bad = Int32Array.from(e0); bad[3] = 4;
+  assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: bad, gates: g0 }, { adapter: 2, experts: e2, gates: g2 }]), /expert 4 out of range/);
+});
+
+test('trace: writer renames into place on close, round-trips through readTrace, abort leaves nothing', () => {
+  const file = path.join(tmpRoot, 'trace.jsonl');
+  const adapters = traceAdapters(TRACE_ADAPTERS.slice(0, 2), 2);
+  const w = TraceWriter.open(file, { model: 'x.lsw', mode: 'fused', backend: 'cpu', num_layers: 2, adapters });
+  w.write([{ pos: 0, token: 5, text: 'He', phase: 'prompt' }, { pos: 1, token: 6, text: 'llo', phase: 'prompt' }],
+    [{ adapter: 0, experts: [1, 3, 0, 2], gates: [0.7, 0.3, 0.55, 0.45] }]);
+  assert.not.ok(fs.existsSync(file), 'nothing under the final name before close');
+  w.write([{ pos: 2, token: 7, text: '!', phase: 'generated' }], [{ adapter: 0, experts: [2, 1], gates: [0.5, 0.5] }]);
+  w.close();
+  assert.is(w.tokensWritten, 3);
+  const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+  assert.is(lines.length, 4);
+  const t = readTrace(file);
+  assert.is(t.header.mode, 'fused');
+  assert.equal(t.tokens.map((x) => [x.pos, x.text, x.phase]), [[0, 'He', 'prompt'], [1, 'llo', 'prompt'], [2, '!', 'generated']]);
+  assert.equal(t.tokens[1].routes, [{ adapter: 0, experts: [0, 2], gates: [0.55, 0.45] }]);
+  assert.equal(fs.readdirSync(tmpRoot).filter((f) => f.includes('trace.jsonl.')), []);
+  const f2 = path.join(tmpRoot, 'aborted.jsonl');
+  const w2 = TraceWriter.open(f2, { model: 'x', mode: 'merge', backend: 'cpu', num_layers: 2, adapters });
+  w2.abort();
+  assert.equal(fs.readdirSync(tmpRoot).filter((f) => f.includes('aborted')), []);
+  // malformed traces: one line naming the file and the line
+  const lines2 = [...lines];
+  lines2[2] = '{"type":"token","pos":1,"token":6,"text":"x","phase":"prompt","routes":[{"adapter":0,"experts":[0,9],"gates":[0.5,0.5]}]}';
+  expectUserError(() => parseTrace(lines2.join('\n'), 'bad.jsonl'), 'bad.jsonl', /line 3: routes of adapter 0 do not match/);
+  expectUserError(() => parseTrace('{"type":"token"}\n', 'bad.jsonl'), 'bad.jsonl', /line 1: not a lora-switch trace header/);
+  expectUserError(() => parseTrace(`${lines[0]}\n{oops`, 'bad.jsonl'), 'bad.jsonl', /line 2: not valid JSON/);
 });
 
 test.after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
