@@ -1,0 +1,105 @@
+// Shared helpers of the CUDA backend: error handling, dtype traits, 16-byte vector loads, reductions.
+// Style (ggml-cuda): kernel -> launcher(stream) returning cudaError_t -> entry returning lsw_status.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include "lsw.h"
+
+// Defined by the engine (cuda/src/engine.h); the dev harness provides its own.
+extern "C++" void lsw_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// cudaError_t -> lsw_status (+ message naming the failing call). Out-of-memory -> LSW_E_OUT_OF_MEMORY.
+lsw_status lswc_cuda_fail(cudaError_t e, const char *what, const char *file, int line);
+
+#define LSWC_CHECK(call)                                                        \
+  do {                                                                          \
+    cudaError_t e_ = (call);                                                    \
+    if (e_ != cudaSuccess) return lswc_cuda_fail(e_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+// In launchers: return the launch error (configuration errors) to the caller.
+#define LSWC_LAUNCH_RET() return cudaGetLastError()
+
+namespace lswc {
+
+constexpr int WARP = 32;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// ---- dtype traits ------------------------------------------------------------------------------
+template <typename T> struct Tr;
+template <> struct Tr<float> {
+  static constexpr int VEC = 4;  // elements per 16-byte load
+  static constexpr int dtype = LSW_DTYPE_F32;
+  __device__ __forceinline__ static float to_f(float v) { return v; }
+  __device__ __forceinline__ static float from_f(float v) { return v; }
+};
+template <> struct Tr<__half> {
+  static constexpr int VEC = 8;
+  static constexpr int dtype = LSW_DTYPE_F16;
+  __device__ __forceinline__ static float to_f(__half v) { return __half2float(v); }
+  __device__ __forceinline__ static __half from_f(float v) { return __float2half_rn(v); }
+};
+template <> struct Tr<__nv_bfloat16> {
+  static constexpr int VEC = 8;
+  static constexpr int dtype = LSW_DTYPE_BF16;
+  __device__ __forceinline__ static float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ __forceinline__ static __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
+};
+
+// 16 bytes of T -> Tr<T>::VEC floats
+__device__ __forceinline__ void unpack(const uint4 &u, float *f, const float *) {
+  f[0] = __uint_as_float(u.x); f[1] = __uint_as_float(u.y); f[2] = __uint_as_float(u.z); f[3] = __uint_as_float(u.w);
+}
+__device__ __forceinline__ void unpack(const uint4 &u, float *f, const __half *) {
+  const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) { float2 t = __half22float2(h[i]); f[2 * i] = t.x; f[2 * i + 1] = t.y; }
+}
+__device__ __forceinline__ void unpack(const uint4 &u, float *f, const __nv_bfloat16 *) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) { f[2 * i] = __uint_as_float(w[i] << 16); f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+}
+template <typename T> __device__ __forceinline__ void unpack16(const uint4 &u, float *f) { unpack(u, f, (const T *)nullptr); }
+
+// VEC floats -> 16 bytes of T (round to nearest even)
+template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
+  uint4 u;
+  T *t = reinterpret_cast<T *>(&u);
+#pragma unroll
+  for (int i = 0; i < Tr<T>::VEC; i++) t[i] = Tr<T>::from_f(f[i]);
+  return u;
+}
+
+// streaming 16-byte load that does not allocate in L1 (weights are touched once per token)
+__device__ __forceinline__ uint4 ld_stream(const void *p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
+  asm volatile("st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};" :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }
+
+}  // namespace lswc

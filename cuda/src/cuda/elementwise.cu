@@ -1,0 +1,144 @@
+// RMSNorm, RoPE, SwiGLU, residual add, embedding lookup, dtype conversion.
+#include "kernels.cuh"
+
+namespace lswc {
+
+// One block per row: Y = X / sqrt(mean(X^2) + eps) * w
+__global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__restrict__ X, int ldx,
+                                                      const float *__restrict__ w, float eps, float *__restrict__ Y,
+                                                      int ldy) {
+  const float *x = X + (size_t)blockIdx.x * ldx;
+  float *y = Y + (size_t)blockIdx.x * ldy;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
+  __shared__ float red[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) red[0] = 1.f / sqrtf(v / (float)dim + eps);
+  }
+  __syncthreads();
+  const float inv = red[0];
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) y[i] = x[i] * inv * w[i];
+}
+
+cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, float eps, float *Y, int ldy,
+                    cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  rmsnorm_kernel<<<n, 256, 0, s>>>(dim, X, ldx, w, eps, Y, ldy);
+  LSWC_LAUNCH_RET();
+}
+
+// Thread per rotated pair.  angle in fp64 (as the CPU tables), cos/sin rounded to fp32, rotation in fp32.
+__global__ void rope_kernel(int n, int n_heads, int hd, int ld, const int *__restrict__ pos,
+                            const double *__restrict__ inv_freq, float *__restrict__ X) {
+  const int half = hd >> 1;
+  const long long total = (long long)n * n_heads * half;
+  for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
+    const int i = (int)(q % half);
+    const long long th = q / half;
+    const int h = (int)(th % n_heads), t = (int)(th / n_heads);
+    const double ang = (double)pos[t] * inv_freq[i];
+    double sd, cd;
+    sincos(ang, &sd, &cd);
+    const float c = (float)cd, s = (float)sd;
+    float *x = X + (size_t)t * ld + (size_t)h * hd;
+    const float x0 = x[i], x1 = x[i + half];
+    x[i] = x0 * c - x1 * s;
+    x[i + half] = x1 * c + x0 * s;
+  }
+}
+
+cudaError_t rope(int n, int n_heads, int head_dim, int ld, const int *positions, const double *inv_freq, float *X,
+                 cudaStream_t s) {
+  const long long total = (long long)n * n_heads * (head_dim / 2);
+  if (total <= 0) return cudaSuccess;
+  rope_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(n, n_heads, head_dim, ld, positions,
+                                                                                  inv_freq, X);
+  LSWC_LAUNCH_RET();
+}
+
+__global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, int ldgu, float *__restrict__ Out,
+                              int ldo) {
+  const long long total = (long long)n * inter;
+  for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
+    const int t = (int)(q / inter), i = (int)(q % inter);
+    const float g = GU[(size_t)t * ldgu + i], u = GU[(size_t)t * ldgu + inter + i];
+    Out[(size_t)t * ldo + i] = g / (1.f + expf(-g)) * u;
+  }
+}
+
+cudaError_t swiglu(int n, int inter, const float *GU, int ldgu, float *Out, int ldo, cudaStream_t s) {
+  const long long total = (long long)n * inter;
+  if (total <= 0) return cudaSuccess;
+  swiglu_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(n, inter, GU, ldgu, Out, ldo);
+  LSWC_LAUNCH_RET();
+}
+
+__global__ void add_kernel(long long n, float *__restrict__ Y, const float *__restrict__ X) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    Y[i] += X[i];
+}
+
+cudaError_t add_inplace(long long n, float *Y, const float *X, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  add_kernel<<<(int)std::min<long long>((n + 255) / 256, 8192), 256, 0, s>>>(n, Y, X);
+  LSWC_LAUNCH_RET();
+}
+
+template <typename T>
+__global__ void embed_kernel(const T *__restrict__ E, int dim, const int *__restrict__ tokens, float *__restrict__ Out) {
+  const T *e = E + (size_t)tokens[blockIdx.x] * dim;
+  float *o = Out + (size_t)blockIdx.x * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = Tr<T>::to_f(e[i]);
+}
+
+cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  switch (dtype) {
+    case LSW_DTYPE_F32: embed_kernel<float><<<n, 256, 0, s>>>((const float *)E, dim, tokens, Out); break;
+    case LSW_DTYPE_F16: embed_kernel<__half><<<n, 256, 0, s>>>((const __half *)E, dim, tokens, Out); break;
+    case LSW_DTYPE_BF16: embed_kernel<__nv_bfloat16><<<n, 256, 0, s>>>((const __nv_bfloat16 *)E, dim, tokens, Out); break;
+    default: return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+
+template <typename T>
+__global__ void to_f32_kernel(const T *__restrict__ src, float *__restrict__ dst, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    dst[i] = Tr<T>::to_f(src[i]);
+}
+template <typename T>
+__global__ void from_f32_kernel(const float *__restrict__ src, T *__restrict__ dst, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    dst[i] = Tr<T>::from_f(src[i]);
+}
+
+cudaError_t to_f32(int dtype, const void *src, float *dst, long long n, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  const int g = (int)std::min<long long>((n + 255) / 256, 8192);
+  switch (dtype) {
+    case LSW_DTYPE_F32: to_f32_kernel<float><<<g, 256, 0, s>>>((const float *)src, dst, n); break;
+    case LSW_DTYPE_F16: to_f32_kernel<__half><<<g, 256, 0, s>>>((const __half *)src, dst, n); break;
+    case LSW_DTYPE_BF16: to_f32_kernel<__nv_bfloat16><<<g, 256, 0, s>>>((const __nv_bfloat16 *)src, dst, n); break;
+    default: return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  const int g = (int)std::min<long long>((n + 255) / 256, 8192);
+  switch (dtype) {
+    case LSW_DTYPE_F32: from_f32_kernel<float><<<g, 256, 0, s>>>(src, (float *)dst, n); break;
+    case LSW_DTYPE_F16: from_f32_kernel<__half><<<g, 256, 0, s>>>(src, (__half *)dst, n); break;
+    case LSW_DTYPE_BF16: from_f32_kernel<__nv_bfloat16><<<g, 256, 0, s>>>(src, (__nv_bfloat16 *)dst, n); break;
+    default: return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+
+}  // namespace lswc

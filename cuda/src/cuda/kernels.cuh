@@ -1,0 +1,129 @@
+// Launchers of the CUDA backend.  Each launches on `stream`, takes device pointers, returns the launch
+// error (cudaGetLastError) and never synchronises.  The lswc_op_* entries (ops.cu), the model forward and
+// the dev harness (cuda/dev/bench_kernels.cu) all call these, so the harness validates production code.
+#pragma once
+#include "common.cuh"
+
+namespace lswc {
+
+// ---- fused-LoRA epilogue of the decode GEMV (fused mode) ----------------------------------------
+// Rows [row0, row0+rows) of the output (a module inside a fused matrix) get
+//   + Σ_k Σ_j B[experts[k]][row - row0][j] * t[k*rank + j]
+// where t (from lora_shrink) already holds g_k * (A_{e_k} x)_j.  B: [E][rows][rank] in the weight dtype.
+struct LoraSeg {
+  int row0, rows, rank;
+  const void *B;
+  const float *t;        // [top_k][rank]
+  const int *experts;    // [top_k], device
+};
+struct LoraEpilogue {
+  int nseg = 0;  // 0: no LoRA
+  int top_k = 0;
+  LoraSeg seg[3];
+};
+
+// ---- GEMV / GEMM ---------------------------------------------------------------------------------
+// Y[t*ldy + r] = dot(W[r][0:cols], X[t*ldx + 0:cols]) (+ bias[r]) (+ Y[t*ldy + r] if accumulate)
+//                (+ LoRA epilogue, n == 1 only),    r < rows, t < n.
+// n <= 8: bandwidth-bound GEMV (warp per `rpw` rows, 16-byte loads, several in flight).
+// n > 8 : tensor-core GEMM (see gemm.cu).
+// variant: 0 = production choice; 1..: alternatives timed by the harness (rows per warp / unroll).
+cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
+                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant = 0);
+// Plain warp-per-row scalar GEMV: the always-correct fallback (any alignment) and a harness baseline.
+cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
+                        int ldy, const float *bias, bool accumulate, cudaStream_t s);
+int gemv_variants();
+const char *gemv_variant_name(int v);
+
+// Prefill GEMM Y[n][rows] = X[n][cols] · W^T (+bias)(+Y).  precise: X is split into hi + lo halves of
+// the weight dtype (two tensor-core passes, ~fp32-accurate activations); otherwise X is rounded once to
+// the weight dtype (what cuBLAS-based engines do).  xbuf: scratch of 2*n*cols elements of the weight
+// dtype (gemm_xbuf_bytes).  F32 weights (or odd shapes) use a tiled SIMT fp32 kernel.
+size_t gemm_xbuf_bytes(int n, int cols);
+cudaError_t gemm(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
+                 const float *bias, bool accumulate, bool precise, void *xbuf, cudaStream_t s);
+cudaError_t gemm_simt(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
+                      const float *bias, bool accumulate, cudaStream_t s);
+
+// ---- LoRA shrink / expand ------------------------------------------------------------------------
+// t_j[k*rank_j + i] = gates[k] * dot(A_j[experts[k]][i][0:cols_j], x_j), for every job j, one launch.
+struct ShrinkJob {
+  const void *A;  // [E][rank][cols]
+  int rank, cols;
+  const float *x;
+  float *t;       // [top_k][rank]
+};
+struct ShrinkBatch {
+  int njobs = 0, top_k = 0;
+  const int *experts = nullptr;  // [top_k] device
+  const float *gates = nullptr;  // [top_k] device
+  ShrinkJob job[8];
+};
+cudaError_t lora_shrink(int dtype, const ShrinkBatch &b, cudaStream_t s);
+// Unfused baseline: Y[r] += gate * Σ_j B[e][r][j] t[j]  for one expert (B: [E][rows][rank]).
+cudaError_t lora_expand(int dtype, const void *B, int rows, int rank, const int *experts, int k, const float *gates,
+                        const float *t, float *Y, cudaStream_t s);
+
+// ---- SGMM (merge mode) ---------------------------------------------------------------------------
+// One descriptor per adapted matrix (a module's rows inside a fused backbone matrix):
+//   W[i][c] = round( W0[i][c] + Σ_k gates[slot][k] * Σ_j B[e_k][i][j] * A[e_k][j][c] ),  e_k = experts[slot][k]
+// computed in fp32 from the pristine W0, rounded once (drift-free: the state after any switch sequence
+// depends only on the current experts).
+struct SgmmDesc {
+  const void *W0;  // pristine rows [rows][cols]
+  void *W;         // working rows  [rows][cols]
+  const void *A;   // [E][rank][cols]
+  const void *B;   // [E][rows][rank]
+  int rows, cols, rank, slot;  // slot: which routing (layer-wise: the layer; pre-gated: 0)
+  int tile0;       // first tile index of this matrix in the flattened grid (filled by sgmm_prepare)
+  int pad_;
+};
+// Fills tile0 for the chosen kernel and returns the total number of tiles (grid size).
+int sgmm_prepare(SgmmDesc *descs_host, int n, bool tensor_cores);
+// experts/gates: [n_slots][top_k] device.  skip (nullable, device): when *skip != 0 the launch is a no-op
+// (experts unchanged; graph-replayable).  tensor_cores requires F16/BF16, rank % 16 == 0, cols % 8 == 0
+// and 16-byte aligned rows (sgmm_tc_ok).
+bool sgmm_tc_ok(int dtype, const SgmmDesc &d);
+cudaError_t sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, bool tensor_cores, int top_k,
+                 const int *experts, const float *gates, const int *skip, cudaStream_t s);
+
+// ---- elementwise / norms -------------------------------------------------------------------------
+cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, float eps, float *Y, int ldy,
+                    cudaStream_t s);
+// RoPE (HF rotate-half) in place on X[t][h][hd] (token stride ld floats), angle = pos[t] * inv_freq[i]
+// evaluated in fp64, cos/sin rounded to fp32 (matches the CPU tables).  inv_freq: [hd/2] double, device.
+cudaError_t rope(int n, int n_heads, int head_dim, int ld, const int *positions, const double *inv_freq, float *X,
+                 cudaStream_t s);
+cudaError_t swiglu(int n, int inter, const float *GU, int ldgu, float *Out, int ldo, cudaStream_t s);
+cudaError_t add_inplace(long long n, float *Y, const float *X, cudaStream_t s);
+// Out[t][0:dim] = float(E[tokens[t]][0:dim])
+cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s);
+cudaError_t to_f32(int dtype, const void *src, float *dst, long long n, cudaStream_t s);
+cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaStream_t s);
+
+// ---- attention -----------------------------------------------------------------------------------
+// Causal GQA attention, fp32.  Q row t at stride ldq, O at ldo; K,V [n_ctx][nkv*hd] at stride ldkv.
+// Query t sits at position n_ctx - n + t.  head_dim % 32 == 0, head_dim <= 256.
+// n_ctx_dev (nullable): when set, n_ctx is read from device memory (graph replay), n_ctx is then an upper bound.
+// Decode (n == 1): flash-decoding, split over the sequence, two-phase reduce (scratch: attn_scratch_floats).
+size_t attn_scratch_floats(int n_heads, int head_dim);
+cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
+                      const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
+                      float *scratch, cudaStream_t s);
+
+// ---- router / sampling ---------------------------------------------------------------------------
+// softmax(R x) over n_experts, top_k kept (ties: lower index), renormalised.  One block.
+cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
+                  float *gates, cudaStream_t s);
+// Greedy argmax (lowest id on ties) -> *token (device).  One block.
+cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);
+
+}  // namespace lswc
+
+namespace lswc {
+// Full sampler (see sample.cu).  keep: [vocab] bytes, p: [vocab] doubles of device scratch.
+// step_dev (nullable): the step is read from device memory (graph replay).
+cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
+                   unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s);
+}  // namespace lswc

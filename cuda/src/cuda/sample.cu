@@ -1,0 +1,276 @@
+// Router (softmax + top-k + renormalise) and token sampling on the device.
+// Sampling follows the CPU algorithm (cuda/src/cpu.cpp, lsw.h "Sampling") step by step:
+//   greedy when temperature <= 0 or top_k == 1 (argmax, lowest id on ties);
+//   1. top-k on the logits, order (logit desc, id asc)   2. p = softmax(l/T) in fp64 over the kept ids
+//   3. top-p: smallest prefix of (p desc, id asc) whose running sum reaches top_p (summed in that order)
+//   4. min-p: keep p >= min_p * max p   5. u = (splitmix(seed ^ splitmix(step)) >> 11) * 2^-53,
+//      walk the kept ids ascending until the running sum exceeds u * total.
+// Sums other than the top-p running sum are parallel fp64 reductions, and exp() may differ from the host
+// libm by an ulp, so the draw equals the CPU's except when u * total falls within ~1e-15 of a boundary.
+#include "kernels.cuh"
+#include <math_constants.h>
+
+namespace lswc {
+
+// ---- router --------------------------------------------------------------------------------------
+template <typename T>
+__global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
+                                                    const float *__restrict__ x, int *__restrict__ experts,
+                                                    float *__restrict__ gates) {
+  extern __shared__ float lg[];  // [n_experts]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (int e = warp; e < n_experts; e += nw) {
+    const T *r = R + (size_t)e * dim;
+    float s = 0.f;
+    for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+    s = warp_sum(s);
+    if (lane == 0) lg[e] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {  // tiny: same steps as the CPU (fp64 softmax, stable selection, renormalise)
+    double mx = -CUDART_INF;
+    for (int e = 0; e < n_experts; e++) mx = fmax(mx, (double)lg[e]);
+    double sum = 0;
+    for (int e = 0; e < n_experts; e++) sum += exp((double)lg[e] - mx);
+    double ksum = 0;
+    for (int j = 0; j < top_k; j++) {
+      int best = -1;
+      double bp = 0;
+      for (int e = 0; e < n_experts; e++) {
+        bool used = false;
+        for (int q = 0; q < j; q++) used |= experts[q] == e;
+        if (used) continue;
+        const double p = exp((double)lg[e] - mx);
+        if (best < 0 || p > bp) { best = e; bp = p; }
+      }
+      experts[j] = best;
+      ksum += bp / sum;
+    }
+    for (int j = 0; j < top_k; j++) gates[j] = (float)(exp((double)lg[experts[j]] - mx) / sum / ksum);
+  }
+}
+
+cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
+                  float *gates, cudaStream_t s) {
+  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts) return cudaErrorInvalidValue;
+  const size_t sh = sizeof(float) * n_experts;
+  switch (dtype) {
+    case LSW_DTYPE_F32: route_kernel<float><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, experts, gates); break;
+    case LSW_DTYPE_F16: route_kernel<__half><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, experts, gates); break;
+    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, experts, gates); break;
+    default: return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+
+// ---- block reductions (1024 threads) -------------------------------------------------------------
+constexpr int SB = 1024;
+
+template <typename V, typename Op>
+__device__ V block_reduce(V v, Op op, V *sh /* [32] */) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  v = sh[0];
+  for (int w = 1; w < (int)(blockDim.x >> 5); w++) v = op(v, sh[w]);
+  __syncthreads();
+  return v;
+}
+
+// argmax with (value desc, id asc), packed so that a max-reduction of the 64-bit key picks it
+__device__ __forceinline__ uint32_t fkey(float f) {
+  if (f == 0.f) f = 0.f;  // -0 == +0
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ unsigned long long amax_key(float v, int id) {
+  return ((unsigned long long)fkey(v) << 32) | (uint32_t)(0x7fffffff - id);
+}
+
+__global__ void __launch_bounds__(SB) argmax_kernel(int vocab, const float *__restrict__ l, int *__restrict__ token) {
+  __shared__ unsigned long long sh[32];
+  unsigned long long best = 0;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const unsigned long long k = amax_key(l[i], i);
+    best = k > best ? k : best;
+  }
+  best = block_reduce(best, [](unsigned long long a, unsigned long long b) { return a > b ? a : b; }, sh);
+  if (threadIdx.x == 0) *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+}
+
+cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s) {
+  if (vocab <= 0) return cudaErrorInvalidValue;
+  argmax_kernel<<<1, SB, 0, s>>>(vocab, logits, token);
+  LSWC_LAUNCH_RET();
+}
+
+__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// keep: per-id flag scratch [vocab]; p: [vocab] fp64 scratch.  step read from device (graph replay).
+__global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__restrict__ l, float temperature,
+                                                    int top_k, float top_p, float min_p, uint64_t seed,
+                                                    const unsigned long long *__restrict__ step_dev,
+                                                    unsigned long long step_host, unsigned char *__restrict__ keep,
+                                                    double *__restrict__ p, int *__restrict__ token) {
+  __shared__ unsigned long long shu[32];
+  __shared__ double shd[32];
+  __shared__ int shi[32];
+  auto isum = [](int a, int b) { return a + b; };
+  auto dsum = [](double a, double b) { return a + b; };
+  auto dmax = [](double a, double b) { return fmax(a, b); };
+  auto umax = [](unsigned long long a, unsigned long long b) { return a > b ? a : b; };
+  const int tid = threadIdx.x;
+
+  if (!(temperature > 0.f) || top_k == 1) {  // greedy
+    unsigned long long best = 0;
+    for (int i = tid; i < vocab; i += blockDim.x) best = umax(best, amax_key(l[i], i));
+    best = block_reduce(best, umax, (unsigned long long *)shu);
+    if (tid == 0) *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+    return;
+  }
+  // 1. top-k: threshold key tau of the k-th largest, then the lowest ids among ties
+  for (int i = tid; i < vocab; i += blockDim.x) keep[i] = 1;
+  if (top_k > 0 && top_k < vocab) {
+    uint32_t tau = 0;
+    for (int b = 31; b >= 0; b--) {
+      const uint32_t cand = tau | (1u << b);
+      int c = 0;
+      for (int i = tid; i < vocab; i += blockDim.x) c += fkey(l[i]) >= cand;
+      c = block_reduce(c, isum, shi);
+      if (c >= top_k) tau = cand;
+    }
+    int gt = 0;
+    for (int i = tid; i < vocab; i += blockDim.x) gt += fkey(l[i]) > tau;
+    gt = block_reduce(gt, isum, shi);
+    const int need = top_k - gt;  // >= 1 ties at tau to take, lowest ids first
+    int lo = 0, hi = vocab - 1;   // smallest I with count(key == tau && id <= I) >= need
+    while (lo < hi) {
+      const int mid = (lo + hi) >> 1;
+      int c = 0;
+      for (int i = tid; i <= mid; i += blockDim.x) c += fkey(l[i]) == tau;
+      c = block_reduce(c, isum, shi);
+      if (c >= need) hi = mid; else lo = mid + 1;
+    }
+    for (int i = tid; i < vocab; i += blockDim.x) {
+      const uint32_t k = fkey(l[i]);
+      keep[i] = k > tau || (k == tau && i <= lo);
+    }
+  }
+  __syncthreads();
+  // 2. softmax(l/T) in fp64 over kept ids
+  const double T = temperature;
+  double mx = -CUDART_INF;
+  for (int i = tid; i < vocab; i += blockDim.x)
+    if (keep[i]) mx = fmax(mx, (double)l[i] / T);
+  mx = block_reduce(mx, dmax, shd);
+  double sum = 0;
+  for (int i = tid; i < vocab; i += blockDim.x) {
+    const double v = keep[i] ? exp((double)l[i] / T - mx) : 0.0;
+    p[i] = v;
+    sum += v;
+  }
+  sum = block_reduce(sum, dsum, shd);
+  for (int i = tid; i < vocab; i += blockDim.x) p[i] /= sum;
+  __syncthreads();
+  // 3. top-p: extract (p desc, id asc) one at a time, running sum in that order (thread 0)
+  if (top_p < 1.f) {
+    double last_p = CUDART_INF;
+    int last_id = -1;
+    double cum = 0;
+    for (;;) {
+      unsigned long long best = 0;  // next in order after (last_p, last_id) among kept
+      double bp = -1;
+      int bid = -1;
+      for (int i = tid; i < vocab; i += blockDim.x) {
+        if (!keep[i]) continue;
+        const double v = p[i];
+        const bool after = v < last_p || (v == last_p && i > last_id);
+        if (after && (v > bp || (v == bp && i < bid))) { bp = v; bid = i; }
+      }
+      // p >= 0 doubles: bit pattern order == value order; pack (p bits desc, id asc) in 2 reductions
+      const unsigned long long pb = bid >= 0 ? (unsigned long long)__double_as_longlong(bp) : 0ull;
+      const unsigned long long pmaxb = block_reduce(bid >= 0 ? pb + 1 : 0ull, umax, (unsigned long long *)shu);
+      if (pmaxb == 0) break;  // no more candidates
+      const int cand = (bid >= 0 && pb + 1 == pmaxb) ? 0x7fffffff - bid : 0;
+      const int bestid = 0x7fffffff - block_reduce(cand, [](int a, int b) { return a > b ? a : b; }, shi);
+      last_p = __longlong_as_double((long long)(pmaxb - 1));
+      last_id = bestid;
+      cum += last_p;  // every thread keeps the same running sum, in the CPU's order
+      if (cum >= (double)top_p) break;
+    }
+    if (last_id >= 0)
+      for (int i = tid; i < vocab; i += blockDim.x)
+        if (keep[i]) keep[i] = p[i] > last_p || (p[i] == last_p && i <= last_id);
+    __syncthreads();
+  }
+  // 4. min-p
+  if (min_p > 0.f) {
+    double pm = 0;
+    for (int i = tid; i < vocab; i += blockDim.x)
+      if (keep[i]) pm = fmax(pm, p[i]);
+    pm = block_reduce(pm, dmax, shd);
+    const double thr = (double)min_p * pm;
+    for (int i = tid; i < vocab; i += blockDim.x)
+      if (keep[i] && !(p[i] >= thr)) keep[i] = 0;
+    __syncthreads();
+  }
+  // 5. draw: walk kept ids ascending; chunked scan so the running sum follows id order
+  double total = 0;
+  for (int i = tid; i < vocab; i += blockDim.x)
+    if (keep[i]) total += p[i];
+  total = block_reduce(total, dsum, shd);
+  const uint64_t step = step_dev ? *step_dev : step_host;
+  const double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
+  const double target = u * total;
+  double base = 0;
+  int last_kept = -1;
+  for (int c0 = 0; c0 < vocab; c0 += blockDim.x) {
+    const int i = c0 + tid;
+    const double v = (i < vocab && keep[i]) ? p[i] : 0.0;
+    if (i < vocab && keep[i]) last_kept = i;
+    // inclusive scan of v over the chunk (warp shuffles, then warp totals)
+    double x = v;
+    const int lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const double y = __shfl_up_sync(0xffffffffu, x, o);
+      if (lane >= o) x += y;
+    }
+    __syncthreads();
+    if (lane == 31) shd[warp] = x;
+    __syncthreads();
+    double off = 0;
+    for (int w = 0; w < warp; w++) off += shd[w];
+    double chunk_total = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); w++) chunk_total += shd[w];
+    const double cum = base + off + x;
+    // first kept i with cum > target
+    const int hit = (i < vocab && keep[i] && cum > target) ? i : 0x7fffffff;
+    const int first = block_reduce(hit, [](int a, int b) { return a < b ? a : b; }, shi);
+    if (first != 0x7fffffff) {
+      if (tid == 0) *token = first;
+      return;
+    }
+    base += chunk_total;
+  }
+  last_kept = block_reduce(last_kept, [](int a, int b) { return a > b ? a : b; }, shi);
+  if (tid == 0) *token = last_kept >= 0 ? last_kept : 0;
+}
+
+cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
+                   unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s) {
+  if (vocab <= 0) return cudaErrorInvalidValue;
+  sample_kernel<<<1, SB, 0, s>>>(vocab, logits, sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.seed, step_dev,
+                                 step_host, keep, p, token);
+  LSWC_LAUNCH_RET();
+}
+
+}  // namespace lswc

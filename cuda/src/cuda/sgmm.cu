@@ -1,0 +1,195 @@
+// SGMM (merge mode): for every adapted matrix of every layer, in ONE launch,
+//   W = round( W0 + Σ_k g_k · (Σ_j B_k[:, j] A_k[j, :]) )      (fp32, from the pristine W0, rounded once)
+// The grid is flattened over the tiles of all matrices; each block finds its matrix by binary search on
+// SgmmDesc::tile0.  Two kernels: a SIMT one (any dtype/shape; the reference path) and a tensor-core one
+// (WMMA, F16/BF16, rank % 16 == 0, cols % 8 == 0) that streams W0 -> W at HBM speed.
+#include "kernels.cuh"
+#include <mma.h>
+
+namespace lswc {
+using namespace nvcuda;
+
+constexpr int ST_R = 16, ST_C = 64;             // SIMT tile
+constexpr int TC_R = 64, TC_C = 128, TC_J = 64;  // tensor-core tile (rows x cols), rank chunk
+
+__device__ __forceinline__ int find_desc(const SgmmDesc *d, int n, int tile) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {  // last desc with tile0 <= tile
+    const int mid = (lo + hi + 1) >> 1;
+    if (d[mid].tile0 <= tile) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) sgmm_simt_kernel(const SgmmDesc *__restrict__ descs, int n_descs, int top_k,
+                                                        const int *__restrict__ experts,
+                                                        const float *__restrict__ gates, const int *skip) {
+  if (skip && *skip) return;
+  const SgmmDesc d = descs[find_desc(descs, n_descs, blockIdx.x)];
+  const int tiles_c = (d.cols + ST_C - 1) / ST_C;
+  const int local = blockIdx.x - d.tile0;
+  const int r0 = (local / tiles_c) * ST_R, c0 = (local % tiles_c) * ST_C;
+  const T *W0 = static_cast<const T *>(d.W0);
+  T *W = static_cast<T *>(d.W);
+  const T *A = static_cast<const T *>(d.A);
+  const T *B = static_cast<const T *>(d.B);
+  for (int q = threadIdx.x; q < ST_R * ST_C; q += blockDim.x) {
+    const int i = r0 + q / ST_C, c = c0 + q % ST_C;
+    if (i >= d.rows || c >= d.cols) continue;
+    float delta = 0.f;
+    for (int k = 0; k < top_k; k++) {
+      const int e = experts[d.slot * top_k + k];
+      const float g = gates[d.slot * top_k + k];
+      const T *b = B + ((size_t)e * d.rows + i) * d.rank;
+      const T *a = A + (size_t)e * d.rank * d.cols + c;
+      float s = 0.f;
+      for (int j = 0; j < d.rank; j++) s = fmaf(Tr<T>::to_f(b[j]), Tr<T>::to_f(a[(size_t)j * d.cols]), s);
+      delta = fmaf(g, s, delta);
+    }
+    const size_t o = (size_t)i * d.cols + c;
+    W[o] = Tr<T>::from_f(Tr<T>::to_f(W0[o]) + delta);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restrict__ descs, int n_descs, int top_k,
+                                                      const int *__restrict__ experts,
+                                                      const float *__restrict__ gates, const int *skip) {
+  if (skip && *skip) return;
+  constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
+  struct Ops { T As[TC_J][ALD]; T Bs[TC_R][BLD]; };
+  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
+  __shared__ __align__(128) unsigned char smem[SMEM];
+  Ops &ops = *reinterpret_cast<Ops *>(smem);
+  float *stage = reinterpret_cast<float *>(smem);
+
+  const SgmmDesc d = descs[find_desc(descs, n_descs, blockIdx.x)];
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int wm = warp >> 2, wn = warp & 3;  // 2 x 4 warps, each 32 rows x 32 cols
+  const int tiles_c = (d.cols + TC_C - 1) / TC_C;
+  const int local = blockIdx.x - d.tile0;
+  const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
+  const T *W0 = static_cast<const T *>(d.W0);
+  T *W = static_cast<T *>(d.W);
+  const T *A = static_cast<const T *>(d.A);
+  const T *B = static_cast<const T *>(d.B);
+
+  // 1. W0 tile -> registers first, so its HBM latency overlaps the low-rank product
+  uint4 w0[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
+    w0[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+  }
+
+  // 2. delta = Σ_k g_k B_k A_k on tensor cores (per expert fp32 partial, scaled by g_k in fp32)
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+
+  for (int k = 0; k < top_k; k++) {
+    const int e = experts[d.slot * top_k + k];
+    const float g = gates[d.slot * top_k + k];
+    const T *Ae = A + (size_t)e * d.rank * d.cols;
+    const T *Be = B + (size_t)e * d.rows * d.rank;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) wmma::fill_fragment(tmp[i][j], 0.f);
+    for (int j0 = 0; j0 < d.rank; j0 += TC_J) {
+      const int jc = min(TC_J, d.rank - j0);  // multiple of 16
+      // A chunk [jc][128]: 16 chunks of 8 per row
+      for (int q = tid; q < TC_J * (TC_C / 8); q += 256) {
+        const int j = q >> 4, cc = (q & 15) * 8, c = c0 + cc;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (j < jc && c < d.cols) v = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c);
+        *reinterpret_cast<uint4 *>(&ops.As[j][cc]) = v;
+      }
+      // B chunk [64 rows][jc]: 8 chunks of 8 per row
+      for (int q = tid; q < TC_R * (TC_J / 8); q += 256) {
+        const int r = q >> 3, jj = (q & 7) * 8, gr = r0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (jj < jc && gr < d.rows) v = *reinterpret_cast<const uint4 *>(Be + (size_t)gr * d.rank + j0 + jj);
+        *reinterpret_cast<uint4 *>(&ops.Bs[r][jj]) = v;
+      }
+      __syncthreads();
+      for (int kk = 0; kk < jc; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> af[2];
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) wmma::load_matrix_sync(af[i], &ops.Bs[wm * 32 + i * 16][kk], BLD);
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::load_matrix_sync(bf[j], &ops.As[kk][wn * 32 + j * 16], ALD);
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int j = 0; j < 2; j++) wmma::mma_sync(tmp[i][j], af[i], bf[j], tmp[i][j]);
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
+  }
+
+  // 3. delta -> smem (fp32), then W = round(W0 + delta), 16-byte coalesced stores
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+      wmma::store_matrix_sync(stage + (wm * 32 + i * 16) * SLD + wn * 32 + j * 16, acc[i][j], SLD, wmma::mem_row_major);
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
+    if (r < d.rows && c < d.cols) {
+      float f[8];
+      unpack16<T>(w0[i], f);
+      const float *sd = stage + rr * SLD + cc;
+#pragma unroll
+      for (int t = 0; t < 8; t++) f[t] += sd[t];
+      st_stream(W + (size_t)r * d.cols + c, pack16<T>(f));
+    }
+  }
+}
+
+bool sgmm_tc_ok(int dtype, const SgmmDesc &d) {
+  return (dtype == LSW_DTYPE_F16 || dtype == LSW_DTYPE_BF16) && d.rank % 16 == 0 && d.rank > 0 && d.cols % 8 == 0 &&
+         aligned16(d.W0) && aligned16(d.W) && aligned16(d.A) && aligned16(d.B);
+}
+
+int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
+  int tiles = 0;
+  for (int i = 0; i < n; i++) {
+    descs[i].tile0 = tiles;
+    const int tr = tc ? TC_R : ST_R, tcc = tc ? TC_C : ST_C;
+    tiles += cdiv(descs[i].rows, tr) * cdiv(descs[i].cols, tcc);
+  }
+  return tiles;
+}
+
+cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, bool tc, int top_k,
+                 const int *experts, const float *gates, const int *skip, cudaStream_t s) {
+  if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
+  if (tc) {
+    if (dtype == LSW_DTYPE_F16) sgmm_tc_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
+    else if (dtype == LSW_DTYPE_BF16) sgmm_tc_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
+    else return cudaErrorInvalidValue;
+  } else {
+    switch (dtype) {
+      case LSW_DTYPE_F32: sgmm_simt_kernel<float><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip); break;
+      case LSW_DTYPE_F16: sgmm_simt_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip); break;
+      case LSW_DTYPE_BF16: sgmm_simt_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip); break;
+      default: return cudaErrorInvalidValue;
+    }
+  }
+  LSWC_LAUNCH_RET();
+}
+
+}  // namespace lswc
