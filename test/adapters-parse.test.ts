@@ -233,6 +233,19 @@ test('PEFT LoRA: ".default" names, regex target_modules, layers_to_transform, rs
   assertSlice(B.data, 0, values.get('base_model.model.model.layers.1.mlp.up_proj.lora_B.default.weight')!, 16 / Math.sqrt(4), 'rslora');
 });
 
+test('PEFT LoRA: exclude_modules, default target_modules (q_proj, v_proj)', () => {
+  const mods = [0, 2].map((L) => ({ L, m: 'q_proj', r: 4 }));
+  const cfg = peftConfig({ target_modules: ['q_proj'], exclude_modules: ['layers.1.self_attn.q_proj'] });
+  const [a] = readAdapter({ path: writeAdapter(cfg, peftTensors(mods), 25).dir, scale: 1 }, BASE, { dtype: 'f32' });
+  assert.equal(a.tensors.map((t) => t.name), ['layers.0.q.lora_A', 'layers.0.q.lora_B', 'layers.2.q.lora_A', 'layers.2.q.lora_B']);
+  const mods2: { L: number; m: string; r: number }[] = [];
+  for (let L = 0; L < 3; L++) for (const m of ['q_proj', 'v_proj']) mods2.push({ L, m, r: 4 });
+  const cfg2 = peftConfig();
+  delete cfg2.target_modules;
+  const [b] = readAdapter({ path: writeAdapter(cfg2, peftTensors(mods2), 26).dir, scale: 1 }, BASE, { dtype: 'f32' });
+  assert.equal(b.meta.target_modules, ['q_proj', 'v_proj']);
+});
+
 test('PEFT LoRA: all-linear, and several adapters at once are separate STATIC adapters', () => {
   const all = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   const mods: { L: number; m: string; r: number }[] = [];

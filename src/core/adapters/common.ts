@@ -40,7 +40,7 @@ export function openAdapterFolder(p: string): AdapterFolder {
   if (!fs.existsSync(weightsFile)) {
     const bin = path.join(dir, 'adapter_model.bin');
     if (fs.existsSync(bin)) {
-      throw fileError(bin, 'PyTorch pickle weights are not read; save them as adapter_model.safetensors (python: safetensors.torch.save_file(torch.load(f), "adapter_model.safetensors"))');
+      throw fileError(bin, 'PyTorch pickle weights are not read; convert them once: python -c "import torch, safetensors.torch as s; s.save_file({k: v.contiguous().clone() for k, v in torch.load(\'adapter_model.bin\', weights_only=True).items()}, \'adapter_model.safetensors\')"');
     }
     throw fileError(dir, 'no adapter_model.safetensors');
   }

@@ -15,6 +15,8 @@
  * either value (each name is unambiguous); error messages use the scheme the file uses.
  * MixLoRA's own loader applies the top-level r / lora_alpha (and use_rslora) to every LoRA, experts included;
  * so does this reader (an "expert_lora" section is not used by MixLoRA's inference code either).
+ * jitter_noise (random scaling of the MLP input, a training aid) is ignored. MixLoRA saves adapter_model.bin
+ * (PyTorch pickle); this reader takes adapter_model.safetensors and says how to convert when only the .bin exists.
  */
 import path from 'node:path';
 import { fileError } from '../errors.js';
