@@ -87,13 +87,15 @@ export function nativeError(fn: string, status: number, message: string): Native
   return new Cls(fn, status, message);
 }
 
-/** One line for the terminal: no stack, no newlines. */
+/** One line for the terminal: no stack, no newlines (multi-line messages, e.g. oclif's parse errors, are joined). */
 export function oneLine(err: unknown): string {
-  let msg: string;
-  if (err instanceof Error) msg = err.message;
-  else msg = String(err);
-  const first = msg.split('\n').map((s) => s.trim()).find((s) => s !== '') ?? 'unknown error';
-  return first;
+  const msg = err instanceof Error ? err.message : String(err);
+  const parts = msg
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && !/^See more help with/.test(s) && !/^The following errors? occurred:?$/.test(s));
+  const line = parts.join(' ').replace(/\s+/g, ' ').trim();
+  return line === '' ? 'unknown error' : line;
 }
 
 export function exitCodeOf(err: unknown): number {

@@ -106,6 +106,7 @@ export class Tokenizer {
   }
 
   decode(ids: number[], skipSpecialTokens = true): string {
+    if (ids.length === 0) return '';
     return this.hf.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
   }
 
@@ -125,9 +126,6 @@ export class Tokenizer {
       eos_token: this.eosToken ?? '',
       pad_token: tokenText(this.tokConfig.pad_token) ?? '',
       unk_token: tokenText(this.tokConfig.unk_token) ?? '',
-      raise_exception: (msg: string) => {
-        throw new UserError(`${this.origin}: chat template: ${msg}`);
-      },
     };
     try {
       return tpl.render(ctx);

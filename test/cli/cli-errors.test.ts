@@ -1,0 +1,111 @@
+// Bad input through the real CLI (bin/run.js on dist/): one line naming the file, non-zero exit,
+// no stack trace, nothing half-written.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = path.join(root, 'bin', 'run.js');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-cli-'));
+const hf = path.join(dir, 'hf');
+makeTinyCheckpoint(hf, { arch: 'llama', shards: 2 });
+
+function cli(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, input, env: { ...process.env, LSW_DEBUG: '' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
+  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
+  assert.match(lines[0], /^Error: /);
+  assert.match(lines[0], re);
+  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.is(r.stdout, '', 'nothing on stdout');
+}
+
+function corrupt(name: string, mutate: (buf: Buffer) => Buffer): string {
+  const d = path.join(dir, name);
+  fs.cpSync(hf, d, { recursive: true });
+  const shard = fs.readdirSync(d).filter((f) => f.endsWith('.safetensors')).sort()[0];
+  const p = path.join(d, shard);
+  fs.writeFileSync(p, mutate(fs.readFileSync(p)));
+  return d;
+}
+
+test('convert: missing folder', () => {
+  oneLineError(cli(['convert', 'nope', '-o', 'x.lsw']), /nope: no such file or directory/);
+});
+
+test('convert: truncated shard', () => {
+  const d = corrupt('trunc', (b) => b.subarray(0, b.length - 100));
+  oneLineError(cli(['convert', d, '-o', 'trunc.lsw']), /model-00001-of-00002\.safetensors: .*truncated/);
+  assert.not.ok(fs.existsSync(path.join(dir, 'trunc.lsw')));
+});
+
+test('convert: header length past the end', () => {
+  const d = corrupt('hlen', (b) => {
+    const c = Buffer.from(b);
+    c.writeBigUInt64LE(BigInt(b.length * 2), 0);
+    return c;
+  });
+  oneLineError(cli(['convert', d, '-o', 'hlen.lsw']), /\.safetensors: header length \d+ runs past the end/);
+});
+
+test('convert: unknown dtype, invalid JSON header', () => {
+  const d = corrupt('dtype', (b) => Buffer.from(b.toString('latin1').replace('"dtype":"F', '"dtype":"Q'), 'latin1'));
+  oneLineError(cli(['convert', d, '-o', 'dtype.lsw']), /\.safetensors: tensor ".*": unknown dtype "Q/);
+  const e = corrupt('json', (b) => {
+    const c = Buffer.from(b);
+    c[8] = 0x5b; // '['
+    c[9] = 0x7b;
+    return c;
+  });
+  oneLineError(cli(['convert', e, '-o', 'json.lsw']), /\.safetensors: (invalid JSON header|header is not a JSON object)/);
+});
+
+test('convert: shape contradicting config.json, unsupported architecture', () => {
+  const d = path.join(dir, 'shape');
+  fs.cpSync(hf, d, { recursive: true });
+  const cfg = JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...cfg, vocab_size: cfg.vocab_size + 1 }));
+  oneLineError(cli(['convert', d, '-o', 'shape.lsw']), /\.safetensors: tensor "model\.embed_tokens\.weight" has shape .* but config\.json implies/);
+  fs.writeFileSync(path.join(d, 'config.json'), JSON.stringify({ ...cfg, architectures: ['FalconForCausalLM'], model_type: 'falcon' }));
+  oneLineError(cli(['convert', d, '-o', 'shape.lsw']), /config\.json: unsupported architecture \(FalconForCausalLM\)/);
+  assert.not.ok(fs.existsSync(path.join(dir, 'shape.lsw')));
+});
+
+test('bad flags: one line', () => {
+  oneLineError(cli(['convert', hf, '-o', 'x.lsw', '--dtype', 'f8']), /dtype/);
+  oneLineError(cli(['convert', hf]), /output|-o/);
+  oneLineError(cli(['generate', '-m', 'x.lsw', '-p', 'hi', '--max-tokens', 'many']), /max-tokens/);
+  oneLineError(cli(['nonsense']), /nonsense/);
+});
+
+test('generate: missing model file, not a lora-switch file, corrupt .lsw', () => {
+  oneLineError(cli(['generate', '-m', 'missing.lsw', '-p', 'hi']), /missing\.lsw: no such file/);
+  const shard = path.join(hf, fs.readdirSync(hf).filter((f) => f.endsWith('.safetensors')).sort()[0]);
+  oneLineError(cli(['generate', '-m', shard, '-p', 'hi']), /\.safetensors: not a lora-switch model file/);
+  const junk = path.join(dir, 'junk.lsw');
+  fs.writeFileSync(junk, 'not a model at all');
+  oneLineError(cli(['generate', '-m', junk, '-p', 'hi']), /junk\.lsw: header length \d+ runs past the end/);
+  oneLineError(cli(['generate', '-m', junk, '-p', 'hi', '--temperature', 'hot']), /--temperature: expected a number/);
+});
+
+test('convert writes a file that generate accepts as a model; --json is one object', () => {
+  const r = cli(['convert', hf, '-o', 'ok.lsw', '--json', '--dtype', 'f32']);
+  assert.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.is(j.architecture, 'llama');
+  assert.is(j.dtype, 'f32');
+  assert.ok(fs.existsSync(path.join(dir, 'ok.lsw')));
+});
+
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+test.run();
