@@ -1,0 +1,687 @@
+// C-level tests of the CPU backend through the C ABI: every op against an fp64 reference written here,
+// the SGMM no-drift property, sampler properties, model-building errors and prefill/decode agreement.
+// Fresh random inputs (never zeros); odd sizes; f32/f16/bf16.  Exit status 1 on any failure.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+#include <unistd.h>
+
+#include "lsw.h"
+
+static int g_fail = 0, g_checks = 0;
+#define CHECK(cond, ...)                                        \
+  do {                                                          \
+    g_checks++;                                                 \
+    if (!(cond)) {                                              \
+      g_fail++;                                                 \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);      \
+      fprintf(stderr, __VA_ARGS__);                             \
+      fprintf(stderr, "\n");                                    \
+    }                                                           \
+  } while (0)
+#define OK(call) CHECK((call) == LSW_OK, "%s -> %s", #call, lsw_last_error())
+
+static std::mt19937_64 rng(20261201);
+static float urand(float a, float b) { return std::uniform_real_distribution<float>(a, b)(rng); }
+static float nz(float s = 1.f) {  // random, never zero
+  float v = urand(0.05f, 1.f) * s;
+  return (rng() & 1) ? v : -v;
+}
+
+// ---- test-side dtype conversions (independent of the engine) ------------------------------------
+static double h2d(uint16_t h) {
+  int e = (h >> 10) & 31, m = h & 1023;
+  double s = (h & 0x8000) ? -1 : 1;
+  if (e == 0) return s * std::ldexp((double)m, -24);
+  if (e == 31) return m ? NAN : s * INFINITY;
+  return s * std::ldexp(1024.0 + m, e - 25);
+}
+static double b2d(uint16_t b) {
+  uint32_t x = (uint32_t)b << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+static uint16_t d2h(double v) {  // round to nearest even via fp64 (test-side, independent of the engine)
+  uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  double a = std::fabs(v);
+  int e;
+  std::frexp(a, &e);                                          // a = f * 2^e, f in [0.5, 1)
+  double ulp = std::ldexp(1.0, std::max(e - 11, -24));        // 11 significant bits, subnormal floor 2^-24
+  double q = std::nearbyint(a / ulp) * ulp;
+  if (q >= 65520.0) return sign | 0x7c00;
+  if (q < std::ldexp(1.0, -14)) return sign | (uint16_t)(q / std::ldexp(1.0, -24));
+  std::frexp(q, &e);
+  int E = e - 1;                                              // q = 1.m * 2^E
+  uint16_t m = (uint16_t)((q / std::ldexp(1.0, E) - 1.0) * 1024.0);
+  return sign | (uint16_t)((E + 15) << 10) | m;
+}
+static uint16_t d2b(double v) {
+  float f = (float)v;
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  x += 0x7fff + ((x >> 16) & 1);
+  return (uint16_t)(x >> 16);
+}
+
+struct Buf {  // a weight tensor in some dtype plus its exact fp64 values
+  int dtype;
+  std::vector<uint8_t> raw;
+  std::vector<double> val;
+  Buf(int dt, size_t n, float scale = 1.f) : dtype(dt), raw(n * (dt == LSW_DTYPE_F32 ? 4 : 2)), val(n) {
+    for (size_t i = 0; i < n; i++) set(i, nz(scale));
+  }
+  void set(size_t i, double v) {
+    if (dtype == LSW_DTYPE_F32) {
+      float f = (float)v;
+      std::memcpy(&raw[i * 4], &f, 4);
+      val[i] = f;
+    } else if (dtype == LSW_DTYPE_F16) {
+      uint16_t h = d2h(v);
+      std::memcpy(&raw[i * 2], &h, 2);
+      val[i] = h2d(h);
+    } else {
+      uint16_t h = d2b(v);
+      std::memcpy(&raw[i * 2], &h, 2);
+      val[i] = b2d(h);
+    }
+  }
+  double get_raw(const void *p, size_t i) const {
+    if (dtype == LSW_DTYPE_F32) return ((const float *)p)[i];
+    uint16_t h;
+    std::memcpy(&h, (const char *)p + i * 2, 2);
+    return dtype == LSW_DTYPE_F16 ? h2d(h) : b2d(h);
+  }
+};
+static std::vector<float> fvec(size_t n, float s = 1.f) {
+  std::vector<float> v(n);
+  for (auto &x : v) x = nz(s);
+  return v;
+}
+static const int DTYPES[3] = {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16};
+static const char *DTN[3] = {"f32", "f16", "bf16"};
+
+// |got - ref| <= rtol * mag + atol, mag = Σ|terms|
+static bool close(double got, double ref, double mag, double rtol = 2e-6, double atol = 1e-6) {
+  return std::fabs(got - ref) <= rtol * mag + atol;
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+static void test_matmul() {
+  const int sizes[][3] = {{1, 1, 1}, {37, 83, 1}, {129, 200, 5}, {64, 576, 1}, {300, 97, 7},
+                          {517, 333, 3}, {1000, 64, 1}, {33, 1031, 9}, {96, 48, 66}};
+  for (int d = 0; d < 3; d++)
+    for (auto &s : sizes) {
+      int rows = s[0], cols = s[1], n = s[2];
+      Buf W(DTYPES[d], (size_t)rows * cols);
+      auto X = fvec((size_t)n * cols);
+      std::vector<float> Y((size_t)n * rows, NAN);
+      OK(lsw_op_matmul(LSW_BACKEND_CPU, DTYPES[d], rows, cols, n, W.raw.data(), X.data(), Y.data()));
+      int bad = 0;
+      for (int t = 0; t < n; t++)
+        for (int r = 0; r < rows; r++) {
+          double ref = 0, mag = 0;
+          for (int c = 0; c < cols; c++) {
+            double p = W.val[(size_t)r * cols + c] * X[(size_t)t * cols + c];
+            ref += p;
+            mag += std::fabs(p);
+          }
+          if (!close(Y[(size_t)t * rows + r], ref, mag)) bad++;
+        }
+      CHECK(bad == 0, "matmul %s rows=%d cols=%d n=%d: %d wrong outputs", DTN[d], rows, cols, n, bad);
+    }
+}
+
+static void test_rmsnorm() {
+  const int sizes[][2] = {{1, 37}, {3, 576}, {5, 1}, {2, 1000}};
+  for (auto &s : sizes) {
+    int n = s[0], dim = s[1];
+    auto X = fvec((size_t)n * dim, 3.f), w = fvec(dim);
+    std::vector<float> Y((size_t)n * dim);
+    float eps = 1e-5f;
+    OK(lsw_op_rmsnorm(LSW_BACKEND_CPU, n, dim, X.data(), w.data(), eps, Y.data()));
+    int bad = 0;
+    for (int t = 0; t < n; t++) {
+      double ss = 0;
+      for (int i = 0; i < dim; i++) ss += (double)X[t * dim + i] * X[t * dim + i];
+      double r = 1.0 / std::sqrt(ss / dim + eps);
+      for (int i = 0; i < dim; i++) {
+        double ref = X[t * dim + i] * r * w[i];
+        if (!close(Y[t * dim + i], ref, std::fabs(ref), 1e-5)) bad++;
+      }
+    }
+    CHECK(bad == 0, "rmsnorm n=%d dim=%d: %d wrong", n, dim, bad);
+  }
+}
+
+static std::vector<double> ref_inv_freq(const lsw_model_config &c) {
+  int hd = c.head_dim;
+  std::vector<double> f(hd / 2);
+  for (int i = 0; i < hd / 2; i++) {
+    double x = 1.0 / std::pow((double)c.rope_theta, 2.0 * i / hd);
+    if (c.rope_type == LSW_ROPE_LINEAR) x /= c.rope_factor;
+    if (c.rope_type == LSW_ROPE_LLAMA3) {
+      double wl = 2 * M_PI / x, old = c.rope_original_max_position;
+      double lo_wl = old / c.rope_low_freq_factor, hi_wl = old / c.rope_high_freq_factor;
+      if (wl > lo_wl) x = x / c.rope_factor;
+      else if (wl >= hi_wl) {
+        double sm = (old / wl - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        x = (1 - sm) * x / c.rope_factor + sm * x;
+      }
+    }
+    f[i] = x;
+  }
+  return f;
+}
+
+static void test_rope() {
+  for (int type = 0; type < 3; type++)
+    for (int hd : {64, 6, 128}) {
+      lsw_model_config c{};
+      c.head_dim = hd;
+      c.rope_theta = type == 2 ? 500000.f : 10000.f;
+      c.rope_type = type;
+      c.rope_factor = type == 1 ? 4.f : 8.f;
+      c.rope_low_freq_factor = 1.f;
+      c.rope_high_freq_factor = 4.f;
+      c.rope_original_max_position = 8192;
+      const int n = 5, nh = 3;
+      int32_t pos[n] = {0, 1, 17, 1000, 8191};
+      auto X = fvec((size_t)n * nh * hd);
+      auto Y = X;
+      OK(lsw_op_rope(LSW_BACKEND_CPU, &c, n, nh, pos, Y.data()));
+      auto inv = ref_inv_freq(c);
+      int bad = 0;
+      for (int t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++)
+          for (int i = 0; i < hd / 2; i++) {
+            const float *x = &X[((size_t)t * nh + h) * hd];
+            const float *y = &Y[((size_t)t * nh + h) * hd];
+            double a = pos[t] * inv[i], cs = std::cos(a), sn = std::sin(a);
+            double r0 = x[i] * cs - x[i + hd / 2] * sn, r1 = x[i + hd / 2] * cs + x[i] * sn;
+            if (!close(y[i], r0, 2, 1e-6) || !close(y[i + hd / 2], r1, 2, 1e-6)) bad++;
+          }
+      CHECK(bad == 0, "rope type=%d hd=%d: %d wrong", type, hd, bad);
+      // changing the type must change the result for long wavelengths (the scaling is really applied)
+      if (type) {
+        auto Z = X;
+        lsw_model_config c0 = c;
+        c0.rope_type = 0;
+        OK(lsw_op_rope(LSW_BACKEND_CPU, &c0, n, nh, pos, Z.data()));
+        CHECK(Z != Y, "rope type=%d gives the same result as unscaled rope", type);
+      }
+    }
+}
+
+static void test_attention() {
+  const int cfgs[][5] = {{1, 7, 6, 2, 16}, {5, 5, 4, 4, 8}, {3, 11, 6, 3, 9}, {1, 1, 2, 1, 4}, {16, 40, 9, 3, 64}};
+  for (auto &s : cfgs) {
+    int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
+    auto Q = fvec((size_t)n * nh * hd), K = fvec((size_t)nctx * nkv * hd), V = fvec((size_t)nctx * nkv * hd);
+    std::vector<float> O((size_t)n * nh * hd, NAN);
+    OK(lsw_op_attention(LSW_BACKEND_CPU, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), O.data()));
+    int bad = 0;
+    for (int t = 0; t < n; t++)
+      for (int h = 0; h < nh; h++) {
+        int g = h / (nh / nkv), last = nctx - n + t;
+        std::vector<double> sc(last + 1);
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= last; j++) {
+          double d = 0;
+          for (int i = 0; i < hd; i++) d += (double)Q[(t * nh + h) * hd + i] * K[(j * nkv + g) * hd + i];
+          sc[j] = d / std::sqrt((double)hd);
+          mx = std::max(mx, sc[j]);
+        }
+        for (auto &v : sc) sum += (v = std::exp(v - mx));
+        for (int i = 0; i < hd; i++) {
+          double o = 0;
+          for (int j = 0; j <= last; j++) o += sc[j] / sum * V[(j * nkv + g) * hd + i];
+          if (!close(O[(t * nh + h) * hd + i], o, 1, 1e-5)) bad++;
+        }
+      }
+    CHECK(bad == 0, "attention n=%d nctx=%d nh=%d nkv=%d hd=%d: %d wrong", n, nctx, nh, nkv, hd, bad);
+  }
+}
+
+static void test_swiglu() {
+  for (int inter : {1, 37, 1536}) {
+    int n = 3;
+    auto GU = fvec((size_t)n * 2 * inter, 4.f);
+    std::vector<float> O((size_t)n * inter);
+    OK(lsw_op_swiglu(LSW_BACKEND_CPU, n, inter, GU.data(), O.data()));
+    int bad = 0;
+    for (int t = 0; t < n; t++)
+      for (int i = 0; i < inter; i++) {
+        double g = GU[t * 2 * inter + i], u = GU[t * 2 * inter + inter + i];
+        double ref = g / (1 + std::exp(-g)) * u;
+        if (!close(O[t * inter + i], ref, std::fabs(ref), 1e-5)) bad++;
+      }
+    CHECK(bad == 0, "swiglu inter=%d: %d wrong", inter, bad);
+  }
+}
+
+static double ulp_of(int dtype, double v) {
+  int e;
+  std::frexp(std::fabs(v), &e);
+  int mant = dtype == LSW_DTYPE_F32 ? 24 : dtype == LSW_DTYPE_F16 ? 11 : 8;
+  double u = std::ldexp(1.0, e - mant);
+  if (dtype == LSW_DTYPE_F16) u = std::max(u, std::ldexp(1.0, -24));
+  return u;
+}
+
+static void test_sgmm() {
+  for (int d = 0; d < 3; d++) {
+    const int nm = 3, rows = 37, cols = 53, rank = 5, topk = 2;
+    const int dt = DTYPES[d];
+    Buf W0(dt, (size_t)nm * rows * cols), A(dt, (size_t)nm * topk * rank * cols, 0.3f),
+        B(dt, (size_t)nm * topk * rows * rank, 0.3f);
+    std::vector<float> g = {0.7f, 0.3f};
+    Buf W(dt, (size_t)nm * rows * cols), W2(dt, (size_t)nm * rows * cols);
+    OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, topk, W0.raw.data(), W.raw.data(), A.raw.data(),
+                   B.raw.data(), g.data()));
+    OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, topk, W0.raw.data(), W2.raw.data(), A.raw.data(),
+                   B.raw.data(), g.data()));
+    CHECK(W.raw == W2.raw, "sgmm %s not deterministic", DTN[d]);
+    int bad = 0;
+    for (int m = 0; m < nm; m++)
+      for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+          double ref = W0.val[((size_t)m * rows + i) * cols + j];
+          for (int k = 0; k < topk; k++)
+            for (int r = 0; r < rank; r++)
+              ref += (double)g[k] * B.val[(((size_t)m * topk + k) * rows + i) * rank + r] *
+                     A.val[(((size_t)m * topk + k) * rank + r) * cols + j];
+          double got = W.get_raw(W.raw.data(), ((size_t)m * rows + i) * cols + j);
+          // one rounding to dtype (half an ulp) plus fp32 accumulation error
+          if (std::fabs(got - ref) > 0.5 * ulp_of(dt, ref) + 1e-5 * (1 + std::fabs(ref))) bad++;
+        }
+    CHECK(bad == 0, "sgmm %s: %d wrong", DTN[d], bad);
+  }
+}
+
+// 10,000 switches: merge random expert sets (random gates) and unmerge; W must return to W0 bit for bit,
+// and any merged state must equal a fresh merge of the same set (path independence).
+static void test_sgmm_no_drift() {
+  for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16}) {
+    const int nm = 2, rows = 19, cols = 23, rank = 4, E = 6, topk = 2;
+    Buf W0(dt, (size_t)nm * rows * cols), AE(dt, (size_t)nm * E * rank * cols, 0.3f),
+        BE(dt, (size_t)nm * E * rows * rank, 0.3f);
+    std::vector<uint8_t> W = W0.raw, Wf(W0.raw.size());
+    const size_t es = dt == LSW_DTYPE_F32 ? 4 : 2;
+    std::vector<uint8_t> A((size_t)nm * topk * rank * cols * es), B((size_t)nm * topk * rows * rank * es);
+    int mismatch = 0;
+    // negative control: the naive in-place merge/unmerge (W += delta; W -= delta, rounding each time) drifts
+    std::vector<float> naive(W0.val.begin(), W0.val.end());
+    for (int it = 0; it < 10000; it++) {
+      int e0 = rng() % E, e1 = (e0 + 1 + rng() % (E - 1)) % E;
+      int ex[2] = {e0, e1};
+      float g0 = urand(0.05f, 0.95f);
+      float gates[2] = {g0, 1 - g0};
+      for (int m = 0; m < nm; m++)
+        for (int k = 0; k < topk; k++) {
+          std::memcpy(&A[(((size_t)m * topk + k) * rank * cols) * es], &AE.raw[(((size_t)m * E + ex[k]) * rank * cols) * es],
+                      (size_t)rank * cols * es);
+          std::memcpy(&B[(((size_t)m * topk + k) * rows * rank) * es], &BE.raw[(((size_t)m * E + ex[k]) * rows * rank) * es],
+                      (size_t)rows * rank * es);
+        }
+      OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, topk, W0.raw.data(), W.data(), A.data(), B.data(),
+                     gates));
+      if (it % 997 == 0) {
+        OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, topk, W0.raw.data(), Wf.data(), A.data(),
+                       B.data(), gates));
+        if (Wf != W) mismatch++;
+      }
+      // unmerge: back to the pristine weights (merging the empty set)
+      OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, 0, W0.raw.data(), W.data(), nullptr, nullptr,
+                     nullptr));
+      if (it < 200) {  // negative control, a few hundred switches are enough to drift
+        for (int m = 0; m < nm; m++)
+          for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) {
+              double dlt = 0;
+              for (int k = 0; k < topk; k++)
+                for (int r = 0; r < rank; r++)
+                  dlt += gates[k] * BE.val[(((size_t)m * E + ex[k]) * rows + i) * rank + r] *
+                         AE.val[(((size_t)m * E + ex[k]) * rank + r) * cols + j];
+              size_t idx = ((size_t)m * rows + i) * cols + j;
+              Buf tmp(dt, 1);
+              tmp.set(0, naive[idx] + dlt);
+              tmp.set(0, tmp.val[0] - dlt);
+              naive[idx] = (float)tmp.val[0];
+            }
+      }
+    }
+    CHECK(W == W0.raw, "sgmm %s: weights drifted after 10,000 merge/unmerge switches", DTN[dt]);
+    CHECK(mismatch == 0, "sgmm %s: merged state depends on history (%d mismatches)", DTN[dt], mismatch);
+    int drifted = 0;
+    for (size_t i = 0; i < naive.size(); i++) drifted += naive[i] != (float)W0.val[i];
+    CHECK(drifted > 0, "negative control: naive in-place merging did not drift (the test would not see drift)");
+  }
+}
+
+static void test_lora_fused() {
+  for (int d = 0; d < 3; d++) {
+    const int rows = 37, cols = 83, rank = 7, topk = 3, dt = DTYPES[d];
+    Buf W(dt, (size_t)rows * cols), A(dt, (size_t)topk * rank * cols, 0.5f), B(dt, (size_t)topk * rows * rank, 0.5f);
+    auto x = fvec(cols);
+    std::vector<float> g = {0.5f, 0.3f, 0.2f}, Y(rows, NAN);
+    OK(lsw_op_lora_fused(LSW_BACKEND_CPU, dt, rows, cols, rank, topk, W.raw.data(), A.raw.data(), B.raw.data(),
+                         g.data(), x.data(), Y.data()));
+    int bad = 0;
+    std::vector<double> ax((size_t)topk * rank);
+    for (int k = 0; k < topk; k++)
+      for (int r = 0; r < rank; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += A.val[((size_t)k * rank + r) * cols + c] * x[c];
+        ax[k * rank + r] = s;
+      }
+    for (int i = 0; i < rows; i++) {
+      double ref = 0, mag = 0;
+      for (int c = 0; c < cols; c++) ref += W.val[(size_t)i * cols + c] * x[c], mag += std::fabs(W.val[(size_t)i * cols + c] * x[c]);
+      for (int k = 0; k < topk; k++)
+        for (int r = 0; r < rank; r++) {
+          double p = g[k] * B.val[((size_t)k * rows + i) * rank + r] * ax[k * rank + r];
+          ref += p;
+          mag += std::fabs(p);
+        }
+      if (!close(Y[i], ref, mag, 5e-6)) bad++;
+    }
+    CHECK(bad == 0, "lora_fused %s: %d wrong", DTN[d], bad);
+  }
+}
+
+static void test_route() {
+  for (int d = 0; d < 3; d++) {
+    const int E = 8, dim = 37, dt = DTYPES[d];
+    for (int topk : {1, 3, 8}) {
+      Buf R(dt, (size_t)E * dim);
+      auto x = fvec(dim);
+      std::vector<int32_t> ex(topk);
+      std::vector<float> g(topk);
+      OK(lsw_op_route(LSW_BACKEND_CPU, dt, E, dim, topk, R.raw.data(), x.data(), ex.data(), g.data()));
+      std::vector<double> l(E);
+      for (int e = 0; e < E; e++)
+        for (int c = 0; c < dim; c++) l[e] += R.val[(size_t)e * dim + c] * x[c];
+      std::vector<int> order(E);
+      for (int e = 0; e < E; e++) order[e] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+      double mx = *std::max_element(l.begin(), l.end()), sum = 0, ks = 0;
+      for (int e = 0; e < E; e++) sum += std::exp(l[e] - mx);
+      for (int k = 0; k < topk; k++) ks += std::exp(l[order[k]] - mx) / sum;
+      int bad = 0;
+      for (int k = 0; k < topk; k++) {
+        if (ex[k] != order[k]) bad++;
+        double ref = std::exp(l[order[k]] - mx) / sum / ks;
+        if (!close(g[k], ref, ref, 1e-5)) bad++;
+      }
+      CHECK(bad == 0, "route %s top_k=%d: %d wrong", DTN[d], topk, bad);
+    }
+  }
+  // ties: experts 5 and 2 have identical rows and the largest logits -> [2, 5]
+  const int E = 6, dim = 5;
+  std::vector<float> R(E * dim), x = {1, 2, 3, 4, 5};
+  for (int e = 0; e < E; e++)
+    for (int c = 0; c < dim; c++) R[e * dim + c] = (e == 2 || e == 5) ? 1.f : -0.1f * (e + 1);
+  int32_t ex[2];
+  float g[2];
+  OK(lsw_op_route(LSW_BACKEND_CPU, LSW_DTYPE_F32, E, dim, 2, R.data(), x.data(), ex, g));
+  CHECK(ex[0] == 2 && ex[1] == 5 && std::fabs(g[0] - 0.5f) < 1e-6, "route ties: got [%d, %d] gates %g", ex[0], ex[1],
+        g[0]);
+}
+
+// ---- sampler ------------------------------------------------------------------------------------
+static int32_t samp(const std::vector<float> &l, float temp, int topk, float topp, float minp, uint64_t seed,
+                    uint64_t step) {
+  lsw_sampler_params p{temp, topk, topp, minp, seed};
+  int32_t tok = -1;
+  OK(lsw_op_sample(LSW_BACKEND_CPU, (int32_t)l.size(), l.data(), &p, step, &tok));
+  return tok;
+}
+
+static void test_sampler() {
+  const int V = 1001;
+  auto l = fvec(V, 5.f);
+  int am = (int)(std::max_element(l.begin(), l.end()) - l.begin());
+  CHECK(samp(l, 0.f, 0, 1.f, 0.f, 1, 0) == am, "greedy != argmax");
+  // ties: lowest id
+  auto lt = l;
+  lt[am] = 100.f;
+  lt[7] = 100.f;
+  CHECK(samp(lt, 0.f, 0, 1.f, 0.f, 1, 0) == std::min(am, 7), "greedy tie: not the lowest id");
+  int bad = 0;
+  for (int s = 0; s < 50; s++)
+    if (samp(l, urand(0.1f, 10.f), 1, 1.f, 0.f, rng(), s) != am) bad++;
+  CHECK(bad == 0, "top_k=1 differs from argmax %d times", bad);
+  // determinism and dependence on (seed, step)
+  std::vector<int> seen;
+  bad = 0;
+  for (int s = 0; s < 100; s++) {
+    int a = samp(l, 3.f, 0, 1.f, 0.f, 42, s), b = samp(l, 3.f, 0, 1.f, 0.f, 42, s);
+    if (a != b) bad++;
+    seen.push_back(a);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(bad == 0, "same seed+step gave different tokens %d times", bad);
+  CHECK(std::unique(seen.begin(), seen.end()) - seen.begin() > 10, "sampling at temperature 3 is not random");
+  // distribution on 4 tokens at temperature 1: frequencies match softmax
+  std::vector<float> s4 = {0.3f, -1.2f, 1.1f, 0.4f};
+  std::vector<int> cnt(4);
+  const int N = 20000;
+  for (int i = 0; i < N; i++) cnt[samp(s4, 1.f, 0, 1.f, 0.f, 7, i)]++;
+  double z = 0;
+  for (float v : s4) z += std::exp(v);
+  bad = 0;
+  for (int i = 0; i < 4; i++)
+    if (std::fabs(cnt[i] / (double)N - std::exp(s4[i]) / z) > 0.015) bad++;
+  CHECK(bad == 0, "sample frequencies differ from softmax");
+  // top-k 2 -> only the two largest; top-p; min-p
+  std::vector<float> lp = {std::log(0.15f), std::log(0.5f), std::log(0.05f), std::log(0.3f)};
+  bad = 0;
+  for (int i = 0; i < 2000; i++) {
+    int a = samp(lp, 1.f, 2, 1.f, 0.f, 9, i);
+    int b = samp(lp, 1.f, 0, 0.7f, 0.f, 9, i);   // nucleus {1, 3} (0.5 + 0.3 >= 0.7)
+    int c = samp(lp, 1.f, 0, 1.f, 0.4f, 9, i);   // p >= 0.2 -> {1, 3}
+    int e = samp(lp, 1.f, 0, 0.5f, 0.f, 9, i);   // 0.5 >= 0.5 -> {1}
+    if ((a != 1 && a != 3) || (b != 1 && b != 3) || (c != 1 && c != 3) || e != 1) bad++;
+  }
+  CHECK(bad == 0, "top-k / top-p / min-p kept the wrong candidates %d times", bad);
+  cnt.assign(4, 0);
+  for (int i = 0; i < N; i++) cnt[samp(lp, 1.f, 0, 0.7f, 0.f, 11, i)]++;
+  CHECK(std::fabs(cnt[1] / (double)N - 0.625) < 0.015, "top-p does not renormalise (p1 = %g)", cnt[1] / (double)N);
+  // bad parameters are rejected
+  lsw_sampler_params p{-1.f, 0, 1.f, 0.f, 0};
+  int32_t tok;
+  CHECK(lsw_op_sample(LSW_BACKEND_CPU, 4, s4.data(), &p, 0, &tok) == LSW_E_INVALID_ARGUMENT, "negative temperature accepted");
+}
+
+// ---- model -----------------------------------------------------------------------------------------
+struct TinyModel {
+  lsw_model_config c{};
+  std::string path;
+  struct T {
+    std::string name;
+    std::vector<int64_t> shape;
+    int dtype;
+    uint64_t off;
+  };
+  std::vector<T> ts;
+  uint64_t total = 0;
+};
+
+static TinyModel make_tiny(int dtype, bool bias, bool tie, const char *path) {
+  TinyModel m;
+  auto &c = m.c;
+  c.vocab_size = 97; c.hidden_size = 48; c.intermediate_size = 72; c.num_layers = 2; c.num_heads = 6;
+  c.num_kv_heads = 2; c.head_dim = 8; c.max_context = 64; c.qkv_bias = bias; c.tie_embeddings = tie;
+  c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.f; c.rope_type = LSW_ROPE_LLAMA3; c.rope_factor = 8.f;
+  c.rope_low_freq_factor = 1.f; c.rope_high_freq_factor = 4.f; c.rope_original_max_position = 32;
+  c.backend = LSW_BACKEND_CPU; c.n_threads = 2;
+  const int64_t V = c.vocab_size, H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
+  const int64_t qkv = (c.num_heads + 2 * c.num_kv_heads) * hd;
+  auto add = [&](std::string n, std::vector<int64_t> s, int dt) {
+    m.ts.push_back({n, s, dt, m.total});
+    uint64_t cnt = 1;
+    for (auto v : s) cnt *= v;
+    m.total += (cnt * (dt == LSW_DTYPE_F32 ? 4 : 2) + 255) / 256 * 256;
+  };
+  add("tok_embeddings.weight", {V, H}, dtype);
+  for (int L = 0; L < c.num_layers; L++) {
+    std::string p = "layers." + std::to_string(L) + ".";
+    add(p + "attn_norm.weight", {H}, LSW_DTYPE_F32);
+    add(p + "attn.wqkv.weight", {qkv, H}, dtype);
+    if (bias) add(p + "attn.bqkv.bias", {qkv}, LSW_DTYPE_F32);
+    add(p + "attn.wo.weight", {H, c.num_heads * hd}, dtype);
+    add(p + "ffn_norm.weight", {H}, LSW_DTYPE_F32);
+    add(p + "ffn.w_gate_up.weight", {2 * I, H}, dtype);
+    add(p + "ffn.w_down.weight", {H, I}, dtype);
+  }
+  add("norm.weight", {H}, LSW_DTYPE_F32);
+  if (!tie) add("lm_head.weight", {V, H}, dtype);
+  m.path = path;
+  std::vector<uint8_t> data(m.total);
+  for (auto &t : m.ts) {
+    uint64_t cnt = 1;
+    for (auto v : t.shape) cnt *= v;
+    Buf b(t.dtype, cnt, t.shape.size() == 1 ? 1.f : 0.3f);
+    if (t.shape.size() == 1 && t.name.find("norm") != std::string::npos)
+      for (uint64_t i = 0; i < cnt; i++) b.set(i, 1.0 + 0.2 * nz());
+    std::memcpy(&data[t.off], b.raw.data(), b.raw.size());
+  }
+  FILE *f = fopen(path, "wb");
+  fwrite(data.data(), 1, data.size(), f);
+  fclose(f);
+  return m;
+}
+
+static lsw_status load(const TinyModel &t, lsw_model **out, uint64_t trunc = 0) {
+  lsw_model *m;
+  lsw_status st = lsw_model_create(&t.c, &m);
+  if (st) return st;
+  int32_t fid;
+  if ((st = lsw_model_map_file(m, t.path.c_str(), 0, &fid))) return lsw_model_free(m), st;
+  for (auto &x : t.ts)
+    if ((st = lsw_model_add_tensor(m, x.name.c_str(), x.dtype, (int)x.shape.size(), x.shape.data(), fid, x.off)))
+      return lsw_model_free(m), st;
+  if ((st = lsw_model_finalize(m))) return lsw_model_free(m), st;
+  *out = m;
+  return LSW_OK;
+}
+
+static void test_model() {
+  for (int d = 0; d < 3; d++)
+    for (int variant = 0; variant < 2; variant++) {
+      TinyModel t = make_tiny(DTYPES[d], variant == 1, variant == 0, "/tmp/lsw_test_tiny.bin");
+      lsw_model *m = nullptr;
+      OK(load(t, &m));
+      if (!m) continue;
+      const int n = 13, V = t.c.vocab_size;
+      std::vector<int32_t> toks(n);
+      for (auto &x : toks) x = (int32_t)(rng() % V);
+      std::vector<float> all((size_t)n * V), one((size_t)n * V);
+      OK(lsw_model_eval(m, toks.data(), n, all.data(), 1));
+      CHECK(lsw_model_n_past(m) == n, "n_past %d", lsw_model_n_past(m));
+      OK(lsw_model_reset(m));
+      for (int i = 0; i < n; i++) OK(lsw_model_eval(m, &toks[i], 1, &one[(size_t)i * V], 0));
+      double maxd = 0, maxa = 0;
+      for (size_t i = 0; i < all.size(); i++) {
+        maxd = std::max(maxd, (double)std::fabs(all[i] - one[i]));
+        maxa = std::max(maxa, (double)std::fabs(all[i]));
+      }
+      CHECK(maxd <= 1e-5 * maxa + 1e-6, "%s variant %d: prefill and token-by-token logits differ by %g (max %g)",
+            DTN[d], variant, maxd, maxa);
+      // prefill + step == eval argmax under greedy
+      OK(lsw_model_reset(m));
+      int32_t next = -1;
+      OK(lsw_model_prefill(m, toks.data(), n, &next));
+      int am = (int)(std::max_element(all.end() - V, all.end()) - (all.end() - V));
+      CHECK(next == am, "prefill greedy token %d != argmax %d", next, am);
+      int32_t nn;
+      OK(lsw_model_step(m, next, &nn));
+      CHECK(lsw_model_n_past(m) == n + 1, "step did not append");
+      // context full
+      std::vector<int32_t> big(t.c.max_context, 1);
+      CHECK(lsw_model_eval(m, big.data(), (int)big.size(), nullptr, 0) == LSW_E_CONTEXT_FULL, "context overflow accepted");
+      CHECK(lsw_model_n_past(m) == n + 1, "failed eval changed the state");
+      int32_t badtok = V;
+      CHECK(lsw_model_step(m, badtok, &nn) == LSW_E_INVALID_ARGUMENT, "out-of-vocabulary token accepted");
+      lsw_model_stats st;
+      OK(lsw_model_get_stats(m, &st));
+      CHECK(st.weight_bytes > 0 && st.n_threads == 2, "stats");
+      lsw_model_free(m);
+    }
+  // bad input: a truncated file, a wrong shape, a missing tensor
+  TinyModel t = make_tiny(LSW_DTYPE_F16, false, false, "/tmp/lsw_test_tiny.bin");
+  {
+    TinyModel tt = t;
+    FILE *f = fopen(t.path.c_str(), "r+b");
+    CHECK(f && ftruncate(fileno(f), (off_t)(t.total - 1000)) == 0, "truncate");
+    fclose(f);
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "lm_head.weight"), "truncated file: %d %s", st, lsw_last_error());
+  }
+  t = make_tiny(LSW_DTYPE_F16, false, false, "/tmp/lsw_test_tiny.bin");
+  {
+    TinyModel tt = t;
+    tt.ts[2].shape[0] += 1;
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), tt.ts[2].name.c_str()), "wrong shape: %d %s", st,
+          lsw_last_error());
+  }
+  {
+    TinyModel tt = t;
+    std::string missing = tt.ts[3].name;
+    tt.ts.erase(tt.ts.begin() + 3);
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), missing.c_str()), "missing tensor: %d %s", st, lsw_last_error());
+  }
+  {
+    lsw_model_config c = t.c;
+    c.num_kv_heads = 4;
+    lsw_model *m = nullptr;
+    CHECK(lsw_model_create(&c, &m) == LSW_E_INVALID_ARGUMENT, "num_heads %% num_kv_heads accepted");
+    int32_t fid;
+    c = t.c;
+    OK(lsw_model_create(&c, &m));
+    CHECK(lsw_model_map_file(m, "/nonexistent/file.lsw", 0, &fid) == LSW_E_IO &&
+              strstr(lsw_last_error(), "/nonexistent/file.lsw"),
+          "missing file: %s", lsw_last_error());
+    lsw_model_free(m);
+  }
+  remove("/tmp/lsw_test_tiny.bin");
+}
+
+static void test_backend_errors() {
+  float x = 1.f, y;
+  if (!lsw_cuda_available()) {
+    lsw_status st = lsw_op_rmsnorm(LSW_BACKEND_CUDA, 1, 1, &x, &x, 1e-5f, &y);
+    CHECK(st == LSW_E_BACKEND_UNAVAILABLE && strlen(lsw_last_error()) > 0, "CUDA op without CUDA: %d", st);
+  }
+  CHECK(lsw_op_rmsnorm(7, 1, 1, &x, &x, 1e-5f, &y) == LSW_E_INVALID_ARGUMENT, "unknown backend accepted");
+  CHECK(lsw_op_matmul(LSW_BACKEND_CPU, 9, 1, 1, 1, &x, &x, &y) == LSW_E_INVALID_ARGUMENT, "unknown dtype accepted");
+}
+
+int main() {
+  printf("lsw %s, cpu features: %s\n", lsw_version(), lsw_cpu_features());
+  test_matmul();
+  test_rmsnorm();
+  test_rope();
+  test_attention();
+  test_swiglu();
+  test_sgmm();
+  test_sgmm_no_drift();
+  test_lora_fused();
+  test_route();
+  test_sampler();
+  test_model();
+  test_backend_errors();
+  printf("%d checks, %d failed\n", g_checks, g_fail);
+  return g_fail ? 1 : 0;
+}
