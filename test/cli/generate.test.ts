@@ -1,0 +1,119 @@
+// End to end through the native engine: Model API and the generate command (piped and --json).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
+import { convertModel } from '../../src/core/convert.js';
+import { Model } from '../../src/core/model.js';
+import { ContextFullError, NativeError } from '../../src/core/errors.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = path.join(root, 'bin', 'run.js');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-gen-'));
+const hf = path.join(dir, 'hf');
+makeTinyCheckpoint(hf, { arch: 'llama', kvHeads: 2, dtype: 'f32', seed: 11 });
+const lsw = path.join(dir, 'm.lsw');
+await convertModel(hf, lsw, { dtype: 'f32' });
+
+function cli(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, input });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function argmax(a: Float32Array): number {
+  let b = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[b]) b = i;
+  return b;
+}
+
+test('Model: eval/prefill/step agree; greedy prefill picks the argmax; reset forgets', async () => {
+  const m = await Model.load(lsw, { backend: 'cpu', threads: 1, maxContext: 64 });
+  try {
+    const ids = m.tokenizer.encode('hello world', true);
+    const logits = m.eval(ids);
+    assert.is(logits.length, m.config.vocab_size);
+    assert.ok(logits.every(Number.isFinite));
+    assert.is(m.nPast, ids.length);
+    m.reset();
+    assert.is(m.nPast, 0);
+    m.setSampler({ temperature: 0 });
+    const next = await m.prefill(ids);
+    assert.is(next, argmax(logits));
+    const after = await m.step(next);
+    assert.is(m.nPast, ids.length + 1);
+    m.reset();
+    const l2 = m.eval([...ids, next]);
+    assert.is(after, argmax(l2));
+  } finally {
+    m.free();
+  }
+});
+
+test('Model: a full KV cache is a typed error carrying the engine message', async () => {
+  const m = await Model.load(lsw, { backend: 'cpu', threads: 1, maxContext: 4 });
+  try {
+    m.eval([1, 2, 3]);
+    let err: unknown;
+    try {
+      m.eval([4, 5]);
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, NativeError);
+    assert.instance(err, ContextFullError);
+    assert.match((err as Error).message, /^lsw_model_eval: \S/);
+  } finally {
+    m.free();
+  }
+});
+
+test('Model.load of an HF folder converts to a temporary file and removes it', async () => {
+  const before = new Set(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('lora-switch-')));
+  const m = await Model.load(hf, { backend: 'cpu', threads: 1, maxContext: 16 });
+  const after = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('lora-switch-') && !before.has(f));
+  assert.equal(after, []);
+  const ref = await Model.load(lsw, { backend: 'cpu', threads: 1, maxContext: 16 });
+  assert.equal([...m.eval([3, 4, 5])], [...ref.eval([3, 4, 5])]);
+  m.free();
+  ref.free();
+});
+
+test('generate --json: greedy is deterministic, tokens/prompt_tokens/timings present, piped text matches', () => {
+  const args = ['generate', '-m', lsw, '-p', 'hello', '--max-tokens', '12', '--temperature', '0', '--ignore-eos', '--backend', 'cpu', '--threads', '1'];
+  const a = cli([...args, '--json']);
+  assert.is(a.code, 0, a.stderr);
+  const j = JSON.parse(a.stdout);
+  assert.is(j.tokens.length, 12);
+  assert.is(j.stop_reason, 'max_tokens');
+  assert.ok(j.prompt_tokens > 0);
+  for (const k of ['prefill_ms', 'decode_ms', 'tokens_per_s']) assert.type(j.timings[k], 'number');
+  const b = JSON.parse(cli([...args, '--json']).stdout);
+  assert.equal(b.tokens, j.tokens);
+  const piped = cli(args);
+  assert.is(piped.code, 0, piped.stderr);
+  assert.is(piped.stdout, `${j.text}\n`);
+  const stdin = cli(args.filter((x, i) => x !== '-p' && args[i - 1] !== '-p'), 'hello\n');
+  assert.is(stdin.stdout, piped.stdout, 'prompt from standard input');
+});
+
+test('generate: seeded sampling repeats, --stop cuts the text', () => {
+  const args = ['generate', '-m', lsw, '-p', 'the fox', '--max-tokens', '16', '--temperature', '1.0', '--seed', '42', '--ignore-eos', '--json', '--backend', 'cpu'];
+  const a = JSON.parse(cli(args).stdout);
+  const b = JSON.parse(cli(args).stdout);
+  assert.equal(a.tokens, b.tokens);
+  const text: string = a.text;
+  const cut = [...text].findIndex((ch, i) => i > 0 && ch.trim() !== '' && ch !== '\uFFFD');
+  if (cut > 0) {
+    const stop = [...text][cut];
+    const c = JSON.parse(cli([...args, '--stop', stop]).stdout);
+    assert.is(c.stop_reason, 'stop');
+    assert.is(c.text, text.slice(0, text.indexOf(stop)));
+  }
+});
+
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+test.run();
