@@ -294,7 +294,8 @@ export function makeLoraSwitchAdapter(dir: string, base: CheckpointInfo, o: Lora
   const E = o.numExperts ?? 4;
   const topK = o.topK ?? 2;
   const targets = o.targetModules ?? ALL_MODULES;
-  const routerInput = o.routerInput ?? (targets.includes('q_proj') ? 'self_attn.q_proj' : `mlp.${targets[0]}`);
+  // default: the input of the first adapted linear of layer 0, in execution order
+  const routerInput = o.routerInput ?? modulePath(ALL_MODULES.find((m) => targets.includes(m))!);
   const rng = new Rng(o.seed ?? 99);
   const dt = DT[o.dtype ?? 'f32'];
   const routerMod = routerInput.split('.')[1] as ModuleName;
