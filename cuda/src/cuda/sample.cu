@@ -186,7 +186,6 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
     int last_id = -1;
     double cum = 0;
     for (;;) {
-      unsigned long long best = 0;  // next in order after (last_p, last_id) among kept
       double bp = -1;
       int bid = -1;
       for (int i = tid; i < vocab; i += blockDim.x) {

@@ -1,0 +1,1100 @@
+// Validation + benchmark harness for the CUDA backend's kernels (llm.c dev/cuda style).
+// For each kernel: fresh random inputs, CPU reference (fp64), poisoned outputs, every element checked;
+// only then timed with cudaEvents (warm-up, median of many reps, buffers rotated past the L2 cache).
+// Bandwidth is reported against a device-to-device copy measured in the same run.
+//
+//   bash cuda/dev/build.sh && ./build/dev/bench_kernels [results.txt] [--quick]
+//
+// Exit status: 0 when every validation passed, 1 otherwise.
+#include "../src/cuda/kernels.cuh"
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <vector>
+#if defined(LSW_DEV_CUBLAS)
+#include <cublas_v2.h>
+#endif
+
+// the library's error hook, standalone
+static char g_err[1024];
+void lsw_set_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+}
+
+#define CK(x)                                                                                   \
+  do {                                                                                          \
+    cudaError_t e_ = (x);                                                                       \
+    if (e_ != cudaSuccess) {                                                                    \
+      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", #x, __FILE__, __LINE__, cudaGetErrorString(e_)); \
+      exit(2);                                                                                  \
+    }                                                                                           \
+  } while (0)
+
+using namespace lswc;
+
+// ---------------------------------------------------------------------------------------------------
+static FILE *g_out = nullptr;
+static int g_fail = 0, g_pass = 0;
+static bool g_quick = false;
+static double g_copy_gbs = 0;
+static std::vector<std::string> g_table;
+
+static void logf(const char *fmt, ...) {
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fputs(buf, stdout);
+  fflush(stdout);
+  if (g_out) { fputs(buf, g_out); fflush(g_out); }
+}
+static void row(const char *name, double ms, double gb, double tflop = 0) {
+  char b[512];
+  // GB/s = gb_bytes / (ms*1e-3) / 1e9
+  double gbs = gb > 0 ? gb / (ms * 1e-3) / 1e9 : 0;
+  if (gb > 0)
+    snprintf(b, sizeof b, "| %-58s | %9.4f | %8.1f GB/s | %5.1f %% of copy |", name, ms, gbs, 100.0 * gbs / g_copy_gbs);
+  else
+    snprintf(b, sizeof b, "| %-58s | %9.4f | %8.1f TFLOP/s |                |", name, ms, tflop / (ms * 1e-3) / 1e12);
+  g_table.push_back(b);
+  logf("  %s\n", b);
+}
+
+// ---- random numbers -------------------------------------------------------------------------------
+static uint64_t g_seed = 0x1234567ull;
+static inline uint64_t mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static float urand() { return (float)((mix(g_seed++) >> 40) * (1.0 / 16777216.0)) * 2.f - 1.f; }  // [-1,1)
+
+static uint16_t f2h(float f) { __half h = __float2half_rn(f); return *reinterpret_cast<uint16_t *>(&h); }
+static uint16_t f2b(float f) { __nv_bfloat16 h = __float2bfloat16_rn(f); return *reinterpret_cast<uint16_t *>(&h); }
+static float h2f(uint16_t u) { __half h; memcpy(&h, &u, 2); return __half2float(h); }
+static float b2f(uint16_t u) { uint32_t x = (uint32_t)u << 16; float f; memcpy(&f, &x, 4); return f; }
+static size_t dsz(int dt) { return dt == LSW_DTYPE_F32 ? 4 : 2; }
+static const char *dname(int dt) { return dt == LSW_DTYPE_F32 ? "f32" : dt == LSW_DTYPE_F16 ? "f16" : "bf16"; }
+
+// host weights: bytes in dtype + the exact fp32 values they represent
+struct HostW {
+  int dt;
+  std::vector<uint8_t> bytes;
+  std::vector<float> val;
+};
+static HostW make_w(int dt, size_t n, float scale) {
+  HostW w{dt, std::vector<uint8_t>(n * dsz(dt)), std::vector<float>(n)};
+  for (size_t i = 0; i < n; i++) {
+    float f = urand() * scale;
+    if (dt == LSW_DTYPE_F32) { memcpy(&w.bytes[i * 4], &f, 4); w.val[i] = f; }
+    else if (dt == LSW_DTYPE_F16) { uint16_t u = f2h(f); memcpy(&w.bytes[i * 2], &u, 2); w.val[i] = h2f(u); }
+    else { uint16_t u = f2b(f); memcpy(&w.bytes[i * 2], &u, 2); w.val[i] = b2f(u); }
+  }
+  return w;
+}
+static float dval(int dt, const uint8_t *p, size_t i) {
+  if (dt == LSW_DTYPE_F32) { float f; memcpy(&f, p + i * 4, 4); return f; }
+  uint16_t u; memcpy(&u, p + i * 2, 2);
+  return dt == LSW_DTYPE_F16 ? h2f(u) : b2f(u);
+}
+static std::vector<float> rvec(size_t n, float scale = 1.f) {
+  std::vector<float> v(n);
+  for (auto &x : v) x = urand() * scale;
+  return v;
+}
+
+template <typename T> static T *dnew(size_t n) { void *p; CK(cudaMalloc(&p, n * sizeof(T) + 16)); return (T *)p; }
+template <typename T> static T *dup(const std::vector<T> &h) {
+  T *p = dnew<T>(h.size());
+  CK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return p;
+}
+static void *dupb(const std::vector<uint8_t> &h) {
+  void *p; CK(cudaMalloc(&p, h.size() + 16));
+  CK(cudaMemcpy(p, h.data(), h.size(), cudaMemcpyHostToDevice));
+  return p;
+}
+template <typename T> static std::vector<T> down(const T *d, size_t n) {
+  std::vector<T> h(n);
+  CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return h;
+}
+static void poison(void *p, size_t bytes) { CK(cudaMemset(p, 0xff, bytes)); }  // NaN in every float type
+
+// device fill for big benchmark buffers: uniform [-scale, scale) from a hash
+template <typename T>
+__global__ void fill_kernel(T *p, size_t n, uint64_t seed, float scale) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    uint64_t z = seed + i * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    p[i] = Tr<T>::from_f(((float)(z >> 40) * (1.f / 16777216.f) * 2.f - 1.f) * scale);
+  }
+}
+static void dfill(int dt, void *p, size_t n, float scale) {
+  static uint64_t s = 77;
+  s += 0x1000;
+  if (dt == LSW_DTYPE_F32) fill_kernel<float><<<4096, 256>>>((float *)p, n, s, scale);
+  else if (dt == LSW_DTYPE_F16) fill_kernel<__half><<<4096, 256>>>((__half *)p, n, s, scale);
+  else fill_kernel<__nv_bfloat16><<<4096, 256>>>((__nv_bfloat16 *)p, n, s, scale);
+  CK(cudaGetLastError());
+}
+
+// ---- checking ------------------------------------------------------------------------------------
+// every element: |got - ref| <= atol + rtol * scale[i]  (scale: |ref| or Σ|terms|); NaN fails
+static bool check(const char *name, const float *got, const double *ref, const double *scale, size_t n, double atol,
+                  double rtol) {
+  size_t bad = 0, first = (size_t)-1;
+  double maxerr = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double e = std::fabs((double)got[i] - ref[i]);
+    const double lim = atol + rtol * (scale ? scale[i] : std::fabs(ref[i]));
+    if (!(e <= lim)) { if (!bad) first = i; bad++; }
+    if (e > maxerr || std::isnan(e)) maxerr = std::isnan(e) ? INFINITY : std::max(maxerr, e);
+  }
+  if (bad) {
+    g_fail++;
+    logf("  FAIL %-60s %zu/%zu bad, first [%zu] got %.9g ref %.9g, max err %.3g\n", name, bad, n, first,
+         (double)got[first], ref[first], maxerr);
+    return false;
+  }
+  g_pass++;
+  logf("  ok   %-60s (%zu elements, max err %.3g)\n", name, n, maxerr);
+  return true;
+}
+static void expect(bool ok, const char *fmt, ...) {
+  char b[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b, sizeof b, fmt, ap);
+  va_end(ap);
+  if (ok) { g_pass++; logf("  ok   %s\n", b); }
+  else { g_fail++; logf("  FAIL %s\n", b); }
+}
+
+// ---- timing --------------------------------------------------------------------------------------
+template <typename F>
+static double time_ms(F &&f, int reps = 50, int warm = 5) {
+  for (int i = 0; i < warm; i++) f(i);
+  CK(cudaDeviceSynchronize());
+  std::vector<cudaEvent_t> ev(reps + 1);
+  for (auto &e : ev) CK(cudaEventCreate(&e));
+  std::vector<float> t(reps);
+  CK(cudaEventRecord(ev[0]));
+  for (int i = 0; i < reps; i++) { f(warm + i); CK(cudaEventRecord(ev[i + 1])); }
+  CK(cudaEventSynchronize(ev[reps]));
+  for (int i = 0; i < reps; i++) CK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
+  for (auto &e : ev) CK(cudaEventDestroy(e));
+  CK(cudaGetLastError());
+  std::sort(t.begin(), t.end());
+  return t[reps / 2];
+}
+
+static double measure_copy() {
+  const size_t bytes = (size_t)2 << 30;
+  void *a, *b;
+  CK(cudaMalloc(&a, bytes));
+  CK(cudaMalloc(&b, bytes));
+  CK(cudaMemset(a, 1, bytes));
+  const double ms = time_ms([&](int) { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 20, 3);
+  CK(cudaFree(a));
+  CK(cudaFree(b));
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;  // read + write
+}
+
+// ---- references ----------------------------------------------------------------------------------
+static void ref_matmul(const std::vector<float> &W, int rows, int cols, const std::vector<float> &X, int n,
+                       std::vector<double> &Y, std::vector<double> &S) {
+  Y.assign((size_t)n * rows, 0);
+  S.assign((size_t)n * rows, 0);
+  for (int t = 0; t < n; t++)
+    for (int r = 0; r < rows; r++) {
+      double s = 0, a = 0;
+      const float *w = &W[(size_t)r * cols], *x = &X[(size_t)t * cols];
+      for (int c = 0; c < cols; c++) { s += (double)w[c] * x[c]; a += std::fabs((double)w[c] * x[c]); }
+      Y[(size_t)t * rows + r] = s;
+      S[(size_t)t * rows + r] = a;
+    }
+}
+
+// ===================================================================================================
+static void test_gemv() {
+  logf("\n== GEMV (decode, n <= 8) ==\n");
+  struct Shape { int rows, cols; };
+  const Shape shapes[] = {{1000, 4096}, {333, 4100}, {77, 136}, {64, 24}};
+  const int ns[] = {1, 2, 3, 5, 8};
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (const Shape &sh : shapes)
+      for (int n : ns) {
+        HostW W = make_w(dt, (size_t)sh.rows * sh.cols, 0.5f);
+        auto X = rvec((size_t)n * sh.cols);
+        std::vector<double> ref, sc;
+        ref_matmul(W.val, sh.rows, sh.cols, X, n, ref, sc);
+        void *dW = dupb(W.bytes);
+        float *dX = dup(X), *dY = dnew<float>((size_t)n * sh.rows);
+        for (int v = 0; v < gemv_variants(); v++) {
+          if (v > 0 && (n > 2 || sh.rows < 1000)) continue;
+          poison(dY, (size_t)n * sh.rows * 4);
+          CK(gemv(dt, dW, sh.rows, sh.cols, dX, sh.cols, n, dY, sh.rows, nullptr, false, nullptr, 0, v));
+          CK(cudaDeviceSynchronize());
+          auto Y = down(dY, (size_t)n * sh.rows);
+          char nm[160];
+          snprintf(nm, sizeof nm, "gemv %s %dx%d n=%d variant %d", dname(dt), sh.rows, sh.cols, n, v);
+          check(nm, Y.data(), ref.data(), sc.data(), Y.size(), 1e-6, 2e-6);
+        }
+        // bias + accumulate (residual fusion)
+        {
+          auto bias = rvec(sh.rows);
+          auto Y0 = rvec((size_t)n * sh.rows);
+          float *db = dup(bias);
+          CK(cudaMemcpy(dY, Y0.data(), Y0.size() * 4, cudaMemcpyHostToDevice));
+          CK(gemv(dt, dW, sh.rows, sh.cols, dX, sh.cols, n, dY, sh.rows, db, true, nullptr, 0));
+          CK(cudaDeviceSynchronize());
+          auto Y = down(dY, (size_t)n * sh.rows);
+          std::vector<double> r2(ref.size()), s2(ref.size());
+          for (size_t i = 0; i < ref.size(); i++) {
+            r2[i] = ref[i] + bias[i % sh.rows] + Y0[i];
+            s2[i] = sc[i] + std::fabs(bias[i % sh.rows]) + std::fabs(Y0[i]);
+          }
+          char nm[160];
+          snprintf(nm, sizeof nm, "gemv+bias+acc %s %dx%d n=%d", dname(dt), sh.rows, sh.cols, n);
+          check(nm, Y.data(), r2.data(), s2.data(), Y.size(), 1e-6, 2e-6);
+          cudaFree(db);
+        }
+        cudaFree(dW); cudaFree(dX); cudaFree(dY);
+      }
+}
+
+// 7B linear shapes
+struct LShape { const char *name; int rows, cols; };
+static const LShape k7B[] = {{"q/o 4096x4096", 4096, 4096},
+                             {"fused qkv 12288x4096", 12288, 4096},
+                             {"fused gate/up 22016x4096", 22016, 4096},
+                             {"down 4096x11008", 4096, 11008},
+                             {"lm_head 32000x4096", 32000, 4096}};
+
+static void bench_gemv() {
+  logf("\n== GEMV bandwidth (7B shapes, rotating buffers > 2x L2) ==\n");
+  for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16}) {
+    for (const LShape &s : k7B) {
+      const size_t wb = (size_t)s.rows * s.cols * dsz(dt);
+      const int nbuf = std::max<int>(2, (int)((256ull << 20) / wb) + 1);
+      std::vector<void *> Ws(nbuf);
+      for (auto &p : Ws) { CK(cudaMalloc(&p, wb)); dfill(dt, p, (size_t)s.rows * s.cols, 0.5f); }
+      float *X = dnew<float>((size_t)8 * s.cols), *Y = dnew<float>((size_t)8 * s.rows);
+      dfill(LSW_DTYPE_F32, X, (size_t)8 * s.cols, 1.f);
+      for (int v = 0; v < gemv_variants(); v++) {
+        if (g_quick && v > 0) break;
+        const double ms = time_ms([&](int i) { CK(gemv(dt, Ws[i % nbuf], s.rows, s.cols, X, s.cols, 1, Y, s.rows, nullptr, false, nullptr, 0, v)); }, 100);
+        char nm[200];
+        snprintf(nm, sizeof nm, "gemv %s %s v%d", dname(dt), s.name, v);
+        row(nm, ms, (double)wb);
+      }
+      if (dt == LSW_DTYPE_F16)
+        for (int n : {2, 4, 8}) {
+          const double ms = time_ms([&](int i) { CK(gemv(dt, Ws[i % nbuf], s.rows, s.cols, X, s.cols, n, Y, s.rows, nullptr, false, nullptr, 0)); }, 50);
+          char nm[200];
+          snprintf(nm, sizeof nm, "gemv %s %s n=%d", dname(dt), s.name, n);
+          row(nm, ms, (double)wb);
+        }
+      for (auto p : Ws) cudaFree(p);
+      cudaFree(X); cudaFree(Y);
+    }
+  }
+}
+
+// ---- whole-model GEMV in a CUDA graph: every linear of Llama-2-7B (F16) ----------------------------
+struct Model7B {
+  int L = 32, H = 4096, I = 11008, V = 32000, E = 8, R = 64, K = 2;
+  int dt = LSW_DTYPE_F16;
+  std::vector<void *> qkv, o, gu, dn;
+  void *lm = nullptr;
+  // fused-LoRA experts for all 7 modules, [E][r][in] / [E][out][r]
+  std::vector<void *> A[7], B[7];
+  float *x = nullptr, *xi = nullptr, *y = nullptr, *t = nullptr, *gates = nullptr;
+  int *experts = nullptr;
+  size_t weight_bytes = 0;
+};
+static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
+static int mod_out(const Model7B &m, int mi) { return mi == 3 ? m.H : mi < 3 ? m.H : mi == 6 ? m.H : m.I; }
+static int mod_in(const Model7B &m, int mi) { return kModIn[mi] ? m.I : m.H; }
+
+static void alloc7b(Model7B &m, bool lora) {
+  const size_t H = m.H, I = m.I;
+  auto mk = [&](size_t n) { void *p; CK(cudaMalloc(&p, n * 2)); dfill(m.dt, p, n, 0.05f); m.weight_bytes += n * 2; return p; };
+  for (int l = 0; l < m.L; l++) {
+    m.qkv.push_back(mk(3 * H * H));
+    m.o.push_back(mk(H * H));
+    m.gu.push_back(mk(2 * I * H));
+    m.dn.push_back(mk(H * I));
+  }
+  m.lm = mk((size_t)m.V * H);
+  m.x = dnew<float>(2 * I); m.xi = dnew<float>(2 * I); m.y = dnew<float>(std::max<size_t>(2 * I, m.V));
+  dfill(LSW_DTYPE_F32, m.x, 2 * I, 1.f); dfill(LSW_DTYPE_F32, m.xi, 2 * I, 1.f);
+  if (lora) {
+    for (int mi = 0; mi < 7; mi++)
+      for (int l = 0; l < m.L; l++) {
+        void *a, *b;
+        const size_t na = (size_t)m.E * m.R * mod_in(m, mi), nb = (size_t)m.E * mod_out(m, mi) * m.R;
+        CK(cudaMalloc(&a, na * 2)); CK(cudaMalloc(&b, nb * 2));
+        dfill(m.dt, a, na, 0.05f); dfill(m.dt, b, nb, 0.05f);
+        m.A[mi].push_back(a); m.B[mi].push_back(b);
+      }
+    m.t = dnew<float>(7 * m.K * m.R);
+    m.gates = dup(std::vector<float>{0.6f, 0.4f});
+    m.experts = dup(std::vector<int>{5, 2});
+  }
+}
+
+// one decode step's linears; fused: shrink launches + GEMV epilogues (all 7 modules adapted)
+static void run7b(Model7B &m, bool fused, cudaStream_t s) {
+  const int H = m.H, I = m.I;
+  for (int l = 0; l < m.L; l++) {
+    LoraEpilogue ep;
+    float *t = m.t;
+    auto seg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), m.R, m.B[mi][l], t + mi * m.K * m.R, m.experts}; };
+    auto shrink = [&](std::initializer_list<int> mods, const float *x) {
+      ShrinkBatch b; b.top_k = m.K; b.experts = m.experts; b.gates = m.gates;
+      for (int mi : mods) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], m.R, mod_in(m, mi), x, t + mi * m.K * m.R};
+      CK(lora_shrink(m.dt, b, s));
+    };
+    // qkv
+    if (fused) { shrink({0, 1, 2}, m.x); ep.nseg = 3; ep.top_k = m.K; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H); }
+    CK(gemv(m.dt, m.qkv[l], 3 * H, H, m.x, H, 1, m.y, 3 * H, nullptr, false, fused ? &ep : nullptr, s));
+    if (fused) { shrink({3}, m.x); ep.nseg = 1; ep.seg[0] = seg(3, 0); }
+    CK(gemv(m.dt, m.o[l], H, H, m.x, H, 1, m.y, H, nullptr, true, fused ? &ep : nullptr, s));
+    if (fused) { shrink({4, 5}, m.x); ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I); }
+    CK(gemv(m.dt, m.gu[l], 2 * I, H, m.x, H, 1, m.y, 2 * I, nullptr, false, fused ? &ep : nullptr, s));
+    if (fused) { shrink({6}, m.xi); ep.nseg = 1; ep.seg[0] = seg(6, 0); }
+    CK(gemv(m.dt, m.dn[l], H, I, m.xi, I, 1, m.y, H, nullptr, true, fused ? &ep : nullptr, s));
+  }
+  CK(gemv(m.dt, m.lm, m.V, H, m.x, H, 1, m.y, m.V, nullptr, false, nullptr, s));
+}
+
+static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  body(s);
+  CK(cudaStreamEndCapture(s, &g));
+  size_t nn = 0;
+  CK(cudaGraphGetNodes(g, nullptr, &nn));
+  if (nodes) *nodes = (int)nn;
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  for (int i = 0; i < 3; i++) CK(cudaGraphLaunch(ge, s));  // warm-up
+  CK(cudaStreamSynchronize(s));
+  // precise timing on the graph's own stream
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
+  std::vector<float> ts;
+  for (int i = 0; i < 30; i++) {
+    CK(cudaEventRecord(a, s)); CK(cudaGraphLaunch(ge, s)); CK(cudaEventRecord(b, s));
+    CK(cudaEventSynchronize(b));
+    float t; CK(cudaEventElapsedTime(&t, a, b)); ts.push_back(t);
+  }
+  std::sort(ts.begin(), ts.end());
+  CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g)); CK(cudaStreamDestroy(s));
+  CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
+  return ts[ts.size() / 2];
+}
+
+#if defined(LSW_DEV_CUBLAS)
+static cublasHandle_t g_cublas;
+#define CB(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "cuBLAS %s failed: %d\n", #x, (int)s_); exit(2); } } while (0)
+#endif
+
+static void bench_7b() {
+  logf("\n== Llama-2-7B decode linears (F16) in one CUDA graph ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  int nb = 0, nf = 0;
+  const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, &nb);
+  const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, &nf);
+  char nm[200];
+  snprintf(nm, sizeof nm, "7B all linears, our GEMV, graph (%d nodes)", nb);
+  row(nm, base, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "7B all linears + fused LoRA r64 top-2 x7 (%d nodes)", nf);
+  row(nm, fused, (double)m.weight_bytes);
+  logf("  fused / base = %.4f (target <= 1.05)\n", fused / base);
+  char b[256];
+  snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base", fused, fused / base);
+  g_table.push_back(b);
+#if defined(LSW_DEV_CUBLAS)
+  {  // cuBLAS GEMV baseline: x in f16, y f32, the same weights
+    __half *xh = dnew<__half>(2 * m.I);
+    dfill(LSW_DTYPE_F16, xh, 2 * m.I, 1.f);
+    const float one = 1.f, zero = 0.f;
+    auto gv = [&](cublasHandle_t h, const void *W, int rows, int cols) {
+      CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, 1, cols, &one, W, CUDA_R_16F, cols, xh, CUDA_R_16F, cols,
+                      &zero, m.y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    };
+    int nc = 0;
+    const double cb = graph_time([&](cudaStream_t s) {
+      CB(cublasSetStream(g_cublas, s));
+      for (int l = 0; l < m.L; l++) {
+        gv(g_cublas, m.qkv[l], 3 * m.H, m.H); gv(g_cublas, m.o[l], m.H, m.H);
+        gv(g_cublas, m.gu[l], 2 * m.I, m.H); gv(g_cublas, m.dn[l], m.H, m.I);
+      }
+      gv(g_cublas, m.lm, m.V, m.H);
+    }, &nc);
+    snprintf(nm, sizeof nm, "7B all linears, cuBLAS GemmEx n=1, graph (%d nodes)", nc);
+    row(nm, cb, (double)m.weight_bytes);
+    cudaFree(xh);
+  }
+#endif
+  for (auto *v : {&m.qkv, &m.o, &m.gu, &m.dn}) for (void *p : *v) cudaFree(p);
+  cudaFree(m.lm);
+  for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
+  cudaFree(m.x); cudaFree(m.xi); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
+}
+
+// ===================================================================================================
+static void test_lora() {
+  logf("\n== fused LoRA (shrink + GEMV epilogue) and unfused expand ==\n");
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (int rank : {8, 16, 64})
+      for (int cols : {4096, 1000}) {
+        const int rows = 3 * 700, E = 4, K = 2;  // fused qkv-like: 3 segments, middle one not adapted
+        HostW W = make_w(dt, (size_t)rows * cols, 0.5f);
+        HostW A0 = make_w(dt, (size_t)E * rank * cols, 0.5f), A2 = make_w(dt, (size_t)E * rank * cols, 0.5f);
+        HostW B0 = make_w(dt, (size_t)E * 700 * rank, 0.5f), B2 = make_w(dt, (size_t)E * 700 * rank, 0.5f);
+        auto x = rvec(cols);
+        std::vector<int> ex = {3, 1};
+        std::vector<float> g = {0.7f, 0.3f};
+        std::vector<double> ref, sc;
+        ref_matmul(W.val, rows, cols, x, 1, ref, sc);
+        for (int segi = 0; segi < 2; segi++) {
+          const HostW &A = segi ? A2 : A0, &B = segi ? B2 : B0;
+          const int row0 = segi ? 1400 : 0;
+          for (int k = 0; k < K; k++) {
+            std::vector<double> t(rank);
+            for (int j = 0; j < rank; j++) {
+              double s = 0;
+              for (int c = 0; c < cols; c++) s += (double)A.val[((size_t)ex[k] * rank + j) * cols + c] * x[c];
+              t[j] = g[k] * s;
+            }
+            for (int r = 0; r < 700; r++) {
+              double s = 0, a = 0;
+              for (int j = 0; j < rank; j++) { double v = B.val[((size_t)ex[k] * 700 + r) * rank + j] * t[j]; s += v; a += std::fabs(v); }
+              ref[row0 + r] += s;
+              sc[row0 + r] += a + 1.0;
+            }
+          }
+        }
+        void *dW = dupb(W.bytes), *dA0 = dupb(A0.bytes), *dA2 = dupb(A2.bytes), *dB0 = dupb(B0.bytes), *dB2 = dupb(B2.bytes);
+        float *dx = dup(x), *dg = dup(g), *dt_ = dnew<float>(2 * K * rank), *dY = dnew<float>(rows);
+        int *de = dup(ex);
+        ShrinkBatch sb; sb.top_k = K; sb.experts = de; sb.gates = dg; sb.njobs = 2;
+        sb.job[0] = {dA0, rank, cols, dx, dt_}; sb.job[1] = {dA2, rank, cols, dx, dt_ + K * rank};
+        LoraEpilogue ep; ep.nseg = 2; ep.top_k = K;
+        ep.seg[0] = {0, 700, rank, dB0, dt_, de}; ep.seg[1] = {1400, 700, rank, dB2, dt_ + K * rank, de};
+        poison(dY, rows * 4);
+        poison(dt_, 2 * K * rank * 4);
+        CK(lora_shrink(dt, sb, 0));
+        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0));
+        CK(cudaDeviceSynchronize());
+        auto Y = down(dY, rows);
+        char nm[160];
+        snprintf(nm, sizeof nm, "fused lora %s %dx%d r%d top%d", dname(dt), rows, cols, rank, K);
+        check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+        // unfused: plain GEMV, then per expert shrink (top_k = 1 at a time) + expand
+        poison(dY, rows * 4);
+        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, nullptr, 0));
+        for (int segi = 0; segi < 2; segi++)
+          for (int k = 0; k < K; k++) {
+            ShrinkBatch s1; s1.top_k = 1; s1.experts = de + k; s1.gates = dg + k; s1.njobs = 1;
+            std::vector<float> one = {1.f};
+            static float *d_one = nullptr;
+            if (!d_one) d_one = dup(one);
+            s1.gates = d_one;
+            s1.job[0] = {segi ? dA2 : dA0, rank, cols, dx, dt_};
+            CK(lora_shrink(dt, s1, 0));
+            CK(lora_expand(dt, segi ? dB2 : dB0, 700, rank, de, k, dg, dt_, dY + (segi ? 1400 : 0), 0));
+          }
+        CK(cudaDeviceSynchronize());
+        Y = down(dY, rows);
+        snprintf(nm, sizeof nm, "unfused lora %s %dx%d r%d top%d", dname(dt), rows, cols, rank, K);
+        check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+        for (void *p : {dW, dA0, dA2, dB0, dB2, (void *)dx, (void *)dg, (void *)dt_, (void *)dY, (void *)de}) cudaFree(p);
+      }
+}
+
+// ===================================================================================================
+static void test_gemm() {
+  logf("\n== prefill GEMM ==\n");
+  struct S { int n, rows, cols; };
+  const S shapes[] = {{200, 1000, 4096}, {33, 77, 136}, {129, 260, 100}, {16, 64, 64}};
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (const S &s : shapes)
+      for (int precise : {1, 0}) {
+        if (dt == LSW_DTYPE_F32 && !precise) continue;
+        HostW W = make_w(dt, (size_t)s.rows * s.cols, 0.5f);
+        auto X = rvec((size_t)s.n * s.cols);
+        std::vector<double> ref, sc;
+        ref_matmul(W.val, s.rows, s.cols, X, s.n, ref, sc);
+        void *dW = dupb(W.bytes);
+        float *dX = dup(X), *dY = dnew<float>((size_t)s.n * s.rows);
+        void *xb; CK(cudaMalloc(&xb, gemm_xbuf_bytes(s.n, s.cols)));
+        poison(dY, (size_t)s.n * s.rows * 4);
+        CK(gemm(dt, dW, s.rows, s.cols, dX, s.cols, s.n, dY, s.rows, nullptr, false, precise, xb, 0));
+        CK(cudaDeviceSynchronize());
+        auto Y = down(dY, (size_t)s.n * s.rows);
+        char nm[160];
+        snprintf(nm, sizeof nm, "gemm %s n=%d %dx%d %s", dname(dt), s.n, s.rows, s.cols, precise ? "precise" : "fast");
+        // fast: X rounded once to the weight dtype (2^-9 / 2^-12 relative); precise: hi+lo split
+        const double rt = precise ? (dt == LSW_DTYPE_BF16 ? 2e-5 : 2e-6) : (dt == LSW_DTYPE_BF16 ? 4e-3 : 5e-4);
+        check(nm, Y.data(), ref.data(), sc.data(), Y.size(), 1e-6, rt);
+        cudaFree(dW); cudaFree(dX); cudaFree(dY); cudaFree(xb);
+      }
+}
+
+static void bench_gemm() {
+  logf("\n== prefill GEMM rate (n = 2048 tokens) ==\n");
+  const int n = 2048;
+  for (int dt : {LSW_DTYPE_BF16, LSW_DTYPE_F16})
+    for (const LShape &s : k7B) {
+      if (s.rows == 32000) continue;
+      void *W; CK(cudaMalloc(&W, (size_t)s.rows * s.cols * 2)); dfill(dt, W, (size_t)s.rows * s.cols, 0.5f);
+      float *X = dnew<float>((size_t)n * s.cols), *Y = dnew<float>((size_t)n * s.rows);
+      dfill(LSW_DTYPE_F32, X, (size_t)n * s.cols, 1.f);
+      void *xb; CK(cudaMalloc(&xb, gemm_xbuf_bytes(n, s.cols)));
+      const double flop = 2.0 * n * s.rows * s.cols;
+      for (int precise : {0, 1}) {
+        const double ms = time_ms([&](int) { CK(gemm(dt, W, s.rows, s.cols, X, s.cols, n, Y, s.rows, nullptr, false, precise, xb, 0)); }, 20, 3);
+        char nm[200];
+        snprintf(nm, sizeof nm, "gemm %s n=%d %s %s", dname(dt), n, s.name, precise ? "precise" : "fast");
+        row(nm, ms, 0, flop);
+      }
+#if defined(LSW_DEV_CUBLAS)
+      {
+        void *Xc; CK(cudaMalloc(&Xc, (size_t)n * s.cols * 2)); dfill(dt, Xc, (size_t)n * s.cols, 1.f);
+        const float one = 1.f, zero = 0.f;
+        const cudaDataType_t ct = dt == LSW_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+        CB(cublasSetStream(g_cublas, 0));
+        const double ms = time_ms([&](int) {
+          CB(cublasGemmEx(g_cublas, CUBLAS_OP_T, CUBLAS_OP_N, s.rows, n, s.cols, &one, W, ct, s.cols, Xc, ct, s.cols,
+                          &zero, Y, CUDA_R_32F, s.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }, 20, 3);
+        char nm[200];
+        snprintf(nm, sizeof nm, "cuBLAS GemmEx %s n=%d %s (reference rate)", dname(dt), n, s.name);
+        row(nm, ms, 0, flop);
+        cudaFree(Xc);
+      }
+#endif
+      cudaFree(W); cudaFree(X); cudaFree(Y); cudaFree(xb);
+    }
+}
+
+// ===================================================================================================
+static void test_sgmm() {
+  logf("\n== SGMM (merge) ==\n");
+  struct S { int rows, cols, rank, E, K; };
+  const S shapes[] = {{200, 264, 16, 4, 2}, {130, 136, 48, 3, 3}, {64, 128, 64, 8, 2}, {100, 72, 80, 2, 1}, {33, 20, 5, 3, 2}};
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (const S &s : shapes) {
+      const int nm_ = 3, slots = 2;
+      std::vector<HostW> W0, A, B;
+      for (int m = 0; m < nm_; m++) {
+        W0.push_back(make_w(dt, (size_t)s.rows * s.cols, 1.f));
+        A.push_back(make_w(dt, (size_t)s.E * s.rank * s.cols, 0.5f));
+        B.push_back(make_w(dt, (size_t)s.E * s.rows * s.rank, 0.5f));
+      }
+      // two routing slots (layer-wise): matrix m uses slot m % 2
+      std::vector<int> ex;
+      std::vector<float> g;
+      for (int sl = 0; sl < slots; sl++)
+        for (int k = 0; k < s.K; k++) { ex.push_back((sl * 7 + k * 3 + 1) % s.E); g.push_back(0.2f + 0.5f * urand() * urand()); }
+      if (s.K > 1 && ex[0] == ex[1]) ex[1] = (ex[1] + 1) % s.E;
+      std::vector<void *> dW0, dW, dA, dB;
+      std::vector<SgmmDesc> d(nm_);
+      for (int m = 0; m < nm_; m++) {
+        dW0.push_back(dupb(W0[m].bytes)); dA.push_back(dupb(A[m].bytes)); dB.push_back(dupb(B[m].bytes));
+        void *w; CK(cudaMalloc(&w, W0[m].bytes.size())); dW.push_back(w);
+        d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], s.rows, s.cols, s.rank, m % slots, 0, 0};
+      }
+      int *dex = dup(ex);
+      float *dg = dup(g);
+      SgmmDesc *dd = dnew<SgmmDesc>(nm_);
+      for (int tc : {0, 1}) {
+        bool ok = true;
+        for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
+        if (tc && !ok) continue;
+        const int tiles = sgmm_prepare(d.data(), nm_, tc);
+        CK(cudaMemcpy(dd, d.data(), nm_ * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
+        for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
+        CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+        CK(cudaDeviceSynchronize());
+        std::vector<float> got;
+        std::vector<double> ref, sc;
+        for (int m = 0; m < nm_; m++) {
+          auto h = down((uint8_t *)dW[m], W0[m].bytes.size());
+          const int sl = m % slots;
+          for (int i = 0; i < s.rows; i++)
+            for (int c = 0; c < s.cols; c++) {
+              double delta = 0;
+              for (int k = 0; k < s.K; k++) {
+                const int e = ex[sl * s.K + k];
+                double acc = 0;
+                for (int j = 0; j < s.rank; j++)
+                  acc += (double)B[m].val[((size_t)e * s.rows + i) * s.rank + j] * A[m].val[((size_t)e * s.rank + j) * s.cols + c];
+                delta += g[sl * s.K + k] * acc;
+              }
+              const double r = W0[m].val[(size_t)i * s.cols + c] + delta;
+              ref.push_back(r);
+              sc.push_back(std::fabs(r));
+              got.push_back(dval(dt, h.data(), (size_t)i * s.cols + c));
+            }
+        }
+        // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
+        const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
+        char nm[160];
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc ? "tc  " : "simt", dname(dt), s.rows,
+                 s.cols, s.rank, s.E, s.K);
+        check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
+        // drift: merge other experts, then the first ones again -> bit-identical; gates 0 -> W == W0
+        {
+          auto first = down((uint8_t *)dW[0], W0[0].bytes.size());
+          std::vector<int> ex2(ex.size());
+          for (size_t i = 0; i < ex.size(); i++) ex2[i] = (ex[i] + 1) % s.E;
+          for (int rep = 0; rep < 50; rep++) {
+            CK(cudaMemcpy(dex, rep % 2 ? ex.data() : ex2.data(), ex.size() * 4, cudaMemcpyHostToDevice));
+            CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+          }
+          CK(cudaDeviceSynchronize());
+          auto again = down((uint8_t *)dW[0], W0[0].bytes.size());
+          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc ? "tc" : "simt", dname(dt));
+          std::vector<float> zero(g.size(), 0.f);
+          CK(cudaMemcpy(dg, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice));
+          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+          CK(cudaDeviceSynchronize());
+          auto un = down((uint8_t *)dW[1], W0[1].bytes.size());
+          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc ? "tc" : "simt", dname(dt));
+          CK(cudaMemcpy(dg, g.data(), g.size() * 4, cudaMemcpyHostToDevice));
+          CK(cudaMemcpy(dex, ex.data(), ex.size() * 4, cudaMemcpyHostToDevice));
+          // skip flag: no write at all
+          int one = 1, *dskip = dup(std::vector<int>{one});
+          poison(dW[2], W0[2].bytes.size());
+          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0));
+          CK(cudaDeviceSynchronize());
+          auto sk = down((uint8_t *)dW[2], W0[2].bytes.size());
+          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc ? "tc" : "simt", dname(dt));
+          cudaFree(dskip);
+        }
+      }
+      for (int m = 0; m < nm_; m++) { cudaFree(dW0[m]); cudaFree(dW[m]); cudaFree(dA[m]); cudaFree(dB[m]); }
+      cudaFree(dex); cudaFree(dg); cudaFree(dd);
+    }
+}
+
+static void bench_sgmm() {
+  logf("\n== SGMM bandwidth: all 64 q,v weights of Llama-2-7B (F16) in one launch ==\n");
+  const int L = 32, H = 4096, E = 8;
+  const int dt = LSW_DTYPE_F16;
+  std::vector<void *> W0(2 * L), W(2 * L), A(2 * L), B(2 * L);
+  for (int i = 0; i < 2 * L; i++) {
+    CK(cudaMalloc(&W0[i], (size_t)H * H * 2)); CK(cudaMalloc(&W[i], (size_t)H * H * 2));
+    CK(cudaMalloc(&A[i], (size_t)E * 64 * H * 2)); CK(cudaMalloc(&B[i], (size_t)E * H * 64 * 2));
+    dfill(dt, W0[i], (size_t)H * H, 1.f); dfill(dt, A[i], (size_t)E * 64 * H, 0.05f); dfill(dt, B[i], (size_t)E * H * 64, 0.05f);
+  }
+  int *dex = dup(std::vector<int>{3, 6});
+  float *dg = dup(std::vector<float>{0.55f, 0.45f});
+  SgmmDesc *dd = dnew<SgmmDesc>(2 * L);
+  struct Cfg { int rank, K; };
+  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}})
+    for (int tc : {1, 0}) {
+      if (!tc && (g_quick || c.rank > 16)) continue;
+      std::vector<SgmmDesc> d(2 * L);
+      for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 0};
+      const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
+      CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
+      const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
+      const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
+      char nm[200];
+      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc ? "tc" : "simt", c.rank, c.K);
+      row(nm, ms, bytes);
+    }
+#if defined(LSW_DEV_CUBLAS)
+  {  // issue 4's library baseline: rank-64 update in place, batched GEMM, one call
+    std::vector<const void *> hA(2 * L), hB(2 * L);
+    std::vector<void *> hC(2 * L);
+    for (int i = 0; i < 2 * L; i++) { hA[i] = A[i]; hB[i] = B[i]; hC[i] = W[i]; CK(cudaMemcpy(W[i], W0[i], (size_t)H * H * 2, cudaMemcpyDeviceToDevice)); }
+    const void **dA = dnew<const void *>(2 * L), **dB = dnew<const void *>(2 * L);
+    void **dC = dnew<void *>(2 * L);
+    CK(cudaMemcpy(dA, hA.data(), 2 * L * sizeof(void *), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dB, hB.data(), 2 * L * sizeof(void *), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dC, hC.data(), 2 * L * sizeof(void *), cudaMemcpyHostToDevice));
+    const float one = 1.f;
+    CB(cublasSetStream(g_cublas, 0));
+    // row-major W[H][H] += B[H][64] A[64][H]  <=>  col-major W^T = A^T B^T: m=H(cols), n=H(rows), k=64
+    const double ms = time_ms([&](int) {
+      CB(cublasGemmBatchedEx(g_cublas, CUBLAS_OP_N, CUBLAS_OP_N, H, H, 64, &one, (const void *const *)dA, CUDA_R_16F, H,
+                             (const void *const *)dB, CUDA_R_16F, 64, &one, dC, CUDA_R_16F, H, 2 * L, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+    }, 10, 2);
+    row("cuBLAS GemmBatchedEx rank-64 in place, 64 q,v (baseline)", ms, 2.0 * L * ((double)H * H * 2 * 2 + 64.0 * 2 * H * 2));
+    cudaFree(dA); cudaFree(dB); cudaFree(dC);
+  }
+#endif
+  for (int i = 0; i < 2 * L; i++) { cudaFree(W0[i]); cudaFree(W[i]); cudaFree(A[i]); cudaFree(B[i]); }
+  cudaFree(dex); cudaFree(dg); cudaFree(dd);
+}
+
+// ===================================================================================================
+static void test_small() {
+  logf("\n== RMSNorm / RoPE / SwiGLU / add / embed ==\n");
+  {  // rmsnorm
+    for (int dim : {4096, 100, 5120}) {
+      const int n = 7;
+      auto X = rvec((size_t)n * dim, 3.f), w = rvec(dim);
+      float *dX = dup(X), *dw = dup(w), *dY = dnew<float>((size_t)n * dim);
+      poison(dY, (size_t)n * dim * 4);
+      CK(rmsnorm(n, dim, dX, dim, dw, 1e-5f, dY, dim, 0));
+      CK(cudaDeviceSynchronize());
+      auto Y = down(dY, (size_t)n * dim);
+      std::vector<double> ref((size_t)n * dim);
+      for (int t = 0; t < n; t++) {
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)X[(size_t)t * dim + i] * X[(size_t)t * dim + i];
+        const double inv = 1.0 / std::sqrt(ss / dim + 1e-5);
+        for (int i = 0; i < dim; i++) ref[(size_t)t * dim + i] = X[(size_t)t * dim + i] * inv * w[i];
+      }
+      char nm[100]; snprintf(nm, sizeof nm, "rmsnorm n=%d dim=%d", n, dim);
+      check(nm, Y.data(), ref.data(), nullptr, Y.size(), 1e-6, 2e-6);
+      cudaFree(dX); cudaFree(dw); cudaFree(dY);
+    }
+  }
+  {  // rope: default llama frequencies, odd positions, q+k heads contiguous with a row stride
+    for (int hd : {128, 64, 16}) {
+      const int n = 5, heads = 6, ld = heads * hd + 32;
+      std::vector<double> inv(hd / 2);
+      for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(500000.0, 2.0 * i / hd);
+      std::vector<int> pos = {0, 1, 17, 4095, 100000};
+      auto X = rvec((size_t)n * ld);
+      float *dX = dup(X);
+      int *dp = dup(pos);
+      double *di = dup(inv);
+      CK(rope(n, heads, hd, ld, dp, di, dX, 0));
+      CK(cudaDeviceSynchronize());
+      auto Y = down(dX, (size_t)n * ld);
+      std::vector<double> ref(X.begin(), X.end());
+      for (int t = 0; t < n; t++)
+        for (int h = 0; h < heads; h++)
+          for (int i = 0; i < hd / 2; i++) {
+            const double a = pos[t] * inv[i];
+            const float c = (float)std::cos(a), s = (float)std::sin(a);
+            const size_t o = (size_t)t * ld + h * hd;
+            ref[o + i] = (double)X[o + i] * c - (double)X[o + i + hd / 2] * s;
+            ref[o + i + hd / 2] = (double)X[o + i + hd / 2] * c + (double)X[o + i] * s;
+          }
+      char nm[100]; snprintf(nm, sizeof nm, "rope hd=%d (positions up to 1e5, padded rows untouched)", hd);
+      check(nm, Y.data(), ref.data(), nullptr, Y.size(), 1e-6, 1e-6);
+      cudaFree(dX); cudaFree(dp); cudaFree(di);
+    }
+  }
+  {  // swiglu + add + embed
+    const int n = 3, I = 11008;
+    auto GU = rvec((size_t)n * 2 * I, 6.f);
+    float *dG = dup(GU), *dO = dnew<float>((size_t)n * I);
+    poison(dO, (size_t)n * I * 4);
+    CK(swiglu(n, I, dG, 2 * I, dO, I, 0));
+    CK(cudaDeviceSynchronize());
+    auto O = down(dO, (size_t)n * I);
+    std::vector<double> ref((size_t)n * I);
+    for (int t = 0; t < n; t++)
+      for (int i = 0; i < I; i++) {
+        const double g = GU[(size_t)t * 2 * I + i], u = GU[(size_t)t * 2 * I + I + i];
+        ref[(size_t)t * I + i] = g / (1 + std::exp(-g)) * u;
+      }
+    check("swiglu n=3 I=11008", O.data(), ref.data(), nullptr, O.size(), 1e-6, 2e-6);
+    auto Y0 = rvec((size_t)n * I);
+    float *dY = dup(Y0);
+    CK(add_inplace((long long)n * I, dY, dO, 0));
+    CK(cudaDeviceSynchronize());
+    auto Y = down(dY, (size_t)n * I);
+    for (size_t i = 0; i < ref.size(); i++) ref[i] = (double)Y0[i] + O[i];
+    check("add_inplace", Y.data(), ref.data(), nullptr, Y.size(), 0, 1e-7);
+    cudaFree(dG); cudaFree(dO); cudaFree(dY);
+    for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16}) {
+      const int V = 1000, D = 300;
+      HostW E = make_w(dt, (size_t)V * D, 1.f);
+      std::vector<int> tok = {999, 0, 517, 517};
+      void *dE = dupb(E.bytes);
+      int *dt_ = dup(tok);
+      float *dOut = dnew<float>(tok.size() * D);
+      poison(dOut, tok.size() * D * 4);
+      CK(embed(dt, dE, D, (int)tok.size(), dt_, dOut, 0));
+      CK(cudaDeviceSynchronize());
+      auto got = down(dOut, tok.size() * D);
+      std::vector<double> r(tok.size() * D);
+      for (size_t t = 0; t < tok.size(); t++)
+        for (int i = 0; i < D; i++) r[t * D + i] = E.val[(size_t)tok[t] * D + i];
+      char nm[100]; snprintf(nm, sizeof nm, "embed %s", dname(dt));
+      check(nm, got.data(), r.data(), nullptr, got.size(), 0, 0);
+      cudaFree(dE); cudaFree(dt_); cudaFree(dOut);
+    }
+  }
+}
+
+// ===================================================================================================
+static void ref_attention(int n, int n_ctx, int nh, int nkv, int hd, const std::vector<float> &Q,
+                          const std::vector<float> &K, const std::vector<float> &V, std::vector<double> &O) {
+  O.assign((size_t)n * nh * hd, 0);
+  const double scale = 1.0 / std::sqrt((double)hd);
+  std::vector<double> s(n_ctx);
+  for (int t = 0; t < n; t++)
+    for (int h = 0; h < nh; h++) {
+      const int kvh = h / (nh / nkv), last = n_ctx - n + t;
+      double mx = -INFINITY;
+      for (int p = 0; p <= last; p++) {
+        double d = 0;
+        for (int i = 0; i < hd; i++) d += (double)Q[((size_t)t * nh + h) * hd + i] * K[((size_t)p * nkv + kvh) * hd + i];
+        s[p] = d * scale;
+        mx = std::max(mx, s[p]);
+      }
+      double sum = 0;
+      for (int p = 0; p <= last; p++) sum += (s[p] = std::exp(s[p] - mx));
+      for (int p = 0; p <= last; p++)
+        for (int i = 0; i < hd; i++) O[((size_t)t * nh + h) * hd + i] += s[p] / sum * V[((size_t)p * nkv + kvh) * hd + i];
+    }
+}
+
+static void test_attention() {
+  logf("\n== attention ==\n");
+  struct S { int n, n_ctx, nh, nkv, hd; };
+  const S cases[] = {{1, 1, 4, 4, 64},     {1, 37, 8, 2, 128},    {1, 3000, 8, 8, 128}, {1, 5000, 4, 1, 256},
+                     {1, 200, 6, 3, 16},   {17, 17, 4, 2, 64},    {40, 100, 8, 4, 128}, {5, 9, 4, 4, 48},
+                     {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96}};
+  for (const S &c : cases) {
+    auto Q = rvec((size_t)c.n * c.nh * c.hd), K = rvec((size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = rvec((size_t)c.n_ctx * c.nkv * c.hd);
+    std::vector<double> ref;
+    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
+    float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
+    float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
+    int *dn = dup(std::vector<int>{c.n_ctx});
+    for (int viadev : {0, 1}) {
+      if (viadev && c.n != 1) continue;
+      poison(dO, Q.size() * 4);
+      // device n_ctx: launch sized for a larger bound, as in the captured graph
+      CK(attention(c.n, viadev ? c.n_ctx + 1000 : c.n_ctx, viadev ? dn : nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV,
+                   c.nkv * c.hd, dO, c.nh * c.hd, sc, 0));
+      CK(cudaDeviceSynchronize());
+      auto O = down(dO, Q.size());
+      char nm[160];
+      snprintf(nm, sizeof nm, "attention n=%d ctx=%d heads %d/%d hd=%d%s", c.n, c.n_ctx, c.nh, c.nkv, c.hd, viadev ? " (n_ctx on device)" : "");
+      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+    }
+    cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(sc); cudaFree(dn);
+  }
+}
+
+static void bench_attention() {
+  logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
+  for (int ctx : {512, 4096}) {
+    const int nh = 32, hd = 128;
+    float *Q = dnew<float>(nh * hd), *K = dnew<float>((size_t)ctx * nh * hd), *V = dnew<float>((size_t)ctx * nh * hd), *O = dnew<float>(nh * hd);
+    float *sc = dnew<float>(attn_scratch_floats(nh, hd));
+    dfill(LSW_DTYPE_F32, Q, nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * nh * hd, 1.f);
+    const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
+    char nm[160]; snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx)", ctx);
+    row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc);
+  }
+  {
+    const int n = 2048, nh = 32, hd = 128;
+    float *Q = dnew<float>((size_t)n * nh * hd), *K = dnew<float>((size_t)n * nh * hd), *V = dnew<float>((size_t)n * nh * hd), *O = dnew<float>((size_t)n * nh * hd);
+    dfill(LSW_DTYPE_F32, Q, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)n * nh * hd, 1.f);
+    const double ms = time_ms([&](int) { CK(attention(n, n, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, nullptr, 0)); }, 5, 1);
+    row("attention prefill causal n=2048 (one layer)", ms, 0, 4.0 * nh * hd * (double)n * n / 2);
+    cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O);
+  }
+}
+
+// ===================================================================================================
+// CPU sampler: a copy of cuda/src/cpu.cpp lsw::sample (the spec the device sampler follows)
+static int32_t cpu_sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp, uint64_t step) {
+  auto argmax = [&]() { int64_t b = 0; for (int64_t i = 1; i < vocab; i++) if (logits[i] > logits[b]) b = i; return (int32_t)b; };
+  if (!(sp.temperature > 0.f) || sp.top_k == 1) return argmax();
+  std::vector<int32_t> idx(vocab);
+  for (int64_t i = 0; i < vocab; i++) idx[i] = (int32_t)i;
+  int64_t nc = vocab;
+  if (sp.top_k > 0 && sp.top_k < vocab) {
+    nc = sp.top_k;
+    auto by = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    std::nth_element(idx.begin(), idx.begin() + (nc - 1), idx.end(), by);
+    std::sort(idx.begin(), idx.begin() + nc);
+  }
+  std::vector<double> p(vocab);
+  const double T = sp.temperature;
+  double mx = -INFINITY;
+  for (int64_t c = 0; c < nc; c++) mx = std::max(mx, (double)logits[idx[c]] / T);
+  double sum = 0;
+  for (int64_t c = 0; c < nc; c++) sum += (p[idx[c]] = std::exp((double)logits[idx[c]] / T - mx));
+  for (int64_t c = 0; c < nc; c++) p[idx[c]] /= sum;
+  if (sp.top_p < 1.f) {
+    auto by_p = [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
+    std::sort(idx.begin(), idx.begin() + nc, by_p);
+    double cum = 0;
+    int64_t j = 0;
+    for (; j < nc; j++) { cum += p[idx[j]]; if (cum >= (double)sp.top_p) break; }
+    if (j < nc) nc = j + 1;
+    std::sort(idx.begin(), idx.begin() + nc);
+  }
+  if (sp.min_p > 0.f) {
+    double pm = 0;
+    for (int64_t c = 0; c < nc; c++) pm = std::max(pm, p[idx[c]]);
+    const double thr = (double)sp.min_p * pm;
+    int64_t o = 0;
+    for (int64_t c = 0; c < nc; c++) if (p[idx[c]] >= thr) idx[o++] = idx[c];
+    nc = o;
+  }
+  double total = 0;
+  for (int64_t c = 0; c < nc; c++) total += p[idx[c]];
+  const double u = (double)(mix(sp.seed ^ mix(step)) >> 11) * (1.0 / 9007199254740992.0);
+  const double target = u * total;
+  double cum = 0;
+  for (int64_t c = 0; c < nc; c++) { cum += p[idx[c]]; if (cum > target) return idx[c]; }
+  return idx[nc - 1];
+}
+
+static void test_sampling() {
+  logf("\n== router / argmax / sampling ==\n");
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (int E : {8, 3, 64})
+      for (int K : {1, 2, 3}) {
+        if (K > E) continue;
+        const int dim = 4096;
+        HostW R = make_w(dt, (size_t)E * dim, 0.05f);
+        auto x = rvec(dim);
+        std::vector<double> lg(E);
+        for (int e = 0; e < E; e++) { double s = 0; for (int c = 0; c < dim; c++) s += (double)R.val[(size_t)e * dim + c] * x[c]; lg[e] = s; }
+        std::vector<int> order(E);
+        for (int e = 0; e < E; e++) order[e] = e;
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
+        double mx = *std::max_element(lg.begin(), lg.end()), ks = 0;
+        for (int k = 0; k < K; k++) ks += std::exp(lg[order[k]] - mx);
+        void *dR = dupb(R.bytes);
+        float *dx = dup(x), *dg = dnew<float>(K);
+        int *de = dnew<int>(K);
+        CK(route(dt, E, dim, K, dR, dx, de, dg, 0));
+        CK(cudaDeviceSynchronize());
+        auto ge = down(de, K);
+        auto gg = down(dg, K);
+        std::vector<double> rg(K);
+        bool same = true;
+        for (int k = 0; k < K; k++) { same = same && ge[k] == order[k]; rg[k] = std::exp(lg[order[k]] - mx) / ks; }
+        char nm[160];
+        snprintf(nm, sizeof nm, "route %s E=%d top%d: experts", dname(dt), E, K);
+        expect(same, "%s", nm);
+        snprintf(nm, sizeof nm, "route %s E=%d top%d: gates", dname(dt), E, K);
+        check(nm, gg.data(), rg.data(), nullptr, K, 1e-6, 1e-5);
+        cudaFree(dR); cudaFree(dx); cudaFree(dg); cudaFree(de);
+      }
+  for (int vocab : {32000, 151936, 7}) {
+    auto lg = rvec(vocab, 8.f);
+    if (vocab > 100) { lg[12345 % vocab] = 40.f; lg[777] = 40.f; }  // tie: lowest id wins
+    float *dl = dup(lg);
+    int *dt_ = dnew<int>(1);
+    unsigned char *keep = dnew<unsigned char>(vocab);
+    double *p = dnew<double>(vocab);
+    CK(argmax(vocab, dl, dt_, 0));
+    CK(cudaDeviceSynchronize());
+    int tok = down(dt_, 1)[0];
+    lsw_sampler_params g0{0.f, 0, 1.f, 0.f, 1};
+    expect(tok == cpu_sample(vocab, lg.data(), g0, 0), "argmax vocab=%d -> %d", vocab, tok);
+    // non-greedy: many (params, seed, step) against the CPU algorithm
+    const lsw_sampler_params ps[] = {{0.8f, 40, 0.95f, 0.f, 1}, {1.0f, 0, 1.f, 0.f, 2}, {0.7f, 0, 0.9f, 0.05f, 3},
+                                     {1.3f, 100, 1.f, 0.1f, 4}, {0.5f, 5, 0.5f, 0.f, 5}, {2.0f, 0, 0.8f, 0.f, 6}};
+    auto lg2 = rvec(vocab, 3.f);  // a flatter distribution too
+    float *dl2 = dup(lg2);
+    int mism = 0, total = 0;
+    for (const auto &sp : ps)
+      for (int which = 0; which < 2; which++)
+        for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
+          if (vocab > 100000 && sp.top_k == 0 && sp.top_p < 1.f && which == 1) continue;  // slow extraction case
+          CK(sample(vocab, which ? dl2 : dl, sp, nullptr, step, keep, p, dt_, 0));
+          CK(cudaDeviceSynchronize());
+          const int g = down(dt_, 1)[0];
+          const int c = cpu_sample(vocab, which ? lg2.data() : lg.data(), sp, step);
+          total++;
+          if (g != c) { mism++; logf("    mismatch vocab %d T %.2f k %d p %.2f minp %.2f step %d: gpu %d cpu %d\n", vocab, sp.temperature, sp.top_k, sp.top_p, sp.min_p, (int)step, g, c); }
+        }
+    expect(mism == 0, "sample vocab=%d: %d draws equal to the CPU algorithm (%d mismatches)", vocab, total, mism);
+    {
+      lsw_sampler_params sp{0.8f, 40, 0.95f, 0.05f, 9};
+      const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, 0)); }, 20);
+      char nm[160]; snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05", vocab);
+      row(nm, ms, 0, 0);
+      const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
+      snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
+      row(nm, ms2, 0, 0);
+    }
+    cudaFree(dl); cudaFree(dl2); cudaFree(dt_); cudaFree(keep); cudaFree(p);
+  }
+}
+
+// ===================================================================================================
+int main(int argc, char **argv) {
+  const char *out = nullptr;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--quick")) g_quick = true;
+    else out = argv[i];
+  }
+  if (out && !(g_out = fopen(out, "w"))) { fprintf(stderr, "cannot write %s\n", out); return 2; }
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  int drv = 0, rt = 0;
+  cudaDriverGetVersion(&drv);
+  cudaRuntimeGetVersion(&rt);
+  time_t now = time(nullptr);
+  char date[64];
+  strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
+  std::string cmd;
+  for (int i = 0; i < argc; i++) cmd += (i ? " " : "") + std::string(argv[i]);
+  logf("lora-switch CUDA kernel harness\nmachine: %s (sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB), driver %d, runtime %d\ndate: %s\ncommand: %s\n",
+       prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0,
+       prop.l2CacheSize / 1048576.0, drv, rt, date, cmd.c_str());
+#if defined(LSW_DEV_CUBLAS)
+  CB(cublasCreate(&g_cublas));
+  logf("cuBLAS baselines: yes\n");
+#else
+  logf("cuBLAS baselines: no (built without cuBLAS)\n");
+#endif
+  g_copy_gbs = measure_copy();
+  logf("device-to-device copy bandwidth (read + write): %.1f GB/s\n", g_copy_gbs);
+
+  test_gemv();
+  test_lora();
+  test_gemm();
+  test_sgmm();
+  test_small();
+  test_attention();
+  test_sampling();
+  logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
+
+  bench_gemv();
+  bench_7b();
+  bench_sgmm();
+  bench_gemm();
+  bench_attention();
+
+  logf("\n== results (%s, copy %.1f GB/s) ==\n", prop.name, g_copy_gbs);
+  logf("| %-58s | %9s | %-14s | %-14s |\n", "kernel", "median ms", "rate", "vs copy");
+  for (auto &r : g_table) logf("%s\n", r.c_str());
+  logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
+  if (g_out) fclose(g_out);
+  return g_fail ? 1 : 0;
+}

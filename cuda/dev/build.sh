@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the CUDA kernel harness:  bash cuda/dev/build.sh && ./build/dev/bench_kernels [results.txt] [--quick]
+# Links cuBLAS (for the baselines of issue 4) when its header is available.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+OUT="$ROOT/build/dev"
+mkdir -p "$OUT"
+NVCC="${NVCC:-nvcc}"
+ARCH="${LSW_CUDA_ARCH:--gencode arch=compute_90,code=sm_90}"
+EXTRA=()
+if echo '#include <cublas_v2.h>' | "$NVCC" -x cu -E - -o /dev/null >/dev/null 2>&1; then
+  EXTRA+=(-DLSW_DEV_CUBLAS=1 -lcublas)
+  echo "build.sh: cuBLAS found: baselines enabled"
+else
+  echo "build.sh: no cuBLAS header: baselines disabled"
+fi
+SRC="$ROOT/cuda/src/cuda"
+# shellcheck disable=SC2086
+"$NVCC" -std=c++17 -O3 $ARCH -lineinfo -Xptxas -v -I"$ROOT/cuda/include" \
+  "$ROOT/cuda/dev/bench_kernels.cu" "$SRC/gemv.cu" "$SRC/gemm.cu" "$SRC/sgmm.cu" "$SRC/elementwise.cu" \
+  "$SRC/attention.cu" "$SRC/sample.cu" "$SRC/common.cu" \
+  -o "$OUT/bench_kernels" "${EXTRA[@]}" 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 1; }
+grep -E "error|warning" "$OUT/ptxas.txt" | grep -v "ptxas info" || true
+echo "build.sh: built $OUT/bench_kernels (resource report: $OUT/ptxas.txt)"
