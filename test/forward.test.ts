@@ -12,6 +12,8 @@ import { makeTinyCheckpoint, type CheckpointInfo } from './helpers/checkpoint.js
 import { RefModel, softmax } from './helpers/reference.js';
 import { assertLogitsClose, rows } from './helpers/compare.js';
 import { VARIANTS, PROMPT_IDS } from './helpers/variants.js';
+import { ContextFullError, NativeError } from '../src/core/errors.js';
+import { Rng } from './helpers/prng.js';
 
 const TOL = 1e-5;
 const GEN = 16;
@@ -174,6 +176,69 @@ test('sampling: top-k 1 is greedy at any temperature', async () => {
     const out = [await model.prefill(PROMPT_IDS)];
     while (out.length < 8) out.push(await model.step(out[out.length - 1]));
     assert.equal(out, ref.greedy(PROMPT_IDS, 8).tokens);
+  } finally {
+    model.free();
+  }
+});
+
+for (const name of ['llama3-gqa-rope-llama3-v5', 'llama-linear-rope-bf16', 'qwen2-f32-sharded']) {
+  test(`${name}: 150-token sequence (past llama3's original_max_position) matches the reference at every position`, async () => {
+    const { ref, lsw, info } = await fixture(name);
+    const rng = new Rng(2024);
+    const seq = Array.from({ length: 150 }, () => rng.int(info.tokenizer.size));
+    const model = await Model.load(lsw, { backend: 'cpu' });
+    try {
+      const want = ref.forward(seq).logits;
+      // prefill 100 at once, then 50 one at a time (decode path at long positions)
+      const got = rows(model.eval(seq.slice(0, 100), true), info.vocabSize);
+      for (const t of seq.slice(100)) got.push(Float32Array.from(model.eval([t], false)));
+      assertLogitsClose(got, want, TOL, `${name} long`);
+    } finally {
+      model.free();
+    }
+  });
+}
+
+test('engine state: reset reproduces logits exactly; two models side by side do not interfere', async () => {
+  const a = await fixture('llama2-f32');
+  const b = await fixture('qwen2-bias-tied-bf16');
+  const ma = await Model.load(a.lsw, { backend: 'cpu' });
+  const mb = await Model.load(b.lsw, { backend: 'cpu' });
+  try {
+    const first = Float32Array.from(ma.eval(PROMPT_IDS.slice(0, 8), true));
+    mb.eval(PROMPT_IDS, true);
+    ma.eval([5, 6, 7], false);
+    ma.reset();
+    assert.is(ma.nPast, 0);
+    const again = ma.eval(PROMPT_IDS.slice(0, 8), true);
+    assert.ok(first.every((x, i) => Object.is(x, again[i])), 'bit-identical after reset');
+    mb.reset();
+    assertLogitsClose(rows(mb.eval(PROMPT_IDS, true), b.info.vocabSize), b.ref.forward(PROMPT_IDS).logits, TOL, 'second model');
+  } finally {
+    ma.free();
+    mb.free();
+  }
+});
+
+test('engine errors: context full is a ContextFullError and the model stays usable; bad token ids are rejected', async () => {
+  const { ref, lsw, info } = await fixture('mistral-gqa-f16');
+  const model = await Model.load(lsw, { backend: 'cpu', maxContext: 24 });
+  try {
+    assert.is(model.maxContext, 24);
+    model.eval(PROMPT_IDS, false); // 20
+    let err: unknown;
+    try { model.eval([1, 2, 3, 4, 5], false); } catch (e) { err = e; }
+    assert.instance(err, ContextFullError);
+    assert.is(model.nPast, 20, 'a rejected eval leaves the cache as it was');
+    const next = model.eval([7], false);
+    model.reset();
+    assertLogitsClose([next], [ref.forward([...PROMPT_IDS, 7]).logits[20]], TOL, 'after context-full');
+    for (const bad of [-1, info.vocabSize, 1 << 30]) {
+      let e2: unknown;
+      try { model.eval([bad], false); } catch (e) { e2 = e; }
+      assert.ok(e2 instanceof NativeError || e2 instanceof Error, `token ${bad} rejected`);
+      assert.is(model.nPast, 0);
+    }
   } finally {
     model.free();
   }
