@@ -107,7 +107,12 @@ void ThreadPool::run(void (*fn)(void *, int, int), void *ctx) {
     cv_.notify_all();
   }
   fn(ctx, 0, n_);
-  while (pending_.load(std::memory_order_acquire) != 0) LSW_PAUSE();
+  // Wait for the workers; yield now and then so that a descheduled worker gets the core back on an
+  // oversubscribed machine.
+  for (int it = 1; pending_.load(std::memory_order_acquire) != 0; it++) {
+    LSW_PAUSE();
+    if ((it & 1023) == 0) std::this_thread::yield();
+  }
   busy_.store(false, std::memory_order_release);
 }
 void ThreadPool::worker(int tid) {
@@ -123,6 +128,7 @@ void ThreadPool::worker(int tid) {
       LSW_PAUSE();
       if (++it == 256) {
         it = 0;
+        std::this_thread::yield();
         if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(3000)) {
           std::unique_lock<std::mutex> lk(mu_);
           sleepers_.fetch_add(1, std::memory_order_seq_cst);
@@ -271,12 +277,16 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
     body(0, 1);
 }
 
-void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo) {
+void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,
+                  int64_t ldo) {
   for (int64_t t = 0; t < n; t++) {
     const float *g = GU + t * ldgu, *u = g + inter;
     float *o = Out + t * ldo;
-    for (int64_t i = 0; i < inter; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    for (int64_t i = b; i < e; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   }
+}
+void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo) {
+  swiglu_range(n, inter, 0, inter, GU, ldgu, Out, ldo);
 }
 
 void to_f32(int dtype, const void *src, float *dst, int64_t n) { K().to_f32(dtype, src, dst, n); }

@@ -97,6 +97,9 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t n_heads, int6
                const float *Q, int64_t ldq, const float *K, const float *V, int64_t ldkv, float *O, int64_t ldo,
                float *scratch /* pool->size() * n_ctx floats */);
 void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo);
+// columns [b, e) only (the up half still starts at GU + inter)
+void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,
+                  int64_t ldo);
 void to_f32(int dtype, const void *src, float *dst, int64_t n);
 void from_f32(int dtype, const float *src, void *dst, int64_t n);  // round to nearest even
 // SGMM: W = round(W0 + Σ_k g_k B_k A_k), fp32 from pristine W0 (exact order documented in lsw.h)

@@ -91,7 +91,7 @@ template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
 // streaming 16-byte load that does not allocate in L1 (weights are touched once per token)
 __device__ __forceinline__ uint4 ld_stream(const void *p) {
   uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
   return r;
 }

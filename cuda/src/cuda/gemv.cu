@@ -27,37 +27,43 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
 #pragma unroll
     for (int t = 0; t < NX; t++) acc[r][t] = 0.f;
 
-  for (int c0 = lane; c0 < nvec; c0 += 32 * U) {
-    uint4 w[U][R];
+  // per-chunk FMA of one 16-byte weight vector (and the matching x values) into acc
+  auto consume = [&](const uint4 (&wv)[R], int c) {
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int c = c0 + 32 * u;
+    for (int t = 0; t < NX; t++) {
+      float xv[VEC];
+      const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)t * ldx + (size_t)c * VEC);
 #pragma unroll
-      for (int r = 0; r < R; r++) w[u][r] = c < nvec ? ld_stream(wrow[r] + c) : make_uint4(0, 0, 0, 0);
-    }
+      for (int q = 0; q < VEC / 4; q++) {
+        float4 v = __ldg(xp + q);
+        xv[4 * q] = v.x; xv[4 * q + 1] = v.y; xv[4 * q + 2] = v.z; xv[4 * q + 3] = v.w;
+      }
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int c = c0 + 32 * u;
-      if (c < nvec) {
+      for (int r = 0; r < R; r++) {
+        float wf[VEC];
+        unpack16<T>(wv[r], wf);
 #pragma unroll
-        for (int t = 0; t < NX; t++) {
-          float xv[VEC];
-          const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)t * ldx + (size_t)c * VEC);
-#pragma unroll
-          for (int q = 0; q < VEC / 4; q++) {
-            float4 v = __ldg(xp + q);
-            xv[4 * q] = v.x; xv[4 * q + 1] = v.y; xv[4 * q + 2] = v.z; xv[4 * q + 3] = v.w;
-          }
-#pragma unroll
-          for (int r = 0; r < R; r++) {
-            float wf[VEC];
-            unpack16<T>(w[u][r], wf);
-#pragma unroll
-            for (int q = 0; q < VEC; q++) acc[r][t] = fmaf(wf[q], xv[q], acc[r][t]);
-          }
-        }
+        for (int q = 0; q < VEC; q++) acc[r][t] = fmaf(wf[q], xv[q], acc[r][t]);
       }
     }
+  };
+  int c0 = lane;
+  // main loop: U x R independent 16-byte loads issued before any is consumed (no predicates)
+  for (; c0 + 32 * (U - 1) < nvec; c0 += 32 * U) {
+    uint4 w[U][R];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; u++) consume(w[u], c0 + 32 * u);
+  }
+  // tail: one chunk at a time
+  for (; c0 < nvec; c0 += 32) {
+    uint4 w[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) w[r] = ld_stream(wrow[r] + c0);
+    consume(w, c0);
   }
   if (LORA) {  // NX == 1: add Σ_k B[e_k][row][:] · t_k, spread over the lanes before the reduction
 #pragma unroll
