@@ -38,9 +38,11 @@ if (newest('src', ['.ts', '.tsx']) > newest('dist', ['.js'])) {
   }
 }
 
-// 2. native engine (incremental)
-let nativeOk = step('native build', process.execPath, [path.join('scripts', 'build-native.mjs')]);
-if (!nativeOk) {
+// 2. native engine (incremental); LSW_SKIP_NATIVE=1 (development) uses $LSW_NATIVE_LIB and skips ctest
+const skipNative = process.env.LSW_SKIP_NATIVE === '1';
+let nativeOk = skipNative ? false : step('native build', process.execPath, [path.join('scripts', 'build-native.mjs')]);
+if (skipNative) console.log('\n=== LSW_SKIP_NATIVE=1: native build and ctest skipped');
+else if (!nativeOk) {
   failed++;
   problems.push('native build failed');
 }
