@@ -66,6 +66,17 @@ test('Model: a full KV cache is a typed error carrying the engine message', asyn
     assert.instance(err, NativeError);
     assert.instance(err, ContextFullError);
     assert.match((err as Error).message, /^lsw_model_eval: \S/);
+    // the same through the asynchronous call (run on a worker thread)
+    m.reset();
+    let aerr: unknown;
+    try {
+      await m.prefill([1, 2, 3, 4, 5, 6]);
+    } catch (e) {
+      aerr = e;
+    }
+    assert.instance(aerr, ContextFullError);
+    assert.match((aerr as Error).message, /^lsw_model_prefill: \S/);
+    assert.not.match((aerr as Error).message, /LSW_E_/, `engine message, got ${(aerr as Error).message}`);
   } finally {
     m.free();
   }

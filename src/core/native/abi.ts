@@ -155,11 +155,17 @@ export function getNative(): Native {
       new Promise((resolve, reject) => {
         raw[fn].async(...args, (err: unknown, r: number) => {
           if (err) return reject(err);
+          if (!STATUS_FNS.has(fn) || r === 0) return resolve(r);
+          // lsw_last_error() is thread-local and the call failed on a worker thread: repeat it on this
+          // thread (a failing call changes nothing) to read the engine's message
+          let again: number | undefined;
           try {
-            resolve(check(fn, r));
-          } catch (e) {
-            reject(e);
+            again = raw[fn](...args) as number;
+          } catch {
+            again = undefined;
           }
+          const msg = again === r ? lastError() : '';
+          reject(nativeError(fn, r, msg));
         });
       }),
   };
