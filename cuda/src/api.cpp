@@ -15,6 +15,13 @@ void lsw_unmap_files(lsw_model *m);
 lsw_status lsw_register_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
                                int32_t file_id, uint64_t offset, bool check_name);
 lsw_status lsw_cpu_finalize(lsw_model *m);
+lsw_status lsw_adapter_add(lsw_model *m, const lsw_adapter_desc *d, int32_t *id);
+lsw_status lsw_adapter_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
+                              int32_t file_id, uint64_t offset);
+lsw_status lsw_adapters_finalize(lsw_model *m);
+void lsw_adapters_reset(lsw_model *m);
+lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_t n, int32_t *experts, float *gates);
+uint64_t lsw_adapters_bytes_per_token(const lsw_model *m);
 
 #if defined(LSW_HAVE_CUDA) && defined(LSW_CUDA_MODEL)
 #define LSW_CUDA_FORWARD 1
@@ -60,6 +67,9 @@ LSW_API lsw_status lsw_model_create(const lsw_model_config *cfg, lsw_model **out
   LSW_GUARD_BEGIN
   lsw_model *m = new lsw_model();
   m->cfg = *cfg;
+  m->q_dim = (int64_t)cfg->num_heads * cfg->head_dim;
+  m->kv_dim = (int64_t)cfg->num_kv_heads * cfg->head_dim;
+  m->qkv_dim = m->q_dim + 2 * m->kv_dim;
   *out = m;
   return LSW_OK;
   LSW_GUARD_END
@@ -80,18 +90,17 @@ LSW_API lsw_status lsw_model_add_tensor(lsw_model *m, const char *name, int32_t 
   if (!name || !shape) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "name and shape must not be NULL");
   if (m->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is already finalized");
   LSW_GUARD_BEGIN
-  if (!std::strncmp(name, "adapters.", 9))
-    return LSW_FAIL(LSW_E_FORMAT, "tensor %s: no adapter registered with that id (adapters are not implemented yet)",
-                    name);
+  if (!std::strncmp(name, "adapters.", 9)) return lsw_adapter_tensor(m, name, dtype, ndim, shape, file_id, offset);
   return lsw_register_tensor(m, name, dtype, ndim, shape, file_id, offset, true);
   LSW_GUARD_END
 }
 
 LSW_API lsw_status lsw_model_add_adapter(lsw_model *m, const lsw_adapter_desc *desc, int32_t *adapter_id) {
   CHECK_MODEL(m)
-  (void)desc;
-  (void)adapter_id;
-  return LSW_FAIL(LSW_E_UNSUPPORTED, "adapters are not implemented yet");
+  if (m->finalized) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "model is already finalized");
+  LSW_GUARD_BEGIN
+  return lsw_adapter_add(m, desc, adapter_id);
+  LSW_GUARD_END
 }
 
 LSW_API lsw_status lsw_model_finalize(lsw_model *m) {
@@ -100,6 +109,7 @@ LSW_API lsw_status lsw_model_finalize(lsw_model *m) {
   LSW_GUARD_BEGIN
   lsw_status st = lsw_cpu_finalize(m);
   if (st) return st;
+  if ((st = lsw_adapters_finalize(m))) return st;
 #if LSW_CUDA_FORWARD
   if (m->cfg.backend == LSW_BACKEND_CUDA && (st = lswc_model_finalize(m))) return st;
 #endif
@@ -122,7 +132,7 @@ LSW_API void lsw_model_free(lsw_model *m) {
 LSW_API lsw_status lsw_model_set_mode(lsw_model *m, int32_t mode) {
   CHECK_MODEL(m)
   if (mode < LSW_MODE_MERGE || mode > LSW_MODE_FUSED) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "unknown mode %d", mode);
-  m->mode = mode;  // without adapters every mode runs the bare backbone
+  m->mode = mode;  // merge mode merges lazily at the next decode step (from the pristine weights)
   return LSW_OK;
 }
 
@@ -144,6 +154,7 @@ LSW_API lsw_status lsw_model_reset(lsw_model *m) {
   m->n_past = 0;
   m->have_logits = false;
   m->sample_step = 0;
+  lsw_adapters_reset(m);
 #if LSW_CUDA_FORWARD
   if (m->cuda) lswc_model_reset(m);
 #endif
@@ -213,11 +224,7 @@ LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits) {
 LSW_API lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n, int32_t *experts,
                                         float *gates) {
   CHECK_FINAL(m)
-  (void)pos;
-  (void)n;
-  (void)experts;
-  (void)gates;
-  return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no adapter with id %d (adapters are not implemented yet)", adapter_id);
+  return lsw_adapters_get_routes(m, adapter_id, pos, n, experts, gates);
 }
 
 LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
@@ -230,11 +237,12 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
   wb += m->lm_head.t->nbytes;
   wb += (uint64_t)m->cfg.hidden_size * dtype_size(m->tok_emb.dtype);  // one embedding row
   out->weight_bytes = wb;
-  out->adapter_bytes = 0;
+  out->adapter_bytes = lsw_adapters_bytes_per_token(m);
   const auto &s = m->scratch;
   out->device_bytes_peak = sizeof(float) * (m->k_cache.size() + m->v_cache.size() + m->logits.size() + s.x.size() +
                                             s.xn.size() + s.qkv.size() + s.att.size() + s.gu.size() + s.act.size() +
-                                            s.att_work.size());
+                                            s.att_work.size()) +
+                           m->host_bytes;
   out->launches_per_token = 0;
   out->graph_captured = 0;
   out->n_threads = m->pool ? m->pool->size() : 1;

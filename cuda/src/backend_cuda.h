@@ -22,5 +22,14 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
 lsw_status lswc_op_route(int32_t dtype, int32_t n_experts, int32_t dim, int32_t top_k, const void *R, const float *x,
                          int32_t *experts, float *gates);
 lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step, int32_t *token);
+
+// The CUDA model forward (cuda/src/cuda/model.cu), contract in engine.h "CUDA hook".
+#define LSW_CUDA_MODEL 1
+struct lsw_model;
+lsw_status lswc_model_finalize(lsw_model *m);
+lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits);
+void lswc_model_reset(lsw_model *m);
+void lswc_model_free(lsw_model *m);
+int lswc_model_graph_nodes(const lsw_model *m);  // kernel/memcpy nodes of the captured decode step (0: none yet)
 }
 #endif

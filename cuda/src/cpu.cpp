@@ -329,41 +329,60 @@ void from_f32(int dtype, const float *src, void *dst, int64_t n) {
   }
 }
 
-// SGMM.  For each matrix m and row i, in fp32:
-//   acc[j] = W0[m][i][j]
-//   for k in 0..top_k-1, for r in 0..rank-1:  c = gates[k] * B[m][k][i][r];  acc[j] = fmaf(c, A[m][k][r][j], acc[j])
-//   W[m][i][j] = round_to_nearest_even(acc[j])
-// W depends only on (W0, A, B, gates): merging from the pristine W0 never drifts.
-void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
-          const void *W0, void *W, const void *A, const void *B, const float *gates) {
+// SGMM.  For each row i, in fp32:
+//   acc[j] = W0[i][j]
+//   for each term (in order), for r in 0..rank-1:  c = gate * B[i][r];  acc[j] = fmaf(c, A[r][j], acc[j])
+//   W[i][j] = round_to_nearest_even(acc[j])
+// W depends only on (W0, terms): merging from the pristine W0 never drifts.
+void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
+                const lsw_sgmm_term *terms, int64_t n_terms) {
   const KernelTable &k = K();
   const size_t es = dtype_size(dtype);
   auto body = [&](int tid, int nth) {
-    std::vector<float> a((size_t)(top_k * rank * cols)), acc((size_t)cols), brow((size_t)rank);
     int64_t b, e;
     split_range(rows, tid, nth, 8, &b, &e);
-    for (int64_t m = 0; m < n_mats && b < e; m++) {
-      const char *Am = (const char *)A + (size_t)(m * top_k * rank * cols) * es;
-      const char *Bm = (const char *)B + (size_t)(m * top_k * rows * rank) * es;
-      k.to_f32(dtype, Am, a.data(), top_k * rank * cols);
-      for (int64_t i = b; i < e; i++) {
-        const size_t off = (size_t)((m * rows + i) * cols) * es;
-        k.to_f32(dtype, (const char *)W0 + off, acc.data(), cols);
-        for (int64_t kk = 0; kk < top_k; kk++) {
-          k.to_f32(dtype, Bm + (size_t)((kk * rows + i) * rank) * es, brow.data(), rank);
-          for (int64_t r = 0; r < rank; r++) {
-            const float c = gates[kk] * brow[r];
-            k.axpy(c, a.data() + (kk * rank + r) * cols, acc.data(), cols);
+    if (b >= e) return;
+    thread_local std::vector<float> a, acc, brow;
+    acc.resize((size_t)cols);
+    for (int64_t i = b; i < e; i++) {
+      k.to_f32(dtype, (const char *)W0 + (size_t)(i * cols) * es, acc.data(), cols);
+      for (int64_t t = 0; t < n_terms; t++) {
+        const lsw_sgmm_term &T = terms[t];
+        const size_t tes = dtype_size(T.dtype);
+        brow.resize((size_t)T.rank);
+        k.to_f32(T.dtype, (const char *)T.B + (size_t)(i * T.rank) * tes, brow.data(), T.rank);
+        for (int64_t r = 0; r < T.rank; r++) {
+          const float c = T.gate * brow[r];
+          const char *arow = (const char *)T.A + (size_t)(r * cols) * tes;
+          if (T.dtype == LSW_DTYPE_F32) {
+            k.axpy(c, (const float *)arow, acc.data(), cols);
+          } else {
+            a.resize((size_t)cols);
+            k.to_f32(T.dtype, arow, a.data(), cols);
+            k.axpy(c, a.data(), acc.data(), cols);
           }
         }
-        from_f32(dtype, acc.data(), (char *)W + off, cols);
       }
+      from_f32(dtype, acc.data(), (char *)W + (size_t)(i * cols) * es, cols);
     }
   };
-  if (pool && pool->size() > 1)
+  if (pool && pool->size() > 1 && rows * cols >= 16384)
     pool->parallel(body);
   else
     body(0, 1);
+}
+
+void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
+          const void *W0, void *W, const void *A, const void *B, const float *gates) {
+  const size_t es = dtype_size(dtype);
+  std::vector<lsw_sgmm_term> terms((size_t)top_k);
+  for (int64_t m = 0; m < n_mats; m++) {
+    for (int64_t kk = 0; kk < top_k; kk++)
+      terms[kk] = {(const char *)A + (size_t)((m * top_k + kk) * rank * cols) * es,
+                   (const char *)B + (size_t)((m * top_k + kk) * rows * rank) * es, dtype, rank, gates[kk]};
+    const size_t off = (size_t)(m * rows * cols) * es;
+    sgmm_terms(pool, dtype, rows, cols, (const char *)W0 + off, (char *)W + off, terms.data(), top_k);
+  }
 }
 
 // Y = W x + Σ_k gates[k] · B[k] (A[k] x); u[k][r] = gates[k] * (A[k][r] · x) in fp32, then Y += B[k] u[k].

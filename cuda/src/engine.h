@@ -160,10 +160,37 @@ struct lsw_module_range {
   int64_t row0, rows, cols;
 };
 
-// An adapter (issue 3 fills in its tensors, routing history and the per-mode state).
+// One adapted module of one layer: experts stacked, A [E][rank][in], B [E][out][rank] (scaling folded into B).
+struct lsw_adapter_mod {
+  const lsw_tensor *A = nullptr, *B = nullptr;
+  int64_t rank = 0;
+};
+
+// An adapter (adapters.cpp).  STATIC and PREGATED routers are implemented; LAYERWISE is not yet.
 struct lsw_adapter {
   lsw_adapter_desc desc{};
+  int32_t id = 0;
+  std::vector<std::vector<lsw_adapter_mod>> mods;  // [layer][lsw_module]; A == nullptr: not adapted
+  const lsw_tensor *router = nullptr;              // PREGATED: [E, in(router_input)]
+  std::vector<int32_t> hist_e;                     // routing history [pos][top_k]
+  std::vector<float> hist_g;
+  std::vector<int32_t> cur_e;                      // routes of the tokens being evaluated [n][top_k]
+  std::vector<float> cur_g;
+  bool routed = false;                             // cur_* valid for the current forward chunk
 };
+
+// A LoRA term of an SGMM merge: W[rows][cols] += gate * B[rows][rank] · A[rank][cols] (B row stride = rank).
+struct lsw_sgmm_term {
+  const void *A, *B;
+  int dtype;
+  int64_t rank;
+  float gate;
+};
+namespace lsw {
+// W = round(W0 + Σ_terms gate · B A), fp32 from pristine W0, terms applied in order (see docs/FORMAT.md).
+void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
+                const lsw_sgmm_term *terms, int64_t n_terms);
+}
 
 struct lsw_model {
   lsw_model_config cfg{};
@@ -202,6 +229,12 @@ struct lsw_model {
   // adapters (issue 3)
   std::vector<std::unique_ptr<lsw_adapter>> adapters;
   int32_t mode = LSW_MODE_MERGE;
+  // merge mode: pristine weights and working copies of the fused matrices that some adapter targets
+  std::vector<std::vector<const void *>> pristine;      // [layer][mat]
+  std::vector<std::vector<std::vector<uint8_t>>> work;  // [layer][mat], empty when not adapted
+  bool merged = false;                                  // working copies hold a merge (else equal W0)
+  std::vector<int32_t> merged_e;                        // experts/gates merged now, all adapters concatenated
+  std::vector<float> merged_g;
   int64_t merge_steps = 0, merge_skipped = 0;
 
   // CUDA hook.  When backend_cuda.h defines LSW_CUDA_MODEL and declares

@@ -280,7 +280,11 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
 
 // ---------------------------------------------------------------------------------------------
 // Forward.  Every linear goes through linear(): adapters (issue 3) hook in here.
+void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc);
+void lsw_adapters_end_chunk(lsw_model *m, int64_t n);
+
 static inline void linear(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
+  if (!m->adapters.empty()) return lsw_linear_adapted(m, L, mat, X, n, Y, ldy, acc);
   const lsw_weight &w = m->layers[L].mat[mat];
   matmul(m->pool.get(), w.dtype, w.data, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
 }
@@ -317,7 +321,7 @@ static inline void par_tokens(lsw_model *m, int64_t n, F &&f) {  // f(t0, t1)
 static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float *all_logits) {
   const auto &c = m->cfg;
   auto &s = m->scratch;
-  const int64_t H = c.hidden_size, hd = c.head_dim;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, hd = c.head_dim;
   const int64_t qd = m->q_dim, kvd = m->kv_dim, qkvd = m->qkv_dim;
   const int64_t pos0 = m->n_past;
   ThreadPool *pool = m->pool.get();
@@ -350,10 +354,16 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
               s.att.data(), qd, s.att_work.data());
     linear(m, L, LSW_MAT_O, s.att.data(), n, x, H, true);  // residual fused: x += Wo att
     par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.ffn_norm, c.rms_norm_eps, xn + a * H); });
-    gate_up_swiglu(m, L, xn, n, s.gu.data(), s.act.data());
+    if (m->adapters.empty()) {
+      gate_up_swiglu(m, L, xn, n, s.gu.data(), s.act.data());
+    } else {
+      linear(m, L, LSW_MAT_GATE_UP, xn, n, s.gu.data(), 2 * I, false);
+      par_tokens(m, n, [&](int64_t a, int64_t b) { swiglu(b - a, I, s.gu.data() + a * 2 * I, 2 * I, s.act.data() + a * I, I); });
+    }
     linear(m, L, LSW_MAT_DOWN, s.act.data(), n, x, H, true);  // x += Wdown act
   }
   m->n_past = (int32_t)(pos0 + n);
+  if (!m->adapters.empty()) lsw_adapters_end_chunk(m, n);
   const lsw_weight &lm = m->lm_head;
   if (all_logits) {
     par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, m->norm, c.rms_norm_eps, xn + a * H); });

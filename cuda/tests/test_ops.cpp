@@ -511,7 +511,24 @@ struct TinyModel {
   };
   std::vector<T> ts;
   uint64_t total = 0;
+  std::vector<std::vector<double>> vals;  // fp64 value of every tensor (same order as ts)
+  bool has_adapter = false;
+  lsw_adapter_desc ad{};
 };
+
+static void write_model(TinyModel &m) {
+  std::vector<uint8_t> data(m.total);
+  for (size_t i = 0; i < m.ts.size(); i++) {
+    auto &t = m.ts[i];
+    Buf b(t.dtype, m.vals[i].size());
+    for (size_t j = 0; j < m.vals[i].size(); j++) b.set(j, m.vals[i][j]);
+    m.vals[i] = b.val;
+    std::memcpy(&data[t.off], b.raw.data(), b.raw.size());
+  }
+  FILE *f = fopen(m.path.c_str(), "wb");
+  fwrite(data.data(), 1, data.size(), f);
+  fclose(f);
+}
 
 static TinyModel make_tiny(int dtype, bool bias, bool tie, const char *path) {
   TinyModel m;
@@ -543,18 +560,15 @@ static TinyModel make_tiny(int dtype, bool bias, bool tie, const char *path) {
   add("norm.weight", {H}, LSW_DTYPE_F32);
   if (!tie) add("lm_head.weight", {V, H}, dtype);
   m.path = path;
-  std::vector<uint8_t> data(m.total);
   for (auto &t : m.ts) {
     uint64_t cnt = 1;
     for (auto v : t.shape) cnt *= v;
-    Buf b(t.dtype, cnt, t.shape.size() == 1 ? 1.f : 0.3f);
-    if (t.shape.size() == 1 && t.name.find("norm") != std::string::npos)
-      for (uint64_t i = 0; i < cnt; i++) b.set(i, 1.0 + 0.2 * nz());
-    std::memcpy(&data[t.off], b.raw.data(), b.raw.size());
+    std::vector<double> v(cnt);
+    bool norm = t.shape.size() == 1 && t.name.find("norm") != std::string::npos;
+    for (auto &x : v) x = norm ? 1.0 + 0.2 * nz() : nz(t.shape.size() == 1 ? 1.f : 0.3f);
+    m.vals.push_back(v);
   }
-  FILE *f = fopen(path, "wb");
-  fwrite(data.data(), 1, data.size(), f);
-  fclose(f);
+  write_model(m);
   return m;
 }
 
@@ -562,8 +576,9 @@ static lsw_status load(const TinyModel &t, lsw_model **out, uint64_t trunc = 0) 
   lsw_model *m;
   lsw_status st = lsw_model_create(&t.c, &m);
   if (st) return st;
-  int32_t fid;
+  int32_t fid, aid;
   if ((st = lsw_model_map_file(m, t.path.c_str(), 0, &fid))) return lsw_model_free(m), st;
+  if (t.has_adapter && (st = lsw_model_add_adapter(m, &t.ad, &aid))) return lsw_model_free(m), st;
   for (auto &x : t.ts)
     if ((st = lsw_model_add_tensor(m, x.name.c_str(), x.dtype, (int)x.shape.size(), x.shape.data(), fid, x.off)))
       return lsw_model_free(m), st;
@@ -658,6 +673,168 @@ static void test_model() {
   remove("/tmp/lsw_test_tiny.bin");
 }
 
+// ---- adapters ------------------------------------------------------------------------------------
+static const char *MODN[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+// Add an adapter (E experts, rank r) on `mods` of every layer to a tiny model (f32).
+static void add_adapter(TinyModel &t, int kind, int E, int topk, int rank, std::vector<int> mods) {
+  auto &c = t.c;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  t.has_adapter = true;
+  t.ad = {kind, E, topk, 0 /* router_input q */, 0};
+  auto add = [&](std::string n, std::vector<int64_t> s, float scale) {
+    t.ts.push_back({n, s, LSW_DTYPE_F32, t.total});
+    uint64_t cnt = 1;
+    for (auto v : s) cnt *= v;
+    t.total += (cnt * 4 + 255) / 256 * 256;
+    std::vector<double> v(cnt);
+    for (auto &x : v) x = nz(scale);
+    t.vals.push_back(v);
+  };
+  if (kind == LSW_ROUTER_PREGATED) add("adapters.0.router.weight", {E, H}, 1.f);
+  for (int L = 0; L < c.num_layers; L++)
+    for (int mo : mods) {
+      int64_t out = mo == 0 ? qd : mo <= 2 ? kvd : mo == 3 ? H : mo <= 5 ? I : H;
+      int64_t in = mo == 3 ? qd : mo == 6 ? I : H;
+      std::string p = "adapters.0.layers." + std::to_string(L) + "." + MODN[mo];
+      add(p + ".lora_A", {E, rank, in}, 0.3f);
+      add(p + ".lora_B", {E, out, rank}, 0.3f);
+    }
+  write_model(t);
+}
+
+// The base model with the given experts/gates merged in fp64 (adapter tensors dropped).
+static TinyModel merged_copy(const TinyModel &t, const int32_t *ex, const float *g, const char *path) {
+  TinyModel b = t;
+  b.has_adapter = false;
+  b.path = path;
+  const auto &c = t.c;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  auto find = [&](const std::string &n) -> int {
+    for (size_t i = 0; i < b.ts.size(); i++)
+      if (b.ts[i].name == n) return (int)i;
+    return -1;
+  };
+  for (int L = 0; L < c.num_layers; L++)
+    for (int mo = 0; mo < 7; mo++) {
+      std::string p = "adapters.0.layers." + std::to_string(L) + "." + MODN[mo];
+      int ia = find(p + ".lora_A"), ib = find(p + ".lora_B");
+      if (ia < 0) continue;
+      int64_t rank = b.ts[ia].shape[1], in = b.ts[ia].shape[2], out = b.ts[ib].shape[1];
+      int64_t row0 = mo == 0 ? 0 : mo == 1 ? qd : mo == 2 ? qd + kvd : mo == 4 ? 0 : mo == 5 ? I : 0;
+      std::string wn = "layers." + std::to_string(L) + (mo <= 2 ? ".attn.wqkv.weight" : mo == 3 ? ".attn.wo.weight"
+                                                        : mo <= 5 ? ".ffn.w_gate_up.weight" : ".ffn.w_down.weight");
+      int iw = find(wn);
+      for (int k = 0; k < t.ad.top_k; k++)
+        for (int64_t i = 0; i < out; i++)
+          for (int64_t j = 0; j < in; j++) {
+            double d = 0;
+            for (int64_t r = 0; r < rank; r++)
+              d += b.vals[ib][((size_t)ex[k] * out + i) * rank + r] * b.vals[ia][((size_t)ex[k] * rank + r) * in + j];
+            b.vals[iw][(size_t)(row0 + i) * in + j] += g[k] * d;
+          }
+    }
+  for (int i = (int)b.ts.size() - 1; i >= 0; i--)
+    if (b.ts[i].name.compare(0, 9, "adapters.") == 0) {
+      b.ts.erase(b.ts.begin() + i);
+      b.vals.erase(b.vals.begin() + i);
+    }
+  (void)H;
+  write_model(b);
+  return b;
+}
+
+static double max_rel(const std::vector<float> &a, const std::vector<float> &b) {
+  double d = 0, mx = 0;
+  for (size_t i = 0; i < a.size(); i++) d = std::max(d, (double)std::fabs(a[i] - b[i])), mx = std::max(mx, (double)std::fabs(b[i]));
+  return d / mx;
+}
+
+static void test_adapters() {
+  const char *P = "/tmp/lsw_test_adapter.bin", *PM = "/tmp/lsw_test_merged.bin";
+  for (int kind : {LSW_ROUTER_STATIC, LSW_ROUTER_PREGATED}) {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, kind == 1, false, P);
+    const int E = kind == LSW_ROUTER_STATIC ? 1 : 4, K = kind == LSW_ROUTER_STATIC ? 1 : 2;
+    add_adapter(t, kind, E, K, 3, kind == LSW_ROUTER_STATIC ? std::vector<int>{0, 2, 6} : std::vector<int>{0, 1, 2, 3, 4, 5, 6});
+    const int V = t.c.vocab_size, n = 9;
+    std::vector<int32_t> toks(n);
+    for (auto &x : toks) x = (int32_t)(rng() % V);
+    std::vector<std::vector<float>> per_mode;
+    std::vector<int32_t> ex0(K);
+    std::vector<float> g0(K);
+    for (int mode : {LSW_MODE_UNFUSED, LSW_MODE_FUSED, LSW_MODE_MERGE}) {
+      lsw_model *m = nullptr;
+      OK(load(t, &m));
+      if (!m) return;
+      OK(lsw_model_set_mode(m, mode));
+      std::vector<float> seq((size_t)n * V), pre((size_t)n * V);
+      for (int i = 0; i < n; i++) OK(lsw_model_eval(m, &toks[i], 1, &seq[(size_t)i * V], 0));
+      std::vector<int32_t> e1((size_t)n * K), e2((size_t)n * K);
+      std::vector<float> g1((size_t)n * K), g2((size_t)n * K);
+      OK(lsw_model_get_routes(m, 0, 0, n, e1.data(), g1.data()));
+      ex0.assign(e1.begin(), e1.begin() + K);
+      g0.assign(g1.begin(), g1.begin() + K);
+      OK(lsw_model_reset(m));
+      OK(lsw_model_eval(m, toks.data(), n, pre.data(), 1));
+      OK(lsw_model_get_routes(m, 0, 0, n, e2.data(), g2.data()));
+      CHECK(max_rel(pre, seq) < 1e-5, "adapter kind %d mode %d: prompt != token by token (%g)", kind, mode, max_rel(pre, seq));
+      CHECK(e1 == e2, "adapter kind %d mode %d: routes of prompt != token by token", kind, mode);
+      if (kind == LSW_ROUTER_PREGATED) {
+        std::sort(e1.begin(), e1.end());
+        CHECK(std::unique(e1.begin(), e1.end()) - e1.begin() > 2, "routing uses fewer than 3 experts over %d tokens", n);
+      }
+      lsw_model_stats st;
+      OK(lsw_model_get_stats(m, &st));
+      if (mode == LSW_MODE_MERGE) CHECK(st.merge_steps > 0, "merge mode ran no SGMM step");
+      CHECK(lsw_model_get_routes(m, 0, n - 1, 2, e2.data(), g2.data()) == LSW_E_INVALID_ARGUMENT, "routes past n_past");
+      per_mode.push_back(seq);
+      lsw_model_free(m);
+    }
+    CHECK(max_rel(per_mode[1], per_mode[0]) < 1e-5, "adapter kind %d: fused != unfused (%g)", kind, max_rel(per_mode[1], per_mode[0]));
+    CHECK(max_rel(per_mode[2], per_mode[0]) < 1e-5, "adapter kind %d: merge != unfused (%g)", kind, max_rel(per_mode[2], per_mode[0]));
+    // independent check: first position == the base model with the first token's experts merged in fp64
+    TinyModel b = merged_copy(t, ex0.data(), g0.data(), PM);
+    lsw_model *mb = nullptr;
+    OK(load(b, &mb));
+    if (mb) {
+      std::vector<float> lb(V), la(per_mode[0].begin(), per_mode[0].begin() + V);
+      OK(lsw_model_eval(mb, &toks[0], 1, lb.data(), 0));
+      CHECK(max_rel(la, lb) < 1e-5, "adapter kind %d: logits != merged-weights reference (%g)", kind, max_rel(la, lb));
+      // and the adapter really changes the output
+      TinyModel t0 = t;
+      t0.has_adapter = false;
+      lsw_model_free(mb);
+    }
+  }
+  // bad adapter input
+  TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
+  add_adapter(t, LSW_ROUTER_PREGATED, 4, 2, 3, {0});
+  {
+    TinyModel tt = t;
+    for (auto &x : tt.ts)
+      if (x.name == "adapters.0.layers.1.q.lora_B") x.shape[1] += 1;
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "adapters.0.layers.1.q.lora_B"), "bad lora_B shape: %s", lsw_last_error());
+  }
+  {
+    TinyModel tt = t;
+    tt.ad.top_k = 5;
+    lsw_model *m = nullptr;
+    CHECK(load(tt, &m) == LSW_E_INVALID_ARGUMENT, "top_k > num_experts accepted");
+  }
+  {
+    TinyModel tt = t;
+    for (size_t i = 0; i < tt.ts.size(); i++)
+      if (tt.ts[i].name == "adapters.0.router.weight") tt.ts.erase(tt.ts.begin() + i), tt.vals.erase(tt.vals.begin() + i);
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "router"), "missing router: %s", lsw_last_error());
+  }
+  remove(P);
+  remove(PM);
+}
+
 static void test_backend_errors() {
   float x = 1.f, y;
   if (!lsw_cuda_available()) {
@@ -681,6 +858,7 @@ int main() {
   test_route();
   test_sampler();
   test_model();
+  test_adapters();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);
   return g_fail ? 1 : 0;

@@ -142,3 +142,26 @@ cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaSt
 }
 
 }  // namespace lswc
+
+namespace lswc {
+// K/V rows of n tokens (inside the fused qkv output, token stride ld) -> caches at positions pos[t].
+__global__ void kv_store_kernel(int n, int kv_dim, const float *__restrict__ qkv, int ld, int k_off,
+                                const int *__restrict__ pos, float *__restrict__ Kc, float *__restrict__ Vc) {
+  const long long total = (long long)n * kv_dim;
+  for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
+    const int t = (int)(q / kv_dim), d = (int)(q % kv_dim);
+    const float *r = qkv + (size_t)t * ld + k_off;
+    const size_t o = (size_t)pos[t] * kv_dim + d;
+    Kc[o] = r[d];
+    Vc[o] = r[kv_dim + d];
+  }
+}
+cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, float *Kc,
+                     float *Vc, cudaStream_t s) {
+  const long long total = (long long)n * kv_dim;
+  if (total <= 0) return cudaSuccess;
+  kv_store_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(n, kv_dim, qkv, ld, k_off,
+                                                                                      positions, Kc, Vc);
+  LSWC_LAUNCH_RET();
+}
+}  // namespace lswc

@@ -127,3 +127,9 @@ namespace lswc {
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s);
 }  // namespace lswc
+
+namespace lswc {
+// K = qkv[t][k_off : k_off+kv_dim], V = the kv_dim values after it -> Kc/Vc[positions[t]][:]  (device positions)
+cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, float *Kc,
+                     float *Vc, cudaStream_t s);
+}  // namespace lswc
