@@ -22,3 +22,13 @@ SRC="$ROOT/cuda/src/cuda"
   -o "$OUT/bench_kernels" "${EXTRA[@]}" 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 1; }
 grep -E "error|warning" "$OUT/ptxas.txt" | grep -v "ptxas info" || true
 echo "build.sh: built $OUT/bench_kernels (resource report: $OUT/ptxas.txt)"
+
+# End-to-end forward check (CPU vs CUDA through the C ABI) against the library the engine's CMake built.
+LIB="$ROOT/build/native/liblsw.so"
+if [ -f "$LIB" ]; then
+  g++ -std=c++17 -O2 -I"$ROOT/cuda/include" "$ROOT/cuda/dev/test_forward.cpp" -L"$ROOT/build/native" -llsw \
+    -Wl,-rpath,"$ROOT/build/native" -o "$OUT/test_forward"
+  echo "build.sh: built $OUT/test_forward (uses $LIB)"
+else
+  echo "build.sh: $LIB not built yet (npm install / cmake): skipping test_forward"
+fi
