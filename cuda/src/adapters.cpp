@@ -251,10 +251,8 @@ static void apply_delta(lsw_model *m, const lsw_adapter &a, const lsw_adapter_mo
       }
     }
     if (fused) {  // fused: all selected experts' up-projections in one pass over the rows
-      m->pool->parallel([&](int tid, int nth) {
-        int64_t b, e;
-        split_range(r.rows, tid, nth, 16, &b, &e);
-        for (int k = 0; k < K && b < e; k++) {
+      m->pool->parallel_for(r.rows, 16, [&](int, int64_t b, int64_t e) {
+        for (int k = 0; k < K; k++) {
           const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
           kt.matmul_rows(am.B->dtype, B, rank, &u[k * rank], rank, 1, y, r.rows, b, e, true);
         }

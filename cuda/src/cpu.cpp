@@ -95,21 +95,21 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::run(void (*fn)(void *, int, int), void *ctx) {
   // Single thread, or the pool is busy (a concurrent caller or a nested call): run inline.
   if (n_ == 1 || busy_.exchange(true, std::memory_order_acquire)) {
-    fn(ctx, 0, 1);
+    fn(ctx, 0, n_);
     return;
   }
   fn_ = fn;
   ctx_ = ctx;
-  pending_.store(n_ - 1, std::memory_order_relaxed);
+  closed_.store(false, std::memory_order_seq_cst);
   gen_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
   fn(ctx, 0, n_);
-  // Wait for the workers; yield now and then so that a descheduled worker gets the core back on an
-  // oversubscribed machine.
-  for (int it = 1; pending_.load(std::memory_order_acquire) != 0; it++) {
+  // Close the job: a worker that has not joined yet will skip it; wait for those that joined.
+  closed_.store(true, std::memory_order_seq_cst);
+  for (int it = 1; active_.load(std::memory_order_seq_cst) != 0; it++) {
     LSW_PAUSE();
     if ((it & 1023) == 0) std::this_thread::yield();
   }
@@ -140,8 +140,9 @@ void ThreadPool::worker(int tid) {
     }
     seen = g;
     if (stop_.load()) return;
-    fn_(ctx_, tid, n_);
-    pending_.fetch_sub(1, std::memory_order_release);
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (!closed_.load(std::memory_order_seq_cst)) fn_(ctx_, tid, n_);
+    active_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 static int hw_threads() {
@@ -172,10 +173,8 @@ void matmul(ThreadPool *pool, int dtype, const void *W, int64_t rows, int64_t co
     k.matmul_rows(dtype, W, cols, X, ldx, n, Y, ldy, 0, rows, accumulate);
     return;
   }
-  pool->parallel([&](int tid, int nth) {
-    int64_t b, e;
-    split_range(rows, tid, nth, 16, &b, &e);
-    if (b < e) k.matmul_rows(dtype, W, cols, X, ldx, n, Y, ldy, b, e, accumulate);
+  pool->parallel_for(rows, 16, [&](int, int64_t b, int64_t e) {
+    k.matmul_rows(dtype, W, cols, X, ldx, n, Y, ldy, b, e, accumulate);
   });
 }
 
@@ -246,10 +245,8 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
   const KernelTable &k = K();
   const int64_t group = nh / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
-  auto body = [&](int tid, int nth) {
+  auto body = [&](int tid, int64_t b, int64_t e) {
     float *s = scratch + (int64_t)tid * n_ctx;
-    int64_t b, e;
-    split_range(n * nh, tid, nth, 1, &b, &e);
     for (int64_t task = b; task < e; task++) {
       const int64_t t = task / nh, h = task % nh, g = h / group;
       const int64_t last = n_ctx - n + t;  // inclusive
@@ -272,9 +269,9 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
     }
   };
   if (pool && pool->size() > 1 && n * nh > 1)
-    pool->parallel(body);
+    pool->parallel_for(n * nh, 1, body);
   else
-    body(0, 1);
+    body(0, 0, n * nh);
 }
 
 void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,
@@ -338,10 +335,7 @@ void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const v
                 const lsw_sgmm_term *terms, int64_t n_terms) {
   const KernelTable &k = K();
   const size_t es = dtype_size(dtype);
-  auto body = [&](int tid, int nth) {
-    int64_t b, e;
-    split_range(rows, tid, nth, 8, &b, &e);
-    if (b >= e) return;
+  auto body = [&](int, int64_t b, int64_t e) {
     thread_local std::vector<float> a, acc, brow;
     acc.resize((size_t)cols);
     for (int64_t i = b; i < e; i++) {
@@ -367,9 +361,9 @@ void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const v
     }
   };
   if (pool && pool->size() > 1 && rows * cols >= 16384)
-    pool->parallel(body);
+    pool->parallel_for(rows, 8, body);
   else
-    body(0, 1);
+    body(0, 0, rows);
 }
 
 void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,

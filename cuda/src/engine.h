@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -43,18 +44,56 @@ size_t dtype_size(int dtype);              // 4 / 2 / 2, 0 for an unknown dtype
 const char *dtype_name(int dtype);
 
 // ---------------------------------------------------------------------------------------------
-// Thread pool: n threads including the caller.  run(fn, ctx) calls fn(ctx, tid, n) on every thread
-// and returns when all are done.  Workers spin briefly between jobs, then sleep on a condvar.
+// Thread pool: n threads including the caller.  run(fn, ctx) calls fn(ctx, tid, n) on the caller and on every
+// worker that shows up while the job is open; it returns when the caller's call and all joined workers are
+// done.  Participation of workers is optional (a descheduled worker never holds the caller up), so job bodies
+// must claim their work dynamically: use parallel_for.  Workers spin briefly between jobs, then sleep.
 class ThreadPool {
  public:
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   int size() const { return n_; }
   void run(void (*fn)(void *, int, int), void *ctx);
+  // f(tid, b, e) over [0, total) in aligned chunks.  Thread t starts on its own contiguous share (cache- and
+  // prefetch-friendly streams) and then helps with the others' remaining chunks.
   template <class F>
-  void parallel(F &&f) {  // f(tid, nth)
+  void parallel_for(int64_t total, int64_t align, F &&f) {
+    if (total <= 0) return;
+    if (n_ == 1 || total <= align) {
+      f(0, (int64_t)0, total);
+      return;
+    }
+    struct Range {
+      alignas(64) std::atomic<int64_t> next;
+      int64_t end, chunk;
+    };
+    std::unique_ptr<Range[]> r(new Range[n_]);
+    for (int t = 0; t < n_; t++) {
+      int64_t b = (int64_t)t * total / n_ / align * align, e = t + 1 == n_ ? total : (int64_t)(t + 1) * total / n_ / align * align;
+      r[t].next.store(b, std::memory_order_relaxed);
+      r[t].end = e;
+      int64_t c = (e - b + 3) / 4;
+      r[t].chunk = std::max<int64_t>(align, (c + align - 1) / align * align);
+    }
     using Fn = typename std::remove_reference<F>::type;
-    run([](void *c, int t, int n) { (*static_cast<Fn *>(c))(t, n); }, (void *)&f);
+    struct Ctx {
+      Fn *f;
+      Range *r;
+      int n;
+    } ctx{&f, r.get(), n_};
+    run(
+        [](void *p, int tid, int) {
+          Ctx &c = *static_cast<Ctx *>(p);
+          for (int k = 0; k < c.n; k++) {
+            Range &R = c.r[(tid + k) % c.n];
+            for (;;) {
+              int64_t b = R.next.fetch_add(R.chunk, std::memory_order_relaxed);
+              if (b >= R.end) break;
+              (*c.f)(tid, b, std::min(b + R.chunk, R.end));
+            }
+          }
+        },
+        &ctx);
   }
 
  private:
@@ -62,7 +101,8 @@ class ThreadPool {
   int n_;
   std::vector<std::thread> threads_;
   std::atomic<uint64_t> gen_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> active_{0};
+  std::atomic<bool> closed_{true};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> busy_{false};

@@ -295,10 +295,7 @@ static void gate_up_swiglu(lsw_model *m, int L, const float *X, int64_t n, float
   const lsw_weight &w = m->layers[L].mat[LSW_MAT_GATE_UP];
   const int64_t I = m->cfg.intermediate_size, H = w.cols;
   const KernelTable &k = K();
-  m->pool->parallel([&](int tid, int nth) {
-    int64_t b, e;
-    split_range(I, tid, nth, 16, &b, &e);
-    if (b >= e) return;
+  m->pool->parallel_for(I, 16, [&](int, int64_t b, int64_t e) {
     k.matmul_rows(w.dtype, w.data, H, X, H, n, gu, 2 * I, b, e, false);
     k.matmul_rows(w.dtype, w.data, H, X, H, n, gu, 2 * I, I + b, I + e, false);
     swiglu_range(n, I, b, e, gu, 2 * I, act, I);
@@ -311,11 +308,7 @@ static inline void par_tokens(lsw_model *m, int64_t n, F &&f) {  // f(t0, t1)
     f(0, n);
     return;
   }
-  m->pool->parallel([&](int tid, int nth) {
-    int64_t b, e;
-    split_range(n, tid, nth, 1, &b, &e);
-    if (b < e) f(b, e);
-  });
+  m->pool->parallel_for(n, 1, [&](int, int64_t b, int64_t e) { f(b, e); });
 }
 
 static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float *all_logits) {

@@ -321,3 +321,114 @@ cudaError_t lora_expand(int dtype, const void *B, int rows, int rank, const int 
 }
 
 }  // namespace lswc
+
+namespace lswc {
+
+// ---- prologue + LoRA shrink in one launch (fused mode without extra graph nodes) ----------------
+// Every block builds the input vector v in shared memory:
+//   mode 0 (RMSNorm): v = x / sqrt(mean(x^2) + eps) * w        mode 1 (SwiGLU): v = silu(x[i]) * x[D + i]
+// writes its slice of v to `out` (the input of the following GEMV), then its warps compute shrink rows
+//   t_j[k*rank + i] = gates[k] * dot(A_j[experts[k]][i], v)  (4 x 16-byte loads in flight per lane).
+template <typename T>
+__global__ void __launch_bounds__(256) prologue_shrink_kernel(int mode, int D, const float *__restrict__ x,
+                                                              const float *__restrict__ w, float eps,
+                                                              float *__restrict__ out, ShrinkBatch b) {
+  extern __shared__ float4 v4[];
+  float *v = reinterpret_cast<float *>(v4);
+  __shared__ float red[32];
+  const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
+  if (mode == 0) {
+    float ss = 0.f;
+    for (int i = tid; i < D; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
+    ss = warp_sum(ss);
+    if (lane == 0) red[wid] = ss;
+    __syncthreads();
+    if (tid < 32) {
+      float s2 = tid < (int)(blockDim.x >> 5) ? red[tid] : 0.f;
+      s2 = warp_sum(s2);
+      if (tid == 0) red[0] = 1.f / sqrtf(s2 / (float)D + eps);
+    }
+    __syncthreads();
+    const float inv = red[0];
+    for (int i = tid; i < D; i += blockDim.x) v[i] = x[i] * inv * w[i];
+  } else {
+    for (int i = tid; i < D; i += blockDim.x) {
+      const float g = x[i];
+      v[i] = g / (1.f + expf(-g)) * x[D + i];
+    }
+  }
+  __syncthreads();
+  for (int i = blockIdx.x * blockDim.x + tid; i < D; i += gridDim.x * blockDim.x) out[i] = v[i];
+
+  int row = blockIdx.x * (blockDim.x >> 5) + wid;
+  int j = 0;
+  for (; j < b.njobs; j++) {
+    const int nr = b.top_k * b.job[j].rank;
+    if (row < nr) break;
+    row -= nr;
+  }
+  if (j >= b.njobs) return;
+  const ShrinkJob &jb = b.job[j];
+  const int k = row / jb.rank, i = row - k * jb.rank;
+  const int e = b.experts[k];
+  const T *a = static_cast<const T *>(jb.A) + ((size_t)e * jb.rank + i) * jb.cols;
+  constexpr int VEC = Tr<T>::VEC, U = 4;
+  float acc = 0.f;
+  if (jb.cols == D && D % VEC == 0 && (reinterpret_cast<uintptr_t>(a) & 15) == 0) {
+    const int nvec = D / VEC;
+    const uint4 *ap = reinterpret_cast<const uint4 *>(a);
+    int c0 = lane;
+    for (; c0 + 32 * (U - 1) < nvec; c0 += 32 * U) {
+      uint4 wv[U];
+#pragma unroll
+      for (int u = 0; u < U; u++) wv[u] = ld_stream(ap + c0 + 32 * u);
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        float f[VEC];
+        unpack16<T>(wv[u], f);
+        const float *vp = v + (size_t)(c0 + 32 * u) * VEC;
+#pragma unroll
+        for (int q = 0; q < VEC; q++) acc = fmaf(f[q], vp[q], acc);
+      }
+    }
+    for (; c0 < nvec; c0 += 32) {
+      float f[VEC];
+      unpack16<T>(ld_stream(ap + c0), f);
+      const float *vp = v + (size_t)c0 * VEC;
+#pragma unroll
+      for (int q = 0; q < VEC; q++) acc = fmaf(f[q], vp[q], acc);
+    }
+  } else {
+    for (int c = lane; c < jb.cols && c < D; c += 32) acc = fmaf(Tr<T>::to_f(a[c]), v[c], acc);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) jb.t[row] = b.gates[k] * acc;
+}
+
+cudaError_t prologue_shrink(int dtype, int mode, int D, const float *x, const float *w, float eps, float *out,
+                            const ShrinkBatch &b, cudaStream_t s) {
+  if (D <= 0) return cudaSuccess;
+  int total = 0;
+  for (int j = 0; j < b.njobs; j++) {
+    if (b.job[j].cols != D) return cudaErrorInvalidValue;  // every job reads v
+    total += b.top_k * b.job[j].rank;
+  }
+  int blocks = cdiv(total, 8);
+  if (blocks < 1) blocks = 1;
+  const size_t sh = sizeof(float) * (size_t)D;
+  cudaError_t e = cudaSuccess;
+  auto go = [&](auto kern) {
+    if (sh > 48 * 1024) e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+    if (e == cudaSuccess) kern<<<blocks, 256, sh, s>>>(mode, D, x, w, eps, out, b);
+  };
+  switch (dtype) {
+    case LSW_DTYPE_F32: go(prologue_shrink_kernel<float>); break;
+    case LSW_DTYPE_F16: go(prologue_shrink_kernel<__half>); break;
+    case LSW_DTYPE_BF16: go(prologue_shrink_kernel<__nv_bfloat16>); break;
+    default: return cudaErrorInvalidValue;
+  }
+  if (e != cudaSuccess) return e;
+  LSWC_LAUNCH_RET();
+}
+
+}  // namespace lswc

@@ -133,3 +133,11 @@ namespace lswc {
 cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, float *Kc,
                      float *Vc, cudaStream_t s);
 }  // namespace lswc
+
+namespace lswc {
+// Fused-mode prologue for decode (n = 1): builds v = RMSNorm(x)·w (mode 0) or SwiGLU(x[0:D], x[D:2D]) (mode 1),
+// writes it to `out` and computes every shrink job of `b` on it (all jobs must have cols == D), one launch.
+// With b.njobs == 0 it is a plain (multi-block) RMSNorm / SwiGLU of one token.
+cudaError_t prologue_shrink(int dtype, int mode, int D, const float *x, const float *w, float eps, float *out,
+                            const ShrinkBatch &b, cudaStream_t s);
+}  // namespace lswc
