@@ -61,7 +61,8 @@ typedef enum lsw_router_kind {
 typedef enum lsw_mode {
   LSW_MODE_MERGE = 0,   /* SGMM: merge current experts into working weights, run bare backbone */
   LSW_MODE_UNFUSED = 1, /* per layer, per expert separate LoRA ops (the baseline) */
-  LSW_MODE_FUSED = 2    /* expert deltas computed alongside the base matmul, no weight writes */
+  LSW_MODE_FUSED = 2,   /* expert deltas computed alongside the base matmul, no weight writes */
+  LSW_MODE_BASE = 3     /* adapters ignored: the bare backbone (bench baseline) */
 } lsw_mode;
 
 typedef struct lsw_model_config {
@@ -133,6 +134,11 @@ LSW_API lsw_status lsw_model_map_file(lsw_model *m, const char *path, uint64_t d
 /* Register a tensor lying in a mapped file at data_offset + offset (bytes). Names: docs/FORMAT.md. */
 LSW_API lsw_status lsw_model_add_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim,
                                         const int64_t *shape, int32_t file_id, uint64_t offset);
+/* Register a tensor the engine allocates itself and fills with seeded pseudo-random values uniform in
+ * [-scale, scale] (never zero; 1-D F32 tensors get 1 + uniform[-scale, scale]): synthetic models for bench,
+ * generated directly in host or device memory without a file. Same seed -> same values on every backend. */
+LSW_API lsw_status lsw_model_add_random_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim,
+                                               const int64_t *shape, uint64_t seed, float scale);
 /* Register an adapter; its tensors are then added by name "adapters.{id}.…". */
 LSW_API lsw_status lsw_model_add_adapter(lsw_model *m, const lsw_adapter_desc *desc, int32_t *adapter_id);
 /* Validate every tensor against the config, upload (CUDA), allocate the KV cache. */
@@ -161,6 +167,10 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out);
 /* Timed decode loop inside the engine: n_tokens greedy steps from the current state.
  * ms_per_token receives n_tokens per-step wall times in milliseconds. */
 LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token);
+
+/* Measured copy bandwidth of the backend's memory (bytes read + bytes written per second, in GB/s),
+ * copying a buffer of `bytes` several times and taking the median. */
+LSW_API lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s);
 
 /* --- single operations -------------------------------------------------------
  * Every kernel the engine runs, callable on either backend with host buffers, so
