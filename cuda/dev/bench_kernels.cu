@@ -325,7 +325,7 @@ struct Model7B {
   void *lm = nullptr;
   // fused-LoRA experts for all 7 modules, [E][r][in] / [E][out][r]
   std::vector<void *> A[7], B[7];
-  float *x = nullptr, *xi = nullptr, *y = nullptr, *t = nullptr, *gates = nullptr;
+  float *x = nullptr, *xi = nullptr, *y = nullptr, *t = nullptr, *gates = nullptr, *normw = nullptr;
   int *experts = nullptr;
   size_t weight_bytes = 0;
 };
@@ -343,8 +343,9 @@ static void alloc7b(Model7B &m, bool lora) {
     m.dn.push_back(mk(H * I));
   }
   m.lm = mk((size_t)m.V * H);
-  m.x = dnew<float>(2 * I); m.xi = dnew<float>(2 * I); m.y = dnew<float>(std::max<size_t>(2 * I, m.V));
-  dfill(LSW_DTYPE_F32, m.x, 2 * I, 1.f); dfill(LSW_DTYPE_F32, m.xi, 2 * I, 1.f);
+  m.x = dnew<float>(2 * I); m.xi = dnew<float>(2 * I + H); m.normw = dnew<float>(H);
+  dfill(LSW_DTYPE_F32, m.normw, H, 1.f); m.y = dnew<float>(std::max<size_t>(2 * I, m.V));
+  dfill(LSW_DTYPE_F32, m.x, 2 * I, 1.f); dfill(LSW_DTYPE_F32, m.xi, 2 * I + H, 1.f);
   if (lora) {
     for (int mi = 0; mi < 7; mi++)
       for (int l = 0; l < m.L; l++) {
@@ -360,29 +361,36 @@ static void alloc7b(Model7B &m, bool lora) {
   }
 }
 
-// one decode step's linears; fused: shrink launches + GEMV epilogues (all 7 modules adapted)
+// one decode step's linears with their norms / SwiGLU (attention, rope, embedding left out);
+// fused: the shrinks ride in the norm / SwiGLU prologue launches (only o's shrink is an extra launch)
 static void run7b(Model7B &m, bool fused, cudaStream_t s) {
   const int H = m.H, I = m.I;
+  float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
   for (int l = 0; l < m.L; l++) {
     LoraEpilogue ep;
     float *t = m.t;
     auto seg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), m.R, m.B[mi][l], t + mi * m.K * m.R, m.experts}; };
-    auto shrink = [&](std::initializer_list<int> mods, const float *x) {
+    auto batch = [&](std::initializer_list<int> mods, const float *in) {
       ShrinkBatch b; b.top_k = m.K; b.experts = m.experts; b.gates = m.gates;
-      for (int mi : mods) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], m.R, mod_in(m, mi), x, t + mi * m.K * m.R};
-      CK(lora_shrink(m.dt, b, s));
+      for (int mi : mods) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], m.R, mod_in(m, mi), in, t + mi * m.K * m.R};
+      return b;
     };
-    // qkv
-    if (fused) { shrink({0, 1, 2}, m.x); ep.nseg = 3; ep.top_k = m.K; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H); }
-    CK(gemv(m.dt, m.qkv[l], 3 * H, H, m.x, H, 1, m.y, 3 * H, nullptr, false, fused ? &ep : nullptr, s));
-    if (fused) { shrink({3}, m.x); ep.nseg = 1; ep.seg[0] = seg(3, 0); }
-    CK(gemv(m.dt, m.o[l], H, H, m.x, H, 1, m.y, H, nullptr, true, fused ? &ep : nullptr, s));
-    if (fused) { shrink({4, 5}, m.x); ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I); }
-    CK(gemv(m.dt, m.gu[l], 2 * I, H, m.x, H, 1, m.y, 2 * I, nullptr, false, fused ? &ep : nullptr, s));
-    if (fused) { shrink({6}, m.xi); ep.nseg = 1; ep.seg[0] = seg(6, 0); }
-    CK(gemv(m.dt, m.dn[l], H, I, m.xi, I, 1, m.y, H, nullptr, true, fused ? &ep : nullptr, s));
+    // attention block
+    if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({0, 1, 2}, xn), s)); ep.nseg = 3; ep.top_k = m.K; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H); }
+    else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
+    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, fused ? &ep : nullptr, s));
+    if (fused) { CK(lora_shrink(m.dt, batch({3}, gu), s)); ep.nseg = 1; ep.seg[0] = seg(3, 0); }
+    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
+    // MLP block
+    if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({4, 5}, xn), s)); ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I); }
+    else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
+    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, fused ? &ep : nullptr, s));
+    if (fused) { CK(prologue_shrink(m.dt, 1, I, gu, nullptr, 0.f, act, batch({6}, act), s)); ep.nseg = 1; ep.seg[0] = seg(6, 0); }
+    else CK(swiglu(1, I, gu, 2 * I, act, I, s));
+    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
   }
-  CK(gemv(m.dt, m.lm, m.V, H, m.x, H, 1, m.y, m.V, nullptr, false, nullptr, s));
+  CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
+  CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
 }
 
 static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
@@ -429,9 +437,9 @@ static void bench_7b() {
   const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, &nb);
   const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, &nf);
   char nm[200];
-  snprintf(nm, sizeof nm, "7B all linears, our GEMV, graph (%d nodes)", nb);
+  snprintf(nm, sizeof nm, "7B linears+norms+swiglu, our GEMV, graph (%d nodes)", nb);
   row(nm, base, (double)m.weight_bytes);
-  snprintf(nm, sizeof nm, "7B all linears + fused LoRA r64 top-2 x7 (%d nodes)", nf);
+  snprintf(nm, sizeof nm, "same + fused LoRA r64 top-2 on all 7 (%d nodes)", nf);
   row(nm, fused, (double)m.weight_bytes);
   logf("  fused / base = %.4f (target <= 1.05)\n", fused / base);
   char b[256];
@@ -463,7 +471,7 @@ static void bench_7b() {
   for (auto *v : {&m.qkv, &m.o, &m.gu, &m.dn}) for (void *p : *v) cudaFree(p);
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
-  cudaFree(m.x); cudaFree(m.xi); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
+  cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
 }
 
 // ===================================================================================================
@@ -534,6 +542,55 @@ static void test_lora() {
         snprintf(nm, sizeof nm, "unfused lora %s %dx%d r%d top%d", dname(dt), rows, cols, rank, K);
         check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
         for (void *p : {dW, dA0, dA2, dB0, dB2, (void *)dx, (void *)dg, (void *)dt_, (void *)dY, (void *)de}) cudaFree(p);
+      }
+}
+
+static void test_prologue_shrink() {
+  logf("\n== fused-mode prologue: RMSNorm / SwiGLU + LoRA shrink in one launch ==\n");
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (int mode : {0, 1})
+      for (int D : {4096, 11008, 200}) {
+        if (mode == 0 && D == 11008) continue;
+        const int rank = 16, E = 3, K = 2;
+        auto x = rvec(mode ? 2 * D : D, 3.f), w = rvec(D);
+        HostW A0 = make_w(dt, (size_t)E * rank * D, 0.5f), A1 = make_w(dt, (size_t)E * rank * D, 0.5f);
+        std::vector<int> ex = {2, 0};
+        std::vector<float> g = {0.65f, 0.35f};
+        std::vector<double> v(D), vs(D);
+        if (mode == 0) {
+          double ss = 0;
+          for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
+          const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
+          for (int i = 0; i < D; i++) v[i] = x[i] * inv * w[i];
+        } else {
+          for (int i = 0; i < D; i++) v[i] = x[i] / (1 + std::exp(-(double)x[i])) * x[D + i];
+        }
+        std::vector<double> tref(2 * K * rank), tsc(2 * K * rank);
+        for (int jb = 0; jb < 2; jb++)
+          for (int k = 0; k < K; k++)
+            for (int i = 0; i < rank; i++) {
+              const HostW &A = jb ? A1 : A0;
+              double s = 0, a = 0;
+              for (int c = 0; c < D; c++) { const double p = A.val[((size_t)ex[k] * rank + i) * D + c] * v[c]; s += p; a += std::fabs(p); }
+              tref[jb * K * rank + k * rank + i] = g[k] * s;
+              tsc[jb * K * rank + k * rank + i] = g[k] * a;
+            }
+        float *dx = dup(x), *dw = dup(w), *dout = dnew<float>(D), *dt_ = dnew<float>(2 * K * rank), *dg = dup(g);
+        int *de = dup(ex);
+        void *dA0 = dupb(A0.bytes), *dA1 = dupb(A1.bytes);
+        ShrinkBatch b; b.top_k = K; b.experts = de; b.gates = dg; b.njobs = 2;
+        b.job[0] = {dA0, rank, D, dout, dt_}; b.job[1] = {dA1, rank, D, dout, dt_ + K * rank};
+        poison(dout, D * 4); poison(dt_, 2 * K * rank * 4);
+        CK(prologue_shrink(dt, mode, D, dx, mode ? nullptr : dw, 1e-5f, dout, b, 0));
+        CK(cudaDeviceSynchronize());
+        auto o = down(dout, D);
+        auto t = down(dt_, 2 * K * rank);
+        char nm[160];
+        snprintf(nm, sizeof nm, "prologue %s D=%d %s: output vector", mode ? "swiglu" : "rmsnorm", D, dname(dt));
+        check(nm, o.data(), v.data(), nullptr, D, 1e-6, 3e-6);
+        snprintf(nm, sizeof nm, "prologue %s D=%d %s: shrink t (2 jobs, top-2, r16)", mode ? "swiglu" : "rmsnorm", D, dname(dt));
+        check(nm, t.data(), tref.data(), tsc.data(), t.size(), 1e-6, 4e-6);
+        for (void *p : {(void *)dx, (void *)dw, (void *)dout, (void *)dt_, (void *)dg, (void *)de, dA0, dA1}) cudaFree(p);
       }
 }
 
@@ -1082,6 +1139,7 @@ int main(int argc, char **argv) {
 
   test_gemv();
   test_lora();
+  test_prologue_shrink();
   test_gemm();
   test_sgmm();
   test_small();
