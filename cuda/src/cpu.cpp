@@ -154,14 +154,6 @@ ThreadPool &default_pool() {
   return p;
 }
 
-void split_range(int64_t total, int tid, int nth, int64_t align, int64_t *b, int64_t *e) {
-  int64_t units = (total + align - 1) / align;
-  int64_t per = units / nth, rem = units % nth;
-  int64_t ub = tid * per + std::min<int64_t>(tid, rem);
-  int64_t ue = ub + per + (tid < rem ? 1 : 0);
-  *b = std::min(total, ub * align);
-  *e = std::min(total, ue * align);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Kernels

@@ -113,9 +113,6 @@ class ThreadPool {
 };
 ThreadPool &default_pool();  // all cores; used by the lsw_op_* entries
 
-// Split [0, total) into nth contiguous ranges aligned to `align`; range of thread tid.
-void split_range(int64_t total, int tid, int nth, int64_t align, int64_t *b, int64_t *e);
-
 // ---------------------------------------------------------------------------------------------
 // CPU kernels ("production kernels": the model forward and the lsw_op_* entries use the same ones).
 // Activations F32; weights in any lsw_dtype.  All take a pool (nullable = single thread).

@@ -21,6 +21,16 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
     int rr = min(r0 + r, rows - 1);  // rows past the end re-read the last row, not stored
     wrow[r] = reinterpret_cast<const uint4 *>(W + (size_t)rr * cols);
   }
+  // Programmatic dependent launch (no-ops unless launched with the PDL attribute, see gemv_set_pdl): let the
+  // next kernel begin launching, warm L2 with this warp's first weight chunks (weights never depend on the
+  // previous kernel), then wait until the producer of X (and Y when accumulating) has completed.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int u = 0; u < U; u++)
+      if (lane + 32 * u < nvec) asm volatile("prefetch.global.L2 [%0];" ::"l"(wrow[r] + lane + 32 * u));
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   float acc[R][NX];
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -133,6 +143,29 @@ static const GemvVariant kVariants[] = {
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }
 
+static bool g_pdl = false;
+void gemv_set_pdl(bool on) { g_pdl = on; }
+bool gemv_pdl() { return g_pdl; }
+
+template <typename... KArgs, typename... Args>
+static void launch_k(void (*kern)(KArgs...), dim3 grid, int threads, cudaStream_t s, Args... args) {
+  if (g_pdl) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kern, args...);
+  } else {
+    kern<<<grid, threads, 0, s>>>(args...);
+  }
+}
+
 template <typename T, int NX, int R, int U>
 static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float *X, int ldx, float *Y, int ldy,
                                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s) {
@@ -141,13 +174,13 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   dim3 grid(cdiv(warps, warps_per_block));
   if (lora && lora->nseg > 0) {
     if constexpr (NX == 1)
-      gemv_kernel<T, NX, R, U, true><<<grid, threads, 0, s>>>((const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-                                                              accumulate, *lora);
+      launch_k(gemv_kernel<T, NX, R, U, true>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora);
     else
       return cudaErrorInvalidValue;
   } else {
-    gemv_kernel<T, NX, R, U, false><<<grid, threads, 0, s>>>((const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-                                                             accumulate, LoraEpilogue{});
+    launch_k(gemv_kernel<T, NX, R, U, false>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+             (int)accumulate, LoraEpilogue{});
   }
   LSWC_LAUNCH_RET();
 }

@@ -34,6 +34,11 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
 cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
                         int ldy, const float *bias, bool accumulate, cudaStream_t s);
 int gemv_variants();
+// Programmatic dependent launch for the vector GEMV (Hopper): when on, gemv() launches with the
+// programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
+// griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
+void gemv_set_pdl(bool on);
+bool gemv_pdl();
 const char *gemv_variant_name(int v);
 
 // Prefill GEMM Y[n][rows] = X[n][cols] · W^T (+bias)(+Y).  precise: X is split into hi + lo halves of
