@@ -162,6 +162,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->precise = !(ev && *ev && strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_GRAPH");
   st->use_graph = !(ev && !strcmp(ev, "0"));
+  ev = getenv("LSW_CUDA_PDL");  // programmatic dependent launch for the GEMVs (validated in cuda/dev)
+  if (ev && *ev && strcmp(ev, "0")) lswc::gemv_set_pdl(true);
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
 
