@@ -8,6 +8,8 @@ export default class Generate extends BaseCommand {
     '<%= config.bin %> generate -m model.lsw -p "Hello"',
     'echo "Tell me a story" | <%= config.bin %> generate -m model.lsw --max-tokens 64 --temperature 0',
     '<%= config.bin %> generate -m model.lsw --chat --system "Be brief." -p "What is LoRA?" --json',
+    '<%= config.bin %> generate -m model.lsw --adapter ./my-switch --mode merge --trace trace.jsonl -p "Hello" --temperature 0',
+    '<%= config.bin %> generate -m ./Llama-3.2-1B --adapter ./style-lora:0.7 --adapter ./code-lora:0.3 -p "def fib(n):"',
   ];
   static override flags = {
     model: Flags.string({ char: 'm', required: true, description: '.lsw file or Hugging Face model folder' }),
@@ -24,7 +26,10 @@ export default class Generate extends BaseCommand {
     system: Flags.string({ description: 'system message (with --chat)' }),
     backend: Flags.string({ options: ['cpu', 'cuda', 'auto'], default: 'auto', description: 'engine backend' }),
     threads: Flags.integer({ char: 't', min: 0, default: 0, description: 'CPU threads; 0 = all cores' }),
-    json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, timings' }),
+    adapter: Flags.string({ char: 'a', multiple: true, description: 'adapter folder to run on top of the model, path or path:scale (repeatable; LoRA-Switch, PEFT LoRA, MixLoRA)' }),
+    mode: Flags.string({ options: ['merge', 'unfused', 'fused'], default: 'fused', description: 'adapter execution mode: merge (SGMM into the weights per token), unfused (per-expert LoRA ops) or fused' }),
+    trace: Flags.string({ description: 'write the routing of every token to this JSON Lines file (docs/TRACE.md)' }),
+    json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, mode, adapters, timings' }),
   };
 
   async run(): Promise<void> {
@@ -45,6 +50,9 @@ export default class Generate extends BaseCommand {
       backend: flags.backend as 'cpu' | 'cuda' | 'auto',
       threads: flags.threads,
       json: flags.json,
+      adapter: flags.adapter,
+      mode: flags.mode as 'merge' | 'unfused' | 'fused',
+      trace: flags.trace,
     });
   }
 }

@@ -1,5 +1,6 @@
 /** `lora-switch convert`: progress as Ink (TTY), plain lines (piped) or one JSON object (--json). */
 import { convertModel, type ConvertEvent } from './convert.js';
+import { loadAdapterSpec } from './adapters/index.js';
 import type { ModelDtype } from './hf-config.js';
 import { outputMode, LiveView } from './views/render.js';
 import { ConvertView, newConvertState, mib } from './views/convert-view.js';
@@ -9,6 +10,8 @@ export interface ConvertCliOptions {
   output: string;
   dtype?: ModelDtype;
   json?: boolean;
+  /** `path` or `path:scale`, repeatable */
+  adapter?: string[];
 }
 
 export async function runConvert(o: ConvertCliOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
@@ -36,12 +39,14 @@ export async function runConvert(o: ConvertCliOptions, out: NodeJS.WritableStrea
     }
   };
   try {
-    const r = await convertModel(o.folder, o.output, { dtype: o.dtype, onProgress });
+    const adapters = (o.adapter ?? []).map((a) => loadAdapterSpec(a));
+    const r = await convertModel(o.folder, o.output, { dtype: o.dtype, onProgress, adapters });
     if (view) await (view as LiveView<typeof state>).done();
     if (mode === 'json') {
-      out.write(`${JSON.stringify({ output: r.out, bytes: r.bytes, dtype: r.dtype, architecture: r.architecture, tensors: r.tensors, parameters: r.parameters, ms: r.ms, config: r.config })}\n`);
+      out.write(`${JSON.stringify({ output: r.out, bytes: r.bytes, dtype: r.dtype, architecture: r.architecture, tensors: r.tensors, parameters: r.parameters, ms: r.ms, config: r.config, adapters: r.adapters })}\n`);
     } else if (mode === 'plain') {
       out.write(`wrote ${r.out}: ${r.architecture}, ${r.dtype}, ${r.tensors} tensors, ${r.parameters} parameters, ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
+      for (const [i, a] of r.adapters.entries()) out.write(`  adapter ${i}: ${a.name} (${a.peft_type}, ${a.router_kind}, ${a.num_experts} experts, top_k ${a.top_k}, scale ${a.scale})\n`);
     }
   } catch (e) {
     if (view) await (view as LiveView<typeof state>).done().catch(() => {});

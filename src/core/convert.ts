@@ -5,21 +5,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { fileError, UserError } from './errors.js';
+import { fileError } from './errors.js';
 import { readHfConfig, readJsonFile, type EngineConfig, type ModelDtype } from './hf-config.js';
 import { readSafetensors, readTensorBytes, headerSha256, writeLsw, numel, type SafetensorsFile, type TensorInfo, type TensorSource } from './safetensors.js';
 import { convertFloats, FLOAT_DTYPES, DTYPE_BYTES, type FloatDtype } from './dtype.js';
+import { readAdapters, type AdapterMeta, type EngineAdapter } from './adapters/index.js';
 
 export const CONVERTER_VERSION = '0.1.0';
 
-/** An adapter to convert alongside the model (the adapters issue fills this in). */
+/** An adapter to convert alongside the model: a folder and the user's scale (`loadAdapterSpec('path[:scale]')`). */
 export interface AdapterSpec {
   path: string;
   scale?: number;
 }
 
 export type ConvertEvent =
-  | { type: 'start'; source: string; out: string; architecture: string; dtype: ModelDtype; tensors: number; totalBytes: number }
+  | { type: 'start'; source: string; out: string; architecture: string; dtype: ModelDtype; tensors: number; totalBytes: number; adapters: number }
   | { type: 'tensor'; index: number; total: number; name: string; bytesWritten: number; totalBytes: number }
   | { type: 'done'; out: string; bytes: number; ms: number };
 
@@ -38,6 +39,8 @@ export interface ConvertResult {
   parameters: number;
   ms: number;
   config: EngineConfig;
+  /** the `lsw.adapters` entries written (engine adapter ids follow this order) */
+  adapters: AdapterMeta[];
 }
 
 interface SourceTensor {
@@ -172,7 +175,6 @@ function* partChunks(part: SourceTensor, to: 'F32' | 'F16' | 'BF16'): Iterable<U
 
 export async function convertModel(src: string, out: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   const t0 = Date.now();
-  if (opts.adapters && opts.adapters.length > 0) throw new UserError('adapters: conversion of adapters is not available in this version');
   let st: fs.Stats;
   try {
     st = fs.statSync(src);
@@ -195,6 +197,12 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
   const config: EngineConfig = { ...hf, dtype };
   const outAbs = path.resolve(out);
   for (const s of shards) if (path.resolve(s.path) === outAbs) throw fileError(out, 'output would overwrite an input file');
+  // every adapter is read and validated against the base before anything is written
+  const adapters = readAdapters((opts.adapters ?? []).map((a) => ({ path: a.path, scale: a.scale ?? 1 })), config, { dtype });
+  for (const a of opts.adapters ?? []) {
+    const w = path.resolve(a.path, 'adapter_model.safetensors');
+    if (w === outAbs) throw fileError(out, 'output would overwrite an input file');
+  }
 
   const files: Array<{ name: string; size: number; sha256: string; sha256_of: string }> = [];
   for (const s of shards) files.push({ name: path.basename(s.path), size: s.fileSize, sha256: headerSha256(s), sha256_of: 'header' });
@@ -211,7 +219,7 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
     'lsw.config': JSON.stringify(config),
     'lsw.hf_config': hfRaw,
     'lsw.tokenizer': tokenizerRaw,
-    'lsw.adapters': '[]',
+    'lsw.adapters': JSON.stringify(adapters.map((a) => a.meta)),
     'lsw.provenance': JSON.stringify({
       source: path.resolve(src),
       files,
@@ -232,11 +240,50 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
       for (const part of p.parts) yield* partChunks(part, p.dtype);
     },
   }));
-  const totalBytes = plans.reduce((a, p) => a + numel(p.shape) * DTYPE_BYTES[p.dtype], 0);
-  opts.onProgress?.({ type: 'start', source: src, out, architecture: config.architecture, dtype, tensors: plans.length, totalBytes });
+  sources.push(...adapterSources(adapters, 0));
+  const totalBytes = sources.reduce((a, p) => a + numel(p.shape) * DTYPE_BYTES[p.dtype as FloatDtype], 0);
+  opts.onProgress?.({ type: 'start', source: src, out, architecture: config.architecture, dtype, tensors: sources.length, totalBytes, adapters: adapters.length });
   const { bytes } = await writeLsw(out, metadata, sources, (p) => opts.onProgress?.({ type: 'tensor', ...p }));
   const ms = Date.now() - t0;
   opts.onProgress?.({ type: 'done', out, bytes, ms });
-  const parameters = plans.reduce((a, p) => a + numel(p.shape), 0);
-  return { out, bytes, dtype, architecture: config.architecture, tensors: plans.length, parameters, ms, config };
+  const parameters = sources.reduce((a, p) => a + numel(p.shape), 0);
+  return { out, bytes, dtype, architecture: config.architecture, tensors: sources.length, parameters, ms, config, adapters: adapters.map((a) => a.meta) };
+}
+
+/**
+ * The tensors of engine adapters as .lsw tensor sources, named `adapters.{firstId + i}.…` (docs/FORMAT.md), each in
+ * the dtype the reader was asked for (the model's).
+ */
+export function adapterSources(adapters: EngineAdapter[], firstId: number): TensorSource[] {
+  const out: TensorSource[] = [];
+  adapters.forEach((a, i) => {
+    for (const t of a.tensors) {
+      const dt = DTYPE_NAMES[t.dtype];
+      out.push({
+        name: `adapters.${firstId + i}.${t.name}`,
+        dtype: dt,
+        shape: t.shape,
+        chunks: function* () {
+          yield convertFloats(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), 'F32', dt);
+        },
+      });
+    }
+  });
+  return out;
+}
+
+/**
+ * Write engine adapters (read against `config`) into a standalone adapter file: a safetensors file holding only
+ * `adapters.{firstId + i}.…` tensors and `lsw.adapters` metadata (format `lora-switch-adapters`). Model.load maps it
+ * next to a .lsw to run a plain model with adapters.
+ */
+export async function writeAdapterFile(out: string, adapters: EngineAdapter[], config: EngineConfig, firstId: number): Promise<void> {
+  const metadata: Record<string, string> = {
+    format: 'lora-switch-adapters',
+    format_version: '1',
+    'lsw.adapters': JSON.stringify(adapters.map((a) => a.meta)),
+    'lsw.adapters_first_id': String(firstId),
+    'lsw.base': JSON.stringify({ hidden_size: config.hidden_size, intermediate_size: config.intermediate_size, num_layers: config.num_layers, dtype: config.dtype }),
+  };
+  await writeLsw(out, metadata, adapterSources(adapters, firstId));
 }

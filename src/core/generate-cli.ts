@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import { UserError } from './errors.js';
 import { generate, AbortFlag, newState, type GenerateState } from './generate.js';
-import type { BackendName } from './model.js';
+import type { BackendName, ModeName } from './model.js';
+import { loadAdapterSpec } from './adapters/index.js';
 import { outputMode, LiveView } from './views/render.js';
 import { GenerateView } from './views/generate-view.js';
 
@@ -22,6 +23,10 @@ export interface GenerateCliOptions {
   backend?: BackendName;
   threads?: number;
   json?: boolean;
+  /** `path` or `path:scale`, repeatable */
+  adapter?: string[];
+  mode?: ModeName;
+  trace?: string;
 }
 
 function num(flag: string, v: string | number | undefined): number | undefined {
@@ -44,6 +49,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const topP = num('--top-p', o.topP);
   const minP = num('--min-p', o.minP);
   if (!fs.existsSync(o.model)) throw new UserError(`${o.model}: no such file or directory`);
+  const adapters = (o.adapter ?? []).map((a) => loadAdapterSpec(a));
   const prompt = o.prompt ?? (await readStdin());
   if (prompt === '') throw new UserError('prompt: empty prompt');
   const mode = outputMode(!!o.json);
@@ -74,6 +80,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
       {
         model: o.model, prompt, maxTokens: o.maxTokens, temperature, topK: o.topK, topP, minP, seed: o.seed,
         stop: o.stop, ignoreEos: o.ignoreEos, chat: o.chat, system: o.system, backend: o.backend, threads: o.threads,
+        adapters, mode: o.mode, trace: o.trace,
       },
       listener,
       abort,

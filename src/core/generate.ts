@@ -3,9 +3,10 @@
  * Ctrl-C. It updates a plain state object and notifies listeners; views only render that state.
  */
 import { UserError } from './errors.js';
-import { Model, openModelFile, type BackendName } from './model.js';
+import { Model, openModelFile, closeModelFile, MODE_NAMES, type BackendName, type ModeName } from './model.js';
 import type { ChatMessage } from './tokenizer.js';
-import type { ConvertEvent } from './convert.js';
+import type { AdapterSpec, ConvertEvent } from './convert.js';
+import { TraceWriter, traceAdapters, type RouteBlock, type TokenInfo } from './trace.js';
 
 export interface GenerateOptions {
   model: string;
@@ -22,6 +23,23 @@ export interface GenerateOptions {
   system?: string;
   backend?: BackendName;
   threads?: number;
+  /** adapter folders (`path` or `path:scale`) run on top of the model's own adapters */
+  adapters?: Array<string | AdapterSpec>;
+  /** execution mode of the adapters (default: fused) */
+  mode?: ModeName;
+  /** write a routing trace (docs/TRACE.md) to this file */
+  trace?: string;
+}
+
+/** An adapter as the JSON result lists it. */
+export interface GenerateAdapterInfo {
+  id: number;
+  name: string;
+  peft_type: string;
+  router_kind: string;
+  num_experts: number;
+  top_k: number;
+  scale: number;
 }
 
 export type Phase = 'loading' | 'converting' | 'prefill' | 'decoding' | 'done';
@@ -51,6 +69,10 @@ export interface GenerateResult {
   prompt_tokens: number;
   stop_reason: StopReason;
   backend: string;
+  mode: ModeName;
+  adapters: GenerateAdapterInfo[];
+  /** the trace file written (--trace), with the number of token records */
+  trace?: { file: string; tokens: number };
   timings: { load_ms: number; prefill_ms: number; decode_ms: number; prefill_tokens_per_s: number; tokens_per_s: number; total_ms: number };
 }
 
@@ -120,6 +142,8 @@ function validate(o: GenerateOptions): void {
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 0)) throw bad('--threads', 'must be an integer >= 0');
   if (o.system !== undefined && !o.chat) throw bad('--system', 'only applies with --chat');
   if (o.stop?.some((s) => s === '')) throw bad('--stop', 'must not be empty');
+  if (o.mode !== undefined && !MODE_NAMES.includes(o.mode)) throw bad('--mode', `must be one of ${MODE_NAMES.join(', ')}`);
+  if (o.trace !== undefined && o.trace === '') throw bad('--trace', 'must not be empty');
 }
 
 export async function generate(opts: GenerateOptions, listener: GenerateListener = () => {}, abort = new AbortFlag()): Promise<GenerateResult> {
@@ -136,23 +160,27 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     state.phase = 'converting';
     emit();
   };
-  const mf = await openModelFile(opts.model, { onConvertProgress });
-  const tok = mf.tokenizer;
+  const mf = await openModelFile(opts.model, { onConvertProgress, adapters: opts.adapters });
   let promptIds: number[];
-  if (opts.chat) {
-    const msgs: ChatMessage[] = [];
-    if (opts.system !== undefined) msgs.push({ role: 'system', content: opts.system });
-    msgs.push({ role: 'user', content: opts.prompt });
-    promptIds = tok.encodeChat(msgs);
-  } else {
-    promptIds = tok.encode(opts.prompt, true);
-  }
-  if (promptIds.length === 0) throw new UserError('prompt: empty after tokenization (give a non-empty prompt)');
-  const maxPos = mf.config.max_position_embeddings;
-  if (promptIds.length >= maxPos) throw new UserError(`prompt: ${promptIds.length} tokens do not fit the model's context of ${maxPos}`);
-  const maxContext = Math.min(maxPos, promptIds.length + maxTokens + 1);
-  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext });
   try {
+    promptIds = promptTokens(opts, mf.tokenizer);
+    const maxPos = mf.config.max_position_embeddings;
+    if (promptIds.length >= maxPos) throw new UserError(`prompt: ${promptIds.length} tokens do not fit the model's context of ${maxPos}`);
+  } catch (e) {
+    closeModelFile(mf);
+    throw e;
+  }
+  const tok = mf.tokenizer;
+  const maxContext = Math.min(mf.config.max_position_embeddings, promptIds.length + maxTokens + 1);
+  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode });
+  let trace: TraceWriter | null = null;
+  try {
+    if (opts.trace !== undefined) {
+      trace = TraceWriter.open(opts.trace, {
+        model: opts.model, mode: model.mode, backend: model.backend, num_layers: model.config.num_layers,
+        adapters: traceAdapters(model.adapters, model.config.num_layers),
+      });
+    }
     state.backend = model.backend;
     state.promptTokens = promptIds.length;
     state.loadMs = performance.now() - t0;
@@ -220,6 +248,12 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     // decode speed: tokens produced by step() calls over their time (the first comes from prefill)
     state.tokensPerS = state.tokens.length > 1 ? ((state.tokens.length - 1) * 1000) / state.decodeMs : 0;
     state.stopReason = stopReason;
+    let traced: GenerateResult['trace'];
+    if (trace) {
+      writeTrace(model, trace, promptIds, state.tokens);
+      trace.close();
+      traced = { file: trace.file, tokens: trace.tokensWritten };
+    }
     state.phase = 'done';
     emit();
     return {
@@ -228,6 +262,11 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       prompt_tokens: state.promptTokens,
       stop_reason: stopReason,
       backend: model.backend,
+      mode: model.mode,
+      adapters: model.adapters.map((a) => ({
+        id: a.id, name: a.name, peft_type: a.peft_type, router_kind: a.router_kind, num_experts: a.num_experts, top_k: a.top_k, scale: a.scale,
+      })),
+      ...(traced ? { trace: traced } : {}),
       timings: {
         load_ms: round(state.loadMs),
         prefill_ms: round(state.prefillMs),
@@ -237,9 +276,48 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
         total_ms: round(performance.now() - t0),
       },
     };
+  } catch (e) {
+    trace?.abort();
+    throw e;
   } finally {
     model.free();
   }
+}
+
+function promptTokens(opts: GenerateOptions, tok: Model['tokenizer']): number[] {
+  let ids: number[];
+  if (opts.chat) {
+    const msgs: ChatMessage[] = [];
+    if (opts.system !== undefined) msgs.push({ role: 'system', content: opts.system });
+    msgs.push({ role: 'user', content: opts.prompt });
+    ids = tok.encodeChat(msgs);
+  } else {
+    ids = tok.encode(opts.prompt, true);
+  }
+  if (ids.length === 0) throw new UserError('prompt: empty after tokenization (give a non-empty prompt)');
+  return ids;
+}
+
+/**
+ * Write the trace records of the prompt and the generated tokens. The engine keeps the routing of every evaluated
+ * position, so the routes are fetched once here rather than per token. The last generated token was sampled but
+ * not yet evaluated: it is evaluated now (one extra forward, only when tracing) so that it has routes too.
+ */
+function writeTrace(model: Model, trace: TraceWriter, promptIds: number[], generated: number[]): void {
+  const seq = [...promptIds, ...generated];
+  const evaluated = model.nPast;
+  if (evaluated < seq.length) {
+    const room = Math.max(0, model.maxContext - evaluated);
+    const pending = seq.slice(evaluated, evaluated + room);
+    if (pending.length > 0) model.eval(pending, false);
+  }
+  const n = Math.min(model.nPast, seq.length);
+  const tok = model.tokenizer;
+  const tokens: TokenInfo[] = seq.slice(0, n).map((id, pos) => ({
+    pos, token: id, text: tok.decode([id], false), phase: pos < promptIds.length ? 'prompt' : 'generated',
+  }));
+  const blocks: RouteBlock[] = model.adapters.filter((a) => a.router_kind !== 'static').map((a) => model.routes(a.id, 0, n));
+  trace.write(tokens, blocks);
 }
 
 function round(x: number): number {

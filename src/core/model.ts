@@ -9,9 +9,16 @@ import crypto from 'node:crypto';
 import { fileError, UserError } from './errors.js';
 import { readSafetensors, type SafetensorsFile } from './safetensors.js';
 import type { EngineConfig, ModelDtype } from './hf-config.js';
-import { convertModel, type ConvertEvent } from './convert.js';
+import { convertModel, writeAdapterFile, type AdapterSpec, type ConvertEvent } from './convert.js';
 import { Tokenizer } from './tokenizer.js';
-import { getNative, DTYPE, BACKEND, ROPE, type Native } from './native/abi.js';
+import { getNative, DTYPE, BACKEND, ROPE, MODE, type Native } from './native/abi.js';
+import {
+  readAdapters, loadAdapterSpec, parseRouterInput, ROUTER_KIND_NAMES, type AdapterDesc, type AdapterMeta,
+} from './adapters/index.js';
+
+/** Execution modes of adapted models (lsw_mode): merge (SGMM, the paper), unfused (per-expert LoRA ops), fused. */
+export type ModeName = 'merge' | 'unfused' | 'fused';
+export const MODE_NAMES: readonly ModeName[] = ['merge', 'unfused', 'fused'];
 
 export type BackendName = 'cpu' | 'cuda' | 'auto';
 
@@ -24,6 +31,32 @@ export interface LoadOptions {
   /** dtype when converting an HF folder on the fly */
   dtype?: ModelDtype;
   onConvertProgress?: (e: ConvertEvent) => void;
+  /** execution mode for the adapters (default: fused) */
+  mode?: ModeName;
+  /**
+   * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
+   * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
+   * engine maps next to the model (removed once mapped).
+   */
+  adapters?: Array<string | AdapterSpec>;
+}
+
+/** The engine adapter of a model: its id (registration order), metadata entry and lsw_adapter_desc. */
+export interface ModelAdapter extends AdapterMeta {
+  id: number;
+  /** routing rows per token in lsw_model_get_routes: num_layers (layerwise), 1 (pregated and static) */
+  rows: number;
+}
+
+/** lsw_model_get_routes of one adapter: experts/gates laid out [n][rows][top_k]. */
+export interface Routes {
+  adapter: number;
+  pos: number;
+  n: number;
+  rows: number;
+  topK: number;
+  experts: Int32Array;
+  gates: Float32Array;
 }
 
 export interface SamplerParams {
@@ -46,6 +79,54 @@ export interface ModelFile {
   tokenizer: Tokenizer;
   /** set when the file is a temporary conversion to delete once mapped */
   temporary: boolean;
+  /** every adapter the engine gets, in id order: the file's `lsw.adapters`, then those of LoadOptions.adapters */
+  adapters: AdapterMeta[];
+  /** temporary adapter file (LoadOptions.adapters) mapped next to the model, deleted once mapped */
+  adapterFile: { path: string; st: SafetensorsFile } | null;
+}
+
+const ADAPTER_META_KEYS: Array<[keyof AdapterMeta, string]> = [
+  ['name', 'string'], ['source', 'string'], ['peft_type', 'string'], ['router_kind', 'string'], ['num_experts', 'number'],
+  ['top_k', 'number'], ['ffn_experts', 'boolean'], ['scale', 'number'],
+];
+
+/** The `lsw.adapters` metadata of a .lsw (docs/FORMAT.md), validated. */
+export function parseAdapterMetas(st: SafetensorsFile): AdapterMeta[] {
+  const raw = st.metadata['lsw.adapters'];
+  if (raw === undefined) return [];
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw fileError(st.path, 'metadata "lsw.adapters" is not valid JSON');
+  }
+  if (!Array.isArray(v)) throw fileError(st.path, 'metadata "lsw.adapters" is not a JSON array');
+  return v.map((a, i) => {
+    const bad = (what: string) => fileError(st.path, `metadata "lsw.adapters"[${i}]: ${what}`);
+    if (a === null || typeof a !== 'object' || Array.isArray(a)) throw bad('not an object');
+    for (const [k, t] of ADAPTER_META_KEYS) if (typeof a[k] !== t) throw bad(`"${k}" must be a ${t}`);
+    if (!ROUTER_KIND_NAMES.includes(a.router_kind)) throw bad(`unknown router_kind ${JSON.stringify(a.router_kind)}`);
+    if (!Number.isInteger(a.num_experts) || !Number.isInteger(a.top_k) || a.top_k < 1 || a.top_k > a.num_experts) throw bad(`invalid num_experts ${a.num_experts} / top_k ${a.top_k}`);
+    if (a.router_kind !== 'static' && (typeof a.router_input !== 'string' || !parseRouterInput(a.router_input))) throw bad(`invalid router_input ${JSON.stringify(a.router_input)}`);
+    if (!Array.isArray(a.target_modules)) throw bad('"target_modules" must be an array');
+    return a as AdapterMeta;
+  });
+}
+
+/** lsw_adapter_desc of an `lsw.adapters` entry. */
+export function adapterDesc(a: AdapterMeta): AdapterDesc {
+  const kind = ROUTER_KIND_NAMES.indexOf(a.router_kind);
+  return {
+    router_kind: kind,
+    num_experts: a.num_experts,
+    top_k: a.top_k,
+    router_input: a.router_input ? parseRouterInput(a.router_input)?.id ?? 0 : 0,
+    ffn_experts: a.ffn_experts ? 1 : 0,
+  };
+}
+
+function tmpName(suffix: string): string {
+  return path.join(os.tmpdir(), `lora-switch-${process.pid}-${crypto.randomBytes(6).toString('hex')}${suffix}`);
 }
 
 export function parseLswConfig(st: SafetensorsFile): EngineConfig {
@@ -77,10 +158,11 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
   let file = p;
   let temporary = false;
   if (st.isDirectory()) {
-    file = path.join(os.tmpdir(), `lora-switch-${process.pid}-${crypto.randomBytes(6).toString('hex')}.lsw`);
+    file = tmpName('.lsw');
     await convertModel(p, file, { dtype: opts.dtype, onProgress: opts.onConvertProgress });
     temporary = true;
   }
+  let adapterFile: ModelFile['adapterFile'] = null;
   try {
     const sf = readSafetensors(file);
     const config = parseLswConfig(sf);
@@ -93,11 +175,34 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
       bosTokenId: config.bos_token_id,
       eosTokenIds: config.eos_token_ids,
     });
-    return { path: file, st: sf, config, metadata: md, tokenizer, temporary };
+    const adapters = parseAdapterMetas(sf);
+    const specs = (opts.adapters ?? []).map((a) => (typeof a === 'string' ? loadAdapterSpec(a) : { path: a.path, scale: a.scale ?? 1 }));
+    if (specs.length > 0) {
+      const extra = readAdapters(specs, config, { dtype: config.dtype });
+      const names = new Set(adapters.map((a) => a.name));
+      for (const a of extra) {
+        let name = a.meta.name;
+        for (let n = 2; names.has(name); n++) name = `${a.meta.name}#${n}`;
+        a.meta.name = name;
+        names.add(name);
+      }
+      const af = tmpName('.adapters.lsw');
+      await writeAdapterFile(af, extra, config, adapters.length);
+      adapterFile = { path: af, st: readSafetensors(af) };
+      adapters.push(...extra.map((a) => a.meta));
+    }
+    return { path: file, st: sf, config, metadata: md, tokenizer, temporary, adapters, adapterFile };
   } catch (e) {
     if (temporary) fs.rmSync(file, { force: true });
+    if (adapterFile) fs.rmSync(adapterFile.path, { force: true });
     throw e;
   }
+}
+
+/** Delete the temporary files of an opened model file (a model that will not be loaded). */
+export function closeModelFile(mf: ModelFile): void {
+  if (mf.temporary) fs.rmSync(mf.path, { force: true });
+  if (mf.adapterFile) fs.rmSync(mf.adapterFile.path, { force: true });
 }
 
 export class Model {
@@ -109,10 +214,13 @@ export class Model {
   readonly path: string;
   readonly backend: 'cpu' | 'cuda';
   readonly maxContext: number;
+  /** the engine's adapters, in id order */
+  readonly adapters: ModelAdapter[];
+  private modeName: ModeName;
   private readonly tokBuf = new Int32Array(1);
   private readonly outBuf = new Int32Array(1);
 
-  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number) {
+  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName) {
     this.native = native;
     this.handle = handle;
     this.config = mf.config;
@@ -121,6 +229,8 @@ export class Model {
     this.path = mf.path;
     this.backend = backend;
     this.maxContext = maxContext;
+    this.modeName = mode;
+    this.adapters = mf.adapters.map((a, id) => ({ ...a, id, rows: a.router_kind === 'layerwise' ? mf.config.num_layers : 1 }));
   }
 
   static async load(p: string, opts: LoadOptions = {}): Promise<Model> {
@@ -131,6 +241,8 @@ export class Model {
   /** Create the native model from an opened file: map, register tensors, finalize. */
   static async fromFile(mf: ModelFile, opts: LoadOptions = {}): Promise<Model> {
     try {
+      const mode = opts.mode ?? 'fused';
+      if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
       const native = getNative();
       const c = mf.config;
       const want = opts.backend ?? 'auto';
@@ -162,23 +274,58 @@ export class Model {
       native.call('lsw_model_create', cfg, out);
       const handle = out[0];
       try {
-        const fileId = new Int32Array(1);
-        native.call('lsw_model_map_file', handle, mf.path, mf.st.dataOffset, fileId);
-        for (const [name, t] of mf.st.tensors) {
-          const dt = NATIVE_DTYPES[t.dtype];
-          if (dt === undefined) throw fileError(mf.path, `tensor "${name}" has dtype ${t.dtype}; the engine takes F32, F16 or BF16`);
-          native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
+        // adapters first (ids in lsw.adapters order), then every tensor of the model file and the adapter file
+        const aid = new Int32Array(1);
+        mf.adapters.forEach((a, i) => {
+          native.call('lsw_model_add_adapter', handle, adapterDesc(a), aid);
+          if (aid[0] !== i) throw new UserError(`internal: engine gave adapter "${a.name}" id ${aid[0]}, expected ${i}`);
+        });
+        const files = [mf.st, ...(mf.adapterFile ? [mf.adapterFile.st] : [])];
+        for (const st of files) {
+          const fileId = new Int32Array(1);
+          native.call('lsw_model_map_file', handle, st.path, st.dataOffset, fileId);
+          for (const [name, t] of st.tensors) {
+            const dt = NATIVE_DTYPES[t.dtype];
+            if (dt === undefined) throw fileError(st.path, `tensor "${name}" has dtype ${t.dtype}; the engine takes F32, F16 or BF16`);
+            native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
+          }
         }
         await native.callAsync('lsw_model_finalize', handle);
+        native.call('lsw_model_set_mode', handle, MODE[mode]);
       } catch (e) {
         native.raw.lsw_model_free(handle);
         throw e;
       }
-      return new Model(native, handle, mf, backend, maxContext);
+      return new Model(native, handle, mf, backend, maxContext, mode);
     } finally {
-      // the engine holds its own mapping: a temporary conversion can go now
-      if (mf.temporary) fs.rmSync(mf.path, { force: true });
+      // the engine holds its own mapping: temporary files can go now
+      closeModelFile(mf);
     }
+  }
+
+  /** Execution mode of the adapters. */
+  get mode(): ModeName {
+    return this.modeName;
+  }
+
+  setMode(mode: ModeName): void {
+    if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
+    this.native.call('lsw_model_set_mode', this.h(), MODE[mode]);
+    this.modeName = mode;
+  }
+
+  /**
+   * Routing of positions [pos, pos + n) by adapter `adapterId` (lsw_model_get_routes): experts and gates laid out
+   * [n][rows][top_k], rows = num_layers for a layer-wise router, 1 otherwise (a static adapter: expert 0, gate 1).
+   */
+  routes(adapterId: number, pos: number, n: number): Routes {
+    const a = this.adapters[adapterId];
+    if (!a) throw new UserError(`routes: no adapter with id ${adapterId} (the model has ${this.adapters.length})`);
+    const size = n * a.rows * a.top_k;
+    const experts = new Int32Array(size);
+    const gates = new Float32Array(size);
+    this.native.call('lsw_model_get_routes', this.h(), adapterId, pos, n, experts, gates);
+    return { adapter: adapterId, pos, n, rows: a.rows, topK: a.top_k, experts, gates };
   }
 
   private h(): unknown {

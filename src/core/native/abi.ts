@@ -104,6 +104,8 @@ const STATUS_FNS = new Set<FnName>((Object.keys(FUNCTIONS) as FnName[]).filter((
 export const DTYPE = { F32: 0, F16: 1, BF16: 2 } as const;
 export const BACKEND = { CPU: 0, CUDA: 1 } as const;
 export const ROPE = { default: 0, linear: 1, llama3: 2 } as const;
+/** lsw_mode */
+export const MODE = { merge: 0, unfused: 1, fused: 2 } as const;
 
 let typesDefined = false;
 function defineTypes(): void {
