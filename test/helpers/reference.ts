@@ -391,7 +391,7 @@ export class RefModel {
   // ------------------------------------------------------------------ forward
 
   /** Logits of every position of `tokens` (positions 0..n-1), with optional adapters. */
-  forward(tokens: number[], adapters: RefAdapter[] = [], opts: { lastOnly?: boolean } = {}): ForwardResult {
+  forward(tokens: number[], adapters: RefAdapter[] = [], opts: { lastOnly?: boolean; mergeRound?: StDtype } = {}): ForwardResult {
     const c = this.config;
     const T = tokens.length;
     const H = c.hidden;
@@ -418,14 +418,43 @@ export class RefModel {
       }
     };
 
-    /** adapted linear: base + every adapter's delta; for MixLoRA MLP modules `expert` selects the expert */
+    /**
+     * W += g · B' A with the SGMM arithmetic of docs/FORMAT.md, in fp32: B' = fp32(scaling · B) (the converter folds
+     * the scaling into B), c = fp32(g · B'[o][j]), W[o][i] = fp32(W[o][i] + c · A[j][i]) (c · A is exact in fp64, so
+     * this is fmaf up to a rare double rounding).
+     */
+    const addOuter = (W: Float64Array, p: LoraPair, g: number) => {
+      const f = Math.fround;
+      for (let o = 0; o < p.out; o++)
+        for (let j = 0; j < p.r; j++) {
+          const c = f(f(g) * f(p.B[o * p.r + j] * p.scaling));
+          const row = o * p.inn;
+          const arow = j * p.inn;
+          for (let i = 0; i < p.inn; i++) W[row + i] = f(W[row + i] + c * p.A[arow + i]);
+        }
+    };
+
+    /**
+     * adapted linear: base + every adapter's delta; for MixLoRA MLP modules `expert` selects the expert.
+     * opts.mergeRound emulates merge mode (docs/FORMAT.md "SGMM arithmetic"): the token's LoRA-Switch and PEFT
+     * deltas are added to the weight, which is rounded once to that dtype, then multiplied (MixLoRA stays a delta).
+     */
     const linear = (L: number, m: ModuleName, x: Float64Array, t: number, expert?: number): Float64Array => {
-      const y = this.baseLinear(L, m, x);
+      const key = `${L}.${m}`;
+      let merged: Float64Array | null = null;
+      const mergeInto = (p: LoraPair, g: number) => {
+        if (!merged) merged = this.weight(`model.layers.${L}.${modPath(m)}.weight`).map((v) => Math.fround(v));
+        addOuter(merged, p, g);
+      };
+      const deltas: Array<[LoraPair, number]> = [];
+      const add = (p: LoraPair, g: number, mergeable: boolean) => {
+        if (opts.mergeRound && mergeable) mergeInto(p, g);
+        else deltas.push([p, g]);
+      };
       adapters.forEach((a, ai) => {
-        const key = `${L}.${m}`;
         if (a.kind === 'peft') {
           const p = a.modules.get(key);
-          if (p) loraDelta(p, x, y, 1);
+          if (p) add(p, 1, true);
         } else if (a.kind === 'lora-switch') {
           if (L === 0 && m === a.routerModule && !pre[ai][t]) {
             const r = routeTopK(matvec(a.router, a.numExperts, a.routerIn, x), a.topK);
@@ -436,17 +465,26 @@ export class RefModel {
           if (!list) return;
           const g = pre[ai][t];
           if (!g) throw new Error(`reference: layer ${L} ${m} is adapted but runs before the router input (layer 0 ${a.routerModule})`);
-          g.experts.forEach((e, k) => loraDelta(list[e], x, y, g.gates[k]));
+          g.experts.forEach((e, k) => add(list[e], g.gates[k], true));
         } else {
           const p = a.attn.get(key);
-          if (p) loraDelta(p, x, y, 1);
+          if (p) add(p, 1, true);
           const list = a.experts.get(key);
           if (list) {
             if (expert === undefined) throw new Error('reference: MixLoRA MLP module outside expert');
-            loraDelta(list[expert], x, y, 1);
+            add(list[expert], 1, false);
           }
         }
       });
+      let y: Float64Array;
+      if (merged) {
+        const W = (merged as Float64Array).map((v) => roundTo(opts.mergeRound!, v));
+        const { out, inn } = this.moduleShape(m);
+        y = matvec(W, out, inn, x, this.w.get(`model.layers.${L}.${modPath(m)}.bias`));
+      } else {
+        y = this.baseLinear(L, m, x);
+      }
+      for (const [p, g] of deltas) loraDelta(p, x, y, g);
       return y;
     };
 
