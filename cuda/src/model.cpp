@@ -269,10 +269,11 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
   int nt = c.n_threads > 0 ? c.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
   m->pool.reset(new ThreadPool(nt));
   rope_inv_freq(&m->cfg, m->inv_freq);
+  m->logits.assign(c.vocab_size, 0.f);
+  if (c.backend != LSW_BACKEND_CPU) return LSW_OK;  // the CUDA backend keeps its own KV cache and scratch
   const int64_t kvn = (int64_t)c.num_layers * c.max_context * m->kv_dim;
   m->k_cache.assign(kvn, 0.f);
   m->v_cache.assign(kvn, 0.f);
-  m->logits.assign(c.vocab_size, 0.f);
   lsw_scratch_reserve(m, 1);
   m->scratch.att_work.resize((size_t)nt * c.max_context);
   return LSW_OK;

@@ -2,6 +2,8 @@
 // through the same C ABI).  Each call: check device, allocate, copy in, launch, copy out, free.
 #include "kernels.cuh"
 #include "../backend_cuda.h"
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace lsw {  // engine (cpu.cpp): the same rope frequencies as the CPU backend
@@ -149,7 +151,10 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   for (int k = 0; k < top_k; k++) ex[k] = k;  // expert k of matrix m is the k-th stacked A/B
   TRY(de.upload(ex.data(), (size_t)top_k * 4));
   std::vector<lswc::SgmmDesc> d(n_mats);
-  bool tc = true;
+  // default: the SIMT kernel, bit-identical to the CPU (docs/FORMAT.md arithmetic); LSW_CUDA_SGMM_TC=1 runs
+  // the production tensor-core kernel instead (within 1 ulp of the output dtype)
+  const char *ev = getenv("LSW_CUDA_SGMM_TC");
+  bool tc = ev && *ev && strcmp(ev, "0");
   for (int m = 0; m < n_mats; m++) {
     d[m].W0 = dW0.as<char>() + (size_t)m * rows * cols * es;
     d[m].W = dW.as<char>() + (size_t)m * rows * cols * es;

@@ -3,6 +3,8 @@
 // The grid is flattened over the tiles of all matrices; each block finds its matrix by binary search on
 // SgmmDesc::tile0.  Two kernels: a SIMT one (any dtype/shape; the reference path) and a tensor-core one
 // (WMMA, F16/BF16, rank % 16 == 0, cols % 8 == 0) that streams W0 -> W at HBM speed.
+// The SIMT kernel follows docs/FORMAT.md's arithmetic exactly (bit-identical to the CPU); the tensor-core one
+// sums each expert's B·A on tensor cores (fp32 accumulate), scales by g_k and adds to W0: within 1 ulp of it.
 #include "kernels.cuh"
 #include <mma.h>
 
@@ -37,18 +39,18 @@ __global__ void __launch_bounds__(256) sgmm_simt_kernel(const SgmmDesc *__restri
   for (int q = threadIdx.x; q < ST_R * ST_C; q += blockDim.x) {
     const int i = r0 + q / ST_C, c = c0 + q % ST_C;
     if (i >= d.rows || c >= d.cols) continue;
-    float delta = 0.f;
+    // exactly the arithmetic of docs/FORMAT.md "SGMM arithmetic" (bit-identical to the CPU backend):
+    // acc = W0; for k, r: c = g_k * B[k][i][r] (fp32, rounded); acc = fmaf(c, A[k][r][j], acc); round once
+    const size_t o = (size_t)i * d.cols + c;
+    float acc = Tr<T>::to_f(W0[o]);
     for (int k = 0; k < top_k; k++) {
       const int e = experts[d.slot * top_k + k];
       const float g = gates[d.slot * top_k + k];
       const T *b = B + ((size_t)e * d.rows + i) * d.rank;
       const T *a = A + (size_t)e * d.rank * d.cols + c;
-      float s = 0.f;
-      for (int j = 0; j < d.rank; j++) s = fmaf(Tr<T>::to_f(b[j]), Tr<T>::to_f(a[(size_t)j * d.cols]), s);
-      delta = fmaf(g, s, delta);
+      for (int j = 0; j < d.rank; j++) acc = fmaf(__fmul_rn(g, Tr<T>::to_f(b[j])), Tr<T>::to_f(a[(size_t)j * d.cols]), acc);
     }
-    const size_t o = (size_t)i * d.cols + c;
-    W[o] = Tr<T>::from_f(Tr<T>::to_f(W0[o]) + delta);
+    W[o] = Tr<T>::from_f(acc);
   }
 }
 
