@@ -196,6 +196,8 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     const tp = performance.now();
     if (maxTokens > 0) next = await model.prefill(promptIds);
     else model.eval(promptIds);
+    // tokens in the KV cache, counted here: the decode loop makes one FFI call per token (model.step)
+    let past = promptIds.length;
     state.prefillMs = performance.now() - tp;
     state.phase = 'decoding';
     const td = performance.now();
@@ -228,11 +230,12 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
         stopReason = 'interrupted';
         break;
       }
-      if (model.nPast >= model.maxContext) {
+      if (past >= model.maxContext) {
         stopReason = 'context_full';
         break;
       }
       next = await model.step(next);
+      past++;
     }
     if (stopReason !== 'stop') {
       // text held back by the detokenizer and the stop matcher

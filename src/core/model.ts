@@ -36,7 +36,7 @@ export interface LoadOptions {
   /**
    * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
    * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
-   * engine maps next to the model (removed once mapped).
+   * engine maps next to the model (removed once mapped); an HF folder is converted together with them.
    */
   adapters?: Array<string | AdapterSpec>;
 }
@@ -157,10 +157,13 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
   }
   let file = p;
   let temporary = false;
+  let specs = (opts.adapters ?? []).map((a) => (typeof a === 'string' ? loadAdapterSpec(a) : { path: a.path, scale: a.scale ?? 1 }));
   if (st.isDirectory()) {
+    // an HF folder is converted with its adapters (validated before anything is written) into one temporary .lsw
     file = tmpName('.lsw');
-    await convertModel(p, file, { dtype: opts.dtype, onProgress: opts.onConvertProgress });
+    await convertModel(p, file, { dtype: opts.dtype, onProgress: opts.onConvertProgress, adapters: specs });
     temporary = true;
+    specs = [];
   }
   let adapterFile: ModelFile['adapterFile'] = null;
   try {
@@ -176,8 +179,8 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
       eosTokenIds: config.eos_token_ids,
     });
     const adapters = parseAdapterMetas(sf);
-    const specs = (opts.adapters ?? []).map((a) => (typeof a === 'string' ? loadAdapterSpec(a) : { path: a.path, scale: a.scale ?? 1 }));
     if (specs.length > 0) {
+      // a .lsw: the adapters go to a temporary adapter file that the engine maps next to the model
       const extra = readAdapters(specs, config, { dtype: config.dtype });
       const names = new Set(adapters.map((a) => a.name));
       for (const a of extra) {
