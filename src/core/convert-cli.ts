@@ -23,7 +23,7 @@ export async function runConvert(o: ConvertCliOptions, out: NodeJS.WritableStrea
     if (e.type === 'start') {
       Object.assign(state, { architecture: e.architecture, dtype: e.dtype, total: e.tensors, totalBytes: e.totalBytes });
       if (mode === 'ink') view = new LiveView(ConvertView, state);
-      else if (mode === 'plain') out.write(`converting ${e.source} -> ${e.out} (${e.architecture}, ${e.dtype}, ${e.tensors} tensors, ${mib(e.totalBytes)})\n`);
+      else if (mode === 'plain') out.write(`converting ${e.source} -> ${e.out} (${e.architecture}, ${e.dtype}, ${e.tensors} tensors${e.adapters ? `, ${e.adapters} adapter${e.adapters > 1 ? 's' : ''}` : ''}, ${mib(e.totalBytes)})\n`);
     } else if (e.type === 'tensor') {
       Object.assign(state, { done: e.index + 1, bytesWritten: e.bytesWritten, current: e.name });
       view?.update();

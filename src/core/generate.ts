@@ -61,6 +61,10 @@ export interface GenerateState {
   tokensPerS: number;
   stopReason: StopReason | null;
   convert: { done: number; total: number } | null;
+  /** adapter execution mode ('' until the model is loaded) */
+  mode: string;
+  /** names of the engine's adapters, in id order */
+  adapters: string[];
 }
 
 export interface GenerateResult {
@@ -89,7 +93,7 @@ export class AbortFlag {
 export function newState(model: string, maxTokens: number): GenerateState {
   return {
     phase: 'loading', model, backend: '', text: '', tokens: [], promptTokens: 0, maxTokens,
-    loadMs: 0, prefillMs: 0, decodeMs: 0, tokensPerS: 0, stopReason: null, convert: null,
+    loadMs: 0, prefillMs: 0, decodeMs: 0, tokensPerS: 0, stopReason: null, convert: null, mode: '', adapters: [],
   };
 }
 
@@ -182,6 +186,8 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       });
     }
     state.backend = model.backend;
+    state.mode = model.mode;
+    state.adapters = model.adapters.map((a) => a.name);
     state.promptTokens = promptIds.length;
     state.loadMs = performance.now() - t0;
     model.setSampler({ temperature: opts.temperature ?? 0.8, topK: opts.topK ?? 40, topP: opts.topP ?? 0.95, minP: opts.minP ?? 0.05, seed: opts.seed ?? Date.now() % 2 ** 32 });

@@ -21,6 +21,15 @@ test('generate view: streams text and shows tokens/s while decoding', () => {
   unmount();
 });
 
+test('generate view: mode and adapters when the model has adapters', () => {
+  const s = { ...newState('m.lsw', 8), phase: 'decoding' as const, tokens: [1, 2], tokensPerS: 10, mode: 'merge', adapters: ['my-switch', 'style'] };
+  const { lastFrame, rerender, unmount } = render(<GenerateView state={s} />);
+  assert.match(lastFrame() ?? '', /2\/8 tokens · 10\.0 tok\/s · merge · my-switch, style/);
+  rerender(<GenerateView state={{ ...s, phase: 'done', stopReason: 'max_tokens', backend: 'cpu', promptTokens: 3, prefillMs: 4 }} />);
+  assert.match(lastFrame() ?? '', /· cpu · merge · my-switch, style · max_tokens/);
+  unmount();
+});
+
 test('generate view: converting an HF folder shows tensor progress', () => {
   const s = { ...newState('hf/', 8), phase: 'converting' as const, convert: { done: 3, total: 10 } };
   const { lastFrame, unmount } = render(<GenerateView state={s} />);

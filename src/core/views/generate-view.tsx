@@ -2,6 +2,11 @@ import React from 'react';
 import { Box, Text } from 'ink';
 import type { GenerateState } from '../generate.js';
 
+/** ` · fused · my-switch, style` when the model has adapters */
+function adapters(s: GenerateState): string {
+  return s.adapters.length > 0 ? ` · ${s.mode} · ${s.adapters.join(', ')}` : '';
+}
+
 function status(s: GenerateState): string {
   switch (s.phase) {
     case 'loading':
@@ -11,10 +16,10 @@ function status(s: GenerateState): string {
     case 'prefill':
       return `prefill ${s.promptTokens} tokens…`;
     case 'decoding':
-      return `${s.tokens.length}/${s.maxTokens} tokens · ${s.tokensPerS.toFixed(1)} tok/s`;
+      return `${s.tokens.length}/${s.maxTokens} tokens · ${s.tokensPerS.toFixed(1)} tok/s${adapters(s)}`;
     case 'done': {
       const why = s.stopReason === 'interrupted' ? ' · interrupted' : s.stopReason ? ` · ${s.stopReason}` : '';
-      return `${s.tokens.length} tokens · ${s.tokensPerS.toFixed(1)} tok/s · prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(0)} ms · ${s.backend}${why}`;
+      return `${s.tokens.length} tokens · ${s.tokensPerS.toFixed(1)} tok/s · prefill ${s.promptTokens} tok in ${s.prefillMs.toFixed(0)} ms · ${s.backend}${adapters(s)}${why}`;
     }
   }
 }
