@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertModel } from '../src/core/convert.js';
 import { Model, type ModeName } from '../src/core/model.js';
-import { generate } from '../src/core/generate.js';
+import { generate, AbortFlag } from '../src/core/generate.js';
+import { getNative } from '../src/core/native/abi.js';
 import { readTrace } from '../src/core/trace.js';
 import { readSafetensors } from '../src/core/safetensors.js';
 import {
@@ -400,6 +401,61 @@ test('generate --trace (MixLoRA, fused): layer-wise records [num_layers][top_k]'
   }, 'fused');
   assert.equal(tr.header.adapters.map((a) => [a.name, a.router_kind, a.rows]), [['mx#experts', 'layerwise', bases.qwen.info.opts.layers], ['mx#attn', 'static', 0]]);
   for (const t of tr.tokens) assert.is((t.routes[0].experts as number[][]).length, bases.qwen.info.opts.layers);
+});
+
+/** Count native calls by function name while `fn` runs (wraps the loaded library's raw functions). */
+async function countCalls<T>(fn: () => Promise<T>): Promise<{ result: T; counts: Map<string, number> }> {
+  const raw = getNative().raw as Record<string, any>;
+  const saved = { ...raw };
+  const counts = new Map<string, number>();
+  const bump = (k: string) => counts.set(k, (counts.get(k) ?? 0) + 1);
+  for (const k of Object.keys(saved)) {
+    const f = saved[k];
+    const w: any = (...a: unknown[]) => { bump(k); return f(...a); };
+    w.async = (...a: unknown[]) => { bump(k); return f.async(...a); };
+    raw[k] = w;
+  }
+  try {
+    return { result: await fn(), counts };
+  } finally {
+    Object.assign(raw, saved);
+  }
+}
+
+test('generate: one native call per decoded token; --trace fetches the routes once at the end', async () => {
+  const { info, lsw } = bases.llama;
+  const d = path.join(tmp, 'calls');
+  const a = makeLoraSwitchAdapter(path.join(d, 'sw'), info, { numExperts: 4, topK: 2, seed: 51 }).dir;
+  const b = makePeftLoraAdapter(path.join(d, 'st'), info, { seed: 52 }).dir;
+  const opts = { model: lsw, prompt: 'hello world', maxTokens: 7, temperature: 0, ignoreEos: true, adapters: [a, b], mode: 'merge' as const, backend: 'cpu' as const, threads: 2 };
+  const plain = await countCalls(() => generate(opts));
+  assert.is(plain.result.tokens.length, 7);
+  assert.is(plain.counts.get('lsw_model_step'), 6, 'one step per token after the first');
+  assert.is(plain.counts.get('lsw_model_prefill'), 1);
+  for (const k of ['lsw_model_get_routes', 'lsw_model_n_past', 'lsw_model_get_logits', 'lsw_model_eval']) assert.is(plain.counts.get(k), undefined, `${k} not called`);
+  const traced = await countCalls(() => generate({ ...opts, trace: path.join(d, 't.jsonl') }));
+  assert.equal(traced.result.tokens, plain.result.tokens);
+  assert.is(traced.counts.get('lsw_model_step'), 6);
+  assert.is(traced.counts.get('lsw_model_get_routes'), 1, 'one routed adapter, its routes fetched once');
+  assert.is(traced.counts.get('lsw_model_eval'), 1, 'the last generated token is evaluated once for its routes');
+  assert.is(readTrace(path.join(d, 't.jsonl')).tokens.length, traced.result.prompt_tokens + 7);
+});
+
+test('generate --trace stopped early (Ctrl-C): the trace holds the tokens produced so far', async () => {
+  const { info, lsw } = bases.qwen;
+  const d = path.join(tmp, 'abort');
+  const a = makeLoraSwitchAdapter(path.join(d, 'sw'), info, { numExperts: 3, topK: 2, seed: 53 }).dir;
+  const file = path.join(d, 't.jsonl');
+  const abort = new AbortFlag();
+  const r = await generate(
+    { model: lsw, prompt: 'hello world', maxTokens: 50, temperature: 0, ignoreEos: true, adapters: [a], mode: 'fused', trace: file, backend: 'cpu', threads: 2 },
+    (s) => { if (s.tokens.length >= 3) abort.abort(); },
+    abort,
+  );
+  assert.is(r.stop_reason, 'interrupted');
+  const tr = readTrace(file);
+  assert.is(tr.tokens.length, r.prompt_tokens + r.tokens.length);
+  assert.equal(tr.tokens.filter((t) => t.phase === 'generated').map((t) => t.token), r.tokens);
 });
 
 // ------------------------------------------------------------------------------------------------ CLI
