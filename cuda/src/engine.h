@@ -261,6 +261,7 @@ struct lsw_model {
   struct Scratch {
     int64_t cap = 0;  // tokens
     std::vector<float> x, xn, qkv, att, gu, act, cos_t, sin_t, att_work;
+    std::vector<int32_t> pos;
   } scratch;
 
   // adapters (issue 3)

@@ -227,6 +227,7 @@ void lsw_scratch_reserve(lsw_model *m, int64_t n) {
   s.act.resize(n * I);
   s.cos_t.resize(n * c.head_dim / 2);
   s.sin_t.resize(n * c.head_dim / 2);
+  s.pos.resize(n);
   s.cap = n;
 }
 
@@ -321,9 +322,9 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
   ThreadPool *pool = m->pool.get();
   lsw_scratch_reserve(m, n);
 
-  std::vector<int32_t> pos(n);
+  int32_t *pos = s.pos.data();
   for (int64_t t = 0; t < n; t++) pos[t] = (int32_t)(pos0 + t);
-  rope_tables(m->inv_freq, n, pos.data(), s.cos_t.data(), s.sin_t.data());
+  rope_tables(m->inv_freq, n, pos, s.cos_t.data(), s.sin_t.data());
   const size_t es = dtype_size(m->tok_emb.dtype);
   for (int64_t t = 0; t < n; t++)
     to_f32(m->tok_emb.dtype, (const char *)m->tok_emb.data + (size_t)tokens[t] * H * es, s.x.data() + t * H, H);
