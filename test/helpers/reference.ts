@@ -391,7 +391,15 @@ export class RefModel {
   // ------------------------------------------------------------------ forward
 
   /** Logits of every position of `tokens` (positions 0..n-1), with optional adapters. */
-  forward(tokens: number[], adapters: RefAdapter[] = [], opts: { lastOnly?: boolean; mergeRound?: StDtype } = {}): ForwardResult {
+  /**
+   * opts.mergeRound: emulate merge mode (see `linear` below). opts.forceRoutes[ai][t]: use these experts/gates for
+   * pre-gated adapter ai at token t instead of its router's (e.g. the engine's fp32 gates, so that a merge-mode
+   * comparison is not dominated by weight-dtype rounding flips caused by gates differing in their last bit).
+   */
+  forward(
+    tokens: number[], adapters: RefAdapter[] = [],
+    opts: { lastOnly?: boolean; mergeRound?: StDtype; forceRoutes?: ({ experts: number[]; gates: number[] } | undefined)[][] } = {},
+  ): ForwardResult {
     const c = this.config;
     const T = tokens.length;
     const H = c.hidden;
@@ -458,7 +466,7 @@ export class RefModel {
         } else if (a.kind === 'lora-switch') {
           if (L === 0 && m === a.routerModule && !pre[ai][t]) {
             const r = routeTopK(matvec(a.router, a.numExperts, a.routerIn, x), a.topK);
-            pre[ai][t] = { experts: r.experts, gates: r.gates };
+            pre[ai][t] = opts.forceRoutes?.[ai]?.[t] ?? { experts: r.experts, gates: r.gates };
             routes[ai][t] = { experts: [r.experts], gates: [r.gates] };
           }
           const list = a.experts.get(key);
