@@ -51,6 +51,7 @@ static std::string shape_s(int32_t ndim, const int64_t *s) {
   return r + "]";
 }
 
+// Validates an adapter tensor name/shape, registers it (file_id -1: engine-allocated, data set by the caller).
 lsw_status lsw_adapter_tensor(lsw_model *m, const char *cname, int32_t dtype, int32_t ndim, const int64_t *shape,
                               int32_t file_id, uint64_t offset) {
   const std::string name = cname;
@@ -264,6 +265,10 @@ static void apply_delta(lsw_model *m, const lsw_adapter &a, const lsw_adapter_mo
 // The adapter-aware linear: Y (=|+=) W x (+ adapter deltas).  Called for every linear of the forward.
 void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
   const lsw_weight &w = m->layers[L].mat[mat];
+  if (m->mode == LSW_MODE_BASE) {  // adapters ignored: the bare backbone, no routing (routes recorded as -1 / 0)
+    matmul(m->pool.get(), w.dtype, w.data, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
+    return;
+  }
   route_at(m, L, mat, X, w.cols, n);
   // merge mode runs the merged backbone for single-token steps once every router has spoken; a prompt
   // (each token its own experts) and the linears of layer 0 before the router input take the delta path.
@@ -290,6 +295,10 @@ void lsw_adapters_end_chunk(lsw_model *m, int64_t n) {
   for (auto &ap : m->adapters) {
     lsw_adapter &a = *ap;
     const size_t K = a.desc.top_k;
+    if (m->mode == LSW_MODE_BASE || !a.routed) {
+      a.cur_e.assign(n * K, -1);
+      a.cur_g.assign(n * K, 0.f);
+    }
     a.hist_e.insert(a.hist_e.end(), a.cur_e.begin(), a.cur_e.begin() + n * K);
     a.hist_g.insert(a.hist_g.end(), a.cur_g.begin(), a.cur_g.begin() + n * K);
     a.routed = false;
@@ -313,6 +322,7 @@ lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_
 
 uint64_t lsw_adapters_bytes_per_token(const lsw_model *m) {
   uint64_t b = 0;
+  if (m->mode == LSW_MODE_BASE) return 0;
   for (auto &ap : m->adapters)
     for (int L = 0; L < m->cfg.num_layers; L++)
       for (int k = 0; k < LSW_MOD_COUNT; k++) {

@@ -174,7 +174,7 @@ struct lsw_tensor {
   int dtype = 0;
   std::vector<int64_t> shape;
   int file_id = -1;
-  uint64_t offset = 0;     // relative to the file's data_offset
+  uint64_t offset = 0;     // relative to the file's data_offset (file_id -1: engine-allocated)
   const void *data = nullptr;  // host pointer into the mapping
   uint64_t nbytes = 0;
 };
@@ -234,6 +234,7 @@ struct lsw_model {
   bool finalized = false;
   std::vector<lsw_file> files;
   std::map<std::string, lsw_tensor> tensors;
+  std::vector<std::unique_ptr<uint8_t[]>> owned;  // engine-allocated tensors (lsw_model_add_random_tensor)
 
   // views, valid after finalize
   lsw_weight tok_emb, lm_head;

@@ -155,6 +155,55 @@ static std::string shape_str(int32_t ndim, const int64_t *s) {
   return r + "]";
 }
 
+// Seeded values for synthetic tensors (docs/FORMAT.md, "Random tensors").
+static inline uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static void fill_random(int dtype, bool norm, uint64_t seed, float scale, uint64_t count, uint8_t *dst) {
+  default_pool().parallel_for((int64_t)count, 4096, [&](int, int64_t b, int64_t e) {
+    float buf[1024];
+    for (int64_t i0 = b; i0 < e; i0 += 1024) {
+      const int64_t k = std::min<int64_t>(1024, e - i0);
+      for (int64_t j = 0; j < k; j++) {
+        const uint64_t h = mix64(seed ^ mix64((uint64_t)(i0 + j)));
+        const float u = (float)(2.0 * ((double)(h >> 40) + 0.5) / 16777216.0 - 1.0);  // odd/2^24: never 0
+        buf[j] = norm ? 1.0f + scale * u : scale * u;
+      }
+      from_f32(dtype, buf, dst + (size_t)i0 * dtype_size(dtype), k);
+      if (dtype != LSW_DTYPE_F32)  // a value rounded to zero becomes the smallest non-zero of its sign
+        for (int64_t j = 0; j < k; j++) {
+          uint16_t *h = (uint16_t *)(dst + (size_t)(i0 + j) * 2);
+          if ((*h & 0x7fff) == 0) *h = (uint16_t)((buf[j] < 0 ? 0x8000 : 0) | 1);
+        }
+    }
+  });
+}
+
+lsw_status lsw_register_tensor(lsw_model *m, const char *cname, int32_t dtype, int32_t ndim, const int64_t *shape,
+                               int32_t file_id, uint64_t offset, bool check_name);
+
+lsw_status lsw_adapter_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
+                              int32_t file_id, uint64_t offset);
+
+lsw_status lsw_add_random_tensor(lsw_model *m, const char *cname, int32_t dtype, int32_t ndim, const int64_t *shape,
+                                 uint64_t seed, float scale) {
+  if (!(scale > 0) || !std::isfinite(scale))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: random scale must be positive", cname);
+  lsw_status st = std::strncmp(cname, "adapters.", 9) == 0 ? lsw_adapter_tensor(m, cname, dtype, ndim, shape, -1, 0)
+                                                             : lsw_register_tensor(m, cname, dtype, ndim, shape, -1, 0, true);
+  if (st) return st;
+  lsw_tensor &t = m->tensors.at(cname);
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[t.nbytes]);
+  fill_random(dtype, ndim == 1 && dtype == LSW_DTYPE_F32, seed, scale, t.nbytes / dtype_size(dtype), buf.get());
+  t.data = buf.get();
+  m->host_bytes += t.nbytes;
+  m->owned.push_back(std::move(buf));
+  return LSW_OK;
+}
+
 lsw_status lsw_register_tensor(lsw_model *m, const char *cname, int32_t dtype, int32_t ndim, const int64_t *shape,
                                int32_t file_id, uint64_t offset, bool check_name) {
   const std::string name = cname;
@@ -181,10 +230,19 @@ lsw_status lsw_register_tensor(lsw_model *m, const char *cname, int32_t dtype, i
     if (f32_1d && dtype != LSW_DTYPE_F32)
       return LSW_FAIL(LSW_E_FORMAT, "tensor %s: dtype %s, expected F32", cname, dtype_name(dtype));
   }
+  const uint64_t nbytes = count * dtype_size(dtype);
+  if (file_id == -1) {  // engine-allocated (the caller sets data)
+    lsw_tensor t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape.assign(shape, shape + ndim);
+    t.nbytes = nbytes;
+    m->tensors.emplace(name, std::move(t));
+    return LSW_OK;
+  }
   if (file_id < 0 || file_id >= (int32_t)m->files.size())
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: no mapped file with id %d", cname, file_id);
   const lsw_file &f = m->files[file_id];
-  const uint64_t nbytes = count * dtype_size(dtype);
   const uint64_t avail = f.size - f.data_offset;
   if (offset > avail || nbytes > avail - offset)
     return LSW_FAIL(LSW_E_FORMAT, "%s: tensor %s: bytes [%llu, %llu) of the data section lie past the end of the file "

@@ -835,6 +835,55 @@ static void test_adapters() {
   remove(PM);
 }
 
+static void test_random_and_base() {
+  // two models from the same seeds give identical logits; a different seed differs; BASE mode == no adapter
+  TinyModel t = make_tiny(LSW_DTYPE_F16, true, true, "/tmp/lsw_test_rand.bin");
+  auto build = [&](uint64_t seed, bool with_adapter, int mode, std::vector<float> &logits) {
+    lsw_model *m = nullptr;
+    if (lsw_model_create(&t.c, &m) != LSW_OK) return false;
+    int32_t aid;
+    lsw_adapter_desc d = {LSW_ROUTER_PREGATED, 3, 2, 0, 0};
+    bool ok = true;
+    if (with_adapter) ok &= lsw_model_add_adapter(m, &d, &aid) == LSW_OK;
+    for (auto &x : t.ts) ok &= lsw_model_add_random_tensor(m, x.name.c_str(), x.dtype, (int)x.shape.size(), x.shape.data(), seed + x.off, 0.3f) == LSW_OK;
+    if (with_adapter) {
+      int64_t rs[2] = {3, t.c.hidden_size}, as[3] = {3, 4, t.c.hidden_size}, bs[3] = {3, t.c.num_heads * t.c.head_dim, 4};
+      ok &= lsw_model_add_random_tensor(m, "adapters.0.router.weight", LSW_DTYPE_F16, 2, rs, 5, 1.f) == LSW_OK;
+      for (int L = 0; L < t.c.num_layers; L++) {
+        std::string p = "adapters.0.layers." + std::to_string(L) + ".q.";
+        ok &= lsw_model_add_random_tensor(m, (p + "lora_A").c_str(), LSW_DTYPE_F16, 3, as, 6 + L, 0.5f) == LSW_OK;
+        ok &= lsw_model_add_random_tensor(m, (p + "lora_B").c_str(), LSW_DTYPE_F16, 3, bs, 9 + L, 0.5f) == LSW_OK;
+      }
+    }
+    ok &= lsw_model_finalize(m) == LSW_OK;
+    ok &= lsw_model_set_mode(m, mode) == LSW_OK;
+    int32_t toks[3] = {1, 50, 7};
+    logits.assign(t.c.vocab_size, 0.f);
+    ok &= lsw_model_eval(m, toks, 3, logits.data(), 0) == LSW_OK;
+    if (!ok) fprintf(stderr, "random model: %s\n", lsw_last_error());
+    lsw_model_free(m);
+    return ok;
+  };
+  std::vector<float> a, b, c, base, ad;
+  CHECK(build(1, false, LSW_MODE_MERGE, a) && build(1, false, LSW_MODE_MERGE, b) && build(2, false, LSW_MODE_MERGE, c),
+        "random models failed");
+  CHECK(a == b, "same seed gave different models");
+  CHECK(a != c, "different seeds gave the same model");
+  CHECK(build(1, true, LSW_MODE_BASE, base) && build(1, true, LSW_MODE_UNFUSED, ad), "random adapter models failed");
+  CHECK(base == a, "BASE mode differs from the bare model");
+  CHECK(ad != a, "the adapter changed nothing");
+  lsw_model *m = nullptr;
+  OK(lsw_model_create(&t.c, &m));
+  int64_t sh[1] = {t.c.hidden_size};
+  CHECK(lsw_model_add_random_tensor(m, "norm.weight", LSW_DTYPE_F32, 1, sh, 1, 0.f) == LSW_E_INVALID_ARGUMENT, "scale 0 accepted");
+  CHECK(lsw_model_add_random_tensor(m, "norm.weight", LSW_DTYPE_F16, 1, sh, 1, 0.1f) == LSW_E_FORMAT, "F16 norm accepted");
+  lsw_model_free(m);
+  double gbs = 0;
+  OK(lsw_measure_bandwidth(LSW_BACKEND_CPU, 8 << 20, &gbs));
+  CHECK(gbs > 0.1 && gbs < 10000, "bandwidth %g GB/s", gbs);
+  remove("/tmp/lsw_test_rand.bin");
+}
+
 static void test_backend_errors() {
   float x = 1.f, y;
   if (!lsw_cuda_available()) {
@@ -859,6 +908,7 @@ int main() {
   test_sampler();
   test_model();
   test_adapters();
+  test_random_and_base();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);
   return g_fail ? 1 : 0;
