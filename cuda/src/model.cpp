@@ -11,6 +11,7 @@
 
 #include "engine.h"
 #include "kernels.h"
+#include "random.h"
 
 using namespace lsw;
 
@@ -155,29 +156,15 @@ static std::string shape_str(int32_t ndim, const int64_t *s) {
   return r + "]";
 }
 
-// Seeded values for synthetic tensors (docs/FORMAT.md, "Random tensors").
-static inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static void fill_random(int dtype, bool norm, uint64_t seed, float scale, uint64_t count, uint8_t *dst) {
+// Seeded values for synthetic tensors: lsw_random_value (random.h, shared with the CUDA backend), rounded to
+// the dtype to nearest even.
+static void fill_random(int dtype, bool one_plus, uint64_t seed, float scale, uint64_t count, uint8_t *dst) {
   default_pool().parallel_for((int64_t)count, 4096, [&](int, int64_t b, int64_t e) {
     float buf[1024];
     for (int64_t i0 = b; i0 < e; i0 += 1024) {
       const int64_t k = std::min<int64_t>(1024, e - i0);
-      for (int64_t j = 0; j < k; j++) {
-        const uint64_t h = mix64(seed ^ mix64((uint64_t)(i0 + j)));
-        const float u = (float)(2.0 * ((double)(h >> 40) + 0.5) / 16777216.0 - 1.0);  // odd/2^24: never 0
-        buf[j] = norm ? 1.0f + scale * u : scale * u;
-      }
+      for (int64_t j = 0; j < k; j++) buf[j] = lsw_random_value(seed, (uint64_t)(i0 + j), scale, one_plus ? 1 : 0);
       from_f32(dtype, buf, dst + (size_t)i0 * dtype_size(dtype), k);
-      if (dtype != LSW_DTYPE_F32)  // a value rounded to zero becomes the smallest non-zero of its sign
-        for (int64_t j = 0; j < k; j++) {
-          uint16_t *h = (uint16_t *)(dst + (size_t)(i0 + j) * 2);
-          if ((*h & 0x7fff) == 0) *h = (uint16_t)((buf[j] < 0 ? 0x8000 : 0) | 1);
-        }
     }
   });
 }
