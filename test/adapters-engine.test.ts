@@ -118,6 +118,16 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'two LoRA-Switch adapters (routers on the attention input and on the MLP input) + PEFT',
+    base: 'qwen',
+    make: (d, info, ref) => {
+      const a = makeLoraSwitchAdapter(path.join(d, 'a'), info, { numExperts: 3, topK: 2, targetModules: ['k_proj', 'o_proj', 'down_proj'], seed: 71 }).dir;
+      const b = makeLoraSwitchAdapter(path.join(d, 'b'), info, { numExperts: 5, topK: 1, targetModules: ['up_proj', 'down_proj'], seed: 72 }).dir;
+      const c = makePeftLoraAdapter(path.join(d, 'c'), info, { targetModules: ['q_proj', 'down_proj'], seed: 73 }).dir;
+      return { specs: [{ path: a, scale: 1 }, { path: b, scale: 1.5 }, { path: c, scale: 1 }], refs: [ref.loadLoraSwitch(a), scaled(ref.loadLoraSwitch(b), 1.5), ref.loadPeft(c, 1)] };
+    },
+  },
+  {
     name: 'MixLoRA E=4 top_k=2 (layer-wise routers, whole-FFN experts, attention LoRA)',
     base: 'qwen',
     make: (d, info, ref) => {
@@ -134,6 +144,11 @@ const CASES: Case[] = [
     },
   },
 ];
+
+function scaled<T extends RefAdapter>(a: T, s: number): T {
+  if (a.kind === 'lora-switch') for (const list of a.experts.values()) for (const p of list) p.scaling *= s;
+  return a;
+}
 
 /** Engine routes of positions [0, n) of every routed adapter, in adapter order, as reference-style records. */
 function engineRoutes(model: Model, n: number): RouteRecord[][] {
@@ -223,6 +238,11 @@ for (const [ci, c] of CASES.entries()) {
         // prefill == token by token (merge mode: up to the merged weights' rounding, bounded by the two checks above)
         assertLogitsClose(single, batch.map((x) => Float64Array.from(x)), mode === 'merge' ? 4 * TOL : TOL, `${label} token by token vs prefill`);
         assertRoutes(engineRoutes(model, seq.length), wantRoutes, `${label} token-by-token routes`);
+        // chunked prefill: the routing history continues across chunks
+        model.reset();
+        const chunks = [...rows(model.eval(seq.slice(0, 5), true), info.vocabSize), ...rows(model.eval(seq.slice(5, 11), true), info.vocabSize), ...rows(model.eval(seq.slice(11), true), info.vocabSize)];
+        assertLogitsClose(chunks, want.logits, TOL, `${label} chunked prefill`);
+        assertRoutes(engineRoutes(model, seq.length), wantRoutes, `${label} chunked routes`);
         // greedy generation
         const toks = await greedy(model, PROMPT, GEN);
         assert.equal(toks, g.tokens, `${label} greedy tokens`);
