@@ -181,7 +181,11 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
     const adapters = parseAdapterMetas(sf);
     if (specs.length > 0) {
       // a .lsw: the adapters go to a temporary adapter file that the engine maps next to the model
-      const extra = readAdapters(specs, config, { dtype: config.dtype });
+      // adapters in the model's weight dtype (that of its embedding, whatever lsw.config says)
+      const emb = sf.tensors.get('tok_embeddings.weight')?.dtype;
+      const dtype = emb === 'F32' ? 'f32' : emb === 'F16' ? 'f16' : emb === 'BF16' ? 'bf16' : config.dtype;
+      if (!['f32', 'f16', 'bf16'].includes(dtype)) throw fileError(file, `cannot tell the model's weight dtype for its adapters (lsw.config dtype ${JSON.stringify(config.dtype)})`);
+      const extra = readAdapters(specs, config, { dtype });
       const names = new Set(adapters.map((a) => a.name));
       for (const a of extra) {
         let name = a.meta.name;
@@ -190,7 +194,7 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
         names.add(name);
       }
       const af = tmpName('.adapters.lsw');
-      await writeAdapterFile(af, extra, config, adapters.length);
+      await writeAdapterFile(af, extra, { ...config, dtype }, adapters.length);
       adapterFile = { path: af, st: readSafetensors(af) };
       adapters.push(...extra.map((a) => a.meta));
     }
