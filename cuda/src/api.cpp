@@ -260,6 +260,12 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
                            m->host_bytes;
   out->launches_per_token = 0;
   out->graph_captured = 0;
+#if LSW_CUDA_FORWARD
+  if (m->cuda) {
+    out->launches_per_token = lswc_model_graph_nodes(m);
+    out->graph_captured = out->launches_per_token > 0;
+  }
+#endif
   out->n_threads = m->pool ? m->pool->size() : 1;
   out->simd_level = simd_level();
   out->merge_steps = m->merge_steps;

@@ -139,7 +139,7 @@ void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *G
                   int64_t ldo);
 void to_f32(int dtype, const void *src, float *dst, int64_t n);
 void from_f32(int dtype, const float *src, void *dst, int64_t n);  // round to nearest even
-// SGMM: W = round(W0 + Σ_k g_k B_k A_k), fp32 from pristine W0 (exact order documented in lsw.h)
+// SGMM: W = round(W0 + Σ_k g_k B_k A_k), fp32 from pristine W0 (exact order: docs/FORMAT.md)
 void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
           const void *W0, void *W, const void *A, const void *B, const float *gates);
 void lora_fused(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, int64_t rank, int64_t top_k, const void *W,
@@ -147,7 +147,7 @@ void lora_fused(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, int64_t
 // softmax(R x) top-k (ties: lower index), renormalised.
 void route(int dtype, int64_t n_experts, int64_t dim, int64_t top_k, const void *R, const float *x, int32_t *experts,
            float *gates);
-// Sampler (documented in lsw.h).  work: scratch reused between calls.
+// Sampler (documented in docs/FORMAT.md, "Sampling").  work: scratch reused between calls.
 struct SampleWork {
   std::vector<double> pd;
   std::vector<int32_t> idx;
