@@ -46,7 +46,7 @@ export async function runConvert(o: ConvertCliOptions, out: NodeJS.WritableStrea
       out.write(`${JSON.stringify({ output: r.out, bytes: r.bytes, dtype: r.dtype, architecture: r.architecture, tensors: r.tensors, parameters: r.parameters, ms: r.ms, config: r.config, adapters: r.adapters })}\n`);
     } else if (mode === 'plain') {
       out.write(`wrote ${r.out}: ${r.architecture}, ${r.dtype}, ${r.tensors} tensors, ${r.parameters} parameters, ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
-      for (const [i, a] of r.adapters.entries()) out.write(`  adapter ${i}: ${a.name} (${a.peft_type}, ${a.router_kind}, ${a.num_experts} expert${a.num_experts === 1 ? "" : "s"}, top_k ${a.top_k}, scale ${a.scale})\n`);
+      for (const [i, a] of r.adapters.entries()) out.write(`  adapter ${i}: ${a.name} (${a.peft_type}, ${a.router_kind}, ${a.num_experts} expert${a.num_experts === 1 ? '' : 's'}, top_k ${a.top_k}, scale ${a.scale})\n`);
     }
   } catch (e) {
     if (view) await (view as LiveView<typeof state>).done().catch(() => {});
