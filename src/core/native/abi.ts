@@ -69,6 +69,7 @@ export const FUNCTIONS = {
   lsw_model_create: 'lsw_status lsw_model_create(const lsw_model_config *cfg, _Out_ lsw_model **out)',
   lsw_model_map_file: 'lsw_status lsw_model_map_file(lsw_model *m, const char *path, uint64_t data_offset, int32_t *file_id)',
   lsw_model_add_tensor: 'lsw_status lsw_model_add_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape, int32_t file_id, uint64_t offset)',
+  lsw_model_add_random_tensor: 'lsw_status lsw_model_add_random_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape, uint64_t seed, float scale)',
   lsw_model_add_adapter: 'lsw_status lsw_model_add_adapter(lsw_model *m, const lsw_adapter_desc *desc, int32_t *adapter_id)',
   lsw_model_finalize: 'lsw_status lsw_model_finalize(lsw_model *m)',
   lsw_model_free: 'void lsw_model_free(lsw_model *m)',
@@ -84,6 +85,7 @@ export const FUNCTIONS = {
   lsw_model_get_routes: 'lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n, int32_t *experts, float *gates)',
   lsw_model_get_stats: 'lsw_status lsw_model_get_stats(lsw_model *m, _Out_ lsw_model_stats *out)',
   lsw_model_bench_decode: 'lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token)',
+  lsw_measure_bandwidth: 'lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s)',
 
   lsw_op_matmul: 'lsw_status lsw_op_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n, const void *W, const float *X, float *Y)',
   lsw_op_rmsnorm: 'lsw_status lsw_op_rmsnorm(int32_t backend, int32_t n, int32_t dim, const float *X, const float *w, float eps, float *Y)',
@@ -105,7 +107,7 @@ export const DTYPE = { F32: 0, F16: 1, BF16: 2 } as const;
 export const BACKEND = { CPU: 0, CUDA: 1 } as const;
 export const ROPE = { default: 0, linear: 1, llama3: 2 } as const;
 /** lsw_mode */
-export const MODE = { merge: 0, unfused: 1, fused: 2 } as const;
+export const MODE = { merge: 0, unfused: 1, fused: 2, base: 3 } as const;
 
 let typesDefined = false;
 function defineTypes(): void {
@@ -140,7 +142,13 @@ export function getNative(): Native {
     try {
       raw[name] = lib.func(proto) as unknown as AnyFn;
     } catch (e) {
-      throw nativeError(name, 9, `${path}: missing or incompatible symbol (${(e as Error).message})`);
+      // a library older than the header: everything else still works; this function fails when called
+      const why = `${path}: missing or incompatible symbol ${name} (${(e as Error).message.split('\n')[0]}); rebuild the engine with \`npm run build:native\``;
+      const missing = (() => {
+        throw nativeError(name, 9, why);
+      }) as unknown as AnyFn;
+      missing.async = (...args: unknown[]) => (args[args.length - 1] as (e: unknown) => void)(nativeError(name, 9, why));
+      raw[name] = missing;
     }
   }
   const lastError = (): string => String(raw.lsw_last_error() ?? '');

@@ -1,0 +1,148 @@
+/** Renderers of bench results: the text table (TTY and piped), CSV and Markdown. Pure functions of the docs. */
+import type { BenchDoc, BenchResultRow } from './run.js';
+
+export interface TableRow {
+  tool: string;
+  mode: string;
+  median: number | null;
+  p10: number | null;
+  p90: number | null;
+  tokensPerS: number | null;
+  ratio: number | null;
+  floorMs: number | null;
+  pctFloor: number | null;
+  prefillTps: number | null;
+  ttftMs: number | null;
+  peakBytes: number | null;
+  launches: number | null;
+  error: string | null;
+}
+
+/** Rows of one table: lora-switch's modes, then the peer's. */
+export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
+  const conv = (tool: string, r: BenchResultRow): TableRow => ({
+    tool,
+    mode: r.mode,
+    median: r.ms_per_token?.median ?? null,
+    p10: r.ms_per_token?.p10 ?? null,
+    p90: r.ms_per_token?.p90 ?? null,
+    tokensPerS: r.tokens_per_s ?? null,
+    ratio: r.ratio_to_base ?? null,
+    floorMs: r.floor_ms ?? null,
+    pctFloor: r.pct_of_floor ?? null,
+    prefillTps: r.prefill_tokens_per_s ?? null,
+    ttftMs: r.ttft_ms ?? null,
+    peakBytes: r.peak_device_bytes ?? null,
+    launches: r.launches_per_token ?? null,
+    error: typeof r.error === 'string' ? r.error : null,
+  });
+  return [...doc.results.map((r) => conv(doc.tool, r)), ...(peer ? peer.results.map((r) => conv(peer.tool, r)) : [])];
+}
+
+const num = (x: number | null, nd: number): string => (x === null || x === undefined ? '–' : x.toFixed(nd));
+
+export function fmtBytes(b: number | null): string {
+  if (b === null || b === undefined) return '–';
+  if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`;
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`;
+  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} kB`;
+  return `${b} B`;
+}
+
+const HEAD = ['tool', 'mode', 'ms/token', 'p10–p90', 'tok/s', '× base', 'floor ms', '% floor', 'prefill tok/s', 'TTFT ms', 'peak mem', 'launches/tok'];
+
+function cells(r: TableRow): string[] {
+  if (r.median === null) return [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', '', '', '', '', '', '', '', '', ''];
+  return [
+    r.tool,
+    r.mode,
+    num(r.median, 3),
+    `${num(r.p10, 3)}–${num(r.p90, 3)}`,
+    num(r.tokensPerS, 1),
+    num(r.ratio, 3),
+    num(r.floorMs, 3),
+    r.pctFloor === null ? '–' : `${r.pctFloor.toFixed(1)}%`,
+    num(r.prefillTps, 0),
+    num(r.ttftMs, 1),
+    fmtBytes(r.peakBytes),
+    r.launches === null ? '–' : String(r.launches),
+  ];
+}
+
+/** Aligned text table (numbers right-aligned). */
+export function textTable(rows: TableRow[]): string {
+  const body = rows.map(cells);
+  const all = [HEAD, ...body];
+  const w = HEAD.map((_, i) => Math.max(...all.filter((r) => !(r[2].startsWith('failed') && i === 2 && r !== HEAD)).map((r) => r[i].length)));
+  const line = (r: string[]) => {
+    if (r !== HEAD && r[2].startsWith('failed')) return `${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2]}`;
+    return r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ').trimEnd();
+  };
+  return [line(HEAD), w.map((n) => '─'.repeat(n)).join('  '), ...body.map(line)].join('\n');
+}
+
+/** One paragraph describing the run: model, adapter, machine, protocol. */
+export function describe(doc: BenchDoc): string[] {
+  const m = doc.model;
+  const a = doc.adapter;
+  const p = doc.protocol;
+  const mc = doc.machine;
+  const modelName = m.preset ?? m.path ?? '?';
+  const out = [
+    `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
+    `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
+    `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps} GB/s`}`,
+    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}`,
+  ];
+  return out;
+}
+
+function csvCell(v: string | number | null): string {
+  if (v === null || v === undefined) return '';
+  const s = String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'peak_device_bytes', 'launches_per_token', 'error'];
+
+/** CSV: a header line, then one line per mode (lora-switch's, then the peer's). */
+export function toCsv(doc: BenchDoc, peer?: BenchDoc | null): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const r of tableRows(doc, peer)) {
+    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.peakBytes, r.launches, r.error].map(csvCell).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const mdCell = (s: string) => s.replace(/\|/g, '\\|');
+
+/** A Markdown table for the README, preceded by what was measured (machine, date, command). */
+export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
+  const head = ['tool', 'mode', 'ms/token (p10–p90)', 'tokens/s', '× base', '% of floor', 'prefill tok/s', 'TTFT ms', 'peak memory', 'launches/token'];
+  const out: string[] = [];
+  for (const l of describe(doc)) out.push(`- ${mdCell(l.replace(/^(\w+)\s+/, '**$1** '))}`);
+  out.push(`- **measured** ${doc.date} · \`${doc.command}\``);
+  if (peer) out.push(`- **peer** ${mdCell(peer.version)} · ${peer.date}`);
+  out.push('');
+  out.push(`| ${head.join(' | ')} |`);
+  out.push(`| ${head.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`);
+  for (const r of tableRows(doc, peer)) {
+    const c = r.median === null
+      ? [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', '', '', '', '', '', '', '']
+      : [r.tool, r.mode, `${num(r.median, 3)} (${num(r.p10, 3)}–${num(r.p90, 3)})`, num(r.tokensPerS, 1), num(r.ratio, 3),
+        r.pctFloor === null ? '–' : `${r.pctFloor.toFixed(1)} %`, num(r.prefillTps, 0), num(r.ttftMs, 1), fmtBytes(r.peakBytes),
+        r.launches === null ? '–' : String(r.launches)];
+    out.push(`| ${c.map(mdCell).join(' | ')} |`);
+  }
+  if (peer) out.push('', '`× base`: lora-switch rows relative to its `base` mode, torch rows relative to `torch-eager`.');
+  return `${out.join('\n')}\n`;
+}
+
+/** The plain-text report (TTY end screen and piped output). */
+export function textReport(doc: BenchDoc, peer?: BenchDoc | null, peerError?: string | null): string {
+  const out = [...describe(doc), '', textTable(tableRows(doc, peer))];
+  if (peer) out.push('', '× base: lora-switch rows relative to its base mode, torch rows relative to torch-eager.');
+  if (peerError) out.push('', `torch peer: ${peerError}`);
+  for (const e of doc.errors ?? []) if (!doc.results.some((r) => r.error && e.endsWith(r.error))) out.push(`note: ${e}`);
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,366 @@
+/**
+ * The engine model that `bench` drives: a synthetic model of a preset shape (every tensor engine-allocated with
+ * seeded random values, lsw_model_add_random_tensor: no file, generated directly in host or device memory), or a
+ * given .lsw / HF folder; plus synthetic random MoE-LoRA adapters by flags (tensors adapters.0.… of
+ * docs/FORMAT.md). Model (src/core/model.ts) is for generation; bench needs the bare backbone mode, the engine's
+ * timed decode loop and the stats, so it holds its own lsw_model.
+ */
+import { UserError } from '../errors.js';
+import type { EngineConfig, ModelDtype } from '../hf-config.js';
+import { getNative, DTYPE, BACKEND, ROPE, MODE, type Native } from '../native/abi.js';
+import { openModelFile, closeModelFile, adapterDesc, type ModelFile } from '../model.js';
+import { presetConfig, type PresetName } from './presets.js';
+
+export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+export type ModuleName = (typeof MODULES)[number];
+export type RouterName = 'pregated' | 'layerwise';
+export type BenchMode = 'base' | 'unfused' | 'merge' | 'fused';
+export const BENCH_MODES: readonly BenchMode[] = ['base', 'unfused', 'merge', 'fused'];
+
+/** Synthetic adapter requested by flags. */
+export interface SyntheticAdapter {
+  router: RouterName;
+  experts: number;
+  topK: number;
+  rank: number;
+  targets: ModuleName[];
+}
+
+/** Random-value scales: weights ±0.02 (activations stay O(1) through RMSNorm), 1-D F32 tensors 1 ± 0.1. */
+export const WEIGHT_SCALE = 0.02;
+export const NORM_SCALE = 0.1;
+/** The engine keeps its KV cache in fp32 on both backends (cuda/src/engine.h, cuda/src/cuda/model.cu). */
+export const KV_BYTES_PER_ELEMENT = 4;
+
+const DTYPE_CODE: Record<ModelDtype, number> = { f32: DTYPE.F32, f16: DTYPE.F16, bf16: DTYPE.BF16 };
+const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
+const FILE_DTYPES: Record<string, number> = { F32: DTYPE.F32, F16: DTYPE.F16, BF16: DTYPE.BF16 };
+const FILE_DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+
+export interface TensorSpec {
+  name: string;
+  shape: number[];
+  dtype: ModelDtype;
+}
+
+/** [in, out] of an adapted module. */
+export function moduleDims(c: EngineConfig, m: ModuleName): [number, number] {
+  const H = c.hidden_size;
+  const q = c.num_heads * c.head_dim;
+  const kv = c.num_kv_heads * c.head_dim;
+  switch (m) {
+    case 'q': return [H, q];
+    case 'k': case 'v': return [H, kv];
+    case 'o': return [q, H];
+    case 'gate': case 'up': return [H, c.intermediate_size];
+    case 'down': return [c.intermediate_size, H];
+  }
+}
+
+/** Every backbone tensor of docs/FORMAT.md for this config (1-D tensors are F32). */
+export function backboneTensors(c: EngineConfig): TensorSpec[] {
+  const dt = c.dtype;
+  const H = c.hidden_size;
+  const qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const out: TensorSpec[] = [{ name: 'tok_embeddings.weight', shape: [c.vocab_size, H], dtype: dt }];
+  for (let L = 0; L < c.num_layers; L++) {
+    out.push({ name: `layers.${L}.attn_norm.weight`, shape: [H], dtype: 'f32' });
+    out.push({ name: `layers.${L}.attn.wqkv.weight`, shape: [qkv, H], dtype: dt });
+    if (c.qkv_bias) out.push({ name: `layers.${L}.attn.bqkv.bias`, shape: [qkv], dtype: 'f32' });
+    out.push({ name: `layers.${L}.attn.wo.weight`, shape: [H, c.num_heads * c.head_dim], dtype: dt });
+    out.push({ name: `layers.${L}.ffn_norm.weight`, shape: [H], dtype: 'f32' });
+    out.push({ name: `layers.${L}.ffn.w_gate_up.weight`, shape: [2 * c.intermediate_size, H], dtype: dt });
+    out.push({ name: `layers.${L}.ffn.w_down.weight`, shape: [H, c.intermediate_size], dtype: dt });
+  }
+  out.push({ name: 'norm.weight', shape: [H], dtype: 'f32' });
+  if (!c.tie_embeddings) out.push({ name: 'lm_head.weight', shape: [c.vocab_size, H], dtype: dt });
+  return out;
+}
+
+/** The tensors of a synthetic adapter (id `a`) in the model dtype (docs/FORMAT.md, "Adapter tensors"). */
+export function adapterTensors(c: EngineConfig, s: SyntheticAdapter, a = 0): TensorSpec[] {
+  const dt = c.dtype;
+  const out: TensorSpec[] = [];
+  if (s.router === 'pregated') out.push({ name: `adapters.${a}.router.weight`, shape: [s.experts, moduleDims(c, s.targets[0])[0]], dtype: dt });
+  for (let L = 0; L < c.num_layers; L++) {
+    if (s.router === 'layerwise') out.push({ name: `adapters.${a}.layers.${L}.router.weight`, shape: [s.experts, c.hidden_size], dtype: dt });
+    for (const m of s.targets) {
+      const [i, o] = moduleDims(c, m);
+      out.push({ name: `adapters.${a}.layers.${L}.${m}.lora_A`, shape: [s.experts, s.rank, i], dtype: dt });
+      out.push({ name: `adapters.${a}.layers.${L}.${m}.lora_B`, shape: [s.experts, o, s.rank], dtype: dt });
+    }
+  }
+  return out;
+}
+
+export function tensorBytes(t: TensorSpec): number {
+  return t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+}
+
+/** Deterministic per-tensor seed: FNV-1a 64 of the name, mixed with the run's seed. */
+export function tensorSeed(name: string, seed: number): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (const ch of Buffer.from(name, 'utf8')) {
+    h ^= BigInt(ch);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return (h ^ BigInt(seed)) & 0xffffffffffffffffn;
+}
+
+export interface EngineStats {
+  weightBytes: number;
+  adapterBytes: number;
+  deviceBytesPeak: number;
+  launchesPerToken: number;
+  graphCaptured: boolean;
+  threads: number;
+  simdLevel: number;
+}
+
+export interface BuildProgress {
+  phase: 'tensors' | 'finalize';
+  done: number;
+  total: number;
+  name?: string;
+}
+
+export interface BuildOptions {
+  preset?: PresetName;
+  /** .lsw file or HF folder */
+  model?: string;
+  dtype: ModelDtype;
+  /** dtype of an HF folder converted on the fly (default: its torch_dtype) */
+  convertDtype?: ModelDtype;
+  /** synthetic adapter (null: none; a given model keeps the adapters of its file) */
+  adapter: SyntheticAdapter | null;
+  backend: 'cpu' | 'cuda' | 'auto';
+  threads: number;
+  maxContext: number;
+  seed: number;
+  onProgress?: (p: BuildProgress) => void;
+}
+
+/** What bench reports about the adapter of the model. */
+export interface AdapterInfo {
+  router: string;
+  experts: number;
+  top_k: number;
+  rank: number | null;
+  targets: string[];
+  adapter_bytes: number;
+  synthetic: boolean;
+}
+
+function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number) {
+  return {
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    intermediate_size: c.intermediate_size,
+    num_layers: c.num_layers,
+    num_heads: c.num_heads,
+    num_kv_heads: c.num_kv_heads,
+    head_dim: c.head_dim,
+    max_context: maxContext,
+    qkv_bias: c.qkv_bias ? 1 : 0,
+    tie_embeddings: c.tie_embeddings ? 1 : 0,
+    rms_norm_eps: c.rms_norm_eps,
+    rope_theta: c.rope_theta,
+    rope_type: ROPE[c.rope_type],
+    rope_factor: c.rope_factor ?? 1,
+    rope_low_freq_factor: c.rope_low_freq_factor ?? 1,
+    rope_high_freq_factor: c.rope_high_freq_factor ?? 4,
+    rope_original_max_position: c.rope_original_max_position ?? 8192,
+    backend: backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU,
+    n_threads: threads,
+    device: 0,
+  };
+}
+
+/** A finalized lsw_model for bench. */
+export class BenchEngine {
+  private handle: unknown;
+  private readonly stepOut = new Int32Array(1);
+  private constructor(
+    private readonly native: Native,
+    handle: unknown,
+    readonly config: EngineConfig,
+    readonly backend: 'cpu' | 'cuda',
+    readonly maxContext: number,
+    /** parameters and bytes of the backbone */
+    readonly params: number,
+    readonly weightBytes: number,
+    readonly adapter: AdapterInfo | null,
+    readonly path: string | null,
+  ) {
+    this.handle = handle;
+  }
+
+  static async build(o: BuildOptions): Promise<BenchEngine> {
+    if (!o.preset === !o.model) throw new UserError('bench: give either --preset or -m/--model');
+    const native = getNative();
+    const backend: 'cpu' | 'cuda' = o.backend === 'auto' ? (native.raw.lsw_cuda_available() ? 'cuda' : 'cpu') : o.backend;
+    let mf: ModelFile | null = null;
+    try {
+      if (o.model) mf = await openModelFile(o.model, { dtype: o.convertDtype });
+      const config = mf ? mf.config : presetConfig(o.preset as PresetName, o.dtype);
+      const maxContext = Math.min(o.maxContext, config.max_position_embeddings);
+      if (o.maxContext > config.max_position_embeddings)
+        throw new UserError(`${o.model ?? o.preset}: --prompt-tokens + --new-tokens = ${o.maxContext} exceeds the model's context of ${config.max_position_embeddings}`);
+      const fileAdapters = mf ? mf.adapters : [];
+      if (fileAdapters.length > 0 && o.adapter)
+        throw new UserError(`${o.model}: the model has its own adapters (${fileAdapters.map((a) => a.name).join(', ')}); synthetic adapter flags (--experts, --top-k, --rank, --targets, --router) apply to models without adapters`);
+      if (o.adapter) validateAdapter(config, o.adapter);
+
+      const out: unknown[] = [null];
+      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads), out);
+      const handle = out[0];
+      try {
+        let params = 0;
+        let weightBytes = 0;
+        let adapterBytes = 0;
+        const aid = new Int32Array(1);
+        if (mf) {
+          // the file's adapters first (ids in lsw.adapters order), then every tensor of the model file
+          fileAdapters.forEach((a) => native.call('lsw_model_add_adapter', handle, adapterDesc(a), aid));
+          const fileId = new Int32Array(1);
+          native.call('lsw_model_map_file', handle, mf.st.path, mf.st.dataOffset, fileId);
+          const list = [...mf.st.tensors];
+          let i = 0;
+          for (const [name, t] of list) {
+            const dt = FILE_DTYPES[t.dtype];
+            if (dt === undefined) throw new UserError(`${mf.st.path}: tensor "${name}" has dtype ${t.dtype}; the engine takes F32, F16 or BF16`);
+            native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
+            const n = t.shape.reduce((a, b) => a * b, 1);
+            const bytes = n * FILE_DTYPE_BYTES[t.dtype];
+            if (name.startsWith('adapters.')) adapterBytes += bytes;
+            else {
+              params += n;
+              weightBytes += bytes;
+            }
+            o.onProgress?.({ phase: 'tensors', done: ++i, total: list.length, name });
+          }
+        }
+        const random: TensorSpec[] = [];
+        if (!mf) random.push(...backboneTensors(config));
+        if (o.adapter) {
+          native.call('lsw_model_add_adapter', handle, {
+            router_kind: o.adapter.router === 'pregated' ? 1 : 2,
+            num_experts: o.adapter.experts,
+            top_k: o.adapter.topK,
+            router_input: MODULES.indexOf(o.adapter.targets[0]),
+            ffn_experts: 0,
+          }, aid);
+          random.push(...adapterTensors(config, o.adapter, aid[0]));
+        }
+        let done = 0;
+        for (const t of random) {
+          const scale = t.shape.length === 1 ? NORM_SCALE : WEIGHT_SCALE;
+          // async: generating a 7B model's values takes a while; the progress view stays live
+          await native.callAsync('lsw_model_add_random_tensor', handle, t.name, DTYPE_CODE[t.dtype], t.shape.length,
+            BigInt64Array.from(t.shape.map(BigInt)), tensorSeed(t.name, o.seed), scale);
+          const bytes = tensorBytes(t);
+          if (t.name.startsWith('adapters.')) adapterBytes += bytes;
+          else {
+            params += t.shape.reduce((a, b) => a * b, 1);
+            weightBytes += bytes;
+          }
+          o.onProgress?.({ phase: 'tensors', done: ++done, total: random.length, name: t.name });
+        }
+        o.onProgress?.({ phase: 'finalize', done: 0, total: 1 });
+        await native.callAsync('lsw_model_finalize', handle);
+        let adapter: AdapterInfo | null = null;
+        if (o.adapter) {
+          adapter = { router: o.adapter.router, experts: o.adapter.experts, top_k: o.adapter.topK, rank: o.adapter.rank, targets: [...o.adapter.targets], adapter_bytes: adapterBytes, synthetic: true };
+        } else if (fileAdapters.length > 0) {
+          const a = fileAdapters[0];
+          adapter = {
+            router: fileAdapters.map((x) => x.router_kind).join('+'),
+            experts: a.num_experts,
+            top_k: a.top_k,
+            rank: null,
+            targets: [...new Set(fileAdapters.flatMap((x) => x.target_modules))],
+            adapter_bytes: adapterBytes,
+            synthetic: false,
+          };
+        }
+        return new BenchEngine(native, handle, config, backend, maxContext, params, weightBytes, adapter, mf ? o.model ?? null : null);
+      } catch (e) {
+        native.raw.lsw_model_free(handle);
+        throw e;
+      }
+    } finally {
+      if (mf) closeModelFile(mf);
+    }
+  }
+
+  private h(): unknown {
+    if (this.handle === null) throw new UserError('bench: model already freed');
+    return this.handle;
+  }
+
+  setMode(mode: BenchMode): void {
+    this.native.call('lsw_model_set_mode', this.h(), MODE[mode]);
+  }
+
+  /** Greedy sampling for the prefill's token (bench_decode is greedy itself). */
+  setGreedy(): void {
+    this.native.call('lsw_model_set_sampler', this.h(), { temperature: 0, top_k: 0, top_p: 1, min_p: 0, seed: 0n });
+  }
+
+  reset(): void {
+    this.native.call('lsw_model_reset', this.h());
+  }
+
+  async prefill(tokens: Int32Array): Promise<number> {
+    await this.native.callAsync('lsw_model_prefill', this.h(), tokens, tokens.length, this.stepOut);
+    return this.stepOut[0];
+  }
+
+  /** n greedy decode steps timed inside the engine: per-step ms. */
+  async benchDecode(first: number, n: number): Promise<Float64Array> {
+    const ms = new Float64Array(n);
+    await this.native.callAsync('lsw_model_bench_decode', this.h(), first, n, ms);
+    return ms;
+  }
+
+  stats(): EngineStats {
+    const s: Record<string, number | bigint> = {};
+    this.native.call('lsw_model_get_stats', this.h(), s);
+    return {
+      weightBytes: Number(s.weight_bytes),
+      adapterBytes: Number(s.adapter_bytes),
+      deviceBytesPeak: Number(s.device_bytes_peak),
+      launchesPerToken: Number(s.launches_per_token),
+      graphCaptured: Number(s.graph_captured) !== 0,
+      threads: Number(s.n_threads),
+      simdLevel: Number(s.simd_level),
+    };
+  }
+
+  free(): void {
+    if (this.handle !== null) {
+      this.native.raw.lsw_model_free(this.handle);
+      this.handle = null;
+    }
+  }
+}
+
+/** The synthetic adapter against the model: one line naming the flag on a mismatch. */
+export function validateAdapter(c: EngineConfig, s: SyntheticAdapter): void {
+  if (!Number.isInteger(s.experts) || s.experts < 1) throw new UserError(`--experts must be a positive integer (got ${s.experts})`);
+  if (!Number.isInteger(s.topK) || s.topK < 1 || s.topK > s.experts) throw new UserError(`--top-k must be between 1 and --experts (${s.experts}); got ${s.topK}`);
+  if (!Number.isInteger(s.rank) || s.rank < 1) throw new UserError(`--rank must be a positive integer (got ${s.rank})`);
+  for (const m of s.targets) {
+    const [i, o] = moduleDims(c, m);
+    if (s.rank > Math.min(i, o)) throw new UserError(`--rank ${s.rank} exceeds the ${m} projection's dimensions (${o}×${i})`);
+  }
+  if (s.targets.length === 0) throw new UserError('--targets selects no module');
+}
+
+/** Bench's measured copy bandwidth of the backend's memory (GB/s, read + write). */
+export async function measureBandwidth(backend: 'cpu' | 'cuda', bytes: number): Promise<number> {
+  const native = getNative();
+  const out = new Float64Array(1);
+  await native.callAsync('lsw_measure_bandwidth', backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU, BigInt(bytes), out);
+  return out[0];
+}
