@@ -146,3 +146,61 @@ namespace lswc {
 cudaError_t prologue_shrink(int dtype, int mode, int D, const float *x, const float *w, float eps, float *out,
                             const ShrinkBatch &b, cudaStream_t s);
 }  // namespace lswc
+
+namespace lswc {
+// ---- adapters in the model forward (lora.cu) ------------------------------------------------------
+// Routes of one adapter in device memory: experts/gates[t * stride + slot * top_k + k] (stride = slots * top_k;
+// slot = layer for layer-wise routers, 0 otherwise).  gates == nullptr: gate 1 (MixLoRA expert inputs).
+struct RouteRef {
+  const int *experts;
+  const float *gates;
+  int stride, slot, top_k;
+};
+// out[t][k][j] = g * dot(A[e_k][j], X[t*ldx + k*ldxk]) for k in [k0, k0+kc); out: [n][top_k][rank]
+cudaError_t shrink_tok(int dtype, const void *A, int rank, int cols, const float *X, int ldx, int ldxk, int n,
+                       const RouteRef &rt, int k0, int kc, float *out, cudaStream_t s);
+// Y[t*ldy + row0 + row] += Σ_{k in [k0,k0+kc)} B[e_k][row] · tin[t][k]
+cudaError_t expand_tok(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, int k0, int kc,
+                       const float *tin, float *Y, int ldy, int row0, cudaStream_t s);
+// out[t][k][row0 + row] += B[e_k][row] · tin[t][k]  (every k separately; out: [n][top_k][ldo])
+cudaError_t expand_each(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, const float *tin,
+                        float *out, int ldo, int row0, cudaStream_t s);
+// out[t][k][0:width] = base[t*ldb + 0:width]
+cudaError_t bcast_rows(int n, int K, int width, const float *base, int ldb, float *out, cudaStream_t s);
+// MixLoRA: hk[t][k] = SwiGLU(gu[t][k]) ([n][K][2I] -> [n][K][I]), h[t] = Σ_k g_k hk[t][k]
+cudaError_t mix_act(int n, int inter, const RouteRef &rt, const float *gu, float *hk, float *h, cudaStream_t s);
+
+constexpr int kMaxAdapters = 8;
+struct MergeCheck {
+  int n = 0;
+  const int *experts[kMaxAdapters];
+  const float *gates[kMaxAdapters];
+  int top_k[kMaxAdapters];
+  int *prev_e;      // [Σ top_k]
+  float *prev_g;
+  int *merged;      // 0 after reset: the next check merges
+  int *skip;
+  long long *counters;  // [0] merges run, [1] skipped
+};
+cudaError_t merge_check(const MergeCheck &mc, cudaStream_t s);
+
+constexpr int kMaxTerms = 4;
+struct SgmmTerm {
+  const void *A, *B;  // [E][rank][cols], [E][rows][rank] (this module's rows)
+  const int *experts;
+  const float *gates;
+  int rank, top_k;
+};
+struct SgmmTermsDesc {
+  const void *W0;
+  void *W;
+  int rows, cols, nterm, tile0;
+  SgmmTerm term[kMaxTerms];
+};
+int sgmm_terms_prepare(SgmmTermsDesc *d, int n);
+cudaError_t sgmm_terms(int dtype, const SgmmTermsDesc *descs, int n, int tiles, const int *skip, cudaStream_t s);
+
+cudaError_t random_fill(int dtype, void *out, long long n, unsigned long long seed, float scale, int one_plus,
+                        cudaStream_t s);
+cudaError_t advance(int *io, const int *sampled, unsigned long long *step, cudaStream_t s);
+}  // namespace lswc

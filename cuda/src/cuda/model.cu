@@ -1,16 +1,26 @@
-// The CUDA model forward (engine.h "CUDA hook"): weights uploaded once at finalize, persistent device buffers,
-// the single-token decode step captured once as a CUDA graph and replayed (token / position / n_ctx are read
-// from device memory that the graph's first node fills from pinned host memory; the logits come back through a
-// memcpy node into pinned memory).  Prompts run eagerly in chunks (GEMM path for > 8 tokens).
-// Same contract as lsw_cpu_forward: reads/advances m->n_past, writes m->logits (and all_logits rows).
-// Adapters are not supported on the GPU yet (finalize fails with LSW_E_UNSUPPORTED, one clear message).
+// The CUDA model forward (engine.h "CUDA hook"): weights uploaded once at finalize (synthetic random tensors are
+// generated on the device), persistent device buffers, adapters in every mode, and the single-token decode step
+// (forward + sampler + bookkeeping) captured as a CUDA graph per mode and replayed: the sampled token is written
+// into the device input of the next step and copied to pinned host memory, so lsw_model_step is one graph launch
+// and one synchronisation.  Prompts run eagerly in chunks (GEMM path for > 8 tokens), each token with its own
+// experts (adapter deltas token-wise).
+// Adapter semantics mirror the CPU engine (adapters.cpp): routing where the router input is computed (pre-gated:
+// the input of router_input in layer 0), merge mode only for single-token steps once every router has spoken
+// (SGMM of all adapted modules of all layers from the pristine weights into working copies, one launch, skipped
+// through a device flag when experts and gates are unchanged), delta path otherwise (unfused: per expert shrink and
+// expand launches; fused: one shrink launch and the GEMV epilogue), routing history appended to the adapter.
 #include "kernels.cuh"
 #include "../engine.h"
 #include "../backend_cuda.h"
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <vector>
+#include <sys/mman.h>
 
 namespace {
 
@@ -19,8 +29,36 @@ constexpr int kChunk = 256;  // prompt tokens per eager chunk
 struct DLayer {
   const float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
   const void *w[LSW_MAT_COUNT] = {};
+  void *work[LSW_MAT_COUNT] = {};  // merge mode: working copy (nullptr: not adapted)
   int dt[LSW_MAT_COUNT] = {};
   int rows[LSW_MAT_COUNT] = {}, cols[LSW_MAT_COUNT] = {};
+  size_t bytes[LSW_MAT_COUNT] = {};
+};
+
+struct DMod {
+  const void *A = nullptr, *B = nullptr;
+  int rank = 0, row0 = 0, rows = 0, cols = 0, mat = 0;
+};
+
+struct DAdapter {
+  int kind = 0, K = 1, E = 1, slots = 1, router_mat = -1;
+  const void *router = nullptr;
+  int router_dt = 0, router_dim = 0;
+  std::vector<DMod> mods;  // [layer * LSW_MOD_COUNT + module]
+  int *re = nullptr;       // [kChunk][slots][K]
+  float *rg = nullptr;
+  int *h_e = nullptr;      // pinned [slots][K] (decode step copy)
+  float *h_g = nullptr;
+  float *t[LSW_MOD_COUNT] = {};  // shrink outputs [kChunk][K][rank] per module
+  bool routed = false;     // host-side, while building one forward
+  lswc::RouteRef ref(int t0 = 0) const { return {re + (size_t)t0 * slots * K, rg + (size_t)t0 * slots * K, slots * K, 0, K}; }
+};
+
+struct DevBlk {                 // device scalars of the decode step (one memcpy back to the host)
+  int io[4];                    // token in, pos, n_ctx, -
+  unsigned long long step;      // sampler step
+  long long counters[2];        // merge steps run / skipped
+  int sampled, merged, skip, pad;
 };
 
 struct State {
@@ -28,6 +66,7 @@ struct State {
   cudaStream_t s = nullptr;
   std::vector<void *> allocs;
   std::map<const void *, void *> uploaded;  // host mapping -> device copy (tied embeddings upload once)
+  std::map<const void *, const lsw_tensor *> by_ptr;
   std::vector<DLayer> layers;
   const void *emb = nullptr, *lm = nullptr;
   int emb_dt = 0, lm_dt = 0;
@@ -35,20 +74,36 @@ struct State {
   float *kc = nullptr, *vc = nullptr;  // [layers][max_ctx][kv_dim]
   float *x = nullptr, *xn = nullptr, *qkv = nullptr, *att = nullptr, *gu = nullptr, *act = nullptr, *logits = nullptr;
   int *tokens = nullptr, *pos = nullptr;
-  int *io = nullptr;       // device [token, pos, n_ctx] for the graph
-  int *h_io = nullptr;     // pinned
-  float *h_logits = nullptr;  // pinned [vocab]
+  DevBlk *blk = nullptr;       // device
+  DevBlk *h_in = nullptr, *h_out = nullptr;  // pinned
+  float *h_logits = nullptr;   // pinned (when m->logits could not be registered)
+  bool logits_registered = false;
+  bool dev_valid = false;      // blk->io / step hold what the host expects for the next step
+  unsigned char *keep = nullptr;
+  double *pd = nullptr;
   double *inv_freq = nullptr;
   float *attn_scratch = nullptr;
   void *xbuf = nullptr;
-  bool precise = true;
-  bool use_graph = true;
-  cudaGraphExec_t graph = nullptr;
-  int graph_nodes = 0;
+  bool precise = true, use_graph = true, sgmm_tc = false;
+  cudaGraphExec_t graph[4] = {};
+  int graph_nodes[4] = {};
+  lsw_sampler_params graph_sp[4];
+  int last_nodes = 0;
   bool broken = false;
+  // adapters
+  std::vector<DAdapter> ad;
+  lswc::MergeCheck mc;
+  lswc::SgmmTermsDesc *sg_descs = nullptr;  // device
+  int sg_n = 0, sg_tiles = 0, sg_dt = 0;
+  lswc::SgmmDesc *tc_descs = nullptr;       // device (tensor-core kernel, single adapter)
+  int tc_n = 0, tc_tiles = 0;
+  bool merged_this = false;    // host-side, while building one forward
+  int mode = 0;
+  size_t dev_bytes = 0;
 };
 
 State *S(lsw_model *m) { return static_cast<State *>(m->cuda); }
+inline size_t dtype_size_dev(int dt) { return dt == LSW_DTYPE_F32 ? 4 : (dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16) ? 2 : 0; }
 
 #define TRY(x)                                  \
   do {                                          \
@@ -59,86 +114,306 @@ State *S(lsw_model *m) { return static_cast<State *>(m->cuda); }
 lsw_status dalloc(State *st, void **p, size_t bytes) {
   LSWC_CHECK(cudaMalloc(p, bytes ? bytes : 16));
   st->allocs.push_back(*p);
+  st->dev_bytes += bytes ? bytes : 16;
   return LSW_OK;
 }
 template <typename T> lsw_status dalloc(State *st, T **p, size_t n) { return dalloc(st, (void **)p, n * sizeof(T)); }
 
-lsw_status upload(State *st, const void *host, size_t bytes, const void **dev) {
+// lsw_model_add_random_tensor on a CUDA model: the tensor lies in an anonymous mapping named
+// "random:<seed>:<scale>:<one_plus>" that the host never fills; the values are generated here on the device.
+bool random_spec(const lsw_model *m, const lsw_tensor *t, unsigned long long *seed, float *scale, int *one_plus) {
+  if (!t || t->file_id < 0 || t->file_id >= (int)m->files.size()) return false;
+  const std::string &p = m->files[t->file_id].path;
+  if (p.compare(0, 7, "random:") != 0) return false;
+  return sscanf(p.c_str() + 7, "%llu:%f:%d", seed, scale, one_plus) == 3;
+}
+
+lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const void **dev) {
   auto it = st->uploaded.find(host);
   if (it != st->uploaded.end()) { *dev = it->second; return LSW_OK; }
   void *p = nullptr;
   TRY(dalloc(st, &p, bytes));
-  LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+  auto bt = st->by_ptr.find(host);
+  unsigned long long seed;
+  float scale;
+  int one_plus;
+  if (bt != st->by_ptr.end() && random_spec(m, bt->second, &seed, &scale, &one_plus)) {
+    const lsw_tensor *t = bt->second;
+    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / dtype_size_dev(t->dtype)), seed, scale, one_plus, st->s));
+    LSWC_CHECK(cudaStreamSynchronize(st->s));
+  } else {
+    LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+  }
   st->uploaded[host] = p;
   *dev = p;
   return LSW_OK;
 }
 
-// One forward of c tokens whose ids/positions are in device memory (tok, pos; n_ctx_dev for the graph).
-// want: rows of the final logits to compute: 0 = only the last row, 1 = all c rows (into st->logits [c][V]).
-cudaError_t forward_body(lsw_model *m, State *st, int c, const int *tok, const int *pos, int n_ctx_host,
-                         const int *n_ctx_dev, bool all_rows, cudaStream_t s) {
-  const lsw_model_config &cf = m->cfg;
-  const int H = cf.hidden_size, I = cf.intermediate_size, hd = cf.head_dim, V = cf.vocab_size;
-  const int qd = (int)m->q_dim, kvd = (int)m->kv_dim, qkvd = (int)m->qkv_dim;
-  const float eps = cf.rms_norm_eps;
-  auto lin = [&](int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy,
-                 const float *bias, bool acc) -> cudaError_t {
-    if (n <= 8) return lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, nullptr, s);
+bool adapters_active(const lsw_model *m, const State *st) { return !st->ad.empty() && st->mode != LSW_MODE_BASE; }
+
+// Forward-building context: launches for one forward of c tokens (eagerly or into a graph capture).
+struct Fwd {
+  lsw_model *m;
+  State *st;
+  int c;
+  cudaStream_t s;
+
+  cudaError_t lin(int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy, const float *bias,
+                  bool acc, const lswc::LoraEpilogue *ep = nullptr) {
+    if (n <= 8) return lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s);
     return lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
-  };
-  cudaError_t e;
-#define K_(x) if ((e = (x)) != cudaSuccess) return e
-  K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
-  for (int L = 0; L < cf.num_layers; L++) {
+  }
+
+  // routing of the chunk for every adapter whose router input is (L, mat); X = that input
+  cudaError_t route_at(int L, int mat, const float *X, int ldx) {
+    for (auto &a : st->ad) {
+      if (a.routed) continue;
+      if (a.kind == LSW_ROUTER_STATIC) {
+        a.routed = true;  // experts 0 / gates 1 filled at finalize for every chunk row
+      } else if (a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) {
+        for (int t = 0; t < c; t++) {
+          cudaError_t e = lswc::route(a.router_dt, a.E, a.router_dim, a.K, a.router, X + (size_t)t * ldx,
+                                      a.re + (size_t)t * a.K, a.rg + (size_t)t * a.K, s);
+          if (e != cudaSuccess) return e;
+        }
+        a.routed = true;
+      }
+    }
+    return cudaSuccess;
+  }
+  bool all_routed() const {
+    for (auto &a : st->ad)
+      if (!a.routed) return false;
+    return true;
+  }
+
+  cudaError_t ensure_merged() {
+    if (st->merged_this) return cudaSuccess;
+    st->merged_this = true;
+    cudaError_t e = lswc::merge_check(st->mc, s);
+    if (e != cudaSuccess) return e;
+    int *skip = &st->blk->skip;
+    if (st->sgmm_tc)
+      return lswc::sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, true, st->ad[0].K, st->ad[0].re,
+                        st->ad[0].rg, skip, s);
+    return lswc::sgmm_terms(st->sg_dt, st->sg_descs, st->sg_n, st->sg_tiles, skip, s);
+  }
+
+  // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
+  cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc) {
     const DLayer &ly = st->layers[L];
-    float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
-    K_(lswc::rmsnorm(c, H, st->x, H, ly.attn_norm, eps, st->xn, H, s));
-    K_(lin(ly.dt[LSW_MAT_QKV], ly.w[LSW_MAT_QKV], qkvd, H, st->xn, c, st->qkv, qkvd, ly.bqkv, false));
-    // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
-    K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
-    K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kc, vc, s));
-    K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
-                       st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
-    K_(lin(ly.dt[LSW_MAT_O], ly.w[LSW_MAT_O], H, qd, st->att, c, st->x, H, nullptr, true));  // x += Wo att
-    K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
-    K_(lin(ly.dt[LSW_MAT_GATE_UP], ly.w[LSW_MAT_GATE_UP], 2 * I, H, st->xn, c, st->gu, 2 * I, nullptr, false));
-    K_(lswc::swiglu(c, I, st->gu, 2 * I, st->act, I, s));
-    K_(lin(ly.dt[LSW_MAT_DOWN], ly.w[LSW_MAT_DOWN], H, I, st->act, c, st->x, H, nullptr, true));  // x += Wdown act
+    const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
+    if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
+    cudaError_t e = route_at(L, mat, X, cols);
+    if (e != cudaSuccess) return e;
+    const int mode = st->mode;
+    if (mode == LSW_MODE_MERGE && c == 1 && all_routed()) {
+      if ((e = ensure_merged()) != cudaSuccess) return e;
+      return lin(dt, ly.work[mat] ? ly.work[mat] : ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
+    }
+    // delta path: segments = (adapter, module) adapted inside this matrix, routed by now
+    struct Seg { DAdapter *a; int k; const DMod *d; };
+    Seg segs[lswc::kMaxAdapters * 3];
+    int ns = 0;
+    for (auto &a : st->ad) {
+      if (!a.routed) continue;
+      for (int k = 0; k < LSW_MOD_COUNT; k++) {
+        const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
+        if (d.A && d.mat == mat) segs[ns++] = {&a, k, &d};
+      }
+    }
+    if (ns == 0) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
+    if (mode == LSW_MODE_FUSED && c == 1) {
+      // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue
+      bool epi = ns <= 3;
+      for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
+      for (int i = 0; i < ns;) {
+        lswc::ShrinkBatch sb;
+        DAdapter *a = segs[i].a;
+        sb.top_k = a->K;
+        sb.experts = a->re;
+        sb.gates = a->rg;
+        for (; i < ns && segs[i].a == a; i++)
+          sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
+        if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
+      }
+      if (epi) {
+        lswc::LoraEpilogue ep;
+        ep.nseg = ns;
+        ep.top_k = segs[0].a->K;
+        for (int i = 0; i < ns; i++)
+          ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, segs[i].a->t[segs[i].k],
+                       segs[i].a->re};
+        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
+      }
+      if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
+      for (int i = 0; i < ns; i++) {
+        const DMod &d = *segs[i].d;
+        DAdapter &a = *segs[i].a;
+        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, 1, a.ref(), 0, a.K, a.t[segs[i].k], Y, ldy, d.row0, s)))
+          return e;
+      }
+      return cudaSuccess;
+    }
+    if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
+    for (int i = 0; i < ns; i++) {
+      const DMod &d = *segs[i].d;
+      DAdapter &a = *segs[i].a;
+      float *t = a.t[segs[i].k];
+      if (mode == LSW_MODE_UNFUSED) {  // the baseline: per expert, a shrink and an expand launch
+        for (int k = 0; k < a.K; k++) {
+          if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(), k, 1, t, s))) return e;
+          if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(), k, 1, t, Y, ldy, d.row0, s))) return e;
+        }
+      } else {  // fused prompt / merge-mode prompt: all experts of the token in one shrink and one expand
+        if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(), 0, a.K, t, s))) return e;
+        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(), 0, a.K, t, Y, ldy, d.row0, s))) return e;
+      }
+    }
+    return cudaSuccess;
   }
-  if (all_rows) {
-    K_(lswc::rmsnorm(c, H, st->x, H, st->norm, eps, st->xn, H, s));
-    K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
-  } else {
-    K_(lswc::rmsnorm(1, H, st->x + (size_t)(c - 1) * H, H, st->norm, eps, st->xn, H, s));
-    K_(lswc::gemv(st->lm_dt, st->lm, V, H, st->xn, H, 1, st->logits, V, nullptr, false, nullptr, s));
-  }
+
+  // One forward of c tokens whose ids/positions are in device memory (tok, pos; n_ctx_dev for the graph).
+  cudaError_t body(const int *tok, const int *pos, int n_ctx_host, const int *n_ctx_dev, bool all_rows) {
+    const lsw_model_config &cf = m->cfg;
+    const int H = cf.hidden_size, I = cf.intermediate_size, hd = cf.head_dim, V = cf.vocab_size;
+    const int qd = (int)m->q_dim, kvd = (int)m->kv_dim, qkvd = (int)m->qkv_dim;
+    const float eps = cf.rms_norm_eps;
+    for (auto &a : st->ad) a.routed = false;
+    st->merged_this = false;
+    cudaError_t e;
+#define K_(x) if ((e = (x)) != cudaSuccess) return e
+    K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
+    for (int L = 0; L < cf.num_layers; L++) {
+      const DLayer &ly = st->layers[L];
+      float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
+      K_(lswc::rmsnorm(c, H, st->x, H, ly.attn_norm, eps, st->xn, H, s));
+      K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
+      // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
+      K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
+      K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kc, vc, s));
+      K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
+                         st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
+      K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
+      K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
+      K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
+      K_(lswc::swiglu(c, I, st->gu, 2 * I, st->act, I, s));
+      K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
+    }
+    if (all_rows) {
+      K_(lswc::rmsnorm(c, H, st->x, H, st->norm, eps, st->xn, H, s));
+      K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
+    } else {
+      K_(lswc::rmsnorm(1, H, st->x + (size_t)(c - 1) * H, H, st->norm, eps, st->xn, H, s));
+      K_(lswc::gemv(st->lm_dt, st->lm, V, H, st->xn, H, 1, st->logits, V, nullptr, false, nullptr, s));
+    }
 #undef K_
-  return cudaSuccess;
-}
+    return cudaSuccess;
+  }
+};
 
 lsw_status broken_fail() {
   lsw_set_error("the CUDA model is unusable after an earlier device error; free it and load again");
   return LSW_E_DEVICE;
 }
 
-lsw_status capture_decode(lsw_model *m, State *st) {
+// The decode step: forward of blk->io[0] at blk->io[1], sampler, advance, copies to pinned host memory.
+cudaError_t step_body(lsw_model *m, State *st) {
+  Fwd f{m, st, 1, st->s};
+  DevBlk *b = st->blk;
+  const int V = m->cfg.vocab_size;
+  cudaError_t e = f.body(b->io, b->io + 1, m->cfg.max_context, b->io + 2, false);
+  if (e == cudaSuccess)
+    e = lswc::sample(V, st->logits, m->sampler, &b->step, 0, st->keep, st->pd, &b->sampled, st->s);
+  if (e == cudaSuccess) e = lswc::advance(b->io, &b->sampled, &b->step, st->s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(st->logits_registered ? (void *)m->logits.data() : (void *)st->h_logits, st->logits,
+                        sizeof(float) * V, cudaMemcpyDeviceToHost, st->s);
+  if (adapters_active(m, st))
+    for (auto &a : st->ad) {
+      if (e == cudaSuccess) e = cudaMemcpyAsync(a.h_e, a.re, sizeof(int) * a.slots * a.K, cudaMemcpyDeviceToHost, st->s);
+      if (e == cudaSuccess) e = cudaMemcpyAsync(a.h_g, a.rg, sizeof(float) * a.slots * a.K, cudaMemcpyDeviceToHost, st->s);
+    }
+  if (e == cudaSuccess) e = cudaMemcpyAsync(st->h_out, b, sizeof(DevBlk), cudaMemcpyDeviceToHost, st->s);
+  return e;
+}
+
+lsw_status capture_step(lsw_model *m, State *st, int mode) {
   cudaGraph_t g = nullptr;
   LSWC_CHECK(cudaStreamBeginCapture(st->s, cudaStreamCaptureModeThreadLocal));
-  cudaError_t e = cudaMemcpyAsync(st->io, st->h_io, 3 * sizeof(int), cudaMemcpyHostToDevice, st->s);
-  if (e == cudaSuccess)
-    e = forward_body(m, st, 1, st->io, st->io + 1, m->cfg.max_context, st->io + 2, false, st->s);
-  if (e == cudaSuccess)
-    e = cudaMemcpyAsync(st->h_logits, st->logits, sizeof(float) * m->cfg.vocab_size, cudaMemcpyDeviceToHost, st->s);
+  cudaError_t e = step_body(m, st);
   cudaError_t e2 = cudaStreamEndCapture(st->s, &g);
   if (e != cudaSuccess) { if (g) cudaGraphDestroy(g); return lswc_cuda_fail(e, "capturing the decode step", __FILE__, __LINE__); }
   LSWC_CHECK(e2);
   size_t nn = 0;
   cudaGraphGetNodes(g, nullptr, &nn);
-  e = cudaGraphInstantiate(&st->graph, g, 0);
+  e = cudaGraphInstantiate(&st->graph[mode], g, 0);
   cudaGraphDestroy(g);
   LSWC_CHECK(e);
-  st->graph_nodes = (int)nn;
+  st->graph_nodes[mode] = (int)nn;
+  st->graph_sp[mode] = m->sampler;
+  return LSW_OK;
+}
+
+void append_history(lsw_model *m, State *st, int c, const std::vector<int> *he, const std::vector<float> *hg) {
+  for (size_t i = 0; i < st->ad.size(); i++) {
+    lsw_adapter &a = *m->adapters[i];
+    const DAdapter &d = st->ad[i];
+    const size_t n = (size_t)c * d.slots * d.K;
+    if (he) {
+      a.hist_e.insert(a.hist_e.end(), he[i].begin(), he[i].begin() + n);
+      a.hist_g.insert(a.hist_g.end(), hg[i].begin(), hg[i].begin() + n);
+    } else {
+      a.hist_e.insert(a.hist_e.end(), d.h_e, d.h_e + n);
+      a.hist_g.insert(a.hist_g.end(), d.h_g, d.h_g + n);
+    }
+  }
+}
+
+bool same_sampler(const lsw_sampler_params &a, const lsw_sampler_params &b) {
+  return a.temperature == b.temperature && a.top_k == b.top_k && a.top_p == b.top_p && a.min_p == b.min_p &&
+         a.seed == b.seed;
+}
+
+// One decode step through the graph (or eagerly with LSW_CUDA_GRAPH=0): returns the sampled token.
+lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
+  const int mode = st->mode;
+  auto fail = [&](cudaError_t e, const char *what) {
+    st->broken = e != cudaErrorMemoryAllocation;
+    return lswc_cuda_fail(e, what, __FILE__, __LINE__);
+  };
+  cudaError_t e = cudaSuccess;
+  if (!(st->dev_valid && st->h_out->io[0] == token && st->h_out->io[1] == m->n_past &&
+        st->h_out->step == m->sample_step)) {
+    st->h_in->io[0] = token;
+    st->h_in->io[1] = m->n_past;
+    st->h_in->io[2] = m->n_past + 1;
+    st->h_in->io[3] = 0;
+    st->h_in->step = m->sample_step;
+    e = cudaMemcpyAsync(st->blk, st->h_in, offsetof(DevBlk, counters), cudaMemcpyHostToDevice, st->s);
+    if (e != cudaSuccess) return fail(e, "decode step input");
+  }
+  if (st->use_graph) {
+    if (st->graph[mode] && !same_sampler(st->graph_sp[mode], m->sampler)) {
+      cudaGraphExecDestroy(st->graph[mode]);
+      st->graph[mode] = nullptr;
+    }
+    if (!st->graph[mode]) TRY(capture_step(m, st, mode));
+    st->last_nodes = st->graph_nodes[mode];
+    e = cudaGraphLaunch(st->graph[mode], st->s);
+  } else {
+    e = step_body(m, st);
+  }
+  if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
+  if (e != cudaSuccess) return fail(e, "decode step");
+  st->dev_valid = true;
+  if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
+  m->have_logits = true;
+  m->n_past += 1;
+  m->merge_steps = st->h_out->counters[0];
+  m->merge_skipped = st->h_out->counters[1];
+  if (adapters_active(m, st)) append_history(m, st, 1, nullptr, nullptr);
+  *next = st->h_out->sampled;
   return LSW_OK;
 }
 
@@ -146,26 +421,49 @@ lsw_status capture_decode(lsw_model *m, State *st) {
 
 lsw_status lswc_model_finalize(lsw_model *m) {
   const lsw_model_config &cf = m->cfg;
-  if (!m->adapters.empty()) {
-    lsw_set_error("the CUDA backend does not run adapters yet (use --backend cpu)");
-    return LSW_E_UNSUPPORTED;
-  }
   if (cf.head_dim > 256 || cf.head_dim % 2) {
     lsw_set_error("the CUDA backend supports head_dim <= 256 (even); this model has %d", cf.head_dim);
     return LSW_E_UNSUPPORTED;
+  }
+  if ((int)m->adapters.size() > lswc::kMaxTerms) {
+    lsw_set_error("the CUDA backend runs at most %d adapters at once (%d registered)", lswc::kMaxTerms,
+                  (int)m->adapters.size());
+    return LSW_E_UNSUPPORTED;
+  }
+  for (auto &ap : m->adapters) {
+    if (ap->desc.router_kind == LSW_ROUTER_LAYERWISE || ap->desc.ffn_experts) {
+      lsw_set_error("adapter %d: layer-wise routers are not implemented in the CUDA backend yet (use --backend cpu)",
+                    ap->id);
+      return LSW_E_UNSUPPORTED;
+    }
+    for (int L = 0; L < cf.num_layers; L++)
+      for (int k = 0; k < LSW_MOD_COUNT; k++) {
+        const lsw_adapter_mod &am = ap->mods[L][k];
+        if (!am.A) continue;
+        const int wdt = m->layers[L].mat[m->module_range(L, k).mat].dtype;
+        if (am.A->dtype != wdt || am.B->dtype != wdt) {
+          lsw_set_error("adapter %d: layers.%d module %d: LoRA tensors must have the model's dtype on the CUDA backend",
+                        ap->id, L, k);
+          return LSW_E_UNSUPPORTED;
+        }
+      }
   }
   State *st = new (std::nothrow) State();
   if (!st) { lsw_set_error("out of host memory"); return LSW_E_OUT_OF_MEMORY; }
   m->cuda = st;  // lswc_model_free releases whatever was allocated, also on failure below
   st->device = cf.device;
+  st->mode = m->mode;
   const char *ev = getenv("LSW_CUDA_FAST_GEMM");
   st->precise = !(ev && *ev && strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_GRAPH");
   st->use_graph = !(ev && !strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_PDL");  // programmatic dependent launch for the GEMVs (validated in cuda/dev)
   if (ev && *ev && strcmp(ev, "0")) lswc::gemv_set_pdl(true);
+  ev = getenv("LSW_CUDA_SGMM_TC");  // merge with the tensor-core SGMM (within 1 ulp) instead of the exact one
+  const bool want_tc = ev && *ev && strcmp(ev, "0");
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
+  for (auto &kv : m->tensors) st->by_ptr[kv.second.data] = &kv.second;
 
   const int H = cf.hidden_size, I = cf.intermediate_size, V = cf.vocab_size;
   const size_t kvd = (size_t)m->kv_dim;
@@ -174,22 +472,22 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const lsw_layer &ly = m->layers[L];
     DLayer &d = st->layers[L];
     const void *p;
-    TRY(upload(st, ly.attn_norm, sizeof(float) * H, &p)); d.attn_norm = (const float *)p;
-    TRY(upload(st, ly.ffn_norm, sizeof(float) * H, &p)); d.ffn_norm = (const float *)p;
-    if (ly.bqkv) { TRY(upload(st, ly.bqkv, sizeof(float) * m->qkv_dim, &p)); d.bqkv = (const float *)p; }
+    TRY(upload(m, st, ly.attn_norm, sizeof(float) * H, &p)); d.attn_norm = (const float *)p;
+    TRY(upload(m, st, ly.ffn_norm, sizeof(float) * H, &p)); d.ffn_norm = (const float *)p;
+    if (ly.bqkv) { TRY(upload(m, st, ly.bqkv, sizeof(float) * m->qkv_dim, &p)); d.bqkv = (const float *)p; }
     for (int k = 0; k < LSW_MAT_COUNT; k++) {
       const lsw_weight &w = ly.mat[k];
-      TRY(upload(st, w.data, w.t->nbytes, &d.w[k]));
-      d.dt[k] = w.dtype; d.rows[k] = (int)w.rows; d.cols[k] = (int)w.cols;
+      TRY(upload(m, st, w.data, w.t->nbytes, &d.w[k]));
+      d.dt[k] = w.dtype; d.rows[k] = (int)w.rows; d.cols[k] = (int)w.cols; d.bytes[k] = w.t->nbytes;
     }
   }
-  TRY(upload(st, m->tok_emb.data, m->tok_emb.t->nbytes, &st->emb));
+  TRY(upload(m, st, m->tok_emb.data, m->tok_emb.t->nbytes, &st->emb));
   st->emb_dt = m->tok_emb.dtype;
-  TRY(upload(st, m->lm_head.data, m->lm_head.t->nbytes, &st->lm));
+  TRY(upload(m, st, m->lm_head.data, m->lm_head.t->nbytes, &st->lm));
   st->lm_dt = m->lm_head.dtype;
   {
     const void *p;
-    TRY(upload(st, m->norm, sizeof(float) * H, &p));
+    TRY(upload(m, st, m->norm, sizeof(float) * H, &p));
     st->norm = (const float *)p;
   }
   const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd;
@@ -205,15 +503,136 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->logits, T * V));
   TRY(dalloc(st, &st->tokens, T));
   TRY(dalloc(st, &st->pos, T));
-  TRY(dalloc(st, &st->io, 4));
+  TRY(dalloc(st, &st->blk, 1));
+  LSWC_CHECK(cudaMemset(st->blk, 0, sizeof(DevBlk)));
+  TRY(dalloc(st, &st->keep, (size_t)V));
+  TRY(dalloc(st, &st->pd, (size_t)V));
   TRY(dalloc(st, &st->attn_scratch, lswc::attn_scratch_floats(cf.num_heads, cf.head_dim)));
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
   TRY(dalloc(st, &st->xbuf, lswc::gemm_xbuf_bytes((int)T, maxk)));
   TRY(dalloc(st, &st->inv_freq, m->inv_freq.size()));
   LSWC_CHECK(cudaMemcpy(st->inv_freq, m->inv_freq.data(), m->inv_freq.size() * sizeof(double), cudaMemcpyHostToDevice));
-  LSWC_CHECK(cudaMallocHost(&st->h_io, 4 * sizeof(int)));
-  LSWC_CHECK(cudaMallocHost(&st->h_logits, sizeof(float) * V));
+  LSWC_CHECK(cudaMallocHost(&st->h_in, sizeof(DevBlk)));
+  LSWC_CHECK(cudaMallocHost(&st->h_out, sizeof(DevBlk)));
+  memset(st->h_in, 0, sizeof(DevBlk));
+  memset(st->h_out, 0, sizeof(DevBlk));
+  // the graph copies the logits straight into m->logits when it can be page-locked in place
+  if (cudaHostRegister(m->logits.data(), sizeof(float) * V, cudaHostRegisterDefault) == cudaSuccess) {
+    st->logits_registered = true;
+  } else {
+    cudaGetLastError();
+    LSWC_CHECK(cudaMallocHost(&st->h_logits, sizeof(float) * V));
+  }
+
+  // ---- adapters ----
+  const int NA = (int)m->adapters.size();
+  st->ad.resize(NA);
+  int sumK = 0;
+  for (int i = 0; i < NA; i++) {
+    const lsw_adapter &a = *m->adapters[i];
+    DAdapter &d = st->ad[i];
+    d.kind = a.desc.router_kind;
+    d.K = a.desc.top_k;
+    d.E = a.desc.num_experts;
+    d.slots = 1;
+    sumK += d.K;
+    if (d.kind == LSW_ROUTER_PREGATED) {
+      d.router_mat = m->module_range(0, a.desc.router_input).mat;
+      TRY(upload(m, st, a.router->data, a.router->nbytes, &d.router));
+      d.router_dt = a.router->dtype;
+      d.router_dim = (int)a.router->shape[1];
+    }
+    d.mods.assign((size_t)cf.num_layers * LSW_MOD_COUNT, DMod{});
+    int maxr[LSW_MOD_COUNT] = {};
+    for (int L = 0; L < cf.num_layers; L++)
+      for (int k = 0; k < LSW_MOD_COUNT; k++) {
+        const lsw_adapter_mod &am = a.mods[L][k];
+        if (!am.A) continue;
+        const lsw_module_range r = m->module_range(L, k);
+        DMod &dm = d.mods[(size_t)L * LSW_MOD_COUNT + k];
+        TRY(upload(m, st, am.A->data, am.A->nbytes, &dm.A));
+        TRY(upload(m, st, am.B->data, am.B->nbytes, &dm.B));
+        dm.rank = (int)am.rank; dm.row0 = (int)r.row0; dm.rows = (int)r.rows; dm.cols = (int)r.cols; dm.mat = r.mat;
+        if (dm.rank > maxr[k]) maxr[k] = dm.rank;
+        DLayer &ly = st->layers[L];
+        if (!ly.work[r.mat]) {  // working copy of the fused matrix (merge mode), initially W0
+          TRY(dalloc(st, &ly.work[r.mat], ly.bytes[r.mat]));
+          LSWC_CHECK(cudaMemcpy(ly.work[r.mat], ly.w[r.mat], ly.bytes[r.mat], cudaMemcpyDeviceToDevice));
+        }
+      }
+    for (int k = 0; k < LSW_MOD_COUNT; k++)
+      if (maxr[k]) TRY(dalloc(st, &d.t[k], T * d.K * maxr[k]));
+    const size_t nr = T * d.slots * d.K;
+    TRY(dalloc(st, &d.re, nr));
+    TRY(dalloc(st, &d.rg, nr));
+    std::vector<int> e0(nr, 0);
+    std::vector<float> g0(nr, 1.f);  // STATIC: expert 0, gate 1 for every row (never rewritten)
+    LSWC_CHECK(cudaMemcpy(d.re, e0.data(), nr * sizeof(int), cudaMemcpyHostToDevice));
+    LSWC_CHECK(cudaMemcpy(d.rg, g0.data(), nr * sizeof(float), cudaMemcpyHostToDevice));
+    LSWC_CHECK(cudaMallocHost(&d.h_e, sizeof(int) * d.slots * d.K));
+    LSWC_CHECK(cudaMallocHost(&d.h_g, sizeof(float) * d.slots * d.K));
+  }
+  if (NA) {
+    // merge mode: the merge check and the SGMM descriptors (one per adapted module of every layer)
+    st->mc.n = NA;
+    for (int i = 0; i < NA; i++) {
+      st->mc.experts[i] = st->ad[i].re;
+      st->mc.gates[i] = st->ad[i].rg;
+      st->mc.top_k[i] = st->ad[i].K;
+    }
+    TRY(dalloc(st, &st->mc.prev_e, (size_t)sumK));
+    TRY(dalloc(st, &st->mc.prev_g, (size_t)sumK));
+    st->mc.merged = &st->blk->merged;
+    st->mc.skip = &st->blk->skip;
+    st->mc.counters = st->blk->counters;
+    std::vector<lswc::SgmmTermsDesc> ds;
+    std::vector<lswc::SgmmDesc> tcs;
+    bool tc = want_tc && NA == 1;
+    st->sg_dt = -1;
+    bool mixed_dt = false;
+    for (int L = 0; L < cf.num_layers; L++)
+      for (int k = 0; k < LSW_MOD_COUNT; k++) {
+        lswc::SgmmTermsDesc d{};
+        const lsw_module_range r = m->module_range(L, k);
+        const DLayer &ly = st->layers[L];
+        const size_t es = dtype_size_dev(ly.dt[r.mat]);
+        for (int i = 0; i < NA; i++) {
+          const DMod &dm = st->ad[i].mods[(size_t)L * LSW_MOD_COUNT + k];
+          if (!dm.A) continue;
+          d.term[d.nterm++] = {dm.A, dm.B, st->ad[i].re, st->ad[i].rg, dm.rank, st->ad[i].K};
+        }
+        if (!d.nterm) continue;
+        if (st->sg_dt >= 0 && st->sg_dt != ly.dt[r.mat]) mixed_dt = true;
+        st->sg_dt = ly.dt[r.mat];
+        d.W0 = (const char *)ly.w[r.mat] + (size_t)r.row0 * r.cols * es;
+        d.W = (char *)ly.work[r.mat] + (size_t)r.row0 * r.cols * es;
+        d.rows = (int)r.rows;
+        d.cols = (int)r.cols;
+        ds.push_back(d);
+        lswc::SgmmDesc t{};
+        t.W0 = d.W0; t.W = d.W; t.A = d.term[0].A; t.B = d.term[0].B;
+        t.rows = d.rows; t.cols = d.cols; t.rank = d.term[0].rank; t.slot = 0;
+        tc = tc && lswc::sgmm_tc_ok(ly.dt[r.mat], t);
+        tcs.push_back(t);
+      }
+    if (mixed_dt) {
+      lsw_set_error("the CUDA backend needs one weight dtype for all adapted matrices (merge mode)");
+      return LSW_E_UNSUPPORTED;
+    }
+    st->sg_n = (int)ds.size();
+    st->sg_tiles = lswc::sgmm_terms_prepare(ds.data(), st->sg_n);
+    TRY(dalloc(st, (void **)&st->sg_descs, ds.size() * sizeof(lswc::SgmmTermsDesc)));
+    LSWC_CHECK(cudaMemcpy(st->sg_descs, ds.data(), ds.size() * sizeof(lswc::SgmmTermsDesc), cudaMemcpyHostToDevice));
+    if (tc) {
+      st->tc_n = (int)tcs.size();
+      st->tc_tiles = lswc::sgmm_prepare(tcs.data(), st->tc_n, true);
+      TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
+      LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
+      st->sgmm_tc = true;
+    }
+  }
+  LSWC_CHECK(cudaDeviceSynchronize());
   return LSW_OK;
 }
 
@@ -221,52 +640,85 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
   if (st->broken) return broken_fail();
+  st->mode = m->mode;
   const lsw_model_config &cf = m->cfg;
   const int V = cf.vocab_size;
-  lsw_status status = LSW_OK;
+  LSWC_CHECK(cudaSetDevice(st->device));
+  if (n == 1 && !all_logits) {
+    int32_t next;
+    return run_step(m, st, tokens[0], &next);
+  }
+  st->dev_valid = false;
   auto fail = [&](cudaError_t e, const char *what) {
     st->broken = e != cudaErrorMemoryAllocation;
-    status = lswc_cuda_fail(e, what, __FILE__, __LINE__);
-    return status;
+    return lswc_cuda_fail(e, what, __FILE__, __LINE__);
   };
-  LSWC_CHECK(cudaSetDevice(st->device));
-  if (n == 1 && !all_logits && st->use_graph) {
-    if (!st->graph) TRY(capture_decode(m, st));
-    st->h_io[0] = tokens[0];
-    st->h_io[1] = m->n_past;
-    st->h_io[2] = m->n_past + 1;
-    cudaError_t e = cudaGraphLaunch(st->graph, st->s);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
-    if (e != cudaSuccess) return fail(e, "decode step (CUDA graph)");
-    memcpy(m->logits.data(), st->h_logits, sizeof(float) * V);
-    m->n_past += 1;
-    m->have_logits = true;
-    return LSW_OK;
-  }
+  const bool adapters = adapters_active(m, st);
+  const size_t NA = st->ad.size();
+  std::vector<std::vector<int>> he(NA);
+  std::vector<std::vector<float>> hg(NA);
   std::vector<int> pos(kChunk);
   for (int32_t c0 = 0; c0 < n; c0 += kChunk) {
     const int c = n - c0 < kChunk ? n - c0 : kChunk;
     for (int t = 0; t < c; t++) pos[t] = m->n_past + t;
+    Fwd f{m, st, c, st->s};
     cudaError_t e = cudaMemcpyAsync(st->tokens, tokens + c0, sizeof(int) * c, cudaMemcpyHostToDevice, st->s);
     if (e == cudaSuccess) e = cudaMemcpyAsync(st->pos, pos.data(), sizeof(int) * c, cudaMemcpyHostToDevice, st->s);
-    if (e == cudaSuccess)
-      e = forward_body(m, st, c, st->tokens, st->pos, m->n_past + c, nullptr, all_logits != nullptr, st->s);
+    if (e == cudaSuccess) e = f.body(st->tokens, st->pos, m->n_past + c, nullptr, all_logits != nullptr);
     if (e != cudaSuccess) return fail(e, "forward");
     if (all_logits)
       e = cudaMemcpyAsync(all_logits + (size_t)c0 * V, st->logits, sizeof(float) * V * c, cudaMemcpyDeviceToHost, st->s);
     else if (c0 + c == n)
       e = cudaMemcpyAsync(m->logits.data(), st->logits, sizeof(float) * V, cudaMemcpyDeviceToHost, st->s);
+    if (adapters)
+      for (size_t i = 0; i < NA && e == cudaSuccess; i++) {
+        const DAdapter &d = st->ad[i];
+        const size_t nr = (size_t)c * d.slots * d.K;
+        he[i].resize(nr);
+        hg[i].resize(nr);
+        e = cudaMemcpyAsync(he[i].data(), d.re, nr * sizeof(int), cudaMemcpyDeviceToHost, st->s);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(hg[i].data(), d.rg, nr * sizeof(float), cudaMemcpyDeviceToHost, st->s);
+      }
     if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);  // also: pos[] is reused by the next chunk
     if (e != cudaSuccess) return fail(e, "forward");
+    if (adapters) append_history(m, st, c, he.data(), hg.data());
+    // merge mode with a single-token eval that asked for all logits also merges: read the counters back
+    if (adapters && c == 1) {
+      DevBlk b;
+      if ((e = cudaMemcpy(&b, st->blk, sizeof b, cudaMemcpyDeviceToHost)) != cudaSuccess) return fail(e, "forward");
+      m->merge_steps = b.counters[0];
+      m->merge_skipped = b.counters[1];
+    }
     m->n_past += c;
   }
   if (all_logits) memcpy(m->logits.data(), all_logits + (size_t)(n - 1) * V, sizeof(float) * V);
   m->have_logits = true;
-  return status;
+  return LSW_OK;
+}
+
+lsw_status lswc_model_step(lsw_model *m, int32_t token, int32_t *next_token) {
+  State *st = S(m);
+  if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
+  if (st->broken) return broken_fail();
+  st->mode = m->mode;
+  LSWC_CHECK(cudaSetDevice(st->device));
+  return run_step(m, st, token, next_token);
 }
 
 void lswc_model_reset(lsw_model *m) {
-  (void)m;  // the KV cache is overwritten position by position; nothing to clear
+  State *st = S(m);
+  if (!st || st->broken) return;
+  // unmerge: working copies = pristine weights (a copy: bit for bit), and the next merge check merges anew
+  cudaSetDevice(st->device);
+  for (auto &ly : st->layers)
+    for (int k = 0; k < LSW_MAT_COUNT; k++)
+      if (ly.work[k]) cudaMemcpyAsync(ly.work[k], ly.w[k], ly.bytes[k], cudaMemcpyDeviceToDevice, st->s);
+  cudaMemsetAsync(&st->blk->merged, 0, sizeof(int), st->s);
+  if (cudaStreamSynchronize(st->s) != cudaSuccess) {
+    cudaGetLastError();
+    st->broken = true;
+  }
+  st->dev_valid = false;
 }
 
 void lswc_model_free(lsw_model *m) {
@@ -274,10 +726,17 @@ void lswc_model_free(lsw_model *m) {
   if (!st) return;
   cudaSetDevice(st->device);
   if (st->s) cudaStreamSynchronize(st->s);
-  if (st->graph) cudaGraphExecDestroy(st->graph);
+  for (auto &g : st->graph)
+    if (g) cudaGraphExecDestroy(g);
   for (void *p : st->allocs) cudaFree(p);
-  if (st->h_io) cudaFreeHost(st->h_io);
+  if (st->h_in) cudaFreeHost(st->h_in);
+  if (st->h_out) cudaFreeHost(st->h_out);
   if (st->h_logits) cudaFreeHost(st->h_logits);
+  if (st->logits_registered) cudaHostUnregister(m->logits.data());
+  for (auto &a : st->ad) {
+    if (a.h_e) cudaFreeHost(a.h_e);
+    if (a.h_g) cudaFreeHost(a.h_g);
+  }
   if (st->s) cudaStreamDestroy(st->s);
   cudaGetLastError();
   delete st;
@@ -286,5 +745,89 @@ void lswc_model_free(lsw_model *m) {
 
 int lswc_model_graph_nodes(const lsw_model *m) {
   const State *st = static_cast<const State *>(m->cuda);
-  return st ? st->graph_nodes : 0;
+  if (!st) return 0;
+  return st->graph_nodes[st->mode >= 0 && st->mode < 4 ? st->mode : 0];
+}
+
+lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out) {
+  State *st = S(m);
+  if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
+  st->mode = m->mode;
+  if (st->use_graph && !st->graph[st->mode] && !st->broken) {  // capture now so the node count is known
+    cudaSetDevice(st->device);
+    TRY(capture_step(m, st, st->mode));
+  }
+  out->launches_per_token = lswc_model_graph_nodes(m);
+  out->graph_captured = st->use_graph ? 1 : 0;
+  out->device_bytes_peak = st->dev_bytes;  // every device allocation of the model (weights, caches, scratch)
+  out->merge_steps = m->merge_steps;
+  out->merge_skipped = m->merge_skipped;
+  return LSW_OK;
+}
+
+lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
+  State *st = S(m);
+  if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
+  if (st->broken) return broken_fail();
+  st->mode = m->mode;
+  LSWC_CHECK(cudaSetDevice(st->device));
+  // greedy regardless of the sampler settings: a private params set, restored afterwards
+  const lsw_sampler_params saved = m->sampler;
+  const uint64_t saved_step = m->sample_step;
+  m->sampler = lsw_sampler_params{0.f, 0, 1.f, 0.f, 0};
+  lsw_status status = LSW_OK;
+  int32_t tok = first_token;
+  for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
+    // host timer around the whole step (graph launch ... sync): what a caller of lsw_model_step sees
+    const auto t0 = std::chrono::steady_clock::now();
+    int32_t next = 0;
+    status = run_step(m, st, tok, &next);
+    if (status == LSW_OK) {
+      ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      m->sample_step++;
+      tok = next;
+    }
+  }
+  m->sampler = saved;
+  m->sample_step = saved_step;
+  st->dev_valid = false;
+  return status;
+}
+
+lsw_status lswc_measure_bandwidth(uint64_t bytes, double *gb_per_s) {
+  if (bytes < (1u << 20)) bytes = 1u << 20;
+  void *a = nullptr, *b = nullptr;
+  cudaStream_t s = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  lsw_status status = LSW_OK;
+  auto chk = [&](cudaError_t e, const char *what) {
+    if (e != cudaSuccess && status == LSW_OK) status = lswc_cuda_fail(e, what, __FILE__, __LINE__);
+    return status == LSW_OK;
+  };
+  const size_t half = (size_t)(bytes / 2) & ~(size_t)255;
+  std::vector<float> times;
+  if (chk(cudaMalloc(&a, half), "cudaMalloc (bandwidth buffer)") && chk(cudaMalloc(&b, half), "cudaMalloc (bandwidth buffer)") &&
+      chk(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate") &&
+      chk(cudaEventCreate(&e0), "cudaEventCreate") && chk(cudaEventCreate(&e1), "cudaEventCreate") &&
+      chk(cudaMemsetAsync(a, 1, half, s), "cudaMemset") && chk(cudaMemsetAsync(b, 2, half, s), "cudaMemset")) {
+    for (int r = 0; r < 12 && status == LSW_OK; r++) {  // 2 warm-up + 10 timed
+      chk(cudaEventRecord(e0, s), "cudaEventRecord");
+      chk(cudaMemcpyAsync(r & 1 ? a : b, r & 1 ? b : a, half, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
+      chk(cudaEventRecord(e1, s), "cudaEventRecord");
+      chk(cudaEventSynchronize(e1), "cudaEventSynchronize");
+      float ms = 0;
+      chk(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");
+      if (r >= 2) times.push_back(ms);
+    }
+  }
+  if (a) cudaFree(a);
+  if (b) cudaFree(b);
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  if (s) cudaStreamDestroy(s);
+  if (status != LSW_OK) return status;
+  std::sort(times.begin(), times.end());
+  const double med = (times[4] + times[5]) / 2;
+  *gb_per_s = 2.0 * half / (med * 1e-3) / 1e9;  // bytes read + bytes written
+  return LSW_OK;
 }
