@@ -6,9 +6,13 @@
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
 # Stages: build kernels forward cudatests sanitizer cli compare safetensors peer-quick peer bench
-# Every stage logs to OUTDIR/<stage>.log; a summary table is printed last.  A failing stage does not stop the others.
+# Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
+# OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
+# SESSION_BUDGET_S (default 540): stages stop being started, and the running one is cut, when it is spent.
 set -u
-OUT=$(mkdir -p "$1" && cd "$1" && pwd); shift
+TOP=$(mkdir -p "$1" && cd "$1" && pwd); shift
+OUT="$TOP/work"; mkdir -p "$OUT"
+T_END=$(( $(date +%s) + ${SESSION_BUDGET_S:-540} ))
 GPU=${GPU:-$(pwd)/.gpu}
 STAGES=("$@"); [ ${#STAGES[@]} -gt 0 ] || STAGES=(build cudatests forward kernels cli compare safetensors peer-quick)
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -17,12 +21,15 @@ if [ -f "$GPU/node.xz" ] && [ ! -x "$GPU/bin/node" ]; then xz -dc "$GPU/node.xz"
 export PATH="$GPU/bin:$PATH"
 export LSW_NATIVE_LIB=$(pwd)/build/native/liblsw.so
 CLI="$GPU/bundle/lora-switch.mjs"
+export OUT GPU CLI LSW_NATIVE_LIB PATH
 declare -A RESULT; declare -A SECS
 run_stage() {
   local name=$1; shift
   local t0=$(date +%s)
   echo "=== $name: $*" | tee -a "$OUT/session.log"
-  ( "$@" ) > "$OUT/$name.log" 2>&1
+  local left=$(( T_END - $(date +%s) ))
+  if [ $left -le 5 ]; then RESULT[$name]=skipped; SECS[$name]=0; echo "=== $name: skipped (budget spent)"; return; fi
+  timeout --signal=TERM $left bash -c "$(declare -f "$1"); $1" > "$OUT/$name.log" 2>&1
   local rc=$?
   RESULT[$name]=$rc; SECS[$name]=$(( $(date +%s) - t0 ))
   tail -n 25 "$OUT/$name.log"
@@ -69,4 +76,5 @@ for s in "${STAGES[@]}"; do
   if declare -F "$fn" > /dev/null; then run_stage "$s" "$fn"; else echo "unknown stage $s"; fi
 done
 echo; echo "stage            rc   seconds"
-for s in "${STAGES[@]}"; do printf '%-16s %-4s %s\n' "$s" "${RESULT[$s]:-?}" "${SECS[$s]:-?}"; done | tee "$OUT/summary.txt"
+for s in "${STAGES[@]}"; do printf '%-16s %-7s %s\n' "$s" "${RESULT[$s]:-?}" "${SECS[$s]:-?}"; done | tee "$TOP/summary.txt"
+tar czf "$TOP/session.tgz" -C "$OUT" . && echo "packed $TOP/session.tgz"
