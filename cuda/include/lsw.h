@@ -100,8 +100,11 @@ typedef struct lsw_adapter_desc {
   int32_t router_kind;          /* lsw_router_kind */
   int32_t num_experts;          /* 1 for STATIC */
   int32_t top_k;                /* 1 for STATIC */
-  int32_t router_input;         /* PREGATED: lsw_module in layer 0 whose input the router reads */
-  int32_t ffn_experts;          /* LAYERWISE MixLoRA: each expert is a whole FFN (gate/up/down) */
+  int32_t router_input;         /* PREGATED: lsw_module in layer 0 whose input the router reads.  Ignored for
+                                   LAYERWISE: each layer's router reads the input of that layer's first adapted
+                                   module (docs/FORMAT.md, "Layer-wise adapters") */
+  int32_t ffn_experts;          /* LAYERWISE MixLoRA: each expert is a whole FFN (gate/up/down sharing the base
+                                   weights); the router reads the MLP input.  merge mode: top_k 1 only */
 } lsw_adapter_desc;
 
 typedef struct lsw_model_stats {
@@ -146,6 +149,8 @@ LSW_API lsw_status lsw_model_finalize(lsw_model *m);
 LSW_API void lsw_model_free(lsw_model *m);
 
 /* --- running ------------------------------------------------------------- */
+/* LSW_E_UNSUPPORTED for LSW_MODE_MERGE with a MixLoRA adapter (ffn_experts) of top_k > 1 (a gated sum of FFNs is
+ * not one FFN); evaluating in that mode (the default) fails the same way. */
 LSW_API lsw_status lsw_model_set_mode(lsw_model *m, int32_t mode);
 LSW_API lsw_status lsw_model_set_sampler(lsw_model *m, const lsw_sampler_params *p);
 /* Forget the sequence (KV cache, routing history); merge mode unmerges. */
@@ -160,7 +165,8 @@ LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_
 LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token);
 /* Logits of the last evaluated position (vocab floats). */
 LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits);
-/* Routing of positions [pos, pos+n) for adapter id: experts/gates laid out [n][layers_or_1][top_k]. */
+/* Routing of positions [pos, pos+n) for adapter id: experts/gates laid out [n][rows][top_k], rows = num_layers
+ * for LAYERWISE (expert -1, gate 0 in layers the adapter does not adapt), 1 otherwise.  BASE mode records -1 / 0. */
 LSW_API lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n,
                                         int32_t *experts, float *gates);
 LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out);

@@ -203,19 +203,27 @@ struct lsw_adapter_mod {
   int64_t rank = 0;
 };
 
-// An adapter (adapters.cpp).  STATIC and PREGATED routers are implemented; LAYERWISE is not yet.
+// An adapter (adapters.cpp).  Routing rows per token: 1 (STATIC, PREGATED) or num_layers (LAYERWISE); routes are laid
+// out [token][row][top_k].  LAYERWISE semantics (router input, MixLoRA whole-FFN experts, per-layer merge) are
+// documented in docs/FORMAT.md, "Layer-wise adapters".
 struct lsw_adapter {
   lsw_adapter_desc desc{};
   int32_t id = 0;
+  int32_t rows = 1;                                // routing rows per token (num_layers for LAYERWISE)
   std::vector<std::vector<lsw_adapter_mod>> mods;  // [layer][lsw_module]; A == nullptr: not adapted
   const lsw_tensor *router = nullptr;              // PREGATED: [E, in(router_input)]
-  std::vector<int32_t> hist_e;                     // routing history [pos][top_k]
+  // LAYERWISE: per layer, the router [E, in(router_mat)] and the fused matrix (lsw_mat) whose input it reads:
+  // the layer's first adapted matrix in forward order (ffn_experts: always LSW_MAT_GATE_UP, the MLP input).
+  // nullptr / -1 where the adapter adapts nothing in that layer (its routes there are -1 / 0).
+  std::vector<const lsw_tensor *> layer_router;
+  std::vector<int32_t> router_mat;
+  std::vector<int32_t> hist_e;                     // routing history [pos][rows][top_k]
   std::vector<float> hist_g;
-  std::vector<int32_t> cur_e;                      // routes of the tokens being evaluated [n][top_k]
+  std::vector<int32_t> cur_e;                      // routes of the tokens being evaluated [n][rows][top_k]
   std::vector<float> cur_g;
-  bool routed = false;                             // cur_* valid for the current forward chunk
+  bool routed = false;                             // cur_* valid for the current forward chunk (LAYERWISE: the
+                                                   // rows of the layers whose router has run in this chunk)
 };
-
 // A LoRA term of an SGMM merge: W[rows][cols] += gate * B[rows][rank] · A[rank][cols] (B row stride = rank).
 struct lsw_sgmm_term {
   const void *A, *B;
@@ -275,6 +283,16 @@ struct lsw_model {
   std::vector<int32_t> merged_e;                        // experts/gates merged now, all adapters concatenated
   std::vector<float> merged_g;
   int64_t merge_steps = 0, merge_skipped = 0;
+  // With a LAYERWISE adapter merging is per layer, per fused matrix, just before that matrix runs (its
+  // routers have spoken by then): mat_e/mat_g[layer][mat] hold what the working copy holds now (key of all
+  // adapters adapting it), mat_merged[layer][mat] whether it holds a merge.  One SGMM step per layer per token
+  // is counted in merge_steps (merge_skipped when none of the layer's matrices changed).
+  bool layerwise = false;                               // some adapter is LAYERWISE
+  int32_t ffn_adapter = -1;                             // the ffn_experts (MixLoRA) adapter, at most one
+  std::vector<std::vector<std::vector<int32_t>>> mat_e; // [layer][mat]
+  std::vector<std::vector<std::vector<float>>> mat_g;
+  std::vector<std::vector<char>> mat_merged;
+  std::vector<char> layer_step;                         // this token: 0 layer not reached, 1 skipped, 2 merged
 
   // CUDA hook.  When backend_cuda.h defines LSW_CUDA_MODEL and declares
   //   lsw_status lswc_model_finalize(lsw_model *m);   // after CPU-side validation: upload, allocate, set m->cuda
