@@ -223,6 +223,21 @@ LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_
 LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token) {
   CHECK_FINAL(m)
   if (!next_token) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "next_token is NULL");
+#if LSW_CUDA_FORWARD && defined(LSW_CUDA_STEP)
+  if (m->cfg.backend == LSW_BACKEND_CUDA) {  // forward + sampler on the device: one graph launch, one sync
+    if (token < 0 || token >= m->cfg.vocab_size)
+      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "token %d at index 0 is outside the vocabulary (size %d)", token,
+                      m->cfg.vocab_size);
+    if ((int64_t)m->n_past + 1 > m->cfg.max_context)
+      return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + 1 new > max_context %d", m->n_past,
+                      m->cfg.max_context);
+    LSW_GUARD_BEGIN
+    lsw_status st = lswc_model_step(m, token, next_token);
+    if (!st) m->sample_step++;
+    return st;
+    LSW_GUARD_END
+  }
+#endif
   lsw_status st = run_forward(m, &token, 1, nullptr);
   if (st) return st;
   return sample_next(m, next_token);
@@ -264,6 +279,10 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
   if (m->cuda) {
     out->launches_per_token = lswc_model_graph_nodes(m);
     out->graph_captured = out->launches_per_token > 0;
+#ifdef LSW_CUDA_STEP
+    lsw_status st = lswc_model_stats(m, out);  // graph nodes (captured on demand), device memory, merge counters
+    if (st) return st;
+#endif
   }
 #endif
   out->n_threads = m->pool ? m->pool->size() : 1;
@@ -279,6 +298,16 @@ LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int
   if ((int64_t)m->n_past + n_tokens > m->cfg.max_context)
     return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + %d > max_context %d", m->n_past,
                     n_tokens, m->cfg.max_context);
+#if LSW_CUDA_FORWARD && defined(LSW_CUDA_STEP)
+  if (m->cfg.backend == LSW_BACKEND_CUDA) {  // greedy steps through the decode graph, no FFI per step
+    if (first_token < 0 || first_token >= m->cfg.vocab_size)
+      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "first_token %d is outside the vocabulary (size %d)", first_token,
+                      m->cfg.vocab_size);
+    LSW_GUARD_BEGIN
+    return lswc_model_bench_decode(m, first_token, n_tokens, ms);
+    LSW_GUARD_END
+  }
+#endif
   int32_t tok = first_token;
   for (int32_t i = 0; i < n_tokens; i++) {
     auto t0 = std::chrono::steady_clock::now();
