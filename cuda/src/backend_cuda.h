@@ -31,6 +31,8 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
 void lswc_model_reset(lsw_model *m);
 void lswc_model_free(lsw_model *m);
 int lswc_model_graph_nodes(const lsw_model *m);  // kernel/memcpy nodes of the captured decode step (0: none yet)
+#define LSW_CUDA_STEP 1       // api.cpp routes lsw_model_step / get_stats / bench_decode of CUDA models here
+#define LSW_CUDA_BANDWIDTH 1  // and lsw_measure_bandwidth(LSW_BACKEND_CUDA)
 // Append one token and sample the next with m->sampler at step m->sample_step, on the device inside the decode
 // graph (one graph launch + one sync).  Advances m->n_past; the caller increments m->sample_step on success.
 lsw_status lswc_model_step(lsw_model *m, int32_t token, int32_t *next_token);
@@ -41,8 +43,6 @@ lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out);
 lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token);
 // Device-to-device copy bandwidth (bytes read + written per second, GB/s), median of 10 copies of bytes/2.
 lsw_status lswc_measure_bandwidth(uint64_t bytes, double *gb_per_s);
-// Tensors of lsw_model_add_random_tensor on a CUDA model live in an anonymous mapping registered as a file
-// named "random:<seed>:<scale>:<one_plus>" (see lsw_random_file_name); the CUDA upload generates the values on
-// the device (cuda/src/random.h) instead of copying the (never filled) host pages.
+
 }
 #endif

@@ -66,7 +66,6 @@ struct State {
   cudaStream_t s = nullptr;
   std::vector<void *> allocs;
   std::map<const void *, void *> uploaded;  // host mapping -> device copy (tied embeddings upload once)
-  std::map<const void *, const lsw_tensor *> by_ptr;
   std::vector<DLayer> layers;
   const void *emb = nullptr, *lm = nullptr;
   int emb_dt = 0, lm_dt = 0;
@@ -119,31 +118,12 @@ lsw_status dalloc(State *st, void **p, size_t bytes) {
 }
 template <typename T> lsw_status dalloc(State *st, T **p, size_t n) { return dalloc(st, (void **)p, n * sizeof(T)); }
 
-// lsw_model_add_random_tensor on a CUDA model: the tensor lies in an anonymous mapping named
-// "random:<seed>:<scale>:<one_plus>" that the host never fills; the values are generated here on the device.
-bool random_spec(const lsw_model *m, const lsw_tensor *t, unsigned long long *seed, float *scale, int *one_plus) {
-  if (!t || t->file_id < 0 || t->file_id >= (int)m->files.size()) return false;
-  const std::string &p = m->files[t->file_id].path;
-  if (p.compare(0, 7, "random:") != 0) return false;
-  return sscanf(p.c_str() + 7, "%llu:%f:%d", seed, scale, one_plus) == 3;
-}
-
 lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const void **dev) {
   auto it = st->uploaded.find(host);
   if (it != st->uploaded.end()) { *dev = it->second; return LSW_OK; }
   void *p = nullptr;
   TRY(dalloc(st, &p, bytes));
-  auto bt = st->by_ptr.find(host);
-  unsigned long long seed;
-  float scale;
-  int one_plus;
-  if (bt != st->by_ptr.end() && random_spec(m, bt->second, &seed, &scale, &one_plus)) {
-    const lsw_tensor *t = bt->second;
-    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / dtype_size_dev(t->dtype)), seed, scale, one_plus, st->s));
-    LSWC_CHECK(cudaStreamSynchronize(st->s));
-  } else {
-    LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
-  }
+  LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
   st->uploaded[host] = p;
   *dev = p;
   return LSW_OK;
@@ -360,7 +340,10 @@ void append_history(lsw_model *m, State *st, int c, const std::vector<int> *he, 
     lsw_adapter &a = *m->adapters[i];
     const DAdapter &d = st->ad[i];
     const size_t n = (size_t)c * d.slots * d.K;
-    if (he) {
+    if (st->mode == LSW_MODE_BASE) {  // adapters.cpp: base mode records -1 / 0
+      a.hist_e.insert(a.hist_e.end(), n, -1);
+      a.hist_g.insert(a.hist_g.end(), n, 0.f);
+    } else if (he) {
       a.hist_e.insert(a.hist_e.end(), he[i].begin(), he[i].begin() + n);
       a.hist_g.insert(a.hist_g.end(), hg[i].begin(), hg[i].begin() + n);
     } else {
@@ -412,7 +395,7 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
   m->n_past += 1;
   m->merge_steps = st->h_out->counters[0];
   m->merge_skipped = st->h_out->counters[1];
-  if (adapters_active(m, st)) append_history(m, st, 1, nullptr, nullptr);
+  append_history(m, st, 1, nullptr, nullptr);
   *next = st->h_out->sampled;
   return LSW_OK;
 }
@@ -463,7 +446,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   const bool want_tc = ev && *ev && strcmp(ev, "0");
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
-  for (auto &kv : m->tensors) st->by_ptr[kv.second.data] = &kv.second;
 
   const int H = cf.hidden_size, I = cf.intermediate_size, V = cf.vocab_size;
   const size_t kvd = (size_t)m->kv_dim;
@@ -681,7 +663,7 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
       }
     if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);  // also: pos[] is reused by the next chunk
     if (e != cudaSuccess) return fail(e, "forward");
-    if (adapters) append_history(m, st, c, he.data(), hg.data());
+    append_history(m, st, c, he.data(), hg.data());
     // merge mode with a single-token eval that asked for all logits also merges: read the counters back
     if (adapters && c == 1) {
       DevBlk b;
