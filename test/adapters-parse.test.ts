@@ -12,7 +12,7 @@ import { UserError } from '../src/core/errors.js';
 import { readHfConfig } from '../src/core/hf-config.js';
 import { makeTinyCheckpoint, makeLoraSwitchAdapter, makePeftLoraAdapter, makeMixLoraAdapter } from './helpers/checkpoint.js';
 import { readSafetensorsF64 } from './helpers/safetensors.js';
-import { traceHeader, traceAdapters, traceTokens, TraceWriter, readTrace, parseTrace, f32Short } from '../src/core/trace.js';
+import { traceHeader, traceAdapters, traceTokens, TraceWriter, readTrace, parseTrace, f32Short, traceLine } from '../src/core/trace.js';
 
 // head_dim != hidden/heads and nkv < nh so every module has a distinct shape
 const BASE: AdapterBaseConfig = { hidden_size: 12, intermediate_size: 18, num_layers: 3, num_heads: 4, num_kv_heads: 2, head_dim: 5 };
@@ -540,6 +540,18 @@ test('trace: header and token records from engine route blocks laid out [n][rows
   assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: e0.subarray(1), gates: g0 }, { adapter: 2, experts: e2, gates: g2 }]), /expected 4 x 1 x 2/);
   const bad = Int32Array.from(e0); bad[3] = 4;
   assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: bad, gates: g0 }, { adapter: 2, experts: e2, gates: g2 }]), /expert 4 out of range/);
+  // a layer-wise adapter records expert -1, gate 0 in layers it does not adapt (lsw.h); nowhere else
+  const e2u = Int32Array.from(e2); const g2u = Float32Array.from(g2);
+  for (let k = 0; k < 3; k++) { e2u[3 + k] = -1; g2u[3 + k] = 0; }
+  const recU = traceTokens(header, toks, [{ adapter: 0, experts: e0, gates: g0 }, { adapter: 2, experts: e2u, gates: g2u }]);
+  assert.equal((recU[0].routes[1].experts as number[][])[1], [-1, -1, -1]);
+  assert.equal((recU[0].routes[1].gates as number[][])[1], [0, 0, 0]);
+  assert.equal(parseTrace([traceLine(header), ...recU.map(traceLine)].join(''), 'u.jsonl').tokens.length, n);
+  const badU = Int32Array.from(e0); badU[0] = -1;
+  const badG = Float32Array.from(g0); badG[0] = 0;
+  assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: badU, gates: badG }, { adapter: 2, experts: e2, gates: g2 }]), /expert -1 out of range/);
+  const e2g = Int32Array.from(e2u); const g2g = Float32Array.from(g2u); g2g[3] = 0.5;
+  assert.throws(() => traceTokens(header, toks, [{ adapter: 0, experts: e0, gates: g0 }, { adapter: 2, experts: e2g, gates: g2g }]), /expert -1 out of range/);
 });
 
 test('trace: writer renames into place on close, round-trips through readTrace, abort leaves nothing', () => {

@@ -154,7 +154,9 @@ export function traceTokens(header: TraceHeader, tokens: TokenInfo[], blocks: Ro
           const j = i * per + r * a.top_k + k;
           const ex = b.experts[j];
           const gv = b.gates[j];
-          if (!Number.isInteger(ex) || ex < 0 || ex >= a.num_experts) throw new Error(`trace: adapter ${a.id} token ${tokens[i].pos}: expert ${ex} out of range [0, ${a.num_experts})`);
+          // a layer-wise adapter records expert -1, gate 0 in layers it does not adapt
+          const unrouted = a.router_kind === 'layerwise' && ex === -1 && gv === 0;
+          if (!unrouted && (!Number.isInteger(ex) || ex < 0 || ex >= a.num_experts)) throw new Error(`trace: adapter ${a.id} token ${tokens[i].pos}: expert ${ex} out of range [0, ${a.num_experts})`);
           if (!Number.isFinite(gv)) throw new Error(`trace: adapter ${a.id} token ${tokens[i].pos}: gate ${gv} is not finite`);
           e.push(ex);
           g.push(f32Short(gv));
@@ -294,7 +296,7 @@ export function parseTrace(text: string, file = 'trace'): Trace {
       const rowsE = (a.router_kind === 'layerwise' ? r.experts : [r.experts]) as unknown[];
       const rowsG = (a.router_kind === 'layerwise' ? r.gates : [r.gates]) as unknown[];
       const ok = Array.isArray(rowsE) && Array.isArray(rowsG) && rowsE.length === a.rows && rowsG.length === a.rows
-        && rowsE.every((row) => Array.isArray(row) && row.length === a.top_k && row.every((e) => Number.isInteger(e) && e >= 0 && e < a.num_experts))
+        && rowsE.every((row) => Array.isArray(row) && row.length === a.top_k && row.every((e) => Number.isInteger(e) && e >= (a.router_kind === 'layerwise' ? -1 : 0) && e < a.num_experts))
         && rowsG.every((row) => Array.isArray(row) && row.length === a.top_k && row.every((g) => typeof g === 'number'));
       if (!ok) throw fileError(file, `line ${i + 1}: routes of adapter ${a.id} do not match its header entry (${a.rows} x top_k ${a.top_k}, experts < ${a.num_experts})`);
     }

@@ -445,7 +445,8 @@ export class RefModel {
     /**
      * adapted linear: base + every adapter's delta; for MixLoRA MLP modules `expert` selects the expert.
      * opts.mergeRound emulates merge mode (docs/FORMAT.md "SGMM arithmetic"): the token's LoRA-Switch and PEFT
-     * deltas are added to the weight, which is rounded once to that dtype, then multiplied (MixLoRA stays a delta).
+     * deltas are added to the weight, which is rounded once to that dtype, then multiplied (MixLoRA's FFN experts
+     * too when top_k is 1; with top_k > 1 they stay deltas — the engine refuses merge mode for them).
      */
     const linear = (L: number, m: ModuleName, x: Float64Array, t: number, expert?: number): Float64Array => {
       const key = `${L}.${m}`;
@@ -480,7 +481,8 @@ export class RefModel {
           const list = a.experts.get(key);
           if (list) {
             if (expert === undefined) throw new Error('reference: MixLoRA MLP module outside expert');
-            add(list[expert], 1, false);
+            // a MixLoRA expert's FFN merges exactly only with top_k 1 (gate 1): docs/FORMAT.md "Layer-wise adapters"
+            add(list[expert], 1, a.topK === 1);
           }
         }
       });
