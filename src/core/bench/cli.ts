@@ -6,8 +6,8 @@ import { getNative } from '../native/abi.js';
 import type { ModelDtype } from '../hf-config.js';
 import { outputMode, LiveView } from '../views/render.js';
 import { BenchView } from '../views/bench-view.js';
-import { PRESET_NAMES, type PresetName } from './presets.js';
-import { MODULES, BENCH_MODES, type BenchMode, type ModuleName, type RouterName } from './synthetic.js';
+import { PRESET_NAMES, presetConfig, type PresetName } from './presets.js';
+import { MODULES, BENCH_MODES, validateAdapter, type BenchMode, type ModuleName, type RouterName } from './synthetic.js';
 import { runBench, newBenchState, type BenchOptions, type BenchState, type BenchDoc } from './run.js';
 import { runPeer } from './peer.js';
 import { toCsv, toMarkdown, textReport } from './format.js';
@@ -108,6 +108,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
     const dir = path.dirname(path.resolve(f.out));
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${f.out}: the folder ${dir} does not exist`);
   }
+  if (preset) validateAdapter(presetConfig(preset, dtype), { router, experts, topK, rank, targets });
   let promptTokens = f.promptTokens;
   if (promptTokens === undefined) {
     const cuda = backend === 'cuda' || (backend === 'auto' && getNative().raw.lsw_cuda_available() === 1);
@@ -163,7 +164,13 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
   let view: LiveView<BenchState> | null = null;
   const err = process.stderr;
   let lastRep = 0;
+  let started = false;
   const onUpdate = () => {
+    if (mode === 'plain' && !started && (state.phase === 'warmup' || state.phase === 'measuring')) {
+      // once the model is built, so that bad input stays one line
+      started = true;
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s; ${o.modes.join(',')}, prompt ${o.promptTokens}, ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+    }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);
       view.update();
@@ -172,7 +179,6 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       err.write(`bench: repetition ${state.rep - 1}/${state.repetitions} done · ${state.live.map((l) => `${l.mode} ${l.median?.toFixed(3) ?? '–'} ms`).join(' · ')}\n`);
     }
   };
-  if (mode === 'plain') err.write(`bench: ${state.title}, ${o.modes.join(',')}, prompt ${o.promptTokens}, ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
   try {
     const opts: BenchOptions = { ...o, adapter: o.model && !adapterFlagsGiven ? await modelAdapterDefault(o) : o.adapter };
     const doc = await runBench(opts, state, onUpdate);

@@ -1,0 +1,319 @@
+// lora-switch bench: statistics, the floor, the JSON schema of a tiny CPU run through the real CLI, the CSV /
+// Markdown / text renderers, the Ink view, the torch peer's absence, and bad flags. No timed assertions.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import React from 'react';
+import { render } from 'ink-testing-library';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd } from '../../src/core/bench/stats.js';
+import { toCsv, toMarkdown, textReport, CSV_COLUMNS } from '../../src/core/bench/format.js';
+import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
+import { BenchView } from '../../src/core/views/bench-view.js';
+import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/cli.js';
+import { peerArgs, runPeer } from '../../src/core/bench/peer.js';
+import { backboneTensors, adapterTensors, tensorBytes } from '../../src/core/bench/synthetic.js';
+import { presetConfig, PRESETS } from '../../src/core/bench/presets.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = path.join(root, 'bin', 'run.js');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-bench-'));
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, env: { ...process.env, LSW_DEBUG: '', CI: 'true', ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
+  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
+  assert.match(lines[0], /^Error: /);
+  assert.match(lines[0], re);
+  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.is(r.stdout, '', 'nothing on stdout');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+test('percentile: linear interpolation as numpy (known arrays)', () => {
+  const a = Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.ok(Math.abs(percentile(a, 50) - 5.5) < 1e-12);
+  assert.ok(Math.abs(percentile(a, 10) - 1.9) < 1e-12);
+  assert.ok(Math.abs(percentile(a, 90) - 9.1) < 1e-12);
+  assert.is(percentile(a, 0), 1);
+  assert.is(percentile(a, 100), 10);
+  assert.is(percentile([7], 10), 7);
+  assert.ok(Math.abs(percentile([1, 3], 25) - 1.5) < 1e-12);
+  assert.throws(() => percentile([], 50), /empty/);
+  assert.throws(() => percentile([1, 2], 101), /outside/);
+});
+
+test('spread: median/p10/p90 of an unsorted array, which it leaves as it is', () => {
+  const v = [9, 1, 5, 3, 7, 2, 8, 4, 6, 10, 11];
+  const copy = [...v];
+  const s = spread(v);
+  assert.equal(v, copy, 'input not modified');
+  assert.is(s.median, 6);
+  assert.ok(Math.abs(s.p10 - 2) < 1e-12);
+  assert.ok(Math.abs(s.p90 - 10) < 1e-12);
+  // an outlier moves p90 but not the median
+  const s2 = spread([1, 1, 1, 1, 1, 1, 1, 1, 1, 1000]);
+  assert.is(s2.median, 1);
+  assert.ok(s2.p90 > 90 && s2.p90 < 1000);
+  assert.is(mean([1, 2, 3, 6]), 3);
+});
+
+test('floor: bytes per token over the copy bandwidth, and % of it', () => {
+  // docs/BENCH.md: 13.48 GB of weights at 4250 GB/s -> 3.17 ms/token
+  const f = floorMs(13.48e9, 4250)!;
+  assert.ok(Math.abs(f - 3.171765) < 1e-5, String(f));
+  assert.ok(Math.abs(pctOfFloor(f, 3.3)! - 96.114) < 1e-3);
+  assert.is(pctOfFloor(2, 4), 50);
+  assert.is(floorMs(1e9, null), null);
+  assert.is(floorMs(1e9, 0), null);
+  assert.is(pctOfFloor(null, 3), null);
+  assert.is(pctOfFloor(1, 0), null);
+  // K and V of every layer at the context, fp32
+  assert.is(kvBytesRead(32, 8, 128, 4, 100), 2 * 32 * 8 * 128 * 4 * 100);
+  assert.is(rnd(1.23456, 2), 1.23);
+  assert.is(rnd(null), null);
+  assert.is(rnd(Number.NaN), null);
+});
+
+test('presets: the peer\'s shapes; synthetic tensors cover the 7B weight bytes of docs/BENCH.md', () => {
+  const c = presetConfig('llama2-7b', 'f16');
+  const bytes = backboneTensors(c).reduce((a, t) => a + tensorBytes(t), 0);
+  // docs/BENCH.md: 6 738 415 616 params, 13 476 831 232 bytes (f16) — plus the F32 norms the engine keeps in fp32
+  const params2d = backboneTensors(c).filter((t) => t.shape.length === 2).reduce((a, t) => a + t.shape[0] * t.shape[1], 0);
+  const norms = backboneTensors(c).filter((t) => t.shape.length === 1).reduce((a, t) => a + t.shape[0], 0);
+  assert.is(params2d + norms, 6738415616);
+  assert.is(bytes, params2d * 2 + norms * 4);
+  assert.is(PRESETS.tiny.hidden, 256);
+  assert.is(presetConfig('qwen2.5-7b', 'bf16').qkv_bias, true);
+  assert.is(presetConfig('llama3-8b', 'f16').rope_type, 'llama3');
+  // adapter: pregated router on q's input, A [E,r,in], B [E,out,r] per target and layer
+  const t = adapterTensors(c, { router: 'pregated', experts: 8, topK: 2, rank: 16, targets: ['q', 'v'] });
+  assert.equal(t[0], { name: 'adapters.0.router.weight', shape: [8, 4096], dtype: 'f16' });
+  assert.is(t.length, 1 + 32 * 4);
+  assert.equal(t.find((x) => x.name === 'adapters.0.layers.3.v.lora_B')?.shape, [8, 4096, 16]);
+  const mq = presetConfig('mistral-7b', 'f16');
+  assert.equal(adapterTensors(mq, { router: 'layerwise', experts: 4, topK: 1, rank: 8, targets: ['k', 'down'] }).slice(0, 5).map((x) => [x.name, x.shape]), [
+    ['adapters.0.layers.0.router.weight', [4, 4096]],
+    ['adapters.0.layers.0.k.lora_A', [4, 8, 4096]],
+    ['adapters.0.layers.0.k.lora_B', [4, 1024, 8]],
+    ['adapters.0.layers.0.down.lora_A', [4, 8, 14336]],
+    ['adapters.0.layers.0.down.lora_B', [4, 4096, 8]],
+  ]);
+});
+
+test('flags: targets, modes, defaults and the protocol', () => {
+  assert.equal(parseTargets('v,q_proj,q'), ['q', 'v']);
+  assert.equal(parseTargets('all'), ['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
+  assert.throws(() => parseTargets('q,x'), /unknown module "x"/);
+  assert.equal(parseModes('fused,base,fused'), ['fused', 'base']);
+  assert.throws(() => parseModes('base,warp'), /unknown mode "warp"/);
+  const o = parseBenchFlags({ preset: 'tiny', backend: 'cpu', command: 'x' });
+  assert.is(o.promptTokens, 64);
+  assert.is(o.newTokens, 200);
+  assert.is(o.warmup, 1);
+  assert.is(o.repetitions, 5);
+  assert.equal(o.modes, ['base', 'unfused', 'merge', 'fused']);
+  assert.equal(o.adapter, { router: 'pregated', experts: 8, topK: 2, rank: 16, targets: ['q', 'v'] });
+  assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cuda', command: 'x' }).promptTokens, 512);
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', experts: 4, topK: 5 }), /--top-k 5 exceeds --experts 4/);
+  assert.throws(() => parseBenchFlags({ preset: 'huge' }), /unknown preset "huge"/);
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', newTokens: 1 }), /--new-tokens must be an integer >= 2/);
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', json: true, csv: true }), /cannot be combined/);
+  const p = randomPrompt(100, 32000, 7);
+  assert.equal(p, randomPrompt(100, 32000, 7), 'seeded');
+  assert.ok(p.every((x) => x >= 0 && x < 32000));
+  assert.ok(new Set(p).size > 90, 'not constant');
+});
+
+test('peer: the same shapes and protocol as flags of torch_peer.py; a missing python3 is one line', async () => {
+  const o = parseBenchFlags({ preset: 'mistral-7b', dtype: 'bf16', experts: 4, topK: 1, rank: 8, targets: 'all', router: 'layerwise', promptTokens: 128, newTokens: 50, warmup: 2, repetitions: 3, backend: 'cpu', command: 'x' });
+  const a = peerArgs(o, '/tmp/p.json') as string[];
+  assert.ok(Array.isArray(a));
+  assert.match(a[0], /scripts\/bench\/torch_peer\.py$/);
+  const flag = (k: string) => a[a.indexOf(k) + 1];
+  assert.is(flag('--preset'), 'mistral-7b');
+  assert.is(flag('--dtype'), 'bf16');
+  assert.is(flag('--experts'), '4');
+  assert.is(flag('--top-k'), '1');
+  assert.is(flag('--rank'), '8');
+  assert.is(flag('--targets'), 'q,k,v,o,gate,up,down');
+  assert.is(flag('--router'), 'layerwise');
+  assert.is(flag('--prompt-tokens'), '128');
+  assert.is(flag('--new-tokens'), '50');
+  assert.is(flag('--warmup'), '2');
+  assert.is(flag('--repetitions'), '3');
+  assert.is(flag('--json'), '/tmp/p.json');
+  assert.match(String(peerArgs({ ...o, dtype: 'f32' }, '/tmp/p.json')), /f16 and bf16 only/);
+  const prev = process.env.LSW_PYTHON;
+  process.env.LSW_PYTHON = path.join(dir, 'no-such-python3');
+  try {
+    const r = await runPeer(o);
+    assert.is(r.doc, null);
+    assert.match(r.error ?? '', /no-such-python3 not found: the PyTorch peer needs python3 with torch/);
+  } finally {
+    if (prev === undefined) delete process.env.LSW_PYTHON;
+    else process.env.LSW_PYTHON = prev;
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+function sampleDoc(): BenchDoc {
+  const row = (mode: string, med: number, ratio: number | null, extra: Record<string, unknown> = {}) => ({
+    mode, ms_per_token: { median: med, p10: rnd(med - 0.1), p90: rnd(med + 0.2) }, tokens_per_s: rnd(1000 / med, 2), ratio_to_base: ratio,
+    floor_ms: 3.17, pct_of_floor: rnd((3.17 / med) * 100, 2), prefill_tokens_per_s: 20000, ttft_ms: 25.5, peak_device_bytes: 14e9,
+    launches_per_token: 1, ...extra,
+  });
+  return {
+    tool: 'lora-switch', version: '0.1.0', date: '2026-12-01T01:00:00.000Z', command: 'lora-switch bench --preset llama2-7b',
+    machine: { host: 'h', cpu: 'c', gpu: 'NVIDIA H200', backend: 'cuda', copy_bandwidth_gbps: 4250 },
+    model: { preset: 'llama2-7b', path: null, dtype: 'f16', params: 6738415616, weight_bytes: 13476831232, layers: 32, hidden: 4096, intermediate: 11008, vocab: 32000 },
+    adapter: { router: 'pregated', experts: 8, top_k: 2, rank: 16, targets: ['q', 'v'], adapter_bytes: 100 },
+    protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true },
+    results: [row('base', 3.3, 1), row('merge', 4.4, 1.3333), { ...row('fused', 0, null), ms_per_token: { median: null, p10: null, p90: null }, tokens_per_s: null, error: 'boom, "bad" | worse' }],
+  };
+}
+
+test('csv: header, one line per mode, failures quoted', () => {
+  const lines = toCsv(sampleDoc()).trimEnd().split('\n');
+  assert.is(lines[0], CSV_COLUMNS.join(','));
+  assert.is(lines.length, 4);
+  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,14000000000,1,');
+  assert.match(lines[2], /^lora-switch,merge,4\.4,4\.3,4\.6,227\.27,1\.3333,/);
+  assert.match(lines[3], /^lora-switch,fused,,,,,,3\.17,.*,"boom, ""bad"" \| worse"$/);
+  // with a peer: its rows follow
+  const peer = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager' }] };
+  const withPeer = toCsv(sampleDoc(), peer).trimEnd().split('\n');
+  assert.is(withPeer.length, 5);
+  assert.match(withPeer[4], /^torch,torch-eager,3\.3,/);
+});
+
+test('markdown: what was measured (date, command), then a table row per mode', () => {
+  const md = toMarkdown(sampleDoc());
+  assert.match(md, /\*\*measured\*\* 2026-12-01T01:00:00\.000Z · `lora-switch bench --preset llama2-7b`/);
+  assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250 GB\/s/);
+  assert.match(md, /\n\| tool \| mode \| ms\/token \(p10–p90\) \| tokens\/s \| × base \| % of floor \| prefill tok\/s \| TTFT ms \| peak memory \| launches\/token \|\n\| --- \| --- \| ---: \|/);
+  assert.match(md, /\n\| lora-switch \| base \| 3\.300 \(3\.200–3\.500\) \| 303\.0 \| 1\.000 \| 96\.1 % \| 20000 \| 25\.5 \| 14\.00 GB \| 1 \|\n/);
+  assert.match(md, /\| lora-switch \| fused \| failed: boom, "bad" \\\| worse \|/);
+  const txt = textReport(sampleDoc(), null, 'python3 not found');
+  assert.match(txt, /lora-switch {2}merge +4\.400 +4\.300–4\.600 +227\.3 +1\.333 +3\.170 +72\.0%/);
+  assert.match(txt, /torch peer: python3 not found/);
+});
+
+test('view: spinner while measuring the bandwidth and building, progress with live medians, then the table', () => {
+  const s = newBenchState({ modes: ['base', 'merge'], repetitions: 5, warmup: 1, preset: 'tiny', dtype: 'f16' });
+  s.backend = 'cpu';
+  const { lastFrame, rerender, unmount } = render(React.createElement(BenchView, { state: { ...s } }));
+  assert.match(lastFrame() ?? '', /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] measuring the copy bandwidth \(cpu\)…/);
+  Object.assign(s, { phase: 'loading', bandwidthGBps: 8.25, load: { done: 3, total: 19, name: 'layers.0.attn.wqkv.weight', finalizing: false } });
+  rerender(React.createElement(BenchView, { state: { ...s } }));
+  let f = lastFrame() ?? '';
+  assert.match(f, /copy bandwidth 8\.3 GB\/s \(cpu\)/);
+  assert.match(f, /building tiny \(f16\) on cpu: 3\/19 tensors/);
+  assert.match(f, /layers\.0\.attn\.wqkv\.weight/);
+  Object.assign(s, { phase: 'measuring', rep: 2, mode: 'merge', queriesDone: 5, live: [{ mode: 'base', median: 2.5, steps: 30 }, { mode: 'merge', median: null, steps: 0 }] });
+  rerender(React.createElement(BenchView, { state: { ...s } }));
+  f = lastFrame() ?? '';
+  assert.match(f, /tiny \(f16\) · repetition 2\/5 · merge/);
+  assert.match(f, /5\/12 queries/);
+  assert.match(f, /base {5}2\.500 ms\/token \(30 steps\)/);
+  assert.match(f, /merge {4}–/);
+  Object.assign(s, { phase: 'done', doc: sampleDoc() });
+  rerender(React.createElement(BenchView, { state: { ...s } }));
+  f = lastFrame() ?? '';
+  assert.match(f, /tool +mode +ms\/token/);
+  assert.match(f, /lora-switch {2}base +3\.300/);
+  assert.match(f, /fused +failed: boom/);
+  unmount();
+});
+
+// ---------------------------------------------------------------------------------------------------------
+const isNum = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+const isNumOrNull = (x: unknown) => x === null || isNum(x);
+
+test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode, base ratio 1; --out writes the same', () => {
+  const out = path.join(dir, 'res.json');
+  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '8', '--new-tokens', '5', '--repetitions', '2', '--threads', '1', '--json', '--out', out]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(r.stderr, '', 'nothing but JSON');
+  const d = JSON.parse(r.stdout) as BenchDoc;
+  assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')), d, '--out holds the same result');
+  assert.ok(!fs.readdirSync(dir).some((f) => f.includes('.tmp-')), 'no temporary file left');
+  assert.is(d.tool, 'lora-switch');
+  for (const k of ['version', 'date', 'command']) assert.type(d[k], 'string', k);
+  assert.ok(!Number.isNaN(Date.parse(d.date)));
+  assert.match(d.command, /^lora-switch bench --backend cpu --preset tiny /);
+  // machine
+  assert.type(d.machine.host, 'string');
+  assert.type(d.machine.cpu, 'string');
+  assert.is(d.machine.gpu, null);
+  assert.is(d.machine.backend, 'cpu');
+  assert.ok(isNum(d.machine.copy_bandwidth_gbps) && d.machine.copy_bandwidth_gbps! > 0, 'bandwidth measured');
+  // model
+  assert.equal(
+    { preset: d.model.preset, path: d.model.path, dtype: d.model.dtype, layers: d.model.layers, hidden: d.model.hidden, intermediate: d.model.intermediate, vocab: d.model.vocab },
+    { preset: 'tiny', path: null, dtype: 'f16', layers: 2, hidden: 256, intermediate: 688, vocab: 32000 },
+  );
+  const c = presetConfig('tiny', 'f16');
+  assert.is(d.model.weight_bytes, backboneTensors(c).reduce((a, t) => a + tensorBytes(t), 0));
+  assert.ok(Number.isInteger(d.model.params) && d.model.params! > 0);
+  // adapter
+  assert.equal({ ...d.adapter, adapter_bytes: undefined, synthetic: undefined }, { router: 'pregated', experts: 8, top_k: 2, rank: 16, targets: ['q', 'v'], adapter_bytes: undefined, synthetic: undefined });
+  assert.is(d.adapter.adapter_bytes, adapterTensors(c, { router: 'pregated', experts: 8, topK: 2, rank: 16, targets: ['q', 'v'] }).reduce((a, t) => a + tensorBytes(t), 0));
+  // protocol
+  assert.equal({ batch: d.protocol.batch, prompt_tokens: d.protocol.prompt_tokens, new_tokens: d.protocol.new_tokens, warmup: d.protocol.warmup, repetitions: d.protocol.repetitions, interleaved: d.protocol.interleaved },
+    { batch: 1, prompt_tokens: 8, new_tokens: 5, warmup: 1, repetitions: 2, interleaved: true });
+  // results: every mode, in order, every field typed
+  assert.equal(d.results.map((x) => x.mode), ['base', 'unfused', 'merge', 'fused']);
+  for (const x of d.results) {
+    assert.is(x.error, undefined, `${x.mode}: ${x.error}`);
+    for (const k of ['median', 'p10', 'p90'] as const) assert.ok(isNum(x.ms_per_token[k]) && x.ms_per_token[k]! > 0, `${x.mode} ${k}`);
+    assert.ok(x.ms_per_token.p10! <= x.ms_per_token.median! && x.ms_per_token.median! <= x.ms_per_token.p90!, `${x.mode} p10 <= median <= p90`);
+    for (const k of ['tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms'] as const) assert.ok(isNum(x[k]) && (x[k] as number) > 0, `${x.mode} ${k}`);
+    assert.ok(Number.isInteger(x.peak_device_bytes) && x.peak_device_bytes! > 0, `${x.mode} peak`);
+    assert.ok(isNumOrNull(x.launches_per_token));
+    assert.is(x.launches_per_token, null, 'the CPU backend launches no kernels');
+    assert.is(x.decode_steps_measured, 2 * 4, 'every decode step of every repetition');
+    assert.ok(Math.abs(x.tokens_per_s! - 1000 / x.ms_per_token.median!) / x.tokens_per_s! < 1e-3);
+    assert.ok(Math.abs(x.pct_of_floor! - (x.floor_ms! / x.ms_per_token.median!) * 100) < 0.05, `${x.mode} pct_of_floor`);
+  }
+  assert.is(d.results[0].ratio_to_base, 1);
+  const base = d.results[0];
+  for (const x of d.results) assert.ok(Math.abs(x.ratio_to_base! - x.ms_per_token.median! / base.ms_per_token.median!) < 1e-3);
+  // the floor counts the adapter bytes a mode moves: base moves none, merge the most
+  const fl = Object.fromEntries(d.results.map((x) => [x.mode, x.floor_ms!]));
+  assert.ok(fl.base < fl.fused && fl.fused <= fl.merge, JSON.stringify(fl));
+});
+
+test('plain output (piped): description, the table, and one line when the torch peer is missing', () => {
+  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '4', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'base,fused', '--peer', 'torch'],
+    { LSW_PYTHON: path.join(dir, 'no-python') });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^model {4}tiny: 2×256, I 688, V 32000, f16/m);
+  assert.match(r.stdout, /^lora-switch {2}base /m);
+  assert.match(r.stdout, /^lora-switch {2}fused /m);
+  assert.not.match(r.stdout, /unfused|merge/);
+  assert.match(r.stdout, /^torch peer: .*no-python not found: the PyTorch peer needs python3 with torch and transformers$/m);
+  assert.not.match(r.stderr, /\n\s+at /);
+});
+
+test('bad flags: one line, non-zero exit, nothing on stdout', () => {
+  oneLineError(cli(['bench', '--preset', 'tiny', '--experts', '8', '--top-k', '9']), /--top-k 9 exceeds --experts 8/);
+  oneLineError(cli(['bench', '--preset', 'gpt5']), /--preset: unknown preset "gpt5" \(use tiny, llama2-7b, llama3-8b, mistral-7b, qwen2\.5-7b\)/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--modes', 'base,turbo']), /--modes: unknown mode "turbo"/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--targets', 'q,qq']), /--targets: unknown module "qq"/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--json', '--csv']), /--json and --csv cannot be combined/);
+  oneLineError(cli(['bench', '-m', path.join(dir, 'missing.lsw')]), /missing\.lsw: no such file or directory/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--rank', '300']), /--rank 300 exceeds the q projection's dimensions/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--out', path.join(dir, 'nodir', 'x.json')]), /x\.json: the folder .*nodir does not exist/);
+});
+
+test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+test.run();
