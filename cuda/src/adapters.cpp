@@ -1,4 +1,5 @@
-// Adapters on the CPU backend: registration and validation, routing (STATIC, PREGATED), and the three
+// Adapters on the CPU backend: registration and validation, routing (STATIC, PREGATED, LAYERWISE incl. MixLoRA
+// whole-FFN experts), and the three
 // execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: one pass per module).
 #include <algorithm>
 #include <cstring>
@@ -15,9 +16,8 @@ static const char *MOD_NAMES[LSW_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up",
 
 lsw_status lsw_adapter_add(lsw_model *m, const lsw_adapter_desc *d, int32_t *id) {
   if (!d || !id) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "adapter desc and adapter_id must not be NULL");
-  if (d->router_kind == LSW_ROUTER_LAYERWISE)
-    return LSW_FAIL(LSW_E_UNSUPPORTED, "layer-wise adapters (router per layer) are not implemented yet");
-  if (d->router_kind != LSW_ROUTER_STATIC && d->router_kind != LSW_ROUTER_PREGATED)
+  if (d->router_kind != LSW_ROUTER_STATIC && d->router_kind != LSW_ROUTER_PREGATED &&
+      d->router_kind != LSW_ROUTER_LAYERWISE)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "adapter: unknown router_kind %d", d->router_kind);
   if (d->num_experts < 1 || d->top_k < 1 || d->top_k > d->num_experts)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "adapter: need 1 <= top_k (%d) <= num_experts (%d)", d->top_k,
@@ -26,11 +26,22 @@ lsw_status lsw_adapter_add(lsw_model *m, const lsw_adapter_desc *d, int32_t *id)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "static adapter: num_experts and top_k must be 1");
   if (d->router_kind == LSW_ROUTER_PREGATED && (d->router_input < 0 || d->router_input >= LSW_MOD_COUNT))
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "adapter: router_input %d is not a module", d->router_input);
-  if (d->ffn_experts) return LSW_FAIL(LSW_E_UNSUPPORTED, "FFN experts (MixLoRA) are not implemented yet");
+  if (d->ffn_experts && d->router_kind != LSW_ROUTER_LAYERWISE)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "adapter: ffn_experts (MixLoRA) needs a layer-wise router");
+  if (d->ffn_experts && m->ffn_adapter >= 0)
+    return LSW_FAIL(LSW_E_UNSUPPORTED, "adapter: at most one adapter with FFN experts (MixLoRA) per model");
   std::unique_ptr<lsw_adapter> a(new lsw_adapter());
   a->desc = *d;
+  a->desc.ffn_experts = d->ffn_experts ? 1 : 0;
   a->id = (int32_t)m->adapters.size();
   a->mods.assign(m->cfg.num_layers, std::vector<lsw_adapter_mod>(LSW_MOD_COUNT));
+  if (d->router_kind == LSW_ROUTER_LAYERWISE) {
+    a->rows = m->cfg.num_layers;
+    a->layer_router.assign(m->cfg.num_layers, nullptr);
+    a->router_mat.assign(m->cfg.num_layers, -1);
+    m->layerwise = true;
+    if (d->ffn_experts) m->ffn_adapter = a->id;
+  }
   m->adapters.push_back(std::move(a));
   *id = (int32_t)m->adapters.size() - 1;
   return LSW_OK;
@@ -81,6 +92,19 @@ lsw_status lsw_adapter_tensor(lsw_model *m, const char *cname, int32_t dtype, in
   if (rest.compare(0, 7, "layers.") != 0 || !parse_int(rest, q, L) || L >= m->cfg.num_layers)
     return LSW_FAIL(LSW_E_FORMAT, "tensor %s: unknown adapter tensor name", cname);
   const std::string tail = rest.substr(q + 1);
+  if (tail == "router.weight") {  // LAYERWISE; the width is checked at finalize (it depends on the adapted modules)
+    if (a.desc.router_kind != LSW_ROUTER_LAYERWISE)
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: adapter %lld has no layer-wise routers", cname, (long long)aid);
+    const auto &c = m->cfg;
+    if (ndim != 2 || shape[0] != E ||
+        (shape[1] != c.hidden_size && shape[1] != c.intermediate_size && shape[1] != m->q_dim))
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: shape %s, expected [%lld, in_features of the layer's first adapted module]",
+                      cname, shape_s(ndim, shape).c_str(), (long long)E);
+    lsw_status st = lsw_register_tensor(m, cname, dtype, ndim, shape, file_id, offset, false);
+    if (st) return st;
+    a.layer_router[L] = &m->tensors.at(name);
+    return LSW_OK;
+  }
   int mod = -1;
   bool isA = false;
   for (int k = 0; k < LSW_MOD_COUNT; k++) {
@@ -123,6 +147,37 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
         n_adapted++;
       }
     if (!n_adapted) return LSW_FAIL(LSW_E_FORMAT, "adapter %d has no LoRA tensors", a.id);
+    if (a.desc.router_kind == LSW_ROUTER_LAYERWISE) {
+      static const char *MAT_INPUT[LSW_MAT_COUNT] = {"the attention input (q/k/v)", "the attention output (o)",
+                                                     "the MLP input (gate/up)", "the SwiGLU output (down)"};
+      for (int L = 0; L < NL; L++) {
+        int first = -1;
+        for (int k = 0; k < LSW_MOD_COUNT; k++) {
+          if (!a.mods[L][k].A) continue;
+          if (a.desc.ffn_experts && k < LSW_MOD_GATE)
+            return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s: FFN experts (MixLoRA) adapt only gate/up/down", a.id,
+                            L, MOD_NAMES[k]);
+          const int mat = m->module_range(L, k).mat;
+          if (first < 0 || mat < first) first = mat;
+        }
+        if (first >= 0 && a.desc.ffn_experts) first = LSW_MAT_GATE_UP;  // whole-FFN experts: the MLP input
+        const lsw_tensor *R = a.layer_router[L];
+        if (first < 0) {
+          if (R)
+            return LSW_FAIL(LSW_E_FORMAT, "adapter %d: tensor adapters.%d.layers.%d.router.weight is present but the "
+                            "adapter adapts nothing in layer %d", a.id, a.id, L, L);
+          continue;
+        }
+        if (!R)
+          return LSW_FAIL(LSW_E_FORMAT, "adapter %d: tensor adapters.%d.layers.%d.router.weight is missing", a.id, a.id, L);
+        const int64_t width = m->layers[L].mat[first].cols;
+        if (R->shape[1] != width)
+          return LSW_FAIL(LSW_E_FORMAT, "tensor adapters.%d.layers.%d.router.weight: shape [%lld, %lld], expected [%lld, %lld] "
+                          "(the router reads %s, the layer's first adapted module)", a.id, L, (long long)R->shape[0],
+                          (long long)R->shape[1], (long long)R->shape[0], (long long)width, MAT_INPUT[first]);
+        a.router_mat[L] = first;
+      }
+    }
     if (a.desc.router_kind == LSW_ROUTER_PREGATED) {
       if (!a.router) return LSW_FAIL(LSW_E_FORMAT, "adapter %d: tensor adapters.%d.router.weight is missing", a.id, a.id);
       // every adapted linear of layer 0 must run at or after the router input (forward order q,k,v < o < gate,up < down)
@@ -134,6 +189,10 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
                           MOD_NAMES[k], MOD_NAMES[a.desc.router_input]);
     }
   }
+  m->mat_e.assign(NL, std::vector<std::vector<int32_t>>(LSW_MAT_COUNT));
+  m->mat_g.assign(NL, std::vector<std::vector<float>>(LSW_MAT_COUNT));
+  m->mat_merged.assign(NL, std::vector<char>(LSW_MAT_COUNT, 0));
+  m->layer_step.assign(NL, 0);
   // working copies for merge mode
   m->pristine.assign(NL, std::vector<const void *>(LSW_MAT_COUNT, nullptr));
   m->work.assign(NL, std::vector<std::vector<uint8_t>>(LSW_MAT_COUNT));
@@ -158,19 +217,53 @@ void lsw_adapters_reset(lsw_model *m) {
   m->merged = false;  // unmerged: the bare backbone runs from the pristine weights
   m->merged_e.clear();
   m->merged_g.clear();
+  for (auto &v : m->mat_merged) std::fill(v.begin(), v.end(), 0);
+  std::fill(m->layer_step.begin(), m->layer_step.end(), 0);
+}
+
+static const char *MERGE_FFN_MSG =
+    "merge mode cannot represent MixLoRA's per-expert FFNs exactly for top_k > 1; use --mode fused or unfused";
+
+// Can the model run in `mode` with its adapters?  (set_mode, and every evaluation: merge is the default mode)
+lsw_status lsw_adapters_check_mode(const lsw_model *m, int32_t mode) {
+  if (mode == LSW_MODE_MERGE && m->ffn_adapter >= 0 && m->adapters[m->ffn_adapter]->desc.top_k > 1)
+    return LSW_FAIL(LSW_E_UNSUPPORTED, "%s", MERGE_FFN_MSG);
+  return LSW_OK;
+}
+
+// Before a forward chunk of n tokens: LAYERWISE routes start as -1 / 0 (layers without a router keep them).
+void lsw_adapters_begin_chunk(lsw_model *m, int64_t n) {
+  for (auto &ap : m->adapters) {
+    lsw_adapter &a = *ap;
+    a.routed = false;
+    if (a.desc.router_kind != LSW_ROUTER_LAYERWISE) continue;
+    const size_t sz = (size_t)n * a.rows * a.desc.top_k;
+    a.cur_e.assign(sz, -1);
+    a.cur_g.assign(sz, 0.f);
+  }
 }
 
 // Routes of the n tokens of this chunk for every adapter whose router input is (L, mat); X = that input.
 static void route_at(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n) {
   for (auto &ap : m->adapters) {
     lsw_adapter &a = *ap;
-    if (a.routed) continue;
     const int K = a.desc.top_k;
-    a.cur_e.resize((size_t)n * K);
-    a.cur_g.resize((size_t)n * K);
+    if (a.desc.router_kind != LSW_ROUTER_LAYERWISE) {
+      if (a.routed) continue;
+      a.cur_e.resize((size_t)n * K);
+      a.cur_g.resize((size_t)n * K);
+    }
     if (a.desc.router_kind == LSW_ROUTER_STATIC) {
       std::fill(a.cur_e.begin(), a.cur_e.end(), 0);
       std::fill(a.cur_g.begin(), a.cur_g.end(), 1.f);
+      a.routed = true;
+    } else if (a.desc.router_kind == LSW_ROUTER_LAYERWISE) {
+      if (a.router_mat[L] != mat) continue;
+      const lsw_tensor &R = *a.layer_router[L];
+      const int64_t rows = a.rows;
+      for (int64_t t = 0; t < n; t++)
+        route(R.dtype, R.shape[0], R.shape[1], K, R.data, X + t * ldx, &a.cur_e[(t * rows + L) * K],
+              &a.cur_g[(t * rows + L) * K]);
       a.routed = true;
     } else if (L == 0 && m->module_range(0, a.desc.router_input).mat == mat) {
       const lsw_tensor &R = *a.router;
@@ -229,36 +322,111 @@ static void ensure_merged(lsw_model *m) {
   m->merge_steps++;
 }
 
-// Y[t][row0 + i] += Σ_k g_k B_k[i] · (A_k x_t)  for one adapted module
-static void apply_delta(lsw_model *m, const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r,
-                        const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy, bool fused) {
-  const KernelTable &kt = K();
-  const int K = a.desc.top_k;
-  const int64_t rank = am.rank;
-  const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
-  std::vector<float> u((size_t)K * rank);
-  for (int64_t t = 0; t < n; t++) {
-    const int32_t *ex = &a.cur_e[t * K];
-    const float *g = &a.cur_g[t * K];
-    const float *x = X + t * ldx;
-    float *y = Y + t * ldy + r.row0;
-    for (int k = 0; k < K; k++) {
-      const char *A = (const char *)am.A->data + (size_t)(ex[k] * rank * r.cols) * esA;
-      kt.matmul_rows(am.A->dtype, A, r.cols, x, r.cols, 1, &u[k * rank], rank, 0, rank, false);
-      for (int64_t j = 0; j < rank; j++) u[k * rank + j] *= g[k];
-      if (!fused) {  // unfused: one LoRA up-projection per expert
-        const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
-        matmul(m->pool.get(), am.B->dtype, B, r.rows, rank, &u[k * rank], rank, 1, y, r.rows, true);
+// Merge mode with a LAYERWISE adapter: the working copy of (L, mat) holds W0 + Σ g B A for the experts of every
+// adapter on it (their routes for layer L), merged just before the matrix runs; skipped when unchanged.
+static void ensure_merged_mat(lsw_model *m, int L, int mat) {
+  if (m->work[L][mat].empty()) return;
+  std::vector<int32_t> &ke = m->mat_e[L][mat];
+  std::vector<float> &kg = m->mat_g[L][mat];
+  // compare the current key with the merged one without building it
+  bool same = m->mat_merged[L][mat] != 0;
+  size_t pos = 0;
+  for (auto &ap : m->adapters) {
+    const lsw_adapter &a = *ap;
+    bool on = false;
+    for (int k = 0; k < LSW_MOD_COUNT && !on; k++) on = a.mods[L][k].A && m->module_range(L, k).mat == mat;
+    if (!on) continue;
+    const int K = a.desc.top_k;
+    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+    for (int j = 0; j < K; j++, pos++) {
+      const int32_t e = a.cur_e[row * K + j];
+      const float g = a.cur_g[row * K + j];
+      if (!same) continue;
+      if (pos >= ke.size() || ke[pos] != e || kg[pos] != g) same = false;
+    }
+  }
+  if (same && pos == ke.size()) {
+    m->layer_step[L] = std::max<char>(m->layer_step[L], 1);
+    return;
+  }
+  ke.clear();
+  kg.clear();
+  std::vector<lsw_sgmm_term> terms;
+  for (int k = 0; k < LSW_MOD_COUNT; k++) {
+    const lsw_module_range r = m->module_range(L, k);
+    if (r.mat != mat) continue;
+    terms.clear();
+    for (auto &ap : m->adapters) {
+      const lsw_adapter_mod &am = ap->mods[L][k];
+      if (!am.A) continue;
+      const int K = ap->desc.top_k;
+      const int64_t row = ap->desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+      for (int j = 0; j < K; j++) {
+        const int64_t ex = ap->cur_e[row * K + j];
+        terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * dtype_size(am.A->dtype),
+                         (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
+                         am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[row * K + j]});
       }
     }
-    if (fused) {  // fused: all selected experts' up-projections in one pass over the rows
-      m->pool->parallel_for(r.rows, 16, [&](int, int64_t b, int64_t e) {
-        for (int k = 0; k < K; k++) {
-          const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
-          kt.matmul_rows(am.B->dtype, B, rank, &u[k * rank], rank, 1, y, r.rows, b, e, true);
-        }
-      });
+    if (terms.empty()) continue;
+    const lsw_weight &w = m->layers[L].mat[r.mat];
+    const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
+    sgmm_terms(m->pool.get(), w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
+               m->work[L][r.mat].data() + off, terms.data(), (int64_t)terms.size());
+  }
+  // the key: adapters in order, each with its top_k experts/gates for this layer (as compared above)
+  for (auto &ap : m->adapters) {
+    const lsw_adapter &a = *ap;
+    bool on = false;
+    for (int k = 0; k < LSW_MOD_COUNT && !on; k++) on = a.mods[L][k].A && m->module_range(L, k).mat == mat;
+    if (!on) continue;
+    const int K = a.desc.top_k;
+    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+    ke.insert(ke.end(), a.cur_e.begin() + row * K, a.cur_e.begin() + (row + 1) * K);
+    kg.insert(kg.end(), a.cur_g.begin() + row * K, a.cur_g.begin() + (row + 1) * K);
+  }
+  m->mat_merged[L][mat] = 1;
+  m->layer_step[L] = 2;
+}
+
+// y[row0 + i] += Σ_k g_k B_k[i] · (A_k x) for one token and one adapted module (experts ex[0..K), gates g).
+// unfused: per expert a separate LoRA down- and up-projection; fused: the up-projections of all experts in one
+// pass over the rows.
+static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_range &r, const int32_t *ex,
+                     const float *g, int nk, const float *x, float *y, bool fused, float *u) {
+  const KernelTable &kt = K();
+  const int64_t rank = am.rank;
+  const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+  y += r.row0;
+  for (int k = 0; k < nk; k++) {
+    const char *A = (const char *)am.A->data + (size_t)(ex[k] * rank * r.cols) * esA;
+    kt.matmul_rows(am.A->dtype, A, r.cols, x, r.cols, 1, &u[k * rank], rank, 0, rank, false);
+    for (int64_t j = 0; j < rank; j++) u[k * rank + j] *= g[k];
+    if (!fused) {  // unfused: one LoRA up-projection per expert
+      const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
+      matmul(m->pool.get(), am.B->dtype, B, r.rows, rank, &u[k * rank], rank, 1, y, r.rows, true);
     }
+  }
+  if (fused) {  // fused: all selected experts' up-projections in one pass over the rows
+    m->pool->parallel_for(r.rows, 16, [&](int, int64_t b, int64_t e) {
+      for (int k = 0; k < nk; k++) {
+        const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
+        kt.matmul_rows(am.B->dtype, B, rank, &u[k * rank], rank, 1, y, r.rows, b, e, true);
+      }
+    });
+  }
+}
+
+// Y[t][row0 + i] += Σ_k g_k B_k[i] · (A_k x_t)  for one adapted module of layer L, every token of the chunk
+static void apply_delta(lsw_model *m, const lsw_adapter &a, int L, const lsw_adapter_mod &am,
+                        const lsw_module_range &r, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy,
+                        bool fused) {
+  const int K = a.desc.top_k;
+  const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+  std::vector<float> u((size_t)K * am.rank);
+  for (int64_t t = 0; t < n; t++) {
+    const size_t o = (size_t)(t * a.rows + row) * K;
+    add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, fused, u.data());
   }
 }
 
@@ -272,37 +440,97 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
   route_at(m, L, mat, X, w.cols, n);
   // merge mode runs the merged backbone for single-token steps once every router has spoken; a prompt
   // (each token its own experts) and the linears of layer 0 before the router input take the delta path.
-  const bool merge = m->mode == LSW_MODE_MERGE && n == 1 && all_routed(m);
+  // With a LAYERWISE adapter every matrix is merged just before it runs (its routers have spoken by then).
+  const bool merge = m->mode == LSW_MODE_MERGE && n == 1 && (m->layerwise || all_routed(m));
   const void *W = w.data;
   if (merge) {
-    ensure_merged(m);
+    if (m->layerwise) ensure_merged_mat(m, L, mat);
+    else ensure_merged(m);
     if (!m->work[L][mat].empty()) W = m->work[L][mat].data();
   }
   matmul(m->pool.get(), w.dtype, W, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
   if (merge) return;
-  for (auto &ap : m->adapters)
+  for (auto &ap : m->adapters) {
+    if (ap->desc.ffn_experts) continue;  // whole-FFN experts: lsw_ffn_experts
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
       const lsw_adapter_mod &am = ap->mods[L][k];
       if (!am.A || !ap->routed) continue;  // unrouted here = not adapted here (checked at finalize)
       const lsw_module_range r = m->module_range(L, k);
       if (r.mat != mat) continue;
-      apply_delta(m, *ap, am, r, X, w.cols, n, Y, ldy, m->mode == LSW_MODE_FUSED);
+      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy, m->mode == LSW_MODE_FUSED);
     }
+  }
 }
 
-// After a forward chunk: append the chunk's routes to the history.
+// Does layer L's MLP run as MixLoRA whole-FFN experts (lsw_ffn_experts) in this chunk?  Not in BASE mode, and not
+// for merge-mode single tokens (top_k 1: the merged FFN is the expert's FFN; top_k > 1 cannot run in merge mode).
+bool lsw_ffn_experts_active(const lsw_model *m, int L, int64_t n) {
+  if (m->ffn_adapter < 0 || m->mode == LSW_MODE_BASE || (m->mode == LSW_MODE_MERGE && n == 1)) return false;
+  return m->adapters[m->ffn_adapter]->router_mat[L] >= 0;
+}
+
+// The MLP of layer L with MixLoRA experts (docs/FORMAT.md "Layer-wise adapters"), for the n tokens of XN (the MLP
+// input): x[t] += W_d (Σ_k g_k h_k) + Σ_k g_k ΔD_k h_k,  h_k = silu(W_g x + ΔG_k x) ⊙ (W_u x + ΔU_k x).
+// gu [n][2I] and act [n][I] are scratch.  The base gate/up matmul (with other adapters' deltas) runs once.
+void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu, float *act, float *x) {
+  lsw_adapter &a = *m->adapters[m->ffn_adapter];
+  const int64_t H = m->cfg.hidden_size, I = m->cfg.intermediate_size;
+  const int K = a.desc.top_k;
+  const bool fused = m->mode == LSW_MODE_FUSED;
+  lsw_linear_adapted(m, L, LSW_MAT_GATE_UP, XN, n, gu, 2 * I, false);  // routes a (and others) on XN
+  const lsw_adapter_mod &mg = a.mods[L][LSW_MOD_GATE], &mu = a.mods[L][LSW_MOD_UP], &md = a.mods[L][LSW_MOD_DOWN];
+  const lsw_module_range rg = m->module_range(L, LSW_MOD_GATE), ru = m->module_range(L, LSW_MOD_UP),
+                         rd = m->module_range(L, LSW_MOD_DOWN);
+  int64_t rmax = std::max(std::max(mg.rank, mu.rank), md.rank);
+  a.ffn_h.resize((size_t)n * K * I);
+  a.ffn_tmp.resize((size_t)2 * I);
+  std::vector<float> u((size_t)std::max<int64_t>(rmax, 1));
+  float *tmp = a.ffn_tmp.data();
+  const float one = 1.f;
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t *ex = &a.cur_e[(t * a.rows + L) * K];
+    const float *g = &a.cur_g[(t * a.rows + L) * K];
+    float *hs = act + t * I;
+    std::fill(hs, hs + I, 0.f);
+    for (int k = 0; k < K; k++) {
+      std::memcpy(tmp, gu + t * 2 * I, sizeof(float) * 2 * I);
+      if (mg.A) add_lora(m, mg, rg, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data());
+      if (mu.A) add_lora(m, mu, ru, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data());
+      float *h = &a.ffn_h[((size_t)t * K + k) * I];
+      swiglu(1, I, tmp, 2 * I, h, I);
+      for (int64_t i = 0; i < I; i++) hs[i] += g[k] * h[i];
+    }
+  }
+  lsw_linear_adapted(m, L, LSW_MAT_DOWN, act, n, x, H, true);  // x += W_d Σ g h (+ other adapters on down)
+  if (!md.A) return;
+  for (int64_t t = 0; t < n; t++) {
+    const int32_t *ex = &a.cur_e[(t * a.rows + L) * K];
+    const float *g = &a.cur_g[(t * a.rows + L) * K];
+    for (int k = 0; k < K; k++)
+      add_lora(m, md, rd, &ex[k], &g[k], 1, &a.ffn_h[((size_t)t * K + k) * I], x + t * H, fused, u.data());
+  }
+}
+
+// After a forward chunk: append the chunk's routes to the history; merge mode with a LAYERWISE adapter counts
+// its per-layer steps.
 void lsw_adapters_end_chunk(lsw_model *m, int64_t n) {
   for (auto &ap : m->adapters) {
     lsw_adapter &a = *ap;
-    const size_t K = a.desc.top_k;
+    const size_t K = a.desc.top_k, c = (size_t)n * a.rows * K;
     if (m->mode == LSW_MODE_BASE || !a.routed) {
-      a.cur_e.assign(n * K, -1);
-      a.cur_g.assign(n * K, 0.f);
+      a.cur_e.assign(c, -1);
+      a.cur_g.assign(c, 0.f);
     }
-    a.hist_e.insert(a.hist_e.end(), a.cur_e.begin(), a.cur_e.begin() + n * K);
-    a.hist_g.insert(a.hist_g.end(), a.cur_g.begin(), a.cur_g.begin() + n * K);
+    a.hist_e.insert(a.hist_e.end(), a.cur_e.begin(), a.cur_e.begin() + c);
+    a.hist_g.insert(a.hist_g.end(), a.cur_g.begin(), a.cur_g.begin() + c);
     a.routed = false;
   }
+  if (m->layerwise)
+    for (char &st : m->layer_step) {
+      if (st == 2) m->merge_steps++;
+      else if (st == 1) m->merge_skipped++;
+      st = 0;
+    }
 }
 
 lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_t n, int32_t *experts,
@@ -310,7 +538,7 @@ lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_
   if (id < 0 || id >= (int32_t)m->adapters.size())
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no adapter with id %d", id);
   const lsw_adapter &a = *m->adapters[id];
-  const int64_t K = a.desc.top_k, have = (int64_t)a.hist_e.size() / K;
+  const int64_t K = (int64_t)a.desc.top_k * a.rows, have = (int64_t)a.hist_e.size() / K;
   if (pos < 0 || n < 0 || pos + (int64_t)n > have)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "routes [%d, %d) requested but %lld positions are routed", pos, pos + n,
                     (long long)have);

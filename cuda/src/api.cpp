@@ -25,6 +25,7 @@ lsw_status lsw_adapters_finalize(lsw_model *m);
 void lsw_adapters_reset(lsw_model *m);
 lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_t n, int32_t *experts, float *gates);
 uint64_t lsw_adapters_bytes_per_token(const lsw_model *m);
+lsw_status lsw_adapters_check_mode(const lsw_model *m, int32_t mode);
 lsw_status lsw_add_random_tensor(lsw_model *m, const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
                                  uint64_t seed, float scale);
 
@@ -147,6 +148,7 @@ LSW_API void lsw_model_free(lsw_model *m) {
 LSW_API lsw_status lsw_model_set_mode(lsw_model *m, int32_t mode) {
   CHECK_MODEL(m)
   if (mode < LSW_MODE_MERGE || mode > LSW_MODE_BASE) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "unknown mode %d", mode);
+  if (lsw_status st = lsw_adapters_check_mode(m, mode)) return st;
   m->mode = mode;  // merge mode merges lazily at the next decode step (from the pristine weights)
   return LSW_OK;
 }
@@ -187,6 +189,7 @@ static lsw_status run_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   if ((int64_t)m->n_past + n > m->cfg.max_context)
     return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + %d new > max_context %d", m->n_past,
                     n, m->cfg.max_context);
+  if (lsw_status st = lsw_adapters_check_mode(m, m->mode)) return st;
   LSW_GUARD_BEGIN
 #if LSW_CUDA_FORWARD
   if (m->cfg.backend == LSW_BACKEND_CUDA) return lswc_model_forward(m, tokens, n, all_logits);

@@ -223,6 +223,7 @@ struct lsw_adapter {
   std::vector<float> cur_g;
   bool routed = false;                             // cur_* valid for the current forward chunk (LAYERWISE: the
                                                    // rows of the layers whose router has run in this chunk)
+  std::vector<float> ffn_h, ffn_tmp;               // ffn_experts scratch: h_k [n][top_k][I], one gate/up row [2I]
 };
 // A LoRA term of an SGMM merge: W[rows][cols] += gate * B[rows][rank] · A[rank][cols] (B row stride = rank).
 struct lsw_sgmm_term {

@@ -329,6 +329,9 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
 // Forward.  Every linear goes through linear(): adapters (issue 3) hook in here.
 void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc);
 void lsw_adapters_end_chunk(lsw_model *m, int64_t n);
+void lsw_adapters_begin_chunk(lsw_model *m, int64_t n);
+bool lsw_ffn_experts_active(const lsw_model *m, int L, int64_t n);
+void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu, float *act, float *x);
 
 static inline void linear(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
   if (!m->adapters.empty()) return lsw_linear_adapted(m, L, mat, X, n, Y, ldy, acc);
@@ -375,6 +378,7 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
     to_f32(m->tok_emb.dtype, (const char *)m->tok_emb.data + (size_t)tokens[t] * H * es, s.x.data() + t * H, H);
 
   float *x = s.x.data(), *xn = s.xn.data(), *qkv = s.qkv.data();
+  if (!m->adapters.empty()) lsw_adapters_begin_chunk(m, n);
   for (int L = 0; L < c.num_layers; L++) {
     const lsw_layer &ly = m->layers[L];
     par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.attn_norm, c.rms_norm_eps, xn + a * H); });
@@ -396,6 +400,9 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
     par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.ffn_norm, c.rms_norm_eps, xn + a * H); });
     if (m->adapters.empty()) {
       gate_up_swiglu(m, L, xn, n, s.gu.data(), s.act.data());
+    } else if (lsw_ffn_experts_active(m, L, n)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
+      lsw_ffn_experts(m, L, xn, n, s.gu.data(), s.act.data(), x);
+      continue;
     } else {
       linear(m, L, LSW_MAT_GATE_UP, xn, n, s.gu.data(), 2 * I, false);
       par_tokens(m, n, [&](int64_t a, int64_t b) { swiglu(b - a, I, s.gu.data() + a * 2 * I, 2 * I, s.act.data() + a * I, I); });
