@@ -17,6 +17,7 @@ import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/
 import { peerArgs, runPeer } from '../../src/core/bench/peer.js';
 import { backboneTensors, adapterTensors, tensorBytes } from '../../src/core/bench/synthetic.js';
 import { presetConfig, PRESETS } from '../../src/core/bench/presets.js';
+import { makeTinyCheckpoint, makeLoraSwitchAdapter } from '../helpers/checkpoint.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bin = path.join(root, 'bin', 'run.js');
@@ -302,6 +303,24 @@ test('plain output (piped): description, the table, and one line when the torch 
   assert.not.match(r.stdout, /unfused|merge/);
   assert.match(r.stdout, /^torch peer: .*no-python not found: the PyTorch peer needs python3 with torch and transformers$/m);
   assert.not.match(r.stderr, /\n\s+at /);
+});
+
+test('-m: a .lsw with its own adapters runs them; synthetic adapter flags are then one line', () => {
+  const base = makeTinyCheckpoint(path.join(dir, 'hf'), { arch: 'llama' });
+  makeLoraSwitchAdapter(path.join(dir, 'sw'), base, { numExperts: 4, topK: 2 });
+  const conv = spawnSync(process.execPath, [bin, 'convert', path.join(dir, 'hf'), '--adapter', path.join(dir, 'sw'), '-o', path.join(dir, 'm.lsw'), '--json'], { encoding: 'utf8' });
+  assert.is(conv.status, 0, conv.stderr);
+  const r = cli(['bench', '-m', 'm.lsw', '--backend', 'cpu', '--prompt-tokens', '4', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as BenchDoc;
+  assert.is(d.model.preset, null);
+  assert.is(d.model.path, 'm.lsw');
+  assert.is(d.model.weights, 'loaded');
+  assert.is(d.model.vocab, base.config.vocab_size);
+  assert.equal([d.adapter.router, d.adapter.experts, d.adapter.top_k, d.adapter.synthetic], ['pregated', 4, 2, false]);
+  assert.ok(d.adapter.adapter_bytes! > 0);
+  assert.equal(d.results.map((x) => [x.mode, x.error]), [['base', undefined], ['unfused', undefined], ['merge', undefined], ['fused', undefined]]);
+  oneLineError(cli(['bench', '-m', 'm.lsw', '--backend', 'cpu', '--rank', '2']), /m\.lsw: the model has its own adapters/);
 });
 
 test('bad flags: one line, non-zero exit, nothing on stdout', () => {

@@ -275,6 +275,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     // 4. the numbers
     const avgCtx = o.promptTokens + (steps + 1) / 2;
     const kvAvg = kvBytesRead(c.num_layers, c.num_kv_heads, c.head_dim, KV_BYTES_PER_ELEMENT, avgCtx);
+    const medians = new Map<BenchMode, number>();
     const rows: BenchResultRow[] = o.modes.map((mode) => {
       const a = acc.get(mode)!;
       const row: BenchResultRow = {
@@ -292,6 +293,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       if (a.error) row.error = a.error;
       if (a.steps.length === 0 || !a.stats) return row;
       const s = spread(a.steps);
+      medians.set(mode, s.median);
       const ttft = spread(a.ttft).median;
       const floor = floorMs(a.stats.weightBytes + a.stats.adapterBytes + kvAvg, bw);
       row.ms_per_token = { median: rnd(s.median), p10: rnd(s.p10), p90: rnd(s.p90) };
@@ -306,16 +308,13 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       row.decode_steps_measured = a.steps.length;
       row.repetitions_measured = a.reps;
       row.adapter_bytes_per_token = a.stats.adapterBytes;
-      (row as { _median?: number })._median = s.median;
       return row;
     });
-    const baseRow = rows.find((r) => r.mode === 'base');
-    const baseMed = (baseRow as { _median?: number } | undefined)?._median;
-    for (const r of rows) {
-      const med = (r as { _median?: number })._median;
+    const baseMed = medians.get('base');
+    rows.forEach((r, i) => {
+      const med = medians.get(o.modes[i]);
       if (med !== undefined && baseMed !== undefined) r.ratio_to_base = rnd(med / baseMed);
-      delete (r as { _median?: number })._median;
-    }
+    });
 
     const st = engine.stats();
     const a = engine.adapter;
