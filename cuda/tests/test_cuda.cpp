@@ -1,0 +1,526 @@
+// CUDA backend vs CPU backend through the C ABI (lsw.h).  Built only when the CUDA backend is built; run by ctest.
+//   - every lsw_op_* on LSW_BACKEND_CUDA against LSW_BACKEND_CPU with fresh random inputs (f32/f16/bf16, odd sizes)
+//   - end to end: tiny random models (lsw_model_add_random_tensor, same values on both backends) with adapters
+//     (STATIC, PREGATED, LAYERWISE when the CPU engine has it, two adapters at once) in every mode: greedy tokens
+//     CUDA == CPU, logits close, routes equal, prompt (one eval) == token by token, device sampler == CPU sampler
+//     on the same logits, stats, bench_decode, bandwidth
+//   - merge drift: thousands of expert switches in merge mode, then reset: logits bit-identical to a fresh model
+// Without a usable GPU it prints "no CUDA device: skipped" and exits 0, or 1 when LSW_REQUIRE_GPU=1.
+// LSW_SANITIZER_SMALL=1: reduced sizes/iterations (compute-sanitizer runs).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lsw.h"
+
+static int g_pass = 0, g_fail = 0;
+static bool g_small = false;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      g_pass++;                                            \
+    } else {                                               \
+      g_fail++;                                            \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fprintf(stderr, "\n");                               \
+    }                                                      \
+  } while (0)
+#define OKC(call) CHECK((call) == LSW_OK, "%s -> %s", #call, lsw_last_error())
+
+static std::mt19937_64 rng(0x5eed2026);
+static float nz(float s = 1.f) {  // random, never zero
+  float v = std::uniform_real_distribution<float>(0.05f, 1.f)(rng) * s;
+  return (rng() & 1) ? v : -v;
+}
+static uint16_t f2h(float f) {  // round to nearest even (test values are in the normal range)
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  int e = (int)((x >> 23) & 0xff) - 127 + 15;
+  uint32_t mant = x & 0x7fffffu;
+  if (e <= 0) return (uint16_t)sign;
+  uint32_t h = ((uint32_t)e << 10) | (mant >> 13);
+  const uint32_t rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1))) h++;
+  return (uint16_t)(sign | h);
+}
+static uint16_t f2b(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+static size_t esz(int dt) { return dt == LSW_DTYPE_F32 ? 4 : 2; }
+static const char *dname(int dt) { return dt == LSW_DTYPE_F32 ? "f32" : dt == LSW_DTYPE_F16 ? "f16" : "bf16"; }
+// random weights in dtype dt (bytes), never zero
+static std::vector<uint8_t> rand_w(int dt, size_t n, float s) {
+  std::vector<uint8_t> b(n * esz(dt));
+  for (size_t i = 0; i < n; i++) {
+    const float v = nz(s);
+    if (dt == LSW_DTYPE_F32) memcpy(&b[i * 4], &v, 4);
+    else { uint16_t u = dt == LSW_DTYPE_F16 ? f2h(v) : f2b(v); memcpy(&b[i * 2], &u, 2); }
+  }
+  return b;
+}
+static std::vector<float> rand_f(size_t n, float s = 1.f) {
+  std::vector<float> v(n);
+  for (auto &x : v) x = nz(s);
+  return v;
+}
+static double maxdiff(const float *a, const float *b, size_t n, double *ref = nullptr) {
+  double mx = 0, r = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double d = fabs((double)a[i] - b[i]);
+    mx = d > mx || d != d ? d : mx;
+    r = fmax(r, fabs((double)a[i]));
+  }
+  if (ref) *ref = r;
+  return mx;
+}
+static bool close(const float *cpu, const float *gpu, size_t n, double rel, const char *what) {
+  double ref;
+  const double d = maxdiff(cpu, gpu, n, &ref);
+  const bool ok = d <= rel * fmax(ref, 1.0);
+  CHECK(ok, "%s: max |cpu - cuda| %.3g (max |cpu| %.3g, tolerance %.1g relative)", what, d, ref, rel);
+  return ok;
+}
+
+// ---- ops --------------------------------------------------------------------------------------
+static void test_ops() {
+  printf("-- ops: CUDA vs CPU --\n");
+  const int dts[3] = {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16};
+  for (int dt : dts) {
+    const int shapes[][3] = {{37, 77, 1}, {64, 128, 1}, {129, 256, 3}, {100, 96, 8}, {61, 200, 17}, {130, 264, 41}};
+    for (auto &sh : shapes) {
+      const int rows = sh[0], cols = sh[1], n = sh[2];
+      auto W = rand_w(dt, (size_t)rows * cols, 0.5f);
+      auto X = rand_f((size_t)n * cols);
+      std::vector<float> y0((size_t)n * rows), y1((size_t)n * rows, NAN);
+      OKC(lsw_op_matmul(LSW_BACKEND_CPU, dt, rows, cols, n, W.data(), X.data(), y0.data()));
+      OKC(lsw_op_matmul(LSW_BACKEND_CUDA, dt, rows, cols, n, W.data(), X.data(), y1.data()));
+      char what[96];
+      snprintf(what, sizeof what, "matmul %s %dx%d n=%d", dname(dt), rows, cols, n);
+      close(y0.data(), y1.data(), y0.size(), n > 8 ? 2e-4 : 2e-5, what);
+    }
+    // sgmm: bit-identical (exact-order SIMT kernel)
+    {
+      const int nm = 3, rows = 45, cols = 72, rank = 8, K = 2;
+      auto W0 = rand_w(dt, (size_t)nm * rows * cols, 0.5f);
+      auto A = rand_w(dt, (size_t)nm * K * rank * cols, 0.3f), B = rand_w(dt, (size_t)nm * K * rows * rank, 0.3f);
+      auto g = rand_f(K, 1.f);
+      for (auto &v : g) v = fabsf(v);
+      std::vector<uint8_t> w0(W0.size()), w1(W0.size(), 0xff);
+      OKC(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, K, W0.data(), w0.data(), A.data(), B.data(), g.data()));
+      OKC(lsw_op_sgmm(LSW_BACKEND_CUDA, dt, nm, rows, cols, rank, K, W0.data(), w1.data(), A.data(), B.data(), g.data()));
+      CHECK(w0 == w1, "sgmm %s: CUDA result is not bit-identical to the CPU", dname(dt));
+    }
+    // lora_fused
+    {
+      const int rows = 83, cols = 136, rank = 16, K = 3;
+      auto W = rand_w(dt, (size_t)rows * cols, 0.5f);
+      auto A = rand_w(dt, (size_t)K * rank * cols, 0.3f), B = rand_w(dt, (size_t)K * rows * rank, 0.3f);
+      auto g = rand_f(K), x = rand_f(cols);
+      std::vector<float> y0(rows), y1(rows, NAN);
+      OKC(lsw_op_lora_fused(LSW_BACKEND_CPU, dt, rows, cols, rank, K, W.data(), A.data(), B.data(), g.data(), x.data(), y0.data()));
+      OKC(lsw_op_lora_fused(LSW_BACKEND_CUDA, dt, rows, cols, rank, K, W.data(), A.data(), B.data(), g.data(), x.data(), y1.data()));
+      char what[64];
+      snprintf(what, sizeof what, "lora_fused %s", dname(dt));
+      close(y0.data(), y1.data(), rows, 2e-5, what);
+    }
+    // route
+    for (int rep = 0; rep < 20; rep++) {
+      const int E = 3 + rep % 9, dim = 40 + 8 * rep, K = 1 + rep % 3 < E ? 1 + rep % 3 : E;
+      auto R = rand_w(dt, (size_t)E * dim, 0.5f);
+      auto x = rand_f(dim);
+      std::vector<int32_t> e0(K), e1(K, -7);
+      std::vector<float> g0(K), g1(K, NAN);
+      OKC(lsw_op_route(LSW_BACKEND_CPU, dt, E, dim, K, R.data(), x.data(), e0.data(), g0.data()));
+      OKC(lsw_op_route(LSW_BACKEND_CUDA, dt, E, dim, K, R.data(), x.data(), e1.data(), g1.data()));
+      CHECK(e0 == e1, "route %s E=%d K=%d: experts differ", dname(dt), E, K);
+      CHECK(maxdiff(g0.data(), g1.data(), K) <= 1e-6, "route %s E=%d K=%d: gates differ", dname(dt), E, K);
+    }
+  }
+  // f32-only ops
+  {
+    const int n = 5, dim = 197;
+    auto X = rand_f((size_t)n * dim, 2.f), w = rand_f(dim);
+    std::vector<float> y0(X.size()), y1(X.size(), NAN);
+    OKC(lsw_op_rmsnorm(LSW_BACKEND_CPU, n, dim, X.data(), w.data(), 1e-5f, y0.data()));
+    OKC(lsw_op_rmsnorm(LSW_BACKEND_CUDA, n, dim, X.data(), w.data(), 1e-5f, y1.data()));
+    close(y0.data(), y1.data(), y0.size(), 1e-5, "rmsnorm");
+    const int inter = 333;
+    auto GU = rand_f((size_t)n * 2 * inter, 3.f);
+    std::vector<float> s0((size_t)n * inter), s1((size_t)n * inter, NAN);
+    OKC(lsw_op_swiglu(LSW_BACKEND_CPU, n, inter, GU.data(), s0.data()));
+    OKC(lsw_op_swiglu(LSW_BACKEND_CUDA, n, inter, GU.data(), s1.data()));
+    close(s0.data(), s1.data(), s0.size(), 1e-5, "swiglu");
+  }
+  for (int rt = 0; rt < 3; rt++) {
+    lsw_model_config c{};
+    c.head_dim = 64; c.rope_theta = 10000.f; c.rope_type = rt; c.rope_factor = rt ? 4.f : 1.f;
+    c.rope_low_freq_factor = 1.f; c.rope_high_freq_factor = 4.f; c.rope_original_max_position = 64;
+    const int n = 7, nh = 3;
+    std::vector<int32_t> pos(n);
+    for (int i = 0; i < n; i++) pos[i] = 3 + 57 * i;
+    auto X = rand_f((size_t)n * nh * c.head_dim);
+    auto X1 = X;
+    OKC(lsw_op_rope(LSW_BACKEND_CPU, &c, n, nh, pos.data(), X.data()));
+    OKC(lsw_op_rope(LSW_BACKEND_CUDA, &c, n, nh, pos.data(), X1.data()));
+    close(X.data(), X1.data(), X.size(), 1e-5, rt == 0 ? "rope default" : rt == 1 ? "rope linear" : "rope llama3");
+  }
+  {
+    const int cases[][5] = {{1, 37, 4, 2, 64}, {1, 300, 8, 8, 128}, {6, 19, 4, 1, 32}, {9, 9, 2, 2, 96}};
+    for (auto &cs : cases) {
+      const int n = cs[0], nctx = cs[1], nh = cs[2], nkv = cs[3], hd = cs[4];
+      auto Q = rand_f((size_t)n * nh * hd), K = rand_f((size_t)nctx * nkv * hd), V = rand_f((size_t)nctx * nkv * hd);
+      std::vector<float> o0(Q.size()), o1(Q.size(), NAN);
+      OKC(lsw_op_attention(LSW_BACKEND_CPU, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o0.data()));
+      OKC(lsw_op_attention(LSW_BACKEND_CUDA, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o1.data()));
+      char what[80];
+      snprintf(what, sizeof what, "attention n=%d ctx=%d heads %d/%d hd %d", n, nctx, nh, nkv, hd);
+      close(o0.data(), o1.data(), o0.size(), 2e-5, what);
+    }
+  }
+  // sampler: greedy and with every filter, many steps
+  {
+    const int V = 1000;
+    auto l = rand_f(V, 4.f);
+    l[17] = l[901] = 9.f;  // tie at the top: lowest id
+    int bad = 0;
+    const lsw_sampler_params ps[] = {{0.f, 0, 1.f, 0.f, 1}, {0.8f, 40, 1.f, 0.f, 7}, {1.1f, 0, 0.9f, 0.f, 9},
+                                     {0.7f, 100, 0.95f, 0.05f, 3}, {1.f, 0, 1.f, 0.1f, 11}};
+    for (auto &p : ps)
+      for (uint64_t step = 0; step < 40; step++) {
+        int32_t t0 = -1, t1 = -2;
+        OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &p, step, &t0));
+        OKC(lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &p, step, &t1));
+        bad += t0 != t1;
+      }
+    CHECK(bad == 0, "sample: %d of 200 draws differ between CPU and CUDA", bad);
+  }
+}
+
+// ---- models -----------------------------------------------------------------------------------
+struct AdSpec {
+  int kind, E, K, router_input, ffn;
+  std::vector<int> mods;  // lsw_module targets
+  int rank;
+};
+struct ModelSpec {
+  int dtype;
+  int nh, nkv;
+  int max_ctx;
+  std::vector<AdSpec> ads;
+};
+
+static uint64_t name_seed(const std::string &s, uint64_t salt) {
+  uint64_t h = 1469598103934665603ull ^ salt;
+  for (char c : s) h = (h ^ (uint8_t)c) * 1099511628211ull;
+  return h;
+}
+
+static lsw_model_config base_cfg(const ModelSpec &ms, int backend) {
+  lsw_model_config c{};
+  c.vocab_size = 301; c.hidden_size = 128; c.intermediate_size = 200; c.num_layers = 3;
+  c.num_heads = ms.nh; c.num_kv_heads = ms.nkv; c.head_dim = 32; c.max_context = ms.max_ctx;
+  c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.f; c.rope_type = LSW_ROPE_DEFAULT; c.rope_factor = 1.f;
+  c.rope_low_freq_factor = 1.f; c.rope_high_freq_factor = 4.f; c.rope_original_max_position = 64;
+  c.backend = backend; c.n_threads = 2;
+  return c;
+}
+
+// Returns the status of the first failing call (message in lsw_last_error()).
+static lsw_status build(const ModelSpec &ms, int backend, lsw_model **out) {
+  const lsw_model_config c = base_cfg(ms, backend);
+  lsw_model *m = nullptr;
+  lsw_status st = lsw_model_create(&c, &m);
+  if (st) return st;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t qd = (int64_t)c.num_heads * c.head_dim, kvd = (int64_t)c.num_kv_heads * c.head_dim;
+  auto add = [&](const std::string &name, int dt, std::vector<int64_t> shape, float scale) {
+    if (st) return;
+    st = lsw_model_add_random_tensor(m, name.c_str(), dt, (int)shape.size(), shape.data(), name_seed(name, 1), scale);
+  };
+  add("tok_embeddings.weight", ms.dtype, {V, H}, 1.f);
+  for (int L = 0; L < c.num_layers; L++) {
+    const std::string p = "layers." + std::to_string(L) + ".";
+    add(p + "attn_norm.weight", LSW_DTYPE_F32, {H}, 0.2f);
+    add(p + "attn.wqkv.weight", ms.dtype, {qd + 2 * kvd, H}, 0.15f);
+    add(p + "attn.wo.weight", ms.dtype, {H, qd}, 0.1f);
+    add(p + "ffn_norm.weight", LSW_DTYPE_F32, {H}, 0.2f);
+    add(p + "ffn.w_gate_up.weight", ms.dtype, {2 * I, H}, 0.12f);
+    add(p + "ffn.w_down.weight", ms.dtype, {H, I}, 0.08f);
+  }
+  add("norm.weight", LSW_DTYPE_F32, {H}, 0.2f);
+  add("lm_head.weight", ms.dtype, {V, H}, 0.3f);
+  const int64_t in_[LSW_MOD_COUNT] = {H, H, H, qd, H, H, I};
+  const int64_t out_[LSW_MOD_COUNT] = {qd, kvd, kvd, H, I, I, H};
+  for (size_t a = 0; a < ms.ads.size() && !st; a++) {
+    const AdSpec &s = ms.ads[a];
+    lsw_adapter_desc d{s.kind, s.E, s.K, s.router_input, s.ffn};
+    int32_t id = -1;
+    st = lsw_model_add_adapter(m, &d, &id);
+    if (st) break;
+    const std::string p = "adapters." + std::to_string(id) + ".";
+    if (s.kind == LSW_ROUTER_PREGATED) add(p + "router.weight", ms.dtype, {s.E, in_[s.router_input]}, 0.6f);
+    for (int L = 0; L < c.num_layers; L++) {
+      if (s.kind == LSW_ROUTER_LAYERWISE) {
+        int first = -1;
+        for (int mod : s.mods) first = first < 0 || mod < first ? mod : first;
+        const int64_t rin = s.ffn ? H : in_[first];
+        add(p + "layers." + std::to_string(L) + ".router.weight", ms.dtype, {s.E, rin}, 0.6f);
+      }
+      for (int mod : s.mods) {
+        static const char *MN[LSW_MOD_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
+        const std::string q = p + "layers." + std::to_string(L) + "." + MN[mod] + ".";
+        add(q + "lora_A", ms.dtype, {s.E, s.rank, in_[mod]}, 0.25f);
+        add(q + "lora_B", ms.dtype, {s.E, out_[mod], s.rank}, 0.25f);
+      }
+    }
+  }
+  if (!st) st = lsw_model_finalize(m);
+  if (st) {
+    lsw_model_free(m);
+    return st;
+  }
+  *out = m;
+  return LSW_OK;
+}
+
+static const char *MODE_NAMES[4] = {"merge", "unfused", "fused", "base"};
+
+static void routes_equal(lsw_model *a, lsw_model *b, int nad, int rows_of[], int K_of[], int npos, const char *what) {
+  for (int id = 0; id < nad; id++) {
+    const size_t cnt = (size_t)npos * rows_of[id] * K_of[id];
+    std::vector<int32_t> e0(cnt), e1(cnt, -9);
+    std::vector<float> g0(cnt), g1(cnt, NAN);
+    OKC(lsw_model_get_routes(a, id, 0, npos, e0.data(), g0.data()));
+    OKC(lsw_model_get_routes(b, id, 0, npos, e1.data(), g1.data()));
+    size_t diff = 0;
+    for (size_t i = 0; i < cnt; i++) diff += e0[i] != e1[i];
+    CHECK(diff == 0, "%s: adapter %d: %zu of %zu routed experts differ", what, id, diff, cnt);
+    CHECK(maxdiff(g0.data(), g1.data(), cnt) <= 2e-5, "%s: adapter %d: gates differ", what, id);
+  }
+}
+
+// CPU vs CUDA in every mode for one model spec
+static void test_model(const char *name, const ModelSpec &ms) {
+  printf("-- model %s (%s) --\n", name, dname(ms.dtype));
+  lsw_model *m[2] = {nullptr, nullptr};
+  lsw_status s0 = build(ms, LSW_BACKEND_CPU, &m[0]);
+  if (s0 == LSW_E_UNSUPPORTED) {
+    printf("   CPU engine: %s -- not testable on either backend yet\n", lsw_last_error());
+    return;
+  }
+  CHECK(s0 == LSW_OK, "%s: CPU model: %s", name, lsw_last_error());
+  if (s0) return;
+  lsw_status s1 = build(ms, LSW_BACKEND_CUDA, &m[1]);
+  CHECK(s1 == LSW_OK, "%s: CUDA model: %s", name, lsw_last_error());
+  if (s1) { lsw_model_free(m[0]); return; }
+  const int V = 301, NL = 3;
+  const int nad = (int)ms.ads.size();
+  int rows_of[8], K_of[8];
+  for (int i = 0; i < nad; i++) { rows_of[i] = ms.ads[i].kind == LSW_ROUTER_LAYERWISE ? NL : 1; K_of[i] = ms.ads[i].K; }
+  const double tol = ms.dtype == LSW_DTYPE_F32 ? 1e-4 : 3e-4;
+  std::vector<int32_t> prompt(13);
+  for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 89 + 7) % V);
+  const int steps = g_small ? 6 : 24;
+  for (int mode = 0; mode < 4; mode++) {
+    char what[128];
+    lsw_status sm[2];
+    for (int b = 0; b < 2; b++) {
+      sm[b] = lsw_model_set_mode(m[b], mode);
+      if (!sm[b]) sm[b] = lsw_model_reset(m[b]);
+    }
+    snprintf(what, sizeof what, "%s %s", name, MODE_NAMES[mode]);
+    CHECK(sm[0] == sm[1], "%s: set_mode status CPU %d, CUDA %d (%s)", what, sm[0], sm[1], lsw_last_error());
+    if (sm[0] || sm[1]) { printf("   %-9s refused (both backends)\n", MODE_NAMES[mode]); continue; }
+    // prompt with all logits, then greedy steps
+    std::vector<float> l0((size_t)prompt.size() * V), l1((size_t)prompt.size() * V, NAN);
+    lsw_status e0 = lsw_model_eval(m[0], prompt.data(), (int)prompt.size(), l0.data(), 1);
+    lsw_status e1 = lsw_model_eval(m[1], prompt.data(), (int)prompt.size(), l1.data(), 1);
+    CHECK(e0 == e1, "%s: eval status CPU %d, CUDA %d (%s)", what, e0, e1, lsw_last_error());
+    if (e0 || e1) continue;
+    char w2[256];
+    snprintf(w2, sizeof w2, "%s: prompt logits (13 positions)", what);
+    close(l0.data(), l1.data(), l0.size(), tol, w2);
+    int mism = 0;
+    double worst = 0;
+    int32_t tok[2];
+    const lsw_sampler_params greedy{0.f, 0, 1.f, 0.f, 0};
+    for (int b = 0; b < 2; b++) {
+      OKC(lsw_model_set_sampler(m[b], &greedy));
+      OKC(lsw_model_reset(m[b]));
+      OKC(lsw_model_prefill(m[b], prompt.data(), (int)prompt.size(), &tok[b]));
+    }
+    std::vector<float> a(V), c(V);
+    for (int s = 0; s < steps; s++) {
+      if (tok[0] != tok[1]) { mism++; tok[1] = tok[0]; }
+      const int32_t in = tok[0];
+      lsw_status r0 = lsw_model_step(m[0], in, &tok[0]), r1 = lsw_model_step(m[1], in, &tok[1]);
+      CHECK(!r0 && !r1, "%s: step %d: %s", what, s, lsw_last_error());
+      if (r0 || r1) break;
+      lsw_model_get_logits(m[0], a.data());
+      lsw_model_get_logits(m[1], c.data());
+      double ref;
+      const double d = maxdiff(a.data(), c.data(), V, &ref);
+      worst = fmax(worst, d / fmax(ref, 1.0));
+    }
+    if (tok[0] != tok[1]) mism++;
+    CHECK(mism == 0 && worst <= tol, "%s: greedy decode %d steps: %d token mismatches, worst relative logit diff %.3g",
+          what, steps, mism, worst);
+    printf("   %-9s greedy %d steps: %d mismatches, worst rel logit diff %.2g\n", MODE_NAMES[mode], steps, mism, worst);
+    const int npos = (int)prompt.size() + steps;
+    if (nad) routes_equal(m[0], m[1], nad, rows_of, K_of, npos, what);
+    // stats
+    lsw_model_stats st{};
+    OKC(lsw_model_get_stats(m[1], &st));
+    CHECK(st.graph_captured == 1 && st.launches_per_token > 0 && st.device_bytes_peak > 0,
+          "%s: CUDA stats: graph_captured %d, launches %d, device bytes %llu", what, st.graph_captured,
+          st.launches_per_token, (unsigned long long)st.device_bytes_peak);
+    lsw_model_stats sc{};
+    OKC(lsw_model_get_stats(m[0], &sc));
+    CHECK(sc.weight_bytes == st.weight_bytes && sc.adapter_bytes == st.adapter_bytes,
+          "%s: weight/adapter bytes per token differ between backends", what);
+    if (mode == LSW_MODE_MERGE && nad)
+      CHECK(st.merge_steps == sc.merge_steps && st.merge_skipped == sc.merge_skipped,
+            "%s: merge steps CPU %lld/%lld skipped, CUDA %lld/%lld", what, (long long)sc.merge_steps,
+            (long long)sc.merge_skipped, (long long)st.merge_steps, (long long)st.merge_skipped);
+    printf("   %-9s CUDA graph nodes per token %d\n", MODE_NAMES[mode], st.launches_per_token);
+    // CUDA: prompt in one eval == token by token (same routes, close logits)
+    {
+      std::vector<float> one(V), seq(V);
+      OKC(lsw_model_reset(m[1]));
+      OKC(lsw_model_eval(m[1], prompt.data(), (int)prompt.size(), one.data(), 0));
+      std::vector<int32_t> re1((size_t)prompt.size() * 64), re2((size_t)prompt.size() * 64);
+      std::vector<float> rg1(re1.size()), rg2(re1.size());
+      for (int id = 0; id < nad; id++)
+        OKC(lsw_model_get_routes(m[1], id, 0, (int)prompt.size(), re1.data() + id * 8 * prompt.size(), rg1.data() + id * 8 * prompt.size()));
+      OKC(lsw_model_reset(m[1]));
+      for (size_t i = 0; i < prompt.size(); i++) OKC(lsw_model_eval(m[1], &prompt[i], 1, seq.data(), 0));
+      for (int id = 0; id < nad; id++)
+        OKC(lsw_model_get_routes(m[1], id, 0, (int)prompt.size(), re2.data() + id * 8 * prompt.size(), rg2.data() + id * 8 * prompt.size()));
+      snprintf(w2, sizeof w2, "%s: CUDA prompt == token by token (last logits)", what);
+      close(one.data(), seq.data(), V, tol, w2);
+      CHECK(re1 == re2 && maxdiff(rg1.data(), rg2.data(), rg1.size()) <= 2e-5, "%s: CUDA prompt routes != token-by-token routes", what);
+    }
+    // device sampler inside the decode graph == CPU sampler on the same logits
+    {
+      const lsw_sampler_params sp{0.9f, 50, 0.95f, 0.02f, 1234};
+      OKC(lsw_model_set_sampler(m[1], &sp));
+      OKC(lsw_model_reset(m[1]));
+      int32_t t = 0;
+      OKC(lsw_model_prefill(m[1], prompt.data(), (int)prompt.size(), &t));
+      int bad = 0;
+      for (int s = 0; s < 8; s++) {
+        int32_t next = -1, ref = -2;
+        if (lsw_model_step(m[1], t, &next)) { CHECK(false, "%s: sampled step: %s", what, lsw_last_error()); break; }
+        lsw_model_get_logits(m[1], c.data());
+        OKC(lsw_op_sample(LSW_BACKEND_CPU, V, c.data(), &sp, (uint64_t)s + 1, &ref));
+        bad += next != ref;
+        t = next;
+      }
+      CHECK(bad == 0, "%s: device sampler differs from the CPU sampler on the same logits in %d of 8 steps", what, bad);
+      OKC(lsw_model_set_sampler(m[1], &greedy));
+    }
+  }
+  // bench_decode on CUDA
+  {
+    if (lsw_model_set_mode(m[1], nad ? LSW_MODE_MERGE : LSW_MODE_BASE))  // refused: MixLoRA top_k > 1
+      OKC(lsw_model_set_mode(m[1], LSW_MODE_FUSED));
+    OKC(lsw_model_reset(m[1]));
+    const int n = 16;
+    std::vector<double> ms_(n, -1);
+    lsw_status st = lsw_model_bench_decode(m[1], 5, n, ms_.data());
+    CHECK(st == LSW_OK, "%s: bench_decode: %s", name, lsw_last_error());
+    bool pos = true;
+    for (double v : ms_) pos = pos && v > 0 && v < 1e4;
+    CHECK(pos && lsw_model_n_past(m[1]) == n, "%s: bench_decode times / n_past (%d)", name, lsw_model_n_past(m[1]));
+  }
+  lsw_model_free(m[0]);
+  lsw_model_free(m[1]);
+}
+
+// merge mode: many switches, then reset -> the backbone is bit-identical to the pristine one
+static void test_drift() {
+  const int N = g_small ? 300 : 10000;
+  printf("-- merge drift: %d switches --\n", N);
+  ModelSpec ms{LSW_DTYPE_BF16, 4, 2, N + 64, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V, LSW_MOD_DOWN}, 8}}};
+  lsw_model *a = nullptr, *b = nullptr;
+  if (build(ms, LSW_BACKEND_CUDA, &a) || build(ms, LSW_BACKEND_CUDA, &b)) {
+    CHECK(false, "drift: model: %s", lsw_last_error());
+    if (a) lsw_model_free(a);
+    return;
+  }
+  OKC(lsw_model_set_mode(a, LSW_MODE_MERGE));
+  OKC(lsw_model_set_mode(b, LSW_MODE_MERGE));
+  int32_t t = 1;
+  for (int i = 0; i < N; i++) {  // tokens cycle through the vocabulary: the pre-gated experts switch constantly
+    int32_t next;
+    if (lsw_model_step(a, (int32_t)((i * 37 + 11) % 301), &next)) { CHECK(false, "drift step %d: %s", i, lsw_last_error()); break; }
+    t = next;
+  }
+  (void)t;
+  lsw_model_stats st{};
+  OKC(lsw_model_get_stats(a, &st));
+  CHECK(st.merge_steps + st.merge_skipped == N && st.merge_steps > N / 2,
+        "drift: %lld merges + %lld skipped for %d steps", (long long)st.merge_steps, (long long)st.merge_skipped, N);
+  OKC(lsw_model_reset(a));
+  // after reset: merge-mode and base-mode logits bit-identical to a model that never merged
+  for (int mode : {LSW_MODE_BASE, LSW_MODE_MERGE}) {
+    OKC(lsw_model_set_mode(a, mode));
+    OKC(lsw_model_set_mode(b, mode));
+    OKC(lsw_model_reset(a));
+    OKC(lsw_model_reset(b));
+    std::vector<float> la(301), lb(301);
+    int same = 1;
+    for (int i = 0; i < 6; i++) {
+      int32_t na, nb;
+      const int32_t in = (int32_t)((i * 53 + 2) % 301);
+      OKC(lsw_model_step(a, in, &na));
+      OKC(lsw_model_step(b, in, &nb));
+      lsw_model_get_logits(a, la.data());
+      lsw_model_get_logits(b, lb.data());
+      same &= memcmp(la.data(), lb.data(), sizeof(float) * 301) == 0;
+    }
+    CHECK(same, "drift: after %d switches and reset, %s-mode logits are not bit-identical to a fresh model's", N,
+          MODE_NAMES[mode]);
+  }
+  lsw_model_free(a);
+  lsw_model_free(b);
+}
+
+int main() {
+  g_small = getenv("LSW_SANITIZER_SMALL") && atoi(getenv("LSW_SANITIZER_SMALL"));
+  const bool require = getenv("LSW_REQUIRE_GPU") && atoi(getenv("LSW_REQUIRE_GPU"));
+  if (!lsw_cuda_available()) {
+    printf("no CUDA device: skipped%s\n", require ? " (LSW_REQUIRE_GPU=1: failure)" : "");
+    return require ? 1 : 0;
+  }
+  test_ops();
+  const std::vector<int> ALL = {LSW_MOD_Q, LSW_MOD_K, LSW_MOD_V, LSW_MOD_O, LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN};
+  test_model("backbone only", {LSW_DTYPE_F16, 4, 2, 96, {}});
+  test_model("static all-linear r8", {LSW_DTYPE_BF16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, ALL, 8}}});
+  test_model("pregated q,v E8 top2 r16", {LSW_DTYPE_F16, 4, 4, 96, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}});
+  if (!g_small) {
+    test_model("pregated all E4 top3 r8 f32", {LSW_DTYPE_F32, 4, 2, 96, {{LSW_ROUTER_PREGATED, 4, 3, LSW_MOD_Q, 0, ALL, 8}}});
+    test_model("pregated router@gate, gate/up/down E6 top1", {LSW_DTYPE_BF16, 4, 1, 96, {{LSW_ROUTER_PREGATED, 6, 1, LSW_MOD_GATE, 0, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 16}}});
+    test_model("static + pregated(router@gate)", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, {LSW_MOD_Q, LSW_MOD_V, LSW_MOD_UP}, 8},
+                                                                             {LSW_ROUTER_PREGATED, 5, 2, LSW_MOD_GATE, 0, {LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
+    test_model("layerwise q,v E4 top2", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 4, 2, 0, 0, {LSW_MOD_Q, LSW_MOD_V}, 8}}});
+    test_model("MixLoRA ffn E4 top2 + static attention", {LSW_DTYPE_BF16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, {LSW_MOD_Q, LSW_MOD_V}, 8},
+                                                                                      {LSW_ROUTER_LAYERWISE, 4, 2, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
+    test_model("MixLoRA ffn E3 top1", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 3, 1, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
+  }
+  test_drift();
+  double gbps = 0;
+  OKC(lsw_measure_bandwidth(LSW_BACKEND_CUDA, (uint64_t)1 << 28, &gbps));
+  CHECK(gbps > 100, "bandwidth %.1f GB/s", gbps);
+  printf("device copy bandwidth: %.0f GB/s\n", gbps);
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
