@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 #include <unistd.h>
@@ -514,6 +515,7 @@ struct TinyModel {
   std::vector<std::vector<double>> vals;  // fp64 value of every tensor (same order as ts)
   bool has_adapter = false;
   lsw_adapter_desc ad{};
+  std::vector<lsw_adapter_desc> extra_ads;  // adapters 1.. (after ad)
 };
 
 static void write_model(TinyModel &m) {
@@ -579,6 +581,8 @@ static lsw_status load(const TinyModel &t, lsw_model **out, uint64_t trunc = 0) 
   int32_t fid, aid;
   if ((st = lsw_model_map_file(m, t.path.c_str(), 0, &fid))) return lsw_model_free(m), st;
   if (t.has_adapter && (st = lsw_model_add_adapter(m, &t.ad, &aid))) return lsw_model_free(m), st;
+  for (auto &d : t.extra_ads)
+    if ((st = lsw_model_add_adapter(m, &d, &aid))) return lsw_model_free(m), st;
   for (auto &x : t.ts)
     if ((st = lsw_model_add_tensor(m, x.name.c_str(), x.dtype, (int)x.shape.size(), x.shape.data(), fid, x.off)))
       return lsw_model_free(m), st;
@@ -835,6 +839,380 @@ static void test_adapters() {
   remove(PM);
 }
 
+// ---- layer-wise adapters (LAYERWISE, MixLoRA) vs an fp64 reference forward -------------------------------
+static int tidx(const TinyModel &t, const std::string &n) {
+  for (size_t i = 0; i < t.ts.size(); i++)
+    if (t.ts[i].name == n) return (int)i;
+  return -1;
+}
+static void add_f32(TinyModel &t, const std::string &n, std::vector<int64_t> s, float scale) {
+  t.ts.push_back({n, s, LSW_DTYPE_F32, t.total});
+  uint64_t cnt = 1;
+  for (auto v : s) cnt *= v;
+  t.total += (cnt * 4 + 255) / 256 * 256;
+  std::vector<double> v(cnt);
+  for (auto &x : v) x = nz(scale);
+  t.vals.push_back(v);
+}
+static void mod_shape(const lsw_model_config &c, int mo, int64_t &out, int64_t &in, int64_t &row0) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
+  out = mo == 0 ? qd : mo <= 2 ? kvd : mo == 3 ? H : mo <= 5 ? I : H;
+  in = mo == 3 ? qd : mo == 6 ? I : H;
+  row0 = mo == 1 ? qd : mo == 2 ? qd + kvd : mo == 5 ? I : 0;
+}
+// Adapter `aid` (registered in that order): LAYERWISE (E experts, top_k K) or STATIC (E = K = 1), adapting
+// mods[L] in layer L; layer-wise ones get a router per adapted layer whose width is that of the first adapted
+// module's input (ffn: the MLP input).  router_w_override > 0: use that width for layer 0 (bad-input tests).
+static void add_lw(TinyModel &t, int aid, int kind, int E, int K, bool ffn, const std::vector<std::vector<int>> &mods,
+                   int64_t router_w_override = 0) {
+  const lsw_adapter_desc d = {kind, E, K, 4, ffn ? 1 : 0};
+  if (aid == 0) t.has_adapter = true, t.ad = d;
+  else t.extra_ads.push_back(d);
+  const auto &c = t.c;
+  for (int L = 0; L < c.num_layers; L++) {
+    if (mods[L].empty()) continue;
+    const std::string p = "adapters." + std::to_string(aid) + ".layers." + std::to_string(L) + ".";
+    if (kind == LSW_ROUTER_LAYERWISE) {
+      int first = *std::min_element(mods[L].begin(), mods[L].end());
+      int64_t out, in, r0;
+      mod_shape(c, ffn ? 4 : first, out, in, r0);
+      add_f32(t, p + "router.weight", {E, L == 0 && router_w_override ? router_w_override : in}, 0.3f);
+    }
+    for (int mo : mods[L]) {
+      int64_t out, in, r0;
+      mod_shape(c, mo, out, in, r0);
+      add_f32(t, p + MODN[mo] + ".lora_A", {E, 3, in}, 0.3f);
+      add_f32(t, p + MODN[mo] + ".lora_B", {E, out, 3}, 0.3f);
+    }
+  }
+  write_model(t);
+}
+
+static void ref_rmsnorm(const std::vector<double> &x, const std::vector<double> &w, double eps, std::vector<double> &y) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double r = 1.0 / std::sqrt(ss / (double)x.size() + eps);
+  y.resize(x.size());
+  for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * r * w[i];
+}
+static void ref_route(const std::vector<double> &R, int E, size_t dim, int K, const std::vector<double> &x, int *ex,
+                      double *g) {
+  std::vector<double> l(E);
+  for (int e = 0; e < E; e++)
+    for (size_t c = 0; c < dim; c++) l[e] += R[e * dim + c] * x[c];
+  std::vector<int> o(E);
+  for (int e = 0; e < E; e++) o[e] = e;
+  std::stable_sort(o.begin(), o.end(), [&](int a, int b) { return l[a] > l[b]; });
+  double s = 0;
+  for (int k = 0; k < K; k++) s += std::exp(l[o[k]] - l[o[0]]);
+  for (int k = 0; k < K; k++) ex[k] = o[k], g[k] = std::exp(l[o[k]] - l[o[0]]) / s;
+}
+
+// fp64 forward of a tiny model with its adapters, every position; routes of adapter 0 [n][num_layers][top_k]
+// (expert -1, gate 0 where it routes nothing).  MixLoRA: the gated sum of whole expert FFNs, each computed on its
+// own (base + the expert's deltas) -- independent of the engine's factoring.
+static std::vector<std::vector<double>> ref_forward(const TinyModel &t, const std::vector<int32_t> &toks,
+                                                    std::vector<int> &re, std::vector<double> &rg, bool adapters = true) {
+  const auto &c = t.c;
+  const int NL = c.num_layers, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, qd = nh * hd, kvd = nkv * hd;
+  auto W = [&](const std::string &n) -> const std::vector<double> & {
+    int i = tidx(t, n);
+    if (i < 0) {
+      fprintf(stderr, "reference: no tensor %s\n", n.c_str());
+      exit(2);
+    }
+    return t.vals[i];
+  };
+  std::vector<lsw_adapter_desc> ads;
+  if (adapters && t.has_adapter) ads.push_back(t.ad);
+  if (adapters) ads.insert(ads.end(), t.extra_ads.begin(), t.extra_ads.end());
+  const int NA = (int)ads.size();
+  auto has = [&](int a, int L, int mo) {
+    return tidx(t, "adapters." + std::to_string(a) + ".layers." + std::to_string(L) + "." + MODN[mo] + ".lora_A") >= 0;
+  };
+  // router matrix of (adapter, layer): first adapted module's fused matrix (ffn: gate/up), -1 none
+  auto mat_of = [](int mo) { return mo <= 2 ? 0 : mo == 3 ? 1 : mo <= 5 ? 2 : 3; };
+  std::vector<std::vector<int>> rmat(NA, std::vector<int>(NL, -1));
+  for (int a = 0; a < NA; a++)
+    for (int L = 0; L < NL; L++)
+      for (int mo = 6; mo >= 0; mo--)
+        if (has(a, L, mo)) rmat[a][L] = ads[a].ffn_experts ? 2 : mat_of(mo);
+  const int K0 = NA ? ads[0].top_k : 1;
+  const int n = (int)toks.size();
+  re.assign((size_t)n * NL * K0, -1);
+  rg.assign((size_t)n * NL * K0, 0.0);
+  std::vector<std::vector<int>> ge(NA);  // current token's routes of layer L per adapter
+  std::vector<std::vector<double>> gg(NA);
+  std::vector<std::vector<double>> kc((size_t)NL * n), vc((size_t)NL * n), logits;
+  const std::vector<double> inv = ref_inv_freq(c);
+  const std::vector<double> &emb = W("tok_embeddings.weight");
+  for (int p = 0; p < n; p++) {
+    std::vector<double> x(emb.begin() + (size_t)toks[p] * H, emb.begin() + (size_t)(toks[p] + 1) * H), xa, xf;
+    for (int L = 0; L < NL; L++) {
+      const std::string pl = "layers." + std::to_string(L) + ".";
+      auto route_here = [&](int mat, const std::vector<double> &in) {
+        for (int a = 0; a < NA; a++) {
+          const int K = ads[a].top_k;
+          if (ads[a].router_kind != LSW_ROUTER_LAYERWISE || rmat[a][L] != mat) continue;
+          ref_route(W("adapters." + std::to_string(a) + ".layers." + std::to_string(L) + ".router.weight"),
+                    ads[a].num_experts, in.size(), K, in, ge[a].data(), gg[a].data());
+          if (a == 0)
+            for (int k = 0; k < K; k++) re[((size_t)p * NL + L) * K + k] = ge[a][k], rg[((size_t)p * NL + L) * K + k] = gg[a][k];
+        }
+      };
+      auto lora = [&](int a, int mo, int e, double g, const std::vector<double> &in, std::vector<double> &y) {
+        const std::string q = "adapters." + std::to_string(a) + ".layers." + std::to_string(L) + "." + MODN[mo];
+        const auto &A = W(q + ".lora_A"), &B = W(q + ".lora_B");
+        const size_t in_f = in.size(), out = y.size(), r = 3;
+        for (size_t i = 0; i < out; i++) {
+          double acc = 0;
+          for (size_t j = 0; j < r; j++) {
+            double u = 0;
+            for (size_t cc = 0; cc < in_f; cc++) u += A[(e * r + j) * in_f + cc] * in[cc];
+            acc += B[(e * out + i) * r + j] * u;
+          }
+          y[i] += g * acc;
+        }
+      };
+      // adapted linear; ffn_e >= 0: the MixLoRA adapter's expert ffn_e with gate 1
+      auto lin = [&](int mo, const std::vector<double> &in, int ffn_e = -1) {
+        int64_t out, inn, row0;
+        mod_shape(c, mo, out, inn, row0);
+        const auto &Wm = W(pl + (mo <= 2 ? "attn.wqkv.weight" : mo == 3 ? "attn.wo.weight" : mo <= 5 ? "ffn.w_gate_up.weight" : "ffn.w_down.weight"));
+        std::vector<double> y(out);
+        for (int64_t i = 0; i < out; i++) {
+          double acc = 0;
+          for (int64_t j = 0; j < inn; j++) acc += Wm[(row0 + i) * inn + j] * in[j];
+          y[i] = acc;
+        }
+        if (mo <= 2 && c.qkv_bias)
+          for (int64_t i = 0; i < out; i++) y[i] += W(pl + "attn.bqkv.bias")[row0 + i];
+        for (int a = 0; a < NA; a++) {
+          if (!has(a, L, mo)) continue;
+          if (ads[a].ffn_experts) {
+            if (ffn_e >= 0) lora(a, mo, ffn_e, 1.0, in, y);
+            continue;
+          }
+          for (int k = 0; k < ads[a].top_k; k++) lora(a, mo, ge[a][k], gg[a][k], in, y);
+        }
+        return y;
+      };
+      for (int a = 0; a < NA; a++) ge[a].assign(ads[a].top_k, 0), gg[a].assign(ads[a].top_k, 1.0);  // STATIC: 0, 1
+      ref_rmsnorm(x, W(pl + "attn_norm.weight"), c.rms_norm_eps, xa);
+      route_here(0, xa);
+      std::vector<double> q = lin(0, xa), k = lin(1, xa), v = lin(2, xa);
+      auto rope = [&](std::vector<double> &z, int heads) {
+        for (int h = 0; h < heads; h++)
+          for (int i = 0; i < hd / 2; i++) {
+            const double an = p * inv[i], cs = std::cos(an), sn = std::sin(an);
+            const double x1 = z[h * hd + i], x2 = z[h * hd + i + hd / 2];
+            z[h * hd + i] = x1 * cs - x2 * sn;
+            z[h * hd + i + hd / 2] = x2 * cs + x1 * sn;
+          }
+      };
+      rope(q, nh);
+      rope(k, nkv);
+      kc[(size_t)L * n + p] = k;
+      vc[(size_t)L * n + p] = v;
+      std::vector<double> att(qd);
+      for (int h = 0; h < nh; h++) {
+        const int kh = h / (nh / nkv);
+        std::vector<double> sc(p + 1);
+        double mx = -1e300, sum = 0;
+        for (int s2 = 0; s2 <= p; s2++) {
+          double d = 0;
+          for (int i = 0; i < hd; i++) d += q[h * hd + i] * kc[(size_t)L * n + s2][kh * hd + i];
+          sc[s2] = d / std::sqrt((double)hd);
+          mx = std::max(mx, sc[s2]);
+        }
+        for (auto &z : sc) sum += (z = std::exp(z - mx));
+        for (int s2 = 0; s2 <= p; s2++)
+          for (int i = 0; i < hd; i++) att[h * hd + i] += sc[s2] / sum * vc[(size_t)L * n + s2][kh * hd + i];
+      }
+      route_here(1, att);
+      std::vector<double> o = lin(3, att);
+      for (int64_t i = 0; i < H; i++) x[i] += o[i];
+      ref_rmsnorm(x, W(pl + "ffn_norm.weight"), c.rms_norm_eps, xf);
+      route_here(2, xf);
+      int fa = -1;
+      for (int a = 0; a < NA; a++)
+        if (ads[a].ffn_experts && rmat[a][L] >= 0) fa = a;
+      auto ffn = [&](int e) {
+        std::vector<double> g = lin(4, xf, e), u = lin(5, xf, e), h(I);
+        for (int64_t i = 0; i < I; i++) h[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+        route_here(3, h);  // (no layer-wise router reads the down input when FFN experts are present)
+        return lin(6, h, e);
+      };
+      std::vector<double> y(H);
+      if (fa < 0) {
+        y = ffn(-1);
+      } else {
+        const std::vector<int> ex = ge[fa];
+        const std::vector<double> gx = gg[fa];
+        for (size_t kk = 0; kk < ex.size(); kk++) {
+          std::vector<double> yk = ffn(ex[kk]);
+          for (int64_t i = 0; i < H; i++) y[i] += gx[kk] * yk[i];
+        }
+      }
+      for (int64_t i = 0; i < H; i++) x[i] += y[i];
+    }
+    std::vector<double> fin;
+    ref_rmsnorm(x, W("norm.weight"), c.rms_norm_eps, fin);
+    const auto &head = c.tie_embeddings ? emb : W("lm_head.weight");
+    std::vector<double> lg(V);
+    for (int64_t vv = 0; vv < V; vv++)
+      for (int64_t i = 0; i < H; i++) lg[vv] += head[vv * H + i] * fin[i];
+    logits.push_back(lg);
+  }
+  return logits;
+}
+
+static double max_rel_ref(const std::vector<float> &got, const std::vector<std::vector<double>> &ref) {
+  double d = 0, mx = 0;
+  const size_t V = ref[0].size();
+  for (size_t t = 0; t < ref.size(); t++)
+    for (size_t i = 0; i < V; i++)
+      d = std::max(d, std::fabs(got[t * V + i] - ref[t][i])), mx = std::max(mx, std::fabs(ref[t][i]));
+  return d / mx;
+}
+
+static void test_layerwise() {
+  const char *P = "/tmp/lsw_test_layerwise.bin";
+  struct Case {
+    const char *name;
+    int E, K;
+    bool ffn;
+    std::vector<std::vector<int>> mods;
+    bool with_static;  // + a STATIC adapter on q and o (MixLoRA's attention LoRA)
+  };
+  const std::vector<Case> cases = {
+      {"layerwise E4 K2 all-linear / o+down", 4, 2, false, {{0, 1, 2, 3, 4, 5, 6}, {3, 6}}, false},
+      {"layerwise E3 K3 down-only layer 0 (router width I), layer 1 bare", 3, 3, false, {{6}, {}}, false},
+      {"layerwise E5 K1 gate/up + static q,o", 5, 1, false, {{4, 5}, {5}}, true},
+      {"MixLoRA E4 K1 + static q,o", 4, 1, true, {{4, 5, 6}, {4, 5, 6}}, true},
+      {"MixLoRA E4 K2 (layer 0 without gate)", 4, 2, true, {{5, 6}, {4, 5, 6}}, false},
+      {"MixLoRA E5 K3 + static q,o", 5, 3, true, {{4, 5, 6}, {4, 6}}, true},
+  };
+  for (const Case &cs : cases) {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, cs.with_static, false, P);
+    add_lw(t, 0, LSW_ROUTER_LAYERWISE, cs.E, cs.K, cs.ffn, cs.mods);
+    if (cs.with_static) add_lw(t, 1, LSW_ROUTER_STATIC, 1, 1, false, {{0, 3}, {0, 3}});
+    const int V = t.c.vocab_size, NL = t.c.num_layers, K = cs.K, n = 10, RK = NL * K;
+    std::vector<int32_t> toks(n);
+    for (auto &x : toks) x = (int32_t)(rng() % V);
+    toks[4] = toks[3];  // a repeated token: layer 0's routes repeat when its router reads the normed embedding
+    std::vector<int> re, re0;
+    std::vector<double> rg, rg0;
+    const auto want = ref_forward(t, toks, re, rg);
+    const auto bare = ref_forward(t, toks, re0, rg0, false);
+    double dad = 0;
+    {
+      std::vector<float> wf;
+      for (auto &r : want) wf.insert(wf.end(), r.begin(), r.end());
+      dad = max_rel_ref(wf, bare);
+    }
+    CHECK(dad > 1e-2, "%s: the adapters hardly change the reference logits (%g)", cs.name, dad);
+    std::set<int> used;
+    for (int e : re) used.insert(e);
+    CHECK(cs.K == cs.E || used.size() > (size_t)cs.K, "%s: routing uses only %zu experts", cs.name, used.size());
+    const bool merge_ok = !(cs.ffn && cs.K > 1);
+    for (int mode : {LSW_MODE_UNFUSED, LSW_MODE_FUSED, LSW_MODE_MERGE}) {
+      lsw_model *m = nullptr;
+      OK(load(t, &m));
+      if (!m) return;
+      if (!merge_ok) {  // merge is the default mode: evaluating refuses, as does set_mode(MERGE)
+        int32_t tok = toks[0];
+        lsw_status st = lsw_model_eval(m, &tok, 1, nullptr, 0);
+        CHECK(st == LSW_E_UNSUPPORTED && strstr(lsw_last_error(), "merge mode cannot represent MixLoRA's per-expert FFNs exactly for top_k > 1"),
+              "%s: default merge mode: %d %s", cs.name, st, lsw_last_error());
+        st = lsw_model_set_mode(m, LSW_MODE_MERGE);
+        CHECK(st == LSW_E_UNSUPPORTED && strstr(lsw_last_error(), "use --mode fused or unfused"), "%s: set_mode(MERGE): %d %s",
+              cs.name, st, lsw_last_error());
+        if (mode == LSW_MODE_MERGE) {
+          lsw_model_free(m);
+          continue;
+        }
+      }
+      OK(lsw_model_set_mode(m, mode));
+      std::vector<float> seq((size_t)n * V), pre((size_t)n * V);
+      lsw_model_stats st0, st1;
+      for (int i = 0; i < n; i++) {
+        if (i == 4) OK(lsw_model_get_stats(m, &st0));
+        OK(lsw_model_eval(m, &toks[i], 1, &seq[(size_t)i * V], 0));
+        if (i == 4) OK(lsw_model_get_stats(m, &st1));
+      }
+      std::vector<int32_t> e1((size_t)n * RK), e2((size_t)n * RK);
+      std::vector<float> g1((size_t)n * RK), g2((size_t)n * RK);
+      OK(lsw_model_get_routes(m, 0, 0, n, e1.data(), g1.data()));
+      OK(lsw_model_reset(m));
+      OK(lsw_model_eval(m, toks.data(), 6, pre.data(), 1));  // prefill in two chunks
+      OK(lsw_model_eval(m, toks.data() + 6, n - 6, pre.data() + (size_t)6 * V, 1));
+      OK(lsw_model_get_routes(m, 0, 0, n, e2.data(), g2.data()));
+      const double r_seq = max_rel_ref(seq, want), r_pre = max_rel_ref(pre, want), r_pp = max_rel(pre, seq);
+      CHECK(r_seq < 2e-5, "%s mode %d: token by token vs fp64 reference %g", cs.name, mode, r_seq);
+      CHECK(r_pre < 2e-5, "%s mode %d: prefill vs fp64 reference %g", cs.name, mode, r_pre);
+      CHECK(r_pp < 2e-5, "%s mode %d: prefill vs token by token %g", cs.name, mode, r_pp);
+      int bad_e = 0, bad_g = 0;
+      for (size_t i = 0; i < e1.size(); i++) {
+        bad_e += e1[i] != re[i] || e2[i] != re[i];
+        bad_g += std::fabs(g1[i] - rg[i]) > 1e-5 || std::fabs(g2[i] - rg[i]) > 1e-5;
+      }
+      CHECK(bad_e == 0 && bad_g == 0, "%s mode %d: routes vs reference: %d experts, %d gates wrong", cs.name, mode, bad_e,
+            bad_g);
+      lsw_model_stats st;
+      OK(lsw_model_get_stats(m, &st));
+      if (mode == LSW_MODE_MERGE) {
+        CHECK(st.merge_steps > 0, "%s: merge mode ran no SGMM step", cs.name);
+        // the repeated token: layer 0 (router on the normed embedding in the first case) is skipped
+        if (cs.mods[0][0] == 0) CHECK(st1.merge_skipped > st0.merge_skipped, "%s: unchanged layer 0 not skipped", cs.name);
+      } else {
+        CHECK(st.merge_steps == 0, "%s: SGMM outside merge mode", cs.name);
+      }
+      lsw_model_free(m);
+    }
+  }
+  // bad input
+  auto expect = [&](TinyModel tt, lsw_status want_st, const char *needle, const char *what) {
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == want_st && strstr(lsw_last_error(), needle), "%s: %d %s", what, st, lsw_last_error());
+    if (m) lsw_model_free(m);
+  };
+  {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);  // router of layer 0 reads the SwiGLU output (I)
+    add_lw(t, 0, LSW_ROUTER_LAYERWISE, 3, 2, false, {{6}, {6}}, t.c.hidden_size);
+    expect(t, LSW_E_FORMAT, "adapters.0.layers.0.router.weight", "router width H where down (I) is the first module");
+  }
+  {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
+    add_lw(t, 0, LSW_ROUTER_LAYERWISE, 3, 2, false, {{0, 6}, {6}});
+    TinyModel tt = t;
+    int i = tidx(tt, "adapters.0.layers.1.router.weight");
+    tt.ts.erase(tt.ts.begin() + i), tt.vals.erase(tt.vals.begin() + i);
+    expect(tt, LSW_E_FORMAT, "adapters.0.layers.1.router.weight is missing", "missing layer router");
+    tt = t;
+    for (int mo : {0, 6})
+      for (const char *ab : {".lora_A", ".lora_B"}) {
+        int j = tidx(tt, std::string("adapters.0.layers.1.") + MODN[mo] + ab);
+        if (j >= 0) tt.ts.erase(tt.ts.begin() + j), tt.vals.erase(tt.vals.begin() + j);
+      }
+    expect(tt, LSW_E_FORMAT, "adapts nothing in layer 1", "router without adapted modules");
+  }
+  {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
+    add_lw(t, 0, LSW_ROUTER_LAYERWISE, 3, 2, true, {{0, 4}, {4}});
+    expect(t, LSW_E_FORMAT, "adapt only gate/up/down", "MixLoRA adapting q");
+  }
+  {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
+    add_lw(t, 0, LSW_ROUTER_LAYERWISE, 3, 2, true, {{4}, {4}});
+    add_lw(t, 1, LSW_ROUTER_LAYERWISE, 3, 2, true, {{5}, {5}});
+    expect(t, LSW_E_UNSUPPORTED, "at most one", "two MixLoRA adapters");
+  }
+  remove(P);
+}
+
 static void test_random_and_base() {
   // two models from the same seeds give identical logits; a different seed differs; BASE mode == no adapter
   TinyModel t = make_tiny(LSW_DTYPE_F16, true, true, "/tmp/lsw_test_rand.bin");
@@ -908,6 +1286,7 @@ int main() {
   test_sampler();
   test_model();
   test_adapters();
+  test_layerwise();
   test_random_and_base();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);
