@@ -199,7 +199,7 @@ test('csv: header, one line per mode, failures quoted', () => {
 test('markdown: what was measured (date, command), then a table row per mode', () => {
   const md = toMarkdown(sampleDoc());
   assert.match(md, /\*\*measured\*\* 2026-12-01T01:00:00\.000Z · `lora-switch bench --preset llama2-7b`/);
-  assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250 GB\/s/);
+  assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250\.0 GB\/s/);
   assert.match(md, /\n\| tool \| mode \| ms\/token \(p10–p90\) \| tokens\/s \| × base \| % of floor \| prefill tok\/s \| TTFT ms \| peak memory \| launches\/token \|\n\| --- \| --- \| ---: \|/);
   assert.match(md, /\n\| lora-switch \| base \| 3\.300 \(3\.200–3\.500\) \| 303\.0 \| 1\.000 \| 96\.1 % \| 20000 \| 25\.5 \| 14\.00 GB \| 1 \|\n/);
   assert.match(md, /\| lora-switch \| fused \| failed: boom, "bad" \\\| worse \|/);

@@ -176,12 +176,15 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       view.update();
     } else if (mode === 'plain' && state.phase === 'measuring' && state.rep !== lastRep && state.rep > 1) {
       lastRep = state.rep;
-      err.write(`bench: repetition ${state.rep - 1}/${state.repetitions} done · ${state.live.map((l) => `${l.mode} ${l.median?.toFixed(3) ?? '–'} ms`).join(' · ')}\n`);
+      repLine(state.rep - 1);
     }
   };
+  const repLine = (rep: number) =>
+    err.write(`bench: repetition ${rep}/${state.repetitions} done · ${state.live.map((l) => `${l.mode} ${l.median?.toFixed(3) ?? '–'} ms`).join(' · ')}\n`);
   try {
     const opts: BenchOptions = { ...o, adapter: o.model && !adapterFlagsGiven ? await modelAdapterDefault(o) : o.adapter };
     const doc = await runBench(opts, state, onUpdate);
+    if (mode === 'plain') repLine(state.repetitions);
     if (doc.results.every((r) => r.error)) throw new UserError(`bench: every mode failed (${doc.results[0]?.error ?? 'no modes'})`);
     if (o.peer) {
       state.phase = 'peer';

@@ -91,7 +91,7 @@ export function describe(doc: BenchDoc): string[] {
   const out = [
     `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
-    `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps} GB/s`}`,
+    `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}`,
     `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}`,
   ];
   return out;
