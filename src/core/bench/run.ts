@@ -302,8 +302,9 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       row.pct_of_floor = rnd(pctOfFloor(floor, s.median), 2);
       row.prefill_tokens_per_s = rnd(o.promptTokens / (ttft / 1000), 1);
       row.ttft_ms = rnd(ttft, 3);
-      // the CPU backend launches no kernels: launches per token exist on the CUDA backend only
-      row.launches_per_token = backend === 'cuda' ? a.stats.launchesPerToken : null;
+      // kernels per decode step (the CUDA graph's nodes); the CPU backend launches none, and an uncaptured step
+      // has no count: null
+      row.launches_per_token = backend === 'cuda' && a.stats.graphCaptured && a.stats.launchesPerToken > 0 ? a.stats.launchesPerToken : null;
       row.ms_per_token_mean = rnd(mean(a.steps));
       row.decode_steps_measured = a.steps.length;
       row.repetitions_measured = a.reps;
