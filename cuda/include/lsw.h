@@ -2,8 +2,12 @@
  * lora-switch native engine: the whole C ABI.
  *
  * One flat header.  Every function that can fail returns lsw_status; on a
- * non-zero status lsw_last_error() returns a thread-local, human-readable
- * message describing the most recent failure on the calling thread.
+ * non-zero status lsw_last_error() returns a human-readable message describing
+ * the most recent failure in the process, on ANY thread (so a call that ran on
+ * a worker thread, e.g. an FFI async call, can be explained from the main
+ * thread).  The returned pointer is a thread-local copy, valid until the same
+ * thread calls lsw_last_error again.  With concurrent failing calls on several
+ * threads the message is the last one set.
  *
  * Object model: an lsw_model owns the weights (memory-mapped from .lsw files
  * on the CPU backend, uploaded on the CUDA backend), the adapters, one KV cache
@@ -122,6 +126,7 @@ typedef struct lsw_model_stats {
 typedef struct lsw_model lsw_model;
 
 /* --- library ----------------------------------------------------------- */
+/* The most recent error message of the process (see the top of this file). */
 LSW_API const char *lsw_last_error(void);
 LSW_API const char *lsw_version(void);
 LSW_API int32_t lsw_abi_version(void);

@@ -17,15 +17,28 @@
 #endif
 
 // ---------------------------------------------------------------------------------------------
+// Errors: the failing thread's own message (thread-local) and a process-wide copy of the most recent one, so that
+// a caller whose failing call ran on another thread (koffi's async calls run on a worker thread) still reads it.
+// lsw_last_error returns the most recent message set on ANY thread, copied into a thread-local buffer (the
+// pointer stays valid until this thread calls lsw_last_error again).
 static thread_local char g_err[1024] = "";
+static std::mutex g_err_mu;
+static char g_err_last[1024] = "";
 
 void lsw_set_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(g_err, sizeof g_err, fmt, ap);
   va_end(ap);
+  std::lock_guard<std::mutex> lk(g_err_mu);
+  std::memcpy(g_err_last, g_err, sizeof g_err_last);
 }
-extern "C" LSW_API const char *lsw_last_error(void) { return g_err; }
+extern "C" LSW_API const char *lsw_last_error(void) {
+  static thread_local char out[1024];
+  std::lock_guard<std::mutex> lk(g_err_mu);
+  std::memcpy(out, g_err_last, sizeof out);
+  return out;
+}
 
 namespace lsw {
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <thread>
 #include <string>
 #include <vector>
 #include <unistd.h>
@@ -1213,6 +1214,23 @@ static void test_layerwise() {
   remove(P);
 }
 
+// lsw_last_error: the most recent error of the process, whichever thread set it (FFI async calls fail on a worker)
+static void test_last_error_threads() {
+  double gb = 0;
+  std::thread th([&] { (void)lsw_measure_bandwidth(LSW_BACKEND_CPU, 12, &gb); });
+  th.join();
+  CHECK(strstr(lsw_last_error(), "(got 12)") != nullptr, "error set on a worker thread not visible: '%s'", lsw_last_error());
+  const char *p1 = lsw_last_error();
+  std::string keep = p1;
+  CHECK(lsw_measure_bandwidth(LSW_BACKEND_CPU, 13, &gb) == LSW_E_INVALID_ARGUMENT, "bad bytes accepted");
+  CHECK(strstr(lsw_last_error(), "(got 13)") != nullptr, "newer error on this thread: '%s'", lsw_last_error());
+  std::string seen;
+  std::thread th2([&] { seen = lsw_last_error(); });  // another thread reads the main thread's failure
+  th2.join();
+  CHECK(seen.find("(got 13)") != std::string::npos, "main thread's error not visible on a worker: '%s'", seen.c_str());
+  CHECK(keep.find("(got 12)") != std::string::npos, "copy");
+}
+
 static void test_random_and_base() {
   // two models from the same seeds give identical logits; a different seed differs; BASE mode == no adapter
   TinyModel t = make_tiny(LSW_DTYPE_F16, true, true, "/tmp/lsw_test_rand.bin");
@@ -1287,6 +1305,7 @@ int main() {
   test_model();
   test_adapters();
   test_layerwise();
+  test_last_error_threads();
   test_random_and_base();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);
