@@ -63,6 +63,7 @@ export function peerArgs(o: BenchOptions, jsonOut: string): string[] | string {
  * outcome's `error` says what happened (with a partial doc when the peer wrote one).
  */
 export async function runPeer(o: BenchOptions, onLine: (line: string) => void = () => {}): Promise<PeerOutcome> {
+  if (!fs.existsSync(peerScript())) return { doc: null, error: `${peerScript()}: not found (the PyTorch peer ships with the repository's scripts/bench)` };
   const python = pythonCommand();
   const missing = checkPython(python);
   if (missing) return { doc: null, error: missing };
