@@ -166,16 +166,9 @@ export function getNative(): Native {
         raw[fn].async(...args, (err: unknown, r: number) => {
           if (err) return reject(err);
           if (!STATUS_FNS.has(fn) || r === 0) return resolve(r);
-          // lsw_last_error() is thread-local and the call failed on a worker thread: repeat it on this
-          // thread (a failing call changes nothing) to read the engine's message
-          let again: number | undefined;
-          try {
-            again = raw[fn](...args) as number;
-          } catch {
-            again = undefined;
-          }
-          const msg = again === r ? lastError() : '';
-          reject(nativeError(fn, r, msg));
+          // lsw_last_error() returns the most recent error of the process, whichever thread set it (lsw.h), so
+          // the message of this call, which failed on a worker thread, is readable here
+          reject(nativeError(fn, r, lastError()));
         });
       }),
   };
