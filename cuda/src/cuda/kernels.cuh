@@ -181,7 +181,12 @@ struct MergeCheck {
   int *merged;      // 0 after reset: the next check merges
   int *skip;
   long long *counters;  // [0] merges run, [1] skipped
+  int *layer_step = nullptr;  // per-matrix merge (layer-wise adapters): max(*layer_step, skip ? 1 : 2) instead
 };
+// layer-wise merge counting at the end of a step: counters[0] += #layers with step 2, [1] += #layers with 1; reset
+cudaError_t layer_count(int n_layers, int *layer_step, long long *counters, cudaStream_t s);
+// a no-op kernel launched normally (PDL rule: separates SGMM from a PDL-launched GEMV reading its output)
+cudaError_t noop(cudaStream_t s);
 cudaError_t merge_check(const MergeCheck &mc, cudaStream_t s);
 
 constexpr int kMaxTerms = 4;

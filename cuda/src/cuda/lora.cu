@@ -170,8 +170,33 @@ __global__ void merge_check_kernel(MergeCheck mc) {
       mc.prev_g[o] = g;
     }
   *mc.skip = same ? 1 : 0;
-  mc.counters[same ? 1 : 0] += 1;
+  if (mc.layer_step) {
+    const int v = same ? 1 : 2;
+    if (*mc.layer_step < v) *mc.layer_step = v;
+  } else {
+    mc.counters[same ? 1 : 0] += 1;
+  }
   *mc.merged = 1;
+}
+
+__global__ void layer_count_kernel(int nl, int *step, long long *counters) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  for (int L = 0; L < nl; L++) {
+    if (step[L] == 2) counters[0] += 1;
+    else if (step[L] == 1) counters[1] += 1;
+    step[L] = 0;
+  }
+}
+
+cudaError_t layer_count(int n_layers, int *layer_step, long long *counters, cudaStream_t s) {
+  layer_count_kernel<<<1, 32, 0, s>>>(n_layers, layer_step, counters);
+  LSWC_LAUNCH_RET();
+}
+
+__global__ void noop_kernel() {}
+cudaError_t noop(cudaStream_t s) {
+  noop_kernel<<<1, 32, 0, s>>>();
+  LSWC_LAUNCH_RET();
 }
 
 cudaError_t merge_check(const MergeCheck &mc, cudaStream_t s) {

@@ -42,8 +42,11 @@ struct DMod {
 
 struct DAdapter {
   int kind = 0, K = 1, E = 1, slots = 1, router_mat = -1;
+  bool ffn = false;        // MixLoRA whole-FFN experts
   const void *router = nullptr;
   int router_dt = 0, router_dim = 0;
+  std::vector<const void *> lrouter;  // LAYERWISE: per layer (nullptr: nothing adapted there)
+  std::vector<int> lrouter_mat, lrouter_dim, lrouter_dt;
   std::vector<DMod> mods;  // [layer * LSW_MOD_COUNT + module]
   int *re = nullptr;       // [kChunk][slots][K]
   float *rg = nullptr;
@@ -51,7 +54,10 @@ struct DAdapter {
   float *h_g = nullptr;
   float *t[LSW_MOD_COUNT] = {};  // shrink outputs [kChunk][K][rank] per module
   bool routed = false;     // host-side, while building one forward
-  lswc::RouteRef ref(int t0 = 0) const { return {re + (size_t)t0 * slots * K, rg + (size_t)t0 * slots * K, slots * K, 0, K}; }
+  int slot(int L) const { return kind == LSW_ROUTER_LAYERWISE ? L : 0; }
+  lswc::RouteRef ref(int L, bool gated = true) const { return {re, gated ? rg : nullptr, slots * K, slot(L), K}; }
+  const int *ex(int L) const { return re + (size_t)slot(L) * K; }
+  const float *gt(int L) const { return rg + (size_t)slot(L) * K; }
 };
 
 struct DevBlk {                 // device scalars of the decode step (one memcpy back to the host)
@@ -97,6 +103,15 @@ struct State {
   lswc::SgmmDesc *tc_descs = nullptr;       // device (tensor-core kernel, single adapter)
   int tc_n = 0, tc_tiles = 0;
   bool merged_this = false;    // host-side, while building one forward
+  // LAYERWISE models: merge per layer and fused matrix, just before it runs (adapters.cpp ensure_merged_mat)
+  bool layerwise = false;
+  int ffn = -1;                // the MixLoRA adapter
+  std::vector<lswc::MergeCheck> lm_mc;         // [layer * LSW_MAT_COUNT + mat]
+  std::vector<int> lm_off, lm_n, lm_tiles;     // ranges of lm_descs
+  lswc::SgmmTermsDesc *lm_descs = nullptr;     // device
+  int *lm_flags = nullptr;     // device [layer][mat][merged, skip]
+  int *layer_step = nullptr;   // device [layer]
+  float *guk = nullptr, *hk = nullptr;  // MixLoRA: per-expert gate/up pre-activations [T][K][2I], SwiGLU [T][K][I]
   int mode = 0;
   size_t dev_bytes = 0;
 };
@@ -147,6 +162,17 @@ struct Fwd {
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
   cudaError_t route_at(int L, int mat, const float *X, int ldx) {
     for (auto &a : st->ad) {
+      if (a.kind == LSW_ROUTER_LAYERWISE) {  // every layer with a router, at its first adapted matrix
+        if (a.lrouter_mat[L] != mat) continue;
+        for (int t = 0; t < c; t++) {
+          const size_t o = ((size_t)t * a.slots + L) * a.K;
+          cudaError_t e = lswc::route(a.lrouter_dt[L], a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X + (size_t)t * ldx,
+                                      a.re + o, a.rg + o, s);
+          if (e != cudaSuccess) return e;
+        }
+        a.routed = true;
+        continue;
+      }
       if (a.routed) continue;
       if (a.kind == LSW_ROUTER_STATIC) {
         a.routed = true;  // experts 0 / gates 1 filled at finalize for every chunk row
@@ -174,9 +200,22 @@ struct Fwd {
     if (e != cudaSuccess) return e;
     int *skip = &st->blk->skip;
     if (st->sgmm_tc)
-      return lswc::sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, true, st->ad[0].K, st->ad[0].re,
-                        st->ad[0].rg, skip, s);
-    return lswc::sgmm_terms(st->sg_dt, st->sg_descs, st->sg_n, st->sg_tiles, skip, s);
+      e = lswc::sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, true, st->ad[0].K, st->ad[0].re, st->ad[0].rg,
+                     skip, s);
+    else
+      e = lswc::sgmm_terms(st->sg_dt, st->sg_descs, st->sg_n, st->sg_tiles, skip, s);
+    if (e == cudaSuccess && lswc::gemv_pdl()) e = lswc::noop(s);
+    return e;
+  }
+  // LAYERWISE models: (L, mat) merged just before it runs, skipped when its adapters' routes are unchanged
+  cudaError_t ensure_merged_mat(int L, int mat) {
+    if (!st->layers[L].work[mat]) return cudaSuccess;
+    const int i = L * LSW_MAT_COUNT + mat;
+    cudaError_t e = lswc::merge_check(st->lm_mc[i], s);
+    if (e == cudaSuccess)
+      e = lswc::sgmm_terms(st->sg_dt, st->lm_descs + st->lm_off[i], st->lm_n[i], st->lm_tiles[i], st->lm_mc[i].skip, s);
+    if (e == cudaSuccess && lswc::gemv_pdl()) e = lswc::noop(s);
+    return e;
   }
 
   // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
@@ -187,8 +226,8 @@ struct Fwd {
     cudaError_t e = route_at(L, mat, X, cols);
     if (e != cudaSuccess) return e;
     const int mode = st->mode;
-    if (mode == LSW_MODE_MERGE && c == 1 && all_routed()) {
-      if ((e = ensure_merged()) != cudaSuccess) return e;
+    if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
+      if ((e = st->layerwise ? ensure_merged_mat(L, mat) : ensure_merged()) != cudaSuccess) return e;
       return lin(dt, ly.work[mat] ? ly.work[mat] : ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
     }
     // delta path: segments = (adapter, module) adapted inside this matrix, routed by now
@@ -196,7 +235,7 @@ struct Fwd {
     Seg segs[lswc::kMaxAdapters * 3];
     int ns = 0;
     for (auto &a : st->ad) {
-      if (!a.routed) continue;
+      if (!a.routed || a.ffn) continue;  // whole-FFN experts: ffn_experts()
       for (int k = 0; k < LSW_MOD_COUNT; k++) {
         const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
         if (d.A && d.mat == mat) segs[ns++] = {&a, k, &d};
@@ -211,8 +250,8 @@ struct Fwd {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
         sb.top_k = a->K;
-        sb.experts = a->re;
-        sb.gates = a->rg;
+        sb.experts = a->ex(L);
+        sb.gates = a->gt(L);
         for (; i < ns && segs[i].a == a; i++)
           sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
         if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
@@ -223,14 +262,14 @@ struct Fwd {
         ep.top_k = segs[0].a->K;
         for (int i = 0; i < ns; i++)
           ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, segs[i].a->t[segs[i].k],
-                       segs[i].a->re};
+                       segs[i].a->ex(L)};
         return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
       }
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
       for (int i = 0; i < ns; i++) {
         const DMod &d = *segs[i].d;
         DAdapter &a = *segs[i].a;
-        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, 1, a.ref(), 0, a.K, a.t[segs[i].k], Y, ldy, d.row0, s)))
+        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, 1, a.ref(L), 0, a.K, a.t[segs[i].k], Y, ldy, d.row0, s)))
           return e;
       }
       return cudaSuccess;
@@ -242,15 +281,45 @@ struct Fwd {
       float *t = a.t[segs[i].k];
       if (mode == LSW_MODE_UNFUSED) {  // the baseline: per expert, a shrink and an expand launch
         for (int k = 0; k < a.K; k++) {
-          if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(), k, 1, t, s))) return e;
-          if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(), k, 1, t, Y, ldy, d.row0, s))) return e;
+          if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), k, 1, t, s))) return e;
+          if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), k, 1, t, Y, ldy, d.row0, s))) return e;
         }
       } else {  // fused prompt / merge-mode prompt: all experts of the token in one shrink and one expand
-        if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(), 0, a.K, t, s))) return e;
-        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(), 0, a.K, t, Y, ldy, d.row0, s))) return e;
+        if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), 0, a.K, t, s))) return e;
+        if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), 0, a.K, t, Y, ldy, d.row0, s))) return e;
       }
     }
     return cudaSuccess;
+  }
+
+  bool ffn_active(int L) const {
+    if (st->ffn < 0 || st->mode == LSW_MODE_BASE || (st->mode == LSW_MODE_MERGE && c == 1)) return false;
+    return st->ad[st->ffn].lrouter_mat[L] >= 0;
+  }
+  // MixLoRA (docs/FORMAT.md "Layer-wise adapters"): x += W_d (Σ_k g_k h_k) + Σ_k g_k ΔD_k h_k,
+  // h_k = silu(W_g x + ΔG_k x) ⊙ (W_u x + ΔU_k x); the base gate/up (with other adapters' deltas) runs once.
+  cudaError_t ffn_experts(int L) {
+    DAdapter &a = st->ad[st->ffn];
+    const int H = m->cfg.hidden_size, I = m->cfg.intermediate_size, K = a.K;
+    const DLayer &ly = st->layers[L];
+    cudaError_t e;
+    if ((e = alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false)) != cudaSuccess) return e;  // routes a
+    if ((e = lswc::bcast_rows(c, K, 2 * I, st->gu, 2 * I, st->guk, s)) != cudaSuccess) return e;
+    for (int k : {LSW_MOD_GATE, LSW_MOD_UP}) {
+      const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
+      if (!d.A) continue;
+      const int dt = ly.dt[LSW_MAT_GATE_UP];
+      if ((e = lswc::shrink_tok(dt, d.A, d.rank, H, st->xn, H, 0, c, a.ref(L, false), 0, K, a.t[k], s))) return e;
+      if ((e = lswc::expand_each(dt, d.B, d.rows, d.rank, c, a.ref(L, false), a.t[k], st->guk, 2 * I, d.row0, s)))
+        return e;
+    }
+    if ((e = lswc::mix_act(c, I, a.ref(L), st->guk, st->hk, st->act, s)) != cudaSuccess) return e;
+    if ((e = alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true)) != cudaSuccess) return e;
+    const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + LSW_MOD_DOWN];
+    if (!d.A) return cudaSuccess;
+    const int dt = ly.dt[LSW_MAT_DOWN];
+    if ((e = lswc::shrink_tok(dt, d.A, d.rank, I, st->hk, K * I, I, c, a.ref(L), 0, K, a.t[LSW_MOD_DOWN], s))) return e;
+    return lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), 0, K, a.t[LSW_MOD_DOWN], st->x, H, d.row0, s);
   }
 
   // One forward of c tokens whose ids/positions are in device memory (tok, pos; n_ctx_dev for the graph).
@@ -276,10 +345,16 @@ struct Fwd {
                          st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
+      if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
+        K_(ffn_experts(L));
+        continue;
+      }
       K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
       K_(lswc::swiglu(c, I, st->gu, 2 * I, st->act, I, s));
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
+    if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
+      K_(lswc::layer_count(cf.num_layers, st->layer_step, st->blk->counters, s));
     if (all_rows) {
       K_(lswc::rmsnorm(c, H, st->x, H, st->norm, eps, st->xn, H, s));
       K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
@@ -414,11 +489,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     return LSW_E_UNSUPPORTED;
   }
   for (auto &ap : m->adapters) {
-    if (ap->desc.router_kind == LSW_ROUTER_LAYERWISE || ap->desc.ffn_experts) {
-      lsw_set_error("adapter %d: layer-wise routers are not implemented in the CUDA backend yet (use --backend cpu)",
-                    ap->id);
-      return LSW_E_UNSUPPORTED;
-    }
     for (int L = 0; L < cf.num_layers; L++)
       for (int k = 0; k < LSW_MOD_COUNT; k++) {
         const lsw_adapter_mod &am = ap->mods[L][k];
@@ -517,8 +587,24 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     d.kind = a.desc.router_kind;
     d.K = a.desc.top_k;
     d.E = a.desc.num_experts;
-    d.slots = 1;
+    d.slots = d.kind == LSW_ROUTER_LAYERWISE ? cf.num_layers : 1;
+    d.ffn = a.desc.ffn_experts != 0;
+    if (d.ffn) st->ffn = i;
     sumK += d.K;
+    if (d.kind == LSW_ROUTER_LAYERWISE) {
+      st->layerwise = true;
+      d.lrouter.assign(cf.num_layers, nullptr);
+      d.lrouter_mat.assign(cf.num_layers, -1);
+      d.lrouter_dim.assign(cf.num_layers, 0);
+      d.lrouter_dt.assign(cf.num_layers, 0);
+      for (int L = 0; L < cf.num_layers; L++) {
+        if (a.router_mat[L] < 0 || !a.layer_router[L]) continue;
+        TRY(upload(m, st, a.layer_router[L]->data, a.layer_router[L]->nbytes, &d.lrouter[L]));
+        d.lrouter_mat[L] = a.router_mat[L];
+        d.lrouter_dim[L] = (int)a.layer_router[L]->shape[1];
+        d.lrouter_dt[L] = a.layer_router[L]->dtype;
+      }
+    }
     if (d.kind == LSW_ROUTER_PREGATED) {
       d.router_mat = m->module_range(0, a.desc.router_input).mat;
       TRY(upload(m, st, a.router->data, a.router->nbytes, &d.router));
@@ -548,8 +634,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const size_t nr = T * d.slots * d.K;
     TRY(dalloc(st, &d.re, nr));
     TRY(dalloc(st, &d.rg, nr));
-    std::vector<int> e0(nr, 0);
-    std::vector<float> g0(nr, 1.f);  // STATIC: expert 0, gate 1 for every row (never rewritten)
+    // STATIC: expert 0, gate 1 for every row (never rewritten); LAYERWISE: -1 / 0 in layers without a router
+    const bool lw = d.kind == LSW_ROUTER_LAYERWISE;
+    std::vector<int> e0(nr, lw ? -1 : 0);
+    std::vector<float> g0(nr, lw ? 0.f : 1.f);
     LSWC_CHECK(cudaMemcpy(d.re, e0.data(), nr * sizeof(int), cudaMemcpyHostToDevice));
     LSWC_CHECK(cudaMemcpy(d.rg, g0.data(), nr * sizeof(float), cudaMemcpyHostToDevice));
     LSWC_CHECK(cudaMallocHost(&d.h_e, sizeof(int) * d.slots * d.K));
@@ -570,6 +658,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     st->mc.counters = st->blk->counters;
     std::vector<lswc::SgmmTermsDesc> ds;
     std::vector<lswc::SgmmDesc> tcs;
+    std::vector<int> ds_lm;  // (layer, mat) of each descriptor
     bool tc = want_tc && NA == 1;
     st->sg_dt = -1;
     bool mixed_dt = false;
@@ -582,7 +671,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         for (int i = 0; i < NA; i++) {
           const DMod &dm = st->ad[i].mods[(size_t)L * LSW_MOD_COUNT + k];
           if (!dm.A) continue;
-          d.term[d.nterm++] = {dm.A, dm.B, st->ad[i].re, st->ad[i].rg, dm.rank, st->ad[i].K};
+          d.term[d.nterm++] = {dm.A, dm.B, st->ad[i].ex(L), st->ad[i].gt(L), dm.rank, st->ad[i].K};
         }
         if (!d.nterm) continue;
         if (st->sg_dt >= 0 && st->sg_dt != ly.dt[r.mat]) mixed_dt = true;
@@ -592,6 +681,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         d.rows = (int)r.rows;
         d.cols = (int)r.cols;
         ds.push_back(d);
+        ds_lm.push_back(L * LSW_MAT_COUNT + r.mat);
         lswc::SgmmDesc t{};
         t.W0 = d.W0; t.W = d.W; t.A = d.term[0].A; t.B = d.term[0].B;
         t.rows = d.rows; t.cols = d.cols; t.rank = d.term[0].rank; t.slot = 0;
@@ -601,6 +691,52 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     if (mixed_dt) {
       lsw_set_error("the CUDA backend needs one weight dtype for all adapted matrices (merge mode)");
       return LSW_E_UNSUPPORTED;
+    }
+    if (st->layerwise) {  // per (layer, mat) ranges of the same descriptors, each with its own merge check
+      const int NM = cf.num_layers * LSW_MAT_COUNT;
+      std::vector<lswc::SgmmTermsDesc> lds = ds;
+      st->lm_off.assign(NM, 0); st->lm_n.assign(NM, 0); st->lm_tiles.assign(NM, 0);
+      st->lm_mc.assign(NM, lswc::MergeCheck{});
+      TRY(dalloc(st, &st->lm_flags, (size_t)NM * 2));
+      TRY(dalloc(st, &st->layer_step, (size_t)cf.num_layers));
+      LSWC_CHECK(cudaMemset(st->lm_flags, 0, sizeof(int) * NM * 2));
+      LSWC_CHECK(cudaMemset(st->layer_step, 0, sizeof(int) * cf.num_layers));
+      size_t q = 0;
+      for (int L = 0; L < cf.num_layers; L++)
+        for (int mat = 0; mat < LSW_MAT_COUNT; mat++) {
+          const int i = L * LSW_MAT_COUNT + mat;
+          st->lm_off[i] = (int)q;
+          while (q < lds.size() && ds_lm[q] == i) q++;
+          st->lm_n[i] = (int)q - st->lm_off[i];
+          st->lm_tiles[i] = lswc::sgmm_terms_prepare(lds.data() + st->lm_off[i], st->lm_n[i]);
+          lswc::MergeCheck &mc = st->lm_mc[i];
+          mc.n = 0;
+          for (int a = 0; a < NA; a++) {
+            bool on = false;
+            for (int k = 0; k < LSW_MOD_COUNT && !on; k++)
+              on = st->ad[a].mods[(size_t)L * LSW_MOD_COUNT + k].A && m->module_range(L, k).mat == mat;
+            if (!on) continue;
+            mc.experts[mc.n] = st->ad[a].ex(L);
+            mc.gates[mc.n] = st->ad[a].gt(L);
+            mc.top_k[mc.n] = st->ad[a].K;
+            mc.n++;
+          }
+          if (!st->lm_n[i]) continue;
+          TRY(dalloc(st, &mc.prev_e, (size_t)sumK));
+          TRY(dalloc(st, &mc.prev_g, (size_t)sumK));
+          mc.merged = st->lm_flags + 2 * i;
+          mc.skip = st->lm_flags + 2 * i + 1;
+          mc.counters = st->blk->counters;
+          mc.layer_step = st->layer_step + L;
+        }
+      TRY(dalloc(st, (void **)&st->lm_descs, lds.size() * sizeof(lswc::SgmmTermsDesc)));
+      LSWC_CHECK(cudaMemcpy(st->lm_descs, lds.data(), lds.size() * sizeof(lswc::SgmmTermsDesc), cudaMemcpyHostToDevice));
+      tc = false;
+    }
+    if (st->ffn >= 0) {
+      const int K = st->ad[st->ffn].K;
+      TRY(dalloc(st, &st->guk, T * K * 2 * I));
+      TRY(dalloc(st, &st->hk, T * K * I));
     }
     st->sg_n = (int)ds.size();
     st->sg_tiles = lswc::sgmm_terms_prepare(ds.data(), st->sg_n);
@@ -696,6 +832,8 @@ void lswc_model_reset(lsw_model *m) {
     for (int k = 0; k < LSW_MAT_COUNT; k++)
       if (ly.work[k]) cudaMemcpyAsync(ly.work[k], ly.w[k], ly.bytes[k], cudaMemcpyDeviceToDevice, st->s);
   cudaMemsetAsync(&st->blk->merged, 0, sizeof(int), st->s);
+  if (st->lm_flags) cudaMemsetAsync(st->lm_flags, 0, sizeof(int) * 2 * st->lm_mc.size(), st->s);
+  if (st->layer_step) cudaMemsetAsync(st->layer_step, 0, sizeof(int) * m->cfg.num_layers, st->s);
   if (cudaStreamSynchronize(st->s) != cudaSuccess) {
     cudaGetLastError();
     st->broken = true;
