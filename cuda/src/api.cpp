@@ -234,6 +234,7 @@ LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_tok
     if ((int64_t)m->n_past + 1 > m->cfg.max_context)
       return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + 1 new > max_context %d", m->n_past,
                       m->cfg.max_context);
+    if (lsw_status st = lsw_adapters_check_mode(m, m->mode)) return st;
     LSW_GUARD_BEGIN
     lsw_status st = lswc_model_step(m, token, next_token);
     if (!st) m->sample_step++;
@@ -306,6 +307,7 @@ LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int
     if (first_token < 0 || first_token >= m->cfg.vocab_size)
       return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "first_token %d is outside the vocabulary (size %d)", first_token,
                       m->cfg.vocab_size);
+    if (lsw_status st = lsw_adapters_check_mode(m, m->mode)) return st;
     LSW_GUARD_BEGIN
     return lswc_model_bench_decode(m, first_token, n_tokens, ms);
     LSW_GUARD_END
