@@ -244,6 +244,10 @@ struct lsw_model {
   std::vector<lsw_file> files;
   std::map<std::string, lsw_tensor> tensors;
   std::vector<std::unique_ptr<uint8_t[]>> owned;  // engine-allocated tensors (lsw_model_add_random_tensor)
+  // CUDA models: random tensors are generated on the device at upload (cuda/src/random.h); their host buffers
+  // are allocated but never written (untouched pages cost no memory).  name -> (seed, scale, one_plus)
+  struct random_spec { uint64_t seed; float scale; int one_plus; };
+  std::map<std::string, random_spec> random_dev;
 
   // views, valid after finalize
   lsw_weight tok_emb, lm_head;

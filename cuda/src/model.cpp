@@ -184,7 +184,10 @@ lsw_status lsw_add_random_tensor(lsw_model *m, const char *cname, int32_t dtype,
   if (st) return st;
   lsw_tensor &t = m->tensors.at(cname);
   std::unique_ptr<uint8_t[]> buf(new uint8_t[t.nbytes]);
-  fill_random(dtype, ndim == 1 && dtype == LSW_DTYPE_F32, seed, scale, t.nbytes / dtype_size(dtype), buf.get());
+  if (m->cfg.backend == LSW_BACKEND_CUDA)  // generated on the device at upload (no host copy of a 7B model)
+    m->random_dev[cname] = {seed, scale, ndim == 1 && dtype == LSW_DTYPE_F32 ? 1 : 0};
+  else
+    fill_random(dtype, ndim == 1 && dtype == LSW_DTYPE_F32, seed, scale, t.nbytes / dtype_size(dtype), buf.get());
   t.data = buf.get();
   m->host_bytes += t.nbytes;
   m->owned.push_back(std::move(buf));
