@@ -72,6 +72,8 @@ struct State {
   cudaStream_t s = nullptr;
   std::vector<void *> allocs;
   std::map<const void *, void *> uploaded;  // host mapping -> device copy (tied embeddings upload once)
+  struct Rnd { const lsw_tensor *t; lsw_model::random_spec r; };
+  std::map<const void *, Rnd> random_dev;   // host buffer -> random spec (generated on the device)
   std::vector<DLayer> layers;
   const void *emb = nullptr, *lm = nullptr;
   int emb_dt = 0, lm_dt = 0;
@@ -138,7 +140,15 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
   if (it != st->uploaded.end()) { *dev = it->second; return LSW_OK; }
   void *p = nullptr;
   TRY(dalloc(st, &p, bytes));
-  LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+  auto rt = st->random_dev.find(host);
+  if (rt != st->random_dev.end()) {  // lsw_model_add_random_tensor: same values as the CPU engine (random.h)
+    const lsw_tensor *t = rt->second.t;
+    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / dtype_size_dev(t->dtype)), rt->second.r.seed,
+                                 rt->second.r.scale, rt->second.r.one_plus, st->s));
+    LSWC_CHECK(cudaStreamSynchronize(st->s));
+  } else {
+    LSWC_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+  }
   st->uploaded[host] = p;
   *dev = p;
   return LSW_OK;
@@ -516,6 +526,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   const bool want_tc = ev && *ev && strcmp(ev, "0");
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
+  for (auto &kv : m->random_dev) {
+    auto it = m->tensors.find(kv.first);
+    if (it != m->tensors.end()) st->random_dev[it->second.data] = {&it->second, kv.second};
+  }
 
   const int H = cf.hidden_size, I = cf.intermediate_size, V = cf.vocab_size;
   const size_t kvd = (size_t)m->kv_dim;
