@@ -162,6 +162,7 @@ struct Fwd {
   State *st;
   int c;
   cudaStream_t s;
+  bool preshrunk = false;  // fused decode: the shrinks of the next alin already ran in prologue_shrink
 
   cudaError_t lin(int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy, const float *bias,
                   bool acc, const lswc::LoraEpilogue *ep = nullptr) {
@@ -232,6 +233,8 @@ struct Fwd {
   cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc) {
     const DLayer &ly = st->layers[L];
     const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
+    const bool pre = preshrunk;
+    preshrunk = false;
     if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
     cudaError_t e = route_at(L, mat, X, cols);
     if (e != cudaSuccess) return e;
@@ -256,7 +259,7 @@ struct Fwd {
       // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue
       bool epi = ns <= 3;
       for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
-      for (int i = 0; i < ns;) {
+      for (int i = 0; i < ns && !pre;) {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
         sb.top_k = a->K;
@@ -300,6 +303,52 @@ struct Fwd {
       }
     }
     return cudaSuccess;
+  }
+
+  // Fused decode: can (L, mat)'s LoRA shrinks run inside the RMSNorm / SwiGLU that produces its input
+  // (prologue_shrink, one launch instead of two)?  Only when no router runs at (L, mat) now and one adapter
+  // (not MixLoRA) adapts it with <= 3 modules; then the batch is returned.
+  bool fold(int L, int mat, lswc::ShrinkBatch *sb) {
+    if (st->mode != LSW_MODE_FUSED || c != 1 || !adapters_active(m, st)) return false;
+    DAdapter *one = nullptr;
+    int ns = 0;
+    for (auto &a : st->ad) {
+      if (a.kind == LSW_ROUTER_LAYERWISE && a.lrouter_mat[L] == mat) return false;
+      if (!a.routed && (a.kind == LSW_ROUTER_STATIC || (a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat)))
+        return false;
+      if (!a.routed || a.ffn) continue;
+      for (int k = 0; k < LSW_MOD_COUNT; k++) {
+        const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
+        if (!d.A || d.mat != mat) continue;
+        if (one && one != &a) return false;
+        one = &a;
+        ns++;
+      }
+    }
+    if (!one || ns > 3) return false;
+    *sb = lswc::ShrinkBatch{};
+    sb->top_k = one->K;
+    sb->experts = one->ex(L);
+    sb->gates = one->gt(L);
+    for (int k = 0; k < LSW_MOD_COUNT; k++) {
+      const DMod &d = one->mods[(size_t)L * LSW_MOD_COUNT + k];
+      if (d.A && d.mat == mat) sb->job[sb->njobs++] = {d.A, d.rank, d.cols, nullptr, one->t[k]};
+    }
+    return true;
+  }
+  // RMSNorm of x (mode 0) or SwiGLU of gu (mode 1) into out, with (L, mat)'s shrinks folded in when possible
+  cudaError_t norm_or_act(int L, int mat, int mode, const float *w, float *out) {
+    const lsw_model_config &cf = m->cfg;
+    lswc::ShrinkBatch sb;
+    if (fold(L, mat, &sb)) {
+      for (int j = 0; j < sb.njobs; j++) sb.job[j].x = out;
+      preshrunk = true;
+      const int D = mode == 0 ? cf.hidden_size : cf.intermediate_size;
+      return lswc::prologue_shrink(st->layers[L].dt[mat], mode, D, mode == 0 ? st->x : st->gu, w, cf.rms_norm_eps,
+                                   out, sb, s);
+    }
+    if (mode == 0) return lswc::rmsnorm(c, cf.hidden_size, st->x, cf.hidden_size, w, cf.rms_norm_eps, out, cf.hidden_size, s);
+    return lswc::swiglu(c, cf.intermediate_size, st->gu, 2 * cf.intermediate_size, out, cf.intermediate_size, s);
   }
 
   bool ffn_active(int L) const {
@@ -346,7 +395,7 @@ struct Fwd {
     for (int L = 0; L < cf.num_layers; L++) {
       const DLayer &ly = st->layers[L];
       float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
-      K_(lswc::rmsnorm(c, H, st->x, H, ly.attn_norm, eps, st->xn, H, s));
+      K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
       // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
       K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -354,13 +403,14 @@ struct Fwd {
       K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
                          st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
-      K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
+        K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
         K_(ffn_experts(L));
         continue;
       }
+      K_(norm_or_act(L, LSW_MAT_GATE_UP, 0, ly.ffn_norm, st->xn));
       K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
-      K_(lswc::swiglu(c, I, st->gu, 2 * I, st->act, I, s));
+      K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
     if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
@@ -763,6 +813,13 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
     }
+  }
+  if (NA) {  // prologue_shrink sets its shared-memory attribute on first use: do that now, not during a capture
+    LSWC_CHECK(cudaMemset(st->gu, 0, sizeof(float) * 2 * I));
+    LSWC_CHECK(cudaMemset(st->x, 0, sizeof(float) * H));
+    const int dt = st->layers[0].dt[LSW_MAT_GATE_UP];
+    LSWC_CHECK(lswc::prologue_shrink(dt, 1, I, st->gu, nullptr, 0.f, st->act, lswc::ShrinkBatch{}, st->s));
+    LSWC_CHECK(lswc::prologue_shrink(dt, 0, H, st->x, st->norm, cf.rms_norm_eps, st->xn, lswc::ShrinkBatch{}, st->s));
   }
   LSWC_CHECK(cudaDeviceSynchronize());
   return LSW_OK;
