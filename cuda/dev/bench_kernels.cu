@@ -247,7 +247,7 @@ static void test_gemv() {
         void *dW = dupb(W.bytes);
         float *dX = dup(X), *dY = dnew<float>((size_t)n * sh.rows);
         for (int v = 0; v < gemv_variants(); v++) {
-          if (v > 0 && (n > 2 || sh.rows < 1000)) continue;
+          if (v > 0 && n > 2 && v != 7 && v != 10) continue;  // n <= 2: every variant; n > 2: two split-K ones too
           poison(dY, (size_t)n * sh.rows * 4);
           CK(gemv(dt, dW, sh.rows, sh.cols, dX, sh.cols, n, dY, sh.rows, nullptr, false, nullptr, 0, v));
           CK(cudaDeviceSynchronize());
@@ -296,6 +296,8 @@ static void test_gemv_pdl() {
       if (i == 5) CK(rmsnorm(1, H, out, H, x0, 1e-5f, out, H, s));  // a non-PDL kernel inside the chain
     }
   };
+  for (const char *fv : {"2", "7", "10"}) {  // plain, split-K (shared-memory reduction) and 4-row kernels
+  setenv("LSW_CUDA_GEMV_VARIANT", fv, 1);
   std::vector<float> ref;
   for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
     gemv_set_pdl(mode & 1);
@@ -320,9 +322,11 @@ static void test_gemv_pdl() {
     CK(cudaStreamDestroy(s));
     auto o = down(n_links % 2 ? b : a, H);
     if (mode == 0) ref = o;
-    else expect(memcmp(o.data(), ref.data(), H * 4) == 0, "gemv chain of %d with %s%s: bit-identical to eager", n_links,
+    else expect(memcmp(o.data(), ref.data(), H * 4) == 0, "gemv v%s chain of %d with %s%s: bit-identical to eager", fv, n_links,
                 mode & 1 ? "PDL" : "no PDL", mode >= 2 ? " in a graph (2 replays)" : "");
   }
+  }
+  unsetenv("LSW_CUDA_GEMV_VARIANT");
   gemv_set_pdl(false);
   for (auto w : Ws) cudaFree(w);
   cudaFree(a); cudaFree(b); cudaFree(x0);
@@ -346,11 +350,16 @@ static void bench_gemv() {
       for (auto &p : Ws) { CK(cudaMalloc(&p, wb)); dfill(dt, p, (size_t)s.rows * s.cols, 0.5f); }
       float *X = dnew<float>((size_t)8 * s.cols), *Y = dnew<float>((size_t)8 * s.rows);
       dfill(LSW_DTYPE_F32, X, (size_t)8 * s.cols, 1.f);
+      if (!g_quick) {
+        float us = 0;
+        const int best = autotune_gemv(dt, s.rows, s.cols, Ws.data(), nbuf, X, Y, 0, &us);
+        logf("  autotune %s %s: v%d (%s), %.2f us per matrix\n", dname(dt), s.name, best, gemv_variant_name(best), us);
+      }
       for (int v = 0; v < gemv_variants(); v++) {
-        if (g_quick && v > 0) break;
+        if (g_quick && v > 1) break;
         const double ms = time_ms([&](int i) { CK(gemv(dt, Ws[i % nbuf], s.rows, s.cols, X, s.cols, 1, Y, s.rows, nullptr, false, nullptr, 0, v)); }, 100);
         char nm[200];
-        snprintf(nm, sizeof nm, "gemv %s %s v%d", dname(dt), s.name, v);
+        snprintf(nm, sizeof nm, "gemv %s %s v%d%s", dname(dt), s.name, v, v == 0 ? " (autotuned)" : "");
         row(nm, ms, (double)wb);
       }
       if (dt == LSW_DTYPE_F16)
@@ -412,7 +421,9 @@ static void alloc7b(Model7B &m, bool lora) {
 
 // one decode step's linears with their norms / SwiGLU (attention, rope, embedding left out);
 // fused: the shrinks ride in the norm / SwiGLU prologue launches (only o's shrink is an extra launch)
-static void run7b(Model7B &m, bool fused, cudaStream_t s) {
+// pro: the RMSNorm / SwiGLU nodes of the base step run as prologue_shrink without jobs (kernels that trigger
+// their dependents early, so the following PDL GEMV overlaps them)
+static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
   for (int l = 0; l < m.L; l++) {
@@ -426,15 +437,18 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s) {
     };
     // attention block
     if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({0, 1, 2}, xn), s)); ep.nseg = 3; ep.top_k = m.K; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H); }
+    else if (pro) CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, ShrinkBatch{}, s));
     else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
     CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, fused ? &ep : nullptr, s));
     if (fused) { CK(lora_shrink(m.dt, batch({3}, gu), s)); ep.nseg = 1; ep.seg[0] = seg(3, 0); }
     CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
     // MLP block
     if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({4, 5}, xn), s)); ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I); }
+    else if (pro) CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, ShrinkBatch{}, s));
     else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
     CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, fused ? &ep : nullptr, s));
     if (fused) { CK(prologue_shrink(m.dt, 1, I, gu, nullptr, 0.f, act, batch({6}, act), s)); ep.nseg = 1; ep.seg[0] = seg(6, 0); }
+    else if (pro) CK(prologue_shrink(m.dt, 1, I, gu, nullptr, 0.f, act, ShrinkBatch{}, s));
     else CK(swiglu(1, I, gu, 2 * I, act, I, s));
     CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
   }
@@ -483,19 +497,46 @@ static void bench_7b() {
   Model7B m;
   alloc7b(m, true);
   int nb = 0, nf = 0;
+  // previous production kernel (variant 1 everywhere) for comparison, then autotune on the model's own weights
+  setenv("LSW_CUDA_GEMV_VARIANT", "1", 1);
+  const double base_v1 = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+  unsetenv("LSW_CUDA_GEMV_VARIANT");
+  gemv_tune_clear();
+  {
+    const int H = m.H, I = m.I;
+    autotune_gemv(m.dt, 3 * H, H, m.qkv.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv(m.dt, H, H, m.o.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv(m.dt, 2 * I, H, m.gu.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv(m.dt, H, I, m.dn.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv(m.dt, m.V, H, &m.lm, 1, m.xi, m.y, 0);
+    CK(cudaDeviceSynchronize());
+    std::string rep = gemv_tune_report();
+    size_t p0 = 0;
+    while (p0 < rep.size()) {
+      size_t e = rep.find('\n', p0);
+      if (e == std::string::npos) e = rep.size();
+      logf("  %s\n", rep.substr(p0, e - p0).c_str());
+      p0 = e + 1;
+    }
+  }
   const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, &nb);
   const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, &nf);
   gemv_set_pdl(true);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
   const double fused_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+  const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   gemv_set_pdl(false);
+  const double pro = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
+  row("  same, base, GEMV v1 everywhere (production before autotuning)", base_v1, (double)m.weight_bytes);
   char nm[200];
-  snprintf(nm, sizeof nm, "7B linears+norms+swiglu, our GEMV, graph (%d nodes)", nb);
+  snprintf(nm, sizeof nm, "7B linears+norms+swiglu, our GEMV autotuned, graph (%d nodes)", nb);
   row(nm, base, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "same + fused LoRA r64 top-2 on all 7 (%d nodes)", nf);
   row(nm, fused, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
+  row("  same, base, norm/SwiGLU as prologue kernels (trigger early), no PDL", pro, (double)m.weight_bytes);
+  row("  same, base, norm/SwiGLU as prologue kernels + PDL GEMV", pro_pdl, (double)m.weight_bytes);
   logf("  fused / base = %.4f (PDL: %.4f) (target <= 1.05)\n", fused / base, fused_pdl / base_pdl);
   char b[256];
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base", fused, fused / base);
@@ -533,7 +574,7 @@ static void bench_7b() {
 static void test_lora() {
   logf("\n== fused LoRA (shrink + GEMV epilogue) and unfused expand ==\n");
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
-    for (int rank : {8, 16, 64})
+    for (int rank : {8, 16, 64, 200})
       for (int cols : {4096, 1000}) {
         const int rows = 3 * 700, E = 4, K = 2;  // fused qkv-like: 3 segments, middle one not adapted
         HostW W = make_w(dt, (size_t)rows * cols, 0.5f);
@@ -569,15 +610,19 @@ static void test_lora() {
         sb.job[0] = {dA0, rank, cols, dx, dt_}; sb.job[1] = {dA2, rank, cols, dx, dt_ + K * rank};
         LoraEpilogue ep; ep.nseg = 2; ep.top_k = K;
         ep.seg[0] = {0, 700, rank, dB0, dt_, de}; ep.seg[1] = {1400, 700, rank, dB2, dt_ + K * rank, de};
-        poison(dY, rows * 4);
-        poison(dt_, 2 * K * rank * 4);
-        CK(lora_shrink(dt, sb, 0));
-        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0));
-        CK(cudaDeviceSynchronize());
-        auto Y = down(dY, rows);
+        std::vector<float> Y;
         char nm[160];
-        snprintf(nm, sizeof nm, "fused lora %s %dx%d r%d top%d", dname(dt), rows, cols, rank, K);
-        check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+        for (int v = 0; v < gemv_variants(); v++) {  // the epilogue in every kernel the autotuner may pick
+          if (v > 0 && cols != 4096) continue;
+          poison(dY, rows * 4);
+          poison(dt_, 2 * K * rank * 4);
+          CK(lora_shrink(dt, sb, 0));
+          CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0, v));
+          CK(cudaDeviceSynchronize());
+          Y = down(dY, rows);
+          snprintf(nm, sizeof nm, "fused lora %s %dx%d r%d top%d gemv v%d", dname(dt), rows, cols, rank, K, v);
+          check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+        }
         // unfused: plain GEMV, then per expert shrink (top_k = 1 at a time) + expand
         poison(dY, rows * 4);
         CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, nullptr, 0));
@@ -745,7 +790,9 @@ static void test_sgmm() {
       int *dex = dup(ex);
       float *dg = dup(g);
       SgmmDesc *dd = dnew<SgmmDesc>(nm_);
-      for (int tc : {0, 1}) {
+      std::vector<float> got_tc;  // one-shot tensor-core result: the persistent kernel must match it bit for bit
+      for (int tc : {0, 1, 2}) {  // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent)
+        sgmm_set_tc_variant(tc == 2 ? 1 : 0);
         bool ok = true;
         for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
         if (tc && !ok) continue;
@@ -778,9 +825,13 @@ static void test_sgmm() {
         // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
         const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
         char nm[160];
-        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc ? "tc  " : "simt", dname(dt), s.rows,
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
                  s.cols, s.rank, s.E, s.K);
         check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
+        if (tc == 1) got_tc = got;
+        if (tc == 2)
+          expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
+                 "sgmm persistent tc %s r%d: bit-identical to the one-shot tc kernel", dname(dt), s.rank);
         if (!tc) {  // the SIMT kernel follows docs/FORMAT.md "SGMM arithmetic" exactly: bit-identical emulation
           size_t diff = 0;
           for (int m = 0; m < nm_; m++) {
@@ -814,13 +865,13 @@ static void test_sgmm() {
           }
           CK(cudaDeviceSynchronize());
           auto again = down((uint8_t *)dW[0], W0[0].bytes.size());
-          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc ? "tc" : "simt", dname(dt));
+          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           std::vector<float> zero(g.size(), 0.f);
           CK(cudaMemcpy(dg, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice));
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
           CK(cudaDeviceSynchronize());
           auto un = down((uint8_t *)dW[1], W0[1].bytes.size());
-          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc ? "tc" : "simt", dname(dt));
+          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           CK(cudaMemcpy(dg, g.data(), g.size() * 4, cudaMemcpyHostToDevice));
           CK(cudaMemcpy(dex, ex.data(), ex.size() * 4, cudaMemcpyHostToDevice));
           // skip flag: no write at all
@@ -829,13 +880,14 @@ static void test_sgmm() {
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0));
           CK(cudaDeviceSynchronize());
           auto sk = down((uint8_t *)dW[2], W0[2].bytes.size());
-          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc ? "tc" : "simt", dname(dt));
+          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           cudaFree(dskip);
         }
       }
       for (int m = 0; m < nm_; m++) { cudaFree(dW0[m]); cudaFree(dW[m]); cudaFree(dA[m]); cudaFree(dB[m]); }
       cudaFree(dex); cudaFree(dg); cudaFree(dd);
     }
+  sgmm_set_tc_variant(0);
 }
 
 static void bench_sgmm() {
@@ -853,8 +905,9 @@ static void bench_sgmm() {
   SgmmDesc *dd = dnew<SgmmDesc>(2 * L);
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}})
-    for (int tc : {1, 0}) {
+    for (int tc : {2, 1, 0}) {  // 2: persistent tensor-core kernel
       if (!tc && (g_quick || c.rank > 16)) continue;
+      sgmm_set_tc_variant(tc == 2 ? 1 : 0);
       std::vector<SgmmDesc> d(2 * L);
       for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 0};
       const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
@@ -862,9 +915,10 @@ static void bench_sgmm() {
       const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
       const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
       char nm[200];
-      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc ? "tc" : "simt", c.rank, c.K);
+      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", c.rank, c.K);
       row(nm, ms, bytes);
     }
+  sgmm_set_tc_variant(0);
 #if defined(LSW_DEV_CUBLAS)
   {  // issue 4's library baseline: rank-64 update in place, batched GEMM, one call
     std::vector<const void *> hA(2 * L), hB(2 * L);
@@ -1037,6 +1091,28 @@ static void test_attention() {
     }
     cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(sc); cudaFree(dn);
   }
+  // prefill on tensor cores (16-bit Q/K/V/P, fp32 accumulate): explicit kernels and attention()'s policy path
+  const S tc[] = {{64, 64, 4, 2, 64}, {150, 150, 8, 2, 128}, {100, 300, 4, 4, 128}, {200, 200, 2, 1, 64},
+                  {77, 77, 4, 4, 128}, {130, 1000, 2, 2, 64}, {300, 300, 4, 1, 128}, {257, 400, 2, 2, 64}};
+  for (const S &c : tc) {
+    auto Q = rvec((size_t)c.n * c.nh * c.hd), K = rvec((size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = rvec((size_t)c.n_ctx * c.nkv * c.hd);
+    std::vector<double> ref;
+    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
+    float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
+    for (int kind : {1, 2, 3}) {  // 3: attention() (policy: tensor cores for n >= 256 after the self-check)
+      poison(dO, Q.size() * 4);
+      if (kind < 3) CK(attention_prefill_tc(kind, c.n, c.n_ctx, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, 0));
+      else CK(attention(c.n, c.n_ctx, nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, nullptr, 0));
+      CK(cudaDeviceSynchronize());
+      auto O = down(dO, Q.size());
+      char nm[160];
+      snprintf(nm, sizeof nm, "attention prefill %s n=%d ctx=%d heads %d/%d hd=%d", kind == 1 ? "tc f16" : kind == 2 ? "tc bf16" : "attention()",
+               c.n, c.n_ctx, c.nh, c.nkv, c.hd);
+      if (kind == 2) check(nm, O.data(), ref.data(), nullptr, O.size(), 8e-3, 4e-2);
+      else check(nm, O.data(), ref.data(), nullptr, O.size(), 1e-3, 1e-2);
+    }
+    cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO);
+  }
 }
 
 static void bench_attention() {
@@ -1055,8 +1131,19 @@ static void bench_attention() {
     const int n = 2048, nh = 32, hd = 128;
     float *Q = dnew<float>((size_t)n * nh * hd), *K = dnew<float>((size_t)n * nh * hd), *V = dnew<float>((size_t)n * nh * hd), *O = dnew<float>((size_t)n * nh * hd);
     dfill(LSW_DTYPE_F32, Q, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)n * nh * hd, 1.f);
+    setenv("LSW_CUDA_EXACT_ATTN", "1", 1);
     const double ms = time_ms([&](int) { CK(attention(n, n, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, nullptr, 0)); }, 5, 1);
-    row("attention prefill causal n=2048 (one layer)", ms, 0, 4.0 * nh * hd * (double)n * n / 2);
+    unsetenv("LSW_CUDA_EXACT_ATTN");
+    row("attention prefill causal n=2048 (one layer) exact fp32", ms, 0, 4.0 * nh * hd * (double)n * n / 2);
+    for (int kind : {1, 2}) {
+      const double mt = time_ms([&](int) { CK(attention_prefill_tc(kind, n, n, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, 0)); }, 20, 2);
+      row(kind == 1 ? "attention prefill causal n=2048 (one layer) tensor cores f16" : "attention prefill causal n=2048 (one layer) tensor cores bf16",
+          mt, 0, 4.0 * nh * hd * (double)n * n / 2);
+    }
+    {  // GQA 8 kv heads (Llama-3 shape), f16
+      const double mt = time_ms([&](int) { CK(attention_prefill_tc(1, n, n, nh, 8, hd, Q, nh * hd, K, V, 8 * hd, O, nh * hd, 0)); }, 20, 2);
+      row("attention prefill causal n=2048 tc f16 GQA 32/8", mt, 0, 4.0 * nh * hd * (double)n * n / 2);
+    }
     cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O);
   }
 }

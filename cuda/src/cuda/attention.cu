@@ -7,6 +7,13 @@
 #include "kernels.cuh"
 #include <math_constants.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
 namespace lswc {
 
 constexpr int AT_MAXD = 8;      // dims per lane (head_dim <= 256)
@@ -174,6 +181,288 @@ __global__ void __launch_bounds__(256) attn_prefill_kernel(int n, int n_ctx, int
   }
 }
 
+// ---- prefill on tensor cores (flash-attention-2 style) ---------------------------------------------
+// Block = 4 warps = 64 queries of one head; each warp owns 16 query rows.  K/V tiles of 64 positions are
+// converted from the fp32 cache to 16-bit in shared memory (V transposed), S = Q K^T and O += P V run on
+// mma.sync.m16n8k16 (16-bit inputs, fp32 accumulate), online softmax in fp32 (exp2 with log2e folded into
+// the Q scale).  P goes from the S accumulators straight into A fragments (no shared round trip).
+// Causal with query t at position n_ctx - n + t; GQA.  head_dim 64 or 128.  Accuracy: 16-bit rounding of
+// Q·scale, K, V and P (~1e-3 relative), which is why the exact fp32 kernel stays for short prompts.
+constexpr int FA_BQ = 64, FA_BK = 64, FA_WARPS = 4;
+
+template <typename H> struct FaT;
+template <> struct FaT<__half> {
+  static __device__ __forceinline__ uint32_t pack(float a, float b) {
+    __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+template <> struct FaT<__nv_bfloat16> {
+  static __device__ __forceinline__ uint32_t pack(float a, float b) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+template <typename H, int HD>
+__global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, int n_ctx, int n_heads, int n_kv_heads,
+                                                                        const float *__restrict__ Q, int ldq,
+                                                                        const float *__restrict__ K,
+                                                                        const float *__restrict__ V, int ldkv,
+                                                                        float *__restrict__ O, int ldo, float qscale) {
+  constexpr int KP = HD + 8;      // K row pitch (16-bit elements): conflict-free fragment reads
+  constexpr int VP = FA_BK + 8;   // V^T row pitch
+  constexpr int NT = FA_BK / 8;   // S n-tiles per warp
+  constexpr int DT = HD / 8;      // O n-tiles
+  constexpr int KS = HD / 16;     // k-steps of Q K^T
+  __shared__ __align__(16) H Ks[FA_BK * KP];
+  __shared__ __align__(16) H Vt[HD * VP];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
+  const int qt = gridDim.x - 1 - blockIdx.x;  // heaviest (last) query tiles first
+  const int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
+  const int q0 = qt * FA_BQ, base = n_ctx - n;
+  const int rq0 = q0 + warp * 16 + g, rq1 = rq0 + 8;  // this thread's two query rows
+  // Q fragments (scaled by 1/sqrt(hd) * log2 e), rows past n are zero
+  uint32_t qa[KS][4];
+#pragma unroll
+  for (int ks = 0; ks < KS; ks++) {
+    const int d0 = ks * 16 + 2 * tg;
+    float2 x00 = make_float2(0.f, 0.f), x10 = x00, x01 = x00, x11 = x00;
+    if (rq0 < n) {
+      const float *qp = Q + (size_t)rq0 * ldq + (size_t)h * HD;
+      x00 = *reinterpret_cast<const float2 *>(qp + d0);
+      x01 = *reinterpret_cast<const float2 *>(qp + d0 + 8);
+    }
+    if (rq1 < n) {
+      const float *qp = Q + (size_t)rq1 * ldq + (size_t)h * HD;
+      x10 = *reinterpret_cast<const float2 *>(qp + d0);
+      x11 = *reinterpret_cast<const float2 *>(qp + d0 + 8);
+    }
+    qa[ks][0] = FaT<H>::pack(x00.x * qscale, x00.y * qscale);
+    qa[ks][1] = FaT<H>::pack(x10.x * qscale, x10.y * qscale);
+    qa[ks][2] = FaT<H>::pack(x01.x * qscale, x01.y * qscale);
+    qa[ks][3] = FaT<H>::pack(x11.x * qscale, x11.y * qscale);
+  }
+  float o[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+  float m[2] = {-CUDART_INF_F, -CUDART_INF_F}, l[2] = {0.f, 0.f};
+  const int qpos0 = base + rq0, qpos1 = base + rq1;
+  const int last_q = min(n, q0 + FA_BQ) - 1;
+  const int p_end = base + last_q + 1;  // positions visible to some query of this block
+  const int warp_last = base + min(n - 1, q0 + warp * 16 + 15);
+  for (int c0 = 0; c0 < p_end; c0 += FA_BK) {
+    __syncthreads();
+    // stage K (row-major) and V (transposed) of positions [c0, c0+64) as 16-bit
+    for (int e = tid; e < FA_BK * HD / 4; e += FA_WARPS * 32) {
+      const int pj = e / (HD / 4), d = (e - pj * (HD / 4)) * 4, p = c0 + pj;
+      float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
+      if (p < p_end) {
+        kv = *reinterpret_cast<const float4 *>(K + (size_t)p * ldkv + (size_t)kvh * HD + d);
+        vv = *reinterpret_cast<const float4 *>(V + (size_t)p * ldkv + (size_t)kvh * HD + d);
+      }
+      uint2 kp;
+      kp.x = FaT<H>::pack(kv.x, kv.y);
+      kp.y = FaT<H>::pack(kv.z, kv.w);
+      *reinterpret_cast<uint2 *>(&Ks[pj * KP + d]) = kp;
+      const uint32_t v01 = FaT<H>::pack(vv.x, vv.y), v23 = FaT<H>::pack(vv.z, vv.w);
+      Vt[(d + 0) * VP + pj] = reinterpret_cast<const H *>(&v01)[0];
+      Vt[(d + 1) * VP + pj] = reinterpret_cast<const H *>(&v01)[1];
+      Vt[(d + 2) * VP + pj] = reinterpret_cast<const H *>(&v23)[0];
+      Vt[(d + 3) * VP + pj] = reinterpret_cast<const H *>(&v23)[1];
+    }
+    __syncthreads();
+    if (c0 > warp_last) continue;  // every position of the tile is in this warp's future (warp-uniform)
+    float sc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++)
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const H *kr = &Ks[(nt * 8 + g) * KP + ks * 16 + 2 * tg];
+        const uint32_t b0 = *reinterpret_cast<const uint32_t *>(kr);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t *>(kr + 8);
+        FaT<H>::mma(sc[nt], qa[ks], b0, b1);
+      }
+    // causal mask (and positions past the visible end)
+    const bool need_mask = c0 + FA_BK - 1 > base + q0 + warp * 16;
+    if (need_mask) {
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const int p = c0 + nt * 8 + 2 * tg;
+        if (p > qpos0) sc[nt][0] = -CUDART_INF_F;
+        if (p + 1 > qpos0) sc[nt][1] = -CUDART_INF_F;
+        if (p > qpos1) sc[nt][2] = -CUDART_INF_F;
+        if (p + 1 > qpos1) sc[nt][3] = -CUDART_INF_F;
+      }
+    }
+    // online softmax, rows g (r = 0) and g + 8 (r = 1)
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float mx = -CUDART_INF_F;
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) mx = fmaxf(mx, fmaxf(sc[nt][2 * r], sc[nt][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mn = fmaxf(m[r], mx);
+      const float mb = mn == -CUDART_INF_F ? 0.f : mn;
+      const float corr = exp2f(m[r] - mb);
+      float rs = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const float p0 = exp2f(sc[nt][2 * r] - mb), p1 = exp2f(sc[nt][2 * r + 1] - mb);
+        sc[nt][2 * r] = p0;
+        sc[nt][2 * r + 1] = p1;
+        rs += p0 + p1;
+      }
+      l[r] = l[r] * corr + rs;
+      m[r] = mn;
+#pragma unroll
+      for (int dt = 0; dt < DT; dt++) {
+        o[dt][2 * r] *= corr;
+        o[dt][2 * r + 1] *= corr;
+      }
+    }
+    // O += P V: P (16 x 64) from the S accumulators, V^T fragments from shared memory
+#pragma unroll
+    for (int kk = 0; kk < FA_BK / 16; kk++) {
+      uint32_t pa[4];
+      pa[0] = FaT<H>::pack(sc[2 * kk][0], sc[2 * kk][1]);
+      pa[1] = FaT<H>::pack(sc[2 * kk][2], sc[2 * kk][3]);
+      pa[2] = FaT<H>::pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+      pa[3] = FaT<H>::pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+#pragma unroll
+      for (int dt = 0; dt < DT; dt++) {
+        const H *vr = &Vt[(dt * 8 + g) * VP + kk * 16 + 2 * tg];
+        const uint32_t b0 = *reinterpret_cast<const uint32_t *>(vr);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t *>(vr + 8);
+        FaT<H>::mma(o[dt], pa, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float lt = l[r];
+    lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+    lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+    const int t = r ? rq1 : rq0;
+    if (t >= n) continue;
+    const float inv = 1.f / lt;
+    float *op = O + (size_t)t * ldo + (size_t)h * HD;
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+      *reinterpret_cast<float2 *>(op + dt * 8 + 2 * tg) = make_float2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+  }
+}
+
+// 0: exact fp32 kernel, 1: f16 tensor cores, 2: bf16 tensor cores
+cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
+                                 int ldq, const float *K, const float *V, int ldkv, float *O, int ldo, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  if (!attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo)) return cudaErrorInvalidValue;
+  const float qscale = (float)(1.4426950408889634 / sqrt((double)head_dim));
+  dim3 grid(cdiv(n, FA_BQ), n_heads);
+  const int th = FA_WARPS * 32;
+  if (kind == 2) {
+    if (head_dim == 64) attn_prefill_tc_kernel<__nv_bfloat16, 64><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
+    else attn_prefill_tc_kernel<__nv_bfloat16, 128><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
+  } else {
+    if (head_dim == 64) attn_prefill_tc_kernel<__half, 64><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
+    else attn_prefill_tc_kernel<__half, 128><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
+  }
+  LSWC_LAUNCH_RET();
+}
+
+bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q, int ldq,
+                     const float *K, const float *V, int ldkv, float *O, int ldo) {
+  return (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_ctx >= n &&
+         ldq % 4 == 0 && ldkv % 4 == 0 && ldo % 2 == 0 && aligned16(Q) && aligned16(K) && aligned16(V) &&
+         (reinterpret_cast<uintptr_t>(O) & 7) == 0;
+}
+
+// Policy of attention(): tensor cores for prompts of >= g_tc_min (256) tokens (exact fp32 below, so short
+// prompts and the op tests stay fp32-exact); LSW_CUDA_EXACT_ATTN=1 always exact; LSW_CUDA_ATTN_TC=bf16
+// picks bf16 inputs (default f16: 3 more mantissa bits).  Before its first use for a head_dim the tensor-
+// core kernel is checked once against the exact kernel on random data (outside stream capture); a
+// mismatch turns it off with one line on stderr.
+static int g_tc_min = 256;
+static int g_tc_state[2] = {0, 0};  // per head_dim 64/128: 0 unknown, 1 ok, -1 off
+void attention_set_tc_min(int min_tokens) { g_tc_min = min_tokens; }
+static int tc_kind() {
+  const char *ev = getenv("LSW_CUDA_EXACT_ATTN");
+  if (ev && *ev && strcmp(ev, "0")) return 0;
+  ev = getenv("LSW_CUDA_ATTN_TC");
+  if (ev && !strcmp(ev, "0")) return 0;
+  if (ev && !strcmp(ev, "bf16")) return 2;
+  return 1;
+}
+
+template <typename T>
+__global__ void fa_fill_kernel(float *p, size_t n, unsigned long long seed, float scale) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    unsigned long long z = (seed + i) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    p[i] = ((float)(z >> 40) * (1.f / 16777216.f) * 2.f - 1.f) * scale;
+  }
+}
+
+static bool tc_selftest(int kind, int hd, cudaStream_t s) {
+  const int n = 150, nctx = 170, nh = 4, nkv = 2;
+  const size_t nq = (size_t)n * nh * hd, nk = (size_t)nctx * nkv * hd;
+  float *buf = nullptr;
+  if (cudaMalloc(&buf, sizeof(float) * (nq * 3 + nk * 2)) != cudaSuccess) { cudaGetLastError(); return false; }
+  float *q = buf, *k = q + nq, *v = k + nk, *o1 = v + nk, *o2 = o1 + nq;
+  fa_fill_kernel<float><<<64, 256, 0, s>>>(q, nq, 11, 1.f);
+  fa_fill_kernel<float><<<64, 256, 0, s>>>(k, nk, 22, 2.f);
+  fa_fill_kernel<float><<<64, 256, 0, s>>>(v, nk, 33, 1.f);
+  const float scale = 1.f / sqrtf((float)hd);
+  attn_prefill_kernel<<<dim3(nh, cdiv(n, AP_Q)), 256, 0, s>>>(n, nctx, nh, nkv, hd, q, nh * hd, k, v, nkv * hd, o1, nh * hd, scale);
+  cudaError_t e = attention_prefill_tc(kind, n, nctx, nh, nkv, hd, q, nh * hd, k, v, nkv * hd, o2, nh * hd, s);
+  std::vector<float> h1(nq), h2(nq);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(h1.data(), o1, nq * 4, cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(h2.data(), o2, nq * 4, cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  cudaFree(buf);
+  if (e != cudaSuccess) { cudaGetLastError(); return false; }
+  const double tol = kind == 2 ? 2e-2 : 4e-3;
+  double maxerr = 0;
+  for (size_t i = 0; i < nq; i++) {
+    const double d = std::fabs((double)h1[i] - h2[i]);
+    if (!(d <= tol)) maxerr = std::isnan(d) ? INFINITY : std::max(maxerr, d);
+  }
+  if (maxerr > 0) fprintf(stderr, "lswc: tensor-core attention (head_dim %d) failed its self-check (max err %.3g); using the exact kernel\n", hd, maxerr);
+  else if (cuda_verbose()) fprintf(stderr, "lswc: tensor-core prefill attention (%s, head_dim %d) self-check ok\n", kind == 2 ? "bf16" : "f16", hd);
+  return maxerr == 0;
+}
+
+static bool use_tc(int n, int n_ctx, int n_heads, int n_kv_heads, int hd, const float *Q, int ldq, const float *K,
+                   const float *V, int ldkv, float *O, int ldo, cudaStream_t s, int *kind_out) {
+  if (n < g_tc_min) return false;
+  const int kind = tc_kind();
+  if (kind == 0 || !attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, hd, Q, ldq, K, V, ldkv, O, ldo)) return false;
+  int &st = g_tc_state[hd == 64 ? 0 : 1];
+  if (st == 0) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) { cudaGetLastError(); return false; }
+    st = tc_selftest(kind, hd, s) ? 1 : -1;
+  }
+  *kind_out = kind;
+  return st == 1;
+}
+
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
                       const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
                       float *scratch, cudaStream_t s) {
@@ -191,6 +480,9 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
     LSWC_LAUNCH_RET();
   }
   if (n_ctx_dev) return cudaErrorInvalidValue;  // prefill needs the host n_ctx
+  int kind = 0;
+  if (use_tc(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo, s, &kind))
+    return attention_prefill_tc(kind, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo, s);
   attn_prefill_kernel<<<dim3(n_heads, cdiv(n, AP_Q)), 256, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K,
                                                                    V, ldkv, O, ldo, scale);
   LSWC_LAUNCH_RET();

@@ -209,3 +209,63 @@ cudaError_t random_fill(int dtype, void *out, long long n, unsigned long long se
                         cudaStream_t s);
 cudaError_t advance(int *io, const int *sampled, unsigned long long *step, cudaStream_t s);
 }  // namespace lswc
+
+#include <string>
+namespace lswc {
+// ---- GEMV autotuning (gemv.cu) --------------------------------------------------------------------
+// gemv(..., variant 0) = automatic: the variant autotune_gemv measured fastest for (dtype, rows, cols),
+// else a default (LSW_CUDA_GEMV_VARIANT=v forces one kernel everywhere).  Variants 1.. are explicit.
+// autotune_gemv times every variant with n = 1 over Ws[0..nW) (all matrices of one shape, e.g. every layer's
+// wqkv, so the set streams from HBM as in decode) on stream s (must not be capturing; it synchronises),
+// records the fastest, returns it (0: nothing tuned, e.g. unaligned shape or an error, which is cleared).
+// X: cols floats, Y: rows floats of scratch (overwritten).  LSW_CUDA_VERBOSE=1 prints each choice.
+// Call it at model finalize BEFORE capturing the decode graph, once per distinct (dtype, rows, cols).
+int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, const float *X, float *Y,
+                  cudaStream_t s, float *best_us = nullptr);
+int gemv_tuned_variant(int dtype, int rows, int cols);  // 0: not tuned
+void gemv_set_variant(int dtype, int rows, int cols, int variant);
+void gemv_tune_clear();
+std::string gemv_tune_report();  // one line per tuned shape
+bool cuda_verbose();             // LSW_CUDA_VERBOSE set and not "0"
+// PDL rule: a GEMV launched with PDL (gemv_set_pdl) reads its first weights BEFORE griddepcontrol.wait, so a
+// kernel that WRITES those weights (SGMM) must be followed by at least one normally launched kernel (e.g. the
+// RMSNorm) before the GEMV.  Every kernel may call griddepcontrol.launch_dependents early (harmless); the GEMV
+// only overlaps its predecessor when that predecessor does (prologue_shrink, lora_shrink and attention do).
+}  // namespace lswc
+
+namespace lswc {
+// ---- prefill attention on tensor cores (attention.cu) ---------------------------------------------
+// attention() with n >= 256 (attention_set_tc_min), head_dim 64/128 and 16-byte aligned Q/K/V uses the
+// flash-attention-2 tensor-core kernel (16-bit Q/K/V/P, fp32 accumulate and softmax; ~1e-3 relative), after
+// a one-time self-check against the exact kernel; LSW_CUDA_EXACT_ATTN=1 keeps the exact fp32 kernel.
+// kind: 1 = f16 inputs, 2 = bf16 inputs.
+bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q, int ldq,
+                     const float *K, const float *V, int ldkv, float *O, int ldo);
+cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
+                                 int ldq, const float *K, const float *V, int ldkv, float *O, int ldo, cudaStream_t s);
+void attention_set_tc_min(int min_tokens);  // INT_MAX: never
+}  // namespace lswc
+
+namespace lswc {
+// ---- SGMM tensor-core kernel choice (sgmm.cu) ------------------------------------------------------
+// sgmm(..., tensor_cores = true) runs the one-shot kernel (variant 0, default) or the persistent one (1:
+// same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched).  autotune_sgmm times
+// both on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device experts/gates,
+// which must be valid, e.g. zeros with gates 0 -> W = W0) and keeps the faster.  Not during capture.
+void sgmm_set_tc_variant(int v);
+int sgmm_tc_variant();
+int autotune_sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, int top_k, const int *experts,
+                  const float *gates, cudaStream_t s);
+}  // namespace lswc
+
+namespace lswc {
+// Autotune every distinct GEMV shape of a model in one call (groups the items by (dtype, rows, cols); shapes
+// already tuned are skipped; LSW_CUDA_AUTOTUNE=0 disables).  X: max cols floats, Y: max rows floats of scratch.
+// Model finalize, before the decode graph is captured:
+//   std::vector<lswc::GemvTuneItem> it;
+//   for (auto &d : st->layers) for (int k = 0; k < LSW_MAT_COUNT; k++) if (d.w[k]) it.push_back({d.dt[k], d.rows[k], d.cols[k], d.w[k]});
+//   it.push_back({st->lm_dt, V, H, st->lm});
+//   lswc::autotune_gemv_all(it.data(), (int)it.size(), st->gu, st->logits, st->s);
+struct GemvTuneItem { int dtype, rows, cols; const void *W; };
+int autotune_gemv_all(const GemvTuneItem *items, int n, const float *X, float *Y, cudaStream_t s);
+}  // namespace lswc

@@ -8,6 +8,10 @@
 #include "kernels.cuh"
 #include <mma.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
 namespace lswc {
 using namespace nvcuda;
 
@@ -161,6 +165,165 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   }
 }
 
+// Persistent tensor-core variant (same 64x128 tiles and tile numbering as sgmm_tc_kernel, same arithmetic,
+// so the same results bit for bit): a grid of ~2 blocks per SM walks the tiles with stride gridDim.x.
+// What the first H200 run showed (33 % of copy) is latency, not bandwidth: every block of the one-shot
+// kernel starts with a binary search of dependent global loads, then loads its W0 tile, then A/B, so little
+// is in flight.  Here the tile0 table is staged once in shared memory (search without global loads) and the
+// W0 tile of the NEXT tile is loaded into registers while the current tile's low-rank product and stores run.
+constexpr int SG_MAXD = 1024;
+
+template <typename T>
+__global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                              int total_tiles, int top_k,
+                                                              const int *__restrict__ experts,
+                                                              const float *__restrict__ gates, const int *skip) {
+  constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
+  struct Ops { T As[TC_J][ALD]; T Bs[TC_R][BLD]; };
+  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
+  __shared__ __align__(128) unsigned char smem[SMEM];
+  __shared__ int s_tile0[SG_MAXD];
+  Ops &ops = *reinterpret_cast<Ops *>(smem);
+  float *stage = reinterpret_cast<float *>(smem);
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int wm = warp >> 2, wn = warp & 3;
+  const bool in_smem = n_descs <= SG_MAXD;
+  if (in_smem)
+    for (int i = tid; i < n_descs; i += 256) s_tile0[i] = descs[i].tile0;
+  if (skip && *skip) return;  // uniform over the grid
+  __syncthreads();
+  auto find = [&](int tile) {
+    if (!in_smem) return find_desc(descs, n_descs, tile);
+    int lo = 0, hi = n_descs - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (s_tile0[mid] <= tile) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  };
+  auto load_w0 = [&](const SgmmDesc &d, int tile, uint4 (&w)[4]) {
+    const int tiles_c = (d.cols + TC_C - 1) / TC_C;
+    const int local = tile - d.tile0;
+    const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
+    const T *W0 = static_cast<const T *>(d.W0);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
+      w[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  int tile = blockIdx.x;
+  if (tile >= total_tiles) return;
+  SgmmDesc d = descs[find(tile)];
+  uint4 w0[4];
+  load_w0(d, tile, w0);
+  while (tile < total_tiles) {
+    const int nxt = tile + gridDim.x;
+    const int tiles_c = (d.cols + TC_C - 1) / TC_C;
+    const int local = tile - d.tile0;
+    const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
+    T *W = static_cast<T *>(d.W);
+    const T *A = static_cast<const T *>(d.A);
+    const T *B = static_cast<const T *>(d.B);
+    SgmmDesc dn = d;
+    if (nxt < total_tiles) dn = descs[find(nxt)];  // issued early, consumed after the product
+
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+    for (int k = 0; k < top_k; k++) {
+      const int e = experts[d.slot * top_k + k];
+      const float g = gates[d.slot * top_k + k];
+      const T *Ae = A + (size_t)e * d.rank * d.cols;
+      const T *Be = B + (size_t)e * d.rows * d.rank;
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(tmp[i][j], 0.f);
+      for (int j0 = 0; j0 < d.rank; j0 += TC_J) {
+        const int jc = min(TC_J, d.rank - j0);
+        for (int q = tid; q < jc * (TC_C / 8); q += 256) {
+          const int j = q >> 4, cc = (q & 15) * 8, c = c0 + cc;
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (c < d.cols) v = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c);
+          *reinterpret_cast<uint4 *>(&ops.As[j][cc]) = v;
+        }
+        for (int q = tid; q < TC_R * (TC_J / 8); q += 256) {
+          const int r = q >> 3, jj = (q & 7) * 8, gr = r0 + r;
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (jj < jc && gr < d.rows) v = *reinterpret_cast<const uint4 *>(Be + (size_t)gr * d.rank + j0 + jj);
+          *reinterpret_cast<uint4 *>(&ops.Bs[r][jj]) = v;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < jc; kk += 16) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> af[2];
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf[2];
+#pragma unroll
+          for (int i = 0; i < 2; i++) wmma::load_matrix_sync(af[i], &ops.Bs[wm * 32 + i * 16][kk], BLD);
+#pragma unroll
+          for (int j = 0; j < 2; j++) wmma::load_matrix_sync(bf[j], &ops.As[kk][wn * 32 + j * 16], ALD);
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) wmma::mma_sync(tmp[i][j], af[i], bf[j], tmp[i][j]);
+        }
+        __syncthreads();
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+          for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
+    }
+    // next tile's W0 into registers now: in flight during this tile's staging and stores
+    uint4 w0n[4];
+    if (nxt < total_tiles) load_w0(dn, nxt, w0n);
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++)
+        wmma::store_matrix_sync(stage + (wm * 32 + i * 16) * SLD + wn * 32 + j * 16, acc[i][j], SLD, wmma::mem_row_major);
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
+      if (r < d.rows && c < d.cols) {
+        float f[8];
+        unpack16<T>(w0[i], f);
+        const float *sd = stage + rr * SLD + cc;
+#pragma unroll
+        for (int t = 0; t < 8; t++) f[t] += sd[t];
+        st_stream(W + (size_t)r * d.cols + c, pack16<T>(f));
+      }
+    }
+    __syncthreads();  // stage (aliases As/Bs) is read before the next tile overwrites it
+    if (nxt < total_tiles) {
+#pragma unroll
+      for (int i = 0; i < 4; i++) w0[i] = w0n[i];
+    }
+    d = dn;
+    tile = nxt;
+  }
+}
+
+// 0: one-shot tensor-core kernel, 1: persistent.  gemv-style global choice; autotune_sgmm measures both.
+static int g_sgmm_tc_variant = 0;
+void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v == 1 ? 1 : 0; }
+int sgmm_tc_variant() { return g_sgmm_tc_variant; }
+
+static int persist_grid(int total_tiles) {
+  static int sms = 0;
+  if (!sms) {
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 132;
+    cudaGetLastError();
+  }
+  return std::max(1, std::min(total_tiles, 2 * sms));
+}
+
 bool sgmm_tc_ok(int dtype, const SgmmDesc &d) {
   return (dtype == LSW_DTYPE_F16 || dtype == LSW_DTYPE_BF16) && d.rank % 16 == 0 && d.rank > 0 && d.cols % 8 == 0 &&
          aligned16(d.W0) && aligned16(d.W) && aligned16(d.A) && aligned16(d.B);
@@ -179,7 +342,12 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
 cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, bool tc, int top_k,
                  const int *experts, const float *gates, const int *skip, cudaStream_t s) {
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
-  if (tc) {
+  if (tc && g_sgmm_tc_variant == 1) {
+    const int grid = persist_grid(total_tiles);
+    if (dtype == LSW_DTYPE_F16) sgmm_tc_persist_kernel<__half><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
+    else if (dtype == LSW_DTYPE_BF16) sgmm_tc_persist_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
+    else return cudaErrorInvalidValue;
+  } else if (tc) {
     if (dtype == LSW_DTYPE_F16) sgmm_tc_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
     else if (dtype == LSW_DTYPE_BF16) sgmm_tc_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
     else return cudaErrorInvalidValue;
@@ -194,4 +362,48 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
   LSWC_LAUNCH_RET();
 }
 
+}  // namespace lswc
+
+namespace lswc {
+int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, int top_k, const int *experts,
+                  const float *gates, cudaStream_t s) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (n_descs <= 0 || total_tiles <= 0 || cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
+    cudaGetLastError();
+    return g_sgmm_tc_variant;
+  }
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+    if (e0) cudaEventDestroy(e0);
+    cudaGetLastError();
+    return g_sgmm_tc_variant;
+  }
+  const int saved = g_sgmm_tc_variant;
+  float best[2] = {1e30f, 1e30f};
+  bool ok = true;
+  for (int v = 0; v < 2 && ok; v++) {
+    g_sgmm_tc_variant = v;
+    for (int rep = 0; rep < 4 && ok; rep++) {
+      cudaEventRecord(e0, s);
+      ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess;
+      cudaEventRecord(e1, s);
+      if (!ok || cudaEventSynchronize(e1) != cudaSuccess) { ok = false; break; }
+      float ms = 0;
+      cudaEventElapsedTime(&ms, e0, e1);
+      if (rep > 0) best[v] = std::min(best[v], ms);  // rep 0 is the warm-up
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  if (!ok) {
+    cudaGetLastError();
+    g_sgmm_tc_variant = saved;
+    return saved;
+  }
+  g_sgmm_tc_variant = best[1] < best[0] ? 1 : 0;
+  if (cuda_verbose())
+    fprintf(stderr, "lswc: sgmm tensor-core kernel -> %s (one-shot %.3f ms, persistent %.3f ms, %d tiles)\n",
+            g_sgmm_tc_variant ? "persistent" : "one-shot", best[0], best[1], total_tiles);
+  return g_sgmm_tc_variant;
+}
 }  // namespace lswc
