@@ -4,11 +4,13 @@
  * this module's COMMANDS export.
  */
 import { run, flush } from '@oclif/core';
+import Bench from './commands/bench.js';
 import Convert from './commands/convert.js';
 import Generate from './commands/generate.js';
 import { reportError } from './base-command.js';
 
-export const COMMANDS = { convert: Convert, generate: Generate };
+// every command of src/commands (test/cli/bundle.test.ts checks this list against the manifest)
+export const COMMANDS = { bench: Bench, convert: Convert, generate: Generate };
 
 // not awaited at top level: oclif imports this module again to read COMMANDS
 run(process.argv.slice(2), import.meta.url)
