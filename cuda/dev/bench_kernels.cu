@@ -527,6 +527,9 @@ static void bench_7b() {
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   gemv_set_pdl(false);
   const double pro = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
+  setenv("LSW_CUDA_GEMV_LORA_VARIANT", "2", 1);  // fused epilogue in the lightest kernel (1 row/warp, 4 x 16B)
+  const double fused_v2 = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+  unsetenv("LSW_CUDA_GEMV_LORA_VARIANT");
   row("  same, base, GEMV v1 everywhere (production before autotuning)", base_v1, (double)m.weight_bytes);
   char nm[200];
   snprintf(nm, sizeof nm, "7B linears+norms+swiglu, our GEMV autotuned, graph (%d nodes)", nb);
@@ -535,6 +538,7 @@ static void bench_7b() {
   row(nm, fused, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
+  row("  same, fused LoRA, LoRA GEMVs forced to v2 (LSW_CUDA_GEMV_LORA_VARIANT=2)", fused_v2, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels (trigger early), no PDL", pro, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels + PDL GEMV", pro_pdl, (double)m.weight_bytes);
   logf("  fused / base = %.4f (PDL: %.4f) (target <= 1.05)\n", fused / base, fused_pdl / base_pdl);
@@ -1099,16 +1103,17 @@ static void test_attention() {
     std::vector<double> ref;
     ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
     float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
-    for (int kind : {1, 2, 3}) {  // 3: attention() (policy: tensor cores for n >= 256 after the self-check)
+    for (int kind : {1, 2, 3, 4, 5}) {  // 1/2 f16/bf16 V transposed, 3/4 ldmatrix; 5: attention() (policy: n >= 256)
       poison(dO, Q.size() * 4);
-      if (kind < 3) CK(attention_prefill_tc(kind, c.n, c.n_ctx, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, 0));
+      if (kind < 5) CK(attention_prefill_tc(kind, c.n, c.n_ctx, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, 0));
       else CK(attention(c.n, c.n_ctx, nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, nullptr, 0));
       CK(cudaDeviceSynchronize());
       auto O = down(dO, Q.size());
       char nm[160];
-      snprintf(nm, sizeof nm, "attention prefill %s n=%d ctx=%d heads %d/%d hd=%d", kind == 1 ? "tc f16" : kind == 2 ? "tc bf16" : "attention()",
+      static const char *kn[] = {"", "tc f16", "tc bf16", "tc f16 ldmatrix", "tc bf16 ldmatrix", "attention()"};
+      snprintf(nm, sizeof nm, "attention prefill %s n=%d ctx=%d heads %d/%d hd=%d", kn[kind],
                c.n, c.n_ctx, c.nh, c.nkv, c.hd);
-      if (kind == 2) check(nm, O.data(), ref.data(), nullptr, O.size(), 8e-3, 4e-2);
+      if (kind == 2 || kind == 4) check(nm, O.data(), ref.data(), nullptr, O.size(), 8e-3, 4e-2);
       else check(nm, O.data(), ref.data(), nullptr, O.size(), 1e-3, 1e-2);
     }
     cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO);
@@ -1135,14 +1140,16 @@ static void bench_attention() {
     const double ms = time_ms([&](int) { CK(attention(n, n, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, nullptr, 0)); }, 5, 1);
     unsetenv("LSW_CUDA_EXACT_ATTN");
     row("attention prefill causal n=2048 (one layer) exact fp32", ms, 0, 4.0 * nh * hd * (double)n * n / 2);
-    for (int kind : {1, 2}) {
+    for (int kind : {1, 2, 3, 4}) {
+      static const char *kn[] = {"", "f16", "bf16", "f16 ldmatrix", "bf16 ldmatrix"};
       const double mt = time_ms([&](int) { CK(attention_prefill_tc(kind, n, n, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, 0)); }, 20, 2);
-      row(kind == 1 ? "attention prefill causal n=2048 (one layer) tensor cores f16" : "attention prefill causal n=2048 (one layer) tensor cores bf16",
-          mt, 0, 4.0 * nh * hd * (double)n * n / 2);
+      char nm2[160];
+      snprintf(nm2, sizeof nm2, "attention prefill causal n=2048 (one layer) tensor cores %s", kn[kind]);
+      row(nm2, mt, 0, 4.0 * nh * hd * (double)n * n / 2);
     }
     {  // GQA 8 kv heads (Llama-3 shape), f16
-      const double mt = time_ms([&](int) { CK(attention_prefill_tc(1, n, n, nh, 8, hd, Q, nh * hd, K, V, 8 * hd, O, nh * hd, 0)); }, 20, 2);
-      row("attention prefill causal n=2048 tc f16 GQA 32/8", mt, 0, 4.0 * nh * hd * (double)n * n / 2);
+      const double mt = time_ms([&](int) { CK(attention_prefill_tc(3, n, n, nh, 8, hd, Q, nh * hd, K, V, 8 * hd, O, nh * hd, 0)); }, 20, 2);
+      row("attention prefill causal n=2048 tc f16 ldmatrix GQA 32/8", mt, 0, 4.0 * nh * hd * (double)n * n / 2);
     }
     cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O);
   }

@@ -26,6 +26,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
     int n_ctx_host, const int *__restrict__ n_ctx_dev, int n_splits, int n_heads, int n_kv_heads, int hd,
     const float *__restrict__ Q, const float *__restrict__ K, const float *__restrict__ V, int ldkv,
     float *__restrict__ part, float scale) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   const int h = blockIdx.x, sp = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n_ctx = n_ctx_dev ? *n_ctx_dev : n_ctx_host;
   const int kvh = h / (n_heads / n_kv_heads);
@@ -88,6 +89,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
 }
 
 __global__ void attn_decode_reduce_kernel(int n_splits, int hd, const float *__restrict__ part, float *__restrict__ O) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const int h = blockIdx.x;
   const float *ph = part + (size_t)h * n_splits * (hd + 2);
   float M = -CUDART_INF_F;
@@ -214,7 +216,9 @@ template <> struct FaT<__nv_bfloat16> {
   }
 };
 
-template <typename H, int HD>
+// LDM: V staged row-major like K and its B fragments read with ldmatrix.trans (conflict-free); otherwise V
+// is staged transposed with 16-bit stores (simple, bank conflicts on the stores).
+template <typename H, int HD, bool LDM>
 __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, int n_ctx, int n_heads, int n_kv_heads,
                                                                         const float *__restrict__ Q, int ldq,
                                                                         const float *__restrict__ K,
@@ -226,7 +230,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
   constexpr int DT = HD / 8;      // O n-tiles
   constexpr int KS = HD / 16;     // k-steps of Q K^T
   __shared__ __align__(16) H Ks[FA_BK * KP];
-  __shared__ __align__(16) H Vt[HD * VP];
+  __shared__ __align__(16) H Vt[LDM ? FA_BK * KP : HD * VP];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tg = lane & 3;
   const int qt = gridDim.x - 1 - blockIdx.x;  // heaviest (last) query tiles first
   const int h = blockIdx.y, kvh = h / (n_heads / n_kv_heads);
@@ -276,10 +280,14 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
       kp.y = FaT<H>::pack(kv.z, kv.w);
       *reinterpret_cast<uint2 *>(&Ks[pj * KP + d]) = kp;
       const uint32_t v01 = FaT<H>::pack(vv.x, vv.y), v23 = FaT<H>::pack(vv.z, vv.w);
-      Vt[(d + 0) * VP + pj] = reinterpret_cast<const H *>(&v01)[0];
-      Vt[(d + 1) * VP + pj] = reinterpret_cast<const H *>(&v01)[1];
-      Vt[(d + 2) * VP + pj] = reinterpret_cast<const H *>(&v23)[0];
-      Vt[(d + 3) * VP + pj] = reinterpret_cast<const H *>(&v23)[1];
+      if constexpr (LDM) {
+        *reinterpret_cast<uint2 *>(&Vt[pj * KP + d]) = make_uint2(v01, v23);
+      } else {
+        Vt[(d + 0) * VP + pj] = reinterpret_cast<const H *>(&v01)[0];
+        Vt[(d + 1) * VP + pj] = reinterpret_cast<const H *>(&v01)[1];
+        Vt[(d + 2) * VP + pj] = reinterpret_cast<const H *>(&v23)[0];
+        Vt[(d + 3) * VP + pj] = reinterpret_cast<const H *>(&v23)[1];
+      }
     }
     __syncthreads();
     if (c0 > warp_last) continue;  // every position of the tile is in this warp's future (warp-uniform)
@@ -344,9 +352,16 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
       pa[3] = FaT<H>::pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
       for (int dt = 0; dt < DT; dt++) {
-        const H *vr = &Vt[(dt * 8 + g) * VP + kk * 16 + 2 * tg];
-        const uint32_t b0 = *reinterpret_cast<const uint32_t *>(vr);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t *>(vr + 8);
+        uint32_t b0, b1;
+        if constexpr (LDM) {
+          // rows kk*16 + (lane & 15) of V (keys), 8 dims from dt*8: .trans gives b0/b1 = V[2tg..2tg+1 (+8)][g]
+          const unsigned addr = (unsigned)__cvta_generic_to_shared(&Vt[(kk * 16 + (lane & 15)) * KP + dt * 8]);
+          asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(b0), "=r"(b1) : "r"(addr));
+        } else {
+          const H *vr = &Vt[(dt * 8 + g) * VP + kk * 16 + 2 * tg];
+          b0 = *reinterpret_cast<const uint32_t *>(vr);
+          b1 = *reinterpret_cast<const uint32_t *>(vr + 8);
+        }
         FaT<H>::mma(o[dt], pa, b0, b1);
       }
     }
@@ -366,7 +381,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
   }
 }
 
-// 0: exact fp32 kernel, 1: f16 tensor cores, 2: bf16 tensor cores
+// kind: 1 f16, 2 bf16 (V transposed in smem); 3 f16, 4 bf16 (V row-major + ldmatrix.trans)
 cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
                                  int ldq, const float *K, const float *V, int ldkv, float *O, int ldo, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
@@ -374,13 +389,21 @@ cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_
   const float qscale = (float)(1.4426950408889634 / sqrt((double)head_dim));
   dim3 grid(cdiv(n, FA_BQ), n_heads);
   const int th = FA_WARPS * 32;
-  if (kind == 2) {
-    if (head_dim == 64) attn_prefill_tc_kernel<__nv_bfloat16, 64><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
-    else attn_prefill_tc_kernel<__nv_bfloat16, 128><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
-  } else {
-    if (head_dim == 64) attn_prefill_tc_kernel<__half, 64><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
-    else attn_prefill_tc_kernel<__half, 128><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale);
+#define LSWC_FA(H_, LDM_)                                                                                          \
+  do {                                                                                                             \
+    if (head_dim == 64)                                                                                            \
+      attn_prefill_tc_kernel<H_, 64, LDM_><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale); \
+    else                                                                                                           \
+      attn_prefill_tc_kernel<H_, 128, LDM_><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale); \
+  } while (0)
+  switch (kind) {
+    case 1: LSWC_FA(__half, false); break;
+    case 2: LSWC_FA(__nv_bfloat16, false); break;
+    case 3: LSWC_FA(__half, true); break;
+    case 4: LSWC_FA(__nv_bfloat16, true); break;
+    default: return cudaErrorInvalidValue;
   }
+#undef LSWC_FA
   LSWC_LAUNCH_RET();
 }
 
@@ -397,7 +420,7 @@ bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim
 // core kernel is checked once against the exact kernel on random data (outside stream capture); a
 // mismatch turns it off with one line on stderr.
 static int g_tc_min = 256;
-static int g_tc_state[2] = {0, 0};  // per head_dim 64/128: 0 unknown, 1 ok, -1 off
+static int g_tc_state[2] = {0, 0};  // per head_dim 64/128: 0 unknown, else the kind that passed, -1 off
 void attention_set_tc_min(int min_tokens) { g_tc_min = min_tokens; }
 static int tc_kind() {
   const char *ev = getenv("LSW_CUDA_EXACT_ATTN");
@@ -437,14 +460,14 @@ static bool tc_selftest(int kind, int hd, cudaStream_t s) {
   if (e == cudaSuccess) e = cudaStreamSynchronize(s);
   cudaFree(buf);
   if (e != cudaSuccess) { cudaGetLastError(); return false; }
-  const double tol = kind == 2 ? 2e-2 : 4e-3;
+  const double tol = kind % 2 == 0 ? 2e-2 : 4e-3;
   double maxerr = 0;
   for (size_t i = 0; i < nq; i++) {
     const double d = std::fabs((double)h1[i] - h2[i]);
     if (!(d <= tol)) maxerr = std::isnan(d) ? INFINITY : std::max(maxerr, d);
   }
-  if (maxerr > 0) fprintf(stderr, "lswc: tensor-core attention (head_dim %d) failed its self-check (max err %.3g); using the exact kernel\n", hd, maxerr);
-  else if (cuda_verbose()) fprintf(stderr, "lswc: tensor-core prefill attention (%s, head_dim %d) self-check ok\n", kind == 2 ? "bf16" : "f16", hd);
+  if (maxerr > 0) fprintf(stderr, "lswc: tensor-core attention kind %d (head_dim %d) failed its self-check (max err %.3g); not used\n", kind, hd, maxerr);
+  else if (cuda_verbose()) fprintf(stderr, "lswc: tensor-core prefill attention (%s, head_dim %d) self-check ok\n", kind % 2 == 0 ? "bf16" : "f16", hd);
   return maxerr == 0;
 }
 
@@ -454,13 +477,13 @@ static bool use_tc(int n, int n_ctx, int n_heads, int n_kv_heads, int hd, const 
   const int kind = tc_kind();
   if (kind == 0 || !attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, hd, Q, ldq, K, V, ldkv, O, ldo)) return false;
   int &st = g_tc_state[hd == 64 ? 0 : 1];
-  if (st == 0) {
+  if (st == 0) {  // ldmatrix variant first, the transposed-V one as the fallback
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) { cudaGetLastError(); return false; }
-    st = tc_selftest(kind, hd, s) ? 1 : -1;
+    st = tc_selftest(kind + 2, hd, s) ? kind + 2 : tc_selftest(kind, hd, s) ? kind : -1;
   }
-  *kind_out = kind;
-  return st == 1;
+  *kind_out = st;
+  return st > 0;
 }
 
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,

@@ -396,6 +396,10 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     }
     LSWC_LAUNCH_RET();
   }
+  if (variant == 0 && lora && lora->nseg > 0) {  // fused-LoRA launches: optional override (A-B runs)
+    const char *ev = getenv("LSW_CUDA_GEMV_LORA_VARIANT");
+    if (ev && *ev && atoi(ev) > 0 && atoi(ev) < gemv_variants()) variant = atoi(ev);
+  }
   variant = resolve_variant(dtype, rows, cols, variant);
   if (variant < 0) return cudaErrorInvalidValue;
   switch (dtype) {

@@ -238,7 +238,7 @@ namespace lswc {
 // attention() with n >= 256 (attention_set_tc_min), head_dim 64/128 and 16-byte aligned Q/K/V uses the
 // flash-attention-2 tensor-core kernel (16-bit Q/K/V/P, fp32 accumulate and softmax; ~1e-3 relative), after
 // a one-time self-check against the exact kernel; LSW_CUDA_EXACT_ATTN=1 keeps the exact fp32 kernel.
-// kind: 1 = f16 inputs, 2 = bf16 inputs.
+// kind: 1 = f16, 2 = bf16 inputs (V transposed in smem); 3 = f16, 4 = bf16 (V row-major, ldmatrix.trans).
 bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q, int ldq,
                      const float *K, const float *V, int ldkv, float *O, int ldo);
 cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
