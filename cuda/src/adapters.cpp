@@ -193,14 +193,15 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
   m->mat_g.assign(NL, std::vector<std::vector<float>>(LSW_MAT_COUNT));
   m->mat_merged.assign(NL, std::vector<char>(LSW_MAT_COUNT, 0));
   m->layer_step.assign(NL, 0);
-  // working copies for merge mode
+  // working copies for merge mode (host: CPU backend only; a CUDA model keeps its working copies on the device)
+  const bool host_work = m->cfg.backend == LSW_BACKEND_CPU;
   m->pristine.assign(NL, std::vector<const void *>(LSW_MAT_COUNT, nullptr));
   m->work.assign(NL, std::vector<std::vector<uint8_t>>(LSW_MAT_COUNT));
   for (int L = 0; L < NL; L++)
     for (int x = 0; x < LSW_MAT_COUNT; x++) {
       const lsw_weight &w = m->layers[L].mat[x];
       m->pristine[L][x] = w.data;
-      if (adapted[L][x]) {
+      if (adapted[L][x] && host_work) {
         m->work[L][x].assign((const uint8_t *)w.data, (const uint8_t *)w.data + w.t->nbytes);
         m->host_bytes += w.t->nbytes;
       }
@@ -282,7 +283,10 @@ static bool all_routed(const lsw_model *m) {
 
 // Merge mode: make the working copies hold W0 + Σ g B A for the current token's experts (one SGMM step over
 // every adapted weight of every layer), unless the experts and gates are unchanged.
+// Counted once per token (FORMAT.md): layer_step[0] records this forward's outcome (2 merged, 1 skipped), counted
+// in lsw_adapters_end_chunk; the later linears of the same token find it set and use the working copies as they are.
 static void ensure_merged(lsw_model *m) {
+  if (m->layer_step[0]) return;
   std::vector<int32_t> e;
   std::vector<float> g;
   for (auto &a : m->adapters) {
@@ -290,7 +294,7 @@ static void ensure_merged(lsw_model *m) {
     g.insert(g.end(), a->cur_g.begin(), a->cur_g.begin() + a->desc.top_k);
   }
   if (m->merged && e == m->merged_e && g == m->merged_g) {
-    m->merge_skipped++;
+    m->layer_step[0] = 1;
     return;
   }
   std::vector<lsw_sgmm_term> terms;
@@ -319,7 +323,7 @@ static void ensure_merged(lsw_model *m) {
   m->merged = true;
   m->merged_e = e;
   m->merged_g = g;
-  m->merge_steps++;
+  m->layer_step[0] = 2;
 }
 
 // Merge mode with a LAYERWISE adapter: the working copy of (L, mat) holds W0 + Σ g B A for the experts of every
@@ -511,8 +515,8 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
   }
 }
 
-// After a forward chunk: append the chunk's routes to the history; merge mode with a LAYERWISE adapter counts
-// its per-layer steps.
+// After a forward chunk: append the chunk's routes to the history; merge mode counts its steps (one per token, or
+// with a LAYERWISE adapter one per layer per token).
 void lsw_adapters_end_chunk(lsw_model *m, int64_t n) {
   for (auto &ap : m->adapters) {
     lsw_adapter &a = *ap;
@@ -525,12 +529,11 @@ void lsw_adapters_end_chunk(lsw_model *m, int64_t n) {
     a.hist_g.insert(a.hist_g.end(), a.cur_g.begin(), a.cur_g.begin() + c);
     a.routed = false;
   }
-  if (m->layerwise)
-    for (char &st : m->layer_step) {
-      if (st == 2) m->merge_steps++;
-      else if (st == 1) m->merge_skipped++;
-      st = 0;
-    }
+  for (char &st : m->layer_step) {
+    if (st == 2) m->merge_steps++;
+    else if (st == 1) m->merge_skipped++;
+    st = 0;
+  }
 }
 
 lsw_status lsw_adapters_get_routes(lsw_model *m, int32_t id, int32_t pos, int32_t n, int32_t *experts,

@@ -2,8 +2,9 @@
 //   - every lsw_op_* on LSW_BACKEND_CUDA against LSW_BACKEND_CPU with fresh random inputs (f32/f16/bf16, odd sizes)
 //   - end to end: tiny random models (lsw_model_add_random_tensor, same values on both backends) with adapters
 //     (STATIC, PREGATED, LAYERWISE when the CPU engine has it, two adapters at once) in every mode: greedy tokens
-//     CUDA == CPU, logits close, routes equal, prompt (one eval) == token by token, device sampler == CPU sampler
-//     on the same logits, stats, bench_decode, bandwidth
+//     CUDA == CPU, logits close, routes equal, prompt (one eval) == token by token (merge mode: prompt and token
+//     by token each == the CPU's; merged weights within 1 ulp: tensor-core SGMM, LSW_CUDA_SGMM_EXACT=1 for exact),
+//     merge counters, device sampler == CPU sampler on the same logits, stats, bench_decode, bandwidth
 //   - merge drift: thousands of expert switches in merge mode, then reset: logits bit-identical to a fresh model
 // Without a usable GPU it prints "no CUDA device: skipped" and exits 0, or 1 when LSW_REQUIRE_GPU=1.
 // LSW_SANITIZER_SMALL=1: reduced sizes/iterations (compute-sanitizer runs).
@@ -326,6 +327,11 @@ static void test_model(const char *name, const ModelSpec &ms) {
   int rows_of[8], K_of[8];
   for (int i = 0; i < nad; i++) { rows_of[i] = ms.ads[i].kind == LSW_ROUTER_LAYERWISE ? NL : 1; K_of[i] = ms.ads[i].K; }
   const double tol = ms.dtype == LSW_DTYPE_F32 ? 1e-4 : 3e-4;
+  // merge mode: the CUDA model merges with the tensor-core SGMM where it can (model.cu), within 1 ulp of the CPU's
+  // exact SGMM per merged weight; LSW_CUDA_SGMM_EXACT=1 runs the exact kernel (bit-identical weights: tight again)
+  const char *ex_ = getenv("LSW_CUDA_SGMM_EXACT");
+  const bool exact_sgmm = ex_ && *ex_ && strcmp(ex_, "0");
+  const double mtol = exact_sgmm || ms.dtype == LSW_DTYPE_F32 ? tol : 4e-3;
   std::vector<int32_t> prompt(13);
   for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 89 + 7) % V);
   const int steps = g_small ? 6 : 24;
@@ -358,8 +364,12 @@ static void test_model(const char *name, const ModelSpec &ms) {
       OKC(lsw_model_prefill(m[b], prompt.data(), (int)prompt.size(), &tok[b]));
     }
     std::vector<float> a(V), c(V);
+    // decode steps: merge mode within mtol (merged weights within 1 ulp); a different greedy pick counts as a
+    // mismatch unless the CPU's logits of the two picks are within that tolerance (a near tie)
+    const double dtol = mode == LSW_MODE_MERGE ? mtol : tol;
+    int ties = 0;
+    if (tok[0] != tok[1]) mism++;  // after the prompt (delta path on both backends: tight)
     for (int s = 0; s < steps; s++) {
-      if (tok[0] != tok[1]) { mism++; tok[1] = tok[0]; }
       const int32_t in = tok[0];
       lsw_status r0 = lsw_model_step(m[0], in, &tok[0]), r1 = lsw_model_step(m[1], in, &tok[1]);
       CHECK(!r0 && !r1, "%s: step %d: %s", what, s, lsw_last_error());
@@ -369,11 +379,15 @@ static void test_model(const char *name, const ModelSpec &ms) {
       double ref;
       const double d = maxdiff(a.data(), c.data(), V, &ref);
       worst = fmax(worst, d / fmax(ref, 1.0));
+      if (tok[0] != tok[1]) {
+        if (fabs((double)a[tok[0]] - a[tok[1]]) <= dtol * fmax(ref, 1.0)) ties++;
+        else mism++;
+      }
     }
-    if (tok[0] != tok[1]) mism++;
-    CHECK(mism == 0 && worst <= tol, "%s: greedy decode %d steps: %d token mismatches, worst relative logit diff %.3g",
+    CHECK(mism == 0 && worst <= dtol, "%s: greedy decode %d steps: %d token mismatches, worst relative logit diff %.3g",
           what, steps, mism, worst);
-    printf("   %-9s greedy %d steps: %d mismatches, worst rel logit diff %.2g\n", MODE_NAMES[mode], steps, mism, worst);
+    printf("   %-9s greedy %d steps: %d mismatches (%d near ties), worst rel logit diff %.2g\n", MODE_NAMES[mode], steps,
+           mism, ties, worst);
     const int npos = (int)prompt.size() + steps;
     if (nad) routes_equal(m[0], m[1], nad, rows_of, K_of, npos, what);
     // stats
@@ -391,22 +405,45 @@ static void test_model(const char *name, const ModelSpec &ms) {
             "%s: merge steps CPU %lld/%lld skipped, CUDA %lld/%lld", what, (long long)sc.merge_steps,
             (long long)sc.merge_skipped, (long long)st.merge_steps, (long long)st.merge_skipped);
     printf("   %-9s CUDA graph nodes per token %d\n", MODE_NAMES[mode], st.launches_per_token);
-    // CUDA: prompt in one eval == token by token (same routes, close logits)
+    // prompt in one eval vs token by token.  Not merge mode: CUDA prompt == CUDA token by token (same routes, close
+    // logits).  Merge mode (docs/FORMAT.md): a prompt takes the delta path, single tokens run the merged weights
+    // (rounded once to the weight dtype), so the two differ by that rounding on both backends (bf16: ~0.3 %, and a
+    // layer-wise router may then pick differently); each path is checked against the CPU's same path instead.
     {
-      std::vector<float> one(V), seq(V);
-      OKC(lsw_model_reset(m[1]));
-      OKC(lsw_model_eval(m[1], prompt.data(), (int)prompt.size(), one.data(), 0));
-      std::vector<int32_t> re1((size_t)prompt.size() * 64), re2((size_t)prompt.size() * 64);
-      std::vector<float> rg1(re1.size()), rg2(re1.size());
-      for (int id = 0; id < nad; id++)
-        OKC(lsw_model_get_routes(m[1], id, 0, (int)prompt.size(), re1.data() + id * 8 * prompt.size(), rg1.data() + id * 8 * prompt.size()));
-      OKC(lsw_model_reset(m[1]));
-      for (size_t i = 0; i < prompt.size(); i++) OKC(lsw_model_eval(m[1], &prompt[i], 1, seq.data(), 0));
-      for (int id = 0; id < nad; id++)
-        OKC(lsw_model_get_routes(m[1], id, 0, (int)prompt.size(), re2.data() + id * 8 * prompt.size(), rg2.data() + id * 8 * prompt.size()));
-      snprintf(w2, sizeof w2, "%s: CUDA prompt == token by token (last logits)", what);
-      close(one.data(), seq.data(), V, tol, w2);
-      CHECK(re1 == re2 && maxdiff(rg1.data(), rg2.data(), rg1.size()) <= 2e-5, "%s: CUDA prompt routes != token-by-token routes", what);
+      const bool mg = mode == LSW_MODE_MERGE && nad;
+      const size_t P = prompt.size();
+      std::vector<float> one[2], seq[2];
+      std::vector<int32_t> re1[2], re2[2];
+      std::vector<float> rg1[2], rg2[2];
+      for (int b = mg ? 0 : 1; b < 2; b++) {
+        one[b].assign(V, NAN);
+        seq[b].assign(V, NAN);
+        re1[b].assign(P * 64, -9); re2[b].assign(P * 64, -9);
+        rg1[b].assign(P * 64, 0.f); rg2[b].assign(P * 64, 0.f);
+        OKC(lsw_model_reset(m[b]));
+        OKC(lsw_model_eval(m[b], prompt.data(), (int)P, one[b].data(), 0));
+        for (int id = 0; id < nad; id++)
+          OKC(lsw_model_get_routes(m[b], id, 0, (int)P, re1[b].data() + id * 8 * P, rg1[b].data() + id * 8 * P));
+        OKC(lsw_model_reset(m[b]));
+        for (size_t i = 0; i < P; i++) OKC(lsw_model_eval(m[b], &prompt[i], 1, seq[b].data(), 0));
+        for (int id = 0; id < nad; id++)
+          OKC(lsw_model_get_routes(m[b], id, 0, (int)P, re2[b].data() + id * 8 * P, rg2[b].data() + id * 8 * P));
+      }
+      if (!mg) {
+        snprintf(w2, sizeof w2, "%s: CUDA prompt == token by token (last logits)", what);
+        close(one[1].data(), seq[1].data(), V, tol, w2);
+        CHECK(re1[1] == re2[1] && maxdiff(rg1[1].data(), rg2[1].data(), rg1[1].size()) <= 2e-5,
+              "%s: CUDA prompt routes != token-by-token routes", what);
+      } else {
+        snprintf(w2, sizeof w2, "%s: prompt (delta path, last logits) CUDA == CPU", what);
+        close(one[0].data(), one[1].data(), V, tol, w2);
+        snprintf(w2, sizeof w2, "%s: token by token (merged weights, last logits) CUDA == CPU", what);
+        close(seq[0].data(), seq[1].data(), V, mtol, w2);
+        CHECK(re1[0] == re1[1] && maxdiff(rg1[0].data(), rg1[1].data(), rg1[0].size()) <= 2e-5,
+              "%s: prompt routes CUDA != CPU", what);
+        CHECK(re2[0] == re2[1] && maxdiff(rg2[0].data(), rg2[1].data(), rg2[0].size()) <= 2e-5,
+              "%s: token-by-token routes CUDA != CPU", what);
+      }
     }
     // device sampler inside the decode graph == CPU sampler on the same logits
     {
@@ -445,11 +482,12 @@ static void test_model(const char *name, const ModelSpec &ms) {
   lsw_model_free(m[1]);
 }
 
-// merge mode: many switches, then reset -> the backbone is bit-identical to the pristine one
-static void test_drift() {
+// merge mode: many switches, then reset -> the backbone is bit-identical to the pristine one.  rank 8: the exact-order
+// SGMM; rank 16: the tensor-core SGMM (model.cu's default where it applies)
+static void test_drift(int rank) {
   const int N = g_small ? 300 : 10000;
-  printf("-- merge drift: %d switches --\n", N);
-  ModelSpec ms{LSW_DTYPE_BF16, 4, 2, N + 64, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V, LSW_MOD_DOWN}, 8}}};
+  printf("-- merge drift: %d switches (rank %d) --\n", N, rank);
+  ModelSpec ms{LSW_DTYPE_BF16, 4, 2, N + 64, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V, LSW_MOD_DOWN}, rank}}};
   lsw_model *a = nullptr, *b = nullptr;
   if (build(ms, LSW_BACKEND_CUDA, &a) || build(ms, LSW_BACKEND_CUDA, &b)) {
     CHECK(false, "drift: model: %s", lsw_last_error());
@@ -516,7 +554,8 @@ int main() {
                                                                                       {LSW_ROUTER_LAYERWISE, 4, 2, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
     test_model("MixLoRA ffn E3 top1", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 3, 1, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
   }
-  test_drift();
+  test_drift(8);
+  test_drift(16);
   double gbps = 0;
   OKC(lsw_measure_bandwidth(LSW_BACKEND_CUDA, (uint64_t)1 << 28, &gbps));
   CHECK(gbps > 100, "bandwidth %.1f GB/s", gbps);

@@ -6,8 +6,9 @@
 // experts (adapter deltas token-wise).
 // Adapter semantics mirror the CPU engine (adapters.cpp): routing where the router input is computed (pre-gated:
 // the input of router_input in layer 0), merge mode only for single-token steps once every router has spoken
-// (SGMM of all adapted modules of all layers from the pristine weights into working copies, one launch, skipped
-// through a device flag when experts and gates are unchanged), delta path otherwise (unfused: per expert shrink and
+// (SGMM of all adapted modules of all layers from the pristine weights into working copies, one launch -- the
+// tensor-core kernel where it applies, else the exact-order one; LSW_CUDA_SGMM_EXACT=1 forces exact -- skipped
+// through a device flag when experts and gates are unchanged, counted once per token), delta path otherwise (unfused: per expert shrink and
 // expand launches; fused: one shrink launch and the GEMV epilogue), routing history appended to the adapter.
 #include "kernels.cuh"
 #include "../engine.h"
@@ -572,8 +573,12 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->use_graph = !(ev && !strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_PDL");  // programmatic dependent launch for the GEMVs (validated in cuda/dev)
   if (ev && *ev && strcmp(ev, "0")) lswc::gemv_set_pdl(true);
-  ev = getenv("LSW_CUDA_SGMM_TC");  // merge with the tensor-core SGMM (within 1 ulp) instead of the exact one
-  const bool want_tc = ev && *ev && strcmp(ev, "0");
+  // merge mode: the tensor-core SGMM by default where it applies (one adapter, not layer-wise, F16/BF16, rank % 16
+  // == 0: sgmm_tc_ok); still recomputed from the pristine weights (drift-free), within 1 ulp of the exact-order
+  // kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
+  ev = getenv("LSW_CUDA_SGMM_EXACT");
+  const char *ev_tc = getenv("LSW_CUDA_SGMM_TC");
+  const bool want_tc = !(ev && *ev && strcmp(ev, "0")) && !(ev_tc && !strcmp(ev_tc, "0"));
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {
