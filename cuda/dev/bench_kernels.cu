@@ -794,9 +794,9 @@ static void test_sgmm() {
       int *dex = dup(ex);
       float *dg = dup(g);
       SgmmDesc *dd = dnew<SgmmDesc>(nm_);
-      std::vector<float> got_tc;  // one-shot tensor-core result: the persistent kernel must match it bit for bit
-      for (int tc : {0, 1, 2}) {  // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent)
-        sgmm_set_tc_variant(tc == 2 ? 1 : 0);
+      std::vector<float> got_tc, got_simt;  // persistent == one-shot tc, exact tiled == SIMT, bit for bit
+      for (int tc : {0, 1, 2, 3}) {  // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled
+        sgmm_set_tc_variant(tc == 2 ? 1 : tc == 3 ? 2 : 0);
         bool ok = true;
         for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
         if (tc && !ok) continue;
@@ -829,10 +829,14 @@ static void test_sgmm() {
         // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
         const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
         char nm[160];
-        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
                  s.cols, s.rank, s.E, s.K);
         check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
         if (tc == 1) got_tc = got;
+        if (tc == 0) got_simt = got;
+        if (tc == 3)
+          expect(got.size() == got_simt.size() && memcmp(got.data(), got_simt.data(), got.size() * 4) == 0,
+                 "sgmm exact tiled %s r%d: bit-identical to the SIMT kernel (FORMAT.md order)", dname(dt), s.rank);
         if (tc == 2)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm persistent tc %s r%d: bit-identical to the one-shot tc kernel", dname(dt), s.rank);
@@ -869,13 +873,13 @@ static void test_sgmm() {
           }
           CK(cudaDeviceSynchronize());
           auto again = down((uint8_t *)dW[0], W0[0].bytes.size());
-          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           std::vector<float> zero(g.size(), 0.f);
           CK(cudaMemcpy(dg, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice));
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
           CK(cudaDeviceSynchronize());
           auto un = down((uint8_t *)dW[1], W0[1].bytes.size());
-          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           CK(cudaMemcpy(dg, g.data(), g.size() * 4, cudaMemcpyHostToDevice));
           CK(cudaMemcpy(dex, ex.data(), ex.size() * 4, cudaMemcpyHostToDevice));
           // skip flag: no write at all
@@ -884,7 +888,7 @@ static void test_sgmm() {
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0));
           CK(cudaDeviceSynchronize());
           auto sk = down((uint8_t *)dW[2], W0[2].bytes.size());
-          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
           cudaFree(dskip);
         }
       }
@@ -909,9 +913,9 @@ static void bench_sgmm() {
   SgmmDesc *dd = dnew<SgmmDesc>(2 * L);
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}})
-    for (int tc : {2, 1, 0}) {  // 2: persistent tensor-core kernel
+    for (int tc : {3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT
       if (!tc && (g_quick || c.rank > 16)) continue;
-      sgmm_set_tc_variant(tc == 2 ? 1 : 0);
+      sgmm_set_tc_variant(tc == 2 ? 1 : tc == 3 ? 2 : 0);
       std::vector<SgmmDesc> d(2 * L);
       for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 0};
       const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
@@ -919,7 +923,7 @@ static void bench_sgmm() {
       const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
       const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
       char nm[200];
-      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc == 2 ? "tc persistent" : tc ? "tc" : "simt", c.rank, c.K);
+      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", c.rank, c.K);
       row(nm, ms, bytes);
     }
   sgmm_set_tc_variant(0);

@@ -248,8 +248,9 @@ void attention_set_tc_min(int min_tokens);  // INT_MAX: never
 
 namespace lswc {
 // ---- SGMM tensor-core kernel choice (sgmm.cu) ------------------------------------------------------
-// sgmm(..., tensor_cores = true) runs the one-shot kernel (variant 0, default) or the persistent one (1:
-// same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched).  autotune_sgmm times
+// sgmm(..., tensor_cores = true) runs the one-shot kernel (variant 0, default), the persistent one (1:
+// same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched) or (2) an EXACT register-tiled
+// SIMT kernel on the same tiling, bit-identical to the SIMT kernel / CPU (FORMAT.md order).  autotune_sgmm times 0/1
 // both on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device experts/gates,
 // which must be valid, e.g. zeros with gates 0 -> W = W0) and keeps the faster.  Not during capture.
 void sgmm_set_tc_variant(int v);

@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
 // kernel starts with a binary search of dependent global loads, then loads its W0 tile, then A/B, so little
 // is in flight.  Here the tile0 table is staged once in shared memory (search without global loads) and the
 // W0 tile of the NEXT tile is loaded into registers while the current tile's low-rank product and stores run.
-constexpr int SG_MAXD = 1024;
+constexpr int SG_MAXD = 512;
 
 template <typename T>
 __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
@@ -183,13 +183,19 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
   constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
   __shared__ __align__(128) unsigned char smem[SMEM];
   __shared__ int s_tile0[SG_MAXD];
+  __shared__ int2 s_rc[SG_MAXD];             // rows, cols
+  __shared__ const void *s_w0[SG_MAXD];      // pristine W0
   Ops &ops = *reinterpret_cast<Ops *>(smem);
   float *stage = reinterpret_cast<float *>(smem);
   const int tid = threadIdx.x, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3;
   const bool in_smem = n_descs <= SG_MAXD;
   if (in_smem)
-    for (int i = tid; i < n_descs; i += 256) s_tile0[i] = descs[i].tile0;
+    for (int i = tid; i < n_descs; i += 256) {
+      s_tile0[i] = descs[i].tile0;
+      s_rc[i] = make_int2(descs[i].rows, descs[i].cols);
+      s_w0[i] = descs[i].W0;
+    }
   if (skip && *skip) return;  // uniform over the grid
   __syncthreads();
   auto find = [&](int tile) {
@@ -201,32 +207,39 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
     }
     return lo;
   };
-  auto load_w0 = [&](const SgmmDesc &d, int tile, uint4 (&w)[4]) {
-    const int tiles_c = (d.cols + TC_C - 1) / TC_C;
-    const int local = tile - d.tile0;
+  // W0 tile of descriptor di: address from the shared copy (no dependent global load before the stream)
+  auto load_w0 = [&](int di, int tile, uint4 (&w)[4]) {
+    int rows, cols, t0;
+    const T *W0;
+    if (in_smem) { rows = s_rc[di].x; cols = s_rc[di].y; t0 = s_tile0[di]; W0 = static_cast<const T *>(s_w0[di]); }
+    else { rows = descs[di].rows; cols = descs[di].cols; t0 = descs[di].tile0; W0 = static_cast<const T *>(descs[di].W0); }
+    const int tiles_c = (cols + TC_C - 1) / TC_C;
+    const int local = tile - t0;
     const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
-    const T *W0 = static_cast<const T *>(d.W0);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
-      w[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+      w[i] = (r < rows && c < cols) ? ld_stream(W0 + (size_t)r * cols + c) : make_uint4(0, 0, 0, 0);
     }
   };
   int tile = blockIdx.x;
   if (tile >= total_tiles) return;
-  SgmmDesc d = descs[find(tile)];
+  int di = find(tile);
   uint4 w0[4];
-  load_w0(d, tile, w0);
+  load_w0(di, tile, w0);
+  int nxt = tile + gridDim.x;
+  int dni = nxt < total_tiles ? find(nxt) : 0;
   while (tile < total_tiles) {
-    const int nxt = tile + gridDim.x;
+    // the next tile's W0 is issued first: in flight during this whole tile (A/B staging, product, stores)
+    uint4 w0n[4];
+    if (nxt < total_tiles) load_w0(dni, nxt, w0n);
+    const SgmmDesc d = descs[di];
     const int tiles_c = (d.cols + TC_C - 1) / TC_C;
     const int local = tile - d.tile0;
     const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
     T *W = static_cast<T *>(d.W);
     const T *A = static_cast<const T *>(d.A);
     const T *B = static_cast<const T *>(d.B);
-    SgmmDesc dn = d;
-    if (nxt < total_tiles) dn = descs[find(nxt)];  // issued early, consumed after the product
 
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
 #pragma unroll
@@ -278,9 +291,6 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
 #pragma unroll
           for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
     }
-    // next tile's W0 into registers now: in flight during this tile's staging and stores
-    uint4 w0n[4];
-    if (nxt < total_tiles) load_w0(dn, nxt, w0n);
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -304,14 +314,93 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
 #pragma unroll
       for (int i = 0; i < 4; i++) w0[i] = w0n[i];
     }
-    d = dn;
     tile = nxt;
+    di = dni;
+    nxt = tile + gridDim.x;
+    if (nxt < total_tiles) dni = find(nxt);
   }
 }
 
-// 0: one-shot tensor-core kernel, 1: persistent.  gemv-style global choice; autotune_sgmm measures both.
+// EXACT register-tiled SIMT kernel on the tensor-core tiling (64 x 128 tiles, sgmm_prepare(..., true)): the
+// arithmetic of docs/FORMAT.md / sgmm_simt_kernel bit for bit (acc = W0; for k, for j: acc = fmaf(fl(g_k*B), A,
+// acc); rounded once), but each thread owns 4 rows x 8 columns: W0 streams in as 16-byte vectors, c = g·B
+// (fp32, rounded as the CPU does) and A (fp32) are staged per 16-rank chunk in shared memory, so one c float4
+// (a broadcast) and two A float4 feed 32 FMAs.  ~34 GFMA for the 7B q,v r16 top-2 merge: near the memory time.
+template <typename T>
+__global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                               int top_k, const int *__restrict__ experts,
+                                                               const float *__restrict__ gates, const int *skip) {
+  if (skip && *skip) return;
+  constexpr int KC = 16;
+  __shared__ __align__(16) float as[KC][TC_C];   // A rows of the chunk, fp32
+  __shared__ __align__(16) float cs[KC][TC_R];   // c = fl(g * B) of the chunk
+  const SgmmDesc d = descs[find_desc(descs, n_descs, blockIdx.x)];
+  const int tid = threadIdx.x, cv = tid & 15, rg = tid >> 4;  // 16 column vectors x 16 row groups
+  const int tiles_c = (d.cols + TC_C - 1) / TC_C;
+  const int local = blockIdx.x - d.tile0;
+  const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
+  const int col = c0 + cv * 8;
+  const bool colok = col < d.cols;  // cols % 8 == 0 (sgmm_tc_ok): a vector is all in or all out
+  const T *W0 = static_cast<const T *>(d.W0);
+  T *W = static_cast<T *>(d.W);
+  const T *A = static_cast<const T *>(d.A);
+  const T *B = static_cast<const T *>(d.B);
+  float acc[4][8];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int row = r0 + rg * 4 + r;
+    uint4 u = make_uint4(0, 0, 0, 0);
+    if (row < d.rows && colok) u = ld_stream(W0 + (size_t)row * d.cols + col);
+    unpack16<T>(u, acc[r]);
+  }
+  for (int k = 0; k < top_k; k++) {
+    const int e = experts[d.slot * top_k + k];
+    const float g = gates[d.slot * top_k + k];
+    const T *Ae = A + (size_t)e * d.rank * d.cols;
+    const T *Be = B + (size_t)e * d.rows * d.rank;
+    for (int j0 = 0; j0 < d.rank; j0 += KC) {  // rank % 16 == 0
+      __syncthreads();
+      {  // A chunk: 16 rows x 128 cols = 256 vectors, one per thread
+        const int j = tid >> 4, cc = (tid & 15) * 8;
+        float f[8];
+        uint4 u = make_uint4(0, 0, 0, 0);
+        if (c0 + cc < d.cols) u = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c0 + cc);
+        unpack16<T>(u, f);
+        *reinterpret_cast<float4 *>(&as[j][cc]) = make_float4(f[0], f[1], f[2], f[3]);
+        *reinterpret_cast<float4 *>(&as[j][cc + 4]) = make_float4(f[4], f[5], f[6], f[7]);
+      }
+#pragma unroll
+      for (int q = 0; q < 4; q++) {  // c chunk: 64 rows x 16 ranks
+        const int idx = tid + q * 256, rr = idx >> 4, j = idx & 15, row = r0 + rr;
+        const float b = row < d.rows ? Tr<T>::to_f(Be[(size_t)row * d.rank + j0 + j]) : 0.f;
+        cs[j][rr] = __fmul_rn(g, b);
+      }
+      __syncthreads();
+#pragma unroll 4
+      for (int j = 0; j < KC; j++) {
+        const float4 c4 = *reinterpret_cast<const float4 *>(&cs[j][rg * 4]);
+        const float4 a0 = *reinterpret_cast<const float4 *>(&as[j][cv * 8]);
+        const float4 a1 = *reinterpret_cast<const float4 *>(&as[j][cv * 8 + 4]);
+        const float cr[4] = {c4.x, c4.y, c4.z, c4.w};
+        const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+          for (int q = 0; q < 8; q++) acc[r][q] = fmaf(cr[r], av[q], acc[r][q]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int row = r0 + rg * 4 + r;
+    if (row < d.rows && colok) st_stream(W + (size_t)row * d.cols + col, pack16<T>(acc[r]));
+  }
+}
+
+// 0: one-shot tensor-core kernel, 1: persistent (autotune_sgmm measures these two: same results);
+// 2: the exact register-tiled SIMT kernel on the same tiling (bit-identical to the SIMT kernel / the CPU).
 static int g_sgmm_tc_variant = 0;
-void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v == 1 ? 1 : 0; }
+void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 2 ? v : 0; }
 int sgmm_tc_variant() { return g_sgmm_tc_variant; }
 
 static int persist_grid(int total_tiles) {
@@ -342,7 +431,11 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
 cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, bool tc, int top_k,
                  const int *experts, const float *gates, const int *skip, cudaStream_t s) {
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
-  if (tc && g_sgmm_tc_variant == 1) {
+  if (tc && g_sgmm_tc_variant == 2) {
+    if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
+    else if (dtype == LSW_DTYPE_BF16) sgmm_exact_tiled_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
+    else return cudaErrorInvalidValue;
+  } else if (tc && g_sgmm_tc_variant == 1) {
     const int grid = persist_grid(total_tiles);
     if (dtype == LSW_DTYPE_F16) sgmm_tc_persist_kernel<__half><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
     else if (dtype == LSW_DTYPE_BF16) sgmm_tc_persist_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
@@ -379,6 +472,11 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     return g_sgmm_tc_variant;
   }
   const int saved = g_sgmm_tc_variant;
+  if (saved == 2) {  // exact kernel chosen on purpose (different semantics): nothing to tune
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return saved;
+  }
   float best[2] = {1e30f, 1e30f};
   bool ok = true;
   for (int v = 0; v < 2 && ok; v++) {
