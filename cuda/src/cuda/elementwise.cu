@@ -7,6 +7,9 @@ namespace lswc {
 __global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__restrict__ X, int ldx,
                                                       const float *__restrict__ w, float eps, float *__restrict__ Y,
                                                       int ldy) {
+  // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
+  // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const float *x = X + (size_t)blockIdx.x * ldx;
   float *y = Y + (size_t)blockIdx.x * ldy;
   float ss = 0.f;
@@ -35,6 +38,9 @@ cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, flo
 // Thread per rotated pair.  angle in fp64 (as the CPU tables), cos/sin rounded to fp32, rotation in fp32.
 __global__ void rope_kernel(int n, int n_heads, int hd, int ld, const int *__restrict__ pos,
                             const double *__restrict__ inv_freq, float *__restrict__ X) {
+  // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
+  // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const int half = hd >> 1;
   const long long total = (long long)n * n_heads * half;
   for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
@@ -63,6 +69,9 @@ cudaError_t rope(int n, int n_heads, int head_dim, int ld, const int *positions,
 
 __global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, int ldgu, float *__restrict__ Out,
                               int ldo) {
+  // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
+  // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const long long total = (long long)n * inter;
   for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
     const int t = (int)(q / inter), i = (int)(q % inter);
@@ -147,6 +156,9 @@ namespace lswc {
 // K/V rows of n tokens (inside the fused qkv output, token stride ld) -> caches at positions pos[t].
 __global__ void kv_store_kernel(int n, int kv_dim, const float *__restrict__ qkv, int ld, int k_off,
                                 const int *__restrict__ pos, float *__restrict__ Kc, float *__restrict__ Vc) {
+  // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
+  // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const long long total = (long long)n * kv_dim;
   for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
     const int t = (int)(q / kv_dim), d = (int)(q % kv_dim);
