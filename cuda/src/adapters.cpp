@@ -442,8 +442,8 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
     return;
   }
   route_at(m, L, mat, X, w.cols, n);
-  // merge mode runs the merged backbone for single-token steps once every router has spoken; a prompt
-  // (each token its own experts) and the linears of layer 0 before the router input take the delta path.
+  // merge mode runs the merged backbone for single-token steps once every router has spoken (a merge-mode prompt
+  // is fed one token at a time: lsw_cpu_forward); the linears of layer 0 before the router input take the delta path.
   // With a LAYERWISE adapter every matrix is merged just before it runs (its routers have spoken by then).
   const bool merge = m->mode == LSW_MODE_MERGE && n == 1 && (m->layerwise || all_routed(m));
   const void *W = w.data;

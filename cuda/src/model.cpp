@@ -427,6 +427,14 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
 }
 
 lsw_status lsw_cpu_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits) {
+  // merge mode with adapters: every token -- prompt tokens too -- runs the single-token path (its experts merged
+  // into the weights by one SGMM step, then the bare backbone), so a prompt gives bit for bit the result of feeding
+  // its tokens one at a time (docs/FORMAT.md).  Time to first token then grows with the prompt length.
+  if (m->mode == LSW_MODE_MERGE && !m->adapters.empty() && n > 1) {
+    for (int32_t t = 0; t < n; t++)
+      forward_chunk(m, tokens + t, 1, all_logits ? all_logits + (int64_t)t * m->cfg.vocab_size : nullptr);
+    return LSW_OK;
+  }
   const int64_t CH = 256;  // prefill chunk (bounds scratch memory)
   for (int64_t t0 = 0; t0 < n; t0 += CH) {
     const int64_t k = std::min<int64_t>(CH, n - t0);

@@ -783,6 +783,8 @@ static void test_adapters() {
       OK(lsw_model_eval(m, toks.data(), n, pre.data(), 1));
       OK(lsw_model_get_routes(m, 0, 0, n, e2.data(), g2.data()));
       CHECK(max_rel(pre, seq) < 1e-5, "adapter kind %d mode %d: prompt != token by token (%g)", kind, mode, max_rel(pre, seq));
+      // merge mode: a prompt runs token by token through the merged weights, so bit for bit
+      if (mode == LSW_MODE_MERGE) CHECK(pre == seq, "adapter kind %d merge mode: prompt not bit-identical to token by token", kind);
       CHECK(e1 == e2, "adapter kind %d mode %d: routes of prompt != token by token", kind, mode);
       if (kind == LSW_ROUTER_PREGATED) {
         std::sort(e1.begin(), e1.end());
@@ -1154,6 +1156,7 @@ static void test_layerwise() {
       CHECK(r_seq < 2e-5, "%s mode %d: token by token vs fp64 reference %g", cs.name, mode, r_seq);
       CHECK(r_pre < 2e-5, "%s mode %d: prefill vs fp64 reference %g", cs.name, mode, r_pre);
       CHECK(r_pp < 2e-5, "%s mode %d: prefill vs token by token %g", cs.name, mode, r_pp);
+      if (mode == LSW_MODE_MERGE) CHECK(pre == seq, "%s merge mode: prefill not bit-identical to token by token", cs.name);
       int bad_e = 0, bad_g = 0;
       for (size_t i = 0; i < e1.size(); i++) {
         bad_e += e1[i] != re[i] || e2[i] != re[i];

@@ -3,7 +3,8 @@
 // (forward + sampler + bookkeeping) captured as a CUDA graph per mode and replayed: the sampled token is written
 // into the device input of the next step and copied to pinned host memory, so lsw_model_step is one graph launch
 // and one synchronisation.  Prompts run eagerly in chunks (GEMM path for > 8 tokens), each token with its own
-// experts (adapter deltas token-wise).
+// experts (adapter deltas token-wise); in merge mode with adapters a prompt runs token by token through the decode
+// step instead (lswc_model_forward), as the CPU does.
 // Adapter semantics mirror the CPU engine (adapters.cpp): routing where the router input is computed (pre-gated:
 // the input of router_input in layer 0), merge mode only for single-token steps once every router has spoken
 // (SGMM of all adapted modules of all layers from the pristine weights into working copies, one launch -- the
@@ -841,6 +842,17 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   if (n == 1 && !all_logits) {
     int32_t next;
     return run_step(m, st, tokens[0], &next);
+  }
+  // merge mode with adapters: every prompt token runs the decode step (its experts merged by one SGMM step, then the
+  // bare backbone; the sampled token is discarded), exactly as when the tokens are fed one at a time, so a prompt
+  // == token by token bit for bit (docs/FORMAT.md; the CPU does the same).  run_step records routes and counters.
+  if (adapters_active(m, st) && st->mode == LSW_MODE_MERGE) {
+    for (int32_t t = 0; t < n; t++) {
+      int32_t next;
+      TRY(run_step(m, st, tokens[t], &next));
+      if (all_logits) memcpy(all_logits + (size_t)t * V, m->logits.data(), sizeof(float) * V);
+    }
+    return LSW_OK;
   }
   st->dev_valid = false;
   auto fail = [&](cudaError_t e, const char *what) {
