@@ -827,6 +827,28 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     LSWC_CHECK(lswc::prologue_shrink(dt, 1, I, st->gu, nullptr, 0.f, st->act, lswc::ShrinkBatch{}, st->s));
     LSWC_CHECK(lswc::prologue_shrink(dt, 0, H, st->x, st->norm, cf.rms_norm_eps, st->xn, lswc::ShrinkBatch{}, st->s));
   }
+  {  // pick the fastest GEMV kernel for every weight shape on these very buffers, before any graph is captured
+     // (LSW_CUDA_AUTOTUNE=0 skips; LSW_CUDA_VERBOSE=1 prints the choices)
+    std::vector<lswc::GemvTuneItem> items;
+    int max_rows = cf.vocab_size, max_cols = H;
+    for (auto &d : st->layers)
+      for (int k = 0; k < LSW_MAT_COUNT; k++)
+        if (d.w[k]) {
+          items.push_back({d.dt[k], d.rows[k], d.cols[k], d.w[k]});
+          max_rows = std::max(max_rows, d.rows[k]);
+          max_cols = std::max(max_cols, d.cols[k]);
+        }
+    items.push_back({st->lm_dt, cf.vocab_size, H, st->lm});
+    float *tx = nullptr, *ty = nullptr;
+    LSWC_CHECK(cudaMalloc(&tx, sizeof(float) * max_cols));
+    LSWC_CHECK(cudaMalloc(&ty, sizeof(float) * max_rows));
+    LSWC_CHECK(cudaMemset(tx, 0, sizeof(float) * max_cols));
+    lswc::autotune_gemv_all(items.data(), (int)items.size(), tx, ty, st->s);
+    cudaError_t e = cudaStreamSynchronize(st->s);
+    cudaFree(tx);
+    cudaFree(ty);
+    LSWC_CHECK(e);
+  }
   LSWC_CHECK(cudaDeviceSynchronize());
   return LSW_OK;
 }
