@@ -255,28 +255,7 @@ export class Model {
       const want = opts.backend ?? 'auto';
       const backend: 'cpu' | 'cuda' = want === 'auto' ? (native.raw.lsw_cuda_available() ? 'cuda' : 'cpu') : want;
       const maxContext = Math.max(1, Math.min(opts.maxContext ?? Math.min(c.max_position_embeddings, 4096), c.max_position_embeddings));
-      const cfg = {
-        vocab_size: c.vocab_size,
-        hidden_size: c.hidden_size,
-        intermediate_size: c.intermediate_size,
-        num_layers: c.num_layers,
-        num_heads: c.num_heads,
-        num_kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        max_context: maxContext,
-        qkv_bias: c.qkv_bias ? 1 : 0,
-        tie_embeddings: c.tie_embeddings ? 1 : 0,
-        rms_norm_eps: c.rms_norm_eps,
-        rope_theta: c.rope_theta,
-        rope_type: ROPE[c.rope_type],
-        rope_factor: c.rope_factor ?? 1,
-        rope_low_freq_factor: c.rope_low_freq_factor ?? 1,
-        rope_high_freq_factor: c.rope_high_freq_factor ?? 4,
-        rope_original_max_position: c.rope_original_max_position ?? 8192,
-        backend: backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU,
-        n_threads: opts.threads ?? 0,
-        device: opts.device ?? 0,
-      };
+      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0);
       const out: unknown[] = [null];
       native.call('lsw_model_create', cfg, out);
       const handle = out[0];
@@ -408,4 +387,30 @@ export class Model {
 export function nativeInfo(): { version: string; cpu: string; cuda: boolean; path: string } {
   const n = getNative();
   return { version: String(n.raw.lsw_version()), cpu: String(n.raw.lsw_cpu_features()), cuda: n.raw.lsw_cuda_available() === 1, path: n.path };
+}
+
+/** The lsw_model_config struct (cuda/include/lsw.h) for an engine config. */
+export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0) {
+  return {
+    vocab_size: c.vocab_size,
+    hidden_size: c.hidden_size,
+    intermediate_size: c.intermediate_size,
+    num_layers: c.num_layers,
+    num_heads: c.num_heads,
+    num_kv_heads: c.num_kv_heads,
+    head_dim: c.head_dim,
+    max_context: maxContext,
+    qkv_bias: c.qkv_bias ? 1 : 0,
+    tie_embeddings: c.tie_embeddings ? 1 : 0,
+    rms_norm_eps: c.rms_norm_eps,
+    rope_theta: c.rope_theta,
+    rope_type: ROPE[c.rope_type],
+    rope_factor: c.rope_factor ?? 1,
+    rope_low_freq_factor: c.rope_low_freq_factor ?? 1,
+    rope_high_freq_factor: c.rope_high_freq_factor ?? 4,
+    rope_original_max_position: c.rope_original_max_position ?? 8192,
+    backend: backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU,
+    n_threads: threads,
+    device,
+  };
 }

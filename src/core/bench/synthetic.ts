@@ -7,8 +7,8 @@
  */
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
-import { getNative, DTYPE, BACKEND, ROPE, MODE, type Native } from '../native/abi.js';
-import { openModelFile, closeModelFile, adapterDesc, type ModelFile } from '../model.js';
+import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
+import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile } from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
 export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
@@ -151,30 +151,6 @@ export interface AdapterInfo {
   synthetic: boolean;
 }
 
-function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number) {
-  return {
-    vocab_size: c.vocab_size,
-    hidden_size: c.hidden_size,
-    intermediate_size: c.intermediate_size,
-    num_layers: c.num_layers,
-    num_heads: c.num_heads,
-    num_kv_heads: c.num_kv_heads,
-    head_dim: c.head_dim,
-    max_context: maxContext,
-    qkv_bias: c.qkv_bias ? 1 : 0,
-    tie_embeddings: c.tie_embeddings ? 1 : 0,
-    rms_norm_eps: c.rms_norm_eps,
-    rope_theta: c.rope_theta,
-    rope_type: ROPE[c.rope_type],
-    rope_factor: c.rope_factor ?? 1,
-    rope_low_freq_factor: c.rope_low_freq_factor ?? 1,
-    rope_high_freq_factor: c.rope_high_freq_factor ?? 4,
-    rope_original_max_position: c.rope_original_max_position ?? 8192,
-    backend: backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU,
-    n_threads: threads,
-    device: 0,
-  };
-}
 
 /** A finalized lsw_model for bench. */
 export class BenchEngine {
