@@ -1084,6 +1084,7 @@ static void test_attention() {
     ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
     float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
+    CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
     int *dn = dup(std::vector<int>{c.n_ctx});
     for (int viadev : {0, 1}) {
       if (viadev && c.n != 1) continue;
@@ -1098,6 +1099,64 @@ static void test_attention() {
       check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
     }
     cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(sc); cudaFree(dn);
+  }
+  // decode in one launch as the model runs it: RoPE of q and the new k, the new row appended to the cache, the
+  // splits merged by the last block (counters must come back to zero: each case runs twice, the second time
+  // with n_ctx on the device and a larger launch bound, as in the captured graph)
+  struct D { int n_ctx, nh, nkv, hd; };
+  const D dc[] = {{1, 4, 4, 64},    {37, 8, 2, 128},  {712, 32, 32, 128}, {3000, 32, 8, 128}, {5000, 4, 1, 256},
+                  {200, 6, 3, 16},  {90, 14, 2, 64},  {65, 8, 1, 96},     {33, 2, 2, 200},    {1025, 5, 5, 128}};
+  for (const D &c : dc) {
+    const int qd = c.nh * c.hd, kvd = c.nkv * c.hd, ld = qd + 2 * kvd, pos = c.n_ctx - 1;
+    std::vector<double> inv(c.hd / 2);
+    for (int i = 0; i < c.hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / c.hd);
+    auto QKV = rvec(ld), K = rvec((size_t)c.n_ctx * kvd, 2.f), V = rvec((size_t)c.n_ctx * kvd);
+    for (int d = 0; d < kvd; d++) K[(size_t)pos * kvd + d] = V[(size_t)pos * kvd + d] = 1e30f;  // must be overwritten
+    auto rot = [&](const float *x, std::vector<float> &out) {  // fp64 angle, fp32 cos/sin, as rope()
+      for (int i = 0; i < c.hd / 2; i++) {
+        const double a = pos * inv[i];
+        const float cs = (float)std::cos(a), sn = (float)std::sin(a);
+        out[i] = (float)((double)x[i] * cs - (double)x[i + c.hd / 2] * sn);
+        out[i + c.hd / 2] = (float)((double)x[i + c.hd / 2] * cs + (double)x[i] * sn);
+      }
+    };
+    std::vector<float> Qr(qd), Kr(K), Vr(V), tmp(c.hd);
+    for (int h = 0; h < c.nh; h++) { rot(&QKV[(size_t)h * c.hd], tmp); std::copy(tmp.begin(), tmp.end(), Qr.begin() + (size_t)h * c.hd); }
+    for (int h = 0; h < c.nkv; h++) {
+      rot(&QKV[qd + (size_t)h * c.hd], tmp);
+      std::copy(tmp.begin(), tmp.end(), Kr.begin() + (size_t)pos * kvd + (size_t)h * c.hd);
+      std::copy(QKV.begin() + qd + kvd + (size_t)h * c.hd, QKV.begin() + qd + kvd + (size_t)(h + 1) * c.hd,
+                Vr.begin() + (size_t)pos * kvd + (size_t)h * c.hd);
+    }
+    std::vector<double> ref, kref(Kr.begin() + (size_t)pos * kvd, Kr.begin() + (size_t)(pos + 1) * kvd),
+        vref(Vr.begin() + (size_t)pos * kvd, Vr.begin() + (size_t)(pos + 1) * kvd);
+    ref_attention(1, c.n_ctx, c.nh, c.nkv, c.hd, Qr, Kr, Vr, ref);
+    float *dqkv = dup(QKV), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(qd);
+    double *di = dup(inv);
+    int *dpos = dup(std::vector<int>{pos}), *dn = dup(std::vector<int>{c.n_ctx});
+    float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
+    CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
+    for (int viadev : {0, 1}) {
+      poison(dO, (size_t)qd * 4);
+      CK(attention_decode(viadev ? c.n_ctx + 3000 : c.n_ctx, viadev ? dn : nullptr, dpos, c.nh, c.nkv, c.hd, dqkv,
+                          dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0));
+      CK(cudaDeviceSynchronize());
+      auto O = down(dO, qd);
+      auto Kg = down(dK + (size_t)pos * kvd, kvd), Vg = down(dV + (size_t)pos * kvd, kvd);
+      char nm[160];
+      snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) ctx=%d heads %d/%d hd=%d%s", c.n_ctx, c.nh,
+               c.nkv, c.hd, viadev ? " (n_ctx on device, 2nd launch)" : "");
+      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+      snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s", c.n_ctx, c.hd, viadev ? " 2nd" : "");
+      check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
+      snprintf(nm, sizeof nm, "  appended v row ctx=%d hd=%d%s", c.n_ctx, c.hd, viadev ? " 2nd" : "");
+      check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
+    }
+    auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
+    bool zero = true;
+    for (float f : cnt) zero = zero && f == 0.f;
+    expect(zero, "attention decode ctx=%d: split counters back to zero after the launches", c.n_ctx);
+    cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
   }
   // prefill on tensor cores (16-bit Q/K/V/P, fp32 accumulate): explicit kernels and attention()'s policy path
   const S tc[] = {{64, 64, 4, 2, 64}, {150, 150, 8, 2, 128}, {100, 300, 4, 4, 128}, {200, 200, 2, 1, 64},
@@ -1126,10 +1185,26 @@ static void test_attention() {
 
 static void bench_attention() {
   logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
+  for (int ctx : {712, 4096}) {  // as the model runs it: RoPE + append + attention + merge in one launch
+    const int nh = 32, hd = 128, kvd = nh * hd;
+    float *qkv = dnew<float>(3 * kvd), *K = dnew<float>((size_t)ctx * kvd), *V = dnew<float>((size_t)ctx * kvd), *O = dnew<float>(kvd);
+    float *sc = dnew<float>(attn_scratch_floats(nh, hd));
+    CK(attn_scratch_clear(sc, nh, hd, 0));
+    std::vector<double> inv(hd / 2);
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / hd);
+    double *di = dup(inv);
+    int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
+    dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * kvd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * kvd, 1.f);
+    const double ms = time_ms([&](int) { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0)); }, 50);
+    char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope+append fp32 KV ctx=%d (graph bound 4096)", ctx);
+    row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
+  }
   for (int ctx : {512, 4096}) {
     const int nh = 32, hd = 128;
     float *Q = dnew<float>(nh * hd), *K = dnew<float>((size_t)ctx * nh * hd), *V = dnew<float>((size_t)ctx * nh * hd), *O = dnew<float>(nh * hd);
     float *sc = dnew<float>(attn_scratch_floats(nh, hd));
+    CK(attn_scratch_clear(sc, nh, hd, 0));
     dfill(LSW_DTYPE_F32, Q, nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * nh * hd, 1.f);
     const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
     char nm[160]; snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx)", ctx);

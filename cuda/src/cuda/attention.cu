@@ -1,7 +1,16 @@
 // Attention over the KV cache (fp32).
-//  - decode (n == 1): flash-decoding.  Phase 1: grid (heads, splits), each block runs an online softmax
-//    over its slice of the sequence and writes (max, sum, acc[hd]); phase 2 merges the splits.
+//  - decode (n == 1): flash-decoding in ONE launch (attn_decode_fused_kernel).  Grid (kv heads, splits); a block
+//    serves every query head of its KV group, so each K/V row is read once.  Warps stream P positions at a
+//    time with 16-byte loads (several rows in flight), online softmax; each block writes (max, sum, acc[hd])
+//    per query head, and the LAST block of a KV head to finish (atomic counter, reset by that block) merges
+//    the splits.  In the model the same launch also applies RoPE to q and to the new k, and appends the new
+//    k/v row to the cache (the one block whose slice holds the new position writes it and uses it from shared
+//    memory), replacing the separate rope, kv_store and reduce launches: 1 launch per layer instead of 4.
+//    The first H200 run of the old two-kernel path (one position per warp at a time, 4-byte loads) took
+//    19 us per layer at 512 positions (0.9 TB/s); with splits sized by the device-side n_ctx.
 //    n_ctx may be read from device memory, so the launch shape is fixed and the step is graph-replayable.
+//    Shapes outside the fused kernel's limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head)
+//    use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory.
 // Any head_dim <= 256 (lanes own dims lane + 32 i).
 #include "kernels.cuh"
@@ -20,7 +29,269 @@ constexpr int AT_MAXD = 8;      // dims per lane (head_dim <= 256)
 constexpr int AT_SPLITS = 32;   // max sequence splits for decode
 constexpr int AT_WARPS = 4;     // decode phase-1 warps per block
 
-size_t attn_scratch_floats(int n_heads, int head_dim) { return (size_t)n_heads * AT_SPLITS * (head_dim + 2); }
+// [n_heads][AT_SPLITS][hd + 2] partials, then n_heads int counters (zeroed by attn_scratch_clear)
+size_t attn_scratch_floats(int n_heads, int head_dim) { return (size_t)n_heads * AT_SPLITS * (head_dim + 2) + n_heads; }
+static int *scratch_counters(float *scratch, int n_heads, int hd) {
+  return reinterpret_cast<int *>(scratch + (size_t)n_heads * AT_SPLITS * (hd + 2));
+}
+cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaStream_t s) {
+  return cudaMemsetAsync(scratch, 0, attn_scratch_floats(n_heads, head_dim) * sizeof(float), s);
+}
+
+// ---- decode, one launch ----------------------------------------------------------------------------
+constexpr int DA_WARPS = 4;      // warps per block
+constexpr int DA_MINCHUNK = 32;  // positions per split at least (splits = min(AT_SPLITS, ceil(n_ctx / 32)))
+
+struct DecodeAttn {
+  const float *q;                  // [n_heads][hd] (before RoPE when inv_freq)
+  const float *knew, *vnew;        // the new position's k (before RoPE when inv_freq) and v; null: all from the cache
+  const int *pos;                  // device: position of the new token (RoPE angle, cache row); null without rope/knew
+  const double *inv_freq;          // [hd/2]; null: no RoPE
+  float *K, *V;                    // cache [n_ctx][ldkv], head kvh at kvh * hd
+  int ldkv;
+  float *O;                        // [n_heads][hd]
+  float *part;                     // scratch partials
+  int *counters;                   // [n_kv_heads] zero between launches
+  int n_ctx_host;                  // n_ctx, or its upper bound when n_ctx_dev is set
+  const int *n_ctx_dev;
+  int n_heads, n_kv_heads, hd, max_splits;
+  float scale;
+};
+
+// HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
+__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq) {
+  const int i = d < half ? d : d - half;
+  const double ang = (double)pos * inv_freq[i];
+  double sd, cd;
+  sincos(ang, &sd, &cd);
+  const float c = (float)cd, s = (float)sd;
+  const float x0 = x[i], x1 = x[i + half];
+  return d < half ? x0 * c - x1 * s : x1 * c + x0 * s;
+}
+
+__device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
+  y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
+}
+
+// G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
+// 128 c + 4 l .. + 3 of chunk c.
+template <int G, int NCH>
+__global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
+  constexpr int P = G >= 4 ? 2 : 4;  // positions in flight per warp
+  constexpr int HD = NCH * 128;
+  __shared__ __align__(16) float sq[G][HD];
+  __shared__ __align__(16) float snew[2][HD];
+  __shared__ __align__(16) float sacc[DA_WARPS][G][HD];
+  __shared__ float sm[DA_WARPS][G], sl[DA_WARPS][G];
+  __shared__ int s_last;
+  const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
+  const int n_ctx = a.n_ctx_dev ? *a.n_ctx_dev : a.n_ctx_host;
+  const int ns = max(1, min(a.max_splits, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
+  if (sp >= ns) return;  // the split count follows the device n_ctx; the grid is sized for the bound
+  const int chunk = (n_ctx + ns - 1) / ns;
+  const int p0 = sp * chunk, p1 = min(n_ctx, p0 + chunk);
+  const bool fresh = a.knew != nullptr;
+  const int pos = a.pos ? *a.pos : -1;
+  const bool mine = fresh && pos >= p0 && pos < p1;  // this block owns the new row: writes it, uses it from smem
+
+  for (int i = tid; i < G * HD; i += blockDim.x) {
+    const int g = i / HD, d = i - g * HD;
+    float v = 0.f;
+    if (g < gsz && d < hd) {
+      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
+      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq) : qh[d];
+    }
+    sq[g][d] = v;
+  }
+  if (mine) {
+    for (int d = tid; d < HD; d += blockDim.x) {
+      const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
+      snew[0][d] = d < hd ? (a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq) : kh[d]) : 0.f;
+      snew[1][d] = d < hd ? vh[d] : 0.f;
+    }
+  }
+  __syncthreads();
+  if (mine)
+    for (int d = tid; d < hd; d += blockDim.x) {
+      a.K[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = snew[0][d];
+      a.V[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = snew[1][d];
+    }
+
+  float4 q4[G][NCH], acc[G][NCH];
+  float m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    m[g] = -CUDART_INF_F;
+    l[g] = 0.f;
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+      q4[g][c] = *reinterpret_cast<const float4 *>(&sq[g][c * 128 + lane * 4]);
+      acc[g][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
+  // one online-softmax update with P scores per head (invalid positions: -inf)
+  auto update = [&](const float (&s)[G][P], const float4 (&vv)[P][NCH]) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float mx = m[g];
+#pragma unroll
+      for (int j = 0; j < P; j++) mx = fmaxf(mx, s[g][j]);
+      if (mx == -CUDART_INF_F) continue;
+      const float corr = expf(m[g] - mx);
+      float w[P], sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < P; j++) { w[j] = expf(s[g][j] - mx); sum += w[j]; }
+      l[g] = l[g] * corr + sum;
+#pragma unroll
+      for (int c = 0; c < NCH; c++) {
+        float4 t = acc[g][c];
+        t.x *= corr; t.y *= corr; t.z *= corr; t.w *= corr;
+#pragma unroll
+        for (int j = 0; j < P; j++) axpy4(t, 1.f, w[j], vv[j][c]);
+        acc[g][c] = t;
+      }
+      m[g] = mx;
+    }
+  };
+  for (int pb = p0 + warp * P; pb < p1; pb += DA_WARPS * P) {
+    float4 kk[P][NCH], vv[P][NCH];
+    bool ok[P];
+#pragma unroll
+    for (int j = 0; j < P; j++) {
+      const int p = pb + j;
+      ok[j] = p < p1 && !(fresh && p == pos);
+#pragma unroll
+      for (int c = 0; c < NCH; c++) {
+        const int d = c * 128 + lane * 4;
+        if (ok[j] && d < hd) {
+          kk[j][c] = __ldg(reinterpret_cast<const float4 *>(Kb + (size_t)p * a.ldkv + d));
+          vv[j][c] = __ldg(reinterpret_cast<const float4 *>(Vb + (size_t)p * a.ldkv + d));
+        } else {
+          kk[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+          vv[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
+    }
+    float s[G][P];
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+      for (int j = 0; j < P; j++) {
+        float t = 0.f;
+#pragma unroll
+        for (int c = 0; c < NCH; c++) t += dot4(q4[g][c], kk[j][c]);
+        s[g][j] = ok[j] ? warp_sum(t) * a.scale : -CUDART_INF_F;
+      }
+    update(s, vv);
+  }
+  if (mine && warp == 0) {  // the new position, from shared memory
+    float s[G][P];
+    float4 vv[P][NCH];
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+      const float4 k4 = *reinterpret_cast<const float4 *>(&snew[0][c * 128 + lane * 4]);
+      vv[0][c] = *reinterpret_cast<const float4 *>(&snew[1][c * 128 + lane * 4]);
+#pragma unroll
+      for (int j = 1; j < P; j++) vv[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+      for (int g = 0; g < G; g++) s[g][1] = c == 0 ? dot4(q4[g][c], k4) : s[g][1] + dot4(q4[g][c], k4);
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      s[g][0] = warp_sum(s[g][1]) * a.scale;
+#pragma unroll
+      for (int j = 1; j < P; j++) s[g][j] = -CUDART_INF_F;
+    }
+    update(s, vv);
+  }
+  // combine the block's warps -> this split's partial per query head
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    if (lane == 0) { sm[warp][g] = m[g]; sl[warp][g] = l[g]; }
+#pragma unroll
+    for (int c = 0; c < NCH; c++) *reinterpret_cast<float4 *>(&sacc[warp][g][c * 128 + lane * 4]) = acc[g][c];
+  }
+  __syncthreads();
+  for (int i = tid; i < gsz * hd; i += blockDim.x) {
+    const int g = i / hd, d = i - g * hd;
+    float M = -CUDART_INF_F;
+#pragma unroll
+    for (int w = 0; w < DA_WARPS; w++) M = fmaxf(M, sm[w][g]);
+    float L = 0.f, o = 0.f;
+#pragma unroll
+    for (int w = 0; w < DA_WARPS; w++) {
+      const float f = sm[w][g] == -CUDART_INF_F ? 0.f : expf(sm[w][g] - M);
+      L += sl[w][g] * f;
+      o += sacc[w][g][d] * f;
+    }
+    float *pp = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + sp) * (hd + 2);
+    pp[2 + d] = o;
+    if (d == 0) { pp[0] = M; pp[1] = L; }
+  }
+  // the last split block of this KV head merges all splits
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&a.counters[kvh], 1) == ns - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  for (int i = tid; i < gsz * hd; i += blockDim.x) {
+    const int g = i / hd, d = i - g * hd, h = kvh * gsz + g;
+    const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2);
+    float M = -CUDART_INF_F;
+    for (int t = 0; t < ns; t++) M = fmaxf(M, __ldcg(ph + (size_t)t * (hd + 2)));
+    float L = 0.f, o = 0.f;
+    for (int t = 0; t < ns; t++) {
+      const float *pt = ph + (size_t)t * (hd + 2);
+      const float mt = __ldcg(pt);
+      const float f = mt == -CUDART_INF_F ? 0.f : expf(mt - M);
+      L += __ldcg(pt + 1) * f;
+      o += __ldcg(pt + 2 + d) * f;
+    }
+    a.O[(size_t)h * hd + d] = o / L;
+  }
+  if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+}
+
+bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, const void *q, const void *K, const void *V) {
+  return n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_heads / n_kv_heads <= 8 && hd > 0 && hd % 4 == 0 &&
+         hd <= 256 && ldkv % 4 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
+}
+
+template <int NCH>
+static void launch_decode(int G, dim3 grid, const DecodeAttn &a, cudaStream_t s) {
+  if (G <= 1) attn_decode_fused_kernel<1, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  else if (G <= 2) attn_decode_fused_kernel<2, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  else if (G <= 4) attn_decode_fused_kernel<4, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  else attn_decode_fused_kernel<8, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
+}
+
+cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
+                             int head_dim, const float *q, const float *knew, const float *vnew,
+                             const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
+                             cudaStream_t s) {
+  if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, q, K, V) || !scratch || n_ctx < 1 ||
+      ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
+    return cudaErrorInvalidValue;
+  DecodeAttn a;
+  a.q = q; a.knew = knew; a.vnew = vnew; a.pos = pos; a.inv_freq = inv_freq;
+  a.K = K; a.V = V; a.ldkv = ldkv; a.O = O;
+  a.part = scratch;
+  a.counters = scratch_counters(scratch, n_heads, head_dim);
+  a.n_ctx_host = n_ctx; a.n_ctx_dev = n_ctx_dev;
+  a.n_heads = n_heads; a.n_kv_heads = n_kv_heads; a.hd = head_dim;
+  a.max_splits = std::max(1, std::min(AT_SPLITS, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
+  a.scale = 1.f / sqrtf((float)head_dim);
+  const dim3 grid(n_kv_heads, a.max_splits);
+  const int G = n_heads / n_kv_heads;
+  if (head_dim <= 128) launch_decode<1>(G, grid, a, s);
+  else launch_decode<2>(G, grid, a, s);
+  LSWC_LAUNCH_RET();
+}
 
 __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
     int n_ctx_host, const int *__restrict__ n_ctx_dev, int n_splits, int n_heads, int n_kv_heads, int hd,
@@ -492,6 +763,9 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
   if (n <= 0) return cudaSuccess;
   if (head_dim > AP_MAXHD || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_ctx < n) return cudaErrorInvalidValue;
   const float scale = 1.f / sqrtf((float)head_dim);
+  if (n == 1 && scratch && attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, Q, K, V))
+    return attention_decode(n_ctx, n_ctx_dev, nullptr, n_heads, n_kv_heads, head_dim, Q, nullptr, nullptr, nullptr,
+                            const_cast<float *>(K), const_cast<float *>(V), ldkv, O, scratch, s);
   if (n == 1 && scratch) {
     int splits = (n_ctx + 63) / 64;  // >= 64 positions per split for the host-known bound
     splits = splits < 1 ? 1 : (splits > AT_SPLITS ? AT_SPLITS : splits);

@@ -109,10 +109,22 @@ cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaSt
 
 // ---- attention -----------------------------------------------------------------------------------
 // Causal GQA attention, fp32.  Q row t at stride ldq, O at ldo; K,V [n_ctx][nkv*hd] at stride ldkv.
-// Query t sits at position n_ctx - n + t.  head_dim % 32 == 0, head_dim <= 256.
+// Query t sits at position n_ctx - n + t.  head_dim <= 256.
 // n_ctx_dev (nullable): when set, n_ctx is read from device memory (graph replay), n_ctx is then an upper bound.
 // Decode (n == 1): flash-decoding, split over the sequence, two-phase reduce (scratch: attn_scratch_floats).
+// The scratch holds split partials and per-KV-head counters that must be zero before the first decode launch
+// (attn_scratch_clear once after allocation; every launch leaves them zero again).
 size_t attn_scratch_floats(int n_heads, int head_dim);
+cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaStream_t s);
+// Decode in one launch (see attention.cu): q [n_heads][hd]; knew/vnew (nullable): the new token's k/v rows,
+// written to K/V at row *pos and attended from there; inv_freq (nullable): RoPE applied to q and knew at *pos
+// first (the rope() arithmetic).  Requires attention_decode_ok.
+bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, const void *q, const void *K,
+                         const void *V);
+cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
+                             int head_dim, const float *q, const float *knew, const float *vnew,
+                             const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
+                             cudaStream_t s);
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
                       const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
                       float *scratch, cudaStream_t s);
