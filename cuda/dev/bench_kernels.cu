@@ -1314,6 +1314,23 @@ static void test_sampling() {
         check(nm, gg.data(), rg.data(), nullptr, K, 1e-6, 1e-5);
         cudaFree(dR); cudaFree(dx); cudaFree(dg); cudaFree(de);
       }
+  {  // route_n: a chunk of tokens in one launch, strided outputs == one route() per token, bit for bit
+    const int E = 8, K = 2, dim = 1000, n = 37, ldx = 1003, ldo = 5 * K;  // ldo: 5 routing slots per token
+    HostW R = make_w(LSW_DTYPE_F16, (size_t)E * dim, 0.05f);
+    auto x = rvec((size_t)n * ldx);
+    void *dR = dupb(R.bytes);
+    float *dx = dup(x), *dg1 = dnew<float>((size_t)n * ldo), *dg2 = dnew<float>((size_t)n * ldo);
+    int *de1 = dnew<int>((size_t)n * ldo), *de2 = dnew<int>((size_t)n * ldo);
+    CK(cudaMemset(dg1, 0, (size_t)n * ldo * 4)); CK(cudaMemset(dg2, 0, (size_t)n * ldo * 4));
+    CK(cudaMemset(de1, 0, (size_t)n * ldo * 4)); CK(cudaMemset(de2, 0, (size_t)n * ldo * 4));
+    CK(route_n(LSW_DTYPE_F16, n, E, dim, K, dR, dx, ldx, de1 + 2 * K, dg1 + 2 * K, ldo, 0));
+    for (int t = 0; t < n; t++)
+      CK(route(LSW_DTYPE_F16, E, dim, K, dR, dx + (size_t)t * ldx, de2 + (size_t)t * ldo + 2 * K, dg2 + (size_t)t * ldo + 2 * K, 0));
+    CK(cudaDeviceSynchronize());
+    expect(down(de1, (size_t)n * ldo) == down(de2, (size_t)n * ldo) && down(dg1, (size_t)n * ldo) == down(dg2, (size_t)n * ldo),
+           "route_n 37 tokens, strided slots: identical to one route() per token");
+    cudaFree(dR); cudaFree(dx); cudaFree(dg1); cudaFree(dg2); cudaFree(de1); cudaFree(de2);
+  }
   for (int vocab : {32000, 151936, 7}) {
     auto lg = rvec(vocab, 8.f);
     if (vocab > 100) { lg[12345 % vocab] = 40.f; lg[777] = 40.f; }  // tie: lowest id wins

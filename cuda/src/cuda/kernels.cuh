@@ -133,6 +133,9 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
 // softmax(R x) over n_experts, top_k kept (ties: lower index), renormalised.  One block.
 cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
                   float *gates, cudaStream_t s);
+// n tokens in one launch (a block each): x row t at x + t*ldx, its experts/gates at + t*ldo.
+cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
+                    int *experts, float *gates, int ldo, cudaStream_t s);
 // Greedy argmax (lowest id on ties) -> *token (device).  One block.
 cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);
 

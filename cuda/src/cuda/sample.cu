@@ -15,9 +15,12 @@ namespace lswc {
 // ---- router --------------------------------------------------------------------------------------
 template <typename T>
 __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
-                                                    const float *__restrict__ x, int *__restrict__ experts,
-                                                    float *__restrict__ gates) {
+                                                    const float *__restrict__ x, int ldx, int *__restrict__ experts,
+                                                    float *__restrict__ gates, int ldo) {
   extern __shared__ float lg[];  // [n_experts]
+  x += (size_t)blockIdx.x * ldx;  // one block per token
+  experts += (size_t)blockIdx.x * ldo;
+  gates += (size_t)blockIdx.x * ldo;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   for (int e = warp; e < n_experts; e += nw) {
     const T *r = R + (size_t)e * dim;
@@ -50,17 +53,22 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   }
 }
 
-cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
-                  float *gates, cudaStream_t s) {
-  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts) return cudaErrorInvalidValue;
+cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
+                    int *experts, float *gates, int ldo, cudaStream_t s) {
+  if (n <= 0) return cudaSuccess;
+  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts || (n > 1 && ldo < top_k)) return cudaErrorInvalidValue;
   const size_t sh = sizeof(float) * n_experts;
   switch (dtype) {
-    case LSW_DTYPE_F32: route_kernel<float><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, experts, gates); break;
-    case LSW_DTYPE_F16: route_kernel<__half><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, experts, gates); break;
-    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<1, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, experts, gates); break;
+    case LSW_DTYPE_F32: route_kernel<float><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo); break;
+    case LSW_DTYPE_F16: route_kernel<__half><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo); break;
+    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
+}
+cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
+                  float *gates, cudaStream_t s) {
+  return route_n(dtype, 1, n_experts, dim, top_k, R, x, 0, experts, gates, top_k, s);
 }
 
 // ---- block reductions (1024 threads) -------------------------------------------------------------
