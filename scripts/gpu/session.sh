@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -64,6 +64,13 @@ st_bench() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused,unfused --out "$OUT/bench-llama2-7b-all-r64.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,unfused,merge,fused --out "$OUT/bench-llama2-7b-qv-r16-layerwise.json"; }
+# prefill rate at 2,048 prompt tokens (issue 4: >= 50 % of the measured bf16 matmul rate), both GEMM precisions
+st_prefill() {
+  node "$CLI" bench --backend cuda --preset llama2-7b --dtype bf16 --prompt-tokens 2048 --new-tokens 8 --modes base --precision fast --out "$OUT/bench-llama2-7b-prefill2048-fast.json" &&
+  node "$CLI" bench --backend cuda --preset llama2-7b --dtype bf16 --prompt-tokens 2048 --new-tokens 8 --modes base --precision precise --out "$OUT/bench-llama2-7b-prefill2048-precise.json"; }
+# the base decode with programmatic dependent launch of the GEMVs (LSW_CUDA_PDL=1), to compare with st_bench's base
+st_bench_pdl() {
+  LSW_CUDA_PDL=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-pdl.json"; }
 for s in "${STAGES[@]}"; do
   fn="st_${s//-/_}"
   if declare -F "$fn" > /dev/null; then run_stage "$s" "$fn"; else echo "unknown stage $s"; fi
