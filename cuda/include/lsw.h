@@ -31,7 +31,8 @@ extern "C" {
 #define LSW_API __attribute__((visibility("default")))
 #endif
 
-#define LSW_ABI_VERSION 1
+/* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul */
+#define LSW_ABI_VERSION 2
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -49,6 +50,14 @@ typedef enum lsw_status {
 typedef enum lsw_dtype { LSW_DTYPE_F32 = 0, LSW_DTYPE_F16 = 1, LSW_DTYPE_BF16 = 2 } lsw_dtype;
 typedef enum lsw_backend { LSW_BACKEND_CPU = 0, LSW_BACKEND_CUDA = 1 } lsw_backend;
 typedef enum lsw_rope_type { LSW_ROPE_DEFAULT = 0, LSW_ROPE_LINEAR = 1, LSW_ROPE_LLAMA3 = 2 } lsw_rope_type;
+
+/* Arithmetic of the prompt (prefill) matmuls of the CUDA backend, which run on tensor cores with 16-bit inputs:
+ *   PRECISE: fp32 activations split into hi + lo halves of the weight dtype, two tensor-core GEMMs
+ *            (~fp32-accurate activations; matches the CPU backend closely; about half the FLOP rate)
+ *   FAST:    activations rounded once to the weight dtype, one GEMM (what PyTorch / cuBLAS-based engines do)
+ * Decode steps (GEMV, fp32 activations) and F32 weights are the same either way.  The CPU backend computes
+ * every matmul with fp32 activations and fp32 accumulation whatever this says. */
+typedef enum lsw_precision { LSW_PRECISION_PRECISE = 0, LSW_PRECISION_FAST = 1 } lsw_precision;
 
 /* Adapted linear modules of a decoder layer. */
 typedef enum lsw_module {
@@ -90,6 +99,9 @@ typedef struct lsw_model_config {
   int32_t backend;              /* lsw_backend */
   int32_t n_threads;            /* CPU backend: worker threads, 0 = all cores */
   int32_t device;               /* CUDA backend: device ordinal */
+  int32_t prefill_precision;    /* lsw_precision (0 = PRECISE, the default of a zero-initialised config); read at
+                                   lsw_model_finalize.  Developer override on CUDA: env LSW_CUDA_FAST_GEMM=1 (fast)
+                                   or =0 (precise) */
 } lsw_model_config;
 
 typedef struct lsw_sampler_params {
@@ -182,6 +194,18 @@ LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int
 /* Measured copy bandwidth of the backend's memory (bytes read + bytes written per second, in GB/s),
  * copying a buffer of `bytes` several times and taking the median. */
 LSW_API lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s);
+
+/* Measured matmul rate of the backend's own prefill GEMM, in TFLOP/s (2 * rows * cols * n FLOPs per matmul):
+ * Y[n][rows] = X[n][cols] · W[rows][cols]^T with W in `dtype` and X, Y F32 (as lsw_op_matmul), on fresh seeded
+ * random data allocated by the call; the median of several timed runs after warm-up runs.
+ *   CUDA: the prompt GEMM of the model forward in its FAST precision (one GEMM on activations rounded to the
+ *         weight dtype, the rounding pass included; cuBLAS when the library was built with it, else the WMMA
+ *         kernel; F32 weights or cols % 8 != 0: the SIMT fp32 kernel), timed with CUDA events.  n_threads ignored.
+ *   CPU:  the CPU backend's matmul (fp32 activations and accumulation) on n_threads threads (0 = all cores).
+ * LSW_E_INVALID_ARGUMENT: unknown backend or dtype, rows/cols/n <= 0, n_threads < 0, tflops NULL, or more than
+ * 16 GiB of buffers. */
+LSW_API lsw_status lsw_measure_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n,
+                                      int32_t n_threads, double *tflops);
 
 /* --- single operations -------------------------------------------------------
  * Every kernel the engine runs, callable on either backend with host buffers, so

@@ -9,6 +9,7 @@
 
 #include "backend_cuda.h"
 #include "engine.h"
+#include "random.h"
 
 using namespace lsw;
 
@@ -357,6 +358,71 @@ LSW_API lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double
   }
   std::sort(t.begin(), t.end());
   *gb_per_s = 2.0 * (double)bytes / t[t.size() / 2] / 1e9;
+  return LSW_OK;
+  LSW_GUARD_END
+}
+
+LSW_API lsw_status lsw_measure_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n,
+                                      int32_t n_threads, double *tflops) {
+  if (!tflops) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: tflops is NULL");
+  if (backend != LSW_BACKEND_CPU && backend != LSW_BACKEND_CUDA)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: unknown backend %d", backend);
+  if (dtype_size(dtype) == 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: unknown dtype %d", dtype);
+  if (rows <= 0 || cols <= 0 || n <= 0)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: rows, cols and n must be positive (got %d x %d x %d)",
+                    rows, cols, n);
+  if (n_threads < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: n_threads must be >= 0 (got %d)", n_threads);
+  // W + X + Y (+ the CUDA GEMM's 16-bit copies of X): refuse what would not be a benchmark but an allocation failure
+  const double bytes = (double)rows * cols * dtype_size(dtype) + (double)n * cols * 4 + (double)n * rows * 4 +
+                       (backend == LSW_BACKEND_CUDA ? (double)n * cols * 4 : 0);
+  if (bytes > (double)((uint64_t)16 << 30))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "lsw_measure_matmul: %d x %d x %d needs %.1f GiB of buffers (at most 16 GiB)",
+                    rows, cols, n, bytes / (1u << 30));
+  if (backend == LSW_BACKEND_CUDA) {
+#if defined(LSW_HAVE_CUDA)
+    if (!lswc_available()) return LSW_FAIL(LSW_E_BACKEND_UNAVAILABLE, "CUDA backend: no usable CUDA device");
+    LSW_GUARD_BEGIN
+    return lswc_measure_matmul(dtype, rows, cols, n, tflops);
+    LSW_GUARD_END
+#else
+    return LSW_FAIL(LSW_E_BACKEND_UNAVAILABLE, "the CUDA backend is not built into this library (nvcc was not found)");
+#endif
+  }
+  LSW_GUARD_BEGIN
+  // fresh seeded random operands (random.h: never zero), W rounded to its dtype as a model's weights are
+  const size_t es = dtype_size(dtype), nw = (size_t)rows * cols, nx = (size_t)n * cols;
+  std::unique_ptr<uint8_t[]> W(new uint8_t[nw * es]);
+  std::vector<float> X(nx), Y((size_t)n * rows), tmp(std::min<size_t>(nw, (size_t)1 << 20));
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t seed = lsw_splitmix64(0x6d61746d756cull + calls.fetch_add(1));
+  for (size_t b = 0; b < nw; b += tmp.size()) {
+    const size_t e = std::min(nw, b + tmp.size());
+    for (size_t i = b; i < e; i++) tmp[i - b] = lsw_random_value(seed, i, 0.02f, 0);
+    from_f32(dtype, tmp.data(), W.get() + b * es, (int64_t)(e - b));
+  }
+  for (size_t i = 0; i < nx; i++) X[i] = lsw_random_value(seed + 1, i, 1.f, 0);
+  std::unique_ptr<ThreadPool> own;
+  ThreadPool *pool = &default_pool();
+  if (n_threads > 0 && n_threads != pool->size()) {
+    own.reset(new ThreadPool(n_threads));
+    pool = own.get();
+  }
+  auto once = [&] {
+    auto t0 = std::chrono::steady_clock::now();
+    matmul(pool, dtype, W.get(), rows, cols, X.data(), cols, n, Y.data(), rows, false);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // warm-up (pages, caches, thread wake-up), then an odd number of timed runs: about 0.5 s in all, 3 to 15 runs
+  const double warm = std::max(once(), 1e-7);
+  const int reps = std::max(3, std::min(15, (int)(0.5 / warm) | 1));
+  std::vector<double> t;
+  for (int r = 0; r < reps; r++) t.push_back(once());
+  std::sort(t.begin(), t.end());
+  const double med = t[t.size() / 2];
+  // the result must be a number the matmul produced (a Y that stayed garbage would show as NaN / huge)
+  for (size_t i = 0; i < Y.size(); i += std::max<size_t>(1, Y.size() / 64))
+    if (!std::isfinite(Y[i])) return LSW_FAIL(LSW_E_INTERNAL, "lsw_measure_matmul: non-finite result");
+  *tflops = 2.0 * rows * cols * n / med / 1e12;
   return LSW_OK;
   LSW_GUARD_END
 }

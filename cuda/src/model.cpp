@@ -58,6 +58,10 @@ lsw_status lsw_validate_config(const lsw_model_config *c) {
   if (c->backend != LSW_BACKEND_CPU && c->backend != LSW_BACKEND_CUDA)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown backend %d", c->backend);
   if (c->n_threads < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: n_threads must be >= 0");
+  // the CPU backend computes in fp32 either way (lsw.h, lsw_precision); the value is still checked on every backend
+  if (c->prefill_precision != LSW_PRECISION_PRECISE && c->prefill_precision != LSW_PRECISION_FAST)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown prefill_precision %d (0 precise, 1 fast)",
+                    c->prefill_precision);
   return LSW_OK;
 }
 

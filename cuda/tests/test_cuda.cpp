@@ -6,6 +6,7 @@
 //     prompt runs token by token; CUDA vs CPU merged weights within 1 ulp: tensor-core SGMM, LSW_CUDA_SGMM_EXACT=1
 //     for exact),
 //     merge counters, device sampler == CPU sampler on the same logits, stats, bench_decode, bandwidth
+//   - prefill_precision: FAST prompt logits close to the CPU but less so than PRECISE; lsw_measure_matmul
 //   - merge drift: thousands of expert switches in merge mode, then reset: logits bit-identical to a fresh model
 // Without a usable GPU it prints "no CUDA device: skipped" and exits 0, or 1 when LSW_REQUIRE_GPU=1.
 // LSW_SANITIZER_SMALL=1: reduced sizes/iterations (compute-sanitizer runs).
@@ -225,8 +226,11 @@ static uint64_t name_seed(const std::string &s, uint64_t salt) {
   return h;
 }
 
+static int g_precision = LSW_PRECISION_PRECISE;  // prefill_precision of the models build() makes
+
 static lsw_model_config base_cfg(const ModelSpec &ms, int backend) {
   lsw_model_config c{};
+  c.prefill_precision = g_precision;
   c.vocab_size = 301; c.hidden_size = 128; c.intermediate_size = 200; c.num_layers = 3;
   c.num_heads = ms.nh; c.num_kv_heads = ms.nkv; c.head_dim = 32; c.max_context = ms.max_ctx;
   c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.f; c.rope_type = LSW_ROPE_DEFAULT; c.rope_factor = 1.f;
@@ -542,6 +546,59 @@ static void test_drift(int rank) {
   lsw_model_free(b);
 }
 
+// prefill_precision reaches the CUDA prompt GEMM: a 40-token prompt (GEMM path, n > 8) in FAST precision stays close to
+// the CPU (activations rounded once to bf16) and further from it than PRECISE (hi + lo split); the CPU ignores it.
+// Then lsw_measure_matmul on the device: argument checks and a plausible rate.
+static void test_precision() {
+  printf("-- prefill precision (bf16) --\n");
+  const char *ev = getenv("LSW_CUDA_FAST_GEMM");
+  const ModelSpec ms{LSW_DTYPE_BF16, 4, 2, 96, {}};
+  std::vector<int32_t> prompt(40);
+  for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 131 + 11) % 301);
+  const size_t nl = prompt.size() * 301;
+  std::vector<float> l[3];  // CPU, CUDA precise, CUDA fast
+  const int backend[3] = {LSW_BACKEND_CPU, LSW_BACKEND_CUDA, LSW_BACKEND_CUDA};
+  const int prec[3] = {LSW_PRECISION_FAST, LSW_PRECISION_PRECISE, LSW_PRECISION_FAST};
+  for (int i = 0; i < 3; i++) {
+    g_precision = prec[i];
+    lsw_model *m = nullptr;
+    lsw_status st = build(ms, backend[i], &m);
+    g_precision = LSW_PRECISION_PRECISE;
+    CHECK(st == LSW_OK, "precision model %d: %s", i, lsw_last_error());
+    if (st) return;
+    l[i].assign(nl, NAN);
+    OKC(lsw_model_set_mode(m, LSW_MODE_BASE));
+    OKC(lsw_model_eval(m, prompt.data(), (int)prompt.size(), l[i].data(), 1));
+    lsw_model_free(m);
+  }
+  double ref;
+  const double dp = maxdiff(l[0].data(), l[1].data(), nl, &ref), df = maxdiff(l[0].data(), l[2].data(), nl);
+  printf("   max |cpu - cuda| precise %.3g, fast %.3g (max |logit| %.3g)\n", dp, df, ref);
+  close(l[0].data(), l[1].data(), nl, 3e-4, "precise prompt logits");
+  close(l[0].data(), l[2].data(), nl, 2e-2, "fast prompt logits");
+  if (ev && *ev) {
+    printf("   LSW_CUDA_FAST_GEMM=%s overrides prefill_precision: precise-vs-fast comparison skipped\n", ev);
+  } else {
+    CHECK(df > 2 * dp && df > 0, "fast precision is not less precise than precise (%.3g vs %.3g): not applied?", df, dp);
+  }
+  // lsw_measure_matmul(CUDA)
+  double tf = -1;
+  CHECK(lsw_measure_matmul(LSW_BACKEND_CUDA, LSW_DTYPE_BF16, 0, 64, 64, 0, &tf) == LSW_E_INVALID_ARGUMENT && tf == -1, "rows 0 accepted");
+  CHECK(lsw_measure_matmul(LSW_BACKEND_CUDA, 7, 64, 64, 64, 0, &tf) == LSW_E_INVALID_ARGUMENT && tf == -1, "dtype 7 accepted");
+  const int dts[3] = {LSW_DTYPE_BF16, LSW_DTYPE_F16, LSW_DTYPE_F32};
+  for (int dt : dts) {
+    double r = -1;
+    OKC(lsw_measure_matmul(LSW_BACKEND_CUDA, dt, 1000, 1024, 264, 0, &r));
+    CHECK(std::isfinite(r) && r > 0.1 && r < 5000, "%s 1000x1024x264: %g TFLOP/s", dname(dt), r);
+  }
+  if (!g_small) {
+    double r = -1;
+    OKC(lsw_measure_matmul(LSW_BACKEND_CUDA, LSW_DTYPE_BF16, 4096, 4096, 2048, 0, &r));
+    CHECK(std::isfinite(r) && r > 10 && r < 5000, "bf16 4096x4096x2048: %g TFLOP/s", r);
+    printf("   matmul bf16 4096x4096x2048 (fast GEMM path): %.1f TFLOP/s\n", r);
+  }
+}
+
 int main() {
   g_small = getenv("LSW_SANITIZER_SMALL") && atoi(getenv("LSW_SANITIZER_SMALL"));
   const bool require = getenv("LSW_REQUIRE_GPU") && atoi(getenv("LSW_REQUIRE_GPU"));
@@ -566,6 +623,7 @@ int main() {
   }
   test_drift(8);
   test_drift(16);
+  test_precision();
   double gbps = 0;
   OKC(lsw_measure_bandwidth(LSW_BACKEND_CUDA, (uint64_t)1 << 28, &gbps));
   CHECK(gbps > 100, "bandwidth %.1f GB/s", gbps);

@@ -1283,6 +1283,65 @@ static void test_random_and_base() {
   remove("/tmp/lsw_test_rand.bin");
 }
 
+// lsw_model_config.prefill_precision: validated; the CPU backend computes in fp32 either way (bit-identical logits)
+static void test_precision() {
+  TinyModel t = make_tiny(LSW_DTYPE_BF16, false, false, "/tmp/lsw_test_prec.bin");
+  for (int bad : {2, -1, 7}) {
+    TinyModel tb = t;
+    tb.c.prefill_precision = bad;
+    lsw_model *m = nullptr;
+    CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "prefill_precision %d accepted", bad);
+    CHECK(strstr(lsw_last_error(), "prefill_precision") != nullptr, "message: '%s'", lsw_last_error());
+  }
+  const int n = 11, V = t.c.vocab_size;
+  std::vector<int32_t> toks(n);
+  for (auto &x : toks) x = (int32_t)(rng() % V);
+  std::vector<float> lg[2];
+  for (int p = 0; p < 2; p++) {
+    TinyModel tp = t;
+    tp.c.prefill_precision = p == 0 ? LSW_PRECISION_PRECISE : LSW_PRECISION_FAST;
+    lsw_model *m = nullptr;
+    OK(load(tp, &m));
+    if (!m) return;
+    lg[p].assign((size_t)n * V, 0.f);
+    OK(lsw_model_eval(m, toks.data(), n, lg[p].data(), 1));
+    lsw_model_free(m);
+  }
+  bool nonzero = false;
+  for (float v : lg[0]) nonzero |= v != 0.f;
+  CHECK(nonzero, "logits all zero");
+  CHECK(lg[0] == lg[1], "CPU: FAST prefill differs from PRECISE (the CPU computes in fp32 either way)");
+  remove("/tmp/lsw_test_prec.bin");
+}
+
+// lsw_measure_matmul: argument checks, and a finite positive rate on the CPU for every dtype
+static void test_measure_matmul() {
+  double tf = -1;
+  auto bad = [&](lsw_status st, const char *what) {
+    CHECK(st == LSW_E_INVALID_ARGUMENT && strlen(lsw_last_error()) > 0, "%s accepted (%d)", what, st);
+    CHECK(tf == -1, "%s wrote a result", what);
+  };
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F16, 8, 8, 8, 0, nullptr), "NULL tflops");
+  bad(lsw_measure_matmul(5, LSW_DTYPE_F16, 8, 8, 8, 0, &tf), "backend 5");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, 3, 8, 8, 8, 0, &tf), "dtype 3");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F16, 0, 8, 8, 0, &tf), "rows 0");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F16, 8, -8, 8, 0, &tf), "cols -8");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F16, 8, 8, 0, 0, &tf), "n 0");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F16, 8, 8, 8, -1, &tf), "n_threads -1");
+  bad(lsw_measure_matmul(LSW_BACKEND_CPU, LSW_DTYPE_F32, 65536, 65536, 8, 0, &tf), "16 GiB of weights");
+  CHECK(strstr(lsw_last_error(), "GiB") != nullptr, "size message: '%s'", lsw_last_error());
+  if (!lsw_cuda_available()) {
+    lsw_status st = lsw_measure_matmul(LSW_BACKEND_CUDA, LSW_DTYPE_BF16, 64, 64, 64, 0, &tf);
+    CHECK(st == LSW_E_BACKEND_UNAVAILABLE && strlen(lsw_last_error()) > 0 && tf == -1, "CUDA matmul rate without a GPU: %d", st);
+  }
+  for (int d = 0; d < 3; d++)
+    for (int threads : {1, 0}) {
+      double r = -1;
+      OK(lsw_measure_matmul(LSW_BACKEND_CPU, DTYPES[d], 96, 136, 37, threads, &r));
+      CHECK(std::isfinite(r) && r > 1e-6 && r < 1000, "%s, %d threads: %g TFLOP/s", DTN[d], threads, r);
+    }
+}
+
 static void test_backend_errors() {
   float x = 1.f, y;
   if (!lsw_cuda_available()) {
@@ -1310,6 +1369,8 @@ int main() {
   test_layerwise();
   test_last_error_threads();
   test_random_and_base();
+  test_precision();
+  test_measure_matmul();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);
   return g_fail ? 1 : 0;

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { UserError } from './errors.js';
 import { generate, AbortFlag, newState, type GenerateState } from './generate.js';
-import type { BackendName, ModeName } from './model.js';
+import type { BackendName, ModeName, PrecisionName } from './model.js';
 import { loadAdapterSpec } from './adapters/index.js';
 import { outputMode, LiveView } from './views/render.js';
 import { GenerateView } from './views/generate-view.js';
@@ -26,6 +26,7 @@ export interface GenerateCliOptions {
   /** `path` or `path:scale`, repeatable */
   adapter?: string[];
   mode?: ModeName;
+  precision?: PrecisionName;
   trace?: string;
 }
 
@@ -80,7 +81,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
       {
         model: o.model, prompt, maxTokens: o.maxTokens, temperature, topK: o.topK, topP, minP, seed: o.seed,
         stop: o.stop, ignoreEos: o.ignoreEos, chat: o.chat, system: o.system, backend: o.backend, threads: o.threads,
-        adapters, mode: o.mode, trace: o.trace,
+        adapters, mode: o.mode, precision: o.precision, trace: o.trace,
       },
       listener,
       abort,

@@ -3,7 +3,7 @@
  * Ctrl-C. It updates a plain state object and notifies listeners; views only render that state.
  */
 import { UserError } from './errors.js';
-import { Model, openModelFile, closeModelFile, MODE_NAMES, type BackendName, type ModeName } from './model.js';
+import { Model, openModelFile, closeModelFile, checkPrecision, MODE_NAMES, type BackendName, type ModeName, type PrecisionName } from './model.js';
 import type { ChatMessage } from './tokenizer.js';
 import type { AdapterSpec, ConvertEvent } from './convert.js';
 import { TraceWriter, traceAdapters, type RouteBlock, type TokenInfo } from './trace.js';
@@ -27,6 +27,8 @@ export interface GenerateOptions {
   adapters?: Array<string | AdapterSpec>;
   /** execution mode of the adapters (default: fused) */
   mode?: ModeName;
+  /** prompt matmul arithmetic on the CUDA backend (default: precise); the CPU computes in fp32 either way */
+  precision?: PrecisionName;
   /** write a routing trace (docs/TRACE.md) to this file */
   trace?: string;
 }
@@ -74,6 +76,8 @@ export interface GenerateResult {
   stop_reason: StopReason;
   backend: string;
   mode: ModeName;
+  /** prompt matmul arithmetic (--precision); the CPU backend computes in fp32 either way */
+  precision: PrecisionName;
   adapters: GenerateAdapterInfo[];
   /** the trace file written (--trace), with the number of token records */
   trace?: { file: string; tokens: number };
@@ -147,6 +151,7 @@ function validate(o: GenerateOptions): void {
   if (o.system !== undefined && !o.chat) throw bad('--system', 'only applies with --chat');
   if (o.stop?.some((s) => s === '')) throw bad('--stop', 'must not be empty');
   if (o.mode !== undefined && !MODE_NAMES.includes(o.mode)) throw bad('--mode', `must be one of ${MODE_NAMES.join(', ')}`);
+  checkPrecision(o.precision);
   if (o.trace !== undefined && o.trace === '') throw bad('--trace', 'must not be empty');
 }
 
@@ -176,7 +181,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
   }
   const tok = mf.tokenizer;
   const maxContext = Math.min(mf.config.max_position_embeddings, promptIds.length + maxTokens + 1);
-  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode });
+  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision });
   let trace: TraceWriter | null = null;
   try {
     if (opts.trace !== undefined) {
@@ -272,6 +277,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       stop_reason: stopReason,
       backend: model.backend,
       mode: model.mode,
+      precision: model.precision,
       adapters: model.adapters.map((a) => ({
         id: a.id, name: a.name, peft_type: a.peft_type, router_kind: a.router_kind, num_experts: a.num_experts, top_k: a.top_k, scale: a.scale,
       })),

@@ -11,7 +11,7 @@ import { readSafetensors, type SafetensorsFile } from './safetensors.js';
 import type { EngineConfig, ModelDtype } from './hf-config.js';
 import { convertModel, writeAdapterFile, type AdapterSpec, type ConvertEvent } from './convert.js';
 import { Tokenizer } from './tokenizer.js';
-import { getNative, DTYPE, BACKEND, ROPE, MODE, type Native } from './native/abi.js';
+import { getNative, DTYPE, BACKEND, ROPE, MODE, PRECISION, type Native } from './native/abi.js';
 import {
   readAdapters, loadAdapterSpec, parseRouterInput, ROUTER_KIND_NAMES, type AdapterDesc, type AdapterMeta,
 } from './adapters/index.js';
@@ -21,6 +21,22 @@ export type ModeName = 'merge' | 'unfused' | 'fused';
 export const MODE_NAMES: readonly ModeName[] = ['merge', 'unfused', 'fused'];
 
 export type BackendName = 'cpu' | 'cuda' | 'auto';
+
+/**
+ * Arithmetic of the prompt (prefill) matmuls on the CUDA backend (lsw_precision, cuda/include/lsw.h): `precise` splits
+ * the fp32 activations into hi + lo halves of the weight dtype (two tensor-core GEMMs, ~fp32-accurate, close to the
+ * CPU), `fast` rounds them once to the weight dtype (one GEMM, what PyTorch does; about twice the prefill rate).
+ * Decode steps are the same either way; the CPU backend computes in fp32 either way.
+ */
+export type PrecisionName = keyof typeof PRECISION;
+export const PRECISION_NAMES: readonly PrecisionName[] = ['precise', 'fast'];
+
+/** The precision option checked: one line naming --precision on a bad value. */
+export function checkPrecision(p: string | undefined): PrecisionName {
+  const v = p ?? 'precise';
+  if (!(PRECISION_NAMES as readonly string[]).includes(v)) throw new UserError(`--precision: unknown precision ${JSON.stringify(v)} (precise or fast)`);
+  return v as PrecisionName;
+}
 
 export interface LoadOptions {
   backend?: BackendName;
@@ -33,6 +49,8 @@ export interface LoadOptions {
   onConvertProgress?: (e: ConvertEvent) => void;
   /** execution mode for the adapters (default: fused) */
   mode?: ModeName;
+  /** prompt matmul arithmetic on the CUDA backend (default: precise); the CPU computes in fp32 either way */
+  precision?: PrecisionName;
   /**
    * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
    * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
@@ -221,13 +239,15 @@ export class Model {
   readonly path: string;
   readonly backend: 'cpu' | 'cuda';
   readonly maxContext: number;
+  /** prompt matmul arithmetic the engine was built with (lsw_model_config.prefill_precision) */
+  readonly precision: PrecisionName;
   /** the engine's adapters, in id order */
   readonly adapters: ModelAdapter[];
   private modeName: ModeName;
   private readonly tokBuf = new Int32Array(1);
   private readonly outBuf = new Int32Array(1);
 
-  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName) {
+  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName, precision: PrecisionName) {
     this.native = native;
     this.handle = handle;
     this.config = mf.config;
@@ -236,6 +256,7 @@ export class Model {
     this.path = mf.path;
     this.backend = backend;
     this.maxContext = maxContext;
+    this.precision = precision;
     this.modeName = mode;
     this.adapters = mf.adapters.map((a, id) => ({ ...a, id, rows: a.router_kind === 'layerwise' ? mf.config.num_layers : 1 }));
   }
@@ -250,12 +271,13 @@ export class Model {
     try {
       const mode = opts.mode ?? 'fused';
       if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
+      const precision = checkPrecision(opts.precision);
       const native = getNative();
       const c = mf.config;
       const want = opts.backend ?? 'auto';
       const backend: 'cpu' | 'cuda' = want === 'auto' ? (native.raw.lsw_cuda_available() ? 'cuda' : 'cpu') : want;
       const maxContext = Math.max(1, Math.min(opts.maxContext ?? Math.min(c.max_position_embeddings, 4096), c.max_position_embeddings));
-      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0);
+      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0, precision);
       const out: unknown[] = [null];
       native.call('lsw_model_create', cfg, out);
       const handle = out[0];
@@ -282,7 +304,7 @@ export class Model {
         native.raw.lsw_model_free(handle);
         throw e;
       }
-      return new Model(native, handle, mf, backend, maxContext, mode);
+      return new Model(native, handle, mf, backend, maxContext, mode, precision);
     } finally {
       // the engine holds its own mapping: temporary files can go now
       closeModelFile(mf);
@@ -390,7 +412,7 @@ export function nativeInfo(): { version: string; cpu: string; cuda: boolean; pat
 }
 
 /** The lsw_model_config struct (cuda/include/lsw.h) for an engine config. */
-export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0) {
+export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0, precision: PrecisionName = 'precise') {
   return {
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
@@ -412,5 +434,6 @@ export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', max
     backend: backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU,
     n_threads: threads,
     device,
+    prefill_precision: PRECISION[precision],
   };
 }

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd } from '../../src/core/bench/stats.js';
+import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape } from '../../src/core/bench/stats.js';
 import { toCsv, toMarkdown, textReport, CSV_COLUMNS } from '../../src/core/bench/format.js';
 import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
 import { BenchView } from '../../src/core/views/bench-view.js';
@@ -128,10 +128,38 @@ test('flags: targets, modes, defaults and the protocol', () => {
   assert.throws(() => parseBenchFlags({ preset: 'huge' }), /unknown preset "huge"/);
   assert.throws(() => parseBenchFlags({ preset: 'tiny', newTokens: 1 }), /--new-tokens must be an integer >= 2/);
   assert.throws(() => parseBenchFlags({ preset: 'tiny', json: true, csv: true }), /cannot be combined/);
+  assert.is(o.precision, 'precise', 'precise prefill by default');
+  assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cpu', precision: 'fast', command: 'x' }).precision, 'fast');
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', backend: 'cpu', precision: 'half' }), /--precision: unknown precision "half" \(precise or fast\)/);
   const p = randomPrompt(100, 32000, 7);
   assert.equal(p, randomPrompt(100, 32000, 7), 'seeded');
   assert.ok(p.every((x) => x >= 0 && x < 32000));
   assert.ok(new Set(p).size > 90, 'not constant');
+});
+
+test('prefill FLOPs: llama2-7b from its published parameter count; the reference matmul shape', () => {
+  const c = presetConfig('llama2-7b', 'f16');
+  // 6 738 415 616 params = linears + embedding + lm_head (32000 x 4096 each) + 65 norms of 4096
+  const linears = 6738415616 - 2 * 32000 * 4096 - 65 * 4096;
+  const n = 2048;
+  const f = prefillFlops(c, n);
+  assert.is(f.linear, 2 * n * linears);
+  assert.is(f.lm_head, 2 * 32000 * 4096, 'the lm_head for the last prompt row only');
+  // causal: query i attends to i + 1 keys; QK^T and PV, 2 FLOPs per multiply-add, 32 heads x 128, 32 layers
+  let pairs = 0;
+  for (let i = 0; i < n; i++) pairs += i + 1;
+  assert.is(f.attention, 32 * 2 * 2 * 32 * 128 * pairs);
+  assert.is(f.total, f.linear + f.lm_head + f.attention);
+  // GQA: K and V projections shrink with the KV heads (mistral-7b: 8 of 32)
+  const m = presetConfig('mistral-7b', 'f16');
+  assert.is(prefillFlops(m, 1).linear, 2 * 32 * (4096 * (4096 + 2 * 1024) + 4096 * 4096 + 3 * 14336 * 4096));
+  assert.ok(Math.abs(tflops(2e12, 1000)! - 2) < 1e-12);
+  assert.is(tflops(1, 0), null);
+  assert.is(tflops(1, null), null);
+  assert.equal(matmulShape('cuda', 4096, 512), { rows: 4096, cols: 4096, n: 2048 });
+  assert.equal(matmulShape('cuda', 8192, 512), { rows: 4096, cols: 4096, n: 2048 });
+  assert.equal(matmulShape('cpu', 256, 8), { rows: 256, cols: 256, n: 8 });
+  assert.equal(matmulShape('cpu', 3584, 4096), { rows: 3584, cols: 3584, n: 512 });
 });
 
 test('peer: the same shapes and protocol as flags of torch_peer.py; a missing python3 is one line', async () => {
@@ -169,15 +197,15 @@ test('peer: the same shapes and protocol as flags of torch_peer.py; a missing py
 function sampleDoc(): BenchDoc {
   const row = (mode: string, med: number, ratio: number | null, extra: Record<string, unknown> = {}) => ({
     mode, ms_per_token: { median: med, p10: rnd(med - 0.1), p90: rnd(med + 0.2) }, tokens_per_s: rnd(1000 / med, 2), ratio_to_base: ratio,
-    floor_ms: 3.17, pct_of_floor: rnd((3.17 / med) * 100, 2), prefill_tokens_per_s: 20000, ttft_ms: 25.5, peak_device_bytes: 14e9,
+    floor_ms: 3.17, pct_of_floor: rnd((3.17 / med) * 100, 2), prefill_tokens_per_s: 20000, ttft_ms: 25.5, prefill_tflops: 142.25, prefill_pct_of_matmul: 18.97, peak_device_bytes: 14e9,
     launches_per_token: 1, ...extra,
   });
   return {
     tool: 'lora-switch', version: '0.1.0', date: '2026-12-01T01:00:00.000Z', command: 'lora-switch bench --preset llama2-7b',
-    machine: { host: 'h', cpu: 'c', gpu: 'NVIDIA H200', backend: 'cuda', copy_bandwidth_gbps: 4250 },
+    machine: { host: 'h', cpu: 'c', gpu: 'NVIDIA H200', backend: 'cuda', copy_bandwidth_gbps: 4250, matmul_tflops: 750.123, matmul_shape: { rows: 4096, cols: 4096, n: 2048 }, matmul_dtype: 'f16' },
     model: { preset: 'llama2-7b', path: null, dtype: 'f16', params: 6738415616, weight_bytes: 13476831232, layers: 32, hidden: 4096, intermediate: 11008, vocab: 32000 },
     adapter: { router: 'pregated', experts: 8, top_k: 2, rank: 16, targets: ['q', 'v'], adapter_bytes: 100 },
-    protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true },
+    protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true, precision: 'fast' },
     results: [row('base', 3.3, 1), row('merge', 4.4, 1.3333), { ...row('fused', 0, null), ms_per_token: { median: null, p10: null, p90: null }, tokens_per_s: null, error: 'boom, "bad" | worse' }],
   };
 }
@@ -186,9 +214,12 @@ test('csv: header, one line per mode, failures quoted', () => {
   const lines = toCsv(sampleDoc()).trimEnd().split('\n');
   assert.is(lines[0], CSV_COLUMNS.join(','));
   assert.is(lines.length, 4);
-  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,14000000000,1,');
+  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,142.25,18.97,14000000000,1,');
   assert.match(lines[2], /^lora-switch,merge,4\.4,4\.3,4\.6,227\.27,1\.3333,/);
   assert.match(lines[3], /^lora-switch,fused,,,,,,3\.17,.*,"boom, ""bad"" \| worse"$/);
+  // a peer document without the prefill FLOP fields: empty cells
+  const old = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager', prefill_tflops: undefined, prefill_pct_of_matmul: undefined }] };
+  assert.is(toCsv(old).trimEnd().split('\n')[1], 'torch,torch-eager,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,,,14000000000,1,');
   // with a peer: its rows follow
   const peer = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager' }] };
   const withPeer = toCsv(sampleDoc(), peer).trimEnd().split('\n');
@@ -199,12 +230,14 @@ test('csv: header, one line per mode, failures quoted', () => {
 test('markdown: what was measured (date, command), then a table row per mode', () => {
   const md = toMarkdown(sampleDoc());
   assert.match(md, /\*\*measured\*\* 2026-12-01T01:00:00\.000Z · `lora-switch bench --preset llama2-7b`/);
-  assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250\.0 GB\/s/);
-  assert.match(md, /\n\| tool \| mode \| ms\/token \(p10–p90\) \| tokens\/s \| × base \| % of floor \| prefill tok\/s \| TTFT ms \| peak memory \| launches\/token \|\n\| --- \| --- \| ---: \|/);
-  assert.match(md, /\n\| lora-switch \| base \| 3\.300 \(3\.200–3\.500\) \| 303\.0 \| 1\.000 \| 96\.1 % \| 20000 \| 25\.5 \| 14\.00 GB \| 1 \|\n/);
+  assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250\.0 GB\/s, matmul 750\.1 TFLOP\/s \(f16 4096×4096×2048\)/);
+  assert.match(md, /\*\*protocol\*\* batch 1, prompt 512, 200 new tokens, warm-up 1, 5 repetitions, interleaved, fast prefill/);
+  assert.match(md, /\n\| tool \| mode \| ms\/token \(p10–p90\) \| tokens\/s \| × base \| % of floor \| prefill tok\/s \| TTFT ms \| prefill TFLOP\/s \| % of matmul \| peak memory \| launches\/token \|\n\| --- \| --- \| ---: \|/);
+  assert.match(md, /\n\| lora-switch \| base \| 3\.300 \(3\.200–3\.500\) \| 303\.0 \| 1\.000 \| 96\.1 % \| 20000 \| 25\.5 \| 142\.3 \| 19\.0 % \| 14\.00 GB \| 1 \|\n/);
   assert.match(md, /\| lora-switch \| fused \| failed: boom, "bad" \\\| worse \|/);
   const txt = textReport(sampleDoc(), null, 'python3 not found');
-  assert.match(txt, /lora-switch {2}merge +4\.400 +4\.300–4\.600 +227\.3 +1\.333 +3\.170 +72\.0%/);
+  assert.match(txt, /lora-switch {2}merge +4\.400 +4\.300–4\.600 +227\.3 +1\.333 +3\.170 +72\.0% +20000 +25\.5 +142\.3 +19\.0% +14\.00 GB +1$/m);
+  assert.match(txt, /TTFT ms +prefill TFLOP\/s +% matmul +peak mem/);
   assert.match(txt, /torch peer: python3 not found/);
 });
 
@@ -219,9 +252,14 @@ test('view: spinner while measuring the bandwidth and building, progress with li
   assert.match(f, /copy bandwidth 8\.3 GB\/s \(cpu\)/);
   assert.match(f, /building tiny \(f16\) on cpu: 3\/19 tensors/);
   assert.match(f, /layers\.0\.attn\.wqkv\.weight/);
-  Object.assign(s, { phase: 'measuring', rep: 2, mode: 'merge', queriesDone: 5, live: [{ mode: 'base', median: 2.5, steps: 30 }, { mode: 'merge', median: null, steps: 0 }] });
+  Object.assign(s, { phase: 'matmul', matmul: { rows: 256, cols: 256, n: 64, dtype: 'f16' } });
   rerender(React.createElement(BenchView, { state: { ...s } }));
   f = lastFrame() ?? '';
+  assert.match(f, /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] measuring the matmul rate \(cpu, f16 256×256×64\)…/);
+  Object.assign(s, { phase: 'measuring', matmulTflops: 0.05537, rep: 2, mode: 'merge', queriesDone: 5, live: [{ mode: 'base', median: 2.5, steps: 30 }, { mode: 'merge', median: null, steps: 0 }] });
+  rerender(React.createElement(BenchView, { state: { ...s } }));
+  f = lastFrame() ?? '';
+  assert.match(f, /copy bandwidth 8\.3 GB\/s \(cpu\) · matmul 0\.0554 TFLOP\/s \(f16 256×256×64\)/);
   assert.match(f, /tiny \(f16\) · repetition 2\/5 · merge/);
   assert.match(f, /5\/12 queries/);
   assert.match(f, /base {5}2\.500 ms\/token \(30 steps\)/);
@@ -257,6 +295,12 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
   assert.is(d.machine.gpu, null);
   assert.is(d.machine.backend, 'cpu');
   assert.ok(isNum(d.machine.copy_bandwidth_gbps) && d.machine.copy_bandwidth_gbps! > 0, 'bandwidth measured');
+  // the matmul rate of the engine's GEMM, measured in the same run: hidden x hidden x min(prompt, 512) on the CPU
+  const mmRate = d.machine.matmul_tflops as number;
+  assert.ok(isNum(mmRate) && mmRate > 0, 'matmul rate measured');
+  assert.equal(d.machine.matmul_shape, { rows: 256, cols: 256, n: 8 });
+  assert.is(d.machine.matmul_dtype, 'f16');
+  assert.is(d.protocol.precision, 'precise');
   // model
   assert.equal(
     { preset: d.model.preset, path: d.model.path, dtype: d.model.dtype, layers: d.model.layers, hidden: d.model.hidden, intermediate: d.model.intermediate, vocab: d.model.vocab },
@@ -284,7 +328,20 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
     assert.is(x.decode_steps_measured, 2 * 4, 'every decode step of every repetition');
     assert.ok(Math.abs(x.tokens_per_s! - 1000 / x.ms_per_token.median!) / x.tokens_per_s! < 1e-3);
     assert.ok(Math.abs(x.pct_of_floor! - (x.floor_ms! / x.ms_per_token.median!) * 100) < 0.05, `${x.mode} pct_of_floor`);
+    // prefill TFLOP/s = useful FLOPs of the 8-token prompt / TTFT, recomputed here from the tiny shape (2 layers,
+    // hidden 256, 4 heads of 64, 2 KV heads, intermediate 688, vocab 32000): linears per token, lm_head once, causal attention
+    const perLayer = 256 * (4 + 2 * 2) * 64 + 4 * 64 * 256 + 2 * 688 * 256 + 688 * 256;
+    const flops = 2 * 8 * 2 * perLayer + 2 * 32000 * 256 + 2 * 2 * 2 * 4 * 64 * ((8 * 9) / 2);
+    const expect = flops / (x.ttft_ms! / 1000) / 1e12;
+    const pt = x.prefill_tflops as number;
+    assert.ok(isNum(pt) && pt > 0, `${x.mode} prefill_tflops`);
+    assert.ok(Math.abs(pt - expect) <= 2e-6 + 2e-3 * expect, `${x.mode} prefill_tflops ${pt} vs ${expect}`);
+    const pm = x.prefill_pct_of_matmul as number;
+    assert.ok(isNum(pm) && pm > 0, `${x.mode} prefill_pct_of_matmul`);
+    assert.ok(Math.abs(pm - (pt / mmRate) * 100) <= 2e-3 + 2e-3 * pm, `${x.mode} pct ${pm} vs ${(pt / mmRate) * 100}`);
   }
+  const lin = 2 * 8 * 2 * (256 * 8 * 64 + 256 * 256 + 3 * 688 * 256), lm = 2 * 32000 * 256, att = 2 * 2 * 2 * 4 * 64 * 36;
+  assert.equal(d.prefill_flops, { linear: lin, lm_head: lm, attention: att, total: lin + lm + att, tokens: 8 });
   assert.is(d.results[0].ratio_to_base, 1);
   const base = d.results[0];
   for (const x of d.results) assert.ok(Math.abs(x.ratio_to_base! - x.ms_per_token.median! / base.ms_per_token.median!) < 1e-3);
@@ -294,10 +351,13 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
 });
 
 test('plain output (piped): description, the table, and one line when the torch peer is missing', () => {
-  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '4', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'base,fused', '--peer', 'torch'],
+  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '4', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'base,fused', '--peer', 'torch', '--precision', 'fast'],
     { LSW_PYTHON: path.join(dir, 'no-python') });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^model {4}tiny: 2×256, I 688, V 32000, f16/m);
+  assert.match(r.stdout, /^machine {2}cpu, .*copy bandwidth [\d.]+ GB\/s, matmul [\d.e-]+ TFLOP\/s \(f16 256×256×4\)$/m);
+  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill$/m);
+  assert.match(r.stdout, /prefill TFLOP\/s +% matmul/);
   assert.match(r.stdout, /^lora-switch {2}base /m);
   assert.match(r.stdout, /^lora-switch {2}fused /m);
   assert.not.match(r.stdout, /unfused|merge/);
@@ -332,6 +392,7 @@ test('bad flags: one line, non-zero exit, nothing on stdout', () => {
   oneLineError(cli(['bench', '-m', path.join(dir, 'missing.lsw')]), /missing\.lsw: no such file or directory/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--rank', '300']), /--rank 300 exceeds the q projection's dimensions/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--out', path.join(dir, 'nodir', 'x.json')]), /x\.json: the folder .*nodir does not exist/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--precision', 'half']), /--precision.*half.*precise, fast/);
 });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));

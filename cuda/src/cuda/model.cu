@@ -569,7 +569,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->device = cf.device;
   st->mode = m->mode;
   const char *ev = getenv("LSW_CUDA_FAST_GEMM");
-  st->precise = !(ev && *ev && strcmp(ev, "0"));
+  st->precise = ev && *ev ? !strcmp(ev, "0") : cf.prefill_precision != LSW_PRECISION_FAST;  // env overrides the config
   ev = getenv("LSW_CUDA_GRAPH");
   st->use_graph = !(ev && !strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_PDL");  // programmatic dependent launch for the GEMVs (validated in cuda/dev)

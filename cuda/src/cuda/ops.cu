@@ -2,6 +2,9 @@
 // through the same C ABI).  Each call: check device, allocate, copy in, launch, copy out, free.
 #include "kernels.cuh"
 #include "../backend_cuda.h"
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -222,4 +225,60 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
   TRY(dt.alloc(4));
   FINISH(lswc::sample(vocab, dl.as<float>(), *p, nullptr, step, keep.as<unsigned char>(), pd.as<double>(), dt.as<int>(), 0));
   return dt.download(token, 4);
+}
+
+// Matmul rate of the prefill GEMM as the model forward runs it with prefill_precision FAST: lswc::gemm(precise =
+// false), i.e. the rounding of X to the weight dtype plus one tensor-core GEMM (cuBLAS with LSW_HAVE_CUBLAS, else
+// the WMMA kernel; F32 weights / cols % 8 != 0: the SIMT kernel).  Fresh seeded random W and X on the device
+// (random_fill: never zero); 3 warm-up runs (cuBLAS handle, heuristics, clocks), then 10 runs each between two
+// CUDA events on a private stream; median.
+lsw_status lswc_measure_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, double *tflops) {
+  if (!dsz(dtype) || rows <= 0 || cols <= 0 || n <= 0 || !tflops)
+    return BAD("lsw_measure_matmul: bad arguments (dtype %d, %d x %d x %d)", dtype, rows, cols, n);
+  TRY(ready());
+  DevBuf dW, dX, dY, xb;
+  TRY(dW.alloc((size_t)rows * cols * dsz(dtype)));
+  TRY(dX.alloc((size_t)n * cols * 4));
+  TRY(dY.alloc((size_t)n * rows * 4));
+  TRY(xb.alloc(lswc::gemm_xbuf_bytes(n, cols)));
+  static std::atomic<unsigned long long> calls{0};
+  const unsigned long long seed = 0x6d61746d756cull + 7919ull * calls.fetch_add(1);
+  cudaStream_t s = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  lsw_status status = LSW_OK;
+  auto chk = [&](cudaError_t e, const char *what) {
+    if (e != cudaSuccess && status == LSW_OK) status = lswc_cuda_fail(e, what, __FILE__, __LINE__);
+    return status == LSW_OK;
+  };
+  std::vector<float> times;
+  if (chk(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate") &&
+      chk(cudaEventCreate(&e0), "cudaEventCreate") && chk(cudaEventCreate(&e1), "cudaEventCreate") &&
+      chk(lswc::random_fill(dtype, dW.p, (long long)rows * cols, seed, 0.02f, 0, s), "random_fill (W)") &&
+      chk(lswc::random_fill(LSW_DTYPE_F32, dX.p, (long long)n * cols, seed + 1, 1.f, 0, s), "random_fill (X)")) {
+    for (int r = 0; r < 13 && status == LSW_OK; r++) {  // 3 warm-up + 10 timed
+      chk(cudaEventRecord(e0, s), "cudaEventRecord");
+      chk(lswc::gemm(dtype, dW.p, rows, cols, dX.as<float>(), cols, n, dY.as<float>(), rows, nullptr, false,
+                     /*precise=*/false, xb.p, s), "lswc::gemm");
+      chk(cudaEventRecord(e1, s), "cudaEventRecord");
+      chk(cudaEventSynchronize(e1), "cudaEventSynchronize");
+      float ms = 0;
+      chk(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");
+      if (r >= 3) times.push_back(ms);
+    }
+  }
+  // a sample of Y: finite numbers (a GEMM that did not run would leave garbage or NaN)
+  std::vector<float> ys(std::min<size_t>((size_t)n * rows, 4096));
+  if (status == LSW_OK) chk(cudaMemcpyAsync(ys.data(), dY.p, ys.size() * 4, cudaMemcpyDeviceToHost, s), "cudaMemcpy (Y)");
+  if (s) chk(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  if (s) cudaStreamDestroy(s);
+  if (status != LSW_OK) return status;
+  for (float y : ys)
+    if (!std::isfinite(y)) { lsw_set_error("lsw_measure_matmul: the GEMM gave a non-finite result"); return LSW_E_INTERNAL; }
+  std::sort(times.begin(), times.end());
+  const double med = (times[4] + times[5]) / 2;
+  if (!(med > 0)) { lsw_set_error("lsw_measure_matmul: the timed GEMM took %g ms", med); return LSW_E_INTERNAL; }
+  *tflops = 2.0 * rows * cols * n / (med * 1e-3) / 1e12;
+  return LSW_OK;
 }

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { getNative } from '../native/abi.js';
+import { checkPrecision } from '../model.js';
 import type { ModelDtype } from '../hf-config.js';
 import { outputMode, LiveView } from '../views/render.js';
 import { BenchView } from '../views/bench-view.js';
@@ -10,7 +11,7 @@ import { PRESET_NAMES, presetConfig, type PresetName } from './presets.js';
 import { MODULES, BENCH_MODES, validateAdapter, type BenchMode, type ModuleName, type RouterName } from './synthetic.js';
 import { runBench, newBenchState, type BenchOptions, type BenchState, type BenchDoc } from './run.js';
 import { runPeer } from './peer.js';
-import { toCsv, toMarkdown, textReport } from './format.js';
+import { toCsv, toMarkdown, textReport, fmtTflops } from './format.js';
 
 export interface BenchFlags {
   preset?: string;
@@ -29,6 +30,8 @@ export interface BenchFlags {
   warmup?: number;
   repetitions?: number;
   seed?: number;
+  /** prompt matmul arithmetic on the CUDA backend: precise (default) or fast */
+  precision?: string;
   peer?: string;
   json?: boolean;
   csv?: boolean;
@@ -101,6 +104,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   const repetitions = intFlag('repetitions', f.repetitions, 5, 1);
   const threads = intFlag('threads', f.threads, 0, 0);
   const seed = intFlag('seed', f.seed, 1234, 0);
+  const precision = checkPrecision(f.precision);
   if (f.peer !== undefined && f.peer !== 'torch') throw new UserError(`--peer: unknown peer "${f.peer}" (use torch)`);
   const outputs = [f.json && '--json', f.csv && '--csv', f.markdown && '--markdown'].filter(Boolean);
   if (outputs.length > 1) throw new UserError(`${outputs.join(' and ')} cannot be combined (choose one output format)`);
@@ -130,6 +134,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
     warmup,
     repetitions,
     seed,
+    precision,
     command: f.command ?? ['lora-switch', ...process.argv.slice(2)].map(quote).join(' '),
     peer: f.peer === 'torch' ? 'torch' : null,
   };
@@ -169,7 +174,8 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
     if (mode === 'plain' && !started && (state.phase === 'warmup' || state.phase === 'measuring')) {
       // once the model is built, so that bad input stays one line
       started = true;
-      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s; ${o.modes.join(',')}, prompt ${o.promptTokens}, ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+      const mm = state.matmul ? ` (${state.matmul.dtype} ${state.matmul.rows}×${state.matmul.cols}×${state.matmul.n})` : '';
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
     }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);

@@ -13,6 +13,8 @@ export interface TableRow {
   pctFloor: number | null;
   prefillTps: number | null;
   ttftMs: number | null;
+  prefillTflops: number | null;
+  pctMatmul: number | null;
   peakBytes: number | null;
   launches: number | null;
   error: string | null;
@@ -32,6 +34,8 @@ export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
     pctFloor: r.pct_of_floor ?? null,
     prefillTps: r.prefill_tokens_per_s ?? null,
     ttftMs: r.ttft_ms ?? null,
+    prefillTflops: typeof r.prefill_tflops === 'number' ? r.prefill_tflops : null,
+    pctMatmul: typeof r.prefill_pct_of_matmul === 'number' ? r.prefill_pct_of_matmul : null,
     peakBytes: r.peak_device_bytes ?? null,
     launches: r.launches_per_token ?? null,
     error: typeof r.error === 'string' ? r.error : null,
@@ -41,6 +45,15 @@ export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
 
 const num = (x: number | null, nd: number): string => (x === null || x === undefined ? '–' : x.toFixed(nd));
 
+/** A FLOP rate in TFLOP/s: 3 significant digits below 1, else 1-2 decimals. */
+export function fmtTflops(x: number | null): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '–';
+  if (x >= 100) return x.toFixed(1);
+  if (x >= 1) return x.toFixed(2);
+  return x === 0 ? '0' : x.toPrecision(3);
+}
+const pct = (x: number | null, sep = ''): string => (x === null ? '–' : `${x.toFixed(1)}${sep}%`);
+
 export function fmtBytes(b: number | null): string {
   if (b === null || b === undefined) return '–';
   if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`;
@@ -49,10 +62,10 @@ export function fmtBytes(b: number | null): string {
   return `${b} B`;
 }
 
-const HEAD = ['tool', 'mode', 'ms/token', 'p10–p90', 'tok/s', '× base', 'floor ms', '% floor', 'prefill tok/s', 'TTFT ms', 'peak mem', 'launches/tok'];
+const HEAD = ['tool', 'mode', 'ms/token', 'p10–p90', 'tok/s', '× base', 'floor ms', '% floor', 'prefill tok/s', 'TTFT ms', 'prefill TFLOP/s', '% matmul', 'peak mem', 'launches/tok'];
 
 function cells(r: TableRow): string[] {
-  if (r.median === null) return [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', '', '', '', '', '', '', '', '', ''];
+  if (r.median === null) return [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', ...HEAD.slice(3).map(() => '')];
   return [
     r.tool,
     r.mode,
@@ -64,6 +77,8 @@ function cells(r: TableRow): string[] {
     r.pctFloor === null ? '–' : `${r.pctFloor.toFixed(1)}%`,
     num(r.prefillTps, 0),
     num(r.ttftMs, 1),
+    fmtTflops(r.prefillTflops),
+    pct(r.pctMatmul),
     fmtBytes(r.peakBytes),
     r.launches === null ? '–' : String(r.launches),
   ];
@@ -91,10 +106,19 @@ export function describe(doc: BenchDoc): string[] {
   const out = [
     `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
-    `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}`,
-    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}`,
+    `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}${matmulText(doc)}`,
+    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}`,
   ];
   return out;
+}
+
+/** ", matmul 750.2 TFLOP/s (bf16 4096×4096×2048)" when the document has the measured matmul rate. */
+function matmulText(doc: BenchDoc): string {
+  const mc = doc.machine;
+  if (!('matmul_tflops' in mc)) return '';
+  const sh = mc.matmul_shape as { rows?: number; cols?: number; n?: number } | undefined;
+  const shape = sh && sh.rows ? ` (${mc.matmul_dtype ?? doc.model.dtype} ${sh.rows}×${sh.cols}×${sh.n})` : '';
+  return `, matmul ${fmtTflops(typeof mc.matmul_tflops === 'number' ? mc.matmul_tflops : null)} TFLOP/s${shape}`;
 }
 
 function csvCell(v: string | number | null): string {
@@ -103,13 +127,13 @@ function csvCell(v: string | number | null): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'peak_device_bytes', 'launches_per_token', 'error'];
+export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'prefill_tflops', 'prefill_pct_of_matmul', 'peak_device_bytes', 'launches_per_token', 'error'];
 
 /** CSV: a header line, then one line per mode (lora-switch's, then the peer's). */
 export function toCsv(doc: BenchDoc, peer?: BenchDoc | null): string {
   const lines = [CSV_COLUMNS.join(',')];
   for (const r of tableRows(doc, peer)) {
-    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.peakBytes, r.launches, r.error].map(csvCell).join(','));
+    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.prefillTflops, r.pctMatmul, r.peakBytes, r.launches, r.error].map(csvCell).join(','));
   }
   return `${lines.join('\n')}\n`;
 }
@@ -118,7 +142,7 @@ const mdCell = (s: string) => s.replace(/\|/g, '\\|');
 
 /** A Markdown table for the README, preceded by what was measured (machine, date, command). */
 export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
-  const head = ['tool', 'mode', 'ms/token (p10–p90)', 'tokens/s', '× base', '% of floor', 'prefill tok/s', 'TTFT ms', 'peak memory', 'launches/token'];
+  const head = ['tool', 'mode', 'ms/token (p10–p90)', 'tokens/s', '× base', '% of floor', 'prefill tok/s', 'TTFT ms', 'prefill TFLOP/s', '% of matmul', 'peak memory', 'launches/token'];
   const out: string[] = [];
   for (const l of describe(doc)) out.push(`- ${mdCell(l.replace(/^(\w+)\s+/, '**$1** '))}`);
   out.push(`- **measured** ${doc.date} · \`${doc.command}\``);
@@ -128,10 +152,10 @@ export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
   out.push(`| ${head.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`);
   for (const r of tableRows(doc, peer)) {
     const c = r.median === null
-      ? [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', '', '', '', '', '', '', '']
+      ? [r.tool, r.mode, r.error ? `failed: ${r.error}` : '–', ...head.slice(3).map(() => '')]
       : [r.tool, r.mode, `${num(r.median, 3)} (${num(r.p10, 3)}–${num(r.p90, 3)})`, num(r.tokensPerS, 1), num(r.ratio, 3),
-        r.pctFloor === null ? '–' : `${r.pctFloor.toFixed(1)} %`, num(r.prefillTps, 0), num(r.ttftMs, 1), fmtBytes(r.peakBytes),
-        r.launches === null ? '–' : String(r.launches)];
+        pct(r.pctFloor, ' '), num(r.prefillTps, 0), num(r.ttftMs, 1), fmtTflops(r.prefillTflops), pct(r.pctMatmul, ' '),
+        fmtBytes(r.peakBytes), r.launches === null ? '–' : String(r.launches)];
     out.push(`| ${c.map(mdCell).join(' | ')} |`);
   }
   if (peer) out.push('', '`× base`: lora-switch rows relative to its `base` mode, torch rows relative to `torch-eager`.');

@@ -12,9 +12,10 @@ import { createRequire } from 'node:module';
 import { getNative } from '../native/abi.js';
 import type { ModelDtype } from '../hf-config.js';
 import { oneLine } from '../errors.js';
-import { BenchEngine, measureBandwidth, KV_BYTES_PER_ELEMENT, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
+import { BenchEngine, measureBandwidth, measureMatmul, KV_BYTES_PER_ELEMENT, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
 import type { PresetName } from './presets.js';
-import { spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd } from './stats.js';
+import type { PrecisionName } from '../model.js';
+import { spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape, type MatmulShape } from './stats.js';
 
 export interface BenchOptions {
   preset?: PresetName;
@@ -35,6 +36,10 @@ export interface BenchOptions {
   command: string;
   /** bytes copied by the bandwidth measurement (default: 1 GiB on CUDA, 256 MiB on the CPU) */
   bandwidthBytes?: number;
+  /** prompt matmul arithmetic of the CUDA backend (default precise; the CPU computes in fp32 either way) */
+  precision?: PrecisionName;
+  /** shape of the reference matmul (default: matmulShape(backend, hidden, promptTokens)) */
+  matmulShape?: MatmulShape;
 }
 
 /** A warm-up query decodes at most this many tokens (as the PyTorch peer). */
@@ -56,6 +61,10 @@ export interface BenchResultRow {
   pct_of_floor: number | null;
   prefill_tokens_per_s: number | null;
   ttft_ms: number | null;
+  /** useful FLOPs of the prompt forward (stats.ts prefillFlops) / median TTFT, TFLOP/s */
+  prefill_tflops?: number | null;
+  /** prefill_tflops / the matmul rate measured in the same run (machine.matmul_tflops) × 100 */
+  prefill_pct_of_matmul?: number | null;
   peak_device_bytes: number | null;
   launches_per_token: number | null;
   ms_per_token_mean?: number | null;
@@ -81,7 +90,7 @@ export interface BenchDoc {
   [k: string]: unknown;
 }
 
-export type BenchPhase = 'bandwidth' | 'loading' | 'warmup' | 'measuring' | 'peer' | 'done';
+export type BenchPhase = 'bandwidth' | 'loading' | 'matmul' | 'warmup' | 'measuring' | 'peer' | 'done';
 
 /** The plain state object that the progress views render. */
 export interface BenchState {
@@ -90,6 +99,9 @@ export interface BenchState {
   backend: string;
   load: { done: number; total: number; name: string; finalizing: boolean };
   bandwidthGBps: number | null;
+  /** measured matmul rate (TFLOP/s) and its shape, once known */
+  matmulTflops: number | null;
+  matmul: (MatmulShape & { dtype: string }) | null;
   /** repetition in progress (1-based; warm-up rounds count separately) */
   rep: number;
   repetitions: number;
@@ -113,6 +125,8 @@ export function newBenchState(o: Pick<BenchOptions, 'modes' | 'repetitions' | 'w
     backend: '',
     load: { done: 0, total: 0, name: '', finalizing: false },
     bandwidthGBps: null,
+    matmulTflops: null,
+    matmul: null,
     rep: 0,
     repetitions: o.repetitions,
     warmupRound: 0,
@@ -214,6 +228,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     threads: o.threads,
     maxContext: o.promptTokens + o.newTokens,
     seed: o.seed,
+    precision: o.precision ?? 'precise',
     onProgress: (p: BuildProgress) => {
       state.load = { done: p.done, total: p.total, name: p.name ?? '', finalizing: p.phase === 'finalize' };
       onUpdate();
@@ -222,6 +237,25 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
   try {
     const c = engine.config;
     const prompt = randomPrompt(o.promptTokens, c.vocab_size, o.seed);
+
+    // 3. the matmul rate of the engine's own prefill GEMM for this dtype, in the same run (the reference of
+    // prefill_pct_of_matmul)
+    const mm = o.matmulShape ?? matmulShape(backend, c.hidden_size, prompt.length);
+    state.matmul = { ...mm, dtype: c.dtype };
+    state.phase = 'matmul';
+    onUpdate();
+    let matmulRate: number | null = null;
+    try {
+      matmulRate = await measureMatmul(backend, c.dtype, mm.rows, mm.cols, mm.n, o.threads);
+      if (!(matmulRate > 0) || !Number.isFinite(matmulRate)) {
+        errors.push(`matmul rate: the engine measured ${matmulRate} TFLOP/s`);
+        matmulRate = null;
+      }
+    } catch (e) {
+      errors.push(`matmul rate: ${oneLine(e)}`);
+    }
+    state.matmulTflops = matmulRate;
+    const flops = prefillFlops(c, prompt.length);
     const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null }]));
 
     const query = async (mode: BenchMode, decodeSteps: number, measured: boolean): Promise<void> => {
@@ -258,7 +292,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       onUpdate();
     };
 
-    // 3. warm-up rounds, then the measured repetitions; every round runs every mode in turn, rotated
+    // 4. warm-up rounds, then the measured repetitions; every round runs every mode in turn, rotated
     const rotated = (r: number) => o.modes.map((_, i) => o.modes[(i + r) % o.modes.length]);
     state.phase = 'warmup';
     for (let w = 0; w < o.warmup; w++) {
@@ -272,7 +306,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     }
     engine.reset();
 
-    // 4. the numbers
+    // 5. the numbers
     const avgCtx = o.promptTokens + (steps + 1) / 2;
     const kvAvg = kvBytesRead(c.num_layers, c.num_kv_heads, c.head_dim, KV_BYTES_PER_ELEMENT, avgCtx);
     const medians = new Map<BenchMode, number>();
@@ -287,6 +321,8 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         pct_of_floor: null,
         prefill_tokens_per_s: null,
         ttft_ms: null,
+        prefill_tflops: null,
+        prefill_pct_of_matmul: null,
         peak_device_bytes: a.peak > 0 ? a.peak : null,
         launches_per_token: null,
       };
@@ -300,8 +336,11 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       row.tokens_per_s = rnd(1000 / s.median, 2);
       row.floor_ms = rnd(floor);
       row.pct_of_floor = rnd(pctOfFloor(floor, s.median), 2);
-      row.prefill_tokens_per_s = rnd(o.promptTokens / (ttft / 1000), 1);
+      row.prefill_tokens_per_s = rnd(prompt.length / (ttft / 1000), 1);
       row.ttft_ms = rnd(ttft, 3);
+      const pf = tflops(flops.total, ttft);
+      row.prefill_tflops = rnd(pf, 6);
+      row.prefill_pct_of_matmul = pf !== null && matmulRate !== null ? rnd((pf / matmulRate) * 100, 3) : null;
       // kernels per decode step (the CUDA graph's nodes); the CPU backend launches none, and an uncaptured step
       // has no count: null
       row.launches_per_token = backend === 'cuda' && a.stats.graphCaptured && a.stats.launchesPerToken > 0 ? a.stats.launchesPerToken : null;
@@ -331,6 +370,9 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         backend,
         copy_bandwidth_gbps: rnd(bw, 1),
         copy_bandwidth_bytes: bwBytes,
+        matmul_tflops: rnd(matmulRate, 6),
+        matmul_shape: { rows: mm.rows, cols: mm.cols, n: mm.n },
+        matmul_dtype: c.dtype,
         cores: os.cpus().length,
         threads: st.threads,
       },
@@ -354,7 +396,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         : { router: 'none', experts: 0, top_k: 0, rank: null, targets: [], adapter_bytes: 0, synthetic: false },
       protocol: {
         batch: 1,
-        prompt_tokens: o.promptTokens,
+        prompt_tokens: prompt.length,
         new_tokens: o.newTokens,
         warmup: o.warmup,
         repetitions: o.repetitions,
@@ -362,7 +404,9 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         decode_steps_per_query: steps,
         warmup_decode_steps: Math.min(steps, WARMUP_DECODE_STEPS),
         seed: o.seed,
+        precision: o.precision ?? 'precise',
       },
+      prefill_flops: { ...flops, tokens: prompt.length },
       floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: KV_BYTES_PER_ELEMENT },
       results: rows,
       errors,

@@ -58,3 +58,63 @@ export function rnd(x: number | null | undefined, nd = 4): number | null {
   const f = 10 ** nd;
   return Math.round(x * f) / f;
 }
+
+/** The shape parameters of a prefill FLOP count (EngineConfig fields). */
+export interface FlopShape {
+  hidden_size: number;
+  intermediate_size: number;
+  num_layers: number;
+  num_heads: number;
+  num_kv_heads: number;
+  head_dim: number;
+  vocab_size: number;
+}
+
+export interface PrefillFlops {
+  /** 2 × prompt tokens × (wqkv + wo + w_gate_up + w_down parameters of every layer) */
+  linear: number;
+  /** 2 × vocab × hidden: the lm_head for the last prompt row only (the engine computes no logits for the others) */
+  lm_head: number;
+  /** causal QK^T and PV: 2 × 2 × heads × head_dim × n(n+1)/2 per layer */
+  attention: number;
+  total: number;
+}
+
+/**
+ * The useful FLOPs of a prompt forward of n tokens from an empty cache (one multiply-add = 2 FLOPs): the backbone's
+ * linears for every prompt token, the lm_head for the last one, and causal attention. Not counted: norms, RoPE,
+ * SwiGLU, softmax, biases, and any adapter (router, LoRA) work.
+ */
+export function prefillFlops(c: FlopShape, n: number): PrefillFlops {
+  const H = c.hidden_size;
+  const q = c.num_heads * c.head_dim;
+  const kv = c.num_kv_heads * c.head_dim;
+  const perLayer = (q + 2 * kv) * H + H * q + 2 * c.intermediate_size * H + H * c.intermediate_size;
+  const linear = 2 * n * c.num_layers * perLayer;
+  const lmHead = 2 * c.vocab_size * H;
+  const attention = c.num_layers * 2 * 2 * c.num_heads * c.head_dim * ((n * (n + 1)) / 2);
+  return { linear, lm_head: lmHead, attention, total: linear + lmHead + attention };
+}
+
+/** FLOP rate in TFLOP/s of `flops` done in `ms` milliseconds (null when unknown). */
+export function tflops(flops: number, ms: number | null): number | null {
+  if (ms === null || !(ms > 0) || !(flops >= 0)) return null;
+  return flops / (ms * 1e-3) / 1e12;
+}
+
+/** The matmul shape bench measures (lsw_measure_matmul): rows × cols of the weights, n activation rows. */
+export interface MatmulShape {
+  rows: number;
+  cols: number;
+  n: number;
+}
+
+/**
+ * bench's reference matmul: Y[n][rows] = X[n][cols] · W^T at the model's hidden size (at most 4096, square);
+ * n = 2048 rows on the GPU (the 2,048-token prefill of the target), min(prompt, 512) on the CPU (a few seconds at
+ * most there).
+ */
+export function matmulShape(backend: 'cpu' | 'cuda', hidden: number, promptTokens: number): MatmulShape {
+  const d = Math.max(1, Math.min(hidden, 4096));
+  return { rows: d, cols: d, n: backend === 'cuda' ? 2048 : Math.max(1, Math.min(promptTokens, 512)) };
+}

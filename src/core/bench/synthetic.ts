@@ -8,7 +8,7 @@
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
-import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile } from '../model.js';
+import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName } from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
 export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
@@ -137,6 +137,8 @@ export interface BuildOptions {
   threads: number;
   maxContext: number;
   seed: number;
+  /** prompt matmul arithmetic of the CUDA backend (lsw_model_config.prefill_precision; default precise) */
+  precision?: PrecisionName;
   onProgress?: (p: BuildProgress) => void;
 }
 
@@ -188,7 +190,7 @@ export class BenchEngine {
       if (o.adapter) validateAdapter(config, o.adapter);
 
       const out: unknown[] = [null];
-      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads), out);
+      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise'), out);
       const handle = out[0];
       try {
         let params = 0;
@@ -338,5 +340,18 @@ export async function measureBandwidth(backend: 'cpu' | 'cuda', bytes: number): 
   const native = getNative();
   const out = new Float64Array(1);
   await native.callAsync('lsw_measure_bandwidth', backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU, BigInt(bytes), out);
+  return out[0];
+}
+
+/**
+ * Bench's measured matmul rate of the backend's own prefill GEMM (lsw_measure_matmul, TFLOP/s): Y[n][rows] =
+ * X[n][cols] · W^T with W in `dtype`, fresh random data; CUDA: the fast (one-GEMM) path; CPU: on `threads` threads.
+ */
+export async function measureMatmul(backend: 'cpu' | 'cuda', dtype: ModelDtype, rows: number, cols: number, n: number, threads: number): Promise<number> {
+  const native = getNative();
+  const code = DTYPE_CODE[dtype];
+  if (code === undefined) throw new UserError(`matmul rate: unknown dtype ${JSON.stringify(dtype)}`);
+  const out = new Float64Array(1);
+  await native.callAsync('lsw_measure_matmul', backend === 'cuda' ? BACKEND.CUDA : BACKEND.CPU, code, rows, cols, n, threads, out);
   return out[0];
 }

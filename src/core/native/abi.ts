@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 1;
+export const LSW_ABI_VERSION = 2;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
@@ -30,6 +30,7 @@ export const STRUCTS: Record<string, Record<string, string>> = {
     backend: 'int32_t',
     n_threads: 'int32_t',
     device: 'int32_t',
+    prefill_precision: 'int32_t',
   },
   lsw_sampler_params: {
     temperature: 'float',
@@ -86,6 +87,7 @@ export const FUNCTIONS = {
   lsw_model_get_stats: 'lsw_status lsw_model_get_stats(lsw_model *m, _Out_ lsw_model_stats *out)',
   lsw_model_bench_decode: 'lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token)',
   lsw_measure_bandwidth: 'lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s)',
+  lsw_measure_matmul: 'lsw_status lsw_measure_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n, int32_t n_threads, double *tflops)',
 
   lsw_op_matmul: 'lsw_status lsw_op_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n, const void *W, const float *X, float *Y)',
   lsw_op_rmsnorm: 'lsw_status lsw_op_rmsnorm(int32_t backend, int32_t n, int32_t dim, const float *X, const float *w, float eps, float *Y)',
@@ -108,6 +110,8 @@ export const BACKEND = { CPU: 0, CUDA: 1 } as const;
 export const ROPE = { default: 0, linear: 1, llama3: 2 } as const;
 /** lsw_mode */
 export const MODE = { merge: 0, unfused: 1, fused: 2, base: 3 } as const;
+/** lsw_precision: arithmetic of the CUDA prompt GEMM (lsw_model_config.prefill_precision; the CPU is fp32 either way) */
+export const PRECISION = { precise: 0, fast: 1 } as const;
 
 let typesDefined = false;
 function defineTypes(): void {

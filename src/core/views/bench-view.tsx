@@ -2,7 +2,7 @@ import React, { useEffect, useState } from 'react';
 import { Box, Text } from 'ink';
 import spinners from 'cli-spinners';
 import type { BenchState } from '../bench/run.js';
-import { textReport } from '../bench/format.js';
+import { textReport, fmtTflops } from '../bench/format.js';
 
 /** ora-style spinner (cli-spinners' "dots"); its animation is the only state the view keeps. */
 export function Spinner(): React.JSX.Element {
@@ -32,8 +32,18 @@ function bar(frac: number, width = 24): string {
 /** Progress of `lora-switch bench` (spinners while measuring bandwidth and building the model), then the result table. */
 export function BenchView({ state: s }: { state: BenchState }): React.JSX.Element {
   if (s.phase === 'done' && s.doc) return <Text>{textReport(s.doc, s.peer, s.peerError).trimEnd()}</Text>;
-  const bw = s.bandwidthGBps !== null ? <Text dimColor>{`copy bandwidth ${s.bandwidthGBps.toFixed(1)} GB/s (${s.backend})`}</Text> : null;
+  const mmShape = s.matmul ? `${s.matmul.dtype} ${s.matmul.rows}×${s.matmul.cols}×${s.matmul.n}` : '';
+  const mm = s.matmulTflops !== null ? ` · matmul ${fmtTflops(s.matmulTflops)} TFLOP/s (${mmShape})` : '';
+  const bw = s.bandwidthGBps !== null ? <Text dimColor>{`copy bandwidth ${s.bandwidthGBps.toFixed(1)} GB/s (${s.backend})${mm}`}</Text> : null;
   if (s.phase === 'bandwidth') return <Busy>{`measuring the copy bandwidth${s.backend ? ` (${s.backend})` : ''}…`}</Busy>;
+  if (s.phase === 'matmul') {
+    return (
+      <Box flexDirection="column">
+        {bw}
+        <Busy>{`measuring the matmul rate (${s.backend}, ${mmShape})…`}</Busy>
+      </Box>
+    );
+  }
   if (s.phase === 'loading') {
     const what = s.load.finalizing ? 'finalizing' : s.load.total > 0 ? `${s.load.done}/${s.load.total} tensors` : 'opening';
     return (
