@@ -26,7 +26,10 @@
 
 namespace {
 
-constexpr int kChunk = 256;  // prompt tokens per eager chunk
+// Prompt tokens per eager chunk: min(max_context, 2048) (LSW_CUDA_PREFILL_CHUNK overrides).  Prefill GEMMs need
+// long chunks to fill the GPU (at 256 tokens a 4096x4096 GEMM has 64 128x128 tiles for 132 SMs); when every
+// row's logits are wanted the chunk is capped at kLogitRows so the [chunk][vocab] buffer stays small.
+constexpr int kMaxChunk = 2048, kLogitRows = 256;
 
 struct DLayer {
   const float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
@@ -50,11 +53,11 @@ struct DAdapter {
   std::vector<const void *> lrouter;  // LAYERWISE: per layer (nullptr: nothing adapted there)
   std::vector<int> lrouter_mat, lrouter_dim, lrouter_dt;
   std::vector<DMod> mods;  // [layer * LSW_MOD_COUNT + module]
-  int *re = nullptr;       // [kChunk][slots][K]
+  int *re = nullptr;       // [chunk][slots][K]
   float *rg = nullptr;
   int *h_e = nullptr;      // pinned [slots][K] (decode step copy)
   float *h_g = nullptr;
-  float *t[LSW_MOD_COUNT] = {};  // shrink outputs [kChunk][K][rank] per module
+  float *t[LSW_MOD_COUNT] = {};  // shrink outputs [chunk][K][rank] per module
   bool routed = false;     // host-side, while building one forward
   int slot(int L) const { return kind == LSW_ROUTER_LAYERWISE ? L : 0; }
   lswc::RouteRef ref(int L, bool gated = true) const { return {re, gated ? rg : nullptr, slots * K, slot(L), K}; }
@@ -94,6 +97,7 @@ struct State {
   float *attn_scratch = nullptr;
   void *xbuf = nullptr;
   bool precise = true, use_graph = true, sgmm_tc = false;
+  int chunk = 256;  // prompt tokens per eager chunk (finalize)
   cudaGraphExec_t graph[4] = {};
   int graph_nodes[4] = {};
   lsw_sampler_params graph_sp[4];
@@ -177,12 +181,10 @@ struct Fwd {
     for (auto &a : st->ad) {
       if (a.kind == LSW_ROUTER_LAYERWISE) {  // every layer with a router, at its first adapted matrix
         if (a.lrouter_mat[L] != mat) continue;
-        for (int t = 0; t < c; t++) {
-          const size_t o = ((size_t)t * a.slots + L) * a.K;
-          cudaError_t e = lswc::route(a.lrouter_dt[L], a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X + (size_t)t * ldx,
-                                      a.re + o, a.rg + o, s);
-          if (e != cudaSuccess) return e;
-        }
+        const size_t o = (size_t)L * a.K;  // token t's routes at ((t * slots + L) * K): one launch for the chunk
+        cudaError_t e = lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o,
+                                      a.rg + o, a.slots * a.K, s);
+        if (e != cudaSuccess) return e;
         a.routed = true;
         continue;
       }
@@ -190,11 +192,8 @@ struct Fwd {
       if (a.kind == LSW_ROUTER_STATIC) {
         a.routed = true;  // experts 0 / gates 1 filled at finalize for every chunk row
       } else if (a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) {
-        for (int t = 0; t < c; t++) {
-          cudaError_t e = lswc::route(a.router_dt, a.E, a.router_dim, a.K, a.router, X + (size_t)t * ldx,
-                                      a.re + (size_t)t * a.K, a.rg + (size_t)t * a.K, s);
-          if (e != cudaSuccess) return e;
-        }
+        cudaError_t e = lswc::route_n(a.router_dt, c, a.E, a.router_dim, a.K, a.router, X, ldx, a.re, a.rg, a.K, s);
+        if (e != cudaSuccess) return e;
         a.routed = true;
       }
     }
@@ -399,11 +398,18 @@ struct Fwd {
       float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
-      // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
-      K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
-      K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kc, vc, s));
-      K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
-                         st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
+      if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, st->qkv, kc, vc)) {
+        // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
+        K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
+                                  st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
+                                  st->attn_scratch, s));
+      } else {
+        // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
+        K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
+        K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kc, vc, s));
+        K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
+                           st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
+      }
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
@@ -615,14 +621,19 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd;
   TRY(dalloc(st, &st->kc, kvn));
   TRY(dalloc(st, &st->vc, kvn));
-  const size_t T = kChunk;
+  {
+    const char *ch = getenv("LSW_CUDA_PREFILL_CHUNK");
+    const long v = ch && *ch ? strtol(ch, nullptr, 10) : kMaxChunk;
+    st->chunk = (int)std::max(1L, std::min<long>(v > 0 ? v : kMaxChunk, cf.max_context));
+  }
+  const size_t T = st->chunk;
   TRY(dalloc(st, &st->x, T * H));
   TRY(dalloc(st, &st->xn, T * H));
   TRY(dalloc(st, &st->qkv, T * m->qkv_dim));
   TRY(dalloc(st, &st->att, T * m->q_dim));
   TRY(dalloc(st, &st->gu, T * 2 * I));
   TRY(dalloc(st, &st->act, T * I));
-  TRY(dalloc(st, &st->logits, T * V));
+  TRY(dalloc(st, &st->logits, std::min<size_t>(T, kLogitRows) * V));
   TRY(dalloc(st, &st->tokens, T));
   TRY(dalloc(st, &st->pos, T));
   TRY(dalloc(st, &st->blk, 1));
@@ -630,6 +641,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->keep, (size_t)V));
   TRY(dalloc(st, &st->pd, (size_t)V));
   TRY(dalloc(st, &st->attn_scratch, lswc::attn_scratch_floats(cf.num_heads, cf.head_dim)));
+  LSWC_CHECK(lswc::attn_scratch_clear(st->attn_scratch, cf.num_heads, cf.head_dim, st->s));
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
   TRY(dalloc(st, &st->xbuf, lswc::gemm_xbuf_bytes((int)T, maxk)));
@@ -885,9 +897,10 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   const size_t NA = st->ad.size();
   std::vector<std::vector<int>> he(NA);
   std::vector<std::vector<float>> hg(NA);
-  std::vector<int> pos(kChunk);
-  for (int32_t c0 = 0; c0 < n; c0 += kChunk) {
-    const int c = n - c0 < kChunk ? n - c0 : kChunk;
+  const int CH = all_logits ? std::min(st->chunk, kLogitRows) : st->chunk;
+  std::vector<int> pos(CH);
+  for (int32_t c0 = 0; c0 < n; c0 += CH) {
+    const int c = n - c0 < CH ? n - c0 : CH;
     for (int t = 0; t < c; t++) pos[t] = m->n_past + t;
     Fwd f{m, st, c, st->s};
     cudaError_t e = cudaMemcpyAsync(st->tokens, tokens + c0, sizeof(int) * c, cudaMemcpyHostToDevice, st->s);
