@@ -765,10 +765,130 @@ static void bench_gemm() {
 }
 
 // ===================================================================================================
+// harness kernel index -> sgmm_set_tc_variant: 1 one-shot (0), 2 persistent (1), 3 exact tiled (2), 4 streaming (3)
+static int sgmm_variant_of(int tc) { return tc == 2 ? 1 : tc == 3 ? 2 : tc == 4 ? 3 : 0; }
+static const char *sgmm_test_name(int tc) {
+  return tc == 4 ? "tc stream" : tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt";
+}
+
+// Streaming kernel (variant 3) on one launch over descriptors of DIFFERENT shapes (rows not a multiple of 64, cols a
+// multiple of 8 but not of 128, ranks 16..128, so the resident and the chunked operand paths), two routing slots, with
+// small grids (each group walks many tiles: strip changes, descriptor changes, stage-ring wrap-around) and every
+// pipeline depth / group count: bit-identical to the one-shot tensor-core kernel, which is checked against fp64.
+static void test_sgmm_stream_mixed() {
+  logf("\n== SGMM streaming kernel: mixed descriptors, grids, stages ==\n");
+  struct M { int rows, cols, rank; };
+  const std::vector<M> sets[] = {
+      {{100, 136, 48}, {64, 264, 16}, {300, 72, 32}, {33, 8, 16}, {260, 392, 48}},                    // max rank 48
+      {{130, 136, 128}, {200, 264, 16}, {70, 520, 80}, {64, 128, 64}},                                 // max rank 128
+  };
+  const int E = 4, slots = 2;
+  for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (const auto &set : sets)
+      for (int K : {1, 3}) {
+        const int nm_ = (int)set.size();
+        std::vector<HostW> W0, A, B;
+        std::vector<void *> dW0, dW, dA, dB;
+        std::vector<SgmmDesc> d(nm_);
+        int maxr = 0;
+        for (int m = 0; m < nm_; m++) {
+          const M &x = set[m];
+          maxr = std::max(maxr, x.rank);
+          W0.push_back(make_w(dt, (size_t)x.rows * x.cols, 1.f));
+          A.push_back(make_w(dt, (size_t)E * x.rank * x.cols, 0.5f));
+          B.push_back(make_w(dt, (size_t)E * x.rows * x.rank, 0.5f));
+          dW0.push_back(dupb(W0[m].bytes)); dA.push_back(dupb(A[m].bytes)); dB.push_back(dupb(B[m].bytes));
+          void *w; CK(cudaMalloc(&w, W0[m].bytes.size())); dW.push_back(w);
+          d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], x.rows, x.cols, x.rank, m % slots, 0, 0};
+        }
+        std::vector<int> ex;
+        std::vector<float> g;
+        for (int sl = 0; sl < slots; sl++)
+          for (int k = 0; k < K; k++) { ex.push_back((sl * 3 + k) % E); g.push_back(0.2f + 0.5f * urand() * urand()); }
+        int *dex = dup(ex);
+        float *dg = dup(g);
+        SgmmDesc *dd = dnew<SgmmDesc>(nm_);
+        const int tiles = sgmm_prepare(d.data(), nm_, true);
+        CK(cudaMemcpy(dd, d.data(), nm_ * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
+        auto run = [&](int variant) {
+          sgmm_set_tc_variant(variant);
+          for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
+          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, nullptr, 0));
+          CK(cudaDeviceSynchronize());
+          std::vector<uint8_t> all;
+          for (int m = 0; m < nm_; m++) {
+            auto h = down((uint8_t *)dW[m], W0[m].bytes.size());
+            all.insert(all.end(), h.begin(), h.end());
+          }
+          return all;
+        };
+        const auto ref0 = run(0);
+        {  // the one-shot kernel against fp64 (within one ulp), so that bit-identity to it means something
+          std::vector<float> got;
+          std::vector<double> ref, sc;
+          size_t off = 0;
+          for (int m = 0; m < nm_; m++) {
+            const M &x = set[m];
+            const int sl = m % slots;
+            for (int i = 0; i < x.rows; i++)
+              for (int c = 0; c < x.cols; c++) {
+                double delta = 0;
+                for (int k = 0; k < K; k++) {
+                  const int e = ex[sl * K + k];
+                  double acc = 0;
+                  for (int j = 0; j < x.rank; j++)
+                    acc += (double)B[m].val[((size_t)e * x.rows + i) * x.rank + j] * A[m].val[((size_t)e * x.rank + j) * x.cols + c];
+                  delta += g[sl * K + k] * acc;
+                }
+                const double r = W0[m].val[(size_t)i * x.cols + c] + delta;
+                ref.push_back(r);
+                sc.push_back(std::fabs(r));
+                got.push_back(dval(dt, ref0.data() + off, (size_t)i * x.cols + c));
+              }
+            off += W0[m].bytes.size();
+          }
+          char nm[160];
+          snprintf(nm, sizeof nm, "sgmm tc %s %d mixed descs (max r%d) top%d, 2 slots", dname(dt), nm_, maxr, K);
+          check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128);
+        }
+        struct Cfg { int groups, stages, grid; };
+        for (Cfg c : {Cfg{0, 0, 0}, Cfg{1, 2, 1}, Cfg{2, 2, 1}, Cfg{2, 3, 2}, Cfg{1, 8, 3}, Cfg{1, 5, 0}, Cfg{2, 0, 5}}) {
+          sgmm_set_stream_cfg(c.groups, c.stages, c.grid);
+          int pg = 0, pst = 0;
+          const int mode = sgmm_stream_plan(K, maxr, &pg, &pst);
+          const auto got = run(3);
+          expect(mode != 0 && got == ref0,
+                 "sgmm tc stream %s mixed max r%d top%d, cfg groups %d stages %d grid %d (plan: %s, %d group(s), %d stages): "
+                 "bit-identical to the one-shot tc kernel",
+                 dname(dt), maxr, K, c.groups, c.stages, c.grid, mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable",
+                 pg, pst);
+        }
+        sgmm_set_stream_cfg(0, 0, 0);
+        {  // skip flag with a small grid: nothing written
+          int *dskip = dup(std::vector<int>{1});
+          sgmm_set_tc_variant(3);
+          for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
+          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, dskip, 0));
+          CK(cudaDeviceSynchronize());
+          bool untouched = true;
+          for (int m = 0; m < nm_; m++) {
+            auto h = down((uint8_t *)dW[m], W0[m].bytes.size());
+            untouched = untouched && std::all_of(h.begin(), h.end(), [](uint8_t b) { return b == 0xff; });
+          }
+          expect(untouched, "sgmm tc stream %s mixed max r%d top%d: skip flag leaves W untouched", dname(dt), maxr, K);
+          cudaFree(dskip);
+        }
+        sgmm_set_tc_variant(0);
+        for (int m = 0; m < nm_; m++) { cudaFree(dW0[m]); cudaFree(dW[m]); cudaFree(dA[m]); cudaFree(dB[m]); }
+        cudaFree(dex); cudaFree(dg); cudaFree(dd);
+      }
+}
+
 static void test_sgmm() {
   logf("\n== SGMM (merge) ==\n");
   struct S { int rows, cols, rank, E, K; };
-  const S shapes[] = {{200, 264, 16, 4, 2}, {130, 136, 48, 3, 3}, {64, 128, 64, 8, 2}, {100, 72, 80, 2, 1}, {33, 20, 5, 3, 2}};
+  const S shapes[] = {{200, 264, 16, 4, 2}, {130, 136, 48, 3, 3}, {64, 128, 64, 8, 2}, {100, 72, 80, 2, 1}, {33, 20, 5, 3, 2},
+                      {100, 136, 80, 4, 3}};
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (const S &s : shapes) {
       const int nm_ = 3, slots = 2;
@@ -794,9 +914,10 @@ static void test_sgmm() {
       int *dex = dup(ex);
       float *dg = dup(g);
       SgmmDesc *dd = dnew<SgmmDesc>(nm_);
-      std::vector<float> got_tc, got_simt;  // persistent == one-shot tc, exact tiled == SIMT, bit for bit
-      for (int tc : {0, 1, 2, 3}) {  // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled
-        sgmm_set_tc_variant(tc == 2 ? 1 : tc == 3 ? 2 : 0);
+      std::vector<float> got_tc, got_simt;  // persistent, streaming == one-shot tc; exact tiled == SIMT, bit for bit
+      // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled, 4 tensor cores (streaming)
+      for (int tc : {0, 1, 2, 3, 4}) {
+        sgmm_set_tc_variant(sgmm_variant_of(tc));
         bool ok = true;
         for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
         if (tc && !ok) continue;
@@ -829,7 +950,7 @@ static void test_sgmm() {
         // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
         const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
         char nm[160];
-        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 4 ? "tcS " : tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
                  s.cols, s.rank, s.E, s.K);
         check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
         if (tc == 1) got_tc = got;
@@ -840,6 +961,10 @@ static void test_sgmm() {
         if (tc == 2)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm persistent tc %s r%d: bit-identical to the one-shot tc kernel", dname(dt), s.rank);
+        if (tc == 4)
+          expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
+                 "sgmm tc stream %s %dx%d r%d top%d: bit-identical to the one-shot tc kernel", dname(dt), s.rows, s.cols,
+                 s.rank, s.K);
         if (!tc) {  // the SIMT kernel follows docs/FORMAT.md "SGMM arithmetic" exactly: bit-identical emulation
           size_t diff = 0;
           for (int m = 0; m < nm_; m++) {
@@ -873,13 +998,13 @@ static void test_sgmm() {
           }
           CK(cudaDeviceSynchronize());
           auto again = down((uint8_t *)dW[0], W0[0].bytes.size());
-          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", sgmm_test_name(tc), dname(dt));
           std::vector<float> zero(g.size(), 0.f);
           CK(cudaMemcpy(dg, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice));
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
           CK(cudaDeviceSynchronize());
           auto un = down((uint8_t *)dW[1], W0[1].bytes.size());
-          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", sgmm_test_name(tc), dname(dt));
           CK(cudaMemcpy(dg, g.data(), g.size() * 4, cudaMemcpyHostToDevice));
           CK(cudaMemcpy(dex, ex.data(), ex.size() * 4, cudaMemcpyHostToDevice));
           // skip flag: no write at all
@@ -888,7 +1013,7 @@ static void test_sgmm() {
           CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0));
           CK(cudaDeviceSynchronize());
           auto sk = down((uint8_t *)dW[2], W0[2].bytes.size());
-          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", dname(dt));
+          expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", sgmm_test_name(tc), dname(dt));
           cudaFree(dskip);
         }
       }
@@ -913,9 +1038,9 @@ static void bench_sgmm() {
   SgmmDesc *dd = dnew<SgmmDesc>(2 * L);
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}})
-    for (int tc : {3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT
+    for (int tc : {4, 3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming
       if (!tc && (g_quick || c.rank > 16)) continue;
-      sgmm_set_tc_variant(tc == 2 ? 1 : tc == 3 ? 2 : 0);
+      sgmm_set_tc_variant(sgmm_variant_of(tc));
       std::vector<SgmmDesc> d(2 * L);
       for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 0};
       const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
@@ -923,8 +1048,24 @@ static void bench_sgmm() {
       const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
       const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
       char nm[200];
-      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt", c.rank, c.K);
+      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", sgmm_test_name(tc), c.rank, c.K);
       row(nm, ms, bytes);
+      if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
+        int pg = 0, pst = 0;
+        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
+        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages)\n",
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst);
+        for (int gr : {1, 2}) {
+          sgmm_set_stream_cfg(gr, 0, 0);
+          const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
+          if (!md || pg != gr) continue;
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst,
+                   md == 2 ? " chunked" : "", c.rank, c.K);
+          row(nm, ms2, bytes);
+        }
+        sgmm_set_stream_cfg(0, 0, 0);
+      }
     }
   sgmm_set_tc_variant(0);
 #if defined(LSW_DEV_CUBLAS)
@@ -1410,6 +1551,7 @@ int main(int argc, char **argv) {
   test_prologue_shrink();
   test_gemm();
   test_sgmm();
+  test_sgmm_stream_mixed();
   test_small();
   test_attention();
   test_sampling();

@@ -121,6 +121,51 @@ static void test_ops() {
       OKC(lsw_op_sgmm(LSW_BACKEND_CUDA, dt, nm, rows, cols, rank, K, W0.data(), w1.data(), A.data(), B.data(), g.data()));
       CHECK(w0 == w1, "sgmm %s: CUDA result is not bit-identical to the CPU", dname(dt));
     }
+    // sgmm tensor-core variants through the C ABI (LSW_CUDA_SGMM_VARIANT, ops.cu): 0 one-shot, 1 persistent and
+    // 3 streaming within 1 ulp of the CPU's exact merge and bit-identical to each other; 2 (exact tiled) bit-identical
+    // to the CPU.  Rows not a multiple of 64, cols not of 128, rank 48 / 80 (rank chunks), top-3.
+    if (dt != LSW_DTYPE_F32) {
+      const char *env0 = getenv("LSW_CUDA_SGMM_VARIANT");  // restored afterwards (it also steers the model tests)
+      const std::string saved_env = env0 ? env0 : "";
+      const int shp[][4] = {{100, 136, 48, 3}, {130, 264, 80, 2}};  // rows, cols, rank, top_k
+      for (auto &sh : shp) {
+        const int nm = 2, rows = sh[0], cols = sh[1], rank = sh[2], K = sh[3];
+        auto W0 = rand_w(dt, (size_t)nm * rows * cols, 0.5f);
+        auto A = rand_w(dt, (size_t)nm * K * rank * cols, 0.3f), B = rand_w(dt, (size_t)nm * K * rows * rank, 0.3f);
+        auto g = rand_f(K, 1.f);
+        for (auto &v : g) v = fabsf(v);
+        std::vector<uint8_t> cpu(W0.size()), v0;
+        OKC(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, K, W0.data(), cpu.data(), A.data(), B.data(), g.data()));
+        for (int v = 0; v <= 3; v++) {
+          const char vs[2] = {(char)('0' + v), 0};
+          setenv("LSW_CUDA_SGMM_VARIANT", vs, 1);
+          std::vector<uint8_t> out(W0.size(), 0xff);
+          OKC(lsw_op_sgmm(LSW_BACKEND_CUDA, dt, nm, rows, cols, rank, K, W0.data(), out.data(), A.data(), B.data(), g.data()));
+          if (v == 2) {
+            CHECK(out == cpu, "sgmm %s %dx%d r%d top%d, exact tiled kernel: not bit-identical to the CPU", dname(dt), rows, cols,
+                  rank, K);
+            continue;
+          }
+          size_t far = 0;  // more than one ulp from the CPU (16-bit sign-magnitude -> ordered integers)
+          for (size_t i = 0; i + 1 < out.size(); i += 2) {
+            uint16_t a, b;
+            memcpy(&a, &out[i], 2);
+            memcpy(&b, &cpu[i], 2);
+            const int oa = (a & 0x8000) ? -(int)(a & 0x7fff) : (int)(a & 0x7fff);
+            const int ob = (b & 0x8000) ? -(int)(b & 0x7fff) : (int)(b & 0x7fff);
+            far += std::abs(oa - ob) > 1;
+          }
+          CHECK(far == 0, "sgmm %s %dx%d r%d top%d, tensor-core variant %d: %zu values more than 1 ulp from the CPU", dname(dt),
+                rows, cols, rank, K, v, far);
+          if (v == 0) v0 = out;
+          else
+            CHECK(out == v0, "sgmm %s %dx%d r%d top%d: tensor-core variant %d not bit-identical to variant 0", dname(dt), rows,
+                  cols, rank, K, v);
+        }
+      }
+      if (env0) setenv("LSW_CUDA_SGMM_VARIANT", saved_env.c_str(), 1);
+      else unsetenv("LSW_CUDA_SGMM_VARIANT");
+    }
     // lora_fused
     {
       const int rows = 83, cols = 136, rank = 16, K = 3;

@@ -264,12 +264,26 @@ void attention_set_tc_min(int min_tokens);  // INT_MAX: never
 namespace lswc {
 // ---- SGMM tensor-core kernel choice (sgmm.cu) ------------------------------------------------------
 // sgmm(..., tensor_cores = true) runs the one-shot kernel (variant 0, default), the persistent one (1:
-// same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched) or (2) an EXACT register-tiled
-// SIMT kernel on the same tiling, bit-identical to the SIMT kernel / CPU (FORMAT.md order).  autotune_sgmm times 0/1
-// both on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device experts/gates,
-// which must be valid, e.g. zeros with gates 0 -> W = W0) and keeps the faster.  Not during capture.
-void sgmm_set_tc_variant(int v);
+// same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched), (2) an EXACT register-tiled
+// SIMT kernel on the same tiling, bit-identical to the SIMT kernel / CPU (FORMAT.md order), or (3) the streaming
+// kernel: persistent, one block of one or two 8-warp groups per SM, W0 tiles through a multi-stage cp.async
+// pipeline, A rows resident per column strip; same arithmetic as variant 0, bit-identical results.  Variant 3 needs
+// > 48 KB of shared memory: the attribute is set outside capture (sgmm_prepare(..., true), autotune_sgmm, or the
+// first non-capturing launch); a launch that would need it during capture runs variant 0.
+// autotune_sgmm times 0/1/3 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device
+// experts/gates, which must be valid, e.g. zeros with gates 0 -> W = W0), keeps 1 or 3 only when a checksum of all
+// W outputs equals variant 0's, keeps the fastest and runs it last.  Not during capture.
+// LSW_CUDA_SGMM_VARIANT=v (0..3) forces a variant: the initial choice at load; autotune_sgmm keeps it without
+// timing; lsw_op_sgmm uses it per call.
+void sgmm_set_tc_variant(int v);  // 0..3 (anything else: 0)
 int sgmm_tc_variant();
+int sgmm_env_variant();           // LSW_CUDA_SGMM_VARIANT, -1 when unset
+// variant 3 knobs (harness): 8-warp groups per block (0 auto, 1, 2), max pipeline stages (0 auto = 8, else 2..8),
+// grid blocks (0: one per SM).  Results do not depend on them.
+void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks);
+// what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
+// shared memory), 1 resident A, 2 chunked operands; *groups, *stages per the current knobs
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages);
 int autotune_sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, int top_k, const int *experts,
                   const float *gates, cudaStream_t s);
 }  // namespace lswc

@@ -155,9 +155,13 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   TRY(de.upload(ex.data(), (size_t)top_k * 4));
   std::vector<lswc::SgmmDesc> d(n_mats);
   // default: the SIMT kernel, bit-identical to the CPU (docs/FORMAT.md arithmetic); LSW_CUDA_SGMM_TC=1 runs
-  // the production tensor-core kernel instead (within 1 ulp of the output dtype)
+  // the production tensor-core kernel instead (within 1 ulp of the output dtype); LSW_CUDA_SGMM_VARIANT=v (0..3)
+  // runs tensor-core variant v for this call (0 one-shot, 1 persistent, 3 streaming: within 1 ulp, the same bits
+  // as each other; 2 exact tiled: bit-identical to the CPU)
   const char *ev = getenv("LSW_CUDA_SGMM_TC");
   bool tc = ev && *ev && strcmp(ev, "0");
+  const int variant = lswc::sgmm_env_variant();
+  if (variant >= 0) tc = true;
   for (int m = 0; m < n_mats; m++) {
     d[m].W0 = dW0.as<char>() + (size_t)m * rows * cols * es;
     d[m].W = dW.as<char>() + (size_t)m * rows * cols * es;
@@ -168,7 +172,12 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   }
   const int tiles = lswc::sgmm_prepare(d.data(), n_mats, tc);
   TRY(dd.upload(d.data(), d.size() * sizeof(lswc::SgmmDesc)));
-  FINISH(lswc::sgmm(dtype, dd.as<lswc::SgmmDesc>(), n_mats, tiles, tc, top_k, de.as<int>(), dg.as<float>(), nullptr, 0));
+  const int saved = lswc::sgmm_tc_variant();
+  if (tc && variant >= 0) lswc::sgmm_set_tc_variant(variant);
+  const cudaError_t e = lswc::sgmm(dtype, dd.as<lswc::SgmmDesc>(), n_mats, tiles, tc, top_k, de.as<int>(), dg.as<float>(),
+                                   nullptr, 0);
+  lswc::sgmm_set_tc_variant(saved);
+  FINISH(e);
   return dW.download(W, wn * es);
 }
 

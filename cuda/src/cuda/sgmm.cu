@@ -2,14 +2,31 @@
 //   W = round( W0 + Σ_k g_k · (Σ_j B_k[:, j] A_k[j, :]) )      (fp32, from the pristine W0, rounded once)
 // The grid is flattened over the tiles of all matrices; each block finds its matrix by binary search on
 // SgmmDesc::tile0.  Two kernels: a SIMT one (any dtype/shape; the reference path) and a tensor-core one
-// (WMMA, F16/BF16, rank % 16 == 0, cols % 8 == 0) that streams W0 -> W at HBM speed.
+// (WMMA, F16/BF16, rank % 16 == 0, cols % 8 == 0) that streams W0 -> W.
 // The SIMT kernel follows docs/FORMAT.md's arithmetic exactly (bit-identical to the CPU); the tensor-core one
 // sums each expert's B·A on tensor cores (fp32 accumulate), scales by g_k and adds to W0: within 1 ulp of it.
+//
+// Tensor-core variants (sgmm_set_tc_variant / autotune_sgmm; 0, 1 and 3 give the same bits):
+//   0 one-shot: one 64 x 128 tile per block.  H200, Llama-2-7B's 64 q,v weights (4096 x 4096 F16), r16 top-2:
+//     3.05 ms = 33 % of copy bandwidth (W0 read + W write counted; cuBLAS batched rank-64 update: 1.64 ms, 62 %);
+//     r64 top-1 2.73 ms (37 %), r64 top-2 3.90 ms (27 %).  Latency-bound: each block does a dependent binary
+//     search, loads W0, then A/B, syncs, multiplies and stores, with little in flight.
+//   1 persistent (~2 blocks per SM, next W0 tile in registers): 3.22 ms, no better.
+//   2 exact register-tiled SIMT (FORMAT.md order, bit-identical to the CPU): 4.49 ms.
+//   3 streaming (sgmm_tc_stream_kernel, below), designed for bandwidth: one persistent block per SM running one or
+//     two 8-warp groups; each group walks a contiguous range of tiles in strip-major order (A rows of a 128-column
+//     strip loaded once into shared memory, B rows of each tile ride with its W0 tile), W0 through a 2..8-stage
+//     cp.async pipeline (>= 32 KB of W0 per group, 48-112 KB per SM in flight while tensor cores run the current
+//     tile), a per-warp epilogue with 16-byte streaming stores, one group barrier per tile.  Same WMMA fragments,
+//     rank order and rounding as variant 0, so the same bits.  Target: >= 85 % of copy (~1.2 ms for the case above).
+//     NOT YET MEASURED on a GPU when written: see the harness rows "sgmm tc stream ...".
 #include "kernels.cuh"
 #include <mma.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <vector>
 
 namespace lswc {
@@ -397,11 +414,383 @@ __global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *_
   }
 }
 
-// 0: one-shot tensor-core kernel, 1: persistent (autotune_sgmm measures these two: same results);
-// 2: the exact register-tiled SIMT kernel on the same tiling (bit-identical to the SIMT kernel / the CPU).
-static int g_sgmm_tc_variant = 0;
-void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 2 ? v : 0; }
+// ---- variant 3: streaming tensor-core kernel (bandwidth design) ------------------------------------------------
+// Same 64 x 128 tiles (same tile count as sgmm_prepare(..., true)), same per-element arithmetic as sgmm_tc_kernel:
+// WMMA 16x16x16 fragments, per expert an fp32 partial `tmp` accumulated over the rank in ascending 16-steps,
+// acc = fmaf(g_k, tmp, acc) in expert order, then W = round(float(W0) + acc).  Which warp computes a 16x16 block,
+// where the operands sit in shared memory and how the rank is chunked do not change a single rounding, so the
+// output is bit-identical to variant 0 (the harness and autotune_sgmm check it).
+//
+// Work: a persistent grid of ONE block per SM (512 threads, all of the opt-in shared memory); the block runs one or
+// two independent GROUPS of 8 warps (named barriers 1/2, no __syncthreads after the prologue).  Two groups per SM
+// overlap one group's barrier waits / MMA with the other's; one group gets the whole smem when the operands are
+// big.  The choice is made in the kernel (s3_plan) because the host launcher only holds device descriptors and
+// cannot see the ranks (graph-safe: no host read-back).  Equivalent to "2 blocks per SM", decided per launch.
+// Each group owns a contiguous range of the tiles in STRIP-MAJOR order (per matrix: 128-column strip, then 64-row
+// block), so consecutive tiles of a group share their A columns: A (all experts, all ranks of the strip) is loaded
+// once per strip into shared memory ("resident" mode) and B rows are small; B of a matrix (rows x top_k·rank) is
+// re-read once per strip and stays L2-hot (W0/W traffic is marked evict-first / streaming).
+// Pipeline per group: NS shared-memory stages, each holding one W0 tile (16 KB, cp.async.cg 16-byte, L2 evict-first)
+// and that tile's B rows; NS-1 tiles are in flight while the current tile's product runs on tensor cores.  The
+// epilogue is per warp (its 32 x 32 block: fp32 delta through a per-warp smem patch, W0 from the stage, 16-byte
+// streaming stores), so a tile costs one group barrier (+1 at a strip change).  Stage rows are XOR-swizzled
+// (16-byte chunk ^= (row & 1) << 2) so the warp's 64-byte row pieces read without bank conflicts.
+// "Chunked" mode (top_k·rank too large for resident A + 2 stages, e.g. rank 128 top-3): W0 still streams through the
+// stages; A and B are loaded per tile in 64-rank chunks (synchronously, like variant 0): compute-bound shapes.
+constexpr int S3_R = 64, S3_C = 128;            // tile: rows x cols (= TC_R x TC_C)
+constexpr int S3_ALD = S3_C + 8;                // A rows in smem (T): 272 bytes, conflict-free fragment loads
+constexpr int S3_DLD = 36;                      // per-warp fp32 delta patch [16][36]
+constexpr int S3_DELTA = 8 * 16 * S3_DLD * 4;   // 8 warps: 18432 bytes
+constexpr int S3_W0 = S3_R * S3_C * 2;          // one W0 tile: 16384 bytes
+constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
+constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
+constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
+// smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
+constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
+
+struct S3Plan { int groups, ns, resident, per; };
+// stages that fit in `per` bytes with all K = top_k * max rank resident (A: K rows of the strip; stage: W0 + B[64][K+8])
+__host__ __device__ inline int s3_res_ns(int per, int ktm) {
+  const long long n = (long long)per - (long long)ktm * S3_ALD * 2 - S3_DELTA;
+  return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * (ktm + 8)));
+}
+__host__ __device__ inline int s3_chunk_ns(int per) {
+  const int n = per - S3_KC * S3_ALD * 2 - S3_R * (S3_KC + 8) * 2 - S3_DELTA;
+  return n <= 0 ? 0 : n / S3_W0;
+}
+// groups (1/2) and stages for a launch with `smem` dynamic bytes and K = top_k * max rank.  cfg_groups 0: auto (two
+// groups if each keeps >= 3 resident stages, else one); cfg_maxst 0: S3_MAXNS.  ns < 2: not runnable.
+__host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst) {
+  const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : S3_MAXNS;
+  S3Plan p{1, 0, 1, 0};
+  if (cfg_groups == 1 || cfg_groups == 2) {
+    p.groups = cfg_groups;
+    p.per = ((smem - S3_HDR) / p.groups) & ~127;
+    p.ns = s3_res_ns(p.per, ktm);
+  } else {
+    p.groups = 2;
+    p.per = ((smem - S3_HDR) / 2) & ~127;
+    p.ns = s3_res_ns(p.per, ktm);
+    if (p.ns < 3) {
+      p.groups = 1;
+      p.per = (smem - S3_HDR) & ~127;
+      p.ns = s3_res_ns(p.per, ktm);
+    }
+  }
+  if (p.ns < 2) { p.resident = 0; p.ns = s3_chunk_ns(p.per); }
+  if (p.ns > maxst) p.ns = maxst;
+  return p;
+}
+
+__device__ __forceinline__ uint32_t s3_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+// 16-byte async copy global -> shared; ok == false: zero fill (no global read)
+__device__ __forceinline__ void s3_cp16(void *dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s3_smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void s3_cp16_hint(void *dst, const void *src, bool ok, uint64_t pol) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(s3_smem_u32(dst)), "l"(src),
+               "r"(ok ? 16 : 0), "l"(pol)
+               : "memory");
+}
+__device__ __forceinline__ void s3_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// wait until at most n of this thread's groups are pending (n: 0..S3_MAXNS-2, an immediate in PTX)
+__device__ __forceinline__ void s3_wait(int n) {
+  switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
+    case 6: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
+  }
+}
+// barrier of one 8-warp group (ids 1, 2; 0 is __syncthreads); orders shared memory like __syncthreads
+__device__ __forceinline__ void s3_bar(int id) { asm volatile("bar.sync %0, 256;" ::"r"(id) : "memory"); }
+
+using S3Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// Ranks kg in [kb, ke) of the concatenated K (expert k = kg / rank, j = kg % rank) into this warp's 32 x 32 block:
+// Bop holds B rows (tile row, K column kg - kbase, stride ldb), Aop holds A rows (K row kg - kbase, stride S3_ALD).
+// tmp restarts at each expert's first 16 ranks; acc = fmaf(g_k, tmp, acc) after its last: variant 0's order.
+template <typename T>
+__device__ __forceinline__ void s3_mma(S3Acc (&acc)[2][2], S3Acc (&tmp)[2][2], const T *Bop, int ldb, const T *Aop,
+                                       int kbase, int kb, int ke, int rank, const float *gsl, int wm, int wn) {
+#pragma unroll 1
+  for (int kg = kb; kg < ke; kg += 16) {
+    const int k = kg / rank, j = kg - k * rank;
+    if (j == 0) {
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) wmma::fill_fragment(tmp[i][jj], 0.f);
+    }
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> af[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) wmma::load_matrix_sync(af[i], Bop + (wm * 32 + i * 16) * ldb + (kg - kbase), ldb);
+#pragma unroll
+    for (int jj = 0; jj < 2; jj++) {  // one B-operand fragment live at a time (register budget: 128 at 512 threads)
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf;
+      wmma::load_matrix_sync(bf, Aop + (kg - kbase) * S3_ALD + wn * 32 + jj * 16, S3_ALD);
+#pragma unroll
+      for (int i = 0; i < 2; i++) wmma::mma_sync(tmp[i][jj], af[i], bf, tmp[i][jj]);
+    }
+    if (j + 16 == rank) {
+      const float g = gsl[k];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++)
+#pragma unroll
+          for (int t = 0; t < acc[i][jj].num_elements; t++) acc[i][jj].x[t] = fmaf(g, tmp[i][jj].x[t], acc[i][jj].x[t]);
+    }
+  }
+}
+
+// A rows kb .. kb+n-1 of the concatenated K, columns c0 .. c0+127 -> dst[n][S3_ALD] (synchronous; zero past cols)
+template <int NB, typename T>
+__device__ __forceinline__ void s3_load_a(T *dst, const T *A, const int *esl, int rank, int cols, int c0, int kb, int n,
+                                          int gt) {
+  const int nvec = n * 16;
+  for (int q0 = gt; q0 < nvec; q0 += NB * 256) {
+    uint4 v[NB];
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int q = q0 + u * 256;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (q < nvec) {
+        const int r = q >> 4, c = c0 + (q & 15) * 8, kg = kb + r, k = kg / rank, j = kg - k * rank;
+        if (c < cols) v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)esl[k] * rank + j) * cols + c));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int q = q0 + u * 256;
+      if (q < nvec) *reinterpret_cast<uint4 *>(dst + (q >> 4) * S3_ALD + (q & 15) * 8) = v[u];
+    }
+  }
+}
+// B rows r0 .. r0+63, concatenated K columns kb .. kb+n-1 -> dst[64][ldb] (synchronous; zero past rows)
+template <int NB, typename T>
+__device__ __forceinline__ void s3_load_b(T *dst, int ldb, const T *B, const int *esl, int rank, int rows, int r0,
+                                          int kb, int n, int gt) {
+  const int nvr = n >> 3, nvec = S3_R * nvr;
+  for (int q0 = gt; q0 < nvec; q0 += NB * 256) {
+    uint4 v[NB];
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int q = q0 + u * 256;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (q < nvec) {
+        const int r = q / nvr, kg = kb + (q - r * nvr) * 8, k = kg / rank, j = kg - k * rank, row = r0 + r;
+        if (row < rows) v[u] = __ldg(reinterpret_cast<const uint4 *>(B + ((size_t)esl[k] * rows + row) * rank + j));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int q = q0 + u * 256;
+      if (q < nvec) {
+        const int r = q / nvr;
+        *reinterpret_cast<uint4 *>(dst + r * ldb + (q - r * nvr) * 8) = v[u];
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                               int total_tiles, int top_k,
+                                                               const int *__restrict__ experts,
+                                                               const float *__restrict__ gates, const int *skip,
+                                                               int smem_bytes, int cfg_groups, int cfg_maxst) {
+  if (skip && *skip) return;  // uniform over the grid, before any copy is issued
+  extern __shared__ __align__(128) unsigned char s3_smem[];
+  int *s_rank = reinterpret_cast<int *>(s3_smem);
+  // max rank over the descriptors (sizes the resident operands; every block computes the same plan)
+  if (threadIdx.x == 0) *s_rank = 16;
+  __syncthreads();
+  int mr = 16;
+  for (int i = threadIdx.x; i < n_descs; i += blockDim.x) mr = max(mr, descs[i].rank);
+  mr = __reduce_max_sync(0xffffffffu, mr);
+  if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
+  __syncthreads();
+  const int ktm = top_k * *s_rank;
+  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst);
+  const int grp = threadIdx.x >> 8;
+  if (grp >= pl.groups || pl.ns < 2) return;
+  const int ns = pl.ns, bar_id = 1 + grp, resident = pl.resident;
+  const int gt = threadIdx.x & 255, warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3;
+
+  // this group's shared memory (byte offsets into s3_smem, kept 32-bit):
+  //   [A: a_rows x S3_ALD][chunked only: B chunk 64 x (KC+8)][delta: 8 warps x 16 x 36 f32][ns stages: W0 (+ B rows)]
+  const int o_a = S3_HDR + grp * pl.per;
+  const int o_bc = o_a + (resident ? ktm : S3_KC) * S3_ALD * 2;
+  const int o_delta = o_bc + (resident ? 0 : S3_R * (S3_KC + 8) * 2);
+  const int o_stage = o_delta + S3_DELTA;
+  const int ldb = ktm + 8;  // resident B rows in a stage
+  const int stage_bytes = S3_W0 + (resident ? S3_R * ldb * 2 : 0);
+  T *Abuf = reinterpret_cast<T *>(s3_smem + o_a);
+
+  // contiguous range of the strip-major tile order
+  const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;
+
+  // producer: tile p of descriptor pd into stage ps (one commit group per call, empty past the range)
+  int p = t_beg, pd = find_desc(descs, n_descs, t_beg), ps = 0;
+  int td = pd;
+  auto issue = [&]() {
+    if (p < t_end) {
+      uint64_t pol;
+      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+      const int rows = descs[pd].rows, cols = descs[pd].cols, t0 = descs[pd].tile0;
+      const int tiles_r = (rows + S3_R - 1) / S3_R, local = p - t0, cs = local / tiles_r;
+      const int r0 = (local - cs * tiles_r) * S3_R, c0 = cs * S3_C;
+      const T *W0 = static_cast<const T *>(descs[pd].W0);
+      unsigned char *st = s3_smem + o_stage + ps * stage_bytes;
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        const int q = gt + i * 256, r = q >> 4, v = q & 15, row = r0 + r, c = c0 + v * 8;
+        const bool ok = row < rows && c < cols;
+        s3_cp16_hint(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2, ok ? W0 + (size_t)row * cols + c : W0, ok, pol);
+      }
+      if (resident) {
+        const int rank = descs[pd].rank, nvr = top_k * rank / 8;
+        const T *B = static_cast<const T *>(descs[pd].B);
+        const int *esl = experts + descs[pd].slot * top_k;
+        T *Bst = reinterpret_cast<T *>(st + S3_W0);
+        for (int q = gt; q < S3_R * nvr; q += 256) {
+          const int r = q / nvr, kg = (q - r * nvr) * 8, k = kg / rank, j = kg - k * rank, row = r0 + r;
+          const bool ok = row < rows;
+          s3_cp16(Bst + r * ldb + kg, ok ? B + ((size_t)esl[k] * rows + row) * rank + j : B, ok);
+        }
+      }
+      p++;
+      while (pd + 1 < n_descs && descs[pd + 1].tile0 <= p) pd++;
+    }
+    s3_commit();
+    ps = ps + 1 == ns ? 0 : ps + 1;
+  };
+  for (int i = 0; i < ns - 1; i++) issue();
+
+  int cst = 0, a_d = -1, a_cs = -1;
+  for (int t = t_beg; t < t_end; t++) {
+    s3_wait(ns - 2);  // this thread's copies of tile t have landed
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A rows, the delta patches)
+    issue();          // tile t+ns-1 into the stage tile t-1 used
+    const int rows = descs[td].rows, cols = descs[td].cols, rank = descs[td].rank;
+    const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
+    const int r0 = (local - cs * tiles_r) * S3_R, c0 = cs * S3_C;
+    const int slot = descs[td].slot, kt = top_k * rank;
+    const int o_st = o_stage + cst * stage_bytes;
+
+    S3Acc acc[2][2], tmp[2][2];
+    if (resident) {
+      if (td != a_d || cs != a_cs) {  // new strip: its A rows (all experts, all ranks) once
+        s3_load_a<4>(Abuf, static_cast<const T *>(descs[td].A), experts + slot * top_k, rank, cols, c0, 0, kt, gt);
+        s3_bar(bar_id);
+        a_d = td;
+        a_cs = cs;
+      }
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+      s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_st + S3_W0), ldb, Abuf, 0, 0, kt, rank,
+                gates + slot * top_k, wm, wn);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+      for (int kc0 = 0; kc0 < kt; kc0 += S3_KC) {
+        const int kc = min(S3_KC, kt - kc0);
+        if (kc0 > 0) s3_bar(bar_id);  // the previous chunk's fragments are loaded
+        s3_load_a<1>(Abuf, static_cast<const T *>(descs[td].A), experts + slot * top_k, rank, cols, c0, kc0, kc, gt);
+        s3_load_b<1>(reinterpret_cast<T *>(s3_smem + o_bc), S3_KC + 8, static_cast<const T *>(descs[td].B),
+                     experts + slot * top_k, rank, rows, r0, kc0, kc, gt);
+        s3_bar(bar_id);
+        s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_bc), S3_KC + 8, Abuf, kc0, kc0, kc0 + kc, rank,
+                  gates + slot * top_k, wm, wn);
+      }
+    }
+
+    // epilogue of this warp's 32 x 32 block, 16 rows at a time: delta -> smem patch, W = round(W0 + delta)
+    T *W = static_cast<T *>(descs[td].W);
+    const T *w0s = reinterpret_cast<const T *>(s3_smem + o_st);
+    float *delta = reinterpret_cast<float *>(s3_smem + o_delta) + warp * 16 * S3_DLD;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      wmma::store_matrix_sync(delta, acc[h][0], S3_DLD, wmma::mem_row_major);
+      wmma::store_matrix_sync(delta + 16, acc[h][1], S3_DLD, wmma::mem_row_major);
+      __syncwarp();
+#pragma unroll
+      for (int i2 = 0; i2 < 2; i2++) {
+        const int rl = i2 * 8 + (lane >> 2), v = lane & 3;
+        const int rr = wm * 32 + h * 16 + rl, chunk = wn * 4 + v, row = r0 + rr, c = c0 + chunk * 8;
+        if (row < rows && c < cols) {
+          const uint4 w0 = *reinterpret_cast<const uint4 *>(w0s + rr * S3_C + ((chunk ^ ((rr & 1) << 2)) * 8));
+          float f[8];
+          unpack16<T>(w0, f);
+          const float4 d0 = *reinterpret_cast<const float4 *>(delta + rl * S3_DLD + v * 8);
+          const float4 d1 = *reinterpret_cast<const float4 *>(delta + rl * S3_DLD + v * 8 + 4);
+          f[0] += d0.x; f[1] += d0.y; f[2] += d0.z; f[3] += d0.w;
+          f[4] += d1.x; f[5] += d1.y; f[6] += d1.z; f[7] += d1.w;
+          st_stream(W + (size_t)row * cols + c, pack16<T>(f));
+        }
+      }
+      __syncwarp();  // the patch is read before the second half overwrites it
+    }
+    cst = cst + 1 == ns ? 0 : cst + 1;
+    while (td + 1 < n_descs && descs[td + 1].tile0 <= t + 1) td++;
+  }
+  s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
+}
+
+// 16-bit outputs of every descriptor -> one order-independent 64-bit hash (autotune_sgmm's bit-identity check)
+__device__ __forceinline__ unsigned long long s3_mix(unsigned long long z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+__global__ void sgmm_checksum_kernel(const SgmmDesc *__restrict__ descs, unsigned long long *out) {
+  const SgmmDesc &d = descs[blockIdx.y];
+  const size_t nv = (size_t)d.rows * d.cols / 8;  // tensor-core descriptors: 16-bit, cols % 8 == 0, 16-byte aligned
+  const uint4 *w = static_cast<const uint4 *>(d.W);
+  unsigned long long h = 0;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < nv; i += (size_t)gridDim.x * blockDim.x) {
+    const uint4 v = w[i];
+    const unsigned long long key = s3_mix(((unsigned long long)blockIdx.y << 40) ^ i);
+    h += s3_mix((((unsigned long long)v.x << 32) | v.y) ^ key) + s3_mix((((unsigned long long)v.z << 32) | v.w) ^ ~key);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
+  if ((threadIdx.x & 31) == 0) atomicAdd(out, h);
+}
+
+// 0: one-shot tensor-core kernel, 1: persistent, 3: streaming (autotune_sgmm measures these three: same results,
+// checked bit for bit on the real descriptors); 2: the exact register-tiled SIMT kernel on the same tiling
+// (bit-identical to the SIMT kernel / the CPU).
+// LSW_CUDA_SGMM_VARIANT=v (0..3): forced tensor-core variant (the initial choice; autotune_sgmm keeps it without
+// timing; lsw_op_sgmm reads it per call); -1 when unset
+int sgmm_env_variant() {
+  const char *ev = getenv("LSW_CUDA_SGMM_VARIANT");
+  if (!ev || !*ev || ev[1] || ev[0] < '0' || ev[0] > '3') return -1;
+  return ev[0] - '0';
+}
+static int g_sgmm_tc_variant = std::max(0, sgmm_env_variant());
+void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 3 ? v : 0; }
 int sgmm_tc_variant() { return g_sgmm_tc_variant; }
+
+static int g_s3_groups = 0, g_s3_stages = 0, g_s3_grid = 0;
+void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks) {
+  g_s3_groups = groups == 1 || groups == 2 ? groups : 0;
+  g_s3_stages = max_stages >= 2 && max_stages <= S3_MAXNS ? max_stages : 0;
+  g_s3_grid = grid_blocks > 0 ? grid_blocks : 0;
+}
 
 static int persist_grid(int total_tiles) {
   static int sms = 0;
@@ -411,6 +800,53 @@ static int persist_grid(int total_tiles) {
     cudaGetLastError();
   }
   return std::max(1, std::min(total_tiles, 2 * sms));
+}
+
+// Variant 3 needs more than 48 KB of dynamic shared memory: cudaFuncSetAttribute once per device and template
+// instance.  Done outside stream capture only (sgmm_prepare, autotune_sgmm, or the first non-capturing sgmm());
+// a launch that finds the device not set up while its stream is capturing runs variant 0 instead (bit-identical).
+struct S3Dev {
+  int state = 0;  // 0: not tried, 1: ready, -1: unavailable (too little shared memory or an error)
+  int sms = 0, smem = 0;
+};
+static std::mutex g_s3_mu;
+static S3Dev g_s3_dev[64];
+
+static const S3Dev *s3_device(bool may_setup) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lk(g_s3_mu);
+  S3Dev &sd = g_s3_dev[dev];
+  if (sd.state == 0 && may_setup) {
+    int sms = 0, optin = 0;
+    bool ok = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+              cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
+              sms > 0 && optin >= S3_MIN_SMEM;
+    if (ok)
+      ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess;
+    if (!ok) cudaGetLastError();
+    sd.sms = sms;
+    sd.smem = optin;
+    sd.state = ok ? 1 : -1;
+    if (cuda_verbose())
+      fprintf(stderr, "lswc: sgmm streaming kernel %s (device %d: %d SMs, %d bytes of shared memory per block)\n",
+              ok ? "ready" : "unavailable", dev, sms, optin);
+  }
+  return sd.state == 1 ? &sd : nullptr;
+}
+
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages) {
+  const S3Dev *sd = s3_device(false);
+  if (!sd) return 0;
+  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages);
+  if (p.ns < 2) return 0;
+  if (groups) *groups = p.groups;
+  if (stages) *stages = p.ns;
+  return p.resident ? 1 : 2;
 }
 
 bool sgmm_tc_ok(int dtype, const SgmmDesc &d) {
@@ -425,17 +861,40 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
     const int tr = tc ? TC_R : ST_R, tcc = tc ? TC_C : ST_C;
     tiles += cdiv(descs[i].rows, tr) * cdiv(descs[i].cols, tcc);
   }
+  if (tc && n > 0) s3_device(true);  // host side, before any capture: set the streaming kernel's smem limit
   return tiles;
 }
 
 cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, bool tc, int top_k,
                  const int *experts, const float *gates, const int *skip, cudaStream_t s) {
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
-  if (tc && g_sgmm_tc_variant == 2) {
+  int variant = g_sgmm_tc_variant;
+  const S3Dev *sd = nullptr;
+  if (tc && variant == 3) {
+    sd = s3_device(false);
+    if (!sd) {  // first use on this device: set it up unless the stream is being captured
+      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
+      const bool failed = cudaStreamIsCapturing(s, &cs) != cudaSuccess;
+      if (failed) cudaGetLastError();
+      if (!failed && cs == cudaStreamCaptureStatusNone) sd = s3_device(true);
+    }
+    if (!sd) variant = 0;
+  }
+  if (tc && variant == 3) {
+    int grid = g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms;
+    grid = std::max(1, std::min(grid, total_tiles));
+    if (dtype == LSW_DTYPE_F16)
+      sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
+                                                                sd->smem, g_s3_groups, g_s3_stages);
+    else if (dtype == LSW_DTYPE_BF16)
+      sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
+                                                                       skip, sd->smem, g_s3_groups, g_s3_stages);
+    else return cudaErrorInvalidValue;
+  } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
     else if (dtype == LSW_DTYPE_BF16) sgmm_exact_tiled_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
     else return cudaErrorInvalidValue;
-  } else if (tc && g_sgmm_tc_variant == 1) {
+  } else if (tc && variant == 1) {
     const int grid = persist_grid(total_tiles);
     if (dtype == LSW_DTYPE_F16) sgmm_tc_persist_kernel<__half><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
     else if (dtype == LSW_DTYPE_BF16) sgmm_tc_persist_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip);
@@ -465,22 +924,37 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     cudaGetLastError();
     return g_sgmm_tc_variant;
   }
-  cudaEvent_t e0 = nullptr, e1 = nullptr;
-  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
-    if (e0) cudaEventDestroy(e0);
-    cudaGetLastError();
-    return g_sgmm_tc_variant;
+  const int forced = sgmm_env_variant();
+  if (forced >= 0) {
+    if (forced == 3) s3_device(true);
+    g_sgmm_tc_variant = forced;
+    if (cuda_verbose()) fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (LSW_CUDA_SGMM_VARIANT)\n", forced);
+    return forced;
   }
   const int saved = g_sgmm_tc_variant;
-  if (saved == 2) {  // exact kernel chosen on purpose (different semantics): nothing to tune
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+  if (saved == 2) return saved;  // exact kernel chosen on purpose (different semantics): nothing to tune
+  const bool have3 = s3_device(true) != nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  unsigned long long *dsum = nullptr;
+  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
+      cudaMalloc(&dsum, 3 * sizeof(unsigned long long)) != cudaSuccess) {
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaGetLastError();
     return saved;
   }
-  float best[2] = {1e30f, 1e30f};
-  bool ok = true;
-  for (int v = 0; v < 2 && ok; v++) {
-    g_sgmm_tc_variant = v;
+  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1 and 3 are kept only
+  // when that checksum equals variant 0's (bit-identical merge on these descriptors).
+  const int cand[3] = {0, 1, 3};
+  float best[3] = {1e30f, 1e30f, 1e30f};
+  unsigned long long sum[3] = {0, 0, 0};
+  bool ran[3] = {false, false, false};
+  int sms = 0, dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
+  bool ok = cudaMemsetAsync(dsum, 0, 3 * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
+  for (int c = 0; c < 3 && ok; c++) {
+    if (cand[c] == 3 && !have3) continue;
+    g_sgmm_tc_variant = cand[c];
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
       ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess;
@@ -488,20 +962,45 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
       if (!ok || cudaEventSynchronize(e1) != cudaSuccess) { ok = false; break; }
       float ms = 0;
       cudaEventElapsedTime(&ms, e0, e1);
-      if (rep > 0) best[v] = std::min(best[v], ms);  // rep 0 is the warm-up
+      if (rep > 0) best[c] = std::min(best[c], ms);  // rep 0 is the warm-up
     }
+    if (!ok) break;
+    sgmm_checksum_kernel<<<dim3(2 * sms, n_descs), 256, 0, s>>>(descs, dsum + c);
+    ok = cudaGetLastError() == cudaSuccess;
+    ran[c] = ok;
+  }
+  if (ok) ok = cudaMemcpyAsync(sum, dsum, sizeof sum, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
+               cudaStreamSynchronize(s) == cudaSuccess;
+  int pick = 0;
+  if (ok) {
+    for (int c = 1; c < 3; c++) {
+      if (!ran[c]) continue;
+      if (sum[c] != sum[0]) {  // never expected: the harness checks it; refuse the kernel rather than merge differently
+        fprintf(stderr, "lswc: sgmm tensor-core variant %d differs from the one-shot kernel on this model: not used\n", cand[c]);
+        continue;
+      }
+      if (best[c] < best[pick]) pick = c;
+    }
+    g_sgmm_tc_variant = cand[pick];
+    // W must end up holding a valid merge: run the chosen kernel last
+    ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess &&
+         cudaStreamSynchronize(s) == cudaSuccess;
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
+  cudaFree(dsum);
   if (!ok) {
     cudaGetLastError();
     g_sgmm_tc_variant = saved;
+    // the merge may be half-done: leave W holding the saved kernel's merge (best effort)
+    if (sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) != cudaSuccess ||
+        cudaStreamSynchronize(s) != cudaSuccess)
+      cudaGetLastError();
     return saved;
   }
-  g_sgmm_tc_variant = best[1] < best[0] ? 1 : 0;
   if (cuda_verbose())
-    fprintf(stderr, "lswc: sgmm tensor-core kernel -> %s (one-shot %.3f ms, persistent %.3f ms, %d tiles)\n",
-            g_sgmm_tc_variant ? "persistent" : "one-shot", best[0], best[1], total_tiles);
+    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, persistent %.3f ms, streaming %s%.3f ms, %d tiles)\n",
+            g_sgmm_tc_variant, best[0], best[1], have3 ? "" : "unavailable ", have3 ? best[2] : 0.f, total_tiles);
   return g_sgmm_tc_variant;
 }
 }  // namespace lswc
