@@ -830,6 +830,25 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
+      // pick the fastest tensor-core SGMM variant on these very descriptors before any capture (variants 1 and 3
+      // are only eligible when their output equals variant 0's bit for bit).  Synthetic routes (experts 0..K-1,
+      // gates 1/K) are merged into the working copies meanwhile; blk->merged is still 0, so the first real step
+      // merges again.  LSW_CUDA_AUTOTUNE=0 skips.
+      const char *at = getenv("LSW_CUDA_AUTOTUNE");
+      if (!(at && !strcmp(at, "0"))) {
+        const int K = st->ad[0].K, E = st->ad[0].E;
+        std::vector<int> he(K);
+        std::vector<float> hg(K, 1.f / K);
+        for (int k = 0; k < K; k++) he[k] = k % E;
+        int *de = nullptr;
+        float *dg = nullptr;
+        TRY(dalloc(st, &de, (size_t)K));
+        TRY(dalloc(st, &dg, (size_t)K));
+        LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
+        LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
+        lswc::autotune_sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, K, de, dg, st->s);
+        LSWC_CHECK(cudaStreamSynchronize(st->s));
+      }
     }
   }
   if (NA) {  // prologue_shrink sets its shared-memory attribute on first use: do that now, not during a capture

@@ -121,6 +121,7 @@ lsw_status lswc_op_attention(int32_t n, int32_t n_ctx, int32_t n_heads, int32_t 
   TRY(dV.upload(V, kv * 4));
   TRY(dO.alloc(q * 4));
   TRY(sc.alloc(lswc::attn_scratch_floats(n_heads, head_dim) * 4));
+  if (cudaError_t e = lswc::attn_scratch_clear(sc.as<float>(), n_heads, head_dim, 0)) return lswc_cuda_fail(e, "clearing the attention scratch", __FILE__, __LINE__);
   FINISH(lswc::attention(n, n_ctx, nullptr, n_heads, n_kv_heads, head_dim, dQ.as<float>(), n_heads * head_dim,
                          dK.as<float>(), dV.as<float>(), n_kv_heads * head_dim, dO.as<float>(), n_heads * head_dim,
                          sc.as<float>(), 0));
