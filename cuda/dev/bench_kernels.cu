@@ -414,6 +414,7 @@ static void alloc7b(Model7B &m, bool lora) {
         m.A[mi].push_back(a); m.B[mi].push_back(b);
       }
     m.t = dnew<float>(7 * m.K * m.R);
+    dfill(LSW_DTYPE_F32, m.t, 7 * m.K * m.R, 0.1f);
     m.gates = dup(std::vector<float>{0.6f, 0.4f});
     m.experts = dup(std::vector<int>{5, 2});
   }
@@ -423,34 +424,51 @@ static void alloc7b(Model7B &m, bool lora) {
 // fused: the shrinks ride in the norm / SwiGLU prologue launches (only o's shrink is an extra launch)
 // pro: the RMSNorm / SwiGLU nodes of the base step run as prologue_shrink without jobs (kernels that trigger
 // their dependents early, so the following PDL GEMV overlaps them)
-static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false) {
+// LoraCfg (fused only): which modules are adapted (bit mi: 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down) at which rank
+// (<= m.R: the r64 buffers are reused), and two ablations that isolate the parts of the LoRA cost:
+// no_shrink (t left as is, shrink jobs dropped: the prologues become plain norms) and no_epi (GEMVs without epilogue).
+struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false; };
+static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
+  auto on = [&](int mi) { return fused && ((lc.mask >> mi) & 1); };
   for (int l = 0; l < m.L; l++) {
-    LoraEpilogue ep;
     float *t = m.t;
-    auto seg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), m.R, m.B[mi][l], t + mi * m.K * m.R, m.experts}; };
+    auto seg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), lc.rank, m.B[mi][l], t + mi * m.K * m.R, m.experts}; };
+    // the shrink jobs of the adapted modules among mods (one adapter: one batch), on input `in`
     auto batch = [&](std::initializer_list<int> mods, const float *in) {
-      ShrinkBatch b; b.top_k = m.K; b.experts = m.experts; b.gates = m.gates;
-      for (int mi : mods) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], m.R, mod_in(m, mi), in, t + mi * m.K * m.R};
+      ShrinkBatch b; b.top_k = m.K; b.n_experts = m.E; b.experts = m.experts; b.gates = m.gates;
+      if (!lc.no_shrink)
+        for (int mi : mods)
+          if (on(mi)) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], lc.rank, mod_in(m, mi), in, t + mi * m.K * m.R};
       return b;
     };
+    auto epi = [&](LoraEpilogue &ep, std::initializer_list<std::pair<int, int>> mods) {  // (module, row0)
+      ep = LoraEpilogue{};
+      ep.top_k = m.K;
+      if (!lc.no_epi)
+        for (auto mr : mods)
+          if (on(mr.first)) ep.seg[ep.nseg++] = seg(mr.first, mr.second);
+      return ep.nseg > 0 ? &ep : nullptr;
+    };
+    // RMSNorm / SwiGLU producing the input of a matrix: with its shrinks folded in when there are any
+    auto prologue = [&](int mode, std::initializer_list<int> mods, const float *in, const float *w, float *out) {
+      ShrinkBatch b = batch(mods, out);
+      if (b.njobs > 0 || (pro && !fused)) CK(prologue_shrink(m.dt, mode, mode ? I : H, in, w, 1e-5f, out, b, s));
+      else if (mode == 0) CK(rmsnorm(1, H, in, H, w, 1e-5f, out, H, s));
+      else CK(swiglu(1, I, in, 2 * I, out, I, s));
+    };
+    LoraEpilogue ep;
     // attention block
-    if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({0, 1, 2}, xn), s)); ep.nseg = 3; ep.top_k = m.K; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H); }
-    else if (pro) CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, ShrinkBatch{}, s));
-    else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
-    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, fused ? &ep : nullptr, s));
-    if (fused) { CK(lora_shrink(m.dt, batch({3}, gu), s)); ep.nseg = 1; ep.seg[0] = seg(3, 0); }
-    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
+    prologue(0, {0, 1, 2}, x, m.normw, xn);
+    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s));
+    { ShrinkBatch b = batch({3}, gu); if (b.njobs) CK(lora_shrink(m.dt, b, s)); }
+    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s));
     // MLP block
-    if (fused) { CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, batch({4, 5}, xn), s)); ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I); }
-    else if (pro) CK(prologue_shrink(m.dt, 0, H, x, m.normw, 1e-5f, xn, ShrinkBatch{}, s));
-    else CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
-    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, fused ? &ep : nullptr, s));
-    if (fused) { CK(prologue_shrink(m.dt, 1, I, gu, nullptr, 0.f, act, batch({6}, act), s)); ep.nseg = 1; ep.seg[0] = seg(6, 0); }
-    else if (pro) CK(prologue_shrink(m.dt, 1, I, gu, nullptr, 0.f, act, ShrinkBatch{}, s));
-    else CK(swiglu(1, I, gu, 2 * I, act, I, s));
-    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, fused ? &ep : nullptr, s));
+    prologue(0, {4, 5}, x, m.normw, xn);
+    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s));
+    prologue(1, {6}, gu, nullptr, act);
+    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s));
   }
   CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
@@ -521,15 +539,69 @@ static void bench_7b() {
   }
   const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, &nb);
   const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, &nf);
+  // the parts of the LoRA cost: GEMV epilogues only (no shrink work: plain norms, no o shrink), shrinks only
+  LoraCfg epi_only, shrink_only, qv16;
+  epi_only.no_shrink = true;
+  shrink_only.no_epi = true;
+  qv16.mask = (1 << 0) | (1 << 2);
+  qv16.rank = 16;
+  int nq = 0;
+  const double fused_epi = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, epi_only); }, nullptr);
+  const double fused_shr = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, shrink_only); }, nullptr);
+  const double fused_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, &nq);
   gemv_set_pdl(true);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
   const double fused_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+  const double fused_qv_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, nullptr);
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   gemv_set_pdl(false);
   const double pro = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   setenv("LSW_CUDA_GEMV_LORA_VARIANT", "2", 1);  // fused epilogue in the lightest kernel (1 row/warp, 4 x 16B)
   const double fused_v2 = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   unsetenv("LSW_CUDA_GEMV_LORA_VARIANT");
+  // LoRA launches tuned on their own (autotune_gemv_lora on the 7B epilogues), then the fused graph again
+  {
+    const int H = m.H, I = m.I;
+    std::vector<LoraEpilogue> eq(m.L), eo(m.L), eg(m.L), ed(m.L);
+    for (int l = 0; l < m.L; l++) {
+      auto sg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), m.R, m.B[mi][l], m.t + mi * m.K * m.R, m.experts}; };
+      eq[l].top_k = eo[l].top_k = eg[l].top_k = ed[l].top_k = m.K;
+      eq[l].nseg = 3; eq[l].seg[0] = sg(0, 0); eq[l].seg[1] = sg(1, H); eq[l].seg[2] = sg(2, 2 * H);
+      eo[l].nseg = 1; eo[l].seg[0] = sg(3, 0);
+      eg[l].nseg = 2; eg[l].seg[0] = sg(4, 0); eg[l].seg[1] = sg(5, I);
+      ed[l].nseg = 1; ed[l].seg[0] = sg(6, 0);
+    }
+    const size_t rep0 = gemv_tune_report().size();
+    autotune_gemv_lora(m.dt, 3 * H, H, m.qkv.data(), eq.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv_lora(m.dt, H, H, m.o.data(), eo.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv_lora(m.dt, 2 * I, H, m.gu.data(), eg.data(), m.L, m.xi, m.y, 0);
+    autotune_gemv_lora(m.dt, H, I, m.dn.data(), ed.data(), m.L, m.xi, m.y, 0);
+    CK(cudaDeviceSynchronize());
+    const std::string rep = gemv_tune_report().substr(rep0);
+    size_t p0 = 0;
+    while (p0 < rep.size()) {
+      size_t e = rep.find('\n', p0);
+      if (e == std::string::npos) e = rep.size();
+      logf("  %s\n", rep.substr(p0, e - p0).c_str());
+      p0 = e + 1;
+    }
+  }
+  const double fused_lt = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+  gemv_set_pdl(true);
+  const double fused_lt_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+  gemv_set_pdl(false);
+  for (int mi = 0; mi < 7; mi++) {  // back to the plain choices for whatever runs after this section
+    const int r = mi < 3 ? 3 * m.H : mi == 3 || mi == 6 ? m.H : 2 * m.I, c = mi == 6 ? m.I : m.H;
+    gemv_set_variant(m.dt, r, c, 0, true);
+  }
+  // adapter bytes read per token (A and B of the selected experts) and the bandwidth floor of the ratio
+  auto lora_bytes = [&](const LoraCfg &c) {
+    double b = 0;
+    for (int mi = 0; mi < 7; mi++)
+      if ((c.mask >> mi) & 1) b += (double)m.L * m.K * c.rank * (mod_in(m, mi) + mod_out(m, mi)) * 2.0;
+    return b;
+  };
+  const double lb64 = lora_bytes(LoraCfg{}), lb16 = lora_bytes(qv16);
   row("  same, base, GEMV v1 everywhere (production before autotuning)", base_v1, (double)m.weight_bytes);
   char nm[200];
   snprintf(nm, sizeof nm, "7B linears+norms+swiglu, our GEMV autotuned, graph (%d nodes)", nb);
@@ -539,11 +611,30 @@ static void bench_7b() {
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs forced to v2 (LSW_CUDA_GEMV_LORA_VARIANT=2)", fused_v2, (double)m.weight_bytes);
+  row("  same, fused LoRA, LoRA GEMVs autotuned separately", fused_lt, (double)m.weight_bytes);
+  row("  same, fused LoRA, LoRA GEMVs autotuned separately + PDL", fused_lt_pdl, (double)m.weight_bytes);
+  row("  same, fused LoRA r64, GEMV epilogues only (no shrinks)", fused_epi, (double)m.weight_bytes);
+  row("  same, fused LoRA r64, shrinks only (no GEMV epilogues)", fused_shr, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "same + fused LoRA r16 top-2 on q,v (%d nodes)", nq);
+  row(nm, fused_qv, (double)m.weight_bytes);
+  row("  same, fused LoRA r16 q,v, PDL", fused_qv_pdl, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels (trigger early), no PDL", pro, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels + PDL GEMV", pro_pdl, (double)m.weight_bytes);
-  logf("  fused / base = %.4f (PDL: %.4f) (target <= 1.05)\n", fused / base, fused_pdl / base_pdl);
+  logf("  LoRA bytes per token: r64 all-linear %.1f MB (%.2f %% of the weights), r16 q,v %.1f MB (%.2f %%)\n",
+       lb64 / 1e6, 100.0 * lb64 / m.weight_bytes, lb16 / 1e6, 100.0 * lb16 / m.weight_bytes);
+  logf("  fused / base = %.4f (PDL: %.4f; LoRA GEMVs tuned separately: %.4f, + PDL %.4f) (target <= 1.05, floor %.4f)\n",
+       fused / base, fused_pdl / base_pdl, fused_lt / base, fused_lt_pdl / base_pdl, 1.0 + lb64 / m.weight_bytes);
+  logf("  LoRA cost per token: %.3f ms = epilogues %.3f ms + shrinks %.3f ms + rest %.3f ms (bytes alone at base rate: %.3f ms)\n",
+       fused - base, fused_epi - base, fused_shr - base, (fused - base) - (fused_epi - base) - (fused_shr - base),
+       base * lb64 / m.weight_bytes);
+  logf("  fused r16 q,v / base = %.4f (PDL: %.4f) (floor %.4f)\n", fused_qv / base, fused_qv_pdl / base_pdl,
+       1.0 + lb16 / m.weight_bytes);
   char b[256];
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base", fused, fused / base);
+  g_table.push_back(b);
+  snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base, PDL", fused_pdl, fused_pdl / base_pdl);
+  g_table.push_back(b);
+  snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f                            |", "fused LoRA r16 q,v / base", fused_qv, fused_qv / base);
   g_table.push_back(b);
 #if defined(LSW_DEV_CUBLAS)
   {  // cuBLAS GEMV baseline: x in f16, y f32, the same weights
@@ -577,125 +668,384 @@ static void bench_7b() {
 // ===================================================================================================
 static void test_lora() {
   logf("\n== fused LoRA (shrink + GEMV epilogue) and unfused expand ==\n");
+  // A case: rows of one fused matrix, up to 3 adapted segments (module rows inside it, own ranks), top_k experts of
+  // E = 4.  The first block is the original sweep (names kept); then ranks 48 / 12 (12: 16-bit B rows are not
+  // 16-byte multiples -> base GEMV + thread-per-row epilogue), top-1 / top-3, three segments of different ranks
+  // (one boundary inside a GEMV block, rows not a multiple of any tile), top_k * rank > 512 (t read from global).
+  struct Case { int rows, cols, K, nseg, row0[3], nrows[3], rank[3]; bool unfused; const char *tag; };
+  std::vector<Case> cases;
+  for (int rank : {8, 16, 64, 200})
+    for (int cols : {4096, 1000}) cases.push_back({2100, cols, 2, 2, {0, 1400}, {700, 700}, {rank, rank}, true, nullptr});
+  cases.push_back({2100, 4096, 2, 2, {0, 1400}, {700, 700}, {48, 48}, true, nullptr});
+  cases.push_back({2100, 4096, 2, 2, {0, 1400}, {700, 700}, {12, 12}, true, nullptr});
+  cases.push_back({2100, 4096, 1, 2, {0, 1400}, {700, 700}, {64, 64}, true, nullptr});
+  cases.push_back({2100, 4096, 3, 2, {0, 1400}, {700, 700}, {64, 64}, true, nullptr});
+  cases.push_back({2101, 4096, 3, 3, {0, 700, 1401}, {700, 701, 700}, {16, 48, 64}, false, "3 segs r16/48/64"});
+  cases.push_back({2101, 1000, 2, 3, {0, 700, 1401}, {700, 701, 700}, {8, 64, 16}, false, "3 segs r8/64/16"});
+  cases.push_back({1003, 4096, 3, 1, {0}, {1003}, {200}, false, "1 seg r200"});
+  const int E = 4;
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
-    for (int rank : {8, 16, 64, 200})
-      for (int cols : {4096, 1000}) {
-        const int rows = 3 * 700, E = 4, K = 2;  // fused qkv-like: 3 segments, middle one not adapted
-        HostW W = make_w(dt, (size_t)rows * cols, 0.5f);
-        HostW A0 = make_w(dt, (size_t)E * rank * cols, 0.5f), A2 = make_w(dt, (size_t)E * rank * cols, 0.5f);
-        HostW B0 = make_w(dt, (size_t)E * 700 * rank, 0.5f), B2 = make_w(dt, (size_t)E * 700 * rank, 0.5f);
-        auto x = rvec(cols);
-        std::vector<int> ex = {3, 1};
-        std::vector<float> g = {0.7f, 0.3f};
-        std::vector<double> ref, sc;
-        ref_matmul(W.val, rows, cols, x, 1, ref, sc);
-        for (int segi = 0; segi < 2; segi++) {
-          const HostW &A = segi ? A2 : A0, &B = segi ? B2 : B0;
-          const int row0 = segi ? 1400 : 0;
-          for (int k = 0; k < K; k++) {
-            std::vector<double> t(rank);
-            for (int j = 0; j < rank; j++) {
-              double s = 0;
-              for (int c = 0; c < cols; c++) s += (double)A.val[((size_t)ex[k] * rank + j) * cols + c] * x[c];
-              t[j] = g[k] * s;
-            }
-            for (int r = 0; r < 700; r++) {
-              double s = 0, a = 0;
-              for (int j = 0; j < rank; j++) { double v = B.val[((size_t)ex[k] * 700 + r) * rank + j] * t[j]; s += v; a += std::fabs(v); }
-              ref[row0 + r] += s;
-              sc[row0 + r] += a + 1.0;
-            }
+    for (const Case &cs : cases) {
+      const int rows = cs.rows, cols = cs.cols, K = cs.K;
+      HostW W = make_w(dt, (size_t)rows * cols, 0.5f);
+      std::vector<HostW> As, Bs;
+      for (int s = 0; s < cs.nseg; s++) {
+        As.push_back(make_w(dt, (size_t)E * cs.rank[s] * cols, 0.5f));
+        Bs.push_back(make_w(dt, (size_t)E * cs.nrows[s] * cs.rank[s], 0.5f));
+      }
+      auto x = rvec(cols);
+      std::vector<int> ex = K == 1 ? std::vector<int>{2} : K == 2 ? std::vector<int>{3, 1} : std::vector<int>{3, 0, 2};
+      std::vector<float> g = K == 1 ? std::vector<float>{0.8f} : K == 2 ? std::vector<float>{0.7f, 0.3f} : std::vector<float>{0.5f, 0.3f, 0.2f};
+      std::vector<double> ref, sc;
+      ref_matmul(W.val, rows, cols, x, 1, ref, sc);
+      for (int s = 0; s < cs.nseg; s++) {
+        const HostW &A = As[s], &B = Bs[s];
+        const int rank = cs.rank[s], nr = cs.nrows[s];
+        for (int k = 0; k < K; k++) {
+          std::vector<double> t(rank);
+          for (int j = 0; j < rank; j++) {
+            double sum = 0;
+            for (int c = 0; c < cols; c++) sum += (double)A.val[((size_t)ex[k] * rank + j) * cols + c] * x[c];
+            t[j] = g[k] * sum;
+          }
+          for (int r = 0; r < nr; r++) {
+            double sum = 0, a = 0;
+            for (int j = 0; j < rank; j++) { double v = B.val[((size_t)ex[k] * nr + r) * rank + j] * t[j]; sum += v; a += std::fabs(v); }
+            ref[cs.row0[s] + r] += sum;
+            sc[cs.row0[s] + r] += a + 1.0;
           }
         }
-        void *dW = dupb(W.bytes), *dA0 = dupb(A0.bytes), *dA2 = dupb(A2.bytes), *dB0 = dupb(B0.bytes), *dB2 = dupb(B2.bytes);
-        float *dx = dup(x), *dg = dup(g), *dt_ = dnew<float>(2 * K * rank), *dY = dnew<float>(rows);
-        int *de = dup(ex);
-        ShrinkBatch sb; sb.top_k = K; sb.experts = de; sb.gates = dg; sb.njobs = 2;
-        sb.job[0] = {dA0, rank, cols, dx, dt_}; sb.job[1] = {dA2, rank, cols, dx, dt_ + K * rank};
-        LoraEpilogue ep; ep.nseg = 2; ep.top_k = K;
-        ep.seg[0] = {0, 700, rank, dB0, dt_, de}; ep.seg[1] = {1400, 700, rank, dB2, dt_ + K * rank, de};
-        std::vector<float> Y;
-        char nm[160];
-        for (int v = 0; v < gemv_variants(); v++) {  // the epilogue in every kernel the autotuner may pick
-          if (v > 0 && cols != 4096) continue;
-          poison(dY, rows * 4);
-          poison(dt_, 2 * K * rank * 4);
-          CK(lora_shrink(dt, sb, 0));
-          CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0, v));
-          CK(cudaDeviceSynchronize());
-          Y = down(dY, rows);
-          snprintf(nm, sizeof nm, "fused lora %s %dx%d r%d top%d gemv v%d", dname(dt), rows, cols, rank, K, v);
-          check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
-        }
-        // unfused: plain GEMV, then per expert shrink (top_k = 1 at a time) + expand
+      }
+      void *dW = dupb(W.bytes);
+      std::vector<void *> dA, dB;
+      for (int s = 0; s < cs.nseg; s++) { dA.push_back(dupb(As[s].bytes)); dB.push_back(dupb(Bs[s].bytes)); }
+      int tot = 0;
+      for (int s = 0; s < cs.nseg; s++) tot += K * cs.rank[s];
+      float *dx = dup(x), *dg = dup(g), *dt_ = dnew<float>(tot), *dY = dnew<float>(rows);
+      int *de = dup(ex);
+      ShrinkBatch sb; sb.top_k = K; sb.n_experts = E; sb.experts = de; sb.gates = dg; sb.njobs = cs.nseg;
+      LoraEpilogue ep; ep.nseg = cs.nseg; ep.top_k = K;
+      for (int s = 0, o = 0; s < cs.nseg; o += K * cs.rank[s], s++) {
+        sb.job[s] = {dA[s], cs.rank[s], cols, dx, dt_ + o};
+        ep.seg[s] = {cs.row0[s], cs.nrows[s], cs.rank[s], dB[s], dt_ + o, de};
+      }
+      char nm[200], what[80];
+      if (cs.tag) snprintf(what, sizeof what, "%s %dx%d %s top%d", dname(dt), rows, cols, cs.tag, K);
+      else snprintf(what, sizeof what, "%s %dx%d r%d top%d", dname(dt), rows, cols, cs.rank[0], K);
+      std::vector<float> Y, first;
+      for (int v = 0; v < gemv_variants(); v++) {  // the epilogue in every kernel the autotuner may pick
+        if (v > 0 && cols != 4096) continue;
+        poison(dY, rows * 4);
+        poison(dt_, tot * 4);
+        CK(lora_shrink(dt, sb, 0));
+        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0, v));
+        CK(cudaDeviceSynchronize());
+        Y = down(dY, rows);
+        snprintf(nm, sizeof nm, "fused lora %s gemv v%d", what, v);
+        check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+        if (v == 0) first = Y;
+      }
+      {  // deterministic: the same launch again gives the same bits; bias + accumulate with the epilogue
+        poison(dY, rows * 4);
+        CK(lora_shrink(dt, sb, 0));
+        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ep, 0));
+        CK(cudaDeviceSynchronize());
+        Y = down(dY, rows);
+        snprintf(nm, sizeof nm, "fused lora %s: second run bit-identical", what);
+        expect(memcmp(Y.data(), first.data(), rows * 4) == 0, "%s", nm);
+        auto bias = rvec(rows), Y0 = rvec(rows);
+        float *db = dup(bias);
+        CK(cudaMemcpy(dY, Y0.data(), rows * 4, cudaMemcpyHostToDevice));
+        CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, db, true, &ep, 0));
+        CK(cudaDeviceSynchronize());
+        Y = down(dY, rows);
+        std::vector<double> r2(rows), s2(rows);
+        for (int i = 0; i < rows; i++) { r2[i] = ref[i] + bias[i] + Y0[i]; s2[i] = sc[i] + std::fabs(bias[i]) + std::fabs(Y0[i]); }
+        snprintf(nm, sizeof nm, "fused lora %s + bias + accumulate", what);
+        check(nm, Y.data(), r2.data(), s2.data(), rows, 1e-5, 3e-6);
+        cudaFree(db);
+      }
+      if (cs.unfused) {  // unfused: plain GEMV, then per expert shrink (top_k = 1 at a time) + expand
         poison(dY, rows * 4);
         CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, nullptr, 0));
-        for (int segi = 0; segi < 2; segi++)
+        static float *d_one = nullptr;
+        if (!d_one) d_one = dup(std::vector<float>{1.f});
+        for (int s = 0; s < cs.nseg; s++)
           for (int k = 0; k < K; k++) {
-            ShrinkBatch s1; s1.top_k = 1; s1.experts = de + k; s1.gates = dg + k; s1.njobs = 1;
-            std::vector<float> one = {1.f};
-            static float *d_one = nullptr;
-            if (!d_one) d_one = dup(one);
-            s1.gates = d_one;
-            s1.job[0] = {segi ? dA2 : dA0, rank, cols, dx, dt_};
+            ShrinkBatch s1; s1.top_k = 1; s1.experts = de + k; s1.gates = d_one; s1.njobs = 1;
+            s1.job[0] = {dA[s], cs.rank[s], cols, dx, dt_};
             CK(lora_shrink(dt, s1, 0));
-            CK(lora_expand(dt, segi ? dB2 : dB0, 700, rank, de, k, dg, dt_, dY + (segi ? 1400 : 0), 0));
+            CK(lora_expand(dt, dB[s], cs.nrows[s], cs.rank[s], de, k, dg, dt_, dY + cs.row0[s], 0));
           }
         CK(cudaDeviceSynchronize());
         Y = down(dY, rows);
-        snprintf(nm, sizeof nm, "unfused lora %s %dx%d r%d top%d", dname(dt), rows, cols, rank, K);
+        snprintf(nm, sizeof nm, "unfused lora %s", what);
         check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
-        for (void *p : {dW, dA0, dA2, dB0, dB2, (void *)dx, (void *)dg, (void *)dt_, (void *)dY, (void *)de}) cudaFree(p);
       }
+      for (void *p : {dW, (void *)dx, (void *)dg, (void *)dt_, (void *)dY, (void *)de}) cudaFree(p);
+      for (void *p : dA) cudaFree(p);
+      for (void *p : dB) cudaFree(p);
+    }
+}
+
+// lora_shrink on its own: t against fp64 for awkward shapes (cols not a multiple of the 16-byte vector or of the
+// block, x not 16-byte aligned -> scalar path, several jobs of different ranks and widths in one batch), with and
+// without the pre-wait A prefetch (n_experts), and right after the router that writes its experts, launched with
+// PDL (the prefetch guesses the expert before the router has finished; the post-wait check must catch it).
+static void test_lora_shrink() {
+  logf("\n== LoRA shrink (o_proj's separate launch) ==\n");
+  const int E = 5, K = 2;
+  struct Job { int rank, cols, xoff; };
+  const std::vector<std::vector<Job>> batches = {{{64, 4096, 0}}, {{16, 11008, 0}, {48, 4096, 0}, {8, 1000, 0}},
+                                                 {{16, 1003, 0}, {12, 4096, 1}}};
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (size_t bi = 0; bi < batches.size(); bi++) {
+      const auto &jobs = batches[bi];
+      std::vector<HostW> As;
+      std::vector<std::vector<float>> xs;
+      for (auto &j : jobs) { As.push_back(make_w(dt, (size_t)E * j.rank * j.cols, 0.5f)); xs.push_back(rvec(j.cols + 1)); }
+      const int router_dim = 512;
+      HostW Rw = make_w(dt, (size_t)E * router_dim, 0.5f);
+      auto rx = rvec(router_dim, 2.f);
+      std::vector<void *> dA;
+      std::vector<float *> dxs;
+      int tot = 0;
+      for (size_t q = 0; q < jobs.size(); q++) { dA.push_back(dupb(As[q].bytes)); dxs.push_back(dup(xs[q])); tot += K * jobs[q].rank; }
+      float *dt_ = dnew<float>(tot), *dg = dnew<float>(K), *drx = dup(rx);
+      int *de = dnew<int>(K);
+      void *dR = dupb(Rw.bytes);
+      for (int mode = 0; mode < 4; mode++) {  // 0: no prefetch, 1: prefetch, 2: after the router, PDL, 3: same + graph
+        CK(cudaMemcpy(de, std::vector<int>{4, 0}.data(), K * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dg, std::vector<float>{0.6f, 0.4f}.data(), K * 4, cudaMemcpyHostToDevice));
+        ShrinkBatch sb; sb.top_k = K; sb.n_experts = mode ? E : 0; sb.experts = de; sb.gates = dg; sb.njobs = (int)jobs.size();
+        for (size_t q = 0, o = 0; q < jobs.size(); o += K * jobs[q].rank, q++)
+          sb.job[q] = {dA[q], jobs[q].rank, jobs[q].cols, dxs[q] + jobs[q].xoff, dt_ + o};
+        poison(dt_, tot * 4);
+        gemv_set_pdl(mode >= 2);
+        cudaStream_t s;
+        CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+        auto body = [&](cudaStream_t st) {
+          if (mode >= 2) CK(route(dt, E, router_dim, K, dR, drx, de, dg, st));
+          CK(lora_shrink(dt, sb, st));
+        };
+        if (mode == 3) {
+          cudaGraph_t g; cudaGraphExec_t ge;
+          CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+          body(s);
+          CK(cudaStreamEndCapture(s, &g));
+          CK(cudaGraphInstantiate(&ge, g, 0));
+          CK(cudaGraphLaunch(ge, s));
+          CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
+        } else {
+          body(s);
+        }
+        CK(cudaStreamSynchronize(s));
+        CK(cudaStreamDestroy(s));
+        gemv_set_pdl(false);
+        const auto ex = down(de, K);
+        const auto gg = down(dg, K);
+        const auto t = down(dt_, tot);
+        std::vector<double> ref(tot), sc(tot);
+        for (size_t q = 0, o = 0; q < jobs.size(); o += K * jobs[q].rank, q++)
+          for (int k = 0; k < K; k++)
+            for (int i = 0; i < jobs[q].rank; i++) {
+              double sum = 0, a = 0;
+              for (int c = 0; c < jobs[q].cols; c++) {
+                const double p = (double)As[q].val[((size_t)ex[k] * jobs[q].rank + i) * jobs[q].cols + c] * xs[q][jobs[q].xoff + c];
+                sum += p; a += std::fabs(p);
+              }
+              ref[o + k * jobs[q].rank + i] = gg[k] * sum;
+              sc[o + k * jobs[q].rank + i] = std::fabs(gg[k]) * a;
+            }
+        char nm[200];
+        snprintf(nm, sizeof nm, "lora_shrink %s batch %zu (%zu jobs)%s", dname(dt), bi, jobs.size(),
+                 mode == 0 ? "" : mode == 1 ? ", A prefetched" : mode == 2 ? ", after router, PDL" : ", after router, PDL, graph");
+        check(nm, t.data(), ref.data(), sc.data(), tot, 1e-6, 4e-6);
+        if (mode >= 2) expect(ex[0] >= 0 && ex[0] < E && ex[1] >= 0 && ex[1] < E && !(ex[0] == 4 && ex[1] == 0 && gg[0] == 0.6f),
+                              "lora_shrink %s batch %zu: the router ran first (experts %d %d)", dname(dt), bi, ex[0], ex[1]);
+      }
+      for (void *p : dA) cudaFree(p);
+      for (float *p : dxs) cudaFree(p);
+      cudaFree(dt_); cudaFree(dg); cudaFree(drx); cudaFree(de); cudaFree(dR);
+    }
+}
+
+// The fused decode chain of two small layers (prologue shrinks, qkv / o / gate-up / down GEMVs with the LoRA
+// epilogue, o's separate shrink, residual accumulation), every GEMV variant in turn: with PDL (weights and A rows read
+// before griddepcontrol.wait) eagerly and in a graph (2 replays) bit-identical to the plain eager launches.
+static void test_lora_pdl_chain() {
+  logf("\n== fused LoRA decode chain with programmatic dependent launch ==\n");
+  const int H = 1024, I = 2816, L = 2, E = 4, K = 2, R = 16, dt = LSW_DTYPE_BF16;
+  const int outs[7] = {H, H, H, H, I, I, H}, ins[7] = {H, H, H, H, H, H, I};
+  std::vector<void *> Wq(L), Wo(L), Wg(L), Wd(L), A[7], B[7];
+  auto mk = [&](size_t n, float sc) { void *p; CK(cudaMalloc(&p, n * 2)); dfill(dt, p, n, sc); return p; };
+  for (int l = 0; l < L; l++) {
+    Wq[l] = mk((size_t)3 * H * H, 0.03f); Wo[l] = mk((size_t)H * H, 0.03f);
+    Wg[l] = mk((size_t)2 * I * H, 0.03f); Wd[l] = mk((size_t)H * I, 0.03f);
+    for (int mi = 0; mi < 7; mi++) { A[mi].push_back(mk((size_t)E * R * ins[mi], 0.05f)); B[mi].push_back(mk((size_t)E * outs[mi] * R, 0.05f)); }
+  }
+  float *x = dnew<float>(H), *x0 = dnew<float>(H), *xn = dnew<float>(H), *qkv = dnew<float>(3 * H), *gu = dnew<float>(2 * I),
+        *act = dnew<float>(I), *normw = dnew<float>(H), *t = dnew<float>(7 * K * R), *gates = dup(std::vector<float>{0.7f, 0.3f});
+  int *experts = dup(std::vector<int>{3, 1});
+  dfill(LSW_DTYPE_F32, x0, H, 1.f);
+  dfill(LSW_DTYPE_F32, normw, H, 1.f);
+  auto chain = [&](cudaStream_t s) {
+    CK(cudaMemcpyAsync(x, x0, H * 4, cudaMemcpyDeviceToDevice, s));
+    for (int l = 0; l < L; l++) {
+      auto batch = [&](std::initializer_list<int> mods, const float *in) {
+        ShrinkBatch b; b.top_k = K; b.n_experts = E; b.experts = experts; b.gates = gates;
+        for (int mi : mods) b.job[b.njobs++] = ShrinkJob{A[mi][l], R, ins[mi], in, t + mi * K * R};
+        return b;
+      };
+      auto seg = [&](int mi, int row0) { return LoraSeg{row0, outs[mi], R, B[mi][l], t + mi * K * R, experts}; };
+      LoraEpilogue ep; ep.top_k = K;
+      CK(prologue_shrink(dt, 0, H, x, normw, 1e-5f, xn, batch({0, 1, 2}, xn), s));
+      ep.nseg = 3; ep.seg[0] = seg(0, 0); ep.seg[1] = seg(1, H); ep.seg[2] = seg(2, 2 * H);
+      CK(gemv(dt, Wq[l], 3 * H, H, xn, H, 1, qkv, 3 * H, nullptr, false, &ep, s));
+      CK(lora_shrink(dt, batch({3}, qkv + 2 * H), s));  // "attention output": the v part
+      ep.nseg = 1; ep.seg[0] = seg(3, 0);
+      CK(gemv(dt, Wo[l], H, H, qkv + 2 * H, H, 1, x, H, nullptr, true, &ep, s));
+      CK(prologue_shrink(dt, 0, H, x, normw, 1e-5f, xn, batch({4, 5}, xn), s));
+      ep.nseg = 2; ep.seg[0] = seg(4, 0); ep.seg[1] = seg(5, I);
+      CK(gemv(dt, Wg[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, &ep, s));
+      CK(prologue_shrink(dt, 1, I, gu, nullptr, 0.f, act, batch({6}, act), s));
+      ep.nseg = 1; ep.seg[0] = seg(6, 0);
+      CK(gemv(dt, Wd[l], H, I, act, I, 1, x, H, nullptr, true, &ep, s));
+    }
+  };
+  for (int v = 1; v < gemv_variants(); v++) {
+    char fv[8];
+    snprintf(fv, sizeof fv, "%d", v);
+    setenv("LSW_CUDA_GEMV_VARIANT", fv, 1);
+    std::vector<float> ref;
+    for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
+      gemv_set_pdl(mode & 1);
+      cudaStream_t s;
+      CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s));
+      if (mode < 2) chain(s);
+      else {
+        cudaGraph_t g; cudaGraphExec_t ge;
+        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        chain(s);
+        CK(cudaStreamEndCapture(s, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        CK(cudaGraphLaunch(ge, s));
+        CK(cudaStreamSynchronize(s));
+        CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s));
+        CK(cudaGraphLaunch(ge, s));  // replay
+        CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
+      }
+      CK(cudaStreamSynchronize(s));
+      CK(cudaStreamDestroy(s));
+      auto o = down(x, H);
+      if (mode == 0) {
+        ref = o;
+        bool finite = true;
+        for (float f : o) finite = finite && std::isfinite(f);
+        expect(finite, "fused LoRA chain v%d: finite output", v);
+      } else {
+        expect(memcmp(o.data(), ref.data(), H * 4) == 0, "fused LoRA chain v%d with %s%s: bit-identical to eager", v,
+               mode & 1 ? "PDL" : "no PDL", mode >= 2 ? " in a graph (2 replays)" : "");
+      }
+    }
+  }
+  unsetenv("LSW_CUDA_GEMV_VARIANT");
+  gemv_set_pdl(false);
+  for (auto *vv : {&Wq, &Wo, &Wg, &Wd}) for (void *p : *vv) cudaFree(p);
+  for (int mi = 0; mi < 7; mi++) { for (void *p : A[mi]) cudaFree(p); for (void *p : B[mi]) cudaFree(p); }
+  for (void *p : {(void *)x, (void *)x0, (void *)xn, (void *)qkv, (void *)gu, (void *)act, (void *)normw, (void *)t,
+                  (void *)gates, (void *)experts})
+    cudaFree(p);
 }
 
 static void test_prologue_shrink() {
   logf("\n== fused-mode prologue: RMSNorm / SwiGLU + LoRA shrink in one launch ==\n");
+  // job sets: the original (2 jobs, top-2, r16; names kept), 3 jobs of ranks 8/48/64 top-3, one r64 top-1 job.
+  // D = 1003: not a multiple of the 16-byte vector (scalar path).  Each set also runs with the pre-wait A prefetch
+  // and PDL (must give the same bits) and, for the first D, with no jobs (plain multi-block RMSNorm / SwiGLU).
+  struct Set { int K, njobs, rank[3]; const char *tag; };
+  const Set sets[] = {{2, 2, {16, 16}, "2 jobs, top-2, r16"}, {3, 3, {8, 48, 64}, "3 jobs, top-3, r8/48/64"},
+                      {1, 1, {64}, "1 job, top-1, r64"}};
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
-    for (int mode : {0, 1})
-      for (int D : {4096, 11008, 200}) {
-        if (mode == 0 && D == 11008) continue;
-        const int rank = 16, E = 3, K = 2;
-        auto x = rvec(mode ? 2 * D : D, 3.f), w = rvec(D);
-        HostW A0 = make_w(dt, (size_t)E * rank * D, 0.5f), A1 = make_w(dt, (size_t)E * rank * D, 0.5f);
-        std::vector<int> ex = {2, 0};
-        std::vector<float> g = {0.65f, 0.35f};
-        std::vector<double> v(D), vs(D);
-        if (mode == 0) {
-          double ss = 0;
-          for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
-          const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
-          for (int i = 0; i < D; i++) v[i] = x[i] * inv * w[i];
-        } else {
-          for (int i = 0; i < D; i++) v[i] = x[i] / (1 + std::exp(-(double)x[i])) * x[D + i];
-        }
-        std::vector<double> tref(2 * K * rank), tsc(2 * K * rank);
-        for (int jb = 0; jb < 2; jb++)
-          for (int k = 0; k < K; k++)
-            for (int i = 0; i < rank; i++) {
-              const HostW &A = jb ? A1 : A0;
-              double s = 0, a = 0;
-              for (int c = 0; c < D; c++) { const double p = A.val[((size_t)ex[k] * rank + i) * D + c] * v[c]; s += p; a += std::fabs(p); }
-              tref[jb * K * rank + k * rank + i] = g[k] * s;
-              tsc[jb * K * rank + k * rank + i] = g[k] * a;
+    for (const Set &st : sets)
+      for (int mode : {0, 1})
+        for (int D : {4096, 11008, 200, 1003}) {
+          if (mode == 0 && D == 11008) continue;
+          if (&st != &sets[0] && D == 200) continue;
+          const int E = 4, K = st.K;
+          auto x = rvec(mode ? 2 * D : D, 3.f), w = rvec(D);
+          std::vector<HostW> As;
+          for (int j = 0; j < st.njobs; j++) As.push_back(make_w(dt, (size_t)E * st.rank[j] * D, 0.5f));
+          std::vector<int> ex = K == 1 ? std::vector<int>{3} : K == 2 ? std::vector<int>{2, 0} : std::vector<int>{1, 3, 0};
+          std::vector<float> g = K == 1 ? std::vector<float>{0.9f} : K == 2 ? std::vector<float>{0.65f, 0.35f} : std::vector<float>{0.5f, 0.3f, 0.2f};
+          std::vector<double> v(D);
+          if (mode == 0) {
+            double ss = 0;
+            for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
+            const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
+            for (int i = 0; i < D; i++) v[i] = x[i] * inv * w[i];
+          } else {
+            for (int i = 0; i < D; i++) v[i] = x[i] / (1 + std::exp(-(double)x[i])) * x[D + i];
+          }
+          int tot = 0;
+          for (int j = 0; j < st.njobs; j++) tot += K * st.rank[j];
+          std::vector<double> tref(tot), tsc(tot);
+          for (int jb = 0, o = 0; jb < st.njobs; o += K * st.rank[jb], jb++)
+            for (int k = 0; k < K; k++)
+              for (int i = 0; i < st.rank[jb]; i++) {
+                const HostW &A = As[jb];
+                double s = 0, a = 0;
+                for (int c = 0; c < D; c++) { const double p = A.val[((size_t)ex[k] * st.rank[jb] + i) * D + c] * v[c]; s += p; a += std::fabs(p); }
+                tref[o + k * st.rank[jb] + i] = g[k] * s;
+                tsc[o + k * st.rank[jb] + i] = g[k] * a;
+              }
+          float *dx = dup(x), *dw = dup(w), *dout = dnew<float>(D), *dt_ = dnew<float>(tot), *dg = dup(g);
+          int *de = dup(ex);
+          std::vector<void *> dA;
+          for (auto &A : As) dA.push_back(dupb(A.bytes));
+          ShrinkBatch b; b.top_k = K; b.experts = de; b.gates = dg; b.njobs = st.njobs;
+          for (int jb = 0, o = 0; jb < st.njobs; o += K * st.rank[jb], jb++) b.job[jb] = {dA[jb], st.rank[jb], D, dout, dt_ + o};
+          std::vector<float> o0, t0;
+          for (int pm = 0; pm < 2; pm++) {  // 0: plain launch, A after the wait; 1: PDL launch, A prefetched
+            b.n_experts = pm ? E : 0;
+            gemv_set_pdl(pm == 1);
+            poison(dout, D * 4); poison(dt_, tot * 4);
+            cudaStream_t s;
+            CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+            CK(cudaDeviceSynchronize());
+            CK(rmsnorm(1, 16, dx, 16, dw, 1e-5f, dout + D - 16, 16, s));  // a kernel before it (overwritten below)
+            CK(prologue_shrink(dt, mode, D, dx, mode ? nullptr : dw, 1e-5f, dout, b, s));
+            CK(cudaStreamSynchronize(s));
+            CK(cudaStreamDestroy(s));
+            gemv_set_pdl(false);
+            auto o = down(dout, D);
+            auto t = down(dt_, tot);
+            char nm[200];
+            if (pm == 0) {
+              snprintf(nm, sizeof nm, "prologue %s D=%d %s: output vector", mode ? "swiglu" : "rmsnorm", D, dname(dt));
+              if (&st == &sets[0]) check(nm, o.data(), v.data(), nullptr, D, 1e-6, 3e-6);
+              snprintf(nm, sizeof nm, "prologue %s D=%d %s: shrink t (%s)", mode ? "swiglu" : "rmsnorm", D, dname(dt), st.tag);
+              check(nm, t.data(), tref.data(), tsc.data(), t.size(), 1e-6, 4e-6);
+              o0 = o; t0 = t;
+            } else {
+              expect(o == o0 && memcmp(t.data(), t0.data(), tot * 4) == 0,
+                     "prologue %s D=%d %s (%s): PDL + A prefetched before the wait == plain launch, bit for bit",
+                     mode ? "swiglu" : "rmsnorm", D, dname(dt), st.tag);
             }
-        float *dx = dup(x), *dw = dup(w), *dout = dnew<float>(D), *dt_ = dnew<float>(2 * K * rank), *dg = dup(g);
-        int *de = dup(ex);
-        void *dA0 = dupb(A0.bytes), *dA1 = dupb(A1.bytes);
-        ShrinkBatch b; b.top_k = K; b.experts = de; b.gates = dg; b.njobs = 2;
-        b.job[0] = {dA0, rank, D, dout, dt_}; b.job[1] = {dA1, rank, D, dout, dt_ + K * rank};
-        poison(dout, D * 4); poison(dt_, 2 * K * rank * 4);
-        CK(prologue_shrink(dt, mode, D, dx, mode ? nullptr : dw, 1e-5f, dout, b, 0));
-        CK(cudaDeviceSynchronize());
-        auto o = down(dout, D);
-        auto t = down(dt_, 2 * K * rank);
-        char nm[160];
-        snprintf(nm, sizeof nm, "prologue %s D=%d %s: output vector", mode ? "swiglu" : "rmsnorm", D, dname(dt));
-        check(nm, o.data(), v.data(), nullptr, D, 1e-6, 3e-6);
-        snprintf(nm, sizeof nm, "prologue %s D=%d %s: shrink t (2 jobs, top-2, r16)", mode ? "swiglu" : "rmsnorm", D, dname(dt));
-        check(nm, t.data(), tref.data(), tsc.data(), t.size(), 1e-6, 4e-6);
-        for (void *p : {(void *)dx, (void *)dw, (void *)dout, (void *)dt_, (void *)dg, (void *)de, dA0, dA1}) cudaFree(p);
-      }
+          }
+          if (&st == &sets[0]) {  // no jobs: the plain RMSNorm / SwiGLU over a few blocks
+            poison(dout, D * 4);
+            CK(prologue_shrink(dt, mode, D, dx, mode ? nullptr : dw, 1e-5f, dout, ShrinkBatch{}, 0));
+            CK(cudaDeviceSynchronize());
+            auto o = down(dout, D);
+            char nm[200];
+            snprintf(nm, sizeof nm, "prologue %s D=%d %s, no jobs: output vector", mode ? "swiglu" : "rmsnorm", D, dname(dt));
+            check(nm, o.data(), v.data(), nullptr, D, 1e-6, 3e-6);
+          }
+          for (void *p : {(void *)dx, (void *)dw, (void *)dout, (void *)dt_, (void *)dg, (void *)de}) cudaFree(p);
+          for (void *p : dA) cudaFree(p);
+        }
 }
 
 // ===================================================================================================
@@ -1548,7 +1898,9 @@ int main(int argc, char **argv) {
   test_gemv();
   test_gemv_pdl();
   test_lora();
+  test_lora_shrink();
   test_prologue_shrink();
+  test_lora_pdl_chain();
   test_gemm();
   test_sgmm();
   test_sgmm_stream_mixed();

@@ -11,8 +11,104 @@
 #include <tuple>
 #include <vector>
 
+// ---- fused-mode LoRA cost: analysis (2026-12, from code + ptxas; H200 numbers of 2026-12-01) ----------------
+// Measured in the harness graph (7B F16, r64 top-2 on all 7 linears): base 3.85 ms, fused 5.47 ms (1.42x), LoRA
+// GEMVs forced to v2: 4.77 ms.  The extra 640 MB per token should cost ~0.16 ms; it cost 0.9-1.6 ms.  Causes:
+//  1. The LoRA instantiations of the GEMV were much fatter than the base ones, so the autotuned variants (tuned
+//     WITHOUT LoRA) lost occupancy and bytes in flight once the epilogue was on.  The old epilogue held, per row and
+//     through the whole main loop, 4 B values + 4 t values per lane (QB = 4) plus B/t/expert pointers, rank, k*rank
+//     and a 64-bit expert stride.  ptxas (sm_90, 256 threads/block; registers (blocks/SM from registers)):
+//        variant (R,U,KS)      f16 base   LoRA before -> now      bf16 base   LoRA before -> now
+//        v2  (1,4,1)           44 (5)     57 (4)  -> 42 (5)       44 (5)      56 (4)            -> 42 (5)
+//        v4  (4,2,1)  qkv      64 (4)     128 (2) -> 64 (4)       70 (3)      128 (2) + 40 B spill -> 70 (3)
+//        v10 (4,2,2)  o/gu/dn  64 (4)     128 (2) -> 64 (4)       72 (3)      154 (1)           -> 70 (3)
+//        v6/v8 (1,4,2|4)       52 (4)     64 (4) + 8 B spill -> 52 (4)
+//     i.e. the kernels the autotuner picked for every 7B matrix ran with half (bf16 v10: a third) of the warps and
+//     of the loads in flight.  LSW_CUDA_GEMV_LORA_VARIANT=2 recovered 0.7 ms of the 1.6.  ("now": after
+//     change 1' below: every 16-bit LoRA instantiation has its base kernel's occupancy, no spills, no stack frame.)
+//  2. Serial latency in the epilogue setup: after griddepcontrol.wait every lane did R x 4 expert-index loads, each
+//     feeding a dependent 2-byte B load (64 B per warp instruction), plus R x 4 runtime integer divisions, before
+//     the main loop; t was read with 4-byte loads.
+//  3. o_proj's shrink is an extra graph node per layer (258 vs 226 nodes): lora_shrink with 128 blocks (< 132 SMs,
+//     4 warps/SM) launched without PDL, so its A reads (1 MB) could only start after attention had finished, then
+//     the o GEMV waited for all of it: ~launch gap + 1 HBM latency + 2 block barriers per layer (~0.1 ms/token).
+//  4. The prologue shrinks (RMSNorm/SwiGLU + shrink, prologue_shrink) were launched without PDL and only read their
+//     A rows after the previous GEMV had finished: +1 HBM latency per prologue vs the plain RMSNorm/SwiGLU (x3 per
+//     layer); the SwiGLU one (down, D = 11008) has 128 blocks < 132 SMs, read its 22 KB A row in 3 serial rounds
+//     (unroll 2 over 5.4 chunks per thread) and did two block reductions (4 barriers) where one suffices.
+//  No atomics anywhere (all reductions fixed-order), so nothing to fix there.
+// Changes (this file):
+//  1'. Epilogue with (almost) no registers: after griddepcontrol.wait each thread issues cp.async copies of ITS
+//     16-byte B chunk(s) of the block's rows (ROWS = rows per block, one 16-byte chunk per thread for r64 top-2 f16
+//     with v10) and of every segment's t into shared memory, then runs the unchanged main loop; after it, one
+//     barrier, a per-thread 16-byte dot (B chunk . t), a segmented shuffle reduction per row and one more barrier.
+//     Nothing LoRA-related is live across the main loop, so the LoRA kernels keep the base kernels' registers.
+//     Ranks not a multiple of 16 bytes / unaligned B: the base GEMV + the thread-per-row epilogue kernel.
+//  2'. The autotuner can tune LoRA launches separately (autotune_gemv_lora, gemv_tuned_variant(..., lora)); a LoRA
+//     launch uses its own choice, else the base choice of the shape.
+//  3'/4'. lora_shrink and prologue_shrink launch with PDL when gemv_set_pdl(true) and load their first A chunks
+//     (up to 4 x 16 B / 6 x 16 B per thread) into registers BEFORE griddepcontrol.wait (A is a weight; the expert
+//     index is read relaxed first, re-read after the wait and the row reloaded if it changed, so a router right
+//     before is still correct); x after the wait; one fused (Σx², dot) block reduction.
+// What's left by design: o's shrink stays one launch (its input comes from attention).
+// ---------------------------------------------------------------------------------------------------------------
+
 namespace lswc {
 
+// ---- small PTX helpers ------------------------------------------------------------------------------------------
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {  // global -> shared, 16 B, L2 only
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+// threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
+// (e.g. the epilogue's segment lookup) in registers across the GEMV main loop instead of recomputing them
+__device__ __forceinline__ int opaque_tid() {
+  int t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return t;
+}
+// a well-defined read of a value another grid may still be writing (PDL, before griddepcontrol.wait)
+__device__ __forceinline__ int ld_relaxed(const int *p) {
+  int v;
+  asm volatile("ld.relaxed.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// ---- fused-LoRA epilogue layout of one GEMV block --------------------------------------------------------------
+// The block's output rows [blockIdx.x * ROWS, + ROWS) are contiguous.  Its LoRA work is cut into "slots": slot s
+// (thread s % 256, pass s / 256) serves row s / SPR and takes that row's 16-byte B chunks c = s % SPR, + SPR, ...
+// (chunk c = expert slot k, ranks [jc*VEC, jc*VEC+VEC)); the first is staged into shared memory by cp.async, later
+// ones are prefetched into L2 and read after the main loop.  SPR (a power of two <= 32) lanes of one warp per row.
+template <typename T, int R, int KS>
+struct LoraTile {
+  static constexpr int VEC = Tr<T>::VEC;
+  static constexpr int ROWS = (8 / KS) * R;
+  static constexpr int LQ = ROWS >= 32 ? ROWS / 16 : 1;  // slots per thread: ROWS * 16 chunks = r64 top-2 16-bit
+  static constexpr int SLOTS = 256 * LQ;
+  static constexpr int SPR = SLOTS / ROWS < 32 ? SLOTS / ROWS : 32;
+  static constexpr int TSEG = 512;  // t floats staged per segment (top_k * rank <= 512), else read from global
+  static_assert((SPR & (SPR - 1)) == 0 && ROWS * SPR <= SLOTS, "LoRA slot layout");
+};
+// c -> (k, jc) = (c / rv, c % rv) for c < top_k * rv: a subtraction per expert slot instead of an integer division
+__device__ __forceinline__ void chunk_split(int c, int rv, int &k, int &jc) {
+  k = 0;
+  jc = c;
+  while (jc >= rv) { jc -= rv; k++; }
+}
+__device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) {
+  int s = -1;
+#pragma unroll
+  for (int i = 0; i < 3; i++)
+    if (i < lo.nseg && row >= lo.seg[i].row0 && row < lo.seg[i].row0 + lo.seg[i].rows) s = i;
+  return s;
+}
 // Rows [r0, r0+R) per row group, KS warps of the block share one row group (split over the columns,
 // interleaved 16-byte chunks, partial sums combined in shared memory in a fixed order: deterministic),
 // U 16-byte chunks per lane in flight per row before they are consumed.
@@ -21,18 +117,20 @@ namespace lswc {
 // the kernel lets its own dependents begin launching at once, loads its FIRST batch of weights into
 // registers (weights never depend on the kernel before it; see kernels.cuh for the one rule) and only
 // then waits (griddepcontrol.wait) for the producer of X (and of Y when accumulating, and of the LoRA t).
+//
+// LORA (NX == 1, launcher-checked: every segment's rank * sizeof(T) % 16 == 0, B 16-byte aligned): see LoraTile.
 template <typename T, int NX, int R, int U, int KS, bool LORA>
 __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   LoraEpilogue lora) {
+                                                   const __grid_constant__ LoraEpilogue lora) {
   constexpr int VEC = Tr<T>::VEC;
   constexpr int WPB = 8, GPB = WPB / KS, S = 32 * KS;  // warps per block, row groups per block, chunk stride
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const int grp = wib / KS, part = wib - grp * KS;
   const int r0 = (blockIdx.x * GPB + grp) * R;
   const bool active = r0 < rows;
-  if (KS == 1 && !active) return;
+  if (KS == 1 && !LORA && !active) return;  // (LORA: every thread takes part in the epilogue's barriers)
   const int nvec = active ? cols / VEC : 0;  // cols % VEC == 0 (checked by the launcher)
   const uint4 *wrow[R];
 #pragma unroll
@@ -51,43 +149,44 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  // LoRA epilogue operands (NX == 1), loaded before the main loop so that their latency hides under it:
-  // this row's B values (QB per lane) and the matching t values.
-  constexpr int QB = LORA ? 4 : 1;
-  float lb[R][QB], lt[R][QB];
-  const T *lB[R];
-  const float *lT[R];
-  const int *lE[R];
-  int lrank[R], lkr[R];
-  size_t lstr[R];  // elements between experts in B: rows * rank
-  if constexpr (LORA) {
+  using LT = LoraTile<T, R, KS>;
+  __shared__ __align__(16) uint4 l_b[LORA ? LT::SLOTS : 1];
+  __shared__ __align__(16) float l_t[LORA ? 3 * LT::TSEG : 1];
+  __shared__ float l_sum[LORA ? LT::ROWS : 1];
+  if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
+    const int tid = threadIdx.x;
+    const int rb = blockIdx.x * LT::ROWS;
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-      const int row = r0 + r;
-      lkr[r] = 0; lrank[r] = 1; lB[r] = nullptr; lT[r] = nullptr; lE[r] = nullptr; lstr[r] = 0;
-#pragma unroll
-      for (int sgi = 0; sgi < 3; sgi++)
-        if (active && sgi < lora.nseg && row < rows && row >= lora.seg[sgi].row0 &&
-            row < lora.seg[sgi].row0 + lora.seg[sgi].rows) {
-          lrank[r] = lora.seg[sgi].rank;
-          lkr[r] = lora.top_k * lora.seg[sgi].rank;
-          lB[r] = static_cast<const T *>(lora.seg[sgi].B) + (size_t)(row - lora.seg[sgi].row0) * lora.seg[sgi].rank;
-          lT[r] = lora.seg[sgi].t;
-          lE[r] = lora.seg[sgi].experts;
-          lstr[r] = (size_t)lora.seg[sgi].rows * lora.seg[sgi].rank;
-        }
-#pragma unroll
-      for (int q = 0; q < QB; q++) {
-        lb[r][q] = 0.f; lt[r][q] = 0.f;
-        const int idx = lane + 32 * part + S * q;
-        if (idx < lkr[r]) {
-          const int k = idx / lrank[r], j = idx - k * lrank[r];
-          const int e = __ldg(lE[r] + k);
-          lb[r][q] = Tr<T>::to_f(lB[r][(size_t)e * lstr[r] + j]);
-          lt[r][q] = __ldg(lT[r] + idx);
-        }
+    for (int sgi = 0; sgi < 3; sgi++) {
+      if (sgi >= lora.nseg) break;
+      const int n = lora.top_k * lora.seg[sgi].rank;
+      const float *tg = lora.seg[sgi].t;
+      if (n > LT::TSEG || lora.seg[sgi].row0 >= rb + LT::ROWS || lora.seg[sgi].row0 + lora.seg[sgi].rows <= rb)
+        continue;  // read from global after the loop / no row of this block in the segment
+      if ((n & 3) == 0 && (reinterpret_cast<uintptr_t>(tg) & 15) == 0) {
+        for (int i = tid; i < n / 4; i += 256) cp_async16(&l_t[sgi * LT::TSEG + 4 * i], tg + 4 * i);
+      } else {
+        for (int i = tid; i < n; i += 256) cp_async4(&l_t[sgi * LT::TSEG + i], tg + i);
       }
     }
+#pragma unroll
+    for (int i = 0; i < LT::LQ; i++) {
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = blockIdx.x * LT::ROWS + lr;
+      if (lr >= LT::ROWS || row >= rows) continue;
+      const int sgi = lora_seg_index(lora, row);
+      if (sgi < 0) continue;
+      const LoraSeg &sg = lora.seg[sgi];
+      const int rv = sg.rank / VEC, cpr = lora.top_k * rv;  // 16-byte chunks per rank row, per output row
+      for (int c = ln; c < cpr; c += LT::SPR) {
+        int k, jc;
+        chunk_split(c, rv, k, jc);
+        const int e = __ldg(sg.experts + k);
+        const uint4 *src = reinterpret_cast<const uint4 *>(sg.B) + ((unsigned)(e * sg.rows + row - sg.row0) * (unsigned)rv + jc);
+        if (c == ln) cp_async16(&l_b[slot], src);
+        else prefetch_l2(src);
+      }
+    }
+    cp_async_commit();
   }
 
   float acc[R][NX];
@@ -135,25 +234,58 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
     for (int r = 0; r < R; r++) wt[r] = ld_stream(wrow[r] + c0);
     consume(wt, c0);
   }
-  if constexpr (LORA) {  // NX == 1: add Σ_k B[e_k][row][:] · t_k, spread over the lanes before the reduction
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-#pragma unroll
-      for (int q = 0; q < QB; q++) acc[r][0] = fmaf(lb[r][q], lt[r][q], acc[r][0]);
-      if (lkr[r] > S * QB) {  // ranks beyond the prefetched part (top_k * rank > 128 * KS)
-        for (int idx = lane + 32 * part + S * QB; idx < lkr[r]; idx += S) {
-          const int k = idx / lrank[r], j = idx - k * lrank[r];
-          const int e = __ldg(lE[r] + k);
-          acc[r][0] = fmaf(Tr<T>::to_f(lB[r][(size_t)e * lstr[r] + j]), __ldg(lT[r] + idx), acc[r][0]);
-        }
-      }
-    }
-  }
   float v[R][NX];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int t = 0; t < NX; t++) v[r][t] = warp_sum(acc[r][t]);
+  if constexpr (LORA) {  // Σ_k B[e_k][row][:] · t_k per row: slot dots, segmented shuffle sums, fixed order
+    const int tid = opaque_tid();
+    cp_async_wait_all();
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < LT::LQ; i++) {
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = blockIdx.x * LT::ROWS + lr;
+      float p = 0.f;
+      const int sgi = lr < LT::ROWS && row < rows ? lora_seg_index(lora, row) : -1;
+      if (sgi >= 0) {
+        const LoraSeg &sg = lora.seg[sgi];
+        const int rv = sg.rank / VEC, cpr = lora.top_k * rv;
+        const bool tsh = lora.top_k * sg.rank <= LT::TSEG;
+        for (int c = ln; c < cpr; c += LT::SPR) {
+          int k, jc;
+          chunk_split(c, rv, k, jc);
+          uint4 bv;
+          if (c == ln) {
+            bv = l_b[slot];
+          } else {
+            const int e = __ldg(sg.experts + k);
+            bv = ld_stream(reinterpret_cast<const uint4 *>(sg.B) + ((unsigned)(e * sg.rows + row - sg.row0) * (unsigned)rv + jc));
+          }
+          float bf[VEC];
+          unpack16<T>(bv, bf);
+          const int o = k * sg.rank + jc * VEC;
+          if (tsh) {
+            const float4 *tp = reinterpret_cast<const float4 *>(&l_t[sgi * LT::TSEG + o]);
+#pragma unroll
+            for (int q = 0; q < VEC / 4; q++) {
+              const float4 tv = tp[q];
+              p = fmaf(bf[4 * q], tv.x, p); p = fmaf(bf[4 * q + 1], tv.y, p);
+              p = fmaf(bf[4 * q + 2], tv.z, p); p = fmaf(bf[4 * q + 3], tv.w, p);
+            }
+          } else {
+#pragma unroll
+            for (int q = 0; q < VEC; q++) p = fmaf(bf[q], __ldg(sg.t + o + q), p);
+          }
+        }
+      }
+#pragma unroll
+      for (int o = LT::SPR / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
+      if (ln == 0 && lr < LT::ROWS) l_sum[lr] = p;
+    }
+    __syncthreads();
+    if (KS == 1 && !active) return;
+  }
   if constexpr (KS > 1) {
     __shared__ float red[WPB][R][NX];
     if (lane == 0)
@@ -180,6 +312,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
       float vv = v[r][t];
       const int row = r0 + r;
       if (lane == 0 && row < rows) {
+        if constexpr (LORA) vv += l_sum[grp * R + r];
         if (bias) vv += bias[row];
         float *y = Y + (size_t)t * ldy + row;
         if (accumulate) vv += *y;
@@ -235,39 +368,50 @@ void gemv_set_pdl(bool on) { g_pdl = on; }
 bool gemv_pdl() { return g_pdl; }
 
 // ---- per-shape choice (autotune_gemv fills it; gemv(..., variant 0) reads it) ---------------------
+// Two tables: plain launches and launches with the fused-LoRA epilogue (autotune_gemv_lora).  A LoRA launch
+// without a LoRA entry for its shape uses the plain entry.
 static std::mutex g_tune_mu;
-static std::map<std::tuple<int, int, int>, int> g_tuned;
+static std::map<std::tuple<int, int, int>, int> g_tuned, g_tuned_lora;
 static std::string g_tune_report;
 
-int gemv_tuned_variant(int dtype, int rows, int cols) {
+int gemv_tuned_variant(int dtype, int rows, int cols, bool lora) {
   std::lock_guard<std::mutex> lk(g_tune_mu);
-  auto it = g_tuned.find(std::make_tuple(dtype, rows, cols));
-  return it == g_tuned.end() ? 0 : it->second;
+  auto &m = lora ? g_tuned_lora : g_tuned;
+  auto it = m.find(std::make_tuple(dtype, rows, cols));
+  return it == m.end() ? 0 : it->second;
 }
-void gemv_set_variant(int dtype, int rows, int cols, int variant) {
+void gemv_set_variant(int dtype, int rows, int cols, int variant, bool lora) {
   std::lock_guard<std::mutex> lk(g_tune_mu);
-  if (variant <= 0) g_tuned.erase(std::make_tuple(dtype, rows, cols));
-  else g_tuned[std::make_tuple(dtype, rows, cols)] = variant;
+  auto &m = lora ? g_tuned_lora : g_tuned;
+  if (variant <= 0) m.erase(std::make_tuple(dtype, rows, cols));
+  else m[std::make_tuple(dtype, rows, cols)] = variant;
 }
 void gemv_tune_clear() {
   std::lock_guard<std::mutex> lk(g_tune_mu);
   g_tuned.clear();
+  g_tuned_lora.clear();
   g_tune_report.clear();
 }
 std::string gemv_tune_report() {
   std::lock_guard<std::mutex> lk(g_tune_mu);
   return g_tune_report;
 }
-static int resolve_variant(int dtype, int rows, int cols, int variant) {
+static int env_variant(const char *name) {
+  const char *ev = getenv(name);
+  if (!ev || !*ev) return 0;
+  const int v = atoi(ev);
+  return v > 0 && v < gemv_variants() ? v : 0;
+}
+// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT (LoRA launches), LSW_CUDA_GEMV_VARIANT, the tuned
+// LoRA choice (LoRA launches), the tuned plain choice, kDefaultVariant, in that order
+static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora) {
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
-  const char *ev = getenv("LSW_CUDA_GEMV_VARIANT");  // force one kernel everywhere (debugging / A-B runs)
-  if (ev && *ev) {
-    const int v = atoi(ev);
-    if (v > 0 && v < gemv_variants()) return v;
-  }
-  const int t = gemv_tuned_variant(dtype, rows, cols);
-  return t > 0 ? t : kDefaultVariant;
+  int v = lora ? env_variant("LSW_CUDA_GEMV_LORA_VARIANT") : 0;  // A-B runs of the fused-LoRA launches
+  if (!v) v = env_variant("LSW_CUDA_GEMV_VARIANT");               // force one kernel everywhere (debugging)
+  if (!v && lora) v = gemv_tuned_variant(dtype, rows, cols, true);
+  if (!v) v = gemv_tuned_variant(dtype, rows, cols, false);
+  return v > 0 ? v : kDefaultVariant;
 }
 
 template <typename... KArgs, typename... Args>
@@ -361,7 +505,7 @@ cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const floa
 
 // LoRA epilogue on top of a finished Y (used when the vector path cannot run): thread per row.
 template <typename T>
-__global__ void lora_epilogue_kernel(int rows, float *Y, LoraEpilogue lora) {
+__global__ void lora_epilogue_kernel(int rows, float *Y, const __grid_constant__ LoraEpilogue lora) {
   const int row = blockIdx.x * blockDim.x + threadIdx.x;
   if (row >= rows) return;
   float acc = 0.f;
@@ -378,29 +522,40 @@ __global__ void lora_epilogue_kernel(int rows, float *Y, LoraEpilogue lora) {
   Y[row] += acc;
 }
 
+static cudaError_t lora_epilogue(int dtype, int rows, float *Y, const LoraEpilogue &lora, cudaStream_t s) {
+  switch (dtype) {
+    case LSW_DTYPE_F32: lora_epilogue_kernel<float><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, lora); break;
+    case LSW_DTYPE_F16: lora_epilogue_kernel<__half><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, lora); break;
+    case LSW_DTYPE_BF16: lora_epilogue_kernel<__nv_bfloat16><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, lora); break;
+    default: return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+
+// can the GEMV kernel's epilogue take this LoRA (16-byte B chunks)?
+static bool lora_vec_ok(int dtype, const LoraEpilogue &lora) {
+  const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
+  if (lora.nseg > 3 || lora.top_k <= 0) return false;
+  for (int i = 0; i < lora.nseg; i++)
+    if (lora.seg[i].rank <= 0 || lora.seg[i].rank % vec != 0 || !aligned16(lora.seg[i].B)) return false;
+  return true;
+}
+
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant) {
   if (rows <= 0 || n <= 0) return cudaSuccess;
   if (n > 8) return cudaErrorInvalidValue;
-  if (lora && lora->nseg > 0 && n != 1) return cudaErrorInvalidValue;
+  const bool has_lora = lora && lora->nseg > 0;
+  if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
   const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
   const bool fast = cols % vec == 0 && aligned16(W) && aligned16(X) && ldx % 4 == 0 && cols > 0;
-  if (!fast) {
-    cudaError_t e = gemv_simple(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, s);
-    if (e != cudaSuccess || !lora || lora->nseg == 0) return e;
-    switch (dtype) {
-      case LSW_DTYPE_F32: lora_epilogue_kernel<float><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, *lora); break;
-      case LSW_DTYPE_F16: lora_epilogue_kernel<__half><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, *lora); break;
-      case LSW_DTYPE_BF16: lora_epilogue_kernel<__nv_bfloat16><<<cdiv(rows, 256), 256, 0, s>>>(rows, Y, *lora); break;
-      default: return cudaErrorInvalidValue;
-    }
-    LSWC_LAUNCH_RET();
+  if (!fast || (has_lora && !lora_vec_ok(dtype, *lora))) {  // base GEMV, then the thread-per-row LoRA epilogue
+    cudaError_t e = fast ? gemv(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, nullptr, s, variant)
+                         : gemv_simple(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, s);
+    if (e != cudaSuccess || !has_lora) return e;
+    return lora_epilogue(dtype, rows, Y, *lora, s);
   }
-  if (variant == 0 && lora && lora->nseg > 0) {  // fused-LoRA launches: optional override (A-B runs)
-    const char *ev = getenv("LSW_CUDA_GEMV_LORA_VARIANT");
-    if (ev && *ev && atoi(ev) > 0 && atoi(ev) < gemv_variants()) variant = atoi(ev);
-  }
-  variant = resolve_variant(dtype, rows, cols, variant);
+  variant = resolve_variant(dtype, rows, cols, variant, has_lora);
   if (variant < 0) return cudaErrorInvalidValue;
   switch (dtype) {
     case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s);
@@ -410,59 +565,101 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   return cudaErrorInvalidValue;
 }
 
-// ---- LoRA shrink: BLOCK per gathered A row (many CTAs, every lane has <= a few 16-byte loads, all in
-// flight at once), all jobs of a batch in one launch, fixed-order block reduction (deterministic) -------
-template <int NT>
-__device__ __forceinline__ float block_sum(float v, float *red) {
+// ---- LoRA shrink: BLOCK per gathered A row (one CTA per rank row of every job: 128 for r64 top-2), 16-byte
+// loads, the first PF per thread issued BEFORE griddepcontrol.wait (launched with PDL when gemv_set_pdl(true)),
+// all jobs of a batch in one launch, fixed-order block reduction (deterministic) ------------------------------
+// NV sums over the block at once (one barrier for all of them); red: NV * NT/32 floats; single use per kernel
+template <int NT, int NV>
+__device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
   const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) red[wid] = v;
-  __syncthreads();
-  float s = 0.f;
 #pragma unroll
-  for (int i = 0; i < NT / 32; i++) s += red[i];
+  for (int q = 0; q < NV; q++) {
+    v[q] = warp_sum(v[q]);
+    if (lane == 0) red[q * (NT / 32) + wid] = v[q];
+  }
   __syncthreads();
-  return s;
+#pragma unroll
+  for (int q = 0; q < NV; q++) {
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NT / 32; i++) s += red[q * (NT / 32) + i];
+    v[q] = s;
+  }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(128) lora_shrink_kernel(ShrinkBatch b) {
-  __shared__ float red[4];
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  const int tid = threadIdx.x;
-  int row = blockIdx.x;
-  int j = 0;
-  for (; j < b.njobs; j++) {
+// (job, expert slot k, rank index i) of shrink row `row` of a batch; false past the last row (uniform per block)
+__device__ __forceinline__ bool shrink_row(const ShrinkBatch &b, int row, int &j, int &k, int &i) {
+  for (j = 0; j < b.njobs; j++) {
     const int nr = b.top_k * b.job[j].rank;
     if (row < nr) break;
     row -= nr;
   }
-  if (j >= b.njobs) return;  // whole block: uniform
+  if (j >= b.njobs) return false;
+  k = row / b.job[j].rank;
+  i = row - k * b.job[j].rank;
+  return true;
+}
+// Before griddepcontrol.wait: the expert of slot k read relaxed (the router may be the kernel right before us) and
+// clamped to [0, n_experts), its A row's first PF 16-byte chunks of this thread into registers.  Returns the expert
+// used (-1: nothing loaded); after the wait the caller re-reads the expert and reloads when it differs.
+template <typename T, int NT, int PF>
+__device__ __forceinline__ int shrink_prefetch(const ShrinkBatch &b, const void *A, int rank, int cols, int k, int i,
+                                               uint4 (&pa)[PF]) {
+  if (b.n_experts <= 0) return -1;
+  const int e = min(max(ld_relaxed(b.experts + k), 0), b.n_experts - 1);
+  const uint4 *a = reinterpret_cast<const uint4 *>(static_cast<const T *>(A) + ((size_t)e * rank + i) * cols);
+  const int nvec = cols / Tr<T>::VEC;
+#pragma unroll
+  for (int p = 0; p < PF; p++)
+    if ((int)threadIdx.x + NT * p < nvec) pa[p] = ld_stream(a + threadIdx.x + NT * p);
+  return e;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(128) lora_shrink_kernel(ShrinkBatch b) {
+  constexpr int NT = 128, PF = 4, VEC = Tr<T>::VEC;
+  __shared__ float red[NT / 32];
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  const int tid = threadIdx.x;
+  int j, k, i;
+  if (!shrink_row(b, blockIdx.x, j, k, i)) return;  // whole block
   const ShrinkJob &jb = b.job[j];
-  const int k = row / jb.rank, i = row - k * jb.rank;
+  const bool vec = jb.cols % VEC == 0 && (reinterpret_cast<uintptr_t>(jb.A) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(jb.x) & 15) == 0;
+  uint4 pa[PF];
+  const int e_pre = vec ? shrink_prefetch<T, NT, PF>(b, jb.A, jb.rank, jb.cols, k, i, pa) : -1;
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   const int e = b.experts[k];
-  const T *a = static_cast<const T *>(jb.A) + ((size_t)e * jb.rank + i) * jb.cols;
+  const T *arow = static_cast<const T *>(jb.A) + ((size_t)e * jb.rank + i) * jb.cols;
   float acc = 0.f;
-  constexpr int VEC = Tr<T>::VEC;
-  if (jb.cols % VEC == 0 && (reinterpret_cast<uintptr_t>(a) & 15) == 0 && (reinterpret_cast<uintptr_t>(jb.x) & 15) == 0) {
+  if (vec) {
     const int nvec = jb.cols / VEC;
-#pragma unroll 4
-    for (int c = tid; c < nvec; c += 128) {
+    const uint4 *a = reinterpret_cast<const uint4 *>(arow);
+    const bool pre = e == e_pre;
+    auto dot = [&](const uint4 &av, int c) {
       float wf[VEC];
-      unpack16<T>(ld_stream(reinterpret_cast<const uint4 *>(a) + c), wf);
+      unpack16<T>(av, wf);
       const float4 *xp = reinterpret_cast<const float4 *>(jb.x + (size_t)c * VEC);
 #pragma unroll
       for (int q = 0; q < VEC / 4; q++) {
-        float4 v = __ldg(xp + q);
+        const float4 v = __ldg(xp + q);
         acc = fmaf(wf[4 * q], v.x, acc); acc = fmaf(wf[4 * q + 1], v.y, acc);
         acc = fmaf(wf[4 * q + 2], v.z, acc); acc = fmaf(wf[4 * q + 3], v.w, acc);
       }
+    };
+#pragma unroll
+    for (int p = 0; p < PF; p++) {
+      const int c = tid + NT * p;
+      if (c < nvec) dot(pre ? pa[p] : ld_stream(a + c), c);
     }
+#pragma unroll 4
+    for (int c = tid + NT * PF; c < nvec; c += NT) dot(ld_stream(a + c), c);
   } else {
-    for (int c = tid; c < jb.cols; c += 128) acc = fmaf(Tr<T>::to_f(a[c]), jb.x[c], acc);
+    for (int c = tid; c < jb.cols; c += NT) acc = fmaf(Tr<T>::to_f(arow[c]), jb.x[c], acc);
   }
-  acc = block_sum<128>(acc, red);
-  if (tid == 0) jb.t[row] = b.gates[k] * acc;
+  float sum[1] = {acc};
+  block_sum_n<NT, 1>(sum, red);
+  if (tid == 0) jb.t[k * jb.rank + i] = b.gates[k] * sum[0];
 }
 
 cudaError_t lora_shrink(int dtype, const ShrinkBatch &b, cudaStream_t s) {
@@ -471,9 +668,9 @@ cudaError_t lora_shrink(int dtype, const ShrinkBatch &b, cudaStream_t s) {
   if (total == 0) return cudaSuccess;
   dim3 grid(total);
   switch (dtype) {
-    case LSW_DTYPE_F32: lora_shrink_kernel<float><<<grid, 128, 0, s>>>(b); break;
-    case LSW_DTYPE_F16: lora_shrink_kernel<__half><<<grid, 128, 0, s>>>(b); break;
-    case LSW_DTYPE_BF16: lora_shrink_kernel<__nv_bfloat16><<<grid, 128, 0, s>>>(b); break;
+    case LSW_DTYPE_F32: launch_k(lora_shrink_kernel<float>, grid, 128, s, b); break;
+    case LSW_DTYPE_F16: launch_k(lora_shrink_kernel<__half>, grid, 128, s, b); break;
+    case LSW_DTYPE_BF16: launch_k(lora_shrink_kernel<__nv_bfloat16>, grid, 128, s, b); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
@@ -514,96 +711,124 @@ namespace lswc {
 //   mode 0 (RMSNorm): Σx² and Σ a·(x·w)  ->  inv = 1/sqrt(Σx²/D + eps),  t = g_k · inv · Σ a·(x·w)
 //   mode 1 (SwiGLU):  Σ a·silu(x[c])·x[D+c]                             t = g_k · Σ ...
 // then writes its share of v (the input of the following GEMV: x·inv·w or silu(x)·x[D:]) to `out`.
-// No shared copy of v, no serial per-warp row loop: with 8 x 16-byte chunks per thread at most, the whole
-// launch costs about one memory latency.  Blocks with no shrink row (njobs == 0) only build v.
+// The first PF 16-byte A chunks of each thread (D <= 12288 for 16-bit A: all of them) are loaded BEFORE
+// griddepcontrol.wait (PDL launch when gemv_set_pdl(true)), so after the wait only L2 reads of x remain; the
+// (Σx², dot) pair is reduced in one pass.  Blocks with no shrink row (njobs == 0) only build v.
 template <typename T>
 __global__ void __launch_bounds__(256) prologue_shrink_kernel(int mode, int D, const float *__restrict__ x,
                                                               const float *__restrict__ w, float eps,
                                                               float *__restrict__ out, ShrinkBatch b) {
-  __shared__ float red[8];
+  constexpr int NT = 256, PF = 6, VEC = Tr<T>::VEC;
+  __shared__ float red[2 * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const int tid = threadIdx.x;
-  int row = blockIdx.x, j = 0;
-  for (; j < b.njobs; j++) {
-    const int nr = b.top_k * b.job[j].rank;
-    if (row < nr) break;
-    row -= nr;
-  }
-  const bool has_row = j < b.njobs;  // uniform over the block
-  const T *a = nullptr;
-  int k = 0;
-  if (has_row) {
-    const ShrinkJob &jb = b.job[j];
-    k = row / jb.rank;
-    const int i = row - k * jb.rank;
-    a = static_cast<const T *>(jb.A) + ((size_t)b.experts[k] * jb.rank + i) * D;
-  }
-  constexpr int VEC = Tr<T>::VEC;
-  float ss = 0.f, dot = 0.f;
+  int j = 0, k = 0, i = 0;
+  const bool has_row = shrink_row(b, blockIdx.x, j, k, i);  // uniform over the block
+  const void *A = has_row ? b.job[j].A : nullptr;
+  const int rank = has_row ? b.job[j].rank : 1;
   const bool vec = D % VEC == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
                    (mode == 1 || (reinterpret_cast<uintptr_t>(w) & 15) == 0) &&
-                   (!has_row || (reinterpret_cast<uintptr_t>(a) & 15) == 0);
-  if (vec) {
-    const int nvec = D / VEC;
-#pragma unroll 2
-    for (int c = tid; c < nvec; c += 256) {
-      float af[VEC];
-      if (has_row) unpack16<T>(ld_stream(reinterpret_cast<const uint4 *>(a) + c), af);
-      const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)c * VEC);
-      float xv[VEC], vv[VEC];
+                   (!has_row || (reinterpret_cast<uintptr_t>(A) & 15) == 0);
+  uint4 pa[PF];
+  const int e_pre = vec && has_row ? shrink_prefetch<T, NT, PF>(b, A, rank, D, k, i, pa) : -1;
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  const T *arow = nullptr;
+  bool pre = false;
+  if (has_row) {
+    const int e = b.experts[k];
+    arow = static_cast<const T *>(A) + ((size_t)e * rank + i) * D;
+    pre = e == e_pre;
+  }
+  // v[c*VEC .. +VEC) of chunk c (x·w before the 1/rms scale, or silu(g)·u); Σx² into ss (mode 0)
+  auto build = [&](int c, float (&vv)[VEC], float &ss) {
+    float xv[VEC];
+    const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)c * VEC);
+#pragma unroll
+    for (int q = 0; q < VEC / 4; q++) {
+      const float4 t4 = __ldg(xp + q);
+      xv[4 * q] = t4.x; xv[4 * q + 1] = t4.y; xv[4 * q + 2] = t4.z; xv[4 * q + 3] = t4.w;
+    }
+    if (mode == 0) {
+      const float4 *wp = reinterpret_cast<const float4 *>(w + (size_t)c * VEC);
 #pragma unroll
       for (int q = 0; q < VEC / 4; q++) {
-        const float4 t4 = __ldg(xp + q);
-        xv[4 * q] = t4.x; xv[4 * q + 1] = t4.y; xv[4 * q + 2] = t4.z; xv[4 * q + 3] = t4.w;
+        const float4 t4 = __ldg(wp + q);
+        vv[4 * q] = xv[4 * q] * t4.x; vv[4 * q + 1] = xv[4 * q + 1] * t4.y;
+        vv[4 * q + 2] = xv[4 * q + 2] * t4.z; vv[4 * q + 3] = xv[4 * q + 3] * t4.w;
       }
-      if (mode == 0) {
-        const float4 *wp = reinterpret_cast<const float4 *>(w + (size_t)c * VEC);
 #pragma unroll
-        for (int q = 0; q < VEC / 4; q++) {
-          const float4 t4 = __ldg(wp + q);
-          vv[4 * q] = xv[4 * q] * t4.x; vv[4 * q + 1] = xv[4 * q + 1] * t4.y;
-          vv[4 * q + 2] = xv[4 * q + 2] * t4.z; vv[4 * q + 3] = xv[4 * q + 3] * t4.w;
-        }
+      for (int q = 0; q < VEC; q++) ss = fmaf(xv[q], xv[q], ss);
+    } else {
+      const float4 *up = reinterpret_cast<const float4 *>(x + D + (size_t)c * VEC);
 #pragma unroll
-        for (int q = 0; q < VEC; q++) ss = fmaf(xv[q], xv[q], ss);
-      } else {
-        const float4 *up = reinterpret_cast<const float4 *>(x + D + (size_t)c * VEC);
+      for (int q = 0; q < VEC / 4; q++) {
+        const float4 t4 = __ldg(up + q);
+        const float u4[4] = {t4.x, t4.y, t4.z, t4.w};
 #pragma unroll
-        for (int q = 0; q < VEC / 4; q++) {
-          const float4 t4 = __ldg(up + q);
-          const float u4[4] = {t4.x, t4.y, t4.z, t4.w};
-#pragma unroll
-          for (int h = 0; h < 4; h++) {
-            const float g = xv[4 * q + h];
-            vv[4 * q + h] = g / (1.f + expf(-g)) * u4[h];
-          }
+        for (int h = 0; h < 4; h++) {
+          const float g = xv[4 * q + h];
+          vv[4 * q + h] = g / (1.f + expf(-g)) * u4[h];
         }
       }
-      if (has_row)
-#pragma unroll
-        for (int q = 0; q < VEC; q++) dot = fmaf(af[q], vv[q], dot);
     }
+  };
+  float sums[2] = {0.f, 0.f};  // Σx², Σ a·v
+  if (vec) {
+    const int nvec = D / VEC;
+    const uint4 *a = reinterpret_cast<const uint4 *>(arow);
+    auto chunk = [&](int c, const uint4 &av) {
+      float vv[VEC];
+      build(c, vv, sums[0]);
+      if (has_row) {
+        float af[VEC];
+        unpack16<T>(av, af);
+#pragma unroll
+        for (int q = 0; q < VEC; q++) sums[1] = fmaf(af[q], vv[q], sums[1]);
+      }
+    };
+#pragma unroll
+    for (int p = 0; p < PF; p++) {
+      const int c = tid + NT * p;
+      if (c < nvec) chunk(c, !has_row ? make_uint4(0, 0, 0, 0) : pre ? pa[p] : ld_stream(a + c));
+    }
+#pragma unroll 2
+    for (int c = tid + NT * PF; c < nvec; c += NT) chunk(c, has_row ? ld_stream(a + c) : make_uint4(0, 0, 0, 0));
   } else {
-    for (int c = tid; c < D; c += 256) {
+    for (int c = tid; c < D; c += NT) {
       const float xc = x[c];
       float v;
-      if (mode == 0) { ss = fmaf(xc, xc, ss); v = xc * w[c]; }
+      if (mode == 0) { sums[0] = fmaf(xc, xc, sums[0]); v = xc * w[c]; }
       else v = xc / (1.f + expf(-xc)) * x[D + c];
-      if (has_row) dot = fmaf(Tr<T>::to_f(a[c]), v, dot);
+      if (has_row) sums[1] = fmaf(Tr<T>::to_f(arow[c]), v, sums[1]);
     }
   }
-  float inv = 1.f;
-  if (mode == 0) {
-    ss = block_sum<256>(ss, red);
-    inv = 1.f / sqrtf(ss / (float)D + eps);
-  }
-  if (has_row) {
-    dot = block_sum<256>(dot, red);
-    if (tid == 0) b.job[j].t[row] = b.gates[k] * (mode == 0 ? dot * inv : dot);
-  }
-  for (int i = blockIdx.x * 256 + tid; i < D; i += gridDim.x * 256) {
-    const float xi = x[i];
-    out[i] = mode == 0 ? xi * inv * w[i] : xi / (1.f + expf(-xi)) * x[D + i];
+  block_sum_n<NT, 2>(sums, red);
+  const float inv = mode == 0 ? 1.f / sqrtf(sums[0] / (float)D + eps) : 1.f;
+  if (has_row && tid == 0) b.job[j].t[k * rank + i] = b.gates[k] * (mode == 0 ? sums[1] * inv : sums[1]);
+  // this block's share of v (x / w were just read by this block: L1 hits); same arithmetic as rmsnorm / swiglu
+  if (vec && (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
+    for (int c = blockIdx.x * NT + tid; c < D / 4; c += gridDim.x * NT) {
+      const float4 x4 = __ldg(reinterpret_cast<const float4 *>(x) + c);
+      const float xa[4] = {x4.x, x4.y, x4.z, x4.w};
+      float o[4];
+      if (mode == 0) {
+        const float4 w4 = __ldg(reinterpret_cast<const float4 *>(w) + c);
+        const float wa[4] = {w4.x, w4.y, w4.z, w4.w};
+#pragma unroll
+        for (int h = 0; h < 4; h++) o[h] = xa[h] * inv * wa[h];
+      } else {
+        const float4 u4 = __ldg(reinterpret_cast<const float4 *>(x + D) + c);
+        const float ua[4] = {u4.x, u4.y, u4.z, u4.w};
+#pragma unroll
+        for (int h = 0; h < 4; h++) o[h] = xa[h] / (1.f + expf(-xa[h])) * ua[h];
+      }
+      reinterpret_cast<float4 *>(out)[c] = make_float4(o[0], o[1], o[2], o[3]);
+    }
+  } else {
+    for (int c = blockIdx.x * NT + tid; c < D; c += gridDim.x * NT) {
+      const float xc = x[c];
+      out[c] = mode == 0 ? xc * inv * w[c] : xc / (1.f + expf(-xc)) * x[D + c];
+    }
   }
 }
 
@@ -617,9 +842,9 @@ cudaError_t prologue_shrink(int dtype, int mode, int D, const float *x, const fl
   }
   const int blocks = std::max(total, std::min(cdiv(D, 1024), 64));
   switch (dtype) {
-    case LSW_DTYPE_F32: prologue_shrink_kernel<float><<<blocks, 256, 0, s>>>(mode, D, x, w, eps, out, b); break;
-    case LSW_DTYPE_F16: prologue_shrink_kernel<__half><<<blocks, 256, 0, s>>>(mode, D, x, w, eps, out, b); break;
-    case LSW_DTYPE_BF16: prologue_shrink_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_F32: launch_k(prologue_shrink_kernel<float>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_F16: launch_k(prologue_shrink_kernel<__half>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_BF16: launch_k(prologue_shrink_kernel<__nv_bfloat16>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
@@ -638,8 +863,9 @@ bool cuda_verbose() {
   return ev && *ev && strcmp(ev, "0") != 0;
 }
 
-int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, const float *X, float *Y,
-                  cudaStream_t s, float *best_us) {
+// Times every explicit variant (with eps: the fused-LoRA launch of each matrix) and records the fastest.
+static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
+                         const float *X, float *Y, cudaStream_t s, float *best_us) {
   if (rows <= 0 || cols <= 0 || nW <= 0 || !Ws || !X || !Y) return 0;
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return 0;
@@ -647,6 +873,9 @@ int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, 
   for (int i = 0; i < nW; i++)
     if (!aligned16(Ws[i])) return 0;
   if (cols % vec != 0 || !aligned16(X)) return 0;  // scalar fallback: nothing to choose
+  if (eps)
+    for (int i = 0; i < nW; i++)
+      if (eps[i].nseg <= 0 || !lora_vec_ok(dtype, eps[i])) return 0;  // thread-per-row epilogue: nothing to choose
   const size_t esz = dtype == LSW_DTYPE_F32 ? 4 : 2;
   const double mat_bytes = (double)rows * cols * esz;
   // passes so that one timed pass streams at least ~256 MB (weights not L2-resident between passes)
@@ -668,7 +897,8 @@ int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, 
   for (int v = 1; v < nv && err == cudaSuccess; v++) {
     auto pass = [&]() {
       for (int i = 0; i < per_pass && err == cudaSuccess; i++)
-        err = gemv(dtype, Ws[i % nW], rows, cols, X, cols, 1, Y, rows, nullptr, false, nullptr, s, v);
+        err = gemv(dtype, Ws[i % nW], rows, cols, X, cols, 1, Y, rows, nullptr, false, eps ? &eps[i % nW] : nullptr,
+                   s, v);
     };
     pass();  // warm-up (instruction cache, clocks)
     float bestv = 1e30f;
@@ -691,10 +921,10 @@ int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, 
     cudaGetLastError();
     return 0;
   }
-  if (best > 0) gemv_set_variant(dtype, rows, cols, best);
+  if (best > 0) gemv_set_variant(dtype, rows, cols, best, eps != nullptr);
   if (best_us && best > 0) *best_us = us[best];
   char line[512];
-  int o = snprintf(line, sizeof line, "lswc: gemv %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried",
+  int o = snprintf(line, sizeof line, "lswc: gemv%s %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried", eps ? "+lora" : "",
                    dtype == LSW_DTYPE_F32 ? "f32" : dtype == LSW_DTYPE_F16 ? "f16" : "bf16", rows, cols, best,
                    best > 0 ? us[best] : 0.f, best > 0 ? mat_bytes / (us[best] * 1e-6) / 1e9 : 0.0);
   for (int v = 1; v < nv && o < (int)sizeof line - 16; v++) o += snprintf(line + o, sizeof line - o, " v%d %.2f", v, us[v]);
@@ -705,6 +935,16 @@ int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, 
   }
   if (cuda_verbose()) fprintf(stderr, "%s\n", line);
   return best;
+}
+
+int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, const float *X, float *Y,
+                  cudaStream_t s, float *best_us) {
+  return autotune_impl(dtype, rows, cols, Ws, nullptr, nW, X, Y, s, best_us);
+}
+int autotune_gemv_lora(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
+                       const float *X, float *Y, cudaStream_t s, float *best_us) {
+  if (!eps) return 0;
+  return autotune_impl(dtype, rows, cols, Ws, eps, nW, X, Y, s, best_us);
 }
 
 }  // namespace lswc

@@ -61,6 +61,9 @@ struct ShrinkJob {
 };
 struct ShrinkBatch {
   int njobs = 0, top_k = 0;
+  // > 0: experts are < n_experts; lets a PDL-launched shrink read its A rows before griddepcontrol.wait (the expert
+  // index is read relaxed, clamped, and re-checked after the wait); 0: A is read after the wait
+  int n_experts = 0;
   const int *experts = nullptr;  // [top_k] device
   const float *gates = nullptr;  // [top_k] device
   ShrinkJob job[8];
@@ -237,8 +240,13 @@ namespace lswc {
 // Call it at model finalize BEFORE capturing the decode graph, once per distinct (dtype, rows, cols).
 int autotune_gemv(int dtype, int rows, int cols, const void *const *Ws, int nW, const float *X, float *Y,
                   cudaStream_t s, float *best_us = nullptr);
-int gemv_tuned_variant(int dtype, int rows, int cols);  // 0: not tuned
-void gemv_set_variant(int dtype, int rows, int cols, int variant);
+int gemv_tuned_variant(int dtype, int rows, int cols, bool lora = false);  // 0: not tuned
+void gemv_set_variant(int dtype, int rows, int cols, int variant, bool lora = false);
+// The same for launches with the fused-LoRA epilogue (n = 1): eps[i] is Ws[i]'s epilogue (its B, t, experts must
+// be valid device data).  A LoRA launch uses this choice, else the plain one of its shape
+// (LSW_CUDA_GEMV_LORA_VARIANT=v forces one).
+int autotune_gemv_lora(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
+                       const float *X, float *Y, cudaStream_t s, float *best_us = nullptr);
 void gemv_tune_clear();
 std::string gemv_tune_report();  // one line per tuned shape
 bool cuda_verbose();             // LSW_CUDA_VERBOSE set and not "0"
@@ -246,6 +254,8 @@ bool cuda_verbose();             // LSW_CUDA_VERBOSE set and not "0"
 // kernel that WRITES those weights (SGMM) must be followed by at least one normally launched kernel (e.g. the
 // RMSNorm) before the GEMV.  Every kernel may call griddepcontrol.launch_dependents early (harmless); the GEMV
 // only overlaps its predecessor when that predecessor does (prologue_shrink, lora_shrink and attention do).
+// lora_shrink / prologue_shrink also launch with PDL under gemv_set_pdl(true) and read their A rows (adapter weights,
+// never written by a kernel) before the wait; the expert index that selects the row is re-read after the wait.
 }  // namespace lswc
 
 namespace lswc {

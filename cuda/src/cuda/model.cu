@@ -266,6 +266,7 @@ struct Fwd {
         sb.top_k = a->K;
         sb.experts = a->ex(L);
         sb.gates = a->gt(L);
+        sb.n_experts = a->E;  // PDL: the shrink may read its A rows before waiting on X
         for (; i < ns && segs[i].a == a; i++)
           sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
         if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
@@ -331,6 +332,7 @@ struct Fwd {
     sb->top_k = one->K;
     sb->experts = one->ex(L);
     sb->gates = one->gt(L);
+    sb->n_experts = one->E;  // PDL: the prologue may read its A rows before waiting on x
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
       const DMod &d = one->mods[(size_t)L * LSW_MOD_COUNT + k];
       if (d.A && d.mat == mat) sb->job[sb->njobs++] = {d.A, d.rank, d.cols, nullptr, one->t[k]};
