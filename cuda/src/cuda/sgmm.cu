@@ -933,7 +933,10 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   const int saved = g_sgmm_tc_variant;
   if (saved == 2) return saved;  // exact kernel chosen on purpose (different semantics): nothing to tune
-  const bool have3 = s3_device(true) != nullptr;
+  // variant 3 is not autotuned: its first H200 run died with "an illegal instruction" once a group walked many
+  // tiles (a sticky error that kills the context, which no checksum can catch).  LSW_CUDA_SGMM_VARIANT=3 still
+  // forces it for experiments; re-enable here once the harness's mixed-descriptor tests pass on a GPU.
+  const bool have3 = false;
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
