@@ -180,6 +180,8 @@ cudaError_t shrink_tok(int dtype, const void *A, int rank, int cols, const float
 // Y[t*ldy + row0 + row] += Σ_{k in [k0,k0+kc)} B[e_k][row] · tin[t][k]
 cudaError_t expand_tok(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, int k0, int kc,
                        const float *tin, float *Y, int ldy, int row0, cudaStream_t s);
+// T[t][e*rank + j] (all E experts' shrinks of token t) *= Σ_k [e_k(t) == e] g_k(t); 0 for unselected experts
+cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float *T, int ldt, cudaStream_t s);
 // out[t][k][row0 + row] += B[e_k][row] · tin[t][k]  (every k separately; out: [n][top_k][ldo])
 cudaError_t expand_each(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, const float *tin,
                         float *out, int ldo, int row0, cudaStream_t s);

@@ -98,6 +98,27 @@ __global__ void mix_act_kernel(int n, int inter, RouteRef rt, const float *__res
   h[(size_t)t * inter + i] = acc;
 }
 
+// Prompt deltas as GEMMs (see Fwd::delta_gemm): T[t][e*rank + j] holds dot(A[e][j], x_t) for EVERY expert e;
+// keep g_k(t) times it for the experts token t selected (summed over k; ungated: 1) and zero for the others.
+__global__ void gate_experts_kernel(int n, int E, int rank, RouteRef rt, float *__restrict__ T, int ldt) {
+  const long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= (long long)n * E * rank) return;
+  const int j = (int)(q % rank), e = (int)((q / rank) % E), t = (int)(q / ((long long)rank * E));
+  float g = 0.f;
+  for (int k = 0; k < rt.top_k; k++) {
+    const int i = t * rt.stride + rt.slot * rt.top_k + k;
+    if (rt.experts[i] == e) g += rt.gates ? rt.gates[i] : 1.f;
+  }
+  float *p = T + (size_t)t * ldt + (size_t)e * rank + j;
+  *p = g == 0.f ? 0.f : *p * g;
+}
+cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float *T, int ldt, cudaStream_t s) {
+  const long long total = (long long)n * E * rank;
+  if (total <= 0) return cudaSuccess;
+  gate_experts_kernel<<<(int)((total + 255) / 256), 256, 0, s>>>(n, E, rank, rt, T, ldt);
+  LSWC_LAUNCH_RET();
+}
+
 template <typename F>
 static cudaError_t by_dtype(int dtype, F &&f) {
   switch (dtype) {

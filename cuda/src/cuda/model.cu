@@ -96,6 +96,8 @@ struct State {
   double *inv_freq = nullptr;
   float *attn_scratch = nullptr;
   void *xbuf = nullptr;
+  float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
+  int tall_w = 0;
   bool precise = true, use_graph = true, sgmm_tc = false;
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
   cudaGraphExec_t graph[4] = {};
@@ -161,6 +163,11 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
 }
 
 bool adapters_active(const lsw_model *m, const State *st) { return !st->ad.empty() && st->mode != LSW_MODE_BASE; }
+
+bool lswc_env_off(const char *name) {  // NAME=0 switches a default-on path off (developer A/B switches)
+  const char *v = getenv(name);
+  return v && !strcmp(v, "0");
+}
 
 // Forward-building context: launches for one forward of c tokens (eagerly or into a graph capture).
 struct Fwd {
@@ -230,6 +237,25 @@ struct Fwd {
     return e;
   }
 
+  // Prompt chunk (c > 1), 16-bit weights: one module's low-rank deltas on tensor cores instead of per-token SIMT
+  // shrink/expand.  T = X A_cat^T for ALL E experts (A is [E][rank][cols] = an [E*rank][cols] matrix), each token
+  // keeps its selected experts' rows times their gates (gate_experts), then Y += T_e B_e^T per expert e.  E/K times
+  // the needed FLOPs, but GEMM-shaped: the 7B all-linear r64 prompt was 17x slower than the bare model.
+  cudaError_t delta_gemm(int dt, const DMod &d, DAdapter &a, int L, const float *X, float *Y, int ldy) {
+    const int ER = a.E * d.rank;
+    cudaError_t e = lswc::gemm(dt, d.A, ER, d.cols, X, d.cols, c, st->tall, ER, nullptr, false, st->precise, st->xbuf, s);
+    if (e == cudaSuccess) e = lswc::gate_experts(c, a.E, d.rank, a.ref(L), st->tall, ER, s);
+    const size_t esz = dt == LSW_DTYPE_F32 ? 4 : 2;
+    for (int x = 0; x < a.E && e == cudaSuccess; x++)
+      e = lswc::gemm(dt, static_cast<const char *>(d.B) + (size_t)x * d.rows * d.rank * esz, d.rows, d.rank,
+                     st->tall + (size_t)x * d.rank, ER, c, Y + d.row0, ldy, nullptr, true, st->precise, st->xbuf, s);
+    return e;
+  }
+  bool delta_gemm_ok(int dt, const DMod &d, const DAdapter &a) const {
+    return c > 1 && st->tall && (dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16) && a.E * d.rank <= st->tall_w &&
+           !lswc_env_off("LSW_CUDA_PROMPT_DELTA_GEMM");
+  }
+
   // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
   cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc) {
     const DLayer &ly = st->layers[L];
@@ -294,6 +320,10 @@ struct Fwd {
       const DMod &d = *segs[i].d;
       DAdapter &a = *segs[i].a;
       float *t = a.t[segs[i].k];
+      if (delta_gemm_ok(dt, d, a)) {  // prompt chunk on tensor cores (every mode: the deltas are the same sums)
+        if ((e = delta_gemm(dt, d, a, L, X, Y, ldy)) != cudaSuccess) return e;
+        continue;
+      }
       if (mode == LSW_MODE_UNFUSED) {  // the baseline: per expert, a shrink and an expand launch
         for (int k = 0; k < a.K; k++) {
           if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), k, 1, t, s))) return e;
@@ -580,8 +610,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->precise = ev && *ev ? !strcmp(ev, "0") : cf.prefill_precision != LSW_PRECISION_FAST;  // env overrides the config
   ev = getenv("LSW_CUDA_GRAPH");
   st->use_graph = !(ev && !strcmp(ev, "0"));
-  ev = getenv("LSW_CUDA_PDL");  // programmatic dependent launch for the GEMVs (validated in cuda/dev)
-  if (ev && *ev && strcmp(ev, "0")) lswc::gemv_set_pdl(true);
+  // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
+  // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
+  ev = getenv("LSW_CUDA_PDL");
+  lswc::gemv_set_pdl(!(ev && !strcmp(ev, "0")));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, not layer-wise, F16/BF16, rank % 16
   // == 0: sgmm_tc_ok); still recomputed from the pristine weights (drift-free), within 1 ulp of the exact-order
   // kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
@@ -726,6 +758,17 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     LSWC_CHECK(cudaMemcpy(d.rg, g0.data(), nr * sizeof(float), cudaMemcpyHostToDevice));
     LSWC_CHECK(cudaMallocHost(&d.h_e, sizeof(int) * d.slots * d.K));
     LSWC_CHECK(cudaMallocHost(&d.h_g, sizeof(float) * d.slots * d.K));
+  }
+  {  // prompt-delta GEMM scratch: [chunk][max over adapters and modules of E * rank]
+    int w = 0;
+    for (auto &d : st->ad)
+      if (!d.ffn)
+        for (auto &dm : d.mods)
+          if (dm.A) w = std::max(w, d.E * dm.rank);
+    if (w > 0 && st->chunk > 1) {
+      TRY(dalloc(st, &st->tall, (size_t)st->chunk * w));
+      st->tall_w = w;
+    }
   }
   if (NA) {
     // merge mode: the merge check and the SGMM descriptors (one per adapted module of every layer)
