@@ -31,8 +31,9 @@ extern "C" {
 #define LSW_API __attribute__((visibility("default")))
 #endif
 
-/* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul */
-#define LSW_ABI_VERSION 2
+/* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul
+ * 3: lsw_model_config.merge_prompt (the struct grew) */
+#define LSW_ABI_VERSION 3
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -58,6 +59,19 @@ typedef enum lsw_rope_type { LSW_ROPE_DEFAULT = 0, LSW_ROPE_LINEAR = 1, LSW_ROPE
  * Decode steps (GEMV, fp32 activations) and F32 weights are the same either way.  The CPU backend computes
  * every matmul with fp32 activations and fp32 accumulation whatever this says. */
 typedef enum lsw_precision { LSW_PRECISION_PRECISE = 0, LSW_PRECISION_FAST = 1 } lsw_precision;
+
+/* How merge mode (LSW_MODE_MERGE with adapters) evaluates n > 1 tokens in one lsw_model_eval / lsw_model_prefill
+ * (docs/FORMAT.md, "Prompts in merge mode"):
+ *   TOKENWISE: one token at a time through the single-token path (an SGMM merge of that token's experts, then the
+ *              bare backbone): bit for bit the logits, routes and merge counters of feeding the tokens one at a
+ *              time; time to first token grows with the prompt (one decode step per prompt token).
+ *   BATCHED:   in chunks, computed as LSW_MODE_FUSED computes a prompt: each token's experts applied as low-rank
+ *              deltas next to the pristine backbone, no weight writes (close to TOKENWISE, which rounds the merged
+ *              weights to the weight dtype; not bit for bit).  Only single tokens (decode steps, one-token evals)
+ *              merge; the skip of an unchanged merge compares with what the working weights hold, and the merge
+ *              counters count only those steps (the tokens of a batched prompt are not counted).
+ * Other modes, and single tokens, are the same either way. */
+typedef enum lsw_merge_prompt { LSW_MERGE_PROMPT_TOKENWISE = 0, LSW_MERGE_PROMPT_BATCHED = 1 } lsw_merge_prompt;
 
 /* Adapted linear modules of a decoder layer. */
 typedef enum lsw_module {
@@ -102,6 +116,7 @@ typedef struct lsw_model_config {
   int32_t prefill_precision;    /* lsw_precision (0 = PRECISE, the default of a zero-initialised config); read at
                                    lsw_model_finalize.  Developer override on CUDA: env LSW_CUDA_FAST_GEMM=1 (fast)
                                    or =0 (precise) */
+  int32_t merge_prompt;         /* lsw_merge_prompt (0 = TOKENWISE, the default of a zero-initialised config) */
 } lsw_model_config;
 
 typedef struct lsw_sampler_params {
@@ -131,8 +146,8 @@ typedef struct lsw_model_stats {
   int32_t graph_captured;       /* CUDA: decode step runs as a CUDA graph */
   int32_t n_threads;            /* CPU threads in use */
   int32_t simd_level;           /* CPU: 0 scalar, 1 avx2+fma+f16c, 2 avx512 */
-  int64_t merge_steps;          /* merge mode: SGMM steps run since load */
-  int64_t merge_skipped;        /* merge mode: steps skipped (same experts and gates) */
+  int64_t merge_steps;          /* merge mode: SGMM steps run since load (BATCHED prompts: none for their tokens) */
+  int64_t merge_skipped;        /* merge mode: steps skipped (same experts and gates as the working weights hold) */
 } lsw_model_stats;
 
 typedef struct lsw_model lsw_model;

@@ -282,7 +282,9 @@ static bool all_routed(const lsw_model *m) {
 }
 
 // Merge mode: make the working copies hold W0 + Σ g B A for the current token's experts (one SGMM step over
-// every adapted weight of every layer), unless the experts and gates are unchanged.
+// every adapted weight of every layer), unless the experts and gates equal those the working copies hold: merged_e/g
+// are written only here, with the merge (reset clears `merged`), so a BATCHED prompt in between -- which routes its
+// tokens but merges nothing -- leaves them describing the working copies.
 // Counted once per token (FORMAT.md): layer_step[0] records this forward's outcome (2 merged, 1 skipped), counted
 // in lsw_adapters_end_chunk; the later linears of the same token find it set and use the working copies as they are.
 static void ensure_merged(lsw_model *m) {
@@ -327,7 +329,8 @@ static void ensure_merged(lsw_model *m) {
 }
 
 // Merge mode with a LAYERWISE adapter: the working copy of (L, mat) holds W0 + Σ g B A for the experts of every
-// adapter on it (their routes for layer L), merged just before the matrix runs; skipped when unchanged.
+// adapter on it (their routes for layer L), merged just before the matrix runs; skipped when the key mat_e/g (written
+// only with the merge, as merged_e/g above) equals the current routes.
 static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   if (m->work[L][mat].empty()) return;
   std::vector<int32_t> &ke = m->mat_e[L][mat];
@@ -442,10 +445,14 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
     return;
   }
   route_at(m, L, mat, X, w.cols, n);
-  // merge mode runs the merged backbone for single-token steps once every router has spoken (a merge-mode prompt
-  // is fed one token at a time: lsw_cpu_forward); the linears of layer 0 before the router input take the delta path.
-  // With a LAYERWISE adapter every matrix is merged just before it runs (its routers have spoken by then).
+  // merge mode runs the merged backbone for single-token steps once every router has spoken (a TOKENWISE merge-mode
+  // prompt is fed one token at a time: lsw_cpu_forward); the linears of layer 0 before the router input take the delta
+  // path.  With a LAYERWISE adapter every matrix is merged just before it runs (its routers have spoken by then).
+  // Chunks of n > 1 tokens (BATCHED merge-mode prompts) take the delta path as fused mode does and leave the working
+  // copies and their merge keys (merged_e/g, mat_e/g) alone: the next single token's skip test compares its routes
+  // with what the working copies hold.
   const bool merge = m->mode == LSW_MODE_MERGE && n == 1 && (m->layerwise || all_routed(m));
+  const bool fused = m->mode == LSW_MODE_FUSED || (m->mode == LSW_MODE_MERGE && n > 1);
   const void *W = w.data;
   if (merge) {
     if (m->layerwise) ensure_merged_mat(m, L, mat);
@@ -461,7 +468,7 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
       if (!am.A || !ap->routed) continue;  // unrouted here = not adapted here (checked at finalize)
       const lsw_module_range r = m->module_range(L, k);
       if (r.mat != mat) continue;
-      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy, m->mode == LSW_MODE_FUSED);
+      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy, fused);
     }
   }
 }
@@ -480,7 +487,7 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
   lsw_adapter &a = *m->adapters[m->ffn_adapter];
   const int64_t H = m->cfg.hidden_size, I = m->cfg.intermediate_size;
   const int K = a.desc.top_k;
-  const bool fused = m->mode == LSW_MODE_FUSED;
+  const bool fused = m->mode == LSW_MODE_FUSED || (m->mode == LSW_MODE_MERGE && n > 1);  // BATCHED merge prompts
   lsw_linear_adapted(m, L, LSW_MAT_GATE_UP, XN, n, gu, 2 * I, false);  // routes a (and others) on XN
   const lsw_adapter_mod &mg = a.mods[L][LSW_MOD_GATE], &mu = a.mods[L][LSW_MOD_UP], &md = a.mods[L][LSW_MOD_DOWN];
   const lsw_module_range rg = m->module_range(L, LSW_MOD_GATE), ru = m->module_range(L, LSW_MOD_UP),
@@ -516,7 +523,8 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
 }
 
 // After a forward chunk: append the chunk's routes to the history; merge mode counts its steps (one per token, or
-// with a LAYERWISE adapter one per layer per token).
+// with a LAYERWISE adapter one per layer per token; chunks of n > 1 tokens -- BATCHED prompts -- merge nothing and
+// count nothing).
 void lsw_adapters_end_chunk(lsw_model *m, int64_t n) {
   for (auto &ap : m->adapters) {
     lsw_adapter &a = *ap;

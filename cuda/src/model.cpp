@@ -62,6 +62,8 @@ lsw_status lsw_validate_config(const lsw_model_config *c) {
   if (c->prefill_precision != LSW_PRECISION_PRECISE && c->prefill_precision != LSW_PRECISION_FAST)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown prefill_precision %d (0 precise, 1 fast)",
                     c->prefill_precision);
+  if (c->merge_prompt != LSW_MERGE_PROMPT_TOKENWISE && c->merge_prompt != LSW_MERGE_PROMPT_BATCHED)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown merge_prompt %d (0 tokenwise, 1 batched)", c->merge_prompt);
   return LSW_OK;
 }
 
@@ -431,17 +433,23 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
 }
 
 lsw_status lsw_cpu_forward(lsw_model *m, const int32_t *tokens, int32_t n, float *all_logits) {
-  // merge mode with adapters: every token -- prompt tokens too -- runs the single-token path (its experts merged
-  // into the weights by one SGMM step, then the bare backbone), so a prompt gives bit for bit the result of feeding
-  // its tokens one at a time (docs/FORMAT.md).  Time to first token then grows with the prompt length.
-  if (m->mode == LSW_MODE_MERGE && !m->adapters.empty() && n > 1) {
+  const bool merge = m->mode == LSW_MODE_MERGE && !m->adapters.empty();
+  // merge mode with adapters, merge_prompt TOKENWISE (the default): every token -- prompt tokens too -- runs the
+  // single-token path (its experts merged into the weights by one SGMM step, then the bare backbone), so a prompt
+  // gives bit for bit the result of feeding its tokens one at a time (docs/FORMAT.md).  Time to first token then
+  // grows with the prompt length.
+  if (merge && n > 1 && m->cfg.merge_prompt == LSW_MERGE_PROMPT_TOKENWISE) {
     for (int32_t t = 0; t < n; t++)
       forward_chunk(m, tokens + t, 1, all_logits ? all_logits + (int64_t)t * m->cfg.vocab_size : nullptr);
     return LSW_OK;
   }
+  // BATCHED (and the other modes): chunks of n > 1 tokens run the delta path next to the pristine weights (adapters.cpp
+  // lsw_linear_adapted merges only single tokens), leaving the working copies and their merge state alone
   const int64_t CH = 256;  // prefill chunk (bounds scratch memory)
-  for (int64_t t0 = 0; t0 < n; t0 += CH) {
-    const int64_t k = std::min<int64_t>(CH, n - t0);
+  for (int64_t t0 = 0, k; t0 < n; t0 += k) {
+    k = std::min<int64_t>(CH, n - t0);
+    // merge mode: a prompt's last chunk never holds a single token (it would merge like a decode step)
+    if (merge && n - t0 - k == 1) k--;
     forward_chunk(m, tokens + t0, k, all_logits ? all_logits + t0 * m->cfg.vocab_size : nullptr);
   }
   return LSW_OK;

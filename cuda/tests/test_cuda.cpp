@@ -7,6 +7,8 @@
 //     for exact),
 //     merge counters, device sampler == CPU sampler on the same logits, stats, bench_decode, bandwidth
 //   - prefill_precision: FAST prompt logits close to the CPU but less so than PRECISE; lsw_measure_matmul
+//   - merge_prompt BATCHED: batched merge-mode prompts between graph-replayed decode steps, CUDA vs CPU (logits, routes,
+//     merge counters), the prompt == CUDA fused prompt bit for bit, chunks of 4 (no lone last token)
 //   - merge drift: thousands of expert switches in merge mode, then reset: logits bit-identical to a fresh model
 // Without a usable GPU it prints "no CUDA device: skipped" and exits 0, or 1 when LSW_REQUIRE_GPU=1.
 // LSW_SANITIZER_SMALL=1: reduced sizes/iterations (compute-sanitizer runs).
@@ -272,10 +274,12 @@ static uint64_t name_seed(const std::string &s, uint64_t salt) {
 }
 
 static int g_precision = LSW_PRECISION_PRECISE;  // prefill_precision of the models build() makes
+static int g_merge_prompt = LSW_MERGE_PROMPT_TOKENWISE;  // merge_prompt of the models build() makes
 
 static lsw_model_config base_cfg(const ModelSpec &ms, int backend) {
   lsw_model_config c{};
   c.prefill_precision = g_precision;
+  c.merge_prompt = g_merge_prompt;
   c.vocab_size = 301; c.hidden_size = 128; c.intermediate_size = 200; c.num_layers = 3;
   c.num_heads = ms.nh; c.num_kv_heads = ms.nkv; c.head_dim = 32; c.max_context = ms.max_ctx;
   c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.f; c.rope_type = LSW_ROPE_DEFAULT; c.rope_factor = 1.f;
@@ -591,6 +595,116 @@ static void test_drift(int rank) {
   lsw_model_free(b);
 }
 
+// merge_prompt BATCHED (docs/FORMAT.md "Prompts in merge mode"): batched prompts and segments (delta path, no merge,
+// nothing counted) between decode steps that replay the captured graph and merge.  The scenario -- prompt ending with
+// X | X Y Y | segment ending with Z | Z Y | segment | Y -- makes a skip decided on anything but what the working copies
+// hold run stale weights (X after X: nothing is merged after the reset; Z after Z: Y is merged) or merge needlessly
+// (the last Y).  CUDA vs CPU: every logit row (prompt rows: delta path, tol; decode rows: merged weights, mtol), routes,
+// merge counters after every call; the CUDA prompt == the CUDA fused prompt bit for bit (the same code path: Fwd::alin
+// merges only for c == 1).  Run with the default prompt chunk and with LSW_CUDA_PREFILL_CHUNK=4 (chunks 4 4 3 2 for 13
+// tokens: never a lone last token, which would merge; the GEMV path for c <= 8).
+static void test_merge_prompt(const char *name, const ModelSpec &ms, bool token_routed) {
+  printf("-- merge_prompt batched: %s (%s) --\n", name, dname(ms.dtype));
+  const int V = 301, NL = 3, nad = (int)ms.ads.size();
+  const double tol = ms.dtype == LSW_DTYPE_F32 ? 1e-4 : 3e-4;
+  const char *ex_ = getenv("LSW_CUDA_SGMM_EXACT");
+  const double mtol = (ex_ && *ex_ && strcmp(ex_, "0")) || ms.dtype == LSW_DTYPE_F32 ? tol : 4e-3;
+  std::vector<int32_t> prompt(13), seg1(5), seg2(3);
+  for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 89 + 7) % V);
+  for (size_t i = 0; i < seg1.size(); i++) seg1[i] = (int32_t)((i * 53 + 21) % V);
+  for (size_t i = 0; i < seg2.size(); i++) seg2[i] = (int32_t)((i * 71 + 150) % V);
+  const int32_t X = prompt.back(), Y = (X + 11) % V, Z = seg1.back();
+  struct Call { const std::vector<int32_t> *toks; int32_t tok; };  // toks: batched eval, else a decode step of tok
+  const std::vector<Call> calls = {{&prompt, 0}, {nullptr, X}, {nullptr, Y}, {nullptr, Y}, {&seg1, 0},
+                                   {nullptr, Z}, {nullptr, Y}, {&seg2, 0}, {nullptr, Y}};
+  int n = 0;
+  for (auto &c : calls) n += c.toks ? (int)c.toks->size() : 1;
+  int rows_of[8], K_of[8];
+  for (int i = 0; i < nad; i++) { rows_of[i] = ms.ads[i].kind == LSW_ROUTER_LAYERWISE ? NL : 1; K_of[i] = ms.ads[i].K; }
+  const char *ch0 = getenv("LSW_CUDA_PREFILL_CHUNK");
+  const std::string saved_ch = ch0 ? ch0 : "";
+  for (int variant = 0; variant < 2; variant++) {
+    if (variant) setenv("LSW_CUDA_PREFILL_CHUNK", "4", 1);  // read at finalize
+    lsw_model *m[3] = {};  // CPU merge, CUDA merge, CUDA fused; all BATCHED
+    g_merge_prompt = LSW_MERGE_PROMPT_BATCHED;
+    lsw_status bs[3];
+    for (int i = 0; i < 3; i++) bs[i] = build(ms, i == 0 ? LSW_BACKEND_CPU : LSW_BACKEND_CUDA, &m[i]);
+    g_merge_prompt = LSW_MERGE_PROMPT_TOKENWISE;
+    if (variant) {
+      if (ch0) setenv("LSW_CUDA_PREFILL_CHUNK", saved_ch.c_str(), 1);
+      else unsetenv("LSW_CUDA_PREFILL_CHUNK");
+    }
+    CHECK(!bs[0] && !bs[1] && !bs[2], "%s: models: %s", name, lsw_last_error());
+    if (bs[0] || bs[1] || bs[2]) {
+      for (auto *x : m)
+        if (x) lsw_model_free(x);
+      return;
+    }
+    const lsw_sampler_params greedy{0.f, 0, 1.f, 0.f, 0};
+    for (int i = 0; i < 3; i++) {
+      OKC(lsw_model_set_mode(m[i], i == 2 ? LSW_MODE_FUSED : LSW_MODE_MERGE));
+      OKC(lsw_model_set_sampler(m[i], &greedy));
+    }
+    char what[160];
+    // the prompt: CUDA merge (batched) == CUDA fused, bit for bit; close to the CPU
+    std::vector<float> pf(prompt.size() * V, NAN);
+    OKC(lsw_model_eval(m[2], prompt.data(), (int)prompt.size(), pf.data(), 1));
+    int worst_call = -1;
+    double worst = 0;
+    int pos = 0;
+    for (size_t ci = 0; ci < calls.size(); ci++) {
+      const Call &c = calls[ci];
+      const int len = c.toks ? (int)c.toks->size() : 1;
+      std::vector<float> l[2];
+      lsw_model_stats s0[2], s1[2];
+      for (int b = 0; b < 2; b++) {
+        OKC(lsw_model_get_stats(m[b], &s0[b]));
+        l[b].assign((size_t)len * V, NAN);
+        if (c.toks) {
+          OKC(lsw_model_eval(m[b], c.toks->data(), len, l[b].data(), 1));
+        } else {
+          int32_t next;
+          OKC(lsw_model_step(m[b], c.tok, &next));  // CUDA: the captured decode graph
+          OKC(lsw_model_get_logits(m[b], l[b].data()));
+        }
+        OKC(lsw_model_get_stats(m[b], &s1[b]));
+      }
+      snprintf(what, sizeof what, "%s (chunk %s): call %zu (%s, %d tokens at %d)", name, variant ? "4" : "default", ci,
+               c.toks ? "batched eval" : "decode step", len, pos);
+      double ref;
+      const double d = maxdiff(l[0].data(), l[1].data(), l[0].size(), &ref) / fmax(ref, 1.0);
+      if (d > worst) worst = d, worst_call = (int)ci;
+      // the first prompt: the delta path on both (tol); later rows attend to merged positions (mtol)
+      close(l[0].data(), l[1].data(), l[0].size(), ci == 0 ? tol : mtol, what);
+      if (ci == 0 && !variant)  // (chunks of 4: fused mode splits 13 tokens 4 4 4 1, the merge prompt 4 4 3 2)
+        CHECK(memcmp(l[1].data(), pf.data(), pf.size() * sizeof(float)) == 0, "%s: CUDA batched merge prompt != CUDA fused prompt", what);
+      if (ci == 0 && variant) close(pf.data(), l[1].data(), pf.size(), tol, what);
+      CHECK(s1[0].merge_steps == s1[1].merge_steps && s1[0].merge_skipped == s1[1].merge_skipped,
+            "%s: merge counters CPU %lld/%lld, CUDA %lld/%lld", what, (long long)s1[0].merge_steps,
+            (long long)s1[0].merge_skipped, (long long)s1[1].merge_steps, (long long)s1[1].merge_skipped);
+      if (c.toks)
+        CHECK(s1[1].merge_steps == s0[1].merge_steps && s1[1].merge_skipped == s0[1].merge_skipped,
+              "%s: CUDA counted a batched eval (%lld/%lld -> %lld/%lld)", what, (long long)s0[1].merge_steps,
+              (long long)s0[1].merge_skipped, (long long)s1[1].merge_steps, (long long)s1[1].merge_skipped);
+      else
+        CHECK(s1[1].merge_steps + s1[1].merge_skipped > s0[1].merge_steps + s0[1].merge_skipped,
+              "%s: CUDA decode step neither merged nor skipped", what);
+      pos += len;
+    }
+    // token-routed adapters (router on the q input): the second Y of "Y Y" and the last Y are skipped (layer 0 at least)
+    lsw_model_stats st{};
+    OKC(lsw_model_get_stats(m[1], &st));
+    if (token_routed) CHECK(st.merge_skipped >= 2, "%s: the scenario skipped %lld merges on CUDA", name, (long long)st.merge_skipped);
+    snprintf(what, sizeof what, "%s (chunk %s)", name, variant ? "4" : "default");
+    routes_equal(m[0], m[1], nad, rows_of, K_of, n, what);
+    CHECK(lsw_model_n_past(m[0]) == n && lsw_model_n_past(m[1]) == n, "%s: n_past", what);
+    printf("   chunk %-7s %d calls, worst rel logit diff %.2g (call %d), merges %lld, skipped %lld\n",
+           variant ? "4" : "default", (int)calls.size(), worst, worst_call, (long long)st.merge_steps,
+           (long long)st.merge_skipped);
+    for (auto *x : m) lsw_model_free(x);
+  }
+}
+
 // prefill_precision reaches the CUDA prompt GEMM: a 40-token prompt (GEMM path, n > 8) in FAST precision stays close to
 // the CPU (activations rounded once to bf16) and further from it than PRECISE (hi + lo split); the CPU ignores it.
 // Then lsw_measure_matmul on the device: argument checks and a plausible rate.
@@ -668,6 +782,14 @@ int main() {
   }
   test_drift(8);
   test_drift(16);
+  test_merge_prompt("pregated q,v E8 top2 r16", {LSW_DTYPE_F16, 4, 4, 96, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}}, true);
+  if (!g_small) {
+    test_merge_prompt("static + pregated(router@gate)", {LSW_DTYPE_BF16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, {LSW_MOD_Q, LSW_MOD_V, LSW_MOD_UP}, 8},
+                                                                                    {LSW_ROUTER_PREGATED, 5, 2, LSW_MOD_GATE, 0, {LSW_MOD_UP, LSW_MOD_DOWN}, 8}}}, false);
+    test_merge_prompt("layerwise q,v E4 top2", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 4, 2, 0, 0, {LSW_MOD_Q, LSW_MOD_V}, 8}}}, true);
+    test_merge_prompt("MixLoRA ffn E3 top1 + static attention", {LSW_DTYPE_BF16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, {LSW_MOD_Q, LSW_MOD_V}, 8},
+                                                                                           {LSW_ROUTER_LAYERWISE, 3, 1, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}}, false);
+  }
   test_precision();
   double gbps = 0;
   OKC(lsw_measure_bandwidth(LSW_BACKEND_CUDA, (uint64_t)1 << 28, &gbps));

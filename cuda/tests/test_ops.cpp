@@ -1314,6 +1314,171 @@ static void test_precision() {
   remove("/tmp/lsw_test_prec.bin");
 }
 
+// lsw_model_config.merge_prompt: validated.  BATCHED merge-mode prompts (CPU) run as fused mode runs a prompt (logits
+// and routes bit for bit), merge and count nothing -- also past the 256-token chunk (no lone last token: it would
+// merge); the single tokens after them merge from what the working copies hold: the whole sequence matches the fp64
+// reference (f32 weights: merged-weight rounding below 2e-5) and the token-wise merge mode, and the merge counters are
+// exactly those of a merge keyed on the last merged routes.  The scenario puts a single token after a prompt ending
+// with the same token (the same layer-0 experts: router on the q input), so a skip decided on the last prompt token's
+// routes instead of the working copies' content runs stale weights.  Pre-gated and layer-wise adapters.
+static void test_merge_prompt() {
+  const char *P = "/tmp/lsw_test_mprompt.bin";
+  {
+    TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
+    for (int bad : {2, -1, 7}) {
+      TinyModel tb = t;
+      tb.c.merge_prompt = bad;
+      lsw_model *m = nullptr;
+      CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "merge_prompt %d accepted", bad);
+      CHECK(strstr(lsw_last_error(), "merge_prompt") != nullptr, "message: '%s'", lsw_last_error());
+    }
+  }
+  for (int lw = 0; lw < 2; lw++) {
+    const char *name = lw ? "layer-wise E4 K2" : "pre-gated E4 K2";
+    TinyModel t = make_tiny(LSW_DTYPE_F32, lw == 0, false, P);
+    if (lw) add_lw(t, 0, LSW_ROUTER_LAYERWISE, 4, 2, false, {{0, 1, 2, 3, 4, 5, 6}, {3, 6}});  // layer 0 routes on q's input
+    else add_adapter(t, LSW_ROUTER_PREGATED, 4, 2, 3, {0, 1, 2, 3, 4, 5, 6});
+    t.c.max_context = 300;
+    const int V = t.c.vocab_size, NL = t.c.num_layers, K = 2, rows = lw ? NL : 1, RK = rows * K;
+    // prompt (20, ending with X) | X | Y | Y | segment (5, ending with Z) | Z | Y | segment (3) | Y
+    // (the last Y: Y is merged, skipped -- unless a batched segment spoilt the merge state)
+    std::vector<int32_t> seq(20);
+    for (auto &x : seq) x = (int32_t)(rng() % V);
+    const int32_t X = seq.back(), Y = (X + 11) % V;
+    std::vector<int32_t> seg(5), seg2(3);
+    for (auto &x : seg) x = (int32_t)(rng() % V);
+    for (auto &x : seg2) x = (int32_t)(rng() % V);
+    const int32_t Z = seg.back();
+    const std::vector<int> lens = {20, 1, 1, 1, 5, 1, 1, 3, 1};
+    for (int32_t x : {X, Y, Y}) seq.push_back(x);
+    seq.insert(seq.end(), seg.begin(), seg.end());
+    for (int32_t x : {Z, Y}) seq.push_back(x);
+    seq.insert(seq.end(), seg2.begin(), seg2.end());
+    seq.push_back(Y);
+    const int n = (int)seq.size(), NS = (int)lens.size();
+    std::vector<char> single;
+    for (int l : lens) single.insert(single.end(), l, l == 1);
+    // fp64 reference (ref_forward: layer-wise and static adapters; the pre-gated case is checked against the token-wise
+    // merge mode, which test_adapters checks against merged weights)
+    std::vector<int> re;
+    std::vector<double> rg;
+    const auto want = lw ? ref_forward(t, seq, re, rg) : std::vector<std::vector<double>>{};
+    lsw_model *m[3] = {};  // fused, merge batched, merge token-wise
+    for (int i = 0; i < 3; i++) {
+      TinyModel ti = t;
+      ti.c.merge_prompt = i == 2 ? LSW_MERGE_PROMPT_TOKENWISE : LSW_MERGE_PROMPT_BATCHED;
+      OK(load(ti, &m[i]));
+      if (!m[i]) return;
+      OK(lsw_model_set_mode(m[i], i == 0 ? LSW_MODE_FUSED : LSW_MODE_MERGE));
+    }
+    std::vector<float> lg[3];
+    std::vector<int32_t> e[3];
+    std::vector<float> g[3];
+    lsw_model_stats st[3][10];
+    for (int i = 0; i < 3; i++) {
+      lg[i].assign((size_t)n * V, NAN);
+      int pos = 0;
+      for (size_t s = 0; s < lens.size(); s++) {
+        OK(lsw_model_get_stats(m[i], &st[i][s]));
+        OK(lsw_model_eval(m[i], &seq[pos], lens[s], &lg[i][(size_t)pos * V], 1));
+        pos += lens[s];
+      }
+      OK(lsw_model_get_stats(m[i], &st[i][lens.size()]));
+      e[i].assign((size_t)n * RK, -9);
+      g[i].assign((size_t)n * RK, NAN);
+      OK(lsw_model_get_routes(m[i], 0, 0, n, e[i].data(), g[i].data()));
+    }
+    // the prompt: fused == batched merge, bit for bit; nothing merged or counted
+    const size_t P0 = (size_t)20 * V;
+    CHECK(std::equal(lg[0].begin(), lg[0].begin() + P0, lg[1].begin()), "%s: batched merge prompt != fused prompt", name);
+    CHECK(std::equal(e[0].begin(), e[0].begin() + 20 * RK, e[1].begin()) && std::equal(g[0].begin(), g[0].begin() + 20 * RK, g[1].begin()),
+          "%s: batched merge prompt routes != fused", name);
+    CHECK(st[1][1].merge_steps == 0 && st[1][1].merge_skipped == 0, "%s: batched prompt counted %lld/%lld", name,
+          (long long)st[1][1].merge_steps, (long long)st[1][1].merge_skipped);
+    for (int sg : {4, 7})
+      CHECK(st[1][sg + 1].merge_steps == st[1][sg].merge_steps && st[1][sg + 1].merge_skipped == st[1][sg].merge_skipped,
+            "%s: batched segment %d counted", name, sg);
+    // the adapter matters (a stale merge would show): base-mode logits of the same sequence differ
+    {
+      std::vector<float> base((size_t)n * V);
+      OK(lsw_model_set_mode(m[0], LSW_MODE_BASE));
+      OK(lsw_model_reset(m[0]));
+      OK(lsw_model_eval(m[0], seq.data(), n, base.data(), 1));
+      OK(lsw_model_set_mode(m[0], LSW_MODE_FUSED));
+      CHECK(max_rel(base, lg[2]) > 1e-2, "%s: the adapter hardly changes the logits (%g)", name, max_rel(base, lg[2]));
+    }
+    // the whole sequence vs the fp64 reference, batched and token-wise; routes of both == the reference
+    for (int i = 1; i < 3 && lw; i++) {
+      const double r = max_rel_ref(lg[i], want);
+      CHECK(r < 2e-5, "%s %s: logits vs fp64 reference %g", name, i == 1 ? "batched" : "token-wise", r);
+      int bad_e = 0, bad_g = 0;
+      for (size_t k = 0; k < e[i].size(); k++) bad_e += e[i][k] != re[k], bad_g += std::fabs(g[i][k] - rg[k]) > 1e-5;
+      CHECK(bad_e == 0 && bad_g == 0, "%s %s: routes vs reference: %d experts, %d gates wrong", name,
+            i == 1 ? "batched" : "token-wise", bad_e, bad_g);
+    }
+    CHECK(max_rel(lg[1], lg[2]) < 2e-5, "%s: batched vs token-wise %g", name, max_rel(lg[1], lg[2]));
+    if (!lw) {  // pre-gated on the q input: the router reads the normed embedding on both paths
+      CHECK(e[1] == e[2] && max_rel(g[1], g[2]) < 1e-6, "%s: batched routes != token-wise", name);
+    }
+    // the premise: layer 0's experts follow the token (router on the q input)
+    CHECK(std::equal(&e[1][19 * RK], &e[1][19 * RK] + K, &e[1][20 * RK]), "%s: X after X: different layer-0 experts", name);
+    CHECK(std::equal(&e[1][27 * RK], &e[1][27 * RK] + K, &e[1][28 * RK]), "%s: Z after Z: different layer-0 experts", name);
+    // counters: per single token (per routed layer), skipped iff its routes equal those of the previous single token
+    // (the first one after the reset of a fresh model merges)
+    long long es = 0, ek = 0;
+    for (int L = 0; L < rows; L++) {
+      int prev = -1;
+      for (int p = 20; p < n; p++) {
+        if (!single[p]) continue;  // the batched segments
+        bool same = prev >= 0;
+        for (int k = 0; k < K && same; k++)
+          same = e[1][(size_t)p * RK + L * K + k] == e[1][(size_t)prev * RK + L * K + k] &&
+                 g[1][(size_t)p * RK + L * K + k] == g[1][(size_t)prev * RK + L * K + k];
+        (same ? ek : es)++;
+        prev = p;
+      }
+    }
+    CHECK(st[1][NS].merge_steps == es && st[1][NS].merge_skipped == ek, "%s: merge counters %lld/%lld, expected %lld/%lld",
+          name, (long long)st[1][NS].merge_steps, (long long)st[1][NS].merge_skipped, es, ek);
+    // (layer 0 at least: its experts follow the token; a layer-wise router further up reads context)
+    CHECK(st[1][NS].merge_skipped - st[1][NS - 1].merge_skipped >= 1, "%s: the Y after the second segment is not skipped",
+          name);
+    // token-wise counts every position (today's behaviour)
+    CHECK(st[2][NS].merge_steps + st[2][NS].merge_skipped == (long long)n * rows, "%s: token-wise counts %lld + %lld",
+          name, (long long)st[2][NS].merge_steps, (long long)st[2][NS].merge_skipped);
+    // a 257-token prompt: chunks of 255 + 2 (never a lone last token); nothing merged; close to fused's 256 + 1
+    {
+      std::vector<int32_t> lp(257);
+      for (auto &x : lp) x = (int32_t)(rng() % V);
+      std::vector<float> a((size_t)257 * V), b((size_t)257 * V);
+      std::vector<int32_t> ea((size_t)257 * RK), eb((size_t)257 * RK);
+      std::vector<float> ga((size_t)257 * RK), gb((size_t)257 * RK);
+      lsw_model_stats s0, s1;
+      OK(lsw_model_reset(m[0]));
+      OK(lsw_model_reset(m[1]));
+      OK(lsw_model_get_stats(m[1], &s0));
+      OK(lsw_model_eval(m[0], lp.data(), 257, a.data(), 1));
+      OK(lsw_model_eval(m[1], lp.data(), 257, b.data(), 1));
+      OK(lsw_model_get_stats(m[1], &s1));
+      CHECK(s1.merge_steps == s0.merge_steps && s1.merge_skipped == s0.merge_skipped,
+            "%s: 257-token batched prompt merged (%lld -> %lld steps)", name, (long long)s0.merge_steps,
+            (long long)s1.merge_steps);
+      CHECK(max_rel(b, a) < 1e-5, "%s: 257-token batched prompt vs fused %g", name, max_rel(b, a));
+      OK(lsw_model_get_routes(m[0], 0, 0, 257, ea.data(), ga.data()));
+      OK(lsw_model_get_routes(m[1], 0, 0, 257, eb.data(), gb.data()));
+      CHECK(ea == eb, "%s: 257-token batched prompt routes != fused", name);
+      // then a decode step merges (after a reset: nothing merged yet)
+      int32_t tok = lp[0], next;
+      OK(lsw_model_step(m[1], tok, &next));
+      OK(lsw_model_get_stats(m[1], &s0));
+      CHECK(s0.merge_steps == s1.merge_steps + rows && s0.merge_skipped == s1.merge_skipped,
+            "%s: the step after the long prompt: %lld/%lld", name, (long long)s0.merge_steps, (long long)s0.merge_skipped);
+    }
+    for (auto *x : m) lsw_model_free(x);
+  }
+  remove(P);
+}
+
 // lsw_measure_matmul: argument checks, and a finite positive rate on the CPU for every dtype
 static void test_measure_matmul() {
   double tf = -1;
@@ -1370,6 +1535,7 @@ int main() {
   test_last_error_threads();
   test_random_and_base();
   test_precision();
+  test_merge_prompt();
   test_measure_matmul();
   test_backend_errors();
   printf("%d checks, %d failed\n", g_checks, g_fail);

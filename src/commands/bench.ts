@@ -12,6 +12,7 @@ export default class Bench extends BaseCommand {
     '<%= config.bin %> bench -m model.lsw --backend cpu --new-tokens 64 --json',
     '<%= config.bin %> bench --preset llama2-7b --peer torch',
     '<%= config.bin %> bench --preset llama2-7b --dtype bf16 --modes base --prompt-tokens 2048 --new-tokens 2 --precision fast',
+    '<%= config.bin %> bench --preset llama2-7b --modes merge,fused --merge-prompt batched',
   ];
   static override flags = {
     preset: Flags.string({ description: 'synthetic model shape: tiny, llama2-7b, llama3-8b, mistral-7b, qwen2.5-7b (default llama2-7b)' }),
@@ -31,6 +32,7 @@ export default class Bench extends BaseCommand {
     repetitions: Flags.integer({ description: 'measured queries per mode (default 5)' }),
     seed: Flags.integer({ description: 'seed of the random weights and prompt (default 1234)' }),
     precision: Flags.string({ options: ['precise', 'fast'], description: 'prompt matmuls on the CUDA backend: precise (fp32 activations as hi + lo halves, two tensor-core GEMMs) or fast (rounded once to the weight dtype, one GEMM, as PyTorch); the CPU computes in fp32 either way (default precise)' }),
+    'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], description: 'how the merge mode evaluates the prompt: tokenwise (each prompt token merged and run alone, as one decode step each) or batched (in chunks with the experts as deltas, as fused mode; only decode steps merge) (default tokenwise)' }),
     peer: Flags.string({ description: 'also run the PyTorch peer (scripts/bench/torch_peer.py) with the same shapes: torch' }),
     json: Flags.boolean({ description: 'print the result as JSON (docs/BENCH.md)' }),
     csv: Flags.boolean({ description: 'print the result table as CSV' }),
@@ -58,6 +60,7 @@ export default class Bench extends BaseCommand {
       repetitions: flags.repetitions,
       seed: flags.seed,
       precision: flags.precision,
+      mergePrompt: flags['merge-prompt'],
       peer: flags.peer,
       json: flags.json,
       csv: flags.csv,

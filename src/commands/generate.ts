@@ -29,6 +29,7 @@ export default class Generate extends BaseCommand {
     adapter: Flags.string({ char: 'a', multiple: true, description: 'adapter folder to run on top of the model, path or path:scale (repeatable; LoRA-Switch, PEFT LoRA, MixLoRA)' }),
     mode: Flags.string({ options: ['merge', 'unfused', 'fused'], default: 'fused', description: 'adapter execution mode: merge (SGMM into the weights per token), unfused (per-expert LoRA ops) or fused' }),
     precision: Flags.string({ options: ['precise', 'fast'], default: 'precise', description: 'prompt matmuls on the CUDA backend: precise (fp32 activations as hi + lo halves, two tensor-core GEMMs, close to the CPU) or fast (activations rounded once to the weight dtype, one GEMM, about twice the prefill speed); the CPU computes in fp32 either way' }),
+    'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], default: 'tokenwise', description: 'how --mode merge evaluates the prompt: tokenwise (each prompt token merged and run alone: the same result as feeding it one token at a time, but time to first token grows with the prompt) or batched (in chunks with the experts as deltas next to the weights, as fused mode; only generated tokens merge)' }),
     trace: Flags.string({ description: 'write the routing of every token to this JSON Lines file (docs/TRACE.md)' }),
     json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, mode, adapters, timings' }),
   };
@@ -54,6 +55,7 @@ export default class Generate extends BaseCommand {
       adapter: flags.adapter,
       mode: flags.mode as 'merge' | 'unfused' | 'fused',
       precision: flags.precision as 'precise' | 'fast',
+      mergePrompt: flags['merge-prompt'] as 'tokenwise' | 'batched',
       trace: flags.trace,
     });
   }

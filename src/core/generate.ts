@@ -3,7 +3,10 @@
  * Ctrl-C. It updates a plain state object and notifies listeners; views only render that state.
  */
 import { UserError } from './errors.js';
-import { Model, openModelFile, closeModelFile, checkPrecision, MODE_NAMES, type BackendName, type ModeName, type PrecisionName } from './model.js';
+import {
+  Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, MODE_NAMES, type BackendName, type ModeName, type PrecisionName,
+  type MergePromptName,
+} from './model.js';
 import type { ChatMessage } from './tokenizer.js';
 import type { AdapterSpec, ConvertEvent } from './convert.js';
 import { TraceWriter, traceAdapters, type RouteBlock, type TokenInfo } from './trace.js';
@@ -29,6 +32,8 @@ export interface GenerateOptions {
   mode?: ModeName;
   /** prompt matmul arithmetic on the CUDA backend (default: precise); the CPU computes in fp32 either way */
   precision?: PrecisionName;
+  /** how merge mode evaluates the prompt: tokenwise (default; bit for bit one token at a time) or batched (fast) */
+  mergePrompt?: MergePromptName;
   /** write a routing trace (docs/TRACE.md) to this file */
   trace?: string;
 }
@@ -78,6 +83,8 @@ export interface GenerateResult {
   mode: ModeName;
   /** prompt matmul arithmetic (--precision); the CPU backend computes in fp32 either way */
   precision: PrecisionName;
+  /** how merge mode evaluated the prompt (--merge-prompt); other modes ignore it */
+  merge_prompt: MergePromptName;
   adapters: GenerateAdapterInfo[];
   /** the trace file written (--trace), with the number of token records */
   trace?: { file: string; tokens: number };
@@ -152,6 +159,7 @@ function validate(o: GenerateOptions): void {
   if (o.stop?.some((s) => s === '')) throw bad('--stop', 'must not be empty');
   if (o.mode !== undefined && !MODE_NAMES.includes(o.mode)) throw bad('--mode', `must be one of ${MODE_NAMES.join(', ')}`);
   checkPrecision(o.precision);
+  checkMergePrompt(o.mergePrompt);
   if (o.trace !== undefined && o.trace === '') throw bad('--trace', 'must not be empty');
 }
 
@@ -181,7 +189,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
   }
   const tok = mf.tokenizer;
   const maxContext = Math.min(mf.config.max_position_embeddings, promptIds.length + maxTokens + 1);
-  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision });
+  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision, mergePrompt: opts.mergePrompt });
   let trace: TraceWriter | null = null;
   try {
     if (opts.trace !== undefined) {
@@ -278,6 +286,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       backend: model.backend,
       mode: model.mode,
       precision: model.precision,
+      merge_prompt: model.mergePrompt,
       adapters: model.adapters.map((a) => ({
         id: a.id, name: a.name, peft_type: a.peft_type, router_kind: a.router_kind, num_experts: a.num_experts, top_k: a.top_k, scale: a.scale,
       })),

@@ -11,7 +11,7 @@ import { readSafetensors, type SafetensorsFile } from './safetensors.js';
 import type { EngineConfig, ModelDtype } from './hf-config.js';
 import { convertModel, writeAdapterFile, type AdapterSpec, type ConvertEvent } from './convert.js';
 import { Tokenizer } from './tokenizer.js';
-import { getNative, DTYPE, BACKEND, ROPE, MODE, PRECISION, type Native } from './native/abi.js';
+import { getNative, DTYPE, BACKEND, ROPE, MODE, PRECISION, MERGE_PROMPT, type Native } from './native/abi.js';
 import {
   readAdapters, loadAdapterSpec, parseRouterInput, ROUTER_KIND_NAMES, type AdapterDesc, type AdapterMeta,
 } from './adapters/index.js';
@@ -38,6 +38,23 @@ export function checkPrecision(p: string | undefined): PrecisionName {
   return v as PrecisionName;
 }
 
+/**
+ * How merge mode evaluates a prompt of several tokens (lsw_merge_prompt, cuda/include/lsw.h; docs/FORMAT.md "Prompts in
+ * merge mode"): `tokenwise` (the default) runs every prompt token through the single-token path (an SGMM merge of its
+ * experts, then the bare backbone) -- bit for bit feeding the tokens one at a time, but time to first token grows with
+ * the prompt; `batched` runs the prompt in chunks as fused mode does (each token's experts as low-rank deltas next to
+ * the pristine weights, no weight writes) and merges only for decode steps. Other modes ignore it.
+ */
+export type MergePromptName = keyof typeof MERGE_PROMPT;
+export const MERGE_PROMPT_NAMES: readonly MergePromptName[] = ['tokenwise', 'batched'];
+
+/** The merge-prompt option checked: one line naming --merge-prompt on a bad value. */
+export function checkMergePrompt(p: string | undefined): MergePromptName {
+  const v = p ?? 'tokenwise';
+  if (!(MERGE_PROMPT_NAMES as readonly string[]).includes(v)) throw new UserError(`--merge-prompt: unknown value ${JSON.stringify(v)} (tokenwise or batched)`);
+  return v as MergePromptName;
+}
+
 export interface LoadOptions {
   backend?: BackendName;
   threads?: number;
@@ -51,6 +68,8 @@ export interface LoadOptions {
   mode?: ModeName;
   /** prompt matmul arithmetic on the CUDA backend (default: precise); the CPU computes in fp32 either way */
   precision?: PrecisionName;
+  /** how merge mode evaluates a prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
+  mergePrompt?: MergePromptName;
   /**
    * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
    * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
@@ -241,13 +260,15 @@ export class Model {
   readonly maxContext: number;
   /** prompt matmul arithmetic the engine was built with (lsw_model_config.prefill_precision) */
   readonly precision: PrecisionName;
+  /** how merge mode evaluates a prompt (lsw_model_config.merge_prompt), fixed at load */
+  readonly mergePrompt: MergePromptName;
   /** the engine's adapters, in id order */
   readonly adapters: ModelAdapter[];
   private modeName: ModeName;
   private readonly tokBuf = new Int32Array(1);
   private readonly outBuf = new Int32Array(1);
 
-  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName, precision: PrecisionName) {
+  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName, precision: PrecisionName, mergePrompt: MergePromptName) {
     this.native = native;
     this.handle = handle;
     this.config = mf.config;
@@ -257,6 +278,7 @@ export class Model {
     this.backend = backend;
     this.maxContext = maxContext;
     this.precision = precision;
+    this.mergePrompt = mergePrompt;
     this.modeName = mode;
     this.adapters = mf.adapters.map((a, id) => ({ ...a, id, rows: a.router_kind === 'layerwise' ? mf.config.num_layers : 1 }));
   }
@@ -272,12 +294,13 @@ export class Model {
       const mode = opts.mode ?? 'fused';
       if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
       const precision = checkPrecision(opts.precision);
+      const mergePrompt = checkMergePrompt(opts.mergePrompt);
       const native = getNative();
       const c = mf.config;
       const want = opts.backend ?? 'auto';
       const backend: 'cpu' | 'cuda' = want === 'auto' ? (native.raw.lsw_cuda_available() ? 'cuda' : 'cpu') : want;
       const maxContext = Math.max(1, Math.min(opts.maxContext ?? Math.min(c.max_position_embeddings, 4096), c.max_position_embeddings));
-      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0, precision);
+      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0, precision, mergePrompt);
       const out: unknown[] = [null];
       native.call('lsw_model_create', cfg, out);
       const handle = out[0];
@@ -304,7 +327,7 @@ export class Model {
         native.raw.lsw_model_free(handle);
         throw e;
       }
-      return new Model(native, handle, mf, backend, maxContext, mode, precision);
+      return new Model(native, handle, mf, backend, maxContext, mode, precision, mergePrompt);
     } finally {
       // the engine holds its own mapping: temporary files can go now
       closeModelFile(mf);
@@ -412,7 +435,10 @@ export function nativeInfo(): { version: string; cpu: string; cuda: boolean; pat
 }
 
 /** The lsw_model_config struct (cuda/include/lsw.h) for an engine config. */
-export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0, precision: PrecisionName = 'precise') {
+export function engineConfigStruct(
+  c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0, precision: PrecisionName = 'precise',
+  mergePrompt: MergePromptName = 'tokenwise',
+) {
   return {
     vocab_size: c.vocab_size,
     hidden_size: c.hidden_size,
@@ -435,5 +461,6 @@ export function engineConfigStruct(c: EngineConfig, backend: 'cpu' | 'cuda', max
     n_threads: threads,
     device,
     prefill_precision: PRECISION[precision],
+    merge_prompt: MERGE_PROMPT[mergePrompt],
   };
 }

@@ -392,13 +392,18 @@ export class RefModel {
 
   /** Logits of every position of `tokens` (positions 0..n-1), with optional adapters. */
   /**
-   * opts.mergeRound: emulate merge mode (see `linear` below). opts.forceRoutes[ai][t]: use these experts/gates for
+   * opts.mergeRound: emulate merge mode (see `linear` below); opts.mergeAt(t) (default: every position) limits that to
+   * the positions it accepts -- the others keep their deltas (merge mode's batched prompts: only decode steps merge).
+   * opts.forceRoutes[ai][t]: use these experts/gates for
    * pre-gated adapter ai at token t instead of its router's (e.g. the engine's fp32 gates, so that a merge-mode
    * comparison is not dominated by weight-dtype rounding flips caused by gates differing in their last bit).
    */
   forward(
     tokens: number[], adapters: RefAdapter[] = [],
-    opts: { lastOnly?: boolean; mergeRound?: StDtype; forceRoutes?: ({ experts: number[]; gates: number[] } | undefined)[][] } = {},
+    opts: {
+      lastOnly?: boolean; mergeRound?: StDtype; mergeAt?: (t: number) => boolean;
+      forceRoutes?: ({ experts: number[]; gates: number[] } | undefined)[][];
+    } = {},
   ): ForwardResult {
     const c = this.config;
     const T = tokens.length;
@@ -457,7 +462,7 @@ export class RefModel {
       };
       const deltas: Array<[LoraPair, number]> = [];
       const add = (p: LoraPair, g: number, mergeable: boolean) => {
-        if (opts.mergeRound && mergeable) mergeInto(p, g);
+        if (opts.mergeRound && mergeable && (opts.mergeAt?.(t) ?? true)) mergeInto(p, g);
         else deltas.push([p, g]);
       };
       adapters.forEach((a, ai) => {

@@ -4,7 +4,7 @@
 // into the device input of the next step and copied to pinned host memory, so lsw_model_step is one graph launch
 // and one synchronisation.  Prompts run eagerly in chunks (GEMM path for > 8 tokens), each token with its own
 // experts (adapter deltas token-wise); in merge mode with adapters a prompt runs token by token through the decode
-// step instead (lswc_model_forward), as the CPU does.
+// step instead (lswc_model_forward), as the CPU does, unless merge_prompt is BATCHED (chunks, delta path).
 // Adapter semantics mirror the CPU engine (adapters.cpp): routing where the router input is computed (pre-gated:
 // the input of router_input in layer 0), merge mode only for single-token steps once every router has spoken
 // (SGMM of all adapted modules of all layers from the pristine weights into working copies, one launch -- the
@@ -941,10 +941,12 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
     int32_t next;
     return run_step(m, st, tokens[0], &next);
   }
-  // merge mode with adapters: every prompt token runs the decode step (its experts merged by one SGMM step, then the
-  // bare backbone; the sampled token is discarded), exactly as when the tokens are fed one at a time, so a prompt
-  // == token by token bit for bit (docs/FORMAT.md; the CPU does the same).  run_step records routes and counters.
-  if (adapters_active(m, st) && st->mode == LSW_MODE_MERGE) {
+  // merge mode with adapters, merge_prompt TOKENWISE (the default): every prompt token runs the decode step (its
+  // experts merged by one SGMM step, then the bare backbone; the sampled token is discarded), exactly as when the
+  // tokens are fed one at a time, so a prompt == token by token bit for bit (docs/FORMAT.md; the CPU does the same).
+  // run_step records routes and counters.  A single token takes this path with BATCHED too.
+  const bool merge = adapters_active(m, st) && st->mode == LSW_MODE_MERGE;
+  if (merge && (cf.merge_prompt == LSW_MERGE_PROMPT_TOKENWISE || n == 1)) {
     for (int32_t t = 0; t < n; t++) {
       int32_t next;
       TRY(run_step(m, st, tokens[t], &next));
@@ -952,6 +954,10 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
     }
     return LSW_OK;
   }
+  // BATCHED merge-mode prompts (n > 1) run the chunks below as fused mode does: Fwd::alin merges only when c == 1, so
+  // chunks of c > 1 tokens take the delta path next to the pristine weights and never run merge_check: the working
+  // copies, MergeCheck::prev_e/prev_g and the merged flags (blk->merged, lm_flags) keep describing the last merge, and
+  // the next decode step's merge_check compares its routes with what the working copies hold.  No counters change.
   st->dev_valid = false;
   auto fail = [&](cudaError_t e, const char *what) {
     st->broken = e != cudaErrorMemoryAllocation;
@@ -963,8 +969,11 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   std::vector<std::vector<float>> hg(NA);
   const int CH = all_logits ? std::min(st->chunk, kLogitRows) : st->chunk;
   std::vector<int> pos(CH);
-  for (int32_t c0 = 0; c0 < n; c0 += CH) {
-    const int c = n - c0 < CH ? n - c0 : CH;
+  for (int32_t c0 = 0, c; c0 < n; c0 += c) {
+    c = n - c0 < CH ? n - c0 : CH;
+    // merge mode: a prompt's last chunk never holds a single token (c == 1 would merge like a decode step); only a
+    // chunk size below 3 (LSW_CUDA_PREFILL_CHUNK) can leave one, which then merges and is counted (read back below)
+    if (merge && n - c0 - c == 1 && c > 2) c--;
     for (int t = 0; t < c; t++) pos[t] = m->n_past + t;
     Fwd f{m, st, c, st->s};
     cudaError_t e = cudaMemcpyAsync(st->tokens, tokens + c0, sizeof(int) * c, cudaMemcpyHostToDevice, st->s);
@@ -987,7 +996,7 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
     if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);  // also: pos[] is reused by the next chunk
     if (e != cudaSuccess) return fail(e, "forward");
     append_history(m, st, c, he.data(), hg.data());
-    // merge mode with a single-token eval that asked for all logits also merges: read the counters back
+    // a single-token chunk in merge mode merged: read the counters back
     if (adapters && c == 1) {
       DevBlk b;
       if ((e = cudaMemcpy(&b, st->blk, sizeof b, cudaMemcpyDeviceToHost)) != cudaSuccess) return fail(e, "forward");

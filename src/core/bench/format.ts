@@ -107,7 +107,7 @@ export function describe(doc: BenchDoc): string[] {
     `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
     `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}${matmulText(doc)}`,
-    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}`,
+    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}`,
   ];
   return out;
 }

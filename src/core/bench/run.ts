@@ -14,7 +14,7 @@ import type { ModelDtype } from '../hf-config.js';
 import { oneLine } from '../errors.js';
 import { BenchEngine, measureBandwidth, measureMatmul, KV_BYTES_PER_ELEMENT, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
 import type { PresetName } from './presets.js';
-import type { PrecisionName } from '../model.js';
+import type { PrecisionName, MergePromptName } from '../model.js';
 import { spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape, type MatmulShape } from './stats.js';
 
 export interface BenchOptions {
@@ -38,6 +38,8 @@ export interface BenchOptions {
   bandwidthBytes?: number;
   /** prompt matmul arithmetic of the CUDA backend (default precise; the CPU computes in fp32 either way) */
   precision?: PrecisionName;
+  /** how merge mode evaluates the prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
+  mergePrompt?: MergePromptName;
   /** shape of the reference matmul (default: matmulShape(backend, hidden, promptTokens)) */
   matmulShape?: MatmulShape;
 }
@@ -229,6 +231,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     maxContext: o.promptTokens + o.newTokens,
     seed: o.seed,
     precision: o.precision ?? 'precise',
+    mergePrompt: o.mergePrompt ?? 'tokenwise',
     onProgress: (p: BuildProgress) => {
       state.load = { done: p.done, total: p.total, name: p.name ?? '', finalizing: p.phase === 'finalize' };
       onUpdate();
@@ -405,6 +408,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         warmup_decode_steps: Math.min(steps, WARMUP_DECODE_STEPS),
         seed: o.seed,
         precision: o.precision ?? 'precise',
+        merge_prompt: o.mergePrompt ?? 'tokenwise',
       },
       prefill_flops: { ...flops, tokens: prompt.length },
       floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: KV_BYTES_PER_ELEMENT },

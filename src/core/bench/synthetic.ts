@@ -8,7 +8,7 @@
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
-import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName } from '../model.js';
+import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName } from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
 export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
@@ -139,6 +139,8 @@ export interface BuildOptions {
   seed: number;
   /** prompt matmul arithmetic of the CUDA backend (lsw_model_config.prefill_precision; default precise) */
   precision?: PrecisionName;
+  /** how merge mode evaluates the prompt (lsw_model_config.merge_prompt; default tokenwise) */
+  mergePrompt?: MergePromptName;
   onProgress?: (p: BuildProgress) => void;
 }
 
@@ -190,7 +192,7 @@ export class BenchEngine {
       if (o.adapter) validateAdapter(config, o.adapter);
 
       const out: unknown[] = [null];
-      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise'), out);
+      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise'), out);
       const handle = out[0];
       try {
         let params = 0;

@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 2;
+export const LSW_ABI_VERSION = 3;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
@@ -31,6 +31,7 @@ export const STRUCTS: Record<string, Record<string, string>> = {
     n_threads: 'int32_t',
     device: 'int32_t',
     prefill_precision: 'int32_t',
+    merge_prompt: 'int32_t',
   },
   lsw_sampler_params: {
     temperature: 'float',
@@ -112,6 +113,8 @@ export const ROPE = { default: 0, linear: 1, llama3: 2 } as const;
 export const MODE = { merge: 0, unfused: 1, fused: 2, base: 3 } as const;
 /** lsw_precision: arithmetic of the CUDA prompt GEMM (lsw_model_config.prefill_precision; the CPU is fp32 either way) */
 export const PRECISION = { precise: 0, fast: 1 } as const;
+/** lsw_merge_prompt: how merge mode evaluates a prompt (lsw_model_config.merge_prompt; docs/FORMAT.md "Prompts in merge mode") */
+export const MERGE_PROMPT = { tokenwise: 0, batched: 1 } as const;
 
 let typesDefined = false;
 function defineTypes(): void {
