@@ -134,6 +134,34 @@ template <typename T> static std::vector<T> down(const T *d, size_t n) {
 }
 static void poison(void *p, size_t bytes) { CK(cudaMemset(p, 0xff, bytes)); }  // NaN in every float type
 
+// order-independent 64-bit hash of a device buffer (bytes % 16 == 0, 16-byte aligned): bit-identity checks on outputs
+// too big to download (the 7B SGMM rows)
+__device__ __forceinline__ unsigned long long hmix(unsigned long long z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+__global__ void hash_kernel(const uint4 *p, size_t n, unsigned long long *out) {
+  unsigned long long h = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const uint4 v = p[i];
+    h += hmix((((unsigned long long)v.x << 32) | v.y) ^ hmix(2 * i)) + hmix((((unsigned long long)v.z << 32) | v.w) ^ hmix(2 * i + 1));
+  }
+  for (int o = 16; o > 0; o >>= 1) h += __shfl_xor_sync(0xffffffffu, h, o);
+  if ((threadIdx.x & 31) == 0) atomicAdd(out, h);
+}
+static unsigned long long dhash(const void *p, size_t bytes) {
+  static unsigned long long *d = nullptr;
+  if (!d) CK(cudaMalloc(&d, sizeof *d));
+  CK(cudaMemset(d, 0, sizeof *d));
+  hash_kernel<<<1024, 256>>>(static_cast<const uint4 *>(p), bytes / 16, d);
+  CK(cudaGetLastError());
+  unsigned long long h = 0;
+  CK(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost));
+  return h;
+}
+
 // device fill for big benchmark buffers: uniform [-scale, scale) from a hash
 template <typename T>
 __global__ void fill_kernel(T *p, size_t n, uint64_t seed, float scale) {
@@ -1125,17 +1153,26 @@ static const char *sgmm_test_name(int tc) {
 // multiple of 8 but not of 128, ranks 16..128, so the resident and the chunked operand paths), two routing slots, with
 // small grids (each group walks many tiles: strip changes, descriptor changes, stage-ring wrap-around) and every
 // pipeline depth / group count: bit-identical to the one-shot tensor-core kernel, which is checked against fp64.
+// The third set is the Llama-2-7B q,v merge (64 x 4096x4096 r16 top-2, default plan 2 groups x 4 stages, ~250 tiles
+// per group) that killed the first version with an illegal instruction, at small scale: 8 x 512x512 r16, 256 tiles,
+// 32-256 tiles per group with grids of 1-2 blocks (hundreds of stage-ring wrap-arounds, 2-8 strips and descriptors
+// per group).  Every config line reports the largest number of tiles one group walks.
 static void test_sgmm_stream_mixed() {
   logf("\n== SGMM streaming kernel: mixed descriptors, grids, stages ==\n");
   struct M { int rows, cols, rank; };
-  const std::vector<M> sets[] = {
-      {{100, 136, 48}, {64, 264, 16}, {300, 72, 32}, {33, 8, 16}, {260, 392, 48}},                    // max rank 48
-      {{130, 136, 128}, {200, 264, 16}, {70, 520, 80}, {64, 128, 64}},                                 // max rank 128
+  struct Set { std::vector<M> m; std::vector<int> Ks; };
+  const Set sets[] = {
+      {{{100, 136, 48}, {64, 264, 16}, {300, 72, 32}, {33, 8, 16}, {260, 392, 48}}, {1, 3}},  // max rank 48
+      {{{130, 136, 128}, {200, 264, 16}, {70, 520, 80}, {64, 128, 64}}, {1, 3}},              // max rank 128
+      {std::vector<M>(8, M{512, 512, 16}), {2, 1}},                                          // the 7B q,v case, small
   };
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const int E = 4, slots = 2;
   for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16})
-    for (const auto &set : sets)
-      for (int K : {1, 3}) {
+    for (const Set &st : sets)
+      for (int K : st.Ks) {
+        const std::vector<M> &set = st.m;
         const int nm_ = (int)set.size();
         std::vector<HostW> W0, A, B;
         std::vector<void *> dW0, dW, dA, dB;
@@ -1202,16 +1239,20 @@ static void test_sgmm_stream_mixed() {
           check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128);
         }
         struct Cfg { int groups, stages, grid; };
-        for (Cfg c : {Cfg{0, 0, 0}, Cfg{1, 2, 1}, Cfg{2, 2, 1}, Cfg{2, 3, 2}, Cfg{1, 8, 3}, Cfg{1, 5, 0}, Cfg{2, 0, 5}}) {
+        for (Cfg c : {Cfg{0, 0, 0}, Cfg{1, 2, 1}, Cfg{2, 2, 1}, Cfg{2, 3, 2}, Cfg{1, 8, 3}, Cfg{1, 5, 0}, Cfg{2, 0, 5},
+                      Cfg{2, 4, 2}, Cfg{0, 4, 2}, Cfg{1, 4, 1}, Cfg{2, 8, 1}}) {
           sgmm_set_stream_cfg(c.groups, c.stages, c.grid);
           int pg = 0, pst = 0;
           const int mode = sgmm_stream_plan(K, maxr, &pg, &pst);
+          // the launcher's grid (sgmm(): min(cfg grid or SMs, tiles)) and the kernel's contiguous split of the tiles
+          const int grid = std::max(1, std::min(c.grid > 0 ? std::min(c.grid, sms) : sms, tiles));
+          const int per_group = pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0;
           const auto got = run(3);
           expect(mode != 0 && got == ref0,
-                 "sgmm tc stream %s mixed max r%d top%d, cfg groups %d stages %d grid %d (plan: %s, %d group(s), %d stages): "
-                 "bit-identical to the one-shot tc kernel",
-                 dname(dt), maxr, K, c.groups, c.stages, c.grid, mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable",
-                 pg, pst);
+                 "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d (plan: %s, %d group(s), %d stages, "
+                 "up to %d of %d tiles per group): bit-identical to the one-shot tc kernel",
+                 dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid,
+                 mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
         {  // skip flag with a small grid: nothing written
@@ -1386,8 +1427,18 @@ static void bench_sgmm() {
   int *dex = dup(std::vector<int>{3, 6});
   float *dg = dup(std::vector<float>{0.55f, 0.45f});
   SgmmDesc *dd = dnew<SgmmDesc>(2 * L);
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  // bit identity at full scale (the case that first crashed variant 3): a hash of every W after each streaming
+  // configuration and after the persistent and one-shot kernels
+  auto hash_w = [&]() {
+    std::vector<unsigned long long> h(2 * L);
+    for (int i = 0; i < 2 * L; i++) h[i] = dhash(W[i], (size_t)H * H * 2);
+    return h;
+  };
   struct Cfg { int rank, K; };
-  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}})
+  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}}) {
+    std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
     for (int tc : {4, 3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming
       if (!tc && (g_quick || c.rank > 16)) continue;
       sgmm_set_tc_variant(sgmm_variant_of(tc));
@@ -1403,8 +1454,11 @@ static void bench_sgmm() {
       if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
         int pg = 0, pst = 0;
         const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
-        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages)\n",
-             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst);
+        const int grid = std::max(1, std::min(sms, tiles));
+        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, up to %d of %d tiles per group)\n",
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst,
+             pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
+        h_stream = hash_w();
         for (int gr : {1, 2}) {
           sgmm_set_stream_cfg(gr, 0, 0);
           const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
@@ -1413,10 +1467,16 @@ static void bench_sgmm() {
           snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst,
                    md == 2 ? " chunked" : "", c.rank, c.K);
           row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: %d group(s) x %d stages (up to %d tiles per "
+                 "group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, (tiles + grid * gr - 1) / (grid * gr));
         }
         sgmm_set_stream_cfg(0, 0, 0);
+      } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
+        expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,
+               c.rank, c.K, tc == 1 ? "one-shot tc" : "persistent tc");
       }
     }
+  }
   sgmm_set_tc_variant(0);
 #if defined(LSW_DEV_CUBLAS)
   {  // issue 4's library baseline: rank-64 update in place, batched GEMM, one call
@@ -1866,12 +1926,31 @@ static void test_sampling() {
 }
 
 // ===================================================================================================
+// LSW_HARNESS_ONLY=part[,part...]: run only these parts of the harness (test_* / bench_* function names as called in
+// main(), or "sgmm" = test_sgmm + test_sgmm_stream_mixed + bench_sgmm, or "sgmm_tests" = the two tests without the 7B
+// benchmark, e.g. under compute-sanitizer).  Unset or empty: everything (the default).  A list that names no part
+// fails (exit 2).
+static const char *g_only = nullptr;
+static int g_parts_run = 0;
+static bool only_has(const char *t) {
+  const std::string list = std::string(",") + g_only + ",";
+  return list.find(std::string(",") + t + ",") != std::string::npos;
+}
+static bool want(const char *part) {
+  const bool sgmm_test = !strcmp(part, "test_sgmm") || !strcmp(part, "test_sgmm_stream_mixed");
+  const bool w = !g_only || only_has(part) || (sgmm_test && (only_has("sgmm") || only_has("sgmm_tests"))) ||
+                 (!strcmp(part, "bench_sgmm") && only_has("sgmm"));
+  g_parts_run += w;
+  return w;
+}
+
 int main(int argc, char **argv) {
   const char *out = nullptr;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) g_quick = true;
     else out = argv[i];
   }
+  if (const char *ev = getenv("LSW_HARNESS_ONLY"); ev && *ev) g_only = ev;
   if (out && !(g_out = fopen(out, "w"))) { fprintf(stderr, "cannot write %s\n", out); return 2; }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
@@ -1892,29 +1971,38 @@ int main(int argc, char **argv) {
 #else
   logf("cuBLAS baselines: no (built without cuBLAS)\n");
 #endif
-  g_copy_gbs = measure_copy();
-  logf("device-to-device copy bandwidth (read + write): %.1f GB/s\n", g_copy_gbs);
+  if (g_only) logf("parts: LSW_HARNESS_ONLY=%s\n", g_only);
+  // the copy reference only matters to the benchmark rows (quick sanitizer runs of tests skip it)
+  if (!g_only || only_has("sgmm") || strstr(g_only, "bench_")) {
+    g_copy_gbs = measure_copy();
+    logf("device-to-device copy bandwidth (read + write): %.1f GB/s\n", g_copy_gbs);
+  }
 
-  test_gemv();
-  test_gemv_pdl();
-  test_lora();
-  test_lora_shrink();
-  test_prologue_shrink();
-  test_lora_pdl_chain();
-  test_gemm();
-  test_sgmm();
-  test_sgmm_stream_mixed();
-  test_small();
-  test_attention();
-  test_sampling();
+  if (want("test_gemv")) test_gemv();
+  if (want("test_gemv_pdl")) test_gemv_pdl();
+  if (want("test_lora")) test_lora();
+  if (want("test_lora_shrink")) test_lora_shrink();
+  if (want("test_prologue_shrink")) test_prologue_shrink();
+  if (want("test_lora_pdl_chain")) test_lora_pdl_chain();
+  if (want("test_gemm")) test_gemm();
+  if (want("test_sgmm")) test_sgmm();
+  if (want("test_sgmm_stream_mixed")) test_sgmm_stream_mixed();
+  if (want("test_small")) test_small();
+  if (want("test_attention")) test_attention();
+  if (want("test_sampling")) test_sampling();
   logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
 
-  bench_gemv();
-  bench_7b();
-  bench_sgmm();
-  bench_gemm();
-  bench_attention();
+  if (want("bench_gemv")) bench_gemv();
+  if (want("bench_7b")) bench_7b();
+  if (want("bench_sgmm")) bench_sgmm();
+  if (want("bench_gemm")) bench_gemm();
+  if (want("bench_attention")) bench_attention();
 
+  if (g_only && !g_parts_run) {
+    fprintf(stderr, "LSW_HARNESS_ONLY=%s names no part of the harness (test_* / bench_* functions of main(), sgmm, sgmm_tests)\n",
+            g_only);
+    return 2;
+  }
   logf("\n== results (%s, copy %.1f GB/s) ==\n", prop.name, g_copy_gbs);
   logf("| %-58s | %9s | %-14s | %-14s |\n", "kernel", "median ms", "rate", "vs copy");
   for (auto &r : g_table) logf("%s\n", r.c_str());

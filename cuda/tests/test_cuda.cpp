@@ -59,6 +59,17 @@ static uint16_t f2b(float f) {
   memcpy(&x, &f, 4);
   return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
+static float h2f(uint16_t h) {  // exact
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  const float v = e == 0 ? std::ldexp((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp((float)(m | 0x400), e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+static float b2f(uint16_t b) {
+  const uint32_t x = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
 static size_t esz(int dt) { return dt == LSW_DTYPE_F32 ? 4 : 2; }
 static const char *dname(int dt) { return dt == LSW_DTYPE_F32 ? "f32" : dt == LSW_DTYPE_F16 ? "f16" : "bf16"; }
 // random weights in dtype dt (bytes), never zero
@@ -124,8 +135,20 @@ static void test_ops() {
       CHECK(w0 == w1, "sgmm %s: CUDA result is not bit-identical to the CPU", dname(dt));
     }
     // sgmm tensor-core variants through the C ABI (LSW_CUDA_SGMM_VARIANT, ops.cu): 0 one-shot, 1 persistent and
-    // 3 streaming within 1 ulp of the CPU's exact merge and bit-identical to each other; 2 (exact tiled) bit-identical
-    // to the CPU.  Rows not a multiple of 64, cols not of 128, rank 48 / 80 (rank chunks), top-3.
+    // 3 streaming within the bound below of the CPU's exact merge and bit-identical to each other; 2 (exact tiled)
+    // bit-identical to the CPU.  Rows not a multiple of 64, cols not of 128, rank 48 / 80 (rank chunks), top-3.
+    // The bound: both backends compute the same exact value v = W0 + Σ_k g_k Σ_j B A in fp32, in different orders (CPU:
+    // one fmaf chain of K·rank steps with c = fl(g·B); GPU: per expert a tensor-core fp32 sum over the rank, then
+    // fmaf(g, tmp, acc), then W0 + acc).  With S = |W0| + Σ_k |g_k| Σ_j |B||A| and u = 2^-24, the CPU result is within
+    // (K·rank + 1)·u·S of v (one rounding per step, Higham's γ_n).  Tensor cores add the exact products of a block to
+    // the accumulator with the significands aligned to the largest one and the shifted-out bits TRUNCATED (Fasi, Higham,
+    // Mikaitis, Pranesh 2021), so each of the k+1 addends of a block step may lose up to 2u of the largest (<= the sum
+    // so far): over the rank <= 2(k+1)/k·rank·u·S <= 4·rank·u·S for any block size k, + 2u·S for the gate fmaf and
+    // W0 + acc (the margin covers a final normalisation of each block).  Hence before the
+    // final rounding |x_cuda - x_cpu| <= δ = (K·rank + 4·rank + 8)·u·S, and the two 16-bit results differ by at most one
+    // output ulp + δ.  δ is ~0.03 ulp where the terms do not cancel; where they do (|v| << S), one ulp of the small
+    // output is below the fp32 rounding of the big terms and δ takes over: "1 ulp" alone is not a valid claim there (it
+    // failed for 3 of the 130x264 r80 top-2 f16 values on the H200, for every tensor-core variant alike).
     if (dt != LSW_DTYPE_F32) {
       const char *env0 = getenv("LSW_CUDA_SGMM_VARIANT");  // restored afterwards (it also steers the model tests)
       const std::string saved_env = env0 ? env0 : "";
@@ -138,6 +161,52 @@ static void test_ops() {
         for (auto &v : g) v = fabsf(v);
         std::vector<uint8_t> cpu(W0.size()), v0;
         OKC(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, K, W0.data(), cpu.data(), A.data(), B.data(), g.data()));
+        auto dec = [&](const std::vector<uint8_t> &b, size_t i) {
+          uint16_t u;
+          memcpy(&u, &b[2 * i], 2);
+          return (double)(dt == LSW_DTYPE_F16 ? h2f(u) : b2f(u));
+        };
+        auto ulp16 = [&](double x) {  // spacing of the 16-bit format at |x| (normal range; subnormal spacing below)
+          const int mant = dt == LSW_DTYPE_F16 ? 10 : 7, emin = dt == LSW_DTYPE_F16 ? -14 : -126;
+          const int lg = x == 0 ? emin : std::ilogb(x), e = lg < emin ? emin : lg;
+          return std::ldexp(1.0, e - mant);
+        };
+        // δ per element (see above): S = |W0| + Σ_k |g_k| Σ_j |B[m][k][i][j]| |A[m][k][j][c]| from the decoded inputs
+        const size_t n_el = (size_t)nm * rows * cols;
+        std::vector<double> delta(n_el);
+        for (int m = 0; m < nm; m++)
+          for (int i = 0; i < rows; i++)
+            for (int c = 0; c < cols; c++) {
+              double S = std::fabs(dec(W0, ((size_t)m * rows + i) * cols + c));
+              for (int k = 0; k < K; k++) {
+                double t = 0;
+                for (int j = 0; j < rank; j++)
+                  t += std::fabs(dec(B, (((size_t)m * K + k) * rows + i) * rank + j)) *
+                       std::fabs(dec(A, (((size_t)m * K + k) * rank + j) * cols + c));
+                S += std::fabs(g[k]) * t;
+              }
+              delta[((size_t)m * rows + i) * cols + c] = (double)(K * rank + 4 * rank + 8) * std::ldexp(S, -24);
+            }
+        // values of `got` beyond max(ulp(got), ulp(cpu)) + δ from the CPU (*beyond_1ulp: beyond one ulp alone)
+        auto beyond = [&](const std::vector<uint8_t> &got, size_t *beyond_1ulp) {
+          size_t n = 0, n1 = 0;
+          for (size_t i = 0; i < n_el; i++) {
+            const double a = dec(got, i), b = dec(cpu, i), u = std::fmax(ulp16(a), ulp16(b)), d = std::fabs(a - b);
+            n += !(d <= u + delta[i]);
+            n1 += !(d <= u);
+          }
+          if (beyond_1ulp) *beyond_1ulp = n1;
+          return n;
+        };
+        {  // negative control: a merge with the last gate 0.25 off (~0.05 on typical values) must fail the bound mostly
+          std::vector<float> g2 = g;
+          g2[K - 1] += 0.25f;
+          std::vector<uint8_t> off(W0.size());
+          OKC(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, K, W0.data(), off.data(), A.data(), B.data(), g2.data()));
+          const size_t nf = beyond(off, nullptr);
+          CHECK(nf * 2 > n_el, "sgmm %s %dx%d r%d top%d: the CPU-vs-CUDA bound flags a merge with one gate 0.25 off (%zu of %zu "
+                "values flagged, want > half)", dname(dt), rows, cols, rank, K, nf, n_el);
+        }
         for (int v = 0; v <= 3; v++) {
           const char vs[2] = {(char)('0' + v), 0};
           setenv("LSW_CUDA_SGMM_VARIANT", vs, 1);
@@ -148,17 +217,10 @@ static void test_ops() {
                   rank, K);
             continue;
           }
-          size_t far = 0;  // more than one ulp from the CPU (16-bit sign-magnitude -> ordered integers)
-          for (size_t i = 0; i + 1 < out.size(); i += 2) {
-            uint16_t a, b;
-            memcpy(&a, &out[i], 2);
-            memcpy(&b, &cpu[i], 2);
-            const int oa = (a & 0x8000) ? -(int)(a & 0x7fff) : (int)(a & 0x7fff);
-            const int ob = (b & 0x8000) ? -(int)(b & 0x7fff) : (int)(b & 0x7fff);
-            far += std::abs(oa - ob) > 1;
-          }
-          CHECK(far == 0, "sgmm %s %dx%d r%d top%d, tensor-core variant %d: %zu values more than 1 ulp from the CPU", dname(dt),
-                rows, cols, rank, K, v, far);
+          size_t beyond1 = 0;
+          const size_t far = beyond(out, &beyond1);
+          CHECK(far == 0, "sgmm %s %dx%d r%d top%d, tensor-core variant %d: %zu values beyond 1 ulp + the fp32 accumulation "
+                "bound from the CPU (%zu beyond 1 ulp alone)", dname(dt), rows, cols, rank, K, v, far, beyond1);
           if (v == 0) v0 = out;
           else
             CHECK(out == v0, "sgmm %s %dx%d r%d top%d: tensor-core variant %d not bit-identical to variant 0", dname(dt), rows,

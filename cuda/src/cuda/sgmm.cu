@@ -19,7 +19,10 @@
 //     cp.async pipeline (>= 32 KB of W0 per group, 48-112 KB per SM in flight while tensor cores run the current
 //     tile), a per-warp epilogue with 16-byte streaming stores, one group barrier per tile.  Same WMMA fragments,
 //     rank order and rounding as variant 0, so the same bits.  Target: >= 85 % of copy (~1.2 ms for the case above).
-//     NOT YET MEASURED on a GPU when written: see the harness rows "sgmm tc stream ...".
+//     NOT YET MEASURED on a GPU when written: see the harness rows "sgmm tc stream ...".  First H200 run: bit-identical
+//     wherever each group had one tile, cudaErrorIllegalInstruction as soon as a group walked several (the L2
+//     cache-hint copies inside the loop, most likely a ptxas miscompile: see s3_cp16; the hint is gone).
+//     Re-run pending.
 #include "kernels.cuh"
 #include <mma.h>
 
@@ -429,8 +432,9 @@ __global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *_
 // Each group owns a contiguous range of the tiles in STRIP-MAJOR order (per matrix: 128-column strip, then 64-row
 // block), so consecutive tiles of a group share their A columns: A (all experts, all ranks of the strip) is loaded
 // once per strip into shared memory ("resident" mode) and B rows are small; B of a matrix (rows x top_k·rank) is
-// re-read once per strip and stays L2-hot (W0/W traffic is marked evict-first / streaming).
-// Pipeline per group: NS shared-memory stages, each holding one W0 tile (16 KB, cp.async.cg 16-byte, L2 evict-first)
+// re-read once per strip and stays L2-hot (W stores are streaming).
+// Pipeline per group: NS shared-memory stages, each holding one W0 tile (16 KB, cp.async.cg 16-byte, no L2 cache hint:
+// see s3_cp16)
 // and that tile's B rows; NS-1 tiles are in flight while the current tile's product runs on tensor cores.  The
 // epilogue is per warp (its 32 x 32 block: fp32 delta through a per-warp smem patch, W0 from the stage, 16-byte
 // streaming stores), so a tile costs one group barrier (+1 at a strip change).  Stage rows are XOR-swizzled
@@ -483,14 +487,17 @@ __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int
 }
 
 __device__ __forceinline__ uint32_t s3_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-// 16-byte async copy global -> shared; ok == false: zero fill (no global read)
+// 16-byte async copy global -> shared; ok == false: zero fill (no global read).
+// NO `.L2::cache_hint` with a `createpolicy` policy here: the first version streamed W0 with
+// createpolicy.fractional.L2::evict_first + cp.async.cg...L2::cache_hint, and every H200 launch in which a group copied
+// inside its main loop (a group with >= 2 tiles) died with cudaErrorIllegalInstruction, while groups of one tile (all
+// of their copies issued before the loop) passed bit-identical.  That pattern matches a ptxas miscompile of this very
+// pair reported for sm_90 / sm_100 with ptxas 12.8, 13.1 and 13.3 (fixed in 13.4; this tree builds with 13.0): the
+// LDGSTS reads its L2 descriptor from a uniform register that ptxas never materialises and the hardware traps decoding
+// it (Marlin and Triton dropped the hint).  The hint was only a performance nicety (W0 is read once), so it is gone
+// for every toolkit.
 __device__ __forceinline__ void s3_cp16(void *dst, const void *src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s3_smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void s3_cp16_hint(void *dst, const void *src, bool ok, uint64_t pol) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(s3_smem_u32(dst)), "l"(src),
-               "r"(ok ? 16 : 0), "l"(pol)
                : "memory");
 }
 __device__ __forceinline__ void s3_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
@@ -508,7 +515,10 @@ __device__ __forceinline__ void s3_wait(int n) {
   }
 }
 // barrier of one 8-warp group (ids 1, 2; 0 is __syncthreads); orders shared memory like __syncthreads
-__device__ __forceinline__ void s3_bar(int id) { asm volatile("bar.sync %0, 256;" ::"r"(id) : "memory"); }
+// (barrier.sync, the non-.aligned form: no assumption that the warp is converged when it arrives; ptxas adds the
+// warp sync itself.  Every warp of the group executes the same sequence of group barriers: every condition around
+// them -- range, descriptor, strip, rank chunk -- is uniform over the group.)
+__device__ __forceinline__ void s3_bar(int id) { asm volatile("barrier.sync %0, 256;" ::"r"(id) : "memory"); }
 
 using S3Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
@@ -643,8 +653,6 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   int td = pd;
   auto issue = [&]() {
     if (p < t_end) {
-      uint64_t pol;
-      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
       const int rows = descs[pd].rows, cols = descs[pd].cols, t0 = descs[pd].tile0;
       const int tiles_r = (rows + S3_R - 1) / S3_R, local = p - t0, cs = local / tiles_r;
       const int r0 = (local - cs * tiles_r) * S3_R, c0 = cs * S3_C;
@@ -654,7 +662,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
       for (int i = 0; i < 4; i++) {
         const int q = gt + i * 256, r = q >> 4, v = q & 15, row = r0 + r, c = c0 + v * 8;
         const bool ok = row < rows && c < cols;
-        s3_cp16_hint(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2, ok ? W0 + (size_t)row * cols + c : W0, ok, pol);
+        s3_cp16(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2, ok ? W0 + (size_t)row * cols + c : W0, ok);
       }
       if (resident) {
         const int rank = descs[pd].rank, nvr = top_k * rank / 8;
