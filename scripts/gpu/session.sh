@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -68,6 +68,16 @@ st_bench() {
 st_prefill() {
   node "$CLI" bench --backend cuda --preset llama2-7b --dtype bf16 --prompt-tokens 2048 --new-tokens 8 --modes base --precision fast --out "$OUT/bench-llama2-7b-prefill2048-fast.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --dtype bf16 --prompt-tokens 2048 --new-tokens 8 --modes base --precision precise --out "$OUT/bench-llama2-7b-prefill2048-precise.json"; }
+# the streaming SGMM (variant 3) on its own first: harness tests, then memcheck; writes sgmm-ok when all pass
+st_sgmm() {
+  LSW_HARNESS_ONLY=sgmm_tests ./build/dev/bench_kernels "$OUT/sgmm-tests.txt" &&
+  LSW_HARNESS_ONLY=sgmm_tests compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/sgmm-memcheck.txt" 2>&1 &&
+  touch "$OUT/sgmm-ok"; }
+# merge mode with the streaming SGMM forced (only after st_sgmm passed)
+st_bench_stream() {
+  [ -f "$OUT/sgmm-ok" ] || { echo "st_sgmm did not pass: skipped"; return 1; }
+  LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream.json" &&
+  LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream-batched.json"; }
 # the base decode with programmatic dependent launch of the GEMVs (LSW_CUDA_PDL=1), to compare with st_bench's base
 st_bench_pdl() {
   LSW_CUDA_PDL=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-pdl.json"; }
