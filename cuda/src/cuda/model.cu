@@ -280,7 +280,10 @@ struct Fwd {
     return e;
   }
   bool delta_gemm_ok(int dt, const DMod &d, const DAdapter &a) const {
-    return c > 1 && st->tall && (dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16) && a.E * d.rank <= st->tall_w &&
+    // F16 only: the precise GEMM splits X into two 16-bit halves, which for BF16 (8-bit mantissas) leaves ~2^-17
+    // relative error per term; on the H200 that moved a MixLoRA router's gates by > 2e-5 between a BF16 prompt and
+    // the same tokens one at a time, so BF16 prompts keep the exact fp32 SIMT shrink/expand kernels.
+    return c > 1 && st->tall && dt == LSW_DTYPE_F16 && a.E * d.rank <= st->tall_w &&
            !lswc_env_off("LSW_CUDA_PROMPT_DELTA_GEMM");
   }
 

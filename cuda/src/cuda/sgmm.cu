@@ -941,10 +941,11 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   const int saved = g_sgmm_tc_variant;
   if (saved == 2) return saved;  // exact kernel chosen on purpose (different semantics): nothing to tune
-  // variant 3 is not autotuned: its first H200 run died with "an illegal instruction" once a group walked many
-  // tiles (a sticky error that kills the context, which no checksum can catch).  LSW_CUDA_SGMM_VARIANT=3 still
-  // forces it for experiments; re-enable here once the harness's mixed-descriptor tests pass on a GPU.
-  const bool have3 = false;
+  // variant 3 is autotuned again since the H200 run of 2026-12-01 05:00 UTC: without the L2 cache-hint copies its
+  // mixed-descriptor tests (32-256 tiles per group, 2-8 stages, resident and chunked) pass bit-identical to
+  // variant 0 and compute-sanitizer memcheck is clean (bench/results/2026-12-01-h200-session3); the first run had
+  // died with an illegal instruction once a group copied inside its loop (the cache-hinted cp.async).
+  const bool have3 = s3_device(true) != nullptr;
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
