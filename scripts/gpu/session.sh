@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -78,6 +78,14 @@ st_bench_stream() {
   [ -f "$OUT/sgmm-ok" ] || { echo "st_sgmm did not pass: skipped"; return 1; }
   LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream.json" &&
   LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream-batched.json"; }
+# the final numbers: q,v r16 every mode (tokenwise and batched merge prompts), all-linear r64 base/fused
+st_bench_final() {
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --out "$OUT/bench-llama2-7b-qv-r16.json" &&
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-merge-batched.json" &&
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --out "$OUT/bench-llama2-7b-all-r64.json"; }
+# norm/SwiGLU folded into the GEMVs (LSW_CUDA_GEMV_PROLOGUE=1), against the same run's default
+st_bench_prologue() {
+  LSW_CUDA_GEMV_PROLOGUE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-prologue.json"; }
 # the base decode with programmatic dependent launch of the GEMVs (LSW_CUDA_PDL=1), to compare with st_bench's base
 st_bench_pdl() {
   LSW_CUDA_PDL=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-pdl.json"; }
