@@ -245,8 +245,58 @@ void rope_apply(int64_t n, int64_t n_heads, int64_t hd, int64_t ld, const float 
   }
 }
 
+// One query (decode) against all n_ctx positions.  Work items are chunks of CH consecutive positions for all heads:
+// each reads its K and V rows whole and in order, and writes unnormalised partials (max, sum of exponentials, output)
+// per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
+// which item.  The chunk length depends on n_ctx only.
+static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *q,
+                             const float *Kc, const float *Vc, int64_t ldkv, float *o) {
+  const KernelTable &k = K();
+  const int64_t G = nh / nkv;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int64_t CH = std::max<int64_t>(16, (n_ctx + 31) / 32);
+  const int64_t nch = (n_ctx + CH - 1) / CH;
+  const int nt = pool ? pool->size() : 1;
+  thread_local std::vector<float> buf;
+  const size_t np = (size_t)(nch * nh);  // partials [chunk][head]
+  buf.resize(np * (size_t)(hd + 2) + (size_t)nt * nh * CH);
+  float *pm = buf.data(), *pl = pm + np, *po = pl + np, *sc = po + np * hd;
+  auto body = [&](int tid, int64_t b, int64_t e) {
+    float *s = sc + (int64_t)tid * nh * CH;
+    for (int64_t c = b; c < e; c++) {
+      const int64_t j0 = c * CH, T = std::min(CH, n_ctx - j0);
+      k.attn_chunk(q, nh, G, hd, Kc + j0 * ldkv, Vc + j0 * ldkv, ldkv, T, scale, s, pm + c * nh, pl + c * nh,
+                   po + c * nh * hd);
+    }
+  };
+  if (pool && nt > 1 && nch > 1)
+    pool->parallel_for(nch, 1, body);
+  else
+    body(0, 0, nch);
+  for (int64_t h = 0; h < nh; h++) {
+    float *out = o + h * hd;
+    if (nch == 1) {
+      const float inv = 1.0f / pl[h];
+      for (int64_t i = 0; i < hd; i++) out[i] = po[h * hd + i] * inv;
+      continue;
+    }
+    float mx = -INFINITY;
+    for (int64_t c = 0; c < nch; c++) mx = std::max(mx, pm[c * nh + h]);
+    float sum = 0.f;
+    std::fill(out, out + hd, 0.f);
+    for (int64_t c = 0; c < nch; c++) {
+      const float w = std::exp(pm[c * nh + h] - mx);
+      sum += w * pl[c * nh + h];
+      k.axpy(w, po + (c * nh + h) * hd, out, hd);
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < hd; i++) out[i] *= inv;
+  }
+}
+
 void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *Q,
                int64_t ldq, const float *Kc, const float *Vc, int64_t ldkv, float *O, int64_t ldo, float *scratch) {
+  if (n == 1) return attention_decode(pool, n_ctx, nh, nkv, hd, Q, Kc, Vc, ldkv, O);
   const KernelTable &k = K();
   const int64_t group = nh / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
@@ -281,10 +331,10 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
 
 void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,
                   int64_t ldo) {
+  const KernelTable &k = K();
   for (int64_t t = 0; t < n; t++) {
-    const float *g = GU + t * ldgu, *u = g + inter;
-    float *o = Out + t * ldo;
-    for (int64_t i = b; i < e; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    const float *g = GU + t * ldgu;
+    k.swiglu(g + b, g + inter + b, Out + t * ldo + b, e - b);
   }
 }
 void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo) {

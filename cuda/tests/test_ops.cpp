@@ -221,7 +221,11 @@ static void test_rope() {
 }
 
 static void test_attention() {
-  const int cfgs[][5] = {{1, 7, 6, 2, 16}, {5, 5, 4, 4, 8}, {3, 11, 6, 3, 9}, {1, 1, 2, 1, 4}, {16, 40, 9, 3, 64}};
+  // n = 1 takes the decode path (chunks of positions, partials merged per head): contexts over one and many chunks, head
+  // dims with SIMD tails, 1..8 query heads per KV group
+  const int cfgs[][5] = {{1, 7, 6, 2, 16}, {5, 5, 4, 4, 8}, {3, 11, 6, 3, 9}, {1, 1, 2, 1, 4}, {16, 40, 9, 3, 64},
+                         {1, 160, 9, 3, 64}, {1, 33, 6, 3, 9}, {1, 700, 8, 1, 80}, {1, 1029, 4, 4, 128},
+                         {1, 65, 5, 1, 17}};
   for (auto &s : cfgs) {
     int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
     auto Q = fvec((size_t)n * nh * hd), K = fvec((size_t)nctx * nkv * hd), V = fvec((size_t)nctx * nkv * hd);
@@ -264,6 +268,23 @@ static void test_swiglu() {
         if (!close(O[t * inter + i], ref, std::fabs(ref), 1e-5)) bad++;
       }
     CHECK(bad == 0, "swiglu inter=%d: %d wrong", inter, bad);
+  }
+  // the vectorised exp's range ends: e^-g overflowing, underflowing through the subnormals, around +-88, NaN.  Below
+  // g = -88.72 e^-g overflows in fp32 on every path (the result, |g u| / e^-g < 1e-36, becomes -0): atol 1e-36.
+  {
+    const float gs[] = {-110.f, -104.5f, -100.f, -89.f, -88.5f, -87.5f, -87.f, -20.f, -1e-3f, 0.f, 1e-30f, 2.5f,
+                        20.f, 87.f, 87.5f, 88.5f, 89.f, 100.f, 104.5f, 110.f, -3.f, 0.75f, 0.f, 0.f};
+    const int ni = (int)(sizeof gs / sizeof gs[0]);
+    std::vector<float> GU(2 * ni), O(ni);
+    for (int i = 0; i < ni; i++) GU[i] = gs[i], GU[ni + i] = nz(2.f);
+    GU[ni - 2] = NAN;
+    OK(lsw_op_swiglu(LSW_BACKEND_CPU, 1, ni, GU.data(), O.data()));
+    int bad = 0;
+    for (int i = 0; i < ni; i++) {
+      const double g = GU[i], u = GU[ni + i], ref = g / (1 + std::exp(-g)) * u;
+      if (std::isnan(g) ? !std::isnan(O[i]) : !close(O[i], ref, std::fabs(ref), 1e-5, 1e-36)) bad++;
+    }
+    CHECK(bad == 0, "swiglu at the ends of exp's range: %d wrong", bad);
   }
 }
 
