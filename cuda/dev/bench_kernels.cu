@@ -1892,10 +1892,13 @@ static void test_attention() {
     int *dpos = dup(std::vector<int>{pos}), *dn = dup(std::vector<int>{c.n_ctx});
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
     CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
-    for (int viadev : {0, 1}) {
+    float2 *dcs = dnew<float2>((size_t)c.n_ctx * (c.hd / 2));
+    CK(rope_table(c.n_ctx, c.hd, di, dcs, 0));
+    for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does,
+      attn_decode_set_p8(viadev);  // with 8 positions per warp where that applies
       poison(dO, (size_t)qd * 4);
       CK(attention_decode(viadev ? c.n_ctx + 3000 : c.n_ctx, viadev ? dn : nullptr, dpos, c.nh, c.nkv, c.hd, dqkv,
-                          dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0));
+                          dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0, viadev ? dcs : nullptr));
       CK(cudaDeviceSynchronize());
       auto O = down(dO, qd);
       auto Kg = down(dK + (size_t)pos * kvd, kvd), Vg = down(dV + (size_t)pos * kvd, kvd);
@@ -1908,11 +1911,13 @@ static void test_attention() {
       snprintf(nm, sizeof nm, "  appended v row ctx=%d hd=%d%s", c.n_ctx, c.hd, viadev ? " 2nd" : "");
       check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
     }
+    attn_decode_set_p8(false);
     auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
     bool zero = true;
     for (float f : cnt) zero = zero && f == 0.f;
     expect(zero, "attention decode ctx=%d: split counters back to zero after the launches", c.n_ctx);
     cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
+    cudaFree(dcs);
   }
   // prefill on tensor cores (16-bit Q/K/V/P, fp32 accumulate): explicit kernels and attention()'s policy path
   const S tc[] = {{64, 64, 4, 2, 64}, {150, 150, 8, 2, 128}, {100, 300, 4, 4, 128}, {200, 200, 2, 1, 64},
@@ -1951,9 +1956,16 @@ static void bench_attention() {
     double *di = dup(inv);
     int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
     dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * kvd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * kvd, 1.f);
-    const double ms = time_ms([&](int) { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0)); }, 50);
-    char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope+append fp32 KV ctx=%d (graph bound 4096)", ctx);
-    row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
+    CK(rope_table(ctx, hd, di, dcs, 0));
+    for (int p8 : {0, 1}) {
+      attn_decode_set_p8(p8);
+      const double ms = time_ms([&](int) { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0, dcs)); }, 50);
+      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, %d positions/warp", ctx, p8 ? 8 : 4);
+      row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    }
+    attn_decode_set_p8(false);
+    cudaFree(dcs);
     cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
   }
   for (int ctx : {512, 4096}) {

@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -86,6 +86,11 @@ st_bench_final() {
 # norm/SwiGLU folded into the GEMVs (LSW_CUDA_GEMV_PROLOGUE=1), against the same run's default
 st_bench_prologue() {
   LSW_CUDA_GEMV_PROLOGUE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-prologue.json"; }
+# decode attention: harness validation + timing, then base/fused decode with 4 and 8 positions in flight per warp
+st_attn() {
+  LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt" &&
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn.json" &&
+  LSW_CUDA_ATTN_P8=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn-p8.json"; }
 # the base decode with programmatic dependent launch of the GEMVs (LSW_CUDA_PDL=1), to compare with st_bench's base
 st_bench_pdl() {
   LSW_CUDA_PDL=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-pdl.json"; }

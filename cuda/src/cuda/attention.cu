@@ -47,6 +47,7 @@ struct DecodeAttn {
   const float *knew, *vnew;        // the new position's k (before RoPE when inv_freq) and v; null: all from the cache
   const int *pos;                  // device: position of the new token (RoPE angle, cache row); null without rope/knew
   const double *inv_freq;          // [hd/2]; null: no RoPE
+  const float2 *rope_cs;           // nullable: [positions][hd/2] (cos, sin) from rope_table (same values, no fp64)
   float *K, *V;                    // cache [n_ctx][ldkv], head kvh at kvh * hd
   int ldkv;
   float *O;                        // [n_heads][hd]
@@ -59,12 +60,21 @@ struct DecodeAttn {
 };
 
 // HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
-__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq) {
+__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
+                                           const float2 *cs) {
   const int i = d < half ? d : d - half;
-  const double ang = (double)pos * inv_freq[i];
-  double sd, cd;
-  sincos(ang, &sd, &cd);
-  const float c = (float)cd, s = (float)sd;
+  float c, s;
+  if (cs) {
+    const float2 v = cs[(size_t)pos * half + i];
+    c = v.x;
+    s = v.y;
+  } else {
+    const double ang = (double)pos * inv_freq[i];
+    double sd, cd;
+    sincos(ang, &sd, &cd);
+    c = (float)cd;
+    s = (float)sd;
+  }
   const float x0 = x[i], x1 = x[i + half];
   return d < half ? x0 * c - x1 * s : x1 * c + x0 * s;
 }
@@ -76,10 +86,9 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-template <int G, int NCH>
+template <int G, int NCH, int P>
 __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
-  constexpr int P = G >= 4 ? 2 : 4;  // positions in flight per warp
   constexpr int HD = NCH * 128;
   __shared__ __align__(16) float sq[G][HD];
   __shared__ __align__(16) float snew[2][HD];
@@ -102,14 +111,14 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     float v = 0.f;
     if (g < gsz && d < hd) {
       const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
-      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq) : qh[d];
+      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
     }
     sq[g][d] = v;
   }
   if (mine) {
     for (int d = tid; d < HD; d += blockDim.x) {
       const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-      snew[0][d] = d < hd ? (a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq) : kh[d]) : 0.f;
+      snew[0][d] = d < hd ? (a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]) : 0.f;
       snew[1][d] = d < hd ? vh[d] : 0.f;
     }
   }
@@ -262,23 +271,45 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, const vo
          hd <= 256 && ldkv % 4 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
 }
 
+// P: positions in flight per warp (G >= 4: 2, else 4).  MHA with head_dim <= 128 can take 8 (a 32-position split
+// is then one pass of the 4 warps, at 106 instead of 64 registers): attn_decode_set_p8, measured in cuda/dev.
+static bool g_attn_p8 = false;
+void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
 template <int NCH>
 static void launch_decode(int G, dim3 grid, const DecodeAttn &a, cudaStream_t s) {
-  if (G <= 1) attn_decode_fused_kernel<1, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  else if (G <= 2) attn_decode_fused_kernel<2, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  else if (G <= 4) attn_decode_fused_kernel<4, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  else attn_decode_fused_kernel<8, NCH><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  if (G <= 1) {
+    if (NCH == 1 && g_attn_p8) attn_decode_fused_kernel<1, NCH, 8><<<grid, DA_WARPS * 32, 0, s>>>(a);
+    else attn_decode_fused_kernel<1, NCH, 4><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  } else if (G <= 2) attn_decode_fused_kernel<2, NCH, 4><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  else if (G <= 4) attn_decode_fused_kernel<4, NCH, 2><<<grid, DA_WARPS * 32, 0, s>>>(a);
+  else attn_decode_fused_kernel<8, NCH, 2><<<grid, DA_WARPS * 32, 0, s>>>(a);
+}
+
+// (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does
+__global__ void rope_table_kernel(int n_pos, int half, const double *__restrict__ inv_freq, float2 *__restrict__ out) {
+  const long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= (long long)n_pos * half) return;
+  const int i = (int)(q % half), p = (int)(q / half);
+  double sd, cd;
+  sincos((double)p * inv_freq[i], &sd, &cd);
+  out[q] = make_float2((float)cd, (float)sd);
+}
+cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s) {
+  const long long total = (long long)n_pos * (head_dim / 2);
+  if (total <= 0) return cudaSuccess;
+  rope_table_kernel<<<(int)((total + 255) / 256), 256, 0, s>>>(n_pos, head_dim / 2, inv_freq, out);
+  LSWC_LAUNCH_RET();
 }
 
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s) {
+                             cudaStream_t s, const float2 *rope_cs) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
     return cudaErrorInvalidValue;
   DecodeAttn a;
-  a.q = q; a.knew = knew; a.vnew = vnew; a.pos = pos; a.inv_freq = inv_freq;
+  a.q = q; a.knew = knew; a.vnew = vnew; a.pos = pos; a.inv_freq = inv_freq; a.rope_cs = inv_freq ? rope_cs : nullptr;
   a.K = K; a.V = V; a.ldkv = ldkv; a.O = O;
   a.part = scratch;
   a.counters = scratch_counters(scratch, n_heads, head_dim);

@@ -140,7 +140,11 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, co
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s);
+                             cudaStream_t s, const float2 *rope_cs = nullptr);
+// rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
+cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
+// decode attention, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
+void attn_decode_set_p8(bool on);
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
                       const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
                       float *scratch, cudaStream_t s);

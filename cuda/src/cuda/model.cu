@@ -96,6 +96,7 @@ struct State {
   double *inv_freq = nullptr;
   float *attn_scratch = nullptr;
   void *xbuf = nullptr;
+  float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
   int tall_w = 0;
   bool precise = true, use_graph = true, sgmm_tc = false;
@@ -498,7 +499,7 @@ struct Fwd {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
-                                  st->attn_scratch, s));
+                                  st->attn_scratch, s, st->rope_cs));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -678,6 +679,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");
   lswc::gemv_set_pdl(!(ev && !strcmp(ev, "0")));
+  ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
+  lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, not layer-wise, F16/BF16, rank % 16
   // == 0: sgmm_tc_ok); still recomputed from the pristine weights (drift-free), within 1 ulp of the exact-order
   // kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
@@ -745,6 +748,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->xbuf, lswc::gemm_xbuf_bytes((int)T, maxk)));
   TRY(dalloc(st, &st->inv_freq, m->inv_freq.size()));
   LSWC_CHECK(cudaMemcpy(st->inv_freq, m->inv_freq.data(), m->inv_freq.size() * sizeof(double), cudaMemcpyHostToDevice));
+  if ((int)m->inv_freq.size() == cf.head_dim / 2 && cf.head_dim % 2 == 0) {
+    TRY(dalloc(st, &st->rope_cs, (size_t)cf.max_context * (cf.head_dim / 2)));
+    LSWC_CHECK(lswc::rope_table(cf.max_context, cf.head_dim, st->inv_freq, st->rope_cs, st->s));
+  }
   LSWC_CHECK(cudaMallocHost(&st->h_in, sizeof(DevBlk)));
   LSWC_CHECK(cudaMallocHost(&st->h_out, sizeof(DevBlk)));
   memset(st->h_in, 0, sizeof(DevBlk));
