@@ -265,8 +265,8 @@ static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_
     float *s = sc + (int64_t)tid * nh * CH;
     for (int64_t c = b; c < e; c++) {
       const int64_t j0 = c * CH, T = std::min(CH, n_ctx - j0);
-      k.attn_chunk(q, nh, G, hd, Kc + j0 * ldkv, Vc + j0 * ldkv, ldkv, T, scale, s, pm + c * nh, pl + c * nh,
-                   po + c * nh * hd);
+      k.attn_chunk(q, nh, G, hd, Kc + j0 * ldkv, Vc + j0 * ldkv, ldkv, T, n_ctx - j0, scale, s, pm + c * nh,
+                   pl + c * nh, po + c * nh * hd);
     }
   };
   if (pool && nt > 1 && nch > 1)

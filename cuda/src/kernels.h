@@ -19,7 +19,7 @@ struct KernelTable {
   void (*swiglu)(const float *g, const float *u, float *out, int64_t n);  // out = g / (1 + e^-g) * u
   // decode attention of one query (nh heads, G per KV group) over T positions, unnormalised (see kern_impl.inc)
   void (*attn_chunk)(const float *q, int64_t nh, int64_t G, int64_t hd, const float *K, const float *V, int64_t ld,
-                     int64_t T, float scale, float *s, float *m, float *l, float *o);
+                     int64_t T, int64_t avail, float scale, float *s, float *m, float *l, float *o);
 };
 const KernelTable *kernels_level0();
 const KernelTable *kernels_level1();
