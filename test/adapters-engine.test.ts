@@ -6,11 +6,9 @@
 // content, and bad adapter input through the CLI.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { convertModel } from '../src/core/convert.js';
 import { Model, type ModeName } from '../src/core/model.js';
 import { generate, AbortFlag } from '../src/core/generate.js';
@@ -24,6 +22,7 @@ import {
 } from './helpers/checkpoint.js';
 import { RefModel, relErr, flat, type RefAdapter, type RouteRecord } from './helpers/reference.js';
 import { assertLogitsClose, rows } from './helpers/compare.js';
+import { runCli, assertOneLineError, type CliResult } from './helpers/cli.js';
 
 const TOL = 1e-5;
 const GATE_TOL = 1e-5;
@@ -31,8 +30,6 @@ const GEN = 8;
 const MODES: ModeName[] = ['merge', 'unfused', 'fused'];
 const PROMPT = [1, 72, 101, 108, 258, 119, 111, 260, 275, 46, 200, 17];
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const bin = path.join(root, 'bin', 'run.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-adeng-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -536,17 +533,11 @@ test('generate --trace stopped early (Ctrl-C): the trace holds the tokens produc
 // ------------------------------------------------------------------------------------------------ CLI
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: tmp, env: { ...process.env, LSW_DEBUG: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, tmp);
 }
 
-function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
-  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^Error: /);
-  assert.match(lines[0], re);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+function oneLineError(r: CliResult, re: RegExp): void {
+  assertOneLineError(r, re, { stdoutEmpty: false });
 }
 
 test('CLI: convert --adapter and generate --adapter --mode --trace --json', () => {

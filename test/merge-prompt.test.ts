@@ -15,11 +15,9 @@
 //     that compares each decode token's routes with the last merged ones (prompt tokens not counted).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { convertModel } from '../src/core/convert.js';
 import { Model, engineConfigStruct, checkMergePrompt, type MergePromptName, type ModeName } from '../src/core/model.js';
 import { getNative, MERGE_PROMPT } from '../src/core/native/abi.js';
@@ -32,13 +30,12 @@ import {
 import { RefModel, relErr, flat, type RefAdapter } from './helpers/reference.js';
 import type { StDtype } from './helpers/safetensors.js';
 import { assertLogitsClose, rows } from './helpers/compare.js';
+import { runCli, assertOneLineError, type CliResult } from './helpers/cli.js';
 
 const GATE_TOL = 1e-5;
 const GEN = 8;
 const PROMPT = [1, 72, 101, 108, 258, 119, 111, 260, 275, 46, 200, 17];
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const bin = path.join(root, 'bin', 'run.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-mprompt-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -359,17 +356,11 @@ test('the config struct carries merge_prompt (tokenwise = 0 by default, batched 
 });
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: tmp, env: { ...process.env, LSW_DEBUG: '', CI: 'true' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, tmp, { env: { CI: 'true' } });
 }
 
-function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
-  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^Error: /);
-  assert.match(lines[0], re);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+function oneLineError(r: CliResult, re: RegExp): void {
+  assertOneLineError(r, re, { stdoutEmpty: false });
 }
 
 test('generate --merge-prompt: recorded in --json, batched gives the token-wise greedy tokens; a bad value is one line', async () => {

@@ -18,24 +18,18 @@ import { peerArgs, runPeer } from '../../src/core/bench/peer.js';
 import { backboneTensors, adapterTensors, tensorBytes } from '../../src/core/bench/synthetic.js';
 import { presetConfig, PRESETS } from '../../src/core/bench/presets.js';
 import { makeTinyCheckpoint, makeLoraSwitchAdapter } from '../helpers/checkpoint.js';
+import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const bin = path.join(root, 'bin', 'run.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-bench-'));
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, env: { ...process.env, LSW_DEBUG: '', CI: 'true', ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, dir, { env: { CI: 'true', ...env } });
 }
 
-function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
-  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^Error: /);
-  assert.match(lines[0], re);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
-  assert.is(r.stdout, '', 'nothing on stdout');
+function oneLineError(r: CliResult, re: RegExp): void {
+  assertOneLineError(r, re);
 }
 
 // ---------------------------------------------------------------------------------------------------------

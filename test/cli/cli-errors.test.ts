@@ -2,32 +2,22 @@
 // no stack trace, nothing half-written.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
+import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'bin', 'run.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-cli-'));
 const hf = path.join(dir, 'hf');
 makeTinyCheckpoint(hf, { arch: 'llama', shards: 2 });
 
 function cli(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, input, env: { ...process.env, LSW_DEBUG: '' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, dir, { input });
 }
 
-function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
-  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^Error: /);
-  assert.match(lines[0], re);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
-  assert.is(r.stdout, '', 'nothing on stdout');
+function oneLineError(r: CliResult, re: RegExp): void {
+  assertOneLineError(r, re);
 }
 
 function corrupt(name: string, mutate: (buf: Buffer) => Buffer): string {

@@ -1,18 +1,15 @@
 // End to end through the native engine: Model API and the generate command (piped and --json).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
 import { convertModel } from '../../src/core/convert.js';
 import { Model } from '../../src/core/model.js';
 import { ContextFullError, NativeError } from '../../src/core/errors.js';
+import { runCli } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'bin', 'run.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-gen-'));
 const hf = path.join(dir, 'hf');
 makeTinyCheckpoint(hf, { arch: 'llama', kvHeads: 2, dtype: 'f32', seed: 11 });
@@ -20,8 +17,7 @@ const lsw = path.join(dir, 'm.lsw');
 await convertModel(hf, lsw, { dtype: 'f32' });
 
 function cli(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, input });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, dir, { input });
 }
 
 function argmax(a: Float32Array): number {

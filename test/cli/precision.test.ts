@@ -4,11 +4,9 @@
 // The CUDA side (fast prompt logits less precise than precise ones, the device matmul rate) is in cuda/tests/test_cuda.cpp.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
 import { convertModel } from '../../src/core/convert.js';
 import { Model, engineConfigStruct, checkPrecision } from '../../src/core/model.js';
@@ -16,9 +14,8 @@ import { getNative, BACKEND, DTYPE, PRECISION } from '../../src/core/native/abi.
 import { measureMatmul } from '../../src/core/bench/synthetic.js';
 import { presetConfig } from '../../src/core/bench/presets.js';
 import { BackendUnavailableError, NativeInvalidArgumentError, UserError } from '../../src/core/errors.js';
+import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'bin', 'run.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-prec-'));
 const hf = path.join(dir, 'hf');
 makeTinyCheckpoint(hf, { arch: 'llama', kvHeads: 2, dtype: 'bf16', seed: 23 });
@@ -26,18 +23,11 @@ const lsw = path.join(dir, 'm.lsw');
 await convertModel(hf, lsw, { dtype: 'bf16' });
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: dir, env: { ...process.env, LSW_DEBUG: '', CI: 'true' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, dir, { env: { CI: 'true' } });
 }
 
-function oneLineError(r: { code: number | null; stdout: string; stderr: string }, re: RegExp): void {
-  assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
-  assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0], /^Error: /);
-  assert.match(lines[0], re);
-  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
-  assert.is(r.stdout, '', 'nothing on stdout');
+function oneLineError(r: CliResult, re: RegExp): void {
+  assertOneLineError(r, re);
 }
 
 test('the config struct carries prefill_precision (precise = 0 by default, fast = 1); the engine rejects other values', () => {
