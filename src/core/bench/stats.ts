@@ -1,4 +1,5 @@
 /** Statistics of `bench`: percentiles of per-step times and the memory floor. Pure functions. */
+import type { EngineConfig } from '../hf-config.js';
 
 /** Linear-interpolation percentile (numpy's default, as scripts/bench/torch_peer.py) of an ascending array. */
 export function percentile(sorted: ArrayLike<number>, q: number): number {
@@ -59,16 +60,8 @@ export function rnd(x: number | null | undefined, nd = 4): number | null {
   return Math.round(x * f) / f;
 }
 
-/** The shape parameters of a prefill FLOP count (EngineConfig fields). */
-export interface FlopShape {
-  hidden_size: number;
-  intermediate_size: number;
-  num_layers: number;
-  num_heads: number;
-  num_kv_heads: number;
-  head_dim: number;
-  vocab_size: number;
-}
+/** The shape parameters of a prefill FLOP count. */
+export type FlopShape = Pick<EngineConfig, 'hidden_size' | 'intermediate_size' | 'num_layers' | 'num_heads' | 'num_kv_heads' | 'head_dim' | 'vocab_size'>;
 
 export interface PrefillFlops {
   /** 2 × prompt tokens × (wqkv + wo + w_gate_up + w_down parameters of every layer) */
