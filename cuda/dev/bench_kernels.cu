@@ -603,6 +603,17 @@ static void alloc7b(Model7B &m, bool lora) {
 // (<= m.R: the r64 buffers are reused), and two ablations that isolate the parts of the LoRA cost:
 // no_shrink (t left as is, shrink jobs dropped: the prologues become plain norms) and no_epi (GEMVs without epilogue).
 struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false; };
+// the model's L2 prefetch chain (model.cu l2_next_after): the GEMV of (layer l, matrix mi: 0 qkv, 1 o, 2 gate/up,
+// 3 down; l == m.L: the LM head) prefetches the first bytes of the next GEMV's rows (no-op at budget 0)
+static void next7b(Model7B &m, int l, int mi) {
+  const size_t es = m.dt == LSW_DTYPE_F32 ? 4 : 2;
+  if (l == m.L) { gemv_l2_next(m.qkv[0], 3 * m.H, (size_t)m.H * es); return; }
+  if (mi == 0) gemv_l2_next(m.o[l], m.H, (size_t)m.H * es);
+  else if (mi == 1) gemv_l2_next(m.gu[l], 2 * m.I, (size_t)m.H * es);
+  else if (mi == 2) gemv_l2_next(m.dn[l], m.H, (size_t)m.I * es);
+  else if (l + 1 < m.L) gemv_l2_next(m.qkv[l + 1], 3 * m.H, (size_t)m.H * es);
+  else gemv_l2_next(m.lm, m.V, (size_t)m.H * es);
+}
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
@@ -636,16 +647,21 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     LoraEpilogue ep;
     // attention block
     prologue(0, {0, 1, 2}, x, m.normw, xn);
+    next7b(m, l, 0);
     CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s));
     { ShrinkBatch b = batch({3}, gu); if (b.njobs) CK(lora_shrink(m.dt, b, s)); }
+    next7b(m, l, 1);
     CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s));
     // MLP block
     prologue(0, {4, 5}, x, m.normw, xn);
+    next7b(m, l, 2);
     CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s));
     prologue(1, {6}, gu, nullptr, act);
+    next7b(m, l, 3);
     CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s));
   }
   CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
+  next7b(m, m.L, 0);
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
 }
 
@@ -700,6 +716,32 @@ static cublasHandle_t g_cublas;
 #define CB(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "cuBLAS %s failed: %d\n", #x, (int)s_); exit(2); } } while (0)
 #endif
 
+// per-shape GEMV autotune on the model's own weights (the report goes to the log)
+static void tune7b(Model7B &m) {
+  gemv_tune_clear();
+  const int H = m.H, I = m.I;
+  autotune_gemv(m.dt, 3 * H, H, m.qkv.data(), m.L, m.xi, m.y, 0);
+  autotune_gemv(m.dt, H, H, m.o.data(), m.L, m.xi, m.y, 0);
+  autotune_gemv(m.dt, 2 * I, H, m.gu.data(), m.L, m.xi, m.y, 0);
+  autotune_gemv(m.dt, H, I, m.dn.data(), m.L, m.xi, m.y, 0);
+  autotune_gemv(m.dt, m.V, H, &m.lm, 1, m.xi, m.y, 0);
+  CK(cudaDeviceSynchronize());
+  const std::string rep = gemv_tune_report();
+  size_t p0 = 0;
+  while (p0 < rep.size()) {
+    size_t e = rep.find('\n', p0);
+    if (e == std::string::npos) e = rep.size();
+    logf("  %s\n", rep.substr(p0, e - p0).c_str());
+    p0 = e + 1;
+  }
+}
+static void free7b(Model7B &m) {
+  for (auto *v : {&m.qkv, &m.o, &m.gu, &m.dn}) for (void *p : *v) cudaFree(p);
+  cudaFree(m.lm);
+  for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
+  cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
+}
+
 static void bench_7b() {
   logf("\n== Llama-2-7B decode linears (F16) in one CUDA graph ==\n");
   Model7B m;
@@ -709,24 +751,7 @@ static void bench_7b() {
   setenv("LSW_CUDA_GEMV_VARIANT", "1", 1);
   const double base_v1 = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
   unsetenv("LSW_CUDA_GEMV_VARIANT");
-  gemv_tune_clear();
-  {
-    const int H = m.H, I = m.I;
-    autotune_gemv(m.dt, 3 * H, H, m.qkv.data(), m.L, m.xi, m.y, 0);
-    autotune_gemv(m.dt, H, H, m.o.data(), m.L, m.xi, m.y, 0);
-    autotune_gemv(m.dt, 2 * I, H, m.gu.data(), m.L, m.xi, m.y, 0);
-    autotune_gemv(m.dt, H, I, m.dn.data(), m.L, m.xi, m.y, 0);
-    autotune_gemv(m.dt, m.V, H, &m.lm, 1, m.xi, m.y, 0);
-    CK(cudaDeviceSynchronize());
-    std::string rep = gemv_tune_report();
-    size_t p0 = 0;
-    while (p0 < rep.size()) {
-      size_t e = rep.find('\n', p0);
-      if (e == std::string::npos) e = rep.size();
-      logf("  %s\n", rep.substr(p0, e - p0).c_str());
-      p0 = e + 1;
-    }
-  }
+  tune7b(m);
   const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, &nb);
   const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, &nf);
   // the parts of the LoRA cost: GEMV epilogues only (no shrink work: plain norms, no o shrink), shrinks only
@@ -892,10 +917,51 @@ static void bench_7b() {
     cudaFree(xh);
   }
 #endif
-  for (auto *v : {&m.qkv, &m.o, &m.gu, &m.dn}) for (void *p : *v) cudaFree(p);
-  cudaFree(m.lm);
-  for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
-  cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
+  free7b(m);
+}
+
+// ---- L2 prefetch of the next GEMV's weights (gemv_l2_next) on the 7B step, PDL on as in production ----
+static void bench_7b_l2() {
+  logf("\n== Llama-2-7B decode linears: L2 prefetch of the next GEMV's weights (PDL on) ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  tune7b(m);
+  gemv_set_pdl(true);
+  // validation first: the prefetch is a hint, so the whole step's outputs must be bit-identical with and without it
+  float *x0 = dnew<float>(m.H);  // the same residual input for both runs (dfill draws fresh values per call)
+  dfill(LSW_DTYPE_F32, x0, m.H, 1.f);
+  auto step_hash = [&]() {
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CK(cudaMemcpy(m.x, x0, (size_t)m.H * sizeof(float), cudaMemcpyDeviceToDevice));
+    run7b(m, true, s);
+    CK(cudaStreamSynchronize(s));
+    CK(cudaStreamDestroy(s));
+    return dhash(m.y, (size_t)m.V * sizeof(float)) ^ (dhash(m.x, (size_t)m.H * sizeof(float)) * 3);
+  };
+  gemv_set_l2_prefetch(0);
+  const unsigned long long h0 = step_hash();
+  gemv_set_l2_prefetch((size_t)16 << 20);
+  const unsigned long long h1 = step_hash();
+  expect(h0 == h1, "7B fused step (r64 all 7, PDL): L2 prefetch of the next weights leaves every output bit-identical");
+  cudaFree(x0);
+  double base0 = 0;
+  for (int mb : {0, 4, 8, 16, 24, 32, 48}) {
+    gemv_set_l2_prefetch((size_t)mb << 20);
+    const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+    const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
+    if (mb == 0) base0 = base;
+    char nm[200];
+    snprintf(nm, sizeof nm, "7B linears+norms, PDL, L2 prefetch %d MB: base", mb);
+    row(nm, base, (double)m.weight_bytes);
+    snprintf(nm, sizeof nm, "7B linears+norms, PDL, L2 prefetch %d MB: fused r64 all 7", mb);
+    row(nm, fused, (double)m.weight_bytes);
+    logf("  prefetch %2d MB: base %.4f ms (%.4f x no prefetch), fused %.4f ms (%.4f x base)\n", mb, base, base / base0,
+         fused, fused / base);
+  }
+  gemv_set_l2_prefetch(0);
+  gemv_set_pdl(false);
+  free7b(m);
 }
 
 // ===================================================================================================
@@ -1828,6 +1894,13 @@ static void ref_attention(int n, int n_ctx, int nh, int nkv, int hd, const std::
     }
 }
 
+// a producer for PDL tests: lets its dependents launch at once, then spins ~ns nanoseconds and copies src -> dst
+__global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  const long long t0 = clock64();
+  while (clock64() - t0 < (long long)ns * 2) {}  // ~2 cycles per ns at the H200's ~2 GHz
+  for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
 static void test_attention() {
   logf("\n== attention ==\n");
   struct S { int n, n_ctx, nh, nkv, hd; };
@@ -1912,6 +1985,24 @@ static void test_attention() {
       check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
     }
     attn_decode_set_p8(false);
+    {  // programmatic dependent launch: q / k / v come from a kernel that lets its dependents start at once and writes
+       // them ~20 us later; the attention (launched with PDL) must still see them (it reads them after the wait)
+      float *dqkv2 = dnew<float>(ld);
+      poison(dqkv2, (size_t)ld * 4);
+      poison(dO, (size_t)qd * 4);
+      gemv_set_pdl(true);
+      delayed_copy_kernel<<<1, 256>>>(dqkv, dqkv2, ld, 20000);
+      CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, dK, dV,
+                          kvd, dO, sc, 0, dcs));
+      gemv_set_pdl(false);
+      CK(cudaDeviceSynchronize());
+      auto O = down(dO, qd);
+      char nm[160];
+      snprintf(nm, sizeof nm, "attention decode fused ctx=%d heads %d/%d hd=%d, PDL after a late producer of q/k/v",
+               c.n_ctx, c.nh, c.nkv, c.hd);
+      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+      cudaFree(dqkv2);
+    }
     auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
     bool zero = true;
     for (float f : cnt) zero = zero && f == 0.f;
@@ -2213,6 +2304,7 @@ int main(int argc, char **argv) {
 
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
+  if (want("bench_7b_l2")) bench_7b_l2();
   if (want("bench_sgmm")) bench_sgmm();
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();

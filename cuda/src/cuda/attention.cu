@@ -105,6 +105,34 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   const bool fresh = a.knew != nullptr;
   const int pos = a.pos ? *a.pos : -1;
   const bool mine = fresh && pos >= p0 && pos < p1;  // this block owns the new row: writes it, uses it from smem
+  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
+  // P cache rows of this warp (the new position excluded: it comes from smem) -> registers
+  float4 kk[P][NCH], vv[P][NCH];
+  bool ok[P];
+  auto load_rows = [&](int pb) {
+#pragma unroll
+    for (int j = 0; j < P; j++) {
+      const int p = pb + j;
+      ok[j] = p < p1 && !(fresh && p == pos);
+#pragma unroll
+      for (int c = 0; c < NCH; c++) {
+        const int d = c * 128 + lane * 4;
+        if (ok[j] && d < hd) {
+          kk[j][c] = __ldg(reinterpret_cast<const float4 *>(Kb + (size_t)p * a.ldkv + d));
+          vv[j][c] = __ldg(reinterpret_cast<const float4 *>(Vb + (size_t)p * a.ldkv + d));
+        } else {
+          kk[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+          vv[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
+    }
+  };
+  // Programmatic dependent launch (attention_decode launches with it after a PDL GEMV when knew is given): the
+  // warp's first cache rows are OLD positions (< pos, written by earlier steps; pos and n_ctx come from before the
+  // step), so they load before griddepcontrol.wait, overlapping the tail of the GEMV that produces q / knew / vnew.
+  const int pb0 = p0 + warp * P;
+  load_rows(pb0);
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 
   for (int i = tid; i < G * HD; i += blockDim.x) {
     const int g = i / HD, d = i - g * HD;
@@ -141,7 +169,6 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
       acc[g][c] = make_float4(0.f, 0.f, 0.f, 0.f);
     }
   }
-  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
   // one online-softmax update with P scores per head (invalid positions: -inf)
   auto update = [&](const float (&s)[G][P], const float4 (&vv)[P][NCH]) {
 #pragma unroll
@@ -166,25 +193,8 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
       m[g] = mx;
     }
   };
-  for (int pb = p0 + warp * P; pb < p1; pb += DA_WARPS * P) {
-    float4 kk[P][NCH], vv[P][NCH];
-    bool ok[P];
-#pragma unroll
-    for (int j = 0; j < P; j++) {
-      const int p = pb + j;
-      ok[j] = p < p1 && !(fresh && p == pos);
-#pragma unroll
-      for (int c = 0; c < NCH; c++) {
-        const int d = c * 128 + lane * 4;
-        if (ok[j] && d < hd) {
-          kk[j][c] = __ldg(reinterpret_cast<const float4 *>(Kb + (size_t)p * a.ldkv + d));
-          vv[j][c] = __ldg(reinterpret_cast<const float4 *>(Vb + (size_t)p * a.ldkv + d));
-        } else {
-          kk[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
-          vv[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-      }
-    }
+  for (int pb = pb0; pb < p1; pb += DA_WARPS * P) {
+    if (pb != pb0) load_rows(pb);
     float s[G][P];
 #pragma unroll
     for (int g = 0; g < G; g++)
@@ -275,14 +285,31 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, const vo
 // is then one pass of the 4 warps, at 106 instead of 64 registers): attn_decode_set_p8, measured in cuda/dev.
 static bool g_attn_p8 = false;
 void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
+// pdl: launched with programmatic stream serialization (only for the fused form, knew != null: see the kernel)
+static void launch_da(void (*kern)(DecodeAttn), dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+  if (!pdl) {
+    kern<<<grid, DA_WARPS * 32, 0, s>>>(a);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(DA_WARPS * 32);
+  cfg.stream = s;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, kern, a);
+}
 template <int NCH>
-static void launch_decode(int G, dim3 grid, const DecodeAttn &a, cudaStream_t s) {
+static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
   if (G <= 1) {
-    if (NCH == 1 && g_attn_p8) attn_decode_fused_kernel<1, NCH, 8><<<grid, DA_WARPS * 32, 0, s>>>(a);
-    else attn_decode_fused_kernel<1, NCH, 4><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  } else if (G <= 2) attn_decode_fused_kernel<2, NCH, 4><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  else if (G <= 4) attn_decode_fused_kernel<4, NCH, 2><<<grid, DA_WARPS * 32, 0, s>>>(a);
-  else attn_decode_fused_kernel<8, NCH, 2><<<grid, DA_WARPS * 32, 0, s>>>(a);
+    if (NCH == 1 && g_attn_p8) launch_da(attn_decode_fused_kernel<1, NCH, 8>, grid, a, pdl, s);
+    else launch_da(attn_decode_fused_kernel<1, NCH, 4>, grid, a, pdl, s);
+  } else if (G <= 2) launch_da(attn_decode_fused_kernel<2, NCH, 4>, grid, a, pdl, s);
+  else if (G <= 4) launch_da(attn_decode_fused_kernel<4, NCH, 2>, grid, a, pdl, s);
+  else launch_da(attn_decode_fused_kernel<8, NCH, 2>, grid, a, pdl, s);
 }
 
 // (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does
@@ -319,8 +346,11 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   a.scale = 1.f / sqrtf((float)head_dim);
   const dim3 grid(n_kv_heads, a.max_splits);
   const int G = n_heads / n_kv_heads;
-  if (head_dim <= 128) launch_decode<1>(G, grid, a, s);
-  else launch_decode<2>(G, grid, a, s);
+  // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
+  // cache rows; without knew every row may come from the kernel right before (kv_store)
+  const bool pdl = gemv_pdl() && knew != nullptr;
+  if (head_dim <= 128) launch_decode<1>(G, grid, a, pdl, s);
+  else launch_decode<2>(G, grid, a, pdl, s);
   LSWC_LAUNCH_RET();
 }
 

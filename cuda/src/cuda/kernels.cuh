@@ -52,6 +52,17 @@ int gemv_variants();
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
 bool gemv_pdl();
+// L2 prefetch of the NEXT GEMV's weights (decode).  A GEMV launch only streams its own weights; between two GEMVs
+// (the tail of one, the small kernels after it -- attention, RMSNorm, SwiGLU -- and the ramp of the next) the HBM
+// is far from busy.  gemv_l2_next(W, rows, row_bytes) names the weights of the GEMV that runs after the next gemv()
+// launch; that launch's last wave of blocks, once done with their own rows, issue cp.async.bulk.prefetch.L2 of the
+// first `prefix` bytes of every row of W (prefix = budget / rows, rounded down to 16 bytes, at most the row): the
+// columns the next GEMV reads first, for every row, so its blocks start from L2.  The pending name is consumed by
+// that one launch (and dropped when W is null, the budget is 0 or W's rows are not 16-byte aligned).  A hint
+// only: results never change.  Budget: gemv_set_l2_prefetch (bytes per GEMV; 0 = off).
+void gemv_set_l2_prefetch(size_t bytes);
+size_t gemv_l2_prefetch();
+void gemv_l2_next(const void *W, int rows, size_t row_bytes);
 const char *gemv_variant_name(int v);
 
 // Prefill GEMM Y[n][rows] = X[n][cols] · W^T (+bias)(+Y).  precise: X is split into hi + lo halves of
@@ -135,6 +146,9 @@ cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaSt
 // Decode in one launch (see attention.cu): q [n_heads][hd]; knew/vnew (nullable): the new token's k/v rows,
 // written to K/V at row *pos and attended from there; inv_freq (nullable): RoPE applied to q and knew at *pos
 // first (the rope() arithmetic).  Requires attention_decode_ok.
+// PDL: with knew given and gemv_pdl() on, it launches with programmatic stream serialization and reads *pos,
+// *n_ctx_dev and the cache rows other than *pos BEFORE griddepcontrol.wait: the kernel right before it may write
+// q / knew / vnew (the qkv GEMV), never pos, n_ctx_dev or old cache rows.
 bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, const void *q, const void *K,
                          const void *V);
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
