@@ -603,17 +603,6 @@ static void alloc7b(Model7B &m, bool lora) {
 // (<= m.R: the r64 buffers are reused), and two ablations that isolate the parts of the LoRA cost:
 // no_shrink (t left as is, shrink jobs dropped: the prologues become plain norms) and no_epi (GEMVs without epilogue).
 struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false; };
-// the model's L2 prefetch chain (model.cu l2_next_after): the GEMV of (layer l, matrix mi: 0 qkv, 1 o, 2 gate/up,
-// 3 down; l == m.L: the LM head) prefetches the first bytes of the next GEMV's rows (no-op at budget 0)
-static void next7b(Model7B &m, int l, int mi) {
-  const size_t es = m.dt == LSW_DTYPE_F32 ? 4 : 2;
-  if (l == m.L) { gemv_l2_next(m.qkv[0], 3 * m.H, (size_t)m.H * es); return; }
-  if (mi == 0) gemv_l2_next(m.o[l], m.H, (size_t)m.H * es);
-  else if (mi == 1) gemv_l2_next(m.gu[l], 2 * m.I, (size_t)m.H * es);
-  else if (mi == 2) gemv_l2_next(m.dn[l], m.H, (size_t)m.I * es);
-  else if (l + 1 < m.L) gemv_l2_next(m.qkv[l + 1], 3 * m.H, (size_t)m.H * es);
-  else gemv_l2_next(m.lm, m.V, (size_t)m.H * es);
-}
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
@@ -647,21 +636,16 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     LoraEpilogue ep;
     // attention block
     prologue(0, {0, 1, 2}, x, m.normw, xn);
-    next7b(m, l, 0);
     CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s));
     { ShrinkBatch b = batch({3}, gu); if (b.njobs) CK(lora_shrink(m.dt, b, s)); }
-    next7b(m, l, 1);
     CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s));
     // MLP block
     prologue(0, {4, 5}, x, m.normw, xn);
-    next7b(m, l, 2);
     CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s));
     prologue(1, {6}, gu, nullptr, act);
-    next7b(m, l, 3);
     CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s));
   }
   CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
-  next7b(m, m.L, 0);
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
 }
 
@@ -920,49 +904,6 @@ static void bench_7b() {
   free7b(m);
 }
 
-// ---- L2 prefetch of the next GEMV's weights (gemv_l2_next) on the 7B step, PDL on as in production ----
-static void bench_7b_l2() {
-  logf("\n== Llama-2-7B decode linears: L2 prefetch of the next GEMV's weights (PDL on) ==\n");
-  Model7B m;
-  alloc7b(m, true);
-  tune7b(m);
-  gemv_set_pdl(true);
-  // validation first: the prefetch is a hint, so the whole step's outputs must be bit-identical with and without it
-  float *x0 = dnew<float>(m.H);  // the same residual input for both runs (dfill draws fresh values per call)
-  dfill(LSW_DTYPE_F32, x0, m.H, 1.f);
-  auto step_hash = [&]() {
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    CK(cudaMemcpy(m.x, x0, (size_t)m.H * sizeof(float), cudaMemcpyDeviceToDevice));
-    run7b(m, true, s);
-    CK(cudaStreamSynchronize(s));
-    CK(cudaStreamDestroy(s));
-    return dhash(m.y, (size_t)m.V * sizeof(float)) ^ (dhash(m.x, (size_t)m.H * sizeof(float)) * 3);
-  };
-  gemv_set_l2_prefetch(0);
-  const unsigned long long h0 = step_hash();
-  gemv_set_l2_prefetch((size_t)16 << 20);
-  const unsigned long long h1 = step_hash();
-  expect(h0 == h1, "7B fused step (r64 all 7, PDL): L2 prefetch of the next weights leaves every output bit-identical");
-  cudaFree(x0);
-  double base0 = 0;
-  for (int mb : {0, 4, 8, 16, 24, 32, 48}) {
-    gemv_set_l2_prefetch((size_t)mb << 20);
-    const double base = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
-    const double fused = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
-    if (mb == 0) base0 = base;
-    char nm[200];
-    snprintf(nm, sizeof nm, "7B linears+norms, PDL, L2 prefetch %d MB: base", mb);
-    row(nm, base, (double)m.weight_bytes);
-    snprintf(nm, sizeof nm, "7B linears+norms, PDL, L2 prefetch %d MB: fused r64 all 7", mb);
-    row(nm, fused, (double)m.weight_bytes);
-    logf("  prefetch %2d MB: base %.4f ms (%.4f x no prefetch), fused %.4f ms (%.4f x base)\n", mb, base, base / base0,
-         fused, fused / base);
-  }
-  gemv_set_l2_prefetch(0);
-  gemv_set_pdl(false);
-  free7b(m);
-}
 
 // ===================================================================================================
 static void test_lora() {
@@ -2304,7 +2245,6 @@ int main(int argc, char **argv) {
 
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
-  if (want("bench_7b_l2")) bench_7b_l2();
   if (want("bench_sgmm")) bench_sgmm();
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();

@@ -396,25 +396,12 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
   }
 }
-// L2 prefetch of the next GEMV's weights (gemv_l2_next): blocks [first_block, gridDim.x) -- the last wave -- split
-// the rows of the next matrix evenly and prefetch the first `prefix` bytes of each, after their own work
-struct L2Next { const char *p; unsigned rows, row_bytes, prefix, first_block; };
-__device__ __forceinline__ void l2_prefetch_rows(const L2Next &nx) {
-  if (!nx.p || blockIdx.x < nx.first_block) return;
-  const unsigned np = gridDim.x - nx.first_block, b = blockIdx.x - nx.first_block;
-  const unsigned r0 = (unsigned)((unsigned long long)nx.rows * b / np);
-  const unsigned r1 = (unsigned)((unsigned long long)nx.rows * (b + 1) / np);
-  for (unsigned r = r0 + threadIdx.x; r < r1; r += blockDim.x)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(nx.p + (size_t)r * nx.row_bytes), "r"(nx.prefix)
-                 : "memory");
-}
 template <typename T, int NX, int R, int U, int KS, bool LORA>
 __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   const __grid_constant__ LoraEpilogue lora, const L2Next nx) {
+                                                   const __grid_constant__ LoraEpilogue lora) {
   gemv_body<T, NX, R, U, KS, LORA, 0>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nullptr, 0.f);
-  l2_prefetch_rows(nx);
 }
 // Register cap of the prologue kernels: 4 blocks/SM of 256 threads (64 registers), the occupancy of the plain kernels
 // the autotuner picks for 7B (v4/v10: 64 registers with 16-bit weights); the 16-chunk (v5) and 8-chunk split-K (v7)
@@ -472,53 +459,6 @@ const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kV
 static bool g_pdl = false;
 void gemv_set_pdl(bool on) { g_pdl = on; }
 bool gemv_pdl() { return g_pdl; }
-
-// ---- L2 prefetch of the next GEMV's weights (see kernels.cuh) ----------------------------------------------------
-static size_t g_l2_budget = 0;
-struct PendingNext { const char *p; int rows; size_t row_bytes; };
-static thread_local PendingNext g_next = {nullptr, 0, 0};  // one capture / forward per thread at a time
-void gemv_set_l2_prefetch(size_t bytes) { g_l2_budget = bytes; }
-size_t gemv_l2_prefetch() { return g_l2_budget; }
-void gemv_l2_next(const void *W, int rows, size_t row_bytes) {
-  g_next = PendingNext{static_cast<const char *>(W), rows, row_bytes};
-}
-// blocks of `kern` (256 threads, no dynamic smem) resident at once on the current device: occupancy x SMs (cached)
-static int resident_blocks(const void *kern) {
-  static std::mutex mu;
-  static std::map<std::pair<int, const void *>, int> cache;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) { cudaGetLastError(); return 0; }
-  std::lock_guard<std::mutex> lk(mu);
-  auto it = cache.find(std::make_pair(dev, kern));
-  if (it != cache.end()) return it->second;
-  int sms = 0, per = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, 256, 0) != cudaSuccess) {
-    cudaGetLastError();
-    sms = per = 0;
-  }
-  const int n = sms * per;
-  cache[std::make_pair(dev, kern)] = n;
-  return n;
-}
-// the pending next weights for a launch of `kern` with `grid` blocks (consumed; {} when there is nothing to do)
-static L2Next take_next(const void *kern, int grid) {
-  const PendingNext n = g_next;
-  g_next = PendingNext{nullptr, 0, 0};
-  L2Next nx{nullptr, 0, 0, 0, 0};
-  if (!n.p || g_l2_budget == 0 || n.rows <= 0 || n.row_bytes == 0 || n.row_bytes % 16 != 0 || !aligned16(n.p) ||
-      n.row_bytes > (1u << 30))
-    return nx;
-  const size_t prefix = std::min(n.row_bytes, (g_l2_budget / (size_t)n.rows) & ~(size_t)15);
-  const int slots = resident_blocks(kern);
-  if (prefix < 16 || slots <= 0) return nx;
-  nx.p = n.p;
-  nx.rows = (unsigned)n.rows;
-  nx.row_bytes = (unsigned)n.row_bytes;
-  nx.prefix = (unsigned)prefix;
-  nx.first_block = grid > slots ? (unsigned)(grid - slots) : 0u;
-  return nx;
-}
 
 // ---- per-shape choice (autotune_gemv fills it; gemv(..., variant 0) reads it) ---------------------
 // Two tables: plain launches and launches with the fused-LoRA epilogue (autotune_gemv_lora).  A LoRA launch
@@ -595,17 +535,14 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const int groups = cdiv(rows, R);
   dim3 grid(cdiv(groups, groups_per_block));
   if (lora && lora->nseg > 0) {
-    if constexpr (NX == 1) {
-      auto kern = gemv_kernel<T, NX, R, U, KS, true>;
-      launch_k(kern, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, *lora,
-               take_next(reinterpret_cast<const void *>(kern), (int)grid.x));
-    } else {
+    if constexpr (NX == 1)
+      launch_k(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora);
+    else
       return cudaErrorInvalidValue;
-    }
   } else {
-    auto kern = gemv_kernel<T, NX, R, U, KS, false>;
-    launch_k(kern, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, LoraEpilogue{},
-             take_next(reinterpret_cast<const void *>(kern), (int)grid.x));
+    launch_k(gemv_kernel<T, NX, R, U, KS, false>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+             (int)accumulate, LoraEpilogue{});
   }
   LSWC_LAUNCH_RET();
 }

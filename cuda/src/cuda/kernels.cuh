@@ -52,17 +52,6 @@ int gemv_variants();
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
 bool gemv_pdl();
-// L2 prefetch of the NEXT GEMV's weights (decode).  A GEMV launch only streams its own weights; between two GEMVs
-// (the tail of one, the small kernels after it -- attention, RMSNorm, SwiGLU -- and the ramp of the next) the HBM
-// is far from busy.  gemv_l2_next(W, rows, row_bytes) names the weights of the GEMV that runs after the next gemv()
-// launch; that launch's last wave of blocks, once done with their own rows, issue cp.async.bulk.prefetch.L2 of the
-// first `prefix` bytes of every row of W (prefix = budget / rows, rounded down to 16 bytes, at most the row): the
-// columns the next GEMV reads first, for every row, so its blocks start from L2.  The pending name is consumed by
-// that one launch (and dropped when W is null, the budget is 0 or W's rows are not 16-byte aligned).  A hint
-// only: results never change.  Budget: gemv_set_l2_prefetch (bytes per GEMV; 0 = off).
-void gemv_set_l2_prefetch(size_t bytes);
-size_t gemv_l2_prefetch();
-void gemv_l2_next(const void *W, int rows, size_t row_bytes);
 const char *gemv_variant_name(int v);
 
 // Prefill GEMM Y[n][rows] = X[n][cols] · W^T (+bias)(+Y).  precise: X is split into hi + lo halves of

@@ -30,9 +30,6 @@ namespace {
 // long chunks to fill the GPU (at 256 tokens a 4096x4096 GEMM has 64 128x128 tiles for 132 SMs); when every
 // row's logits are wanted the chunk is capped at kLogitRows so the [chunk][vocab] buffer stays small.
 constexpr int kMaxChunk = 2048, kLogitRows = 256;
-// decode GEMVs prefetch this many MB of the next GEMV's weights into L2 (LSW_CUDA_L2_PREFETCH_MB overrides; see
-// lswc::gemv_l2_next)
-constexpr double kL2PrefetchDefaultMB = 16;
 
 struct DLayer {
   const float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
@@ -482,35 +479,6 @@ struct Fwd {
     return lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), 0, K, a.t[LSW_MOD_DOWN], st->x, H, d.row0, s);
   }
 
-  // Decode: name the weights of the GEMV that runs after (L, mat)'s (L = -1: after the LM head) for the L2 prefetch
-  // that (L, mat)'s GEMV issues when it is done (lswc::gemv_l2_next; a hint, results never change).  Forward order:
-  // qkv, o, gate_up, down of each layer, then the LM head, then (next step) layer 0's qkv.  Merge mode reads the
-  // working copies.
-  void l2_next_after(int L, int mat) {
-    if (c != 1 || lswc::gemv_l2_prefetch() == 0) return;
-    const int nl = m->cfg.num_layers;
-    int nL = L, nm = mat + 1;
-    if (L < 0) { nL = 0; nm = LSW_MAT_QKV; }
-    else if (mat == LSW_MAT_DOWN) { nL = L + 1; nm = LSW_MAT_QKV; }
-    if (nL >= nl) {
-      const size_t es = dtype_size_dev(st->lm_dt);
-      if (es) lswc::gemv_l2_next(st->lm, m->cfg.vocab_size, (size_t)m->cfg.hidden_size * es);
-      return;
-    }
-    const DLayer &ly = st->layers[nL];
-    if (ly.rows[nm] <= 0) return;
-    const void *w = ly.w[nm];
-    if (st->mode == LSW_MODE_MERGE && ly.work[nm] && adapters_active(m, st)) w = ly.work[nm];
-    lswc::gemv_l2_next(w, ly.rows[nm], ly.bytes[nm] / (size_t)ly.rows[nm]);
-  }
-  // alin with the L2 prefetch of the next GEMV's weights riding on its GEMV (dropped if that GEMV did not take it)
-  cudaError_t alin_pf(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc) {
-    l2_next_after(L, mat);
-    const cudaError_t e = alin(L, mat, X, Y, ldy, bias, acc);
-    lswc::gemv_l2_next(nullptr, 0, 0);
-    return e;
-  }
-
   // One forward of c tokens whose ids/positions are in device memory (tok, pos; n_ctx_dev for the graph).
   cudaError_t body(const int *tok, const int *pos, int n_ctx_host, const int *n_ctx_dev, bool all_rows) {
     const lsw_model_config &cf = m->cfg;
@@ -526,7 +494,7 @@ struct Fwd {
       const DLayer &ly = st->layers[L];
       float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
-      K_(alin_pf(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
+      K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
       if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, st->qkv, kc, vc)) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
@@ -539,16 +507,16 @@ struct Fwd {
         K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
                            st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       }
-      K_(alin_pf(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
+      K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
         K_(ffn_experts(L));
         continue;
       }
       K_(norm_or_act(L, LSW_MAT_GATE_UP, 0, ly.ffn_norm, st->xn));
-      K_(alin_pf(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
+      K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
       K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
-      K_(alin_pf(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
+      K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
     if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
       K_(lswc::layer_count(cf.num_layers, st->layer_step, st->blk->counters, s));
@@ -557,10 +525,7 @@ struct Fwd {
       K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
     } else {
       K_(lswc::rmsnorm(1, H, st->x + (size_t)(c - 1) * H, H, st->norm, eps, st->xn, H, s));
-      l2_next_after(-1, 0);
-      e = lswc::gemv(st->lm_dt, st->lm, V, H, st->xn, H, 1, st->logits, V, nullptr, false, nullptr, s);
-      lswc::gemv_l2_next(nullptr, 0, 0);
-      if (e != cudaSuccess) return e;
+      K_(lswc::gemv(st->lm_dt, st->lm, V, H, st->xn, H, 1, st->logits, V, nullptr, false, nullptr, s));
     }
 #undef K_
     return cudaSuccess;
@@ -714,10 +679,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");
   lswc::gemv_set_pdl(!(ev && !strcmp(ev, "0")));
-  // L2 prefetch of the next GEMV's weights by each decode GEMV (gemv_l2_next): budget per GEMV in MB,
-  // LSW_CUDA_L2_PREFETCH_MB (0 = off)
-  ev = getenv("LSW_CUDA_L2_PREFETCH_MB");
-  lswc::gemv_set_l2_prefetch((size_t)((ev && *ev ? std::max(0.0, atof(ev)) : kL2PrefetchDefaultMB) * 1048576.0));
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, not layer-wise, F16/BF16, rank % 16
