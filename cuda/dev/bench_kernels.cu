@@ -321,7 +321,7 @@ static void test_gemv_pdl() {
     for (int i = 0; i < n_links; i++) {
       float *in = i % 2 ? b : a, *out = i % 2 ? a : b;
       CK(gemv(LSW_DTYPE_BF16, Ws[i], H, H, in, H, 1, out, H, nullptr, i % 3 == 2, nullptr, s));
-      if (i == 5) CK(rmsnorm(1, H, out, H, x0, 1e-5f, out, H, s));  // a non-PDL kernel inside the chain
+      if (i == 5) CK(rmsnorm(1, H, out, H, x0, 1e-5f, out, H, s));  // in place; PDL-launched too when on
     }
   };
   for (const char *fv : {"2", "7", "10"}) {  // plain, split-K (shared-memory reduction) and 4-row kernels

@@ -285,31 +285,15 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, const vo
 // is then one pass of the 4 warps, at 106 instead of 64 registers): attn_decode_set_p8, measured in cuda/dev.
 static bool g_attn_p8 = false;
 void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
-// pdl: launched with programmatic stream serialization (only for the fused form, knew != null: see the kernel)
-static void launch_da(void (*kern)(DecodeAttn), dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
-  if (!pdl) {
-    kern<<<grid, DA_WARPS * 32, 0, s>>>(a);
-    return;
-  }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(DA_WARPS * 32);
-  cfg.stream = s;
-  cudaLaunchAttribute at[1];
-  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  at[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = at;
-  cfg.numAttrs = 1;
-  cudaLaunchKernelEx(&cfg, kern, a);
-}
+// pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel)
 template <int NCH>
 static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
   if (G <= 1) {
-    if (NCH == 1 && g_attn_p8) launch_da(attn_decode_fused_kernel<1, NCH, 8>, grid, a, pdl, s);
-    else launch_da(attn_decode_fused_kernel<1, NCH, 4>, grid, a, pdl, s);
-  } else if (G <= 2) launch_da(attn_decode_fused_kernel<2, NCH, 4>, grid, a, pdl, s);
-  else if (G <= 4) launch_da(attn_decode_fused_kernel<4, NCH, 2>, grid, a, pdl, s);
-  else launch_da(attn_decode_fused_kernel<8, NCH, 2>, grid, a, pdl, s);
+    if (NCH == 1 && g_attn_p8) launch_pdl(attn_decode_fused_kernel<1, NCH, 8>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+    else launch_pdl(attn_decode_fused_kernel<1, NCH, 4>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  } else if (G <= 2) launch_pdl(attn_decode_fused_kernel<2, NCH, 4>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  else if (G <= 4) launch_pdl(attn_decode_fused_kernel<4, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  else launch_pdl(attn_decode_fused_kernel<8, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
 }
 
 // (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does

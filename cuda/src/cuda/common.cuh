@@ -102,4 +102,23 @@ __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }
 
+// A launch with programmatic stream serialization (PDL: the kernel may start while the one before it finishes; it
+// must execute griddepcontrol.wait before reading anything that kernel writes) when pdl, else a plain launch.
+template <typename... KArgs, typename... Args>
+inline void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, bool pdl, Args... args) {
+  if (!pdl) {
+    kern<<<grid, block, 0, s>>>(args...);
+    return;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = s;
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, kern, args...);
+}
 }  // namespace lswc

@@ -28,10 +28,60 @@ __global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__re
   for (int i = threadIdx.x; i < dim; i += blockDim.x) y[i] = x[i] * inv * w[i];
 }
 
+// The same arithmetic as rmsnorm_kernel (per-thread Σx² over i = tid, tid + 256, ... in order, the same block
+// reduction, y = x * inv * w), so the same bits, with the row held in registers (dim <= 256 * NV): x is read once,
+// and the norm weight -- a constant -- is loaded BEFORE griddepcontrol.wait.  Launched with PDL when the GEMVs are
+// (gemv_pdl): its block then waits, weights loaded, while the GEMV before it (the writer of X) finishes.
+template <int NV>
+__global__ void __launch_bounds__(256) rmsnorm_reg_kernel(int dim, const float *__restrict__ X, int ldx,
+                                                          const float *__restrict__ w, float eps, float *__restrict__ Y,
+                                                          int ldy) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  float wv[NV], xv[NV];
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    const int i = threadIdx.x + k * 256;
+    wv[k] = i < dim ? __ldg(w + i) : 0.f;
+  }
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  const float *x = X + (size_t)blockIdx.x * ldx;
+  float *y = Y + (size_t)blockIdx.x * ldy;
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    const int i = threadIdx.x + k * 256;
+    xv[k] = i < dim ? x[i] : 0.f;
+  }
+  float ss = 0.f;
+#pragma unroll
+  for (int k = 0; k < NV; k++)
+    if (threadIdx.x + k * 256 < dim) ss = fmaf(xv[k], xv[k], ss);
+  __shared__ float red[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) red[0] = 1.f / sqrtf(v / (float)dim + eps);
+  }
+  __syncthreads();
+  const float inv = red[0];
+#pragma unroll
+  for (int k = 0; k < NV; k++) {
+    const int i = threadIdx.x + k * 256;
+    if (i < dim) y[i] = xv[k] * inv * wv[k];
+  }
+}
+
 cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, float eps, float *Y, int ldy,
                     cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  rmsnorm_kernel<<<n, 256, 0, s>>>(dim, X, ldx, w, eps, Y, ldy);
+  const bool pdl = gemv_pdl();
+  if (dim <= 256 * 4) launch_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
+  else if (dim <= 256 * 8) launch_pdl(rmsnorm_reg_kernel<8>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
+  else if (dim <= 256 * 16) launch_pdl(rmsnorm_reg_kernel<16>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
+  else if (dim <= 256 * 32) launch_pdl(rmsnorm_reg_kernel<32>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
+  else rmsnorm_kernel<<<n, 256, 0, s>>>(dim, X, ldx, w, eps, Y, ldy);
   LSWC_LAUNCH_RET();
 }
 
@@ -72,6 +122,7 @@ __global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, in
   // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
   // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // launched with PDL when the GEMVs are: GU comes from the one before
   const long long total = (long long)n * inter;
   for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
     const int t = (int)(q / inter), i = (int)(q % inter);
@@ -83,7 +134,8 @@ __global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, in
 cudaError_t swiglu(int n, int inter, const float *GU, int ldgu, float *Out, int ldo, cudaStream_t s) {
   const long long total = (long long)n * inter;
   if (total <= 0) return cudaSuccess;
-  swiglu_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(n, inter, GU, ldgu, Out, ldo);
+  launch_pdl(swiglu_kernel, dim3((unsigned)std::min<long long>((total + 255) / 256, 8192)), dim3(256), s, gemv_pdl(), n,
+             inter, GU, ldgu, Out, ldo);
   LSWC_LAUNCH_RET();
 }
 
