@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn l2 bench-l2
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn l2 bench-l2 sgmm-bench k7b bench-now
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -102,6 +102,16 @@ st_bench_l2() {
   for mb in 0 16 32; do
     LSW_CUDA_L2_PREFETCH_MB=$mb node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-l2-${mb}mb.json" || return 1
   done
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
+# SGMM variants incl. the row-streaming kernel (4): harness tests + timing + copy probes, then memcheck of the tests
+st_sgmm_bench() {
+  LSW_HARNESS_ONLY=sgmm ./build/dev/bench_kernels "$OUT/cuda-kernels-sgmm.txt" &&
+  LSW_HARNESS_ONLY=sgmm_tests compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/sgmm-memcheck.txt" 2>&1; }
+# the 7B linears graph section of the harness (base / fused, PDL, folded)
+st_k7b() { LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernels-7b.txt"; }
+# the current numbers: q,v r16 every mode (autotune's SGMM choice in the log), all-linear r64 base/fused
+st_bench_now() {
+  LSW_CUDA_VERBOSE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
 for s in "${STAGES[@]}"; do
   fn="st_${s//-/_}"
