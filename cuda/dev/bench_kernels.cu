@@ -750,6 +750,9 @@ static void bench_7b() {
   const double fused_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, &nq);
   gemv_set_pdl(true);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+  pdl_set_scope(false, true);  // PDL GEMVs, RMSNorm / SwiGLU launched normally
+  const double base_pdl_gemv = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+  pdl_set_scope(true, true);
   const double fused_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   const double fused_qv_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, nullptr);
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
@@ -838,6 +841,7 @@ static void bench_7b() {
   snprintf(nm, sizeof nm, "same + fused LoRA r64 top-2 on all 7 (%d nodes)", nf);
   row(nm, fused, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
+  row("  same, base, PDL GEMVs, RMSNorm / SwiGLU without PDL", base_pdl_gemv, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs forced to v2 (LSW_CUDA_GEMV_LORA_VARIANT=2)", fused_v2, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs autotuned separately", fused_lt, (double)m.weight_bytes);

@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn l2 bench-l2 sgmm-bench k7b bench-now
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -113,6 +113,12 @@ st_k7b() { LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernel
 st_bench_now() {
   LSW_CUDA_VERBOSE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
+# PDL scope A-B on the base decode (all PDL, none, GEMVs + attention only, GEMVs + norms only)
+st_pdl_ab() {
+  local cfg
+  for cfg in "" "LSW_CUDA_PDL=0" "LSW_CUDA_PDL_NORM=0" "LSW_CUDA_PDL_ATTN=0"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-pdl-${cfg:-default}.json" || return 1
+  done; }
 for s in "${STAGES[@]}"; do
   fn="st_${s//-/_}"
   if declare -F "$fn" > /dev/null; then run_stage "$s" "$fn"; else echo "unknown stage $s"; fi

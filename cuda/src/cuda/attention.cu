@@ -332,7 +332,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   const int G = n_heads / n_kv_heads;
   // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
   // cache rows; without knew every row may come from the kernel right before (kv_store)
-  const bool pdl = gemv_pdl() && knew != nullptr;
+  const bool pdl = pdl_attention() && knew != nullptr;
   if (head_dim <= 128) launch_decode<1>(G, grid, a, pdl, s);
   else launch_decode<2>(G, grid, a, pdl, s);
   LSWC_LAUNCH_RET();

@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__re
 // The same arithmetic as rmsnorm_kernel (per-thread Σx² over i = tid, tid + 256, ... in order, the same block
 // reduction, y = x * inv * w), so the same bits, with the row held in registers (dim <= 256 * NV): x is read once,
 // and the norm weight -- a constant -- is loaded BEFORE griddepcontrol.wait.  Launched with PDL when the GEMVs are
-// (gemv_pdl): its block then waits, weights loaded, while the GEMV before it (the writer of X) finishes.
+// (pdl_norms): its block then waits, weights loaded, while the GEMV before it (the writer of X) finishes.
 template <int NV>
 __global__ void __launch_bounds__(256) rmsnorm_reg_kernel(int dim, const float *__restrict__ X, int ldx,
                                                           const float *__restrict__ w, float eps, float *__restrict__ Y,
@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(256) rmsnorm_reg_kernel(int dim, const float *
 cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, float eps, float *Y, int ldy,
                     cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  const bool pdl = gemv_pdl();
+  const bool pdl = pdl_norms();
   if (dim <= 256 * 4) launch_pdl(rmsnorm_reg_kernel<4>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
   else if (dim <= 256 * 8) launch_pdl(rmsnorm_reg_kernel<8>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
   else if (dim <= 256 * 16) launch_pdl(rmsnorm_reg_kernel<16>, dim3(n), dim3(256), s, pdl, dim, X, ldx, w, eps, Y, ldy);
@@ -134,7 +134,7 @@ __global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, in
 cudaError_t swiglu(int n, int inter, const float *GU, int ldgu, float *Out, int ldo, cudaStream_t s) {
   const long long total = (long long)n * inter;
   if (total <= 0) return cudaSuccess;
-  launch_pdl(swiglu_kernel, dim3((unsigned)std::min<long long>((total + 255) / 256, 8192)), dim3(256), s, gemv_pdl(), n,
+  launch_pdl(swiglu_kernel, dim3((unsigned)std::min<long long>((total + 255) / 256, 8192)), dim3(256), s, pdl_norms(), n,
              inter, GU, ldgu, Out, ldo);
   LSWC_LAUNCH_RET();
 }

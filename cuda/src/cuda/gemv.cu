@@ -459,6 +459,13 @@ const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kV
 static bool g_pdl = false;
 void gemv_set_pdl(bool on) { g_pdl = on; }
 bool gemv_pdl() { return g_pdl; }
+static bool g_pdl_small = true, g_pdl_attn = true;
+void pdl_set_scope(bool norms, bool attention) {
+  g_pdl_small = norms;
+  g_pdl_attn = attention;
+}
+bool pdl_norms() { return g_pdl && g_pdl_small; }
+bool pdl_attention() { return g_pdl && g_pdl_attn; }
 
 // ---- per-shape choice (autotune_gemv fills it; gemv(..., variant 0) reads it) ---------------------
 // Two tables: plain launches and launches with the fused-LoRA epilogue (autotune_gemv_lora).  A LoRA launch
