@@ -1360,10 +1360,10 @@ static void bench_gemm() {
 
 // ===================================================================================================
 // harness kernel index -> sgmm_set_tc_variant: 1 one-shot (0), 2 persistent (1), 3 exact tiled (2), 4 streaming (3),
-// 5 row-streaming (4)
-static int sgmm_variant_of(int tc) { return tc == 2 ? 1 : tc == 3 ? 2 : tc == 4 ? 3 : tc == 5 ? 4 : 0; }
+// 5 row-streaming (4), 6 tile-streaming (5)
+static int sgmm_variant_of(int tc) { return tc == 2 ? 1 : tc == 3 ? 2 : tc == 4 ? 3 : tc == 5 ? 4 : tc == 6 ? 5 : 0; }
 static const char *sgmm_test_name(int tc) {
-  return tc == 5 ? "tc row" : tc == 4 ? "tc stream" : tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt";
+  return tc == 6 ? "tc tile" : tc == 5 ? "tc row" : tc == 4 ? "tc stream" : tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt";
 }
 
 // Streaming kernel (variant 3) on one launch over descriptors of DIFFERENT shapes (rows not a multiple of 64, cols a
@@ -1375,7 +1375,7 @@ static const char *sgmm_test_name(int tc) {
 // 32-256 tiles per group with grids of 1-2 blocks (hundreds of stage-ring wrap-arounds, 2-8 strips and descriptors
 // per group).  Every config line reports the largest number of tiles one group walks.
 static void test_sgmm_stream_mixed() {
-  logf("\n== SGMM streaming kernels (variants 3 and 4): mixed descriptors, grids, stages ==\n");
+  logf("\n== SGMM streaming kernels (variants 3, 4 and 5): mixed descriptors, grids, stages ==\n");
   struct M { int rows, cols, rank; };
   struct Set { std::vector<M> m; std::vector<int> Ks; };
   const Set sets[] = {
@@ -1490,22 +1490,43 @@ static void test_sgmm_stream_mixed() {
                  mode == 1 ? "one stage per item" : mode == 2 ? "k-grouped" : "unavailable", icol, pst, krows);
         }
         sgmm_set_row_cfg(0, 0, 0);
-        for (int variant : {3, 4}) {  // skip flag with a small grid: nothing written
+        // variant 5 (tile-streaming): grids of 1..5 blocks (each group walks many tiles, strips and descriptors with the
+        // W0 register ring wrapping), and caps on the staged LoRA A rows: 16/32/48/64 force K windows restaged inside
+        // the k loop (an expert's ranks split across windows) next to descriptors that fit one window, in one launch
+        struct Cfg5 { int grid, kcap; };
+        for (Cfg5 c : {Cfg5{0, 0}, Cfg5{1, 0}, Cfg5{2, 0}, Cfg5{5, 0}, Cfg5{3, 16}, Cfg5{1, 32}, Cfg5{2, 48}, Cfg5{0, 64},
+                       Cfg5{1, 16}}) {
+          sgmm_set_tile_cfg(c.grid, c.kcap);
+          int krows = 0;
+          const int mode = sgmm_tile_plan(&krows);
+          const int grid = std::max(1, std::min(c.grid > 0 ? c.grid : sms, (tiles + 1) / 2));
+          const auto got = run(5);
+          expect(mode != 0 && got == ref0,
+                 "sgmm tc tile %s %d descs max r%d top%d, cfg grid %d k-cap %d (%d A rows staged per group, %s; up to %d of "
+                 "%d tiles per group): bit-identical to the one-shot tc kernel",
+                 dname(dt), nm_, maxr, K, c.grid, c.kcap, krows, K * maxr <= krows ? "one window" : "K windows",
+                 (tiles + 2 * grid - 1) / (2 * grid), tiles);
+        }
+        sgmm_set_tile_cfg(0, 0);
+        for (int variant : {3, 4, 5}) {  // skip flag with a small grid: nothing written
           int *dskip = dup(std::vector<int>{1});
           sgmm_set_tc_variant(variant);
           if (variant == 3) sgmm_set_stream_cfg(0, 0, 2);
-          else sgmm_set_row_cfg(2, 0, 0);
+          else if (variant == 4) sgmm_set_row_cfg(2, 0, 0);
+          else sgmm_set_tile_cfg(2, 0);
           for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
           CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, dskip, 0));
           CK(cudaDeviceSynchronize());
           sgmm_set_stream_cfg(0, 0, 0);
           sgmm_set_row_cfg(0, 0, 0);
+          sgmm_set_tile_cfg(0, 0);
           bool untouched = true;
           for (int m = 0; m < nm_; m++) {
             auto h = down((uint8_t *)dW[m], W0[m].bytes.size());
             untouched = untouched && std::all_of(h.begin(), h.end(), [](uint8_t b) { return b == 0xff; });
           }
-          expect(untouched, "sgmm %s %s mixed max r%d top%d: skip flag leaves W untouched", variant == 3 ? "tc stream" : "tc row",
+          expect(untouched, "sgmm %s %s mixed max r%d top%d: skip flag leaves W untouched",
+                 variant == 3 ? "tc stream" : variant == 4 ? "tc row" : "tc tile",
                  dname(dt), maxr, K);
           cudaFree(dskip);
         }
@@ -1547,8 +1568,8 @@ static void test_sgmm() {
       SgmmDesc *dd = dnew<SgmmDesc>(nm_);
       std::vector<float> got_tc, got_simt;  // persistent, streaming, row == one-shot tc; exact tiled == SIMT, bit for bit
       // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled, 4 tensor cores (streaming),
-      // 5 tensor cores (row-streaming)
-      for (int tc : {0, 1, 2, 3, 4, 5}) {
+      // 5 tensor cores (row-streaming), 6 tensor cores (tile-streaming)
+      for (int tc : {0, 1, 2, 3, 4, 5, 6}) {
         sgmm_set_tc_variant(sgmm_variant_of(tc));
         bool ok = true;
         for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
@@ -1582,7 +1603,7 @@ static void test_sgmm() {
         // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
         const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
         char nm[160];
-        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 5 ? "tcR " : tc == 4 ? "tcS " : tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 6 ? "tcT " : tc == 5 ? "tcR " : tc == 4 ? "tcS " : tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
                  s.cols, s.rank, s.E, s.K);
         check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
         if (tc == 1) got_tc = got;
@@ -1593,7 +1614,7 @@ static void test_sgmm() {
         if (tc == 2)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm persistent tc %s r%d: bit-identical to the one-shot tc kernel", dname(dt), s.rank);
-        if (tc == 4 || tc == 5)
+        if (tc == 4 || tc == 5 || tc == 6)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm %s %s %dx%d r%d top%d: bit-identical to the one-shot tc kernel", sgmm_test_name(tc), dname(dt),
                  s.rows, s.cols, s.rank, s.K);
@@ -1680,8 +1701,8 @@ static void bench_sgmm() {
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}}) {
     std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
-    // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming, 5: row-streaming
-    for (int tc : {4, 5, 3, 2, 1, 0}) {
+    // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming, 5: row-streaming, 6: tile-streaming
+    for (int tc : {4, 6, 5, 3, 2, 1, 0}) {
       if (!tc && (g_quick || c.rank > 16)) continue;
       sgmm_set_tc_variant(sgmm_variant_of(tc));
       std::vector<SgmmDesc> d(2 * L);
@@ -1720,6 +1741,13 @@ static void bench_sgmm() {
              mode == 1 ? "one stage per item" : mode == 2 ? "k-grouped" : "unavailable (ran variant 0)", icol, pst, krows,
              c.K * c.rank <= 64 ? "resident per band" : "reloaded per subchunk (L1)");
         expect(hash_w() == h_stream, "sgmm tc row 64 x [%dx%d] r%d top%d: bit-identical to the streaming kernel (all 64 W)",
+               H, H, c.rank, c.K);
+      } else if (tc == 6) {  // the tile-streaming kernel: its staged K window; W against the streaming kernel's, bit for bit
+        int krows = 0;
+        const int mode = sgmm_tile_plan(&krows);
+        logf("    (tc tile plan: %s, %d LoRA A rows staged per group (%s), W0 3 tiles = 96 KB in flight per SM)\n",
+             mode ? "ready" : "unavailable (ran variant 0)", krows, c.K * c.rank <= krows ? "one window per strip" : "K windows");
+        expect(hash_w() == h_stream, "sgmm tc tile 64 x [%dx%d] r%d top%d: bit-identical to the streaming kernel (all 64 W)",
                H, H, c.rank, c.K);
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
         expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,

@@ -30,6 +30,14 @@
 //     shared-memory epilogue); LoRA A columns staged per 128-column item in a 3-slot cp.async ring (one barrier per
 //     item), LoRA B fragments in registers per band.  Same per-element instruction sequence as variant 0: the same
 //     bits.  Written without a GPU: NOT YET MEASURED (harness rows "sgmm tc row ..." and the copy-probe rows).
+//     H200 (2026-12-01): variant 3 2.13 ms (47.7 % of copy), variant 4 2.67 ms (37.9 %); copy probes (no math): v4 walk
+//     1.90 ms (52.9 %, ~48 KB in flight per SM), v3 walk (sgmm_copy_tiles_kernel) 1.104 ms (91.1 %).
+//   5 tile-streaming (sgmm_tc_tile_kernel, below): the v3-walk copy probe plus the delta on tensor cores: 64x128 tiles,
+//     strip-major, a contiguous tile range per 8-warp group, 2 groups per SM, W0 3 tiles ahead in registers (96 KB in
+//     flight per SM), each warp's W0 loaded in the layout of its mma accumulators (variant 4's column permutation), so
+//     no shared-memory epilogue and no per-tile barrier; LoRA A staged once per strip (2 group barriers per strip),
+//     LoRA B fragments prefetched one tile ahead.  128 registers, no spills.  Same per-element sequence as variant 0:
+//     the same bits.  Written without a GPU: NOT YET MEASURED (harness rows "sgmm tc tile ...").  Target >= 85 % of copy.
 #include "kernels.cuh"
 #include <mma.h>
 
@@ -1193,6 +1201,241 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
   }
 }
 
+// ---- variant 5: tile-streaming tensor-core kernel in the copy probe's geometry (no shared-memory epilogue) -------
+// The copy probe sgmm_copy_tiles_kernel (64 x 128 tiles, strip-major, a contiguous tile range per 256-thread group,
+// 2 groups = 512 threads per SM, W0 3 tiles ahead in registers, no smem, no barriers) reached 91 % of copy on the
+// H200; this kernel is that walk plus the low-rank delta on tensor cores, with no per-tile barrier:
+// - warp w of a group owns the 32 x 32 block rows 32*(w>>2) .. +31, columns 32*(w&3) .. +31 of the tile (2 m16 x 4 n8
+//   mma tiles) and loads W0 IN THE LAYOUT OF ITS ACCUMULATORS: with variant 4's column permutation (n-tile j,
+//   n-position p -> column (p>>1)*8 + 2j + (p&1) of the 32-column block) lane (g = lane/4, q = lane%4) holds, for rows
+//   g, g+8, g+16, g+24, the 8 consecutive columns 8q .. 8q+7: 4 x 16-byte ld.global.nc per tile, S5_P tiles ahead
+//   in registers (48 registers: 512 threads x 64 B x 3 = 96 KB of W0 in flight per SM), W: 4 x 16-byte streaming
+//   stores.  The result of each (m-tile, n-tile pair) is written over the W0 words it came from (no extra registers).
+// - LoRA A (the mma B operand): all top_k*rank rows of the tile's 128-column strip staged once per strip in shared
+//   memory in the permuted order (variant 4's word transpose, rows padded by 16 bytes, ldmatrix.x4.trans, conflict-
+//   free); strips change every ~64 tiles (4096-row matrices): two group barriers per strip change, none per tile.
+//   Descriptors whose top_k*rank exceeds the staged capacity (kmax, from the opt-in smem: 416 rows per group on an
+//   H200, or the harness cap) stage K in windows of kmax rows, restaged inside the k loop of every (m-tile, n-tile
+//   pair) (slow: 2 group barriers per window; same k order, same bits).  Rows past a matrix run the math (barriers
+//   stay uniform over the group) but are never stored.
+// - LoRA B (the mma A operand): the first S5_KPRE k-steps of the NEXT tile's fragments are loaded from global (L2)
+//   with 32-bit loads right after the current tile's math, so they land while the current tile is stored; further
+//   k-steps (top_k*rank > 32) are loaded at use (L1/L2-resident: B is tiny).
+// Arithmetic: exactly variant 0's / variant 4's per element: per expert k in order, tmp = 0 then m16n8k16 products over
+// its rank in ascending 16-steps (fp32), acc = fmaf(g_k, tmp, acc) from acc = 0, W = round(float(W0) + acc).  The
+// loop runs per (m-tile, n-tile pair) over all k-steps, so only 8 acc + 8 tmp registers are live.
+constexpr int S5_ALD = S3_C + 8;   // staged A row: 136 elements (272 bytes)
+constexpr int S5_P = 3;            // W0 tiles in flight per thread (registers)
+constexpr int S5_KPRE = 2;         // k-steps of LoRA B fragments prefetched one tile ahead (16 registers)
+constexpr int S5_KMAX = 416;       // staged A rows per group at most (2 x 416 x 272 B = 221 KB)
+
+template <typename T>
+__device__ __forceinline__ uint32_t s5_ld16(const T *p) {
+  return (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(p));
+}
+// A-operand fragment (rows rw + 16m + g and + 8 of B_e, ranks j .. j+15) of one k-step
+template <typename T>
+__device__ __forceinline__ void s5_frag(uint32_t (&a)[4], const T *Be, int rows, int rank, int rw, int j, int m,
+                                        int g, int q) {
+  const int ra = rw + 16 * m + g, rb = ra + 8;
+  const uint32_t *pa = reinterpret_cast<const uint32_t *>(Be + (size_t)ra * rank + j + 2 * q);
+  const uint32_t *pb = reinterpret_cast<const uint32_t *>(Be + (size_t)rb * rank + j + 2 * q);
+  a[0] = ra < rows ? __ldg(pa) : 0u;      // row g,     ranks 2q, 2q+1
+  a[1] = rb < rows ? __ldg(pb) : 0u;      // row g + 8
+  a[2] = ra < rows ? __ldg(pa + 4) : 0u;  // row g,     ranks 2q+8, 2q+9
+  a[3] = rb < rows ? __ldg(pb + 4) : 0u;  // row g + 8
+}
+// one W0 word (2 elements) + 2 fp32 deltas -> rounded word (unpack16 / pack16 per element)
+template <typename T>
+__device__ __forceinline__ uint32_t s5_addw(uint32_t w, float d0, float d1) {
+  float f[8];
+  unpack16<T>(make_uint4(w, 0u, 0u, 0u), f);
+  T o[2] = {Tr<T>::from_f(f[0] + d0), Tr<T>::from_f(f[1] + d1)};
+  uint32_t r;
+  memcpy(&r, o, 4);
+  return r;
+}
+__device__ __forceinline__ uint32_t &s5_word(uint4 &u, int i) { return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w; }
+
+template <typename T>
+__global__ void __launch_bounds__(512, 1) sgmm_tc_tile_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                             int total_tiles, int top_k,
+                                                             const int *__restrict__ experts,
+                                                             const float *__restrict__ gates, const int *skip, int kmax) {
+  if (skip && *skip) return;  // uniform over the grid, before anything else
+  extern __shared__ __align__(128) unsigned char s5_smem[];
+  const int grp = threadIdx.x >> 8, gt = threadIdx.x & 255, warp = gt >> 5, lane = gt & 31;
+  const int g = lane >> 2, q = lane & 3, wm = warp >> 2, wn = warp & 3, bar_id = 1 + grp;
+  const int nr = gridDim.x * 2, id = blockIdx.x * 2 + grp;
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;  // uniform over the group (the other group's barriers use the other id)
+  unsigned char *As = s5_smem + (size_t)grp * kmax * S5_ALD * 2;
+  const uint32_t as_lane = s3_smem_u32(As) + (((((lane >> 3) & 1) * 8 + (lane & 7)) * S5_ALD + (lane >> 4) * 8) * 2) +
+                           wn * 64;
+  const int d_beg = find_desc(descs, n_descs, t_beg);
+
+  // W0 producer: tile p of descriptor pd (this warp's 32 x 32 block, accumulator layout)
+  int p = t_beg, pd = d_beg;
+  auto fetch = [&](uint4 (&w)[4]) {
+    if (p < t_end) {
+      const int rows = descs[pd].rows, cols = descs[pd].cols;
+      const int tiles_r = (rows + S3_R - 1) / S3_R, local = p - descs[pd].tile0, cs = local / tiles_r;
+      const int r0 = (local - cs * tiles_r) * S3_R + wm * 32 + g, c = cs * S3_C + wn * 32 + q * 8;
+      const T *W0 = static_cast<const T *>(descs[pd].W0);
+      const bool cok = c < cols;
+#pragma unroll
+      for (int h = 0; h < 4; h++) {
+        const int r = r0 + 8 * h;
+        w[h] = r < rows && cok ? ld_stream(W0 + (size_t)r * cols + c) : make_uint4(0u, 0u, 0u, 0u);
+      }
+      p++;
+      while (pd + 1 < n_descs && descs[pd + 1].tile0 <= p) pd++;
+    }
+  };
+  uint4 wb[S5_P][4];
+#pragma unroll
+  for (int s = 0; s < S5_P; s++) fetch(wb[s]);
+
+  // consumer: tile t of descriptor td; af: the first S5_KPRE k-steps of its LoRA B fragments
+  int t = t_beg, td = d_beg, a_d = -1, a_cs = -1, a_kb = 0;
+  uint32_t af[S5_KPRE][2][4];
+#pragma unroll
+  for (int s = 0; s < S5_KPRE; s++)
+#pragma unroll
+    for (int e = 0; e < 8; e++) af[s][e >> 2][e & 3] = 0u;
+  auto load_af = [&]() {
+    const int rows = descs[td].rows, rank = descs[td].rank, kt = top_k * rank;
+    const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
+    const int rw = (local - cs * tiles_r) * S3_R + wm * 32;
+    const T *B = static_cast<const T *>(descs[td].B);
+    const int *esl = experts + descs[td].slot * top_k;
+#pragma unroll
+    for (int s = 0; s < S5_KPRE; s++) {
+      if (16 * s < kt && rw < rows) {
+        const int k = (16 * s) / rank, j = 16 * s - k * rank;
+        const T *Be = B + (size_t)__ldg(esl + k) * rows * rank;
+        s5_frag<T>(af[s][0], Be, rows, rank, rw, j, 0, g, q);
+        s5_frag<T>(af[s][1], Be, rows, rank, rw, j, 1, g, q);
+      }
+    }
+  };
+  load_af();
+
+  auto consume = [&](uint4 (&w)[4]) {
+    const int rows = descs[td].rows, cols = descs[td].cols, rank = descs[td].rank, kt = top_k * rank;
+    const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
+    const int r0 = (local - cs * tiles_r) * S3_R, c0 = cs * S3_C;
+    const int rw = r0 + wm * 32, cw = c0 + wn * 32;
+    const T *A = static_cast<const T *>(descs[td].A);
+    const T *B = static_cast<const T *>(descs[td].B);
+    const int *esl = experts + descs[td].slot * top_k;
+    const float *gsl = gates + descs[td].slot * top_k;
+    // LoRA A rows [kb, kb + kmax) of the concatenated K (all experts of the slot), columns c0 .. c0+127 of the strip,
+    // permuted (word wi = 4v + j' of each 32-column group -> 4j' + v), into this group's smem; group-uniform calls only
+    auto stage = [&](int kb) {
+      s3_bar(bar_id);  // every warp of the group is done reading the previous window
+      const int nw = min(kmax, kt - kb) * 64;  // 32-bit words: rows x 64
+      uint32_t *dst = reinterpret_cast<uint32_t *>(As);
+      for (int base = gt; base < nw; base += 256 * 4) {
+        uint32_t v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int i = base + u * 256, r = kb + (i >> 6), col = c0 + 2 * (i & 63);
+          v[u] = 0u;
+          if (i < nw && col < cols) {
+            const int k = r / rank, j = r - k * rank;
+            v[u] = __ldg(reinterpret_cast<const uint32_t *>(A + ((size_t)__ldg(esl + k) * rank + j) * cols + col));
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int i = base + u * 256, wd = i & 63, wi = wd & 15;
+          if (i < nw) dst[(i >> 6) * (S5_ALD / 2) + (wd & ~15) + (wi & 3) * 4 + (wi >> 2)] = v[u];
+        }
+      }
+      s3_bar(bar_id);
+      a_d = td;
+      a_cs = cs;
+      a_kb = kb;
+    };
+    // kt <= kmax (every shape of interest): one window per strip, staged when the strip changes (~every 64 tiles).
+    // Larger K: windows of kmax rows restaged inside the k loop (slow, correct: same k order, same bits).
+    if (td != a_d || cs != a_cs || a_kb != 0) stage(0);
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+      for (int jp = 0; jp < 2; jp++) {  // n-tiles 2jp, 2jp+1: words 2jp, 2jp+1 of rows 2m (c0,c1) and 2m+1 (c2,c3)
+        if (a_kb != 0) stage(0);  // uniform: only when K does not fit one window
+        float acc[2][4], tmp[2][4];
+#pragma unroll
+        for (int u = 0; u < 2; u++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) { acc[u][e] = 0.f; tmp[u][e] = 0.f; }
+        int ek = 0, ej = 0;
+        for (int kg = 0; kg < kt; kg += 16) {
+          if (kg >= a_kb + kmax) stage(kg);  // uniform
+          if (ej == 0) {
+#pragma unroll
+            for (int u = 0; u < 2; u++)
+#pragma unroll
+              for (int e = 0; e < 4; e++) tmp[u][e] = 0.f;
+          }
+          uint32_t a[4];
+          if (kg < 16 * S5_KPRE) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) a[e] = kg == 0 ? af[0][m][e] : af[S5_KPRE - 1][m][e];
+          } else {
+            s5_frag<T>(a, B + (size_t)__ldg(esl + ek) * rows * rank, rows, rank, rw, ej, m, g, q);
+          }
+          uint32_t b[4];
+          s4_ldsm_t(as_lane + jp * 32 + (kg - a_kb) * (S5_ALD * 2), b[0], b[1], b[2], b[3]);
+          s4_mma(tmp[0], a, b[0], b[1], (const T *)nullptr);
+          s4_mma(tmp[1], a, b[2], b[3], (const T *)nullptr);
+          ej += 16;
+          if (ej == rank) {
+            const float gk = __ldg(gsl + ek);
+#pragma unroll
+            for (int u = 0; u < 2; u++)
+#pragma unroll
+              for (int e = 0; e < 4; e++) acc[u][e] = fmaf(gk, tmp[u][e], acc[u][e]);
+            ej = 0;
+            ek++;
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+          uint32_t &w0 = s5_word(w[2 * m], 2 * jp + u), &w1 = s5_word(w[2 * m + 1], 2 * jp + u);
+          w0 = s5_addw<T>(w0, acc[u][0], acc[u][1]);
+          w1 = s5_addw<T>(w1, acc[u][2], acc[u][3]);
+        }
+      }
+    {  // rows past the matrix computed garbage from zero / stale fragments: never stored
+      const int c = cw + q * 8;
+      if (c < cols) {
+        T *W = static_cast<T *>(descs[td].W);
+#pragma unroll
+        for (int h = 0; h < 4; h++) {
+          const int r = rw + g + 8 * h;
+          if (r < rows) st_stream(W + (size_t)r * cols + c, w[h]);
+        }
+      }
+    }
+    t++;
+    while (td + 1 < n_descs && descs[td + 1].tile0 <= t) td++;
+    if (t < t_end) load_af();  // the next tile's first LoRA B fragments: in flight while this one's stores drain
+  };
+
+  for (int t0 = t_beg; t0 < t_end; t0 += S5_P) {
+#pragma unroll
+    for (int s = 0; s < S5_P; s++) {
+      if (t0 + s < t_end) {
+        consume(wb[s]);
+        fetch(wb[s]);  // tile t0 + s + S5_P into the registers just stored
+      }
+    }
+  }
+}
+
 // 16-bit outputs of every descriptor -> one order-independent 64-bit hash (autotune_sgmm's bit-identity check)
 __device__ __forceinline__ unsigned long long s3_mix(unsigned long long z) {
   z += 0x9E3779B97F4A7C15ull;
@@ -1215,18 +1458,19 @@ __global__ void sgmm_checksum_kernel(const SgmmDesc *__restrict__ descs, unsigne
   if ((threadIdx.x & 31) == 0) atomicAdd(out, h);
 }
 
-// 0: one-shot tensor-core kernel, 1: persistent, 3: streaming, 4: row-streaming (autotune_sgmm measures 0, 1, 3, 4:
+// 0: one-shot tensor-core kernel, 1: persistent, 3: streaming, 4: row-streaming, 5: tile-streaming (autotune_sgmm
+// measures 0, 1, 3, 4, 5:
 // same results, checked bit for bit on the real descriptors); 2: the exact register-tiled SIMT kernel on the same
 // tiling (bit-identical to the SIMT kernel / the CPU).
-// LSW_CUDA_SGMM_VARIANT=v (0..4): forced tensor-core variant (the initial choice; autotune_sgmm keeps it without
+// LSW_CUDA_SGMM_VARIANT=v (0..5): forced tensor-core variant (the initial choice; autotune_sgmm keeps it without
 // timing; lsw_op_sgmm reads it per call); -1 when unset
 int sgmm_env_variant() {
   const char *ev = getenv("LSW_CUDA_SGMM_VARIANT");
-  if (!ev || !*ev || ev[1] || ev[0] < '0' || ev[0] > '4') return -1;
+  if (!ev || !*ev || ev[1] || ev[0] < '0' || ev[0] > '5') return -1;
   return ev[0] - '0';
 }
 static int g_sgmm_tc_variant = std::max(0, sgmm_env_variant());
-void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 4 ? v : 0; }
+void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 5 ? v : 0; }
 int sgmm_tc_variant() { return g_sgmm_tc_variant; }
 
 static int g_s3_groups = 0, g_s3_stages = 0, g_s3_grid = 0;
@@ -1241,6 +1485,12 @@ void sgmm_set_row_cfg(int grid_blocks, int max_stages, int smem_cap) {
   g_s4_grid = grid_blocks > 0 ? grid_blocks : 0;
   g_s4_stages = max_stages >= 2 && max_stages <= S4_MAXNA ? max_stages : 0;
   g_s4_smem = smem_cap > 0 ? std::max(S4_MIN_SMEM, std::min(smem_cap, S4_SMEM)) : 0;
+}
+
+static int g_s5_grid = 0, g_s5_kcap = 0;
+void sgmm_set_tile_cfg(int grid_blocks, int k_cap) {
+  g_s5_grid = grid_blocks > 0 ? grid_blocks : 0;
+  g_s5_kcap = k_cap > 0 ? k_cap / 16 * 16 : 0;
 }
 
 static int persist_grid(int total_tiles) {
@@ -1323,6 +1573,47 @@ static const S3Dev *s4_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
+// Variant 5 stages up to kmax LoRA A rows per group (2 groups per block): 2 * kmax * S5_ALD * 2 bytes of dynamic shared
+// memory, kmax from the opt-in limit (416 on an H200); same set-up rule as variants 3 and 4 (outside capture only).
+// S3Dev::smem holds kmax here.
+static std::mutex g_s5_mu;
+static S3Dev g_s5_dev[64];
+static const S3Dev *s5_device(bool may_setup) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lk(g_s5_mu);
+  S3Dev &sd = g_s5_dev[dev];
+  if (sd.state == 0 && may_setup) {
+    int sms = 0, optin = 0;
+    bool ok = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+              cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess && sms > 0;
+    const int kmax = std::min(S5_KMAX, optin / (2 * S5_ALD * 2) / 16 * 16);
+    const cudaFuncAttribute at = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    ok = ok && kmax >= 16;
+    if (ok)
+      ok = cudaFuncSetAttribute(sgmm_tc_tile_kernel<__half>, at, 2 * kmax * S5_ALD * 2) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_tile_kernel<__nv_bfloat16>, at, 2 * kmax * S5_ALD * 2) == cudaSuccess;
+    if (!ok) cudaGetLastError();
+    sd.sms = sms;
+    sd.smem = ok ? std::max(0, kmax) : 0;
+    sd.state = ok ? 1 : -1;
+    if (cuda_verbose())
+      fprintf(stderr, "lswc: sgmm tile-streaming kernel %s (device %d: %d SMs, LoRA A rows staged per group: %d)\n",
+              ok ? "ready" : "unavailable", dev, sms, sd.smem);
+  }
+  return sd.state == 1 ? &sd : nullptr;
+}
+
+int sgmm_tile_plan(int *k_rows) {
+  const S3Dev *sd = s5_device(false);
+  if (!sd) return 0;
+  if (k_rows) *k_rows = g_s5_kcap > 0 ? std::min(g_s5_kcap, sd->smem) : sd->smem;
+  return 1;
+}
+
 int sgmm_row_plan(int top_k, int max_rank, int *item_cols, int *stages, int *k_rows) {
   const S3Dev *sd = s4_device(false);
   if (!sd) return 0;
@@ -1359,6 +1650,7 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
   if (tc && n > 0) {  // host side, before any capture: set the streaming kernels' smem limits
     s3_device(true);
     s4_device(true);
+    s5_device(true);
   }
   return tiles;
 }
@@ -1389,7 +1681,29 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
     }
     if (!sd4 || n_descs > S4_MAXD) variant = 0;  // the item table holds S4_MAXD descriptors
   }
-  if (tc && variant == 4) {
+  const S3Dev *sd5 = nullptr;
+  if (tc && variant == 5) {
+    sd5 = s5_device(false);
+    if (!sd5) {  // first use on this device: set it up unless the stream is being captured
+      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
+      const bool failed = cudaStreamIsCapturing(s, &cs) != cudaSuccess;
+      if (failed) cudaGetLastError();
+      if (!failed && cs == cudaStreamCaptureStatusNone) sd5 = s5_device(true);
+    }
+    if (!sd5) variant = 0;
+  }
+  if (tc && variant == 5) {
+    // one block of 2 x 256 threads per SM; top_k * rank > kmax: K windows (same bits)
+    const int grid = std::max(1, std::min(g_s5_grid > 0 ? g_s5_grid : sd5->sms, (total_tiles + 1) / 2));
+    const int kmax = g_s5_kcap > 0 ? std::min(g_s5_kcap, sd5->smem) : sd5->smem;
+    const size_t smem = (size_t)2 * kmax * S5_ALD * 2;
+    if (dtype == LSW_DTYPE_F16)
+      sgmm_tc_tile_kernel<__half><<<grid, 512, smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip, kmax);
+    else if (dtype == LSW_DTYPE_BF16)
+      sgmm_tc_tile_kernel<__nv_bfloat16><<<grid, 512, smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
+                                                                 skip, kmax);
+    else return cudaErrorInvalidValue;
+  } else if (tc && variant == 4) {
     const int grid = g_s4_grid > 0 ? g_s4_grid : sd4->sms;
     const int plan_smem = g_s4_smem > 0 ? g_s4_smem : S4_SMEM;
     if (dtype == LSW_DTYPE_F16)
@@ -1468,6 +1782,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   if (forced >= 0) {
     if (forced == 3) s3_device(true);
     if (forced == 4) s4_device(true);
+    if (forced == 5) s5_device(true);
     g_sgmm_tc_variant = forced;
     if (cuda_verbose()) fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (LSW_CUDA_SGMM_VARIANT)\n", forced);
     return forced;
@@ -1478,7 +1793,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   // mixed-descriptor tests (32-256 tiles per group, 2-8 stages, resident and chunked) pass bit-identical to
   // variant 0 and compute-sanitizer memcheck is clean (bench/results/2026-12-01-h200-session3); the first run had
   // died with an illegal instruction once a group copied inside its loop (the cache-hinted cp.async).
-  const bool have3 = s3_device(true) != nullptr, have4 = s4_device(true) != nullptr;
+  const bool have3 = s3_device(true) != nullptr, have4 = s4_device(true) != nullptr, have5 = s5_device(true) != nullptr;
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
@@ -1490,17 +1805,18 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1, 3 and 4 are kept only
   // when that checksum equals variant 0's (bit-identical merge on these descriptors).
-  constexpr int NC = 4;
-  const int cand[NC] = {0, 1, 3, 4};
-  float best[NC] = {1e30f, 1e30f, 1e30f, 1e30f};
-  unsigned long long sum[NC] = {0, 0, 0, 0};
-  bool ran[NC] = {false, false, false, false};
+  constexpr int NC = 5;
+  const int cand[NC] = {0, 1, 3, 4, 5};
+  float best[NC] = {1e30f, 1e30f, 1e30f, 1e30f, 1e30f};
+  unsigned long long sum[NC] = {0, 0, 0, 0, 0};
+  bool ran[NC] = {false, false, false, false, false};
   int sms = 0, dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
   bool ok = cudaMemsetAsync(dsum, 0, NC * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
   for (int c = 0; c < NC && ok; c++) {
     if (cand[c] == 3 && !have3) continue;
     if (cand[c] == 4 && (!have4 || n_descs > S4_MAXD)) continue;
+    if (cand[c] == 5 && !have5) continue;
     g_sgmm_tc_variant = cand[c];
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
@@ -1547,8 +1863,9 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   if (cuda_verbose())
     fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, persistent %.3f ms, streaming %s%.3f ms, "
-            "row-streaming %s%.3f ms, %d tiles)\n", g_sgmm_tc_variant, best[0], best[1], have3 ? "" : "unavailable ",
-            have3 ? best[2] : 0.f, ran[3] ? "" : "unavailable ", ran[3] ? best[3] : 0.f, total_tiles);
+            "row-streaming %s%.3f ms, tile-streaming %s%.3f ms, %d tiles)\n", g_sgmm_tc_variant, best[0], best[1],
+            have3 ? "" : "unavailable ", have3 ? best[2] : 0.f, ran[3] ? "" : "unavailable ", ran[3] ? best[3] : 0.f,
+            ran[4] ? "" : "unavailable ", ran[4] ? best[4] : 0.f, total_tiles);
   return g_sgmm_tc_variant;
 }
 }  // namespace lswc
