@@ -321,7 +321,7 @@ static void test_gemv_pdl() {
     for (int i = 0; i < n_links; i++) {
       float *in = i % 2 ? b : a, *out = i % 2 ? a : b;
       CK(gemv(LSW_DTYPE_BF16, Ws[i], H, H, in, H, 1, out, H, nullptr, i % 3 == 2, nullptr, s));
-      if (i == 5) CK(rmsnorm(1, H, out, H, x0, 1e-5f, out, H, s));  // in place; PDL-launched too when on
+      if (i == 5) CK(rmsnorm(1, H, out, H, x0, 1e-5f, out, H, s));  // in place; PDL-launched in the PDL modes
     }
   };
   for (const char *fv : {"2", "7", "10"}) {  // plain, split-K (shared-memory reduction) and 4-row kernels
@@ -329,6 +329,7 @@ static void test_gemv_pdl() {
   std::vector<float> ref;
   for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
     gemv_set_pdl(mode & 1);
+    pdl_set_scope(mode & 1, false);  // the RMSNorm in the chain launches with PDL too (LSW_CUDA_PDL_NORM=1)
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     CK(cudaMemsetAsync(b, 0, H * 4, s));
@@ -356,6 +357,7 @@ static void test_gemv_pdl() {
   }
   unsetenv("LSW_CUDA_GEMV_VARIANT");
   gemv_set_pdl(false);
+  pdl_set_scope(false, false);
   for (auto w : Ws) cudaFree(w);
   cudaFree(a); cudaFree(b); cudaFree(x0);
 }
@@ -749,10 +751,10 @@ static void bench_7b() {
   const double fused_shr = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, shrink_only); }, nullptr);
   const double fused_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, &nq);
   gemv_set_pdl(true);
-  const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
-  pdl_set_scope(false, true);  // PDL GEMVs, RMSNorm / SwiGLU launched normally
-  const double base_pdl_gemv = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
-  pdl_set_scope(true, true);
+  const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);  // GEMVs only (default)
+  pdl_set_scope(true, false);  // RMSNorm / SwiGLU with PDL too (LSW_CUDA_PDL_NORM=1)
+  const double base_pdl_norm = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+  pdl_set_scope(false, false);
   const double fused_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   const double fused_qv_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, nullptr);
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
@@ -841,7 +843,7 @@ static void bench_7b() {
   snprintf(nm, sizeof nm, "same + fused LoRA r64 top-2 on all 7 (%d nodes)", nf);
   row(nm, fused, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
-  row("  same, base, PDL GEMVs, RMSNorm / SwiGLU without PDL", base_pdl_gemv, (double)m.weight_bytes);
+  row("  same, base, PDL GEMVs and PDL RMSNorm / SwiGLU", base_pdl_norm, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs forced to v2 (LSW_CUDA_GEMV_LORA_VARIANT=2)", fused_v2, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs autotuned separately", fused_lt, (double)m.weight_bytes);
@@ -2017,9 +2019,11 @@ static void test_attention() {
       poison(dqkv2, (size_t)ld * 4);
       poison(dO, (size_t)qd * 4);
       gemv_set_pdl(true);
+      pdl_set_scope(false, true);  // the attention launches with PDL (LSW_CUDA_PDL_ATTN=1)
       delayed_copy_kernel<<<1, 256>>>(dqkv, dqkv2, ld, 20000);
       CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, dK, dV,
                           kvd, dO, sc, 0, dcs));
+      pdl_set_scope(false, false);
       gemv_set_pdl(false);
       CK(cudaDeviceSynchronize());
       auto O = down(dO, qd);

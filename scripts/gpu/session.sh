@@ -113,11 +113,11 @@ st_k7b() { LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernel
 st_bench_now() {
   LSW_CUDA_VERBOSE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
-# PDL scope A-B on the base decode (all PDL, none, GEMVs + attention only, GEMVs + norms only)
+# PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)
 st_pdl_ab() {
   local cfg
-  for cfg in "" "LSW_CUDA_PDL=0" "LSW_CUDA_PDL_NORM=0" "LSW_CUDA_PDL_ATTN=0"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-pdl-${cfg:-default}.json" || return 1
+  for cfg in "" "LSW_CUDA_PDL=0" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-pdl-$(echo "${cfg:-default}" | tr "=" "-").json" || return 1
   done; }
 for s in "${STAGES[@]}"; do
   fn="st_${s//-/_}"

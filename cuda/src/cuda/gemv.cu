@@ -459,7 +459,9 @@ const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kV
 static bool g_pdl = false;
 void gemv_set_pdl(bool on) { g_pdl = on; }
 bool gemv_pdl() { return g_pdl; }
-static bool g_pdl_small = true, g_pdl_attn = true;
+// off by default: on the H200 (session 8) launching them with PDL too made the 7B base decode slower (their early
+// launch lets the next GEMV's blocks start, and sit on SM slots, while the previous GEMV is still running)
+static bool g_pdl_small = false, g_pdl_attn = false;
 void pdl_set_scope(bool norms, bool attention) {
   g_pdl_small = norms;
   g_pdl_attn = attention;

@@ -52,8 +52,8 @@ int gemv_variants();
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
 bool gemv_pdl();
-// Which other decode kernels launch with PDL while gemv_pdl() is on (both by default): RMSNorm / SwiGLU (norm weight
-// loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
+// Which other decode kernels launch with PDL while gemv_pdl() is on (neither by default: measured slower): RMSNorm /
+// SwiGLU (norm weight loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
 void pdl_set_scope(bool norms, bool attention);
 bool pdl_norms();
 bool pdl_attention();

@@ -679,10 +679,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");
   lswc::gemv_set_pdl(!(ev && !strcmp(ev, "0")));
-  {  // A-B switches of the PDL scope (measurement): LSW_CUDA_PDL_NORM=0 / LSW_CUDA_PDL_ATTN=0 launch the RMSNorm /
-     // SwiGLU or the decode attention without PDL while the GEMVs keep it
+  {  // PDL scope beyond the GEMVs (measurement switches, off by default: slower on the H200, bench/results session 8):
+     // LSW_CUDA_PDL_NORM=1 / LSW_CUDA_PDL_ATTN=1 launch the RMSNorm + SwiGLU / the decode attention with PDL too
     const char *en = getenv("LSW_CUDA_PDL_NORM"), *ea = getenv("LSW_CUDA_PDL_ATTN");
-    lswc::pdl_set_scope(!(en && !strcmp(en, "0")), !(ea && !strcmp(ea, "0")));
+    lswc::pdl_set_scope(en && *en && strcmp(en, "0"), ea && *ea && strcmp(ea, "0"));
   }
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));

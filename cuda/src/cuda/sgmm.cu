@@ -1797,13 +1797,13 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
-      cudaMalloc(&dsum, 4 * sizeof(unsigned long long)) != cudaSuccess) {
+      cudaMalloc(&dsum, 5 * sizeof(unsigned long long)) != cudaSuccess) {  // one per candidate (NC)
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
     cudaGetLastError();
     return saved;
   }
-  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1, 3 and 4 are kept only
+  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1, 3, 4 and 5 are kept only
   // when that checksum equals variant 0's (bit-identical merge on these descriptors).
   constexpr int NC = 5;
   const int cand[NC] = {0, 1, 3, 4, 5};
