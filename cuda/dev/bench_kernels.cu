@@ -473,7 +473,6 @@ static void test_gemv_prologue_pdl() {
     std::vector<float> ref;
     for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
       gemv_set_pdl(mode & 1);
-      pdl_set_scope(mode & 1, false);  // shrinks / prologue kernels with PDL too in the PDL modes
       cudaStream_t s;
       CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
       CK(cudaMemsetAsync(gu, 0, 2 * H * 4, s));
@@ -506,7 +505,6 @@ static void test_gemv_prologue_pdl() {
   }
   unsetenv("LSW_CUDA_GEMV_PRO_VARIANT");
   gemv_set_pdl(false);
-  pdl_set_scope(false, false);
   for (int i = 0; i < n_pairs; i++) { cudaFree(Wg[i]); cudaFree(Wd[i]); }
   cudaFree(a); cudaFree(gu); cudaFree(x0); cudaFree(nw);
 }
@@ -1168,7 +1166,6 @@ static void test_lora_pdl_chain() {
     std::vector<float> ref;
     for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
       gemv_set_pdl(mode & 1);
-      pdl_set_scope(mode & 1, false);  // shrinks / prologue kernels with PDL too in the PDL modes
       cudaStream_t s;
       CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
       CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s));
@@ -1201,7 +1198,6 @@ static void test_lora_pdl_chain() {
   }
   unsetenv("LSW_CUDA_GEMV_VARIANT");
   gemv_set_pdl(false);
-  pdl_set_scope(false, false);
   for (auto *vv : {&Wq, &Wo, &Wg, &Wd}) for (void *p : *vv) cudaFree(p);
   for (int mi = 0; mi < 7; mi++) { for (void *p : A[mi]) cudaFree(p); for (void *p : B[mi]) cudaFree(p); }
   for (void *p : {(void *)x, (void *)x0, (void *)xn, (void *)qkv, (void *)gu, (void *)act, (void *)normw, (void *)t,

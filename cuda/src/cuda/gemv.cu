@@ -46,7 +46,7 @@
 //     Ranks not a multiple of 16 bytes / unaligned B: the base GEMV + the thread-per-row epilogue kernel.
 //  2'. The autotuner can tune LoRA launches separately (autotune_gemv_lora, gemv_tuned_variant(..., lora)); a LoRA
 //     launch uses its own choice, else the base choice of the shape.
-//  3'/4'. lora_shrink and prologue_shrink launch with PDL when pdl_norms() (off by default) and load their first A chunks
+//  3'/4'. lora_shrink and prologue_shrink launch with PDL when gemv_set_pdl(true) and load their first A chunks
 //     (up to 4 x 16 B / 6 x 16 B per thread) into registers BEFORE griddepcontrol.wait (A is a weight; the expert
 //     index is read relaxed first, re-read after the wait and the row reloaded if it changed, so a router right
 //     before is still correct); x after the wait; one fused (Σx², dot) block reduction.
@@ -884,9 +884,9 @@ cudaError_t lora_shrink(int dtype, const ShrinkBatch &b, cudaStream_t s) {
   if (total == 0) return cudaSuccess;
   dim3 grid(total);
   switch (dtype) {
-    case LSW_DTYPE_F32: launch_pdl(lora_shrink_kernel<float>, grid, dim3(128), s, pdl_norms(), b); break;
-    case LSW_DTYPE_F16: launch_pdl(lora_shrink_kernel<__half>, grid, dim3(128), s, pdl_norms(), b); break;
-    case LSW_DTYPE_BF16: launch_pdl(lora_shrink_kernel<__nv_bfloat16>, grid, dim3(128), s, pdl_norms(), b); break;
+    case LSW_DTYPE_F32: launch_k(lora_shrink_kernel<float>, grid, 128, s, b); break;
+    case LSW_DTYPE_F16: launch_k(lora_shrink_kernel<__half>, grid, 128, s, b); break;
+    case LSW_DTYPE_BF16: launch_k(lora_shrink_kernel<__nv_bfloat16>, grid, 128, s, b); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
@@ -1058,9 +1058,9 @@ cudaError_t prologue_shrink(int dtype, int mode, int D, const float *x, const fl
   }
   const int blocks = std::max(total, std::min(cdiv(D, 1024), 64));
   switch (dtype) {
-    case LSW_DTYPE_F32: launch_pdl(prologue_shrink_kernel<float>, dim3(blocks), dim3(256), s, pdl_norms(), mode, D, x, w, eps, out, b); break;
-    case LSW_DTYPE_F16: launch_pdl(prologue_shrink_kernel<__half>, dim3(blocks), dim3(256), s, pdl_norms(), mode, D, x, w, eps, out, b); break;
-    case LSW_DTYPE_BF16: launch_pdl(prologue_shrink_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), s, pdl_norms(), mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_F32: launch_k(prologue_shrink_kernel<float>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_F16: launch_k(prologue_shrink_kernel<__half>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
+    case LSW_DTYPE_BF16: launch_k(prologue_shrink_kernel<__nv_bfloat16>, dim3(blocks), 256, s, mode, D, x, w, eps, out, b); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
