@@ -283,12 +283,12 @@ void gemv_tune_clear();
 std::string gemv_tune_report();  // one line per tuned shape
 bool cuda_verbose();             // LSW_CUDA_VERBOSE set and not "0"
 // PDL rule: a GEMV launched with PDL (gemv_set_pdl) reads its first weights BEFORE griddepcontrol.wait, so a
-// kernel that WRITES those weights (SGMM) must be followed by at least one normally launched kernel (the model
-// launches lswc::noop after every SGMM; RMSNorm, SwiGLU and the fused decode attention also launch with PDL when
-// it is on, reading only constants -- norm weights, old KV rows -- before their wait) before the GEMV.  Every kernel may call griddepcontrol.launch_dependents early (harmless); the GEMV
-// only overlaps its predecessor when that predecessor does (prologue_shrink, lora_shrink and attention do).
-// lora_shrink / prologue_shrink also launch with PDL under gemv_set_pdl(true) and read their A rows (adapter weights,
-// never written by a kernel) before the wait; the expert index that selects the row is re-read after the wait.
+// kernel that WRITES those weights (SGMM) must be followed by at least one normally launched kernel before the GEMV
+// (the model launches lswc::noop after every SGMM).  Every kernel may call griddepcontrol.launch_dependents early
+// (harmless); the GEMV only overlaps its predecessor when that predecessor does.  lora_shrink / prologue_shrink
+// launch with PDL under gemv_set_pdl(true) and read their A rows (adapter weights, never written by a kernel) before
+// the wait; the expert index that selects the row is re-read after the wait.  With pdl_set_scope (off by default)
+// RMSNorm / SwiGLU (norm weights before the wait) and the fused decode attention (old KV rows) launch with PDL too.
 }  // namespace lswc
 
 namespace lswc {
