@@ -19,6 +19,12 @@
 //     cp.async pipeline (>= 32 KB of W0 per group, 48-112 KB per SM in flight while tensor cores run the current
 //     tile), a per-warp epilogue with 16-byte streaming stores, one group barrier per tile.  Same WMMA fragments,
 //     rank order and rounding as variant 0, so the same bits.  Target: >= 85 % of copy (~1.2 ms for the case above).
+//     Measured (H200, bench/results/2026-12-01-h200-session7, -session11): 2.10 ms = 48 % of copy for r16 top-2.  A pure
+//     copy walking the same tiles (sgmm_copy_tiles_kernel) streams at 91 %, so the tile walk is not the limit.
+//     Nsight Compute: this kernel issues ~8,300 warp instructions per 64x128 tile (0.49 issued per scheduler per
+//     cycle, 16 warps per SM at 127 registers, no dominant stall) and reaches 47 % of DRAM.  The next step is to cut
+//     the instruction count per tile (integer divisions in issue() / s3_mma, the WMMA smem epilogue, the per-element
+//     unpack/add/pack), not to add bytes in flight.
 //     NOT YET MEASURED on a GPU when written: see the harness rows "sgmm tc stream ...".  First H200 run: bit-identical
 //     wherever each group had one tile, cudaErrorIllegalInstruction as soon as a group walked several (the L2
 //     cache-hint copies inside the loop, most likely a ptxas miscompile: see s3_cp16; the hint is gone).
