@@ -100,6 +100,9 @@ struct State {
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
   int tall_w = 0;
   bool precise = true, use_graph = true, sgmm_tc = false;
+  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on the SIMT kernels;
+  // LSW_CUDA_GEMV_PROLOGUE=1 folds the decode RMSNorm / SwiGLU into the GEMVs (measured slower with PDL: off)
+  bool delta_gemm = true, gemv_prologue = false;
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
   cudaGraphExec_t graph[4] = {};
   int graph_nodes[4] = {};
@@ -165,10 +168,6 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
 
 bool adapters_active(const lsw_model *m, const State *st) { return !st->ad.empty() && st->mode != LSW_MODE_BASE; }
 
-bool lswc_env_off(const char *name) {  // NAME=0 switches a default-on path off (developer A/B switches)
-  const char *v = getenv(name);
-  return v && !strcmp(v, "0");
-}
 
 // Forward-building context: launches for one forward of c tokens (eagerly or into a graph capture).
 struct Fwd {
@@ -183,11 +182,7 @@ struct Fwd {
   // Any other consumer materialises it first (materialize(): the separate kernel, as before).
   struct Pro { int mode = 0, D = 0; const float *src = nullptr, *w = nullptr; float *out = nullptr; };  // 1 norm, 2 swiglu
   Pro pro;
-  static constexpr bool kGemvPrologueDefault = false;  // the lead flips this after the GPU validation
-  static bool gemv_prologue_on() {
-    const char *v = getenv("LSW_CUDA_GEMV_PROLOGUE");
-    return v && *v ? strcmp(v, "0") != 0 : kGemvPrologueDefault;
-  }
+  bool gemv_prologue_on() const { return st->gemv_prologue; }
   cudaError_t materialize() {
     if (!pro.mode) return cudaSuccess;
     const Pro p = pro;
@@ -284,8 +279,7 @@ struct Fwd {
     // F16 only: the precise GEMM splits X into two 16-bit halves, which for BF16 (8-bit mantissas) leaves ~2^-17
     // relative error per term; on the H200 that moved a MixLoRA router's gates by > 2e-5 between a BF16 prompt and
     // the same tokens one at a time, so BF16 prompts keep the exact fp32 SIMT shrink/expand kernels.
-    return c > 1 && st->tall && dt == LSW_DTYPE_F16 && a.E * d.rank <= st->tall_w &&
-           !lswc_env_off("LSW_CUDA_PROMPT_DELTA_GEMM");
+    return c > 1 && st->tall && dt == LSW_DTYPE_F16 && a.E * d.rank <= st->tall_w && st->delta_gemm;
   }
 
   // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
@@ -675,6 +669,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->precise = ev && *ev ? !strcmp(ev, "0") : cf.prefill_precision != LSW_PRECISION_FAST;  // env overrides the config
   ev = getenv("LSW_CUDA_GRAPH");
   st->use_graph = !(ev && !strcmp(ev, "0"));
+  ev = getenv("LSW_CUDA_PROMPT_DELTA_GEMM");
+  st->delta_gemm = !(ev && !strcmp(ev, "0"));
+  ev = getenv("LSW_CUDA_GEMV_PROLOGUE");
+  st->gemv_prologue = ev && *ev && strcmp(ev, "0") != 0;
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");
