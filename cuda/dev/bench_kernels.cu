@@ -702,6 +702,16 @@ static cublasHandle_t g_cublas;
 #define CB(x) do { cublasStatus_t s_ = (x); if (s_ != CUBLAS_STATUS_SUCCESS) { fprintf(stderr, "cuBLAS %s failed: %d\n", #x, (int)s_); exit(2); } } while (0)
 #endif
 
+// each line of a report, indented, into the log
+static void log_lines(const std::string &rep) {
+  size_t p0 = 0;
+  while (p0 < rep.size()) {
+    size_t e = rep.find('\n', p0);
+    if (e == std::string::npos) e = rep.size();
+    logf("  %s\n", rep.substr(p0, e - p0).c_str());
+    p0 = e + 1;
+  }
+}
 // per-shape GEMV autotune on the model's own weights (the report goes to the log)
 static void tune7b(Model7B &m) {
   gemv_tune_clear();
@@ -713,13 +723,7 @@ static void tune7b(Model7B &m) {
   autotune_gemv(m.dt, m.V, H, &m.lm, 1, m.xi, m.y, 0);
   CK(cudaDeviceSynchronize());
   const std::string rep = gemv_tune_report();
-  size_t p0 = 0;
-  while (p0 < rep.size()) {
-    size_t e = rep.find('\n', p0);
-    if (e == std::string::npos) e = rep.size();
-    logf("  %s\n", rep.substr(p0, e - p0).c_str());
-    p0 = e + 1;
-  }
+  log_lines(rep);
 }
 static void free7b(Model7B &m) {
   for (auto *v : {&m.qkv, &m.o, &m.gu, &m.dn}) for (void *p : *v) cudaFree(p);
@@ -775,13 +779,7 @@ static void bench_7b() {
     autotune_gemv_pro(m.dt, H, I, 2, m.dn.data(), m.L, m.xi, nullptr, m.y, 0);
     CK(cudaDeviceSynchronize());
     const std::string rep = gemv_tune_report().substr(rep0);
-    size_t p0 = 0;
-    while (p0 < rep.size()) {
-      size_t e = rep.find('\n', p0);
-      if (e == std::string::npos) e = rep.size();
-      logf("  %s\n", rep.substr(p0, e - p0).c_str());
-      p0 = e + 1;
-    }
+    log_lines(rep);
     fold_t = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, nullptr);
     gemv_set_pdl(true);
     fold_t_pdl = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, nullptr);
@@ -812,13 +810,7 @@ static void bench_7b() {
     autotune_gemv_lora(m.dt, H, I, m.dn.data(), ed.data(), m.L, m.xi, m.y, 0);
     CK(cudaDeviceSynchronize());
     const std::string rep = gemv_tune_report().substr(rep0);
-    size_t p0 = 0;
-    while (p0 < rep.size()) {
-      size_t e = rep.find('\n', p0);
-      if (e == std::string::npos) e = rep.size();
-      logf("  %s\n", rep.substr(p0, e - p0).c_str());
-      p0 = e + 1;
-    }
+    log_lines(rep);
   }
   const double fused_lt = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   gemv_set_pdl(true);

@@ -3,6 +3,21 @@
 
 namespace lswc {
 
+// 1 / sqrt(Σ ss over the block / dim + eps): warp sums, then the first warp over the per-warp sums (fixed order)
+__device__ __forceinline__ float block_rms_inv(float ss, int dim, float eps) {
+  __shared__ float red[32];
+  ss = warp_sum(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
+    v = warp_sum(v);
+    if (threadIdx.x == 0) red[0] = 1.f / sqrtf(v / (float)dim + eps);
+  }
+  __syncthreads();
+  return red[0];
+}
+
 // One block per row: Y = X / sqrt(mean(X^2) + eps) * w
 __global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__restrict__ X, int ldx,
                                                       const float *__restrict__ w, float eps, float *__restrict__ Y,
@@ -14,17 +29,7 @@ __global__ void __launch_bounds__(256) rmsnorm_kernel(int dim, const float *__re
   float *y = Y + (size_t)blockIdx.x * ldy;
   float ss = 0.f;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
-  __shared__ float red[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) red[0] = 1.f / sqrtf(v / (float)dim + eps);
-  }
-  __syncthreads();
-  const float inv = red[0];
+  const float inv = block_rms_inv(ss, dim, eps);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) y[i] = x[i] * inv * w[i];
 }
 
@@ -55,17 +60,7 @@ __global__ void __launch_bounds__(256) rmsnorm_reg_kernel(int dim, const float *
 #pragma unroll
   for (int k = 0; k < NV; k++)
     if (threadIdx.x + k * 256 < dim) ss = fmaf(xv[k], xv[k], ss);
-  __shared__ float red[32];
-  ss = warp_sum(ss);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.f;
-    v = warp_sum(v);
-    if (threadIdx.x == 0) red[0] = 1.f / sqrtf(v / (float)dim + eps);
-  }
-  __syncthreads();
-  const float inv = red[0];
+  const float inv = block_rms_inv(ss, dim, eps);
 #pragma unroll
   for (int k = 0; k < NV; k++) {
     const int i = threadIdx.x + k * 256;

@@ -518,23 +518,10 @@ static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora
   return v > 0 ? v : kDefaultVariant;
 }
 
+// GEMV-side launches: with PDL exactly when gemv_set_pdl(true)
 template <typename... KArgs, typename... Args>
 static void launch_k(void (*kern)(KArgs...), dim3 grid, int threads, cudaStream_t s, Args... args) {
-  if (g_pdl) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(threads);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kern, args...);
-  } else {
-    kern<<<grid, threads, 0, s>>>(args...);
-  }
+  launch_pdl(kern, grid, dim3(threads), s, g_pdl, args...);
 }
 
 template <typename T, int NX, int R, int U, int KS>
