@@ -52,7 +52,7 @@
 //     before is still correct); x after the wait; one fused (Σx², dot) block reduction.
 // What's left by design: o's shrink stays one launch (its input comes from attention).
 // ---------------------------------------------------------------------------------------------------------------
-// ---- RMSNorm / SwiGLU folded into the decode GEMV (gemv_prologue, 2026-12, UNMEASURED on a GPU) ---------------------
+// ---- RMSNorm / SwiGLU folded into the decode GEMV (gemv_prologue, opt-in LSW_CUDA_GEMV_PROLOGUE=1; H200: slower with PDL) --
 // Base decode is 4 GEMVs + 3 small kernels (2 RMSNorm, 1 SwiGLU) per layer.  With PDL a GEMV overlaps only the
 // kernel right before it, so the small kernels sat between the big ones: every GEMV's weight prefetch overlapped a
 // 2-4 us RMSNorm/SwiGLU instead of the previous GEMV's tail, and each small kernel cost a graph node + launch gap.

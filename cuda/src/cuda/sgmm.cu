@@ -25,25 +25,25 @@
 //     cycle, 16 warps per SM at 127 registers, no dominant stall) and reaches 47 % of DRAM.  The next step is to cut
 //     the instruction count per tile (integer divisions in issue() / s3_mma, the WMMA smem epilogue, the per-element
 //     unpack/add/pack), not to add bytes in flight.
-//     NOT YET MEASURED on a GPU when written: see the harness rows "sgmm tc stream ...".  First H200 run: bit-identical
-//     wherever each group had one tile, cudaErrorIllegalInstruction as soon as a group walked several (the L2
-//     cache-hint copies inside the loop, most likely a ptxas miscompile: see s3_cp16; the hint is gone).
-//     Re-run pending.
+//     History: the first H200 run was bit-identical wherever each group had one tile and died with
+//     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
+//     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
 //   4 row-streaming (sgmm_tc_row_kernel, below), a copy kernel that adds a low-rank product: one block of 8 warps per SM,
 //     each warp owns 32 rows of a 256-row band and streams them along the whole row in 32-column subchunks (W0: 16-byte
 //     ld.global.nc loads, 3 subchunks = 6 KB per warp in flight in registers; W: 16-byte streaming stores), raw
 //     mma.sync m16n8k16 with the n-positions permuted so each lane's accumulators are 8 consecutive columns (no
 //     shared-memory epilogue); LoRA A columns staged per 128-column item in a 3-slot cp.async ring (one barrier per
 //     item), LoRA B fragments in registers per band.  Same per-element instruction sequence as variant 0: the same
-//     bits.  Written without a GPU: NOT YET MEASURED (harness rows "sgmm tc row ..." and the copy-probe rows).
-//     H200 (2026-12-01): variant 3 2.13 ms (47.7 % of copy), variant 4 2.67 ms (37.9 %); copy probes (no math): v4 walk
-//     1.90 ms (52.9 %, ~48 KB in flight per SM), v3 walk (sgmm_copy_tiles_kernel) 1.104 ms (91.1 %).
+//     bits (checked by the harness, memcheck clean).  H200 (2026-12-01, session 7): variant 3 2.13 ms (47.7 % of copy),
+//     variant 4 2.67 ms (37.9 %); copy probes (no math): v4 walk 1.90 ms (52.9 %, ~48 KB in flight per SM: too little),
+//     v3 walk (sgmm_copy_tiles_kernel) 1.104 ms (91.1 %).  An autotune candidate; it has not won on the H200.
 //   5 tile-streaming (sgmm_tc_tile_kernel, below): the v3-walk copy probe plus the delta on tensor cores: 64x128 tiles,
 //     strip-major, a contiguous tile range per 8-warp group, 2 groups per SM, W0 3 tiles ahead in registers (96 KB in
 //     flight per SM), each warp's W0 loaded in the layout of its mma accumulators (variant 4's column permutation), so
 //     no shared-memory epilogue and no per-tile barrier; LoRA A staged once per strip (2 group barriers per strip),
 //     LoRA B fragments prefetched one tile ahead.  128 registers, no spills.  Same per-element sequence as variant 0:
-//     the same bits.  Written without a GPU: NOT YET MEASURED (harness rows "sgmm tc tile ...").  Target >= 85 % of copy.
+//     the same bits (checked by the harness, memcheck clean).  H200 (session 8): 2.89 ms (35 % of copy) for r16 top-2,
+//     slower than variant 3; an autotune candidate that has not won on the H200.
 #include "kernels.cuh"
 #include <mma.h>
 
