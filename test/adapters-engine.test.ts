@@ -21,7 +21,7 @@ import {
   type CheckpointInfo,
 } from './helpers/checkpoint.js';
 import { RefModel, relErr, flat, type RefAdapter, type RouteRecord } from './helpers/reference.js';
-import { assertLogitsClose, rows } from './helpers/compare.js';
+import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
 import { runCli, assertOneLineError, type CliResult } from './helpers/cli.js';
 
 const TOL = 1e-5;
@@ -186,14 +186,6 @@ function assertRoutes(got: RouteRecord[][], want: RouteRecord[][], label: string
       }));
     }
   }
-}
-
-async function greedy(model: Model, prompt: number[], n: number): Promise<number[]> {
-  model.reset();
-  model.setSampler({ temperature: 0 });
-  const out = [await model.prefill(prompt)];
-  while (out.length < n) out.push(await model.step(out[out.length - 1]));
-  return out;
 }
 
 for (const [ci, c] of CASES.entries()) {

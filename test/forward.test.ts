@@ -10,7 +10,7 @@ import { convertModel } from '../src/core/convert.js';
 import { Model } from '../src/core/model.js';
 import { makeTinyCheckpoint, type CheckpointInfo } from './helpers/checkpoint.js';
 import { RefModel, softmax } from './helpers/reference.js';
-import { assertLogitsClose, rows } from './helpers/compare.js';
+import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
 import { VARIANTS, PROMPT_IDS } from './helpers/variants.js';
 import { ContextFullError, NativeError } from '../src/core/errors.js';
 import { Rng } from './helpers/prng.js';
@@ -32,19 +32,6 @@ async function fixture(name: string) {
     fixtures.set(name, f);
   }
   return f;
-}
-
-async function greedy(model: Model, prompt: number[], n: number): Promise<number[]> {
-  model.reset();
-  model.setSampler({ temperature: 0 });
-  const out: number[] = [];
-  let t = await model.prefill(prompt);
-  out.push(t);
-  while (out.length < n) {
-    t = await model.step(t);
-    out.push(t);
-  }
-  return out;
 }
 
 for (const v of VARIANTS) {

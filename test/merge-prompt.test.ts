@@ -29,7 +29,7 @@ import {
 } from './helpers/checkpoint.js';
 import { RefModel, relErr, flat, type RefAdapter } from './helpers/reference.js';
 import type { StDtype } from './helpers/safetensors.js';
-import { assertLogitsClose, rows } from './helpers/compare.js';
+import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
 import { runCli, assertOneLineError, type CliResult } from './helpers/cli.js';
 
 const GATE_TOL = 1e-5;
@@ -163,14 +163,6 @@ const counters = (m: Model) => {
   const s = m.stats();
   return { steps: Number(s.merge_steps), skipped: Number(s.merge_skipped) };
 };
-
-async function greedy(model: Model, prompt: number[], n: number): Promise<number[]> {
-  model.reset();
-  model.setSampler({ temperature: 0 });
-  const out = [await model.prefill(prompt)];
-  while (out.length < n) out.push(await model.step(out[out.length - 1]));
-  return out;
-}
 
 for (const [ci, c] of CASES.entries()) {
   test(`${c.name}: batched merge prompts == fused prefill, close to token-wise, correct merges after them`, async () => {

@@ -1,5 +1,6 @@
 // Comparison helpers for engine-vs-reference tests.
 import { relErr } from './reference.js';
+import type { Model } from '../../src/core/model.js';
 
 /** Throws (naming the label) unless every position's logits satisfy ||out-ref||/||ref|| <= tol. */
 export function assertLogitsClose(out: ArrayLike<number>[], ref: ArrayLike<number>[], tol: number, label: string): number {
@@ -21,5 +22,14 @@ export function rows(flatArr: ArrayLike<number>, vocab: number): Float32Array[] 
   if (!Number.isInteger(n)) throw new Error(`rows: ${flatArr.length} values is not a multiple of vocab ${vocab}`);
   const out: Float32Array[] = [];
   for (let t = 0; t < n; t++) out.push(Float32Array.from(Array.prototype.slice.call(flatArr, t * vocab, (t + 1) * vocab)));
+  return out;
+}
+
+/** Greedy decoding from a fresh context: the prefill's token, then one step per token, n tokens in all. */
+export async function greedy(model: Model, prompt: number[], n: number): Promise<number[]> {
+  model.reset();
+  model.setSampler({ temperature: 0 });
+  const out = [await model.prefill(prompt)];
+  while (out.length < n) out.push(await model.step(out[out.length - 1]));
   return out;
 }
