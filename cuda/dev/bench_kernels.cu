@@ -307,6 +307,38 @@ static void test_gemv() {
       }
 }
 
+// One run of a PDL test chain in `mode` (0 eager, 1 eager + PDL, 2 graph, 3 graph + PDL) on a fresh stream, finished
+// when it returns.  PDL covers the GEMVs and, through pdl_set_scope, the RMSNorm / SwiGLU / attention too.  `reset`
+// restores the chain's input state before each run; a graph is captured, launched, reset and replayed once more.
+static void run_pdl_mode(int mode, const std::function<void(cudaStream_t)> &chain,
+                         const std::function<void(cudaStream_t)> &reset) {
+  gemv_set_pdl(mode & 1);
+  pdl_set_scope(mode & 1, mode & 1);
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  reset(s);
+  if (mode < 2) {
+    chain(s);
+  } else {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    chain(s);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaStreamSynchronize(s));
+    reset(s);
+    CK(cudaGraphLaunch(ge, s));  // replay
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+  }
+  CK(cudaStreamSynchronize(s));
+  CK(cudaStreamDestroy(s));
+  gemv_set_pdl(false);
+  pdl_set_scope(false, false);
+}
+
 // PDL: a dependent chain of GEMVs (each reads the previous output, some accumulate) must give bit-identical
 // results with programmatic dependent launch on and off, eagerly and inside a CUDA graph.
 static void test_gemv_pdl() {
@@ -328,27 +360,7 @@ static void test_gemv_pdl() {
   setenv("LSW_CUDA_GEMV_VARIANT", fv, 1);
   std::vector<float> ref;
   for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
-    gemv_set_pdl(mode & 1);
-    pdl_set_scope(mode & 1, false);  // the RMSNorm in the chain launches with PDL too (LSW_CUDA_PDL_NORM=1)
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    CK(cudaMemsetAsync(b, 0, H * 4, s));
-    if (mode < 2) chain(s);
-    else {
-      cudaGraph_t g; cudaGraphExec_t ge;
-      CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-      chain(s);
-      CK(cudaStreamEndCapture(s, &g));
-      CK(cudaGraphInstantiate(&ge, g, 0));
-      CK(cudaMemsetAsync(b, 0, H * 4, s));
-      CK(cudaGraphLaunch(ge, s));
-      CK(cudaStreamSynchronize(s));
-      CK(cudaMemsetAsync(b, 0, H * 4, s));
-      CK(cudaGraphLaunch(ge, s));  // replay
-      CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
-    }
-    CK(cudaStreamSynchronize(s));
-    CK(cudaStreamDestroy(s));
+    run_pdl_mode(mode, chain, [&](cudaStream_t s) { CK(cudaMemsetAsync(b, 0, H * 4, s)); });
     auto o = down(n_links % 2 ? b : a, H);
     if (mode == 0) ref = o;
     else expect(memcmp(o.data(), ref.data(), H * 4) == 0, "gemv v%s chain of %d with %s%s: bit-identical to eager", fv, n_links,
@@ -356,8 +368,6 @@ static void test_gemv_pdl() {
   }
   }
   unsetenv("LSW_CUDA_GEMV_VARIANT");
-  gemv_set_pdl(false);
-  pdl_set_scope(false, false);
   for (auto w : Ws) cudaFree(w);
   cudaFree(a); cudaFree(b); cudaFree(x0);
 }
@@ -472,25 +482,7 @@ static void test_gemv_prologue_pdl() {
     setenv("LSW_CUDA_GEMV_PRO_VARIANT", fv, 1);
     std::vector<float> ref;
     for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
-      gemv_set_pdl(mode & 1);
-      cudaStream_t s;
-      CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-      CK(cudaMemsetAsync(gu, 0, 2 * H * 4, s));
-      if (mode < 2) chain(s);
-      else {
-        cudaGraph_t g; cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        chain(s);
-        CK(cudaStreamEndCapture(s, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaStreamSynchronize(s));
-        CK(cudaMemsetAsync(gu, 0, 2 * H * 4, s));
-        CK(cudaGraphLaunch(ge, s));  // replay
-        CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
-      }
-      CK(cudaStreamSynchronize(s));
-      CK(cudaStreamDestroy(s));
+      run_pdl_mode(mode, chain, [&](cudaStream_t s) { CK(cudaMemsetAsync(gu, 0, 2 * H * 4, s)); });
       auto o = down(a, H);
       bool finite = true;
       for (float v : o) finite = finite && std::isfinite(v);
@@ -504,7 +496,6 @@ static void test_gemv_prologue_pdl() {
     }
   }
   unsetenv("LSW_CUDA_GEMV_PRO_VARIANT");
-  gemv_set_pdl(false);
   for (int i = 0; i < n_pairs; i++) { cudaFree(Wg[i]); cudaFree(Wd[i]); }
   cudaFree(a); cudaFree(gu); cudaFree(x0); cudaFree(nw);
 }
@@ -1157,25 +1148,7 @@ static void test_lora_pdl_chain() {
     setenv("LSW_CUDA_GEMV_VARIANT", fv, 1);
     std::vector<float> ref;
     for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
-      gemv_set_pdl(mode & 1);
-      cudaStream_t s;
-      CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-      CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s));
-      if (mode < 2) chain(s);
-      else {
-        cudaGraph_t g; cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        chain(s);
-        CK(cudaStreamEndCapture(s, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaStreamSynchronize(s));
-        CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s));
-        CK(cudaGraphLaunch(ge, s));  // replay
-        CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
-      }
-      CK(cudaStreamSynchronize(s));
-      CK(cudaStreamDestroy(s));
+      run_pdl_mode(mode, chain, [&](cudaStream_t s) { CK(cudaMemsetAsync(t, 0xff, 7 * K * R * 4, s)); });
       auto o = down(x, H);
       if (mode == 0) {
         ref = o;
@@ -1189,7 +1162,6 @@ static void test_lora_pdl_chain() {
     }
   }
   unsetenv("LSW_CUDA_GEMV_VARIANT");
-  gemv_set_pdl(false);
   for (auto *vv : {&Wq, &Wo, &Wg, &Wd}) for (void *p : *vv) cudaFree(p);
   for (int mi = 0; mi < 7; mi++) { for (void *p : A[mi]) cudaFree(p); for (void *p : B[mi]) cudaFree(p); }
   for (void *p : {(void *)x, (void *)x0, (void *)xn, (void *)qkv, (void *)gu, (void *)act, (void *)normw, (void *)t,
