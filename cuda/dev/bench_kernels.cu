@@ -1325,11 +1325,10 @@ static void bench_gemm() {
 }
 
 // ===================================================================================================
-// harness kernel index -> sgmm_set_tc_variant: 1 one-shot (0), 2 persistent (1), 3 exact tiled (2), 4 streaming (3),
-// 5 row-streaming (4), 6 tile-streaming (5)
-static int sgmm_variant_of(int tc) { return tc == 2 ? 1 : tc == 3 ? 2 : tc == 4 ? 3 : tc == 5 ? 4 : tc == 6 ? 5 : 0; }
+// harness kernel index -> sgmm_set_tc_variant: 1 one-shot (0), 2 persistent (1), 3 exact tiled (2), 4 streaming (3)
+static int sgmm_variant_of(int tc) { return tc == 2 ? 1 : tc == 3 ? 2 : tc == 4 ? 3 : 0; }
 static const char *sgmm_test_name(int tc) {
-  return tc == 6 ? "tc tile" : tc == 5 ? "tc row" : tc == 4 ? "tc stream" : tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt";
+  return tc == 4 ? "tc stream" : tc == 3 ? "exact tiled" : tc == 2 ? "tc persistent" : tc ? "tc" : "simt";
 }
 
 // Streaming kernel (variant 3) on one launch over descriptors of DIFFERENT shapes (rows not a multiple of 64, cols a
@@ -1341,7 +1340,7 @@ static const char *sgmm_test_name(int tc) {
 // 32-256 tiles per group with grids of 1-2 blocks (hundreds of stage-ring wrap-arounds, 2-8 strips and descriptors
 // per group).  Every config line reports the largest number of tiles one group walks.
 static void test_sgmm_stream_mixed() {
-  logf("\n== SGMM streaming kernels (variants 3, 4 and 5): mixed descriptors, grids, stages ==\n");
+  logf("\n== SGMM streaming kernel (variant 3): mixed descriptors, grids, stages ==\n");
   struct M { int rows, cols, rank; };
   struct Set { std::vector<M> m; std::vector<int> Ks; };
   const Set sets[] = {
@@ -1438,62 +1437,20 @@ static void test_sgmm_stream_mixed() {
                  mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
-        // variant 4 (row-streaming): grids of 1..5 blocks (a block walks many bands, items and descriptors: item ranges
-        // that start and end inside bands, the A-stage ring wrapping hundreds of times), 2 or 3 ring slots, and
-        // shared-memory caps that force 64- and 32-column items and k-grouped staging (an expert's ranks split
-        // across two stages; LoRA B fragments reloaded per group instead of resident)
-        struct Cfg4 { int grid, stages, smem; };
-        for (Cfg4 c : {Cfg4{0, 0, 0}, Cfg4{1, 0, 0}, Cfg4{2, 2, 0}, Cfg4{3, 3, 0}, Cfg4{5, 0, 0}, Cfg4{1, 2, 48 << 10},
-                       Cfg4{2, 0, 36 << 10}, Cfg4{1, 0, 26 << 10}, Cfg4{3, 2, 26 << 10}, Cfg4{0, 0, 26 << 10}}) {
-          sgmm_set_row_cfg(c.grid, c.stages, c.smem);
-          int icol = 0, pst = 0, krows = 0;
-          const int mode = sgmm_row_plan(K, maxr, &icol, &pst, &krows);
-          const auto got = run(4);
-          expect(mode != 0 && got == ref0,
-                 "sgmm tc row %s %d descs max r%d top%d, cfg grid %d stages %d smem %d KB (plan: %s, %d-column items, %d "
-                 "stages of %d A rows): bit-identical to the one-shot tc kernel",
-                 dname(dt), nm_, maxr, K, c.grid, c.stages, c.smem >> 10,
-                 mode == 1 ? "one stage per item" : mode == 2 ? "k-grouped" : "unavailable", icol, pst, krows);
-        }
-        sgmm_set_row_cfg(0, 0, 0);
-        // variant 5 (tile-streaming): grids of 1..5 blocks (each group walks many tiles, strips and descriptors with the
-        // W0 register ring wrapping), and caps on the staged LoRA A rows: 16/32/48/64 force K windows restaged inside
-        // the k loop (an expert's ranks split across windows) next to descriptors that fit one window, in one launch
-        struct Cfg5 { int grid, kcap; };
-        for (Cfg5 c : {Cfg5{0, 0}, Cfg5{1, 0}, Cfg5{2, 0}, Cfg5{5, 0}, Cfg5{3, 16}, Cfg5{1, 32}, Cfg5{2, 48}, Cfg5{0, 64},
-                       Cfg5{1, 16}}) {
-          sgmm_set_tile_cfg(c.grid, c.kcap);
-          int krows = 0;
-          const int mode = sgmm_tile_plan(&krows);
-          const int grid = std::max(1, std::min(c.grid > 0 ? c.grid : sms, (tiles + 1) / 2));
-          const auto got = run(5);
-          expect(mode != 0 && got == ref0,
-                 "sgmm tc tile %s %d descs max r%d top%d, cfg grid %d k-cap %d (%d A rows staged per group, %s; up to %d of "
-                 "%d tiles per group): bit-identical to the one-shot tc kernel",
-                 dname(dt), nm_, maxr, K, c.grid, c.kcap, krows, K * maxr <= krows ? "one window" : "K windows",
-                 (tiles + 2 * grid - 1) / (2 * grid), tiles);
-        }
-        sgmm_set_tile_cfg(0, 0);
-        for (int variant : {3, 4, 5}) {  // skip flag with a small grid: nothing written
+        {  // skip flag with a small grid: nothing written
           int *dskip = dup(std::vector<int>{1});
-          sgmm_set_tc_variant(variant);
-          if (variant == 3) sgmm_set_stream_cfg(0, 0, 2);
-          else if (variant == 4) sgmm_set_row_cfg(2, 0, 0);
-          else sgmm_set_tile_cfg(2, 0);
+          sgmm_set_tc_variant(3);
+          sgmm_set_stream_cfg(0, 0, 2);
           for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
           CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, dskip, 0));
           CK(cudaDeviceSynchronize());
           sgmm_set_stream_cfg(0, 0, 0);
-          sgmm_set_row_cfg(0, 0, 0);
-          sgmm_set_tile_cfg(0, 0);
           bool untouched = true;
           for (int m = 0; m < nm_; m++) {
             auto h = down((uint8_t *)dW[m], W0[m].bytes.size());
             untouched = untouched && std::all_of(h.begin(), h.end(), [](uint8_t b) { return b == 0xff; });
           }
-          expect(untouched, "sgmm %s %s mixed max r%d top%d: skip flag leaves W untouched",
-                 variant == 3 ? "tc stream" : variant == 4 ? "tc row" : "tc tile",
-                 dname(dt), maxr, K);
+          expect(untouched, "sgmm tc stream %s mixed max r%d top%d: skip flag leaves W untouched", dname(dt), maxr, K);
           cudaFree(dskip);
         }
         sgmm_set_tc_variant(0);
@@ -1532,10 +1489,9 @@ static void test_sgmm() {
       int *dex = dup(ex);
       float *dg = dup(g);
       SgmmDesc *dd = dnew<SgmmDesc>(nm_);
-      std::vector<float> got_tc, got_simt;  // persistent, streaming, row == one-shot tc; exact tiled == SIMT, bit for bit
-      // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled, 4 tensor cores (streaming),
-      // 5 tensor cores (row-streaming), 6 tensor cores (tile-streaming)
-      for (int tc : {0, 1, 2, 3, 4, 5, 6}) {
+      std::vector<float> got_tc, got_simt;  // persistent, streaming == one-shot tc; exact tiled == SIMT, bit for bit
+      // 0 SIMT, 1 tensor cores (one-shot), 2 tensor cores (persistent), 3 exact tiled, 4 tensor cores (streaming)
+      for (int tc : {0, 1, 2, 3, 4}) {
         sgmm_set_tc_variant(sgmm_variant_of(tc));
         bool ok = true;
         for (auto &x : d) ok = ok && sgmm_tc_ok(dt, x);
@@ -1569,7 +1525,7 @@ static void test_sgmm() {
         // rounded once: within one ulp of the dtype (+ fp32 accumulation noise)
         const double rt = dt == LSW_DTYPE_F32 ? 1e-5 : dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
         char nm[160];
-        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 6 ? "tcT " : tc == 5 ? "tcR " : tc == 4 ? "tcS " : tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
+        snprintf(nm, sizeof nm, "sgmm %s %s 3x[%dx%d] r%d E%d top%d, 2 slots", tc == 4 ? "tcS " : tc == 3 ? "exT " : tc == 2 ? "tcP " : tc ? "tc  " : "simt", dname(dt), s.rows,
                  s.cols, s.rank, s.E, s.K);
         check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, rt);
         if (tc == 1) got_tc = got;
@@ -1580,7 +1536,7 @@ static void test_sgmm() {
         if (tc == 2)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm persistent tc %s r%d: bit-identical to the one-shot tc kernel", dname(dt), s.rank);
-        if (tc == 4 || tc == 5 || tc == 6)
+        if (tc == 4)
           expect(got.size() == got_tc.size() && memcmp(got.data(), got_tc.data(), got.size() * 4) == 0,
                  "sgmm %s %s %dx%d r%d top%d: bit-identical to the one-shot tc kernel", sgmm_test_name(tc), dname(dt),
                  s.rows, s.cols, s.rank, s.K);
@@ -1667,8 +1623,7 @@ static void bench_sgmm() {
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}}) {
     std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
-    // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming, 5: row-streaming, 6: tile-streaming
-    for (int tc : {4, 6, 5, 3, 2, 1, 0}) {
+    for (int tc : {4, 3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming
       if (!tc && (g_quick || c.rank > 16)) continue;
       sgmm_set_tc_variant(sgmm_variant_of(tc));
       std::vector<SgmmDesc> d(2 * L);
@@ -1700,21 +1655,6 @@ static void bench_sgmm() {
                  "group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, (tiles + grid * gr - 1) / (grid * gr));
         }
         sgmm_set_stream_cfg(0, 0, 0);
-      } else if (tc == 5) {  // the row-streaming kernel's plan; its W against the streaming kernel's, bit for bit
-        int icol = 0, pst = 0, krows = 0;
-        const int mode = sgmm_row_plan(c.K, c.rank, &icol, &pst, &krows);
-        logf("    (tc row plan: %s, %d-column items, %d A-stage slots of %d rows; LoRA B fragments %s)\n",
-             mode == 1 ? "one stage per item" : mode == 2 ? "k-grouped" : "unavailable (ran variant 0)", icol, pst, krows,
-             c.K * c.rank <= 64 ? "resident per band" : "reloaded per subchunk (L1)");
-        expect(hash_w() == h_stream, "sgmm tc row 64 x [%dx%d] r%d top%d: bit-identical to the streaming kernel (all 64 W)",
-               H, H, c.rank, c.K);
-      } else if (tc == 6) {  // the tile-streaming kernel: its staged K window; W against the streaming kernel's, bit for bit
-        int krows = 0;
-        const int mode = sgmm_tile_plan(&krows);
-        logf("    (tc tile plan: %s, %d LoRA A rows staged per group (%s), W0 3 tiles = 96 KB in flight per SM)\n",
-             mode ? "ready" : "unavailable (ran variant 0)", krows, c.K * c.rank <= krows ? "one window per strip" : "K windows");
-        expect(hash_w() == h_stream, "sgmm tc tile 64 x [%dx%d] r%d top%d: bit-identical to the streaming kernel (all 64 W)",
-               H, H, c.rank, c.K);
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
         expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,
                c.rank, c.K, tc == 1 ? "one-shot tc" : "persistent tc");
@@ -1722,24 +1662,19 @@ static void bench_sgmm() {
     }
   }
   sgmm_set_tc_variant(0);
-  {  // diagnostics: W = W0 with no math, in variant 4's and in variant 3's access pattern (the ceiling of each geometry)
+  {  // diagnostic: W = W0 with no math in variant 3's access pattern (the ceiling of its geometry)
     std::vector<SgmmDesc> d(2 * L);
     for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 0};
     const int tiles = sgmm_prepare(d.data(), 2 * L, true);
     CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
     std::vector<unsigned long long> h0(2 * L);
     for (int i = 0; i < 2 * L; i++) h0[i] = dhash(W0[i], (size_t)H * H * 2);
-    for (int pattern : {4, 3}) {
-      for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)H * H * 2);
-      const double ms = time_ms([&](int) { CK(sgmm_copy_probe(pattern, dt, dd, 2 * L, tiles, 0)); }, 20, 1);
-      char nm[200];
-      snprintf(nm, sizeof nm, "sgmm copy probe: %s, W = W0, no math",
-               pattern == 4 ? "v4 walk (32 rows/warp along rows)" : "v3 walk (64x128 tiles, strip-major)");
-      row(nm, ms, 2.0 * L * (double)H * H * 2 * 2);
-      bool same = true;
-      for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)H * H * 2) == h0[i];
-      expect(same, "sgmm copy probe pattern %d: W == W0 for all 64 matrices (the walk covers every element once)", pattern);
-    }
+    for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)H * H * 2);
+    const double ms = time_ms([&](int) { CK(sgmm_copy_probe(3, dt, dd, 2 * L, tiles, 0)); }, 20, 1);
+    row("sgmm copy probe: v3 walk (64x128 tiles, strip-major), W = W0, no math", ms, 2.0 * L * (double)H * H * 2 * 2);
+    bool same = true;
+    for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)H * H * 2) == h0[i];
+    expect(same, "sgmm copy probe (v3 walk): W == W0 for all 64 matrices (the walk covers every element once)");
   }
 #if defined(LSW_DEV_CUBLAS)
   {  // issue 4's library baseline: rank-64 update in place, batched GEMM, one call

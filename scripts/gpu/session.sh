@@ -103,7 +103,7 @@ st_bench_l2() {
     LSW_CUDA_L2_PREFETCH_MB=$mb node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-l2-${mb}mb.json" || return 1
   done
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
-# SGMM variants incl. the row-streaming kernel (4): harness tests + timing + copy probes, then memcheck of the tests
+# SGMM variants: harness tests + timing + the copy probe, then memcheck of the tests
 st_sgmm_bench() {
   LSW_HARNESS_ONLY=sgmm ./build/dev/bench_kernels "$OUT/cuda-kernels-sgmm.txt" &&
   LSW_HARNESS_ONLY=sgmm_tests compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/sgmm-memcheck.txt" 2>&1; }

@@ -310,24 +310,15 @@ namespace lswc {
 // same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched), (2) an EXACT register-tiled
 // SIMT kernel on the same tiling, bit-identical to the SIMT kernel / CPU (FORMAT.md order), or (3) the streaming
 // kernel: persistent, one block of one or two 8-warp groups per SM, W0 tiles through a multi-stage cp.async
-// pipeline, A rows resident per column strip; same arithmetic as variant 0, bit-identical results, or (4) the
-// row-streaming kernel: persistent, one block of 8 warps per SM, each warp streams 32 rows along whole rows (W0 in
-// registers, 16-byte loads/stores, raw mma.sync with a column permutation that needs no shared-memory epilogue,
-// LoRA A columns staged per 128-column item); same arithmetic as variant 0, bit-identical results; more than
-// S4_MAXD (1024) descriptors -> variant 0, or (5) the tile-streaming kernel: the copy probe's geometry (64 x 128 tiles
-// strip-major, a contiguous tile range per 8-warp group, 2 groups per SM, W0 3 tiles ahead in registers) with each
-// warp's W0 loaded in the layout of its mma accumulators (no shared-memory epilogue, no per-tile barrier), LoRA A
-// staged once per column strip (in restaged K windows when top_k * rank exceeds the staged rows), LoRA B fragments
-// prefetched one tile ahead; same arithmetic as variant 0, bit-identical results.
-// Variants 3, 4 and 5 need > 48 KB of shared memory: the attribute is set
-// outside capture (sgmm_prepare(..., true), autotune_sgmm, or the first non-capturing launch); a launch that would
-// need it during capture runs variant 0.
-// autotune_sgmm times 0/1/3/4/5 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device
-// experts/gates, which must be valid, e.g. zeros with gates 0 -> W = W0), keeps 1, 3, 4 or 5 only when a checksum of
-// all W outputs equals variant 0's, keeps the fastest and runs it last.  Not during capture.
-// LSW_CUDA_SGMM_VARIANT=v (0..5) forces a variant: the initial choice at load; autotune_sgmm keeps it without
+// pipeline, A rows resident per column strip; same arithmetic as variant 0, bit-identical results.
+// Variant 3 needs > 48 KB of shared memory: the attribute is set outside capture (sgmm_prepare(..., true),
+// autotune_sgmm, or the first non-capturing launch); a launch that would need it during capture runs variant 0.
+// autotune_sgmm times 0/1/3 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device
+// experts/gates, which must be valid, e.g. zeros with gates 0 -> W = W0), keeps 1 or 3 only when a checksum of all
+// W outputs equals variant 0's, keeps the fastest and runs it last.  Not during capture.
+// LSW_CUDA_SGMM_VARIANT=v (0..3) forces a variant: the initial choice at load; autotune_sgmm keeps it without
 // timing; lsw_op_sgmm uses it per call.
-void sgmm_set_tc_variant(int v);  // 0..5 (anything else: 0)
+void sgmm_set_tc_variant(int v);  // 0..3 (anything else: 0)
 int sgmm_tc_variant();
 int sgmm_env_variant();           // LSW_CUDA_SGMM_VARIANT, -1 when unset
 // variant 3 knobs (harness): 8-warp groups per block (0 auto, 1, 2), max pipeline stages (0 auto = 8, else 2..8),
@@ -336,23 +327,9 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks);
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
 // shared memory), 1 resident A, 2 chunked operands; *groups, *stages per the current knobs
 int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages);
-// variant 4 knobs (harness): grid blocks (0: one per SM), max A-stage ring slots (0 auto = 3, else 2..3), shared
-// memory budget the plan may use (0: all 128 KB; smaller values force narrower items / k-grouped staging, >= ~25 KB).
-// Results do not depend on them.
-void sgmm_set_row_cfg(int grid_blocks, int max_stages, int smem_cap);
-// what variant 4 will do for top_k x max_rank with the current knobs: 0 unavailable (not set up / too little shared
-// memory), 1 one A stage per item, 2 k-grouped stages (several per 32-column item); *item_cols (128/64/32),
-// *stages (ring slots), *k_rows (A rows per stage)
-int sgmm_row_plan(int top_k, int max_rank, int *item_cols, int *stages, int *k_rows);
-// variant 5 knobs (harness): grid blocks (0: one per SM), cap on the LoRA A rows staged per group (0: all the opt-in
-// shared memory allows, 416 on an H200; descriptors with top_k * rank above it restage LoRA A in K windows inside the
-// k loop).  Results do not depend on them.
-void sgmm_set_tile_cfg(int grid_blocks, int k_cap);
-// variant 5 on the current device: 0 unavailable (not set up), 1 ready; *k_rows: LoRA A rows staged per group
-int sgmm_tile_plan(int *k_rows);
 // harness diagnostic: W = W0 for every descriptor (16-bit, the tensor-core tiling of sgmm_prepare(..., true)) with no
-// math, walking pattern 4 (variant 4's units: 256-row bands, 128-column items, 32 rows per warp) or 3 (variant 3's
-// 64 x 128 tiles in strip-major order, 2 groups per SM): the bandwidth ceiling of each access pattern
+// math, walking pattern 3 (variant 3's 64 x 128 tiles in strip-major order, 2 groups per SM, W0 3 tiles ahead in
+// registers): the bandwidth ceiling of that access pattern (91 % of copy on the H200)
 cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles,
                             cudaStream_t s);
 int autotune_sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, int top_k, const int *experts,

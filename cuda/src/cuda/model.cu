@@ -168,7 +168,6 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
 
 bool adapters_active(const lsw_model *m, const State *st) { return !st->ad.empty() && st->mode != LSW_MODE_BASE; }
 
-
 // Forward-building context: launches for one forward of c tokens (eagerly or into a graph capture).
 struct Fwd {
   lsw_model *m;

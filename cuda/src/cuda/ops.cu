@@ -156,8 +156,8 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   TRY(de.upload(ex.data(), (size_t)top_k * 4));
   std::vector<lswc::SgmmDesc> d(n_mats);
   // default: the SIMT kernel, bit-identical to the CPU (docs/FORMAT.md arithmetic); LSW_CUDA_SGMM_TC=1 runs
-  // the production tensor-core kernel instead (within 1 ulp of the output dtype); LSW_CUDA_SGMM_VARIANT=v (0..5)
-  // runs tensor-core variant v for this call (0 one-shot, 1 persistent, 3 streaming, 4 row-streaming, 5 tile-streaming: within 1 ulp, the same bits
+  // the production tensor-core kernel instead (within 1 ulp of the output dtype); LSW_CUDA_SGMM_VARIANT=v (0..3)
+  // runs tensor-core variant v for this call (0 one-shot, 1 persistent, 3 streaming: within 1 ulp, the same bits
   // as each other; 2 exact tiled: bit-identical to the CPU)
   const char *ev = getenv("LSW_CUDA_SGMM_TC");
   bool tc = ev && *ev && strcmp(ev, "0");

@@ -28,22 +28,10 @@
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
-//   4 row-streaming (sgmm_tc_row_kernel, below), a copy kernel that adds a low-rank product: one block of 8 warps per SM,
-//     each warp owns 32 rows of a 256-row band and streams them along the whole row in 32-column subchunks (W0: 16-byte
-//     ld.global.nc loads, 3 subchunks = 6 KB per warp in flight in registers; W: 16-byte streaming stores), raw
-//     mma.sync m16n8k16 with the n-positions permuted so each lane's accumulators are 8 consecutive columns (no
-//     shared-memory epilogue); LoRA A columns staged per 128-column item in a 3-slot cp.async ring (one barrier per
-//     item), LoRA B fragments in registers per band.  Same per-element instruction sequence as variant 0: the same
-//     bits (checked by the harness, memcheck clean).  H200 (2026-12-01, session 7): variant 3 2.13 ms (47.7 % of copy),
-//     variant 4 2.67 ms (37.9 %); copy probes (no math): v4 walk 1.90 ms (52.9 %, ~48 KB in flight per SM: too little),
-//     v3 walk (sgmm_copy_tiles_kernel) 1.104 ms (91.1 %).  An autotune candidate; it has not won on the H200.
-//   5 tile-streaming (sgmm_tc_tile_kernel, below): the v3-walk copy probe plus the delta on tensor cores: 64x128 tiles,
-//     strip-major, a contiguous tile range per 8-warp group, 2 groups per SM, W0 3 tiles ahead in registers (96 KB in
-//     flight per SM), each warp's W0 loaded in the layout of its mma accumulators (variant 4's column permutation), so
-//     no shared-memory epilogue and no per-tile barrier; LoRA A staged once per strip (2 group barriers per strip),
-//     LoRA B fragments prefetched one tile ahead.  128 registers, no spills.  Same per-element sequence as variant 0:
-//     the same bits (checked by the harness, memcheck clean).  H200 (session 8): 2.89 ms (35 % of copy) for r16 top-2,
-//     slower than variant 3; an autotune candidate that has not won on the H200.
+//   Tried and removed (2026-12-01, H200 sessions 7-8; code in commits da7540e and a0ac119): a row-streaming kernel
+//     (each warp streaming 32 rows along whole rows, raw mma.sync with permuted n-positions, no shared-memory
+//     epilogue) at 2.67 ms, and a tile-streaming kernel (variant 3's walk with W0 in registers in the mma accumulator
+//     layout) at 2.89 ms: both bit-identical to variant 0, both slower than variant 3, so they only cost autotune time.
 #include "kernels.cuh"
 #include <mma.h>
 
@@ -778,388 +766,6 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
 
-// ---- variant 4: row-streaming tensor-core kernel (bandwidth-first, a copy kernel that adds a low-rank product) --
-// Arithmetic: exactly variant 0's.  Per 16 rows x 32 columns, per expert k in order: tmp = Σ over the expert's rank in
-// ascending 16-steps of m16n8k16 products (raw mma.sync, fp32 accumulate, tmp starts at 0), acc = fmaf(g_k, tmp, acc)
-// from acc = 0, then W = round(float(W0) + acc) with variant 0's unpack16 / pack16.  WMMA 16x16x16 compiles to two
-// HMMA.16816 on sm_90, one per 8-column half, so each output element sees the same instruction sequence with the same
-// k positions: the same bits (checked by the harness and by autotune_sgmm's checksum gate).
-// Geometry: a persistent grid of ONE block per SM (16 warps).  The work is a flat list of ITEMS: per descriptor, per
-// BAND of 256 rows (warp w owns rows band*256 + 16w .. +15), per column item of CSW (128, 64 or 32) columns, in that
-// order (columns fastest), so each warp streams its 16 rows along the whole row: 64 contiguous bytes per row per
-// 32-column subchunk, consecutive subchunks adjacent.  Each block owns a contiguous range of items (balanced to one
-// item); the item table is built by every block at start from the descriptors (no host read-back: graph-safe).
-// Column mapping (no shared-memory epilogue): n-tile j (0..3), n-position p (0..7) of a 32-column subchunk is column
-// (p >> 1) * 8 + 2j + (p & 1), so the accumulators of lane (g = lane/4, q = lane%4) over the 4 n-tiles are the 8
-// CONSECUTIVE columns 8q..8q+7 of rows g and g+8: W0 is one 16-byte load per row (ld.global.nc.L1::no_allocate,
-// S4_P subchunks in flight per warp in registers) and W one 16-byte streaming store.
-// Operands: LoRA A columns of the block's current item (all top_k * rank rows) are staged in shared memory in that
-// permuted order (4-byte cp.async, a 4x4 transpose of 32-bit words per 32 columns; rows padded by 16 bytes, so the
-// ldmatrix.trans B-fragment loads are conflict-free) through an S4_MAXNA-slot ring, one __syncthreads per item;
-// LoRA B rows (the A operand) of the warp's 16 rows are loaded once per band into registers (top_k * rank <= 128)
-// or per 8 k-steps from global/L1 otherwise.  When top_k * max rank is too large for the stage ring (budget per
-// launch: S4_SMEM or the harness cap), the item width drops to 64 / 32 columns, and beyond that the K dimension is
-// staged in groups of kgs rows (several barriers per 32-column item; tmp/acc carry over: same arithmetic).
-constexpr int S4_NW = 8;                   // warps per block (one block per SM)
-constexpr int S4_MT = 2;                   // 16-row m-tiles per warp: a warp owns 32 rows
-constexpr int S4_BAND = S4_NW * 16 * S4_MT;  // rows per band
-constexpr int S4_P = 3;                    // W0 subchunks in flight per warp (ring in registers)
-constexpr int S4_AF = 4;                   // k-steps of A-operand fragments in registers (resident: top_k*rank <= 64)
-constexpr int S4_MAXD = 1024;              // descriptors in the shared item table (more: the launcher runs variant 0)
-constexpr int S4_MAXNA = 3;                // A stage ring slots
-constexpr int S4_HDR = ((S4_MAXD + 1 + S4_NW + 2) * 4 + 127) & ~127;  // item table + scan scratch
-constexpr int S4_SMEM = 128 * 1024;        // dynamic shared memory per block
-constexpr int S4_MIN_SMEM = S4_HDR + 2 * 128 * (32 + 8) * 2;         // smallest budget with a runnable plan
-
-struct S4Plan { int csw, na, kgs; };       // item width, ring slots, staged k-rows per step (kgs >= every top_k*rank: one step per item)
-__host__ __device__ inline S4Plan s4_plan(int smem, int kt, int max_stages) {
-  const int budget = smem - S4_HDR;
-  const int cap = max_stages >= 2 && max_stages <= S4_MAXNA ? max_stages : S4_MAXNA;
-  if (kt < 16) kt = 16;
-  for (int csw = 128; csw >= 32; csw >>= 1) {
-    const long long stage = (long long)kt * (csw + 8) * 2;
-    const long long na = budget / stage;
-    if (na >= 2) return S4Plan{csw, (int)(na < cap ? na : cap), kt};
-  }
-  int kgs = budget / (2 * (32 + 8) * 2) / 128 * 128;  // two slots of kgs rows x 32 columns, kgs a multiple of 8 k-steps
-  return S4Plan{32, 2, kgs};                          // kgs < 128: not runnable (the launcher keeps the budget >= S4_MIN_SMEM)
-}
-
-__device__ __forceinline__ void s4_cp4(uint32_t dst, const void *src, bool ok) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(ok ? 4 : 0) : "memory");
-}
-__device__ __forceinline__ void s4_wait(int n) {  // n: 0..S4_MAXNA-2
-  if (n >= 1) asm volatile("cp.async.wait_group 1;" ::: "memory");
-  else asm volatile("cp.async.wait_group 0;" ::: "memory");
-}
-__device__ __forceinline__ void s4_ldsm_t(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
-}
-__device__ __forceinline__ void s4_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, const __half *) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void s4_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, const __nv_bfloat16 *) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// one item's geometry for this warp
-template <typename T>
-struct S4Geo {
-  const T *W0;
-  T *W;
-  const T *A, *B;
-  int rows, cols, rank, slot, row0, col0, band;
-};
-template <typename T>
-__device__ __forceinline__ S4Geo<T> s4_geo(const SgmmDesc *__restrict__ descs, const int *s_item0, int d, int item,
-                                           int csw, int warp) {
-  S4Geo<T> G;
-  G.W0 = static_cast<const T *>(descs[d].W0);
-  G.W = static_cast<T *>(descs[d].W);
-  G.A = static_cast<const T *>(descs[d].A);
-  G.B = static_cast<const T *>(descs[d].B);
-  G.rows = descs[d].rows;
-  G.cols = descs[d].cols;
-  G.rank = descs[d].rank;
-  G.slot = descs[d].slot;
-  const int nci = (G.cols + csw - 1) / csw, local = item - s_item0[d];
-  G.band = local / nci;
-  G.row0 = G.band * S4_BAND + warp * 16 * S4_MT;
-  G.col0 = (local - G.band * nci) * csw;
-  return G;
-}
-
-// A-operand fragments (m16n8k16 row-major A = LoRA B rows row0 + 16m + g and + 8, m < S4_MT) of the k-steps
-// kr0/16 .. (< kr_end, at most S4_AF) of descriptor G
-template <typename T>
-__device__ __forceinline__ void s4_load_af(uint32_t (&af)[S4_AF][S4_MT][4], const S4Geo<T> &G, const int *esl, int kr0,
-                                           int kr_end, int g, int q) {
-  int k = kr0 / G.rank, j = kr0 - k * G.rank;
-#pragma unroll
-  for (int s = 0; s < S4_AF; s++) {
-    if (kr0 + 16 * s < kr_end) {
-      const T *Be = G.B + (size_t)__ldg(esl + k) * G.rows * G.rank;
-#pragma unroll
-      for (int m = 0; m < S4_MT; m++) {
-        const int ra = G.row0 + 16 * m + g, rb = ra + 8;
-        const uint32_t *pa = reinterpret_cast<const uint32_t *>(Be + (size_t)ra * G.rank + j + 2 * q);
-        const uint32_t *pb = reinterpret_cast<const uint32_t *>(Be + (size_t)rb * G.rank + j + 2 * q);
-        af[s][m][0] = ra < G.rows ? __ldg(pa) : 0u;      // row g,     ranks 2q, 2q+1
-        af[s][m][1] = rb < G.rows ? __ldg(pb) : 0u;      // row g + 8
-        af[s][m][2] = ra < G.rows ? __ldg(pa + 4) : 0u;  // row g,     ranks 2q+8, 2q+9
-        af[s][m][3] = rb < G.rows ? __ldg(pb + 4) : 0u;  // row g + 8
-      }
-      j += 16;
-      if (j == G.rank) { j = 0; k++; }
-    }
-  }
-}
-
-template <typename T, bool COPY>
-__global__ void __launch_bounds__(S4_NW * 32, 1) sgmm_tc_row_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
-                                                                   int top_k, const int *__restrict__ experts,
-                                                                   const float *__restrict__ gates, const int *skip,
-                                                                   int smem_plan, int max_stages) {
-  if (skip && *skip) return;  // uniform over the grid, before anything else
-  extern __shared__ __align__(128) unsigned char s4_smem[];
-  int *s_item0 = reinterpret_cast<int *>(s4_smem);  // [n_descs + 1]: first item of each descriptor, then the total
-  int *s_red = s_item0 + S4_MAXD + 1;                // [S4_NW] scan scratch, [S4_NW] max rank
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q = lane & 3;
-
-  // 1. plan (the same in every block): max rank over the descriptors -> item width, ring slots, k-group
-  if (tid == 0) s_red[S4_NW] = 16;
-  __syncthreads();
-  int mr = 16;
-  for (int i = tid; i < n_descs; i += S4_NW * 32) mr = max(mr, descs[i].rank);
-  mr = __reduce_max_sync(0xffffffffu, mr);
-  if (lane == 0) atomicMax(&s_red[S4_NW], mr);
-  __syncthreads();
-  const S4Plan pl = COPY ? S4Plan{128, 2, 16} : s4_plan(smem_plan, top_k * s_red[S4_NW], max_stages);
-  if (!COPY && pl.kgs < 128 && top_k * s_red[S4_NW] > pl.kgs) __trap();  // unreachable: the launcher keeps smem >= S4_MIN_SMEM
-  const int csw = pl.csw, nsc = csw >> 5, na = pl.na, ald = csw + 8;
-  const int slot_bytes = pl.kgs * ald * 2;
-
-  // 2. item table: items(d) = ceil(rows / BAND) * ceil(cols / csw); exclusive scan, blockDim descriptors per pass
-  int run = 0;
-  for (int base = 0; base < n_descs; base += S4_NW * 32) {
-    const int i = base + tid;
-    int v = 0;
-    if (i < n_descs) {
-      const int r = descs[i].rows, c = descs[i].cols;
-      v = r > 0 && c > 0 ? ((r + S4_BAND - 1) / S4_BAND) * ((c + csw - 1) / csw) : 0;
-    }
-    int x = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, x, o);
-      if (lane >= o) x += y;
-    }
-    if (lane == 31) s_red[warp] = x;
-    __syncthreads();
-    int before = 0, tot = 0;
-#pragma unroll
-    for (int w = 0; w < S4_NW; w++) {
-      const int sv = s_red[w];
-      before += w < warp ? sv : 0;
-      tot += sv;
-    }
-    if (i < n_descs) s_item0[i] = run + before + x - v;
-    run += tot;
-    __syncthreads();  // s_red is rewritten by the next pass
-  }
-  if (tid == 0) s_item0[n_descs] = run;
-  __syncthreads();
-  const int total = run;
-  const int t_beg = (int)((long long)total * blockIdx.x / gridDim.x);
-  const int t_end = (int)((long long)total * (blockIdx.x + 1) / gridDim.x);
-  if (t_beg >= t_end) return;  // uniform over the block
-  int d0 = 0;
-  {  // last descriptor with item0 <= t_beg (it owns t_beg: empty descriptors share their item0 with the next one)
-    int lo = 0, hi = n_descs - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (s_item0[mid] <= t_beg) lo = mid; else hi = mid - 1;
-    }
-    d0 = lo;
-  }
-  const uint32_t stage0 = s3_smem_u32(s4_smem + S4_HDR);
-
-  // 3. A-stage producer (all threads; block-uniform state): step = (item, k-group); one commit group per call
-  int p_item = t_beg, p_d = d0, p_kg = 0, p_slot = 0;
-  auto issue = [&]() {
-    if (!COPY && p_item < t_end) {
-      const int cols = descs[p_d].cols, rank = descs[p_d].rank, slot = descs[p_d].slot;
-      const T *A = static_cast<const T *>(descs[p_d].A);
-      const int nci = (cols + csw - 1) / csw, local = p_item - s_item0[p_d];
-      const int c0 = (local % nci) * csw, ktd = top_k * rank, kr0 = p_kg * pl.kgs;
-      const int nr = min(pl.kgs, ktd - kr0);
-      const int wpr = csw >> 1, rpp = S4_NW * 32 / wpr;  // 32-bit words per staged row, rows per pass
-      const int w = tid % wpr, r = tid / wpr;
-      const int col = c0 + 2 * w;
-      const bool cok = col < cols;
-      const int wi = w & 15;  // word wi = 4v + j' of a 32-column group -> 4j' + v (column (p>>1)*8 + 2j + (p&1) order)
-      const uint32_t dst0 = stage0 + p_slot * slot_bytes + ((w & ~15) + (wi & 3) * 4 + (wi >> 2)) * 4;
-      const int *esl = experts + slot * top_k;
-      int kr = kr0 + r, k = kr / rank, j = kr - k * rank;
-      // source row pointer; the expert index is looked up only where the staged rows cross into the next expert
-      const T *src = r < nr ? A + ((size_t)__ldg(esl + k) * rank + j) * cols + col : A;
-      for (int rr = r; rr < nr; rr += rpp) {
-        s4_cp4(dst0 + rr * ald * 2, cok ? src : A, cok);
-        j += rpp;
-        if (j < rank) {
-          src += (size_t)rpp * cols;
-        } else {
-          while (j >= rank) { j -= rank; k++; }
-          if (rr + rpp < nr) src = A + ((size_t)__ldg(esl + k) * rank + j) * cols + col;
-        }
-      }
-      const int nkg = max(1, (ktd + pl.kgs - 1) / pl.kgs);
-      if (++p_kg == nkg) {
-        p_kg = 0;
-        p_item++;
-        while (p_item < t_end && s_item0[p_d + 1] <= p_item) p_d++;
-      }
-    }
-    s3_commit();
-    p_slot = p_slot + 1 == na ? 0 : p_slot + 1;
-  };
-  if (!COPY)
-    for (int i = 0; i < na - 1; i++) issue();
-
-  // 4. W0 prefetch cursor (per warp): subchunk f_sc of item f_item
-  int f_item = t_beg, f_d = d0, f_sc = 0;
-  S4Geo<T> fg = s4_geo<T>(descs, s_item0, d0, t_beg, csw, warp);
-  auto fetch = [&](uint4 (&w)[2 * S4_MT]) {  // rows row0 + g + 8h, columns 8q..8q+7 of the subchunk
-    if (f_item < t_end) {
-      const int c = fg.col0 + f_sc * 32 + q * 8;
-      const bool cok = c < fg.cols;
-#pragma unroll
-      for (int h = 0; h < 2 * S4_MT; h++) {
-        const int r = fg.row0 + g + 8 * h;
-        w[h] = r < fg.rows && cok ? ld_stream(fg.W0 + (size_t)r * fg.cols + c) : make_uint4(0, 0, 0, 0);
-      }
-      if (++f_sc == nsc) {
-        f_sc = 0;
-        if (++f_item < t_end) {
-          while (s_item0[f_d + 1] <= f_item) f_d++;
-          fg = s4_geo<T>(descs, s_item0, f_d, f_item, csw, warp);
-        }
-      }
-    }
-  };
-  uint4 wb[S4_P][2 * S4_MT];
-#pragma unroll
-  for (int s = 0; s < S4_P; s++) fetch(wb[s]);
-
-  // 5. consumer: subchunk c_sc of item c_item
-  int c_item = t_beg, c_d = d0, c_sc = 0, c_slot = 0, a_d = -1, a_band = -1;
-  uint32_t cur_stage = stage0;
-  S4Geo<T> cg = s4_geo<T>(descs, s_item0, d0, t_beg, csw, warp);
-  uint32_t af[S4_AF][S4_MT][4];
-  // ldmatrix.x4.trans lane address: matrix l/8 = (k half, n-tile of the pair), row l%8 = k within the half
-  const uint32_t lane_off = ((((lane >> 3) & 1) * 8 + (lane & 7)) * ald + (lane >> 4) * 8) * 2;
-  auto consume = [&](const uint4 (&w)[2 * S4_MT]) {
-    const int ktd = top_k * cg.rank;
-    const bool resident = ktd <= 16 * S4_AF;
-    const bool active = cg.row0 < cg.rows;  // warp-uniform
-    const int *esl = experts + cg.slot * top_k;
-    const float *gsl = gates + cg.slot * top_k;
-    if (!COPY && active && resident && c_sc == 0 && (c_d != a_d || cg.band != a_band)) {
-      s4_load_af<T>(af, cg, esl, 0, ktd, g, q);
-      a_d = c_d;
-      a_band = cg.band;
-    }
-    float acc[S4_MT][4][4], tmp[S4_MT][4][4];  // [m-tile][n-tile][c0..c3]
-#pragma unroll
-    for (int m = 0; m < S4_MT; m++)
-#pragma unroll
-      for (int j = 0; j < 4; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[m][j][e] = 0.f;
-    if (!COPY) {
-      const int nkg = max(1, (ktd + pl.kgs - 1) / pl.kgs);
-      int ek = 0, ej = 0;  // expert and rank position of the next k-step
-      for (int kg = 0; kg < nkg; kg++) {
-        if (c_sc == 0) {  // a new step: its stage has landed (own copies, then everyone's); refill the slot freed
-          s4_wait(na - 2);
-          __syncthreads();
-          issue();
-          cur_stage = stage0 + c_slot * slot_bytes;
-          c_slot = c_slot + 1 == na ? 0 : c_slot + 1;
-        }
-        if (!active) continue;
-        const int kb = kg * pl.kgs, ke = min(ktd, kb + pl.kgs);
-        const uint32_t sbase = cur_stage + lane_off + c_sc * 64;
-        for (int g0 = kb; g0 < ke; g0 += 16 * S4_AF) {
-          if (!resident) {
-            s4_load_af<T>(af, cg, esl, g0, ke, g, q);
-            a_d = -1;  // af no longer holds a resident band
-          }
-#pragma unroll
-          for (int s = 0; s < S4_AF; s++) {
-            const int kr = g0 + 16 * s;
-            if (kr < ke) {
-              if (ej == 0) {
-#pragma unroll
-                for (int m = 0; m < S4_MT; m++)
-#pragma unroll
-                  for (int j = 0; j < 4; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) tmp[m][j][e] = 0.f;
-              }
-              uint32_t b[8];
-              const uint32_t a = sbase + (kr - kb) * ald * 2;
-              s4_ldsm_t(a, b[0], b[1], b[2], b[3]);       // n-tiles 0, 1
-              s4_ldsm_t(a + 32, b[4], b[5], b[6], b[7]);  // n-tiles 2, 3
-#pragma unroll
-              for (int m = 0; m < S4_MT; m++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) s4_mma(tmp[m][j], af[s][m], b[2 * j], b[2 * j + 1], (const T *)nullptr);
-              ej += 16;
-              if (ej == cg.rank) {
-                const float gk = __ldg(gsl + ek);
-#pragma unroll
-                for (int m = 0; m < S4_MT; m++)
-#pragma unroll
-                  for (int j = 0; j < 4; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[m][j][e] = fmaf(gk, tmp[m][j][e], acc[m][j][e]);
-                ej = 0;
-                ek++;
-              }
-            }
-          }
-        }
-      }
-    }
-    if (active) {  // W = round(W0 + acc): rows row0 + g + 8h, columns 8q..8q+7 of the subchunk
-      const int c = cg.col0 + c_sc * 32 + q * 8;
-      if (c < cg.cols) {
-#pragma unroll
-        for (int h = 0; h < 2 * S4_MT; h++) {
-          const int r = cg.row0 + g + 8 * h;
-          if (r < cg.rows) {
-            uint4 o = w[h];
-            if (!COPY) {  // m-tile h/2; rows g (c0, c1) or g + 8 (c2, c3)
-              float f[8];
-              unpack16<T>(w[h], f);
-#pragma unroll
-              for (int j = 0; j < 4; j++) {
-                f[2 * j] += acc[h >> 1][j][2 * (h & 1)];
-                f[2 * j + 1] += acc[h >> 1][j][2 * (h & 1) + 1];
-              }
-              o = pack16<T>(f);
-            }
-            st_stream(cg.W + (size_t)r * cg.cols + c, o);
-          }
-        }
-      }
-    }
-    if (++c_sc == nsc) {
-      c_sc = 0;
-      if (++c_item < t_end) {
-        while (s_item0[c_d + 1] <= c_item) c_d++;
-        cg = s4_geo<T>(descs, s_item0, c_d, c_item, csw, warp);
-      }
-    }
-  };
-
-  const int nsub = (t_end - t_beg) * nsc;  // the same in every warp of the block (barriers inside)
-  for (int i0 = 0; i0 < nsub; i0 += S4_P) {
-#pragma unroll
-    for (int s = 0; s < S4_P; s++) {
-      if (i0 + s < nsub) {
-        consume(wb[s]);
-        fetch(wb[s]);  // subchunk i0 + s + S4_P into the registers just consumed
-      }
-    }
-  }
-  if (!COPY) s4_wait(0);  // copies past the range are empty groups; leave none behind anyway
-}
-
 // Harness diagnostic: W = W0 over the 64 x 128 tiles in variant 3's geometry (one block of 2 x 256 threads per SM,
 // each group a contiguous range of the strip-major tile order, 16-byte loads of 3 tiles in flight in registers), no
 // math: the bandwidth ceiling of that access pattern.
@@ -1207,241 +813,6 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
   }
 }
 
-// ---- variant 5: tile-streaming tensor-core kernel in the copy probe's geometry (no shared-memory epilogue) -------
-// The copy probe sgmm_copy_tiles_kernel (64 x 128 tiles, strip-major, a contiguous tile range per 256-thread group,
-// 2 groups = 512 threads per SM, W0 3 tiles ahead in registers, no smem, no barriers) reached 91 % of copy on the
-// H200; this kernel is that walk plus the low-rank delta on tensor cores, with no per-tile barrier:
-// - warp w of a group owns the 32 x 32 block rows 32*(w>>2) .. +31, columns 32*(w&3) .. +31 of the tile (2 m16 x 4 n8
-//   mma tiles) and loads W0 IN THE LAYOUT OF ITS ACCUMULATORS: with variant 4's column permutation (n-tile j,
-//   n-position p -> column (p>>1)*8 + 2j + (p&1) of the 32-column block) lane (g = lane/4, q = lane%4) holds, for rows
-//   g, g+8, g+16, g+24, the 8 consecutive columns 8q .. 8q+7: 4 x 16-byte ld.global.nc per tile, S5_P tiles ahead
-//   in registers (48 registers: 512 threads x 64 B x 3 = 96 KB of W0 in flight per SM), W: 4 x 16-byte streaming
-//   stores.  The result of each (m-tile, n-tile pair) is written over the W0 words it came from (no extra registers).
-// - LoRA A (the mma B operand): all top_k*rank rows of the tile's 128-column strip staged once per strip in shared
-//   memory in the permuted order (variant 4's word transpose, rows padded by 16 bytes, ldmatrix.x4.trans, conflict-
-//   free); strips change every ~64 tiles (4096-row matrices): two group barriers per strip change, none per tile.
-//   Descriptors whose top_k*rank exceeds the staged capacity (kmax, from the opt-in smem: 416 rows per group on an
-//   H200, or the harness cap) stage K in windows of kmax rows, restaged inside the k loop of every (m-tile, n-tile
-//   pair) (slow: 2 group barriers per window; same k order, same bits).  Rows past a matrix run the math (barriers
-//   stay uniform over the group) but are never stored.
-// - LoRA B (the mma A operand): the first S5_KPRE k-steps of the NEXT tile's fragments are loaded from global (L2)
-//   with 32-bit loads right after the current tile's math, so they land while the current tile is stored; further
-//   k-steps (top_k*rank > 32) are loaded at use (L1/L2-resident: B is tiny).
-// Arithmetic: exactly variant 0's / variant 4's per element: per expert k in order, tmp = 0 then m16n8k16 products over
-// its rank in ascending 16-steps (fp32), acc = fmaf(g_k, tmp, acc) from acc = 0, W = round(float(W0) + acc).  The
-// loop runs per (m-tile, n-tile pair) over all k-steps, so only 8 acc + 8 tmp registers are live.
-constexpr int S5_ALD = S3_C + 8;   // staged A row: 136 elements (272 bytes)
-constexpr int S5_P = 3;            // W0 tiles in flight per thread (registers)
-constexpr int S5_KPRE = 2;         // k-steps of LoRA B fragments prefetched one tile ahead (16 registers)
-constexpr int S5_KMAX = 416;       // staged A rows per group at most (2 x 416 x 272 B = 221 KB)
-
-template <typename T>
-__device__ __forceinline__ uint32_t s5_ld16(const T *p) {
-  return (uint32_t)__ldg(reinterpret_cast<const unsigned short *>(p));
-}
-// A-operand fragment (rows rw + 16m + g and + 8 of B_e, ranks j .. j+15) of one k-step
-template <typename T>
-__device__ __forceinline__ void s5_frag(uint32_t (&a)[4], const T *Be, int rows, int rank, int rw, int j, int m,
-                                        int g, int q) {
-  const int ra = rw + 16 * m + g, rb = ra + 8;
-  const uint32_t *pa = reinterpret_cast<const uint32_t *>(Be + (size_t)ra * rank + j + 2 * q);
-  const uint32_t *pb = reinterpret_cast<const uint32_t *>(Be + (size_t)rb * rank + j + 2 * q);
-  a[0] = ra < rows ? __ldg(pa) : 0u;      // row g,     ranks 2q, 2q+1
-  a[1] = rb < rows ? __ldg(pb) : 0u;      // row g + 8
-  a[2] = ra < rows ? __ldg(pa + 4) : 0u;  // row g,     ranks 2q+8, 2q+9
-  a[3] = rb < rows ? __ldg(pb + 4) : 0u;  // row g + 8
-}
-// one W0 word (2 elements) + 2 fp32 deltas -> rounded word (unpack16 / pack16 per element)
-template <typename T>
-__device__ __forceinline__ uint32_t s5_addw(uint32_t w, float d0, float d1) {
-  float f[8];
-  unpack16<T>(make_uint4(w, 0u, 0u, 0u), f);
-  T o[2] = {Tr<T>::from_f(f[0] + d0), Tr<T>::from_f(f[1] + d1)};
-  uint32_t r;
-  memcpy(&r, o, 4);
-  return r;
-}
-__device__ __forceinline__ uint32_t &s5_word(uint4 &u, int i) { return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w; }
-
-template <typename T>
-__global__ void __launch_bounds__(512, 1) sgmm_tc_tile_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
-                                                             int total_tiles, int top_k,
-                                                             const int *__restrict__ experts,
-                                                             const float *__restrict__ gates, const int *skip, int kmax) {
-  if (skip && *skip) return;  // uniform over the grid, before anything else
-  extern __shared__ __align__(128) unsigned char s5_smem[];
-  const int grp = threadIdx.x >> 8, gt = threadIdx.x & 255, warp = gt >> 5, lane = gt & 31;
-  const int g = lane >> 2, q = lane & 3, wm = warp >> 2, wn = warp & 3, bar_id = 1 + grp;
-  const int nr = gridDim.x * 2, id = blockIdx.x * 2 + grp;
-  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
-  if (t_beg >= t_end) return;  // uniform over the group (the other group's barriers use the other id)
-  unsigned char *As = s5_smem + (size_t)grp * kmax * S5_ALD * 2;
-  const uint32_t as_lane = s3_smem_u32(As) + (((((lane >> 3) & 1) * 8 + (lane & 7)) * S5_ALD + (lane >> 4) * 8) * 2) +
-                           wn * 64;
-  const int d_beg = find_desc(descs, n_descs, t_beg);
-
-  // W0 producer: tile p of descriptor pd (this warp's 32 x 32 block, accumulator layout)
-  int p = t_beg, pd = d_beg;
-  auto fetch = [&](uint4 (&w)[4]) {
-    if (p < t_end) {
-      const int rows = descs[pd].rows, cols = descs[pd].cols;
-      const int tiles_r = (rows + S3_R - 1) / S3_R, local = p - descs[pd].tile0, cs = local / tiles_r;
-      const int r0 = (local - cs * tiles_r) * S3_R + wm * 32 + g, c = cs * S3_C + wn * 32 + q * 8;
-      const T *W0 = static_cast<const T *>(descs[pd].W0);
-      const bool cok = c < cols;
-#pragma unroll
-      for (int h = 0; h < 4; h++) {
-        const int r = r0 + 8 * h;
-        w[h] = r < rows && cok ? ld_stream(W0 + (size_t)r * cols + c) : make_uint4(0u, 0u, 0u, 0u);
-      }
-      p++;
-      while (pd + 1 < n_descs && descs[pd + 1].tile0 <= p) pd++;
-    }
-  };
-  uint4 wb[S5_P][4];
-#pragma unroll
-  for (int s = 0; s < S5_P; s++) fetch(wb[s]);
-
-  // consumer: tile t of descriptor td; af: the first S5_KPRE k-steps of its LoRA B fragments
-  int t = t_beg, td = d_beg, a_d = -1, a_cs = -1, a_kb = 0;
-  uint32_t af[S5_KPRE][2][4];
-#pragma unroll
-  for (int s = 0; s < S5_KPRE; s++)
-#pragma unroll
-    for (int e = 0; e < 8; e++) af[s][e >> 2][e & 3] = 0u;
-  auto load_af = [&]() {
-    const int rows = descs[td].rows, rank = descs[td].rank, kt = top_k * rank;
-    const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
-    const int rw = (local - cs * tiles_r) * S3_R + wm * 32;
-    const T *B = static_cast<const T *>(descs[td].B);
-    const int *esl = experts + descs[td].slot * top_k;
-#pragma unroll
-    for (int s = 0; s < S5_KPRE; s++) {
-      if (16 * s < kt && rw < rows) {
-        const int k = (16 * s) / rank, j = 16 * s - k * rank;
-        const T *Be = B + (size_t)__ldg(esl + k) * rows * rank;
-        s5_frag<T>(af[s][0], Be, rows, rank, rw, j, 0, g, q);
-        s5_frag<T>(af[s][1], Be, rows, rank, rw, j, 1, g, q);
-      }
-    }
-  };
-  load_af();
-
-  auto consume = [&](uint4 (&w)[4]) {
-    const int rows = descs[td].rows, cols = descs[td].cols, rank = descs[td].rank, kt = top_k * rank;
-    const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
-    const int r0 = (local - cs * tiles_r) * S3_R, c0 = cs * S3_C;
-    const int rw = r0 + wm * 32, cw = c0 + wn * 32;
-    const T *A = static_cast<const T *>(descs[td].A);
-    const T *B = static_cast<const T *>(descs[td].B);
-    const int *esl = experts + descs[td].slot * top_k;
-    const float *gsl = gates + descs[td].slot * top_k;
-    // LoRA A rows [kb, kb + kmax) of the concatenated K (all experts of the slot), columns c0 .. c0+127 of the strip,
-    // permuted (word wi = 4v + j' of each 32-column group -> 4j' + v), into this group's smem; group-uniform calls only
-    auto stage = [&](int kb) {
-      s3_bar(bar_id);  // every warp of the group is done reading the previous window
-      const int nw = min(kmax, kt - kb) * 64;  // 32-bit words: rows x 64
-      uint32_t *dst = reinterpret_cast<uint32_t *>(As);
-      for (int base = gt; base < nw; base += 256 * 4) {
-        uint32_t v[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int i = base + u * 256, r = kb + (i >> 6), col = c0 + 2 * (i & 63);
-          v[u] = 0u;
-          if (i < nw && col < cols) {
-            const int k = r / rank, j = r - k * rank;
-            v[u] = __ldg(reinterpret_cast<const uint32_t *>(A + ((size_t)__ldg(esl + k) * rank + j) * cols + col));
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int i = base + u * 256, wd = i & 63, wi = wd & 15;
-          if (i < nw) dst[(i >> 6) * (S5_ALD / 2) + (wd & ~15) + (wi & 3) * 4 + (wi >> 2)] = v[u];
-        }
-      }
-      s3_bar(bar_id);
-      a_d = td;
-      a_cs = cs;
-      a_kb = kb;
-    };
-    // kt <= kmax (every shape of interest): one window per strip, staged when the strip changes (~every 64 tiles).
-    // Larger K: windows of kmax rows restaged inside the k loop (slow, correct: same k order, same bits).
-    if (td != a_d || cs != a_cs || a_kb != 0) stage(0);
-#pragma unroll
-    for (int m = 0; m < 2; m++)
-#pragma unroll
-      for (int jp = 0; jp < 2; jp++) {  // n-tiles 2jp, 2jp+1: words 2jp, 2jp+1 of rows 2m (c0,c1) and 2m+1 (c2,c3)
-        if (a_kb != 0) stage(0);  // uniform: only when K does not fit one window
-        float acc[2][4], tmp[2][4];
-#pragma unroll
-        for (int u = 0; u < 2; u++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) { acc[u][e] = 0.f; tmp[u][e] = 0.f; }
-        int ek = 0, ej = 0;
-        for (int kg = 0; kg < kt; kg += 16) {
-          if (kg >= a_kb + kmax) stage(kg);  // uniform
-          if (ej == 0) {
-#pragma unroll
-            for (int u = 0; u < 2; u++)
-#pragma unroll
-              for (int e = 0; e < 4; e++) tmp[u][e] = 0.f;
-          }
-          uint32_t a[4];
-          if (kg < 16 * S5_KPRE) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) a[e] = kg == 0 ? af[0][m][e] : af[S5_KPRE - 1][m][e];
-          } else {
-            s5_frag<T>(a, B + (size_t)__ldg(esl + ek) * rows * rank, rows, rank, rw, ej, m, g, q);
-          }
-          uint32_t b[4];
-          s4_ldsm_t(as_lane + jp * 32 + (kg - a_kb) * (S5_ALD * 2), b[0], b[1], b[2], b[3]);
-          s4_mma(tmp[0], a, b[0], b[1], (const T *)nullptr);
-          s4_mma(tmp[1], a, b[2], b[3], (const T *)nullptr);
-          ej += 16;
-          if (ej == rank) {
-            const float gk = __ldg(gsl + ek);
-#pragma unroll
-            for (int u = 0; u < 2; u++)
-#pragma unroll
-              for (int e = 0; e < 4; e++) acc[u][e] = fmaf(gk, tmp[u][e], acc[u][e]);
-            ej = 0;
-            ek++;
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-          uint32_t &w0 = s5_word(w[2 * m], 2 * jp + u), &w1 = s5_word(w[2 * m + 1], 2 * jp + u);
-          w0 = s5_addw<T>(w0, acc[u][0], acc[u][1]);
-          w1 = s5_addw<T>(w1, acc[u][2], acc[u][3]);
-        }
-      }
-    {  // rows past the matrix computed garbage from zero / stale fragments: never stored
-      const int c = cw + q * 8;
-      if (c < cols) {
-        T *W = static_cast<T *>(descs[td].W);
-#pragma unroll
-        for (int h = 0; h < 4; h++) {
-          const int r = rw + g + 8 * h;
-          if (r < rows) st_stream(W + (size_t)r * cols + c, w[h]);
-        }
-      }
-    }
-    t++;
-    while (td + 1 < n_descs && descs[td + 1].tile0 <= t) td++;
-    if (t < t_end) load_af();  // the next tile's first LoRA B fragments: in flight while this one's stores drain
-  };
-
-  for (int t0 = t_beg; t0 < t_end; t0 += S5_P) {
-#pragma unroll
-    for (int s = 0; s < S5_P; s++) {
-      if (t0 + s < t_end) {
-        consume(wb[s]);
-        fetch(wb[s]);  // tile t0 + s + S5_P into the registers just stored
-      }
-    }
-  }
-}
-
 // 16-bit outputs of every descriptor -> one order-independent 64-bit hash (autotune_sgmm's bit-identity check)
 __device__ __forceinline__ unsigned long long s3_mix(unsigned long long z) {
   z += 0x9E3779B97F4A7C15ull;
@@ -1464,19 +835,18 @@ __global__ void sgmm_checksum_kernel(const SgmmDesc *__restrict__ descs, unsigne
   if ((threadIdx.x & 31) == 0) atomicAdd(out, h);
 }
 
-// 0: one-shot tensor-core kernel, 1: persistent, 3: streaming, 4: row-streaming, 5: tile-streaming (autotune_sgmm
-// measures 0, 1, 3, 4, 5:
-// same results, checked bit for bit on the real descriptors); 2: the exact register-tiled SIMT kernel on the same
-// tiling (bit-identical to the SIMT kernel / the CPU).
-// LSW_CUDA_SGMM_VARIANT=v (0..5): forced tensor-core variant (the initial choice; autotune_sgmm keeps it without
+// 0: one-shot tensor-core kernel, 1: persistent, 3: streaming (autotune_sgmm measures these three: same results,
+// checked bit for bit on the real descriptors); 2: the exact register-tiled SIMT kernel on the same tiling
+// (bit-identical to the SIMT kernel / the CPU).
+// LSW_CUDA_SGMM_VARIANT=v (0..3): forced tensor-core variant (the initial choice; autotune_sgmm keeps it without
 // timing; lsw_op_sgmm reads it per call); -1 when unset
 int sgmm_env_variant() {
   const char *ev = getenv("LSW_CUDA_SGMM_VARIANT");
-  if (!ev || !*ev || ev[1] || ev[0] < '0' || ev[0] > '5') return -1;
+  if (!ev || !*ev || ev[1] || ev[0] < '0' || ev[0] > '3') return -1;
   return ev[0] - '0';
 }
 static int g_sgmm_tc_variant = std::max(0, sgmm_env_variant());
-void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 5 ? v : 0; }
+void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 3 ? v : 0; }
 int sgmm_tc_variant() { return g_sgmm_tc_variant; }
 
 static int g_s3_groups = 0, g_s3_stages = 0, g_s3_grid = 0;
@@ -1484,19 +854,6 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks) {
   g_s3_groups = groups == 1 || groups == 2 ? groups : 0;
   g_s3_stages = max_stages >= 2 && max_stages <= S3_MAXNS ? max_stages : 0;
   g_s3_grid = grid_blocks > 0 ? grid_blocks : 0;
-}
-
-static int g_s4_grid = 0, g_s4_stages = 0, g_s4_smem = 0;
-void sgmm_set_row_cfg(int grid_blocks, int max_stages, int smem_cap) {
-  g_s4_grid = grid_blocks > 0 ? grid_blocks : 0;
-  g_s4_stages = max_stages >= 2 && max_stages <= S4_MAXNA ? max_stages : 0;
-  g_s4_smem = smem_cap > 0 ? std::max(S4_MIN_SMEM, std::min(smem_cap, S4_SMEM)) : 0;
-}
-
-static int g_s5_grid = 0, g_s5_kcap = 0;
-void sgmm_set_tile_cfg(int grid_blocks, int k_cap) {
-  g_s5_grid = grid_blocks > 0 ? grid_blocks : 0;
-  g_s5_kcap = k_cap > 0 ? k_cap / 16 * 16 : 0;
 }
 
 static int persist_grid(int total_tiles) {
@@ -1546,91 +903,6 @@ static const S3Dev *s3_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
-// Variant 4 needs S4_SMEM (> 48 KB) of dynamic shared memory: same set-up rule as variant 3 (outside capture only).
-static std::mutex g_s4_mu;
-static S3Dev g_s4_dev[64];
-static const S3Dev *s4_device(bool may_setup) {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-    cudaGetLastError();
-    return nullptr;
-  }
-  std::lock_guard<std::mutex> lk(g_s4_mu);
-  S3Dev &sd = g_s4_dev[dev];
-  if (sd.state == 0 && may_setup) {
-    int sms = 0, optin = 0;
-    bool ok = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-              cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
-              sms > 0 && optin >= S4_SMEM;
-    const cudaFuncAttribute at = cudaFuncAttributeMaxDynamicSharedMemorySize;
-    if (ok)
-      ok = cudaFuncSetAttribute(sgmm_tc_row_kernel<__half, false>, at, S4_SMEM) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_row_kernel<__nv_bfloat16, false>, at, S4_SMEM) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_row_kernel<__half, true>, at, S4_SMEM) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_row_kernel<__nv_bfloat16, true>, at, S4_SMEM) == cudaSuccess;
-    if (!ok) cudaGetLastError();
-    sd.sms = sms;
-    sd.smem = S4_SMEM;
-    sd.state = ok ? 1 : -1;
-    if (cuda_verbose())
-      fprintf(stderr, "lswc: sgmm row-streaming kernel %s (device %d: %d SMs, %d bytes of shared memory per block)\n",
-              ok ? "ready" : "unavailable", dev, sms, optin);
-  }
-  return sd.state == 1 ? &sd : nullptr;
-}
-
-// Variant 5 stages up to kmax LoRA A rows per group (2 groups per block): 2 * kmax * S5_ALD * 2 bytes of dynamic shared
-// memory, kmax from the opt-in limit (416 on an H200); same set-up rule as variants 3 and 4 (outside capture only).
-// S3Dev::smem holds kmax here.
-static std::mutex g_s5_mu;
-static S3Dev g_s5_dev[64];
-static const S3Dev *s5_device(bool may_setup) {
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-    cudaGetLastError();
-    return nullptr;
-  }
-  std::lock_guard<std::mutex> lk(g_s5_mu);
-  S3Dev &sd = g_s5_dev[dev];
-  if (sd.state == 0 && may_setup) {
-    int sms = 0, optin = 0;
-    bool ok = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-              cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess && sms > 0;
-    const int kmax = std::min(S5_KMAX, optin / (2 * S5_ALD * 2) / 16 * 16);
-    const cudaFuncAttribute at = cudaFuncAttributeMaxDynamicSharedMemorySize;
-    ok = ok && kmax >= 16;
-    if (ok)
-      ok = cudaFuncSetAttribute(sgmm_tc_tile_kernel<__half>, at, 2 * kmax * S5_ALD * 2) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_tile_kernel<__nv_bfloat16>, at, 2 * kmax * S5_ALD * 2) == cudaSuccess;
-    if (!ok) cudaGetLastError();
-    sd.sms = sms;
-    sd.smem = ok ? std::max(0, kmax) : 0;
-    sd.state = ok ? 1 : -1;
-    if (cuda_verbose())
-      fprintf(stderr, "lswc: sgmm tile-streaming kernel %s (device %d: %d SMs, LoRA A rows staged per group: %d)\n",
-              ok ? "ready" : "unavailable", dev, sms, sd.smem);
-  }
-  return sd.state == 1 ? &sd : nullptr;
-}
-
-int sgmm_tile_plan(int *k_rows) {
-  const S3Dev *sd = s5_device(false);
-  if (!sd) return 0;
-  if (k_rows) *k_rows = g_s5_kcap > 0 ? std::min(g_s5_kcap, sd->smem) : sd->smem;
-  return 1;
-}
-
-int sgmm_row_plan(int top_k, int max_rank, int *item_cols, int *stages, int *k_rows) {
-  const S3Dev *sd = s4_device(false);
-  if (!sd) return 0;
-  const int kt = top_k * max_rank;
-  const S4Plan p = s4_plan(g_s4_smem > 0 ? g_s4_smem : S4_SMEM, kt, g_s4_stages);
-  if (item_cols) *item_cols = p.csw;
-  if (stages) *stages = p.na;
-  if (k_rows) *k_rows = p.kgs;
-  return std::max(16, kt) <= p.kgs ? 1 : 2;
-}
-
 int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
@@ -1653,11 +925,7 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
     const int tr = tc ? TC_R : ST_R, tcc = tc ? TC_C : ST_C;
     tiles += cdiv(descs[i].rows, tr) * cdiv(descs[i].cols, tcc);
   }
-  if (tc && n > 0) {  // host side, before any capture: set the streaming kernels' smem limits
-    s3_device(true);
-    s4_device(true);
-    s5_device(true);
-  }
+  if (tc && n > 0) s3_device(true);  // host side, before any capture: set the streaming kernel's smem limit
   return tiles;
 }
 
@@ -1676,50 +944,7 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
     }
     if (!sd) variant = 0;
   }
-  const S3Dev *sd4 = nullptr;
-  if (tc && variant == 4) {
-    sd4 = s4_device(false);
-    if (!sd4) {  // first use on this device: set it up unless the stream is being captured
-      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
-      const bool failed = cudaStreamIsCapturing(s, &cs) != cudaSuccess;
-      if (failed) cudaGetLastError();
-      if (!failed && cs == cudaStreamCaptureStatusNone) sd4 = s4_device(true);
-    }
-    if (!sd4 || n_descs > S4_MAXD) variant = 0;  // the item table holds S4_MAXD descriptors
-  }
-  const S3Dev *sd5 = nullptr;
-  if (tc && variant == 5) {
-    sd5 = s5_device(false);
-    if (!sd5) {  // first use on this device: set it up unless the stream is being captured
-      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusActive;
-      const bool failed = cudaStreamIsCapturing(s, &cs) != cudaSuccess;
-      if (failed) cudaGetLastError();
-      if (!failed && cs == cudaStreamCaptureStatusNone) sd5 = s5_device(true);
-    }
-    if (!sd5) variant = 0;
-  }
-  if (tc && variant == 5) {
-    // one block of 2 x 256 threads per SM; top_k * rank > kmax: K windows (same bits)
-    const int grid = std::max(1, std::min(g_s5_grid > 0 ? g_s5_grid : sd5->sms, (total_tiles + 1) / 2));
-    const int kmax = g_s5_kcap > 0 ? std::min(g_s5_kcap, sd5->smem) : sd5->smem;
-    const size_t smem = (size_t)2 * kmax * S5_ALD * 2;
-    if (dtype == LSW_DTYPE_F16)
-      sgmm_tc_tile_kernel<__half><<<grid, 512, smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip, kmax);
-    else if (dtype == LSW_DTYPE_BF16)
-      sgmm_tc_tile_kernel<__nv_bfloat16><<<grid, 512, smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                 skip, kmax);
-    else return cudaErrorInvalidValue;
-  } else if (tc && variant == 4) {
-    const int grid = g_s4_grid > 0 ? g_s4_grid : sd4->sms;
-    const int plan_smem = g_s4_smem > 0 ? g_s4_smem : S4_SMEM;
-    if (dtype == LSW_DTYPE_F16)
-      sgmm_tc_row_kernel<__half, false><<<grid, S4_NW * 32, S4_SMEM, s>>>(descs, n_descs, top_k, experts, gates, skip,
-                                                                          plan_smem, g_s4_stages);
-    else if (dtype == LSW_DTYPE_BF16)
-      sgmm_tc_row_kernel<__nv_bfloat16, false><<<grid, S4_NW * 32, S4_SMEM, s>>>(descs, n_descs, top_k, experts, gates,
-                                                                                 skip, plan_smem, g_s4_stages);
-    else return cudaErrorInvalidValue;
-  } else if (tc && variant == 3) {
+  if (tc && variant == 3) {
     int grid = g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms;
     grid = std::max(1, std::min(grid, total_tiles));
     if (dtype == LSW_DTYPE_F16)
@@ -1758,15 +983,7 @@ cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs, int n
   if (dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) return cudaErrorInvalidValue;
   int sms = 0, dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) return cudaErrorInvalidValue;
-  if (pattern == 4) {
-    const S3Dev *sd4 = s4_device(true);
-    if (!sd4 || n_descs > S4_MAXD) return cudaErrorNotSupported;
-    const int grid = g_s4_grid > 0 ? g_s4_grid : sd4->sms;
-    if (dtype == LSW_DTYPE_F16)
-      sgmm_tc_row_kernel<__half, true><<<grid, S4_NW * 32, S4_SMEM, s>>>(descs, n_descs, 0, nullptr, nullptr, nullptr, S4_SMEM, 0);
-    else
-      sgmm_tc_row_kernel<__nv_bfloat16, true><<<grid, S4_NW * 32, S4_SMEM, s>>>(descs, n_descs, 0, nullptr, nullptr, nullptr, S4_SMEM, 0);
-  } else if (pattern == 3) {
+  if (pattern == 3) {
     sgmm_copy_tiles_kernel<<<std::max(1, std::min(sms, total_tiles)), 512, 0, s>>>(descs, n_descs, total_tiles);
   } else {
     return cudaErrorInvalidValue;
@@ -1787,8 +1004,6 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   const int forced = sgmm_env_variant();
   if (forced >= 0) {
     if (forced == 3) s3_device(true);
-    if (forced == 4) s4_device(true);
-    if (forced == 5) s5_device(true);
     g_sgmm_tc_variant = forced;
     if (cuda_verbose()) fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (LSW_CUDA_SGMM_VARIANT)\n", forced);
     return forced;
@@ -1799,30 +1014,28 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   // mixed-descriptor tests (32-256 tiles per group, 2-8 stages, resident and chunked) pass bit-identical to
   // variant 0 and compute-sanitizer memcheck is clean (bench/results/2026-12-01-h200-session3); the first run had
   // died with an illegal instruction once a group copied inside its loop (the cache-hinted cp.async).
-  const bool have3 = s3_device(true) != nullptr, have4 = s4_device(true) != nullptr, have5 = s5_device(true) != nullptr;
+  const bool have3 = s3_device(true) != nullptr;
   cudaEvent_t e0 = nullptr, e1 = nullptr;
+  constexpr int NC = 3;  // candidates: variants 0, 1, 3
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
-      cudaMalloc(&dsum, 5 * sizeof(unsigned long long)) != cudaSuccess) {  // one per candidate (NC)
+      cudaMalloc(&dsum, NC * sizeof(unsigned long long)) != cudaSuccess) {  // one per candidate
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
     cudaGetLastError();
     return saved;
   }
-  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1, 3, 4 and 5 are kept only
+  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1 and 3 are kept only
   // when that checksum equals variant 0's (bit-identical merge on these descriptors).
-  constexpr int NC = 5;
-  const int cand[NC] = {0, 1, 3, 4, 5};
-  float best[NC] = {1e30f, 1e30f, 1e30f, 1e30f, 1e30f};
-  unsigned long long sum[NC] = {0, 0, 0, 0, 0};
-  bool ran[NC] = {false, false, false, false, false};
+  const int cand[NC] = {0, 1, 3};
+  float best[NC] = {1e30f, 1e30f, 1e30f};
+  unsigned long long sum[NC] = {0, 0, 0};
+  bool ran[NC] = {false, false, false};
   int sms = 0, dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
   bool ok = cudaMemsetAsync(dsum, 0, NC * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
   for (int c = 0; c < NC && ok; c++) {
     if (cand[c] == 3 && !have3) continue;
-    if (cand[c] == 4 && (!have4 || n_descs > S4_MAXD)) continue;
-    if (cand[c] == 5 && !have5) continue;
     g_sgmm_tc_variant = cand[c];
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
@@ -1868,10 +1081,8 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     return saved;
   }
   if (cuda_verbose())
-    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, persistent %.3f ms, streaming %s%.3f ms, "
-            "row-streaming %s%.3f ms, tile-streaming %s%.3f ms, %d tiles)\n", g_sgmm_tc_variant, best[0], best[1],
-            have3 ? "" : "unavailable ", have3 ? best[2] : 0.f, ran[3] ? "" : "unavailable ", ran[3] ? best[3] : 0.f,
-            ran[4] ? "" : "unavailable ", ran[4] ? best[4] : 0.f, total_tiles);
+    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, persistent %.3f ms, streaming %s%.3f ms, %d tiles)\n",
+            g_sgmm_tc_variant, best[0], best[1], have3 ? "" : "unavailable ", have3 ? best[2] : 0.f, total_tiles);
   return g_sgmm_tc_variant;
 }
 }  // namespace lswc
