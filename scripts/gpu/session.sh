@@ -114,15 +114,22 @@ st_bench_now() {
   LSW_CUDA_VERBOSE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
 # Nsight Compute on the SGMM streaming kernel (variant 3, r16 top-2) and on the copy probe of its tile walk: speed of
-# light, memory, occupancy and the per-reason stall averages (needs a runtime where ncu reads the counters)
+# light, memory, occupancy, the per-reason stall averages and the executed warp instructions (needs a runtime where
+# ncu reads the counters); then the streaming kernel's per-instruction source view (SASS, CSV) from a saved report
 st_ncu_sgmm() {
   local k
   for k in sgmm_tc_stream_kernel sgmm_copy_tiles_kernel; do
     LSW_HARNESS_ONLY=bench_sgmm timeout 240 ncu --clock-control none --kernel-name "regex:$k" --launch-skip 3 --launch-count 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section WarpStateStats \
-      --section SchedulerStats --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+      --section SchedulerStats --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum" \
       ./build/dev/bench_kernels > "$OUT/ncu-$k.txt" 2>&1 || return 1
-  done; }
+  done
+  LSW_HARNESS_ONLY=bench_sgmm timeout 240 ncu --clock-control none --kernel-name regex:sgmm_tc_stream_kernel --launch-skip 3 \
+    --launch-count 1 --section SourceCounters --section WarpStateStats -f -o "$OUT/ncu-sgmm-src" ./build/dev/bench_kernels > /dev/null 2>&1 &&
+    ncu --import "$OUT/ncu-sgmm-src.ncu-rep" --page source --print-source sass --csv > "$OUT/ncu-sgmm-source.csv" 2>&1
+  rm -f "$OUT/ncu-sgmm-src.ncu-rep"
+  cuobjdump -sass build/dev/bench_kernels 2> /dev/null | awk '/Function : .*sgmm_tc_stream_kernel.*6__half/{f=1; next} /Function :/{f=0} f' > "$OUT/sgmm-stream-f16.sass"
+  true; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)

@@ -39,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace lswc {
@@ -464,7 +465,7 @@ constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8
 struct S3Plan { int groups, ns, resident, per; };
 // stages that fit in `per` bytes with all K = top_k * max rank resident (A: K rows of the strip; stage: W0 + B[64][K+8])
 __host__ __device__ inline int s3_res_ns(int per, int ktm) {
-  const long long n = (long long)per - (long long)ktm * S3_ALD * 2 - S3_DELTA;
+  const long long n = (long long)per - (long long)ktm * S3_ALD * 2;
   return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * (ktm + 8)));
 }
 __host__ __device__ inline int s3_chunk_ns(int per) {
@@ -618,6 +619,268 @@ __device__ __forceinline__ void s3_load_b(T *dst, int ldb, const T *B, const int
   }
 }
 
+// ---- resident path: raw m16n8k16 fragments, epilogue from registers -------------------------------------------------
+// Session 11's Nsight Compute profile of the first streaming kernel (WMMA fragments, a per-warp fp32 smem patch in the
+// epilogue, integer divisions per tile) counted ~8,300 warp instructions per 64 x 128 tile: issue-bound at 48 % of
+// copy.  This path does the same arithmetic with about a quarter of the instructions:
+// - a division-free tile cursor (S3Cur) for the producer and the consumer, 16-byte copies addressed incrementally;
+// - LoRA B rows of a tile are contiguous per expert (rows r0 .. r0+63 of B_e, rank elements each): one or a few
+//   16-byte copies per thread, indexed by shifts when the rank is a power of two;
+// - mma.sync m16n8k16 on ldmatrix fragments; LoRA A's strip is staged with its 32-bit words transposed in 4 x 4 groups
+//   (shared-memory word 4j + v of every 16-word group holds word 4v + j of the row), so n-block j's accumulator at
+//   column positions 2q, 2q+1 belongs to columns 8q + 2j, 8q + 2j + 1: lane q of a row holds 8 consecutive columns,
+//   and the epilogue reads W0 (16 bytes from the stage) and stores W (16 bytes) straight from its registers;
+// - per expert, tmp starts from a zero accumulator operand (no register zeroing) and acc = fmaf(g, tmp, acc) with the
+//   first expert's acc the constant 0: the one-shot kernel's roundings, hence its bits.
+// Each warp computes its 32 x 32 block as two 16-row halves (16 acc + 16 tmp registers live).
+template <typename T>
+__device__ __forceinline__ void s3_hmma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same<T, __half>::value)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// c = A B (zero accumulator operand)
+template <typename T>
+__device__ __forceinline__ void s3_hmma0(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  const float z = 0.f;
+  if constexpr (std::is_same<T, __half>::value)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+        : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(z));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+        : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(z));
+}
+// ldmatrix x4 (A operand) / x4.trans (B operand) from a shared-memory address.  volatile: never moved across the group
+// barriers (also volatile asm) that publish the stage and the strip.
+__device__ __forceinline__ void s3_ldsm(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+__device__ __forceinline__ void s3_cp16s(uint32_t dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
+}
+
+// Tile cursor over the strip-major tile order (per matrix: 128-column strips, 64-row blocks in each), as numbered by
+// sgmm_prepare(..., true): s3_cur_at once (one division), then s3_cur_next per tile (none).
+struct S3Cur {
+  int d, r0, c0, rows, cols;
+};
+__device__ __forceinline__ S3Cur s3_cur_at(const SgmmDesc *__restrict__ descs, int n_descs, int t) {
+  S3Cur c;
+  c.d = find_desc(descs, n_descs, t);
+  c.rows = descs[c.d].rows;
+  c.cols = descs[c.d].cols;
+  const int tiles_r = (c.rows + S3_R - 1) / S3_R, local = t - descs[c.d].tile0, cs = local / tiles_r;
+  c.r0 = (local - cs * tiles_r) * S3_R;
+  c.c0 = cs * S3_C;
+  return c;
+}
+__device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict__ descs, int n_descs) {
+  c.r0 += S3_R;
+  if (c.r0 < c.rows) return;
+  c.r0 = 0;
+  c.c0 += S3_C;
+  if (c.c0 < c.cols) return;
+  c.c0 = 0;
+  // the next matrix that owns tiles (one of 0 rows or columns owns none and shares the next one's tile0)
+  for (c.d++; c.d < n_descs; c.d++) {
+    c.rows = descs[c.d].rows;
+    c.cols = descs[c.d].cols;
+    if (c.rows > 0 && c.cols > 0) break;
+  }
+}
+
+// One group's tiles [t_beg, t_end) in resident mode.  Group shared memory (32-bit addresses): A strip at a_u32
+// (ktm rows x S3_ALD), then ns stages of stage_bytes: W0 tile (64 x 128, 16-byte chunks XOR-swizzled by row parity)
+// and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's ranks at columns k*rank ..).
+template <typename T>
+__device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
+                                            int top_k, const int *__restrict__ experts,
+                                            const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
+                                            int bar_id, int gt) {
+  const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
+  const int ldb = ktm + 8, stage_bytes = S3_W0 + S3_R * ldb * 2;
+  uint32_t *As = reinterpret_cast<uint32_t *>(gsm);  // A strip, 32-bit words (S3_ALD / 2 per row)
+  const uint32_t a_u32 = s3_smem_u32(gsm);
+  unsigned char *st0 = gsm + ktm * S3_ALD * 2;
+  const uint32_t st0_u32 = a_u32 + ktm * S3_ALD * 2;
+
+  // producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
+  const int pr = gt >> 4, pv = gt & 15;
+  const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
+  S3Cur P = s3_cur_at(descs, n_descs, t_beg);
+  int p = t_beg, ps = 0;
+  auto issue = [&]() {
+    if (p < t_end) {
+      const SgmmDesc *D = descs + P.d;
+      const T *W0 = static_cast<const T *>(D->W0);
+      const uint32_t st = st0_u32 + ps * stage_bytes;
+      const int c = P.c0 + pv * 8;
+      const T *src = W0 + (size_t)(P.r0 + pr) * P.cols + c;
+      const size_t step = (size_t)16 * P.cols;
+      if (P.r0 + S3_R <= P.rows && P.c0 + S3_C <= P.cols) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) s3_cp16s(st + w_off + i * 16 * S3_C * 2, src + i * step, true);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const bool ok = P.r0 + pr + 16 * i < P.rows && c < P.cols;
+          s3_cp16s(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : W0, ok);
+        }
+      }
+      // B rows r0 .. r0+63 of each selected expert: 64 x rank contiguous elements = 8 * rank 16-byte chunks
+      const int rank = D->rank, per = rank >> 3;
+      const T *B = static_cast<const T *>(D->B);
+      const int *esl = experts + D->slot * top_k;
+      const int nch = top_k * rank * 8;
+      const bool p2 = (per & (per - 1)) == 0;
+      const int sh = __ffs(per) - 1;
+      for (int qq = gt; qq < nch; qq += 256) {
+        int k, r, j8;
+        if (p2) {
+          k = qq >> (sh + 6);
+          const int w = qq & (per * 64 - 1);
+          r = w >> sh;
+          j8 = w & (per - 1);
+        } else {
+          k = qq / (per * 64);
+          const int w = qq - k * per * 64;
+          r = w / per;
+          j8 = w - r * per;
+        }
+        const bool ok = P.r0 + r < P.rows;
+        s3_cp16s(st + S3_W0 + (r * ldb + k * rank + j8 * 8) * 2,
+                 ok ? B + ((size_t)__ldg(esl + k) * P.rows + P.r0 + r) * rank + j8 * 8 : B, ok);
+      }
+      p++;
+      s3_cur_next(P, descs, n_descs);
+    }
+    s3_commit();
+    ps = ps + 1 == ns ? 0 : ps + 1;
+  };
+  for (int i = 0; i < ns - 1; i++) issue();
+
+  // consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A strip)
+  const uint32_t a_lane = (uint32_t)(((lane & 15) * ldb + (lane >> 4) * 8) * 2);
+  const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * S3_ALD + wn * 32 + (lane >> 4) * 8) * 2);
+  const int chunk = wn * 4 + q;  // this lane's 16-byte column chunk of the tile
+  S3Cur C = s3_cur_at(descs, n_descs, t_beg);
+  int cst = 0, a_d = -1, a_c0 = -1;
+  for (int t = t_beg; t < t_end; t++) {
+    s3_wait(ns - 2);  // this thread's copies of tile t have landed
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A strip)
+    issue();          // tile t+ns-1 into the stage tile t-1 used
+    const SgmmDesc *D = descs + C.d;
+    const int rank = D->rank;
+    const float *gsl = gates + D->slot * top_k;
+    if (C.d != a_d || C.c0 != a_c0) {  // new strip: A rows of all selected experts, words transposed (see above)
+      const int *esl = experts + D->slot * top_k;
+      const T *A = static_cast<const T *>(D->A);
+      const int nvec = top_k * rank * 16;
+      for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
+        uint4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int qq = q0 + u * 256, row = qq >> 4, c = C.c0 + (qq & 15) * 8;
+          v[u] = make_uint4(0u, 0u, 0u, 0u);
+          if (qq < nvec && c < C.cols) {
+            const int k = row / rank, j = row - k * rank;
+            v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * rank + j) * C.cols + c));
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int qq = q0 + u * 256, vv = qq & 15;
+          if (qq < nvec) {
+            uint32_t *dst = As + (qq >> 4) * (S3_ALD / 2) + (vv >> 2) * 16 + (vv & 3);
+            dst[0] = v[u].x;
+            dst[4] = v[u].y;
+            dst[8] = v[u].z;
+            dst[12] = v[u].w;
+          }
+        }
+      }
+      s3_bar(bar_id);
+      a_d = C.d;
+      a_c0 = C.c0;
+    }
+    const uint32_t st = st0_u32 + cst * stage_bytes;
+    const unsigned char *stp = st0 + cst * stage_bytes;
+    T *W = static_cast<T *>(D->W);
+    const bool full = C.r0 + S3_R <= C.rows && C.c0 + S3_C <= C.cols;
+#pragma unroll 1
+    for (int h = 0; h < 2; h++) {
+      const int rb = wm * 32 + h * 16;  // the half's first tile row
+      const uint32_t aop = st + S3_W0 + a_lane + rb * ldb * 2, bop = a_u32 + b_lane;
+      // expert k's product over its ranks (ascending 16-steps) -> tmp
+      auto expert = [&](int k, float (&tmp)[4][4]) {
+        const int kb = k * rank;
+        uint32_t a[4], b0[4], b1[4];
+        s3_ldsm(aop + kb * 2, a);
+        s3_ldsm_t(bop + kb * (S3_ALD * 2), b0);
+        s3_ldsm_t(bop + kb * (S3_ALD * 2) + 32, b1);
+        s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
+        s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
+        s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
+        s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
+        for (int s = 16; s < rank; s += 16) {
+          s3_ldsm(aop + (kb + s) * 2, a);
+          s3_ldsm_t(bop + (kb + s) * (S3_ALD * 2), b0);
+          s3_ldsm_t(bop + (kb + s) * (S3_ALD * 2) + 32, b1);
+          s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
+          s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
+          s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
+          s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
+        }
+      };
+      float acc[4][4];
+      {
+        float tmp[4][4];
+        expert(0, tmp);
+        const float gk = __ldg(gsl);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
+      }
+      for (int k = 1; k < top_k; k++) {
+        float tmp[4][4];
+        expert(k, tmp);
+        const float gk = __ldg(gsl + k);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
+      }
+      // W = round(W0 + acc): rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns chunk*8 .. +7
+#pragma unroll
+      for (int hh = 0; hh < 2; hh++) {
+        const int R = rb + g + 8 * hh;
+        const uint4 w0 = *reinterpret_cast<const uint4 *>(stp + (R * S3_C + ((chunk ^ ((R & 1) << 2)) * 8)) * 2);
+        float f[8];
+        unpack16<T>(w0, f);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          f[2 * j] += acc[j][2 * hh];
+          f[2 * j + 1] += acc[j][2 * hh + 1];
+        }
+        if (full || (C.r0 + R < C.rows && C.c0 + chunk * 8 < C.cols))
+          st_stream(W + (size_t)(C.r0 + R) * C.cols + C.c0 + chunk * 8, pack16<T>(f));
+      }
+    }
+    cst = cst + 1 == ns ? 0 : cst + 1;
+    s3_cur_next(C, descs, n_descs);
+  }
+  s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
+}
+
 template <typename T>
 __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
                                                                int total_tiles, int top_k,
@@ -639,23 +902,25 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
-  const int ns = pl.ns, bar_id = 1 + grp, resident = pl.resident;
+  const int ns = pl.ns, bar_id = 1 + grp;
   const int gt = threadIdx.x & 255, warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3;
-
-  // this group's shared memory (byte offsets into s3_smem, kept 32-bit):
-  //   [A: a_rows x S3_ALD][chunked only: B chunk 64 x (KC+8)][delta: 8 warps x 16 x 36 f32][ns stages: W0 (+ B rows)]
-  const int o_a = S3_HDR + grp * pl.per;
-  const int o_bc = o_a + (resident ? ktm : S3_KC) * S3_ALD * 2;
-  const int o_delta = o_bc + (resident ? 0 : S3_R * (S3_KC + 8) * 2);
-  const int o_stage = o_delta + S3_DELTA;
-  const int ldb = ktm + 8;  // resident B rows in a stage
-  const int stage_bytes = S3_W0 + (resident ? S3_R * ldb * 2 : 0);
-  T *Abuf = reinterpret_cast<T *>(s3_smem + o_a);
 
   // contiguous range of the strip-major tile order
   const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
   const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
   if (t_beg >= t_end) return;
+  const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
+  if (pl.resident) {
+    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
+    return;
+  }
+
+  // chunked mode: [A chunk: KC x S3_ALD][B chunk: 64 x (KC+8)][delta: 8 warps x 16 x 36 f32][ns stages: W0]
+  const int o_bc = o_a + S3_KC * S3_ALD * 2;
+  const int o_delta = o_bc + S3_R * (S3_KC + 8) * 2;
+  const int o_stage = o_delta + S3_DELTA;
+  const int stage_bytes = S3_W0;
+  T *Abuf = reinterpret_cast<T *>(s3_smem + o_a);
 
   // producer: tile p of descriptor pd into stage ps (one commit group per call, empty past the range)
   int p = t_beg, pd = find_desc(descs, n_descs, t_beg), ps = 0;
@@ -673,17 +938,6 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
         const bool ok = row < rows && c < cols;
         s3_cp16(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2, ok ? W0 + (size_t)row * cols + c : W0, ok);
       }
-      if (resident) {
-        const int rank = descs[pd].rank, nvr = top_k * rank / 8;
-        const T *B = static_cast<const T *>(descs[pd].B);
-        const int *esl = experts + descs[pd].slot * top_k;
-        T *Bst = reinterpret_cast<T *>(st + S3_W0);
-        for (int q = gt; q < S3_R * nvr; q += 256) {
-          const int r = q / nvr, kg = (q - r * nvr) * 8, k = kg / rank, j = kg - k * rank, row = r0 + r;
-          const bool ok = row < rows;
-          s3_cp16(Bst + r * ldb + kg, ok ? B + ((size_t)esl[k] * rows + row) * rank + j : B, ok);
-        }
-      }
       p++;
       while (pd + 1 < n_descs && descs[pd + 1].tile0 <= p) pd++;
     }
@@ -692,10 +946,10 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   };
   for (int i = 0; i < ns - 1; i++) issue();
 
-  int cst = 0, a_d = -1, a_cs = -1;
+  int cst = 0;
   for (int t = t_beg; t < t_end; t++) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
-    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A rows, the delta patches)
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the operand chunks, the patches)
     issue();          // tile t+ns-1 into the stage tile t-1 used
     const int rows = descs[td].rows, cols = descs[td].cols, rank = descs[td].rank;
     const int tiles_r = (rows + S3_R - 1) / S3_R, local = t - descs[td].tile0, cs = local / tiles_r;
@@ -704,34 +958,19 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
     const int o_st = o_stage + cst * stage_bytes;
 
     S3Acc acc[2][2], tmp[2][2];
-    if (resident) {
-      if (td != a_d || cs != a_cs) {  // new strip: its A rows (all experts, all ranks) once
-        s3_load_a<4>(Abuf, static_cast<const T *>(descs[td].A), experts + slot * top_k, rank, cols, c0, 0, kt, gt);
-        s3_bar(bar_id);
-        a_d = td;
-        a_cs = cs;
-      }
 #pragma unroll
-      for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
-      s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_st + S3_W0), ldb, Abuf, 0, 0, kt, rank,
+      for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+    for (int kc0 = 0; kc0 < kt; kc0 += S3_KC) {
+      const int kc = min(S3_KC, kt - kc0);
+      if (kc0 > 0) s3_bar(bar_id);  // the previous chunk's fragments are loaded
+      s3_load_a<1>(Abuf, static_cast<const T *>(descs[td].A), experts + slot * top_k, rank, cols, c0, kc0, kc, gt);
+      s3_load_b<1>(reinterpret_cast<T *>(s3_smem + o_bc), S3_KC + 8, static_cast<const T *>(descs[td].B),
+                   experts + slot * top_k, rank, rows, r0, kc0, kc, gt);
+      s3_bar(bar_id);
+      s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_bc), S3_KC + 8, Abuf, kc0, kc0, kc0 + kc, rank,
                 gates + slot * top_k, wm, wn);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
-      for (int kc0 = 0; kc0 < kt; kc0 += S3_KC) {
-        const int kc = min(S3_KC, kt - kc0);
-        if (kc0 > 0) s3_bar(bar_id);  // the previous chunk's fragments are loaded
-        s3_load_a<1>(Abuf, static_cast<const T *>(descs[td].A), experts + slot * top_k, rank, cols, c0, kc0, kc, gt);
-        s3_load_b<1>(reinterpret_cast<T *>(s3_smem + o_bc), S3_KC + 8, static_cast<const T *>(descs[td].B),
-                     experts + slot * top_k, rank, rows, r0, kc0, kc, gt);
-        s3_bar(bar_id);
-        s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_bc), S3_KC + 8, Abuf, kc0, kc0, kc0 + kc, rank,
-                  gates + slot * top_k, wm, wn);
-      }
     }
 
     // epilogue of this warp's 32 x 32 block, 16 rows at a time: delta -> smem patch, W = round(W0 + delta)
