@@ -1643,10 +1643,12 @@ static void bench_sgmm() {
              mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
-        for (int gr : {1, 2}) {
-          sgmm_set_stream_cfg(gr, 0, 0);
+        for (int gs = 0; gs < 12; gs++) {  // group count x stage cap (0: the plan's own)
+          static const int caps[6] = {0, 2, 3, 4, 6, 8};
+          const int gr = 1 + gs / 6, cap = caps[gs % 6];
+          sgmm_set_stream_cfg(gr, cap, 0);
           const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
-          if (!md || pg != gr) continue;
+          if (!md || pg != gr || (cap && pst != cap)) continue;
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
           snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst,
                    md == 2 ? " chunked" : "", c.rank, c.K);
