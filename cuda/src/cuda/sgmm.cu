@@ -463,9 +463,11 @@ constexpr int S3_HDR = 128;                     // block header in dynamic smem 
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
 
 struct S3Plan { int groups, ns, resident, per; };
-// stages that fit in `per` bytes with all K = top_k * max rank resident (A: K rows of the strip; stage: W0 + B[64][K+8])
+constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
+// stages that fit in `per` bytes with all K = top_k * max rank resident (gates; A: K rows of the strip; stage: W0 +
+// B[64][K+8])
 __host__ __device__ inline int s3_res_ns(int per, int ktm) {
-  const long long n = (long long)per - (long long)ktm * S3_ALD * 2;
+  const long long n = (long long)per - S3_GATES * 4 - (long long)ktm * S3_ALD * 2;
   return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * (ktm + 8)));
 }
 __host__ __device__ inline int s3_chunk_ns(int per) {
@@ -473,7 +475,9 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
   return n <= 0 ? 0 : n / S3_W0;
 }
 // groups (1/2) and stages for a launch with `smem` dynamic bytes and K = top_k * max rank.  cfg_groups 0: auto (two
-// groups if each keeps >= 3 resident stages, else one); cfg_maxst 0: S3_MAXNS.  ns < 2: not runnable.
+// groups if each keeps >= 2 resident stages, else one: on the H200 two groups of 2 stages beat one group of 5, 2.28 vs
+// 3.07 ms for the 7B q,v r64 top-2 merge, and the stage count hardly matters); cfg_maxst 0: S3_MAXNS.  ns < 2: not
+// runnable.
 __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst) {
   const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : S3_MAXNS;
   S3Plan p{1, 0, 1, 0};
@@ -485,7 +489,7 @@ __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int
     p.groups = 2;
     p.per = ((smem - S3_HDR) / 2) & ~127;
     p.ns = s3_res_ns(p.per, ktm);
-    if (p.ns < 3) {
+    if (p.ns < 2) {
       p.groups = 1;
       p.per = (smem - S3_HDR) & ~127;
       p.ns = s3_res_ns(p.per, ktm);
@@ -697,9 +701,12 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
   }
 }
 
-// One group's tiles [t_beg, t_end) in resident mode.  Group shared memory (32-bit addresses): A strip at a_u32
-// (ktm rows x S3_ALD), then ns stages of stage_bytes: W0 tile (64 x 128, 16-byte chunks XOR-swizzled by row parity)
-// and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's ranks at columns k*rank ..).
+// One group's tiles [t_beg, t_end) in resident mode.  Group shared memory (gsm): the slot's gates (S3_GATES floats),
+// the A strip (ktm rows x S3_ALD), then ns stages of stage_bytes: W0 tile (64 x 128, 16-byte chunks XOR-swizzled by
+// row parity) and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's ranks at columns k*rank ..).
+// Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
+// consumer reaches a new matrix, not per tile: session 1's profile of this path had 25 % of all warp stalls on the
+// producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
 template <typename T>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
@@ -707,23 +714,56 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
                                             int bar_id, int gt) {
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
   const int ldb = ktm + 8, stage_bytes = S3_W0 + S3_R * ldb * 2;
-  uint32_t *As = reinterpret_cast<uint32_t *>(gsm);  // A strip, 32-bit words (S3_ALD / 2 per row)
-  const uint32_t a_u32 = s3_smem_u32(gsm);
-  unsigned char *st0 = gsm + ktm * S3_ALD * 2;
+  float *s_gate = reinterpret_cast<float *>(gsm);
+  uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A strip, 32-bit words (S3_ALD / 2 per row)
+  const uint32_t a_u32 = s3_smem_u32(As);
+  unsigned char *st0 = gsm + S3_GATES * 4 + ktm * S3_ALD * 2;
   const uint32_t st0_u32 = a_u32 + ktm * S3_ALD * 2;
 
-  // producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
+  // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
   const int pr = gt >> 4, pv = gt & 15;
   const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
   S3Cur P = s3_cur_at(descs, n_descs, t_beg);
   int p = t_beg, ps = 0;
+  // matrix P.d: W0, B, rank; this thread's B chunks u = 0, 1 (chunk gt + 256 u of the tile's top_k x 64 x rank/8):
+  // source without the tile's first row (pb), tile row (rb: INT_MAX when the thread has no such chunk), stage offset
+  const T *pW0 = nullptr, *pBm = nullptr, *pb[2] = {nullptr, nullptr};
+  int prank = 16, pnch = 0, rb_[2] = {0, 0};
+  uint32_t sb_[2] = {0u, 0u};
+  const int *pesl = experts;
+  auto chunk_of = [&](int qq, int &k, int &r, int &j8) {  // chunk -> expert, tile row, 8-rank group
+    const int per = prank >> 3;
+    k = qq / (per * 64);
+    const int w = qq - k * per * 64;
+    r = w / per;
+    j8 = w - r * per;
+  };
+  auto pload = [&]() {
+    const SgmmDesc *D = descs + P.d;
+    pW0 = static_cast<const T *>(D->W0);
+    pBm = static_cast<const T *>(D->B);
+    prank = D->rank;
+    pesl = experts + D->slot * top_k;
+    pnch = top_k * prank * 8;
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      const int qq = gt + 256 * u;
+      rb_[u] = 0x7fffffff;
+      if (qq < pnch) {
+        int k, r, j8;
+        chunk_of(qq, k, r, j8);
+        pb[u] = pBm + ((size_t)__ldg(pesl + k) * P.rows + r) * prank + j8 * 8;
+        rb_[u] = r;
+        sb_[u] = (uint32_t)(S3_W0 + (r * ldb + k * prank + j8 * 8) * 2);
+      }
+    }
+  };
+  if (t_beg < t_end) pload();
   auto issue = [&]() {
     if (p < t_end) {
-      const SgmmDesc *D = descs + P.d;
-      const T *W0 = static_cast<const T *>(D->W0);
       const uint32_t st = st0_u32 + ps * stage_bytes;
       const int c = P.c0 + pv * 8;
-      const T *src = W0 + (size_t)(P.r0 + pr) * P.cols + c;
+      const T *src = pW0 + (size_t)(P.r0 + pr) * P.cols + c;
       const size_t step = (size_t)16 * P.cols;
       if (P.r0 + S3_R <= P.rows && P.c0 + S3_C <= P.cols) {
 #pragma unroll
@@ -732,58 +772,57 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
 #pragma unroll
         for (int i = 0; i < 4; i++) {
           const bool ok = P.r0 + pr + 16 * i < P.rows && c < P.cols;
-          s3_cp16s(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : W0, ok);
+          s3_cp16s(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : pW0, ok);
         }
       }
-      // B rows r0 .. r0+63 of each selected expert: 64 x rank contiguous elements = 8 * rank 16-byte chunks
-      const int rank = D->rank, per = rank >> 3;
-      const T *B = static_cast<const T *>(D->B);
-      const int *esl = experts + D->slot * top_k;
-      const int nch = top_k * rank * 8;
-      const bool p2 = (per & (per - 1)) == 0;
-      const int sh = __ffs(per) - 1;
-      for (int qq = gt; qq < nch; qq += 256) {
-        int k, r, j8;
-        if (p2) {
-          k = qq >> (sh + 6);
-          const int w = qq & (per * 64 - 1);
-          r = w >> sh;
-          j8 = w & (per - 1);
-        } else {
-          k = qq / (per * 64);
-          const int w = qq - k * per * 64;
-          r = w / per;
-          j8 = w - r * per;
+      // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
+      const size_t boff = (size_t)P.r0 * prank;
+#pragma unroll
+      for (int u = 0; u < 2; u++)
+        if (gt + 256 * u < pnch) {
+          const bool ok = P.r0 + rb_[u] < P.rows;
+          s3_cp16s(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
         }
+      for (int qq = gt + 512; qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, addressed per tile
+        int k, r, j8;
+        chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
-        s3_cp16s(st + S3_W0 + (r * ldb + k * rank + j8 * 8) * 2,
-                 ok ? B + ((size_t)__ldg(esl + k) * P.rows + P.r0 + r) * rank + j8 * 8 : B, ok);
+        s3_cp16s(st + S3_W0 + (r * ldb + k * prank + j8 * 8) * 2,
+                 ok ? pBm + ((size_t)__ldg(pesl + k) * P.rows + P.r0 + r) * prank + j8 * 8 : pBm, ok);
       }
       p++;
+      const int d0 = P.d;
       s3_cur_next(P, descs, n_descs);
+      if (P.d != d0 && p < t_end) pload();
     }
     s3_commit();
     ps = ps + 1 == ns ? 0 : ps + 1;
   };
   for (int i = 0; i < ns - 1; i++) issue();
 
-  // consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A strip)
+  // ---- consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A strip), its W0 words
+  // in a stage (row wm*32 + g, 16-byte chunk wn*4 + q) and its first W element of a tile
   const uint32_t a_lane = (uint32_t)(((lane & 15) * ldb + (lane >> 4) * 8) * 2);
   const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * S3_ALD + wn * 32 + (lane >> 4) * 8) * 2);
-  const int chunk = wn * 4 + q;  // this lane's 16-byte column chunk of the tile
+  const int chunk = wn * 4 + q, lrow = wm * 32 + g;
+  const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // rows lrow + 8 m keep the parity of g
   S3Cur C = s3_cur_at(descs, n_descs, t_beg);
-  int cst = 0, a_d = -1, a_c0 = -1;
+  int cst = 0, a_d = -1, a_c0 = -1, crank = 16;
+  T *cW = nullptr;
+  const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
   for (int t = t_beg; t < t_end; t++) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
-    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A strip)
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A strip, the gates)
     issue();          // tile t+ns-1 into the stage tile t-1 used
-    const SgmmDesc *D = descs + C.d;
-    const int rank = D->rank;
-    const float *gsl = gates + D->slot * top_k;
     if (C.d != a_d || C.c0 != a_c0) {  // new strip: A rows of all selected experts, words transposed (see above)
+      const SgmmDesc *D = descs + C.d;
+      crank = D->rank;
+      cW = static_cast<T *>(D->W);
       const int *esl = experts + D->slot * top_k;
+      cgsl = gates + D->slot * top_k;
+      for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k);
       const T *A = static_cast<const T *>(D->A);
-      const int nvec = top_k * rank * 16;
+      const int nvec = top_k * crank * 16;
       for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
         uint4 v[4];
 #pragma unroll
@@ -791,8 +830,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           const int qq = q0 + u * 256, row = qq >> 4, c = C.c0 + (qq & 15) * 8;
           v[u] = make_uint4(0u, 0u, 0u, 0u);
           if (qq < nvec && c < C.cols) {
-            const int k = row / rank, j = row - k * rank;
-            v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * rank + j) * C.cols + c));
+            const int k = row / crank, j = row - k * crank;
+            v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * crank + j) * C.cols + c));
           }
         }
 #pragma unroll
@@ -811,10 +850,14 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       a_d = C.d;
       a_c0 = C.c0;
     }
+    const int rank = crank;
     const uint32_t st = st0_u32 + cst * stage_bytes;
-    const unsigned char *stp = st0 + cst * stage_bytes;
-    T *W = static_cast<T *>(D->W);
+    const unsigned char *w0p = st0 + cst * stage_bytes + w0_lane;
+    T *Wp = cW + (size_t)(C.r0 + lrow) * C.cols + C.c0 + chunk * 8;
+    const size_t row8 = (size_t)8 * C.cols;
     const bool full = C.r0 + S3_R <= C.rows && C.c0 + S3_C <= C.cols;
+    const int rows_left = C.rows - C.r0 - lrow;  // rows lrow + 8 m of the tile exist when 8 m < rows_left
+    const bool col_ok = C.c0 + chunk * 8 < C.cols;
 #pragma unroll 1
     for (int h = 0; h < 2; h++) {
       const int rb = wm * 32 + h * 16;  // the half's first tile row
@@ -840,11 +883,12 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
         }
       };
+      auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k); };
       float acc[4][4];
       {
         float tmp[4][4];
+        const float gk = gate(0);
         expert(0, tmp);
-        const float gk = __ldg(gsl);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -852,8 +896,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
       for (int k = 1; k < top_k; k++) {
         float tmp[4][4];
+        const float gk = gate(k);
         expert(k, tmp);
-        const float gk = __ldg(gsl + k);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -862,8 +906,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       // W = round(W0 + acc): rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns chunk*8 .. +7
 #pragma unroll
       for (int hh = 0; hh < 2; hh++) {
-        const int R = rb + g + 8 * hh;
-        const uint4 w0 = *reinterpret_cast<const uint4 *>(stp + (R * S3_C + ((chunk ^ ((R & 1) << 2)) * 8)) * 2);
+        const int m = 2 * h + hh;  // row lrow + 8 m
+        const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
         float f[8];
         unpack16<T>(w0, f);
 #pragma unroll
@@ -871,8 +915,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] += acc[j][2 * hh];
           f[2 * j + 1] += acc[j][2 * hh + 1];
         }
-        if (full || (C.r0 + R < C.rows && C.c0 + chunk * 8 < C.cols))
-          st_stream(W + (size_t)(C.r0 + R) * C.cols + C.c0 + chunk * 8, pack16<T>(f));
+        if (full || (8 * m < rows_left && col_ok)) st_stream(Wp + m * row8, pack16<T>(f));
       }
     }
     cst = cst + 1 == ns ? 0 : cst + 1;
