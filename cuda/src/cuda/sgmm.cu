@@ -707,7 +707,11 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
 // consumer reaches a new matrix, not per tile: session 1's profile of this path had 25 % of all warp stalls on the
 // producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
-template <typename T>
+// KREG (top_k * max rank <= 32, e.g. r16 top-2: at most two 16-rank k-steps): each warp keeps its B-operand fragments
+// of the strip (LoRA A, its 32 columns) in registers from the strip change on, loads both k-steps' A-operand
+// fragments up front and issues the eight MMAs back to back (profile: 17 % of warp stalls were MMAs waiting on their
+// ldmatrix), and each thread owns at most one LoRA-B chunk per tile.
+template <typename T, bool KREG>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
@@ -746,7 +750,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     pesl = experts + D->slot * top_k;
     pnch = top_k * prank * 8;
 #pragma unroll
-    for (int u = 0; u < 2; u++) {
+    for (int u = 0; u < (KREG ? 1 : 2); u++) {
       const int qq = gt + 256 * u;
       rb_[u] = 0x7fffffff;
       if (qq < pnch) {
@@ -778,12 +782,12 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
       const size_t boff = (size_t)P.r0 * prank;
 #pragma unroll
-      for (int u = 0; u < 2; u++)
+      for (int u = 0; u < (KREG ? 1 : 2); u++)
         if (gt + 256 * u < pnch) {
           const bool ok = P.r0 + rb_[u] < P.rows;
           s3_cp16s(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
         }
-      for (int qq = gt + 512; qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, addressed per tile
+      for (int qq = gt + (KREG ? 256 : 512); qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
@@ -810,6 +814,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   int cst = 0, a_d = -1, a_c0 = -1, crank = 16;
   T *cW = nullptr;
   const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
+  uint32_t bfr[2][2][4];      // KREG: B-operand fragments of k-steps 0 and 1 (columns wn*32 .. +15, +16 .. +31)
   for (int t = t_beg; t < t_end; t++) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
     s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A strip, the gates)
@@ -849,6 +854,14 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       s3_bar(bar_id);
       a_d = C.d;
       a_c0 = C.c0;
+      if constexpr (KREG) {
+        s3_ldsm_t(a_u32 + b_lane, bfr[0][0]);
+        s3_ldsm_t(a_u32 + b_lane + 32, bfr[0][1]);
+        if (top_k * crank > 16) {
+          s3_ldsm_t(a_u32 + b_lane + 16 * S3_ALD * 2, bfr[1][0]);
+          s3_ldsm_t(a_u32 + b_lane + 16 * S3_ALD * 2 + 32, bfr[1][1]);
+        }
+      }
     }
     const int rank = crank;
     const uint32_t st = st0_u32 + cst * stage_bytes;
@@ -885,23 +898,59 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       };
       auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k); };
       float acc[4][4];
-      {
-        float tmp[4][4];
-        const float gk = gate(0);
-        expert(0, tmp);
+      if constexpr (KREG) {
+        // k-step 1 (concatenated ranks 16..31) is expert 1 when rank == 16, else expert 0's ranks 16..31 (rank 32)
+        const bool two = top_k * rank > 16;
+        uint32_t a0[4], a1[4];
+        s3_ldsm(aop, a0);
+        if (two) s3_ldsm(aop + 32, a1);
+        float t1[4][4];
+        s3_hmma0<T>(acc[0], a0, bfr[0][0][0], bfr[0][0][1]);
+        s3_hmma0<T>(acc[1], a0, bfr[0][0][2], bfr[0][0][3]);
+        s3_hmma0<T>(acc[2], a0, bfr[0][1][0], bfr[0][1][1]);
+        s3_hmma0<T>(acc[3], a0, bfr[0][1][2], bfr[0][1][3]);
+        if (two && rank == 16) {
+          s3_hmma0<T>(t1[0], a1, bfr[1][0][0], bfr[1][0][1]);
+          s3_hmma0<T>(t1[1], a1, bfr[1][0][2], bfr[1][0][3]);
+          s3_hmma0<T>(t1[2], a1, bfr[1][1][0], bfr[1][1][1]);
+          s3_hmma0<T>(t1[3], a1, bfr[1][1][2], bfr[1][1][3]);
+        } else if (two) {
+          s3_hmma<T>(acc[0], a1, bfr[1][0][0], bfr[1][0][1]);
+          s3_hmma<T>(acc[1], a1, bfr[1][0][2], bfr[1][0][3]);
+          s3_hmma<T>(acc[2], a1, bfr[1][1][0], bfr[1][1][1]);
+          s3_hmma<T>(acc[3], a1, bfr[1][1][2], bfr[1][1][3]);
+        }
+        const float g0 = gate(0);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
-      }
-      for (int k = 1; k < top_k; k++) {
-        float tmp[4][4];
-        const float gk = gate(k);
-        expert(k, tmp);
+          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(g0, acc[j][e], 0.f);
+        if (two && rank == 16) {
+          const float g1 = gate(1);
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+          for (int j = 0; j < 4; j++)
 #pragma unroll
-          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
+            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(g1, t1[j][e], acc[j][e]);
+        }
+      } else {
+        {
+          float tmp[4][4];
+          const float gk = gate(0);
+          expert(0, tmp);
+#pragma unroll
+          for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
+        }
+        for (int k = 1; k < top_k; k++) {
+          float tmp[4][4];
+          const float gk = gate(k);
+          expert(k, tmp);
+#pragma unroll
+          for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
+        }
       }
       // W = round(W0 + acc): rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns chunk*8 .. +7
 #pragma unroll
@@ -924,40 +973,15 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
 
+// Chunked mode (top_k * rank too large for the resident operands): a separate, non-inlined function so that its
+// register allocation does not weigh on the resident paths.  gsm: this group's shared memory.
 template <typename T>
-__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
-                                                               int total_tiles, int top_k,
-                                                               const int *__restrict__ experts,
-                                                               const float *__restrict__ gates, const int *skip,
-                                                               int smem_bytes, int cfg_groups, int cfg_maxst) {
-  if (skip && *skip) return;  // uniform over the grid, before any copy is issued
-  extern __shared__ __align__(128) unsigned char s3_smem[];
-  int *s_rank = reinterpret_cast<int *>(s3_smem);
-  // max rank over the descriptors (sizes the resident operands; every block computes the same plan)
-  if (threadIdx.x == 0) *s_rank = 16;
-  __syncthreads();
-  int mr = 16;
-  for (int i = threadIdx.x; i < n_descs; i += blockDim.x) mr = max(mr, descs[i].rank);
-  mr = __reduce_max_sync(0xffffffffu, mr);
-  if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
-  __syncthreads();
-  const int ktm = top_k * *s_rank;
-  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst);
-  const int grp = threadIdx.x >> 8;
-  if (grp >= pl.groups || pl.ns < 2) return;
-  const int ns = pl.ns, bar_id = 1 + grp;
-  const int gt = threadIdx.x & 255, warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3;
-
-  // contiguous range of the strip-major tile order
-  const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
-  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
-  if (t_beg >= t_end) return;
-  const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
-  if (pl.resident) {
-    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
-    return;
-  }
-
+__device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end, int top_k,
+                                        const int *__restrict__ experts, const float *__restrict__ gates,
+                                        unsigned char *gsm, int ns, int bar_id, int gt) {
+  unsigned char *const s3_smem = gsm;  // offsets below are relative to the group's region
+  const int o_a = 0;
+  const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3;
   // chunked mode: [A chunk: KC x S3_ALD][B chunk: 64 x (KC+8)][delta: 8 warps x 16 x 36 f32][ns stages: W0]
   const int o_bc = o_a + S3_KC * S3_ALD * 2;
   const int o_delta = o_bc + S3_R * (S3_KC + 8) * 2;
@@ -1046,6 +1070,43 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
     while (td + 1 < n_descs && descs[td + 1].tile0 <= t + 1) td++;
   }
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
+}
+
+template <typename T>
+__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                               int total_tiles, int top_k,
+                                                               const int *__restrict__ experts,
+                                                               const float *__restrict__ gates, const int *skip,
+                                                               int smem_bytes, int cfg_groups, int cfg_maxst) {
+  if (skip && *skip) return;  // uniform over the grid, before any copy is issued
+  extern __shared__ __align__(128) unsigned char s3_smem[];
+  int *s_rank = reinterpret_cast<int *>(s3_smem);
+  // max rank over the descriptors (sizes the resident operands; every block computes the same plan)
+  if (threadIdx.x == 0) *s_rank = 16;
+  __syncthreads();
+  int mr = 16;
+  for (int i = threadIdx.x; i < n_descs; i += blockDim.x) mr = max(mr, descs[i].rank);
+  mr = __reduce_max_sync(0xffffffffu, mr);
+  if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
+  __syncthreads();
+  const int ktm = top_k * *s_rank;
+  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst);
+  const int grp = threadIdx.x >> 8;
+  if (grp >= pl.groups || pl.ns < 2) return;
+  const int ns = pl.ns, bar_id = 1 + grp, gt = threadIdx.x & 255;
+
+  // contiguous range of the strip-major tile order
+  const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;
+  const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
+  if (pl.resident) {
+    if (ktm <= 32) s3_resident<T, true>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
+    else s3_resident<T, false>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
+    return;
+  }
+
+  s3_chunked<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ns, bar_id, gt);
 }
 
 // Harness diagnostic: W = W0 over the 64 x 128 tiles in variant 3's geometry (one block of 2 x 256 threads per SM,
