@@ -1420,21 +1420,22 @@ static void test_sgmm_stream_mixed() {
           snprintf(nm, sizeof nm, "sgmm tc %s %d mixed descs (max r%d) top%d, 2 slots", dname(dt), nm_, maxr, K);
           check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128);
         }
-        struct Cfg { int groups, stages, grid; };
-        for (Cfg c : {Cfg{0, 0, 0}, Cfg{1, 2, 1}, Cfg{2, 2, 1}, Cfg{2, 3, 2}, Cfg{1, 8, 3}, Cfg{1, 5, 0}, Cfg{2, 0, 5},
-                      Cfg{2, 4, 2}, Cfg{0, 4, 2}, Cfg{1, 4, 1}, Cfg{2, 8, 1}}) {
-          sgmm_set_stream_cfg(c.groups, c.stages, c.grid);
-          int pg = 0, pst = 0;
-          const int mode = sgmm_stream_plan(K, maxr, &pg, &pst);
+        struct Cfg { int groups, stages, grid, strip; };
+        for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 2, 1, 1}, Cfg{2, 2, 1, 2}, Cfg{2, 3, 2, 4}, Cfg{1, 8, 3, 8}, Cfg{1, 5, 0, 0},
+                      Cfg{2, 0, 5, 1}, Cfg{2, 4, 2, 8}, Cfg{0, 4, 2, 2}, Cfg{1, 4, 1, 4}, Cfg{2, 8, 1, 0}, Cfg{0, 0, 1, 8},
+                      Cfg{0, 0, 2, 4}, Cfg{0, 0, 3, 2}, Cfg{0, 0, 1, 1}}) {
+          sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+          int pg = 0, pst = 0, pss = 0;
+          const int mode = sgmm_stream_plan(K, maxr, &pg, &pst, &pss);
           // the launcher's grid (sgmm(): min(cfg grid or SMs, tiles)) and the kernel's contiguous split of the tiles
           const int grid = std::max(1, std::min(c.grid > 0 ? std::min(c.grid, sms) : sms, tiles));
           const int per_group = pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0;
           const auto got = run(3);
           expect(mode != 0 && got == ref0,
-                 "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d (plan: %s, %d group(s), %d stages, "
-                 "up to %d of %d tiles per group): bit-identical to the one-shot tc kernel",
-                 dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid,
-                 mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, per_group, tiles);
+                 "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d strip %d (plan: %s, %d group(s), "
+                 "%d stages, super-strip %d, up to %d of %d tiles per group): bit-identical to the one-shot tc kernel",
+                 dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid, c.strip,
+                 mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
         {  // skip flag with a small grid: nothing written
@@ -1636,25 +1637,27 @@ static void bench_sgmm() {
       snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", sgmm_test_name(tc), c.rank, c.K);
       row(nm, ms, bytes);
       if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
-        int pg = 0, pst = 0;
-        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
+        int pg = 0, pst = 0, pss = 0;
+        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
         const int grid = std::max(1, std::min(sms, tiles));
-        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, up to %d of %d tiles per group)\n",
-             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst,
+        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
+             "%d tiles per group)\n",
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst, pss,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
-        for (int gs = 0; gs < 12; gs++) {  // group count x stage cap (0: the plan's own)
-          static const int caps[6] = {0, 2, 3, 4, 6, 8};
-          const int gr = 1 + gs / 6, cap = caps[gs % 6];
-          sgmm_set_stream_cfg(gr, cap, 0);
-          const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst);
-          if (!md || pg != gr || (cap && pst != cap)) continue;
+        for (int gs = 0; gs < 16; gs++) {  // group count x (stage cap | super-strip width); 0: the plan's own
+          static const int caps[8] = {0, 2, 3, 4, 0, 0, 0, 0}, strips[8] = {0, 0, 0, 0, 1, 2, 4, 8};
+          const int gr = 1 + gs / 8, cap = caps[gs % 8], sw = strips[gs % 8];
+          sgmm_set_stream_cfg(gr, cap, 0, sw);
+          const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
+          if (!md || pg != gr || (cap && pst != cap) || (sw && pss != sw)) continue;
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
-          snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst,
+          snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d w%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst, pss,
                    md == 2 ? " chunked" : "", c.rank, c.K);
           row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: %d group(s) x %d stages (up to %d tiles per "
-                 "group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, (tiles + grid * gr - 1) / (grid * gr));
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: %d group(s) x %d stages, super-strip %d (up to %d "
+                 "tiles per group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, pss,
+                 (tiles + grid * gr - 1) / (grid * gr));
         }
         sgmm_set_stream_cfg(0, 0, 0);
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {

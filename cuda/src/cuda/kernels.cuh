@@ -322,11 +322,12 @@ void sgmm_set_tc_variant(int v);  // 0..3 (anything else: 0)
 int sgmm_tc_variant();
 int sgmm_env_variant();           // LSW_CUDA_SGMM_VARIANT, -1 when unset
 // variant 3 knobs (harness): 8-warp groups per block (0 auto, 1, 2), max pipeline stages (0 auto = 8, else 2..8),
-// grid blocks (0: one per SM).  Results do not depend on them.
-void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks);
+// grid blocks (0: one per SM), resident super-strip width in 128-column strips (0 auto, 1, 2, 4, 8).  Results do not
+// depend on them.
+void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip = 0);
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
-// shared memory), 1 resident A, 2 chunked operands; *groups, *stages per the current knobs
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages);
+// shared memory), 1 resident A, 2 chunked operands; *groups, *stages, *strip per the current knobs
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip = nullptr);
 // harness diagnostic: W = W0 for every descriptor (16-bit, the tensor-core tiling of sgmm_prepare(..., true)) with no
 // math, walking pattern 3 (variant 3's 64 x 128 tiles in strip-major order, 2 groups per SM, W0 3 tiles ahead in
 // registers): the bandwidth ceiling of that access pattern (91 % of copy on the H200)

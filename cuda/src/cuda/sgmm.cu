@@ -459,43 +459,45 @@ constexpr int S3_W0 = S3_R * S3_C * 2;          // one W0 tile: 16384 bytes
 constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
+constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
 
-struct S3Plan { int groups, ns, resident, per; };
-constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
-// stages that fit in `per` bytes with all K = top_k * max rank resident (gates; A: K rows of the strip; stage: W0 +
-// B[64][K+8])
-__host__ __device__ inline int s3_res_ns(int per, int ktm) {
-  const long long n = (long long)per - S3_GATES * 4 - (long long)ktm * S3_ALD * 2;
+struct S3Plan { int groups, ns, resident, per, strip; };
+// resident mode: the A block of `strip` 128-column strips (one "super-strip") is held at a time: row stride
+__host__ __device__ inline int s3_alds(int strip) { return strip * S3_C + 8; }
+// stages that fit in `per` bytes with all K = top_k * max rank resident (gates; A: K rows of the super-strip; stage:
+// W0 + B[64][K+8])
+__host__ __device__ inline int s3_res_ns(int per, int ktm, int strip) {
+  const long long n = (long long)per - S3_GATES * 4 - (long long)ktm * s3_alds(strip) * 2;
   return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * (ktm + 8)));
 }
 __host__ __device__ inline int s3_chunk_ns(int per) {
   const int n = per - S3_KC * S3_ALD * 2 - S3_R * (S3_KC + 8) * 2 - S3_DELTA;
   return n <= 0 ? 0 : n / S3_W0;
 }
-// groups (1/2) and stages for a launch with `smem` dynamic bytes and K = top_k * max rank.  cfg_groups 0: auto (two
-// groups if each keeps >= 2 resident stages, else one: on the H200 two groups of 2 stages beat one group of 5, 2.28 vs
-// 3.07 ms for the 7B q,v r64 top-2 merge, and the stage count hardly matters); cfg_maxst 0: S3_MAXNS.  ns < 2: not
-// runnable.
-__host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst) {
+// groups (1/2), super-strip width (8/4/2/1 strips) and stages for a launch with `smem` dynamic bytes and K = top_k *
+// max rank.  Resident mode: two groups if they fit with >= 2 stages each, else one; the widest super-strip that
+// leaves >= 2 stages.  Why: on the H200 two groups of 2 stages beat one group of 5 (2.28 vs 3.07 ms, 7B q,v r64 top-2)
+// and the stage count hardly matters, while a narrow strip makes every matrix's LoRA-B rows be read once per strip:
+// L2 does not keep them across a strip (the W0/W stream in between is hundreds of MB), so with 128-column strips the
+// r16 top-2 merge moved 12 % more DRAM bytes than W0 + W (Nsight Compute, session 3).  cfg_groups / cfg_strip 0: auto;
+// cfg_maxst 0: S3_MAXNS.  Chunked mode when nothing resident fits.  ns < 2: not runnable.
+__host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst, int cfg_strip) {
   const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : S3_MAXNS;
-  S3Plan p{1, 0, 1, 0};
-  if (cfg_groups == 1 || cfg_groups == 2) {
-    p.groups = cfg_groups;
-    p.per = ((smem - S3_HDR) / p.groups) & ~127;
-    p.ns = s3_res_ns(p.per, ktm);
-  } else {
-    p.groups = 2;
-    p.per = ((smem - S3_HDR) / 2) & ~127;
-    p.ns = s3_res_ns(p.per, ktm);
-    if (p.ns < 2) {
-      p.groups = 1;
-      p.per = (smem - S3_HDR) & ~127;
-      p.ns = s3_res_ns(p.per, ktm);
+  const bool fs = cfg_strip == 1 || cfg_strip == 2 || cfg_strip == 4 || cfg_strip == 8;
+  S3Plan p{1, 0, 0, 0, 1};
+  for (int g = 2; g >= 1 && !p.resident; g--) {
+    if ((cfg_groups == 1 || cfg_groups == 2) && g != cfg_groups) continue;
+    p.groups = g;
+    p.per = ((smem - S3_HDR) / g) & ~127;
+    for (int st = 8; st >= 1; st >>= 1) {
+      if (fs && st != cfg_strip) continue;
+      const int ns = s3_res_ns(p.per, ktm, st);
+      if (ns >= 2) { p.resident = 1; p.ns = ns; p.strip = st; break; }
     }
   }
-  if (p.ns < 2) { p.resident = 0; p.ns = s3_chunk_ns(p.per); }
+  if (!p.resident) { p.strip = 1; p.ns = s3_chunk_ns(p.per); }
   if (p.ns > maxst) p.ns = maxst;
   return p;
 }
@@ -671,66 +673,77 @@ __device__ __forceinline__ void s3_cp16s(uint32_t dst, const void *src, bool ok)
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
 }
 
-// Tile cursor over the strip-major tile order (per matrix: 128-column strips, 64-row blocks in each), as numbered by
-// sgmm_prepare(..., true): s3_cur_at once (one division), then s3_cur_next per tile (none).
+// Tile cursor of resident mode: per matrix, super-strips of S 128-column strips (the last one may be narrower), and in
+// each super-strip the 64-row blocks in order, the S tiles of a row block side by side.  Any bijection of a matrix's
+// tiles onto [tile0, tile0 + tiles) works, since the groups split that index range; the chunked path walks the plain
+// strip-major order.  s3_cur_at once (divisions), then s3_cur_next per tile (none).
 struct S3Cur {
   int d, r0, c0, rows, cols;
+  int cb, si, se;  // super-strip: first column, this tile's strip in it, its strips
 };
-__device__ __forceinline__ S3Cur s3_cur_at(const SgmmDesc *__restrict__ descs, int n_descs, int t) {
+__device__ __forceinline__ S3Cur s3_cur_at(const SgmmDesc *__restrict__ descs, int n_descs, int t, int S) {
   S3Cur c;
   c.d = find_desc(descs, n_descs, t);
   c.rows = descs[c.d].rows;
   c.cols = descs[c.d].cols;
-  const int tiles_r = (c.rows + S3_R - 1) / S3_R, local = t - descs[c.d].tile0, cs = local / tiles_r;
-  c.r0 = (local - cs * tiles_r) * S3_R;
-  c.c0 = cs * S3_C;
+  const int tiles_r = (c.rows + S3_R - 1) / S3_R, strips = (c.cols + S3_C - 1) / S3_C;
+  const int local = t - descs[c.d].tile0, ss = local / (tiles_r * S), rem = local - ss * tiles_r * S;
+  c.se = min(S, strips - ss * S);
+  const int rb = rem / c.se;
+  c.si = rem - rb * c.se;
+  c.r0 = rb * S3_R;
+  c.cb = ss * S * S3_C;
+  c.c0 = c.cb + c.si * S3_C;
   return c;
 }
-__device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict__ descs, int n_descs) {
+__device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict__ descs, int n_descs, int S) {
+  if (++c.si < c.se) { c.c0 += S3_C; return; }
+  c.si = 0;
+  c.c0 = c.cb;
   c.r0 += S3_R;
   if (c.r0 < c.rows) return;
   c.r0 = 0;
-  c.c0 += S3_C;
-  if (c.c0 < c.cols) return;
-  c.c0 = 0;
-  // the next matrix that owns tiles (one of 0 rows or columns owns none and shares the next one's tile0)
-  for (c.d++; c.d < n_descs; c.d++) {
-    c.rows = descs[c.d].rows;
-    c.cols = descs[c.d].cols;
-    if (c.rows > 0 && c.cols > 0) break;
+  c.cb += S * S3_C;
+  if (c.cb >= c.cols) {
+    c.cb = 0;
+    // the next matrix that owns tiles (one of 0 rows or columns owns none and shares the next one's tile0)
+    for (c.d++; c.d < n_descs; c.d++) {
+      c.rows = descs[c.d].rows;
+      c.cols = descs[c.d].cols;
+      if (c.rows > 0 && c.cols > 0) break;
+    }
   }
+  c.c0 = c.cb;
+  c.se = min(S, (c.cols - c.cb + S3_C - 1) / S3_C);
 }
 
 // One group's tiles [t_beg, t_end) in resident mode.  Group shared memory (gsm): the slot's gates (S3_GATES floats),
-// the A strip (ktm rows x S3_ALD), then ns stages of stage_bytes: W0 tile (64 x 128, 16-byte chunks XOR-swizzled by
-// row parity) and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's ranks at columns k*rank ..).
+// the A block of the super-strip (ktm rows x alds = S*128 + 8 elements), then ns stages of stage_bytes: W0 tile
+// (64 x 128, 16-byte chunks XOR-swizzled by row parity) and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's
+// ranks at columns k*rank ..).  The B rows of a row block are read for each of its S tiles back to back (L2 hits).
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
 // consumer reaches a new matrix, not per tile: session 1's profile of this path had 25 % of all warp stalls on the
 // producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
-// KREG (top_k * max rank <= 32, e.g. r16 top-2: at most two 16-rank k-steps): each warp keeps its B-operand fragments
-// of the strip (LoRA A, its 32 columns) in registers from the strip change on, loads both k-steps' A-operand
-// fragments up front and issues the eight MMAs back to back (profile: 17 % of warp stalls were MMAs waiting on their
-// ldmatrix), and each thread owns at most one LoRA-B chunk per tile.
-template <typename T, bool KREG>
+template <typename T>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
-                                            int bar_id, int gt) {
+                                            int S, int bar_id, int gt) {
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
-  const int ldb = ktm + 8, stage_bytes = S3_W0 + S3_R * ldb * 2;
+  const int ldb = ktm + 8, stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
   float *s_gate = reinterpret_cast<float *>(gsm);
-  uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A strip, 32-bit words (S3_ALD / 2 per row)
+  uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A block, 32-bit words (alds / 2 per row)
   const uint32_t a_u32 = s3_smem_u32(As);
-  unsigned char *st0 = gsm + S3_GATES * 4 + ktm * S3_ALD * 2;
-  const uint32_t st0_u32 = a_u32 + ktm * S3_ALD * 2;
+  unsigned char *st0 = gsm + S3_GATES * 4 + ktm * alds * 2;
+  const uint32_t st0_u32 = a_u32 + ktm * alds * 2;
 
   // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
   const int pr = gt >> 4, pv = gt & 15;
   const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
-  S3Cur P = s3_cur_at(descs, n_descs, t_beg);
+  S3Cur P = s3_cur_at(descs, n_descs, t_beg, S);
   int p = t_beg, ps = 0;
   // matrix P.d: W0, B, rank; this thread's B chunks u = 0, 1 (chunk gt + 256 u of the tile's top_k x 64 x rank/8):
-  // source without the tile's first row (pb), tile row (rb: INT_MAX when the thread has no such chunk), stage offset
+  // source without the tile's first row (pb), tile row (rb_), stage offset (sb_)
   const T *pW0 = nullptr, *pBm = nullptr, *pb[2] = {nullptr, nullptr};
   int prank = 16, pnch = 0, rb_[2] = {0, 0};
   uint32_t sb_[2] = {0u, 0u};
@@ -750,7 +763,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     pesl = experts + D->slot * top_k;
     pnch = top_k * prank * 8;
 #pragma unroll
-    for (int u = 0; u < (KREG ? 1 : 2); u++) {
+    for (int u = 0; u < 2; u++) {
       const int qq = gt + 256 * u;
       rb_[u] = 0x7fffffff;
       if (qq < pnch) {
@@ -762,7 +775,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
     }
   };
-  if (t_beg < t_end) pload();
+  pload();
   auto issue = [&]() {
     if (p < t_end) {
       const uint32_t st = st0_u32 + ps * stage_bytes;
@@ -782,12 +795,12 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
       const size_t boff = (size_t)P.r0 * prank;
 #pragma unroll
-      for (int u = 0; u < (KREG ? 1 : 2); u++)
+      for (int u = 0; u < 2; u++)
         if (gt + 256 * u < pnch) {
           const bool ok = P.r0 + rb_[u] < P.rows;
           s3_cp16s(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
         }
-      for (int qq = gt + (KREG ? 256 : 512); qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, per tile
+      for (int qq = gt + 512; qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, addressed per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
@@ -796,7 +809,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
       p++;
       const int d0 = P.d;
-      s3_cur_next(P, descs, n_descs);
+      s3_cur_next(P, descs, n_descs, S);
       if (P.d != d0 && p < t_end) pload();
     }
     s3_commit();
@@ -804,22 +817,21 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   };
   for (int i = 0; i < ns - 1; i++) issue();
 
-  // ---- consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A strip), its W0 words
-  // in a stage (row wm*32 + g, 16-byte chunk wn*4 + q) and its first W element of a tile
+  // ---- consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A block, strip 0), its
+  // W0 words in a stage (row wm*32 + g, 16-byte chunk wn*4 + q) and its first W element of a tile
   const uint32_t a_lane = (uint32_t)(((lane & 15) * ldb + (lane >> 4) * 8) * 2);
-  const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * S3_ALD + wn * 32 + (lane >> 4) * 8) * 2);
+  const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * alds + wn * 32 + (lane >> 4) * 8) * 2);
   const int chunk = wn * 4 + q, lrow = wm * 32 + g;
   const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // rows lrow + 8 m keep the parity of g
-  S3Cur C = s3_cur_at(descs, n_descs, t_beg);
-  int cst = 0, a_d = -1, a_c0 = -1, crank = 16;
+  S3Cur C = s3_cur_at(descs, n_descs, t_beg, S);
+  int cst = 0, a_d = -1, a_cb = -1, crank = 16;
   T *cW = nullptr;
   const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
-  uint32_t bfr[2][2][4];      // KREG: B-operand fragments of k-steps 0 and 1 (columns wn*32 .. +15, +16 .. +31)
   for (int t = t_beg; t < t_end; t++) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
-    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A strip, the gates)
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
     issue();          // tile t+ns-1 into the stage tile t-1 used
-    if (C.d != a_d || C.c0 != a_c0) {  // new strip: A rows of all selected experts, words transposed (see above)
+    if (C.d != a_d || C.cb != a_cb) {  // new super-strip: A rows of all selected experts, words transposed (see above)
       const SgmmDesc *D = descs + C.d;
       crank = D->rank;
       cW = static_cast<T *>(D->W);
@@ -827,12 +839,13 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       cgsl = gates + D->slot * top_k;
       for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k);
       const T *A = static_cast<const T *>(D->A);
-      const int nvec = top_k * crank * 16;
+      const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
+      const int nvec = (top_k * crank) << vs;
       for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
         uint4 v[4];
 #pragma unroll
         for (int u = 0; u < 4; u++) {
-          const int qq = q0 + u * 256, row = qq >> 4, c = C.c0 + (qq & 15) * 8;
+          const int qq = q0 + u * 256, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
           v[u] = make_uint4(0u, 0u, 0u, 0u);
           if (qq < nvec && c < C.cols) {
             const int k = row / crank, j = row - k * crank;
@@ -841,9 +854,9 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         }
 #pragma unroll
         for (int u = 0; u < 4; u++) {
-          const int qq = q0 + u * 256, vv = qq & 15;
+          const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
           if (qq < nvec) {
-            uint32_t *dst = As + (qq >> 4) * (S3_ALD / 2) + (vv >> 2) * 16 + (vv & 3);
+            uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
             dst[0] = v[u].x;
             dst[4] = v[u].y;
             dst[8] = v[u].z;
@@ -853,15 +866,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
       s3_bar(bar_id);
       a_d = C.d;
-      a_c0 = C.c0;
-      if constexpr (KREG) {
-        s3_ldsm_t(a_u32 + b_lane, bfr[0][0]);
-        s3_ldsm_t(a_u32 + b_lane + 32, bfr[0][1]);
-        if (top_k * crank > 16) {
-          s3_ldsm_t(a_u32 + b_lane + 16 * S3_ALD * 2, bfr[1][0]);
-          s3_ldsm_t(a_u32 + b_lane + 16 * S3_ALD * 2 + 32, bfr[1][1]);
-        }
-      }
+      a_cb = C.cb;
     }
     const int rank = crank;
     const uint32_t st = st0_u32 + cst * stage_bytes;
@@ -871,25 +876,26 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     const bool full = C.r0 + S3_R <= C.rows && C.c0 + S3_C <= C.cols;
     const int rows_left = C.rows - C.r0 - lrow;  // rows lrow + 8 m of the tile exist when 8 m < rows_left
     const bool col_ok = C.c0 + chunk * 8 < C.cols;
+    const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
 #pragma unroll 1
     for (int h = 0; h < 2; h++) {
       const int rb = wm * 32 + h * 16;  // the half's first tile row
-      const uint32_t aop = st + S3_W0 + a_lane + rb * ldb * 2, bop = a_u32 + b_lane;
+      const uint32_t aop = st + S3_W0 + a_lane + rb * ldb * 2;
       // expert k's product over its ranks (ascending 16-steps) -> tmp
       auto expert = [&](int k, float (&tmp)[4][4]) {
         const int kb = k * rank;
         uint32_t a[4], b0[4], b1[4];
         s3_ldsm(aop + kb * 2, a);
-        s3_ldsm_t(bop + kb * (S3_ALD * 2), b0);
-        s3_ldsm_t(bop + kb * (S3_ALD * 2) + 32, b1);
+        s3_ldsm_t(bop + kb * alds * 2, b0);
+        s3_ldsm_t(bop + kb * alds * 2 + 32, b1);
         s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
         s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
         s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
         s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
         for (int s = 16; s < rank; s += 16) {
           s3_ldsm(aop + (kb + s) * 2, a);
-          s3_ldsm_t(bop + (kb + s) * (S3_ALD * 2), b0);
-          s3_ldsm_t(bop + (kb + s) * (S3_ALD * 2) + 32, b1);
+          s3_ldsm_t(bop + (kb + s) * alds * 2, b0);
+          s3_ldsm_t(bop + (kb + s) * alds * 2 + 32, b1);
           s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
           s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
           s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
@@ -898,59 +904,23 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       };
       auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k); };
       float acc[4][4];
-      if constexpr (KREG) {
-        // k-step 1 (concatenated ranks 16..31) is expert 1 when rank == 16, else expert 0's ranks 16..31 (rank 32)
-        const bool two = top_k * rank > 16;
-        uint32_t a0[4], a1[4];
-        s3_ldsm(aop, a0);
-        if (two) s3_ldsm(aop + 32, a1);
-        float t1[4][4];
-        s3_hmma0<T>(acc[0], a0, bfr[0][0][0], bfr[0][0][1]);
-        s3_hmma0<T>(acc[1], a0, bfr[0][0][2], bfr[0][0][3]);
-        s3_hmma0<T>(acc[2], a0, bfr[0][1][0], bfr[0][1][1]);
-        s3_hmma0<T>(acc[3], a0, bfr[0][1][2], bfr[0][1][3]);
-        if (two && rank == 16) {
-          s3_hmma0<T>(t1[0], a1, bfr[1][0][0], bfr[1][0][1]);
-          s3_hmma0<T>(t1[1], a1, bfr[1][0][2], bfr[1][0][3]);
-          s3_hmma0<T>(t1[2], a1, bfr[1][1][0], bfr[1][1][1]);
-          s3_hmma0<T>(t1[3], a1, bfr[1][1][2], bfr[1][1][3]);
-        } else if (two) {
-          s3_hmma<T>(acc[0], a1, bfr[1][0][0], bfr[1][0][1]);
-          s3_hmma<T>(acc[1], a1, bfr[1][0][2], bfr[1][0][3]);
-          s3_hmma<T>(acc[2], a1, bfr[1][1][0], bfr[1][1][1]);
-          s3_hmma<T>(acc[3], a1, bfr[1][1][2], bfr[1][1][3]);
-        }
-        const float g0 = gate(0);
+      {
+        float tmp[4][4];
+        const float gk = gate(0);
+        expert(0, tmp);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(g0, acc[j][e], 0.f);
-        if (two && rank == 16) {
-          const float g1 = gate(1);
+          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
+      }
+      for (int k = 1; k < top_k; k++) {
+        float tmp[4][4];
+        const float gk = gate(k);
+        expert(k, tmp);
 #pragma unroll
-          for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(g1, t1[j][e], acc[j][e]);
-        }
-      } else {
-        {
-          float tmp[4][4];
-          const float gk = gate(0);
-          expert(0, tmp);
-#pragma unroll
-          for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
-        }
-        for (int k = 1; k < top_k; k++) {
-          float tmp[4][4];
-          const float gk = gate(k);
-          expert(k, tmp);
-#pragma unroll
-          for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
-        }
+          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
       }
       // W = round(W0 + acc): rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns chunk*8 .. +7
 #pragma unroll
@@ -968,7 +938,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
     }
     cst = cst + 1 == ns ? 0 : cst + 1;
-    s3_cur_next(C, descs, n_descs);
+    s3_cur_next(C, descs, n_descs, S);
   }
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
@@ -1077,7 +1047,8 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
                                                                int total_tiles, int top_k,
                                                                const int *__restrict__ experts,
                                                                const float *__restrict__ gates, const int *skip,
-                                                               int smem_bytes, int cfg_groups, int cfg_maxst) {
+                                                               int smem_bytes, int cfg_groups, int cfg_maxst,
+                                                               int cfg_strip) {
   if (skip && *skip) return;  // uniform over the grid, before any copy is issued
   extern __shared__ __align__(128) unsigned char s3_smem[];
   int *s_rank = reinterpret_cast<int *>(s3_smem);
@@ -1090,7 +1061,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
   __syncthreads();
   const int ktm = top_k * *s_rank;
-  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst);
+  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
   const int ns = pl.ns, bar_id = 1 + grp, gt = threadIdx.x & 255;
@@ -1101,8 +1072,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   if (t_beg >= t_end) return;
   const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
   if (pl.resident) {
-    if (ktm <= 32) s3_resident<T, true>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
-    else s3_resident<T, false>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, bar_id, gt);
+    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt);
     return;
   }
 
@@ -1192,11 +1162,12 @@ static int g_sgmm_tc_variant = std::max(0, sgmm_env_variant());
 void sgmm_set_tc_variant(int v) { g_sgmm_tc_variant = v >= 0 && v <= 3 ? v : 0; }
 int sgmm_tc_variant() { return g_sgmm_tc_variant; }
 
-static int g_s3_groups = 0, g_s3_stages = 0, g_s3_grid = 0;
-void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks) {
+static int g_s3_groups = 0, g_s3_stages = 0, g_s3_grid = 0, g_s3_strip = 0;
+void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip) {
   g_s3_groups = groups == 1 || groups == 2 ? groups : 0;
   g_s3_stages = max_stages >= 2 && max_stages <= S3_MAXNS ? max_stages : 0;
   g_s3_grid = grid_blocks > 0 ? grid_blocks : 0;
+  g_s3_strip = strip == 1 || strip == 2 || strip == 4 || strip == 8 ? strip : 0;
 }
 
 static int persist_grid(int total_tiles) {
@@ -1246,13 +1217,14 @@ static const S3Dev *s3_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages) {
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
-  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages);
+  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip);
   if (p.ns < 2) return 0;
   if (groups) *groups = p.groups;
   if (stages) *stages = p.ns;
+  if (strip) *strip = p.strip;
   return p.resident ? 1 : 2;
 }
 
@@ -1292,10 +1264,10 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
     grid = std::max(1, std::min(grid, total_tiles));
     if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
-                                                                sd->smem, g_s3_groups, g_s3_stages);
+                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip);
     else if (dtype == LSW_DTYPE_BF16)
       sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                       skip, sd->smem, g_s3_groups, g_s3_stages);
+                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip);
     else return cudaErrorInvalidValue;
   } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
