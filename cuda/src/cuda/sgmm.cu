@@ -1,8 +1,8 @@
 // SGMM (merge mode): for every adapted matrix of every layer, in ONE launch,
 //   W = round( W0 + Σ_k g_k · (Σ_j B_k[:, j] A_k[j, :]) )      (fp32, from the pristine W0, rounded once)
 // The grid is flattened over the tiles of all matrices; each block finds its matrix by binary search on
-// SgmmDesc::tile0.  Two kernels: a SIMT one (any dtype/shape; the reference path) and a tensor-core one
-// (WMMA, F16/BF16, rank % 16 == 0, cols % 8 == 0) that streams W0 -> W.
+// SgmmDesc::tile0.  Two kinds of kernel: SIMT (any dtype/shape; the reference path) and tensor-core
+// (F16/BF16, rank % 16 == 0, cols % 8 == 0), which stream W0 -> W.
 // The SIMT kernel follows docs/FORMAT.md's arithmetic exactly (bit-identical to the CPU); the tensor-core one
 // sums each expert's B·A on tensor cores (fp32 accumulate), scales by g_k and adds to W0: within 1 ulp of it.
 //
@@ -14,17 +14,16 @@
 //   1 persistent (~2 blocks per SM, next W0 tile in registers): 3.22 ms, no better.
 //   2 exact register-tiled SIMT (FORMAT.md order, bit-identical to the CPU): 4.49 ms.
 //   3 streaming (sgmm_tc_stream_kernel, below), designed for bandwidth: one persistent block per SM running one or
-//     two 8-warp groups; each group walks a contiguous range of tiles in strip-major order (A rows of a 128-column
-//     strip loaded once into shared memory, B rows of each tile ride with its W0 tile), W0 through a 2..8-stage
-//     cp.async pipeline (>= 32 KB of W0 per group, 48-112 KB per SM in flight while tensor cores run the current
-//     tile), a per-warp epilogue with 16-byte streaming stores, one group barrier per tile.  Same WMMA fragments,
-//     rank order and rounding as variant 0, so the same bits.  Target: >= 85 % of copy (~1.2 ms for the case above).
-//     Measured (H200, bench/results/2026-12-01-h200-session7, -session11): 2.10 ms = 48 % of copy for r16 top-2.  A pure
-//     copy walking the same tiles (sgmm_copy_tiles_kernel) streams at 91 %, so the tile walk is not the limit.
-//     Nsight Compute: this kernel issues ~8,300 warp instructions per 64x128 tile (0.49 issued per scheduler per
-//     cycle, 16 warps per SM at 127 registers, no dominant stall) and reaches 47 % of DRAM.  The next step is to cut
-//     the instruction count per tile (integer divisions in issue() / s3_mma, the WMMA smem epilogue, the per-element
-//     unpack/add/pack), not to add bytes in flight.
+//     two 8-warp groups; each group walks a contiguous range of tiles (per matrix: super-strips of up to 8 x 128
+//     columns whose LoRA-A block stays in shared memory, row blocks in order, the super-strip's tiles side by side),
+//     W0 and the tile's LoRA-B rows through a 2..8-stage cp.async pipeline, mma.sync on ldmatrix fragments with the
+//     epilogue straight from registers, one group barrier per tile.  Same roundings as variant 0, so the same bits.
+//     Measured (H200, 64 q,v weights 4096 x 4096 F16, W0 read + W write counted;
+//     bench/results/2026-12-01-h200-session13): r16 top-2 1.18 ms = 86 % of copy (target >= 85 %), r64 top-1 1.30 ms = 79 % (cuBLAS batched rank-64 update:
+//     1.66 ms, 62 %), r64 top-2 2.02 ms = 52 %.  Path there: 2.10 ms (48 %; WMMA, smem delta patch, ~8,300 warp
+//     instructions per tile: issue-bound) -> 1.56 ms (register epilogue, division-free cursor: 4,170 per tile) ->
+//     1.27 ms (per-matrix state instead of per-tile dependent loads) -> 1.18 ms (super-strips: the LoRA-B rows of a
+//     matrix were re-read from DRAM once per 128-column strip, 12 % more bytes than W0 + W).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -429,28 +428,25 @@ __global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *_
 
 // ---- variant 3: streaming tensor-core kernel (bandwidth design) ------------------------------------------------
 // Same 64 x 128 tiles (same tile count as sgmm_prepare(..., true)), same per-element arithmetic as sgmm_tc_kernel:
-// WMMA 16x16x16 fragments, per expert an fp32 partial `tmp` accumulated over the rank in ascending 16-steps,
-// acc = fmaf(g_k, tmp, acc) in expert order, then W = round(float(W0) + acc).  Which warp computes a 16x16 block,
-// where the operands sit in shared memory and how the rank is chunked do not change a single rounding, so the
-// output is bit-identical to variant 0 (the harness and autotune_sgmm check it).
+// 16-bit fragments on tensor cores, per expert an fp32 partial `tmp` accumulated over the rank in ascending 16-steps
+// (m16n8k16; WMMA's 16x16x16 is two of them), acc = fmaf(g_k, tmp, acc) in expert order from acc = 0, then
+// W = round(float(W0) + acc).  Which warp computes a block, where the operands sit in shared memory and how the rank is
+// chunked do not change a single rounding, so the output is bit-identical to variant 0 (the harness and autotune_sgmm
+// check it).
 //
 // Work: a persistent grid of ONE block per SM (512 threads, all of the opt-in shared memory); the block runs one or
 // two independent GROUPS of 8 warps (named barriers 1/2, no __syncthreads after the prologue).  Two groups per SM
 // overlap one group's barrier waits / MMA with the other's; one group gets the whole smem when the operands are
 // big.  The choice is made in the kernel (s3_plan) because the host launcher only holds device descriptors and
 // cannot see the ranks (graph-safe: no host read-back).  Equivalent to "2 blocks per SM", decided per launch.
-// Each group owns a contiguous range of the tiles in STRIP-MAJOR order (per matrix: 128-column strip, then 64-row
-// block), so consecutive tiles of a group share their A columns: A (all experts, all ranks of the strip) is loaded
-// once per strip into shared memory ("resident" mode) and B rows are small; B of a matrix (rows x top_k·rank) is
-// re-read once per strip and stays L2-hot (W stores are streaming).
-// Pipeline per group: NS shared-memory stages, each holding one W0 tile (16 KB, cp.async.cg 16-byte, no L2 cache hint:
-// see s3_cp16)
-// and that tile's B rows; NS-1 tiles are in flight while the current tile's product runs on tensor cores.  The
-// epilogue is per warp (its 32 x 32 block: fp32 delta through a per-warp smem patch, W0 from the stage, 16-byte
-// streaming stores), so a tile costs one group barrier (+1 at a strip change).  Stage rows are XOR-swizzled
-// (16-byte chunk ^= (row & 1) << 2) so the warp's 64-byte row pieces read without bank conflicts.
-// "Chunked" mode (top_k·rank too large for resident A + 2 stages, e.g. rank 128 top-3): W0 still streams through the
-// stages; A and B are loaded per tile in 64-rank chunks (synchronously, like variant 0): compute-bound shapes.
+// Each group owns a contiguous range of the tiles.  "Resident" mode (s3_resident, the usual one): LoRA A of a
+// super-strip (all selected experts and ranks, S 128-column strips) is staged once in shared memory, W0 tiles and
+// their LoRA-B rows stream through NS stages (NS-1 tiles in flight while the current one runs on tensor cores), each
+// warp's 32 x 32 block is computed as two 16-row halves and written from registers (16-byte streaming stores).
+// Stage rows are XOR-swizzled (16-byte chunk ^= (row & 1) << 2) so the lanes' 16-byte W0 reads are conflict-free.
+// "Chunked" mode (s3_chunked; top_k·rank too large for resident A + 2 stages, e.g. rank 128 top-3): plain strip-major
+// order, W0 through the stages, A and B loaded per tile in 64-rank chunks (synchronously, like variant 0), WMMA with a
+// per-warp fp32 smem patch: compute-bound shapes.
 constexpr int S3_R = 64, S3_C = 128;            // tile: rows x cols (= TC_R x TC_C)
 constexpr int S3_ALD = S3_C + 8;                // A rows in smem (T): 272 bytes, conflict-free fragment loads
 constexpr int S3_DLD = 36;                      // per-warp fp32 delta patch [16][36]
@@ -481,8 +477,8 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
 // leaves >= 2 stages.  Why: on the H200 two groups of 2 stages beat one group of 5 (2.28 vs 3.07 ms, 7B q,v r64 top-2)
 // and the stage count hardly matters, while a narrow strip makes every matrix's LoRA-B rows be read once per strip:
 // L2 does not keep them across a strip (the W0/W stream in between is hundreds of MB), so with 128-column strips the
-// r16 top-2 merge moved 12 % more DRAM bytes than W0 + W (Nsight Compute, session 3).  cfg_groups / cfg_strip 0: auto;
-// cfg_maxst 0: S3_MAXNS.  Chunked mode when nothing resident fits.  ns < 2: not runnable.
+// r16 top-2 merge moved 12 % more DRAM bytes than W0 + W (Nsight Compute, H200 session 13 run 3).  cfg_groups /
+// cfg_strip 0: auto; cfg_maxst 0: S3_MAXNS.  Chunked mode when nothing resident fits.  ns < 2: not runnable.
 __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst, int cfg_strip) {
   const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : S3_MAXNS;
   const bool fs = cfg_strip == 1 || cfg_strip == 2 || cfg_strip == 4 || cfg_strip == 8;
@@ -628,10 +624,10 @@ __device__ __forceinline__ void s3_load_b(T *dst, int ldb, const T *B, const int
 // ---- resident path: raw m16n8k16 fragments, epilogue from registers -------------------------------------------------
 // Session 11's Nsight Compute profile of the first streaming kernel (WMMA fragments, a per-warp fp32 smem patch in the
 // epilogue, integer divisions per tile) counted ~8,300 warp instructions per 64 x 128 tile: issue-bound at 48 % of
-// copy.  This path does the same arithmetic with about a quarter of the instructions:
+// copy.  This path does the same arithmetic with ~3,400-4,200 (session 13):
 // - a division-free tile cursor (S3Cur) for the producer and the consumer, 16-byte copies addressed incrementally;
-// - LoRA B rows of a tile are contiguous per expert (rows r0 .. r0+63 of B_e, rank elements each): one or a few
-//   16-byte copies per thread, indexed by shifts when the rank is a power of two;
+// - LoRA B rows of a tile are contiguous per expert (rows r0 .. r0+63 of B_e, rank elements each): one or two
+//   16-byte copies per thread whose sources are computed once per matrix (more only when top_k * rank > 64);
 // - mma.sync m16n8k16 on ldmatrix fragments; LoRA A's strip is staged with its 32-bit words transposed in 4 x 4 groups
 //   (shared-memory word 4j + v of every 16-word group holds word 4v + j of the row), so n-block j's accumulator at
 //   column positions 2q, 2q+1 belongs to columns 8q + 2j, 8q + 2j + 1: lane q of a row holds 8 consecutive columns,
@@ -722,8 +718,8 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 // (64 x 128, 16-byte chunks XOR-swizzled by row parity) and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's
 // ranks at columns k*rank ..).  The B rows of a row block are read for each of its S tiles back to back (L2 hits).
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
-// consumer reaches a new matrix, not per tile: session 1's profile of this path had 25 % of all warp stalls on the
-// producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
+// consumer reaches a new matrix, not per tile: H200 session 13 run 1's profile of this path had 25 % of all warp
+// stalls on the producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
 template <typename T>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
