@@ -463,11 +463,22 @@ constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8
 struct S3Plan { int groups, ns, resident, per, strip; };
 // resident mode: the A block of `strip` 128-column strips (one "super-strip") is held at a time: row stride
 __host__ __device__ inline int s3_alds(int strip) { return strip * S3_C + 8; }
+// resident mode: row stride (elements) of a stage's B rows for K = top_k * max rank: K itself when it is a power of
+// two (16-byte chunks XOR-swizzled per row, s3_bswz: conflict-free ldmatrix without padding, which is what lets r64
+// top-1 keep a 4-strip super-strip with two groups), else K + 8 (padded, no swizzle)
+__host__ __device__ inline int s3_ldb(int ktm) { return (ktm & (ktm - 1)) == 0 ? ktm : ktm + 8; }
+// the swizzle: physical chunk = chunk ^ ((row >> sh) & mask); 8 consecutive rows at one chunk hit 8 distinct 16-byte
+// bank groups (rows of 32, 64 and >= 128 bytes)
+struct S3Bswz { int sh, mask; };
+__host__ __device__ inline S3Bswz s3_bswz(int ktm) {
+  if ((ktm & (ktm - 1)) != 0) return S3Bswz{0, 0};
+  return ktm >= 64 ? S3Bswz{0, 7} : ktm == 32 ? S3Bswz{1, 3} : S3Bswz{2, 1};
+}
 // stages that fit in `per` bytes with all K = top_k * max rank resident (gates; A: K rows of the super-strip; stage:
 // W0 + B[64][K+8])
 __host__ __device__ inline int s3_res_ns(int per, int ktm, int strip) {
   const long long n = (long long)per - S3_GATES * 4 - (long long)ktm * s3_alds(strip) * 2;
-  return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * (ktm + 8)));
+  return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * s3_ldb(ktm)));
 }
 __host__ __device__ inline int s3_chunk_ns(int per) {
   const int n = per - S3_KC * S3_ALD * 2 - S3_R * (S3_KC + 8) * 2 - S3_DELTA;
@@ -716,7 +727,7 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 
 // One group's tiles [t_beg, t_end) in resident mode.  Group shared memory (gsm): the slot's gates (S3_GATES floats),
 // the A block of the super-strip (ktm rows x alds = S*128 + 8 elements), then ns stages of stage_bytes: W0 tile
-// (64 x 128, 16-byte chunks XOR-swizzled by row parity) and the tile's B rows (64 x ldb, ldb = ktm + 8: expert k's
+// (64 x 128, 16-byte chunks XOR-swizzled by row parity) and the tile's B rows (64 x ldb, s3_ldb / s3_bswz: expert k's
 // ranks at columns k*rank ..).  The B rows of a row block are read for each of its S tiles back to back (L2 hits).
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
 // consumer reaches a new matrix, not per tile: H200 session 13 run 1's profile of this path had 25 % of all warp
@@ -727,7 +738,11 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
                                             int S, int bar_id, int gt) {
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
-  const int ldb = ktm + 8, stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
+  const int ldb = s3_ldb(ktm), stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
+  const S3Bswz bz = s3_bswz(ktm);
+  auto b_off = [&](int r, int c) {  // stage byte offset of B row r, logical 16-byte chunk c (= K column c * 8)
+    return (uint32_t)(S3_W0 + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
+  };
   float *s_gate = reinterpret_cast<float *>(gsm);
   uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A block, 32-bit words (alds / 2 per row)
   const uint32_t a_u32 = s3_smem_u32(As);
@@ -768,7 +783,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         chunk_of(qq, k, r, j8);
         pb[u] = pBm + ((size_t)__ldg(pesl + k) * P.rows + r) * prank + j8 * 8;
         rb_[u] = r;
-        sb_[u] = (uint32_t)(S3_W0 + (r * ldb + k * prank + j8 * 8) * 2);
+        sb_[u] = b_off(r, k * (prank >> 3) + j8);
       }
     }
   };
@@ -801,7 +816,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
-        s3_cp16s(st + S3_W0 + (r * ldb + k * prank + j8 * 8) * 2,
+        s3_cp16s(st + b_off(r, k * (prank >> 3) + j8),
                  ok ? pBm + ((size_t)__ldg(pesl + k) * P.rows + P.r0 + r) * prank + j8 * 8 : pBm, ok);
       }
       p++;
@@ -816,7 +831,9 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
 
   // ---- consumer: this lane's fragment addresses (bytes, relative to the stage's B rows / the A block, strip 0), its
   // W0 words in a stage (row wm*32 + g, 16-byte chunk wn*4 + q) and its first W element of a tile
-  const uint32_t a_lane = (uint32_t)(((lane & 15) * ldb + (lane >> 4) * 8) * 2);
+  const uint32_t a_lane = (uint32_t)((lane & 15) * ldb * 2);
+  const int a_hi = lane >> 4, a_sw = ((lane & 15) >> bz.sh) & bz.mask;  // row block offsets keep the swizzle
+  auto a_chunk = [&](int kk) { return (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4); };  // K column kk's chunk
   const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * alds + wn * 32 + (lane >> 4) * 8) * 2);
   const int chunk = wn * 4 + q, lrow = wm * 32 + g;
   const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // rows lrow + 8 m keep the parity of g
@@ -882,7 +899,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       auto expert = [&](int k, float (&tmp)[4][4]) {
         const int kb = k * rank;
         uint32_t a[4], b0[4], b1[4];
-        s3_ldsm(aop + kb * 2, a);
+        s3_ldsm(aop + a_chunk(kb), a);
         s3_ldsm_t(bop + kb * alds * 2, b0);
         s3_ldsm_t(bop + kb * alds * 2 + 32, b1);
         s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
@@ -890,7 +907,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
         s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
         for (int s = 16; s < rank; s += 16) {
-          s3_ldsm(aop + (kb + s) * 2, a);
+          s3_ldsm(aop + a_chunk(kb + s), a);
           s3_ldsm_t(bop + (kb + s) * alds * 2, b0);
           s3_ldsm_t(bop + (kb + s) * alds * 2 + 32, b1);
           s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
