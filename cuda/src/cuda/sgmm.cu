@@ -19,12 +19,13 @@
 //     W0 and the tile's LoRA-B rows through a 2..8-stage cp.async pipeline, mma.sync on ldmatrix fragments with the
 //     epilogue straight from registers, one group barrier per tile.  Same roundings as variant 0, so the same bits.
 //     Measured (H200, 64 q,v weights 4096 x 4096 F16, W0 read + W write counted;
-//     bench/results/2026-12-01-h200-session13): r16 top-2 1.18 ms = 86 % of copy (target >= 85 %), r64 top-1
-//     1.30 ms = 79 % (cuBLAS batched rank-64 update: 1.66 ms, 62 %), r64 top-2 2.02 ms = 52 %.  Path there:
+//     bench/results/2026-12-01-h200-session13): r16 top-2 1.17 ms = 86 % of copy (target >= 85 %), r64 top-1
+//     1.22 ms = 84 % (cuBLAS batched rank-64 update: 1.66 ms, 62 %), r64 top-2 2.03 ms = 51 %.  Path there:
 //     2.10 ms (48 %; WMMA, smem delta patch, ~8,300 warp instructions per tile: issue-bound) -> 1.56 ms (register
 //     epilogue, division-free cursor: 4,170 per tile) -> 1.27 ms (per-matrix state instead of per-tile dependent
 //     loads) -> 1.18 ms (super-strips: the LoRA-B rows of a matrix were re-read from DRAM once per 128-column strip,
-//     12 % more bytes than W0 + W).
+//     12 % more bytes than W0 + W).  r64 top-1 1.30 -> 1.22 ms from unpadded, swizzled LoRA-B stage rows (s3_ldb),
+//     which let it keep 4-strip super-strips.
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
