@@ -372,134 +372,6 @@ static void test_gemv_pdl() {
   cudaFree(a); cudaFree(b); cudaFree(x0);
 }
 
-// GEMV with the RMSNorm / SwiGLU prologue (gemv_prologue, decode n = 1) against fp64: awkward shapes (cols 4100, 11008,
-// 1003: the scalar fallback where 16-byte vectors do not fit; rows not a multiple of any tile), every variant, with and
-// without bias + accumulate; SwiGLU == swiglu + gemv (same variant) bit for bit, RMSNorm within fp32 of rmsnorm + gemv.
-static void test_gemv_prologue() {
-  logf("\n== GEMV with RMSNorm / SwiGLU prologue (decode) ==\n");
-  struct Shape { int rows, cols; };
-  const Shape shapes[] = {{1000, 4096}, {333, 4100}, {77, 11008}, {130, 1003}, {45, 24}};
-  const float eps = 1e-5f;
-  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
-    for (const Shape &sh : shapes) {
-      HostW W = make_w(dt, (size_t)sh.rows * sh.cols, 0.5f);
-      auto X = rvec(2 * (size_t)sh.cols, 2.f);  // x (pro 1) or g | u (pro 2)
-      auto nw = rvec(sh.cols, 0.5f);
-      for (auto &v : nw) v += 1.f;
-      auto bias = rvec(sh.rows);
-      auto Y0 = rvec(sh.rows);
-      void *dW = dupb(W.bytes);
-      float *dX = dup(X), *dnw = dup(nw), *db = dup(bias), *dY = dnew<float>(sh.rows), *dY2 = dnew<float>(sh.rows);
-      float *dXn = dnew<float>(sh.cols);
-      const bool vec = gemv_prologue_ok(dt, sh.cols, 1, dW, dX, dnw);
-      for (int pro = 1; pro <= 2; pro++) {
-        // fp64 input of the GEMV
-        std::vector<double> xin(sh.cols);
-        if (pro == 1) {
-          double ss = 0;
-          for (int c = 0; c < sh.cols; c++) ss += (double)X[c] * X[c];
-          const double inv = 1.0 / std::sqrt(ss / sh.cols + eps);
-          for (int c = 0; c < sh.cols; c++) xin[c] = X[c] * inv * nw[c];
-        } else {
-          for (int c = 0; c < sh.cols; c++) {
-            const double g = X[c];
-            xin[c] = g / (1.0 + std::exp(-g)) * X[sh.cols + c];
-          }
-        }
-        std::vector<double> ref(sh.rows), sc(sh.rows);
-        for (int r = 0; r < sh.rows; r++) {
-          double a = 0, b = 0;
-          for (int c = 0; c < sh.cols; c++) {
-            const double t = (double)W.val[(size_t)r * sh.cols + c] * xin[c];
-            a += t;
-            b += std::fabs(t);
-          }
-          ref[r] = a;
-          sc[r] = b;
-        }
-        for (int v = 0; v < gemv_variants(); v++) {
-          if (!vec && v > 1) break;  // the scalar fallback ignores the variant: once (v 0) plus v 1
-          for (int ba = 0; ba < 2; ba++) {  // 0: plain, 1: bias + accumulate
-            CK(cudaMemcpy(dY, Y0.data(), sh.rows * 4, cudaMemcpyHostToDevice));
-            if (!ba) poison(dY, sh.rows * 4);
-            CK(gemv_prologue(dt, dW, sh.rows, sh.cols, pro, dX, dnw, eps, dY, ba ? db : nullptr, ba == 1, 0, v));
-            CK(cudaDeviceSynchronize());
-            auto Y = down(dY, sh.rows);
-            std::vector<double> r2(ref), s2(sc);
-            if (ba)
-              for (int r = 0; r < sh.rows; r++) {
-                r2[r] += bias[r] + Y0[r];
-                s2[r] += std::fabs(bias[r]) + std::fabs(Y0[r]);
-              }
-            char nm[200];
-            snprintf(nm, sizeof nm, "gemv+%s %s %dx%d variant %d%s%s", pro == 1 ? "rmsnorm" : "swiglu", dname(dt), sh.rows,
-                     sh.cols, v, ba ? " +bias+acc" : "", vec ? "" : " (scalar fallback)");
-            check(nm, Y.data(), r2.data(), s2.data(), Y.size(), 1e-6, 4e-6);
-            if (!vec || ba) continue;
-            // against the separate kernels + the plain GEMV of the same variant
-            if (pro == 1) CK(rmsnorm(1, sh.cols, dX, sh.cols, dnw, eps, dXn, sh.cols, 0));
-            else CK(swiglu(1, sh.cols, dX, 2 * sh.cols, dXn, sh.cols, 0));
-            poison(dY2, sh.rows * 4);
-            CK(gemv(dt, dW, sh.rows, sh.cols, dXn, sh.cols, 1, dY2, sh.rows, nullptr, false, nullptr, 0, v));
-            CK(cudaDeviceSynchronize());
-            auto Y2 = down(dY2, sh.rows);
-            snprintf(nm, sizeof nm, "gemv+%s %s %dx%d variant %d vs %s + gemv", pro == 1 ? "rmsnorm" : "swiglu", dname(dt),
-                     sh.rows, sh.cols, v, pro == 1 ? "rmsnorm" : "swiglu");
-            if (pro == 2) {
-              expect(memcmp(Y.data(), Y2.data(), sh.rows * 4) == 0, "%s: bit-identical", nm);
-            } else {
-              std::vector<double> y2(Y2.begin(), Y2.end());
-              check(nm, Y.data(), y2.data(), sc.data(), Y.size(), 1e-6, 2e-6);
-            }
-          }
-        }
-      }
-      cudaFree(dW); cudaFree(dX); cudaFree(dnw); cudaFree(db); cudaFree(dY); cudaFree(dY2); cudaFree(dXn);
-    }
-}
-
-// PDL with prologue GEMVs: a dependent chain RMSNorm-GEMV (gu = Wg RMSNorm(a)) -> SwiGLU-GEMV (a += Wd SwiGLU(gu)) x 6,
-// every link reading the previous one's output: bit-identical with PDL on and off, eagerly and in a graph, per variant.
-static void test_gemv_prologue_pdl() {
-  logf("\n== prologue GEMVs with programmatic dependent launch ==\n");
-  const int H = 2048, n_pairs = 6;
-  std::vector<void *> Wg(n_pairs), Wd(n_pairs);
-  for (int i = 0; i < n_pairs; i++) {
-    CK(cudaMalloc(&Wg[i], (size_t)2 * H * H * 2)); dfill(LSW_DTYPE_F16, Wg[i], (size_t)2 * H * H, 0.03f);
-    CK(cudaMalloc(&Wd[i], (size_t)H * H * 2)); dfill(LSW_DTYPE_F16, Wd[i], (size_t)H * H, 0.03f);
-  }
-  float *a = dnew<float>(H), *gu = dnew<float>(2 * H), *x0 = dnew<float>(H), *nw = dnew<float>(H);
-  dfill(LSW_DTYPE_F32, x0, H, 1.f);
-  dfill(LSW_DTYPE_F32, nw, H, 1.f);
-  auto chain = [&](cudaStream_t s) {
-    CK(cudaMemcpyAsync(a, x0, H * 4, cudaMemcpyDeviceToDevice, s));
-    for (int i = 0; i < n_pairs; i++) {
-      CK(gemv_prologue(LSW_DTYPE_F16, Wg[i], 2 * H, H, 1, a, nw, 1e-5f, gu, nullptr, false, s));
-      CK(gemv_prologue(LSW_DTYPE_F16, Wd[i], H, H, 2, gu, nullptr, 0.f, a, nullptr, true, s));
-    }
-  };
-  for (const char *fv : {"2", "6", "7", "10"}) {
-    setenv("LSW_CUDA_GEMV_PRO_VARIANT", fv, 1);
-    std::vector<float> ref;
-    for (int mode = 0; mode < 4; mode++) {  // 0: eager, 1: eager+PDL, 2: graph, 3: graph+PDL
-      run_pdl_mode(mode, chain, [&](cudaStream_t s) { CK(cudaMemsetAsync(gu, 0, 2 * H * 4, s)); });
-      auto o = down(a, H);
-      bool finite = true;
-      for (float v : o) finite = finite && std::isfinite(v);
-      if (mode == 0) {
-        ref = o;
-        expect(finite, "prologue chain v%s: finite output", fv);
-      } else {
-        expect(memcmp(o.data(), ref.data(), H * 4) == 0, "prologue GEMV chain v%s (%d RMSNorm + %d SwiGLU) with %s%s: bit-identical to eager",
-               fv, n_pairs, n_pairs, mode & 1 ? "PDL" : "no PDL", mode >= 2 ? " in a graph (2 replays)" : "");
-      }
-    }
-  }
-  unsetenv("LSW_CUDA_GEMV_PRO_VARIANT");
-  for (int i = 0; i < n_pairs; i++) { cudaFree(Wg[i]); cudaFree(Wd[i]); }
-  cudaFree(a); cudaFree(gu); cudaFree(x0); cudaFree(nw);
-}
-
 // 7B linear shapes
 struct LShape { const char *name; int rows, cols; };
 static const LShape k7B[] = {{"q/o 4096x4096", 4096, 4096},
@@ -642,21 +514,6 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
 }
 
-// the base step with every RMSNorm / SwiGLU folded into the GEMV that reads it (gemv_prologue): 4 GEMV launches per
-// layer, what the model does in decode with LSW_CUDA_GEMV_PROLOGUE=1 (the final norm before the LM head stays)
-static void run7b_fold(Model7B &m, cudaStream_t s) {
-  const int H = m.H, I = m.I;
-  float *x = m.x, *gu = m.y;
-  for (int l = 0; l < m.L; l++) {
-    CK(gemv_prologue(m.dt, m.qkv[l], 3 * H, H, 1, x, m.normw, 1e-5f, gu, nullptr, false, s));
-    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, nullptr, s));
-    CK(gemv_prologue(m.dt, m.gu[l], 2 * I, H, 1, x, m.normw, 1e-5f, gu, nullptr, false, s));
-    CK(gemv_prologue(m.dt, m.dn[l], H, I, 2, gu, nullptr, 0.f, x, nullptr, true, s));
-  }
-  CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, m.xi, H, s));
-  CK(gemv(m.dt, m.lm, m.V, H, m.xi, H, 1, m.y, m.V, nullptr, false, nullptr, s));
-}
-
 static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -755,30 +612,6 @@ static void bench_7b() {
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   gemv_set_pdl(false);
   const double pro = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
-  // RMSNorm / SwiGLU folded into the GEMVs (gemv_prologue): plain tuned choices, then the prologue kernels tuned
-  int nfold = 0;
-  const double fold = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, &nfold);
-  gemv_set_pdl(true);
-  const double fold_pdl = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, nullptr);
-  gemv_set_pdl(false);
-  double fold_t = 0, fold_t_pdl = 0;
-  {
-    const int H = m.H, I = m.I;
-    const size_t rep0 = gemv_tune_report().size();
-    autotune_gemv_pro(m.dt, 3 * H, H, 1, m.qkv.data(), m.L, m.xi, m.normw, m.y, 0);
-    autotune_gemv_pro(m.dt, 2 * I, H, 1, m.gu.data(), m.L, m.xi, m.normw, m.y, 0);
-    autotune_gemv_pro(m.dt, H, I, 2, m.dn.data(), m.L, m.xi, nullptr, m.y, 0);
-    CK(cudaDeviceSynchronize());
-    const std::string rep = gemv_tune_report().substr(rep0);
-    log_lines(rep);
-    fold_t = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, nullptr);
-    gemv_set_pdl(true);
-    fold_t_pdl = graph_time([&](cudaStream_t s) { run7b_fold(m, s); }, nullptr);
-    gemv_set_pdl(false);
-    gemv_pro_set_variant(m.dt, 3 * H, H, 1, 0);
-    gemv_pro_set_variant(m.dt, 2 * I, H, 1, 0);
-    gemv_pro_set_variant(m.dt, H, I, 2, 0);
-  }
   setenv("LSW_CUDA_GEMV_LORA_VARIANT", "2", 1);  // fused epilogue in the lightest kernel (1 row/warp, 4 x 16B)
   const double fused_v2 = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   unsetenv("LSW_CUDA_GEMV_LORA_VARIANT");
@@ -838,19 +671,6 @@ static void bench_7b() {
   row("  same, fused LoRA r16 q,v, PDL", fused_qv_pdl, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels (trigger early), no PDL", pro, (double)m.weight_bytes);
   row("  same, base, norm/SwiGLU as prologue kernels + PDL GEMV", pro_pdl, (double)m.weight_bytes);
-  snprintf(nm, sizeof nm, "7B decode linears with norm/SwiGLU folded into the GEMVs, graph (%d nodes)", nfold);
-  row(nm, fold, (double)m.weight_bytes);
-  row("  same, folded, GEMV with programmatic dependent launch", fold_pdl, (double)m.weight_bytes);
-  row("  same, folded, prologue GEMVs autotuned separately", fold_t, (double)m.weight_bytes);
-  row("  same, folded, prologue GEMVs autotuned separately + PDL", fold_t_pdl, (double)m.weight_bytes);
-  logf("  folded / base = %.4f (PDL: folded %.4f vs base %.4f = %.4f; prologue-tuned %.4f, + PDL %.4f)\n", fold / base,
-       fold_pdl, base_pdl, fold_pdl / base_pdl, fold_t / base, fold_t_pdl / base_pdl);
-  {
-    char b2[256];
-    snprintf(b2, sizeof b2, "| %-58s | %9.4f |  ratio %.4f vs base + PDL                |",
-             "7B linears, norm/SwiGLU folded into GEMVs, PDL", fold_pdl, fold_pdl / base_pdl);
-    g_table.push_back(b2);
-  }
   logf("  LoRA bytes per token: r64 all-linear %.1f MB (%.2f %% of the weights), r16 q,v %.1f MB (%.2f %%)\n",
        lb64 / 1e6, 100.0 * lb64 / m.weight_bytes, lb16 / 1e6, 100.0 * lb16 / m.weight_bytes);
   logf("  fused / base = %.4f (PDL: %.4f; LoRA GEMVs tuned separately: %.4f, + PDL %.4f) (target <= 1.05, floor %.4f)\n",
@@ -2222,8 +2042,6 @@ int main(int argc, char **argv) {
 
   if (want("test_gemv")) test_gemv();
   if (want("test_gemv_pdl")) test_gemv_pdl();
-  if (want("test_gemv_prologue")) test_gemv_prologue();
-  if (want("test_gemv_prologue_pdl")) test_gemv_prologue_pdl();
   if (want("test_lora")) test_lora();
   if (want("test_lora_shrink")) test_lora_shrink();
   if (want("test_prologue_shrink")) test_prologue_shrink();

@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final bench-prologue attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -83,9 +83,6 @@ st_bench_final() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --out "$OUT/bench-llama2-7b-qv-r16.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-merge-batched.json" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --out "$OUT/bench-llama2-7b-all-r64.json"; }
-# norm/SwiGLU folded into the GEMVs (LSW_CUDA_GEMV_PROLOGUE=1), against the same run's default
-st_bench_prologue() {
-  LSW_CUDA_GEMV_PROLOGUE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-prologue.json"; }
 # decode attention: harness validation + timing, then base/fused decode with 4 and 8 positions in flight per warp
 st_attn() {
   LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt" &&
@@ -107,7 +104,7 @@ st_bench_l2() {
 st_sgmm_bench() {
   LSW_HARNESS_ONLY=sgmm ./build/dev/bench_kernels "$OUT/cuda-kernels-sgmm.txt" &&
   LSW_HARNESS_ONLY=sgmm_tests compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/sgmm-memcheck.txt" 2>&1; }
-# the 7B linears graph section of the harness (base / fused, PDL, folded)
+# the 7B linears graph section of the harness (base / fused, PDL)
 st_k7b() { LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernels-7b.txt"; }
 # the current numbers: q,v r16 every mode (autotune's SGMM choice in the log), all-linear r64 base/fused
 st_bench_now() {

@@ -52,26 +52,13 @@
 //     before is still correct); x after the wait; one fused (Σx², dot) block reduction.
 // What's left by design: o's shrink stays one launch (its input comes from attention).
 // ---------------------------------------------------------------------------------------------------------------
-// ---- RMSNorm / SwiGLU folded into the decode GEMV (gemv_prologue, opt-in LSW_CUDA_GEMV_PROLOGUE=1; H200: slower with PDL) --
-// Base decode is 4 GEMVs + 3 small kernels (2 RMSNorm, 1 SwiGLU) per layer.  With PDL a GEMV overlaps only the
-// kernel right before it, so the small kernels sat between the big ones: every GEMV's weight prefetch overlapped a
-// 2-4 us RMSNorm/SwiGLU instead of the previous GEMV's tail, and each small kernel cost a graph node + launch gap.
-// gemv_prologue computes the input inside the GEMV (3 nodes per layer fewer, 96 for 7B):
-//   RMSNorm: no pre-pass.  Each lane multiplies its x chunk by the norm weight and accumulates Σx² from the same x
-//     values; the row group ends up with the full Σx² (every lane of a KS = 1 warp sees all columns; KS > 1: the
-//     existing split-K smem combine), and the row sum is scaled by 1/sqrtf(Σx²/cols + eps) after the dot.  Chosen
-//     over staging the normalised x in shared memory: staging needs a block-wide pass over x (and for SwiGLU over g
-//     and u: 88 KB per block for 7B down) plus a barrier BEFORE the first FMA, i.e. an L2 round trip and a stall in
-//     every block, while on the fly the main loop starts as in the plain kernel (extra: one L1/L2-resident float4
-//     stream of w and 8 FMAs per chunk).  Not bit-identical to rmsnorm + gemv (scale after the sum), fp32-close.
-//   SwiGLU: silu(g)*u per chunk with swiglu_kernel's expression: bit-identical to swiglu + gemv (same variant);
-//     recomputed per row group (R rows share it).
-// Kernels: gemv_pro_kernel (same body, NX = 1, no LoRA) capped at the plain kernels' occupancy (launch bounds
-// 256 x 4 blocks; v5 2, v7 3).  ptxas sm_90, f16 (plain -> rmsnorm / swiglu prologue), registers:
-//   v2 44 -> 64/61 (5 -> 4 blocks/SM), v4 64 -> 64/64, v6/v8 52 -> 64/64, v9 75 -> 64/64, v10 64 -> 64/64;
-//   spills: swiglu v1/v3/v4/v9/v10 12-40 B (ptxas static count; the IEEE division's slow-path call), rmsnorm v3 4 B,
-//   none for v2/v5/v6/v7/v8 (either) nor rmsnorm v4/v10.  autotune_gemv_pro picks the variant per shape.
-// Not combined with the fused-LoRA epilogue: the model uses it only when the plain GEMV is X's only reader.
+// ---- history: RMSNorm / SwiGLU folded into the decode GEMV (tried, measured slower, removed 2026-12-01) ------------
+// An opt-in path (LSW_CUDA_GEMV_PROLOGUE=1, gemv_prologue) computed the decode RMSNorm / SwiGLU inside the GEMV
+// that reads it (Σx² and x*w per lane, the 1/rms scale on the row sum; silu(g)*u per chunk), 3 graph nodes per layer
+// fewer.  On the H200 it was slower than the default (separate kernels) with and without PDL: 7B decode linears in
+// the harness graph, 3.70 vs 3.52 ms without PDL, 4.12 vs 3.43 ms with PDL (cuda-kernels-7b.txt in
+// bench/results/2026-12-01-h200-session7 and -session9).  Removed on 2026-12-01 (kernels, model switch, harness
+// tests and rows, autotune table); the default path's kernels are unchanged.
 
 namespace lswc {
 
@@ -139,25 +126,11 @@ __device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) {
 // then waits (griddepcontrol.wait) for the producer of X (and of Y when accumulating, and of the LoRA t).
 //
 // LORA (NX == 1, launcher-checked: every segment's rank * sizeof(T) % 16 == 0, B 16-byte aligned): see LoraTile.
-//
-// PRO (NX == 1, no LoRA; see gemv_prologue): the GEMV's input is built on the fly from what the small kernel before
-// it would have written, so that kernel (and its launch) disappears:
-//   PRO 1 (RMSNorm): X here is the raw residual x, pw the norm weight.  Each lane multiplies its x chunk by pw
-//     (x*w) and accumulates Σx² from the same x values it already loads; the warp (KS > 1: the row group, through
-//     the existing fixed-order shared-memory reduction) then holds the full Σx², and the row result is
-//     inv * Σ W·(x∘w), inv = 1/sqrtf(Σx²/cols + eps) (rmsnorm's formula).  No pre-pass, no extra barrier, no
-//     shared memory: the main loop starts exactly as in the plain kernel (the norm scale is applied after the
-//     dot, a reordering of rmsnorm's x*inv*w, so it matches rmsnorm + GEMV to fp32 rounding, not bit for bit).
-//   PRO 2 (SwiGLU): X here is GU = [g(cols) | u(cols)]; the chunk's input is g / (1 + expf(-g)) * u, swiglu's exact
-//     expression, so the result equals swiglu + GEMV (same variant) bit for bit.  Recomputed per row group (R rows
-//     share it); the autotuner can pick R = 4 kernels where the ALU work matters.
-template <typename T, int NX, int R, int U, int KS, bool LORA, int PRO>
+template <typename T, int NX, int R, int U, int KS, bool LORA>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   const LoraEpilogue &lora,
-                                                   const float *__restrict__ pw, float peps) {
-  static_assert(PRO == 0 || (NX == 1 && !LORA), "prologue GEMV: one token, no LoRA epilogue");
+                                                   const LoraEpilogue &lora) {
   constexpr int VEC = Tr<T>::VEC;
   constexpr int WPB = 8, GPB = WPB / KS, S = 32 * KS;  // warps per block, row groups per block, chunk stride
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
@@ -228,7 +201,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int t = 0; t < NX; t++) acc[r][t] = 0.f;
-  float pss = 0.f;  // PRO 1: this lane's Σx²
 
   // per-chunk FMA of one 16-byte weight vector (and the matching x values) into acc
   auto consume = [&](const uint4 (&wv)[R], int c) {
@@ -240,31 +212,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int q = 0; q < VEC / 4; q++) {
         float4 v = __ldg(xp + q);
         xv[4 * q] = v.x; xv[4 * q + 1] = v.y; xv[4 * q + 2] = v.z; xv[4 * q + 3] = v.w;
-      }
-      if constexpr (PRO == 1) {  // RMSNorm: Σx², x*w (the 1/rms scale is applied to the row sum)
-        const float4 *wp = reinterpret_cast<const float4 *>(pw + (size_t)c * VEC);
-#pragma unroll
-        for (int q = 0; q < VEC / 4; q++) {
-          const float4 g4 = __ldg(wp + q);
-          const float ga[4] = {g4.x, g4.y, g4.z, g4.w};
-#pragma unroll
-          for (int h = 0; h < 4; h++) {
-            pss = fmaf(xv[4 * q + h], xv[4 * q + h], pss);
-            xv[4 * q + h] *= ga[h];
-          }
-        }
-      } else if constexpr (PRO == 2) {  // SwiGLU: silu(g) * u, swiglu_kernel's expression
-        const float4 *up = reinterpret_cast<const float4 *>(X + (size_t)cols + (size_t)c * VEC);
-#pragma unroll
-        for (int q = 0; q < VEC / 4; q++) {
-          const float4 u4 = __ldg(up + q);
-          const float ua[4] = {u4.x, u4.y, u4.z, u4.w};
-#pragma unroll
-          for (int h = 0; h < 4; h++) {
-            const float g = xv[4 * q + h];
-            xv[4 * q + h] = g / (1.f + expf(-g)) * ua[h];
-          }
-        }
       }
 #pragma unroll
       for (int r = 0; r < R; r++) {
@@ -299,7 +246,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int t = 0; t < NX; t++) v[r][t] = warp_sum(acc[r][t]);
-  if constexpr (PRO == 1) pss = warp_sum(pss);
   if constexpr (LORA) {  // Σ_k B[e_k][row][:] · t_k per row: slot dots, segmented shuffle sums, fixed order
     const int tid = opaque_tid();
     cp_async_wait_all();
@@ -349,13 +295,11 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   }
   if constexpr (KS > 1) {
     __shared__ float red[WPB][R][NX];
-    __shared__ float red_ss[PRO == 1 ? WPB : 1];
     if (lane == 0) {
 #pragma unroll
       for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < NX; t++) red[wib][r][t] = v[r][t];
-      if constexpr (PRO == 1) red_ss[wib] = pss;
     }
     __syncthreads();
     if (part != 0 || !active) return;
@@ -368,17 +312,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         for (int p = 1; p < KS; p++) sum += red[grp * KS + p][r][t];
         v[r][t] = sum;
       }
-    if constexpr (PRO == 1) {
-      float sum = red_ss[grp * KS];
-#pragma unroll
-      for (int p = 1; p < KS; p++) sum += red_ss[grp * KS + p];
-      pss = sum;
-    }
-  }
-  if constexpr (PRO == 1) {
-    const float inv = 1.f / sqrtf(pss / (float)cols + peps);
-#pragma unroll
-    for (int r = 0; r < R; r++) v[r][0] *= inv;
   }
 #pragma unroll
   for (int r = 0; r < R; r++) {
@@ -401,18 +334,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
                                                    const __grid_constant__ LoraEpilogue lora) {
-  gemv_body<T, NX, R, U, KS, LORA, 0>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nullptr, 0.f);
-}
-// Register cap of the prologue kernels: 4 blocks/SM of 256 threads (64 registers), the occupancy of the plain kernels
-// the autotuner picks for 7B (v4/v10: 64 registers with 16-bit weights); the 16-chunk (v5) and 8-chunk split-K (v7)
-// tilings: their plain kernels' 2 and 3.
-template <int U, int KS>
-constexpr int gemv_pro_min_blocks() { return U >= 16 ? 2 : (U >= 8 && KS == 2) ? 3 : 4; }
-template <typename T, int R, int U, int KS, int PRO>
-__global__ void __launch_bounds__(256, gemv_pro_min_blocks<U, KS>()) gemv_pro_kernel(
-    const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, float *__restrict__ Y,
-    const float *__restrict__ bias, int accumulate, const float *__restrict__ pw, float peps) {
-  gemv_body<T, 1, R, U, KS, false, PRO>(W, rows, cols, X, cols, Y, rows, bias, accumulate, LoraEpilogue{}, pw, peps);
+  gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora);
 }
 // Always-correct scalar fallback: warp per row, element loads.
 template <typename T>
@@ -474,7 +396,6 @@ bool pdl_attention() { return g_pdl && g_pdl_attn; }
 // without a LoRA entry for its shape uses the plain entry.
 static std::mutex g_tune_mu;
 static std::map<std::tuple<int, int, int>, int> g_tuned, g_tuned_lora;
-static std::map<std::tuple<int, int, int, int>, int> g_tuned_pro;  // (dtype, rows, cols, pro): prologue GEMVs
 static std::string g_tune_report;
 
 int gemv_tuned_variant(int dtype, int rows, int cols, bool lora) {
@@ -493,7 +414,6 @@ void gemv_tune_clear() {
   std::lock_guard<std::mutex> lk(g_tune_mu);
   g_tuned.clear();
   g_tuned_lora.clear();
-  g_tuned_pro.clear();
   g_tune_report.clear();
 }
 std::string gemv_tune_report() {
@@ -543,40 +463,6 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   LSWC_LAUNCH_RET();
 }
 
-// the prologue GEMV (n = 1): pro 1 = RMSNorm(X)·pw, pro 2 = SwiGLU(X[0:cols], X[cols:2 cols]) as its input
-template <typename T, int R, int U, int KS>
-static cudaError_t launch_gemv_pro(int pro, const void *W, int rows, int cols, const float *X, float *Y,
-                                   const float *bias, bool accumulate, const float *pw, float peps, cudaStream_t s) {
-  const int threads = 256, groups_per_block = threads / 32 / KS;
-  dim3 grid(cdiv(cdiv(rows, R), groups_per_block));
-  if (pro == 1)
-    launch_k(gemv_pro_kernel<T, R, U, KS, 1>, grid, threads, s, (const T *)W, rows, cols, X, Y, bias, (int)accumulate,
-             pw, peps);
-  else if (pro == 2)
-    launch_k(gemv_pro_kernel<T, R, U, KS, 2>, grid, threads, s, (const T *)W, rows, cols, X, Y, bias, (int)accumulate,
-             pw, peps);
-  else
-    return cudaErrorInvalidValue;
-  LSWC_LAUNCH_RET();
-}
-template <typename T>
-static cudaError_t gemv_pro_dispatch(int variant, int pro, const void *W, int rows, int cols, const float *X, float *Y,
-                                     const float *bias, bool acc, const float *pw, float peps, cudaStream_t s) {
-  switch (variant) {
-    case 1: return launch_gemv_pro<T, 1, 8, 1>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 2: return launch_gemv_pro<T, 1, 4, 1>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 3: return launch_gemv_pro<T, 2, 4, 1>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 4: return launch_gemv_pro<T, 4, 2, 1>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 5: return launch_gemv_pro<T, 1, 16, 1>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 6: return launch_gemv_pro<T, 1, 4, 2>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 7: return launch_gemv_pro<T, 1, 8, 2>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 8: return launch_gemv_pro<T, 1, 4, 4>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 9: return launch_gemv_pro<T, 2, 4, 2>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-    case 10: return launch_gemv_pro<T, 4, 2, 2>(pro, W, rows, cols, X, Y, bias, acc, pw, peps, s);
-  }
-  return cudaErrorInvalidValue;
-}
-
 template <typename T, int R, int U, int KS>
 static cudaError_t launch_gemv_n(int n, const void *W, int rows, int cols, const float *X, int ldx, float *Y, int ldy,
                                  const float *bias, bool acc, const LoraEpilogue *lora, cudaStream_t s) {
@@ -611,84 +497,6 @@ static cudaError_t gemv_dispatch(int variant, int n, const void *W, int rows, in
     case 8: return launch_gemv_n<T, 1, 4, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
     case 9: return launch_gemv_n<T, 2, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
     case 10: return launch_gemv_n<T, 4, 2, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-  }
-  return cudaErrorInvalidValue;
-}
-
-int gemv_pro_tuned_variant(int dtype, int rows, int cols, int pro) {
-  std::lock_guard<std::mutex> lk(g_tune_mu);
-  auto it = g_tuned_pro.find(std::make_tuple(dtype, rows, cols, pro));
-  return it == g_tuned_pro.end() ? 0 : it->second;
-}
-void gemv_pro_set_variant(int dtype, int rows, int cols, int pro, int variant) {
-  std::lock_guard<std::mutex> lk(g_tune_mu);
-  if (variant <= 0) g_tuned_pro.erase(std::make_tuple(dtype, rows, cols, pro));
-  else g_tuned_pro[std::make_tuple(dtype, rows, cols, pro)] = variant;
-}
-bool gemv_prologue_ok(int dtype, int cols, int pro, const void *W, const float *X, const float *pw) {
-  const int vec = dtype == LSW_DTYPE_F32 ? 4 : dtype == LSW_DTYPE_F16 || dtype == LSW_DTYPE_BF16 ? 8 : 0;
-  return vec > 0 && cols > 0 && cols % vec == 0 && aligned16(W) && aligned16(X) &&
-         (pro == 2 || (pro == 1 && pw && aligned16(pw)));
-}
-// Scalar fallback of gemv_prologue (any cols / alignment): warp per row, element loads; the same arithmetic per
-// element (x*w with Σx² per lane and the 1/rms scale on the row sum; swiglu's expression).
-template <typename T>
-__global__ void gemv_pro_simple_kernel(const T *__restrict__ W, int rows, int cols, int pro, const float *__restrict__ X,
-                                       const float *__restrict__ pw, float peps, float *__restrict__ Y,
-                                       const float *__restrict__ bias, int accumulate) {
-  const int lane = threadIdx.x & 31;
-  const int row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-  if (row >= rows) return;
-  const T *w = W + (size_t)row * cols;
-  float acc = 0.f, ss = 0.f;
-  for (int c = lane; c < cols; c += 32) {
-    const float x = X[c];
-    float v;
-    if (pro == 1) {
-      ss = fmaf(x, x, ss);
-      v = x * pw[c];
-    } else {
-      v = x / (1.f + expf(-x)) * X[cols + c];
-    }
-    acc = fmaf(Tr<T>::to_f(w[c]), v, acc);
-  }
-  acc = warp_sum(acc);
-  if (pro == 1) acc *= 1.f / sqrtf(warp_sum(ss) / (float)cols + peps);
-  if (lane == 0) {
-    if (bias) acc += bias[row];
-    if (accumulate) acc += Y[row];
-    Y[row] = acc;
-  }
-}
-
-// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_PRO_VARIANT, LSW_CUDA_GEMV_VARIANT, the tuned prologue choice, the
-// tuned plain choice of the shape, kDefaultVariant.  Shapes gemv_prologue_ok rejects: the scalar kernel above.
-cudaError_t gemv_prologue(int dtype, const void *W, int rows, int cols, int pro, const float *X, const float *pw,
-                          float eps, float *Y, const float *bias, bool accumulate, cudaStream_t s, int variant) {
-  if (rows <= 0) return cudaSuccess;
-  if ((pro != 1 && pro != 2) || cols <= 0 || (pro == 1 && !pw)) return cudaErrorInvalidValue;
-  if (!gemv_prologue_ok(dtype, cols, pro, W, X, pw)) {
-    const dim3 grid(cdiv(rows, 8));
-    switch (dtype) {
-      case LSW_DTYPE_F32: gemv_pro_simple_kernel<float><<<grid, 256, 0, s>>>((const float *)W, rows, cols, pro, X, pw, eps, Y, bias, accumulate); break;
-      case LSW_DTYPE_F16: gemv_pro_simple_kernel<__half><<<grid, 256, 0, s>>>((const __half *)W, rows, cols, pro, X, pw, eps, Y, bias, accumulate); break;
-      case LSW_DTYPE_BF16: gemv_pro_simple_kernel<__nv_bfloat16><<<grid, 256, 0, s>>>((const __nv_bfloat16 *)W, rows, cols, pro, X, pw, eps, Y, bias, accumulate); break;
-      default: return cudaErrorInvalidValue;
-    }
-    LSWC_LAUNCH_RET();
-  }
-  if (variant == 0) {
-    int v = env_variant("LSW_CUDA_GEMV_PRO_VARIANT");
-    if (!v) v = env_variant("LSW_CUDA_GEMV_VARIANT");
-    if (!v) v = gemv_pro_tuned_variant(dtype, rows, cols, pro);
-    if (!v) v = gemv_tuned_variant(dtype, rows, cols, false);
-    variant = v > 0 ? v : kDefaultVariant;
-  }
-  if (variant <= 0 || variant >= gemv_variants()) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case LSW_DTYPE_F32: return gemv_pro_dispatch<float>(variant, pro, W, rows, cols, X, Y, bias, accumulate, pw, eps, s);
-    case LSW_DTYPE_F16: return gemv_pro_dispatch<__half>(variant, pro, W, rows, cols, X, Y, bias, accumulate, pw, eps, s);
-    case LSW_DTYPE_BF16: return gemv_pro_dispatch<__nv_bfloat16>(variant, pro, W, rows, cols, X, Y, bias, accumulate, pw, eps, s);
   }
   return cudaErrorInvalidValue;
 }
@@ -1067,10 +875,8 @@ bool cuda_verbose() {
 }
 
 // Times every explicit variant (with eps: the fused-LoRA launch of each matrix) and records the fastest.
-// pro > 0: the prologue GEMV (gemv_prologue with pw; X holds 2*cols floats for pro 2), recorded in its own table.
 static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
-                         const float *X, float *Y, cudaStream_t s, float *best_us, int pro = 0,
-                         const float *pw = nullptr) {
+                         const float *X, float *Y, cudaStream_t s, float *best_us) {
   if (rows <= 0 || cols <= 0 || nW <= 0 || !Ws || !X || !Y) return 0;
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return 0;
@@ -1078,7 +884,6 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
   for (int i = 0; i < nW; i++)
     if (!aligned16(Ws[i])) return 0;
   if (cols % vec != 0 || !aligned16(X)) return 0;  // scalar fallback: nothing to choose
-  if (pro && (eps || !gemv_prologue_ok(dtype, cols, pro, Ws[0], X, pw))) return 0;
   if (eps)
     for (int i = 0; i < nW; i++)
       if (eps[i].nseg <= 0 || !lora_vec_ok(dtype, eps[i])) return 0;  // thread-per-row epilogue: nothing to choose
@@ -1103,9 +908,8 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
   for (int v = 1; v < nv && err == cudaSuccess; v++) {
     auto pass = [&]() {
       for (int i = 0; i < per_pass && err == cudaSuccess; i++)
-        err = pro ? gemv_prologue(dtype, Ws[i % nW], rows, cols, pro, X, pw, 1e-5f, Y, nullptr, false, s, v)
-                  : gemv(dtype, Ws[i % nW], rows, cols, X, cols, 1, Y, rows, nullptr, false,
-                         eps ? &eps[i % nW] : nullptr, s, v);
+        err = gemv(dtype, Ws[i % nW], rows, cols, X, cols, 1, Y, rows, nullptr, false, eps ? &eps[i % nW] : nullptr, s,
+                   v);
     };
     pass();  // warm-up (instruction cache, clocks)
     float bestv = 1e30f;
@@ -1128,14 +932,10 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
     cudaGetLastError();
     return 0;
   }
-  if (best > 0) {
-    if (pro) gemv_pro_set_variant(dtype, rows, cols, pro, best);
-    else gemv_set_variant(dtype, rows, cols, best, eps != nullptr);
-  }
+  if (best > 0) gemv_set_variant(dtype, rows, cols, best, eps != nullptr);
   if (best_us && best > 0) *best_us = us[best];
   char line[512];
-  int o = snprintf(line, sizeof line, "lswc: gemv%s %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried",
-                   eps ? "+lora" : pro == 1 ? "+rmsnorm" : pro == 2 ? "+swiglu" : "",
+  int o = snprintf(line, sizeof line, "lswc: gemv%s %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried", eps ? "+lora" : "",
                    dtype == LSW_DTYPE_F32 ? "f32" : dtype == LSW_DTYPE_F16 ? "f16" : "bf16", rows, cols, best,
                    best > 0 ? us[best] : 0.f, best > 0 ? mat_bytes / (us[best] * 1e-6) / 1e9 : 0.0);
   for (int v = 1; v < nv && o < (int)sizeof line - 16; v++) o += snprintf(line + o, sizeof line - o, " v%d %.2f", v, us[v]);
@@ -1157,35 +957,27 @@ int autotune_gemv_lora(int dtype, int rows, int cols, const void *const *Ws, con
   if (!eps) return 0;
   return autotune_impl(dtype, rows, cols, Ws, eps, nW, X, Y, s, best_us);
 }
-int autotune_gemv_pro(int dtype, int rows, int cols, int pro, const void *const *Ws, int nW, const float *X,
-                      const float *pw, float *Y, cudaStream_t s, float *best_us) {
-  if (pro != 1 && pro != 2) return 0;
-  return autotune_impl(dtype, rows, cols, Ws, nullptr, nW, X, Y, s, best_us, pro, pw);
-}
 
 }  // namespace lswc
 
 namespace lswc {
 int autotune_gemv_all(const GemvTuneItem *items, int n, const float *X, float *Y, cudaStream_t s) {
   if (getenv("LSW_CUDA_AUTOTUNE") && !strcmp(getenv("LSW_CUDA_AUTOTUNE"), "0")) return 0;
-  std::map<std::tuple<int, int, int, int>, std::vector<const void *>> groups;  // (dtype, rows, cols, pro)
-  std::map<std::tuple<int, int, int, int>, const float *> pws;
-  std::vector<std::tuple<int, int, int, int>> order;
+  std::map<std::tuple<int, int, int>, std::vector<const void *>> groups;  // (dtype, rows, cols)
+  std::vector<std::tuple<int, int, int>> order;
   for (int i = 0; i < n; i++) {
     if (!items[i].W || items[i].rows <= 0 || items[i].cols <= 0) continue;
-    if (items[i].pro < 0 || items[i].pro > 2 || (items[i].pro == 1 && !items[i].pw)) continue;
-    auto key = std::make_tuple(items[i].dtype, items[i].rows, items[i].cols, items[i].pro);
+    auto key = std::make_tuple(items[i].dtype, items[i].rows, items[i].cols);
     auto &g = groups[key];
-    if (g.empty()) { order.push_back(key); pws[key] = items[i].pw; }
+    if (g.empty()) order.push_back(key);
     g.push_back(items[i].W);
   }
   int tuned = 0;
   for (auto &key : order) {
-    const int dt = std::get<0>(key), rows = std::get<1>(key), cols = std::get<2>(key), pro = std::get<3>(key);
-    if ((pro ? gemv_pro_tuned_variant(dt, rows, cols, pro) : gemv_tuned_variant(dt, rows, cols)) > 0) { tuned++; continue; }
+    const int dt = std::get<0>(key), rows = std::get<1>(key), cols = std::get<2>(key);
+    if (gemv_tuned_variant(dt, rows, cols) > 0) { tuned++; continue; }
     auto &g = groups[key];
-    const int v = pro ? autotune_gemv_pro(dt, rows, cols, pro, g.data(), (int)g.size(), X, pws[key], Y, s)
-                      : autotune_gemv(dt, rows, cols, g.data(), (int)g.size(), X, Y, s);
+    const int v = autotune_gemv(dt, rows, cols, g.data(), (int)g.size(), X, Y, s);
     if (v > 0) tuned++;
   }
   return tuned;

@@ -33,19 +33,6 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
 // Plain warp-per-row scalar GEMV: the always-correct fallback (any alignment) and a harness baseline.
 cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
                         int ldy, const float *bias, bool accumulate, cudaStream_t s);
-// Decode GEMV (n = 1) with the small kernel that produces its input folded in as a prologue (gemv.cu, PRO):
-//   pro 1: Y = W · RMSNorm(X[0:cols])·pw   (eps; the 1/rms scale applied to each row's dot; == rmsnorm + gemv to
-//          fp32 rounding)
-//   pro 2: Y = W · SwiGLU(X)  with g = X[c], u = X[cols + c]: g / (1 + expf(-g)) * u  (== swiglu + gemv, same
-//          variant, bit for bit)
-// (+ bias[r]) (+ Y[r] if accumulate).  No LoRA epilogue.  gemv_prologue_ok: the fast (16-byte vector) kernels apply
-// (cols % vector == 0, W, X, pw 16-byte aligned); otherwise a scalar warp-per-row kernel runs (correct, slow).
-// Same variants (tiling) as gemv; variant 0: LSW_CUDA_GEMV_PRO_VARIANT, LSW_CUDA_GEMV_VARIANT, the prologue autotune
-// choice (autotune_gemv_pro), the plain choice of (rows, cols), default.
-// PDL as gemv: weights before griddepcontrol.wait, X / pw after.
-bool gemv_prologue_ok(int dtype, int cols, int pro, const void *W, const float *X, const float *pw);
-cudaError_t gemv_prologue(int dtype, const void *W, int rows, int cols, int pro, const float *X, const float *pw,
-                          float eps, float *Y, const float *bias, bool accumulate, cudaStream_t s, int variant = 0);
 int gemv_variants();
 // Programmatic dependent launch for the vector GEMV (Hopper): when on, gemv() launches with the
 // programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
@@ -274,11 +261,6 @@ void gemv_set_variant(int dtype, int rows, int cols, int variant, bool lora = fa
 // (LSW_CUDA_GEMV_LORA_VARIANT=v forces one).
 int autotune_gemv_lora(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
                        const float *X, float *Y, cudaStream_t s, float *best_us = nullptr);
-// The same for gemv_prologue (pro 1: pw = a norm weight of cols floats; pro 2: X holds 2*cols floats); own table.
-int autotune_gemv_pro(int dtype, int rows, int cols, int pro, const void *const *Ws, int nW, const float *X,
-                      const float *pw, float *Y, cudaStream_t s, float *best_us = nullptr);
-int gemv_pro_tuned_variant(int dtype, int rows, int cols, int pro);  // 0: not tuned
-void gemv_pro_set_variant(int dtype, int rows, int cols, int pro, int variant);
 void gemv_tune_clear();
 std::string gemv_tune_report();  // one line per tuned shape
 bool cuda_verbose();             // LSW_CUDA_VERBOSE set and not "0"
@@ -345,9 +327,6 @@ namespace lswc {
 //   for (auto &d : st->layers) for (int k = 0; k < LSW_MAT_COUNT; k++) if (d.w[k]) it.push_back({d.dt[k], d.rows[k], d.cols[k], d.w[k]});
 //   it.push_back({st->lm_dt, V, H, st->lm});
 //   lswc::autotune_gemv_all(it.data(), (int)it.size(), st->gu, st->logits, st->s);
-// pro 1/2: tune the prologue GEMV of that shape instead (gemv_prologue; pw: a norm weight of cols floats for pro 1; X must
-// then hold 2*cols floats for pro 2), e.g. with LSW_CUDA_GEMV_PROLOGUE on:
-//   it.push_back({dt[QKV], rows[QKV], H, w[QKV], 1, attn_norm}); ...({.. GATE_UP .., 1, ffn_norm}); ...({.. DOWN .., 2, nullptr})
-struct GemvTuneItem { int dtype, rows, cols; const void *W; int pro = 0; const float *pw = nullptr; };
+struct GemvTuneItem { int dtype, rows, cols; const void *W; };
 int autotune_gemv_all(const GemvTuneItem *items, int n, const float *X, float *Y, cudaStream_t s);
 }  // namespace lswc

@@ -100,9 +100,10 @@ struct State {
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
   int tall_w = 0;
   bool precise = true, use_graph = true, sgmm_tc = false;
-  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on the SIMT kernels;
-  // LSW_CUDA_GEMV_PROLOGUE=1 folds the decode RMSNorm / SwiGLU into the GEMVs (measured slower with PDL: off)
-  bool delta_gemm = true, gemv_prologue = false;
+  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on the SIMT kernels
+  // (LSW_CUDA_GEMV_PROLOGUE, decode RMSNorm / SwiGLU folded into the GEMVs, was removed on 2026-12-01: slower on the
+  // H200 with and without PDL; see the history note in gemv.cu)
+  bool delta_gemm = true;
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
   cudaGraphExec_t graph[4] = {};
   int graph_nodes[4] = {};
@@ -175,33 +176,9 @@ struct Fwd {
   int c;
   cudaStream_t s;
   bool preshrunk = false;  // fused decode: the shrinks of the next alin already ran in prologue_shrink
-  // Decode (c == 1) with LSW_CUDA_GEMV_PROLOGUE on: norm_or_act does not launch the RMSNorm / SwiGLU when nothing but
-  // the next GEMV reads its output (no router, no LoRA shrink/epilogue at that matrix: prologue_applies); it leaves it
-  // here and lin() runs lswc::gemv_prologue (the norm / SwiGLU computed inside the GEMV), one launch instead of two.
-  // Any other consumer materialises it first (materialize(): the separate kernel, as before).
-  struct Pro { int mode = 0, D = 0; const float *src = nullptr, *w = nullptr; float *out = nullptr; };  // 1 norm, 2 swiglu
-  Pro pro;
-  bool gemv_prologue_on() const { return st->gemv_prologue; }
-  cudaError_t materialize() {
-    if (!pro.mode) return cudaSuccess;
-    const Pro p = pro;
-    pro = Pro{};
-    if (p.mode == 1) return lswc::rmsnorm(1, p.D, p.src, p.D, p.w, m->cfg.rms_norm_eps, p.out, p.D, s);
-    return lswc::swiglu(1, p.D, p.src, 2 * p.D, p.out, p.D, s);
-  }
 
   cudaError_t lin(int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy, const float *bias,
                   bool acc, const lswc::LoraEpilogue *ep = nullptr) {
-    if (pro.mode) {  // a pending decode RMSNorm / SwiGLU producing X: fold it into this GEMV when it can take it
-      if (n == 1 && !(ep && ep->nseg > 0) && X == pro.out && cols == pro.D &&
-          lswc::gemv_prologue_ok(dt, cols, pro.mode, W, pro.src, pro.w)) {
-        const Pro p = pro;
-        pro = Pro{};
-        return lswc::gemv_prologue(dt, W, rows, cols, p.mode, p.src, p.w, m->cfg.rms_norm_eps, Y, bias, acc, s);
-      }
-      cudaError_t e = materialize();
-      if (e != cudaSuccess) return e;
-    }
     if (n <= 8) return lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s);
     return lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
   }
@@ -288,9 +265,7 @@ struct Fwd {
     const bool pre = preshrunk;
     preshrunk = false;
     if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
-    cudaError_t e;
-    if (pro.mode && !prologue_applies(L, mat) && (e = materialize()) != cudaSuccess) return e;  // (defensive)
-    e = route_at(L, mat, X, cols);
+    cudaError_t e = route_at(L, mat, X, cols);
     if (e != cudaSuccess) return e;
     const int mode = st->mode;
     if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
@@ -309,7 +284,6 @@ struct Fwd {
       }
     }
     if (ns == 0) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
-    if ((e = materialize()) != cudaSuccess) return e;  // the shrinks below read X (no-op unless a prologue is pending)
     if (mode == LSW_MODE_FUSED && c == 1) {
       // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue
       bool epi = ns <= 3;
@@ -397,35 +371,9 @@ struct Fwd {
     }
     return true;
   }
-  // Decode: is the plain GEMV (base weights, or the merged working copy) the only reader of (L, mat)'s input X?  i.e.
-  // no router runs at (L, mat) and alin takes the merge path or finds no adapted module of a routed adapter in mat
-  // (mirrors route_at / alin; MixLoRA models: never).  Then the RMSNorm / SwiGLU can ride in the GEMV (gemv_prologue).
-  bool prologue_applies(int L, int mat) const {
-    if (c != 1) return false;
-    if (!adapters_active(m, st)) return true;
-    if (st->ffn >= 0) return false;
-    bool all = true;  // every adapter routed once route_at(L, mat) has run
-    for (auto &a : st->ad) {
-      if (a.kind == LSW_ROUTER_LAYERWISE && a.lrouter_mat[L] == mat) return false;  // its router reads X here
-      if (!a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) return false;
-      if (!a.routed && a.kind != LSW_ROUTER_STATIC) all = false;
-    }
-    if (st->mode == LSW_MODE_MERGE && (st->layerwise || all)) return true;  // merged weights: the plain GEMV
-    for (auto &a : st->ad) {  // delta path: only without any adapted module (of an adapter routed by then) in mat
-      if ((!a.routed && a.kind != LSW_ROUTER_STATIC) || a.ffn) continue;
-      for (int k = 0; k < LSW_MOD_COUNT; k++) {
-        const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
-        if (d.A && d.mat == mat) return false;
-      }
-    }
-    return true;
-  }
-  // RMSNorm of x (mode 0) or SwiGLU of gu (mode 1) into out, with (L, mat)'s shrinks folded in when possible; in
-  // decode, deferred into (L, mat)'s GEMV (pro, lin) when LSW_CUDA_GEMV_PROLOGUE is on and prologue_applies
+  // RMSNorm of x (mode 0) or SwiGLU of gu (mode 1) into out, with (L, mat)'s shrinks folded in when possible
   cudaError_t norm_or_act(int L, int mat, int mode, const float *w, float *out) {
     const lsw_model_config &cf = m->cfg;
-    cudaError_t e = materialize();  // (nothing pending here unless a caller skipped its GEMV)
-    if (e != cudaSuccess) return e;
     lswc::ShrinkBatch sb;
     if (fold(L, mat, &sb)) {
       for (int j = 0; j < sb.njobs; j++) sb.job[j].x = out;
@@ -433,10 +381,6 @@ struct Fwd {
       const int D = mode == 0 ? cf.hidden_size : cf.intermediate_size;
       return lswc::prologue_shrink(st->layers[L].dt[mat], mode, D, mode == 0 ? st->x : st->gu, w, cf.rms_norm_eps,
                                    out, sb, s);
-    }
-    if (c == 1 && gemv_prologue_on() && prologue_applies(L, mat)) {
-      pro = Pro{mode + 1, mode == 0 ? cf.hidden_size : cf.intermediate_size, mode == 0 ? st->x : st->gu, w, out};
-      return cudaSuccess;
     }
     if (mode == 0) return lswc::rmsnorm(c, cf.hidden_size, st->x, cf.hidden_size, w, cf.rms_norm_eps, out, cf.hidden_size, s);
     return lswc::swiglu(c, cf.intermediate_size, st->gu, 2 * cf.intermediate_size, out, cf.intermediate_size, s);
@@ -670,8 +614,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->use_graph = !(ev && !strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_PROMPT_DELTA_GEMM");
   st->delta_gemm = !(ev && !strcmp(ev, "0"));
-  ev = getenv("LSW_CUDA_GEMV_PROLOGUE");
-  st->gemv_prologue = ev && *ev && strcmp(ev, "0") != 0;
+  // (LSW_CUDA_GEMV_PROLOGUE, the opt-in decode RMSNorm / SwiGLU folded into the GEMVs, was removed on 2026-12-01:
+  // slower than the separate kernels on the H200 with and without PDL, bench/results/2026-12-01-h200-session7/-session9)
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");
