@@ -645,7 +645,7 @@ __device__ __forceinline__ void s3_load_b(T *dst, int ldb, const T *B, const int
 //   (shared-memory word 4j + v of every 16-word group holds word 4v + j of the row), so n-block j's accumulator at
 //   column positions 2q, 2q+1 belongs to columns 8q + 2j, 8q + 2j + 1: lane q of a row holds 8 consecutive columns,
 //   and the epilogue reads W0 (16 bytes from the stage) and stores W (16 bytes) straight from its registers;
-// - per expert, tmp starts from a zero accumulator operand (no register zeroing) and acc = fmaf(g, tmp, acc) with the
+// - per expert, tmp starts from a zero accumulator operand (no per-element zeroing) and acc = fmaf(g, tmp, acc) with the
 //   first expert's acc the constant 0: the one-shot kernel's roundings, hence its bits.
 // Each warp computes its 32 x 32 block as two 16-row halves (16 acc + 16 tmp registers live).
 template <typename T>
