@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm prof-decode
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -127,22 +127,14 @@ st_ncu_sgmm() {
   rm -f "$OUT/ncu-sgmm-src.ncu-rep"
   cuobjdump -sass build/dev/bench_kernels 2> /dev/null | awk '/Function : .*sgmm_tc_stream_kernel.*6__half/{f=1; next} /Function :/{f=0} f' > "$OUT/sgmm-stream-f16.sass"
   true; }
-# where the base decode step's time goes: nsys kernel summary of a short base decode (graph nodes traced), then the
-# decode attention kernels under Nsight Compute (durations and DRAM use of one token's 32 layers; full sections of one)
-st_prof_decode() {
-  local b=(bench --backend cuda --preset llama2-7b --modes base --prompt-tokens 512 --new-tokens 40 --warmup 0 --repetitions 1)
-  if command -v nsys > /dev/null; then
-    timeout 120 nsys profile --cuda-graph-trace=node --stats=true --force-overwrite true -o "$OUT/nsys-base" \
-      node "$CLI" "${b[@]}" --out /tmp/nsys-bench.json > "$OUT/nsys-base-stats.txt" 2>&1
-    rm -f "$OUT"/nsys-base.nsys-rep "$OUT"/nsys-base.sqlite
-  fi
-  timeout 100 ncu --clock-control none --kernel-name regex:attn_decode --launch-skip 64 --launch-count 32 \
-    --metrics gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
-    node "$CLI" "${b[@]}" > "$OUT/ncu-attn-durations.txt" 2>&1
-  timeout 90 ncu --clock-control none --kernel-name regex:attn_decode --launch-skip 96 --launch-count 1 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-    --section WarpStateStats --section SchedulerStats node "$CLI" "${b[@]}" > "$OUT/ncu-attn.txt" 2>&1
-  true; }
+# the decode attention (the main part of base's gap to its floor): harness timing, then Nsight Compute on the fused
+# decode kernel at 712 positions (ncu cannot profile kernels inside the CLI process: "Failed to prepare kernel for
+# profiling", with and without graphs, session 13; the harness profiles fine; nsys is not installed)
+st_ncu_attn() {
+  LSW_HARNESS_ONLY=bench_attention ./build/dev/bench_kernels "$OUT/attn-bench.txt" &&
+  LSW_HARNESS_ONLY=bench_attention timeout 120 ncu --clock-control none --kernel-name regex:attn_decode_fused --launch-skip 20 \
+    --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section SchedulerStats ./build/dev/bench_kernels > "$OUT/ncu-attn.txt" 2>&1; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)
