@@ -4,11 +4,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import React from 'react';
 import { render } from 'ink-testing-library';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape } from '../../src/core/bench/stats.js';
 import { toCsv, toMarkdown, textReport, CSV_COLUMNS } from '../../src/core/bench/format.js';
 import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
@@ -18,18 +16,12 @@ import { peerArgs, runPeer } from '../../src/core/bench/peer.js';
 import { backboneTensors, adapterTensors, tensorBytes } from '../../src/core/bench/synthetic.js';
 import { presetConfig, PRESETS } from '../../src/core/bench/presets.js';
 import { makeTinyCheckpoint, makeLoraSwitchAdapter } from '../helpers/checkpoint.js';
-import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
+import { runCli, assertOneLineError as oneLineError } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'bin', 'run.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-bench-'));
 
 function cli(args: string[], env: Record<string, string> = {}) {
   return runCli(args, dir, { env: { CI: 'true', ...env } });
-}
-
-function oneLineError(r: CliResult, re: RegExp): void {
-  assertOneLineError(r, re);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -362,8 +354,8 @@ test('plain output (piped): description, the table, and one line when the torch 
 test('-m: a .lsw with its own adapters runs them; synthetic adapter flags are then one line', () => {
   const base = makeTinyCheckpoint(path.join(dir, 'hf'), { arch: 'llama' });
   makeLoraSwitchAdapter(path.join(dir, 'sw'), base, { numExperts: 4, topK: 2 });
-  const conv = spawnSync(process.execPath, [bin, 'convert', path.join(dir, 'hf'), '--adapter', path.join(dir, 'sw'), '-o', path.join(dir, 'm.lsw'), '--json'], { encoding: 'utf8' });
-  assert.is(conv.status, 0, conv.stderr);
+  const conv = cli(['convert', 'hf', '--adapter', 'sw', '-o', 'm.lsw', '--json']);
+  assert.is(conv.code, 0, conv.stderr);
   const r = cli(['bench', '-m', 'm.lsw', '--backend', 'cpu', '--prompt-tokens', '4', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--json']);
   assert.is(r.code, 0, r.stderr);
   const d = JSON.parse(r.stdout) as BenchDoc;

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
-import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
+import { runCli, assertOneLineError as oneLineError } from '../helpers/cli.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-cli-'));
 const hf = path.join(dir, 'hf');
@@ -14,10 +14,6 @@ makeTinyCheckpoint(hf, { arch: 'llama', shards: 2 });
 
 function cli(args: string[], input?: string) {
   return runCli(args, dir, { input });
-}
-
-function oneLineError(r: CliResult, re: RegExp): void {
-  assertOneLineError(r, re);
 }
 
 function corrupt(name: string, mutate: (buf: Buffer) => Buffer): string {

@@ -14,7 +14,7 @@ import { getNative, BACKEND, DTYPE, PRECISION } from '../../src/core/native/abi.
 import { measureMatmul } from '../../src/core/bench/synthetic.js';
 import { presetConfig } from '../../src/core/bench/presets.js';
 import { BackendUnavailableError, NativeInvalidArgumentError, UserError } from '../../src/core/errors.js';
-import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.js';
+import { runCli, assertOneLineError as oneLineError } from '../helpers/cli.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-prec-'));
 const hf = path.join(dir, 'hf');
@@ -24,10 +24,6 @@ await convertModel(hf, lsw, { dtype: 'bf16' });
 
 function cli(args: string[]) {
   return runCli(args, dir, { env: { CI: 'true' } });
-}
-
-function oneLineError(r: CliResult, re: RegExp): void {
-  assertOneLineError(r, re);
 }
 
 test('the config struct carries prefill_precision (precise = 0 by default, fast = 1); the engine rejects other values', () => {
