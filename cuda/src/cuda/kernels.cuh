@@ -292,7 +292,8 @@ namespace lswc {
 // same tiles and arithmetic, bit-identical results, W0 of the next tile prefetched), (2) an EXACT register-tiled
 // SIMT kernel on the same tiling, bit-identical to the SIMT kernel / CPU (FORMAT.md order), or (3) the streaming
 // kernel: persistent, one block of one or two 8-warp groups per SM, W0 tiles through a multi-stage cp.async
-// pipeline, A rows resident per column strip; same arithmetic as variant 0, bit-identical results.
+// pipeline, LoRA A of a super-strip (up to 8 column strips) resident; same arithmetic as variant 0, bit-identical
+// results.
 // Variant 3 needs > 48 KB of shared memory: the attribute is set outside capture (sgmm_prepare(..., true),
 // autotune_sgmm, or the first non-capturing launch); a launch that would need it during capture runs variant 0.
 // autotune_sgmm times 0/1/3 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device

@@ -100,10 +100,7 @@ struct State {
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
   int tall_w = 0;
   bool precise = true, use_graph = true, sgmm_tc = false;
-  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on the SIMT kernels
-  // (LSW_CUDA_GEMV_PROLOGUE, decode RMSNorm / SwiGLU folded into the GEMVs, was removed on 2026-12-01: slower on the
-  // H200 with and without PDL; see the history note in gemv.cu)
-  bool delta_gemm = true;
+  bool delta_gemm = true;  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on SIMT
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
   cudaGraphExec_t graph[4] = {};
   int graph_nodes[4] = {};
@@ -614,8 +611,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->use_graph = !(ev && !strcmp(ev, "0"));
   ev = getenv("LSW_CUDA_PROMPT_DELTA_GEMM");
   st->delta_gemm = !(ev && !strcmp(ev, "0"));
-  // (LSW_CUDA_GEMV_PROLOGUE, the opt-in decode RMSNorm / SwiGLU folded into the GEMVs, was removed on 2026-12-01:
-  // slower than the separate kernels on the H200 with and without PDL, bench/results/2026-12-01-h200-session7/-session9)
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   ev = getenv("LSW_CUDA_PDL");

@@ -521,9 +521,8 @@ __device__ __forceinline__ uint32_t s3_smem_u32(const void *p) { return (uint32_
 // LDGSTS reads its L2 descriptor from a uniform register that ptxas never materialises and the hardware traps decoding
 // it (Marlin and Triton dropped the hint).  The hint was only a performance nicety (W0 is read once), so it is gone
 // for every toolkit.
-__device__ __forceinline__ void s3_cp16(void *dst, const void *src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s3_smem_u32(dst)), "l"(src), "r"(ok ? 16 : 0)
-               : "memory");
+__device__ __forceinline__ void s3_cp16(uint32_t dst, const void *src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
 }
 __device__ __forceinline__ void s3_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // wait until at most n of this thread's groups are pending (n: 0..S3_MAXNS-2, an immediate in PTX)
@@ -678,9 +677,6 @@ __device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
-__device__ __forceinline__ void s3_cp16s(uint32_t dst, const void *src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
-}
 
 // Tile cursor of resident mode: per matrix, super-strips of S 128-column strips (the last one may be narrower), and in
 // each super-strip the 64-row blocks in order, the S tiles of a row block side by side.  Any bijection of a matrix's
@@ -797,12 +793,12 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       const size_t step = (size_t)16 * P.cols;
       if (P.r0 + S3_R <= P.rows && P.c0 + S3_C <= P.cols) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) s3_cp16s(st + w_off + i * 16 * S3_C * 2, src + i * step, true);
+        for (int i = 0; i < 4; i++) s3_cp16(st + w_off + i * 16 * S3_C * 2, src + i * step, true);
       } else {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
           const bool ok = P.r0 + pr + 16 * i < P.rows && c < P.cols;
-          s3_cp16s(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : pW0, ok);
+          s3_cp16(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : pW0, ok);
         }
       }
       // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
@@ -811,13 +807,13 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       for (int u = 0; u < 2; u++)
         if (gt + 256 * u < pnch) {
           const bool ok = P.r0 + rb_[u] < P.rows;
-          s3_cp16s(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
+          s3_cp16(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
         }
       for (int qq = gt + 512; qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, addressed per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
-        s3_cp16s(st + b_off(r, k * (prank >> 3) + j8),
+        s3_cp16(st + b_off(r, k * (prank >> 3) + j8),
                  ok ? pBm + ((size_t)__ldg(pesl + k) * P.rows + P.r0 + r) * prank + j8 * 8 : pBm, ok);
       }
       p++;
@@ -988,7 +984,8 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
       for (int i = 0; i < 4; i++) {
         const int q = gt + i * 256, r = q >> 4, v = q & 15, row = r0 + r, c = c0 + v * 8;
         const bool ok = row < rows && c < cols;
-        s3_cp16(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2, ok ? W0 + (size_t)row * cols + c : W0, ok);
+        s3_cp16(s3_smem_u32(st + (r * S3_C + ((v ^ ((r & 1) << 2)) * 8)) * 2), ok ? W0 + (size_t)row * cols + c : W0,
+                ok);
       }
       p++;
       while (pd + 1 < n_descs && descs[pd + 1].tile0 <= p) pd++;
