@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill bench-pdl sgmm bench-stream bench-final attn l2 bench-l2 sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -88,18 +88,6 @@ st_attn() {
   LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt" &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn.json" &&
   LSW_CUDA_ATTN_P8=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn-p8.json"; }
-# the base decode with programmatic dependent launch of the GEMVs (LSW_CUDA_PDL=1), to compare with st_bench's base
-st_bench_pdl() {
-  LSW_CUDA_PDL=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-pdl.json"; }
-# L2 prefetch of the next GEMV's weights + PDL attention: harness (attention tests incl. the PDL ordering test, the 7B
-# step at prefetch budgets 0..48 MB), then the model's decode at budgets 0 / 16 / 32 MB
-st_l2() { LSW_HARNESS_ONLY=test_attention,bench_7b_l2 ./build/dev/bench_kernels "$OUT/cuda-kernels-l2.txt"; }
-st_bench_l2() {
-  local mb
-  for mb in 0 16 32; do
-    LSW_CUDA_L2_PREFETCH_MB=$mb node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-l2-${mb}mb.json" || return 1
-  done
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
 # SGMM variants: harness tests + timing + the copy probe, then memcheck of the tests
 st_sgmm_bench() {
   LSW_HARNESS_ONLY=sgmm ./build/dev/bench_kernels "$OUT/cuda-kernels-sgmm.txt" &&
