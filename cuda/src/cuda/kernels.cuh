@@ -296,8 +296,8 @@ namespace lswc {
 // results.
 // Variant 3 needs > 48 KB of shared memory: the attribute is set outside capture (sgmm_prepare(..., true),
 // autotune_sgmm, or the first non-capturing launch); a launch that would need it during capture runs variant 0.
-// autotune_sgmm times 0/1/3 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device
-// experts/gates, which must be valid, e.g. zeros with gates 0 -> W = W0), keeps 1 or 3 only when a checksum of all
+// autotune_sgmm times 0 and 3 on the real descriptors (it RUNS the merge: W = W0 + Σ g B A with the given device
+// experts/gates, which must be valid, e.g. zeros with gates 0 -> W = W0), keeps 3 only when a checksum of all
 // W outputs equals variant 0's, keeps the fastest and runs it last.  Not during capture.
 // LSW_CUDA_SGMM_VARIANT=v (0..3) forces a variant: the initial choice at load; autotune_sgmm keeps it without
 // timing; lsw_op_sgmm uses it per call.
