@@ -887,8 +887,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
-      // pick the fastest tensor-core SGMM variant on these very descriptors before any capture (variants 1 and 3
-      // are only eligible when their output equals variant 0's bit for bit).  Synthetic routes (experts 0..K-1,
+      // pick the faster tensor-core SGMM variant (0 or 3) on these very descriptors before any capture (variant 3
+      // is only eligible when its output equals variant 0's bit for bit).  Synthetic routes (experts 0..K-1,
       // gates 1/K) are merged into the working copies meanwhile; blk->merged is still 0, so the first real step
       // merges again.  LSW_CUDA_AUTOTUNE=0 skips.
       const char *at = getenv("LSW_CUDA_AUTOTUNE");
