@@ -587,6 +587,27 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
 
 }  // namespace
 
+// Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
+// any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge
+// flags are still 0, so the first real step merges again.  LSW_CUDA_AUTOTUNE=0 skips.
+static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, int tiles) {
+  const char *at = getenv("LSW_CUDA_AUTOTUNE");
+  if (at && !strcmp(at, "0")) return LSW_OK;
+  const int K = st->ad[0].K, E = st->ad[0].E;
+  std::vector<int> he(K);
+  std::vector<float> hg(K, 1.f / K);
+  for (int k = 0; k < K; k++) he[k] = k % E;
+  int *de = nullptr;
+  float *dg = nullptr;
+  TRY(dalloc(st, &de, (size_t)K));
+  TRY(dalloc(st, &dg, (size_t)K));
+  LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
+  LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
+  lswc::autotune_sgmm(st->sg_dt, descs, n, tiles, K, de, dg, st->s);
+  LSWC_CHECK(cudaStreamSynchronize(st->s));
+  return LSW_OK;
+}
+
 lsw_status lswc_model_finalize(lsw_model *m) {
   const lsw_model_config &cf = m->cfg;
   if (cf.head_dim > 256 || cf.head_dim % 2) {
@@ -890,26 +911,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         TRY(dalloc(st, (void **)&st->lm_tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
         LSWC_CHECK(cudaMemcpy(st->lm_tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
         st->lm_tc = true;
-        // autotune on the first non-empty range (synthetic routes; the working copies are rewritten by the first real
-        // merge: lm_mc[i].merged is still 0).  LSW_CUDA_AUTOTUNE=0 skips.
-        const char *at = getenv("LSW_CUDA_AUTOTUNE");
+        // autotuned on the first non-empty range
         int i0 = 0;
         while (i0 < NM && !st->lm_n[i0]) i0++;
-        if (i0 < NM && !(at && !strcmp(at, "0"))) {
-          const int K = st->ad[0].K, E = st->ad[0].E;
-          std::vector<int> he(K);
-          std::vector<float> hg(K, 1.f / K);
-          for (int k = 0; k < K; k++) he[k] = k % E;
-          int *de = nullptr;
-          float *dg = nullptr;
-          TRY(dalloc(st, &de, (size_t)K));
-          TRY(dalloc(st, &dg, (size_t)K));
-          LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
-          LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
-          lswc::autotune_sgmm(st->sg_dt, st->lm_tc_descs + st->lm_off[i0], st->lm_n[i0], st->lm_tc_tiles[i0], K, de, dg,
-                              st->s);
-          LSWC_CHECK(cudaStreamSynchronize(st->s));
-        }
+        if (i0 < NM) TRY(autotune_merge(st, st->lm_tc_descs + st->lm_off[i0], st->lm_n[i0], st->lm_tc_tiles[i0]));
       }
       tc = false;  // (the all-layer tensor-core merge below is for pre-gated / static routes)
     }
@@ -928,25 +933,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
-      // pick the fastest tensor-core SGMM variant on these very descriptors before any capture (variants 1 and 3
-      // are only eligible when their output equals variant 0's bit for bit).  Synthetic routes (experts 0..K-1,
-      // gates 1/K) are merged into the working copies meanwhile; blk->merged is still 0, so the first real step
-      // merges again.  LSW_CUDA_AUTOTUNE=0 skips.
-      const char *at = getenv("LSW_CUDA_AUTOTUNE");
-      if (!(at && !strcmp(at, "0"))) {
-        const int K = st->ad[0].K, E = st->ad[0].E;
-        std::vector<int> he(K);
-        std::vector<float> hg(K, 1.f / K);
-        for (int k = 0; k < K; k++) he[k] = k % E;
-        int *de = nullptr;
-        float *dg = nullptr;
-        TRY(dalloc(st, &de, (size_t)K));
-        TRY(dalloc(st, &dg, (size_t)K));
-        LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
-        LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
-        lswc::autotune_sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, K, de, dg, st->s);
-        LSWC_CHECK(cudaStreamSynchronize(st->s));
-      }
+      TRY(autotune_merge(st, st->tc_descs, st->tc_n, st->tc_tiles));
     }
   }
   if (NA) {  // prologue_shrink sets its shared-memory attribute on first use: do that now, not during a capture
