@@ -121,6 +121,11 @@ struct State {
   std::vector<lswc::MergeCheck> lm_mc;         // [layer * LSW_MAT_COUNT + mat]
   std::vector<int> lm_off, lm_n, lm_tiles;     // ranges of lm_descs
   lswc::SgmmTermsDesc *lm_descs = nullptr;     // device
+  // one adapter, tensor-core SGMM eligible: per (layer, mat) ranges of lm_tc_descs (same order as lm_descs), each
+  // range's tiles numbered from 0; merged with the layer's routes (slot 0 of ex(L) / gt(L))
+  bool lm_tc = false;
+  std::vector<int> lm_tc_tiles;
+  lswc::SgmmDesc *lm_tc_descs = nullptr;       // device
   int *lm_flags = nullptr;     // device [layer][mat][merged, skip]
   int *layer_step = nullptr;   // device [layer]
   float *guk = nullptr, *hk = nullptr;  // MixLoRA: per-expert gate/up pre-activations [T][K][2I], SwiGLU [T][K][I]
@@ -228,7 +233,10 @@ struct Fwd {
     if (!st->layers[L].work[mat]) return cudaSuccess;
     const int i = L * LSW_MAT_COUNT + mat;
     cudaError_t e = lswc::merge_check(st->lm_mc[i], s);
-    if (e == cudaSuccess)
+    if (e == cudaSuccess && st->lm_tc)
+      e = lswc::sgmm(st->sg_dt, st->lm_tc_descs + st->lm_off[i], st->lm_n[i], st->lm_tc_tiles[i], true, st->ad[0].K,
+                     st->ad[0].ex(L), st->ad[0].gt(L), st->lm_mc[i].skip, s);
+    else if (e == cudaSuccess)
       e = lswc::sgmm_terms(st->sg_dt, st->lm_descs + st->lm_off[i], st->lm_n[i], st->lm_tiles[i], st->lm_mc[i].skip, s);
     if (e == cudaSuccess && lswc::gemv_pdl()) e = lswc::noop(s);
     return e;
@@ -576,6 +584,27 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
 
 }  // namespace
 
+// Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
+// any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge
+// flags are still 0, so the first real step merges again.  LSW_CUDA_AUTOTUNE=0 skips.
+static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, int tiles) {
+  const char *at = getenv("LSW_CUDA_AUTOTUNE");
+  if (at && !strcmp(at, "0")) return LSW_OK;
+  const int K = st->ad[0].K, E = st->ad[0].E;
+  std::vector<int> he(K);
+  std::vector<float> hg(K, 1.f / K);
+  for (int k = 0; k < K; k++) he[k] = k % E;
+  int *de = nullptr;
+  float *dg = nullptr;
+  TRY(dalloc(st, &de, (size_t)K));
+  TRY(dalloc(st, &dg, (size_t)K));
+  LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
+  LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
+  lswc::autotune_sgmm(st->sg_dt, descs, n, tiles, K, de, dg, st->s);
+  LSWC_CHECK(cudaStreamSynchronize(st->s));
+  return LSW_OK;
+}
+
 lsw_status lswc_model_finalize(lsw_model *m) {
   const lsw_model_config &cf = m->cfg;
   if (cf.head_dim > 256 || cf.head_dim % 2) {
@@ -622,9 +651,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   }
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
-  // merge mode: the tensor-core SGMM by default where it applies (one adapter, not layer-wise, F16/BF16, rank % 16
-  // == 0: sgmm_tc_ok); still recomputed from the pristine weights (drift-free), within 1 ulp of the exact-order
-  // kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
+  // merge mode: the tensor-core SGMM by default where it applies (one adapter, F16/BF16, rank % 16 == 0: sgmm_tc_ok;
+  // layer-wise routers: one launch per layer and fused matrix); still recomputed from the pristine weights
+  // (drift-free), within 1 ulp of the exact-order kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
   ev = getenv("LSW_CUDA_SGMM_EXACT");
   const char *ev_tc = getenv("LSW_CUDA_SGMM_TC");
   const bool want_tc = !(ev && *ev && strcmp(ev, "0")) && !(ev_tc && !strcmp(ev_tc, "0"));
@@ -870,7 +899,19 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         }
       TRY(dalloc(st, (void **)&st->lm_descs, lds.size() * sizeof(lswc::SgmmTermsDesc)));
       LSWC_CHECK(cudaMemcpy(st->lm_descs, lds.data(), lds.size() * sizeof(lswc::SgmmTermsDesc), cudaMemcpyHostToDevice));
-      tc = false;
+      if (tc) {  // the tensor-core kernel per (layer, mat): the same ranges of tcs (pushed with ds), tiles per range
+        st->lm_tc_tiles.assign(NM, 0);
+        for (int i = 0; i < NM; i++)
+          if (st->lm_n[i]) st->lm_tc_tiles[i] = lswc::sgmm_prepare(tcs.data() + st->lm_off[i], st->lm_n[i], true);
+        TRY(dalloc(st, (void **)&st->lm_tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
+        LSWC_CHECK(cudaMemcpy(st->lm_tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
+        st->lm_tc = true;
+        // autotuned on the first non-empty range
+        int i0 = 0;
+        while (i0 < NM && !st->lm_n[i0]) i0++;
+        if (i0 < NM) TRY(autotune_merge(st, st->lm_tc_descs + st->lm_off[i0], st->lm_n[i0], st->lm_tc_tiles[i0]));
+      }
+      tc = false;  // (the all-layer tensor-core merge below is for pre-gated / static routes)
     }
     if (st->ffn >= 0) {
       const int K = st->ad[st->ffn].K;
@@ -888,24 +929,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
       // pick the faster tensor-core SGMM variant (0 or 3) on these very descriptors before any capture (variant 3
-      // is only eligible when its output equals variant 0's bit for bit).  Synthetic routes (experts 0..K-1,
-      // gates 1/K) are merged into the working copies meanwhile; blk->merged is still 0, so the first real step
-      // merges again.  LSW_CUDA_AUTOTUNE=0 skips.
-      const char *at = getenv("LSW_CUDA_AUTOTUNE");
-      if (!(at && !strcmp(at, "0"))) {
-        const int K = st->ad[0].K, E = st->ad[0].E;
-        std::vector<int> he(K);
-        std::vector<float> hg(K, 1.f / K);
-        for (int k = 0; k < K; k++) he[k] = k % E;
-        int *de = nullptr;
-        float *dg = nullptr;
-        TRY(dalloc(st, &de, (size_t)K));
-        TRY(dalloc(st, &dg, (size_t)K));
-        LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
-        LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
-        lswc::autotune_sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, K, de, dg, st->s);
-        LSWC_CHECK(cudaStreamSynchronize(st->s));
-      }
+      // is only eligible when its output equals variant 0's bit for bit); see autotune_merge
+      TRY(autotune_merge(st, st->tc_descs, st->tc_n, st->tc_tiles));
     }
   }
   if (NA) {  // prologue_shrink sets its shared-memory attribute on first use: do that now, not during a capture
