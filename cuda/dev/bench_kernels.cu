@@ -425,6 +425,7 @@ struct Model7B {
   std::vector<void *> A[7], B[7];
   float *x = nullptr, *xi = nullptr, *y = nullptr, *t = nullptr, *gates = nullptr, *normw = nullptr;
   int *experts = nullptr;
+  int *sync = nullptr;  // in-kernel shrink counter pairs, [layer][4 LoRA GEMVs][2], zero
   size_t weight_bytes = 0;
 };
 static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
@@ -457,6 +458,8 @@ static void alloc7b(Model7B &m, bool lora) {
     dfill(LSW_DTYPE_F32, m.t, 7 * m.K * m.R, 0.1f);
     m.gates = dup(std::vector<float>{0.6f, 0.4f});
     m.experts = dup(std::vector<int>{5, 2});
+    m.sync = dnew<int>(8 * m.L);
+    CK(cudaMemset(m.sync, 0, 8 * m.L * sizeof(int)));
   }
 }
 
@@ -467,25 +470,32 @@ static void alloc7b(Model7B &m, bool lora) {
 // LoraCfg (fused only): which modules are adapted (bit mi: 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down) at which rank
 // (<= m.R: the r64 buffers are reused), and two ablations that isolate the parts of the LoRA cost:
 // no_shrink (t left as is, shrink jobs dropped: the prologues become plain norms) and no_epi (GEMVs without epilogue).
-struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false; };
+// inkernel: the shrinks run inside the LoRA GEMV launches (LoraSeg::A; the fused decode's default): the norms and
+// SwiGLU stay plain kernels and o gets no extra launch, so the graph has the base step's nodes.
+struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false, inkernel = false; };
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
   auto on = [&](int mi) { return fused && ((lc.mask >> mi) & 1); };
   for (int l = 0; l < m.L; l++) {
     float *t = m.t;
-    auto seg = [&](int mi, int row0) { return LoraSeg{row0, mod_out(m, mi), lc.rank, m.B[mi][l], t + mi * m.K * m.R, m.experts}; };
+    auto seg = [&](int mi, int row0) {
+      return LoraSeg{row0, mod_out(m, mi), lc.rank, m.B[mi][l], t + mi * m.K * m.R, m.experts,
+                     lc.inkernel ? m.A[mi][l] : nullptr, lc.inkernel ? m.gates : nullptr};
+    };
     // the shrink jobs of the adapted modules among mods (one adapter: one batch), on input `in`
     auto batch = [&](std::initializer_list<int> mods, const float *in) {
       ShrinkBatch b; b.top_k = m.K; b.n_experts = m.E; b.experts = m.experts; b.gates = m.gates;
-      if (!lc.no_shrink)
+      if (!lc.no_shrink && !lc.inkernel)
         for (int mi : mods)
           if (on(mi)) b.job[b.njobs++] = ShrinkJob{m.A[mi][l], lc.rank, mod_in(m, mi), in, t + mi * m.K * m.R};
       return b;
     };
+    int node = 0;  // LoRA GEMV of the layer: its counter pair
     auto epi = [&](LoraEpilogue &ep, std::initializer_list<std::pair<int, int>> mods) {  // (module, row0)
       ep = LoraEpilogue{};
       ep.top_k = m.K;
+      ep.sync = lc.inkernel ? m.sync + 2 * (4 * l + node++) : nullptr;
       if (!lc.no_epi)
         for (auto mr : mods)
           if (on(mr.first)) ep.seg[ep.nseg++] = seg(mr.first, mr.second);
@@ -578,6 +588,7 @@ static void free7b(Model7B &m) {
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
   cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
+  cudaFree(m.sync);
 }
 
 static void bench_7b() {
@@ -602,7 +613,13 @@ static void bench_7b() {
   const double fused_epi = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, epi_only); }, nullptr);
   const double fused_shr = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, shrink_only); }, nullptr);
   const double fused_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qv16); }, &nq);
+  LoraCfg ink, ink_qv16 = qv16;
+  ink.inkernel = ink_qv16.inkernel = true;
+  int nik = 0;
+  const double fused_ik = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink); }, &nik);
+  const double fused_ik_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_qv16); }, nullptr);
   gemv_set_pdl(true);
+  const double fused_ik_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink); }, nullptr);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);  // GEMVs only (default)
   pdl_set_scope(true, false);  // RMSNorm / SwiGLU with PDL too (LSW_CUDA_PDL_NORM=1)
   const double base_pdl_norm = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
@@ -658,6 +675,10 @@ static void bench_7b() {
   row(nm, base, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "same + fused LoRA r64 top-2 on all 7 (%d nodes)", nf);
   row(nm, fused, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "same, fused LoRA r64, shrinks in the GEMV launches (%d nodes)", nik);
+  row(nm, fused_ik, (double)m.weight_bytes);
+  row("  same, fused LoRA r64, shrinks in the GEMV launches, PDL", fused_ik_pdl, (double)m.weight_bytes);
+  row("  same, fused LoRA r16 q,v, shrinks in the GEMV launches", fused_ik_qv, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, base, PDL GEMVs and PDL RMSNorm / SwiGLU", base_pdl_norm, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
@@ -680,12 +701,18 @@ static void bench_7b() {
        base * lb64 / m.weight_bytes);
   logf("  fused r16 q,v / base = %.4f (PDL: %.4f) (floor %.4f)\n", fused_qv / base, fused_qv_pdl / base_pdl,
        1.0 + lb16 / m.weight_bytes);
+  logf("  shrinks in the GEMV launches: fused r64 / base = %.4f (PDL: %.4f), r16 q,v / base = %.4f\n", fused_ik / base,
+       fused_ik_pdl / base_pdl, fused_ik_qv / base);
   char b[256];
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base", fused, fused / base);
   g_table.push_back(b);
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base, PDL", fused_pdl, fused_pdl / base_pdl);
   g_table.push_back(b);
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f                            |", "fused LoRA r16 q,v / base", fused_qv, fused_qv / base);
+  g_table.push_back(b);
+  snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear, shrinks in GEMV / base", fused_ik, fused_ik / base);
+  g_table.push_back(b);
+  snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "  same, PDL", fused_ik_pdl, fused_ik_pdl / base_pdl);
   g_table.push_back(b);
 #if defined(LSW_DEV_CUBLAS)
   {  // cuBLAS GEMV baseline: x in f16, y f32, the same weights
@@ -732,6 +759,8 @@ static void test_lora() {
   cases.push_back({2101, 4096, 3, 3, {0, 700, 1401}, {700, 701, 700}, {16, 48, 64}, false, "3 segs r16/48/64"});
   cases.push_back({2101, 1000, 2, 3, {0, 700, 1401}, {700, 701, 700}, {8, 64, 16}, false, "3 segs r8/64/16"});
   cases.push_back({1003, 4096, 3, 1, {0}, {1003}, {200}, false, "1 seg r200"});
+  // long A rows: more 16-byte chunks per thread than an in-kernel shrink block holds in flight (the streamed tail)
+  cases.push_back({1100, 11008, 2, 1, {0}, {1100}, {64}, false, "1 seg r64 cols 11008"});
   const int E = 4;
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (const Case &cs : cases) {
@@ -793,6 +822,33 @@ static void test_lora() {
         snprintf(nm, sizeof nm, "fused lora %s gemv v%d", what, v);
         check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
         if (v == 0) first = Y;
+      }
+      {  // the shrink inside the GEMV launch (LoraSeg::A: leading shrink blocks, t published through a counter pair),
+         // as the fused decode runs it: every variant, twice on the same pair (it must re-arm itself), bit-identical
+        int *dsync = dnew<int>(2);
+        CK(cudaMemset(dsync, 0, 2 * sizeof(int)));
+        LoraEpilogue ek = ep;
+        ek.sync = dsync;
+        for (int s = 0; s < cs.nseg; s++) { ek.seg[s].A = dA[s]; ek.seg[s].gates = dg; }
+        for (int v = 0; v < gemv_variants(); v++) {
+          if (v > 0 && cols != 4096) continue;
+          std::vector<float> r0;
+          for (int rep = 0; rep < 2; rep++) {
+            poison(dY, rows * 4);
+            poison(dt_, tot * 4);
+            CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ek, 0, v));
+            CK(cudaDeviceSynchronize());
+            Y = down(dY, rows);
+            snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d run %d", what, v, rep + 1);
+            check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+            if (rep == 0) r0 = Y;
+            else expect(memcmp(Y.data(), r0.data(), rows * 4) == 0, "fused lora %s, shrink in the GEMV launch, v%d: run 2 bit-identical", what, v);
+          }
+          int hs[2];
+          CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
+          expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, shrink in the GEMV launch, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
+        }
+        cudaFree(dsync);
       }
       {  // deterministic: the same launch again gives the same bits; bias + accumulate with the epilogue
         poison(dY, rows * 4);
@@ -1667,32 +1723,46 @@ static void test_attention() {
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
     CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
     int *dn = dup(std::vector<int>{c.n_ctx});
-    for (int viadev : {0, 1}) {
-      if (viadev && c.n != 1) continue;
-      poison(dO, Q.size() * 4);
-      // device n_ctx: launch sized for a larger bound, as in the captured graph
-      CK(attention(c.n, viadev ? c.n_ctx + 1000 : c.n_ctx, viadev ? dn : nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV,
-                   c.nkv * c.hd, dO, c.nh * c.hd, sc, 0));
-      CK(cudaDeviceSynchronize());
-      auto O = down(dO, Q.size());
-      char nm[160];
-      snprintf(nm, sizeof nm, "attention n=%d ctx=%d heads %d/%d hd=%d%s", c.n, c.n_ctx, c.nh, c.nkv, c.hd, viadev ? " (n_ctx on device)" : "");
-      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+    for (int variant : {0, 1}) {  // decode (n == 1) kernel: 0 registers, 1 cp.async tiles; prefill runs once
+      if (variant && c.n != 1) continue;
+      attn_decode_set_variant(variant);
+      for (int viadev : {0, 1}) {
+        if (viadev && c.n != 1) continue;
+        poison(dO, Q.size() * 4);
+        // device n_ctx: launch sized for a larger bound, as in the captured graph
+        CK(attention(c.n, viadev ? c.n_ctx + 1000 : c.n_ctx, viadev ? dn : nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK,
+                     dV, c.nkv * c.hd, dO, c.nh * c.hd, sc, 0));
+        CK(cudaDeviceSynchronize());
+        auto O = down(dO, Q.size());
+        char nm[160];
+        snprintf(nm, sizeof nm, "attention n=%d ctx=%d heads %d/%d hd=%d%s%s", c.n, c.n_ctx, c.nh, c.nkv, c.hd,
+                 viadev ? " (n_ctx on device)" : "", c.n != 1 ? "" : variant ? " variant 1" : " variant 0");
+        check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+      }
     }
+    attn_decode_set_variant(-1);
     cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(sc); cudaFree(dn);
   }
   // decode in one launch as the model runs it: RoPE of q and the new k, the new row appended to the cache, the
-  // splits merged by the last block (counters must come back to zero: each case runs twice, the second time
-  // with n_ctx on the device and a larger launch bound, as in the captured graph)
-  struct D { int n_ctx, nh, nkv, hd; };
-  const D dc[] = {{1, 4, 4, 64},    {37, 8, 2, 128},  {712, 32, 32, 128}, {3000, 32, 8, 128}, {5000, 4, 1, 256},
-                  {200, 6, 3, 16},  {90, 14, 2, 64},  {65, 8, 1, 96},     {33, 2, 2, 200},    {1025, 5, 5, 128}};
+  // splits merged by the last block (counters must come back to zero: each case runs twice per variant, the second
+  // time with n_ctx on the device and a larger launch bound, as in the captured graph).  Both decode kernels:
+  // variant 0 (registers; 2nd launch with 8 positions per warp where that applies) and variant 1 (cp.async tiles;
+  // 2nd launch with 64 splits allowed instead of the one-wave heuristic).  back: the new row at n_ctx - 1 - back
+  // (mid-tile with old rows after it; the query still sees all n_ctx rows).  Variant 1 tiles: 16 rows (hd <= 128),
+  // 8 rows (hd > 128); e.g. ctx 3000 32/8 takes 32 splits of 94 rows = 6 tiles (the 2-stage ring wraps), ctx 5000
+  // hd 256 32 splits of 157 rows = 20 tiles, ctx 1025 with 64 splits allowed 61 splits of 17 rows (a 1-row tile).
+  struct D { int n_ctx, nh, nkv, hd, back; };
+  const D dc[] = {{1, 4, 4, 64, 0},    {37, 8, 2, 128, 0},  {712, 32, 32, 128, 0}, {3000, 32, 8, 128, 0},
+                  {5000, 4, 1, 256, 0}, {200, 6, 3, 16, 0},  {90, 14, 2, 64, 0},    {65, 8, 1, 96, 0},
+                  {33, 2, 2, 200, 0},   {1025, 5, 5, 128, 0}, {200, 6, 3, 16, 4},   {3000, 32, 8, 128, 107},
+                  {777, 16, 2, 256, 6}};
   for (const D &c : dc) {
-    const int qd = c.nh * c.hd, kvd = c.nkv * c.hd, ld = qd + 2 * kvd, pos = c.n_ctx - 1;
+    const int qd = c.nh * c.hd, kvd = c.nkv * c.hd, ld = qd + 2 * kvd, pos = c.n_ctx - 1 - c.back;
     std::vector<double> inv(c.hd / 2);
     for (int i = 0; i < c.hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / c.hd);
     auto QKV = rvec(ld), K = rvec((size_t)c.n_ctx * kvd, 2.f), V = rvec((size_t)c.n_ctx * kvd);
     for (int d = 0; d < kvd; d++) K[(size_t)pos * kvd + d] = V[(size_t)pos * kvd + d] = 1e30f;  // must be overwritten
+    const std::vector<float> poison_row(kvd, 1e30f);
     auto rot = [&](const float *x, std::vector<float> &out) {  // fp64 angle, fp32 cos/sin, as rope()
       for (int i = 0; i < c.hd / 2; i++) {
         const double a = pos * inv[i];
@@ -1719,48 +1789,79 @@ static void test_attention() {
     CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
     float2 *dcs = dnew<float2>((size_t)c.n_ctx * (c.hd / 2));
     CK(rope_table(c.n_ctx, c.hd, di, dcs, 0));
-    for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does,
-      attn_decode_set_p8(viadev);  // with 8 positions per warp where that applies
-      poison(dO, (size_t)qd * 4);
-      CK(attention_decode(viadev ? c.n_ctx + 3000 : c.n_ctx, viadev ? dn : nullptr, dpos, c.nh, c.nkv, c.hd, dqkv,
-                          dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0, viadev ? dcs : nullptr));
-      CK(cudaDeviceSynchronize());
-      auto O = down(dO, qd);
-      auto Kg = down(dK + (size_t)pos * kvd, kvd), Vg = down(dV + (size_t)pos * kvd, kvd);
-      char nm[160];
-      snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) ctx=%d heads %d/%d hd=%d%s", c.n_ctx, c.nh,
-               c.nkv, c.hd, viadev ? " (n_ctx on device, 2nd launch)" : "");
-      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
-      snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s", c.n_ctx, c.hd, viadev ? " 2nd" : "");
-      check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
-      snprintf(nm, sizeof nm, "  appended v row ctx=%d hd=%d%s", c.n_ctx, c.hd, viadev ? " 2nd" : "");
-      check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
+    auto repoison = [&] {  // the new row's slot: the kernel must write it and never read it
+      CK(cudaMemcpy(dK + (size_t)pos * kvd, poison_row.data(), (size_t)kvd * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dV + (size_t)pos * kvd, poison_row.data(), (size_t)kvd * 4, cudaMemcpyHostToDevice));
+    };
+    char pb[32] = "";
+    if (c.back) snprintf(pb, sizeof pb, " pos=%d", pos);
+    for (int variant : {0, 1}) {
+      attn_decode_set_variant(variant);
+      std::vector<float> last;
+      for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does
+        attn_decode_set_p8(variant == 0 && viadev);    // variant 0: 8 positions per warp where that applies
+        attn_decode_set_max_splits(variant == 1 && viadev ? 64 : 0);  // variant 1: all 64 splits allowed
+        repoison();
+        poison(dO, (size_t)qd * 4);
+        CK(attention_decode(viadev ? c.n_ctx + 3000 : c.n_ctx, viadev ? dn : nullptr, dpos, c.nh, c.nkv, c.hd, dqkv,
+                            dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0, viadev ? dcs : nullptr));
+        CK(cudaDeviceSynchronize());
+        auto O = down(dO, qd);
+        auto Kg = down(dK + (size_t)pos * kvd, kvd), Vg = down(dV + (size_t)pos * kvd, kvd);
+        char nm[200];
+        snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) ctx=%d heads %d/%d hd=%d%s variant %d%s", c.n_ctx,
+                 c.nh, c.nkv, c.hd, pb, variant, viadev ? " (n_ctx on device, 2nd launch)" : "");
+        check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+        snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s v%d%s", c.n_ctx, c.hd, pb, variant, viadev ? " 2nd" : "");
+        check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
+        snprintf(nm, sizeof nm, "  appended v row ctx=%d hd=%d%s v%d%s", c.n_ctx, c.hd, pb, variant, viadev ? " 2nd" : "");
+        check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
+        last = O;
+      }
+      {  // the same launch again: the same bits (fixed-order reductions, whichever block merges)
+        repoison();
+        poison(dO, (size_t)qd * 4);
+        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, dK, dV,
+                            kvd, dO, sc, 0, dcs));
+        CK(cudaDeviceSynchronize());
+        auto O = down(dO, qd);
+        expect(memcmp(O.data(), last.data(), (size_t)qd * 4) == 0,
+               "attention decode ctx=%d heads %d/%d hd=%d%s variant %d: bit-identical on a repeated launch", c.n_ctx,
+               c.nh, c.nkv, c.hd, pb, variant);
+      }
+      attn_decode_set_p8(false);
+      attn_decode_set_max_splits(0);
+      {  // programmatic dependent launch: q / k / v come from a kernel that lets its dependents start at once and
+         // writes them ~20 us later; the attention (launched with PDL) must still see them (it reads them after the wait)
+        float *dqkv2 = dnew<float>(ld);
+        poison(dqkv2, (size_t)ld * 4);
+        poison(dO, (size_t)qd * 4);
+        repoison();
+        gemv_set_pdl(true);
+        pdl_set_scope(false, true);  // the attention launches with PDL (LSW_CUDA_PDL_ATTN=1)
+        delayed_copy_kernel<<<1, 256>>>(dqkv, dqkv2, ld, 20000);
+        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, dK, dV,
+                            kvd, dO, sc, 0, dcs));
+        pdl_set_scope(false, false);
+        gemv_set_pdl(false);
+        CK(cudaDeviceSynchronize());
+        auto O = down(dO, qd);
+        auto Kg = down(dK + (size_t)pos * kvd, kvd);
+        char nm[200];
+        snprintf(nm, sizeof nm, "attention decode fused ctx=%d heads %d/%d hd=%d%s variant %d, PDL after a late producer of q/k/v",
+                 c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+        check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
+        snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s v%d, PDL", c.n_ctx, c.hd, pb, variant);
+        check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
+        cudaFree(dqkv2);
+      }
+      auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
+      bool zero = true;
+      for (float f : cnt) zero = zero && f == 0.f;
+      expect(zero, "attention decode ctx=%d%s variant %d: split counters back to zero after the launches", c.n_ctx, pb, variant);
     }
-    attn_decode_set_p8(false);
-    {  // programmatic dependent launch: q / k / v come from a kernel that lets its dependents start at once and writes
-       // them ~20 us later; the attention (launched with PDL) must still see them (it reads them after the wait)
-      float *dqkv2 = dnew<float>(ld);
-      poison(dqkv2, (size_t)ld * 4);
-      poison(dO, (size_t)qd * 4);
-      gemv_set_pdl(true);
-      pdl_set_scope(false, true);  // the attention launches with PDL (LSW_CUDA_PDL_ATTN=1)
-      delayed_copy_kernel<<<1, 256>>>(dqkv, dqkv2, ld, 20000);
-      CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, dK, dV,
-                          kvd, dO, sc, 0, dcs));
-      pdl_set_scope(false, false);
-      gemv_set_pdl(false);
-      CK(cudaDeviceSynchronize());
-      auto O = down(dO, qd);
-      char nm[160];
-      snprintf(nm, sizeof nm, "attention decode fused ctx=%d heads %d/%d hd=%d, PDL after a late producer of q/k/v",
-               c.n_ctx, c.nh, c.nkv, c.hd);
-      check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
-      cudaFree(dqkv2);
-    }
-    auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
-    bool zero = true;
-    for (float f : cnt) zero = zero && f == 0.f;
-    expect(zero, "attention decode ctx=%d: split counters back to zero after the launches", c.n_ctx);
+    attn_decode_set_variant(-1);
+    attn_decode_set_max_splits(-1);
     cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
     cudaFree(dcs);
   }
@@ -1803,13 +1904,25 @@ static void bench_attention() {
     dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * kvd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * kvd, 1.f);
     float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
     CK(rope_table(ctx, hd, di, dcs, 0));
+    auto run = [&] { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0, dcs)); };
+    attn_decode_set_variant(0);  // the register kernel (the rows as before)
     for (int p8 : {0, 1}) {
       attn_decode_set_p8(p8);
-      const double ms = time_ms([&](int) { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0, dcs)); }, 50);
+      const double ms = time_ms([&](int) { run(); }, 50);
       char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, %d positions/warp", ctx, p8 ? 8 : 4);
       row(nm, ms, 2.0 * ctx * nh * hd * 4);
     }
     attn_decode_set_p8(false);
+    attn_decode_set_variant(1);  // cp.async tiles, by split cap (0: the default heuristic)
+    for (int cap : {0, 16, 32, 48, 64}) {
+      attn_decode_set_max_splits(cap);
+      const double ms = time_ms([&](int) { run(); }, 50);
+      char cs[16]; snprintf(cs, sizeof cs, "%d", cap);
+      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, variant 1 (cp.async tiles), max splits %s", ctx, cap ? cs : "auto");
+      row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    }
+    attn_decode_set_max_splits(-1);
+    attn_decode_set_variant(-1);
     cudaFree(dcs);
     cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
   }
@@ -1819,9 +1932,15 @@ static void bench_attention() {
     float *sc = dnew<float>(attn_scratch_floats(nh, hd));
     CK(attn_scratch_clear(sc, nh, hd, 0));
     dfill(LSW_DTYPE_F32, Q, nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * nh * hd, 1.f);
-    const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
-    char nm[160]; snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx)", ctx);
-    row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    for (int variant : {0, 1}) {
+      attn_decode_set_variant(variant);
+      const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
+      char nm[160];
+      if (variant) snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx), variant 1 (cp.async tiles)", ctx);
+      else snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx)", ctx);
+      row(nm, ms, 2.0 * ctx * nh * hd * 4);
+    }
+    attn_decode_set_variant(-1);
     cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc);
   }
   {

@@ -123,6 +123,19 @@ st_ncu_attn() {
   LSW_HARNESS_ONLY=bench_attention timeout 120 ncu --clock-control none --kernel-name regex:attn_decode_fused --launch-skip 20 \
     --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section WarpStateStats --section SchedulerStats ./build/dev/bench_kernels > "$OUT/ncu-attn.txt" 2>&1; }
+# fused LoRA: the harness's shrink / epilogue tests (separate shrink and shrink inside the GEMV launch) + memcheck
+st_lora_tests() {
+  LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-lora.txt" &&
+  LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck.txt" 2>&1; }
+# fused mode A-B: shrinks inside the GEMV launches (default) vs separate shrink launches (LSW_CUDA_FUSED_SHRINK=separate)
+st_fused_ab() {
+  local cfg
+  for cfg in "" "LSW_CUDA_FUSED_SHRINK=separate"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-inkernel}" | tr "=" "-").json" || return 1
+  done; }
+# layer-wise router, q,v r16: merge (tensor-core SGMM per layer) and fused
+st_bench_lw() {
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-layerwise.json"; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 // ---- fused-mode LoRA cost: analysis (2026-12, from code + ptxas; H200 numbers of 2026-12-01) ----------------
@@ -88,6 +89,130 @@ __device__ __forceinline__ int ld_relaxed(const int *p) {
   return v;
 }
 
+__device__ __forceinline__ int ld_acquire(const int *p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+// NV sums over the block at once (one barrier for all of them); red: NV * NT/32 floats; single use per kernel
+template <int NT, int NV>
+__device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+#pragma unroll
+  for (int q = 0; q < NV; q++) {
+    v[q] = warp_sum(v[q]);
+    if (lane == 0) red[q * (NT / 32) + wid] = v[q];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int q = 0; q < NV; q++) {
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NT / 32; i++) s += red[q * (NT / 32) + i];
+    v[q] = s;
+  }
+}
+
+// ---- in-kernel LoRA shrink: the leading lora.nsb blocks of a GEMV launch ----------------------------------------
+constexpr int EPI_SHRINK_MS = 4;  // 16-byte A chunks in flight per thread of a shrink block (registers: <= the GEMV's)
+// Shrink row q (of Σ_seg top_k * rank_seg, segments in order) -> (segment, expert slot k, rank index i)
+__device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, int &sg, int &k, int &i) {
+  for (sg = 0; sg < lo.nseg; sg++) {
+    const int nr = lo.top_k * lo.seg[sg].rank;
+    if (q < nr) break;
+    q -= nr;
+  }
+  if (sg >= lo.nseg) return false;
+  k = q / lo.seg[sg].rank;
+  i = q - k * lo.seg[sg].rank;
+  return true;
+}
+// Block b computes rows [b * srpb, + srpb): t = g_k * dot(A[e_k][i], X), all of the block's 16-byte A chunks
+// (<= MS per thread) in flight at once, X chunks reused across the block's rows, one fixed-order block reduction
+// (deterministic); then publishes: every writer fences, the block counts itself in lora.sync[0] (release).  The
+// GEMV blocks (higher block indices, so dispatched after every shrink block) read t after an acquire of
+// sync[0] == nsb.  cols % VEC == 0 and 16-byte aligned A / X (launcher-checked).
+template <typename T>
+__device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
+  constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
+  __shared__ float red[MS * NT / 32];
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
+  const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
+  const int q0 = blockIdx.x * rpb;
+  // A row (16-byte chunks) of shrink row q: the expert index read after the wait (the router may run right before)
+  auto arow = [&](int q) -> const uint4 * {
+    int sg, k, i;
+    if (!epi_shrink_row(lo, q, sg, k, i)) return nullptr;
+    const int e = lo.seg[sg].experts[k];
+    return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) +
+                                           ((size_t)e * lo.seg[sg].rank + i) * cols);
+  };
+  uint4 a[MS];
+  unsigned live = 0;  // bit s: slot s = (row r = s / cjm, chunk j = s % cjm) loaded
+  {
+    int r = 0, j = 0;
+#pragma unroll
+    for (int s = 0; s < MS; s++) {
+      const int c = tid + NT * j;
+      if (r < rpb && c < nv) {
+        const uint4 *p = arow(q0 + r);
+        if (p) {
+          a[s] = ld_stream(p + c);
+          live |= 1u << s;
+        }
+      }
+      if (++j == cjm) { j = 0; r++; }
+    }
+  }
+  float acc[MS];
+#pragma unroll
+  for (int s = 0; s < MS; s++) acc[s] = 0.f;
+  auto dot = [&](const uint4 &av, int c, float &ac) {
+    float wf[VEC];
+    unpack16<T>(av, wf);
+    const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)c * VEC);
+#pragma unroll
+    for (int q = 0; q < VEC / 4; q++) {
+      const float4 v = __ldg(xp + q);
+      ac = fmaf(wf[4 * q], v.x, ac); ac = fmaf(wf[4 * q + 1], v.y, ac);
+      ac = fmaf(wf[4 * q + 2], v.z, ac); ac = fmaf(wf[4 * q + 3], v.w, ac);
+    }
+  };
+  {
+    int r = 0, j = 0;
+#pragma unroll
+    for (int s = 0; s < MS; s++) {
+      if ((live >> s) & 1u) {
+#pragma unroll
+        for (int rr = 0; rr < MS; rr++)  // acc[r] with a compile-time index
+          if (rr == r) dot(a[s], tid + NT * j, acc[rr]);
+      }
+      if (++j == cjm) { j = 0; r++; }
+    }
+  }
+  if (cj > MS) {  // long rows (srpb == 1): the chunks past the first MS per thread, streamed
+    const uint4 *p = arow(q0);
+    if (p)
+      for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(p + c), c, acc[0]);
+  }
+  block_sum_n<NT, MS>(acc, red);
+#pragma unroll
+  for (int r = 0; r < MS; r++) {
+    int sg, k, i;
+    if (tid == r && r < rpb && epi_shrink_row(lo, q0 + r, sg, k, i)) {
+      const LoraSeg &g = lo.seg[sg];
+      const_cast<float *>(g.t)[k * g.rank + i] = g.gates[k] * acc[r];
+      __threadfence();
+    }
+  }
+  __syncthreads();
+  if (tid == 0) {
+    __threadfence();
+    atomicAdd(lo.sync, 1);
+  }
+}
+
 // ---- fused-LoRA epilogue layout of one GEMV block --------------------------------------------------------------
 // The block's output rows [blockIdx.x * ROWS, + ROWS) are contiguous.  Its LoRA work is cut into "slots": slot s
 // (thread s % 256, pass s / 256) serves row s / SPR and takes that row's 16-byte B chunks c = s % SPR, + SPR, ...
@@ -133,9 +258,21 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
                                                    const LoraEpilogue &lora) {
   constexpr int VEC = Tr<T>::VEC;
   constexpr int WPB = 8, GPB = WPB / KS, S = 32 * KS;  // warps per block, row groups per block, chunk stride
+  int bid = blockIdx.x;
+  bool shr = false;  // in-kernel shrink: t comes from this launch's leading blocks
+  if constexpr (LORA) {
+    if (lora.nsb > 0) {
+      if (bid < lora.nsb) {
+        epi_shrink_block<T>(lora, X, cols);
+        return;
+      }
+      bid -= lora.nsb;
+      shr = true;
+    }
+  }
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const int grp = wib / KS, part = wib - grp * KS;
-  const int r0 = (blockIdx.x * GPB + grp) * R;
+  const int r0 = (bid * GPB + grp) * R;
   const bool active = r0 < rows;
   if (KS == 1 && !LORA && !active) return;  // (LORA: every thread takes part in the epilogue's barriers)
   const int nvec = active ? cols / VEC : 0;  // cols % VEC == 0 (checked by the launcher)
@@ -160,9 +297,10 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   __shared__ __align__(16) uint4 l_b[LORA ? LT::SLOTS : 1];
   __shared__ __align__(16) float l_t[LORA ? 3 * LT::TSEG : 1];
   __shared__ float l_sum[LORA ? LT::ROWS : 1];
-  if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
+  // this thread's share of every segment's t -> l_t (cp.async; segments with top_k * rank > TSEG stay in global)
+  auto stage_t = [&]() {
     const int tid = threadIdx.x;
-    const int rb = blockIdx.x * LT::ROWS;
+    const int rb = bid * LT::ROWS;
 #pragma unroll
     for (int sgi = 0; sgi < 3; sgi++) {
       if (sgi >= lora.nseg) break;
@@ -176,9 +314,15 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         for (int i = tid; i < n; i += 256) cp_async4(&l_t[sgi * LT::TSEG + i], tg + i);
       }
     }
+    cp_async_commit();
+  };
+  bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (looked at half way, else after the loop)
+  if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
+    const int tid = threadIdx.x;
+    if (!shr) stage_t();
 #pragma unroll
     for (int i = 0; i < LT::LQ; i++) {
-      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = blockIdx.x * LT::ROWS + lr;
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = bid * LT::ROWS + lr;
       if (lr >= LT::ROWS || row >= rows) continue;
       const int sgi = lora_seg_index(lora, row);
       if (sgi < 0) continue;
@@ -222,18 +366,31 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       }
     }
   };
-  // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait)
-  while (c0 + S * (U - 1) < nvec) {
+  // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait); half: stop
+  // once half of the row is consumed (the next batch already in flight)
+  auto main_loop = [&](bool half) {
+    while (c0 + S * (U - 1) < nvec && (!half || 2 * c0 < nvec)) {
 #pragma unroll
-    for (int u = 0; u < U; u++) consume(w[u], c0 + S * u);
-    c0 += S * U;
-    if (c0 + S * (U - 1) < nvec) {
+      for (int u = 0; u < U; u++) consume(w[u], c0 + S * u);
+      c0 += S * U;
+      if (c0 + S * (U - 1) < nvec) {
 #pragma unroll
-      for (int u = 0; u < U; u++)
+        for (int u = 0; u < U; u++)
 #pragma unroll
-        for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
+          for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
+      }
+    }
+  };
+  if constexpr (LORA) {  // in-kernel shrink: one look at the shrink blocks' counter half way (weights in flight)
+    if (shr) {
+      main_loop(true);
+      if (ld_acquire(lora.sync) >= lora.nsb) {
+        stage_t();
+        t_staged = true;
+      }
     }
   }
+  main_loop(false);
   // tail: one chunk at a time
   for (; c0 < nvec; c0 += S) {
     uint4 wt[R];
@@ -248,11 +405,15 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int t = 0; t < NX; t++) v[r][t] = warp_sum(acc[r][t]);
   if constexpr (LORA) {  // Σ_k B[e_k][row][:] · t_k per row: slot dots, segmented shuffle sums, fixed order
     const int tid = opaque_tid();
+    if (!t_staged) {  // in-kernel shrink not finished at the half-way look: wait for it (acquire)
+      while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
+      stage_t();
+    }
     cp_async_wait_all();
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < LT::LQ; i++) {
-      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = blockIdx.x * LT::ROWS + lr;
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = bid * LT::ROWS + lr;
       float p = 0.f;
       const int sgi = lr < LT::ROWS && row < rows ? lora_seg_index(lora, row) : -1;
       if (sgi >= 0) {
@@ -282,7 +443,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
             }
           } else {
 #pragma unroll
-            for (int q = 0; q < VEC; q++) p = fmaf(bf[q], __ldg(sg.t + o + q), p);
+            for (int q = 0; q < VEC; q++) p = fmaf(bf[q], __ldcg(sg.t + o + q), p);  // coherent: may be this launch's
           }
         }
       }
@@ -291,6 +452,12 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       if (ln == 0 && lr < LT::ROWS) l_sum[lr] = p;
     }
     __syncthreads();
+    // in-kernel shrink: the last GEMV block past its t reads re-arms the counters for the next launch (every shrink
+    // block has counted itself, every GEMV block has read t)
+    if (shr && tid == 0 && atomicAdd(lora.sync + 1, 1) == (int)gridDim.x - lora.nsb - 1) {
+      lora.sync[0] = 0;
+      lora.sync[1] = 0;
+    }
     if (KS == 1 && !active) return;
   }
   if constexpr (KS > 1) {
@@ -335,6 +502,16 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
                                                    int ldy, const float *__restrict__ bias, int accumulate,
                                                    const __grid_constant__ LoraEpilogue lora) {
   gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora);
+}
+// The 16-bit LoRA kernels with R * U <= 8, held to their base kernels' occupancy (F16: 64 registers, 4 blocks of 256
+// per SM; BF16: 3 blocks): the in-kernel shrink path and the half-way look at its counter would otherwise cost them
+// a block per SM (ptxas: F16 v4 / v10 64 -> 73 registers).
+template <typename T> constexpr int lora_min_blocks() { return std::is_same<T, __half>::value ? 4 : 3; }
+template <typename T, int NX, int R, int U, int KS>
+__global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
+    const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
+    const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora) {
+  gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora);
 }
 // Always-correct scalar fallback: warp per row, element loads.
 template <typename T>
@@ -449,9 +626,12 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
                                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s) {
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
-  dim3 grid(cdiv(groups, groups_per_block));
+  dim3 grid(cdiv(groups, groups_per_block) + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
   if (lora && lora->nseg > 0) {
-    if constexpr (NX == 1)
+    if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
+      launch_k(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora);
+    else if constexpr (NX == 1)
       launch_k(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
                (int)accumulate, *lora);
     else
@@ -552,6 +732,31 @@ static bool lora_vec_ok(int dtype, const LoraEpilogue &lora) {
   return true;
 }
 
+// in-kernel shrink requested (every segment has A, sync set)?  -1: malformed request
+static int inkernel_shrink(const LoraEpilogue &lo) {
+  int with = 0;
+  for (int i = 0; i < lo.nseg; i++) with += lo.seg[i].A != nullptr;
+  if (with == 0) return 0;
+  if (with != lo.nseg || !lo.sync) return -1;
+  for (int i = 0; i < lo.nseg; i++)
+    if (!lo.seg[i].gates || !lo.seg[i].experts || !lo.seg[i].t) return -1;
+  return 1;
+}
+// the same t as the in-kernel shrink computes, by a separate lora_shrink launch (when the vector path cannot run)
+static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float *X, int cols, cudaStream_t s) {
+  for (int i = 0; i < lo.nseg; i++) {
+    ShrinkBatch b;
+    b.njobs = 1;
+    b.top_k = lo.top_k;
+    b.experts = lo.seg[i].experts;
+    b.gates = lo.seg[i].gates;
+    b.job[0] = ShrinkJob{lo.seg[i].A, lo.seg[i].rank, cols, X, const_cast<float *>(lo.seg[i].t)};
+    cudaError_t e = lora_shrink(dtype, b, s);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant) {
   if (rows <= 0 || n <= 0) return cudaSuccess;
@@ -560,6 +765,39 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
   const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
   const bool fast = cols % vec == 0 && aligned16(W) && aligned16(X) && ldx % 4 == 0 && cols > 0;
+  const int ik = has_lora ? inkernel_shrink(*lora) : 0;
+  if (ik < 0) return cudaErrorInvalidValue;
+  if (ik) {
+    bool ok = fast && lora_vec_ok(dtype, *lora);
+    for (int i = 0; i < lora->nseg && ok; i++) ok = aligned16(lora->seg[i].A);
+    LoraEpilogue lo = *lora;
+    for (int i = 0; i < lo.nseg; i++) lo.seg[i].A = nullptr;  // t computed before: a plain LoRA epilogue launch
+    if (!ok) {
+      cudaError_t e = shrink_before(dtype, *lora, X, cols, s);
+      return e != cudaSuccess ? e : gemv(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, &lo, s, variant);
+    }
+    // shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
+    int total = 0;
+    for (int i = 0; i < lora->nseg; i++) total += lora->top_k * lora->seg[i].rank;
+    const int cj = cdiv(cols / vec, 256);
+    lo = *lora;
+    lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
+    lo.nsb = cdiv(total, lo.srpb);
+    variant = resolve_variant(dtype, rows, cols, variant, true);
+    if (variant < 0) return cudaErrorInvalidValue;
+    switch (dtype) {
+      case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
+      case LSW_DTYPE_F16: return gemv_dispatch<__half>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
+      case LSW_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
+    }
+    return cudaErrorInvalidValue;
+  }
+  LoraEpilogue plain;
+  if (has_lora && (lora->nsb || lora->srpb)) {  // t is an input here: no shrink blocks whatever the caller left set
+    plain = *lora;
+    plain.nsb = plain.srpb = 0;
+    lora = &plain;
+  }
   if (!fast || (has_lora && !lora_vec_ok(dtype, *lora))) {  // base GEMV, then the thread-per-row LoRA epilogue
     cudaError_t e = fast ? gemv(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, nullptr, s, variant)
                          : gemv_simple(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, s);
@@ -579,25 +817,6 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
 // ---- LoRA shrink: BLOCK per gathered A row (one CTA per rank row of every job: 128 for r64 top-2), 16-byte
 // loads, the first PF per thread issued BEFORE griddepcontrol.wait (launched with PDL when gemv_set_pdl(true)),
 // all jobs of a batch in one launch, fixed-order block reduction (deterministic) ------------------------------
-// NV sums over the block at once (one barrier for all of them); red: NV * NT/32 floats; single use per kernel
-template <int NT, int NV>
-__device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
-  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-#pragma unroll
-  for (int q = 0; q < NV; q++) {
-    v[q] = warp_sum(v[q]);
-    if (lane == 0) red[q * (NT / 32) + wid] = v[q];
-  }
-  __syncthreads();
-#pragma unroll
-  for (int q = 0; q < NV; q++) {
-    float s = 0.f;
-#pragma unroll
-    for (int i = 0; i < NT / 32; i++) s += red[q * (NT / 32) + i];
-    v[q] = s;
-  }
-}
-
 // (job, expert slot k, rank index i) of shrink row `row` of a batch; false past the last row (uniform per block)
 __device__ __forceinline__ bool shrink_row(const ShrinkBatch &b, int row, int &j, int &k, int &i) {
   for (j = 0; j < b.njobs; j++) {

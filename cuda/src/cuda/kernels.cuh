@@ -15,11 +15,20 @@ struct LoraSeg {
   const void *B;
   const float *t;        // [top_k][rank]
   const int *experts;    // [top_k], device
+  // In-kernel shrink (set A on every segment and LoraEpilogue::sync): the GEMV launch itself computes
+  // t[k*rank + j] = gates[k] * dot(A[experts[k]][j][0:cols], X) in extra leading blocks (no separate shrink launch);
+  // A: [E][rank][cols] in the weight dtype.  nullptr: t is an input, computed before the launch (lora_shrink).
+  const void *A = nullptr;
+  const float *gates = nullptr;  // [top_k], device
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
   int top_k = 0;
   LoraSeg seg[3];
+  // in-kernel shrink: 2 device ints, zero before the first launch; every launch leaves them zero again.  One pair per
+  // graph node (launches that may overlap must not share a pair).
+  int *sync = nullptr;
+  int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
 };
 
 // ---- GEMV / GEMM ---------------------------------------------------------------------------------
@@ -138,7 +147,13 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              cudaStream_t s, const float2 *rope_cs = nullptr);
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
-// decode attention, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
+// Decode kernel (attention.cu): 1 (default) K/V tiles staged through shared memory by cp.async, 0 the register
+// kernel; -1 back to LSW_CUDA_ATTN_VARIANT=0|1 (read once).  Variant 1 needs a 16-byte aligned scratch (else 0).
+void attn_decode_set_variant(int v);
+// Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, G x splits <= 128); -1 back to
+// LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
+void attn_decode_set_max_splits(int n);
+// decode attention variant 0, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
 void attn_decode_set_p8(bool on);
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
                       const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,

@@ -95,6 +95,11 @@ struct State {
   double *pd = nullptr;
   double *inv_freq = nullptr;
   float *attn_scratch = nullptr;
+  // fused decode: the LoRA shrinks run inside the GEMV launch that consumes them (LoraSeg::A, one sync pair per
+  // (layer, fused matrix) node, zeroed once); LSW_CUDA_FUSED_SHRINK=separate: one shrink launch per matrix (o) or
+  // folded into the RMSNorm / SwiGLU before it (prologue_shrink), the path before 2026-12-01
+  bool shrink_in_gemv = true;
+  int *shr_sync = nullptr;  // [layer][mat][2]
   void *xbuf = nullptr;
   float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
@@ -290,9 +295,24 @@ struct Fwd {
     }
     if (ns == 0) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
     if (mode == LSW_MODE_FUSED && c == 1) {
-      // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue
+      // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue; or, with one
+      // adapter, the shrinks inside that GEMV launch (st->shrink_in_gemv)
       bool epi = ns <= 3;
       for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
+      bool inside = epi && !pre && st->shrink_in_gemv;
+      for (int i = 0; i < ns && inside; i++) inside = segs[i].a == segs[0].a;
+      if (inside) {
+        lswc::LoraEpilogue ep;
+        ep.nseg = ns;
+        ep.top_k = segs[0].a->K;
+        for (int i = 0; i < ns; i++) {
+          DAdapter &a = *segs[i].a;
+          ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, a.t[segs[i].k], a.ex(L),
+                       segs[i].d->A, a.gt(L)};
+        }
+        ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
+        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
+      }
       for (int i = 0; i < ns && !pre;) {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
@@ -348,7 +368,7 @@ struct Fwd {
   // (prologue_shrink, one launch instead of two)?  Only when no router runs at (L, mat) now and one adapter
   // (not MixLoRA) adapts it with <= 3 modules; then the batch is returned.
   bool fold(int L, int mat, lswc::ShrinkBatch *sb) {
-    if (st->mode != LSW_MODE_FUSED || c != 1 || !adapters_active(m, st)) return false;
+    if (st->mode != LSW_MODE_FUSED || c != 1 || !adapters_active(m, st) || st->shrink_in_gemv) return false;
     DAdapter *one = nullptr;
     int ns = 0;
     for (auto &a : st->ad) {
@@ -713,6 +733,13 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->pd, (size_t)V));
   TRY(dalloc(st, &st->attn_scratch, lswc::attn_scratch_floats(cf.num_heads, cf.head_dim)));
   LSWC_CHECK(lswc::attn_scratch_clear(st->attn_scratch, cf.num_heads, cf.head_dim, st->s));
+  {
+    const char *fs = getenv("LSW_CUDA_FUSED_SHRINK");
+    st->shrink_in_gemv = !(fs && !strcmp(fs, "separate"));
+    const size_t n = (size_t)cf.num_layers * LSW_MAT_COUNT * 2;
+    TRY(dalloc(st, &st->shr_sync, n));
+    LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
+  }
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
   TRY(dalloc(st, &st->xbuf, lswc::gemm_xbuf_bytes((int)T, maxk)));

@@ -199,13 +199,15 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
   TRY(dx.upload(x, (size_t)cols * 4));
   TRY(dt.alloc((size_t)top_k * rank * 4));
   TRY(dY.alloc((size_t)rows * 4));
-  lswc::ShrinkBatch sb;
-  sb.njobs = 1; sb.top_k = top_k; sb.experts = de.as<int>(); sb.gates = dg.as<float>();
-  sb.job[0] = {dA.p, rank, cols, dx.as<float>(), dt.as<float>()};
-  LSWC_CHECK(lswc::lora_shrink(dtype, sb, 0));
+  DevBuf sync;
+  TRY(sync.alloc(2 * sizeof(int)));
+  LSWC_CHECK(cudaMemset(sync.p, 0, 2 * sizeof(int)));
+  // as the fused decode runs it: the shrink inside the GEMV launch (LoraSeg::A; gemv() falls back to a separate
+  // shrink launch where the vector kernel cannot run)
   lswc::LoraEpilogue ep;
   ep.nseg = 1; ep.top_k = top_k;
-  ep.seg[0] = {0, rows, rank, dB.p, dt.as<float>(), de.as<int>()};
+  ep.seg[0] = {0, rows, rank, dB.p, dt.as<float>(), de.as<int>(), dA.p, dg.as<float>()};
+  ep.sync = sync.as<int>();
   FINISH(lswc::gemv(dtype, dW.p, rows, cols, dx.as<float>(), cols, 1, dY.as<float>(), rows, nullptr, false, &ep, 0));
   return dY.download(Y, (size_t)rows * 4);
 }
