@@ -1,22 +1,35 @@
 // Attention over the KV cache (fp32).
-//  - decode (n == 1): flash-decoding in ONE launch (attn_decode_fused_kernel).  Grid (kv heads, splits); a block
-//    serves every query head of its KV group, so each K/V row is read once.  Warps stream P positions at a
-//    time with 16-byte loads (several rows in flight), online softmax; each block writes (max, sum, acc[hd])
-//    per query head, and the LAST block of a KV head to finish (atomic counter, reset by that block) merges
-//    the splits.  In the model the same launch also applies RoPE to q and to the new k, and appends the new
-//    k/v row to the cache (the one block whose slice holds the new position writes it and uses it from shared
-//    memory), replacing the separate rope, kv_store and reduce launches: 1 launch per layer instead of 4.
-//    The first H200 run of the old two-kernel path (one position per warp at a time, 4-byte loads) took
-//    19 us per layer at 512 positions (0.9 TB/s); with splits sized by the device-side n_ctx.
-//    n_ctx may be read from device memory, so the launch shape is fixed and the step is graph-replayable.
-//    Shapes outside the fused kernel's limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head)
-//    use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
-//  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory.
-// Any head_dim <= 256 (lanes own dims lane + 32 i).
+//  - decode (n == 1): flash-decoding in ONE launch per layer.  Grid (kv heads, splits); a block serves every query
+//    head of its KV group, so each K/V row is read once.  Each block writes a per-split partial (max, sum,
+//    acc[hd]) per query head; the LAST block of a KV head to finish (atomic counter, reset by that block) merges
+//    the splits in a fixed order.  In the model the same launch also applies RoPE to q and to the new k (rope_cs
+//    table or inv_freq) and appends the new k/v row to the cache: the one block whose split holds the new position
+//    writes it and uses it from shared memory; no block reads that row from the cache.  n_ctx may be read from
+//    device memory, so the launch shape is fixed (sized for the host bound; blocks past the live split count
+//    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
+//    griddepcontrol.wait.  Two kernels (attn_decode_set_variant, LSW_CUDA_ATTN_VARIANT):
+//    * variant 1 (default), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <= 128, 8 above) copied
+//      into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for the new row);
+//      all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
+//      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does
+//      the online-softmax step, each thread accumulates its own output dims from the V rows in shared memory.
+//      Splits of >= 16 positions, at most min(64, one wave of blocks, 128 / G) per KV head
+//      (attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override).  Merge: every split's (max, sum) loaded
+//      at once, then float4 columns with 8 independent loads per thread.  Compile-checked; not yet run on a GPU.
+//    * variant 0, attn_decode_fused_kernel: each warp holds P cache rows in registers (16-byte loads), <= 32
+//      splits of >= 32 positions, the merge loops over the splits.  H200 (Llama-2-7B, 32 heads, hd 128, fp32 KV):
+//      14.3 us per launch at 712 positions (38 % of copy bandwidth), 55 us at 4096 (57 %); latency-bound
+//      (Nsight Compute at 712: 31 % achieved occupancy, top stall waiting on global loads).
+//    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
+//    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
+//  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
+//    >= 256 tokens with head_dim 64/128 on tensor cores (below).
+// Any head_dim <= 256.
 #include "kernels.cuh"
 #include <math_constants.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,11 +38,14 @@
 
 namespace lswc {
 
-constexpr int AT_MAXD = 8;      // dims per lane (head_dim <= 256)
-constexpr int AT_SPLITS = 32;   // max sequence splits for decode
-constexpr int AT_WARPS = 4;     // decode phase-1 warps per block
+constexpr int AT_MAXD = 8;        // dims per lane (head_dim <= 256)
+constexpr int AT_SPLITS = 64;     // splits per head in the scratch layout (variant 1 uses up to 64)
+constexpr int AT_SPLITS_V0 = 32;  // at most this many splits in variant 0 and the two-kernel path
+constexpr int AT_WARPS = 4;       // decode phase-1 warps per block
 
-// [n_heads][AT_SPLITS][hd + 2] partials, then n_heads int counters (zeroed by attn_scratch_clear)
+// AT_SPLITS * n_heads * (hd + 2) floats of partials, then n_heads int counters (zeroed by attn_scratch_clear).
+// Variant 0 and the two-kernel path: [n_heads][AT_SPLITS][hd + 2] (max, sum, acc[hd]); variant 1: acc
+// [n_heads][AT_SPLITS][hd] (16-byte rows), then (max, sum) [n_heads][AT_SPLITS][2].
 size_t attn_scratch_floats(int n_heads, int head_dim) { return (size_t)n_heads * AT_SPLITS * (head_dim + 2) + n_heads; }
 static int *scratch_counters(float *scratch, int n_heads, int hd) {
   return reinterpret_cast<int *>(scratch + (size_t)n_heads * AT_SPLITS * (hd + 2));
@@ -38,9 +54,9 @@ cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaSt
   return cudaMemsetAsync(scratch, 0, attn_scratch_floats(n_heads, head_dim) * sizeof(float), s);
 }
 
-// ---- decode, one launch ----------------------------------------------------------------------------
+// ---- decode, one launch; variant 0: cache rows in registers --------------------------------------
 constexpr int DA_WARPS = 4;      // warps per block
-constexpr int DA_MINCHUNK = 32;  // positions per split at least (splits = min(AT_SPLITS, ceil(n_ctx / 32)))
+constexpr int DA_MINCHUNK = 32;  // positions per split at least (splits = min(AT_SPLITS_V0, ceil(n_ctx / 32)))
 
 struct DecodeAttn {
   const float *q;                  // [n_heads][hd] (before RoPE when inv_freq)
@@ -296,6 +312,407 @@ static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaS
   else launch_pdl(attn_decode_fused_kernel<8, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
 }
 
+// ---- decode, variant 1 (default): K/V tiles staged through shared memory by cp.async -----------------
+// Grid (kv heads, max_splits), 4 warps.  A split's positions go through shared memory in tiles of T rows (K and
+// V) held in a ring of S stages: all S stages are issued at the start (the rows of old positions, before the PDL
+// wait), then each tile's stage is refilled with the tile S further on as soon as every thread is done with it.
+// Per tile: (A) each warp scores its T/4 rows for all G query heads of the group (one multi-value warp reduction),
+// (A2) one thread per (head, row) does the online-softmax step (tile max, weights, running max/sum), (B) each
+// thread updates the output dims it owns (d = tid + 128 c) for every head from the V rows in shared memory.
+// The new row (at pos) is never read from the cache (its slot is zero-filled): it comes from shared memory.
+constexpr int DB_WARPS = 4;
+constexpr int DB_MINCHUNK = 16;  // positions per split at least
+// rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256
+template <int NCH> struct DbTile {
+  static constexpr int T = NCH == 1 ? 16 : 8;
+  static constexpr int S = 2;
+};
+
+static __device__ __forceinline__ void at_cp_async16(void *smem, const void *gmem, int src_bytes) {
+  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(sa), "l"(gmem), "r"(src_bytes) : "memory");
+}
+static __device__ __forceinline__ void at_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void at_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+__host__ __device__ constexpr int ilog2c(int n) { return n <= 1 ? 0 : 1 + ilog2c(n / 2); }
+// Warp sums of N = 2^k values at once (N - 1 + 5 - k shuffles instead of 5 N): every lane gets the total of value
+// lane >> (5 - k).  Stage OFF of the halving part: upper lanes (lane & OFF) keep values [H, 2H), lower lanes
+// [0, H), each adding its partner's copy; then plain butterflies over the remaining offsets.  Fixed order: the
+// same bits on every run.  (Template recursion so that every index is a compile-time constant.)
+template <int H, int OFF, int N>
+static __device__ __forceinline__ void wsm_stage(float (&v)[N], int lane) {
+  if constexpr (H >= 1) {
+    const bool up = (lane & OFF) != 0;
+#pragma unroll
+    for (int i = 0; i < H; i++) {
+      const float send = up ? v[i] : v[i + H];
+      const float keep = up ? v[i + H] : v[i];
+      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFF);
+    }
+    wsm_stage<H / 2, OFF / 2, N>(v, lane);
+  } else if constexpr (OFF >= 1) {
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFF);
+    wsm_stage<0, OFF / 2, N>(v, lane);
+  }
+}
+template <int N>
+static __device__ __forceinline__ float warp_sum_multi(float (&v)[N], int lane) {
+  static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "N: a power of 2 <= 32");
+  wsm_stage<N / 2, 16, N>(v, lane);
+  return v[0];
+}
+
+// The kernel's shared memory, and the blocks per SM it allows on sm_90 (228 KB per SM, 1 KB reserved per block):
+// the launch-bounds minimum, so registers (<= 65536 / (128 x that)) never lower it and it is the occupancy the
+// host sizes the grid by (no occupancy query: the first launch may be inside a stream capture).
+template <int G, int NCH> struct DbSmem {
+  static constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S;
+  alignas(16) float ring[S * 2 * T * HD];  // per stage: T K rows, then T V rows (row pitch HD); merge buffers
+  alignas(16) float sq[G][HD];             // q (rotated), zero past hd and for padding heads
+  alignas(16) float snew[2][HD];           // the new k (rotated) and v
+  alignas(16) float ss[G][T];              // the tile's scores
+  alignas(16) float sw[G][T];              // their softmax weights
+  float scorr[G];                          // the tile's rescale of the running sums
+  int last;                                // this block merges
+};
+template <int G, int NCH> struct DbOcc {
+  static constexpr int per_block = (int)sizeof(DbSmem<G, NCH>) + 1024;
+  static constexpr int blocks = 233472 / per_block < 8 ? 233472 / per_block : 8;
+  static_assert(blocks >= 1, "shared memory");
+};
+
+// G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH).
+template <int G, int NCH>
+__global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_decode_tiles_kernel(DecodeAttn a) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
+  constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S, P = T / DB_WARPS, NV = G * P;
+  constexpr int NBMAX = 16 / NCH;  // values reduced at once at most (registers)
+  constexpr int GB = NV <= NBMAX ? G : NBMAX / P, NB = GB * P, KB = ilog2c(NB);  // scoring batches: GB heads
+  constexpr int STAGE = 2 * T * HD;  // floats per stage: T K rows, then T V rows (row pitch HD)
+  static_assert(P * DB_WARPS == T && G * T <= DB_WARPS * 32 && T <= 32 && (T & (T - 1)) == 0 && G % GB == 0,
+                "tile shape");
+  static_assert(AT_SPLITS == 64, "the merge gives each lane splits lane and lane + 32");
+  static_assert(S * STAGE >= 2 * G * AT_SPLITS + 32 + 4 * DB_WARPS * 32, "merge buffers live in the ring");
+  __shared__ DbSmem<G, NCH> sm;
+  float *ring = sm.ring;
+  auto &sq = sm.sq;
+  auto &snew = sm.snew;
+  auto &ss = sm.ss;
+  auto &sw = sm.sw;
+  auto &scorr = sm.scorr;
+  int &s_last = sm.last;
+  const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
+  const int n_ctx = a.n_ctx_dev ? *a.n_ctx_dev : a.n_ctx_host;
+  // splits follow the device n_ctx (the grid is sized for the bound): chunk from the wanted count, then the count
+  // of non-empty chunks (e.g. 1025 positions, 64 wanted: chunks of 17, 61 splits)
+  const int ns0 = max(1, min(a.max_splits, (n_ctx + DB_MINCHUNK - 1) / DB_MINCHUNK));
+  const int chunk = (n_ctx + ns0 - 1) / ns0, ns = (n_ctx + chunk - 1) / chunk;
+  if (sp >= ns) return;  // before any barrier
+  const int p0 = sp * chunk, p1 = min(n_ctx, p0 + chunk);
+  const int nt = p1 > p0 ? (p1 - p0 + T - 1) / T : 0;  // tiles of this split (block-uniform)
+  const int pos = a.pos ? *a.pos : -1;
+  const int npos = a.knew ? pos : -1;            // the new row: never read from the cache
+  const bool mine = npos >= p0 && npos < p1;     // this block writes it and uses it from smem
+  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
+  // tile t -> stage t % S: warp w copies rows w P .. w P + P - 1; rows past the split and the new row are
+  // zero-filled (src-size 0, nothing read), so every row in the ring is finite.  One commit group per tile index
+  // (empty past the last tile): group number == tile number.
+  auto issue = [&](int t) {
+    if (t < nt) {
+      float *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
+      const int tb = p0 + t * T;
+#pragma unroll
+      for (int rr = 0; rr < P; rr++) {
+        const int r = warp * P + rr, p = tb + r;
+        const bool ok = p < p1 && p != npos;
+        const size_t off = ok ? (size_t)p * a.ldkv : 0;
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+          const int d = c * 128 + lane * 4;
+          if (d < hd) {
+            at_cp_async16(ks + r * HD + d, Kb + off + d, ok ? 16 : 0);
+            at_cp_async16(vs + r * HD + d, Vb + off + d, ok ? 16 : 0);
+          }
+        }
+      }
+    }
+    at_cp_async_commit();
+  };
+  // Programmatic dependent launch (with knew, after the qkv GEMV): the first S tiles hold only old rows (the new row
+  // is not read), so they are requested before griddepcontrol.wait, overlapping the GEMV's tail.
+#pragma unroll
+  for (int t = 0; t < S; t++) issue(t);
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+
+  for (int i = tid; i < G * HD; i += DB_WARPS * 32) {
+    const int g = i / HD, d = i - g * HD;
+    float v = 0.f;
+    if (g < gsz && d < hd) {
+      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
+      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
+    }
+    sq[g][d] = v;
+  }
+  if (mine)
+    for (int d = tid; d < HD; d += DB_WARPS * 32) {
+      float kv = 0.f, vv = 0.f;
+      if (d < hd) {
+        const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
+        kv = a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d];
+        vv = vh[d];
+        a.K[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = kv;  // the append (no other block reads this row)
+        a.V[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = vv;
+      }
+      snew[0][d] = kv;
+      snew[1][d] = vv;
+    }
+  __syncthreads();
+
+  float acc[G][NCH];  // dims tid + 128 c of every head
+#pragma unroll
+  for (int g = 0; g < G; g++)
+#pragma unroll
+    for (int c = 0; c < NCH; c++) acc[g][c] = 0.f;
+  float m_run = -CUDART_INF_F, l_run = 0.f;  // threads tid < G T: running max / sum of head tid / T
+
+  for (int t = 0; t < nt; t++) {
+    // tile t = commit group t; groups issued so far: 0 .. max(S - 1, t + S - 2)
+    if (t == 0) at_cp_async_wait<S - 1>();
+    else at_cp_async_wait<S - 2>();
+    __syncthreads();  // tile t visible to all; nobody reads tile t - 1 any more
+    if (t > 0) issue(t + S - 1);  // into the stage of tile t - 1
+    const float *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
+    const int tb = p0 + t * T, jn = mine ? npos - tb : -1;  // row jn of this tile is the new one if 0 <= jn < T
+    // (A) scores of rows warp P .. + P - 1: the rows in registers, heads in batches of GB (<= 16 values reduced at
+    // once); q from shared memory (zero past hd, as the rows' registers)
+    {
+      float4 k4[P][NCH];
+#pragma unroll
+      for (int jj = 0; jj < P; jj++) {
+        const int j = warp * P + jj;
+        const float *kr = j == jn ? &snew[0][0] : ks + j * HD;
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+          const int d = c * 128 + lane * 4;
+          k4[jj][c] = d < hd ? *reinterpret_cast<const float4 *>(kr + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
+#pragma unroll
+      for (int gb = 0; gb < G; gb += GB) {
+        float v[NB];
+#pragma unroll
+        for (int i = 0; i < NB; i++) v[i] = 0.f;
+#pragma unroll
+        for (int gg = 0; gg < GB; gg++)
+#pragma unroll
+          for (int c = 0; c < NCH; c++) {
+            const float4 qq = *reinterpret_cast<const float4 *>(&sq[gb + gg][c * 128 + lane * 4]);
+#pragma unroll
+            for (int jj = 0; jj < P; jj++) v[gg * P + jj] += dot4(qq, k4[jj][c]);
+          }
+        const float sc = warp_sum_multi<NB>(v, lane);  // value lane >> (5 - KB) = gg P + jj
+        if ((lane & ((32 >> KB) - 1)) == 0) {
+          const int idx = lane >> (5 - KB), gg = idx / P, j = warp * P + (idx - gg * P);
+          ss[gb + gg][j] = tb + j < p1 ? sc * a.scale : -CUDART_INF_F;
+        }
+      }
+    }
+    __syncthreads();
+    // (A2) online softmax, thread (g, j) = (tid / T, tid % T); whole warps take part in the shuffles
+    if (tid < ((G * T + 31) & ~31)) {
+      const bool act = tid < G * T;
+      const int g = tid / T, j = tid - g * T;
+      const float s = act ? ss[g][j] : -CUDART_INF_F;
+      float mx = s;
+#pragma unroll
+      for (int o = T / 2; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float mn = fmaxf(m_run, mx);
+      const float w = s == -CUDART_INF_F ? 0.f : expf(s - mn);
+      const float corr = m_run == -CUDART_INF_F ? 0.f : expf(m_run - mn);
+      float sum = w;
+#pragma unroll
+      for (int o = T / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      l_run = l_run * corr + sum;
+      m_run = mn;
+      if (act) {
+        sw[g][j] = w;
+        if (j == 0) scorr[g] = corr;
+      }
+    }
+    __syncthreads();
+    // (B) acc = acc * corr + sum_j w_j V_j over the tile, for the dims this thread owns
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+      const int d = tid + c * 128;
+      if (d < hd) {
+#pragma unroll
+        for (int g = 0; g < G; g++) acc[g][c] *= scorr[g];
+#pragma unroll
+        for (int j4 = 0; j4 < T / 4; j4++) {
+          float vv[4];
+#pragma unroll
+          for (int u = 0; u < 4; u++) {
+            const int j = 4 * j4 + u;
+            vv[u] = (j == jn ? &snew[1][0] : vs + j * HD)[d];
+          }
+#pragma unroll
+          for (int g = 0; g < G; g++) {
+            const float4 w4 = *reinterpret_cast<const float4 *>(&sw[g][4 * j4]);
+            float x = acc[g][c];
+            x = fmaf(w4.x, vv[0], x);
+            x = fmaf(w4.y, vv[1], x);
+            x = fmaf(w4.z, vv[2], x);
+            x = fmaf(w4.w, vv[3], x);
+            acc[g][c] = x;
+          }
+        }
+      }
+    }
+  }
+  at_cp_async_wait<0>();  // (only empty groups can be left)
+
+  // this split's partial: acc rows (16-byte aligned), then (max, sum) pairs
+  float *pacc = a.part, *pml = a.part + (size_t)a.n_heads * AT_SPLITS * hd;
+  const int h0 = kvh * gsz;
+#pragma unroll
+  for (int g = 0; g < G; g++)
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+      const int d = tid + c * 128;
+      if (g < gsz && d < hd) pacc[((size_t)(h0 + g) * AT_SPLITS + sp) * hd + d] = acc[g][c];
+    }
+  if (tid < G * T && tid % T == 0 && tid / T < gsz) {
+    float *q = pml + ((size_t)(h0 + tid / T) * AT_SPLITS + sp) * 2;
+    q[0] = m_run;
+    q[1] = l_run;
+  }
+  // the last split block of this KV head merges all splits
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&a.counters[kvh], 1) == ns - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  // merge buffers in the (now idle) ring: per head the split maxima, overwritten by their factors; sums; totals
+  float *smf = ring, *sls = ring + G * AT_SPLITS, *sL = ring + 2 * G * AT_SPLITS;
+  float4 *red = reinterpret_cast<float4 *>(ring + 2 * G * AT_SPLITS + 32);
+  // 1. every split's (max, sum) at once
+  for (int i = tid; i < gsz * ns; i += DB_WARPS * 32) {
+    const int g = i / ns, t = i - g * ns;
+    const float2 ml = __ldcg(reinterpret_cast<const float2 *>(pml + ((size_t)(h0 + g) * AT_SPLITS + t) * 2));
+    smf[g * AT_SPLITS + t] = ml.x;
+    sls[g * AT_SPLITS + t] = ml.y;
+  }
+  __syncthreads();
+  // 2. a warp per head: M = max, factor f_t = exp(m_t - M), L = sum f_t l_t (lanes hold splits lane, lane + 32)
+  for (int g = warp; g < gsz; g += DB_WARPS) {
+    float *f = smf + g * AT_SPLITS;
+    const float *l = sls + g * AT_SPLITS;
+    const bool v0 = lane < ns, v1 = lane + 32 < ns;
+    const float m0 = v0 ? f[lane] : -CUDART_INF_F, m1 = v1 ? f[lane + 32] : -CUDART_INF_F;
+    const float M = warp_max(fmaxf(m0, m1));
+    const float f0 = m0 == -CUDART_INF_F ? 0.f : expf(m0 - M), f1 = m1 == -CUDART_INF_F ? 0.f : expf(m1 - M);
+    const float L = warp_sum((v0 ? l[lane] * f0 : 0.f) + (v1 ? l[lane + 32] * f1 : 0.f));
+    if (v0) f[lane] = f0;
+    if (v1) f[lane + 32] = f1;
+    if (lane == 0) sL[g] = L;
+  }
+  __syncthreads();
+  // 3. o = sum_t f_t acc_t: float4 columns; with few columns, R thread groups take every R-th split and their
+  // sums are added in group order.  8 independent loads per thread at a time.
+  const int hd4 = hd >> 2, E4 = gsz * hd4;
+  const int R = E4 >= DB_WARPS * 32 ? 1 : (DB_WARPS * 32) / E4;
+  for (int i = tid; i < R * E4; i += DB_WARPS * 32) {
+    const int r = i / E4, e = i - r * E4, g = e / hd4, d4 = e - g * hd4;
+    const float4 *src = reinterpret_cast<const float4 *>(pacc + (size_t)(h0 + g) * AT_SPLITS * hd) + d4;
+    const float *f = smf + g * AT_SPLITS;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int t0 = r; t0 < ns; t0 += 8 * R) {
+      float4 x[8];
+#pragma unroll
+      for (int u = 0; u < 8; u++) {
+        const int t = t0 + u * R;
+        x[u] = t < ns ? __ldcg(src + (size_t)t * hd4) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < 8; u++) {
+        const int t = t0 + u * R;
+        if (t < ns) axpy4(o, 1.f, f[t], x[u]);
+      }
+    }
+    if (R == 1) {
+      const float L = sL[g];
+      float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
+      out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
+    } else {
+      red[i] = o;
+    }
+  }
+  if (R > 1) {  // block-uniform
+    __syncthreads();
+    for (int e = tid; e < E4; e += DB_WARPS * 32) {
+      const int g = e / hd4, d4 = e - g * hd4;
+      float4 o = red[e];
+      for (int r = 1; r < R; r++) axpy4(o, 1.f, 1.f, red[r * E4 + e]);
+      const float L = sL[g];
+      float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
+      out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
+    }
+  }
+  if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+}
+
+// max splits of variant 1 (the grid's y, from the host bound): at most AT_SPLITS, >= 16 positions each, one wave
+// of blocks (DbOcc blocks per SM x SMs / kv heads: 6 x 132 / 32 = 24 for Llama-2-7B on the H200), and G x splits
+// <= 128 (the merging block reads G x splits partial rows).  Not tuned on a GPU yet: attn_decode_set_max_splits /
+// LSW_CUDA_ATTN_SPLITS override the cap (still <= AT_SPLITS).
+static int g_attn_max_splits = -1;  // -1: not set (env, else the heuristic); 0: heuristic; > 0: the cap
+void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
+static int sm_count() {
+  static std::atomic<int> cache[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) { cudaGetLastError(); dev = 0; }
+  const int slot = dev & 15;
+  int n = cache[slot].load(std::memory_order_relaxed);
+  if (n <= 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) { cudaGetLastError(); n = 132; }
+    cache[slot].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+template <int G, int NCH>
+static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
+  const int b = DbOcc<G, NCH>::blocks;  // blocks per SM
+  static std::atomic<bool> carve{false};  // hint: the shared-memory carveout that fits b blocks (once)
+  if (!carve.exchange(true) &&
+      cudaFuncSetAttribute(attn_decode_tiles_kernel<G, NCH>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
+    cudaGetLastError();  // only a hint
+  static const int env_splits = [] {
+    const char *e = getenv("LSW_CUDA_ATTN_SPLITS");
+    return e && *e ? atoi(e) : 0;
+  }();
+  const int forced = g_attn_max_splits >= 0 ? g_attn_max_splits : env_splits;
+  int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, 128 / G));
+  cap = std::min(cap, AT_SPLITS);
+  a.max_splits = std::max(1, std::min(cap, (a.n_ctx_host + DB_MINCHUNK - 1) / DB_MINCHUNK));
+  launch_pdl(attn_decode_tiles_kernel<G, NCH>, dim3(a.n_kv_heads, a.max_splits), dim3(DB_WARPS * 32), s, pdl, a);
+}
+template <int NCH>
+static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+  if (G <= 1) launch_tiles<1, NCH>(a, pdl, s);
+  else if (G <= 2) launch_tiles<2, NCH>(a, pdl, s);
+  else if (G <= 4) launch_tiles<4, NCH>(a, pdl, s);
+  else launch_tiles<8, NCH>(a, pdl, s);
+}
+
+static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 1)
+void attn_decode_set_variant(int v) { g_attn_variant = v; }
+
 // (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does
 __global__ void rope_table_kernel(int n_pos, int half, const double *__restrict__ inv_freq, float2 *__restrict__ out) {
   const long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -326,13 +743,23 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   a.counters = scratch_counters(scratch, n_heads, head_dim);
   a.n_ctx_host = n_ctx; a.n_ctx_dev = n_ctx_dev;
   a.n_heads = n_heads; a.n_kv_heads = n_kv_heads; a.hd = head_dim;
-  a.max_splits = std::max(1, std::min(AT_SPLITS, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   a.scale = 1.f / sqrtf((float)head_dim);
-  const dim3 grid(n_kv_heads, a.max_splits);
   const int G = n_heads / n_kv_heads;
   // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
   // cache rows; without knew every row may come from the kernel right before (kv_store)
   const bool pdl = pdl_attention() && knew != nullptr;
+  static const int env_variant = [] {  // read once
+    const char *e = getenv("LSW_CUDA_ATTN_VARIANT");
+    return e && !strcmp(e, "0") ? 0 : 1;
+  }();
+  const int variant = g_attn_variant >= 0 ? g_attn_variant : env_variant;
+  if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows
+    if (head_dim <= 128) launch_decode_tiles<1>(G, a, pdl, s);
+    else launch_decode_tiles<2>(G, a, pdl, s);
+    LSWC_LAUNCH_RET();
+  }
+  a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
+  const dim3 grid(n_kv_heads, a.max_splits);
   if (head_dim <= 128) launch_decode<1>(G, grid, a, pdl, s);
   else launch_decode<2>(G, grid, a, pdl, s);
   LSWC_LAUNCH_RET();
@@ -813,7 +1240,7 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
                             const_cast<float *>(K), const_cast<float *>(V), ldkv, O, scratch, s);
   if (n == 1 && scratch) {
     int splits = (n_ctx + 63) / 64;  // >= 64 positions per split for the host-known bound
-    splits = splits < 1 ? 1 : (splits > AT_SPLITS ? AT_SPLITS : splits);
+    splits = splits < 1 ? 1 : (splits > AT_SPLITS_V0 ? AT_SPLITS_V0 : splits);
     attn_decode_split_kernel<<<dim3(n_heads, splits), AT_WARPS * 32, 0, s>>>(
         n_ctx, n_ctx_dev, splits, n_heads, n_kv_heads, head_dim, Q, K, V, ldkv, scratch, scale);
     cudaError_t e = cudaGetLastError();
