@@ -127,6 +127,8 @@ st_ncu_attn() {
 st_lora_tests() {
   LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-lora.txt" &&
   LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck.txt" 2>&1; }
+# decode attention: the harness's tests and timing rows (both kernels)
+st_attn_tests() { LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt"; }
 # fused mode A-B: shrinks inside the GEMV launches (default) vs separate shrink launches (LSW_CUDA_FUSED_SHRINK=separate)
 st_fused_ab() {
   local cfg
