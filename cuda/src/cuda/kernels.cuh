@@ -28,7 +28,7 @@ struct LoraEpilogue {
   // in-kernel shrink: 2 device ints, zero before the first launch; every launch leaves them zero again.  One pair per
   // graph node (launches that may overlap must not share a pair).
   int *sync = nullptr;
-  int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
+  int nsb = 0, srpb = 0, sgroups = 0;  // set by gemv(): shrink blocks, A rows per row group, row groups
 };
 
 // ---- GEMV / GEMM ---------------------------------------------------------------------------------
