@@ -135,14 +135,6 @@ st_fused_ab() {
   for cfg in "" "LSW_CUDA_FUSED_SHRINK=separate"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-inkernel}" | tr "=" "-").json" || return 1
   done; }
-# in-kernel shrink: the harness's 7B rows with the shrink blocks capped at the default (~48 KB of A each), one per
-# row group (0), 32 and 128; then the CLI base/fused with the default
-st_shrink_ab() {
-  local n
-  for n in "" 0 32 128; do
-    LSW_CUDA_SHRINK_BLOCKS=$n LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernels-7b-nsb${n:-auto}.txt" > /dev/null || return 1
-    grep -E "shrinks in the GEMV|^\| 7B linears" "$OUT/cuda-kernels-7b-nsb${n:-auto}.txt" | sed "s/^/nsb=${n:-auto} /" | head -4
-  done; }
 # decode attention A-B in the whole model: variant 1 (cp.async tiles, default) vs 0 (register kernel)
 st_attn_ab() {
   local v

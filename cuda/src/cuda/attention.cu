@@ -8,18 +8,21 @@
 //    device memory, so the launch shape is fixed (sized for the host bound; blocks past the live split count
 //    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
 //    griddepcontrol.wait.  Two kernels (attn_decode_set_variant, LSW_CUDA_ATTN_VARIANT):
-//    * variant 1 (default), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <= 128, 8 above) copied
+//    * variant 0 (default), attn_decode_fused_kernel: each warp holds P cache rows in registers (16-byte loads),
+//      <= 32 splits of >= 32 positions, the merge loops over the splits.
+//    * variant 1 (LSW_CUDA_ATTN_VARIANT=1), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <= 128, 8 above) copied
 //      into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for the new row);
 //      all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
 //      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does
 //      the online-softmax step, each thread accumulates its own output dims from the V rows in shared memory.
 //      Splits of >= 16 positions, at most min(64, one wave of blocks, 128 / G) per KV head
 //      (attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override).  Merge: every split's (max, sum) loaded
-//      at once, then float4 columns with 8 independent loads per thread.  Compile-checked; not yet run on a GPU.
-//    * variant 0, attn_decode_fused_kernel: each warp holds P cache rows in registers (16-byte loads), <= 32
-//      splits of >= 32 positions, the merge loops over the splits.  H200 (Llama-2-7B, 32 heads, hd 128, fp32 KV):
-//      14.3 us per launch at 712 positions (38 % of copy bandwidth), 55 us at 4096 (57 %); latency-bound
-//      (Nsight Compute at 712: 31 % achieved occupancy, top stall waiting on global loads).
+//      at once, then float4 columns with 8 independent loads per thread.
+//    H200, Llama-2-7B shape (32 heads, hd 128, fp32 KV), one launch in the harness (bench/results/
+//    2026-12-01-h200-session14): 712 positions 14.2 us (v0) / 13.7 us (v1), 4096 positions 51.4 / 40.7 us (v1:
+//    78 % of copy).  In the whole 7B decode (512-token prompt, 200 new tokens) v1 was slower: base 3.902 vs 3.845
+//    ms/token, so v0 stays the default.  Both are latency-bound at a few hundred positions (v0 under Nsight Compute
+//    at 712: 31 % achieved occupancy, top stall waiting on global loads).
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
@@ -710,7 +713,7 @@ static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream
   else launch_tiles<8, NCH>(a, pdl, s);
 }
 
-static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 1)
+static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }
 
 // (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does
@@ -750,7 +753,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   const bool pdl = pdl_attention() && knew != nullptr;
   static const int env_variant = [] {  // read once
     const char *e = getenv("LSW_CUDA_ATTN_VARIANT");
-    return e && !strcmp(e, "0") ? 0 : 1;
+    return e && !strcmp(e, "1") ? 1 : 0;
   }();
   const int variant = g_attn_variant >= 0 ? g_attn_variant : env_variant;
   if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows

@@ -127,87 +127,84 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
   i = q - k * lo.seg[sg].rank;
   return true;
 }
-// Block b computes the row groups b, b + nsb, ... of srpb rows each: t = g_k * dot(A[e_k][i], X), all of a group's 16-byte A chunks
+// Block b computes rows [b * srpb, + srpb): t = g_k * dot(A[e_k][i], X), all of the block's 16-byte A chunks
 // (<= MS per thread) in flight at once, X chunks reused across the block's rows, one fixed-order block reduction
 // (deterministic); then publishes: every writer fences, the block counts itself in lora.sync[0] (release).  The
 // GEMV blocks (higher block indices, so dispatched after every shrink block) read t after an acquire of
 // sync[0] == nsb.  cols % VEC == 0 and 16-byte aligned A / X (launcher-checked).
 template <typename T>
-__device__ __noinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
+__device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
   const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
-  for (int grp = blockIdx.x; grp < lo.sgroups; grp += lo.nsb) {  // row groups of this block, one after another
-    const int q0 = grp * rpb;
-    // A row (16-byte chunks) of shrink row q: the expert index read after the wait (the router may run right before)
-    auto arow = [&](int q) -> const uint4 * {
-      int sg, k, i;
-      if (!epi_shrink_row(lo, q, sg, k, i)) return nullptr;
-      const int e = lo.seg[sg].experts[k];
-      return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) +
-                                             ((size_t)e * lo.seg[sg].rank + i) * cols);
-    };
-    uint4 a[MS];
-    unsigned live = 0;  // bit s: slot s = (row r = s / cjm, chunk j = s % cjm) loaded
-    {
-      int r = 0, j = 0;
+  const int q0 = blockIdx.x * rpb;
+  // A row (16-byte chunks) of shrink row q: the expert index read after the wait (the router may run right before)
+  auto arow = [&](int q) -> const uint4 * {
+    int sg, k, i;
+    if (!epi_shrink_row(lo, q, sg, k, i)) return nullptr;
+    const int e = lo.seg[sg].experts[k];
+    return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) +
+                                           ((size_t)e * lo.seg[sg].rank + i) * cols);
+  };
+  uint4 a[MS];
+  unsigned live = 0;  // bit s: slot s = (row r = s / cjm, chunk j = s % cjm) loaded
+  {
+    int r = 0, j = 0;
 #pragma unroll
-      for (int s = 0; s < MS; s++) {
-        const int c = tid + NT * j;
-        if (r < rpb && c < nv) {
-          const uint4 *p = arow(q0 + r);
-          if (p) {
-            a[s] = ld_stream(p + c);
-            live |= 1u << s;
-          }
+    for (int s = 0; s < MS; s++) {
+      const int c = tid + NT * j;
+      if (r < rpb && c < nv) {
+        const uint4 *p = arow(q0 + r);
+        if (p) {
+          a[s] = ld_stream(p + c);
+          live |= 1u << s;
         }
-        if (++j == cjm) { j = 0; r++; }
       }
+      if (++j == cjm) { j = 0; r++; }
     }
-    float acc[MS];
+  }
+  float acc[MS];
 #pragma unroll
-    for (int s = 0; s < MS; s++) acc[s] = 0.f;
-    auto dot = [&](const uint4 &av, int c, float &ac) {
-      float wf[VEC];
-      unpack16<T>(av, wf);
-      const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)c * VEC);
+  for (int s = 0; s < MS; s++) acc[s] = 0.f;
+  auto dot = [&](const uint4 &av, int c, float &ac) {
+    float wf[VEC];
+    unpack16<T>(av, wf);
+    const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)c * VEC);
 #pragma unroll
-      for (int q = 0; q < VEC / 4; q++) {
-        const float4 v = __ldg(xp + q);
-        ac = fmaf(wf[4 * q], v.x, ac); ac = fmaf(wf[4 * q + 1], v.y, ac);
-        ac = fmaf(wf[4 * q + 2], v.z, ac); ac = fmaf(wf[4 * q + 3], v.w, ac);
+    for (int q = 0; q < VEC / 4; q++) {
+      const float4 v = __ldg(xp + q);
+      ac = fmaf(wf[4 * q], v.x, ac); ac = fmaf(wf[4 * q + 1], v.y, ac);
+      ac = fmaf(wf[4 * q + 2], v.z, ac); ac = fmaf(wf[4 * q + 3], v.w, ac);
+    }
+  };
+  {
+    int r = 0, j = 0;
+#pragma unroll
+    for (int s = 0; s < MS; s++) {
+      if ((live >> s) & 1u) {
+#pragma unroll
+        for (int rr = 0; rr < MS; rr++)  // acc[r] with a compile-time index
+          if (rr == r) dot(a[s], tid + NT * j, acc[rr]);
       }
-    };
-    {
-      int r = 0, j = 0;
-#pragma unroll
-      for (int s = 0; s < MS; s++) {
-        if ((live >> s) & 1u) {
-#pragma unroll
-          for (int rr = 0; rr < MS; rr++)  // acc[r] with a compile-time index
-            if (rr == r) dot(a[s], tid + NT * j, acc[rr]);
-        }
-        if (++j == cjm) { j = 0; r++; }
-      }
+      if (++j == cjm) { j = 0; r++; }
     }
-    if (cj > MS) {  // long rows (srpb == 1): the chunks past the first MS per thread, streamed
-      const uint4 *p = arow(q0);
-      if (p)
-        for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(p + c), c, acc[0]);
-    }
-    block_sum_n<NT, MS>(acc, red);
+  }
+  if (cj > MS) {  // long rows (srpb == 1): the chunks past the first MS per thread, streamed
+    const uint4 *p = arow(q0);
+    if (p)
+      for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(p + c), c, acc[0]);
+  }
+  block_sum_n<NT, MS>(acc, red);
 #pragma unroll
-    for (int r = 0; r < MS; r++) {
-      int sg, k, i;
-      if (tid == r && r < rpb && epi_shrink_row(lo, q0 + r, sg, k, i)) {
-        const LoraSeg &g = lo.seg[sg];
-        const_cast<float *>(g.t)[k * g.rank + i] = g.gates[k] * acc[r];
-        __threadfence();
-      }
+  for (int r = 0; r < MS; r++) {
+    int sg, k, i;
+    if (tid == r && r < rpb && epi_shrink_row(lo, q0 + r, sg, k, i)) {
+      const LoraSeg &g = lo.seg[sg];
+      const_cast<float *>(g.t)[k * g.rank + i] = g.gates[k] * acc[r];
+      __threadfence();
     }
-    __syncthreads();  // red is reused by the next group
   }
   __syncthreads();
   if (tid == 0) {
@@ -785,19 +782,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     const int cj = cdiv(cols / vec, 256);
     lo = *lora;
     lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
-    // Fewer shrink blocks than row groups, each looping over its groups: they are dispatched before every GEMV
-    // block, so one per group (192 for the 7B q,k,v at r64 top-2) pushed part of the GEMV into a second wave.
-    // ~48 KB of A per block (7B r64 top-2: q,k,v 64 blocks, o 21, gate/up 43, down 58); LSW_CUDA_SHRINK_BLOCKS=n
-    // caps them at n instead (0: one per group).
-    const int groups = cdiv(total, lo.srpb);
-    const long long abytes = (long long)total * cols * (dtype == LSW_DTYPE_F32 ? 4 : 2);
-    static const int env_nsb = [] {
-      const char *ev = getenv("LSW_CUDA_SHRINK_BLOCKS");
-      return ev && *ev ? atoi(ev) : -1;
-    }();
-    int nsb = env_nsb >= 0 ? env_nsb : (int)std::min<long long>(64, std::max<long long>(8, abytes / (48 << 10)));
-    lo.nsb = nsb <= 0 ? groups : std::min(nsb, groups);
-    lo.sgroups = groups;
+    lo.nsb = cdiv(total, lo.srpb);
     variant = resolve_variant(dtype, rows, cols, variant, true);
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {
@@ -808,9 +793,9 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     return cudaErrorInvalidValue;
   }
   LoraEpilogue plain;
-  if (has_lora && (lora->nsb || lora->srpb || lora->sgroups)) {  // t is an input here: no shrink blocks
+  if (has_lora && (lora->nsb || lora->srpb)) {  // t is an input here: no shrink blocks whatever the caller left set
     plain = *lora;
-    plain.nsb = plain.srpb = plain.sgroups = 0;
+    plain.nsb = plain.srpb = 0;
     lora = &plain;
   }
   if (!fast || (has_lora && !lora_vec_ok(dtype, *lora))) {  // base GEMV, then the thread-per-row LoRA epilogue

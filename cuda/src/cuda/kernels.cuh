@@ -28,7 +28,7 @@ struct LoraEpilogue {
   // in-kernel shrink: 2 device ints, zero before the first launch; every launch leaves them zero again.  One pair per
   // graph node (launches that may overlap must not share a pair).
   int *sync = nullptr;
-  int nsb = 0, srpb = 0, sgroups = 0;  // set by gemv(): shrink blocks, A rows per row group, row groups
+  int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
 };
 
 // ---- GEMV / GEMM ---------------------------------------------------------------------------------
@@ -147,8 +147,8 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              cudaStream_t s, const float2 *rope_cs = nullptr);
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
-// Decode kernel (attention.cu): 1 (default) K/V tiles staged through shared memory by cp.async, 0 the register
-// kernel; -1 back to LSW_CUDA_ATTN_VARIANT=0|1 (read once).  Variant 1 needs a 16-byte aligned scratch (else 0).
+// Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by
+// cp.async; -1 back to LSW_CUDA_ATTN_VARIANT=0|1 (read once).  Variant 1 needs a 16-byte aligned scratch (else 0).
 void attn_decode_set_variant(int v);
 // Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, G x splits <= 128); -1 back to
 // LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
