@@ -135,17 +135,6 @@ st_fused_ab() {
   for cfg in "" "LSW_CUDA_FUSED_SHRINK=separate"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-inkernel}" | tr "=" "-").json" || return 1
   done; }
-# in-kernel shrink: how the GEMV blocks wait for it (LSW_CUDA_SHRINK_MODE 0-2; 3 = never wait, timing only, wrong
-# results): the harness's 7B rows, then the CLI all-linear r64 base/fused for modes 0-2
-st_shrink_modes() {
-  local m
-  for m in 0 1 2 3; do
-    LSW_CUDA_SHRINK_MODE=$m LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernels-7b-smode$m.txt" > /dev/null || return 1
-    grep -E "shrinks in the GEMV|^\| 7B linears|epilogues only" "$OUT/cuda-kernels-7b-smode$m.txt" | sed "s/^/smode=$m /" | head -5
-  done
-  for m in 0 1 2; do
-    LSW_CUDA_SHRINK_MODE=$m node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-smode$m.json" | grep -E "^lora-switch" | sed "s/^/smode=$m /" || return 1
-  done; }
 # decode attention A-B in the whole model: variant 1 (cp.async tiles, default) vs 0 (register kernel)
 st_attn_ab() {
   local v

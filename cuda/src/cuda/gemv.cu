@@ -317,14 +317,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     cp_async_commit();
   };
   bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (looked at half way, else after the loop)
-  // LSW_CUDA_SHRINK_MODE (harness A-B): 0 acquire-load look half way; 1 no look, wait after the rows; 2 relaxed look
-  // half way, the acquire only once it reads ready; 3 TIMING ONLY, WRONG RESULTS: t staged at once, never waited for
-  int smode = 0;
-  if constexpr (LORA) smode = lora.smode;
-  if (shr && smode == 3) {
-    stage_t();
-    t_staged = true;
-  }
   if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
     const int tid = threadIdx.x;
     if (!shr) stage_t();
@@ -390,11 +382,9 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
   };
   if constexpr (LORA) {  // in-kernel shrink: one look at the shrink blocks' counter half way (weights in flight)
-    if (shr && !t_staged && smode != 1) {
+    if (shr) {
       main_loop(true);
-      const bool ready = smode == 2 ? ld_relaxed(lora.sync) >= lora.nsb && ld_acquire(lora.sync) >= lora.nsb
-                                    : ld_acquire(lora.sync) >= lora.nsb;
-      if (ready) {
+      if (ld_acquire(lora.sync) >= lora.nsb) {
         stage_t();
         t_staged = true;
       }
@@ -793,11 +783,6 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     lo = *lora;
     lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
     lo.nsb = cdiv(total, lo.srpb);
-    static const int env_smode = [] {
-      const char *ev = getenv("LSW_CUDA_SHRINK_MODE");
-      return ev && *ev ? atoi(ev) : 0;
-    }();
-    lo.smode = env_smode;
     variant = resolve_variant(dtype, rows, cols, variant, true);
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {

@@ -29,7 +29,6 @@ struct LoraEpilogue {
   // graph node (launches that may overlap must not share a pair).
   int *sync = nullptr;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
-  int smode = 0;          // set by gemv(): LSW_CUDA_SHRINK_MODE (see gemv_body)
 };
 
 // ---- GEMV / GEMM ---------------------------------------------------------------------------------
