@@ -103,6 +103,22 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
   y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
 }
 
+// sq[g][d] = q of query head kvh * gsz + g with RoPE applied (when inv_freq), zero past hd and for padding heads
+template <int G, int HD>
+__device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, int half, int pos, float (&sq)[G][HD],
+                                        int tid, int nthreads) {
+  const int hd = a.hd;
+  for (int i = tid; i < G * HD; i += nthreads) {
+    const int g = i / HD, d = i - g * HD;
+    float v = 0.f;
+    if (g < gsz && d < hd) {
+      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
+      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
+    }
+    sq[g][d] = v;
+  }
+}
+
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
 template <int G, int NCH, int P>
@@ -153,15 +169,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   load_rows(pb0);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  for (int i = tid; i < G * HD; i += blockDim.x) {
-    const int g = i / HD, d = i - g * HD;
-    float v = 0.f;
-    if (g < gsz && d < hd) {
-      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
-      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
-    }
-    sq[g][d] = v;
-  }
+  stage_q(a, kvh, gsz, half, pos, sq, tid, blockDim.x);
   if (mine) {
     for (int d = tid; d < HD; d += blockDim.x) {
       const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
@@ -451,15 +459,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   for (int t = 0; t < S; t++) issue(t);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  for (int i = tid; i < G * HD; i += DB_WARPS * 32) {
-    const int g = i / HD, d = i - g * HD;
-    float v = 0.f;
-    if (g < gsz && d < hd) {
-      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
-      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
-    }
-    sq[g][d] = v;
-  }
+  stage_q(a, kvh, gsz, half, pos, sq, tid, DB_WARPS * 32);
   if (mine)
     for (int d = tid; d < HD; d += DB_WARPS * 32) {
       float kv = 0.f, vv = 0.f;

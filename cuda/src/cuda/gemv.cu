@@ -118,17 +118,23 @@ __device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
 
 // ---- in-kernel LoRA shrink: the leading lora.nsb blocks of a GEMV launch ----------------------------------------
 constexpr int EPI_SHRINK_MS = 4;  // 16-byte A chunks in flight per thread of a shrink block (registers: <= the GEMV's)
-// Shrink row q (of Σ_seg top_k * rank_seg, segments in order) -> (segment, expert slot k, rank index i)
-__device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, int &sg, int &k, int &i) {
-  for (sg = 0; sg < lo.nseg; sg++) {
-    const int nr = lo.top_k * lo.seg[sg].rank;
+// Row q of n entries holding top_k * rank_of(e) shrink rows each, in order -> (entry e, expert slot k, rank index i);
+// false past the last row
+template <typename RankOf>
+__device__ __forceinline__ bool split_shrink_row(int n, int top_k, RankOf rank_of, int q, int &e, int &k, int &i) {
+  for (e = 0; e < n; e++) {
+    const int nr = top_k * rank_of(e);
     if (q < nr) break;
     q -= nr;
   }
-  if (sg >= lo.nseg) return false;
-  k = q / lo.seg[sg].rank;
-  i = q - k * lo.seg[sg].rank;
+  if (e >= n) return false;
+  k = q / rank_of(e);
+  i = q - k * rank_of(e);
   return true;
+}
+// Shrink row q (of Σ_seg top_k * rank_seg, segments in order) -> (segment, expert slot k, rank index i)
+__device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, int &sg, int &k, int &i) {
+  return split_shrink_row(lo.nseg, lo.top_k, [&](int e) { return lo.seg[e].rank; }, q, sg, k, i);
 }
 // Block b computes rows [b * srpb, + srpb): t = g_k * dot(A[e_k][i], X), all of the block's 16-byte A chunks
 // (<= MS per thread) in flight at once, X chunks reused across the block's rows, one fixed-order block reduction
@@ -822,15 +828,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
 // all jobs of a batch in one launch, fixed-order block reduction (deterministic) ------------------------------
 // (job, expert slot k, rank index i) of shrink row `row` of a batch; false past the last row (uniform per block)
 __device__ __forceinline__ bool shrink_row(const ShrinkBatch &b, int row, int &j, int &k, int &i) {
-  for (j = 0; j < b.njobs; j++) {
-    const int nr = b.top_k * b.job[j].rank;
-    if (row < nr) break;
-    row -= nr;
-  }
-  if (j >= b.njobs) return false;
-  k = row / b.job[j].rank;
-  i = row - k * b.job[j].rank;
-  return true;
+  return split_shrink_row(b.njobs, b.top_k, [&](int e) { return b.job[e].rank; }, row, j, k, i);
 }
 // Before griddepcontrol.wait: the expert of slot k read relaxed (the router may be the kernel right before us) and
 // clamped to [0, n_experts), its A row's first PF 16-byte chunks of this thread into registers.  Returns the expert
