@@ -103,11 +103,24 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
   y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
 }
 
+// After a block's partials are written: it counts itself in *counter (fence first, so the partials are visible to
+// whoever counts after it); true in the last of the n blocks, which then reads every partial (fence again).  The
+// caller re-arms the counter.
+__device__ __forceinline__ bool last_split_block(int *counter, int n) {
+  __shared__ int s_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(counter, 1) == n - 1;
+  __syncthreads();
+  if (!s_last) return false;
+  __threadfence();
+  return true;
+}
+
 // sq[g][d] = q of query head kvh * gsz + g with RoPE applied (when inv_freq), zero past hd and for padding heads
 template <int G, int HD>
-__device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, int half, int pos, float (&sq)[G][HD],
-                                        int tid, int nthreads) {
-  const int hd = a.hd;
+__device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, int hd, int half, int pos,
+                                        float (&sq)[G][HD], int tid, int nthreads) {
   for (int i = tid; i < G * HD; i += nthreads) {
     const int g = i / HD, d = i - g * HD;
     float v = 0.f;
@@ -129,7 +142,6 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   __shared__ __align__(16) float snew[2][HD];
   __shared__ __align__(16) float sacc[DA_WARPS][G][HD];
   __shared__ float sm[DA_WARPS][G], sl[DA_WARPS][G];
-  __shared__ int s_last;
   const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
   const int n_ctx = a.n_ctx_dev ? *a.n_ctx_dev : a.n_ctx_host;
@@ -169,7 +181,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   load_rows(pb0);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  stage_q(a, kvh, gsz, half, pos, sq, tid, blockDim.x);
+  stage_q(a, kvh, gsz, hd, half, pos, sq, tid, blockDim.x);
   if (mine) {
     for (int d = tid; d < HD; d += blockDim.x) {
       const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
@@ -279,12 +291,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     if (d == 0) { pp[0] = M; pp[1] = L; }
   }
   // the last split block of this KV head merges all splits
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) s_last = atomicAdd(&a.counters[kvh], 1) == ns - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
+  if (!last_split_block(&a.counters[kvh], ns)) return;
   for (int i = tid; i < gsz * hd; i += blockDim.x) {
     const int g = i / hd, d = i - g * hd, h = kvh * gsz + g;
     const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2);
@@ -387,7 +394,6 @@ template <int G, int NCH> struct DbSmem {
   alignas(16) float ss[G][T];              // the tile's scores
   alignas(16) float sw[G][T];              // their softmax weights
   float scorr[G];                          // the tile's rescale of the running sums
-  int last;                                // this block merges
 };
 template <int G, int NCH> struct DbOcc {
   static constexpr int per_block = (int)sizeof(DbSmem<G, NCH>) + 1024;
@@ -414,7 +420,6 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   auto &ss = sm.ss;
   auto &sw = sm.sw;
   auto &scorr = sm.scorr;
-  int &s_last = sm.last;
   const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
   const int n_ctx = a.n_ctx_dev ? *a.n_ctx_dev : a.n_ctx_host;
@@ -459,7 +464,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   for (int t = 0; t < S; t++) issue(t);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  stage_q(a, kvh, gsz, half, pos, sq, tid, DB_WARPS * 32);
+  stage_q(a, kvh, gsz, hd, half, pos, sq, tid, DB_WARPS * 32);
   if (mine)
     for (int d = tid; d < HD; d += DB_WARPS * 32) {
       float kv = 0.f, vv = 0.f;
@@ -594,12 +599,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
     q[1] = l_run;
   }
   // the last split block of this KV head merges all splits
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) s_last = atomicAdd(&a.counters[kvh], 1) == ns - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
+  if (!last_split_block(&a.counters[kvh], ns)) return;
   // merge buffers in the (now idle) ring: per head the split maxima, overwritten by their factors; sums; totals
   float *smf = ring, *sls = ring + G * AT_SPLITS, *sL = ring + 2 * G * AT_SPLITS;
   float4 *red = reinterpret_cast<float4 *>(ring + 2 * G * AT_SPLITS + 32);
