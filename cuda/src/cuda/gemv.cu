@@ -54,7 +54,8 @@
 // 5'. (2026-12-01, session 14) In-kernel shrink, fused decode's default: the shrinks run in leading blocks of the LoRA
 //     GEMV launch itself (epi_shrink_block; t published through LoraEpilogue::sync), so the norms / SwiGLU are the
 //     plain kernels and o's shrink is no extra launch: 266 instead of 299 launches per token, 7B all-linear r64
-//     4.67 -> 4.58 ms.  The separate path (3'/4') stays behind LSW_CUDA_FUSED_SHRINK=separate.
+//     4.67 -> 4.56-4.63 ms (the separate path measured 4.59-4.87 ms in the same session's runs).  The separate path
+//     (3'/4') stays behind LSW_CUDA_FUSED_SHRINK=separate.
 // ---------------------------------------------------------------------------------------------------------------
 // ---- history: RMSNorm / SwiGLU folded into the decode GEMV (tried, measured slower, removed 2026-12-01) ------------
 // An opt-in path (LSW_CUDA_GEMV_PROLOGUE=1, gemv_prologue) computed the decode RMSNorm / SwiGLU inside the GEMV
