@@ -673,7 +673,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, F16/BF16, rank % 16 == 0: sgmm_tc_ok;
   // layer-wise routers: one launch per layer and fused matrix); still recomputed from the pristine weights
-  // (drift-free), within 1 ulp of the exact-order kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the exact SIMT kernel (bit-identical to the CPU).
+  // (drift-free), within 1 ulp of the exact-order kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the
+  // exact SIMT kernel (bit-identical to the CPU).
   ev = getenv("LSW_CUDA_SGMM_EXACT");
   const char *ev_tc = getenv("LSW_CUDA_SGMM_TC");
   const bool want_tc = !(ev && *ev && strcmp(ev, "0")) && !(ev_tc && !strcmp(ev_tc, "0"));
