@@ -135,11 +135,12 @@ st_fused_ab() {
   for cfg in "" "LSW_CUDA_FUSED_SHRINK=separate"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-inkernel}" | tr "=" "-").json" || return 1
   done; }
-# decode attention A-B in the whole model: variant 1 (cp.async tiles, default) vs 0 (register kernel)
+# decode attention A-B in the whole model: kernel 0 (registers, default) / 1 (cp.async tiles), each without and with
+# PDL for the attention launch (LSW_CUDA_PDL_ATTN=1: kernel 1 requests all its first tiles before the wait)
 st_attn_ab() {
-  local v
-  for v in 1 0; do
-    LSW_CUDA_ATTN_VARIANT=$v node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-attn-v$v.json" || return 1
+  local cfg
+  for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
   done; }
 # layer-wise router, q,v r16: merge (tensor-core SGMM per layer) and fused
 st_bench_lw() {
