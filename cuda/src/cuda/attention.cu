@@ -330,7 +330,7 @@ static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaS
   else launch_pdl(attn_decode_fused_kernel<8, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
 }
 
-// ---- decode, variant 1 (default): K/V tiles staged through shared memory by cp.async -----------------
+// ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
 // Grid (kv heads, max_splits), 4 warps.  A split's positions go through shared memory in tiles of T rows (K and
 // V) held in a ring of S stages: all S stages are issued at the start (the rows of old positions, before the PDL
 // wait), then each tile's stage is refilled with the tile S further on as soon as every thread is done with it.
@@ -671,22 +671,11 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
 
 // max splits of variant 1 (the grid's y, from the host bound): at most AT_SPLITS, >= 16 positions each, one wave
 // of blocks (DbOcc blocks per SM x SMs / kv heads: 6 x 132 / 32 = 24 for Llama-2-7B on the H200), and G x splits
-// <= 128 (the merging block reads G x splits partial rows).  Not tuned on a GPU yet: attn_decode_set_max_splits /
-// LSW_CUDA_ATTN_SPLITS override the cap (still <= AT_SPLITS).
+// <= 128 (the merging block reads G x splits partial rows).  H200, 7B, one launch: this cap (24) 13.7 / 40.7 us at
+// 712 / 4096 positions, 16 about the same, 32-64 slower (bench/results/2026-12-01-h200-session14/run1/attn.txt);
+// attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override it (still <= AT_SPLITS).
 static int g_attn_max_splits = -1;  // -1: not set (env, else the heuristic); 0: heuristic; > 0: the cap
 void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
-static int sm_count() {
-  static std::atomic<int> cache[16];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) { cudaGetLastError(); dev = 0; }
-  const int slot = dev & 15;
-  int n = cache[slot].load(std::memory_order_relaxed);
-  if (n <= 0) {
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) { cudaGetLastError(); n = 132; }
-    cache[slot].store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
 template <int G, int NCH>
 static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
   const int b = DbOcc<G, NCH>::blocks;  // blocks per SM

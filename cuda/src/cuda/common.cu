@@ -2,6 +2,8 @@
 #include "common.cuh"
 #include "../backend_cuda.h"
 
+#include <atomic>
+
 lsw_status lswc_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
   const char *f = file;
   for (const char *p = file; *p; p++)
@@ -31,3 +33,24 @@ int lswc_available() {
     if (cudaGetDeviceProperties(&prop, d) == cudaSuccess && prop.major >= 9) return 1;
   return 0;
 }
+
+namespace lswc {
+int sm_count() {
+  static std::atomic<int> cache[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    dev = 0;
+  }
+  std::atomic<int> &slot = cache[dev & 15];
+  int n = slot.load(std::memory_order_relaxed);
+  if (n <= 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n < 1) {
+      cudaGetLastError();
+      n = 132;
+    }
+    slot.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+}  // namespace lswc

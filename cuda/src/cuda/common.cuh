@@ -100,6 +100,8 @@ __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
 }
 
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// SMs of the current device (cached per device; 132, an H200, if the query fails: callers only size grids with it)
+int sm_count();
 inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }
 
 // A launch with programmatic stream serialization (PDL: the kernel may start while the one before it finishes; it

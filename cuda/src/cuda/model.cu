@@ -301,19 +301,7 @@ struct Fwd {
       for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
       bool inside = epi && !pre && st->shrink_in_gemv;
       for (int i = 0; i < ns && inside; i++) inside = segs[i].a == segs[0].a;
-      if (inside) {
-        lswc::LoraEpilogue ep;
-        ep.nseg = ns;
-        ep.top_k = segs[0].a->K;
-        for (int i = 0; i < ns; i++) {
-          DAdapter &a = *segs[i].a;
-          ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, a.t[segs[i].k], a.ex(L),
-                       segs[i].d->A, a.gt(L)};
-        }
-        ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
-        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
-      }
-      for (int i = 0; i < ns && !pre;) {
+      for (int i = 0; i < ns && !pre && !inside;) {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
         sb.top_k = a->K;
@@ -328,9 +316,15 @@ struct Fwd {
         lswc::LoraEpilogue ep;
         ep.nseg = ns;
         ep.top_k = segs[0].a->K;
-        for (int i = 0; i < ns; i++)
-          ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, segs[i].a->t[segs[i].k],
-                       segs[i].a->ex(L)};
+        for (int i = 0; i < ns; i++) {
+          DAdapter &a = *segs[i].a;
+          ep.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, a.t[segs[i].k], a.ex(L)};
+          if (inside) {  // the shrinks run in this GEMV launch
+            ep.seg[i].A = segs[i].d->A;
+            ep.seg[i].gates = a.gt(L);
+          }
+        }
+        if (inside) ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
         return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
       }
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
@@ -960,13 +954,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       // is only eligible when its output equals variant 0's bit for bit); see autotune_merge
       TRY(autotune_merge(st, st->tc_descs, st->tc_n, st->tc_tiles));
     }
-  }
-  if (NA) {  // prologue_shrink sets its shared-memory attribute on first use: do that now, not during a capture
-    LSWC_CHECK(cudaMemset(st->gu, 0, sizeof(float) * 2 * I));
-    LSWC_CHECK(cudaMemset(st->x, 0, sizeof(float) * H));
-    const int dt = st->layers[0].dt[LSW_MAT_GATE_UP];
-    LSWC_CHECK(lswc::prologue_shrink(dt, 1, I, st->gu, nullptr, 0.f, st->act, lswc::ShrinkBatch{}, st->s));
-    LSWC_CHECK(lswc::prologue_shrink(dt, 0, H, st->x, st->norm, cf.rms_norm_eps, st->xn, lswc::ShrinkBatch{}, st->s));
   }
   {  // pick the fastest GEMV kernel for every weight shape on these very buffers, before any graph is captured
      // (LSW_CUDA_AUTOTUNE=0 skips; LSW_CUDA_VERBOSE=1 prints the choices)

@@ -1182,15 +1182,7 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
   g_s3_strip = strip == 1 || strip == 2 || strip == 4 || strip == 8 ? strip : 0;
 }
 
-static int persist_grid(int total_tiles) {
-  static int sms = 0;
-  if (!sms) {
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) sms = 132;
-    cudaGetLastError();
-  }
-  return std::max(1, std::min(total_tiles, 2 * sms));
-}
+static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
 // Variant 3 needs more than 48 KB of dynamic shared memory: cudaFuncSetAttribute once per device and template
 // instance.  Done outside stream capture only (sgmm_prepare, autotune_sgmm, or the first non-capturing sgmm());
@@ -1355,14 +1347,13 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     cudaGetLastError();
     return saved;
   }
-  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variants 1 and 3 are kept only
-  // when that checksum equals variant 0's (bit-identical merge on these descriptors).
+  // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variant 3 is kept only when
+  // that checksum equals variant 0's (bit-identical merge on these descriptors).
   const int cand[NC] = {0, 3};
   float best[NC] = {1e30f, 1e30f};
   unsigned long long sum[NC] = {0, 0};
   bool ran[NC] = {false, false};
-  int sms = 0, dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
+  const int sms = sm_count();
   bool ok = cudaMemsetAsync(dsum, 0, NC * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
   for (int c = 0; c < NC && ok; c++) {
     if (cand[c] == 3 && !have3) continue;
