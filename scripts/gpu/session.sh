@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -85,7 +85,7 @@ st_bench_final() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --out "$OUT/bench-llama2-7b-all-r64.json"; }
 # decode attention: harness validation + timing, then base/fused decode with 4 and 8 positions in flight per warp
 st_attn() {
-  LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt" &&
+  st_attn_tests &&
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn.json" &&
   LSW_CUDA_ATTN_P8=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-attn-p8.json"; }
 # SGMM variants: harness tests + timing + the copy probe, then memcheck of the tests
