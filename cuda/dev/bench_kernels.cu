@@ -471,8 +471,9 @@ static void alloc7b(Model7B &m, bool lora) {
 // (<= m.R: the r64 buffers are reused), and two ablations that isolate the parts of the LoRA cost:
 // no_shrink (t left as is, shrink jobs dropped: the prologues become plain norms) and no_epi (GEMVs without epilogue).
 // inkernel: the shrinks run inside the LoRA GEMV launches (LoraSeg::A; the fused decode's default): the norms and
-// SwiGLU stay plain kernels and o gets no extra launch, so the graph has the base step's nodes.
-struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false, inkernel = false; };
+// SwiGLU stay plain kernels and o gets no extra launch, so the graph has the base step's nodes; early: their A rows
+// requested before griddepcontrol.wait (LoraEpilogue::n_experts, the default), else after it.
+struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false, inkernel = false, early = true; };
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
@@ -496,6 +497,7 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
       ep = LoraEpilogue{};
       ep.top_k = m.K;
       ep.sync = lc.inkernel ? m.sync + 2 * (4 * l + node++) : nullptr;
+      if (lc.inkernel && lc.early) ep.n_experts = m.E;
       if (!lc.no_epi)
         for (auto mr : mods)
           if (on(mr.first)) ep.seg[ep.nseg++] = seg(mr.first, mr.second);
@@ -620,6 +622,9 @@ static void bench_7b() {
   const double fused_ik_qv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_qv16); }, nullptr);
   gemv_set_pdl(true);
   const double fused_ik_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink); }, nullptr);
+  LoraCfg ink_late = ink;
+  ink_late.early = false;
+  const double fused_ik_late_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_late); }, nullptr);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);  // GEMVs only (default)
   pdl_set_scope(true, false);  // RMSNorm / SwiGLU with PDL too (LSW_CUDA_PDL_NORM=1)
   const double base_pdl_norm = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
@@ -678,6 +683,7 @@ static void bench_7b() {
   snprintf(nm, sizeof nm, "same, fused LoRA r64, shrinks in the GEMV launches (%d nodes)", nik);
   row(nm, fused_ik, (double)m.weight_bytes);
   row("  same, fused LoRA r64, shrinks in the GEMV launches, PDL", fused_ik_pdl, (double)m.weight_bytes);
+  row("  same, PDL, shrink A rows after the wait (LSW_CUDA_FUSED_SHRINK=late)", fused_ik_late_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA r16 q,v, shrinks in the GEMV launches", fused_ik_qv, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, base, PDL GEMVs and PDL RMSNorm / SwiGLU", base_pdl_norm, (double)m.weight_bytes);
@@ -741,6 +747,7 @@ static void bench_7b() {
 }
 
 
+__global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns);
 // ===================================================================================================
 static void test_lora() {
   logf("\n== fused LoRA (shrink + GEMV epilogue) and unfused expand ==\n");
@@ -843,6 +850,37 @@ static void test_lora() {
             check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
             if (rep == 0) r0 = Y;
             else expect(memcmp(Y.data(), r0.data(), rows * 4) == 0, "fused lora %s, shrink in the GEMV launch, v%d: run 2 bit-identical", what, v);
+          }
+          // A rows requested before griddepcontrol.wait (n_experts): with the experts already in place, then right
+          // after a PDL producer that writes them late over wrong, out-of-range indices (the pre-wait guess is wrong
+          // and clamped; the post-wait check must load again).  Same bits as above.
+          for (int late = 0; late < 2; late++) {
+            LoraEpilogue es = ek;
+            es.n_experts = E;
+            std::vector<int> bad(K);
+            for (int k = 0; k < K; k++) bad[k] = k % 2 ? -3 - k : E + 5 + k;
+            int *de_ok = dup(ex);
+            if (late) CK(cudaMemcpy(de, bad.data(), K * 4, cudaMemcpyHostToDevice));
+            poison(dY, rows * 4);
+            poison(dt_, tot * 4);
+            cudaStream_t st;
+            CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+            gemv_set_pdl(late == 1);
+            if (late) {
+              delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(de_ok), reinterpret_cast<float *>(de), K, 20000);
+              CK(cudaGetLastError());
+            }
+            CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &es, st, v));
+            CK(cudaStreamSynchronize(st));
+            gemv_set_pdl(false);
+            CK(cudaStreamDestroy(st));
+            Y = down(dY, rows);
+            const auto exd = down(de, K);
+            snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d, A rows before the wait%s", what, v,
+                     late ? ", experts written late by a PDL producer" : "");
+            check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+            expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && exd == ex, "%s: bit-identical to the plain launch", nm);
+            cudaFree(de_ok);
           }
           int hs[2];
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));

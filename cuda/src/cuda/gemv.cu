@@ -78,7 +78,6 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
 // (e.g. the epilogue's segment lookup) in registers across the GEMV main loop instead of recomputing them
 __device__ __forceinline__ int opaque_tid() {
@@ -142,35 +141,62 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // (deterministic); then publishes: every writer fences, the block counts itself in lora.sync[0] (release).  The
 // GEMV blocks (higher block indices, so dispatched after every shrink block) read t after an acquire of
 // sync[0] == nsb.  cols % VEC == 0 and 16-byte aligned A / X (launcher-checked).
+// With lo.n_experts > 0 the A chunks are requested BEFORE griddepcontrol.wait (A never changes; the expert index is
+// read relaxed and clamped to [0, n_experts): a previous step's or a router's in-flight value); after the wait the
+// index is read again and the slots loaded for another expert load again (as shrink_prefetch does for lora_shrink).
 template <typename T>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
   const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
   const int q0 = blockIdx.x * rpb;
-  // A row (16-byte chunks) of shrink row q: the expert index read after the wait (the router may run right before)
-  auto arow = [&](int q) -> const uint4 * {
+  // expert of shrink row q (-1: past the last row), read relaxed (pre: before the wait, clamped), and its A row
+  auto expert = [&](int q, bool pre) -> int {
     int sg, k, i;
-    if (!epi_shrink_row(lo, q, sg, k, i)) return nullptr;
-    const int e = lo.seg[sg].experts[k];
-    return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) +
-                                           ((size_t)e * lo.seg[sg].rank + i) * cols);
+    if (!epi_shrink_row(lo, q, sg, k, i)) return -1;
+    const int e = ld_relaxed(lo.seg[sg].experts + k);
+    return pre ? min(max(e, 0), lo.n_experts - 1) : e;
   };
-  uint4 a[MS];
-  unsigned live = 0;  // bit s: slot s = (row r = s / cjm, chunk j = s % cjm) loaded
-  {
+  auto arow = [&](int q, int e) -> const uint4 * {
+    int sg, k, i;
+    epi_shrink_row(lo, q, sg, k, i);
+    return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) + ((size_t)e * lo.seg[sg].rank + i) * cols);
+  };
+  // slot s = (row r = s / cjm, chunk j = s % cjm): every expert index is read first (loads in flight together),
+  // then the A chunks
+  auto experts = [&](bool pre, int (&ev)[MS]) {
     int r = 0, j = 0;
 #pragma unroll
     for (int s = 0; s < MS; s++) {
-      const int c = tid + NT * j;
-      if (r < rpb && c < nv) {
-        const uint4 *p = arow(q0 + r);
-        if (p) {
-          a[s] = ld_stream(p + c);
-          live |= 1u << s;
-        }
+      ev[s] = r < rpb && tid + NT * j < nv ? expert(q0 + r, pre) : -1;
+      if (++j == cjm) { j = 0; r++; }
+    }
+  };
+  uint4 a[MS];
+  int es[MS];  // expert whose A chunk slot s holds (-1: none)
+#pragma unroll
+  for (int s = 0; s < MS; s++) es[s] = -1;
+  if (lo.n_experts > 0) {
+    experts(true, es);
+    int r = 0, j = 0;
+#pragma unroll
+    for (int s = 0; s < MS; s++) {
+      if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + tid + NT * j);
+      if (++j == cjm) { j = 0; r++; }
+    }
+  }
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
+  unsigned live = 0;  // bit s: slot s loaded
+  {
+    int en[MS];
+    experts(false, en);
+    int r = 0, j = 0;
+#pragma unroll
+    for (int s = 0; s < MS; s++) {
+      if (en[s] >= 0) {
+        if (en[s] != es[s]) a[s] = ld_stream(arow(q0 + r, en[s]) + tid + NT * j);
+        live |= 1u << s;
       }
       if (++j == cjm) { j = 0; r++; }
     }
@@ -202,9 +228,9 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     }
   }
   if (cj > MS) {  // long rows (srpb == 1): the chunks past the first MS per thread, streamed
-    const uint4 *p = arow(q0);
-    if (p)
-      for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(p + c), c, acc[0]);
+    const int e = expert(q0, false);
+    if (e >= 0)
+      for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(arow(q0, e) + c), c, acc[0]);
   }
   block_sum_n<NT, MS>(acc, red);
 #pragma unroll
@@ -760,6 +786,7 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
     b.top_k = lo.top_k;
     b.experts = lo.seg[i].experts;
     b.gates = lo.seg[i].gates;
+    b.n_experts = lo.n_experts;
     b.job[0] = ShrinkJob{lo.seg[i].A, lo.seg[i].rank, cols, X, const_cast<float *>(lo.seg[i].t)};
     cudaError_t e = lora_shrink(dtype, b, s);
     if (e != cudaSuccess) return e;

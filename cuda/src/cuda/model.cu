@@ -99,6 +99,9 @@ struct State {
   // (layer, fused matrix) node, zeroed once); LSW_CUDA_FUSED_SHRINK=separate: one shrink launch per matrix (o) or
   // folded into the RMSNorm / SwiGLU before it (prologue_shrink), the path before 2026-12-01
   bool shrink_in_gemv = true;
+  // in-kernel shrink blocks read their A rows before griddepcontrol.wait (LoraEpilogue::n_experts);
+  // LSW_CUDA_FUSED_SHRINK=late: after it (session 14's form, kept for A-B runs)
+  bool shrink_early = true;
   int *shr_sync = nullptr;  // [layer][mat][2]
   void *xbuf = nullptr;
   float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
@@ -324,7 +327,10 @@ struct Fwd {
             ep.seg[i].gates = a.gt(L);
           }
         }
-        if (inside) ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
+        if (inside) {
+          ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
+          if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
+        }
         return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
       }
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
@@ -453,9 +459,12 @@ struct Fwd {
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
       if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, st->qkv, kc, vc)) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
+        // ... and an L2 prefetch of (part of) the o_proj weights the GEMV right after reads
+        const bool merged = st->mode == LSW_MODE_MERGE && adapters_active(m, st) && ly.work[LSW_MAT_O];
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
-                                  st->attn_scratch, s, st->rope_cs));
+                                  st->attn_scratch, s, st->rope_cs, merged ? ly.work[LSW_MAT_O] : ly.w[LSW_MAT_O],
+                                  ly.bytes[LSW_MAT_O]));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -731,6 +740,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   {
     const char *fs = getenv("LSW_CUDA_FUSED_SHRINK");
     st->shrink_in_gemv = !(fs && !strcmp(fs, "separate"));
+    st->shrink_early = !(fs && !strcmp(fs, "late"));
     const size_t n = (size_t)cf.num_layers * LSW_MAT_COUNT * 2;
     TRY(dalloc(st, &st->shr_sync, n));
     LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));

@@ -208,6 +208,7 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
   ep.nseg = 1; ep.top_k = top_k;
   ep.seg[0] = {0, rows, rank, dB.p, dt.as<float>(), de.as<int>(), dA.p, dg.as<float>()};
   ep.sync = sync.as<int>();
+  ep.n_experts = top_k;  // the A rows requested before the launch's wait, as in the decode
   FINISH(lswc::gemv(dtype, dW.p, rows, cols, dx.as<float>(), cols, 1, dY.as<float>(), rows, nullptr, false, &ep, 0));
   return dY.download(Y, (size_t)rows * 4);
 }
