@@ -76,22 +76,7 @@ struct DecodeAttn {
   const int *n_ctx_dev;
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
-  // L2 prefetch of the next kernel's weights (attention_decode's l2_next): keep of every 8 lines of 128 bytes from
-  // l2, l2_sel lines in all, spread over every block of the grid
-  const char *l2 = nullptr;
-  unsigned l2_sel = 0, l2_keep = 0;
 };
-
-// The block's share of the L2 prefetch (before anything else: blocks past the live split count take part too).
-// The decode attention is latency-bound (~1.6 TB/s of K/V at 712 positions on the H200): the prefetch uses the
-// idle HBM bandwidth to bring (part of) the o_proj weights into L2 for the GEMV right after.  The kept lines are
-// interleaved (keep of every 8) so that every GEMV block finds the same share of its rows there.
-__device__ __forceinline__ void l2_prefetch_share(const DecodeAttn &a) {
-  if (!a.l2_sel) return;
-  const unsigned nt = gridDim.x * gridDim.y * blockDim.x;
-  for (unsigned i = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x; i < a.l2_sel; i += nt)
-    prefetch_l2(a.l2 + ((size_t)(i / a.l2_keep) * 8 + i % a.l2_keep) * 128);
-}
 
 // HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
 __device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
@@ -152,7 +137,6 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 template <int G, int NCH, int P>
 __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
-  l2_prefetch_share(a);
   constexpr int HD = NCH * 128;
   __shared__ __align__(16) float sq[G][HD];
   __shared__ __align__(16) float snew[2][HD];
@@ -421,7 +405,6 @@ template <int G, int NCH> struct DbOcc {
 template <int G, int NCH>
 __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_decode_tiles_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
-  l2_prefetch_share(a);
   constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S, P = T / DB_WARPS, NV = G * P;
   constexpr int NBMAX = 16 / NCH;  // values reduced at once at most (registers)
   constexpr int GB = NV <= NBMAX ? G : NBMAX / P, NB = GB * P, KB = ilog2c(NB);  // scoring batches: GB heads
@@ -738,21 +721,10 @@ cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *
   LSWC_LAUNCH_RET();
 }
 
-// eighths of attention_decode's l2_next that are prefetched (LSW_CUDA_ATTN_L2, 0..8, read once; default below)
-static int g_attn_l2 = -1;
-void attn_decode_set_l2(int eighths) { g_attn_l2 = eighths; }
-static int attn_l2_keep() {
-  static const int env = [] {
-    const char *e = getenv("LSW_CUDA_ATTN_L2");
-    return e && *e ? std::max(0, std::min(8, atoi(e))) : 4;
-  }();
-  return g_attn_l2 >= 0 ? std::min(8, g_attn_l2) : env;
-}
-
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs, const void *l2_next, size_t l2_bytes) {
+                             cudaStream_t s, const float2 *rope_cs) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
     return cudaErrorInvalidValue;
@@ -764,15 +736,6 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   a.n_ctx_host = n_ctx; a.n_ctx_dev = n_ctx_dev;
   a.n_heads = n_heads; a.n_kv_heads = n_kv_heads; a.hd = head_dim;
   a.scale = 1.f / sqrtf((float)head_dim);
-  if (l2_next && l2_bytes >= 128) {
-    const int keep = attn_l2_keep();
-    const size_t lines = l2_bytes / 128;
-    if (keep > 0 && lines < (1u << 31)) {
-      a.l2 = static_cast<const char *>(l2_next);
-      a.l2_keep = (unsigned)keep;
-      a.l2_sel = (unsigned)(lines / 8 * keep + std::min<size_t>(lines % 8, keep));
-    }
-  }
   const int G = n_heads / n_kv_heads;
   // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
   // cache rows; without knew every row may come from the kernel right before (kv_store)

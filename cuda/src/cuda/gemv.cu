@@ -78,6 +78,7 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
 // (e.g. the epilogue's segment lookup) in registers across the GEMV main loop instead of recomputing them
 __device__ __forceinline__ int opaque_tid() {
@@ -151,52 +152,57 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
   const int q0 = blockIdx.x * rpb;
-  // expert of shrink row q (-1: past the last row), read relaxed (pre: before the wait, clamped), and its A row
-  auto expert = [&](int q, bool pre) -> int {
-    int sg, k, i;
-    if (!epi_shrink_row(lo, q, sg, k, i)) return -1;
-    const int e = ld_relaxed(lo.seg[sg].experts + k);
-    return pre ? min(max(e, 0), lo.n_experts - 1) : e;
+  // the block's rows' experts: read relaxed by one thread per row (a warp-wide or block-wide read of the same
+  // address from every shrink block would queue at one L2 slice), pre: before the wait, clamped; -1 past the last row
+  __shared__ int s_e[2][MS];
+  auto experts = [&](int w, bool pre) {
+    if (tid < MS) {
+      int sg, k, i, e = -1;
+      if (tid < rpb && epi_shrink_row(lo, q0 + tid, sg, k, i)) {
+        e = ld_relaxed(lo.seg[sg].experts + k);
+        if (pre) e = min(max(e, 0), lo.n_experts - 1);
+      }
+      s_e[w][tid] = e;
+    }
+    __syncthreads();
   };
   auto arow = [&](int q, int e) -> const uint4 * {
     int sg, k, i;
     epi_shrink_row(lo, q, sg, k, i);
     return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) + ((size_t)e * lo.seg[sg].rank + i) * cols);
   };
-  // slot s = (row r = s / cjm, chunk j = s % cjm): every expert index is read first (loads in flight together),
-  // then the A chunks
-  auto experts = [&](bool pre, int (&ev)[MS]) {
-    int r = 0, j = 0;
-#pragma unroll
-    for (int s = 0; s < MS; s++) {
-      ev[s] = r < rpb && tid + NT * j < nv ? expert(q0 + r, pre) : -1;
-      if (++j == cjm) { j = 0; r++; }
-    }
-  };
+  // slot s = (row r = s / cjm, chunk j = s % cjm)
   uint4 a[MS];
   int es[MS];  // expert whose A chunk slot s holds (-1: none)
 #pragma unroll
   for (int s = 0; s < MS; s++) es[s] = -1;
   if (lo.n_experts > 0) {
-    experts(true, es);
+    experts(0, true);
     int r = 0, j = 0;
 #pragma unroll
     for (int s = 0; s < MS; s++) {
-      if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + tid + NT * j);
+      const int c = tid + NT * j;
+      if (r < rpb && c < nv) {
+        es[s] = s_e[0][r];
+        if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + c);
+      }
       if (++j == cjm) { j = 0; r++; }
     }
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
+  experts(1, false);
   unsigned live = 0;  // bit s: slot s loaded
   {
-    int en[MS];
-    experts(false, en);
     int r = 0, j = 0;
 #pragma unroll
     for (int s = 0; s < MS; s++) {
-      if (en[s] >= 0) {
-        if (en[s] != es[s]) a[s] = ld_stream(arow(q0 + r, en[s]) + tid + NT * j);
-        live |= 1u << s;
+      const int c = tid + NT * j;
+      if (r < rpb && c < nv) {
+        const int e = s_e[1][r];
+        if (e >= 0) {
+          if (e != es[s]) a[s] = ld_stream(arow(q0 + r, e) + c);
+          live |= 1u << s;
+        }
       }
       if (++j == cjm) { j = 0; r++; }
     }
@@ -228,7 +234,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     }
   }
   if (cj > MS) {  // long rows (srpb == 1): the chunks past the first MS per thread, streamed
-    const int e = expert(q0, false);
+    const int e = s_e[1][0];
     if (e >= 0)
       for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(arow(q0, e) + c), c, acc[0]);
   }

@@ -142,16 +142,12 @@ cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaSt
 // PDL: with knew given and gemv_pdl() on, it launches with programmatic stream serialization and reads *pos,
 // *n_ctx_dev and the cache rows other than *pos BEFORE griddepcontrol.wait: the kernel right before it may write
 // q / knew / vnew (the qkv GEMV), never pos, n_ctx_dev or old cache rows.
-// l2_next (nullable): l2_bytes of weights the next kernel reads (o_proj); the blocks prefetch a share of their
-// 128-byte lines into L2 (attn_decode_set_l2 / LSW_CUDA_ATTN_L2: eighths, 0 = off).
 bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, const void *q, const void *K,
                          const void *V);
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs = nullptr, const void *l2_next = nullptr,
-                             size_t l2_bytes = 0);
-void attn_decode_set_l2(int eighths);  // < 0: LSW_CUDA_ATTN_L2 (else the default)
+                             cudaStream_t s, const float2 *rope_cs = nullptr);
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by

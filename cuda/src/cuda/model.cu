@@ -459,12 +459,9 @@ struct Fwd {
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
       if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, st->qkv, kc, vc)) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
-        // ... and an L2 prefetch of (part of) the o_proj weights the GEMV right after reads
-        const bool merged = st->mode == LSW_MODE_MERGE && adapters_active(m, st) && ly.work[LSW_MAT_O];
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
-                                  st->attn_scratch, s, st->rope_cs, merged ? ly.work[LSW_MAT_O] : ly.w[LSW_MAT_O],
-                                  ly.bytes[LSW_MAT_O]));
+                                  st->attn_scratch, s, st->rope_cs));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
