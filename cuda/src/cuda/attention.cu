@@ -9,7 +9,8 @@
 //    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
 //    griddepcontrol.wait.  Two kernels (attn_decode_set_variant, LSW_CUDA_ATTN_VARIANT):
 //    * variant 0 (default), attn_decode_fused_kernel: each warp holds P cache rows in registers (16-byte loads),
-//      <= 32 splits of >= 32 positions, the merge loops over the splits.
+//      <= 32 splits of >= 32 positions; the merge loads every split's (max, sum) at once (a lane per split), then
+//      each output dim's partials with all loads in flight.
 //    * variant 1 (LSW_CUDA_ATTN_VARIANT=1), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <= 128, 8 above) copied
 //      into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for the new row);
 //      all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
@@ -144,13 +145,14 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   __shared__ float sm[DA_WARPS][G], sl[DA_WARPS][G];
   const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
-  const int n_ctx = a.n_ctx_dev ? *a.n_ctx_dev : a.n_ctx_host;
+  // n_ctx and pos in one round trip (the cache rows this warp loads first depend on both)
+  const int n_ctx_d = a.n_ctx_dev ? *a.n_ctx_dev : 0, pos = a.pos ? *a.pos : -1;
+  const int n_ctx = a.n_ctx_dev ? n_ctx_d : a.n_ctx_host;
   const int ns = max(1, min(a.max_splits, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   if (sp >= ns) return;  // the split count follows the device n_ctx; the grid is sized for the bound
   const int chunk = (n_ctx + ns - 1) / ns;
   const int p0 = sp * chunk, p1 = min(n_ctx, p0 + chunk);
   const bool fresh = a.knew != nullptr;
-  const int pos = a.pos ? *a.pos : -1;
   const bool mine = fresh && pos >= p0 && pos < p1;  // this block owns the new row: writes it, uses it from smem
   const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
   // P cache rows of this warp (the new position excluded: it comes from smem) -> registers
@@ -290,22 +292,32 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     pp[2 + d] = o;
     if (d == 0) { pp[0] = M; pp[1] = L; }
   }
-  // the last split block of this KV head merges all splits
+  // the last split block of this KV head merges all splits: per query head, a warp loads every split's (max, sum)
+  // at once (lane t: split t; ns <= AT_SPLITS_V0 = 32) and reduces them; then each thread's output dims with all
+  // the splits' loads issued before the first is used (fixed order: deterministic)
   if (!last_split_block(&a.counters[kvh], ns)) return;
+  static_assert(AT_SPLITS_V0 == 32, "a lane per split");
+  __shared__ float sf[G][AT_SPLITS_V0], sL[G];
+  for (int g = warp; g < gsz; g += DA_WARPS) {
+    const float *pt = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + lane) * (hd + 2);
+    const float mt = lane < ns ? __ldcg(pt) : -CUDART_INF_F, lt = lane < ns ? __ldcg(pt + 1) : 0.f;
+    const float M = warp_max(mt);
+    const float f = mt == -CUDART_INF_F ? 0.f : expf(mt - M);
+    const float L = warp_sum(lt * f);
+    sf[g][lane] = f;
+    if (lane == 0) sL[g] = L;
+  }
+  __syncthreads();
   for (int i = tid; i < gsz * hd; i += blockDim.x) {
     const int g = i / hd, d = i - g * hd, h = kvh * gsz + g;
-    const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2);
-    float M = -CUDART_INF_F;
-    for (int t = 0; t < ns; t++) M = fmaxf(M, __ldcg(ph + (size_t)t * (hd + 2)));
-    float L = 0.f, o = 0.f;
-    for (int t = 0; t < ns; t++) {
-      const float *pt = ph + (size_t)t * (hd + 2);
-      const float mt = __ldcg(pt);
-      const float f = mt == -CUDART_INF_F ? 0.f : expf(mt - M);
-      L += __ldcg(pt + 1) * f;
-      o += __ldcg(pt + 2 + d) * f;
-    }
-    a.O[(size_t)h * hd + d] = o / L;
+    const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2) + 2 + d;
+    float v[AT_SPLITS_V0];
+#pragma unroll
+    for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
+    float o = 0.f;
+#pragma unroll
+    for (int t = 0; t < AT_SPLITS_V0; t++) o += v[t] * sf[g][t];
+    a.O[(size_t)h * hd + d] = o / sL[g];
   }
   if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
 }
