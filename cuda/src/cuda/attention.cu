@@ -135,10 +135,8 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-// MHA at head_dim <= 128 with 4 positions per warp (Llama-2-7B) is held to 7 blocks per SM (72 registers, no spills:
-// 924 blocks in one wave on the H200 = 32 heads x 28 splits)
 template <int G, int NCH, int P>
-__global__ void __launch_bounds__(DA_WARPS * 32, G == 1 && NCH == 1 && P == 4 ? 7 : 1) attn_decode_fused_kernel(DecodeAttn a) {
+__global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
   __shared__ __align__(16) float sq[G][HD];
@@ -181,19 +179,8 @@ __global__ void __launch_bounds__(DA_WARPS * 32, G == 1 && NCH == 1 && P == 4 ? 
   // Programmatic dependent launch (attention_decode launches with it after a PDL GEMV when knew is given): the
   // warp's first cache rows are OLD positions (< pos, written by earlier steps; pos and n_ctx come from before the
   // step), so they load before griddepcontrol.wait, overlapping the tail of the GEMV that produces q / knew / vnew.
-  // the rows of the warp's next pass -> L2 (their loads at the top of that pass then wait on L2, not on HBM):
-  // lane l < 2 * lines of a row prefetches 128-byte line l % lines of the K (l < lines) or V row
-  const int lpr = (hd + 31) / 32;
-  const float *pfb = lane < lpr ? Kb + lane * 32 : Vb + (lane - lpr) * 32;
-  auto prefetch_rows = [&](int pb) {
-    if (lane < 2 * lpr)
-#pragma unroll
-      for (int j = 0; j < P; j++)
-        if (pb + j < p1) prefetch_l2(pfb + (size_t)(pb + j) * a.ldkv);
-  };
   const int pb0 = p0 + warp * P;
   load_rows(pb0);
-  prefetch_rows(pb0 + DA_WARPS * P);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
   stage_q(a, kvh, gsz, hd, half, pos, sq, tid, blockDim.x);
@@ -248,10 +235,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, G == 1 && NCH == 1 && P == 4 ? 
     }
   };
   for (int pb = pb0; pb < p1; pb += DA_WARPS * P) {
-    if (pb != pb0) {
-      load_rows(pb);
-      prefetch_rows(pb + DA_WARPS * P);
-    }
+    if (pb != pb0) load_rows(pb);
     float s[G][P];
 #pragma unroll
     for (int g = 0; g < G; g++)
@@ -308,19 +292,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, G == 1 && NCH == 1 && P == 4 ? 
     pp[2 + d] = o;
     if (d == 0) { pp[0] = M; pp[1] = L; }
   }
-  // the last split block of this KV head merges all splits: each thread requests its output dim's partials of
-  // every split first; meanwhile, per query head, a warp loads every split's (max, sum) at once (lane t: split t;
-  // ns <= AT_SPLITS_V0 = 32) and reduces them (fixed order: deterministic)
+  // the last split block of this KV head merges all splits: per query head, a warp loads every split's (max, sum)
+  // at once (lane t: split t; ns <= AT_SPLITS_V0 = 32) and reduces them; then each thread's output dims with all
+  // the splits' loads issued before the first is used (fixed order: deterministic)
   if (!last_split_block(&a.counters[kvh], ns)) return;
   static_assert(AT_SPLITS_V0 == 32, "a lane per split");
   __shared__ float sf[G][AT_SPLITS_V0], sL[G];
-  // this thread's output dim (MHA / G * hd <= 128: one per thread; else the loop below): its partials requested
-  // first, so that they are in flight during the (max, sum) reduction
-  const int i0 = tid, g0 = i0 / hd, d0 = i0 - g0 * hd;
-  const float *ph0 = a.part + (size_t)(kvh * gsz + g0) * AT_SPLITS * (hd + 2) + 2 + d0;
-  float v[AT_SPLITS_V0];
-#pragma unroll
-  for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = i0 < gsz * hd && t < ns ? __ldcg(ph0 + (size_t)t * (hd + 2)) : 0.f;
   for (int g = warp; g < gsz; g += DA_WARPS) {
     const float *pt = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + lane) * (hd + 2);
     const float mt = lane < ns ? __ldcg(pt) : -CUDART_INF_F, lt = lane < ns ? __ldcg(pt + 1) : 0.f;
@@ -331,13 +308,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, G == 1 && NCH == 1 && P == 4 ? 
     if (lane == 0) sL[g] = L;
   }
   __syncthreads();
-  for (int i = i0; i < gsz * hd; i += blockDim.x) {
+  for (int i = tid; i < gsz * hd; i += blockDim.x) {
     const int g = i / hd, d = i - g * hd, h = kvh * gsz + g;
-    if (i != i0) {
-      const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2) + 2 + d;
+    const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2) + 2 + d;
+    float v[AT_SPLITS_V0];
 #pragma unroll
-      for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
-    }
+    for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
     float o = 0.f;
 #pragma unroll
     for (int t = 0; t < AT_SPLITS_V0; t++) o += v[t] * sf[g][t];

@@ -88,7 +88,6 @@ template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
   return u;
 }
 
-__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // streaming 16-byte load that does not allocate in L1 (weights are touched once per token)
 __device__ __forceinline__ uint4 ld_stream(const void *p) {
   uint4 r;

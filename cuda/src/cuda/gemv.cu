@@ -78,6 +78,7 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
 // (e.g. the epilogue's segment lookup) in registers across the GEMV main loop instead of recomputing them
 __device__ __forceinline__ int opaque_tid() {
