@@ -458,8 +458,8 @@ static void alloc7b(Model7B &m, bool lora) {
     dfill(LSW_DTYPE_F32, m.t, 7 * m.K * m.R, 0.1f);
     m.gates = dup(std::vector<float>{0.6f, 0.4f});
     m.experts = dup(std::vector<int>{5, 2});
-    m.sync = dnew<int>(8 * m.L);
-    CK(cudaMemset(m.sync, 0, 8 * m.L * sizeof(int)));
+    m.sync = dnew<int>(4 * 32 * m.L);  // a counter pair per LoRA GEMV node, 128 bytes apart (as the model)
+    CK(cudaMemset(m.sync, 0, 4 * 32 * m.L * sizeof(int)));
   }
 }
 
@@ -496,7 +496,7 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     auto epi = [&](LoraEpilogue &ep, std::initializer_list<std::pair<int, int>> mods) {  // (module, row0)
       ep = LoraEpilogue{};
       ep.top_k = m.K;
-      ep.sync = lc.inkernel ? m.sync + 2 * (4 * l + node++) : nullptr;
+      ep.sync = lc.inkernel ? m.sync + 32 * (4 * l + node++) : nullptr;
       if (lc.inkernel && lc.early) ep.n_experts = m.E;
       if (!lc.no_epi)
         for (auto mr : mods)

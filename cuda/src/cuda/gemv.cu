@@ -447,9 +447,12 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int t = 0; t < NX; t++) v[r][t] = warp_sum(acc[r][t]);
   if constexpr (LORA) {  // Σ_k B[e_k][row][:] · t_k per row: slot dots, segmented shuffle sums, fixed order
     const int tid = opaque_tid();
-    if (!t_staged) {  // in-kernel shrink not finished at the half-way look: wait for it (acquire)
-      while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
-      stage_t();
+    if (shr) {  // in-kernel shrink: warps whose half-way look failed stage t once thread 0 has seen it finished
+      // (acquire, then the barrier: one poller per block, not one per warp on the counter's line)
+      if (tid == 0)
+        while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
+      __syncthreads();
+      if (!t_staged) stage_t();
     }
     cp_async_wait_all();
     __syncthreads();

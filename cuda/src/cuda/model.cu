@@ -30,6 +30,9 @@ namespace {
 // long chunks to fill the GPU (at 256 tokens a 4096x4096 GEMM has 64 128x128 tiles for 132 SMs); when every
 // row's logits are wanted the chunk is capped at kLogitRows so the [chunk][vocab] buffer stays small.
 constexpr int kMaxChunk = 2048, kLogitRows = 256;
+// in-kernel shrink counter pairs: one per 128-byte line (the GEMV blocks poll a pair while its shrink blocks count
+// themselves in it; neighbouring graph nodes' pairs then never share a line)
+constexpr int kSyncStride = 32;
 
 struct DLayer {
   const float *attn_norm = nullptr, *ffn_norm = nullptr, *bqkv = nullptr;
@@ -102,7 +105,7 @@ struct State {
   // in-kernel shrink blocks read their A rows before griddepcontrol.wait (LoraEpilogue::n_experts);
   // LSW_CUDA_FUSED_SHRINK=late: after it (session 14's form, kept for A-B runs)
   bool shrink_early = true;
-  int *shr_sync = nullptr;  // [layer][mat][2]
+  int *shr_sync = nullptr;  // [layer][mat] pairs, kSyncStride ints apart (a 128-byte line each)
   void *xbuf = nullptr;
   float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
@@ -328,7 +331,7 @@ struct Fwd {
           }
         }
         if (inside) {
-          ep.sync = st->shr_sync + 2 * ((size_t)L * LSW_MAT_COUNT + mat);
+          ep.sync = st->shr_sync + kSyncStride * ((size_t)L * LSW_MAT_COUNT + mat);
           if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
         }
         return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
@@ -738,7 +741,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const char *fs = getenv("LSW_CUDA_FUSED_SHRINK");
     st->shrink_in_gemv = !(fs && !strcmp(fs, "separate"));
     st->shrink_early = !(fs && !strcmp(fs, "late"));
-    const size_t n = (size_t)cf.num_layers * LSW_MAT_COUNT * 2;
+    const size_t n = (size_t)cf.num_layers * LSW_MAT_COUNT * kSyncStride;
     TRY(dalloc(st, &st->shr_sync, n));
     LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
   }
