@@ -21,8 +21,9 @@
 //      at once, then float4 columns with 8 independent loads per thread.
 //    H200, Llama-2-7B shape (32 heads, hd 128, fp32 KV), one launch in the harness (bench/results/
 //    2026-12-01-h200-session14): 712 positions 14.2 us (v0) / 13.7 us (v1), 4096 positions 51.4 / 40.7 us (v1:
-//    78 % of copy).  In the whole 7B decode (512-token prompt, 200 new tokens) v1 was slower: base 3.902 vs 3.845
-//    ms/token, so v0 stays the default.  Both are latency-bound at a few hundred positions (v0 under Nsight Compute
+//    78 % of copy).  v0's merge with one load round trip for all splits' (max, sum) (session 15): 12.3 us at 712
+//    positions.  In the whole 7B decode (512-token prompt, 200 new tokens) v1 is slower: base 3.867 vs 3.757
+//    ms/token (session 15), so v0 stays the default.  Both are latency-bound at a few hundred positions (v0 under Nsight Compute
 //    at 712: 31 % achieved occupancy, top stall waiting on global loads).
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).

@@ -56,6 +56,14 @@
 //     plain kernels and o's shrink is no extra launch: 266 instead of 299 launches per token, 7B all-linear r64
 //     4.67 -> 4.56-4.63 ms (the separate path measured 4.59-4.87 ms in the same session's runs).  The separate path
 //     (3'/4') stays behind LSW_CUDA_FUSED_SHRINK=separate.
+// 6'. (2026-12-01, session 15) Contention on the in-kernel shrink's shared addresses: every thread of every shrink block
+//     read its expert index with a relaxed (L2) load of the same address, and every waiting warp of every GEMV block
+//     polled the counter's line.  Now one thread per row reads the expert into shared memory, thread 0 alone polls
+//     (the other warps wait at the barrier that follows), the model gives each counter pair its own 128-byte line,
+//     and the shrink blocks request their A rows before griddepcontrol.wait (n_experts: the expert guessed, checked
+//     after the wait).  7B all-linear r64: 4.56-4.63 -> 4.38-4.39 ms (A rows after the wait: 4.51 ms;
+//     bench/results/2026-12-01-h200-session15).  Tried and not kept: computing with the guessed rows while the expert
+//     is read again after the wait (redo on a wrong guess) -- the second copy of the dot loop made the F16 kernels spill.
 // ---------------------------------------------------------------------------------------------------------------
 // ---- history: RMSNorm / SwiGLU folded into the decode GEMV (tried, measured slower, removed 2026-12-01) ------------
 // An opt-in path (LSW_CUDA_GEMV_PROLOGUE=1, gemv_prologue) computed the decode RMSNorm / SwiGLU inside the GEMV
