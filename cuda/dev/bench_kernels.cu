@@ -748,6 +748,54 @@ static void bench_7b() {
 
 
 __global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns);
+// Where the fused LoRA's cost goes, per matrix kind: 32 launches of one kind (a layer's matrix each, back to back
+// with PDL as in the decode graph, the same X) as (a) the plain GEMV, (b) + the LoRA epilogue with t given,
+// (c) + the in-kernel shrink with its A rows before the wait (the model's default), (d) the same after the wait.
+static void bench_7b_parts() {
+  logf("\n== Llama-2-7B fused LoRA r64 top-2, per matrix kind (32 launches of one kind per graph, PDL) ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  tune7b(m);
+  const int H = m.H, I = m.I;
+  struct Kind { const char *name; int rows, cols; std::vector<std::pair<int, int>> mods; std::vector<void *> *W; };
+  Kind kinds[] = {{"q,k,v 12288x4096", 3 * H, H, {{0, 0}, {1, H}, {2, 2 * H}}, &m.qkv},
+                  {"o 4096x4096", H, H, {{3, 0}}, &m.o},
+                  {"gate,up 22016x4096", 2 * I, H, {{4, 0}, {5, I}}, &m.gu},
+                  {"down 4096x11008", H, I, {{6, 0}}, &m.dn}};
+  gemv_set_pdl(true);
+  for (int ki = 0; ki < 4; ki++) {
+    const Kind &kd = kinds[ki];
+    double t[4];
+    for (int mode = 0; mode < 4; mode++) {  // 0 plain, 1 epilogue (t given), 2 in-kernel shrink early, 3 late
+      t[mode] = graph_time([&](cudaStream_t s) {
+        for (int l = 0; l < m.L; l++) {
+          LoraEpilogue ep;
+          ep.top_k = m.K;
+          if (mode > 0)
+            for (auto mr : kd.mods)
+              ep.seg[ep.nseg++] = LoraSeg{mr.second, mod_out(m, mr.first), m.R, m.B[mr.first][l], m.t + mr.first * m.K * m.R,
+                                          m.experts, mode >= 2 ? m.A[mr.first][l] : nullptr, mode >= 2 ? m.gates : nullptr};
+          if (mode >= 2) ep.sync = m.sync + 32 * (4 * l + ki);
+          if (mode == 2) ep.n_experts = m.E;
+          CK(gemv(m.dt, (*kd.W)[l], kd.rows, kd.cols, m.xi, kd.cols, 1, m.y, kd.rows, nullptr, false,
+                  mode > 0 ? &ep : nullptr, s));
+        }
+      }, nullptr);
+    }
+    const double wb = (double)m.L * kd.rows * kd.cols * 2;
+    char nm[200];
+    const char *what[4] = {"plain GEMV", "+ LoRA epilogue (t given)", "+ in-kernel shrink, A rows before the wait", "+ in-kernel shrink, A rows after the wait"};
+    for (int mode = 0; mode < 4; mode++) {
+      snprintf(nm, sizeof nm, "7B %s x32, PDL: %s", kd.name, what[mode]);
+      row(nm, t[mode], wb);
+    }
+    logf("  %s: per launch %.2f us plain, epilogue +%.2f us, shrink (early) +%.2f us, shrink (late) +%.2f us\n", kd.name,
+         t[0] * 1e3 / m.L, (t[1] - t[0]) * 1e3 / m.L, (t[2] - t[1]) * 1e3 / m.L, (t[3] - t[1]) * 1e3 / m.L);
+  }
+  gemv_set_pdl(false);
+  free7b(m);
+}
+
 // ===================================================================================================
 static void test_lora() {
   logf("\n== fused LoRA (shrink + GEMV epilogue) and unfused expand ==\n");
@@ -2220,6 +2268,7 @@ int main(int argc, char **argv) {
 
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
+  if (want("bench_7b_parts")) bench_7b_parts();
   if (want("bench_sgmm")) bench_sgmm();
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();
