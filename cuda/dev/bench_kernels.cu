@@ -1999,13 +1999,6 @@ static void bench_attention() {
       row(nm, ms, 2.0 * ctx * nh * hd * 4);
     }
     attn_decode_set_p8(false);
-    for (int mc : {16, 24, 48, 64}) {  // positions per split at least (default 32)
-      attn_decode_set_minchunk(mc);
-      const double ms = time_ms([&](int) { run(); }, 50);
-      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, >= %d positions per split", ctx, mc);
-      row(nm, ms, 2.0 * ctx * nh * hd * 4);
-    }
-    attn_decode_set_minchunk(-1);
     attn_decode_set_variant(1);  // cp.async tiles, by split cap (0: the default heuristic)
     for (int cap : {0, 16, 32, 48, 64}) {
       attn_decode_set_max_splits(cap);

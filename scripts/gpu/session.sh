@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick minchunk-ab
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -139,6 +139,7 @@ st_fused_ab() {
 # decode attention A-B in the whole model: kernel 0 (registers, default) / 1 (cp.async tiles), each without and with
 # PDL for the attention launch (LSW_CUDA_PDL_ATTN=1: kernel 1 requests all its first tiles before the wait)
 st_attn_ab() {
+  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
   local cfg
   for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
@@ -146,17 +147,6 @@ st_attn_ab() {
 # a quick look: base and all-linear r64 fused, 3 repetitions
 st_quick() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-quick.json"; }
-# decode attention kernel 0's positions per split (LSW_CUDA_ATTN_MINCHUNK, default 32): the harness's attention
-# tests at 16 and 64, then the 7B base decode at 16 / 24 / 32 / 48 / 64
-st_minchunk_ab() {
-  local v
-  for v in 16 64; do
-    LSW_CUDA_ATTN_MINCHUNK=$v LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-minchunk-$v.txt" > /dev/null || return 1
-    grep "^validation" "$OUT/attn-tests-minchunk-$v.txt" | tail -1 | sed "s/^/minchunk $v: /"
-  done
-  for v in 32 16 24 48 64 32; do
-    LSW_CUDA_ATTN_MINCHUNK=$v node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-minchunk-$v.json" | grep "^lora-switch" | sed "s/^/minchunk $v: /" || return 1
-  done; }
 # layer-wise router, q,v r16: merge (tensor-core SGMM per layer) and fused
 st_bench_lw() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-layerwise.json"; }

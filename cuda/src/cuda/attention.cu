@@ -61,8 +61,7 @@ cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaSt
 
 // ---- decode, one launch; variant 0: cache rows in registers --------------------------------------
 constexpr int DA_WARPS = 4;      // warps per block
-constexpr int DA_MINCHUNK = 32;  // positions per split at least (splits = min(AT_SPLITS_V0, ceil(n_ctx / 32)));
-                                 // LSW_CUDA_ATTN_MINCHUNK / attn_decode_set_minchunk override it (A-B runs)
+constexpr int DA_MINCHUNK = 32;  // positions per split at least (splits = min(AT_SPLITS_V0, ceil(n_ctx / 32)))
 
 struct DecodeAttn {
   const float *q;                  // [n_heads][hd] (before RoPE when inv_freq)
@@ -79,7 +78,6 @@ struct DecodeAttn {
   const int *n_ctx_dev;
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
-  int minchunk = DA_MINCHUNK;      // variant 0: positions per split at least
 };
 
 // HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
@@ -151,7 +149,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   // n_ctx and pos in one round trip (the cache rows this warp loads first depend on both)
   const int n_ctx_d = a.n_ctx_dev ? *a.n_ctx_dev : 0, pos = a.pos ? *a.pos : -1;
   const int n_ctx = a.n_ctx_dev ? n_ctx_d : a.n_ctx_host;
-  const int ns = max(1, min(a.max_splits, (n_ctx + a.minchunk - 1) / a.minchunk));
+  const int ns = max(1, min(a.max_splits, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   if (sp >= ns) return;  // the split count follows the device n_ctx; the grid is sized for the bound
   const int chunk = (n_ctx + ns - 1) / ns;
   const int p0 = sp * chunk, p1 = min(n_ctx, p0 + chunk);
@@ -717,16 +715,6 @@ static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream
   else launch_tiles<8, NCH>(a, pdl, s);
 }
 
-static int g_attn_minchunk = -1;  // -1: LSW_CUDA_ATTN_MINCHUNK (default DA_MINCHUNK)
-void attn_decode_set_minchunk(int n) { g_attn_minchunk = n; }
-static int attn_minchunk() {
-  static const int env = [] {
-    const char *e = getenv("LSW_CUDA_ATTN_MINCHUNK");
-    const int v = e && *e ? atoi(e) : 0;
-    return v >= 4 && v <= 4096 ? v : DA_MINCHUNK;
-  }();
-  return g_attn_minchunk >= 4 ? g_attn_minchunk : env;
-}
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }
 
@@ -775,8 +763,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     else launch_decode_tiles<2>(G, a, pdl, s);
     LSWC_LAUNCH_RET();
   }
-  a.minchunk = attn_minchunk();
-  a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + a.minchunk - 1) / a.minchunk));
+  a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   const dim3 grid(n_kv_heads, a.max_splits);
   if (head_dim <= 128) launch_decode<1>(G, grid, a, pdl, s);
   else launch_decode<2>(G, grid, a, pdl, s);

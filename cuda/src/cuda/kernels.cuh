@@ -153,7 +153,6 @@ cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by
 // cp.async; -1 back to LSW_CUDA_ATTN_VARIANT=0|1 (read once).  Variant 1 needs a 16-byte aligned scratch (else 0).
 void attn_decode_set_variant(int v);
-void attn_decode_set_minchunk(int n);  // variant 0's positions per split at least (< 4: LSW_CUDA_ATTN_MINCHUNK, else 32)
 // Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, G x splits <= 128); -1 back to
 // LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
 void attn_decode_set_max_splits(int n);

@@ -742,8 +742,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     st->shrink_in_gemv = !(fs && !strcmp(fs, "separate"));
     st->shrink_early = !(fs && !strcmp(fs, "late"));
     const size_t n = (size_t)cf.num_layers * LSW_MAT_COUNT * kSyncStride;
-    TRY(dalloc(st, &st->shr_sync, n));
-    LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
+    if (!m->adapters.empty()) {  // only the fused decode of an adapter uses them
+      TRY(dalloc(st, &st->shr_sync, n));
+      LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
+    }
   }
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
