@@ -339,6 +339,134 @@ static void run_pdl_mode(int mode, const std::function<void(cudaStream_t)> &chai
   pdl_set_scope(false, false);
 }
 
+// RMSNorm folded into the GEMVs around it (NormFold): a producer GEMV x = x0 + Wp a (accumulate) with the out side
+// (x ⊙ w into xw, block partials of Σ x²), then a consumer GEMV with the in side (X = xw, scaled by the rms, + bias;
+// F16 / BF16 also with an in-kernel-shrink LoRA).  Against an fp64 reference of rmsnorm + GEMV; the producer's own
+// output bit-identical to the launch without the fold; xw = x * w exactly; eager vs graph + PDL bit-identical.
+static void test_norm_fold() {
+  logf("\n== RMSNorm folded into the decode GEMVs (NormFold) ==\n");
+  struct Case { int H, Ci, Rc, vp, vc; bool lora; };
+  std::vector<Case> cases;
+  for (int v = 1; v < gemv_variants(); v++) cases.push_back({520, 1032, 777, v, gemv_variants() - v, false});
+  cases.push_back({4104, 264, 333, 8, 2, false});  // 2 rows per producer block: 2052 partials, 9 rounds of 256
+  cases.push_back({520, 1032, 777, 10, 4, true});
+  cases.push_back({520, 1032, 777, 2, 10, true});
+  const float eps = 1e-5f;
+  const int E = 4, K = 2, rank = 16;
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (const Case &cs : cases) {
+      if (cs.lora && dt == LSW_DTYPE_F32) continue;
+      const int H = cs.H, Ci = cs.Ci, Rc = cs.Rc;
+      HostW Wp = make_w(dt, (size_t)H * Ci, 0.5f), Wc = make_w(dt, (size_t)Rc * H, 0.5f);
+      HostW A = make_w(dt, (size_t)E * rank * H, 0.5f), B = make_w(dt, (size_t)E * Rc * rank, 0.5f);
+      auto a = rvec(Ci), x0 = rvec(H), w = rvec(H), bias = rvec(Rc);
+      for (auto &v : w) v += 1.5f;  // norm weights away from 0
+      std::vector<int> ex{3, 1};
+      std::vector<float> g{0.7f, 0.3f};
+      void *dWp = dupb(Wp.bytes), *dWc = dupb(Wc.bytes), *dA = dupb(A.bytes), *dB = dupb(B.bytes);
+      float *da = dup(a), *dw = dup(w), *db = dup(bias), *dg = dup(g);
+      int *de = dup(ex);
+      const int np = gemv_fold_parts(H);
+      float *dx = dnew<float>(H), *dx2 = dnew<float>(H), *dxw = dnew<float>(H), *dpart = dnew<float>(np);
+      float *dout = dnew<float>(Rc), *dt_ = dnew<float>(K * rank);
+      int *dsync = dnew<int>(2);
+      CK(cudaMemset(dsync, 0, 8));
+      LoraEpilogue ep;
+      ep.nseg = 1; ep.top_k = K; ep.sync = dsync; ep.n_experts = E;
+      ep.seg[0] = LoraSeg{0, Rc, rank, dB, dt_, de, dA, dg};
+      char what[160];
+      snprintf(what, sizeof what, "%s H=%d producer %dx%d v%d, consumer %dx%d v%d%s", dname(dt), H, H, Ci, cs.vp, Rc, H,
+               cs.vc, cs.lora ? " + LoRA r16 top2 (in-kernel shrink)" : "");
+      // producer without the fold (reference output), then with it
+      CK(cudaMemcpy(dx2, x0.data(), H * 4, cudaMemcpyHostToDevice));
+      CK(gemv(dt, dWp, H, Ci, da, Ci, 1, dx2, H, nullptr, true, nullptr, 0, cs.vp));
+      NormFold nf;
+      auto chain = [&](cudaStream_t s) {
+        nf = NormFold{};
+        nf.out_xw = dxw; nf.out_w = dw; nf.out_part = dpart;
+        CK(gemv(dt, dWp, H, Ci, da, Ci, 1, dx, H, nullptr, true, nullptr, s, cs.vp, &nf));
+        NormFold in;
+        in.in_part = dpart; in.in_n = nf.out_n; in.in_dim = H; in.in_eps = eps;
+        CK(gemv(dt, dWc, Rc, H, dxw, H, 1, dout, Rc, db, false, cs.lora ? &ep : nullptr, s, cs.vc, &in));
+      };
+      auto reset = [&](cudaStream_t s) {
+        CK(cudaMemcpyAsync(dx, x0.data(), H * 4, cudaMemcpyHostToDevice, s));
+        poison(dxw, H * 4); poison(dpart, np * 4); poison(dout, Rc * 4);
+        CK(cudaStreamSynchronize(s));
+      };
+      run_pdl_mode(0, chain, reset);
+      auto X = down(dx, H), X2 = down(dx2, H), XW = down(dxw, H), P = down(dpart, nf.out_n), O = down(dout, Rc);
+      expect(nf.out_n > 0 && nf.out_n <= np && !memcmp(X.data(), X2.data(), H * 4),
+             "fold out %s: x bit-identical to the launch without it (%d partials)", what, nf.out_n);
+      bool xw_ok = true;
+      for (int i = 0; i < H; i++) xw_ok = xw_ok && XW[i] == X[i] * w[i];
+      expect(xw_ok, "fold out %s: xw = x * w exactly", what);
+      double ss = 0, ps = 0;
+      for (int i = 0; i < H; i++) ss += (double)X[i] * X[i];
+      for (int i = 0; i < nf.out_n; i++) ps += P[i];
+      expect(std::fabs(ps - ss) <= 2e-6 * ss, "fold out %s: partials sum %.9g, fp64 %.9g", what, ps, ss);
+      // fp64 reference from the producer's x: rmsnorm, consumer GEMV, LoRA, bias
+      const double rs = 1.0 / std::sqrt(ss / H + eps);
+      std::vector<float> xn(H);
+      std::vector<double> xnd(H);
+      for (int i = 0; i < H; i++) { xnd[i] = X[i] * rs * w[i]; xn[i] = (float)xnd[i]; }
+      std::vector<double> ref(Rc), sc(Rc);
+      for (int r = 0; r < Rc; r++) {
+        double sum = 0, ab = 0;
+        for (int c = 0; c < H; c++) { const double v = Wc.val[(size_t)r * H + c] * xnd[c]; sum += v; ab += std::fabs(v); }
+        ref[r] = sum + bias[r];
+        sc[r] = ab + std::fabs(bias[r]);
+      }
+      if (cs.lora)
+        for (int k = 0; k < K; k++) {
+          std::vector<double> t(rank);
+          for (int j = 0; j < rank; j++) {
+            double sum = 0;
+            for (int c = 0; c < H; c++) sum += (double)A.val[((size_t)ex[k] * rank + j) * H + c] * xnd[c];
+            t[j] = g[k] * sum;
+          }
+          for (int r = 0; r < Rc; r++) {
+            double sum = 0, ab = 0;
+            for (int j = 0; j < rank; j++) { const double v = B.val[((size_t)ex[k] * Rc + r) * rank + j] * t[j]; sum += v; ab += std::fabs(v); }
+            ref[r] += sum;
+            sc[r] += ab + 1.0;
+          }
+        }
+      char nm[240];
+      snprintf(nm, sizeof nm, "fold in %s", what);
+      check(nm, O.data(), ref.data(), sc.data(), Rc, 1e-6, 4e-6);
+      // the same chain in a CUDA graph with PDL: bit-identical
+      run_pdl_mode(3, chain, reset);
+      auto O3 = down(dout, Rc), XW3 = down(dxw, H);
+      expect(!memcmp(O3.data(), O.data(), Rc * 4) && !memcmp(XW3.data(), XW.data(), H * 4),
+             "fold %s: graph + PDL bit-identical to eager", what);
+      for (void *p : {dWp, dWc, dA, dB}) cudaFree(p);
+      for (float *p : {da, dw, db, dg, dx, dx2, dxw, dpart, dout, dt_}) cudaFree(p);
+      cudaFree(de); cudaFree(dsync);
+    }
+  // requests the vector kernel cannot take
+  {
+    const int H = 64;
+    float *x = dnew<float>(2 * H + 8), *y = dnew<float>(2 * H), *part = dnew<float>(64), *w = dnew<float>(H);
+    void *W = dnew<float>((size_t)H * H);
+    NormFold in;
+    in.in_part = part; in.in_n = 4; in.in_dim = H; in.in_eps = 1e-5f;
+    expect(gemv(LSW_DTYPE_F32, W, H, H, x, H, 1, y, H, nullptr, true, nullptr, 0, 0, &in) == cudaErrorInvalidValue,
+           "fold in with accumulate: refused");
+    expect(gemv(LSW_DTYPE_F32, W, H, H, x + 1, H, 1, y, H, nullptr, false, nullptr, 0, 0, &in) == cudaErrorInvalidValue &&
+               !gemv_fold_ok(LSW_DTYPE_F32, W, H, x + 1, H, 1, nullptr),
+           "fold in with an unaligned X: refused");
+    expect(gemv(LSW_DTYPE_F32, W, H, H, x, H, 2, y, H, nullptr, false, nullptr, 0, 0, &in) == cudaErrorInvalidValue,
+           "fold in with n = 2: refused");
+    NormFold out;
+    out.out_xw = y; out.out_w = w;  // no partials buffer
+    expect(gemv(LSW_DTYPE_F32, W, H, H, x, H, 1, y + H, H, nullptr, true, nullptr, 0, 0, &out) == cudaErrorInvalidValue,
+           "fold out without a partials buffer: refused");
+    cudaGetLastError();
+    for (void *p : {(void *)x, (void *)y, (void *)part, (void *)w, W}) cudaFree(p);
+  }
+}
+
 // PDL: a dependent chain of GEMVs (each reads the previous output, some accumulate) must give bit-identical
 // results with programmatic dependent launch on and off, eagerly and inside a CUDA graph.
 static void test_gemv_pdl() {
@@ -424,6 +552,7 @@ struct Model7B {
   // fused-LoRA experts for all 7 modules, [E][r][in] / [E][out][r]
   std::vector<void *> A[7], B[7];
   float *x = nullptr, *xi = nullptr, *y = nullptr, *t = nullptr, *gates = nullptr, *normw = nullptr;
+  float *part = nullptr;  // NormFold partial sums
   int *experts = nullptr;
   int *sync = nullptr;  // in-kernel shrink counter pairs, [layer][4 LoRA GEMVs][2], zero
   size_t weight_bytes = 0;
@@ -443,6 +572,7 @@ static void alloc7b(Model7B &m, bool lora) {
   }
   m.lm = mk((size_t)m.V * H);
   m.x = dnew<float>(2 * I); m.xi = dnew<float>(2 * I + H); m.normw = dnew<float>(H);
+  m.part = dnew<float>(gemv_fold_parts(H));
   dfill(LSW_DTYPE_F32, m.normw, H, 1.f); m.y = dnew<float>(std::max<size_t>(2 * I, m.V));
   dfill(LSW_DTYPE_F32, m.x, 2 * I, 1.f); dfill(LSW_DTYPE_F32, m.xi, 2 * I + H, 1.f);
   if (lora) {
@@ -473,11 +603,31 @@ static void alloc7b(Model7B &m, bool lora) {
 // inkernel: the shrinks run inside the LoRA GEMV launches (LoraSeg::A; the fused decode's default): the norms and
 // SwiGLU stay plain kernels and o gets no extra launch, so the graph has the base step's nodes; early: their A rows
 // requested before griddepcontrol.wait (LoraEpilogue::n_experts, the default), else after it.
-struct LoraCfg { int mask = 0x7f, rank = 64; bool no_shrink = false, no_epi = false, inkernel = false, early = true; };
+// fold: the RMSNorms folded into the GEMVs around them (NormFold, the model's decode default; base or inkernel only);
+// linears_only: no RMSNorm / SwiGLU launches at all (the GEMVs alone, like the cuBLAS baseline of the issue).
+struct LoraCfg {
+  int mask = 0x7f, rank = 64;
+  bool no_shrink = false, no_epi = false, inkernel = false, early = true, fold = false, linears_only = false;
+};
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
   auto on = [&](int mi) { return fused && ((lc.mask >> mi) & 1); };
+  if (lc.fold && fused && !lc.inkernel) { fprintf(stderr, "run7b: fold needs base or in-kernel shrinks\n"); exit(2); }
+  NormFold nfo, nfi;
+  int parts = 0;
+  auto nf_out = [&]() -> NormFold * {  // the out side on o / down: x ⊙ w into xn, Σ x² partials
+    nfo = NormFold{};
+    if (!lc.fold) return nullptr;
+    nfo.out_xw = xn; nfo.out_w = m.normw; nfo.out_part = m.part;
+    return &nfo;
+  };
+  auto nf_in = [&]() -> NormFold * {  // the in side on q,k,v (layers > 0) / gate,up / lm_head
+    if (!lc.fold) return nullptr;
+    nfi = NormFold{};
+    nfi.in_part = m.part; nfi.in_n = parts; nfi.in_dim = H; nfi.in_eps = 1e-5f;
+    return &nfi;
+  };
   for (int l = 0; l < m.L; l++) {
     float *t = m.t;
     auto seg = [&](int mi, int row0) {
@@ -505,6 +655,7 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     };
     // RMSNorm / SwiGLU producing the input of a matrix: with its shrinks folded in when there are any
     auto prologue = [&](int mode, std::initializer_list<int> mods, const float *in, const float *w, float *out) {
+      if (lc.linears_only) return;
       ShrinkBatch b = batch(mods, out);
       if (b.njobs > 0 || (pro && !fused)) CK(prologue_shrink(m.dt, mode, mode ? I : H, in, w, 1e-5f, out, b, s));
       else if (mode == 0) CK(rmsnorm(1, H, in, H, w, 1e-5f, out, H, s));
@@ -512,18 +663,21 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     };
     LoraEpilogue ep;
     // attention block
-    prologue(0, {0, 1, 2}, x, m.normw, xn);
-    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s));
+    if (!lc.fold || l == 0) prologue(0, {0, 1, 2}, x, m.normw, xn);
+    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s, 0,
+            l > 0 ? nf_in() : nullptr));
     { ShrinkBatch b = batch({3}, gu); if (b.njobs) CK(lora_shrink(m.dt, b, s)); }
-    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s));
+    CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s, 0, nf_out()));
+    parts = nfo.out_n;
     // MLP block
-    prologue(0, {4, 5}, x, m.normw, xn);
-    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s));
+    if (!lc.fold) prologue(0, {4, 5}, x, m.normw, xn);
+    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s, 0, nf_in()));
     prologue(1, {6}, gu, nullptr, act);
-    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s));
+    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s, 0, nf_out()));
+    parts = nfo.out_n;
   }
-  CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
-  CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s));
+  if (!lc.fold && !lc.linears_only) CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
+  CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s, 0, nf_in()));
 }
 
 static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
@@ -590,7 +744,7 @@ static void free7b(Model7B &m) {
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
   cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
-  cudaFree(m.sync);
+  cudaFree(m.sync); cudaFree(m.part);
 }
 
 static void bench_7b() {
@@ -626,6 +780,26 @@ static void bench_7b() {
   ink_late.early = false;
   const double fused_ik_late_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_late); }, nullptr);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);  // GEMVs only (default)
+  LoraCfg lin_only, fold, ink_fold = ink;
+  lin_only.linears_only = true;
+  fold.fold = ink_fold.fold = true;
+  int n_lin = 0, n_fold = 0;
+  const double lin_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, &n_lin);
+  const double fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, &n_fold);
+  const double fused_ik_fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold); }, nullptr);
+  pdl_set_fold_in(true);  // the folding GEMVs (right after their producer GEMV) with PDL too
+  const double fold_pdl_all = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
+  const double fused_ik_fold_pdl_all = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold); }, nullptr);
+  pdl_set_fold_in(false);
+  gemv_set_trigger_late(false);  // dependents launched at each GEMV's start (LSW_CUDA_GEMV_TRIGGER=start)
+  const double base_pdl_late = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
+  const double lin_pdl_late = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, nullptr);
+  const double fold_pdl_late = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
+  pdl_set_fold_in(true);
+  const double fold_pdl_all_late = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
+  pdl_set_fold_in(false);
+  const double fused_ik_fold_pdl_late = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold); }, nullptr);
+  gemv_set_trigger_late(true);
   pdl_set_scope(true, false);  // RMSNorm / SwiGLU with PDL too (LSW_CUDA_PDL_NORM=1)
   const double base_pdl_norm = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);
   pdl_set_scope(false, false);
@@ -634,6 +808,8 @@ static void bench_7b() {
   const double pro_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
   gemv_set_pdl(false);
   const double pro = graph_time([&](cudaStream_t s) { run7b(m, false, s, true); }, nullptr);
+  const double lin_nopdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, nullptr);
+  const double fold_nopdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
   setenv("LSW_CUDA_GEMV_LORA_VARIANT", "2", 1);  // fused epilogue in the lightest kernel (1 row/warp, 4 x 16B)
   const double fused_v2 = graph_time([&](cudaStream_t s) { run7b(m, true, s); }, nullptr);
   unsetenv("LSW_CUDA_GEMV_LORA_VARIANT");
@@ -687,6 +863,20 @@ static void bench_7b() {
   row("  same, fused LoRA r16 q,v, shrinks in the GEMV launches", fused_ik_qv, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, base, PDL GEMVs and PDL RMSNorm / SwiGLU", base_pdl_norm, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "  same, base, RMSNorm folded into the GEMVs, PDL (not on the folding GEMVs) (%d nodes)", n_fold);
+  row(nm, fold_pdl, (double)m.weight_bytes);
+  row("  same, base, RMSNorm folded into the GEMVs, no PDL", fold_nopdl, (double)m.weight_bytes);
+  row("  same, fused LoRA r64, shrinks in the GEMVs, RMSNorm folded, PDL", fused_ik_fold_pdl, (double)m.weight_bytes);
+  row("  same, base, RMSNorm folded, PDL on the folding GEMVs too", fold_pdl_all, (double)m.weight_bytes);
+  row("  same, fused LoRA r64 in-kernel, folded, PDL on the folding GEMVs too", fused_ik_fold_pdl_all, (double)m.weight_bytes);
+  row("  same, base, PDL, dependents triggered at the GEMV's start", base_pdl_late, (double)m.weight_bytes);
+  row("  same, base, folded, PDL, triggered at the start", fold_pdl_late, (double)m.weight_bytes);
+  row("  same, base, folded, PDL on the folding GEMVs too, triggered at the start", fold_pdl_all_late, (double)m.weight_bytes);
+  row("  same, fused r64 in-kernel, folded, PDL, triggered at the start", fused_ik_fold_pdl_late, (double)m.weight_bytes);
+  row("  same, linears only, PDL, triggered at the start", lin_pdl_late, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "7B all linears only (no norms / SwiGLU), our GEMV, graph, PDL (%d nodes)", n_lin);
+  row(nm, lin_pdl, (double)m.weight_bytes);
+  row("  same, linears only, no PDL", lin_nopdl, (double)m.weight_bytes);
   row("  same, fused LoRA, GEMV with programmatic dependent launch", fused_pdl, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs forced to v2 (LSW_CUDA_GEMV_LORA_VARIANT=2)", fused_v2, (double)m.weight_bytes);
   row("  same, fused LoRA, LoRA GEMVs autotuned separately", fused_lt, (double)m.weight_bytes);
@@ -709,6 +899,8 @@ static void bench_7b() {
        1.0 + lb16 / m.weight_bytes);
   logf("  shrinks in the GEMV launches: fused r64 / base = %.4f (PDL: %.4f), r16 q,v / base = %.4f\n", fused_ik / base,
        fused_ik_pdl / base_pdl, fused_ik_qv / base);
+  logf("  RMSNorm folded, PDL: base %.4f ms (%.4f without the fold), fused r64 in-kernel %.4f ms, ratio %.4f\n", fold_pdl,
+       base_pdl, fused_ik_fold_pdl, fused_ik_fold_pdl / fold_pdl);
   char b[256];
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "fused LoRA r64 all-linear / base", fused, fused / base);
   g_table.push_back(b);
@@ -2247,6 +2439,7 @@ int main(int argc, char **argv) {
 
   if (want("test_gemv")) test_gemv();
   if (want("test_gemv_pdl")) test_gemv_pdl();
+  if (want("test_norm_fold")) test_norm_fold();
   if (want("test_lora")) test_lora();
   if (want("test_lora_shrink")) test_lora_shrink();
   if (want("test_prologue_shrink")) test_prologue_shrink();

@@ -5,8 +5,8 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick
-# (`npm run test:gpu` runs the default: build cudatests forward sanitizer e2e)
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab
+# (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
 # SESSION_BUDGET_S (default 540): stages stop being started, and the running one is cut, when it is spent.
@@ -15,7 +15,7 @@ TOP=$(mkdir -p "$1" && cd "$1" && pwd); shift
 OUT="$TOP/work"; mkdir -p "$OUT"
 T_END=$(( $(date +%s) + ${SESSION_BUDGET_S:-540} ))
 GPU=${GPU:-$(pwd)/.gpu}
-STAGES=("$@"); [ ${#STAGES[@]} -gt 0 ] || STAGES=(build cudatests forward sanitizer e2e)
+STAGES=("$@"); [ ${#STAGES[@]} -gt 0 ] || STAGES=(build cudatests forward sanitizer fold-tests e2e)
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 mkdir -p "$GPU/bin"
 if [ -f "$GPU/node.xz" ] && ! command -v node > /dev/null && [ ! -x "$GPU/bin/node" ]; then xz -dc "$GPU/node.xz" > "$GPU/bin/node" && chmod +x "$GPU/bin/node"; fi
@@ -143,6 +143,24 @@ st_attn_ab() {
   local cfg
   for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
+  done; }
+# RMSNorm folded into the decode GEMVs (NormFold): the harness's tests (+ the GEMV tests around it) and memcheck
+st_fold_tests() {
+  LSW_HARNESS_ONLY=test_norm_fold,test_gemv,test_gemv_pdl,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-fold.txt" &&
+  LSW_HARNESS_ONLY=test_norm_fold compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/fold-memcheck.txt" 2>&1; }
+# the fold in the whole decode: base and all-linear r64 fused, with it (default) and without (LSW_CUDA_NORM_FOLD=0)
+st_fold_ab() {
+  set -o pipefail
+  local cfg
+  for cfg in "LSW_CUDA_NORM_FOLD=1" "LSW_CUDA_NORM_FOLD=0"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr "=" "-").json" | grep -E "^lora-switch|base|fused" | sed "s/^/$cfg: /" || return 1
+  done; }
+# where the GEMVs trigger their PDL dependents: at their start (default) / after their main loop
+st_trig_ab() {
+  set -o pipefail
+  local cfg
+  for cfg in "LSW_CUDA_GEMV_TRIGGER=start" "LSW_CUDA_GEMV_TRIGGER=late"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr "=" "-").json" | grep -E "^lora-switch|base|fused" | sed "s/^/$cfg: /" || return 1
   done; }
 # a quick look: base and all-linear r64 fused, 3 repetitions
 st_quick() {

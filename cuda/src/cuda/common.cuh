@@ -107,14 +107,16 @@ inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }
 // A launch with programmatic stream serialization (PDL: the kernel may start while the one before it finishes; it
 // must execute griddepcontrol.wait before reading anything that kernel writes) when pdl, else a plain launch.
 template <typename... KArgs, typename... Args>
-inline void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, bool pdl, Args... args) {
+inline void launch_pdl_smem(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl,
+                            Args... args) {
   if (!pdl) {
-    kern<<<grid, block, 0, s>>>(args...);
+    kern<<<grid, block, smem, s>>>(args...);
     return;
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute at[1];
   at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -122,5 +124,9 @@ inline void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream
   cfg.attrs = at;
   cfg.numAttrs = 1;
   cudaLaunchKernelEx(&cfg, kern, args...);
+}
+template <typename... KArgs, typename... Args>
+inline void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, bool pdl, Args... args) {
+  launch_pdl_smem(kern, grid, block, 0, s, pdl, args...);
 }
 }  // namespace lswc

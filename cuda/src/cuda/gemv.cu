@@ -87,6 +87,8 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+// NormFold in side: partial sums staged in shared memory up to this many (more: read from L2 at the end)
+constexpr int kFoldSmemParts = 1024;
 // threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
 // (e.g. the epilogue's segment lookup) in registers across the GEMV main loop instead of recomputing them
 __device__ __forceinline__ int opaque_tid() {
@@ -296,16 +298,23 @@ __device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) {
 // U 16-byte chunks per lane in flight per row before they are consumed.
 //
 // Programmatic dependent launch (no-ops unless launched with the PDL attribute, see gemv_set_pdl):
-// the kernel lets its own dependents begin launching at once, loads its FIRST batch of weights into
+// the kernel lets its own dependents begin launching after its main loop (trig_late, the default; at once
+// otherwise: gemv_set_trigger_late), loads its FIRST batch of weights into
 // registers (weights never depend on the kernel before it; see kernels.cuh for the one rule) and only
 // then waits (griddepcontrol.wait) for the producer of X (and of Y when accumulating, and of the LoRA t).
 //
 // LORA (NX == 1, launcher-checked: every segment's rank * sizeof(T) % 16 == 0, B 16-byte aligned): see LoraTile.
+// nf (NX == 1, launcher-checked): the RMSNorm fold (kernels.cuh NormFold).  In side: the producer's partial sums are
+// requested into shared memory right after the wait (cp.async, L2 only: no registers held through the main loop, the
+// round trip hidden behind it) and summed at the end after a block barrier, every warp in the same fixed order (the
+// same rs everywhere).  Out side: the rows' norm weights and residuals are prefetched into L2 before the wait (a
+// hint; L2 is where every grid's writes meet), then one partial sum of squares per GEMV block after a block barrier.
+// While either side is on no thread of the block returns early.
 template <typename T, int NX, int R, int U, int KS, bool LORA>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   const LoraEpilogue &lora) {
+                                                   const LoraEpilogue &lora, const NormFold &nf, int trig_late) {
   constexpr int VEC = Tr<T>::VEC;
   constexpr int WPB = 8, GPB = WPB / KS, S = 32 * KS;  // warps per block, row groups per block, chunk stride
   int bid = blockIdx.x;
@@ -324,7 +333,10 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   const int grp = wib / KS, part = wib - grp * KS;
   const int r0 = (bid * GPB + grp) * R;
   const bool active = r0 < rows;
-  if (KS == 1 && !LORA && !active) return;  // (LORA: every thread takes part in the epilogue's barriers)
+  const bool fold_out = nf.out_xw != nullptr, fold_in = nf.in_part != nullptr;  // uniform over the grid
+  const bool fold_any = fold_out || fold_in;
+  // (LORA / fold: every thread takes part in the block's barriers)
+  if (KS == 1 && !LORA && !active && !fold_any) return;
   const int nvec = active ? cols / VEC : 0;  // cols % VEC == 0 (checked by the launcher)
   const uint4 *wrow[R];
 #pragma unroll
@@ -332,7 +344,11 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     int rr = min(r0 + r, rows - 1);  // rows past the end re-read the last row, not stored
     wrow[r] = reinterpret_cast<const uint4 *>(W + (size_t)rr * cols);
   }
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (!trig_late) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (fold_out && lane == 0 && part == 0 && active) {  // the epilogue's lines into L2 (prefetch: no data used)
+    prefetch_l2(nf.out_w + r0);
+    if (accumulate) prefetch_l2(Y + r0);
+  }
   int c0 = lane + 32 * part;
   uint4 w[U][R];
   if (c0 + S * (U - 1) < nvec) {
@@ -342,6 +358,12 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
+  extern __shared__ __align__(16) float lsw_gemv_fold_parts[];  // fold in: the producer's partial sums (dynamic)
+  float *l_part = lsw_gemv_fold_parts;
+  if (fold_in && nf.in_n <= kFoldSmemParts) {
+    for (int i = threadIdx.x; 4 * i < nf.in_n; i += 256) cp_async16(&l_part[4 * i], nf.in_part + 4 * i);
+    cp_async_commit();
+  }
 
   using LT = LoraTile<T, R, KS>;
   __shared__ __align__(16) uint4 l_b[LORA ? LT::SLOTS : 1];
@@ -441,6 +463,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
   }
   main_loop(false);
+  if (trig_late) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // (gemv_set_trigger_late)
   // tail: one chunk at a time
   for (; c0 < nvec; c0 += S) {
     uint4 wt[R];
@@ -511,8 +534,21 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       lora.sync[0] = 0;
       lora.sync[1] = 0;
     }
-    if (KS == 1 && !active) return;
+    if (KS == 1 && !active && !fold_any) return;
   }
+  float rs = 1.f;  // fold in: 1 / sqrt(mean(h²) + eps), the same in every warp (same partials, same order)
+  if (fold_in) {
+    float sp = 0.f;
+    if (nf.in_n <= kFoldSmemParts) {
+      cp_async_wait_all();
+      __syncthreads();
+      for (int i = lane; i < nf.in_n; i += 32) sp += l_part[i];
+    } else {
+      for (int i = lane; i < nf.in_n; i += 32) sp += __ldcg(nf.in_part + i);
+    }
+    rs = 1.f / sqrtf(warp_sum(sp) / (float)nf.in_dim + nf.in_eps);
+  }
+  bool store = true;
   if constexpr (KS > 1) {
     __shared__ float red[WPB][R][NX];
     if (lane == 0) {
@@ -522,30 +558,54 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         for (int t = 0; t < NX; t++) red[wib][r][t] = v[r][t];
     }
     __syncthreads();
-    if (part != 0 || !active) return;
+    if (part != 0 || !active) {
+      if (!fold_any) return;
+      store = false;
+    } else {
 #pragma unroll
-    for (int r = 0; r < R; r++)
+      for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < NX; t++) {
+          float sum = red[grp * KS][r][t];
+#pragma unroll
+          for (int p = 1; p < KS; p++) sum += red[grp * KS + p][r][t];
+          v[r][t] = sum;
+        }
+    }
+  }
+  float sq = 0.f;  // fold out: Σ of this group's stored rows' squares (lane 0)
+  if (store) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
 #pragma unroll
       for (int t = 0; t < NX; t++) {
-        float sum = red[grp * KS][r][t];
-#pragma unroll
-        for (int p = 1; p < KS; p++) sum += red[grp * KS + p][r][t];
-        v[r][t] = sum;
+        float vv = v[r][t];
+        const int row = r0 + r;
+        if (lane == 0 && row < rows) {
+          const float nw = fold_out ? __ldg(nf.out_w + row) : 0.f;  // (requested with the residual below)
+          if constexpr (LORA) vv += l_sum[grp * R + r];
+          vv *= rs;
+          if (bias) vv += bias[row];
+          float *y = Y + (size_t)t * ldy + row;
+          if (accumulate) vv += *y;
+          *y = vv;
+          if (fold_out) {
+            nf.out_xw[row] = vv * nw;
+            sq = fmaf(vv, vv, sq);
+          }
+        }
       }
+    }
   }
+  if (fold_out) {  // the block's partial sum, warps in order
+    __shared__ float l_sq[WPB];
+    if (lane == 0) l_sq[wib] = sq;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float tot = 0.f;
 #pragma unroll
-  for (int r = 0; r < R; r++) {
-#pragma unroll
-    for (int t = 0; t < NX; t++) {
-      float vv = v[r][t];
-      const int row = r0 + r;
-      if (lane == 0 && row < rows) {
-        if constexpr (LORA) vv += l_sum[grp * R + r];
-        if (bias) vv += bias[row];
-        float *y = Y + (size_t)t * ldy + row;
-        if (accumulate) vv += *y;
-        *y = vv;
-      }
+      for (int i = 0; i < WPB; i++) tot += l_sq[i];
+      nf.out_part[bid] = tot;
     }
   }
 }
@@ -553,8 +613,9 @@ template <typename T, int NX, int R, int U, int KS, bool LORA>
 __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   const __grid_constant__ LoraEpilogue lora) {
-  gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora);
+                                                   const __grid_constant__ LoraEpilogue lora,
+                                                   const __grid_constant__ NormFold nf, int trig_late) {
+  gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
 }
 // The 16-bit LoRA kernels with R * U <= 8, held to their base kernels' occupancy (F16: 64 registers, 4 blocks of 256
 // per SM; BF16: 3 blocks): the in-kernel shrink path and the half-way look at its counter would otherwise cost them
@@ -563,8 +624,9 @@ template <typename T> constexpr int lora_min_blocks() { return std::is_same<T, _
 template <typename T, int NX, int R, int U, int KS>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
-    const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora) {
-  gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora);
+    const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
+    const __grid_constant__ NormFold nf, int trig_late) {
+  gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
 }
 // Always-correct scalar fallback: warp per row, element loads.
 template <typename T>
@@ -614,6 +676,16 @@ bool gemv_pdl() { return g_pdl; }
 // off by default: on the H200 (session 8) launching them with PDL too made the 7B base decode slower (their early
 // launch lets the next GEMV's blocks start, and sit on SM slots, while the previous GEMV is still running)
 static bool g_pdl_small = false, g_pdl_attn = false;
+// NormFold in side: such a GEMV follows the GEMV that produced its input directly, and GEMV -> GEMV with PDL made
+// the harness chains slower (2026-12-01 session 16: linears only, PDL 3.36-3.60 ms vs 3.31-3.34 without), so by
+// default it launches plainly even when gemv_pdl() is on
+static bool g_pdl_fold_in = false;
+void pdl_set_fold_in(bool on) { g_pdl_fold_in = on; }
+// where a GEMV lets its PDL dependents launch: after its main loop (default since session 16: the fused all-linear
+// harness graph 4.07 -> 4.01 ms, base unchanged) or at its start (the dependents' blocks then sit on SM slots, waiting,
+// for the whole GEMV; the GEMV -> GEMV chain of the 7B linears alone ran 3.59-3.63 ms so, 3.43-3.44 ms late)
+static bool g_trigger_late = true;
+void gemv_set_trigger_late(bool on) { g_trigger_late = on; }
 void pdl_set_scope(bool norms, bool attention) {
   g_pdl_small = norms;
   g_pdl_attn = attention;
@@ -670,40 +742,61 @@ static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora
 
 // GEMV-side launches: with PDL exactly when gemv_set_pdl(true)
 template <typename... KArgs, typename... Args>
+static void launch_ks(void (*kern)(KArgs...), dim3 grid, int threads, size_t smem, cudaStream_t s, bool pdl,
+                      Args... args) {
+  launch_pdl_smem(kern, grid, dim3(threads), smem, s, pdl, args...);
+}
+template <typename... KArgs, typename... Args>
 static void launch_k(void (*kern)(KArgs...), dim3 grid, int threads, cudaStream_t s, Args... args) {
   launch_pdl(kern, grid, dim3(threads), s, g_pdl, args...);
 }
 
 template <typename T, int NX, int R, int U, int KS>
 static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float *X, int ldx, float *Y, int ldy,
-                                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s) {
+                                 const float *bias, bool accumulate, const LoraEpilogue *lora, NormFold *nf,
+                                 cudaStream_t s) {
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
-  dim3 grid(cdiv(groups, groups_per_block) + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
+  const int gemv_blocks = cdiv(groups, groups_per_block);
+  dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
+  NormFold f;
+  size_t smem = 0;  // fold in: the partial sums' stage (dynamic: the other launches keep their shared memory as is)
+  if (nf) {
+    if (NX != 1 || (nf->in_part && accumulate)) return cudaErrorInvalidValue;
+    f = *nf;
+    f.out_n = 0;
+    if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
+    if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
+  }
+  // a GEMV folding a norm in directly follows the GEMV that produced x: plain launch (see g_pdl_fold_in), except
+  // with in-kernel shrinks, whose blocks then read their A rows while the producer finishes (measured faster)
+  const bool ik = lora && lora->nseg > 0 && lora->nsb > 0;
+  const bool pdl = g_pdl && (!f.in_part || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0) {
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
-      launch_k(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-               (int)accumulate, *lora);
+      launch_ks(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora, f, (int)g_trigger_late);
     else if constexpr (NX == 1)
-      launch_k(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-               (int)accumulate, *lora);
+      launch_ks(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora, f, (int)g_trigger_late);
     else
       return cudaErrorInvalidValue;
   } else {
-    launch_k(gemv_kernel<T, NX, R, U, KS, false>, grid, threads, s, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-             (int)accumulate, LoraEpilogue{});
+    launch_ks(gemv_kernel<T, NX, R, U, KS, false>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+             (int)accumulate, LoraEpilogue{}, f, (int)g_trigger_late);
   }
   LSWC_LAUNCH_RET();
 }
 
 template <typename T, int R, int U, int KS>
 static cudaError_t launch_gemv_n(int n, const void *W, int rows, int cols, const float *X, int ldx, float *Y, int ldy,
-                                 const float *bias, bool acc, const LoraEpilogue *lora, cudaStream_t s) {
+                                 const float *bias, bool acc, const LoraEpilogue *lora, NormFold *nf,
+                                 cudaStream_t s) {
   switch (n) {
-    case 1: return launch_gemv_t<T, 1, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 2: return launch_gemv_t<T, 2, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 3: return launch_gemv_t<T, 3, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 4: return launch_gemv_t<T, 4, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
+    case 1: return launch_gemv_t<T, 1, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 2: return launch_gemv_t<T, 2, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 3: return launch_gemv_t<T, 3, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 4: return launch_gemv_t<T, 4, R, U, KS>(W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
   }
   return cudaErrorInvalidValue;
 }
@@ -711,25 +804,26 @@ static cudaError_t launch_gemv_n(int n, const void *W, int rows, int cols, const
 template <typename T>
 static cudaError_t gemv_dispatch(int variant, int n, const void *W, int rows, int cols, const float *X, int ldx,
                                  float *Y, int ldy, const float *bias, bool acc, const LoraEpilogue *lora,
-                                 cudaStream_t s) {
+                                 cudaStream_t s, NormFold *nf = nullptr) {
   // n = 5..8 run as 4 + (n-4): keeps register pressure of the NX=8 instantiation away.
   if (n > 4) {
+    if (nf) return cudaErrorInvalidValue;
     cudaError_t e = gemv_dispatch<T>(variant, 4, W, rows, cols, X, ldx, Y, ldy, bias, acc, nullptr, s);
     if (e != cudaSuccess) return e;
     return gemv_dispatch<T>(variant, n - 4, W, rows, cols, X + (size_t)4 * ldx, ldx, Y + (size_t)4 * ldy, ldy, bias,
                             acc, nullptr, s);
   }
   switch (variant) {
-    case 1: return launch_gemv_n<T, 1, 8, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 2: return launch_gemv_n<T, 1, 4, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 3: return launch_gemv_n<T, 2, 4, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 4: return launch_gemv_n<T, 4, 2, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 5: return launch_gemv_n<T, 1, 16, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 6: return launch_gemv_n<T, 1, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 7: return launch_gemv_n<T, 1, 8, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 8: return launch_gemv_n<T, 1, 4, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 9: return launch_gemv_n<T, 2, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
-    case 10: return launch_gemv_n<T, 4, 2, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, s);
+    case 1: return launch_gemv_n<T, 1, 8, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 2: return launch_gemv_n<T, 1, 4, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 3: return launch_gemv_n<T, 2, 4, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 4: return launch_gemv_n<T, 4, 2, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 5: return launch_gemv_n<T, 1, 16, 1>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 6: return launch_gemv_n<T, 1, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 7: return launch_gemv_n<T, 1, 8, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 8: return launch_gemv_n<T, 1, 4, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 9: return launch_gemv_n<T, 2, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 10: return launch_gemv_n<T, 4, 2, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
   }
   return cudaErrorInvalidValue;
 }
@@ -811,19 +905,46 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
   return cudaSuccess;
 }
 
+// the vector path's conditions (the only path that takes a NormFold)
+static bool gemv_fast(int dtype, const void *W, int cols, const float *X, int ldx) {
+  const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
+  return cols % vec == 0 && aligned16(W) && aligned16(X) && ldx % 4 == 0 && cols > 0;
+}
+static bool inkernel_vec_ok(int dtype, const LoraEpilogue &lo) {
+  bool ok = lora_vec_ok(dtype, lo);
+  for (int i = 0; i < lo.nseg && ok; i++) ok = aligned16(lo.seg[i].A);
+  return ok;
+}
+bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora) {
+  if (n != 1 || !gemv_fast(dtype, W, cols, X, ldx)) return false;
+  if (!lora || lora->nseg == 0) return true;
+  if (lora->nseg > 3) return false;
+  const int ik = inkernel_shrink(*lora);
+  return ik == 0 ? lora_vec_ok(dtype, *lora) : ik > 0 && inkernel_vec_ok(dtype, *lora);
+}
+int gemv_fold_parts(int rows) {  // (a multiple of 4: the in side copies 16-byte chunks)
+  int most = 0;
+  for (int v = 1; v < gemv_variants(); v++) most = std::max(most, cdiv(cdiv(rows, kVariants[v].R), 8 / kVariants[v].KS));
+  return cdiv(most, 4) * 4;
+}
+
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
-                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant) {
+                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant,
+                 NormFold *nf) {
   if (rows <= 0 || n <= 0) return cudaSuccess;
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
+  if (nf && !nf->in_part && !nf->out_xw) nf = nullptr;
+  if (nf && (!gemv_fold_ok(dtype, W, cols, X, ldx, n, lora) || (nf->in_part && (accumulate || nf->in_n <= 0)) ||
+             (nf->out_xw && (!nf->out_w || !nf->out_part))))
+    return cudaErrorInvalidValue;
   const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
-  const bool fast = cols % vec == 0 && aligned16(W) && aligned16(X) && ldx % 4 == 0 && cols > 0;
+  const bool fast = gemv_fast(dtype, W, cols, X, ldx);
   const int ik = has_lora ? inkernel_shrink(*lora) : 0;
   if (ik < 0) return cudaErrorInvalidValue;
   if (ik) {
-    bool ok = fast && lora_vec_ok(dtype, *lora);
-    for (int i = 0; i < lora->nseg && ok; i++) ok = aligned16(lora->seg[i].A);
+    const bool ok = fast && inkernel_vec_ok(dtype, *lora);
     LoraEpilogue lo = *lora;
     for (int i = 0; i < lo.nseg; i++) lo.seg[i].A = nullptr;  // t computed before: a plain LoRA epilogue launch
     if (!ok) {
@@ -840,9 +961,9 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     variant = resolve_variant(dtype, rows, cols, variant, true);
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {
-      case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
-      case LSW_DTYPE_F16: return gemv_dispatch<__half>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
-      case LSW_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s);
+      case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);
+      case LSW_DTYPE_F16: return gemv_dispatch<__half>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);
+      case LSW_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);
     }
     return cudaErrorInvalidValue;
   }
@@ -861,9 +982,9 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   variant = resolve_variant(dtype, rows, cols, variant, has_lora);
   if (variant < 0) return cudaErrorInvalidValue;
   switch (dtype) {
-    case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s);
-    case LSW_DTYPE_F16: return gemv_dispatch<__half>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s);
-    case LSW_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s);
+    case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s, nf);
+    case LSW_DTYPE_F16: return gemv_dispatch<__half>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s, nf);
+    case LSW_DTYPE_BF16: return gemv_dispatch<__nv_bfloat16>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, s, nf);
   }
   return cudaErrorInvalidValue;
 }

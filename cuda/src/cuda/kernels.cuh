@@ -34,14 +34,40 @@ struct LoraEpilogue {
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
 };
 
+// ---- RMSNorm folded into the decode GEMVs around it (n == 1) ---------------------------------------
+// rmsnorm(h) ⊙ w = rs · (h ⊙ w) with rs = 1 / sqrt(Σ h² / dim + eps), and rs is one scalar, so the norm needs no
+// launch of its own:
+//  - out side, on the GEMV that produces h (o_proj / down: x += W a): after its store it also writes
+//    out_xw[row] = h[row] · out_w[row] and, per block, Σ h[row]² over the block's rows -> out_part[block] (fixed
+//    order: deterministic).  gemv() reports the number of partial sums in out_n.
+//  - in side, on the GEMV that reads the norm's output (q,k,v / gate,up / lm_head): X = h ⊙ w, and every row sum,
+//    LoRA epilogue included, is scaled by rs = 1 / sqrt(Σ in_part[0..in_n) / in_dim + eps) before the bias.  With an
+//    in-kernel shrink its t is computed from the same X, so rs scales W x and B t alike; a LoRA whose t was computed
+//    elsewhere (from the normalised vector) must not be combined with the in side.
+// gemv_fold_ok says whether the vector kernel (the only one that folds) takes a launch; gemv() with a NormFold it
+// cannot take returns cudaErrorInvalidValue.
+struct NormFold {
+  const float *in_part = nullptr;  // in side (nullptr: off); accumulate must be false
+  int in_n = 0, in_dim = 0;
+  float in_eps = 0.f;
+  float *out_xw = nullptr;        // out side (nullptr: off)
+  const float *out_w = nullptr;   // [rows]
+  float *out_part = nullptr;      // [out_n]; allocate gemv_fold_parts(rows) floats (the in side reads 16-byte chunks)
+  int out_n = 0;                  // set by gemv()
+};
+bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora);
+int gemv_fold_parts(int rows);  // out_n of any variant, rounded up to a multiple of 4: the partials buffer's size
+
 // ---- GEMV / GEMM ---------------------------------------------------------------------------------
 // Y[t*ldy + r] = dot(W[r][0:cols], X[t*ldx + 0:cols]) (+ bias[r]) (+ Y[t*ldy + r] if accumulate)
 //                (+ LoRA epilogue, n == 1 only),    r < rows, t < n.
+// nf (n == 1, vector path only): the RMSNorm fold above.
 // n <= 8: bandwidth-bound GEMV (warp per `rpw` rows, 16-byte loads, several in flight).
 // n > 8 : tensor-core GEMM (see gemm.cu).
 // variant: 0 = production choice; 1..: alternatives timed by the harness (rows per warp / unroll).
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
-                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant = 0);
+                 const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant = 0,
+                 NormFold *nf = nullptr);
 // Plain warp-per-row scalar GEMV: the always-correct fallback (any alignment) and a harness baseline.
 cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
                         int ldy, const float *bias, bool accumulate, cudaStream_t s);
@@ -54,6 +80,10 @@ bool gemv_pdl();
 // Which other decode kernels launch with PDL while gemv_pdl() is on (neither by default: measured slower): RMSNorm /
 // SwiGLU (norm weight loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
 void pdl_set_scope(bool norms, bool attention);
+// GEMVs with a NormFold in side launch with PDL too (default off: GEMV -> GEMV with PDL measured slower)
+void pdl_set_fold_in(bool on);
+// GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start
+void gemv_set_trigger_late(bool on);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);

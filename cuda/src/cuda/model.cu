@@ -106,6 +106,11 @@ struct State {
   // LSW_CUDA_FUSED_SHRINK=late: after it (session 14's form, kept for A-B runs)
   bool shrink_early = true;
   int *shr_sync = nullptr;  // [layer][mat] pairs, kSyncStride ints apart (a 128-byte line each)
+  // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
+  // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
+  // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
+  bool norm_fold = true;
+  float *nf_part = nullptr;  // [gemv_fold_parts(hidden_size)]
   void *xbuf = nullptr;
   float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
@@ -189,11 +194,50 @@ struct Fwd {
   int c;
   cudaStream_t s;
   bool preshrunk = false;  // fused decode: the shrinks of the next alin already ran in prologue_shrink
+  // RMSNorm fold (State::norm_fold), decode only.  out_w: the next alin's GEMV is the last writer of x and should also
+  // write x ⊙ out_w and its Σ x² partials (the norm after it); xw_ready: the last GEMV did (xw_n partials);
+  // pend_w: the norm before the next alin was skipped, xn holds x ⊙ pend_w, not the normalised x.
+  const float *out_w = nullptr, *pend_w = nullptr;
+  bool xw_ready = false;
+  int xw_n = 0;
 
+  // the skipped norm, launched after all (a path that cannot fold): xn = rmsnorm(x) ⊙ pend_w
+  cudaError_t unfold() {
+    if (!pend_w) return cudaSuccess;
+    const float *w = pend_w;
+    pend_w = nullptr;
+    return lswc::rmsnorm(c, m->cfg.hidden_size, st->x, m->cfg.hidden_size, w, m->cfg.rms_norm_eps, st->xn,
+                         m->cfg.hidden_size, s);
+  }
+  // fold: this GEMV may take the pending norm (in side, X = xn) and the requested out side; it is the last writer of Y
+  // and every LoRA delta it adds is computed from this X inside or right before it (rs scales them alike)
   cudaError_t lin(int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy, const float *bias,
-                  bool acc, const lswc::LoraEpilogue *ep = nullptr) {
-    if (n <= 8) return lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s);
-    return lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
+                  bool acc, const lswc::LoraEpilogue *ep = nullptr, bool fold = false) {
+    lswc::NormFold nf;
+    const bool in = fold && pend_w && X == st->xn && !acc, out = fold && out_w && Y == st->x && acc;
+    if ((in || out) && lswc::gemv_fold_ok(dt, W, cols, X, cols, n, ep)) {
+      if (in) {
+        nf.in_part = st->nf_part;
+        nf.in_n = xw_n;
+        nf.in_dim = m->cfg.hidden_size;
+        nf.in_eps = m->cfg.rms_norm_eps;
+        pend_w = nullptr;
+      }
+      if (out) {
+        nf.out_xw = st->xn;
+        nf.out_w = out_w;
+        nf.out_part = st->nf_part;
+      }
+    }
+    out_w = nullptr;
+    cudaError_t e = unfold();  // not taken above: the norm runs after all
+    if (e != cudaSuccess) return e;
+    const bool any = nf.in_part || nf.out_xw;
+    e = n <= 8 ? lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s, 0, any ? &nf : nullptr)
+               : lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
+    xw_ready = nf.out_xw != nullptr;
+    xw_n = nf.out_n;
+    return e;
   }
 
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
@@ -218,6 +262,14 @@ struct Fwd {
       }
     }
     return cudaSuccess;
+  }
+  // does a router read (L, mat)'s input in this forward (route_at)?
+  bool router_at(int L, int mat) const {
+    for (auto &a : st->ad) {
+      if (a.kind == LSW_ROUTER_LAYERWISE && a.lrouter_mat[L] == mat) return true;
+      if (!a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) return true;
+    }
+    return false;
   }
   bool all_routed() const {
     for (auto &a : st->ad)
@@ -280,13 +332,14 @@ struct Fwd {
     const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
     const bool pre = preshrunk;
     preshrunk = false;
-    if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
-    cudaError_t e = route_at(L, mat, X, cols);
+    if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
+    cudaError_t e = router_at(L, mat) ? unfold() : cudaSuccess;  // a router reads the normalised X
+    if (e == cudaSuccess) e = route_at(L, mat, X, cols);
     if (e != cudaSuccess) return e;
     const int mode = st->mode;
     if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
       if ((e = st->layerwise ? ensure_merged_mat(L, mat) : ensure_merged()) != cudaSuccess) return e;
-      return lin(dt, ly.work[mat] ? ly.work[mat] : ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
+      return lin(dt, ly.work[mat] ? ly.work[mat] : ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
     }
     // delta path: segments = (adapter, module) adapted inside this matrix, routed by now
     struct Seg { DAdapter *a; int k; const DMod *d; };
@@ -299,7 +352,7 @@ struct Fwd {
         if (d.A && d.mat == mat) segs[ns++] = {&a, k, &d};
       }
     }
-    if (ns == 0) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc);
+    if (ns == 0) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
     if (mode == LSW_MODE_FUSED && c == 1) {
       // one shrink launch per adapter (all its modules reading X), then the GEMV with the LoRA epilogue; or, with one
       // adapter, the shrinks inside that GEMV launch (st->shrink_in_gemv)
@@ -307,6 +360,22 @@ struct Fwd {
       for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
       bool inside = epi && !pre && st->shrink_in_gemv;
       for (int i = 0; i < ns && inside; i++) inside = segs[i].a == segs[0].a;
+      // the norm fold's in side: every t below is computed from this X (by the shrink launches just below or in the
+      // GEMV), so rs scales the deltas with W x; prologue-shrunk t (pre) came from the normalised vector
+      if (epi && pend_w && !pre) {
+        lswc::LoraEpilogue probe;
+        probe.nseg = ns;
+        probe.top_k = segs[0].a->K;
+        for (int i = 0; i < ns; i++) {
+          probe.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, segs[i].a->t[segs[i].k],
+                          segs[i].a->ex(L)};
+          if (inside) probe.seg[i].A = segs[i].d->A, probe.seg[i].gates = segs[i].a->gt(L);
+        }
+        if (inside) probe.sync = st->shr_sync;
+        if (!lswc::gemv_fold_ok(dt, ly.w[mat], cols, X, cols, 1, &probe) && (e = unfold()) != cudaSuccess) return e;
+      } else if ((e = unfold()) != cudaSuccess) {
+        return e;
+      }
       for (int i = 0; i < ns && !pre && !inside;) {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
@@ -334,8 +403,9 @@ struct Fwd {
           ep.sync = st->shr_sync + kSyncStride * ((size_t)L * LSW_MAT_COUNT + mat);
           if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
         }
-        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep);
+        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep, true);
       }
+      out_w = nullptr;  // expand launches write Y after the GEMV
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
       for (int i = 0; i < ns; i++) {
         const DMod &d = *segs[i].d;
@@ -345,6 +415,8 @@ struct Fwd {
       }
       return cudaSuccess;
     }
+    out_w = nullptr;  // delta launches write Y after the GEMV
+    if ((e = unfold()) != cudaSuccess) return e;
     if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
     for (int i = 0; i < ns; i++) {
       const DMod &d = *segs[i].d;
@@ -402,7 +474,13 @@ struct Fwd {
   // RMSNorm of x (mode 0) or SwiGLU of gu (mode 1) into out, with (L, mat)'s shrinks folded in when possible
   cudaError_t norm_or_act(int L, int mat, int mode, const float *w, float *out) {
     const lsw_model_config &cf = m->cfg;
+    const bool xw = xw_ready;
+    xw_ready = false;
     lswc::ShrinkBatch sb;
+    if (mode == 0 && xw && out == st->xn && !(adapters_active(m, st) && router_at(L, mat)) && !fold(L, mat, &sb)) {
+      pend_w = w;  // the next alin's GEMV normalises (alin / lin launch the norm after all on a path that cannot)
+      return cudaSuccess;
+    }
     if (fold(L, mat, &sb)) {
       for (int j = 0; j < sb.njobs; j++) sb.job[j].x = out;
       preshrunk = true;
@@ -452,6 +530,9 @@ struct Fwd {
     const float eps = cf.rms_norm_eps;
     for (auto &a : st->ad) a.routed = false;
     st->merged_this = false;
+    out_w = pend_w = nullptr;
+    xw_ready = false;
+    const bool nfold = st->norm_fold && c == 1;  // RMSNorm fold (State::norm_fold): decode steps
     cudaError_t e;
 #define K_(x) if ((e = (x)) != cudaSuccess) return e
     K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
@@ -472,6 +553,7 @@ struct Fwd {
         K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
                            st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       }
+      if (nfold && !ffn_active(L)) out_w = ly.ffn_norm;
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
@@ -481,11 +563,17 @@ struct Fwd {
       K_(norm_or_act(L, LSW_MAT_GATE_UP, 0, ly.ffn_norm, st->xn));
       K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
       K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
+      if (nfold) out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
     if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
       K_(lswc::layer_count(cf.num_layers, st->layer_step, st->blk->counters, s));
-    if (all_rows) {
+    out_w = nullptr;
+    if (xw_ready) {  // (decode) the last down GEMV wrote x ⊙ norm: the lm_head GEMV normalises
+      xw_ready = false;
+      pend_w = st->norm;
+      K_(lin(st->lm_dt, st->lm, V, H, st->xn, 1, st->logits, V, nullptr, false, nullptr, true));
+    } else if (all_rows) {
       K_(lswc::rmsnorm(c, H, st->x, H, st->norm, eps, st->xn, H, s));
       K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
     } else {
@@ -671,6 +759,12 @@ lsw_status lswc_model_finalize(lsw_model *m) {
      // LSW_CUDA_PDL_NORM=1 / LSW_CUDA_PDL_ATTN=1 launch the RMSNorm + SwiGLU / the decode attention with PDL too
     const char *en = getenv("LSW_CUDA_PDL_NORM"), *ea = getenv("LSW_CUDA_PDL_ATTN");
     lswc::pdl_set_scope(en && *en && strcmp(en, "0"), ea && *ea && strcmp(ea, "0"));
+    // LSW_CUDA_PDL_FOLD_IN=1: the GEMVs that fold a RMSNorm in (right after the GEMV that produced x) with PDL too
+    const char *ef = getenv("LSW_CUDA_PDL_FOLD_IN");
+    lswc::pdl_set_fold_in(ef && *ef && strcmp(ef, "0"));
+    // GEMVs let their PDL dependents launch after their main loop; LSW_CUDA_GEMV_TRIGGER=start: at their start
+    const char *et = getenv("LSW_CUDA_GEMV_TRIGGER");
+    lswc::gemv_set_trigger_late(!(et && !strcmp(et, "start")));
   }
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
@@ -746,6 +840,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       TRY(dalloc(st, &st->shr_sync, n));
       LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
     }
+    const char *nfe = getenv("LSW_CUDA_NORM_FOLD");
+    st->norm_fold = !(nfe && !strcmp(nfe, "0"));
+    if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
   }
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
