@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -161,6 +161,14 @@ st_trig_ab() {
   local cfg
   for cfg in "LSW_CUDA_GEMV_TRIGGER=start" "LSW_CUDA_GEMV_TRIGGER=late"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr "=" "-").json" | grep -E "^lora-switch|base|fused" | sed "s/^/$cfg: /" || return 1
+  done; }
+# PDL for the attention / SwiGLU launches (LSW_CUDA_PDL_ATTN / LSW_CUDA_PDL_NORM) in base and all-linear fused: with the
+# LoRA epilogue at the tail of q,k,v and gate,up, an early start of the next launch could hide it
+st_pdlx_ab() {
+  set -o pipefail
+  local cfg
+  for cfg in "LSW_CUDA_PDL=1" "LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1 LSW_CUDA_PDL_NORM=1"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
   done; }
 # a quick look: base and all-linear r64 fused, 3 repetitions
 st_quick() {
