@@ -392,7 +392,7 @@ static void test_norm_fold() {
       auto reset = [&](cudaStream_t s) {
         CK(cudaMemcpyAsync(dx, x0.data(), H * 4, cudaMemcpyHostToDevice, s));
         poison(dxw, H * 4); poison(dpart, np * 4); poison(dout, Rc * 4);
-        CK(cudaStreamSynchronize(s));
+        CK(cudaDeviceSynchronize());  // (the memsets run on the legacy stream, which a non-blocking s does not wait for)
       };
       run_pdl_mode(0, chain, reset);
       auto X = down(dx, H), X2 = down(dx2, H), XW = down(dxw, H), P = down(dpart, nf.out_n), O = down(dout, Rc);
@@ -464,6 +464,80 @@ static void test_norm_fold() {
            "fold out without a partials buffer: refused");
     cudaGetLastError();
     for (void *p : {(void *)x, (void *)y, (void *)part, (void *)w, W}) cudaFree(p);
+  }
+}
+
+// SwiGLU folded into the gate,up GEMV (NormFold::act_out): every variant, with and without the RMSNorm fold's in
+// side, F16 / BF16 also with an in-kernel-shrink LoRA on the gate and up rows; Y bit-identical to the launch without
+// the fold (the paired row mapping changes which block computes a row, not how), act bit-identical to the swiglu
+// kernel on that Y; graph + PDL bit-identical to eager.
+static void test_swiglu_fold() {
+  logf("\n== SwiGLU folded into the gate,up GEMV (NormFold::act_out) ==\n");
+  const int I = 1000, H = 264, E = 4, K = 2, rank = 16, np = 37;
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (int v = 1; v < gemv_variants(); v++)
+      for (int mode = 0; mode < 3; mode++) {  // 0 plain, 1 + RMSNorm fold in side, 2 + in side + LoRA
+        if (mode == 2 && (dt == LSW_DTYPE_F32 || (v != 2 && v != 4 && v != 10))) continue;
+        HostW W = make_w(dt, (size_t)2 * I * H, 0.5f);
+        HostW A = make_w(dt, (size_t)E * rank * H, 0.5f), B0 = make_w(dt, (size_t)E * I * rank, 0.5f),
+              B1 = make_w(dt, (size_t)E * I * rank, 0.5f);
+        auto x = rvec(H), part = rvec(np);
+        for (auto &p : part) p = std::fabs(p) * 3.f + 0.1f;
+        std::vector<int> ex{2, 0};
+        std::vector<float> g{0.6f, 0.4f};
+        void *dW = dupb(W.bytes), *dA = dupb(A.bytes), *dB0 = dupb(B0.bytes), *dB1 = dupb(B1.bytes);
+        float *dx = dup(x), *dpart = dup(part), *dg = dup(g), *dY = dnew<float>(2 * I), *dY2 = dnew<float>(2 * I);
+        float *dact = dnew<float>(I), *dact2 = dnew<float>(I), *dt0 = dnew<float>(2 * K * rank);
+        int *de = dup(ex), *dsync = dnew<int>(2);
+        CK(cudaMemset(dsync, 0, 8));
+        LoraEpilogue ep;
+        ep.nseg = 2; ep.top_k = K; ep.sync = dsync; ep.n_experts = E;
+        ep.seg[0] = LoraSeg{0, I, rank, dB0, dt0, de, dA, dg};
+        ep.seg[1] = LoraSeg{I, I, rank, dB1, dt0 + K * rank, de, dA, dg};
+        const LoraEpilogue *lo = mode == 2 ? &ep : nullptr;
+        auto nf_of = [&](bool act) {
+          NormFold f;
+          if (mode >= 1) { f.in_part = dpart; f.in_n = np; f.in_dim = H; f.in_eps = 1e-5f; }
+          if (act) { f.act_out = dact; f.act_half = I; }
+          return f;
+        };
+        // reference: the unpaired launch, then the swiglu kernel
+        poison(dY2, 8 * I); poison(dact2, 4 * I);
+        NormFold f0 = nf_of(false);
+        CK(gemv(dt, dW, 2 * I, H, dx, H, 1, dY2, 2 * I, nullptr, false, lo, 0, v, mode >= 1 ? &f0 : nullptr));
+        CK(swiglu(1, I, dY2, 2 * I, dact2, I, 0));
+        auto chain = [&](cudaStream_t s) {
+          NormFold f = nf_of(true);
+          CK(gemv(dt, dW, 2 * I, H, dx, H, 1, dY, 2 * I, nullptr, false, lo, s, v, &f));
+        };
+        auto reset = [&](cudaStream_t) { poison(dY, 8 * I); poison(dact, 4 * I); CK(cudaDeviceSynchronize()); };
+        run_pdl_mode(0, chain, reset);
+        auto Y = down(dY, 2 * I), Y2 = down(dY2, 2 * I), Ac = down(dact, I), Ac2 = down(dact2, I);
+        bool finite = true;
+        for (float f : Ac) finite = finite && std::isfinite(f);
+        expect(finite && !memcmp(Y.data(), Y2.data(), 8 * I) && !memcmp(Ac.data(), Ac2.data(), 4 * I),
+               "swiglu fold %s variant %d%s: gu and act bit-identical to GEMV + swiglu", dname(dt), v,
+               mode == 0 ? "" : mode == 1 ? " + norm fold in" : " + norm fold in + LoRA r16 top2 in-kernel");
+        run_pdl_mode(3, chain, reset);
+        auto Ac3 = down(dact, I);
+        expect(!memcmp(Ac3.data(), Ac.data(), 4 * I), "swiglu fold %s variant %d mode %d: graph + PDL bit-identical",
+               dname(dt), v, mode);
+        for (void *p : {dW, dA, dB0, dB1}) cudaFree(p);
+        for (float *p : {dx, dpart, dg, dY, dY2, dact, dact2, dt0}) cudaFree(p);
+        cudaFree(de); cudaFree(dsync);
+      }
+  {  // refused: rows != 2 * act_half, accumulate
+    float *x = dnew<float>(64), *y = dnew<float>(128), *a = dnew<float>(64);
+    void *W = dnew<float>(128 * 64);
+    NormFold f;
+    f.act_out = a; f.act_half = 60;
+    expect(gemv(LSW_DTYPE_F32, W, 128, 64, x, 64, 1, y, 128, nullptr, false, nullptr, 0, 0, &f) == cudaErrorInvalidValue,
+           "swiglu fold with rows != 2 * act_half: refused");
+    f.act_half = 64;
+    expect(gemv(LSW_DTYPE_F32, W, 128, 64, x, 64, 1, y, 128, nullptr, true, nullptr, 0, 0, &f) == cudaErrorInvalidValue,
+           "swiglu fold with accumulate: refused");
+    cudaGetLastError();
+    for (void *p : {(void *)x, (void *)y, (void *)a, W}) cudaFree(p);
   }
 }
 
@@ -608,6 +682,7 @@ static void alloc7b(Model7B &m, bool lora) {
 struct LoraCfg {
   int mask = 0x7f, rank = 64;
   bool no_shrink = false, no_epi = false, inkernel = false, early = true, fold = false, linears_only = false;
+  bool swiglu_fold = false;  // with fold: SwiGLU in the gate,up GEMV too (NormFold::act_out, the model's default)
 };
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
@@ -671,9 +746,13 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     parts = nfo.out_n;
     // MLP block
     if (!lc.fold) prologue(0, {4, 5}, x, m.normw, xn);
-    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s, 0, nf_in()));
-    prologue(1, {6}, gu, nullptr, act);
-    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s, 0, nf_out()));
+    NormFold *gnf = nf_in();
+    if (gnf && lc.swiglu_fold) { gnf->act_out = act; gnf->act_half = I; }
+    CK(gemv(m.dt, m.gu[l], 2 * I, H, xn, H, 1, gu, 2 * I, nullptr, false, epi(ep, {{4, 0}, {5, I}}), s, 0, gnf));
+    if (!(lc.fold && lc.swiglu_fold)) prologue(1, {6}, gu, nullptr, act);
+    NormFold *dnf = nf_out();
+    if (dnf && lc.swiglu_fold) dnf->follows_gemv = true;
+    CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s, 0, dnf));
     parts = nfo.out_n;
   }
   if (!lc.fold && !lc.linears_only) CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
@@ -780,9 +859,13 @@ static void bench_7b() {
   ink_late.early = false;
   const double fused_ik_late_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_late); }, nullptr);
   const double base_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s); }, nullptr);  // GEMVs only (default)
-  LoraCfg lin_only, fold, ink_fold = ink;
+  LoraCfg lin_only, fold, ink_fold = ink, fold_sw, ink_fold_sw = ink;
   lin_only.linears_only = true;
-  fold.fold = ink_fold.fold = true;
+  fold.fold = ink_fold.fold = fold_sw.fold = ink_fold_sw.fold = true;
+  fold_sw.swiglu_fold = ink_fold_sw.swiglu_fold = true;
+  int n_fold_sw = 0;
+  const double fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold_sw); }, &n_fold_sw);
+  const double fused_ik_fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
   int n_lin = 0, n_fold = 0;
   const double lin_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, &n_lin);
   const double fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, &n_fold);
@@ -863,6 +946,9 @@ static void bench_7b() {
   row("  same, fused LoRA r16 q,v, shrinks in the GEMV launches", fused_ik_qv, (double)m.weight_bytes);
   row("  same, base, GEMV with programmatic dependent launch", base_pdl, (double)m.weight_bytes);
   row("  same, base, PDL GEMVs and PDL RMSNorm / SwiGLU", base_pdl_norm, (double)m.weight_bytes);
+  snprintf(nm, sizeof nm, "  same, base, RMSNorm and SwiGLU folded into the GEMVs, PDL (%d nodes)", n_fold_sw);
+  row(nm, fold_sw_pdl, (double)m.weight_bytes);
+  row("  same, fused r64 in-kernel, RMSNorm and SwiGLU folded, PDL", fused_ik_fold_sw_pdl, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "  same, base, RMSNorm folded into the GEMVs, PDL (not on the folding GEMVs) (%d nodes)", n_fold);
   row(nm, fold_pdl, (double)m.weight_bytes);
   row("  same, base, RMSNorm folded into the GEMVs, no PDL", fold_nopdl, (double)m.weight_bytes);
@@ -2440,6 +2526,7 @@ int main(int argc, char **argv) {
   if (want("test_gemv")) test_gemv();
   if (want("test_gemv_pdl")) test_gemv_pdl();
   if (want("test_norm_fold")) test_norm_fold();
+  if (want("test_swiglu_fold")) test_swiglu_fold();
   if (want("test_lora")) test_lora();
   if (want("test_lora_shrink")) test_lora_shrink();
   if (want("test_prologue_shrink")) test_prologue_shrink();

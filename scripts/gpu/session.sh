@@ -146,14 +146,14 @@ st_attn_ab() {
   done; }
 # RMSNorm folded into the decode GEMVs (NormFold): the harness's tests (+ the GEMV tests around it) and memcheck
 st_fold_tests() {
-  LSW_HARNESS_ONLY=test_norm_fold,test_gemv,test_gemv_pdl,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-fold.txt" &&
-  LSW_HARNESS_ONLY=test_norm_fold compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/fold-memcheck.txt" 2>&1; }
-# the fold in the whole decode: base and all-linear r64 fused, with it (default) and without (LSW_CUDA_NORM_FOLD=0)
+  LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold,test_gemv,test_gemv_pdl,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-fold.txt" &&
+  LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/fold-memcheck.txt" 2>&1; }
+# the folds in the whole decode: base and all-linear r64 fused, both (default), RMSNorm only, neither
 st_fold_ab() {
   set -o pipefail
   local cfg
-  for cfg in "LSW_CUDA_NORM_FOLD=1" "LSW_CUDA_NORM_FOLD=0"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr "=" "-").json" | grep -E "^lora-switch|base|fused" | sed "s/^/$cfg: /" || return 1
+  for cfg in "LSW_CUDA_NORM_FOLD=1" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA_SWIGLU_FOLD=0"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
   done; }
 # where the GEMVs trigger their PDL dependents: at their start (default) / after their main loop
 st_trig_ab() {

@@ -100,6 +100,8 @@ __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
 }
 
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// SwiGLU of one pair, shared by the swiglu kernel and the GEMV's SwiGLU fold (the same bits)
+__device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }
 // SMs of the current device (cached per device; 132, an H200, if the query fails: callers only size grids with it)
 int sm_count();
 inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }

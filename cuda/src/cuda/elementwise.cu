@@ -122,7 +122,7 @@ __global__ void swiglu_kernel(int n, int inter, const float *__restrict__ GU, in
   for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < total; q += (long long)gridDim.x * blockDim.x) {
     const int t = (int)(q / inter), i = (int)(q % inter);
     const float g = GU[(size_t)t * ldgu + i], u = GU[(size_t)t * ldgu + inter + i];
-    Out[(size_t)t * ldo + i] = g / (1.f + expf(-g)) * u;
+    Out[(size_t)t * ldo + i] = swiglu_f(g, u);
   }
 }
 

@@ -331,10 +331,17 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   }
   const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5;
   const int grp = wib / KS, part = wib - grp * KS;
-  const int r0 = (bid * GPB + grp) * R;
-  const bool active = r0 < rows;
+  // block-local row lr -> row: contiguous, or (SwiGLU fold, nf.act_half = I) the first half of the block's rows
+  // gate rows bid*H2 + lr, the second half the matching up rows I + bid*H2 + lr - H2; lv(lr): a row of the matrix
+  constexpr int BR = GPB * R, H2 = BR / 2;
+  const int half = NX == 1 ? nf.act_half : 0;  // (launcher-checked: NX == 1)
+  auto grow = [&](int lr) { return !half ? bid * BR + lr : lr < H2 ? bid * H2 + lr : half + bid * H2 + (lr - H2); };
+  auto lv = [&](int lr) { return !half ? bid * BR + lr < rows : bid * H2 + (lr < H2 ? lr : lr - H2) < half; };
+  const int r0 = grow(grp * R);  // this group's R rows are contiguous (H2 is a multiple of R)
+  const int lim = !half ? rows - r0 : half - (bid * H2 + (grp * R < H2 ? grp * R : grp * R - H2));  // rows r < lim
+  const bool active = lim > 0;
   const bool fold_out = nf.out_xw != nullptr, fold_in = nf.in_part != nullptr;  // uniform over the grid
-  const bool fold_any = fold_out || fold_in;
+  const bool fold_any = fold_out || fold_in || half > 0;
   // (LORA / fold: every thread takes part in the block's barriers)
   if (KS == 1 && !LORA && !active && !fold_any) return;
   const int nvec = active ? cols / VEC : 0;  // cols % VEC == 0 (checked by the launcher)
@@ -378,8 +385,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       if (sgi >= lora.nseg) break;
       const int n = lora.top_k * lora.seg[sgi].rank;
       const float *tg = lora.seg[sgi].t;
-      if (n > LT::TSEG || lora.seg[sgi].row0 >= rb + LT::ROWS || lora.seg[sgi].row0 + lora.seg[sgi].rows <= rb)
-        continue;  // read from global after the loop / no row of this block in the segment
+      if (n > LT::TSEG || (!half && (lora.seg[sgi].row0 >= rb + LT::ROWS || lora.seg[sgi].row0 + lora.seg[sgi].rows <= rb)))
+        continue;  // read from global after the loop / no row of this block in the segment (paired rows: staged)
       if ((n & 3) == 0 && (reinterpret_cast<uintptr_t>(tg) & 15) == 0) {
         for (int i = tid; i < n / 4; i += 256) cp_async16(&l_t[sgi * LT::TSEG + 4 * i], tg + 4 * i);
       } else {
@@ -394,8 +401,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     if (!shr) stage_t();
 #pragma unroll
     for (int i = 0; i < LT::LQ; i++) {
-      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = bid * LT::ROWS + lr;
-      if (lr >= LT::ROWS || row >= rows) continue;
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = grow(lr);
+      if (lr >= LT::ROWS || !lv(lr)) continue;
       const int sgi = lora_seg_index(lora, row);
       if (sgi < 0) continue;
       const LoraSeg &sg = lora.seg[sgi];
@@ -489,9 +496,9 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < LT::LQ; i++) {
-      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = bid * LT::ROWS + lr;
+      const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = grow(lr);
       float p = 0.f;
-      const int sgi = lr < LT::ROWS && row < rows ? lora_seg_index(lora, row) : -1;
+      const int sgi = lr < LT::ROWS && lv(lr) ? lora_seg_index(lora, row) : -1;
       if (sgi >= 0) {
         const LoraSeg &sg = lora.seg[sgi];
         const int rv = sg.rank / VEC, cpr = lora.top_k * rv;
@@ -574,6 +581,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
   }
   float sq = 0.f;  // fold out: Σ of this group's stored rows' squares (lane 0)
+  __shared__ float l_gu[NX == 1 ? BR : 1];  // SwiGLU fold: the block's gate and up rows
   if (store) {
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -581,7 +589,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int t = 0; t < NX; t++) {
         float vv = v[r][t];
         const int row = r0 + r;
-        if (lane == 0 && row < rows) {
+        if (lane == 0 && r < lim) {
           const float nw = fold_out ? __ldg(nf.out_w + row) : 0.f;  // (requested with the residual below)
           if constexpr (LORA) vv += l_sum[grp * R + r];
           vv *= rs;
@@ -593,9 +601,16 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
             nf.out_xw[row] = vv * nw;
             sq = fmaf(vv, vv, sq);
           }
+          if constexpr (NX == 1)
+            if (half) l_gu[grp * R + r] = vv;
         }
       }
     }
+  }
+  if (half) {  // SwiGLU fold: act[i] = silu(gate_i) * up_i for the block's H2 pairs (the swiglu kernel's formula)
+    __syncthreads();
+    for (int i = threadIdx.x; i < H2; i += 256)
+      if (bid * H2 + i < half) nf.act_out[bid * H2 + i] = swiglu_f(l_gu[i], l_gu[H2 + i]);
   }
   if (fold_out) {  // the block's partial sum, warps in order
     __shared__ float l_sq[WPB];
@@ -757,7 +772,7 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
                                  cudaStream_t s) {
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
-  const int gemv_blocks = cdiv(groups, groups_per_block);
+  int gemv_blocks = cdiv(groups, groups_per_block);
   dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
   NormFold f;
   size_t smem = 0;  // fold in: the partial sums' stage (dynamic: the other launches keep their shared memory as is)
@@ -765,13 +780,20 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     if (NX != 1 || (nf->in_part && accumulate)) return cudaErrorInvalidValue;
     f = *nf;
     f.out_n = 0;
+    if (f.act_out) {  // SwiGLU fold: a block per H2 = groups_per_block * R / 2 gate rows and their up rows
+      if (f.out_xw || rows != 2 * f.act_half) return cudaErrorInvalidValue;
+      gemv_blocks = cdiv(f.act_half, groups_per_block * R / 2);
+      grid = dim3(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));
+    } else {
+      f.act_half = 0;
+    }
     if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
   }
   // a GEMV folding a norm in directly follows the GEMV that produced x: plain launch (see g_pdl_fold_in), except
   // with in-kernel shrinks, whose blocks then read their A rows while the producer finishes (measured faster)
   const bool ik = lora && lora->nseg > 0 && lora->nsb > 0;
-  const bool pdl = g_pdl && (!f.in_part || g_pdl_fold_in || ik);
+  const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0) {
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
       launch_ks(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
@@ -935,9 +957,12 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
-  if (nf && !nf->in_part && !nf->out_xw) nf = nullptr;
+  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !nf->follows_gemv) nf = nullptr;
+  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !(n == 1 && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
+    nf = nullptr;  // only the PDL hint, on a launch the vector kernel does not take: dropped
   if (nf && (!gemv_fold_ok(dtype, W, cols, X, ldx, n, lora) || (nf->in_part && (accumulate || nf->in_n <= 0)) ||
-             (nf->out_xw && (!nf->out_w || !nf->out_part))))
+             (nf->out_xw && (!nf->out_w || !nf->out_part)) ||
+             (nf->act_out && (accumulate || nf->out_xw || nf->act_half <= 0 || rows != 2 * nf->act_half))))
     return cudaErrorInvalidValue;
   const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
   const bool fast = gemv_fast(dtype, W, cols, X, ldx);

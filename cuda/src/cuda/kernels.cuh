@@ -54,6 +54,14 @@ struct NormFold {
   const float *out_w = nullptr;   // [rows]
   float *out_part = nullptr;      // [out_n]; allocate gemv_fold_parts(rows) floats (the in side reads 16-byte chunks)
   int out_n = 0;                  // set by gemv()
+  // SwiGLU fold (the gate,up GEMV, rows = 2 * act_half: gate rows then up rows): each block takes act_half / blocks
+  // gate rows and the matching up rows, stores Y as usual and act_out[i] = silu(Y[i]) * Y[act_half + i] (the swiglu
+  // kernel's formula: the same bits); not with out_xw or accumulate
+  float *act_out = nullptr;
+  int act_half = 0;
+  // this GEMV's X comes from the GEMV launched right before it (the in side implies it): launched without PDL
+  // unless it carries in-kernel shrinks (GEMV -> GEMV with PDL measured slower); alone it is only that hint
+  bool follows_gemv = false;
 };
 bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora);
 int gemv_fold_parts(int rows);  // out_n of any variant, rounded up to a multiple of 4: the partials buffer's size

@@ -111,6 +111,8 @@ struct State {
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
   bool norm_fold = true;
   float *nf_part = nullptr;  // [gemv_fold_parts(hidden_size)]
+  // decode: the SwiGLU folded into the gate,up GEMV (NormFold::act_out); LSW_CUDA_SWIGLU_FOLD=0: a launch per layer
+  bool swiglu_fold = true;
   void *xbuf = nullptr;
   float2 *rope_cs = nullptr;  // [max_context][head_dim/2] (cos, sin) for the decode attention's RoPE
   float *tall = nullptr;  // prompt deltas: [chunk][max E*rank] shrinks of every expert (Fwd::delta_gemm)
@@ -200,6 +202,9 @@ struct Fwd {
   const float *out_w = nullptr, *pend_w = nullptr;
   bool xw_ready = false;
   int xw_n = 0;
+  // SwiGLU fold (decode): act_req: the next alin's GEMV (gate,up) should also write act = swiglu(gu); act_ready: it
+  // did; follows: the SwiGLU launch was skipped, the next GEMV reads the previous GEMV's output (launch hint)
+  bool act_req = false, act_ready = false, follows = false;
 
   // the skipped norm, launched after all (a path that cannot fold): xn = rmsnorm(x) ⊙ pend_w
   cudaError_t unfold() {
@@ -214,8 +219,14 @@ struct Fwd {
   cudaError_t lin(int dt, const void *W, int rows, int cols, const float *X, int n, float *Y, int ldy, const float *bias,
                   bool acc, const lswc::LoraEpilogue *ep = nullptr, bool fold = false) {
     lswc::NormFold nf;
+    const int I = m->cfg.intermediate_size;
     const bool in = fold && pend_w && X == st->xn && !acc, out = fold && out_w && Y == st->x && acc;
-    if ((in || out) && lswc::gemv_fold_ok(dt, W, cols, X, cols, n, ep)) {
+    const bool act = fold && act_req && Y == st->gu && !acc && rows == 2 * I;
+    if ((in || out || act) && lswc::gemv_fold_ok(dt, W, cols, X, cols, n, ep)) {
+      if (act) {
+        nf.act_out = st->act;
+        nf.act_half = I;
+      }
       if (in) {
         nf.in_part = st->nf_part;
         nf.in_n = xw_n;
@@ -229,14 +240,17 @@ struct Fwd {
         nf.out_part = st->nf_part;
       }
     }
+    nf.follows_gemv = follows && n == 1;
     out_w = nullptr;
+    act_req = follows = false;
     cudaError_t e = unfold();  // not taken above: the norm runs after all
     if (e != cudaSuccess) return e;
-    const bool any = nf.in_part || nf.out_xw;
+    const bool any = nf.in_part || nf.out_xw || nf.act_out || nf.follows_gemv;
     e = n <= 8 ? lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s, 0, any ? &nf : nullptr)
                : lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
     xw_ready = nf.out_xw != nullptr;
     xw_n = nf.out_n;
+    act_ready = nf.act_out != nullptr;
     return e;
   }
 
@@ -406,6 +420,7 @@ struct Fwd {
         return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep, true);
       }
       out_w = nullptr;  // expand launches write Y after the GEMV
+      act_req = false;
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
       for (int i = 0; i < ns; i++) {
         const DMod &d = *segs[i].d;
@@ -416,6 +431,7 @@ struct Fwd {
       return cudaSuccess;
     }
     out_w = nullptr;  // delta launches write Y after the GEMV
+    act_req = false;
     if ((e = unfold()) != cudaSuccess) return e;
     if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
     for (int i = 0; i < ns; i++) {
@@ -474,9 +490,13 @@ struct Fwd {
   // RMSNorm of x (mode 0) or SwiGLU of gu (mode 1) into out, with (L, mat)'s shrinks folded in when possible
   cudaError_t norm_or_act(int L, int mat, int mode, const float *w, float *out) {
     const lsw_model_config &cf = m->cfg;
-    const bool xw = xw_ready;
-    xw_ready = false;
+    const bool xw = xw_ready, actr = act_ready;
+    xw_ready = act_ready = false;
     lswc::ShrinkBatch sb;
+    if (mode == 1 && actr && out == st->act && !fold(L, mat, &sb)) {
+      follows = true;  // the gate,up GEMV wrote act (SwiGLU fold): the down GEMV follows it directly
+      return cudaSuccess;
+    }
     if (mode == 0 && xw && out == st->xn && !(adapters_active(m, st) && router_at(L, mat)) && !fold(L, mat, &sb)) {
       pend_w = w;  // the next alin's GEMV normalises (alin / lin launch the norm after all on a path that cannot)
       return cudaSuccess;
@@ -531,7 +551,7 @@ struct Fwd {
     for (auto &a : st->ad) a.routed = false;
     st->merged_this = false;
     out_w = pend_w = nullptr;
-    xw_ready = false;
+    xw_ready = act_req = act_ready = follows = false;
     const bool nfold = st->norm_fold && c == 1;  // RMSNorm fold (State::norm_fold): decode steps
     cudaError_t e;
 #define K_(x) if ((e = (x)) != cudaSuccess) return e
@@ -561,6 +581,7 @@ struct Fwd {
         continue;
       }
       K_(norm_or_act(L, LSW_MAT_GATE_UP, 0, ly.ffn_norm, st->xn));
+      act_req = st->swiglu_fold && c == 1;
       K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
       K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
       if (nfold) out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
@@ -842,6 +863,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     }
     const char *nfe = getenv("LSW_CUDA_NORM_FOLD");
     st->norm_fold = !(nfe && !strcmp(nfe, "0"));
+    const char *sfe = getenv("LSW_CUDA_SWIGLU_FOLD");
+    st->swiglu_fold = !(sfe && !strcmp(sfe, "0"));
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
   }
   int maxk = H > I ? H : I;
