@@ -259,6 +259,28 @@ static void ref_matmul(const std::vector<float> &W, int rows, int cols, const st
     }
 }
 
+// LoRA rows in fp64: ref[row0 + r] += Σ_k g_k Σ_j B[e_k][r][j] (A[e_k][j] · x), sc[row0 + r] += Σ|terms| + 1
+// (A: [E][rank][cols], B: [E][rows][rank] values; x float or double)
+template <typename V>
+static void ref_lora_add(const std::vector<float> &A, const std::vector<float> &B, int rank, int cols, int rows,
+                         const std::vector<int> &ex, const std::vector<float> &g, int K, const std::vector<V> &x,
+                         std::vector<double> &ref, std::vector<double> &sc, int row0) {
+  for (int k = 0; k < K; k++) {
+    std::vector<double> t(rank);
+    for (int j = 0; j < rank; j++) {
+      double sum = 0;
+      for (int c = 0; c < cols; c++) sum += (double)A[((size_t)ex[k] * rank + j) * cols + c] * x[c];
+      t[j] = g[k] * sum;
+    }
+    for (int r = 0; r < rows; r++) {
+      double sum = 0, a = 0;
+      for (int j = 0; j < rank; j++) { const double v = B[((size_t)ex[k] * rows + r) * rank + j] * t[j]; sum += v; a += std::fabs(v); }
+      ref[row0 + r] += sum;
+      sc[row0 + r] += a + 1.0;
+    }
+  }
+}
+
 // ===================================================================================================
 static void test_gemv() {
   logf("\n== GEMV (decode, n <= 8) ==\n");
@@ -417,21 +439,7 @@ static void test_norm_fold() {
         ref[r] = sum + bias[r];
         sc[r] = ab + std::fabs(bias[r]);
       }
-      if (cs.lora)
-        for (int k = 0; k < K; k++) {
-          std::vector<double> t(rank);
-          for (int j = 0; j < rank; j++) {
-            double sum = 0;
-            for (int c = 0; c < H; c++) sum += (double)A.val[((size_t)ex[k] * rank + j) * H + c] * xnd[c];
-            t[j] = g[k] * sum;
-          }
-          for (int r = 0; r < Rc; r++) {
-            double sum = 0, ab = 0;
-            for (int j = 0; j < rank; j++) { const double v = B.val[((size_t)ex[k] * Rc + r) * rank + j] * t[j]; sum += v; ab += std::fabs(v); }
-            ref[r] += sum;
-            sc[r] += ab + 1.0;
-          }
-        }
+      if (cs.lora) ref_lora_add(A.val, B.val, rank, H, Rc, ex, g, K, xnd, ref, sc, 0);
       char nm[240];
       snprintf(nm, sizeof nm, "fold in %s", what);
       check(nm, O.data(), ref.data(), sc.data(), Rc, 1e-6, 4e-6);
@@ -951,15 +959,17 @@ static void bench_7b() {
   row("  same, fused r64 in-kernel, RMSNorm and SwiGLU folded, PDL", fused_ik_fold_sw_pdl, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "  same, base, RMSNorm folded into the GEMVs, PDL (not on the folding GEMVs) (%d nodes)", n_fold);
   row(nm, fold_pdl, (double)m.weight_bytes);
-  row("  same, base, RMSNorm folded into the GEMVs, no PDL", fold_nopdl, (double)m.weight_bytes);
-  row("  same, fused LoRA r64, shrinks in the GEMVs, RMSNorm folded, PDL", fused_ik_fold_pdl, (double)m.weight_bytes);
-  row("  same, base, RMSNorm folded, PDL on the folding GEMVs too", fold_pdl_all, (double)m.weight_bytes);
-  row("  same, fused LoRA r64 in-kernel, folded, PDL on the folding GEMVs too", fused_ik_fold_pdl_all, (double)m.weight_bytes);
-  row("  same, base, PDL, dependents triggered at the GEMV's start", base_pdl_late, (double)m.weight_bytes);
-  row("  same, base, folded, PDL, triggered at the start", fold_pdl_late, (double)m.weight_bytes);
-  row("  same, base, folded, PDL on the folding GEMVs too, triggered at the start", fold_pdl_all_late, (double)m.weight_bytes);
-  row("  same, fused r64 in-kernel, folded, PDL, triggered at the start", fused_ik_fold_pdl_late, (double)m.weight_bytes);
-  row("  same, linears only, PDL, triggered at the start", lin_pdl_late, (double)m.weight_bytes);
+  const std::pair<const char *, double> fold_rows[] = {  // the RMSNorm fold's PDL rule and the trigger point
+      {"  same, base, RMSNorm folded into the GEMVs, no PDL", fold_nopdl},
+      {"  same, fused LoRA r64, shrinks in the GEMVs, RMSNorm folded, PDL", fused_ik_fold_pdl},
+      {"  same, base, RMSNorm folded, PDL on the folding GEMVs too", fold_pdl_all},
+      {"  same, fused LoRA r64 in-kernel, folded, PDL on the folding GEMVs too", fused_ik_fold_pdl_all},
+      {"  same, base, PDL, dependents triggered at the GEMV's start", base_pdl_late},
+      {"  same, base, folded, PDL, triggered at the start", fold_pdl_late},
+      {"  same, base, folded, PDL on the folding GEMVs too, triggered at the start", fold_pdl_all_late},
+      {"  same, fused r64 in-kernel, folded, PDL, triggered at the start", fused_ik_fold_pdl_late},
+      {"  same, linears only, PDL, triggered at the start", lin_pdl_late}};
+  for (const auto &fr : fold_rows) row(fr.first, fr.second, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "7B all linears only (no norms / SwiGLU), our GEMV, graph, PDL (%d nodes)", n_lin);
   row(nm, lin_pdl, (double)m.weight_bytes);
   row("  same, linears only, no PDL", lin_nopdl, (double)m.weight_bytes);
@@ -1109,24 +1119,8 @@ static void test_lora() {
       std::vector<float> g = K == 1 ? std::vector<float>{0.8f} : K == 2 ? std::vector<float>{0.7f, 0.3f} : std::vector<float>{0.5f, 0.3f, 0.2f};
       std::vector<double> ref, sc;
       ref_matmul(W.val, rows, cols, x, 1, ref, sc);
-      for (int s = 0; s < cs.nseg; s++) {
-        const HostW &A = As[s], &B = Bs[s];
-        const int rank = cs.rank[s], nr = cs.nrows[s];
-        for (int k = 0; k < K; k++) {
-          std::vector<double> t(rank);
-          for (int j = 0; j < rank; j++) {
-            double sum = 0;
-            for (int c = 0; c < cols; c++) sum += (double)A.val[((size_t)ex[k] * rank + j) * cols + c] * x[c];
-            t[j] = g[k] * sum;
-          }
-          for (int r = 0; r < nr; r++) {
-            double sum = 0, a = 0;
-            for (int j = 0; j < rank; j++) { double v = B.val[((size_t)ex[k] * nr + r) * rank + j] * t[j]; sum += v; a += std::fabs(v); }
-            ref[cs.row0[s] + r] += sum;
-            sc[cs.row0[s] + r] += a + 1.0;
-          }
-        }
-      }
+      for (int s = 0; s < cs.nseg; s++)
+        ref_lora_add(As[s].val, Bs[s].val, cs.rank[s], cols, cs.nrows[s], ex, g, K, x, ref, sc, cs.row0[s]);
       void *dW = dupb(W.bytes);
       std::vector<void *> dA, dB;
       for (int s = 0; s < cs.nseg; s++) { dA.push_back(dupb(As[s].bytes)); dB.push_back(dupb(Bs[s].bytes)); }
