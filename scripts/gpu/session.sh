@@ -30,7 +30,8 @@ run_stage() {
   echo "=== $name: $*" | tee -a "$OUT/session.log"
   local left=$(( T_END - $(date +%s) ))
   if [ $left -le 5 ]; then RESULT[$name]=skipped; SECS[$name]=0; echo "=== $name: skipped (budget spent)"; return; fi
-  timeout --signal=TERM $left bash -c "$(declare -f "$1"); $1" > "$OUT/$name.log" 2>&1
+  # every function goes along (stages share helpers such as ab_r64)
+  timeout --signal=TERM $left bash -c "$(declare -f); $1" > "$OUT/$name.log" 2>&1
   local rc=$?
   RESULT[$name]=$rc; SECS[$name]=$(( $(date +%s) - t0 ))
   tail -n 25 "$OUT/$name.log"
@@ -129,13 +130,17 @@ st_lora_tests() {
   LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck.txt" 2>&1; }
 # decode attention: the harness's tests and timing rows (both kernels)
 st_attn_tests() { LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt"; }
+# A-B in the whole decode: all-linear r64 top-2, base and fused, 3 repetitions, once per environment setting ("" = the
+# defaults); JSON per setting, the result rows prefixed with it
+ab_r64() {
+  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
+  local cfg
+  for cfg in "$@"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/${cfg:-default}: /" || return 1
+  done; }
 # fused mode A-B: shrinks inside the GEMV launches with their A rows before the wait (default), after it
 # (LSW_CUDA_FUSED_SHRINK=late), separate shrink launches (LSW_CUDA_FUSED_SHRINK=separate)
-st_fused_ab() {
-  local cfg
-  for cfg in "" "LSW_CUDA_FUSED_SHRINK=late" "LSW_CUDA_FUSED_SHRINK=separate"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-inkernel}" | tr "=" "-").json" || return 1
-  done; }
+st_fused_ab() { ab_r64 "" "LSW_CUDA_FUSED_SHRINK=late" "LSW_CUDA_FUSED_SHRINK=separate"; }
 # decode attention A-B in the whole model: kernel 0 (registers, default) / 1 (cp.async tiles), each without and with
 # PDL for the attention launch (LSW_CUDA_PDL_ATTN=1: kernel 1 requests all its first tiles before the wait)
 st_attn_ab() {
@@ -148,28 +153,13 @@ st_attn_ab() {
 st_fold_tests() {
   LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold,test_gemv,test_gemv_pdl,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-fold.txt" &&
   LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/fold-memcheck.txt" 2>&1; }
-# the folds in the whole decode: base and all-linear r64 fused, both (default), RMSNorm only, neither
-st_fold_ab() {
-  set -o pipefail
-  local cfg
-  for cfg in "LSW_CUDA_NORM_FOLD=1" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA_SWIGLU_FOLD=0"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
-  done; }
-# where the GEMVs trigger their PDL dependents: at their start (default) / after their main loop
-st_trig_ab() {
-  set -o pipefail
-  local cfg
-  for cfg in "LSW_CUDA_GEMV_TRIGGER=start" "LSW_CUDA_GEMV_TRIGGER=late"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr "=" "-").json" | grep -E "^lora-switch|base|fused" | sed "s/^/$cfg: /" || return 1
-  done; }
+# the folds in the whole decode: both (default), RMSNorm only, neither
+st_fold_ab() { ab_r64 "" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA_SWIGLU_FOLD=0"; }
+# where the GEMVs trigger their PDL dependents: after their main loop (default) / at their start
+st_trig_ab() { ab_r64 "" "LSW_CUDA_GEMV_TRIGGER=start"; }
 # PDL for the attention / SwiGLU launches (LSW_CUDA_PDL_ATTN / LSW_CUDA_PDL_NORM) in base and all-linear fused: with the
 # LoRA epilogue at the tail of q,k,v and gate,up, an early start of the next launch could hide it
-st_pdlx_ab() {
-  set -o pipefail
-  local cfg
-  for cfg in "LSW_CUDA_PDL=1" "LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1 LSW_CUDA_PDL_NORM=1"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
-  done; }
+st_pdlx_ab() { ab_r64 "" "LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1 LSW_CUDA_PDL_NORM=1"; }
 # a quick look: base and all-linear r64 fused, 3 repetitions
 st_quick() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-quick.json"; }

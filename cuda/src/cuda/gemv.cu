@@ -691,14 +691,14 @@ bool gemv_pdl() { return g_pdl; }
 // off by default: on the H200 (session 8) launching them with PDL too made the 7B base decode slower (their early
 // launch lets the next GEMV's blocks start, and sit on SM slots, while the previous GEMV is still running)
 static bool g_pdl_small = false, g_pdl_attn = false;
-// NormFold in side: such a GEMV follows the GEMV that produced its input directly, and GEMV -> GEMV with PDL made
-// the harness chains slower (2026-12-01 session 16: linears only, PDL 3.36-3.60 ms vs 3.31-3.34 without), so by
-// default it launches plainly even when gemv_pdl() is on
+// NormFold in side / follows_gemv: such a GEMV follows the GEMV that produced its input directly, and GEMV -> GEMV
+// with PDL made the harness chains slower (2026-12-01 session 16, the 7B linears alone: 3.43-3.45 ms with PDL and
+// the late trigger, 3.35-3.38 ms without), so by default it launches plainly even when gemv_pdl() is on
 static bool g_pdl_fold_in = false;
 void pdl_set_fold_in(bool on) { g_pdl_fold_in = on; }
 // where a GEMV lets its PDL dependents launch: after its main loop (default since session 16: the fused all-linear
 // harness graph 4.07 -> 4.01 ms, base unchanged) or at its start (the dependents' blocks then sit on SM slots, waiting,
-// for the whole GEMV; the GEMV -> GEMV chain of the 7B linears alone ran 3.59-3.63 ms so, 3.43-3.44 ms late)
+// for the whole GEMV; the GEMV -> GEMV chain of the 7B linears alone ran 3.59-3.69 ms so, 3.43-3.45 ms late)
 static bool g_trigger_late = true;
 void gemv_set_trigger_late(bool on) { g_trigger_late = on; }
 void pdl_set_scope(bool norms, bool attention) {
@@ -773,23 +773,17 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
   int gemv_blocks = cdiv(groups, groups_per_block);
-  dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
-  NormFold f;
+  NormFold f;  // (validated by gemv(): n == 1, the vector path)
   size_t smem = 0;  // fold in: the partial sums' stage (dynamic: the other launches keep their shared memory as is)
   if (nf) {
-    if (NX != 1 || (nf->in_part && accumulate)) return cudaErrorInvalidValue;
     f = *nf;
     f.out_n = 0;
-    if (f.act_out) {  // SwiGLU fold: a block per H2 = groups_per_block * R / 2 gate rows and their up rows
-      if (f.out_xw || rows != 2 * f.act_half) return cudaErrorInvalidValue;
-      gemv_blocks = cdiv(f.act_half, groups_per_block * R / 2);
-      grid = dim3(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));
-    } else {
-      f.act_half = 0;
-    }
+    if (f.act_out) gemv_blocks = cdiv(f.act_half, groups_per_block * R / 2);  // SwiGLU fold: H2 gate + H2 up rows
+    else f.act_half = 0;
     if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
   }
+  const dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
   // a GEMV folding a norm in directly follows the GEMV that produced x: plain launch (see g_pdl_fold_in), except
   // with in-kernel shrinks, whose blocks then read their A rows while the producer finishes (measured faster)
   const bool ik = lora && lora->nseg > 0 && lora->nsb > 0;
@@ -957,9 +951,8 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
-  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !nf->follows_gemv) nf = nullptr;
-  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !(n == 1 && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
-    nf = nullptr;  // only the PDL hint, on a launch the vector kernel does not take: dropped
+  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !(nf->follows_gemv && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
+    nf = nullptr;  // nothing to fold (a PDL hint alone, on a launch the vector kernel does not take, is dropped)
   if (nf && (!gemv_fold_ok(dtype, W, cols, X, ldx, n, lora) || (nf->in_part && (accumulate || nf->in_n <= 0)) ||
              (nf->out_xw && (!nf->out_w || !nf->out_part)) ||
              (nf->act_out && (accumulate || nf->out_xw || nf->act_half <= 0 || rows != 2 * nf->act_half))))

@@ -88,7 +88,7 @@ bool gemv_pdl();
 // Which other decode kernels launch with PDL while gemv_pdl() is on (neither by default: measured slower): RMSNorm /
 // SwiGLU (norm weight loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
 void pdl_set_scope(bool norms, bool attention);
-// GEMVs with a NormFold in side launch with PDL too (default off: GEMV -> GEMV with PDL measured slower)
+// GEMVs with a NormFold in side or follows_gemv launch with PDL too (default off: GEMV -> GEMV with PDL measured slower)
 void pdl_set_fold_in(bool on);
 // GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start
 void gemv_set_trigger_late(bool on);

@@ -254,11 +254,22 @@ struct Fwd {
     return e;
   }
 
+  // does a's router read (L, mat)'s input in this forward?  Layer-wise: every layer with a router, at its first
+  // adapted matrix; pre-gated: layer 0's router input, once
+  static bool reads_input(const DAdapter &a, int L, int mat) {
+    if (a.kind == LSW_ROUTER_LAYERWISE) return a.lrouter_mat[L] == mat;
+    return !a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat;
+  }
+  bool router_at(int L, int mat) const {
+    for (auto &a : st->ad)
+      if (reads_input(a, L, mat)) return true;
+    return false;
+  }
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
   cudaError_t route_at(int L, int mat, const float *X, int ldx) {
     for (auto &a : st->ad) {
-      if (a.kind == LSW_ROUTER_LAYERWISE) {  // every layer with a router, at its first adapted matrix
-        if (a.lrouter_mat[L] != mat) continue;
+      if (a.kind == LSW_ROUTER_LAYERWISE) {
+        if (!reads_input(a, L, mat)) continue;
         const size_t o = (size_t)L * a.K;  // token t's routes at ((t * slots + L) * K): one launch for the chunk
         cudaError_t e = lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o,
                                       a.rg + o, a.slots * a.K, s);
@@ -269,21 +280,13 @@ struct Fwd {
       if (a.routed) continue;
       if (a.kind == LSW_ROUTER_STATIC) {
         a.routed = true;  // experts 0 / gates 1 filled at finalize for every chunk row
-      } else if (a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) {
+      } else if (reads_input(a, L, mat)) {
         cudaError_t e = lswc::route_n(a.router_dt, c, a.E, a.router_dim, a.K, a.router, X, ldx, a.re, a.rg, a.K, s);
         if (e != cudaSuccess) return e;
         a.routed = true;
       }
     }
     return cudaSuccess;
-  }
-  // does a router read (L, mat)'s input in this forward (route_at)?
-  bool router_at(int L, int mat) const {
-    for (auto &a : st->ad) {
-      if (a.kind == LSW_ROUTER_LAYERWISE && a.lrouter_mat[L] == mat) return true;
-      if (!a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat) return true;
-    }
-    return false;
   }
   bool all_routed() const {
     for (auto &a : st->ad)
@@ -374,35 +377,8 @@ struct Fwd {
       for (int i = 0; i < ns && epi; i++) epi = segs[i].a->K == segs[0].a->K;
       bool inside = epi && !pre && st->shrink_in_gemv;
       for (int i = 0; i < ns && inside; i++) inside = segs[i].a == segs[0].a;
-      // the norm fold's in side: every t below is computed from this X (by the shrink launches just below or in the
-      // GEMV), so rs scales the deltas with W x; prologue-shrunk t (pre) came from the normalised vector
-      if (epi && pend_w && !pre) {
-        lswc::LoraEpilogue probe;
-        probe.nseg = ns;
-        probe.top_k = segs[0].a->K;
-        for (int i = 0; i < ns; i++) {
-          probe.seg[i] = {segs[i].d->row0, segs[i].d->rows, segs[i].d->rank, segs[i].d->B, segs[i].a->t[segs[i].k],
-                          segs[i].a->ex(L)};
-          if (inside) probe.seg[i].A = segs[i].d->A, probe.seg[i].gates = segs[i].a->gt(L);
-        }
-        if (inside) probe.sync = st->shr_sync;
-        if (!lswc::gemv_fold_ok(dt, ly.w[mat], cols, X, cols, 1, &probe) && (e = unfold()) != cudaSuccess) return e;
-      } else if ((e = unfold()) != cudaSuccess) {
-        return e;
-      }
-      for (int i = 0; i < ns && !pre && !inside;) {
-        lswc::ShrinkBatch sb;
-        DAdapter *a = segs[i].a;
-        sb.top_k = a->K;
-        sb.experts = a->ex(L);
-        sb.gates = a->gt(L);
-        sb.n_experts = a->E;  // PDL: the shrink may read its A rows before waiting on X
-        for (; i < ns && segs[i].a == a; i++)
-          sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
-        if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
-      }
+      lswc::LoraEpilogue ep;  // the GEMV's LoRA epilogue (epi)
       if (epi) {
-        lswc::LoraEpilogue ep;
         ep.nseg = ns;
         ep.top_k = segs[0].a->K;
         for (int i = 0; i < ns; i++) {
@@ -417,10 +393,26 @@ struct Fwd {
           ep.sync = st->shr_sync + kSyncStride * ((size_t)L * LSW_MAT_COUNT + mat);
           if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
         }
-        return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep, true);
       }
-      out_w = nullptr;  // expand launches write Y after the GEMV
-      act_req = false;
+      // the norm fold's in side needs every t computed from this X (the shrink launches below or the GEMV's own), so
+      // that rs scales the deltas with W x: not with prologue-shrunk t (pre: from the normalised vector), expand
+      // launches after the GEMV, or a GEMV that cannot fold -- the norm then runs before the shrinks read X
+      if (pend_w && (!epi || pre || !lswc::gemv_fold_ok(dt, ly.w[mat], cols, X, cols, 1, &ep)) &&
+          (e = unfold()) != cudaSuccess)
+        return e;
+      for (int i = 0; i < ns && !pre && !inside;) {
+        lswc::ShrinkBatch sb;
+        DAdapter *a = segs[i].a;
+        sb.top_k = a->K;
+        sb.experts = a->ex(L);
+        sb.gates = a->gt(L);
+        sb.n_experts = a->E;  // PDL: the shrink may read its A rows before waiting on X
+        for (; i < ns && segs[i].a == a; i++)
+          sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
+        if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
+      }
+      if (epi) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep, true);
+      // (lin without fold: no fold sides; expand launches write Y after the GEMV)
       if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
       for (int i = 0; i < ns; i++) {
         const DMod &d = *segs[i].d;
@@ -430,9 +422,7 @@ struct Fwd {
       }
       return cudaSuccess;
     }
-    out_w = nullptr;  // delta launches write Y after the GEMV
-    act_req = false;
-    if ((e = unfold()) != cudaSuccess) return e;
+    // lin without fold launches the pending norm first and drops the fold requests: delta launches write Y after it
     if ((e = lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc)) != cudaSuccess) return e;
     for (int i = 0; i < ns; i++) {
       const DMod &d = *segs[i].d;
@@ -463,9 +453,7 @@ struct Fwd {
     DAdapter *one = nullptr;
     int ns = 0;
     for (auto &a : st->ad) {
-      if (a.kind == LSW_ROUTER_LAYERWISE && a.lrouter_mat[L] == mat) return false;
-      if (!a.routed && (a.kind == LSW_ROUTER_STATIC || (a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat)))
-        return false;
+      if (reads_input(a, L, mat) || (!a.routed && a.kind == LSW_ROUTER_STATIC)) return false;
       if (!a.routed || a.ffn) continue;
       for (int k = 0; k < LSW_MOD_COUNT; k++) {
         const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
@@ -493,15 +481,16 @@ struct Fwd {
     const bool xw = xw_ready, actr = act_ready;
     xw_ready = act_ready = false;
     lswc::ShrinkBatch sb;
-    if (mode == 1 && actr && out == st->act && !fold(L, mat, &sb)) {
+    const bool pro = fold(L, mat, &sb);  // the shrinks of (L, mat) run in this launch
+    if (mode == 1 && actr && out == st->act && !pro) {
       follows = true;  // the gate,up GEMV wrote act (SwiGLU fold): the down GEMV follows it directly
       return cudaSuccess;
     }
-    if (mode == 0 && xw && out == st->xn && !(adapters_active(m, st) && router_at(L, mat)) && !fold(L, mat, &sb)) {
+    if (mode == 0 && xw && out == st->xn && !pro) {
       pend_w = w;  // the next alin's GEMV normalises (alin / lin launch the norm after all on a path that cannot)
       return cudaSuccess;
     }
-    if (fold(L, mat, &sb)) {
+    if (pro) {
       for (int j = 0; j < sb.njobs; j++) sb.job[j].x = out;
       preshrunk = true;
       const int D = mode == 0 ? cf.hidden_size : cf.intermediate_size;
