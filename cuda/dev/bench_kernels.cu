@@ -1008,6 +1008,26 @@ static void bench_7b() {
   g_table.push_back(b);
   snprintf(b, sizeof b, "| %-58s | %9.4f |  ratio %.4f (target <= 1.05)          |", "  same, PDL", fused_ik_pdl, fused_ik_pdl / base_pdl);
   g_table.push_back(b);
+  {  // the linears alone with the tuner over every variant (v11 / v12 too: LSW_CUDA_GEMV_MAX_VARIANT=12), then the
+     // default candidates again for what runs after this section
+    char mv[8];
+    snprintf(mv, sizeof mv, "%d", gemv_variants() - 1);
+    setenv("LSW_CUDA_GEMV_MAX_VARIANT", mv, 1);
+    tune7b(m);
+    const double lin_all = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, nullptr);
+    gemv_set_pdl(true);
+    const double lin_all_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, nullptr);
+    const double fold_all_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold_sw); }, nullptr);
+    gemv_set_pdl(false);
+    unsetenv("LSW_CUDA_GEMV_MAX_VARIANT");
+    tune7b(m);
+    snprintf(nm, sizeof nm, "  same, linears only, no PDL, tuner over v1..v%d", gemv_variants() - 1);
+    row(nm, lin_all, (double)m.weight_bytes);
+    snprintf(nm, sizeof nm, "  same, linears only, PDL, tuner over v1..v%d", gemv_variants() - 1);
+    row(nm, lin_all_pdl, (double)m.weight_bytes);
+    snprintf(nm, sizeof nm, "  same, base, RMSNorm and SwiGLU folded, PDL, tuner over v1..v%d", gemv_variants() - 1);
+    row(nm, fold_all_pdl, (double)m.weight_bytes);
+  }
 #if defined(LSW_DEV_CUBLAS)
   {  // cuBLAS GEMV baseline: x in f16, y f32, the same weights
     __half *xh = dnew<__half>(2 * m.I);
@@ -1039,6 +1059,81 @@ __global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns)
 // Where the fused LoRA's cost goes, per matrix kind: 32 launches of one kind (a layer's matrix each, back to back
 // with PDL as in the decode graph, the same X) as (a) the plain GEMV, (b) + the LoRA epilogue with t given,
 // (c) + the in-kernel shrink with its A rows before the wait (the model's default), (d) the same after the wait.
+#if defined(LSW_GEMV_TRACE)
+// ---- GEMV timeline (bench_kernels_trace, LSW_GEMV_TRACE builds; run only when named in LSW_HARNESS_ONLY) ---------
+// One graph replay per configuration with the trace armed: every GEMV block's timeline (gemv.cu, kGtWords words per
+// block), written raw to trace-<name>.bin next to the results file;
+// cuda/dev/trace_gemv.py turns them into per-kernel spans, gaps and tails.
+static std::string g_out_dir = ".";
+static void trace_7b() {
+  logf("\n== GEMV timeline trace (7B graphs, one traced replay each) ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  tune7b(m);
+  const int cap = 1 << 20;
+  const int words = 12;  // gemv.cu kGtWords
+  unsigned long long *buf = dnew<unsigned long long>((size_t)words * cap);
+  int *seq = dnew<int>(1);
+  LoraCfg lin, fold, ink;
+  lin.linears_only = true;
+  fold.fold = fold.swiglu_fold = true;
+  ink = fold;
+  ink.inkernel = true;
+  struct Cfg { const char *name; bool pdl, late, fused; LoraCfg lc; };
+  const Cfg cfgs[] = {{"lin-nopdl", false, true, false, lin},  {"lin-pdl", true, true, false, lin},
+                      {"lin-pdl-start", true, false, false, lin}, {"fold-pdl", true, true, false, fold},
+                      {"fold-nopdl", false, true, false, fold}, {"fused-ik-fold-pdl", true, true, true, ink}};
+  for (const Cfg &c : cfgs) {
+    gemv_set_pdl(c.pdl);
+    gemv_set_trigger_late(c.late);
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    run7b(m, c.fused, s, false, c.lc);
+    CK(cudaStreamSynchronize(s));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    run7b(m, c.fused, s, false, c.lc);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
+    auto replay = [&]() {
+      CK(cudaEventRecord(a, s)); CK(cudaGraphLaunch(ge, s)); CK(cudaEventRecord(b, s));
+      CK(cudaEventSynchronize(b));
+      float t; CK(cudaEventElapsedTime(&t, a, b));
+      return (double)t;
+    };
+    for (int i = 0; i < 3; i++) replay();
+    std::vector<double> ts;
+    for (int i = 0; i < 20; i++) ts.push_back(replay());
+    std::sort(ts.begin(), ts.end());
+    CK(cudaMemset(seq, 0, sizeof(int)));
+    CK(gemv_trace_set(buf, cap, seq));
+    const double traced = replay();
+    CK(gemv_trace_set(nullptr, 0, nullptr));
+    int n = 0;
+    CK(cudaMemcpy(&n, seq, sizeof n, cudaMemcpyDeviceToHost));
+    n = std::min(n, cap);
+    std::vector<unsigned long long> h((size_t)words * n);
+    CK(cudaMemcpy(h.data(), buf, h.size() * 8, cudaMemcpyDeviceToHost));
+    const std::string path = g_out_dir + "/trace-" + c.name + ".bin";
+    FILE *f = fopen(path.c_str(), "wb");
+    if (!f || fwrite(h.data(), 8, h.size(), f) != h.size()) { fprintf(stderr, "cannot write %s\n", path.c_str()); exit(2); }
+    fclose(f);
+    logf("  %-20s median %.4f ms untraced (20 replays), traced replay %.4f ms, %d block records -> %s\n", c.name,
+         ts[ts.size() / 2], traced, n, path.c_str());
+    CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g)); CK(cudaStreamDestroy(s));
+    CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
+  }
+  gemv_set_pdl(false);
+  gemv_set_trigger_late(true);
+  cudaFree(buf);
+  cudaFree(seq);
+  free7b(m);
+}
+#endif
+
 static void bench_7b_parts() {
   logf("\n== Llama-2-7B fused LoRA r64 top-2, per matrix kind (32 launches of one kind per graph, PDL) ==\n");
   Model7B m;
@@ -2491,6 +2586,9 @@ int main(int argc, char **argv) {
   }
   if (const char *ev = getenv("LSW_HARNESS_ONLY"); ev && *ev) g_only = ev;
   if (out && !(g_out = fopen(out, "w"))) { fprintf(stderr, "cannot write %s\n", out); return 2; }
+#if defined(LSW_GEMV_TRACE)
+  if (out && strrchr(out, '/')) g_out_dir = std::string(out, strrchr(out, '/') - out);
+#endif
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   int drv = 0, rt = 0;
@@ -2536,6 +2634,9 @@ int main(int argc, char **argv) {
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
   if (want("bench_7b_parts")) bench_7b_parts();
+#if defined(LSW_GEMV_TRACE)
+  if (g_only && only_has("trace_7b") && want("trace_7b")) trace_7b();
+#endif
   if (want("bench_sgmm")) bench_sgmm();
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA kernel harness:  bash cuda/dev/build.sh && ./build/dev/bench_kernels [results.txt] [--quick]
 # Links cuBLAS (for the baselines of issue 4) when its header is available.
+# LSW_GEMV_TRACE=1: builds build/dev/bench_kernels_trace instead, with the GEMV timeline trace compiled in
+#   (LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace OUT/x.txt; python3 cuda/dev/trace_gemv.py OUT/trace-*.bin)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$ROOT/build/dev"
@@ -8,6 +10,8 @@ mkdir -p "$OUT"
 NVCC="${NVCC:-nvcc}"
 ARCH="${LSW_CUDA_ARCH:--gencode arch=compute_90,code=sm_90}"
 EXTRA=()
+BIN=bench_kernels PTX=ptxas.txt
+if [ "${LSW_GEMV_TRACE:-0}" = 1 ]; then EXTRA+=(-DLSW_GEMV_TRACE=1); BIN=bench_kernels_trace PTX=ptxas-trace.txt; fi
 if echo '#include <cublas_v2.h>' | "$NVCC" -x cu -E - -o /dev/null >/dev/null 2>&1; then
   EXTRA+=(-DLSW_DEV_CUBLAS=1 -lcublas)
   echo "build.sh: cuBLAS found: baselines enabled"
@@ -19,9 +23,10 @@ SRC="$ROOT/cuda/src/cuda"
 "$NVCC" -std=c++17 -O3 $ARCH -lineinfo -Xptxas -v -I"$ROOT/cuda/include" \
   "$ROOT/cuda/dev/bench_kernels.cu" "$SRC/gemv.cu" "$SRC/gemm.cu" "$SRC/sgmm.cu" "$SRC/elementwise.cu" \
   "$SRC/attention.cu" "$SRC/sample.cu" "$SRC/common.cu" \
-  -o "$OUT/bench_kernels" "${EXTRA[@]}" 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 1; }
-grep -E "error|warning" "$OUT/ptxas.txt" | grep -v "ptxas info" || true
-echo "build.sh: built $OUT/bench_kernels (resource report: $OUT/ptxas.txt)"
+  -o "$OUT/$BIN" "${EXTRA[@]}" 2> "$OUT/$PTX" || { cat "$OUT/$PTX"; exit 1; }
+grep -E "error|warning" "$OUT/$PTX" | grep -v "ptxas info" || true
+echo "build.sh: built $OUT/$BIN (resource report: $OUT/$PTX)"
+[ "$BIN" = bench_kernels ] || exit 0
 
 # End-to-end forward check (CPU vs CUDA through the C ABI) against the library the engine's CMake built.
 LIB="$ROOT/build/native/liblsw.so"

@@ -87,6 +87,7 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+__device__ __forceinline__ void prefetch_l1(const void *p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 // NormFold in side: partial sums staged in shared memory up to this many (more: read from L2 at the end)
 constexpr int kFoldSmemParts = 1024;
 // threadIdx.x the compiler cannot prove equal to an earlier read: keeps it from carrying values derived from it
@@ -108,6 +109,57 @@ __device__ __forceinline__ int ld_acquire(const int *p) {
   asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
+// ---- GEMV timeline trace (dev builds with -DLSW_GEMV_TRACE only; production kernels carry none of it) ------------
+// Thread 0 of every GEMV block (and in-kernel shrink block) fills one record of kGtWords words while gemv_trace_set
+// has armed a buffer: [0] rows << 32 | cols, [1] grid << 40 | block << 20 | smid << 8 | flags (1 LoRA, 2 shrink block,
+// 4 half-way look found t, 8 plain GEMV), [2] start, [3] after griddepcontrol.wait, [7] end; GEMV blocks: [4] after the
+// half-way look, [5] after the main loop, [8] t seen (after the poll's barrier), [9] t and B staged, [6] after the LoRA
+// epilogue; shrink blocks: [4] experts re-read, [9] / [10] thread 0's first A chunk / X value arrived, [5] dots done,
+// [8] block sums done, [6] published.  %globaltimer ns;
+// cuda/dev/trace_gemv.py reads it.
+#if defined(LSW_GEMV_TRACE)
+struct GemvTraceCfg {
+  unsigned long long *buf;
+  int *seq;
+  int cap;
+};
+constexpr int kGtWords = 12;
+__device__ GemvTraceCfg g_gt;
+__shared__ unsigned long long *lsw_gt_rec;
+__device__ __forceinline__ unsigned long long gt_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)::"memory");
+  return t;
+}
+__device__ __forceinline__ void gt_begin(int rows, int cols, int flags) {
+  if (threadIdx.x != 0) return;
+  const unsigned long long t = gt_now();
+  unsigned long long *r = nullptr;
+  if (g_gt.cap > 0) {
+    const int i = atomicAdd(g_gt.seq, 1);
+    if (i < g_gt.cap) r = g_gt.buf + (unsigned long long)kGtWords * i;
+  }
+  lsw_gt_rec = r;
+  if (!r) return;
+  unsigned sm;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+  r[0] = (unsigned long long)(unsigned)rows << 32 | (unsigned)cols;
+  r[1] = (unsigned long long)gridDim.x << 40 | (unsigned long long)blockIdx.x << 20 | (unsigned long long)sm << 8 | flags;
+  r[2] = t;
+  for (int k = 3; k < kGtWords; k++) r[k] = 0;
+}
+__device__ __forceinline__ void gt_mark(int k) {
+  if (threadIdx.x == 0 && lsw_gt_rec) lsw_gt_rec[k] = gt_now();
+}
+__device__ __forceinline__ void gt_flag(int f) {
+  if (threadIdx.x == 0 && lsw_gt_rec) lsw_gt_rec[1] |= (unsigned)f;
+}
+#else
+__device__ __forceinline__ void gt_begin(int, int, int) {}
+__device__ __forceinline__ void gt_mark(int) {}
+__device__ __forceinline__ void gt_flag(int) {}
+#endif
+
 // NV sums over the block at once (one barrier for all of them); red: NV * NT/32 floats; single use per kernel
 template <int NT, int NV>
 __device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
@@ -149,7 +201,9 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 }
 // Block b computes rows [b * srpb, + srpb): t = g_k * dot(A[e_k][i], X), all of the block's 16-byte A chunks
 // (<= MS per thread) in flight at once, X chunks reused across the block's rows, one fixed-order block reduction
-// (deterministic); then publishes: every writer fences, the block counts itself in lora.sync[0] (release).  The
+// (deterministic); then publishes: a block barrier after the t writes, then thread 0 fences (cumulative: it covers
+// the other threads' writes ordered before it by the barrier, as cooperative groups' grid sync relies on) and counts
+// the block in lora.sync[0].  The
 // GEMV blocks (higher block indices, so dispatched after every shrink block) read t after an acquire of
 // sync[0] == nsb.  cols % VEC == 0 and 16-byte aligned A / X (launcher-checked).
 // With lo.n_experts > 0 the A chunks are requested BEFORE griddepcontrol.wait (A never changes; the expert index is
@@ -164,15 +218,20 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   const int q0 = blockIdx.x * rpb;
   // the block's rows' experts: read relaxed by one thread per row (a warp-wide or block-wide read of the same
   // address from every shrink block would queue at one L2 slice), pre: before the wait, clamped; -1 past the last row
+  // (after the wait, with the row's gate: the one round trip for both, ahead of the dots)
   __shared__ int s_e[2][MS];
+  __shared__ float s_g[MS];
   auto experts = [&](int w, bool pre) {
     if (tid < MS) {
       int sg, k, i, e = -1;
+      float g = 0.f;
       if (tid < rpb && epi_shrink_row(lo, q0 + tid, sg, k, i)) {
         e = ld_relaxed(lo.seg[sg].experts + k);
         if (pre) e = min(max(e, 0), lo.n_experts - 1);
+        else g = lo.seg[sg].gates[k];
       }
       s_e[w][tid] = e;
+      if (!pre) s_g[tid] = g;
     }
     __syncthreads();
   };
@@ -200,7 +259,13 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     }
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
+  gt_mark(3);
+  // this thread's X chunks into L1 while the experts are read again (the dots below then hit L1): two round trips
+  // in parallel instead of one after the other
+  for (int j = 0; j < cjm; j++)
+    if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   experts(1, false);
+  gt_mark(4);
   unsigned live = 0;  // bit s: slot s loaded
   {
     int r = 0, j = 0;
@@ -217,6 +282,15 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
       if (++j == cjm) { j = 0; r++; }
     }
   }
+#if defined(LSW_GEMV_TRACE)
+  // thread 0: [9] when its first A chunk has arrived, [10] when its first X value has (each a forced dependency)
+  if (tid == 0 && lsw_gt_rec) {
+    if (a[0].x == 0x7f7f7f7fu && (live & 1u)) gt_flag(16);
+    gt_mark(9);
+    if (__ldg(X) == 1234.5f) gt_flag(32);
+    gt_mark(10);
+  }
+#endif
   float acc[MS];
 #pragma unroll
   for (int s = 0; s < MS; s++) acc[s] = 0.f;
@@ -248,14 +322,15 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     if (e >= 0)
       for (int c = tid + NT * MS; c < nv; c += NT) dot(ld_stream(arow(q0, e) + c), c, acc[0]);
   }
+  gt_mark(5);
   block_sum_n<NT, MS>(acc, red);
+  gt_mark(8);
 #pragma unroll
   for (int r = 0; r < MS; r++) {
     int sg, k, i;
     if (tid == r && r < rpb && epi_shrink_row(lo, q0 + r, sg, k, i)) {
       const LoraSeg &g = lo.seg[sg];
-      const_cast<float *>(g.t)[k * g.rank + i] = g.gates[k] * acc[r];
-      __threadfence();
+      const_cast<float *>(g.t)[k * g.rank + i] = s_g[r] * acc[r];
     }
   }
   __syncthreads();
@@ -263,6 +338,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     __threadfence();
     atomicAdd(lo.sync, 1);
   }
+  gt_mark(6);
 }
 
 // ---- fused-LoRA epilogue layout of one GEMV block --------------------------------------------------------------
@@ -322,6 +398,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   if constexpr (LORA) {
     if (lora.nsb > 0) {
       if (bid < lora.nsb) {
+        gt_flag(2);
         epi_shrink_block<T>(lora, X, cols);
         return;
       }
@@ -365,6 +442,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
+  gt_mark(3);
   extern __shared__ __align__(16) float lsw_gemv_fold_parts[];  // fold in: the producer's partial sums (dynamic)
   float *l_part = lsw_gemv_fold_parts;
   if (fold_in && nf.in_n <= kFoldSmemParts) {
@@ -466,7 +544,9 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       if (ld_acquire(lora.sync) >= lora.nsb) {
         stage_t();
         t_staged = true;
+        gt_flag(4);
       }
+      gt_mark(4);
     }
   }
   main_loop(false);
@@ -478,6 +558,27 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int r = 0; r < R; r++) wt[r] = ld_stream(wrow[r] + c0);
     consume(wt, c0);
   }
+  gt_mark(5);
+  // one-token launches: the store's operands (norm weight, bias, residual) requested now by the lanes that store, so
+  // their round trip overlaps the reductions and the LoRA epilogue below (in the store loop they were R dependent
+  // round trips: a load after each row's stores, which may alias)
+  // (LoRA kernels: after their epilogue, whose registers they would otherwise share and spill)
+  float pre_w[NX == 1 ? R : 1], pre_b[NX == 1 ? R : 1], pre_y[NX == 1 ? R : 1];
+  auto preload = [&]() {
+    if constexpr (NX == 1) {
+#pragma unroll
+      for (int r = 0; r < R; r++) {
+        pre_w[r] = pre_b[r] = pre_y[r] = 0.f;
+        if (lane == 0 && part == 0 && r < lim) {
+          const int row = r0 + r;
+          if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
+          if (bias) pre_b[r] = bias[row];
+          if (accumulate) pre_y[r] = Y[row];
+        }
+      }
+    }
+  };
+  if constexpr (!LORA) preload();
   float v[R][NX];
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -490,10 +591,12 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       if (tid == 0)
         while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
       __syncthreads();
+      gt_mark(8);
       if (!t_staged) stage_t();
     }
     cp_async_wait_all();
     __syncthreads();
+    gt_mark(9);
 #pragma unroll
     for (int i = 0; i < LT::LQ; i++) {
       const int slot = tid + 256 * i, lr = slot / LT::SPR, ln = slot % LT::SPR, row = grow(lr);
@@ -534,7 +637,9 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int o = LT::SPR / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
       if (ln == 0 && lr < LT::ROWS) l_sum[lr] = p;
     }
+    preload();
     __syncthreads();
+    gt_mark(6);
     // in-kernel shrink: the last GEMV block past its t reads re-arms the counters for the next launch (every shrink
     // block has counted itself, every GEMV block has read t)
     if (shr && tid == 0 && atomicAdd(lora.sync + 1, 1) == (int)gridDim.x - lora.nsb - 1) {
@@ -590,12 +695,19 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         float vv = v[r][t];
         const int row = r0 + r;
         if (lane == 0 && r < lim) {
-          const float nw = fold_out ? __ldg(nf.out_w + row) : 0.f;  // (requested with the residual below)
+          float nw = 0.f;
+          if constexpr (NX == 1) nw = pre_w[r];
+          else if (fold_out) nw = __ldg(nf.out_w + row);
           if constexpr (LORA) vv += l_sum[grp * R + r];
           vv *= rs;
-          if (bias) vv += bias[row];
           float *y = Y + (size_t)t * ldy + row;
-          if (accumulate) vv += *y;
+          if constexpr (NX == 1) {
+            if (bias) vv += pre_b[r];
+            if (accumulate) vv += pre_y[r];
+          } else {
+            if (bias) vv += bias[row];
+            if (accumulate) vv += *y;
+          }
           *y = vv;
           if (fold_out) {
             nf.out_xw[row] = vv * nw;
@@ -630,7 +742,9 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
                                                    int ldy, const float *__restrict__ bias, int accumulate,
                                                    const __grid_constant__ LoraEpilogue lora,
                                                    const __grid_constant__ NormFold nf, int trig_late) {
+  gt_begin(rows, cols, LORA ? 1 : 8);
   gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
+  gt_mark(7);
 }
 // The 16-bit LoRA kernels with R * U <= 8, held to their base kernels' occupancy (F16: 64 registers, 4 blocks of 256
 // per SM; BF16: 3 blocks): the in-kernel shrink path and the half-way look at its counter would otherwise cost them
@@ -641,7 +755,9 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
     const __grid_constant__ NormFold nf, int trig_late) {
+  gt_begin(rows, cols, 1);
   gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
+  gt_mark(7);
 }
 // Always-correct scalar fallback: warp per row, element loads.
 template <typename T>
@@ -680,10 +796,24 @@ static const GemvVariant kVariants[] = {
     {1, 4, 4, "4 warps/row (split-K in the block), 4 x 16B"},
     {2, 4, 2, "2 rows per 2 warps (split-K), 4 x 16B per row"},
     {4, 2, 2, "4 rows per 2 warps (split-K), 2 x 16B per row"},
+    {4, 2, 4, "4 rows per 4 warps (split-K), 2 x 16B per row"},  // short rows: half v10's serial round trips
+    {2, 4, 4, "2 rows per 4 warps (split-K), 4 x 16B per row"},
 };
 static constexpr int kDefaultVariant = 2;
+// The autotuner's candidates: v1..v10.  v11 / v12 (4 / 2 rows per 4 warps) won alone on the 7B o / down / gate,up /
+// lm_head shapes and in the graph of the linears alone (93.3 -> 94.5 % of copy, session 17), but lost in the decode
+// as it runs: a NormFold consumer pays its epilogue (partials, barrier, SwiGLU) per block, and gate,up on v12 has 4x
+// the blocks (folded base graph 3.43 -> 3.67 ms); the fused in-kernel-shrink launches on v11 ran 3.93 -> 4.05 ms.
+// The tuner times plain launches only, so they stay explicit (LSW_CUDA_GEMV_MAX_VARIANT=12 lets it pick them).
+static constexpr int kAutoVariants = 10;
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }
+#if defined(LSW_GEMV_TRACE)
+cudaError_t gemv_trace_set(unsigned long long *buf, int cap, int *seq) {
+  const GemvTraceCfg c{buf, seq, buf && seq ? cap : 0};
+  return cudaMemcpyToSymbol(g_gt, &c, sizeof c);
+}
+#endif
 
 static bool g_pdl = false;
 void gemv_set_pdl(bool on) { g_pdl = on; }
@@ -840,6 +970,8 @@ static cudaError_t gemv_dispatch(int variant, int n, const void *W, int rows, in
     case 8: return launch_gemv_n<T, 1, 4, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
     case 9: return launch_gemv_n<T, 2, 4, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
     case 10: return launch_gemv_n<T, 4, 2, 2>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 11: return launch_gemv_n<T, 4, 2, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
+    case 12: return launch_gemv_n<T, 2, 4, 4>(n, W, rows, cols, X, ldx, Y, ldy, bias, acc, lora, nf, s);
   }
   return cudaErrorInvalidValue;
 }
@@ -1305,7 +1437,9 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
     cudaGetLastError();
     return 0;
   }
-  const int nv = gemv_variants();
+  // the tuner tries v1..v<kAutoVariants> (LSW_CUDA_GEMV_MAX_VARIANT=N: v1..vN)
+  int nv = std::min(gemv_variants(), kAutoVariants + 1);
+  if (const char *ev = getenv("LSW_CUDA_GEMV_MAX_VARIANT"); ev && atoi(ev) > 0) nv = std::min(gemv_variants(), atoi(ev) + 1);
   std::vector<float> us(nv, 0.f);
   int best = 0;
   cudaError_t err = cudaSuccess;

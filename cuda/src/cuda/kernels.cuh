@@ -84,6 +84,11 @@ int gemv_variants();
 // programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
+#if defined(LSW_GEMV_TRACE)
+// dev builds only: arm (buf of cap records of 8 words, seq a zeroed device counter) or disarm (nullptr) the GEMV
+// timeline trace (gemv.cu, cuda/dev/trace_gemv.py)
+cudaError_t gemv_trace_set(unsigned long long *buf, int cap, int *seq);
+#endif
 bool gemv_pdl();
 // Which other decode kernels launch with PDL while gemv_pdl() is on (neither by default: measured slower): RMSNorm /
 // SwiGLU (norm weight loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
