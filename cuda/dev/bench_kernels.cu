@@ -874,6 +874,9 @@ static void bench_7b() {
   int n_fold_sw = 0;
   const double fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold_sw); }, &n_fold_sw);
   const double fused_ik_fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
+  gemv_set_lora_default(0);  // in-kernel-shrink launches on the plain choice of their shape even past one wave (before)
+  const double fused_ik_fold_sw_plainv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
+  gemv_set_lora_default(10);
   int n_lin = 0, n_fold = 0;
   const double lin_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, &n_lin);
   const double fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, &n_fold);
@@ -957,6 +960,7 @@ static void bench_7b() {
   snprintf(nm, sizeof nm, "  same, base, RMSNorm and SwiGLU folded into the GEMVs, PDL (%d nodes)", n_fold_sw);
   row(nm, fold_sw_pdl, (double)m.weight_bytes);
   row("  same, fused r64 in-kernel, RMSNorm and SwiGLU folded, PDL", fused_ik_fold_sw_pdl, (double)m.weight_bytes);
+  row("  same, fused r64 in-kernel, folded, PDL, LoRA launches on the plain choice past one wave (LORA_DEFAULT=0)", fused_ik_fold_sw_plainv, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "  same, base, RMSNorm folded into the GEMVs, PDL (not on the folding GEMVs) (%d nodes)", n_fold);
   row(nm, fold_pdl, (double)m.weight_bytes);
   const std::pair<const char *, double> fold_rows[] = {  // the RMSNorm fold's PDL rule and the trigger point

@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -158,6 +158,16 @@ st_fold_ab() { ab_r64 "" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA
 # session 17: the fused-LoRA launches on GEMV variant 10 (4 rows per 2 warps) instead of the plain choice; the tuner
 # over every variant (v11 / v12 too)
 st_s17_ab() { ab_r64 "" "LSW_CUDA_GEMV_LORA_VARIANT=10" "LSW_CUDA_GEMV_MAX_VARIANT=12"; }
+# the fused-LoRA launches' variant (default 10 since session 17) against the plain choice of each shape (before), for
+# all-linear r64, q,v r16 and layer-wise q,v r16
+st_lorav_ab() {
+  set -o pipefail
+  ab_r64 "" "LSW_CUDA_GEMV_LORA_DEFAULT=0" || return 1
+  local cfg
+  for cfg in "" "LSW_CUDA_GEMV_LORA_DEFAULT=0"; do
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/q,v r16 ${cfg:-default}: /" || return 1
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-lw-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/layer-wise q,v r16 ${cfg:-default}: /" || return 1
+  done; }
 # where the GEMVs trigger their PDL dependents: after their main loop (default) / at their start
 st_trig_ab() { ab_r64 "" "LSW_CUDA_GEMV_TRIGGER=start"; }
 # PDL for the attention / SwiGLU launches (LSW_CUDA_PDL_ATTN / LSW_CUDA_PDL_NORM) in base and all-linear fused: with the

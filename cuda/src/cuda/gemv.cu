@@ -801,11 +801,30 @@ static const GemvVariant kVariants[] = {
 };
 static constexpr int kDefaultVariant = 2;
 // The autotuner's candidates: v1..v10.  v11 / v12 (4 / 2 rows per 4 warps) won alone on the 7B o / down / gate,up /
-// lm_head shapes and in the graph of the linears alone (93.3 -> 94.5 % of copy, session 17), but lost in the decode
-// as it runs: a NormFold consumer pays its epilogue (partials, barrier, SwiGLU) per block, and gate,up on v12 has 4x
-// the blocks (folded base graph 3.43 -> 3.67 ms); the fused in-kernel-shrink launches on v11 ran 3.93 -> 4.05 ms.
-// The tuner times plain launches only, so they stay explicit (LSW_CUDA_GEMV_MAX_VARIANT=12 lets it pick them).
+// lm_head shapes and in the graph of the linears alone (93.3 -> 94.5 % of copy, session 17 run 2), but not in the
+// decode as it runs: a NormFold consumer pays its epilogue (partials, barrier, SwiGLU) per block and gate,up on v12
+// has 4x the blocks (the folded base graph took 3.67 ms so in run 1, 3.43 ms on v1..v10 in run 2), the fused
+// in-kernel-shrink launches on v11 ran 4.05 instead of 3.93 ms (run 2), and the whole-decode fused r64 4.526 instead
+// of 4.359 ms (run 6).  The tuner times plain launches only, so they stay explicit (LSW_CUDA_GEMV_MAX_VARIANT=12).
 static constexpr int kAutoVariants = 10;
+// An in-kernel-shrink LoRA launch whose GEMV blocks (plain choice of the shape) and shrink blocks do not fit in one
+// wave of resident blocks runs this variant instead.  With r64 top-2 on q,k,v the plain choice (v4: 384 blocks of 32
+// rows) + 192 shrink blocks > 528 slots on the H200: its last 48 blocks, 256 KB each, started only when the shrinks
+// ended, ~12 us late (timeline trace, bench/results/2026-12-01-h200-session17).  v10 (4 rows per 2 warps, half the
+// rows per block) is also what autotune_gemv_lora picked for every 7B shape.  Whole decode, all-linear r64 fused:
+// 4.357 -> 4.233 ms; for every launch, also those that fit, it cost q,v r16 +0.4 % and layer-wise q,v r16 +2.4 %
+// (session 17 run 7), hence only past one wave.  gemv_set_lora_default(0) / LSW_CUDA_GEMV_LORA_DEFAULT=0: never.
+static int g_lora_default = 10;
+void gemv_set_lora_default(int v) { g_lora_default = v >= 0 && v < gemv_variants() ? v : 10; }
+// resident blocks of a LoRA GEMV launch: the 16-bit LoRA kernels are held to lora_min_blocks per SM (launch bounds);
+// F32 (tests, tiny models): 2, a floor
+static int lora_wave_blocks(int dtype) {
+  static int sms[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (!sms[dev] && cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+  return sms[dev] * (dtype == LSW_DTYPE_F16 ? 4 : dtype == LSW_DTYPE_BF16 ? 3 : 2);
+}
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }
 #if defined(LSW_GEMV_TRACE)
@@ -874,15 +893,23 @@ static int env_variant(const char *name) {
   return v > 0 && v < gemv_variants() ? v : 0;
 }
 // explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT (LoRA launches), LSW_CUDA_GEMV_VARIANT, the tuned
-// LoRA choice (LoRA launches), the tuned plain choice, kDefaultVariant, in that order
-static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora) {
+// LoRA choice (LoRA launches), the tuned plain choice, kDefaultVariant, in that order; an in-kernel-shrink launch
+// (shrink_blocks > 0) that would then need more than one wave takes g_lora_default
+static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora, int shrink_blocks = 0) {
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
   int v = lora ? env_variant("LSW_CUDA_GEMV_LORA_VARIANT") : 0;  // A-B runs of the fused-LoRA launches
   if (!v) v = env_variant("LSW_CUDA_GEMV_VARIANT");               // force one kernel everywhere (debugging)
   if (!v && lora) v = gemv_tuned_variant(dtype, rows, cols, true);
-  if (!v) v = gemv_tuned_variant(dtype, rows, cols, false);
-  return v > 0 ? v : kDefaultVariant;
+  if (v) return v;
+  v = gemv_tuned_variant(dtype, rows, cols, false);
+  if (!v) v = kDefaultVariant;
+  if (lora && shrink_blocks > 0 && g_lora_default > 0) {  // in-kernel shrinks: one wave, or g_lora_default
+    const GemvVariant &k = kVariants[v];
+    const int wave = lora_wave_blocks(dtype);
+    if (wave > 0 && cdiv(cdiv(rows, k.R), 8 / k.KS) + shrink_blocks > wave) v = g_lora_default;
+  }
+  return v;
 }
 
 // GEMV-side launches: with PDL exactly when gemv_set_pdl(true)
@@ -1108,7 +1135,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     lo = *lora;
     lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
     lo.nsb = cdiv(total, lo.srpb);
-    variant = resolve_variant(dtype, rows, cols, variant, true);
+    variant = resolve_variant(dtype, rows, cols, variant, true, lo.nsb);
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {
       case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);

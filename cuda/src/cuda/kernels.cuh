@@ -97,6 +97,9 @@ void pdl_set_scope(bool norms, bool attention);
 void pdl_set_fold_in(bool on);
 // GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start
 void gemv_set_trigger_late(bool on);
+// the variant of an in-kernel-shrink LoRA launch (no LoRA-tuned entry) whose plain choice + shrink blocks would need
+// more than one wave (default 10; 0: the plain choice always)
+void gemv_set_lora_default(int v);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);
