@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -819,11 +820,15 @@ void gemv_set_lora_default(int v) { g_lora_default = v >= 0 && v < gemv_variants
 // resident blocks of a LoRA GEMV launch: the 16-bit LoRA kernels are held to lora_min_blocks per SM (launch bounds);
 // F32 (tests, tiny models): 2, a floor
 static int lora_wave_blocks(int dtype) {
-  static int sms[64] = {};
+  static std::atomic<int> sms[64];  // per device, 0 until first asked (models may launch from several threads)
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (!sms[dev] && cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-  return sms[dev] * (dtype == LSW_DTYPE_F16 ? 4 : dtype == LSW_DTYPE_BF16 ? 3 : 2);
+  int n = sms[dev].load(std::memory_order_relaxed);
+  if (!n) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+    sms[dev].store(n, std::memory_order_relaxed);
+  }
+  return n * (dtype == LSW_DTYPE_F16 ? 4 : dtype == LSW_DTYPE_BF16 ? 3 : 2);
 }
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }
