@@ -767,7 +767,9 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s, 0, nf_in()));
 }
 
-static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
+// median of 30 replays of body captured in a graph; then, when given, after(replay) with the timed replay at hand
+static double graph_time(std::function<void(cudaStream_t)> body, int *nodes,
+                         const std::function<void(const std::function<double()> &)> &after = nullptr) {
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   cudaGraph_t g;
@@ -786,13 +788,16 @@ static double graph_time(std::function<void(cudaStream_t)> body, int *nodes) {
   // precise timing on the graph's own stream
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
-  std::vector<float> ts;
-  for (int i = 0; i < 30; i++) {
+  auto replay = [&]() {
     CK(cudaEventRecord(a, s)); CK(cudaGraphLaunch(ge, s)); CK(cudaEventRecord(b, s));
     CK(cudaEventSynchronize(b));
-    float t; CK(cudaEventElapsedTime(&t, a, b)); ts.push_back(t);
-  }
+    float t; CK(cudaEventElapsedTime(&t, a, b));
+    return (double)t;
+  };
+  std::vector<double> ts;
+  for (int i = 0; i < 30; i++) ts.push_back(replay());
   std::sort(ts.begin(), ts.end());
+  if (after) after(replay);
   CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g)); CK(cudaStreamDestroy(s));
   CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
   return ts[ts.size() / 2];
@@ -874,9 +879,9 @@ static void bench_7b() {
   int n_fold_sw = 0;
   const double fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold_sw); }, &n_fold_sw);
   const double fused_ik_fold_sw_pdl = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
-  gemv_set_lora_default(0);  // in-kernel-shrink launches on the plain choice of their shape even past one wave (before)
+  const int lora_v = gemv_set_lora_default(0);  // in-kernel-shrink launches on their plain choice even past one wave
   const double fused_ik_fold_sw_plainv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
-  gemv_set_lora_default(10);
+  gemv_set_lora_default(lora_v);
   int n_lin = 0, n_fold = 0;
   const double lin_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, &n_lin);
   const double fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, &n_fold);
@@ -1060,9 +1065,6 @@ static void bench_7b() {
 
 
 __global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns);
-// Where the fused LoRA's cost goes, per matrix kind: 32 launches of one kind (a layer's matrix each, back to back
-// with PDL as in the decode graph, the same X) as (a) the plain GEMV, (b) + the LoRA epilogue with t given,
-// (c) + the in-kernel shrink with its A rows before the wait (the model's default), (d) the same after the wait.
 #if defined(LSW_GEMV_TRACE)
 // ---- GEMV timeline (bench_kernels_trace, LSW_GEMV_TRACE builds; run only when named in LSW_HARNESS_ONLY) ---------
 // One graph replay per configuration with the trace armed: every GEMV block's timeline (gemv.cu, kGtWords words per
@@ -1075,8 +1077,7 @@ static void trace_7b() {
   alloc7b(m, true);
   tune7b(m);
   const int cap = 1 << 20;
-  const int words = 12;  // gemv.cu kGtWords
-  unsigned long long *buf = dnew<unsigned long long>((size_t)words * cap);
+  unsigned long long *buf = dnew<unsigned long long>((size_t)kGtWords * cap);
   int *seq = dnew<int>(1);
   LoraCfg lin, fold, ink;
   lin.linears_only = true;
@@ -1090,45 +1091,25 @@ static void trace_7b() {
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
     gemv_set_trigger_late(c.late);
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    run7b(m, c.fused, s, false, c.lc);
-    CK(cudaStreamSynchronize(s));
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    run7b(m, c.fused, s, false, c.lc);
-    CK(cudaStreamEndCapture(s, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
-    auto replay = [&]() {
-      CK(cudaEventRecord(a, s)); CK(cudaGraphLaunch(ge, s)); CK(cudaEventRecord(b, s));
-      CK(cudaEventSynchronize(b));
-      float t; CK(cudaEventElapsedTime(&t, a, b));
-      return (double)t;
-    };
-    for (int i = 0; i < 3; i++) replay();
-    std::vector<double> ts;
-    for (int i = 0; i < 20; i++) ts.push_back(replay());
-    std::sort(ts.begin(), ts.end());
-    CK(cudaMemset(seq, 0, sizeof(int)));
-    CK(gemv_trace_set(buf, cap, seq));
-    const double traced = replay();
-    CK(gemv_trace_set(nullptr, 0, nullptr));
     int n = 0;
-    CK(cudaMemcpy(&n, seq, sizeof n, cudaMemcpyDeviceToHost));
+    double traced = 0;
+    const double med = graph_time([&](cudaStream_t s) { run7b(m, c.fused, s, false, c.lc); }, nullptr,
+                                  [&](const std::function<double()> &replay) {
+                                    CK(cudaMemset(seq, 0, sizeof(int)));
+                                    CK(gemv_trace_set(buf, cap, seq));
+                                    traced = replay();
+                                    CK(gemv_trace_set(nullptr, 0, nullptr));
+                                    CK(cudaMemcpy(&n, seq, sizeof n, cudaMemcpyDeviceToHost));
+                                  });
     n = std::min(n, cap);
-    std::vector<unsigned long long> h((size_t)words * n);
+    std::vector<unsigned long long> h((size_t)kGtWords * n);
     CK(cudaMemcpy(h.data(), buf, h.size() * 8, cudaMemcpyDeviceToHost));
     const std::string path = g_out_dir + "/trace-" + c.name + ".bin";
     FILE *f = fopen(path.c_str(), "wb");
     if (!f || fwrite(h.data(), 8, h.size(), f) != h.size()) { fprintf(stderr, "cannot write %s\n", path.c_str()); exit(2); }
     fclose(f);
-    logf("  %-20s median %.4f ms untraced (20 replays), traced replay %.4f ms, %d block records -> %s\n", c.name,
-         ts[ts.size() / 2], traced, n, path.c_str());
-    CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g)); CK(cudaStreamDestroy(s));
-    CK(cudaEventDestroy(a)); CK(cudaEventDestroy(b));
+    logf("  %-20s median %.4f ms untraced (30 replays), traced replay %.4f ms, %d block records -> %s\n", c.name, med,
+         traced, n, path.c_str());
   }
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
@@ -1138,6 +1119,9 @@ static void trace_7b() {
 }
 #endif
 
+// Where the fused LoRA's cost goes, per matrix kind: 32 launches of one kind (a layer's matrix each, back to back
+// with PDL as in the decode graph, the same X) as (a) the plain GEMV, (b) + the LoRA epilogue with t given,
+// (c) + the in-kernel shrink with its A rows before the wait (the model's default), (d) the same after the wait.
 static void bench_7b_parts() {
   logf("\n== Llama-2-7B fused LoRA r64 top-2, per matrix kind (32 launches of one kind per graph, PDL) ==\n");
   Model7B m;

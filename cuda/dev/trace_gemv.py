@@ -16,7 +16,7 @@ first X value in, [5] dots, [8] block sums, [6] published.
 With --phases, the fused-LoRA launches' phases are printed too (means over blocks and layers, from the previous
 kernel's end).
 """
-WORDS = 12  # (--words 8: the first traces of session 17, without the marks 8-11)
+WORDS = 12  # gemv.cu / kernels.cuh kGtWords
 import argparse
 import os
 import sys
@@ -83,13 +83,11 @@ def placement(ks, first=1, n=5):
             print(f"    on SMs holding {c}: mean block time after its wait {(en - wt)[m].mean():.2f} us, mean end {en[m].mean():.2f} us")
 
 
-def analyse(path, copy_gbps, dtb, show_phases, words=WORDS, show_placement=False):
+def analyse(path, copy_gbps, dtb, show_phases, show_placement):
     raw = np.fromfile(path, dtype="<u8")
-    if raw.size == 0 or raw.size % words:
+    if raw.size == 0 or raw.size % WORDS:
         sys.exit(f"{path}: not a trace (size {raw.size * 8} bytes)")
-    rec = raw.reshape(-1, words).astype(np.int64)
-    if words < WORDS:
-        rec = np.concatenate([rec, np.zeros((len(rec), WORDS - words), np.int64)], axis=1)
+    rec = raw.reshape(-1, WORDS).astype(np.int64)
     ks = kernels(rec)
     rows = []
     prev_end = None
@@ -161,11 +159,10 @@ def main():
     ap.add_argument("--dtype-bytes", type=int, default=2)
     ap.add_argument("--phases", action="store_true", help="the fused-LoRA launches' phases too")
     ap.add_argument("--placement", action="store_true", help="blocks per SM of kernels 2-6 and their block times")
-    ap.add_argument("--words", type=int, default=WORDS, help="words per record (8: the first traces of session 17)")
     ap.add_argument("traces", nargs="+")
     a = ap.parse_args()
     for p in a.traces:
-        analyse(p, a.copy, a.dtype_bytes, a.phases, a.words, a.placement)
+        analyse(p, a.copy, a.dtype_bytes, a.phases, a.placement)
 
 
 if __name__ == "__main__":

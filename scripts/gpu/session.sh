@@ -130,14 +130,16 @@ st_lora_tests() {
   LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck.txt" 2>&1; }
 # decode attention: the harness's tests and timing rows (both kernels)
 st_attn_tests() { LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt"; }
-# A-B in the whole decode: all-linear r64 top-2, base and fused, 3 repetitions, once per environment setting ("" = the
-# defaults); JSON per setting, the result rows prefixed with it
-ab_r64() {
+# A-B in the whole decode: `ab_bench NAME "BENCH FLAGS" SETTING...` runs base + one mode, 3 repetitions, once per
+# environment setting ("" = the defaults); JSON per setting, the result rows prefixed with the name and the setting
+ab_bench() {
   set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
-  local cfg
+  local name=$1 flags=$2 cfg; shift 2
   for cfg in "$@"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/${cfg:-default}: /" || return 1
+    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 $flags --repetitions 3 --out "$OUT/bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$name ${cfg:-default}: /" || return 1
   done; }
+# all-linear r64 top-2, base and fused
+ab_r64() { ab_bench all-r64 "--rank 64 --targets all --router pregated --modes base,fused" "$@"; }
 # fused mode A-B: shrinks inside the GEMV launches with their A rows before the wait (default), after it
 # (LSW_CUDA_FUSED_SHRINK=late), separate shrink launches (LSW_CUDA_FUSED_SHRINK=separate)
 st_fused_ab() { ab_r64 "" "LSW_CUDA_FUSED_SHRINK=late" "LSW_CUDA_FUSED_SHRINK=separate"; }
@@ -155,19 +157,15 @@ st_fold_tests() {
   LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/fold-memcheck.txt" 2>&1; }
 # the folds in the whole decode: both (default), RMSNorm only, neither
 st_fold_ab() { ab_r64 "" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA_SWIGLU_FOLD=0"; }
-# session 17: the fused-LoRA launches on GEMV variant 10 (4 rows per 2 warps) instead of the plain choice; the tuner
-# over every variant (v11 / v12 too)
+# session 17 (run 6): every fused-LoRA launch forced to GEMV variant 10 (4 rows per 2 warps); the tuner over every
+# variant (v11 / v12 too)
 st_s17_ab() { ab_r64 "" "LSW_CUDA_GEMV_LORA_VARIANT=10" "LSW_CUDA_GEMV_MAX_VARIANT=12"; }
-# the fused-LoRA launches' variant (default 10 since session 17) against the plain choice of each shape (before), for
-# all-linear r64, q,v r16 and layer-wise q,v r16
+# in-kernel-shrink launches past one wave on variant 10 (the default since session 17) against the plain choice of
+# each shape (before), for all-linear r64, q,v r16 and layer-wise q,v r16
 st_lorav_ab() {
-  set -o pipefail
-  ab_r64 "" "LSW_CUDA_GEMV_LORA_DEFAULT=0" || return 1
-  local cfg
-  for cfg in "" "LSW_CUDA_GEMV_LORA_DEFAULT=0"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/q,v r16 ${cfg:-default}: /" || return 1
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-lw-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/layer-wise q,v r16 ${cfg:-default}: /" || return 1
-  done; }
+  ab_r64 "" "LSW_CUDA_GEMV_LORA_DEFAULT=0" &&
+  ab_bench qv-r16 "--rank 16 --targets q,v --router pregated --modes base,fused" "" "LSW_CUDA_GEMV_LORA_DEFAULT=0" &&
+  ab_bench qv-r16-lw "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_GEMV_LORA_DEFAULT=0"; }
 # where the GEMVs trigger their PDL dependents: after their main loop (default) / at their start
 st_trig_ab() { ab_r64 "" "LSW_CUDA_GEMV_TRIGGER=start"; }
 # PDL for the attention / SwiGLU launches (LSW_CUDA_PDL_ATTN / LSW_CUDA_PDL_NORM) in base and all-linear fused: with the

@@ -124,7 +124,6 @@ struct GemvTraceCfg {
   int *seq;
   int cap;
 };
-constexpr int kGtWords = 12;
 __device__ GemvTraceCfg g_gt;
 __shared__ unsigned long long *lsw_gt_rec;
 __device__ __forceinline__ unsigned long long gt_now() {
@@ -815,8 +814,12 @@ static constexpr int kAutoVariants = 10;
 // rows per block) is also what autotune_gemv_lora picked for every 7B shape.  Whole decode, all-linear r64 fused:
 // 4.357 -> 4.233 ms; for every launch, also those that fit, it cost q,v r16 +0.4 % and layer-wise q,v r16 +2.4 %
 // (session 17 run 7), hence only past one wave.  gemv_set_lora_default(0) / LSW_CUDA_GEMV_LORA_DEFAULT=0: never.
-static int g_lora_default = 10;
-void gemv_set_lora_default(int v) { g_lora_default = v >= 0 && v < gemv_variants() ? v : 10; }
+static int g_lora_default = kGemvLoraWaveVariant;
+int gemv_set_lora_default(int v) {
+  const int was = g_lora_default;
+  g_lora_default = v >= 0 && v < gemv_variants() ? v : kGemvLoraWaveVariant;
+  return was;
+}
 // resident blocks of a LoRA GEMV launch: the 16-bit LoRA kernels are held to lora_min_blocks per SM (launch bounds);
 // F32 (tests, tiny models): 2, a floor
 static int lora_wave_blocks(int dtype) {
@@ -828,7 +831,7 @@ static int lora_wave_blocks(int dtype) {
     if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
     sms[dev].store(n, std::memory_order_relaxed);
   }
-  return n * (dtype == LSW_DTYPE_F16 ? 4 : dtype == LSW_DTYPE_BF16 ? 3 : 2);
+  return n * (dtype == LSW_DTYPE_F16 ? lora_min_blocks<__half>() : dtype == LSW_DTYPE_BF16 ? lora_min_blocks<__nv_bfloat16>() : 2);
 }
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }

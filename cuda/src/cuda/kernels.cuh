@@ -85,8 +85,9 @@ int gemv_variants();
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
 #if defined(LSW_GEMV_TRACE)
-// dev builds only: arm (buf of cap records of 8 words, seq a zeroed device counter) or disarm (nullptr) the GEMV
-// timeline trace (gemv.cu, cuda/dev/trace_gemv.py)
+// dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the
+// GEMV timeline trace (gemv.cu, cuda/dev/trace_gemv.py)
+constexpr int kGtWords = 12;
 cudaError_t gemv_trace_set(unsigned long long *buf, int cap, int *seq);
 #endif
 bool gemv_pdl();
@@ -98,8 +99,9 @@ void pdl_set_fold_in(bool on);
 // GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start
 void gemv_set_trigger_late(bool on);
 // the variant of an in-kernel-shrink LoRA launch (no LoRA-tuned entry) whose plain choice + shrink blocks would need
-// more than one wave (default 10; 0: the plain choice always)
-void gemv_set_lora_default(int v);
+// more than one wave (kGemvLoraWaveVariant by default; 0: the plain choice always); returns the previous setting
+constexpr int kGemvLoraWaveVariant = 10;
+int gemv_set_lora_default(int v);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);

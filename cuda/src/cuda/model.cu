@@ -777,7 +777,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     lswc::gemv_set_trigger_late(!(et && !strcmp(et, "start")));
     // in-kernel-shrink LoRA GEMVs past one wave: variant 10 unless LSW_CUDA_GEMV_LORA_DEFAULT=N (0: the plain choice)
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
-    lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : 10);
+    lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
   }
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
