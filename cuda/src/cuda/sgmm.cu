@@ -25,7 +25,13 @@
 //     epilogue, division-free cursor: 4,170 per tile) -> 1.27 ms (per-matrix state instead of per-tile dependent
 //     loads) -> 1.18 ms (super-strips: the LoRA-B rows of a matrix were re-read from DRAM once per 128-column strip,
 //     12 % more bytes than W0 + W).  r64 top-1 1.30 -> 1.22 ms from unpadded, swizzled LoRA-B stage rows (s3_ldb),
-//     which let it keep 4-strip super-strips.
+//     which let it keep 4-strip super-strips.  r64 top-2 2.06 -> 1.74 ms (51 -> 60 %; session 18) from its LoRA-B copies
+//     set up once per matrix: past 512 chunks they were addressed per tile (divisions by the rank, a dependent
+//     expert-id load), a quarter of all its instructions.  Nsight Compute after it: r64 top-1 and top-2 both retire
+//     ~490 M warp instructions per ms (issue active ~52 %: ~2 cycles of fixed-latency and 1.5-1.9 of shared-memory
+//     waits per instruction, 4 warps per scheduler), and top-2's DRAM traffic (W0 + W + its LoRA-B rows read again
+//     per strip: 6.5 GB) runs at 88 % of copy.  Dealing the tiles out in rounds, so that all groups share the B rows
+//     in L2, did not measurably help (bench/results/2026-12-01-h200-session18).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -458,6 +464,7 @@ constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
+constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
 
@@ -751,11 +758,13 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
   S3Cur P = s3_cur_at(descs, n_descs, t_beg, S);
   int p = t_beg, ps = 0;
-  // matrix P.d: W0, B, rank; this thread's B chunks u = 0, 1 (chunk gt + 256 u of the tile's top_k x 64 x rank/8):
-  // source without the tile's first row (pb), tile row (rb_), stage offset (sb_)
-  const T *pW0 = nullptr, *pBm = nullptr, *pb[2] = {nullptr, nullptr};
-  int prank = 16, pnch = 0, rb_[2] = {0, 0};
-  uint32_t sb_[2] = {0u, 0u};
+  // matrix P.d: W0, B, rank; this thread's B chunks u = 0 .. S3_BU-1 (chunk gt + 256 u of the tile's top_k x 64 x
+  // rank/8, i.e. top_k * rank <= 128): source without the tile's first row, in 16-byte units from B (pbo: B up to
+  // 64 GB), and stage offset | tile row << 24 (sbr).  Computed once per matrix: per tile (divisions by the rank, a
+  // dependent expert-id load) it was a quarter of all instructions of r64 top-2 (Nsight Compute, session 18).
+  const T *pW0 = nullptr, *pBm = nullptr;
+  int prank = 16, pnch = 0;
+  uint32_t pbo[S3_BU], sbr[S3_BU];
   const int *pesl = experts;
   auto chunk_of = [&](int qq, int &k, int &r, int &j8) {  // chunk -> expert, tile row, 8-rank group
     const int per = prank >> 3;
@@ -772,15 +781,15 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     pesl = experts + D->slot * top_k;
     pnch = top_k * prank * 8;
 #pragma unroll
-    for (int u = 0; u < 2; u++) {
+    for (int u = 0; u < S3_BU; u++) {
       const int qq = gt + 256 * u;
-      rb_[u] = 0x7fffffff;
+      pbo[u] = 0u;
+      sbr[u] = 0u;
       if (qq < pnch) {
         int k, r, j8;
         chunk_of(qq, k, r, j8);
-        pb[u] = pBm + ((size_t)__ldg(pesl + k) * P.rows + r) * prank + j8 * 8;
-        rb_[u] = r;
-        sb_[u] = b_off(r, k * (prank >> 3) + j8);
+        pbo[u] = (uint32_t)((((size_t)__ldg(pesl + k) * P.rows + r) * prank + j8 * 8) >> 3);
+        sbr[u] = b_off(r, k * (prank >> 3) + j8) | (uint32_t)r << 24;
       }
     }
   };
@@ -802,14 +811,14 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         }
       }
       // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
-      const size_t boff = (size_t)P.r0 * prank;
+      const T *bt = pBm + (size_t)P.r0 * prank;
 #pragma unroll
-      for (int u = 0; u < 2; u++)
+      for (int u = 0; u < S3_BU; u++)
         if (gt + 256 * u < pnch) {
-          const bool ok = P.r0 + rb_[u] < P.rows;
-          s3_cp16(st + sb_[u], ok ? pb[u] + boff : pBm, ok);
+          const bool ok = P.r0 + (int)(sbr[u] >> 24) < P.rows;
+          s3_cp16(st + (sbr[u] & 0xffffffu), ok ? bt + (size_t)pbo[u] * 8 : pBm, ok);
         }
-      for (int qq = gt + 512; qq < pnch; qq += 256) {  // top_k * rank > 64: the rest, addressed per tile
+      for (int qq = gt + 256 * S3_BU; qq < pnch; qq += 256) {  // top_k * rank > 128: the rest, addressed per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
