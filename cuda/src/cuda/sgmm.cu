@@ -25,13 +25,14 @@
 //     epilogue, division-free cursor: 4,170 per tile) -> 1.27 ms (per-matrix state instead of per-tile dependent
 //     loads) -> 1.18 ms (super-strips: the LoRA-B rows of a matrix were re-read from DRAM once per 128-column strip,
 //     12 % more bytes than W0 + W).  r64 top-1 1.30 -> 1.22 ms from unpadded, swizzled LoRA-B stage rows (s3_ldb),
-//     which let it keep 4-strip super-strips.  r64 top-2 2.06 -> 1.74 ms (51 -> 60 %; session 18) from its LoRA-B copies
+//     which let it keep 4-strip super-strips.  r64 top-2 2.06 -> 1.69 ms (51 -> 61 %; session 18) from its LoRA-B copies
 //     set up once per matrix: past 512 chunks they were addressed per tile (divisions by the rank, a dependent
 //     expert-id load), a quarter of all its instructions.  Nsight Compute after it: r64 top-1 and top-2 both retire
 //     ~490 M warp instructions per ms (issue active ~52 %: ~2 cycles of fixed-latency and 1.5-1.9 of shared-memory
 //     waits per instruction, 4 warps per scheduler), and top-2's DRAM traffic (W0 + W + its LoRA-B rows read again
 //     per strip: 6.5 GB) runs at 88 % of copy.  Dealing the tiles out in rounds, so that all groups share the B rows
-//     in L2, did not measurably help (bench/results/2026-12-01-h200-session18).
+//     in L2, did not measurably help (bench/results/2026-12-01-h200-session18).  The W stores addressed incrementally
+//     (wq): 7 % fewer instructions, 1-2 % less time.
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -891,11 +892,15 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     const int rank = crank;
     const uint32_t st = st0_u32 + cst * stage_bytes;
     const unsigned char *w0p = st0 + cst * stage_bytes + w0_lane;
-    T *Wp = cW + (size_t)(C.r0 + lrow) * C.cols + C.c0 + chunk * 8;
+    // this lane's W rows lrow + 8 m, m = 0..3: wq points at row lrow + 8 m and advances by row8 after each store
+    // (a 64-bit multiply per store cost ~10 instructions of the ~190 of a half); bit m of okm: row in range
+    T *wq = cW + (size_t)(C.r0 + lrow) * C.cols + C.c0 + chunk * 8;
     const size_t row8 = (size_t)8 * C.cols;
-    const bool full = C.r0 + S3_R <= C.rows && C.c0 + S3_C <= C.cols;
     const int rows_left = C.rows - C.r0 - lrow;  // rows lrow + 8 m of the tile exist when 8 m < rows_left
-    const bool col_ok = C.c0 + chunk * 8 < C.cols;
+    const unsigned okm = C.r0 + S3_R <= C.rows && C.c0 + S3_C <= C.cols ? 0xfu
+                         : C.c0 + chunk * 8 >= C.cols ? 0u
+                         : (unsigned)(rows_left > 0) | (unsigned)(rows_left > 8) << 1 |
+                               (unsigned)(rows_left > 16) << 2 | (unsigned)(rows_left > 24) << 3;
     const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
 #pragma unroll 1
     for (int h = 0; h < 2; h++) {
@@ -954,7 +959,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] += acc[j][2 * hh];
           f[2 * j + 1] += acc[j][2 * hh + 1];
         }
-        if (full || (8 * m < rows_left && col_ok)) st_stream(Wp + m * row8, pack16<T>(f));
+        if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
+        wq += row8;
       }
     }
     cst = cst + 1 == ns ? 0 : cst + 1;
