@@ -47,7 +47,13 @@ st_build() {
   g++ -std=c++17 -O2 -Icuda/include cuda/dev/test_forward.cpp -Lbuild/native -llsw -Wl,-rpath,"$(pwd)/build/native" -o build/dev/test_forward
   cp build/dev/ptxas.txt "$OUT/" 2>/dev/null; true; }
 st_cudatests() { LSW_REQUIRE_GPU=1 ctest --test-dir build/native-cmake --output-on-failure; }
-st_forward() { ./build/dev/test_forward && LSW_CUDA_PDL=1 ./build/dev/test_forward; }
+# the third run switches the decode attention to the K/V tile kernel from 24 positions on (its greedy decode runs
+# from 6 to 45 positions: both decode graphs, CPU logits compared at every step)
+st_forward() {
+  ./build/dev/test_forward && LSW_CUDA_PDL=1 ./build/dev/test_forward &&
+  LSW_CUDA_ATTN_LONG=24 LSW_CUDA_VERBOSE=1 ./build/dev/test_forward > "$OUT/forward-attn-long.txt" 2>&1; local r=$?
+  tail -n 4 "$OUT/forward-attn-long.txt"
+  [ $r -eq 0 ] && grep -q "decode attention kernel 1 (from 24 positions)" "$OUT/forward-attn-long.txt"; }
 st_kernels() { ./build/dev/bench_kernels "$OUT/cuda-kernels.txt"; }
 st_sanitizer() {
   LSW_REQUIRE_GPU=1 LSW_SANITIZER_SMALL=1 compute-sanitizer --tool memcheck --error-exitcode 1 build/native-cmake/test_cuda; }

@@ -7,13 +7,13 @@
 //    writes it and uses it from shared memory; no block reads that row from the cache.  n_ctx may be read from
 //    device memory, so the launch shape is fixed (sized for the host bound; blocks past the live split count
 //    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
-//    griddepcontrol.wait.  Two kernels (attn_decode_set_variant, LSW_CUDA_ATTN_VARIANT):
-//    * variant 0 (default), attn_decode_fused_kernel: each warp holds P cache rows in registers (16-byte loads),
-//      <= 32 splits of >= 32 positions; the merge loads every split's (max, sum) at once (a lane per split), then
-//      each output dim's partials with all loads in flight.
-//    * variant 1 (LSW_CUDA_ATTN_VARIANT=1), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <= 128, 8 above) copied
-//      into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for the new row);
-//      all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
+//    griddepcontrol.wait.  Two kernels (the `variant` argument, else attn_decode_set_variant / LSW_CUDA_ATTN_VARIANT):
+//    * variant 0 (below 1,024 positions in the model), attn_decode_fused_kernel: each warp holds P cache rows in
+//      registers (16-byte loads), <= 32 splits of >= 32 positions; the merge loads every split's (max, sum) at once
+//      (a lane per split), then each output dim's partials with all loads in flight.
+//    * variant 1 (from 1,024 positions in the model), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <=
+//      128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
+//      the new row); all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
 //      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does
 //      the online-softmax step, each thread accumulates its own output dims from the V rows in shared memory.
 //      Splits of >= 16 positions, at most min(64, one wave of blocks, 128 / G) per KV head
@@ -23,8 +23,11 @@
 //    2026-12-01-h200-session14): 712 positions 14.2 us (v0) / 13.7 us (v1), 4096 positions 51.4 / 40.7 us (v1:
 //    78 % of copy).  v0's merge with one load round trip for all splits' (max, sum) (session 15): 12.3 us at 712
 //    positions.  In the whole 7B decode (512-token prompt, 200 new tokens) v1 is slower: base 3.867 vs 3.757
-//    ms/token (session 15), so v0 stays the default.  Both are latency-bound at a few hundred positions (v0 under Nsight Compute
-//    at 712: 31 % achieved occupancy, top stall waiting on global loads).
+//    ms/token (session 15).  Both are latency-bound at a few hundred positions (v0 under Nsight Compute at 712: 31 %
+//    achieved occupancy, top stall waiting on global loads).  So the model captures two decode graphs and runs v0
+//    below 1,024 positions and v1 from there on (model.cu State::attn_long, LSW_CUDA_ATTN_LONG; the `variant`
+//    argument of attention_decode).  Whole 7B base decode, 100 new tokens (session 18): 2,048-token prompt 4.351 ->
+//    4.282 ms/token, 3,968-token prompt 4.886 -> 4.731; v1 at a 1,024-token prompt was 0.2 % faster, at 512 slower.
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
@@ -717,6 +720,14 @@ static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream
 
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }
+static int attn_env_variant() {  // LSW_CUDA_ATTN_VARIANT, read once: 0, 1, or -1 when unset
+  static const int v = [] {
+    const char *e = getenv("LSW_CUDA_ATTN_VARIANT");
+    return e && !strcmp(e, "1") ? 1 : e && !strcmp(e, "0") ? 0 : -1;
+  }();
+  return v;
+}
+int attn_decode_forced_variant() { return g_attn_variant >= 0 ? g_attn_variant : attn_env_variant(); }
 
 // (cos, sin) of pos * inv_freq[i] for every position < n_pos, evaluated in fp64 and rounded to fp32 as rope() does
 __global__ void rope_table_kernel(int n_pos, int half, const double *__restrict__ inv_freq, float2 *__restrict__ out) {
@@ -737,7 +748,7 @@ cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs) {
+                             cudaStream_t s, const float2 *rope_cs, int variant) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
     return cudaErrorInvalidValue;
@@ -753,11 +764,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
   // cache rows; without knew every row may come from the kernel right before (kv_store)
   const bool pdl = pdl_attention() && knew != nullptr;
-  static const int env_variant = [] {  // read once
-    const char *e = getenv("LSW_CUDA_ATTN_VARIANT");
-    return e && !strcmp(e, "1") ? 1 : 0;
-  }();
-  const int variant = g_attn_variant >= 0 ? g_attn_variant : env_variant;
+  if (variant < 0) variant = std::max(0, attn_decode_forced_variant());
   if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows
     if (head_dim <= 128) launch_decode_tiles<1>(G, a, pdl, s);
     else launch_decode_tiles<2>(G, a, pdl, s);

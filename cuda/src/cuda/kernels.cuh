@@ -195,12 +195,15 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, co
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs = nullptr);
+                             cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1);
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by
 // cp.async; -1 back to LSW_CUDA_ATTN_VARIANT=0|1 (read once).  Variant 1 needs a 16-byte aligned scratch (else 0).
+// attention_decode's `variant` argument (0 / 1) overrides both for one call; -1 leaves the choice to them.
 void attn_decode_set_variant(int v);
+// the variant set by attn_decode_set_variant or LSW_CUDA_ATTN_VARIANT, -1 when neither chose one
+int attn_decode_forced_variant();
 // Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, G x splits <= 128); -1 back to
 // LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
 void attn_decode_set_max_splits(int n);

@@ -120,9 +120,15 @@ struct State {
   bool precise = true, use_graph = true, sgmm_tc = false;
   bool delta_gemm = true;  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on SIMT
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
-  cudaGraphExec_t graph[4] = {};
-  int graph_nodes[4] = {};
-  lsw_sampler_params graph_sp[4];
+  // decode graphs per mode and attention bucket: [0] contexts below attn_long positions, [1] from there on (the K/V
+  // tile kernel, decode attention variant 1).  attn_long 0: one bucket.  LSW_CUDA_ATTN_LONG=N sets it (0: never);
+  // LSW_CUDA_ATTN_VARIANT / attn_decode_set_variant force one kernel for every context.  H200, Llama-2-7B base
+  // (bench/results/2026-12-01-h200-session18): variant 1 against 0 at 512-712 positions +1.5-2.9 %, 1,024-1,124
+  // -0.2 %, 2,048-2,148 -1.2 %, 3,968-4,068 -2.9 % ms/token.
+  int attn_long = 1024;
+  cudaGraphExec_t graph[4][2] = {};
+  int graph_nodes[4][2] = {};
+  lsw_sampler_params graph_sp[4][2];
   int last_nodes = 0;
   bool broken = false;
   // adapters
@@ -195,6 +201,7 @@ struct Fwd {
   State *st;
   int c;
   cudaStream_t s;
+  int attn_variant = -1;  // decode attention kernel for this forward (-1: attention_decode's own choice)
   bool preshrunk = false;  // fused decode: the shrinks of the next alin already ran in prologue_shrink
   // RMSNorm fold (State::norm_fold), decode only.  out_w: the next alin's GEMV is the last writer of x and should also
   // write x ⊙ out_w and its Σ x² partials (the norm after it); xw_ready: the last GEMV did (xw_n partials);
@@ -554,7 +561,7 @@ struct Fwd {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
-                                  st->attn_scratch, s, st->rope_cs));
+                                  st->attn_scratch, s, st->rope_cs, attn_variant));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -600,9 +607,20 @@ lsw_status broken_fail() {
   return LSW_E_DEVICE;
 }
 
+// Attention bucket of the decode step at n_past (State::attn_long; one bucket when a variant is forced), and the
+// attention kernel it runs
+int attn_bucket(const lsw_model *m, const State *st) {
+  return lswc::attn_decode_forced_variant() < 0 && st->attn_long > 0 && m->n_past + 1 >= st->attn_long;
+}
+int attn_variant_of(int bucket) {
+  const int forced = lswc::attn_decode_forced_variant();
+  return forced >= 0 ? forced : bucket;
+}
+
 // The decode step: forward of blk->io[0] at blk->io[1], sampler, advance, copies to pinned host memory.
-cudaError_t step_body(lsw_model *m, State *st) {
+cudaError_t step_body(lsw_model *m, State *st, int bucket) {
   Fwd f{m, st, 1, st->s};
+  f.attn_variant = attn_variant_of(bucket);
   DevBlk *b = st->blk;
   const int V = m->cfg.vocab_size;
   cudaError_t e = f.body(b->io, b->io + 1, m->cfg.max_context, b->io + 2, false);
@@ -621,20 +639,23 @@ cudaError_t step_body(lsw_model *m, State *st) {
   return e;
 }
 
-lsw_status capture_step(lsw_model *m, State *st, int mode) {
+lsw_status capture_step(lsw_model *m, State *st, int mode, int bucket) {
   cudaGraph_t g = nullptr;
   LSWC_CHECK(cudaStreamBeginCapture(st->s, cudaStreamCaptureModeThreadLocal));
-  cudaError_t e = step_body(m, st);
+  cudaError_t e = step_body(m, st, bucket);
   cudaError_t e2 = cudaStreamEndCapture(st->s, &g);
   if (e != cudaSuccess) { if (g) cudaGraphDestroy(g); return lswc_cuda_fail(e, "capturing the decode step", __FILE__, __LINE__); }
   LSWC_CHECK(e2);
   size_t nn = 0;
   cudaGraphGetNodes(g, nullptr, &nn);
-  e = cudaGraphInstantiate(&st->graph[mode], g, 0);
+  e = cudaGraphInstantiate(&st->graph[mode][bucket], g, 0);
   cudaGraphDestroy(g);
   LSWC_CHECK(e);
-  st->graph_nodes[mode] = (int)nn;
-  st->graph_sp[mode] = m->sampler;
+  st->graph_nodes[mode][bucket] = (int)nn;
+  st->graph_sp[mode][bucket] = m->sampler;
+  if (lswc::cuda_verbose())
+    fprintf(stderr, "lswc: decode graph captured: mode %d, %d nodes, decode attention kernel %d (from %d positions)\n",
+            mode, (int)nn, attn_variant_of(bucket), m->n_past + 1);
   return LSW_OK;
 }
 
@@ -679,16 +700,18 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
     e = cudaMemcpyAsync(st->blk, st->h_in, offsetof(DevBlk, counters), cudaMemcpyHostToDevice, st->s);
     if (e != cudaSuccess) return fail(e, "decode step input");
   }
+  const int bucket = attn_bucket(m, st);
   if (st->use_graph) {
-    if (st->graph[mode] && !same_sampler(st->graph_sp[mode], m->sampler)) {
-      cudaGraphExecDestroy(st->graph[mode]);
-      st->graph[mode] = nullptr;
+    cudaGraphExec_t &gx = st->graph[mode][bucket];
+    if (gx && !same_sampler(st->graph_sp[mode][bucket], m->sampler)) {
+      cudaGraphExecDestroy(gx);
+      gx = nullptr;
     }
-    if (!st->graph[mode]) TRY(capture_step(m, st, mode));
-    st->last_nodes = st->graph_nodes[mode];
-    e = cudaGraphLaunch(st->graph[mode], st->s);
+    if (!gx) TRY(capture_step(m, st, mode, bucket));
+    st->last_nodes = st->graph_nodes[mode][bucket];
+    e = cudaGraphLaunch(gx, st->s);
   } else {
-    e = step_body(m, st);
+    e = step_body(m, st, bucket);
   }
   if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
   if (e != cudaSuccess) return fail(e, "decode step");
@@ -779,6 +802,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
   }
+  ev = getenv("LSW_CUDA_ATTN_LONG");  // decode attention: the K/V tile kernel from this many positions on (0: never)
+  if (ev && *ev) st->attn_long = std::max(0, atoi(ev));
   ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, F16/BF16, rank % 16 == 0: sgmm_tc_ok;
@@ -1218,8 +1243,9 @@ void lswc_model_free(lsw_model *m) {
   if (!st) return;
   cudaSetDevice(st->device);
   if (st->s) cudaStreamSynchronize(st->s);
-  for (auto &g : st->graph)
-    if (g) cudaGraphExecDestroy(g);
+  for (auto &gm : st->graph)
+    for (auto &g : gm)
+      if (g) cudaGraphExecDestroy(g);
   for (void *p : st->allocs) cudaFree(p);
   if (st->h_in) cudaFreeHost(st->h_in);
   if (st->h_out) cudaFreeHost(st->h_out);
@@ -1238,16 +1264,17 @@ void lswc_model_free(lsw_model *m) {
 int lswc_model_graph_nodes(const lsw_model *m) {
   const State *st = static_cast<const State *>(m->cuda);
   if (!st) return 0;
-  return st->graph_nodes[st->mode >= 0 && st->mode < 4 ? st->mode : 0];
+  return st->graph_nodes[st->mode >= 0 && st->mode < 4 ? st->mode : 0][attn_bucket(m, st)];
 }
 
 lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out) {
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
   st->mode = m->mode;
-  if (st->use_graph && !st->graph[st->mode] && !st->broken) {  // capture now so the node count is known
+  const int bucket = attn_bucket(m, st);
+  if (st->use_graph && !st->graph[st->mode][bucket] && !st->broken) {  // capture now so the node count is known
     cudaSetDevice(st->device);
-    TRY(capture_step(m, st, st->mode));
+    TRY(capture_step(m, st, st->mode, bucket));
   }
   out->launches_per_token = lswc_model_graph_nodes(m);
   out->graph_captured = st->use_graph ? 1 : 0;
