@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <string>
@@ -823,15 +822,7 @@ int gemv_set_lora_default(int v) {
 // resident blocks of a LoRA GEMV launch: the 16-bit LoRA kernels are held to lora_min_blocks per SM (launch bounds);
 // F32 (tests, tiny models): 2, a floor
 static int lora_wave_blocks(int dtype) {
-  static std::atomic<int> sms[64];  // per device, 0 until first asked (models may launch from several threads)
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  int n = sms[dev].load(std::memory_order_relaxed);
-  if (!n) {
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
-    sms[dev].store(n, std::memory_order_relaxed);
-  }
-  return n * (dtype == LSW_DTYPE_F16 ? lora_min_blocks<__half>() : dtype == LSW_DTYPE_BF16 ? lora_min_blocks<__nv_bfloat16>() : 2);
+  return sm_count() * (dtype == LSW_DTYPE_F16 ? lora_min_blocks<__half>() : dtype == LSW_DTYPE_BF16 ? lora_min_blocks<__nv_bfloat16>() : 2);
 }
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }

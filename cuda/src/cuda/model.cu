@@ -120,8 +120,8 @@ struct State {
   bool precise = true, use_graph = true, sgmm_tc = false;
   bool delta_gemm = true;  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on SIMT
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
-  // decode graphs per mode and attention bucket: [0] contexts below attn_long positions, [1] from there on (the K/V
-  // tile kernel, decode attention variant 1).  attn_long 0: one bucket.  LSW_CUDA_ATTN_LONG=N sets it (0: never);
+  // decode graphs per mode and decode attention kernel (decode_attn_variant): 0 below attn_long positions, 1 (the
+  // K/V tile kernel) from there on.  attn_long 0: kernel 0 only.  LSW_CUDA_ATTN_LONG=N sets it (0: never);
   // LSW_CUDA_ATTN_VARIANT / attn_decode_set_variant force one kernel for every context.  H200, Llama-2-7B base
   // (bench/results/2026-12-01-h200-session18): variant 1 against 0 at 512-712 positions +1.5-2.9 %, 1,024-1,124
   // -0.2 %, 2,048-2,148 -1.2 %, 3,968-4,068 -2.9 % ms/token.
@@ -607,20 +607,17 @@ lsw_status broken_fail() {
   return LSW_E_DEVICE;
 }
 
-// Attention bucket of the decode step at n_past (State::attn_long; one bucket when a variant is forced), and the
-// attention kernel it runs
-int attn_bucket(const lsw_model *m, const State *st) {
-  return lswc::attn_decode_forced_variant() < 0 && st->attn_long > 0 && m->n_past + 1 >= st->attn_long;
-}
-int attn_variant_of(int bucket) {
+// Decode attention kernel of the step at n_past: the forced one, else by context length (State::attn_long)
+int decode_attn_variant(const lsw_model *m, const State *st) {
   const int forced = lswc::attn_decode_forced_variant();
-  return forced >= 0 ? forced : bucket;
+  if (forced >= 0) return forced != 0;  // attention_decode runs the tile kernel for any variant but 0
+  return st->attn_long > 0 && m->n_past + 1 >= st->attn_long;
 }
 
 // The decode step: forward of blk->io[0] at blk->io[1], sampler, advance, copies to pinned host memory.
-cudaError_t step_body(lsw_model *m, State *st, int bucket) {
+cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
   Fwd f{m, st, 1, st->s};
-  f.attn_variant = attn_variant_of(bucket);
+  f.attn_variant = attn_variant;
   DevBlk *b = st->blk;
   const int V = m->cfg.vocab_size;
   cudaError_t e = f.body(b->io, b->io + 1, m->cfg.max_context, b->io + 2, false);
@@ -639,23 +636,23 @@ cudaError_t step_body(lsw_model *m, State *st, int bucket) {
   return e;
 }
 
-lsw_status capture_step(lsw_model *m, State *st, int mode, int bucket) {
+lsw_status capture_step(lsw_model *m, State *st, int mode, int av) {
   cudaGraph_t g = nullptr;
   LSWC_CHECK(cudaStreamBeginCapture(st->s, cudaStreamCaptureModeThreadLocal));
-  cudaError_t e = step_body(m, st, bucket);
+  cudaError_t e = step_body(m, st, av);
   cudaError_t e2 = cudaStreamEndCapture(st->s, &g);
   if (e != cudaSuccess) { if (g) cudaGraphDestroy(g); return lswc_cuda_fail(e, "capturing the decode step", __FILE__, __LINE__); }
   LSWC_CHECK(e2);
   size_t nn = 0;
   cudaGraphGetNodes(g, nullptr, &nn);
-  e = cudaGraphInstantiate(&st->graph[mode][bucket], g, 0);
+  e = cudaGraphInstantiate(&st->graph[mode][av], g, 0);
   cudaGraphDestroy(g);
   LSWC_CHECK(e);
-  st->graph_nodes[mode][bucket] = (int)nn;
-  st->graph_sp[mode][bucket] = m->sampler;
+  st->graph_nodes[mode][av] = (int)nn;
+  st->graph_sp[mode][av] = m->sampler;
   if (lswc::cuda_verbose())
     fprintf(stderr, "lswc: decode graph captured: mode %d, %d nodes, decode attention kernel %d (from %d positions)\n",
-            mode, (int)nn, attn_variant_of(bucket), m->n_past + 1);
+            mode, (int)nn, av, m->n_past + 1);
   return LSW_OK;
 }
 
@@ -700,18 +697,18 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
     e = cudaMemcpyAsync(st->blk, st->h_in, offsetof(DevBlk, counters), cudaMemcpyHostToDevice, st->s);
     if (e != cudaSuccess) return fail(e, "decode step input");
   }
-  const int bucket = attn_bucket(m, st);
+  const int av = decode_attn_variant(m, st);
   if (st->use_graph) {
-    cudaGraphExec_t &gx = st->graph[mode][bucket];
-    if (gx && !same_sampler(st->graph_sp[mode][bucket], m->sampler)) {
+    cudaGraphExec_t &gx = st->graph[mode][av];
+    if (gx && !same_sampler(st->graph_sp[mode][av], m->sampler)) {
       cudaGraphExecDestroy(gx);
       gx = nullptr;
     }
-    if (!gx) TRY(capture_step(m, st, mode, bucket));
-    st->last_nodes = st->graph_nodes[mode][bucket];
+    if (!gx) TRY(capture_step(m, st, mode, av));
+    st->last_nodes = st->graph_nodes[mode][av];
     e = cudaGraphLaunch(gx, st->s);
   } else {
-    e = step_body(m, st, bucket);
+    e = step_body(m, st, av);
   }
   if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
   if (e != cudaSuccess) return fail(e, "decode step");
@@ -1264,17 +1261,17 @@ void lswc_model_free(lsw_model *m) {
 int lswc_model_graph_nodes(const lsw_model *m) {
   const State *st = static_cast<const State *>(m->cuda);
   if (!st) return 0;
-  return st->graph_nodes[st->mode >= 0 && st->mode < 4 ? st->mode : 0][attn_bucket(m, st)];
+  return st->graph_nodes[st->mode >= 0 && st->mode < 4 ? st->mode : 0][decode_attn_variant(m, st)];
 }
 
 lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out) {
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
   st->mode = m->mode;
-  const int bucket = attn_bucket(m, st);
-  if (st->use_graph && !st->graph[st->mode][bucket] && !st->broken) {  // capture now so the node count is known
+  const int av = decode_attn_variant(m, st);
+  if (st->use_graph && !st->graph[st->mode][av] && !st->broken) {  // capture now so the node count is known
     cudaSetDevice(st->device);
-    TRY(capture_step(m, st, st->mode, bucket));
+    TRY(capture_step(m, st, st->mode, av));
   }
   out->launches_per_token = lswc_model_graph_nodes(m);
   out->graph_captured = st->use_graph ? 1 : 0;
