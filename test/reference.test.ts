@@ -11,7 +11,8 @@ import {
   RefModel, relErr, flat, routeTopK, ropeInvFreq, parseHfConfig, matvec, type RefAdapter, type LoraPair,
 } from './helpers/reference.js';
 import {
-  f64ToF16Bits, f16BitsToF64, f64ToBf16Bits, bf16BitsToF64, readSafetensorsF64, writeSafetensors, readHfWeights,
+  f64ToF16Bits, f16BitsToF64, f64ToBf16Bits, bf16BitsToF64, readSafetensorsF64, writeSafetensors, readHfWeights, roundTo,
+  type StDtype,
 } from './helpers/safetensors.js';
 import { Rng } from './helpers/prng.js';
 import { assertLogitsClose } from './helpers/compare.js';
@@ -197,32 +198,40 @@ test('reference: tied embeddings = untied model whose lm_head is a copy of embed
   assert.is(relErr(flat(untied.forward(PROMPT).logits), flat(tied.forward(PROMPT).logits)), 0);
 });
 
-test('reference: position 0 by hand (RoPE is the identity there, attention returns v)', () => {
+test('reference: position 0 by hand (RoPE is the identity there, attention returns v; kvRound: v as stored, rounded)', () => {
   const info = makeTinyCheckpoint(path.join(tmp, 'p0'), { arch: 'qwen2', kvHeads: 1, heads: 4, layers: 1 });
   const m = RefModel.load(info.dir);
   const c = m.config;
   const w = (n: string) => m.weight(n);
   const tok = 42;
-  let h = w('model.embed_tokens.weight').slice(tok * c.hidden, (tok + 1) * c.hidden);
-  const norm = (x: Float64Array, g: Float64Array) => {
-    const r = Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + c.eps);
-    return x.map((v, i) => (v / r) * g[i]);
+  const byHand = (kvRound?: StDtype) => {
+    let h = w('model.embed_tokens.weight').slice(tok * c.hidden, (tok + 1) * c.hidden);
+    const norm = (x: Float64Array, g: Float64Array) => {
+      const r = Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + c.eps);
+      return x.map((v, i) => (v / r) * g[i]);
+    };
+    const p = 'model.layers.0';
+    const xa = norm(h, w(`${p}.input_layernorm.weight`));
+    const v = matvec(w(`${p}.self_attn.v_proj.weight`), c.headDim, c.hidden, xa, w(`${p}.self_attn.v_proj.bias`));
+    const att = new Float64Array(c.heads * c.headDim);
+    for (let hh = 0; hh < c.heads; hh++) att.set(kvRound ? v.map((x) => roundTo(kvRound, x)) : v, hh * c.headDim);
+    const o = matvec(w(`${p}.self_attn.o_proj.weight`), c.hidden, c.heads * c.headDim, att);
+    h = h.map((x, i) => x + o[i]);
+    const xf = norm(h, w(`${p}.post_attention_layernorm.weight`));
+    const g = matvec(w(`${p}.mlp.gate_proj.weight`), c.intermediate, c.hidden, xf);
+    const u = matvec(w(`${p}.mlp.up_proj.weight`), c.intermediate, c.hidden, xf);
+    const a = g.map((x, i) => (x / (1 + Math.exp(-x))) * u[i]);
+    const d = matvec(w(`${p}.mlp.down_proj.weight`), c.hidden, c.intermediate, a);
+    h = h.map((x, i) => x + d[i]);
+    return matvec(w('lm_head.weight'), c.vocabSize, c.hidden, norm(h, w('model.norm.weight')));
   };
-  const p = 'model.layers.0';
-  const xa = norm(h, w(`${p}.input_layernorm.weight`));
-  const v = matvec(w(`${p}.self_attn.v_proj.weight`), c.headDim, c.hidden, xa, w(`${p}.self_attn.v_proj.bias`));
-  const att = new Float64Array(c.heads * c.headDim);
-  for (let hh = 0; hh < c.heads; hh++) att.set(v, hh * c.headDim);
-  const o = matvec(w(`${p}.self_attn.o_proj.weight`), c.hidden, c.heads * c.headDim, att);
-  h = h.map((x, i) => x + o[i]);
-  const xf = norm(h, w(`${p}.post_attention_layernorm.weight`));
-  const g = matvec(w(`${p}.mlp.gate_proj.weight`), c.intermediate, c.hidden, xf);
-  const u = matvec(w(`${p}.mlp.up_proj.weight`), c.intermediate, c.hidden, xf);
-  const a = g.map((x, i) => (x / (1 + Math.exp(-x))) * u[i]);
-  const d = matvec(w(`${p}.mlp.down_proj.weight`), c.hidden, c.intermediate, a);
-  h = h.map((x, i) => x + d[i]);
-  const logits = matvec(w('lm_head.weight'), c.vocabSize, c.hidden, norm(h, w('model.norm.weight')));
-  assert.ok(relErr(m.forward([tok]).logits[0], logits) < 1e-14);
+  const exact = byHand();
+  assert.ok(relErr(m.forward([tok]).logits[0], exact) < 1e-14);
+  for (const dt of ['F16', 'BF16'] as const) {
+    const got = m.forward([tok], [], { kvRound: dt }).logits[0];
+    assert.ok(relErr(got, byHand(dt)) < 1e-14, `kvRound ${dt}`);
+    assert.ok(relErr(got, exact) > 1e-6, `kvRound ${dt} changes nothing`);
+  }
 });
 
 test('reference: rope matters (llama3 vs default give different logits on this fixture)', () => {

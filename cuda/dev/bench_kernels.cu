@@ -95,22 +95,26 @@ struct HostW {
   std::vector<uint8_t> bytes;
   std::vector<float> val;
 };
-static HostW make_w(int dt, size_t n, float scale) {
+// values rounded to dt (to nearest even)
+static HostW as_w(int dt, const std::vector<float> &v) {
+  const size_t n = v.size();
   HostW w{dt, std::vector<uint8_t>(n * dsz(dt)), std::vector<float>(n)};
   for (size_t i = 0; i < n; i++) {
-    float f = urand() * scale;
+    float f = v[i];
     if (dt == LSW_DTYPE_F32) { memcpy(&w.bytes[i * 4], &f, 4); w.val[i] = f; }
     else if (dt == LSW_DTYPE_F16) { uint16_t u = f2h(f); memcpy(&w.bytes[i * 2], &u, 2); w.val[i] = h2f(u); }
     else { uint16_t u = f2b(f); memcpy(&w.bytes[i * 2], &u, 2); w.val[i] = b2f(u); }
   }
   return w;
 }
+static std::vector<float> rvec(size_t n, float scale = 1.f);
+static HostW make_w(int dt, size_t n, float scale) { return as_w(dt, rvec(n, scale)); }
 static float dval(int dt, const uint8_t *p, size_t i) {
   if (dt == LSW_DTYPE_F32) { float f; memcpy(&f, p + i * 4, 4); return f; }
   uint16_t u; memcpy(&u, p + i * 2, 2);
   return dt == LSW_DTYPE_F16 ? h2f(u) : b2f(u);
 }
-static std::vector<float> rvec(size_t n, float scale = 1.f) {
+static std::vector<float> rvec(size_t n, float scale) {
   std::vector<float> v(n);
   for (auto &x : v) x = urand() * scale;
   return v;
@@ -2155,12 +2159,18 @@ static void test_attention() {
   struct S { int n, n_ctx, nh, nkv, hd; };
   const S cases[] = {{1, 1, 4, 4, 64},     {1, 37, 8, 2, 128},    {1, 3000, 8, 8, 128}, {1, 5000, 4, 1, 256},
                      {1, 200, 6, 3, 16},   {17, 17, 4, 2, 64},    {40, 100, 8, 4, 128}, {5, 9, 4, 4, 48},
-                     {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96}};
-  for (const S &c : cases) {
-    auto Q = rvec((size_t)c.n * c.nh * c.hd), K = rvec((size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = rvec((size_t)c.n_ctx * c.nkv * c.hd);
+                     {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96},  {1, 150, 4, 2, 12}};
+  const int kv_types[] = {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16};
+  // every KV cache type: the reference runs on the values the cache holds (16-bit: 4-dim loads; hd 12 in 16 bits
+  // is not whole 16-byte chunks, so its decode takes the two-kernel path)
+  for (const S &c : cases)
+  for (int kt : kv_types) {
+    auto Q = rvec((size_t)c.n * c.nh * c.hd);
+    HostW K = make_w(kt, (size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = make_w(kt, (size_t)c.n_ctx * c.nkv * c.hd, 1.f);
     std::vector<double> ref;
-    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
-    float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
+    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K.val, V.val, ref);
+    float *dQ = dup(Q), *dO = dnew<float>(Q.size());
+    void *dK = dupb(K.bytes), *dV = dupb(V.bytes);
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
     CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
     int *dn = dup(std::vector<int>{c.n_ctx});
@@ -2171,13 +2181,13 @@ static void test_attention() {
         if (viadev && c.n != 1) continue;
         poison(dO, Q.size() * 4);
         // device n_ctx: launch sized for a larger bound, as in the captured graph
-        CK(attention(c.n, viadev ? c.n_ctx + 1000 : c.n_ctx, viadev ? dn : nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK,
-                     dV, c.nkv * c.hd, dO, c.nh * c.hd, sc, 0));
+        CK(attention(c.n, viadev ? c.n_ctx + 1000 : c.n_ctx, viadev ? dn : nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, kt,
+                     dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, sc, 0));
         CK(cudaDeviceSynchronize());
         auto O = down(dO, Q.size());
         char nm[160];
-        snprintf(nm, sizeof nm, "attention n=%d ctx=%d heads %d/%d hd=%d%s%s", c.n, c.n_ctx, c.nh, c.nkv, c.hd,
-                 viadev ? " (n_ctx on device)" : "", c.n != 1 ? "" : variant ? " variant 1" : " variant 0");
+        snprintf(nm, sizeof nm, "attention %s KV n=%d ctx=%d heads %d/%d hd=%d%s%s", dname(kt), c.n, c.n_ctx, c.nh, c.nkv,
+                 c.hd, viadev ? " (n_ctx on device)" : "", c.n != 1 ? "" : variant ? " variant 1" : " variant 0");
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
       }
     }
@@ -2197,13 +2207,20 @@ static void test_attention() {
                   {5000, 4, 1, 256, 0}, {200, 6, 3, 16, 0},  {90, 14, 2, 64, 0},    {65, 8, 1, 96, 0},
                   {33, 2, 2, 200, 0},   {1025, 5, 5, 128, 0}, {200, 6, 3, 16, 4},   {3000, 32, 8, 128, 107},
                   {777, 16, 2, 256, 6}};
-  for (const D &c : dc) {
+  // Every KV cache type; the new row is stored rounded (checked against the host's rotation rounded, within one
+  // unit of the type's last place: the GPU's fp32 rotation may differ from the host's by an fp32 ulp), and the
+  // reference attends the rows the GPU stored (every launch must store the same bits).
+  for (const D &c : dc)
+  for (int kt : kv_types) {
     const int qd = c.nh * c.hd, kvd = c.nkv * c.hd, ld = qd + 2 * kvd, pos = c.n_ctx - 1 - c.back;
+    const size_t es = dsz(kt);
     std::vector<double> inv(c.hd / 2);
     for (int i = 0; i < c.hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / c.hd);
-    auto QKV = rvec(ld), K = rvec((size_t)c.n_ctx * kvd, 2.f), V = rvec((size_t)c.n_ctx * kvd);
-    for (int d = 0; d < kvd; d++) K[(size_t)pos * kvd + d] = V[(size_t)pos * kvd + d] = 1e30f;  // must be overwritten
-    const std::vector<float> poison_row(kvd, 1e30f);
+    auto QKV = rvec(ld);
+    HostW K = make_w(kt, (size_t)c.n_ctx * kvd, 2.f), V = make_w(kt, (size_t)c.n_ctx * kvd, 1.f);
+    const std::vector<uint8_t> poison_row(kvd * es, 0xff);  // NaN: must be overwritten, never read
+    std::copy(poison_row.begin(), poison_row.end(), K.bytes.begin() + pos * kvd * es);
+    std::copy(poison_row.begin(), poison_row.end(), V.bytes.begin() + pos * kvd * es);
     auto rot = [&](const float *x, std::vector<float> &out) {  // fp64 angle, fp32 cos/sin, as rope()
       for (int i = 0; i < c.hd / 2; i++) {
         const double a = pos * inv[i];
@@ -2212,18 +2229,38 @@ static void test_attention() {
         out[i + c.hd / 2] = (float)((double)x[i + c.hd / 2] * cs + (double)x[i] * sn);
       }
     };
-    std::vector<float> Qr(qd), Kr(K), Vr(V), tmp(c.hd);
+    std::vector<float> Qr(qd), Kr(K.val), Vr(V.val), tmp(c.hd), knew(kvd), vnew(kvd);
     for (int h = 0; h < c.nh; h++) { rot(&QKV[(size_t)h * c.hd], tmp); std::copy(tmp.begin(), tmp.end(), Qr.begin() + (size_t)h * c.hd); }
     for (int h = 0; h < c.nkv; h++) {
       rot(&QKV[qd + (size_t)h * c.hd], tmp);
-      std::copy(tmp.begin(), tmp.end(), Kr.begin() + (size_t)pos * kvd + (size_t)h * c.hd);
-      std::copy(QKV.begin() + qd + kvd + (size_t)h * c.hd, QKV.begin() + qd + kvd + (size_t)(h + 1) * c.hd,
-                Vr.begin() + (size_t)pos * kvd + (size_t)h * c.hd);
+      std::copy(tmp.begin(), tmp.end(), knew.begin() + (size_t)h * c.hd);
     }
-    std::vector<double> ref, kref(Kr.begin() + (size_t)pos * kvd, Kr.begin() + (size_t)(pos + 1) * kvd),
-        vref(Vr.begin() + (size_t)pos * kvd, Vr.begin() + (size_t)(pos + 1) * kvd);
-    ref_attention(1, c.n_ctx, c.nh, c.nkv, c.hd, Qr, Kr, Vr, ref);
-    float *dqkv = dup(QKV), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(qd);
+    std::copy(QKV.begin() + qd + kvd, QKV.begin() + qd + 2 * kvd, vnew.begin());
+    const HostW kr16 = as_w(kt, knew), vr16 = as_w(kt, vnew);  // the new row as the host rounds it
+    std::vector<double> ref, kref(kr16.val.begin(), kr16.val.end()), vref(vr16.val.begin(), vr16.val.end());
+    // one unit in the type's last place (relative) for the rotated k row; v is stored as given: exact
+    const double ktol = kt == LSW_DTYPE_F32 ? 1e-6 : kt == LSW_DTYPE_F16 ? 1e-3 : 8e-3;
+    std::vector<uint8_t> krow0, vrow0;  // the first launch's stored rows: every launch must store the same bits
+    auto got_rows = [&](const std::vector<uint8_t> &kb, const std::vector<uint8_t> &vb, const char *what) {
+      std::vector<float> kg(kvd), vg(kvd);
+      for (int d = 0; d < kvd; d++) { kg[d] = dval(kt, kb.data(), d); vg[d] = dval(kt, vb.data(), d); }
+      char nm[200];
+      snprintf(nm, sizeof nm, "  appended k row (rotated, %s) ctx=%d hd=%d%s", dname(kt), c.n_ctx, c.hd, what);
+      check(nm, kg.data(), kref.data(), nullptr, kg.size(), ktol, ktol);
+      snprintf(nm, sizeof nm, "  appended v row (%s) ctx=%d hd=%d%s", dname(kt), c.n_ctx, c.hd, what);
+      check(nm, vg.data(), vref.data(), nullptr, vg.size(), 0, 0);
+      if (krow0.empty()) {  // the reference attends these rows
+        krow0 = kb; vrow0 = vb;
+        std::copy(kg.begin(), kg.end(), Kr.begin() + (size_t)pos * kvd);
+        std::copy(vg.begin(), vg.end(), Vr.begin() + (size_t)pos * kvd);
+        ref_attention(1, c.n_ctx, c.nh, c.nkv, c.hd, Qr, Kr, Vr, ref);
+      } else {
+        expect(kb == krow0 && vb == vrow0, "attention decode %s ctx=%d hd=%d%s: the same stored row bits as the first launch",
+               dname(kt), c.n_ctx, c.hd, what);
+      }
+    };
+    float *dqkv = dup(QKV), *dO = dnew<float>(qd);
+    unsigned char *dK = (unsigned char *)dupb(K.bytes), *dV = (unsigned char *)dupb(V.bytes);
     double *di = dup(inv);
     int *dpos = dup(std::vector<int>{pos}), *dn = dup(std::vector<int>{c.n_ctx});
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
@@ -2231,8 +2268,11 @@ static void test_attention() {
     float2 *dcs = dnew<float2>((size_t)c.n_ctx * (c.hd / 2));
     CK(rope_table(c.n_ctx, c.hd, di, dcs, 0));
     auto repoison = [&] {  // the new row's slot: the kernel must write it and never read it
-      CK(cudaMemcpy(dK + (size_t)pos * kvd, poison_row.data(), (size_t)kvd * 4, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(dV + (size_t)pos * kvd, poison_row.data(), (size_t)kvd * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dK + pos * kvd * es, poison_row.data(), kvd * es, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(dV + pos * kvd * es, poison_row.data(), kvd * es, cudaMemcpyHostToDevice));
+    };
+    auto rows_now = [&](const char *what) {
+      got_rows(down(dK + pos * kvd * es, kvd * es), down(dV + pos * kvd * es, kvd * es), what);
     };
     char pb[32] = "";
     if (c.back) snprintf(pb, sizeof pb, " pos=%d", pos);
@@ -2245,30 +2285,28 @@ static void test_attention() {
         repoison();
         poison(dO, (size_t)qd * 4);
         CK(attention_decode(viadev ? c.n_ctx + 3000 : c.n_ctx, viadev ? dn : nullptr, dpos, c.nh, c.nkv, c.hd, dqkv,
-                            dqkv + qd, dqkv + qd + kvd, di, dK, dV, kvd, dO, sc, 0, viadev ? dcs : nullptr));
+                            dqkv + qd, dqkv + qd + kvd, di, kt, dK, dV, kvd, dO, sc, 0, viadev ? dcs : nullptr));
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
-        auto Kg = down(dK + (size_t)pos * kvd, kvd), Vg = down(dV + (size_t)pos * kvd, kvd);
+        char what[64];
+        snprintf(what, sizeof what, "%s v%d%s", pb, variant, viadev ? " 2nd" : "");
+        rows_now(what);
         char nm[200];
-        snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) ctx=%d heads %d/%d hd=%d%s variant %d%s", c.n_ctx,
-                 c.nh, c.nkv, c.hd, pb, variant, viadev ? " (n_ctx on device, 2nd launch)" : "");
+        snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) %s KV ctx=%d heads %d/%d hd=%d%s variant %d%s",
+                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant, viadev ? " (n_ctx on device, 2nd launch)" : "");
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
-        snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s v%d%s", c.n_ctx, c.hd, pb, variant, viadev ? " 2nd" : "");
-        check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
-        snprintf(nm, sizeof nm, "  appended v row ctx=%d hd=%d%s v%d%s", c.n_ctx, c.hd, pb, variant, viadev ? " 2nd" : "");
-        check(nm, Vg.data(), vref.data(), nullptr, Vg.size(), 0, 0);
         last = O;
       }
       {  // the same launch again: the same bits (fixed-order reductions, whichever block merges)
         repoison();
         poison(dO, (size_t)qd * 4);
-        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, dK, dV,
-                            kvd, dO, sc, 0, dcs));
+        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, kt, dK,
+                            dV, kvd, dO, sc, 0, dcs));
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
         expect(memcmp(O.data(), last.data(), (size_t)qd * 4) == 0,
-               "attention decode ctx=%d heads %d/%d hd=%d%s variant %d: bit-identical on a repeated launch", c.n_ctx,
-               c.nh, c.nkv, c.hd, pb, variant);
+               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %d: bit-identical on a repeated launch",
+               dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
       }
       attn_decode_set_p8(false);
       attn_decode_set_max_splits(0);
@@ -2281,19 +2319,19 @@ static void test_attention() {
         gemv_set_pdl(true);
         pdl_set_scope(false, true);  // the attention launches with PDL (LSW_CUDA_PDL_ATTN=1)
         delayed_copy_kernel<<<1, 256>>>(dqkv, dqkv2, ld, 20000);
-        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, dK, dV,
-                            kvd, dO, sc, 0, dcs));
+        CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqkv2, dqkv2 + qd, dqkv2 + qd + kvd, di, kt, dK,
+                            dV, kvd, dO, sc, 0, dcs));
         pdl_set_scope(false, false);
         gemv_set_pdl(false);
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
-        auto Kg = down(dK + (size_t)pos * kvd, kvd);
+        char what[64];
+        snprintf(what, sizeof what, "%s v%d, PDL", pb, variant);
+        rows_now(what);
         char nm[200];
-        snprintf(nm, sizeof nm, "attention decode fused ctx=%d heads %d/%d hd=%d%s variant %d, PDL after a late producer of q/k/v",
-                 c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+        snprintf(nm, sizeof nm, "attention decode fused %s KV ctx=%d heads %d/%d hd=%d%s variant %d, PDL after a late producer of q/k/v",
+                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
-        snprintf(nm, sizeof nm, "  appended k row (rotated) ctx=%d hd=%d%s v%d, PDL", c.n_ctx, c.hd, pb, variant);
-        check(nm, Kg.data(), kref.data(), nullptr, Kg.size(), 1e-6, 1e-6);
         cudaFree(dqkv2);
       }
       auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
@@ -2309,20 +2347,23 @@ static void test_attention() {
   // prefill on tensor cores (16-bit Q/K/V/P, fp32 accumulate): explicit kernels and attention()'s policy path
   const S tc[] = {{64, 64, 4, 2, 64}, {150, 150, 8, 2, 128}, {100, 300, 4, 4, 128}, {200, 200, 2, 1, 64},
                   {77, 77, 4, 4, 128}, {130, 1000, 2, 2, 64}, {300, 300, 4, 1, 128}, {257, 400, 2, 2, 64}};
-  for (const S &c : tc) {
-    auto Q = rvec((size_t)c.n * c.nh * c.hd), K = rvec((size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = rvec((size_t)c.n_ctx * c.nkv * c.hd);
+  for (const S &c : tc)
+  for (int kt : kv_types) {
+    auto Q = rvec((size_t)c.n * c.nh * c.hd);
+    HostW K = make_w(kt, (size_t)c.n_ctx * c.nkv * c.hd, 2.f), V = make_w(kt, (size_t)c.n_ctx * c.nkv * c.hd, 1.f);
     std::vector<double> ref;
-    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K, V, ref);
-    float *dQ = dup(Q), *dK = dup(K), *dV = dup(V), *dO = dnew<float>(Q.size());
+    ref_attention(c.n, c.n_ctx, c.nh, c.nkv, c.hd, Q, K.val, V.val, ref);
+    float *dQ = dup(Q), *dO = dnew<float>(Q.size());
+    void *dK = dupb(K.bytes), *dV = dupb(V.bytes);
     for (int kind : {1, 2, 3, 4, 5}) {  // 1/2 f16/bf16 V transposed, 3/4 ldmatrix; 5: attention() (policy: n >= 256)
       poison(dO, Q.size() * 4);
-      if (kind < 5) CK(attention_prefill_tc(kind, c.n, c.n_ctx, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, 0));
-      else CK(attention(c.n, c.n_ctx, nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, nullptr, 0));
+      if (kind < 5) CK(attention_prefill_tc(kind, c.n, c.n_ctx, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, kt, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, 0));
+      else CK(attention(c.n, c.n_ctx, nullptr, c.nh, c.nkv, c.hd, dQ, c.nh * c.hd, kt, dK, dV, c.nkv * c.hd, dO, c.nh * c.hd, nullptr, 0));
       CK(cudaDeviceSynchronize());
       auto O = down(dO, Q.size());
       char nm[160];
       static const char *kn[] = {"", "tc f16", "tc bf16", "tc f16 ldmatrix", "tc bf16 ldmatrix", "attention()"};
-      snprintf(nm, sizeof nm, "attention prefill %s n=%d ctx=%d heads %d/%d hd=%d", kn[kind],
+      snprintf(nm, sizeof nm, "attention prefill %s, %s KV n=%d ctx=%d heads %d/%d hd=%d", kn[kind], dname(kt),
                c.n, c.n_ctx, c.nh, c.nkv, c.hd);
       if (kind == 2 || kind == 4) check(nm, O.data(), ref.data(), nullptr, O.size(), 8e-3, 4e-2);
       else check(nm, O.data(), ref.data(), nullptr, O.size(), 1e-3, 1e-2);
@@ -2333,25 +2374,29 @@ static void test_attention() {
 
 static void bench_attention() {
   logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
+  for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16})
   for (int ctx : {712, 4096}) {  // as the model runs it: RoPE + append + attention + merge in one launch
     const int nh = 32, hd = 128, kvd = nh * hd;
-    float *qkv = dnew<float>(3 * kvd), *K = dnew<float>((size_t)ctx * kvd), *V = dnew<float>((size_t)ctx * kvd), *O = dnew<float>(kvd);
+    const size_t es = dsz(kt);
+    float *qkv = dnew<float>(3 * kvd), *O = dnew<float>(kvd);
+    unsigned char *K = dnew<unsigned char>((size_t)ctx * kvd * es), *V = dnew<unsigned char>((size_t)ctx * kvd * es);
     float *sc = dnew<float>(attn_scratch_floats(nh, hd));
     CK(attn_scratch_clear(sc, nh, hd, 0));
     std::vector<double> inv(hd / 2);
     for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / hd);
     double *di = dup(inv);
     int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
-    dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * kvd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * kvd, 1.f);
+    dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
     float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
     CK(rope_table(ctx, hd, di, dcs, 0));
-    auto run = [&] { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, K, V, kvd, O, sc, 0, dcs)); };
-    attn_decode_set_variant(0);  // the register kernel (the rows as before)
+    auto run = [&] { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, kt, K, V, kvd, O, sc, 0, dcs)); };
+    attn_decode_set_variant(0);  // the register kernel (the rows as before; a 16-bit cache always takes 8 per warp)
     for (int p8 : {0, 1}) {
+      if (kt != LSW_DTYPE_F32 && !p8) continue;
       attn_decode_set_p8(p8);
       const double ms = time_ms([&](int) { run(); }, 50);
-      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, %d positions/warp", ctx, p8 ? 8 : 4);
-      row(nm, ms, 2.0 * ctx * nh * hd * 4);
+      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append %s KV ctx=%d, %d positions/warp", dname(kt), ctx, p8 ? 8 : 4);
+      row(nm, ms, 2.0 * ctx * nh * hd * es);
     }
     attn_decode_set_p8(false);
     attn_decode_set_variant(1);  // cp.async tiles, by split cap (0: the default heuristic)
@@ -2359,8 +2404,8 @@ static void bench_attention() {
       attn_decode_set_max_splits(cap);
       const double ms = time_ms([&](int) { run(); }, 50);
       char cs[16]; snprintf(cs, sizeof cs, "%d", cap);
-      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append fp32 KV ctx=%d, variant 1 (cp.async tiles), max splits %s", ctx, cap ? cs : "auto");
-      row(nm, ms, 2.0 * ctx * nh * hd * 4);
+      char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append %s KV ctx=%d, variant 1 (cp.async tiles), max splits %s", dname(kt), ctx, cap ? cs : "auto");
+      row(nm, ms, 2.0 * ctx * nh * hd * es);
     }
     attn_decode_set_max_splits(-1);
     attn_decode_set_variant(-1);
@@ -2375,7 +2420,7 @@ static void bench_attention() {
     dfill(LSW_DTYPE_F32, Q, nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)ctx * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)ctx * nh * hd, 1.f);
     for (int variant : {0, 1}) {
       attn_decode_set_variant(variant);
-      const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
+      const double ms = time_ms([&](int) { CK(attention(1, ctx, nullptr, nh, nh, hd, Q, nh * hd, LSW_DTYPE_F32, K, V, nh * hd, O, nh * hd, sc, 0)); }, 50);
       char nm[160];
       if (variant) snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx), variant 1 (cp.async tiles)", ctx);
       else snprintf(nm, sizeof nm, "attention decode fp32 KV ctx=%d (L2-resident for small ctx)", ctx);
@@ -2389,18 +2434,18 @@ static void bench_attention() {
     float *Q = dnew<float>((size_t)n * nh * hd), *K = dnew<float>((size_t)n * nh * hd), *V = dnew<float>((size_t)n * nh * hd), *O = dnew<float>((size_t)n * nh * hd);
     dfill(LSW_DTYPE_F32, Q, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, K, (size_t)n * nh * hd, 1.f); dfill(LSW_DTYPE_F32, V, (size_t)n * nh * hd, 1.f);
     setenv("LSW_CUDA_EXACT_ATTN", "1", 1);
-    const double ms = time_ms([&](int) { CK(attention(n, n, nullptr, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, nullptr, 0)); }, 5, 1);
+    const double ms = time_ms([&](int) { CK(attention(n, n, nullptr, nh, nh, hd, Q, nh * hd, LSW_DTYPE_F32, K, V, nh * hd, O, nh * hd, nullptr, 0)); }, 5, 1);
     unsetenv("LSW_CUDA_EXACT_ATTN");
     row("attention prefill causal n=2048 (one layer) exact fp32", ms, 0, 4.0 * nh * hd * (double)n * n / 2);
     for (int kind : {1, 2, 3, 4}) {
       static const char *kn[] = {"", "f16", "bf16", "f16 ldmatrix", "bf16 ldmatrix"};
-      const double mt = time_ms([&](int) { CK(attention_prefill_tc(kind, n, n, nh, nh, hd, Q, nh * hd, K, V, nh * hd, O, nh * hd, 0)); }, 20, 2);
+      const double mt = time_ms([&](int) { CK(attention_prefill_tc(kind, n, n, nh, nh, hd, Q, nh * hd, LSW_DTYPE_F32, K, V, nh * hd, O, nh * hd, 0)); }, 20, 2);
       char nm2[160];
       snprintf(nm2, sizeof nm2, "attention prefill causal n=2048 (one layer) tensor cores %s", kn[kind]);
       row(nm2, mt, 0, 4.0 * nh * hd * (double)n * n / 2);
     }
     {  // GQA 8 kv heads (Llama-3 shape), f16
-      const double mt = time_ms([&](int) { CK(attention_prefill_tc(3, n, n, nh, 8, hd, Q, nh * hd, K, V, 8 * hd, O, nh * hd, 0)); }, 20, 2);
+      const double mt = time_ms([&](int) { CK(attention_prefill_tc(3, n, n, nh, 8, hd, Q, nh * hd, LSW_DTYPE_F32, K, V, 8 * hd, O, nh * hd, 0)); }, 20, 2);
       row("attention prefill causal n=2048 tc f16 ldmatrix GQA 32/8", mt, 0, 4.0 * nh * hd * (double)n * n / 2);
     }
     cudaFree(Q); cudaFree(K); cudaFree(V); cudaFree(O);

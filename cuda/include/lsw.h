@@ -33,7 +33,7 @@ extern "C" {
 
 /* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul
  * 3: lsw_model_config.merge_prompt (the struct grew) */
-#define LSW_ABI_VERSION 3
+#define LSW_ABI_VERSION 4
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -117,6 +117,10 @@ typedef struct lsw_model_config {
                                    lsw_model_finalize.  Developer override on CUDA: env LSW_CUDA_FAST_GEMM=1 (fast)
                                    or =0 (precise) */
   int32_t merge_prompt;         /* lsw_merge_prompt (0 = TOKENWISE, the default of a zero-initialised config) */
+  int32_t kv_dtype;             /* lsw_dtype of the KV cache (0 = F32, the default of a zero-initialised config; F16 /
+                                   BF16 halve its memory and the bytes decode attention reads).  K and V are computed
+                                   in fp32 and rounded once, to nearest even, when stored; attention reads the
+                                   rounded values (the new position's too) and computes in fp32 */
 } lsw_model_config;
 
 typedef struct lsw_sampler_params {
@@ -237,10 +241,11 @@ LSW_API lsw_status lsw_op_rmsnorm(int32_t backend, int32_t n, int32_t dim, const
 /* In place on X[n][n_heads][head_dim], HF rotate-half convention, rope fields of cfg, positions[n]. */
 LSW_API lsw_status lsw_op_rope(int32_t backend, const lsw_model_config *cfg, int32_t n, int32_t n_heads,
                                const int32_t *positions, float *X);
-/* Causal GQA attention. Q[n][nh][hd]; K,V[n_ctx][nkv][hd] hold positions 0..n_ctx-1; query i sits at
- * position n_ctx - n + i.  O[n][nh][hd].  Scale 1/sqrt(hd). */
-LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
-                                    int32_t head_dim, const float *Q, const float *K, const float *V, float *O);
+/* Causal GQA attention. Q[n][nh][hd]; K,V[n_ctx][nkv][hd] (elements of kv_dtype, an lsw_dtype) hold positions
+ * 0..n_ctx-1; query i sits at position n_ctx - n + i.  O[n][nh][hd].  Scale 1/sqrt(hd); fp32 arithmetic. */
+LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads,
+                                    int32_t n_kv_heads, int32_t head_dim, const float *Q, const void *K, const void *V,
+                                    float *O);
 /* Out[n][I] = silu(GU[n][0:I]) * GU[n][I:2I] */
 LSW_API lsw_status lsw_op_swiglu(int32_t backend, int32_t n, int32_t inter, const float *GU, float *Out);
 /* SGMM merge over n_mats same-shape matrices in one step:

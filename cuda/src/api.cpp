@@ -274,9 +274,9 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
   out->weight_bytes = wb;
   out->adapter_bytes = lsw_adapters_bytes_per_token(m);
   const auto &s = m->scratch;
-  out->device_bytes_peak = sizeof(float) * (m->k_cache.size() + m->v_cache.size() + m->logits.size() + s.x.size() +
-                                            s.xn.size() + s.qkv.size() + s.att.size() + s.gu.size() + s.act.size() +
-                                            s.att_work.size()) +
+  out->device_bytes_peak = m->k_cache.size() + m->v_cache.size() +  // bytes: elements of cfg.kv_dtype
+                           sizeof(float) * (m->logits.size() + s.x.size() + s.xn.size() + s.qkv.size() + s.att.size() +
+                                            s.gu.size() + s.act.size() + s.att_work.size()) +
                            m->host_bytes;
   out->launches_per_token = 0;
   out->graph_captured = 0;

@@ -12,8 +12,8 @@ int lswc_available();  // 1 when a device is usable
 lsw_status lswc_op_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, const void *W, const float *X, float *Y);
 lsw_status lswc_op_rmsnorm(int32_t n, int32_t dim, const float *X, const float *w, float eps, float *Y);
 lsw_status lswc_op_rope(const lsw_model_config *cfg, int32_t n, int32_t n_heads, const int32_t *positions, float *X);
-lsw_status lswc_op_attention(int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                             const float *Q, const float *K, const float *V, float *O);
+lsw_status lswc_op_attention(int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
+                             int32_t head_dim, const float *Q, const void *K, const void *V, float *O);
 lsw_status lswc_op_swiglu(int32_t n, int32_t inter, const float *GU, float *Out);
 lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t cols, int32_t rank, int32_t top_k,
                         const void *W0, void *W, const void *A, const void *B, const float *gates);

@@ -129,10 +129,11 @@ void rope_tables(const std::vector<double> &inv_freq, int64_t n, const int32_t *
 // X[t][h][hd] rotated with table row t (stride between tokens: ld floats).
 void rope_apply(int64_t n, int64_t n_heads, int64_t head_dim, int64_t ld, const float *cos_t, const float *sin_t,
                 float *X);
-// Causal GQA attention; Q row t at stride ldq, O row t at stride ldo; K/V [n_ctx][nkv*hd] at stride ldkv.
+// Causal GQA attention; Q row t at stride ldq, O row t at stride ldo; K/V [n_ctx][nkv*hd] at stride ldkv (elements
+// of kv_dtype, an lsw_dtype: F16 / BF16 rows are widened to fp32 as they are read; the arithmetic is fp32 throughout).
 void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-               const float *Q, int64_t ldq, const float *K, const float *V, int64_t ldkv, float *O, int64_t ldo,
-               float *scratch /* pool->size() * n_ctx floats */);
+               const float *Q, int64_t ldq, int kv_dtype, const void *K, const void *V, int64_t ldkv, float *O,
+               int64_t ldo, float *scratch /* pool->size() * n_ctx floats */);
 void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo);
 // columns [b, e) only (the up half still starts at GU + inter)
 void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,
@@ -258,9 +259,14 @@ struct lsw_model {
 
   // sequence state
   int32_t n_past = 0;
-  std::vector<float> k_cache, v_cache;  // [layer][max_context][kv_dim]
-  float *k_at(int layer, int64_t pos) { return k_cache.data() + ((int64_t)layer * cfg.max_context + pos) * kv_dim; }
-  float *v_at(int layer, int64_t pos) { return v_cache.data() + ((int64_t)layer * cfg.max_context + pos) * kv_dim; }
+  // [layer][max_context][kv_dim], elements of cfg.kv_dtype (kv_es bytes each; rounded from fp32 when stored)
+  std::vector<uint8_t> k_cache, v_cache;
+  size_t kv_es = 4;
+  size_t kv_off(int layer, int64_t pos) const {
+    return (size_t)(((int64_t)layer * cfg.max_context + pos) * kv_dim) * kv_es;
+  }
+  void *k_at(int layer, int64_t pos) { return k_cache.data() + kv_off(layer, pos); }
+  void *v_at(int layer, int64_t pos) { return v_cache.data() + kv_off(layer, pos); }
   std::vector<float> logits;  // [vocab] of the last evaluated position
   bool have_logits = false;
 

@@ -66,6 +66,8 @@ lsw_status lsw_validate_config(const lsw_model_config *c) {
                     c->prefill_precision);
   if (c->merge_prompt != LSW_MERGE_PROMPT_TOKENWISE && c->merge_prompt != LSW_MERGE_PROMPT_BATCHED)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown merge_prompt %d (0 tokenwise, 1 batched)", c->merge_prompt);
+  if (c->kv_dtype < LSW_DTYPE_F32 || c->kv_dtype > LSW_DTYPE_BF16)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "config: unknown kv_dtype %d (0 f32, 1 f16, 2 bf16)", c->kv_dtype);
   return LSW_OK;
 }
 
@@ -372,9 +374,10 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
   rope_inv_freq(&m->cfg, m->inv_freq);
   m->logits.assign(c.vocab_size, 0.f);
   if (c.backend != LSW_BACKEND_CPU) return LSW_OK;  // the CUDA backend keeps its own KV cache and scratch
-  const int64_t kvn = (int64_t)c.num_layers * c.max_context * m->kv_dim;
-  m->k_cache.assign(kvn, 0.f);
-  m->v_cache.assign(kvn, 0.f);
+  m->kv_es = dtype_size(c.kv_dtype);
+  const size_t kvb = (size_t)((int64_t)c.num_layers * c.max_context * m->kv_dim) * m->kv_es;
+  m->k_cache.assign(kvb, 0);
+  m->v_cache.assign(kvb, 0);
   lsw_scratch_reserve(m, 1);
   m->scratch.att_work.resize((size_t)nt * c.max_context);
   return LSW_OK;
@@ -445,12 +448,13 @@ static void forward_chunk(lsw_model *m, const int32_t *tokens, int64_t n, float 
           for (int64_t i = 0; i < qkvd; i++) r[i] += ly.bqkv[i];
         rope_apply(1, c.num_heads, hd, qkvd, s.cos_t.data() + t * (hd / 2), s.sin_t.data() + t * (hd / 2), r);
         rope_apply(1, c.num_kv_heads, hd, qkvd, s.cos_t.data() + t * (hd / 2), s.sin_t.data() + t * (hd / 2), r + qd);
-        std::memcpy(m->k_at(L, pos0 + t), r + qd, kvd * sizeof(float));
-        std::memcpy(m->v_at(L, pos0 + t), r + qd + kvd, kvd * sizeof(float));
+        // rounded once to the cache's dtype (nearest even); attention reads this position back from the cache too
+        from_f32(c.kv_dtype, r + qd, m->k_at(L, pos0 + t), kvd);
+        from_f32(c.kv_dtype, r + qd + kvd, m->v_at(L, pos0 + t), kvd);
       }
     });
-    attention(pool, n, pos0 + n, c.num_heads, c.num_kv_heads, hd, qkv, qkvd, m->k_at(L, 0), m->v_at(L, 0), kvd,
-              s.att.data(), qd, s.att_work.data());
+    attention(pool, n, pos0 + n, c.num_heads, c.num_kv_heads, hd, qkv, qkvd, c.kv_dtype, m->k_at(L, 0), m->v_at(L, 0),
+              kvd, s.att.data(), qd, s.att_work.data());
     linear(m, L, LSW_MAT_O, s.att.data(), n, x, H, true);  // residual fused: x += Wo att
     par_tokens(m, n, [&](int64_t a, int64_t b) { rmsnorm(b - a, H, x + a * H, ly.ffn_norm, c.rms_norm_eps, xn + a * H); });
     if (m->adapters.empty()) {

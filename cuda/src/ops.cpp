@@ -71,19 +71,23 @@ LSW_API lsw_status lsw_op_rope(int32_t backend, const lsw_model_config *cfg, int
   LSW_GUARD_END
 }
 
-LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
-                                    int32_t head_dim, const float *Q, const float *K, const float *V, float *O) {
+LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads,
+                                    int32_t n_kv_heads, int32_t head_dim, const float *Q, const void *K, const void *V,
+                                    float *O) {
   CHECK_BACKEND(backend) CHECK_POS(n) CHECK_POS(n_ctx) CHECK_POS(n_heads) CHECK_POS(n_kv_heads) CHECK_POS(head_dim)
   CHECK_NN(Q) CHECK_NN(K) CHECK_NN(V) CHECK_NN(O)
+  if (kv_dtype < LSW_DTYPE_F32 || kv_dtype > LSW_DTYPE_BF16)
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "unknown kv_dtype %d (0 f32, 1 f16, 2 bf16)", kv_dtype);
   if (n > n_ctx) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n (%d) > n_ctx (%d)", n, n_ctx);
   if (n_heads % n_kv_heads)
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n_heads (%d) is not a multiple of n_kv_heads (%d)", n_heads, n_kv_heads);
-  if (backend == LSW_BACKEND_CUDA) CUDA_CALL(lswc_op_attention(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, K, V, O));
+  if (backend == LSW_BACKEND_CUDA)
+    CUDA_CALL(lswc_op_attention(kv_dtype, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, K, V, O));
   LSW_GUARD_BEGIN
   ThreadPool &p = default_pool();
   std::vector<float> work((size_t)p.size() * n_ctx);
   const int64_t ldq = (int64_t)n_heads * head_dim, ldkv = (int64_t)n_kv_heads * head_dim;
-  attention(&p, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldq, work.data());
+  attention(&p, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldq, work.data());
   return LSW_OK;
   LSW_GUARD_END
 }

@@ -285,17 +285,21 @@ static void test_ops() {
     close(X.data(), X1.data(), X.size(), 1e-5, rt == 0 ? "rope default" : rt == 1 ? "rope linear" : "rope llama3");
   }
   {
-    const int cases[][5] = {{1, 37, 4, 2, 64}, {1, 300, 8, 8, 128}, {6, 19, 4, 1, 32}, {9, 9, 2, 2, 96}};
-    for (auto &cs : cases) {
-      const int n = cs[0], nctx = cs[1], nh = cs[2], nkv = cs[3], hd = cs[4];
-      auto Q = rand_f((size_t)n * nh * hd), K = rand_f((size_t)nctx * nkv * hd), V = rand_f((size_t)nctx * nkv * hd);
-      std::vector<float> o0(Q.size()), o1(Q.size(), NAN);
-      OKC(lsw_op_attention(LSW_BACKEND_CPU, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o0.data()));
-      OKC(lsw_op_attention(LSW_BACKEND_CUDA, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o1.data()));
-      char what[80];
-      snprintf(what, sizeof what, "attention n=%d ctx=%d heads %d/%d hd %d", n, nctx, nh, nkv, hd);
-      close(o0.data(), o1.data(), o0.size(), 2e-5, what);
-    }
+    // every KV cache type (the same K/V bytes to both backends); hd 12 in 16 bits: CUDA's two-kernel decode path
+    const int cases[][5] = {{1, 37, 4, 2, 64}, {1, 300, 8, 8, 128}, {6, 19, 4, 1, 32}, {9, 9, 2, 2, 96}, {1, 70, 4, 2, 12}};
+    for (auto &cs : cases)
+      for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16}) {
+        const int n = cs[0], nctx = cs[1], nh = cs[2], nkv = cs[3], hd = cs[4];
+        auto Q = rand_f((size_t)n * nh * hd);
+        auto K = rand_w(kt, (size_t)nctx * nkv * hd, 1.f), V = rand_w(kt, (size_t)nctx * nkv * hd, 1.f);
+        std::vector<float> o0(Q.size()), o1(Q.size(), NAN);
+        OKC(lsw_op_attention(LSW_BACKEND_CPU, kt, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o0.data()));
+        OKC(lsw_op_attention(LSW_BACKEND_CUDA, kt, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), o1.data()));
+        char what[96];
+        snprintf(what, sizeof what, "attention %s KV n=%d ctx=%d heads %d/%d hd %d",
+                 kt == LSW_DTYPE_F32 ? "f32" : kt == LSW_DTYPE_F16 ? "f16" : "bf16", n, nctx, nh, nkv, hd);
+        close(o0.data(), o1.data(), o0.size(), 2e-5, what);
+      }
   }
   // sampler: greedy and with every filter, many steps
   {

@@ -71,6 +71,10 @@ static uint16_t d2b(double v) {
   return (uint16_t)(x >> 16);
 }
 
+static double round_dt(int dtype, double v) {  // v rounded to dtype (nearest even), exact in fp64
+  return dtype == LSW_DTYPE_F32 ? (double)(float)v : dtype == LSW_DTYPE_F16 ? h2d(d2h(v)) : b2d(d2b(v));
+}
+
 struct Buf {  // a weight tensor in some dtype plus its exact fp64 values
   int dtype;
   std::vector<uint8_t> raw;
@@ -230,7 +234,7 @@ static void test_attention() {
     int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
     auto Q = fvec((size_t)n * nh * hd), K = fvec((size_t)nctx * nkv * hd), V = fvec((size_t)nctx * nkv * hd);
     std::vector<float> O((size_t)n * nh * hd, NAN);
-    OK(lsw_op_attention(LSW_BACKEND_CPU, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), O.data()));
+    OK(lsw_op_attention(LSW_BACKEND_CPU, LSW_DTYPE_F32, n, nctx, nh, nkv, hd, Q.data(), K.data(), V.data(), O.data()));
     int bad = 0;
     for (int t = 0; t < n; t++)
       for (int h = 0; h < nh; h++) {
@@ -252,6 +256,57 @@ static void test_attention() {
       }
     CHECK(bad == 0, "attention n=%d nctx=%d nh=%d nkv=%d hd=%d: %d wrong", n, nctx, nh, nkv, hd, bad);
   }
+}
+
+// An F16 / BF16 KV cache (kv_dtype): the result is bit for bit the F32 attention over the same values widened (the
+// contract: rounded once when stored, fp32 arithmetic), on the decode path (n = 1: per-chunk widening) and the prompt path
+// (n > 1: widened once), and matches the fp64 attention over the rounded values.  Unknown kv_dtype values are refused.
+static void test_attention_kv() {
+  const int cfgs[][5] = {{1, 7, 6, 2, 16}, {1, 1029, 4, 4, 128}, {1, 161, 8, 2, 64}, {1, 33, 6, 3, 9}, {1, 700, 8, 1, 80},
+                         {5, 37, 4, 4, 8},  {16, 41, 9, 3, 64},  {3, 11, 6, 3, 9},   {7, 301, 8, 2, 32}};
+  for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (auto &s : cfgs) {
+      const int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
+      const size_t nkvv = (size_t)nctx * nkv * hd;
+      auto Q = fvec((size_t)n * nh * hd);
+      Buf K(dt, nkvv, 2.f), V(dt, nkvv, 2.f);
+      std::vector<float> Kf(nkvv), Vf(nkvv);  // the same values in fp32 (exact)
+      for (size_t i = 0; i < nkvv; i++) Kf[i] = (float)K.val[i], Vf[i] = (float)V.val[i];
+      std::vector<float> O((size_t)n * nh * hd, NAN), O32((size_t)n * nh * hd, NAN);
+      OK(lsw_op_attention(LSW_BACKEND_CPU, dt, n, nctx, nh, nkv, hd, Q.data(), K.raw.data(), V.raw.data(), O.data()));
+      OK(lsw_op_attention(LSW_BACKEND_CPU, LSW_DTYPE_F32, n, nctx, nh, nkv, hd, Q.data(), Kf.data(), Vf.data(), O32.data()));
+      CHECK(std::memcmp(O.data(), O32.data(), O.size() * sizeof(float)) == 0,
+            "attention %s n=%d nctx=%d nh=%d nkv=%d hd=%d: not bit-identical to F32 over the widened values", DTN[dt], n,
+            nctx, nh, nkv, hd);
+      int bad = 0;
+      for (int t = 0; t < n; t++)
+        for (int h = 0; h < nh; h++) {
+          const int g = h / (nh / nkv), last = nctx - n + t;
+          std::vector<double> sc(last + 1);
+          double mx = -INFINITY, sum = 0;
+          for (int j = 0; j <= last; j++) {
+            double d = 0;
+            for (int i = 0; i < hd; i++) d += (double)Q[(t * nh + h) * hd + i] * K.val[((size_t)j * nkv + g) * hd + i];
+            sc[j] = d / std::sqrt((double)hd);
+            mx = std::max(mx, sc[j]);
+          }
+          for (auto &v : sc) sum += (v = std::exp(v - mx));
+          for (int i = 0; i < hd; i++) {
+            double o = 0, mag = 0;
+            for (int j = 0; j <= last; j++) {
+              o += sc[j] / sum * V.val[((size_t)j * nkv + g) * hd + i];
+              mag += sc[j] / sum * std::fabs(V.val[((size_t)j * nkv + g) * hd + i]);
+            }
+            if (!close(O[(t * nh + h) * hd + i], o, mag, 1e-5)) bad++;
+          }
+        }
+      CHECK(bad == 0, "attention %s n=%d nctx=%d nh=%d nkv=%d hd=%d: %d wrong vs fp64", DTN[dt], n, nctx, nh, nkv, hd, bad);
+    }
+  float x = 1.f, y;
+  for (int bad : {3, -1})
+    CHECK(lsw_op_attention(LSW_BACKEND_CPU, bad, 1, 1, 1, 1, 2, &x, &x, &x, &y) == LSW_E_INVALID_ARGUMENT &&
+              strstr(lsw_last_error(), "kv_dtype"),
+          "attention kv_dtype %d accepted: %s", bad, lsw_last_error());
 }
 
 static void test_swiglu() {
@@ -1037,6 +1092,8 @@ static std::vector<std::vector<double>> ref_forward(const TinyModel &t, const st
       };
       rope(q, nh);
       rope(k, nkv);
+      if (c.kv_dtype != LSW_DTYPE_F32)  // the engine's cache holds K and V rounded to kv_dtype
+        for (int64_t i = 0; i < kvd; i++) k[i] = round_dt(c.kv_dtype, k[i]), v[i] = round_dt(c.kv_dtype, v[i]);
       kc[(size_t)L * n + p] = k;
       vc[(size_t)L * n + p] = v;
       std::vector<double> att(qd);
@@ -1335,6 +1392,58 @@ static void test_precision() {
   remove("/tmp/lsw_test_prec.bin");
 }
 
+// lsw_model_config.kv_dtype: validated; an F16 / BF16 cache matches the fp64 reference that rounds K and V when they
+// are stored (token by token and in prompt chunks), its logits differ from the F32 cache's (the rounding is real), and
+// the cache takes half the bytes (device_bytes_peak).
+static void test_kv_dtype() {
+  TinyModel t = make_tiny(LSW_DTYPE_F16, true, false, "/tmp/lsw_test_kv.bin");
+  for (int bad : {3, -1, 7}) {
+    TinyModel tb = t;
+    tb.c.kv_dtype = bad;
+    lsw_model *m = nullptr;
+    CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "kv_dtype %d accepted", bad);
+    CHECK(strstr(lsw_last_error(), "kv_dtype") != nullptr, "message: '%s'", lsw_last_error());
+  }
+  const int n = 13, V = t.c.vocab_size;
+  std::vector<int32_t> toks(n);
+  for (auto &x : toks) x = (int32_t)(rng() % V);
+  std::vector<int> re;
+  std::vector<double> rg;
+  std::vector<float> seq[3], pre[3];
+  uint64_t peak[3];
+  for (int d = 0; d < 3; d++) {
+    TinyModel tk = t;
+    tk.c.kv_dtype = DTYPES[d];
+    lsw_model *m = nullptr;
+    OK(load(tk, &m));
+    if (!m) return;
+    seq[d].assign((size_t)n * V, 0.f);
+    pre[d].assign((size_t)n * V, 0.f);
+    for (int i = 0; i < n; i++) OK(lsw_model_eval(m, &toks[i], 1, &seq[d][(size_t)i * V], 0));
+    OK(lsw_model_reset(m));
+    OK(lsw_model_eval(m, toks.data(), 6, pre[d].data(), 1));  // prompt chunks: the second reads cached positions
+    OK(lsw_model_eval(m, toks.data() + 6, n - 6, pre[d].data() + (size_t)6 * V, 1));
+    lsw_model_stats st;
+    OK(lsw_model_get_stats(m, &st));
+    peak[d] = st.device_bytes_peak;
+    lsw_model_free(m);
+    const auto want = ref_forward(tk, toks, re, rg);
+    const double r_seq = max_rel_ref(seq[d], want), r_pre = max_rel_ref(pre[d], want);
+    CHECK(r_seq < 2e-5, "kv %s: token by token vs fp64 reference %g", DTN[d], r_seq);
+    CHECK(r_pre < 2e-5, "kv %s: prompt chunks vs fp64 reference %g", DTN[d], r_pre);
+    if (d == 0) continue;
+    // the rounding is visible: the unrounded reference and the F32 cache's logits are farther away than the tolerance
+    const double r_f32 = max_rel_ref(seq[d], ref_forward(t, toks, re, rg));
+    CHECK(r_f32 > 1e-4, "kv %s: as close to the unrounded reference as the F32 cache (%g)", DTN[d], r_f32);
+    CHECK(max_rel(seq[d], seq[0]) > 1e-4, "kv %s: logits hardly differ from the F32 cache's (%g)", DTN[d],
+          max_rel(seq[d], seq[0]));
+    const uint64_t half = (uint64_t)t.c.num_layers * t.c.max_context * t.c.num_kv_heads * t.c.head_dim * 4;
+    CHECK(peak[0] - peak[d] == half, "kv %s: device_bytes_peak %llu, F32 cache %llu (expected %llu less)", DTN[d],
+          (unsigned long long)peak[d], (unsigned long long)peak[0], (unsigned long long)half);
+  }
+  remove("/tmp/lsw_test_kv.bin");
+}
+
 // lsw_model_config.merge_prompt: validated.  BATCHED merge-mode prompts (CPU) run as fused mode runs a prompt (logits
 // and routes bit for bit), merge and count nothing -- also past the 256-token chunk (no lone last token: it would
 // merge); the single tokens after them merge from what the working copies hold: the whole sequence matches the fp64
@@ -1544,6 +1653,7 @@ int main() {
   test_rmsnorm();
   test_rope();
   test_attention();
+  test_attention_kv();
   test_swiglu();
   test_sgmm();
   test_sgmm_no_drift();
@@ -1556,6 +1666,7 @@ int main() {
   test_last_error_threads();
   test_random_and_base();
   test_precision();
+  test_kv_dtype();
   test_merge_prompt();
   test_measure_matmul();
   test_backend_errors();

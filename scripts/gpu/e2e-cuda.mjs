@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // End to end on a GPU machine: every fixture case (models, PEFT / LoRA-Switch / MixLoRA adapters) through the
 // real CLI on the CPU and the CUDA backend, in every mode, greedy and seeded sampling: the token ids must be
-// identical.  Also checks that --trace routes agree between backends.
+// identical.  Also checks that --trace routes agree between backends.  Each case runs with the default fp32 KV cache
+// and, greedy, with an f16 one (--kv-cache f16: both backends round K/V alike).
 //
 //   node scripts/gpu/e2e-cuda.mjs FIXTURES_DIR [RESULT.json]
 //
@@ -41,15 +42,16 @@ async function runCase(c) {
   if (conv.error) { rows.push({ case: c.name, mode: '-', ok: false, note: `convert: ${conv.error}` }); failed++; return; }
   const modes = c.adapters.length ? ['merge', 'unfused', 'fused'] : ['fused'];
   for (const mode of modes) {
-    for (const sampling of [['--temperature', '0'], ['--temperature', '0.9', '--top-k', '20', '--top-p', '0.95', '--min-p', '0.02', '--seed', '7']]) {
-      const tag = sampling[1] === '0' ? 'greedy' : 'sampled';
+    for (const [kv, sampling] of [['f32', ['--temperature', '0']], ['f32', ['--temperature', '0.9', '--top-k', '20', '--top-p', '0.95', '--min-p', '0.02', '--seed', '7']], ['f16', ['--temperature', '0']]]) {
+      const tag = (sampling[1] === '0' ? 'greedy' : 'sampled') + (kv === 'f32' ? '' : ` kv ${kv}`);
+      const kvArgs = kv === 'f32' ? [] : ['--kv-cache', kv];
       const out = {};
       const [b0, b1] = backends;
       await Promise.all([b0, b1].map(async (backend, i) => {
         const key = i === 0 ? 'cpu' : 'cuda';
-        const trace = path.join(work, `${c.name.replace(/[^\w.-]/g, '_')}.${mode}.${tag}.${i}.jsonl`);
+        const trace = path.join(work, `${c.name.replace(/[^\w.-]/g, '_')}.${mode}.${tag.replace(/ /g, '_')}.${i}.jsonl`);
         out[key] = await run(['generate', '-m', lsw, '-p', 'Hello world, the quick brown fox', '--max-tokens', '24',
-          '--ignore-eos', '--mode', mode, '--backend', backend, '--json', ...(c.adapters.length ? ['--trace', trace] : []), ...sampling]);
+          '--ignore-eos', '--mode', mode, '--backend', backend, '--json', ...(c.adapters.length ? ['--trace', trace] : []), ...kvArgs, ...sampling]);
         out[key].traceFile = trace;
       }));
       let ok = !out.cpu.error && !out.cuda.error;
@@ -68,7 +70,7 @@ async function runCase(c) {
       }
       if (!ok) failed++;
       rows.push({ case: c.name, mode, sampling: tag, ok, note });
-      console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(36)} ${mode.padEnd(8)} ${tag.padEnd(8)} ${note}`);
+      console.log(`${ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(36)} ${mode.padEnd(8)} ${tag.padEnd(14)} ${note}`);
     }
   }
 }

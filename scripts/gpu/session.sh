@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
@@ -157,6 +157,21 @@ st_attn_ab() {
   for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
     env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
   done; }
+# KV cache element type in the whole 7B decode: base at the benchmark's 512-token prompt (f32 / f16 / bf16) and at a
+# 3,968-token prompt (f32 / f16, 100 new tokens); kv-modes: every mode with an f16 cache (q,v r16; all-linear r64)
+st_kv_ab() { st_kv_base && st_kv_modes; }
+st_kv_base() {
+  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
+  local kv
+  for kv in f32 f16 bf16; do
+    node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --kv-cache $kv --out "$OUT/bench-llama2-7b-base-kv-$kv.json" | grep -E "^lora-switch" | sed "s/^/p512 kv $kv: /" || return 1
+  done
+  for kv in f32 f16; do
+    node "$CLI" bench --backend cuda --preset llama2-7b --modes base --prompt-tokens 3968 --new-tokens 100 --repetitions 3 --kv-cache $kv --out "$OUT/bench-llama2-7b-base-p3968-kv-$kv.json" | grep -E "^lora-switch" | sed "s/^/p3968 kv $kv: /" || return 1
+  done; }
+st_kv_modes() {
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --kv-cache f16 --out "$OUT/bench-llama2-7b-qv-r16-kv-f16.json" &&
+  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --kv-cache f16 --out "$OUT/bench-llama2-7b-all-r64-kv-f16.json"; }
 # RMSNorm folded into the decode GEMVs (NormFold): the harness's tests (+ the GEMV tests around it) and memcheck
 st_fold_tests() {
   LSW_HARNESS_ONLY=test_norm_fold,test_swiglu_fold,test_gemv,test_gemv_pdl,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-fold.txt" &&

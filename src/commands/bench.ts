@@ -13,6 +13,7 @@ export default class Bench extends BaseCommand {
     '<%= config.bin %> bench --preset llama2-7b --peer torch',
     '<%= config.bin %> bench --preset llama2-7b --dtype bf16 --modes base --prompt-tokens 2048 --new-tokens 2 --precision fast',
     '<%= config.bin %> bench --preset llama2-7b --modes merge,fused --merge-prompt batched',
+    '<%= config.bin %> bench --preset llama3-8b --modes base --prompt-tokens 2048 --kv-cache bf16',
   ];
   static override flags = {
     preset: Flags.string({ description: 'synthetic model shape: tiny, llama2-7b, llama3-8b, mistral-7b, qwen2.5-7b (default llama2-7b)' }),
@@ -33,6 +34,7 @@ export default class Bench extends BaseCommand {
     seed: Flags.integer({ description: 'seed of the random weights and prompt (default 1234)' }),
     precision: Flags.string({ options: ['precise', 'fast'], description: 'prompt matmuls on the CUDA backend: precise (fp32 activations as hi + lo halves, two tensor-core GEMMs) or fast (rounded once to the weight dtype, one GEMM, as PyTorch); the CPU computes in fp32 either way (default precise)' }),
     'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], description: 'how the merge mode evaluates the prompt: tokenwise (each prompt token merged and run alone, as one decode step each) or batched (in chunks with the experts as deltas, as fused mode; only decode steps merge) (default tokenwise)' }),
+    'kv-cache': Flags.string({ options: ['f32', 'f16', 'bf16'], description: 'KV cache element type: f16/bf16 halve its memory and the bytes each decode step reads; K/V rounded once when stored (default f32)' }),
     peer: Flags.string({ description: 'also run the PyTorch peer (scripts/bench/torch_peer.py) with the same shapes: torch' }),
     json: Flags.boolean({ description: 'print the result as JSON (docs/BENCH.md)' }),
     csv: Flags.boolean({ description: 'print the result table as CSV' }),
@@ -61,6 +63,7 @@ export default class Bench extends BaseCommand {
       seed: flags.seed,
       precision: flags.precision,
       mergePrompt: flags['merge-prompt'],
+      kvCache: flags['kv-cache'],
       peer: flags.peer,
       json: flags.json,
       csv: flags.csv,

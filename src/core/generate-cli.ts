@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { UserError } from './errors.js';
 import { generate, AbortFlag, newState, type GenerateState } from './generate.js';
-import type { BackendName, ModeName, PrecisionName, MergePromptName } from './model.js';
+import type { BackendName, ModeName, PrecisionName, MergePromptName, KvCacheName } from './model.js';
 import { loadAdapterSpec } from './adapters/index.js';
 import { outputMode, LiveView } from './views/render.js';
 import { GenerateView } from './views/generate-view.js';
@@ -28,6 +28,7 @@ export interface GenerateCliOptions {
   mode?: ModeName;
   precision?: PrecisionName;
   mergePrompt?: MergePromptName;
+  kvCache?: KvCacheName;
   trace?: string;
 }
 
@@ -82,7 +83,8 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
       {
         model: o.model, prompt, maxTokens: o.maxTokens, temperature, topK: o.topK, topP, minP, seed: o.seed,
         stop: o.stop, ignoreEos: o.ignoreEos, chat: o.chat, system: o.system, backend: o.backend, threads: o.threads,
-        adapters, mode: o.mode, precision: o.precision, mergePrompt: o.mergePrompt, trace: o.trace,
+        adapters, mode: o.mode, precision: o.precision, mergePrompt: o.mergePrompt, kvCache: o.kvCache,
+        trace: o.trace,
       },
       listener,
       abort,

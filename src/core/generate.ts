@@ -4,8 +4,8 @@
  */
 import { UserError } from './errors.js';
 import {
-  Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, MODE_NAMES, type BackendName, type ModeName, type PrecisionName,
-  type MergePromptName,
+  Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, checkKvCache, MODE_NAMES, type BackendName, type ModeName,
+  type PrecisionName, type MergePromptName, type KvCacheName,
 } from './model.js';
 import type { ChatMessage } from './tokenizer.js';
 import type { AdapterSpec, ConvertEvent } from './convert.js';
@@ -34,6 +34,8 @@ export interface GenerateOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt: tokenwise (default; bit for bit one token at a time) or batched (fast) */
   mergePrompt?: MergePromptName;
+  /** element type of the KV cache: f32 (default), f16 or bf16 */
+  kvCache?: KvCacheName;
   /** write a routing trace (docs/TRACE.md) to this file */
   trace?: string;
 }
@@ -85,6 +87,8 @@ export interface GenerateResult {
   precision: PrecisionName;
   /** how merge mode evaluated the prompt (--merge-prompt); other modes ignore it */
   merge_prompt: MergePromptName;
+  /** element type of the KV cache (--kv-cache) */
+  kv_cache: KvCacheName;
   adapters: GenerateAdapterInfo[];
   /** the trace file written (--trace), with the number of token records */
   trace?: { file: string; tokens: number };
@@ -160,6 +164,7 @@ function validate(o: GenerateOptions): void {
   if (o.mode !== undefined && !MODE_NAMES.includes(o.mode)) throw bad('--mode', `must be one of ${MODE_NAMES.join(', ')}`);
   checkPrecision(o.precision);
   checkMergePrompt(o.mergePrompt);
+  checkKvCache(o.kvCache);
   if (o.trace !== undefined && o.trace === '') throw bad('--trace', 'must not be empty');
 }
 
@@ -189,7 +194,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
   }
   const tok = mf.tokenizer;
   const maxContext = Math.min(mf.config.max_position_embeddings, promptIds.length + maxTokens + 1);
-  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision, mergePrompt: opts.mergePrompt });
+  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision, mergePrompt: opts.mergePrompt, kvCache: opts.kvCache });
   let trace: TraceWriter | null = null;
   try {
     if (opts.trace !== undefined) {
@@ -287,6 +292,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       mode: model.mode,
       precision: model.precision,
       merge_prompt: model.mergePrompt,
+      kv_cache: model.kvCache,
       adapters: model.adapters.map((a) => ({
         id: a.id, name: a.name, peft_type: a.peft_type, router_kind: a.router_kind, num_experts: a.num_experts, top_k: a.top_k, scale: a.scale,
       })),

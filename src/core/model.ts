@@ -55,6 +55,21 @@ export function checkMergePrompt(p: string | undefined): MergePromptName {
   return v as MergePromptName;
 }
 
+/**
+ * Element type of the KV cache (lsw_model_config.kv_dtype, cuda/include/lsw.h): `f16` / `bf16` halve its memory and the
+ * bytes each decode step reads; K and V are computed in fp32 and rounded once (to nearest even) when stored, and
+ * attention computes in fp32 on the rounded values.
+ */
+export type KvCacheName = ModelDtype;
+export const KV_CACHE_NAMES: readonly KvCacheName[] = ['f32', 'f16', 'bf16'];
+
+/** The KV cache option checked: one line naming --kv-cache on a bad value. */
+export function checkKvCache(p: string | undefined): KvCacheName {
+  const v = p ?? 'f32';
+  if (!(KV_CACHE_NAMES as readonly string[]).includes(v)) throw new UserError(`--kv-cache: unknown type ${JSON.stringify(v)} (f32, f16 or bf16)`);
+  return v as KvCacheName;
+}
+
 export interface LoadOptions {
   backend?: BackendName;
   threads?: number;
@@ -70,6 +85,8 @@ export interface LoadOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates a prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
   mergePrompt?: MergePromptName;
+  /** element type of the KV cache: f32 (default), f16 or bf16 (lsw_model_config.kv_dtype) */
+  kvCache?: KvCacheName;
   /**
    * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
    * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
@@ -262,13 +279,15 @@ export class Model {
   readonly precision: PrecisionName;
   /** how merge mode evaluates a prompt (lsw_model_config.merge_prompt), fixed at load */
   readonly mergePrompt: MergePromptName;
+  /** element type of the KV cache (lsw_model_config.kv_dtype), fixed at load */
+  readonly kvCache: KvCacheName;
   /** the engine's adapters, in id order */
   readonly adapters: ModelAdapter[];
   private modeName: ModeName;
   private readonly tokBuf = new Int32Array(1);
   private readonly outBuf = new Int32Array(1);
 
-  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName, precision: PrecisionName, mergePrompt: MergePromptName) {
+  private constructor(native: Native, handle: unknown, mf: ModelFile, backend: 'cpu' | 'cuda', maxContext: number, mode: ModeName, precision: PrecisionName, mergePrompt: MergePromptName, kvCache: KvCacheName) {
     this.native = native;
     this.handle = handle;
     this.config = mf.config;
@@ -279,6 +298,7 @@ export class Model {
     this.maxContext = maxContext;
     this.precision = precision;
     this.mergePrompt = mergePrompt;
+    this.kvCache = kvCache;
     this.modeName = mode;
     this.adapters = mf.adapters.map((a, id) => ({ ...a, id, rows: a.router_kind === 'layerwise' ? mf.config.num_layers : 1 }));
   }
@@ -295,12 +315,13 @@ export class Model {
       if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
       const precision = checkPrecision(opts.precision);
       const mergePrompt = checkMergePrompt(opts.mergePrompt);
+      const kvCache = checkKvCache(opts.kvCache);
       const native = getNative();
       const c = mf.config;
       const want = opts.backend ?? 'auto';
       const backend: 'cpu' | 'cuda' = want === 'auto' ? (native.raw.lsw_cuda_available() ? 'cuda' : 'cpu') : want;
       const maxContext = Math.max(1, Math.min(opts.maxContext ?? Math.min(c.max_position_embeddings, 4096), c.max_position_embeddings));
-      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0, precision, mergePrompt);
+      const cfg = engineConfigStruct(c, backend, maxContext, opts.threads ?? 0, opts.device ?? 0, precision, mergePrompt, kvCache);
       const out: unknown[] = [null];
       native.call('lsw_model_create', cfg, out);
       const handle = out[0];
@@ -327,7 +348,7 @@ export class Model {
         native.raw.lsw_model_free(handle);
         throw e;
       }
-      return new Model(native, handle, mf, backend, maxContext, mode, precision, mergePrompt);
+      return new Model(native, handle, mf, backend, maxContext, mode, precision, mergePrompt, kvCache);
     } finally {
       // the engine holds its own mapping: temporary files can go now
       closeModelFile(mf);
@@ -437,7 +458,7 @@ export function nativeInfo(): { version: string; cpu: string; cuda: boolean; pat
 /** The lsw_model_config struct (cuda/include/lsw.h) for an engine config. */
 export function engineConfigStruct(
   c: EngineConfig, backend: 'cpu' | 'cuda', maxContext: number, threads: number, device = 0, precision: PrecisionName = 'precise',
-  mergePrompt: MergePromptName = 'tokenwise',
+  mergePrompt: MergePromptName = 'tokenwise', kvCache: KvCacheName = 'f32',
 ) {
   return {
     vocab_size: c.vocab_size,
@@ -462,5 +483,6 @@ export function engineConfigStruct(
     device,
     prefill_precision: PRECISION[precision],
     merge_prompt: MERGE_PROMPT[mergePrompt],
+    kv_dtype: DTYPE[kvCache.toUpperCase() as keyof typeof DTYPE],
   };
 }

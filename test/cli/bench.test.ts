@@ -191,7 +191,7 @@ function sampleDoc(): BenchDoc {
     machine: { host: 'h', cpu: 'c', gpu: 'NVIDIA H200', backend: 'cuda', copy_bandwidth_gbps: 4250, matmul_tflops: 750.123, matmul_shape: { rows: 4096, cols: 4096, n: 2048 }, matmul_dtype: 'f16' },
     model: { preset: 'llama2-7b', path: null, dtype: 'f16', params: 6738415616, weight_bytes: 13476831232, layers: 32, hidden: 4096, intermediate: 11008, vocab: 32000 },
     adapter: { router: 'pregated', experts: 8, top_k: 2, rank: 16, targets: ['q', 'v'], adapter_bytes: 100 },
-    protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true, precision: 'fast' },
+    protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true, precision: 'fast', kv_cache: 'f16' },
     results: [row('base', 3.3, 1), row('merge', 4.4, 1.3333), { ...row('fused', 0, null), ms_per_token: { median: null, p10: null, p90: null }, tokens_per_s: null, error: 'boom, "bad" | worse' }],
   };
 }
@@ -200,12 +200,12 @@ test('csv: header, one line per mode, failures quoted', () => {
   const lines = toCsv(sampleDoc()).trimEnd().split('\n');
   assert.is(lines[0], CSV_COLUMNS.join(','));
   assert.is(lines.length, 4);
-  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,142.25,18.97,14000000000,1,');
+  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,142.25,18.97,14000000000,1,f16,');
   assert.match(lines[2], /^lora-switch,merge,4\.4,4\.3,4\.6,227\.27,1\.3333,/);
   assert.match(lines[3], /^lora-switch,fused,,,,,,3\.17,.*,"boom, ""bad"" \| worse"$/);
-  // a peer document without the prefill FLOP fields: empty cells
-  const old = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager', prefill_tflops: undefined, prefill_pct_of_matmul: undefined }] };
-  assert.is(toCsv(old).trimEnd().split('\n')[1], 'torch,torch-eager,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,,,14000000000,1,');
+  // a peer document without the prefill FLOP fields and protocol.kv_cache: empty cells
+  const old = { ...sampleDoc(), tool: 'torch', protocol: { ...sampleDoc().protocol, kv_cache: undefined }, results: [{ ...sampleDoc().results[0], mode: 'torch-eager', prefill_tflops: undefined, prefill_pct_of_matmul: undefined }] };
+  assert.is(toCsv(old).trimEnd().split('\n')[1], 'torch,torch-eager,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,,,14000000000,1,,');
   // with a peer: its rows follow
   const peer = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager' }] };
   const withPeer = toCsv(sampleDoc(), peer).trimEnd().split('\n');
@@ -217,7 +217,7 @@ test('markdown: what was measured (date, command), then a table row per mode', (
   const md = toMarkdown(sampleDoc());
   assert.match(md, /\*\*measured\*\* 2026-12-01T01:00:00\.000Z · `lora-switch bench --preset llama2-7b`/);
   assert.match(md, /\*\*machine\*\* cuda \(NVIDIA H200\), c, copy bandwidth 4250\.0 GB\/s, matmul 750\.1 TFLOP\/s \(f16 4096×4096×2048\)/);
-  assert.match(md, /\*\*protocol\*\* batch 1, prompt 512, 200 new tokens, warm-up 1, 5 repetitions, interleaved, fast prefill/);
+  assert.match(md, /\*\*protocol\*\* batch 1, prompt 512, 200 new tokens, warm-up 1, 5 repetitions, interleaved, fast prefill, f16 KV cache$/m);
   assert.match(md, /\n\| tool \| mode \| ms\/token \(p10–p90\) \| tokens\/s \| × base \| % of floor \| prefill tok\/s \| TTFT ms \| prefill TFLOP\/s \| % of matmul \| peak memory \| launches\/token \|\n\| --- \| --- \| ---: \|/);
   assert.match(md, /\n\| lora-switch \| base \| 3\.300 \(3\.200–3\.500\) \| 303\.0 \| 1\.000 \| 96\.1 % \| 20000 \| 25\.5 \| 142\.3 \| 19\.0 % \| 14\.00 GB \| 1 \|\n/);
   assert.match(md, /\| lora-switch \| fused \| failed: boom, "bad" \\\| worse \|/);
@@ -287,6 +287,8 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
   assert.equal(d.machine.matmul_shape, { rows: 256, cols: 256, n: 8 });
   assert.is(d.machine.matmul_dtype, 'f16');
   assert.is(d.protocol.precision, 'precise');
+  assert.is(d.protocol.kv_cache, 'f32');
+  assert.is((d.floor_bytes as { kv_bytes_per_element: number }).kv_bytes_per_element, 4, 'an f32 KV cache by default');
   // model
   assert.equal(
     { preset: d.model.preset, path: d.model.path, dtype: d.model.dtype, layers: d.model.layers, hidden: d.model.hidden, intermediate: d.model.intermediate, vocab: d.model.vocab },
@@ -342,7 +344,7 @@ test('plain output (piped): description, the table, and one line when the torch 
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^model {4}tiny: 2×256, I 688, V 32000, f16/m);
   assert.match(r.stdout, /^machine {2}cpu, .*copy bandwidth [\d.]+ GB\/s, matmul [\d.e-]+ TFLOP\/s \(f16 256×256×4\)$/m);
-  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill$/m);
+  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill, f32 KV cache$/m);
   assert.match(r.stdout, /prefill TFLOP\/s +% matmul/);
   assert.match(r.stdout, /^lora-switch {2}base /m);
   assert.match(r.stdout, /^lora-switch {2}fused /m);

@@ -397,12 +397,15 @@ export class RefModel {
    * opts.forceRoutes[ai][t]: use these experts/gates for
    * pre-gated adapter ai at token t instead of its router's (e.g. the engine's fp32 gates, so that a merge-mode
    * comparison is not dominated by weight-dtype rounding flips caused by gates differing in their last bit).
+   * opts.kvRound: the KV cache's element type (lsw_model_config.kv_dtype): K (after RoPE) and V are rounded to it, to
+   * nearest even, as they are stored; attention reads the rounded values, the new position's too.
    */
   forward(
     tokens: number[], adapters: RefAdapter[] = [],
     opts: {
       lastOnly?: boolean; mergeRound?: StDtype; mergeAt?: (t: number) => boolean;
       forceRoutes?: ({ experts: number[]; gates: number[] } | undefined)[][];
+      kvRound?: StDtype;
     } = {},
   ): ForwardResult {
     const c = this.config;
@@ -528,6 +531,7 @@ export class RefModel {
       const v = xa.map((x, t) => linear(L, 'v_proj', x, t));
       q.forEach((x, t) => rope(x, c.heads, t));
       k.forEach((x, t) => rope(x, c.kvHeads, t));
+      if (opts.kvRound) for (const x of [...k, ...v]) x.forEach((val, i) => (x[i] = roundTo(opts.kvRound!, val)));
       const groups = c.heads / c.kvHeads;
       const scale = 1 / Math.sqrt(hd);
       const att = q.map((qt, t) => {
@@ -578,12 +582,12 @@ export class RefModel {
   }
 
   /** Greedy decode of n tokens after `prompt`; also returns the smallest top1-top2 logit margin seen. */
-  greedy(prompt: number[], n: number, adapters: RefAdapter[] = []): { tokens: number[]; minMargin: number } {
+  greedy(prompt: number[], n: number, adapters: RefAdapter[] = [], opts: { kvRound?: StDtype } = {}): { tokens: number[]; minMargin: number } {
     const seq = prompt.slice();
     const out: number[] = [];
     let minMargin = Infinity;
     for (let i = 0; i < n; i++) {
-      const { logits } = this.forward(seq, adapters, { lastOnly: true });
+      const { logits } = this.forward(seq, adapters, { lastOnly: true, kvRound: opts.kvRound });
       const l = logits[logits.length - 1];
       const a = argmax(l);
       let second = -Infinity;

@@ -1,4 +1,5 @@
-// Attention over the KV cache (fp32).
+// Attention over the KV cache (elements fp32, f16 or bf16: the kernels are templated on the cache's type KT and
+// widen each element to fp32 as they read it; all arithmetic is fp32).
 //  - decode (n == 1): flash-decoding in ONE launch per layer.  Grid (kv heads, splits); a block serves every query
 //    head of its KV group, so each K/V row is read once.  Each block writes a per-split partial (max, sum,
 //    acc[hd]) per query head; the LAST block of a KV head to finish (atomic counter, reset by that block) merges
@@ -28,6 +29,8 @@
 //    below 1,024 positions and v1 from there on (model.cu State::attn_long, LSW_CUDA_ATTN_LONG; the `variant`
 //    argument of attention_decode).  Whole 7B base decode, 100 new tokens (session 18): 2,048-token prompt 4.351 ->
 //    4.282 ms/token, 3,968-token prompt 4.886 -> 4.731; v1 at a 1,024-token prompt was 0.2 % faster, at 512 slower.
+//    An f16 cache (session 19, one launch): 712 positions 12.4 -> 12.0 us (v0; latency-bound), 4,096 positions
+//    41.3 -> 29.2 us (v1); whole 7B base, 3,968-token prompt: 4.743 -> 4.327 ms/token.
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
@@ -72,7 +75,7 @@ struct DecodeAttn {
   const int *pos;                  // device: position of the new token (RoPE angle, cache row); null without rope/knew
   const double *inv_freq;          // [hd/2]; null: no RoPE
   const float2 *rope_cs;           // nullable: [positions][hd/2] (cos, sin) from rope_table (same values, no fp64)
-  float *K, *V;                    // cache [n_ctx][ldkv], head kvh at kvh * hd
+  void *K, *V;                     // cache [n_ctx][ldkv] of the kernel's KT, head kvh at kvh * hd
   int ldkv;
   float *O;                        // [n_heads][hd]
   float *part;                     // scratch partials
@@ -82,6 +85,26 @@ struct DecodeAttn {
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
 };
+
+// K/V elements of 4 dims held in registers as loaded (fp32: a float4; 16-bit types: 8 bytes, widened where used,
+// so a row costs half the registers)
+template <typename T> struct KvRaw { using type = uint2; };
+template <> struct KvRaw<float> { using type = float4; };
+template <typename T> __device__ __forceinline__ typename KvRaw<T>::type ldg_raw4(const T *p) {
+  return __ldg(reinterpret_cast<const typename KvRaw<T>::type *>(p));
+}
+template <typename T> __device__ __forceinline__ float4 raw_f4(const float4 &r) { return r; }
+template <typename T> __device__ __forceinline__ float4 raw_f4(const uint2 &r) { return cvt4f<T>(r); }
+// f(tag) with a null KT pointer as the tag of the cache's element type; false for an unknown dtype
+template <class F> static bool with_kv(int dt, F &&f) {
+  switch (dt) {
+    case LSW_DTYPE_F32: f((float *)nullptr); return true;
+    case LSW_DTYPE_F16: f((__half *)nullptr); return true;
+    case LSW_DTYPE_BF16: f((__nv_bfloat16 *)nullptr); return true;
+    default: return false;
+  }
+}
+#define LSWC_KT(tag) std::remove_pointer_t<decltype(tag)>
 
 // HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
 __device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
@@ -139,7 +162,7 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-template <int G, int NCH, int P>
+template <int G, int NCH, int P, typename KT>
 __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
@@ -158,9 +181,11 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   const int p0 = sp * chunk, p1 = min(n_ctx, p0 + chunk);
   const bool fresh = a.knew != nullptr;
   const bool mine = fresh && pos >= p0 && pos < p1;  // this block owns the new row: writes it, uses it from smem
-  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
-  // P cache rows of this warp (the new position excluded: it comes from smem) -> registers
-  float4 kk[P][NCH], vv[P][NCH];
+  KT *const Kc = static_cast<KT *>(a.K), *const Vc = static_cast<KT *>(a.V);
+  const KT *Kb = Kc + (size_t)kvh * hd, *Vb = Vc + (size_t)kvh * hd;
+  // P cache rows of this warp (the new position excluded: it comes from smem) -> registers, as stored
+  using Raw = typename KvRaw<KT>::type;
+  Raw kk[P][NCH], vv[P][NCH];
   bool ok[P];
   auto load_rows = [&](int pb) {
 #pragma unroll
@@ -171,11 +196,11 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
       for (int c = 0; c < NCH; c++) {
         const int d = c * 128 + lane * 4;
         if (ok[j] && d < hd) {
-          kk[j][c] = __ldg(reinterpret_cast<const float4 *>(Kb + (size_t)p * a.ldkv + d));
-          vv[j][c] = __ldg(reinterpret_cast<const float4 *>(Vb + (size_t)p * a.ldkv + d));
+          kk[j][c] = ldg_raw4(Kb + (size_t)p * a.ldkv + d);
+          vv[j][c] = ldg_raw4(Vb + (size_t)p * a.ldkv + d);
         } else {
-          kk[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
-          vv[j][c] = make_float4(0.f, 0.f, 0.f, 0.f);
+          kk[j][c] = Raw{};  // zero bits: 0.0 in every KT
+          vv[j][c] = Raw{};
         }
       }
     }
@@ -188,18 +213,18 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
   stage_q(a, kvh, gsz, hd, half, pos, sq, tid, blockDim.x);
-  if (mine) {
+  if (mine) {  // the new row as the cache holds it (rounded to KT): attended with the same values as later steps
     for (int d = tid; d < HD; d += blockDim.x) {
       const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-      snew[0][d] = d < hd ? (a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]) : 0.f;
-      snew[1][d] = d < hd ? vh[d] : 0.f;
+      snew[0][d] = d < hd ? round_to<KT>(a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]) : 0.f;
+      snew[1][d] = d < hd ? round_to<KT>(vh[d]) : 0.f;
     }
   }
   __syncthreads();
   if (mine)
     for (int d = tid; d < hd; d += blockDim.x) {
-      a.K[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = snew[0][d];
-      a.V[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = snew[1][d];
+      Kc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(snew[0][d]);
+      Vc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(snew[1][d]);
     }
 
   float4 q4[G][NCH], acc[G][NCH];
@@ -215,7 +240,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     }
   }
   // one online-softmax update with P scores per head (invalid positions: -inf)
-  auto update = [&](const float (&s)[G][P], const float4 (&vv)[P][NCH]) {
+  auto update = [&](const float (&s)[G][P], const auto &vv) {  // vv: [P][NCH] of Raw, or of float4 (the new row)
 #pragma unroll
     for (int g = 0; g < G; g++) {
       float mx = m[g];
@@ -232,7 +257,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
         float4 t = acc[g][c];
         t.x *= corr; t.y *= corr; t.z *= corr; t.w *= corr;
 #pragma unroll
-        for (int j = 0; j < P; j++) axpy4(t, 1.f, w[j], vv[j][c]);
+        for (int j = 0; j < P; j++) axpy4(t, 1.f, w[j], raw_f4<KT>(vv[j][c]));
         acc[g][c] = t;
       }
       m[g] = mx;
@@ -247,7 +272,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
       for (int j = 0; j < P; j++) {
         float t = 0.f;
 #pragma unroll
-        for (int c = 0; c < NCH; c++) t += dot4(q4[g][c], kk[j][c]);
+        for (int c = 0; c < NCH; c++) t += dot4(q4[g][c], raw_f4<KT>(kk[j][c]));
         s[g][j] = ok[j] ? warp_sum(t) * a.scale : -CUDART_INF_F;
       }
     update(s, vv);
@@ -326,24 +351,31 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
 }
 
-bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, const void *q, const void *K, const void *V) {
-  return n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_heads / n_kv_heads <= 8 && hd > 0 && hd % 4 == 0 &&
-         hd <= 256 && ldkv % 4 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
+// Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
+bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_dtype, const void *q, const void *K,
+                         const void *V) {
+  const int es = dtype_bytes(kv_dtype);
+  return es > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_heads / n_kv_heads <= 8 && hd > 0 &&
+         hd * es % 16 == 0 && hd <= 256 && ldkv * es % 16 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
 }
 
 // P: positions in flight per warp (G >= 4: 2, else 4).  MHA with head_dim <= 128 can take 8 (a 32-position split
-// is then one pass of the 4 warps, at 106 instead of 64 registers): attn_decode_set_p8, measured in cuda/dev.
+// is then one pass of the 4 warps, at 106 instead of 64 registers with fp32 rows): attn_decode_set_p8, measured in
+// cuda/dev.  A 16-bit cache holds a row in half the registers, so MHA there takes 8 by default (the registers of
+// fp32's 4 for the rows).
 static bool g_attn_p8 = false;
 void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
 // pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel)
-template <int NCH>
+template <int NCH, typename KT>
 static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+  constexpr bool w16 = sizeof(KT) == 2;
   if (G <= 1) {
-    if (NCH == 1 && g_attn_p8) launch_pdl(attn_decode_fused_kernel<1, NCH, 8>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-    else launch_pdl(attn_decode_fused_kernel<1, NCH, 4>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  } else if (G <= 2) launch_pdl(attn_decode_fused_kernel<2, NCH, 4>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  else if (G <= 4) launch_pdl(attn_decode_fused_kernel<4, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  else launch_pdl(attn_decode_fused_kernel<8, NCH, 2>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+    if (NCH == 1 && (w16 || g_attn_p8))
+      launch_pdl(attn_decode_fused_kernel<1, NCH, 8, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+    else launch_pdl(attn_decode_fused_kernel<1, NCH, 4, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  } else if (G <= 2) launch_pdl(attn_decode_fused_kernel<2, NCH, 4, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  else if (G <= 4) launch_pdl(attn_decode_fused_kernel<4, NCH, 2, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+  else launch_pdl(attn_decode_fused_kernel<8, NCH, 2, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
 }
 
 // ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
@@ -402,35 +434,38 @@ static __device__ __forceinline__ float warp_sum_multi(float (&v)[N], int lane) 
 // The kernel's shared memory, and the blocks per SM it allows on sm_90 (228 KB per SM, 1 KB reserved per block):
 // the launch-bounds minimum, so registers (<= 65536 / (128 x that)) never lower it and it is the occupancy the
 // host sizes the grid by (no occupancy query: the first launch may be inside a stream capture).
-template <int G, int NCH> struct DbSmem {
+template <int G, int NCH, typename KT> struct DbSmem {
   static constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S;
-  alignas(16) float ring[S * 2 * T * HD];  // per stage: T K rows, then T V rows (row pitch HD); merge buffers
+  alignas(16) KT ring[S * 2 * T * HD];     // per stage: T K rows, then T V rows (row pitch HD); merge buffers
   alignas(16) float sq[G][HD];             // q (rotated), zero past hd and for padding heads
   alignas(16) float snew[2][HD];           // the new k (rotated) and v
   alignas(16) float ss[G][T];              // the tile's scores
   alignas(16) float sw[G][T];              // their softmax weights
   float scorr[G];                          // the tile's rescale of the running sums
 };
-template <int G, int NCH> struct DbOcc {
-  static constexpr int per_block = (int)sizeof(DbSmem<G, NCH>) + 1024;
-  static constexpr int blocks = 233472 / per_block < 8 ? 233472 / per_block : 8;
+template <int G, int NCH, typename KT> struct DbOcc {
+  static constexpr int per_block = (int)sizeof(DbSmem<G, NCH, KT>) + 1024;
+  // at most 6 (what the fp32 ring allows): a 16-bit ring would fit 8, whose 64-register cap spills at G >= 4
+  static constexpr int blocks = 233472 / per_block < 6 ? 233472 / per_block : 6;
   static_assert(blocks >= 1, "shared memory");
 };
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH).
-template <int G, int NCH>
-__global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_decode_tiles_kernel(DecodeAttn a) {
+template <int G, int NCH, typename KT>
+__global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn_decode_tiles_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S, P = T / DB_WARPS, NV = G * P;
   constexpr int NBMAX = 16 / NCH;  // values reduced at once at most (registers)
   constexpr int GB = NV <= NBMAX ? G : NBMAX / P, NB = GB * P, KB = ilog2c(NB);  // scoring batches: GB heads
-  constexpr int STAGE = 2 * T * HD;  // floats per stage: T K rows, then T V rows (row pitch HD)
+  constexpr int STAGE = 2 * T * HD;  // elements per stage: T K rows, then T V rows (row pitch HD)
+  constexpr int EPC = 16 / (int)sizeof(KT), CPR = HD / EPC;  // elements per 16-byte chunk, chunks per row
   static_assert(P * DB_WARPS == T && G * T <= DB_WARPS * 32 && T <= 32 && (T & (T - 1)) == 0 && G % GB == 0,
                 "tile shape");
   static_assert(AT_SPLITS == 64, "the merge gives each lane splits lane and lane + 32");
-  static_assert(S * STAGE >= 2 * G * AT_SPLITS + 32 + 4 * DB_WARPS * 32, "merge buffers live in the ring");
-  __shared__ DbSmem<G, NCH> sm;
-  float *ring = sm.ring;
+  static_assert(S * STAGE * sizeof(KT) >= (2 * G * AT_SPLITS + 32 + 4 * DB_WARPS * 32) * sizeof(float),
+                "merge buffers live in the ring");
+  __shared__ DbSmem<G, NCH, KT> sm;
+  KT *ring = sm.ring;
   auto &sq = sm.sq;
   auto &snew = sm.snew;
   auto &ss = sm.ss;
@@ -449,26 +484,24 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   const int pos = a.pos ? *a.pos : -1;
   const int npos = a.knew ? pos : -1;            // the new row: never read from the cache
   const bool mine = npos >= p0 && npos < p1;     // this block writes it and uses it from smem
-  const float *Kb = a.K + (size_t)kvh * hd, *Vb = a.V + (size_t)kvh * hd;
-  // tile t -> stage t % S: warp w copies rows w P .. w P + P - 1; rows past the split and the new row are
-  // zero-filled (src-size 0, nothing read), so every row in the ring is finite.  One commit group per tile index
-  // (empty past the last tile): group number == tile number.
+  KT *const Kc = static_cast<KT *>(a.K), *const Vc = static_cast<KT *>(a.V);
+  const KT *Kb = Kc + (size_t)kvh * hd, *Vb = Vc + (size_t)kvh * hd;
+  // tile t -> stage t % S: warp w copies rows w P .. w P + P - 1 (16-byte chunks, lane-strided); rows past the split
+  // and the new row are zero-filled (src-size 0, nothing read), so every row in the ring is finite.  One commit group
+  // per tile index (empty past the last tile): group number == tile number.
   auto issue = [&](int t) {
     if (t < nt) {
-      float *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
+      KT *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
       const int tb = p0 + t * T;
 #pragma unroll
-      for (int rr = 0; rr < P; rr++) {
+      for (int k = 0; k < (P * CPR + 31) / 32; k++) {
+        const int i = lane + 32 * k, rr = i / CPR, d = (i - rr * CPR) * EPC;
         const int r = warp * P + rr, p = tb + r;
         const bool ok = p < p1 && p != npos;
         const size_t off = ok ? (size_t)p * a.ldkv : 0;
-#pragma unroll
-        for (int c = 0; c < NCH; c++) {
-          const int d = c * 128 + lane * 4;
-          if (d < hd) {
-            at_cp_async16(ks + r * HD + d, Kb + off + d, ok ? 16 : 0);
-            at_cp_async16(vs + r * HD + d, Vb + off + d, ok ? 16 : 0);
-          }
+        if (i < P * CPR && d < hd) {
+          at_cp_async16(ks + r * HD + d, Kb + off + d, ok ? 16 : 0);
+          at_cp_async16(vs + r * HD + d, Vb + off + d, ok ? 16 : 0);
         }
       }
     }
@@ -484,12 +517,12 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   if (mine)
     for (int d = tid; d < HD; d += DB_WARPS * 32) {
       float kv = 0.f, vv = 0.f;
-      if (d < hd) {
+      if (d < hd) {  // the new row as the cache holds it (rounded to KT)
         const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-        kv = a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d];
-        vv = vh[d];
-        a.K[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = kv;  // the append (no other block reads this row)
-        a.V[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = vv;
+        kv = round_to<KT>(a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]);
+        vv = round_to<KT>(vh[d]);
+        Kc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(kv);  // the append (no other block reads it)
+        Vc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(vv);
       }
       snew[0][d] = kv;
       snew[1][d] = vv;
@@ -509,7 +542,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
     else at_cp_async_wait<S - 2>();
     __syncthreads();  // tile t visible to all; nobody reads tile t - 1 any more
     if (t > 0) issue(t + S - 1);  // into the stage of tile t - 1
-    const float *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
+    const KT *ks = ring + (t % S) * STAGE, *vs = ks + T * HD;
     const int tb = p0 + t * T, jn = mine ? npos - tb : -1;  // row jn of this tile is the new one if 0 <= jn < T
     // (A) scores of rows warp P .. + P - 1: the rows in registers, heads in batches of GB (<= 16 values reduced at
     // once); q from shared memory (zero past hd, as the rows' registers)
@@ -518,11 +551,10 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
 #pragma unroll
       for (int jj = 0; jj < P; jj++) {
         const int j = warp * P + jj;
-        const float *kr = j == jn ? &snew[0][0] : ks + j * HD;
 #pragma unroll
         for (int c = 0; c < NCH; c++) {
           const int d = c * 128 + lane * 4;
-          k4[jj][c] = d < hd ? *reinterpret_cast<const float4 *>(kr + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+          k4[jj][c] = d >= hd ? make_float4(0.f, 0.f, 0.f, 0.f) : j == jn ? ld4f(&snew[0][d]) : ld4f(ks + j * HD + d);
         }
       }
 #pragma unroll
@@ -581,7 +613,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
 #pragma unroll
           for (int u = 0; u < 4; u++) {
             const int j = 4 * j4 + u;
-            vv[u] = (j == jn ? &snew[1][0] : vs + j * HD)[d];
+            vv[u] = j == jn ? snew[1][d] : Tr<KT>::to_f(vs[j * HD + d]);
           }
 #pragma unroll
           for (int g = 0; g < G; g++) {
@@ -617,8 +649,9 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
   // the last split block of this KV head merges all splits
   if (!last_split_block(&a.counters[kvh], ns)) return;
   // merge buffers in the (now idle) ring: per head the split maxima, overwritten by their factors; sums; totals
-  float *smf = ring, *sls = ring + G * AT_SPLITS, *sL = ring + 2 * G * AT_SPLITS;
-  float4 *red = reinterpret_cast<float4 *>(ring + 2 * G * AT_SPLITS + 32);
+  float *const rf = reinterpret_cast<float *>(ring);
+  float *smf = rf, *sls = rf + G * AT_SPLITS, *sL = rf + 2 * G * AT_SPLITS;
+  float4 *red = reinterpret_cast<float4 *>(rf + 2 * G * AT_SPLITS + 32);
   // 1. every split's (max, sum) at once
   for (int i = tid; i < gsz * ns; i += DB_WARPS * 32) {
     const int g = i / ns, t = i - g * ns;
@@ -692,12 +725,12 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH>::blocks) attn_dec
 // attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override it (still <= AT_SPLITS).
 static int g_attn_max_splits = -1;  // -1: not set (env, else the heuristic); 0: heuristic; > 0: the cap
 void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
-template <int G, int NCH>
+template <int G, int NCH, typename KT>
 static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
-  const int b = DbOcc<G, NCH>::blocks;  // blocks per SM
+  const int b = DbOcc<G, NCH, KT>::blocks;  // blocks per SM
   static std::atomic<bool> carve{false};  // hint: the shared-memory carveout that fits b blocks (once)
   if (!carve.exchange(true) &&
-      cudaFuncSetAttribute(attn_decode_tiles_kernel<G, NCH>, cudaFuncAttributePreferredSharedMemoryCarveout,
+      cudaFuncSetAttribute(attn_decode_tiles_kernel<G, NCH, KT>, cudaFuncAttributePreferredSharedMemoryCarveout,
                            (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     cudaGetLastError();  // only a hint
   static const int env_splits = [] {
@@ -708,14 +741,14 @@ static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
   int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, 128 / G));
   cap = std::min(cap, AT_SPLITS);
   a.max_splits = std::max(1, std::min(cap, (a.n_ctx_host + DB_MINCHUNK - 1) / DB_MINCHUNK));
-  launch_pdl(attn_decode_tiles_kernel<G, NCH>, dim3(a.n_kv_heads, a.max_splits), dim3(DB_WARPS * 32), s, pdl, a);
+  launch_pdl(attn_decode_tiles_kernel<G, NCH, KT>, dim3(a.n_kv_heads, a.max_splits), dim3(DB_WARPS * 32), s, pdl, a);
 }
-template <int NCH>
+template <int NCH, typename KT>
 static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
-  if (G <= 1) launch_tiles<1, NCH>(a, pdl, s);
-  else if (G <= 2) launch_tiles<2, NCH>(a, pdl, s);
-  else if (G <= 4) launch_tiles<4, NCH>(a, pdl, s);
-  else launch_tiles<8, NCH>(a, pdl, s);
+  if (G <= 1) launch_tiles<1, NCH, KT>(a, pdl, s);
+  else if (G <= 2) launch_tiles<2, NCH, KT>(a, pdl, s);
+  else if (G <= 4) launch_tiles<4, NCH, KT>(a, pdl, s);
+  else launch_tiles<8, NCH, KT>(a, pdl, s);
 }
 
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
@@ -747,9 +780,9 @@ cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *
 
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
-                             const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs, int variant) {
-  if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, q, K, V) || !scratch || n_ctx < 1 ||
+                             const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
+                             float *scratch, cudaStream_t s, const float2 *rope_cs, int variant) {
+  if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, kv_dtype, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
     return cudaErrorInvalidValue;
   DecodeAttn a;
@@ -766,20 +799,27 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   const bool pdl = pdl_attention() && knew != nullptr;
   if (variant < 0) variant = std::max(0, attn_decode_forced_variant());
   if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows
-    if (head_dim <= 128) launch_decode_tiles<1>(G, a, pdl, s);
-    else launch_decode_tiles<2>(G, a, pdl, s);
+    with_kv(kv_dtype, [&](auto tag) {
+      using KT = LSWC_KT(tag);
+      if (head_dim <= 128) launch_decode_tiles<1, KT>(G, a, pdl, s);
+      else launch_decode_tiles<2, KT>(G, a, pdl, s);
+    });
     LSWC_LAUNCH_RET();
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   const dim3 grid(n_kv_heads, a.max_splits);
-  if (head_dim <= 128) launch_decode<1>(G, grid, a, pdl, s);
-  else launch_decode<2>(G, grid, a, pdl, s);
+  with_kv(kv_dtype, [&](auto tag) {
+    using KT = LSWC_KT(tag);
+    if (head_dim <= 128) launch_decode<1, KT>(G, grid, a, pdl, s);
+    else launch_decode<2, KT>(G, grid, a, pdl, s);
+  });
   LSWC_LAUNCH_RET();
 }
 
+template <typename KT>
 __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
     int n_ctx_host, const int *__restrict__ n_ctx_dev, int n_splits, int n_heads, int n_kv_heads, int hd,
-    const float *__restrict__ Q, const float *__restrict__ K, const float *__restrict__ V, int ldkv,
+    const float *__restrict__ Q, const KT *__restrict__ K, const KT *__restrict__ V, int ldkv,
     float *__restrict__ part, float scale) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   const int h = blockIdx.x, sp = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -796,13 +836,13 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
   }
   float m = -CUDART_INF_F, l = 0.f;
   for (int p = p0 + warp; p < p1; p += AT_WARPS) {
-    const float *k = K + (size_t)p * ldkv + (size_t)kvh * hd;
-    const float *v = V + (size_t)p * ldkv + (size_t)kvh * hd;
+    const KT *k = K + (size_t)p * ldkv + (size_t)kvh * hd;
+    const KT *v = V + (size_t)p * ldkv + (size_t)kvh * hd;
     float s = 0.f;
 #pragma unroll
     for (int i = 0; i < AT_MAXD; i++) {
       const int d = lane + 32 * i;
-      if (d < hd) s = fmaf(q[i], k[d], s);
+      if (d < hd) s = fmaf(q[i], Tr<KT>::to_f(k[d]), s);
     }
     s = warp_sum(s) * scale;
     const float mn = fmaxf(m, s);
@@ -811,7 +851,7 @@ __global__ void __launch_bounds__(AT_WARPS * 32) attn_decode_split_kernel(
 #pragma unroll
     for (int i = 0; i < AT_MAXD; i++) {
       const int d = lane + 32 * i;
-      if (d < hd) acc[i] = acc[i] * corr + w * v[d];
+      if (d < hd) acc[i] = acc[i] * corr + w * Tr<KT>::to_f(v[d]);
     }
     m = mn;
   }
@@ -863,9 +903,10 @@ __global__ void attn_decode_reduce_kernel(int n_splits, int hd, const float *__r
 
 constexpr int AP_Q = 16, AP_KC = 16, AP_MAXHD = 256;
 
+template <typename KT>
 __global__ void __launch_bounds__(256) attn_prefill_kernel(int n, int n_ctx, int n_heads, int n_kv_heads, int hd,
                                                            const float *__restrict__ Q, int ldq,
-                                                           const float *__restrict__ K, const float *__restrict__ V,
+                                                           const KT *__restrict__ K, const KT *__restrict__ V,
                                                            int ldkv, float *__restrict__ O, int ldo, float scale) {
   __shared__ float Kt[AP_MAXHD][AP_KC];  // transposed: lanes j read Kt[d][j], conflict-free
   __shared__ float Vs[AP_KC][AP_MAXHD];
@@ -891,8 +932,8 @@ __global__ void __launch_bounds__(256) attn_prefill_kernel(int n, int n_ctx, int
     for (int e = threadIdx.x; e < AP_KC * hd; e += blockDim.x) {
       const int pj = e / hd, d = e % hd, p = c0 + pj;
       const bool ok = p < p_end;
-      Kt[d][pj] = ok ? K[(size_t)p * ldkv + (size_t)kvh * hd + d] : 0.f;
-      Vs[pj][d] = ok ? V[(size_t)p * ldkv + (size_t)kvh * hd + d] : 0.f;
+      Kt[d][pj] = ok ? Tr<KT>::to_f(K[(size_t)p * ldkv + (size_t)kvh * hd + d]) : 0.f;
+      Vs[pj][d] = ok ? Tr<KT>::to_f(V[(size_t)p * ldkv + (size_t)kvh * hd + d]) : 0.f;
     }
     __syncthreads();
 #pragma unroll
@@ -973,11 +1014,11 @@ template <> struct FaT<__nv_bfloat16> {
 
 // LDM: V staged row-major like K and its B fragments read with ldmatrix.trans (conflict-free); otherwise V
 // is staged transposed with 16-bit stores (simple, bank conflicts on the stores).
-template <typename H, int HD, bool LDM>
+template <typename H, int HD, bool LDM, typename KT>
 __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, int n_ctx, int n_heads, int n_kv_heads,
                                                                         const float *__restrict__ Q, int ldq,
-                                                                        const float *__restrict__ K,
-                                                                        const float *__restrict__ V, int ldkv,
+                                                                        const KT *__restrict__ K,
+                                                                        const KT *__restrict__ V, int ldkv,
                                                                         float *__restrict__ O, int ldo, float qscale) {
   constexpr int KP = HD + 8;      // K row pitch (16-bit elements): conflict-free fragment reads
   constexpr int VP = FA_BK + 8;   // V^T row pitch
@@ -1027,8 +1068,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
       const int pj = e / (HD / 4), d = (e - pj * (HD / 4)) * 4, p = c0 + pj;
       float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
       if (p < p_end) {
-        kv = *reinterpret_cast<const float4 *>(K + (size_t)p * ldkv + (size_t)kvh * HD + d);
-        vv = *reinterpret_cast<const float4 *>(V + (size_t)p * ldkv + (size_t)kvh * HD + d);
+        kv = ld4f(K + (size_t)p * ldkv + (size_t)kvh * HD + d);
+        vv = ld4f(V + (size_t)p * ldkv + (size_t)kvh * HD + d);
       }
       uint2 kp;
       kp.x = FaT<H>::pack(kv.x, kv.y);
@@ -1138,33 +1179,41 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attn_prefill_tc_kernel(int n, i
 
 // kind: 1 f16, 2 bf16 (V transposed in smem); 3 f16, 4 bf16 (V row-major + ldmatrix.trans)
 cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
-                                 int ldq, const float *K, const float *V, int ldkv, float *O, int ldo, cudaStream_t s) {
+                                 int ldq, int kv_dtype, const void *K, const void *V, int ldkv, float *O, int ldo,
+                                 cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  if (!attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo)) return cudaErrorInvalidValue;
+  if (!attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo))
+    return cudaErrorInvalidValue;
   const float qscale = (float)(1.4426950408889634 / sqrt((double)head_dim));
   dim3 grid(cdiv(n, FA_BQ), n_heads);
   const int th = FA_WARPS * 32;
+  bool known = true;
+  with_kv(kv_dtype, [&](auto tag) {
+    using KT = LSWC_KT(tag);
+    const KT *k = static_cast<const KT *>(K), *v = static_cast<const KT *>(V);
 #define LSWC_FA(H_, LDM_)                                                                                          \
   do {                                                                                                             \
     if (head_dim == 64)                                                                                            \
-      attn_prefill_tc_kernel<H_, 64, LDM_><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale); \
+      attn_prefill_tc_kernel<H_, 64, LDM_, KT><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, k, v, ldkv, O, ldo, qscale); \
     else                                                                                                           \
-      attn_prefill_tc_kernel<H_, 128, LDM_><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, K, V, ldkv, O, ldo, qscale); \
+      attn_prefill_tc_kernel<H_, 128, LDM_, KT><<<grid, th, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, Q, ldq, k, v, ldkv, O, ldo, qscale); \
   } while (0)
-  switch (kind) {
-    case 1: LSWC_FA(__half, false); break;
-    case 2: LSWC_FA(__nv_bfloat16, false); break;
-    case 3: LSWC_FA(__half, true); break;
-    case 4: LSWC_FA(__nv_bfloat16, true); break;
-    default: return cudaErrorInvalidValue;
-  }
+    switch (kind) {
+      case 1: LSWC_FA(__half, false); break;
+      case 2: LSWC_FA(__nv_bfloat16, false); break;
+      case 3: LSWC_FA(__half, true); break;
+      case 4: LSWC_FA(__nv_bfloat16, true); break;
+      default: known = false;
+    }
 #undef LSWC_FA
+  });
+  if (!known) return cudaErrorInvalidValue;
   LSWC_LAUNCH_RET();
 }
 
 bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q, int ldq,
-                     const float *K, const float *V, int ldkv, float *O, int ldo) {
-  return (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_ctx >= n &&
+                     int kv_dtype, const void *K, const void *V, int ldkv, float *O, int ldo) {
+  return dtype_bytes(kv_dtype) > 0 && (head_dim == 64 || head_dim == 128) && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_ctx >= n &&
          ldq % 4 == 0 && ldkv % 4 == 0 && ldo % 2 == 0 && aligned16(Q) && aligned16(K) && aligned16(V) &&
          (reinterpret_cast<uintptr_t>(O) & 7) == 0;
 }
@@ -1207,8 +1256,8 @@ static bool tc_selftest(int kind, int hd, cudaStream_t s) {
   fa_fill_kernel<float><<<64, 256, 0, s>>>(k, nk, 22, 2.f);
   fa_fill_kernel<float><<<64, 256, 0, s>>>(v, nk, 33, 1.f);
   const float scale = 1.f / sqrtf((float)hd);
-  attn_prefill_kernel<<<dim3(nh, cdiv(n, AP_Q)), 256, 0, s>>>(n, nctx, nh, nkv, hd, q, nh * hd, k, v, nkv * hd, o1, nh * hd, scale);
-  cudaError_t e = attention_prefill_tc(kind, n, nctx, nh, nkv, hd, q, nh * hd, k, v, nkv * hd, o2, nh * hd, s);
+  attn_prefill_kernel<float><<<dim3(nh, cdiv(n, AP_Q)), 256, 0, s>>>(n, nctx, nh, nkv, hd, q, nh * hd, k, v, nkv * hd, o1, nh * hd, scale);
+  cudaError_t e = attention_prefill_tc(kind, n, nctx, nh, nkv, hd, q, nh * hd, LSW_DTYPE_F32, k, v, nkv * hd, o2, nh * hd, s);
   std::vector<float> h1(nq), h2(nq);
   if (e == cudaSuccess) e = cudaMemcpyAsync(h1.data(), o1, nq * 4, cudaMemcpyDeviceToHost, s);
   if (e == cudaSuccess) e = cudaMemcpyAsync(h2.data(), o2, nq * 4, cudaMemcpyDeviceToHost, s);
@@ -1226,11 +1275,12 @@ static bool tc_selftest(int kind, int hd, cudaStream_t s) {
   return maxerr == 0;
 }
 
-static bool use_tc(int n, int n_ctx, int n_heads, int n_kv_heads, int hd, const float *Q, int ldq, const float *K,
-                   const float *V, int ldkv, float *O, int ldo, cudaStream_t s, int *kind_out) {
+static bool use_tc(int n, int n_ctx, int n_heads, int n_kv_heads, int hd, const float *Q, int ldq, int kv_dtype,
+                   const void *K, const void *V, int ldkv, float *O, int ldo, cudaStream_t s, int *kind_out) {
   if (n < g_tc_min) return false;
   const int kind = tc_kind();
-  if (kind == 0 || !attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, hd, Q, ldq, K, V, ldkv, O, ldo)) return false;
+  if (kind == 0 || !attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, hd, Q, ldq, kv_dtype, K, V, ldkv, O, ldo))
+    return false;
   int &st = g_tc_state[hd == 64 ? 0 : 1];
   if (st == 0) {  // ldmatrix variant first, the transposed-V one as the fallback
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
@@ -1242,19 +1292,24 @@ static bool use_tc(int n, int n_ctx, int n_heads, int n_kv_heads, int hd, const 
 }
 
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
-                      const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
-                      float *scratch, cudaStream_t s) {
+                      const float *Q, int ldq, int kv_dtype, const void *K, const void *V, int ldkv, float *O,
+                      int ldo, float *scratch, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  if (head_dim > AP_MAXHD || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_ctx < n) return cudaErrorInvalidValue;
+  if (head_dim > AP_MAXHD || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_ctx < n || dtype_bytes(kv_dtype) == 0)
+    return cudaErrorInvalidValue;
   const float scale = 1.f / sqrtf((float)head_dim);
-  if (n == 1 && scratch && attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, Q, K, V))
+  if (n == 1 && scratch && attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, kv_dtype, Q, K, V))
     return attention_decode(n_ctx, n_ctx_dev, nullptr, n_heads, n_kv_heads, head_dim, Q, nullptr, nullptr, nullptr,
-                            const_cast<float *>(K), const_cast<float *>(V), ldkv, O, scratch, s);
+                            kv_dtype, const_cast<void *>(K), const_cast<void *>(V), ldkv, O, scratch, s);
   if (n == 1 && scratch) {
     int splits = (n_ctx + 63) / 64;  // >= 64 positions per split for the host-known bound
     splits = splits < 1 ? 1 : (splits > AT_SPLITS_V0 ? AT_SPLITS_V0 : splits);
-    attn_decode_split_kernel<<<dim3(n_heads, splits), AT_WARPS * 32, 0, s>>>(
-        n_ctx, n_ctx_dev, splits, n_heads, n_kv_heads, head_dim, Q, K, V, ldkv, scratch, scale);
+    with_kv(kv_dtype, [&](auto tag) {
+      using KT = LSWC_KT(tag);
+      attn_decode_split_kernel<KT><<<dim3(n_heads, splits), AT_WARPS * 32, 0, s>>>(
+          n_ctx, n_ctx_dev, splits, n_heads, n_kv_heads, head_dim, Q, static_cast<const KT *>(K),
+          static_cast<const KT *>(V), ldkv, scratch, scale);
+    });
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     attn_decode_reduce_kernel<<<n_heads, 128, 0, s>>>(splits, head_dim, scratch, O);
@@ -1262,10 +1317,14 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
   }
   if (n_ctx_dev) return cudaErrorInvalidValue;  // prefill needs the host n_ctx
   int kind = 0;
-  if (use_tc(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo, s, &kind))
-    return attention_prefill_tc(kind, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K, V, ldkv, O, ldo, s);
-  attn_prefill_kernel<<<dim3(n_heads, cdiv(n, AP_Q)), 256, 0, s>>>(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, K,
-                                                                   V, ldkv, O, ldo, scale);
+  if (use_tc(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo, s, &kind))
+    return attention_prefill_tc(kind, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo, s);
+  with_kv(kv_dtype, [&](auto tag) {
+    using KT = LSWC_KT(tag);
+    attn_prefill_kernel<KT><<<dim3(n_heads, cdiv(n, AP_Q)), 256, 0, s>>>(
+        n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, static_cast<const KT *>(K), static_cast<const KT *>(V), ldkv,
+        O, ldo, scale);
+  });
   LSWC_LAUNCH_RET();
 }
 

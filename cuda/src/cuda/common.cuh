@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <stdint.h>
+#include <type_traits>
 #include "lsw.h"
 
 // Defined by the engine (cuda/src/engine.h); the dev harness provides its own.
@@ -88,6 +89,29 @@ template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
   return u;
 }
 
+// 4 consecutive elements of T -> float4 (a 16-byte load for fp32, 8 bytes for the 16-bit types); ldg4f through the
+// read-only path (data not written during the kernel), ld4f a plain load (shared memory, rows this kernel wrote)
+template <typename T> __device__ __forceinline__ float4 cvt4f(const uint2 &u);
+template <> __device__ __forceinline__ float4 cvt4f<__half>(const uint2 &u) {
+  const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+template <> __device__ __forceinline__ float4 cvt4f<__nv_bfloat16>(const uint2 &u) {
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                     __uint_as_float(u.y & 0xffff0000u));
+}
+template <typename T> __device__ __forceinline__ float4 ld4f(const T *p) {
+  if constexpr (std::is_same<T, float>::value) return *reinterpret_cast<const float4 *>(p);
+  else return cvt4f<T>(*reinterpret_cast<const uint2 *>(p));
+}
+template <typename T> __device__ __forceinline__ float4 ldg4f(const T *p) {
+  if constexpr (std::is_same<T, float>::value) return __ldg(reinterpret_cast<const float4 *>(p));
+  else return cvt4f<T>(__ldg(reinterpret_cast<const uint2 *>(p)));
+}
+// v rounded to T and back (what a T cache holds)
+template <typename T> __device__ __forceinline__ float round_to(float v) { return Tr<T>::to_f(Tr<T>::from_f(v)); }
+
 // streaming 16-byte load that does not allocate in L1 (weights are touched once per token)
 __device__ __forceinline__ uint4 ld_stream(const void *p) {
   uint4 r;
@@ -99,6 +123,8 @@ __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
   asm volatile("st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};" :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+// bytes per element of an lsw_dtype, 0 for an unknown one
+inline int dtype_bytes(int dt) { return dt == LSW_DTYPE_F32 ? 4 : dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16 ? 2 : 0; }
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 // SwiGLU of one pair, shared by the swiglu kernel and the GEMV's SwiGLU fold (the same bits)
 __device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }

@@ -201,8 +201,9 @@ cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaSt
 
 namespace lswc {
 // K/V rows of n tokens (inside the fused qkv output, token stride ld) -> caches at positions pos[t].
+template <typename KT>
 __global__ void kv_store_kernel(int n, int kv_dim, const float *__restrict__ qkv, int ld, int k_off,
-                                const int *__restrict__ pos, float *__restrict__ Kc, float *__restrict__ Vc) {
+                                const int *__restrict__ pos, KT *__restrict__ Kc, KT *__restrict__ Vc) {
   // let a GEMV launched after us with programmatic dependent launch start its weight loads now;
   // it still waits (griddepcontrol.wait) for this grid to finish before reading our output
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -211,16 +212,28 @@ __global__ void kv_store_kernel(int n, int kv_dim, const float *__restrict__ qkv
     const int t = (int)(q / kv_dim), d = (int)(q % kv_dim);
     const float *r = qkv + (size_t)t * ld + k_off;
     const size_t o = (size_t)pos[t] * kv_dim + d;
-    Kc[o] = r[d];
-    Vc[o] = r[kv_dim + d];
+    Kc[o] = Tr<KT>::from_f(r[d]);
+    Vc[o] = Tr<KT>::from_f(r[kv_dim + d]);
   }
 }
-cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, float *Kc,
-                     float *Vc, cudaStream_t s) {
+cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, int kv_dtype,
+                     void *Kc, void *Vc, cudaStream_t s) {
   const long long total = (long long)n * kv_dim;
   if (total <= 0) return cudaSuccess;
-  kv_store_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(n, kv_dim, qkv, ld, k_off,
-                                                                                      positions, Kc, Vc);
+  const int blocks = (int)std::min<long long>((total + 255) / 256, 8192);
+  switch (kv_dtype) {
+    case LSW_DTYPE_F32:
+      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (float *)Kc, (float *)Vc);
+      break;
+    case LSW_DTYPE_F16:
+      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (__half *)Kc, (__half *)Vc);
+      break;
+    case LSW_DTYPE_BF16:
+      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (__nv_bfloat16 *)Kc,
+                                             (__nv_bfloat16 *)Vc);
+      break;
+    default: return cudaErrorInvalidValue;
+  }
   LSWC_LAUNCH_RET();
 }
 }  // namespace lswc

@@ -176,7 +176,8 @@ cudaError_t to_f32(int dtype, const void *src, float *dst, long long n, cudaStre
 cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaStream_t s);
 
 // ---- attention -----------------------------------------------------------------------------------
-// Causal GQA attention, fp32.  Q row t at stride ldq, O at ldo; K,V [n_ctx][nkv*hd] at stride ldkv.
+// Causal GQA attention, fp32 arithmetic.  Q row t at stride ldq, O at ldo; K,V [n_ctx][nkv*hd] at stride ldkv,
+// elements of kv_dtype (LSW_DTYPE_F32 / F16 / BF16; anything else: cudaErrorInvalidValue).
 // Query t sits at position n_ctx - n + t.  head_dim <= 256.
 // n_ctx_dev (nullable): when set, n_ctx is read from device memory (graph replay), n_ctx is then an upper bound.
 // Decode (n == 1): flash-decoding, split over the sequence, two-phase reduce (scratch: attn_scratch_floats).
@@ -190,12 +191,13 @@ cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaSt
 // PDL: with knew given and gemv_pdl() on, it launches with programmatic stream serialization and reads *pos,
 // *n_ctx_dev and the cache rows other than *pos BEFORE griddepcontrol.wait: the kernel right before it may write
 // q / knew / vnew (the qkv GEMV), never pos, n_ctx_dev or old cache rows.
-bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, const void *q, const void *K,
-                         const void *V);
+// The new row is rounded to kv_dtype once and attended with the rounded values (as every later step reads it).
+bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, int kv_dtype, const void *q,
+                         const void *K, const void *V);
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
-                             const double *inv_freq, float *K, float *V, int ldkv, float *O, float *scratch,
-                             cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1);
+                             const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
+                             float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1);
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by
@@ -210,8 +212,8 @@ void attn_decode_set_max_splits(int n);
 // decode attention variant 0, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
 void attn_decode_set_p8(bool on);
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
-                      const float *Q, int ldq, const float *K, const float *V, int ldkv, float *O, int ldo,
-                      float *scratch, cudaStream_t s);
+                      const float *Q, int ldq, int kv_dtype, const void *K, const void *V, int ldkv, float *O,
+                      int ldo, float *scratch, cudaStream_t s);
 
 // ---- router / sampling ---------------------------------------------------------------------------
 // softmax(R x) over n_experts, top_k kept (ties: lower index), renormalised.  One block.
@@ -233,9 +235,10 @@ cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp,
 }  // namespace lswc
 
 namespace lswc {
-// K = qkv[t][k_off : k_off+kv_dim], V = the kv_dim values after it -> Kc/Vc[positions[t]][:]  (device positions)
-cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, float *Kc,
-                     float *Vc, cudaStream_t s);
+// K = qkv[t][k_off : k_off+kv_dim], V = the kv_dim values after it -> Kc/Vc[positions[t]][:]  (device positions),
+// rounded to kv_dtype (to nearest even)
+cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, const int *positions, int kv_dtype,
+                     void *Kc, void *Vc, cudaStream_t s);
 }  // namespace lswc
 
 namespace lswc {
@@ -349,9 +352,10 @@ namespace lswc {
 // a one-time self-check against the exact kernel; LSW_CUDA_EXACT_ATTN=1 keeps the exact fp32 kernel.
 // kind: 1 = f16, 2 = bf16 inputs (V transposed in smem); 3 = f16, 4 = bf16 (V row-major, ldmatrix.trans).
 bool attention_tc_ok(int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q, int ldq,
-                     const float *K, const float *V, int ldkv, float *O, int ldo);
+                     int kv_dtype, const void *K, const void *V, int ldkv, float *O, int ldo);
 cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_kv_heads, int head_dim, const float *Q,
-                                 int ldq, const float *K, const float *V, int ldkv, float *O, int ldo, cudaStream_t s);
+                                 int ldq, int kv_dtype, const void *K, const void *V, int ldkv, float *O, int ldo,
+                                 cudaStream_t s);
 void attention_set_tc_min(int min_tokens);  // INT_MAX: never
 }  // namespace lswc
 

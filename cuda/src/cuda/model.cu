@@ -86,7 +86,8 @@ struct State {
   const void *emb = nullptr, *lm = nullptr;
   int emb_dt = 0, lm_dt = 0;
   const float *norm = nullptr;
-  float *kc = nullptr, *vc = nullptr;  // [layers][max_ctx][kv_dim]
+  unsigned char *kc = nullptr, *vc = nullptr;  // [layers][max_ctx][kv_dim] of cfg.kv_dtype (kv_es bytes each)
+  size_t kv_es = 4;
   float *x = nullptr, *xn = nullptr, *qkv = nullptr, *att = nullptr, *gu = nullptr, *act = nullptr, *logits = nullptr;
   int *tokens = nullptr, *pos = nullptr;
   DevBlk *blk = nullptr;       // device
@@ -158,7 +159,6 @@ struct State {
 };
 
 State *S(lsw_model *m) { return static_cast<State *>(m->cuda); }
-inline size_t dtype_size_dev(int dt) { return dt == LSW_DTYPE_F32 ? 4 : (dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16) ? 2 : 0; }
 
 #define TRY(x)                                  \
   do {                                          \
@@ -182,7 +182,7 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
   auto rt = st->random_dev.find(host);
   if (rt != st->random_dev.end()) {  // lsw_model_add_random_tensor: same values as the CPU engine (random.h)
     const lsw_tensor *t = rt->second.t;
-    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / dtype_size_dev(t->dtype)), rt->second.r.seed,
+    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / (size_t)lswc::dtype_bytes(t->dtype)), rt->second.r.seed,
                                  rt->second.r.scale, rt->second.r.one_plus, st->s));
     LSWC_CHECK(cudaStreamSynchronize(st->s));
   } else {
@@ -554,19 +554,21 @@ struct Fwd {
     K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
     for (int L = 0; L < cf.num_layers; L++) {
       const DLayer &ly = st->layers[L];
-      float *kc = st->kc + (size_t)L * cf.max_context * kvd, *vc = st->vc + (size_t)L * cf.max_context * kvd;
+      const size_t kv_off = (size_t)L * cf.max_context * kvd * st->kv_es;
+      void *kc = st->kc + kv_off, *vc = st->vc + kv_off;
+      const int kvt = cf.kv_dtype;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
-      if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, st->qkv, kc, vc)) {
+      if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, kvt, st->qkv, kc, vc)) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
-                                  st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kc, vc, kvd, st->att,
+                                  st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kvt, kc, vc, kvd, st->att,
                                   st->attn_scratch, s, st->rope_cs, attn_variant));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
-        K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kc, vc, s));
-        K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kc, vc, kvd,
+        K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kvt, kc, vc, s));
+        K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kvt, kc, vc, kvd,
                            st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       }
       if (nfold && !ffn_active(L)) out_w = ly.ffn_norm;
@@ -748,6 +750,10 @@ static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, 
 
 lsw_status lswc_model_finalize(lsw_model *m) {
   const lsw_model_config &cf = m->cfg;
+  if (!lsw::dtype_size(cf.kv_dtype)) {
+    lsw_set_error("unknown kv_dtype %d (0 f32, 1 f16, 2 bf16)", cf.kv_dtype);
+    return LSW_E_INVALID_ARGUMENT;
+  }
   if (cf.head_dim > 256 || cf.head_dim % 2) {
     lsw_set_error("the CUDA backend supports head_dim <= 256 (even); this model has %d", cf.head_dim);
     return LSW_E_UNSUPPORTED;
@@ -842,7 +848,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     TRY(upload(m, st, m->norm, sizeof(float) * H, &p));
     st->norm = (const float *)p;
   }
-  const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd;
+  st->kv_es = lsw::dtype_size(cf.kv_dtype);  // checked on entry
+  const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd * st->kv_es;  // bytes
   TRY(dalloc(st, &st->kc, kvn));
   TRY(dalloc(st, &st->vc, kvn));
   {
@@ -1003,7 +1010,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         lswc::SgmmTermsDesc d{};
         const lsw_module_range r = m->module_range(L, k);
         const DLayer &ly = st->layers[L];
-        const size_t es = dtype_size_dev(ly.dt[r.mat]);
+        const size_t es = (size_t)lswc::dtype_bytes(ly.dt[r.mat]);
         for (int i = 0; i < NA; i++) {
           const DMod &dm = st->ad[i].mods[(size_t)L * LSW_MOD_COUNT + k];
           if (!dm.A) continue;

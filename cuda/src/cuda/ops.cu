@@ -40,7 +40,6 @@ struct DevBuf {
   template <typename T> T *as() const { return static_cast<T *>(p); }
 };
 
-size_t dsz(int dtype) { return dtype == LSW_DTYPE_F32 ? 4 : (dtype == LSW_DTYPE_F16 || dtype == LSW_DTYPE_BF16) ? 2 : 0; }
 
 lsw_status ready() {
   if (!lswc_available()) { lsw_set_error("no usable CUDA device (compute capability >= 9.0)"); return LSW_E_BACKEND_UNAVAILABLE; }
@@ -63,11 +62,11 @@ lsw_status ready() {
   } while (0)
 
 lsw_status lswc_op_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, const void *W, const float *X, float *Y) {
-  if (!dsz(dtype) || rows <= 0 || cols <= 0 || n <= 0 || !W || !X || !Y)
+  if (!lswc::dtype_bytes(dtype) || rows <= 0 || cols <= 0 || n <= 0 || !W || !X || !Y)
     return BAD("lsw_op_matmul: bad arguments (dtype %d, rows %d, cols %d, n %d)", dtype, rows, cols, n);
   TRY(ready());
   DevBuf dW, dX, dY, xb;
-  TRY(dW.upload(W, (size_t)rows * cols * dsz(dtype)));
+  TRY(dW.upload(W, (size_t)rows * cols * (size_t)lswc::dtype_bytes(dtype)));
   TRY(dX.upload(X, (size_t)n * cols * 4));
   TRY(dY.alloc((size_t)n * rows * 4));
   if (n <= 8) {
@@ -107,24 +106,25 @@ lsw_status lswc_op_rope(const lsw_model_config *cfg, int32_t n, int32_t n_heads,
   return dX.download(X, (size_t)n * n_heads * hd * 4);
 }
 
-lsw_status lswc_op_attention(int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
-                             const float *Q, const float *K, const float *V, float *O) {
+lsw_status lswc_op_attention(int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
+                             int32_t head_dim, const float *Q, const void *K, const void *V, float *O) {
+  const size_t es = (size_t)lswc::dtype_bytes(kv_dtype);
   if (n <= 0 || n_ctx < n || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 ||
-      head_dim > 256 || !Q || !K || !V || !O)
-    return BAD("lsw_op_attention: bad arguments (n %d, n_ctx %d, heads %d/%d, head_dim %d; CUDA needs head_dim <= 256)",
-               n, n_ctx, n_heads, n_kv_heads, head_dim);
+      head_dim > 256 || !es || !Q || !K || !V || !O)
+    return BAD("lsw_op_attention: bad arguments (kv_dtype %d, n %d, n_ctx %d, heads %d/%d, head_dim %d; CUDA needs "
+               "head_dim <= 256)", kv_dtype, n, n_ctx, n_heads, n_kv_heads, head_dim);
   TRY(ready());
   const size_t q = (size_t)n * n_heads * head_dim, kv = (size_t)n_ctx * n_kv_heads * head_dim;
   DevBuf dQ, dK, dV, dO, sc;
   TRY(dQ.upload(Q, q * 4));
-  TRY(dK.upload(K, kv * 4));
-  TRY(dV.upload(V, kv * 4));
+  TRY(dK.upload(K, kv * es));
+  TRY(dV.upload(V, kv * es));
   TRY(dO.alloc(q * 4));
   TRY(sc.alloc(lswc::attn_scratch_floats(n_heads, head_dim) * 4));
   if (cudaError_t e = lswc::attn_scratch_clear(sc.as<float>(), n_heads, head_dim, 0)) return lswc_cuda_fail(e, "clearing the attention scratch", __FILE__, __LINE__);
   FINISH(lswc::attention(n, n_ctx, nullptr, n_heads, n_kv_heads, head_dim, dQ.as<float>(), n_heads * head_dim,
-                         dK.as<float>(), dV.as<float>(), n_kv_heads * head_dim, dO.as<float>(), n_heads * head_dim,
-                         sc.as<float>(), 0));
+                         kv_dtype, dK.as<void>(), dV.as<void>(), n_kv_heads * head_dim, dO.as<float>(),
+                         n_heads * head_dim, sc.as<float>(), 0));
   return dO.download(O, q * 4);
 }
 
@@ -140,10 +140,10 @@ lsw_status lswc_op_swiglu(int32_t n, int32_t inter, const float *GU, float *Out)
 
 lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t cols, int32_t rank, int32_t top_k,
                         const void *W0, void *W, const void *A, const void *B, const float *gates) {
-  if (!dsz(dtype) || n_mats <= 0 || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W0 || !W || !A || !B || !gates)
+  if (!lswc::dtype_bytes(dtype) || n_mats <= 0 || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W0 || !W || !A || !B || !gates)
     return BAD("lsw_op_sgmm: bad arguments");
   TRY(ready());
-  const size_t es = dsz(dtype), wn = (size_t)n_mats * rows * cols, an = (size_t)n_mats * top_k * rank * cols,
+  const size_t es = (size_t)lswc::dtype_bytes(dtype), wn = (size_t)n_mats * rows * cols, an = (size_t)n_mats * top_k * rank * cols,
                bn = (size_t)n_mats * top_k * rows * rank;
   DevBuf dW0, dW, dA, dB, dg, de, dd;
   TRY(dW0.upload(W0, wn * es));
@@ -184,10 +184,10 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
 
 lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t rank, int32_t top_k, const void *W,
                               const void *A, const void *B, const float *gates, const float *x, float *Y) {
-  if (!dsz(dtype) || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W || !A || !B || !gates || !x || !Y)
+  if (!lswc::dtype_bytes(dtype) || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W || !A || !B || !gates || !x || !Y)
     return BAD("lsw_op_lora_fused: bad arguments");
   TRY(ready());
-  const size_t es = dsz(dtype);
+  const size_t es = (size_t)lswc::dtype_bytes(dtype);
   DevBuf dW, dA, dB, dg, de, dx, dt, dY;
   TRY(dW.upload(W, (size_t)rows * cols * es));
   TRY(dA.upload(A, (size_t)top_k * rank * cols * es));
@@ -215,11 +215,11 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
 
 lsw_status lswc_op_route(int32_t dtype, int32_t n_experts, int32_t dim, int32_t top_k, const void *R, const float *x,
                          int32_t *experts, float *gates) {
-  if (!dsz(dtype) || n_experts <= 0 || dim <= 0 || top_k <= 0 || top_k > n_experts || !R || !x || !experts || !gates)
+  if (!lswc::dtype_bytes(dtype) || n_experts <= 0 || dim <= 0 || top_k <= 0 || top_k > n_experts || !R || !x || !experts || !gates)
     return BAD("lsw_op_route: bad arguments");
   TRY(ready());
   DevBuf dR, dx, de, dg;
-  TRY(dR.upload(R, (size_t)n_experts * dim * dsz(dtype)));
+  TRY(dR.upload(R, (size_t)n_experts * dim * (size_t)lswc::dtype_bytes(dtype)));
   TRY(dx.upload(x, (size_t)dim * 4));
   TRY(de.alloc((size_t)top_k * 4));
   TRY(dg.alloc((size_t)top_k * 4));
@@ -246,11 +246,11 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
 // (random_fill: never zero); 3 warm-up runs (cuBLAS handle, heuristics, clocks), then 10 runs each between two
 // CUDA events on a private stream; median.
 lsw_status lswc_measure_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, double *tflops) {
-  if (!dsz(dtype) || rows <= 0 || cols <= 0 || n <= 0 || !tflops)
+  if (!lswc::dtype_bytes(dtype) || rows <= 0 || cols <= 0 || n <= 0 || !tflops)
     return BAD("lsw_measure_matmul: bad arguments (dtype %d, %d x %d x %d)", dtype, rows, cols, n);
   TRY(ready());
   DevBuf dW, dX, dY, xb;
-  TRY(dW.alloc((size_t)rows * cols * dsz(dtype)));
+  TRY(dW.alloc((size_t)rows * cols * (size_t)lswc::dtype_bytes(dtype)));
   TRY(dX.alloc((size_t)n * cols * 4));
   TRY(dY.alloc((size_t)n * rows * 4));
   TRY(xb.alloc(lswc::gemm_xbuf_bytes(n, cols)));

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { getNative } from '../native/abi.js';
-import { checkPrecision, checkMergePrompt } from '../model.js';
+import { checkPrecision, checkMergePrompt, checkKvCache } from '../model.js';
 import type { ModelDtype } from '../hf-config.js';
 import { outputMode, LiveView } from '../views/render.js';
 import { BenchView } from '../views/bench-view.js';
@@ -34,6 +34,8 @@ export interface BenchFlags {
   precision?: string;
   /** how merge mode evaluates the prompt: tokenwise (default) or batched */
   mergePrompt?: string;
+  /** element type of the KV cache: f32 (default), f16 or bf16 */
+  kvCache?: string;
   peer?: string;
   json?: boolean;
   csv?: boolean;
@@ -108,6 +110,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   const seed = intFlag('seed', f.seed, 1234, 0);
   const precision = checkPrecision(f.precision);
   const mergePrompt = checkMergePrompt(f.mergePrompt);
+  const kvCache = checkKvCache(f.kvCache);
   if (f.peer !== undefined && f.peer !== 'torch') throw new UserError(`--peer: unknown peer "${f.peer}" (use torch)`);
   const outputs = [f.json && '--json', f.csv && '--csv', f.markdown && '--markdown'].filter(Boolean);
   if (outputs.length > 1) throw new UserError(`${outputs.join(' and ')} cannot be combined (choose one output format)`);
@@ -139,6 +142,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
     seed,
     precision,
     mergePrompt,
+    kvCache,
     command: f.command ?? ['lora-switch', ...process.argv.slice(2)].map(quote).join(' '),
     peer: f.peer === 'torch' ? 'torch' : null,
   };
@@ -179,7 +183,7 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       // once the model is built, so that bad input stays one line
       started = true;
       const mm = state.matmul ? ` (${state.matmul.dtype} ${state.matmul.rows}×${state.matmul.cols}×${state.matmul.n})` : '';
-      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${o.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
     }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);

@@ -17,13 +17,15 @@ export interface TableRow {
   pctMatmul: number | null;
   peakBytes: number | null;
   launches: number | null;
+  /** element type of the run's KV cache (protocol.kv_cache; null where the document has none) */
+  kvCache: string | null;
   error: string | null;
 }
 
 /** Rows of one table: lora-switch's modes, then the peer's. */
 export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
-  const conv = (tool: string, r: BenchResultRow): TableRow => ({
-    tool,
+  const conv = (d: BenchDoc, r: BenchResultRow): TableRow => ({
+    tool: d.tool,
     mode: r.mode,
     median: r.ms_per_token?.median ?? null,
     p10: r.ms_per_token?.p10 ?? null,
@@ -38,9 +40,10 @@ export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
     pctMatmul: typeof r.prefill_pct_of_matmul === 'number' ? r.prefill_pct_of_matmul : null,
     peakBytes: r.peak_device_bytes ?? null,
     launches: r.launches_per_token ?? null,
+    kvCache: typeof d.protocol.kv_cache === 'string' ? d.protocol.kv_cache : null,
     error: typeof r.error === 'string' ? r.error : null,
   });
-  return [...doc.results.map((r) => conv(doc.tool, r)), ...(peer ? peer.results.map((r) => conv(peer.tool, r)) : [])];
+  return [...doc.results.map((r) => conv(doc, r)), ...(peer ? peer.results.map((r) => conv(peer, r)) : [])];
 }
 
 const num = (x: number | null, nd: number): string => (x === null || x === undefined ? '–' : x.toFixed(nd));
@@ -107,7 +110,7 @@ export function describe(doc: BenchDoc): string[] {
     `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
     `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}${matmulText(doc)}`,
-    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}`,
+    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${typeof p.kv_cache === 'string' ? `, ${p.kv_cache} KV cache` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}`,
   ];
   return out;
 }
@@ -127,13 +130,13 @@ function csvCell(v: string | number | null): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'prefill_tflops', 'prefill_pct_of_matmul', 'peak_device_bytes', 'launches_per_token', 'error'];
+export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'prefill_tflops', 'prefill_pct_of_matmul', 'peak_device_bytes', 'launches_per_token', 'kv_cache', 'error'];
 
 /** CSV: a header line, then one line per mode (lora-switch's, then the peer's). */
 export function toCsv(doc: BenchDoc, peer?: BenchDoc | null): string {
   const lines = [CSV_COLUMNS.join(',')];
   for (const r of tableRows(doc, peer)) {
-    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.prefillTflops, r.pctMatmul, r.peakBytes, r.launches, r.error].map(csvCell).join(','));
+    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.prefillTflops, r.pctMatmul, r.peakBytes, r.launches, r.kvCache, r.error].map(csvCell).join(','));
   }
   return `${lines.join('\n')}\n`;
 }

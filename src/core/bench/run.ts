@@ -12,9 +12,9 @@ import { createRequire } from 'node:module';
 import { getNative } from '../native/abi.js';
 import type { ModelDtype } from '../hf-config.js';
 import { oneLine } from '../errors.js';
-import { BenchEngine, measureBandwidth, measureMatmul, KV_BYTES_PER_ELEMENT, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
+import { BenchEngine, measureBandwidth, measureMatmul, DTYPE_BYTES, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
 import type { PresetName } from './presets.js';
-import type { PrecisionName, MergePromptName } from '../model.js';
+import type { PrecisionName, MergePromptName, KvCacheName } from '../model.js';
 import { spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape, type MatmulShape } from './stats.js';
 
 export interface BenchOptions {
@@ -40,6 +40,8 @@ export interface BenchOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
   mergePrompt?: MergePromptName;
+  /** element type of the KV cache: f32 (default), f16 or bf16 (lsw_model_config.kv_dtype) */
+  kvCache?: KvCacheName;
   /** shape of the reference matmul (default: matmulShape(backend, hidden, promptTokens)) */
   matmulShape?: MatmulShape;
 }
@@ -232,6 +234,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     seed: o.seed,
     precision: o.precision ?? 'precise',
     mergePrompt: o.mergePrompt ?? 'tokenwise',
+    kvCache: o.kvCache ?? 'f32',
     onProgress: (p: BuildProgress) => {
       state.load = { done: p.done, total: p.total, name: p.name ?? '', finalizing: p.phase === 'finalize' };
       onUpdate();
@@ -311,7 +314,8 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
 
     // 5. the numbers
     const avgCtx = o.promptTokens + (steps + 1) / 2;
-    const kvAvg = kvBytesRead(c.num_layers, c.num_kv_heads, c.head_dim, KV_BYTES_PER_ELEMENT, avgCtx);
+    const kvBytes = DTYPE_BYTES[o.kvCache ?? 'f32'];
+    const kvAvg = kvBytesRead(c.num_layers, c.num_kv_heads, c.head_dim, kvBytes, avgCtx);
     const medians = new Map<BenchMode, number>();
     const rows: BenchResultRow[] = o.modes.map((mode) => {
       const a = acc.get(mode)!;
@@ -409,9 +413,10 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         seed: o.seed,
         precision: o.precision ?? 'precise',
         merge_prompt: o.mergePrompt ?? 'tokenwise',
+        kv_cache: o.kvCache ?? 'f32',
       },
       prefill_flops: { ...flops, tokens: prompt.length },
-      floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: KV_BYTES_PER_ELEMENT },
+      floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: kvBytes },
       results: rows,
       errors,
     };

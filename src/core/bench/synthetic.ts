@@ -8,7 +8,9 @@
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
-import { openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName } from '../model.js';
+import {
+  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName,
+} from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
 export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
@@ -29,11 +31,9 @@ export interface SyntheticAdapter {
 /** Random-value scales: weights ±0.02 (activations stay O(1) through RMSNorm), 1-D F32 tensors 1 ± 0.1. */
 export const WEIGHT_SCALE = 0.02;
 export const NORM_SCALE = 0.1;
-/** The engine keeps its KV cache in fp32 on both backends (cuda/src/engine.h, cuda/src/cuda/model.cu). */
-export const KV_BYTES_PER_ELEMENT = 4;
-
 const DTYPE_CODE: Record<ModelDtype, number> = { f32: DTYPE.F32, f16: DTYPE.F16, bf16: DTYPE.BF16 };
-const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
+/** Bytes per element of a dtype: weights, and the KV cache (--kv-cache) in bench's memory floor. */
+export const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
 const FILE_DTYPES: Record<string, number> = { F32: DTYPE.F32, F16: DTYPE.F16, BF16: DTYPE.BF16 };
 const FILE_DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
 
@@ -141,6 +141,8 @@ export interface BuildOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt (lsw_model_config.merge_prompt; default tokenwise) */
   mergePrompt?: MergePromptName;
+  /** element type of the KV cache (lsw_model_config.kv_dtype; default f32) */
+  kvCache?: KvCacheName;
   onProgress?: (p: BuildProgress) => void;
 }
 
@@ -192,7 +194,7 @@ export class BenchEngine {
       if (o.adapter) validateAdapter(config, o.adapter);
 
       const out: unknown[] = [null];
-      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise'), out);
+      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise', o.kvCache ?? 'f32'), out);
       const handle = out[0];
       try {
         let params = 0;

@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 3;
+export const LSW_ABI_VERSION = 4;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
@@ -32,6 +32,7 @@ export const STRUCTS: Record<string, Record<string, string>> = {
     device: 'int32_t',
     prefill_precision: 'int32_t',
     merge_prompt: 'int32_t',
+    kv_dtype: 'int32_t',
   },
   lsw_sampler_params: {
     temperature: 'float',
@@ -93,7 +94,7 @@ export const FUNCTIONS = {
   lsw_op_matmul: 'lsw_status lsw_op_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n, const void *W, const float *X, float *Y)',
   lsw_op_rmsnorm: 'lsw_status lsw_op_rmsnorm(int32_t backend, int32_t n, int32_t dim, const float *X, const float *w, float eps, float *Y)',
   lsw_op_rope: 'lsw_status lsw_op_rope(int32_t backend, const lsw_model_config *cfg, int32_t n, int32_t n_heads, const int32_t *positions, float *X)',
-  lsw_op_attention: 'lsw_status lsw_op_attention(int32_t backend, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, const float *Q, const float *K, const float *V, float *O)',
+  lsw_op_attention: 'lsw_status lsw_op_attention(int32_t backend, int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, const float *Q, const void *K, const void *V, float *O)',
   lsw_op_swiglu: 'lsw_status lsw_op_swiglu(int32_t backend, int32_t n, int32_t inter, const float *GU, float *Out)',
   lsw_op_sgmm: 'lsw_status lsw_op_sgmm(int32_t backend, int32_t dtype, int32_t n_mats, int32_t rows, int32_t cols, int32_t rank, int32_t top_k, const void *W0, void *W, const void *A, const void *B, const float *gates)',
   lsw_op_lora_fused: 'lsw_status lsw_op_lora_fused(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t rank, int32_t top_k, const void *W, const void *A, const void *B, const float *gates, const float *x, float *Y)',
