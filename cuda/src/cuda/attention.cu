@@ -388,7 +388,9 @@ static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaS
 // The new row (at pos) is never read from the cache (its slot is zero-filled): it comes from shared memory.
 constexpr int DB_WARPS = 4;
 constexpr int DB_MINCHUNK = 16;  // positions per split at least
-// rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256
+// rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256 (16 KB
+// with a 16-bit cache; twice the rows per tile there, the same bytes per stage, measured the same: 29.2 us at 4,096
+// positions, bench/results/2026-12-01-h200-session19)
 template <int NCH> struct DbTile {
   static constexpr int T = NCH == 1 ? 16 : 8;
   static constexpr int S = 2;
@@ -445,8 +447,10 @@ template <int G, int NCH, typename KT> struct DbSmem {
 };
 template <int G, int NCH, typename KT> struct DbOcc {
   static constexpr int per_block = (int)sizeof(DbSmem<G, NCH, KT>) + 1024;
-  // at most 6 (what the fp32 ring allows): a 16-bit ring would fit 8, whose 64-register cap spills at G >= 4
-  static constexpr int blocks = 233472 / per_block < 6 ? 233472 / per_block : 6;
+  // at most 6 (what the fp32 ring allows; 5 at G = 8): a 16-bit ring would fit 8, whose 64-register cap spills at
+  // G >= 4 (and G = 8 spills at 6 blocks' 80)
+  static constexpr int cap = G >= 8 ? 5 : 6;
+  static constexpr int blocks = 233472 / per_block < cap ? 233472 / per_block : cap;
   static_assert(blocks >= 1, "shared memory");
 };
 
