@@ -8,10 +8,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { convertModel } from '../src/core/convert.js';
 import { Model } from '../src/core/model.js';
-import { makeTinyCheckpoint, type CheckpointInfo } from './helpers/checkpoint.js';
 import { RefModel, softmax } from './helpers/reference.js';
 import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
 import { VARIANTS, PROMPT_IDS } from './helpers/variants.js';
+import { variantFixtures } from './helpers/fixtures.js';
 import { ContextFullError, NativeError } from '../src/core/errors.js';
 import { Rng } from './helpers/prng.js';
 
@@ -20,19 +20,7 @@ const GEN = 16;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-fwd-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const fixtures = new Map<string, { info: CheckpointInfo; ref: RefModel; lsw: string }>();
-async function fixture(name: string) {
-  let f = fixtures.get(name);
-  if (!f) {
-    const v = VARIANTS.find((x) => x.name === name)!;
-    const info = makeTinyCheckpoint(path.join(tmp, name), v.opts);
-    const lsw = path.join(tmp, `${name}.lsw`);
-    await convertModel(info.dir, lsw);
-    f = { info, ref: RefModel.load(info.dir), lsw };
-    fixtures.set(name, f);
-  }
-  return f;
-}
+const fixture = variantFixtures(tmp);
 
 for (const v of VARIANTS) {
   test(`${v.name}: .lsw logits of every prompt position match the fp64 reference (rel <= ${TOL})`, async () => {

@@ -12,7 +12,6 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { convertModel } from '../src/core/convert.js';
 import { Model, engineConfigStruct, checkKvCache, type KvCacheName } from '../src/core/model.js';
 import { getNative } from '../src/core/native/abi.js';
 import { NativeInvalidArgumentError, UserError } from '../src/core/errors.js';
@@ -21,11 +20,11 @@ import { presetConfig } from '../src/core/bench/presets.js';
 import { kvBytesRead } from '../src/core/bench/stats.js';
 import { toCsv, CSV_COLUMNS } from '../src/core/bench/format.js';
 import type { BenchDoc } from '../src/core/bench/run.js';
-import { makeTinyCheckpoint, type CheckpointInfo } from './helpers/checkpoint.js';
-import { RefModel, relErr } from './helpers/reference.js';
+import { relErr } from './helpers/reference.js';
 import type { StDtype } from './helpers/safetensors.js';
 import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
-import { VARIANTS, PROMPT_IDS } from './helpers/variants.js';
+import { PROMPT_IDS } from './helpers/variants.js';
+import { variantFixtures } from './helpers/fixtures.js';
 import { runCli, assertOneLineError } from './helpers/cli.js';
 import { Rng } from './helpers/prng.js';
 
@@ -43,19 +42,7 @@ const KV: Array<[KvCacheName, StDtype]> = [['f16', 'F16'], ['bf16', 'BF16']];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-kv-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const fixtures = new Map<string, { info: CheckpointInfo; ref: RefModel; lsw: string }>();
-async function fixture(name: string) {
-  let f = fixtures.get(name);
-  if (!f) {
-    const v = VARIANTS.find((x) => x.name === name)!;
-    const info = makeTinyCheckpoint(path.join(tmp, name), v.opts);
-    const lsw = path.join(tmp, `${name}.lsw`);
-    await convertModel(info.dir, lsw);
-    f = { info, ref: RefModel.load(info.dir), lsw };
-    fixtures.set(name, f);
-  }
-  return f;
-}
+const fixture = variantFixtures(tmp);
 
 /** The prompt's logits (one prompt evaluation), then `steps` single tokens (decode steps), every position's logits. */
 function promptThenSteps(model: Model, prompt: number[], steps: number[], vocab: number): Float32Array[] {
