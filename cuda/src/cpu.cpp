@@ -256,36 +256,28 @@ static void widen_rows(const KernelTable &k, int dtype, const void *src, int64_t
 // One query (decode) against all n_ctx positions.  Work items are chunks of CH consecutive positions for all heads:
 // each reads its K and V rows whole and in order, and writes unnormalised partials (max, sum of exponentials, output)
 // per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
-// which item.  The chunk length depends on n_ctx only.  An F16 / BF16 cache: each item first widens its rows into a
-// per-thread fp32 buffer and runs the same kernel on it, so the result is the F32 path's on the rounded values.
+// which item.  The chunk length depends on n_ctx only.  An F16 / BF16 cache is read as stored and widened in registers
+// (attn_chunk), with the F32 path's arithmetic: the result is the F32 path's on the rounded values.
 static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *q,
                              int kv_dtype, const void *Kc, const void *Vc, int64_t ldkv, float *o) {
   const KernelTable &k = K();
-  const int64_t G = nh / nkv, kvd = nkv * hd;
+  const int64_t G = nh / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
   const int64_t CH = std::max<int64_t>(16, (n_ctx + 31) / 32);
   const int64_t nch = (n_ctx + CH - 1) / CH;
   const int nt = pool ? pool->size() : 1;
-  const bool wide = kv_dtype != LSW_DTYPE_F32;
   const size_t es = dtype_size(kv_dtype);
   thread_local std::vector<float> buf;
   const size_t np = (size_t)(nch * nh);  // partials [chunk][head]
-  buf.resize(np * (size_t)(hd + 2) + (size_t)nt * nh * CH + (wide ? (size_t)nt * 2 * CH * kvd : 0));
-  float *pm = buf.data(), *pl = pm + np, *po = pl + np, *sc = po + np * hd, *kw = sc + (size_t)nt * nh * CH;
+  buf.resize(np * (size_t)(hd + 2) + (size_t)nt * nh * CH);
+  float *pm = buf.data(), *pl = pm + np, *po = pl + np, *sc = po + np * hd;
   auto body = [&](int tid, int64_t b, int64_t e) {
     float *s = sc + (int64_t)tid * nh * CH;
     for (int64_t c = b; c < e; c++) {
       const int64_t j0 = c * CH, T = std::min(CH, n_ctx - j0);
-      if (!wide) {
-        k.attn_chunk(q, nh, G, hd, (const float *)Kc + j0 * ldkv, (const float *)Vc + j0 * ldkv, ldkv, T, n_ctx - j0,
-                     scale, s, pm + c * nh, pl + c * nh, po + c * nh * hd);
-        continue;
-      }
-      float *kt = kw + (int64_t)tid * 2 * CH * kvd, *vt = kt + CH * kvd;
-      widen_rows(k, kv_dtype, (const char *)Kc + (size_t)(j0 * ldkv) * es, ldkv, kvd, T, kt);
-      widen_rows(k, kv_dtype, (const char *)Vc + (size_t)(j0 * ldkv) * es, ldkv, kvd, T, vt);
-      // avail = T: the buffer ends with the chunk (the kernel's prefetch stays inside it)
-      k.attn_chunk(q, nh, G, hd, kt, vt, kvd, T, T, scale, s, pm + c * nh, pl + c * nh, po + c * nh * hd);
+      const size_t off = (size_t)(j0 * ldkv) * es;
+      k.attn_chunk(kv_dtype, q, nh, G, hd, (const char *)Kc + off, (const char *)Vc + off, ldkv, T, n_ctx - j0, scale,
+                   s, pm + c * nh, pl + c * nh, po + c * nh * hd);
     }
   };
   if (pool && nt > 1 && nch > 1)

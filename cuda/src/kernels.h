@@ -17,8 +17,9 @@ struct KernelTable {
   float (*dot)(const float *a, const float *b, int64_t n);
   void (*to_f32)(int dtype, const void *src, float *dst, int64_t n);
   void (*swiglu)(const float *g, const float *u, float *out, int64_t n);  // out = g / (1 + e^-g) * u
-  // decode attention of one query (nh heads, G per KV group) over T positions, unnormalised (see kern_impl.inc)
-  void (*attn_chunk)(const float *q, int64_t nh, int64_t G, int64_t hd, const float *K, const float *V, int64_t ld,
+  // decode attention of one query (nh heads, G per KV group) over T positions, unnormalised (see kern_impl.inc); K/V
+  // rows of kv_dtype (an lsw_dtype), widened in registers
+  void (*attn_chunk)(int kv_dtype, const float *q, int64_t nh, int64_t G, int64_t hd, const void *K, const void *V, int64_t ld,
                      int64_t T, int64_t avail, float scale, float *s, float *m, float *l, float *o);
 };
 const KernelTable *kernels_level0();

@@ -2,7 +2,7 @@
 // before), loads it through the C ABI, prefills a prompt and times greedy decode steps inside the engine.
 //
 //   lsw_bench [--preset smollm135|tiny] [--dtype f16|bf16|f32] [--threads N] [--tokens N] [--prompt N]
-//             [--file PATH] [--reps N]
+//             [--kv f32|f16|bf16] [--file PATH] [--reps N]
 // Prints ms/token (median, p10, p90) and tokens/s.
 #include <algorithm>
 #include <chrono>
@@ -39,7 +39,7 @@ static void die(const char *what) {
 }
 
 int main(int argc, char **argv) {
-  std::string preset = "smollm135", dtype_s = "f16", file;
+  std::string preset = "smollm135", dtype_s = "f16", kv_s = "f32", file;
   int threads = 0, tokens = 128, prompt = 32, reps = 3;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -55,6 +55,7 @@ int main(int argc, char **argv) {
     else if (a == "--threads") threads = atoi(next());
     else if (a == "--tokens") tokens = atoi(next());
     else if (a == "--prompt") prompt = atoi(next());
+    else if (a == "--kv") kv_s = next();
     else if (a == "--file") file = next();
     else if (a == "--reps") reps = atoi(next());
     else {
@@ -77,6 +78,11 @@ int main(int argc, char **argv) {
   }
   c.max_context = 2048; c.rms_norm_eps = 1e-5f; c.rope_type = LSW_ROPE_DEFAULT; c.rope_factor = 1.f;
   c.backend = LSW_BACKEND_CPU; c.n_threads = threads;
+  if (kv_s != "f32" && kv_s != "f16" && kv_s != "bf16") {
+    fprintf(stderr, "unknown --kv %s (f32, f16, bf16)\n", kv_s.c_str());
+    return 2;
+  }
+  c.kv_dtype = kv_s == "f16" ? LSW_DTYPE_F16 : kv_s == "bf16" ? LSW_DTYPE_BF16 : LSW_DTYPE_F32;
   const int dtype = dtype_s == "f32" ? LSW_DTYPE_F32 : dtype_s == "bf16" ? LSW_DTYPE_BF16 : LSW_DTYPE_F16;
   const size_t es = dtype == LSW_DTYPE_F32 ? 4 : 2;
 
@@ -172,7 +178,7 @@ int main(int argc, char **argv) {
   std::sort(all.begin(), all.end());
   auto q = [&](double p) { return all[(size_t)std::min<double>(all.size() - 1, p * all.size())]; };
   double med = q(0.5);
-  printf("preset=%s dtype=%s threads=%d simd=%s weights=%.1f MB\n", preset.c_str(), dtype_s.c_str(), st.n_threads,
+  printf("preset=%s dtype=%s kv=%s threads=%d simd=%s weights=%.1f MB\n", preset.c_str(), dtype_s.c_str(), kv_s.c_str(), st.n_threads,
          lsw_cpu_features(), st.weight_bytes / 1e6);
   printf("prefill: %d tokens, %.1f tokens/s\n", prompt, prefill_tps);
   printf("decode: %d tokens x %d reps: median %.3f ms/token (p10 %.3f, p90 %.3f) = %.1f tokens/s, %.1f GB/s\n",
