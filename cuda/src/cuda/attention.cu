@@ -388,9 +388,9 @@ static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaS
 // The new row (at pos) is never read from the cache (its slot is zero-filled): it comes from shared memory.
 constexpr int DB_WARPS = 4;
 constexpr int DB_MINCHUNK = 16;  // positions per split at least
-// rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256 (16 KB
-// with a 16-bit cache; twice the rows per tile there, the same bytes per stage, measured the same: 29.2 us at 4,096
-// positions, bench/results/2026-12-01-h200-session19)
+// rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256, 16 KB with
+// a 16-bit cache (32-row tiles there, fp32's bytes per stage, measured the same, 29.2 us at 4,096 positions:
+// bench/results/2026-12-01-h200-session19/run4-tile32)
 template <int NCH> struct DbTile {
   static constexpr int T = NCH == 1 ? 16 : 8;
   static constexpr int S = 2;
