@@ -245,14 +245,6 @@ void rope_apply(int64_t n, int64_t n_heads, int64_t hd, int64_t ld, const float 
   }
 }
 
-// Rows [0, T) of a K or V cache in dtype (row stride ld elements) as T fp32 rows of kvd floats at dst.
-static void widen_rows(const KernelTable &k, int dtype, const void *src, int64_t ld, int64_t kvd, int64_t T,
-                       float *dst) {
-  if (ld == kvd) return k.to_f32(dtype, src, dst, T * kvd);
-  const size_t es = dtype_size(dtype);
-  for (int64_t j = 0; j < T; j++) k.to_f32(dtype, (const char *)src + (size_t)(j * ld) * es, dst + j * kvd, kvd);
-}
-
 // One query (decode) against all n_ctx positions.  Work items are chunks of CH consecutive positions for all heads:
 // each reads its K and V rows whole and in order, and writes unnormalised partials (max, sum of exponentials, output)
 // per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
@@ -319,9 +311,12 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
     thread_local std::vector<float> wide;
     wide.resize((size_t)(2 * n_ctx * kvd));
     float *kw = wide.data(), *vw = kw + n_ctx * kvd;
-    auto widen = [&](int, int64_t b, int64_t e) {
-      widen_rows(k, kv_dtype, (const char *)Kv + (size_t)(b * ldkv) * es, ldkv, kvd, e - b, kw + b * kvd);
-      widen_rows(k, kv_dtype, (const char *)Vv + (size_t)(b * ldkv) * es, ldkv, kvd, e - b, vw + b * kvd);
+    auto widen = [&](int, int64_t b, int64_t e) {  // rows [b, e) of K and V (row stride ldkv elements)
+      for (int64_t j = b; j < e; j++) {
+        const size_t off = (size_t)(j * ldkv) * es;
+        k.to_f32(kv_dtype, (const char *)Kv + off, kw + j * kvd, kvd);
+        k.to_f32(kv_dtype, (const char *)Vv + off, vw + j * kvd, kvd);
+      }
     };
     if (pool && pool->size() > 1)
       pool->parallel_for(n_ctx, 16, widen);

@@ -259,11 +259,10 @@ struct lsw_model {
 
   // sequence state
   int32_t n_past = 0;
-  // [layer][max_context][kv_dim], elements of cfg.kv_dtype (kv_es bytes each; rounded from fp32 when stored)
+  // [layer][max_context][kv_dim], elements of cfg.kv_dtype (rounded from fp32 when stored)
   std::vector<uint8_t> k_cache, v_cache;
-  size_t kv_es = 4;
   size_t kv_off(int layer, int64_t pos) const {
-    return (size_t)(((int64_t)layer * cfg.max_context + pos) * kv_dim) * kv_es;
+    return (size_t)(((int64_t)layer * cfg.max_context + pos) * kv_dim) * lsw::dtype_size(cfg.kv_dtype);
   }
   void *k_at(int layer, int64_t pos) { return k_cache.data() + kv_off(layer, pos); }
   void *v_at(int layer, int64_t pos) { return v_cache.data() + kv_off(layer, pos); }

@@ -374,8 +374,7 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
   rope_inv_freq(&m->cfg, m->inv_freq);
   m->logits.assign(c.vocab_size, 0.f);
   if (c.backend != LSW_BACKEND_CPU) return LSW_OK;  // the CUDA backend keeps its own KV cache and scratch
-  m->kv_es = dtype_size(c.kv_dtype);
-  const size_t kvb = (size_t)((int64_t)c.num_layers * c.max_context * m->kv_dim) * m->kv_es;
+  const size_t kvb = (size_t)((int64_t)c.num_layers * c.max_context * m->kv_dim) * dtype_size(c.kv_dtype);
   m->k_cache.assign(kvb, 0);
   m->v_cache.assign(kvb, 0);
   lsw_scratch_reserve(m, 1);

@@ -1361,16 +1361,22 @@ static void test_random_and_base() {
   remove("/tmp/lsw_test_rand.bin");
 }
 
+// lsw_model_create refuses each bad value of one config field, with an error naming the field
+static void check_config_refused(const TinyModel &t, int32_t lsw_model_config::*field, const char *name,
+                                 std::initializer_list<int32_t> bad_values) {
+  for (int32_t bad : bad_values) {
+    TinyModel tb = t;
+    tb.c.*field = bad;
+    lsw_model *m = nullptr;
+    CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "%s %d accepted", name, bad);
+    CHECK(strstr(lsw_last_error(), name) != nullptr, "message: '%s'", lsw_last_error());
+  }
+}
+
 // lsw_model_config.prefill_precision: validated; the CPU backend computes in fp32 either way (bit-identical logits)
 static void test_precision() {
   TinyModel t = make_tiny(LSW_DTYPE_BF16, false, false, "/tmp/lsw_test_prec.bin");
-  for (int bad : {2, -1, 7}) {
-    TinyModel tb = t;
-    tb.c.prefill_precision = bad;
-    lsw_model *m = nullptr;
-    CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "prefill_precision %d accepted", bad);
-    CHECK(strstr(lsw_last_error(), "prefill_precision") != nullptr, "message: '%s'", lsw_last_error());
-  }
+  check_config_refused(t, &lsw_model_config::prefill_precision, "prefill_precision", {2, -1, 7});
   const int n = 11, V = t.c.vocab_size;
   std::vector<int32_t> toks(n);
   for (auto &x : toks) x = (int32_t)(rng() % V);
@@ -1397,13 +1403,7 @@ static void test_precision() {
 // the cache takes half the bytes (device_bytes_peak).
 static void test_kv_dtype() {
   TinyModel t = make_tiny(LSW_DTYPE_F16, true, false, "/tmp/lsw_test_kv.bin");
-  for (int bad : {3, -1, 7}) {
-    TinyModel tb = t;
-    tb.c.kv_dtype = bad;
-    lsw_model *m = nullptr;
-    CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "kv_dtype %d accepted", bad);
-    CHECK(strstr(lsw_last_error(), "kv_dtype") != nullptr, "message: '%s'", lsw_last_error());
-  }
+  check_config_refused(t, &lsw_model_config::kv_dtype, "kv_dtype", {3, -1, 7});
   const int n = 13, V = t.c.vocab_size;
   std::vector<int32_t> toks(n);
   for (auto &x : toks) x = (int32_t)(rng() % V);
@@ -1455,13 +1455,7 @@ static void test_merge_prompt() {
   const char *P = "/tmp/lsw_test_mprompt.bin";
   {
     TinyModel t = make_tiny(LSW_DTYPE_F32, false, false, P);
-    for (int bad : {2, -1, 7}) {
-      TinyModel tb = t;
-      tb.c.merge_prompt = bad;
-      lsw_model *m = nullptr;
-      CHECK(lsw_model_create(&tb.c, &m) == LSW_E_INVALID_ARGUMENT && m == nullptr, "merge_prompt %d accepted", bad);
-      CHECK(strstr(lsw_last_error(), "merge_prompt") != nullptr, "message: '%s'", lsw_last_error());
-    }
+    check_config_refused(t, &lsw_model_config::merge_prompt, "merge_prompt", {2, -1, 7});
   }
   for (int lw = 0; lw < 2; lw++) {
     const char *name = lw ? "layer-wise E4 K2" : "pre-gated E4 K2";

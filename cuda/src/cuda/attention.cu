@@ -95,16 +95,6 @@ template <typename T> __device__ __forceinline__ typename KvRaw<T>::type ldg_raw
 }
 template <typename T> __device__ __forceinline__ float4 raw_f4(const float4 &r) { return r; }
 template <typename T> __device__ __forceinline__ float4 raw_f4(const uint2 &r) { return cvt4f<T>(r); }
-// f(tag) with a null KT pointer as the tag of the cache's element type; false for an unknown dtype
-template <class F> static bool with_kv(int dt, F &&f) {
-  switch (dt) {
-    case LSW_DTYPE_F32: f((float *)nullptr); return true;
-    case LSW_DTYPE_F16: f((__half *)nullptr); return true;
-    case LSW_DTYPE_BF16: f((__nv_bfloat16 *)nullptr); return true;
-    default: return false;
-  }
-}
-#define LSWC_KT(tag) std::remove_pointer_t<decltype(tag)>
 
 // HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
 __device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
@@ -354,7 +344,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
 // Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
 bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_dtype, const void *q, const void *K,
                          const void *V) {
-  const int es = dtype_bytes(kv_dtype);
+  const int es = (int)dtype_bytes(kv_dtype);
   return es > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_heads / n_kv_heads <= 8 && hd > 0 &&
          hd * es % 16 == 0 && hd <= 256 && ldkv * es % 16 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
 }
@@ -803,8 +793,8 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   const bool pdl = pdl_attention() && knew != nullptr;
   if (variant < 0) variant = std::max(0, attn_decode_forced_variant());
   if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows
-    with_kv(kv_dtype, [&](auto tag) {
-      using KT = LSWC_KT(tag);
+    with_dtype(kv_dtype, [&](auto tag) {
+      using KT = LSWC_DT(tag);
       if (head_dim <= 128) launch_decode_tiles<1, KT>(G, a, pdl, s);
       else launch_decode_tiles<2, KT>(G, a, pdl, s);
     });
@@ -812,8 +802,8 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   const dim3 grid(n_kv_heads, a.max_splits);
-  with_kv(kv_dtype, [&](auto tag) {
-    using KT = LSWC_KT(tag);
+  with_dtype(kv_dtype, [&](auto tag) {
+    using KT = LSWC_DT(tag);
     if (head_dim <= 128) launch_decode<1, KT>(G, grid, a, pdl, s);
     else launch_decode<2, KT>(G, grid, a, pdl, s);
   });
@@ -1188,12 +1178,12 @@ cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_
   if (n <= 0) return cudaSuccess;
   if (!attention_tc_ok(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo))
     return cudaErrorInvalidValue;
+  if (kind < 1 || kind > 4) return cudaErrorInvalidValue;
   const float qscale = (float)(1.4426950408889634 / sqrt((double)head_dim));
   dim3 grid(cdiv(n, FA_BQ), n_heads);
   const int th = FA_WARPS * 32;
-  bool known = true;
-  with_kv(kv_dtype, [&](auto tag) {
-    using KT = LSWC_KT(tag);
+  with_dtype(kv_dtype, [&](auto tag) {
+    using KT = LSWC_DT(tag);
     const KT *k = static_cast<const KT *>(K), *v = static_cast<const KT *>(V);
 #define LSWC_FA(H_, LDM_)                                                                                          \
   do {                                                                                                             \
@@ -1206,12 +1196,10 @@ cudaError_t attention_prefill_tc(int kind, int n, int n_ctx, int n_heads, int n_
       case 1: LSWC_FA(__half, false); break;
       case 2: LSWC_FA(__nv_bfloat16, false); break;
       case 3: LSWC_FA(__half, true); break;
-      case 4: LSWC_FA(__nv_bfloat16, true); break;
-      default: known = false;
+      default: LSWC_FA(__nv_bfloat16, true); break;  // kind 4
     }
 #undef LSWC_FA
   });
-  if (!known) return cudaErrorInvalidValue;
   LSWC_LAUNCH_RET();
 }
 
@@ -1308,8 +1296,8 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
   if (n == 1 && scratch) {
     int splits = (n_ctx + 63) / 64;  // >= 64 positions per split for the host-known bound
     splits = splits < 1 ? 1 : (splits > AT_SPLITS_V0 ? AT_SPLITS_V0 : splits);
-    with_kv(kv_dtype, [&](auto tag) {
-      using KT = LSWC_KT(tag);
+    with_dtype(kv_dtype, [&](auto tag) {
+      using KT = LSWC_DT(tag);
       attn_decode_split_kernel<KT><<<dim3(n_heads, splits), AT_WARPS * 32, 0, s>>>(
           n_ctx, n_ctx_dev, splits, n_heads, n_kv_heads, head_dim, Q, static_cast<const KT *>(K),
           static_cast<const KT *>(V), ldkv, scratch, scale);
@@ -1323,8 +1311,8 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
   int kind = 0;
   if (use_tc(n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo, s, &kind))
     return attention_prefill_tc(kind, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldo, s);
-  with_kv(kv_dtype, [&](auto tag) {
-    using KT = LSWC_KT(tag);
+  with_dtype(kv_dtype, [&](auto tag) {
+    using KT = LSWC_DT(tag);
     attn_prefill_kernel<KT><<<dim3(n_heads, cdiv(n, AP_Q)), 256, 0, s>>>(
         n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, static_cast<const KT *>(K), static_cast<const KT *>(V), ldkv,
         O, ldo, scale);

@@ -89,8 +89,7 @@ template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
   return u;
 }
 
-// 4 consecutive elements of T -> float4 (a 16-byte load for fp32, 8 bytes for the 16-bit types); ldg4f through the
-// read-only path (data not written during the kernel), ld4f a plain load (shared memory, rows this kernel wrote)
+// 4 consecutive elements of T -> float4 (a 16-byte load for fp32, 8 bytes for the 16-bit types)
 template <typename T> __device__ __forceinline__ float4 cvt4f(const uint2 &u);
 template <> __device__ __forceinline__ float4 cvt4f<__half>(const uint2 &u) {
   const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
@@ -104,10 +103,6 @@ template <> __device__ __forceinline__ float4 cvt4f<__nv_bfloat16>(const uint2 &
 template <typename T> __device__ __forceinline__ float4 ld4f(const T *p) {
   if constexpr (std::is_same<T, float>::value) return *reinterpret_cast<const float4 *>(p);
   else return cvt4f<T>(*reinterpret_cast<const uint2 *>(p));
-}
-template <typename T> __device__ __forceinline__ float4 ldg4f(const T *p) {
-  if constexpr (std::is_same<T, float>::value) return __ldg(reinterpret_cast<const float4 *>(p));
-  else return cvt4f<T>(__ldg(reinterpret_cast<const uint2 *>(p)));
 }
 // v rounded to T and back (what a T cache holds)
 template <typename T> __device__ __forceinline__ float round_to(float v) { return Tr<T>::to_f(Tr<T>::from_f(v)); }
@@ -124,7 +119,18 @@ __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
 }
 
 // bytes per element of an lsw_dtype, 0 for an unknown one
-inline int dtype_bytes(int dt) { return dt == LSW_DTYPE_F32 ? 4 : dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16 ? 2 : 0; }
+inline size_t dtype_bytes(int dt) { return dt == LSW_DTYPE_F32 ? 4 : dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16 ? 2 : 0; }
+// f(tag) for the element type of an lsw_dtype, tag a null pointer to it (LSWC_DT(tag) names the type); an unknown
+// dtype calls nothing (callers check it first)
+template <class F> void with_dtype(int dt, F &&f) {
+  switch (dt) {
+    case LSW_DTYPE_F32: f((float *)nullptr); break;
+    case LSW_DTYPE_F16: f((__half *)nullptr); break;
+    case LSW_DTYPE_BF16: f((__nv_bfloat16 *)nullptr); break;
+    default: break;
+  }
+}
+#define LSWC_DT(tag) std::remove_pointer_t<decltype(tag)>
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 // SwiGLU of one pair, shared by the swiglu kernel and the GEMV's SwiGLU fold (the same bits)
 __device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }

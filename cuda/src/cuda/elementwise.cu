@@ -220,20 +220,12 @@ cudaError_t kv_store(int n, int kv_dim, const float *qkv, int ld, int k_off, con
                      void *Kc, void *Vc, cudaStream_t s) {
   const long long total = (long long)n * kv_dim;
   if (total <= 0) return cudaSuccess;
-  const int blocks = (int)std::min<long long>((total + 255) / 256, 8192);
-  switch (kv_dtype) {
-    case LSW_DTYPE_F32:
-      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (float *)Kc, (float *)Vc);
-      break;
-    case LSW_DTYPE_F16:
-      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (__half *)Kc, (__half *)Vc);
-      break;
-    case LSW_DTYPE_BF16:
-      kv_store_kernel<<<blocks, 256, 0, s>>>(n, kv_dim, qkv, ld, k_off, positions, (__nv_bfloat16 *)Kc,
-                                             (__nv_bfloat16 *)Vc);
-      break;
-    default: return cudaErrorInvalidValue;
-  }
+  if (!dtype_bytes(kv_dtype)) return cudaErrorInvalidValue;
+  with_dtype(kv_dtype, [&](auto tag) {
+    using KT = LSWC_DT(tag);
+    kv_store_kernel<<<(int)std::min<long long>((total + 255) / 256, 8192), 256, 0, s>>>(
+        n, kv_dim, qkv, ld, k_off, positions, static_cast<KT *>(Kc), static_cast<KT *>(Vc));
+  });
   LSWC_LAUNCH_RET();
 }
 }  // namespace lswc

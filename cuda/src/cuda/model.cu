@@ -86,8 +86,7 @@ struct State {
   const void *emb = nullptr, *lm = nullptr;
   int emb_dt = 0, lm_dt = 0;
   const float *norm = nullptr;
-  unsigned char *kc = nullptr, *vc = nullptr;  // [layers][max_ctx][kv_dim] of cfg.kv_dtype (kv_es bytes each)
-  size_t kv_es = 4;
+  unsigned char *kc = nullptr, *vc = nullptr;  // [layers][max_ctx][kv_dim] of cfg.kv_dtype
   float *x = nullptr, *xn = nullptr, *qkv = nullptr, *att = nullptr, *gu = nullptr, *act = nullptr, *logits = nullptr;
   int *tokens = nullptr, *pos = nullptr;
   DevBlk *blk = nullptr;       // device
@@ -182,7 +181,7 @@ lsw_status upload(lsw_model *m, State *st, const void *host, size_t bytes, const
   auto rt = st->random_dev.find(host);
   if (rt != st->random_dev.end()) {  // lsw_model_add_random_tensor: same values as the CPU engine (random.h)
     const lsw_tensor *t = rt->second.t;
-    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / (size_t)lswc::dtype_bytes(t->dtype)), rt->second.r.seed,
+    LSWC_CHECK(lswc::random_fill(t->dtype, p, (long long)(t->nbytes / lswc::dtype_bytes(t->dtype)), rt->second.r.seed,
                                  rt->second.r.scale, rt->second.r.one_plus, st->s));
     LSWC_CHECK(cudaStreamSynchronize(st->s));
   } else {
@@ -554,7 +553,7 @@ struct Fwd {
     K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
     for (int L = 0; L < cf.num_layers; L++) {
       const DLayer &ly = st->layers[L];
-      const size_t kv_off = (size_t)L * cf.max_context * kvd * st->kv_es;
+      const size_t kv_off = (size_t)L * cf.max_context * kvd * lswc::dtype_bytes(cf.kv_dtype);
       void *kc = st->kc + kv_off, *vc = st->vc + kv_off;
       const int kvt = cf.kv_dtype;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
@@ -750,10 +749,6 @@ static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, 
 
 lsw_status lswc_model_finalize(lsw_model *m) {
   const lsw_model_config &cf = m->cfg;
-  if (!lsw::dtype_size(cf.kv_dtype)) {
-    lsw_set_error("unknown kv_dtype %d (0 f32, 1 f16, 2 bf16)", cf.kv_dtype);
-    return LSW_E_INVALID_ARGUMENT;
-  }
   if (cf.head_dim > 256 || cf.head_dim % 2) {
     lsw_set_error("the CUDA backend supports head_dim <= 256 (even); this model has %d", cf.head_dim);
     return LSW_E_UNSUPPORTED;
@@ -848,8 +843,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     TRY(upload(m, st, m->norm, sizeof(float) * H, &p));
     st->norm = (const float *)p;
   }
-  st->kv_es = lsw::dtype_size(cf.kv_dtype);  // checked on entry
-  const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd * st->kv_es;  // bytes
+  // bytes (kv_dtype checked by lsw_validate_config at lsw_model_create)
+  const size_t kvn = (size_t)cf.num_layers * cf.max_context * kvd * lswc::dtype_bytes(cf.kv_dtype);
   TRY(dalloc(st, &st->kc, kvn));
   TRY(dalloc(st, &st->vc, kvn));
   {
@@ -1010,7 +1005,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         lswc::SgmmTermsDesc d{};
         const lsw_module_range r = m->module_range(L, k);
         const DLayer &ly = st->layers[L];
-        const size_t es = (size_t)lswc::dtype_bytes(ly.dt[r.mat]);
+        const size_t es = lswc::dtype_bytes(ly.dt[r.mat]);
         for (int i = 0; i < NA; i++) {
           const DMod &dm = st->ad[i].mods[(size_t)L * LSW_MOD_COUNT + k];
           if (!dm.A) continue;

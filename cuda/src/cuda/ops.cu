@@ -40,7 +40,6 @@ struct DevBuf {
   template <typename T> T *as() const { return static_cast<T *>(p); }
 };
 
-
 lsw_status ready() {
   if (!lswc_available()) { lsw_set_error("no usable CUDA device (compute capability >= 9.0)"); return LSW_E_BACKEND_UNAVAILABLE; }
   return LSW_OK;
@@ -66,7 +65,7 @@ lsw_status lswc_op_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, 
     return BAD("lsw_op_matmul: bad arguments (dtype %d, rows %d, cols %d, n %d)", dtype, rows, cols, n);
   TRY(ready());
   DevBuf dW, dX, dY, xb;
-  TRY(dW.upload(W, (size_t)rows * cols * (size_t)lswc::dtype_bytes(dtype)));
+  TRY(dW.upload(W, (size_t)rows * cols * lswc::dtype_bytes(dtype)));
   TRY(dX.upload(X, (size_t)n * cols * 4));
   TRY(dY.alloc((size_t)n * rows * 4));
   if (n <= 8) {
@@ -108,7 +107,7 @@ lsw_status lswc_op_rope(const lsw_model_config *cfg, int32_t n, int32_t n_heads,
 
 lsw_status lswc_op_attention(int32_t kv_dtype, int32_t n, int32_t n_ctx, int32_t n_heads, int32_t n_kv_heads,
                              int32_t head_dim, const float *Q, const void *K, const void *V, float *O) {
-  const size_t es = (size_t)lswc::dtype_bytes(kv_dtype);
+  const size_t es = lswc::dtype_bytes(kv_dtype);
   if (n <= 0 || n_ctx < n || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads || head_dim <= 0 ||
       head_dim > 256 || !es || !Q || !K || !V || !O)
     return BAD("lsw_op_attention: bad arguments (kv_dtype %d, n %d, n_ctx %d, heads %d/%d, head_dim %d; CUDA needs "
@@ -143,7 +142,7 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   if (!lswc::dtype_bytes(dtype) || n_mats <= 0 || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W0 || !W || !A || !B || !gates)
     return BAD("lsw_op_sgmm: bad arguments");
   TRY(ready());
-  const size_t es = (size_t)lswc::dtype_bytes(dtype), wn = (size_t)n_mats * rows * cols, an = (size_t)n_mats * top_k * rank * cols,
+  const size_t es = lswc::dtype_bytes(dtype), wn = (size_t)n_mats * rows * cols, an = (size_t)n_mats * top_k * rank * cols,
                bn = (size_t)n_mats * top_k * rows * rank;
   DevBuf dW0, dW, dA, dB, dg, de, dd;
   TRY(dW0.upload(W0, wn * es));
@@ -187,7 +186,7 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
   if (!lswc::dtype_bytes(dtype) || rows <= 0 || cols <= 0 || rank <= 0 || top_k <= 0 || !W || !A || !B || !gates || !x || !Y)
     return BAD("lsw_op_lora_fused: bad arguments");
   TRY(ready());
-  const size_t es = (size_t)lswc::dtype_bytes(dtype);
+  const size_t es = lswc::dtype_bytes(dtype);
   DevBuf dW, dA, dB, dg, de, dx, dt, dY;
   TRY(dW.upload(W, (size_t)rows * cols * es));
   TRY(dA.upload(A, (size_t)top_k * rank * cols * es));
@@ -219,7 +218,7 @@ lsw_status lswc_op_route(int32_t dtype, int32_t n_experts, int32_t dim, int32_t 
     return BAD("lsw_op_route: bad arguments");
   TRY(ready());
   DevBuf dR, dx, de, dg;
-  TRY(dR.upload(R, (size_t)n_experts * dim * (size_t)lswc::dtype_bytes(dtype)));
+  TRY(dR.upload(R, (size_t)n_experts * dim * lswc::dtype_bytes(dtype)));
   TRY(dx.upload(x, (size_t)dim * 4));
   TRY(de.alloc((size_t)top_k * 4));
   TRY(dg.alloc((size_t)top_k * 4));
@@ -250,7 +249,7 @@ lsw_status lswc_measure_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_
     return BAD("lsw_measure_matmul: bad arguments (dtype %d, %d x %d x %d)", dtype, rows, cols, n);
   TRY(ready());
   DevBuf dW, dX, dY, xb;
-  TRY(dW.alloc((size_t)rows * cols * (size_t)lswc::dtype_bytes(dtype)));
+  TRY(dW.alloc((size_t)rows * cols * lswc::dtype_bytes(dtype)));
   TRY(dX.alloc((size_t)n * cols * 4));
   TRY(dY.alloc((size_t)n * rows * 4));
   TRY(xb.alloc(lswc::gemm_xbuf_bytes(n, cols)));
