@@ -31,6 +31,10 @@
 //    4.282 ms/token, 3,968-token prompt 4.886 -> 4.731; v1 at a 1,024-token prompt was 0.2 % faster, at 512 slower.
 //    An f16 cache (session 19, one launch): 712 positions 12.4 -> 12.0 us (v0; latency-bound), 4,096 positions
 //    41.3 -> 29.2 us (v1); whole 7B base, 3,968-token prompt: 4.743 -> 4.327 ms/token.
+//    Tried and slower (session 20, bench/results/2026-12-02-h200-session20): a cluster kernel (a KV head's splits
+//    as one thread-block cluster of 8 or 16 blocks, partials merged through distributed shared memory: 15.4-16.2
+//    us at 712 positions, whole 7B base +3.3-3.9 %; only 28-30 of the 32 clusters fit at once), and L2 bulk
+//    prefetches of the o projection's weights issued by the attention blocks (whole 7B base +1.3-3.6 %).
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
