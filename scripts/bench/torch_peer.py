@@ -824,7 +824,9 @@ def main(argv):
                      "warmup": args.warmup, "repetitions": args.repetitions, "interleaved": False,
                      "decode_steps_per_query": args.new_tokens - 1,
                      "warmup_decode_steps": min(args.new_tokens - 1, WARMUP_DECODE_STEPS),
-                     "mode_budget_s": args.mode_budget_s, "seed": args.seed},
+                     "mode_budget_s": args.mode_budget_s, "seed": args.seed,
+                     # transformers keeps its KV cache (dynamic and static alike) in the model's dtype
+                     "kv_cache": args.dtype},
         "results": [],
         "errors": [],
     }

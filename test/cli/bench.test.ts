@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape } from '../../src/core/bench/stats.js';
-import { toCsv, toMarkdown, textReport, CSV_COLUMNS } from '../../src/core/bench/format.js';
+import { toCsv, toMarkdown, textReport, kvCacheNote, CSV_COLUMNS } from '../../src/core/bench/format.js';
 import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
 import { BenchView } from '../../src/core/views/bench-view.js';
 import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/cli.js';
@@ -225,6 +225,25 @@ test('markdown: what was measured (date, command), then a table row per mode', (
   assert.match(txt, /lora-switch {2}merge +4\.400 +4\.300–4\.600 +227\.3 +1\.333 +3\.170 +72\.0% +20000 +25\.5 +142\.3 +19\.0% +14\.00 GB +1$/m);
   assert.match(txt, /TTFT ms +prefill TFLOP\/s +% matmul +peak mem/);
   assert.match(txt, /torch peer: python3 not found/);
+});
+
+test('peer with another KV cache type: one note naming both and the flag that compares like for like', () => {
+  const f32 = { ...sampleDoc(), protocol: { ...sampleDoc().protocol, kv_cache: 'f32' } };
+  const peer = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager' }] };  // f16
+  const note = 'KV cache: lora-switch f32, torch f16; --kv-cache f16 compares like for like.';
+  assert.is(kvCacheNote(f32, peer), note);
+  assert.match(textReport(f32, peer), new RegExp(`^${note.replace(/[.;]/g, '\\$&')}$`, 'm'));
+  assert.match(toMarkdown(f32, peer), /^KV cache: lora-switch f32, torch f16; `--kv-cache f16` compares like for like\.$/m);
+  const csv = toCsv(f32, peer).trimEnd().split('\n');
+  assert.match(csv[1], /,f32,$/);  // lora-switch's row, then the peer's: their kv_cache cells
+  assert.match(csv[csv.length - 1], /^torch,torch-eager,.*,f16,$/);
+  // alike, no peer, or a peer document without protocol.kv_cache: no note
+  const cases: Array<[BenchDoc, BenchDoc | null]> = [[sampleDoc(), peer], [f32, null], [f32, { ...peer, protocol: { ...peer.protocol, kv_cache: undefined } }]];
+  for (const [d, p] of cases) {
+    assert.is(kvCacheNote(d, p), null);
+    assert.not.match(textReport(d, p), /^KV cache:/m);
+    assert.not.match(toMarkdown(d, p), /^KV cache:/m);
+  }
 });
 
 test('view: spinner while measuring the bandwidth and building, progress with live medians, then the table', () => {

@@ -162,13 +162,24 @@ export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
     out.push(`| ${c.map(mdCell).join(' | ')} |`);
   }
   if (peer) out.push('', '`× base`: lora-switch rows relative to its `base` mode, torch rows relative to `torch-eager`.');
+  const kv = kvCacheNote(doc, peer);
+  if (kv) out.push('', kv.replace(/(--kv-cache \w+)/, '`$1`'));
   return `${out.join('\n')}\n`;
+}
+
+/** A note when lora-switch and the peer kept their KV caches in different element types (null when alike or unknown). */
+export function kvCacheNote(doc: BenchDoc, peer?: BenchDoc | null): string | null {
+  const mine = doc.protocol.kv_cache, theirs = peer?.protocol.kv_cache;
+  if (typeof mine !== 'string' || typeof theirs !== 'string' || mine === theirs) return null;
+  return `KV cache: lora-switch ${mine}, torch ${theirs}; --kv-cache ${theirs} compares like for like.`;
 }
 
 /** The plain-text report (TTY end screen and piped output). */
 export function textReport(doc: BenchDoc, peer?: BenchDoc | null, peerError?: string | null): string {
   const out = [...describe(doc), '', textTable(tableRows(doc, peer))];
   if (peer) out.push('', '× base: lora-switch rows relative to its base mode, torch rows relative to torch-eager.');
+  const kv = kvCacheNote(doc, peer);
+  if (kv) out.push(kv);
   if (peerError) out.push('', `torch peer: ${peerError}`);
   for (const e of doc.errors ?? []) if (!doc.results.some((r) => r.error && e.endsWith(r.error))) out.push(`note: ${e}`);
   return `${out.join('\n')}\n`;
