@@ -302,59 +302,61 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
                float *scratch) {
   if (n == 1) return attention_decode(pool, n_ctx, nh, nkv, hd, Q, kv_dtype, Kv, Vv, ldkv, O);
   const KernelTable &k = K();
-  const float *Kc = (const float *)Kv, *Vc = (const float *)Vv;
-  if (kv_dtype != LSW_DTYPE_F32) {
-    // An F16 / BF16 cache: every row is read by many queries, so all n_ctx rows are widened once to fp32 and the F32
-    // loop below runs on them (the result is the F32 path's on the rounded values).
-    const int64_t kvd = nkv * hd;
-    const size_t es = dtype_size(kv_dtype);
-    thread_local std::vector<float> wide;
-    wide.resize((size_t)(2 * n_ctx * kvd));
-    float *kw = wide.data(), *vw = kw + n_ctx * kvd;
-    auto widen = [&](int, int64_t b, int64_t e) {  // rows [b, e) of K and V (row stride ldkv elements)
+  const int64_t group = nh / nkv;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  // query heads [h0, h0 + nhh) of every query against K / V rows of stride ld, head h's columns at
+  // ((h / group) - g0) * hd (g0: the first KV head the K / V pointers hold)
+  auto run = [&](const float *Kc, const float *Vc, int64_t ld, int64_t h0, int64_t nhh, int64_t g0) {
+    auto body = [&](int tid, int64_t b, int64_t e) {
+      float *s = scratch + (int64_t)tid * n_ctx;
+      for (int64_t task = b; task < e; task++) {
+        const int64_t t = task / nhh, h = h0 + task % nhh, gc = (h / group - g0) * hd;
+        const int64_t last = n_ctx - n + t;  // inclusive
+        const float *q = Q + t * ldq + h * hd;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j <= last; j++) {
+          s[j] = k.dot(q, Kc + j * ld + gc, hd) * scale;
+          mx = std::max(mx, s[j]);
+        }
+        float sum = 0.f;
+        for (int64_t j = 0; j <= last; j++) {
+          s[j] = std::exp(s[j] - mx);
+          sum += s[j];
+        }
+        float *o = O + t * ldo + h * hd;
+        std::fill(o, o + hd, 0.f);
+        for (int64_t j = 0; j <= last; j++) k.axpy(s[j], Vc + j * ld + gc, o, hd);
+        const float inv = 1.0f / sum;
+        for (int64_t i = 0; i < hd; i++) o[i] *= inv;
+      }
+    };
+    if (pool && pool->size() > 1 && n * nhh > 1)
+      pool->parallel_for(n * nhh, 1, body);
+    else
+      body(0, 0, n * nhh);
+  };
+  if (kv_dtype == LSW_DTYPE_F32) return run((const float *)Kv, (const float *)Vv, ldkv, 0, nh, 0);
+  // An F16 / BF16 cache: every row is read by many queries, so one KV head at a time has its K and V columns widened
+  // to fp32 (n_ctx x head_dim each), then its query heads run the F32 loop on them: the result is the F32 path's on
+  // the rounded values, with a buffer of 2 x n_ctx x head_dim floats.
+  const size_t es = dtype_size(kv_dtype);
+  thread_local std::vector<float> wide;
+  wide.resize((size_t)(2 * n_ctx * hd));
+  float *kw = wide.data(), *vw = kw + n_ctx * hd;
+  for (int64_t g = 0; g < nkv; g++) {
+    auto widen = [&](int, int64_t b, int64_t e) {  // rows [b, e) of KV head g
       for (int64_t j = b; j < e; j++) {
-        const size_t off = (size_t)(j * ldkv) * es;
-        k.to_f32(kv_dtype, (const char *)Kv + off, kw + j * kvd, kvd);
-        k.to_f32(kv_dtype, (const char *)Vv + off, vw + j * kvd, kvd);
+        const size_t off = (size_t)(j * ldkv + g * hd) * es;
+        k.to_f32(kv_dtype, (const char *)Kv + off, kw + j * hd, hd);
+        k.to_f32(kv_dtype, (const char *)Vv + off, vw + j * hd, hd);
       }
     };
     if (pool && pool->size() > 1)
-      pool->parallel_for(n_ctx, 16, widen);
+      pool->parallel_for(n_ctx, 64, widen);
     else
       widen(0, 0, n_ctx);
-    Kc = kw;
-    Vc = vw;
-    ldkv = kvd;
+    run(kw, vw, hd, g * group, group, g);
   }
-  const int64_t group = nh / nkv;
-  const float scale = 1.0f / std::sqrt((float)hd);
-  auto body = [&](int tid, int64_t b, int64_t e) {
-    float *s = scratch + (int64_t)tid * n_ctx;
-    for (int64_t task = b; task < e; task++) {
-      const int64_t t = task / nh, h = task % nh, g = h / group;
-      const int64_t last = n_ctx - n + t;  // inclusive
-      const float *q = Q + t * ldq + h * hd;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j <= last; j++) {
-        s[j] = k.dot(q, Kc + j * ldkv + g * hd, hd) * scale;
-        mx = std::max(mx, s[j]);
-      }
-      float sum = 0.f;
-      for (int64_t j = 0; j <= last; j++) {
-        s[j] = std::exp(s[j] - mx);
-        sum += s[j];
-      }
-      float *o = O + t * ldo + h * hd;
-      std::fill(o, o + hd, 0.f);
-      for (int64_t j = 0; j <= last; j++) k.axpy(s[j], Vc + j * ldkv + g * hd, o, hd);
-      const float inv = 1.0f / sum;
-      for (int64_t i = 0; i < hd; i++) o[i] *= inv;
-    }
-  };
-  if (pool && pool->size() > 1 && n * nh > 1)
-    pool->parallel_for(n * nh, 1, body);
-  else
-    body(0, 0, n * nh);
 }
 
 void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,

@@ -259,8 +259,9 @@ static void test_attention() {
 }
 
 // An F16 / BF16 KV cache (kv_dtype): the result is bit for bit the F32 attention over the same values widened (the
-// contract: rounded once when stored, fp32 arithmetic), on the decode path (n = 1: per-chunk widening) and the prompt path
-// (n > 1: widened once), and matches the fp64 attention over the rounded values.  Unknown kv_dtype values are refused.
+// contract: rounded once when stored, fp32 arithmetic), on the decode path (n = 1: per-chunk widening) and the prompt
+// path (n > 1: widened once per KV head), and matches the fp64 attention over the rounded values.  Unknown kv_dtype
+// values are refused.
 static void test_attention_kv() {
   const int cfgs[][5] = {{1, 7, 6, 2, 16}, {1, 1029, 4, 4, 128}, {1, 161, 8, 2, 64}, {1, 33, 6, 3, 9}, {1, 700, 8, 1, 80},
                          {5, 37, 4, 4, 8},  {16, 41, 9, 3, 64},  {3, 11, 6, 3, 9},   {7, 301, 8, 2, 32}};
