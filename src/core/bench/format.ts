@@ -162,16 +162,19 @@ export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
     out.push(`| ${c.map(mdCell).join(' | ')} |`);
   }
   if (peer) out.push('', '`× base`: lora-switch rows relative to its `base` mode, torch rows relative to `torch-eager`.');
-  const kv = kvCacheNote(doc, peer);
-  if (kv) out.push('', kv.replace(/(--kv-cache \w+)/, '`$1`'));
+  const kv = kvCacheNote(doc, peer, (f) => `\`${f}\``);
+  if (kv) out.push('', kv);
   return `${out.join('\n')}\n`;
 }
 
-/** A note when lora-switch and the peer kept their KV caches in different element types (null when alike or unknown). */
-export function kvCacheNote(doc: BenchDoc, peer?: BenchDoc | null): string | null {
+/**
+ * A note when lora-switch and the peer kept their KV caches in different element types (null when alike or unknown);
+ * `code` formats the flag (Markdown: backticks).
+ */
+export function kvCacheNote(doc: BenchDoc, peer?: BenchDoc | null, code = (s: string) => s): string | null {
   const mine = doc.protocol.kv_cache, theirs = peer?.protocol.kv_cache;
   if (typeof mine !== 'string' || typeof theirs !== 'string' || mine === theirs) return null;
-  return `KV cache: lora-switch ${mine}, torch ${theirs}; --kv-cache ${theirs} compares like for like.`;
+  return `KV cache: lora-switch ${mine}, torch ${theirs}; ${code(`--kv-cache ${theirs}`)} compares like for like.`;
 }
 
 /** The plain-text report (TTY end screen and piped output). */
