@@ -301,61 +301,62 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
                int64_t ldq, int kv_dtype, const void *Kv, const void *Vv, int64_t ldkv, float *O, int64_t ldo,
                float *scratch) {
   if (n == 1) return attention_decode(pool, n_ctx, nh, nkv, hd, Q, kv_dtype, Kv, Vv, ldkv, O);
+  // Prompts: one KV head at a time, its K columns gathered (and widened) into kh [n_ctx][hd] and its V columns into
+  // vt [hd][n_ctx] (transposed), fp32.  Then work items of (block of up to BQ queries, query head of the group):
+  //   S[t][j] = q_t . k_j for the block's keys j < L (its last query's position + 1): matmul_rows over kh;
+  //   per query row: scale, causal mask (j past its own position), max, exp, sum: unnormalised probabilities P;
+  //   O^T[d][t] = sum_j P[t][j] vt[d][j]: matmul_rows with P as the rows; o = O^T / sum.
+  // The matmul kernels keep the accumulators in registers, so each K / V row is read once per query block instead of
+  // once per query.  An F16 / BF16 cache is widened when gathered: the result is the F32 path's on the rounded values.
   const KernelTable &k = K();
-  const int64_t group = nh / nkv;
+  const int64_t group = nh / nkv, BQ = std::min<int64_t>(n, 32), nqb = (n + BQ - 1) / BQ;
   const float scale = 1.0f / std::sqrt((float)hd);
-  // query heads [h0, h0 + nhh) of every query against K / V rows of stride ld, head h's columns at
-  // ((h / group) - g0) * hd (g0: the first KV head the K / V pointers hold)
-  auto run = [&](const float *Kc, const float *Vc, int64_t ld, int64_t h0, int64_t nhh, int64_t g0) {
-    auto body = [&](int tid, int64_t b, int64_t e) {
-      float *s = scratch + (int64_t)tid * n_ctx;
-      for (int64_t task = b; task < e; task++) {
-        const int64_t t = task / nhh, h = h0 + task % nhh, gc = (h / group - g0) * hd;
-        const int64_t last = n_ctx - n + t;  // inclusive
-        const float *q = Q + t * ldq + h * hd;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j <= last; j++) {
-          s[j] = k.dot(q, Kc + j * ld + gc, hd) * scale;
-          mx = std::max(mx, s[j]);
-        }
-        float sum = 0.f;
-        for (int64_t j = 0; j <= last; j++) {
-          s[j] = std::exp(s[j] - mx);
-          sum += s[j];
-        }
-        float *o = O + t * ldo + h * hd;
-        std::fill(o, o + hd, 0.f);
-        for (int64_t j = 0; j <= last; j++) k.axpy(s[j], Vc + j * ld + gc, o, hd);
-        const float inv = 1.0f / sum;
-        for (int64_t i = 0; i < hd; i++) o[i] *= inv;
-      }
-    };
-    if (pool && pool->size() > 1 && n * nhh > 1)
-      pool->parallel_for(n * nhh, 1, body);
-    else
-      body(0, 0, n * nhh);
-  };
-  if (kv_dtype == LSW_DTYPE_F32) return run((const float *)Kv, (const float *)Vv, ldkv, 0, nh, 0);
-  // An F16 / BF16 cache: every row is read by many queries, so one KV head at a time has its K and V columns widened
-  // to fp32 (n_ctx x head_dim each), then its query heads run the F32 loop on them: the result is the F32 path's on
-  // the rounded values, with a buffer of 2 x n_ctx x head_dim floats.
+  const int nt = pool ? pool->size() : 1;
   const size_t es = dtype_size(kv_dtype);
-  thread_local std::vector<float> wide;
-  wide.resize((size_t)(2 * n_ctx * hd));
-  float *kw = wide.data(), *vw = kw + n_ctx * hd;
+  const size_t per_thread = (size_t)(BQ * n_ctx + hd * BQ + BQ + hd);  // S / P, O^T, row sums, one V row
+  thread_local std::vector<float> buf;
+  buf.resize((size_t)(2 * n_ctx * hd) + (size_t)nt * per_thread);
+  float *kh = buf.data(), *vt = kh + n_ctx * hd, *tmp = vt + n_ctx * hd;
+  (void)scratch;
   for (int64_t g = 0; g < nkv; g++) {
-    auto widen = [&](int, int64_t b, int64_t e) {  // rows [b, e) of KV head g
+    auto gather = [&](int tid, int64_t b, int64_t e) {  // rows [b, e) of KV head g
+      float *row = tmp + (size_t)tid * per_thread + BQ * n_ctx + hd * BQ + BQ;
       for (int64_t j = b; j < e; j++) {
         const size_t off = (size_t)(j * ldkv + g * hd) * es;
-        k.to_f32(kv_dtype, (const char *)Kv + off, kw + j * hd, hd);
-        k.to_f32(kv_dtype, (const char *)Vv + off, vw + j * hd, hd);
+        k.to_f32(kv_dtype, (const char *)Kv + off, kh + j * hd, hd);
+        k.to_f32(kv_dtype, (const char *)Vv + off, row, hd);
+        for (int64_t d = 0; d < hd; d++) vt[d * n_ctx + j] = row[d];
       }
     };
-    if (pool && pool->size() > 1)
-      pool->parallel_for(n_ctx, 64, widen);
+    if (pool && nt > 1)
+      pool->parallel_for(n_ctx, 64, gather);
     else
-      widen(0, 0, n_ctx);
-    run(kw, vw, hd, g * group, group, g);
+      gather(0, 0, n_ctx);
+    auto body = [&](int tid, int64_t b, int64_t e) {
+      float *S = tmp + (size_t)tid * per_thread, *OT = S + BQ * n_ctx, *sums = OT + hd * BQ;
+      for (int64_t task = b; task < e; task++) {
+        const int64_t qb = task / group, h = g * group + task % group;
+        const int64_t t0 = qb * BQ, bq = std::min(BQ, n - t0), L = n_ctx - n + t0 + bq;
+        k.matmul_rows(LSW_DTYPE_F32, kh, hd, Q + t0 * ldq + h * hd, ldq, bq, S, L, 0, L, false);
+        for (int64_t t = 0; t < bq; t++) {
+          float *s = S + t * L, mx;
+          const int64_t last = n_ctx - n + t0 + t;  // inclusive
+          for (int64_t j = 0; j <= last; j++) s[j] *= scale;
+          sums[t] = k.exp_shift(s, last + 1, &mx);
+          for (int64_t j = last + 1; j < L; j++) s[j] = 0.f;
+        }
+        k.matmul_rows(LSW_DTYPE_F32, S, L, vt, n_ctx, hd, OT, bq, 0, bq, false);
+        for (int64_t t = 0; t < bq; t++) {
+          float *o = O + (t0 + t) * ldo + h * hd;
+          const float inv = 1.0f / sums[t];
+          for (int64_t d = 0; d < hd; d++) o[d] = OT[d * bq + t] * inv;
+        }
+      }
+    };
+    if (pool && nt > 1 && nqb * group > 1)
+      pool->parallel_for(nqb * group, 1, body);
+    else
+      body(0, 0, nqb * group);
   }
 }
 

@@ -21,6 +21,8 @@ struct KernelTable {
   // rows of kv_dtype (an lsw_dtype), widened in registers
   void (*attn_chunk)(int kv_dtype, const float *q, int64_t nh, int64_t G, int64_t hd, const void *K, const void *V, int64_t ld,
                      int64_t T, int64_t avail, float scale, float *s, float *m, float *l, float *o);
+  // s[j] = e^(s[j] - max) for j < n in place, *mx = the max; returns the sum (the softmax step of attn_chunk)
+  float (*exp_shift)(float *s, int64_t n, float *mx);
 };
 const KernelTable *kernels_level0();
 const KernelTable *kernels_level1();
