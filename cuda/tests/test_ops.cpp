@@ -226,10 +226,11 @@ static void test_rope() {
 
 static void test_attention() {
   // n = 1 takes the decode path (chunks of positions, partials merged per head): contexts over one and many chunks, head
-  // dims with SIMD tails, 1..8 query heads per KV group
+  // dims with SIMD tails, 1..8 query heads per KV group.  n > 1 the prompt path, in blocks of up to 32 queries: one
+  // block, several (n = 70: 32 + 32 + 6, from an empty cache), a one-query last block (n = 33 after 67 positions).
   const int cfgs[][5] = {{1, 7, 6, 2, 16}, {5, 5, 4, 4, 8}, {3, 11, 6, 3, 9}, {1, 1, 2, 1, 4}, {16, 40, 9, 3, 64},
                          {1, 160, 9, 3, 64}, {1, 33, 6, 3, 9}, {1, 700, 8, 1, 80}, {1, 1029, 4, 4, 128},
-                         {1, 65, 5, 1, 17}};
+                         {1, 65, 5, 1, 17}, {70, 70, 4, 2, 24}, {33, 100, 6, 3, 64}, {100, 300, 8, 8, 17}};
   for (auto &s : cfgs) {
     int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
     auto Q = fvec((size_t)n * nh * hd), K = fvec((size_t)nctx * nkv * hd), V = fvec((size_t)nctx * nkv * hd);
@@ -264,7 +265,8 @@ static void test_attention() {
 // values are refused.
 static void test_attention_kv() {
   const int cfgs[][5] = {{1, 7, 6, 2, 16}, {1, 1029, 4, 4, 128}, {1, 161, 8, 2, 64}, {1, 33, 6, 3, 9}, {1, 700, 8, 1, 80},
-                         {5, 37, 4, 4, 8},  {16, 41, 9, 3, 64},  {3, 11, 6, 3, 9},   {7, 301, 8, 2, 32}};
+                         {5, 37, 4, 4, 8},  {16, 41, 9, 3, 64},  {3, 11, 6, 3, 9},   {7, 301, 8, 2, 32},
+                         {40, 90, 6, 2, 32}};
   for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (auto &s : cfgs) {
       const int n = s[0], nctx = s[1], nh = s[2], nkv = s[3], hd = s[4];
@@ -1430,12 +1432,18 @@ static void test_kv_dtype() {
     lsw_model_free(m);
     const auto want = ref_forward(tk, toks, re, rg);
     const double r_seq = max_rel_ref(seq[d], want), r_pre = max_rel_ref(pre[d], want);
-    CHECK(r_seq < 2e-5, "kv %s: token by token vs fp64 reference %g", DTN[d], r_seq);
-    CHECK(r_pre < 2e-5, "kv %s: prompt chunks vs fp64 reference %g", DTN[d], r_pre);
+    // F16 / BF16: the engine rounds its fp32 K / V, the reference its fp64 ones, so an element within fp32 noise of a
+    // rounding boundary may land one unit apart (on one SIMD level and not another: their fp32 sums differ).  Each such
+    // element moves the logits by ~1e-4 (f16), against ~5e-4 for rounding none of them (r_unr: the unrounded
+    // reference).  So: well inside that distance.  The op-level test (test_attention_kv) checks exactness on given
+    // rounded values.
+    const double r_unr = d == 0 ? 0.0 : max_rel_ref(seq[d], ref_forward(t, toks, re, rg));
+    const double tol = d == 0 ? 2e-5 : 0.3 * r_unr;
+    CHECK(r_seq < tol, "kv %s: token by token vs fp64 reference %g (tolerance %g)", DTN[d], r_seq, tol);
+    CHECK(r_pre < tol, "kv %s: prompt chunks vs fp64 reference %g (tolerance %g)", DTN[d], r_pre, tol);
     if (d == 0) continue;
     // the rounding is visible: the unrounded reference and the F32 cache's logits are farther away than the tolerance
-    const double r_f32 = max_rel_ref(seq[d], ref_forward(t, toks, re, rg));
-    CHECK(r_f32 > 1e-4, "kv %s: as close to the unrounded reference as the F32 cache (%g)", DTN[d], r_f32);
+    CHECK(r_unr > 1e-4, "kv %s: as close to the unrounded reference as the F32 cache (%g)", DTN[d], r_unr);
     CHECK(max_rel(seq[d], seq[0]) > 1e-4, "kv %s: logits hardly differ from the F32 cache's (%g)", DTN[d],
           max_rel(seq[d], seq[0]));
     const uint64_t half = (uint64_t)t.c.num_layers * t.c.max_context * t.c.num_kv_heads * t.c.head_dim * 4;
