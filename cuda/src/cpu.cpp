@@ -297,6 +297,14 @@ static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_
   }
 }
 
+static constexpr int64_t kAttnBQ = 32;  // queries per block of the prompt attention
+// kh [n_ctx][hd] + vt [hd][n_ctx], then per thread: S / P [BQ][n_ctx], O^T [hd][BQ], row sums [BQ], one V row [hd]
+static size_t attn_per_thread(int64_t bq, int64_t n_ctx, int64_t hd) { return (size_t)(bq * n_ctx + hd * bq + bq + hd); }
+size_t attention_scratch_floats(int n_threads, int64_t n, int64_t n_ctx, int64_t head_dim) {
+  if (n <= 1) return 0;
+  return (size_t)(2 * n_ctx * head_dim) + (size_t)n_threads * attn_per_thread(std::min(n, kAttnBQ), n_ctx, head_dim);
+}
+
 void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *Q,
                int64_t ldq, int kv_dtype, const void *Kv, const void *Vv, int64_t ldkv, float *O, int64_t ldo,
                float *scratch) {
@@ -309,15 +317,11 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
   // The matmul kernels keep the accumulators in registers, so each K / V row is read once per query block instead of
   // once per query.  An F16 / BF16 cache is widened when gathered: the result is the F32 path's on the rounded values.
   const KernelTable &k = K();
-  const int64_t group = nh / nkv, BQ = std::min<int64_t>(n, 32), nqb = (n + BQ - 1) / BQ;
+  const int64_t group = nh / nkv, BQ = std::min(n, kAttnBQ), nqb = (n + BQ - 1) / BQ;
   const float scale = 1.0f / std::sqrt((float)hd);
   const int nt = pool ? pool->size() : 1;
-  const size_t es = dtype_size(kv_dtype);
-  const size_t per_thread = (size_t)(BQ * n_ctx + hd * BQ + BQ + hd);  // S / P, O^T, row sums, one V row
-  thread_local std::vector<float> buf;
-  buf.resize((size_t)(2 * n_ctx * hd) + (size_t)nt * per_thread);
-  float *kh = buf.data(), *vt = kh + n_ctx * hd, *tmp = vt + n_ctx * hd;
-  (void)scratch;
+  const size_t es = dtype_size(kv_dtype), per_thread = attn_per_thread(BQ, n_ctx, hd);
+  float *kh = scratch, *vt = kh + n_ctx * hd, *tmp = vt + n_ctx * hd;  // attention_scratch_floats(nt, n, n_ctx, hd)
   for (int64_t g = 0; g < nkv; g++) {
     auto gather = [&](int tid, int64_t b, int64_t e) {  // rows [b, e) of KV head g
       float *row = tmp + (size_t)tid * per_thread + BQ * n_ctx + hd * BQ + BQ;
