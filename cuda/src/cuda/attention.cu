@@ -34,7 +34,7 @@
 //    Tried and slower (session 20, bench/results/2026-12-02-h200-session20): a cluster kernel (a KV head's splits
 //    as one thread-block cluster of 8 or 16 blocks, partials merged through distributed shared memory: 15.4-16.2
 //    us at 712 positions, whole 7B base +3.3-3.9 %; only 28-30 of the 32 clusters fit at once), and L2 bulk
-//    prefetches of the o projection's weights issued by the attention blocks (whole 7B base +1.3-3.6 %).
+//    prefetches of the o projection's weights issued by the attention blocks (whole 7B base +1.3-3.9 %).
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
