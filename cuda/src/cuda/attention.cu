@@ -31,6 +31,10 @@
 //    4.282 ms/token, 3,968-token prompt 4.886 -> 4.731; v1 at a 1,024-token prompt was 0.2 % faster, at 512 slower.
 //    An f16 cache (session 19, one launch): 712 positions 12.4 -> 12.0 us (v0; latency-bound), 4,096 positions
 //    41.3 -> 29.2 us (v1); whole 7B base, 3,968-token prompt: 4.743 -> 4.327 ms/token.
+//    Session 21 (bench/results/2026-12-02-h200-session21): the owner block's new k/v row requested together with q
+//    (one round trip after the wait instead of two), the merge's partials requested before its (max, sum)
+//    reduction, and the split count taken with one acq_rel atomic instead of fences: 712 positions 12.4-12.6 ->
+//    11.8-11.9 us (f32 cache), 12.0 -> 11.4 us (f16); whole 7B base 3.82 -> 3.79-3.80 ms/token.
 //    Tried and slower (session 20, bench/results/2026-12-02-h200-session20): a cluster kernel (a KV head's splits
 //    as one thread-block cluster of 8 or 16 blocks, partials merged through distributed shared memory: 15.4-16.2
 //    us at 712 positions, whole 7B base +3.3-3.9 %; only 28-30 of the 32 clusters fit at once), and L2 bulk
@@ -88,6 +92,7 @@ struct DecodeAttn {
   const int *n_ctx_dev;
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
+  int release_sync;                // last_split_block's rel
 };
 
 // K/V elements of 4 dims held in registers as loaded (fp32: a float4; 16-bit types: 8 bytes, widened where used,
@@ -117,7 +122,35 @@ __device__ __forceinline__ float rope_elem(const float *x, int d, int half, int 
     s = (float)sd;
   }
   const float x0 = x[i], x1 = x[i + half];
-  return d < half ? x0 * c - x1 * s : x1 * c + x0 * s;
+  return rope_rot(x0, x1, c, s, d < half);
+}
+
+// rope_elem in two steps, so that a thread can request all of its operands before it uses the first one: the loads
+// (x[i], x[i + half], the (cos, sin) entry), then the same arithmetic as rope_elem
+struct RopeIn { float x0, x1; float2 cs; };
+__device__ __forceinline__ RopeIn rope_load(const float *x, int d, int half, int pos, const float2 *cs) {
+  const int i = d < half ? d : d - half;
+  RopeIn r;
+  r.x0 = x[i];
+  r.x1 = x[i + half];
+  r.cs = cs ? cs[(size_t)pos * half + i] : make_float2(0.f, 0.f);
+  return r;
+}
+__device__ __forceinline__ float rope_apply(const RopeIn &r, int d, int half, int pos, const double *inv_freq,
+                                            const float2 *cs) {
+  float c, s;
+  if (cs) {
+    c = r.cs.x;
+    s = r.cs.y;
+  } else {
+    const int i = d < half ? d : d - half;
+    const double ang = (double)pos * inv_freq[i];
+    double sd, cd;
+    sincos(ang, &sd, &cd);
+    c = (float)cd;
+    s = (float)sd;
+  }
+  return rope_rot(r.x0, r.x1, c, s, d < half);
 }
 
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
@@ -125,11 +158,25 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
   y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
 }
 
-// After a block's partials are written: it counts itself in *counter (fence first, so the partials are visible to
-// whoever counts after it); true in the last of the n blocks, which then reads every partial (fence again).  The
-// caller re-arms the counter.
-__device__ __forceinline__ bool last_split_block(int *counter, int n) {
+// After a block's partials are written: it counts itself in *counter; true in the last of the n blocks, which then
+// reads every partial.  The caller re-arms the counter.
+//  - rel (DecodeAttn::release_sync, the default): after the block barrier ONE thread counts with an acq_rel atomic.
+//    Release: the block's partials, ordered before it by the barrier, are visible to whoever acquires the count after
+//    it.  Acquire: in the last block, every partial counted before is visible to this thread and, through the second
+//    barrier, to the whole block (the split-K semaphore pattern of CUTLASS).
+//  - else (LSW_CUDA_ATTN_SYNC=fence): a fence in every thread, a relaxed atomic, a fence again in the last block.
+__device__ __forceinline__ bool last_split_block(int *counter, int n, bool rel = false) {
   __shared__ int s_last;
+  if (rel) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int old;
+      asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
+      s_last = old == n - 1;
+    }
+    __syncthreads();
+    return s_last;
+  }
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) s_last = atomicAdd(counter, 1) == n - 1;
@@ -206,12 +253,55 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   load_rows(pb0);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  stage_q(a, kvh, gsz, hd, half, pos, sq, tid, blockDim.x);
-  if (mine) {  // the new row as the cache holds it (rounded to KT): attended with the same values as later steps
-    for (int d = tid; d < HD; d += blockDim.x) {
-      const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-      snew[0][d] = d < hd ? round_to<KT>(a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]) : 0.f;
-      snew[1][d] = d < hd ? round_to<KT>(vh[d]) : 0.f;
+  // q (with RoPE) -> sq, and in the block that owns the new position its k (with RoPE) and v as the cache holds them
+  // (rounded to KT: attended with the same values as later steps) -> snew.  Every operand of this thread is
+  // requested before the first is used, so the owner block's new row costs no round trip beyond q's (the same
+  // arithmetic as stage_q / rope_elem).
+  {
+    constexpr int NT = DA_WARPS * 32, QE = G * HD / NT;  // q elements per thread (HD is a multiple of NT)
+    static_assert(G * HD % NT == 0 && HD % NT == 0, "whole q / row elements per thread");
+    const bool rope = a.inv_freq != nullptr;
+    RopeIn qi[QE];
+#pragma unroll
+    for (int e = 0; e < QE; e++) {
+      const int i = tid + e * NT, g = i / HD, d = i - g * HD;
+      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
+      qi[e] = RopeIn{0.f, 0.f, make_float2(0.f, 0.f)};
+      if (g < gsz && d < hd) {
+        if (rope) qi[e] = rope_load(qh, d, half, pos, a.rope_cs);
+        else qi[e].x0 = qh[d];
+      }
+    }
+    RopeIn ki[NCH];
+    float vi[NCH];
+    const float *kh = mine ? a.knew + (size_t)kvh * hd : nullptr, *vh = mine ? a.vnew + (size_t)kvh * hd : nullptr;
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+      const int d = tid + c * NT;
+      ki[c] = RopeIn{0.f, 0.f, make_float2(0.f, 0.f)};
+      vi[c] = 0.f;
+      if (mine && d < hd) {
+        if (rope) ki[c] = rope_load(kh, d, half, pos, a.rope_cs);
+        else ki[c].x0 = kh[d];
+        vi[c] = vh[d];
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < QE; e++) {
+      const int i = tid + e * NT, g = i / HD, d = i - g * HD;
+      sq[g][d] = g < gsz && d < hd ? (rope ? rope_apply(qi[e], d, half, pos, a.inv_freq, a.rope_cs) : qi[e].x0) : 0.f;
+    }
+    if (mine) {
+#pragma unroll
+      for (int c = 0; c < NCH; c++) {
+        const int d = tid + c * NT;
+        if (d < hd) {
+          snew[0][d] = round_to<KT>(rope ? rope_apply(ki[c], d, half, pos, a.inv_freq, a.rope_cs) : ki[c].x0);
+          snew[1][d] = round_to<KT>(vi[c]);
+        } else {
+          snew[0][d] = snew[1][d] = 0.f;
+        }
+      }
     }
   }
   __syncthreads();
@@ -315,12 +405,28 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     pp[2 + d] = o;
     if (d == 0) { pp[0] = M; pp[1] = L; }
   }
-  // the last split block of this KV head merges all splits: per query head, a warp loads every split's (max, sum)
-  // at once (lane t: split t; ns <= AT_SPLITS_V0 = 32) and reduces them; then each thread's output dims with all
-  // the splits' loads issued before the first is used (fixed order: deterministic)
-  if (!last_split_block(&a.counters[kvh], ns)) return;
+  // the last split block of this KV head merges all splits: each thread requests its first output dim's partials
+  // (one per split), then per query head a warp loads every split's (max, sum) at once (lane t: split t; ns <=
+  // AT_SPLITS_V0 = 32) and reduces them while those partials are in flight; then each thread's output dims (further
+  // dims with all the splits' loads issued before the first is used; fixed order: deterministic)
+  if (!last_split_block(&a.counters[kvh], ns, a.release_sync)) return;
   static_assert(AT_SPLITS_V0 == 32, "a lane per split");
   __shared__ float sf[G][AT_SPLITS_V0], sL[G];
+  auto load_parts = [&](int i, float (&v)[AT_SPLITS_V0]) {
+    const int g = i / hd, d = i - g * hd;
+    const float *ph = a.part + (size_t)(kvh * gsz + g) * AT_SPLITS * (hd + 2) + 2 + d;
+#pragma unroll
+    for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
+  };
+  auto combine = [&](int i, const float (&v)[AT_SPLITS_V0]) {
+    const int g = i / hd, d = i - g * hd;
+    float o = 0.f;
+#pragma unroll
+    for (int t = 0; t < AT_SPLITS_V0; t++) o += v[t] * sf[g][t];
+    a.O[(size_t)(kvh * gsz + g) * hd + d] = o / sL[g];
+  };
+  float v0[AT_SPLITS_V0];
+  if (tid < gsz * hd) load_parts(tid, v0);
   for (int g = warp; g < gsz; g += DA_WARPS) {
     const float *pt = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + lane) * (hd + 2);
     const float mt = lane < ns ? __ldcg(pt) : -CUDART_INF_F, lt = lane < ns ? __ldcg(pt + 1) : 0.f;
@@ -331,16 +437,11 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
     if (lane == 0) sL[g] = L;
   }
   __syncthreads();
-  for (int i = tid; i < gsz * hd; i += blockDim.x) {
-    const int g = i / hd, d = i - g * hd, h = kvh * gsz + g;
-    const float *ph = a.part + (size_t)h * AT_SPLITS * (hd + 2) + 2 + d;
+  if (tid < gsz * hd) combine(tid, v0);
+  for (int i = tid + blockDim.x; i < gsz * hd; i += blockDim.x) {
     float v[AT_SPLITS_V0];
-#pragma unroll
-    for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
-    float o = 0.f;
-#pragma unroll
-    for (int t = 0; t < AT_SPLITS_V0; t++) o += v[t] * sf[g][t];
-    a.O[(size_t)h * hd + d] = o / sL[g];
+    load_parts(i, v);
+    combine(i, v);
   }
   if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
 }
@@ -645,7 +746,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
     q[1] = l_run;
   }
   // the last split block of this KV head merges all splits
-  if (!last_split_block(&a.counters[kvh], ns)) return;
+  if (!last_split_block(&a.counters[kvh], ns, a.release_sync)) return;
   // merge buffers in the (now idle) ring: per head the split maxima, overwritten by their factors; sums; totals
   float *const rf = reinterpret_cast<float *>(ring);
   float *smf = rf, *sls = rf + G * AT_SPLITS, *sL = rf + 2 * G * AT_SPLITS;
@@ -776,6 +877,16 @@ cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *
   LSWC_LAUNCH_RET();
 }
 
+// how a decode split block counts itself (last_split_block): one acq_rel atomic after the block barrier (default), or
+// with LSW_CUDA_ATTN_SYNC=fence a fence in every thread, then a relaxed atomic (the form before 2026-12-02).  H200,
+// one layer at 712 positions (bench/results/2026-12-02-h200-session21/run2-attn): 12.2 -> 11.8-11.9 us (f32 cache)
+static int attn_release_sync() {
+  static const int v = [] {
+    const char *ev = getenv("LSW_CUDA_ATTN_SYNC");
+    return ev && strcmp(ev, "fence") == 0 ? 0 : 1;
+  }();
+  return v;
+}
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
@@ -791,6 +902,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   a.n_ctx_host = n_ctx; a.n_ctx_dev = n_ctx_dev;
   a.n_heads = n_heads; a.n_kv_heads = n_kv_heads; a.hd = head_dim;
   a.scale = 1.f / sqrtf((float)head_dim);
+  a.release_sync = attn_release_sync();
   const int G = n_heads / n_kv_heads;
   // PDL with the GEMVs (gemv_pdl) in the fused form only: there the rows read before griddepcontrol.wait are old
   // cache rows; without knew every row may come from the kernel right before (kv_store)

@@ -27,6 +27,12 @@ namespace lswc {
 
 constexpr int WARP = 32;
 
+// HF rotate-half RoPE of one element pair: first half x0 c - x1 s, second half x1 c + x0 s, each product rounded and
+// never contracted into an FMA (nvcc may contract a plain `x0 * c - x1 * s` differently at each inlined site, so two
+// kernels could store different bits for the same row; this is also the CPU backend's arithmetic)
+__device__ __forceinline__ float rope_rot(float x0, float x1, float c, float s, bool first) {
+  return first ? __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)) : __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
+}
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

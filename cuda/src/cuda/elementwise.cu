@@ -98,8 +98,8 @@ __global__ void rope_kernel(int n, int n_heads, int hd, int ld, const int *__res
     const float c = (float)cd, s = (float)sd;
     float *x = X + (size_t)t * ld + (size_t)h * hd;
     const float x0 = x[i], x1 = x[i + half];
-    x[i] = x0 * c - x1 * s;
-    x[i + half] = x1 * c + x0 * s;
+    x[i] = rope_rot(x0, x1, c, s, true);
+    x[i + half] = rope_rot(x0, x1, c, s, false);
   }
 }
 
