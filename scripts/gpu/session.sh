@@ -5,8 +5,11 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
+# `unpack` instead of `build`: binaries built on a machine with nvcc but no GPU (scripts/gpu/pack-prebuilt.sh ->
+# $GPU/pack/bin.tar.xz), which saves the 3-4 minutes of the build; without cuBLAS there, so no cuBLAS prefill and no
+# cuBLAS rows in the harness (decode does not use cuBLAS).  Then cudatests runs test_cuda directly (no ctest tree).
 # Every stage logs to OUTDIR/work/<stage>.log; a summary table is printed last and everything is packed into
 # OUTDIR/session.tgz (the device tool returns at most 8 files).  A failing stage does not stop the others.
 # SESSION_BUDGET_S (default 540): stages stop being started, and the running one is cut, when it is spent.
@@ -21,6 +24,8 @@ mkdir -p "$GPU/bin"
 if [ -f "$GPU/node.xz" ] && ! command -v node > /dev/null && [ ! -x "$GPU/bin/node" ]; then xz -dc "$GPU/node.xz" > "$GPU/bin/node" && chmod +x "$GPU/bin/node"; fi
 export PATH="$GPU/bin:$PATH"
 export LSW_NATIVE_LIB=$(pwd)/build/native/liblsw.so
+# prebuilt test binaries carry the packing machine's rpath: find the library here first
+export LD_LIBRARY_PATH="$(pwd)/build/native${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 CLI="$GPU/bundle/lora-switch.mjs"; [ -f "$CLI" ] || CLI="$(pwd)/bin/run.js"
 export OUT GPU CLI LSW_NATIVE_LIB PATH
 declare -A RESULT; declare -A SECS
@@ -46,7 +51,12 @@ st_build() {
   [ $r -eq 0 ] || return $r
   g++ -std=c++17 -O2 -Icuda/include cuda/dev/test_forward.cpp -Lbuild/native -llsw -Wl,-rpath,"$(pwd)/build/native" -o build/dev/test_forward
   cp build/dev/ptxas.txt "$OUT/" 2>/dev/null; true; }
-st_cudatests() { LSW_REQUIRE_GPU=1 ctest --test-dir build/native-cmake --output-on-failure; }
+st_cudatests() {
+  if [ -f build/native-cmake/CTestTestfile.cmake ]; then LSW_REQUIRE_GPU=1 ctest --test-dir build/native-cmake --output-on-failure
+  else LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda; fi; }
+st_unpack() {
+  [ -f "$GPU/pack/bin.tar.xz" ] || { echo "$GPU/pack/bin.tar.xz: missing (scripts/gpu/pack-prebuilt.sh)"; return 1; }
+  tar -xJf "$GPU/pack/bin.tar.xz" && cat build/prebuilt.txt; }
 # the third run switches the decode attention to the K/V tile kernel from 24 positions on (its greedy decode runs
 # from 6 to 45 positions: both decode graphs, CPU logits compared at every step)
 st_forward() {

@@ -105,28 +105,9 @@ template <typename T> __device__ __forceinline__ typename KvRaw<T>::type ldg_raw
 template <typename T> __device__ __forceinline__ float4 raw_f4(const float4 &r) { return r; }
 template <typename T> __device__ __forceinline__ float4 raw_f4(const uint2 &r) { return cvt4f<T>(r); }
 
-// HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel)
-__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
-                                           const float2 *cs) {
-  const int i = d < half ? d : d - half;
-  float c, s;
-  if (cs) {
-    const float2 v = cs[(size_t)pos * half + i];
-    c = v.x;
-    s = v.y;
-  } else {
-    const double ang = (double)pos * inv_freq[i];
-    double sd, cd;
-    sincos(ang, &sd, &cd);
-    c = (float)cd;
-    s = (float)sd;
-  }
-  const float x0 = x[i], x1 = x[i + half];
-  return rope_rot(x0, x1, c, s, d < half);
-}
-
-// rope_elem in two steps, so that a thread can request all of its operands before it uses the first one: the loads
-// (x[i], x[i + half], the (cos, sin) entry), then the same arithmetic as rope_elem
+// HF rotate-half RoPE of element d of a head (the same arithmetic as rope_kernel), in two steps so that a thread can
+// request all of its operands before it uses the first one: rope_load (x[i], x[i + half], the (cos, sin) entry of the
+// table when there is one), then rope_apply (cos, sin from the entry or from inv_freq in fp64; rope_rot)
 struct RopeIn { float x0, x1; float2 cs; };
 __device__ __forceinline__ RopeIn rope_load(const float *x, int d, int half, int pos, const float2 *cs) {
   const int i = d < half ? d : d - half;
@@ -151,6 +132,10 @@ __device__ __forceinline__ float rope_apply(const RopeIn &r, int d, int half, in
     s = (float)sd;
   }
   return rope_rot(r.x0, r.x1, c, s, d < half);
+}
+__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
+                                           const float2 *cs) {
+  return rope_apply(rope_load(x, d, half, pos, cs), d, half, pos, inv_freq, cs);
 }
 
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
