@@ -250,19 +250,24 @@ void rope_apply(int64_t n, int64_t n_heads, int64_t hd, int64_t ld, const float 
 // per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
 // which item.  The chunk length depends on n_ctx only.  An F16 / BF16 cache is read as stored and widened in registers
 // (attn_chunk), with the F32 path's arithmetic: the result is the F32 path's on the rounded values.
+// positions per work item of the decode attention (>= 16; at most 32 items)
+static int64_t attn_decode_chunk(int64_t n_ctx) { return std::max<int64_t>(16, (n_ctx + 31) / 32); }
+// decode's scratch: partials (max, sum, o[hd]) per (item, head) for at most 32 items, scores [nh][CH] per thread
+static size_t attn_decode_floats(int n_threads, int64_t n_ctx, int64_t nh, int64_t hd) {
+  return (size_t)(32 * nh * (hd + 2)) + (size_t)n_threads * nh * attn_decode_chunk(n_ctx);
+}
 static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *q,
-                             int kv_dtype, const void *Kc, const void *Vc, int64_t ldkv, float *o) {
+                             int kv_dtype, const void *Kc, const void *Vc, int64_t ldkv, float *o, float *scratch) {
   const KernelTable &k = K();
   const int64_t G = nh / nkv;
   const float scale = 1.0f / std::sqrt((float)hd);
-  const int64_t CH = std::max<int64_t>(16, (n_ctx + 31) / 32);
-  const int64_t nch = (n_ctx + CH - 1) / CH;
+  const int64_t CH = attn_decode_chunk(n_ctx);
+  const int64_t nch = (n_ctx + CH - 1) / CH;  // <= 32
   const int nt = pool ? pool->size() : 1;
   const size_t es = dtype_size(kv_dtype);
-  thread_local std::vector<float> buf;
   const size_t np = (size_t)(nch * nh);  // partials [chunk][head]
-  buf.resize(np * (size_t)(hd + 2) + (size_t)nt * nh * CH);
-  float *pm = buf.data(), *pl = pm + np, *po = pl + np, *sc = po + np * hd;
+  // scratch: attn_decode_floats(nt, n_ctx, nh, hd)
+  float *pm = scratch, *pl = pm + np, *po = pl + np, *sc = po + np * hd;
   auto body = [&](int tid, int64_t b, int64_t e) {
     float *s = sc + (int64_t)tid * nh * CH;
     for (int64_t c = b; c < e; c++) {
@@ -300,15 +305,17 @@ static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_
 static constexpr int64_t kAttnBQ = 32;  // queries per block of the prompt attention
 // kh [n_ctx][hd] + vt [hd][n_ctx], then per thread: S / P [BQ][n_ctx], O^T [hd][BQ], row sums [BQ], one V row [hd]
 static size_t attn_per_thread(int64_t bq, int64_t n_ctx, int64_t hd) { return (size_t)(bq * n_ctx + hd * bq + bq + hd); }
-size_t attention_scratch_floats(int n_threads, int64_t n, int64_t n_ctx, int64_t head_dim) {
-  if (n <= 1) return 0;
-  return (size_t)(2 * n_ctx * head_dim) + (size_t)n_threads * attn_per_thread(std::min(n, kAttnBQ), n_ctx, head_dim);
+size_t attention_scratch_floats(int n_threads, int64_t n, int64_t n_ctx, int64_t n_heads, int64_t head_dim) {
+  const size_t dec = attn_decode_floats(n_threads, n_ctx, n_heads, head_dim);
+  if (n <= 1) return dec;
+  return std::max(dec, (size_t)(2 * n_ctx * head_dim) +
+                           (size_t)n_threads * attn_per_thread(std::min(n, kAttnBQ), n_ctx, head_dim));
 }
 
 void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *Q,
                int64_t ldq, int kv_dtype, const void *Kv, const void *Vv, int64_t ldkv, float *O, int64_t ldo,
                float *scratch) {
-  if (n == 1) return attention_decode(pool, n_ctx, nh, nkv, hd, Q, kv_dtype, Kv, Vv, ldkv, O);
+  if (n == 1) return attention_decode(pool, n_ctx, nh, nkv, hd, Q, kv_dtype, Kv, Vv, ldkv, O, scratch);
   // Prompts: one KV head at a time, its K columns gathered (and widened) into kh [n_ctx][hd] and its V columns into
   // vt [hd][n_ctx] (transposed), fp32.  Then work items of (block of up to BQ queries, query head of the group):
   //   S[t][j] = q_t . k_j for the block's keys j < L (its last query's position + 1): matmul_rows over kh;

@@ -133,10 +133,10 @@ void rope_apply(int64_t n, int64_t n_heads, int64_t head_dim, int64_t ld, const 
 // of kv_dtype, an lsw_dtype: F16 / BF16 rows are widened to fp32 as they are read; the arithmetic is fp32 throughout).
 void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                const float *Q, int64_t ldq, int kv_dtype, const void *K, const void *V, int64_t ldkv, float *O,
-               int64_t ldo, float *scratch /* attention_scratch_floats(pool size, n, n_ctx, head_dim) floats */);
-// floats of attention()'s scratch for n queries at n_ctx positions on n_threads threads (n = 1, decode: none); a
-// buffer sized for more queries or positions serves fewer
-size_t attention_scratch_floats(int n_threads, int64_t n, int64_t n_ctx, int64_t head_dim);
+               int64_t ldo, float *scratch /* attention_scratch_floats(pool size, n, n_ctx, n_heads, head_dim) */);
+// floats of attention()'s scratch for n queries at n_ctx positions on n_threads threads (n = 1: decode's per-chunk
+// partials and scores); a buffer sized for more queries or positions serves fewer
+size_t attention_scratch_floats(int n_threads, int64_t n, int64_t n_ctx, int64_t n_heads, int64_t head_dim);
 void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out, int64_t ldo);
 // columns [b, e) only (the up half still starts at GU + inter)
 void swiglu_range(int64_t n, int64_t inter, int64_t b, int64_t e, const float *GU, int64_t ldgu, float *Out,

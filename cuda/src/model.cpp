@@ -378,7 +378,7 @@ lsw_status lsw_cpu_finalize(lsw_model *m) {
   m->k_cache.assign(kvb, 0);
   m->v_cache.assign(kvb, 0);
   lsw_scratch_reserve(m, 1);
-  m->scratch.att_work.resize(attention_scratch_floats(nt, c.max_context, c.max_context, c.head_dim));
+  m->scratch.att_work.resize(attention_scratch_floats(nt, c.max_context, c.max_context, c.num_heads, c.head_dim));
   return LSW_OK;
 }
 

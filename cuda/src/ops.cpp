@@ -85,7 +85,7 @@ LSW_API lsw_status lsw_op_attention(int32_t backend, int32_t kv_dtype, int32_t n
     CUDA_CALL(lswc_op_attention(kv_dtype, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, K, V, O));
   LSW_GUARD_BEGIN
   ThreadPool &p = default_pool();
-  std::vector<float> work(attention_scratch_floats(p.size(), n, n_ctx, head_dim));
+  std::vector<float> work(attention_scratch_floats(p.size(), n, n_ctx, n_heads, head_dim));
   const int64_t ldq = (int64_t)n_heads * head_dim, ldkv = (int64_t)n_kv_heads * head_dim;
   attention(&p, n, n_ctx, n_heads, n_kv_heads, head_dim, Q, ldq, kv_dtype, K, V, ldkv, O, ldq, work.data());
   return LSW_OK;
