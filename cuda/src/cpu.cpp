@@ -245,17 +245,18 @@ void rope_apply(int64_t n, int64_t n_heads, int64_t hd, int64_t ld, const float 
   }
 }
 
-// One query (decode) against all n_ctx positions.  Work items are chunks of CH consecutive positions for all heads:
-// each reads its K and V rows whole and in order, and writes unnormalised partials (max, sum of exponentials, output)
-// per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
-// which item.  The chunk length depends on n_ctx only.  An F16 / BF16 cache is read as stored and widened in registers
-// (attn_chunk), with the F32 path's arithmetic: the result is the F32 path's on the rounded values.
 // positions per work item of the decode attention (>= 16; at most 32 items)
 static int64_t attn_decode_chunk(int64_t n_ctx) { return std::max<int64_t>(16, (n_ctx + 31) / 32); }
 // decode's scratch: partials (max, sum, o[hd]) per (item, head) for at most 32 items, scores [nh][CH] per thread
 static size_t attn_decode_floats(int n_threads, int64_t n_ctx, int64_t nh, int64_t hd) {
   return (size_t)(32 * nh * (hd + 2)) + (size_t)n_threads * nh * attn_decode_chunk(n_ctx);
 }
+
+// One query (decode) against all n_ctx positions.  Work items are chunks of CH consecutive positions for all heads:
+// each reads its K and V rows whole and in order, and writes unnormalised partials (max, sum of exponentials, output)
+// per head; they are merged per head afterwards in chunk order, so the result does not depend on which thread ran
+// which item.  The chunk length depends on n_ctx only.  An F16 / BF16 cache is read as stored and widened in registers
+// (attn_chunk), with the F32 path's arithmetic: the result is the F32 path's on the rounded values.
 static void attention_decode(ThreadPool *pool, int64_t n_ctx, int64_t nh, int64_t nkv, int64_t hd, const float *q,
                              int kv_dtype, const void *Kc, const void *Vc, int64_t ldkv, float *o, float *scratch) {
   const KernelTable &k = K();
@@ -328,7 +329,7 @@ void attention(ThreadPool *pool, int64_t n, int64_t n_ctx, int64_t nh, int64_t n
   const float scale = 1.0f / std::sqrt((float)hd);
   const int nt = pool ? pool->size() : 1;
   const size_t es = dtype_size(kv_dtype), per_thread = attn_per_thread(BQ, n_ctx, hd);
-  float *kh = scratch, *vt = kh + n_ctx * hd, *tmp = vt + n_ctx * hd;  // attention_scratch_floats(nt, n, n_ctx, hd)
+  float *kh = scratch, *vt = kh + n_ctx * hd, *tmp = vt + n_ctx * hd;  // attention_scratch_floats(nt, n, n_ctx, nh, hd)
   for (int64_t g = 0; g < nkv; g++) {
     auto gather = [&](int tid, int64_t b, int64_t e) {  // rows [b, e) of KV head g
       float *row = tmp + (size_t)tid * per_thread + BQ * n_ctx + hd * BQ + BQ;
