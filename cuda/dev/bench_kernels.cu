@@ -1068,6 +1068,37 @@ static void bench_7b() {
 }
 
 
+// Per-role GEMV choice in the decode as it runs (RMSNorm and SwiGLU folded, PDL): each 7B matrix shape (= role: q,k,v /
+// o / gate,up / down / lm_head) forced to other variants while the rest keep the tuner's choice, against the tuned
+// graph measured right before (the tuner times each shape alone, where v11 / v12 win but the folded decode loses).
+static void bench_roles() {
+  logf("\n== per-role GEMV variant in the folded 7B decode graph (PDL) ==\n");
+  Model7B m;
+  alloc7b(m, false);
+  tune7b(m);
+  gemv_set_pdl(true);
+  LoraCfg fold;
+  fold.fold = fold.swiglu_fold = true;
+  auto g = [&]() { return graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr); };
+  struct Role { const char *name; int rows, cols; };
+  const Role roles[] = {{"q,k,v", 3 * m.H, m.H}, {"o", m.H, m.H}, {"gate,up", 2 * m.I, m.H}, {"down", m.H, m.I},
+                        {"lm_head", m.V, m.H}};
+  for (const Role &r : roles) {
+    const int tuned = gemv_tuned_variant(m.dt, r.rows, r.cols, false);
+    const double base = g();
+    logf("  %-8s tuned v%d: %.4f ms\n", r.name, tuned, base);
+    for (int v : {2, 4, 9, 10, 11, 12}) {
+      if (v == tuned) continue;
+      gemv_set_variant(m.dt, r.rows, r.cols, v, false);
+      const double t = g();
+      logf("  %-8s v%-2d: %.4f ms (%+.4f)\n", r.name, v, t, t - base);
+    }
+    gemv_set_variant(m.dt, r.rows, r.cols, tuned, false);
+  }
+  gemv_set_pdl(false);
+  free7b(m);
+}
+
 __global__ void delayed_copy_kernel(const float *src, float *dst, int n, int ns);
 #if defined(LSW_GEMV_TRACE)
 // ---- GEMV timeline (bench_kernels_trace, LSW_GEMV_TRACE builds; run only when named in LSW_HARNESS_ONLY) ---------
@@ -2667,6 +2698,7 @@ int main(int argc, char **argv) {
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
   if (want("bench_7b_parts")) bench_7b_parts();
+  if (g_only && only_has("bench_roles") && want("bench_roles")) bench_roles();
 #if defined(LSW_GEMV_TRACE)
   if (g_only && only_has("trace_7b") && want("trace_7b")) trace_7b();
 #endif

@@ -5,7 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack tune-ab
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # `unpack` instead of `build`: binaries built on a machine with nvcc but no GPU (scripts/gpu/pack-prebuilt.sh ->
 # $GPU/pack/bin.tar.xz), which saves the 3-4 minutes of the build; without cuBLAS there, so no cuBLAS prefill and no
@@ -195,6 +195,13 @@ st_fold_ab() { ab_r64 "" "LSW_CUDA_SWIGLU_FOLD=0" "LSW_CUDA_NORM_FOLD=0 LSW_CUDA
 # session 17 (run 6): every fused-LoRA launch forced to GEMV variant 10 (4 rows per 2 warps); the tuner over every
 # variant (v11 / v12 too)
 st_s17_ab() { ab_r64 "" "LSW_CUDA_GEMV_LORA_VARIANT=10" "LSW_CUDA_GEMV_MAX_VARIANT=12"; }
+# session 22: the GEMV tuner over v1..v11 (default) against v1..v10 (before), interleaved: base twice, q,v r16 in every
+# fused-side mode, all-linear r64
+st_tune_ab() {
+  ab_bench base-1 "--modes base" "" "LSW_CUDA_GEMV_MAX_VARIANT=10" &&
+  ab_bench base-2 "--modes base" "" "LSW_CUDA_GEMV_MAX_VARIANT=10" &&
+  ab_bench qv-r16 "--rank 16 --targets q,v --router pregated --modes base,fused,merge" "" "LSW_CUDA_GEMV_MAX_VARIANT=10" &&
+  ab_r64 "" "LSW_CUDA_GEMV_MAX_VARIANT=10"; }
 # in-kernel-shrink launches past one wave on variant 10 (the default since session 17) against the plain choice of
 # each shape (before), for all-linear r64, q,v r16 and layer-wise q,v r16
 st_lorav_ab() {

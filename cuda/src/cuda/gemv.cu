@@ -799,13 +799,18 @@ static const GemvVariant kVariants[] = {
     {2, 4, 4, "2 rows per 4 warps (split-K), 4 x 16B per row"},
 };
 static constexpr int kDefaultVariant = 2;
-// The autotuner's candidates: v1..v10.  v11 / v12 (4 / 2 rows per 4 warps) won alone on the 7B o / down / gate,up /
-// lm_head shapes and in the graph of the linears alone (93.3 -> 94.5 % of copy, session 17 run 2), but not in the
-// decode as it runs: a NormFold consumer pays its epilogue (partials, barrier, SwiGLU) per block and gate,up on v12
-// has 4x the blocks (the folded base graph took 3.67 ms so in run 1, 3.43 ms on v1..v10 in run 2), the fused
-// in-kernel-shrink launches on v11 ran 4.05 instead of 3.93 ms (run 2), and the whole-decode fused r64 4.526 instead
-// of 4.359 ms (run 6).  The tuner times plain launches only, so they stay explicit (LSW_CUDA_GEMV_MAX_VARIANT=12).
-static constexpr int kAutoVariants = 10;
+// The autotuner's candidates: v1..v11 (since session 22; v1..v10 before).  v11 / v12 (4 / 2 rows per 4 warps) win
+// alone on the 7B o / down / gate,up / lm_head shapes and in the graph of the linears alone (93.3 -> 94.5 % of copy,
+// session 17 run 2).  In the decode as it runs, v12 loses: a NormFold consumer pays its epilogue (partials, barrier,
+// SwiGLU) per block and gate,up on v12 has 4x the blocks (the folded base graph took 3.67 ms so in run 1, 3.43 ms on
+// v1..v10 in run 2).  v11 does not: forced per role into the folded decode graph (harness bench_roles, session 22
+// run 5, two rounds) it took 0.004-0.012 ms off each of o, gate,up and down, and lm_head was even.  The fused-LoRA
+// launches lose on v11 (in-kernel shrinks: 4.05 instead of 3.93 ms, session 17 run 2; whole-decode fused r64 4.526
+// instead of 4.359 ms when the tuner went up to v12, run 6), so a LoRA launch without a LoRA-tuned entry takes the
+// tuner's best among v1..v<kLoraAutoVariants>, recorded beside the plain choice.  LSW_CUDA_GEMV_MAX_VARIANT=N: the
+// tuner tries v1..vN (10: the choice before session 22; 12: v12 too).
+static constexpr int kAutoVariants = 11;
+static constexpr int kLoraAutoVariants = 10;
 // An in-kernel-shrink LoRA launch whose GEMV blocks (plain choice of the shape) and shrink blocks do not fit in one
 // wave of resident blocks runs this variant instead.  With r64 top-2 on q,k,v the plain choice (v4: 384 blocks of 32
 // rows) + 192 shrink blocks > 528 slots on the H200: its last 48 blocks, 256 KB each, started only when the shrinks
@@ -861,6 +866,8 @@ bool pdl_attention() { return g_pdl && g_pdl_attn; }
 // without a LoRA entry for its shape uses the plain entry.
 static std::mutex g_tune_mu;
 static std::map<std::tuple<int, int, int>, int> g_tuned, g_tuned_lora;
+// the plain tuner's best among v1..v<kLoraAutoVariants>: what a LoRA launch of the shape takes without its own entry
+static std::map<std::tuple<int, int, int>, int> g_tuned_lora_base;
 static std::string g_tune_report;
 
 int gemv_tuned_variant(int dtype, int rows, int cols, bool lora) {
@@ -874,11 +881,18 @@ void gemv_set_variant(int dtype, int rows, int cols, int variant, bool lora) {
   auto &m = lora ? g_tuned_lora : g_tuned;
   if (variant <= 0) m.erase(std::make_tuple(dtype, rows, cols));
   else m[std::make_tuple(dtype, rows, cols)] = variant;
+  if (!lora) g_tuned_lora_base.erase(std::make_tuple(dtype, rows, cols));  // a set plain choice serves LoRA launches too
+}
+static int tuned_lora_base(int dtype, int rows, int cols) {
+  std::lock_guard<std::mutex> lk(g_tune_mu);
+  auto it = g_tuned_lora_base.find(std::make_tuple(dtype, rows, cols));
+  return it == g_tuned_lora_base.end() ? 0 : it->second;
 }
 void gemv_tune_clear() {
   std::lock_guard<std::mutex> lk(g_tune_mu);
   g_tuned.clear();
   g_tuned_lora.clear();
+  g_tuned_lora_base.clear();
   g_tune_report.clear();
 }
 std::string gemv_tune_report() {
@@ -902,6 +916,8 @@ static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora
   if (!v && lora) v = gemv_tuned_variant(dtype, rows, cols, true);
   if (v) return v;
   v = gemv_tuned_variant(dtype, rows, cols, false);
+  if (lora)  // the plain tuner's best among the variants a LoRA launch may take (see kLoraAutoVariants)
+    if (const int vl = tuned_lora_base(dtype, rows, cols)) v = vl;
   if (!v) v = kDefaultVariant;
   if (lora && shrink_blocks > 0 && g_lora_default > 0) {  // in-kernel shrinks: one wave, or g_lora_default
     const GemvVariant &k = kVariants[v];
@@ -1497,6 +1513,13 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
     return 0;
   }
   if (best > 0) gemv_set_variant(dtype, rows, cols, best, eps != nullptr);
+  if (best > kLoraAutoVariants && !eps) {  // LoRA launches of this shape: the best among v1..v<kLoraAutoVariants>
+    int bl = 1;
+    for (int v = 2; v <= kLoraAutoVariants && v < nv; v++)
+      if (us[v] < us[bl]) bl = v;
+    std::lock_guard<std::mutex> lk(g_tune_mu);
+    g_tuned_lora_base[std::make_tuple(dtype, rows, cols)] = bl;
+  }
   if (best_us && best > 0) *best_us = us[best];
   char line[512];
   int o = snprintf(line, sizeof line, "lswc: gemv%s %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried", eps ? "+lora" : "",
