@@ -1071,6 +1071,7 @@ static void bench_7b() {
 // Per-role GEMV choice in the decode as it runs (RMSNorm and SwiGLU folded, PDL): each 7B matrix shape (= role: q,k,v /
 // o / gate,up / down / lm_head) forced to other variants while the rest keep the tuner's choice, against the tuned
 // graph measured right before (the tuner times each shape alone, where v11 / v12 win but the folded decode loses).
+static void bench_lora_roles();
 static void bench_roles() {
   logf("\n== per-role GEMV variant in the folded 7B decode graph (PDL) ==\n");
   Model7B m;
@@ -1094,6 +1095,34 @@ static void bench_roles() {
       logf("  %-8s v%-2d: %.4f ms (%+.4f)\n", r.name, v, t, t - base);
     }
     gemv_set_variant(m.dt, r.rows, r.cols, tuned, false);
+  }
+  gemv_set_pdl(false);
+  free7b(m);
+}
+
+// The same per-role sweep for the fused-LoRA launches (r64 top-2 on all 7 linears, in-kernel shrinks, folded, PDL):
+// each shape's LoRA launches forced to another variant (its LoRA entry; this bypasses the one-wave rule), the rest
+// as the model runs them.
+static void bench_lora_roles() {
+  logf("\n== per-role GEMV variant of the fused-LoRA launches (r64 top-2 all-linear, in-kernel, folded, PDL) ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  tune7b(m);
+  gemv_set_pdl(true);
+  LoraCfg ink;
+  ink.inkernel = ink.fold = ink.swiglu_fold = true;
+  auto g = [&]() { return graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink); }, nullptr); };
+  struct Role { const char *name; int rows, cols; };
+  const Role roles[] = {{"q,k,v", 3 * m.H, m.H}, {"o", m.H, m.H}, {"gate,up", 2 * m.I, m.H}, {"down", m.H, m.I}};
+  for (const Role &r : roles) {
+    const double base = g();
+    logf("  %-8s as the model runs it: %.4f ms\n", r.name, base);
+    for (int v : {4, 9, 10, 11, 12}) {
+      gemv_set_variant(m.dt, r.rows, r.cols, v, true);
+      const double t = g();
+      logf("  %-8s LoRA v%-2d: %.4f ms (%+.4f)\n", r.name, v, t, t - base);
+    }
+    gemv_set_variant(m.dt, r.rows, r.cols, 0, true);
   }
   gemv_set_pdl(false);
   free7b(m);
@@ -2699,6 +2728,7 @@ int main(int argc, char **argv) {
   if (want("bench_7b")) bench_7b();
   if (want("bench_7b_parts")) bench_7b_parts();
   if (g_only && only_has("bench_roles") && want("bench_roles")) bench_roles();
+  if (g_only && only_has("bench_lora_roles") && want("bench_lora_roles")) bench_lora_roles();
 #if defined(LSW_GEMV_TRACE)
   if (g_only && only_has("trace_7b") && want("trace_7b")) trace_7b();
 #endif

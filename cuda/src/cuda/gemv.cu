@@ -908,10 +908,23 @@ static int env_variant(const char *name) {
 // explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT (LoRA launches), LSW_CUDA_GEMV_VARIANT, the tuned
 // LoRA choice (LoRA launches), the tuned plain choice, kDefaultVariant, in that order; an in-kernel-shrink launch
 // (shrink_blocks > 0) that would then need more than one wave takes g_lora_default
+// LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V (A-B runs)
+static int env_lora_shape(int rows, int cols) {
+  const char *ev = getenv("LSW_CUDA_GEMV_LORA_SHAPES");
+  for (const char *p = ev; p && *p;) {
+    int r = 0, c = 0, v = 0, n = 0;
+    if (sscanf(p, "%dx%d=%d%n", &r, &c, &v, &n) != 3) break;
+    if (r == rows && c == cols && v > 0 && v < gemv_variants()) return v;
+    p += n;
+    while (*p == ',' || *p == ' ') p++;
+  }
+  return 0;
+}
 static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora, int shrink_blocks = 0) {
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
   int v = lora ? env_variant("LSW_CUDA_GEMV_LORA_VARIANT") : 0;  // A-B runs of the fused-LoRA launches
+  if (!v && lora) v = env_lora_shape(rows, cols);
   if (!v) v = env_variant("LSW_CUDA_GEMV_VARIANT");               // force one kernel everywhere (debugging)
   if (!v && lora) v = gemv_tuned_variant(dtype, rows, cols, true);
   if (v) return v;
