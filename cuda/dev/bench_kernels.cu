@@ -1071,7 +1071,6 @@ static void bench_7b() {
 // Per-role GEMV choice in the decode as it runs (RMSNorm and SwiGLU folded, PDL): each 7B matrix shape (= role: q,k,v /
 // o / gate,up / down / lm_head) forced to other variants while the rest keep the tuner's choice, against the tuned
 // graph measured right before (the tuner times each shape alone, where v11 / v12 win but the folded decode loses).
-static void bench_lora_roles();
 static void bench_roles() {
   logf("\n== per-role GEMV variant in the folded 7B decode graph (PDL) ==\n");
   Model7B m;

@@ -905,9 +905,6 @@ static int env_variant(const char *name) {
   const int v = atoi(ev);
   return v > 0 && v < gemv_variants() ? v : 0;
 }
-// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT (LoRA launches), LSW_CUDA_GEMV_VARIANT, the tuned
-// LoRA choice (LoRA launches), the tuned plain choice, kDefaultVariant, in that order; an in-kernel-shrink launch
-// (shrink_blocks > 0) that would then need more than one wave takes g_lora_default
 // LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V (A-B runs)
 static int env_lora_shape(int rows, int cols) {
   const char *ev = getenv("LSW_CUDA_GEMV_LORA_SHAPES");
@@ -920,6 +917,10 @@ static int env_lora_shape(int rows, int cols) {
   }
   return 0;
 }
+// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT and LSW_CUDA_GEMV_LORA_SHAPES (LoRA launches),
+// LSW_CUDA_GEMV_VARIANT, the tuned LoRA choice (LoRA launches), the tuned plain choice (for a LoRA launch: the plain
+// tuner's best among v1..v<kLoraAutoVariants>), kDefaultVariant, in that order; an in-kernel-shrink launch
+// (shrink_blocks > 0) that would then need more than one wave takes g_lora_default
 static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora, int shrink_blocks = 0) {
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
