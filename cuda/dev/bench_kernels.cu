@@ -1069,59 +1069,36 @@ static void bench_7b() {
 
 
 // Per-role GEMV choice in the decode as it runs (RMSNorm and SwiGLU folded, PDL): each 7B matrix shape (= role: q,k,v /
-// o / gate,up / down / lm_head) forced to other variants while the rest keep the tuner's choice, against the tuned
-// graph measured right before (the tuner times each shape alone, where v11 / v12 win but the folded decode loses).
-static void bench_roles() {
-  logf("\n== per-role GEMV variant in the folded 7B decode graph (PDL) ==\n");
+// o / gate,up / down / lm_head) forced to other variants while the rest keep their choice, against the graph measured
+// right before (the tuner times each shape alone, where v11 / v12 win but the folded decode may lose).  lora: the
+// fused-LoRA launches (r64 top-2 on all 7 linears, in-kernel shrinks) forced through their LoRA entry, which bypasses
+// the one-wave rule; otherwise the plain launches of the base graph.
+static void bench_role_sweep(bool lora) {
+  logf(lora ? "\n== per-role GEMV variant of the fused-LoRA launches (r64 top-2 all-linear, in-kernel, folded, PDL) ==\n"
+            : "\n== per-role GEMV variant in the folded 7B decode graph (PDL) ==\n");
   Model7B m;
-  alloc7b(m, false);
+  alloc7b(m, lora);
   tune7b(m);
   gemv_set_pdl(true);
-  LoraCfg fold;
-  fold.fold = fold.swiglu_fold = true;
-  auto g = [&]() { return graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr); };
+  LoraCfg lc;
+  lc.fold = lc.swiglu_fold = true;
+  lc.inkernel = lora;
+  auto g = [&]() { return graph_time([&](cudaStream_t s) { run7b(m, lora, s, false, lc); }, nullptr); };
   struct Role { const char *name; int rows, cols; };
   const Role roles[] = {{"q,k,v", 3 * m.H, m.H}, {"o", m.H, m.H}, {"gate,up", 2 * m.I, m.H}, {"down", m.H, m.I},
-                        {"lm_head", m.V, m.H}};
+                        {"lm_head", m.V, m.H}};  // (lm_head carries no LoRA)
   for (const Role &r : roles) {
-    const int tuned = gemv_tuned_variant(m.dt, r.rows, r.cols, false);
+    if (lora && r.rows == m.V) continue;
+    const int kept = lora ? 0 : gemv_tuned_variant(m.dt, r.rows, r.cols, false);  // restored after the sweep
     const double base = g();
-    logf("  %-8s tuned v%d: %.4f ms\n", r.name, tuned, base);
+    logf("  %-8s as the model runs it (tuned v%d): %.4f ms\n", r.name, kept, base);
     for (int v : {2, 4, 9, 10, 11, 12}) {
-      if (v == tuned) continue;
-      gemv_set_variant(m.dt, r.rows, r.cols, v, false);
+      if (v == kept) continue;
+      gemv_set_variant(m.dt, r.rows, r.cols, v, lora);
       const double t = g();
-      logf("  %-8s v%-2d: %.4f ms (%+.4f)\n", r.name, v, t, t - base);
+      logf("  %-8s %sv%-2d: %.4f ms (%+.4f)\n", r.name, lora ? "LoRA " : "", v, t, t - base);
     }
-    gemv_set_variant(m.dt, r.rows, r.cols, tuned, false);
-  }
-  gemv_set_pdl(false);
-  free7b(m);
-}
-
-// The same per-role sweep for the fused-LoRA launches (r64 top-2 on all 7 linears, in-kernel shrinks, folded, PDL):
-// each shape's LoRA launches forced to another variant (its LoRA entry; this bypasses the one-wave rule), the rest
-// as the model runs them.
-static void bench_lora_roles() {
-  logf("\n== per-role GEMV variant of the fused-LoRA launches (r64 top-2 all-linear, in-kernel, folded, PDL) ==\n");
-  Model7B m;
-  alloc7b(m, true);
-  tune7b(m);
-  gemv_set_pdl(true);
-  LoraCfg ink;
-  ink.inkernel = ink.fold = ink.swiglu_fold = true;
-  auto g = [&]() { return graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink); }, nullptr); };
-  struct Role { const char *name; int rows, cols; };
-  const Role roles[] = {{"q,k,v", 3 * m.H, m.H}, {"o", m.H, m.H}, {"gate,up", 2 * m.I, m.H}, {"down", m.H, m.I}};
-  for (const Role &r : roles) {
-    const double base = g();
-    logf("  %-8s as the model runs it: %.4f ms\n", r.name, base);
-    for (int v : {4, 9, 10, 11, 12}) {
-      gemv_set_variant(m.dt, r.rows, r.cols, v, true);
-      const double t = g();
-      logf("  %-8s LoRA v%-2d: %.4f ms (%+.4f)\n", r.name, v, t, t - base);
-    }
-    gemv_set_variant(m.dt, r.rows, r.cols, 0, true);
+    gemv_set_variant(m.dt, r.rows, r.cols, kept, lora);
   }
   gemv_set_pdl(false);
   free7b(m);
@@ -2726,8 +2703,8 @@ int main(int argc, char **argv) {
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
   if (want("bench_7b_parts")) bench_7b_parts();
-  if (g_only && only_has("bench_roles") && want("bench_roles")) bench_roles();
-  if (g_only && only_has("bench_lora_roles") && want("bench_lora_roles")) bench_lora_roles();
+  if (g_only && only_has("bench_roles") && want("bench_roles")) bench_role_sweep(false);
+  if (g_only && only_has("bench_lora_roles") && want("bench_lora_roles")) bench_role_sweep(true);
 #if defined(LSW_GEMV_TRACE)
   if (g_only && only_has("trace_7b") && want("trace_7b")) trace_7b();
 #endif

@@ -905,16 +905,23 @@ static int env_variant(const char *name) {
   const int v = atoi(ev);
   return v > 0 && v < gemv_variants() ? v : 0;
 }
-// LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V (A-B runs)
+// LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V (A-B runs; read
+// once, at the first LoRA launch)
 static int env_lora_shape(int rows, int cols) {
-  const char *ev = getenv("LSW_CUDA_GEMV_LORA_SHAPES");
-  for (const char *p = ev; p && *p;) {
-    int r = 0, c = 0, v = 0, n = 0;
-    if (sscanf(p, "%dx%d=%d%n", &r, &c, &v, &n) != 3) break;
-    if (r == rows && c == cols && v > 0 && v < gemv_variants()) return v;
-    p += n;
-    while (*p == ',' || *p == ' ') p++;
-  }
+  static const std::vector<std::tuple<int, int, int>> shapes = [] {
+    std::vector<std::tuple<int, int, int>> v;
+    const char *ev = getenv("LSW_CUDA_GEMV_LORA_SHAPES");
+    for (const char *p = ev; p && *p;) {
+      int r = 0, c = 0, var = 0, n = 0;
+      if (sscanf(p, "%dx%d=%d%n", &r, &c, &var, &n) != 3) break;
+      if (var > 0 && var < gemv_variants()) v.emplace_back(r, c, var);
+      p += n;
+      while (*p == ',' || *p == ' ') p++;
+    }
+    return v;
+  }();
+  for (const auto &t : shapes)
+    if (std::get<0>(t) == rows && std::get<1>(t) == cols) return std::get<2>(t);
   return 0;
 }
 // explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT and LSW_CUDA_GEMV_LORA_SHAPES (LoRA launches),
