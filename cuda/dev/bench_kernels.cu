@@ -371,12 +371,16 @@ static void run_pdl_mode(int mode, const std::function<void(cudaStream_t)> &chai
 // output bit-identical to the launch without the fold; xw = x * w exactly; eager vs graph + PDL bit-identical.
 static void test_norm_fold() {
   logf("\n== RMSNorm folded into the decode GEMVs (NormFold) ==\n");
-  struct Case { int H, Ci, Rc, vp, vc; bool lora; };
+  struct Case { int H, Ci, Rc, vp, vc; bool lora, defer = false; };
   std::vector<Case> cases;
   for (int v = 1; v < gemv_variants(); v++) cases.push_back({520, 1032, 777, v, gemv_variants() - v, false});
   cases.push_back({4104, 264, 333, 8, 2, false});  // 2 rows per producer block: 2052 partials, 9 rounds of 256
   cases.push_back({520, 1032, 777, 10, 4, true});
   cases.push_back({520, 1032, 777, 2, 10, true});
+  // the LoRA expand deferred (LoraEpilogue::defer): Y = the base rows, defer = rs * B t (the shrink blocks' rs)
+  cases.push_back({520, 1032, 777, 10, 4, true, true});
+  cases.push_back({520, 1032, 777, 2, 10, true, true});
+  cases.push_back({4104, 1032, 777, 9, 0, true, true});
   const float eps = 1e-5f;
   const int E = 4, K = 2, rank = 16;
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
@@ -394,15 +398,17 @@ static void test_norm_fold() {
       int *de = dup(ex);
       const int np = gemv_fold_parts(H);
       float *dx = dnew<float>(H), *dx2 = dnew<float>(H), *dxw = dnew<float>(H), *dpart = dnew<float>(np);
-      float *dout = dnew<float>(Rc), *dt_ = dnew<float>(K * rank);
+      float *dout = dnew<float>(Rc), *dt_ = dnew<float>(K * rank), *ddy = dnew<float>(Rc);
       int *dsync = dnew<int>(2);
       CK(cudaMemset(dsync, 0, 8));
       LoraEpilogue ep;
       ep.nseg = 1; ep.top_k = K; ep.sync = dsync; ep.n_experts = E;
       ep.seg[0] = LoraSeg{0, Rc, rank, dB, dt_, de, dA, dg};
+      if (cs.defer) ep.defer = ddy;
       char what[160];
       snprintf(what, sizeof what, "%s H=%d producer %dx%d v%d, consumer %dx%d v%d%s", dname(dt), H, H, Ci, cs.vp, Rc, H,
-               cs.vc, cs.lora ? " + LoRA r16 top2 (in-kernel shrink)" : "");
+               cs.vc, cs.lora ? cs.defer ? " + LoRA r16 top2 (in-kernel shrink, deferred expand)" : " + LoRA r16 top2 (in-kernel shrink)" : "");
+      if (cs.defer) expect(gemv_defer_ok(dt, dWc, Rc, H, dxw, H, 1, &ep), "%s: gemv_defer_ok", what);
       // producer without the fold (reference output), then with it
       CK(cudaMemcpy(dx2, x0.data(), H * 4, cudaMemcpyHostToDevice));
       CK(gemv(dt, dWp, H, Ci, da, Ci, 1, dx2, H, nullptr, true, nullptr, 0, cs.vp));
@@ -417,11 +423,12 @@ static void test_norm_fold() {
       };
       auto reset = [&](cudaStream_t s) {
         CK(cudaMemcpyAsync(dx, x0.data(), H * 4, cudaMemcpyHostToDevice, s));
-        poison(dxw, H * 4); poison(dpart, np * 4); poison(dout, Rc * 4);
+        poison(dxw, H * 4); poison(dpart, np * 4); poison(dout, Rc * 4); poison(ddy, Rc * 4);
         CK(cudaDeviceSynchronize());  // (the memsets run on the legacy stream, which a non-blocking s does not wait for)
       };
       run_pdl_mode(0, chain, reset);
       auto X = down(dx, H), X2 = down(dx2, H), XW = down(dxw, H), P = down(dpart, nf.out_n), O = down(dout, Rc);
+      const auto DY = down(ddy, Rc);
       expect(nf.out_n > 0 && nf.out_n <= np && !memcmp(X.data(), X2.data(), H * 4),
              "fold out %s: x bit-identical to the launch without it (%d partials)", what, nf.out_n);
       bool xw_ok = true;
@@ -443,17 +450,30 @@ static void test_norm_fold() {
         ref[r] = sum + bias[r];
         sc[r] = ab + std::fabs(bias[r]);
       }
-      if (cs.lora) ref_lora_add(A.val, B.val, rank, H, Rc, ex, g, K, xnd, ref, sc, 0);
       char nm[240];
-      snprintf(nm, sizeof nm, "fold in %s", what);
-      check(nm, O.data(), ref.data(), sc.data(), Rc, 1e-6, 4e-6);
+      if (cs.defer) {  // Y: the base rows only
+        snprintf(nm, sizeof nm, "fold in %s: Y without the LoRA rows", what);
+        check(nm, O.data(), ref.data(), sc.data(), Rc, 1e-6, 4e-6);
+      }
+      if (cs.lora) ref_lora_add(A.val, B.val, rank, H, Rc, ex, g, K, xnd, ref, sc, 0);
+      std::vector<float> OD = O;
+      if (cs.defer)
+        for (int r = 0; r < Rc; r++) OD[r] = O[r] + DY[r];
+      snprintf(nm, sizeof nm, cs.defer ? "fold in %s: Y + defer" : "fold in %s", what);
+      check(nm, OD.data(), ref.data(), sc.data(), Rc, 1e-6, 4e-6);
       // the same chain in a CUDA graph with PDL: bit-identical
       run_pdl_mode(3, chain, reset);
-      auto O3 = down(dout, Rc), XW3 = down(dxw, H);
-      expect(!memcmp(O3.data(), O.data(), Rc * 4) && !memcmp(XW3.data(), XW.data(), H * 4),
+      auto O3 = down(dout, Rc), XW3 = down(dxw, H), DY3 = down(ddy, Rc);
+      expect(!memcmp(O3.data(), O.data(), Rc * 4) && !memcmp(XW3.data(), XW.data(), H * 4) &&
+                 (!cs.defer || !memcmp(DY3.data(), DY.data(), Rc * 4)),
              "fold %s: graph + PDL bit-identical to eager", what);
+      if (cs.lora) {
+        int hs[2];
+        CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
+        expect(hs[0] == 0 && hs[1] == 0, "fold %s: shrink counters re-armed (%d, %d)", what, hs[0], hs[1]);
+      }
       for (void *p : {dWp, dWc, dA, dB}) cudaFree(p);
-      for (float *p : {da, dw, db, dg, dx, dx2, dxw, dpart, dout, dt_}) cudaFree(p);
+      for (float *p : {da, dw, db, dg, dx, dx2, dxw, dpart, dout, dt_, ddy}) cudaFree(p);
       cudaFree(de); cudaFree(dsync);
     }
   // requests the vector kernel cannot take
@@ -1329,6 +1349,87 @@ static void test_lora() {
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
           expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, shrink in the GEMV launch, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
         }
+        // the expand deferred (LoraEpilogue::defer, 16-bit, top_k * rank <= 512): Y = W x alone, defer = B t for every
+        // row (exactly 0 outside the segments), in every variant that takes it, twice on the same counter pair, and
+        // with the experts written late by a PDL producer; Y + defer against the fp64 reference
+        bool dfit = dt != LSW_DTYPE_F32;
+        for (int sgi = 0; sgi < cs.nseg; sgi++) dfit = dfit && K * cs.rank[sgi] <= 512 && cs.rank[sgi] % 8 == 0;
+        {  // and every shrink block resident at once: <= SMs x the LoRA kernels' blocks per SM (F16 4, BF16 3)
+          int sms = 0;
+          CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+          const int cj = (cols / 8 + 255) / 256, srpb = cj >= 4 ? 1 : 4 / cj;
+          dfit = dfit && (tot + srpb - 1) / srpb <= sms * (dt == LSW_DTYPE_F16 ? 4 : 3);
+        }
+        float *ddy = dnew<float>(rows);
+        LoraEpilogue ed = ek;
+        ed.defer = ddy;
+        ed.n_experts = E;
+        const bool dok = gemv_defer_ok(dt, dW, rows, cols, dx, cols, 1, &ed);
+        expect(dok == dfit, "fused lora %s: gemv_defer_ok %d (expected %d)", what, (int)dok, (int)dfit);
+        std::vector<double> refb, scb;
+        ref_matmul(W.val, rows, cols, x, 1, refb, scb);
+        std::vector<bool> inseg(rows, false);
+        for (int sgi = 0; sgi < cs.nseg; sgi++)
+          for (int r = 0; r < cs.nrows[sgi]; r++) inseg[cs.row0[sgi] + r] = true;
+        for (int v = 0; dok && v < gemv_variants(); v++) {
+          if (v > 0 && cols != 4096) continue;
+          std::vector<float> y0, d0;
+          for (int rep = 0; rep < 3; rep++) {
+            const bool late = rep == 2;
+            std::vector<int> bad(K);
+            for (int k = 0; k < K; k++) bad[k] = k % 2 ? -3 - k : E + 5 + k;
+            int *de_ok = dup(ex);
+            if (late) CK(cudaMemcpy(de, bad.data(), K * 4, cudaMemcpyHostToDevice));
+            poison(dY, rows * 4);
+            poison(ddy, rows * 4);
+            poison(dt_, tot * 4);
+            cudaStream_t st;
+            CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+            gemv_set_pdl(late);
+            if (late) {
+              delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(de_ok), reinterpret_cast<float *>(de), K, 20000);
+              CK(cudaGetLastError());
+            }
+            const cudaError_t e = gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ed, st, v);
+            CK(cudaStreamSynchronize(st));
+            gemv_set_pdl(false);
+            CK(cudaStreamDestroy(st));
+            if (late) CK(cudaMemcpy(de, ex.data(), K * 4, cudaMemcpyHostToDevice));
+            cudaFree(de_ok);
+            if (v > 0 && e == cudaErrorInvalidValue) {  // a variant with no deferring kernel (> 8 chunks in flight)
+              cudaGetLastError();
+              break;
+            }
+            CK(e);
+            Y = down(dY, rows);
+            const auto D = down(ddy, rows);
+            snprintf(nm, sizeof nm, "fused lora %s, deferred expand, v%d run %d%s: Y = W x", what, v, rep + 1,
+                     late ? " (experts written late by a PDL producer)" : "");
+            check(nm, Y.data(), refb.data(), scb.data(), rows, 1e-5, 3e-6);
+            bool zero = true;
+            std::vector<float> yd(rows);
+            for (int r = 0; r < rows; r++) {
+              yd[r] = Y[r] + D[r];
+              if (!inseg[r] && D[r] != 0.f) zero = false;
+            }
+            expect(zero, "%s: defer exactly 0 outside the segments", nm);
+            snprintf(nm, sizeof nm, "fused lora %s, deferred expand, v%d run %d%s: Y + defer", what, v, rep + 1,
+                     late ? " (experts written late by a PDL producer)" : "");
+            check(nm, yd.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+            if (rep == 0) { y0 = Y; d0 = D; }
+            else expect(!memcmp(Y.data(), y0.data(), rows * 4) && !memcmp(D.data(), d0.data(), rows * 4),
+                        "%s: bit-identical to run 1", nm);
+          }
+          int hs[2];
+          CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
+          expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, deferred expand, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
+        }
+        if (!dok) {  // refused as a whole: gemv() must not fall back to the epilogue (the consumer would add it twice)
+          expect(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ed, 0, 0) == cudaErrorInvalidValue,
+                 "fused lora %s, deferred expand where it cannot run: refused", what);
+          cudaGetLastError();
+        }
+        cudaFree(ddy);
         cudaFree(dsync);
       }
       {  // deterministic: the same launch again gives the same bits; bias + accumulate with the epilogue
@@ -2343,6 +2444,39 @@ static void test_attention() {
         expect(memcmp(O.data(), last.data(), (size_t)qd * 4) == 0,
                "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %d: bit-identical on a repeated launch",
                dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+      }
+      {  // a deferred correction (dq/dk/dv: the qkv GEMV's deferred LoRA expand) is added as q / k / v are read:
+         // q + dq through the kernel == the sums uploaded as plain q / k / v (the same fp32 adds), bit for bit, output
+         // and stored row
+        auto D = rvec(ld), QA = rvec(ld), QS(QA);
+        for (int i = 0; i < ld; i++) QS[i] = QA[i] + D[i];
+        float *dqa = dup(QA), *dqs = dup(QS), *dd = dup(D);
+        std::vector<float> O1, O2;
+        std::vector<uint8_t> k1, v1;
+        for (int with = 0; with < 2; with++) {
+          repoison();
+          poison(dO, (size_t)qd * 4);
+          float *qb = with ? dqa : dqs;
+          CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, qb, qb + qd, qb + qd + kvd, di, kt, dK, dV,
+                              kvd, dO, sc, 0, dcs, -1, with ? dd : nullptr, with ? dd + qd : nullptr,
+                              with ? dd + qd + kvd : nullptr));
+          CK(cudaDeviceSynchronize());
+          (with ? O2 : O1) = down(dO, qd);
+          const auto kb = down(dK + pos * kvd * es, kvd * es), vb = down(dV + pos * kvd * es, kvd * es);
+          if (!with) { k1 = kb; v1 = vb; }
+          else expect(kb == k1 && vb == v1, "attention decode %s KV ctx=%d hd=%d%s variant %d, deferred q/k/v correction: "
+                      "stored row bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.hd, pb, variant);
+        }
+        bool finite = true;
+        for (float f : O1) finite = finite && std::isfinite(f);
+        expect(finite && memcmp(O1.data(), O2.data(), (size_t)qd * 4) == 0,
+               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %d, deferred q/k/v correction: output "
+               "bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+        expect(attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqa, dqa + qd, dqa + qd + kvd, di, kt, dK, dV, kvd,
+                                dO, sc, 0, dcs, -1, dd, nullptr, nullptr) == cudaErrorInvalidValue,
+               "attention decode: dq without dk/dv refused");
+        cudaGetLastError();
+        cudaFree(dqa); cudaFree(dqs); cudaFree(dd);
       }
       attn_decode_set_p8(false);
       attn_decode_set_max_splits(0);

@@ -93,6 +93,9 @@ struct DecodeAttn {
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
   int release_sync;                // last_split_block's rel
+  // nullable: corrections added to q / knew / vnew as they are read, same layout (a qkv GEMV's deferred LoRA expand,
+  // kernels.cuh LoraEpilogue::defer); set together
+  const float *dq = nullptr, *dk = nullptr, *dv = nullptr;
 };
 
 // K/V elements of 4 dims held in registers as loaded (fp32: a float4; 16-bit types: 8 bytes, widened where used,
@@ -116,6 +119,16 @@ __device__ __forceinline__ RopeIn rope_load(const float *x, int d, int half, int
   r.x1 = x[i + half];
   r.cs = cs ? cs[(size_t)pos * half + i] : make_float2(0.f, 0.f);
   return r;
+}
+// + the same elements of dx (a deferred correction, DecodeAttn::dq): x0 / x1 as rope_load read them (rope), or x0 = x[d]
+__device__ __forceinline__ void rope_add(RopeIn &r, const float *dx, int d, int half, bool rope) {
+  if (rope) {
+    const int i = d < half ? d : d - half;
+    r.x0 += dx[i];
+    r.x1 += dx[i + half];
+  } else {
+    r.x0 += dx[d];
+  }
 }
 __device__ __forceinline__ float rope_apply(const RopeIn &r, int d, int half, int pos, const double *inv_freq,
                                             const float2 *cs) {
@@ -179,8 +192,13 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
     const int g = i / HD, d = i - g * HD;
     float v = 0.f;
     if (g < gsz && d < hd) {
-      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
-      v = a.inv_freq ? rope_elem(qh, d, half, pos, a.inv_freq, a.rope_cs) : qh[d];
+      const size_t o = (size_t)(kvh * gsz + g) * hd;
+      const bool rope = a.inv_freq != nullptr;
+      RopeIn r{0.f, 0.f, make_float2(0.f, 0.f)};
+      if (rope) r = rope_load(a.q + o, d, half, pos, a.rope_cs);
+      else r.x0 = a.q[o + d];
+      if (a.dq) rope_add(r, a.dq + o, d, half, rope);
+      v = rope ? rope_apply(r, d, half, pos, a.inv_freq, a.rope_cs) : r.x0;
     }
     sq[g][d] = v;
   }
@@ -255,6 +273,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
       if (g < gsz && d < hd) {
         if (rope) qi[e] = rope_load(qh, d, half, pos, a.rope_cs);
         else qi[e].x0 = qh[d];
+        if (a.dq) rope_add(qi[e], a.dq + (size_t)(kvh * gsz + g) * hd, d, half, rope);
       }
     }
     RopeIn ki[NCH];
@@ -269,6 +288,10 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
         if (rope) ki[c] = rope_load(kh, d, half, pos, a.rope_cs);
         else ki[c].x0 = kh[d];
         vi[c] = vh[d];
+        if (a.dk) {
+          rope_add(ki[c], a.dk + (size_t)kvh * hd, d, half, rope);
+          vi[c] += a.dv[(size_t)kvh * hd + d];
+        }
       }
     }
 #pragma unroll
@@ -603,8 +626,17 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
       float kv = 0.f, vv = 0.f;
       if (d < hd) {  // the new row as the cache holds it (rounded to KT)
         const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-        kv = round_to<KT>(a.inv_freq ? rope_elem(kh, d, half, pos, a.inv_freq, a.rope_cs) : kh[d]);
-        vv = round_to<KT>(vh[d]);
+        const bool rope = a.inv_freq != nullptr;
+        RopeIn r{0.f, 0.f, make_float2(0.f, 0.f)};
+        if (rope) r = rope_load(kh, d, half, pos, a.rope_cs);
+        else r.x0 = kh[d];
+        float v = vh[d];
+        if (a.dk) {
+          rope_add(r, a.dk + (size_t)kvh * hd, d, half, rope);
+          v += a.dv[(size_t)kvh * hd + d];
+        }
+        kv = round_to<KT>(rope ? rope_apply(r, d, half, pos, a.inv_freq, a.rope_cs) : r.x0);
+        vv = round_to<KT>(v);
         Kc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(kv);  // the append (no other block reads it)
         Vc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(vv);
       }
@@ -875,11 +907,14 @@ static int attn_release_sync() {
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
-                             float *scratch, cudaStream_t s, const float2 *rope_cs, int variant) {
+                             float *scratch, cudaStream_t s, const float2 *rope_cs, int variant, const float *dq,
+                             const float *dk, const float *dv) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, kv_dtype, q, K, V) || !scratch || n_ctx < 1 ||
-      ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2))
+      ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2) ||
+      (dq && (!knew || !dk || !dv)))
     return cudaErrorInvalidValue;
   DecodeAttn a;
+  a.dq = dq; a.dk = dq ? dk : nullptr; a.dv = dq ? dv : nullptr;
   a.q = q; a.knew = knew; a.vnew = vnew; a.pos = pos; a.inv_freq = inv_freq; a.rope_cs = inv_freq ? rope_cs : nullptr;
   a.K = K; a.V = V; a.ldkv = ldkv; a.O = O;
   a.part = scratch;

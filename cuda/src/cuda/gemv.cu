@@ -368,6 +368,100 @@ __device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) {
     if (i < lo.nseg && row >= lo.seg[i].row0 && row < lo.seg[i].row0 + lo.seg[i].rows) s = i;
   return s;
 }
+// Phase 2 of a shrink block of a deferring launch (LoraEpilogue::defer): once all lo.nsb shrink blocks have published
+// t (thread 0 acquires sync[0] == nsb, then a block barrier, as the GEMV blocks of the epilogue path do), rows
+// [blockIdx.x * erpb, + erpb) of the matrix get defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] t[k*rank + j], 0
+// outside the segments.  tpr threads per row (a power of two: half the row's 16-byte B chunks rounded up, <= 32), each
+// with <= 2 chunks (16-bit B with top_k * rank <= 512, gemv_defer_ok: <= 64 chunks per row), DX_RU rows per thread
+// in flight, then the tpr partial sums combined by xor shuffles (fixed order: deterministic).  rs: the NormFold in
+// side's scale, computed by warp 0 exactly as the GEMV blocks compute it (same partials, same lane order, same bits).
+// The last shrink block to finish re-arms the counter pair for the next launch.
+constexpr int DX_RU = 4;
+template <typename T>
+__device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormFold &nf, int rows) {
+  constexpr int NT = 256, VEC = Tr<T>::VEC;
+  __shared__ __align__(16) float s_t[3][512];
+  __shared__ int s_ex[3][8];
+  __shared__ float s_rs;
+  const int tid = threadIdx.x, lane = tid & 31;
+  int cmax = 1;  // most 16-byte chunks in a row -> tpr
+  for (int sg = 0; sg < lo.nseg; sg++) cmax = max(cmax, lo.top_k * lo.seg[sg].rank / VEC);
+  int tpr = 1;
+  while (2 * tpr < cmax && tpr < 32) tpr *= 2;
+  const int rpp = NT / tpr;  // rows per pass
+  if (tid == 0)
+    while (ld_acquire(lo.sync) < lo.nsb) __nanosleep(32);
+  __syncthreads();
+  for (int sg = 0; sg < lo.nseg; sg++) {
+    const int n = lo.top_k * lo.seg[sg].rank;
+    for (int i = tid; i < n; i += NT) s_t[sg][i] = __ldcg(lo.seg[sg].t + i);
+    if (tid < lo.top_k) s_ex[sg][tid] = __ldcg(lo.seg[sg].experts + tid);
+  }
+  if (tid < 32) {
+    float rs = 1.f;
+    if (nf.in_part) {
+      float sp = 0.f;
+      for (int i = lane; i < nf.in_n; i += 32) sp += __ldcg(nf.in_part + i);
+      rs = 1.f / sqrtf(warp_sum(sp) / (float)nf.in_dim + nf.in_eps);
+    }
+    if (tid == 0) s_rs = rs;
+  }
+  __syncthreads();
+  const float rs = s_rs;
+  const int sub = tid % tpr, r0 = blockIdx.x * lo.erpb, r1 = min(rows, r0 + lo.erpb);
+  for (int base = r0; base < r1; base += rpp * DX_RU) {  // (block-uniform trip count: the shuffles below)
+    const int rb = base + tid / tpr;
+    uint4 bv[DX_RU][2];
+    int sgs[DX_RU];
+#pragma unroll
+    for (int u = 0; u < DX_RU; u++) {  // every chunk of DX_RU rows requested before the first is used
+      const int row = rb + u * rpp;
+      sgs[u] = row < r1 ? lora_seg_index(lo, row) : -1;
+      if (sgs[u] < 0) continue;
+      const LoraSeg &g = lo.seg[sgs[u]];
+      const int rv = g.rank / VEC, cpr = lo.top_k * rv;
+#pragma unroll
+      for (int q = 0; q < 2; q++) {
+        const int c = sub + tpr * q;
+        if (c < cpr) {
+          int k, jc;
+          chunk_split(c, rv, k, jc);
+          bv[u][q] = ld_stream(reinterpret_cast<const uint4 *>(g.B) +
+                               ((unsigned)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * (unsigned)rv + jc));
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < DX_RU; u++) {
+      const int row = rb + u * rpp;
+      float p = 0.f;
+      if (sgs[u] >= 0) {
+        const LoraSeg &g = lo.seg[sgs[u]];
+        const int rv = g.rank / VEC, cpr = lo.top_k * rv;
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+          const int c = sub + tpr * q;
+          if (c < cpr) {
+            int k, jc;
+            chunk_split(c, rv, k, jc);
+            float bf[VEC];
+            unpack16<T>(bv[u][q], bf);
+            const float *tp = &s_t[sgs[u]][k * g.rank + jc * VEC];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) p = fmaf(bf[e], tp[e], p);
+          }
+        }
+      }
+      for (int o = tpr / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
+      if (sub == 0 && row < r1) lo.defer[row] = rs * p;
+    }
+  }
+  __syncthreads();
+  if (tid == 0 && atomicAdd(lo.sync + 1, 1) == lo.nsb - 1) {  // every shrink block is past its wait and its t reads
+    lo.sync[0] = 0;
+    lo.sync[1] = 0;
+  }
+}
 // Rows [r0, r0+R) per row group, KS warps of the block share one row group (split over the columns,
 // interleaved 16-byte chunks, partial sums combined in shared memory in a fixed order: deterministic),
 // U 16-byte chunks per lane in flight per row before they are consumed.
@@ -389,10 +483,11 @@ template <typename T, int NX, int R, int U, int KS, bool LORA>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
-                                                   const LoraEpilogue &lora, const NormFold &nf, int trig_late) {
+                                                   const LoraEpilogue &lora, const NormFold &nf, int trig_late,
+                                                   int bskip = 0) {
   constexpr int VEC = Tr<T>::VEC;
   constexpr int WPB = 8, GPB = WPB / KS, S = 32 * KS;  // warps per block, row groups per block, chunk stride
-  int bid = blockIdx.x;
+  int bid = blockIdx.x - bskip;  // (bskip: leading blocks of the launch that are not GEMV blocks, gemv_defer_kernel)
   bool shr = false;  // in-kernel shrink: t comes from this launch's leading blocks
   if constexpr (LORA) {
     if (lora.nsb > 0) {
@@ -758,6 +853,24 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
   gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
   gt_mark(7);
 }
+// Deferred expand (LoraEpilogue::defer): the leading lora.nsb blocks compute t (epi_shrink_block), then, once every
+// shrink block has published, defer[] for their erpb rows (defer_expand); the other blocks are the PLAIN kernel's
+// (no epilogue, no wait on t), so the launch's critical path is the base GEMV's.  Held to the LoRA kernels' occupancy.
+template <typename T, int R, int U, int KS>
+__global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
+    const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
+    const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
+    const __grid_constant__ NormFold nf, int trig_late) {
+  gt_begin(rows, cols, 1);
+  if ((int)blockIdx.x < lora.nsb) {
+    gt_flag(2);
+    epi_shrink_block<T>(lora, X, cols);
+    defer_expand<T>(lora, nf, rows);
+  } else {
+    gemv_body<T, 1, R, U, KS, false>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late, lora.nsb);
+  }
+  gt_mark(7);
+}
 // Always-correct scalar fallback: warp per row, element loads.
 template <typename T>
 __global__ void gemv_simple_kernel(const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx,
@@ -981,7 +1094,13 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   // with in-kernel shrinks, whose blocks then read their A rows while the producer finishes (measured faster)
   const bool ik = lora && lora->nseg > 0 && lora->nsb > 0;
   const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
-  if (lora && lora->nseg > 0) {
+  if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
+    if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
+      launch_ks(gemv_defer_kernel<T, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy,
+                bias, (int)accumulate, *lora, f, (int)g_trigger_late);
+    else
+      return cudaErrorInvalidValue;
+  } else if (lora && lora->nseg > 0) {
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
       launch_ks(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
                (int)accumulate, *lora, f, (int)g_trigger_late);
@@ -1116,6 +1235,14 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
   return cudaSuccess;
 }
 
+// in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
+static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
+  int total = 0;
+  for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
+  const int cj = cdiv(cols / vec, 256);
+  lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
+  lo.nsb = cdiv(total, lo.srpb);
+}
 // the vector path's conditions (the only path that takes a NormFold)
 static bool gemv_fast(int dtype, const void *W, int cols, const float *X, int ldx) {
   const int vec = dtype == LSW_DTYPE_F32 ? 4 : 8;
@@ -1125,6 +1252,18 @@ static bool inkernel_vec_ok(int dtype, const LoraEpilogue &lo) {
   bool ok = lora_vec_ok(dtype, lo);
   for (int i = 0; i < lo.nseg && ok; i++) ok = aligned16(lo.seg[i].A);
   return ok;
+}
+bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
+                   const LoraEpilogue *lora) {
+  if (n != 1 || !lora || lora->nseg <= 0 || lora->nseg > 3 || !lora->defer || rows <= 0) return false;
+  if ((dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) || lora->top_k < 1 || lora->top_k > 8) return false;
+  if (inkernel_shrink(*lora) <= 0 || !gemv_fast(dtype, W, cols, X, ldx) || !inkernel_vec_ok(dtype, *lora)) return false;
+  for (int i = 0; i < lora->nseg; i++)
+    if (lora->top_k * lora->seg[i].rank > 512) return false;  // defer_expand's t stage and chunks per row
+  LoraEpilogue lo = *lora;
+  shrink_blocks(lo, cols, 8);
+  const int wave = lora_wave_blocks(dtype);
+  return wave > 0 && lo.nsb <= wave;  // every shrink block waits for all the others: they must fit at once
 }
 bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora) {
   if (n != 1 || !gemv_fast(dtype, W, cols, X, ldx)) return false;
@@ -1156,6 +1295,8 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   const bool fast = gemv_fast(dtype, W, cols, X, ldx);
   const int ik = has_lora ? inkernel_shrink(*lora) : 0;
   if (ik < 0) return cudaErrorInvalidValue;
+  // a deferred expand runs as asked or not at all (its consumer adds defer[]: no silent fallback to the epilogue)
+  if (has_lora && lora->defer && !gemv_defer_ok(dtype, W, rows, cols, X, ldx, n, lora)) return cudaErrorInvalidValue;
   if (ik) {
     const bool ok = fast && inkernel_vec_ok(dtype, *lora);
     LoraEpilogue lo = *lora;
@@ -1164,14 +1305,20 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
       cudaError_t e = shrink_before(dtype, *lora, X, cols, s);
       return e != cudaSuccess ? e : gemv(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, &lo, s, variant);
     }
-    // shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
-    int total = 0;
-    for (int i = 0; i < lora->nseg; i++) total += lora->top_k * lora->seg[i].rank;
-    const int cj = cdiv(cols / vec, 256);
     lo = *lora;
-    lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
-    lo.nsb = cdiv(total, lo.srpb);
-    variant = resolve_variant(dtype, rows, cols, variant, true, lo.nsb);
+    shrink_blocks(lo, cols, vec);
+    if (lo.defer) {  // deferred expand: the GEMV blocks are the plain kernel's, so the plain choice, kept to one wave
+      lo.erpb = cdiv(rows, lo.nsb);
+      const int v0 = variant;
+      variant = resolve_variant(dtype, rows, cols, variant, false);
+      if (v0 == 0 && variant > 0 && g_lora_default > 0 &&
+          cdiv(cdiv(rows, kVariants[variant].R), 8 / kVariants[variant].KS) + lo.nsb > lora_wave_blocks(dtype))
+        variant = g_lora_default;
+      if (variant > 0 && kVariants[variant].R * kVariants[variant].U > 8)  // (no deferring kernel: 64 registers)
+        variant = v0 == 0 ? kGemvLoraWaveVariant : -1;
+    } else {
+      variant = resolve_variant(dtype, rows, cols, variant, true, lo.nsb);
+    }
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {
       case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);

@@ -32,7 +32,17 @@ struct LoraEpilogue {
   // griddepcontrol.wait (the index clamped to [0, n_experts), checked again after the wait)
   int n_experts = 0;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
+  // Deferred expand (in-kernel shrink only, n == 1, 16-bit weights; gemv_defer_ok): the launch's GEMV blocks run the
+  // plain kernel (no LoRA epilogue) and Y gets the base rows only; the shrink blocks, once every t is published,
+  // write defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] * t[k*rank + j] for EVERY row of the matrix (0 outside the
+  // segments; rs = the NormFold in side's scale, else 1), so the consumer adds defer[row] to Y[row] itself (the fused
+  // decode attention does, for q, k and v).  erpb: rows per shrink block in that phase (set by gemv()).
+  float *defer = nullptr;
+  int erpb = 0;
 };
+// can gemv() take this launch with a deferred expand (lora->defer)?  gemv() returns cudaErrorInvalidValue otherwise
+bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
+                   const LoraEpilogue *lora);
 
 // ---- RMSNorm folded into the decode GEMVs around it (n == 1) ---------------------------------------
 // rmsnorm(h) ⊙ w = rs · (h ⊙ w) with rs = 1 / sqrt(Σ h² / dim + eps), and rs is one scalar, so the norm needs no
@@ -197,7 +207,10 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int head_dim, int ldkv, in
 cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, int n_heads, int n_kv_heads,
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
-                             float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1);
+                             float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1,
+                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr);
+// dq/dk/dv (nullable, with knew; all or none): corrections added to q / knew / vnew as they are read, before RoPE, with
+// the same layouts (the qkv GEMV's deferred LoRA expand, LoraEpilogue::defer).
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by

@@ -106,6 +106,12 @@ struct State {
   // LSW_CUDA_FUSED_SHRINK=late: after it (session 14's form, kept for A-B runs)
   bool shrink_early = true;
   int *shr_sync = nullptr;  // [layer][mat] pairs, kSyncStride ints apart (a 128-byte line each)
+  // fused decode, one adapter on q/k/v with in-kernel shrinks and the one-launch decode attention: the qkv GEMV defers
+  // its LoRA expand (LoraEpilogue::defer): its shrink blocks write B·t for every qkv row into qkv_dy and the attention
+  // adds it to q / k / v as it reads them, so the GEMV blocks run the plain kernel with no epilogue and no wait on t.
+  // LSW_CUDA_QKV_DEFER=0: the LoRA epilogue in the GEMV (the path before session 23)
+  bool qkv_defer = true;
+  float *qkv_dy = nullptr;  // [qkv_dim]
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -211,6 +217,10 @@ struct Fwd {
   // SwiGLU fold (decode): act_req: the next alin's GEMV (gate,up) should also write act = swiglu(gu); act_ready: it
   // did; follows: the SwiGLU launch was skipped, the next GEMV reads the previous GEMV's output (launch hint)
   bool act_req = false, act_ready = false, follows = false;
+  // qkv deferral (State::qkv_defer): defer_to, set by body() when the decode attention can add the correction, offers
+  // qkv_dy to the next qkv alin; deferred: that alin's GEMV wrote its LoRA expand there instead of into Y
+  float *defer_to = nullptr;
+  bool deferred = false;
 
   // the skipped norm, launched after all (a path that cannot fold): xn = rmsnorm(x) ⊙ pend_w
   cudaError_t unfold() {
@@ -398,6 +408,11 @@ struct Fwd {
         if (inside) {
           ep.sync = st->shr_sync + kSyncStride * ((size_t)L * LSW_MAT_COUNT + mat);
           if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
+          if (mat == LSW_MAT_QKV && defer_to) {  // the attention after it adds B·t (see State::qkv_defer)
+            ep.defer = defer_to;
+            deferred = lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep);
+            if (!deferred) ep.defer = nullptr;
+          }
         }
       }
       // the norm fold's in side needs every t computed from this X (the shrink launches below or the GEMV's own), so
@@ -557,12 +572,19 @@ struct Fwd {
       void *kc = st->kc + kv_off, *vc = st->vc + kv_off;
       const int kvt = cf.kv_dtype;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
+      const bool att1 = c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, kvt, st->qkv, kc, vc);
+      defer_to = att1 && st->qkv_defer && st->mode == LSW_MODE_FUSED ? st->qkv_dy : nullptr;
+      deferred = false;
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
-      if (c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, kvt, st->qkv, kc, vc)) {
-        // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge
+      defer_to = nullptr;
+      if (att1) {
+        // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge (+ the qkv
+        // GEMV's deferred LoRA expand)
+        const float *dy = deferred ? st->qkv_dy : nullptr;
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kvt, kc, vc, kvd, st->att,
-                                  st->attn_scratch, s, st->rope_cs, attn_variant));
+                                  st->attn_scratch, s, st->rope_cs, attn_variant, dy, dy ? dy + qd : nullptr,
+                                  dy ? dy + qd + kvd : nullptr));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -876,6 +898,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     if (!m->adapters.empty()) {  // only the fused decode of an adapter uses them
       TRY(dalloc(st, &st->shr_sync, n));
       LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
+      const char *qd = getenv("LSW_CUDA_QKV_DEFER");
+      st->qkv_defer = !(qd && !strcmp(qd, "0"));
+      if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
     }
     const char *nfe = getenv("LSW_CUDA_NORM_FOLD");
     st->norm_fold = !(nfe && !strcmp(nfe, "0"));
