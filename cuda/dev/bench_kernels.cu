@@ -2669,6 +2669,28 @@ static int32_t cpu_sample(int64_t vocab, const float *logits, const lsw_sampler_
   return idx[nc - 1];
 }
 
+// the device's experts / gates (de, dg: top_k each) against fp64 logits lg: the top_k by a stable sort, gates the
+// renormalised softmax over them
+static void check_route(const char *what, const std::vector<double> &lg, int K, const int *de, const float *dg) {
+  const int E = (int)lg.size();
+  std::vector<int> order(E);
+  for (int e = 0; e < E; e++) order[e] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
+  const double mx = lg[order[0]];
+  double ks = 0;
+  for (int k = 0; k < K; k++) ks += std::exp(lg[order[k]] - mx);
+  const auto ge = down(de, K);
+  const auto gg = down(dg, K);
+  std::vector<double> rg(K);
+  bool same = true;
+  for (int k = 0; k < K; k++) { same = same && ge[k] == order[k]; rg[k] = std::exp(lg[order[k]] - mx) / ks; }
+  char nm[200];
+  snprintf(nm, sizeof nm, "%s: experts", what);
+  expect(same, "%s", nm);
+  snprintf(nm, sizeof nm, "%s: gates", what);
+  check(nm, gg.data(), rg.data(), nullptr, K, 1e-6, 1e-5);
+}
+
 static void test_sampling() {
   logf("\n== router / argmax / sampling ==\n");
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
@@ -2680,28 +2702,48 @@ static void test_sampling() {
         auto x = rvec(dim);
         std::vector<double> lg(E);
         for (int e = 0; e < E; e++) { double s = 0; for (int c = 0; c < dim; c++) s += (double)R.val[(size_t)e * dim + c] * x[c]; lg[e] = s; }
-        std::vector<int> order(E);
-        for (int e = 0; e < E; e++) order[e] = e;
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lg[a] > lg[b]; });
-        double mx = *std::max_element(lg.begin(), lg.end()), ks = 0;
-        for (int k = 0; k < K; k++) ks += std::exp(lg[order[k]] - mx);
         void *dR = dupb(R.bytes);
         float *dx = dup(x), *dg = dnew<float>(K);
         int *de = dnew<int>(K);
         CK(route(dt, E, dim, K, dR, dx, de, dg, 0));
         CK(cudaDeviceSynchronize());
-        auto ge = down(de, K);
-        auto gg = down(dg, K);
-        std::vector<double> rg(K);
-        bool same = true;
-        for (int k = 0; k < K; k++) { same = same && ge[k] == order[k]; rg[k] = std::exp(lg[order[k]] - mx) / ks; }
         char nm[160];
-        snprintf(nm, sizeof nm, "route %s E=%d top%d: experts", dname(dt), E, K);
-        expect(same, "%s", nm);
-        snprintf(nm, sizeof nm, "route %s E=%d top%d: gates", dname(dt), E, K);
-        check(nm, gg.data(), rg.data(), nullptr, K, 1e-6, 1e-5);
+        snprintf(nm, sizeof nm, "route %s E=%d top%d", dname(dt), E, K);
+        check_route(nm, lg, K, de, dg);
         cudaFree(dR); cudaFree(dx); cudaFree(dg); cudaFree(de);
       }
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
+    for (int dim : {4096, 1000, 999}) {  // the RMSNorm folded (RouteFold): x = h ⊙ w and the producer's Σ h² partials
+      const int E = 8, K = 2, np = 13;   // (999: the scalar path)
+      HostW R = make_w(dt, (size_t)E * dim, 0.05f);
+      auto h = rvec(dim), w = rvec(dim);
+      for (auto &v : w) v += 1.5f;
+      std::vector<float> xw(dim), part(np, 0.f);
+      double ss = 0;
+      for (int i = 0; i < dim; i++) { xw[i] = h[i] * w[i]; part[i % np] += h[i] * h[i]; ss += (double)h[i] * h[i]; }
+      const float eps = 1e-5f;
+      const double rs = 1.0 / std::sqrt(ss / dim + eps);
+      std::vector<double> lg(E);
+      for (int e = 0; e < E; e++) {
+        double s2 = 0;
+        for (int c = 0; c < dim; c++) s2 += (double)R.val[(size_t)e * dim + c] * xw[c];
+        lg[e] = s2 * rs;
+      }
+      void *dR = dupb(R.bytes);
+      float *dx = dup(xw), *dp = dup(part), *dg = dnew<float>(K);
+      int *de = dnew<int>(K);
+      RouteFold f;
+      f.in_part = dp; f.in_n = np; f.eps = eps;
+      CK(route_n(dt, 1, E, dim, K, dR, dx, 0, de, dg, K, 0, f));
+      CK(cudaDeviceSynchronize());
+      char nm[160];
+      snprintf(nm, sizeof nm, "route %s dim %d, RMSNorm folded", dname(dt), dim);
+      check_route(nm, lg, K, de, dg);
+      expect(route_n(dt, 2, E, dim, K, dR, dx, dim, de, dg, K, 0, f) == cudaErrorInvalidValue,
+             "route %s: fold with 2 tokens refused", dname(dt));
+      cudaGetLastError();
+      cudaFree(dR); cudaFree(dx); cudaFree(dp); cudaFree(dg); cudaFree(de);
+    }
   {  // route_n: a chunk of tokens in one launch, strided outputs == one route() per token, bit for bit
     const int E = 8, K = 2, dim = 1000, n = 37, ldx = 1003, ldo = 5 * K;  // ldo: 5 routing slots per token
     HostW R = make_w(LSW_DTYPE_F16, (size_t)E * dim, 0.05f);

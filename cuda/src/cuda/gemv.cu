@@ -412,11 +412,12 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
   for (int base = r0; base < r1; base += rpp * DX_RU) {  // (block-uniform trip count: the shuffles below)
     const int rb = base + tid / tpr;
     uint4 bv[DX_RU][2];
-    int sgs[DX_RU];
+    int sgs[DX_RU], to[DX_RU][2];  // segment of each row, offset of each chunk's t values (-1: no chunk)
 #pragma unroll
     for (int u = 0; u < DX_RU; u++) {  // every chunk of DX_RU rows requested before the first is used
       const int row = rb + u * rpp;
       sgs[u] = row < r1 ? lora_seg_index(lo, row) : -1;
+      to[u][0] = to[u][1] = -1;
       if (sgs[u] < 0) continue;
       const LoraSeg &g = lo.seg[sgs[u]];
       const int rv = g.rank / VEC, cpr = lo.top_k * rv;
@@ -428,6 +429,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
           chunk_split(c, rv, k, jc);
           bv[u][q] = ld_stream(reinterpret_cast<const uint4 *>(g.B) +
                                ((unsigned)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * (unsigned)rv + jc));
+          to[u][q] = k * g.rank + jc * VEC;
         }
       }
     }
@@ -435,23 +437,15 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
     for (int u = 0; u < DX_RU; u++) {
       const int row = rb + u * rpp;
       float p = 0.f;
-      if (sgs[u] >= 0) {
-        const LoraSeg &g = lo.seg[sgs[u]];
-        const int rv = g.rank / VEC, cpr = lo.top_k * rv;
 #pragma unroll
-        for (int q = 0; q < 2; q++) {
-          const int c = sub + tpr * q;
-          if (c < cpr) {
-            int k, jc;
-            chunk_split(c, rv, k, jc);
-            float bf[VEC];
-            unpack16<T>(bv[u][q], bf);
-            const float *tp = &s_t[sgs[u]][k * g.rank + jc * VEC];
+      for (int q = 0; q < 2; q++)
+        if (to[u][q] >= 0) {
+          float bf[VEC];
+          unpack16<T>(bv[u][q], bf);
+          const float *tp = &s_t[sgs[u]][to[u][q]];
 #pragma unroll
-            for (int e = 0; e < VEC; e++) p = fmaf(bf[e], tp[e], p);
-          }
+          for (int e = 0; e < VEC; e++) p = fmaf(bf[e], tp[e], p);
         }
-      }
       for (int o = tpr / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
       if (sub == 0 && row < r1) lo.defer[row] = rs * p;
     }

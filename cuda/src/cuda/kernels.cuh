@@ -233,8 +233,11 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
 cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
                   float *gates, cudaStream_t s);
 // n tokens in one launch (a block each): x row t at x + t*ldx, its experts/gates at + t*ldo.
+// fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
+// rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
+struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
-                    int *experts, float *gates, int ldo, cudaStream_t s);
+                    int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold = RouteFold{});
 // Greedy argmax (lowest id on ties) -> *token (device).  One block.
 cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);
 

@@ -112,6 +112,9 @@ struct State {
   // LSW_CUDA_QKV_DEFER=0: the LoRA epilogue in the GEMV (the path before session 23)
   bool qkv_defer = true;
   float *qkv_dy = nullptr;  // [qkv_dim]
+  // decode: a router whose input is a folded RMSNorm's output reads x ⊙ w and the norm's partial sums (RouteFold)
+  // instead of the norm being launched for it; LSW_CUDA_ROUTE_FOLD=0 launches the norm (the path before session 23)
+  bool route_fold = true;
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -282,13 +285,14 @@ struct Fwd {
     return false;
   }
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
-  cudaError_t route_at(int L, int mat, const float *X, int ldx) {
+  // fold: X is h ⊙ w of a folded RMSNorm (pend_w), the routers scale by its rs themselves (lswc::RouteFold)
+  cudaError_t route_at(int L, int mat, const float *X, int ldx, const lswc::RouteFold &fold = lswc::RouteFold{}) {
     for (auto &a : st->ad) {
       if (a.kind == LSW_ROUTER_LAYERWISE) {
         if (!reads_input(a, L, mat)) continue;
         const size_t o = (size_t)L * a.K;  // token t's routes at ((t * slots + L) * K): one launch for the chunk
         cudaError_t e = lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o,
-                                      a.rg + o, a.slots * a.K, s);
+                                      a.rg + o, a.slots * a.K, s, fold);
         if (e != cudaSuccess) return e;
         a.routed = true;
         continue;
@@ -297,7 +301,7 @@ struct Fwd {
       if (a.kind == LSW_ROUTER_STATIC) {
         a.routed = true;  // experts 0 / gates 1 filled at finalize for every chunk row
       } else if (reads_input(a, L, mat)) {
-        cudaError_t e = lswc::route_n(a.router_dt, c, a.E, a.router_dim, a.K, a.router, X, ldx, a.re, a.rg, a.K, s);
+        cudaError_t e = lswc::route_n(a.router_dt, c, a.E, a.router_dim, a.K, a.router, X, ldx, a.re, a.rg, a.K, s, fold);
         if (e != cudaSuccess) return e;
         a.routed = true;
       }
@@ -366,8 +370,20 @@ struct Fwd {
     const bool pre = preshrunk;
     preshrunk = false;
     if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
-    cudaError_t e = router_at(L, mat) ? unfold() : cudaSuccess;  // a router reads the normalised X
-    if (e == cudaSuccess) e = route_at(L, mat, X, cols);
+    // a router reads the normalised X: from the folded norm's partials (decode: X = x ⊙ w, the norm stays folded into
+    // the GEMV), else after the norm is launched after all
+    lswc::RouteFold rf;
+    cudaError_t e = cudaSuccess;
+    if (router_at(L, mat)) {
+      if (st->route_fold && pend_w && c == 1 && X == st->xn) {
+        rf.in_part = st->nf_part;
+        rf.in_n = xw_n;
+        rf.eps = m->cfg.rms_norm_eps;
+      } else {
+        e = unfold();
+      }
+    }
+    if (e == cudaSuccess) e = route_at(L, mat, X, cols, rf);
     if (e != cudaSuccess) return e;
     const int mode = st->mode;
     if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
@@ -902,6 +918,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       st->qkv_defer = !(qd && !strcmp(qd, "0"));
       if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
     }
+    const char *rfe = getenv("LSW_CUDA_ROUTE_FOLD");
+    st->route_fold = !(rfe && !strcmp(rfe, "0"));
     const char *nfe = getenv("LSW_CUDA_NORM_FOLD");
     st->norm_fold = !(nfe && !strcmp(nfe, "0"));
     const char *sfe = getenv("LSW_CUDA_SWIGLU_FOLD");

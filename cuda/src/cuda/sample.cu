@@ -13,28 +13,80 @@
 namespace lswc {
 
 // ---- router --------------------------------------------------------------------------------------
+// One block per token.  Logits: a warp per expert; 16-byte rows (R and x 16-byte aligned, dim a multiple of the
+// vector) take 16-byte chunks, 4 per lane in flight, else one element per lane step.  fold (kernels.cuh route_n):
+// x is h ⊙ w and every logit is scaled by rs = 1 / sqrt(Σ in_part / dim + eps), computed as the folding GEMVs
+// compute it (same partials, same lane order).  Then the CPU's steps (fp64 softmax, stable selection, renormalise):
+// the maximum, each expert's exp once (a thread per expert), the sum and the selection in order by one thread.
 template <typename T>
 __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                                     const float *__restrict__ x, int ldx, int *__restrict__ experts,
-                                                    float *__restrict__ gates, int ldo) {
-  extern __shared__ float lg[];  // [n_experts]
+                                                    float *__restrict__ gates, int ldo, int vec, RouteFold fold) {
+  extern __shared__ double lsh[];  // [n_experts] exp, then [n_experts] float logits
+  float *lg = reinterpret_cast<float *>(lsh + n_experts);
+  __shared__ float s_rs;
+  __shared__ double s_mx;
   x += (size_t)blockIdx.x * ldx;  // one block per token
   experts += (size_t)blockIdx.x * ldo;
   gates += (size_t)blockIdx.x * ldo;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  if (warp == 0) {
+    float rs = 1.f;
+    if (fold.in_part) {
+      float sp = 0.f;
+      for (int i = lane; i < fold.in_n; i += 32) sp += __ldcg(fold.in_part + i);
+      rs = 1.f / sqrtf(warp_sum(sp) / (float)dim + fold.eps);
+    }
+    if (lane == 0) s_rs = rs;
+  }
+  constexpr int VEC = Tr<T>::VEC, UN = 4;
   for (int e = warp; e < n_experts; e += nw) {
     const T *r = R + (size_t)e * dim;
     float s = 0.f;
-    for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+    if (vec) {
+      const int nv = dim / VEC;
+      const uint4 *rv = reinterpret_cast<const uint4 *>(r);
+      for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
+        uint4 w[UN];
+#pragma unroll
+        for (int u = 0; u < UN; u++)
+          if (c0 + 32 * u < nv) w[u] = __ldg(rv + c0 + 32 * u);
+#pragma unroll
+        for (int u = 0; u < UN; u++) {
+          const int c = c0 + 32 * u;
+          if (c >= nv) break;
+          float wf[VEC];
+          unpack16<T>(w[u], wf);
+          const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)c * VEC);
+#pragma unroll
+          for (int q = 0; q < VEC / 4; q++) {
+            const float4 v = __ldg(xp + q);
+            s = fmaf(wf[4 * q], v.x, s); s = fmaf(wf[4 * q + 1], v.y, s);
+            s = fmaf(wf[4 * q + 2], v.z, s); s = fmaf(wf[4 * q + 3], v.w, s);
+          }
+        }
+      }
+    } else {
+      for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+    }
     s = warp_sum(s);
     if (lane == 0) lg[e] = s;
   }
   __syncthreads();
-  if (threadIdx.x == 0) {  // tiny: same steps as the CPU (fp64 softmax, stable selection, renormalise)
+  if (threadIdx.x == 0) {
     double mx = -CUDART_INF;
-    for (int e = 0; e < n_experts; e++) mx = fmax(mx, (double)lg[e]);
+    for (int e = 0; e < n_experts; e++) {
+      lg[e] *= s_rs;
+      mx = fmax(mx, (double)lg[e]);
+    }
+    s_mx = mx;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < n_experts; e += blockDim.x) lsh[e] = exp((double)lg[e] - s_mx);
+  __syncthreads();
+  if (threadIdx.x == 0) {  // tiny: same steps as the CPU (fp64 softmax, stable selection, renormalise)
     double sum = 0;
-    for (int e = 0; e < n_experts; e++) sum += exp((double)lg[e] - mx);
+    for (int e = 0; e < n_experts; e++) sum += lsh[e];
     double ksum = 0;
     for (int j = 0; j < top_k; j++) {
       int best = -1;
@@ -43,25 +95,29 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
         bool used = false;
         for (int q = 0; q < j; q++) used |= experts[q] == e;
         if (used) continue;
-        const double p = exp((double)lg[e] - mx);
+        const double p = lsh[e];
         if (best < 0 || p > bp) { best = e; bp = p; }
       }
       experts[j] = best;
       ksum += bp / sum;
     }
-    for (int j = 0; j < top_k; j++) gates[j] = (float)(exp((double)lg[experts[j]] - mx) / sum / ksum);
+    for (int j = 0; j < top_k; j++) gates[j] = (float)(lsh[experts[j]] / sum / ksum);
   }
 }
 
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
-                    int *experts, float *gates, int ldo, cudaStream_t s) {
+                    int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold) {
   if (n <= 0) return cudaSuccess;
-  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts || (n > 1 && ldo < top_k)) return cudaErrorInvalidValue;
-  const size_t sh = sizeof(float) * n_experts;
+  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts || (n > 1 && ldo < top_k) || (fold.in_part && n != 1) ||
+      (fold.in_part && fold.in_n <= 0))
+    return cudaErrorInvalidValue;
+  const size_t sh = (sizeof(double) + sizeof(float)) * n_experts;
+  const int vecw = dtype == LSW_DTYPE_F32 ? 4 : 8;
+  const int vec = aligned16(R) && aligned16(x) && dim % vecw == 0 && (n == 1 || ldx % 4 == 0);
   switch (dtype) {
-    case LSW_DTYPE_F32: route_kernel<float><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo); break;
-    case LSW_DTYPE_F16: route_kernel<__half><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo); break;
-    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo); break;
+    case LSW_DTYPE_F32: route_kernel<float><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo, vec, fold); break;
+    case LSW_DTYPE_F16: route_kernel<__half><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo, vec, fold); break;
+    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo, vec, fold); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
