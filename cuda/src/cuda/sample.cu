@@ -13,8 +13,8 @@
 namespace lswc {
 
 // ---- router --------------------------------------------------------------------------------------
-// One block per token.  Logits: a warp per expert; 16-byte rows (R and x 16-byte aligned, dim a multiple of the
-// vector) take 16-byte chunks, 4 per lane in flight, else one element per lane step.  fold (kernels.cuh route_n):
+// One block per token.  Logits: a warp per expert; 16-byte rows (R and the token's x row 16-byte aligned, dim a
+// multiple of the vector) take 16-byte chunks, 4 per lane in flight, else one element per lane step.  fold (kernels.cuh route_n):
 // x is h ⊙ w and every logit is scaled by rs = 1 / sqrt(Σ in_part / dim + eps), computed as the folding GEMVs
 // compute it (same partials, same lane order).  Then the CPU's steps (fp64 softmax, stable selection, renormalise):
 // the maximum, each expert's exp once (a thread per expert), the sum and the selection in order by one thread.
@@ -40,10 +40,12 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
     if (lane == 0) s_rs = rs;
   }
   constexpr int VEC = Tr<T>::VEC, UN = 4;
+  // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
+  const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
   for (int e = warp; e < n_experts; e += nw) {
     const T *r = R + (size_t)e * dim;
     float s = 0.f;
-    if (vec) {
+    if (vrow) {
       const int nv = dim / VEC;
       const uint4 *rv = reinterpret_cast<const uint4 *>(r);
       for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
@@ -113,7 +115,7 @@ cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const v
     return cudaErrorInvalidValue;
   const size_t sh = (sizeof(double) + sizeof(float)) * n_experts;
   const int vecw = dtype == LSW_DTYPE_F32 ? 4 : 8;
-  const int vec = aligned16(R) && aligned16(x) && dim % vecw == 0 && (n == 1 || ldx % 4 == 0);
+  const int vec = aligned16(R) && dim % vecw == 0;  // and the token's row 16-byte aligned (in the kernel)
   switch (dtype) {
     case LSW_DTYPE_F32: route_kernel<float><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo, vec, fold); break;
     case LSW_DTYPE_F16: route_kernel<__half><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo, vec, fold); break;
