@@ -412,24 +412,27 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
   for (int base = r0; base < r1; base += rpp * DX_RU) {  // (block-uniform trip count: the shuffles below)
     const int rb = base + tid / tpr;
     uint4 bv[DX_RU][2];
-    int sgs[DX_RU], to[DX_RU][2];  // segment of each row, offset of each chunk's t values (-1: no chunk)
+    int sgs[DX_RU];
+    // row u's chunk q of this thread -> (expert slot k, rank chunk jc); false when it has none (recomputed where used:
+    // keeping the offsets in registers costs the 64-register kernels a spill)
+    auto chunk_of = [&](int u, int q, int &k, int &jc) {
+      if (sgs[u] < 0) return false;
+      const int rv = lo.seg[sgs[u]].rank / VEC, c = sub + tpr * q;
+      if (c >= lo.top_k * rv) return false;
+      chunk_split(c, rv, k, jc);
+      return true;
+    };
 #pragma unroll
     for (int u = 0; u < DX_RU; u++) {  // every chunk of DX_RU rows requested before the first is used
       const int row = rb + u * rpp;
       sgs[u] = row < r1 ? lora_seg_index(lo, row) : -1;
-      to[u][0] = to[u][1] = -1;
-      if (sgs[u] < 0) continue;
-      const LoraSeg &g = lo.seg[sgs[u]];
-      const int rv = g.rank / VEC, cpr = lo.top_k * rv;
 #pragma unroll
       for (int q = 0; q < 2; q++) {
-        const int c = sub + tpr * q;
-        if (c < cpr) {
-          int k, jc;
-          chunk_split(c, rv, k, jc);
+        int k, jc;
+        if (chunk_of(u, q, k, jc)) {
+          const LoraSeg &g = lo.seg[sgs[u]];
           bv[u][q] = ld_stream(reinterpret_cast<const uint4 *>(g.B) +
-                               ((unsigned)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * (unsigned)rv + jc));
-          to[u][q] = k * g.rank + jc * VEC;
+                               ((unsigned)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * (unsigned)(g.rank / VEC) + jc));
         }
       }
     }
@@ -438,14 +441,16 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
       const int row = rb + u * rpp;
       float p = 0.f;
 #pragma unroll
-      for (int q = 0; q < 2; q++)
-        if (to[u][q] >= 0) {
+      for (int q = 0; q < 2; q++) {
+        int k, jc;
+        if (chunk_of(u, q, k, jc)) {
           float bf[VEC];
           unpack16<T>(bv[u][q], bf);
-          const float *tp = &s_t[sgs[u]][to[u][q]];
+          const float *tp = &s_t[sgs[u]][k * lo.seg[sgs[u]].rank + jc * VEC];
 #pragma unroll
           for (int e = 0; e < VEC; e++) p = fmaf(bf[e], tp[e], p);
         }
+      }
       for (int o = tpr / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
       if (sub == 0 && row < r1) lo.defer[row] = rs * p;
     }
