@@ -85,6 +85,21 @@ __device__ __forceinline__ void unpack(const uint4 &u, float *f, const __nv_bflo
   for (int i = 0; i < 4; i++) { f[2 * i] = __uint_as_float(w[i] << 16); f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
 }
 template <typename T> __device__ __forceinline__ void unpack16(const uint4 &u, float *f) { unpack(u, f, (const T *)nullptr); }
+// acc + Σ w[i] x[i] over one 16-byte chunk of T (VEC elements) and the matching VEC floats of x (16-byte aligned, read
+// through the read-only cache), one fmaf per element in order
+template <typename T> __device__ __forceinline__ float dot16(const uint4 &w, const float *x, float acc) {
+  constexpr int VEC = Tr<T>::VEC;
+  float wf[VEC];
+  unpack16<T>(w, wf);
+  const float4 *xp = reinterpret_cast<const float4 *>(x);
+#pragma unroll
+  for (int q = 0; q < VEC / 4; q++) {
+    const float4 v = __ldg(xp + q);
+    acc = fmaf(wf[4 * q], v.x, acc); acc = fmaf(wf[4 * q + 1], v.y, acc);
+    acc = fmaf(wf[4 * q + 2], v.z, acc); acc = fmaf(wf[4 * q + 3], v.w, acc);
+  }
+  return acc;
+}
 
 // VEC floats -> 16 bytes of T (round to nearest even)
 template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {

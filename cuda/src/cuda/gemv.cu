@@ -293,17 +293,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   float acc[MS];
 #pragma unroll
   for (int s = 0; s < MS; s++) acc[s] = 0.f;
-  auto dot = [&](const uint4 &av, int c, float &ac) {
-    float wf[VEC];
-    unpack16<T>(av, wf);
-    const float4 *xp = reinterpret_cast<const float4 *>(X + (size_t)c * VEC);
-#pragma unroll
-    for (int q = 0; q < VEC / 4; q++) {
-      const float4 v = __ldg(xp + q);
-      ac = fmaf(wf[4 * q], v.x, ac); ac = fmaf(wf[4 * q + 1], v.y, ac);
-      ac = fmaf(wf[4 * q + 2], v.z, ac); ac = fmaf(wf[4 * q + 3], v.w, ac);
-    }
-  };
+  auto dot = [&](const uint4 &av, int c, float &ac) { ac = dot16<T>(av, X + (size_t)c * VEC, ac); };
   {
     int r = 0, j = 0;
 #pragma unroll
@@ -413,11 +403,11 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
     const int rb = base + tid / tpr;
     uint4 bv[DX_RU][2];
     int sgs[DX_RU];
-    // row u's chunk q of this thread -> (expert slot k, rank chunk jc); false when it has none (recomputed where used:
+    // a row's (segment sg) chunk q of this thread -> (expert slot k, rank chunk jc); false when it has none (recomputed where used:
     // keeping the offsets in registers costs the 64-register kernels a spill)
-    auto chunk_of = [&](int u, int q, int &k, int &jc) {
-      if (sgs[u] < 0) return false;
-      const int rv = lo.seg[sgs[u]].rank / VEC, c = sub + tpr * q;
+    auto chunk_of = [&](int sg, int q, int &k, int &jc) {
+      if (sg < 0) return false;
+      const int rv = lo.seg[sg].rank / VEC, c = sub + tpr * q;
       if (c >= lo.top_k * rv) return false;
       chunk_split(c, rv, k, jc);
       return true;
@@ -429,7 +419,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 #pragma unroll
       for (int q = 0; q < 2; q++) {
         int k, jc;
-        if (chunk_of(u, q, k, jc)) {
+        if (chunk_of(sgs[u], q, k, jc)) {
           const LoraSeg &g = lo.seg[sgs[u]];
           bv[u][q] = ld_stream(reinterpret_cast<const uint4 *>(g.B) +
                                ((unsigned)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * (unsigned)(g.rank / VEC) + jc));
@@ -443,7 +433,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 #pragma unroll
       for (int q = 0; q < 2; q++) {
         int k, jc;
-        if (chunk_of(u, q, k, jc)) {
+        if (chunk_of(sgs[u], q, k, jc)) {
           float bf[VEC];
           unpack16<T>(bv[u][q], bf);
           const float *tp = &s_t[sgs[u]][k * lo.seg[sgs[u]].rank + jc * VEC];

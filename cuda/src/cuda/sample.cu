@@ -57,15 +57,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
         for (int u = 0; u < UN; u++) {
           const int c = c0 + 32 * u;
           if (c >= nv) break;
-          float wf[VEC];
-          unpack16<T>(w[u], wf);
-          const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)c * VEC);
-#pragma unroll
-          for (int q = 0; q < VEC / 4; q++) {
-            const float4 v = __ldg(xp + q);
-            s = fmaf(wf[4 * q], v.x, s); s = fmaf(wf[4 * q + 1], v.y, s);
-            s = fmaf(wf[4 * q + 2], v.z, s); s = fmaf(wf[4 * q + 3], v.w, s);
-          }
+          s = dot16<T>(w[u], x + (size_t)c * VEC, s);
         }
       }
     } else {
