@@ -146,9 +146,16 @@ __device__ __forceinline__ float rope_apply(const RopeIn &r, int d, int half, in
   }
   return rope_rot(r.x0, r.x1, c, s, d < half);
 }
-__device__ __forceinline__ float rope_elem(const float *x, int d, int half, int pos, const double *inv_freq,
-                                           const float2 *cs) {
-  return rope_apply(rope_load(x, d, half, pos, cs), d, half, pos, inv_freq, cs);
+// element d of a head, plus dx's matching elements when dx is set (a deferred correction), rotated when inv_freq:
+// rope_load + rope_add + rope_apply in one step (the kernels that need no overlap of the loads)
+__device__ __forceinline__ float rope_value(const float *x, const float *dx, int d, int half, int pos,
+                                            const double *inv_freq, const float2 *cs) {
+  const bool rope = inv_freq != nullptr;
+  RopeIn r{0.f, 0.f, make_float2(0.f, 0.f)};
+  if (rope) r = rope_load(x, d, half, pos, cs);
+  else r.x0 = x[d];
+  if (dx) rope_add(r, dx, d, half, rope);
+  return rope ? rope_apply(r, d, half, pos, inv_freq, cs) : r.x0;
 }
 
 __device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
@@ -193,12 +200,7 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
     float v = 0.f;
     if (g < gsz && d < hd) {
       const size_t o = (size_t)(kvh * gsz + g) * hd;
-      const bool rope = a.inv_freq != nullptr;
-      RopeIn r{0.f, 0.f, make_float2(0.f, 0.f)};
-      if (rope) r = rope_load(a.q + o, d, half, pos, a.rope_cs);
-      else r.x0 = a.q[o + d];
-      if (a.dq) rope_add(r, a.dq + o, d, half, rope);
-      v = rope ? rope_apply(r, d, half, pos, a.inv_freq, a.rope_cs) : r.x0;
+      v = rope_value(a.q + o, a.dq ? a.dq + o : nullptr, d, half, pos, a.inv_freq, a.rope_cs);
     }
     sq[g][d] = v;
   }
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(Decode
   // q (with RoPE) -> sq, and in the block that owns the new position its k (with RoPE) and v as the cache holds them
   // (rounded to KT: attended with the same values as later steps) -> snew.  Every operand of this thread is
   // requested before the first is used, so the owner block's new row costs no round trip beyond q's (the same
-  // arithmetic as stage_q / rope_elem).
+  // arithmetic as stage_q / rope_value).
   {
     constexpr int NT = DA_WARPS * 32, QE = G * HD / NT;  // q elements per thread (HD is a multiple of NT)
     static_assert(G * HD % NT == 0 && HD % NT == 0, "whole q / row elements per thread");
@@ -625,18 +627,9 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
     for (int d = tid; d < HD; d += DB_WARPS * 32) {
       float kv = 0.f, vv = 0.f;
       if (d < hd) {  // the new row as the cache holds it (rounded to KT)
-        const float *kh = a.knew + (size_t)kvh * hd, *vh = a.vnew + (size_t)kvh * hd;
-        const bool rope = a.inv_freq != nullptr;
-        RopeIn r{0.f, 0.f, make_float2(0.f, 0.f)};
-        if (rope) r = rope_load(kh, d, half, pos, a.rope_cs);
-        else r.x0 = kh[d];
-        float v = vh[d];
-        if (a.dk) {
-          rope_add(r, a.dk + (size_t)kvh * hd, d, half, rope);
-          v += a.dv[(size_t)kvh * hd + d];
-        }
-        kv = round_to<KT>(rope ? rope_apply(r, d, half, pos, a.inv_freq, a.rope_cs) : r.x0);
-        vv = round_to<KT>(v);
+        const size_t o = (size_t)kvh * hd;
+        kv = round_to<KT>(rope_value(a.knew + o, a.dk ? a.dk + o : nullptr, d, half, pos, a.inv_freq, a.rope_cs));
+        vv = round_to<KT>(a.dv ? a.vnew[o + d] + a.dv[o + d] : a.vnew[o + d]);
         Kc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(kv);  // the append (no other block reads it)
         Vc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(vv);
       }

@@ -85,6 +85,21 @@ __device__ __forceinline__ void unpack(const uint4 &u, float *f, const __nv_bflo
   for (int i = 0; i < 4; i++) { f[2 * i] = __uint_as_float(w[i] << 16); f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
 }
 template <typename T> __device__ __forceinline__ void unpack16(const uint4 &u, float *f) { unpack(u, f, (const T *)nullptr); }
+// The RMSNorm fold's scale (kernels.cuh NormFold) from the producer's n partial sums of h²: 1 / sqrt(Σ / dim + eps),
+// summed lane-strided (fold_part_sum), then by warp_sum (fold_rs_of), so every warp that computes it (GEMV blocks,
+// deferring shrink blocks, routers) gets the same bits.  Every lane of the warp takes part.  COHERENT: the partials
+// read through L2 (__ldcg: written by the kernel before), else plain loads (a copy in shared memory).
+template <bool COHERENT> __device__ __forceinline__ float fold_part_sum(const float *part, int n) {
+  float sp = 0.f;
+  for (int i = (int)(threadIdx.x & 31); i < n; i += 32) sp += COHERENT ? __ldcg(part + i) : part[i];
+  return sp;
+}
+__device__ __forceinline__ float fold_rs_of(float lane_sum, int dim, float eps) {
+  return 1.f / sqrtf(warp_sum(lane_sum) / (float)dim + eps);
+}
+__device__ __forceinline__ float fold_rs(const float *part, int n, int dim, float eps) {
+  return fold_rs_of(fold_part_sum<true>(part, n), dim, eps);
+}
 // acc + Σ w[i] x[i] over one 16-byte chunk of T (VEC elements) and the matching VEC floats of x (16-byte aligned, read
 // through the read-only cache), one fmaf per element in order
 template <typename T> __device__ __forceinline__ float dot16(const uint4 &w, const float *x, float acc) {

@@ -373,7 +373,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
   __shared__ __align__(16) float s_t[3][512];
   __shared__ int s_ex[3][8];
   __shared__ float s_rs;
-  const int tid = threadIdx.x, lane = tid & 31;
+  const int tid = threadIdx.x;
   int cmax = 1;  // most 16-byte chunks in a row -> tpr
   for (int sg = 0; sg < lo.nseg; sg++) cmax = max(cmax, lo.top_k * lo.seg[sg].rank / VEC);
   int tpr = 1;
@@ -388,12 +388,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
     if (tid < lo.top_k) s_ex[sg][tid] = __ldcg(lo.seg[sg].experts + tid);
   }
   if (tid < 32) {
-    float rs = 1.f;
-    if (nf.in_part) {
-      float sp = 0.f;
-      for (int i = lane; i < nf.in_n; i += 32) sp += __ldcg(nf.in_part + i);
-      rs = 1.f / sqrtf(warp_sum(sp) / (float)nf.in_dim + nf.in_eps);
-    }
+    const float rs = nf.in_part ? fold_rs(nf.in_part, nf.in_n, nf.in_dim, nf.in_eps) : 1.f;
     if (tid == 0) s_rs = rs;
   }
   __syncthreads();
@@ -733,15 +728,13 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   }
   float rs = 1.f;  // fold in: 1 / sqrt(mean(h²) + eps), the same in every warp (same partials, same order)
   if (fold_in) {
-    float sp = 0.f;
-    if (nf.in_n <= kFoldSmemParts) {
+    const bool staged = nf.in_n <= kFoldSmemParts;
+    if (staged) {
       cp_async_wait_all();
       __syncthreads();
-      for (int i = lane; i < nf.in_n; i += 32) sp += l_part[i];
-    } else {
-      for (int i = lane; i < nf.in_n; i += 32) sp += __ldcg(nf.in_part + i);
     }
-    rs = 1.f / sqrtf(warp_sum(sp) / (float)nf.in_dim + nf.in_eps);
+    rs = fold_rs_of(staged ? fold_part_sum<false>(l_part, nf.in_n) : fold_part_sum<true>(nf.in_part, nf.in_n),
+                    nf.in_dim, nf.in_eps);
   }
   bool store = true;
   if constexpr (KS > 1) {
@@ -1029,7 +1022,8 @@ static int env_lora_shape(int rows, int cols) {
 // explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT and LSW_CUDA_GEMV_LORA_SHAPES (LoRA launches),
 // LSW_CUDA_GEMV_VARIANT, the tuned LoRA choice (LoRA launches), the tuned plain choice (for a LoRA launch: the plain
 // tuner's best among v1..v<kLoraAutoVariants>), kDefaultVariant, in that order; an in-kernel-shrink launch
-// (shrink_blocks > 0) that would then need more than one wave takes g_lora_default
+// (shrink_blocks > 0) that would then need more than one wave takes g_lora_default.  A deferring launch passes
+// lora = false (its GEMV blocks are the plain kernel's) with its shrink blocks.
 static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora, int shrink_blocks = 0) {
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
@@ -1042,7 +1036,7 @@ static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora
   if (lora)  // the plain tuner's best among the variants a LoRA launch may take (see kLoraAutoVariants)
     if (const int vl = tuned_lora_base(dtype, rows, cols)) v = vl;
   if (!v) v = kDefaultVariant;
-  if (lora && shrink_blocks > 0 && g_lora_default > 0) {  // in-kernel shrinks: one wave, or g_lora_default
+  if (shrink_blocks > 0 && g_lora_default > 0) {  // in-kernel shrinks: one wave, or g_lora_default
     const GemvVariant &k = kVariants[v];
     const int wave = lora_wave_blocks(dtype);
     if (wave > 0 && cdiv(cdiv(rows, k.R), 8 / k.KS) + shrink_blocks > wave) v = g_lora_default;
@@ -1299,10 +1293,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
     if (lo.defer) {  // deferred expand: the GEMV blocks are the plain kernel's, so the plain choice, kept to one wave
       lo.erpb = cdiv(rows, lo.nsb);
       const int v0 = variant;
-      variant = resolve_variant(dtype, rows, cols, variant, false);
-      if (v0 == 0 && variant > 0 && g_lora_default > 0 &&
-          cdiv(cdiv(rows, kVariants[variant].R), 8 / kVariants[variant].KS) + lo.nsb > lora_wave_blocks(dtype))
-        variant = g_lora_default;
+      variant = resolve_variant(dtype, rows, cols, variant, false, lo.nsb);
       if (variant > 0 && kVariants[variant].R * kVariants[variant].U > 8)  // (no deferring kernel: 64 registers)
         variant = v0 == 0 ? kGemvLoraWaveVariant : -1;
     } else {

@@ -220,10 +220,6 @@ struct Fwd {
   // SwiGLU fold (decode): act_req: the next alin's GEMV (gate,up) should also write act = swiglu(gu); act_ready: it
   // did; follows: the SwiGLU launch was skipped, the next GEMV reads the previous GEMV's output (launch hint)
   bool act_req = false, act_ready = false, follows = false;
-  // qkv deferral (State::qkv_defer): defer_to, set by body() when the decode attention can add the correction, offers
-  // qkv_dy to the next qkv alin; deferred: that alin's GEMV wrote its LoRA expand there instead of into Y
-  float *defer_to = nullptr;
-  bool deferred = false;
 
   // the skipped norm, launched after all (a path that cannot fold): xn = rmsnorm(x) ⊙ pend_w
   cudaError_t unfold() {
@@ -364,7 +360,11 @@ struct Fwd {
   }
 
   // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
-  cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc) {
+  // defer (nullable; the qkv matrix, State::qkv_defer): the consumer after this GEMV adds a deferred LoRA expand from
+  // there; *deferred says whether the GEMV wrote it there instead of into Y
+  cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc,
+                   float *defer = nullptr, bool *deferred = nullptr) {
+    if (deferred) *deferred = false;
     const DLayer &ly = st->layers[L];
     const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
     const bool pre = preshrunk;
@@ -424,10 +424,10 @@ struct Fwd {
         if (inside) {
           ep.sync = st->shr_sync + kSyncStride * ((size_t)L * LSW_MAT_COUNT + mat);
           if (st->shrink_early) ep.n_experts = segs[0].a->E;  // one adapter: one E
-          if (mat == LSW_MAT_QKV && defer_to) {  // the attention after it adds B·t (see State::qkv_defer)
-            ep.defer = defer_to;
-            deferred = lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep);
-            if (!deferred) ep.defer = nullptr;
+          if (defer && deferred) {  // the consumer adds B·t (see State::qkv_defer)
+            ep.defer = defer;
+            *deferred = lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep);
+            if (!*deferred) ep.defer = nullptr;
           }
         }
       }
@@ -589,10 +589,9 @@ struct Fwd {
       const int kvt = cf.kv_dtype;
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
       const bool att1 = c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, kvt, st->qkv, kc, vc);
-      defer_to = att1 && st->qkv_defer && st->mode == LSW_MODE_FUSED ? st->qkv_dy : nullptr;
-      deferred = false;
-      K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false));
-      defer_to = nullptr;
+      bool deferred = false;  // (the decode attention below can add the qkv GEMV's LoRA expand: State::qkv_defer)
+      K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false, att1 && st->qkv_defer ? st->qkv_dy : nullptr,
+              &deferred));
       if (att1) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge (+ the qkv
         // GEMV's deferred LoRA expand)

@@ -31,12 +31,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   gates += (size_t)blockIdx.x * ldo;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   if (warp == 0) {
-    float rs = 1.f;
-    if (fold.in_part) {
-      float sp = 0.f;
-      for (int i = lane; i < fold.in_n; i += 32) sp += __ldcg(fold.in_part + i);
-      rs = 1.f / sqrtf(warp_sum(sp) / (float)dim + fold.eps);
-    }
+    const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
     if (lane == 0) s_rs = rs;
   }
   constexpr int VEC = Tr<T>::VEC, UN = 4;
