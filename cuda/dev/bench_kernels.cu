@@ -1300,6 +1300,28 @@ static void test_lora() {
         LoraEpilogue ek = ep;
         ek.sync = dsync;
         for (int s = 0; s < cs.nseg; s++) { ek.seg[s].A = dA[s]; ek.seg[s].gates = dg; }
+        // one launch of e on variant v on its own stream; late: with PDL, right after a producer that writes the
+        // experts ~20 us late over wrong, out-of-range indices (the in-kernel shrink's pre-wait guess is then wrong and
+        // clamped; its post-wait check must load again).  The experts are right again afterwards.
+        auto launch_pdl_late = [&](const LoraEpilogue &e, int v, bool late) {
+          std::vector<int> bad(K);
+          for (int k = 0; k < K; k++) bad[k] = k % 2 ? -3 - k : E + 5 + k;
+          int *de_ok = dup(ex);
+          if (late) CK(cudaMemcpy(de, bad.data(), K * 4, cudaMemcpyHostToDevice));
+          cudaStream_t st;
+          CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+          gemv_set_pdl(late);
+          if (late) {
+            delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(de_ok), reinterpret_cast<float *>(de), K, 20000);
+            CK(cudaGetLastError());
+          }
+          const cudaError_t r = gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &e, st, v);
+          CK(cudaStreamSynchronize(st));
+          gemv_set_pdl(false);
+          CK(cudaStreamDestroy(st));
+          cudaFree(de_ok);
+          return r;
+        };
         for (int v = 0; v < gemv_variants(); v++) {
           if (v > 0 && cols != 4096) continue;
           std::vector<float> r0;
@@ -1320,30 +1342,15 @@ static void test_lora() {
           for (int late = 0; late < 2; late++) {
             LoraEpilogue es = ek;
             es.n_experts = E;
-            std::vector<int> bad(K);
-            for (int k = 0; k < K; k++) bad[k] = k % 2 ? -3 - k : E + 5 + k;
-            int *de_ok = dup(ex);
-            if (late) CK(cudaMemcpy(de, bad.data(), K * 4, cudaMemcpyHostToDevice));
             poison(dY, rows * 4);
             poison(dt_, tot * 4);
-            cudaStream_t st;
-            CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-            gemv_set_pdl(late == 1);
-            if (late) {
-              delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(de_ok), reinterpret_cast<float *>(de), K, 20000);
-              CK(cudaGetLastError());
-            }
-            CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &es, st, v));
-            CK(cudaStreamSynchronize(st));
-            gemv_set_pdl(false);
-            CK(cudaStreamDestroy(st));
+            CK(launch_pdl_late(es, v, late == 1));
             Y = down(dY, rows);
             const auto exd = down(de, K);
             snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d, A rows before the wait%s", what, v,
                      late ? ", experts written late by a PDL producer" : "");
             check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
             expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && exd == ex, "%s: bit-identical to the plain launch", nm);
-            cudaFree(de_ok);
           }
           int hs[2];
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
@@ -1376,26 +1383,10 @@ static void test_lora() {
           std::vector<float> y0, d0;
           for (int rep = 0; rep < 3; rep++) {
             const bool late = rep == 2;
-            std::vector<int> bad(K);
-            for (int k = 0; k < K; k++) bad[k] = k % 2 ? -3 - k : E + 5 + k;
-            int *de_ok = dup(ex);
-            if (late) CK(cudaMemcpy(de, bad.data(), K * 4, cudaMemcpyHostToDevice));
             poison(dY, rows * 4);
             poison(ddy, rows * 4);
             poison(dt_, tot * 4);
-            cudaStream_t st;
-            CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-            gemv_set_pdl(late);
-            if (late) {
-              delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(de_ok), reinterpret_cast<float *>(de), K, 20000);
-              CK(cudaGetLastError());
-            }
-            const cudaError_t e = gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ed, st, v);
-            CK(cudaStreamSynchronize(st));
-            gemv_set_pdl(false);
-            CK(cudaStreamDestroy(st));
-            if (late) CK(cudaMemcpy(de, ex.data(), K * 4, cudaMemcpyHostToDevice));
-            cudaFree(de_ok);
+            const cudaError_t e = launch_pdl_late(ed, v, late);
             if (v > 0 && e == cudaErrorInvalidValue) {  // a variant with no deferring kernel (> 8 chunks in flight)
               cudaGetLastError();
               break;
