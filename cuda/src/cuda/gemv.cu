@@ -939,16 +939,26 @@ bool gemv_pdl() { return g_pdl; }
 // off by default: on the H200 (session 8) launching them with PDL too made the 7B base decode slower (their early
 // launch lets the next GEMV's blocks start, and sit on SM slots, while the previous GEMV is still running)
 static bool g_pdl_small = false, g_pdl_attn = false;
-// NormFold in side / follows_gemv: such a GEMV follows the GEMV that produced its input directly, and GEMV -> GEMV
-// with PDL made the harness chains slower (2026-12-01 session 16, the 7B linears alone: 3.43-3.45 ms with PDL and
-// the late trigger, 3.35-3.38 ms without), so by default it launches plainly even when gemv_pdl() is on
+// NormFold in side / follows_gemv: such a GEMV follows the GEMV that produced its input directly.  GEMV -> GEMV with
+// PDL made the harness chains slower in session 16 (the 7B linears alone: 3.43-3.45 ms with PDL and the late trigger,
+// 3.35-3.38 ms without), so until session 24 it launched plainly even when gemv_pdl() was on; the library default
+// stays off, the model turns it on (below)
 static bool g_pdl_fold_in = false;
 void pdl_set_fold_in(bool on) { g_pdl_fold_in = on; }
-// where a GEMV lets its PDL dependents launch: after its main loop (default since session 16: the fused all-linear
-// harness graph 4.07 -> 4.01 ms, base unchanged) or at its start (the dependents' blocks then sit on SM slots, waiting,
-// for the whole GEMV; the GEMV -> GEMV chain of the 7B linears alone ran 3.59-3.69 ms so, 3.43-3.45 ms late)
-static bool g_trigger_late = true;
-void gemv_set_trigger_late(bool on) { g_trigger_late = on; }
+// where a GEMV lets its PDL dependents launch, for plain and for LoRA launches apart: after its main loop (the
+// library default; session 16: the fused all-linear harness graph 4.07 -> 4.01 ms, base unchanged) or at its start
+// (the dependents' blocks then sit on SM slots, waiting, for the whole GEMV).  Session 16 measured the start worse for
+// the 7B linears alone (3.59-3.69 against 3.43-3.45 ms); session 24, with session 22's v11 choices for o, gate,up and
+// down, measured it better for plain GEMVs and worse for LoRA ones (bench/results/2026-12-02-h200-session24 run 2:
+// harness folded base graph 3.445 -> 3.401 ms with the folding GEMVs on PDL too, fused r64 in-kernel 3.804 -> 3.881;
+// run 3, whole 7B base 3.84 -> 3.77 ms/token, all-linear r64 fused 4.37 -> 4.40), so the model sets plain launches
+// to trigger at their start and LoRA launches late (model.cu, LSW_CUDA_GEMV_TRIGGER)
+static bool g_trigger_late = true, g_trigger_late_lora = true;
+void gemv_set_trigger_late(bool on) { g_trigger_late = g_trigger_late_lora = on; }
+void gemv_set_trigger(bool plain_late, bool lora_late) {
+  g_trigger_late = plain_late;
+  g_trigger_late_lora = lora_late;
+}
 void pdl_set_scope(bool norms, bool attention) {
   g_pdl_small = norms;
   g_pdl_attn = attention;
@@ -1080,16 +1090,16 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
       launch_ks(gemv_defer_kernel<T, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy,
-                bias, (int)accumulate, *lora, f, (int)g_trigger_late);
+                bias, (int)accumulate, *lora, f, (int)g_trigger_late_lora);
     else
       return cudaErrorInvalidValue;
   } else if (lora && lora->nseg > 0) {
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
       launch_ks(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-               (int)accumulate, *lora, f, (int)g_trigger_late);
+               (int)accumulate, *lora, f, (int)g_trigger_late_lora);
     else if constexpr (NX == 1)
       launch_ks(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
-               (int)accumulate, *lora, f, (int)g_trigger_late);
+               (int)accumulate, *lora, f, (int)g_trigger_late_lora);
     else
       return cudaErrorInvalidValue;
   } else {

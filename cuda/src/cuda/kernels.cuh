@@ -104,10 +104,12 @@ bool gemv_pdl();
 // Which other decode kernels launch with PDL while gemv_pdl() is on (neither by default: measured slower): RMSNorm /
 // SwiGLU (norm weight loaded before their wait) and the fused decode attention (old KV rows loaded before its wait).
 void pdl_set_scope(bool norms, bool attention);
-// GEMVs with a NormFold in side or follows_gemv launch with PDL too (default off: GEMV -> GEMV with PDL measured slower)
+// GEMVs with a NormFold in side or follows_gemv launch with PDL too (library default off; the model turns it on)
 void pdl_set_fold_in(bool on);
-// GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start
+// GEMVs trigger their PDL dependents after their main loop (default) or, off, at their start: every GEMV launch
 void gemv_set_trigger_late(bool on);
+// the same for plain launches and launches with a LoRA epilogue / in-kernel shrinks apart (the model: start / late)
+void gemv_set_trigger(bool plain_late, bool lora_late);
 // the variant of an in-kernel-shrink LoRA launch (no LoRA-tuned entry) whose plain choice + shrink blocks would need
 // more than one wave (kGemvLoraWaveVariant by default; 0: the plain choice always); returns the previous setting
 constexpr int kGemvLoraWaveVariant = 10;

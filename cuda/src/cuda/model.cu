@@ -827,12 +827,15 @@ lsw_status lswc_model_finalize(lsw_model *m) {
      // LSW_CUDA_PDL_NORM=1 / LSW_CUDA_PDL_ATTN=1 launch the RMSNorm + SwiGLU / the decode attention with PDL too
     const char *en = getenv("LSW_CUDA_PDL_NORM"), *ea = getenv("LSW_CUDA_PDL_ATTN");
     lswc::pdl_set_scope(en && *en && strcmp(en, "0"), ea && *ea && strcmp(ea, "0"));
-    // LSW_CUDA_PDL_FOLD_IN=1: the GEMVs that fold a RMSNorm in (right after the GEMV that produced x) with PDL too
+    // the GEMVs that fold a RMSNorm in (right after the GEMV that produced x) with PDL too, and plain GEMVs letting
+    // their dependents launch at their start, LoRA GEMVs after their main loop (session 24, gemv.cu g_trigger_late:
+    // 7B base 3.84 -> 3.77 ms/token).  LSW_CUDA_PDL_FOLD_IN=0: the folding GEMVs launch plainly (the default before);
+    // LSW_CUDA_GEMV_TRIGGER=late | start: every GEMV triggers late (the default before) / at its start
     const char *ef = getenv("LSW_CUDA_PDL_FOLD_IN");
-    lswc::pdl_set_fold_in(ef && *ef && strcmp(ef, "0"));
-    // GEMVs let their PDL dependents launch after their main loop; LSW_CUDA_GEMV_TRIGGER=start: at their start
+    lswc::pdl_set_fold_in(!(ef && !strcmp(ef, "0")));
     const char *et = getenv("LSW_CUDA_GEMV_TRIGGER");
-    lswc::gemv_set_trigger_late(!(et && !strcmp(et, "start")));
+    const bool all_late = et && !strcmp(et, "late"), all_start = et && !strcmp(et, "start");
+    lswc::gemv_set_trigger(all_late, !all_start);
     // in-kernel-shrink LoRA GEMVs past one wave: variant 10 unless LSW_CUDA_GEMV_LORA_DEFAULT=N (0: the plain choice)
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
