@@ -952,7 +952,9 @@ void pdl_set_fold_in(bool on) { g_pdl_fold_in = on; }
 // down, measured it better for plain GEMVs and worse for LoRA ones (bench/results/2026-12-02-h200-session24 run 2:
 // harness folded base graph 3.445 -> 3.401 ms with the folding GEMVs on PDL too, fused r64 in-kernel 3.804 -> 3.881;
 // run 3, whole 7B base 3.84 -> 3.77 ms/token, all-linear r64 fused 4.37 -> 4.40), so the model sets plain launches
-// to trigger at their start and LoRA launches late (model.cu, LSW_CUDA_GEMV_TRIGGER)
+// to trigger at their start and LoRA launches late (model.cu, LSW_CUDA_GEMV_TRIGGER).  With that split (run 4, another
+// machine) q,v r16 fused went 3.81-3.84 -> 3.78 ms and layer-wise q,v r16 fused 4.12-4.16 -> 4.08-4.09, all-linear
+// r64 fused stayed at 4.24, and base went 3.76 -> 3.78: the base gain of run 3 did not repeat there
 static bool g_trigger_late = true, g_trigger_late_lora = true;
 void gemv_set_trigger_late(bool on) { g_trigger_late = g_trigger_late_lora = on; }
 void gemv_set_trigger(bool plain_late, bool lora_late) {
