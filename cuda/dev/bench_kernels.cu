@@ -2703,6 +2703,31 @@ static void test_sampling() {
         check_route(nm, lg, K, de, dg);
         cudaFree(dR); cudaFree(dx); cudaFree(dg); cudaFree(de);
       }
+  for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16}) {  // PDL: x written ~20 us late by the producer
+    const int E = 8, K = 2, dim = 4096;
+    HostW R = make_w(dt, (size_t)E * dim, 0.05f);
+    auto x = rvec(dim), wrong = rvec(dim);
+    std::vector<double> lg(E);
+    for (int e = 0; e < E; e++) { double s = 0; for (int c = 0; c < dim; c++) s += (double)R.val[(size_t)e * dim + c] * x[c]; lg[e] = s; }
+    void *dR = dupb(R.bytes);
+    float *dsrc = dup(x), *dx = dup(wrong), *dg = dnew<float>(K);
+    int *de = dnew<int>(K);
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    gemv_set_pdl(true);
+    route_set_pdl(true);
+    delayed_copy_kernel<<<1, 32, 0, st>>>(dsrc, dx, dim, 20000);
+    CK(cudaGetLastError());
+    CK(route_n(dt, 1, E, dim, K, dR, dx, 0, de, dg, K, st));
+    CK(cudaStreamSynchronize(st));
+    route_set_pdl(false);
+    gemv_set_pdl(false);
+    CK(cudaStreamDestroy(st));
+    char nm[160];
+    snprintf(nm, sizeof nm, "route %s E=%d top%d, PDL after a producer writing x late", dname(dt), E, K);
+    check_route(nm, lg, K, de, dg);
+    cudaFree(dR); cudaFree(dsrc); cudaFree(dx); cudaFree(dg); cudaFree(de);
+  }
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (int dim : {4096, 1000, 999}) {  // the RMSNorm folded (RouteFold): x = h ⊙ w and the producer's Σ h² partials
       const int E = 8, K = 2, np = 13;   // (999: the scalar path)

@@ -834,6 +834,10 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // LSW_CUDA_GEMV_TRIGGER=late | start: every GEMV triggers late (the default before) / at its start
     const char *ef = getenv("LSW_CUDA_PDL_FOLD_IN");
     lswc::pdl_set_fold_in(!(ef && !strcmp(ef, "0")));
+    // LSW_CUDA_PDL_ROUTER=1: the decode-time routers launch with PDL too (sample.cu; written in session 24, not yet
+    // measured or run on a GPU, so off by default)
+    const char *er = getenv("LSW_CUDA_PDL_ROUTER");
+    lswc::route_set_pdl(er && *er && strcmp(er, "0"));
     const char *et = getenv("LSW_CUDA_GEMV_TRIGGER");
     const bool all_late = et && !strcmp(et, "late"), all_start = et && !strcmp(et, "start");
     lswc::gemv_set_trigger(all_late, !all_start);

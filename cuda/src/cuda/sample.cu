@@ -18,10 +18,16 @@ namespace lswc {
 // x is h ⊙ w and every logit is scaled by rs = 1 / sqrt(Σ in_part / dim + eps), computed as the folding GEMVs
 // compute it (same partials, same lane order).  Then the CPU's steps (fp64 softmax, stable selection, renormalise):
 // the maximum, each expert's exp once (a thread per expert), the sum and the selection in order by one thread.
+// Programmatic dependent launch (opt-in, route_set_pdl / LSW_CUDA_PDL_ROUTER=1, while gemv_pdl() is on; written in
+// session 24 when that session's device time was spent: not yet run on a GPU): the rows of R, a weight, are requested
+// into L2 before griddepcontrol.wait, x and the fold's partials (the previous kernel's) only after it, and the kernel
+// lets its own dependents (the LoRA GEMV launch that reads the experts) launch at its start.  Off, the kernel is as
+// before: no trigger, no prefetch (the wait is a no-op in a plain launch).
 template <typename T>
 __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                                     const float *__restrict__ x, int ldx, int *__restrict__ experts,
-                                                    float *__restrict__ gates, int ldo, int vec, RouteFold fold) {
+                                                    float *__restrict__ gates, int ldo, int vec, RouteFold fold,
+                                                    int pdl) {
   extern __shared__ double lsh[];  // [n_experts] exp, then [n_experts] float logits
   float *lg = reinterpret_cast<float *>(lsh + n_experts);
   __shared__ float s_rs;
@@ -30,6 +36,14 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   experts += (size_t)blockIdx.x * ldo;
   gates += (size_t)blockIdx.x * ldo;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  if (pdl) {  // let the dependents launch; this warp's rows of R into L2 (prefetch: no data used)
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    const size_t rb = (size_t)dim * sizeof(T);
+    for (int e = warp; e < n_experts; e += nw)
+      for (size_t o = (size_t)lane * 128; o < rb; o += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(R + (size_t)e * dim) + o));
+  }
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   if (warp == 0) {
     const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
     if (lane == 0) s_rs = rs;
@@ -94,6 +108,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   }
 }
 
+static bool g_route_pdl = false;
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
                     int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold) {
   if (n <= 0) return cudaSuccess;
@@ -103,14 +118,16 @@ cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const v
   const size_t sh = (sizeof(double) + sizeof(float)) * n_experts;
   const int vecw = dtype == LSW_DTYPE_F32 ? 4 : 8;
   const int vec = aligned16(R) && dim % vecw == 0;  // and the token's row 16-byte aligned (in the kernel)
+  const bool pdl = gemv_pdl() && g_route_pdl;
   switch (dtype) {
-    case LSW_DTYPE_F32: route_kernel<float><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo, vec, fold); break;
-    case LSW_DTYPE_F16: route_kernel<__half><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo, vec, fold); break;
-    case LSW_DTYPE_BF16: route_kernel<__nv_bfloat16><<<n, 256, sh, s>>>(n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo, vec, fold); break;
+    case LSW_DTYPE_F32: launch_pdl_smem(route_kernel<float>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
+    case LSW_DTYPE_F16: launch_pdl_smem(route_kernel<__half>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
+    case LSW_DTYPE_BF16: launch_pdl_smem(route_kernel<__nv_bfloat16>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();
 }
+void route_set_pdl(bool on) { g_route_pdl = on; }
 cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
                   float *gates, cudaStream_t s) {
   return route_n(dtype, 1, n_experts, dim, top_k, R, x, 0, experts, gates, top_k, s);
