@@ -168,6 +168,8 @@ template <class F> void with_dtype(int dt, F &&f) {
 }
 #define LSWC_DT(tag) std::remove_pointer_t<decltype(tag)>
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// a line into L2, no data used (weights a kernel will read after its griddepcontrol.wait)
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 // SwiGLU of one pair, shared by the swiglu kernel and the GEMV's SwiGLU fold (the same bits)
 __device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }
 // SMs of the current device (cached per device; 132, an H200, if the query fails: callers only size grids with it)

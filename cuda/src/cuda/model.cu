@@ -763,12 +763,17 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
 
 }  // namespace
 
+// An on/off environment switch: unset or empty -> dflt, "0" -> off, anything else -> on.
+static bool env_flag(const char *name, bool dflt) {
+  const char *v = getenv(name);
+  return v && *v ? strcmp(v, "0") != 0 : dflt;
+}
+
 // Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
 // any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge
 // flags are still 0, so the first real step merges again.  LSW_CUDA_AUTOTUNE=0 skips.
 static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, int tiles) {
-  const char *at = getenv("LSW_CUDA_AUTOTUNE");
-  if (at && !strcmp(at, "0")) return LSW_OK;
+  if (!env_flag("LSW_CUDA_AUTOTUNE", true)) return LSW_OK;
   const int K = st->ad[0].K, E = st->ad[0].E;
   std::vector<int> he(K);
   std::vector<float> hg(K, 1.f / K);
@@ -813,31 +818,24 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   m->cuda = st;  // lswc_model_free releases whatever was allocated, also on failure below
   st->device = cf.device;
   st->mode = m->mode;
-  const char *ev = getenv("LSW_CUDA_FAST_GEMM");
-  st->precise = ev && *ev ? !strcmp(ev, "0") : cf.prefill_precision != LSW_PRECISION_FAST;  // env overrides the config
-  ev = getenv("LSW_CUDA_GRAPH");
-  st->use_graph = !(ev && !strcmp(ev, "0"));
-  ev = getenv("LSW_CUDA_PROMPT_DELTA_GEMM");
-  st->delta_gemm = !(ev && !strcmp(ev, "0"));
+  st->precise = !env_flag("LSW_CUDA_FAST_GEMM", cf.prefill_precision == LSW_PRECISION_FAST);  // env overrides the config
+  st->use_graph = env_flag("LSW_CUDA_GRAPH", true);
+  st->delta_gemm = env_flag("LSW_CUDA_PROMPT_DELTA_GEMM", true);
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
-  ev = getenv("LSW_CUDA_PDL");
-  lswc::gemv_set_pdl(!(ev && !strcmp(ev, "0")));
+  lswc::gemv_set_pdl(env_flag("LSW_CUDA_PDL", true));
   {  // PDL scope beyond the GEMVs (measurement switches, off by default: slower on the H200, bench/results session 8):
      // LSW_CUDA_PDL_NORM=1 / LSW_CUDA_PDL_ATTN=1 launch the RMSNorm + SwiGLU / the decode attention with PDL too
-    const char *en = getenv("LSW_CUDA_PDL_NORM"), *ea = getenv("LSW_CUDA_PDL_ATTN");
-    lswc::pdl_set_scope(en && *en && strcmp(en, "0"), ea && *ea && strcmp(ea, "0"));
+    lswc::pdl_set_scope(env_flag("LSW_CUDA_PDL_NORM", false), env_flag("LSW_CUDA_PDL_ATTN", false));
     // the GEMVs that fold a RMSNorm in (right after the GEMV that produced x) with PDL too, and plain GEMVs letting
     // their dependents launch at their start, LoRA GEMVs after their main loop (session 24, gemv.cu g_trigger_late:
     // q,v r16 fused 1.02 -> 1.00 x and layer-wise q,v r16 fused 1.10 -> 1.08 x base on two H200s; base itself -1.8 %
     // on one, +0.6 % on the other).  LSW_CUDA_PDL_FOLD_IN=0: the folding GEMVs launch plainly (the default before);
     // LSW_CUDA_GEMV_TRIGGER=late | start: every GEMV triggers late (the default before) / at its start
-    const char *ef = getenv("LSW_CUDA_PDL_FOLD_IN");
-    lswc::pdl_set_fold_in(!(ef && !strcmp(ef, "0")));
+    lswc::pdl_set_fold_in(env_flag("LSW_CUDA_PDL_FOLD_IN", true));
     // LSW_CUDA_PDL_ROUTER=1: the decode-time routers launch with PDL too (sample.cu; written in session 24, not yet
     // measured or run on a GPU, so off by default)
-    const char *er = getenv("LSW_CUDA_PDL_ROUTER");
-    lswc::route_set_pdl(er && *er && strcmp(er, "0"));
+    lswc::route_set_pdl(env_flag("LSW_CUDA_PDL_ROUTER", false));
     const char *et = getenv("LSW_CUDA_GEMV_TRIGGER");
     const bool all_late = et && !strcmp(et, "late"), all_start = et && !strcmp(et, "start");
     lswc::gemv_set_trigger(all_late, !all_start);
@@ -845,17 +843,15 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
   }
-  ev = getenv("LSW_CUDA_ATTN_LONG");  // decode attention: the K/V tile kernel from this many positions on (0: never)
-  if (ev && *ev) st->attn_long = std::max(0, atoi(ev));
-  ev = getenv("LSW_CUDA_ATTN_P8");  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
-  lswc::attn_decode_set_p8(ev && *ev && strcmp(ev, "0"));
+  // decode attention: the K/V tile kernel from this many positions on (0: never)
+  if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
+  // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
+  lswc::attn_decode_set_p8(env_flag("LSW_CUDA_ATTN_P8", false));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, F16/BF16, rank % 16 == 0: sgmm_tc_ok;
   // layer-wise routers: one launch per layer and fused matrix); still recomputed from the pristine weights
   // (drift-free), within 1 ulp of the exact-order kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the
   // exact SIMT kernel (bit-identical to the CPU).
-  ev = getenv("LSW_CUDA_SGMM_EXACT");
-  const char *ev_tc = getenv("LSW_CUDA_SGMM_TC");
-  const bool want_tc = !(ev && *ev && strcmp(ev, "0")) && !(ev_tc && !strcmp(ev_tc, "0"));
+  const bool want_tc = !env_flag("LSW_CUDA_SGMM_EXACT", false) && env_flag("LSW_CUDA_SGMM_TC", true);
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {
@@ -921,16 +917,12 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     if (!m->adapters.empty()) {  // only the fused decode of an adapter uses them
       TRY(dalloc(st, &st->shr_sync, n));
       LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
-      const char *qd = getenv("LSW_CUDA_QKV_DEFER");
-      st->qkv_defer = !(qd && !strcmp(qd, "0"));
+      st->qkv_defer = env_flag("LSW_CUDA_QKV_DEFER", true);
       if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
     }
-    const char *rfe = getenv("LSW_CUDA_ROUTE_FOLD");
-    st->route_fold = !(rfe && !strcmp(rfe, "0"));
-    const char *nfe = getenv("LSW_CUDA_NORM_FOLD");
-    st->norm_fold = !(nfe && !strcmp(nfe, "0"));
-    const char *sfe = getenv("LSW_CUDA_SWIGLU_FOLD");
-    st->swiglu_fold = !(sfe && !strcmp(sfe, "0"));
+    st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
+    st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
+    st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
   }
   int maxk = H > I ? H : I;

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
     const size_t rb = (size_t)dim * sizeof(T);
     for (int e = warp; e < n_experts; e += nw)
       for (size_t o = (size_t)lane * 128; o < rb; o += 32 * 128)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const char *>(R + (size_t)e * dim) + o));
+        prefetch_l2(reinterpret_cast<const char *>(R + (size_t)e * dim) + o);
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
   if (warp == 0) {
