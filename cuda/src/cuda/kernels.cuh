@@ -240,9 +240,8 @@ cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, c
 struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
                     int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold = RouteFold{});
-// the router launches with PDL while gemv_pdl() is on when switched on here (default off; model:
-// LSW_CUDA_PDL_ROUTER=1; not yet run on a GPU): its rows of R requested before the wait, its dependents let launch at
-// its start
+// the router launches with PDL while gemv_pdl() is on and this is on (the library's default: off; the model switches
+// it on unless LSW_CUDA_PDL_ROUTER=0): its rows of R requested before the wait, its dependents let launch at its start
 void route_set_pdl(bool on);
 // Greedy argmax (lowest id on ties) -> *token (device).  One block.
 cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);

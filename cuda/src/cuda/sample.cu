@@ -18,11 +18,11 @@ namespace lswc {
 // x is h ⊙ w and every logit is scaled by rs = 1 / sqrt(Σ in_part / dim + eps), computed as the folding GEMVs
 // compute it (same partials, same lane order).  Then the CPU's steps (fp64 softmax, stable selection, renormalise):
 // the maximum, each expert's exp once (a thread per expert), the sum and the selection in order by one thread.
-// Programmatic dependent launch (opt-in, route_set_pdl / LSW_CUDA_PDL_ROUTER=1, while gemv_pdl() is on; written in
-// session 24 when that session's device time was spent: not yet run on a GPU): the rows of R, a weight, are requested
-// into L2 before griddepcontrol.wait, x and the fold's partials (the previous kernel's) only after it, and the kernel
-// lets its own dependents (the LoRA GEMV launch that reads the experts) launch at its start.  Off, the kernel is as
-// before: no trigger, no prefetch (the wait is a no-op in a plain launch).
+// Programmatic dependent launch (route_set_pdl, while gemv_pdl() is on; the model's default since session 25,
+// LSW_CUDA_PDL_ROUTER=0 switches it off): the rows of R, a weight, are requested into L2 before griddepcontrol.wait,
+// x and the fold's partials (the previous kernel's) only after it, and the kernel lets its own dependents (the LoRA
+// GEMV launch that reads the experts) launch at its start.  Off, the kernel is as before: no trigger, no prefetch
+// (the wait is a no-op in a plain launch).
 template <typename T>
 __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                                     const float *__restrict__ x, int ldx, int *__restrict__ experts,
