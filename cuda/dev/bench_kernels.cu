@@ -1144,13 +1144,17 @@ static void trace_7b() {
   fold.fold = fold.swiglu_fold = true;
   ink = fold;
   ink.inkernel = true;
-  struct Cfg { const char *name; bool pdl, late, fused; LoraCfg lc; };
-  const Cfg cfgs[] = {{"lin-nopdl", false, true, false, lin},  {"lin-pdl", true, true, false, lin},
-                      {"lin-pdl-start", true, false, false, lin}, {"fold-pdl", true, true, false, fold},
-                      {"fold-nopdl", false, true, false, fold}, {"fused-ik-fold-pdl", true, true, true, ink}};
+  // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
+  // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
+  struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
+  const Cfg cfgs[] = {{"lin-nopdl", false, 1, false, lin},  {"lin-pdl", true, 1, false, lin},
+                      {"lin-pdl-start", true, 0, false, lin}, {"fold-pdl", true, 1, false, fold},
+                      {"fold-nopdl", false, 1, false, fold}, {"fused-ik-fold-pdl", true, 1, true, ink},
+                      {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink}};
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
-    gemv_set_trigger_late(c.late);
+    gemv_set_trigger(c.late == 1, c.late != 0);
+    pdl_set_fold_in(c.late == 2);
     int n = 0;
     double traced = 0;
     const double med = graph_time([&](cudaStream_t s) { run7b(m, c.fused, s, false, c.lc); }, nullptr,
@@ -1173,6 +1177,7 @@ static void trace_7b() {
   }
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
+  pdl_set_fold_in(false);
   cudaFree(buf);
   cudaFree(seq);
   free7b(m);
@@ -1351,6 +1356,25 @@ static void test_lora() {
                      late ? ", experts written late by a PDL producer" : "");
             check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
             expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && exd == ex, "%s: bit-identical to the plain launch", nm);
+          }
+          // where the GEMV blocks look for t in their main loop (gemv_set_lora_looks): none, the post-loop poll
+          // always, an eighth in, half and three quarters, every eighth; with the experts in place and written late
+          // (t then published while the GEMV blocks are in their main loop).  Same bits as the default.
+          for (int looks : {0x00, 0x01, 0x02, 0x50, 0xfe, 0xff}) {
+            const int prev = gemv_set_lora_looks(looks);
+            for (int late = 0; late < 2; late++) {
+              LoraEpilogue es = ek;
+              es.n_experts = E;
+              poison(dY, rows * 4);
+              poison(dt_, tot * 4);
+              CK(launch_pdl_late(es, v, late == 1));
+              Y = down(dY, rows);
+              snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d, looks 0x%02x%s", what, v, looks,
+                       late ? ", experts written late by a PDL producer" : "");
+              check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+              expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && down(de, K) == ex, "%s: bit-identical to the default", nm);
+            }
+            gemv_set_lora_looks(prev);
           }
           int hs[2];
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));

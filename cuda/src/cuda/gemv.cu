@@ -550,7 +550,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
     cp_async_commit();
   };
-  bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (looked at half way, else after the loop)
+  bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (seen at a look, else after the loop)
   if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
     const int tid = threadIdx.x;
     if (!shr) stage_t();
@@ -602,8 +602,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   };
   // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait); half: stop
   // once half of the row is consumed (the next batch already in flight)
-  auto main_loop = [&](bool half) {
-    while (c0 + S * (U - 1) < nvec && (!half || 2 * c0 < nvec)) {
+  auto main_loop = [&](int eighths) {  // until eighths / 8 of the row is consumed (8: all of it)
+    while (c0 + S * (U - 1) < nvec && 8 * c0 < eighths * nvec) {
 #pragma unroll
       for (int u = 0; u < U; u++) consume(w[u], c0 + S * u);
       c0 += S * U;
@@ -615,18 +615,22 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       }
     }
   };
-  if constexpr (LORA) {  // in-kernel shrink: one look at the shrink blocks' counter half way (weights in flight)
+  if constexpr (LORA) {  // in-kernel shrink: looks at the shrink blocks' counter (lora.looks), weights in flight
     if (shr) {
-      main_loop(true);
-      if (ld_acquire(lora.sync) >= lora.nsb) {
-        stage_t();
-        t_staged = true;
-        gt_flag(4);
+#pragma unroll 1
+      for (int p = 1; p < 8; p++) {
+        if (!(lora.looks >> p & 1)) continue;
+        main_loop(p);
+        if (!t_staged && ld_acquire(lora.sync) >= lora.nsb) {
+          stage_t();
+          t_staged = true;
+          gt_flag(4);
+        }
       }
       gt_mark(4);
     }
   }
-  main_loop(false);
+  main_loop(8);
   if (trig_late) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // (gemv_set_trigger_late)
   // tail: one chunk at a time
   for (; c0 < nvec; c0 += S) {
@@ -665,7 +669,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     const int tid = opaque_tid();
     if (shr) {  // in-kernel shrink: warps whose half-way look failed stage t once thread 0 has seen it finished
       // (acquire, then the barrier: one poller per block, not one per warp on the counter's line)
-      if (tid == 0)
+      // (thread 0's own look already acquired it: the barrier passes that on to the block, no second round trip)
+      if (tid == 0 && (!t_staged || (lora.looks & 1)))
         while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
       __syncthreads();
       gt_mark(8);
@@ -1230,7 +1235,14 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 }
 
 // in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
+static int g_lora_looks = kLoraLooks;
+int gemv_set_lora_looks(int mask) {
+  const int prev = g_lora_looks;
+  if (mask >= 0 && mask < 256) g_lora_looks = mask;
+  return prev;
+}
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
+  lo.looks = g_lora_looks;
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
   const int cj = cdiv(cols / vec, 256);
