@@ -1376,6 +1376,45 @@ static void test_lora() {
             }
             gemv_set_lora_looks(prev);
           }
+          if (gemv_fold_ok(dt, dW, cols, dx, cols, 1, &ek)) {
+             // with a bias, a residual (accumulate) and a fold out side: the store operands staged before the main loop
+             // (gemv_set_lora_early_preload, the default) or loaded after the LoRA epilogue; both against fp64, and
+             // the same bits
+            auto y0 = rvec(rows), bias = rvec(rows), nw = rvec(rows);
+            float *dy0 = dup(y0), *dbias = dup(bias), *dnw = dup(nw), *dxw = dnew<float>(rows);
+            const int np = gemv_fold_parts(rows);
+            float *dpart = dnew<float>(np);
+            std::vector<double> refa(rows), sca(rows);
+            for (int r = 0; r < rows; r++) {
+              refa[r] = ref[r] + bias[r] + y0[r];
+              sca[r] = sc[r] + std::fabs(bias[r]) + std::fabs(y0[r]);
+            }
+            std::vector<float> yv[2], xwv[2];
+            for (int early = 1; early >= 0; early--) {
+              const bool prev = gemv_set_lora_early_preload(early == 1);
+              LoraEpilogue es = ek;
+              es.n_experts = E;
+              NormFold nf;
+              nf.out_xw = dxw; nf.out_w = dnw; nf.out_part = dpart;
+              CK(cudaMemcpy(dY, dy0, rows * 4, cudaMemcpyDeviceToDevice));
+              poison(dt_, tot * 4); poison(dxw, rows * 4); poison(dpart, np * 4);
+              CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, dbias, true, &es, 0, v, &nf));
+              CK(cudaDeviceSynchronize());
+              yv[early] = down(dY, rows);
+              xwv[early] = down(dxw, rows);
+              snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d, + bias + residual + fold out, store "
+                       "operands %s", what, v, early ? "staged before the main loop" : "loaded after the epilogue");
+              check(nm, yv[early].data(), refa.data(), sca.data(), rows, 1e-5, 3e-6);
+              bool xw_ok = true;
+              for (int r = 0; r < rows; r++) xw_ok = xw_ok && xwv[early][r] == yv[early][r] * nw[r];
+              expect(xw_ok, "%s: xw = y * w exactly", nm);
+              gemv_set_lora_early_preload(prev);
+            }
+            expect(!memcmp(yv[0].data(), yv[1].data(), rows * 4) && !memcmp(xwv[0].data(), xwv[1].data(), rows * 4),
+                   "fused lora %s, shrink in the GEMV launch, v%d, + bias + residual + fold out: staged and late store "
+                   "operands bit-identical", what, v);
+            for (float *p : {dy0, dbias, dnw, dxw, dpart}) cudaFree(p);
+          }
           int hs[2];
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
           expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, shrink in the GEMV launch, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);

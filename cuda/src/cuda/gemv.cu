@@ -551,6 +551,21 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     cp_async_commit();
   };
   bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (seen at a look, else after the loop)
+  // one-token LoRA launches with lora.early_pre: the store's operands of this group's rows, staged now (after the
+  // wait: Y may be the previous kernel's) for the lanes that store (gemv_set_lora_early_preload)
+  __shared__ float l_pre[3][LORA && NX == 1 ? BR : 1];
+  if constexpr (LORA && NX == 1) {
+    if (lora.early_pre && lane == 0 && part == 0) {
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        if (r < lim) {
+          const int row = r0 + r, i = grp * R + r;
+          if (fold_out) cp_async4(&l_pre[0][i], nf.out_w + row);
+          if (bias) cp_async4(&l_pre[1][i], bias + row);
+          if (accumulate) cp_async4(&l_pre[2][i], Y + row);
+        }
+    }
+  }
   if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
     const int tid = threadIdx.x;
     if (!shr) stage_t();
@@ -652,9 +667,16 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         pre_w[r] = pre_b[r] = pre_y[r] = 0.f;
         if (lane == 0 && part == 0 && r < lim) {
           const int row = r0 + r;
-          if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
-          if (bias) pre_b[r] = bias[row];
-          if (accumulate) pre_y[r] = Y[row];
+          if (LORA && lora.early_pre) {  // staged after the wait; this thread's copies landed (cp_async_wait_all)
+            const int i = grp * R + r;
+            if (fold_out) pre_w[r] = l_pre[0][i];
+            if (bias) pre_b[r] = l_pre[1][i];
+            if (accumulate) pre_y[r] = l_pre[2][i];
+          } else {
+            if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
+            if (bias) pre_b[r] = bias[row];
+            if (accumulate) pre_y[r] = Y[row];
+          }
         }
       }
     }
@@ -1236,6 +1258,12 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 
 // in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
 static int g_lora_looks = kLoraLooks;
+static bool g_lora_early_pre = true;
+bool gemv_set_lora_early_preload(bool on) {
+  const bool prev = g_lora_early_pre;
+  g_lora_early_pre = on;
+  return prev;
+}
 int gemv_set_lora_looks(int mask) {
   const int prev = g_lora_looks;
   if (mask >= 0 && mask < 256) g_lora_looks = mask;
@@ -1243,6 +1271,7 @@ int gemv_set_lora_looks(int mask) {
 }
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   lo.looks = g_lora_looks;
+  lo.early_pre = g_lora_early_pre;
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
   const int cj = cdiv(cols / vec, 256);

@@ -847,6 +847,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // (strtol: 0x50 = half and three quarters)
     const char *elk = getenv("LSW_CUDA_LORA_LOOKS");
     lswc::gemv_set_lora_looks(elk && *elk ? (int)strtol(elk, nullptr, 0) : lswc::kLoraLooks);
+    // the LoRA GEMVs' store operands staged right after their wait (session 25); LSW_CUDA_LORA_EARLY_PRELOAD=0: loaded
+    // after the LoRA epilogue, as before
+    lswc::gemv_set_lora_early_preload(env_flag("LSW_CUDA_LORA_EARLY_PRELOAD", true));
   }
   // decode attention: the K/V tile kernel from this many positions on (0: never)
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
