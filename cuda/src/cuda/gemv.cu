@@ -550,22 +550,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
     cp_async_commit();
   };
-  bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (seen at a look, else after the loop)
-  // one-token LoRA launches with lora.early_pre: the store's operands of this group's rows, staged now (after the
-  // wait: Y may be the previous kernel's) for the lanes that store (gemv_set_lora_early_preload)
-  __shared__ float l_pre[3][LORA && NX == 1 ? BR : 1];
-  if constexpr (LORA && NX == 1) {
-    if (lora.early_pre && lane == 0 && part == 0) {
-#pragma unroll
-      for (int r = 0; r < R; r++)
-        if (r < lim) {
-          const int row = r0 + r, i = grp * R + r;
-          if (fold_out) cp_async4(&l_pre[0][i], nf.out_w + row);
-          if (bias) cp_async4(&l_pre[1][i], bias + row);
-          if (accumulate) cp_async4(&l_pre[2][i], Y + row);
-        }
-    }
-  }
+  bool t_staged = !shr;  // in-kernel shrink: staged once sync[0] reaches nsb (looked at half way, else after the loop)
   if constexpr (LORA) {  // stage t and this thread's B chunks (cp.async: nothing held in registers, no stall on data)
     const int tid = threadIdx.x;
     if (!shr) stage_t();
@@ -617,8 +602,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   };
   // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait); half: stop
   // once half of the row is consumed (the next batch already in flight)
-  auto main_loop = [&](int eighths) {  // until eighths / 8 of the row is consumed (8: all of it)
-    while (c0 + S * (U - 1) < nvec && 8 * c0 < eighths * nvec) {
+  auto main_loop = [&](bool half) {
+    while (c0 + S * (U - 1) < nvec && (!half || 2 * c0 < nvec)) {
 #pragma unroll
       for (int u = 0; u < U; u++) consume(w[u], c0 + S * u);
       c0 += S * U;
@@ -630,22 +615,18 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       }
     }
   };
-  if constexpr (LORA) {  // in-kernel shrink: looks at the shrink blocks' counter (lora.looks), weights in flight
+  if constexpr (LORA) {  // in-kernel shrink: one look at the shrink blocks' counter half way (weights in flight)
     if (shr) {
-#pragma unroll 1
-      for (int p = 1; p < 8; p++) {
-        if (!(lora.looks >> p & 1)) continue;
-        main_loop(p);
-        if (!t_staged && ld_acquire(lora.sync) >= lora.nsb) {
-          stage_t();
-          t_staged = true;
-          gt_flag(4);
-        }
+      main_loop(true);
+      if (ld_acquire(lora.sync) >= lora.nsb) {
+        stage_t();
+        t_staged = true;
+        gt_flag(4);
       }
       gt_mark(4);
     }
   }
-  main_loop(8);
+  main_loop(false);
   if (trig_late) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // (gemv_set_trigger_late)
   // tail: one chunk at a time
   for (; c0 < nvec; c0 += S) {
@@ -667,16 +648,9 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         pre_w[r] = pre_b[r] = pre_y[r] = 0.f;
         if (lane == 0 && part == 0 && r < lim) {
           const int row = r0 + r;
-          if (LORA && lora.early_pre) {  // staged after the wait; this thread's copies landed (cp_async_wait_all)
-            const int i = grp * R + r;
-            if (fold_out) pre_w[r] = l_pre[0][i];
-            if (bias) pre_b[r] = l_pre[1][i];
-            if (accumulate) pre_y[r] = l_pre[2][i];
-          } else {
-            if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
-            if (bias) pre_b[r] = bias[row];
-            if (accumulate) pre_y[r] = Y[row];
-          }
+          if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
+          if (bias) pre_b[r] = bias[row];
+          if (accumulate) pre_y[r] = Y[row];
         }
       }
     }
@@ -691,8 +665,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     const int tid = opaque_tid();
     if (shr) {  // in-kernel shrink: warps whose half-way look failed stage t once thread 0 has seen it finished
       // (acquire, then the barrier: one poller per block, not one per warp on the counter's line)
-      // (thread 0's own look already acquired it: the barrier passes that on to the block, no second round trip)
-      if (tid == 0 && (!t_staged || (lora.looks & 1)))
+      if (tid == 0)
         while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
       __syncthreads();
       gt_mark(8);
@@ -1257,21 +1230,7 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 }
 
 // in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
-static int g_lora_looks = kLoraLooks;
-static bool g_lora_early_pre = true;
-bool gemv_set_lora_early_preload(bool on) {
-  const bool prev = g_lora_early_pre;
-  g_lora_early_pre = on;
-  return prev;
-}
-int gemv_set_lora_looks(int mask) {
-  const int prev = g_lora_looks;
-  if (mask >= 0 && mask < 256) g_lora_looks = mask;
-  return prev;
-}
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
-  lo.looks = g_lora_looks;
-  lo.early_pre = g_lora_early_pre;
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
   const int cj = cdiv(cols / vec, 256);

@@ -32,8 +32,6 @@ struct LoraEpilogue {
   // griddepcontrol.wait (the index clamped to [0, n_experts), checked again after the wait)
   int n_experts = 0;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
-  int looks = 0;          // set by gemv() (gemv_set_lora_looks): where the GEMV blocks look for t in their main loop
-  int early_pre = 0;      // set by gemv() (gemv_set_lora_early_preload): store operands staged before the main loop
   // Deferred expand (in-kernel shrink only, n == 1, 16-bit weights; gemv_defer_ok): the launch's GEMV blocks run the
   // plain kernel (no LoRA epilogue) and Y gets the base rows only; the shrink blocks, once every t is published,
   // write defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] * t[k*rank + j] for EVERY row of the matrix (0 outside the
@@ -116,18 +114,6 @@ void gemv_set_trigger(bool plain_late, bool lora_late);
 // more than one wave (kGemvLoraWaveVariant by default; 0: the plain choice always); returns the previous setting
 constexpr int kGemvLoraWaveVariant = 10;
 int gemv_set_lora_default(int v);
-// In-kernel-shrink LoRA launches (epilogue path): where the GEMV blocks look at the shrink blocks' counter during
-// their main loop, so that t is staged while weights are still in flight.  Bit p (1..7): a look once p/8 of the row is
-// consumed; bit 0: thread 0 polls the counter after the loop even when its own look already saw t (before session 25
-// it always did: one L2 round trip more on the block's critical path).  Default kLoraLooks (half way); returns the
-// previous mask.  0: no look (t staged after the loop).  A mask past bit 7 leaves the setting as it is.
-constexpr int kLoraLooks = 1 << 4;
-int gemv_set_lora_looks(int mask);
-// One-token LoRA launches (epilogue path): the store's operands (norm weight of a fold out side, bias, residual) are
-// copied into shared memory (cp.async, no registers) right after griddepcontrol.wait, so that no load round trip is
-// left between the LoRA epilogue and the stores (on, the default since session 25); off: loaded after the epilogue
-// into registers, as before.  Returns the previous setting.
-bool gemv_set_lora_early_preload(bool on);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);

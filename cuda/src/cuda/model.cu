@@ -842,14 +842,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // in-kernel-shrink LoRA GEMVs past one wave: variant 10 unless LSW_CUDA_GEMV_LORA_DEFAULT=N (0: the plain choice)
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
-    // where the in-kernel-shrink LoRA GEMVs look for t during their main loop (kernels.cuh gemv_set_lora_looks: bit p
-    // = a look at p/8 of the row, bit 0 = the post-loop poll even after a look saw t); LSW_CUDA_LORA_LOOKS=mask
-    // (strtol: 0x50 = half and three quarters)
-    const char *elk = getenv("LSW_CUDA_LORA_LOOKS");
-    lswc::gemv_set_lora_looks(elk && *elk ? (int)strtol(elk, nullptr, 0) : lswc::kLoraLooks);
-    // the LoRA GEMVs' store operands staged right after their wait (session 25); LSW_CUDA_LORA_EARLY_PRELOAD=0: loaded
-    // after the LoRA epilogue, as before
-    lswc::gemv_set_lora_early_preload(env_flag("LSW_CUDA_LORA_EARLY_PRELOAD", true));
   }
   // decode attention: the K/V tile kernel from this many positions on (0: never)
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
