@@ -833,8 +833,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // on one, +0.6 % on the other).  LSW_CUDA_PDL_FOLD_IN=0: the folding GEMVs launch plainly (the default before);
     // LSW_CUDA_GEMV_TRIGGER=late | start: every GEMV triggers late (the default before) / at its start
     lswc::pdl_set_fold_in(env_flag("LSW_CUDA_PDL_FOLD_IN", true));
-    // the decode-time routers launch with PDL too (sample.cu; session 25 run 1 on an H200: layer-wise q,v r16
-    // merge 5.91 -> 5.88 ms, fused unchanged); LSW_CUDA_PDL_ROUTER=0: plainly (the default until session 25)
+    // the decode-time routers launch with PDL too (sample.cu; session 25 runs 1-2 on H200s: layer-wise q,v r16
+    // merge 5.91 -> 5.87 ms in three interleaved pairs, the other benches unchanged); LSW_CUDA_PDL_ROUTER=0: plainly
+    // (the default until session 25)
     lswc::route_set_pdl(env_flag("LSW_CUDA_PDL_ROUTER", true));
     const char *et = getenv("LSW_CUDA_GEMV_TRIGGER");
     const bool all_late = et && !strcmp(et, "late"), all_start = et && !strcmp(et, "start");
