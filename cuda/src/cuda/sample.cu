@@ -36,8 +36,8 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   experts += (size_t)blockIdx.x * ldo;
   gates += (size_t)blockIdx.x * ldo;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  if (pdl) {  // let the dependents launch; this warp's rows of R into L2 (prefetch: no data used)
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (pdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // let the dependents launch
+  if (pdl && blockIdx.x == 0) {  // this warp's rows of R into L2 once per launch (prefetch: no data used)
     const size_t rb = (size_t)dim * sizeof(T);
     for (int e = warp; e < n_experts; e += nw)
       for (size_t o = (size_t)lane * 128; o < rb; o += 32 * 128)
@@ -112,19 +112,18 @@ static bool g_route_pdl = false;
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
                     int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold) {
   if (n <= 0) return cudaSuccess;
-  if (n_experts <= 0 || top_k <= 0 || top_k > n_experts || (n > 1 && ldo < top_k) || (fold.in_part && n != 1) ||
-      (fold.in_part && fold.in_n <= 0))
+  if (dtype_bytes(dtype) == 0 || n_experts <= 0 || top_k <= 0 || top_k > n_experts || (n > 1 && ldo < top_k) ||
+      (fold.in_part && n != 1) || (fold.in_part && fold.in_n <= 0))
     return cudaErrorInvalidValue;
   const size_t sh = (sizeof(double) + sizeof(float)) * n_experts;
   const int vecw = dtype == LSW_DTYPE_F32 ? 4 : 8;
   const int vec = aligned16(R) && dim % vecw == 0;  // and the token's row 16-byte aligned (in the kernel)
   const bool pdl = gemv_pdl() && g_route_pdl;
-  switch (dtype) {
-    case LSW_DTYPE_F32: launch_pdl_smem(route_kernel<float>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const float *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
-    case LSW_DTYPE_F16: launch_pdl_smem(route_kernel<__half>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const __half *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
-    case LSW_DTYPE_BF16: launch_pdl_smem(route_kernel<__nv_bfloat16>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const __nv_bfloat16 *)R, x, ldx, experts, gates, ldo, vec, fold, (int)pdl); break;
-    default: return cudaErrorInvalidValue;
-  }
+  with_dtype(dtype, [&](auto tag) {
+    using T = LSWC_DT(tag);
+    launch_pdl_smem(route_kernel<T>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const T *)R, x, ldx, experts,
+                    gates, ldo, vec, fold, (int)pdl);
+  });
   LSWC_LAUNCH_RET();
 }
 void route_set_pdl(bool on) { g_route_pdl = on; }
