@@ -1892,6 +1892,18 @@ static void test_sgmm_stream_mixed() {
                  mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
+        if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
+          for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}}) {
+            sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+            sgmm_set_stream_top1(false);
+            const auto got = run(3);
+            sgmm_set_stream_top1(true);
+            expect(got == ref0, "sgmm tc stream %s %d descs max r%d top1, cfg groups %d stages %d grid %d strip %d, "
+                   "top-1 consumer off: bit-identical to the one-shot tc kernel", dname(dt), nm_, maxr, c.groups,
+                   c.stages, c.grid, c.strip);
+          }
+          sgmm_set_stream_cfg(0, 0, 0);
+        }
         {  // skip flag with a small grid: nothing written
           int *dskip = dup(std::vector<int>{1});
           sgmm_set_tc_variant(3);
@@ -2099,6 +2111,16 @@ static void bench_sgmm() {
              mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst, pss,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
+        for (int rep = 0; c.K == 1 && rep < 2; rep++) {  // A-B, interleaved: the general consumer, then the default
+          sgmm_set_stream_top1(rep == 1);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          sgmm_set_stream_top1(true);
+          snprintf(nm, sizeof nm, "sgmm tc stream, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read + W write)",
+                   rep ? "on (again)" : "off", c.rank, c.K);
+          row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",
+                 H, H, c.rank, rep ? "on" : "off");
+        }
         for (int gs = 0; gs < 16; gs++) {  // group count x (stage cap | super-strip width); 0: the plan's own
           static const int caps[8] = {0, 2, 3, 4, 0, 0, 0, 0}, strips[8] = {0, 0, 0, 0, 1, 2, 4, 8};
           const int gr = 1 + gs / 8, cap = caps[gs % 8], sw = strips[gs % 8];

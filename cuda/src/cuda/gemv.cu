@@ -1011,26 +1011,29 @@ static int env_variant(const char *name) {
   const int v = atoi(ev);
   return v > 0 && v < gemv_variants() ? v : 0;
 }
-// LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V (A-B runs; read
-// once, at the first LoRA launch)
-static int env_lora_shape(int rows, int cols) {
-  static const std::vector<std::tuple<int, int, int>> shapes = [] {
-    std::vector<std::tuple<int, int, int>> v;
-    const char *ev = getenv("LSW_CUDA_GEMV_LORA_SHAPES");
-    for (const char *p = ev; p && *p;) {
-      int r = 0, c = 0, var = 0, n = 0;
-      if (sscanf(p, "%dx%d=%d%n", &r, &c, &var, &n) != 3) break;
-      if (var > 0 && var < gemv_variants()) v.emplace_back(r, c, var);
-      p += n;
-      while (*p == ',' || *p == ' ') p++;
-    }
-    return v;
-  }();
-  for (const auto &t : shapes)
+// LSW_CUDA_GEMV_LORA_SHAPES="ROWSxCOLS=V,...": the fused-LoRA launches of those shapes on variant V; likewise
+// LSW_CUDA_GEMV_SHAPES for the plain launches (A-B runs; each read once, at its first use)
+static std::vector<std::tuple<int, int, int>> parse_env_shapes(const char *name) {
+  std::vector<std::tuple<int, int, int>> v;
+  const char *ev = getenv(name);
+  for (const char *p = ev; p && *p;) {
+    int r = 0, c = 0, var = 0, n = 0;
+    if (sscanf(p, "%dx%d=%d%n", &r, &c, &var, &n) != 3) break;
+    if (var > 0 && var < gemv_variants()) v.emplace_back(r, c, var);
+    p += n;
+    while (*p == ',' || *p == ' ') p++;
+  }
+  return v;
+}
+static int env_shape(int rows, int cols, bool lora) {
+  static const std::vector<std::tuple<int, int, int>> lshapes = parse_env_shapes("LSW_CUDA_GEMV_LORA_SHAPES"),
+                                                      pshapes = parse_env_shapes("LSW_CUDA_GEMV_SHAPES");
+  for (const auto &t : lora ? lshapes : pshapes)
     if (std::get<0>(t) == rows && std::get<1>(t) == cols) return std::get<2>(t);
   return 0;
 }
-// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT and LSW_CUDA_GEMV_LORA_SHAPES (LoRA launches),
+// explicit variant > 0: itself; 0: LSW_CUDA_GEMV_LORA_VARIANT and LSW_CUDA_GEMV_LORA_SHAPES (LoRA launches) or
+// LSW_CUDA_GEMV_SHAPES (plain ones),
 // LSW_CUDA_GEMV_VARIANT, the tuned LoRA choice (LoRA launches), the tuned plain choice (for a LoRA launch: the plain
 // tuner's best among v1..v<kLoraAutoVariants>), kDefaultVariant, in that order; an in-kernel-shrink launch
 // (shrink_blocks > 0) that would then need more than one wave takes g_lora_default.  A deferring launch passes
@@ -1039,7 +1042,7 @@ static int resolve_variant(int dtype, int rows, int cols, int variant, bool lora
   if (variant > 0 && variant < gemv_variants()) return variant;
   if (variant != 0) return -1;
   int v = lora ? env_variant("LSW_CUDA_GEMV_LORA_VARIANT") : 0;  // A-B runs of the fused-LoRA launches
-  if (!v && lora) v = env_lora_shape(rows, cols);
+  if (!v) v = env_shape(rows, cols, lora);
   if (!v) v = env_variant("LSW_CUDA_GEMV_VARIANT");               // force one kernel everywhere (debugging)
   if (!v && lora) v = gemv_tuned_variant(dtype, rows, cols, true);
   if (v) return v;
@@ -1612,6 +1615,17 @@ bool cuda_verbose() {
 }
 
 // Times every explicit variant (with eps: the fused-LoRA launch of each matrix) and records the fastest.
+// The tuner's chains of one shape launch as the decode does (with PDL when gemv_pdl(), each GEMV letting the next in
+// where gemv_set_trigger says) unless gemv_set_tune_pdl(false) / LSW_CUDA_GEMV_TUNE_PDL=0 (plain launches: the tuner
+// before session 26).  Why: with PDL and the start trigger a one-wave GEMV's blocks are placed on the SMs while the GEMV
+// before it still runs, unevenly (session 25's trace: the 7B q,k,v GEMV on v4, 384 blocks of 32 rows, had 0 blocks on
+// 24 SMs and 4 on 84), which the plain chains never show: they picked v4 for q,k,v, and the 7B base decode ran 0.09
+// ms/token faster with q,k,v forced to v10 (session 26 run 2).
+static bool g_tune_pdl = [] {
+  const char *ev = getenv("LSW_CUDA_GEMV_TUNE_PDL");
+  return !(ev && ev[0] == '0' && !ev[1]);
+}();
+void gemv_set_tune_pdl(bool on) { g_tune_pdl = on; }
 static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
                          const float *X, float *Y, cudaStream_t s, float *best_us) {
   if (rows <= 0 || cols <= 0 || nW <= 0 || !Ws || !X || !Y) return 0;
@@ -1630,7 +1644,7 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
   int per_pass = nW;
   while ((double)per_pass * mat_bytes < 256e6 && per_pass < 64 * nW) per_pass += nW;
   const bool saved_pdl = g_pdl;
-  g_pdl = false;
+  g_pdl = g_tune_pdl && g_pdl;  // (see g_tune_pdl)
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
     if (e0) cudaEventDestroy(e0);

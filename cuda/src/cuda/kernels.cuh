@@ -94,6 +94,9 @@ int gemv_variants();
 // programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
+// the autotuner times its chains with PDL as the decode launches them (default; LSW_CUDA_GEMV_TUNE_PDL=0 or false
+// here: plain launches, the tuner before session 26)
+void gemv_set_tune_pdl(bool on);
 #if defined(LSW_GEMV_TRACE)
 // dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the
 // GEMV timeline trace (gemv.cu, cuda/dev/trace_gemv.py)
@@ -402,6 +405,9 @@ int sgmm_env_variant();           // LSW_CUDA_SGMM_VARIANT, -1 when unset
 // grid blocks (0: one per SM), resident super-strip width in 128-column strips (0 auto, 1, 2, 4, 8).  Results do not
 // depend on them.
 void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip = 0);
+// variant 3's top-1 consumer (both 16-row halves of a warp's block at once, the k-steps unrolled for ranks 16 / 32 /
+// 64): on by default, LSW_CUDA_SGMM_TOP1=0 switches it off at load.  Same bits either way.
+void sgmm_set_stream_top1(bool on);
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
 // shared memory), 1 resident A, 2 chunked operands; *groups, *stages, *strip per the current knobs
 int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip = nullptr);

@@ -33,6 +33,11 @@
 //     per strip: 6.5 GB) runs at 88 % of copy.  Dealing the tiles out in rounds, so that all groups share the B rows
 //     in L2, did not measurably help (bench/results/2026-12-01-h200-session18).  The W stores addressed incrementally
 //     (wq): 7 % fewer instructions, 1-2 % less time.
+//     Session 26: top-1 launches take s3_top1_mma (both 16-row halves of a warp's block at once, each k-step's LoRA-A
+//     fragments loaded once for both, the k-steps unrolled for ranks 16 / 32 / 64): r64 top-1 1.2466 -> 1.2160 / 1.2213
+//     ms (82.4 -> 84.5 / 84.1 % of copy, interleaved in one harness process).  Tried in the same session and dropped: a
+//     row block's LoRA-B rows staged once for the super-strip's tiles instead of per tile: no gain at r64 top-1 or r16
+//     top-2, and the general consumer got slower (r64 top-2 1.69 -> 1.74 ms).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -465,6 +470,7 @@ constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
+constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -686,6 +692,54 @@ __device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 
+// Top-1 resident consumer (s3_resident, flag S3_F_TOP1): with one expert, acc = fmaf(g, tmp, 0) needs no second
+// accumulator, so a warp holds both 16-row halves of its 32 x 32 block at once (32 fp32 registers, as acc + tmp of one
+// half did) and loads each k-step's LoRA-A fragments (b0, b1) once for both halves instead of once per half: per tile
+// and warp 4 instead of 6 ldmatrix.x4 per k-step, and with KS (= rank / 16) a compile-time constant the k-steps
+// unroll, so ptxas can issue the next step's fragment loads under this step's MMAs.  Same products in the same order
+// (ascending 16-rank steps from a zero accumulator), hence the same bits.  aop / aop16: the halves' B rows (row wm*32,
+// wm*32 + 16) in the stage; bop: this lane's LoRA-A fragment address (strip si); ach(kk): K column kk's swizzled chunk.
+template <typename T, int KS>
+__device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, uint32_t aop16, uint32_t bop, int alds,
+                                            int a_hi, int a_sw, int ks_rt) {
+  auto step = [&](int s, bool first) {
+    const int kk = s * 16;
+    const uint32_t ach = (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4);
+    uint32_t a0[4], a1[4], b0[4], b1[4];
+    s3_ldsm_t(bop + kk * alds * 2, b0);
+    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
+    s3_ldsm(aop + ach, a0);
+    s3_ldsm(aop16 + ach, a1);
+    if (first) {
+      s3_hmma0<T>(c[0][0], a0, b0[0], b0[1]);
+      s3_hmma0<T>(c[0][1], a0, b0[2], b0[3]);
+      s3_hmma0<T>(c[0][2], a0, b1[0], b1[1]);
+      s3_hmma0<T>(c[0][3], a0, b1[2], b1[3]);
+      s3_hmma0<T>(c[1][0], a1, b0[0], b0[1]);
+      s3_hmma0<T>(c[1][1], a1, b0[2], b0[3]);
+      s3_hmma0<T>(c[1][2], a1, b1[0], b1[1]);
+      s3_hmma0<T>(c[1][3], a1, b1[2], b1[3]);
+    } else {
+      s3_hmma<T>(c[0][0], a0, b0[0], b0[1]);
+      s3_hmma<T>(c[0][1], a0, b0[2], b0[3]);
+      s3_hmma<T>(c[0][2], a0, b1[0], b1[1]);
+      s3_hmma<T>(c[0][3], a0, b1[2], b1[3]);
+      s3_hmma<T>(c[1][0], a1, b0[0], b0[1]);
+      s3_hmma<T>(c[1][1], a1, b0[2], b0[3]);
+      s3_hmma<T>(c[1][2], a1, b1[0], b1[1]);
+      s3_hmma<T>(c[1][3], a1, b1[2], b1[3]);
+    }
+  };
+  step(0, true);
+  if constexpr (KS > 0) {
+#pragma unroll
+    for (int s = 1; s < KS; s++) step(s, false);
+  } else {
+#pragma unroll 1
+    for (int s = 1; s < ks_rt; s++) step(s, false);
+  }
+}
+
 // Tile cursor of resident mode: per matrix, super-strips of S 128-column strips (the last one may be narrower), and in
 // each super-strip the 64-row blocks in order, the S tiles of a row block side by side.  Any bijection of a matrix's
 // tiles onto [tile0, tile0 + tiles) works, since the groups split that index range; the chunked path walks the plain
@@ -741,7 +795,7 @@ template <typename T>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
-                                            int S, int bar_id, int gt) {
+                                            int S, int bar_id, int gt, int flags) {
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
   const int ldb = s3_ldb(ktm), stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
   const S3Bswz bz = s3_bswz(ktm);
@@ -902,6 +956,32 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
                          : (unsigned)(rows_left > 0) | (unsigned)(rows_left > 8) << 1 |
                                (unsigned)(rows_left > 16) << 2 | (unsigned)(rows_left > 24) << 3;
     const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
+    if (top_k == 1 && (flags & S3_F_TOP1)) {  // both halves at once (s3_top1_mma)
+      float c[2][4][4];
+      const uint32_t aop = st + S3_W0 + a_lane + wm * 32 * ldb * 2, aop16 = aop + 16 * ldb * 2;
+      if (rank == 64) s3_top1_mma<T, 4>(c, aop, aop16, bop, alds, a_hi, a_sw, 4);
+      else if (rank == 32) s3_top1_mma<T, 2>(c, aop, aop16, bop, alds, a_hi, a_sw, 2);
+      else if (rank == 16) s3_top1_mma<T, 1>(c, aop, aop16, bop, alds, a_hi, a_sw, 1);
+      else s3_top1_mma<T, 0>(c, aop, aop16, bop, alds, a_hi, a_sw, rank >> 4);
+      const float gk = s_gate[0];
+#pragma unroll
+      for (int m = 0; m < 4; m++) {  // row lrow + 8 m: half m / 2, accumulator elements 2 (m % 2), +1
+        const int h = m >> 1, hh = m & 1;
+        const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
+        float f[8];
+        unpack16<T>(w0, f);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          f[2 * j] += fmaf(gk, c[h][j][2 * hh], 0.f);
+          f[2 * j + 1] += fmaf(gk, c[h][j][2 * hh + 1], 0.f);
+        }
+        if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
+        wq += row8;
+      }
+      cst = cst + 1 == ns ? 0 : cst + 1;
+      s3_cur_next(C, descs, n_descs, S);
+      continue;
+    }
 #pragma unroll 1
     for (int h = 0; h < 2; h++) {
       const int rb = wm * 32 + h * 16;  // the half's first tile row
@@ -1075,7 +1155,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
                                                                const int *__restrict__ experts,
                                                                const float *__restrict__ gates, const int *skip,
                                                                int smem_bytes, int cfg_groups, int cfg_maxst,
-                                                               int cfg_strip) {
+                                                               int cfg_strip, int cfg_flags) {
   if (skip && *skip) return;  // uniform over the grid, before any copy is issued
   extern __shared__ __align__(128) unsigned char s3_smem[];
   int *s_rank = reinterpret_cast<int *>(s3_smem);
@@ -1099,7 +1179,8 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   if (t_beg >= t_end) return;
   const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
   if (pl.resident) {
-    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt);
+    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
+                   cfg_flags);
     return;
   }
 
@@ -1197,6 +1278,14 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
   g_s3_strip = strip == 1 || strip == 2 || strip == 4 || strip == 8 ? strip : 0;
 }
 
+// the top-1 consumer (s3_top1_mma): on unless LSW_CUDA_SGMM_TOP1=0; the harness switches it per call
+static int s3_env_flags() {
+  const char *ev = getenv("LSW_CUDA_SGMM_TOP1");
+  return ev && ev[0] == '0' && !ev[1] ? 0 : S3_F_TOP1;
+}
+static int g_s3_flags = s3_env_flags();
+void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
+
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
 // Variant 3 needs more than 48 KB of dynamic shared memory: cudaFuncSetAttribute once per device and template
@@ -1283,10 +1372,10 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
     grid = std::max(1, std::min(grid, total_tiles));
     if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
-                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip);
+                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
     else if (dtype == LSW_DTYPE_BF16)
       sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip);
+                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
     else return cudaErrorInvalidValue;
   } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
