@@ -710,25 +710,18 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
     s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
     s3_ldsm(aop + ach, a0);
     s3_ldsm(aop16 + ach, a1);
-    if (first) {
-      s3_hmma0<T>(c[0][0], a0, b0[0], b0[1]);
-      s3_hmma0<T>(c[0][1], a0, b0[2], b0[3]);
-      s3_hmma0<T>(c[0][2], a0, b1[0], b1[1]);
-      s3_hmma0<T>(c[0][3], a0, b1[2], b1[3]);
-      s3_hmma0<T>(c[1][0], a1, b0[0], b0[1]);
-      s3_hmma0<T>(c[1][1], a1, b0[2], b0[3]);
-      s3_hmma0<T>(c[1][2], a1, b1[0], b1[1]);
-      s3_hmma0<T>(c[1][3], a1, b1[2], b1[3]);
-    } else {
-      s3_hmma<T>(c[0][0], a0, b0[0], b0[1]);
-      s3_hmma<T>(c[0][1], a0, b0[2], b0[3]);
-      s3_hmma<T>(c[0][2], a0, b1[0], b1[1]);
-      s3_hmma<T>(c[0][3], a0, b1[2], b1[3]);
-      s3_hmma<T>(c[1][0], a1, b0[0], b0[1]);
-      s3_hmma<T>(c[1][1], a1, b0[2], b0[3]);
-      s3_hmma<T>(c[1][2], a1, b1[0], b1[1]);
-      s3_hmma<T>(c[1][3], a1, b1[2], b1[3]);
-    }
+    auto mma = [&](float (&acc)[4], const uint32_t (&a)[4], uint32_t x, uint32_t y) {
+      if (first) s3_hmma0<T>(acc, a, x, y);  // (first is a constant once step is inlined)
+      else s3_hmma<T>(acc, a, x, y);
+    };
+    mma(c[0][0], a0, b0[0], b0[1]);
+    mma(c[0][1], a0, b0[2], b0[3]);
+    mma(c[0][2], a0, b1[0], b1[1]);
+    mma(c[0][3], a0, b1[2], b1[3]);
+    mma(c[1][0], a1, b0[0], b0[1]);
+    mma(c[1][1], a1, b0[2], b0[3]);
+    mma(c[1][2], a1, b1[0], b1[1]);
+    mma(c[1][3], a1, b1[2], b1[3]);
   };
   step(0, true);
   if constexpr (KS > 0) {
