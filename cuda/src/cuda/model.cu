@@ -824,9 +824,13 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   lswc::gemv_set_pdl(env_flag("LSW_CUDA_PDL", true));
-  {  // PDL scope beyond the GEMVs (measurement switches, off by default: slower on the H200, bench/results session 8):
-     // LSW_CUDA_PDL_NORM=1 / LSW_CUDA_PDL_ATTN=1 launch the RMSNorm + SwiGLU / the decode attention with PDL too
-    lswc::pdl_set_scope(env_flag("LSW_CUDA_PDL_NORM", false), env_flag("LSW_CUDA_PDL_ATTN", false));
+  {  // PDL scope beyond the GEMVs.  LSW_CUDA_PDL_NORM=1 launches the RMSNorm + SwiGLU with PDL too (off: slower on the
+     // H200, bench/results session 8).  The decode attention launches with PDL by default since session 26
+     // (LSW_CUDA_PDL_ATTN=0: plainly): neutral while the q,k,v GEMV before it ran as one wave of v4 blocks (sessions
+     // 15, 21), but with the PDL tuner's v10 there 7B base went 3.655 / 3.664 -> 3.621 / 3.648 ms/token and all-linear
+     // r64 fused 4.222 / 4.228 -> 4.188 / 4.188 in two interleaved rounds (bench/results/2026-12-02-h200-session26
+     // run 5); run 6 passed test_cuda, test_forward x3 and end to end 153/153 with it
+    lswc::pdl_set_scope(env_flag("LSW_CUDA_PDL_NORM", false), env_flag("LSW_CUDA_PDL_ATTN", true));
     // the GEMVs that fold a RMSNorm in (right after the GEMV that produced x) with PDL too, and plain GEMVs letting
     // their dependents launch at their start, LoRA GEMVs after their main loop (session 24, gemv.cu g_trigger_late:
     // q,v r16 fused 1.02 -> 1.00 x and layer-wise q,v r16 fused 1.10 -> 1.08 x base on two H200s; base itself -1.8 %
