@@ -1616,15 +1616,12 @@ bool cuda_verbose() {
 
 // Times every explicit variant (with eps: the fused-LoRA launch of each matrix) and records the fastest.
 // The tuner's chains of one shape launch as the decode does (with PDL when gemv_pdl(), each GEMV letting the next in
-// where gemv_set_trigger says) unless gemv_set_tune_pdl(false) / LSW_CUDA_GEMV_TUNE_PDL=0 (plain launches: the tuner
-// before session 26).  Why: with PDL and the start trigger a one-wave GEMV's blocks are placed on the SMs while the GEMV
-// before it still runs, unevenly (session 25's trace: the 7B q,k,v GEMV on v4, 384 blocks of 32 rows, had 0 blocks on
-// 24 SMs and 4 on 84), which the plain chains never show: they picked v4 for q,k,v, and the 7B base decode ran 0.09
-// ms/token faster with q,k,v forced to v10 (session 26 run 2).
-static bool g_tune_pdl = [] {
-  const char *ev = getenv("LSW_CUDA_GEMV_TUNE_PDL");
-  return !(ev && ev[0] == '0' && !ev[1]);
-}();
+// where gemv_set_trigger says) unless gemv_set_tune_pdl(false) (plain launches: the tuner before session 26; the model
+// reads LSW_CUDA_GEMV_TUNE_PDL).  Why: with PDL and the start trigger a one-wave GEMV's blocks are placed on the SMs
+// while the GEMV before it still runs, unevenly (session 25's trace: the 7B q,k,v GEMV on v4, 384 blocks of 32 rows,
+// had 0 blocks on 24 SMs and 4 on 84), which the plain chains never show: they picked v4 for q,k,v, and the 7B base
+// decode ran 0.09 ms/token faster with q,k,v forced to v10 (session 26 run 2).
+static bool g_tune_pdl = true;
 void gemv_set_tune_pdl(bool on) { g_tune_pdl = on; }
 static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
                          const float *X, float *Y, cudaStream_t s, float *best_us) {

@@ -94,8 +94,8 @@ int gemv_variants();
 // programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
-// the autotuner times its chains with PDL as the decode launches them (default; LSW_CUDA_GEMV_TUNE_PDL=0 or false
-// here: plain launches, the tuner before session 26)
+// the autotuner times its chains with PDL as the decode launches them (default; false: plain launches, the tuner
+// before session 26; the model: LSW_CUDA_GEMV_TUNE_PDL=0)
 void gemv_set_tune_pdl(bool on);
 #if defined(LSW_GEMV_TRACE)
 // dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the

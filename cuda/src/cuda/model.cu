@@ -824,6 +824,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
   lswc::gemv_set_pdl(env_flag("LSW_CUDA_PDL", true));
+  // the GEMV tuner times its chains launched as the decode launches them (gemv.cu g_tune_pdl, session 26: 7B q,k,v
+  // v4 -> v10, base -2.1 to -2.4 %); LSW_CUDA_GEMV_TUNE_PDL=0: plain launches, as before
+  lswc::gemv_set_tune_pdl(env_flag("LSW_CUDA_GEMV_TUNE_PDL", true));
   {  // PDL scope beyond the GEMVs.  LSW_CUDA_PDL_NORM=1 launches the RMSNorm + SwiGLU with PDL too (off: slower on the
      // H200, bench/results session 8).  The decode attention launches with PDL by default since session 26
      // (LSW_CUDA_PDL_ATTN=0: plainly): neutral while the q,k,v GEMV before it ran as one wave of v4 blocks (sessions
