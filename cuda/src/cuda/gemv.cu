@@ -462,12 +462,6 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 // same rs everywhere).  Out side: the rows' norm weights and residuals are prefetched into L2 before the wait (a
 // hint; L2 is where every grid's writes meet), then one partial sum of squares per GEMV block after a block barrier.
 // While either side is on no thread of the block returns early.
-// gemv_set_prewait_prefetch: batches past the first that a block requests into L2 before its wait (< 0: evict_last)
-__constant__ int c_gemv_pf;
-cudaError_t gemv_set_prewait_prefetch(int n) { return cudaMemcpyToSymbol(c_gemv_pf, &n, sizeof n); }
-__device__ __forceinline__ void prefetch_l2_last(const void *p) {
-  asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(p));
-}
 template <typename T, int NX, int R, int U, int KS, bool LORA>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
@@ -523,20 +517,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int u = 0; u < U; u++)
 #pragma unroll
       for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
-  }
-  if (const int pf = c_gemv_pf; pf != 0 && (lane & 7) == 0) {  // (experiment, gemv_set_prewait_prefetch)
-    const int nb = pf < 0 ? -pf : pf;
-    for (int b = 1; b <= nb; b++)
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const int c = c0 + S * (U * b + u);
-        if (c >= nvec) break;
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-          if (pf < 0) prefetch_l2_last(wrow[r] + c);
-          else prefetch_l2(wrow[r] + c);
-        }
-      }
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
   gt_mark(3);

@@ -97,10 +97,6 @@ void gemv_set_pdl(bool on);
 // the autotuner times its chains with PDL as the decode launches them (default; false: plain launches, the tuner
 // before session 26; the model: LSW_CUDA_GEMV_TUNE_PDL=0)
 void gemv_set_tune_pdl(bool on);
-// Experiment (session 27; default 0 = off): before griddepcontrol.wait every GEMV block also requests its next n
-// batches of weights into L2 (prefetch.global.L2, one lane per 128-byte line, no registers); n < 0: the same with
-// the L2::evict_last hint.  Set on the current device (a __constant__); the model: LSW_CUDA_GEMV_PF=n.
-cudaError_t gemv_set_prewait_prefetch(int n);
 #if defined(LSW_GEMV_TRACE)
 // dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the
 // GEMV timeline trace (gemv.cu, cuda/dev/trace_gemv.py)

@@ -861,9 +861,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // exact SIMT kernel (bit-identical to the CPU).
   const bool want_tc = !env_flag("LSW_CUDA_SGMM_EXACT", false) && env_flag("LSW_CUDA_SGMM_TC", true);
   LSWC_CHECK(cudaSetDevice(cf.device));
-  // experiment (session 27, off by default): GEMV blocks request their next n weight batches into L2 before their
-  // wait (gemv_set_prewait_prefetch, on this device; n < 0 with evict_last)
-  if (const char *ep = getenv("LSW_CUDA_GEMV_PF"); ep && *ep) LSWC_CHECK(lswc::gemv_set_prewait_prefetch(atoi(ep)));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {
     auto it = m->tensors.find(kv.first);
