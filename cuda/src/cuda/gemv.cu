@@ -454,6 +454,8 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 // otherwise: gemv_set_trigger_late), loads its FIRST batch of weights into
 // registers (weights never depend on the kernel before it; see kernels.cuh for the one rule) and only
 // then waits (griddepcontrol.wait) for the producer of X (and of Y when accumulating, and of the LoRA t).
+// Requesting more than that batch before the wait, into L2 (prefetch.global.L2, with or without evict_last, 1-4
+// more batches), was tried in session 27: 7B base 3.58 -> 3.98-4.11 ms/token (bench/results/2026-12-02-h200-session27).
 //
 // LORA (NX == 1, launcher-checked: every segment's rank * sizeof(T) % 16 == 0, B 16-byte aligned): see LoraTile.
 // nf (NX == 1, launcher-checked): the RMSNorm fold (kernels.cuh NormFold).  In side: the producer's partial sums are
