@@ -528,6 +528,28 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int i = threadIdx.x; 4 * i < nf.in_n; i += 256) cp_async16(&l_part[4 * i], nf.in_part + 4 * i);
     cp_async_commit();
   }
+  // fold in: rs = 1 / sqrt(mean(h²) + eps), the same in every warp (same partials, same order).  rs_early: now, while
+  // the first batch of weights is still in flight (the partials are L2 hits), so that the epilogue after the main
+  // loop is shorter; else after the main loop (below).  Early, each warp's lane 0 keeps it in shared memory (l_rs),
+  // not in a register live through the main loop.  Not for bf16: with the early sum (the first batch's registers
+  // live across it) ptxas took the bf16 one-token kernels from 64 to 71 registers, one block per SM fewer, and held
+  // to 64 they spilled; the f16 and f32 ones stay within their block counts
+  constexpr bool kRsEarlyOk = !std::is_same<T, __nv_bfloat16>::value;
+  const bool rs_now = kRsEarlyOk && fold_in && nf.rs_early;
+  auto fold_rs_get = [&]() {
+    const bool staged = nf.in_n <= kFoldSmemParts;
+    if (staged) {
+      cp_async_wait_all();
+      __syncthreads();
+    }
+    return fold_rs_of(staged ? fold_part_sum<false>(l_part, nf.in_n) : fold_part_sum<true>(nf.in_part, nf.in_n),
+                      nf.in_dim, nf.in_eps);
+  };
+  __shared__ float l_rs[WPB];
+  if (rs_now) {
+    const float r = fold_rs_get();
+    if (lane == 0) l_rs[wib] = r;
+  }
 
   using LT = LoraTile<T, R, KS>;
   __shared__ __align__(16) uint4 l_b[LORA ? LT::SLOTS : 1];
@@ -727,15 +749,14 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
     if (KS == 1 && !active && !fold_any) return;
   }
-  float rs = 1.f;  // fold in: 1 / sqrt(mean(h²) + eps), the same in every warp (same partials, same order)
+  float rs = 1.f;  // (fold in; only lane 0 of a warp stores, so only its copy of an early rs is read back)
   if (fold_in) {
-    const bool staged = nf.in_n <= kFoldSmemParts;
-    if (staged) {
-      cp_async_wait_all();
-      __syncthreads();
+    if (rs_now) {
+      __syncwarp();
+      rs = l_rs[wib];
+    } else {
+      rs = fold_rs_get();
     }
-    rs = fold_rs_of(staged ? fold_part_sum<false>(l_part, nf.in_n) : fold_part_sum<true>(nf.in_part, nf.in_n),
-                    nf.in_dim, nf.in_eps);
   }
   bool store = true;
   if constexpr (KS > 1) {
@@ -946,6 +967,12 @@ static bool g_pdl_small = false, g_pdl_attn = false;
 // stays off, the model turns it on (below)
 static bool g_pdl_fold_in = false;
 void pdl_set_fold_in(bool on) { g_pdl_fold_in = on; }
+// NormFold in side: rs right after the wait (gemv_set_fold_rs_early).  Session 27's block timelines of the 7B graph
+// (bench/results/2026-12-02-h200-session27): after their main loop the folding GEMVs' blocks (q,k,v, gate,up,
+// lm_head) took 1.7-2.2 us against 0.8-0.9 us without the fold, and q,k,v and gate,up run more than one wave, so
+// every wave pays it
+static bool g_fold_rs_early = true;
+void gemv_set_fold_rs_early(bool on) { g_fold_rs_early = on; }
 // where a GEMV lets its PDL dependents launch, for plain and for LoRA launches apart: after its main loop (the
 // library default; session 16: the fused all-linear harness graph 4.07 -> 4.01 ms, base unchanged) or at its start
 // (the dependents' blocks then sit on SM slots, waiting, for the whole GEMV).  Session 16 measured the start worse for
@@ -1086,6 +1113,7 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     if (f.act_out) gemv_blocks = cdiv(f.act_half, groups_per_block * R / 2);  // SwiGLU fold: H2 gate + H2 up rows
     else f.act_half = 0;
     if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
+    f.rs_early = g_fold_rs_early;
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
   }
   const dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks

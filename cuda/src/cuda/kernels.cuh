@@ -72,6 +72,9 @@ struct NormFold {
   // this GEMV's X comes from the GEMV launched right before it (the in side implies it): launched without PDL
   // unless it carries in-kernel shrinks (GEMV -> GEMV with PDL measured slower); alone it is only that hint
   bool follows_gemv = false;
+  // set by gemv() (gemv_set_fold_rs_early): the in side's rs computed right after griddepcontrol.wait, while the
+  // first weights are in flight, instead of after the main loop (the same sum in the same order: the same bits)
+  bool rs_early = false;
 };
 bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora);
 int gemv_fold_parts(int rows);  // out_n of any variant, rounded up to a multiple of 4: the partials buffer's size
@@ -97,6 +100,10 @@ void gemv_set_pdl(bool on);
 // the autotuner times its chains with PDL as the decode launches them (default; false: plain launches, the tuner
 // before session 26; the model: LSW_CUDA_GEMV_TUNE_PDL=0)
 void gemv_set_tune_pdl(bool on);
+// where a GEMV folding a RMSNorm in (NormFold in side) computes rs from the producer's partial sums: right after its
+// wait, while its first weights are in flight (true, the default since session 27; F16 and F32 weights), or after its
+// main loop (false; BF16 weights always: see gemv.cu)
+void gemv_set_fold_rs_early(bool on);
 #if defined(LSW_GEMV_TRACE)
 // dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the
 // GEMV timeline trace (gemv.cu, cuda/dev/trace_gemv.py)

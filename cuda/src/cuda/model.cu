@@ -827,6 +827,12 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // the GEMV tuner times its chains launched as the decode launches them (gemv.cu g_tune_pdl, session 26: 7B q,k,v
   // v4 -> v10, base -2.1 to -2.4 %); LSW_CUDA_GEMV_TUNE_PDL=0: plain launches, as before
   lswc::gemv_set_tune_pdl(env_flag("LSW_CUDA_GEMV_TUNE_PDL", true));
+  // a GEMV folding a RMSNorm in computes its rs right after its wait (session 27; gemv.cu g_fold_rs_early);
+  // LSW_CUDA_FOLD_RS=late: after its main loop, as before
+  {
+    const char *ef = getenv("LSW_CUDA_FOLD_RS");
+    lswc::gemv_set_fold_rs_early(!(ef && !strcmp(ef, "late")));
+  }
   {  // PDL scope beyond the GEMVs.  LSW_CUDA_PDL_NORM=1 launches the RMSNorm + SwiGLU with PDL too (off: slower on the
      // H200, bench/results session 8).  The decode attention launches with PDL by default since session 26
      // (LSW_CUDA_PDL_ATTN=0: plainly): neutral while the q,k,v GEMV before it ran as one wave of v4 blocks (sessions
