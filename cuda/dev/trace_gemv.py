@@ -3,7 +3,8 @@
 per matrix shape, where a decode step's GEMV time goes: the span each kernel adds to the chain (previous kernel's end
 to its own end), the launch gap (its first block's start minus the previous kernel's end; negative: launched early,
 PDL), the release (its first block past griddepcontrol.wait minus the previous end), its tail (last block end minus
-the 90th percentile of its block ends), and for fused-LoRA launches the shrink blocks' publish time and the GEMV
+the 90th percentile of its block ends), its blocks' mean main loop and time after it (post: reductions, epilogue,
+stores, waiting for the block's slowest warp), and for fused-LoRA launches the shrink blocks' publish time and the GEMV
 blocks' epilogue.
 
     python3 cuda/dev/trace_gemv.py [--copy GBPS] [--phases] [--placement] trace-a.bin [trace-b.bin ...]
@@ -100,7 +101,7 @@ def analyse(path, copy_gbps, dtb, show_phases, show_placement):
         d = dict(name=NAMES.get(shape, f"{shape[0]}x{shape[1]}"), bytes=shape[0] * shape[1] * dtb, blocks=len(kr),
                  lora=bool((flags & 1).any()), t0=t0, end=t_end, dur=t_end - t0,
                  tail=t_end - np.percentile(g[:, 7], 90), first_wait=g[:, 3].min(),
-                 loop=np.mean(g[:, 5] - g[:, 3]))
+                 loop=np.mean(g[:, 5] - g[:, 3]), post=np.mean(g[:, 7] - g[:, 5]))
         if prev_end is not None:
             d["span"] = t_end - prev_end
             d["gap"] = t0 - prev_end
@@ -124,7 +125,7 @@ def analyse(path, copy_gbps, dtb, show_phases, show_placement):
     for d in rows[1:]:
         by.setdefault(d["name"], []).append(d)
     hdr = f"  {'kernel':8} {'n':>3} {'blocks':>6} {'span us':>8} {'GB/s':>6} {'ideal us':>8} {'lost us':>7} " \
-          f"{'gap us':>7} {'release':>7} {'tail90':>6} {'loop us':>7}"
+          f"{'gap us':>7} {'release':>7} {'tail90':>6} {'loop us':>7} {'post us':>7}"
     lora = any(d["lora"] for d in rows)
     if lora:
         hdr += f" {'half hit':>8} {'epi us':>6} {'shr pub':>7} {'shr last':>8}"
@@ -138,7 +139,7 @@ def analyse(path, copy_gbps, dtb, show_phases, show_placement):
         lost_total += lost * len(ds)
         line = (f"  {name:8} {len(ds):3d} {ds[0]['blocks']:6d} {span / 1e3:8.2f} {ds[0]['bytes'] / span:6.0f} "
                 f"{ideal / 1e3:8.2f} {lost / 1e3:7.2f} {m('gap') / 1e3:7.2f} {m('release') / 1e3:7.2f} "
-                f"{m('tail') / 1e3:6.2f} {m('loop') / 1e3:7.2f}")
+                f"{m('tail') / 1e3:6.2f} {m('loop') / 1e3:7.2f} {m('post') / 1e3:7.2f}")
         if lora:
             line += (f" {m('half_hit'):8.2f} {m('epi') / 1e3:6.2f} {m('shrink_pub') / 1e3:7.2f} "
                      f"{m('shrink_last') / 1e3:8.2f}")
