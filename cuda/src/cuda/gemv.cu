@@ -749,7 +749,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
     if (KS == 1 && !active && !fold_any) return;
   }
-  float rs = 1.f;  // (fold in; only lane 0 of a warp stores, so only its copy of an early rs is read back)
+  float rs = 1.f;  // (fold in; early: lane 0 of each warp wrote it to l_rs, read back by the warp after __syncwarp)
   if (fold_in) {
     if (rs_now) {
       __syncwarp();
