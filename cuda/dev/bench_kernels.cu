@@ -467,13 +467,16 @@ static void test_norm_fold() {
       expect(!memcmp(O3.data(), O.data(), Rc * 4) && !memcmp(XW3.data(), XW.data(), H * 4) &&
                  (!cs.defer || !memcmp(DY3.data(), DY.data(), Rc * 4)),
              "fold %s: graph + PDL bit-identical to eager", what);
-      // rs summed after the main loop (LSW_CUDA_FOLD_RS=late, the order before session 27; BF16 always): the same bits
-      gemv_set_fold_rs_early(false);
-      run_pdl_mode(0, chain, reset);
-      const auto OL = down(dout, Rc), DYL = down(ddy, Rc);
-      gemv_set_fold_rs_early(true);
-      expect(!memcmp(OL.data(), O.data(), Rc * 4) && (!cs.defer || !memcmp(DYL.data(), DY.data(), Rc * 4)),
-             "fold in %s: rs after the main loop bit-identical to rs right after the wait", what);
+      // rs summed after the main loop (LSW_CUDA_FOLD_RS=late, the order before session 27): the same bits.  (BF16
+      // sums late either way, so there both runs take the same path and the comparison could not fail: skipped.)
+      if (dt != LSW_DTYPE_BF16) {
+        gemv_set_fold_rs_early(false);
+        run_pdl_mode(0, chain, reset);
+        const auto OL = down(dout, Rc), DYL = down(ddy, Rc);
+        gemv_set_fold_rs_early(true);
+        expect(!memcmp(OL.data(), O.data(), Rc * 4) && (!cs.defer || !memcmp(DYL.data(), DY.data(), Rc * 4)),
+               "fold in %s: rs after the main loop bit-identical to rs right after the wait", what);
+      }
       if (cs.lora) {
         int hs[2];
         CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));

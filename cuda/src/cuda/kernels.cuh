@@ -94,7 +94,7 @@ cudaError_t gemv_simple(int dtype, const void *W, int rows, int cols, const floa
                         int ldy, const float *bias, bool accumulate, cudaStream_t s);
 int gemv_variants();
 // Programmatic dependent launch for the vector GEMV (Hopper): when on, gemv() launches with the
-// programmatic-stream-serialization attribute; the kernel prefetches its first weights into L2 before
+// programmatic-stream-serialization attribute; the kernel loads its first batch of weights into registers before
 // griddepcontrol.wait.  Only the GEMV kernel waits, so only it gets the attribute.  Default off.
 void gemv_set_pdl(bool on);
 // the autotuner times its chains with PDL as the decode launches them (default; false: plain launches, the tuner
@@ -413,7 +413,7 @@ int sgmm_env_variant();           // LSW_CUDA_SGMM_VARIANT, -1 when unset
 // depend on them.
 void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip = 0);
 // variant 3's top-1 consumer (both 16-row halves of a warp's block at once, the k-steps unrolled for ranks 16 / 32 /
-// 64): on by default, LSW_CUDA_SGMM_TOP1=0 switches it off at load.  Same bits either way.
+// 64): on by default (the model: LSW_CUDA_SGMM_TOP1=0 switches it off).  Same bits either way.
 void sgmm_set_stream_top1(bool on);
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
 // shared memory), 1 resident A, 2 chunked operands; *groups, *stages, *strip per the current knobs

@@ -866,6 +866,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // (drift-free), within 1 ulp of the exact-order kernel.  LSW_CUDA_SGMM_EXACT=1 (or LSW_CUDA_SGMM_TC=0) keeps the
   // exact SIMT kernel (bit-identical to the CPU).
   const bool want_tc = !env_flag("LSW_CUDA_SGMM_EXACT", false) && env_flag("LSW_CUDA_SGMM_TC", true);
+  // the streaming SGMM's top-1 consumer (sgmm.cu s3_top1_mma, session 26: r64 top-1 82.4 -> 84.1-84.5 % of copy);
+  // LSW_CUDA_SGMM_TOP1=0: the general consumer for top-1 too (same bits)
+  lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {

@@ -1271,12 +1271,8 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
   g_s3_strip = strip == 1 || strip == 2 || strip == 4 || strip == 8 ? strip : 0;
 }
 
-// the top-1 consumer (s3_top1_mma): on unless LSW_CUDA_SGMM_TOP1=0; the harness switches it per call
-static int s3_env_flags() {
-  const char *ev = getenv("LSW_CUDA_SGMM_TOP1");
-  return ev && ev[0] == '0' && !ev[1] ? 0 : S3_F_TOP1;
-}
-static int g_s3_flags = s3_env_flags();
+// the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
+static int g_s3_flags = S3_F_TOP1;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
 
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
