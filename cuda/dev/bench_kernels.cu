@@ -916,9 +916,6 @@ static void bench_7b() {
   const int lora_v = gemv_set_lora_default(0);  // in-kernel-shrink launches on their plain choice even past one wave
   const double fused_ik_fold_sw_plainv = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
   gemv_set_lora_default(lora_v);
-  gemv_set_lora_balance(true);  // o and down: the plain choice's blocks beside shrink blocks of 8 rows, one wave
-  const double fused_ik_fold_sw_bal = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, ink_fold_sw); }, nullptr);
-  gemv_set_lora_balance(false);
   int n_lin = 0, n_fold = 0;
   const double lin_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, lin_only); }, &n_lin);
   const double fold_pdl = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, &n_fold);
@@ -1003,7 +1000,6 @@ static void bench_7b() {
   row(nm, fold_sw_pdl, (double)m.weight_bytes);
   row("  same, fused r64 in-kernel, RMSNorm and SwiGLU folded, PDL", fused_ik_fold_sw_pdl, (double)m.weight_bytes);
   row("  same, fused r64 in-kernel, folded, PDL, LoRA launches on the plain choice past one wave (LORA_DEFAULT=0)", fused_ik_fold_sw_plainv, (double)m.weight_bytes);
-  row("  same, fused r64 in-kernel, folded, PDL, balanced shrinks (LSW_CUDA_LORA_BALANCE)", fused_ik_fold_sw_bal, (double)m.weight_bytes);
   snprintf(nm, sizeof nm, "  same, base, RMSNorm folded into the GEMVs, PDL (not on the folding GEMVs) (%d nodes)", n_fold);
   row(nm, fold_pdl, (double)m.weight_bytes);
   const std::pair<const char *, double> fold_rows[] = {  // the RMSNorm fold's PDL rule and the trigger point
@@ -1160,17 +1156,15 @@ static void trace_7b() {
   ink.inkernel = true;
   // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
   // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
-  struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; bool bal = false; };
+  struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
   const Cfg cfgs[] = {{"lin-nopdl", false, 1, false, lin},  {"lin-pdl", true, 1, false, lin},
                       {"lin-pdl-start", true, 0, false, lin}, {"fold-pdl", true, 1, false, fold},
                       {"fold-nopdl", false, 1, false, fold}, {"fused-ik-fold-pdl", true, 1, true, ink},
-                      {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink},
-                      {"fused-ik-fold-model-bal", true, 2, true, ink, true}};
+                      {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink}};
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
     gemv_set_trigger(c.late == 1, c.late != 0);
     pdl_set_fold_in(c.late == 2);
-    gemv_set_lora_balance(c.bal);  // (balanced shrinks: gemv_set_lora_balance)
     int n = 0;
     double traced = 0;
     const double med = graph_time([&](cudaStream_t s) { run7b(m, c.fused, s, false, c.lc); }, nullptr,
@@ -1194,7 +1188,6 @@ static void trace_7b() {
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
   pdl_set_fold_in(false);
-  gemv_set_lora_balance(false);
   cudaFree(buf);
   cudaFree(seq);
   free7b(m);
@@ -1344,58 +1337,40 @@ static void test_lora() {
           cudaFree(de_ok);
           return r;
         };
-        // both shrink layouts: blocks of srpb rows (EPI_SHRINK_MS chunks per thread) and, balanced
-        // (gemv_set_lora_balance), blocks of 8 rows with a warp per row, which 16-bit launches take when the variant's
-        // GEMV blocks and those fit in one wave: for these shapes (<= 2101 rows) in every variant
-        for (int bal = 0; bal < 2; bal++) {
-          gemv_set_lora_balance(bal == 1);
-          const char *btag = bal ? ", balanced" : "";
-          for (int v = 0; v < gemv_variants(); v++) {  // the plan: which layout and variant the launch takes
-            if (v > 0 && cols != 4096) continue;
-            LoraEpilogue pl;
-            const int pv = gemv_inkernel_plan(dt, rows, cols, v, ek, nullptr, &pl);
-            const bool bw = bal && dt != LSW_DTYPE_F32 && (v == 0 || gemv_variant_lora_ok(v));
-            expect(pv > 0 && (v == 0 || pv == v) && (bw ? pl.swarp == 1 && pl.nsb == (tot + 7) / 8 && pl.srpb == 8 : pl.swarp == 0),
-                   "fused lora %s, plan%s v%d: variant %d, swarp %d, %d shrink blocks of %d rows", what, btag, v, pv,
-                   pl.swarp, pl.nsb, pl.srpb);
+        for (int v = 0; v < gemv_variants(); v++) {
+          if (v > 0 && cols != 4096) continue;
+          std::vector<float> r0;
+          for (int rep = 0; rep < 2; rep++) {
+            poison(dY, rows * 4);
+            poison(dt_, tot * 4);
+            CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ek, 0, v));
+            CK(cudaDeviceSynchronize());
+            Y = down(dY, rows);
+            snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d run %d", what, v, rep + 1);
+            check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+            if (rep == 0) r0 = Y;
+            else expect(memcmp(Y.data(), r0.data(), rows * 4) == 0, "fused lora %s, shrink in the GEMV launch, v%d: run 2 bit-identical", what, v);
           }
-          for (int v = 0; v < gemv_variants(); v++) {
-            if (v > 0 && cols != 4096) continue;
-            std::vector<float> r0;
-            for (int rep = 0; rep < 2; rep++) {
-              poison(dY, rows * 4);
-              poison(dt_, tot * 4);
-              CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ek, 0, v));
-              CK(cudaDeviceSynchronize());
-              Y = down(dY, rows);
-              snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch%s, v%d run %d", what, btag, v, rep + 1);
-              check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
-              if (rep == 0) r0 = Y;
-              else expect(memcmp(Y.data(), r0.data(), rows * 4) == 0, "fused lora %s, shrink in the GEMV launch%s, v%d: run 2 bit-identical", what, btag, v);
-            }
-            // A rows requested before griddepcontrol.wait (n_experts): with the experts already in place, then right
-            // after a PDL producer that writes them late over wrong, out-of-range indices (the pre-wait guess is wrong
-            // and clamped; the post-wait check must load again).  Same bits as above.
-            for (int late = 0; late < 2; late++) {
-              LoraEpilogue es = ek;
-              es.n_experts = E;
-              poison(dY, rows * 4);
-              poison(dt_, tot * 4);
-              CK(launch_pdl_late(es, v, late == 1));
-              Y = down(dY, rows);
-              const auto exd = down(de, K);
-              snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch%s, v%d, A rows before the wait%s", what, btag,
-                       v, late ? ", experts written late by a PDL producer" : "");
-              check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
-              expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && exd == ex, "%s: bit-identical to the plain launch", nm);
-            }
-            int hs[2];
-            CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
-            expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, shrink in the GEMV launch%s, v%d: counters re-armed (%d, %d)", what, btag, v,
-                   hs[0], hs[1]);
+          // A rows requested before griddepcontrol.wait (n_experts): with the experts already in place, then right
+          // after a PDL producer that writes them late over wrong, out-of-range indices (the pre-wait guess is wrong
+          // and clamped; the post-wait check must load again).  Same bits as above.
+          for (int late = 0; late < 2; late++) {
+            LoraEpilogue es = ek;
+            es.n_experts = E;
+            poison(dY, rows * 4);
+            poison(dt_, tot * 4);
+            CK(launch_pdl_late(es, v, late == 1));
+            Y = down(dY, rows);
+            const auto exd = down(de, K);
+            snprintf(nm, sizeof nm, "fused lora %s, shrink in the GEMV launch, v%d, A rows before the wait%s", what, v,
+                     late ? ", experts written late by a PDL producer" : "");
+            check(nm, Y.data(), ref.data(), sc.data(), rows, 1e-5, 3e-6);
+            expect(memcmp(Y.data(), r0.data(), rows * 4) == 0 && exd == ex, "%s: bit-identical to the plain launch", nm);
           }
+          int hs[2];
+          CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
+          expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, shrink in the GEMV launch, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
         }
-        gemv_set_lora_balance(false);
         // the expand deferred (LoraEpilogue::defer, 16-bit, top_k * rank <= 512): Y = W x alone, defer = B t for every
         // row (exactly 0 outside the segments), in every variant that takes it, twice on the same counter pair, and
         // with the experts written late by a PDL producer; Y + defer against the fp64 reference

@@ -178,6 +178,10 @@ __device__ __forceinline__ void block_sum_n(float (&v)[NV], float *red) {
 }
 
 // ---- in-kernel LoRA shrink: the leading lora.nsb blocks of a GEMV launch ----------------------------------------
+// (Session 28 tried filling the o / down launches' one wave with equal blocks instead: their plain v11 blocks beside
+// 16 shrink blocks of 8 A rows, a warp per row.  All-linear r64 fused went 4.17 -> 4.34 ms/token.  The warp-per-row
+// shrink, with its own fp32 X per warp, finished after the GEMV loops.  With no slot left free, the next launch's
+// blocks could not start early under PDL.  bench/results/2026-12-02-h200-session28/run1-balance)
 constexpr int EPI_SHRINK_MS = 4;  // 16-byte A chunks in flight per thread of a shrink block (registers: <= the GEMV's)
 // Row q of n entries holding top_k * rank_of(e) shrink rows each, in order -> (entry e, expert slot k, rank index i);
 // false past the last row
@@ -329,84 +333,6 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   gt_mark(6);
 }
 
-// Balanced in-kernel shrink (lo.swarp, gemv_set_lora_balance): warp w of shrink block b computes shrink row
-// q = b * 8 + w alone, t = g_k * dot(A[e_k][i], X), as the GEMV's warp-per-row kernels compute a row: each lane takes
-// the row's 16-byte chunks lane, lane + 32, ..., EWS_U of them in flight, then one fixed-order warp sum
-// (deterministic).  A shrink block then reads 8 A rows, as many bytes as a GEMV block of 8 rows of the same matrix
-// (v11), with as many loads in flight per thread, so a launch of 512 such GEMV blocks and 16 shrink blocks (a rank-64
-// top-2 segment) fills the H200's 528 slots of 4 blocks per SM with equal blocks.  With few, large shrink blocks
-// (epi_shrink_block, srpb rows of <= EPI_SHRINK_MS chunks per thread) and the v10 GEMV blocks that leave room for them,
-// the o and down launches of the 7B decode filled 320 and 384 of those slots, placed 0 to 4 GEMV blocks on an SM (PDL
-// puts them wherever the kernel before them frees a slot first) and lost 4.3 / 6.4 us per layer beyond their adapter
-// bytes (session 27's block timelines).  Pre-wait A loads, expert re-check and publication as in epi_shrink_block.
-constexpr int EWS_U = 8;
-template <typename T>
-__device__ __forceinline__ void epi_shrink_warps(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
-  constexpr int VEC = Tr<T>::VEC;
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  const int lane = threadIdx.x & 31, nv = cols / VEC;
-  const int q = blockIdx.x * 8 + (threadIdx.x >> 5);
-  int sg = 0, k = 0, i = 0;
-  const bool valid = epi_shrink_row(lo, q, sg, k, i);
-  const int *exs = valid ? lo.seg[sg].experts + k : nullptr;
-  auto arow = [&](int e) {
-    return reinterpret_cast<const uint4 *>(static_cast<const T *>(lo.seg[sg].A) + ((size_t)e * lo.seg[sg].rank + i) * cols);
-  };
-  uint4 a[EWS_U];
-  int e0 = -1;  // expert whose chunks a[] holds
-  if (valid && lo.n_experts > 0) {
-    int e = lane == 0 ? ld_relaxed(exs) : 0;  // one reader per row (the warp's broadcast below)
-    e = __shfl_sync(0xffffffffu, e, 0);
-    e0 = min(max(e, 0), lo.n_experts - 1);
-    const uint4 *ar = arow(e0);
-#pragma unroll
-    for (int u = 0; u < EWS_U; u++)
-      if (lane + 32 * u < nv) a[u] = ld_stream(ar + lane + 32 * u);
-  }
-  asm volatile("griddepcontrol.wait;" ::: "memory");  // X, the routes and the previous reader of t are done
-  gt_mark(3);
-  float acc = 0.f, g = 0.f;
-  if (valid) {
-    int e = 0;
-    if (lane == 0) {
-      e = ld_relaxed(exs);
-      g = lo.seg[sg].gates[k];
-    }
-    e = __shfl_sync(0xffffffffu, e, 0);
-    g = __shfl_sync(0xffffffffu, g, 0);
-    gt_mark(4);
-    const uint4 *ar = arow(e);
-    if (e != e0) {
-#pragma unroll
-      for (int u = 0; u < EWS_U; u++)
-        if (lane + 32 * u < nv) a[u] = ld_stream(ar + lane + 32 * u);
-    }
-    for (int c0 = lane;; ) {
-#pragma unroll
-      for (int u = 0; u < EWS_U; u++)
-        if (c0 + 32 * u < nv) acc = dot16<T>(a[u], X + (size_t)(c0 + 32 * u) * VEC, acc);
-      c0 += 32 * EWS_U;
-      if (c0 - lane >= nv) break;
-#pragma unroll
-      for (int u = 0; u < EWS_U; u++)
-        if (c0 + 32 * u < nv) a[u] = ld_stream(ar + c0 + 32 * u);
-    }
-    gt_mark(5);
-    acc = warp_sum(acc);
-    gt_mark(8);
-    if (lane == 0) {
-      const LoraSeg &s = lo.seg[sg];
-      const_cast<float *>(s.t)[k * s.rank + i] = g * acc;
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    atomicAdd(lo.sync, 1);
-  }
-  gt_mark(6);
-}
-
 // ---- fused-LoRA epilogue layout of one GEMV block --------------------------------------------------------------
 // The block's output rows [blockIdx.x * ROWS, + ROWS) are contiguous.  Its LoRA work is cut into "slots": slot s
 // (thread s % 256, pass s / 256) serves row s / SPR and takes that row's 16-byte B chunks c = s % SPR, + SPR, ...
@@ -542,7 +468,7 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 // same rs everywhere).  Out side: the rows' norm weights and residuals are prefetched into L2 before the wait (a
 // hint; L2 is where every grid's writes meet), then one partial sum of squares per GEMV block after a block barrier.
 // While either side is on no thread of the block returns early.
-template <typename T, int NX, int R, int U, int KS, bool LORA, bool SW = false>
+template <typename T, int NX, int R, int U, int KS, bool LORA>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
@@ -556,8 +482,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     if (lora.nsb > 0) {
       if (bid < lora.nsb) {
         gt_flag(2);
-        if constexpr (SW) epi_shrink_warps<T>(lora, X, cols);
-        else epi_shrink_block<T>(lora, X, cols);
+        epi_shrink_block<T>(lora, X, cols);
         return;
       }
       bid -= lora.nsb;
@@ -927,15 +852,13 @@ __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int 
 // per SM; BF16: 3 blocks): the in-kernel shrink path and the half-way look at its counter would otherwise cost them
 // a block per SM (ptxas: F16 v4 / v10 64 -> 73 registers).
 template <typename T> constexpr int lora_min_blocks() { return std::is_same<T, __half>::value ? 4 : 3; }
-// SW: the shrink blocks are epi_shrink_warps' (LoraEpilogue::swarp), a kernel of its own so that the other LoRA
-// kernels keep their registers (with both shrinks in one kernel ptxas spilled 4-46 bytes in the F16 ones)
-template <typename T, int NX, int R, int U, int KS, bool SW>
+template <typename T, int NX, int R, int U, int KS>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
     const __grid_constant__ NormFold nf, int trig_late) {
   gt_begin(rows, cols, 1);
-  gemv_body<T, NX, R, U, KS, true, SW>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
+  gemv_body<T, NX, R, U, KS, true>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
   gt_mark(7);
 }
 // Deferred expand (LoraEpilogue::defer): the leading lora.nsb blocks compute t (epi_shrink_block), then, once every
@@ -1027,14 +950,7 @@ int gemv_set_lora_default(int v) {
 static int lora_wave_blocks(int dtype) {
   return sm_count() * (dtype == LSW_DTYPE_F16 ? lora_min_blocks<__half>() : dtype == LSW_DTYPE_BF16 ? lora_min_blocks<__nv_bfloat16>() : 2);
 }
-static bool g_lora_balance = false;
-bool gemv_set_lora_balance(bool on) {
-  const bool was = g_lora_balance;
-  g_lora_balance = on;
-  return was;
-}
 int gemv_variants() { return (int)(sizeof(kVariants) / sizeof(kVariants[0])); }
-bool gemv_variant_lora_ok(int v) { return v > 0 && v < gemv_variants() && kVariants[v].R * kVariants[v].U <= 8; }
 const char *gemv_variant_name(int v) { return v >= 0 && v < gemv_variants() ? kVariants[v].name : "?"; }
 #if defined(LSW_GEMV_TRACE)
 cudaError_t gemv_trace_set(unsigned long long *buf, int cap, int *seq) {
@@ -1216,16 +1132,10 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     else
       return cudaErrorInvalidValue;
   } else if (lora && lora->nseg > 0) {
-    if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8) {
-      if (lora->swarp)
-        launch_ks(gemv_lora_kernel<T, NX, R, U, KS, true>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y,
-                  ldy, bias, (int)accumulate, *lora, f, (int)g_trigger_late_lora);
-      else
-        launch_ks(gemv_lora_kernel<T, NX, R, U, KS, false>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y,
-                  ldy, bias, (int)accumulate, *lora, f, (int)g_trigger_late_lora);
-    } else if (lora->swarp) {
-      return cudaErrorInvalidValue;  // (gemv_inkernel_plan: 16-bit, R * U <= 8 only)
-    } else if constexpr (NX == 1)
+    if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
+      launch_ks(gemv_lora_kernel<T, NX, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
+               (int)accumulate, *lora, f, (int)g_trigger_late_lora);
+    else if constexpr (NX == 1)
       launch_ks(gemv_kernel<T, NX, R, U, KS, true>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
                (int)accumulate, *lora, f, (int)g_trigger_late_lora);
     else
@@ -1356,12 +1266,6 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
   return cudaSuccess;
 }
 
-// GEMV blocks of a one-token launch on variant v (launch_gemv_t's count)
-static int gemv_grid_blocks(int v, int rows, const NormFold *nf) {
-  const GemvVariant &k = kVariants[v];
-  const int gpb = 8 / k.KS;
-  return nf && nf->act_out ? cdiv(nf->act_half, gpb * k.R / 2) : cdiv(cdiv(rows, k.R), gpb);
-}
 // in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   int total = 0;
@@ -1369,7 +1273,6 @@ static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   const int cj = cdiv(cols / vec, 256);
   lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
   lo.nsb = cdiv(total, lo.srpb);
-  lo.swarp = 0;
 }
 // the vector path's conditions (the only path that takes a NormFold)
 static bool gemv_fast(int dtype, const void *W, int cols, const float *X, int ldx) {
@@ -1406,45 +1309,6 @@ int gemv_fold_parts(int rows) {  // (a multiple of 4: the in side copies 16-byte
   return cdiv(most, 4) * 4;
 }
 
-// The variant and shrink layout of an in-kernel-shrink launch (the vector path's conditions hold): *lo = lora with
-// nsb / srpb / swarp (and erpb when deferring) set; returns the variant, -1 when none takes the launch
-int gemv_inkernel_plan(int dtype, int rows, int cols, int variant, const LoraEpilogue &lora, const NormFold *nf,
-                       LoraEpilogue *out) {
-  LoraEpilogue &lo = *out;
-  lo = lora;
-  shrink_blocks(lo, cols, dtype == LSW_DTYPE_F32 ? 4 : 8);
-  if (lo.defer) {  // deferred expand: the GEMV blocks are the plain kernel's, so the plain choice, kept to one wave
-    lo.erpb = cdiv(rows, lo.nsb);
-    const int v0 = variant;
-    variant = resolve_variant(dtype, rows, cols, variant, false, lo.nsb);
-    if (variant > 0 && kVariants[variant].R * kVariants[variant].U > 8)  // (no deferring kernel: 64 registers)
-      variant = v0 == 0 ? kGemvLoraWaveVariant : -1;
-  } else {
-    int vb = -1;  // balanced shrink (gemv_set_lora_balance): the plain launch's variant, if it fits with them
-    if (g_lora_balance && (dtype == LSW_DTYPE_F16 || dtype == LSW_DTYPE_BF16)) {
-      vb = variant;
-      if (vb == 0) {
-        vb = env_variant("LSW_CUDA_GEMV_LORA_VARIANT");
-        if (!vb) vb = env_shape(rows, cols, true);
-        if (!vb) vb = resolve_variant(dtype, rows, cols, 0, false);
-      }
-      int total = 0;
-      for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
-      const int wave = lora_wave_blocks(dtype);
-      if (!gemv_variant_lora_ok(vb) || wave <= 0 ||
-          gemv_grid_blocks(vb, rows, nf) + cdiv(total, 8) > wave)
-        vb = -1;
-      else {
-        lo.swarp = 1;
-        lo.srpb = 8;
-        lo.nsb = cdiv(total, 8);
-      }
-    }
-    variant = vb > 0 ? vb : resolve_variant(dtype, rows, cols, variant, true, lo.nsb);
-  }
-  return variant;
-}
-
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant,
                  NormFold *nf) {
@@ -1472,7 +1336,17 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
       cudaError_t e = shrink_before(dtype, *lora, X, cols, s);
       return e != cudaSuccess ? e : gemv(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, &lo, s, variant);
     }
-    variant = gemv_inkernel_plan(dtype, rows, cols, variant, *lora, nf, &lo);
+    lo = *lora;
+    shrink_blocks(lo, cols, vec);
+    if (lo.defer) {  // deferred expand: the GEMV blocks are the plain kernel's, so the plain choice, kept to one wave
+      lo.erpb = cdiv(rows, lo.nsb);
+      const int v0 = variant;
+      variant = resolve_variant(dtype, rows, cols, variant, false, lo.nsb);
+      if (variant > 0 && kVariants[variant].R * kVariants[variant].U > 8)  // (no deferring kernel: 64 registers)
+        variant = v0 == 0 ? kGemvLoraWaveVariant : -1;
+    } else {
+      variant = resolve_variant(dtype, rows, cols, variant, true, lo.nsb);
+    }
     if (variant < 0) return cudaErrorInvalidValue;
     switch (dtype) {
       case LSW_DTYPE_F32: return gemv_dispatch<float>(variant, n, W, rows, cols, X, ldx, Y, ldy, bias, accumulate, &lo, s, nf);
@@ -1484,7 +1358,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   LoraEpilogue plain;
   if (has_lora && (lora->nsb || lora->srpb)) {  // t is an input here: no shrink blocks whatever the caller left set
     plain = *lora;
-    plain.nsb = plain.srpb = plain.swarp = 0;
+    plain.nsb = plain.srpb = 0;
     lora = &plain;
   }
   if (!fast || (has_lora && !lora_vec_ok(dtype, *lora))) {  // base GEMV, then the thread-per-row LoRA epilogue

@@ -32,7 +32,6 @@ struct LoraEpilogue {
   // griddepcontrol.wait (the index clamped to [0, n_experts), checked again after the wait)
   int n_experts = 0;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
-  int swarp = 0;          // set by gemv(): 1: a warp per A row, 8 per shrink block (gemv_set_lora_balance)
   // Deferred expand (in-kernel shrink only, n == 1, 16-bit weights; gemv_defer_ok): the launch's GEMV blocks run the
   // plain kernel (no LoRA epilogue) and Y gets the base rows only; the shrink blocks, once every t is published,
   // write defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] * t[k*rank + j] for EVERY row of the matrix (0 outside the
@@ -125,19 +124,6 @@ void gemv_set_trigger(bool plain_late, bool lora_late);
 // more than one wave (kGemvLoraWaveVariant by default; 0: the plain choice always); returns the previous setting
 constexpr int kGemvLoraWaveVariant = 10;
 int gemv_set_lora_default(int v);
-// Balanced in-kernel shrinks (library default off; the model's default in model.cu, LSW_CUDA_LORA_BALANCE): a
-// non-deferring in-kernel-shrink launch runs its shrink as blocks of 8 A rows, a warp per row (LoraEpilogue::swarp),
-// on the plain launch's variant (variant 0: the plain choice of the shape, or LSW_CUDA_GEMV_LORA_VARIANT /
-// LSW_CUDA_GEMV_LORA_SHAPES when set; else the given variant) when that variant's GEMV blocks and these shrink blocks
-// fit in one wave of the LoRA kernels; otherwise as before.  Returns the previous setting.
-bool gemv_set_lora_balance(bool on);
-// the variant and shrink layout gemv() gives an in-kernel-shrink launch (every segment's A set, sync set, the vector
-// path's conditions met): *lo = lora with nsb / srpb / swarp (and erpb when deferring) set; returns the variant, -1
-// when no kernel takes it (gemv() then returns cudaErrorInvalidValue)
-// variant v has the 16-bit LoRA kernels held to 64 registers (R * U <= 8): the ones a balanced shrink runs in
-bool gemv_variant_lora_ok(int v);
-int gemv_inkernel_plan(int dtype, int rows, int cols, int variant, const LoraEpilogue &lora, const NormFold *nf,
-                       LoraEpilogue *lo);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);

@@ -856,10 +856,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // in-kernel-shrink LoRA GEMVs past one wave: variant 10 unless LSW_CUDA_GEMV_LORA_DEFAULT=N (0: the plain choice)
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
-    // in-kernel shrinks as blocks of 8 A rows, a warp per row, beside the plain choice's GEMV blocks when both fit in
-    // one wave (the 7B o and down launches: 512 + 16 equal blocks); LSW_CUDA_LORA_BALANCE=0: the shrink blocks and
-    // variants before session 28
-    lswc::gemv_set_lora_balance(env_flag("LSW_CUDA_LORA_BALANCE", true));
   }
   // decode attention: the K/V tile kernel from this many positions on (0: never)
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
