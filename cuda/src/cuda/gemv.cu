@@ -628,11 +628,10 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       }
     }
   };
-  // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait); stops at chunk
-  // `stop` when STOP (the next batch already in flight); without STOP the loop the kernels had before looks existed
-  auto main_loop = [&](auto has_stop, int stop) {
-    constexpr bool STOP = decltype(has_stop)::value;
-    while (c0 + S * (U - 1) < nvec && (!STOP || c0 < stop)) {
+  // main loop: U x R independent 16-byte loads in flight (the first batch was issued before the wait); half: stop
+  // once half of the row is consumed (the next batch already in flight)
+  auto main_loop = [&](bool half) {
+    while (c0 + S * (U - 1) < nvec && (!half || 2 * c0 < nvec)) {
 #pragma unroll
       for (int u = 0; u < U; u++) consume(w[u], c0 + S * u);
       c0 += S * U;
@@ -644,32 +643,22 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       }
     }
   };
-  // in-kernel shrink: looks at the shrink blocks' counter (weights in flight) after 1/2, 3/4, ... of the row, up to
-  // lora.looks of them, until one finds t complete (then staged at once); session 28: 3 looks (1 before)
-  if constexpr (LORA) {
+  // (Session 28 tried more looks, after 3/4 and 7/8 of the row too, and staging the store's operands into shared
+  // memory by cp.async right after the main loop.  All-linear r64 fused went 4.167 -> 4.270 ms/token with both and
+  // 4.209 with the staging alone: the looks lengthened the main loops more than they shortened the waits after them.
+  // bench/results/2026-12-02-h200-session28/run2-looks)
+  if constexpr (LORA) {  // in-kernel shrink: one look at the shrink blocks' counter half way (weights in flight)
     if (shr) {
-      // (straight-line, not a loop over the looks: a loop kept more registers live and spilled in the F16 kernels)
-      auto look = [&]() {
-        if (ld_acquire(lora.sync) >= lora.nsb) {
-          stage_t();
-          t_staged = true;
-          gt_flag(4);
-        }
-      };
-      main_loop(std::true_type{}, nvec - (nvec >> 1));
-      look();
-      gt_mark(4);
-      if (!t_staged && lora.looks >= 2) {
-        main_loop(std::true_type{}, nvec - (nvec >> 2));
-        look();
-        if (!t_staged && lora.looks >= 3) {
-          main_loop(std::true_type{}, nvec - (nvec >> 3));
-          look();
-        }
+      main_loop(true);
+      if (ld_acquire(lora.sync) >= lora.nsb) {
+        stage_t();
+        t_staged = true;
+        gt_flag(4);
       }
+      gt_mark(4);
     }
   }
-  main_loop(std::false_type{}, 0);
+  main_loop(false);
   if (trig_late) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // (gemv_set_trigger_late)
   // tail: one chunk at a time
   for (; c0 < nvec; c0 += S) {
@@ -682,11 +671,8 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   // one-token launches: the store's operands (norm weight, bias, residual) requested now by the lanes that store, so
   // their round trip overlaps the reductions and the LoRA epilogue below (in the store loop they were R dependent
   // round trips: a load after each row's stores, which may alias)
-  // (LoRA kernels: requested into shared memory by cp.async now, no registers held through their epilogue, whose
-  // registers they would otherwise share and spill, and read back after it; before session 28 they loaded them into
-  // registers after the epilogue, a round trip between the epilogue and the stores)
+  // (LoRA kernels: after their epilogue, whose registers they would otherwise share and spill)
   float pre_w[NX == 1 ? R : 1], pre_b[NX == 1 ? R : 1], pre_y[NX == 1 ? R : 1];
-  __shared__ float l_pre[LORA && NX == 1 ? 3 * BR : 1];
   auto preload = [&]() {
     if constexpr (NX == 1) {
 #pragma unroll
@@ -694,36 +680,14 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
         pre_w[r] = pre_b[r] = pre_y[r] = 0.f;
         if (lane == 0 && part == 0 && r < lim) {
           const int row = r0 + r;
-          if constexpr (LORA) {
-            const float *lp = l_pre + grp * R + r;
-            if (fold_out) pre_w[r] = lp[0];
-            if (bias) pre_b[r] = lp[BR];
-            if (accumulate) pre_y[r] = lp[2 * BR];
-          } else {
-            if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
-            if (bias) pre_b[r] = bias[row];
-            if (accumulate) pre_y[r] = Y[row];
-          }
+          if (fold_out) pre_w[r] = __ldg(nf.out_w + row);
+          if (bias) pre_b[r] = bias[row];
+          if (accumulate) pre_y[r] = Y[row];
         }
       }
     }
   };
   if constexpr (!LORA) preload();
-  if constexpr (LORA && NX == 1) {  // (waited for with the LoRA epilogue's cp.async groups below)
-    if (lane == 0 && part == 0 && (fold_out || bias || accumulate)) {
-#pragma unroll
-      for (int r = 0; r < R; r++) {
-        if (r < lim) {
-          const int row = r0 + r;
-          float *lp = l_pre + grp * R + r;
-          if (fold_out) cp_async4(lp, nf.out_w + row);
-          if (bias) cp_async4(lp + BR, bias + row);
-          if (accumulate) cp_async4(lp + 2 * BR, Y + row);
-        }
-      }
-    }
-    cp_async_commit();
-  }
   float v[R][NX];
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -733,9 +697,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     const int tid = opaque_tid();
     if (shr) {  // in-kernel shrink: warps whose half-way look failed stage t once thread 0 has seen it finished
       // (acquire, then the barrier: one poller per block, not one per warp on the counter's line)
-      // (thread 0 whose own half-way look saw the counter complete has acquired it already: the count stays until
-      // the last GEMV block re-arms it below)
-      if (tid == 0 && !t_staged)
+      if (tid == 0)
         while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
       __syncthreads();
       gt_mark(8);
@@ -982,13 +944,6 @@ static constexpr int kLoraAutoVariants = 10;
 // 4.357 -> 4.233 ms; for every launch, also those that fit, it cost q,v r16 +0.4 % and layer-wise q,v r16 +2.4 %
 // (session 17 run 7), hence only past one wave.  gemv_set_lora_default(0) / LSW_CUDA_GEMV_LORA_DEFAULT=0: never.
 static int g_lora_default = kGemvLoraWaveVariant;
-// in-kernel shrink: the GEMV blocks' looks at the shrink counter during their main loop (after 1/2, 3/4, 7/8)
-static int g_lora_looks = 3;
-int gemv_set_lora_looks(int n) {
-  const int was = g_lora_looks;
-  g_lora_looks = n >= 1 && n <= 3 ? n : 3;
-  return was;
-}
 int gemv_set_lora_default(int v) {
   const int was = g_lora_default;
   g_lora_default = v >= 0 && v < gemv_variants() ? v : kGemvLoraWaveVariant;
@@ -1322,7 +1277,6 @@ static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   const int cj = cdiv(cols / vec, 256);
   lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
   lo.nsb = cdiv(total, lo.srpb);
-  lo.looks = g_lora_looks;
 }
 // the vector path's conditions (the only path that takes a NormFold)
 static bool gemv_fast(int dtype, const void *W, int cols, const float *X, int ldx) {

@@ -32,7 +32,6 @@ struct LoraEpilogue {
   // griddepcontrol.wait (the index clamped to [0, n_experts), checked again after the wait)
   int n_experts = 0;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
-  int looks = 1;          // set by gemv() (gemv_set_lora_looks): the GEMV blocks' looks at sync[0] in their main loop
   // Deferred expand (in-kernel shrink only, n == 1, 16-bit weights; gemv_defer_ok): the launch's GEMV blocks run the
   // plain kernel (no LoRA epilogue) and Y gets the base rows only; the shrink blocks, once every t is published,
   // write defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] * t[k*rank + j] for EVERY row of the matrix (0 outside the
@@ -125,10 +124,6 @@ void gemv_set_trigger(bool plain_late, bool lora_late);
 // more than one wave (kGemvLoraWaveVariant by default; 0: the plain choice always); returns the previous setting
 constexpr int kGemvLoraWaveVariant = 10;
 int gemv_set_lora_default(int v);
-// in-kernel-shrink launches: how often (1..3) a GEMV block looks at the shrink blocks' counter during its main loop,
-// after 1/2, 3/4 and 7/8 of its row, until t is complete (then staged at once; a block that never sees it waits
-// after its loop).  Default 3; returns the previous setting
-int gemv_set_lora_looks(int n);
 bool pdl_norms();
 bool pdl_attention();
 const char *gemv_variant_name(int v);

@@ -856,10 +856,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     // in-kernel-shrink LoRA GEMVs past one wave: variant 10 unless LSW_CUDA_GEMV_LORA_DEFAULT=N (0: the plain choice)
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
-    // in-kernel shrinks: the GEMV blocks look at the shrink counter after 1/2, 3/4 and 7/8 of their rows (session
-    // 28); LSW_CUDA_LORA_LOOKS=1: half way only (before)
-    const char *elk = getenv("LSW_CUDA_LORA_LOOKS");
-    lswc::gemv_set_lora_looks(elk && *elk ? atoi(elk) : 3);
   }
   // decode attention: the K/V tile kernel from this many positions on (0: never)
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
