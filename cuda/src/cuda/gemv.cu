@@ -934,6 +934,9 @@ static constexpr int kDefaultVariant = 2;
 // instead of 4.359 ms when the tuner went up to v12, run 6), so a LoRA launch without a LoRA-tuned entry takes the
 // tuner's best among v1..v<kLoraAutoVariants>, recorded beside the plain choice.  LSW_CUDA_GEMV_MAX_VARIANT=N: the
 // tuner tries v1..vN (10: the choice before session 22; 12: v12 too).
+// (Session 29 forced o, down and gate,up's LoRA launches onto v3 / v4 instead of v10, fewer and larger blocks
+// that leave more slots free for the next launch: all-linear r64 fused 4.146 -> 4.18-4.28 ms/token.
+// bench/results/2026-12-03-h200-session29/run3-lora-variants)
 static constexpr int kAutoVariants = 11;
 static constexpr int kLoraAutoVariants = 10;
 // An in-kernel-shrink LoRA launch whose GEMV blocks (plain choice of the shape) and shrink blocks do not fit in one
@@ -1271,6 +1274,8 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 }
 
 // in-kernel shrink blocks: srpb A rows each, so that a thread has <= EPI_SHRINK_MS 16-byte A chunks in flight
+// (Session 29 tried one A row per block on 4,096-column inputs, twice the shrink blocks: all-linear r64 fused
+// 4.17 -> 4.26 ms/token, q,v r16 even.  bench/results/2026-12-03-h200-session29/run4-shrink-rpb)
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
