@@ -139,12 +139,12 @@ static void test_ops() {
     // bit-identical to the CPU.  Rows not a multiple of 64, cols not of 128, rank 48 / 80 (rank chunks), top-3.
     // The bound: both backends compute the same exact value v = W0 + Σ_k g_k Σ_j B A in fp32, in different orders (CPU:
     // one fmaf chain of K·rank steps with c = fl(g·B); GPU: per expert a tensor-core fp32 sum over the rank, then
-    // fmaf(g, tmp, acc), then W0 + acc).  With S = |W0| + Σ_k |g_k| Σ_j |B||A| and u = 2^-24, the CPU result is within
+    // acc = fmaf(g, tmp, acc) from acc = W0).  With S = |W0| + Σ_k |g_k| Σ_j |B||A| and u = 2^-24, the CPU result is within
     // (K·rank + 1)·u·S of v (one rounding per step, Higham's γ_n).  Tensor cores add the exact products of a block to
     // the accumulator with the significands aligned to the largest one and the shifted-out bits TRUNCATED (Fasi, Higham,
     // Mikaitis, Pranesh 2021), so each of the k+1 addends of a block step may lose up to 2u of the largest (<= the sum
-    // so far): over the rank <= 2(k+1)/k·rank·u·S <= 4·rank·u·S for any block size k, + 2u·S for the gate fmaf and
-    // W0 + acc (the margin covers a final normalisation of each block).  Hence before the
+    // so far): over the rank <= 2(k+1)/k·rank·u·S <= 4·rank·u·S for any block size k, + K·u·S for the gate fmafs
+    // (the margin covers a final normalisation of each block).  Hence before the
     // final rounding |x_cuda - x_cpu| <= δ = (K·rank + 4·rank + 8)·u·S, and the two 16-bit results differ by at most one
     // output ulp + δ.  δ is ~0.03 ulp where the terms do not cancel; where they do (|v| << S), one ulp of the small
     // output is below the fp32 rounding of the big terms and δ takes over: "1 ulp" alone is not a valid claim there (it

@@ -117,12 +117,23 @@ template <typename T> __device__ __forceinline__ float dot16(const uint4 &w, con
 }
 
 // VEC floats -> 16 bytes of T (round to nearest even)
+// 16-bit types: two elements per conversion (cvt.rn.f16x2.f32 / cvt.rn.bf16x2.f32, one instruction per pair; the same
+// round-to-nearest-even as Tr<T>::from_f element by element, so the same bits)
+__device__ __forceinline__ uint32_t pack2(float lo, float hi, const __half *) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t *>(&h);
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi, const __nv_bfloat16 *) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t *>(&h);
+}
 template <typename T> __device__ __forceinline__ uint4 pack16(const float *f) {
-  uint4 u;
-  T *t = reinterpret_cast<T *>(&u);
-#pragma unroll
-  for (int i = 0; i < Tr<T>::VEC; i++) t[i] = Tr<T>::from_f(f[i]);
-  return u;
+  if constexpr (std::is_same<T, float>::value) {
+    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));
+  } else {
+    const T *tag = nullptr;
+    return make_uint4(pack2(f[0], f[1], tag), pack2(f[2], f[3], tag), pack2(f[4], f[5], tag), pack2(f[6], f[7], tag));
+  }
 }
 
 // 4 consecutive elements of T -> float4 (a 16-byte load for fp32, 8 bytes for the 16-bit types)

@@ -4,7 +4,10 @@
 // SgmmDesc::tile0.  Two kinds of kernel: SIMT (any dtype/shape; the reference path) and tensor-core
 // (F16/BF16, rank % 16 == 0, cols % 8 == 0), which stream W0 -> W.
 // The SIMT kernel follows docs/FORMAT.md's arithmetic exactly (bit-identical to the CPU); the tensor-core one
-// sums each expert's B·A on tensor cores (fp32 accumulate), scales by g_k and adds to W0: within 1 ulp of it.
+// sums each expert's B·A on tensor cores (fp32 accumulate) into tmp_k and chains acc = fmaf(g_k, tmp_k, acc) from
+// acc = float(W0), then W = round(acc): within 1 ulp (+ the fp32 accumulation bound of test_cuda) of it.  Until
+// 2026-12-04 the chain started from 0 and W0 was added last (W = round(float(W0) + acc)): one more rounding, and in
+// the top-1 epilogue a multiply and an add per element where the chain from W0 takes one FFMA.
 //
 // Tensor-core variants (sgmm_set_tc_variant / autotune_sgmm; 0, 1 and 3 give the same bits):
 //   0 one-shot: one 64 x 128 tile per block.  H200, Llama-2-7B's 64 q,v weights (4096 x 4096 F16), r16 top-2:
@@ -101,6 +104,32 @@ __global__ void __launch_bounds__(256) sgmm_simt_kernel(const SgmmDesc *__restri
   }
 }
 
+// Variants 0 / 1: the block's W0 tile (thread tid holds rows (tid + 256 i) / 16, 16-byte column chunk tid % 16, as
+// loaded) -> fp32 in `stage` (ld floats per row; it aliases the operand buffers, so barriers on both sides) -> the
+// warp's accumulator fragments (rows wm*32 .., columns wn*32 ..): the fmaf chain of every tensor-core variant starts
+// from W0 (see the top of this file).  Elements outside the matrix hold 0 (never stored).
+template <typename T>
+__device__ __forceinline__ void sgmm_w0_to_acc(const uint4 (&w0)[4], float *stage, int ld,
+                                               wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[2][2],
+                                               int tid, int wm, int wn) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int q = tid + i * 256;
+    float f[8];
+    unpack16<T>(w0[i], f);
+    float4 *dst = reinterpret_cast<float4 *>(stage + (q >> 4) * ld + (q & 15) * 8);
+    dst[0] = make_float4(f[0], f[1], f[2], f[3]);
+    dst[1] = make_float4(f[4], f[5], f[6], f[7]);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+      wmma::load_matrix_sync(acc[i][j], stage + (wm * 32 + i * 16) * ld + wn * 32 + j * 16, ld, wmma::mem_row_major);
+  __syncthreads();
+}
+
 template <typename T>
 __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restrict__ descs, int n_descs, int top_k,
                                                       const int *__restrict__ experts,
@@ -124,20 +153,19 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   const T *A = static_cast<const T *>(d.A);
   const T *B = static_cast<const T *>(d.B);
 
-  // 1. W0 tile -> registers first, so its HBM latency overlaps the low-rank product
-  uint4 w0[4];
+  // 1. W0 tile -> registers -> fp32 in shared memory -> the accumulators (acc starts from W0: the fmaf chain below)
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
+  {
+    uint4 w0[4];
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
-    w0[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < 4; i++) {
+      const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
+      w0[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+    }
+    sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);
   }
 
-  // 2. delta = Σ_k g_k B_k A_k on tensor cores (per expert fp32 partial, scaled by g_k in fp32)
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
-#pragma unroll
-  for (int i = 0; i < 2; i++)
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+  // 2. acc = fmaf(g_k, B_k A_k, acc) per expert on tensor cores (per expert an fp32 partial)
 
   for (int k = 0; k < top_k; k++) {
     const int e = experts[d.slot * top_k + k];
@@ -187,7 +215,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
         for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
   }
 
-  // 3. delta -> smem (fp32), then W = round(W0 + delta), 16-byte coalesced stores
+  // 3. acc -> smem (fp32), then W = round(acc), 16-byte coalesced stores
 #pragma unroll
   for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -197,14 +225,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
-    if (r < d.rows && c < d.cols) {
-      float f[8];
-      unpack16<T>(w0[i], f);
-      const float *sd = stage + rr * SLD + cc;
-#pragma unroll
-      for (int t = 0; t < 8; t++) f[t] += sd[t];
-      st_stream(W + (size_t)r * d.cols + c, pack16<T>(f));
-    }
+    if (r < d.rows && c < d.cols) st_stream(W + (size_t)r * d.cols + c, pack16<T>(stage + rr * SLD + cc));
   }
 }
 
@@ -285,10 +306,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
     const T *B = static_cast<const T *>(d.B);
 
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+    sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);  // (the previous tile is done with the stage: loop end)
     for (int k = 0; k < top_k; k++) {
       const int e = experts[d.slot * top_k + k];
       const float g = gates[d.slot * top_k + k];
@@ -343,14 +361,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
-      if (r < d.rows && c < d.cols) {
-        float f[8];
-        unpack16<T>(w0[i], f);
-        const float *sd = stage + rr * SLD + cc;
-#pragma unroll
-        for (int t = 0; t < 8; t++) f[t] += sd[t];
-        st_stream(W + (size_t)r * d.cols + c, pack16<T>(f));
-      }
+      if (r < d.rows && c < d.cols) st_stream(W + (size_t)r * d.cols + c, pack16<T>(stage + rr * SLD + cc));
     }
     __syncthreads();  // stage (aliases As/Bs) is read before the next tile overwrites it
     if (nxt < total_tiles) {
@@ -443,8 +454,8 @@ __global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *_
 // ---- variant 3: streaming tensor-core kernel (bandwidth design) ------------------------------------------------
 // Same 64 x 128 tiles (same tile count as sgmm_prepare(..., true)), same per-element arithmetic as sgmm_tc_kernel:
 // 16-bit fragments on tensor cores, per expert an fp32 partial `tmp` accumulated over the rank in ascending 16-steps
-// (m16n8k16; WMMA's 16x16x16 is two of them), acc = fmaf(g_k, tmp, acc) in expert order from acc = 0, then
-// W = round(float(W0) + acc).  Which warp computes a block, where the operands sit in shared memory and how the rank is
+// (m16n8k16; WMMA's 16x16x16 is two of them), acc = fmaf(g_k, tmp, acc) in expert order from acc = float(W0), then
+// W = round(acc).  Which warp computes a block, where the operands sit in shared memory and how the rank is
 // chunked do not change a single rounding, so the output is bit-identical to variant 0 (the harness and autotune_sgmm
 // check it).
 //
@@ -562,7 +573,8 @@ using S3Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
 // Ranks kg in [kb, ke) of the concatenated K (expert k = kg / rank, j = kg % rank) into this warp's 32 x 32 block:
 // Bop holds B rows (tile row, K column kg - kbase, stride ldb), Aop holds A rows (K row kg - kbase, stride S3_ALD).
-// tmp restarts at each expert's first 16 ranks; acc = fmaf(g_k, tmp, acc) after its last: variant 0's order.
+// tmp restarts at each expert's first 16 ranks; acc = fmaf(g_k, tmp, acc) after its last: variant 0's order (acc
+// starts as float(W0)).
 template <typename T>
 __device__ __forceinline__ void s3_mma(S3Acc (&acc)[2][2], S3Acc (&tmp)[2][2], const T *Bop, int ldb, const T *Aop,
                                        int kbase, int kb, int ke, int rank, const float *gsl, int wm, int wn) {
@@ -659,7 +671,7 @@ __device__ __forceinline__ void s3_load_b(T *dst, int ldb, const T *B, const int
 //   column positions 2q, 2q+1 belongs to columns 8q + 2j, 8q + 2j + 1: lane q of a row holds 8 consecutive columns,
 //   and the epilogue reads W0 (16 bytes from the stage) and stores W (16 bytes) straight from its registers;
 // - per expert, tmp starts from a zero accumulator operand (no per-element zeroing) and acc = fmaf(g, tmp, acc) with the
-//   first expert's acc the constant 0: the one-shot kernel's roundings, hence its bits.
+//   first expert's acc float(W0) from the stage: the one-shot kernel's roundings, hence its bits.
 // Each warp computes its 32 x 32 block as two 16-row halves (16 acc + 16 tmp registers live).
 template <typename T>
 __device__ __forceinline__ void s3_hmma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -692,7 +704,7 @@ __device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
 
-// Top-1 resident consumer (s3_resident, flag S3_F_TOP1): with one expert, acc = fmaf(g, tmp, 0) needs no second
+// Top-1 resident consumer (s3_resident, flag S3_F_TOP1): with one expert, W = round(fmaf(g, tmp, W0)) needs no second
 // accumulator, so a warp holds both 16-row halves of its 32 x 32 block at once (32 fp32 registers, as acc + tmp of one
 // half did) and loads each k-step's LoRA-A fragments (b0, b1) once for both halves instead of once per half: per tile
 // and warp 4 instead of 6 ldmatrix.x4 per k-step, and with KS (= rank / 16) a compile-time constant the k-steps
@@ -964,9 +976,9 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         float f[8];
         unpack16<T>(w0, f);
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          f[2 * j] += fmaf(gk, c[h][j][2 * hh], 0.f);
-          f[2 * j + 1] += fmaf(gk, c[h][j][2 * hh + 1], 0.f);
+        for (int j = 0; j < 4; j++) {  // W = round(fmaf(g, tmp, W0)): one FFMA per element
+          f[2 * j] = fmaf(gk, c[h][j][2 * hh], f[2 * j]);
+          f[2 * j + 1] = fmaf(gk, c[h][j][2 * hh + 1], f[2 * j + 1]);
         }
         if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
         wq += row8;
@@ -1001,15 +1013,24 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         }
       };
       auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k); };
+      // acc = fmaf(g_0, tmp_0, W0) with W0 of rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns
+      // chunk*8 .. +7, read after expert 0's product (acc live during it spilled registers: 128 at 512 threads)
       float acc[4][4];
       {
         float tmp[4][4];
         const float gk = gate(0);
         expert(0, tmp);
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int hh = 0; hh < 2; hh++) {
+          const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + (2 * h + hh) * 8 * S3_C * 2);
+          float f[8];
+          unpack16<T>(w0, f);
 #pragma unroll
-          for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], 0.f);
+          for (int j = 0; j < 4; j++) {
+            acc[j][2 * hh] = fmaf(gk, tmp[j][2 * hh], f[2 * j]);
+            acc[j][2 * hh + 1] = fmaf(gk, tmp[j][2 * hh + 1], f[2 * j + 1]);
+          }
+        }
       }
       for (int k = 1; k < top_k; k++) {
         float tmp[4][4];
@@ -1020,17 +1041,15 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
 #pragma unroll
           for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
       }
-      // W = round(W0 + acc): rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns chunk*8 .. +7
+      // W = round(acc)
 #pragma unroll
       for (int hh = 0; hh < 2; hh++) {
         const int m = 2 * h + hh;  // row lrow + 8 m
-        const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
         float f[8];
-        unpack16<T>(w0, f);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-          f[2 * j] += acc[j][2 * hh];
-          f[2 * j + 1] += acc[j][2 * hh + 1];
+          f[2 * j] = acc[j][2 * hh];
+          f[2 * j + 1] = acc[j][2 * hh + 1];
         }
         if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
         wq += row8;
@@ -1094,11 +1113,26 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
     const int slot = descs[td].slot, kt = top_k * rank;
     const int o_st = o_stage + cst * stage_bytes;
 
+    // acc = W0 (fp32) of this warp's 32 x 32 block, through its smem patch, 16 rows at a time (the stage holds tile t:
+    // zero-filled outside the matrix)
+    const T *w0s = reinterpret_cast<const T *>(s3_smem + o_st);
+    float *delta = reinterpret_cast<float *>(s3_smem + o_delta) + warp * 16 * S3_DLD;
     S3Acc acc[2][2], tmp[2][2];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int h = 0; h < 2; h++) {
 #pragma unroll
-      for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.f);
+      for (int i2 = 0; i2 < 2; i2++) {
+        const int rl = i2 * 8 + (lane >> 2), v = lane & 3, rr = wm * 32 + h * 16 + rl, chunk = wn * 4 + v;
+        float f[8];
+        unpack16<T>(*reinterpret_cast<const uint4 *>(w0s + rr * S3_C + ((chunk ^ ((rr & 1) << 2)) * 8)), f);
+        *reinterpret_cast<float4 *>(delta + rl * S3_DLD + v * 8) = make_float4(f[0], f[1], f[2], f[3]);
+        *reinterpret_cast<float4 *>(delta + rl * S3_DLD + v * 8 + 4) = make_float4(f[4], f[5], f[6], f[7]);
+      }
+      __syncwarp();
+      wmma::load_matrix_sync(acc[h][0], delta, S3_DLD, wmma::mem_row_major);
+      wmma::load_matrix_sync(acc[h][1], delta + 16, S3_DLD, wmma::mem_row_major);
+      __syncwarp();  // the patch is read before the next half overwrites it
+    }
     for (int kc0 = 0; kc0 < kt; kc0 += S3_KC) {
       const int kc = min(S3_KC, kt - kc0);
       if (kc0 > 0) s3_bar(bar_id);  // the previous chunk's fragments are loaded
@@ -1110,10 +1144,8 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
                 gates + slot * top_k, wm, wn);
     }
 
-    // epilogue of this warp's 32 x 32 block, 16 rows at a time: delta -> smem patch, W = round(W0 + delta)
+    // epilogue of this warp's 32 x 32 block, 16 rows at a time: acc -> smem patch, W = round(acc)
     T *W = static_cast<T *>(descs[td].W);
-    const T *w0s = reinterpret_cast<const T *>(s3_smem + o_st);
-    float *delta = reinterpret_cast<float *>(s3_smem + o_delta) + warp * 16 * S3_DLD;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       wmma::store_matrix_sync(delta, acc[h][0], S3_DLD, wmma::mem_row_major);
@@ -1123,16 +1155,7 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
       for (int i2 = 0; i2 < 2; i2++) {
         const int rl = i2 * 8 + (lane >> 2), v = lane & 3;
         const int rr = wm * 32 + h * 16 + rl, chunk = wn * 4 + v, row = r0 + rr, c = c0 + chunk * 8;
-        if (row < rows && c < cols) {
-          const uint4 w0 = *reinterpret_cast<const uint4 *>(w0s + rr * S3_C + ((chunk ^ ((rr & 1) << 2)) * 8));
-          float f[8];
-          unpack16<T>(w0, f);
-          const float4 d0 = *reinterpret_cast<const float4 *>(delta + rl * S3_DLD + v * 8);
-          const float4 d1 = *reinterpret_cast<const float4 *>(delta + rl * S3_DLD + v * 8 + 4);
-          f[0] += d0.x; f[1] += d0.y; f[2] += d0.z; f[3] += d0.w;
-          f[4] += d1.x; f[5] += d1.y; f[6] += d1.z; f[7] += d1.w;
-          st_stream(W + (size_t)row * cols + c, pack16<T>(f));
-        }
+        if (row < rows && c < cols) st_stream(W + (size_t)row * cols + c, pack16<T>(delta + rl * S3_DLD + v * 8));
       }
       __syncwarp();  // the patch is read before the second half overwrites it
     }
