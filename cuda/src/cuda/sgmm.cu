@@ -153,7 +153,9 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   const T *A = static_cast<const T *>(d.A);
   const T *B = static_cast<const T *>(d.B);
 
-  // 1. W0 tile -> registers -> fp32 in shared memory -> the accumulators (acc starts from W0: the fmaf chain below)
+  // 1. W0 tile -> registers -> fp32 in shared memory -> the accumulators (acc starts from W0: the fmaf chain below).
+  //    Its HBM latency no longer overlaps the low-rank product, as it did while W0 was added last; this kernel is the
+  //    autotuner's fallback, not the streaming path.
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
   {
     uint4 w0[4];
@@ -166,7 +168,6 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   }
 
   // 2. acc = fmaf(g_k, B_k A_k, acc) per expert on tensor cores (per expert an fp32 partial)
-
   for (int k = 0; k < top_k; k++) {
     const int e = experts[d.slot * top_k + k];
     const float g = gates[d.slot * top_k + k];
