@@ -221,6 +221,9 @@ static void expect(bool ok, const char *fmt, ...) {
 // ---- timing --------------------------------------------------------------------------------------
 template <typename F>
 static double time_ms(F &&f, int reps = 50, int warm = 5) {
+  // LSW_HARNESS_REPS=n: at most n timed repetitions and one warm-up (for profilers: fewer launches per row)
+  static const int cap = [] { const char *e = getenv("LSW_HARNESS_REPS"); return e && *e ? std::max(1, atoi(e)) : 0; }();
+  if (cap > 0) { reps = std::min(reps, cap); warm = std::min(warm, 1); }
   for (int i = 0; i < warm; i++) f(i);
   CK(cudaDeviceSynchronize());
   std::vector<cudaEvent_t> ev(reps + 1);
@@ -1902,6 +1905,30 @@ static void test_sgmm_stream_mixed() {
                  mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
+        // shared-A mode forced (both groups of a block on one super-strip, alternate tiles), wherever it
+        // fits: small grids make the block barriers meet at many super-strip and descriptor changes, some of them in
+        // super-strips where one group owns no tile
+        sgmm_set_stream_shared(1);
+        for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{0, 2, 1, 0}, Cfg{2, 3, 2, 4}, Cfg{0, 0, 3, 2}, Cfg{2, 0, 5, 1}, Cfg{0, 4, 2, 8},
+                      Cfg{0, 0, 1, 1}, Cfg{0, 0, 7, 0}}) {
+          for (int top1 = 1; top1 >= (K == 1 ? 0 : 1); top1--) {
+            sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+            sgmm_set_stream_top1(top1 == 1);
+            int pg = 0, pst = 0, pss = 0, psh = 0;
+            const int mode = sgmm_stream_plan(K, maxr, &pg, &pst, &pss, &psh);
+            const int grid = std::max(1, std::min(c.grid > 0 ? std::min(c.grid, sms) : sms, tiles));
+            const auto got = run(3);
+            sgmm_set_stream_top1(true);
+            expect(mode != 0 && got == ref0,
+                   "sgmm tc stream %s %d descs max r%d top%d, shared A forced%s, cfg groups %d stages %d grid %d strip %d "
+                   "(plan: %s, %s, %d group(s), %d stages, super-strip %d, up to %d of %d tiles per block): bit-identical "
+                   "to the one-shot tc kernel", dname(dt), nm_, maxr, K, top1 ? "" : ", top-1 consumer off", c.groups,
+                   c.stages, c.grid, c.strip, mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable",
+                   psh ? "shared A" : "separate (shared does not fit)", pg, pst, pss, (tiles + grid - 1) / grid, tiles);
+          }
+        }
+        sgmm_set_stream_shared(0);
+        sgmm_set_stream_cfg(0, 0, 0);
         if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
           for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}}) {
             sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
@@ -2113,14 +2140,33 @@ static void bench_sgmm() {
       snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", sgmm_test_name(tc), c.rank, c.K);
       row(nm, ms, bytes);
       if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
-        int pg = 0, pst = 0, pss = 0;
-        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
+        int pg = 0, pst = 0, pss = 0, psh = 0;
+        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss, &psh);
         const int grid = std::max(1, std::min(sms, tiles));
-        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
+        logf("    (tc stream plan: %s%s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
              "%d tiles per group)\n",
-             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst, pss,
-             pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", psh ? " shared by both groups" : "",
+             pg, pst, pss, pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
+        // shared-A mode never / auto / forced at super-strip widths 8, 4, 2 (more stages per group at narrower
+        // widths), interleaved x3; a forced width that does not fit is skipped
+        struct Sh { int mode, strip; const char *nm; };
+        for (int rep = 0; rep < 3; rep++)
+          for (Sh sh : {Sh{2, 0, "off"}, Sh{0, 0, "auto"}, Sh{1, 8, "on"}, Sh{1, 4, "on"}, Sh{1, 2, "on"}}) {
+            sgmm_set_stream_shared(sh.mode);
+            sgmm_set_stream_cfg(0, 0, 0, sh.strip);
+            int qg = 0, qst = 0, qss = 0, qsh = 0;
+            sgmm_stream_plan(c.K, c.rank, &qg, &qst, &qss, &qsh);
+            if (sh.mode == 1 && (!qsh || qss != sh.strip)) continue;
+            const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+            snprintf(nm, sizeof nm, "sgmm tc stream, shared A %s (%s g%d s%d w%d), q,v x32 layers r%d top-%d (W0 read + W write)",
+                     sh.nm, qsh ? "shared" : "separate", qg, qst, qss, c.rank, c.K);
+            row(nm, ms2, bytes);
+            expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, shared A %s (w%d): same bits as the default", H,
+                   H, c.rank, c.K, sh.nm, qss);
+          }
+        sgmm_set_stream_cfg(0, 0, 0);
+        sgmm_set_stream_shared(0);
         for (int rep = 0; c.K == 1 && rep < 2; rep++) {  // A-B, interleaved: the general consumer, then the default
           sgmm_set_stream_top1(rep == 1);
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
@@ -2131,6 +2177,7 @@ static void bench_sgmm() {
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",
                  H, H, c.rank, rep ? "on" : "off");
         }
+        sgmm_set_stream_shared(2);  // the separate groups' plans (shared A: the rows above)
         for (int gs = 0; gs < 16; gs++) {  // group count x (stage cap | super-strip width); 0: the plan's own
           static const int caps[8] = {0, 2, 3, 4, 0, 0, 0, 0}, strips[8] = {0, 0, 0, 0, 1, 2, 4, 8};
           const int gr = 1 + gs / 8, cap = caps[gs % 8], sw = strips[gs % 8];
@@ -2145,6 +2192,7 @@ static void bench_sgmm() {
                  "tiles per group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, pss,
                  (tiles + grid * gr - 1) / (grid * gr));
         }
+        sgmm_set_stream_shared(0);
         sgmm_set_stream_cfg(0, 0, 0);
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
         expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,
