@@ -2200,6 +2200,27 @@ static void bench_sgmm() {
       }
     }
   }
+  // small launches, as the layer-wise merge makes them (one launch per layer and matrix: 2,048 tiles, 15.5 per block):
+  // shared A off / forced / auto (auto: separate groups below sgmm_set_stream_shared_min_tiles per block), x3
+  sgmm_set_tc_variant(3);
+  for (int nmat : {1, 4, 16})
+    for (int rep = 0; rep < 3; rep++)
+      for (int sh : {2, 1, 0}) {
+        std::vector<SgmmDesc> d(nmat);
+        for (int i = 0; i < nmat; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 0};
+        const int tiles = sgmm_prepare(d.data(), nmat, true);
+        CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
+        sgmm_set_stream_shared(sh);
+        int qg = 0, qst = 0, qss = 0, qsh = 0;
+        sgmm_stream_plan(2, 16, &qg, &qst, &qss, &qsh, tiles);
+        const double ms = time_ms([&](int) { CK(sgmm(dt, dd, nmat, tiles, true, 2, dex, dg, nullptr, 0)); }, 50, 5);
+        const double bytes = nmat * ((double)H * H * 2 * 2 + 2.0 * 16 * 2 * H * 2);
+        char nm[200];
+        snprintf(nm, sizeof nm, "sgmm tc stream, shared A %s (%s g%d s%d w%d), %d x [%dx%d] r16 top-2, %d tiles (W0 read + W write)",
+                 sh == 2 ? "off" : sh == 1 ? "on" : "auto", qsh ? "shared" : "separate", qg, qst, qss, nmat, H, H, tiles);
+        row(nm, ms, bytes);
+      }
+  sgmm_set_stream_shared(0);
   sgmm_set_tc_variant(0);
   {  // diagnostic: W = W0 with no math in variant 3's access pattern (the ceiling of its geometry)
     std::vector<SgmmDesc> d(2 * L);

@@ -419,10 +419,14 @@ void sgmm_set_stream_top1(bool on);
 // it gives more stages or a wider super-strip than separate groups: s3_plan), 1 wherever it fits, 2 never (the model:
 // LSW_CUDA_SGMM_SHARED=auto|on|off).  Same bits either way.
 void sgmm_set_stream_shared(int mode);
+// auto shared-A mode only for launches with at least n tiles per block (default 128; the model:
+// LSW_CUDA_SGMM_SHARED_MIN_TILES)
+void sgmm_set_stream_shared_min_tiles(int n);
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
 // shared memory), 1 resident A, 2 chunked operands; *groups, *stages (per group), *strip, *shared (shared-A mode)
-// per the current knobs
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip = nullptr, int *shared = nullptr);
+// per the current knobs, for a launch of total_tiles tiles (0: a large one)
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip = nullptr, int *shared = nullptr,
+                     int total_tiles = 0);
 // harness diagnostic: W = W0 for every descriptor (16-bit, the tensor-core tiling of sgmm_prepare(..., true)) with no
 // math, walking pattern 3 (variant 3's 64 x 128 tiles in strip-major order, 2 groups per SM, W0 3 tiles ahead in
 // registers): the bandwidth ceiling of that access pattern (91 % of copy on the H200)

@@ -1377,6 +1377,16 @@ void sgmm_set_stream_shared(int mode) {
   if (mode == 1) g_s3_flags |= S3_F_SHARED_ON;
   else if (mode == 2) g_s3_flags |= S3_F_SHARED_OFF;
 }
+// auto shared-A mode only for launches of at least this many tiles per block (the host decides per launch: the
+// flags it passes say "off" below it).  H200, 7B layer-wise q,v r16 `merge` (one launch per layer and matrix,
+// 2,048 tiles = 15.5 per block): 5.86-5.87 ms/token with separate groups, 6.12-6.13 with shared A (session 31 run 3).
+static int g_s3_shared_min = 128;
+void sgmm_set_stream_shared_min_tiles(int n) { g_s3_shared_min = std::max(0, n); }
+static int s3_launch_flags(int total_tiles, int grid) {
+  if (!(g_s3_flags & (S3_F_SHARED_ON | S3_F_SHARED_OFF)) && (long long)total_tiles < (long long)g_s3_shared_min * grid)
+    return g_s3_flags | S3_F_SHARED_OFF;
+  return g_s3_flags;
+}
 
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
@@ -1417,10 +1427,12 @@ static const S3Dev *s3_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip, int *shared) {
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip, int *shared, int total_tiles) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
-  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip, s3_cfg_shared(g_s3_flags));
+  const int grid = std::max(1, std::min(g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms, total_tiles > 0 ? total_tiles : sd->sms));
+  const int flags = total_tiles > 0 ? s3_launch_flags(total_tiles, grid) : g_s3_flags;
+  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip, s3_cfg_shared(flags));
   if (p.ns < 2) return 0;
   if (groups) *groups = p.groups;
   if (stages) *stages = p.ns;
@@ -1463,12 +1475,13 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
   if (tc && variant == 3) {
     int grid = g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms;
     grid = std::max(1, std::min(grid, total_tiles));
+    const int flags = s3_launch_flags(total_tiles, grid);
     if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
-                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
+                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, flags);
     else if (dtype == LSW_DTYPE_BF16)
       sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
+                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, flags);
     else return cudaErrorInvalidValue;
   } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
