@@ -42,9 +42,9 @@
 //     row block's LoRA-B rows staged once for the super-strip's tiles instead of per tile: no gain at r64 top-1 or r16
 //     top-2, and the general consumer got slower (r64 top-2 1.69 -> 1.74 ms).
 //     Session 31: a shared-A mode (s3_plan): both groups of a block walk one tile range, alternate tiles each, and
-//     read one A block, so each group keeps more stages: r16 top-2 85.6-85.8 -> 86.1-86.7 % of copy (w8, 2 -> 4
-//     stages per group), r64 top-1 83.5-83.6 -> 85.0-85.2 % (w4, 2 -> 3 stages; interleaved in one harness process).
-//     The wider A block it also allows (r64 top-1 at 8 strips, 0.13 GB less DRAM traffic) was slower with 2 stages.
+//     read one A block, so each group keeps more stages.  On two H200s r16 top-2 went 85.6-85.9 -> 86.0-86.7 % of
+//     copy and r64 top-1 83.3-83.7 -> 84.7-85.3 %; on a third both lost (82.4 -> 80 % at r64 top-1), and so did the
+//     layer-wise merge's small launches.  So autotune_sgmm times it beside the separate groups and keeps the faster.
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -529,19 +529,23 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
 // L2 does not keep them across a strip (the W0/W stream in between is hundreds of MB), so with 128-column strips the
 // r16 top-2 merge moved 12 % more DRAM bytes than W0 + W (Nsight Compute, H200 session 13 run 3).  cfg_groups /
 // cfg_strip 0: auto; cfg_maxst 0: S3_MAXNS.  Chunked mode when nothing resident fits.  ns < 2: not runnable.
-// Shared-A mode (cfg_shared 0: auto, 1: force where it fits, 2: never): both groups of the block walk the block's
+// Shared-A mode (cfg_shared 1: where it fits; 0 (auto) and 2: never): both groups of the block walk the block's
 // range, group g the tiles at even / odd offsets in it (alternate strips of each row block), reading ONE A block.  So
-// the stages need not leave room for a second A block (r16 top-2: 4 stages per group instead of 2), or the A block
-// can be wider: the LoRA-B rows of a row block are read from DRAM once per super-strip (Nsight Compute, session 30 run
-// 3: L2 does not keep them across one), and at r64 top-1 8 strips instead of 4 read 0.13 GB less of the 64 q,v
-// matrices' 2.46 GB (session 31 run 1; no faster, with 2 stages).  Its super-strip: the widest with >= 3 stages per
-// group, else the widest with 2.  Auto picks it where that super-strip has >= 4 strips and gives more stages per group
-// or a wider super-strip than the separate plan (or as wide a one, where that plan has one group).  H200, 64 q,v
-// matrices, % of copy, three interleaved rounds (bench/results/2026-12-04-h200-session31/run2-sgmm-shared-auto):
-// r16 top-2 separate w8 s2 85.6-85.8 -> shared w8 s4 86.1-86.7; r64 top-1 separate w4 s2 83.5-83.6 -> shared w4 s3
-// 85.0-85.2 (w8 s2 83.1-83.4, w2 s4 80.0).  Narrow shared super-strips lose, their A block being reloaded (between
-// two block barriers) every few dozen tiles: r64 top-2 separate w1 s2 57.2-58.6 against shared w1 s3 54.1-54.3 and
-// w2 s2 55.5-57.0.
+// the stages need not leave room for a second A block (r16 top-2: 4 stages per group instead of 2), or the A block can
+// be wider: the LoRA-B rows of a row block are read from DRAM once per super-strip (Nsight Compute, session 30 run 3:
+// L2 does not keep them across one), and at r64 top-1 8 strips instead of 4 read 0.13 GB less of the 64 q,v matrices'
+// 2.46 GB (session 31 run 1; no faster, with 2 stages).  Its super-strip: the widest with >= 3 stages per group, else
+// the widest with 2.  Whether it is faster depends on the machine, so autotune_sgmm times it on the model's own
+// descriptors (auto); H200, 64 q,v matrices, % of copy, interleaved in one harness process
+// (bench/results/2026-12-04-h200-session31/):
+//   - runs 2-3 (two machines): r16 top-2 separate w8 s2 85.6-85.9 -> shared w8 s4 86.0-86.7; r64 top-1 separate w4 s2
+//     83.3-83.7 -> shared w4 s3 84.7-85.3 (w8 s2 83.0-83.4, w2 s4 79.7-80.1);
+//   - run 5 (a third machine): r16 top-2 84.9-85.7 -> 83.4-85.5, r64 top-1 82.4 -> 79.9-80.4, and the 7B q,v r16
+//     `merge` 4.826-4.830 -> 4.882-4.883 ms/token;
+//   - narrow shared super-strips lose everywhere (their A block is reloaded between two block barriers every 64
+//     tiles): r64 top-2 separate w1 s2 57-59 against shared w1 s3 54 and w2 s2 55-57;
+//   - the layer-wise merge's launches (4,096 tiles, 31 per block) took 0.063 instead of 0.054 ms (autotune, run 4),
+//     0.26 ms/token in all.
 __host__ __device__ inline int s3_shared_ns(int smem, int ktm, int st) {  // stages per group, shared A of width st
   const long long n = ((long long)smem - S3_HDR - S3_GATES * 4 - (long long)ktm * s3_alds(st) * 2) / 2;
   return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * s3_ldb(ktm)));
@@ -561,7 +565,7 @@ __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int
       if (ns >= 2) { p.resident = 1; p.ns = ns; p.strip = st; break; }
     }
   }
-  if (cfg_shared != 2 && cfg_groups != 1) {  // the widest shared super-strip with >= 3 stages per group, else >= 2
+  if (cfg_shared == 1 && cfg_groups != 1) {  // the widest shared super-strip with >= 3 stages per group, else >= 2
     int sst = 0, sns = 0;
     for (int need = 3; need >= 2 && !sst; need--)
       for (int st = 8; st >= 1; st >>= 1) {
@@ -569,8 +573,7 @@ __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int
         const int ns = s3_shared_ns(smem, ktm, st);
         if (ns >= need) { sst = st; sns = ns; break; }
       }
-    const bool better = !p.resident || sns > p.ns || sst > p.strip || (p.groups == 1 && sst >= p.strip);
-    if (sst && (cfg_shared == 1 || (sst >= 4 && better))) {
+    if (sst) {
       p.groups = 2; p.resident = 1; p.shared = 1; p.ns = sns; p.strip = sst;
       p.per = sns * (S3_W0 + S3_R * s3_ldb(ktm) * 2);
     }
@@ -1377,17 +1380,7 @@ void sgmm_set_stream_shared(int mode) {
   if (mode == 1) g_s3_flags |= S3_F_SHARED_ON;
   else if (mode == 2) g_s3_flags |= S3_F_SHARED_OFF;
 }
-// auto shared-A mode only for launches of at least this many tiles per block (the host decides per launch: the
-// flags it passes say "off" below it).  H200, 7B layer-wise q,v r16 `merge` (one launch per layer and matrix,
-// 2,048 tiles = 15.5 per block): 5.86-5.87 ms/token with separate groups, 6.12-6.13 with shared A (session 31 run 3).
-static int g_s3_shared_min = 128;
-void sgmm_set_stream_shared_min_tiles(int n) { g_s3_shared_min = std::max(0, n); }
-static int s3_launch_flags(int total_tiles, int grid) {
-  if (!(g_s3_flags & (S3_F_SHARED_ON | S3_F_SHARED_OFF)) && (long long)total_tiles < (long long)g_s3_shared_min * grid)
-    return g_s3_flags | S3_F_SHARED_OFF;
-  return g_s3_flags;
-}
-
+int sgmm_stream_shared() { return s3_cfg_shared(g_s3_flags); }
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
 // Variant 3 needs more than 48 KB of dynamic shared memory: cudaFuncSetAttribute once per device and template
@@ -1427,12 +1420,10 @@ static const S3Dev *s3_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip, int *shared, int total_tiles) {
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip, int *shared) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
-  const int grid = std::max(1, std::min(g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms, total_tiles > 0 ? total_tiles : sd->sms));
-  const int flags = total_tiles > 0 ? s3_launch_flags(total_tiles, grid) : g_s3_flags;
-  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip, s3_cfg_shared(flags));
+  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip, s3_cfg_shared(g_s3_flags));
   if (p.ns < 2) return 0;
   if (groups) *groups = p.groups;
   if (stages) *stages = p.ns;
@@ -1475,13 +1466,12 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
   if (tc && variant == 3) {
     int grid = g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms;
     grid = std::max(1, std::min(grid, total_tiles));
-    const int flags = s3_launch_flags(total_tiles, grid);
     if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
-                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, flags);
+                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
     else if (dtype == LSW_DTYPE_BF16)
       sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, flags);
+                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
     else return cudaErrorInvalidValue;
   } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
@@ -1548,7 +1538,9 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   // candidates: variants 0 (the reference of the checksum) and 3.  Variant 1 (persistent) is not timed: it never won
   // on the H200 (3.2 ms against 3.1 for variant 0 and 1.2 for variant 3, 64 q,v weights r16 top-2), and timing it
   // cost ~30 ms of every q,v merge model's load (~100 ms all-linear); LSW_CUDA_SGMM_VARIANT=1 still selects it.
-  constexpr int NC = 2;
+  // A third candidate in auto shared-A mode: variant 3 with shared A (sgmm_set_stream_shared; same bits), whose gain
+  // or loss depends on the machine and the launch size (s3_plan's notes).  The winner's mode is kept for the process.
+  constexpr int NC = 3;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
       cudaMalloc(&dsum, NC * sizeof(unsigned long long)) != cudaSuccess) {  // one per candidate
@@ -1559,15 +1551,19 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variant 3 is kept only when
   // that checksum equals variant 0's (bit-identical merge on these descriptors).
-  const int cand[NC] = {0, 3};
-  float best[NC] = {1e30f, 1e30f};
-  unsigned long long sum[NC] = {0, 0};
-  bool ran[NC] = {false, false};
+  const int cand[NC] = {0, 3, 3};
+  const bool try_shared = have3 && !(g_s3_flags & (S3_F_SHARED_ON | S3_F_SHARED_OFF));
+  const int flags0 = g_s3_flags;
+  float best[NC] = {1e30f, 1e30f, 1e30f};
+  unsigned long long sum[NC] = {0, 0, 0};
+  bool ran[NC] = {false, false, false};
   const int sms = sm_count();
   bool ok = cudaMemsetAsync(dsum, 0, NC * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
   for (int c = 0; c < NC && ok; c++) {
     if (cand[c] == 3 && !have3) continue;
+    if (c == 2 && !try_shared) continue;
     g_sgmm_tc_variant = cand[c];
+    g_s3_flags = c == 2 ? flags0 | S3_F_SHARED_ON : flags0;
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
       ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess;
@@ -1582,6 +1578,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     ok = cudaGetLastError() == cudaSuccess;
     ran[c] = ok;
   }
+  g_s3_flags = flags0;
   if (ok) ok = cudaMemcpyAsync(sum, dsum, sizeof sum, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
                cudaStreamSynchronize(s) == cudaSuccess;
   int pick = 0;
@@ -1595,6 +1592,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
       if (best[c] < best[pick]) pick = c;
     }
     g_sgmm_tc_variant = cand[pick];
+    if (try_shared) g_s3_flags = flags0 | (pick == 2 ? S3_F_SHARED_ON : S3_F_SHARED_OFF);
     // W must end up holding a valid merge: run the chosen kernel last
     ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess &&
          cudaStreamSynchronize(s) == cudaSuccess;
@@ -1612,8 +1610,10 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     return saved;
   }
   if (cuda_verbose())
-    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, streaming %s%.3f ms, %d tiles)\n",
-            g_sgmm_tc_variant, best[0], have3 ? "" : "unavailable ", have3 ? best[1] : 0.f, total_tiles);
+    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d%s (one-shot %.3f ms, streaming %s%.3f ms, with shared A "
+            "%s%.3f ms, %d tiles)\n", g_sgmm_tc_variant, g_sgmm_tc_variant == 3 && (g_s3_flags & S3_F_SHARED_ON) ? ", shared A" : "",
+            best[0], have3 ? "" : "unavailable ", have3 ? best[1] : 0.f, try_shared ? "" : "not timed ", try_shared ? best[2] : 0.f,
+            total_tiles);
   return g_sgmm_tc_variant;
 }
 }  // namespace lswc
