@@ -2148,11 +2148,11 @@ static void bench_sgmm() {
              mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", psh ? " shared by both groups" : "",
              pg, pst, pss, pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
-        // shared-A mode never / auto / forced at super-strip widths 8, 4, 2 (more stages per group at narrower
+        // shared-A mode off (the default) / forced at super-strip widths 8, 4, 2 (more stages per group at narrower
         // widths), interleaved x3; a forced width that does not fit is skipped
         struct Sh { int mode, strip; const char *nm; };
         for (int rep = 0; rep < 3; rep++)
-          for (Sh sh : {Sh{2, 0, "off"}, Sh{0, 0, "auto"}, Sh{1, 8, "on"}, Sh{1, 4, "on"}, Sh{1, 2, "on"}}) {
+          for (Sh sh : {Sh{2, 0, "off"}, Sh{1, 8, "on"}, Sh{1, 4, "on"}, Sh{1, 2, "on"}}) {
             sgmm_set_stream_shared(sh.mode);
             sgmm_set_stream_cfg(0, 0, 0, sh.strip);
             int qg = 0, qst = 0, qss = 0, qsh = 0;
@@ -2200,13 +2200,12 @@ static void bench_sgmm() {
       }
     }
   }
-  // smaller launches: shared A off / forced / auto (= separate groups: the model's autotuner chooses), x3.  One and
-  // four matrices (32 / 128 MB of W0) stay largely in the 50-60 MB L2 between repetitions, unlike the model's
-  // layer-wise launches, so those rows do not predict the model
+  // smaller launches: shared A off / forced, x3.  One and four matrices (32 / 128 MB of W0) stay largely in the
+  // 50-60 MB L2 between repetitions, unlike the model's layer-wise launches, so those rows do not predict the model
   sgmm_set_tc_variant(3);
   for (int nmat : {1, 4, 16})
     for (int rep = 0; rep < 3; rep++)
-      for (int sh : {2, 1, 0}) {
+      for (int sh : {2, 1}) {
         std::vector<SgmmDesc> d(nmat);
         for (int i = 0; i < nmat; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 0};
         const int tiles = sgmm_prepare(d.data(), nmat, true);
@@ -2218,7 +2217,7 @@ static void bench_sgmm() {
         const double bytes = nmat * ((double)H * H * 2 * 2 + 2.0 * 16 * 2 * H * 2);
         char nm[200];
         snprintf(nm, sizeof nm, "sgmm tc stream, shared A %s (%s g%d s%d w%d), %d x [%dx%d] r16 top-2, %d tiles (W0 read + W write)",
-                 sh == 2 ? "off" : sh == 1 ? "on" : "auto", qsh ? "shared" : "separate", qg, qst, qss, nmat, H, H, tiles);
+                 sh == 2 ? "off" : "on", qsh ? "shared" : "separate", qg, qst, qss, nmat, H, H, tiles);
         row(nm, ms, bytes);
       }
   sgmm_set_stream_shared(0);

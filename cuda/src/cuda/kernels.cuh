@@ -415,9 +415,8 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip 
 // variant 3's top-1 consumer (both 16-row halves of a warp's block at once, the k-steps unrolled for ranks 16 / 32 /
 // 64): on by default (the model: LSW_CUDA_SGMM_TOP1=0 switches it off).  Same bits either way.
 void sgmm_set_stream_top1(bool on);
-// variant 3's shared-A mode (both groups of a block on one super-strip, one A block, alternate tiles): 0 auto (the
-// plan uses separate groups; autotune_sgmm times shared A as a third candidate and sets 1 or 2 for the process), 1
-// wherever it fits, 2 never (the model: LSW_CUDA_SGMM_SHARED=on|off skips that choice).  Same bits either way.
+// variant 3's shared-A mode (both groups of a block on one super-strip, one A block, alternate tiles): 1 wherever it
+// fits; 0 (the default) and 2: never (the model: LSW_CUDA_SGMM_SHARED=on|off).  Same bits either way.
 void sgmm_set_stream_shared(int mode);
 int sgmm_stream_shared();  // the current mode (0 auto, 1 on, 2 off)
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little

@@ -43,8 +43,9 @@
 //     top-2, and the general consumer got slower (r64 top-2 1.69 -> 1.74 ms).
 //     Session 31: a shared-A mode (s3_plan): both groups of a block walk one tile range, alternate tiles each, and
 //     read one A block, so each group keeps more stages.  On two H200s r16 top-2 went 85.6-85.9 -> 86.0-86.7 % of
-//     copy and r64 top-1 83.3-83.7 -> 84.7-85.3 %; on a third both lost (82.4 -> 80 % at r64 top-1), and so did the
-//     layer-wise merge's small launches.  So autotune_sgmm times it beside the separate groups and keeps the faster.
+//     copy and r64 top-1 83.3-83.7 -> 84.7-85.3 %; on a third both lost (82.4 -> 80 % at r64 top-1), on a fourth
+//     r64 top-1 lost, and the decode's merges (pre-gated and layer-wise) never got faster.  So it is off by default
+//     (LSW_CUDA_SGMM_SHARED=on).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -535,17 +536,20 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
 // be wider: the LoRA-B rows of a row block are read from DRAM once per super-strip (Nsight Compute, session 30 run 3:
 // L2 does not keep them across one), and at r64 top-1 8 strips instead of 4 read 0.13 GB less of the 64 q,v matrices'
 // 2.46 GB (session 31 run 1; no faster, with 2 stages).  Its super-strip: the widest with >= 3 stages per group, else
-// the widest with 2.  Whether it is faster depends on the machine, so autotune_sgmm times it on the model's own
-// descriptors (auto); H200, 64 q,v matrices, % of copy, interleaved in one harness process
-// (bench/results/2026-12-04-h200-session31/):
+// the widest with 2.  Off by default (LSW_CUDA_SGMM_SHARED=on, sgmm_set_stream_shared(1)): its gain depends on the
+// machine and the launch, and in the decode it did not pay.  H200, 64 q,v matrices, % of copy, interleaved in one
+// harness process // (bench/results/2026-12-04-h200-session31/):
 //   - runs 2-3 (two machines): r16 top-2 separate w8 s2 85.6-85.9 -> shared w8 s4 86.0-86.7; r64 top-1 separate w4 s2
 //     83.3-83.7 -> shared w4 s3 84.7-85.3 (w8 s2 83.0-83.4, w2 s4 79.7-80.1);
 //   - run 5 (a third machine): r16 top-2 84.9-85.7 -> 83.4-85.5, r64 top-1 82.4 -> 79.9-80.4, and the 7B q,v r16
 //     `merge` 4.826-4.830 -> 4.882-4.883 ms/token;
 //   - narrow shared super-strips lose everywhere (their A block is reloaded between two block barriers every 64
 //     tiles): r64 top-2 separate w1 s2 57-59 against shared w1 s3 54 and w2 s2 55-57;
-//   - the layer-wise merge's launches (4,096 tiles, 31 per block) took 0.063 instead of 0.054 ms (autotune, run 4),
-//     0.26 ms/token in all.
+//   - run 6 (a fourth): r16 top-2 85.1-85.6 -> 86.2-86.6, r64 top-1 82.2-83.0 -> 78.6-79.8;
+//   - the layer-wise merge's launches (4,096 tiles, 31 per block) took 0.063 instead of 0.054 ms (run 4), 0.26
+//     ms/token in all;
+//   - 7B q,v r16 `merge` with the autotuner choosing it (it won the isolated timing, 1.163-1.171 against 1.185-1.189
+//     ms): 4.828 / 4.834 against 4.815 / 4.820 ms/token with separate groups (run 6).
 __host__ __device__ inline int s3_shared_ns(int smem, int ktm, int st) {  // stages per group, shared A of width st
   const long long n = ((long long)smem - S3_HDR - S3_GATES * 4 - (long long)ktm * s3_alds(st) * 2) / 2;
   return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * s3_ldb(ktm)));
@@ -1538,9 +1542,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   // candidates: variants 0 (the reference of the checksum) and 3.  Variant 1 (persistent) is not timed: it never won
   // on the H200 (3.2 ms against 3.1 for variant 0 and 1.2 for variant 3, 64 q,v weights r16 top-2), and timing it
   // cost ~30 ms of every q,v merge model's load (~100 ms all-linear); LSW_CUDA_SGMM_VARIANT=1 still selects it.
-  // A third candidate in auto shared-A mode: variant 3 with shared A (sgmm_set_stream_shared; same bits), whose gain
-  // or loss depends on the machine and the launch size (s3_plan's notes).  The winner's mode is kept for the process.
-  constexpr int NC = 3;
+  constexpr int NC = 2;
   unsigned long long *dsum = nullptr;
   if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess ||
       cudaMalloc(&dsum, NC * sizeof(unsigned long long)) != cudaSuccess) {  // one per candidate
@@ -1551,19 +1553,15 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
   }
   // each candidate: 1 warm-up + 3 timed runs; then a checksum of every W it wrote.  Variant 3 is kept only when
   // that checksum equals variant 0's (bit-identical merge on these descriptors).
-  const int cand[NC] = {0, 3, 3};
-  const bool try_shared = have3 && !(g_s3_flags & (S3_F_SHARED_ON | S3_F_SHARED_OFF));
-  const int flags0 = g_s3_flags;
-  float best[NC] = {1e30f, 1e30f, 1e30f};
-  unsigned long long sum[NC] = {0, 0, 0};
-  bool ran[NC] = {false, false, false};
+  const int cand[NC] = {0, 3};
+  float best[NC] = {1e30f, 1e30f};
+  unsigned long long sum[NC] = {0, 0};
+  bool ran[NC] = {false, false};
   const int sms = sm_count();
   bool ok = cudaMemsetAsync(dsum, 0, NC * sizeof(unsigned long long), s) == cudaSuccess && n_descs <= 65535;
   for (int c = 0; c < NC && ok; c++) {
     if (cand[c] == 3 && !have3) continue;
-    if (c == 2 && !try_shared) continue;
     g_sgmm_tc_variant = cand[c];
-    g_s3_flags = c == 2 ? flags0 | S3_F_SHARED_ON : flags0;
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
       ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess;
@@ -1578,7 +1576,6 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     ok = cudaGetLastError() == cudaSuccess;
     ran[c] = ok;
   }
-  g_s3_flags = flags0;
   if (ok) ok = cudaMemcpyAsync(sum, dsum, sizeof sum, cudaMemcpyDeviceToHost, s) == cudaSuccess &&
                cudaStreamSynchronize(s) == cudaSuccess;
   int pick = 0;
@@ -1592,7 +1589,6 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
       if (best[c] < best[pick]) pick = c;
     }
     g_sgmm_tc_variant = cand[pick];
-    if (try_shared) g_s3_flags = flags0 | (pick == 2 ? S3_F_SHARED_ON : S3_F_SHARED_OFF);
     // W must end up holding a valid merge: run the chosen kernel last
     ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess &&
          cudaStreamSynchronize(s) == cudaSuccess;
@@ -1610,10 +1606,8 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     return saved;
   }
   if (cuda_verbose())
-    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d%s (one-shot %.3f ms, streaming %s%.3f ms, with shared A "
-            "%s%.3f ms, %d tiles)\n", g_sgmm_tc_variant, g_sgmm_tc_variant == 3 && (g_s3_flags & S3_F_SHARED_ON) ? ", shared A" : "",
-            best[0], have3 ? "" : "unavailable ", have3 ? best[1] : 0.f, try_shared ? "" : "not timed ", try_shared ? best[2] : 0.f,
-            total_tiles);
+    fprintf(stderr, "lswc: sgmm tensor-core kernel -> variant %d (one-shot %.3f ms, streaming %s%.3f ms, %d tiles)\n",
+            g_sgmm_tc_variant, best[0], have3 ? "" : "unavailable ", have3 ? best[1] : 0.f, total_tiles);
   return g_sgmm_tc_variant;
 }
 }  // namespace lswc
