@@ -488,8 +488,8 @@ constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 1
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
-constexpr int S3_F_SHARED_ON = 2;               // kernel flags: shared-A mode forced where it fits / never (s3_plan;
-constexpr int S3_F_SHARED_OFF = 4;              // neither: auto; sgmm_set_stream_shared)
+constexpr int S3_F_SHARED_ON = 2;               // kernel flags: shared-A mode where it fits / never (s3_plan;
+constexpr int S3_F_SHARED_OFF = 4;              // neither: never either; sgmm_set_stream_shared)
 __host__ __device__ inline int s3_cfg_shared(int flags) {
   return flags & S3_F_SHARED_ON ? 1 : flags & S3_F_SHARED_OFF ? 2 : 0;
 }
@@ -538,7 +538,7 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
 // 2.46 GB (session 31 run 1; no faster, with 2 stages).  Its super-strip: the widest with >= 3 stages per group, else
 // the widest with 2.  Off by default (LSW_CUDA_SGMM_SHARED=on, sgmm_set_stream_shared(1)): its gain depends on the
 // machine and the launch, and in the decode it did not pay.  H200, 64 q,v matrices, % of copy, interleaved in one
-// harness process // (bench/results/2026-12-04-h200-session31/):
+// harness process (bench/results/2026-12-04-h200-session31/):
 //   - runs 2-3 (two machines): r16 top-2 separate w8 s2 85.6-85.9 -> shared w8 s4 86.0-86.7; r64 top-1 separate w4 s2
 //     83.3-83.7 -> shared w4 s3 84.7-85.3 (w8 s2 83.0-83.4, w2 s4 79.7-80.1);
 //   - run 5 (a third machine): r16 top-2 84.9-85.7 -> 83.4-85.5, r64 top-1 82.4 -> 79.9-80.4, and the 7B q,v r16
