@@ -1905,30 +1905,6 @@ static void test_sgmm_stream_mixed() {
                  mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
-        // shared-A mode forced (both groups of a block on one super-strip, alternate tiles), wherever it
-        // fits: small grids make the block barriers meet at many super-strip and descriptor changes, some of them in
-        // super-strips where one group owns no tile
-        sgmm_set_stream_shared(1);
-        for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{0, 2, 1, 0}, Cfg{2, 3, 2, 4}, Cfg{0, 0, 3, 2}, Cfg{2, 0, 5, 1}, Cfg{0, 4, 2, 8},
-                      Cfg{0, 0, 1, 1}, Cfg{0, 0, 7, 0}}) {
-          for (int top1 = 1; top1 >= (K == 1 ? 0 : 1); top1--) {
-            sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
-            sgmm_set_stream_top1(top1 == 1);
-            int pg = 0, pst = 0, pss = 0, psh = 0;
-            const int mode = sgmm_stream_plan(K, maxr, &pg, &pst, &pss, &psh);
-            const int grid = std::max(1, std::min(c.grid > 0 ? std::min(c.grid, sms) : sms, tiles));
-            const auto got = run(3);
-            sgmm_set_stream_top1(true);
-            expect(mode != 0 && got == ref0,
-                   "sgmm tc stream %s %d descs max r%d top%d, shared A forced%s, cfg groups %d stages %d grid %d strip %d "
-                   "(plan: %s, %s, %d group(s), %d stages, super-strip %d, up to %d of %d tiles per block): bit-identical "
-                   "to the one-shot tc kernel", dname(dt), nm_, maxr, K, top1 ? "" : ", top-1 consumer off", c.groups,
-                   c.stages, c.grid, c.strip, mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable",
-                   psh ? "shared A" : "separate (shared does not fit)", pg, pst, pss, (tiles + grid - 1) / grid, tiles);
-          }
-        }
-        sgmm_set_stream_shared(0);
-        sgmm_set_stream_cfg(0, 0, 0);
         if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
           for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}}) {
             sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
@@ -2140,33 +2116,14 @@ static void bench_sgmm() {
       snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", sgmm_test_name(tc), c.rank, c.K);
       row(nm, ms, bytes);
       if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
-        int pg = 0, pst = 0, pss = 0, psh = 0;
-        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss, &psh);
+        int pg = 0, pst = 0, pss = 0;
+        const int mode = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
         const int grid = std::max(1, std::min(sms, tiles));
-        logf("    (tc stream plan: %s%s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
+        logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
              "%d tiles per group)\n",
-             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", psh ? " shared by both groups" : "",
-             pg, pst, pss, pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst, pss,
+             pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
-        // shared-A mode off (the default) / forced at super-strip widths 8, 4, 2 (more stages per group at narrower
-        // widths), interleaved x3; a forced width that does not fit is skipped
-        struct Sh { int mode, strip; const char *nm; };
-        for (int rep = 0; rep < 3; rep++)
-          for (Sh sh : {Sh{2, 0, "off"}, Sh{1, 8, "on"}, Sh{1, 4, "on"}, Sh{1, 2, "on"}}) {
-            sgmm_set_stream_shared(sh.mode);
-            sgmm_set_stream_cfg(0, 0, 0, sh.strip);
-            int qg = 0, qst = 0, qss = 0, qsh = 0;
-            sgmm_stream_plan(c.K, c.rank, &qg, &qst, &qss, &qsh);
-            if (sh.mode == 1 && (!qsh || qss != sh.strip)) continue;
-            const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
-            snprintf(nm, sizeof nm, "sgmm tc stream, shared A %s (%s g%d s%d w%d), q,v x32 layers r%d top-%d (W0 read + W write)",
-                     sh.nm, qsh ? "shared" : "separate", qg, qst, qss, c.rank, c.K);
-            row(nm, ms2, bytes);
-            expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, shared A %s (w%d): same bits as the default", H,
-                   H, c.rank, c.K, sh.nm, qss);
-          }
-        sgmm_set_stream_cfg(0, 0, 0);
-        sgmm_set_stream_shared(0);
         for (int rep = 0; c.K == 1 && rep < 2; rep++) {  // A-B, interleaved: the general consumer, then the default
           sgmm_set_stream_top1(rep == 1);
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
@@ -2177,7 +2134,6 @@ static void bench_sgmm() {
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",
                  H, H, c.rank, rep ? "on" : "off");
         }
-        sgmm_set_stream_shared(2);  // the separate groups' plans (shared A: the rows above)
         for (int gs = 0; gs < 16; gs++) {  // group count x (stage cap | super-strip width); 0: the plan's own
           static const int caps[8] = {0, 2, 3, 4, 0, 0, 0, 0}, strips[8] = {0, 0, 0, 0, 1, 2, 4, 8};
           const int gr = 1 + gs / 8, cap = caps[gs % 8], sw = strips[gs % 8];
@@ -2192,7 +2148,6 @@ static void bench_sgmm() {
                  "tiles per group) == the default plan, bit for bit", H, H, c.rank, c.K, gr, pst, pss,
                  (tiles + grid * gr - 1) / (grid * gr));
         }
-        sgmm_set_stream_shared(0);
         sgmm_set_stream_cfg(0, 0, 0);
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
         expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,
@@ -2200,27 +2155,6 @@ static void bench_sgmm() {
       }
     }
   }
-  // smaller launches: shared A off / forced, x3.  One and four matrices (32 / 128 MB of W0) stay largely in the
-  // 50-60 MB L2 between repetitions, unlike the model's layer-wise launches, so those rows do not predict the model
-  sgmm_set_tc_variant(3);
-  for (int nmat : {1, 4, 16})
-    for (int rep = 0; rep < 3; rep++)
-      for (int sh : {2, 1}) {
-        std::vector<SgmmDesc> d(nmat);
-        for (int i = 0; i < nmat; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 0};
-        const int tiles = sgmm_prepare(d.data(), nmat, true);
-        CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
-        sgmm_set_stream_shared(sh);
-        int qg = 0, qst = 0, qss = 0, qsh = 0;
-        sgmm_stream_plan(2, 16, &qg, &qst, &qss, &qsh);
-        const double ms = time_ms([&](int) { CK(sgmm(dt, dd, nmat, tiles, true, 2, dex, dg, nullptr, 0)); }, 50, 5);
-        const double bytes = nmat * ((double)H * H * 2 * 2 + 2.0 * 16 * 2 * H * 2);
-        char nm[200];
-        snprintf(nm, sizeof nm, "sgmm tc stream, shared A %s (%s g%d s%d w%d), %d x [%dx%d] r16 top-2, %d tiles (W0 read + W write)",
-                 sh == 2 ? "off" : "on", qsh ? "shared" : "separate", qg, qst, qss, nmat, H, H, tiles);
-        row(nm, ms, bytes);
-      }
-  sgmm_set_stream_shared(0);
   sgmm_set_tc_variant(0);
   {  // diagnostic: W = W0 with no math in variant 3's access pattern (the ceiling of its geometry)
     std::vector<SgmmDesc> d(2 * L);

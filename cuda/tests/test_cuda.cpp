@@ -207,13 +207,11 @@ static void test_ops() {
           CHECK(nf * 2 > n_el, "sgmm %s %dx%d r%d top%d: the CPU-vs-CUDA bound flags a merge with one gate 0.25 off (%zu of %zu "
                 "values flagged, want > half)", dname(dt), rows, cols, rank, K, nf, n_el);
         }
-        for (int v = 0; v <= 4; v++) {  // 4: variant 3 with its shared-A mode forced (LSW_CUDA_SGMM_SHARED=on)
-          const char vs[2] = {(char)('0' + (v == 4 ? 3 : v)), 0};
+        for (int v = 0; v <= 3; v++) {
+          const char vs[2] = {(char)('0' + v), 0};
           setenv("LSW_CUDA_SGMM_VARIANT", vs, 1);
-          if (v == 4) setenv("LSW_CUDA_SGMM_SHARED", "on", 1);
           std::vector<uint8_t> out(W0.size(), 0xff);
           OKC(lsw_op_sgmm(LSW_BACKEND_CUDA, dt, nm, rows, cols, rank, K, W0.data(), out.data(), A.data(), B.data(), g.data()));
-          if (v == 4) unsetenv("LSW_CUDA_SGMM_SHARED");
           if (v == 2) {
             CHECK(out == cpu, "sgmm %s %dx%d r%d top%d, exact tiled kernel: not bit-identical to the CPU", dname(dt), rows, cols,
                   rank, K);
@@ -221,13 +219,12 @@ static void test_ops() {
           }
           size_t beyond1 = 0;
           const size_t far = beyond(out, &beyond1);
-          CHECK(far == 0, "sgmm %s %dx%d r%d top%d, tensor-core variant %d%s: %zu values beyond 1 ulp + the fp32 accumulation "
-                "bound from the CPU (%zu beyond 1 ulp alone)", dname(dt), rows, cols, rank, K, v == 4 ? 3 : v,
-                v == 4 ? " (shared A)" : "", far, beyond1);
+          CHECK(far == 0, "sgmm %s %dx%d r%d top%d, tensor-core variant %d: %zu values beyond 1 ulp + the fp32 accumulation "
+                "bound from the CPU (%zu beyond 1 ulp alone)", dname(dt), rows, cols, rank, K, v, far, beyond1);
           if (v == 0) v0 = out;
           else
-            CHECK(out == v0, "sgmm %s %dx%d r%d top%d: tensor-core variant %d%s not bit-identical to variant 0", dname(dt), rows,
-                  cols, rank, K, v == 4 ? 3 : v, v == 4 ? " (shared A)" : "");
+            CHECK(out == v0, "sgmm %s %dx%d r%d top%d: tensor-core variant %d not bit-identical to variant 0", dname(dt), rows,
+                  cols, rank, K, v);
         }
       }
       if (env0) setenv("LSW_CUDA_SGMM_VARIANT", saved_env.c_str(), 1);

@@ -869,10 +869,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // the streaming SGMM's top-1 consumer (sgmm.cu s3_top1_mma, session 26: r64 top-1 82.4 -> 84.1-84.5 % of copy);
   // LSW_CUDA_SGMM_TOP1=0: the general consumer for top-1 too (same bits)
   lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
-  // its shared-A mode (one super-strip's A block for both groups of a block; sgmm.cu s3_plan): off by default, it did
-  // not make the decode's merges faster (bench/results/2026-12-04-h200-session31); LSW_CUDA_SGMM_SHARED=on (same bits)
-  if (const char *ev = getenv("LSW_CUDA_SGMM_SHARED"); ev && *ev)
-    lswc::sgmm_set_stream_shared(!strcmp(ev, "on") || !strcmp(ev, "1") ? 1 : !strcmp(ev, "off") || !strcmp(ev, "0") ? 2 : 0);
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {

@@ -157,8 +157,7 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   // default: the SIMT kernel, bit-identical to the CPU (docs/FORMAT.md arithmetic); LSW_CUDA_SGMM_TC=1 runs
   // the production tensor-core kernel instead (within 1 ulp of the output dtype); LSW_CUDA_SGMM_VARIANT=v (0..3)
   // runs tensor-core variant v for this call (0 one-shot, 1 persistent, 3 streaming: within 1 ulp, the same bits
-  // as each other; 2 exact tiled: bit-identical to the CPU); LSW_CUDA_SGMM_SHARED=on|off: variant 3's shared-A mode
-  // for this call (same bits)
+  // as each other; 2 exact tiled: bit-identical to the CPU)
   const char *ev = getenv("LSW_CUDA_SGMM_TC");
   bool tc = ev && *ev && strcmp(ev, "0");
   const int variant = lswc::sgmm_env_variant();
@@ -173,14 +172,11 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   }
   const int tiles = lswc::sgmm_prepare(d.data(), n_mats, tc);
   TRY(dd.upload(d.data(), d.size() * sizeof(lswc::SgmmDesc)));
-  const int saved = lswc::sgmm_tc_variant(), saved_sh = lswc::sgmm_stream_shared();
+  const int saved = lswc::sgmm_tc_variant();
   if (tc && variant >= 0) lswc::sgmm_set_tc_variant(variant);
-  if (const char *es_ = getenv("LSW_CUDA_SGMM_SHARED"); es_ && *es_)
-    lswc::sgmm_set_stream_shared(!strcmp(es_, "on") || !strcmp(es_, "1") ? 1 : !strcmp(es_, "off") || !strcmp(es_, "0") ? 2 : 0);
   const cudaError_t e = lswc::sgmm(dtype, dd.as<lswc::SgmmDesc>(), n_mats, tiles, tc, top_k, de.as<int>(), dg.as<float>(),
                                    nullptr, 0);
   lswc::sgmm_set_tc_variant(saved);
-  lswc::sgmm_set_stream_shared(saved_sh);
   FINISH(e);
   return dW.download(W, wn * es);
 }

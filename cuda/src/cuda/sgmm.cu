@@ -41,11 +41,6 @@
 //     ms (82.4 -> 84.5 / 84.1 % of copy, interleaved in one harness process).  Tried in the same session and dropped: a
 //     row block's LoRA-B rows staged once for the super-strip's tiles instead of per tile: no gain at r64 top-1 or r16
 //     top-2, and the general consumer got slower (r64 top-2 1.69 -> 1.74 ms).
-//     Session 31: a shared-A mode (s3_plan): both groups of a block walk one tile range, alternate tiles each, and
-//     read one A block, so each group keeps more stages.  On two H200s r16 top-2 went 85.6-85.9 -> 86.0-86.7 % of
-//     copy and r64 top-1 83.3-83.7 -> 84.7-85.3 %; on a third both lost (82.4 -> 80 % at r64 top-1), on a fourth
-//     r64 top-1 lost, and the decode's merges (pre-gated and layer-wise) never got faster.  So it is off by default
-//     (LSW_CUDA_SGMM_SHARED=on).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -488,18 +483,11 @@ constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 1
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
-constexpr int S3_F_SHARED_ON = 2;               // kernel flags: shared-A mode where it fits / never (s3_plan;
-constexpr int S3_F_SHARED_OFF = 4;              // neither: never either; sgmm_set_stream_shared)
-__host__ __device__ inline int s3_cfg_shared(int flags) {
-  return flags & S3_F_SHARED_ON ? 1 : flags & S3_F_SHARED_OFF ? 2 : 0;
-}
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
 
-// shared: one A block for both groups (s3_resident's par >= 0): per = ONE group's stage region, laid out after the
-// block's gates and A block (s3_shared_off)
-struct S3Plan { int groups, ns, resident, per, strip, shared; };
+struct S3Plan { int groups, ns, resident, per, strip; };
 // resident mode: the A block of `strip` 128-column strips (one "super-strip") is held at a time: row stride
 __host__ __device__ inline int s3_alds(int strip) { return strip * S3_C + 8; }
 // resident mode: row stride (elements) of a stage's B rows for K = top_k * max rank: K itself when it is a power of
@@ -530,35 +518,10 @@ __host__ __device__ inline int s3_chunk_ns(int per) {
 // L2 does not keep them across a strip (the W0/W stream in between is hundreds of MB), so with 128-column strips the
 // r16 top-2 merge moved 12 % more DRAM bytes than W0 + W (Nsight Compute, H200 session 13 run 3).  cfg_groups /
 // cfg_strip 0: auto; cfg_maxst 0: S3_MAXNS.  Chunked mode when nothing resident fits.  ns < 2: not runnable.
-// Shared-A mode (cfg_shared 1: where it fits; 0 (auto) and 2: never): both groups of the block walk the block's
-// range, group g the tiles at even / odd offsets in it (alternate strips of each row block), reading ONE A block.  So
-// the stages need not leave room for a second A block (r16 top-2: 4 stages per group instead of 2), or the A block can
-// be wider: the LoRA-B rows of a row block are read from DRAM once per super-strip (Nsight Compute, session 30 run 3:
-// L2 does not keep them across one), and at r64 top-1 8 strips instead of 4 read 0.13 GB less of the 64 q,v matrices'
-// 2.46 GB (session 31 run 1; no faster, with 2 stages).  Its super-strip: the widest with >= 3 stages per group, else
-// the widest with 2.  Off by default (LSW_CUDA_SGMM_SHARED=on, sgmm_set_stream_shared(1)): its gain depends on the
-// machine and the launch, and in the decode it did not pay.  H200, 64 q,v matrices, % of copy, interleaved in one
-// harness process (bench/results/2026-12-04-h200-session31/):
-//   - runs 2-3 (two machines): r16 top-2 separate w8 s2 85.6-85.9 -> shared w8 s4 86.0-86.7; r64 top-1 separate w4 s2
-//     83.3-83.7 -> shared w4 s3 84.7-85.3 (w8 s2 83.0-83.4, w2 s4 79.7-80.1);
-//   - run 5 (a third machine): r16 top-2 84.9-85.7 -> 83.4-85.5, r64 top-1 82.4 -> 79.9-80.4, and the 7B q,v r16
-//     `merge` 4.826-4.830 -> 4.882-4.883 ms/token;
-//   - narrow shared super-strips lose everywhere (their A block is reloaded between two block barriers every 64
-//     tiles): r64 top-2 separate w1 s2 57-59 against shared w1 s3 54 and w2 s2 55-57;
-//   - run 6 (a fourth): r16 top-2 85.1-85.6 -> 86.2-86.6, r64 top-1 82.2-83.0 -> 78.6-79.8;
-//   - the layer-wise merge's launches (4,096 tiles, 31 per block) took 0.063 instead of 0.054 ms (run 4), 0.26
-//     ms/token in all;
-//   - 7B q,v r16 `merge` with the autotuner choosing it (it won the isolated timing, 1.163-1.171 against 1.185-1.189
-//     ms): 4.828 / 4.834 against 4.815 / 4.820 ms/token with separate groups (run 6).
-__host__ __device__ inline int s3_shared_ns(int smem, int ktm, int st) {  // stages per group, shared A of width st
-  const long long n = ((long long)smem - S3_HDR - S3_GATES * 4 - (long long)ktm * s3_alds(st) * 2) / 2;
-  return n <= 0 ? 0 : (int)(n / (S3_W0 + 128LL * s3_ldb(ktm)));
-}
-__host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst, int cfg_strip,
-                                          int cfg_shared = 2) {
+__host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int cfg_maxst, int cfg_strip) {
   const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : S3_MAXNS;
   const bool fs = cfg_strip == 1 || cfg_strip == 2 || cfg_strip == 4 || cfg_strip == 8;
-  S3Plan p{1, 0, 0, 0, 1, 0};
+  S3Plan p{1, 0, 0, 0, 1};
   for (int g = 2; g >= 1 && !p.resident; g--) {
     if ((cfg_groups == 1 || cfg_groups == 2) && g != cfg_groups) continue;
     p.groups = g;
@@ -569,26 +532,9 @@ __host__ __device__ inline S3Plan s3_plan(int smem, int ktm, int cfg_groups, int
       if (ns >= 2) { p.resident = 1; p.ns = ns; p.strip = st; break; }
     }
   }
-  if (cfg_shared == 1 && cfg_groups != 1) {  // the widest shared super-strip with >= 3 stages per group, else >= 2
-    int sst = 0, sns = 0;
-    for (int need = 3; need >= 2 && !sst; need--)
-      for (int st = 8; st >= 1; st >>= 1) {
-        if (fs && st != cfg_strip) continue;
-        const int ns = s3_shared_ns(smem, ktm, st);
-        if (ns >= need) { sst = st; sns = ns; break; }
-      }
-    if (sst) {
-      p.groups = 2; p.resident = 1; p.shared = 1; p.ns = sns; p.strip = sst;
-      p.per = sns * (S3_W0 + S3_R * s3_ldb(ktm) * 2);
-    }
-  }
   if (!p.resident) { p.strip = 1; p.ns = s3_chunk_ns(p.per); }
   if (p.ns > maxst) p.ns = maxst;
   return p;
-}
-// shared-A mode: byte offset (into the dynamic smem) of the gates + A block, and of group g's stages
-__host__ __device__ inline int s3_shared_off(int ktm, int strip, int per, int g) {
-  return S3_HDR + S3_GATES * 4 + ktm * s3_alds(strip) * 2 + g * per;
 }
 
 __device__ __forceinline__ uint32_t s3_smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -854,9 +800,8 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 template <typename T>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
                                             int top_k, const int *__restrict__ experts,
-                                            const float *__restrict__ gates, unsigned char *gsm,
-                                            unsigned char *stg, int ktm, int ns, int S, int bar_id, int gt, int flags,
-                                            int par) {
+                                            const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
+                                            int S, int bar_id, int gt, int flags) {
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
   const int ldb = s3_ldb(ktm), stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
   const S3Bswz bz = s3_bswz(ktm);
@@ -866,8 +811,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   float *s_gate = reinterpret_cast<float *>(gsm);
   uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A block, 32-bit words (alds / 2 per row)
   const uint32_t a_u32 = s3_smem_u32(As);
-  unsigned char *st0 = stg;  // this group's stages (separate mode: right after its A block)
-  const uint32_t st0_u32 = s3_smem_u32(stg);
+  unsigned char *st0 = gsm + S3_GATES * 4 + ktm * alds * 2;
+  const uint32_t st0_u32 = a_u32 + ktm * alds * 2;
 
   // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
   const int pr = gt >> 4, pv = gt & 15;
@@ -911,12 +856,6 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   };
   pload();
   auto issue = [&]() {
-    if (par >= 0 && ((p - t_beg) & 1) != par && p < t_end) {  // shared-A mode: the other group's tile
-      p++;
-      const int d0 = P.d;
-      s3_cur_next(P, descs, n_descs, S);
-      if (P.d != d0 && p < t_end) pload();
-    }
     if (p < t_end) {
       const uint32_t st = st0_u32 + ps * stage_bytes;
       const int c = P.c0 + pv * 8;
@@ -969,64 +908,46 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   int cst = 0, a_d = -1, a_cb = -1, crank = 16;
   T *cW = nullptr;
   const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
-  // A rows of all selected experts for C's super-strip (words transposed, see above) and the slot's gates, by nl
-  // threads (lt: this thread's index among them); every thread sets its own copy of the matrix state
-  auto load_a = [&](int lt, int nl) {
-    const SgmmDesc *D = descs + C.d;
-    crank = D->rank;
-    cW = static_cast<T *>(D->W);
-    const int *esl = experts + D->slot * top_k;
-    cgsl = gates + D->slot * top_k;
-    for (int k = lt; k < top_k && k < S3_GATES; k += nl) s_gate[k] = __ldg(cgsl + k);
-    const T *A = static_cast<const T *>(D->A);
-    const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
-    const int nvec = (top_k * crank) << vs;
-    for (int q0 = lt; q0 < nvec; q0 += 4 * nl) {
-      uint4 v[4];
-#pragma unroll
-      for (int u = 0; u < 4; u++) {
-        const int qq = q0 + u * nl, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
-        v[u] = make_uint4(0u, 0u, 0u, 0u);
-        if (qq < nvec && c < C.cols) {
-          const int k = row / crank, j = row - k * crank;
-          v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * crank + j) * C.cols + c));
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < 4; u++) {
-        const int qq = q0 + u * nl, vv = qq & ((S << 4) - 1);
-        if (qq < nvec) {
-          uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
-          dst[0] = v[u].x;
-          dst[4] = v[u].y;
-          dst[8] = v[u].z;
-          dst[12] = v[u].w;
-        }
-      }
-    }
-    a_d = C.d;
-    a_cb = C.cb;
-  };
   for (int t = t_beg; t < t_end; t++) {
-    // shared-A mode (par >= 0): both groups walk every tile of the block's range, group par the tiles at offsets of
-    // parity par (alternate strips of a row block), so both meet at the same super-strip changes (block barrier 3:
-    // all 16 warps are done with the old A before it is overwritten, and the new one is complete before either group
-    // uses it)
-    const bool own = par < 0 || ((t - t_beg) & 1) == par;
-    if (own) {
-      s3_wait(ns - 2);  // this thread's copies of tile t have landed
-      s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
-      issue();          // tile t+ns-1 into the stage tile t-1 used
-    }
-    if (C.d != a_d || C.cb != a_cb) {  // new super-strip
-      if (par >= 0) asm volatile("barrier.sync 3, 512;" ::: "memory");
-      load_a(par >= 0 ? (int)threadIdx.x : gt, par >= 0 ? 512 : 256);
-      if (par >= 0) asm volatile("barrier.sync 3, 512;" ::: "memory");
-      else s3_bar(bar_id);
-    }
-    if (!own) {  // the other group's tile
-      s3_cur_next(C, descs, n_descs, S);
-      continue;
+    s3_wait(ns - 2);  // this thread's copies of tile t have landed
+    s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
+    issue();          // tile t+ns-1 into the stage tile t-1 used
+    if (C.d != a_d || C.cb != a_cb) {  // new super-strip: A rows of all selected experts, words transposed (see above)
+      const SgmmDesc *D = descs + C.d;
+      crank = D->rank;
+      cW = static_cast<T *>(D->W);
+      const int *esl = experts + D->slot * top_k;
+      cgsl = gates + D->slot * top_k;
+      for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k);
+      const T *A = static_cast<const T *>(D->A);
+      const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
+      const int nvec = (top_k * crank) << vs;
+      for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
+        uint4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int qq = q0 + u * 256, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
+          v[u] = make_uint4(0u, 0u, 0u, 0u);
+          if (qq < nvec && c < C.cols) {
+            const int k = row / crank, j = row - k * crank;
+            v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * crank + j) * C.cols + c));
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+          const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
+          if (qq < nvec) {
+            uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
+            dst[0] = v[u].x;
+            dst[4] = v[u].y;
+            dst[8] = v[u].z;
+            dst[12] = v[u].w;
+          }
+        }
+      }
+      s3_bar(bar_id);
+      a_d = C.d;
+      a_cb = C.cb;
     }
     const int rank = crank;
     const uint32_t st = st0_u32 + cst * stage_bytes;
@@ -1264,21 +1185,19 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
   __syncthreads();
   const int ktm = top_k * *s_rank;
-  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip, s3_cfg_shared(cfg_flags));
+  const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
   const int ns = pl.ns, bar_id = 1 + grp, gt = threadIdx.x & 255;
-  // contiguous range of the strip-major tile order: per group, or in shared-A mode per block (both groups walk it,
-  // group grp the tiles at offsets of parity grp, reading one A block)
-  const int nr = pl.shared ? gridDim.x : gridDim.x * pl.groups;
-  const int id = pl.shared ? blockIdx.x : blockIdx.x * pl.groups + grp;
+
+  // contiguous range of the strip-major tile order
+  const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
   const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
-  if (t_beg >= t_end) return;  // shared: uniform over the block, so no block barrier is left waiting
-  const int o_a = S3_HDR + (pl.shared ? 0 : grp * pl.per);  // gates + A block (byte offset into s3_smem)
-  if (pl.resident) {  // one call site: the body is inlined once
-    const int o_st = pl.shared ? s3_shared_off(ktm, pl.strip, pl.per, grp) : o_a + S3_GATES * 4 + ktm * s3_alds(pl.strip) * 2;
-    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, s3_smem + o_st, ktm, ns,
-                   pl.strip, bar_id, gt, cfg_flags, pl.shared ? grp : -1);
+  if (t_beg >= t_end) return;
+  const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
+  if (pl.resident) {
+    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
+                   cfg_flags);
     return;
   }
 
@@ -1379,12 +1298,7 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
 static int g_s3_flags = S3_F_TOP1;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
-void sgmm_set_stream_shared(int mode) {
-  g_s3_flags &= ~(S3_F_SHARED_ON | S3_F_SHARED_OFF);
-  if (mode == 1) g_s3_flags |= S3_F_SHARED_ON;
-  else if (mode == 2) g_s3_flags |= S3_F_SHARED_OFF;
-}
-int sgmm_stream_shared() { return s3_cfg_shared(g_s3_flags); }
+
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
 // Variant 3 needs more than 48 KB of dynamic shared memory: cudaFuncSetAttribute once per device and template
@@ -1424,15 +1338,14 @@ static const S3Dev *s3_device(bool may_setup) {
   return sd.state == 1 ? &sd : nullptr;
 }
 
-int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip, int *shared) {
+int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
-  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip, s3_cfg_shared(g_s3_flags));
+  const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip);
   if (p.ns < 2) return 0;
   if (groups) *groups = p.groups;
   if (stages) *stages = p.ns;
   if (strip) *strip = p.strip;
-  if (shared) *shared = p.shared;
   return p.resident ? 1 : 2;
 }
 
