@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Model, engineConfigStruct, checkKvCache, type KvCacheName } from '../src/core/model.js';
+import { Model, engineConfigStruct, checkKvCache, resolveKvCache, type KvCacheName } from '../src/core/model.js';
 import { getNative } from '../src/core/native/abi.js';
 import { NativeInvalidArgumentError, UserError } from '../src/core/errors.js';
 import { parseBenchFlags } from '../src/core/bench/cli.js';
@@ -126,8 +126,17 @@ test('the config struct carries kv_dtype (f32 = 0 by default, f16 = 1, bf16 = 2)
   assert.is(engineConfigStruct(c, 'cpu', 16, 1, 0, 'precise', 'tokenwise', 'f16').kv_dtype, 1);
   assert.is(engineConfigStruct(c, 'cpu', 16, 1, 0, 'precise', 'tokenwise', 'bf16').kv_dtype, 2);
   assert.is(checkKvCache(undefined), 'f32');
+  assert.is(checkKvCache(undefined, 'auto'), 'auto');
   assert.is(checkKvCache('bf16'), 'bf16');
-  assert.throws(() => checkKvCache('f64'), (e: unknown) => e instanceof UserError && /--kv-cache: unknown type "f64" \(f32, f16 or bf16\)/.test((e as Error).message));
+  assert.is(checkKvCache('auto'), 'auto');
+  assert.throws(() => checkKvCache('f64'), (e: unknown) => e instanceof UserError && /--kv-cache: unknown type "f64" \(auto, f32, f16 or bf16\)/.test((e as Error).message));
+  // auto: 16-bit weights keep their type, anything else takes f32; a given type is kept whatever the weights
+  assert.is(resolveKvCache('auto', 'f16'), 'f16');
+  assert.is(resolveKvCache('auto', 'bf16'), 'bf16');
+  assert.is(resolveKvCache('auto', 'f32'), 'f32');
+  assert.is(resolveKvCache('auto', undefined), 'f32');
+  assert.is(resolveKvCache('f32', 'f16'), 'f32');
+  assert.is(resolveKvCache('bf16', 'f32'), 'bf16');
   const native = getNative();
   for (const bad of [3, -1]) {
     const o: unknown[] = [null];
@@ -140,33 +149,48 @@ function cli(args: string[]) {
   return runCli(args, tmp, { env: { CI: 'true' } });
 }
 
-test('generate --kv-cache: recorded in --json, the greedy tokens of the Model API with the same cache; a bad value is one line', async () => {
+test('generate --kv-cache: recorded in --json, the greedy tokens of the Model API with the same cache; auto (the default) is the weights\' type; a bad value is one line', async () => {
   const { lsw } = await fixture('mistral-gqa-f16');
   const args = ['generate', '-m', lsw, '-p', 'hello world again', '--max-tokens', '6', '--temperature', '0', '--ignore-eos', '--backend', 'cpu', '--threads', '1', '--json'];
   const d = cli(args);
+  const f = cli([...args, '--kv-cache', 'f32']);
   const h = cli([...args, '--kv-cache', 'f16']);
-  assert.is(d.code, 0, d.stderr);
-  assert.is(h.code, 0, h.stderr);
-  const jd = JSON.parse(d.stdout);
-  const jh = JSON.parse(h.stdout);
-  assert.is(jd.kv_cache, 'f32');
+  for (const r of [d, f, h]) assert.is(r.code, 0, r.stderr);
+  const [jd, jf, jh] = [d, f, h].map((r) => JSON.parse(r.stdout));
+  assert.is(jd.kv_cache, 'f16', 'auto on f16 weights');
+  assert.is(jf.kv_cache, 'f32');
   assert.is(jh.kv_cache, 'f16');
   assert.is(jh.tokens.length, 6);
-  const model = await Model.load(lsw, { backend: 'cpu', kvCache: 'f16', threads: 1 });
-  try {
-    const prompt = model.tokenizer.encode('hello world again');
-    assert.is(jh.prompt_tokens, prompt.length);
-    assert.equal(jh.tokens, await greedy(model, prompt, 6));
-  } finally {
-    model.free();
+  assert.equal(jd.tokens, jh.tokens);
+  for (const [kv, j] of [['f16', jh], ['f32', jf]] as const) {
+    const model = await Model.load(lsw, { backend: 'cpu', kvCache: kv, threads: 1 });
+    try {
+      const prompt = model.tokenizer.encode('hello world again');
+      assert.is(j.prompt_tokens, prompt.length);
+      assert.equal(j.tokens, await greedy(model, prompt, 6), kv);
+    } finally {
+      model.free();
+    }
+  }
+  // auto on bf16 and f32 weights
+  for (const [name, want] of [['qwen2-bias-tied-bf16', 'bf16'], ['llama2-f32', 'f32']] as const) {
+    const r = cli(['generate', '-m', (await fixture(name)).lsw, '-p', 'hi', '--max-tokens', '2', '--temperature', '0', '--backend', 'cpu', '--threads', '1', '--json']);
+    assert.is(r.code, 0, r.stderr);
+    assert.is(JSON.parse(r.stdout).kv_cache, want, name);
+    const m = await Model.load((await fixture(name)).lsw, { backend: 'cpu', kvCache: 'auto', threads: 1 });
+    try {
+      assert.is(m.kvCache, want, `${name} Model kvCache auto`);
+    } finally {
+      m.free();
+    }
   }
   assertOneLineError(cli(['generate', '-m', lsw, '-p', 'hi', '--kv-cache', 'f64']), /--kv-cache.*f64.*f32, f16, bf16/);
 });
 
 test('bench --kv-cache: protocol.kv_cache, the floor\'s KV bytes and the peak memory follow it; text, CSV; a bad value is one line', () => {
-  assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cpu', command: 'x' }).kvCache, 'f32', 'f32 by default');
+  assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cpu', command: 'x' }).kvCache, 'auto', 'auto by default');
   assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cpu', kvCache: 'bf16', command: 'x' }).kvCache, 'bf16');
-  assert.throws(() => parseBenchFlags({ preset: 'tiny', backend: 'cpu', kvCache: 'int8' }), /--kv-cache: unknown type "int8" \(f32, f16 or bf16\)/);
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', backend: 'cpu', kvCache: 'int8' }), /--kv-cache: unknown type "int8" \(auto, f32, f16 or bf16\)/);
   const base = ['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '8', '--new-tokens', '3', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'base'];
   const docs: Record<string, BenchDoc> = {};
   for (const kv of ['f32', 'bf16']) {
@@ -185,6 +209,14 @@ test('bench --kv-cache: protocol.kv_cache, the floor\'s KV bytes and the peak me
   assert.is(docs.f32.results[0].peak_device_bytes! - docs.bf16.results[0].peak_device_bytes!, 2 * 2 * 11 * 128 * 2);
   const csv = toCsv(docs.bf16).trimEnd().split('\n');
   assert.is(csv[1].split(',')[CSV_COLUMNS.indexOf('kv_cache')], 'bf16');
+  // auto (the default): the synthetic model's weight type (tiny: f16 unless --dtype)
+  for (const [dt, want] of [[[], 'f16'], [['--dtype', 'bf16'], 'bf16'], [['--dtype', 'f32'], 'f32']] as const) {
+    const r = cli([...base, ...dt, '--json']);
+    assert.is(r.code, 0, r.stderr);
+    const d = JSON.parse(r.stdout) as BenchDoc;
+    assert.is(d.protocol.kv_cache, want, `default with ${dt.join(' ') || 'no --dtype'}`);
+    assert.is(fb(d).kv_bytes_per_element, want === 'f32' ? 4 : 2);
+  }
   const txt = cli([...base, '--kv-cache', 'f16']);
   assert.is(txt.code, 0, txt.stderr);
   assert.match(txt.stdout, /^protocol batch 1, prompt 8, 3 new tokens, warm-up 0, 1 repetitions, interleaved, precise prefill, f16 KV cache$/m);

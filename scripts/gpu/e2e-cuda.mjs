@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // End to end on a GPU machine: every fixture case (models, PEFT / LoRA-Switch / MixLoRA adapters) through the
 // real CLI on the CPU and the CUDA backend, in every mode, greedy and seeded sampling: the token ids must be
-// identical.  Also checks that --trace routes agree between backends.  Each case runs with the default fp32 KV cache
-// and, greedy, with an f16 one (--kv-cache f16: both backends round K/V alike).
+// identical.  Also checks that --trace routes agree between backends.  Each case runs with an fp32 KV cache (--kv-cache
+// f32), greedy and sampled, and greedy with an f16 one (--kv-cache f16: both backends round K/V alike).  The fixtures'
+// own default (auto: their weights' type) is one of the two for 16-bit weights, the f32 run for f32 weights.
 //
 //   node scripts/gpu/e2e-cuda.mjs FIXTURES_DIR [RESULT.json]
 //
@@ -44,7 +45,7 @@ async function runCase(c) {
   for (const mode of modes) {
     for (const [kv, sampling] of [['f32', ['--temperature', '0']], ['f32', ['--temperature', '0.9', '--top-k', '20', '--top-p', '0.95', '--min-p', '0.02', '--seed', '7']], ['f16', ['--temperature', '0']]]) {
       const tag = (sampling[1] === '0' ? 'greedy' : 'sampled') + (kv === 'f32' ? '' : ` kv ${kv}`);
-      const kvArgs = kv === 'f32' ? [] : ['--kv-cache', kv];
+      const kvArgs = ['--kv-cache', kv];
       const out = {};
       const [b0, b1] = backends;
       await Promise.all([b0, b1].map(async (backend, i) => {

@@ -34,7 +34,7 @@ export default class Bench extends BaseCommand {
     seed: Flags.integer({ description: 'seed of the random weights and prompt (default 1234)' }),
     precision: Flags.string({ options: ['precise', 'fast'], description: 'prompt matmuls on the CUDA backend: precise (fp32 activations as hi + lo halves, two tensor-core GEMMs) or fast (rounded once to the weight dtype, one GEMM, as PyTorch); the CPU computes in fp32 either way (default precise)' }),
     'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], description: 'how the merge mode evaluates the prompt: tokenwise (each prompt token merged and run alone, as one decode step each) or batched (in chunks with the experts as deltas, as fused mode; only decode steps merge) (default tokenwise)' }),
-    'kv-cache': Flags.string({ options: ['f32', 'f16', 'bf16'], description: 'KV cache element type: f16/bf16 halve its memory and the bytes each decode step reads; K/V rounded once when stored (default f32)' }),
+    'kv-cache': Flags.string({ options: ['auto', 'f32', 'f16', 'bf16'], description: 'KV cache element type: auto is the weights\' own type for f16/bf16 weights (as transformers and the PyTorch peer keep it), f32 for f32 weights; f16/bf16 halve the memory of f32 and the bytes each decode step reads, K/V rounded once when stored (default auto)' }),
     peer: Flags.string({ description: 'also run the PyTorch peer (scripts/bench/torch_peer.py) with the same shapes: torch' }),
     json: Flags.boolean({ description: 'print the result as JSON (docs/BENCH.md)' }),
     csv: Flags.boolean({ description: 'print the result table as CSV' }),

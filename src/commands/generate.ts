@@ -30,7 +30,7 @@ export default class Generate extends BaseCommand {
     mode: Flags.string({ options: ['merge', 'unfused', 'fused'], default: 'fused', description: 'adapter execution mode: merge (SGMM into the weights per token), unfused (per-expert LoRA ops) or fused' }),
     precision: Flags.string({ options: ['precise', 'fast'], default: 'precise', description: 'prompt matmuls on the CUDA backend: precise (fp32 activations as hi + lo halves, two tensor-core GEMMs, close to the CPU) or fast (activations rounded once to the weight dtype, one GEMM, about twice the prefill speed); the CPU computes in fp32 either way' }),
     'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], default: 'tokenwise', description: 'how --mode merge evaluates the prompt: tokenwise (each prompt token merged and run alone: the same result as feeding it one token at a time, but time to first token grows with the prompt) or batched (in chunks with the experts as deltas next to the weights, as fused mode; only generated tokens merge)' }),
-    'kv-cache': Flags.string({ options: ['f32', 'f16', 'bf16'], default: 'f32', description: 'KV cache element type: f16/bf16 halve its memory and the bytes each decode step reads; K/V rounded once when stored' }),
+    'kv-cache': Flags.string({ options: ['auto', 'f32', 'f16', 'bf16'], default: 'auto', description: 'KV cache element type: auto is the weights\' own type for f16/bf16 weights (as transformers keeps it), f32 for f32 weights; f16/bf16 halve the memory of f32 and the bytes each decode step reads, K/V rounded once when stored' }),
     trace: Flags.string({ description: 'write the routing of every token to this JSON Lines file (docs/TRACE.md)' }),
     json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, mode, adapters, timings' }),
   };
@@ -57,7 +57,7 @@ export default class Generate extends BaseCommand {
       mode: flags.mode as 'merge' | 'unfused' | 'fused',
       precision: flags.precision as 'precise' | 'fast',
       mergePrompt: flags['merge-prompt'] as 'tokenwise' | 'batched',
-      kvCache: flags['kv-cache'] as 'f32' | 'f16' | 'bf16',
+      kvCache: flags['kv-cache'] as 'auto' | 'f32' | 'f16' | 'bf16',
       trace: flags.trace,
     });
   }

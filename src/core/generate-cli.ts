@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { UserError } from './errors.js';
 import { generate, AbortFlag, newState, type GenerateState } from './generate.js';
-import type { BackendName, ModeName, PrecisionName, MergePromptName, KvCacheName } from './model.js';
+import type { BackendName, ModeName, PrecisionName, MergePromptName, KvCacheOption } from './model.js';
 import { loadAdapterSpec } from './adapters/index.js';
 import { outputMode, LiveView } from './views/render.js';
 import { GenerateView } from './views/generate-view.js';
@@ -28,7 +28,7 @@ export interface GenerateCliOptions {
   mode?: ModeName;
   precision?: PrecisionName;
   mergePrompt?: MergePromptName;
-  kvCache?: KvCacheName;
+  kvCache?: KvCacheOption;
   trace?: string;
 }
 

@@ -5,7 +5,7 @@
 import { UserError } from './errors.js';
 import {
   Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, checkKvCache, MODE_NAMES, type BackendName, type ModeName,
-  type PrecisionName, type MergePromptName, type KvCacheName,
+  type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption,
 } from './model.js';
 import type { ChatMessage } from './tokenizer.js';
 import type { AdapterSpec, ConvertEvent } from './convert.js';
@@ -34,8 +34,8 @@ export interface GenerateOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt: tokenwise (default; bit for bit one token at a time) or batched (fast) */
   mergePrompt?: MergePromptName;
-  /** element type of the KV cache: f32 (default), f16 or bf16 */
-  kvCache?: KvCacheName;
+  /** element type of the KV cache: auto (default: the attention weights' 16-bit type, else f32), f32, f16 or bf16 */
+  kvCache?: KvCacheOption;
   /** write a routing trace (docs/TRACE.md) to this file */
   trace?: string;
 }
@@ -194,7 +194,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
   }
   const tok = mf.tokenizer;
   const maxContext = Math.min(mf.config.max_position_embeddings, promptIds.length + maxTokens + 1);
-  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision, mergePrompt: opts.mergePrompt, kvCache: opts.kvCache });
+  const model = await Model.fromFile(mf, { backend: opts.backend, threads: opts.threads, maxContext, mode: opts.mode, precision: opts.precision, mergePrompt: opts.mergePrompt, kvCache: opts.kvCache ?? 'auto' });
   let trace: TraceWriter | null = null;
   try {
     if (opts.trace !== undefined) {

@@ -62,12 +62,32 @@ export function checkMergePrompt(p: string | undefined): MergePromptName {
  */
 export type KvCacheName = ModelDtype;
 export const KV_CACHE_NAMES: readonly KvCacheName[] = ['f32', 'f16', 'bf16'];
+/**
+ * The --kv-cache option: a type, or `auto`, the weights' own 16-bit type (f16 / bf16 weights: that type, f32 weights:
+ * f32), which is what transformers, vLLM and llama.cpp keep their caches in. `auto` is the default of `generate` and
+ * `bench`; the Model API defaults to f32 (the engine's fp32 arithmetic end to end, what the reference tests compare).
+ */
+export type KvCacheOption = KvCacheName | 'auto';
+export const KV_CACHE_OPTIONS: readonly KvCacheOption[] = ['auto', ...KV_CACHE_NAMES];
 
-/** The KV cache option checked: one line naming --kv-cache on a bad value. */
-export function checkKvCache(p: string | undefined): KvCacheName {
-  const v = p ?? 'f32';
-  if (!(KV_CACHE_NAMES as readonly string[]).includes(v)) throw new UserError(`--kv-cache: unknown type ${JSON.stringify(v)} (f32, f16 or bf16)`);
-  return v as KvCacheName;
+/** The KV cache option checked (`dflt` when not given): one line naming --kv-cache on a bad value. */
+export function checkKvCache(p: string | undefined, dflt: KvCacheOption = 'f32'): KvCacheOption {
+  const v = p ?? dflt;
+  if (!(KV_CACHE_OPTIONS as readonly string[]).includes(v)) throw new UserError(`--kv-cache: unknown type ${JSON.stringify(v)} (auto, f32, f16 or bf16)`);
+  return v as KvCacheOption;
+}
+
+/** The cache type of an option for weights of type `weights` (`auto`: f16 / bf16 weights keep their type, else f32). */
+export function resolveKvCache(opt: KvCacheOption, weights: string | undefined): KvCacheName {
+  if (opt !== 'auto') return opt;
+  return weights === 'f16' || weights === 'bf16' ? weights : 'f32';
+}
+
+const ST_TO_DTYPE: Record<string, KvCacheName> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+/** The type of a model file's attention weights (layer 0's fused q,k,v: where K and V come from), else lsw.config's. */
+export function attentionWeightDtype(mf: ModelFile): string {
+  const t = mf.st.tensors.get('layers.0.attn.wqkv.weight');
+  return (t && ST_TO_DTYPE[t.dtype]) ?? mf.config.dtype;
 }
 
 export interface LoadOptions {
@@ -85,8 +105,8 @@ export interface LoadOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates a prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
   mergePrompt?: MergePromptName;
-  /** element type of the KV cache: f32 (default), f16 or bf16 (lsw_model_config.kv_dtype) */
-  kvCache?: KvCacheName;
+  /** element type of the KV cache: f32 (default), f16, bf16 or auto (the weights' type; lsw_model_config.kv_dtype) */
+  kvCache?: KvCacheOption;
   /**
    * Adapter folders to run on top of the model (`path` or `path:scale` strings, or specs), after the adapters the
    * .lsw already holds. They are read, validated against the model and written to a temporary adapter file that the
@@ -315,7 +335,7 @@ export class Model {
       if (!MODE_NAMES.includes(mode)) throw new UserError(`--mode: unknown mode ${JSON.stringify(mode)} (merge, unfused or fused)`);
       const precision = checkPrecision(opts.precision);
       const mergePrompt = checkMergePrompt(opts.mergePrompt);
-      const kvCache = checkKvCache(opts.kvCache);
+      const kvCache = resolveKvCache(checkKvCache(opts.kvCache), attentionWeightDtype(mf));
       const native = getNative();
       const c = mf.config;
       const want = opts.backend ?? 'auto';

@@ -306,8 +306,8 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
   assert.equal(d.machine.matmul_shape, { rows: 256, cols: 256, n: 8 });
   assert.is(d.machine.matmul_dtype, 'f16');
   assert.is(d.protocol.precision, 'precise');
-  assert.is(d.protocol.kv_cache, 'f32');
-  assert.is((d.floor_bytes as { kv_bytes_per_element: number }).kv_bytes_per_element, 4, 'an f32 KV cache by default');
+  assert.is(d.protocol.kv_cache, 'f16');
+  assert.is((d.floor_bytes as { kv_bytes_per_element: number }).kv_bytes_per_element, 2, 'the f16 weights\' type by default (auto)');
   // model
   assert.equal(
     { preset: d.model.preset, path: d.model.path, dtype: d.model.dtype, layers: d.model.layers, hidden: d.model.hidden, intermediate: d.model.intermediate, vocab: d.model.vocab },
@@ -363,7 +363,7 @@ test('plain output (piped): description, the table, and one line when the torch 
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^model {4}tiny: 2×256, I 688, V 32000, f16/m);
   assert.match(r.stdout, /^machine {2}cpu, .*copy bandwidth [\d.]+ GB\/s, matmul [\d.e-]+ TFLOP\/s \(f16 256×256×4\)$/m);
-  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill, f32 KV cache$/m);
+  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill, f16 KV cache$/m);
   assert.match(r.stdout, /prefill TFLOP\/s +% matmul/);
   assert.match(r.stdout, /^lora-switch {2}base /m);
   assert.match(r.stdout, /^lora-switch {2}fused /m);

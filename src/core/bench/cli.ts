@@ -110,7 +110,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   const seed = intFlag('seed', f.seed, 1234, 0);
   const precision = checkPrecision(f.precision);
   const mergePrompt = checkMergePrompt(f.mergePrompt);
-  const kvCache = checkKvCache(f.kvCache);
+  const kvCache = checkKvCache(f.kvCache, 'auto');
   if (f.peer !== undefined && f.peer !== 'torch') throw new UserError(`--peer: unknown peer "${f.peer}" (use torch)`);
   const outputs = [f.json && '--json', f.csv && '--csv', f.markdown && '--markdown'].filter(Boolean);
   if (outputs.length > 1) throw new UserError(`${outputs.join(' and ')} cannot be combined (choose one output format)`);
@@ -183,7 +183,7 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       // once the model is built, so that bad input stays one line
       started = true;
       const mm = state.matmul ? ` (${state.matmul.dtype} ${state.matmul.rows}×${state.matmul.cols}×${state.matmul.n})` : '';
-      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${o.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${state.kvCache ?? o.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
     }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);

@@ -14,7 +14,7 @@ import type { ModelDtype } from '../hf-config.js';
 import { oneLine } from '../errors.js';
 import { BenchEngine, measureBandwidth, measureMatmul, DTYPE_BYTES, type BenchMode, type SyntheticAdapter, type BuildProgress } from './synthetic.js';
 import type { PresetName } from './presets.js';
-import type { PrecisionName, MergePromptName, KvCacheName } from '../model.js';
+import type { PrecisionName, MergePromptName, KvCacheName, KvCacheOption } from '../model.js';
 import { spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape, type MatmulShape } from './stats.js';
 
 export interface BenchOptions {
@@ -40,8 +40,8 @@ export interface BenchOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt: tokenwise (default) or batched (lsw_model_config.merge_prompt) */
   mergePrompt?: MergePromptName;
-  /** element type of the KV cache: f32 (default), f16 or bf16 (lsw_model_config.kv_dtype) */
-  kvCache?: KvCacheName;
+  /** element type of the KV cache: auto (default: the weights' 16-bit type, else f32), f32, f16 or bf16 */
+  kvCache?: KvCacheOption;
   /** shape of the reference matmul (default: matmulShape(backend, hidden, promptTokens)) */
   matmulShape?: MatmulShape;
 }
@@ -101,6 +101,8 @@ export interface BenchState {
   phase: BenchPhase;
   title: string;
   backend: string;
+  /** the KV cache's element type, once the model is built (auto resolved) */
+  kvCache: KvCacheName | null;
   load: { done: number; total: number; name: string; finalizing: boolean };
   bandwidthGBps: number | null;
   /** measured matmul rate (TFLOP/s) and its shape, once known */
@@ -127,6 +129,7 @@ export function newBenchState(o: Pick<BenchOptions, 'modes' | 'repetitions' | 'w
     phase: 'bandwidth',
     title: `${o.preset ?? o.model} (${o.dtype})`,
     backend: '',
+    kvCache: null,
     load: { done: 0, total: 0, name: '', finalizing: false },
     bandwidthGBps: null,
     matmulTflops: null,
@@ -234,12 +237,13 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     seed: o.seed,
     precision: o.precision ?? 'precise',
     mergePrompt: o.mergePrompt ?? 'tokenwise',
-    kvCache: o.kvCache ?? 'f32',
+    kvCache: o.kvCache ?? 'auto',
     onProgress: (p: BuildProgress) => {
       state.load = { done: p.done, total: p.total, name: p.name ?? '', finalizing: p.phase === 'finalize' };
       onUpdate();
     },
   });
+  state.kvCache = engine.kvCache;
   try {
     const c = engine.config;
     const prompt = randomPrompt(o.promptTokens, c.vocab_size, o.seed);
@@ -314,7 +318,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
 
     // 5. the numbers
     const avgCtx = o.promptTokens + (steps + 1) / 2;
-    const kvBytes = DTYPE_BYTES[o.kvCache ?? 'f32'];
+    const kvBytes = DTYPE_BYTES[engine.kvCache];
     const kvAvg = kvBytesRead(c.num_layers, c.num_kv_heads, c.head_dim, kvBytes, avgCtx);
     const medians = new Map<BenchMode, number>();
     const rows: BenchResultRow[] = o.modes.map((mode) => {
@@ -413,7 +417,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         seed: o.seed,
         precision: o.precision ?? 'precise',
         merge_prompt: o.mergePrompt ?? 'tokenwise',
-        kv_cache: o.kvCache ?? 'f32',
+        kv_cache: engine.kvCache,
       },
       prefill_flops: { ...flops, tokens: prompt.length },
       floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: kvBytes },

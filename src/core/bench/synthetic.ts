@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
 import {
-  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName,
+  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption, resolveKvCache, attentionWeightDtype,
 } from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
@@ -141,8 +141,8 @@ export interface BuildOptions {
   precision?: PrecisionName;
   /** how merge mode evaluates the prompt (lsw_model_config.merge_prompt; default tokenwise) */
   mergePrompt?: MergePromptName;
-  /** element type of the KV cache (lsw_model_config.kv_dtype; default f32) */
-  kvCache?: KvCacheName;
+  /** element type of the KV cache (lsw_model_config.kv_dtype; default f32; auto: the attention weights' 16-bit type) */
+  kvCache?: KvCacheOption;
   onProgress?: (p: BuildProgress) => void;
 }
 
@@ -173,6 +173,8 @@ export class BenchEngine {
     readonly weightBytes: number,
     readonly adapter: AdapterInfo | null,
     readonly path: string | null,
+    /** the KV cache's element type (auto resolved) */
+    readonly kvCache: KvCacheName,
   ) {
     this.handle = handle;
   }
@@ -192,9 +194,10 @@ export class BenchEngine {
       if (fileAdapters.length > 0 && o.adapter)
         throw new UserError(`${o.model}: the model has its own adapters (${fileAdapters.map((a) => a.name).join(', ')}); synthetic adapter flags (--experts, --top-k, --rank, --targets, --router) apply to models without adapters`);
       if (o.adapter) validateAdapter(config, o.adapter);
+      const kvCache = resolveKvCache(o.kvCache ?? 'f32', mf ? attentionWeightDtype(mf) : config.dtype);
 
       const out: unknown[] = [null];
-      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise', o.kvCache ?? 'f32'), out);
+      native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise', kvCache), out);
       const handle = out[0];
       try {
         let params = 0;
@@ -265,7 +268,7 @@ export class BenchEngine {
             synthetic: false,
           };
         }
-        return new BenchEngine(native, handle, config, backend, maxContext, params, weightBytes, adapter, mf ? o.model ?? null : null);
+        return new BenchEngine(native, handle, config, backend, maxContext, params, weightBytes, adapter, mf ? o.model ?? null : null, kvCache);
       } catch (e) {
         native.raw.lsw_model_free(handle);
         throw e;
