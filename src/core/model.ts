@@ -83,11 +83,15 @@ export function resolveKvCache(opt: KvCacheOption, weights: string | undefined):
   return weights === 'f16' || weights === 'bf16' ? weights : 'f32';
 }
 
-const ST_TO_DTYPE: Record<string, KvCacheName> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+/** A safetensors tensor dtype as a model dtype (undefined for any other type). */
+const ST_MODEL_DTYPES: Record<string, ModelDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+function tensorDtype(st: SafetensorsFile, name: string): ModelDtype | undefined {
+  const t = st.tensors.get(name);
+  return t && ST_MODEL_DTYPES[t.dtype];
+}
 /** The type of a model file's attention weights (layer 0's fused q,k,v: where K and V come from), else lsw.config's. */
 export function attentionWeightDtype(mf: ModelFile): string {
-  const t = mf.st.tensors.get('layers.0.attn.wqkv.weight');
-  return (t && ST_TO_DTYPE[t.dtype]) ?? mf.config.dtype;
+  return tensorDtype(mf.st, 'layers.0.attn.wqkv.weight') ?? mf.config.dtype;
 }
 
 export interface LoadOptions {
@@ -256,8 +260,7 @@ export async function openModelFile(p: string, opts: LoadOptions = {}): Promise<
     if (specs.length > 0) {
       // a .lsw: the adapters go to a temporary adapter file that the engine maps next to the model
       // adapters in the model's weight dtype (that of its embedding, whatever lsw.config says)
-      const emb = sf.tensors.get('tok_embeddings.weight')?.dtype;
-      const dtype = emb === 'F32' ? 'f32' : emb === 'F16' ? 'f16' : emb === 'BF16' ? 'bf16' : config.dtype;
+      const dtype = tensorDtype(sf, 'tok_embeddings.weight') ?? config.dtype;
       if (!['f32', 'f16', 'bf16'].includes(dtype)) throw fileError(file, `cannot tell the model's weight dtype for its adapters (lsw.config dtype ${JSON.stringify(config.dtype)})`);
       const extra = readAdapters(specs, config, { dtype });
       const names = new Set(adapters.map((a) => a.name));
