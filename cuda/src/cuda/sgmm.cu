@@ -44,6 +44,10 @@
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
+//   Tried and dropped (session 33, bench/results/2026-12-04-h200-session33, diff kept there): L2 requests ahead of the
+//     copies.  W0 tiles 1-8 ahead (bulk or per line) did not help: one tile ahead was even, and further ahead the lines were
+//     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
+//     super-strip (same DRAM bytes).  So the two-stage pipeline's latency is not what holds r64 top-1 at 84 %.
 //   Tried and removed (2026-12-01, H200 sessions 7-8; code in commits da7540e and a0ac119): a row-streaming kernel
 //     (each warp streaming 32 rows along whole rows, raw mma.sync with permuted n-positions, no shared-memory
 //     epilogue) at 2.67 ms, and a tile-streaming kernel (variant 3's walk with W0 in registers in the mma accumulator
