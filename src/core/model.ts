@@ -146,6 +146,12 @@ export interface SamplerParams {
 }
 
 const NATIVE_DTYPES: Record<string, number> = { F32: DTYPE.F32, F16: DTYPE.F16, BF16: DTYPE.BF16 };
+/** The engine's dtype code for tensor `name` of the safetensors file `path`; a file error for a type it does not take. */
+export function engineTensorDtype(path: string, name: string, dtype: string): number {
+  const dt = NATIVE_DTYPES[dtype];
+  if (dt === undefined) throw fileError(path, `tensor "${name}" has dtype ${dtype}; the engine takes F32, F16 or BF16`);
+  return dt;
+}
 const CONFIG_KEYS = ['vocab_size', 'hidden_size', 'intermediate_size', 'num_layers', 'num_heads', 'num_kv_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta'] as const;
 
 /** A parsed .lsw file: header, engine config, tokenizer; no native state. */
@@ -360,8 +366,7 @@ export class Model {
           const fileId = new Int32Array(1);
           native.call('lsw_model_map_file', handle, st.path, st.dataOffset, fileId);
           for (const [name, t] of st.tensors) {
-            const dt = NATIVE_DTYPES[t.dtype];
-            if (dt === undefined) throw fileError(st.path, `tensor "${name}" has dtype ${t.dtype}; the engine takes F32, F16 or BF16`);
+            const dt = engineTensorDtype(st.path, name, t.dtype);
             native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
           }
         }

@@ -93,5 +93,23 @@ test('convert writes a file that generate accepts as a model; --json is one obje
   assert.ok(fs.existsSync(path.join(dir, 'ok.lsw')));
 });
 
+test('generate and bench -m: a .lsw tensor of a type the engine does not take (one line, the file and the tensor)', () => {
+  const r = cli(['convert', hf, '-o', 'i32.lsw', '--dtype', 'f32']);
+  assert.is(r.code, 0, r.stderr);
+  const file = path.join(dir, 'i32.lsw');
+  const buf = fs.readFileSync(file);
+  const hlen = Number(buf.readBigUInt64LE(0));
+  const header = buf.subarray(8, 8 + hlen).toString('utf8');
+  const m = /"([^"]+)":\{"dtype":"F32"/.exec(header);
+  assert.ok(m, 'an F32 tensor in the header');
+  // same element size, so the file stays consistent: only the type is one the engine refuses
+  buf.write(header.replace(`"${m![1]}":{"dtype":"F32"`, `"${m![1]}":{"dtype":"I32"`), 8, 'utf8');
+  fs.writeFileSync(file, buf);
+  const name = m![1].replace(/[.]/g, '\\.');
+  const re = new RegExp(`i32\\.lsw: tensor "${name}" has dtype I32; the engine takes F32, F16 or BF16`);
+  oneLineError(cli(['generate', '-m', file, '-p', 'hi', '--max-tokens', '1']), re);
+  oneLineError(cli(['bench', '-m', file, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '2', '--repetitions', '1', '--warmup', '0']), re);
+});
+
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 test.run();

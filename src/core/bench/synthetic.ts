@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
 import {
-  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption, resolveKvCache, attentionWeightDtype,
+  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption, resolveKvCache, attentionWeightDtype, engineTensorDtype,
 } from '../model.js';
 import { presetConfig, type PresetName } from './presets.js';
 
@@ -34,7 +34,6 @@ export const NORM_SCALE = 0.1;
 const DTYPE_CODE: Record<ModelDtype, number> = { f32: DTYPE.F32, f16: DTYPE.F16, bf16: DTYPE.BF16 };
 /** Bytes per element of a dtype: weights, and the KV cache (--kv-cache) in bench's memory floor. */
 export const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
-const FILE_DTYPES: Record<string, number> = { F32: DTYPE.F32, F16: DTYPE.F16, BF16: DTYPE.BF16 };
 const FILE_DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
 
 export interface TensorSpec {
@@ -212,8 +211,7 @@ export class BenchEngine {
           const list = [...mf.st.tensors];
           let i = 0;
           for (const [name, t] of list) {
-            const dt = FILE_DTYPES[t.dtype];
-            if (dt === undefined) throw new UserError(`${mf.st.path}: tensor "${name}" has dtype ${t.dtype}; the engine takes F32, F16 or BF16`);
+            const dt = engineTensorDtype(mf.st.path, name, t.dtype);
             native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
             const n = t.shape.reduce((a, b) => a * b, 1);
             const bytes = n * FILE_DTYPE_BYTES[t.dtype];
