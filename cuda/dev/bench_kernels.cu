@@ -2327,7 +2327,9 @@ static void test_attention() {
   struct S { int n, n_ctx, nh, nkv, hd; };
   const S cases[] = {{1, 1, 4, 4, 64},     {1, 37, 8, 2, 128},    {1, 3000, 8, 8, 128}, {1, 5000, 4, 1, 256},
                      {1, 200, 6, 3, 16},   {17, 17, 4, 2, 64},    {40, 100, 8, 4, 128}, {5, 9, 4, 4, 48},
-                     {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96},  {1, 150, 4, 2, 12}};
+                     {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96},  {1, 150, 4, 2, 12},
+                     // MHA with 64 KV heads: the one-wave cap of the decode kernel's splits (attention.cu) takes effect
+                     {1, 900, 64, 64, 128}};
   const int kv_types[] = {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16};
   // every KV cache type: the reference runs on the values the cache holds (16-bit: 4-dim loads; hd 12 in 16 bits
   // is not whole 16-byte chunks, so its decode takes the two-kernel path)
@@ -2576,7 +2578,7 @@ static void test_attention() {
 static void bench_attention() {
   logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
   for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16})
-  for (int ctx : {712, 4096}) {  // as the model runs it: RoPE + append + attention + merge in one launch
+  for (int ctx : {612, 712, 4096}) {  // as the model runs it: RoPE + append + attention + merge in one launch
     const int nh = 32, hd = 128, kvd = nh * hd;
     const size_t es = dsz(kt);
     float *qkv = dnew<float>(3 * kvd), *O = dnew<float>(kvd);

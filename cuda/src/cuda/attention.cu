@@ -53,6 +53,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace lswc {
@@ -208,8 +209,8 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-template <int G, int NCH, int P, typename KT>
-__global__ void __launch_bounds__(DA_WARPS * 32) attn_decode_fused_kernel(DecodeAttn a) {
+template <int G, int NCH, int P, typename KT, int MINB = 1>
+__global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
   __shared__ __align__(16) float sq[G][HD];
@@ -470,17 +471,61 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_d
 // fp32's 4 for the rows).
 static bool g_attn_p8 = false;
 void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
-// pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel)
+// One wave (session 33, bench/results/2026-12-04-h200-session33/run4-attn-wave): at 94 registers the MHA P = 8 kernel
+// (the 16-bit caches' default) ran 5 blocks per SM, 660 on the H200, so past 640 positions the 32 KV heads' splits
+// (one per 32 positions) needed a second wave, and the merge waited for it: 13.8 us per launch at 712 positions
+// against 10.8 at 612.  With a 16-bit cache it is now compiled for 6 blocks per SM (80 registers, no spills): 11.3 us
+// at 712, and 7B
+// `base` 3.548 / 3.524 -> 3.509 / 3.510 ms/token.  And the split count is capped so that all of a launch's live blocks
+// fit in one wave at the kernel's occupancy (from 24 splits on here, i.e. past 768 positions at 32 heads).
+// LSW_CUDA_ATTN_MINB=1 restores the 94-register build, LSW_CUDA_ATTN_WAVE=0 the uncapped splits.
+static int g_attn_minb = -1, g_attn_wave = -1;
+static void attn_knobs() {
+  if (g_attn_minb < 0) {
+    const char *m = getenv("LSW_CUDA_ATTN_MINB");
+    g_attn_minb = m && *m == '1' && !m[1] ? 1 : 6;
+    const char *w = getenv("LSW_CUDA_ATTN_WAVE");
+    g_attn_wave = w && *w == '0' && !w[1] ? 0 : 1;
+  }
+}
+using DecodeKern = void (*)(DecodeAttn);
+// resident blocks per SM of a decode kernel on the current device (0: unknown), looked up once per kernel and device
+static int decode_blocks_per_sm(DecodeKern k) {
+  static std::mutex mu;
+  static std::vector<std::pair<std::pair<const void *, int>, int>> memo;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) { cudaGetLastError(); return 0; }
+  std::lock_guard<std::mutex> lk(mu);
+  for (auto &e : memo)
+    if (e.first.first == (const void *)k && e.first.second == dev) return e.second;
+  int nb = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k, DA_WARPS * 32, 0) != cudaSuccess) { cudaGetLastError(); nb = 0; }
+  memo.push_back({{(const void *)k, dev}, nb});
+  return nb;
+}
+// pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel).  The grid's
+// y extent is a.max_splits, capped to one wave (above).
+static void launch_decode_kern(DecodeKern k, int n_kv_heads, DecodeAttn a, bool pdl, cudaStream_t s) {
+  if (g_attn_wave) {
+    const int nb = decode_blocks_per_sm(k);
+    if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, n_kv_heads)));
+  }
+  launch_pdl(k, dim3(n_kv_heads, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
+}
 template <int NCH, typename KT>
-static void launch_decode(int G, dim3 grid, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+  attn_knobs();
   constexpr bool w16 = sizeof(KT) == 2;
+  DecodeKern k;
   if (G <= 1) {
     if (NCH == 1 && (w16 || g_attn_p8))
-      launch_pdl(attn_decode_fused_kernel<1, NCH, 8, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-    else launch_pdl(attn_decode_fused_kernel<1, NCH, 4, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  } else if (G <= 2) launch_pdl(attn_decode_fused_kernel<2, NCH, 4, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  else if (G <= 4) launch_pdl(attn_decode_fused_kernel<4, NCH, 2, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
-  else launch_pdl(attn_decode_fused_kernel<8, NCH, 2, KT>, grid, dim3(DA_WARPS * 32), s, pdl, a);
+      // (an fp32 cache's P = 8, LSW_CUDA_ATTN_P8, holds twice the row registers: it would spill at 6 blocks per SM)
+      k = g_attn_minb == 1 || !w16 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, w16 ? 6 : 1>;
+    else k = attn_decode_fused_kernel<1, NCH, 4, KT>;
+  } else if (G <= 2) k = attn_decode_fused_kernel<2, NCH, 4, KT>;
+  else if (G <= 4) k = attn_decode_fused_kernel<4, NCH, 2, KT>;
+  else k = attn_decode_fused_kernel<8, NCH, 2, KT>;
+  launch_decode_kern(k, a.n_kv_heads, a, pdl, s);
 }
 
 // ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
@@ -930,11 +975,10 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     LSWC_LAUNCH_RET();
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
-  const dim3 grid(n_kv_heads, a.max_splits);
   with_dtype(kv_dtype, [&](auto tag) {
     using KT = LSWC_DT(tag);
-    if (head_dim <= 128) launch_decode<1, KT>(G, grid, a, pdl, s);
-    else launch_decode<2, KT>(G, grid, a, pdl, s);
+    if (head_dim <= 128) launch_decode<1, KT>(G, a, pdl, s);
+    else launch_decode<2, KT>(G, a, pdl, s);
   });
   LSWC_LAUNCH_RET();
 }
