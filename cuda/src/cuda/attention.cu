@@ -10,7 +10,8 @@
 //    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
 //    griddepcontrol.wait.  Two kernels (the `variant` argument, else attn_decode_set_variant / LSW_CUDA_ATTN_VARIANT):
 //    * variant 0 (below 1,024 positions in the model), attn_decode_fused_kernel: each warp holds P cache rows in
-//      registers (16-byte loads), <= 32 splits of >= 32 positions; the merge loads every split's (max, sum) at once
+//      registers (16-byte loads), <= 32 splits of >= 32 positions (capped so that they fit one wave: launch_decode_kern,
+//      session 33); the merge loads every split's (max, sum) at once
 //      (a lane per split), then each output dim's partials with all loads in flight.
 //    * variant 1 (from 1,024 positions in the model), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <=
 //      128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
@@ -471,14 +472,14 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_d
 // fp32's 4 for the rows).
 static bool g_attn_p8 = false;
 void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
-// One wave (session 33, bench/results/2026-12-04-h200-session33/run4-attn-wave): at 94 registers the MHA P = 8 kernel
-// (the 16-bit caches' default) ran 5 blocks per SM, 660 on the H200, so past 640 positions the 32 KV heads' splits
-// (one per 32 positions) needed a second wave, and the merge waited for it: 13.8 us per launch at 712 positions
-// against 10.8 at 612.  With a 16-bit cache it is now compiled for 6 blocks per SM (80 registers, no spills): 11.3 us
-// at 712, and 7B
-// `base` 3.548 / 3.524 -> 3.509 / 3.510 ms/token.  And the split count is capped so that all of a launch's live blocks
-// fit in one wave at the kernel's occupancy (from 24 splits on here, i.e. past 768 positions at 32 heads).
-// LSW_CUDA_ATTN_MINB=1 restores the 94-register build, LSW_CUDA_ATTN_WAVE=0 the uncapped splits.
+// One wave (session 33, bench/results/2026-12-04-h200-session33, runs 4-6): at 94 registers the MHA P = 8 kernel (the
+// 16-bit caches' default) ran 5 blocks per SM, 660 on the H200, so past 640 positions the 32 KV heads' splits (one per
+// 32 positions) needed a second wave, and the merge waited for it: 13.8 us per launch at 712 positions against 10.8
+// at 612.  With a 16-bit cache it is now compiled for 6 blocks per SM (80 registers, no spills): 11.3 us at 712.  In
+// the whole 7B decode (513..712 positions) that is -0.01 ms per token at the median over 13 interleaved pairs and
+// about -0.05 ms at p90 (the late steps).  And the split count is capped so that all of a launch's live blocks fit in
+// one wave at the kernel's occupancy (from 24 splits on here, i.e. past 768 positions at 32 heads, or with more KV
+// heads).  LSW_CUDA_ATTN_MINB=1 restores the 94-register build, LSW_CUDA_ATTN_WAVE=0 the uncapped splits.
 static int g_attn_minb = -1, g_attn_wave = -1;
 static void attn_knobs() {
   if (g_attn_minb < 0) {
