@@ -506,27 +506,29 @@ static int decode_blocks_per_sm(DecodeKern k) {
 }
 // pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel).  The grid's
 // y extent is a.max_splits, capped to one wave (above).
-static void launch_decode_kern(DecodeKern k, int n_kv_heads, DecodeAttn a, bool pdl, cudaStream_t s) {
+static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s) {
   if (g_attn_wave) {
     const int nb = decode_blocks_per_sm(k);
-    if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, n_kv_heads)));
+    if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, a.n_kv_heads)));
   }
-  launch_pdl(k, dim3(n_kv_heads, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
+  launch_pdl(k, dim3(a.n_kv_heads, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
 }
 template <int NCH, typename KT>
 static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
   attn_knobs();
   constexpr bool w16 = sizeof(KT) == 2;
+  // 6 blocks per SM for a 16-bit cache; an fp32 cache's P = 8 (LSW_CUDA_ATTN_P8) holds twice the row registers and
+  // would spill there
+  constexpr int minb = w16 ? 6 : 1;
   DecodeKern k;
   if (G <= 1) {
     if (NCH == 1 && (w16 || g_attn_p8))
-      // (an fp32 cache's P = 8, LSW_CUDA_ATTN_P8, holds twice the row registers: it would spill at 6 blocks per SM)
-      k = g_attn_minb == 1 || !w16 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, w16 ? 6 : 1>;
+      k = g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, minb>;
     else k = attn_decode_fused_kernel<1, NCH, 4, KT>;
   } else if (G <= 2) k = attn_decode_fused_kernel<2, NCH, 4, KT>;
   else if (G <= 4) k = attn_decode_fused_kernel<4, NCH, 2, KT>;
   else k = attn_decode_fused_kernel<8, NCH, 2, KT>;
-  launch_decode_kern(k, a.n_kv_heads, a, pdl, s);
+  launch_decode_kern(k, a, pdl, s);
 }
 
 // ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
