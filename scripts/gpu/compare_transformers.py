@@ -13,6 +13,9 @@ user scales.  fx/results/<case>.<source>.json hold our outputs (interchange form
 {"case", "source", "prompt_ids", "vocab_size", "logits": [[...] per prompt position], "greedy_tokens": [...]}.
 Each is compared with transformers: relative error ||ours - hf|| / ||hf|| per position (the worst is reported)
 and the greedy continuation.  transformers' own outputs are written as results/<case>.transformers.json.
+An engine output passes when it is within --tol of the case's fp64 TS reference (ts-ref) and within --tol plus
+that reference's own distance of transformers: transformers keeps some steps in float32 even in float64 mode, which
+some cases (large rsLoRA scales) amplify to ~5e-6.
 
 Adapters: PEFT LoRA folders are loaded with peft itself (several at once, user scale multiplied into each
 layer's scaling).  LoRA-Switch and MixLoRA have no transformers/peft implementation, so they are written here in
