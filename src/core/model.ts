@@ -145,12 +145,13 @@ export interface SamplerParams {
   seed: number | bigint;
 }
 
-const NATIVE_DTYPES: Record<string, number> = { F32: DTYPE.F32, F16: DTYPE.F16, BF16: DTYPE.BF16 };
+/** The engine's dtype code (lsw_dtype) of each model dtype. */
+export const DTYPE_CODE: Record<ModelDtype, number> = { f32: DTYPE.F32, f16: DTYPE.F16, bf16: DTYPE.BF16 };
 /** The engine's dtype code for tensor `name` of the safetensors file `path`; a file error for a type it does not take. */
 export function engineTensorDtype(path: string, name: string, dtype: string): number {
-  const dt = NATIVE_DTYPES[dtype];
-  if (dt === undefined) throw fileError(path, `tensor "${name}" has dtype ${dtype}; the engine takes F32, F16 or BF16`);
-  return dt;
+  const md = ST_MODEL_DTYPES[dtype];
+  if (md === undefined) throw fileError(path, `tensor "${name}" has dtype ${dtype}; the engine takes F32, F16 or BF16`);
+  return DTYPE_CODE[md];
 }
 const CONFIG_KEYS = ['vocab_size', 'hidden_size', 'intermediate_size', 'num_layers', 'num_heads', 'num_kv_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta'] as const;
 

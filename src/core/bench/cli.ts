@@ -183,7 +183,7 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       // once the model is built, so that bad input stays one line
       started = true;
       const mm = state.matmul ? ` (${state.matmul.dtype} ${state.matmul.rows}×${state.matmul.cols}×${state.matmul.n})` : '';
-      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${state.kvCache ?? o.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${state.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
     }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);

@@ -7,10 +7,11 @@
  */
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
-import { getNative, DTYPE, BACKEND, MODE, type Native } from '../native/abi.js';
+import { getNative, BACKEND, MODE, type Native } from '../native/abi.js';
 import {
-  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption, resolveKvCache, attentionWeightDtype, engineTensorDtype,
+  openModelFile, closeModelFile, adapterDesc, engineConfigStruct, type ModelFile, type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption, resolveKvCache, attentionWeightDtype, engineTensorDtype, DTYPE_CODE,
 } from '../model.js';
+import { DTYPE_BYTES as ST_DTYPE_BYTES, type FloatDtype } from '../dtype.js';
 import { presetConfig, type PresetName } from './presets.js';
 
 export const MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
@@ -31,10 +32,8 @@ export interface SyntheticAdapter {
 /** Random-value scales: weights ±0.02 (activations stay O(1) through RMSNorm), 1-D F32 tensors 1 ± 0.1. */
 export const WEIGHT_SCALE = 0.02;
 export const NORM_SCALE = 0.1;
-const DTYPE_CODE: Record<ModelDtype, number> = { f32: DTYPE.F32, f16: DTYPE.F16, bf16: DTYPE.BF16 };
 /** Bytes per element of a dtype: weights, and the KV cache (--kv-cache) in bench's memory floor. */
 export const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
-const FILE_DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
 
 export interface TensorSpec {
   name: string;
@@ -214,7 +213,7 @@ export class BenchEngine {
             const dt = engineTensorDtype(mf.st.path, name, t.dtype);
             native.call('lsw_model_add_tensor', handle, name, dt, t.shape.length, BigInt64Array.from(t.shape.map(BigInt)), fileId[0], t.start);
             const n = t.shape.reduce((a, b) => a * b, 1);
-            const bytes = n * FILE_DTYPE_BYTES[t.dtype];
+            const bytes = n * ST_DTYPE_BYTES[t.dtype as FloatDtype];  // F32, F16 or BF16 (engineTensorDtype)
             if (name.startsWith('adapters.')) adapterBytes += bytes;
             else {
               params += n;
