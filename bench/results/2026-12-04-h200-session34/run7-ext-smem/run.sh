@@ -1,0 +1,34 @@
+#!/bin/bash
+# session 34 run 7: is the extended-K kernel's own cost (run 4's mode 3, +0.12 ms with no LoRA work) its static shared
+# memory?  The stage is now dynamic (none in modes 3 and 5); mode 5 loads B and t from L2 after the main loop (B
+# prefetched into L2 before the wait) instead of staging them.  test_lora in modes 4 and 5, then all-linear r64 with
+# skip (t stale: timing only) in modes 3 / 4 / 5 against the default, interleaved x2
+set -u
+R=$(pwd)
+mkdir -p "$OUT/x"; X=$OUT/x
+cp "$0" $X/run.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv > $X/gpu.txt; date -u >> $X/gpu.txt
+T0=$(date +%s)
+pack() { (cd "$OUT" && tar -czf x.tgz x); }
+(cd .gpu && tar -xJf pack/bf.tar.xz)
+tar -xJf .gpu/pack/ext34.tar.xz && cp build/prebuilt.txt $X/ 2>/dev/null
+for e in 4 5; do
+  env LSW_CUDA_LORA_EXT=$e LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain timeout 150 build/dev/bench_kernels $X/lora-ext$e.txt > /dev/null 2>&1
+  echo "test_lora ext=$e rc=$? $(grep -E 'validation:' $X/lora-ext$e.txt | tail -1) $(( $(date +%s) - T0 ))s"
+  grep -E "FAIL" $X/lora-ext$e.txt | head -3
+done
+pack
+[ -x $R/.gpu/bin/node ] || { mkdir -p $R/.gpu/bin && xz -dc $R/.gpu/node.xz > $R/.gpu/bin/node && chmod +x $R/.gpu/bin/node; }
+export PATH=$R/.gpu/bin:$PATH
+CLI=$R/.gpu/bundle/lora-switch.mjs
+b() { local n=$1 cfg=$2; shift 2
+  env LSW_NATIVE_LIB=$R/build/native/liblsw.so $cfg timeout 90 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --repetitions 3 "$@" --out "$X/$n.json" > "$X/$n.txt" 2>&1
+  echo "$n [$cfg] rc=$? $(( $(date +%s) - T0 ))s $(grep -E '^lora-switch' $X/$n.txt | tr -s ' ' | cut -d' ' -f2-4 | tr '\n' ';')"
+}
+KN=("LSW_X=0" "LSW_CUDA_FUSED_SHRINK=skip LSW_CUDA_LORA_EXT=3" "LSW_CUDA_FUSED_SHRINK=skip LSW_CUDA_LORA_EXT=4" "LSW_CUDA_FUSED_SHRINK=skip LSW_CUDA_LORA_EXT=5")
+for r in a b; do
+  for i in 0 1 2 3; do b all-k$i-$r "${KN[$i]}" --rank 64 --targets all --router pregated --modes base,fused; done
+  pack
+done
+echo "done $(( $(date +%s) - T0 ))s"
+pack; rm -rf "$OUT/x"
