@@ -49,7 +49,8 @@ export function makeFixtureSet(out: string): Manifest {
     cases.push({ name: v.name, model: `models/${v.name}`, adapters: [] });
   }
   const adapterCases: [string, string, (dir: string, b: CheckpointInfo) => void, AdapterRef['type'], number][] = [];
-  for (const baseName of ['llama3-gqa-rope-llama3-v5', 'qwen2-f32-sharded']) {
+  // (mistral-gqa-f16: 16-bit weights, so the GPU end-to-end run reaches the 16-bit fused-LoRA and SGMM kernels too)
+  for (const baseName of ['llama3-gqa-rope-llama3-v5', 'qwen2-f32-sharded', 'mistral-gqa-f16']) {
     const b = models.get(baseName)!;
     const short = baseName.split('-')[0];
     const mk = (name: string, type: AdapterRef['type'], fn: (dir: string) => void) => {
@@ -57,14 +58,19 @@ export function makeFixtureSet(out: string): Manifest {
       fn(path.join(out, rel));
       return { path: rel, type, scale: 1 } as AdapterRef;
     };
-    const peftQv = mk('peft-qv', 'LORA', (d) => makePeftLoraAdapter(d, b, { targetModules: ['q_proj', 'v_proj'], r: 4, alpha: 8, seed: 11 }));
+    // on the 16-bit base every adapter is saved in its dtype (the engine stores adapters in the model's dtype, so f32
+    // adapter weights would be rounded there and the fp64 reference would not see the same values), the LoRA-Switch
+    // ones at rank 16 (32-byte LoRA rows), so the CUDA vector LoRA GEMVs and the tensor-core SGMM take them
+    const a16 = b.opts.dtype === 'f32' ? {} : { dtype: b.opts.dtype };
+    const w16 = b.opts.dtype === 'f32' ? {} : { r: 16, dtype: b.opts.dtype };
+    const peftQv = mk('peft-qv', 'LORA', (d) => makePeftLoraAdapter(d, b, { targetModules: ['q_proj', 'v_proj'], r: 4, alpha: 8, ...a16, seed: 11 }));
     const peftAll = mk('peft-all-rslora-patterns', 'LORA', (d) =>
-      makePeftLoraAdapter(d, b, { targetModules: 'all-linear', r: 4, alpha: 16, useRslora: true, rankPattern: { 'layers.1.self_attn.v_proj': 2, down_proj: 6 }, alphaPattern: { o_proj: 3 }, seed: 12 }));
-    const peftMlp = mk('peft-mlp-layer1', 'LORA', (d) => makePeftLoraAdapter(d, b, { targetModules: ['gate_proj', 'up_proj', 'down_proj'], layersToTransform: [1], seed: 13 }));
-    const ls42 = mk('lsw-e4k2-all', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 4, topK: 2, seed: 21 }));
-    const ls31 = mk('lsw-e3k1-attn', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 3, topK: 1, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], seed: 22 }));
-    const ls83 = mk('lsw-e8k3-mlp', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 8, topK: 3, targetModules: ['gate_proj', 'up_proj', 'down_proj'], seed: 23 }));
-    const mix = mk('mixlora-e4k2', 'MIXLORA', (d) => makeMixLoraAdapter(d, b, { numExperts: 4, topK: 2, seed: 24 }));
+      makePeftLoraAdapter(d, b, { targetModules: 'all-linear', r: 4, alpha: 16, useRslora: true, rankPattern: { 'layers.1.self_attn.v_proj': 2, down_proj: 6 }, alphaPattern: { o_proj: 3 }, ...a16, seed: 12 }));
+    const peftMlp = mk('peft-mlp-layer1', 'LORA', (d) => makePeftLoraAdapter(d, b, { targetModules: ['gate_proj', 'up_proj', 'down_proj'], layersToTransform: [1], ...a16, seed: 13 }));
+    const ls42 = mk('lsw-e4k2-all', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 4, topK: 2, ...w16, seed: 21 }));
+    const ls31 = mk('lsw-e3k1-attn', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 3, topK: 1, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], ...w16, seed: 22 }));
+    const ls83 = mk('lsw-e8k3-mlp', 'LORA_SWITCH', (d) => makeLoraSwitchAdapter(d, b, { numExperts: 8, topK: 3, targetModules: ['gate_proj', 'up_proj', 'down_proj'], ...w16, seed: 23 }));
+    const mix = mk('mixlora-e4k2', 'MIXLORA', (d) => makeMixLoraAdapter(d, b, { numExperts: 4, topK: 2, ...a16, seed: 24 }));
     const m = `models/${baseName}`;
     cases.push(
       { name: `${short}+peft-qv`, model: m, adapters: [peftQv] },
