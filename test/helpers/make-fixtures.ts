@@ -48,7 +48,6 @@ export function makeFixtureSet(out: string): Manifest {
     models.set(v.name, info);
     cases.push({ name: v.name, model: `models/${v.name}`, adapters: [] });
   }
-  const adapterCases: [string, string, (dir: string, b: CheckpointInfo) => void, AdapterRef['type'], number][] = [];
   // (mistral-gqa-f16: 16-bit weights, so the GPU end-to-end run reaches the 16-bit fused-LoRA and SGMM kernels too)
   for (const baseName of ['llama3-gqa-rope-llama3-v5', 'qwen2-f32-sharded', 'mistral-gqa-f16']) {
     const b = models.get(baseName)!;
@@ -62,7 +61,7 @@ export function makeFixtureSet(out: string): Manifest {
     // adapter weights would be rounded there and the fp64 reference would not see the same values), the LoRA-Switch
     // ones at rank 16 (32-byte LoRA rows), so the CUDA vector LoRA GEMVs and the tensor-core SGMM take them
     const a16 = b.opts.dtype === 'f32' ? {} : { dtype: b.opts.dtype };
-    const w16 = b.opts.dtype === 'f32' ? {} : { r: 16, dtype: b.opts.dtype };
+    const w16 = b.opts.dtype === 'f32' ? {} : { ...a16, r: 16 };
     const peftQv = mk('peft-qv', 'LORA', (d) => makePeftLoraAdapter(d, b, { targetModules: ['q_proj', 'v_proj'], r: 4, alpha: 8, ...a16, seed: 11 }));
     const peftAll = mk('peft-all-rslora-patterns', 'LORA', (d) =>
       makePeftLoraAdapter(d, b, { targetModules: 'all-linear', r: 4, alpha: 16, useRslora: true, rankPattern: { 'layers.1.self_attn.v_proj': 2, down_proj: 6 }, alphaPattern: { o_proj: 3 }, ...a16, seed: 12 }));
@@ -81,7 +80,6 @@ export function makeFixtureSet(out: string): Manifest {
       { name: `${short}+lsw-e8k3-mlp`, model: m, adapters: [ls83] },
       { name: `${short}+mixlora-e4k2`, model: m, adapters: [mix] },
     );
-    void adapterCases;
   }
   const manifest: Manifest = { version: 1, prompt_ids: PROMPT_IDS, gen_tokens: GEN_TOKENS, cases };
   fs.writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(manifest, null, 2));

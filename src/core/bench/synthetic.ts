@@ -33,7 +33,7 @@ export interface SyntheticAdapter {
 export const WEIGHT_SCALE = 0.02;
 export const NORM_SCALE = 0.1;
 /** Bytes per element of a dtype: weights, and the KV cache (--kv-cache) in bench's memory floor. */
-export const DTYPE_BYTES: Record<ModelDtype, number> = { f32: 4, f16: 2, bf16: 2 };
+export const DTYPE_BYTES: Record<ModelDtype, number> = { f32: ST_DTYPE_BYTES.F32, f16: ST_DTYPE_BYTES.F16, bf16: ST_DTYPE_BYTES.BF16 };
 
 export interface TensorSpec {
   name: string;
