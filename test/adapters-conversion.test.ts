@@ -1,5 +1,5 @@
 // The adapter readers of src/core/adapters (folders -> engine tensors, docs/FORMAT.md) checked end to end against
-// the fp64 reference: the engine tensors they produce (scaling folded into B, experts stacked, routers mapped) are
+// the fp64 reference: the engine tensors they produce (scaling in lora_scale, experts stacked, routers mapped) are
 // run through the reference forward, interpreted exactly as FORMAT.md says the engine will, and must give the
 // logits of the reference run on the original folders. This pins down the conversion semantics (alpha/r,
 // rsLoRA, rank/alpha patterns, user scales, expert order, router input, MixLoRA layer-wise FFN experts) before
@@ -24,7 +24,7 @@ const ENGINE_TO_HF: Record<string, ModuleName> = {
 };
 const LSW_MODULE: ModuleName[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-/** Interpret engine adapter tensors (FORMAT.md) as reference adapters: delta = sum_k g_k B_k (A_k x). */
+/** Interpret engine adapter tensors (FORMAT.md) as reference adapters: delta = sum_k g_k s B_k (A_k x), s = lora_scale. */
 function fromEngine(ad: EngineAdapter): RefAdapter {
   const T = new Map(ad.tensors.map((t) => [t.name, t]));
   const E = ad.desc.num_experts;
@@ -34,6 +34,10 @@ function fromEngine(ad: EngineAdapter): RefAdapter {
     if (!m) continue;
     const B = T.get(`layers.${m[1]}.${m[2]}.lora_B`);
     if (!B) throw new Error(`engine adapter: ${t.name} without lora_B`);
+    const S = T.get(`layers.${m[1]}.${m[2]}.lora_scale`);
+    if (!S) throw new Error(`engine adapter: ${t.name} without lora_scale`);
+    assert.is(S.dtype, 'f32');
+    assert.equal(S.shape, [1]);
     const [e, r, inn] = t.shape;
     const [e2, out, r2] = B.shape;
     assert.is(e, E, `${t.name}: experts`);
@@ -44,7 +48,7 @@ function fromEngine(ad: EngineAdapter): RefAdapter {
       list.push({
         A: Float64Array.from(t.data.subarray(k * r * inn, (k + 1) * r * inn)),
         B: Float64Array.from(B.data.subarray(k * out * r, (k + 1) * out * r)),
-        r, inn, out, scaling: 1,
+        r, inn, out, scaling: S.data[0],
       });
     experts.set(`${m[1]}.${ENGINE_TO_HF[m[2]]}`, list);
   }

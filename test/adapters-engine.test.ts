@@ -333,7 +333,13 @@ test('convert --adapter: lsw.adapters metadata (FORMAT.md) and adapter tensors i
   assert.ok(names.includes('adapters.1.layers.0.v.lora_A'));
   assert.ok(names.includes('adapters.2.layers.1.router.weight'));
   assert.ok(names.includes('adapters.3.layers.0.q.lora_A'));
-  for (const n of names) assert.is(st.tensors.get(n)!.dtype, 'BF16', `${n} is in the model dtype`);
+  for (const n of names) {
+    if (n.endsWith('.lora_scale')) {  // each module's LoRA scaling: one F32 value (FORMAT.md "Adapter tensors")
+      assert.is(st.tensors.get(n)!.dtype, 'F32', n);
+      assert.equal(st.tensors.get(n)!.shape, [1], n);
+    } else assert.is(st.tensors.get(n)!.dtype, 'BF16', `${n} is in the model dtype`);
+  }
+  assert.ok(names.includes('adapters.1.layers.0.v.lora_scale'));
   assert.equal(st.tensors.get('adapters.0.layers.1.down.lora_A')!.shape, [3, 4, info.moduleShape('down_proj').in]);
   assert.equal(st.tensors.get('adapters.0.layers.1.down.lora_B')!.shape, [3, info.moduleShape('down_proj').out, 4]);
   assert.equal(st.tensors.get('adapters.0.router.weight')!.shape, [3, info.moduleShape('q_proj').in]);

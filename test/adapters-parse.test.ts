@@ -87,6 +87,15 @@ function assertSlice(data: Float32Array, offset: number, src: Float64Array, scal
   }
 }
 
+/** A module's LoRA scaling: lora_scale [1] F32 holding the scale (rounded to fp32), B stored unscaled (FORMAT.md). */
+function assertScale(tm: Map<string, { dtype: string; shape: number[]; data: Float32Array }>, prefix: string, scale: number) {
+  const S = tm.get(`${prefix}.lora_scale`);
+  assert.ok(S, `${prefix}.lora_scale present`);
+  assert.is(S!.dtype, 'f32');
+  assert.equal(S!.shape, [1]);
+  assert.is(S!.data[0], Math.fround(scale), `${prefix}.lora_scale`);
+}
+
 function expectUserError(fn: () => unknown, file: string, re: RegExp) {
   try {
     fn();
@@ -122,7 +131,7 @@ test('loadAdapterSpec: path and path:scale', () => {
 
 // ----- LoRA-Switch ----------------------------------------------------------------------------------------------
 
-test('LoRA-Switch: desc, meta, names, shapes, expert stacking, alpha/r and user scale folded into B', () => {
+test('LoRA-Switch: desc, meta, names, shapes, expert stacking, alpha/r and user scale in lora_scale', () => {
   const targets = ['down_proj', 'q_proj', 'v_proj'];
   const { dir, values } = writeAdapter(lsConfig(), loraSwitchTensors({ E: 3, r: 2, targets, routerIn: 12 }), 11);
   const [a, ...rest] = readAdapter({ path: dir, scale: 0.75 }, BASE, { dtype: 'f16' });
@@ -135,9 +144,9 @@ test('LoRA-Switch: desc, meta, names, shapes, expert stacking, alpha/r and user 
   // names in order: router, then per layer the modules in lsw_module order
   const names = a.tensors.map((t) => t.name);
   const expected = ['router.weight'];
-  for (let L = 0; L < 3; L++) for (const m of ['q', 'v', 'down']) expected.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`);
+  for (let L = 0; L < 3; L++) for (const m of ['q', 'v', 'down']) expected.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`, `layers.${L}.${m}.lora_scale`);
   assert.equal(names, expected);
-  for (const t of a.tensors) assert.is(t.dtype, 'f16');
+  for (const t of a.tensors) assert.is(t.dtype, t.name.endsWith('.lora_scale') ? 'f32' : 'f16');
   const tm = tensorMap(a);
   assert.equal(tm.get('router.weight')!.shape, [3, 12]);
   assertSlice(tm.get('router.weight')!.data, 0, values.get('router.weight')!, 1, 'router');
@@ -152,8 +161,9 @@ test('LoRA-Switch: desc, meta, names, shapes, expert stacking, alpha/r and user 
       for (let e = 0; e < 3; e++) {
         const src = `layers.${L}.${SECTION[m]}.${m}.experts.${e}`;
         assertSlice(A.data, e * 2 * inF, values.get(`${src}.lora_A.weight`)!, 1, `${A.name}[${e}]`);
-        assertSlice(B.data, e * out * 2, values.get(`${src}.lora_B.weight`)!, scale, `${B.name}[${e}]`);
+        assertSlice(B.data, e * out * 2, values.get(`${src}.lora_B.weight`)!, 1, `${B.name}[${e}]`);
       }
+      assertScale(tm, `layers.${L}.${ENGINE[m]}`, scale);
     }
   }
 });
@@ -170,7 +180,8 @@ test('LoRA-Switch: PEFT-style prefixes stripped, F16/BF16 weights decoded, rsLoR
     assertSlice(tm.get('router.weight')!.data, 0, values.get(`${prefix}router.weight`)!, 1, 'router');
     const B = tm.get('layers.2.o.lora_B')!;
     assert.equal(B.shape, [4, 12, 3]);
-    assertSlice(B.data, 3 * 12 * 3, values.get(`${prefix}layers.2.self_attn.o_proj.experts.3.lora_B.weight`)!, 5 / Math.sqrt(3), 'rslora B');
+    assertSlice(B.data, 3 * 12 * 3, values.get(`${prefix}layers.2.self_attn.o_proj.experts.3.lora_B.weight`)!, 1, 'rslora B');
+    assertScale(tm, 'layers.2.o', 5 / Math.sqrt(3));
   }
 });
 
@@ -207,7 +218,7 @@ test('PEFT LoRA: STATIC E=1, rank_pattern/alpha_pattern by PEFT matching, per-mo
   assert.equal(a.meta.router_kind, 'static');
   assert.equal(a.meta.target_modules, ['q_proj', 'v_proj', 'down_proj']);
   assert.is(a.meta.peft_type, 'LORA');
-  assert.is(a.tensors.length, 3 * 3 * 2);
+  assert.is(a.tensors.length, 3 * 3 * 3);
   const tm = tensorMap(a);
   for (const { L, m, r } of mods) {
     const [out, inF] = SHAPE[m];
@@ -218,7 +229,8 @@ test('PEFT LoRA: STATIC E=1, rank_pattern/alpha_pattern by PEFT matching, per-mo
     const alpha = m === 'down_proj' ? 2 : 8;
     const src = `base_model.model.model.layers.${L}.${SECTION[m]}.${m}`;
     assertSlice(A.data, 0, values.get(`${src}.lora_A.weight`)!, 1, A.name);
-    assertSlice(B.data, 0, values.get(`${src}.lora_B.weight`)!, (alpha / r) * -0.5, B.name);
+    assertSlice(B.data, 0, values.get(`${src}.lora_B.weight`)!, 1, B.name);
+    assertScale(tm, `layers.${L}.${ENGINE[m]}`, (alpha / r) * -0.5);
   }
 });
 
@@ -227,17 +239,18 @@ test('PEFT LoRA: ".default" names, regex target_modules, layers_to_transform, rs
   const cfg = peftConfig({ target_modules: '.*\\.(k_proj|up_proj)', layers_to_transform: [1], use_rslora: true, lora_alpha: 16 });
   const { dir, values } = writeAdapter(cfg, peftTensors(mods, { adapterName: 'default' }), 22);
   const [a] = readAdapter({ path: dir, scale: 1 }, BASE, { dtype: 'f32' });
-  assert.equal(a.tensors.map((t) => t.name), ['layers.1.k.lora_A', 'layers.1.k.lora_B', 'layers.1.up.lora_A', 'layers.1.up.lora_B']);
+  assert.equal(a.tensors.map((t) => t.name), ['layers.1.k.lora_A', 'layers.1.k.lora_B', 'layers.1.k.lora_scale', 'layers.1.up.lora_A', 'layers.1.up.lora_B', 'layers.1.up.lora_scale']);
   assert.equal(a.meta.target_modules, ['k_proj', 'up_proj']);
   const B = tensorMap(a).get('layers.1.up.lora_B')!;
-  assertSlice(B.data, 0, values.get('base_model.model.model.layers.1.mlp.up_proj.lora_B.default.weight')!, 16 / Math.sqrt(4), 'rslora');
+  assertSlice(B.data, 0, values.get('base_model.model.model.layers.1.mlp.up_proj.lora_B.default.weight')!, 1, 'rslora');
+  assertScale(tensorMap(a), 'layers.1.up', 16 / Math.sqrt(4));
 });
 
 test('PEFT LoRA: exclude_modules, default target_modules (q_proj, v_proj)', () => {
   const mods = [0, 2].map((L) => ({ L, m: 'q_proj', r: 4 }));
   const cfg = peftConfig({ target_modules: ['q_proj'], exclude_modules: ['layers.1.self_attn.q_proj'] });
   const [a] = readAdapter({ path: writeAdapter(cfg, peftTensors(mods), 25).dir, scale: 1 }, BASE, { dtype: 'f32' });
-  assert.equal(a.tensors.map((t) => t.name), ['layers.0.q.lora_A', 'layers.0.q.lora_B', 'layers.2.q.lora_A', 'layers.2.q.lora_B']);
+  assert.equal(a.tensors.map((t) => t.name), ['layers.0.q.lora_A', 'layers.0.q.lora_B', 'layers.0.q.lora_scale', 'layers.2.q.lora_A', 'layers.2.q.lora_B', 'layers.2.q.lora_scale']);
   const mods2: { L: number; m: string; r: number }[] = [];
   for (let L = 0; L < 3; L++) for (const m of ['q_proj', 'v_proj']) mods2.push({ L, m, r: 4 });
   const cfg2 = peftConfig();
@@ -256,10 +269,11 @@ test('PEFT LoRA: all-linear, and several adapters at once are separate STATIC ad
   assert.is(list.length, 2);
   assert.equal(list.map((a) => a.meta.name), ['lora', 'lora#2']);
   assert.equal(list[0].meta.target_modules, all);
-  assert.is(list[0].tensors.length, 3 * 7 * 2);
+  assert.is(list[0].tensors.length, 3 * 7 * 3);
   assert.is(list[1].meta.scale, 0.25);
   const B = tensorMap(list[1]).get('layers.2.q.lora_B')!;
-  assertSlice(B.data, 0, two.values.get('base_model.model.model.layers.2.self_attn.q_proj.lora_B.weight')!, 2 * 0.25, 'second adapter');
+  assertSlice(B.data, 0, two.values.get('base_model.model.model.layers.2.self_attn.q_proj.lora_B.weight')!, 1, 'second adapter');
+  assertScale(tensorMap(list[1]), 'layers.2.q', 2 * 0.25);
 });
 
 // ----- MixLoRA --------------------------------------------------------------------------------------------------
@@ -308,8 +322,8 @@ test('MixLoRA: a LAYERWISE ffn-experts adapter with per-layer routers plus a STA
   const expectedAtt: string[] = [];
   for (let L = 0; L < 3; L++) {
     expectedMoe.push(`layers.${L}.router.weight`);
-    for (const m of ['gate', 'up', 'down']) expectedMoe.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`);
-    for (const m of ['q', 'v']) expectedAtt.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`);
+    for (const m of ['gate', 'up', 'down']) expectedMoe.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`, `layers.${L}.${m}.lora_scale`);
+    for (const m of ['q', 'v']) expectedAtt.push(`layers.${L}.${m}.lora_A`, `layers.${L}.${m}.lora_B`, `layers.${L}.${m}.lora_scale`);
   }
   assert.equal(moe.tensors.map((t) => t.name), expectedMoe);
   assert.equal(att.tensors.map((t) => t.name), expectedAtt);
@@ -327,13 +341,15 @@ test('MixLoRA: a LAYERWISE ffn-experts adapter with per-layer routers plus a STA
       assert.equal(B.shape, [4, out, 2]);
       for (let e = 0; e < 4; e++) {
         assertSlice(A.data, e * 2 * inF, values.get(`mixlora.layers.${L}.mlp.${m}.experts.${e}.lora_A.weight`)!, 1, `${A.name}[${e}]`);
-        assertSlice(B.data, e * out * 2, values.get(`mixlora.layers.${L}.mlp.${m}.experts.${e}.lora_B.weight`)!, scale, `${B.name}[${e}]`);
+        assertSlice(B.data, e * out * 2, values.get(`mixlora.layers.${L}.mlp.${m}.experts.${e}.lora_B.weight`)!, 1, `${B.name}[${e}]`);
       }
+      assertScale(tm, `layers.${L}.${ENGINE[m]}`, scale);
     }
   }
   const qb = tensorMap(att).get('layers.1.q.lora_B')!;
   assert.equal(qb.shape, [1, 20, 2]);
-  assertSlice(qb.data, 0, values.get('mixlora.layers.1.self_attn.q_proj.lora_B.weight')!, scale, 'attn B');
+  assertSlice(qb.data, 0, values.get('mixlora.layers.1.self_attn.q_proj.lora_B.weight')!, 1, 'attn B');
+  assertScale(tensorMap(att), 'layers.1.q', scale);
 });
 
 test('MixLoRA: legacy "mixtral" names (gate.weight, experts.{e}.w1/w2/w3_proj); MLP-only gives one adapter', () => {
@@ -345,7 +361,8 @@ test('MixLoRA: legacy "mixtral" names (gate.weight, experts.{e}.w1/w2/w3_proj); 
   assert.is(list[0].meta.name, path.basename(dir));
   assert.equal(list[0].meta.target_modules, targets);
   const B = tensorMap(list[0]).get('layers.0.down.lora_B')!;
-  assertSlice(B.data, 2 * 12 * 2, values.get('mixlora.layers.0.experts.2.w2_proj.lora_B.weight')!, 2, 'legacy down B expert 2');
+  assertSlice(B.data, 2 * 12 * 2, values.get('mixlora.layers.0.experts.2.w2_proj.lora_B.weight')!, 1, 'legacy down B expert 2');
+  assertScale(tensorMap(list[0]), 'layers.0.down', 2);
   const R = tensorMap(list[0]).get('layers.2.router.weight')!;
   assertSlice(R.data, 0, values.get('mixlora.layers.2.gate.weight')!, 1, 'legacy router');
 });
@@ -472,13 +489,15 @@ test('fixtures of test/helpers/checkpoint.ts: engine config from readHfConfig, e
   assert.equal(tensorMap(a).get('router.weight')!.shape, [5, 16]);
   assert.equal(tensorMap(a).get('layers.1.k.lora_B')!.shape, [5, 12, 4]);
   const raw = readSafetensorsF64(path.join(ls.dir, 'adapter_model.safetensors')).tensors;
-  assertSlice(tensorMap(a).get('layers.1.up.lora_B')!.data, 4 * 24 * 4, raw.get('layers.1.mlp.up_proj.experts.4.lora_B.weight')!.data, 8 / 4, 'fixture B');
+  assertSlice(tensorMap(a).get('layers.1.up.lora_B')!.data, 4 * 24 * 4, raw.get('layers.1.mlp.up_proj.experts.4.lora_B.weight')!.data, 1, 'fixture B');
+  assertScale(tensorMap(a), 'layers.1.up', 8 / 4);
 
   const pf = makePeftLoraAdapter(path.join(tmpRoot, 'fx-peft'), ck, { targetModules: 'all-linear', rankPattern: { o_proj: 2 }, alphaPattern: { down_proj: 3 }, useRslora: true });
   const [p] = readAdapter({ path: pf.dir, scale: 1 }, config, { dtype: 'f32' });
   assert.equal(tensorMap(p).get('layers.0.o.lora_A')!.shape, [1, 2, 24]);
   const praw = readSafetensorsF64(path.join(pf.dir, 'adapter_model.safetensors')).tensors;
-  assertSlice(tensorMap(p).get('layers.1.down.lora_B')!.data, 0, praw.get('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight')!.data, 3 / Math.sqrt(4), 'fixture rslora');
+  assertSlice(tensorMap(p).get('layers.1.down.lora_B')!.data, 0, praw.get('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight')!.data, 1, 'fixture rslora');
+  assertScale(tensorMap(p), 'layers.1.down', 3 / Math.sqrt(4));
 
   for (const naming of ['issue', 'upstream'] as const) {
     const mx = makeMixLoraAdapter(path.join(tmpRoot, `fx-mix-${naming}`), ck, { naming, numExperts: 3, topK: 2 });

@@ -1278,10 +1278,18 @@ static void test_lora() {
       auto x = rvec(cols);
       std::vector<int> ex = K == 1 ? std::vector<int>{2} : K == 2 ? std::vector<int>{3, 1} : std::vector<int>{3, 0, 2};
       std::vector<float> g = K == 1 ? std::vector<float>{0.8f} : K == 2 ? std::vector<float>{0.7f, 0.3f} : std::vector<float>{0.5f, 0.3f, 0.2f};
+      // per-segment LoRA scalings (ShrinkJob / LoraSeg::scale; segment 0 keeps 1): the kernels' coefficient of
+      // expert k is fl(g_k * scale), so the reference takes those products as its gates
+      std::vector<float> ssc(cs.nseg);
+      std::vector<std::vector<float>> gs(cs.nseg);
+      for (int s = 0; s < cs.nseg; s++) {
+        ssc[s] = s == 0 ? 1.f : 1.f + 0.45f * urand();
+        for (int k = 0; k < K; k++) gs[s].push_back(g[k] * ssc[s]);
+      }
       std::vector<double> ref, sc;
       ref_matmul(W.val, rows, cols, x, 1, ref, sc);
       for (int s = 0; s < cs.nseg; s++)
-        ref_lora_add(As[s].val, Bs[s].val, cs.rank[s], cols, cs.nrows[s], ex, g, K, x, ref, sc, cs.row0[s]);
+        ref_lora_add(As[s].val, Bs[s].val, cs.rank[s], cols, cs.nrows[s], ex, gs[s], K, x, ref, sc, cs.row0[s]);
       void *dW = dupb(W.bytes);
       std::vector<void *> dA, dB;
       for (int s = 0; s < cs.nseg; s++) { dA.push_back(dupb(As[s].bytes)); dB.push_back(dupb(Bs[s].bytes)); }
@@ -1292,8 +1300,9 @@ static void test_lora() {
       ShrinkBatch sb; sb.top_k = K; sb.n_experts = E; sb.experts = de; sb.gates = dg; sb.njobs = cs.nseg;
       LoraEpilogue ep; ep.nseg = cs.nseg; ep.top_k = K;
       for (int s = 0, o = 0; s < cs.nseg; o += K * cs.rank[s], s++) {
-        sb.job[s] = {dA[s], cs.rank[s], cols, dx, dt_ + o};
+        sb.job[s] = {dA[s], cs.rank[s], cols, dx, dt_ + o, ssc[s]};
         ep.seg[s] = {cs.row0[s], cs.nrows[s], cs.rank[s], dB[s], dt_ + o, de};
+        ep.seg[s].scale = ssc[s];  // read by the in-kernel shrink (ek below)
       }
       char nm[200], what[80];
       if (cs.tag) snprintf(what, sizeof what, "%s %dx%d %s top%d", dname(dt), rows, cols, cs.tag, K);
@@ -1469,7 +1478,7 @@ static void test_lora() {
         for (int s = 0; s < cs.nseg; s++)
           for (int k = 0; k < K; k++) {
             ShrinkBatch s1; s1.top_k = 1; s1.experts = de + k; s1.gates = d_one; s1.njobs = 1;
-            s1.job[0] = {dA[s], cs.rank[s], cols, dx, dt_};
+            s1.job[0] = {dA[s], cs.rank[s], cols, dx, dt_, ssc[s]};
             CK(lora_shrink(dt, s1, 0));
             CK(lora_expand(dt, dB[s], cs.nrows[s], cs.rank[s], de, k, dg, dt_, dY + cs.row0[s], 0));
           }
@@ -1826,16 +1835,18 @@ static void test_sgmm_stream_mixed() {
         std::vector<HostW> W0, A, B;
         std::vector<void *> dW0, dW, dA, dB;
         std::vector<SgmmDesc> d(nm_);
+        std::vector<float> dsc(nm_);  // per-descriptor LoRA scalings (SgmmDesc::scale), multiplied into the gates
         int maxr = 0;
         for (int m = 0; m < nm_; m++) {
           const M &x = set[m];
           maxr = std::max(maxr, x.rank);
+          dsc[m] = 1.f + 0.45f * urand();
           W0.push_back(make_w(dt, (size_t)x.rows * x.cols, 1.f));
           A.push_back(make_w(dt, (size_t)E * x.rank * x.cols, 0.5f));
           B.push_back(make_w(dt, (size_t)E * x.rows * x.rank, 0.5f));
           dW0.push_back(dupb(W0[m].bytes)); dA.push_back(dupb(A[m].bytes)); dB.push_back(dupb(B[m].bytes));
           void *w; CK(cudaMalloc(&w, W0[m].bytes.size())); dW.push_back(w);
-          d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], x.rows, x.cols, x.rank, m % slots, 0, 0};
+          d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], x.rows, x.cols, x.rank, m % slots, 0, dsc[m]};
         }
         std::vector<int> ex;
         std::vector<float> g;
@@ -1874,7 +1885,7 @@ static void test_sgmm_stream_mixed() {
                   double acc = 0;
                   for (int j = 0; j < x.rank; j++)
                     acc += (double)B[m].val[((size_t)e * x.rows + i) * x.rank + j] * A[m].val[((size_t)e * x.rank + j) * x.cols + c];
-                  delta += g[sl * K + k] * acc;
+                  delta += (double)(g[sl * K + k] * dsc[m]) * acc;  // the kernels' coefficient fl(g * scale)
                 }
                 const double r = W0[m].val[(size_t)i * x.cols + c] + delta;
                 ref.push_back(r);
@@ -1961,10 +1972,12 @@ static void test_sgmm() {
       if (s.K > 1 && ex[0] == ex[1]) ex[1] = (ex[1] + 1) % s.E;
       std::vector<void *> dW0, dW, dA, dB;
       std::vector<SgmmDesc> d(nm_);
+      std::vector<float> dsc(nm_);  // per-matrix LoRA scalings (SgmmDesc::scale; matrix 0 keeps 1)
       for (int m = 0; m < nm_; m++) {
         dW0.push_back(dupb(W0[m].bytes)); dA.push_back(dupb(A[m].bytes)); dB.push_back(dupb(B[m].bytes));
         void *w; CK(cudaMalloc(&w, W0[m].bytes.size())); dW.push_back(w);
-        d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], s.rows, s.cols, s.rank, m % slots, 0, 0};
+        dsc[m] = m == 0 ? 1.f : 1.f + 0.45f * urand();
+        d[m] = SgmmDesc{dW0[m], dW[m], dA[m], dB[m], s.rows, s.cols, s.rank, m % slots, 0, dsc[m]};
       }
       int *dex = dup(ex);
       float *dg = dup(g);
@@ -1994,7 +2007,7 @@ static void test_sgmm() {
                 double acc = 0;
                 for (int j = 0; j < s.rank; j++)
                   acc += (double)B[m].val[((size_t)e * s.rows + i) * s.rank + j] * A[m].val[((size_t)e * s.rank + j) * s.cols + c];
-                delta += g[sl * s.K + k] * acc;
+                delta += (double)(g[sl * s.K + k] * dsc[m]) * acc;  // the kernels' coefficient fl(g * scale)
               }
               const double r = W0[m].val[(size_t)i * s.cols + c] + delta;
               ref.push_back(r);
@@ -2031,7 +2044,7 @@ static void test_sgmm() {
                 for (int k = 0; k < s.K; k++) {
                   const int e = ex[sl * s.K + k];
                   for (int j = 0; j < s.rank; j++)
-                    acc = std::fmaf(g[sl * s.K + k] * B[m].val[((size_t)e * s.rows + i) * s.rank + j],
+                    acc = std::fmaf((g[sl * s.K + k] * dsc[m]) * B[m].val[((size_t)e * s.rows + i) * s.rank + j],
                                     A[m].val[((size_t)e * s.rank + j) * s.cols + c], acc);
                 }
                 uint8_t want[4];
@@ -2107,7 +2120,7 @@ static void bench_sgmm() {
       if (!tc && (g_quick || c.rank > 16)) continue;
       sgmm_set_tc_variant(sgmm_variant_of(tc));
       std::vector<SgmmDesc> d(2 * L);
-      for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 0};
+      for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 1.f};
       const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
       CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
       const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
@@ -2158,7 +2171,7 @@ static void bench_sgmm() {
   sgmm_set_tc_variant(0);
   {  // diagnostic: W = W0 with no math in variant 3's access pattern (the ceiling of its geometry)
     std::vector<SgmmDesc> d(2 * L);
-    for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 0};
+    for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, 16, 0, 0, 1.f};
     const int tiles = sgmm_prepare(d.data(), 2 * L, true);
     CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
     std::vector<unsigned long long> h0(2 * L);

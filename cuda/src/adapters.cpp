@@ -2,6 +2,7 @@
 // whole-FFN experts), and the three
 // execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: one pass per module).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "engine.h"
@@ -106,13 +107,23 @@ lsw_status lsw_adapter_tensor(lsw_model *m, const char *cname, int32_t dtype, in
     return LSW_OK;
   }
   int mod = -1;
-  bool isA = false;
+  bool isA = false, isS = false;
   for (int k = 0; k < LSW_MOD_COUNT; k++) {
     const std::string mn = MOD_NAMES[k];
     if (tail == mn + ".lora_A") mod = k, isA = true;
     if (tail == mn + ".lora_B") mod = k, isA = false;
+    if (tail == mn + ".lora_scale") mod = k, isS = true;
   }
   if (mod < 0) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: unknown adapter tensor name", cname);
+  if (isS) {  // the module's LoRA scaling: one F32 value, read at finalize
+    if (dtype != LSW_DTYPE_F32 || ndim != 1 || shape[0] != 1)
+      return LSW_FAIL(LSW_E_FORMAT, "tensor %s: %s %s, expected F32 [1]", cname, dtype_name(dtype),
+                      shape_s(ndim, shape).c_str());
+    lsw_status st = lsw_register_tensor(m, cname, dtype, ndim, shape, file_id, offset, false);
+    if (st) return st;
+    a.mods[L][mod].S = &m->tensors.at(name);
+    return LSW_OK;
+  }
   const lsw_module_range r = m->module_range((int)L, mod);
   if (ndim != 3 || shape[0] != E || shape[isA ? 2 : 1] != (isA ? r.cols : r.rows))
     return LSW_FAIL(LSW_E_FORMAT, "tensor %s: shape %s, expected [%lld, %s] (base shapes disagree with the model)",
@@ -135,6 +146,9 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
     for (int L = 0; L < NL; L++)
       for (int k = 0; k < LSW_MOD_COUNT; k++) {
         lsw_adapter_mod &am = a.mods[L][k];
+        if (am.S && !am.A)
+          return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s has lora_scale but no lora_A / lora_B", a.id, L,
+                          MOD_NAMES[k]);
         if (!am.A && !am.B) continue;
         if (!am.A || !am.B)
           return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s has lora_%s but no lora_%s", a.id, L, MOD_NAMES[k],
@@ -143,6 +157,15 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
           return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s: rank mismatch (lora_A rank %lld, lora_B rank %lld)",
                           a.id, L, MOD_NAMES[k], (long long)am.A->shape[1], (long long)am.B->shape[2]);
         am.rank = am.A->shape[1];
+        if (am.S) {
+          if (!am.S->data)
+            return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s.lora_scale has no data", a.id, L, MOD_NAMES[k]);
+          float v;
+          std::memcpy(&v, am.S->data, sizeof v);
+          if (!std::isfinite(v))
+            return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s.lora_scale is not finite", a.id, L, MOD_NAMES[k]);
+          am.scale = v;
+        }
         adapted[L][m->module_range(L, k).mat] = 1;
         n_adapted++;
       }
@@ -313,7 +336,7 @@ static void ensure_merged(lsw_model *m) {
           const int64_t ex = ap->cur_e[j];
           terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * es,
                            (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
-                           am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[j]});
+                           am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[j] * am.scale});
         }
       }
       if (terms.empty()) continue;
@@ -372,7 +395,8 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
         const int64_t ex = ap->cur_e[row * K + j];
         terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * dtype_size(am.A->dtype),
                          (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
-                         am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[row * K + j]});
+                         am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank,
+                         ap->cur_g[row * K + j] * am.scale});
       }
     }
     if (terms.empty()) continue;
@@ -396,9 +420,9 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   m->layer_step[L] = 2;
 }
 
-// y[row0 + i] += Σ_k g_k B_k[i] · (A_k x) for one token and one adapted module (experts ex[0..K), gates g).
-// unfused: per expert a separate LoRA down- and up-projection; fused: the up-projections of all experts in one
-// pass over the rows.
+// y[row0 + i] += Σ_k c_k B_k[i] · (A_k x) for one token and one adapted module (experts ex[0..K), gates g), with
+// c_k = fl(g_k · scale) (the module's LoRA scaling).  unfused: per expert a separate LoRA down- and up-projection;
+// fused: the up-projections of all experts in one pass over the rows.
 static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_range &r, const int32_t *ex,
                      const float *g, int nk, const float *x, float *y, bool fused, float *u) {
   const KernelTable &kt = K();
@@ -408,7 +432,8 @@ static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_r
   for (int k = 0; k < nk; k++) {
     const char *A = (const char *)am.A->data + (size_t)(ex[k] * rank * r.cols) * esA;
     kt.matmul_rows(am.A->dtype, A, r.cols, x, r.cols, 1, &u[k * rank], rank, 0, rank, false);
-    for (int64_t j = 0; j < rank; j++) u[k * rank + j] *= g[k];
+    const float c = g[k] * am.scale;
+    for (int64_t j = 0; j < rank; j++) u[k * rank + j] *= c;
     if (!fused) {  // unfused: one LoRA up-projection per expert
       const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
       matmul(m->pool.get(), am.B->dtype, B, r.rows, rank, &u[k * rank], rank, 1, y, r.rows, true);

@@ -201,10 +201,13 @@ struct lsw_module_range {
   int64_t row0, rows, cols;
 };
 
-// One adapted module of one layer: experts stacked, A [E][rank][in], B [E][out][rank] (scaling folded into B).
+// One adapted module of one layer: experts stacked, A [E][rank][in], B [E][out][rank].  scale: the module's LoRA
+// scaling from its lora_scale tensor ([1] F32), applied in fp32 as the coefficient fl(g_k * scale) of each selected
+// expert; 1 without one (files converted before 2026-12-04 fold the scaling into B).
 struct lsw_adapter_mod {
-  const lsw_tensor *A = nullptr, *B = nullptr;
+  const lsw_tensor *A = nullptr, *B = nullptr, *S = nullptr;
   int64_t rank = 0;
+  float scale = 1.f;
 };
 
 // An adapter (adapters.cpp).  Routing rows per token: 1 (STATIC, PREGATED) or num_layers (LAYERWISE); routes are laid

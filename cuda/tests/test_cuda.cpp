@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "lsw.h"
 
 static int g_pass = 0, g_fail = 0;
@@ -380,6 +382,10 @@ static lsw_status build(const ModelSpec &ms, int backend, lsw_model **out) {
   add("lm_head.weight", ms.dtype, {V, H}, 0.3f);
   const int64_t in_[LSW_MOD_COUNT] = {H, H, H, qd, H, H, I};
   const int64_t out_[LSW_MOD_COUNT] = {qd, kvd, kvd, H, I, I, H};
+  // every adapted module's LoRA scaling (lora_scale, [1] F32, read by the engine from a file: a scaling cannot be a
+  // random tensor), a function of its name in [0.5, 1.5), the same on both backends
+  std::vector<std::string> sc_names;
+  std::vector<float> sc_vals;
   for (size_t a = 0; a < ms.ads.size() && !st; a++) {
     const AdSpec &s = ms.ads[a];
     lsw_adapter_desc d{s.kind, s.E, s.K, s.router_input, s.ffn};
@@ -400,8 +406,27 @@ static lsw_status build(const ModelSpec &ms, int backend, lsw_model **out) {
         const std::string q = p + "layers." + std::to_string(L) + "." + MN[mod] + ".";
         add(q + "lora_A", ms.dtype, {s.E, s.rank, in_[mod]}, 0.25f);
         add(q + "lora_B", ms.dtype, {s.E, out_[mod], s.rank}, 0.25f);
+        sc_names.push_back(q + "lora_scale");
+        sc_vals.push_back(0.5f + (float)(name_seed(q + "lora_scale", 7) % 1000) / 1000.f);
       }
     }
+  }
+  if (!st && !sc_vals.empty()) {
+    static int n_files = 0;
+    char path[96];
+    snprintf(path, sizeof path, "/tmp/lsw_test_cuda_scales_%d_%d.bin", (int)getpid(), n_files++);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(sc_vals.data(), 4, sc_vals.size(), f) != sc_vals.size()) {
+      fprintf(stderr, "cannot write %s\n", path);
+      exit(2);
+    }
+    fclose(f);
+    int32_t fid = -1;
+    st = lsw_model_map_file(m, path, 0, &fid);
+    const int64_t one = 1;
+    for (size_t i = 0; i < sc_names.size() && !st; i++)
+      st = lsw_model_add_tensor(m, sc_names[i].c_str(), LSW_DTYPE_F32, 1, &one, fid, 4 * i);
+    remove(path);  // the engine keeps its mapping
   }
   if (!st) st = lsw_model_finalize(m);
   if (st) {

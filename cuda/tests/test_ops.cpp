@@ -783,6 +783,8 @@ static void add_adapter(TinyModel &t, int kind, int E, int topk, int rank, std::
       std::string p = "adapters.0.layers." + std::to_string(L) + "." + MODN[mo];
       add(p + ".lora_A", {E, rank, in}, 0.3f);
       add(p + ".lora_B", {E, out, rank}, 0.3f);
+      add(p + ".lora_scale", {1}, 0.5f);  // the module's LoRA scaling, in [0.5, 0.975] or [1.025, 1.5]
+      t.vals.back()[0] += 1.0;
     }
   write_model(t);
 }
@@ -802,8 +804,9 @@ static TinyModel merged_copy(const TinyModel &t, const int32_t *ex, const float 
   for (int L = 0; L < c.num_layers; L++)
     for (int mo = 0; mo < 7; mo++) {
       std::string p = "adapters.0.layers." + std::to_string(L) + "." + MODN[mo];
-      int ia = find(p + ".lora_A"), ib = find(p + ".lora_B");
+      int ia = find(p + ".lora_A"), ib = find(p + ".lora_B"), is = find(p + ".lora_scale");
       if (ia < 0) continue;
+      const double sc = is >= 0 ? b.vals[is][0] : 1.0;
       int64_t rank = b.ts[ia].shape[1], in = b.ts[ia].shape[2], out = b.ts[ib].shape[1];
       int64_t row0 = mo == 0 ? 0 : mo == 1 ? qd : mo == 2 ? qd + kvd : mo == 4 ? 0 : mo == 5 ? I : 0;
       std::string wn = "layers." + std::to_string(L) + (mo <= 2 ? ".attn.wqkv.weight" : mo == 3 ? ".attn.wo.weight"
@@ -815,7 +818,7 @@ static TinyModel merged_copy(const TinyModel &t, const int32_t *ex, const float 
             double d = 0;
             for (int64_t r = 0; r < rank; r++)
               d += b.vals[ib][((size_t)ex[k] * out + i) * rank + r] * b.vals[ia][((size_t)ex[k] * rank + r) * in + j];
-            b.vals[iw][(size_t)(row0 + i) * in + j] += g[k] * d;
+            b.vals[iw][(size_t)(row0 + i) * in + j] += g[k] * sc * d;
           }
     }
   for (int i = (int)b.ts.size() - 1; i >= 0; i--)
@@ -905,6 +908,26 @@ static void test_adapters() {
   }
   {
     TinyModel tt = t;
+    for (auto &x : tt.ts)
+      if (x.name == "adapters.0.layers.1.q.lora_scale") x.shape[0] = 2;
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "adapters.0.layers.1.q.lora_scale") &&
+              strstr(lsw_last_error(), "expected F32 [1]"),
+          "bad lora_scale shape: %s", lsw_last_error());
+  }
+  {
+    TinyModel tt = t;
+    for (int i = (int)tt.ts.size() - 1; i >= 0; i--)
+      if (tt.ts[i].name == "adapters.0.layers.1.q.lora_A" || tt.ts[i].name == "adapters.0.layers.1.q.lora_B")
+        tt.ts.erase(tt.ts.begin() + i), tt.vals.erase(tt.vals.begin() + i);
+    lsw_model *m = nullptr;
+    lsw_status st = load(tt, &m);
+    CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "layers.1.q has lora_scale but no lora_A"),
+          "lora_scale without A/B: %s", lsw_last_error());
+  }
+  {
+    TinyModel tt = t;
     tt.ad.top_k = 5;
     lsw_model *m = nullptr;
     CHECK(load(tt, &m) == LSW_E_INVALID_ARGUMENT, "top_k > num_experts accepted");
@@ -965,6 +988,8 @@ static void add_lw(TinyModel &t, int aid, int kind, int E, int K, bool ffn, cons
       mod_shape(c, mo, out, in, r0);
       add_f32(t, p + MODN[mo] + ".lora_A", {E, 3, in}, 0.3f);
       add_f32(t, p + MODN[mo] + ".lora_B", {E, out, 3}, 0.3f);
+      add_f32(t, p + MODN[mo] + ".lora_scale", {1}, 0.5f);  // LoRA scaling in [0.5, 0.975] or [1.025, 1.5]
+      t.vals.back()[0] += 1.0;
     }
   }
   write_model(t);
@@ -1046,6 +1071,8 @@ static std::vector<std::vector<double>> ref_forward(const TinyModel &t, const st
       auto lora = [&](int a, int mo, int e, double g, const std::vector<double> &in, std::vector<double> &y) {
         const std::string q = "adapters." + std::to_string(a) + ".layers." + std::to_string(L) + "." + MODN[mo];
         const auto &A = W(q + ".lora_A"), &B = W(q + ".lora_B");
+        const int is = tidx(t, q + ".lora_scale");
+        const double sc = is >= 0 ? t.vals[is][0] : 1.0;  // the module's LoRA scaling (FORMAT.md)
         const size_t in_f = in.size(), out = y.size(), r = 3;
         for (size_t i = 0; i < out; i++) {
           double acc = 0;
@@ -1054,7 +1081,7 @@ static std::vector<std::vector<double>> ref_forward(const TinyModel &t, const st
             for (size_t cc = 0; cc < in_f; cc++) u += A[(e * r + j) * in_f + cc] * in[cc];
             acc += B[(e * out + i) * r + j] * u;
           }
-          y[i] += g * acc;
+          y[i] += g * sc * acc;
         }
       };
       // adapted linear; ffn_e >= 0: the MixLoRA adapter's expert ffn_e with gate 1
@@ -1278,7 +1305,7 @@ static void test_layerwise() {
     expect(tt, LSW_E_FORMAT, "adapters.0.layers.1.router.weight is missing", "missing layer router");
     tt = t;
     for (int mo : {0, 6})
-      for (const char *ab : {".lora_A", ".lora_B"}) {
+      for (const char *ab : {".lora_A", ".lora_B", ".lora_scale"}) {
         int j = tidx(tt, std::string("adapters.0.layers.1.") + MODN[mo] + ab);
         if (j >= 0) tt.ts.erase(tt.ts.begin() + j), tt.vals.erase(tt.vals.begin() + j);
       }

@@ -187,7 +187,8 @@ export interface RefMixLora {
 export type RefAdapter = RefLoraSwitch | RefPeft | RefMixLora;
 
 export interface AdapterLoadOptions {
-  /** emulate a converter that folds the scaling into B and stores A, s·B in this dtype */
+  /** emulate the converter's storage on a model of this dtype: A and B each rounded once to it, the scaling rounded
+   *  to fp32 and applied separately (lora_scale, docs/FORMAT.md) */
   foldRound?: StDtype;
 }
 
@@ -197,9 +198,9 @@ function pair(A: StTensorOut, B: StTensorOut, scaling: number, name: string, exp
   if (rb !== r || inn !== expectIn || out !== expectOut)
     throw new Error(`reference: ${name}: lora shapes A[${A.shape}] B[${B.shape}] do not fit [${expectOut}, ${expectIn}]`);
   if (fold) {
-    const Bs = B.data.map((v) => roundTo(fold, v * scaling));
+    const Br = B.data.map((v) => roundTo(fold, v));
     const Ar = A.data.map((v) => roundTo(fold, v));
-    return { A: Ar, B: Bs, r, inn, out, scaling: 1 };
+    return { A: Ar, B: Br, r, inn, out, scaling: Math.fround(scaling) };
   }
   return { A: A.data, B: B.data, r, inn, out, scaling };
 }
@@ -435,15 +436,16 @@ export class RefModel {
     };
 
     /**
-     * W += g · B' A with the SGMM arithmetic of docs/FORMAT.md, in fp32: B' = fp32(scaling · B) (the converter folds
-     * the scaling into B), c = fp32(g · B'[o][j]), W[o][i] = fp32(W[o][i] + c · A[j][i]) (c · A is exact in fp64, so
-     * this is fmaf up to a rare double rounding).
+     * W += g · s · B A with the SGMM arithmetic of docs/FORMAT.md, in fp32: g' = fp32(g · s) with s = fp32(scaling)
+     * (lora_scale), c = fp32(g' · B[o][j]), W[o][i] = fp32(W[o][i] + c · A[j][i]) (c · A is exact in fp64, so this is
+     * fmaf up to a rare double rounding).
      */
     const addOuter = (W: Float64Array, p: LoraPair, g: number) => {
       const f = Math.fround;
+      const gs = f(f(g) * f(p.scaling));
       for (let o = 0; o < p.out; o++)
         for (let j = 0; j < p.r; j++) {
-          const c = f(f(g) * f(p.B[o * p.r + j] * p.scaling));
+          const c = f(gs * f(p.B[o * p.r + j]));
           const row = o * p.inn;
           const arow = j * p.inn;
           for (let i = 0; i < p.inn; i++) W[row + i] = f(W[row + i] + c * p.A[arow + i]);

@@ -230,7 +230,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
       if (tid < rpb && epi_shrink_row(lo, q0 + tid, sg, k, i)) {
         e = ld_relaxed(lo.seg[sg].experts + k);
         if (pre) e = min(max(e, 0), lo.n_experts - 1);
-        else g = lo.seg[sg].gates[k];
+        else g = lo.seg[sg].gates[k] * lo.seg[sg].scale;
       }
       s_e[w][tid] = e;
       if (!pre) s_g[tid] = g;
@@ -1266,7 +1266,7 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
     b.experts = lo.seg[i].experts;
     b.gates = lo.seg[i].gates;
     b.n_experts = lo.n_experts;
-    b.job[0] = ShrinkJob{lo.seg[i].A, lo.seg[i].rank, cols, X, const_cast<float *>(lo.seg[i].t)};
+    b.job[0] = ShrinkJob{lo.seg[i].A, lo.seg[i].rank, cols, X, const_cast<float *>(lo.seg[i].t), lo.seg[i].scale};
     cudaError_t e = lora_shrink(dtype, b, s);
     if (e != cudaSuccess) return e;
   }
@@ -1453,7 +1453,7 @@ __global__ void __launch_bounds__(128) lora_shrink_kernel(ShrinkBatch b) {
   }
   float sum[1] = {acc};
   block_sum_n<NT, 1>(sum, red);
-  if (tid == 0) jb.t[k * jb.rank + i] = b.gates[k] * sum[0];
+  if (tid == 0) jb.t[k * jb.rank + i] = (b.gates[k] * jb.scale) * sum[0];
 }
 
 cudaError_t lora_shrink(int dtype, const ShrinkBatch &b, cudaStream_t s) {
@@ -1598,7 +1598,8 @@ __global__ void __launch_bounds__(256) prologue_shrink_kernel(int mode, int D, c
   }
   block_sum_n<NT, 2>(sums, red);
   const float inv = mode == 0 ? 1.f / sqrtf(sums[0] / (float)D + eps) : 1.f;
-  if (has_row && tid == 0) b.job[j].t[k * rank + i] = b.gates[k] * (mode == 0 ? sums[1] * inv : sums[1]);
+  if (has_row && tid == 0)
+    b.job[j].t[k * rank + i] = (b.gates[k] * b.job[j].scale) * (mode == 0 ? sums[1] * inv : sums[1]);
   // this block's share of v (x / w were just read by this block: L1 hits); same arithmetic as rmsnorm / swiglu
   if (vec && (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
     for (int c = blockIdx.x * NT + tid; c < D / 4; c += gridDim.x * NT) {

@@ -9,17 +9,19 @@ namespace lswc {
 // ---- fused-LoRA epilogue of the decode GEMV (fused mode) ----------------------------------------
 // Rows [row0, row0+rows) of the output (a module inside a fused matrix) get
 //   + Σ_k Σ_j B[experts[k]][row - row0][j] * t[k*rank + j]
-// where t (from lora_shrink) already holds g_k * (A_{e_k} x)_j.  B: [E][rows][rank] in the weight dtype.
+// where t (from lora_shrink) already holds c_k * (A_{e_k} x)_j, c_k = fl(g_k * scale) (the module's LoRA scaling).
+// B: [E][rows][rank] in the weight dtype.
 struct LoraSeg {
   int row0, rows, rank;
   const void *B;
   const float *t;        // [top_k][rank]
   const int *experts;    // [top_k], device
   // In-kernel shrink (set A on every segment and LoraEpilogue::sync): the GEMV launch itself computes
-  // t[k*rank + j] = gates[k] * dot(A[experts[k]][j][0:cols], X) in extra leading blocks (no separate shrink launch);
-  // A: [E][rank][cols] in the weight dtype.  nullptr: t is an input, computed before the launch (lora_shrink).
+  // t[k*rank + j] = (gates[k] * scale) * dot(A[experts[k]][j][0:cols], X) in extra leading blocks (no separate shrink
+  // launch); A: [E][rank][cols] in the weight dtype.  nullptr: t is an input, computed before the launch (lora_shrink).
   const void *A = nullptr;
   const float *gates = nullptr;  // [top_k], device
+  float scale = 1.f;             // the module's LoRA scaling (lsw_adapter_mod::scale)
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
@@ -139,12 +141,13 @@ cudaError_t gemm_simt(int dtype, const void *W, int rows, int cols, const float 
                       const float *bias, bool accumulate, cudaStream_t s);
 
 // ---- LoRA shrink / expand ------------------------------------------------------------------------
-// t_j[k*rank_j + i] = gates[k] * dot(A_j[experts[k]][i][0:cols_j], x_j), for every job j, one launch.
+// t_j[k*rank_j + i] = (gates[k] * scale_j) * dot(A_j[experts[k]][i][0:cols_j], x_j), for every job j, one launch.
 struct ShrinkJob {
   const void *A;  // [E][rank][cols]
   int rank, cols;
   const float *x;
   float *t;       // [top_k][rank]
+  float scale = 1.f;  // the module's LoRA scaling
 };
 struct ShrinkBatch {
   int njobs = 0, top_k = 0;
@@ -162,7 +165,8 @@ cudaError_t lora_expand(int dtype, const void *B, int rows, int rank, const int 
 
 // ---- SGMM (merge mode) ---------------------------------------------------------------------------
 // One descriptor per adapted matrix (a module's rows inside a fused backbone matrix):
-//   W[i][c] = round( W0[i][c] + Σ_k gates[slot][k] * Σ_j B[e_k][i][j] * A[e_k][j][c] ),  e_k = experts[slot][k]
+//   W[i][c] = round( W0[i][c] + Σ_k g_k * Σ_j B[e_k][i][j] * A[e_k][j][c] ),  e_k = experts[slot][k],
+//   g_k = fl(gates[slot][k] * scale)
 // computed in fp32 from the pristine W0, rounded once (drift-free: the state after any switch sequence
 // depends only on the current experts).
 struct SgmmDesc {
@@ -172,7 +176,7 @@ struct SgmmDesc {
   const void *B;   // [E][rows][rank]
   int rows, cols, rank, slot;  // slot: which routing (layer-wise: the layer; pre-gated: 0)
   int tile0;       // first tile index of this matrix in the flattened grid (filled by sgmm_prepare)
-  int pad_;
+  float scale = 1.f;  // the module's LoRA scaling: every gate is multiplied by it (fp32) where it is read
 };
 // Fills tile0 for the chosen kernel and returns the total number of tiles (grid size).
 int sgmm_prepare(SgmmDesc *descs_host, int n, bool tensor_cores);
@@ -289,14 +293,16 @@ struct RouteRef {
   const float *gates;
   int stride, slot, top_k;
 };
-// out[t][k][j] = g * dot(A[e_k][j], X[t*ldx + k*ldxk]) for k in [k0, k0+kc); out: [n][top_k][rank]
+// out[t][k][j] = fl(g * scale) * dot(A[e_k][j], X[t*ldx + k*ldxk]) for k in [k0, k0+kc); out: [n][top_k][rank];
+// scale: the module's LoRA scaling
 cudaError_t shrink_tok(int dtype, const void *A, int rank, int cols, const float *X, int ldx, int ldxk, int n,
-                       const RouteRef &rt, int k0, int kc, float *out, cudaStream_t s);
+                       const RouteRef &rt, int k0, int kc, float scale, float *out, cudaStream_t s);
 // Y[t*ldy + row0 + row] += Σ_{k in [k0,k0+kc)} B[e_k][row] · tin[t][k]
 cudaError_t expand_tok(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, int k0, int kc,
                        const float *tin, float *Y, int ldy, int row0, cudaStream_t s);
-// T[t][e*rank + j] (all E experts' shrinks of token t) *= Σ_k [e_k(t) == e] g_k(t); 0 for unselected experts
-cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float *T, int ldt, cudaStream_t s);
+// T[t][e*rank + j] (all E experts' shrinks of token t) *= fl(Σ_k [e_k(t) == e] g_k(t) * scale); 0 for unselected
+// experts (scale: the module's LoRA scaling)
+cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float scale, float *T, int ldt, cudaStream_t s);
 // out[t][k][row0 + row] += B[e_k][row] · tin[t][k]  (every k separately; out: [n][top_k][ldo])
 cudaError_t expand_each(int dtype, const void *B, int rows, int rank, int n, const RouteRef &rt, const float *tin,
                         float *out, int ldo, int row0, cudaStream_t s);
@@ -330,6 +336,7 @@ struct SgmmTerm {
   const int *experts;
   const float *gates;
   int rank, top_k;
+  float scale;  // the module's LoRA scaling (gate_k * scale, fp32)
 };
 struct SgmmTermsDesc {
   const void *W0;

@@ -10,11 +10,12 @@
 
 namespace lswc {
 
-// out[t][k][j] = (gates ? g[t][slot][k] : 1) * dot(A[e_k][j][:], X[t*ldx + k*ldxk + :]),  k in [k0, k0+kc)
+// out[t][k][j] = fl((gates ? g[t][slot][k] : 1) * scale) * dot(A[e_k][j][:], X[t*ldx + k*ldxk + :]),  k in [k0, k0+kc)
 template <typename T>
 __global__ void __launch_bounds__(256) shrink_tok_kernel(const T *__restrict__ A, int rank, int cols,
                                                          const float *__restrict__ X, int ldx, int ldxk, int n,
-                                                         RouteRef rt, int k0, int kc, float *__restrict__ out) {
+                                                         RouteRef rt, int k0, int kc, float scale,
+                                                         float *__restrict__ out) {
   const int lane = threadIdx.x & 31;
   const long long w = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const long long total = (long long)n * kc * rank;
@@ -31,7 +32,7 @@ __global__ void __launch_bounds__(256) shrink_tok_kernel(const T *__restrict__ A
   for (int c = lane; c < cols; c += 32) acc = fmaf(Tr<T>::to_f(a[c]), x[c], acc);
   acc = warp_sum(acc);
   if (lane == 0) {
-    const float g = rt.gates ? rt.gates[ri] : 1.f;
+    const float g = (rt.gates ? rt.gates[ri] : 1.f) * scale;
     out[((size_t)t * rt.top_k + k) * rank + j] = g * acc;
   }
 }
@@ -99,8 +100,9 @@ __global__ void mix_act_kernel(int n, int inter, RouteRef rt, const float *__res
 }
 
 // Prompt deltas as GEMMs (see Fwd::delta_gemm): T[t][e*rank + j] holds dot(A[e][j], x_t) for EVERY expert e;
-// keep g_k(t) times it for the experts token t selected (summed over k; ungated: 1) and zero for the others.
-__global__ void gate_experts_kernel(int n, int E, int rank, RouteRef rt, float *__restrict__ T, int ldt) {
+// keep fl(g_k(t) * scale) times it for the experts token t selected (summed over k; ungated: 1) and zero for the
+// others.
+__global__ void gate_experts_kernel(int n, int E, int rank, RouteRef rt, float scale, float *__restrict__ T, int ldt) {
   const long long q = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= (long long)n * E * rank) return;
   const int j = (int)(q % rank), e = (int)((q / rank) % E), t = (int)(q / ((long long)rank * E));
@@ -110,12 +112,12 @@ __global__ void gate_experts_kernel(int n, int E, int rank, RouteRef rt, float *
     if (rt.experts[i] == e) g += rt.gates ? rt.gates[i] : 1.f;
   }
   float *p = T + (size_t)t * ldt + (size_t)e * rank + j;
-  *p = g == 0.f ? 0.f : *p * g;
+  *p = g == 0.f ? 0.f : *p * (g * scale);
 }
-cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float *T, int ldt, cudaStream_t s) {
+cudaError_t gate_experts(int n, int E, int rank, const RouteRef &rt, float scale, float *T, int ldt, cudaStream_t s) {
   const long long total = (long long)n * E * rank;
   if (total <= 0) return cudaSuccess;
-  gate_experts_kernel<<<(int)((total + 255) / 256), 256, 0, s>>>(n, E, rank, rt, T, ldt);
+  gate_experts_kernel<<<(int)((total + 255) / 256), 256, 0, s>>>(n, E, rank, rt, scale, T, ldt);
   LSWC_LAUNCH_RET();
 }
 
@@ -131,13 +133,13 @@ static cudaError_t by_dtype(int dtype, F &&f) {
 }
 
 cudaError_t shrink_tok(int dtype, const void *A, int rank, int cols, const float *X, int ldx, int ldxk, int n,
-                       const RouteRef &rt, int k0, int kc, float *out, cudaStream_t s) {
+                       const RouteRef &rt, int k0, int kc, float scale, float *out, cudaStream_t s) {
   const long long warps = (long long)n * kc * rank;
   if (warps <= 0) return cudaSuccess;
   const int blocks = (int)((warps + 7) / 8);
   return by_dtype(dtype, [&](auto tp) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(tp)>>;
-    shrink_tok_kernel<T><<<blocks, 256, 0, s>>>((const T *)A, rank, cols, X, ldx, ldxk, n, rt, k0, kc, out);
+    shrink_tok_kernel<T><<<blocks, 256, 0, s>>>((const T *)A, rank, cols, X, ldx, ldxk, n, rt, k0, kc, scale, out);
   });
 }
 
@@ -249,7 +251,7 @@ __global__ void __launch_bounds__(256) sgmm_terms_kernel(const SgmmTermsDesc *__
       const SgmmTerm &tr = d.term[tm];
       for (int k = 0; k < tr.top_k; k++) {
         const int e = tr.experts[k];
-        const float g = tr.gates[k];
+        const float g = tr.gates[k] * tr.scale;
         const T *b = static_cast<const T *>(tr.B) + ((size_t)e * d.rows + i) * tr.rank;
         const T *a = static_cast<const T *>(tr.A) + (size_t)e * tr.rank * d.cols + c;
         for (int j = 0; j < tr.rank; j++)

@@ -46,6 +46,7 @@ struct DLayer {
 struct DMod {
   const void *A = nullptr, *B = nullptr;
   int rank = 0, row0 = 0, rows = 0, cols = 0, mat = 0;
+  float scale = 1.f;  // lsw_adapter_mod::scale
 };
 
 struct DAdapter {
@@ -345,7 +346,7 @@ struct Fwd {
   cudaError_t delta_gemm(int dt, const DMod &d, DAdapter &a, int L, const float *X, float *Y, int ldy) {
     const int ER = a.E * d.rank;
     cudaError_t e = lswc::gemm(dt, d.A, ER, d.cols, X, d.cols, c, st->tall, ER, nullptr, false, st->precise, st->xbuf, s);
-    if (e == cudaSuccess) e = lswc::gate_experts(c, a.E, d.rank, a.ref(L), st->tall, ER, s);
+    if (e == cudaSuccess) e = lswc::gate_experts(c, a.E, d.rank, a.ref(L), d.scale, st->tall, ER, s);
     const size_t esz = dt == LSW_DTYPE_F32 ? 4 : 2;
     for (int x = 0; x < a.E && e == cudaSuccess; x++)
       e = lswc::gemm(dt, static_cast<const char *>(d.B) + (size_t)x * d.rows * d.rank * esz, d.rows, d.rank,
@@ -419,6 +420,7 @@ struct Fwd {
           if (inside) {  // the shrinks run in this GEMV launch
             ep.seg[i].A = segs[i].d->A;
             ep.seg[i].gates = a.gt(L);
+            ep.seg[i].scale = segs[i].d->scale;
           }
         }
         if (inside) {
@@ -445,7 +447,7 @@ struct Fwd {
         sb.gates = a->gt(L);
         sb.n_experts = a->E;  // PDL: the shrink may read its A rows before waiting on X
         for (; i < ns && segs[i].a == a; i++)
-          sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k]};
+          sb.job[sb.njobs++] = {segs[i].d->A, segs[i].d->rank, cols, X, a->t[segs[i].k], segs[i].d->scale};
         if ((e = lswc::lora_shrink(dt, sb, s)) != cudaSuccess) return e;
       }
       if (epi) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, &ep, true);
@@ -471,11 +473,11 @@ struct Fwd {
       }
       if (mode == LSW_MODE_UNFUSED) {  // the baseline: per expert, a shrink and an expand launch
         for (int k = 0; k < a.K; k++) {
-          if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), k, 1, t, s))) return e;
+          if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), k, 1, d.scale, t, s))) return e;
           if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), k, 1, t, Y, ldy, d.row0, s))) return e;
         }
       } else {  // fused prompt / merge-mode prompt: all experts of the token in one shrink and one expand
-        if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), 0, a.K, t, s))) return e;
+        if ((e = lswc::shrink_tok(dt, d.A, d.rank, cols, X, cols, 0, c, a.ref(L), 0, a.K, d.scale, t, s))) return e;
         if ((e = lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), 0, a.K, t, Y, ldy, d.row0, s))) return e;
       }
     }
@@ -508,7 +510,7 @@ struct Fwd {
     sb->n_experts = one->E;  // PDL: the prologue may read its A rows before waiting on x
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
       const DMod &d = one->mods[(size_t)L * LSW_MOD_COUNT + k];
-      if (d.A && d.mat == mat) sb->job[sb->njobs++] = {d.A, d.rank, d.cols, nullptr, one->t[k]};
+      if (d.A && d.mat == mat) sb->job[sb->njobs++] = {d.A, d.rank, d.cols, nullptr, one->t[k], d.scale};
     }
     return true;
   }
@@ -555,7 +557,7 @@ struct Fwd {
       const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
       if (!d.A) continue;
       const int dt = ly.dt[LSW_MAT_GATE_UP];
-      if ((e = lswc::shrink_tok(dt, d.A, d.rank, H, st->xn, H, 0, c, a.ref(L, false), 0, K, a.t[k], s))) return e;
+      if ((e = lswc::shrink_tok(dt, d.A, d.rank, H, st->xn, H, 0, c, a.ref(L, false), 0, K, d.scale, a.t[k], s))) return e;
       if ((e = lswc::expand_each(dt, d.B, d.rows, d.rank, c, a.ref(L, false), a.t[k], st->guk, 2 * I, d.row0, s)))
         return e;
     }
@@ -564,7 +566,7 @@ struct Fwd {
     const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + LSW_MOD_DOWN];
     if (!d.A) return cudaSuccess;
     const int dt = ly.dt[LSW_MAT_DOWN];
-    if ((e = lswc::shrink_tok(dt, d.A, d.rank, I, st->hk, K * I, I, c, a.ref(L), 0, K, a.t[LSW_MOD_DOWN], s))) return e;
+    if ((e = lswc::shrink_tok(dt, d.A, d.rank, I, st->hk, K * I, I, c, a.ref(L), 0, K, d.scale, a.t[LSW_MOD_DOWN], s))) return e;
     return lswc::expand_tok(dt, d.B, d.rows, d.rank, c, a.ref(L), 0, K, a.t[LSW_MOD_DOWN], st->x, H, d.row0, s);
   }
 
@@ -1008,6 +1010,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         TRY(upload(m, st, am.A->data, am.A->nbytes, &dm.A));
         TRY(upload(m, st, am.B->data, am.B->nbytes, &dm.B));
         dm.rank = (int)am.rank; dm.row0 = (int)r.row0; dm.rows = (int)r.rows; dm.cols = (int)r.cols; dm.mat = r.mat;
+        dm.scale = am.scale;
         if (dm.rank > maxr[k]) maxr[k] = dm.rank;
         DLayer &ly = st->layers[L];
         if (!ly.work[r.mat]) {  // working copy of the fused matrix (merge mode), initially W0
@@ -1068,7 +1071,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         for (int i = 0; i < NA; i++) {
           const DMod &dm = st->ad[i].mods[(size_t)L * LSW_MOD_COUNT + k];
           if (!dm.A) continue;
-          d.term[d.nterm++] = {dm.A, dm.B, st->ad[i].ex(L), st->ad[i].gt(L), dm.rank, st->ad[i].K};
+          d.term[d.nterm++] = {dm.A, dm.B, st->ad[i].ex(L), st->ad[i].gt(L), dm.rank, st->ad[i].K, dm.scale};
         }
         if (!d.nterm) continue;
         if (st->sg_dt >= 0 && st->sg_dt != ly.dt[r.mat]) mixed_dt = true;
@@ -1081,7 +1084,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         ds_lm.push_back(L * LSW_MAT_COUNT + r.mat);
         lswc::SgmmDesc t{};
         t.W0 = d.W0; t.W = d.W; t.A = d.term[0].A; t.B = d.term[0].B;
-        t.rows = d.rows; t.cols = d.cols; t.rank = d.term[0].rank; t.slot = 0;
+        t.rows = d.rows; t.cols = d.cols; t.rank = d.term[0].rank; t.slot = 0; t.scale = d.term[0].scale;
         tc = tc && lswc::sgmm_tc_ok(ly.dt[r.mat], t);
         tcs.push_back(t);
       }

@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(256) sgmm_simt_kernel(const SgmmDesc *__restri
     float acc = Tr<T>::to_f(W0[o]);
     for (int k = 0; k < top_k; k++) {
       const int e = experts[d.slot * top_k + k];
-      const float g = gates[d.slot * top_k + k];
+      const float g = gates[d.slot * top_k + k] * d.scale;
       const T *b = B + ((size_t)e * d.rows + i) * d.rank;
       const T *a = A + (size_t)e * d.rank * d.cols + c;
       for (int j = 0; j < d.rank; j++) acc = fmaf(__fmul_rn(g, Tr<T>::to_f(b[j])), Tr<T>::to_f(a[(size_t)j * d.cols]), acc);
@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   // 2. acc = fmaf(g_k, B_k A_k, acc) per expert on tensor cores (per expert an fp32 partial)
   for (int k = 0; k < top_k; k++) {
     const int e = experts[d.slot * top_k + k];
-    const float g = gates[d.slot * top_k + k];
+    const float g = gates[d.slot * top_k + k] * d.scale;
     const T *Ae = A + (size_t)e * d.rank * d.cols;
     const T *Be = B + (size_t)e * d.rows * d.rank;
 #pragma unroll
@@ -314,7 +314,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
     sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);  // (the previous tile is done with the stage: loop end)
     for (int k = 0; k < top_k; k++) {
       const int e = experts[d.slot * top_k + k];
-      const float g = gates[d.slot * top_k + k];
+      const float g = gates[d.slot * top_k + k] * d.scale;
       const T *Ae = A + (size_t)e * d.rank * d.cols;
       const T *Be = B + (size_t)e * d.rows * d.rank;
 #pragma unroll
@@ -414,7 +414,7 @@ __global__ void __launch_bounds__(256) sgmm_exact_tiled_kernel(const SgmmDesc *_
   }
   for (int k = 0; k < top_k; k++) {
     const int e = experts[d.slot * top_k + k];
-    const float g = gates[d.slot * top_k + k];
+    const float g = gates[d.slot * top_k + k] * d.scale;
     const T *Ae = A + (size_t)e * d.rank * d.cols;
     const T *Be = B + (size_t)e * d.rows * d.rank;
     for (int j0 = 0; j0 < d.rank; j0 += KC) {  // rank % 16 == 0
@@ -582,7 +582,8 @@ using S3Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 // starts as float(W0)).
 template <typename T>
 __device__ __forceinline__ void s3_mma(S3Acc (&acc)[2][2], S3Acc (&tmp)[2][2], const T *Bop, int ldb, const T *Aop,
-                                       int kbase, int kb, int ke, int rank, const float *gsl, int wm, int wn) {
+                                       int kbase, int kb, int ke, int rank, const float *gsl, float gsc, int wm,
+                                       int wn) {
 #pragma unroll 1
   for (int kg = kb; kg < ke; kg += 16) {
     const int k = kg / rank, j = kg - k * rank;
@@ -603,7 +604,7 @@ __device__ __forceinline__ void s3_mma(S3Acc (&acc)[2][2], S3Acc (&tmp)[2][2], c
       for (int i = 0; i < 2; i++) wmma::mma_sync(tmp[i][jj], af[i], bf, tmp[i][jj]);
     }
     if (j + 16 == rank) {
-      const float g = gsl[k];
+      const float g = gsl[k] * gsc;
 #pragma unroll
       for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -912,6 +913,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   int cst = 0, a_d = -1, a_cb = -1, crank = 16;
   T *cW = nullptr;
   const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
+  float cgsc = 1.f;           // the descriptor's LoRA scaling (multiplied into every gate as it is read)
   for (int t = t_beg; t < t_end; t++) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
     s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
@@ -922,7 +924,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       cW = static_cast<T *>(D->W);
       const int *esl = experts + D->slot * top_k;
       cgsl = gates + D->slot * top_k;
-      for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k);
+      cgsc = D->scale;
+      for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k) * cgsc;
       const T *A = static_cast<const T *>(D->A);
       const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
       const int nvec = (top_k * crank) << vs;
@@ -1017,7 +1020,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
         }
       };
-      auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k); };
+      auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k) * cgsc; };
       // acc = fmaf(g_0, tmp_0, W0) with W0 of rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns
       // chunk*8 .. +7, read after expert 0's product (acc live during it spilled registers: 128 at 512 threads)
       float acc[4][4];
@@ -1146,7 +1149,7 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
                    experts + slot * top_k, rank, rows, r0, kc0, kc, gt);
       s3_bar(bar_id);
       s3_mma<T>(acc, tmp, reinterpret_cast<const T *>(s3_smem + o_bc), S3_KC + 8, Abuf, kc0, kc0, kc0 + kc, rank,
-                gates + slot * top_k, wm, wn);
+                gates + slot * top_k, descs[td].scale, wm, wn);
     }
 
     // epilogue of this warp's 32 x 32 block, 16 rows at a time: acc -> smem patch, W = round(acc)

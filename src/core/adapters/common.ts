@@ -110,8 +110,10 @@ export function checkPair(file: string, label: string, pair: LoraPair, base: Ada
 }
 
 /**
- * Stack E experts of one module into the engine layout: lora_A [E, r, in]; lora_B [E, out, r] multiplied by `scale`
- * (computed in double, rounded once to fp32).
+ * Stack E experts of one module into the engine layout: lora_A [E, r, in] and lora_B [E, out, r] as read (each
+ * rounded once to `dtype` when written), plus lora_scale [1] F32 holding `scale`. The engine applies the scale in fp32
+ * with the gate (docs/FORMAT.md "Adapter tensors"), so a 16-bit model stores A and B exactly as a 16-bit adapter
+ * holds them instead of rounding B · scale a second time.
  */
 export function stackExperts(
   prefix: string,
@@ -127,12 +129,11 @@ export function stackExperts(
   const B = new Float32Array(E * out * rank);
   for (let e = 0; e < E; e++) {
     A.set(experts[e].A, e * rank * inF);
-    const src = experts[e].B;
-    const o = e * out * rank;
-    for (let i = 0; i < src.length; i++) B[o + i] = src[i] * scale;
+    B.set(experts[e].B, e * out * rank);
   }
   return [
     { name: `${prefix}.lora_A`, dtype, shape: [E, rank, inF], data: A },
     { name: `${prefix}.lora_B`, dtype, shape: [E, out, rank], data: B },
+    { name: `${prefix}.lora_scale`, dtype: 'f32', shape: [1], data: Float32Array.of(scale) },
   ];
 }

@@ -37,7 +37,7 @@ export interface AdapterMeta {
   ffn_experts: boolean;
   /** HF short names of the adapted modules, in lsw_module order */
   target_modules: string[];
-  /** the user's scale (already folded into lora_B) */
+  /** the user's scale (already multiplied into each module's lora_scale) */
   scale: number;
 }
 
