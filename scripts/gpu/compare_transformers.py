@@ -15,7 +15,8 @@ Each is compared with transformers: relative error ||ours - hf|| / ||hf|| per po
 and the greedy continuation.  transformers' own outputs are written as results/<case>.transformers.json.
 An engine output passes when it is within --tol of the case's fp64 TS reference (ts-ref) and within --tol plus
 that reference's own distance of transformers: transformers keeps some steps in float32 even in float64 mode, which
-some cases (large rsLoRA scales) amplify to ~5e-6.
+some cases (large rsLoRA scales) amplify to ~5e-6.  A case may raise --tol for engine outputs with a "tol" field in
+the manifest (ill-conditioned cases, where the engine's own fp32 summation orders differ by more than --tol).
 
 Adapters: PEFT LoRA folders are loaded with peft itself (several at once, user scale multiplied into each
 layer's scaling).  LoRA-Switch and MixLoRA have no transformers/peft implementation, so they are written here in
@@ -293,12 +294,14 @@ def main():
             err = rel_err(ol, hf_logits)
             same = ours["greedy_tokens"] == hf_greedy
             first = next((i for i, (a, b) in enumerate(zip(ours["greedy_tokens"], hf_greedy)) if a != b), None)
+            # an ill-conditioned case may allow engine outputs more (the manifest's per-case tol, make-fixtures.ts)
+            etol = max(args.tol, float(case.get("tol", 0.0)))
             if src == "ts-ref":
                 tol = args.tol_ref if args.tol_ref is not None else args.tol
             else:
-                tol = args.tol + (ref_err or 0.0)
+                tol = etol + (ref_err or 0.0)
             err_ref = rel_err(ol, rl) if (src != "ts-ref" and rl is not None) else None
-            ok = err <= tol and same and (err_ref is None or err_ref <= args.tol)
+            ok = err <= tol and same and (err_ref is None or err_ref <= etol)
             failures += 0 if ok else 1
             row.update({"rel_err": err, "tol": tol, "rel_err_vs_ts_ref": err_ref, "greedy_same": same, "first_greedy_mismatch": first, "ok": ok,
                         "greedy_ours": ours["greedy_tokens"], "greedy_transformers": hf_greedy})

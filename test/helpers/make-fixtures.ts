@@ -32,6 +32,9 @@ export interface Case {
   name: string;
   model: string; // relative
   adapters: AdapterRef[];
+  /** relative logits error an engine output may have (compare_transformers.py --tol when larger), for an
+   *  ill-conditioned case */
+  tol?: number;
 }
 export interface Manifest {
   version: 1;
@@ -73,7 +76,10 @@ export function makeFixtureSet(out: string): Manifest {
     const m = `models/${baseName}`;
     cases.push(
       { name: `${short}+peft-qv`, model: m, adapters: [peftQv] },
-      { name: `${short}+peft-all-rslora-patterns`, model: m, adapters: [peftAll] },
+      // rsLoRA at alpha 16 with rank/alpha patterns makes large deltas that amplify fp32 rounding: the CPU engine's
+      // own SIMD paths (scalar / AVX2 / AVX-512, each a different fp32 summation order) differ from each other by up to
+      // 3.1e-5 here and lie 4e-6 to 2.5e-5 from the fp64 reference (session 35)
+      { name: `${short}+peft-all-rslora-patterns`, model: m, adapters: [peftAll], tol: 5e-5 },
       { name: `${short}+peft-two-scaled`, model: m, adapters: [{ ...peftQv, scale: 0.7 }, { ...peftMlp, scale: -0.4 }] },
       { name: `${short}+lsw-e4k2-all`, model: m, adapters: [ls42] },
       { name: `${short}+lsw-e3k1-attn`, model: m, adapters: [ls31] },
