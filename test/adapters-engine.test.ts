@@ -317,6 +317,7 @@ test('convert --adapter: lsw.adapters metadata (FORMAT.md) and adapter tensors i
   const out = path.join(d, 'm.lsw');
   const r = await convertModel(info.dir, out, { dtype: 'bf16', adapters: [{ path: ls }, { path: peft, scale: 0.25 }, { path: mix }] });
   const st = readSafetensors(out);
+  assert.is(st.metadata.format_version, '2', 'a file with adapters (lora_scale tensors) is format version 2');
   const metas = JSON.parse(st.metadata['lsw.adapters']);
   assert.equal(metas, r.adapters);
   assert.equal(metas.map((m: any) => [m.name, m.peft_type, m.router_kind, m.num_experts, m.top_k, m.router_input, m.ffn_experts, m.scale]), [

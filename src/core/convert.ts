@@ -215,7 +215,8 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
   }
   const metadata: Record<string, string> = {
     format: 'lora-switch',
-    format_version: '1',
+    // 2: adapter tensors with lora_scale (docs/FORMAT.md); a file without adapters stays readable by version-1 readers
+    format_version: adapters.length ? '2' : '1',
     'lsw.config': JSON.stringify(config),
     'lsw.hf_config': hfRaw,
     'lsw.tokenizer': tokenizerRaw,
@@ -280,7 +281,7 @@ export function adapterSources(adapters: EngineAdapter[], firstId: number): Tens
 export async function writeAdapterFile(out: string, adapters: EngineAdapter[], config: EngineConfig, firstId: number): Promise<void> {
   const metadata: Record<string, string> = {
     format: 'lora-switch-adapters',
-    format_version: '1',
+    format_version: '2',
     'lsw.adapters': JSON.stringify(adapters.map((a) => a.meta)),
     'lsw.adapters_first_id': String(firstId),
     'lsw.base': JSON.stringify({ hidden_size: config.hidden_size, intermediate_size: config.intermediate_size, num_layers: config.num_layers, dtype: config.dtype }),

@@ -217,7 +217,7 @@ function tmpName(suffix: string): string {
 export function parseLswConfig(st: SafetensorsFile): EngineConfig {
   const md = st.metadata;
   if (md.format !== 'lora-switch') throw fileError(st.path, 'not a lora-switch model file (no "format": "lora-switch" metadata); convert the Hugging Face folder with `lora-switch convert`');
-  if (md.format_version !== '1') throw fileError(st.path, `unsupported format_version ${JSON.stringify(md.format_version)} (this version reads 1)`);
+  if (md.format_version !== '1' && md.format_version !== '2') throw fileError(st.path, `unsupported format_version ${JSON.stringify(md.format_version)} (this version reads 1 and 2)`);
   let cfg: EngineConfig;
   try {
     cfg = JSON.parse(md['lsw.config'] ?? '') as EngineConfig;

@@ -93,6 +93,18 @@ test('convert writes a file that generate accepts as a model; --json is one obje
   assert.ok(fs.existsSync(path.join(dir, 'ok.lsw')));
 });
 
+test('generate: a .lsw of a newer format version (one line, the file and the version)', () => {
+  const r = cli(['convert', hf, '-o', 'v3.lsw', '--dtype', 'f32']);
+  assert.is(r.code, 0, r.stderr);
+  const file = path.join(dir, 'v3.lsw');
+  const buf = fs.readFileSync(file);
+  const at = buf.indexOf('"format_version":"1"');
+  assert.ok(at > 0, 'the header names format_version 1');
+  buf.write('"format_version":"3"', at);  // same length: the header stays valid
+  fs.writeFileSync(file, buf);
+  oneLineError(cli(['generate', '-m', file, '-p', 'hi']), /v3\.lsw: unsupported format_version "3" \(this version reads 1 and 2\)/);
+});
+
 test('generate and bench -m: a .lsw tensor of a type the engine does not take (one line, the file and the tensor)', () => {
   const r = cli(['convert', hf, '-o', 'i32.lsw', '--dtype', 'f32']);
   assert.is(r.code, 0, r.stderr);
