@@ -1516,6 +1516,8 @@ static void test_lora_shrink() {
       std::vector<float *> dxs;
       int tot = 0;
       for (size_t q = 0; q < jobs.size(); q++) { dA.push_back(dupb(As[q].bytes)); dxs.push_back(dup(xs[q])); tot += K * jobs[q].rank; }
+      std::vector<float> js(jobs.size());  // per-job LoRA scalings (ShrinkJob::scale; job 0 keeps 1)
+      for (size_t q = 0; q < jobs.size(); q++) js[q] = q == 0 ? 1.f : 1.f + 0.45f * urand();
       float *dt_ = dnew<float>(tot), *dg = dnew<float>(K), *drx = dup(rx);
       int *de = dnew<int>(K);
       void *dR = dupb(Rw.bytes);
@@ -1524,7 +1526,7 @@ static void test_lora_shrink() {
         CK(cudaMemcpy(dg, std::vector<float>{0.6f, 0.4f}.data(), K * 4, cudaMemcpyHostToDevice));
         ShrinkBatch sb; sb.top_k = K; sb.n_experts = mode ? E : 0; sb.experts = de; sb.gates = dg; sb.njobs = (int)jobs.size();
         for (size_t q = 0, o = 0; q < jobs.size(); o += K * jobs[q].rank, q++)
-          sb.job[q] = {dA[q], jobs[q].rank, jobs[q].cols, dxs[q] + jobs[q].xoff, dt_ + o};
+          sb.job[q] = {dA[q], jobs[q].rank, jobs[q].cols, dxs[q] + jobs[q].xoff, dt_ + o, js[q]};
         poison(dt_, tot * 4);
         gemv_set_pdl(mode >= 2);
         cudaStream_t s;
@@ -1559,8 +1561,9 @@ static void test_lora_shrink() {
                 const double p = (double)As[q].val[((size_t)ex[k] * jobs[q].rank + i) * jobs[q].cols + c] * xs[q][jobs[q].xoff + c];
                 sum += p; a += std::fabs(p);
               }
-              ref[o + k * jobs[q].rank + i] = gg[k] * sum;
-              sc[o + k * jobs[q].rank + i] = std::fabs(gg[k]) * a;
+              const double c = gg[k] * js[q];  // the kernel's coefficient fl(g_k * scale)
+              ref[o + k * jobs[q].rank + i] = c * sum;
+              sc[o + k * jobs[q].rank + i] = std::fabs(c) * a;
             }
         char nm[200];
         snprintf(nm, sizeof nm, "lora_shrink %s batch %zu (%zu jobs)%s", dname(dt), bi, jobs.size(),
@@ -1676,22 +1679,26 @@ static void test_prologue_shrink() {
           }
           int tot = 0;
           for (int j = 0; j < st.njobs; j++) tot += K * st.rank[j];
+          // per-job LoRA scalings (ShrinkJob::scale; job 0 keeps 1): the kernel's coefficient is fl(g_k * scale)
+          std::vector<float> js(st.njobs);
+          for (int jb = 0; jb < st.njobs; jb++) js[jb] = jb == 0 ? 1.f : 1.f + 0.45f * urand();
           std::vector<double> tref(tot), tsc(tot);
           for (int jb = 0, o = 0; jb < st.njobs; o += K * st.rank[jb], jb++)
             for (int k = 0; k < K; k++)
               for (int i = 0; i < st.rank[jb]; i++) {
                 const HostW &A = As[jb];
+                const double c = g[k] * js[jb];
                 double s = 0, a = 0;
-                for (int c = 0; c < D; c++) { const double p = A.val[((size_t)ex[k] * st.rank[jb] + i) * D + c] * v[c]; s += p; a += std::fabs(p); }
-                tref[o + k * st.rank[jb] + i] = g[k] * s;
-                tsc[o + k * st.rank[jb] + i] = g[k] * a;
+                for (int cc = 0; cc < D; cc++) { const double p = A.val[((size_t)ex[k] * st.rank[jb] + i) * D + cc] * v[cc]; s += p; a += std::fabs(p); }
+                tref[o + k * st.rank[jb] + i] = c * s;
+                tsc[o + k * st.rank[jb] + i] = std::fabs(c) * a;
               }
           float *dx = dup(x), *dw = dup(w), *dout = dnew<float>(D), *dt_ = dnew<float>(tot), *dg = dup(g);
           int *de = dup(ex);
           std::vector<void *> dA;
           for (auto &A : As) dA.push_back(dupb(A.bytes));
           ShrinkBatch b; b.top_k = K; b.experts = de; b.gates = dg; b.njobs = st.njobs;
-          for (int jb = 0, o = 0; jb < st.njobs; o += K * st.rank[jb], jb++) b.job[jb] = {dA[jb], st.rank[jb], D, dout, dt_ + o};
+          for (int jb = 0, o = 0; jb < st.njobs; o += K * st.rank[jb], jb++) b.job[jb] = {dA[jb], st.rank[jb], D, dout, dt_ + o, js[jb]};
           std::vector<float> o0, t0;
           for (int pm = 0; pm < 2; pm++) {  // 0: plain launch, A after the wait; 1: PDL launch, A prefetched
             b.n_experts = pm ? E : 0;
