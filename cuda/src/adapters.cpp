@@ -115,10 +115,12 @@ lsw_status lsw_adapter_tensor(lsw_model *m, const char *cname, int32_t dtype, in
     if (tail == mn + ".lora_scale") mod = k, isS = true;
   }
   if (mod < 0) return LSW_FAIL(LSW_E_FORMAT, "tensor %s: unknown adapter tensor name", cname);
-  if (isS) {  // the module's LoRA scaling: one F32 value, read at finalize
+  if (isS) {  // the module's LoRA scaling: one F32 value, read on the host at finalize, so it must come from a file
     if (dtype != LSW_DTYPE_F32 || ndim != 1 || shape[0] != 1)
       return LSW_FAIL(LSW_E_FORMAT, "tensor %s: %s %s, expected F32 [1]", cname, dtype_name(dtype),
                       shape_s(ndim, shape).c_str());
+    if (file_id < 0)  // engine-allocated (random) tensors have no host value on a CUDA model
+      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: a LoRA scaling must come from a mapped file", cname);
     lsw_status st = lsw_register_tensor(m, cname, dtype, ndim, shape, file_id, offset, false);
     if (st) return st;
     a.mods[L][mod].S = &m->tensors.at(name);
@@ -157,9 +159,7 @@ lsw_status lsw_adapters_finalize(lsw_model *m) {
           return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s: rank mismatch (lora_A rank %lld, lora_B rank %lld)",
                           a.id, L, MOD_NAMES[k], (long long)am.A->shape[1], (long long)am.B->shape[2]);
         am.rank = am.A->shape[1];
-        if (am.S) {
-          if (!am.S->data)
-            return LSW_FAIL(LSW_E_FORMAT, "adapter %d: layers.%d.%s.lora_scale has no data", a.id, L, MOD_NAMES[k]);
+        if (am.S) {  // file-backed (lsw_adapter_tensor): data points into the mapping
           float v;
           std::memcpy(&v, am.S->data, sizeof v);
           if (!std::isfinite(v))

@@ -233,9 +233,6 @@ lsw_status lsw_add_random_tensor(lsw_model *m, const char *cname, int32_t dtype,
                                  uint64_t seed, float scale) {
   if (!(scale > 0) || !std::isfinite(scale))
     return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: random scale must be positive", cname);
-  const size_t nl = std::strlen(cname);
-  if (nl >= 11 && !std::strcmp(cname + nl - 11, ".lora_scale"))  // read on the host at finalize: must come from a file
-    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tensor %s: a LoRA scaling cannot be random", cname);
   lsw_status st = std::strncmp(cname, "adapters.", 9) == 0 ? lsw_adapter_tensor(m, cname, dtype, ndim, shape, -1, 0)
                                                              : lsw_register_tensor(m, cname, dtype, ndim, shape, -1, 0, true);
   if (st) return st;

@@ -926,6 +926,19 @@ static void test_adapters() {
     CHECK(st == LSW_E_FORMAT && strstr(lsw_last_error(), "layers.1.q has lora_scale but no lora_A"),
           "lora_scale without A/B: %s", lsw_last_error());
   }
+  {  // a LoRA scaling is read on the host at finalize: a random or engine-allocated (file_id -1) one is refused
+    lsw_model *m = nullptr;
+    int32_t aid = -1;
+    const int64_t one = 1;
+    OK(lsw_model_create(&t.c, &m));
+    OK(lsw_model_add_adapter(m, &t.ad, &aid));
+    lsw_status st = lsw_model_add_random_tensor(m, "adapters.0.layers.1.q.lora_scale", LSW_DTYPE_F32, 1, &one, 7, 0.5f);
+    CHECK(st == LSW_E_INVALID_ARGUMENT && strstr(lsw_last_error(), "lora_scale: a LoRA scaling must come from a mapped file"),
+          "random lora_scale: %d %s", st, lsw_last_error());
+    st = lsw_model_add_tensor(m, "adapters.0.layers.1.q.lora_scale", LSW_DTYPE_F32, 1, &one, -1, 0);
+    CHECK(st == LSW_E_INVALID_ARGUMENT, "engine-allocated lora_scale: %d %s", st, lsw_last_error());
+    lsw_model_free(m);
+  }
   {
     TinyModel tt = t;
     tt.ad.top_k = 5;
