@@ -2189,6 +2189,24 @@ static void bench_sgmm() {
     bool same = true;
     for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)H * H * 2) == h0[i];
     expect(same, "sgmm copy probe (v3 walk): W == W0 for all 64 matrices (the walk covers every element once)");
+    // other tile geometries (session 36): C columns x 8192 / C rows, bands of S tiles side by side; each run twice,
+    // interleaved with the v3-walk probe, so that drift within the process shows
+    struct Shp { int C, S; };
+    for (int rep = 0; rep < 2; rep++) {
+      for (Shp sh : {Shp{128, 1}, Shp{128, 4}, Shp{128, 32}, Shp{256, 1}, Shp{256, 2}, Shp{512, 1}, Shp{1024, 1},
+                     Shp{4096, 1}}) {
+        for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)H * H * 2);
+        const double ms2 = time_ms([&](int) { CK(sgmm_copy_probe_shape(dt, dd, 2 * L, H, H, sh.C, sh.S, 0)); }, 20, 1);
+        char nm[160];
+        snprintf(nm, sizeof nm, "sgmm copy probe: %dx%d tiles, bands of %d, W = W0, no math", 8192 / sh.C, sh.C, sh.S);
+        row(nm, ms2, 2.0 * L * (double)H * H * 2 * 2);
+        bool same2 = true;
+        for (int i = 0; i < 2 * L; i++) same2 = same2 && dhash(W[i], (size_t)H * H * 2) == h0[i];
+        expect(same2, "sgmm copy probe %dx%d tiles, bands of %d: W == W0 for all 64 matrices", 8192 / sh.C, sh.C, sh.S);
+      }
+      const double ms3 = time_ms([&](int) { CK(sgmm_copy_probe(3, dt, dd, 2 * L, tiles, 0)); }, 20, 1);
+      row("sgmm copy probe: v3 walk again", ms3, 2.0 * L * (double)H * H * 2 * 2);
+    }
   }
 #if defined(LSW_DEV_CUBLAS)
   {  // issue 4's library baseline: rank-64 update in place, batched GEMM, one call

@@ -430,6 +430,10 @@ int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *str
 // registers): the bandwidth ceiling of that access pattern (91 % of copy on the H200)
 cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles,
                             cudaStream_t s);
+// harness diagnostic: the same copy in other tile geometries (C columns x 8192 / C rows, bands of S tiles side by side;
+// every descriptor rows x cols): whether longer row segments stream faster than pattern 3's 256-byte ones
+cudaError_t sgmm_copy_probe_shape(int dtype, const SgmmDesc *descs_dev, int n_descs, int rows, int cols, int C, int S,
+                                  cudaStream_t s);
 int autotune_sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, int top_k, const int *experts,
                   const float *gates, cudaStream_t s);
 }  // namespace lswc

@@ -48,6 +48,10 @@
 //     copies.  W0 tiles 1-8 ahead (bulk or per line) did not help: one tile ahead was even, and further ahead the lines were
 //     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
 //     super-strip (same DRAM bytes).  So the two-stage pipeline's latency is not what holds r64 top-1 at 84 %.
+//   Nor is the tile geometry (session 36, bench/results/2026-12-04-h200-session36): the copy probe in tiles of 64 x 128
+//     to 8 x 1024 (strip-major, super-strip or row-major order; sgmm_copy_probe_shape) moves 92.6-93.2 % of copy, so
+//     256-byte row segments cost nothing; the old probe's 91.2 % is its per-tile binary search.  With r64 top-1's
+//     LoRA-B re-reads (+5.7 % bytes) that ceiling is ~88 %; the kernel reaches 84.1-84.5 %.
 //   Tried and removed (2026-12-01, H200 sessions 7-8; code in commits da7540e and a0ac119): a row-streaming kernel
 //     (each warp streaming 32 rows along whole rows, raw mma.sync with permuted n-positions, no shared-memory
 //     epilogue) at 2.67 ms, and a tile-streaming kernel (variant 3's walk with W0 in registers in the mma accumulator
@@ -1258,6 +1262,58 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
   }
 }
 
+// Harness diagnostic (session 36): W = W0 in other tile geometries, to see whether the walk's 256-byte row segments
+// (64 x 128 tiles) are what holds the copy probe above at ~91 % of copy.  Tiles of 8192 elements, C columns x 8192 / C
+// rows (16-byte chunk qq of a tile: row qq / (C / 8), chunk qq % (C / 8)); per matrix, bands of S tiles side by side
+// (S = 1: strip-major as above; S = cols / C: row-major), the row blocks of a band in order, the band's S tiles of a
+// row block back to back (the streaming SGMM's super-strip order for C = 128).  Same groups, ranges and 3 tiles in
+// flight in registers as sgmm_copy_tiles_kernel.  Every descriptor must have the same rows x cols, multiples of the
+// tile's rows and of S * C (the launcher checks).
+template <int C>
+__global__ void __launch_bounds__(512, 1) sgmm_copy_shape_kernel(const SgmmDesc *__restrict__ descs, int rows, int cols,
+                                                                 int S, int total_tiles) {
+  constexpr int R = 8192 / C, CPR = C / 8;
+  const int grp = threadIdx.x >> 8, gt = threadIdx.x & 255;
+  const int nr = gridDim.x * 2, id = blockIdx.x * 2 + grp;
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;
+  const int tr = rows / R, tpm = tr * (cols / C), tpb = tr * S;  // tiles per matrix, per band
+  struct Tl { const uint4 *src; uint4 *dst; int r0, c0; };
+  auto tile = [&](int t) {
+    const int d = t / tpm, local = t - d * tpm, band = local / tpb, rem = local - band * tpb, rb = rem / S;
+    return Tl{static_cast<const uint4 *>(descs[d].W0), static_cast<uint4 *>(descs[d].W), rb * R,
+              (band * S + (rem - rb * S)) * C};
+  };
+  constexpr int P = 3;
+  uint4 buf[P][4];
+  Tl tl[P];
+  auto load = [&](int t, uint4 (&b)[4], Tl &x) {
+    if (t >= t_end) return;
+    x = tile(t);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int qq = gt + i * 256, r = x.r0 + qq / CPR, c = x.c0 + (qq % CPR) * 8;
+      b[i] = ld_stream(x.src + ((size_t)r * cols + c) / 8);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < P; s++) load(t_beg + s, buf[s], tl[s]);
+  for (int t0 = t_beg; t0 < t_end; t0 += P) {
+#pragma unroll
+    for (int s = 0; s < P; s++) {
+      const int t = t0 + s;
+      if (t < t_end) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const int qq = gt + i * 256, r = tl[s].r0 + qq / CPR, c = tl[s].c0 + (qq % CPR) * 8;
+          st_stream(tl[s].dst + ((size_t)r * cols + c) / 8, buf[s][i]);
+        }
+        load(t + P, buf[s], tl[s]);
+      }
+    }
+  }
+}
+
 // 16-bit outputs of every descriptor -> one order-independent 64-bit hash (autotune_sgmm's bit-identity check)
 __device__ __forceinline__ unsigned long long s3_mix(unsigned long long z) {
   z += 0x9E3779B97F4A7C15ull;
@@ -1430,6 +1486,28 @@ cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs, int n
     sgmm_copy_tiles_kernel<<<std::max(1, std::min(sms, total_tiles)), 512, 0, s>>>(descs, n_descs, total_tiles);
   } else {
     return cudaErrorInvalidValue;
+  }
+  LSWC_LAUNCH_RET();
+}
+
+cudaError_t sgmm_copy_probe_shape(int dtype, const SgmmDesc *descs, int n_descs, int rows, int cols, int C, int S,
+                                  cudaStream_t s) {
+  if (n_descs <= 0) return cudaSuccess;
+  if (dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) return cudaErrorInvalidValue;
+  if (C != 128 && C != 256 && C != 512 && C != 1024 && C != 4096) return cudaErrorInvalidValue;
+  const int R = 8192 / C;
+  if (S < 1 || rows <= 0 || cols <= 0 || rows % R || cols % (S * C)) return cudaErrorInvalidValue;
+  int sms = 0, dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) return cudaErrorInvalidValue;
+  const long long tiles = (long long)n_descs * (rows / R) * (cols / C);
+  if (tiles > (1LL << 30)) return cudaErrorInvalidValue;
+  const int grid = (int)std::max(1LL, std::min((long long)sms, tiles));
+  switch (C) {
+    case 128: sgmm_copy_shape_kernel<128><<<grid, 512, 0, s>>>(descs, rows, cols, S, (int)tiles); break;
+    case 256: sgmm_copy_shape_kernel<256><<<grid, 512, 0, s>>>(descs, rows, cols, S, (int)tiles); break;
+    case 512: sgmm_copy_shape_kernel<512><<<grid, 512, 0, s>>>(descs, rows, cols, S, (int)tiles); break;
+    case 1024: sgmm_copy_shape_kernel<1024><<<grid, 512, 0, s>>>(descs, rows, cols, S, (int)tiles); break;
+    default: sgmm_copy_shape_kernel<4096><<<grid, 512, 0, s>>>(descs, rows, cols, S, (int)tiles); break;
   }
   LSWC_LAUNCH_RET();
 }
