@@ -52,6 +52,9 @@
 //     to 8 x 1024 (strip-major, super-strip or row-major order; sgmm_copy_probe_shape) moves 92.6-93.2 % of copy, so
 //     256-byte row segments cost nothing; the old probe's 91.2 % is its per-tile binary search.  With r64 top-1's
 //     LoRA-B re-reads (+5.7 % bytes) that ceiling is ~88 %; the kernel reaches 84.1-84.5 %.
+//   Tried and dropped (session 36 run 2, wide-group.diff there): ONE group of all 16 warps per SM (16 x 32 per warp), so
+//     that r64 top-1 holds an 8-strip super-strip with 4 stages: bit-identical, but 58-72 % at r64 top-1 (default 83-84)
+//     and 83 % at r16 top-2 (86.5): a single barrier domain has nothing to overlap its per-tile waits with.
 //   Tried and removed (2026-12-01, H200 sessions 7-8; code in commits da7540e and a0ac119): a row-streaming kernel
 //     (each warp streaming 32 rows along whole rows, raw mma.sync with permuted n-positions, no shared-memory
 //     epilogue) at 2.67 ms, and a tile-streaming kernel (variant 3's walk with W0 in registers in the mma accumulator
