@@ -1218,24 +1218,16 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   s3_chunked<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ns, bar_id, gt);
 }
 
-// Harness diagnostic: W = W0 over the 64 x 128 tiles in variant 3's geometry (one block of 2 x 256 threads per SM,
-// each group a contiguous range of the strip-major tile order, 16-byte loads of 3 tiles in flight in registers), no
-// math.  Its per-tile descriptor search and bounds checks cost it ~1.5 points (91.2 % of copy on the H200, against
-// 92.6-92.8 % for sgmm_copy_probe_shape in the same geometry, session 36).
-__global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
-                                                                 int total_tiles) {
-  const int grp = threadIdx.x >> 8, gt = threadIdx.x & 255;
+// The copy probes' walk (harness diagnostics, no math): each 256-thread group of a block copies a contiguous range of
+// the tiles, 3 tiles in flight in registers.  tile(t): tile t's description; ld(x, i, v) loads 16-byte chunk i (0..3)
+// of this thread in tile x into v, st(x, i, v) stores it.
+template <typename TileF, typename LdF, typename StF>
+__device__ __forceinline__ void copy_probe_walk(int total_tiles, TileF tile, LdF ld, StF st) {
+  const int grp = threadIdx.x >> 8;
   const int nr = gridDim.x * 2, id = blockIdx.x * 2 + grp;
   const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
   if (t_beg >= t_end) return;
-  struct Tl { const uint4 *src; uint4 *dst; int rows, cols, r0, c0; };
-  auto tile = [&](int t) {
-    const int di = find_desc(descs, n_descs, t);
-    const SgmmDesc &d = descs[di];
-    const int tiles_r = (d.rows + S3_R - 1) / S3_R, local = t - d.tile0, cs = local / tiles_r;
-    return Tl{static_cast<const uint4 *>(d.W0), static_cast<uint4 *>(d.W), d.rows, d.cols,
-              (local - cs * tiles_r) * S3_R, cs * S3_C};
-  };
+  using Tl = decltype(tile(0));
   constexpr int P = 3;
   uint4 buf[P][4];
   Tl tl[P];
@@ -1243,10 +1235,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
     if (t >= t_end) return;
     x = tile(t);
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int qq = gt + i * 256, r = x.r0 + (qq >> 4), c = x.c0 + (qq & 15) * 8;
-      if (r < x.rows && c < x.cols) b[i] = ld_stream(x.src + ((size_t)r * x.cols + c) / 8);
-    }
+    for (int i = 0; i < 4; i++) ld(x, i, b[i]);
   };
 #pragma unroll
   for (int s = 0; s < P; s++) load(t_beg + s, buf[s], tl[s]);
@@ -1256,66 +1245,67 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
       const int t = t0 + s;
       if (t < t_end) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-          const int qq = gt + i * 256, r = tl[s].r0 + (qq >> 4), c = tl[s].c0 + (qq & 15) * 8;
-          if (r < tl[s].rows && c < tl[s].cols) st_stream(tl[s].dst + ((size_t)r * tl[s].cols + c) / 8, buf[s][i]);
-        }
+        for (int i = 0; i < 4; i++) st(tl[s], i, buf[s][i]);
         load(t + P, buf[s], tl[s]);
       }
     }
   }
 }
 
+// Harness diagnostic: W = W0 over the 64 x 128 tiles in variant 3's geometry (one block of 2 x 256 threads per SM,
+// each group a contiguous range of the strip-major tile order, 16-byte loads of 3 tiles in flight in registers), no
+// math.  Its per-tile descriptor search and bounds checks cost it ~1.5 points (91.2 % of copy on the H200, against
+// 92.6-92.8 % for sgmm_copy_probe_shape in the same geometry, session 36).
+__global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                                 int total_tiles) {
+  const int gt = threadIdx.x & 255;
+  struct Tl { const uint4 *src; uint4 *dst; int rows, cols, r0, c0; };
+  copy_probe_walk(
+      total_tiles,
+      [&](int t) {
+        const int di = find_desc(descs, n_descs, t);
+        const SgmmDesc &d = descs[di];
+        const int tiles_r = (d.rows + S3_R - 1) / S3_R, local = t - d.tile0, cs = local / tiles_r;
+        return Tl{static_cast<const uint4 *>(d.W0), static_cast<uint4 *>(d.W), d.rows, d.cols,
+                  (local - cs * tiles_r) * S3_R, cs * S3_C};
+      },
+      [&](const Tl &x, int i, uint4 &v) {
+        const int qq = gt + i * 256, r = x.r0 + (qq >> 4), c = x.c0 + (qq & 15) * 8;
+        if (r < x.rows && c < x.cols) v = ld_stream(x.src + ((size_t)r * x.cols + c) / 8);
+      },
+      [&](const Tl &x, int i, const uint4 &v) {
+        const int qq = gt + i * 256, r = x.r0 + (qq >> 4), c = x.c0 + (qq & 15) * 8;
+        if (r < x.rows && c < x.cols) st_stream(x.dst + ((size_t)r * x.cols + c) / 8, v);
+      });
+}
+
 // Harness diagnostic (session 36): W = W0 in other tile geometries, to see whether the walk's 256-byte row segments
 // (64 x 128 tiles) are what holds the copy probe above at ~91 % of copy.  Tiles of 8192 elements, C columns x 8192 / C
 // rows (16-byte chunk qq of a tile: row qq / (C / 8), chunk qq % (C / 8)); per matrix, bands of S tiles side by side
 // (S = 1: strip-major as above; S = cols / C: row-major), the row blocks of a band in order, the band's S tiles of a
-// row block back to back (the streaming SGMM's super-strip order for C = 128).  Same groups, ranges and 3 tiles in
-// flight in registers as sgmm_copy_tiles_kernel.  Every descriptor must have the same rows x cols, multiples of the
-// tile's rows and of S * C (the launcher checks).
+// row block back to back (the streaming SGMM's super-strip order for C = 128).  The same walk as
+// sgmm_copy_tiles_kernel (copy_probe_walk), without a descriptor search or bounds checks: every descriptor must have the
+// same rows x cols, multiples of the tile's rows and of S * C (the launcher checks).
 template <int C>
 __global__ void __launch_bounds__(512, 1) sgmm_copy_shape_kernel(const SgmmDesc *__restrict__ descs, int rows, int cols,
                                                                  int S, int total_tiles) {
   constexpr int R = 8192 / C, CPR = C / 8;
-  const int grp = threadIdx.x >> 8, gt = threadIdx.x & 255;
-  const int nr = gridDim.x * 2, id = blockIdx.x * 2 + grp;
-  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
-  if (t_beg >= t_end) return;
+  const int gt = threadIdx.x & 255;
   const int tr = rows / R, tpm = tr * (cols / C), tpb = tr * S;  // tiles per matrix, per band
   struct Tl { const uint4 *src; uint4 *dst; int r0, c0; };
-  auto tile = [&](int t) {
-    const int d = t / tpm, local = t - d * tpm, band = local / tpb, rem = local - band * tpb, rb = rem / S;
-    return Tl{static_cast<const uint4 *>(descs[d].W0), static_cast<uint4 *>(descs[d].W), rb * R,
-              (band * S + (rem - rb * S)) * C};
+  auto at = [&](const Tl &x, int i) {  // this thread's chunk i of tile x, in 16-byte units
+    const int qq = gt + i * 256;
+    return ((size_t)(x.r0 + qq / CPR) * cols + x.c0 + (qq % CPR) * 8) / 8;
   };
-  constexpr int P = 3;
-  uint4 buf[P][4];
-  Tl tl[P];
-  auto load = [&](int t, uint4 (&b)[4], Tl &x) {
-    if (t >= t_end) return;
-    x = tile(t);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int qq = gt + i * 256, r = x.r0 + qq / CPR, c = x.c0 + (qq % CPR) * 8;
-      b[i] = ld_stream(x.src + ((size_t)r * cols + c) / 8);
-    }
-  };
-#pragma unroll
-  for (int s = 0; s < P; s++) load(t_beg + s, buf[s], tl[s]);
-  for (int t0 = t_beg; t0 < t_end; t0 += P) {
-#pragma unroll
-    for (int s = 0; s < P; s++) {
-      const int t = t0 + s;
-      if (t < t_end) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-          const int qq = gt + i * 256, r = tl[s].r0 + qq / CPR, c = tl[s].c0 + (qq % CPR) * 8;
-          st_stream(tl[s].dst + ((size_t)r * cols + c) / 8, buf[s][i]);
-        }
-        load(t + P, buf[s], tl[s]);
-      }
-    }
-  }
+  copy_probe_walk(
+      total_tiles,
+      [&](int t) {
+        const int d = t / tpm, local = t - d * tpm, band = local / tpb, rem = local - band * tpb, rb = rem / S;
+        return Tl{static_cast<const uint4 *>(descs[d].W0), static_cast<uint4 *>(descs[d].W), rb * R,
+                  (band * S + (rem - rb * S)) * C};
+      },
+      [&](const Tl &x, int i, uint4 &v) { v = ld_stream(x.src + at(x, i)); },
+      [&](const Tl &x, int i, const uint4 &v) { st_stream(x.dst + at(x, i), v); });
 }
 
 // 16-bit outputs of every descriptor -> one order-independent 64-bit hash (autotune_sgmm's bit-identity check)
