@@ -49,7 +49,7 @@
 //     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
 //     super-strip (same DRAM bytes).  So the two-stage pipeline's latency is not what holds r64 top-1 at 84 %.
 //   Nor is the tile geometry (session 36, bench/results/2026-12-04-h200-session36): the copy probe in tiles of 64 x 128
-//     to 8 x 1024 (strip-major, super-strip or row-major order; sgmm_copy_probe_shape) moves 92.6-93.2 % of copy, so
+//     to 8 x 1024 (strip-major, super-strip or row-major order; sgmm_copy_probe_shape) moves 92.2-93.2 % of copy, so
 //     256-byte row segments cost nothing; the old probe's 91.2 % is its own per-tile work (descriptor search, bounds checks).  With r64 top-1's
 //     LoRA-B re-reads (+5.7 % bytes) that ceiling is ~88 %; the kernel reaches 84.1-84.5 %.
 //   Tried and dropped (session 36 run 2, wide-group.diff there): ONE group of all 16 warps per SM (16 x 32 per warp), so
@@ -1254,8 +1254,8 @@ __device__ __forceinline__ void copy_probe_walk(int total_tiles, TileF tile, LdF
 
 // Harness diagnostic: W = W0 over the 64 x 128 tiles in variant 3's geometry (one block of 2 x 256 threads per SM,
 // each group a contiguous range of the strip-major tile order, 16-byte loads of 3 tiles in flight in registers), no
-// math.  Its per-tile descriptor search and bounds checks cost it ~1.5 points (91.2 % of copy on the H200, against
-// 92.6-92.8 % for sgmm_copy_probe_shape in the same geometry, session 36).
+// math.  Its per-tile descriptor search and bounds checks cost it 1-1.5 points (91.0-91.2 % of copy on the H200,
+// against 92.2-92.8 % for sgmm_copy_probe_shape in the same geometry, session 36).
 __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
                                                                  int total_tiles) {
   const int gt = threadIdx.x & 255;
