@@ -1,18 +1,21 @@
-import { Flags } from '@oclif/core';
+import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../base-command.js';
-import { runGenerate } from '../core/generate-cli.js';
+import { runGenerate, pickModel } from '../core/generate-cli.js';
 
 export default class Generate extends BaseCommand {
   static override summary = 'Generate text from a .lsw model (or a Hugging Face folder, converted on the fly).';
   static override examples = [
-    '<%= config.bin %> generate -m model.lsw -p "Hello"',
+    '<%= config.bin %> generate model.lsw -p "Hello"',
     'echo "Tell me a story" | <%= config.bin %> generate -m model.lsw --max-tokens 64 --temperature 0',
     '<%= config.bin %> generate -m model.lsw --chat --system "Be brief." -p "What is LoRA?" --json',
     '<%= config.bin %> generate -m model.lsw --adapter ./my-switch --mode merge --trace trace.jsonl -p "Hello" --temperature 0',
     '<%= config.bin %> generate -m ./Llama-3.2-1B --adapter ./style-lora:0.7 --adapter ./code-lora:0.3 -p "def fib(n):"',
   ];
+  static override args = {
+    model: Args.string({ description: '.lsw file or Hugging Face model folder (or -m)' }),
+  };
   static override flags = {
-    model: Flags.string({ char: 'm', required: true, description: '.lsw file or Hugging Face model folder' }),
+    model: Flags.string({ char: 'm', description: '.lsw file or Hugging Face model folder (or the MODEL argument)' }),
     prompt: Flags.string({ char: 'p', description: 'prompt (default: read standard input)' }),
     'max-tokens': Flags.integer({ char: 'n', default: 256, min: 0, description: 'tokens to generate at most' }),
     temperature: Flags.string({ default: '0.8', description: 'sampling temperature; 0 = greedy' }),
@@ -36,9 +39,9 @@ export default class Generate extends BaseCommand {
   };
 
   async run(): Promise<void> {
-    const { flags } = await this.parse(Generate);
+    const { args, flags } = await this.parse(Generate);
     await runGenerate({
-      model: flags.model,
+      model: pickModel(args.model, flags.model),
       prompt: flags.prompt,
       maxTokens: flags['max-tokens'],
       temperature: flags.temperature,

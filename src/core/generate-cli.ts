@@ -47,6 +47,15 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** The model named by the MODEL argument or by -m/--model: one of them, or both naming the same path. */
+export function pickModel(arg: string | undefined, flag: string | undefined): string {
+  if (arg !== undefined && flag !== undefined && arg !== flag)
+    throw new UserError(`model: given twice, as ${JSON.stringify(arg)} and as -m ${JSON.stringify(flag)}; give one`);
+  const m = arg ?? flag;
+  if (m === undefined || m === '') throw new UserError('model: give a .lsw file or a Hugging Face model folder (lora-switch generate MODEL, or -m MODEL)');
+  return m;
+}
+
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const temperature = num('--temperature', o.temperature);
   const topP = num('--top-p', o.topP);

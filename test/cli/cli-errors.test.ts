@@ -76,6 +76,9 @@ test('bad flags: one line', () => {
 
 test('generate: missing model file, not a lora-switch file, corrupt .lsw', () => {
   oneLineError(cli(['generate', '-m', 'missing.lsw', '-p', 'hi']), /missing\.lsw: no such file/);
+  oneLineError(cli(['generate', 'missing.lsw', '-p', 'hi']), /missing\.lsw: no such file/);
+  oneLineError(cli(['generate', '-p', 'hi']), /model: give a \.lsw file or a Hugging Face model folder/);
+  oneLineError(cli(['generate', 'a.lsw', '-m', 'b.lsw', '-p', 'hi']), /model: given twice, as "a\.lsw" and as -m "b\.lsw"/);
   const shard = path.join(hf, fs.readdirSync(hf).filter((f) => f.endsWith('.safetensors')).sort()[0]);
   oneLineError(cli(['generate', '-m', shard, '-p', 'hi']), /\.safetensors: not a lora-switch model file/);
   const junk = path.join(dir, 'junk.lsw');

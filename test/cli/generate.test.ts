@@ -105,6 +105,9 @@ test('generate --json: greedy is deterministic, tokens/prompt_tokens/timings pre
   assert.is(piped.stdout, `${j.text}\n`);
   const stdin = cli(args.filter((x, i) => x !== '-p' && args[i - 1] !== '-p'), 'hello\n');
   assert.is(stdin.stdout, piped.stdout, 'prompt from standard input');
+  const positional = cli(['generate', lsw, ...args.slice(3)]);  // the model as the MODEL argument instead of -m
+  assert.is(positional.code, 0, positional.stderr);
+  assert.is(positional.stdout, piped.stdout, 'generate MODEL equals generate -m MODEL');
 });
 
 test('generate: seeded sampling repeats, --stop cuts the text', () => {
