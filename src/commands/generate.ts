@@ -12,7 +12,7 @@ export default class Generate extends BaseCommand {
     '<%= config.bin %> generate -m ./Llama-3.2-1B --adapter ./style-lora:0.7 --adapter ./code-lora:0.3 -p "def fib(n):"',
   ];
   static override args = {
-    model: Args.string({ description: '.lsw file or Hugging Face model folder (or -m)' }),
+    model: Args.string({ ignoreStdin: true, description: '.lsw file or Hugging Face model folder (or -m)' }),  // stdin is the prompt
   };
   static override flags = {
     model: Flags.string({ char: 'm', description: '.lsw file or Hugging Face model folder (or the MODEL argument)' }),
