@@ -108,6 +108,9 @@ test('generate --json: greedy is deterministic, tokens/prompt_tokens/timings pre
   const positional = cli(['generate', lsw, ...args.slice(3)]);  // the model as the MODEL argument instead of -m
   assert.is(positional.code, 0, positional.stderr);
   assert.is(positional.stdout, piped.stdout, 'generate MODEL equals generate -m MODEL');
+  const noP = args.slice(3).filter((x, i, a) => x !== '-p' && a[i - 1] !== '-p');
+  const positionalStdin = cli(['generate', lsw, ...noP], 'hello\n');  // the piped prompt is not taken for the MODEL
+  assert.is(positionalStdin.stdout, piped.stdout, 'generate MODEL with the prompt on standard input');
 });
 
 test('generate: seeded sampling repeats, --stop cuts the text', () => {
