@@ -1474,8 +1474,7 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
 cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, cudaStream_t s) {
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
   if (dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) return cudaErrorInvalidValue;
-  int sms = 0, dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) return cudaErrorInvalidValue;
+  const int sms = sm_count();  // (grid size only)
   if (pattern == 3) {
     sgmm_copy_tiles_kernel<<<std::max(1, std::min(sms, total_tiles)), 512, 0, s>>>(descs, n_descs, total_tiles);
   } else {
@@ -1491,8 +1490,7 @@ cudaError_t sgmm_copy_probe_shape(int dtype, const SgmmDesc *descs, int n_descs,
   if (C != 128 && C != 256 && C != 512 && C != 1024 && C != 4096) return cudaErrorInvalidValue;
   const int R = 8192 / C;
   if (S < 1 || rows <= 0 || cols <= 0 || rows % R || cols % (S * C)) return cudaErrorInvalidValue;
-  int sms = 0, dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) return cudaErrorInvalidValue;
+  const int sms = sm_count();  // (grid size only)
   const long long tiles = (long long)n_descs * (rows / R) * (cols / C);
   if (tiles > (1LL << 30)) return cudaErrorInvalidValue;
   const int grid = (int)std::max(1LL, std::min((long long)sms, tiles));
