@@ -252,6 +252,10 @@ LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits) {
   CHECK_FINAL(m)
   if (!logits) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "logits is NULL");
   if (!m->have_logits) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "no position has been evaluated yet");
+#if LSW_CUDA_FORWARD && defined(LSW_CUDA_STEP)
+  if (m->cuda)  // the decode step leaves its logits on the device until they are asked for
+    if (lsw_status st = lswc_model_fetch_logits(m)) return st;
+#endif
   std::memcpy(logits, m->logits.data(), sizeof(float) * m->cfg.vocab_size);
   return LSW_OK;
 }

@@ -39,6 +39,9 @@ int lswc_model_graph_nodes(const lsw_model *m);  // kernel/memcpy nodes of the c
 // Append one token and sample the next with m->sampler at step m->sample_step, on the device inside the decode
 // graph (one graph launch + one sync).  Advances m->n_past; the caller increments m->sample_step on success.
 lsw_status lswc_model_step(lsw_model *m, int32_t token, int32_t *next_token);
+// The decode step leaves its logits on the device; this copies them into m->logits when they are newer than it
+// (lsw_model_get_logits calls it; a forward calls it itself before returning).
+lsw_status lswc_model_fetch_logits(lsw_model *m);
 // CUDA fields of lsw_model_stats: launches_per_token (graph nodes; captures the step if needed), graph_captured,
 // device_bytes_peak, merge_steps/merge_skipped.  The caller fills the rest.
 lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out);

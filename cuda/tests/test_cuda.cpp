@@ -1,5 +1,7 @@
 // CUDA backend vs CPU backend through the C ABI (lsw.h).  Built only when the CUDA backend is built; run by ctest.
-//   - every lsw_op_* on LSW_BACKEND_CUDA against LSW_BACKEND_CPU with fresh random inputs (f32/f16/bf16, odd sizes)
+//   - every lsw_op_* on LSW_BACKEND_CUDA against LSW_BACKEND_CPU with fresh random inputs (f32/f16/bf16, odd sizes);
+//     lsw_op_sample with greedy parameters runs the decode step's greedy tail kernel (greedy_advance): vocab sizes
+//     around its blocks, ties across blocks, -0 / +0, the float4 tail, against the CPU and the expected id
 //   - end to end: tiny random models (lsw_model_add_random_tensor, same values on both backends) with adapters
 //     (STATIC, PREGATED, LAYERWISE when the CPU engine has it, two adapters at once) in every mode: greedy tokens
 //     CUDA == CPU, logits close, routes equal, prompt (one eval) == token by token (merge mode too: a merge-mode
@@ -319,6 +321,38 @@ static void test_ops() {
         bad += t0 != t1;
       }
     CHECK(bad == 0, "sample: %d of 200 draws differ between CPU and CUDA", bad);
+  }
+  // greedy: the decode step's multi-block argmax (greedy_advance) against the CPU and against the expected id.  Vocab
+  // sizes around its blocks (4,096 logits each) and float4 tails; the top value tied at a low id in the last block's
+  // share and a higher one, -0 against +0, a maximum in the float4 tail, all logits equal
+  {
+    const lsw_sampler_params g = {0.f, 0, 1.f, 0.f, 1};
+    for (int V : {1, 3, 7, 1000, 4097, 32000, 128259}) {
+      for (int c = 0; c < 5; c++) {
+        std::vector<float> l = c == 4 ? std::vector<float>((size_t)V, 0.25f) : rand_f((size_t)V, 4.f);
+        int want = -1;
+        if (c == 1 && V > 2) {  // tie at the top: the lower id wins wherever the two sit
+          const int a = V / 3 * 2, b = V - 1;
+          l[a] = l[b] = 11.f;
+          want = a;
+        } else if (c == 2) {  // the maximum in the last (possibly partial) float4
+          l[(size_t)V - 1] = 12.f;
+          want = V - 1;
+        } else if (c == 3 && V > 1) {  // every logit negative but two zeros of opposite sign: -0 == +0, lower id
+          for (auto &x : l) x = -fabsf(x) - 1.f;
+          l[(size_t)V / 2] = -0.f;
+          l[(size_t)V - 1] = 0.f;
+          want = V / 2;
+        } else if (c == 4) {
+          want = 0;
+        }
+        int32_t t0 = -1, t1 = -2;
+        OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &g, 0, &t0));
+        OKC(lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &g, 0, &t1));
+        CHECK(t0 == t1 && (want < 0 || t1 == want), "greedy sample, vocab %d case %d: CPU %d, CUDA %d, expected %d", V,
+              c, t0, t1, want);
+      }
+    }
   }
 }
 

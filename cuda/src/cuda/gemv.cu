@@ -1667,6 +1667,18 @@ bool cuda_verbose() {
 // decode ran 0.09 ms/token faster with q,k,v forced to v10 (session 26 run 2).
 static bool g_tune_pdl = true;
 void gemv_set_tune_pdl(bool on) { g_tune_pdl = on; }
+// A plain shape takes v11 whenever it timed within kTunePreferTol of the fastest variant, not the fastest itself.
+// Why (session 38, bench/results/2026-12-04-h200-session38/run6-lm-head): timed alone, several variants of a shape
+// come within 1-3 % of each other and the pick changed from process to process (8B lm_head 128256x4096: v4, v5, v6 or
+// v11; 7B gate,up: v10 or v11; 7B lm_head: v4, v10 or v11), while in the decode they differ more than that: forced
+// into the 8B decode, lm_head on v4 / v11 took 4.158-4.168 ms/token and on v5 / v6 4.211-4.230; 7B processes whose
+// gate,up drew v10 ran 0.03 ms slower than those on v11.  v11 is the one measured best in the decode for every 7B
+// role (session 22's bench_roles; here: gate,up, and lm_head even).  gemv_set_tune_prefer(false) /
+// LSW_CUDA_GEMV_PREFER=0 (read by the model): the fastest alone, as before.  LoRA launches are tuned as before.
+static constexpr int kTunePreferred = 11;
+static constexpr float kTunePreferTol = 0.03f;
+static bool g_tune_prefer = true;
+void gemv_set_tune_prefer(bool on) { g_tune_prefer = on; }
 static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, const LoraEpilogue *eps, int nW,
                          const float *X, float *Y, cudaStream_t s, float *best_us) {
   if (rows <= 0 || cols <= 0 || nW <= 0 || !Ws || !X || !Y) return 0;
@@ -1726,6 +1738,10 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
     cudaGetLastError();
     return 0;
   }
+  const int fastest = best;
+  if (!eps && g_tune_prefer && kTunePreferred < nv && best > 0 && us[kTunePreferred] > 0.f &&
+      us[kTunePreferred] <= us[best] * (1.f + kTunePreferTol))
+    best = kTunePreferred;
   if (best > 0) gemv_set_variant(dtype, rows, cols, best, eps != nullptr);
   if (best > kLoraAutoVariants && !eps) {  // LoRA launches of this shape: the best among v1..v<kLoraAutoVariants>
     int bl = 1;
@@ -1739,6 +1755,8 @@ static int autotune_impl(int dtype, int rows, int cols, const void *const *Ws, c
   int o = snprintf(line, sizeof line, "lswc: gemv%s %s %dx%d -> v%d (%.2f us, %.0f GB/s); tried", eps ? "+lora" : "",
                    dtype == LSW_DTYPE_F32 ? "f32" : dtype == LSW_DTYPE_F16 ? "f16" : "bf16", rows, cols, best,
                    best > 0 ? us[best] : 0.f, best > 0 ? mat_bytes / (us[best] * 1e-6) / 1e9 : 0.0);
+  if (best != fastest && o < (int)sizeof line)
+    o += snprintf(line + o, sizeof line - o, " (preferred: within %.0f %% of v%d)", 100.f * kTunePreferTol, fastest);
   for (int v = 1; v < nv && o < (int)sizeof line - 16; v++) o += snprintf(line + o, sizeof line - o, " v%d %.2f", v, us[v]);
   {
     std::lock_guard<std::mutex> lk(g_tune_mu);

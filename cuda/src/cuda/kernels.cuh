@@ -102,6 +102,8 @@ void gemv_set_pdl(bool on);
 // the autotuner times its chains with PDL as the decode launches them (default; false: plain launches, the tuner
 // before session 26; the model: LSW_CUDA_GEMV_TUNE_PDL=0)
 void gemv_set_tune_pdl(bool on);
+// the tuner prefers v11 for a plain shape within 3 % of its fastest variant (gemv.cu kTunePreferred); default on
+void gemv_set_tune_prefer(bool on);
 // where a GEMV folding a RMSNorm in (NormFold in side) computes rs from the producer's partial sums: right after its
 // wait, while its first weights are in flight (true, the default since session 27; F16 and F32 weights), or after its
 // main loop (false; BF16 weights always: see gemv.cu)
@@ -267,6 +269,15 @@ namespace lswc {
 // step_dev (nullable): the step is read from device memory (graph replay).
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s);
+// The greedy decode step's tail in ONE launch: argmax over the logits (argmax's key: the same token), written to
+// *sampled; then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a
+// multiple of 4) of the step's scalar block blk copied to host_blk, mapped host memory, so that no copy node follows.
+// Several blocks, each taking its share of the logits in 16-byte loads (all in flight at once), combine through
+// atomicMax on *key and count themselves on *done; the last one finishes and re-arms both (zero before the first
+// launch).  pdl: launched with PDL (it waits before reading anything).
+cudaError_t greedy_advance(int vocab, const float *logits, unsigned long long *key, unsigned *done, int *io,
+                           int *sampled, unsigned long long *step, const void *blk, void *host_blk, int blk_bytes,
+                           bool pdl, cudaStream_t s);
 }  // namespace lswc
 
 namespace lswc {

@@ -94,6 +94,20 @@ struct State {
   DevBlk *h_in = nullptr, *h_out = nullptr;  // pinned
   float *h_logits = nullptr;   // pinned (when m->logits could not be registered)
   bool logits_registered = false;
+  // decode step (lsw_model_step, bench_decode): the step's logits stay in st->logits until the host asks for them
+  // (lswc_model_fetch_logits: lsw_model_get_logits, or a forward whose caller reads m->logits), so the graph copies
+  // no [vocab] floats to the host per token (128 KB at 32k tokens, 513 KB at Llama 3's 128k).  logits_on_dev: m->logits
+  // is stale, st->logits holds the last step's.  LSW_CUDA_STEP_LOGITS=copy: the graph copies them every step (the
+  // path before session 38, kept for A-B runs)
+  bool logits_lazy = true;
+  bool logits_on_dev = false;
+  // greedy decode steps end in ONE launch (lswc::greedy_advance: a multi-block argmax, the bookkeeping, the DevBlk
+  // written into h_out through its mapped address) instead of argmax + advance + a copy node.  LSW_CUDA_GREEDY_TAIL=0:
+  // the sampler kernel, advance and the copy, as before session 38 (and as every sampling step still does)
+  bool greedy_tail = true;
+  unsigned long long *gkey = nullptr;  // device: greedy_advance's key and block count (zero between steps)
+  unsigned *gdone = nullptr;
+  DevBlk *h_out_dev = nullptr;         // h_out's device address (null: the tail keeps its copy node)
   bool dev_valid = false;      // blk->io / step hold what the host expects for the next step
   unsigned char *keep = nullptr;
   double *pd = nullptr;
@@ -661,10 +675,16 @@ cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
   DevBlk *b = st->blk;
   const int V = m->cfg.vocab_size;
   cudaError_t e = f.body(b->io, b->io + 1, m->cfg.max_context, b->io + 2, false);
-  if (e == cudaSuccess)
+  // greedy exactly when the sampler kernel takes its argmax branch (sample.cu): the same token either way
+  const bool greedy = !(m->sampler.temperature > 0.f) || m->sampler.top_k == 1;
+  const bool tail = greedy && st->greedy_tail && st->h_out_dev;
+  if (e == cudaSuccess && tail)
+    e = lswc::greedy_advance(V, st->logits, st->gkey, st->gdone, b->io, &b->sampled, &b->step, b, st->h_out_dev,
+                             (int)sizeof(DevBlk), lswc::gemv_pdl(), st->s);
+  if (e == cudaSuccess && !tail)
     e = lswc::sample(V, st->logits, m->sampler, &b->step, 0, st->keep, st->pd, &b->sampled, st->s);
-  if (e == cudaSuccess) e = lswc::advance(b->io, &b->sampled, &b->step, st->s);
-  if (e == cudaSuccess)
+  if (e == cudaSuccess && !tail) e = lswc::advance(b->io, &b->sampled, &b->step, st->s);
+  if (e == cudaSuccess && !st->logits_lazy)
     e = cudaMemcpyAsync(st->logits_registered ? (void *)m->logits.data() : (void *)st->h_logits, st->logits,
                         sizeof(float) * V, cudaMemcpyDeviceToHost, st->s);
   if (adapters_active(m, st))
@@ -672,7 +692,7 @@ cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
       if (e == cudaSuccess) e = cudaMemcpyAsync(a.h_e, a.re, sizeof(int) * a.slots * a.K, cudaMemcpyDeviceToHost, st->s);
       if (e == cudaSuccess) e = cudaMemcpyAsync(a.h_g, a.rg, sizeof(float) * a.slots * a.K, cudaMemcpyDeviceToHost, st->s);
     }
-  if (e == cudaSuccess) e = cudaMemcpyAsync(st->h_out, b, sizeof(DevBlk), cudaMemcpyDeviceToHost, st->s);
+  if (e == cudaSuccess && !tail) e = cudaMemcpyAsync(st->h_out, b, sizeof(DevBlk), cudaMemcpyDeviceToHost, st->s);
   return e;
 }
 
@@ -720,13 +740,17 @@ bool same_sampler(const lsw_sampler_params &a, const lsw_sampler_params &b) {
 }
 
 // One decode step through the graph (or eagerly with LSW_CUDA_GRAPH=0): returns the sampled token.
-lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
+// ev0 / ev1 (bench_decode with LSW_CUDA_BENCH_EVENTS): recorded on the stream before the step's first copy and after
+// its graph, so that their interval is the step's device time without the host's launch and synchronisation.
+lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next, cudaEvent_t ev0 = nullptr,
+                    cudaEvent_t ev1 = nullptr) {
   const int mode = st->mode;
   auto fail = [&](cudaError_t e, const char *what) {
     st->broken = e != cudaErrorMemoryAllocation;
     return lswc_cuda_fail(e, what, __FILE__, __LINE__);
   };
-  cudaError_t e = cudaSuccess;
+  cudaError_t e = ev0 ? cudaEventRecord(ev0, st->s) : cudaSuccess;
+  if (e != cudaSuccess) return fail(e, "decode step event");
   if (!(st->dev_valid && st->h_out->io[0] == token && st->h_out->io[1] == m->n_past &&
         st->h_out->step == m->sample_step)) {
     st->h_in->io[0] = token;
@@ -750,10 +774,12 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next) {
   } else {
     e = step_body(m, st, av);
   }
+  if (e == cudaSuccess && ev1) e = cudaEventRecord(ev1, st->s);
   if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
   if (e != cudaSuccess) return fail(e, "decode step");
   st->dev_valid = true;
-  if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
+  if (st->logits_lazy) st->logits_on_dev = true;
+  else if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
   m->have_logits = true;
   m->n_past += 1;
   m->merge_steps = st->h_out->counters[0];
@@ -822,6 +848,11 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   st->mode = m->mode;
   st->precise = !env_flag("LSW_CUDA_FAST_GEMM", cf.prefill_precision == LSW_PRECISION_FAST);  // env overrides the config
   st->use_graph = env_flag("LSW_CUDA_GRAPH", true);
+  {
+    const char *el = getenv("LSW_CUDA_STEP_LOGITS");
+    st->logits_lazy = !(el && !strcmp(el, "copy"));
+  }
+  st->greedy_tail = env_flag("LSW_CUDA_GREEDY_TAIL", true);
   st->delta_gemm = env_flag("LSW_CUDA_PROMPT_DELTA_GEMM", true);
   // programmatic dependent launch for the GEMVs and LoRA shrinks (validated in cuda/dev; on the H200 the 7B base
   // decode went 4.55 -> 4.45 ms/token with it): on by default, LSW_CUDA_PDL=0 switches it off
@@ -829,6 +860,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // the GEMV tuner times its chains launched as the decode launches them (gemv.cu g_tune_pdl, session 26: 7B q,k,v
   // v4 -> v10, base -2.1 to -2.4 %); LSW_CUDA_GEMV_TUNE_PDL=0: plain launches, as before
   lswc::gemv_set_tune_pdl(env_flag("LSW_CUDA_GEMV_TUNE_PDL", true));
+  // ... and takes v11 where it timed within 3 % of the fastest (gemv.cu kTunePreferred, session 38);
+  // LSW_CUDA_GEMV_PREFER=0: the fastest alone
+  lswc::gemv_set_tune_prefer(env_flag("LSW_CUDA_GEMV_PREFER", true));
   // a GEMV folding a RMSNorm in computes its rs right after its wait (session 27; gemv.cu g_fold_rs_early);
   // LSW_CUDA_FOLD_RS=late: after its main loop, as before
   {
@@ -957,6 +991,15 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   LSWC_CHECK(cudaMallocHost(&st->h_out, sizeof(DevBlk)));
   memset(st->h_in, 0, sizeof(DevBlk));
   memset(st->h_out, 0, sizeof(DevBlk));
+  {  // the greedy tail writes h_out through its device address (page-locked memory is mapped under unified addressing)
+    void *dp = nullptr;
+    if (cudaHostGetDevicePointer(&dp, st->h_out, 0) == cudaSuccess) st->h_out_dev = static_cast<DevBlk *>(dp);
+    else cudaGetLastError();  // no mapping: the copy node stays
+    TRY(dalloc(st, &st->gkey, (size_t)1));
+    TRY(dalloc(st, &st->gdone, (size_t)1));
+    LSWC_CHECK(cudaMemset(st->gkey, 0, sizeof(unsigned long long)));
+    LSWC_CHECK(cudaMemset(st->gdone, 0, sizeof(unsigned)));
+  }
   // the graph copies the logits straight into m->logits when it can be page-locked in place
   if (cudaHostRegister(m->logits.data(), sizeof(float) * V, cudaHostRegisterDefault) == cudaSuccess) {
     st->logits_registered = true;
@@ -1199,9 +1242,10 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   const lsw_model_config &cf = m->cfg;
   const int V = cf.vocab_size;
   LSWC_CHECK(cudaSetDevice(st->device));
-  if (n == 1 && !all_logits) {
+  if (n == 1 && !all_logits) {  // (the caller reads m->logits: lsw_model_eval / prefill sample on the host)
     int32_t next;
-    return run_step(m, st, tokens[0], &next);
+    TRY(run_step(m, st, tokens[0], &next));
+    return lswc_model_fetch_logits(m);
   }
   // merge mode with adapters, merge_prompt TOKENWISE (the default): every prompt token runs the decode step (its
   // experts merged by one SGMM step, then the bare backbone; the sampled token is discarded), exactly as when the
@@ -1212,6 +1256,7 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
     for (int32_t t = 0; t < n; t++) {
       int32_t next;
       TRY(run_step(m, st, tokens[t], &next));
+      if (all_logits || t == n - 1) TRY(lswc_model_fetch_logits(m));
       if (all_logits) memcpy(all_logits + (size_t)t * V, m->logits.data(), sizeof(float) * V);
     }
     return LSW_OK;
@@ -1221,6 +1266,7 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   // copies, MergeCheck::prev_e/prev_g and the merged flags (blk->merged, lm_flags) keep describing the last merge, and
   // the next decode step's merge_check compares its routes with what the working copies hold.  No counters change.
   st->dev_valid = false;
+  st->logits_on_dev = false;  // st->logits is overwritten below; m->logits gets the last position's
   auto fail = [&](cudaError_t e, const char *what) {
     st->broken = e != cudaErrorMemoryAllocation;
     return lswc_cuda_fail(e, what, __FILE__, __LINE__);
@@ -1272,6 +1318,22 @@ lsw_status lswc_model_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
   return LSW_OK;
 }
 
+lsw_status lswc_model_fetch_logits(lsw_model *m) {
+  State *st = S(m);
+  if (!st || !st->logits_on_dev) return LSW_OK;
+  if (st->broken) return broken_fail();
+  LSWC_CHECK(cudaSetDevice(st->device));
+  cudaError_t e = cudaMemcpyAsync(m->logits.data(), st->logits, sizeof(float) * m->cfg.vocab_size,
+                                  cudaMemcpyDeviceToHost, st->s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
+  if (e != cudaSuccess) {
+    st->broken = e != cudaErrorMemoryAllocation;
+    return lswc_cuda_fail(e, "copying the logits to the host", __FILE__, __LINE__);
+  }
+  st->logits_on_dev = false;
+  return LSW_OK;
+}
+
 lsw_status lswc_model_step(lsw_model *m, int32_t token, int32_t *next_token) {
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
@@ -1297,6 +1359,7 @@ void lswc_model_reset(lsw_model *m) {
     st->broken = true;
   }
   st->dev_valid = false;
+  st->logits_on_dev = false;
 }
 
 void lswc_model_free(lsw_model *m) {
@@ -1357,15 +1420,51 @@ lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_
   m->sampler = lsw_sampler_params{0.f, 0, 1.f, 0.f, 0};
   lsw_status status = LSW_OK;
   int32_t tok = first_token;
+  // LSW_CUDA_BENCH_EVENTS=1 (a diagnostic): CUDA events around each step's stream work as well, and one line on stderr
+  // with the median host and device time per step; their difference is what the host adds (graph launch, the
+  // synchronisation, the bookkeeping), which a decode loop running a step ahead could hide
+  const bool evt = env_flag("LSW_CUDA_BENCH_EVENTS", false);
+  std::vector<cudaEvent_t> ev;
+  if (evt) {
+    ev.assign(2 * (size_t)n_tokens, nullptr);
+    for (auto &e : ev)
+      if (cudaEventCreate(&e) != cudaSuccess) {
+        cudaGetLastError();
+        e = nullptr;
+      }
+  }
   for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
     // host timer around the whole step (graph launch ... sync): what a caller of lsw_model_step sees
     const auto t0 = std::chrono::steady_clock::now();
     int32_t next = 0;
-    status = run_step(m, st, tok, &next);
+    status = evt ? run_step(m, st, tok, &next, ev[2 * i], ev[2 * i + 1]) : run_step(m, st, tok, &next);
     if (status == LSW_OK) {
       ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       m->sample_step++;
       tok = next;
+    }
+  }
+  if (evt) {
+    std::vector<double> h, d, x;
+    for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
+      float dm = 0.f;
+      if (ev[2 * i] && ev[2 * i + 1] && cudaEventElapsedTime(&dm, ev[2 * i], ev[2 * i + 1]) == cudaSuccess) {
+        h.push_back(ms[i]);
+        d.push_back(dm);
+        x.push_back(ms[i] - dm);
+      }
+    }
+    cudaGetLastError();
+    for (auto e : ev)
+      if (e) cudaEventDestroy(e);
+    if (!h.empty()) {
+      std::sort(h.begin(), h.end());
+      std::sort(d.begin(), d.end());
+      std::sort(x.begin(), x.end());
+      fprintf(stderr,
+              "lswc: bench_decode: %d steps, median host %.4f ms, median device %.4f ms, median host - device %.4f ms "
+              "per step\n",
+              (int)h.size(), h[h.size() / 2], d[d.size() / 2], x[x.size() / 2]);
     }
   }
   m->sampler = saved;

@@ -232,9 +232,19 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
   TRY(ready());
   DevBuf dl, keep, pd, dt;
   TRY(dl.upload(logits, (size_t)vocab * 4));
+  TRY(dt.alloc(4));
+  if (!(p->temperature > 0.f) || p->top_k == 1) {  // greedy: the decode step's tail kernel, with its bookkeeping on
+    DevBuf ds;                                      // scratch: key (8 B), block count, io[4], step
+    TRY(ds.alloc(48));
+    LSWC_CHECK(cudaMemset(ds.p, 0, 48));
+    unsigned char *b = ds.as<unsigned char>();
+    FINISH(lswc::greedy_advance(vocab, dl.as<float>(), reinterpret_cast<unsigned long long *>(b),
+                                reinterpret_cast<unsigned *>(b + 8), reinterpret_cast<int *>(b + 16), dt.as<int>(),
+                                reinterpret_cast<unsigned long long *>(b + 32), nullptr, nullptr, 0, false, 0));
+    return dt.download(token, 4);
+  }
   TRY(keep.alloc((size_t)vocab));
   TRY(pd.alloc((size_t)vocab * 8));
-  TRY(dt.alloc(4));
   FINISH(lswc::sample(vocab, dl.as<float>(), *p, nullptr, step, keep.as<unsigned char>(), pd.as<double>(), dt.as<int>(), 0));
   return dt.download(token, 4);
 }

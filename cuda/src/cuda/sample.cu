@@ -10,6 +10,8 @@
 #include "kernels.cuh"
 #include <math_constants.h>
 
+#include <algorithm>
+
 namespace lswc {
 
 // ---- router --------------------------------------------------------------------------------------
@@ -168,6 +170,76 @@ __global__ void __launch_bounds__(SB) argmax_kernel(int vocab, const float *__re
   }
   best = block_reduce(best, [](unsigned long long a, unsigned long long b) { return a > b ? a : b; }, sh);
   if (threadIdx.x == 0) *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+}
+
+// greedy_advance (kernels.cuh).  GA_T threads per block, GA_U float4 per thread in flight: a block covers GA_T * GA_U *
+// 4 logits per round, and the grid is sized so that one round covers the vocabulary (at most GA_MAXB blocks).
+// Session 38: this replaced argmax_kernel (one block of 1,024 threads, 32 dependent load rounds at 32k tokens, 126 at
+// 128k), advance_kernel and the DevBlk copy node at the end of every greedy decode step.
+constexpr int GA_T = 256, GA_U = 4, GA_MAXB = 128;
+__global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const float *__restrict__ l,
+                                                              unsigned long long *key, unsigned *done, int *io,
+                                                              int *sampled, unsigned long long *step,
+                                                              const unsigned *blk, unsigned *host_blk, int blk_words) {
+  __shared__ unsigned long long sh[32];
+  __shared__ bool last;
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the logits (and the step's scalars) are the kernels' before us
+  unsigned long long best = 0;
+  const int nv = vocab >> 2, stride = gridDim.x * GA_T;
+  const float4 *l4 = reinterpret_cast<const float4 *>(l);  // (the launcher checks 16-byte alignment)
+  for (int i0 = blockIdx.x * GA_T + threadIdx.x; i0 < nv; i0 += stride * GA_U) {
+    float4 v[GA_U];
+#pragma unroll
+    for (int u = 0; u < GA_U; u++)
+      if (i0 + u * stride < nv) v[u] = __ldcg(l4 + i0 + u * stride);
+#pragma unroll
+    for (int u = 0; u < GA_U; u++) {
+      const int i = i0 + u * stride;
+      if (i < nv) {
+        const int id = 4 * i;
+        const unsigned long long k0 = amax_key(v[u].x, id), k1 = amax_key(v[u].y, id + 1);
+        const unsigned long long k2 = amax_key(v[u].z, id + 2), k3 = amax_key(v[u].w, id + 3);
+        const unsigned long long a = k0 > k1 ? k0 : k1, b = k2 > k3 ? k2 : k3, c = a > b ? a : b;
+        best = c > best ? c : best;
+      }
+    }
+  }
+  if (blockIdx.x == 0)  // the ids past the last whole float4
+    for (int id = 4 * nv + threadIdx.x; id < vocab; id += GA_T) {
+      const unsigned long long k = amax_key(__ldcg(l + id), id);
+      best = k > best ? k : best;
+    }
+  best = block_reduce(best, [](unsigned long long a, unsigned long long b) { return a > b ? a : b; }, sh);
+  if (threadIdx.x == 0) {
+    atomicMax(key, best);
+    __threadfence();
+    last = atomicAdd(done, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last || threadIdx.x != 0) return;
+  __threadfence();
+  best = atomicExch(key, 0ull);  // every block's max is in: read it and re-arm for the next step
+  *done = 0;
+  const int token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+  *sampled = token;
+  io[0] = token;  // advance_kernel's bookkeeping
+  io[1] += 1;
+  io[2] += 1;
+  *step += 1;
+  __threadfence();
+  for (int w = 0; w < blk_words; w++) host_blk[w] = __ldcg(blk + w);
+  __threadfence_system();
+}
+
+cudaError_t greedy_advance(int vocab, const float *logits, unsigned long long *key, unsigned *done, int *io,
+                           int *sampled, unsigned long long *step, const void *blk, void *host_blk, int blk_bytes,
+                           bool pdl, cudaStream_t s) {
+  if (vocab <= 0 || !aligned16(logits) || blk_bytes < 0 || blk_bytes % 4 || (blk_bytes && (!blk || !host_blk)))
+    return cudaErrorInvalidValue;
+  const int blocks = std::max(1, std::min(GA_MAXB, cdiv(vocab, GA_T * GA_U * 4)));
+  launch_pdl(greedy_advance_kernel, dim3(blocks), dim3(GA_T), s, pdl, vocab, logits, key, done, io, sampled, step,
+             static_cast<const unsigned *>(blk), static_cast<unsigned *>(host_blk), blk_bytes / 4);
+  LSWC_LAUNCH_RET();
 }
 
 cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s) {
