@@ -2868,7 +2868,44 @@ static void test_sampling() {
     CK(cudaDeviceSynchronize());
     int tok = down(dt_, 1)[0];
     lsw_sampler_params g0{0.f, 0, 1.f, 0.f, 1};
-    expect(tok == cpu_sample(vocab, lg.data(), g0, 0), "argmax vocab=%d -> %d", vocab, tok);
+    const int want_tok = cpu_sample(vocab, lg.data(), g0, 0);
+    expect(tok == want_tok, "argmax vocab=%d -> %d", vocab, tok);
+    // the decode step's greedy tail (greedy_advance): the same token, its bookkeeping (io[0] = token, io[1..2] + 1,
+    // step + 1), the scalar block copied to mapped host memory, and key / block count re-armed (a second launch on
+    // other logits must not see the first one's maximum)
+    unsigned char *gs = dnew<unsigned char>(64);
+    unsigned *hb = nullptr;
+    CK(cudaMallocHost(&hb, 64));
+    void *hbd = nullptr;
+    CK(cudaHostGetDevicePointer(&hbd, hb, 0));
+    auto gkey = reinterpret_cast<unsigned long long *>(gs);
+    auto gdone = reinterpret_cast<unsigned *>(gs + 8);
+    auto gio = reinterpret_cast<int *>(gs + 16);
+    auto gstep = reinterpret_cast<unsigned long long *>(gs + 32);
+    auto gtok = reinterpret_cast<int *>(gs + 40);
+    const int io0[4] = {-1, 100, 101, 0};
+    CK(cudaMemset(gs, 0, 64));
+    CK(cudaMemcpy(gio, io0, sizeof io0, cudaMemcpyHostToDevice));
+    memset(hb, 0xff, 64);
+    CK(greedy_advance(vocab, dl, gkey, gdone, gio, gtok, gstep, gs + 16, hbd, 32, false, 0));
+    CK(cudaDeviceSynchronize());
+    auto gd = down(reinterpret_cast<int *>(gs), 11);  // key (2), count, pad, io (4), step (2), token
+    expect(gd[10] == want_tok && gd[4] == want_tok && gd[5] == 101 && gd[6] == 102 && gd[8] == 1 && gd[0] == 0 &&
+               gd[1] == 0 && gd[2] == 0,
+           "greedy_advance vocab=%d: token %d (CPU %d), io %d %d %d, step %d, key and count re-armed", vocab, gd[10],
+           want_tok, gd[4], gd[5], gd[6], gd[8]);
+    expect((int)hb[0] == want_tok && (int)hb[1] == 101 && (int)hb[2] == 102 && hb[4] == 1 && hb[6] == gd[10],
+           "greedy_advance vocab=%d: the scalar block in mapped host memory", vocab);
+    {
+      auto lg3 = rvec(vocab, 2.f);  // lower logits everywhere: the first launch's maximum must not survive
+      const int want3 = cpu_sample(vocab, lg3.data(), g0, 0);
+      float *dl3 = dup(lg3);
+      CK(greedy_advance(vocab, dl3, gkey, gdone, gio, gtok, gstep, nullptr, nullptr, 0, false, 0));
+      CK(cudaDeviceSynchronize());
+      const int t3 = down(gtok, 1)[0];
+      expect(t3 == want3, "greedy_advance vocab=%d, second launch: %d (CPU %d)", vocab, t3, want3);
+      cudaFree(dl3);
+    }
     // non-greedy: many (params, seed, step) against the CPU algorithm
     const lsw_sampler_params ps[] = {{0.8f, 40, 0.95f, 0.f, 1}, {1.0f, 0, 1.f, 0.f, 2}, {0.7f, 0, 0.9f, 0.05f, 3},
                                      {1.3f, 100, 1.f, 0.1f, 4}, {0.5f, 5, 0.5f, 0.f, 5}, {2.0f, 0, 0.8f, 0.f, 6}};
@@ -2895,7 +2932,11 @@ static void test_sampling() {
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
       row(nm, ms2, 0, 0);
+      const double ms3 = time_ms([&](int) { CK(greedy_advance(vocab, dl, gkey, gdone, gio, gtok, gstep, gs + 16, hbd, 32, false, 0)); }, 50);
+      snprintf(nm, sizeof nm, "greedy_advance vocab=%d (argmax + bookkeeping + 32 B to host)", vocab);
+      row(nm, ms3, 0, 0);
     }
+    cudaFree(gs); cudaFreeHost(hb);
     cudaFree(dl); cudaFree(dl2); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }
