@@ -2907,8 +2907,11 @@ static void test_sampling() {
       cudaFree(dl3);
     }
     // non-greedy: many (params, seed, step) against the CPU algorithm
-    const lsw_sampler_params ps[] = {{0.8f, 40, 0.95f, 0.f, 1}, {1.0f, 0, 1.f, 0.f, 2}, {0.7f, 0, 0.9f, 0.05f, 3},
-                                     {1.3f, 100, 1.f, 0.1f, 4}, {0.5f, 5, 0.5f, 0.f, 5}, {2.0f, 0, 0.8f, 0.f, 6}};
+    // (the first two are greedy: the sampler kernel's own argmax branch, which the model still takes with
+    // LSW_CUDA_GREEDY_TAIL=0; lsw_op_sample's greedy calls go to greedy_advance since session 38)
+    const lsw_sampler_params ps[] = {{0.f, 0, 1.f, 0.f, 7}, {0.9f, 1, 1.f, 0.f, 8}, {0.8f, 40, 0.95f, 0.f, 1},
+                                     {1.0f, 0, 1.f, 0.f, 2}, {0.7f, 0, 0.9f, 0.05f, 3}, {1.3f, 100, 1.f, 0.1f, 4},
+                                     {0.5f, 5, 0.5f, 0.f, 5}, {2.0f, 0, 0.8f, 0.f, 6}};
     auto lg2 = rvec(vocab, 3.f);  // a flatter distribution too
     float *dl2 = dup(lg2);
     int mism = 0, total = 0;
