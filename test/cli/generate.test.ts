@@ -110,6 +110,7 @@ test('generate --json: greedy is deterministic, tokens/prompt_tokens/timings pre
   assert.is(positional.stdout, piped.stdout, 'generate MODEL equals generate -m MODEL');
   const noP = args.slice(3).filter((x, i, a) => x !== '-p' && a[i - 1] !== '-p');
   const positionalStdin = cli(['generate', lsw, ...noP], 'hello\n');  // the piped prompt is not taken for the MODEL
+  assert.is(positionalStdin.code, 0, positionalStdin.stderr);
   assert.is(positionalStdin.stdout, piped.stdout, 'generate MODEL with the prompt on standard input');
 });
 

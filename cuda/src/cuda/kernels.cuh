@@ -265,6 +265,9 @@ cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);
 }  // namespace lswc
 
 namespace lswc {
+// The sampler's argmax case (temperature 0, or only the top token kept): the sampler kernel's branch, and the
+// decode step's and lsw_op_sample's choice of greedy_advance (the CPU engine's sampler tests the same)
+__host__ __device__ inline bool sampler_greedy(float temperature, int top_k) { return !(temperature > 0.f) || top_k == 1; }
 // Full sampler (see sample.cu).  keep: [vocab] bytes, p: [vocab] doubles of device scratch.
 // step_dev (nullable): the step is read from device memory (graph replay).
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,

@@ -675,8 +675,8 @@ cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
   DevBlk *b = st->blk;
   const int V = m->cfg.vocab_size;
   cudaError_t e = f.body(b->io, b->io + 1, m->cfg.max_context, b->io + 2, false);
-  // greedy exactly when the sampler kernel takes its argmax branch (sample.cu): the same token either way
-  const bool greedy = !(m->sampler.temperature > 0.f) || m->sampler.top_k == 1;
+  // greedy exactly when the sampler kernel takes its argmax branch (sampler_greedy): the same token either way
+  const bool greedy = lswc::sampler_greedy(m->sampler.temperature, m->sampler.top_k);
   const bool tail = greedy && st->greedy_tail && st->h_out_dev;
   if (e == cudaSuccess && tail)
     e = lswc::greedy_advance(V, st->logits, st->gkey, st->gdone, b->io, &b->sampled, &b->step, b, st->h_out_dev,

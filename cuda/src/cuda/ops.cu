@@ -233,7 +233,7 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
   DevBuf dl, keep, pd, dt;
   TRY(dl.upload(logits, (size_t)vocab * 4));
   TRY(dt.alloc(4));
-  if (!(p->temperature > 0.f) || p->top_k == 1) {  // greedy: the decode step's tail kernel, with its bookkeeping on
+  if (lswc::sampler_greedy(p->temperature, p->top_k)) {  // greedy: the decode step's tail kernel, with its bookkeeping on
     DevBuf ds;                                      // scratch: key (8 B), block count, io[4], step
     TRY(ds.alloc(48));
     LSWC_CHECK(cudaMemset(ds.p, 0, 48));

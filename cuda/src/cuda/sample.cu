@@ -270,7 +270,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   auto umax = [](unsigned long long a, unsigned long long b) { return a > b ? a : b; };
   const int tid = threadIdx.x;
 
-  if (!(temperature > 0.f) || top_k == 1) {  // greedy
+  if (sampler_greedy(temperature, top_k)) {  // greedy
     unsigned long long best = 0;
     for (int i = tid; i < vocab; i += blockDim.x) best = umax(best, amax_key(l[i], i));
     best = block_reduce(best, umax, (unsigned long long *)shu);
