@@ -2484,8 +2484,12 @@ static void test_attention() {
     };
     char pb[32] = "";
     if (c.back) snprintf(pb, sizeof pb, " pos=%d", pos);
-    for (int variant : {0, 1}) {
+    for (int vm : {0, 2, 1}) {  // variant 0 (a block per KV group), 0 with a block per query head (GQA only), 1
+      const int variant = vm == 1;
+      if (vm == 2 && c.nh == c.nkv) continue;
       attn_decode_set_variant(variant);
+      attn_decode_set_head_split(vm == 2);
+      const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : "1";
       std::vector<float> last;
       for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does
         attn_decode_set_p8(variant == 0 && viadev);    // variant 0: 8 positions per warp where that applies
@@ -2497,11 +2501,11 @@ static void test_attention() {
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
         char what[64];
-        snprintf(what, sizeof what, "%s v%d%s", pb, variant, viadev ? " 2nd" : "");
+        snprintf(what, sizeof what, "%s v%s%s", pb, vn, viadev ? " 2nd" : "");
         rows_now(what);
         char nm[200];
-        snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) %s KV ctx=%d heads %d/%d hd=%d%s variant %d%s",
-                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant, viadev ? " (n_ctx on device, 2nd launch)" : "");
+        snprintf(nm, sizeof nm, "attention decode fused (rope + kv append) %s KV ctx=%d heads %d/%d hd=%d%s variant %s%s",
+                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, vn, viadev ? " (n_ctx on device, 2nd launch)" : "");
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
         last = O;
       }
@@ -2513,8 +2517,8 @@ static void test_attention() {
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
         expect(memcmp(O.data(), last.data(), (size_t)qd * 4) == 0,
-               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %d: bit-identical on a repeated launch",
-               dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %s: bit-identical on a repeated launch",
+               dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, vn);
       }
       {  // a deferred correction (dq/dk/dv: the qkv GEMV's deferred LoRA expand) is added as q / k / v are read:
          // q + dq through the kernel == the sums uploaded as plain q / k / v (the same fp32 adds), bit for bit, output
@@ -2535,14 +2539,14 @@ static void test_attention() {
           (with ? O2 : O1) = down(dO, qd);
           const auto kb = down(dK + pos * kvd * es, kvd * es), vb = down(dV + pos * kvd * es, kvd * es);
           if (!with) { k1 = kb; v1 = vb; }
-          else expect(kb == k1 && vb == v1, "attention decode %s KV ctx=%d hd=%d%s variant %d, deferred q/k/v correction: "
-                      "stored row bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.hd, pb, variant);
+          else expect(kb == k1 && vb == v1, "attention decode %s KV ctx=%d hd=%d%s variant %s, deferred q/k/v correction: "
+                      "stored row bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.hd, pb, vn);
         }
         bool finite = true;
         for (float f : O1) finite = finite && std::isfinite(f);
         expect(finite && memcmp(O1.data(), O2.data(), (size_t)qd * 4) == 0,
-               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %d, deferred q/k/v correction: output "
-               "bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %s, deferred q/k/v correction: output "
+               "bit-identical to the summed q/k/v", dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, vn);
         expect(attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqa, dqa + qd, dqa + qd + kvd, di, kt, dK, dV, kvd,
                                 dO, sc, 0, dcs, -1, dd, nullptr, nullptr) == cudaErrorInvalidValue,
                "attention decode: dq without dk/dv refused");
@@ -2567,20 +2571,21 @@ static void test_attention() {
         CK(cudaDeviceSynchronize());
         auto O = down(dO, qd);
         char what[64];
-        snprintf(what, sizeof what, "%s v%d, PDL", pb, variant);
+        snprintf(what, sizeof what, "%s v%s, PDL", pb, vn);
         rows_now(what);
         char nm[200];
-        snprintf(nm, sizeof nm, "attention decode fused %s KV ctx=%d heads %d/%d hd=%d%s variant %d, PDL after a late producer of q/k/v",
-                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, variant);
+        snprintf(nm, sizeof nm, "attention decode fused %s KV ctx=%d heads %d/%d hd=%d%s variant %s, PDL after a late producer of q/k/v",
+                 dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, vn);
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
         cudaFree(dqkv2);
       }
       auto cnt = down(reinterpret_cast<float *>(sc) + attn_scratch_floats(c.nh, c.hd) - c.nh, c.nh);
       bool zero = true;
       for (float f : cnt) zero = zero && f == 0.f;
-      expect(zero, "attention decode ctx=%d%s variant %d: split counters back to zero after the launches", c.n_ctx, pb, variant);
+      expect(zero, "attention decode ctx=%d%s variant %s: split counters back to zero after the launches", c.n_ctx, pb, vn);
     }
     attn_decode_set_variant(-1);
+    attn_decode_set_head_split(-1);
     attn_decode_set_max_splits(-1);
     cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
     cudaFree(dcs);
@@ -2649,6 +2654,40 @@ static void bench_attention() {
       row(nm, ms, 2.0 * ctx * nh * hd * es);
     }
     attn_decode_set_max_splits(-1);
+    attn_decode_set_variant(-1);
+    cudaFree(dcs);
+    cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
+  }
+  // GQA as the model runs it (f16 cache, the register kernel): Llama-3-8B / Mistral-7B (32 / 8) and Qwen2.5-7B (28 / 4),
+  // a block per KV group against a block per query head, interleaved
+  for (int shape = 0; shape < 2; shape++)
+  for (int ctx : {612, 712}) {
+    const int nh = shape ? 28 : 32, nkv = shape ? 4 : 8, hd = 128, qd = nh * hd, kvd = nkv * hd;
+    const int kt = LSW_DTYPE_F16;
+    float *qkv = dnew<float>(qd + 2 * kvd), *O = dnew<float>(qd);
+    unsigned char *K = dnew<unsigned char>((size_t)ctx * kvd * 2), *V = dnew<unsigned char>((size_t)ctx * kvd * 2);
+    float *sc = dnew<float>(attn_scratch_floats(nh, hd));
+    CK(attn_scratch_clear(sc, nh, hd, 0));
+    std::vector<double> inv(hd / 2);
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / hd);
+    double *di = dup(inv);
+    int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
+    dfill(LSW_DTYPE_F32, qkv, qd + 2 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
+    float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
+    CK(rope_table(ctx, hd, di, dcs, 0));
+    attn_decode_set_variant(0);
+    for (int rep = 0; rep < 2; rep++)
+      for (int hs : {0, 1}) {
+        attn_decode_set_head_split(hs);
+        const double ms = time_ms([&](int) {
+          CK(attention_decode(4096, dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O, sc, 0, dcs));
+        }, 50);
+        char nm[160];
+        snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, a block per %s%s", ctx, nh, nkv,
+                 hs ? "query head" : "KV group", rep ? " (again)" : "");
+        row(nm, ms, 2.0 * ctx * kvd * 2);
+      }
+    attn_decode_set_head_split(-1);
     attn_decode_set_variant(-1);
     cudaFree(dcs);
     cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);

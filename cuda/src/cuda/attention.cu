@@ -40,6 +40,13 @@
 //    as one thread-block cluster of 8 or 16 blocks, partials merged through distributed shared memory: 15.4-16.2
 //    us at 712 positions, whole 7B base +3.3-3.9 %; only 28-30 of the 32 clusters fit at once), and L2 bulk
 //    prefetches of the o projection's weights issued by the attention blocks (whole 7B base +1.3-3.9 %).
+//    Grouped-query attention (session 39, bench/results/2026-12-04-h200-session39): variant 0 runs a block per QUERY
+//    head by default (DecodeAttn::head_split; LSW_CUDA_ATTN_HEAD_SPLIT=0 restores a block per KV group).  A group
+//    block held G heads' scores and accumulators, so it kept 2 rows in flight per warp (G 3..8) against 8 for one
+//    head with a 16-bit cache, took 4 dependent passes for a 32-position split, and the grid had G times fewer
+//    blocks; a group's head blocks now read the same K/V rows (L2 serves all but the first), and the first of them
+//    writes the new row.  One launch, f16 cache, 712 positions: 32/8 heads 17.1 -> 11.6 us, 28/4 24.9 -> 11.0 us;
+//    whole decode, base: llama3-8b 4.112 -> 3.819 ms/token, mistral-7b 3.915 -> 3.640, qwen2.5-7b 4.095 -> 3.600.
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
@@ -89,12 +96,13 @@ struct DecodeAttn {
   int ldkv;
   float *O;                        // [n_heads][hd]
   float *part;                     // scratch partials
-  int *counters;                   // [n_kv_heads] zero between launches
+  int *counters;                   // [n_kv_heads], [n_heads] with head_split; zero between launches
   int n_ctx_host;                  // n_ctx, or its upper bound when n_ctx_dev is set
   const int *n_ctx_dev;
   int n_heads, n_kv_heads, hd, max_splits;
   float scale;
   int release_sync;                // last_split_block's rel
+  int head_split = 0;              // variant 0: a block per query head instead of per KV group (attn_decode_set_head_split)
   // nullable: corrections added to q / knew / vnew as they are read, same layout (a qkv GEMV's deferred LoRA expand,
   // kernels.cuh LoraEpilogue::defer); set together
   const float *dq = nullptr, *dk = nullptr, *dv = nullptr;
@@ -218,8 +226,15 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   __shared__ __align__(16) float snew[2][HD];
   __shared__ __align__(16) float sacc[DA_WARPS][G][HD];
   __shared__ float sm[DA_WARPS][G], sl[DA_WARPS][G];
-  const int kvh = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int gsz = a.n_heads / a.n_kv_heads, hd = a.hd, half = hd >> 1;
+  const int sp = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, hd = a.hd, half = hd >> 1;
+  // the block's query heads qh0 .. qh0 + gsz - 1 and their KV head: a whole KV group (grid x = KV heads), or with
+  // a.head_split one query head (grid x = query heads; the group's blocks read the same K/V rows, the first writes
+  // the new row); the split counter is the group's or the head's
+  const int grp = a.n_heads / a.n_kv_heads;
+  const int kvh = a.head_split ? (int)blockIdx.x / grp : (int)blockIdx.x;
+  const int gsz = a.head_split ? 1 : grp, qh0 = a.head_split ? (int)blockIdx.x : kvh * grp;
+  const bool writer = !a.head_split || qh0 == kvh * grp;
+  const int cidx = a.head_split ? qh0 : kvh;
   // n_ctx and pos in one round trip (the cache rows this warp loads first depend on both)
   const int n_ctx_d = a.n_ctx_dev ? *a.n_ctx_dev : 0, pos = a.pos ? *a.pos : -1;
   const int n_ctx = a.n_ctx_dev ? n_ctx_d : a.n_ctx_host;
@@ -272,12 +287,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
 #pragma unroll
     for (int e = 0; e < QE; e++) {
       const int i = tid + e * NT, g = i / HD, d = i - g * HD;
-      const float *qh = a.q + (size_t)(kvh * gsz + g) * hd;
+      const float *qh = a.q + (size_t)(qh0 + g) * hd;
       qi[e] = RopeIn{0.f, 0.f, make_float2(0.f, 0.f)};
       if (g < gsz && d < hd) {
         if (rope) qi[e] = rope_load(qh, d, half, pos, a.rope_cs);
         else qi[e].x0 = qh[d];
-        if (a.dq) rope_add(qi[e], a.dq + (size_t)(kvh * gsz + g) * hd, d, half, rope);
+        if (a.dq) rope_add(qi[e], a.dq + (size_t)(qh0 + g) * hd, d, half, rope);
       }
     }
     RopeIn ki[NCH];
@@ -317,7 +332,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
     }
   }
   __syncthreads();
-  if (mine)
+  if (mine && writer)
     for (int d = tid; d < hd; d += blockDim.x) {
       Kc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(snew[0][d]);
       Vc[(size_t)pos * a.ldkv + (size_t)kvh * hd + d] = Tr<KT>::from_f(snew[1][d]);
@@ -413,7 +428,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
       L += sl[w][g] * f;
       o += sacc[w][g][d] * f;
     }
-    float *pp = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + sp) * (hd + 2);
+    float *pp = a.part + ((size_t)(qh0 + g) * AT_SPLITS + sp) * (hd + 2);
     pp[2 + d] = o;
     if (d == 0) { pp[0] = M; pp[1] = L; }
   }
@@ -421,12 +436,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   // (one per split), then per query head a warp loads every split's (max, sum) at once (lane t: split t; ns <=
   // AT_SPLITS_V0 = 32) and reduces them while those partials are in flight; then each thread's output dims (further
   // dims with all the splits' loads issued before the first is used; fixed order: deterministic)
-  if (!last_split_block(&a.counters[kvh], ns, a.release_sync)) return;
+  if (!last_split_block(&a.counters[cidx], ns, a.release_sync)) return;
   static_assert(AT_SPLITS_V0 == 32, "a lane per split");
   __shared__ float sf[G][AT_SPLITS_V0], sL[G];
   auto load_parts = [&](int i, float (&v)[AT_SPLITS_V0]) {
     const int g = i / hd, d = i - g * hd;
-    const float *ph = a.part + (size_t)(kvh * gsz + g) * AT_SPLITS * (hd + 2) + 2 + d;
+    const float *ph = a.part + (size_t)(qh0 + g) * AT_SPLITS * (hd + 2) + 2 + d;
 #pragma unroll
     for (int t = 0; t < AT_SPLITS_V0; t++) v[t] = t < ns ? __ldcg(ph + (size_t)t * (hd + 2)) : 0.f;
   };
@@ -435,12 +450,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
     float o = 0.f;
 #pragma unroll
     for (int t = 0; t < AT_SPLITS_V0; t++) o += v[t] * sf[g][t];
-    a.O[(size_t)(kvh * gsz + g) * hd + d] = o / sL[g];
+    a.O[(size_t)(qh0 + g) * hd + d] = o / sL[g];
   };
   float v0[AT_SPLITS_V0];
   if (tid < gsz * hd) load_parts(tid, v0);
   for (int g = warp; g < gsz; g += DA_WARPS) {
-    const float *pt = a.part + ((size_t)(kvh * gsz + g) * AT_SPLITS + lane) * (hd + 2);
+    const float *pt = a.part + ((size_t)(qh0 + g) * AT_SPLITS + lane) * (hd + 2);
     const float mt = lane < ns ? __ldcg(pt) : -CUDART_INF_F, lt = lane < ns ? __ldcg(pt + 1) : 0.f;
     const float M = warp_max(mt);
     const float f = mt == -CUDART_INF_F ? 0.f : expf(mt - M);
@@ -455,7 +470,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
     load_parts(i, v);
     combine(i, v);
   }
-  if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+  if (tid == 0) a.counters[cidx] = 0;  // ready for the next launch (stream order)
 }
 
 // Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
@@ -507,11 +522,12 @@ static int decode_blocks_per_sm(DecodeKern k) {
 // pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel).  The grid's
 // y extent is a.max_splits, capped to one wave (above).
 static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s) {
+  const int gx = a.head_split ? a.n_heads : a.n_kv_heads;
   if (g_attn_wave) {
     const int nb = decode_blocks_per_sm(k);
-    if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, a.n_kv_heads)));
+    if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, gx)));
   }
-  launch_pdl(k, dim3(a.n_kv_heads, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
+  launch_pdl(k, dim3(gx, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
 }
 template <int NCH, typename KT>
 static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
@@ -521,7 +537,7 @@ static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) 
   // would spill there
   constexpr int minb = w16 ? 6 : 1;
   DecodeKern k;
-  if (G <= 1) {
+  if (G <= 1 || a.head_split) {
     if (NCH == 1 && (w16 || g_attn_p8))
       k = g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, minb>;
     else k = attn_decode_fused_kernel<1, NCH, 4, KT>;
@@ -908,6 +924,22 @@ static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream
   else launch_tiles<8, NCH, KT>(a, pdl, s);
 }
 
+// Variant 0 with grouped-query attention (G = n_heads / n_kv_heads > 1): a block per query head (head split) or per
+// KV group.  A group block holds G query heads' scores and accumulators, so it keeps only 2 (G 3..8) or 4 (G 2)
+// rows in flight per warp, against 8 with a 16-bit cache for one head, and the grid has G times fewer blocks; the
+// head-split blocks of a group each read its K/V rows (from L2 after the first).  -1: LSW_CUDA_ATTN_HEAD_SPLIT
+// (0 / 1), default on.
+static int g_attn_head_split = -1;
+void attn_decode_set_head_split(int v) { g_attn_head_split = v; }
+static bool attn_head_split(int G) {
+  static const int env = [] {
+    const char *e = getenv("LSW_CUDA_ATTN_HEAD_SPLIT");
+    return e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : -1;
+  }();
+  const int v = g_attn_head_split >= 0 ? g_attn_head_split : env;
+  return G > 1 && v != 0;
+}
+
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }
 static int attn_env_variant() {  // LSW_CUDA_ATTN_VARIANT, read once: 0, 1, or -1 when unset
@@ -978,6 +1010,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     LSWC_LAUNCH_RET();
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
+  a.head_split = attn_head_split(G);
   with_dtype(kv_dtype, [&](auto tag) {
     using KT = LSWC_DT(tag);
     if (head_dim <= 128) launch_decode<1, KT>(G, a, pdl, s);
