@@ -2661,7 +2661,7 @@ static void bench_attention() {
   // GQA as the model runs it (f16 cache, the register kernel): Llama-3-8B / Mistral-7B (32 / 8) and Qwen2.5-7B (28 / 4),
   // a block per KV group against a block per query head, interleaved
   for (int shape = 0; shape < 2; shape++)
-  for (int ctx : {612, 712}) {
+  for (int ctx : {612, 712, 1024, 2048, 4096}) {
     const int nh = shape ? 28 : 32, nkv = shape ? 4 : 8, hd = 128, qd = nh * hd, kvd = nkv * hd;
     const int kt = LSW_DTYPE_F16;
     float *qkv = dnew<float>(qd + 2 * kvd), *O = dnew<float>(qd);
@@ -2675,16 +2675,16 @@ static void bench_attention() {
     dfill(LSW_DTYPE_F32, qkv, qd + 2 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
     float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
     CK(rope_table(ctx, hd, di, dcs, 0));
-    attn_decode_set_variant(0);
     for (int rep = 0; rep < 2; rep++)
-      for (int hs : {0, 1}) {
-        attn_decode_set_head_split(hs);
+      for (int hs : {0, 1, 2}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by KV group)
+        attn_decode_set_variant(hs == 2);
+        attn_decode_set_head_split(hs == 1);
         const double ms = time_ms([&](int) {
           CK(attention_decode(4096, dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O, sc, 0, dcs));
         }, 50);
         char nm[160];
-        snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, a block per %s%s", ctx, nh, nkv,
-                 hs ? "query head" : "KV group", rep ? " (again)" : "");
+        snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, %s%s", ctx, nh, nkv,
+                 hs == 2 ? "variant 1 (tiles)" : hs ? "a block per query head" : "a block per KV group", rep ? " (again)" : "");
         row(nm, ms, 2.0 * ctx * kvd * 2);
       }
     attn_decode_set_head_split(-1);
