@@ -47,6 +47,8 @@
 //    blocks; a group's head blocks now read the same K/V rows (L2 serves all but the first), and the first of them
 //    writes the new row.  One launch, f16 cache, 712 positions: 32/8 heads 17.1 -> 11.6 us, 28/4 24.9 -> 11.0 us;
 //    whole decode, base: llama3-8b 4.112 -> 3.819 ms/token, mistral-7b 3.915 -> 3.640, qwen2.5-7b 4.095 -> 3.600.
+//    And a GQA model keeps variant 0 at every context (model.cu kGqaAttnLong): with variant 1 from 1,024 positions
+//    llama3-8b took 4.822 instead of 4.239 ms/token after a 3,968-token prompt, qwen2.5-7b 5.193 instead of 3.883.
 //    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
 //    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
@@ -939,6 +941,8 @@ static bool attn_head_split(int G) {
   const int v = g_attn_head_split >= 0 ? g_attn_head_split : env;
   return G > 1 && v != 0;
 }
+
+bool attn_decode_head_split(int G) { return attn_head_split(G); }
 
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }

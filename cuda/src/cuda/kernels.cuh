@@ -245,6 +245,8 @@ void attn_decode_set_p8(bool on);
 // decode attention variant 0 with GQA: 1 a block per query head (the group's blocks share its K/V rows through L2),
 // 0 a block per KV group holding all its query heads; -1 back to LSW_CUDA_ATTN_HEAD_SPLIT=0|1 (read once; default 1)
 void attn_decode_set_head_split(int v);
+// whether variant 0 runs a block per query head for G query heads per KV head (G > 1 and the setting above)
+bool attn_decode_head_split(int G);
 cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n_kv_heads, int head_dim,
                       const float *Q, int ldq, int kv_dtype, const void *K, const void *V, int ldkv, float *O,
                       int ldo, float *scratch, cudaStream_t s);

@@ -76,6 +76,9 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
   int sampled, merged, skip, pad;
 };
 
+// decode attention with GQA: the tile kernel from this many positions on (0: never; see lswc_model_finalize)
+constexpr int kGqaAttnLong = 0;
+
 struct State {
   int device = 0;
   cudaStream_t s = nullptr;
@@ -149,7 +152,7 @@ struct State {
   // LSW_CUDA_ATTN_VARIANT / attn_decode_set_variant force one kernel for every context.  H200, Llama-2-7B base
   // (bench/results/2026-12-01-h200-session18): variant 1 against 0 at 512-712 positions +1.5-2.9 %, 1,024-1,124
   // -0.2 %, 2,048-2,148 -1.2 %, 3,968-4,068 -2.9 % ms/token.
-  int attn_long = 1024;
+  int attn_long = 1024;  // kGqaAttnLong with GQA (finalize)
   cudaGraphExec_t graph[4][2] = {};
   int graph_nodes[4][2] = {};
   lsw_sampler_params graph_sp[4][2];
@@ -893,7 +896,14 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
   }
-  // decode attention: the K/V tile kernel from this many positions on (0: never)
+  // decode attention: the K/V tile kernel from this many positions on (0: never).  With grouped-query attention and
+  // the register kernel's block per query head (attention.cu, session 39) the tile kernel, a block per KV group, is
+  // not used: llama3-8b base with 1,024 / 2,048 / 3,968-token prompts 4.502 / 4.621 / 4.822 ms/token with it from
+  // 1,024 positions against 3.966 / 4.040 / 4.239 without, qwen2.5-7b (28 / 4 heads) 4.817 / 5.193 against 3.787 /
+  // 3.883 at 2,048 / 3,968 (bench/results/2026-12-04-h200-session39/run2-gqa-long-context).
+  if (cf.num_kv_heads > 0 && cf.num_heads != cf.num_kv_heads &&
+      lswc::attn_decode_head_split(cf.num_heads / cf.num_kv_heads))
+    st->attn_long = kGqaAttnLong;
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(env_flag("LSW_CUDA_ATTN_P8", false));
