@@ -2618,79 +2618,83 @@ static void test_attention() {
   }
 }
 
-static void bench_attention() {
-  logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
-  for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16})
-  for (int ctx : {612, 712, 4096}) {  // as the model runs it: RoPE + append + attention + merge in one launch
-    const int nh = 32, hd = 128, kvd = nh * hd;
-    const size_t es = dsz(kt);
-    float *qkv = dnew<float>(3 * kvd), *O = dnew<float>(kvd);
-    unsigned char *K = dnew<unsigned char>((size_t)ctx * kvd * es), *V = dnew<unsigned char>((size_t)ctx * kvd * es);
-    float *sc = dnew<float>(attn_scratch_floats(nh, hd));
+// One decode-attention timing case as the model runs it (RoPE from the table + append + attention + merge in one
+// launch): q / k / v of the new token, a cache of ctx rows of type kt, the new token at position ctx - 1.
+struct AttnTimingCase {
+  int nh, nkv, hd, ctx, kt, qd, kvd;
+  float *qkv, *O, *sc;
+  unsigned char *K, *V;
+  double *di;
+  int *dpos, *dn;
+  float2 *dcs;
+  AttnTimingCase(int nh_, int nkv_, int hd_, int ctx_, int kt_)
+      : nh(nh_), nkv(nkv_), hd(hd_), ctx(ctx_), kt(kt_), qd(nh_ * hd_), kvd(nkv_ * hd_) {
+    qkv = dnew<float>(qd + 2 * kvd); O = dnew<float>(qd);
+    K = dnew<unsigned char>((size_t)ctx * kvd * dsz(kt)); V = dnew<unsigned char>((size_t)ctx * kvd * dsz(kt));
+    sc = dnew<float>(attn_scratch_floats(nh, hd));
     CK(attn_scratch_clear(sc, nh, hd, 0));
     std::vector<double> inv(hd / 2);
     for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / hd);
-    double *di = dup(inv);
-    int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
-    dfill(LSW_DTYPE_F32, qkv, 3 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
-    float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
+    di = dup(inv);
+    dpos = dup(std::vector<int>{ctx - 1}); dn = dup(std::vector<int>{ctx});
+    dfill(LSW_DTYPE_F32, qkv, qd + 2 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
+    dcs = dnew<float2>((size_t)ctx * (hd / 2));
     CK(rope_table(ctx, hd, di, dcs, 0));
-    auto run = [&] { CK(attention_decode(4096, dn, dpos, nh, nh, hd, qkv, qkv + kvd, qkv + 2 * kvd, di, kt, K, V, kvd, O, sc, 0, dcs)); };
+  }
+  ~AttnTimingCase() {
+    cudaFree(dcs); cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos);
+    cudaFree(dn);
+  }
+  AttnTimingCase(const AttnTimingCase &) = delete;
+  AttnTimingCase &operator=(const AttnTimingCase &) = delete;
+  double cache_bytes() const { return 2.0 * ctx * kvd * dsz(kt); }  // K and V rows read
+  void run() const {  // launch shape sized for a 4,096-position bound, n_ctx from device memory (as in the graph)
+    CK(attention_decode(4096, dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O, sc, 0, dcs));
+  }
+};
+
+static void bench_attention() {
+  logf("\n== attention timing (7B: 32 heads, hd 128) ==\n");
+  for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16})
+  for (int ctx : {612, 712, 4096}) {
+    const AttnTimingCase c(32, 32, 128, ctx, kt);
     attn_decode_set_variant(0);  // the register kernel (the rows as before; a 16-bit cache always takes 8 per warp)
     for (int p8 : {0, 1}) {
       if (kt != LSW_DTYPE_F32 && !p8) continue;
       attn_decode_set_p8(p8);
-      const double ms = time_ms([&](int) { run(); }, 50);
+      const double ms = time_ms([&](int) { c.run(); }, 50);
       char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append %s KV ctx=%d, %d positions/warp", dname(kt), ctx, p8 ? 8 : 4);
-      row(nm, ms, 2.0 * ctx * nh * hd * es);
+      row(nm, ms, c.cache_bytes());
     }
     attn_decode_set_p8(false);
     attn_decode_set_variant(1);  // cp.async tiles, by split cap (0: the default heuristic)
     for (int cap : {0, 16, 32, 48, 64}) {
       attn_decode_set_max_splits(cap);
-      const double ms = time_ms([&](int) { run(); }, 50);
+      const double ms = time_ms([&](int) { c.run(); }, 50);
       char cs[16]; snprintf(cs, sizeof cs, "%d", cap);
       char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append %s KV ctx=%d, variant 1 (cp.async tiles), max splits %s", dname(kt), ctx, cap ? cs : "auto");
-      row(nm, ms, 2.0 * ctx * nh * hd * es);
+      row(nm, ms, c.cache_bytes());
     }
     attn_decode_set_max_splits(-1);
     attn_decode_set_variant(-1);
-    cudaFree(dcs);
-    cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
   }
-  // GQA as the model runs it (f16 cache, the register kernel): Llama-3-8B / Mistral-7B (32 / 8) and Qwen2.5-7B (28 / 4),
-  // a block per KV group against a block per query head, interleaved
+  // GQA (f16 cache): Llama-3-8B / Mistral-7B (32 / 8) and Qwen2.5-7B (28 / 4), a block per KV group, a block per query
+  // head and the tile kernel, interleaved
   for (int shape = 0; shape < 2; shape++)
   for (int ctx : {612, 712, 1024, 2048, 4096}) {
-    const int nh = shape ? 28 : 32, nkv = shape ? 4 : 8, hd = 128, qd = nh * hd, kvd = nkv * hd;
-    const int kt = LSW_DTYPE_F16;
-    float *qkv = dnew<float>(qd + 2 * kvd), *O = dnew<float>(qd);
-    unsigned char *K = dnew<unsigned char>((size_t)ctx * kvd * 2), *V = dnew<unsigned char>((size_t)ctx * kvd * 2);
-    float *sc = dnew<float>(attn_scratch_floats(nh, hd));
-    CK(attn_scratch_clear(sc, nh, hd, 0));
-    std::vector<double> inv(hd / 2);
-    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0 / std::pow(10000.0, 2.0 * i / hd);
-    double *di = dup(inv);
-    int *dpos = dup(std::vector<int>{ctx - 1}), *dn = dup(std::vector<int>{ctx});
-    dfill(LSW_DTYPE_F32, qkv, qd + 2 * kvd, 1.f); dfill(kt, K, (size_t)ctx * kvd, 1.f); dfill(kt, V, (size_t)ctx * kvd, 1.f);
-    float2 *dcs = dnew<float2>((size_t)ctx * (hd / 2));
-    CK(rope_table(ctx, hd, di, dcs, 0));
+    const AttnTimingCase c(shape ? 28 : 32, shape ? 4 : 8, 128, ctx, LSW_DTYPE_F16);
     for (int rep = 0; rep < 2; rep++)
       for (int hs : {0, 1, 2}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by KV group)
         attn_decode_set_variant(hs == 2);
         attn_decode_set_head_split(hs == 1);
-        const double ms = time_ms([&](int) {
-          CK(attention_decode(4096, dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O, sc, 0, dcs));
-        }, 50);
+        const double ms = time_ms([&](int) { c.run(); }, 50);
         char nm[160];
-        snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, %s%s", ctx, nh, nkv,
+        snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, %s%s", ctx, c.nh, c.nkv,
                  hs == 2 ? "variant 1 (tiles)" : hs ? "a block per query head" : "a block per KV group", rep ? " (again)" : "");
-        row(nm, ms, 2.0 * ctx * kvd * 2);
+        row(nm, ms, c.cache_bytes());
       }
     attn_decode_set_head_split(-1);
     attn_decode_set_variant(-1);
-    cudaFree(dcs);
-    cudaFree(qkv); cudaFree(K); cudaFree(V); cudaFree(O); cudaFree(sc); cudaFree(di); cudaFree(dpos); cudaFree(dn);
   }
   for (int ctx : {512, 4096}) {
     const int nh = 32, hd = 128;
