@@ -2916,21 +2916,19 @@ static void test_sampling() {
     // the decode step's greedy tail (greedy_advance): the same token, its bookkeeping (io[0] = token, io[1..2] + 1,
     // step + 1), the scalar block copied to mapped host memory, and key / block count re-armed (a second launch on
     // other logits must not see the first one's maximum)
-    unsigned char *gs = dnew<unsigned char>(64);
+    struct GaScratch { GreedyState g; int io[4]; unsigned long long step; int tok, pad; };  // 48 bytes
+    static_assert(sizeof(GaScratch) == 48, "the word indices read back below");
+    auto *gs = dnew<GaScratch>(1);
     unsigned *hb = nullptr;
     CK(cudaMallocHost(&hb, 64));
     void *hbd = nullptr;
     CK(cudaHostGetDevicePointer(&hbd, hb, 0));
-    auto gkey = reinterpret_cast<unsigned long long *>(gs);
-    auto gdone = reinterpret_cast<unsigned *>(gs + 8);
-    auto gio = reinterpret_cast<int *>(gs + 16);
-    auto gstep = reinterpret_cast<unsigned long long *>(gs + 32);
-    auto gtok = reinterpret_cast<int *>(gs + 40);
     const int io0[4] = {-1, 100, 101, 0};
-    CK(cudaMemset(gs, 0, 64));
-    CK(cudaMemcpy(gio, io0, sizeof io0, cudaMemcpyHostToDevice));
+    CK(cudaMemset(gs, 0, sizeof(GaScratch)));
+    CK(cudaMemcpy(gs->io, io0, sizeof io0, cudaMemcpyHostToDevice));
     memset(hb, 0xff, 64);
-    CK(greedy_advance(vocab, dl, gkey, gdone, gio, gtok, gstep, gs + 16, hbd, 32, false, 0));
+    // the scalar block copied to the host: io[4], step, token (32 bytes from io on)
+    CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->step, gs->io, hbd, 32, false, 0));
     CK(cudaDeviceSynchronize());
     auto gd = down(reinterpret_cast<int *>(gs), 11);  // key (2), count, pad, io (4), step (2), token
     expect(gd[10] == want_tok && gd[4] == want_tok && gd[5] == 101 && gd[6] == 102 && gd[8] == 1 && gd[0] == 0 &&
@@ -2943,9 +2941,9 @@ static void test_sampling() {
       auto lg3 = rvec(vocab, 2.f);  // lower logits everywhere: the first launch's maximum must not survive
       const int want3 = cpu_sample(vocab, lg3.data(), g0, 0);
       float *dl3 = dup(lg3);
-      CK(greedy_advance(vocab, dl3, gkey, gdone, gio, gtok, gstep, nullptr, nullptr, 0, false, 0));
+      CK(greedy_advance(vocab, dl3, &gs->g, gs->io, &gs->tok, &gs->step, nullptr, nullptr, 0, false, 0));
       CK(cudaDeviceSynchronize());
-      const int t3 = down(gtok, 1)[0];
+      const int t3 = down(&gs->tok, 1)[0];
       expect(t3 == want3, "greedy_advance vocab=%d, second launch: %d (CPU %d)", vocab, t3, want3);
       cudaFree(dl3);
     }
@@ -2978,7 +2976,7 @@ static void test_sampling() {
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
       row(nm, ms2, 0, 0);
-      const double ms3 = time_ms([&](int) { CK(greedy_advance(vocab, dl, gkey, gdone, gio, gtok, gstep, gs + 16, hbd, 32, false, 0)); }, 50);
+      const double ms3 = time_ms([&](int) { CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->step, gs->io, hbd, 32, false, 0)); }, 50);
       snprintf(nm, sizeof nm, "greedy_advance vocab=%d (argmax + bookkeeping + 32 B to host)", vocab);
       row(nm, ms3, 0, 0);
     }

@@ -281,11 +281,15 @@ cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp,
 // *sampled; then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a
 // multiple of 4) of the step's scalar block blk copied to host_blk, mapped host memory, so that no copy node follows.
 // Several blocks, each taking its share of the logits in 16-byte loads (all in flight at once), combine through
-// atomicMax on *key and count themselves on *done; the last one finishes and re-arms both (zero before the first
-// launch).  pdl: launched with PDL (it waits before reading anything).
-cudaError_t greedy_advance(int vocab, const float *logits, unsigned long long *key, unsigned *done, int *io,
-                           int *sampled, unsigned long long *step, const void *blk, void *host_blk, int blk_bytes,
-                           bool pdl, cudaStream_t s);
+// atomicMax on gs->key and count themselves on gs->done; the last one finishes and re-arms both (zero before the
+// first launch).  pdl: launched with PDL (it waits before reading anything).
+struct GreedyState {     // greedy_advance's state across its blocks, in device memory: zero before the first launch
+  unsigned long long key;  // the argmax key (value, lowest id) combined by atomicMax
+  unsigned done, pad;      // blocks finished
+};
+cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled,
+                           unsigned long long *step, const void *blk, void *host_blk, int blk_bytes, bool pdl,
+                           cudaStream_t s);
 }  // namespace lswc
 
 namespace lswc {

@@ -108,8 +108,7 @@ struct State {
   // written into h_out through its mapped address) instead of argmax + advance + a copy node.  LSW_CUDA_GREEDY_TAIL=0:
   // the sampler kernel, advance and the copy, as before session 38 (and as every sampling step still does)
   bool greedy_tail = true;
-  unsigned long long *gkey = nullptr;  // device: greedy_advance's key and block count (zero between steps)
-  unsigned *gdone = nullptr;
+  lswc::GreedyState *gstate = nullptr;  // device: greedy_advance's key and block count (zero between steps)
   DevBlk *h_out_dev = nullptr;         // h_out's device address (null: the tail keeps its copy node)
   bool dev_valid = false;      // blk->io / step hold what the host expects for the next step
   unsigned char *keep = nullptr;
@@ -682,7 +681,7 @@ cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
   const bool greedy = lswc::sampler_greedy(m->sampler.temperature, m->sampler.top_k);
   const bool tail = greedy && st->greedy_tail && st->h_out_dev;
   if (e == cudaSuccess && tail)
-    e = lswc::greedy_advance(V, st->logits, st->gkey, st->gdone, b->io, &b->sampled, &b->step, b, st->h_out_dev,
+    e = lswc::greedy_advance(V, st->logits, st->gstate, b->io, &b->sampled, &b->step, b, st->h_out_dev,
                              (int)sizeof(DevBlk), lswc::gemv_pdl(), st->s);
   if (e == cudaSuccess && !tail)
     e = lswc::sample(V, st->logits, m->sampler, &b->step, 0, st->keep, st->pd, &b->sampled, st->s);
@@ -1005,10 +1004,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     void *dp = nullptr;
     if (cudaHostGetDevicePointer(&dp, st->h_out, 0) == cudaSuccess) st->h_out_dev = static_cast<DevBlk *>(dp);
     else cudaGetLastError();  // no mapping: the copy node stays
-    TRY(dalloc(st, &st->gkey, (size_t)1));
-    TRY(dalloc(st, &st->gdone, (size_t)1));
-    LSWC_CHECK(cudaMemset(st->gkey, 0, sizeof(unsigned long long)));
-    LSWC_CHECK(cudaMemset(st->gdone, 0, sizeof(unsigned)));
+    TRY(dalloc(st, &st->gstate, (size_t)1));
+    LSWC_CHECK(cudaMemset(st->gstate, 0, sizeof(lswc::GreedyState)));
   }
   // the graph copies the logits straight into m->logits when it can be page-locked in place
   if (cudaHostRegister(m->logits.data(), sizeof(float) * V, cudaHostRegisterDefault) == cudaSuccess) {

@@ -234,13 +234,13 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
   TRY(dl.upload(logits, (size_t)vocab * 4));
   TRY(dt.alloc(4));
   if (lswc::sampler_greedy(p->temperature, p->top_k)) {  // greedy: the decode step's tail kernel, with its bookkeeping on
-    DevBuf ds;                                      // scratch: key (8 B), block count, io[4], step
-    TRY(ds.alloc(48));
-    LSWC_CHECK(cudaMemset(ds.p, 0, 48));
-    unsigned char *b = ds.as<unsigned char>();
-    FINISH(lswc::greedy_advance(vocab, dl.as<float>(), reinterpret_cast<unsigned long long *>(b),
-                                reinterpret_cast<unsigned *>(b + 8), reinterpret_cast<int *>(b + 16), dt.as<int>(),
-                                reinterpret_cast<unsigned long long *>(b + 32), nullptr, nullptr, 0, false, 0));
+    struct Scratch { lswc::GreedyState g; int io[4]; unsigned long long step; };  // the bookkeeping it also does
+    DevBuf ds;
+    TRY(ds.alloc(sizeof(Scratch)));
+    LSWC_CHECK(cudaMemset(ds.p, 0, sizeof(Scratch)));
+    Scratch *sc = ds.as<Scratch>();
+    FINISH(lswc::greedy_advance(vocab, dl.as<float>(), &sc->g, sc->io, dt.as<int>(), &sc->step, nullptr, nullptr, 0,
+                                false, 0));
     return dt.download(token, 4);
   }
   TRY(keep.alloc((size_t)vocab));

@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(SB) argmax_kernel(int vocab, const float *__re
 // 128k), advance_kernel and the DevBlk copy node at the end of every greedy decode step.
 constexpr int GA_T = 256, GA_U = 4, GA_MAXB = 128;
 __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const float *__restrict__ l,
-                                                              unsigned long long *key, unsigned *done, int *io,
+                                                              GreedyState *gs, int *io,
                                                               int *sampled, unsigned long long *step,
                                                               const unsigned *blk, unsigned *host_blk, int blk_words) {
   __shared__ unsigned long long sh[32];
@@ -211,15 +211,15 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
     }
   best = block_reduce(best, [](unsigned long long a, unsigned long long b) { return a > b ? a : b; }, sh);
   if (threadIdx.x == 0) {
-    atomicMax(key, best);
+    atomicMax(&gs->key, best);
     __threadfence();
-    last = atomicAdd(done, 1u) == gridDim.x - 1;
+    last = atomicAdd(&gs->done, 1u) == gridDim.x - 1;
   }
   __syncthreads();
   if (!last || threadIdx.x != 0) return;
   __threadfence();
-  best = atomicExch(key, 0ull);  // every block's max is in: read it and re-arm for the next step
-  *done = 0;
+  best = atomicExch(&gs->key, 0ull);  // every block's max is in: read it and re-arm for the next step
+  gs->done = 0;
   const int token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
   *sampled = token;
   io[0] = token;  // advance_kernel's bookkeeping
@@ -231,13 +231,13 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
   __threadfence_system();
 }
 
-cudaError_t greedy_advance(int vocab, const float *logits, unsigned long long *key, unsigned *done, int *io,
-                           int *sampled, unsigned long long *step, const void *blk, void *host_blk, int blk_bytes,
-                           bool pdl, cudaStream_t s) {
+cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled,
+                           unsigned long long *step, const void *blk, void *host_blk, int blk_bytes, bool pdl,
+                           cudaStream_t s) {
   if (vocab <= 0 || !aligned16(logits) || blk_bytes < 0 || blk_bytes % 4 || (blk_bytes && (!blk || !host_blk)))
     return cudaErrorInvalidValue;
   const int blocks = std::max(1, std::min(GA_MAXB, cdiv(vocab, GA_T * GA_U * 4)));
-  launch_pdl(greedy_advance_kernel, dim3(blocks), dim3(GA_T), s, pdl, vocab, logits, key, done, io, sampled, step,
+  launch_pdl(greedy_advance_kernel, dim3(blocks), dim3(GA_T), s, pdl, vocab, logits, gs, io, sampled, step,
              static_cast<const unsigned *>(blk), static_cast<unsigned *>(host_blk), blk_bytes / 4);
   LSWC_LAUNCH_RET();
 }
