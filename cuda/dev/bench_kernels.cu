@@ -2133,7 +2133,7 @@ static void bench_sgmm() {
       const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
       const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
       char nm[200];
-      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read + W write)", sgmm_test_name(tc), c.rank, c.K);
+      snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", sgmm_test_name(tc), c.rank, c.K);
       row(nm, ms, bytes);
       if (tc == 4) {  // the streaming kernel's plan, and the other group counts (same results, other overlap)
         int pg = 0, pst = 0, pss = 0;
@@ -2148,7 +2148,7 @@ static void bench_sgmm() {
           sgmm_set_stream_top1(rep == 1);
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
           sgmm_set_stream_top1(true);
-          snprintf(nm, sizeof nm, "sgmm tc stream, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read + W write)",
+          snprintf(nm, sizeof nm, "sgmm tc stream, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
                    rep ? "on (again)" : "off", c.rank, c.K);
           row(nm, ms2, bytes);
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",
@@ -2161,7 +2161,7 @@ static void bench_sgmm() {
           const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
           if (!md || pg != gr || (cap && pst != cap) || (sw && pss != sw)) continue;
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
-          snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d w%d%s q,v x32 layers r%d top-%d (W0 read + W write)", gr, pst, pss,
+          snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d w%d%s q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", gr, pst, pss,
                    md == 2 ? " chunked" : "", c.rank, c.K);
           row(nm, ms2, bytes);
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: %d group(s) x %d stages, super-strip %d (up to %d "
