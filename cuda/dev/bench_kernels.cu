@@ -2367,7 +2367,10 @@ static void test_attention() {
                      {1, 200, 6, 3, 16},   {17, 17, 4, 2, 64},    {40, 100, 8, 4, 128}, {5, 9, 4, 4, 48},
                      {64, 64, 2, 1, 256},  {33, 2100, 4, 4, 96},  {1, 150, 4, 2, 12},
                      // MHA with 64 KV heads: the one-wave cap of the decode kernel's splits (attention.cu) takes effect
-                     {1, 900, 64, 64, 128}};
+                     {1, 900, 64, 64, 128},
+                     // more than 8 query heads per KV head: variant 0 with the head split (also when variant 1 is
+                     // asked for), or the two-kernel path without it (below)
+                     {1, 700, 32, 1, 128}, {1, 333, 12, 1, 64}};
   const int kv_types[] = {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16};
   // every KV cache type: the reference runs on the values the cache holds (16-bit: 4-dim loads; hd 12 in 16 bits
   // is not whole 16-byte chunks, so its decode takes the two-kernel path)
@@ -2382,9 +2385,13 @@ static void test_attention() {
     float *sc = dnew<float>(attn_scratch_floats(c.nh, c.hd));
     CK(attn_scratch_clear(sc, c.nh, c.hd, 0));
     int *dn = dup(std::vector<int>{c.n_ctx});
-    for (int variant : {0, 1}) {  // decode (n == 1) kernel: 0 registers, 1 cp.async tiles; prefill runs once
+    // decode (n == 1) kernel: 0 registers, 1 cp.async tiles, 2: 0 without the head split (GQA: a block per KV group,
+    // or past 8 query heads per KV head the two-kernel path); prefill runs once
+    for (int variant : {0, 1, 2}) {
       if (variant && c.n != 1) continue;
-      attn_decode_set_variant(variant);
+      if (variant == 2 && c.nh == c.nkv) continue;
+      attn_decode_set_variant(variant == 1);
+      attn_decode_set_head_split(variant == 2 ? 0 : -1);
       for (int viadev : {0, 1}) {
         if (viadev && c.n != 1) continue;
         poison(dO, Q.size() * 4);
@@ -2395,11 +2402,13 @@ static void test_attention() {
         auto O = down(dO, Q.size());
         char nm[160];
         snprintf(nm, sizeof nm, "attention %s KV n=%d ctx=%d heads %d/%d hd=%d%s%s", dname(kt), c.n, c.n_ctx, c.nh, c.nkv,
-                 c.hd, viadev ? " (n_ctx on device)" : "", c.n != 1 ? "" : variant ? " variant 1" : " variant 0");
+                 c.hd, viadev ? " (n_ctx on device)" : "",
+                 c.n != 1 ? "" : variant == 1 ? " variant 1" : variant == 2 ? " variant 0, no head split" : " variant 0");
         check(nm, O.data(), ref.data(), nullptr, O.size(), 2e-6, 2e-5);
       }
     }
     attn_decode_set_variant(-1);
+    attn_decode_set_head_split(-1);
     cudaFree(dQ); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(sc); cudaFree(dn);
   }
   // decode in one launch as the model runs it: RoPE of q and the new k, the new row appended to the cache, the
@@ -2414,7 +2423,10 @@ static void test_attention() {
   const D dc[] = {{1, 4, 4, 64, 0},    {37, 8, 2, 128, 0},  {712, 32, 32, 128, 0}, {3000, 32, 8, 128, 0},
                   {5000, 4, 1, 256, 0}, {200, 6, 3, 16, 0},  {90, 14, 2, 64, 0},    {65, 8, 1, 96, 0},
                   {33, 2, 2, 200, 0},   {1025, 5, 5, 128, 0}, {200, 6, 3, 16, 4},   {3000, 32, 8, 128, 107},
-                  {777, 16, 2, 256, 6}};
+                  {777, 16, 2, 256, 6},
+                  // more than 8 query heads per KV head: only the head split serves them (multi-query 32 / 1; 12 per
+                  // group as in a 96 / 8 model, new row mid-split; hd 64, 16 / 1)
+                  {712, 32, 1, 128, 0}, {1500, 96, 8, 128, 33}, {300, 16, 1, 64, 0}};
   // Every KV cache type; the new row is stored rounded (checked against the host's rotation rounded, within one
   // unit of the type's last place: the GPU's fp32 rotation may differ from the host's by an fp32 ulp), and the
   // reference attends the rows the GPU stored (every launch must store the same bits).
@@ -2489,6 +2501,15 @@ static void test_attention() {
       if (vm == 2 && c.nh == c.nkv) continue;
       attn_decode_set_variant(variant);
       attn_decode_set_head_split(vm == 2);
+      if (vm != 2 && c.nh / c.nkv > 8) {  // the group blocks and the tile kernel hold at most 8 query heads
+        expect(!attention_decode_ok(c.nh, c.nkv, c.hd, kvd, kt, dqkv, dK, dV) &&
+                   attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, kt, dK,
+                                    dV, kvd, dO, sc, 0) == cudaErrorInvalidValue,
+               "attention decode heads %d/%d without the head split: refused (the model takes the two-kernel path)",
+               c.nh, c.nkv);
+        cudaGetLastError();
+        continue;
+      }
       const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : "1";
       std::vector<float> last;
       for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does
@@ -2695,6 +2716,24 @@ static void bench_attention() {
       }
     attn_decode_set_head_split(-1);
     attn_decode_set_variant(-1);
+  }
+  // more than 8 query heads per KV head (multi-query, 32 / 1, f16 cache): a block per query head in one launch against
+  // the two-kernel path such shapes took before (split + reduce; the model also launched RoPE and the append there)
+  for (int ctx : {712, 4096}) {
+    const AttnTimingCase c(32, 1, 128, ctx, LSW_DTYPE_F16);
+    for (int rep = 0; rep < 2; rep++)
+      for (int hs : {1, 0}) {
+        attn_decode_set_head_split(hs);
+        const double ms = time_ms([&](int) {
+          if (hs) c.run();
+          else CK(attention(1, 4096, c.dn, c.nh, c.nkv, c.hd, c.qkv, c.qd, c.kt, c.K, c.V, c.kvd, c.O, c.qd, c.sc, 0));
+        }, 50);
+        char nm[160];
+        snprintf(nm, sizeof nm, "attention decode f16 KV ctx=%d heads 32/1, %s%s", ctx,
+                 hs ? "fused, a block per query head" : "two-kernel path (no RoPE, no append)", rep ? " (again)" : "");
+        row(nm, ms, c.cache_bytes());
+      }
+    attn_decode_set_head_split(-1);
   }
   for (int ctx : {512, 4096}) {
     const int nh = 32, hd = 128;

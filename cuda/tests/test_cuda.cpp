@@ -290,7 +290,9 @@ static void test_ops() {
   }
   {
     // every KV cache type (the same K/V bytes to both backends); hd 12 in 16 bits: CUDA's two-kernel decode path
-    const int cases[][5] = {{1, 37, 4, 2, 64}, {1, 300, 8, 8, 128}, {6, 19, 4, 1, 32}, {9, 9, 2, 2, 96}, {1, 70, 4, 2, 12}};
+    // 16 / 1 heads: more than 8 query heads per KV head, decode by a block per query head
+    const int cases[][5] = {{1, 37, 4, 2, 64}, {1, 300, 8, 8, 128}, {6, 19, 4, 1, 32}, {9, 9, 2, 2, 96}, {1, 70, 4, 2, 12},
+                            {1, 300, 16, 1, 64}};
     for (auto &cs : cases)
       for (int kt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16}) {
         const int n = cs[0], nctx = cs[1], nh = cs[2], nkv = cs[3], hd = cs[4];
@@ -899,6 +901,8 @@ int main() {
   test_model("backbone only", {LSW_DTYPE_F16, 4, 2, 96, {}});
   test_model("static all-linear r8", {LSW_DTYPE_BF16, 4, 2, 96, {{LSW_ROUTER_STATIC, 1, 1, 0, 0, ALL, 8}}});
   test_model("pregated q,v E8 top2 r16", {LSW_DTYPE_F16, 4, 4, 96, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}});
+  // multi-query attention with 12 query heads (q width 384 > hidden 128): the decode attention's block per query head
+  test_model("MQA 12/1 heads, pregated all E4 top2 r8", {LSW_DTYPE_BF16, 12, 1, 96, {{LSW_ROUTER_PREGATED, 4, 2, LSW_MOD_Q, 0, ALL, 8}}});
   if (!g_small) {
     test_model("pregated all E4 top3 r8 f32", {LSW_DTYPE_F32, 4, 2, 96, {{LSW_ROUTER_PREGATED, 4, 3, LSW_MOD_Q, 0, ALL, 8}}});
     test_model("pregated router@gate, gate/up/down E6 top1", {LSW_DTYPE_BF16, 4, 1, 96, {{LSW_ROUTER_PREGATED, 6, 1, LSW_MOD_GATE, 0, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 16}}});

@@ -87,6 +87,15 @@ export function makeFixtureSet(out: string): Manifest {
       { name: `${short}+mixlora-e4k2`, model: m, adapters: [mix] },
     );
   }
+  // multi-query attention (12 query heads on one KV head; the GPU's decode attention serves more than 8 per KV head
+  // with a block per query head): LoRA-Switch on every linear in the base's dtype at rank 16, so the decode attention
+  // also adds the q,k,v GEMV's deferred LoRA expand there
+  {
+    const b = models.get('llama-mqa-12q-f16')!;
+    const rel = 'adapters/mqa-lsw-e4k2-all';
+    makeLoraSwitchAdapter(path.join(out, rel), b, { numExperts: 4, topK: 2, dtype: b.opts.dtype, r: 16, seed: 25 });
+    cases.push({ name: 'mqa+lsw-e4k2-all', model: 'models/llama-mqa-12q-f16', adapters: [{ path: rel, type: 'LORA_SWITCH', scale: 1 }] });
+  }
   const manifest: Manifest = { version: 1, prompt_ids: PROMPT_IDS, gen_tokens: GEN_TOKENS, cases };
   fs.writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(manifest, null, 2));
   return manifest;

@@ -21,6 +21,8 @@ export const VARIANTS: Variant[] = [
   { name: 'qwen2-bias-tied-bf16', opts: { arch: 'qwen2', hidden: 48, heads: 4, kvHeads: 2, dtype: 'bf16', tie: true, vocabPad: 10, configStyle: 'v5', rope: { type: 'default', theta: 1000000 }, seed: 106 } },
   { name: 'qwen2-f32-sharded', opts: { arch: 'qwen2', hidden: 64, heads: 8, kvHeads: 4, dtype: 'f32', shards: 3, seed: 107 } },
   { name: 'llama-explicit-head-dim', opts: { arch: 'llama', hidden: 48, heads: 4, kvHeads: 2, headDim: 16, dtype: "f32", seed: 118 } },
+  // multi-query attention with more query heads per KV head (12) than a GPU decode block holds in its group form (8)
+  { name: 'llama-mqa-12q-f16', opts: { arch: 'llama', hidden: 48, heads: 12, kvHeads: 1, headDim: 16, dtype: 'f16', seed: 119 } },
   { name: 'mistral-explicit-head-dim-tied-sharded', opts: { arch: 'mistral', hidden: 32, heads: 4, kvHeads: 2, headDim: 24, tie: true, shards: 2, dtype: 'f32', configStyle: 'v5', seed: 109 } },
 ];
 

@@ -49,8 +49,10 @@
 //    whole decode, base: llama3-8b 4.112 -> 3.819 ms/token, mistral-7b 3.915 -> 3.640, qwen2.5-7b 4.095 -> 3.600.
 //    And a GQA model keeps variant 0 at every context (model.cu kGqaAttnLong): with variant 1 from 1,024 positions
 //    llama3-8b took 4.822 instead of 4.239 ms/token after a 3,968-token prompt, qwen2.5-7b 5.193 instead of 3.883.
-//    Shapes outside the fused kernels' limits (head_dim % 4, head_dim > 256, > 8 query heads per KV head, an
-//    unaligned K/V) use the two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
+//    More than 8 query heads per KV head (multi-query attention, e.g. 32 / 1) run variant 0 with the head split
+//    (the tile kernel and the group blocks hold at most 8); shapes outside the fused kernels' limits (head_dim % 4,
+//    head_dim > 256, an unaligned K/V, > 8 query heads per KV head with LSW_CUDA_ATTN_HEAD_SPLIT=0) use the
+//    two-kernel path (attn_decode_split_kernel + attn_decode_reduce_kernel).
 //  - prefill (n > 1): causal, a block per (head, 16 queries) sharing K/V chunks through shared memory; prompts of
 //    >= 256 tokens with head_dim 64/128 on tensor cores (below).
 // Any head_dim <= 256.
@@ -475,12 +477,16 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   if (tid == 0) a.counters[cidx] = 0;  // ready for the next launch (stream order)
 }
 
+static bool attn_head_split(int G);
 // Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
+// More than 8 query heads per KV head (e.g. multi-query attention, 32 / 1) only with the head split: variant 0's
+// block per query head serves any group size; its group blocks and the tile kernel hold at most 8 heads.
 bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_dtype, const void *q, const void *K,
                          const void *V) {
   const int es = (int)dtype_bytes(kv_dtype);
-  return es > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 && n_heads / n_kv_heads <= 8 && hd > 0 &&
-         hd * es % 16 == 0 && hd <= 256 && ldkv * es % 16 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
+  return es > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+         (n_heads / n_kv_heads <= 8 || attn_head_split(n_heads / n_kv_heads)) && hd > 0 && hd * es % 16 == 0 &&
+         hd <= 256 && ldkv * es % 16 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
 }
 
 // P: positions in flight per warp (G >= 4: 2, else 4).  MHA with head_dim <= 128 can take 8 (a 32-position split
@@ -1005,6 +1011,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   // cache rows; without knew every row may come from the kernel right before (kv_store)
   const bool pdl = pdl_attention() && knew != nullptr;
   if (variant < 0) variant = std::max(0, attn_decode_forced_variant());
+  if (G > 8) variant = 0;  // the tile kernel holds at most 8 query heads per block (attention_decode_ok)
   if (variant != 0 && aligned16(scratch)) {  // variant 1: float4 partial rows
     with_dtype(kv_dtype, [&](auto tag) {
       using KT = LSWC_DT(tag);

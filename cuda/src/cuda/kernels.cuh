@@ -215,7 +215,8 @@ size_t attn_scratch_floats(int n_heads, int head_dim);
 cudaError_t attn_scratch_clear(float *scratch, int n_heads, int head_dim, cudaStream_t s);
 // Decode in one launch (see attention.cu): q [n_heads][hd]; knew/vnew (nullable): the new token's k/v rows,
 // written to K/V at row *pos and attended from there; inv_freq (nullable): RoPE applied to q and knew at *pos
-// first (the rope() arithmetic).  Requires attention_decode_ok.
+// first (the rope() arithmetic).  Requires attention_decode_ok (more than 8 query heads per KV head only with the
+// head split, attn_decode_head_split, and then always variant 0).
 // PDL: with knew given and gemv_pdl() on, it launches with programmatic stream serialization and reads *pos,
 // *n_ctx_dev and the cache rows other than *pos BEFORE griddepcontrol.wait: the kernel right before it may write
 // q / knew / vnew (the qkv GEMV), never pos, n_ctx_dev or old cache rows.
