@@ -2639,6 +2639,185 @@ static void test_attention() {
   }
 }
 
+// ---- read-bandwidth ceiling --------------------------------------------------------------------------------------
+// Issue 4 states its floors against the device-to-device copy (read + write), but a decode step only reads: the GEMVs
+// reach 95-96 % of copy (kernel notes in docs/PERF-LOG.md), and whether a read-only stream can go faster than copy
+// decides whether a GEMV can still gain.  These kernels only read a buffer and add its 32-bit words into a 64-bit
+// total (exact in any order, so each is checked against the host's sum): LDG streaming loads (16 bytes per lane, U in
+// flight per thread, a grid-stride walk), and TMA bulk copies (cp.async.bulk, the copy engine of each SM) into a
+// shared-memory ring of NS stages of CH bytes filled by one producer thread, with 8 consumer warps summing each stage
+// and releasing it through an mbarrier (one or two blocks per SM; much more in flight per SM than registers hold).
+__device__ __forceinline__ unsigned long long rd_sum4(uint4 v) {
+  return (unsigned long long)v.x + v.y + v.z + v.w;
+}
+__device__ __forceinline__ unsigned long long rd_warp_sum(unsigned long long s) {
+  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  return s;
+}
+template <int U>
+__global__ void __launch_bounds__(256) read_ldg_kernel(const uint4 *__restrict__ p, size_t n, unsigned long long *out) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  unsigned long long s = 0;
+  for (; i + (U - 1) * stride < n; i += U * stride) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) v[u] = ld_stream(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < U; u++) s += rd_sum4(v[u]);
+  }
+  for (; i < n; i += stride) s += rd_sum4(ld_stream(p + i));
+  s = rd_warp_sum(s);
+  if ((threadIdx.x & 31) == 0) atomicAdd(out, s);
+}
+
+__device__ __forceinline__ unsigned rd_smem(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void rd_mbar_init(unsigned long long *b, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(rd_smem(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ bool rd_mbar_try(unsigned long long *b, unsigned parity) {
+  unsigned ok;
+  asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+               : "=r"(ok) : "r"(rd_smem(b)), "r"(parity) : "memory");
+  return ok != 0;
+}
+// until the phase of this parity has completed (phases alternate 0, 1, 0, ... from 0)
+__device__ __forceinline__ void rd_mbar_wait(unsigned long long *b, unsigned parity) {
+  while (!rd_mbar_try(b, parity)) {}
+}
+__device__ __forceinline__ void rd_mbar_arrive(unsigned long long *b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(rd_smem(b)) : "memory");
+}
+// arrive, and expect `bytes` more of asynchronous writes before the phase can complete
+__device__ __forceinline__ void rd_mbar_expect(unsigned long long *b, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(rd_smem(b)), "r"(bytes) : "memory");
+}
+// bytes (a multiple of 16, both addresses 16-byte aligned) global -> shared by the SM's copy engine; completes on b
+__device__ __forceinline__ void rd_bulk_g2s(void *dst, const void *src, unsigned bytes, unsigned long long *b) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"(rd_smem(dst)), "l"(src), "r"(bytes), "r"(rd_smem(b)) : "memory");
+}
+constexpr int RD_NW = 8;      // consumer warps; warp RD_NW is the producer
+constexpr int RD_MAXNS = 16;  // ring stages at most
+// chunks of ch bytes (a multiple of 128; the last one shorter, a multiple of 16): block b takes chunks b, b + grid, ...
+__global__ void __launch_bounds__((RD_NW + 1) * 32) read_tma_kernel(const unsigned char *__restrict__ p, size_t bytes,
+                                                                    int ch, int ns, unsigned long long *out) {
+  extern __shared__ __align__(128) unsigned char rd_ring[];
+  __shared__ __align__(8) unsigned long long full[RD_MAXNS], empty[RD_MAXNS];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) {
+    for (int s = 0; s < ns; s++) { rd_mbar_init(&full[s], 1); rd_mbar_init(&empty[s], RD_NW); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");  // visible to the copy engine
+  }
+  __syncthreads();
+  const size_t nch = (bytes + ch - 1) / ch;
+  const long long mine = blockIdx.x < nch ? (long long)((nch - 1 - blockIdx.x) / gridDim.x) + 1 : 0;
+  auto off = [&](long long k) { return (size_t)(blockIdx.x + (size_t)k * gridDim.x) * ch; };
+  auto len = [&](long long k) { return (unsigned)min((size_t)ch, bytes - off(k)); };
+  if (warp == RD_NW) {  // producer: stage k % ns gets chunk k once its consumers released round k / ns - 1
+    if (lane == 0)
+      for (long long k = 0; k < mine; k++) {
+        const int st = (int)(k % ns);
+        if (k >= ns) rd_mbar_wait(&empty[st], (unsigned)((k / ns - 1) & 1));
+        rd_mbar_expect(&full[st], len(k));
+        rd_bulk_g2s(rd_ring + (size_t)st * ch, p + off(k), len(k), &full[st]);
+      }
+    return;
+  }
+  unsigned long long s = 0;
+  for (long long k = 0; k < mine; k++) {
+    const int st = (int)(k % ns);
+    rd_mbar_wait(&full[st], (unsigned)((k / ns) & 1));
+    const uint4 *q = reinterpret_cast<const uint4 *>(rd_ring + (size_t)st * ch);
+    const unsigned n16 = len(k) / 16;
+    for (unsigned j = tid; j < n16; j += RD_NW * 32) s += rd_sum4(q[j]);
+    __syncwarp();
+    if (lane == 0) rd_mbar_arrive(&empty[st]);
+  }
+  s = rd_warp_sum(s);
+  if (lane == 0) atomicAdd(out, s);
+}
+
+struct ReadCfg {
+  int tma;     // 0: LDG, 1: TMA ring
+  int a, b;    // LDG: U (4 / 8 / 16), blocks per SM; TMA: stages, KB per stage
+  int bpsm;    // TMA: blocks per SM (1 / 2)
+};
+static const ReadCfg kReadCfgs[] = {
+    {0, 4, 4, 0}, {0, 8, 4, 0}, {0, 8, 8, 0}, {0, 16, 4, 0},
+    {1, 6, 32, 1}, {1, 12, 16, 1}, {1, 4, 48, 1}, {1, 3, 32, 2}, {1, 6, 16, 2}};
+static void read_cfg_name(const ReadCfg &c, char *nm, size_t n) {
+  if (!c.tma) snprintf(nm, n, "LDG 16 B x %d in flight per thread, 256 threads, %d blocks/SM", c.a, c.b);
+  else snprintf(nm, n, "TMA bulk ring %d x %d KB, %d block(s)/SM", c.a, c.b, c.bpsm);
+}
+// launches cfg over `bytes` at p, adding into *out (zeroed by the caller); false when the config cannot run here
+static bool read_launch(const ReadCfg &c, const void *p, size_t bytes, unsigned long long *out) {
+  const int sms = sm_count();
+  if (!c.tma) {
+    const size_t n = bytes / 16;
+    const int grid = sms * c.b;
+    const uint4 *q = static_cast<const uint4 *>(p);
+    if (c.a == 4) read_ldg_kernel<4><<<grid, 256>>>(q, n, out);
+    else if (c.a == 8) read_ldg_kernel<8><<<grid, 256>>>(q, n, out);
+    else read_ldg_kernel<16><<<grid, 256>>>(q, n, out);
+    return cudaGetLastError() == cudaSuccess;
+  }
+  const int ch = c.b * 1024, smem = c.a * ch;
+  int maxopt = 0;
+  CK(cudaDeviceGetAttribute(&maxopt, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+  if (c.a > RD_MAXNS || smem > maxopt) return false;
+  CK(cudaFuncSetAttribute(read_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  int occ = 0;
+  CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, read_tma_kernel, (RD_NW + 1) * 32, smem));
+  if (occ < c.bpsm) return false;
+  read_tma_kernel<<<sms * c.bpsm, (RD_NW + 1) * 32, smem>>>(static_cast<const unsigned char *>(p), bytes, ch, c.a, out);
+  return cudaGetLastError() == cudaSuccess;
+}
+
+static void test_read() {
+  logf("\n== read-only streams (checksums against the host) ==\n");
+  // odd sizes: a last chunk shorter than a stage, fewer chunks than blocks, a buffer smaller than one stage
+  for (size_t bytes : {(size_t)37 * 1048576 + 48, (size_t)1048576 + 16, (size_t)4096 + 32}) {
+    std::vector<uint8_t> h(bytes);
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ bytes;
+    for (auto &v : h) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; v = (uint8_t)(x >> 24); }
+    unsigned long long want = 0;
+    for (size_t i = 0; i < bytes; i += 4) { uint32_t w; memcpy(&w, &h[i], 4); want += w; }
+    void *d = dupb(h);
+    unsigned long long *dout = dnew<unsigned long long>(1);
+    for (const ReadCfg &c : kReadCfgs) {
+      CK(cudaMemset(dout, 0, 8));
+      char nm[160];
+      read_cfg_name(c, nm, sizeof nm);
+      if (!read_launch(c, d, bytes, dout)) { logf("  skip %s (does not fit this device)\n", nm); continue; }
+      CK(cudaDeviceSynchronize());
+      const unsigned long long got = down(dout, 1)[0];
+      expect(got == want, "read sum %s, %zu bytes: %llu (host %llu)", nm, bytes, got, want);
+    }
+    cudaFree(d); cudaFree(dout);
+  }
+}
+
+static void bench_read() {
+  logf("\n== read-only streams: bandwidth (4 GiB, every byte read once per launch) ==\n");
+  const size_t bytes = (size_t)4 << 30;
+  void *d;
+  CK(cudaMalloc(&d, bytes));
+  dfill(LSW_DTYPE_F16, d, bytes / 2, 1.f);
+  unsigned long long *dout = dnew<unsigned long long>(1);
+  for (int rep = 0; rep < 2; rep++)  // interleaved twice: drift hits every configuration alike
+    for (const ReadCfg &c : kReadCfgs) {
+      char nm[160], full[200];
+      read_cfg_name(c, nm, sizeof nm);
+      bool ok = true;
+      const double ms = time_ms([&](int) { ok = read_launch(c, d, bytes, dout) && ok; }, 20, 3);
+      if (!ok) { logf("  skip %s (does not fit this device)\n", nm); continue; }
+      snprintf(full, sizeof full, "read %s%s", nm, rep ? " (again)" : "");
+      row(full, ms, (double)bytes);
+    }
+  cudaFree(d); cudaFree(dout);
+}
+
 // One decode-attention timing case as the model runs it (RoPE from the table + append + attention + merge in one
 // launch): q / k / v of the new token, a cache of ctx rows of type kt, the new token at position ctx - 1.
 struct AttnTimingCase {
@@ -3094,6 +3273,7 @@ int main(int argc, char **argv) {
   if (want("test_small")) test_small();
   if (want("test_attention")) test_attention();
   if (want("test_sampling")) test_sampling();
+  if (want("test_read")) test_read();
   logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
 
   if (want("bench_gemv")) bench_gemv();
@@ -3107,6 +3287,7 @@ int main(int argc, char **argv) {
   if (want("bench_sgmm")) bench_sgmm();
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();
+  if (want("bench_read")) bench_read();
 
   if (g_only && !g_parts_run) {
     fprintf(stderr, "LSW_HARNESS_ONLY=%s names no part of the harness (test_* / bench_* functions of main(), sgmm, sgmm_tests)\n",
