@@ -2818,6 +2818,260 @@ static void bench_read() {
   cudaFree(d); cudaFree(dout);
 }
 
+// A decode GEMV streamed through the same kind of TMA ring (probe, F16, one token, K % 64 == 0, K <= 16,384): a
+// persistent grid of one block per SM; chunks of R whole rows (one stage, R x K x 2 bytes) in a ring of ns stages
+// filled by one producer thread; consumer warp w takes the w-th eighth of K of every row of a chunk, its x slice held
+// in registers (J 16-byte weight chunks per lane per row), and writes one partial per row into shared memory; the
+// producer warp, once the 8 warps released a stage, adds each row's 8 partials in order (deterministic) and writes y,
+// then refills the stage.  What it answers: whether a weight stream with more bytes in flight per SM than registers
+// hold beats the register GEMVs per shape, the first question for any design that keeps the weight stream running
+// across kernel boundaries.
+template <int J>
+__global__ void __launch_bounds__((RD_NW + 1) * 32, 2) gemv_tma_kernel(const __half *__restrict__ W, int rows, int K,
+                                                                     int R, int ns, const float *__restrict__ X,
+                                                                     float *__restrict__ Y) {
+  extern __shared__ __align__(128) unsigned char gt_ring[];
+  __shared__ __align__(8) unsigned long long full[RD_MAXNS], empty[RD_MAXNS];
+  __shared__ float part[RD_MAXNS][8][RD_NW];  // [stage][row of the chunk][warp], R <= 8
+  // launched with PDL (gemv_tma's pdl): the next launch's blocks may become resident at once (with a ring of at most
+  // half the SM's shared memory, one of them beside each of ours) and stream their first stages of weights, which
+  // never depend on us, while we run; x is read and y written only after griddepcontrol.wait
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) {
+    for (int s = 0; s < ns; s++) { rd_mbar_init(&full[s], 1); rd_mbar_init(&empty[s], RD_NW); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  const size_t stage = (size_t)R * K * 2;
+  const int nch = (rows + R - 1) / R;
+  const int mine = (int)blockIdx.x < nch ? (nch - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+  auto row0 = [&](int k) { return ((int)blockIdx.x + k * (int)gridDim.x) * R; };
+  auto nrows = [&](int k) { return min(R, rows - row0(k)); };
+  if (warp == RD_NW) {  // producer warp
+    auto issue = [&](int k) {
+      const int st = k % ns;
+      const unsigned bytes = (unsigned)((size_t)nrows(k) * K * 2);
+      rd_mbar_expect(&full[st], bytes);
+      rd_bulk_g2s(gt_ring + (size_t)st * stage, W + (size_t)row0(k) * K, bytes, &full[st]);
+    };
+    if (lane == 0)
+      for (int k = 0; k < min(ns, mine); k++) issue(k);
+    asm volatile("griddepcontrol.wait;" ::: "memory");  // before the first y is written
+    for (int k = 0; k < mine; k++) {
+      const int st = k % ns;
+      rd_mbar_wait(&empty[st], (unsigned)((k / ns) & 1));
+      if (lane < nrows(k)) {
+        float y = 0.f;
+#pragma unroll
+        for (int w = 0; w < RD_NW; w++) y += part[st][lane][w];
+        Y[row0(k) + lane] = y;
+      }
+      __syncwarp();
+      if (lane == 0 && k + ns < mine) issue(k + ns);
+    }
+    return;
+  }
+  const int n16w = K / 64;  // 16-byte chunks per row in this warp's eighth of K
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // x may come from the launch before
+  float xr[J][8];
+#pragma unroll
+  for (int j = 0; j < J; j++) {
+    const int idx = lane + 32 * j;
+    const float *xp = X + (size_t)(warp * n16w + idx) * 8;
+    const float4 a = idx < n16w ? *reinterpret_cast<const float4 *>(xp) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 b = idx < n16w ? *reinterpret_cast<const float4 *>(xp + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    xr[j][0] = a.x; xr[j][1] = a.y; xr[j][2] = a.z; xr[j][3] = a.w;
+    xr[j][4] = b.x; xr[j][5] = b.y; xr[j][6] = b.z; xr[j][7] = b.w;
+  }
+  for (int k = 0; k < mine; k++) {
+    const int st = k % ns;
+    rd_mbar_wait(&full[st], (unsigned)((k / ns) & 1));
+    const uint4 *base = reinterpret_cast<const uint4 *>(gt_ring + (size_t)st * stage);
+    const int nr = nrows(k);
+    for (int r = 0; r < nr; r++) {
+      const uint4 *rp = base + (size_t)r * (K / 8) + warp * n16w;
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < J; j++) {
+        const int idx = lane + 32 * j;
+        if (idx < n16w) {
+          const uint4 v = rp[idx];
+          const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const float2 f = __half22float2(h[e]);
+            acc = fmaf(f.x, xr[j][2 * e], acc);
+            acc = fmaf(f.y, xr[j][2 * e + 1], acc);
+          }
+        }
+      }
+      acc = warp_sum(acc);
+      if (lane == 0) part[st][r][warp] = acc;
+    }
+    __syncwarp();
+    if (lane == 0) rd_mbar_arrive(&empty[st]);
+  }
+}
+// stage_kb: bytes per stage aimed at (R = rows per stage, 1..8); ring_kb: the ring's bytes at most.  false: shape
+// outside the probe (K % 64, K > 16,384) or the ring does not fit
+static bool gemv_tma(const void *W, int rows, int K, const float *X, float *Y, int stage_kb, int ring_kb,
+                     bool pdl = false, cudaStream_t s = 0) {
+  if (K % 64 || K > 16384 || rows < 1) return false;
+  const int R = std::max(1, std::min(8, stage_kb * 1024 / (K * 2)));
+  const size_t stage = (size_t)R * K * 2;
+  const int ns = std::min(RD_MAXNS, (int)((size_t)ring_kb * 1024 / stage));
+  if (ns < 2) return false;
+  const int smem = (int)(ns * stage);
+  const int J = (K / 64 + 31) / 32;
+  auto go = [&](auto kern) {
+    CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    launch_pdl_smem(kern, dim3(sm_count()), dim3((RD_NW + 1) * 32), (size_t)smem, s, pdl, static_cast<const __half *>(W),
+                    rows, K, R, ns, X, Y);
+  };
+  switch (J) {
+    case 1: go(gemv_tma_kernel<1>); break;
+    case 2: go(gemv_tma_kernel<2>); break;
+    case 3: go(gemv_tma_kernel<3>); break;
+    case 4: go(gemv_tma_kernel<4>); break;
+    case 5: go(gemv_tma_kernel<5>); break;
+    case 6: go(gemv_tma_kernel<6>); break;
+    case 7: go(gemv_tma_kernel<7>); break;
+    default: go(gemv_tma_kernel<8>); break;
+  }
+  return cudaGetLastError() == cudaSuccess;
+}
+struct GemvTmaCfg { int stage_kb, ring_kb; };
+static const GemvTmaCfg kGemvTmaCfgs[] = {{32, 192}, {16, 192}, {64, 192}, {32, 96}};
+
+static void test_gemv_tma() {
+  logf("\n== GEMV through a TMA ring (probe) ==\n");
+  struct Shape { int rows, cols; };
+  // K 4,160: the last warp's slice is not whole 32-chunk rounds; 11,008: the 7B down projection (J = 6); 77 rows: fewer
+  // chunks than SMs; 1,000 rows of 4,096 at 64 KB stages: chunks of 8 rows with a short last one
+  const Shape shapes[] = {{1000, 4096}, {333, 4160}, {77, 128}, {700, 11008}, {5, 16384}};
+  for (const Shape &sh : shapes) {
+    HostW W = make_w(LSW_DTYPE_F16, (size_t)sh.rows * sh.cols, 0.5f);
+    auto X = rvec(sh.cols);
+    std::vector<double> ref, sc;
+    ref_matmul(W.val, sh.rows, sh.cols, X, 1, ref, sc);
+    void *dW = dupb(W.bytes);
+    float *dX = dup(X), *dY = dnew<float>(sh.rows);
+    std::vector<float> first;
+    for (const GemvTmaCfg &c : kGemvTmaCfgs) {
+      poison(dY, (size_t)sh.rows * 4);
+      char nm[160];
+      snprintf(nm, sizeof nm, "gemv TMA ring f16 %dx%d, stages of %d KB in %d KB", sh.rows, sh.cols, c.stage_kb, c.ring_kb);
+      if (!gemv_tma(dW, sh.rows, sh.cols, dX, dY, c.stage_kb, c.ring_kb)) { expect(false, "%s: launched", nm); continue; }
+      CK(cudaDeviceSynchronize());
+      auto Y = down(dY, sh.rows);
+      check(nm, Y.data(), ref.data(), sc.data(), Y.size(), 1e-6, 2e-6);
+      // a row's sum does not depend on the ring (each lane's order, the warp reduction, the 8 partials in order)
+      if (first.empty()) first = Y;
+      else expect(memcmp(Y.data(), first.data(), Y.size() * 4) == 0, "%s: bit-identical to the first ring", nm);
+    }
+    cudaFree(dW); cudaFree(dX); cudaFree(dY);
+  }
+  // launched with PDL after a late producer of x (x poisoned until then): the stages stream before the wait, x must be
+  // read after it
+  {
+    const int rows = 2048, K = 4096;
+    HostW W = make_w(LSW_DTYPE_F16, (size_t)rows * K, 0.5f);
+    auto X = rvec(K);
+    std::vector<double> ref, sc;
+    ref_matmul(W.val, rows, K, X, 1, ref, sc);
+    void *dW = dupb(W.bytes);
+    float *dXs = dup(X), *dX = dnew<float>(K), *dY = dnew<float>(rows);
+    for (int ring : {96, 192}) {
+      poison(dX, (size_t)K * 4);
+      poison(dY, (size_t)rows * 4);
+      CK(cudaDeviceSynchronize());
+      delayed_copy_kernel<<<1, 256>>>(dXs, dX, K, 20000);
+      char nm[160];
+      snprintf(nm, sizeof nm, "gemv TMA ring f16 %dx%d, %d KB ring, PDL after a late producer of x", rows, K, ring);
+      if (!gemv_tma(dW, rows, K, dX, dY, 32, ring, true)) { expect(false, "%s: launched", nm); continue; }
+      CK(cudaDeviceSynchronize());
+      auto Y = down(dY, rows);
+      check(nm, Y.data(), ref.data(), sc.data(), Y.size(), 1e-6, 2e-6);
+    }
+    cudaFree(dW); cudaFree(dXs); cudaFree(dX); cudaFree(dY);
+  }
+}
+
+static void bench_gemv_tma() {
+  logf("\n== GEMV through a TMA ring against the production GEMV (7B shapes, f16, rotating buffers > 2x L2) ==\n");
+  for (const LShape &s : k7B) {
+    const size_t wb = (size_t)s.rows * s.cols * 2;
+    const int nbuf = std::max<int>(2, (int)((256ull << 20) / wb) + 1);
+    std::vector<void *> Ws(nbuf);
+    for (auto &p : Ws) { CK(cudaMalloc(&p, wb)); dfill(LSW_DTYPE_F16, p, (size_t)s.rows * s.cols, 0.5f); }
+    float *X = dnew<float>(s.cols), *Y = dnew<float>(s.rows);
+    dfill(LSW_DTYPE_F32, X, s.cols, 1.f);
+    for (int rep = 0; rep < 2; rep++) {
+      for (int v : {0, 11}) {
+        const double ms = time_ms([&](int i) { CK(gemv(LSW_DTYPE_F16, Ws[i % nbuf], s.rows, s.cols, X, s.cols, 1, Y, s.rows, nullptr, false, nullptr, 0, v)); }, 100);
+        char nm[200];
+        snprintf(nm, sizeof nm, "gemv f16 %s production v%d%s", s.name, v, rep ? " (again)" : "");
+        row(nm, ms, (double)wb);
+      }
+      for (const GemvTmaCfg &c : kGemvTmaCfgs) {
+        bool ok = true;
+        const double ms = time_ms([&](int i) { ok = gemv_tma(Ws[i % nbuf], s.rows, s.cols, X, Y, c.stage_kb, c.ring_kb) && ok; }, 100);
+        char nm[200];
+        snprintf(nm, sizeof nm, "gemv f16 %s TMA ring %d KB stages in %d KB%s", s.name, c.stage_kb, c.ring_kb, rep ? " (again)" : "");
+        if (ok) row(nm, ms, (double)wb);
+        else logf("  skip %s\n", nm);
+      }
+    }
+    for (auto p : Ws) cudaFree(p);
+    cudaFree(X); cudaFree(Y);
+  }
+  // the 7B linears of 32 layers in sequence (q,k,v, o, gate,up, down; two weight sets alternating, 0.8 GB), plain
+  // launches in a stream: production (tuned choice) against the TMA ring, so boundaries count as they do without PDL
+  {
+    const LShape *sh[4] = {&k7B[1], &k7B[0], &k7B[2], &k7B[3]};
+    void *w[2][4];
+    size_t bytes = 0;
+    for (int set = 0; set < 2; set++)
+      for (int i = 0; i < 4; i++) {
+        const size_t wb = (size_t)sh[i]->rows * sh[i]->cols * 2;
+        CK(cudaMalloc(&w[set][i], wb));
+        dfill(LSW_DTYPE_F16, w[set][i], (size_t)sh[i]->rows * sh[i]->cols, 0.5f);
+        if (!set) bytes += wb;
+      }
+    float *X = dnew<float>(11008), *Y = dnew<float>(22016);
+    dfill(LSW_DTYPE_F32, X, 11008, 1.f);
+    // modes: production plain / with PDL (weights requested before the wait); TMA ring of 192 KB plain; TMA ring of
+    // 96 KB plain / with PDL (the next launch's block beside each running one, streaming its first stages)
+    struct ChainMode { int tma, ring_kb; bool pdl; const char *name; };
+    const ChainMode modes[] = {{0, 0, false, "production (tuned), plain launches"},
+                               {0, 0, true, "production (tuned), PDL"},
+                               {1, 192, false, "TMA ring 32 KB stages in 192 KB, plain launches"},
+                               {1, 96, false, "TMA ring 32 KB stages in 96 KB, plain launches"},
+                               {1, 96, true, "TMA ring 32 KB stages in 96 KB, PDL"}};
+    for (int rep = 0; rep < 2; rep++)
+      for (const ChainMode &m : modes) {
+        bool ok = true;
+        gemv_set_pdl(m.pdl);
+        const double ms = time_ms([&](int) {
+          for (int L = 0; L < 32; L++)
+            for (int i = 0; i < 4; i++) {
+              const void *W = w[L & 1][i];
+              if (m.tma) ok = gemv_tma(W, sh[i]->rows, sh[i]->cols, X, Y, 32, m.ring_kb, m.pdl) && ok;
+              else CK(gemv(LSW_DTYPE_F16, W, sh[i]->rows, sh[i]->cols, X, sh[i]->cols, 1, Y, sh[i]->rows, nullptr, false, nullptr, 0));
+            }
+        }, 10, 2);
+        gemv_set_pdl(false);
+        char nm[200];
+        snprintf(nm, sizeof nm, "7B linears x 32 layers, %s%s", m.name, rep ? " (again)" : "");
+        if (ok) row(nm, ms, 32.0 * bytes);
+        else logf("  skip %s\n", nm);
+      }
+    for (auto &s : w) for (void *p : s) cudaFree(p);
+    cudaFree(X); cudaFree(Y);
+  }
+}
+
 // One decode-attention timing case as the model runs it (RoPE from the table + append + attention + merge in one
 // launch): q / k / v of the new token, a cache of ctx rows of type kt, the new token at position ctx - 1.
 struct AttnTimingCase {
@@ -3274,6 +3528,7 @@ int main(int argc, char **argv) {
   if (want("test_attention")) test_attention();
   if (want("test_sampling")) test_sampling();
   if (want("test_read")) test_read();
+  if (want("test_gemv_tma")) test_gemv_tma();
   logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
 
   if (want("bench_gemv")) bench_gemv();
@@ -3288,6 +3543,7 @@ int main(int argc, char **argv) {
   if (want("bench_gemm")) bench_gemm();
   if (want("bench_attention")) bench_attention();
   if (want("bench_read")) bench_read();
+  if (want("bench_gemv_tma")) bench_gemv_tma();
 
   if (g_only && !g_parts_run) {
     fprintf(stderr, "LSW_HARNESS_ONLY=%s names no part of the harness (test_* / bench_* functions of main(), sgmm, sgmm_tests)\n",
