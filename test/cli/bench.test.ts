@@ -13,7 +13,8 @@ import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench
 import { BenchView } from '../../src/core/views/bench-view.js';
 import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/cli.js';
 import { peerArgs, runPeer } from '../../src/core/bench/peer.js';
-import { backboneTensors, adapterTensors, tensorBytes } from '../../src/core/bench/synthetic.js';
+import { backboneTensors, adapterTensors, tensorBytes, cpuHostBytes, checkCpuHostMemory, hostAvailableBytes, HOST_OVERHEAD_BYTES } from '../../src/core/bench/synthetic.js';
+import { UserError } from '../../src/core/errors.js';
 import { presetConfig, PRESETS } from '../../src/core/bench/presets.js';
 import { makeTinyCheckpoint, makeLoraSwitchAdapter } from '../helpers/checkpoint.js';
 import { runCli, assertOneLineError as oneLineError } from '../helpers/cli.js';
@@ -94,6 +95,41 @@ test('presets: the peer\'s shapes; synthetic tensors cover the 7B weight bytes o
     ['adapters.0.layers.0.down.lora_A', [4, 8, 14336]],
     ['adapters.0.layers.0.down.lora_B', [4, 4096, 8]],
   ]);
+});
+
+test('CPU host memory: a synthetic model\'s bytes by part; too little memory is one clear error before anything is allocated', () => {
+  const c = presetConfig('llama2-7b', 'f16');
+  const b = cpuHostBytes(c, { router: 'pregated', experts: 8, topK: 2, rank: 16, targets: ['q', 'v'] }, 712, 'f16');
+  // by hand: 6 738 415 616 params, of them 32 x 2 x 4096 + 4096 = 266 240 F32 norm weights, the rest 2 bytes
+  assert.is(b.weights, (6738415616 - 266240) * 2 + 266240 * 4);
+  // router [8][4096] + per layer A [8][16][4096] and B [8][4096][16] for q and v, 2 bytes each
+  assert.is(b.adapters, (8 * 4096 + 32 * 4 * 8 * 16 * 4096) * 2);
+  // q and v live in the fused q,k,v matrix: (32 + 2 x 32) x 128 rows of 4096, every layer
+  assert.is(b.workingCopies, 12288 * 4096 * 2 * 32);
+  assert.is(b.kvCache, 32 * 712 * 4096 * 2 * 2);
+  assert.is(b.total, b.weights + b.adapters + b.workingCopies + b.kvCache);
+  // gate and up share one fused matrix; o and down are their own; GQA's q,k,v matrix is narrower
+  const l3 = presetConfig('llama3-8b', 'bf16');
+  assert.is(cpuHostBytes(l3, { router: 'layerwise', experts: 4, topK: 1, rank: 8, targets: ['gate', 'up', 'down'] }, 100, 'f32').workingCopies,
+    (2 * 14336 * 4096 + 4096 * 14336) * 2 * 32);
+  assert.is(cpuHostBytes(l3, { router: 'pregated', experts: 4, topK: 1, rank: 8, targets: ['k', 'o'] }, 100, 'f32').workingCopies,
+    ((32 + 2 * 8) * 128 * 4096 + 4096 * 4096) * 2 * 32);
+  assert.is(cpuHostBytes(l3, undefined, 100, 'f32').kvCache, 32 * 100 * 8 * 128 * 2 * 4);
+  // fits with the process's overhead: no error; a byte less: one line naming the preset, the parts and the way out
+  checkCpuHostMemory('the llama2-7b preset', b, b.total + HOST_OVERHEAD_BYTES);
+  try {
+    checkCpuHostMemory('the llama2-7b preset', b, b.total + HOST_OVERHEAD_BYTES - 1);
+    assert.unreachable('no error');
+  } catch (e) {
+    assert.instance(e, UserError);
+    const m = (e as Error).message;
+    assert.not.match(m, /\n/);
+    assert.match(m, /^bench: the llama2-7b preset on the CPU backend needs about 17\.7 GB of host memory \(weights 13\.5 GB, adapters 0\.1 GB, merge-mode working copies 3\.2 GB, KV cache 0\.4 GB, the process 0\.5 GB\); 17\.7 GB is available: use a smaller preset \(tiny\)/);
+  }
+  // what is available: MemAvailable plus free swap
+  assert.is(hostAvailableBytes('MemTotal:       25000000 kB\nMemFree:          100 kB\nMemAvailable:    2000 kB\nSwapTotal: 9 kB\nSwapFree:          24 kB\n'), 2024 * 1024);
+  assert.is(hostAvailableBytes('MemTotal: 5 kB\nMemAvailable: 7 kB\n'), 7 * 1024);
+  assert.ok(hostAvailableBytes() > 0);
 });
 
 test('flags: targets, modes, defaults and the protocol', () => {

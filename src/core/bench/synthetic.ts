@@ -5,6 +5,8 @@
  * docs/FORMAT.md). Model (src/core/model.ts) is for generation; bench needs the bare backbone mode, the engine's
  * timed decode loop and the stats, so it holds its own lsw_model.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import { UserError } from '../errors.js';
 import type { EngineConfig, ModelDtype } from '../hf-config.js';
 import { getNative, BACKEND, MODE, type Native } from '../native/abi.js';
@@ -93,6 +95,75 @@ export function adapterTensors(c: EngineConfig, s: SyntheticAdapter, a = 0): Ten
 
 export function tensorBytes(t: TensorSpec): number {
   return t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+}
+
+/** What a synthetic model on the CPU backend holds in host memory, in bytes. */
+export interface CpuHostBytes {
+  /** the random backbone tensors */
+  weights: number;
+  /** the random adapter tensors */
+  adapters: number;
+  /** merge mode's working copy of every fused matrix an adapter targets (the CPU engine makes them at finalize) */
+  workingCopies: number;
+  /** K and V of every layer for maxContext positions */
+  kvCache: number;
+  total: number;
+}
+
+export function cpuHostBytes(c: EngineConfig, adapter: SyntheticAdapter | undefined, maxContext: number, kvCache: KvCacheName): CpuHostBytes {
+  const sum = (ts: TensorSpec[]) => ts.reduce((a, t) => a + tensorBytes(t), 0);
+  const weights = sum(backboneTensors(c));
+  const adapters = adapter ? sum(adapterTensors(c, adapter)) : 0;
+  let workingCopies = 0;
+  if (adapter) {
+    const H = c.hidden_size;
+    const q = c.num_heads * c.head_dim;
+    const fused = new Set(adapter.targets.map((m) => (m === 'q' || m === 'k' || m === 'v' ? 'qkv' : m === 'gate' || m === 'up' ? 'gate_up' : m)));
+    const elems: Record<string, number> = {
+      qkv: (c.num_heads + 2 * c.num_kv_heads) * c.head_dim * H,
+      o: H * q,
+      gate_up: 2 * c.intermediate_size * H,
+      down: H * c.intermediate_size,
+    };
+    for (const f of fused) workingCopies += elems[f] * DTYPE_BYTES[c.dtype] * c.num_layers;
+  }
+  const kv = c.num_layers * maxContext * c.num_kv_heads * c.head_dim * 2 * DTYPE_BYTES[kvCache];
+  return { weights, adapters, workingCopies, kvCache: kv, total: weights + adapters + workingCopies + kv };
+}
+
+/**
+ * Host memory a new allocation can take without the kernel killing the process: MemAvailable plus free swap from
+ * /proc/meminfo (Linux), else what Node reports free.
+ */
+export function hostAvailableBytes(meminfo?: string): number {
+  let text = meminfo;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync('/proc/meminfo', 'utf8');
+    } catch {
+      return os.freemem();
+    }
+  }
+  const kb = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text!);
+    return m ? Number(m[1]) * 1024 : null;
+  };
+  const avail = kb('MemAvailable');
+  return avail === null ? os.freemem() : avail + (kb('SwapFree') ?? 0);
+}
+
+const GB = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
+/** Process overhead beside the model (Node, the tokenizer, the engine's scratch): counted with the model's bytes. */
+export const HOST_OVERHEAD_BYTES = 512 << 20;
+
+/** A UserError when a synthetic CPU model would not fit in the host memory available (it would be killed, not fail). */
+export function checkCpuHostMemory(what: string, need: CpuHostBytes, available: number): void {
+  if (need.total + HOST_OVERHEAD_BYTES <= available) return;
+  const parts = [`weights ${GB(need.weights)}`];
+  if (need.adapters) parts.push(`adapters ${GB(need.adapters)}`);
+  if (need.workingCopies) parts.push(`merge-mode working copies ${GB(need.workingCopies)}`);
+  parts.push(`KV cache ${GB(need.kvCache)}`);
+  throw new UserError(`bench: ${what} on the CPU backend needs about ${GB(need.total + HOST_OVERHEAD_BYTES)} of host memory (${parts.join(', ')}, the process ${GB(HOST_OVERHEAD_BYTES)}); ${GB(available)} is available: use a smaller preset (tiny), fewer --prompt-tokens / --new-tokens, or --backend cuda`);
 }
 
 /** Deterministic per-tensor seed: FNV-1a 64 of the name, mixed with the run's seed. */
@@ -193,6 +264,8 @@ export class BenchEngine {
         throw new UserError(`${o.model}: the model has its own adapters (${fileAdapters.map((a) => a.name).join(', ')}); synthetic adapter flags (--experts, --top-k, --rank, --targets, --router) apply to models without adapters`);
       if (o.adapter) validateAdapter(config, o.adapter);
       const kvCache = resolveKvCache(o.kvCache ?? 'f32', mf ? attentionWeightDtype(mf) : config.dtype);
+      // a synthetic model's values live in host memory on the CPU backend (a model file is mapped, not copied)
+      if (backend === 'cpu' && !mf) checkCpuHostMemory(`the ${o.preset} preset`, cpuHostBytes(config, o.adapter ?? undefined, maxContext, kvCache), hostAvailableBytes());
 
       const out: unknown[] = [null];
       native.call('lsw_model_create', engineConfigStruct(config, backend, maxContext, o.threads, 0, o.precision ?? 'precise', o.mergePrompt ?? 'tokenwise', kvCache), out);
