@@ -2998,6 +2998,214 @@ static void test_gemv_tma() {
   }
 }
 
+// The same TMA ring over a whole sequence of GEMVs in ONE persistent launch (probe): the producer thread streams the
+// weights of matrix after matrix without a pause (they never depend on the activations), while the consumers of
+// matrix m wait until every block has written matrix m - 1's output (a grid-wide counter per matrix) before they read
+// their x.  So the weight stream keeps running across what are kernel boundaries in the decode today, and the ring
+// (~25 MB over 132 SMs) holds the next matrix's first rows while the grid waits.  Its time over 32 layers of the 7B
+// linears against the production chain is the best a decode that never stops its weight stream could do with these
+// GEMVs (no norms, attention or LoRA; every block must be resident: one block per SM, nothing else running).
+struct StreamMat {
+  const __half *W;
+  const float *X;  // may be an earlier matrix's Y
+  float *Y;
+  int rows, K, R;  // R: rows per chunk (R x K x 2 <= the stage's bytes, R <= 8)
+};
+__device__ __forceinline__ unsigned gs_ld_acquire(const unsigned *p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+template <int J>
+__global__ void __launch_bounds__((RD_NW + 1) * 32, 1) gemv_stream_kernel(const StreamMat *__restrict__ mats, int nmat,
+                                                                          int stage, int ns, unsigned *done) {
+  extern __shared__ __align__(128) unsigned char gs_ring[];
+  __shared__ __align__(8) unsigned long long full[RD_MAXNS], empty[RD_MAXNS];
+  __shared__ float part[RD_MAXNS][8][RD_NW];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) {
+    for (int s = 0; s < ns; s++) { rd_mbar_init(&full[s], 1); rd_mbar_init(&empty[s], RD_NW); }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  const int b = blockIdx.x, G = gridDim.x;
+  auto mine = [&](const StreamMat &M) { const int nch = (M.rows + M.R - 1) / M.R; return b < nch ? (nch - 1 - b) / G + 1 : 0; };
+  if (warp == RD_NW) {  // producer warp: lane 0 issues in sequence order; all lanes reduce and write y
+    int im = 0, ik = 0;  // issue cursor: matrix, chunk of this block
+    long long issued = 0;
+    auto issue_next = [&]() {  // the next chunk in sequence order into stage issued % ns; false at the end
+      while (im < nmat && ik >= mine(mats[im])) { im++; ik = 0; }
+      if (im >= nmat) return false;
+      const StreamMat &M = mats[im];
+      const int row0 = (b + ik * G) * M.R, nr = min(M.R, M.rows - row0);
+      const unsigned bytes = (unsigned)((size_t)nr * M.K * 2);
+      const int st = (int)(issued % ns);
+      rd_mbar_expect(&full[st], bytes);
+      rd_bulk_g2s(gs_ring + (size_t)st * stage, M.W + (size_t)row0 * M.K, bytes, &full[st]);
+      ik++;
+      issued++;
+      return true;
+    };
+    if (lane == 0)
+      for (int i = 0; i < ns && issue_next(); i++) {}
+    long long q = 0;  // reduce cursor, in the same order
+    for (int m = 0; m < nmat; m++) {
+      const StreamMat M = mats[m];
+      const int n = mine(M);
+      for (int k = 0; k < n; k++, q++) {
+        const int st = (int)(q % ns);
+        rd_mbar_wait(&empty[st], (unsigned)((q / ns) & 1));
+        const int row0 = (b + k * G) * M.R, nr = min(M.R, M.rows - row0);
+        if (lane < nr) {
+          float y = 0.f;
+#pragma unroll
+          for (int w = 0; w < RD_NW; w++) y += part[st][lane][w];
+          M.Y[row0 + lane] = y;
+        }
+        __syncwarp();
+        if (lane == 0) issue_next();
+      }
+      __threadfence();  // this block's rows of Y_m, from every lane that wrote one, before the count
+      __syncwarp();
+      if (lane == 0) atomicAdd(&done[m], 1u);
+    }
+    return;
+  }
+  long long q = 0;
+  for (int m = 0; m < nmat; m++) {
+    const StreamMat M = mats[m];
+    const int n = mine(M);
+    if (m > 0) {  // every block has written Y_{m-1} (x may be it): one lane per warp polls, the warp follows it
+      if (lane == 0)
+        while (gs_ld_acquire(&done[m - 1]) < (unsigned)G) {}
+      __syncwarp();
+    }
+    if (n == 0) continue;
+    const int n16w = M.K / 64;
+    float xr[J][8];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+      const int idx = lane + 32 * j;
+      const float *xp = M.X + (size_t)(warp * n16w + idx) * 8;
+      const float4 a = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      const float4 c = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp + 4)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      xr[j][0] = a.x; xr[j][1] = a.y; xr[j][2] = a.z; xr[j][3] = a.w;
+      xr[j][4] = c.x; xr[j][5] = c.y; xr[j][6] = c.z; xr[j][7] = c.w;
+    }
+    for (int k = 0; k < n; k++, q++) {
+      const int st = (int)(q % ns);
+      rd_mbar_wait(&full[st], (unsigned)((q / ns) & 1));
+      const uint4 *base = reinterpret_cast<const uint4 *>(gs_ring + (size_t)st * stage);
+      const int row0 = (b + k * G) * M.R, nr = min(M.R, M.rows - row0);
+      for (int r = 0; r < nr; r++) {
+        const uint4 *rp = base + (size_t)r * (M.K / 8) + warp * n16w;
+        float acc = 0.f;
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+          const int idx = lane + 32 * j;
+          if (idx < n16w) {
+            const uint4 v = rp[idx];
+            const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              const float2 f = __half22float2(h[e]);
+              acc = fmaf(f.x, xr[j][2 * e], acc);
+              acc = fmaf(f.y, xr[j][2 * e + 1], acc);
+            }
+          }
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) part[st][r][warp] = acc;
+      }
+      __syncwarp();
+      if (lane == 0) rd_mbar_arrive(&empty[st]);
+    }
+  }
+}
+// The matrices' descriptors in device memory (dmats, n of them; R filled in here from stage_kb), `done` n zeroed
+// counters (zeroed here, in the stream, before the launch).  false: a matrix outside the probe or an SM count the
+// ring does not fit.
+// upload == false: dmats already holds these descriptors (a timing loop uploads them once)
+static bool gemv_stream(std::vector<StreamMat> mats, StreamMat *dmats, unsigned *done, int stage_kb, int ring_kb,
+                        bool upload = true, cudaStream_t s = 0) {
+  const int stage = stage_kb * 1024;
+  int maxk = 0;
+  for (auto &M : mats) {
+    if (M.K % 64 || M.K > 16384 || M.rows < 1 || (size_t)M.K * 2 > (size_t)stage) return false;
+    M.R = std::max(1, std::min(8, stage / (M.K * 2)));
+    maxk = std::max(maxk, M.K);
+  }
+  const int ns = std::min(RD_MAXNS, ring_kb / stage_kb);
+  if (ns < 2) return false;
+  if (upload) CK(cudaMemcpyAsync(dmats, mats.data(), mats.size() * sizeof(StreamMat), cudaMemcpyHostToDevice, s));
+  CK(cudaMemsetAsync(done, 0, mats.size() * sizeof(unsigned), s));
+  const int smem = ns * stage, J = (maxk / 64 + 31) / 32;
+  auto go = [&](auto kern) {
+    CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, (RD_NW + 1) * 32, smem));
+    if (occ < 1) return false;  // every block must be resident (grid-wide waits)
+    kern<<<sm_count(), (RD_NW + 1) * 32, smem, s>>>(dmats, (int)mats.size(), stage, ns, done);
+    return cudaGetLastError() == cudaSuccess;
+  };
+  if (J <= 2) return go(gemv_stream_kernel<2>);
+  if (J <= 4) return go(gemv_stream_kernel<4>);
+  if (J <= 6) return go(gemv_stream_kernel<6>);
+  return go(gemv_stream_kernel<8>);
+}
+
+static void test_gemv_stream() {
+  logf("\n== GEMVs streamed through a TMA ring in one persistent launch (probe) ==\n");
+  // a chain: x0 -> m0 -> m1 -> ... (each x the previous y, its first K elements), shapes that give blocks no chunk of
+  // a small matrix, rows not a multiple of R, K of 11,008 (one row per 32 KB stage) and a last matrix read again
+  struct Shape { int rows, K; };
+  const Shape sh[] = {{320, 256}, {4160, 320}, {77, 4096}, {11008, 64}, {4096, 11008}, {1000, 4096}};
+  const int n = 6;
+  std::vector<HostW> Ws;
+  std::vector<void *> dW;
+  std::vector<float *> dY;
+  for (int m = 0; m < n; m++) {
+    Ws.push_back(make_w(LSW_DTYPE_F16, (size_t)sh[m].rows * sh[m].K, 1.5f / std::sqrt((double)sh[m].K)));
+    dW.push_back(dupb(Ws.back().bytes));
+    dY.push_back(dnew<float>(sh[m].rows));
+  }
+  auto X0 = rvec(sh[0].K);
+  float *dX0 = dup(X0);
+  StreamMat *dm = dnew<StreamMat>(n);
+  unsigned *done = dnew<unsigned>(n);
+  const int cfg[][2] = {{32, 64}, {32, 192}, {64, 192}};  // stage KB, ring KB (K 11,008 needs a 32 KB stage at least)
+  for (auto &cf : cfg) {
+      const int stage_kb = cf[0], ring_kb = cf[1];
+      std::vector<StreamMat> mats;
+      for (int m = 0; m < n; m++) {
+        poison(dY[m], (size_t)sh[m].rows * 4);
+        mats.push_back(StreamMat{static_cast<const __half *>(dW[m]), m ? dY[m - 1] : dX0, dY[m], sh[m].rows, sh[m].K, 0});
+      }
+      CK(cudaDeviceSynchronize());
+      char nm[200];
+      snprintf(nm, sizeof nm, "gemv stream, %d matrices chained, %d KB stages in %d KB", n, stage_kb, ring_kb);
+      if (!gemv_stream(mats, dm, done, stage_kb, ring_kb)) { expect(false, "%s: launched", nm); continue; }
+      CK(cudaDeviceSynchronize());
+      std::vector<float> x(X0);
+      for (int m = 0; m < n; m++) {  // each matrix against the fp64 product of its stored weights and the x it read
+        std::vector<float> xin(x.begin(), x.begin() + sh[m].K);
+        std::vector<double> ref, sc;
+        ref_matmul(Ws[m].val, sh[m].rows, sh[m].K, xin, 1, ref, sc);
+        auto Y = down(dY[m], sh[m].rows);
+        char nm2[240];
+        snprintf(nm2, sizeof nm2, "%s: matrix %d (%dx%d)", nm, m, sh[m].rows, sh[m].K);
+        check(nm2, Y.data(), ref.data(), sc.data(), Y.size(), 1e-6, 2e-6);
+        x = Y;
+      }
+      const auto cnt = down(done, n);
+      bool all = true;
+      for (unsigned c : cnt) all = all && c == (unsigned)sm_count();
+      expect(all, "%s: every block counted every matrix", nm);
+    }
+  for (int m = 0; m < n; m++) { cudaFree(dW[m]); cudaFree(dY[m]); }
+  cudaFree(dX0); cudaFree(dm); cudaFree(done);
+}
+
 static void bench_gemv_tma() {
   logf("\n== GEMV through a TMA ring against the production GEMV (7B shapes, f16, rotating buffers > 2x L2) ==\n");
   for (const LShape &s : k7B) {
@@ -3043,17 +3251,28 @@ static void bench_gemv_tma() {
     dfill(LSW_DTYPE_F32, X, 11008, 1.f);
     // modes: production plain / with PDL (weights requested before the wait); TMA ring of 192 KB plain; TMA ring of
     // 96 KB plain / with PDL (the next launch's block beside each running one, streaming its first stages)
+    // and the TMA stream: all 128 matrices in one persistent launch, the weight stream never pausing (tma 2)
     struct ChainMode { int tma, ring_kb; bool pdl; const char *name; };
     const ChainMode modes[] = {{0, 0, false, "production (tuned), plain launches"},
                                {0, 0, true, "production (tuned), PDL"},
                                {1, 192, false, "TMA ring 32 KB stages in 192 KB, plain launches"},
                                {1, 96, false, "TMA ring 32 KB stages in 96 KB, plain launches"},
-                               {1, 96, true, "TMA ring 32 KB stages in 96 KB, PDL"}};
+                               {1, 96, true, "TMA ring 32 KB stages in 96 KB, PDL"},
+                               {2, 192, false, "TMA stream, one launch, 32 KB stages in 192 KB"}};
+    std::vector<StreamMat> smats;
+    for (int L = 0; L < 32; L++)
+      for (int i = 0; i < 4; i++)
+        smats.push_back(StreamMat{static_cast<const __half *>(w[L & 1][i]), X, Y, sh[i]->rows, sh[i]->cols, 0});
+    StreamMat *dsm = dnew<StreamMat>(smats.size());
+    unsigned *sdone = dnew<unsigned>(smats.size());
+    const bool stream_ok = gemv_stream(smats, dsm, sdone, 32, 192);  // uploads the descriptors once
+    CK(cudaDeviceSynchronize());
     for (int rep = 0; rep < 2; rep++)
       for (const ChainMode &m : modes) {
         bool ok = true;
         gemv_set_pdl(m.pdl);
         const double ms = time_ms([&](int) {
+          if (m.tma == 2) { ok = stream_ok && gemv_stream(smats, dsm, sdone, 32, m.ring_kb, false) && ok; return; }
           for (int L = 0; L < 32; L++)
             for (int i = 0; i < 4; i++) {
               const void *W = w[L & 1][i];
@@ -3068,7 +3287,7 @@ static void bench_gemv_tma() {
         else logf("  skip %s\n", nm);
       }
     for (auto &s : w) for (void *p : s) cudaFree(p);
-    cudaFree(X); cudaFree(Y);
+    cudaFree(X); cudaFree(Y); cudaFree(dsm); cudaFree(sdone);
   }
 }
 
@@ -3529,6 +3748,7 @@ int main(int argc, char **argv) {
   if (want("test_sampling")) test_sampling();
   if (want("test_read")) test_read();
   if (want("test_gemv_tma")) test_gemv_tma();
+  if (want("test_gemv_stream")) test_gemv_stream();
   logf("\nvalidation: %d passed, %d failed\n", g_pass, g_fail);
 
   if (want("bench_gemv")) bench_gemv();
