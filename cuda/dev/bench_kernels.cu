@@ -2826,6 +2826,47 @@ static void bench_read() {
 // then refills the stage.  What it answers: whether a weight stream with more bytes in flight per SM than registers
 // hold beats the register GEMVs per shape, the first question for any design that keeps the weight stream running
 // across kernel boundaries.
+// Consumer warp `warp` of a TMA-ring GEMV owns the 16-byte chunks warp * n16w .. + n16w - 1 of every row (K = 64 n16w):
+// its x slice into registers (L2 reads: x may have been written by other SMs during the launch), zero past it
+template <int J>
+__device__ __forceinline__ void gt_load_x(const float *X, int warp, int n16w, int lane, float (&xr)[J][8]) {
+#pragma unroll
+  for (int j = 0; j < J; j++) {
+    const int idx = lane + 32 * j;
+    const float *xp = X + (size_t)(warp * n16w + idx) * 8;
+    const float4 a = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 c = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp + 4)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    xr[j][0] = a.x; xr[j][1] = a.y; xr[j][2] = a.z; xr[j][3] = a.w;
+    xr[j][4] = c.x; xr[j][5] = c.y; xr[j][6] = c.z; xr[j][7] = c.w;
+  }
+}
+// ... and its work on one stage: nr rows of K (F16) at `stage`, each row's slice dotted with x (every lane in chunk
+// order, then the warp reduction) -> part[r][warp]
+template <int J>
+__device__ __forceinline__ void gt_consume(const unsigned char *stage, int nr, int K, int warp, int lane,
+                                           const float (&xr)[J][8], float (*part)[RD_NW]) {
+  const int n16w = K / 64;
+  for (int r = 0; r < nr; r++) {
+    const uint4 *rp = reinterpret_cast<const uint4 *>(stage) + (size_t)r * (K / 8) + warp * n16w;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+      const int idx = lane + 32 * j;
+      if (idx < n16w) {
+        const uint4 v = rp[idx];
+        const __half2 *h = reinterpret_cast<const __half2 *>(&v);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const float2 f = __half22float2(h[e]);
+          acc = fmaf(f.x, xr[j][2 * e], acc);
+          acc = fmaf(f.y, xr[j][2 * e + 1], acc);
+        }
+      }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) part[r][warp] = acc;
+  }
+}
 template <int J>
 __global__ void __launch_bounds__((RD_NW + 1) * 32, 2) gemv_tma_kernel(const __half *__restrict__ W, int rows, int K,
                                                                      int R, int ns, const float *__restrict__ X,
@@ -2872,43 +2913,13 @@ __global__ void __launch_bounds__((RD_NW + 1) * 32, 2) gemv_tma_kernel(const __h
     }
     return;
   }
-  const int n16w = K / 64;  // 16-byte chunks per row in this warp's eighth of K
   asm volatile("griddepcontrol.wait;" ::: "memory");  // x may come from the launch before
   float xr[J][8];
-#pragma unroll
-  for (int j = 0; j < J; j++) {
-    const int idx = lane + 32 * j;
-    const float *xp = X + (size_t)(warp * n16w + idx) * 8;
-    const float4 a = idx < n16w ? *reinterpret_cast<const float4 *>(xp) : make_float4(0.f, 0.f, 0.f, 0.f);
-    const float4 b = idx < n16w ? *reinterpret_cast<const float4 *>(xp + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
-    xr[j][0] = a.x; xr[j][1] = a.y; xr[j][2] = a.z; xr[j][3] = a.w;
-    xr[j][4] = b.x; xr[j][5] = b.y; xr[j][6] = b.z; xr[j][7] = b.w;
-  }
+  gt_load_x<J>(X, warp, K / 64, lane, xr);
   for (int k = 0; k < mine; k++) {
     const int st = k % ns;
     rd_mbar_wait(&full[st], (unsigned)((k / ns) & 1));
-    const uint4 *base = reinterpret_cast<const uint4 *>(gt_ring + (size_t)st * stage);
-    const int nr = nrows(k);
-    for (int r = 0; r < nr; r++) {
-      const uint4 *rp = base + (size_t)r * (K / 8) + warp * n16w;
-      float acc = 0.f;
-#pragma unroll
-      for (int j = 0; j < J; j++) {
-        const int idx = lane + 32 * j;
-        if (idx < n16w) {
-          const uint4 v = rp[idx];
-          const __half2 *h = reinterpret_cast<const __half2 *>(&v);
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const float2 f = __half22float2(h[e]);
-            acc = fmaf(f.x, xr[j][2 * e], acc);
-            acc = fmaf(f.y, xr[j][2 * e + 1], acc);
-          }
-        }
-      }
-      acc = warp_sum(acc);
-      if (lane == 0) part[st][r][warp] = acc;
-    }
+    gt_consume<J>(gt_ring + (size_t)st * stage, nrows(k), K, warp, lane, xr, part[st]);
     __syncwarp();
     if (lane == 0) rd_mbar_arrive(&empty[st]);
   }
@@ -3081,42 +3092,13 @@ __global__ void __launch_bounds__((RD_NW + 1) * 32, 1) gemv_stream_kernel(const 
       __syncwarp();
     }
     if (n == 0) continue;
-    const int n16w = M.K / 64;
     float xr[J][8];
-#pragma unroll
-    for (int j = 0; j < J; j++) {
-      const int idx = lane + 32 * j;
-      const float *xp = M.X + (size_t)(warp * n16w + idx) * 8;
-      const float4 a = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp)) : make_float4(0.f, 0.f, 0.f, 0.f);
-      const float4 c = idx < n16w ? __ldcg(reinterpret_cast<const float4 *>(xp + 4)) : make_float4(0.f, 0.f, 0.f, 0.f);
-      xr[j][0] = a.x; xr[j][1] = a.y; xr[j][2] = a.z; xr[j][3] = a.w;
-      xr[j][4] = c.x; xr[j][5] = c.y; xr[j][6] = c.z; xr[j][7] = c.w;
-    }
+    gt_load_x<J>(M.X, warp, M.K / 64, lane, xr);
     for (int k = 0; k < n; k++, q++) {
       const int st = (int)(q % ns);
       rd_mbar_wait(&full[st], (unsigned)((q / ns) & 1));
-      const uint4 *base = reinterpret_cast<const uint4 *>(gs_ring + (size_t)st * stage);
-      const int row0 = (b + k * G) * M.R, nr = min(M.R, M.rows - row0);
-      for (int r = 0; r < nr; r++) {
-        const uint4 *rp = base + (size_t)r * (M.K / 8) + warp * n16w;
-        float acc = 0.f;
-#pragma unroll
-        for (int j = 0; j < J; j++) {
-          const int idx = lane + 32 * j;
-          if (idx < n16w) {
-            const uint4 v = rp[idx];
-            const __half2 *h = reinterpret_cast<const __half2 *>(&v);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-              const float2 f = __half22float2(h[e]);
-              acc = fmaf(f.x, xr[j][2 * e], acc);
-              acc = fmaf(f.y, xr[j][2 * e + 1], acc);
-            }
-          }
-        }
-        acc = warp_sum(acc);
-        if (lane == 0) part[st][r][warp] = acc;
-      }
+      const int row0 = (b + k * G) * M.R;
+      gt_consume<J>(gs_ring + (size_t)st * stage, min(M.R, M.rows - row0), M.K, warp, lane, xr, part[st]);
       __syncwarp();
       if (lane == 0) rd_mbar_arrive(&empty[st]);
     }
