@@ -477,7 +477,6 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   if (tid == 0) a.counters[cidx] = 0;  // ready for the next launch (stream order)
 }
 
-static bool attn_head_split(int G);
 // Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
 // More than 8 query heads per KV head (e.g. multi-query attention, 32 / 1) only with the head split: variant 0's
 // block per query head serves any group size; its group blocks and the tile kernel hold at most 8 heads.
@@ -485,7 +484,7 @@ bool attention_decode_ok(int n_heads, int n_kv_heads, int hd, int ldkv, int kv_d
                          const void *V) {
   const int es = (int)dtype_bytes(kv_dtype);
   return es > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
-         (n_heads / n_kv_heads <= 8 || attn_head_split(n_heads / n_kv_heads)) && hd > 0 && hd * es % 16 == 0 &&
+         (n_heads / n_kv_heads <= 8 || attn_decode_head_split(n_heads / n_kv_heads)) && hd > 0 && hd * es % 16 == 0 &&
          hd <= 256 && ldkv * es % 16 == 0 && aligned16(K) && aligned16(V) && q != nullptr;
 }
 
@@ -939,7 +938,7 @@ static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream
 // (0 / 1), default on.
 static int g_attn_head_split = -1;
 void attn_decode_set_head_split(int v) { g_attn_head_split = v; }
-static bool attn_head_split(int G) {
+bool attn_decode_head_split(int G) {
   static const int env = [] {
     const char *e = getenv("LSW_CUDA_ATTN_HEAD_SPLIT");
     return e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : -1;
@@ -947,8 +946,6 @@ static bool attn_head_split(int G) {
   const int v = g_attn_head_split >= 0 ? g_attn_head_split : env;
   return G > 1 && v != 0;
 }
-
-bool attn_decode_head_split(int G) { return attn_head_split(G); }
 
 static int g_attn_variant = -1;  // -1: LSW_CUDA_ATTN_VARIANT (default 0)
 void attn_decode_set_variant(int v) { g_attn_variant = v; }
@@ -1021,7 +1018,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     LSWC_LAUNCH_RET();
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
-  a.head_split = attn_head_split(G);
+  a.head_split = attn_decode_head_split(G);
   with_dtype(kv_dtype, [&](auto tag) {
     using KT = LSWC_DT(tag);
     if (head_dim <= 128) launch_decode<1, KT>(G, a, pdl, s);

@@ -900,8 +900,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // not used: llama3-8b base with 1,024 / 2,048 / 3,968-token prompts 4.502 / 4.621 / 4.822 ms/token with it from
   // 1,024 positions against 3.966 / 4.040 / 4.239 without, qwen2.5-7b (28 / 4 heads) 4.817 / 5.193 against 3.787 /
   // 3.883 at 2,048 / 3,968 (bench/results/2026-12-04-h200-session39/run2-gqa-long-context).
-  if (cf.num_kv_heads > 0 && cf.num_heads != cf.num_kv_heads &&
-      lswc::attn_decode_head_split(cf.num_heads / cf.num_kv_heads))
+  if (cf.num_kv_heads > 0 && lswc::attn_decode_head_split(cf.num_heads / cf.num_kv_heads))  // (false for MHA)
     st->attn_long = kGqaAttnLong;
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
