@@ -1,6 +1,8 @@
 // Adapters on the CPU backend: registration and validation, routing (STATIC, PREGATED, LAYERWISE incl. MixLoRA
 // whole-FFN experts), and the three
-// execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: one pass per module).
+// execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: a decode step's linear in two
+// pool dispatches, every shrink of the fused matrix then its rows with their up-projections (fused_decode), and a
+// prompt one pass per module).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -462,6 +464,76 @@ static void apply_delta(lsw_model *m, const lsw_adapter &a, int L, const lsw_ada
   }
 }
 
+// Fused mode, one token: every adapted module of fused matrix `mat` in two pool dispatches instead of 1 + 2 per
+// module and expert.  1. All shrinks u_j = c_j (A_j x) (every adapter, module and selected expert j, row by row)
+// split over the threads.  2. Each thread's rows of W x, then, for those rows, every job's B_j u_j added in the order
+// of the per-module path (adapters, modules, experts), so each row sees the same operations in the same order as
+// add_lora's fused path: the same bits, with the rows' outputs still in cache.
+namespace {
+struct FusedJob {
+  const char *A, *B;
+  int32_t dA, dB;
+  int64_t rank, row0, rows, uoff;
+  float c;
+};
+}  // namespace
+static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_weight &w, const float *x, float *Y,
+                         bool acc) {
+  static thread_local std::vector<FusedJob> jobs;
+  static thread_local std::vector<float> u;
+  jobs.clear();
+  int64_t T = 0;
+  for (auto &ap : m->adapters) {
+    if (ap->desc.ffn_experts || !ap->routed) continue;
+    const lsw_adapter &a = *ap;
+    const int K = a.desc.top_k;
+    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;  // one token: routes [row][top_k]
+    for (int k = 0; k < LSW_MOD_COUNT; k++) {
+      const lsw_adapter_mod &am = a.mods[L][k];
+      if (!am.A) continue;
+      const lsw_module_range r = m->module_range(L, k);
+      if (r.mat != mat) continue;
+      const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+      for (int kk = 0; kk < K; kk++) {
+        const int32_t e = a.cur_e[row * K + kk];
+        jobs.push_back({(const char *)am.A->data + (size_t)(e * am.rank * r.cols) * esA,
+                        (const char *)am.B->data + (size_t)(e * r.rows * am.rank) * esB, am.A->dtype, am.B->dtype,
+                        am.rank, r.row0, r.rows, T, a.cur_g[row * K + kk] * am.scale});
+        T += am.rank;
+      }
+    }
+  }
+  const KernelTable &kt = K();
+  const int64_t cols = w.cols;
+  if (u.size() < (size_t)T) u.resize((size_t)T);
+  float *uu = u.data();
+  const FusedJob *J = jobs.data();
+  const size_t nj = jobs.size();
+  auto shrink = [&](int, int64_t b, int64_t e) {
+    for (size_t j = 0; j < nj; j++) {
+      const int64_t lo = std::max(b, J[j].uoff), hi = std::min(e, J[j].uoff + J[j].rank);
+      if (lo >= hi) continue;
+      float *uj = uu + J[j].uoff;
+      kt.matmul_rows(J[j].dA, J[j].A, cols, x, cols, 1, uj, J[j].rank, lo - J[j].uoff, hi - J[j].uoff, false);
+      for (int64_t i = lo - J[j].uoff; i < hi - J[j].uoff; i++) uj[i] *= J[j].c;
+    }
+  };
+  ThreadPool *pool = m->pool.get();
+  if (pool->size() == 1 || T * cols < 32768) shrink(0, 0, T);
+  else pool->parallel_for(T, 8, shrink);
+  auto rows = [&](int, int64_t b, int64_t e) {
+    kt.matmul_rows(w.dtype, W, cols, x, cols, 1, Y, w.rows, b, e, acc);
+    for (size_t j = 0; j < nj; j++) {
+      const int64_t lo = std::max(b, J[j].row0), hi = std::min(e, J[j].row0 + J[j].rows);
+      if (lo >= hi) continue;
+      kt.matmul_rows(J[j].dB, J[j].B, J[j].rank, uu + J[j].uoff, J[j].rank, 1, Y + J[j].row0, J[j].rows,
+                     lo - J[j].row0, hi - J[j].row0, true);
+    }
+  };
+  if (pool->size() == 1) rows(0, 0, w.rows);
+  else pool->parallel_for(w.rows, 16, rows);
+}
+
 // The adapter-aware linear: Y (=|+=) W x (+ adapter deltas).  Called for every linear of the forward.
 void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
   const lsw_weight &w = m->layers[L].mat[mat];
@@ -483,6 +555,10 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
     if (m->layerwise) ensure_merged_mat(m, L, mat);
     else ensure_merged(m);
     if (!m->work[L][mat].empty()) W = m->work[L][mat].data();
+  }
+  if (fused && n == 1) {
+    fused_decode(m, L, mat, W, w, X, Y, acc);
+    return;
   }
   matmul(m->pool.get(), w.dtype, W, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
   if (merge) return;
