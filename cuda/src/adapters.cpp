@@ -473,7 +473,7 @@ namespace {
 struct FusedJob {
   const char *A, *B;
   int32_t dA, dB;
-  int64_t rank, row0, rows, uoff;
+  int64_t rank, row0, rows, cols, uoff;
   float c;
 };
 }  // namespace
@@ -498,7 +498,7 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
         const int32_t e = a.cur_e[row * K + kk];
         jobs.push_back({(const char *)am.A->data + (size_t)(e * am.rank * r.cols) * esA,
                         (const char *)am.B->data + (size_t)(e * r.rows * am.rank) * esB, am.A->dtype, am.B->dtype,
-                        am.rank, r.row0, r.rows, T, a.cur_g[row * K + kk] * am.scale});
+                        am.rank, r.row0, r.rows, r.cols, T, a.cur_g[row * K + kk] * am.scale});
         T += am.rank;
       }
     }
@@ -514,12 +514,12 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
       const int64_t lo = std::max(b, J[j].uoff), hi = std::min(e, J[j].uoff + J[j].rank);
       if (lo >= hi) continue;
       float *uj = uu + J[j].uoff;
-      kt.matmul_rows(J[j].dA, J[j].A, cols, x, cols, 1, uj, J[j].rank, lo - J[j].uoff, hi - J[j].uoff, false);
+      kt.matmul_rows(J[j].dA, J[j].A, J[j].cols, x, J[j].cols, 1, uj, J[j].rank, lo - J[j].uoff, hi - J[j].uoff, false);
       for (int64_t i = lo - J[j].uoff; i < hi - J[j].uoff; i++) uj[i] *= J[j].c;
     }
   };
   ThreadPool *pool = m->pool.get();
-  if (pool->size() == 1 || T * cols < 32768) shrink(0, 0, T);
+  if (pool->size() == 1 || T * cols < 32768) shrink(0, 0, T);  // small problems stay on the calling thread (as matmul)
   else pool->parallel_for(T, 8, shrink);
   auto rows = [&](int, int64_t b, int64_t e) {
     kt.matmul_rows(w.dtype, W, cols, x, cols, 1, Y, w.rows, b, e, acc);
@@ -530,7 +530,7 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
                      lo - J[j].row0, hi - J[j].row0, true);
     }
   };
-  if (pool->size() == 1) rows(0, 0, w.rows);
+  if (pool->size() == 1 || w.rows * cols < 32768) rows(0, 0, w.rows);
   else pool->parallel_for(w.rows, 16, rows);
 }
 
