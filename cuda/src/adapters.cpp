@@ -1,8 +1,8 @@
 // Adapters on the CPU backend: registration and validation, routing (STATIC, PREGATED, LAYERWISE incl. MixLoRA
 // whole-FFN experts), and the three
 // execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: a decode step's linear in two
-// pool dispatches, every shrink of the fused matrix then its rows with their up-projections (fused_decode), and a
-// prompt one pass per module).
+// pool dispatches, every shrink of the fused matrix then its rows with their up-projections (fused_decode); a prompt's
+// deltas with its tokens split over the threads (fused_prompt)).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -534,6 +534,46 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
   else pool->parallel_for(w.rows, 16, rows);
 }
 
+// Fused mode (and BATCHED merge-mode prompts), a chunk of n > 1 tokens: the adapter deltas of fused matrix `mat`,
+// tokens split over the threads (each token has its own experts).  Per token the same operations as add_lora's fused
+// path in the same order (adapters, modules; shrinks, then every expert's up-projection row by row): the same bits,
+// without one pool dispatch per token and module and without shrinks on the calling thread only.
+static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
+  const KernelTable &kt = K();
+  m->pool->parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) {
+    std::vector<float> u;
+    for (int64_t t = t0; t < t1; t++) {
+      const float *x = X + t * ldx;
+      float *y = Y + t * ldy;
+      for (auto &ap : m->adapters) {
+        if (ap->desc.ffn_experts || !ap->routed) continue;
+        const lsw_adapter &a = *ap;
+        const int K = a.desc.top_k;
+        const int64_t o = (t * a.rows + (a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0)) * K;
+        for (int k = 0; k < LSW_MOD_COUNT; k++) {
+          const lsw_adapter_mod &am = a.mods[L][k];
+          if (!am.A) continue;
+          const lsw_module_range r = m->module_range(L, k);
+          if (r.mat != mat) continue;
+          const int64_t rank = am.rank;
+          const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+          u.resize((size_t)(K * rank));
+          for (int kk = 0; kk < K; kk++) {
+            const int32_t e = a.cur_e[o + kk];
+            kt.matmul_rows(am.A->dtype, (const char *)am.A->data + (size_t)(e * rank * r.cols) * esA, r.cols, x, r.cols,
+                           1, &u[kk * rank], rank, 0, rank, false);
+            const float c = a.cur_g[o + kk] * am.scale;
+            for (int64_t j = 0; j < rank; j++) u[kk * rank + j] *= c;
+          }
+          for (int kk = 0; kk < K; kk++)
+            kt.matmul_rows(am.B->dtype, (const char *)am.B->data + (size_t)(a.cur_e[o + kk] * r.rows * rank) * esB, rank,
+                           &u[kk * rank], rank, 1, y + r.row0, r.rows, 0, r.rows, true);
+        }
+      }
+    }
+  });
+}
+
 // The adapter-aware linear: Y (=|+=) W x (+ adapter deltas).  Called for every linear of the forward.
 void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n, float *Y, int64_t ldy, bool acc) {
   const lsw_weight &w = m->layers[L].mat[mat];
@@ -562,6 +602,10 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
   }
   matmul(m->pool.get(), w.dtype, W, w.rows, w.cols, X, w.cols, n, Y, ldy, acc);
   if (merge) return;
+  if (fused) {
+    fused_prompt(m, L, mat, X, w.cols, n, Y, ldy);
+    return;
+  }
   for (auto &ap : m->adapters) {
     if (ap->desc.ffn_experts) continue;  // whole-FFN experts: lsw_ffn_experts
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
