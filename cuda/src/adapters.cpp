@@ -424,9 +424,10 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
 
 // y[row0 + i] += Σ_k c_k B_k[i] · (A_k x) for one token and one adapted module (experts ex[0..K), gates g), with
 // c_k = fl(g_k · scale) (the module's LoRA scaling).  unfused: per expert a separate LoRA down- and up-projection;
-// fused: the up-projections of all experts in one pass over the rows.
+// fused: the up-projections of all experts in one pass over the rows.  The up-projections run on `pool` (nullptr: on
+// the calling thread, e.g. inside a pool job); the same bits either way.
 static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_range &r, const int32_t *ex,
-                     const float *g, int nk, const float *x, float *y, bool fused, float *u) {
+                     const float *g, int nk, const float *x, float *y, bool fused, float *u, ThreadPool *pool) {
   const KernelTable &kt = K();
   const int64_t rank = am.rank;
   const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
@@ -438,29 +439,32 @@ static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_r
     for (int64_t j = 0; j < rank; j++) u[k * rank + j] *= c;
     if (!fused) {  // unfused: one LoRA up-projection per expert
       const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
-      matmul(m->pool.get(), am.B->dtype, B, r.rows, rank, &u[k * rank], rank, 1, y, r.rows, true);
+      matmul(pool, am.B->dtype, B, r.rows, rank, &u[k * rank], rank, 1, y, r.rows, true);
     }
   }
   if (fused) {  // fused: all selected experts' up-projections in one pass over the rows
-    m->pool->parallel_for(r.rows, 16, [&](int, int64_t b, int64_t e) {
+    auto up = [&](int, int64_t b, int64_t e) {
       for (int k = 0; k < nk; k++) {
         const char *B = (const char *)am.B->data + (size_t)(ex[k] * r.rows * rank) * esB;
         kt.matmul_rows(am.B->dtype, B, rank, &u[k * rank], rank, 1, y, r.rows, b, e, true);
       }
-    });
+    };
+    if (pool) pool->parallel_for(r.rows, 16, up);
+    else up(0, 0, r.rows);
   }
 }
 
-// Y[t][row0 + i] += Σ_k g_k B_k[i] · (A_k x_t)  for one adapted module of layer L, every token of the chunk
+// Y[t][row0 + i] += Σ_k g_k B_k[i] · (A_k x_t)  for one adapted module of layer L, every token of the chunk, one
+// expert at a time (unfused mode, and merge mode's linears that take the delta path; fused mode: fused_decode /
+// fused_prompt)
 static void apply_delta(lsw_model *m, const lsw_adapter &a, int L, const lsw_adapter_mod &am,
-                        const lsw_module_range &r, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy,
-                        bool fused) {
+                        const lsw_module_range &r, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
   const int K = a.desc.top_k;
   const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
   std::vector<float> u((size_t)K * am.rank);
   for (int64_t t = 0; t < n; t++) {
     const size_t o = (size_t)(t * a.rows + row) * K;
-    add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, fused, u.data());
+    add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, false, u.data(), m->pool.get());
   }
 }
 
@@ -535,16 +539,12 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
 }
 
 // Fused mode (and BATCHED merge-mode prompts), a chunk of n > 1 tokens: the adapter deltas of fused matrix `mat`,
-// tokens split over the threads (each token has its own experts).  Per token the same operations as add_lora's fused
-// path in the same order (adapters, modules; shrinks, then every expert's up-projection row by row): the same bits,
-// without one pool dispatch per token and module and without shrinks on the calling thread only.
+// tokens split over the threads (each token has its own experts), each token's modules through add_lora on its thread
+// (adapters, then modules, in order): the same bits as one pool dispatch per token and module.
 static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
-  const KernelTable &kt = K();
   m->pool->parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) {
     std::vector<float> u;
-    for (int64_t t = t0; t < t1; t++) {
-      const float *x = X + t * ldx;
-      float *y = Y + t * ldy;
+    for (int64_t t = t0; t < t1; t++)
       for (auto &ap : m->adapters) {
         if (ap->desc.ffn_experts || !ap->routed) continue;
         const lsw_adapter &a = *ap;
@@ -555,22 +555,10 @@ static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t l
           if (!am.A) continue;
           const lsw_module_range r = m->module_range(L, k);
           if (r.mat != mat) continue;
-          const int64_t rank = am.rank;
-          const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
-          u.resize((size_t)(K * rank));
-          for (int kk = 0; kk < K; kk++) {
-            const int32_t e = a.cur_e[o + kk];
-            kt.matmul_rows(am.A->dtype, (const char *)am.A->data + (size_t)(e * rank * r.cols) * esA, r.cols, x, r.cols,
-                           1, &u[kk * rank], rank, 0, rank, false);
-            const float c = a.cur_g[o + kk] * am.scale;
-            for (int64_t j = 0; j < rank; j++) u[kk * rank + j] *= c;
-          }
-          for (int kk = 0; kk < K; kk++)
-            kt.matmul_rows(am.B->dtype, (const char *)am.B->data + (size_t)(a.cur_e[o + kk] * r.rows * rank) * esB, rank,
-                           &u[kk * rank], rank, 1, y + r.row0, r.rows, 0, r.rows, true);
+          u.resize((size_t)(K * am.rank));
+          add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, true, u.data(), nullptr);
         }
       }
-    }
   });
 }
 
@@ -613,7 +601,7 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
       if (!am.A || !ap->routed) continue;  // unrouted here = not adapted here (checked at finalize)
       const lsw_module_range r = m->module_range(L, k);
       if (r.mat != mat) continue;
-      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy, fused);
+      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy);
     }
   }
 }
@@ -650,8 +638,8 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
     std::fill(hs, hs + I, 0.f);
     for (int k = 0; k < K; k++) {
       std::memcpy(tmp, gu + t * 2 * I, sizeof(float) * 2 * I);
-      if (mg.A) add_lora(m, mg, rg, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data());
-      if (mu.A) add_lora(m, mu, ru, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data());
+      if (mg.A) add_lora(m, mg, rg, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data(), m->pool.get());
+      if (mu.A) add_lora(m, mu, ru, &ex[k], &one, 1, XN + t * H, tmp, fused, u.data(), m->pool.get());
       float *h = &a.ffn_h[((size_t)t * K + k) * I];
       swiglu(1, I, tmp, 2 * I, h, I);
       for (int64_t i = 0; i < I; i++) hs[i] += g[k] * h[i];
@@ -663,7 +651,7 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
     const int32_t *ex = &a.cur_e[(t * a.rows + L) * K];
     const float *g = &a.cur_g[(t * a.rows + L) * K];
     for (int k = 0; k < K; k++)
-      add_lora(m, md, rd, &ex[k], &g[k], 1, &a.ffn_h[((size_t)t * K + k) * I], x + t * H, fused, u.data());
+      add_lora(m, md, rd, &ex[k], &g[k], 1, &a.ffn_h[((size_t)t * K + k) * I], x + t * H, fused, u.data(), m->pool.get());
   }
 }
 
