@@ -454,6 +454,21 @@ static void add_lora(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_r
   }
 }
 
+// f(adapter, module, range) for every adapted module of fused matrix `mat` of layer L, adapters and modules in order
+// (whole-FFN experts and adapters not routed in this chunk excluded: lsw_ffn_experts / not adapted here)
+template <class F>
+static void for_each_mat_module(lsw_model *m, int L, int mat, F &&f) {
+  for (auto &ap : m->adapters) {
+    if (ap->desc.ffn_experts || !ap->routed) continue;
+    for (int k = 0; k < LSW_MOD_COUNT; k++) {
+      const lsw_adapter_mod &am = ap->mods[L][k];
+      if (!am.A) continue;
+      const lsw_module_range r = m->module_range(L, k);
+      if (r.mat == mat) f(*ap, am, r);
+    }
+  }
+}
+
 // Y[t][row0 + i] += Σ_k g_k B_k[i] · (A_k x_t)  for one adapted module of layer L, every token of the chunk, one
 // expert at a time (unfused mode, and merge mode's linears that take the delta path; fused mode: fused_decode /
 // fused_prompt)
@@ -487,26 +502,18 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
   static thread_local std::vector<float> u;
   jobs.clear();
   int64_t T = 0;
-  for (auto &ap : m->adapters) {
-    if (ap->desc.ffn_experts || !ap->routed) continue;
-    const lsw_adapter &a = *ap;
+  for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
     const int K = a.desc.top_k;
-    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;  // one token: routes [row][top_k]
-    for (int k = 0; k < LSW_MOD_COUNT; k++) {
-      const lsw_adapter_mod &am = a.mods[L][k];
-      if (!am.A) continue;
-      const lsw_module_range r = m->module_range(L, k);
-      if (r.mat != mat) continue;
-      const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
-      for (int kk = 0; kk < K; kk++) {
-        const int32_t e = a.cur_e[row * K + kk];
-        jobs.push_back({(const char *)am.A->data + (size_t)(e * am.rank * r.cols) * esA,
-                        (const char *)am.B->data + (size_t)(e * r.rows * am.rank) * esB, am.A->dtype, am.B->dtype,
-                        am.rank, r.row0, r.rows, r.cols, T, a.cur_g[row * K + kk] * am.scale});
-        T += am.rank;
-      }
+    const int64_t o = (a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0) * K;  // one token: routes [row][top_k]
+    const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+    for (int kk = 0; kk < K; kk++) {
+      const int32_t e = a.cur_e[o + kk];
+      jobs.push_back({(const char *)am.A->data + (size_t)(e * am.rank * r.cols) * esA,
+                      (const char *)am.B->data + (size_t)(e * r.rows * am.rank) * esB, am.A->dtype, am.B->dtype,
+                      am.rank, r.row0, r.rows, r.cols, T, a.cur_g[o + kk] * am.scale});
+      T += am.rank;
     }
-  }
+  });
   const KernelTable &kt = K();
   const int64_t cols = w.cols;
   if (u.size() < (size_t)T) u.resize((size_t)T);
@@ -545,20 +552,12 @@ static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t l
   m->pool->parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) {
     std::vector<float> u;
     for (int64_t t = t0; t < t1; t++)
-      for (auto &ap : m->adapters) {
-        if (ap->desc.ffn_experts || !ap->routed) continue;
-        const lsw_adapter &a = *ap;
+      for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
         const int K = a.desc.top_k;
         const int64_t o = (t * a.rows + (a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0)) * K;
-        for (int k = 0; k < LSW_MOD_COUNT; k++) {
-          const lsw_adapter_mod &am = a.mods[L][k];
-          if (!am.A) continue;
-          const lsw_module_range r = m->module_range(L, k);
-          if (r.mat != mat) continue;
-          u.resize((size_t)(K * am.rank));
-          add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, true, u.data(), nullptr);
-        }
-      }
+        u.resize((size_t)(K * am.rank));
+        add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, true, u.data(), nullptr);
+      });
   });
 }
 
@@ -594,16 +593,9 @@ void lsw_linear_adapted(lsw_model *m, int L, int mat, const float *X, int64_t n,
     fused_prompt(m, L, mat, X, w.cols, n, Y, ldy);
     return;
   }
-  for (auto &ap : m->adapters) {
-    if (ap->desc.ffn_experts) continue;  // whole-FFN experts: lsw_ffn_experts
-    for (int k = 0; k < LSW_MOD_COUNT; k++) {
-      const lsw_adapter_mod &am = ap->mods[L][k];
-      if (!am.A || !ap->routed) continue;  // unrouted here = not adapted here (checked at finalize)
-      const lsw_module_range r = m->module_range(L, k);
-      if (r.mat != mat) continue;
-      apply_delta(m, *ap, L, am, r, X, w.cols, n, Y, ldy);
-    }
-  }
+  for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
+    apply_delta(m, a, L, am, r, X, w.cols, n, Y, ldy);
+  });
 }
 
 // Does layer L's MLP run as MixLoRA whole-FFN experts (lsw_ffn_experts) in this chunk?  Not in BASE mode, and not
