@@ -1,6 +1,7 @@
 // The CPU backend's fused mode on the thread pool (adapters.cpp): a decode step splits every shrink of a fused matrix
-// over the threads, then each thread's rows of W x with their LoRA up-projections (fused_decode); a prompt splits its
-// tokens over the threads (fused_prompt). The other adapter tests use tiny hidden sizes, where the decode shrinks
+// over the threads, then each thread's rows of W x with their LoRA up-projections (fused_decode); a prompt groups its
+// (token, slot) pairs by expert and runs each expert's shrink and up-projection (KernelTable::lora_up) over its tokens,
+// split over the threads by rank rows and by output rows (fused_prompt). The other adapter tests use tiny hidden sizes, where the decode shrinks
 // stay on one thread; here hidden 512 and rank 32 (q,k,v: 192 shrink rows x 512) take the threaded path. For a
 // pre-gated LoRA-Switch adapter and a layer-wise MixLoRA adapter (layer-wise routers, whole-FFN experts), each next to
 // a static PEFT LoRA: the prompt's logits at every position and every decode step's logits against the independent

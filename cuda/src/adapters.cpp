@@ -2,7 +2,7 @@
 // whole-FFN experts), and the three
 // execution modes (merge: SGMM into working copies; unfused: per expert LoRA ops; fused: a decode step's linear in two
 // pool dispatches, every shrink of the fused matrix then its rows with their up-projections (fused_decode); a prompt's
-// deltas with its tokens split over the threads (fused_prompt)).
+// deltas grouped by expert, each expert's shrink and up-projection a matrix product over its tokens (fused_prompt)).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -546,18 +546,84 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
 }
 
 // Fused mode (and BATCHED merge-mode prompts), a chunk of n > 1 tokens: the adapter deltas of fused matrix `mat`,
-// tokens split over the threads (each token has its own experts), each token's modules through add_lora on its thread
-// (adapters, then modules, in order): the same bits as one pool dispatch per token and module.
+// grouped by expert, so that each selected expert's A and B are read and widened once per tile of tokens instead of
+// once per token.  For each adapted module (adapters, then modules, in order):
+//  1. the chunk's (token, slot) pairs sorted by expert (tokens in order within an expert) and their inputs gathered;
+//  2. one pool dispatch over every used expert's rank rows: U_e = c ⊙ (A_e X_e), c = fl(g · scale) per pair, as
+//     add_lora (matmul_rows, so its long dot products run as the backbone's prefill does);
+//  3. one pool dispatch over the module's rows: each thread, for its rows, adds B_e U_e expert by expert in ascending
+//     id (KernelTable::lora_up: fma chains along the rank, no horizontal sums, scattered back to the tokens).
+// Per element the arithmetic depends on the routes only, not on the thread count.
 static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
-  m->pool->parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) {
-    std::vector<float> u;
-    for (int64_t t = t0; t < t1; t++)
-      for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
-        const int K = a.desc.top_k;
-        const int64_t o = (t * a.rows + (a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0)) * K;
-        u.resize((size_t)(K * am.rank));
-        add_lora(m, am, r, &a.cur_e[o], &a.cur_g[o], K, X + t * ldx, Y + t * ldy, true, u.data(), nullptr);
-      });
+  static thread_local std::vector<float> xg, ug, cg;
+  static thread_local std::vector<int64_t> start, tok, urow;
+  const KernelTable &kt = K();
+  ThreadPool *pool = m->pool.get();
+  for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
+    const int K = a.desc.top_k, E = a.desc.num_experts;
+    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0, rank = am.rank, cols = r.cols;
+    start.assign((size_t)E + 1, 0);
+    for (int64_t t = 0; t < n; t++)
+      for (int k = 0; k < K; k++) {
+        const int32_t e = a.cur_e[(size_t)(t * a.rows + row) * K + k];
+        if (e >= 0 && e < E) start[(size_t)e + 1]++;
+      }
+    for (int e = 0; e < E; e++) start[(size_t)e + 1] += start[(size_t)e];
+    const int64_t np = start[(size_t)E];
+    if (np == 0) return;
+    tok.resize((size_t)np);
+    cg.resize((size_t)np);
+    if (xg.size() < (size_t)(np * cols)) xg.resize((size_t)(np * cols));
+    if (ug.size() < (size_t)(np * rank)) ug.resize((size_t)(np * rank));
+    {
+      std::vector<int64_t> fill(start.begin(), start.end() - 1);
+      for (int64_t t = 0; t < n; t++)
+        for (int k = 0; k < K; k++) {
+          const size_t o = (size_t)(t * a.rows + row) * K + k;
+          const int32_t e = a.cur_e[o];
+          if (e < 0 || e >= E) continue;
+          const int64_t j = fill[(size_t)e]++;
+          tok[(size_t)j] = t;
+          cg[(size_t)j] = a.cur_g[o] * am.scale;
+          std::memcpy(&xg[(size_t)(j * cols)], X + t * ldx, (size_t)cols * sizeof(float));
+        }
+    }
+    // the used experts' rank rows, flattened: urow[q] = expert of block q (a block = one expert's `rank` rows)
+    urow.clear();
+    for (int e = 0; e < E; e++)
+      if (start[(size_t)e + 1] > start[(size_t)e]) urow.push_back(e);
+    const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+    const int64_t nu = (int64_t)urow.size();
+    // (the pool's jobs see these through pointers: a thread_local named inside a lambda is the running thread's own)
+    const int64_t *st = start.data(), *tk = tok.data(), *ur = urow.data();
+    const float *xp = xg.data(), *cp = cg.data();
+    float *up_ = ug.data();
+    auto shrink = [&](int, int64_t b, int64_t e_) {
+      for (int64_t q = b / rank; q * rank < e_; q++) {
+        const int e = (int)ur[q];
+        const int64_t j0 = st[e], ne = st[e + 1] - j0;
+        const int64_t lo = std::max(b, q * rank) - q * rank, hi = std::min(e_, (q + 1) * rank) - q * rank;
+        const char *A = (const char *)am.A->data + (size_t)(e * rank * cols) * esA;
+        float *u = up_ + j0 * rank;
+        kt.matmul_rows(am.A->dtype, A, cols, xp + j0 * cols, cols, ne, u, rank, lo, hi, false);
+        for (int64_t j = 0; j < ne; j++) {
+          const float c = cp[j0 + j];
+          for (int64_t i = lo; i < hi; i++) u[j * rank + i] *= c;
+        }
+      }
+    };
+    if (pool->size() == 1 || nu * rank * cols * (np / std::max<int64_t>(nu, 1)) < 32768) shrink(0, 0, nu * rank);
+    else pool->parallel_for(nu * rank, 8, shrink);
+    auto up = [&](int, int64_t b, int64_t e_) {
+      for (int64_t q = 0; q < nu; q++) {
+        const int e = (int)ur[q];
+        const int64_t j0 = st[e], ne = st[e + 1] - j0;
+        const char *B = (const char *)am.B->data + (size_t)(e * r.rows * rank) * esB;
+        kt.lora_up(am.B->dtype, B, rank, up_ + j0 * rank, rank, ne, Y + r.row0, ldy, tk + j0, b, e_);
+      }
+    };
+    if (pool->size() == 1 || r.rows * rank * np < 32768) up(0, 0, r.rows);
+    else pool->parallel_for(r.rows, 16, up);
   });
 }
 
