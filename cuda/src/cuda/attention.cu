@@ -9,12 +9,12 @@
 //    device memory, so the launch shape is fixed (sized for the host bound; blocks past the live split count
 //    return at once) and the step is graph-replayable.  With PDL, only rows of old positions are requested before
 //    griddepcontrol.wait.  Two kernels (the `variant` argument, else attn_decode_set_variant / LSW_CUDA_ATTN_VARIANT):
-//    * variant 0 (below 1,024 positions in the model), attn_decode_fused_kernel: each warp holds P cache rows in
-//      registers (16-byte loads), <= 32 splits of >= 32 positions (capped so that they fit one wave: launch_decode_kern,
-//      session 33); the merge loads every split's (max, sum) at once
-//      (a lane per split), then each output dim's partials with all loads in flight.
-//    * variant 1 (from 1,024 positions in the model), attn_decode_tiles_kernel: K/V tiles (16 rows at head_dim <=
-//      128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
+//    * variant 0 (the model's kernel at every context since session 42), attn_decode_fused_kernel: each warp holds
+//      P cache rows in registers (16-byte loads), <= 32 splits of >= 32 positions (capped so that they fit one wave:
+//      launch_decode_kern, session 33); the merge loads every split's (max, sum) at once (a lane per split), then
+//      each output dim's partials with all loads in flight.
+//    * variant 1 (in the model only with LSW_CUDA_ATTN_LONG=N, from N positions), attn_decode_tiles_kernel: K/V
+//      tiles (16 rows at head_dim <= 128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
 //      the new row); all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
 //      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does
 //      the online-softmax step, each thread accumulates its own output dims from the V rows in shared memory.
@@ -47,8 +47,12 @@
 //    blocks; a group's head blocks now read the same K/V rows (L2 serves all but the first), and the first of them
 //    writes the new row.  One launch, f16 cache, 712 positions: 32/8 heads 17.1 -> 11.6 us, 28/4 24.9 -> 11.0 us;
 //    whole decode, base: llama3-8b 4.112 -> 3.819 ms/token, mistral-7b 3.915 -> 3.640, qwen2.5-7b 4.095 -> 3.600.
-//    And a GQA model keeps variant 0 at every context (model.cu kGqaAttnLong): with variant 1 from 1,024 positions
-//    llama3-8b took 4.822 instead of 4.239 ms/token after a 3,968-token prompt, qwen2.5-7b 5.193 instead of 3.883.
+//    And a GQA model keeps variant 0 at every context: with variant 1 from 1,024 positions llama3-8b took 4.822
+//    instead of 4.239 ms/token after a 3,968-token prompt, qwen2.5-7b 5.193 instead of 3.883.  Session 42
+//    (bench/results/2026-12-05-h200-session42/run2-long-context) found the same for MHA: llama2-7b base with variant
+//    1 from 1,024 positions 3.92 / 4.10 / 4.38 ms/token after 1,024 / 2,048 / 3,968-token prompts, with variant 0
+//    throughout 3.60 / 3.74 / 3.97; so every model now keeps variant 0 (model.cu kAttnLong = 0; LSW_CUDA_ATTN_LONG=N
+//    restores a switch at N positions).
 //    More than 8 query heads per KV head (multi-query attention, e.g. 32 / 1) run variant 0 with the head split
 //    (the tile kernel and the group blocks hold at most 8); shapes outside the fused kernels' limits (head_dim % 4,
 //    head_dim > 256, an unaligned K/V, > 8 query heads per KV head with LSW_CUDA_ATTN_HEAD_SPLIT=0) use the

@@ -76,8 +76,9 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
   int sampled, merged, skip, pad;
 };
 
-// decode attention with GQA: the tile kernel from this many positions on (0: never; see lswc_model_finalize)
-constexpr int kGqaAttnLong = 0;
+// decode attention: the K/V tile kernel from this many positions on (0: never, the default for every model since
+// session 42; see lswc_model_finalize)
+constexpr int kAttnLong = 0;
 
 struct State {
   int device = 0;
@@ -147,11 +148,10 @@ struct State {
   bool delta_gemm = true;  // read once at finalize: LSW_CUDA_PROMPT_DELTA_GEMM=0 keeps F16 prompt deltas on SIMT
   int chunk = 256;  // prompt tokens per eager chunk (finalize)
   // decode graphs per mode and decode attention kernel (decode_attn_variant): 0 below attn_long positions, 1 (the
-  // K/V tile kernel) from there on.  attn_long 0: kernel 0 only.  LSW_CUDA_ATTN_LONG=N sets it (0: never);
-  // LSW_CUDA_ATTN_VARIANT / attn_decode_set_variant force one kernel for every context.  H200, Llama-2-7B base
-  // (bench/results/2026-12-01-h200-session18): variant 1 against 0 at 512-712 positions +1.5-2.9 %, 1,024-1,124
-  // -0.2 %, 2,048-2,148 -1.2 %, 3,968-4,068 -2.9 % ms/token.
-  int attn_long = 1024;  // kGqaAttnLong with GQA (finalize)
+  // K/V tile kernel) from there on.  attn_long 0: kernel 0 only (the default, kAttnLong; the graphs are captured
+  // per kernel on first use, so a second one only when the tile kernel runs).  LSW_CUDA_ATTN_LONG=N sets it (0:
+  // never); LSW_CUDA_ATTN_VARIANT / attn_decode_set_variant force one kernel for every context.
+  int attn_long = kAttnLong;
   cudaGraphExec_t graph[4][2] = {};
   int graph_nodes[4][2] = {};
   lsw_sampler_params graph_sp[4][2];
@@ -895,13 +895,16 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     const char *elv = getenv("LSW_CUDA_GEMV_LORA_DEFAULT");
     lswc::gemv_set_lora_default(elv && *elv ? atoi(elv) : lswc::kGemvLoraWaveVariant);
   }
-  // decode attention: the K/V tile kernel from this many positions on (0: never).  With grouped-query attention and
-  // the register kernel's block per query head (attention.cu, session 39) the tile kernel, a block per KV group, is
-  // not used: llama3-8b base with 1,024 / 2,048 / 3,968-token prompts 4.502 / 4.621 / 4.822 ms/token with it from
-  // 1,024 positions against 3.966 / 4.040 / 4.239 without, qwen2.5-7b (28 / 4 heads) 4.817 / 5.193 against 3.787 /
-  // 3.883 at 2,048 / 3,968 (bench/results/2026-12-04-h200-session39/run2-gqa-long-context).
-  if (cf.num_kv_heads > 0 && lswc::attn_decode_head_split(cf.num_heads / cf.num_kv_heads))  // (false for MHA)
-    st->attn_long = kGqaAttnLong;
+  // decode attention: the K/V tile kernel from this many positions on (0: never, the default).  Session 18 had
+  // Llama-2-7B base gain 1.2-2.9 % with it from 1,024 positions; since the register kernel runs in one wave (session
+  // 33) and serves GQA with a block per query head (session 39) it loses at every context in the whole decode.
+  //  - GQA (bench/results/2026-12-04-h200-session39/run2-gqa-long-context): llama3-8b with 1,024 / 2,048 / 3,968-token
+  //    prompts 4.502 / 4.621 / 4.822 ms/token with it against 3.966 / 4.040 / 4.239 without; qwen2.5-7b 4.817 / 5.193
+  //    against 3.787 / 3.883 at 2,048 / 3,968.
+  //  - MHA (bench/results/2026-12-05-h200-session42/run2-long-context, two interleaved rounds): llama2-7b at 1,024 /
+  //    2,048 / 3,968 prompt tokens 3.918-3.925 / 4.103 / 4.374-4.377 ms/token with it, 3.596-3.605 / 3.737 /
+  //    3.966-3.974 without.  Longer GQA contexts as well: llama3-8b after 8,000 tokens 5.423 against 4.747,
+  //    qwen2.5-7b after 16,000 8.285 against 4.839.
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(env_flag("LSW_CUDA_ATTN_P8", false));
