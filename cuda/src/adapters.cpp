@@ -555,8 +555,9 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
 //     id (KernelTable::lora_up: fma chains along the rank, no horizontal sums, scattered back to the tokens).
 // Per element the arithmetic depends on the routes only, not on the thread count.
 static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
-  static thread_local std::vector<float> xg, ug, cg;
-  static thread_local std::vector<int64_t> start, tok, urow;
+  auto &ps = m->prompt_delta;
+  std::vector<float> &xg = ps.x, &ug = ps.u, &cg = ps.c;
+  std::vector<int64_t> &start = ps.start, &tok = ps.tok, &urow = ps.used;
   const KernelTable &kt = K();
   ThreadPool *pool = m->pool.get();
   for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
@@ -570,7 +571,7 @@ static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t l
       }
     for (int e = 0; e < E; e++) start[(size_t)e + 1] += start[(size_t)e];
     const int64_t np = start[(size_t)E];
-    if (np == 0) return;
+    if (np == 0 || rank == 0) return;
     tok.resize((size_t)np);
     cg.resize((size_t)np);
     if (xg.size() < (size_t)(np * cols)) xg.resize((size_t)(np * cols));
@@ -594,7 +595,6 @@ static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t l
       if (start[(size_t)e + 1] > start[(size_t)e]) urow.push_back(e);
     const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
     const int64_t nu = (int64_t)urow.size();
-    // (the pool's jobs see these through pointers: a thread_local named inside a lambda is the running thread's own)
     const int64_t *st = start.data(), *tk = tok.data(), *ur = urow.data();
     const float *xp = xg.data(), *cp = cg.data();
     float *up_ = ug.data();

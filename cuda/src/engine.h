@@ -288,6 +288,12 @@ struct lsw_model {
     std::vector<float> x, xn, qkv, att, gu, act, cos_t, sin_t, att_work;
     std::vector<int32_t> pos;
   } scratch;
+  // a prompt chunk's adapter deltas grouped by expert (adapters.cpp fused_prompt): the (token, slot) pairs sorted by
+  // expert (start per expert, token and fl(g · scale) per pair, the used experts), their gathered inputs and shrinks
+  struct PromptDeltaScratch {
+    std::vector<float> x, u, c;
+    std::vector<int64_t> start, tok, used;
+  } prompt_delta;
 
   // adapters (issue 3)
   std::vector<std::unique_ptr<lsw_adapter>> adapters;
