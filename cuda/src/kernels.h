@@ -23,7 +23,7 @@ struct KernelTable {
                      int64_t T, int64_t avail, float scale, float *s, float *m, float *l, float *o);
   // s[j] = e^(s[j] - max) for j < n in place, *mx = the max; returns the sum (the softmax step of attn_chunk)
   float (*exp_shift)(float *s, int64_t n, float *mx);
-  // Y[tok[t]*ldy + i] += Σ_j B[i][rank j] U[t*ldu + j] for rows i in [r0,r1), t in [0,n): a LoRA up-projection of
+  // Y[tok[t]*ldy + i] += Σ_j B[i*rank + j] U[t*ldu + j] for rows i in [r0,r1), t in [0,n): a LoRA up-projection of
   // gathered tokens, each element one fma chain along the rank then y + s (the same bits on every level)
   void (*lora_up)(int dtype, const void *B, int64_t rank, const float *U, int64_t ldu, int64_t n, float *Y, int64_t ldy,
                   const int64_t *tok, int64_t r0, int64_t r1);
