@@ -545,85 +545,96 @@ static void fused_decode(lsw_model *m, int L, int mat, const void *W, const lsw_
   else pool->parallel_for(w.rows, 16, rows);
 }
 
-// Fused mode (and BATCHED merge-mode prompts), a chunk of n > 1 tokens: the adapter deltas of fused matrix `mat`,
-// grouped by expert, so that each selected expert's A and B are read and widened once per tile of tokens instead of
-// once per token.  For each adapted module (adapters, then modules, in order):
-//  1. the chunk's (token, slot) pairs sorted by expert (tokens in order within an expert) and their inputs gathered;
-//  2. one pool dispatch over every used expert's rank rows: U_e = c ⊙ (A_e X_e), c = fl(g · scale) per pair, as
-//     add_lora (matmul_rows, so its long dot products run as the backbone's prefill does);
-//  3. one pool dispatch over the module's rows: each thread, for its rows, adds B_e U_e expert by expert in ascending
-//     id (KernelTable::lora_up: fma chains along the rank, no horizontal sums, scattered back to the tokens).
-// Per element the arithmetic depends on the routes only, not on the thread count.
-static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
-  auto &ps = m->prompt_delta;
-  std::vector<float> &xg = ps.x, &ug = ps.u, &cg = ps.c;
-  std::vector<int64_t> &start = ps.start, &tok = ps.tok, &urow = ps.used;
+// A prompt chunk's (token, slot) pairs for one routing row of an adapter, sorted by expert: the pairs
+// [start[e], start[e+1]) chose expert e, tokens in order; tok / slot per pair; used: the experts with pairs.  Returns
+// the number of pairs.
+static int64_t group_pairs(const lsw_adapter &a, int64_t row, int64_t n, lsw_model::PromptDeltaScratch &ps) {
+  const int K = a.desc.top_k, E = a.desc.num_experts;
+  ps.start.assign((size_t)E + 1, 0);
+  for (int64_t t = 0; t < n; t++)
+    for (int k = 0; k < K; k++) {
+      const int32_t e = a.cur_e[(size_t)(t * a.rows + row) * K + k];
+      if (e >= 0 && e < E) ps.start[(size_t)e + 1]++;
+    }
+  for (int e = 0; e < E; e++) ps.start[(size_t)e + 1] += ps.start[(size_t)e];
+  const int64_t np = ps.start[(size_t)E];
+  ps.tok.resize((size_t)np);
+  ps.slot.resize((size_t)np);
+  std::vector<int64_t> fill(ps.start.begin(), ps.start.end() - 1);
+  for (int64_t t = 0; t < n; t++)
+    for (int k = 0; k < K; k++) {
+      const int32_t e = a.cur_e[(size_t)(t * a.rows + row) * K + k];
+      if (e < 0 || e >= E) continue;
+      const int64_t j = fill[(size_t)e]++;
+      ps.tok[(size_t)j] = t;
+      ps.slot[(size_t)j] = k;
+    }
+  ps.used.clear();
+  for (int e = 0; e < E; e++)
+    if (ps.start[(size_t)e + 1] > ps.start[(size_t)e]) ps.used.push_back(e);
+  return np;
+}
+
+// One adapted module's LoRA deltas for the grouped pairs of ps (group_pairs), expert by expert:
+//   Y[dst[p] * ldy + r.row0 + i] += B_e (c[p] · (A_e X[src[p] * ldx + :]))  for every pair p of every used expert e.
+// The inputs are gathered per expert; one pool dispatch runs every used expert's shrink as a matrix product over its
+// pairs (matmul_rows, so its long dot products run as the backbone's prefill does), one dispatch over the module's
+// rows adds each expert's up-projection in ascending expert id (KernelTable::lora_up: fma chains along the rank, no
+// horizontal sums, scattered back).  So each expert's A and B are read and widened once per tile of pairs instead of
+// once per token, and the arithmetic of every element depends on the routes only, not on the thread count.
+static void grouped_delta(lsw_model *m, const lsw_adapter_mod &am, const lsw_module_range &r,
+                          lsw_model::PromptDeltaScratch &ps, const int64_t *src, const float *X, int64_t ldx,
+                          const float *c, const int64_t *dst, float *Y, int64_t ldy) {
+  const int64_t rank = am.rank, cols = r.cols, np = (int64_t)ps.tok.size(), nu = (int64_t)ps.used.size();
+  if (np == 0 || rank == 0) return;
+  if (ps.x.size() < (size_t)(np * cols)) ps.x.resize((size_t)(np * cols));
+  if (ps.u.size() < (size_t)(np * rank)) ps.u.resize((size_t)(np * rank));
+  for (int64_t j = 0; j < np; j++) std::memcpy(&ps.x[(size_t)(j * cols)], X + src[j] * ldx, (size_t)cols * sizeof(float));
   const KernelTable &kt = K();
   ThreadPool *pool = m->pool.get();
-  for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
-    const int K = a.desc.top_k, E = a.desc.num_experts;
-    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0, rank = am.rank, cols = r.cols;
-    start.assign((size_t)E + 1, 0);
-    for (int64_t t = 0; t < n; t++)
-      for (int k = 0; k < K; k++) {
-        const int32_t e = a.cur_e[(size_t)(t * a.rows + row) * K + k];
-        if (e >= 0 && e < E) start[(size_t)e + 1]++;
-      }
-    for (int e = 0; e < E; e++) start[(size_t)e + 1] += start[(size_t)e];
-    const int64_t np = start[(size_t)E];
-    if (np == 0 || rank == 0) return;
-    tok.resize((size_t)np);
-    cg.resize((size_t)np);
-    if (xg.size() < (size_t)(np * cols)) xg.resize((size_t)(np * cols));
-    if (ug.size() < (size_t)(np * rank)) ug.resize((size_t)(np * rank));
-    {
-      std::vector<int64_t> fill(start.begin(), start.end() - 1);
-      for (int64_t t = 0; t < n; t++)
-        for (int k = 0; k < K; k++) {
-          const size_t o = (size_t)(t * a.rows + row) * K + k;
-          const int32_t e = a.cur_e[o];
-          if (e < 0 || e >= E) continue;
-          const int64_t j = fill[(size_t)e]++;
-          tok[(size_t)j] = t;
-          cg[(size_t)j] = a.cur_g[o] * am.scale;
-          std::memcpy(&xg[(size_t)(j * cols)], X + t * ldx, (size_t)cols * sizeof(float));
-        }
+  const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
+  const int64_t *st = ps.start.data(), *ur = ps.used.data();
+  const float *xp = ps.x.data();
+  float *up_ = ps.u.data();
+  auto shrink = [&](int, int64_t b, int64_t e_) {
+    for (int64_t q = b / rank; q * rank < e_; q++) {
+      const int e = (int)ur[q];
+      const int64_t j0 = st[e], ne = st[e + 1] - j0;
+      const int64_t lo = std::max(b, q * rank) - q * rank, hi = std::min(e_, (q + 1) * rank) - q * rank;
+      const char *A = (const char *)am.A->data + (size_t)(e * rank * cols) * esA;
+      float *u = up_ + j0 * rank;
+      kt.matmul_rows(am.A->dtype, A, cols, xp + j0 * cols, cols, ne, u, rank, lo, hi, false);
+      for (int64_t j = 0; j < ne; j++)
+        for (int64_t i = lo; i < hi; i++) u[j * rank + i] *= c[j0 + j];
     }
-    // the used experts' rank rows, flattened: urow[q] = expert of block q (a block = one expert's `rank` rows)
-    urow.clear();
-    for (int e = 0; e < E; e++)
-      if (start[(size_t)e + 1] > start[(size_t)e]) urow.push_back(e);
-    const size_t esA = dtype_size(am.A->dtype), esB = dtype_size(am.B->dtype);
-    const int64_t nu = (int64_t)urow.size();
-    const int64_t *st = start.data(), *tk = tok.data(), *ur = urow.data();
-    const float *xp = xg.data(), *cp = cg.data();
-    float *up_ = ug.data();
-    auto shrink = [&](int, int64_t b, int64_t e_) {
-      for (int64_t q = b / rank; q * rank < e_; q++) {
-        const int e = (int)ur[q];
-        const int64_t j0 = st[e], ne = st[e + 1] - j0;
-        const int64_t lo = std::max(b, q * rank) - q * rank, hi = std::min(e_, (q + 1) * rank) - q * rank;
-        const char *A = (const char *)am.A->data + (size_t)(e * rank * cols) * esA;
-        float *u = up_ + j0 * rank;
-        kt.matmul_rows(am.A->dtype, A, cols, xp + j0 * cols, cols, ne, u, rank, lo, hi, false);
-        for (int64_t j = 0; j < ne; j++) {
-          const float c = cp[j0 + j];
-          for (int64_t i = lo; i < hi; i++) u[j * rank + i] *= c;
-        }
-      }
-    };
-    if (pool->size() == 1 || nu * rank * cols * (np / std::max<int64_t>(nu, 1)) < 32768) shrink(0, 0, nu * rank);
-    else pool->parallel_for(nu * rank, 8, shrink);
-    auto up = [&](int, int64_t b, int64_t e_) {
-      for (int64_t q = 0; q < nu; q++) {
-        const int e = (int)ur[q];
-        const int64_t j0 = st[e], ne = st[e + 1] - j0;
-        const char *B = (const char *)am.B->data + (size_t)(e * r.rows * rank) * esB;
-        kt.lora_up(am.B->dtype, B, rank, up_ + j0 * rank, rank, ne, Y + r.row0, ldy, tk + j0, b, e_);
-      }
-    };
-    if (pool->size() == 1 || r.rows * rank * np < 32768) up(0, 0, r.rows);
-    else pool->parallel_for(r.rows, 16, up);
+  };
+  if (pool->size() == 1 || rank * cols * np < 32768) shrink(0, 0, nu * rank);
+  else pool->parallel_for(nu * rank, 8, shrink);
+  auto up = [&](int, int64_t b, int64_t e_) {
+    for (int64_t q = 0; q < nu; q++) {
+      const int e = (int)ur[q];
+      const int64_t j0 = st[e], ne = st[e + 1] - j0;
+      const char *B = (const char *)am.B->data + (size_t)(e * r.rows * rank) * esB;
+      kt.lora_up(am.B->dtype, B, rank, up_ + j0 * rank, rank, ne, Y + r.row0, ldy, dst + j0, b, e_);
+    }
+  };
+  if (pool->size() == 1 || r.rows * rank * np < 32768) up(0, 0, r.rows);
+  else pool->parallel_for(r.rows, 16, up);
+}
+
+// Fused mode (and BATCHED merge-mode prompts), a chunk of n > 1 tokens: the adapter deltas of fused matrix `mat`,
+// each adapted module (adapters, then modules, in order) through grouped_delta with c = fl(g · scale) per pair, as
+// add_lora.
+static void fused_prompt(lsw_model *m, int L, int mat, const float *X, int64_t ldx, int64_t n, float *Y, int64_t ldy) {
+  auto &ps = m->prompt_delta;
+  for_each_mat_module(m, L, mat, [&](const lsw_adapter &a, const lsw_adapter_mod &am, const lsw_module_range &r) {
+    const int K = a.desc.top_k;
+    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+    const int64_t np = group_pairs(a, row, n, ps);
+    ps.c.resize((size_t)np);
+    for (int64_t j = 0; j < np; j++)
+      ps.c[(size_t)j] = a.cur_g[(size_t)(ps.tok[(size_t)j] * a.rows + row) * K + ps.slot[(size_t)j]] * am.scale;
+    grouped_delta(m, am, r, ps, ps.tok.data(), X, ldx, ps.c.data(), ps.tok.data(), Y, ldy);
   });
 }
 
@@ -685,6 +696,54 @@ void lsw_ffn_experts(lsw_model *m, int L, const float *XN, int64_t n, float *gu,
                          rd = m->module_range(L, LSW_MOD_DOWN);
   int64_t rmax = std::max(std::max(mg.rank, mu.rank), md.rank);
   a.ffn_h.resize((size_t)n * K * I);
+  if (fused && n > 1) {  // a prompt chunk: the experts' deltas grouped by expert (group_pairs, grouped_delta)
+    auto &ps = m->prompt_delta;
+    const int64_t np = group_pairs(a, L, n, ps);
+    // each pair's gate/up row: its token's base gate/up (with other adapters' deltas) plus the expert's gate/up deltas
+    // (c = fl(1 · scale), as add_lora with gate 1)
+    ps.gu.resize((size_t)(np * 2 * I));
+    ps.idx.resize((size_t)np);
+    for (int64_t j = 0; j < np; j++) {
+      std::memcpy(&ps.gu[(size_t)(j * 2 * I)], gu + ps.tok[(size_t)j] * 2 * I, sizeof(float) * 2 * I);
+      ps.idx[(size_t)j] = j;
+    }
+    if (mg.A) {
+      ps.c.assign((size_t)np, 1.f * mg.scale);
+      grouped_delta(m, mg, rg, ps, ps.tok.data(), XN, H, ps.c.data(), ps.idx.data(), ps.gu.data(), 2 * I);
+    }
+    if (mu.A) {
+      ps.c.assign((size_t)np, 1.f * mu.scale);
+      grouped_delta(m, mu, ru, ps, ps.tok.data(), XN, H, ps.c.data(), ps.idx.data(), ps.gu.data(), 2 * I);
+    }
+    // h of each pair -> ffn_h[t][k]
+    const float *pg = ps.gu.data();
+    const int64_t *ptok = ps.tok.data(), *pslot = ps.slot.data();
+    float *fh = a.ffn_h.data();
+    m->pool->parallel_for(np, 1, [&](int, int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; j++) swiglu(1, I, pg + j * 2 * I, 2 * I, fh + (ptok[j] * K + pslot[j]) * I, I);
+    });
+    // act[t] = Σ_k g_k h_k, slots in order (as below)
+    for (int64_t t = 0; t < n; t++) {
+      const float *g = &a.cur_g[(t * a.rows + L) * K];
+      float *hs = act + t * I;
+      std::fill(hs, hs + I, 0.f);
+      for (int k = 0; k < K; k++) {
+        const float *h = &a.ffn_h[((size_t)t * K + k) * I];
+        for (int64_t i = 0; i < I; i++) hs[i] += g[k] * h[i];
+      }
+    }
+    lsw_linear_adapted(m, L, LSW_MAT_DOWN, act, n, x, H, true);  // x += W_d Σ g h (+ other adapters on down)
+    if (!md.A) return;
+    // x[t] += Σ_k fl(g_k · scale) ΔD_k h_k: the pairs' h rows (t K + k of ffn_h) through the down deltas
+    ps.c.resize((size_t)np);
+    for (int64_t j = 0; j < np; j++) {
+      const int64_t t = ps.tok[(size_t)j], k = ps.slot[(size_t)j];
+      ps.idx[(size_t)j] = t * K + k;
+      ps.c[(size_t)j] = a.cur_g[(size_t)(t * a.rows + L) * K + k] * md.scale;
+    }
+    grouped_delta(m, md, rd, ps, ps.idx.data(), a.ffn_h.data(), I, ps.c.data(), ps.tok.data(), x, H);
+    return;
+  }
   a.ffn_tmp.resize((size_t)2 * I);
   std::vector<float> u((size_t)std::max<int64_t>(rmax, 1));
   float *tmp = a.ffn_tmp.data();

@@ -288,11 +288,12 @@ struct lsw_model {
     std::vector<float> x, xn, qkv, att, gu, act, cos_t, sin_t, att_work;
     std::vector<int32_t> pos;
   } scratch;
-  // a prompt chunk's adapter deltas grouped by expert (adapters.cpp fused_prompt): the (token, slot) pairs sorted by
-  // expert (start per expert, token and fl(g · scale) per pair, the used experts), their gathered inputs and shrinks
+  // a prompt chunk's adapter deltas grouped by expert (adapters.cpp group_pairs / grouped_delta): the (token, slot)
+  // pairs sorted by expert (start per expert, token, slot and scale per pair, the used experts), the gathered inputs
+  // and shrinks, and for MixLoRA experts the pairs' gate/up rows and their destination rows
   struct PromptDeltaScratch {
-    std::vector<float> x, u, c;
-    std::vector<int64_t> start, tok, used;
+    std::vector<float> x, u, c, gu;
+    std::vector<int64_t> start, tok, slot, used, idx;
   } prompt_delta;
 
   // adapters (issue 3)
