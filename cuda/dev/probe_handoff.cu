@@ -12,7 +12,9 @@
 //   2 PDL, triggered at the start, the consumer's thread 0 polls the producer's counter (ld.acquire.gpu) until every
 //     producer block has counted itself in (red.release.gpu after a block barrier), then a block barrier
 //   3 PDL, no wait at all (wrong results; a lower bound)
-// Modes 0, 1 and 2 must give the same bits (checked before any timing). Times: graph replays interleaved by mode,
+//   4 as 2, but thread 0 polls with relaxed reads and takes one acquire fence after (session 43 run 1's SASS showed
+//     mode 2's ld.acquire as LDG.STRONG.GPU + CCTL.IVALL: the SM's L1 invalidated at every read of the loop)
+// Modes 0, 1, 2 and 4 must give the same bits (checked before any timing). Times: graph replays interleaved by mode,
 // rounds x replays, median per mode; % of the copy bandwidth measured in the same process.
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90,code=sm_90 cuda/dev/probe_handoff.cu -o build/dev/probe_handoff
 //   ./build/dev/probe_handoff [rounds] [replays]
@@ -79,13 +81,20 @@ __global__ void __launch_bounds__(256) gemv_probe(Mat m) {
       w[u][r] = c < nch ? ld_stream(wr[r] + c) : make_uint4(0, 0, 0, 0);
     }
   if (MODE == 1) asm volatile("griddepcontrol.wait;" ::: "memory");
-  if (MODE == 2) {
+  if (MODE == 2 || MODE == 4) {
     if (m.cnt_in) {
       if (tid == 0) {
         unsigned v;
-        do {
-          asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(m.cnt_in) : "memory");
-        } while (v < m.tgt_in);
+        if (MODE == 2) {
+          do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(m.cnt_in) : "memory");
+          } while (v < m.tgt_in);
+        } else {
+          do {
+            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(m.cnt_in) : "memory");
+          } while (v < m.tgt_in);
+          asm volatile("fence.acq_rel.gpu;" ::: "memory");
+        }
       }
       __syncthreads();
     }
@@ -125,7 +134,7 @@ __global__ void __launch_bounds__(256) gemv_probe(Mat m) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     if (lane == 0 && r0 + r < m.rows) m.y[r0 + r] = v;
   }
-  if (MODE == 2) {
+  if (MODE == 2 || MODE == 4) {
     __syncthreads();
     if (tid == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(m.cnt_out) : "memory");
   }
@@ -153,7 +162,8 @@ static void launch(int mode, const Mat &m, cudaStream_t s) {
     case 0: CK(cudaLaunchKernelEx(&cfg, gemv_probe<0>, m)); break;
     case 1: CK(cudaLaunchKernelEx(&cfg, gemv_probe<1>, m)); break;
     case 2: CK(cudaLaunchKernelEx(&cfg, gemv_probe<2>, m)); break;
-    default: CK(cudaLaunchKernelEx(&cfg, gemv_probe<3>, m)); break;
+    case 3: CK(cudaLaunchKernelEx(&cfg, gemv_probe<3>, m)); break;
+    default: CK(cudaLaunchKernelEx(&cfg, gemv_probe<4>, m)); break;
   }
 }
 
@@ -237,7 +247,7 @@ int main(int argc, char **argv) {
 
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  const int NM = 4;
+  const int NM = 5;
   cudaGraphExec_t ge[NM];
   for (int mode = 0; mode < NM; mode++) {
     cudaGraph_t g;
@@ -251,8 +261,8 @@ int main(int argc, char **argv) {
   const int V_ = shapes[N - 1].rows;
   std::vector<float> ref(V_), got(V_);
   bool ok = true;
-  auto run_get = [&](int mode, std::vector<float> &out) {
-    CK(cudaMemsetAsync(mats[N - 1].y, 0xff, sizeof(float) * V_, s));
+  auto run_get = [&](int mode, std::vector<float> &out) {  // (every output poisoned first: stale values cannot pass)
+    for (int i = 0; i < N; i++) CK(cudaMemsetAsync(mats[i].y, 0xff, sizeof(float) * mats[i].rows, s));
     CK(cudaGraphLaunch(ge[mode], s));
     CK(cudaStreamSynchronize(s));
     CK(cudaMemcpy(out.data(), mats[N - 1].y, sizeof(float) * V_, cudaMemcpyDeviceToHost));
@@ -262,7 +272,7 @@ int main(int argc, char **argv) {
   for (float v : ref) finite += std::isfinite(v) && v != 0.f;
   printf("validate: mode 0 output %d / %d finite non-zero (ref[0..2] = %g %g %g)\n", finite, V_, ref[0], ref[1], ref[2]);
   if (finite < V_ * 0.99) ok = false;
-  for (int mode : {1, 2, 2, 2, 1, 2}) {
+  for (int mode : {1, 2, 2, 2, 1, 2, 4, 4, 4}) {
     run_get(mode, got);
     const bool same = memcmp(ref.data(), got.data(), sizeof(float) * V_) == 0;
     printf("validate: mode %d %s mode 0\n", mode, same ? "bit-identical to" : "DIFFERS from");
@@ -293,7 +303,8 @@ int main(int argc, char **argv) {
       CK(cudaEventElapsedTime(&ms, e0, e1));
       t[mode].push_back(ms / reps);
     }
-  const char *names[NM] = {"plain launches", "PDL + griddepcontrol.wait", "PDL + counter poll", "PDL, no wait (bound)"};
+  const char *names[NM] = {"plain launches", "PDL + griddepcontrol.wait", "PDL + counter poll (acquire)",
+                           "PDL, no wait (bound)", "PDL + counter poll (relaxed)"};
   printf("\n%-28s %10s %10s %10s %8s %12s\n", "mode", "median ms", "min", "max", "% copy", "us/boundary");
   std::vector<double> med(NM);
   for (int mode = 0; mode < NM; mode++) {

@@ -114,7 +114,6 @@ struct DecodeAttn {
   // nullable: corrections added to q / knew / vnew as they are read, same layout (a qkv GEMV's deferred LoRA expand,
   // kernels.cuh LoraEpilogue::defer); set together
   const float *dq = nullptr, *dk = nullptr, *dv = nullptr;
-  Handoff ho;                      // variant 0 only (attention_decode): poll the q,k,v GEMV's count, signal after O
 };
 
 // K/V elements of 4 dims held in registers as loaded (fp32: a float4; 16-bit types: 8 bytes, widened where used,
@@ -282,7 +281,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   // step), so they load before griddepcontrol.wait, overlapping the tail of the GEMV that produces q / knew / vnew.
   const int pb0 = p0 + warp * P;
   load_rows(pb0);
-  handoff_wait(a.ho);  // griddepcontrol.wait, or the q,k,v GEMV's counter (common.cuh Handoff)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 
   // q (with RoPE) -> sq, and in the block that owns the new position its k (with RoPE) and v as the cache holds them
   // (rounded to KT: attended with the same values as later steps) -> snew.  Every operand of this thread is
@@ -480,7 +479,6 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
     combine(i, v);
   }
   if (tid == 0) a.counters[cidx] = 0;  // ready for the next launch (stream order)
-  handoff_signal(a.ho);  // this head's (group's) O rows are stored: one of the grid's x merging blocks
 }
 
 // Rows of 16-byte chunks (the tile kernel's cp.async; 4 fp32 or 8 16-bit elements) from 16-byte aligned caches.
@@ -994,8 +992,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
                              float *scratch, cudaStream_t s, const float2 *rope_cs, int variant, const float *dq,
-                             const float *dk, const float *dv, Handoff *ho) {
-  if (ho) ho->sig_n = 0;
+                             const float *dk, const float *dv) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, kv_dtype, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2) ||
       (dq && (!knew || !dk || !dv)))
@@ -1026,11 +1023,6 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
   a.head_split = attn_decode_head_split(G);
-  if (ho) {  // the merging blocks signal: one per grid column (launch_decode's x: query heads or KV heads)
-    a.ho = *ho;
-    a.ho.sig_n = a.ho.sig ? (unsigned)(a.head_split ? n_heads : n_kv_heads) : 0u;
-    ho->sig_n = a.ho.sig_n;
-  }
   with_dtype(kv_dtype, [&](auto tag) {
     using KT = LSWC_DT(tag);
     if (head_dim <= 128) launch_decode<1, KT>(G, a, pdl, s);

@@ -212,38 +212,4 @@ template <typename... KArgs, typename... Args>
 inline void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, bool pdl, Args... args) {
   launch_pdl_smem(kern, grid, block, 0, s, pdl, args...);
 }
-
-// ---- counter hand-off between the launches of a decode step (model.cu State::handoff) --------------------------
-// griddepcontrol.wait returns only once the whole grid before it has completed and its memory is flushed.  A
-// hand-off lets the consumer go on as soon as the producer's blocks have stored what it reads: every signalling block
-// of the producer adds 1 to *sig after its last store (a block barrier, then one red.release.gpu), and thread 0 of
-// every consumer block polls *wait (ld.acquire.gpu) until it reaches wait_n, then a block barrier.  No deadlock: a
-// consumer launched with PDL starts only once every producer block has started (triggered or exited), and a plain
-// launch only after the producer has completed.  The counters are zeroed at the start of each step (embed), before
-// any launch of the step can signal.  wait == nullptr: griddepcontrol.wait as before.
-struct Handoff {
-  const unsigned *wait = nullptr;
-  unsigned wait_n = 0;
-  unsigned *sig = nullptr;  // nullptr: this launch does not signal
-  unsigned sig_n = 0;       // set by the launcher: how many blocks will signal (0: the kernel taken cannot)
-};
-__device__ __forceinline__ void handoff_wait(const Handoff &h) {
-  if (!h.wait) {
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    return;
-  }
-  if (threadIdx.x == 0) {
-    unsigned v;
-    do {
-      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(h.wait) : "memory");
-    } while (v < h.wait_n);
-  }
-  __syncthreads();
-}
-// after the block's last store that a consumer reads; every thread of the block calls it
-__device__ __forceinline__ void handoff_signal(const Handoff &h) {
-  if (!h.sig) return;
-  __syncthreads();
-  if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(h.sig) : "memory");
-}
 }  // namespace lswc

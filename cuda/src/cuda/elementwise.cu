@@ -146,25 +146,18 @@ cudaError_t add_inplace(long long n, float *Y, const float *X, cudaStream_t s) {
 }
 
 template <typename T>
-__global__ void embed_kernel(const T *__restrict__ E, int dim, const int *__restrict__ tokens, float *__restrict__ Out,
-                             unsigned *zero, int n_zero) {
-  if (blockIdx.x == 0)
-    for (int i = threadIdx.x; i < n_zero; i += blockDim.x) zero[32 * i] = 0;
+__global__ void embed_kernel(const T *__restrict__ E, int dim, const int *__restrict__ tokens, float *__restrict__ Out) {
   const T *e = E + (size_t)tokens[blockIdx.x] * dim;
   float *o = Out + (size_t)blockIdx.x * dim;
   for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = Tr<T>::to_f(e[i]);
 }
 
-cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s,
-                  unsigned *zero, int n_zero) {
+cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  if (!zero) n_zero = 0;
   switch (dtype) {
-    case LSW_DTYPE_F32: embed_kernel<float><<<n, 256, 0, s>>>((const float *)E, dim, tokens, Out, zero, n_zero); break;
-    case LSW_DTYPE_F16: embed_kernel<__half><<<n, 256, 0, s>>>((const __half *)E, dim, tokens, Out, zero, n_zero); break;
-    case LSW_DTYPE_BF16:
-      embed_kernel<__nv_bfloat16><<<n, 256, 0, s>>>((const __nv_bfloat16 *)E, dim, tokens, Out, zero, n_zero);
-      break;
+    case LSW_DTYPE_F32: embed_kernel<float><<<n, 256, 0, s>>>((const float *)E, dim, tokens, Out); break;
+    case LSW_DTYPE_F16: embed_kernel<__half><<<n, 256, 0, s>>>((const __half *)E, dim, tokens, Out); break;
+    case LSW_DTYPE_BF16: embed_kernel<__nv_bfloat16><<<n, 256, 0, s>>>((const __nv_bfloat16 *)E, dim, tokens, Out); break;
     default: return cudaErrorInvalidValue;
   }
   LSWC_LAUNCH_RET();

@@ -501,8 +501,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   const int lim = !half ? rows - r0 : half - (bid * H2 + (grp * R < H2 ? grp * R : grp * R - H2));  // rows r < lim
   const bool active = lim > 0;
   const bool fold_out = nf.out_xw != nullptr, fold_in = nf.in_part != nullptr;  // uniform over the grid
-  // (a hand-off, nf.ho, also needs every thread of every block at its barriers)
-  const bool fold_any = fold_out || fold_in || half > 0 || nf.ho.wait || nf.ho.sig;  // uniform over the grid
+  const bool fold_any = fold_out || fold_in || half > 0;
   // (LORA / fold: every thread takes part in the block's barriers)
   if (KS == 1 && !LORA && !active && !fold_any) return;
   const int nvec = active ? cols / VEC : 0;  // cols % VEC == 0 (checked by the launcher)
@@ -525,7 +524,7 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
 #pragma unroll
       for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
   }
-  handoff_wait(nf.ho);  // griddepcontrol.wait, or the producer's counter (common.cuh Handoff)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   gt_mark(3);
   extern __shared__ __align__(16) float lsw_gemv_fold_parts[];  // fold in: the producer's partial sums (dynamic)
   float *l_part = lsw_gemv_fold_parts;
@@ -842,7 +841,6 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       nf.out_part[bid] = tot;
     }
   }
-  handoff_signal(nf.ho);  // after every store of the block (Y, x ⊙ w, the partial sum, act)
 }
 template <typename T, int NX, int R, int U, int KS, bool LORA>
 __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int rows, int cols,
@@ -1128,9 +1126,6 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
     f.rs_early = g_fold_rs_early;
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
-    // a hand-off with the plain kernel only (gemv() passes none with a LoRA epilogue)
-    if (lora && lora->nseg > 0) f.ho = Handoff{};
-    nf->ho.sig_n = f.ho.sig_n = f.ho.sig ? (unsigned)gemv_blocks : 0u;
   }
   const dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
   // a GEMV folding a norm in directly follows the GEMV that produced x: plain launch (see g_pdl_fold_in), except
@@ -1323,36 +1318,14 @@ int gemv_fold_parts(int rows) {  // (a multiple of 4: the in side copies 16-byte
   return cdiv(most, 4) * 4;
 }
 
-static cudaError_t gemv_impl(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
-                             int ldy, const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s,
-                             int variant, NormFold *nf);
-// NormFold::ho: the plain vector kernel takes the hand-off (launch_gemv_t sets sig_n); every other launch waits and
-// signals as before (sig_n = 0)
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant,
                  NormFold *nf) {
-  if (!nf || (!nf->ho.wait && !nf->ho.sig))
-    return gemv_impl(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, lora, s, variant, nf);
-  NormFold f = *nf;
-  const bool take = rows > 0 && n == 1 && !(lora && lora->nseg > 0) && gemv_fast(dtype, W, cols, X, ldx);
-  if (!take) f.ho = Handoff{};
-  f.ho.sig_n = 0;
-  const bool fold = f.in_part || f.out_xw || f.act_out || f.follows_gemv;
-  const cudaError_t e =
-      gemv_impl(dtype, W, rows, cols, X, ldx, n, Y, ldy, bias, accumulate, lora, s, variant, fold || take ? &f : nullptr);
-  nf->out_n = f.out_n;
-  nf->ho.sig_n = take && e == cudaSuccess ? f.ho.sig_n : 0;
-  return e;
-}
-static cudaError_t gemv_impl(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y,
-                             int ldy, const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s,
-                             int variant, NormFold *nf) {
   if (rows <= 0 || n <= 0) return cudaSuccess;
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
-  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !nf->ho.wait && !nf->ho.sig &&
-      !(nf->follows_gemv && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
+  if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !(nf->follows_gemv && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
     nf = nullptr;  // nothing to fold (a PDL hint alone, on a launch the vector kernel does not take, is dropped)
   if (nf && (!gemv_fold_ok(dtype, W, cols, X, ldx, n, lora) || (nf->in_part && (accumulate || nf->in_n <= 0)) ||
              (nf->out_xw && (!nf->out_w || !nf->out_part)) ||

@@ -77,9 +77,6 @@ struct NormFold {
   // set by gemv() (gemv_set_fold_rs_early): the in side's rs computed right after griddepcontrol.wait, while the
   // first weights are in flight, instead of after the main loop (the same sum in the same order: the same bits)
   bool rs_early = false;
-  // counter hand-off (common.cuh Handoff; plain vector launches only: gemv() sets ho.sig_n to the launch's block
-  // count, or to 0 and clears ho for a launch with a LoRA epilogue, which waits and signals as before)
-  Handoff ho;
 };
 bool gemv_fold_ok(int dtype, const void *W, int cols, const float *X, int ldx, int n, const LoraEpilogue *lora);
 int gemv_fold_parts(int rows);  // out_n of any variant, rounded up to a multiple of 4: the partials buffer's size
@@ -202,9 +199,7 @@ cudaError_t rope(int n, int n_heads, int head_dim, int ld, const int *positions,
 cudaError_t swiglu(int n, int inter, const float *GU, int ldgu, float *Out, int ldo, cudaStream_t s);
 cudaError_t add_inplace(long long n, float *Y, const float *X, cudaStream_t s);
 // Out[t][0:dim] = float(E[tokens[t]][0:dim])
-// zero (nullable): also sets zero[32 i] = 0 for i < n_zero (the step's hand-off counters, one 128-byte line each)
-cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s,
-                  unsigned *zero = nullptr, int n_zero = 0);
+cudaError_t embed(int dtype, const void *E, int dim, int n, const int *tokens, float *Out, cudaStream_t s);
 cudaError_t to_f32(int dtype, const void *src, float *dst, long long n, cudaStream_t s);
 cudaError_t from_f32(int dtype, const float *src, void *dst, long long n, cudaStream_t s);
 
@@ -232,11 +227,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
                              float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1,
-                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr,
-                             Handoff *ho = nullptr);
-// ho (nullable): a counter hand-off (common.cuh).  Taken by the register kernel (variant 0) only: each KV head's (or,
-// with the head split, query head's) merging block signals after storing its O rows, so ho->sig_n = the grid's x;
-// another kernel polls nothing, signals nothing and sets ho->sig_n = 0.
+                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr);
 // dq/dk/dv (nullable, with knew; all or none): corrections added to q / knew / vnew as they are read, before RoPE, with
 // the same layouts (the qkv GEMV's deferred LoRA expand, LoraEpilogue::defer).
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.

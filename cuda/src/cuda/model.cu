@@ -116,13 +116,6 @@ struct State {
   double *pd = nullptr;
   double *inv_freq = nullptr;
   float *attn_scratch = nullptr;
-  // counter hand-off between a decode step's plain GEMVs and the one-launch decode attention (common.cuh Handoff):
-  // each consumer polls its producer's count instead of waiting, in griddepcontrol.wait, for the producer grid to
-  // complete.  ho_cnt: ho_slots counters a 128-byte line apart, zeroed by the step's embed launch.  Off by default
-  // until measured on a GPU; LSW_CUDA_HANDOFF=1 turns it on
-  bool handoff = false;
-  unsigned *ho_cnt = nullptr;
-  int ho_slots = 0;
   // fused decode: the LoRA shrinks run inside the GEMV launch that consumes them (LoraSeg::A, one sync pair per
   // (layer, fused matrix) node, zeroed once); LSW_CUDA_FUSED_SHRINK=separate: one shrink launch per matrix (o) or
   // folded into the RMSNorm / SwiGLU before it (prologue_shrink), the path before 2026-12-01
@@ -244,39 +237,10 @@ struct Fwd {
   // SwiGLU fold (decode): act_req: the next alin's GEMV (gate,up) should also write act = swiglu(gu); act_ready: it
   // did; follows: the SwiGLU launch was skipped, the next GEMV reads the previous GEMV's output (launch hint)
   bool act_req = false, act_ready = false, follows = false;
-  // counter hand-off (State::handoff), decode forwards: ho_prev is the counter of the launch right before the next one
-  // when that launch signals (nullptr otherwise: the next launch waits in griddepcontrol.wait); every launch that is
-  // not a hand-off GEMV or decode attention calls ho_break() first
-  bool ho_on = false;
-  int ho_slot = 0;
-  const unsigned *ho_prev = nullptr;
-  unsigned ho_prev_n = 0;
-  void ho_break() {
-    ho_prev = nullptr;
-    ho_prev_n = 0;
-  }
-  lswc::Handoff ho_next() const {
-    lswc::Handoff h;
-    if (!ho_on || ho_slot >= st->ho_slots) return h;
-    h.wait = ho_prev;
-    h.wait_n = ho_prev_n;
-    h.sig = st->ho_cnt + (size_t)32 * ho_slot;
-    return h;
-  }
-  void ho_took(const lswc::Handoff &h) {
-    if (h.sig && h.sig_n) {
-      ho_prev = h.sig;
-      ho_prev_n = h.sig_n;
-      ho_slot++;
-    } else {
-      ho_break();
-    }
-  }
 
   // the skipped norm, launched after all (a path that cannot fold): xn = rmsnorm(x) ⊙ pend_w
   cudaError_t unfold() {
     if (!pend_w) return cudaSuccess;
-    ho_break();
     const float *w = pend_w;
     pend_w = nullptr;
     return lswc::rmsnorm(c, m->cfg.hidden_size, st->x, m->cfg.hidden_size, w, m->cfg.rms_norm_eps, st->xn,
@@ -313,12 +277,9 @@ struct Fwd {
     act_req = follows = false;
     cudaError_t e = unfold();  // not taken above: the norm runs after all
     if (e != cudaSuccess) return e;
-    if (n == 1) nf.ho = ho_next();  // (gemv() takes it on the plain vector kernel only: sig_n says)
-    const bool any = nf.in_part || nf.out_xw || nf.act_out || nf.follows_gemv || nf.ho.wait || nf.ho.sig;
+    const bool any = nf.in_part || nf.out_xw || nf.act_out || nf.follows_gemv;
     e = n <= 8 ? lswc::gemv(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, ep, s, 0, any ? &nf : nullptr)
                : lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
-    if (n > 8) nf.ho = lswc::Handoff{};
-    ho_took(nf.ho);
     xw_ready = nf.out_xw != nullptr;
     xw_n = nf.out_n;
     act_ready = nf.act_out != nullptr;
@@ -426,18 +387,6 @@ struct Fwd {
     const bool pre = preshrunk;
     preshrunk = false;
     if (!adapters_active(m, st)) return lin(dt, ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
-    // pre-gated merge decode once routed and merged: nothing but the GEMV on the merged weights (a hand-off launch)
-    if (st->mode == LSW_MODE_MERGE && c == 1 && !st->layerwise && st->merged_this && all_routed() && !router_at(L, mat))
-      return lin(dt, ly.work[mat] ? ly.work[mat] : ly.w[mat], rows, cols, X, c, Y, ldy, bias, acc, nullptr, true);
-    ho_break();  // routers, SGMM, shrinks, expands may launch around the GEMV
-    const cudaError_t e0 = alin_adapted(L, mat, X, Y, ldy, bias, acc, defer, deferred, pre);
-    ho_break();
-    return e0;
-  }
-  cudaError_t alin_adapted(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc, float *defer,
-                           bool *deferred, bool pre) {
-    const DLayer &ly = st->layers[L];
-    const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
     // a router reads the normalised X: from the folded norm's partials (decode: X = x ⊙ w, the norm stays folded into
     // the GEMV), else after the norm is launched after all
     lswc::RouteFold rf;
@@ -596,7 +545,6 @@ struct Fwd {
       pend_w = w;  // the next alin's GEMV normalises (alin / lin launch the norm after all on a path that cannot)
       return cudaSuccess;
     }
-    ho_break();  // a norm, SwiGLU or prologue-shrink launch follows
     if (pro) {
       for (int j = 0; j < sb.njobs; j++) sb.job[j].x = out;
       preshrunk = true;
@@ -649,13 +597,9 @@ struct Fwd {
     out_w = pend_w = nullptr;
     xw_ready = act_req = act_ready = follows = false;
     const bool nfold = st->norm_fold && c == 1;  // RMSNorm fold (State::norm_fold): decode steps
-    ho_on = st->handoff && st->ho_cnt && c == 1;
-    ho_slot = 0;
-    ho_break();
     cudaError_t e;
 #define K_(x) if ((e = (x)) != cudaSuccess) return e
-    // (a decode step's embed also zeroes the hand-off counters: every launch after it waits for it before it signals)
-    K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s, ho_on ? st->ho_cnt : nullptr, ho_on ? st->ho_slots : 0));
+    K_(lswc::embed(st->emb_dt, st->emb, H, c, tok, st->x, s));
     for (int L = 0; L < cf.num_layers; L++) {
       const DLayer &ly = st->layers[L];
       const size_t kv_off = (size_t)L * cf.max_context * kvd * lswc::dtype_bytes(cf.kv_dtype);
@@ -670,14 +614,11 @@ struct Fwd {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge (+ the qkv
         // GEMV's deferred LoRA expand)
         const float *dy = deferred ? st->qkv_dy : nullptr;
-        lswc::Handoff ho = ho_next();
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kvt, kc, vc, kvd, st->att,
                                   st->attn_scratch, s, st->rope_cs, attn_variant, dy, dy ? dy + qd : nullptr,
-                                  dy ? dy + qd + kvd : nullptr, ho_on ? &ho : nullptr));
-        ho_took(ho);
+                                  dy ? dy + qd + kvd : nullptr));
       } else {
-        ho_break();
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
         K_(lswc::kv_store(c, kvd, st->qkv, qkvd, qd, pos, kvt, kc, vc, s));
@@ -687,7 +628,6 @@ struct Fwd {
       if (nfold && !ffn_active(L)) out_w = ly.ffn_norm;
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
-        ho_break();
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
         K_(ffn_experts(L));
         continue;
@@ -699,25 +639,20 @@ struct Fwd {
       if (nfold) out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
-    if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1) {
-      ho_break();
+    if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
       K_(lswc::layer_count(cf.num_layers, st->layer_step, st->blk->counters, s));
-    }
     out_w = nullptr;
     if (xw_ready) {  // (decode) the last down GEMV wrote x ⊙ norm: the lm_head GEMV normalises
       xw_ready = false;
       pend_w = st->norm;
       K_(lin(st->lm_dt, st->lm, V, H, st->xn, 1, st->logits, V, nullptr, false, nullptr, true));
     } else if (all_rows) {
-      ho_break();
       K_(lswc::rmsnorm(c, H, st->x, H, st->norm, eps, st->xn, H, s));
       K_(lin(st->lm_dt, st->lm, V, H, st->xn, c, st->logits, V, nullptr, false));
     } else {
-      ho_break();
       K_(lswc::rmsnorm(1, H, st->x + (size_t)(c - 1) * H, H, st->norm, eps, st->xn, H, s));
       K_(lswc::gemv(st->lm_dt, st->lm, V, H, st->xn, H, 1, st->logits, V, nullptr, false, nullptr, s));
     }
-    ho_on = false;
 #undef K_
     return cudaSuccess;
   }
@@ -971,7 +906,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   //    3.966-3.974 without.  Longer GQA contexts as well: llama3-8b after 8,000 tokens 5.423 against 4.747,
   //    qwen2.5-7b after 16,000 8.285 against 4.839.
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
-  st->handoff = env_flag("LSW_CUDA_HANDOFF", false);
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(env_flag("LSW_CUDA_ATTN_P8", false));
   // merge mode: the tensor-core SGMM by default where it applies (one adapter, F16/BF16, rank % 16 == 0: sgmm_tc_ok;
@@ -1038,11 +972,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->keep, (size_t)V));
   TRY(dalloc(st, &st->pd, (size_t)V));
   TRY(dalloc(st, &st->attn_scratch, lswc::attn_scratch_floats(cf.num_heads, cf.head_dim)));
-  if (st->handoff) {  // per layer: q,k,v, attention, o, gate,up, down; then the lm_head and spares
-    st->ho_slots = 5 * cf.num_layers + 8;
-    TRY(dalloc(st, &st->ho_cnt, (size_t)32 * st->ho_slots));
-    LSWC_CHECK(cudaMemsetAsync(st->ho_cnt, 0, sizeof(unsigned) * 32 * st->ho_slots, st->s));
-  }
   LSWC_CHECK(lswc::attn_scratch_clear(st->attn_scratch, cf.num_heads, cf.head_dim, st->s));
   {
     const char *fs = getenv("LSW_CUDA_FUSED_SHRINK");
