@@ -1022,14 +1022,6 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     LSWC_LAUNCH_RET();
   }
   a.max_splits = std::max(1, std::min(AT_SPLITS_V0, (n_ctx + DA_MINCHUNK - 1) / DA_MINCHUNK));
-  {  // LSW_CUDA_ATTN_SPLITS0=N: at most N splits per head in variant 0 (a timing knob: fewer, longer splits leave SM
-     // slots to the PDL GEMV after the attention, which can then load its first weights while the attention runs)
-    static const int cap0 = [] {
-      const char *e = getenv("LSW_CUDA_ATTN_SPLITS0");
-      return e && *e ? atoi(e) : 0;
-    }();
-    if (cap0 > 0) a.max_splits = std::min(a.max_splits, cap0);
-  }
   a.head_split = attn_decode_head_split(G);
   with_dtype(kv_dtype, [&](auto tag) {
     using KT = LSWC_DT(tag);
