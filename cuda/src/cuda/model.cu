@@ -1417,6 +1417,66 @@ lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out) {
   return LSW_OK;
 }
 
+// decode_attn_variant as it would be with n_past positions in the cache
+static int ahead_variant_at(lsw_model *m, const State *st, int n_past) {
+  const int saved = m->n_past;
+  m->n_past = n_past;
+  const int v = decode_attn_variant(m, st);
+  m->n_past = saved;
+  return v;
+}
+
+// bench_decode with LSW_CUDA_BENCH_AHEAD=1 (see there): step 0 ordinary, steps 1 .. n-1 launched back to back.
+static lsw_status bench_decode_ahead(lsw_model *m, State *st, int32_t first_token, int32_t n_tokens, double *ms,
+                                     const lsw_sampler_params &saved, uint64_t saved_step) {
+  auto restore = [&]() {
+    m->sampler = saved;
+    m->sample_step = saved_step;
+    st->dev_valid = false;
+  };
+  int32_t next = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  lsw_status status = run_step(m, st, first_token, &next);
+  if (status != LSW_OK) { restore(); return status; }
+  ms[0] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  m->sample_step++;
+  const int av = decode_attn_variant(m, st);
+  cudaGraphExec_t gx = st->graph[st->mode][av];
+  std::vector<cudaEvent_t> ev((size_t)n_tokens, nullptr);
+  cudaError_t e = cudaSuccess;
+  for (auto &x : ev)
+    if (e == cudaSuccess) e = cudaEventCreate(&x);
+  // ev[i] before step i's graph (i >= 1), ev[0] after the last one
+  for (int32_t i = 1; i < n_tokens && e == cudaSuccess; i++) {
+    e = cudaEventRecord(ev[i], st->s);
+    if (e == cudaSuccess) e = cudaGraphLaunch(gx, st->s);
+  }
+  if (e == cudaSuccess) e = cudaEventRecord(ev[0], st->s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
+  for (int32_t i = 1; i < n_tokens && e == cudaSuccess; i++) {
+    float dm = 0.f;
+    e = cudaEventElapsedTime(&dm, ev[i], ev[i + 1 < n_tokens ? i + 1 : 0]);
+    ms[i] = dm;
+  }
+  for (auto x : ev)
+    if (x) cudaEventDestroy(x);
+  if (e != cudaSuccess) {
+    st->broken = e != cudaErrorMemoryAllocation;
+    restore();
+    return lswc_cuda_fail(e, "decode steps launched ahead", __FILE__, __LINE__);
+  }
+  for (int32_t i = 1; i < n_tokens; i++) {
+    m->n_past += 1;
+    append_history(m, st, 1, nullptr, nullptr);
+  }
+  m->merge_steps = st->h_out->counters[0];
+  m->merge_skipped = st->h_out->counters[1];
+  if (st->logits_lazy) st->logits_on_dev = true;
+  else if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
+  restore();
+  return LSW_OK;
+}
+
 lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
@@ -1442,6 +1502,15 @@ lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_
         e = nullptr;
       }
   }
+  // LSW_CUDA_BENCH_AHEAD=1 (a timing diagnostic, off by default): after a first ordinary step, the remaining steps'
+  // graphs are launched back to back with no host synchronisation between them (each greedy step advances the
+  // device's own input block), timed by CUDA events recorded between the launches, and synchronised once at the end.
+  // The difference to the ordinary loop is the most a decode loop that launches the next step before waiting for
+  // the current one could gain.  What it does not do: per-step host bookkeeping from the device's outputs (the route
+  // history of those steps repeats the last step's routing; nothing reads it in a benchmark).
+  const bool ahead = env_flag("LSW_CUDA_BENCH_AHEAD", false) && st->use_graph && n_tokens > 1 &&
+                     decode_attn_variant(m, st) == ahead_variant_at(m, st, m->n_past + n_tokens - 1);
+  if (ahead) return bench_decode_ahead(m, st, first_token, n_tokens, ms, saved, saved_step);
   for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
     // host timer around the whole step (graph launch ... sync): what a caller of lsw_model_step sees
     const auto t0 = std::chrono::steady_clock::now();
