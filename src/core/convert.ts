@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileError } from './errors.js';
+import { checkOutputPath } from './outpath.js';
+import { Tokenizer } from './tokenizer.js';
 import { readHfConfig, readJsonFile, type EngineConfig, type ModelDtype } from './hf-config.js';
 import { readSafetensors, readTensorBytes, headerSha256, writeLsw, numel, type SafetensorsFile, type TensorInfo, type TensorSource } from './safetensors.js';
 import { convertFloats, FLOAT_DTYPES, DTYPE_BYTES, type FloatDtype } from './dtype.js';
@@ -182,6 +184,7 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
     throw fileError(src, 'no such file or directory');
   }
   if (!st.isDirectory()) throw fileError(src, 'not a directory (expected a Hugging Face model folder with config.json)');
+  checkOutputPath(out, [src, ...(opts.adapters ?? []).map((a) => a.path)]);
   const { config: hf, raw: hfRaw, generationRaw } = readHfConfig(src);
   const tokFile = path.join(src, 'tokenizer.json');
   if (!fs.existsSync(tokFile)) throw fileError(tokFile, 'no such file (lora-switch needs the Hugging Face tokenizer.json)');
@@ -191,18 +194,14 @@ export async function convertModel(src: string, out: string, opts: ConvertOption
   const tokenizerConfigRaw = readText(tcFile);
   if (tokenizerConfigRaw !== null) readJsonFile(tcFile);
   const chatTemplate = chatTemplateOf(src, tokenizerConfigRaw);
+  // a tokenizer.json that parses but is not a tokenizer is refused here, not by the first `generate`
+  new Tokenizer({ tokenizerJson: tokenizerRaw, tokenizerConfig: tokenizerConfigRaw, chatTemplate, origin: tokFile });
 
   const { plans, shards } = planConversion(src, hf, opts.dtype ?? hf.dtype);
   const dtype = opts.dtype ?? (hf.dtype || 'f32');
   const config: EngineConfig = { ...hf, dtype };
-  const outAbs = path.resolve(out);
-  for (const s of shards) if (path.resolve(s.path) === outAbs) throw fileError(out, 'output would overwrite an input file');
   // every adapter is read and validated against the base before anything is written
   const adapters = readAdapters((opts.adapters ?? []).map((a) => ({ path: a.path, scale: a.scale ?? 1 })), config, { dtype });
-  for (const a of opts.adapters ?? []) {
-    const w = path.resolve(a.path, 'adapter_model.safetensors');
-    if (w === outAbs) throw fileError(out, 'output would overwrite an input file');
-  }
 
   const files: Array<{ name: string; size: number; sha256: string; sha256_of: string }> = [];
   for (const s of shards) files.push({ name: path.basename(s.path), size: s.fileSize, sha256: headerSha256(s), sha256_of: 'header' });

@@ -3,6 +3,8 @@
  * Ctrl-C. It updates a plain state object and notifies listeners; views only render that state.
  */
 import { UserError } from './errors.js';
+import { checkOutputPath } from './outpath.js';
+import { loadAdapterSpec } from './adapters/spec.js';
 import {
   Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, checkKvCache, MODE_NAMES, type BackendName, type ModeName,
   type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption,
@@ -166,6 +168,17 @@ function validate(o: GenerateOptions): void {
   checkMergePrompt(o.mergePrompt);
   checkKvCache(o.kvCache);
   if (o.trace !== undefined && o.trace === '') throw bad('--trace', 'must not be empty');
+  if (o.trace !== undefined) checkOutputPath(o.trace, [o.model, ...(o.adapters ?? []).map(adapterPath)]);
+}
+
+/** The folder of an adapter argument (a malformed `path:scale` is reported where the adapters are loaded). */
+function adapterPath(a: string | AdapterSpec): string {
+  if (typeof a !== 'string') return a.path;
+  try {
+    return loadAdapterSpec(a).path;
+  } catch {
+    return a;
+  }
 }
 
 export async function generate(opts: GenerateOptions, listener: GenerateListener = () => {}, abort = new AbortFlag()): Promise<GenerateResult> {

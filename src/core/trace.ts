@@ -198,6 +198,7 @@ export class TraceWriter {
     const h = 'type' in header ? header : traceHeader(header);
     const dir = path.dirname(path.resolve(file));
     if (!fs.existsSync(dir)) throw fileError(file, `folder ${dir} does not exist`);
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw fileError(file, 'is a folder (give the path of the file to write)');
     const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
     let fd: number;
     try {
@@ -233,7 +234,12 @@ export class TraceWriter {
     if (this.fd === null) return;
     fs.closeSync(this.fd);
     this.fd = null;
-    fs.renameSync(this.tmp, this.file);
+    try {
+      fs.renameSync(this.tmp, this.file);
+    } catch (e) {
+      fs.rmSync(this.tmp, { force: true });
+      throw fileError(this.file, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
   }
 
   /** Give up: remove the temporary file. */

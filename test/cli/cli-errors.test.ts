@@ -126,5 +126,60 @@ test('generate and bench -m: a .lsw tensor of a type the engine does not take (o
   oneLineError(cli(['bench', '-m', file, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '2', '--repetitions', '1', '--warmup', '0']), re);
 });
 
+/** every file under `d` with its bytes, to show that a refused run left a folder exactly as it was */
+function snapshot(d: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const f of fs.readdirSync(d, { recursive: true }) as string[]) {
+    const p = path.join(d, f);
+    if (fs.statSync(p).isFile()) m.set(f, fs.readFileSync(p).toString('base64'));
+  }
+  return m;
+}
+
+test('no command writes over one of its inputs: convert -o, generate --trace, bench --out (refused before any work)', () => {
+  const src = path.join(dir, 'keep');
+  fs.cpSync(hf, src, { recursive: true });
+  fs.mkdirSync(path.join(src, 'sub'));
+  fs.writeFileSync(path.join(src, 'sub', 'notes.txt'), 'kept\n');
+  const before = snapshot(src);
+  // convert: any existing file of the source folder (also below it), or the folder itself
+  for (const f of ['config.json', 'tokenizer.json', fs.readdirSync(src).filter((x) => x.endsWith('.safetensors'))[0], 'sub/notes.txt']) {
+    oneLineError(cli(['convert', src, '-o', path.join(src, f)]), /would overwrite a file inside the input folder .*keep/);
+  }
+  oneLineError(cli(['convert', src, '-o', src]), /keep: is a folder/);
+  assert.equal(snapshot(src), before, 'the source folder is unchanged');
+  // an output that is a link to an input: the output replaces the link (temporary file + rename), never its target
+  fs.symlinkSync(path.join(src, 'config.json'), path.join(dir, 'link.lsw'));
+  const l = cli(['convert', src, '-o', 'link.lsw', '--dtype', 'f32']);
+  assert.is(l.code, 0, l.stderr);
+  assert.not.ok(fs.lstatSync(path.join(dir, 'link.lsw')).isSymbolicLink(), 'the link itself was replaced');
+  assert.equal(snapshot(src), before, 'the link\'s target is unchanged');
+  // a new file inside the source folder is fine (and is then the only change)
+  const r = cli(['convert', src, '-o', path.join(src, 'model.lsw'), '--dtype', 'f32']);
+  assert.is(r.code, 0, r.stderr);
+  const model = path.join(src, 'model.lsw');
+  const lsw = fs.readFileSync(model);
+  // generate --trace: the model file, a file of an HF model folder, a folder; the model is unchanged and no
+  // generation ran (the refusal comes first: no trace temp file, nothing on stdout)
+  oneLineError(cli(['generate', '-m', model, '-p', 'hi', '--max-tokens', '2', '--trace', model]), /model\.lsw: would overwrite the input .*model\.lsw/);
+  oneLineError(cli(['generate', src, '-p', 'hi', '--max-tokens', '2', '--trace', path.join(src, 'tokenizer.json')]), /tokenizer\.json: would overwrite a file inside the input folder/);
+  oneLineError(cli(['generate', '-m', model, '-p', 'hi', '--max-tokens', '2', '--trace', dir]), /is a folder/);
+  // bench --out: the model, a folder
+  const bench = ['bench', '-m', model, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '2', '--repetitions', '1', '--warmup', '0'];
+  oneLineError(cli([...bench, '--out', model]), /model\.lsw: would overwrite the input/);
+  oneLineError(cli([...bench, '--out', src]), /keep: is a folder/);
+  assert.ok(fs.readFileSync(model).equals(lsw), 'the model is unchanged');
+  assert.equal(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary file left');
+  assert.equal(fs.readdirSync(src).filter((f) => f.includes('.tmp')), [], 'no temporary file left in the model folder');
+});
+
+test('convert: a tokenizer.json that is JSON but not a tokenizer is refused at convert time, naming the file', () => {
+  const d = path.join(dir, 'badtok');
+  fs.cpSync(hf, d, { recursive: true });
+  fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE' } }));
+  oneLineError(cli(['convert', d, '-o', 'badtok.lsw']), /badtok\/tokenizer\.json: cannot build the tokenizer/);
+  assert.not.ok(fs.existsSync(path.join(dir, 'badtok.lsw')));
+});
+
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 test.run();

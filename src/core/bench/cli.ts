@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { checkOutputPath } from '../outpath.js';
 import { getNative } from '../native/abi.js';
 import { checkPrecision, checkMergePrompt, checkKvCache } from '../model.js';
 import type { ModelDtype } from '../hf-config.js';
@@ -117,6 +118,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   if (f.out !== undefined) {
     const dir = path.dirname(path.resolve(f.out));
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${f.out}: the folder ${dir} does not exist`);
+    checkOutputPath(f.out, f.model !== undefined ? [f.model] : []);
   }
   if (preset) validateAdapter(presetConfig(preset, dtype), { router, experts, topK, rank, targets });
   let promptTokens = f.promptTokens;
