@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape } from '../../src/core/bench/stats.js';
-import { toCsv, toMarkdown, textReport, kvCacheNote, CSV_COLUMNS } from '../../src/core/bench/format.js';
+import { toCsv, toMarkdown, textReport, kvCacheNote, CSV_COLUMNS, fmtParams } from '../../src/core/bench/format.js';
 import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
 import { BenchView } from '../../src/core/views/bench-view.js';
 import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/cli.js';
@@ -280,6 +280,16 @@ test('peer with another KV cache type: one note naming both and the flag that co
     assert.not.match(textReport(d, p), /^KV cache:/m);
     assert.not.match(toMarkdown(d, p), /^KV cache:/m);
   }
+});
+
+test('parameter counts keep their digits at every size; a given model is titled without a guessed type', () => {
+  assert.is(fmtParams(6738415616), '6.738 B');
+  assert.is(fmtParams(134515008), '134.5 M');
+  assert.is(fmtParams(70336), '70.3 k');
+  assert.is(fmtParams(512), '512');
+  // the dtype flag is the synthetic model's; a given model's own type is filled in once it is read (run.ts)
+  assert.is(newBenchState({ modes: ['base'], repetitions: 1, warmup: 0, model: 'm.lsw', dtype: 'f16' }).title, 'm.lsw');
+  assert.is(newBenchState({ modes: ['base'], repetitions: 1, warmup: 0, preset: 'tiny', dtype: 'bf16' }).title, 'tiny (bf16)');
 });
 
 test('view: spinner while measuring the bandwidth and building, progress with live medians, then the table', () => {

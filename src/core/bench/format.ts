@@ -57,6 +57,14 @@ export function fmtTflops(x: number | null): string {
 }
 const pct = (x: number | null, sep = ''): string => (x === null ? '–' : `${x.toFixed(1)}${sep}%`);
 
+/** A parameter count: 6.738 B, 134.5 M, 70.3 k (a tiny test model is not "0.000 B") */
+export function fmtParams(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(3)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return `${n}`;
+}
+
 export function fmtBytes(b: number | null): string {
   if (b === null || b === undefined) return '–';
   if (b >= 1e9) return `${(b / 1e9).toFixed(2)} GB`;
@@ -107,7 +115,7 @@ export function describe(doc: BenchDoc): string[] {
   const mc = doc.machine;
   const modelName = m.preset ?? m.path ?? '?';
   const out = [
-    `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? (m.params / 1e9).toFixed(3) + ' B params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
+    `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? fmtParams(m.params) + ' params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
     `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}${matmulText(doc)}`,
     `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${typeof p.kv_cache === 'string' ? `, ${p.kv_cache} KV cache` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}`,

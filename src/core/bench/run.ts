@@ -127,7 +127,8 @@ export interface BenchState {
 export function newBenchState(o: Pick<BenchOptions, 'modes' | 'repetitions' | 'warmup' | 'preset' | 'model' | 'dtype'>): BenchState {
   return {
     phase: 'bandwidth',
-    title: `${o.preset ?? o.model} (${o.dtype})`,
+    // a given model's type is known once it is read (it is its own unless converted on the fly)
+    title: o.preset !== undefined ? `${o.preset} (${o.dtype})` : `${o.model}`,
     backend: '',
     kvCache: null,
     load: { done: 0, total: 0, name: '', finalizing: false },
@@ -244,6 +245,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     },
   });
   state.kvCache = engine.kvCache;
+  if (o.preset === undefined) state.title = `${o.model} (${engine.config.dtype})`;
   try {
     const c = engine.config;
     const prompt = randomPrompt(o.promptTokens, c.vocab_size, o.seed);
