@@ -33,7 +33,7 @@ extern "C" {
 
 /* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul
  * 3: lsw_model_config.merge_prompt (the struct grew) */
-#define LSW_ABI_VERSION 4
+#define LSW_ABI_VERSION 5
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -199,6 +199,13 @@ LSW_API lsw_status lsw_model_eval(lsw_model *m, const int32_t *tokens, int32_t n
 LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_t n, int32_t *next_token);
 /* Append one token and sample the next: the only call per decoded token. */
 LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token);
+/* Up to n decode steps in one call: step i appends the previous token (`token` for i = 0, else tokens_out[i-1]) and
+ * samples tokens_out[i]; the run ends early after a sampled token that is one of stop_tokens (that token is written
+ * and counted).  Same tokens and the same state as *n_out lsw_model_step calls, with one call across the language
+ * boundary instead of one per token.  n_out receives the steps done, also when a step fails (its error is returned;
+ * tokens_out[0 .. *n_out) are the tokens of the steps before it).  stop_tokens may be NULL when n_stop is 0. */
+LSW_API lsw_status lsw_model_decode(lsw_model *m, int32_t token, int32_t n, const int32_t *stop_tokens, int32_t n_stop,
+                                    int32_t *tokens_out, int32_t *n_out);
 /* Logits of the last evaluated position (vocab floats). */
 LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits);
 /* Routing of positions [pos, pos+n) for adapter id: experts/gates laid out [n][rows][top_k], rows = num_layers

@@ -248,6 +248,27 @@ LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_tok
   return sample_next(m, next_token);
 }
 
+LSW_API lsw_status lsw_model_decode(lsw_model *m, int32_t token, int32_t n, const int32_t *stop_tokens, int32_t n_stop,
+                                    int32_t *tokens_out, int32_t *n_out) {
+  CHECK_FINAL(m)
+  if (!n_out) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n_out is NULL");
+  *n_out = 0;
+  if (n < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n = %d is negative", n);
+  if (n > 0 && !tokens_out) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tokens_out is NULL");
+  if (n_stop < 0 || (n_stop > 0 && !stop_tokens))
+    return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "stop_tokens: %d tokens at %p", n_stop, (const void *)stop_tokens);
+  int32_t prev = token;
+  for (int32_t i = 0; i < n; i++) {
+    int32_t next = 0;
+    if (lsw_status st = lsw_model_step(m, prev, &next)) return st;
+    tokens_out[i] = next;
+    *n_out = i + 1;
+    if (std::find(stop_tokens, stop_tokens + n_stop, next) != stop_tokens + n_stop) break;
+    prev = next;
+  }
+  return LSW_OK;
+}
+
 LSW_API lsw_status lsw_model_get_logits(lsw_model *m, float *logits) {
   CHECK_FINAL(m)
   if (!logits) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "logits is NULL");

@@ -153,6 +153,10 @@ export class StopMatcher {
   }
 }
 
+/** decode chunks: at most this long (ms, from the last chunk's time per token) and this many steps */
+const DECODE_CHUNK_MS = 50;
+const DECODE_CHUNK_MAX = 64;
+
 function validate(o: GenerateOptions): void {
   const bad = (flag: string, why: string) => new UserError(`${flag}: ${why}`);
   if (o.maxTokens !== undefined && (!Number.isInteger(o.maxTokens) || o.maxTokens < 0)) throw bad('--max-tokens', 'must be an integer >= 0');
@@ -233,8 +237,14 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     const tp = performance.now();
     if (maxTokens > 0) next = await model.prefill(promptIds);
     else model.eval(promptIds);
-    // tokens in the KV cache, counted here: the decode loop makes one FFI call per token (model.step)
+    // tokens in the KV cache once the tokens taken so far are appended (the engine may have run ahead of them)
     let past = promptIds.length;
+    // decoded in chunks (model.decode: one native call for several steps, ending at an EOS token): `chunk` steps per
+    // call, doubled after each call up to what fits in DECODE_CHUNK_MS, so the first token comes as soon as with
+    // single steps, tokens still stream steadily, and an interrupt or a --stop string waits for one chunk at most
+    let queue: number[] = [];
+    let chunk = 1;
+    const eosIds = [...eos];
     state.prefillMs = performance.now() - tp;
     state.phase = 'decoding';
     const td = performance.now();
@@ -271,7 +281,13 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
         stopReason = 'context_full';
         break;
       }
-      next = await model.step(next);
+      if (queue.length === 0) {
+        const t = performance.now();
+        queue = await model.decode(next, Math.min(chunk, maxTokens - state.tokens.length, model.maxContext - past), eosIds);
+        const msPerToken = (performance.now() - t) / Math.max(1, queue.length);
+        chunk = Math.max(1, Math.min(2 * chunk, DECODE_CHUNK_MAX, Math.floor(DECODE_CHUNK_MS / Math.max(msPerToken, 1e-3))));
+      }
+      next = queue.shift()!;
       past++;
     }
     if (stopReason !== 'stop') {
@@ -285,7 +301,7 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       }
     }
     state.decodeMs = performance.now() - td;
-    // decode speed: tokens produced by step() calls over their time (the first comes from prefill)
+    // decode speed: tokens produced by decode steps over their time (the first comes from prefill)
     state.tokensPerS = state.tokens.length > 1 ? ((state.tokens.length - 1) * 1000) / state.decodeMs : 0;
     state.stopReason = stopReason;
     let traced: GenerateResult['trace'];

@@ -450,6 +450,19 @@ export class Model {
     return this.outBuf[0];
   }
 
+  /**
+   * Up to `n` decode steps in one native call (lsw_model_decode): the tokens they sample, ending early after one of
+   * `stop`. Same tokens and state as that many step() calls, with one asynchronous call instead of one per token.
+   */
+  async decode(token: number, n: number, stop: readonly number[] = []): Promise<number[]> {
+    const out = new Int32Array(Math.max(1, n));
+    const stopBuf = new Int32Array(Math.max(1, stop.length));
+    stopBuf.set(stop);
+    const nOut = new Int32Array(1);
+    await this.native.callAsync('lsw_model_decode', this.h(), token, n, stop.length ? stopBuf : null, stop.length, out, nOut);
+    return Array.from(out.subarray(0, nOut[0]));
+  }
+
   stepSync(token: number): number {
     this.native.call('lsw_model_step', this.h(), token, this.outBuf);
     return this.outBuf[0];

@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 4;
+export const LSW_ABI_VERSION = 5;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
@@ -84,6 +84,7 @@ export const FUNCTIONS = {
   lsw_model_eval: 'lsw_status lsw_model_eval(lsw_model *m, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits)',
   lsw_model_prefill: 'lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_t n, int32_t *next_token)',
   lsw_model_step: 'lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token)',
+  lsw_model_decode: 'lsw_status lsw_model_decode(lsw_model *m, int32_t token, int32_t n, const int32_t *stop_tokens, int32_t n_stop, int32_t *tokens_out, int32_t *n_out)',
   lsw_model_get_logits: 'lsw_status lsw_model_get_logits(lsw_model *m, float *logits)',
   lsw_model_get_routes: 'lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n, int32_t *experts, float *gates)',
   lsw_model_get_stats: 'lsw_status lsw_model_get_stats(lsw_model *m, _Out_ lsw_model_stats *out)',
