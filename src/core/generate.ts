@@ -245,6 +245,19 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     let queue: number[] = [];
     let chunk = 1;
     const eosIds = [...eos];
+    // the next chunk, started as soon as the previous one came back, so that the engine decodes while this thread
+    // delivers (detokenizes, matches stop strings); drained before the model is used for anything else
+    let pending: Promise<number[]> | null = null;
+    const decodeChunk = (token: number, n: number): Promise<number[]> => {
+      const t = performance.now();
+      const p = model.decode(token, n, eosIds).then((toks) => {
+        const msPerToken = (performance.now() - t) / Math.max(1, toks.length);
+        chunk = Math.max(1, Math.min(2 * chunk, DECODE_CHUNK_MAX, Math.floor(DECODE_CHUNK_MS / Math.max(msPerToken, 1e-3))));
+        return toks;
+      });
+      p.catch(() => {});  // handled where it is awaited (or dropped when generation has already ended)
+      return p;
+    };
     state.prefillMs = performance.now() - tp;
     state.phase = 'decoding';
     const td = performance.now();
@@ -257,38 +270,47 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       return r.stopped;
     };
     if (maxTokens === 0) stopReason = 'max_tokens';
-    while (stopReason === null) {
-      if (eos.has(next)) {
-        stopReason = 'eos';
-        break;
+    try {
+      while (stopReason === null) {
+        if (eos.has(next)) {
+          stopReason = 'eos';
+          break;
+        }
+        state.tokens.push(next);
+        if (deliver(dec.push(next))) {
+          stopReason = 'stop';
+          break;
+        }
+        state.decodeMs = performance.now() - td;
+        state.tokensPerS = state.tokens.length > 1 ? ((state.tokens.length - 1) * 1000) / state.decodeMs : 0;
+        if (state.tokens.length >= maxTokens) {
+          stopReason = 'max_tokens';
+          break;
+        }
+        if (abort.aborted) {
+          stopReason = 'interrupted';
+          break;
+        }
+        if (past >= model.maxContext) {
+          stopReason = 'context_full';
+          break;
+        }
+        if (queue.length === 0) {
+          const p = pending ?? decodeChunk(next, Math.min(chunk, maxTokens - state.tokens.length, model.maxContext - past));
+          pending = null;
+          queue = await p;
+          // what the run may still produce after this chunk (it ends at an EOS token, the token budget or the context)
+          const last = queue[queue.length - 1];
+          const more = Math.min(chunk, maxTokens - state.tokens.length - queue.length, model.maxContext - past - queue.length);
+          if (queue.length > 0 && !eos.has(last) && more > 0) pending = decodeChunk(last, more);
+        }
+        next = queue.shift()!;
+        past++;
       }
-      state.tokens.push(next);
-      if (deliver(dec.push(next))) {
-        stopReason = 'stop';
-        break;
-      }
-      state.decodeMs = performance.now() - td;
-      state.tokensPerS = state.tokens.length > 1 ? ((state.tokens.length - 1) * 1000) / state.decodeMs : 0;
-      if (state.tokens.length >= maxTokens) {
-        stopReason = 'max_tokens';
-        break;
-      }
-      if (abort.aborted) {
-        stopReason = 'interrupted';
-        break;
-      }
-      if (past >= model.maxContext) {
-        stopReason = 'context_full';
-        break;
-      }
-      if (queue.length === 0) {
-        const t = performance.now();
-        queue = await model.decode(next, Math.min(chunk, maxTokens - state.tokens.length, model.maxContext - past), eosIds);
-        const msPerToken = (performance.now() - t) / Math.max(1, queue.length);
-        chunk = Math.max(1, Math.min(2 * chunk, DECODE_CHUNK_MAX, Math.floor(DECODE_CHUNK_MS / Math.max(msPerToken, 1e-3))));
-      }
-      next = queue.shift()!;
-      past++;
+    } finally {
+      // a chunk still running when generation ends (a --stop string, Ctrl-C, an error): its tokens are not used, and
+      // the model is not touched again before it returns
+      if (pending) await (pending as Promise<number[]>).catch(() => []);
     }
     if (stopReason !== 'stop') {
       // text held back by the detokenizer and the stop matcher
