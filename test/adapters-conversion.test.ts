@@ -14,7 +14,7 @@ import { readHfConfig } from '../src/core/hf-config.js';
 import {
   makeTinyCheckpoint, makeLoraSwitchAdapter, makePeftLoraAdapter, makeMixLoraAdapter, type CheckpointInfo,
 } from './helpers/checkpoint.js';
-import { RefModel, flat, relErr, type RefAdapter, type LoraPair, type ModuleName } from './helpers/reference.js';
+import { RefModel, flat, relErr, type RefAdapter, type RefMixLora, type RefPeft, type LoraPair, type ModuleName } from './helpers/reference.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-adconv-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -159,10 +159,24 @@ for (const naming of ['issue', 'upstream'] as const) {
     const d = makeMixLoraAdapter(path.join(tmp, `mx-${naming}`), qwen, { numExperts: 4, topK: 2, naming, seed: 8 }).dir;
     const ref = m.loadMixLora(d);
     const eng = check(`mixlora ${naming}`, qwen, [{ path: d, scale: 1 }], [ref]);
-    // merge the converted pieces into one reference MixLoRA (attention may come as a separate static adapter)
+    // merge the converted pieces into one reference MixLoRA (attention comes as a separate static adapter): it has
+    // the folder's modules, each once, and alone gives the reference logits
     const conv = eng.map(fromEngine);
-    const layerwise = conv.filter((a) => a.kind === 'mixlora');
+    const layerwise = conv.filter((a): a is RefMixLora => a.kind === 'mixlora');
+    const statics = conv.filter((a): a is RefPeft => a.kind === 'peft');
     assert.is(layerwise.length, 1);
+    assert.is(layerwise.length + statics.length, conv.length, 'no other kind of piece');
+    const merged: RefMixLora = { ...layerwise[0], attn: new Map(layerwise[0].attn) };
+    for (const s of statics)
+      for (const [key, p] of s.modules) {
+        assert.not.ok(merged.attn.has(key), `${key} converted twice`);
+        merged.attn.set(key, p);
+      }
+    assert.ok(ref.attn.size > 0, 'the folder has attention LoRA');
+    assert.equal([...merged.attn.keys()].sort(), [...ref.attn.keys()].sort());
+    assert.equal([...merged.experts.keys()].sort(), [...ref.experts.keys()].sort());
+    const e = relErr(flat(m.forward(PROMPT, [merged]).logits), flat(m.forward(PROMPT, [ref]).logits));
+    assert.ok(e <= 2e-6, `mixlora ${naming}: the merged pieces give relative error ${e}`);
   });
 }
 

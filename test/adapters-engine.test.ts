@@ -540,7 +540,7 @@ function cli(args: string[]) {
 }
 
 function oneLineError(r: CliResult, re: RegExp): void {
-  assertOneLineError(r, re, { stdoutEmpty: false });
+  assertOneLineError(r, re);
 }
 
 test('CLI: convert --adapter and generate --adapter --mode --trace --json', () => {

@@ -18,6 +18,27 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-simd-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const LEVELS: [string, number][] = [['scalar', 0], ['avx2', 1], ['avx512', 2]];
+
+/**
+ * The highest level this CPU supports, from the flags in /proc/cpuinfo, as the engine's dispatch
+ * (cuda/src/cpu.cpp choose_kernels) decides it: 2 with avx512f + avx512bw + avx512vl, 1 with avx2 + fma + f16c,
+ * else 0 (also on CPUs whose /proc/cpuinfo has no x86 "flags" line). null where /proc/cpuinfo cannot be read.
+ */
+function cpuSimdLevel(): number | null {
+  let info: string;
+  try {
+    info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const line = /^flags\s*:(.*)$/m.exec(info);
+  const flags = new Set((line?.[1] ?? '').trim().split(/\s+/));
+  const has = (...f: string[]) => f.every((x) => flags.has(x));
+  if (has('avx512f', 'avx512bw', 'avx512vl')) return 2;
+  if (has('avx2', 'fma', 'f16c')) return 1;
+  return 0;
+}
+const CPU_LEVEL = cpuSimdLevel();
 const CASES = ['llama3-gqa-rope-llama3-v5', 'qwen2-bias-tied-bf16', 'mistral-gqa-f16'];
 
 function runChild(model: string, level: string) {
@@ -45,11 +66,15 @@ for (const name of CASES) {
       const res = runChild(lsw, level);
       seen.add(res.stats.simd_level);
       assert.ok(res.stats.simd_level <= expect, `LSW_SIMD=${level} capped the level (got ${res.stats.simd_level})`);
+      // the best level both the cap and this CPU allow is the one chosen
+      if (CPU_LEVEL !== null) assert.is(res.stats.simd_level, Math.min(expect, CPU_LEVEL), `LSW_SIMD=${level} on a CPU of level ${CPU_LEVEL}`);
       assertLogitsClose(res.logits, want, 1e-5, `${name} LSW_SIMD=${level} batch`);
       assertLogitsClose(res.single_logits, want, 1e-5, `${name} LSW_SIMD=${level} token-by-token`);
       assert.equal(res.greedy_tokens, greedy, `${name} LSW_SIMD=${level} greedy`);
     }
     assert.ok(seen.has(0), 'the scalar path ran');
+    // every level this CPU supports was tested
+    for (let l = 0; l <= (CPU_LEVEL ?? 0); l++) assert.ok(seen.has(l), `level ${l} (supported by this CPU) ran`);
   });
 }
 

@@ -12,7 +12,7 @@ import { RefModel, softmax } from './helpers/reference.js';
 import { assertLogitsClose, rows, greedy } from './helpers/compare.js';
 import { VARIANTS, PROMPT_IDS } from './helpers/variants.js';
 import { variantFixtures } from './helpers/fixtures.js';
-import { ContextFullError, NativeError } from '../src/core/errors.js';
+import { ContextFullError, NativeInvalidArgumentError } from '../src/core/errors.js';
 import { Rng } from './helpers/prng.js';
 
 const TOL = 1e-5;
@@ -211,7 +211,8 @@ test('engine errors: context full is a ContextFullError and the model stays usab
     for (const bad of [-1, info.vocabSize, 1 << 30]) {
       let e2: unknown;
       try { model.eval([bad], false); } catch (e) { e2 = e; }
-      assert.ok(e2 instanceof NativeError || e2 instanceof Error, `token ${bad} rejected`);
+      assert.instance(e2, NativeInvalidArgumentError, `token ${bad} rejected as an invalid argument`);
+      assert.match((e2 as Error).message, new RegExp(`^lsw_model_eval: token ${bad} at index 0 is outside the vocabulary \\(size ${info.vocabSize}\\)`));
       assert.is(model.nPast, 0);
     }
   } finally {

@@ -352,7 +352,7 @@ function cli(args: string[]) {
 }
 
 function oneLineError(r: CliResult, re: RegExp): void {
-  assertOneLineError(r, re, { stdoutEmpty: false });
+  assertOneLineError(r, re);
 }
 
 test('generate --merge-prompt: recorded in --json, batched gives the token-wise greedy tokens; a bad value is one line', async () => {

@@ -326,16 +326,21 @@ test('adapters/LoRA-Switch: routing = softmax over all, top-k, renormalised; tie
 test('adapters/LoRA-Switch: one router in layer 0, same gates in every layer; per token equals a dense merge', () => {
   const base = makeTinyCheckpoint(path.join(tmp, 'lb'), { arch: 'llama', kvHeads: 2, rope: { type: 'llama3', theta: 500000 } });
   const m = RefModel.load(base.dir);
-  for (const [E, k, targets] of [[4, 2, undefined], [3, 1, ['q_proj', 'k_proj', 'v_proj', 'o_proj']], [5, 3, ['gate_proj', 'up_proj', 'down_proj']]] as const) {
+  // router: the input of the first adapted linear of layer 0 (the fixture's default router_input)
+  for (const [E, k, targets, router] of [
+    [4, 2, undefined, 'q_proj'], [3, 1, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 'q_proj'], [5, 3, ['gate_proj', 'up_proj', 'down_proj'], 'gate_proj'],
+  ] as const) {
     const ad = m.loadLoraSwitch(makeLoraSwitchAdapter(path.join(tmp, `ls${E}`), base, { numExperts: E, topK: k, targetModules: targets as any }).dir);
+    assert.is(ad.routerModule, router, `router input (E=${E} k=${k})`);
     const res = m.forward(PROMPT, [ad]);
     const routes = res.routes[0];
     assert.is(routes.length, PROMPT.length);
     const distinct = new Set(routes.map((r) => r.experts[0].join(',')));
     assert.ok(distinct.size > 1, `routing varies across tokens (E=${E} k=${k})`);
-    // pre-gated: router input = rmsnorm(embedding) of layer 0, i.e. depends on the token id alone
+    // pre-gated on q_proj: router input = rmsnorm(embedding) of layer 0, i.e. depends on the token id alone (a
+    // gate_proj router reads the MLP input, after attention over the earlier tokens, so it is not token-only)
     const again = m.forward([PROMPT[3]], [ad]).routes[0][0];
-    if (ad.routerModule === 'q_proj') assert.equal(again.experts, routes[3].experts);
+    if (router === 'q_proj') assert.equal(again.experts, routes[3].experts, `token-only routing (E=${E} k=${k})`);
     // the last position, computed by merging its own experts densely into every layer (earlier tokens need
     // their own experts, so check a single-token sequence per token)
     for (const t of [0, 5]) {

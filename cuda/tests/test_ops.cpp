@@ -801,17 +801,26 @@ static TinyModel merged_copy(const TinyModel &t, const int32_t *ex, const float 
       if (b.ts[i].name == n) return (int)i;
     return -1;
   };
+  int n_lora = 0, merged = 0;  // every lora_A of the adapter must be merged below
+  for (const auto &x : t.ts)
+    if (x.name.size() > 7 && x.name.compare(x.name.size() - 7, 7, ".lora_A") == 0) n_lora++;
   for (int L = 0; L < c.num_layers; L++)
     for (int mo = 0; mo < 7; mo++) {
       std::string p = "adapters.0.layers." + std::to_string(L) + "." + MODN[mo];
       int ia = find(p + ".lora_A"), ib = find(p + ".lora_B"), is = find(p + ".lora_scale");
-      if (ia < 0) continue;
-      const double sc = is >= 0 ? b.vals[is][0] : 1.0;
-      int64_t rank = b.ts[ia].shape[1], in = b.ts[ia].shape[2], out = b.ts[ib].shape[1];
-      int64_t row0 = mo == 0 ? 0 : mo == 1 ? qd : mo == 2 ? qd + kvd : mo == 4 ? 0 : mo == 5 ? I : 0;
+      // a module the adapter does not target has no tensors (the static adapter covers q, v, down only); one it
+      // targets has all three, and its base weight exists
+      if (ia < 0 && ib < 0 && is < 0) continue;
       std::string wn = "layers." + std::to_string(L) + (mo <= 2 ? ".attn.wqkv.weight" : mo == 3 ? ".attn.wo.weight"
                                                         : mo <= 5 ? ".ffn.w_gate_up.weight" : ".ffn.w_down.weight");
       int iw = find(wn);
+      CHECK(ia >= 0 && ib >= 0 && is >= 0 && iw >= 0, "merged_copy: %s: lora_A %d, lora_B %d, lora_scale %d, %s %d not all found",
+            p.c_str(), ia, ib, is, wn.c_str(), iw);
+      if (ia < 0 || ib < 0 || is < 0 || iw < 0) continue;
+      merged++;
+      const double sc = b.vals[is][0];
+      int64_t rank = b.ts[ia].shape[1], in = b.ts[ia].shape[2], out = b.ts[ib].shape[1];
+      int64_t row0 = mo == 0 ? 0 : mo == 1 ? qd : mo == 2 ? qd + kvd : mo == 4 ? 0 : mo == 5 ? I : 0;
       for (int k = 0; k < t.ad.top_k; k++)
         for (int64_t i = 0; i < out; i++)
           for (int64_t j = 0; j < in; j++) {
@@ -821,6 +830,7 @@ static TinyModel merged_copy(const TinyModel &t, const int32_t *ex, const float 
             b.vals[iw][(size_t)(row0 + i) * in + j] += g[k] * sc * d;
           }
     }
+  CHECK(n_lora > 0 && merged == n_lora, "merged_copy: merged %d of the adapter's %d lora_A tensors", merged, n_lora);
   for (int i = (int)b.ts.size() - 1; i >= 0; i--)
     if (b.ts[i].name.compare(0, 9, "adapters.") == 0) {
       b.ts.erase(b.ts.begin() + i);
@@ -889,10 +899,23 @@ static void test_adapters() {
       std::vector<float> lb(V), la(per_mode[0].begin(), per_mode[0].begin() + V);
       OK(lsw_model_eval(mb, &toks[0], 1, lb.data(), 0));
       CHECK(max_rel(la, lb) < 1e-5, "adapter kind %d: logits != merged-weights reference (%g)", kind, max_rel(la, lb));
-      // and the adapter really changes the output
+      lsw_model_free(mb);
+      // and the adapter really changes the output: the same file and token without the adapter
       TinyModel t0 = t;
       t0.has_adapter = false;
-      lsw_model_free(mb);
+      for (int i = (int)t0.ts.size() - 1; i >= 0; i--)
+        if (t0.ts[i].name.compare(0, 9, "adapters.") == 0) {
+          t0.ts.erase(t0.ts.begin() + i);
+          t0.vals.erase(t0.vals.begin() + i);
+        }
+      lsw_model *m0 = nullptr;
+      OK(load(t0, &m0));
+      if (m0) {
+        std::vector<float> l0(V);
+        OK(lsw_model_eval(m0, &toks[0], 1, l0.data(), 0));
+        CHECK(max_rel(la, l0) > 1e-3, "adapter kind %d: logits without the adapter differ by only %g", kind, max_rel(la, l0));
+        lsw_model_free(m0);
+      }
     }
   }
   // bad adapter input

@@ -90,7 +90,36 @@ test('a shape contradicting config.json: one line naming file and tensor, no out
     assert.match((e as Error).message, /model\.safetensors: tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[\d+, \d+\] but config\.json implies/);
   }
   assert.not.ok(fs.existsSync(out));
-  assert.equal(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+});
+
+test('a shard that ends early while the output is being written: one line naming it, no output, no temp file left', async () => {
+  const src = path.join(dir, 'short');
+  makeTinyCheckpoint(src, { arch: 'llama', dtype: 'f32', seed: 5 });
+  const shard = path.join(src, 'model.safetensors');
+  const outDir = path.join(dir, 'short-out');
+  fs.mkdirSync(outDir);
+  const out = path.join(outDir, 'short.lsw');
+  let tensorsWritten = 0;
+  let tempSeen: string[] = [];
+  try {
+    await convertModel(src, out, {
+      onProgress: (e) => {
+        if (e.type !== 'tensor' || tensorsWritten++ > 0) return;
+        // the writer has started (its temporary file exists); the shard loses its tensor data now, so the next
+        // tensor read fails in the middle of the write
+        tempSeen = fs.readdirSync(outDir).filter((f) => f.includes('.tmp-'));
+        fs.truncateSync(shard, readSafetensors(shard).dataOffset);
+      },
+    });
+    assert.unreachable('should fail');
+  } catch (e) {
+    assert.instance(e, UserError);
+    assert.match((e as Error).message, /model\.safetensors: unexpected end of file while reading tensor data/);
+  }
+  assert.is(tensorsWritten, 1, 'the failure came after the first tensor was written');
+  assert.is(tempSeen.length, 1, 'a temporary file existed while writing');
+  assert.not.ok(fs.existsSync(out));
+  assert.equal(fs.readdirSync(outDir), [], 'no temporary file left');
 });
 
 test('missing tensor, unexpected tensor, missing tokenizer, unsupported architecture', async () => {

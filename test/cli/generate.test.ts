@@ -114,19 +114,38 @@ test('generate --json: greedy is deterministic, tokens/prompt_tokens/timings pre
   assert.is(positionalStdin.stdout, piped.stdout, 'generate MODEL with the prompt on standard input');
 });
 
-test('generate: seeded sampling repeats, --stop cuts the text', () => {
-  const args = ['generate', '-m', lsw, '-p', 'the fox', '--max-tokens', '16', '--temperature', '1.0', '--seed', '42', '--ignore-eos', '--json', '--backend', 'cpu'];
-  const a = JSON.parse(cli(args).stdout);
-  const b = JSON.parse(cli(args).stdout);
+test('generate: seeded sampling repeats, the seed/temperature/top-k/top-p/min-p change it, --stop cuts the text', () => {
+  const base = ['generate', '-m', lsw, '-p', 'the fox', '--max-tokens', '16', '--ignore-eos', '--json', '--backend', 'cpu'];
+  const args = [...base, '--temperature', '1.0', '--seed', '42'];
+  const run = (extra: string[]) => {
+    const r = cli([...base, ...extra]);
+    assert.is(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const a = run(args.slice(base.length));
+  const b = run(args.slice(base.length));
+  assert.is(a.tokens.length, 16);
   assert.equal(a.tokens, b.tokens);
+  assert.not.equal(run(['--temperature', '1.0', '--seed', '43']).tokens, a.tokens, 'another seed, other tokens');
+  const greedy = run(['--temperature', '0']).tokens;
+  assert.not.equal(a.tokens, greedy, 'temperature 1 is not greedy');
+  // with every filter off, temperature 1 samples away from the greedy tokens; each filter alone, at its
+  // tightest, leaves only the most likely token: greedy again
+  const off = { '--top-k': '0', '--top-p': '1', '--min-p': '0' };
+  const filtered = (flag: keyof typeof off, v: string) =>
+    run(['--temperature', '1', '--seed', '42', ...Object.entries({ ...off, [flag]: v }).flat()]).tokens;
+  assert.not.equal(run(['--temperature', '1', '--seed', '42', ...Object.entries(off).flat()]).tokens, greedy, 'no filter');
+  assert.equal(filtered('--top-k', '1'), greedy, '--top-k 1');
+  assert.equal(filtered('--top-p', '0.000001'), greedy, '--top-p 0.000001');
+  assert.equal(filtered('--min-p', '1'), greedy, '--min-p 1');
   const text: string = a.text;
   const cut = [...text].findIndex((ch, i) => i > 0 && ch.trim() !== '' && ch !== '\uFFFD');
-  if (cut > 0) {
-    const stop = [...text][cut];
-    const c = JSON.parse(cli([...args, '--stop', stop]).stdout);
-    assert.is(c.stop_reason, 'stop');
-    assert.is(c.text, text.slice(0, text.indexOf(stop)));
-  }
+  assert.ok(cut > 0, `a stop character after the first one in ${JSON.stringify(text)}`);
+  const stop = [...text][cut];
+  const c = JSON.parse(cli([...args, '--stop', stop]).stdout);
+  assert.is(c.stop_reason, 'stop');
+  assert.is(c.text, text.slice(0, text.indexOf(stop)));
+  assert.ok(c.tokens.length < a.tokens.length, '--stop ended the generation early');
 });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
