@@ -27,13 +27,13 @@ export function runCli(args: string[], cwd: string, opts: { env?: Record<string,
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** A failed run that printed one line `Error: ...` matching `re`, no stack trace (and, by default, no stdout). */
-export function assertOneLineError(r: CliResult, re: RegExp, opts: { stdoutEmpty?: boolean } = {}): void {
+/** A failed run that printed one line `Error: ...` matching `re`, no stack trace and nothing on stdout. */
+export function assertOneLineError(r: CliResult, re: RegExp): void {
   assert.ok(r.code !== 0 && r.code !== null, `non-zero exit, got ${r.code}; stderr: ${r.stderr}`);
   const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
   assert.is(lines.length, 1, `exactly one line on stderr: ${JSON.stringify(r.stderr)}`);
   assert.match(lines[0], /^Error: /);
   assert.match(lines[0], re);
   assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
-  if (opts.stdoutEmpty !== false) assert.is(r.stdout, '', 'nothing on stdout');
+  assert.is(r.stdout, '', 'nothing on stdout');
 }
