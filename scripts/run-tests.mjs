@@ -60,7 +60,8 @@ if (nativeOk && fs.existsSync(path.join(ctestDir, 'CTestTestfile.cmake'))) {
   if (m) {
     const total = Number(m[3]);
     const bad = Number(m[2]);
-    // ctest counts a skipped test (test_cuda without a GPU: SKIP_RETURN_CODE 77) among the passed ones; it is not
+    // ctest counts a skipped test (test_cuda without a GPU: SKIP_RETURN_CODE 77) among the passed ones; here it
+    // counts as neither passed nor failed, and is named on a SKIPPED line
     const notRun = [...(r.stdout ?? '').matchAll(/^\s*\d+ - (\S+) \((Skipped|Disabled|Not Run)\)/gm)].map((x) => x[1]);
     if (notRun.length) {
       skippedTests += notRun.length;
