@@ -35,7 +35,7 @@ export default class Generate extends BaseCommand {
     'merge-prompt': Flags.string({ options: ['tokenwise', 'batched'], default: 'tokenwise', description: 'how --mode merge evaluates the prompt: tokenwise (each prompt token merged and run alone: the same result as feeding it one token at a time, but time to first token grows with the prompt) or batched (in chunks with the experts as deltas next to the weights, as fused mode; only generated tokens merge)' }),
     'kv-cache': Flags.string({ options: ['auto', 'f32', 'f16', 'bf16'], default: 'auto', description: 'KV cache element type: auto is the weights\' own type for f16/bf16 weights (as transformers keeps it), f32 for f32 weights; f16/bf16 halve the memory of f32 and the bytes each decode step reads, K/V rounded once when stored' }),
     trace: Flags.string({ description: 'write the routing of every token to this JSON Lines file (docs/TRACE.md)' }),
-    json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, mode, adapters, timings' }),
+    json: Flags.boolean({ description: 'print one JSON object: text, tokens, prompt_tokens, stop_reason, backend, mode, precision, merge_prompt, kv_cache, adapters, timings (and trace with --trace)' }),
   };
 
   async run(): Promise<void> {
