@@ -13,6 +13,11 @@ export class UserError extends Error {
   }
 }
 
+/** The short reason of a failed file operation: its errno code (ENOENT, EISDIR, …), else its message. */
+export function ioReason(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+}
+
 /** `<file>: <problem>` */
 export function fileError(file: string, problem: string): UserError {
   return new UserError(`${file}: ${problem}`);

@@ -258,6 +258,9 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
       p.catch(() => {});  // handled where it is awaited (or dropped when generation has already ended)
       return p;
     };
+    // steps of the next chunk when `ahead` decoded tokens are still to be delivered: the chunk size, bounded by the
+    // token budget and by the context
+    const steps = (ahead: number) => Math.min(chunk, maxTokens - state.tokens.length - ahead, model.maxContext - past - ahead);
     state.prefillMs = performance.now() - tp;
     state.phase = 'decoding';
     const td = performance.now();
@@ -296,12 +299,12 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
           break;
         }
         if (queue.length === 0) {
-          const p = pending ?? decodeChunk(next, Math.min(chunk, maxTokens - state.tokens.length, model.maxContext - past));
+          const p = pending ?? decodeChunk(next, steps(0));
           pending = null;
           queue = await p;
-          // what the run may still produce after this chunk (it ends at an EOS token, the token budget or the context)
+          // the next chunk, unless this one ended at an EOS token, the token budget or the context
           const last = queue[queue.length - 1];
-          const more = Math.min(chunk, maxTokens - state.tokens.length - queue.length, model.maxContext - past - queue.length);
+          const more = steps(queue.length);
           if (queue.length > 0 && !eos.has(last) && more > 0) pending = decodeChunk(last, more);
         }
         next = queue.shift()!;

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { fileError, UserError } from './errors.js';
+import { fileError, UserError, ioReason } from './errors.js';
 
 export const DTYPE_SIZES: Record<string, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2,
@@ -246,7 +246,7 @@ export async function writeLsw(outFile: string, metadata: Record<string, string>
   try {
     fd = fs.openSync(tmp, 'wx', 0o644);
   } catch (e) {
-    throw fileError(outFile, `cannot create a file in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw fileError(outFile, `cannot create a file in ${dir} (${ioReason(e)})`);
   }
   let ok = false;
   try {

@@ -7,7 +7,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileError } from './errors.js';
+import { fileError, ioReason } from './errors.js';
+import { checkOutputPath } from './outpath.js';
 
 export const TRACE_FORMAT = 'lora-switch-trace';
 export const TRACE_VERSION = 1;
@@ -198,13 +199,13 @@ export class TraceWriter {
     const h = 'type' in header ? header : traceHeader(header);
     const dir = path.dirname(path.resolve(file));
     if (!fs.existsSync(dir)) throw fileError(file, `folder ${dir} does not exist`);
-    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw fileError(file, 'is a folder (give the path of the file to write)');
+    checkOutputPath(file, []);  // not a folder (generate also checks it against the model and adapters)
     const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
     let fd: number;
     try {
       fd = fs.openSync(tmp, 'w');
     } catch (e) {
-      throw fileError(file, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw fileError(file, `cannot write (${ioReason(e)})`);
     }
     const w = new TraceWriter(file, h, tmp, fd);
     w.put(traceLine(h));
@@ -238,7 +239,7 @@ export class TraceWriter {
       fs.renameSync(this.tmp, this.file);
     } catch (e) {
       fs.rmSync(this.tmp, { force: true });
-      throw fileError(this.file, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw fileError(this.file, `cannot write (${ioReason(e)})`);
     }
   }
 

@@ -664,11 +664,13 @@ lsw_status broken_fail() {
 }
 
 // Decode attention kernel of the step at n_past: the forced one, else by context length (State::attn_long)
-int decode_attn_variant(const lsw_model *m, const State *st) {
+// ... of a step that appends position n_past
+int decode_attn_variant_at(const State *st, int n_past) {
   const int forced = lswc::attn_decode_forced_variant();
   if (forced >= 0) return forced != 0;  // attention_decode runs the tile kernel for any variant but 0
-  return st->attn_long > 0 && m->n_past + 1 >= st->attn_long;
+  return st->attn_long > 0 && n_past + 1 >= st->attn_long;
 }
+int decode_attn_variant(const lsw_model *m, const State *st) { return decode_attn_variant_at(st, m->n_past); }
 
 // The decode step: forward of blk->io[0] at blk->io[1], sampler, advance, copies to pinned host memory.
 cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
@@ -741,6 +743,19 @@ bool same_sampler(const lsw_sampler_params &a, const lsw_sampler_params &b) {
          a.seed == b.seed;
 }
 
+// The host's bookkeeping after n decode steps have completed on the stream (the device's outputs are those of the
+// last one: its logits and counters; each step's routing is read from the same pinned buffers)
+void steps_done(lsw_model *m, State *st, int n) {
+  st->dev_valid = true;
+  if (st->logits_lazy) st->logits_on_dev = true;
+  else if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
+  m->have_logits = true;
+  m->n_past += n;
+  m->merge_steps = st->h_out->counters[0];
+  m->merge_skipped = st->h_out->counters[1];
+  for (int i = 0; i < n; i++) append_history(m, st, 1, nullptr, nullptr);
+}
+
 // One decode step through the graph (or eagerly with LSW_CUDA_GRAPH=0): returns the sampled token.
 // ev0 / ev1 (bench_decode with LSW_CUDA_BENCH_EVENTS): recorded on the stream before the step's first copy and after
 // its graph, so that their interval is the step's device time without the host's launch and synchronisation.
@@ -779,14 +794,7 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next, cudaE
   if (e == cudaSuccess && ev1) e = cudaEventRecord(ev1, st->s);
   if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
   if (e != cudaSuccess) return fail(e, "decode step");
-  st->dev_valid = true;
-  if (st->logits_lazy) st->logits_on_dev = true;
-  else if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
-  m->have_logits = true;
-  m->n_past += 1;
-  m->merge_steps = st->h_out->counters[0];
-  m->merge_skipped = st->h_out->counters[1];
-  append_history(m, st, 1, nullptr, nullptr);
+  steps_done(m, st, 1);
   *next = st->h_out->sampled;
   return LSW_OK;
 }
@@ -1417,15 +1425,6 @@ lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out) {
   return LSW_OK;
 }
 
-// decode_attn_variant as it would be with n_past positions in the cache
-static int ahead_variant_at(lsw_model *m, const State *st, int n_past) {
-  const int saved = m->n_past;
-  m->n_past = n_past;
-  const int v = decode_attn_variant(m, st);
-  m->n_past = saved;
-  return v;
-}
-
 // bench_decode with LSW_CUDA_BENCH_AHEAD=1 (see there): step 0 ordinary, steps 1 .. n-1 launched back to back.
 static lsw_status bench_decode_ahead(lsw_model *m, State *st, int32_t first_token, int32_t n_tokens, double *ms,
                                      const lsw_sampler_params &saved, uint64_t saved_step) {
@@ -1465,14 +1464,7 @@ static lsw_status bench_decode_ahead(lsw_model *m, State *st, int32_t first_toke
     restore();
     return lswc_cuda_fail(e, "decode steps launched ahead", __FILE__, __LINE__);
   }
-  for (int32_t i = 1; i < n_tokens; i++) {
-    m->n_past += 1;
-    append_history(m, st, 1, nullptr, nullptr);
-  }
-  m->merge_steps = st->h_out->counters[0];
-  m->merge_skipped = st->h_out->counters[1];
-  if (st->logits_lazy) st->logits_on_dev = true;
-  else if (!st->logits_registered) memcpy(m->logits.data(), st->h_logits, sizeof(float) * m->cfg.vocab_size);
+  steps_done(m, st, n_tokens - 1);  // (the route history of these steps repeats the last one's)
   restore();
   return LSW_OK;
 }
@@ -1509,7 +1501,7 @@ lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_
   // the current one could gain.  What it does not do: per-step host bookkeeping from the device's outputs (the route
   // history of those steps repeats the last step's routing; nothing reads it in a benchmark).
   const bool ahead = env_flag("LSW_CUDA_BENCH_AHEAD", false) && st->use_graph && n_tokens > 1 &&
-                     decode_attn_variant(m, st) == ahead_variant_at(m, st, m->n_past + n_tokens - 1);
+                     decode_attn_variant(m, st) == decode_attn_variant_at(st, m->n_past + n_tokens - 1);
   if (ahead) return bench_decode_ahead(m, st, first_token, n_tokens, ms, saved, saved_step);
   for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
     // host timer around the whole step (graph launch ... sync): what a caller of lsw_model_step sees

@@ -1,7 +1,7 @@
 /** Helpers shared by the adapter readers: folder layout, config fields, shape checks, stacking and scaling. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileError, UserError } from '../errors.js';
+import { fileError, UserError, ioReason } from '../errors.js';
 import { moduleShape, type AdapterBaseConfig, type ModuleInfo } from './modules.js';
 import type { AdapterDtype, AdapterTensor } from './types.js';
 
@@ -27,7 +27,7 @@ export function openAdapterFolder(p: string): AdapterFolder {
   try {
     text = fs.readFileSync(configFile, 'utf8');
   } catch (e) {
-    throw fileError(configFile, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw fileError(configFile, `cannot read (${ioReason(e)})`);
   }
   let config: unknown;
   try {

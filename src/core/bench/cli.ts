@@ -1,7 +1,7 @@
 /** `lora-switch bench`: flags -> options (one clear line on bad input), then progress and the report. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError, ioReason } from '../errors.js';
 import { checkOutputPath } from '../outpath.js';
 import { getNative } from '../native/abi.js';
 import { checkPrecision, checkMergePrompt, checkKvCache } from '../model.js';
@@ -158,7 +158,7 @@ export function writeJsonAtomic(file: string, value: unknown): void {
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
-    throw new UserError(`${file}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new UserError(`${file}: cannot write (${ioReason(e)})`);
   }
 }
 
