@@ -2185,11 +2185,17 @@ static void bench_sgmm() {
     std::vector<unsigned long long> h0(2 * L);
     for (int i = 0; i < 2 * L; i++) h0[i] = dhash(W0[i], (size_t)H * H * 2);
     for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)H * H * 2);
-    const double ms = time_ms([&](int) { CK(sgmm_copy_probe(3, dt, dd, 2 * L, tiles, 0)); }, 20, 1);
-    row("sgmm copy probe: v3 walk (64x128 tiles, strip-major), W = W0, no math", ms, 2.0 * L * (double)H * H * 2 * 2);
-    bool same = true;
-    for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)H * H * 2) == h0[i];
-    expect(same, "sgmm copy probe (v3 walk): W == W0 for all 64 matrices (the walk covers every element once)");
+    for (int pat : {3, 4, 3, 4}) {  // 4: each thread copies the chunks the top-1 epilogue owns (8 rows x 64 B a warp)
+      for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)H * H * 2);
+      const double ms = time_ms([&](int) { CK(sgmm_copy_probe(pat, dt, dd, 2 * L, tiles, 0)); }, 20, 1);
+      row(pat == 3 ? "sgmm copy probe: v3 walk (64x128 tiles, strip-major), W = W0, no math"
+                   : "sgmm copy probe: v3 walk, chunks in the top-1 epilogue's layout, W = W0, no math",
+          ms, 2.0 * L * (double)H * H * 2 * 2);
+      bool same = true;
+      for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)H * H * 2) == h0[i];
+      expect(same, "sgmm copy probe (v3 walk, pattern %d): W == W0 for all 64 matrices (the walk covers every element "
+             "once)", pat);
+    }
     // other tile geometries (session 36): C columns x 8192 / C rows, bands of S tiles side by side; each run twice,
     // interleaved with the v3-walk probe, so that drift within the process shows
     struct Shp { int C, S; };

@@ -452,7 +452,8 @@ int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *str
 // harness diagnostic: W = W0 for every descriptor (16-bit, the tensor-core tiling of sgmm_prepare(..., true)) with no
 // math, walking pattern 3 (variant 3's 64 x 128 tiles in strip-major order, 2 groups per SM, W0 3 tiles ahead in
 // registers): 91 % of copy on the H200, where sgmm_copy_probe_shape's same geometry without the per-tile descriptor
-// search and bounds checks moves 92.2-92.8 %
+// search and bounds checks moves 92.2-92.8 %; pattern 4: the same walk, each thread copying the chunks the top-1 SGMM
+// epilogue owns (a warp instruction covers 8 rows x 64 bytes)
 cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles,
                             cudaStream_t s);
 // harness diagnostic: the same copy in other tile geometries (C columns x 8192 / C rows, bands of S tiles side by side;

@@ -1256,9 +1256,20 @@ __device__ __forceinline__ void copy_probe_walk(int total_tiles, TileF tile, LdF
 // each group a contiguous range of the strip-major tile order, 16-byte loads of 3 tiles in flight in registers), no
 // math.  Its per-tile descriptor search and bounds checks cost it 1-1.5 points (91.0-91.2 % of copy on the H200,
 // against 92.2-92.8 % for sgmm_copy_probe_shape in the same geometry, session 36).
+// ACC (pattern 4, session 46): each thread copies the chunks the top-1 epilogue owns instead (rows wm*32 + g + 8 i,
+// 16-byte chunk wn*4 + q: a warp instruction covers 8 rows x 64 bytes, a row's 256 bytes come from 4 warps).  On an H100
+// it moved 86.2-86.6 % of copy against pattern 3's 92.8-93.4 % (bench/results/2026-12-05-h100-session46): loading W0
+// straight into the epilogue's registers costs the SGMM 7 points before anything else, one reason why W0 in registers
+// (s3_top1_w0r there, 64 % against 89 % through shared memory) was dropped.
+template <bool ACC>
 __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
                                                                  int total_tiles) {
   const int gt = threadIdx.x & 255;
+  const int w = gt >> 5, ln = gt & 31;
+  auto rc = [&](int i, int &r, int &c) {  // this thread's chunk i of a tile: row, column
+    if (ACC) { r = (w >> 2) * 32 + (ln >> 2) + 8 * i; c = ((w & 3) * 4 + (ln & 3)) * 8; }
+    else { const int qq = gt + i * 256; r = qq >> 4; c = (qq & 15) * 8; }
+  };
   struct Tl { const uint4 *src; uint4 *dst; int rows, cols, r0, c0; };
   copy_probe_walk(
       total_tiles,
@@ -1270,11 +1281,17 @@ __global__ void __launch_bounds__(512, 1) sgmm_copy_tiles_kernel(const SgmmDesc 
                   (local - cs * tiles_r) * S3_R, cs * S3_C};
       },
       [&](const Tl &x, int i, uint4 &v) {
-        const int qq = gt + i * 256, r = x.r0 + (qq >> 4), c = x.c0 + (qq & 15) * 8;
+        int r, c;
+        rc(i, r, c);
+        r += x.r0;
+        c += x.c0;
         if (r < x.rows && c < x.cols) v = ld_stream(x.src + ((size_t)r * x.cols + c) / 8);
       },
       [&](const Tl &x, int i, const uint4 &v) {
-        const int qq = gt + i * 256, r = x.r0 + (qq >> 4), c = x.c0 + (qq & 15) * 8;
+        int r, c;
+        rc(i, r, c);
+        r += x.r0;
+        c += x.c0;
         if (r < x.rows && c < x.cols) st_stream(x.dst + ((size_t)r * x.cols + c) / 8, v);
       });
 }
@@ -1475,8 +1492,10 @@ cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs, int n
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
   if (dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) return cudaErrorInvalidValue;
   const int sms = sm_count();  // (grid size only)
-  if (pattern == 3) {
-    sgmm_copy_tiles_kernel<<<std::max(1, std::min(sms, total_tiles)), 512, 0, s>>>(descs, n_descs, total_tiles);
+  if (pattern == 3 || pattern == 4) {
+    const int grid = std::max(1, std::min(sms, total_tiles));
+    if (pattern == 3) sgmm_copy_tiles_kernel<false><<<grid, 512, 0, s>>>(descs, n_descs, total_tiles);
+    else sgmm_copy_tiles_kernel<true><<<grid, 512, 0, s>>>(descs, n_descs, total_tiles);
   } else {
     return cudaErrorInvalidValue;
   }

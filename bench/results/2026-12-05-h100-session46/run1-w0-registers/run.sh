@@ -1,0 +1,25 @@
+#!/bin/bash
+# session 46 run 1: the top-1 SGMM with W0 straight into registers (s3_top1_w0r): the SGMM harness tests (bit identity
+# with W0 through shared memory / in registers 2 or 3 tiles ahead, every plan shape) and memcheck, test_cuda, then
+# bench_sgmm three times (A-B-C rows interleaved: W0 through smem / registers 2 ahead / 3 ahead, r64 top-1)
+set -u
+R=$(pwd)
+mkdir -p "$OUT/x"; X=$OUT/x
+cp "$0" $X/run.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv > $X/gpu.txt; date -u >> $X/gpu.txt
+T0=$(date +%s)
+pack() { (cd "$OUT" && tar -czf x.tgz x); }
+(cd .gpu && tar -xJf pack/bf.tar.xz -C "$R")
+cp build/prebuilt.txt $X/
+GPU=$R/.gpu SESSION_BUDGET_S=200 timeout 215 bash scripts/gpu/session.sh $X/s cudatests sgmm > $X/session.txt 2>&1
+echo "session rc=$? $(( $(date +%s) - T0 ))s"; tail -n 6 $X/session.txt
+grep -h "passed\|FAIL" $X/s/work/sgmm-tests.txt | tail -5; grep -h "ERROR SUMMARY" $X/s/work/sgmm-memcheck.txt
+grep -h "passed\|FAIL" $X/s/work/*.log 2>/dev/null | tail -3
+rm -f $X/s/session.tgz; pack
+for r in 1 2 3; do
+  LSW_HARNESS_ONLY=bench_sgmm timeout 100 build/dev/bench_kernels $X/sgmm-w0r-$r.txt > /dev/null 2>&1
+  echo "bench $r rc=$? $(( $(date +%s) - T0 ))s"
+  grep -hE "top-1|FAIL|passed|plan" $X/sgmm-w0r-$r.txt | grep -v "^  ok" | cut -c1-150
+  pack
+done 2>&1 | tee $X/w0r.txt
+pack; rm -rf "$OUT/x"
