@@ -55,6 +55,10 @@
 //   Tried and dropped (session 36 run 2, wide-group.diff there): ONE group of all 16 warps per SM (16 x 32 per warp), so
 //     that r64 top-1 holds an 8-strip super-strip with 4 stages: bit-identical, but 58-72 % at r64 top-1 (default 83-84)
 //     and 83 % at r16 top-2 (86.5): a single barrier domain has nothing to overlap its per-tile waits with.
+//   Tried and dropped (session 46, bench/results/2026-12-05-h100-session46, w0-registers.diff there): top-1 launches
+//     loading each lane's W0 bytes (the epilogue's rows lrow + 8 m) from global memory straight into registers, 2 or 3
+//     tiles ahead, the stages holding only LoRA-B rows: bit-identical, but 59-64 % of copy against 87.5-89 % (H100).
+//     In that layout a warp instruction covers 8 rows x 64 bytes; the copy probe's pattern 4 shows it costs 7 points alone.
 //   Tried and removed (2026-12-01, H200 sessions 7-8; code in commits da7540e and a0ac119): a row-streaming kernel
 //     (each warp streaming 32 rows along whole rows, raw mma.sync with permuted n-positions, no shared-memory
 //     epilogue) at 2.67 ms, and a tile-streaming kernel (variant 3's walk with W0 in registers in the mma accumulator
