@@ -1921,19 +1921,38 @@ static void test_sgmm_stream_mixed() {
                  "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d strip %d (plan: %s, %d group(s), "
                  "%d stages, super-strip %d, up to %d of %d tiles per group): bit-identical to the one-shot tc kernel",
                  dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid, c.strip,
-                 mode == 1 ? "resident" : mode == 2 ? "chunked" : "unavailable", pg, pst, pss, per_group, tiles);
+                 mode == 1 ? "resident" : mode == 2 ? "chunked" : mode == 3 ? "resident, half tiles" : "unavailable",
+                 pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
         if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
+          const bool half0 = sgmm_stream_half();
           for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}}) {
             sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+            sgmm_set_stream_half(false);
             sgmm_set_stream_top1(false);
             const auto got = run(3);
             sgmm_set_stream_top1(true);
+            sgmm_set_stream_half(half0);
             expect(got == ref0, "sgmm tc stream %s %d descs max r%d top1, cfg groups %d stages %d grid %d strip %d, "
                    "top-1 consumer off: bit-identical to the one-shot tc kernel", dname(dt), nm_, maxr, c.groups,
                    c.stages, c.grid, c.strip);
           }
+          // whole tiles (the top-1 consumer of s3_resident) and half tiles (s3_top1_half), in every plan shape
+          for (int hf : {0, 1})
+            for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 4, 1, 1}, Cfg{2, 5, 2, 2}, Cfg{2, 3, 5, 4}, Cfg{1, 8, 3, 8},
+                          Cfg{0, 0, 1, 0}, Cfg{2, 4, 0, 1}}) {
+              sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+              sgmm_set_stream_half(hf == 1);
+              int pg = 0, pst = 0, pss = 0;
+              const int mode = sgmm_stream_plan(K, maxr, &pg, &pst, &pss);
+              const auto got = run(3);
+              sgmm_set_stream_half(half0);
+              expect(mode != 0 && got == ref0,
+                     "sgmm tc stream %s %d descs max r%d top1, %s, cfg groups %d stages %d grid %d strip %d (plan %d: "
+                     "%d group(s), %d stages, super-strip %d): bit-identical to the one-shot tc kernel", dname(dt), nm_,
+                     maxr, hf ? "half tiles" : "whole tiles", c.groups, c.stages, c.grid, c.strip, mode, pg, pst, pss);
+            }
           sgmm_set_stream_cfg(0, 0, 0);
         }
         {  // skip flag with a small grid: nothing written
@@ -2122,7 +2141,7 @@ static void bench_sgmm() {
     return h;
   };
   struct Cfg { int rank, K; };
-  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}}) {
+  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}, Cfg{16, 1}, Cfg{32, 1}}) {
     std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
     for (int tc : {4, 3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming
       if (!tc && (g_quick || c.rank > 16)) continue;
@@ -2142,14 +2161,29 @@ static void bench_sgmm() {
         const int grid = std::max(1, std::min(sms, tiles));
         logf("    (tc stream plan: %s, %d group(s) of 8 warps per SM, %d stages, super-strip of %d x 128 columns, up to %d of "
              "%d tiles per group)\n",
-             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : "unavailable", pg, pst, pss,
+             mode == 1 ? "resident A" : mode == 2 ? "chunked operands" : mode == 3 ? "resident A, half tiles" : "unavailable",
+             pg, pst, pss,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
+        for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
+          const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
+          sgmm_set_stream_half(hf);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          sgmm_set_stream_half(hd);
+          snprintf(nm, sizeof nm, "sgmm tc stream, top-1, %s tiles, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
+                   hf ? "half" : "whole", c.rank, c.K);
+          row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, %s tiles: same bits as the default", H, H,
+                 c.rank, hf ? "half" : "whole");
+        }
         for (int rep = 0; c.K == 1 && rep < 2; rep++) {  // A-B, interleaved: the general consumer, then the default
+          const bool half0 = sgmm_stream_half();
+          sgmm_set_stream_half(false);  // the top-1 consumer of s3_resident against its general consumer
           sgmm_set_stream_top1(rep == 1);
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
           sgmm_set_stream_top1(true);
-          snprintf(nm, sizeof nm, "sgmm tc stream, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
+          sgmm_set_stream_half(half0);
+          snprintf(nm, sizeof nm, "sgmm tc stream, whole tiles, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
                    rep ? "on (again)" : "off", c.rank, c.K);
           row(nm, ms2, bytes);
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",

@@ -156,7 +156,8 @@ static void test_ops() {
     if (dt != LSW_DTYPE_F32) {
       const char *env0 = getenv("LSW_CUDA_SGMM_VARIANT");  // restored afterwards (it also steers the model tests)
       const std::string saved_env = env0 ? env0 : "";
-      const int shp[][4] = {{100, 136, 48, 3}, {130, 264, 80, 2}};  // rows, cols, rank, top_k
+      // rows, cols, rank, top_k; the top-1 shapes run variant 3's half-tile path (sgmm.cu s3_top1_half)
+      const int shp[][4] = {{100, 136, 48, 3}, {130, 264, 80, 2}, {130, 264, 64, 1}, {100, 136, 48, 1}};
       for (auto &sh : shp) {
         const int nm = 2, rows = sh[0], cols = sh[1], rank = sh[2], K = sh[3];
         auto W0 = rand_w(dt, (size_t)nm * rows * cols, 0.5f);

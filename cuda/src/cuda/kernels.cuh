@@ -446,8 +446,13 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip 
 // variant 3's top-1 consumer (both 16-row halves of a warp's block at once, the k-steps unrolled for ranks 16 / 32 /
 // 64): on by default (the model: LSW_CUDA_SGMM_TOP1=0 switches it off).  Same bits either way.
 void sgmm_set_stream_top1(bool on);
+// variant 3's top-1 launches in 32-row half tiles (s3_top1_half: more of W0 in flight in the same shared memory);
+// same bits either way
+void sgmm_set_stream_half(bool on);
+bool sgmm_stream_half();
 // what variant 3 will do for top_k x max_rank on the current device: 0 unavailable (not set up / too little
-// shared memory), 1 resident A, 2 chunked operands; *groups, *stages, *strip per the current knobs
+// shared memory), 1 resident A, 2 chunked operands, 3 resident A in half tiles (top-1); *groups, *stages,
+// *strip per the current knobs
 int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip = nullptr);
 // harness diagnostic: W = W0 for every descriptor (16-bit, the tensor-core tiling of sgmm_prepare(..., true)) with no
 // math, walking pattern 3 (variant 3's 64 x 128 tiles in strip-major order, 2 groups per SM, W0 3 tiles ahead in

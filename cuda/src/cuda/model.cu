@@ -924,6 +924,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   // the streaming SGMM's top-1 consumer (sgmm.cu s3_top1_mma, session 26: r64 top-1 82.4 -> 84.1-84.5 % of copy);
   // LSW_CUDA_SGMM_TOP1=0: the general consumer for top-1 too (same bits)
   lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
+  // top-1 SGMMs in 32-row half tiles (sgmm.cu s3_top1_half, session 46): LSW_CUDA_SGMM_HALF=0 for whole tiles (same bits)
+  lswc::sgmm_set_stream_half(env_flag("LSW_CUDA_SGMM_HALF", true));
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {

@@ -41,6 +41,10 @@
 //     ms (82.4 -> 84.5 / 84.1 % of copy, interleaved in one harness process).  Tried in the same session and dropped: a
 //     row block's LoRA-B rows staged once for the super-strip's tiles instead of per tile: no gain at r64 top-1 or r16
 //     top-2, and the general consumer got slower (r64 top-2 1.69 -> 1.74 ms).
+//     Session 46: top-1 launches run in 32-row half tiles (s3_top1_half, sgmm_tc_stream_half_kernel; S3_F_HALF, the
+//     model's LSW_CUDA_SGMM_HALF=0 switches it off): half stages of 8 KB of W0 + 32 LoRA-B rows, so r64 keeps its 4-strip
+//     super-strip with 4 stages (3 half tiles in flight) instead of 2 whole ones: on the H200 r64 top-1 84.2-84.5 ->
+//     85.3-86.3 % of copy, r32 86.9-87.0 -> 89.7-89.9, r16 88.8-89.1 -> 90.0-90.5 (three harness processes).
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
@@ -498,6 +502,7 @@ constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 1
 constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
+constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -1184,17 +1189,9 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
 
-template <typename T>
-__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
-                                                               int total_tiles, int top_k,
-                                                               const int *__restrict__ experts,
-                                                               const float *__restrict__ gates, const int *skip,
-                                                               int smem_bytes, int cfg_groups, int cfg_maxst,
-                                                               int cfg_strip, int cfg_flags) {
-  if (skip && *skip) return;  // uniform over the grid, before any copy is issued
-  extern __shared__ __align__(128) unsigned char s3_smem[];
-  int *s_rank = reinterpret_cast<int *>(s3_smem);
-  // max rank over the descriptors (sizes the resident operands; every block computes the same plan)
+// max rank over the descriptors (sizes the resident operands; every block computes the same plan); s_rank: a word of
+// the block header
+__device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, int n_descs, int *s_rank) {
   if (threadIdx.x == 0) *s_rank = 16;
   __syncthreads();
   int mr = 16;
@@ -1202,7 +1199,15 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   mr = __reduce_max_sync(0xffffffffu, mr);
   if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
   __syncthreads();
-  const int ktm = top_k * *s_rank;
+  return *s_rank;
+}
+
+// variant 3's plan and group split for K = top_k * max rank, then resident or chunked mode
+template <typename T>
+__device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
+                                       const int *__restrict__ experts, const float *__restrict__ gates,
+                                       unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
+                                       int cfg_strip, int cfg_flags) {
   const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
@@ -1220,6 +1225,281 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   }
 
   s3_chunked<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ns, bar_id, gt);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                               int total_tiles, int top_k,
+                                                               const int *__restrict__ experts,
+                                                               const float *__restrict__ gates, const int *skip,
+                                                               int smem_bytes, int cfg_groups, int cfg_maxst,
+                                                               int cfg_strip, int cfg_flags) {
+  if (skip && *skip) return;  // uniform over the grid, before any copy is issued
+  extern __shared__ __align__(128) unsigned char s3_smem[];
+  const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
+  s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
+            cfg_strip, cfg_flags);
+}
+
+// ---- variant 3, top-1 in half tiles (flag S3_F_HALF; session 46) ---------------------------------------------------
+// Why: r64 top-1 with two groups holds a 4-strip A block (66.5 KB) and two 24 KB stages per group, so while a group
+// computes one 64 x 128 tile only the next one (16 KB of W0) is in flight; the copy probe keeps three per group and
+// moves 92-93 % of copy against the SGMM's 84 % (H200).  Here a group computes each tile as two 32-row halves, all 8
+// warps on one half (16 x 32 per warp), and the stages hold half tiles (8 KB of W0 + 32 LoRA-B rows): the same shared
+// memory holds 4 of them, so 3 half tiles (24 KB of W0) are in flight while one is computed.  Each warp loads its
+// LoRA-A fragments once per half instead of once per tile, and the group meets at a barrier twice per tile.  Same
+// products in the same order (ascending 16-rank steps from zero, then one fmaf from W0): the same bits.
+constexpr int S3_F_HALF_BYTES = 32 * S3_C * 2;  // a half tile's W0
+__host__ __device__ inline int s3_half_stage(int rank) { return S3_F_HALF_BYTES + 32 * s3_ldb(rank) * 2; }
+// Plan: two groups (one only where two do not fit), the widest super-strip that leaves >= 3 half stages, and at most
+// `def_ns` stages unless the harness caps them: the launcher passes 4 on GPUs with more than 4 TB/s of peak memory
+// bandwidth, 3 below (more bytes in flight where the memory system needs them).  Session 46 (all 64 q,v weights of
+// Llama-2-7B, % of copy, harness processes on one H200 and four H100s; bench/results/2026-12-05-h100-session46): H200
+// 4 stages: r64 85.3-86.3 (whole tiles 84.2-84.5), r32 89.7-89.9 (86.9-87.0), r16 90.0-90.5 (88.8-89.1); 3 stages:
+// 82.4-84.9 / 88.6-88.8 / 89.0-89.1.  H100 3 stages: r64 87.3-87.8 (whole 87.4-88.0), r32 91.1-91.8 (91.1-91.6), r16
+// 91.5-92.3 (90.6-91.3); 4 stages: 86.4-86.9 / 91.0-91.2 / 91.5-91.6.  One group of 8 stages: 86.6-88.7 on the H100,
+// 61-82 on the H200.
+__host__ __device__ inline S3Plan s3_plan_half(int smem, int rank, int cfg_groups, int cfg_maxst, int cfg_strip,
+                                               int def_ns) {
+  const bool fs = cfg_strip == 1 || cfg_strip == 2 || cfg_strip == 4 || cfg_strip == 8;
+  const int maxst = cfg_maxst >= 2 && cfg_maxst <= S3_MAXNS ? cfg_maxst : def_ns;
+  S3Plan p{1, 0, 0, 0, 1};
+  if (rank > 128) return p;  // B rows of more than 2 chunks per thread: not this path
+  for (int g = 2; g >= 1 && !p.resident; g--) {
+    if ((cfg_groups == 1 || cfg_groups == 2) && g != cfg_groups) continue;
+    p.groups = g;
+    p.per = ((smem - S3_HDR) / g) & ~127;
+    for (int st = 8; st >= 1; st >>= 1) {
+      if (fs && st != cfg_strip) continue;
+      const long long n = (long long)p.per - (long long)rank * s3_alds(st) * 2;
+      const int ns = n <= 0 ? 0 : (int)(n / s3_half_stage(rank));
+      if (ns >= 3) { p.resident = 1; p.ns = ns > maxst ? maxst : ns; p.strip = st; break; }
+    }
+  }
+  if (!p.resident) p.ns = 0;
+  return p;
+}
+
+// one 16-row block of a top-1 product: c = B rows (aop) x A fragments (bop), ascending 16-rank steps from zero
+template <typename T, int KS>
+__device__ __forceinline__ void s3_top1_mma16(float (&c)[4][4], uint32_t aop, uint32_t bop, int alds, int a_hi, int a_sw,
+                                              int ks_rt) {
+  auto step = [&](int s, bool first) {
+    const int kk = s * 16;
+    const uint32_t ach = (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4);
+    uint32_t a0[4], b0[4], b1[4];
+    s3_ldsm_t(bop + kk * alds * 2, b0);
+    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
+    s3_ldsm(aop + ach, a0);
+    auto mma = [&](float (&acc)[4], uint32_t x, uint32_t y) {
+      if (first) s3_hmma0<T>(acc, a0, x, y);
+      else s3_hmma<T>(acc, a0, x, y);
+    };
+    mma(c[0], b0[0], b0[1]);
+    mma(c[1], b0[2], b0[3]);
+    mma(c[2], b1[0], b1[1]);
+    mma(c[3], b1[2], b1[3]);
+  };
+  step(0, true);
+  if constexpr (KS > 0) {
+#pragma unroll
+    for (int s = 1; s < KS; s++) step(s, false);
+  } else {
+#pragma unroll 1
+    for (int s = 1; s < ks_rt; s++) step(s, false);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void s3_top1_half(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
+                                             const int *__restrict__ experts, const float *__restrict__ gates,
+                                             unsigned char *gsm, int rmax, int ns, int S, int bar_id, int gt) {
+  const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
+  const int ldb = s3_ldb(rmax), stage_bytes = s3_half_stage(rmax), alds = s3_alds(S);
+  const S3Bswz bz = s3_bswz(rmax);
+  auto b_off = [&](int r, int c) {  // half-stage byte offset of B row r (0..31), logical 16-byte chunk c
+    return (uint32_t)(S3_F_HALF_BYTES + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
+  };
+  uint32_t *As = reinterpret_cast<uint32_t *>(gsm);  // A block, 32-bit words (alds / 2 per row)
+  const uint32_t a_u32 = s3_smem_u32(As);
+  const unsigned char *st0 = gsm + rmax * alds * 2;
+  const uint32_t st0_u32 = a_u32 + rmax * alds * 2;
+
+  // ---- producer: half tile (p, hp) into stage ps: W0 rows hp*32 + gt/16 + 16 i (i = 0, 1), 16-byte chunk gt%16
+  // (swizzled by row parity), and the half's 32 B rows of the selected expert (chunks gt + 256 u)
+  const int pr = gt >> 4, pv = gt & 15;
+  const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
+  S3Cur P_ = s3_cur_at(descs, n_descs, t_beg, S);
+  int p = t_beg, hp = 0, ps = 0, pnch = 0, prank = 16;
+  const T *pBe = nullptr, *pW0 = nullptr;
+  uint32_t sbr[2];  // chunk gt + 256 u of the half's B rows: stage offset | row << 24
+  auto pload = [&]() {
+    const SgmmDesc *D = descs + P_.d;
+    prank = D->rank;
+    pBe = static_cast<const T *>(D->B) + (size_t)__ldg(experts + D->slot) * P_.rows * prank;
+    pW0 = static_cast<const T *>(D->W0);
+    const int per = prank >> 3;
+    pnch = 32 * per;
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      const int qq = gt + 256 * u, r = qq / per, j8 = qq - r * per;
+      sbr[u] = qq < pnch ? b_off(r, j8) | (uint32_t)r << 24 : 0u;
+    }
+  };
+  pload();
+  auto issue = [&]() {
+    if (p < t_end) {
+      const uint32_t st = st0_u32 + ps * stage_bytes;
+      const int r0 = P_.r0 + hp * 32, c = P_.c0 + pv * 8;
+      const T *src = pW0 + (size_t)(r0 + pr) * P_.cols + c;
+      const size_t step = (size_t)16 * P_.cols;
+      if (r0 + 32 <= P_.rows && P_.c0 + S3_C <= P_.cols) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) s3_cp16(st + w_off + i * 16 * S3_C * 2, src + i * step, true);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+          const bool ok = r0 + pr + 16 * i < P_.rows && c < P_.cols;
+          s3_cp16(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : pW0, ok);
+        }
+      }
+      const T *bt = pBe + (size_t)r0 * prank;  // rows r0 .. r0 + 31 of B_e: 32 * rank contiguous elements
+#pragma unroll
+      for (int u = 0; u < 2; u++)
+        if (gt + 256 * u < pnch) {
+          const bool ok = r0 + (int)(sbr[u] >> 24) < P_.rows;
+          s3_cp16(st + (sbr[u] & 0xffffffu), ok ? bt + (gt + 256 * u) * 8 : pBe, ok);
+        }
+      if (hp == 0) {
+        hp = 1;
+      } else {
+        hp = 0;
+        p++;
+        const int d0 = P_.d;
+        s3_cur_next(P_, descs, n_descs, S);
+        if (P_.d != d0 && p < t_end) pload();
+      }
+    }
+    s3_commit();
+    ps = ps + 1 == ns ? 0 : ps + 1;
+  };
+  for (int i = 0; i < ns - 1; i++) issue();
+
+  // ---- consumer: warp (wm, wn) computes rows wm*16 .. +15 of the half, columns wn*32 .. +31 of the strip
+  const uint32_t a_lane = (uint32_t)((lane & 15) * ldb * 2);
+  const int a_hi = lane >> 4, a_sw = ((lane & 15) >> bz.sh) & bz.mask;
+  const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * alds + wn * 32 + (lane >> 4) * 8) * 2);
+  const int chunk = wn * 4 + q, lrow = wm * 16 + g;
+  const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // row lrow + 8 keeps the parity of g
+  S3Cur C = s3_cur_at(descs, n_descs, t_beg, S);
+  int cst = 0, a_d = -1, a_cb = -1, crank = 16;
+  T *cW = nullptr;
+  float gk = 0.f;
+  for (int t = t_beg; t < t_end; t++) {
+#pragma unroll 1
+    for (int h = 0; h < 2; h++) {
+      s3_wait(ns - 2);  // this thread's copies of the half have landed
+      s3_bar(bar_id);   // everyone's have; everyone is done with the previous half (its stage, the A block)
+      issue();          // the half ns - 1 ahead into the stage the previous half used
+      if (h == 0 && (C.d != a_d || C.cb != a_cb)) {  // new super-strip: its A rows, words transposed (s3_resident)
+        const SgmmDesc *D = descs + C.d;
+        crank = D->rank;
+        cW = static_cast<T *>(D->W);
+        const int e = __ldg(experts + D->slot);
+        gk = __ldg(gates + D->slot) * D->scale;
+        const T *A = static_cast<const T *>(D->A);
+        const int vs = __ffs(S) + 3;
+        const int nvec = crank << vs;
+        for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
+          uint4 v[4];
+#pragma unroll
+          for (int u = 0; u < 4; u++) {
+            const int qq = q0 + u * 256, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
+            v[u] = make_uint4(0u, 0u, 0u, 0u);
+            if (qq < nvec && c < C.cols)
+              v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)e * crank + row) * C.cols + c));
+          }
+#pragma unroll
+          for (int u = 0; u < 4; u++) {
+            const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
+            if (qq < nvec) {
+              uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
+              dst[0] = v[u].x;
+              dst[4] = v[u].y;
+              dst[8] = v[u].z;
+              dst[12] = v[u].w;
+            }
+          }
+        }
+        s3_bar(bar_id);
+        a_d = C.d;
+        a_cb = C.cb;
+      }
+      const uint32_t st = st0_u32 + cst * stage_bytes;
+      const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
+      const uint32_t aop = st + S3_F_HALF_BYTES + a_lane + wm * 16 * ldb * 2;
+      float c[4][4];
+      if (crank == 64) s3_top1_mma16<T, 4>(c, aop, bop, alds, a_hi, a_sw, 4);
+      else if (crank == 32) s3_top1_mma16<T, 2>(c, aop, bop, alds, a_hi, a_sw, 2);
+      else if (crank == 16) s3_top1_mma16<T, 1>(c, aop, bop, alds, a_hi, a_sw, 1);
+      else s3_top1_mma16<T, 0>(c, aop, bop, alds, a_hi, a_sw, crank >> 4);
+      const unsigned char *w0p = st0 + cst * stage_bytes + w0_lane;
+      const int row0 = C.r0 + h * 32 + lrow;  // rows row0, row0 + 8
+      T *wq = cW + (size_t)row0 * C.cols + C.c0 + chunk * 8;
+      const bool cok = C.c0 + chunk * 8 < C.cols;
+#pragma unroll
+      for (int m = 0; m < 2; m++) {  // row lrow + 8 m: accumulator elements 2 m, 2 m + 1
+        const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
+        float f[8];
+        unpack16<T>(w0, f);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {  // W = round(fmaf(g, tmp, W0)): one FFMA per element
+          f[2 * j] = fmaf(gk, c[j][2 * m], f[2 * j]);
+          f[2 * j + 1] = fmaf(gk, c[j][2 * m + 1], f[2 * j + 1]);
+        }
+        if (cok && row0 + 8 * m < C.rows) st_stream(wq + (size_t)m * 8 * C.cols, pack16<T>(f));
+      }
+      cst = cst + 1 == ns ? 0 : cst + 1;
+    }
+    s3_cur_next(C, descs, n_descs, S);
+  }
+  s3_wait(0);
+}
+
+template <typename T>
+__device__ __noinline__ void s3_run_call(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles,
+                                         const int *__restrict__ experts, const float *__restrict__ gates,
+                                         unsigned char *s3_smem, int smem_bytes, int rmax, int cfg_groups, int cfg_maxst,
+                                         int cfg_strip, int cfg_flags) {
+  s3_run<T>(descs, n_descs, total_tiles, 1, experts, gates, s3_smem, smem_bytes, rmax, cfg_groups, cfg_maxst, cfg_strip,
+            cfg_flags);
+}
+
+// The launcher's kernel for top-1 launches with S3_F_HALF: s3_top1_half where its plan fits (rank <= 128), else
+// variant 3's own plan (s3_run).
+template <typename T>
+__global__ void __launch_bounds__(512, 1) sgmm_tc_stream_half_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
+                                                                    int total_tiles, const int *__restrict__ experts,
+                                                                    const float *__restrict__ gates, const int *skip,
+                                                                    int smem_bytes, int cfg_groups, int cfg_maxst,
+                                                                    int cfg_strip, int cfg_flags, int def_ns) {
+  if (skip && *skip) return;
+  extern __shared__ __align__(128) unsigned char s3_smem[];
+  const int rmax = s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
+  const S3Plan pl = s3_plan_half(smem_bytes, rmax, cfg_groups, cfg_maxst, cfg_strip, def_ns);
+  if (!pl.resident) {  // (not inlined: its registers would crowd s3_top1_half's)
+    s3_run_call<T>(descs, n_descs, total_tiles, experts, gates, s3_smem, smem_bytes, rmax, cfg_groups, cfg_maxst,
+                   cfg_strip, cfg_flags);
+    return;
+  }
+  const int grp = threadIdx.x >> 8;
+  if (grp >= pl.groups) return;
+  const int bar_id = 1 + grp, gt = threadIdx.x & 255;
+  const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;
+  s3_top1_half<T>(descs, n_descs, t_beg, t_end, experts, gates, s3_smem + S3_HDR + grp * pl.per, rmax, pl.ns,
+                  pl.strip, bar_id, gt);
 }
 
 // The copy probes' walk (harness diagnostics, no math): each 256-thread group of a block copies a contiguous range of
@@ -1374,8 +1654,11 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 }
 
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
-static int g_s3_flags = S3_F_TOP1;
+static int g_s3_flags = S3_F_TOP1 | S3_F_HALF;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
+// top-1 launches in half tiles (s3_top1_half)
+void sgmm_set_stream_half(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_HALF) : (g_s3_flags & ~S3_F_HALF); }
+bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
 
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
@@ -1385,6 +1668,7 @@ static int persist_grid(int total_tiles) { return std::max(1, std::min(total_til
 struct S3Dev {
   int state = 0;  // 0: not tried, 1: ready, -1: unavailable (too little shared memory or an error)
   int sms = 0, smem = 0;
+  int half_ns = 3;  // s3_plan_half's stage cap: 4 above 4 TB/s of peak memory bandwidth
 };
 static std::mutex g_s3_mu;
 static S3Dev g_s3_dev[64];
@@ -1404,14 +1688,22 @@ static const S3Dev *s3_device(bool may_setup) {
               sms > 0 && optin >= S3_MIN_SMEM;
     if (ok)
       ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess;
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess;
     if (!ok) cudaGetLastError();
     sd.sms = sms;
     sd.smem = optin;
+    int mclk = 0, bus = 0;  // kHz, bits
+    if (cudaDeviceGetAttribute(&mclk, cudaDevAttrMemoryClockRate, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, dev) == cudaSuccess)
+      sd.half_ns = 2.0 * mclk * 1e3 * bus / 8 > 4e12 ? 4 : 3;  // H200: 4.9 TB/s, H100 SXM: 3.35
+    else
+      cudaGetLastError();
     sd.state = ok ? 1 : -1;
     if (cuda_verbose())
-      fprintf(stderr, "lswc: sgmm streaming kernel %s (device %d: %d SMs, %d bytes of shared memory per block)\n",
-              ok ? "ready" : "unavailable", dev, sms, optin);
+      fprintf(stderr, "lswc: sgmm streaming kernel %s (device %d: %d SMs, %d bytes of shared memory per block, top-1 half "
+              "tiles with up to %d stages)\n", ok ? "ready" : "unavailable", dev, sms, optin, sd.half_ns);
   }
   return sd.state == 1 ? &sd : nullptr;
 }
@@ -1419,6 +1711,15 @@ static const S3Dev *s3_device(bool may_setup) {
 int sgmm_stream_plan(int top_k, int max_rank, int *groups, int *stages, int *strip) {
   const S3Dev *sd = s3_device(false);
   if (!sd) return 0;
+  if (top_k == 1 && (g_s3_flags & S3_F_HALF)) {
+    const S3Plan w = s3_plan_half(sd->smem, max_rank, g_s3_groups, g_s3_stages, g_s3_strip, sd->half_ns);
+    if (w.resident) {
+      if (groups) *groups = w.groups;
+      if (stages) *stages = w.ns;
+      if (strip) *strip = w.strip;
+      return 3;
+    }
+  }
   const S3Plan p = s3_plan(sd->smem, top_k * max_rank, g_s3_groups, g_s3_stages, g_s3_strip);
   if (p.ns < 2) return 0;
   if (groups) *groups = p.groups;
@@ -1461,7 +1762,17 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
   if (tc && variant == 3) {
     int grid = g_s3_grid > 0 ? std::min(g_s3_grid, sd->sms) : sd->sms;
     grid = std::max(1, std::min(grid, total_tiles));
-    if (dtype == LSW_DTYPE_F16)
+    if (top_k == 1 && (g_s3_flags & S3_F_HALF)) {
+      if (dtype == LSW_DTYPE_F16)
+        sgmm_tc_stream_half_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, experts, gates, skip,
+                                                                       sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags,
+                                                                       sd->half_ns);
+      else if (dtype == LSW_DTYPE_BF16)
+        sgmm_tc_stream_half_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, experts, gates,
+                                                                              skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags,
+                                                                       sd->half_ns);
+      else return cudaErrorInvalidValue;
+    } else if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
                                                                 sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
     else if (dtype == LSW_DTYPE_BF16)
