@@ -1249,8 +1249,8 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
 // memory holds 4 of them, so 3 half tiles (24 KB of W0) are in flight while one is computed.  Each warp loads its
 // LoRA-A fragments once per half instead of once per tile, and the group meets at a barrier twice per tile.  Same
 // products in the same order (ascending 16-rank steps from zero, then one fmaf from W0): the same bits.
-constexpr int S3_F_HALF_BYTES = 32 * S3_C * 2;  // a half tile's W0
-__host__ __device__ inline int s3_half_stage(int rank) { return S3_F_HALF_BYTES + 32 * s3_ldb(rank) * 2; }
+constexpr int S3_HALF_W0 = 32 * S3_C * 2;  // a half tile's W0
+__host__ __device__ inline int s3_half_stage(int rank) { return S3_HALF_W0 + 32 * s3_ldb(rank) * 2; }
 // Plan: two groups (one only where two do not fit), the widest super-strip that leaves >= 3 half stages, and at most
 // `def_ns` stages unless the harness caps them: the launcher passes 4 on GPUs with more than 4 TB/s of peak memory
 // bandwidth, 3 below (more bytes in flight where the memory system needs them).  Session 46 (all 64 q,v weights of
@@ -1318,7 +1318,7 @@ __device__ __forceinline__ void s3_top1_half(const SgmmDesc *__restrict__ descs,
   const int ldb = s3_ldb(rmax), stage_bytes = s3_half_stage(rmax), alds = s3_alds(S);
   const S3Bswz bz = s3_bswz(rmax);
   auto b_off = [&](int r, int c) {  // half-stage byte offset of B row r (0..31), logical 16-byte chunk c
-    return (uint32_t)(S3_F_HALF_BYTES + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
+    return (uint32_t)(S3_HALF_W0 + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
   };
   uint32_t *As = reinterpret_cast<uint32_t *>(gsm);  // A block, 32-bit words (alds / 2 per row)
   const uint32_t a_u32 = s3_smem_u32(As);
@@ -1437,7 +1437,7 @@ __device__ __forceinline__ void s3_top1_half(const SgmmDesc *__restrict__ descs,
       }
       const uint32_t st = st0_u32 + cst * stage_bytes;
       const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
-      const uint32_t aop = st + S3_F_HALF_BYTES + a_lane + wm * 16 * ldb * 2;
+      const uint32_t aop = st + S3_HALF_W0 + a_lane + wm * 16 * ldb * 2;
       float c[4][4];
       if (crank == 64) s3_top1_mma16<T, 4>(c, aop, bop, alds, a_hi, a_sw, 4);
       else if (crank == 32) s3_top1_mma16<T, 2>(c, aop, bop, alds, a_hi, a_sw, 2);
@@ -1765,12 +1765,12 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
     if (top_k == 1 && (g_s3_flags & S3_F_HALF)) {
       if (dtype == LSW_DTYPE_F16)
         sgmm_tc_stream_half_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, experts, gates, skip,
-                                                                       sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags,
-                                                                       sd->half_ns);
+                                                                       sd->smem, g_s3_groups, g_s3_stages, g_s3_strip,
+                                                                       g_s3_flags, sd->half_ns);
       else if (dtype == LSW_DTYPE_BF16)
         sgmm_tc_stream_half_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, experts, gates,
-                                                                              skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags,
-                                                                       sd->half_ns);
+                                                                              skip, sd->smem, g_s3_groups, g_s3_stages,
+                                                                              g_s3_strip, g_s3_flags, sd->half_ns);
       else return cudaErrorInvalidValue;
     } else if (dtype == LSW_DTYPE_F16)
       sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
