@@ -767,6 +767,37 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
   }
 }
 
+// A rows of a super-strip into the resident block As (32-bit words, alds / 2 per row): K rows, row r of the block
+// being row arow(r) of A (the caller's expert / rank mapping), S 128-column strips from column cb, each 16-byte chunk's
+// words transposed in 4 x 4 groups so that a lane's accumulator columns come out contiguous (see the resident path's
+// notes); zero past cols.  Synchronous; the caller's group barrier publishes it.
+template <typename T, typename RowF>
+__device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, int K, int cols, int cb, int S, int gt,
+                                           RowF arow) {
+  const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
+  const int nvec = K << vs;
+  for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
+    uint4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int qq = q0 + u * 256, row = qq >> vs, c = cb + (qq & ((S << 4) - 1)) * 8;
+      v[u] = make_uint4(0u, 0u, 0u, 0u);
+      if (qq < nvec && c < cols) v[u] = __ldg(reinterpret_cast<const uint4 *>(A + arow(row) * cols + c));
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
+      if (qq < nvec) {
+        uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
+        dst[0] = v[u].x;
+        dst[4] = v[u].y;
+        dst[8] = v[u].z;
+        dst[12] = v[u].w;
+      }
+    }
+  }
+}
+
 // Tile cursor of resident mode: per matrix, super-strips of S 128-column strips (the last one may be narrower), and in
 // each super-strip the 64-row blocks in order, the S tiles of a row block side by side.  Any bijection of a matrix's
 // tiles onto [tile0, tile0 + tiles) works, since the groups split that index range; the chunked path walks the plain
@@ -942,32 +973,10 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       cgsl = gates + D->slot * top_k;
       cgsc = D->scale;
       for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k) * cgsc;
-      const T *A = static_cast<const T *>(D->A);
-      const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
-      const int nvec = (top_k * crank) << vs;
-      for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
-        uint4 v[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int qq = q0 + u * 256, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
-          v[u] = make_uint4(0u, 0u, 0u, 0u);
-          if (qq < nvec && c < C.cols) {
-            const int k = row / crank, j = row - k * crank;
-            v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)__ldg(esl + k) * crank + j) * C.cols + c));
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-          const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
-          if (qq < nvec) {
-            uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
-            dst[0] = v[u].x;
-            dst[4] = v[u].y;
-            dst[8] = v[u].z;
-            dst[12] = v[u].w;
-          }
-        }
-      }
+      s3_stage_a(As, alds, static_cast<const T *>(D->A), top_k * crank, C.cols, C.cb, S, gt, [&](int row) {
+        const int k = row / crank, j = row - k * crank;  // rank j of expert k
+        return (size_t)__ldg(esl + k) * crank + j;
+      });
       s3_bar(bar_id);
       a_d = C.d;
       a_cb = C.cb;
@@ -1407,30 +1416,8 @@ __device__ __forceinline__ void s3_top1_half(const SgmmDesc *__restrict__ descs,
         cW = static_cast<T *>(D->W);
         const int e = __ldg(experts + D->slot);
         gk = __ldg(gates + D->slot) * D->scale;
-        const T *A = static_cast<const T *>(D->A);
-        const int vs = __ffs(S) + 3;
-        const int nvec = crank << vs;
-        for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
-          uint4 v[4];
-#pragma unroll
-          for (int u = 0; u < 4; u++) {
-            const int qq = q0 + u * 256, row = qq >> vs, c = C.cb + (qq & ((S << 4) - 1)) * 8;
-            v[u] = make_uint4(0u, 0u, 0u, 0u);
-            if (qq < nvec && c < C.cols)
-              v[u] = __ldg(reinterpret_cast<const uint4 *>(A + ((size_t)e * crank + row) * C.cols + c));
-          }
-#pragma unroll
-          for (int u = 0; u < 4; u++) {
-            const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
-            if (qq < nvec) {
-              uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
-              dst[0] = v[u].x;
-              dst[4] = v[u].y;
-              dst[8] = v[u].z;
-              dst[12] = v[u].w;
-            }
-          }
-        }
+        s3_stage_a(As, alds, static_cast<const T *>(D->A), crank, C.cols, C.cb, S, gt,
+                   [&](int row) { return (size_t)e * crank + row; });
         s3_bar(bar_id);
         a_d = C.d;
         a_cb = C.cb;
