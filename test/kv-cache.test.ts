@@ -219,7 +219,7 @@ test('bench --kv-cache: protocol.kv_cache, the floor\'s KV bytes and the peak me
   }
   const txt = cli([...base, '--kv-cache', 'f16']);
   assert.is(txt.code, 0, txt.stderr);
-  assert.match(txt.stdout, /^protocol batch 1, prompt 8, 3 new tokens, warm-up 0, 1 repetitions, interleaved, precise prefill, f16 KV cache$/m);
+  assert.match(txt.stdout, /^protocol batch 1, prompt 8, 3 new tokens, warm-up 0, 1 repetitions, interleaved, precise prefill, f16 KV cache, random decode tokens$/m);
   assertOneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--kv-cache', 'int8']), /--kv-cache.*int8.*f32, f16, bf16/);
 });
 

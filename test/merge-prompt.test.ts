@@ -390,10 +390,10 @@ test('bench --merge-prompt: flags, protocol.merge_prompt, the text protocol line
   assert.ok(d.results.every((x: { error?: string; ttft_ms: number }) => !x.error && x.ttft_ms > 0), JSON.stringify(d.results));
   const txt = cli(base);
   assert.is(txt.code, 0, txt.stderr);
-  assert.match(txt.stdout, /^protocol batch 1, prompt 9, 3 new tokens, warm-up 0, 1 repetitions, interleaved, precise prefill, f16 KV cache$/m);
+  assert.match(txt.stdout, /^protocol batch 1, prompt 9, 3 new tokens, warm-up 0, 1 repetitions, interleaved, precise prefill, f16 KV cache, random decode tokens$/m);
   const bt = cli([...base, '--merge-prompt', 'batched']);
   assert.is(bt.code, 0, bt.stderr);
-  assert.match(bt.stdout, /^protocol .*, precise prefill, f16 KV cache, batched merge-mode prompt$/m);
+  assert.match(bt.stdout, /^protocol .*, precise prefill, f16 KV cache, batched merge-mode prompt, random decode tokens$/m);
   oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--merge-prompt', 'all']), /--merge-prompt.*all.*tokenwise, batched/);
 });
 

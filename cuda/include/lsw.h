@@ -32,8 +32,9 @@ extern "C" {
 #endif
 
 /* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul
- * 3: lsw_model_config.merge_prompt (the struct grew) */
-#define LSW_ABI_VERSION 5
+ * 3: lsw_model_config.merge_prompt (the struct grew)
+ * 6: lsw_model_bench_decode_tokens */
+#define LSW_ABI_VERSION 6
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -216,6 +217,12 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out);
 /* Timed decode loop inside the engine: n_tokens greedy steps from the current state.
  * ms_per_token receives n_tokens per-step wall times in milliseconds. */
 LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token);
+/* The same loop fed a given token stream (ABI 6): step i appends tokens[i], whatever the step before picked; each
+ * step still computes its logits and greedy pick (the same work as lsw_model_bench_decode), which is then dropped.
+ * A benchmark on random weights uses it so that the router sees a new token every step, as in real text (a greedy
+ * random model tends to repeat one token, and merge mode skips the merge of a repeated route). */
+LSW_API lsw_status lsw_model_bench_decode_tokens(lsw_model *m, const int32_t *tokens, int32_t n_tokens,
+                                                 double *ms_per_token);
 
 /* Measured copy bandwidth of the backend's memory (bytes read + bytes written per second, in GB/s),
  * copying a buffer of `bytes` several times and taking the median. */

@@ -322,24 +322,29 @@ LSW_API lsw_status lsw_model_get_stats(lsw_model *m, lsw_model_stats *out) {
   return LSW_OK;
 }
 
-LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
+// The timed decode loops: greedy (forced NULL: each step appends the previous step's pick, the first one first_token)
+// or fed a token stream (step i appends forced[i]; the pick is computed all the same and dropped).
+static lsw_status bench_decode(lsw_model *m, int32_t first_token, const int32_t *forced, int32_t n_tokens, double *ms) {
   CHECK_FINAL(m)
   if (n_tokens <= 0 || !ms) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "n_tokens must be positive and ms non-NULL");
   if ((int64_t)m->n_past + n_tokens > m->cfg.max_context)
     return LSW_FAIL(LSW_E_CONTEXT_FULL, "context full: %d tokens in the cache + %d > max_context %d", m->n_past,
                     n_tokens, m->cfg.max_context);
+  for (int32_t i = 0; i < (forced ? n_tokens : 1); i++) {
+    const int32_t t = forced ? forced[i] : first_token;
+    if (t < 0 || t >= m->cfg.vocab_size)
+      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "%s %d is outside the vocabulary (size %d)",
+                      forced ? "a token of the stream" : "first_token", t, m->cfg.vocab_size);
+  }
 #if LSW_CUDA_FORWARD && defined(LSW_CUDA_STEP)
-  if (m->cfg.backend == LSW_BACKEND_CUDA) {  // greedy steps through the decode graph, no FFI per step
-    if (first_token < 0 || first_token >= m->cfg.vocab_size)
-      return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "first_token %d is outside the vocabulary (size %d)", first_token,
-                      m->cfg.vocab_size);
+  if (m->cfg.backend == LSW_BACKEND_CUDA) {  // steps through the decode graph, no FFI per step
     if (lsw_status st = lsw_adapters_check_mode(m, m->mode)) return st;
     LSW_GUARD_BEGIN
-    return lswc_model_bench_decode(m, first_token, n_tokens, ms);
+    return lswc_model_bench_decode(m, forced ? forced[0] : first_token, n_tokens, ms, forced);
     LSW_GUARD_END
   }
 #endif
-  int32_t tok = first_token;
+  int32_t tok = forced ? forced[0] : first_token;
   for (int32_t i = 0; i < n_tokens; i++) {
     auto t0 = std::chrono::steady_clock::now();
     lsw_status st = run_forward(m, &tok, 1, nullptr);
@@ -348,10 +353,19 @@ LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int
     int32_t best = 0;
     for (int32_t v = 1; v < m->cfg.vocab_size; v++)
       if (l[v] > l[best]) best = v;
-    tok = best;
+    tok = forced && i + 1 < n_tokens ? forced[i + 1] : best;
     ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   return LSW_OK;
+}
+
+LSW_API lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
+  return bench_decode(m, first_token, nullptr, n_tokens, ms);
+}
+
+LSW_API lsw_status lsw_model_bench_decode_tokens(lsw_model *m, const int32_t *tokens, int32_t n_tokens, double *ms) {
+  if (!tokens) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "tokens is NULL");
+  return bench_decode(m, 0, tokens, n_tokens, ms);
 }
 
 LSW_API lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s) {

@@ -46,7 +46,9 @@ lsw_status lswc_model_fetch_logits(lsw_model *m);
 // device_bytes_peak, merge_steps/merge_skipped.  The caller fills the rest.
 lsw_status lswc_model_stats(lsw_model *m, lsw_model_stats *out);
 // n greedy steps from the current state through the decode graph, host wall time per step (ms).
-lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token);
+// forced: NULL for greedy steps, else step i appends forced[i] (lsw_model_bench_decode_tokens)
+lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token,
+                                   const int32_t *forced = nullptr);
 // Device-to-device copy bandwidth (bytes read + written per second, GB/s), median of 10 copies of bytes/2.
 lsw_status lswc_measure_bandwidth(uint64_t bytes, double *gb_per_s);
 

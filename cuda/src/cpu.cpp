@@ -386,76 +386,47 @@ void swiglu(int64_t n, int64_t inter, const float *GU, int64_t ldgu, float *Out,
 
 void to_f32(int dtype, const void *src, float *dst, int64_t n) { K().to_f32(dtype, src, dst, n); }
 
-static inline uint16_t f32_to_f16_rne(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | ((ax >> 13) & 0x3ffu) : 0u));
-  if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  // rounds to infinity
-  if (ax < 0x38800000u) {                                      // f16 subnormal or zero: let the FPU round
-    float af;
-    std::memcpy(&af, &ax, 4);
-    float r = af + 0.5f;
-    uint32_t rb;
-    std::memcpy(&rb, &r, 4);
-    return (uint16_t)(sign | (rb - 0x3f000000u));
-  }
-  const uint32_t odd = (ax >> 13) & 1u;
-  ax += 0xc8000fffu + odd;
-  return (uint16_t)(sign | (ax >> 13));
-}
-static inline uint16_t f32_to_bf16_rne(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return (uint16_t)(x >> 16);
-}
-void from_f32(int dtype, const float *src, void *dst, int64_t n) {
-  if (dtype == LSW_DTYPE_F32) {
-    std::memcpy(dst, src, n * 4);
-  } else if (dtype == LSW_DTYPE_F16) {
-    uint16_t *d = (uint16_t *)dst;
-    for (int64_t i = 0; i < n; i++) d[i] = f32_to_f16_rne(src[i]);
-  } else {
-    uint16_t *d = (uint16_t *)dst;
-    for (int64_t i = 0; i < n; i++) d[i] = f32_to_bf16_rne(src[i]);
-  }
-}
+void from_f32(int dtype, const float *src, void *dst, int64_t n) { K().from_f32(dtype, src, dst, n); }
 
-// SGMM.  For each row i, in fp32:
+// SGMM (docs/FORMAT.md, "SGMM arithmetic").  For each row i, in fp32:
 //   acc[j] = W0[i][j]
 //   for each term (in order), for r in 0..rank-1:  c = gate * B[i][r];  acc[j] = fmaf(c, A[r][j], acc[j])
 //   W[i][j] = round_to_nearest_even(acc[j])
-// W depends only on (W0, terms): merging from the pristine W0 never drifts.
+// W depends only on (W0, terms): merging from the pristine W0 never drifts.  The terms' A rows are widened once per
+// call into one [K][cols] fp32 block (K = the terms' ranks summed) that every thread reads; each thread widens its
+// rows' coefficients c and runs the register-blocked kernel (KernelTable::sgmm_rows) over them.
 void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
                 const lsw_sgmm_term *terms, int64_t n_terms) {
   const KernelTable &k = K();
   const size_t es = dtype_size(dtype);
+  int64_t kt = 0;
+  for (int64_t t = 0; t < n_terms; t++) kt += terms[t].rank;
+  static thread_local std::vector<float> a32;
+  a32.resize((size_t)(kt * cols));
+  for (int64_t t = 0, q = 0; t < n_terms; t++) {
+    const lsw_sgmm_term &T = terms[t];
+    const size_t tes = dtype_size(T.dtype);
+    for (int64_t r = 0; r < T.rank; r++, q++)
+      k.to_f32(T.dtype, (const char *)T.A + (size_t)(r * cols) * tes, a32.data() + q * cols, cols);
+  }
+  const float *A = a32.data();
   auto body = [&](int, int64_t b, int64_t e) {
-    thread_local std::vector<float> a, acc, brow;
-    acc.resize((size_t)cols);
-    for (int64_t i = b; i < e; i++) {
-      k.to_f32(dtype, (const char *)W0 + (size_t)(i * cols) * es, acc.data(), cols);
-      for (int64_t t = 0; t < n_terms; t++) {
-        const lsw_sgmm_term &T = terms[t];
-        const size_t tes = dtype_size(T.dtype);
-        brow.resize((size_t)T.rank);
-        k.to_f32(T.dtype, (const char *)T.B + (size_t)(i * T.rank) * tes, brow.data(), T.rank);
-        for (int64_t r = 0; r < T.rank; r++) {
-          const float c = T.gate * brow[r];
-          const char *arow = (const char *)T.A + (size_t)(r * cols) * tes;
-          if (T.dtype == LSW_DTYPE_F32) {
-            k.axpy(c, (const float *)arow, acc.data(), cols);
-          } else {
-            a.resize((size_t)cols);
-            k.to_f32(T.dtype, arow, a.data(), cols);
-            k.axpy(c, a.data(), acc.data(), cols);
-          }
+    constexpr int64_t RB = 16;  // rows per kernel call: their coefficients in a small block
+    thread_local std::vector<float> c, brow;
+    c.resize((size_t)(RB * kt));
+    for (int64_t i0 = b; i0 < e; i0 += RB) {
+      const int64_t n = std::min(RB, e - i0);
+      for (int64_t i = 0; i < n; i++) {
+        float *ci = c.data() + i * kt;
+        for (int64_t t = 0; t < n_terms; t++) {
+          const lsw_sgmm_term &T = terms[t];
+          brow.resize((size_t)T.rank);
+          k.to_f32(T.dtype, (const char *)T.B + (size_t)((i0 + i) * T.rank) * dtype_size(T.dtype), brow.data(), T.rank);
+          for (int64_t r = 0; r < T.rank; r++) *ci++ = T.gate * brow[r];  // c = fl(gate · B[i][r])
         }
       }
-      from_f32(dtype, acc.data(), (char *)W + (size_t)(i * cols) * es, cols);
+      k.sgmm_rows(dtype, (const char *)W0 + (size_t)(i0 * cols) * es, (char *)W + (size_t)(i0 * cols) * es, cols, n,
+                  c.data(), kt, kt, A);
     }
   };
   if (pool && pool->size() > 1 && rows * cols >= 16384)

@@ -672,6 +672,42 @@ static void test_model(const char *name, const ModelSpec &ms) {
     bool pos = true;
     for (double v : ms_) pos = pos && v > 0 && v < 1e4;
     CHECK(pos && lsw_model_n_past(m[1]) == n, "%s: bench_decode times / n_past (%d)", name, lsw_model_n_past(m[1]));
+    // bench_decode_tokens (ABI 6): both backends append the same stream, whatever their greedy picks; the logits after
+    // it agree as the greedy steps' do, and so do the merge counters (a new token every step: a merge every step)
+    int mode = -1;
+    for (int md : {LSW_MODE_MERGE, LSW_MODE_FUSED})
+      if (mode < 0 && lsw_model_set_mode(m[0], md) == LSW_OK && lsw_model_set_mode(m[1], md) == LSW_OK) mode = md;
+    if (mode >= 0) {
+      OKC(lsw_model_reset(m[0]));
+      OKC(lsw_model_reset(m[1]));
+      std::vector<int32_t> stream(n);
+      for (int i = 0; i < n; i++) stream[i] = (int32_t)((i * 131 + 17) % V);
+      lsw_model_stats a0{}, a1{}, b0{}, b1{};
+      OKC(lsw_model_get_stats(m[0], &a0));
+      OKC(lsw_model_get_stats(m[1], &a1));
+      std::vector<double> t0(n, -1), t1(n, -1);
+      const lsw_status r0 = lsw_model_bench_decode_tokens(m[0], stream.data(), n, t0.data());
+      const lsw_status r1 = lsw_model_bench_decode_tokens(m[1], stream.data(), n, t1.data());
+      CHECK(r0 == LSW_OK && r1 == LSW_OK, "%s: bench_decode_tokens CPU %d, CUDA %d: %s", name, r0, r1, lsw_last_error());
+      if (r0 == LSW_OK && r1 == LSW_OK) {
+        CHECK(lsw_model_n_past(m[0]) == n && lsw_model_n_past(m[1]) == n, "%s: bench_decode_tokens n_past %d / %d",
+              name, lsw_model_n_past(m[0]), lsw_model_n_past(m[1]));
+        std::vector<float> la(V), lb(V);
+        lsw_model_get_logits(m[0], la.data());
+        lsw_model_get_logits(m[1], lb.data());
+        char w3[160];
+        snprintf(w3, sizeof w3, "%s %s: logits after bench_decode_tokens", name, MODE_NAMES[mode]);
+        close(la.data(), lb.data(), (size_t)V, mode == LSW_MODE_MERGE ? mtol : tol, w3);
+        OKC(lsw_model_get_stats(m[0], &b0));
+        OKC(lsw_model_get_stats(m[1], &b1));
+        if (mode == LSW_MODE_MERGE)
+          CHECK(b0.merge_steps - a0.merge_steps == b1.merge_steps - a1.merge_steps &&
+                    b1.merge_skipped - a1.merge_skipped == b0.merge_skipped - a0.merge_skipped,
+                "%s: bench_decode_tokens merges CPU %lld (%lld skipped), CUDA %lld (%lld skipped)", name,
+                (long long)(b0.merge_steps - a0.merge_steps), (long long)(b0.merge_skipped - a0.merge_skipped),
+                (long long)(b1.merge_steps - a1.merge_steps), (long long)(b1.merge_skipped - a1.merge_skipped));
+      }
+    }
   }
   lsw_model_free(m[0]);
   lsw_model_free(m[1]);

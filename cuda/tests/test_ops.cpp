@@ -385,6 +385,43 @@ static void test_sgmm() {
   }
 }
 
+// The SGMM's exact arithmetic (docs/FORMAT.md): acc = W0 in fp32, then c = fl(g_k · B[i][r]) and acc = fmaf(c, A[r][j],
+// acc) for k, r in order, W = acc rounded once to the dtype (test-side rounding).  Bit for bit, in shapes around the
+// kernel's blocks (4 rows; 16 / 32 / 64 columns per register block, tails of 1..15 columns and 1..3 rows) and with
+// the coefficients' signs and magnitudes spread, so a reordered chain or a wrong rounding would show.
+static void test_sgmm_exact() {
+  const int shapes[][4] = {{1, 1, 1, 1}, {3, 7, 2, 1}, {4, 16, 3, 2}, {5, 33, 4, 3}, {9, 64, 16, 2}, {13, 81, 5, 2},
+                           {8, 130, 8, 1}, {21, 200, 16, 3}, {6, 1024, 4, 2}};
+  for (int d = 0; d < 3; d++) {
+    const int dt = DTYPES[d];
+    for (auto &sh : shapes) {
+      const int rows = sh[0], cols = sh[1], rank = sh[2], topk = sh[3], nm = 2;
+      Buf W0(dt, (size_t)nm * rows * cols), A(dt, (size_t)nm * topk * rank * cols, 0.5f),
+          B(dt, (size_t)nm * topk * rows * rank, 0.5f);
+      std::vector<float> g(topk);
+      for (auto &x : g) x = nz(1.3f);
+      Buf W(dt, (size_t)nm * rows * cols);
+      OK(lsw_op_sgmm(LSW_BACKEND_CPU, dt, nm, rows, cols, rank, topk, W0.raw.data(), W.raw.data(), A.raw.data(),
+                     B.raw.data(), g.data()));
+      int bad = 0;
+      for (int m = 0; m < nm; m++)
+        for (int i = 0; i < rows; i++)
+          for (int j = 0; j < cols; j++) {
+            float acc = (float)W0.val[((size_t)m * rows + i) * cols + j];
+            for (int k = 0; k < topk; k++)
+              for (int r = 0; r < rank; r++) {
+                const float c = g[k] * (float)B.val[(((size_t)m * topk + k) * rows + i) * rank + r];
+                acc = std::fma(c, (float)A.val[(((size_t)m * topk + k) * rank + r) * cols + j], acc);
+              }
+            const double want = round_dt(dt, acc), got = W.get_raw(W.raw.data(), ((size_t)m * rows + i) * cols + j);
+            if (!(want == got)) bad++;
+          }
+      CHECK(bad == 0, "sgmm %s %dx%d rank %d top-%d: %d elements differ from the reference arithmetic", DTN[d], rows,
+            cols, rank, topk, bad);
+    }
+  }
+}
+
 // 10,000 switches: merge random expert sets (random gates) and unmerge; W must return to W0 bit for bit,
 // and any merged state must equal a fresh merge of the same set (path independence).
 static void test_sgmm_no_drift() {
@@ -702,6 +739,30 @@ static void test_model() {
       int32_t nn;
       OK(lsw_model_step(m, next, &nn));
       CHECK(lsw_model_n_past(m) == n + 1, "step did not append");
+      // bench_decode_tokens appends exactly the given stream (each step's own greedy pick dropped): after a 5-token
+      // prefill and the other 8 tokens through it, the logits are those of the 13 tokens fed one at a time
+      {
+        OK(lsw_model_reset(m));
+        OK(lsw_model_prefill(m, toks.data(), 5, &next));
+        std::vector<double> ms(n - 5, -1.0);
+        OK(lsw_model_bench_decode_tokens(m, &toks[5], n - 5, ms.data()));
+        CHECK(lsw_model_n_past(m) == n, "bench_decode_tokens: n_past %d", lsw_model_n_past(m));
+        bool timed = true;
+        for (double x : ms) timed &= x > 0;
+        CHECK(timed, "bench_decode_tokens: a step without its time");
+        std::vector<float> lg(V);
+        OK(lsw_model_get_logits(m, lg.data()));
+        double md = 0;
+        for (int v = 0; v < V; v++) md = std::max(md, (double)std::fabs(lg[v] - one[(size_t)(n - 1) * V + v]));
+        CHECK(md <= 1e-5 * maxa + 1e-6, "%s variant %d: bench_decode_tokens logits differ from the fed sequence's by %g",
+              DTN[d], variant, md);
+        std::vector<int32_t> badstream = {toks[0], V};
+        CHECK(lsw_model_bench_decode_tokens(m, badstream.data(), 2, ms.data()) == LSW_E_INVALID_ARGUMENT &&
+                  strstr(lsw_last_error(), "outside the vocabulary"),
+              "bench_decode_tokens accepted a token outside the vocabulary");
+        CHECK(lsw_model_n_past(m) == n, "a refused bench_decode_tokens changed the state");
+        OK(lsw_model_step(m, next, &nn));
+      }
       // context full
       std::vector<int32_t> big(t.c.max_context, 1);
       CHECK(lsw_model_eval(m, big.data(), (int)big.size(), nullptr, 0) == LSW_E_CONTEXT_FULL, "context overflow accepted");
@@ -1722,6 +1783,7 @@ int main() {
   test_attention_kv();
   test_swiglu();
   test_sgmm();
+  test_sgmm_exact();
   test_sgmm_no_drift();
   test_lora_fused();
   test_route();

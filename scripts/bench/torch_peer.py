@@ -40,6 +40,16 @@ SCRIPT_VERSION = "1.0.0"
 PRESETS = {
     "tiny": dict(arch="llama", hidden=256, layers=2, heads=4, kv_heads=2, inter=688, vocab=32000,
                  rope={"rope_type": "default", "rope_theta": 10000.0}, max_pos=4096, eps=1e-5),
+    # CPU-sized shapes of published models, LM head tied to the embeddings as there
+    "smollm-135m": dict(arch="llama", hidden=576, layers=30, heads=9, kv_heads=3, inter=1536, vocab=49152,
+                        rope={"rope_type": "default", "rope_theta": 10000.0}, max_pos=2048, eps=1e-5, tie=True),
+    "qwen2.5-0.5b": dict(arch="qwen2", hidden=896, layers=24, heads=14, kv_heads=2, inter=4864, vocab=151936,
+                         rope={"rope_type": "default", "rope_theta": 1000000.0}, max_pos=32768, eps=1e-6, tie=True),
+    "llama3.2-1b": dict(arch="llama", hidden=2048, layers=16, heads=32, kv_heads=8, inter=8192, vocab=128256,
+                        rope={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8192},
+                        max_pos=131072, eps=1e-5, tie=True),
     "llama2-7b": dict(arch="llama", hidden=4096, layers=32, heads=32, kv_heads=32, inter=11008, vocab=32000,
                       rope={"rope_type": "default", "rope_theta": 10000.0}, max_pos=4096, eps=1e-5),
     "llama3-8b": dict(arch="llama", hidden=4096, layers=32, heads=32, kv_heads=8, inter=14336, vocab=128256,
@@ -200,7 +210,7 @@ def make_config(preset):
            "qwen2": transformers.Qwen2Config}[p["arch"]]
     kw = dict(vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
               num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv_heads"],
-              max_position_embeddings=p["max_pos"], rms_norm_eps=p["eps"], tie_word_embeddings=False,
+              max_position_embeddings=p["max_pos"], rms_norm_eps=p["eps"], tie_word_embeddings=p.get("tie", False),
               use_cache=True, bos_token_id=1, eos_token_id=2)
     if p["arch"] == "llama":
         kw.update(attention_bias=False, mlp_bias=False, head_dim=p["hidden"] // p["heads"])

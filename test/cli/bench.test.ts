@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { percentile, spread, mean, floorMs, pctOfFloor, kvBytesRead, rnd, prefillFlops, tflops, matmulShape } from '../../src/core/bench/stats.js';
-import { toCsv, toMarkdown, textReport, kvCacheNote, CSV_COLUMNS, fmtParams } from '../../src/core/bench/format.js';
+import { toCsv, toMarkdown, textReport, kvCacheNote, mergeNote, CSV_COLUMNS, fmtParams } from '../../src/core/bench/format.js';
 import { newBenchState, randomPrompt, type BenchDoc } from '../../src/core/bench/run.js';
 import { BenchView } from '../../src/core/views/bench-view.js';
 import { parseBenchFlags, parseTargets, parseModes } from '../../src/core/bench/cli.js';
@@ -95,6 +95,68 @@ test('presets: the peer\'s shapes; synthetic tensors cover the 7B weight bytes o
     ['adapters.0.layers.0.down.lora_A', [4, 8, 14336]],
     ['adapters.0.layers.0.down.lora_B', [4, 4096, 8]],
   ]);
+});
+
+test('presets: the small shapes have their published models\' parameter counts, the LM head tied', () => {
+  const count = (name: keyof typeof PRESETS) => {
+    const c = presetConfig(name, 'f16');
+    return { c, n: backboneTensors(c).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0) };
+  };
+  // config.json of HuggingFaceTB/SmolLM-135M, Qwen/Qwen2.5-0.5B, meta-llama/Llama-3.2-1B (tie_word_embeddings true)
+  const want: [keyof typeof PRESETS, number][] = [['smollm-135m', 134515008], ['qwen2.5-0.5b', 494032768], ['llama3.2-1b', 1235814400]];
+  for (const [name, n] of want) {
+    const r = count(name);
+    assert.is(r.n, n, name);
+    assert.is(r.c.tie_embeddings, true, name);
+    assert.not.ok(backboneTensors(r.c).some((t) => t.name === 'lm_head.weight'), `${name}: no lm_head tensor`);
+    assert.is(r.c.head_dim, 64, name);
+  }
+  assert.is(presetConfig('qwen2.5-0.5b', 'f16').qkv_bias, true);
+  assert.is(presetConfig('llama3.2-1b', 'f16').rope_factor, 32);
+  assert.is(presetConfig('llama2-7b', 'f16').tie_embeddings, false);
+});
+
+/** PRESETS of scripts/bench/torch_peer.py, read from its source (a dict literal of dict(...) calls). */
+function peerPresets(): Record<string, Record<string, unknown>> {
+  const src = fs.readFileSync(new URL('../../scripts/bench/torch_peer.py', import.meta.url), 'utf8');
+  const start = src.indexOf('PRESETS = {');
+  assert.ok(start >= 0, 'torch_peer.py has PRESETS = {');
+  let i = src.indexOf('{', start);
+  let depth = 0;
+  let out = '';
+  const closers: string[] = [];
+  for (; i < src.length; i++) {
+    const ch = src[i];
+    if (ch === '#') { while (i < src.length && src[i] !== '\n') i++; out += '\n'; continue; }
+    if (src.startsWith('dict(', i)) { out += '{'; closers.push('}'); depth++; i += 4; continue; }
+    if (ch === '{') { out += '{'; closers.push('}'); depth++; continue; }
+    if (ch === '(') { out += '('; closers.push(')'); continue; }
+    if (ch === ')' || ch === '}') { const c = closers.pop()!; out += c; if (c === '}') depth--; if (depth === 0) break; continue; }
+    out += ch;
+  }
+  const json = out
+    .replace(/\b([A-Za-z_][A-Za-z0-9_]*)=/g, '"$1":')   // keyword arguments
+    .replace(/\bTrue\b/g, 'true').replace(/\bFalse\b/g, 'false')
+    .replace(/,(\s*[}\]])/g, '$1');                       // trailing commas
+  return JSON.parse(json);
+}
+
+test('presets: torch_peer.py builds exactly our shapes (names, sizes, heads, rope, tied head)', () => {
+  const peer = peerPresets();
+  assert.equal(Object.keys(peer).sort(), Object.keys(PRESETS).sort());
+  for (const [name, p] of Object.entries(PRESETS)) {
+    const q = peer[name] as Record<string, any>;
+    assert.equal(
+      [q.arch, q.hidden, q.layers, q.heads, q.kv_heads, q.inter, q.vocab, q.max_pos, q.eps, q.tie ?? false, q.rope.rope_type, q.rope.rope_theta],
+      [p.architecture, p.hidden, p.layers, p.heads, p.kvHeads, p.inter, p.vocab, p.maxPos, p.eps, p.tie, p.rope.rope_type, p.rope.rope_theta],
+      name,
+    );
+    if (p.rope.rope_type === 'llama3')
+      assert.equal([q.rope.factor, q.rope.low_freq_factor, q.rope.high_freq_factor, q.rope.original_max_position_embeddings],
+        [p.rope.rope_factor, p.rope.rope_low_freq_factor, p.rope.rope_high_freq_factor, p.rope.rope_original_max_position], name);
+    // qwen2 has q/k/v biases in transformers' Qwen2 itself; the others have none
+    assert.is(p.qkvBias, q.arch === 'qwen2', name);
+  }
 });
 
 test('CPU host memory: a synthetic model\'s bytes by part; too little memory is one clear error before anything is allocated', () => {
@@ -228,7 +290,7 @@ function sampleDoc(): BenchDoc {
     model: { preset: 'llama2-7b', path: null, dtype: 'f16', params: 6738415616, weight_bytes: 13476831232, layers: 32, hidden: 4096, intermediate: 11008, vocab: 32000 },
     adapter: { router: 'pregated', experts: 8, top_k: 2, rank: 16, targets: ['q', 'v'], adapter_bytes: 100 },
     protocol: { batch: 1, prompt_tokens: 512, new_tokens: 200, warmup: 1, repetitions: 5, interleaved: true, precision: 'fast', kv_cache: 'f16' },
-    results: [row('base', 3.3, 1), row('merge', 4.4, 1.3333), { ...row('fused', 0, null), ms_per_token: { median: null, p10: null, p90: null }, tokens_per_s: null, error: 'boom, "bad" | worse' }],
+    results: [row('base', 3.3, 1), row('merge', 4.4, 1.3333, { merges_per_token: 0.4 }), { ...row('fused', 0, null), ms_per_token: { median: null, p10: null, p90: null }, tokens_per_s: null, error: 'boom, "bad" | worse' }],
   };
 }
 
@@ -236,12 +298,12 @@ test('csv: header, one line per mode, failures quoted', () => {
   const lines = toCsv(sampleDoc()).trimEnd().split('\n');
   assert.is(lines[0], CSV_COLUMNS.join(','));
   assert.is(lines.length, 4);
-  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,142.25,18.97,14000000000,1,f16,');
-  assert.match(lines[2], /^lora-switch,merge,4\.4,4\.3,4\.6,227\.27,1\.3333,/);
+  assert.is(lines[1], 'lora-switch,base,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,142.25,18.97,14000000000,1,,f16,');
+  assert.match(lines[2], /^lora-switch,merge,4\.4,4\.3,4\.6,227\.27,1\.3333,.*,14000000000,1,0\.4,f16,$/);
   assert.match(lines[3], /^lora-switch,fused,,,,,,3\.17,.*,"boom, ""bad"" \| worse"$/);
   // a peer document without the prefill FLOP fields and protocol.kv_cache: empty cells
   const old = { ...sampleDoc(), tool: 'torch', protocol: { ...sampleDoc().protocol, kv_cache: undefined }, results: [{ ...sampleDoc().results[0], mode: 'torch-eager', prefill_tflops: undefined, prefill_pct_of_matmul: undefined }] };
-  assert.is(toCsv(old).trimEnd().split('\n')[1], 'torch,torch-eager,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,,,14000000000,1,,');
+  assert.is(toCsv(old).trimEnd().split('\n')[1], 'torch,torch-eager,3.3,3.2,3.5,303.03,1,3.17,96.06,20000,25.5,,,14000000000,1,,,');
   // with a peer: its rows follow
   const peer = { ...sampleDoc(), tool: 'torch', results: [{ ...sampleDoc().results[0], mode: 'torch-eager' }] };
   const withPeer = toCsv(sampleDoc(), peer).trimEnd().split('\n');
@@ -261,6 +323,23 @@ test('markdown: what was measured (date, command), then a table row per mode', (
   assert.match(txt, /lora-switch {2}merge +4\.400 +4\.300–4\.600 +227\.3 +1\.333 +3\.170 +72\.0% +20000 +25\.5 +142\.3 +19\.0% +14\.00 GB +1$/m);
   assert.match(txt, /TTFT ms +prefill TFLOP\/s +% matmul +peak mem/);
   assert.match(txt, /torch peer: python3 not found/);
+});
+
+test('merge note: the share of decode steps that merged; below 90 % why, and the flag when decoding was greedy', () => {
+  const doc = (f: number, dt?: string) => {
+    const d = sampleDoc();
+    d.results[1].merges_per_token = f;
+    if (dt) d.protocol.decode_tokens = dt;
+    return d;
+  };
+  assert.is(mergeNote(doc(1, 'random')), 'merge: 100 % of the measured decode steps merged their experts.');
+  assert.is(mergeNote(doc(0.995, 'random')), 'merge: 99.5 % of the measured decode steps merged their experts.');
+  const low = mergeNote(doc(0.4, 'greedy'))!;
+  assert.match(low, /^merge: 40 % of the measured decode steps merged their experts; the rest kept the route .* count fewer merges than real text needs; --decode-tokens random feeds a new token every step\.$/);
+  assert.not.match(mergeNote(doc(0.4, 'random'))!, /--decode-tokens/);
+  assert.is(mergeNote({ ...sampleDoc(), results: [sampleDoc().results[0]] }), null, 'no merge row: no note');
+  assert.match(textReport(doc(0.4, 'greedy')), /\n\nmerge: 40 % .*--decode-tokens random/);
+  assert.match(toMarkdown(doc(0.4, 'greedy')), /\n\nmerge: 40 % .*`--decode-tokens random`/);
 });
 
 test('peer with another KV cache type: one note naming both and the flag that compares like for like', () => {
@@ -353,6 +432,7 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
   assert.is(d.machine.matmul_dtype, 'f16');
   assert.is(d.protocol.precision, 'precise');
   assert.is(d.protocol.kv_cache, 'f16');
+  assert.is(d.protocol.decode_tokens, 'random', 'a seeded token stream by default');
   assert.is((d.floor_bytes as { kv_bytes_per_element: number }).kv_bytes_per_element, 2, 'the f16 weights\' type by default (auto)');
   // model
   assert.equal(
@@ -398,6 +478,8 @@ test('--json: a tiny CPU run gives exactly the docs/BENCH.md schema, every mode,
   assert.is(d.results[0].ratio_to_base, 1);
   const base = d.results[0];
   for (const x of d.results) assert.ok(Math.abs(x.ratio_to_base! - x.ms_per_token.median! / base.ms_per_token.median!) < 1e-3);
+  // a new token every step: every measured merge-mode step merged; the other modes have no such field
+  for (const x of d.results) assert.is(x.merges_per_token, x.mode === 'merge' ? 1 : undefined, x.mode);
   // the floor counts the adapter bytes a mode moves: base moves none, merge the most
   const fl = Object.fromEntries(d.results.map((x) => [x.mode, x.floor_ms!]));
   assert.ok(fl.base < fl.fused && fl.fused <= fl.merge, JSON.stringify(fl));
@@ -409,7 +491,7 @@ test('plain output (piped): description, the table, and one line when the torch 
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, /^model {4}tiny: 2×256, I 688, V 32000, f16/m);
   assert.match(r.stdout, /^machine {2}cpu, .*copy bandwidth [\d.]+ GB\/s, matmul [\d.e-]+ TFLOP\/s \(f16 256×256×4\)$/m);
-  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill, f16 KV cache$/m);
+  assert.match(r.stdout, /^protocol batch 1, prompt 4, 3 new tokens, warm-up 0, 1 repetitions, interleaved, fast prefill, f16 KV cache, random decode tokens$/m);
   assert.match(r.stdout, /prefill TFLOP\/s +% matmul/);
   assert.match(r.stdout, /^lora-switch {2}base /m);
   assert.match(r.stdout, /^lora-switch {2}fused /m);
@@ -438,7 +520,7 @@ test('-m: a .lsw with its own adapters runs them; synthetic adapter flags are th
 
 test('bad flags: one line, non-zero exit, nothing on stdout', () => {
   oneLineError(cli(['bench', '--preset', 'tiny', '--experts', '8', '--top-k', '9']), /--top-k 9 exceeds --experts 8/);
-  oneLineError(cli(['bench', '--preset', 'gpt5']), /--preset: unknown preset "gpt5" \(use tiny, llama2-7b, llama3-8b, mistral-7b, qwen2\.5-7b\)/);
+  oneLineError(cli(['bench', '--preset', 'gpt5']), /--preset: unknown preset "gpt5" \(use tiny, smollm-135m, qwen2\.5-0\.5b, llama3\.2-1b, llama2-7b, llama3-8b, mistral-7b, qwen2\.5-7b\)/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--modes', 'base,turbo']), /--modes: unknown mode "turbo"/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--targets', 'q,qq']), /--targets: unknown module "qq"/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--json', '--csv']), /--json and --csv cannot be combined/);
@@ -446,6 +528,18 @@ test('bad flags: one line, non-zero exit, nothing on stdout', () => {
   oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--rank', '300']), /--rank 300 exceeds the q projection's dimensions/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--out', path.join(dir, 'nodir', 'x.json')]), /x\.json: the folder .*nodir does not exist/);
   oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--precision', 'half']), /--precision.*half.*precise, fast/);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cpu', '--decode-tokens', 'sometimes']), /--decode-tokens.*sometimes.*random, greedy/);
+  assert.throws(() => parseBenchFlags({ preset: 'tiny', backend: 'cpu', decodeTokens: 'sometimes' }), /--decode-tokens: unknown value "sometimes" \(use random or greedy\)/);
+});
+
+test('--decode-tokens greedy: the model\'s own picks, recorded, and merge mode counts the merges that ran', () => {
+  assert.is(parseBenchFlags({ preset: 'tiny', backend: 'cpu', command: 'x' }).decodeTokens, 'random');
+  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '4', '--new-tokens', '6', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'merge', '--decode-tokens', 'greedy', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as BenchDoc;
+  assert.is(d.protocol.decode_tokens, 'greedy');
+  const f = d.results[0].merges_per_token as number;
+  assert.ok(f >= 0 && f <= 1 && Math.round(f * 5) === f * 5, `merges_per_token ${f}: a count of the 5 decode steps`);
 });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));

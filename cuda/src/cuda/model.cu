@@ -1471,7 +1471,8 @@ static lsw_status bench_decode_ahead(lsw_model *m, State *st, int32_t first_toke
   return LSW_OK;
 }
 
-lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms) {
+lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms,
+                                   const int32_t *forced) {
   State *st = S(m);
   if (!st) { lsw_set_error("CUDA model state missing (finalize failed?)"); return LSW_E_INTERNAL; }
   if (st->broken) return broken_fail();
@@ -1502,7 +1503,7 @@ lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_
   // The difference to the ordinary loop is the most a decode loop that launches the next step before waiting for
   // the current one could gain.  What it does not do: per-step host bookkeeping from the device's outputs (the route
   // history of those steps repeats the last step's routing; nothing reads it in a benchmark).
-  const bool ahead = env_flag("LSW_CUDA_BENCH_AHEAD", false) && st->use_graph && n_tokens > 1 &&
+  const bool ahead = !forced && env_flag("LSW_CUDA_BENCH_AHEAD", false) && st->use_graph && n_tokens > 1 &&
                      decode_attn_variant(m, st) == decode_attn_variant_at(st, m->n_past + n_tokens - 1);
   if (ahead) return bench_decode_ahead(m, st, first_token, n_tokens, ms, saved, saved_step);
   for (int32_t i = 0; i < n_tokens && status == LSW_OK; i++) {
@@ -1513,7 +1514,9 @@ lsw_status lswc_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_
     if (status == LSW_OK) {
       ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       m->sample_step++;
-      tok = next;
+      // a token stream (lsw_model_bench_decode_tokens): the next step appends its token, not this step's pick, so
+      // run_step copies the input block to the device (a few bytes; the greedy loop's device already holds it)
+      tok = forced && i + 1 < n_tokens ? forced[i + 1] : next;
     }
   }
   if (evt) {

@@ -10,7 +10,7 @@ import { outputMode, LiveView } from '../views/render.js';
 import { BenchView } from '../views/bench-view.js';
 import { PRESET_NAMES, presetConfig, type PresetName } from './presets.js';
 import { MODULES, BENCH_MODES, validateAdapter, type BenchMode, type ModuleName, type RouterName } from './synthetic.js';
-import { runBench, newBenchState, type BenchOptions, type BenchState, type BenchDoc } from './run.js';
+import { runBench, newBenchState, DECODE_TOKENS, type BenchOptions, type BenchState, type BenchDoc, type DecodeTokens } from './run.js';
 import { runPeer } from './peer.js';
 import { toCsv, toMarkdown, textReport, fmtTflops } from './format.js';
 
@@ -37,6 +37,8 @@ export interface BenchFlags {
   mergePrompt?: string;
   /** element type of the KV cache: f32 (default), f16 or bf16 */
   kvCache?: string;
+  /** what each decode step appends: random (default: a seeded token stream) or greedy (the model's own pick) */
+  decodeTokens?: string;
   peer?: string;
   json?: boolean;
   csv?: boolean;
@@ -112,6 +114,8 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   const precision = checkPrecision(f.precision);
   const mergePrompt = checkMergePrompt(f.mergePrompt);
   const kvCache = checkKvCache(f.kvCache, 'auto');
+  const decodeTokens = (f.decodeTokens ?? 'random') as DecodeTokens;
+  if (!(DECODE_TOKENS as readonly string[]).includes(decodeTokens)) throw new UserError(`--decode-tokens: unknown value "${f.decodeTokens}" (use ${DECODE_TOKENS.join(' or ')})`);
   if (f.peer !== undefined && f.peer !== 'torch') throw new UserError(`--peer: unknown peer "${f.peer}" (use torch)`);
   const outputs = [f.json && '--json', f.csv && '--csv', f.markdown && '--markdown'].filter(Boolean);
   if (outputs.length > 1) throw new UserError(`${outputs.join(' and ')} cannot be combined (choose one output format)`);
@@ -145,6 +149,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
     precision,
     mergePrompt,
     kvCache,
+    decodeTokens,
     command: f.command ?? ['lora-switch', ...process.argv.slice(2)].map(quote).join(' '),
     peer: f.peer === 'torch' ? 'torch' : null,
   };
@@ -185,7 +190,7 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
       // once the model is built, so that bad input stays one line
       started = true;
       const mm = state.matmul ? ` (${state.matmul.dtype} ${state.matmul.rows}×${state.matmul.cols}×${state.matmul.n})` : '';
-      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${state.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens, ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
+      err.write(`bench: ${state.title} on ${state.backend}, copy bandwidth ${state.bandwidthGBps?.toFixed(1) ?? '–'} GB/s, matmul ${state.matmulTflops === null ? '–' : fmtTflops(state.matmulTflops)} TFLOP/s${mm}; ${o.modes.join(',')}, prompt ${o.promptTokens} (${o.precision} prefill, ${state.kvCache} KV cache${o.mergePrompt === 'batched' ? ', batched merge-mode prompt' : ''}), ${o.newTokens} new tokens (${o.decodeTokens ?? 'random'} decode tokens), ${o.warmup} warm-up, ${o.repetitions} repetitions\n`);
     }
     if (mode === 'ink') {
       if (!view) view = new LiveView(BenchView, state, 80);

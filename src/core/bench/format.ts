@@ -17,6 +17,8 @@ export interface TableRow {
   pctMatmul: number | null;
   peakBytes: number | null;
   launches: number | null;
+  /** merge mode: the fraction of measured decode steps that ran an SGMM merge (null for the other modes) */
+  merges: number | null;
   /** element type of the run's KV cache (protocol.kv_cache; null where the document has none) */
   kvCache: string | null;
   error: string | null;
@@ -40,6 +42,7 @@ export function tableRows(doc: BenchDoc, peer?: BenchDoc | null): TableRow[] {
     pctMatmul: typeof r.prefill_pct_of_matmul === 'number' ? r.prefill_pct_of_matmul : null,
     peakBytes: r.peak_device_bytes ?? null,
     launches: r.launches_per_token ?? null,
+    merges: typeof r.merges_per_token === 'number' ? r.merges_per_token : null,
     kvCache: typeof d.protocol.kv_cache === 'string' ? d.protocol.kv_cache : null,
     error: typeof r.error === 'string' ? r.error : null,
   });
@@ -118,7 +121,7 @@ export function describe(doc: BenchDoc): string[] {
     `model    ${modelName}: ${m.layers}×${m.hidden}, I ${m.intermediate}, V ${m.vocab}, ${m.dtype}, ${m.params !== null ? fmtParams(m.params) + ' params' : '?'}, ${fmtBytes(m.weight_bytes)}`,
     `adapter  ${a.router}, ${a.experts} experts, top-${a.top_k}${a.rank !== null ? `, rank ${a.rank}` : ''}, targets ${a.targets.join(',') || '–'}, ${fmtBytes(a.adapter_bytes)}`,
     `machine  ${mc.backend}${mc.gpu ? ` (${mc.gpu})` : ''}, ${mc.cpu}, copy bandwidth ${mc.copy_bandwidth_gbps === null ? '–' : `${mc.copy_bandwidth_gbps.toFixed(1)} GB/s`}${matmulText(doc)}`,
-    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${typeof p.kv_cache === 'string' ? `, ${p.kv_cache} KV cache` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}`,
+    `protocol batch ${p.batch}, prompt ${p.prompt_tokens}, ${p.new_tokens} new tokens, warm-up ${p.warmup}, ${p.repetitions} repetitions, ${p.interleaved ? 'interleaved' : 'one mode after the other'}${typeof p.precision === 'string' ? `, ${p.precision} prefill` : ''}${typeof p.kv_cache === 'string' ? `, ${p.kv_cache} KV cache` : ''}${p.merge_prompt === 'batched' ? ', batched merge-mode prompt' : ''}${typeof p.decode_tokens === 'string' ? `, ${p.decode_tokens} decode tokens` : ''}`,
   ];
   return out;
 }
@@ -138,13 +141,13 @@ function csvCell(v: string | number | null): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'prefill_tflops', 'prefill_pct_of_matmul', 'peak_device_bytes', 'launches_per_token', 'kv_cache', 'error'];
+export const CSV_COLUMNS = ['tool', 'mode', 'ms_per_token_median', 'ms_per_token_p10', 'ms_per_token_p90', 'tokens_per_s', 'ratio_to_base', 'floor_ms', 'pct_of_floor', 'prefill_tokens_per_s', 'ttft_ms', 'prefill_tflops', 'prefill_pct_of_matmul', 'peak_device_bytes', 'launches_per_token', 'merges_per_token', 'kv_cache', 'error'];
 
 /** CSV: a header line, then one line per mode (lora-switch's, then the peer's). */
 export function toCsv(doc: BenchDoc, peer?: BenchDoc | null): string {
   const lines = [CSV_COLUMNS.join(',')];
   for (const r of tableRows(doc, peer)) {
-    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.prefillTflops, r.pctMatmul, r.peakBytes, r.launches, r.kvCache, r.error].map(csvCell).join(','));
+    lines.push([r.tool, r.mode, r.median, r.p10, r.p90, r.tokensPerS, r.ratio, r.floorMs, r.pctFloor, r.prefillTps, r.ttftMs, r.prefillTflops, r.pctMatmul, r.peakBytes, r.launches, r.merges, r.kvCache, r.error].map(csvCell).join(','));
   }
   return `${lines.join('\n')}\n`;
 }
@@ -172,7 +175,23 @@ export function toMarkdown(doc: BenchDoc, peer?: BenchDoc | null): string {
   if (peer) out.push('', '`× base`: lora-switch rows relative to its `base` mode, torch rows relative to `torch-eager`.');
   const kv = kvCacheNote(doc, peer, (f) => `\`${f}\``);
   if (kv) out.push('', kv);
+  const mg = mergeNote(doc, (f) => `\`${f}\``);
+  if (mg) out.push('', mg);
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * How many of merge mode's measured decode steps ran a merge (null without a merge row that counted them). Below
+ * 90 % the note says why the rest did not and what the number then means.
+ */
+export function mergeNote(doc: BenchDoc, code = (s: string) => s): string | null {
+  const r = doc.results.find((x) => x.mode === 'merge' && typeof x.merges_per_token === 'number');
+  if (!r) return null;
+  const f = r.merges_per_token as number;
+  const head = `merge: ${(f * 100).toFixed(f < 0.999 && f > 0.99 ? 1 : 0)} % of the measured decode steps merged their experts`;
+  if (f >= 0.9) return `${head}.`;
+  const fix = doc.protocol.decode_tokens === 'greedy' ? `; ${code('--decode-tokens random')} feeds a new token every step` : '';
+  return `${head}; the rest kept the route the working weights already held (a repeated token), so its ms/token and floor count fewer merges than real text needs${fix}.`;
 }
 
 /**
@@ -191,6 +210,8 @@ export function textReport(doc: BenchDoc, peer?: BenchDoc | null, peerError?: st
   if (peer) out.push('', '× base: lora-switch rows relative to its base mode, torch rows relative to torch-eager.');
   const kv = kvCacheNote(doc, peer);
   if (kv) out.push(kv);
+  const mg = mergeNote(doc);
+  if (mg) out.push('', mg);
   if (peerError) out.push('', `torch peer: ${peerError}`);
   for (const e of doc.errors ?? []) if (!doc.results.some((r) => r.error && e.endsWith(r.error))) out.push(`note: ${e}`);
   return `${out.join('\n')}\n`;

@@ -44,7 +44,19 @@ export interface BenchOptions {
   kvCache?: KvCacheOption;
   /** shape of the reference matmul (default: matmulShape(backend, hidden, promptTokens)) */
   matmulShape?: MatmulShape;
+  /** what each decode step appends (default random, DECODE_TOKENS) */
+  decodeTokens?: DecodeTokens;
 }
+
+/**
+ * What each timed decode step appends. `random`: the next token of a seeded random stream (the step's greedy pick is
+ * computed and dropped: lsw_model_bench_decode_tokens), so the router sees a new token every step, as in real text.
+ * `greedy`: the step before's greedy pick (lsw_model_bench_decode). Greedy decoding of random weights tends to
+ * repeat one token, and merge mode skips the merge of a route it already holds, so `greedy` can time merge mode
+ * with few merges (`merges_per_token` says how many ran).
+ */
+export const DECODE_TOKENS = ['random', 'greedy'] as const;
+export type DecodeTokens = (typeof DECODE_TOKENS)[number];
 
 /** A warm-up query decodes at most this many tokens (as the PyTorch peer). */
 export const WARMUP_DECODE_STEPS = 32;
@@ -194,6 +206,8 @@ interface ModeAcc {
   peak: number;
   reps: number;
   error: string | null;
+  /** measured decode steps that ran an SGMM merge (merge mode; the engine's counter around each timed loop) */
+  merges: number;
 }
 
 /**
@@ -249,6 +263,9 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
   try {
     const c = engine.config;
     const prompt = randomPrompt(o.promptTokens, c.vocab_size, o.seed);
+    // --decode-tokens random: what every decode step appends, the same stream for every mode and query
+    const decodeTokens: DecodeTokens = o.decodeTokens ?? 'random';
+    const stream = decodeTokens === 'random' ? randomPrompt(steps, c.vocab_size, (o.seed ^ 0x9e3779b9) >>> 0) : null;
 
     // 3. the matmul rate of the engine's own prefill GEMM for this dtype, in the same run (the reference of
     // prefill_pct_of_matmul)
@@ -268,7 +285,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     }
     state.matmulTflops = matmulRate;
     const flops = prefillFlops(c, prompt.length);
-    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null }]));
+    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null, merges: 0 }]));
 
     const query = async (mode: BenchMode, decodeSteps: number, measured: boolean): Promise<void> => {
       const a = acc.get(mode)!;
@@ -282,10 +299,13 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         const t0 = performance.now();
         const first = await engine.prefill(prompt);
         const ttft = performance.now() - t0;
-        const ms = decodeSteps > 0 ? await engine.benchDecode(first, decodeSteps) : new Float64Array(0);
+        const merges0 = engine.stats().mergeSteps;
+        let ms: Float64Array = new Float64Array(0);
+        if (decodeSteps > 0) ms = stream ? await engine.benchDecodeTokens(stream.subarray(0, decodeSteps)) : await engine.benchDecode(first, decodeSteps);
         const st = engine.stats();
         a.peak = Math.max(a.peak, st.deviceBytesPeak);
         if (measured) {
+          a.merges += st.mergeSteps - merges0;
           for (const x of ms) a.steps.push(x);
           a.ttft.push(ttft);
           a.stats = st;
@@ -344,7 +364,10 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       const s = spread(a.steps);
       medians.set(mode, s.median);
       const ttft = spread(a.ttft).median;
-      const floor = floorMs(a.stats.weightBytes + a.stats.adapterBytes + kvAvg, bw);
+      // merge mode moves its merge's bytes only in the steps that merged (a repeated route is skipped)
+      const mergeFrac = mode === 'merge' ? a.merges / a.steps.length : null;
+      const adapterBytes = mergeFrac === null ? a.stats.adapterBytes : a.stats.adapterBytes * mergeFrac;
+      const floor = floorMs(a.stats.weightBytes + adapterBytes + kvAvg, bw);
       row.ms_per_token = { median: rnd(s.median), p10: rnd(s.p10), p90: rnd(s.p90) };
       row.tokens_per_s = rnd(1000 / s.median, 2);
       row.floor_ms = rnd(floor);
@@ -360,7 +383,8 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       row.ms_per_token_mean = rnd(mean(a.steps));
       row.decode_steps_measured = a.steps.length;
       row.repetitions_measured = a.reps;
-      row.adapter_bytes_per_token = a.stats.adapterBytes;
+      row.adapter_bytes_per_token = Math.round(adapterBytes);
+      if (mergeFrac !== null) row.merges_per_token = rnd(mergeFrac, 4);
       return row;
     });
     const baseMed = medians.get('base');
@@ -420,6 +444,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         precision: o.precision ?? 'precise',
         merge_prompt: o.mergePrompt ?? 'tokenwise',
         kv_cache: engine.kvCache,
+        decode_tokens: decodeTokens,
       },
       prefill_flops: { ...flops, tokens: prompt.length },
       floor_bytes: { weights_read: st.weightBytes, kv_read_avg: Math.round(kvAvg), avg_context: avgCtx, kv_bytes_per_element: kvBytes },

@@ -184,6 +184,10 @@ export interface EngineStats {
   graphCaptured: boolean;
   threads: number;
   simdLevel: number;
+  /** merge mode: SGMM merges run, and merges skipped (the same experts and gates as the working weights hold),
+   *  since the model was loaded */
+  mergeSteps: number;
+  mergeSkipped: number;
 }
 
 export interface BuildProgress {
@@ -378,6 +382,13 @@ export class BenchEngine {
     return ms;
   }
 
+  /** The same timed loop fed `tokens` (step i appends tokens[i]; each step's greedy pick is computed and dropped). */
+  async benchDecodeTokens(tokens: Int32Array): Promise<Float64Array> {
+    const ms = new Float64Array(tokens.length);
+    await this.native.callAsync('lsw_model_bench_decode_tokens', this.h(), tokens, tokens.length, ms);
+    return ms;
+  }
+
   stats(): EngineStats {
     const s: Record<string, number | bigint> = {};
     this.native.call('lsw_model_get_stats', this.h(), s);
@@ -389,6 +400,8 @@ export class BenchEngine {
       graphCaptured: Number(s.graph_captured) !== 0,
       threads: Number(s.n_threads),
       simdLevel: Number(s.simd_level),
+      mergeSteps: Number(s.merge_steps),
+      mergeSkipped: Number(s.merge_skipped),
     };
   }
 

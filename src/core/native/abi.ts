@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 5;
+export const LSW_ABI_VERSION = 6;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
@@ -89,6 +89,7 @@ export const FUNCTIONS = {
   lsw_model_get_routes: 'lsw_status lsw_model_get_routes(lsw_model *m, int32_t adapter_id, int32_t pos, int32_t n, int32_t *experts, float *gates)',
   lsw_model_get_stats: 'lsw_status lsw_model_get_stats(lsw_model *m, _Out_ lsw_model_stats *out)',
   lsw_model_bench_decode: 'lsw_status lsw_model_bench_decode(lsw_model *m, int32_t first_token, int32_t n_tokens, double *ms_per_token)',
+  lsw_model_bench_decode_tokens: 'lsw_status lsw_model_bench_decode_tokens(lsw_model *m, const int32_t *tokens, int32_t n_tokens, double *ms_per_token)',
   lsw_measure_bandwidth: 'lsw_status lsw_measure_bandwidth(int32_t backend, uint64_t bytes, double *gb_per_s)',
   lsw_measure_matmul: 'lsw_status lsw_measure_matmul(int32_t backend, int32_t dtype, int32_t rows, int32_t cols, int32_t n, int32_t n_threads, double *tflops)',
 
