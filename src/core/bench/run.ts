@@ -1,7 +1,8 @@
 /**
  * The benchmark protocol of `lora-switch bench` (the paper's, docs/BENCH.md): batch 1, a random prompt of
  * `promptTokens`, `newTokens` per query (the first from the prefill, the rest decode steps timed inside the engine
- * by lsw_model_bench_decode), `warmup` unmeasured queries per mode, then `repetitions` measured queries per mode,
+ * by lsw_model_bench_decode_tokens, fed a seeded token stream, or by lsw_model_bench_decode with greedy tokens:
+ * DECODE_TOKENS), `warmup` unmeasured queries per mode, then `repetitions` measured queries per mode,
  * INTERLEAVED: every repetition runs every mode in turn on the same loaded model (lsw_model_set_mode, reset in
  * between), the order rotated by one each repetition, so that machine drift hits all modes alike.
  * The core updates a plain state object; views render it.
