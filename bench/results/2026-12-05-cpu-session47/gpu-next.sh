@@ -1,7 +1,8 @@
 #!/bin/bash
 # Queued for the next session with a GPU (not run: no device could be lent in session 47). Copy it to .gpu/pack/ and
 # carry .gpu/pack (bf.tar.xz from scripts/gpu/pack-prebuilt.sh on the tree to test), .gpu/node.xz and .gpu/bundle
-# (dist/bundle after `node scripts/bundle.mjs`); move bench/results aside for the call (the carry limit).
+# (dist/bundle after `node scripts/bundle.mjs`, less its liblsw.so); move bench/results aside for the call (the
+# carry limit: the three come to about 51 MB).
 # 1. test_cuda (now also lsw_model_bench_decode_tokens, CUDA against CPU: logits and merge counters) and test_forward;
 # 2. llama2-7b, q,v r16 top-2 pre-gated, base / merge / fused with --decode-tokens random (the new default) and greedy
 #    (what every GPU row so far used), two interleaved rounds: merges_per_token of the greedy rows says how many of the
