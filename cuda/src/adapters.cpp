@@ -324,12 +324,15 @@ static void ensure_merged(lsw_model *m) {
     m->layer_step[0] = 1;
     return;
   }
+  // every adapted module of every layer in one batch (one pass over the thread pool for the whole step)
   std::vector<lsw_sgmm_term> terms;
+  std::vector<lsw_sgmm_job> jobs;
+  std::vector<size_t> first;  // jobs[i]'s terms start at terms[first[i]] (pointers set once terms stops growing)
   for (int L = 0; L < m->cfg.num_layers; L++)
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
       const lsw_module_range r = m->module_range(L, k);
       if (m->work[L][r.mat].empty()) continue;
-      terms.clear();
+      const size_t t0 = terms.size();
       for (auto &ap : m->adapters) {
         const lsw_adapter_mod &am = ap->mods[L][k];
         if (!am.A) continue;
@@ -341,12 +344,15 @@ static void ensure_merged(lsw_model *m) {
                            am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[j] * am.scale});
         }
       }
-      if (terms.empty()) continue;
+      if (terms.size() == t0) continue;
       const lsw_weight &w = m->layers[L].mat[r.mat];
       const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
-      sgmm_terms(m->pool.get(), w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
-                 m->work[L][r.mat].data() + off, terms.data(), (int64_t)terms.size());
+      jobs.push_back({w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
+                      m->work[L][r.mat].data() + off, nullptr, (int64_t)(terms.size() - t0)});
+      first.push_back(t0);
     }
+  for (size_t i = 0; i < jobs.size(); i++) jobs[i].terms = terms.data() + first[i];
+  lsw::sgmm_jobs(m->pool.get(), jobs.data(), (int64_t)jobs.size());
   m->merged = true;
   m->merged_e = e;
   m->merged_g = g;

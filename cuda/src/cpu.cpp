@@ -392,60 +392,110 @@ void from_f32(int dtype, const float *src, void *dst, int64_t n) { K().from_f32(
 //   acc[j] = W0[i][j]
 //   for each term (in order), for r in 0..rank-1:  c = gate * B[i][r];  acc[j] = fmaf(c, A[r][j], acc[j])
 //   W[i][j] = round_to_nearest_even(acc[j])
-// W depends only on (W0, terms): merging from the pristine W0 never drifts.  The terms' A rows are widened once per
-// call into one [K][cols] fp32 block (K = the terms' ranks summed) that every thread reads; each thread widens its
-// rows' coefficients c and runs the register-blocked kernel (KernelTable::sgmm_rows) over them.
-void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
-                const lsw_sgmm_term *terms, int64_t n_terms) {
+// W depends only on (W0, terms): merging from the pristine W0 never drifts.  A batch of matrices runs in two passes
+// over the thread pool: every job's A rows widened into one fp32 block ([K_j][cols_j] per job, K_j = its terms' ranks
+// summed), then the rows of all jobs, each thread widening its rows' coefficients c and running the register-blocked
+// kernel (KernelTable::sgmm_rows).  One pass per step instead of one per matrix: on SmolLM-135M's 60 q,v matrices the
+// per-matrix passes (pool wake-up, the A widening on one thread, each pass's tail) cost a third of the merge.
+void sgmm_jobs(ThreadPool *pool, const lsw_sgmm_job *jobs, int64_t n_jobs) {
   const KernelTable &k = K();
-  const size_t es = dtype_size(dtype);
-  int64_t kt = 0;
-  for (int64_t t = 0; t < n_terms; t++) kt += terms[t].rank;
+  struct JobInfo {
+    int64_t kt, a_off, row0;
+  };
+  struct ARow {
+    const void *src;
+    int dtype;
+    int64_t cols;
+    float *dst;
+  };
+  static thread_local std::vector<JobInfo> info;
+  static thread_local std::vector<ARow> arows;
   static thread_local std::vector<float> a32;
-  a32.resize((size_t)(kt * cols));
-  for (int64_t t = 0, q = 0; t < n_terms; t++) {
-    const lsw_sgmm_term &T = terms[t];
-    const size_t tes = dtype_size(T.dtype);
-    for (int64_t r = 0; r < T.rank; r++, q++)
-      k.to_f32(T.dtype, (const char *)T.A + (size_t)(r * cols) * tes, a32.data() + q * cols, cols);
+  info.resize((size_t)n_jobs);
+  int64_t a_total = 0, rows_total = 0, work = 0, n_arows = 0;
+  for (int64_t j = 0; j < n_jobs; j++) {
+    const lsw_sgmm_job &J = jobs[j];
+    int64_t kt = 0;
+    for (int64_t t = 0; t < J.n_terms; t++) kt += J.terms[t].rank;
+    info[j] = {kt, a_total, rows_total};
+    a_total += kt * J.cols;
+    rows_total += J.rows;
+    work += J.rows * J.cols * (kt + 1);
+    n_arows += kt;
   }
-  const float *A = a32.data();
+  a32.resize((size_t)a_total);
+  arows.clear();
+  for (int64_t j = 0; j < n_jobs; j++) {
+    const lsw_sgmm_job &J = jobs[j];
+    float *dst = a32.data() + info[j].a_off;
+    for (int64_t t = 0; t < J.n_terms; t++) {
+      const lsw_sgmm_term &T = J.terms[t];
+      const size_t tes = dtype_size(T.dtype);
+      for (int64_t r = 0; r < T.rank; r++, dst += J.cols)
+        arows.push_back({(const char *)T.A + (size_t)(r * J.cols) * tes, T.dtype, J.cols, dst});
+    }
+  }
+  const bool par = pool && pool->size() > 1 && work >= 16384;
+  // (the lambdas run on the pool's threads: they see this thread's buffers through these pointers, never by the
+  // thread_local names, which would name each worker's own)
+  const JobInfo *inf = info.data();
+  const ARow *ar = arows.data();
+  const float *a32p = a32.data();
+  auto widen = [&](int, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) k.to_f32(ar[i].dtype, ar[i].src, ar[i].dst, ar[i].cols);
+  };
+  if (par) pool->parallel_for(n_arows, 4, widen);
+  else widen(0, 0, n_arows);
+  // rows [b, e) of the batch (global row numbers; a range may span jobs)
   auto body = [&](int, int64_t b, int64_t e) {
     constexpr int64_t RB = 16;  // rows per kernel call: their coefficients in a small block
     thread_local std::vector<float> c, brow;
-    c.resize((size_t)(RB * kt));
-    for (int64_t i0 = b; i0 < e; i0 += RB) {
-      const int64_t n = std::min(RB, e - i0);
-      for (int64_t i = 0; i < n; i++) {
-        float *ci = c.data() + i * kt;
-        for (int64_t t = 0; t < n_terms; t++) {
-          const lsw_sgmm_term &T = terms[t];
-          brow.resize((size_t)T.rank);
-          k.to_f32(T.dtype, (const char *)T.B + (size_t)((i0 + i) * T.rank) * dtype_size(T.dtype), brow.data(), T.rank);
-          for (int64_t r = 0; r < T.rank; r++) *ci++ = T.gate * brow[r];  // c = fl(gate · B[i][r])
+    int64_t j = std::upper_bound(inf, inf + n_jobs, b, [](int64_t v, const JobInfo &x) { return v < x.row0; }) - inf - 1;
+    for (int64_t g = b; g < e; j++) {
+      const lsw_sgmm_job &J = jobs[j];
+      const int64_t kt = inf[j].kt, lb = g - inf[j].row0, le = std::min(J.rows, e - inf[j].row0);
+      const size_t es = dtype_size(J.dtype);
+      c.resize((size_t)(RB * std::max<int64_t>(kt, 1)));
+      for (int64_t i0 = lb; i0 < le; i0 += RB) {
+        const int64_t n = std::min(RB, le - i0);
+        for (int64_t i = 0; i < n; i++) {
+          float *ci = c.data() + i * kt;
+          for (int64_t t = 0; t < J.n_terms; t++) {
+            const lsw_sgmm_term &T = J.terms[t];
+            brow.resize((size_t)T.rank);
+            k.to_f32(T.dtype, (const char *)T.B + (size_t)((i0 + i) * T.rank) * dtype_size(T.dtype), brow.data(), T.rank);
+            for (int64_t r = 0; r < T.rank; r++) *ci++ = T.gate * brow[r];  // c = fl(gate · B[i][r])
+          }
         }
+        k.sgmm_rows(J.dtype, (const char *)J.W0 + (size_t)(i0 * J.cols) * es, (char *)J.W + (size_t)(i0 * J.cols) * es,
+                    J.cols, n, c.data(), kt, kt, a32p + inf[j].a_off);
       }
-      k.sgmm_rows(dtype, (const char *)W0 + (size_t)(i0 * cols) * es, (char *)W + (size_t)(i0 * cols) * es, cols, n,
-                  c.data(), kt, kt, A);
+      g = inf[j].row0 + le;
     }
   };
-  if (pool && pool->size() > 1 && rows * cols >= 16384)
-    pool->parallel_for(rows, 8, body);
-  else
-    body(0, 0, rows);
+  if (par) pool->parallel_for(rows_total, 4, body);
+  else body(0, 0, rows_total);
+}
+
+void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
+                const lsw_sgmm_term *terms, int64_t n_terms) {
+  const lsw_sgmm_job job{dtype, rows, cols, W0, W, terms, n_terms};
+  sgmm_jobs(pool, &job, 1);
 }
 
 void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
           const void *W0, void *W, const void *A, const void *B, const float *gates) {
   const size_t es = dtype_size(dtype);
-  std::vector<lsw_sgmm_term> terms((size_t)top_k);
+  std::vector<lsw_sgmm_term> terms((size_t)(n_mats * top_k));
+  std::vector<lsw_sgmm_job> jobs((size_t)n_mats);
   for (int64_t m = 0; m < n_mats; m++) {
     for (int64_t kk = 0; kk < top_k; kk++)
-      terms[kk] = {(const char *)A + (size_t)((m * top_k + kk) * rank * cols) * es,
-                   (const char *)B + (size_t)((m * top_k + kk) * rows * rank) * es, dtype, rank, gates[kk]};
+      terms[m * top_k + kk] = {(const char *)A + (size_t)((m * top_k + kk) * rank * cols) * es,
+                               (const char *)B + (size_t)((m * top_k + kk) * rows * rank) * es, dtype, rank, gates[kk]};
     const size_t off = (size_t)(m * rows * cols) * es;
-    sgmm_terms(pool, dtype, rows, cols, (const char *)W0 + off, (char *)W + off, terms.data(), top_k);
+    jobs[m] = {dtype, rows, cols, (const char *)W0 + off, (char *)W + off, terms.data() + m * top_k, top_k};
   }
+  sgmm_jobs(pool, jobs.data(), n_mats);
 }
 
 // Y = W x + Σ_k gates[k] · B[k] (A[k] x); u[k][r] = gates[k] * (A[k][r] · x) in fp32, then Y += B[k] u[k].
