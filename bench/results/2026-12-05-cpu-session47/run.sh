@@ -11,7 +11,7 @@ $L bench --backend cpu --preset smollm-135m --out smollm-135m.json > smollm-135m
 $L bench --backend cpu --preset qwen2.5-0.5b --new-tokens 100 --repetitions 3 --out qwen2.5-0.5b.json > qwen2.5-0.5b.txt 2>&1
 $L bench --backend cpu --preset llama3.2-1b --new-tokens 64 --repetitions 3 --out llama3.2-1b.json > llama3.2-1b.txt 2>&1
 $L bench --backend cpu --preset smollm-135m --modes base,merge --decode-tokens greedy --out smollm-135m-greedy.json > smollm-135m-greedy.txt 2>&1
-for r in 1 2 3; do
+for r in 1 2 3 4 5; do
   for lib in /tmp/wt-old/lib ../../../build/native; do echo -n "$lib  "; LD_LIBRARY_PATH=$lib /tmp/sgmm_ab; done
   for lib in /tmp/wt-old/lib ../../../build/native; do echo -n "$lib  "; LD_LIBRARY_PATH=$lib /tmp/sgmm_ab 16 2048 512 16 2 9; done
 done > sgmm-ab.txt 2>&1
