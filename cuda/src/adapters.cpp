@@ -389,11 +389,14 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   }
   ke.clear();
   kg.clear();
+  // the modules of this matrix (q, k, v of wqkv; gate, up of w_gate_up) in one batch
   std::vector<lsw_sgmm_term> terms;
+  std::vector<lsw_sgmm_job> jobs;
+  std::vector<size_t> first;
   for (int k = 0; k < LSW_MOD_COUNT; k++) {
     const lsw_module_range r = m->module_range(L, k);
     if (r.mat != mat) continue;
-    terms.clear();
+    const size_t t0 = terms.size();
     for (auto &ap : m->adapters) {
       const lsw_adapter_mod &am = ap->mods[L][k];
       if (!am.A) continue;
@@ -407,12 +410,15 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
                          ap->cur_g[row * K + j] * am.scale});
       }
     }
-    if (terms.empty()) continue;
+    if (terms.size() == t0) continue;
     const lsw_weight &w = m->layers[L].mat[r.mat];
     const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
-    sgmm_terms(m->pool.get(), w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
-               m->work[L][r.mat].data() + off, terms.data(), (int64_t)terms.size());
+    jobs.push_back({w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off, m->work[L][r.mat].data() + off,
+                    nullptr, (int64_t)(terms.size() - t0)});
+    first.push_back(t0);
   }
+  for (size_t q = 0; q < jobs.size(); q++) jobs[q].terms = terms.data() + first[q];
+  lsw::sgmm_jobs(m->pool.get(), jobs.data(), (int64_t)jobs.size());
   // the key: adapters in order, each with its top_k experts/gates for this layer (as compared above)
   for (auto &ap : m->adapters) {
     const lsw_adapter &a = *ap;

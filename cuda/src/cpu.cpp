@@ -477,12 +477,6 @@ void sgmm_jobs(ThreadPool *pool, const lsw_sgmm_job *jobs, int64_t n_jobs) {
   else body(0, 0, rows_total);
 }
 
-void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
-                const lsw_sgmm_term *terms, int64_t n_terms) {
-  const lsw_sgmm_job job{dtype, rows, cols, W0, W, terms, n_terms};
-  sgmm_jobs(pool, &job, 1);
-}
-
 void sgmm(ThreadPool *pool, int dtype, int64_t n_mats, int64_t rows, int64_t cols, int64_t rank, int64_t top_k,
           const void *W0, void *W, const void *A, const void *B, const float *gates) {
   const size_t es = dtype_size(dtype);

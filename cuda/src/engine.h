@@ -249,11 +249,8 @@ struct lsw_sgmm_job {
   int64_t n_terms;
 };
 namespace lsw {
-// W = round(W0 + Σ_terms gate · B A), fp32 from pristine W0, terms applied in order (see docs/FORMAT.md).
-void sgmm_terms(ThreadPool *pool, int dtype, int64_t rows, int64_t cols, const void *W0, void *W,
-                const lsw_sgmm_term *terms, int64_t n_terms);
-// The same for several matrices in one pass over the thread pool (a decode step's whole merge): the same bits as
-// sgmm_terms per job.
+// For each job, W = round(W0 + Σ_terms gate · B A) in fp32 from the pristine W0, terms applied in order (see
+// docs/FORMAT.md); all jobs in one pass over the thread pool (a decode step's whole merge).
 void sgmm_jobs(ThreadPool *pool, const lsw_sgmm_job *jobs, int64_t n_jobs);
 }
 
