@@ -306,6 +306,43 @@ static bool all_routed(const lsw_model *m) {
   return true;
 }
 
+// The merges of one SGMM batch (lsw::sgmm_jobs: one pass over the thread pool): add() appends module k of layer L
+// -- each adapter's current experts on it (the layer's route for a LAYERWISE adapter, the token's otherwise), its
+// rows of the working copy from the pristine weights -- and run() merges all of them.
+struct MergeBatch {
+  std::vector<lsw_sgmm_term> terms;
+  std::vector<lsw_sgmm_job> jobs;
+  std::vector<size_t> first;  // jobs[i]'s terms start at terms[first[i]] (pointers set in run(), once terms is built)
+  void add(lsw_model *m, int L, int k) {
+    const lsw_module_range r = m->module_range(L, k);
+    if (m->work[L][r.mat].empty()) return;
+    const size_t t0 = terms.size();
+    for (auto &ap : m->adapters) {
+      const lsw_adapter_mod &am = ap->mods[L][k];
+      if (!am.A) continue;
+      const int K = ap->desc.top_k;
+      const int64_t row = ap->desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+      for (int j = 0; j < K; j++) {
+        const int64_t ex = ap->cur_e[row * K + j];
+        terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * dtype_size(am.A->dtype),
+                         (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
+                         am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank,
+                         ap->cur_g[row * K + j] * am.scale});
+      }
+    }
+    if (terms.size() == t0) return;
+    const lsw_weight &w = m->layers[L].mat[r.mat];
+    const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
+    jobs.push_back({w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
+                    m->work[L][r.mat].data() + off, nullptr, (int64_t)(terms.size() - t0)});
+    first.push_back(t0);
+  }
+  void run(ThreadPool *pool) {
+    for (size_t i = 0; i < jobs.size(); i++) jobs[i].terms = terms.data() + first[i];
+    lsw::sgmm_jobs(pool, jobs.data(), (int64_t)jobs.size());
+  }
+};
+
 // Merge mode: make the working copies hold W0 + Σ g B A for the current token's experts (one SGMM step over
 // every adapted weight of every layer), unless the experts and gates equal those the working copies hold: merged_e/g
 // are written only here, with the merge (reset clears `merged`), so a BATCHED prompt in between -- which routes its
@@ -325,34 +362,10 @@ static void ensure_merged(lsw_model *m) {
     return;
   }
   // every adapted module of every layer in one batch (one pass over the thread pool for the whole step)
-  std::vector<lsw_sgmm_term> terms;
-  std::vector<lsw_sgmm_job> jobs;
-  std::vector<size_t> first;  // jobs[i]'s terms start at terms[first[i]] (pointers set once terms stops growing)
+  MergeBatch batch;
   for (int L = 0; L < m->cfg.num_layers; L++)
-    for (int k = 0; k < LSW_MOD_COUNT; k++) {
-      const lsw_module_range r = m->module_range(L, k);
-      if (m->work[L][r.mat].empty()) continue;
-      const size_t t0 = terms.size();
-      for (auto &ap : m->adapters) {
-        const lsw_adapter_mod &am = ap->mods[L][k];
-        if (!am.A) continue;
-        const size_t es = dtype_size(am.A->dtype);
-        for (int j = 0; j < ap->desc.top_k; j++) {
-          const int64_t ex = ap->cur_e[j];
-          terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * es,
-                           (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
-                           am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank, ap->cur_g[j] * am.scale});
-        }
-      }
-      if (terms.size() == t0) continue;
-      const lsw_weight &w = m->layers[L].mat[r.mat];
-      const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
-      jobs.push_back({w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off,
-                      m->work[L][r.mat].data() + off, nullptr, (int64_t)(terms.size() - t0)});
-      first.push_back(t0);
-    }
-  for (size_t i = 0; i < jobs.size(); i++) jobs[i].terms = terms.data() + first[i];
-  lsw::sgmm_jobs(m->pool.get(), jobs.data(), (int64_t)jobs.size());
+    for (int k = 0; k < LSW_MOD_COUNT; k++) batch.add(m, L, k);
+  batch.run(m->pool.get());
   m->merged = true;
   m->merged_e = e;
   m->merged_g = g;
@@ -390,35 +403,10 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   ke.clear();
   kg.clear();
   // the modules of this matrix (q, k, v of wqkv; gate, up of w_gate_up) in one batch
-  std::vector<lsw_sgmm_term> terms;
-  std::vector<lsw_sgmm_job> jobs;
-  std::vector<size_t> first;
-  for (int k = 0; k < LSW_MOD_COUNT; k++) {
-    const lsw_module_range r = m->module_range(L, k);
-    if (r.mat != mat) continue;
-    const size_t t0 = terms.size();
-    for (auto &ap : m->adapters) {
-      const lsw_adapter_mod &am = ap->mods[L][k];
-      if (!am.A) continue;
-      const int K = ap->desc.top_k;
-      const int64_t row = ap->desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
-      for (int j = 0; j < K; j++) {
-        const int64_t ex = ap->cur_e[row * K + j];
-        terms.push_back({(const char *)am.A->data + (size_t)(ex * am.rank * r.cols) * dtype_size(am.A->dtype),
-                         (const char *)am.B->data + (size_t)(ex * r.rows * am.rank) * dtype_size(am.B->dtype),
-                         am.A->dtype == am.B->dtype ? am.A->dtype : LSW_DTYPE_F32, am.rank,
-                         ap->cur_g[row * K + j] * am.scale});
-      }
-    }
-    if (terms.size() == t0) continue;
-    const lsw_weight &w = m->layers[L].mat[r.mat];
-    const size_t es = dtype_size(w.dtype), off = (size_t)(r.row0 * r.cols) * es;
-    jobs.push_back({w.dtype, r.rows, r.cols, (const char *)m->pristine[L][r.mat] + off, m->work[L][r.mat].data() + off,
-                    nullptr, (int64_t)(terms.size() - t0)});
-    first.push_back(t0);
-  }
-  for (size_t q = 0; q < jobs.size(); q++) jobs[q].terms = terms.data() + first[q];
-  lsw::sgmm_jobs(m->pool.get(), jobs.data(), (int64_t)jobs.size());
+  MergeBatch batch;
+  for (int k = 0; k < LSW_MOD_COUNT; k++)
+    if (m->module_range(L, k).mat == mat) batch.add(m, L, k);
+  batch.run(m->pool.get());
   // the key: adapters in order, each with its top_k experts/gates for this layer (as compared above)
   for (auto &ap : m->adapters) {
     const lsw_adapter &a = *ap;
