@@ -542,5 +542,17 @@ test('--decode-tokens greedy: the model\'s own picks, recorded, and merge mode c
   assert.ok(f >= 0 && f <= 1 && Math.round(f * 5) === f * 5, `merges_per_token ${f}: a count of the 5 decode steps`);
 });
 
+test('layer-wise merge: merges_per_token is the share of the layers\' merges, not merges per step', () => {
+  // a LAYERWISE adapter merges or skips in each of tiny's 2 layers per step: the engine counts per layer, so 5
+  // decode steps give 10 chances (before the fix the row said 200 % here, and the floor doubled the merge bytes)
+  const r = cli(['bench', '--backend', 'cpu', '--preset', 'tiny', '--prompt-tokens', '4', '--new-tokens', '6', '--repetitions', '1', '--warmup', '0', '--threads', '1', '--modes', 'merge', '--router', 'layerwise', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as BenchDoc;
+  const x = d.results[0];
+  const f = x.merges_per_token as number;
+  assert.ok(f > 0.5 && f <= 1 && Math.abs(Math.round(f * 10) - f * 10) < 1e-3, `merges_per_token ${f}: a count of 2 layers x 5 steps`);
+  assert.match(mergeNote(d)!, /^merge: \d+ % of the layers in the measured decode steps merged their experts/);
+});
+
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 test.run();

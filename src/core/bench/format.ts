@@ -188,10 +188,12 @@ export function mergeNote(doc: BenchDoc, code = (s: string) => s): string | null
   const r = doc.results.find((x) => x.mode === 'merge' && typeof x.merges_per_token === 'number');
   if (!r) return null;
   const f = r.merges_per_token as number;
-  const head = `merge: ${(f * 100).toFixed(f < 0.999 && f > 0.99 ? 1 : 0)} % of the measured decode steps merged their experts`;
+  // a layer-wise adapter routes, and merges or skips, in every layer of a step
+  const what = doc.adapter.router === 'layerwise' ? 'of the layers in the measured decode steps' : 'of the measured decode steps';
+  const head = `merge: ${(f * 100).toFixed(f < 0.999 && f > 0.99 ? 1 : 0)} % ${what} merged their experts`;
   if (f >= 0.9) return `${head}.`;
   const fix = doc.protocol.decode_tokens === 'greedy' ? `; ${code('--decode-tokens random')} feeds a new token every step` : '';
-  return `${head}; the rest kept the route the working weights already held (a repeated token), so its ms/token and floor count fewer merges than real text needs${fix}.`;
+  return `${head}; the rest kept the route the working weights already held (a repeated route), so its ms/token and floor count fewer merges than real text needs${fix}.`;
 }
 
 /**

@@ -207,8 +207,11 @@ interface ModeAcc {
   peak: number;
   reps: number;
   error: string | null;
-  /** measured decode steps that ran an SGMM merge (merge mode; the engine's counter around each timed loop) */
+  /** SGMM merges in the measured decode steps (merge mode; the engine's counter around each timed loop): one per
+   * step, or with a LAYERWISE adapter one per layer and step */
   merges: number;
+  /** merges plus skipped merges (a route the working weights already held) over the same steps */
+  mergeChances: number;
 }
 
 /**
@@ -286,7 +289,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     }
     state.matmulTflops = matmulRate;
     const flops = prefillFlops(c, prompt.length);
-    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null, merges: 0 }]));
+    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null, merges: 0, mergeChances: 0 }]));
 
     const query = async (mode: BenchMode, decodeSteps: number, measured: boolean): Promise<void> => {
       const a = acc.get(mode)!;
@@ -300,13 +303,15 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         const t0 = performance.now();
         const first = await engine.prefill(prompt);
         const ttft = performance.now() - t0;
-        const merges0 = engine.stats().mergeSteps;
+        const st0 = engine.stats();
         let ms: Float64Array = new Float64Array(0);
         if (decodeSteps > 0) ms = stream ? await engine.benchDecodeTokens(stream.subarray(0, decodeSteps)) : await engine.benchDecode(first, decodeSteps);
         const st = engine.stats();
         a.peak = Math.max(a.peak, st.deviceBytesPeak);
         if (measured) {
-          a.merges += st.mergeSteps - merges0;
+          // the engine counts a merge or a skip per decode step, or with a LAYERWISE adapter per layer per step
+          a.merges += st.mergeSteps - st0.mergeSteps;
+          a.mergeChances += st.mergeSteps - st0.mergeSteps + (st.mergeSkipped - st0.mergeSkipped);
           for (const x of ms) a.steps.push(x);
           a.ttft.push(ttft);
           a.stats = st;
@@ -366,7 +371,8 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       medians.set(mode, s.median);
       const ttft = spread(a.ttft).median;
       // merge mode moves its merge's bytes only in the steps that merged (a repeated route is skipped)
-      const mergeFrac = mode === 'merge' ? a.merges / a.steps.length : null;
+      // (the share of the merges a step can run that it did: per step, or per layer and step when layer-wise)
+      const mergeFrac = mode === 'merge' ? (a.mergeChances > 0 ? a.merges / a.mergeChances : 0) : null;
       const adapterBytes = mergeFrac === null ? a.stats.adapterBytes : a.stats.adapterBytes * mergeFrac;
       const floor = floorMs(a.stats.weightBytes + adapterBytes + kvAvg, bw);
       row.ms_per_token = { median: rnd(s.median), p10: rnd(s.p10), p90: rnd(s.p90) };
