@@ -210,8 +210,8 @@ interface ModeAcc {
   /** SGMM merges in the measured decode steps (merge mode; the engine's counter around each timed loop): one per
    * step, or with a LAYERWISE adapter one per layer and step */
   merges: number;
-  /** merges plus skipped merges (a route the working weights already held) over the same steps */
-  mergeChances: number;
+  /** skipped merges (a route the working weights already held) over the same steps, counted as merges are */
+  skips: number;
 }
 
 /**
@@ -289,7 +289,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
     }
     state.matmulTflops = matmulRate;
     const flops = prefillFlops(c, prompt.length);
-    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null, merges: 0, mergeChances: 0 }]));
+    const acc = new Map<BenchMode, ModeAcc>(o.modes.map((m) => [m, { steps: [], ttft: [], stats: null, peak: 0, reps: 0, error: null, merges: 0, skips: 0 }]));
 
     const query = async (mode: BenchMode, decodeSteps: number, measured: boolean): Promise<void> => {
       const a = acc.get(mode)!;
@@ -311,7 +311,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
         if (measured) {
           // the engine counts a merge or a skip per decode step, or with a LAYERWISE adapter per layer per step
           a.merges += st.mergeSteps - st0.mergeSteps;
-          a.mergeChances += st.mergeSteps - st0.mergeSteps + (st.mergeSkipped - st0.mergeSkipped);
+          a.skips += st.mergeSkipped - st0.mergeSkipped;
           for (const x of ms) a.steps.push(x);
           a.ttft.push(ttft);
           a.stats = st;
@@ -372,7 +372,7 @@ export async function runBench(o: BenchOptions, state: BenchState, onUpdate: () 
       const ttft = spread(a.ttft).median;
       // merge mode moves its merge's bytes only in the steps that merged (a repeated route is skipped)
       // (the share of the merges a step can run that it did: per step, or per layer and step when layer-wise)
-      const mergeFrac = mode === 'merge' ? (a.mergeChances > 0 ? a.merges / a.mergeChances : 0) : null;
+      const mergeFrac = mode === 'merge' ? (a.merges + a.skips > 0 ? a.merges / (a.merges + a.skips) : 0) : null;
       const adapterBytes = mergeFrac === null ? a.stats.adapterBytes : a.stats.adapterBytes * mergeFrac;
       const floor = floorMs(a.stats.weightBytes + adapterBytes + kvAvg, bw);
       row.ms_per_token = { median: rnd(s.median), p10: rnd(s.p10), p90: rnd(s.p90) };
