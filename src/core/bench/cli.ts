@@ -35,7 +35,7 @@ export interface BenchFlags {
   precision?: string;
   /** how merge mode evaluates the prompt: tokenwise (default) or batched */
   mergePrompt?: string;
-  /** element type of the KV cache: f32 (default), f16 or bf16 */
+  /** element type of the KV cache: auto (default: the weights' 16-bit type, else f32), f32, f16 or bf16 */
   kvCache?: string;
   /** what each decode step appends: random (default: a seeded token stream) or greedy (the model's own pick) */
   decodeTokens?: string;
