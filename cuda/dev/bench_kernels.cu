@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -3639,7 +3640,7 @@ static void test_sampling() {
     // the decode step's greedy tail (greedy_advance): the same token, its bookkeeping (io[0] = token, io[1..2] + 1,
     // step + 1), the scalar block copied to mapped host memory, and key / block count re-armed (a second launch on
     // other logits must not see the first one's maximum)
-    struct GaScratch { GreedyState g; int io[4]; unsigned long long step; int tok, pad; };  // 48 bytes
+    struct GaScratch { GreedyState g; int io[4]; unsigned long long step; int tok, nf; };  // 48 bytes
     static_assert(sizeof(GaScratch) == 48, "the word indices read back below");
     auto *gs = dnew<GaScratch>(1);
     unsigned *hb = nullptr;
@@ -3651,11 +3652,11 @@ static void test_sampling() {
     CK(cudaMemcpy(gs->io, io0, sizeof io0, cudaMemcpyHostToDevice));
     memset(hb, 0xff, 64);
     // the scalar block copied to the host: io[4], step, token (32 bytes from io on)
-    CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->step, gs->io, hbd, 32, false, 0));
+    CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, gs->io, hbd, 32, false, 0));
     CK(cudaDeviceSynchronize());
-    auto gd = down(reinterpret_cast<int *>(gs), 11);  // key (2), count, pad, io (4), step (2), token
+    auto gd = down(reinterpret_cast<int *>(gs), 12);  // key (2), count, non-finite flag, io (4), step (2), token, nf
     expect(gd[10] == want_tok && gd[4] == want_tok && gd[5] == 101 && gd[6] == 102 && gd[8] == 1 && gd[0] == 0 &&
-               gd[1] == 0 && gd[2] == 0,
+               gd[1] == 0 && gd[2] == 0 && gd[3] == 0 && gd[11] == 0,
            "greedy_advance vocab=%d: token %d (CPU %d), io %d %d %d, step %d, key and count re-armed", vocab, gd[10],
            want_tok, gd[4], gd[5], gd[6], gd[8]);
     expect((int)hb[0] == want_tok && (int)hb[1] == 101 && (int)hb[2] == 102 && hb[4] == 1 && hb[6] == gd[10],
@@ -3664,12 +3665,46 @@ static void test_sampling() {
       auto lg3 = rvec(vocab, 2.f);  // lower logits everywhere: the first launch's maximum must not survive
       const int want3 = cpu_sample(vocab, lg3.data(), g0, 0);
       float *dl3 = dup(lg3);
-      CK(greedy_advance(vocab, dl3, &gs->g, gs->io, &gs->tok, &gs->step, nullptr, nullptr, 0, false, 0));
+      CK(greedy_advance(vocab, dl3, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, nullptr, nullptr, 0, false, 0));
       CK(cudaDeviceSynchronize());
       const int t3 = down(&gs->tok, 1)[0];
       expect(t3 == want3, "greedy_advance vocab=%d, second launch: %d (CPU %d)", vocab, t3, want3);
       cudaFree(dl3);
     }
+    // non-finite logits (NaN, +inf, -inf; at a random id, in the float4 tail, at the last id): greedy_advance and both
+    // branches of the sampler kernel flag them; the next greedy_advance launch on finite logits is clear again and
+    // picks the CPU's token (the flag was re-armed with the key)
+    {
+      const float bads[3] = {std::numeric_limits<float>::quiet_NaN(), INFINITY, -INFINITY};
+      const lsw_sampler_params sg{0.f, 0, 1.f, 0.f, 3}, ss{0.8f, 40, 0.95f, 0.05f, 4};
+      int flagged = 0, cases = 0;
+      for (int b = 0; b < 3; b++)
+        for (int where : {(int)(mix(g_seed++) % (uint64_t)vocab), vocab - 1, 4 * (vocab / 4) < vocab ? 4 * (vocab / 4) : 0}) {
+          auto lb = rvec(vocab, 4.f);
+          lb[where] = bads[b];
+          float *dlb = dup(lb);
+          int *dnf = dnew<int>(1);
+          CK(greedy_advance(vocab, dlb, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, nullptr, nullptr, 0, false, 0));
+          CK(cudaDeviceSynchronize());
+          flagged += down(&gs->nf, 1)[0] == 1;
+          for (const auto *sp : {&sg, &ss}) {
+            CK(cudaMemset(dnf, 0xff, 4));
+            CK(sample(vocab, dlb, *sp, nullptr, 0, keep, p, dt_, dnf, 0));
+            CK(cudaDeviceSynchronize());
+            flagged += down(dnf, 1)[0] == 1;
+          }
+          CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, nullptr, nullptr, 0, false, 0));
+          CK(cudaDeviceSynchronize());
+          const auto after = down(reinterpret_cast<int *>(gs), 12);
+          flagged += after[11] == 0 && after[10] == want_tok && after[3] == 0;
+          cases += 4;
+          cudaFree(dlb);
+          cudaFree(dnf);
+        }
+      expect(flagged == cases, "vocab=%d: non-finite logits flagged by greedy_advance and the sampler, and the flag "
+             "re-armed (%d of %d)", vocab, flagged, cases);
+    }
+    int *dnf0 = dnew<int>(1);
     // non-greedy: many (params, seed, step) against the CPU algorithm
     // (the first two are greedy: the sampler kernel's own argmax branch, which the model still takes with
     // LSW_CUDA_GREEDY_TAIL=0; lsw_op_sample's greedy calls go to greedy_advance since session 38)
@@ -3683,27 +3718,28 @@ static void test_sampling() {
       for (int which = 0; which < 2; which++)
         for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
           if (vocab > 100000 && sp.top_k == 0 && sp.top_p < 1.f && which == 1) continue;  // slow extraction case
-          CK(sample(vocab, which ? dl2 : dl, sp, nullptr, step, keep, p, dt_, 0));
+          CK(sample(vocab, which ? dl2 : dl, sp, nullptr, step, keep, p, dt_, dnf0, 0));
           CK(cudaDeviceSynchronize());
           const int g = down(dt_, 1)[0];
           const int c = cpu_sample(vocab, which ? lg2.data() : lg.data(), sp, step);
           total++;
+          mism += down(dnf0, 1)[0] != 0;  // finite logits: never flagged
           if (g != c) { mism++; logf("    mismatch vocab %d T %.2f k %d p %.2f minp %.2f step %d: gpu %d cpu %d\n", vocab, sp.temperature, sp.top_k, sp.top_p, sp.min_p, (int)step, g, c); }
         }
     expect(mism == 0, "sample vocab=%d: %d draws equal to the CPU algorithm (%d mismatches)", vocab, total, mism);
     {
       lsw_sampler_params sp{0.8f, 40, 0.95f, 0.05f, 9};
-      const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, 0)); }, 20);
+      const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, dnf0, 0)); }, 20);
       char nm[160]; snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05", vocab);
       row(nm, ms, 0, 0);
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
       row(nm, ms2, 0, 0);
-      const double ms3 = time_ms([&](int) { CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->step, gs->io, hbd, 32, false, 0)); }, 50);
+      const double ms3 = time_ms([&](int) { CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, gs->io, hbd, 32, false, 0)); }, 50);
       snprintf(nm, sizeof nm, "greedy_advance vocab=%d (argmax + bookkeeping + 32 B to host)", vocab);
       row(nm, ms3, 0, 0);
     }
-    cudaFree(gs); cudaFreeHost(hb);
+    cudaFree(gs); cudaFreeHost(hb); cudaFree(dnf0);
     cudaFree(dl); cudaFree(dl2); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }

@@ -33,8 +33,9 @@ extern "C" {
 
 /* 2: lsw_model_config.prefill_precision (the struct grew), lsw_measure_matmul
  * 3: lsw_model_config.merge_prompt (the struct grew)
- * 6: lsw_model_bench_decode_tokens */
-#define LSW_ABI_VERSION 6
+ * 6: lsw_model_bench_decode_tokens
+ * 7: LSW_E_NUMERIC (the samplers refuse non-finite logits) */
+#define LSW_ABI_VERSION 7
 
 typedef enum lsw_status {
   LSW_OK = 0,
@@ -46,7 +47,9 @@ typedef enum lsw_status {
   LSW_E_BACKEND_UNAVAILABLE = 6, /* CUDA backend not built, or no usable GPU */
   LSW_E_DEVICE = 7,           /* a CUDA runtime error */
   LSW_E_CONTEXT_FULL = 8,     /* the KV cache cannot hold more tokens */
-  LSW_E_INTERNAL = 9
+  LSW_E_INTERNAL = 9,
+  LSW_E_NUMERIC = 10          /* a token was to be sampled from logits that are not all finite (NaN or infinity):
+                                 the weights or an adapter hold non-finite values, or the activations overflowed */
 } lsw_status;
 
 typedef enum lsw_dtype { LSW_DTYPE_F32 = 0, LSW_DTYPE_F16 = 1, LSW_DTYPE_BF16 = 2 } lsw_dtype;
@@ -196,7 +199,10 @@ LSW_API lsw_status lsw_model_reset(lsw_model *m);
 LSW_API int32_t lsw_model_n_past(const lsw_model *m);
 /* Evaluate n tokens appended to the sequence. logits (nullable): all_logits ? n*vocab : vocab floats. */
 LSW_API lsw_status lsw_model_eval(lsw_model *m, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits);
-/* Evaluate the prompt and sample the next token. */
+/* Evaluate the prompt and sample the next token.
+ * Sampling (here, lsw_model_step, lsw_model_decode, lsw_op_sample) fails with LSW_E_NUMERIC when any logit is NaN or
+ * infinite, on both backends; the tokens evaluated stay in the sequence (n_past counts them), the sampler's step does
+ * not advance, and nothing is written to next_token. */
 LSW_API lsw_status lsw_model_prefill(lsw_model *m, const int32_t *tokens, int32_t n, int32_t *next_token);
 /* Append one token and sample the next: the only call per decoded token. */
 LSW_API lsw_status lsw_model_step(lsw_model *m, int32_t token, int32_t *next_token);

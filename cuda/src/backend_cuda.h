@@ -21,7 +21,9 @@ lsw_status lswc_op_lora_fused(int32_t dtype, int32_t rows, int32_t cols, int32_t
                               const void *A, const void *B, const float *gates, const float *x, float *Y);
 lsw_status lswc_op_route(int32_t dtype, int32_t n_experts, int32_t dim, int32_t top_k, const void *R, const float *x,
                          int32_t *experts, float *gates);
-lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step, int32_t *token);
+// *nonfinite: 1 when a logit is NaN or infinite (the kernels flag it; *token is still written), else 0
+lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step, int32_t *token,
+                          int32_t *nonfinite);
 // lsw_measure_matmul(LSW_BACKEND_CUDA) (ops.cu): lswc::gemm in its fast precision on fresh random device data,
 // median of 10 CUDA-event-timed runs after 3 warm-ups; arguments already checked by api.cpp.
 lsw_status lswc_measure_matmul(int32_t dtype, int32_t rows, int32_t cols, int32_t n, double *tflops);

@@ -538,6 +538,24 @@ static inline uint64_t splitmix64(uint64_t z) {
 }
 uint64_t sample_hash(uint64_t seed, uint64_t step) { return splitmix64(seed ^ splitmix64(step)); }
 
+lsw_status check_logits(int64_t vocab, const float *l, const char *where) {
+  uint32_t any = 0;  // exponent bits all ones: NaN or infinity (an integer OR reduction, which vectorises)
+  for (int64_t i = 0; i < vocab; i++) {
+    uint32_t u;
+    std::memcpy(&u, l + i, 4);
+    any |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  if (!any) return LSW_OK;
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < vocab; i++)
+    if (!std::isfinite(l[i]) && bad++ == 0) first = i;
+  if (!bad) return LSW_OK;
+  return LSW_FAIL(LSW_E_NUMERIC,
+                  "%s: %lld of %lld logits are not finite (NaN or infinity; the first at token id %lld, %g), so no "
+                  "token can be sampled: the weights or an adapter hold non-finite values, or the activations overflowed",
+                  where, (long long)bad, (long long)vocab, (long long)first, (double)l[first]);
+}
+
 static int32_t argmax(int64_t vocab, const float *l) {
   int64_t best = 0;
   for (int64_t i = 1; i < vocab; i++)

@@ -142,6 +142,21 @@ LSW_API lsw_status lsw_op_route(int32_t backend, int32_t dtype, int32_t n_expert
   LSW_GUARD_END
 }
 
+#ifdef LSW_HAVE_CUDA
+// The CUDA sampler flags non-finite logits (a token is written all the same); the host counts them for the message.
+static lsw_status cuda_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step,
+                              int32_t *token) {
+  int32_t tok = 0, nonfinite = 0;
+  if (lsw_status st = lswc_op_sample(vocab, logits, p, step, &tok, &nonfinite)) return st;
+  if (nonfinite) {
+    if (lsw_status st = check_logits(vocab, logits, "lsw_op_sample")) return st;
+    return LSW_FAIL(LSW_E_INTERNAL, "lsw_op_sample: the CUDA sampler flagged finite logits as non-finite");
+  }
+  *token = tok;
+  return LSW_OK;
+}
+#endif
+
 LSW_API lsw_status lsw_op_sample(int32_t backend, int32_t vocab, const float *logits, const lsw_sampler_params *p,
                                  uint64_t step, int32_t *token) {
   CHECK_BACKEND(backend) CHECK_POS(vocab) CHECK_NN(logits) CHECK_NN(p) CHECK_NN(token)
@@ -150,8 +165,9 @@ LSW_API lsw_status lsw_op_sample(int32_t backend, int32_t vocab, const float *lo
   if (p->top_k < 0) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "top_k must be >= 0");
   if (!(p->top_p > 0 && p->top_p <= 1)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "top_p must be in (0, 1]");
   if (!(p->min_p >= 0 && p->min_p <= 1)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "min_p must be in [0, 1]");
-  if (backend == LSW_BACKEND_CUDA) CUDA_CALL(lswc_op_sample(vocab, logits, p, step, token));
+  if (backend == LSW_BACKEND_CUDA) CUDA_CALL(cuda_sample(vocab, logits, p, step, token));
   LSW_GUARD_BEGIN
+  if (lsw_status st = check_logits(vocab, logits, "lsw_op_sample")) return st;
   SampleWork w;
   *token = sample(vocab, logits, *p, step, w);
   return LSW_OK;

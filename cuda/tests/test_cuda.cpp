@@ -357,6 +357,33 @@ static void test_ops() {
       }
     }
   }
+  // non-finite logits (NaN, +inf, -inf) at a random id, at the last id and at the first id of the float4 tail, in
+  // vocabularies of one and of several greedy_advance blocks; greedy and sampling: both backends refuse them with
+  // LSW_E_NUMERIC and the same message, and leave the token alone
+  {
+    const float nonfinite[3] = {NAN, INFINITY, -INFINITY};
+    const lsw_sampler_params nps[2] = {{0.f, 0, 1.f, 0.f, 1}, {0.8f, 40, 0.95f, 0.05f, 2}};
+    int bad = 0, n = 0;
+    for (int V : {7, 1000, 32003})
+      for (int b = 0; b < 3; b++)
+        for (int at : {(int)(rng() % (uint64_t)V), V - 1, V % 4 ? V & ~3 : 0})
+          for (const auto &np : nps) {
+            auto l = rand_f((size_t)V, 4.f);
+            l[at] = nonfinite[b];
+            int32_t t0 = -7, t1 = -7;
+            const lsw_status s0 = lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &np, 0, &t0);
+            const std::string m0 = lsw_last_error();
+            const lsw_status s1 = lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &np, 0, &t1);
+            const std::string m1 = lsw_last_error();
+            n++;
+            if (s0 != LSW_E_NUMERIC || s1 != LSW_E_NUMERIC || t0 != -7 || t1 != -7 || m0 != m1) {
+              bad++;
+              fprintf(stderr, "  non-finite logit %g at %d of %d (T %g): CPU %d (%s), CUDA %d (%s), tokens %d %d\n",
+                      l[at], at, V, np.temperature, (int)s0, m0.c_str(), (int)s1, m1.c_str(), t0, t1);
+            }
+          }
+    CHECK(bad == 0, "non-finite logits: %d of %d samples not refused alike by both backends", bad, n);
+  }
 }
 
 // ---- models -----------------------------------------------------------------------------------
@@ -370,6 +397,7 @@ struct ModelSpec {
   int nh, nkv;
   int max_ctx;
   std::vector<AdSpec> ads;
+  int nan_norm = -1;  // >= 0: the final norm weight is 1 everywhere but NaN at this index (from a file), else random
 };
 
 static uint64_t name_seed(const std::string &s, uint64_t salt) {
@@ -391,6 +419,23 @@ static lsw_model_config base_cfg(const ModelSpec &ms, int backend) {
   c.rope_low_freq_factor = 1.f; c.rope_high_freq_factor = 4.f; c.rope_original_max_position = 64;
   c.backend = backend; c.n_threads = 2;
   return c;
+}
+
+// Tensors that cannot be random (a scaling, a NaN): the values go to a temporary file that the model maps (the engine
+// keeps its mapping, so the file is removed at once); *fid is the file id for lsw_model_add_tensor.
+static lsw_status map_floats(lsw_model *m, const std::vector<float> &vals, int32_t *fid) {
+  static int n_files = 0;
+  char path[96];
+  snprintf(path, sizeof path, "/tmp/lsw_test_cuda_%d_%d.bin", (int)getpid(), n_files++);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(vals.data(), 4, vals.size(), f) != vals.size()) {
+    fprintf(stderr, "cannot write %s\n", path);
+    exit(2);
+  }
+  fclose(f);
+  const lsw_status st = lsw_model_map_file(m, path, 0, fid);
+  remove(path);
+  return st;
 }
 
 // Returns the status of the first failing call (message in lsw_last_error()).
@@ -415,7 +460,7 @@ static lsw_status build(const ModelSpec &ms, int backend, lsw_model **out) {
     add(p + "ffn.w_gate_up.weight", ms.dtype, {2 * I, H}, 0.12f);
     add(p + "ffn.w_down.weight", ms.dtype, {H, I}, 0.08f);
   }
-  add("norm.weight", LSW_DTYPE_F32, {H}, 0.2f);
+  if (ms.nan_norm < 0) add("norm.weight", LSW_DTYPE_F32, {H}, 0.2f);
   add("lm_head.weight", ms.dtype, {V, H}, 0.3f);
   const int64_t in_[LSW_MOD_COUNT] = {H, H, H, qd, H, H, I};
   const int64_t out_[LSW_MOD_COUNT] = {qd, kvd, kvd, H, I, I, H};
@@ -448,22 +493,16 @@ static lsw_status build(const ModelSpec &ms, int backend, lsw_model **out) {
       }
     }
   }
-  if (!st && !sc_vals.empty()) {
-    static int n_files = 0;
-    char path[96];
-    snprintf(path, sizeof path, "/tmp/lsw_test_cuda_scales_%d_%d.bin", (int)getpid(), n_files++);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(sc_vals.data(), 4, sc_vals.size(), f) != sc_vals.size()) {
-      fprintf(stderr, "cannot write %s\n", path);
-      exit(2);
-    }
-    fclose(f);
-    int32_t fid = -1;
-    st = lsw_model_map_file(m, path, 0, &fid);
+  int32_t fid = -1;
+  if (!st && !sc_vals.empty() && !(st = map_floats(m, sc_vals, &fid))) {
     const int64_t one = 1;
     for (size_t i = 0; i < sc_names.size() && !st; i++)
       st = lsw_model_add_tensor(m, sc_names[i].c_str(), LSW_DTYPE_F32, 1, &one, fid, 4 * i);
-    remove(path);  // the engine keeps its mapping
+  }
+  if (!st && ms.nan_norm >= 0) {  // every logit NaN (each sums lm_head . a NaN element)
+    std::vector<float> w((size_t)H, 1.f);
+    w[(size_t)ms.nan_norm % H] = NAN;
+    if (!(st = map_floats(m, w, &fid))) st = lsw_model_add_tensor(m, "norm.weight", LSW_DTYPE_F32, 1, &H, fid, 0);
   }
   if (!st) st = lsw_model_finalize(m);
   if (st) {
@@ -715,6 +754,72 @@ static void test_model(const char *name, const ModelSpec &ms) {
 
 // merge mode: many switches, then reset -> the backbone is bit-identical to the pristine one.  rank 8: the exact-order
 // SGMM; rank 16: the tensor-core SGMM (model.cu's default where it applies)
+// A model whose logits are all NaN (a NaN in the final norm weight), on both backends and through every CUDA sampling
+// path: the decode graph with the greedy tail kernel or with the sampler kernel, the sampler kernel without the greedy
+// tail (LSW_CUDA_GREEDY_TAIL=0) and eager steps (LSW_CUDA_GRAPH=0).  prefill, step and decode fail with LSW_E_NUMERIC
+// and the CPU's message; the tokens are appended all the same; eval returns the NaN logits.
+static void test_nonfinite() {
+  ModelSpec ms{LSW_DTYPE_F16, 4, 2, 32, {{LSW_ROUTER_PREGATED, 4, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 8}}};
+  ms.nan_norm = (int)(rng() % 128);
+  const char *envs[3][2] = {{nullptr, nullptr}, {"LSW_CUDA_GREEDY_TAIL", "0"}, {"LSW_CUDA_GRAPH", "0"}};
+  lsw_model *cpu = nullptr;
+  if (build(ms, LSW_BACKEND_CPU, &cpu)) { CHECK(false, "non-finite: CPU build: %s", lsw_last_error()); return; }
+  const lsw_sampler_params sps[2] = {{0.f, 0, 1.f, 0.f, 1}, {0.9f, 0, 0.95f, 0.f, 5}};
+  const int32_t toks[4] = {3, 14, 15, 92};
+  for (auto &env : envs) {
+    if (env[0]) setenv(env[0], env[1], 1);
+    lsw_model *gpu = nullptr;
+    const lsw_status bs = build(ms, LSW_BACKEND_CUDA, &gpu);
+    if (env[0]) unsetenv(env[0]);
+    if (bs) { CHECK(false, "non-finite: CUDA build (%s): %s", env[0] ? env[0] : "default", lsw_last_error()); continue; }
+    for (int mode : {LSW_MODE_FUSED, LSW_MODE_MERGE})
+      for (const auto &sp : sps) {
+        char what[128];
+        snprintf(what, sizeof what, "non-finite logits (%s%s%s, %s, T %g)", env[0] ? env[0] : "default",
+                 env[0] ? "=" : "", env[0] ? env[1] : "", MODE_NAMES[mode], sp.temperature);
+        std::string msg[2][3];
+        lsw_status sts[2][3];
+        int32_t outs[2][3], n_out[2] = {-1, -1}, n_past[2][3];
+        lsw_model *ms2[2] = {cpu, gpu};
+        for (int b = 0; b < 2; b++) {
+          lsw_model *m = ms2[b];
+          OKC(lsw_model_set_mode(m, mode));
+          OKC(lsw_model_set_sampler(m, &sp));
+          OKC(lsw_model_reset(m));
+          outs[b][0] = outs[b][1] = outs[b][2] = -7;
+          sts[b][0] = lsw_model_prefill(m, toks, 4, &outs[b][0]);
+          msg[b][0] = lsw_last_error();
+          n_past[b][0] = lsw_model_n_past(m);
+          for (int i = 0; i < 3; i++) {  // several steps: the graph is captured, then replayed
+            sts[b][1] = lsw_model_step(m, 5 + i, &outs[b][1]);
+            if (i == 0) msg[b][1] = lsw_last_error();
+          }
+          n_past[b][1] = lsw_model_n_past(m);
+          sts[b][2] = lsw_model_decode(m, 9, 3, nullptr, 0, &outs[b][2], &n_out[b]);
+          msg[b][2] = lsw_last_error();
+          n_past[b][2] = lsw_model_n_past(m);
+        }
+        for (int c = 0; c < 3; c++)
+          CHECK(sts[0][c] == LSW_E_NUMERIC && sts[1][c] == LSW_E_NUMERIC && outs[0][c] == -7 && outs[1][c] == -7 &&
+                    msg[0][c] == msg[1][c] && n_past[0][c] == n_past[1][c] && msg[1][c].find("not finite") != std::string::npos,
+                "%s, call %d: CPU %d (%s), CUDA %d (%s), outputs %d %d, n_past %d %d", what, c, (int)sts[0][c],
+                msg[0][c].c_str(), (int)sts[1][c], msg[1][c].c_str(), outs[0][c], outs[1][c], n_past[0][c], n_past[1][c]);
+        CHECK(n_past[1][0] == 4 && n_past[1][1] == 7 && n_past[1][2] == 8 && n_out[0] == 0 && n_out[1] == 0,
+              "%s: n_past %d / %d / %d, decode's n_out %d %d", what, n_past[1][0], n_past[1][1], n_past[1][2], n_out[0],
+              n_out[1]);
+      }
+    // eval is not sampling: the NaN logits come back
+    std::vector<float> lg(301);
+    OKC(lsw_model_reset(gpu));
+    OKC(lsw_model_eval(gpu, toks, 4, lg.data(), 0));
+    int nan = 0;
+    for (float x : lg) nan += std::isnan(x);
+    CHECK(nan == 301, "non-finite (%s): eval gave %d of 301 NaN logits", env[0] ? env[0] : "default", nan);
+    lsw_model_free(gpu);
+  }
+  lsw_model_free(cpu);
+}
+
 static void test_drift(int rank) {
   const int N = g_small ? 300 : 10000;
   printf("-- merge drift: %d switches (rank %d) --\n", N, rank);
@@ -950,6 +1055,7 @@ int main() {
                                                                                       {LSW_ROUTER_LAYERWISE, 4, 2, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
     test_model("MixLoRA ffn E3 top1", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 3, 1, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
   }
+  test_nonfinite();
   test_drift(8);
   test_drift(16);
   test_merge_prompt("pregated q,v E8 top2 r16", {LSW_DTYPE_F16, 4, 4, 96, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}}, true);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <thread>
@@ -615,6 +616,23 @@ static void test_sampler() {
   lsw_sampler_params p{-1.f, 0, 1.f, 0.f, 0};
   int32_t tok;
   CHECK(lsw_op_sample(LSW_BACKEND_CPU, 4, s4.data(), &p, 0, &tok) == LSW_E_INVALID_ARGUMENT, "negative temperature accepted");
+  // non-finite logits (NaN, +inf, -inf at a random id) are refused, greedy or not, with a message that counts them
+  // and names the first; the token is left alone
+  const float nonfinite[3] = {std::numeric_limits<float>::quiet_NaN(), INFINITY, -INFINITY};
+  const lsw_sampler_params nps[2] = {{0.f, 0, 1.f, 0.f, 1}, {0.8f, 40, 0.9f, 0.05f, 2}};
+  for (int b = 0; b < 3; b++)
+    for (const auto &np : nps) {
+      std::vector<float> l(1000);
+      for (auto &x : l) x = nz(4.f);
+      const int at = (int)(rng() % l.size());
+      l[at] = nonfinite[b];
+      int32_t t = -7;
+      const lsw_status st = lsw_op_sample(LSW_BACKEND_CPU, (int32_t)l.size(), l.data(), &np, 0, &t);
+      char want[64];
+      snprintf(want, sizeof want, "1 of 1000 logits are not finite (NaN or infinity; the first at token id %d", at);
+      CHECK(st == LSW_E_NUMERIC && t == -7 && strstr(lsw_last_error(), want),
+            "logit %g at %d (T %g): status %d, token %d, %s", l[at], at, np.temperature, (int)st, t, lsw_last_error());
+    }
 }
 
 // ---- model -----------------------------------------------------------------------------------------
@@ -906,6 +924,58 @@ static double max_rel(const std::vector<float> &a, const std::vector<float> &b) 
   double d = 0, mx = 0;
   for (size_t i = 0; i < a.size(); i++) d = std::max(d, (double)std::fabs(a[i] - b[i])), mx = std::max(mx, (double)std::fabs(b[i]));
   return d / mx;
+}
+
+// A NaN in the final norm's weight makes every logit NaN: evaluating still works (the logits are what they are), but
+// no token can be sampled: prefill, step and decode fail with LSW_E_NUMERIC and a message naming the position; the
+// token is appended all the same (n_past counts it) and the outputs are left alone.  A model without the NaN samples.
+static void test_nonfinite_model() {
+  TinyModel t = make_tiny(LSW_DTYPE_F16, false, false, "/tmp/lsw_test_nan.bin");
+  size_t ni = 0;
+  while (t.ts[ni].name != "norm.weight") ni++;
+  t.vals[ni][rng() % t.vals[ni].size()] = std::numeric_limits<double>::quiet_NaN();
+  write_model(t);
+  lsw_model *m = nullptr;
+  OK(load(t, &m));
+  if (!m) return;
+  const int V = t.c.vocab_size;
+  const int32_t toks[4] = {3, 14, 15, 92};
+  std::vector<float> lg(V);
+  OK(lsw_model_eval(m, toks, 4, lg.data(), 0));
+  int nan = 0;
+  for (float x : lg) nan += std::isnan(x);
+  CHECK(nan == V, "NaN norm weight: %d of %d logits are NaN", nan, V);
+  const lsw_sampler_params sps[2] = {{0.f, 0, 1.f, 0.f, 1}, {0.9f, 0, 0.95f, 0.f, 5}};
+  for (const auto &sp : sps) {
+    OK(lsw_model_set_sampler(m, &sp));
+    OK(lsw_model_reset(m));
+    int32_t next = -7;
+    lsw_status st = lsw_model_prefill(m, toks, 4, &next);
+    CHECK(st == LSW_E_NUMERIC && next == -7 && lsw_model_n_past(m) == 4 &&
+              strstr(lsw_last_error(), "position 3: 97 of 97 logits are not finite"),
+          "prefill (T %g): status %d, next %d, n_past %d, %s", sp.temperature, (int)st, next, lsw_model_n_past(m),
+          lsw_last_error());
+    st = lsw_model_step(m, 5, &next);
+    CHECK(st == LSW_E_NUMERIC && next == -7 && lsw_model_n_past(m) == 5 && strstr(lsw_last_error(), "position 4: "),
+          "step (T %g): status %d, next %d, n_past %d, %s", sp.temperature, (int)st, next, lsw_model_n_past(m),
+          lsw_last_error());
+    int32_t out[3] = {-7, -7, -7}, n_out = -1;
+    st = lsw_model_decode(m, 6, 3, nullptr, 0, out, &n_out);
+    CHECK(st == LSW_E_NUMERIC && n_out == 0 && out[0] == -7 && lsw_model_n_past(m) == 6,
+          "decode (T %g): status %d, n_out %d, n_past %d", sp.temperature, (int)st, n_out, lsw_model_n_past(m));
+  }
+  lsw_model_free(m);
+  // the same model with the norm weight finite again: every call samples
+  t.vals[ni].assign(t.vals[ni].size(), 1.0);
+  write_model(t);
+  OK(load(t, &m));
+  if (!m) return;
+  int32_t next = -7;
+  OK(lsw_model_prefill(m, toks, 4, &next));
+  OK(lsw_model_step(m, next, &next));
+  CHECK(next >= 0 && next < V, "finite model: token %d", next);
+  lsw_model_free(m);
+  remove(t.path.c_str());
 }
 
 static void test_adapters() {
@@ -1789,6 +1859,7 @@ int main() {
   test_route();
   test_sampler();
   test_model();
+  test_nonfinite_model();
   test_adapters();
   test_layerwise();
   test_last_error_threads();

@@ -35,6 +35,7 @@ export const LswStatus = {
   DEVICE: 7,
   CONTEXT_FULL: 8,
   INTERNAL: 9,
+  NUMERIC: 10,
 } as const;
 
 export const STATUS_NAMES: Record<number, string> = {
@@ -48,6 +49,7 @@ export const STATUS_NAMES: Record<number, string> = {
   7: 'LSW_E_DEVICE',
   8: 'LSW_E_CONTEXT_FULL',
   9: 'LSW_E_INTERNAL',
+  10: 'LSW_E_NUMERIC',
 };
 
 /** A non-zero lsw_status, carrying lsw_last_error(). */
@@ -74,6 +76,8 @@ export class BackendUnavailableError extends NativeError { override name = 'Back
 export class DeviceError extends NativeError { override name = 'DeviceError'; }
 export class ContextFullError extends NativeError { override name = 'ContextFullError'; }
 export class NativeInternalError extends NativeError { override name = 'NativeInternalError'; }
+/** A token was to be sampled from logits that are not all finite (NaN or infinity). */
+export class NonFiniteLogitsError extends NativeError { override name = 'NonFiniteLogitsError'; }
 
 const CLASSES: Record<number, new (fn: string, status: number, msg: string) => NativeError> = {
   1: NativeInvalidArgumentError,
@@ -85,6 +89,7 @@ const CLASSES: Record<number, new (fn: string, status: number, msg: string) => N
   7: DeviceError,
   8: ContextFullError,
   9: NativeInternalError,
+  10: NonFiniteLogitsError,
 };
 
 export function nativeError(fn: string, status: number, message: string): NativeError {

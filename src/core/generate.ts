@@ -2,7 +2,7 @@
  * The generation loop: prompt -> prefill -> one native step per token, stop strings, EOS,
  * Ctrl-C. It updates a plain state object and notifies listeners; views only render that state.
  */
-import { UserError } from './errors.js';
+import { UserError, NonFiniteLogitsError, fileError } from './errors.js';
 import { checkOutputPath } from './outpath.js';
 import { loadAdapterSpec } from './adapters/spec.js';
 import {
@@ -362,6 +362,8 @@ export async function generate(opts: GenerateOptions, listener: GenerateListener
     };
   } catch (e) {
     trace?.abort();
+    // the model (with its adapters) produced NaN or infinite logits: the engine's message, under the model's name
+    if (e instanceof NonFiniteLogitsError) throw fileError(opts.model, e.nativeMessage);
     throw e;
   } finally {
     model.free();

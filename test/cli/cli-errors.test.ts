@@ -126,6 +126,23 @@ test('generate and bench -m: a .lsw tensor of a type the engine does not take (o
   oneLineError(cli(['bench', '-m', file, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '2', '--repetitions', '1', '--warmup', '0']), re);
 });
 
+test('generate: a model whose logits are NaN (a NaN in the final norm weight): one line naming the model and the position, greedy or sampling, no trace left', () => {
+  const d = path.join(dir, 'nan-norm');
+  makeTinyCheckpoint(d, { arch: 'llama' });
+  const p = path.join(d, 'model.safetensors');
+  const buf = fs.readFileSync(p);
+  const hlen = Number(buf.readBigUInt64LE(0));
+  const h = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+  buf.writeFloatLE(NaN, 8 + hlen + h['model.norm.weight'].data_offsets[0] + 4 * 7);
+  fs.writeFileSync(p, buf);
+  for (const extra of [[], ['--temperature', '0.8', '--top-k', '20']]) {
+    const trace = path.join(dir, 'nan-trace.jsonl');
+    oneLineError(cli(['generate', d, '-p', 'hello there', '--max-tokens', '3', '--trace', trace, ...extra]),
+      /nan-norm: position \d+: (\d+) of \1 logits are not finite \(NaN or infinity; the first at token id 0, nan\), so no token can be sampled/);
+    assert.not.ok(fs.existsSync(trace), 'no trace file');
+  }
+});
+
 /** every file under `d` with its bytes, to show that a refused run left a folder exactly as it was */
 function snapshot(d: string): Map<string, string> {
   const m = new Map<string, string>();

@@ -275,20 +275,24 @@ namespace lswc {
 // decode step's and lsw_op_sample's choice of greedy_advance (the CPU engine's sampler tests the same)
 __host__ __device__ inline bool sampler_greedy(float temperature, int top_k) { return !(temperature > 0.f) || top_k == 1; }
 // Full sampler (see sample.cu).  keep: [vocab] bytes, p: [vocab] doubles of device scratch.
-// step_dev (nullable): the step is read from device memory (graph replay).
+// step_dev (nullable): the step is read from device memory (graph replay).  *nonfinite: 1 when a logit is NaN or
+// infinite (then *token is 0 and nothing else is computed), else 0; written on every launch.
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
-                   unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s);
+                   unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
+                   cudaStream_t s);
 // The greedy decode step's tail in ONE launch: argmax over the logits (argmax's key: the same token), written to
-// *sampled; then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a
+// *sampled and *nonfinite (1 when a logit is NaN or infinite, else 0; the token is still the argmax key's, an id in
+// the vocabulary); then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a
 // multiple of 4) of the step's scalar block blk copied to host_blk, mapped host memory, so that no copy node follows.
 // Several blocks, each taking its share of the logits in 16-byte loads (all in flight at once), combine through
 // atomicMax on gs->key and count themselves on gs->done; the last one finishes and re-arms both (zero before the
 // first launch).  pdl: launched with PDL (it waits before reading anything).
 struct GreedyState {     // greedy_advance's state across its blocks, in device memory: zero before the first launch
   unsigned long long key;  // the argmax key (value, lowest id) combined by atomicMax
-  unsigned done, pad;      // blocks finished
+  unsigned done;           // blocks finished
+  unsigned nonfinite;      // set by a block that saw a NaN or infinite logit
 };
-cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled,
+cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled, int *nonfinite,
                            unsigned long long *step, const void *blk, void *host_blk, int blk_bytes, bool pdl,
                            cudaStream_t s);
 }  // namespace lswc

@@ -73,7 +73,8 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
   int io[4];                    // token in, pos, n_ctx, -
   unsigned long long step;      // sampler step
   long long counters[2];        // merge steps run / skipped
-  int sampled, merged, skip, pad;
+  int sampled, merged, skip;
+  int nonfinite;                // the sampler saw a NaN or infinite logit (run_step reports LSW_E_NUMERIC)
 };
 
 // decode attention: the K/V tile kernel from this many positions on (0: never, the default for every model since
@@ -683,10 +684,10 @@ cudaError_t step_body(lsw_model *m, State *st, int attn_variant) {
   const bool greedy = lswc::sampler_greedy(m->sampler.temperature, m->sampler.top_k);
   const bool tail = greedy && st->greedy_tail && st->h_out_dev;
   if (e == cudaSuccess && tail)
-    e = lswc::greedy_advance(V, st->logits, st->gstate, b->io, &b->sampled, &b->step, b, st->h_out_dev,
+    e = lswc::greedy_advance(V, st->logits, st->gstate, b->io, &b->sampled, &b->nonfinite, &b->step, b, st->h_out_dev,
                              (int)sizeof(DevBlk), lswc::gemv_pdl(), st->s);
   if (e == cudaSuccess && !tail)
-    e = lswc::sample(V, st->logits, m->sampler, &b->step, 0, st->keep, st->pd, &b->sampled, st->s);
+    e = lswc::sample(V, st->logits, m->sampler, &b->step, 0, st->keep, st->pd, &b->sampled, &b->nonfinite, st->s);
   if (e == cudaSuccess && !tail) e = lswc::advance(b->io, &b->sampled, &b->step, st->s);
   if (e == cudaSuccess && !st->logits_lazy)
     e = cudaMemcpyAsync(st->logits_registered ? (void *)m->logits.data() : (void *)st->h_logits, st->logits,
@@ -756,6 +757,19 @@ void steps_done(lsw_model *m, State *st, int n) {
   for (int i = 0; i < n; i++) append_history(m, st, 1, nullptr, nullptr);
 }
 
+// The sampler kernel flagged the step's logits: the token is appended (the step is done), nothing was sampled.  The
+// logits come to the host, where lsw::check_logits counts them for the message (as the CPU backend reports it).
+// Only lsw_model_step samples: the steps a merge-mode prompt runs per token, a single-token eval and bench_decode
+// drop their picks (their callers see the logits), so they do not fail on the flag.
+lsw_status nonfinite_fail(lsw_model *m) {
+  if (lsw_status st = lswc_model_fetch_logits(m)) return st;
+  char where[48];
+  snprintf(where, sizeof where, "position %d", m->n_past - 1);
+  if (lsw_status st = lsw::check_logits(m->cfg.vocab_size, m->logits.data(), where)) return st;
+  lsw_set_error("%s: the CUDA sampler flagged finite logits as non-finite", where);
+  return LSW_E_INTERNAL;
+}
+
 // One decode step through the graph (or eagerly with LSW_CUDA_GRAPH=0): returns the sampled token.
 // ev0 / ev1 (bench_decode with LSW_CUDA_BENCH_EVENTS): recorded on the stream before the step's first copy and after
 // its graph, so that their interval is the step's device time without the host's launch and synchronisation.
@@ -795,7 +809,7 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next, cudaE
   if (e == cudaSuccess) e = cudaStreamSynchronize(st->s);
   if (e != cudaSuccess) return fail(e, "decode step");
   steps_done(m, st, 1);
-  *next = st->h_out->sampled;
+  *next = st->h_out->sampled;  // (nonfinite flags a pick from NaN / infinite logits: lswc_model_step reports it)
   return LSW_OK;
 }
 
@@ -1359,7 +1373,11 @@ lsw_status lswc_model_step(lsw_model *m, int32_t token, int32_t *next_token) {
   if (st->broken) return broken_fail();
   st->mode = m->mode;
   LSWC_CHECK(cudaSetDevice(st->device));
-  return run_step(m, st, token, next_token);
+  int32_t next = 0;
+  TRY(run_step(m, st, token, &next));
+  if (st->h_out->nonfinite) return nonfinite_fail(m);
+  *next_token = next;
+  return LSW_OK;
 }
 
 void lswc_model_reset(lsw_model *m) {

@@ -227,26 +227,33 @@ lsw_status lswc_op_route(int32_t dtype, int32_t n_experts, int32_t dim, int32_t 
   return dg.download(gates, (size_t)top_k * 4);
 }
 
-lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step, int32_t *token) {
-  if (vocab <= 0 || !logits || !p || !token) return BAD("lsw_op_sample: bad arguments");
+lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_params *p, uint64_t step, int32_t *token,
+                          int32_t *nonfinite) {
+  if (vocab <= 0 || !logits || !p || !token || !nonfinite) return BAD("lsw_op_sample: bad arguments");
   TRY(ready());
   DevBuf dl, keep, pd, dt;
   TRY(dl.upload(logits, (size_t)vocab * 4));
-  TRY(dt.alloc(4));
+  TRY(dt.alloc(8));  // token, nonfinite
+  LSWC_CHECK(cudaMemset(dt.p, 0xff, 8));  // neither kernel may leave them unwritten
   if (lswc::sampler_greedy(p->temperature, p->top_k)) {  // greedy: the decode step's tail kernel, with its bookkeeping on
     struct Scratch { lswc::GreedyState g; int io[4]; unsigned long long step; };  // the bookkeeping it also does
     DevBuf ds;
     TRY(ds.alloc(sizeof(Scratch)));
     LSWC_CHECK(cudaMemset(ds.p, 0, sizeof(Scratch)));
     Scratch *sc = ds.as<Scratch>();
-    FINISH(lswc::greedy_advance(vocab, dl.as<float>(), &sc->g, sc->io, dt.as<int>(), &sc->step, nullptr, nullptr, 0,
-                                false, 0));
-    return dt.download(token, 4);
+    FINISH(lswc::greedy_advance(vocab, dl.as<float>(), &sc->g, sc->io, dt.as<int>(), dt.as<int>() + 1, &sc->step,
+                                nullptr, nullptr, 0, false, 0));
+  } else {
+    TRY(keep.alloc((size_t)vocab));
+    TRY(pd.alloc((size_t)vocab * 8));
+    FINISH(lswc::sample(vocab, dl.as<float>(), *p, nullptr, step, keep.as<unsigned char>(), pd.as<double>(),
+                        dt.as<int>(), dt.as<int>() + 1, 0));
   }
-  TRY(keep.alloc((size_t)vocab));
-  TRY(pd.alloc((size_t)vocab * 8));
-  FINISH(lswc::sample(vocab, dl.as<float>(), *p, nullptr, step, keep.as<unsigned char>(), pd.as<double>(), dt.as<int>(), 0));
-  return dt.download(token, 4);
+  int32_t out[2];
+  TRY(dt.download(out, 8));
+  *token = out[0];
+  *nonfinite = out[1];
+  return LSW_OK;
 }
 
 // Matmul rate of the prefill GEMM as the model forward runs it with prefill_precision FAST: lswc::gemm(precise =

@@ -178,13 +178,14 @@ __global__ void __launch_bounds__(SB) argmax_kernel(int vocab, const float *__re
 // 128k), advance_kernel and the DevBlk copy node at the end of every greedy decode step.
 constexpr int GA_T = 256, GA_U = 4, GA_MAXB = 128;
 __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const float *__restrict__ l,
-                                                              GreedyState *gs, int *io,
-                                                              int *sampled, unsigned long long *step,
+                                                              GreedyState *gs, int *io, int *sampled,
+                                                              int *nonfinite, unsigned long long *step,
                                                               const unsigned *blk, unsigned *host_blk, int blk_words) {
   __shared__ unsigned long long sh[32];
   __shared__ bool last;
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the logits (and the step's scalars) are the kernels' before us
   unsigned long long best = 0;
+  bool bad = false;  // a NaN or infinite logit seen (nothing can be sampled from such logits: the host reports it)
   const int nv = vocab >> 2, stride = gridDim.x * GA_T;
   const float4 *l4 = reinterpret_cast<const float4 *>(l);  // (the launcher checks 16-byte alignment)
   for (int i0 = blockIdx.x * GA_T + threadIdx.x; i0 < nv; i0 += stride * GA_U) {
@@ -197,6 +198,7 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
       const int i = i0 + u * stride;
       if (i < nv) {
         const int id = 4 * i;
+        bad |= !(isfinite(v[u].x) && isfinite(v[u].y) && isfinite(v[u].z) && isfinite(v[u].w));
         const unsigned long long k0 = amax_key(v[u].x, id), k1 = amax_key(v[u].y, id + 1);
         const unsigned long long k2 = amax_key(v[u].z, id + 2), k3 = amax_key(v[u].w, id + 3);
         const unsigned long long a = k0 > k1 ? k0 : k1, b = k2 > k3 ? k2 : k3, c = a > b ? a : b;
@@ -206,12 +208,16 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
   }
   if (blockIdx.x == 0)  // the ids past the last whole float4
     for (int id = 4 * nv + threadIdx.x; id < vocab; id += GA_T) {
-      const unsigned long long k = amax_key(__ldcg(l + id), id);
+      const float v = __ldcg(l + id);
+      bad |= !isfinite(v);
+      const unsigned long long k = amax_key(v, id);
       best = k > best ? k : best;
     }
+  bad = __syncthreads_or(bad);
   best = block_reduce(best, [](unsigned long long a, unsigned long long b) { return a > b ? a : b; }, sh);
   if (threadIdx.x == 0) {
     atomicMax(&gs->key, best);
+    if (bad) atomicOr(&gs->nonfinite, 1u);
     __threadfence();
     last = atomicAdd(&gs->done, 1u) == gridDim.x - 1;
   }
@@ -219,9 +225,11 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
   if (!last || threadIdx.x != 0) return;
   __threadfence();
   best = atomicExch(&gs->key, 0ull);  // every block's max is in: read it and re-arm for the next step
+  const unsigned nf = atomicExch(&gs->nonfinite, 0u);
   gs->done = 0;
   const int token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
   *sampled = token;
+  *nonfinite = nf ? 1 : 0;
   io[0] = token;  // advance_kernel's bookkeeping
   io[1] += 1;
   io[2] += 1;
@@ -231,13 +239,13 @@ __global__ void __launch_bounds__(GA_T) greedy_advance_kernel(int vocab, const f
   __threadfence_system();
 }
 
-cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled,
+cudaError_t greedy_advance(int vocab, const float *logits, GreedyState *gs, int *io, int *sampled, int *nonfinite,
                            unsigned long long *step, const void *blk, void *host_blk, int blk_bytes, bool pdl,
                            cudaStream_t s) {
   if (vocab <= 0 || !aligned16(logits) || blk_bytes < 0 || blk_bytes % 4 || (blk_bytes && (!blk || !host_blk)))
     return cudaErrorInvalidValue;
   const int blocks = std::max(1, std::min(GA_MAXB, cdiv(vocab, GA_T * GA_U * 4)));
-  launch_pdl(greedy_advance_kernel, dim3(blocks), dim3(GA_T), s, pdl, vocab, logits, gs, io, sampled, step,
+  launch_pdl(greedy_advance_kernel, dim3(blocks), dim3(GA_T), s, pdl, vocab, logits, gs, io, sampled, nonfinite, step,
              static_cast<const unsigned *>(blk), static_cast<unsigned *>(host_blk), blk_bytes / 4);
   LSWC_LAUNCH_RET();
 }
@@ -260,7 +268,8 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
                                                     int top_k, float top_p, float min_p, uint64_t seed,
                                                     const unsigned long long *__restrict__ step_dev,
                                                     unsigned long long step_host, unsigned char *__restrict__ keep,
-                                                    double *__restrict__ p, int *__restrict__ token) {
+                                                    double *__restrict__ p, int *__restrict__ token,
+                                                    int *__restrict__ nonfinite) {
   __shared__ unsigned long long shu[32];
   __shared__ double shd[32];
   __shared__ int shi[32];
@@ -270,15 +279,35 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   auto umax = [](unsigned long long a, unsigned long long b) { return a > b ? a : b; };
   const int tid = threadIdx.x;
 
+  bool bad = false;  // a NaN or infinite logit: flagged, nothing sampled (the host reports it)
   if (sampler_greedy(temperature, top_k)) {  // greedy
     unsigned long long best = 0;
-    for (int i = tid; i < vocab; i += blockDim.x) best = umax(best, amax_key(l[i], i));
+    for (int i = tid; i < vocab; i += blockDim.x) {
+      const float v = l[i];
+      bad |= !isfinite(v);
+      best = umax(best, amax_key(v, i));
+    }
+    bad = __syncthreads_or(bad);
     best = block_reduce(best, umax, (unsigned long long *)shu);
-    if (tid == 0) *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+    if (tid == 0) {
+      *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+      *nonfinite = bad ? 1 : 0;
+    }
     return;
   }
   // 1. top-k: threshold key tau of the k-th largest, then the lowest ids among ties
-  for (int i = tid; i < vocab; i += blockDim.x) keep[i] = 1;
+  for (int i = tid; i < vocab; i += blockDim.x) {
+    keep[i] = 1;
+    bad |= !isfinite(l[i]);
+  }
+  if (__syncthreads_or(bad)) {
+    if (tid == 0) {
+      *token = 0;
+      *nonfinite = 1;
+    }
+    return;
+  }
+  if (tid == 0) *nonfinite = 0;
   if (top_k > 0 && top_k < vocab) {
     uint32_t tau = 0;
     for (int b = 31; b >= 0; b--) {
@@ -406,10 +435,11 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
 }
 
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
-                   unsigned long long step_host, unsigned char *keep, double *p, int *token, cudaStream_t s) {
+                   unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
+                   cudaStream_t s) {
   if (vocab <= 0) return cudaErrorInvalidValue;
   sample_kernel<<<1, SB, 0, s>>>(vocab, logits, sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.seed, step_dev,
-                                 step_host, keep, p, token);
+                                 step_host, keep, p, token, nonfinite);
   LSWC_LAUNCH_RET();
 }
 

@@ -6,7 +6,7 @@ import koffi from 'koffi';
 import { loadNativeLibrary } from './loader.js';
 import { nativeError } from '../errors.js';
 
-export const LSW_ABI_VERSION = 6;
+export const LSW_ABI_VERSION = 7;
 
 export const STRUCTS: Record<string, Record<string, string>> = {
   lsw_model_config: {
