@@ -126,7 +126,7 @@ test('generate and bench -m: a .lsw tensor of a type the engine does not take (o
   oneLineError(cli(['bench', '-m', file, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '2', '--repetitions', '1', '--warmup', '0']), re);
 });
 
-test('generate: a model whose logits are NaN (a NaN in the final norm weight): one line naming the model and the position, greedy or sampling, no trace left', () => {
+test('generate and bench: a model whose logits are NaN (a NaN in the final norm weight): one line naming the model and the position, greedy or sampling, no trace left', () => {
   const d = path.join(dir, 'nan-norm');
   makeTinyCheckpoint(d, { arch: 'llama' });
   const p = path.join(d, 'model.safetensors');
@@ -141,6 +141,14 @@ test('generate: a model whose logits are NaN (a NaN in the final norm weight): o
       /nan-norm: position \d+: (\d+) of \1 logits are not finite \(NaN or infinity; the first at token id 0, nan\), so no token can be sampled/);
     assert.not.ok(fs.existsSync(trace), 'no trace file');
   }
+  // bench on the same model: its prompt samples too, so every mode fails; after bench's own progress lines, the error
+  // is one line that leads with the model
+  const b = cli(['bench', '-m', d, '--backend', 'cpu', '--modes', 'base', '--new-tokens', '2', '--prompt-tokens', '3', '--repetitions', '1', '--warmup', '0']);
+  assert.is(b.code, 1, b.stderr);
+  const lines = b.stderr.trim().split('\n');
+  assert.match(lines[lines.length - 1], /^Error: .*nan-norm: every mode failed \(lsw_model_prefill: position 2: (\d+) of \1 logits are not finite/);
+  assert.ok(lines.slice(0, -1).every((l) => l.startsWith('bench: ')), b.stderr);
+  assert.not.match(b.stderr, /\n\s+at /, 'no stack trace');
 });
 
 /** every file under `d` with its bytes, to show that a refused run left a folder exactly as it was */

@@ -206,7 +206,8 @@ export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
     const opts: BenchOptions = { ...o, adapter: o.model && !adapterFlagsGiven ? await modelAdapterDefault(o) : o.adapter };
     const doc = await runBench(opts, state, onUpdate);
     if (mode === 'plain') repLine(state.repetitions);
-    if (doc.results.every((r) => r.error)) throw new UserError(`bench: every mode failed (${doc.results[0]?.error ?? 'no modes'})`);
+    // (a given model's name leads, as in every error about a file: e.g. weights whose logits are NaN)
+    if (doc.results.every((r) => r.error)) throw new UserError(`${o.model ?? 'bench'}: every mode failed (${doc.results[0]?.error ?? 'no modes'})`);
     if (o.peer) {
       state.phase = 'peer';
       onUpdate();
