@@ -549,7 +549,6 @@ lsw_status check_logits(int64_t vocab, const float *l, const char *where) {
   int64_t bad = 0, first = -1;
   for (int64_t i = 0; i < vocab; i++)
     if (!std::isfinite(l[i]) && bad++ == 0) first = i;
-  if (!bad) return LSW_OK;
   return LSW_FAIL(LSW_E_NUMERIC,
                   "%s: %lld of %lld logits are not finite (NaN or infinity; the first at token id %lld, %g), so no "
                   "token can be sampled: the weights or an adapter hold non-finite values, or the activations overflowed",

@@ -276,7 +276,8 @@ namespace lswc {
 __host__ __device__ inline bool sampler_greedy(float temperature, int top_k) { return !(temperature > 0.f) || top_k == 1; }
 // Full sampler (see sample.cu).  keep: [vocab] bytes, p: [vocab] doubles of device scratch.
 // step_dev (nullable): the step is read from device memory (graph replay).  *nonfinite: 1 when a logit is NaN or
-// infinite (then *token is 0 and nothing else is computed), else 0; written on every launch.
+// infinite, else 0; written on every launch.  Flagged logits get the argmax key's token in the greedy branch, else
+// token 0 and nothing more is computed.
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
                    cudaStream_t s);

@@ -74,7 +74,7 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
   unsigned long long step;      // sampler step
   long long counters[2];        // merge steps run / skipped
   int sampled, merged, skip;
-  int nonfinite;                // the sampler saw a NaN or infinite logit (run_step reports LSW_E_NUMERIC)
+  int nonfinite;                // the sampler saw a NaN or infinite logit (lswc_model_step reports LSW_E_NUMERIC)
 };
 
 // decode attention: the K/V tile kernel from this many positions on (0: never, the default for every model since
