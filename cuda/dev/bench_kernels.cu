@@ -3712,26 +3712,54 @@ static void test_sampling() {
                                      {1.0f, 0, 1.f, 0.f, 2}, {0.7f, 0, 0.9f, 0.05f, 3}, {1.3f, 100, 1.f, 0.1f, 4},
                                      {0.5f, 5, 0.5f, 0.f, 5}, {2.0f, 0, 0.8f, 0.f, 6}};
     auto lg2 = rvec(vocab, 3.f);  // a flatter distribution too
-    float *dl2 = dup(lg2);
-    int mism = 0, total = 0;
-    for (const auto &sp : ps)
-      for (int which = 0; which < 2; which++)
-        for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
-          if (vocab > 100000 && sp.top_k == 0 && sp.top_p < 1.f && which == 1) continue;  // slow extraction case
-          CK(sample(vocab, which ? dl2 : dl, sp, nullptr, step, keep, p, dt_, dnf0, 0));
-          CK(cudaDeviceSynchronize());
-          const int g = down(dt_, 1)[0];
-          const int c = cpu_sample(vocab, which ? lg2.data() : lg.data(), sp, step);
-          total++;
-          mism += down(dnf0, 1)[0] != 0;  // finite logits: never flagged
-          if (g != c) { mism++; logf("    mismatch vocab %d T %.2f k %d p %.2f minp %.2f step %d: gpu %d cpu %d\n", vocab, sp.temperature, sp.top_k, sp.top_p, sp.min_p, (int)step, g, c); }
-        }
-    expect(mism == 0, "sample vocab=%d: %d draws equal to the CPU algorithm (%d mismatches)", vocab, total, mism);
+    auto lg4 = rvec(vocab, 1.f);  // ties: 600 ids share the top logit, so top-k cuts through them (lowest ids kept)
+    for (int t = 0; t < std::min(vocab, 600); t++) lg4[(size_t)(mix(g_seed++) % (uint64_t)vocab)] = 5.f;
+    float *dl2 = dup(lg2), *dl4 = dup(lg4);
+    // the compact path (at most 1,024 candidates) and the general one (sample_set_general) against the CPU; top-k
+    // 1,024 is the compact path's largest, 1,025 the general one's smallest
+    const lsw_sampler_params pk[] = {{0.9f, 1024, 1.f, 0.f, 12}, {0.9f, 1025, 0.97f, 0.02f, 13}, {1.2f, 300, 0.99f, 0.f, 14}};
+    for (int general = 0; general < 2; general++) {
+      sample_set_general(general != 0);
+      int mism = 0, total = 0;
+      for (int set = 0; set < 2; set++)
+        for (const auto &sp : set ? std::vector<lsw_sampler_params>(std::begin(pk), std::end(pk))
+                                  : std::vector<lsw_sampler_params>(std::begin(ps), std::end(ps)))
+          for (int which = 0; which < 3; which++)
+            for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
+              const int K = sp.top_k > 0 && sp.top_k < vocab ? sp.top_k : vocab;
+              if (general && K > 1024) continue;  // the default path is the general one here: run above
+              // the general path's top-p extracts one candidate per pass over the vocabulary: skip its long nuclei
+              const bool slow = (general || K > 1024) && sp.top_p < 1.f && !sampler_greedy(sp.temperature, sp.top_k);
+              if (slow && which >= 1 && (vocab > 100000 || which == 2)) continue;
+              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : dl4;
+              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : lg4;
+              CK(sample(vocab, dsel, sp, nullptr, step, keep, p, dt_, dnf0, 0));
+              CK(cudaDeviceSynchronize());
+              const int g = down(dt_, 1)[0];
+              const int c = cpu_sample(vocab, hsel.data(), sp, step);
+              total++;
+              mism += down(dnf0, 1)[0] != 0;  // finite logits: never flagged
+              if (g != c) { mism++; logf("    mismatch vocab %d %s T %.2f k %d p %.2f minp %.2f set %d step %d: gpu %d cpu %d\n", vocab, general ? "general" : "default", sp.temperature, sp.top_k, sp.top_p, sp.min_p, which, (int)step, g, c); }
+            }
+      expect(mism == 0, "sample vocab=%d, %s path: %d draws equal to the CPU algorithm (%d mismatches)", vocab,
+             general ? "general" : "default (compact where it applies)", total, mism);
+    }
+    sample_set_general(false);
     {
-      lsw_sampler_params sp{0.8f, 40, 0.95f, 0.05f, 9};
-      const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, dnf0, 0)); }, 20);
-      char nm[160]; snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05", vocab);
-      row(nm, ms, 0, 0);
+      lsw_sampler_params sp{0.8f, 40, 0.95f, 0.05f, 9};  // generate's defaults
+      char nm[160];
+      for (int general = 0; general < 2; general++) {
+        sample_set_general(general != 0);
+        const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, dnf0, 0)); }, 20);
+        snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05, %s path", vocab,
+                 general ? "general" : "compact");
+        row(nm, ms, 0, 0);
+      }
+      sample_set_general(false);
+      lsw_sampler_params sp2{0.8f, 0, 0.95f, 0.f, 9};  // top-p alone: the general path
+      const double msp = time_ms([&](int i) { CK(sample(vocab, dl, sp2, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
+      snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-p 0.95 (no top-k: general path)", vocab);
+      row(nm, msp, 0, 0);
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
       row(nm, ms2, 0, 0);
@@ -3740,7 +3768,7 @@ static void test_sampling() {
       row(nm, ms3, 0, 0);
     }
     cudaFree(gs); cudaFreeHost(hb); cudaFree(dnf0);
-    cudaFree(dl); cudaFree(dl2); cudaFree(dt_); cudaFree(keep); cudaFree(p);
+    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }
 

@@ -281,6 +281,9 @@ __host__ __device__ inline bool sampler_greedy(float temperature, int top_k) { r
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
                    cudaStream_t s);
+// true: sample() always takes the general path, never the compact one (at most 1,024 candidates after top-k); the
+// harness compares both with the CPU.  Default: env LSW_CUDA_SAMPLE_GENERAL (unset: compact where it applies)
+void sample_set_general(bool on);
 // The greedy decode step's tail in ONE launch: argmax over the logits (argmax's key: the same token), written to
 // *sampled and *nonfinite (1 when a logit is NaN or infinite, else 0; the token is still the argmax key's, an id in
 // the vocabulary); then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a

@@ -5,12 +5,16 @@
 //   3. top-p: smallest prefix of (p desc, id asc) whose running sum reaches top_p (summed in that order)
 //   4. min-p: keep p >= min_p * max p   5. u = (splitmix(seed ^ splitmix(step)) >> 11) * 2^-53,
 //      walk the kept ids ascending until the running sum exceeds u * total.
-// Sums other than the top-p running sum are parallel fp64 reductions, and exp() may differ from the host
-// libm by an ulp, so the draw equals the CPU's except when u * total falls within ~1e-15 of a boundary.
+// At most 1,024 candidates after top-k (sample_compact, generate's default top-k 40 included), every sum is taken in
+// the CPU's order by one thread; on the general path, sums other than the top-p running sum are parallel fp64
+// reductions.  exp() may differ from the host libm by an ulp, so the draw equals the CPU's except when u * total falls
+// within ~1e-15 of a boundary.
 #include "kernels.cuh"
 #include <math_constants.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 namespace lswc {
 
@@ -263,13 +267,195 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// ---- the compact sampler: top-k (or a whole vocabulary) of at most SK_MAX candidates --------------------------------
+// Until session 50 every sampling step ran the general path below over the whole vocabulary: top-k by 32 bit-by-bit
+// counting passes plus a binary search over the ties, three softmax passes, top-p by extracting one candidate per
+// pass (two block reductions each), a chunked scan for the draw.  One block did all of it: on an H100, 0.238 ms per
+// token at 32,000 ids and 1.625 ms at 151,936 with generate's defaults (T 0.8, top-k 40, top-p 0.95, min-p 0.05).
+// When the candidates after top-k are at most SK_MAX, this path selects them with four 8-bit radix passes (the
+// threshold key tau of the k-th largest logit and how many ties at tau to keep), gathers them in ascending id order
+// (two passes over warp-contiguous ranges: counts, then ranked writes), and runs the rest of the algorithm on that
+// short list in shared memory.  The sums that the CPU takes in order (softmax, top-p's running sum, the total and the
+// walk of the draw) are taken in the same order by one thread, so only exp() can differ from the host's by an ulp.
+constexpr int SK_MAX = 1024;
+
+// hist[bin] += 1 for each active lane, one shared-memory atomic per distinct bin of the warp; every lane calls it
+__device__ __forceinline__ void hist_add(int *hist, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+}
+
+// K = the candidates to keep (top_k, or the whole vocabulary when top_k is 0 or >= vocab), K <= SK_MAX; the logits
+// are finite (checked before).  Writes *token.
+__device__ void sample_compact(int vocab, const float *__restrict__ l, int K, float temperature, float top_p,
+                               float min_p, uint64_t seed, uint64_t step, int *__restrict__ token) {
+  __shared__ int hist[256];
+  __shared__ int w_gt[32], w_tie[32], w_tie0[32], w_sel0[32];
+  __shared__ int cid[SK_MAX], ord[SK_MAX];
+  __shared__ float cl[SK_MAX];
+  __shared__ double cp[SK_MAX];
+  __shared__ unsigned char ck[SK_MAX];
+  __shared__ unsigned s_prefix;
+  __shared__ int s_krem, s_keep;
+  __shared__ double s_sum, shd[32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
+  const unsigned lt = (1u << lane) - 1u;
+  const bool all = K >= vocab;
+  // 1. top-k threshold: the key tau of the K-th largest logit (fkey order: larger logit, larger key) and `need`, how
+  //    many logits equal to tau are kept (the lowest ids first)
+  unsigned tau = 0;
+  int need = 0;
+  if (!all) {
+    unsigned prefix = 0, mask = 0;
+    int krem = K;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;
+      __syncthreads();
+      for (int i0 = 0; i0 < vocab; i0 += blockDim.x) {  // (uniform trip count: every lane reaches hist_add)
+        const int i = i0 + tid;
+        const unsigned key = i < vocab ? fkey(l[i]) : 0u;
+        hist_add(hist, (key >> shift) & 255u, i < vocab && (key & mask) == prefix);
+      }
+      __syncthreads();
+      if (tid == 0) {
+        int cum = 0, b = 255;
+        for (; b > 0 && cum + hist[b] < krem; b--) cum += hist[b];
+        s_prefix = prefix | ((unsigned)b << shift);
+        s_krem = krem - cum;
+      }
+      __syncthreads();
+      prefix = s_prefix;
+      krem = s_krem;
+      mask |= 255u << shift;
+      __syncthreads();
+    }
+    tau = prefix;
+    need = krem;
+  }
+  // 2. gather the K candidates in ascending id order: warp w owns ids [w R, (w + 1) R); counts first, then offsets
+  const int R = ((vocab + nwarps - 1) / nwarps + 31) & ~31;
+  const int w0 = min(vocab, warp * R), w1 = min(vocab, w0 + R);
+  int gt = 0, ties = 0;
+  for (int j0 = w0; j0 < w1; j0 += 32) {
+    const int i = j0 + lane;
+    const unsigned key = i < w1 ? fkey(l[i]) : 0u;
+    gt += __popc(__ballot_sync(0xffffffffu, i < w1 && (all || key > tau)));
+    ties += __popc(__ballot_sync(0xffffffffu, i < w1 && !all && key == tau));
+  }
+  if (lane == 0) { w_gt[warp] = gt; w_tie[warp] = ties; }
+  __syncthreads();
+  if (tid == 0) {
+    int t0 = 0, s0 = 0;
+    for (int w = 0; w < nwarps; w++) {
+      w_tie0[w] = t0;
+      w_sel0[w] = s0;
+      s0 += w_gt[w] + max(0, min(need - t0, w_tie[w]));
+      t0 += w_tie[w];
+    }
+  }
+  __syncthreads();
+  {
+    int rt = w_tie0[warp], rs = w_sel0[warp];
+    for (int j0 = w0; j0 < w1; j0 += 32) {
+      const int i = j0 + lane;
+      const float v = i < w1 ? l[i] : 0.f;
+      const unsigned key = fkey(v);
+      const bool tie = i < w1 && !all && key == tau;
+      const unsigned tb = __ballot_sync(0xffffffffu, tie);
+      const bool sel = i < w1 && (all || key > tau || (tie && rt + __popc(tb & lt) < need));
+      const unsigned sb = __ballot_sync(0xffffffffu, sel);
+      if (sel) {
+        const int at = rs + __popc(sb & lt);
+        cid[at] = i;
+        cl[at] = v;
+      }
+      rt += __popc(tb);
+      rs += __popc(sb);
+    }
+  }
+  __syncthreads();
+  const int nc = K < vocab ? K : vocab;
+  // 3. softmax(l / T) in fp64 over the candidates; the sum in ascending id order (the CPU's)
+  const double T = temperature;
+  double mx = -CUDART_INF;
+  for (int c = tid; c < nc; c += blockDim.x) mx = fmax(mx, (double)cl[c] / T);
+  mx = block_reduce(mx, [](double a, double b) { return fmax(a, b); }, shd);
+  for (int c = tid; c < nc; c += blockDim.x) {
+    cp[c] = exp((double)cl[c] / T - mx);
+    ck[c] = 1;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double sum = 0;
+    for (int c = 0; c < nc; c++) sum += cp[c];
+    s_sum = sum;
+  }
+  __syncthreads();
+  for (int c = tid; c < nc; c += blockDim.x) cp[c] /= s_sum;
+  __syncthreads();
+  // 4. top-p: each candidate's rank in (p desc, id asc), then the shortest prefix of that order whose running sum
+  //    (summed in that order) reaches top_p
+  if (top_p < 1.f) {
+    for (int c = tid; c < nc; c += blockDim.x) {
+      const double pc = cp[c];
+      int r = 0;
+      for (int j = 0; j < nc; j++) r += cp[j] > pc || (cp[j] == pc && j < c);
+      ord[r] = c;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      double cum = 0;
+      int keep = nc;
+      for (int j = 0; j < nc; j++) {
+        cum += cp[ord[j]];
+        if (cum >= (double)top_p) { keep = j + 1; break; }
+      }
+      s_keep = keep;
+    }
+    __syncthreads();
+    for (int r = tid; r < nc; r += blockDim.x) ck[ord[r]] = r < s_keep;
+    __syncthreads();
+  }
+  // 5. min-p: keep p >= min_p * (the largest kept p)
+  if (min_p > 0.f) {
+    double pm = 0;
+    for (int c = tid; c < nc; c += blockDim.x)
+      if (ck[c]) pm = fmax(pm, cp[c]);
+    pm = block_reduce(pm, [](double a, double b) { return fmax(a, b); }, shd);
+    const double thr = (double)min_p * pm;
+    for (int c = tid; c < nc; c += blockDim.x)
+      if (ck[c] && !(cp[c] >= thr)) ck[c] = 0;
+    __syncthreads();
+  }
+  // 6. the draw, as the CPU walks it: total of the kept p in ascending id order, then the first kept id whose running
+  //    sum exceeds u * total (the last kept one if rounding leaves none)
+  if (tid == 0) {
+    double total = 0;
+    for (int c = 0; c < nc; c++)
+      if (ck[c]) total += cp[c];
+    const double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
+    const double target = u * total;
+    double cum = 0;
+    int pick = -1, last = 0;
+    for (int c = 0; c < nc && pick < 0; c++) {
+      if (!ck[c]) continue;
+      last = cid[c];
+      cum += cp[c];
+      if (cum > target) pick = cid[c];
+    }
+    *token = pick >= 0 ? pick : last;
+  }
+}
+
 // keep: per-id flag scratch [vocab]; p: [vocab] fp64 scratch.  step read from device (graph replay).
 __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__restrict__ l, float temperature,
                                                     int top_k, float top_p, float min_p, uint64_t seed,
                                                     const unsigned long long *__restrict__ step_dev,
                                                     unsigned long long step_host, unsigned char *__restrict__ keep,
                                                     double *__restrict__ p, int *__restrict__ token,
-                                                    int *__restrict__ nonfinite) {
+                                                    int *__restrict__ nonfinite, int general) {
   __shared__ unsigned long long shu[32];
   __shared__ double shd[32];
   __shared__ int shi[32];
@@ -295,11 +481,7 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
     }
     return;
   }
-  // 1. top-k: threshold key tau of the k-th largest, then the lowest ids among ties
-  for (int i = tid; i < vocab; i += blockDim.x) {
-    keep[i] = 1;
-    bad |= !isfinite(l[i]);
-  }
+  for (int i = tid; i < vocab; i += blockDim.x) bad |= !isfinite(l[i]);
   if (__syncthreads_or(bad)) {
     if (tid == 0) {
       *token = 0;
@@ -308,6 +490,14 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
     return;
   }
   if (tid == 0) *nonfinite = 0;
+  const int K = top_k > 0 && top_k < vocab ? top_k : vocab;
+  if (K <= SK_MAX && !general) {
+    sample_compact(vocab, l, K, temperature, top_p, min_p, seed, step_dev ? *step_dev : step_host, token);
+    return;
+  }
+  // the general path (more than SK_MAX candidates: top-k off or above SK_MAX on a larger vocabulary)
+  // 1. top-k: threshold key tau of the k-th largest, then the lowest ids among ties
+  for (int i = tid; i < vocab; i += blockDim.x) keep[i] = 1;
   if (top_k > 0 && top_k < vocab) {
     uint32_t tau = 0;
     for (int b = 31; b >= 0; b--) {
@@ -434,12 +624,19 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   if (tid == 0) *token = last_kept >= 0 ? last_kept : 0;
 }
 
+// LSW_CUDA_SAMPLE_GENERAL=1: every sampling step takes the general path (the only one before session 50), for A-B runs
+static bool g_sample_general = [] {
+  const char *v = getenv("LSW_CUDA_SAMPLE_GENERAL");
+  return v && *v && strcmp(v, "0") != 0;
+}();
+void sample_set_general(bool on) { g_sample_general = on; }
+
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
                    cudaStream_t s) {
   if (vocab <= 0) return cudaErrorInvalidValue;
   sample_kernel<<<1, SB, 0, s>>>(vocab, logits, sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.seed, step_dev,
-                                 step_host, keep, p, token, nonfinite);
+                                 step_host, keep, p, token, nonfinite, (int)g_sample_general);
   LSWC_LAUNCH_RET();
 }
 
