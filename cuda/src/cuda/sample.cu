@@ -278,6 +278,7 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
 // short list in shared memory.  The sums that the CPU takes in order (softmax, top-p's running sum, the total and the
 // walk of the draw) are taken in the same order by one thread, so only exp() can differ from the host's by an ulp.
 constexpr int SK_MAX = 1024;
+constexpr int SU = 8;  // logits each thread loads before it uses any (the passes are latency-bound)
 
 // hist[bin] += 1 for each active lane, one shared-memory atomic per distinct bin of the warp; every lane calls it
 __device__ __forceinline__ void hist_add(int *hist, unsigned bin, bool active) {
@@ -313,17 +314,34 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
     for (int shift = 24; shift >= 0; shift -= 8) {
       for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;
       __syncthreads();
-      for (int i0 = 0; i0 < vocab; i0 += blockDim.x) {  // (uniform trip count: every lane reaches hist_add)
-        const int i = i0 + tid;
-        const unsigned key = i < vocab ? fkey(l[i]) : 0u;
-        hist_add(hist, (key >> shift) & 255u, i < vocab && (key & mask) == prefix);
+      for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // (uniform trip count: every lane reaches hist_add)
+        unsigned key[SU];
+#pragma unroll
+        for (int u = 0; u < SU; u++) {
+          const int i = i0 + u * blockDim.x + tid;
+          key[u] = i < vocab ? fkey(l[i]) : 0u;
+        }
+#pragma unroll
+        for (int u = 0; u < SU; u++)
+          hist_add(hist, (key[u] >> shift) & 255u, i0 + u * (int)blockDim.x + tid < vocab && (key[u] & mask) == prefix);
       }
       __syncthreads();
-      if (tid == 0) {
-        int cum = 0, b = 255;
-        for (; b > 0 && cum + hist[b] < krem; b--) cum += hist[b];
-        s_prefix = prefix | ((unsigned)b << shift);
-        s_krem = krem - cum;
+      if (warp == 0) {  // the first bin from the top whose running count reaches krem: lane L sums bins 255 - 8 L - q
+        int c[8], sum = 0;
+#pragma unroll
+        for (int q = 0; q < 8; q++) sum += (c[q] = hist[255 - 8 * lane - q]);
+        int incl = sum;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const int y = __shfl_up_sync(0xffffffffu, incl, o);
+          if (lane >= o) incl += y;
+        }
+        if (incl - sum < krem && krem <= incl) {  // exactly one lane
+          int cum = incl - sum, q = 0;
+          for (; q < 7 && cum + c[q] < krem; q++) cum += c[q];
+          s_prefix = prefix | ((unsigned)(255 - 8 * lane - q) << shift);
+          s_krem = krem - cum;
+        }
       }
       __syncthreads();
       prefix = s_prefix;
@@ -338,11 +356,19 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
   const int R = ((vocab + nwarps - 1) / nwarps + 31) & ~31;
   const int w0 = min(vocab, warp * R), w1 = min(vocab, w0 + R);
   int gt = 0, ties = 0;
-  for (int j0 = w0; j0 < w1; j0 += 32) {
-    const int i = j0 + lane;
-    const unsigned key = i < w1 ? fkey(l[i]) : 0u;
-    gt += __popc(__ballot_sync(0xffffffffu, i < w1 && (all || key > tau)));
-    ties += __popc(__ballot_sync(0xffffffffu, i < w1 && !all && key == tau));
+  for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
+    unsigned key[SU];
+#pragma unroll
+    for (int u = 0; u < SU; u++) {
+      const int i = j0 + 32 * u + lane;
+      key[u] = i < w1 ? fkey(l[i]) : 0u;
+    }
+#pragma unroll
+    for (int u = 0; u < SU; u++) {
+      const bool in = j0 + 32 * u + lane < w1;
+      gt += __popc(__ballot_sync(0xffffffffu, in && (all || key[u] > tau)));
+      ties += __popc(__ballot_sync(0xffffffffu, in && !all && key[u] == tau));
+    }
   }
   if (lane == 0) { w_gt[warp] = gt; w_tie[warp] = ties; }
   __syncthreads();
@@ -358,21 +384,29 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
   __syncthreads();
   {
     int rt = w_tie0[warp], rs = w_sel0[warp];
-    for (int j0 = w0; j0 < w1; j0 += 32) {
-      const int i = j0 + lane;
-      const float v = i < w1 ? l[i] : 0.f;
-      const unsigned key = fkey(v);
-      const bool tie = i < w1 && !all && key == tau;
-      const unsigned tb = __ballot_sync(0xffffffffu, tie);
-      const bool sel = i < w1 && (all || key > tau || (tie && rt + __popc(tb & lt) < need));
-      const unsigned sb = __ballot_sync(0xffffffffu, sel);
-      if (sel) {
-        const int at = rs + __popc(sb & lt);
-        cid[at] = i;
-        cl[at] = v;
+    for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
+      float v[SU];
+#pragma unroll
+      for (int u = 0; u < SU; u++) {
+        const int i = j0 + 32 * u + lane;
+        v[u] = i < w1 ? l[i] : 0.f;
       }
-      rt += __popc(tb);
-      rs += __popc(sb);
+#pragma unroll
+      for (int u = 0; u < SU; u++) {  // in id order: chunk u holds ids j0 + 32 u .. + 31
+        const int i = j0 + 32 * u + lane;
+        const unsigned key = fkey(v[u]);
+        const bool tie = i < w1 && !all && key == tau;
+        const unsigned tb = __ballot_sync(0xffffffffu, tie);
+        const bool sel = i < w1 && (all || key > tau || (tie && rt + __popc(tb & lt) < need));
+        const unsigned sb = __ballot_sync(0xffffffffu, sel);
+        if (sel) {
+          const int at = rs + __popc(sb & lt);
+          cid[at] = i;
+          cl[at] = v[u];
+        }
+        rt += __popc(tb);
+        rs += __popc(sb);
+      }
     }
   }
   __syncthreads();
@@ -481,7 +515,10 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
     }
     return;
   }
-  for (int i = tid; i < vocab; i += blockDim.x) bad |= !isfinite(l[i]);
+  for (int i0 = tid; i0 < vocab; i0 += blockDim.x * SU)
+#pragma unroll
+    for (int u = 0; u < SU; u++)
+      if (i0 + u * (int)blockDim.x < vocab) bad |= !isfinite(l[i0 + u * blockDim.x]);
   if (__syncthreads_or(bad)) {
     if (tid == 0) {
       *token = 0;
