@@ -6,7 +6,7 @@ import { UserError, NonFiniteLogitsError, fileError } from './errors.js';
 import { checkOutputPath } from './outpath.js';
 import { loadAdapterSpec } from './adapters/spec.js';
 import {
-  Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, checkKvCache, MODE_NAMES, type BackendName, type ModeName,
+  Model, openModelFile, closeModelFile, checkPrecision, checkMergePrompt, checkKvCache, checkBackend, MODE_NAMES, type BackendName, type ModeName,
   type PrecisionName, type MergePromptName, type KvCacheName, type KvCacheOption,
 } from './model.js';
 import type { ChatMessage } from './tokenizer.js';
@@ -187,6 +187,7 @@ function adapterPath(a: string | AdapterSpec): string {
 
 export async function generate(opts: GenerateOptions, listener: GenerateListener = () => {}, abort = new AbortFlag()): Promise<GenerateResult> {
   validate(opts);
+  checkBackend(opts.backend);
   const maxTokens = opts.maxTokens ?? 256;
   const state = newState(opts.model, maxTokens);
   const emit = (delta = '') => listener(state, delta);

@@ -492,6 +492,12 @@ export class Model {
   }
 }
 
+/** `--backend cuda` where the engine sees no usable CUDA device: one line before any work (converting, loading). */
+export function checkBackend(backend: string | undefined): void {
+  if (backend === 'cuda' && getNative().raw.lsw_cuda_available() !== 1)
+    throw new UserError('--backend cuda: no usable CUDA device here (no GPU or driver, or an engine built without nvcc); use --backend cpu or auto');
+}
+
 export function nativeInfo(): { version: string; cpu: string; cuda: boolean; path: string } {
   const n = getNative();
   return { version: String(n.raw.lsw_version()), cpu: String(n.raw.lsw_cpu_features()), cuda: n.raw.lsw_cuda_available() === 1, path: n.path };

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { makeTinyCheckpoint } from '../helpers/checkpoint.js';
 import { runCli, assertOneLineError as oneLineError } from '../helpers/cli.js';
+import { nativeInfo } from '../../src/core/model.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lsw-cli-'));
 const hf = path.join(dir, 'hf');
@@ -149,6 +150,15 @@ test('generate and bench: a model whose logits are NaN (a NaN in the final norm 
   assert.match(lines[lines.length - 1], /^Error: .*nan-norm: every mode failed \(lsw_model_prefill: position 2: (\d+) of \1 logits are not finite/);
   assert.ok(lines.slice(0, -1).every((l) => l.startsWith('bench: ')), b.stderr);
   assert.not.match(b.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('generate and bench --backend cuda where the engine sees no GPU: one line naming the flag, before any conversion', () => {
+  if (nativeInfo().cuda) return;  // (a machine with a GPU: nothing to refuse)
+  const re = /--backend cuda: no usable CUDA device here .*; use --backend cpu or auto/;
+  const before = fs.readdirSync(dir).length;
+  oneLineError(cli(['generate', hf, '-p', 'hi', '--backend', 'cuda']), re);
+  oneLineError(cli(['bench', '--preset', 'tiny', '--backend', 'cuda']), re);
+  assert.is(fs.readdirSync(dir).length, before, 'nothing written');
 });
 
 /** every file under `d` with its bytes, to show that a refused run left a folder exactly as it was */

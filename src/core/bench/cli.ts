@@ -4,7 +4,7 @@ import path from 'node:path';
 import { UserError, ioReason } from '../errors.js';
 import { checkOutputPath } from '../outpath.js';
 import { getNative } from '../native/abi.js';
-import { checkPrecision, checkMergePrompt, checkKvCache } from '../model.js';
+import { checkPrecision, checkMergePrompt, checkKvCache, checkBackend } from '../model.js';
 import type { ModelDtype } from '../hf-config.js';
 import { outputMode, LiveView } from '../views/render.js';
 import { BenchView } from '../views/bench-view.js';
@@ -98,6 +98,7 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   if (!['f16', 'bf16', 'f32'].includes(dtype)) throw new UserError(`--dtype: unknown dtype "${f.dtype}" (use f16, bf16 or f32)`);
   const backend = (f.backend ?? 'auto') as BenchOptions['backend'];
   if (!['cpu', 'cuda', 'auto'].includes(backend)) throw new UserError(`--backend: unknown backend "${f.backend}" (use cpu, cuda or auto)`);
+  checkBackend(backend);
   const router = (f.router ?? 'pregated') as RouterName;
   if (!['pregated', 'layerwise'].includes(router)) throw new UserError(`--router: unknown router "${f.router}" (use pregated or layerwise)`);
   const experts = intFlag('experts', f.experts, 8, 1);
