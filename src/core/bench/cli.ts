@@ -98,7 +98,6 @@ export function parseBenchFlags(f: BenchFlags): BenchOptions & { peer: 'torch' |
   if (!['f16', 'bf16', 'f32'].includes(dtype)) throw new UserError(`--dtype: unknown dtype "${f.dtype}" (use f16, bf16 or f32)`);
   const backend = (f.backend ?? 'auto') as BenchOptions['backend'];
   if (!['cpu', 'cuda', 'auto'].includes(backend)) throw new UserError(`--backend: unknown backend "${f.backend}" (use cpu, cuda or auto)`);
-  checkBackend(backend);
   const router = (f.router ?? 'pregated') as RouterName;
   if (!['pregated', 'layerwise'].includes(router)) throw new UserError(`--router: unknown router "${f.router}" (use pregated or layerwise)`);
   const experts = intFlag('experts', f.experts, 8, 1);
@@ -176,6 +175,7 @@ export function resultWithPeer(doc: BenchDoc, peer: BenchDoc | null, peerError: 
 
 export async function runBenchCli(f: BenchFlags): Promise<BenchDoc> {
   const o = parseBenchFlags(f);
+  checkBackend(o.backend);
   // synthetic adapter flags only apply when the given model has no adapters of its own: pass null if the user
   // gave none of them for a model (a model's own adapters then run; without any, the synthetic default is used)
   const adapterFlagsGiven = [f.experts, f.topK, f.rank, f.targets, f.router].some((x) => x !== undefined);
