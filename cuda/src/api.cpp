@@ -4,7 +4,6 @@
 #include <memory>
 #include <vector>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -202,9 +201,7 @@ static lsw_status run_forward(lsw_model *m, const int32_t *tokens, int32_t n, fl
 
 static lsw_status sample_next(lsw_model *m, int32_t *next) {
   LSW_GUARD_BEGIN
-  char where[48];
-  std::snprintf(where, sizeof where, "position %d", m->n_past - 1);
-  if (lsw_status st = check_logits(m->cfg.vocab_size, m->logits.data(), where)) return st;
+  if (lsw_status st = check_logits(m->cfg.vocab_size, m->logits.data(), m->n_past - 1)) return st;
   *next = sample(m->cfg.vocab_size, m->logits.data(), m->sampler, m->sample_step, m->sample_work);
   m->sample_step++;
   return LSW_OK;

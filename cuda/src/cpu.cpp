@@ -538,7 +538,7 @@ static inline uint64_t splitmix64(uint64_t z) {
 }
 uint64_t sample_hash(uint64_t seed, uint64_t step) { return splitmix64(seed ^ splitmix64(step)); }
 
-lsw_status check_logits(int64_t vocab, const float *l, const char *where) {
+lsw_status check_logits(int64_t vocab, const float *l, int64_t position) {
   uint32_t any = 0;  // exponent bits all ones: NaN or infinity (an integer OR reduction, which vectorises)
   for (int64_t i = 0; i < vocab; i++) {
     uint32_t u;
@@ -549,6 +549,8 @@ lsw_status check_logits(int64_t vocab, const float *l, const char *where) {
   int64_t bad = 0, first = -1;
   for (int64_t i = 0; i < vocab; i++)
     if (!std::isfinite(l[i]) && bad++ == 0) first = i;
+  char where[32] = "lsw_op_sample";  // (formatted only here: the pass above is all a healthy step pays)
+  if (position >= 0) std::snprintf(where, sizeof where, "position %lld", (long long)position);
   return LSW_FAIL(LSW_E_NUMERIC,
                   "%s: %lld of %lld logits are not finite (NaN or infinity; the first at token id %lld, %g), so no "
                   "token can be sampled: the weights or an adapter hold non-finite values, or the activations overflowed",

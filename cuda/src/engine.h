@@ -157,10 +157,10 @@ struct SampleWork {
   std::vector<int32_t> idx;
 };
 int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &p, uint64_t step, SampleWork &w);
-// LSW_E_NUMERIC, with a message that names `where` (e.g. "position 12"), the count and the first id, when any of
-// logits[vocab] is NaN or infinite (nothing can be sampled from them); LSW_OK otherwise.  Both backends' samplers
-// refuse such logits (the CUDA kernels flag them; the host then counts them here for the message).
-lsw_status check_logits(int64_t vocab, const float *logits, const char *where);
+// LSW_E_NUMERIC, with a message that names the position (or "lsw_op_sample" when position < 0), the count and the
+// first id, when any of logits[vocab] is NaN or infinite (nothing can be sampled from them); LSW_OK otherwise.  Both
+// backends' samplers refuse such logits (the CUDA kernels flag them; the host then counts them here for the message).
+lsw_status check_logits(int64_t vocab, const float *logits, int64_t position);
 uint64_t sample_hash(uint64_t seed, uint64_t step);
 
 }  // namespace lsw

@@ -149,7 +149,7 @@ static lsw_status cuda_sample(int32_t vocab, const float *logits, const lsw_samp
   int32_t tok = 0, nonfinite = 0;
   if (lsw_status st = lswc_op_sample(vocab, logits, p, step, &tok, &nonfinite)) return st;
   if (nonfinite) {
-    if (lsw_status st = check_logits(vocab, logits, "lsw_op_sample")) return st;
+    if (lsw_status st = check_logits(vocab, logits, -1)) return st;
     return LSW_FAIL(LSW_E_INTERNAL, "lsw_op_sample: the CUDA sampler flagged finite logits as non-finite");
   }
   *token = tok;
@@ -167,7 +167,7 @@ LSW_API lsw_status lsw_op_sample(int32_t backend, int32_t vocab, const float *lo
   if (!(p->min_p >= 0 && p->min_p <= 1)) return LSW_FAIL(LSW_E_INVALID_ARGUMENT, "min_p must be in [0, 1]");
   if (backend == LSW_BACKEND_CUDA) CUDA_CALL(cuda_sample(vocab, logits, p, step, token));
   LSW_GUARD_BEGIN
-  if (lsw_status st = check_logits(vocab, logits, "lsw_op_sample")) return st;
+  if (lsw_status st = check_logits(vocab, logits, -1)) return st;
   SampleWork w;
   *token = sample(vocab, logits, *p, step, w);
   return LSW_OK;

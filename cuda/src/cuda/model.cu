@@ -763,10 +763,8 @@ void steps_done(lsw_model *m, State *st, int n) {
 // drop their picks (their callers see the logits), so they do not fail on the flag.
 lsw_status nonfinite_fail(lsw_model *m) {
   if (lsw_status st = lswc_model_fetch_logits(m)) return st;
-  char where[48];
-  snprintf(where, sizeof where, "position %d", m->n_past - 1);
-  if (lsw_status st = lsw::check_logits(m->cfg.vocab_size, m->logits.data(), where)) return st;
-  lsw_set_error("%s: the CUDA sampler flagged finite logits as non-finite", where);
+  if (lsw_status st = lsw::check_logits(m->cfg.vocab_size, m->logits.data(), m->n_past - 1)) return st;
+  lsw_set_error("position %d: the CUDA sampler flagged finite logits as non-finite", m->n_past - 1);
   return LSW_E_INTERNAL;
 }
 

@@ -412,7 +412,7 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
     }
   }
   __syncthreads();
-  const int nc = K < vocab ? K : vocab;
+  const int nc = K;  // (gathered above: K of them)
   // 3. softmax(l / T) in fp64 over the candidates; the sum in ascending id order (the CPU's)
   const double T = temperature;
   double mx = -CUDART_INF;
