@@ -3687,17 +3687,23 @@ static void test_sampling() {
           CK(greedy_advance(vocab, dlb, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, nullptr, nullptr, 0, false, 0));
           CK(cudaDeviceSynchronize());
           flagged += down(&gs->nf, 1)[0] == 1;
-          for (const auto *sp : {&sg, &ss}) {
+          for (int v = 0; v < 3; v++) {  // greedy branch, the default compact path, the one-block compact kernel
+            sample_set_multiblock(v != 2);
             CK(cudaMemset(dnf, 0xff, 4));
-            CK(sample(vocab, dlb, *sp, nullptr, 0, keep, p, dt_, dnf, 0));
+            CK(sample(vocab, dlb, v ? ss : sg, nullptr, 0, keep, p, dt_, dnf, 0));
             CK(cudaDeviceSynchronize());
             flagged += down(dnf, 1)[0] == 1;
+            // the next draw on finite logits is not flagged (the multi-block kernel's counter and flag start clear)
+            CK(sample(vocab, dl, v ? ss : sg, nullptr, 0, keep, p, dt_, dnf, 0));
+            CK(cudaDeviceSynchronize());
+            flagged += down(dnf, 1)[0] == 0 && down(dt_, 1)[0] == cpu_sample(vocab, lg.data(), v ? ss : sg, 0);
           }
+          sample_set_multiblock(true);
           CK(greedy_advance(vocab, dl, &gs->g, gs->io, &gs->tok, &gs->nf, &gs->step, nullptr, nullptr, 0, false, 0));
           CK(cudaDeviceSynchronize());
           const auto after = down(reinterpret_cast<int *>(gs), 12);
           flagged += after[11] == 0 && after[10] == want_tok && after[3] == 0;
-          cases += 4;
+          cases += 8;
           cudaFree(dlb);
           cudaFree(dnf);
         }
@@ -3714,25 +3720,42 @@ static void test_sampling() {
     auto lg2 = rvec(vocab, 3.f);  // a flatter distribution too
     auto lg4 = rvec(vocab, 1.f);  // ties: 600 ids share the top logit, so top-k cuts through them (lowest ids kept)
     for (int t = 0; t < std::min(vocab, 600); t++) lg4[(size_t)(mix(g_seed++) % (uint64_t)vocab)] = 5.f;
-    float *dl2 = dup(lg2), *dl4 = dup(lg4);
+    // peaked: 40 ids well above the rest (a nucleus of tens of ids: the multi-block kernel's nucleus mode finds it
+    // among its 1,024 candidates), plus 5 ties among them
+    auto lg5 = rvec(vocab, 2.f);
+    if (vocab > 100)
+      for (int t = 0; t < 45; t++) lg5[(size_t)(mix(g_seed++) % (uint64_t)vocab)] = t < 40 ? 11.f + 0.05f * (float)t : 12.f;
+    float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5);
     // the compact path (at most 1,024 candidates) and the general one (sample_set_general) against the CPU; top-k
     // 1,024 is the compact path's largest, 1,025 the general one's smallest
     const lsw_sampler_params pk[] = {{0.9f, 1024, 1.f, 0.f, 12}, {0.9f, 1025, 0.97f, 0.02f, 13}, {1.2f, 300, 0.99f, 0.f, 14}};
-    for (int general = 0; general < 2; general++) {
-      sample_set_general(general != 0);
+    // mode 0: the default (several blocks where sample_blocks() > 1), 1: the one-block compact kernel, 2: general
+    int mb_runs = 0;
+    for (int mode = 0; mode < 3; mode++) {
+      const bool general = mode == 2;
+      sample_set_general(general);
+      sample_set_multiblock(mode == 0);
       int mism = 0, total = 0;
       for (int set = 0; set < 2; set++)
         for (const auto &sp : set ? std::vector<lsw_sampler_params>(std::begin(pk), std::end(pk))
                                   : std::vector<lsw_sampler_params>(std::begin(ps), std::end(ps)))
-          for (int which = 0; which < 3; which++)
+          for (int which = 0; which < 4; which++)
             for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
               const int K = sp.top_k > 0 && sp.top_k < vocab ? sp.top_k : vocab;
               if (general && K > 1024) continue;  // the default path is the general one here: run above
               // the general path's top-p extracts one candidate per pass over the vocabulary: skip its long nuclei
               const bool slow = (general || K > 1024) && sp.top_p < 1.f && !sampler_greedy(sp.temperature, sp.top_k);
-              if (slow && which >= 1 && (vocab > 100000 || which == 2)) continue;
-              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : dl4;
-              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : lg4;
+              if (slow && (which == 1 || which == 2) && (vocab > 100000 || which == 2 || g_quick)) continue;
+              if (g_quick && step >= 3) continue;  // (--quick: under compute-sanitizer)
+              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : dl5;
+              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : lg5;
+              if (!general) {  // whether the default path would take several blocks (asked with it switched on)
+                sample_set_multiblock(true);
+                const bool mb = sample_blocks(vocab, sp) > 1;
+                sample_set_multiblock(mode == 0);
+                if (mode == 1 && !mb) continue;  // (the same kernel as mode 0)
+                if (mode == 0) mb_runs += mb;
+              }
               CK(sample(vocab, dsel, sp, nullptr, step, keep, p, dt_, dnf0, 0));
               CK(cudaDeviceSynchronize());
               const int g = down(dt_, 1)[0];
@@ -3742,23 +3765,41 @@ static void test_sampling() {
               if (g != c) { mism++; logf("    mismatch vocab %d %s T %.2f k %d p %.2f minp %.2f set %d step %d: gpu %d cpu %d\n", vocab, general ? "general" : "default", sp.temperature, sp.top_k, sp.top_p, sp.min_p, which, (int)step, g, c); }
             }
       expect(mism == 0, "sample vocab=%d, %s path: %d draws equal to the CPU algorithm (%d mismatches)", vocab,
-             general ? "general" : "default (compact where it applies)", total, mism);
+             general ? "general" : mode == 1 ? "one-block compact" : "default (compact where it applies)", total, mism);
+      sample_set_multiblock(true);
     }
     sample_set_general(false);
-    {
+    if (vocab > 100) expect(mb_runs > 0, "sample vocab=%d: the default path ran the multi-block kernel (%d draws)", vocab, mb_runs);
+    if (!g_quick) {  // timings (not under --quick: compute-sanitizer runs)
       lsw_sampler_params sp{0.8f, 40, 0.95f, 0.05f, 9};  // generate's defaults
       char nm[160];
-      for (int general = 0; general < 2; general++) {
-        sample_set_general(general != 0);
-        const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, dnf0, 0)); }, 20);
-        snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05, %s path", vocab,
-                 general ? "general" : "compact");
-        row(nm, ms, 0, 0);
-      }
+      for (int rep = 0; rep < 2; rep++)  // interleaved: multi-block, one block, general (the second round without it)
+        for (int mode = 0; mode < (rep ? 2 : 3); mode++) {
+          sample_set_general(mode == 2);
+          sample_set_multiblock(mode == 0);
+          const double ms = time_ms([&](int i) { CK(sample(vocab, dl, sp, nullptr, i, keep, p, dt_, dnf0, 0)); }, 20);
+          snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-k 40 top-p 0.95 min-p 0.05, %s path%s", vocab,
+                   mode == 2 ? "general" : mode == 1 ? "one-block compact" : "compact", mode == 0 ? " (default)" : "");
+          if (mode == 0) {
+            const int G = sample_blocks(vocab, sp);
+            snprintf(nm + strlen(nm), sizeof nm - strlen(nm), ", %d block%s", G, G > 1 ? "s" : "");
+          }
+          row(nm, ms, 0, 0);
+        }
       sample_set_general(false);
-      lsw_sampler_params sp2{0.8f, 0, 0.95f, 0.f, 9};  // top-p alone: the general path
+      sample_set_multiblock(true);
+      lsw_sampler_params sp2{0.8f, 0, 0.95f, 0.f, 9};  // top-p alone: nucleus mode (peaked logits) or general path
+      for (int rep = 0; rep < 2; rep++)
+        for (int mode = 0; mode < 2; mode++) {
+          sample_set_general(mode == 1);
+          const double msp = time_ms([&](int i) { CK(sample(vocab, dl5, sp2, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
+          snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-p 0.95 (no top-k), peaked logits, %s, %d block%s", vocab,
+                   mode ? "general path" : "default", sample_blocks(vocab, sp2), sample_blocks(vocab, sp2) > 1 ? "s" : "");
+          row(nm, msp, 0, 0);
+        }
+      sample_set_general(false);
       const double msp = time_ms([&](int i) { CK(sample(vocab, dl, sp2, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
-      snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-p 0.95 (no top-k: general path)", vocab);
+      snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-p 0.95 (no top-k), logits of set 0, default path", vocab);
       row(nm, msp, 0, 0);
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
@@ -3768,7 +3809,7 @@ static void test_sampling() {
       row(nm, ms3, 0, 0);
     }
     cudaFree(gs); cudaFreeHost(hb); cudaFree(dnf0);
-    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dt_); cudaFree(keep); cudaFree(p);
+    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dl5); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }
 

@@ -308,23 +308,56 @@ static void test_ops() {
         close(o0.data(), o1.data(), o0.size(), 2e-5, what);
       }
   }
-  // sampler: greedy and with every filter, many steps
-  {
-    const int V = 1000;
-    auto l = rand_f(V, 4.f);
+  // sampler: greedy and with every filter, many steps.  Vocabularies from one block of the device's compact sampler
+  // to its multi-block kernel (top-k <= 1,024 on a vocabulary of at least two slices of 1,024 ids), with ties at the
+  // top and, in the larger ones, 300 ids sharing the 40th-largest logit so that top-k cuts through a tie that spans
+  // several blocks' slices
+  for (int V : {1000, 5000, 32000, 151936}) {
+    if (g_small && V > 40000) continue;  // (compute-sanitizer runs)
+    auto l = rand_f((size_t)V, 4.f);
     l[17] = l[901] = 9.f;  // tie at the top: lowest id
-    int bad = 0;
+    if (V > 1000) {
+      for (int i = 0; i < 39; i++) l[(size_t)(rng() % (uint64_t)V)] = 8.f + 0.01f * (float)i;
+      for (int i = 0; i < 300; i++) l[(size_t)(rng() % (uint64_t)V)] = 7.5f;
+    }
+    int bad = 0, n = 0;
     const lsw_sampler_params ps[] = {{0.f, 0, 1.f, 0.f, 1}, {0.8f, 40, 1.f, 0.f, 7}, {1.1f, 0, 0.9f, 0.f, 9},
-                                     {0.7f, 100, 0.95f, 0.05f, 3}, {1.f, 0, 1.f, 0.1f, 11}};
-    for (auto &p : ps)
-      for (uint64_t step = 0; step < 40; step++) {
+                                     {0.7f, 100, 0.95f, 0.05f, 3}, {1.f, 0, 1.f, 0.1f, 11}, {3.f, 60, 1.f, 0.f, 12},
+                                     {2.f, 1024, 0.99f, 0.f, 13}};
+    for (auto &p : ps) {
+      if (p.top_k == 0 && p.temperature > 0.f && V > 5000) continue;  // the general path's long nuclei: slow here
+      for (uint64_t step = 0; step < (g_small ? 3u : V > 5000 ? 12u : 40u); step++) {
         int32_t t0 = -1, t1 = -2;
         OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &p, step, &t0));
         OKC(lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &p, step, &t1));
         bad += t0 != t1;
+        n++;
       }
-    CHECK(bad == 0, "sample: %d of 200 draws differ between CPU and CUDA", bad);
+    }
+    CHECK(bad == 0, "sample, vocab %d: %d of %d draws differ between CPU and CUDA", V, bad, n);
   }
+  // top-p without top-k on large vocabularies (the multi-block kernel's nucleus mode): peaked logits, a nucleus of tens
+  // of ids among its 1,024 candidates; and 1,500 ids tied at the top, a nucleus larger than the candidates (the general
+  // path after the multi-block pass)
+  for (int V : {5000, 32000, 151936})
+    for (int kind = 0; kind < 2; kind++) {
+      if (kind && V > 5000) continue;  // the general path's 1,500 top-p passes: slow on larger ones (memcheck)
+      if (g_small && V > 40000) continue;
+      auto l = rand_f((size_t)V, 2.f);
+      for (int i = 0; i < (kind ? 1500 : 40); i++) l[(size_t)(rng() % (uint64_t)V)] = kind ? 9.f : 10.f + 0.05f * (float)(i % 20);
+      const lsw_sampler_params ps[] = {{0.8f, 0, 0.95f, 0.05f, 21}, {1.f, 0, 0.9f, 0.f, 22}, {0.6f, 0, 0.99f, 0.02f, 23}};
+      int bad = 0, n = 0;
+      for (auto &p : ps)
+        for (uint64_t step = 0; step < (g_small ? 2u : 6u); step++) {
+          int32_t t0 = -1, t1 = -2;
+          OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &p, step, &t0));
+          OKC(lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &p, step, &t1));
+          bad += t0 != t1;
+          n++;
+        }
+      CHECK(bad == 0, "sample, top-p without top-k, vocab %d, %s: %d of %d draws differ between CPU and CUDA", V,
+            kind ? "1,500 ids tied at the top" : "peaked", bad, n);
+    }
   // greedy: the decode step's multi-block argmax (greedy_advance) against the CPU and against the expected id.  Vocab
   // sizes around its blocks (4,096 logits each) and float4 tails; the top value tied at a low id in the last block's
   // share and a higher one, -0 against +0, a maximum in the float4 tail, all logits equal
@@ -398,6 +431,7 @@ struct ModelSpec {
   int max_ctx;
   std::vector<AdSpec> ads;
   int nan_norm = -1;  // >= 0: the final norm weight is 1 everywhere but NaN at this index (from a file), else random
+  int vocab = 301;
 };
 
 static uint64_t name_seed(const std::string &s, uint64_t salt) {
@@ -413,7 +447,7 @@ static lsw_model_config base_cfg(const ModelSpec &ms, int backend) {
   lsw_model_config c{};
   c.prefill_precision = g_precision;
   c.merge_prompt = g_merge_prompt;
-  c.vocab_size = 301; c.hidden_size = 128; c.intermediate_size = 200; c.num_layers = 3;
+  c.vocab_size = ms.vocab; c.hidden_size = 128; c.intermediate_size = 200; c.num_layers = 3;
   c.num_heads = ms.nh; c.num_kv_heads = ms.nkv; c.head_dim = 32; c.max_context = ms.max_ctx;
   c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.f; c.rope_type = LSW_ROPE_DEFAULT; c.rope_factor = 1.f;
   c.rope_low_freq_factor = 1.f; c.rope_high_freq_factor = 4.f; c.rope_original_max_position = 64;
@@ -752,6 +786,44 @@ static void test_model(const char *name, const ModelSpec &ms) {
   lsw_model_free(m[1]);
 }
 
+// The decode graph's sampler where the device samples in several blocks (sample_mb_kernel: a vocabulary of 6,000 ids
+// in 5 slices; top-k 40, 300 and 1,000, and top-p alone in nucleus mode, whose nucleus on this model's flat logits is
+// larger than its 1,024 candidates, so the general path runs after it), greedy and one-block settings in between (the
+// graph is captured again for each): every step's token equals the CPU sampler's on that step's logits, in fused and
+// merge mode
+static void test_sampler_vocab() {
+  ModelSpec ms{LSW_DTYPE_F16, 4, 2, 64, {{LSW_ROUTER_PREGATED, 4, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}};
+  ms.vocab = 6000;
+  lsw_model *m = nullptr;
+  if (build(ms, LSW_BACKEND_CUDA, &m)) { CHECK(false, "sampler, vocab 6000: CUDA build: %s", lsw_last_error()); return; }
+  const lsw_sampler_params sps[] = {{0.9f, 40, 0.95f, 0.05f, 1234}, {0.f, 0, 1.f, 0.f, 1}, {1.3f, 1000, 0.99f, 0.f, 77},
+                                    {0.8f, 0, 1.f, 0.1f, 5}, {2.5f, 300, 1.f, 0.f, 9}, {0.7f, 0, 0.9f, 0.f, 31}};
+  const int32_t toks[5] = {3, 1414, 5926, 535, 8};
+  std::vector<float> lg(6000);
+  for (int mode : {LSW_MODE_FUSED, LSW_MODE_MERGE}) {
+    OKC(lsw_model_set_mode(m, mode));
+    int bad = 0, n = 0;
+    for (const auto &sp : sps) {
+      OKC(lsw_model_set_sampler(m, &sp));
+      OKC(lsw_model_reset(m));
+      int32_t t = 0;
+      OKC(lsw_model_prefill(m, toks, 5, &t));
+      for (int s = 0; s < 6; s++) {
+        int32_t next = -1, ref = -2;
+        if (lsw_model_step(m, t, &next)) { CHECK(false, "sampler, vocab 6000: step: %s", lsw_last_error()); break; }
+        OKC(lsw_model_get_logits(m, lg.data()));
+        OKC(lsw_op_sample(LSW_BACKEND_CPU, 6000, lg.data(), &sp, (uint64_t)s + 1, &ref));
+        bad += next != ref;
+        n++;
+        t = next;
+      }
+    }
+    CHECK(bad == 0 && n == 36, "sampler in the decode graph, vocab 6000 (%s): %d of %d steps differ from the CPU sampler",
+          MODE_NAMES[mode], bad, n);
+  }
+  lsw_model_free(m);
+}
+
 // merge mode: many switches, then reset -> the backbone is bit-identical to the pristine one.  rank 8: the exact-order
 // SGMM; rank 16: the tensor-core SGMM (model.cu's default where it applies)
 // A model whose logits are all NaN (a NaN in the final norm weight), on both backends and through every CUDA sampling
@@ -1056,6 +1128,7 @@ int main() {
     test_model("MixLoRA ffn E3 top1", {LSW_DTYPE_F16, 4, 2, 96, {{LSW_ROUTER_LAYERWISE, 3, 1, 0, 1, {LSW_MOD_GATE, LSW_MOD_UP, LSW_MOD_DOWN}, 8}}});
   }
   test_nonfinite();
+  test_sampler_vocab();
   test_drift(8);
   test_drift(16);
   test_merge_prompt("pregated q,v E8 top2 r16", {LSW_DTYPE_F16, 4, 4, 96, {{LSW_ROUTER_PREGATED, 8, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}}, true);

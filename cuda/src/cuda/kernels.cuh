@@ -284,6 +284,13 @@ cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp,
 // true: sample() always takes the general path, never the compact one (at most 1,024 candidates after top-k); the
 // harness compares both with the CPU.  Default: env LSW_CUDA_SAMPLE_GENERAL (unset: compact where it applies)
 void sample_set_general(bool on);
+// true (default; env LSW_CUDA_SAMPLE_MB=0 turns it off): compact steps on large vocabularies, and top-p without top-k
+// there, run in several blocks (sample_mb_kernel: each selects its slice's top k, the last one the top k of those and
+// the draw; top-p alone: the top 1,024 and the softmax denominator, the general path where the nucleus is larger);
+// false: one block
+void sample_set_multiblock(bool on);
+// the blocks sample() launches for these parameters (1: the one-block kernel)
+int sample_blocks(int vocab, const lsw_sampler_params &sp);
 // The greedy decode step's tail in ONE launch: argmax over the logits (argmax's key: the same token), written to
 // *sampled and *nonfinite (1 when a logit is NaN or infinite, else 0; the token is still the argmax key's, an id in
 // the vocabulary); then advance's bookkeeping (io[0] = token, io[1] += 1, io[2] += 1, *step += 1); then blk_bytes (a

@@ -5,10 +5,12 @@
 //   3. top-p: smallest prefix of (p desc, id asc) whose running sum reaches top_p (summed in that order)
 //   4. min-p: keep p >= min_p * max p   5. u = (splitmix(seed ^ splitmix(step)) >> 11) * 2^-53,
 //      walk the kept ids ascending until the running sum exceeds u * total.
-// At most 1,024 candidates after top-k (sample_compact, generate's default top-k 40 included), every sum is taken in
-// the CPU's order by one thread; on the general path, sums other than the top-p running sum are parallel fp64
-// reductions.  exp() may differ from the host libm by an ulp, so the draw equals the CPU's except when u * total falls
-// within ~1e-15 of a boundary.
+// Paths: at most 1,024 candidates after top-k (generate's default top-k 40 included): sample_compact in one block, or
+// sample_mb_kernel on vocabularies of at least two 1,024-id slices; every sum is taken in the CPU's order by one
+// thread.  Top-p without top-k: sample_mb_kernel's nucleus mode where the nucleus lies among the 1,024 largest logits
+// (the softmax denominator a parallel fp64 sum), else the general path, one block, where sums other than the top-p
+// running sum are parallel fp64 reductions.  exp() may differ from the host libm by an ulp, so the draw equals the
+// CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
 #include <math_constants.h>
 
@@ -278,7 +280,7 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
 // short list in shared memory.  The sums that the CPU takes in order (softmax, top-p's running sum, the total and the
 // walk of the draw) are taken in the same order by one thread, so only exp() can differ from the host's by an ulp.
 // H100 (bench/results/2026-12-06-h100-session50, run 5): 0.057 ms at 32,000 ids, 0.222 ms at 151,936 (general path
-// 0.237 / 1.364 ms).  Still one block: a multi-block radix pass is what would take it further.
+// 0.237 / 1.364 ms).  Session 51 spread it over several blocks (sample_mb_kernel below): 0.037 / 0.042 ms.
 constexpr int SK_MAX = 1024;
 constexpr int SU = 8;  // logits each thread loads before it uses any (the passes are latency-bound)
 
@@ -290,24 +292,21 @@ __device__ __forceinline__ void hist_add(int *hist, unsigned bin, bool active) {
   if ((int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
 }
 
-// K = the candidates to keep (top_k, or the whole vocabulary when top_k is 0 or >= vocab), K <= SK_MAX; the logits
-// are finite (checked before).  Writes *token.
-__device__ void sample_compact(int vocab, const float *__restrict__ l, int K, float temperature, float top_p,
-                               float min_p, uint64_t seed, uint64_t step, int *__restrict__ token) {
+// Top-K selection over n values by (logit desc, position asc), then the K selected written in position order:
+// val(i) is value i (positions 0 .. n-1; every pass calls it again), out(at, i, v) receives the at-th selected one
+// (position i, value v).  K >= n keeps all n.  Every thread of the block calls it; it ends with a block barrier.
+// 1. top-k threshold: the key tau of the K-th largest value (fkey order: larger value, larger key) and `need`, how
+//    many values equal to tau are kept (the lowest positions first), by four 8-bit radix passes;
+// 2. the gather in position order: warp w owns positions [w R, (w + 1) R); counts first, then ranked writes.
+template <typename ValF, typename OutF>
+__device__ void topk_gather(int n, int K, ValF val, OutF out) {
   __shared__ int hist[256];
   __shared__ int w_gt[32], w_tie[32], w_tie0[32], w_sel0[32];
-  __shared__ int cid[SK_MAX], ord[SK_MAX];
-  __shared__ float cl[SK_MAX];
-  __shared__ double cp[SK_MAX];
-  __shared__ unsigned char ck[SK_MAX];
   __shared__ unsigned s_prefix;
-  __shared__ int s_krem, s_keep;
-  __shared__ double s_sum, shd[32];
+  __shared__ int s_krem;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
   const unsigned lt = (1u << lane) - 1u;
-  const bool all = K >= vocab;
-  // 1. top-k threshold: the key tau of the K-th largest logit (fkey order: larger logit, larger key) and `need`, how
-  //    many logits equal to tau are kept (the lowest ids first)
+  const bool all = K >= n;
   unsigned tau = 0;
   int need = 0;
   if (!all) {
@@ -316,16 +315,16 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
     for (int shift = 24; shift >= 0; shift -= 8) {
       for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;
       __syncthreads();
-      for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // (uniform trip count: every lane reaches hist_add)
+      for (int i0 = 0; i0 < n; i0 += blockDim.x * SU) {  // (uniform trip count: every lane reaches hist_add)
         unsigned key[SU];
 #pragma unroll
         for (int u = 0; u < SU; u++) {
           const int i = i0 + u * blockDim.x + tid;
-          key[u] = i < vocab ? fkey(l[i]) : 0u;
+          key[u] = i < n ? fkey(val(i)) : 0u;
         }
 #pragma unroll
         for (int u = 0; u < SU; u++)
-          hist_add(hist, (key[u] >> shift) & 255u, i0 + u * (int)blockDim.x + tid < vocab && (key[u] & mask) == prefix);
+          hist_add(hist, (key[u] >> shift) & 255u, i0 + u * (int)blockDim.x + tid < n && (key[u] & mask) == prefix);
       }
       __syncthreads();
       if (warp == 0) {  // the first bin from the top whose running count reaches krem: lane L sums bins 255 - 8 L - q
@@ -354,16 +353,15 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
     tau = prefix;
     need = krem;
   }
-  // 2. gather the K candidates in ascending id order: warp w owns ids [w R, (w + 1) R); counts first, then offsets
-  const int R = ((vocab + nwarps - 1) / nwarps + 31) & ~31;
-  const int w0 = min(vocab, warp * R), w1 = min(vocab, w0 + R);
+  const int R = ((n + nwarps - 1) / nwarps + 31) & ~31;
+  const int w0 = min(n, warp * R), w1 = min(n, w0 + R);
   int gt = 0, ties = 0;
   for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
     unsigned key[SU];
 #pragma unroll
     for (int u = 0; u < SU; u++) {
       const int i = j0 + 32 * u + lane;
-      key[u] = i < w1 ? fkey(l[i]) : 0u;
+      key[u] = i < w1 ? fkey(val(i)) : 0u;
     }
 #pragma unroll
     for (int u = 0; u < SU; u++) {
@@ -391,41 +389,59 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
 #pragma unroll
       for (int u = 0; u < SU; u++) {
         const int i = j0 + 32 * u + lane;
-        v[u] = i < w1 ? l[i] : 0.f;
+        v[u] = i < w1 ? val(i) : 0.f;
       }
 #pragma unroll
-      for (int u = 0; u < SU; u++) {  // in id order: chunk u holds ids j0 + 32 u .. + 31
+      for (int u = 0; u < SU; u++) {  // in position order: chunk u holds positions j0 + 32 u .. + 31
         const int i = j0 + 32 * u + lane;
         const unsigned key = fkey(v[u]);
         const bool tie = i < w1 && !all && key == tau;
         const unsigned tb = __ballot_sync(0xffffffffu, tie);
         const bool sel = i < w1 && (all || key > tau || (tie && rt + __popc(tb & lt) < need));
         const unsigned sb = __ballot_sync(0xffffffffu, sel);
-        if (sel) {
-          const int at = rs + __popc(sb & lt);
-          cid[at] = i;
-          cl[at] = v[u];
-        }
+        if (sel) out(rs + __popc(sb & lt), i, v[u]);
         rt += __popc(tb);
         rs += __popc(sb);
       }
     }
   }
   __syncthreads();
-  const int nc = K;  // (gathered above: K of them)
+}
+
+// Steps 3-6 below (the CPU's softmax, top-p, min-p and draw) on nc <= SK_MAX candidates in ascending id order (shared
+// memory: ids cid, logits cl).  Writes *token (thread 0) and returns true.
+// nucleus (top-k off, top-p on; sample_mb_kernel): the candidates are the nc largest logits of the vocabulary, and
+// softmax is over the whole vocabulary: p = exp(l / T - ext_mx) / ext_sum, the vocabulary's maximum and sum (as the
+// general path computes p).  If the running sum of top-p does not reach top_p within the candidates, the nucleus is
+// larger than they are: nothing is written and it returns false (the caller takes the general path).
+__device__ bool sample_tail(int nc, const int *cid, const float *cl, float temperature, float top_p, float min_p,
+                            uint64_t seed, uint64_t step, int *__restrict__ token, bool nucleus = false,
+                            double ext_mx = 0.0, double ext_sum = 1.0) {
+  __shared__ int ord[SK_MAX], kl[SK_MAX], w_n[32];
+  __shared__ double cp[SK_MAX], sp[SK_MAX];
+  __shared__ unsigned char ck[SK_MAX];
+  __shared__ int s_keep, s_nk;
+  __shared__ double s_sum, shd[32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
   // 3. softmax(l / T) in fp64 over the candidates; the sum in ascending id order (the CPU's)
   const double T = temperature;
-  double mx = -CUDART_INF;
-  for (int c = tid; c < nc; c += blockDim.x) mx = fmax(mx, (double)cl[c] / T);
-  mx = block_reduce(mx, [](double a, double b) { return fmax(a, b); }, shd);
+  double mx = ext_mx;
+  if (!nucleus) {
+    mx = -CUDART_INF;
+    for (int c = tid; c < nc; c += blockDim.x) mx = fmax(mx, (double)cl[c] / T);
+    mx = block_reduce(mx, [](double a, double b) { return fmax(a, b); }, shd);
+  }
   for (int c = tid; c < nc; c += blockDim.x) {
     cp[c] = exp((double)cl[c] / T - mx);
     ck[c] = 1;
   }
   __syncthreads();
   if (tid == 0) {
-    double sum = 0;
-    for (int c = 0; c < nc; c++) sum += cp[c];
+    double sum = ext_sum;
+    if (!nucleus) {
+      sum = 0;
+      for (int c = 0; c < nc; c++) sum += cp[c];
+    }
     s_sum = sum;
   }
   __syncthreads();
@@ -434,23 +450,56 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
   // 4. top-p: each candidate's rank in (p desc, id asc), then the shortest prefix of that order whose running sum
   //    (summed in that order) reaches top_p
   if (top_p < 1.f) {
-    for (int c = tid; c < nc; c += blockDim.x) {
-      const double pc = cp[c];
-      int r = 0;
-      for (int j = 0; j < nc; j++) r += cp[j] > pc || (cp[j] == pc && j < c);
-      ord[r] = c;
+    if (nc <= 128) {  // each candidate counts those before it: O(nc^2), cheap for short lists (top-k 40)
+      for (int c = tid; c < nc; c += blockDim.x) {
+        const double pc = cp[c];
+        int r = 0;
+        for (int j = 0; j < nc; j++) r += cp[j] > pc || (cp[j] == pc && j < c);
+        ord[r] = c;
+      }
+    } else {  // a bitonic sort of (p, position) over the next power of two (1,024 candidates: 55 steps instead of
+              // the 1 M comparisons of counting, which cost ~50 us of the nucleus mode's first version)
+      int n2 = 1;
+      while (n2 < nc) n2 <<= 1;
+      for (int c = tid; c < n2; c += blockDim.x) {
+        sp[c] = c < nc ? cp[c] : -1.0;  // (padding after every p >= 0)
+        ord[c] = c;
+      }
+      __syncthreads();
+      for (int k = 2; k <= n2; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+          for (int i = tid; i < n2; i += blockDim.x) {
+            const int x = i ^ j;
+            if (x > i) {
+              const double pa = sp[i], pb = sp[x];
+              const int ia = ord[i], ib = ord[x];
+              const bool b_first = pb > pa || (pb == pa && ib < ia);  // (p desc, position asc): x before i
+              if (b_first == ((i & k) == 0)) {
+                sp[i] = pb;
+                sp[x] = pa;
+                ord[i] = ib;
+                ord[x] = ia;
+              }
+            }
+          }
+          __syncthreads();
+        }
     }
     __syncthreads();
     if (tid == 0) {
       double cum = 0;
-      int keep = nc;
+      int keep = nucleus ? -1 : nc;  // (nucleus: not reached within the candidates)
       for (int j = 0; j < nc; j++) {
         cum += cp[ord[j]];
         if (cum >= (double)top_p) { keep = j + 1; break; }
       }
+      // nucleus: an id outside the candidates has a logit <= the last candidate's, so p <= its p; only when the
+      // nucleus's last p is above that is no outside id in it or tied with one of it (the CPU orders ties by id)
+      if (nucleus && keep > 0 && !(cp[ord[keep - 1]] > cp[ord[nc - 1]])) keep = -1;
       s_keep = keep;
     }
     __syncthreads();
+    if (s_keep < 0) return false;  // (uniform)
     for (int r = tid; r < nc; r += blockDim.x) ck[ord[r]] = r < s_keep;
     __syncthreads();
   }
@@ -466,32 +515,64 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
     __syncthreads();
   }
   // 6. the draw, as the CPU walks it: total of the kept p in ascending id order, then the first kept id whose running
-  //    sum exceeds u * total (the last kept one if rounding leaves none)
+  //    sum exceeds u * total (the last kept one if rounding leaves none).  The kept positions are listed first, in
+  //    order (kl), so that thread 0's two sums run over them only.
+  if (tid == 0) s_nk = 0;
+  __syncthreads();
+  for (int c0 = 0; c0 < nc; c0 += blockDim.x) {
+    const int c = c0 + tid;
+    const bool kept = c < nc && ck[c];
+    const unsigned b = __ballot_sync(0xffffffffu, kept);
+    if (lane == 0) w_n[warp] = __popc(b);
+    __syncthreads();
+    int off = s_nk;
+    for (int w = 0; w < warp; w++) off += w_n[w];
+    if (kept) kl[off + __popc(b & ((1u << lane) - 1u))] = c;
+    __syncthreads();
+    if (tid == 0) {
+      int t = s_nk;
+      for (int w = 0; w < nwarps; w++) t += w_n[w];
+      s_nk = t;
+    }
+    __syncthreads();
+  }
   if (tid == 0) {
+    const int nk = s_nk;
     double total = 0;
-    for (int c = 0; c < nc; c++)
-      if (ck[c]) total += cp[c];
+    for (int q = 0; q < nk; q++) total += cp[kl[q]];
     const double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
     const double target = u * total;
     double cum = 0;
     int pick = -1, last = 0;
-    for (int c = 0; c < nc && pick < 0; c++) {
-      if (!ck[c]) continue;
+    for (int q = 0; q < nk && pick < 0; q++) {
+      const int c = kl[q];
       last = cid[c];
       cum += cp[c];
       if (cum > target) pick = cid[c];
     }
     *token = pick >= 0 ? pick : last;
   }
+  return true;
 }
 
-// keep: per-id flag scratch [vocab]; p: [vocab] fp64 scratch.  step read from device (graph replay).
-__global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__restrict__ l, float temperature,
-                                                    int top_k, float top_p, float min_p, uint64_t seed,
-                                                    const unsigned long long *__restrict__ step_dev,
-                                                    unsigned long long step_host, unsigned char *__restrict__ keep,
-                                                    double *__restrict__ p, int *__restrict__ token,
-                                                    int *__restrict__ nonfinite, int general) {
+// K = the candidates to keep (top_k, or the whole vocabulary when top_k is 0 or >= vocab), K <= SK_MAX; the logits
+// are finite (checked before).  One block.  Writes *token.
+__device__ void sample_compact(int vocab, const float *__restrict__ l, int K, float temperature, float top_p,
+                               float min_p, uint64_t seed, uint64_t step, int *__restrict__ token) {
+  __shared__ int cid[SK_MAX];
+  __shared__ float cl[SK_MAX];
+  topk_gather(vocab, K, [&](int i) { return l[i]; }, [&](int at, int i, float v) {
+    cid[at] = i;
+    cl[at] = v;
+  });
+  sample_tail(min(K, vocab), cid, cl, temperature, top_p, min_p, seed, step, token);
+}
+
+// The general path (more than SK_MAX candidates: top-k off or above SK_MAX on a larger vocabulary), one block: keep
+// [vocab] flags and p [vocab] doubles of scratch; the logits are finite.  Writes *token.
+__device__ __noinline__ void sample_general(int vocab, const float *__restrict__ l, float temperature, int top_k, float top_p,
+                               float min_p, uint64_t seed, uint64_t step, unsigned char *__restrict__ keep,
+                               double *__restrict__ p, int *__restrict__ token) {
   __shared__ unsigned long long shu[32];
   __shared__ double shd[32];
   __shared__ int shi[32];
@@ -500,41 +581,6 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   auto dmax = [](double a, double b) { return fmax(a, b); };
   auto umax = [](unsigned long long a, unsigned long long b) { return a > b ? a : b; };
   const int tid = threadIdx.x;
-
-  bool bad = false;  // a NaN or infinite logit: flagged, nothing sampled (the host reports it)
-  if (sampler_greedy(temperature, top_k)) {  // greedy
-    unsigned long long best = 0;
-    for (int i = tid; i < vocab; i += blockDim.x) {
-      const float v = l[i];
-      bad |= !isfinite(v);
-      best = umax(best, amax_key(v, i));
-    }
-    bad = __syncthreads_or(bad);
-    best = block_reduce(best, umax, (unsigned long long *)shu);
-    if (tid == 0) {
-      *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
-      *nonfinite = bad ? 1 : 0;
-    }
-    return;
-  }
-  for (int i0 = tid; i0 < vocab; i0 += blockDim.x * SU)
-#pragma unroll
-    for (int u = 0; u < SU; u++)
-      if (i0 + u * (int)blockDim.x < vocab) bad |= !isfinite(l[i0 + u * blockDim.x]);
-  if (__syncthreads_or(bad)) {
-    if (tid == 0) {
-      *token = 0;
-      *nonfinite = 1;
-    }
-    return;
-  }
-  if (tid == 0) *nonfinite = 0;
-  const int K = top_k > 0 && top_k < vocab ? top_k : vocab;
-  if (K <= SK_MAX && !general) {
-    sample_compact(vocab, l, K, temperature, top_p, min_p, seed, step_dev ? *step_dev : step_host, token);
-    return;
-  }
-  // the general path (more than SK_MAX candidates: top-k off or above SK_MAX on a larger vocabulary)
   // 1. top-k: threshold key tau of the k-th largest, then the lowest ids among ties
   for (int i = tid; i < vocab; i += blockDim.x) keep[i] = 1;
   if (top_k > 0 && top_k < vocab) {
@@ -625,7 +671,6 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   for (int i = tid; i < vocab; i += blockDim.x)
     if (keep[i]) total += p[i];
   total = block_reduce(total, dsum, shd);
-  const uint64_t step = step_dev ? *step_dev : step_host;
   const double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
   const double target = u * total;
   double base = 0;
@@ -663,6 +708,148 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
   if (tid == 0) *token = last_kept >= 0 ? last_kept : 0;
 }
 
+// ---- the multi-block compact sampler (session 51) -------------------------------------------------------------------
+// The compact sampler above is one block: at 151,936 ids its passes over the vocabulary took 0.222 ms on an H100
+// (load latency of one SM).  Here G blocks each take a slice of the vocabulary (ids [vocab b / G, vocab (b+1) / G),
+// at least K of them) and select the slice's top K by (logit desc, id asc) into the candidate list, K entries per
+// block in ascending id order; the last block to finish (a counter in ctl[0]) selects the top K of the G K
+// candidates and runs the tail.  The list is in ascending id order, so positions compare as ids do, and each of the
+// K best ids of the vocabulary is among its slice's K best: the same K ids, gathered in the same order, as the
+// one-block path, hence the same draw.  A NaN or infinite logit anywhere sets ctl[1]: the last block reports it
+// (token 0, *nonfinite = 1) instead of sampling.  ctl is zeroed by the launcher before each launch.
+constexpr int SMB_MAXG = 128;   // blocks at most
+constexpr int SMB_SLICE = 1024; // ids per block at least
+constexpr int SMB_CANDS = 16384;  // candidates (G K) at most: the last block's passes run over them
+//
+// Nucleus mode (top-k off, top-p on; `nucleus`): K = SK_MAX, the candidates are the K largest logits of the vocabulary
+// and each block also writes its slice's maximum of l / T and its sum of exp(l / T - that maximum) (bm, bs: ctl + 2
+// on, doubles); the last block combines them into the vocabulary's maximum and sum (p as the general path computes
+// it, up to the order of the fp64 sums) and runs the tail on the candidates.  Where the nucleus is not within them
+// (sample_tail returns false) the last block runs the general path over the whole vocabulary (keep and p scratch are
+// free by then: the candidates are in shared memory, the slices' sums in registers).
+__global__ void __launch_bounds__(SB) sample_mb_kernel(int vocab, const float *__restrict__ l, int K, float temperature,
+                                                       int top_k, float top_p, float min_p, uint64_t seed,
+                                                       const unsigned long long *__restrict__ step_dev,
+                                                       unsigned long long step_host, float *cv, int *ci,
+                                                       unsigned *ctl, int *__restrict__ token,
+                                                       int *__restrict__ nonfinite, int nucleus, unsigned char *keep,
+                                                       double *p) {  // (cv, ci in p; ctl in keep: no __restrict__)
+  __shared__ int cid[SK_MAX];
+  __shared__ float cl[SK_MAX];
+  __shared__ double shd[32];
+  __shared__ bool last;
+  const int G = gridDim.x, b = blockIdx.x, tid = threadIdx.x;
+  double *bm = reinterpret_cast<double *>(ctl + 2), *bs = bm + G;  // (nucleus)
+  const int b0 = (int)((long long)vocab * b / G), b1 = (int)((long long)vocab * (b + 1) / G);
+  bool bad = false;
+  float *ocv = cv + (size_t)b * K;
+  int *oci = ci + (size_t)b * K;
+  topk_gather(b1 - b0, K,
+              [&](int i) {
+                const float v = l[b0 + i];
+                bad |= !isfinite(v);
+                return v;
+              },
+              [&](int at, int i, float v) {
+                ocv[at] = v;
+                oci[at] = b0 + i;
+              });
+  bad = __syncthreads_or(bad);
+  if (nucleus && !bad) {  // the slice's maximum of l / T and its sum of exp(l / T - maximum)
+    const double T = temperature;
+    double mx = -CUDART_INF;
+    for (int i = b0 + tid; i < b1; i += blockDim.x) mx = fmax(mx, (double)l[i] / T);
+    mx = block_reduce(mx, [](double x, double y) { return fmax(x, y); }, shd);
+    double sm = 0;
+    for (int i = b0 + tid; i < b1; i += blockDim.x) sm += exp((double)l[i] / T - mx);
+    sm = block_reduce(sm, [](double x, double y) { return x + y; }, shd);
+    if (tid == 0) {
+      bm[b] = mx;
+      bs[b] = sm;
+    }
+  }
+  __threadfence();  // this thread's candidates (and sums), before the block's arrival is counted
+  __syncthreads();
+  if (tid == 0) {
+    if (bad) atomicOr(ctl + 1, 1u);
+    __threadfence();
+    last = atomicAdd(ctl, 1u) == (unsigned)G - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (__ldcg(ctl + 1) != 0u) {
+    if (tid == 0) {
+      *token = 0;
+      *nonfinite = 1;
+    }
+    return;
+  }
+  if (tid == 0) *nonfinite = 0;
+  double mx = 0, sum = 1;
+  if (nucleus) {  // (every thread, the same order)
+    mx = -CUDART_INF;
+    for (int j = 0; j < G; j++) mx = fmax(mx, __ldcg(bm + j));
+    sum = 0;
+    for (int j = 0; j < G; j++) sum += __ldcg(bs + j) * exp(__ldcg(bm + j) - mx);
+  }
+  topk_gather(G * K, K, [&](int i) { return __ldcg(cv + i); }, [&](int at, int i, float v) {
+    cid[at] = __ldcg(ci + i);
+    cl[at] = v;
+  });
+  const uint64_t step = step_dev ? *step_dev : step_host;
+  if (!sample_tail(K, cid, cl, temperature, top_p, min_p, seed, step, token, nucleus != 0, mx, sum))
+    sample_general(vocab, l, temperature, top_k, top_p, min_p, seed, step, keep, p, token);
+}
+
+// keep: per-id flag scratch [vocab]; p: [vocab] fp64 scratch.  step read from device (graph replay).
+__global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__restrict__ l, float temperature,
+                                                    int top_k, float top_p, float min_p, uint64_t seed,
+                                                    const unsigned long long *__restrict__ step_dev,
+                                                    unsigned long long step_host, unsigned char *__restrict__ keep,
+                                                    double *__restrict__ p, int *__restrict__ token,
+                                                    int *__restrict__ nonfinite, int general) {
+  __shared__ unsigned long long shu[32];
+  auto umax = [](unsigned long long a, unsigned long long b) { return a > b ? a : b; };
+  const int tid = threadIdx.x;
+
+  bool bad = false;  // a NaN or infinite logit: flagged, nothing sampled (the host reports it)
+  if (sampler_greedy(temperature, top_k)) {  // greedy
+    unsigned long long best = 0;
+    for (int i = tid; i < vocab; i += blockDim.x) {
+      const float v = l[i];
+      bad |= !isfinite(v);
+      best = umax(best, amax_key(v, i));
+    }
+    bad = __syncthreads_or(bad);
+    best = block_reduce(best, umax, (unsigned long long *)shu);
+    if (tid == 0) {
+      *token = 0x7fffffff - (int)(uint32_t)(best & 0xffffffffu);
+      *nonfinite = bad ? 1 : 0;
+    }
+    return;
+  }
+  for (int i0 = tid; i0 < vocab; i0 += blockDim.x * SU)
+#pragma unroll
+    for (int u = 0; u < SU; u++)
+      if (i0 + u * (int)blockDim.x < vocab) bad |= !isfinite(l[i0 + u * blockDim.x]);
+  if (__syncthreads_or(bad)) {
+    if (tid == 0) {
+      *token = 0;
+      *nonfinite = 1;
+    }
+    return;
+  }
+  if (tid == 0) *nonfinite = 0;
+  const int K = top_k > 0 && top_k < vocab ? top_k : vocab;
+  if (K <= SK_MAX && !general) {
+    sample_compact(vocab, l, K, temperature, top_p, min_p, seed, step_dev ? *step_dev : step_host, token);
+    return;
+  }
+  // the general path (more than SK_MAX candidates: top-k off or above SK_MAX on a larger vocabulary)
+  sample_general(vocab, l, temperature, top_k, top_p, min_p, seed, step_dev ? *step_dev : step_host, keep, p, token);
+}
+
 // LSW_CUDA_SAMPLE_GENERAL=1: every sampling step takes the general path (the only one before session 50), for A-B runs
 static bool g_sample_general = [] {
   const char *v = getenv("LSW_CUDA_SAMPLE_GENERAL");
@@ -670,10 +857,43 @@ static bool g_sample_general = [] {
 }();
 void sample_set_general(bool on) { g_sample_general = on; }
 
+// LSW_CUDA_SAMPLE_MB=0: compact steps in one block (sample_compact) instead of sample_mb_kernel, for A-B runs
+static bool g_sample_mb = [] {
+  const char *v = getenv("LSW_CUDA_SAMPLE_MB");
+  return !(v && *v && strcmp(v, "0") == 0);
+}();
+void sample_set_multiblock(bool on) { g_sample_mb = on; }
+
+// candidates per block: top_k where it keeps at most SK_MAX of the vocabulary; SK_MAX in nucleus mode (top-k off,
+// top-p on); 0: neither
+static int sample_mb_k(int vocab, const lsw_sampler_params &sp) {
+  if (vocab <= 0 || sampler_greedy(sp.temperature, sp.top_k)) return 0;
+  if (sp.top_k > 0 && sp.top_k < vocab) return sp.top_k <= SK_MAX ? sp.top_k : 0;
+  return sp.top_p < 1.f ? SK_MAX : 0;
+}
+int sample_blocks(int vocab, const lsw_sampler_params &sp) {
+  const int K = g_sample_general || !g_sample_mb ? 0 : sample_mb_k(vocab, sp);
+  if (K <= 0 || K >= vocab) return 1;
+  return std::max(1, std::min({SMB_MAXG, vocab / std::max(K, SMB_SLICE), SMB_CANDS / K}));
+}
+
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
                    cudaStream_t s) {
   if (vocab <= 0) return cudaErrorInvalidValue;
+  // G K <= vocab: the candidates (G K floats and ids) fit p; ctl (2 words) and the nucleus mode's 2 G doubles fit keep
+  // (G <= vocab / 1,024)
+  if (const int G = sample_blocks(vocab, sp); G >= 2) {
+    const int K = sample_mb_k(vocab, sp);
+    const bool nucleus = !(sp.top_k > 0 && sp.top_k < vocab);
+    unsigned *ctl = reinterpret_cast<unsigned *>(keep);
+    if (const cudaError_t e = cudaMemsetAsync(ctl, 0, 2 * sizeof(unsigned), s); e != cudaSuccess) return e;
+    float *cv = reinterpret_cast<float *>(p);
+    sample_mb_kernel<<<G, SB, 0, s>>>(vocab, logits, K, sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.seed,
+                                      step_dev, step_host, cv, reinterpret_cast<int *>(cv + (size_t)G * K), ctl,
+                                      token, nonfinite, nucleus ? 1 : 0, keep, p);
+    LSWC_LAUNCH_RET();
+  }
   sample_kernel<<<1, SB, 0, s>>>(vocab, logits, sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.seed, step_dev,
                                  step_host, keep, p, token, nonfinite, (int)g_sample_general);
   LSWC_LAUNCH_RET();
