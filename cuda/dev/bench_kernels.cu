@@ -3764,9 +3764,14 @@ static void test_sampling() {
               mism += down(dnf0, 1)[0] != 0;  // finite logits: never flagged
               if (g != c) { mism++; logf("    mismatch vocab %d %s T %.2f k %d p %.2f minp %.2f set %d step %d: gpu %d cpu %d\n", vocab, general ? "general" : "default", sp.temperature, sp.top_k, sp.top_p, sp.min_p, which, (int)step, g, c); }
             }
-      expect(mism == 0, "sample vocab=%d, %s path: %d draws equal to the CPU algorithm (%d mismatches)", vocab,
-             general ? "general" : mode == 1 ? "one-block compact" : "default (compact where it applies)", total, mism);
       sample_set_multiblock(true);
+      if (mode == 1 && total == 0) {  // (small vocabularies: the default path is the one-block kernel, run as mode 0)
+        logf("  (vocab=%d: no setting takes several blocks; the one-block compact path ran as the default)\n", vocab);
+        continue;
+      }
+      expect(mism == 0 && total > 0, "sample vocab=%d, %s path: %d draws equal to the CPU algorithm (%d mismatches)",
+             vocab, general ? "general" : mode == 1 ? "one-block compact" : "default (compact where it applies)", total,
+             mism);
     }
     sample_set_general(false);
     if (vocab > 100) expect(mb_runs > 0, "sample vocab=%d: the default path ran the multi-block kernel (%d draws)", vocab, mb_runs);
