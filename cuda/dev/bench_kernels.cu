@@ -1908,9 +1908,13 @@ static void test_sgmm_stream_mixed() {
           check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128);
         }
         struct Cfg { int groups, stages, grid, strip; };
+        // lk 1: the lockstep schedule (s3_segments; it applies to the same-shape set, in rounds of whole units, halves,
+        // quarters, eighths and the rest, up to 14 segments per group with these small grids)
+        for (int lk = 0; lk < 2; lk++)
         for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 2, 1, 1}, Cfg{2, 2, 1, 2}, Cfg{2, 3, 2, 4}, Cfg{1, 8, 3, 8}, Cfg{1, 5, 0, 0},
                       Cfg{2, 0, 5, 1}, Cfg{2, 4, 2, 8}, Cfg{0, 4, 2, 2}, Cfg{1, 4, 1, 4}, Cfg{2, 8, 1, 0}, Cfg{0, 0, 1, 8},
-                      Cfg{0, 0, 2, 4}, Cfg{0, 0, 3, 2}, Cfg{0, 0, 1, 1}}) {
+                      Cfg{0, 0, 2, 4}, Cfg{0, 0, 3, 2}, Cfg{0, 0, 1, 1}, Cfg{2, 2, 7, 1}, Cfg{1, 3, 11, 2}}) {
+          sgmm_set_stream_lock(lk == 1 ? 2 : 0);
           sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
           int pg = 0, pst = 0, pss = 0;
           const int mode = sgmm_stream_plan(K, maxr, &pg, &pst, &pss);
@@ -1918,10 +1922,11 @@ static void test_sgmm_stream_mixed() {
           const int grid = std::max(1, std::min(c.grid > 0 ? std::min(c.grid, sms) : sms, tiles));
           const int per_group = pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0;
           const auto got = run(3);
+          sgmm_set_stream_lock(1);
           expect(mode != 0 && got == ref0,
-                 "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d strip %d (plan: %s, %d group(s), "
-                 "%d stages, super-strip %d, up to %d of %d tiles per group): bit-identical to the one-shot tc kernel",
-                 dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid, c.strip,
+                 "sgmm tc stream %s %d descs max r%d top%d, cfg groups %d stages %d grid %d strip %d%s (plan: %s, %d "
+                 "group(s), %d stages, super-strip %d, up to %d of %d tiles per group): bit-identical to the one-shot tc "
+                 "kernel", dname(dt), nm_, maxr, K, c.groups, c.stages, c.grid, c.strip, lk ? ", lockstep" : "",
                  mode == 1 ? "resident" : mode == 2 ? "chunked" : mode == 3 ? "resident, half tiles" : "unavailable",
                  pg, pst, pss, per_group, tiles);
         }
@@ -2166,6 +2171,17 @@ static void bench_sgmm() {
              pg, pst, pss,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
+        for (int rep = 0; c.K >= 2 && rep < 6; rep++) {  // A-B, interleaved: contiguous split / lockstep rounds
+          const bool lk = rep % 2 == 1;
+          sgmm_set_stream_lock(lk ? 2 : 0);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          sgmm_set_stream_lock(1);
+          snprintf(nm, sizeof nm, "sgmm tc stream, %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
+                   lk ? "lockstep rounds" : "contiguous split", c.rank, c.K);
+          row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
+                 c.rank, c.K, lk ? "lockstep rounds" : "contiguous split");
+        }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
           sgmm_set_stream_half(hf);

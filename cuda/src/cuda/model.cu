@@ -938,6 +938,12 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
   // top-1 SGMMs in 32-row half tiles (sgmm.cu s3_top1_half, session 46): LSW_CUDA_SGMM_HALF=0 for whole tiles (same bits)
   lswc::sgmm_set_stream_half(env_flag("LSW_CUDA_SGMM_HALF", true));
+  // LSW_CUDA_SGMM_LOCK=0 / 1 / 2: the streaming SGMM's lockstep schedule off / where it pays (default) / wherever the
+  // matrices have one shape (sgmm.cu s3_segments, session 51; same bits)
+  {
+    const char *lk = getenv("LSW_CUDA_SGMM_LOCK");
+    lswc::sgmm_set_stream_lock(lk && (lk[0] == '0' || lk[0] == '2') && !lk[1] ? lk[0] - '0' : 1);
+  }
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {

@@ -17,7 +17,9 @@
 //   1 persistent (~2 blocks per SM, next W0 tile in registers): 3.22 ms, no better.
 //   2 exact register-tiled SIMT (FORMAT.md order, bit-identical to the CPU): 4.49 ms.
 //   3 streaming (sgmm_tc_stream_kernel, below), designed for bandwidth: one persistent block per SM running one or
-//     two 8-warp groups; each group walks a contiguous range of tiles (per matrix: super-strips of up to 8 x 128
+//     two 8-warp groups; each group walks a contiguous range of tiles, or since session 51 where the matrices have
+//     one shape and the LoRA-B re-reads are large (r64 top-2) the super-strips dealt out in rounds (s3_segments:
+//     r64 top-2 64.5-65.7 -> 77.5-82.6 % of copy on two H100s) (per matrix: super-strips of up to 8 x 128
 //     columns whose LoRA-A block stays in shared memory, row blocks in order, the super-strip's tiles side by side),
 //     W0 and the tile's LoRA-B rows through a 2..8-stage cp.async pipeline, mma.sync on ldmatrix fragments with the
 //     epilogue straight from registers, one group barrier per tile.  Same roundings as variant 0, so the same bits.
@@ -499,10 +501,13 @@ constexpr int S3_DELTA = 8 * 16 * S3_DLD * 4;   // 8 warps: 18432 bytes
 constexpr int S3_W0 = S3_R * S3_C * 2;          // one W0 tile: 16384 bytes
 constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
-constexpr int S3_HDR = 128;                     // block header in dynamic smem (max rank)
+constexpr int S3_HDR = 256;                     // block header in dynamic smem (max rank, uniform, the groups' schedules)
+constexpr int S3_SEGS = 15;                     // a group's schedule in the header: up to 14 segments and a sentinel
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
+constexpr int S3_F_LOCK = 4;                    // lockstep rounds where they pay (s3_lock_pays; sgmm_set_stream_lock)
+constexpr int S3_F_LOCK_ALL = 8;                // lockstep rounds wherever the matrices have one shape (tests, A-B runs)
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -850,7 +855,7 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 // consumer reaches a new matrix, not per tile: H200 session 13 run 1's profile of this path had 25 % of all warp
 // stalls on the producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
 template <typename T>
-__device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, int t_beg, int t_end,
+__device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, const int2 *segs,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
                                             int S, int bar_id, int gt, int flags) {
@@ -869,8 +874,8 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
   const int pr = gt >> 4, pv = gt & 15;
   const uint32_t w_off = (uint32_t)(pr * S3_C + ((pv ^ ((pr & 1) << 2)) * 8)) * 2;
-  S3Cur P = s3_cur_at(descs, n_descs, t_beg, S);
-  int p = t_beg, ps = 0;
+  S3Cur P = s3_cur_at(descs, n_descs, segs[0].x, S);
+  int p = segs[0].x, pe = segs[0].y, pk = 0, ps = 0;  // tile, its segment's end, the segment (s3_segments)
   // matrix P.d: W0, B, rank; this thread's B chunks u = 0 .. S3_BU-1 (chunk gt + 256 u of the tile's top_k x 64 x
   // rank/8, i.e. top_k * rank <= 128): source without the tile's first row, in 16-byte units from B (pbo: B up to
   // 64 GB), and stage offset | tile row << 24 (sbr).  Computed once per matrix: per tile (divisions by the rank, a
@@ -908,7 +913,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   };
   pload();
   auto issue = [&]() {
-    if (p < t_end) {
+    if (p < pe) {
       const uint32_t st = st0_u32 + ps * stage_bytes;
       const int c = P.c0 + pv * 8;
       const T *src = pW0 + (size_t)(P.r0 + pr) * P.cols + c;
@@ -941,7 +946,15 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       p++;
       const int d0 = P.d;
       s3_cur_next(P, descs, n_descs, S);
-      if (P.d != d0 && p < t_end) pload();
+      if (p == pe && segs[pk + 1].x >= 0) {  // the next segment of the schedule
+        pk++;
+        p = segs[pk].x;
+        pe = segs[pk].y;
+        P = s3_cur_at(descs, n_descs, p, S);
+        pload();
+      } else if (P.d != d0 && p < pe) {
+        pload();
+      }
     }
     s3_commit();
     ps = ps + 1 == ns ? 0 : ps + 1;
@@ -956,12 +969,21 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * alds + wn * 32 + (lane >> 4) * 8) * 2);
   const int chunk = wn * 4 + q, lrow = wm * 32 + g;
   const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // rows lrow + 8 m keep the parity of g
-  S3Cur C = s3_cur_at(descs, n_descs, t_beg, S);
+  S3Cur C = s3_cur_at(descs, n_descs, segs[0].x, S);
+  int ct = segs[0].x, ce = segs[0].y, ck = 0;  // the consumer's tile, its segment's end, the segment
+  auto c_next = [&]() {  // after s3_cur_next: on to the next segment where this one ends
+    if (++ct == ce && segs[ck + 1].x >= 0) {
+      ck++;
+      ct = segs[ck].x;
+      ce = segs[ck].y;
+      C = s3_cur_at(descs, n_descs, ct, S);
+    }
+  };
   int cst = 0, a_d = -1, a_cb = -1, crank = 16;
   T *cW = nullptr;
   const float *cgsl = gates;  // the slot's gates in global memory (read there only past S3_GATES)
   float cgsc = 1.f;           // the descriptor's LoRA scaling (multiplied into every gate as it is read)
-  for (int t = t_beg; t < t_end; t++) {
+  while (ct < ce) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
     s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
     issue();          // tile t+ns-1 into the stage tile t-1 used
@@ -1018,6 +1040,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
       cst = cst + 1 == ns ? 0 : cst + 1;
       s3_cur_next(C, descs, n_descs, S);
+      c_next();
       continue;
     }
 #pragma unroll 1
@@ -1090,6 +1113,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     }
     cst = cst + 1 == ns ? 0 : cst + 1;
     s3_cur_next(C, descs, n_descs, S);
+    c_next();
   }
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
@@ -1198,17 +1222,78 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
 
-// max rank over the descriptors (sizes the resident operands; every block computes the same plan); s_rank: a word of
-// the block header
-__device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, int n_descs, int *s_rank) {
-  if (threadIdx.x == 0) *s_rank = 16;
+// max rank over the descriptors (sizes the resident operands; every block computes the same plan); hdr: two words of
+// the block header.  *uniform: 1 when every descriptor has descriptor 0's rows and cols (> 0), else 0 (s3_segments)
+__device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, int n_descs, int *hdr,
+                                           int *uniform = nullptr) {
+  const int r0 = n_descs > 0 ? descs[0].rows : 0, c0 = n_descs > 0 ? descs[0].cols : 0;
+  if (threadIdx.x == 0) {
+    hdr[0] = 16;
+    hdr[1] = r0 > 0 && c0 > 0;
+  }
   __syncthreads();
   int mr = 16;
-  for (int i = threadIdx.x; i < n_descs; i += blockDim.x) mr = max(mr, descs[i].rank);
+  bool same = true;
+  for (int i = threadIdx.x; i < n_descs; i += blockDim.x) {
+    mr = max(mr, descs[i].rank);
+    same = same && descs[i].rows == r0 && descs[i].cols == c0;
+  }
   mr = __reduce_max_sync(0xffffffffu, mr);
-  if ((threadIdx.x & 31) == 0) atomicMax(s_rank, mr);
+  same = __all_sync(0xffffffffu, same);
+  if ((threadIdx.x & 31) == 0) {
+    atomicMax(hdr, mr);
+    if (!same) atomicAnd(hdr + 1, 0);
+  }
   __syncthreads();
-  return *s_rank;
+  if (uniform) *uniform = hdr[1];
+  return hdr[0];
+}
+
+// A group's schedule in resident mode: the tile ranges [x, y) it walks, in order, then a sentinel x = -1 (at most
+// S3_SEGS entries).  L = 0: one range, the contiguous split of the tile order (nr groups, this one id).
+// Lockstep (flag S3_F_LOCK, session 51; L > 0 where every matrix has the same shape and its units -- super-strips of
+// W strips, L tiles -- the same size): the contiguous split puts the groups of one matrix at unrelated row blocks, so
+// every super-strip reads the matrix's LoRA-B rows from DRAM again (r64 top-2: 48 % more bytes than W0 + W, session
+// 30).  Here the units are dealt out in rounds (round r: unit r * nr + id), so the groups on a matrix start its
+// super-strips together and walk its row blocks side by side, and a row block's LoRA-B rows, read by the first of them,
+// can be in L2 for the others.  What is left after the whole rounds goes out the same way in halves, quarters and
+// eighths of units (at least 4 row blocks), then in contiguous ranges; every group gets the contiguous split's number
+// of tiles to within one.  Any partition of the tiles gives the same bits.  Tried in session 18 as "dealing" (no gain
+// then, when the kernel was issue-bound); this is its return on the faster kernel.
+__device__ __forceinline__ void s3_segments(int total, int id, int nr, int L, int W, int2 *out) {
+  int n = 0, pos = 0;
+  if (L > 0)
+    for (int P = L, lv = 0; lv < 4 && P >= 4 * W && P % W == 0; P >>= 1, lv++) {
+      const int q = min((total - pos) / P / nr, S3_SEGS - 2 - n);  // (room for the remainder and the sentinel)
+      for (int r = 0; r < q; r++) {
+        const int b = pos + (r * nr + id) * P;
+        out[n++] = make_int2(b, b + P);
+      }
+      pos += q * nr * P;
+    }
+  const int rem = total - pos;
+  const int b = pos + (int)((long long)rem * id / nr), e = pos + (int)((long long)rem * (id + 1) / nr);
+  if (b < e) out[n++] = make_int2(b, e);
+  out[n] = make_int2(-1, -1);
+}
+// Where the lockstep rounds pay (S3_F_LOCK, the default): the contiguous split re-reads a matrix's LoRA-B rows once per
+// super-strip, ktm / (S * 128) of the bytes of W0; lockstep where that is a quarter or more.  Two H100s, the 64 q,v
+// weights of Llama-2-7B (bench/results/2026-12-06-h100-session51, runs 4 and 5, interleaved in one process): r64 top-2
+// (S = 1: 100 %) 65.2-65.7 -> 79.7-81.0 % of copy and 64.5-64.6 -> 77.5-82.6 %, the 7B q,v r64 top-2 merge 6.881 /
+// 6.883 -> 6.449 / 6.444 ms per token and 6.993 -> 6.506; r16 top-2 (S = 8: 3 %) 91.6-92.0 -> 90.7-91.2 % and
+// 90.3-90.5 -> 90.2-90.3 %, so it keeps the contiguous split.
+__device__ __forceinline__ bool s3_lock_pays(int flags, int ktm, int S) {
+  return (flags & S3_F_LOCK_ALL) || ((flags & S3_F_LOCK) && 4 * ktm >= S * S3_C);
+}
+// the lockstep unit for plan strip S over `uniform` descriptors: L tiles, W strips wide; L = 0 where the units differ
+// (a matrix's last super-strip narrower) or the descriptors do
+__device__ __forceinline__ void s3_unit(const SgmmDesc *__restrict__ descs, int uniform, int S, int &L, int &W) {
+  L = 0;
+  W = 1;
+  if (!uniform) return;
+  const int tiles_r = (descs[0].rows + S3_R - 1) / S3_R, strips = (descs[0].cols + S3_C - 1) / S3_C;
+  W = min(S, strips);
+  if (strips % W == 0) L = tiles_r * W;
 }
 
 // variant 3's plan and group split for K = top_k * max rank, then resident or chunked mode
@@ -1216,22 +1301,31 @@ template <typename T>
 __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
                                        const int *__restrict__ experts, const float *__restrict__ gates,
                                        unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
-                                       int cfg_strip, int cfg_flags) {
+                                       int cfg_strip, int cfg_flags, int uniform) {
   const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
   const int ns = pl.ns, bar_id = 1 + grp, gt = threadIdx.x & 255;
 
-  // contiguous range of the strip-major tile order
   const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
-  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
-  if (t_beg >= t_end) return;
   const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
-  if (pl.resident) {
-    s3_resident<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
+  if (pl.resident) {  // the group's schedule (s3_segments) in the block header
+    int2 *segs = reinterpret_cast<int2 *>(s3_smem + 16 + grp * S3_SEGS * 8);
+    if (gt == 0) {
+      int L = 0, W = 1;
+      if (s3_lock_pays(cfg_flags, ktm, pl.strip)) s3_unit(descs, uniform, pl.strip, L, W);
+      s3_segments(total_tiles, id, nr, L, W, segs);
+    }
+    s3_bar(bar_id);
+    if (segs[0].x < 0) return;  // no tiles
+    s3_resident<T>(descs, n_descs, segs, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
                    cfg_flags);
     return;
   }
+
+  // chunked mode: the contiguous split of the strip-major tile order
+  const int t_beg = (int)((long long)total_tiles * id / nr), t_end = (int)((long long)total_tiles * (id + 1) / nr);
+  if (t_beg >= t_end) return;
 
   s3_chunked<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ns, bar_id, gt);
 }
@@ -1245,9 +1339,10 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
                                                                int cfg_strip, int cfg_flags) {
   if (skip && *skip) return;  // uniform over the grid, before any copy is issued
   extern __shared__ __align__(128) unsigned char s3_smem[];
-  const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
+  int uniform = 0;
+  const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem), &uniform);
   s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
-            cfg_strip, cfg_flags);
+            cfg_strip, cfg_flags, uniform);
 }
 
 // ---- variant 3, top-1 in half tiles (flag S3_F_HALF; session 46) ---------------------------------------------------
@@ -1459,7 +1554,7 @@ __device__ __noinline__ void s3_run_call(const SgmmDesc *__restrict__ descs, int
                                          unsigned char *s3_smem, int smem_bytes, int rmax, int cfg_groups, int cfg_maxst,
                                          int cfg_strip, int cfg_flags) {
   s3_run<T>(descs, n_descs, total_tiles, 1, experts, gates, s3_smem, smem_bytes, rmax, cfg_groups, cfg_maxst, cfg_strip,
-            cfg_flags);
+            cfg_flags, 0);  // (top-1 whole tiles where half tiles do not fit: the contiguous split)
 }
 
 // The launcher's kernel for top-1 launches with S3_F_HALF: s3_top1_half where its plan fits (rank <= 128), else
@@ -1641,11 +1736,17 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 }
 
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
-static int g_s3_flags = S3_F_TOP1 | S3_F_HALF;
+static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
 // top-1 launches in half tiles (s3_top1_half)
 void sgmm_set_stream_half(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_HALF) : (g_s3_flags & ~S3_F_HALF); }
 bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
+// the lockstep schedule over same-shape matrices (s3_segments): 0 off, 1 where it pays (s3_lock_pays), 2 wherever it
+// applies
+void sgmm_set_stream_lock(int mode) {
+  g_s3_flags = (g_s3_flags & ~(S3_F_LOCK | S3_F_LOCK_ALL)) | (mode == 1 ? S3_F_LOCK : mode == 2 ? S3_F_LOCK_ALL : 0);
+}
+int sgmm_stream_lock() { return g_s3_flags & S3_F_LOCK_ALL ? 2 : g_s3_flags & S3_F_LOCK ? 1 : 0; }
 
 static int persist_grid(int total_tiles) { return std::max(1, std::min(total_tiles, 2 * sm_count())); }
 
