@@ -1832,6 +1832,9 @@ static void test_sgmm_stream_mixed() {
       {{{100, 136, 48}, {64, 264, 16}, {300, 72, 32}, {33, 8, 16}, {260, 392, 48}}, {1, 3}},  // max rank 48
       {{{130, 136, 128}, {200, 264, 16}, {70, 520, 80}, {64, 128, 64}}, {1, 3}},              // max rank 128
       {std::vector<M>(8, M{512, 512, 16}), {2, 1}},                                          // the 7B q,v case, small
+      // three runs of one shape (the lockstep schedule's per-run rounds; a GQA model's q and v, sorted by shape)
+      {{{512, 512, 32}, {512, 512, 32}, {512, 512, 32}, {192, 512, 32}, {192, 512, 32}, {192, 512, 32},
+        {512, 256, 32}, {512, 256, 32}}, {2}},
   };
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -2224,6 +2227,41 @@ static void bench_sgmm() {
       } else if ((tc == 1 || tc == 2) && !h_stream.empty()) {
         expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d: bit-identical to the %s kernel (all 64 W)", H, H,
                c.rank, c.K, tc == 1 ? "one-shot tc" : "persistent tc");
+      }
+    }
+  }
+  {  // a GQA model's q,v (Llama-3-8B: q 4096 x 4096, v 1024 x 4096) r64 top-2: layer order (q, v, q, v, ...: more runs
+     // of one shape than the lockstep schedule takes) and sorted by shape as the model hands them over (two runs);
+     // contiguous split / lockstep interleaved, each against the default's bits
+    sgmm_set_tc_variant(3);
+    const int Kk = 2, rk = 64;
+    for (int sorted = 0; sorted < 2; sorted++) {
+      std::vector<SgmmDesc> d(2 * L);
+      for (int i = 0; i < 2 * L; i++) {
+        const bool isv = sorted ? i >= L : (i & 1);
+        d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], isv ? 1024 : H, H, rk, 0, 0, 1.f};
+      }
+      const int tiles = sgmm_prepare(d.data(), 2 * L, true);
+      CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
+      double bytes = 0;
+      for (const auto &x : d) bytes += (double)x.rows * x.cols * 2 * 2 + (double)Kk * rk * 2 * (x.rows + x.cols);
+      sgmm_set_stream_lock(1);
+      CK(sgmm(LSW_DTYPE_F16, dd, 2 * L, tiles, true, Kk, dex, dg, nullptr, 0));
+      CK(cudaDeviceSynchronize());
+      std::vector<unsigned long long> h0(2 * L);
+      for (int i = 0; i < 2 * L; i++) h0[i] = dhash(W[i], (size_t)d[i].rows * H * 2);
+      for (int rep = 0; rep < 6; rep++) {
+        const int mode = rep % 3;  // 0 off, 1 the default, 2 forced
+        sgmm_set_stream_lock(mode);
+        const double ms = time_ms([&](int) { CK(sgmm(LSW_DTYPE_F16, dd, 2 * L, tiles, true, Kk, dex, dg, nullptr, 0)); }, 20, 1);
+        sgmm_set_stream_lock(1);
+        char nm[200];
+        snprintf(nm, sizeof nm, "sgmm tc stream GQA q,v x32 (4096 + 1024 rows) r64 top-2, %s, %s", sorted ? "sorted by shape" : "layer order",
+                 mode == 0 ? "contiguous split" : mode == 1 ? "default" : "lockstep forced");
+        row(nm, ms, bytes);
+        bool same = true;
+        for (int i = 0; i < 2 * L; i++) same = same && dhash(W[i], (size_t)d[i].rows * H * 2) == h0[i];
+        expect(same, "sgmm tc stream GQA q,v r64 top-2, %s, lock mode %d: same bits as the default", sorted ? "sorted" : "layer order", mode);
       }
     }
   }

@@ -464,8 +464,9 @@ void sgmm_set_stream_top1(bool on);
 // variant 3's top-1 launches in 32-row half tiles (s3_top1_half: more of W0 in flight in the same shared memory);
 // same bits either way
 void sgmm_set_stream_half(bool on);
-// The streaming SGMM's lockstep schedule where every matrix has the same shape (sgmm.cu s3_segments): super-strips dealt
-// out in rounds, so that the groups on one matrix walk its row blocks side by side and share its LoRA-B rows in L2.
+// The streaming SGMM's lockstep schedule where the matrices come in at most 4 runs of one shape (sgmm.cu s3_segments;
+// the model hands its merge descriptors over sorted by shape): each run's super-strips dealt out in rounds, so that the
+// groups on one matrix walk its row blocks side by side and share its LoRA-B rows in L2.
 // Whole tiles only (top_k >= 2; top-1 runs in half tiles).  mode 0: off; 1 (default): where the LoRA-B re-reads it
 // saves are a quarter of W0's bytes or more (s3_lock_pays: r64 top-2, not r16 top-2); 2: wherever it applies.  The
 // model reads LSW_CUDA_SGMM_LOCK=0 / 1 / 2 (unset: 1).  Same bits in every mode.

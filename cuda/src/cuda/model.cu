@@ -1235,6 +1235,11 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     TRY(dalloc(st, (void **)&st->sg_descs, ds.size() * sizeof(lswc::SgmmTermsDesc)));
     LSWC_CHECK(cudaMemcpy(st->sg_descs, ds.data(), ds.size() * sizeof(lswc::SgmmTermsDesc), cudaMemcpyHostToDevice));
     if (tc) {
+      // one launch merges every descriptor, in any order: the matrices of one shape side by side, so that the streaming
+      // SGMM's lockstep schedule sees runs of one shape (q then v of a GQA model instead of q, v, q, v, ...)
+      std::stable_sort(tcs.begin(), tcs.end(), [](const lswc::SgmmDesc &a, const lswc::SgmmDesc &b) {
+        return a.rows != b.rows ? a.rows > b.rows : a.cols > b.cols;
+      });
       st->tc_n = (int)tcs.size();
       st->tc_tiles = lswc::sgmm_prepare(tcs.data(), st->tc_n, true);
       TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));

@@ -17,9 +17,9 @@
 //   1 persistent (~2 blocks per SM, next W0 tile in registers): 3.22 ms, no better.
 //   2 exact register-tiled SIMT (FORMAT.md order, bit-identical to the CPU): 4.49 ms.
 //   3 streaming (sgmm_tc_stream_kernel, below), designed for bandwidth: one persistent block per SM running one or
-//     two 8-warp groups; each group walks a contiguous range of tiles, or since session 51 where the matrices have
-//     one shape and the LoRA-B re-reads are large (r64 top-2) the super-strips dealt out in rounds (s3_segments:
-//     r64 top-2 64.5-65.7 -> 77.5-82.6 % of copy on two H100s) (per matrix: super-strips of up to 8 x 128
+//     two 8-warp groups; each group walks a contiguous range of tiles, or since session 51 where the matrices come in
+//     at most 4 runs of one shape and the LoRA-B re-reads are large (r64 top-2) the super-strips dealt out in rounds
+//     (s3_segments: r64 top-2 64.4-65.7 -> 77.5-83.5 % of copy on three H100s) (per matrix: super-strips of up to 8 x 128
 //     columns whose LoRA-A block stays in shared memory, row blocks in order, the super-strip's tiles side by side),
 //     W0 and the tile's LoRA-B rows through a 2..8-stage cp.async pipeline, mma.sync on ldmatrix fragments with the
 //     epilogue straight from registers, one group barrier per tile.  Same roundings as variant 0, so the same bits.
@@ -501,8 +501,9 @@ constexpr int S3_DELTA = 8 * 16 * S3_DLD * 4;   // 8 warps: 18432 bytes
 constexpr int S3_W0 = S3_R * S3_C * 2;          // one W0 tile: 16384 bytes
 constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
-constexpr int S3_HDR = 256;                     // block header in dynamic smem (max rank, uniform, the groups' schedules)
-constexpr int S3_SEGS = 15;                     // a group's schedule in the header: up to 14 segments and a sentinel
+constexpr int S3_HDR = 256;                     // block header in dynamic smem (max rank, shape runs, the groups' schedules)
+constexpr int S3_RUNS = 4;                      // lockstep: at most this many runs of same-shape matrices (s3_max_rank)
+constexpr int S3_SEGS = 14;                     // a group's schedule in the header (from byte 32): up to 13 segments and a sentinel
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
@@ -1222,58 +1223,93 @@ __device__ __noinline__ void s3_chunked(const SgmmDesc *__restrict__ descs, int 
   s3_wait(0);  // nothing real is pending (copies past the range are empty groups); leave no copy behind anyway
 }
 
-// max rank over the descriptors (sizes the resident operands; every block computes the same plan); hdr: two words of
-// the block header.  *uniform: 1 when every descriptor has descriptor 0's rows and cols (> 0), else 0 (s3_segments)
-__device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, int n_descs, int *hdr,
-                                           int *uniform = nullptr) {
-  const int r0 = n_descs > 0 ? descs[0].rows : 0, c0 = n_descs > 0 ? descs[0].cols : 0;
+// max rank over the descriptors (sizes the resident operands; every block computes the same plan), and the runs of
+// consecutive descriptors of one shape for the lockstep schedule: hdr (the block header's words) [0] max rank, [1] the
+// number of runs (0: more than S3_RUNS, or a descriptor without tiles), [2 ..] each run's first descriptor, ascending
+__device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, int n_descs, int *hdr) {
   if (threadIdx.x == 0) {
     hdr[0] = 16;
-    hdr[1] = r0 > 0 && c0 > 0;
+    hdr[1] = 1;
+    hdr[2] = 0;
+    hdr[6] = n_descs > 0;
   }
   __syncthreads();
   int mr = 16;
-  bool same = true;
+  bool ok = true;
   for (int i = threadIdx.x; i < n_descs; i += blockDim.x) {
+    const int r = descs[i].rows, c = descs[i].cols;
     mr = max(mr, descs[i].rank);
-    same = same && descs[i].rows == r0 && descs[i].cols == c0;
+    ok = ok && r > 0 && c > 0;
+    if (i > 0 && (r != descs[i - 1].rows || c != descs[i - 1].cols)) {  // run k starts at descriptor i
+      const int k = atomicAdd(hdr + 1, 1);
+      if (k < S3_RUNS) hdr[2 + k] = i;
+    }
   }
   mr = __reduce_max_sync(0xffffffffu, mr);
-  same = __all_sync(0xffffffffu, same);
+  ok = __all_sync(0xffffffffu, ok);
   if ((threadIdx.x & 31) == 0) {
     atomicMax(hdr, mr);
-    if (!same) atomicAnd(hdr + 1, 0);
+    if (!ok) atomicAnd(hdr + 6, 0);
   }
   __syncthreads();
-  if (uniform) *uniform = hdr[1];
+  if (threadIdx.x == 0) {  // the run starts in order (recorded in any order)
+    const int nrun = hdr[1];
+    if (nrun > S3_RUNS || !hdr[6]) {
+      hdr[1] = 0;
+    } else {
+      for (int b0 = 3; b0 < 2 + nrun; b0++)  // (insertion sort of hdr[3 .. 1 + nrun]; hdr[2] = 0 is the least)
+        for (int b = b0; b > 2 && hdr[b] < hdr[b - 1]; b--) {
+          const int t = hdr[b];
+          hdr[b] = hdr[b - 1];
+          hdr[b - 1] = t;
+        }
+    }
+  }
+  __syncthreads();
   return hdr[0];
 }
 
 // A group's schedule in resident mode: the tile ranges [x, y) it walks, in order, then a sentinel x = -1 (at most
-// S3_SEGS entries).  L = 0: one range, the contiguous split of the tile order (nr groups, this one id).
-// Lockstep (flag S3_F_LOCK, session 51; L > 0 where every matrix has the same shape and its units -- super-strips of
-// W strips, L tiles -- the same size): the contiguous split puts the groups of one matrix at unrelated row blocks, so
-// every super-strip reads the matrix's LoRA-B rows from DRAM again (r64 top-2: 48 % more bytes than W0 + W, session
-// 30).  Here the units are dealt out in rounds (round r: unit r * nr + id), so the groups on a matrix start its
-// super-strips together and walk its row blocks side by side, and a row block's LoRA-B rows, read by the first of them,
-// can be in L2 for the others.  What is left after the whole rounds goes out the same way in halves, quarters and
-// eighths of units (at least 4 row blocks), then in contiguous ranges; every group gets the contiguous split's number
-// of tiles to within one.  Any partition of the tiles gives the same bits.  Tried in session 18 as "dealing" (no gain
-// then, when the kernel was issue-bound); this is its return on the faster kernel.
-__device__ __forceinline__ void s3_segments(int total, int id, int nr, int L, int W, int2 *out) {
-  int n = 0, pos = 0;
-  if (L > 0)
-    for (int P = L, lv = 0; lv < 4 && P >= 4 * W && P % W == 0; P >>= 1, lv++) {
-      const int q = min((total - pos) / P / nr, S3_SEGS - 2 - n);  // (room for the remainder and the sentinel)
-      for (int r = 0; r < q; r++) {
-        const int b = pos + (r * nr + id) * P;
-        out[n++] = make_int2(b, b + P);
+// S3_SEGS entries).  Without lockstep: one range, the contiguous split of the tile order (nr groups, this one id).
+// Lockstep (session 51; lock, and the descriptors in at most S3_RUNS runs of one shape, hdr as s3_max_rank left it):
+// the contiguous split puts the groups of one matrix at unrelated row blocks, so every super-strip reads the matrix's
+// LoRA-B rows from DRAM again (r64 top-2: as many bytes as W0).  Here each run's units (super-strips of W strips, L
+// tiles) are dealt out in rounds (round r: unit r * nr + id), so the groups on a matrix start its super-strips
+// together and walk its row blocks side by side, and a row block's LoRA-B rows, read by the first of them, are in L2
+// for the others.  What is left of the run after its whole rounds goes out the same way in halves, quarters and
+// eighths of units (at least 4 row blocks), then in contiguous ranges, so every group gets each run's contiguous
+// share of tiles to within one.  A run whose matrices' last super-strip is narrower is split contiguously.  Any
+// partition of the tiles gives the same bits.  Session 18 tried "dealing" without gain, when the kernel was
+// issue-bound; on today's kernel it pays at r64 top-2 (s3_lock_pays).
+__device__ __forceinline__ void s3_segments(const SgmmDesc *__restrict__ descs, int n_descs, int total, int id, int nr,
+                                            int S, bool lock, const int *hdr, int2 *out) {
+  int n = 0;
+  const int nrun = lock ? hdr[1] : 0;
+  auto split = [&](int beg, int end) {  // this group's share of [beg, end)
+    const int len = end - beg;
+    const int b = beg + (int)((long long)len * id / nr), e = beg + (int)((long long)len * (id + 1) / nr);
+    if (b < e) out[n++] = make_int2(b, e);
+  };
+  if (nrun == 0) split(0, total);
+  int rounds = S3_SEGS - 1 - nrun;  // range segments the rounds may take (each run's rest and the sentinel keep theirs)
+  for (int j = 0; j < nrun; j++) {
+    const int d0 = hdr[2 + j], d1 = j + 1 < nrun ? hdr[3 + j] : n_descs;
+    const int beg = descs[d0].tile0, end = d1 < n_descs ? descs[d1].tile0 : total;
+    const int tiles_r = (descs[d0].rows + S3_R - 1) / S3_R, strips = (descs[d0].cols + S3_C - 1) / S3_C;
+    const int W = min(S, strips), L = strips % W == 0 ? tiles_r * W : 0;
+    int pos = beg;
+    if (L > 0)
+      for (int P = L, lv = 0; lv < 4 && P >= 4 * W && P % W == 0; P >>= 1, lv++) {
+        const int q = min((end - pos) / P / nr, rounds);
+        for (int r = 0; r < q; r++) {
+          const int b = pos + (r * nr + id) * P;
+          out[n++] = make_int2(b, b + P);
+        }
+        rounds -= q;
+        pos += q * nr * P;
       }
-      pos += q * nr * P;
-    }
-  const int rem = total - pos;
-  const int b = pos + (int)((long long)rem * id / nr), e = pos + (int)((long long)rem * (id + 1) / nr);
-  if (b < e) out[n++] = make_int2(b, e);
+    split(pos, end);
+  }
   out[n] = make_int2(-1, -1);
 }
 // Where the lockstep rounds pay (S3_F_LOCK, the default): the contiguous split re-reads a matrix's LoRA-B rows once per
@@ -1281,27 +1317,17 @@ __device__ __forceinline__ void s3_segments(int total, int id, int nr, int L, in
 // weights of Llama-2-7B (bench/results/2026-12-06-h100-session51, runs 4 and 5, interleaved in one process): r64 top-2
 // (S = 1: 100 %) 65.2-65.7 -> 79.7-81.0 % of copy and 64.5-64.6 -> 77.5-82.6 %, the 7B q,v r64 top-2 merge 6.881 /
 // 6.883 -> 6.449 / 6.444 ms per token and 6.993 -> 6.506; r16 top-2 (S = 8: 3 %) 91.6-92.0 -> 90.7-91.2 % and
-// 90.3-90.5 -> 90.2-90.3 %, so it keeps the contiguous split.
+// 90.3-90.5 -> 90.2-90.3 %, so it keeps the contiguous split.  Run 6, a GQA model's q,v (4096 and 1024 rows) sorted by
+// shape: 62.0-62.3 -> 75.9-77.1 %, the Llama-3-8B q,v r64 top-2 merge 6.760 -> 6.437 ms per token.
 __device__ __forceinline__ bool s3_lock_pays(int flags, int ktm, int S) {
   return (flags & S3_F_LOCK_ALL) || ((flags & S3_F_LOCK) && 4 * ktm >= S * S3_C);
 }
-// the lockstep unit for plan strip S over `uniform` descriptors: L tiles, W strips wide; L = 0 where the units differ
-// (a matrix's last super-strip narrower) or the descriptors do
-__device__ __forceinline__ void s3_unit(const SgmmDesc *__restrict__ descs, int uniform, int S, int &L, int &W) {
-  L = 0;
-  W = 1;
-  if (!uniform) return;
-  const int tiles_r = (descs[0].rows + S3_R - 1) / S3_R, strips = (descs[0].cols + S3_C - 1) / S3_C;
-  W = min(S, strips);
-  if (strips % W == 0) L = tiles_r * W;
-}
-
 // variant 3's plan and group split for K = top_k * max rank, then resident or chunked mode
 template <typename T>
 __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
                                        const int *__restrict__ experts, const float *__restrict__ gates,
                                        unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
-                                       int cfg_strip, int cfg_flags, int uniform) {
+                                       int cfg_strip, int cfg_flags) {
   const S3Plan pl = s3_plan(smem_bytes, ktm, cfg_groups, cfg_maxst, cfg_strip);
   const int grp = threadIdx.x >> 8;
   if (grp >= pl.groups || pl.ns < 2) return;
@@ -1310,12 +1336,10 @@ __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n
   const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
   const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
   if (pl.resident) {  // the group's schedule (s3_segments) in the block header
-    int2 *segs = reinterpret_cast<int2 *>(s3_smem + 16 + grp * S3_SEGS * 8);
-    if (gt == 0) {
-      int L = 0, W = 1;
-      if (s3_lock_pays(cfg_flags, ktm, pl.strip)) s3_unit(descs, uniform, pl.strip, L, W);
-      s3_segments(total_tiles, id, nr, L, W, segs);
-    }
+    int2 *segs = reinterpret_cast<int2 *>(s3_smem + 32 + grp * S3_SEGS * 8);
+    if (gt == 0)
+      s3_segments(descs, n_descs, total_tiles, id, nr, pl.strip, s3_lock_pays(cfg_flags, ktm, pl.strip),
+                  reinterpret_cast<const int *>(s3_smem), segs);
     s3_bar(bar_id);
     if (segs[0].x < 0) return;  // no tiles
     s3_resident<T>(descs, n_descs, segs, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
@@ -1339,10 +1363,9 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
                                                                int cfg_strip, int cfg_flags) {
   if (skip && *skip) return;  // uniform over the grid, before any copy is issued
   extern __shared__ __align__(128) unsigned char s3_smem[];
-  int uniform = 0;
-  const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem), &uniform);
+  const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
   s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
-            cfg_strip, cfg_flags, uniform);
+            cfg_strip, cfg_flags);
 }
 
 // ---- variant 3, top-1 in half tiles (flag S3_F_HALF; session 46) ---------------------------------------------------
@@ -1554,7 +1577,7 @@ __device__ __noinline__ void s3_run_call(const SgmmDesc *__restrict__ descs, int
                                          unsigned char *s3_smem, int smem_bytes, int rmax, int cfg_groups, int cfg_maxst,
                                          int cfg_strip, int cfg_flags) {
   s3_run<T>(descs, n_descs, total_tiles, 1, experts, gates, s3_smem, smem_bytes, rmax, cfg_groups, cfg_maxst, cfg_strip,
-            cfg_flags, 0);  // (top-1 whole tiles where half tiles do not fit: the contiguous split)
+            cfg_flags);
 }
 
 // The launcher's kernel for top-1 launches with S3_F_HALF: s3_top1_half where its plan fits (rank <= 128), else
