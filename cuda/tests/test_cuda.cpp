@@ -581,7 +581,7 @@ static void test_model(const char *name, const ModelSpec &ms) {
   lsw_status s1 = build(ms, LSW_BACKEND_CUDA, &m[1]);
   CHECK(s1 == LSW_OK, "%s: CUDA model: %s", name, lsw_last_error());
   if (s1) { lsw_model_free(m[0]); return; }
-  const int V = 301, NL = 3;
+  const int V = ms.vocab, NL = 3;
   const int nad = (int)ms.ads.size();
   int rows_of[8], K_of[8];
   for (int i = 0; i < nad; i++) { rows_of[i] = ms.ads[i].kind == LSW_ROUTER_LAYERWISE ? NL : 1; K_of[i] = ms.ads[i].K; }
@@ -881,12 +881,12 @@ static void test_nonfinite() {
               n_out[1]);
       }
     // eval is not sampling: the NaN logits come back
-    std::vector<float> lg(301);
+    std::vector<float> lg((size_t)ms.vocab);
     OKC(lsw_model_reset(gpu));
     OKC(lsw_model_eval(gpu, toks, 4, lg.data(), 0));
     int nan = 0;
     for (float x : lg) nan += std::isnan(x);
-    CHECK(nan == 301, "non-finite (%s): eval gave %d of 301 NaN logits", env[0] ? env[0] : "default", nan);
+    CHECK(nan == ms.vocab, "non-finite (%s): eval gave %d of %d NaN logits", env[0] ? env[0] : "default", nan, ms.vocab);
     lsw_model_free(gpu);
   }
   lsw_model_free(cpu);
@@ -907,7 +907,7 @@ static void test_drift(int rank) {
   int32_t t = 1;
   for (int i = 0; i < N; i++) {  // tokens cycle through the vocabulary: the pre-gated experts switch constantly
     int32_t next;
-    if (lsw_model_step(a, (int32_t)((i * 37 + 11) % 301), &next)) { CHECK(false, "drift step %d: %s", i, lsw_last_error()); break; }
+    if (lsw_model_step(a, (int32_t)((i * 37 + 11) % ms.vocab), &next)) { CHECK(false, "drift step %d: %s", i, lsw_last_error()); break; }
     t = next;
   }
   (void)t;
@@ -922,16 +922,16 @@ static void test_drift(int rank) {
     OKC(lsw_model_set_mode(b, mode));
     OKC(lsw_model_reset(a));
     OKC(lsw_model_reset(b));
-    std::vector<float> la(301), lb(301);
+    std::vector<float> la((size_t)ms.vocab), lb((size_t)ms.vocab);
     int same = 1;
     for (int i = 0; i < 6; i++) {
       int32_t na, nb;
-      const int32_t in = (int32_t)((i * 53 + 2) % 301);
+      const int32_t in = (int32_t)((i * 53 + 2) % ms.vocab);
       OKC(lsw_model_step(a, in, &na));
       OKC(lsw_model_step(b, in, &nb));
       lsw_model_get_logits(a, la.data());
       lsw_model_get_logits(b, lb.data());
-      same &= memcmp(la.data(), lb.data(), sizeof(float) * 301) == 0;
+      same &= memcmp(la.data(), lb.data(), la.size() * sizeof(float)) == 0;
     }
     CHECK(same, "drift: after %d switches and reset, %s-mode logits are not bit-identical to a fresh model's", N,
           MODE_NAMES[mode]);
@@ -950,7 +950,7 @@ static void test_drift(int rank) {
 // tokens: never a lone last token, which would merge; the GEMV path for c <= 8).
 static void test_merge_prompt(const char *name, const ModelSpec &ms, bool token_routed) {
   printf("-- merge_prompt batched: %s (%s) --\n", name, dname(ms.dtype));
-  const int V = 301, NL = 3, nad = (int)ms.ads.size();
+  const int V = ms.vocab, NL = 3, nad = (int)ms.ads.size();
   const double tol = ms.dtype == LSW_DTYPE_F32 ? 1e-4 : 3e-4;
   const char *ex_ = getenv("LSW_CUDA_SGMM_EXACT");
   const double mtol = (ex_ && *ex_ && strcmp(ex_, "0")) || ms.dtype == LSW_DTYPE_F32 ? tol : 4e-3;
@@ -1058,8 +1058,8 @@ static void test_precision() {
   const char *ev = getenv("LSW_CUDA_FAST_GEMM");
   const ModelSpec ms{LSW_DTYPE_BF16, 4, 2, 96, {}};
   std::vector<int32_t> prompt(40);
-  for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 131 + 11) % 301);
-  const size_t nl = prompt.size() * 301;
+  for (size_t i = 0; i < prompt.size(); i++) prompt[i] = (int32_t)((i * 131 + 11) % ms.vocab);
+  const size_t nl = prompt.size() * ms.vocab;
   std::vector<float> l[3];  // CPU, CUDA precise, CUDA fast
   const int backend[3] = {LSW_BACKEND_CPU, LSW_BACKEND_CUDA, LSW_BACKEND_CUDA};
   const int prec[3] = {LSW_PRECISION_FAST, LSW_PRECISION_PRECISE, LSW_PRECISION_FAST};

@@ -503,7 +503,11 @@ constexpr int S3_KC = 64;                       // chunked mode: ranks per chunk
 constexpr int S3_MAXNS = 8;                     // at most 8 stages (7 tiles = 112 KB of W0 in flight per group)
 constexpr int S3_HDR = 256;                     // block header in dynamic smem (max rank, shape runs, the groups' schedules)
 constexpr int S3_RUNS = 4;                      // lockstep: at most this many runs of same-shape matrices (s3_max_rank)
-constexpr int S3_SEGS = 14;                     // a group's schedule in the header (from byte 32): up to 13 segments and a sentinel
+constexpr int S3_SEGS = 14;                     // a group's schedule in the header: up to 13 segments and a sentinel
+// the block header's words (s3_max_rank): [0] max rank, [1] shape runs, [2, 2 + S3_RUNS) their first descriptors,
+// [S3_HDR_OK] every descriptor has tiles; then from byte S3_HDR_SEGS each group's schedule (s3_segments)
+constexpr int S3_HDR_OK = 2 + S3_RUNS, S3_HDR_SEGS = 32;
+static_assert((S3_HDR_OK + 1) * 4 <= S3_HDR_SEGS && S3_HDR_SEGS + 2 * S3_SEGS * 8 <= S3_HDR, "the block header's layout");
 constexpr int S3_GATES = 64;                    // resident mode: the slot's gates in shared memory (top_k <= 64)
 constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consumer (s3_top1_mma; sgmm_set_stream_top1)
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
@@ -1231,7 +1235,7 @@ __device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, i
     hdr[0] = 16;
     hdr[1] = 1;
     hdr[2] = 0;
-    hdr[6] = n_descs > 0;
+    hdr[S3_HDR_OK] = n_descs > 0;
   }
   __syncthreads();
   int mr = 16;
@@ -1249,12 +1253,12 @@ __device__ __forceinline__ int s3_max_rank(const SgmmDesc *__restrict__ descs, i
   ok = __all_sync(0xffffffffu, ok);
   if ((threadIdx.x & 31) == 0) {
     atomicMax(hdr, mr);
-    if (!ok) atomicAnd(hdr + 6, 0);
+    if (!ok) atomicAnd(hdr + S3_HDR_OK, 0);
   }
   __syncthreads();
   if (threadIdx.x == 0) {  // the run starts in order (recorded in any order)
     const int nrun = hdr[1];
-    if (nrun > S3_RUNS || !hdr[6]) {
+    if (nrun > S3_RUNS || !hdr[S3_HDR_OK]) {
       hdr[1] = 0;
     } else {
       for (int b0 = 3; b0 < 2 + nrun; b0++)  // (insertion sort of hdr[3 .. 1 + nrun]; hdr[2] = 0 is the least)
@@ -1336,7 +1340,7 @@ __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n
   const int nr = gridDim.x * pl.groups, id = blockIdx.x * pl.groups + grp;
   const int o_a = S3_HDR + grp * pl.per;  // this group's shared memory (byte offset into s3_smem)
   if (pl.resident) {  // the group's schedule (s3_segments) in the block header
-    int2 *segs = reinterpret_cast<int2 *>(s3_smem + 32 + grp * S3_SEGS * 8);
+    int2 *segs = reinterpret_cast<int2 *>(s3_smem + S3_HDR_SEGS + grp * S3_SEGS * 8);
     if (gt == 0)
       s3_segments(descs, n_descs, total_tiles, id, nr, pl.strip, s3_lock_pays(cfg_flags, ktm, pl.strip),
                   reinterpret_cast<const int *>(s3_smem), segs);
