@@ -2246,6 +2246,7 @@ static void bench_sgmm() {
       double bytes = 0;
       for (const auto &x : d) bytes += (double)x.rows * x.cols * 2 * 2 + (double)Kk * rk * 2 * (x.rows + x.cols);
       sgmm_set_stream_lock(1);
+      for (int i = 0; i < 2 * L; i++) poison(W[i], (size_t)d[i].rows * H * 2);  // (a tile left out would show)
       CK(sgmm(LSW_DTYPE_F16, dd, 2 * L, tiles, true, Kk, dex, dg, nullptr, 0));
       CK(cudaDeviceSynchronize());
       std::vector<unsigned long long> h0(2 * L);
