@@ -818,6 +818,11 @@ static bool env_flag(const char *name, bool dflt) {
   const char *v = getenv(name);
   return v && *v ? strcmp(v, "0") != 0 : dflt;
 }
+// A three-way switch: "0", "1" or "2" -> that mode, anything else (unset included) -> dflt.
+static int env_mode012(const char *name, int dflt) {
+  const char *v = getenv(name);
+  return v && v[0] >= '0' && v[0] <= '2' && !v[1] ? v[0] - '0' : dflt;
+}
 
 // Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
 // any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge
@@ -940,10 +945,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   lswc::sgmm_set_stream_half(env_flag("LSW_CUDA_SGMM_HALF", true));
   // LSW_CUDA_SGMM_LOCK=0 / 1 / 2: the streaming SGMM's lockstep schedule off / where it pays (default) / wherever the
   // matrices have one shape (sgmm.cu s3_segments, session 51; same bits)
-  {
-    const char *lk = getenv("LSW_CUDA_SGMM_LOCK");
-    lswc::sgmm_set_stream_lock(lk && (lk[0] == '0' || lk[0] == '2') && !lk[1] ? lk[0] - '0' : 1);
-  }
+  lswc::sgmm_set_stream_lock(env_mode012("LSW_CUDA_SGMM_LOCK", 1));
   LSWC_CHECK(cudaSetDevice(cf.device));
   LSWC_CHECK(cudaStreamCreateWithFlags(&st->s, cudaStreamNonBlocking));
   for (auto &kv : m->random_dev) {
