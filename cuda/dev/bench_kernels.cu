@@ -2152,6 +2152,10 @@ static void bench_sgmm() {
   struct Cfg { int rank, K; };
   for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}, Cfg{16, 1}, Cfg{32, 1}}) {
     std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
+    if (const char *ev = getenv("LSW_BENCH_SGMM_CASE"); ev && *ev) {  // "rank,top_k": only that case (profiling runs)
+      int rr = 0, kk = 0;
+      if (sscanf(ev, "%d,%d", &rr, &kk) == 2 && (rr != c.rank || kk != c.K)) continue;
+    }
     for (int tc : {4, 3, 2, 1, 0}) {  // 2: persistent tensor-core kernel, 3: exact register-tiled SIMT, 4: streaming
       if (!tc && (g_quick || c.rank > 16)) continue;
       sgmm_set_tc_variant(sgmm_variant_of(tc));

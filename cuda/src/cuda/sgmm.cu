@@ -50,6 +50,13 @@
 //     History: the first H200 run was bit-identical wherever each group had one tile and died with
 //     cudaErrorIllegalInstruction as soon as a group walked several (the L2 cache-hint copies inside the loop, most
 //     likely a ptxas miscompile: see s3_cp16); without the hint it passes every harness test, memcheck clean.
+//     Session 52 (bench/results/2026-12-06-h100-session52): r64 top-2 in lockstep reads its bytes once (Nsight Compute:
+//     W0 + A + B from DRAM, no re-reads) and is bound by instruction latency (834 M warp instructions per launch, 48 %
+//     issue, 7.9 cycles per instruction at 4 warps per scheduler); its k-steps unrolled (s3_expert_mma) 80.9-81.3 ->
+//     82.4-82.9 % of copy on an H100.  Tried and dropped there (topk-consumer.diff): both 16-row halves per expert in one
+//     pass (4 instead of 6 ldmatrix per 8 MMAs): 64 accumulators spill at 128 registers, and with 227 KB of shared
+//     memory the ~29 KB of L1 cannot hold 512 threads' stack frames: twice as slow.  A timing probe with a third of the
+//     ldmatrix loads skipped gained <= 2 %.
 //   Tried and dropped (session 33, bench/results/2026-12-04-h200-session33, diff kept there): L2 requests ahead of the
 //     copies.  W0 tiles 1-8 ahead (bulk or per line) did not help: one tile ahead was even, and further ahead the lines were
 //     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
@@ -777,6 +784,44 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
   }
 }
 
+// The general consumer's product of one expert for one 16-row half (s3_resident): K columns kb .. kb + 16 KS - 1 (KS 0:
+// ks_rt steps) in ascending 16-steps from a zero accumulator, as the one-shot kernel sums them.  With KS a compile-time
+// constant the steps unroll with no loop control: the runtime loop took ~10 instructions a step, and r64 top-2 is bound
+// by instruction latency (Nsight Compute, session 52: 834 M warp instructions per launch, issue 48 % busy with 7.9
+// cycles per instruction, mostly fixed-latency and shared-memory waits).  r64 top-2 80.9-81.3 -> 82.4-82.9 % of copy
+// (H100, three alternating processes), r16 top-2 even.  The half-tile kernel's s3_top1_mma16 is the same product with
+// kb = 0 and another load order; one function for both made ptxas spill 44-92 bytes here (fatal in this kernel: see
+// the session 52 note in docs/PERF-LOG.md), so they stay apart.
+template <typename T, int KS>
+__device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, uint32_t bop, int alds, int a_hi,
+                                              int a_sw, int kb, int ks_rt) {
+  auto step = [&](int s, bool first) {
+    const int kk = kb + s * 16;
+    uint32_t a[4], b0[4], b1[4];
+    s3_ldsm(aop + (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4), a);
+    s3_ldsm_t(bop + kk * alds * 2, b0);
+    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
+    if (first) {  // (a constant once step is inlined)
+      s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
+      s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
+      s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
+      s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
+    } else {
+      s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
+      s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
+      s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
+      s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
+    }
+  };
+  step(0, true);
+  if constexpr (KS > 0) {
+#pragma unroll
+    for (int s = 1; s < KS; s++) step(s, false);
+  } else {
+    for (int s = 1; s < ks_rt; s++) step(s, false);
+  }
+}
+
 // A rows of a super-strip into the resident block As (32-bit words, alds / 2 per row): K rows, row r of the block
 // being row arow(r) of A (the caller's expert / rank mapping), S 128-column strips from column cb, each 16-byte chunk's
 // words transposed in 4 x 4 groups so that a lane's accumulator columns come out contiguous (see the resident path's
@@ -1055,23 +1100,10 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       // expert k's product over its ranks (ascending 16-steps) -> tmp
       auto expert = [&](int k, float (&tmp)[4][4]) {
         const int kb = k * rank;
-        uint32_t a[4], b0[4], b1[4];
-        s3_ldsm(aop + a_chunk(kb), a);
-        s3_ldsm_t(bop + kb * alds * 2, b0);
-        s3_ldsm_t(bop + kb * alds * 2 + 32, b1);
-        s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
-        s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
-        s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
-        s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
-        for (int s = 16; s < rank; s += 16) {
-          s3_ldsm(aop + a_chunk(kb + s), a);
-          s3_ldsm_t(bop + (kb + s) * alds * 2, b0);
-          s3_ldsm_t(bop + (kb + s) * alds * 2 + 32, b1);
-          s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
-          s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
-          s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
-          s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
-        }
+        if (rank == 64) s3_expert_mma<T, 4>(tmp, aop, bop, alds, a_hi, a_sw, kb, 4);
+        else if (rank == 32) s3_expert_mma<T, 2>(tmp, aop, bop, alds, a_hi, a_sw, kb, 2);
+        else if (rank == 16) s3_expert_mma<T, 1>(tmp, aop, bop, alds, a_hi, a_sw, kb, 1);
+        else s3_expert_mma<T, 0>(tmp, aop, bop, alds, a_hi, a_sw, kb, rank >> 4);
       };
       auto gate = [&](int k) { return k < S3_GATES ? s_gate[k] : __ldg(cgsl + k) * cgsc; };
       // acc = fmaf(g_0, tmp_0, W0) with W0 of rows rb + g (acc[.][0..1]) and rb + g + 8 (acc[.][2..3]), columns
