@@ -53,7 +53,9 @@
 //     Session 52 (bench/results/2026-12-06-h100-session52): r64 top-2 in lockstep reads its bytes once (Nsight Compute:
 //     W0 + A + B from DRAM, no re-reads) and is bound by instruction latency (834 M warp instructions per launch, 48 %
 //     issue, 7.9 cycles per instruction at 4 warps per scheduler); its k-steps unrolled (s3_expert_mma) 80.9-81.3 ->
-//     82.4-82.9 % of copy on an H100.  Tried and dropped there (topk-consumer.diff): both 16-row halves per expert in one
+//     82.4-82.9 % of copy on an H100; the producer's LoRA-B copies without row checks or zero fill in whole row blocks
+//     (it was 26 % of the instructions, Nsight Compute source counters) 82.7-83.5 -> 84.8-85.8 % on another H100.
+//     Tried and dropped there (topk-consumer.diff): both 16-row halves per expert in one
 //     pass (4 instead of 6 ldmatrix per 8 MMAs): 64 accumulators spill at 128 registers, and with 227 KB of shared
 //     memory the ~29 KB of L1 cannot hold 512 threads' stack frames: twice as slow.  A timing probe with a third of the
 //     ldmatrix loads skipped gained <= 2 %.
@@ -587,6 +589,10 @@ __device__ __forceinline__ uint32_t s3_smem_u32(const void *p) { return (uint32_
 __device__ __forceinline__ void s3_cp16(uint32_t dst, const void *src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
 }
+// the same copy with no zero-fill operand (the source exists)
+__device__ __forceinline__ void s3_cp16f(uint32_t dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
 __device__ __forceinline__ void s3_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 // wait until at most n of this thread's groups are pending (n: 0..S3_MAXNS-2, an immediate in PTX)
 __device__ __forceinline__ void s3_wait(int n) {
@@ -980,12 +986,18 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       }
       // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
       const T *bt = pBm + (size_t)P.r0 * prank;
+      if (P.r0 + S3_R <= P.rows) {  // a whole row block: no row check, no zero fill (session 52: ~8 instructions a chunk)
 #pragma unroll
-      for (int u = 0; u < S3_BU; u++)
-        if (gt + 256 * u < pnch) {
-          const bool ok = P.r0 + (int)(sbr[u] >> 24) < P.rows;
-          s3_cp16(st + (sbr[u] & 0xffffffu), ok ? bt + (size_t)pbo[u] * 8 : pBm, ok);
-        }
+        for (int u = 0; u < S3_BU; u++)
+          if (gt + 256 * u < pnch) s3_cp16f(st + (sbr[u] & 0xffffffu), bt + (size_t)pbo[u] * 8);
+      } else {
+#pragma unroll
+        for (int u = 0; u < S3_BU; u++)
+          if (gt + 256 * u < pnch) {
+            const bool ok = P.r0 + (int)(sbr[u] >> 24) < P.rows;
+            s3_cp16(st + (sbr[u] & 0xffffffu), ok ? bt + (size_t)pbo[u] * 8 : pBm, ok);
+          }
+      }
       for (int qq = gt + 256 * S3_BU; qq < pnch; qq += 256) {  // top_k * rank > 128: the rest, addressed per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
