@@ -1027,7 +1027,6 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   // W0 words in a stage (row wm*32 + g, 16-byte chunk wn*4 + q) and its first W element of a tile
   const uint32_t a_lane = (uint32_t)((lane & 15) * ldb * 2);
   const int a_hi = lane >> 4, a_sw = ((lane & 15) >> bz.sh) & bz.mask;  // row block offsets keep the swizzle
-  auto a_chunk = [&](int kk) { return (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4); };  // K column kk's chunk
   const uint32_t b_lane = (uint32_t)(((((lane >> 3) & 1) * 8 + (lane & 7)) * alds + wn * 32 + (lane >> 4) * 8) * 2);
   const int chunk = wn * 4 + q, lrow = wm * 32 + g;
   const int w0_lane = (lrow * S3_C + ((chunk ^ ((g & 1) << 2)) * 8)) * 2;  // rows lrow + 8 m keep the parity of g
