@@ -794,12 +794,13 @@ static void test_model(const char *name, const ModelSpec &ms) {
 static void test_sampler_vocab() {
   ModelSpec ms{LSW_DTYPE_F16, 4, 2, 64, {{LSW_ROUTER_PREGATED, 4, 2, LSW_MOD_Q, 0, {LSW_MOD_Q, LSW_MOD_V}, 16}}};
   ms.vocab = 6000;
+  const int V = ms.vocab, steps = 6;
   lsw_model *m = nullptr;
-  if (build(ms, LSW_BACKEND_CUDA, &m)) { CHECK(false, "sampler, vocab 6000: CUDA build: %s", lsw_last_error()); return; }
+  if (build(ms, LSW_BACKEND_CUDA, &m)) { CHECK(false, "sampler, vocab %d: CUDA build: %s", V, lsw_last_error()); return; }
   const lsw_sampler_params sps[] = {{0.9f, 40, 0.95f, 0.05f, 1234}, {0.f, 0, 1.f, 0.f, 1}, {1.3f, 1000, 0.99f, 0.f, 77},
                                     {0.8f, 0, 1.f, 0.1f, 5}, {2.5f, 300, 1.f, 0.f, 9}, {0.7f, 0, 0.9f, 0.f, 31}};
   const int32_t toks[5] = {3, 1414, 5926, 535, 8};
-  std::vector<float> lg(6000);
+  std::vector<float> lg((size_t)V);
   for (int mode : {LSW_MODE_FUSED, LSW_MODE_MERGE}) {
     OKC(lsw_model_set_mode(m, mode));
     int bad = 0, n = 0;
@@ -808,18 +809,19 @@ static void test_sampler_vocab() {
       OKC(lsw_model_reset(m));
       int32_t t = 0;
       OKC(lsw_model_prefill(m, toks, 5, &t));
-      for (int s = 0; s < 6; s++) {
+      for (int s = 0; s < steps; s++) {
         int32_t next = -1, ref = -2;
-        if (lsw_model_step(m, t, &next)) { CHECK(false, "sampler, vocab 6000: step: %s", lsw_last_error()); break; }
+        if (lsw_model_step(m, t, &next)) { CHECK(false, "sampler, vocab %d: step: %s", V, lsw_last_error()); break; }
         OKC(lsw_model_get_logits(m, lg.data()));
-        OKC(lsw_op_sample(LSW_BACKEND_CPU, 6000, lg.data(), &sp, (uint64_t)s + 1, &ref));
+        OKC(lsw_op_sample(LSW_BACKEND_CPU, V, lg.data(), &sp, (uint64_t)s + 1, &ref));
         bad += next != ref;
         n++;
         t = next;
       }
     }
-    CHECK(bad == 0 && n == 36, "sampler in the decode graph, vocab 6000 (%s): %d of %d steps differ from the CPU sampler",
-          MODE_NAMES[mode], bad, n);
+    const int want = (int)(sizeof sps / sizeof sps[0]) * steps;
+    CHECK(bad == 0 && n == want, "sampler in the decode graph, vocab %d (%s): %d of %d steps differ from the CPU sampler "
+          "(%d of %d ran)", V, MODE_NAMES[mode], bad, n, n, want);
   }
   lsw_model_free(m);
 }

@@ -1440,9 +1440,8 @@ static int g_tc_min = 256;
 static int g_tc_state[2] = {0, 0};  // per head_dim 64/128: 0 unknown, else the kind that passed, -1 off
 void attention_set_tc_min(int min_tokens) { g_tc_min = min_tokens; }
 static int tc_kind() {
-  const char *ev = getenv("LSW_CUDA_EXACT_ATTN");
-  if (ev && *ev && strcmp(ev, "0")) return 0;
-  ev = getenv("LSW_CUDA_ATTN_TC");
+  if (env_flag("LSW_CUDA_EXACT_ATTN", false)) return 0;
+  const char *ev = getenv("LSW_CUDA_ATTN_TC");
   if (ev && !strcmp(ev, "0")) return 0;
   if (ev && !strcmp(ev, "bf16")) return 2;
   return 1;

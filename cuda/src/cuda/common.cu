@@ -3,6 +3,8 @@
 #include "../backend_cuda.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 
 lsw_status lswc_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
   const char *f = file;
@@ -52,5 +54,13 @@ int sm_count() {
     slot.store(n, std::memory_order_relaxed);
   }
   return n;
+}
+bool env_flag(const char *name, bool dflt) {
+  const char *v = getenv(name);
+  return v && *v ? strcmp(v, "0") != 0 : dflt;
+}
+int env_mode012(const char *name, int dflt) {
+  const char *v = getenv(name);
+  return v && v[0] >= '0' && v[0] <= '2' && !v[1] ? v[0] - '0' : dflt;
 }
 }  // namespace lswc

@@ -185,6 +185,10 @@ __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefe
 __device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }
 // SMs of the current device (cached per device; 132, an H200, if the query fails: callers only size grids with it)
 int sm_count();
+// Environment switches (read where a module sets itself up): env_flag: unset or empty -> dflt, "0" -> off, anything
+// else -> on; env_mode012: "0", "1" or "2" -> that mode, anything else (unset included) -> dflt.
+bool env_flag(const char *name, bool dflt);
+int env_mode012(const char *name, int dflt);
 inline int cdiv(long long a, long long b) { return (int)((a + b - 1) / b); }
 
 // A launch with programmatic stream serialization (PDL: the kernel may start while the one before it finishes; it

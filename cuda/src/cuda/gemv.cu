@@ -1653,10 +1653,7 @@ namespace lswc {
 // Times every explicit variant on the caller's real weights (all nW matrices of one shape launched back to
 // back, as in the decode step: pass every layer's matrix so the set exceeds L2) and records the fastest for
 // (dtype, rows, cols).  ~nW launches x (2 + reps) passes x variants: a few ms per shape for 7B.
-bool cuda_verbose() {
-  const char *ev = getenv("LSW_CUDA_VERBOSE");
-  return ev && *ev && strcmp(ev, "0") != 0;
-}
+bool cuda_verbose() { return env_flag("LSW_CUDA_VERBOSE", false); }
 
 // Times every explicit variant (with eps: the fused-LoRA launch of each matrix) and records the fastest.
 // The tuner's chains of one shape launch as the decode does (with PDL when gemv_pdl(), each GEMV letting the next in
@@ -1781,7 +1778,7 @@ int autotune_gemv_lora(int dtype, int rows, int cols, const void *const *Ws, con
 
 namespace lswc {
 int autotune_gemv_all(const GemvTuneItem *items, int n, const float *X, float *Y, cudaStream_t s) {
-  if (getenv("LSW_CUDA_AUTOTUNE") && !strcmp(getenv("LSW_CUDA_AUTOTUNE"), "0")) return 0;
+  if (!env_flag("LSW_CUDA_AUTOTUNE", true)) return 0;
   std::map<std::tuple<int, int, int>, std::vector<const void *>> groups;  // (dtype, rows, cols)
   std::vector<std::tuple<int, int, int>> order;
   for (int i = 0; i < n; i++) {

@@ -813,16 +813,8 @@ lsw_status run_step(lsw_model *m, State *st, int32_t token, int32_t *next, cudaE
 
 }  // namespace
 
-// An on/off environment switch: unset or empty -> dflt, "0" -> off, anything else -> on.
-static bool env_flag(const char *name, bool dflt) {
-  const char *v = getenv(name);
-  return v && *v ? strcmp(v, "0") != 0 : dflt;
-}
-// A three-way switch: "0", "1" or "2" -> that mode, anything else (unset included) -> dflt.
-static int env_mode012(const char *name, int dflt) {
-  const char *v = getenv(name);
-  return v && v[0] >= '0' && v[0] <= '2' && !v[1] ? v[0] - '0' : dflt;
-}
+using lswc::env_flag;  // (common.cu)
+using lswc::env_mode012;
 
 // Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
 // any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge

@@ -158,8 +158,7 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   // the production tensor-core kernel instead (within 1 ulp of the output dtype); LSW_CUDA_SGMM_VARIANT=v (0..3)
   // runs tensor-core variant v for this call (0 one-shot, 1 persistent, 3 streaming: within 1 ulp, the same bits
   // as each other; 2 exact tiled: bit-identical to the CPU)
-  const char *ev = getenv("LSW_CUDA_SGMM_TC");
-  bool tc = ev && *ev && strcmp(ev, "0");
+  bool tc = lswc::env_flag("LSW_CUDA_SGMM_TC", false);
   const int variant = lswc::sgmm_env_variant();
   if (variant >= 0) tc = true;
   for (int m = 0; m < n_mats; m++) {

@@ -851,17 +851,11 @@ __global__ void __launch_bounds__(SB) sample_kernel(int vocab, const float *__re
 }
 
 // LSW_CUDA_SAMPLE_GENERAL=1: every sampling step takes the general path (the only one before session 50), for A-B runs
-static bool g_sample_general = [] {
-  const char *v = getenv("LSW_CUDA_SAMPLE_GENERAL");
-  return v && *v && strcmp(v, "0") != 0;
-}();
+static bool g_sample_general = env_flag("LSW_CUDA_SAMPLE_GENERAL", false);
 void sample_set_general(bool on) { g_sample_general = on; }
 
 // LSW_CUDA_SAMPLE_MB=0: compact steps in one block (sample_compact) instead of sample_mb_kernel, for A-B runs
-static bool g_sample_mb = [] {
-  const char *v = getenv("LSW_CUDA_SAMPLE_MB");
-  return !(v && *v && strcmp(v, "0") == 0);
-}();
+static bool g_sample_mb = env_flag("LSW_CUDA_SAMPLE_MB", true);
 void sample_set_multiblock(bool on) { g_sample_mb = on; }
 
 // candidates per block: top_k where it keeps at most SK_MAX of the vocabulary; SK_MAX in nucleus mode (top-k off,
