@@ -594,18 +594,18 @@ __device__ __forceinline__ void s3_cp16f(uint32_t dst, const void *src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
 __device__ __forceinline__ void s3_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-// wait until at most n of this thread's groups are pending (n: 0..S3_MAXNS-2, an immediate in PTX)
+// wait until at most n of this thread's groups are pending (n: 0..S3_MAXNS-2, an immediate in PTX).  A compare chain,
+// not a switch: ptxas made the switch a jump table (constant-bank load, indirect branch: ~9 instructions per tile), and
+// the resident plans that matter run 2 stages (n = 0: r64 top-2) or few more.
 __device__ __forceinline__ void s3_wait(int n) {
-  switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
-  }
+  if (n <= 0) asm volatile("cp.async.wait_group 0;" ::: "memory");
+  else if (n == 1) asm volatile("cp.async.wait_group 1;" ::: "memory");
+  else if (n == 2) asm volatile("cp.async.wait_group 2;" ::: "memory");
+  else if (n == 3) asm volatile("cp.async.wait_group 3;" ::: "memory");
+  else if (n == 4) asm volatile("cp.async.wait_group 4;" ::: "memory");
+  else if (n == 5) asm volatile("cp.async.wait_group 5;" ::: "memory");
+  else if (n == 6) asm volatile("cp.async.wait_group 6;" ::: "memory");
+  else asm volatile("cp.async.wait_group 0;" ::: "memory");
 }
 // barrier of one 8-warp group (ids 1, 2; 0 is __syncthreads); orders shared memory like __syncthreads
 // (barrier.sync, the non-.aligned form: no assumption that the warp is converged when it arrives; ptxas adds the
@@ -747,6 +747,12 @@ __device__ __forceinline__ void s3_ldsm(uint32_t addr, uint32_t (&r)[4]) {
 __device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+// st_stream under a predicate inside the asm: a C++ `if` around the store cost a BSSY / BSYNC pair and the test's
+// shifts per row
+__device__ __forceinline__ void s3_st_if(void *p, const uint4 &v, unsigned ok) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %5, 0;\n @q st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};\n}"
+               ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(ok) : "memory");
 }
 
 // Top-1 resident consumer (s3_resident, flag S3_F_TOP1): with one expert, W = round(fmaf(g, tmp, W0)) needs no second
@@ -1096,7 +1102,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] = fmaf(gk, c[h][j][2 * hh], f[2 * j]);
           f[2 * j + 1] = fmaf(gk, c[h][j][2 * hh + 1], f[2 * j + 1]);
         }
-        if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
+        s3_st_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
       }
       cst = cst + 1 == ns ? 0 : cst + 1;
@@ -1136,15 +1142,22 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           }
         }
       }
-      for (int k = 1; k < top_k; k++) {
+      auto add = [&](int k, float gk) {  // acc = fmaf(g_k, tmp_k, acc)
         float tmp[4][4];
-        const float gk = gate(k);
         expert(k, tmp);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
           for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
-      }
+      };
+      // top_k == 2, the common case: no loop control, no gate fallback.  With the predicated stores (s3_st_if) and the
+      // compare-chain wait (s3_wait) this took r64 top-2 from 736 M to 676 M warp instructions per launch and 84.6-84.8
+      // to 86.3-87.2 % of copy (H100, alternating processes, session 53 run 1; r16 top-2 even).  Tried beside it and
+      // dropped: the LoRA-B fragment address as one XOR per k-step (669 M instructions, but 84.9-85.4 %), and the W0
+      // words read through a 32-bit shared address (ptxas spilled 4 bytes)
+      if (top_k == 2) add(1, s_gate[1]);
+      else
+        for (int k = 1; k < top_k; k++) add(k, gate(k));
       // W = round(acc)
 #pragma unroll
       for (int hh = 0; hh < 2; hh++) {
@@ -1155,7 +1168,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] = acc[j][2 * hh];
           f[2 * j + 1] = acc[j][2 * hh + 1];
         }
-        if (okm >> m & 1u) st_stream(wq, pack16<T>(f));
+        s3_st_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
       }
     }
