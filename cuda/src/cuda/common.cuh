@@ -164,6 +164,12 @@ __device__ __forceinline__ uint4 ld_stream(const void *p) {
 __device__ __forceinline__ void st_stream(void *p, const uint4 &v) {
   asm volatile("st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};" :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
+// st_stream when ok != 0, the predicate inside the asm: a C++ `if` around the store costs a BSSY / BSYNC pair per store
+// (the streaming SGMM's epilogue, session 53)
+__device__ __forceinline__ void st_stream_if(void *p, const uint4 &v, unsigned ok) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %5, 0;\n @q st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};\n}"
+               ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(ok) : "memory");
+}
 
 // bytes per element of an lsw_dtype, 0 for an unknown one
 inline size_t dtype_bytes(int dt) { return dt == LSW_DTYPE_F32 ? 4 : dt == LSW_DTYPE_F16 || dt == LSW_DTYPE_BF16 ? 2 : 0; }

@@ -748,12 +748,6 @@ __device__ __forceinline__ void s3_ldsm_t(uint32_t addr, uint32_t (&r)[4]) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
-// st_stream under a predicate inside the asm: a C++ `if` around the store cost a BSSY / BSYNC pair and the test's
-// shifts per row
-__device__ __forceinline__ void s3_st_if(void *p, const uint4 &v, unsigned ok) {
-  asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %5, 0;\n @q st.global.cs.v4.u32 [%0], {%1,%2,%3,%4};\n}"
-               ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(ok) : "memory");
-}
 
 // Top-1 resident consumer (s3_resident, flag S3_F_TOP1): with one expert, W = round(fmaf(g, tmp, W0)) needs no second
 // accumulator, so a warp holds both 16-row halves of its 32 x 32 block at once (32 fp32 registers, as acc + tmp of one
@@ -1102,7 +1096,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] = fmaf(gk, c[h][j][2 * hh], f[2 * j]);
           f[2 * j + 1] = fmaf(gk, c[h][j][2 * hh + 1], f[2 * j + 1]);
         }
-        s3_st_if(wq, pack16<T>(f), okm & 1u << m);
+        st_stream_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
       }
       cst = cst + 1 == ns ? 0 : cst + 1;
@@ -1150,7 +1144,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
 #pragma unroll
           for (int e = 0; e < 4; e++) acc[j][e] = fmaf(gk, tmp[j][e], acc[j][e]);
       };
-      // top_k == 2, the common case: no loop control, no gate fallback.  With the predicated stores (s3_st_if) and the
+      // top_k == 2, the common case: no loop control, no gate fallback.  With the predicated stores (st_stream_if) and the
       // compare-chain wait (s3_wait) this took r64 top-2 from 736 M to 676 M warp instructions per launch and 84.6-84.8
       // to 86.3-87.2 % of copy (H100, alternating processes, session 53 run 1; r16 top-2 even).  Tried beside it and
       // dropped: the LoRA-B fragment address as one XOR per k-step (669 M instructions, but 84.9-85.4 %), and the W0
@@ -1168,7 +1162,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           f[2 * j] = acc[j][2 * hh];
           f[2 * j + 1] = acc[j][2 * hh + 1];
         }
-        s3_st_if(wq, pack16<T>(f), okm & 1u << m);
+        st_stream_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
       }
     }
