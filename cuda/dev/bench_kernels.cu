@@ -2596,11 +2596,14 @@ static void test_attention() {
     };
     char pb[32] = "";
     if (c.back) snprintf(pb, sizeof pb, " pos=%d", pos);
-    for (int vm : {0, 2, 1}) {  // variant 0 (a block per KV group), 0 with a block per query head (GQA only), 1
-      const int variant = vm == 1;
+    for (int vm : {0, 2, 1, 3}) {  // variant 0 (a block per KV group), 0 with a block per query head (GQA only), 1,
+                                   // 1 with wide tiles (16-bit caches at hd <= 128; else the same kernel as 1)
+      const int variant = vm == 1 || vm == 3;
       if (vm == 2 && c.nh == c.nkv) continue;
+      if (vm == 3 && (kt == LSW_DTYPE_F32 || c.hd > 128)) continue;
       attn_decode_set_variant(variant);
       attn_decode_set_head_split(vm == 2);
+      attn_decode_set_wide(vm == 3);
       if (vm != 2 && c.nh / c.nkv > 8) {  // the group blocks and the tile kernel hold at most 8 query heads
         expect(!attention_decode_ok(c.nh, c.nkv, c.hd, kvd, kt, dqkv, dK, dV) &&
                    attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, kt, dK,
@@ -2610,7 +2613,7 @@ static void test_attention() {
         cudaGetLastError();
         continue;
       }
-      const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : "1";
+      const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : vm == 3 ? "1 (wide)" : "1";
       std::vector<float> last;
       for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does
         attn_decode_set_p8(variant == 0 && viadev);    // variant 0: 8 positions per warp where that applies
@@ -2708,6 +2711,7 @@ static void test_attention() {
     attn_decode_set_variant(-1);
     attn_decode_set_head_split(-1);
     attn_decode_set_max_splits(-1);
+    attn_decode_set_wide(-1);
     cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
     cudaFree(dcs);
   }
@@ -3413,8 +3417,9 @@ struct AttnTimingCase {
   AttnTimingCase(const AttnTimingCase &) = delete;
   AttnTimingCase &operator=(const AttnTimingCase &) = delete;
   double cache_bytes() const { return 2.0 * ctx * kvd * dsz(kt); }  // K and V rows read
-  void run() const {  // launch shape sized for a 4,096-position bound, n_ctx from device memory (as in the graph)
-    CK(attention_decode(4096, dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O, sc, 0, dcs));
+  void run() const {  // launch shape sized for a 4,096-position bound (or ctx), n_ctx from device memory (as in the graph)
+    CK(attention_decode(std::max(4096, ctx), dn, dpos, nh, nkv, hd, qkv, qkv + qd, qkv + qd + kvd, di, kt, K, V, kvd, O,
+                        sc, 0, dcs));
   }
 };
 
@@ -3441,25 +3446,45 @@ static void bench_attention() {
       row(nm, ms, c.cache_bytes());
     }
     attn_decode_set_max_splits(-1);
+    if (kt != LSW_DTYPE_F32) {  // wide tiles (session 54), heuristic cap and 64 splits
+      attn_decode_set_wide(1);
+      for (int cap : {0, 64}) {
+        attn_decode_set_max_splits(cap);
+        const double ms = time_ms([&](int) { c.run(); }, 50);
+        char nm[160]; snprintf(nm, sizeof nm, "attention decode fused rope(table)+append %s KV ctx=%d, variant 1 wide, max splits %s", dname(kt), ctx, cap ? "64" : "auto");
+        row(nm, ms, c.cache_bytes());
+      }
+      attn_decode_set_wide(-1);
+      attn_decode_set_max_splits(-1);
+    }
     attn_decode_set_variant(-1);
   }
   // GQA (f16 cache): Llama-3-8B / Mistral-7B (32 / 8) and Qwen2.5-7B (28 / 4), a block per KV group, a block per query
   // head and the tile kernel, interleaved
+  // (session 54: variant 1 with wide tiles, by split cap: 0 the heuristic, 32, 64; and contexts to 16,384)
   for (int shape = 0; shape < 2; shape++)
-  for (int ctx : {612, 712, 1024, 2048, 4096}) {
+  for (int ctx : {612, 712, 1024, 2048, 4096, 8192, 16384}) {
     const AttnTimingCase c(shape ? 28 : 32, shape ? 4 : 8, 128, ctx, LSW_DTYPE_F16);
     for (int rep = 0; rep < 2; rep++)
-      for (int hs : {0, 1, 2}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by KV group)
-        attn_decode_set_variant(hs == 2);
+      for (int hs : {0, 1, 2, 3, 4, 5}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by KV
+                                           // group), variant 1 wide with split caps auto / 32 / 64
+        if (hs == 0 && ctx > 4096) continue;  // (slowest everywhere)
+        attn_decode_set_variant(hs >= 2);
         attn_decode_set_head_split(hs == 1);
+        attn_decode_set_wide(hs >= 3);
+        attn_decode_set_max_splits(hs == 4 ? 32 : hs == 5 ? 64 : 0);
         const double ms = time_ms([&](int) { c.run(); }, 50);
         char nm[160];
         snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, %s%s", ctx, c.nh, c.nkv,
-                 hs == 2 ? "variant 1 (tiles)" : hs ? "a block per query head" : "a block per KV group", rep ? " (again)" : "");
+                 hs == 5 ? "variant 1 wide, 64 splits" : hs == 4 ? "variant 1 wide, 32 splits" :
+                 hs == 3 ? "variant 1 wide" : hs == 2 ? "variant 1 (tiles)" : hs ? "a block per query head" :
+                 "a block per KV group", rep ? " (again)" : "");
         row(nm, ms, c.cache_bytes());
       }
     attn_decode_set_head_split(-1);
     attn_decode_set_variant(-1);
+    attn_decode_set_wide(-1);
+    attn_decode_set_max_splits(-1);
   }
   // more than 8 query heads per KV head (multi-query, 32 / 1, f16 cache): a block per query head in one launch against
   // the two-kernel path such shapes took before (split + reduce; the model also launched RoPE and the append there)

@@ -571,9 +571,15 @@ constexpr int DB_MINCHUNK = 16;  // positions per split at least
 // rows per tile (T) and ring stages (S) by 128-dim chunks: 32 KB of K+V per block at head_dim 128 and 256, 16 KB with
 // a 16-bit cache (32-row tiles there, fp32's bytes per stage, measured the same, 29.2 us at 4,096 positions:
 // bench/results/2026-12-01-h200-session19/run4-tile32)
-template <int NCH> struct DbTile {
-  static constexpr int T = NCH == 1 ? 16 : 8;
+// WIDE (session 54; 16-bit caches at head_dim <= 128 only): 8 warps and 32-row tiles, so a block takes twice the
+// rows per tile with twice the warps, and the per-tile barriers and latencies are paid over 4x the bytes of the
+// 4-warp, 16-row tile: the grouped-query shapes' blocks are few (G query heads per block), and with 4 warps they
+// were bound by the tile loop's latency, not by their bytes (attn_decode_set_wide / LSW_CUDA_ATTN_WIDE).
+template <int NCH, bool WIDE = false> struct DbTile {
+  static_assert(!WIDE || NCH == 1, "wide tiles: head_dim <= 128");
+  static constexpr int T = WIDE ? 32 : NCH == 1 ? 16 : 8;
   static constexpr int S = 2;
+  static constexpr int NW = WIDE ? 8 : DB_WARPS;  // warps per block
 };
 
 static __device__ __forceinline__ void at_cp_async16(void *smem, const void *gmem, int src_bytes) {
@@ -616,8 +622,8 @@ static __device__ __forceinline__ float warp_sum_multi(float (&v)[N], int lane) 
 // The kernel's shared memory, and the blocks per SM it allows on sm_90 (228 KB per SM, 1 KB reserved per block):
 // the launch-bounds minimum, so registers (<= 65536 / (128 x that)) never lower it and it is the occupancy the
 // host sizes the grid by (no occupancy query: the first launch may be inside a stream capture).
-template <int G, int NCH, typename KT> struct DbSmem {
-  static constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S;
+template <int G, int NCH, typename KT, bool WIDE = false> struct DbSmem {
+  static constexpr int HD = NCH * 128, T = DbTile<NCH, WIDE>::T, S = DbTile<NCH, WIDE>::S;
   alignas(16) KT ring[S * 2 * T * HD];     // per stage: T K rows, then T V rows (row pitch HD); merge buffers
   alignas(16) float sq[G][HD];             // q (rotated), zero past hd and for padding heads
   alignas(16) float snew[2][HD];           // the new k (rotated) and v
@@ -625,30 +631,37 @@ template <int G, int NCH, typename KT> struct DbSmem {
   alignas(16) float sw[G][T];              // their softmax weights
   float scorr[G];                          // the tile's rescale of the running sums
 };
-template <int G, int NCH, typename KT> struct DbOcc {
-  static constexpr int per_block = (int)sizeof(DbSmem<G, NCH, KT>) + 1024;
+template <int G, int NCH, typename KT, bool WIDE = false> struct DbOcc {
+  static constexpr int per_block = (int)sizeof(DbSmem<G, NCH, KT, WIDE>) + 1024;
   // at most 6 (what the fp32 ring allows; 5 at G = 8): a 16-bit ring would fit 8, whose 64-register cap spills at
-  // G >= 4 (and G = 8 spills at 6 blocks' 80)
-  static constexpr int cap = G >= 8 ? 5 : 6;
+  // G >= 4 (and G = 8 spills at 6 blocks' 80); wide (256 threads): 3 (80 registers), 2 at G = 8 (80 spill 32 bytes)
+  static constexpr int cap = WIDE ? (G >= 8 ? 2 : 3) : G >= 8 ? 5 : 6;
   static constexpr int blocks = 233472 / per_block < cap ? 233472 / per_block : cap;
   static_assert(blocks >= 1, "shared memory");
 };
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH).
-template <int G, int NCH, typename KT>
-__global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn_decode_tiles_kernel(DecodeAttn a) {
+template <int G, int NCH, typename KT, bool WIDE = false>
+__global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, WIDE>::blocks)
+    attn_decode_tiles_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
-  constexpr int HD = NCH * 128, T = DbTile<NCH>::T, S = DbTile<NCH>::S, P = T / DB_WARPS, NV = G * P;
+  constexpr int NW = DbTile<NCH, WIDE>::NW, NT = NW * 32;  // warps, threads
+  constexpr int HD = NCH * 128, T = DbTile<NCH, WIDE>::T, S = DbTile<NCH, WIDE>::S, P = T / NW, NV = G * P;
+  // (B) row groups: NT / 128 groups of threads (NCH == 1 when > 1), each over T / RH rows of every tile, their
+  // accumulators added in group order after the loop
+  constexpr int RH = NCH == 1 ? NT / 128 : 1, TR = T / RH;
   constexpr int NBMAX = 16 / NCH;  // values reduced at once at most (registers)
   constexpr int GB = NV <= NBMAX ? G : NBMAX / P, NB = GB * P, KB = ilog2c(NB);  // scoring batches: GB heads
   constexpr int STAGE = 2 * T * HD;  // elements per stage: T K rows, then T V rows (row pitch HD)
   constexpr int EPC = 16 / (int)sizeof(KT), CPR = HD / EPC;  // elements per 16-byte chunk, chunks per row
-  static_assert(P * DB_WARPS == T && G * T <= DB_WARPS * 32 && T <= 32 && (T & (T - 1)) == 0 && G % GB == 0,
+  static_assert(P * NW == T && G * T <= NT && T <= 32 && (T & (T - 1)) == 0 && G % GB == 0 &&
+                    (NCH == 1 || NT == 128) && TR % 4 == 0,
                 "tile shape");
   static_assert(AT_SPLITS == 64, "the merge gives each lane splits lane and lane + 32");
-  static_assert(S * STAGE * sizeof(KT) >= (2 * G * AT_SPLITS + 32 + 4 * DB_WARPS * 32) * sizeof(float),
+  static_assert(S * STAGE * sizeof(KT) >= (2 * G * AT_SPLITS + 32 + 4 * NT) * sizeof(float) &&
+                    S * STAGE * sizeof(KT) >= (RH - 1) * G * 128 * sizeof(float),
                 "merge buffers live in the ring");
-  __shared__ DbSmem<G, NCH, KT> sm;
+  __shared__ DbSmem<G, NCH, KT, WIDE> sm;
   KT *ring = sm.ring;
   auto &sq = sm.sq;
   auto &snew = sm.snew;
@@ -697,9 +710,9 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   for (int t = 0; t < S; t++) issue(t);
   asm volatile("griddepcontrol.wait;" ::: "memory");
 
-  stage_q(a, kvh, gsz, hd, half, pos, sq, tid, DB_WARPS * 32);
+  stage_q(a, kvh, gsz, hd, half, pos, sq, tid, NT);
   if (mine)
-    for (int d = tid; d < HD; d += DB_WARPS * 32) {
+    for (int d = tid; d < HD; d += NT) {
       float kv = 0.f, vv = 0.f;
       if (d < hd) {  // the new row as the cache holds it (rounded to KT)
         const size_t o = (size_t)kvh * hd;
@@ -713,7 +726,8 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
     }
   __syncthreads();
 
-  float acc[G][NCH];  // dims tid + 128 c of every head
+  const int rh = RH > 1 ? tid / 128 : 0, dl = RH > 1 ? tid - 128 * rh : tid;  // (B): row group, dim
+  float acc[G][NCH];  // dims dl + 128 c of every head (over row group rh's rows)
 #pragma unroll
   for (int g = 0; g < G; g++)
 #pragma unroll
@@ -784,15 +798,15 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
       }
     }
     __syncthreads();
-    // (B) acc = acc * corr + sum_j w_j V_j over the tile, for the dims this thread owns
+    // (B) acc = acc * corr + sum_j w_j V_j over the tile, for the dims this thread owns (of its row group's rows)
 #pragma unroll
     for (int c = 0; c < NCH; c++) {
-      const int d = tid + c * 128;
+      const int d = dl + c * 128;
       if (d < hd) {
 #pragma unroll
         for (int g = 0; g < G; g++) acc[g][c] *= scorr[g];
 #pragma unroll
-        for (int j4 = 0; j4 < T / 4; j4++) {
+        for (int j4 = rh * (TR / 4); j4 < (rh + 1) * (TR / 4); j4++) {
           float vv[4];
 #pragma unroll
           for (int u = 0; u < 4; u++) {
@@ -814,6 +828,20 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
     }
   }
   at_cp_async_wait<0>();  // (only empty groups can be left)
+  if constexpr (RH > 1) {  // row groups 1.. hand their sums to group 0 through the idle ring, added in group order
+    float *const cb = reinterpret_cast<float *>(ring);
+    __syncthreads();  // every thread is done with the ring
+    if (rh > 0)
+#pragma unroll
+      for (int g = 0; g < G; g++) cb[((rh - 1) * G + g) * 128 + dl] = acc[g][0];
+    __syncthreads();
+    if (rh == 0)
+#pragma unroll
+      for (int r = 1; r < RH; r++)
+#pragma unroll
+        for (int g = 0; g < G; g++) acc[g][0] += cb[((r - 1) * G + g) * 128 + dl];
+    __syncthreads();  // (the merge below reuses the ring)
+  }
 
   // this split's partial: acc rows (16-byte aligned), then (max, sum) pairs
   float *pacc = a.part, *pml = a.part + (size_t)a.n_heads * AT_SPLITS * hd;
@@ -822,8 +850,8 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   for (int g = 0; g < G; g++)
 #pragma unroll
     for (int c = 0; c < NCH; c++) {
-      const int d = tid + c * 128;
-      if (g < gsz && d < hd) pacc[((size_t)(h0 + g) * AT_SPLITS + sp) * hd + d] = acc[g][c];
+      const int d = dl + c * 128;
+      if (rh == 0 && g < gsz && d < hd) pacc[((size_t)(h0 + g) * AT_SPLITS + sp) * hd + d] = acc[g][c];
     }
   if (tid < G * T && tid % T == 0 && tid / T < gsz) {
     float *q = pml + ((size_t)(h0 + tid / T) * AT_SPLITS + sp) * 2;
@@ -837,7 +865,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   float *smf = rf, *sls = rf + G * AT_SPLITS, *sL = rf + 2 * G * AT_SPLITS;
   float4 *red = reinterpret_cast<float4 *>(rf + 2 * G * AT_SPLITS + 32);
   // 1. every split's (max, sum) at once
-  for (int i = tid; i < gsz * ns; i += DB_WARPS * 32) {
+  for (int i = tid; i < gsz * ns; i += NT) {
     const int g = i / ns, t = i - g * ns;
     const float2 ml = __ldcg(reinterpret_cast<const float2 *>(pml + ((size_t)(h0 + g) * AT_SPLITS + t) * 2));
     smf[g * AT_SPLITS + t] = ml.x;
@@ -845,7 +873,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   }
   __syncthreads();
   // 2. a warp per head: M = max, factor f_t = exp(m_t - M), L = sum f_t l_t (lanes hold splits lane, lane + 32)
-  for (int g = warp; g < gsz; g += DB_WARPS) {
+  for (int g = warp; g < gsz; g += NW) {
     float *f = smf + g * AT_SPLITS;
     const float *l = sls + g * AT_SPLITS;
     const bool v0 = lane < ns, v1 = lane + 32 < ns;
@@ -861,8 +889,8 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   // 3. o = sum_t f_t acc_t: float4 columns; with few columns, R thread groups take every R-th split and their
   // sums are added in group order.  8 independent loads per thread at a time.
   const int hd4 = hd >> 2, E4 = gsz * hd4;
-  const int R = E4 >= DB_WARPS * 32 ? 1 : (DB_WARPS * 32) / E4;
-  for (int i = tid; i < R * E4; i += DB_WARPS * 32) {
+  const int R = E4 >= NT ? 1 : (NT) / E4;
+  for (int i = tid; i < R * E4; i += NT) {
     const int r = i / E4, e = i - r * E4, g = e / hd4, d4 = e - g * hd4;
     const float4 *src = reinterpret_cast<const float4 *>(pacc + (size_t)(h0 + g) * AT_SPLITS * hd) + d4;
     const float *f = smf + g * AT_SPLITS;
@@ -890,7 +918,7 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
   }
   if (R > 1) {  // block-uniform
     __syncthreads();
-    for (int e = tid; e < E4; e += DB_WARPS * 32) {
+    for (int e = tid; e < E4; e += NT) {
       const int g = e / hd4, d4 = e - g * hd4;
       float4 o = red[e];
       for (int r = 1; r < R; r++) axpy4(o, 1.f, 1.f, red[r * E4 + e]);
@@ -909,12 +937,13 @@ __global__ void __launch_bounds__(DB_WARPS * 32, DbOcc<G, NCH, KT>::blocks) attn
 // attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override it (still <= AT_SPLITS).
 static int g_attn_max_splits = -1;  // -1: not set (env, else the heuristic); 0: heuristic; > 0: the cap
 void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
-template <int G, int NCH, typename KT>
+template <int G, int NCH, typename KT, bool WIDE = false>
 static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
-  const int b = DbOcc<G, NCH, KT>::blocks;  // blocks per SM
+  const int b = DbOcc<G, NCH, KT, WIDE>::blocks;  // blocks per SM
+  constexpr int NT = DbTile<NCH, WIDE>::NW * 32;
   static std::atomic<bool> carve{false};  // hint: the shared-memory carveout that fits b blocks (once)
   if (!carve.exchange(true) &&
-      cudaFuncSetAttribute(attn_decode_tiles_kernel<G, NCH, KT>, cudaFuncAttributePreferredSharedMemoryCarveout,
+      cudaFuncSetAttribute(attn_decode_tiles_kernel<G, NCH, KT, WIDE>, cudaFuncAttributePreferredSharedMemoryCarveout,
                            (int)cudaSharedmemCarveoutMaxShared) != cudaSuccess)
     cudaGetLastError();  // only a hint
   static const int env_splits = [] {
@@ -922,13 +951,32 @@ static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
     return e && *e ? atoi(e) : 0;
   }();
   const int forced = g_attn_max_splits >= 0 ? g_attn_max_splits : env_splits;
-  int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, 128 / G));
+  int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, NT / G));
   cap = std::min(cap, AT_SPLITS);
   a.max_splits = std::max(1, std::min(cap, (a.n_ctx_host + DB_MINCHUNK - 1) / DB_MINCHUNK));
-  launch_pdl(attn_decode_tiles_kernel<G, NCH, KT>, dim3(a.n_kv_heads, a.max_splits), dim3(DB_WARPS * 32), s, pdl, a);
+  launch_pdl(attn_decode_tiles_kernel<G, NCH, KT, WIDE>, dim3(a.n_kv_heads, a.max_splits), dim3(NT), s, pdl, a);
+}
+// variant 1's wide tiles (DbTile WIDE): -1 LSW_CUDA_ATTN_WIDE (0 / 1, read once; default off), else the setting
+static int g_attn_wide = -1;
+void attn_decode_set_wide(int v) { g_attn_wide = v; }
+static bool attn_wide() {
+  static const int env = [] {
+    const char *e = getenv("LSW_CUDA_ATTN_WIDE");
+    return e && !strcmp(e, "1") ? 1 : 0;
+  }();
+  return (g_attn_wide >= 0 ? g_attn_wide : env) == 1;
 }
 template <int NCH, typename KT>
 static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
+  if constexpr (NCH == 1 && sizeof(KT) == 2) {  // 16-bit caches at head_dim <= 128: the wide tiles when asked for
+    if (attn_wide()) {
+      if (G <= 1) launch_tiles<1, NCH, KT, true>(a, pdl, s);
+      else if (G <= 2) launch_tiles<2, NCH, KT, true>(a, pdl, s);
+      else if (G <= 4) launch_tiles<4, NCH, KT, true>(a, pdl, s);
+      else launch_tiles<8, NCH, KT, true>(a, pdl, s);
+      return;
+    }
+  }
   if (G <= 1) launch_tiles<1, NCH, KT>(a, pdl, s);
   else if (G <= 2) launch_tiles<2, NCH, KT>(a, pdl, s);
   else if (G <= 4) launch_tiles<4, NCH, KT>(a, pdl, s);

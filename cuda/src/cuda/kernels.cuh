@@ -241,6 +241,9 @@ int attn_decode_forced_variant();
 // Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, G x splits <= 128); -1 back to
 // LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
 void attn_decode_set_max_splits(int n);
+// Variant 1 with a 16-bit cache at head_dim <= 128: 1 wide tiles (8 warps, 32-row tiles), 0 the 4-warp, 16-row
+// tiles; -1 back to LSW_CUDA_ATTN_WIDE=0|1 (read once; default 0)
+void attn_decode_set_wide(int v);
 // decode attention variant 0, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
 void attn_decode_set_p8(bool on);
 // decode attention variant 0 with GQA: 1 a block per query head (the group's blocks share its K/V rows through L2),
