@@ -2596,14 +2596,16 @@ static void test_attention() {
     };
     char pb[32] = "";
     if (c.back) snprintf(pb, sizeof pb, " pos=%d", pos);
-    for (int vm : {0, 2, 1, 3}) {  // variant 0 (a block per KV group), 0 with a block per query head (GQA only), 1,
-                                   // 1 with wide tiles (16-bit caches at hd <= 128; else the same kernel as 1)
-      const int variant = vm == 1 || vm == 3;
+    for (int vm : {0, 2, 1, 3, 4}) {  // variant 0 (a block per KV group), 0 with a block per query head (GQA only), 1,
+                                      // 1 with wide tiles (16-bit caches at hd <= 128), with their parallel merge (3)
+                                      // and with the last block merging (4)
+      const int variant = vm == 1 || vm >= 3;
       if (vm == 2 && c.nh == c.nkv) continue;
-      if (vm == 3 && (kt == LSW_DTYPE_F32 || c.hd > 128)) continue;
+      if (vm >= 3 && (kt == LSW_DTYPE_F32 || c.hd > 128)) continue;
       attn_decode_set_variant(variant);
       attn_decode_set_head_split(vm == 2);
-      attn_decode_set_wide(vm == 3);
+      attn_decode_set_wide(vm >= 3);
+      attn_decode_set_par_merge(vm == 3);
       if (vm != 2 && c.nh / c.nkv > 8) {  // the group blocks and the tile kernel hold at most 8 query heads
         expect(!attention_decode_ok(c.nh, c.nkv, c.hd, kvd, kt, dqkv, dK, dV) &&
                    attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqkv, dqkv + qd, dqkv + qd + kvd, di, kt, dK,
@@ -2613,7 +2615,7 @@ static void test_attention() {
         cudaGetLastError();
         continue;
       }
-      const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : vm == 3 ? "1 (wide)" : "1";
+      const char *vn = vm == 0 ? "0" : vm == 2 ? "0 (head split)" : vm == 3 ? "1 (wide)" : vm == 4 ? "1 (wide, one merger)" : "1";
       std::vector<float> last;
       for (int viadev : {0, 1}) {  // the 2nd launch also takes RoPE's cos/sin from the table, as the model does
         attn_decode_set_p8(variant == 0 && viadev);    // variant 0: 8 positions per warp where that applies
@@ -2712,6 +2714,7 @@ static void test_attention() {
     attn_decode_set_head_split(-1);
     attn_decode_set_max_splits(-1);
     attn_decode_set_wide(-1);
+    attn_decode_set_par_merge(-1);
     cudaFree(dqkv); cudaFree(dK); cudaFree(dV); cudaFree(dO); cudaFree(di); cudaFree(dpos); cudaFree(dn); cudaFree(sc);
     cudaFree(dcs);
   }
@@ -3466,16 +3469,19 @@ static void bench_attention() {
   for (int ctx : {612, 712, 1024, 2048, 4096, 8192, 16384}) {
     const AttnTimingCase c(shape ? 28 : 32, shape ? 4 : 8, 128, ctx, LSW_DTYPE_F16);
     for (int rep = 0; rep < 2; rep++)
-      for (int hs : {0, 1, 2, 3, 4, 5}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by KV
-                                           // group), variant 1 wide with split caps auto / 32 / 64
+      for (int hs : {0, 1, 2, 3, 4, 5, 6, 7}) {  // variant 0 by KV group, variant 0 by query head, variant 1 (tiles, by
+                                                 // KV group), variant 1 wide with split caps auto / 32 / 64 (parallel
+                                                 // merge), and auto / 64 with the last block merging
         if (hs == 0 && ctx > 4096) continue;  // (slowest everywhere)
         attn_decode_set_variant(hs >= 2);
         attn_decode_set_head_split(hs == 1);
         attn_decode_set_wide(hs >= 3);
-        attn_decode_set_max_splits(hs == 4 ? 32 : hs == 5 ? 64 : 0);
+        attn_decode_set_par_merge(hs < 6);
+        attn_decode_set_max_splits(hs == 4 ? 32 : hs == 5 || hs == 7 ? 64 : 0);
         const double ms = time_ms([&](int) { c.run(); }, 50);
         char nm[160];
         snprintf(nm, sizeof nm, "attention decode fused f16 KV ctx=%d heads %d/%d, %s%s", ctx, c.nh, c.nkv,
+                 hs == 7 ? "variant 1 wide, 64 splits, one merger" : hs == 6 ? "variant 1 wide, one merger" :
                  hs == 5 ? "variant 1 wide, 64 splits" : hs == 4 ? "variant 1 wide, 32 splits" :
                  hs == 3 ? "variant 1 wide" : hs == 2 ? "variant 1 (tiles)" : hs ? "a block per query head" :
                  "a block per KV group", rep ? " (again)" : "");
@@ -3484,6 +3490,7 @@ static void bench_attention() {
     attn_decode_set_head_split(-1);
     attn_decode_set_variant(-1);
     attn_decode_set_wide(-1);
+    attn_decode_set_par_merge(-1);
     attn_decode_set_max_splits(-1);
   }
   // more than 8 query heads per KV head (multi-query, 32 / 1, f16 cache): a block per query head in one launch against

@@ -111,6 +111,7 @@ struct DecodeAttn {
   float scale;
   int release_sync;                // last_split_block's rel
   int head_split = 0;              // variant 0: a block per query head instead of per KV group (attn_decode_set_head_split)
+  int par_merge = 0;               // variant 1: the splits merged by several blocks (attn_decode_tiles_kernel)
   // nullable: corrections added to q / knew / vnew as they are read, same layout (a qkv GEMV's deferred LoRA expand,
   // kernels.cuh LoraEpilogue::defer); set together
   const float *dq = nullptr, *dk = nullptr, *dv = nullptr;
@@ -181,6 +182,11 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
   y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
 }
 
+__device__ __forceinline__ int ld_acquire_i32(const int *p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
 // After a block's partials are written: it counts itself in *counter; true in the last of the n blocks, which then
 // reads every partial.  The caller re-arms the counter.
 //  - rel (DecodeAttn::release_sync, the default): after the block barrier ONE thread counts with an acq_rel atomic.
@@ -858,76 +864,108 @@ __global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, 
     q[0] = m_run;
     q[1] = l_run;
   }
-  // the last split block of this KV head merges all splits
-  if (!last_split_block(&a.counters[kvh], ns, a.release_sync)) return;
-  // merge buffers in the (now idle) ring: per head the split maxima, overwritten by their factors; sums; totals
-  float *const rf = reinterpret_cast<float *>(ring);
-  float *smf = rf, *sls = rf + G * AT_SPLITS, *sL = rf + 2 * G * AT_SPLITS;
-  float4 *red = reinterpret_cast<float4 *>(rf + 2 * G * AT_SPLITS + 32);
-  // 1. every split's (max, sum) at once
-  for (int i = tid; i < gsz * ns; i += NT) {
-    const int g = i / ns, t = i - g * ns;
-    const float2 ml = __ldcg(reinterpret_cast<const float2 *>(pml + ((size_t)(h0 + g) * AT_SPLITS + t) * 2));
-    smf[g * AT_SPLITS + t] = ml.x;
-    sls[g * AT_SPLITS + t] = ml.y;
-  }
-  __syncthreads();
-  // 2. a warp per head: M = max, factor f_t = exp(m_t - M), L = sum f_t l_t (lanes hold splits lane, lane + 32)
-  for (int g = warp; g < gsz; g += NW) {
-    float *f = smf + g * AT_SPLITS;
-    const float *l = sls + g * AT_SPLITS;
-    const bool v0 = lane < ns, v1 = lane + 32 < ns;
-    const float m0 = v0 ? f[lane] : -CUDART_INF_F, m1 = v1 ? f[lane + 32] : -CUDART_INF_F;
-    const float M = warp_max(fmaxf(m0, m1));
-    const float f0 = m0 == -CUDART_INF_F ? 0.f : expf(m0 - M), f1 = m1 == -CUDART_INF_F ? 0.f : expf(m1 - M);
-    const float L = warp_sum((v0 ? l[lane] * f0 : 0.f) + (v1 ? l[lane + 32] * f1 : 0.f));
-    if (v0) f[lane] = f0;
-    if (v1) f[lane + 32] = f1;
-    if (lane == 0) sL[g] = L;
-  }
-  __syncthreads();
-  // 3. o = sum_t f_t acc_t: float4 columns; with few columns, R thread groups take every R-th split and their
-  // sums are added in group order.  8 independent loads per thread at a time.
-  const int hd4 = hd >> 2, E4 = gsz * hd4;
-  const int R = E4 >= NT ? 1 : (NT) / E4;
-  for (int i = tid; i < R * E4; i += NT) {
-    const int r = i / E4, e = i - r * E4, g = e / hd4, d4 = e - g * hd4;
-    const float4 *src = reinterpret_cast<const float4 *>(pacc + (size_t)(h0 + g) * AT_SPLITS * hd) + d4;
-    const float *f = smf + g * AT_SPLITS;
-    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int t0 = r; t0 < ns; t0 += 8 * R) {
-      float4 x[8];
-#pragma unroll
-      for (int u = 0; u < 8; u++) {
-        const int t = t0 + u * R;
-        x[u] = t < ns ? __ldcg(src + (size_t)t * hd4) : make_float4(0.f, 0.f, 0.f, 0.f);
-      }
-#pragma unroll
-      for (int u = 0; u < 8; u++) {
-        const int t = t0 + u * R;
-        if (t < ns) axpy4(o, 1.f, f[t], x[u]);
-      }
+  // Merge of heads g0, g0 + gs, ... (nh of them) of this KV group from every split's partial, by this block.
+  // merge buffers in the (now idle) ring: per merged head the split maxima, overwritten by their factors; sums; totals
+  auto merge = [&](int g0, int gs, int nh) {
+    float *const rf = reinterpret_cast<float *>(ring);
+    float *smf = rf, *sls = rf + G * AT_SPLITS, *sL = rf + 2 * G * AT_SPLITS;
+    float4 *red = reinterpret_cast<float4 *>(rf + 2 * G * AT_SPLITS + 32);
+    // 1. every split's (max, sum) at once
+    for (int i = tid; i < nh * ns; i += NT) {
+      const int k = i / ns, t = i - k * ns, g = g0 + k * gs;
+      const float2 ml = __ldcg(reinterpret_cast<const float2 *>(pml + ((size_t)(h0 + g) * AT_SPLITS + t) * 2));
+      smf[k * AT_SPLITS + t] = ml.x;
+      sls[k * AT_SPLITS + t] = ml.y;
     }
-    if (R == 1) {
-      const float L = sL[g];
-      float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
-      out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
-    } else {
-      red[i] = o;
-    }
-  }
-  if (R > 1) {  // block-uniform
     __syncthreads();
-    for (int e = tid; e < E4; e += NT) {
-      const int g = e / hd4, d4 = e - g * hd4;
-      float4 o = red[e];
-      for (int r = 1; r < R; r++) axpy4(o, 1.f, 1.f, red[r * E4 + e]);
-      const float L = sL[g];
-      float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
-      out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
+    // 2. a warp per head: M = max, factor f_t = exp(m_t - M), L = sum f_t l_t (lanes hold splits lane, lane + 32)
+    for (int k = warp; k < nh; k += NW) {
+      float *f = smf + k * AT_SPLITS;
+      const float *l = sls + k * AT_SPLITS;
+      const bool v0 = lane < ns, v1 = lane + 32 < ns;
+      const float m0 = v0 ? f[lane] : -CUDART_INF_F, m1 = v1 ? f[lane + 32] : -CUDART_INF_F;
+      const float M = warp_max(fmaxf(m0, m1));
+      const float f0 = m0 == -CUDART_INF_F ? 0.f : expf(m0 - M), f1 = m1 == -CUDART_INF_F ? 0.f : expf(m1 - M);
+      const float L = warp_sum((v0 ? l[lane] * f0 : 0.f) + (v1 ? l[lane + 32] * f1 : 0.f));
+      if (v0) f[lane] = f0;
+      if (v1) f[lane + 32] = f1;
+      if (lane == 0) sL[k] = L;
     }
+    __syncthreads();
+    // 3. o = sum_t f_t acc_t: float4 columns; with few columns, R thread groups take every R-th split and their
+    // sums are added in group order.  8 independent loads per thread at a time.
+    const int hd4 = hd >> 2, E4 = nh * hd4;
+    const int R = E4 >= NT ? 1 : NT / E4;
+    for (int i = tid; i < R * E4; i += NT) {
+      const int r = i / E4, e = i - r * E4, k = e / hd4, d4 = e - k * hd4, g = g0 + k * gs;
+      const float4 *src = reinterpret_cast<const float4 *>(pacc + (size_t)(h0 + g) * AT_SPLITS * hd) + d4;
+      const float *f = smf + k * AT_SPLITS;
+      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int t0 = r; t0 < ns; t0 += 8 * R) {
+        float4 x[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+          const int t = t0 + u * R;
+          x[u] = t < ns ? __ldcg(src + (size_t)t * hd4) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+          const int t = t0 + u * R;
+          if (t < ns) axpy4(o, 1.f, f[t], x[u]);
+        }
+      }
+      if (R == 1) {
+        const float L = sL[k];
+        float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
+        out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
+      } else {
+        red[i] = o;
+      }
+    }
+    if (R > 1) {  // block-uniform
+      __syncthreads();
+      for (int e = tid; e < E4; e += NT) {
+        const int k = e / hd4, d4 = e - k * hd4, g = g0 + k * gs;
+        float4 o = red[e];
+        for (int r = 1; r < R; r++) axpy4(o, 1.f, 1.f, red[r * E4 + e]);
+        const float L = sL[k];
+        float *out = a.O + (size_t)(h0 + g) * hd + 4 * d4;
+        out[0] = o.x / L; out[1] = o.y / L; out[2] = o.z / L; out[3] = o.w / L;
+      }
+    }
+  };
+  if (!a.par_merge) {  // the last split block of this KV head merges all splits
+    if (!last_split_block(&a.counters[kvh], ns, a.release_sync)) return;
+    merge(0, 1, gsz);
+    if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+    return;
   }
-  if (tid == 0) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+  // Parallel merge (DecodeAttn::par_merge): the last nm = min(gsz, ns) blocks of the KV head to count themselves
+  // (acq_rel, after the block barrier: the partial writes are released) each merge heads mg, mg + nm, ... once every
+  // split has counted (thread 0 polls with acquire loads, then a block barrier).  A block polls only when at most nm - 1
+  // splits have not counted: those were all scheduled before any dependent grid's block could be (PDL dependents start
+  // once every block of this grid has), so they run to their count.  Each merger counts again when done; the last of
+  // them re-arms the counter (ns + nm counts).
+  __shared__ int s_old;
+  __syncthreads();
+  if (tid == 0) {
+    int old;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&a.counters[kvh]) : "memory");
+    s_old = old;
+  }
+  __syncthreads();
+  const int nm = min(gsz, ns), mg = s_old - (ns - nm);
+  if (mg < 0) return;
+  if (tid == 0)
+    while (ld_acquire_i32(&a.counters[kvh]) < ns) __nanosleep(32);
+  __syncthreads();
+  merge(mg, nm, (gsz - mg + nm - 1) / nm);
+  __syncthreads();  // (every thread's partial reads are done before the counter moves on)
+  if (tid == 0) {
+    int old;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&a.counters[kvh]) : "memory");
+    if (old == ns + nm - 1) a.counters[kvh] = 0;  // ready for the next launch (stream order)
+  }
 }
 
 // max splits of variant 1 (the grid's y, from the host bound): at most AT_SPLITS, >= 16 positions each, one wave
@@ -937,6 +975,16 @@ __global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, 
 // attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override it (still <= AT_SPLITS).
 static int g_attn_max_splits = -1;  // -1: not set (env, else the heuristic); 0: heuristic; > 0: the cap
 void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
+// the wide tiles' parallel merge (DecodeAttn::par_merge): -1 LSW_CUDA_ATTN_PARMERGE (0 / 1, read once; default on)
+static int g_attn_par_merge = -1;
+void attn_decode_set_par_merge(int v) { g_attn_par_merge = v; }
+static bool attn_par_merge() {
+  static const int env = [] {
+    const char *e = getenv("LSW_CUDA_ATTN_PARMERGE");
+    return e && !strcmp(e, "0") ? 0 : 1;
+  }();
+  return (g_attn_par_merge >= 0 ? g_attn_par_merge : env) == 1;
+}
 template <int G, int NCH, typename KT, bool WIDE = false>
 static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
   const int b = DbOcc<G, NCH, KT, WIDE>::blocks;  // blocks per SM
@@ -954,6 +1002,7 @@ static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
   int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, NT / G));
   cap = std::min(cap, AT_SPLITS);
   a.max_splits = std::max(1, std::min(cap, (a.n_ctx_host + DB_MINCHUNK - 1) / DB_MINCHUNK));
+  a.par_merge = WIDE && attn_par_merge();
   launch_pdl(attn_decode_tiles_kernel<G, NCH, KT, WIDE>, dim3(a.n_kv_heads, a.max_splits), dim3(NT), s, pdl, a);
 }
 // variant 1's wide tiles (DbTile WIDE): -1 LSW_CUDA_ATTN_WIDE (0 / 1, read once; default off), else the setting

@@ -244,6 +244,9 @@ void attn_decode_set_max_splits(int n);
 // Variant 1 with a 16-bit cache at head_dim <= 128: 1 wide tiles (8 warps, 32-row tiles), 0 the 4-warp, 16-row
 // tiles; -1 back to LSW_CUDA_ATTN_WIDE=0|1 (read once; default 0)
 void attn_decode_set_wide(int v);
+// The wide tiles' splits merged by up to G blocks of the KV head (one query head each) instead of its last block: 1 / 0;
+// -1 back to LSW_CUDA_ATTN_PARMERGE=0|1 (read once; default 1)
+void attn_decode_set_par_merge(int v);
 // decode attention variant 0, MHA with head_dim <= 128: 8 positions in flight per warp instead of 4 (default off)
 void attn_decode_set_p8(bool on);
 // decode attention variant 0 with GQA: 1 a block per query head (the group's blocks share its K/V rows through L2),
