@@ -13,7 +13,8 @@
 //      P cache rows in registers (16-byte loads), <= 32 splits of >= 32 positions (capped so that they fit one wave:
 //      launch_decode_kern, session 33); the merge loads every split's (max, sum) at once (a lane per split), then
 //      each output dim's partials with all loads in flight.
-//    * variant 1 (in the model only with LSW_CUDA_ATTN_LONG=N, from N positions), attn_decode_tiles_kernel: K/V
+//    * variant 1 (in the model: grouped-query attention with a 16-bit cache at head_dim <= 128 from 4,096 positions, in
+//      its wide tiles, below; any model with LSW_CUDA_ATTN_LONG=N from N positions), attn_decode_tiles_kernel: K/V
 //      tiles (16 rows at head_dim <= 128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
 //      the new row); all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
 //      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does
@@ -21,6 +22,12 @@
 //      Splits of >= 16 positions, at most min(64, one wave of blocks, 128 / G) per KV head
 //      (attn_decode_set_max_splits / LSW_CUDA_ATTN_SPLITS override).  Merge: every split's (max, sum) loaded
 //      at once, then float4 columns with 8 independent loads per thread.
+//      Wide tiles (session 54; 16-bit caches at head_dim <= 128, the default with G > 1): 8 warps and 32-row tiles,
+//      each thread's output dim accumulated over half of every tile's rows (the halves added after the loop), and
+//      the merge spread over the group's query heads: the last min(G, splits) blocks of a KV head to count
+//      themselves each merge a head once every split has counted (par_merge); splits at most min(64, one wave).
+//      H100, one launch, 28 / 4 heads at 16,384 positions: 59.7 us with a block per query head (variant 0), 94.2 with
+//      the 4-warp tiles, 32.0 wide; 32 / 8 at 8,192: 39.0 / 26.7 wide (bench/results/2026-12-06-h100-session54).
 //    H200, Llama-2-7B shape (32 heads, hd 128, fp32 KV), one launch in the harness (bench/results/
 //    2026-12-01-h200-session14): 712 positions 14.2 us (v0) / 13.7 us (v1), 4096 positions 51.4 / 40.7 us (v1:
 //    78 % of copy).  v0's merge with one load round trip for all splits' (max, sum) (session 15): 12.3 us at 712
@@ -999,26 +1006,32 @@ static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {
     return e && *e ? atoi(e) : 0;
   }();
   const int forced = g_attn_max_splits >= 0 ? g_attn_max_splits : env_splits;
-  int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), std::max(1, NT / G));
+  // (wide: no G x splits bound; the merge is spread over the group's heads, par_merge.  28/4 at 16,384 positions on
+  // an H100, one launch: 32 splits 37.9 us, 64 splits 32.0 us; session 54)
+  const int gcap = WIDE && attn_par_merge() ? AT_SPLITS : std::max(1, NT / G);
+  int cap = forced > 0 ? forced : std::min(std::max(1, b * sm_count() / a.n_kv_heads), gcap);
   cap = std::min(cap, AT_SPLITS);
   a.max_splits = std::max(1, std::min(cap, (a.n_ctx_host + DB_MINCHUNK - 1) / DB_MINCHUNK));
   a.par_merge = WIDE && attn_par_merge();
   launch_pdl(attn_decode_tiles_kernel<G, NCH, KT, WIDE>, dim3(a.n_kv_heads, a.max_splits), dim3(NT), s, pdl, a);
 }
-// variant 1's wide tiles (DbTile WIDE): -1 LSW_CUDA_ATTN_WIDE (0 / 1, read once; default off), else the setting
+// variant 1's wide tiles (DbTile WIDE): the setting, else LSW_CUDA_ATTN_WIDE (0 / 1, read once), else on for
+// grouped-query attention (G > 1) and off for one query head per KV head (there the 4-warp tiles are as fast: 7B at
+// 4,096 positions 34.6 against 34.9 us on an H100, session 54)
 static int g_attn_wide = -1;
 void attn_decode_set_wide(int v) { g_attn_wide = v; }
-static bool attn_wide() {
+static bool attn_wide(int G) {
   static const int env = [] {
     const char *e = getenv("LSW_CUDA_ATTN_WIDE");
-    return e && !strcmp(e, "1") ? 1 : 0;
+    return e && !strcmp(e, "1") ? 1 : e && !strcmp(e, "0") ? 0 : -1;
   }();
-  return (g_attn_wide >= 0 ? g_attn_wide : env) == 1;
+  const int v = g_attn_wide >= 0 ? g_attn_wide : env;
+  return v >= 0 ? v == 1 : G > 1;
 }
 template <int NCH, typename KT>
 static void launch_decode_tiles(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) {
   if constexpr (NCH == 1 && sizeof(KT) == 2) {  // 16-bit caches at head_dim <= 128: the wide tiles when asked for
-    if (attn_wide()) {
+    if (attn_wide(G)) {
       if (G <= 1) launch_tiles<1, NCH, KT, true>(a, pdl, s);
       else if (G <= 2) launch_tiles<2, NCH, KT, true>(a, pdl, s);
       else if (G <= 4) launch_tiles<4, NCH, KT, true>(a, pdl, s);

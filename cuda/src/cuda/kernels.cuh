@@ -242,7 +242,7 @@ int attn_decode_forced_variant();
 // LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
 void attn_decode_set_max_splits(int n);
 // Variant 1 with a 16-bit cache at head_dim <= 128: 1 wide tiles (8 warps, 32-row tiles), 0 the 4-warp, 16-row
-// tiles; -1 back to LSW_CUDA_ATTN_WIDE=0|1 (read once; default 0)
+// tiles; -1 back to LSW_CUDA_ATTN_WIDE=0|1 (read once; unset: wide with grouped-query attention, else not)
 void attn_decode_set_wide(int v);
 // The wide tiles' splits merged by up to G blocks of the KV head (one query head each) instead of its last block: 1 / 0;
 // -1 back to LSW_CUDA_ATTN_PARMERGE=0|1 (read once; default 1)

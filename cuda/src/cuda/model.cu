@@ -77,9 +77,12 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
   int nonfinite;                // the sampler saw a NaN or infinite logit (lswc_model_step reports LSW_E_NUMERIC)
 };
 
-// decode attention: the K/V tile kernel from this many positions on (0: never, the default for every model since
-// session 42; see lswc_model_finalize)
+// decode attention: the K/V tile kernel from this many positions on (0: never, the default for one query head per KV
+// head since session 42; see lswc_model_finalize)
 constexpr int kAttnLong = 0;
+// ... and for grouped-query attention with a 16-bit cache at head_dim <= 128 and <= 8 query heads per KV head, where
+// the tile kernel runs its wide tiles (session 54; see lswc_model_finalize)
+constexpr int kAttnLongGqa = 4096;
 
 struct State {
   int device = 0;
@@ -922,6 +925,17 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   //    2,048 / 3,968 prompt tokens 3.918-3.925 / 4.103 / 4.374-4.377 ms/token with it, 3.596-3.605 / 3.737 /
   //    3.966-3.974 without.  Longer GQA contexts as well: llama3-8b after 8,000 tokens 5.423 against 4.747,
   //    qwen2.5-7b after 16,000 8.285 against 4.839.
+  //  - Session 54 (bench/results/2026-12-06-h100-session54): the tile kernel's wide tiles (8 warps, 32-row tiles, the
+  //    merge spread over the group's heads) for grouped-query attention with a 16-bit cache.  H100, base ms/token,
+  //    default against the wide tiles from 1,024 positions: qwen2.5-7b after 16,000 tokens 6.142 against 5.749
+  //    (64 splits), llama3-8b after 8,000 5.984 against 5.896, after 2,048 5.355 against 5.542 (slower).  So such
+  //    models switch at kAttnLongGqa positions.
+  {
+    const int G = cf.num_kv_heads > 0 ? cf.num_heads / cf.num_kv_heads : 1;
+    const bool kv16 = cf.kv_dtype == LSW_DTYPE_F16 || cf.kv_dtype == LSW_DTYPE_BF16;
+    if (G > 1 && G <= 8 && cf.num_heads % cf.num_kv_heads == 0 && kv16 && cf.head_dim <= 128)
+      st->attn_long = kAttnLongGqa;
+  }
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
   lswc::attn_decode_set_p8(env_flag("LSW_CUDA_ATTN_P8", false));
