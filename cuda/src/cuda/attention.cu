@@ -13,8 +13,9 @@
 //      P cache rows in registers (16-byte loads), <= 32 splits of >= 32 positions (capped so that they fit one wave:
 //      launch_decode_kern, session 33); the merge loads every split's (max, sum) at once (a lane per split), then
 //      each output dim's partials with all loads in flight.
-//    * variant 1 (in the model: grouped-query attention with a 16-bit cache at head_dim <= 128 from 4,096 positions, in
-//      its wide tiles, below; any model with LSW_CUDA_ATTN_LONG=N from N positions), attn_decode_tiles_kernel: K/V
+//    * variant 1 (in the model: grouped-query attention with a 16-bit cache at head_dim <= 128 from 4,096 positions
+//      (<= 4 query heads per KV head) or 7,168 (5..8), in its wide tiles, below; any model with LSW_CUDA_ATTN_LONG=N
+//      from N positions), attn_decode_tiles_kernel: K/V
 //      tiles (16 rows at head_dim <= 128, 8 above) copied into a 2-stage shared-memory ring by cp.async (zero-fill for rows past the split and for
 //      the new row); all stages requested at once, each refilled as soon as the block is done with it.  Per tile: each warp
 //      scores its rows for all G query heads (one multi-value warp reduction), one thread per (head, row) does

@@ -81,8 +81,8 @@ struct DevBlk {                 // device scalars of the decode step (one memcpy
 // head since session 42; see lswc_model_finalize)
 constexpr int kAttnLong = 0;
 // ... and for grouped-query attention with a 16-bit cache at head_dim <= 128 and <= 8 query heads per KV head, where
-// the tile kernel runs its wide tiles (session 54; see lswc_model_finalize)
-constexpr int kAttnLongGqa = 4096;
+// the tile kernel runs its wide tiles (session 54; see lswc_model_finalize): up to 4 query heads per KV head, and more
+constexpr int kAttnLongGqa4 = 4096, kAttnLongGqa8 = 7168;
 
 struct State {
   int device = 0;
@@ -925,16 +925,17 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   //    2,048 / 3,968 prompt tokens 3.918-3.925 / 4.103 / 4.374-4.377 ms/token with it, 3.596-3.605 / 3.737 /
   //    3.966-3.974 without.  Longer GQA contexts as well: llama3-8b after 8,000 tokens 5.423 against 4.747,
   //    qwen2.5-7b after 16,000 8.285 against 4.839.
-  //  - Session 54 (bench/results/2026-12-06-h100-session54): the tile kernel's wide tiles (8 warps, 32-row tiles, the
-  //    merge spread over the group's heads) for grouped-query attention with a 16-bit cache.  H100, base ms/token,
-  //    default against the wide tiles from 1,024 positions: qwen2.5-7b after 16,000 tokens 6.142 against 5.749
-  //    (64 splits), llama3-8b after 8,000 5.984 against 5.896, after 2,048 5.355 against 5.542 (slower).  So such
-  //    models switch at kAttnLongGqa positions.
+  //  - Session 54 (bench/results/2026-12-06-h100-session54, H100s, base ms/token, two rounds of alternating
+  //    processes): the tile kernel's wide tiles (8 warps, 32-row tiles, the merge spread over the group's heads) for
+  //    grouped-query attention with a 16-bit cache, against the register kernel throughout.  From 1,024 positions:
+  //    llama3-8b (G 4) after 3,000 / 4,096 / 5,000 / 6,144 / 8,000 prompt tokens +0.7 / -0.4 / 0 / -2.8 / -2.9 %;
+  //    qwen2.5-7b (G 7) +1.9 / +1.8 / +0.7 / +0.7 / -1.8 %, and after 16,000 6.05 -> 5.59 ms (-7.6 %).  So such
+  //    models switch at 4,096 positions (G <= 4) or 7,168 (G 5..8: between its losing 6,144 and winning 8,000).
   {
     const int G = cf.num_kv_heads > 0 ? cf.num_heads / cf.num_kv_heads : 1;
     const bool kv16 = cf.kv_dtype == LSW_DTYPE_F16 || cf.kv_dtype == LSW_DTYPE_BF16;
     if (G > 1 && G <= 8 && cf.num_heads % cf.num_kv_heads == 0 && kv16 && cf.head_dim <= 128)
-      st->attn_long = kAttnLongGqa;
+      st->attn_long = G <= 4 ? kAttnLongGqa4 : kAttnLongGqa8;
   }
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
   // decode attention with 8 positions in flight per warp (MHA, head_dim <= 128)
