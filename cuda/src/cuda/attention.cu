@@ -190,11 +190,6 @@ __device__ __forceinline__ void axpy4(float4 &y, float c, float w, float4 v) {
   y.x = y.x * c + w * v.x; y.y = y.y * c + w * v.y; y.z = y.z * c + w * v.z; y.w = y.w * c + w * v.w;
 }
 
-__device__ __forceinline__ int ld_acquire_i32(const int *p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
 // After a block's partials are written: it counts itself in *counter; true in the last of the n blocks, which then
 // reads every partial.  The caller re-arms the counter.
 //  - rel (DecodeAttn::release_sync, the default): after the block barrier ONE thread counts with an acq_rel atomic.
@@ -586,7 +581,7 @@ constexpr int DB_MINCHUNK = 16;  // positions per split at least
 // a 16-bit cache (32-row tiles there, fp32's bytes per stage, measured the same, 29.2 us at 4,096 positions:
 // bench/results/2026-12-01-h200-session19/run4-tile32)
 // WIDE (session 54; 16-bit caches at head_dim <= 128 only): 8 warps and 32-row tiles, so a block takes twice the
-// rows per tile with twice the warps, and the per-tile barriers and latencies are paid over 4x the bytes of the
+// rows per tile with twice the warps, and the per-tile barriers and latencies are paid over twice the bytes of the
 // 4-warp, 16-row tile: the grouped-query shapes' blocks are few (G query heads per block), and with 4 warps they
 // were bound by the tile loop's latency, not by their bytes (attn_decode_set_wide / LSW_CUDA_ATTN_WIDE).
 template <int NCH, bool WIDE = false> struct DbTile {
@@ -965,7 +960,7 @@ __global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, 
   const int nm = min(gsz, ns), mg = s_old - (ns - nm);
   if (mg < 0) return;
   if (tid == 0)
-    while (ld_acquire_i32(&a.counters[kvh]) < ns) __nanosleep(32);
+    while (ld_acquire(&a.counters[kvh]) < ns) __nanosleep(32);
   __syncthreads();
   merge(mg, nm, (gsz - mg + nm - 1) / nm);
   __syncthreads();  // (every thread's partial reads are done before the counter moves on)

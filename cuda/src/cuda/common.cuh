@@ -33,6 +33,13 @@ constexpr int WARP = 32;
 __device__ __forceinline__ float rope_rot(float x0, float x1, float c, float s, bool first) {
   return first ? __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)) : __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
 }
+// an acquire load of a counter other blocks (or grids) bump: the in-kernel LoRA shrinks' sync (gemv.cu), the decode
+// attention's split counters (attention.cu)
+__device__ __forceinline__ int ld_acquire(const int *p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -103,11 +103,6 @@ __device__ __forceinline__ int ld_relaxed(const int *p) {
   return v;
 }
 
-__device__ __forceinline__ int ld_acquire(const int *p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
 // ---- GEMV timeline trace (dev builds with -DLSW_GEMV_TRACE only; production kernels carry none of it) ------------
 // Thread 0 of every GEMV block (and in-kernel shrink block) fills one record of kGtWords words while gemv_trace_set
 // has armed a buffer: [0] rows << 32 | cols, [1] grid << 40 | block << 20 | smid << 8 | flags (1 LoRA, 2 shrink block,
