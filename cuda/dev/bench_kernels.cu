@@ -3816,7 +3816,10 @@ static void test_sampling() {
     auto lg5 = rvec(vocab, 2.f);
     if (vocab > 100)
       for (int t = 0; t < 45; t++) lg5[(size_t)(mix(g_seed++) % (uint64_t)vocab)] = t < 40 ? 11.f + 0.05f * (float)t : 12.f;
-    float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5);
+    // 13 levels: ties of thousands of ids, so that the general path's top-p chunks (1,024 ids each) cut through them
+    auto lg6 = rvec(vocab, 3.f);
+    for (auto &x : lg6) x = std::round(2.f * x) * 0.5f;
+    float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5), *dl6 = dup(lg6);
     // the compact path (at most 1,024 candidates) and the general one (sample_set_general) against the CPU; top-k
     // 1,024 is the compact path's largest, 1,025 the general one's smallest
     const lsw_sampler_params pk[] = {{0.9f, 1024, 1.f, 0.f, 12}, {0.9f, 1025, 0.97f, 0.02f, 13}, {1.2f, 300, 0.99f, 0.f, 14}};
@@ -3830,16 +3833,13 @@ static void test_sampling() {
       for (int set = 0; set < 2; set++)
         for (const auto &sp : set ? std::vector<lsw_sampler_params>(std::begin(pk), std::end(pk))
                                   : std::vector<lsw_sampler_params>(std::begin(ps), std::end(ps)))
-          for (int which = 0; which < 4; which++)
+          for (int which = 0; which < 5; which++)
             for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
               const int K = sp.top_k > 0 && sp.top_k < vocab ? sp.top_k : vocab;
               if (general && K > 1024) continue;  // the default path is the general one here: run above
-              // the general path's top-p extracts one candidate per pass over the vocabulary: skip its long nuclei
-              const bool slow = (general || K > 1024) && sp.top_p < 1.f && !sampler_greedy(sp.temperature, sp.top_k);
-              if (slow && (which == 1 || which == 2) && (vocab > 100000 || which == 2 || g_quick)) continue;
-              if (g_quick && step >= 3) continue;  // (--quick: under compute-sanitizer)
-              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : dl5;
-              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : lg5;
+              if (g_quick && (step >= 2 || (vocab > 100000 && (which == 1 || which == 4)))) continue;  // (--quick: memcheck)
+              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : which == 3 ? dl5 : dl6;
+              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : which == 3 ? lg5 : lg6;
               if (!general) {  // whether the default path would take several blocks (asked with it switched on)
                 sample_set_multiblock(true);
                 const bool mb = sample_blocks(vocab, sp) > 1;
@@ -3894,9 +3894,39 @@ static void test_sampling() {
           row(nm, msp, 0, 0);
         }
       sample_set_general(false);
-      const double msp = time_ms([&](int i) { CK(sample(vocab, dl, sp2, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
-      snprintf(nm, sizeof nm, "sample vocab=%d T0.8 top-p 0.95 (no top-k), logits of set 0, default path", vocab);
-      row(nm, msp, 0, 0);
+      // long nuclei (the general path's top-p in chunks of 1,024; before session 55 one pass over the vocabulary per
+      // nucleus member): the nucleus's size from the CPU algorithm's order
+      auto nucleus = [&](const std::vector<float> &h, const lsw_sampler_params &q) {
+        std::vector<double> pr(h.size());
+        double mx = -INFINITY, sum = 0;
+        for (float x : h) mx = std::max(mx, (double)x / q.temperature);
+        for (size_t i = 0; i < h.size(); i++) sum += (pr[i] = std::exp((double)h[i] / q.temperature - mx));
+        std::vector<int> o(h.size());
+        for (size_t i = 0; i < h.size(); i++) o[i] = (int)i;
+        std::sort(o.begin(), o.end(), [&](int a, int b) { return pr[a] > pr[b] || (pr[a] == pr[b] && a < b); });
+        double cum = 0;
+        size_t j = 0;
+        for (; j < o.size(); j++) { cum += pr[o[j]] / sum; if (cum >= (double)q.top_p) break; }
+        return (int)std::min(j + 1, o.size());
+      };
+      for (int which = 0; which < 3; which++) {
+        const lsw_sampler_params sq{which == 2 ? 1.5f : 0.8f, 0, which == 2 ? 0.99f : 0.95f, 0.f, 10};
+        const float *d = which == 0 ? dl : which == 1 ? dl2 : dl6;
+        const auto &h = which == 0 ? lg : which == 1 ? lg2 : lg6;
+        const double msp = time_ms([&](int i) { CK(sample(vocab, d, sq, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
+        snprintf(nm, sizeof nm, "sample vocab=%d T%.1f top-p %.2f (no top-k), %s logits: nucleus of %d ids, default path",
+                 vocab, sq.temperature, sq.top_p, which == 0 ? "set 0" : which == 1 ? "flat (set 1)" : "13-level",
+                 nucleus(h, sq));
+        row(nm, msp, 0, 0);
+      }
+      {
+        const lsw_sampler_params sq{1.f, 5000, 0.95f, 0.f, 10};
+        if (sq.top_k < vocab) {
+          const double msk = time_ms([&](int i) { CK(sample(vocab, dl2, sq, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
+          snprintf(nm, sizeof nm, "sample vocab=%d T1.0 top-k 5000 top-p 0.95, flat logits (set 1), general path", vocab);
+          row(nm, msk, 0, 0);
+        }
+      }
       const double ms2 = time_ms([&](int) { CK(argmax(vocab, dl, dt_, 0)); }, 50);
       snprintf(nm, sizeof nm, "argmax vocab=%d", vocab);
       row(nm, ms2, 0, 0);
@@ -3905,7 +3935,7 @@ static void test_sampling() {
       row(nm, ms3, 0, 0);
     }
     cudaFree(gs); cudaFreeHost(hb); cudaFree(dnf0);
-    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dl5); cudaFree(dt_); cudaFree(keep); cudaFree(p);
+    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dl5); cudaFree(dl6); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }
 

@@ -325,7 +325,6 @@ static void test_ops() {
                                      {0.7f, 100, 0.95f, 0.05f, 3}, {1.f, 0, 1.f, 0.1f, 11}, {3.f, 60, 1.f, 0.f, 12},
                                      {2.f, 1024, 0.99f, 0.f, 13}};
     for (auto &p : ps) {
-      if (p.top_k == 0 && p.temperature > 0.f && V > 5000) continue;  // the general path's long nuclei: slow here
       for (uint64_t step = 0; step < (g_small ? 3u : V > 5000 ? 12u : 40u); step++) {
         int32_t t0 = -1, t1 = -2;
         OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &p, step, &t0));
@@ -337,15 +336,19 @@ static void test_ops() {
     CHECK(bad == 0, "sample, vocab %d: %d of %d draws differ between CPU and CUDA", V, bad, n);
   }
   // top-p without top-k on large vocabularies (the multi-block kernel's nucleus mode): peaked logits, a nucleus of tens
-  // of ids among its 1,024 candidates; and 1,500 ids tied at the top, a nucleus larger than the candidates (the general
-  // path after the multi-block pass)
+  // of ids among its 1,024 candidates; 1,500 ids tied at the top, a nucleus larger than the candidates (the general
+  // path after the multi-block pass, its top-p in chunks of 1,024); logits on 13 levels, so that the nucleus's chunks
+  // cut through ties of thousands of ids (lowest ids first across chunks), also under top-k 5,000 and top-k 2,000
   for (int V : {5000, 32000, 151936})
-    for (int kind = 0; kind < 2; kind++) {
-      if (kind && V > 5000) continue;  // the general path's 1,500 top-p passes: slow on larger ones (memcheck)
+    for (int kind = 0; kind < 3; kind++) {
       if (g_small && V > 40000) continue;
       auto l = rand_f((size_t)V, 2.f);
-      for (int i = 0; i < (kind ? 1500 : 40); i++) l[(size_t)(rng() % (uint64_t)V)] = kind ? 9.f : 10.f + 0.05f * (float)(i % 20);
-      const lsw_sampler_params ps[] = {{0.8f, 0, 0.95f, 0.05f, 21}, {1.f, 0, 0.9f, 0.f, 22}, {0.6f, 0, 0.99f, 0.02f, 23}};
+      if (kind == 2)
+        for (auto &x : l) x = std::round(2.f * x) * 0.5f;
+      else
+        for (int i = 0; i < (kind ? 1500 : 40); i++) l[(size_t)(rng() % (uint64_t)V)] = kind ? 9.f : 10.f + 0.05f * (float)(i % 20);
+      const lsw_sampler_params ps[] = {{0.8f, 0, 0.95f, 0.05f, 21}, {1.f, 0, 0.9f, 0.f, 22}, {0.6f, 0, 0.99f, 0.02f, 23},
+                                       {1.5f, 5000, 0.97f, 0.f, 24}, {2.f, 2000, 0.9f, 0.f, 25}};
       int bad = 0, n = 0;
       for (auto &p : ps)
         for (uint64_t step = 0; step < (g_small ? 2u : 6u); step++) {
@@ -355,8 +358,8 @@ static void test_ops() {
           bad += t0 != t1;
           n++;
         }
-      CHECK(bad == 0, "sample, top-p without top-k, vocab %d, %s: %d of %d draws differ between CPU and CUDA", V,
-            kind ? "1,500 ids tied at the top" : "peaked", bad, n);
+      CHECK(bad == 0, "sample, top-p without top-k or with a large one, vocab %d, %s: %d of %d draws differ between CPU "
+            "and CUDA", V, kind == 2 ? "logits on 13 levels" : kind ? "1,500 ids tied at the top" : "peaked", bad, n);
     }
   // greedy: the decode step's multi-block argmax (greedy_advance) against the CPU and against the expected id.  Vocab
   // sizes around its blocks (4,096 logits each) and float4 tails; the top value tied at a low id in the last block's
