@@ -3721,7 +3721,7 @@ static void test_sampling() {
     float *dl = dup(lg);
     int *dt_ = dnew<int>(1);
     unsigned char *keep = dnew<unsigned char>(vocab);
-    double *p = dnew<double>(vocab);
+    double *p = dnew<double>(sample_scratch_doubles(vocab));
     CK(argmax(vocab, dl, dt_, 0));
     CK(cudaDeviceSynchronize());
     int tok = down(dt_, 1)[0];

@@ -281,10 +281,12 @@ namespace lswc {
 // The sampler's argmax case (temperature 0, or only the top token kept): the sampler kernel's branch, and the
 // decode step's and lsw_op_sample's choice of greedy_advance (the CPU engine's sampler tests the same)
 __host__ __device__ inline bool sampler_greedy(float temperature, int top_k) { return !(temperature > 0.f) || top_k == 1; }
-// Full sampler (see sample.cu).  keep: [vocab] bytes, p: [vocab] doubles of device scratch.
+// Full sampler (see sample.cu).  keep: [vocab] bytes, p: sample_scratch_doubles(vocab) doubles of device scratch.
 // step_dev (nullable): the step is read from device memory (graph replay).  *nonfinite: 1 when a logit is NaN or
 // infinite, else 0; written on every launch.  Flagged logits get the argmax key's token in the greedy branch, else
 // token 0 and nothing more is computed.
+// The sampler's p scratch: [vocab] doubles (the probabilities), then [vocab] ints (the general path's list of ids)
+inline size_t sample_scratch_doubles(int vocab) { return (size_t)vocab + ((size_t)vocab + 1) / 2; }
 cudaError_t sample(int vocab, const float *logits, const lsw_sampler_params &sp, const unsigned long long *step_dev,
                    unsigned long long step_host, unsigned char *keep, double *p, int *token, int *nonfinite,
                    cudaStream_t s);

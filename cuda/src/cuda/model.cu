@@ -1007,7 +1007,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   TRY(dalloc(st, &st->blk, 1));
   LSWC_CHECK(cudaMemset(st->blk, 0, sizeof(DevBlk)));
   TRY(dalloc(st, &st->keep, (size_t)V));
-  TRY(dalloc(st, &st->pd, (size_t)V));
+  TRY(dalloc(st, &st->pd, lswc::sample_scratch_doubles(V)));
   TRY(dalloc(st, &st->attn_scratch, lswc::attn_scratch_floats(cf.num_heads, cf.head_dim)));
   LSWC_CHECK(lswc::attn_scratch_clear(st->attn_scratch, cf.num_heads, cf.head_dim, st->s));
   {

@@ -244,7 +244,7 @@ lsw_status lswc_op_sample(int32_t vocab, const float *logits, const lsw_sampler_
                                 nullptr, nullptr, 0, false, 0));
   } else {
     TRY(keep.alloc((size_t)vocab));
-    TRY(pd.alloc((size_t)vocab * 8));
+    TRY(pd.alloc(lswc::sample_scratch_doubles(vocab) * 8));
     FINISH(lswc::sample(vocab, dl.as<float>(), *p, nullptr, step, keep.as<unsigned char>(), pd.as<double>(),
                         dt.as<int>(), dt.as<int>() + 1, 0));
   }

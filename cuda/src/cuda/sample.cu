@@ -9,8 +9,8 @@
 // sample_mb_kernel on vocabularies of at least two 1,024-id slices; every sum is taken in the CPU's order by one
 // thread.  Top-p without top-k: sample_mb_kernel's nucleus mode where the nucleus lies among the 1,024 largest logits
 // (the softmax denominator a parallel fp64 sum), else the general path, one block, where sums other than the top-p
-// running sum are parallel fp64 reductions (top-k by radix passes, top-p in sorted chunks of 1,024 ids: each chunk
-// costs about ten passes over the vocabulary).  exp() may differ from the host libm by an ulp, so the draw equals the
+// running sum are parallel fp64 reductions (top-k by radix passes, top-p by binning the kept ids by p and walking the
+// bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals the
 // CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
 #include <math_constants.h>
@@ -610,6 +610,190 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
   sample_tail(min(K, vocab), cid, cl, temperature, top_p, min_p, seed, step, token);
 }
 
+// ---- the general path's top-p -----------------------------------------------------------------------------------------
+// Until session 55 it took one id per pass over the vocabulary (two block reductions each): ~20 us per nucleus member,
+// 1.2 s for a nucleus of 60,000 ids.  Now the kept ids are binned by p (counts, then a scatter into a list: two passes),
+// and the bins are walked from the top in groups of at most SK_MAX ids, each group sorted in shared memory by (p desc,
+// id asc) and summed in that order by thread 0 until the running sum reaches top_p.  Bins are 1/64 of a binary order
+// of magnitude wide, over the 32 below the largest p; a bin of more than SK_MAX ids (ties, or values very close
+// together) is walked SK_MAX at a time by select_gather on unique keys (p's low bits and the id), and the ids below
+// the bins by select_gather over the vocabulary.
+constexpr int TP_BINS = 2 * SB;               // 32 binary orders of magnitude, 64 bins each
+constexpr int TP_MAX_ID = (1 << 18) - 1;      // the big bins' keys hold 18 bits of id (larger vocabularies: no bins)
+__shared__ int sg_bin[TP_BINS + 1];           // counts, then each bin's end in the list
+__shared__ double s_lastp, s_cum;             // the last id taken (p, id), the running sum
+__shared__ int s_lastid, s_done;              // (s_done: the running sum reached top_p)
+
+// Thread 0 carries the running sum over the m entries of sg_sp / sg_ord, sorted; ends with a barrier.
+__device__ void topp_walk(int m, float top_p) {
+  if (threadIdx.x == 0) {
+    double cum = s_cum;
+    int j = 0;
+    for (; j < m; j++) {
+      cum += sg_sp[j];
+      if (cum >= (double)top_p) break;
+    }
+    const int at = min(j, m - 1);
+    s_lastp = sg_sp[at];
+    s_lastid = sg_ord[at];
+    s_cum = cum;
+    s_done = j < m;
+  }
+  __syncthreads();
+}
+
+// The ids at positions 0 .. n-1 (id_of(pos); -1: none there) after the last one taken, in (p desc, id asc) order,
+// SK_MAX at a time, until the running sum reaches top_p or they run out.  skey(v, id) is select_gather's key of an id
+// (nonzero; its order must be (p desc, id asc) where positions do not follow ids).
+template <typename IdF, typename SKeyF>
+__device__ void topp_chunks(int n, const double *p, float top_p, IdF id_of, SKeyF skey) {
+  for (;;) {
+    const double last_p = s_lastp;
+    const int last_id = s_lastid;
+    const int m = select_gather<unsigned long long>(
+        n, SK_MAX,
+        [&](int pos) -> unsigned long long {
+          const int i = id_of(pos);
+          if (i < 0) return 0ull;
+          const double v = p[i];
+          if (!(v < last_p || (v == last_p && i > last_id))) return 0ull;  // taken already
+          return skey(v, i);
+        },
+        [&](int at, int pos, unsigned long long) {
+          const int i = id_of(pos);
+          sg_ord[at] = i;
+          sg_sp[at] = p[i];
+        });
+    if (m == 0) return;  // (uniform)
+    bitonic_desc(m, sg_sp, sg_ord);
+    topp_walk(m, top_p);
+    if (s_done || m < SK_MAX) return;
+  }
+}
+
+// Step 3 of the general path: keep [vocab] flags (kept ids 1), p [vocab] their probabilities, then [vocab] ints of
+// scratch (the list).  Clears the flags of the kept ids outside the nucleus.  Every thread calls it.
+__device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float top_p) {
+  __shared__ double shd[32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const unsigned lt = (1u << lane) - 1u;
+  int *list = reinterpret_cast<int *>(p + vocab);
+  if (tid == 0) {
+    s_lastp = CUDART_INF;
+    s_lastid = -1;
+    s_cum = 0;
+    s_done = 0;
+  }
+  double pm = 0;
+  for (int i = tid; i < vocab; i += blockDim.x)
+    if (keep[i]) pm = fmax(pm, p[i]);
+  pm = block_reduce(pm, [](double a, double b) { return fmax(a, b); }, shd);
+  const int emax = (int)((unsigned long long)__double_as_longlong(pm) >> 52);
+  // a kept id's bin: 64 (binary order of magnitude below pm's) + 63 - (its 6 top mantissa bits); TP_BINS below them
+  auto bin_of = [&](int i) -> int {
+    if (!keep[i]) return -1;
+    const unsigned long long k = (unsigned long long)__double_as_longlong(p[i]);
+    const int d = emax - (int)(k >> 52);
+    return d < 32 ? (d << 6) | (63 - (int)((k >> 46) & 63)) : TP_BINS;
+  };
+  const bool bins = vocab <= TP_MAX_ID;
+  if (bins) {
+    for (int b = tid; b <= TP_BINS; b += blockDim.x) sg_bin[b] = 0;
+    __syncthreads();
+    for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // counts (uniform trip count: every lane reaches hist_add)
+      int bn[SU];
+#pragma unroll
+      for (int u = 0; u < SU; u++) {
+        const int i = i0 + u * blockDim.x + tid;
+        bn[u] = i < vocab ? bin_of(i) : -1;
+      }
+#pragma unroll
+      for (int u = 0; u < SU; u++) hist_add(sg_bin, (unsigned)max(bn[u], 0), bn[u] >= 0);
+    }
+    __syncthreads();
+    {  // each bin's start in the list (thread t: bins 2t, 2t + 1), the ids below the bins not listed
+      const int c0 = sg_bin[2 * tid], c1 = sg_bin[2 * tid + 1];
+      int incl = c0 + c1;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += y;
+      }
+      if (lane == 31) sg_wgt[warp] = incl;
+      __syncthreads();
+      if (tid == 0)
+        for (int w = 0, run = 0; w < (int)(blockDim.x >> 5); w++) {
+          const int t = sg_wgt[w];
+          sg_wgt[w] = run;
+          run += t;
+        }
+      __syncthreads();
+      const int ex = sg_wgt[warp] + incl - c0 - c1;
+      sg_bin[2 * tid] = ex;
+      sg_bin[2 * tid + 1] = ex + c0;
+      __syncthreads();
+    }
+    for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // the scatter: a bin's ids in any order (sorted later)
+      int bn[SU];
+#pragma unroll
+      for (int u = 0; u < SU; u++) {
+        const int i = i0 + u * blockDim.x + tid;
+        bn[u] = i < vocab ? bin_of(i) : -1;
+      }
+#pragma unroll
+      for (int u = 0; u < SU; u++) {
+        const bool in = bn[u] >= 0 && bn[u] < TP_BINS;
+        const unsigned act = __ballot_sync(0xffffffffu, in);
+        if (in) {
+          const unsigned peers = __match_any_sync(act, bn[u]);
+          const int leader = __ffs(peers) - 1;
+          int base = 0;
+          if (lane == leader) base = atomicAdd(&sg_bin[bn[u]], __popc(peers));
+          base = __shfl_sync(peers, base, leader);
+          list[base + __popc(peers & lt)] = i0 + u * blockDim.x + tid;
+        }
+      }
+    }
+    __syncthreads();  // sg_bin[b]: the end of bin b (the start of b + 1)
+    for (int b = 0; b < TP_BINS && !s_done;) {  // (uniform)
+      const int st = b ? sg_bin[b - 1] : 0;
+      if (sg_bin[b] - st > SK_MAX) {  // a big bin: unique keys, (p's bits below the bin's) desc, id asc
+        topp_chunks(sg_bin[b] - st, p, top_p, [&](int pos) { return list[st + pos]; },
+                    [](double v, int i) {
+                      return (((unsigned long long)__double_as_longlong(v) & ((1ull << 46) - 1)) << 18) |
+                             (unsigned long long)(TP_MAX_ID - i);
+                    });
+        b++;
+        continue;
+      }
+      int e = b + 1;  // whole bins while they fit
+      while (e < TP_BINS && sg_bin[e] - st <= SK_MAX) e++;
+      const int m = sg_bin[e - 1] - st;
+      if (m > 0) {
+        for (int c = tid; c < m; c += blockDim.x) {
+          const int i = list[st + c];
+          sg_ord[c] = i;
+          sg_sp[c] = p[i];
+        }
+        bitonic_desc(m, sg_sp, sg_ord);
+        topp_walk(m, top_p);
+      }
+      b = e;
+    }
+  }
+  __syncthreads();
+  if (!s_done)  // the ids below the bins (or every id without bins), in id order: p's bits are the key
+    topp_chunks(vocab, p, top_p,
+                [&](int i) { return bins ? (bin_of(i) == TP_BINS ? i : -1) : (keep[i] ? i : -1); },
+                [](double v, int) { return (unsigned long long)__double_as_longlong(v) | (1ull << 63); });
+  const double last_p = s_lastp;
+  const int last_id = s_lastid;
+  if (last_id >= 0)
+    for (int i = tid; i < vocab; i += blockDim.x)
+      if (keep[i]) keep[i] = p[i] > last_p || (p[i] == last_p && i <= last_id);
+  __syncthreads();
+}
+
 // The general path (more than SK_MAX candidates: top-k off or above SK_MAX on a larger vocabulary, or a nucleus the
 // multi-block kernel's 1,024 candidates do not hold), one block: keep [vocab] flags and p [vocab] doubles of scratch;
 // the logits are finite.  Writes *token.
@@ -641,61 +825,8 @@ __device__ __noinline__ void sample_general(int vocab, const float *__restrict__
   sum = block_reduce(sum, dsum, shd);
   for (int i = tid; i < vocab; i += blockDim.x) p[i] /= sum;
   __syncthreads();
-  // 3. top-p: the kept ids in (p desc, id asc) order, SK_MAX at a time: each chunk is the next SK_MAX of that order
-  //    after the last one taken (select_gather on 64-bit keys: p's bits with the top bit set, 0 for the ids not
-  //    kept or already taken), sorted in shared memory; thread 0 carries the running sum, in the CPU's order, until
-  //    it reaches top_p (then that id is the nucleus's last) or the kept ids run out (all of them are in it).
-  //    Until session 55 this step took one id per pass over the vocabulary: ~20 us per nucleus member.
-  if (top_p < 1.f) {
-    __shared__ double s_lastp, s_cum;
-    __shared__ int s_lastid, s_done;
-    if (tid == 0) {
-      s_lastp = CUDART_INF;
-      s_lastid = -1;
-      s_cum = 0;
-      s_done = 0;
-    }
-    __syncthreads();
-    for (;;) {
-      const double last_p = s_lastp;
-      const int last_id = s_lastid;
-      const int n = select_gather<unsigned long long>(
-          vocab, SK_MAX,
-          [&](int i) -> unsigned long long {
-            if (!keep[i]) return 0ull;
-            const double v = p[i];
-            if (!(v < last_p || (v == last_p && i > last_id))) return 0ull;  // taken already
-            return (unsigned long long)__double_as_longlong(v) | (1ull << 63);  // (p >= 0: bit order is value order)
-          },
-          [&](int at, int i, unsigned long long k) {
-            sg_sp[at] = __longlong_as_double((long long)(k & ~(1ull << 63)));
-            sg_ord[at] = i;
-          });
-      if (n == 0) break;  // (uniform) every kept id is in the nucleus
-      bitonic_desc(n, sg_sp, sg_ord);  // the chunk came in id order; now (p desc, id asc)
-      if (tid == 0) {
-        double cum = s_cum;
-        int j = 0;
-        for (; j < n; j++) {
-          cum += sg_sp[j];
-          if (cum >= (double)top_p) break;
-        }
-        const int at = min(j, n - 1);
-        s_lastp = sg_sp[at];
-        s_lastid = sg_ord[at];
-        s_cum = cum;
-        s_done = j < n || n < SK_MAX;  // reached, or the kept ids ran out
-      }
-      __syncthreads();
-      if (s_done) break;  // (uniform)
-    }
-    const double last_p = s_lastp;
-    const int last_id = s_lastid;
-    if (last_id >= 0)
-      for (int i = tid; i < vocab; i += blockDim.x)
-        if (keep[i]) keep[i] = p[i] > last_p || (p[i] == last_p && i <= last_id);
-    __syncthreads();
-  }
+  // 3. top-p (topp_nucleus): the shortest prefix of (p desc, id asc) whose running sum reaches top_p stays kept
+  if (top_p < 1.f) topp_nucleus(vocab, keep, p, top_p);
   // 4. min-p
   if (min_p > 0.f) {
     double pm = 0;
