@@ -696,7 +696,7 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
     const int d = emax - (int)(k >> 52);
     return d < 32 ? (d << 6) | (63 - (int)((k >> 46) & 63)) : TP_BINS;
   };
-  const bool bins = vocab <= TP_MAX_ID;
+  const bool bins = vocab > SK_MAX && vocab <= TP_MAX_ID;  // (at most SK_MAX ids: one chunk below)
   if (bins) {
     for (int b = tid; b <= TP_BINS; b += blockDim.x) sg_bin[b] = 0;
     __syncthreads();
@@ -766,8 +766,11 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
         b++;
         continue;
       }
-      int e = b + 1;  // whole bins while they fit
-      while (e < TP_BINS && sg_bin[e] - st <= SK_MAX) e++;
+      int e = b + 1, hi = TP_BINS;  // whole bins while they fit: the first e with sg_bin[e] - st > SK_MAX (the ends
+      while (e < hi) {               // are non-decreasing), by bisection
+        const int mid = (e + hi) >> 1;
+        if (sg_bin[mid] - st > SK_MAX) hi = mid; else e = mid + 1;
+      }
       const int m = sg_bin[e - 1] - st;
       if (m > 0) {
         for (int c = tid; c < m; c += blockDim.x) {
