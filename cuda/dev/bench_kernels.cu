@@ -3816,7 +3816,7 @@ static void test_sampling() {
     auto lg5 = rvec(vocab, 2.f);
     if (vocab > 100)
       for (int t = 0; t < 45; t++) lg5[(size_t)(mix(g_seed++) % (uint64_t)vocab)] = t < 40 ? 11.f + 0.05f * (float)t : 12.f;
-    // 13 levels: ties of thousands of ids, so that the general path's top-p chunks (1,024 ids each) cut through them
+    // 13 levels: ties of thousands of ids, so that the general path's top-p walks bins of more than 1,024 tied ids
     auto lg6 = rvec(vocab, 3.f);
     for (auto &x : lg6) x = std::round(2.f * x) * 0.5f;
     float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5), *dl6 = dup(lg6);
@@ -3837,7 +3837,8 @@ static void test_sampling() {
             for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
               const int K = sp.top_k > 0 && sp.top_k < vocab ? sp.top_k : vocab;
               if (general && K > 1024) continue;  // the default path is the general one here: run above
-              if (g_quick && (step >= 2 || (vocab > 100000 && (which == 1 || which == 4)))) continue;  // (--quick: memcheck)
+              // (--quick, under memcheck: fewer steps, and not the longest nuclei)
+              if (g_quick && (step >= 2 || (vocab > 100000 && (which == 1 || which == 4)))) continue;
               const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : which == 3 ? dl5 : dl6;
               const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : which == 3 ? lg5 : lg6;
               if (!general) {  // whether the default path would take several blocks (asked with it switched on)
@@ -3894,8 +3895,8 @@ static void test_sampling() {
           row(nm, msp, 0, 0);
         }
       sample_set_general(false);
-      // long nuclei (the general path's top-p in chunks of 1,024; before session 55 one pass over the vocabulary per
-      // nucleus member): the nucleus's size from the CPU algorithm's order
+      // long nuclei (the general path's top-p by bins; before session 55 one pass over the vocabulary per nucleus
+      // member): the nucleus's size from the CPU algorithm's order
       auto nucleus = [&](const std::vector<float> &h, const lsw_sampler_params &q) {
         std::vector<double> pr(h.size());
         double mx = -INFINITY, sum = 0;

@@ -337,8 +337,8 @@ static void test_ops() {
   }
   // top-p without top-k on large vocabularies (the multi-block kernel's nucleus mode): peaked logits, a nucleus of tens
   // of ids among its 1,024 candidates; 1,500 ids tied at the top, a nucleus larger than the candidates (the general
-  // path after the multi-block pass, its top-p in chunks of 1,024); logits on 13 levels, so that the nucleus's chunks
-  // cut through ties of thousands of ids (lowest ids first across chunks), also under top-k 5,000 and top-k 2,000
+  // path after the multi-block pass, its top-p by bins); logits on 13 levels, so that bins of thousands of tied ids
+  // are walked 1,024 at a time (lowest ids first), also under top-k 5,000 and top-k 2,000
   for (int V : {5000, 32000, 151936})
     for (int kind = 0; kind < 3; kind++) {
       if (g_small && V > 40000) continue;

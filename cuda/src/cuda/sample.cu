@@ -10,8 +10,8 @@
 // thread.  Top-p without top-k: sample_mb_kernel's nucleus mode where the nucleus lies among the 1,024 largest logits
 // (the softmax denominator a parallel fp64 sum), else the general path, one block, where sums other than the top-p
 // running sum are parallel fp64 reductions (top-k by radix passes, top-p by binning the kept ids by p and walking the
-// bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals the
-// CPU's except when u * total falls within ~1e-15 of a boundary.
+// bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals
+// the CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
 #include <math_constants.h>
 
@@ -293,8 +293,8 @@ __device__ __forceinline__ void hist_add(int *hist, unsigned bin, bool active) {
   if ((int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
 }
 
-// The largest key selections' shared state (file scope: the 32- and 64-bit instantiations and every caller of one
-// block share it; no two run at once)
+// select_gather's shared state (file scope: its 32- and 64-bit instantiations share it, and topp_nucleus borrows
+// sg_wgt for its scan; a block runs one of them at a time)
 __shared__ int sg_hist[256];
 __shared__ int sg_wgt[32], sg_wtie[32], sg_wtie0[32], sg_wsel0[32];
 __shared__ int sg_krem, sg_nsel;
@@ -610,14 +610,15 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
   sample_tail(min(K, vocab), cid, cl, temperature, top_p, min_p, seed, step, token);
 }
 
-// ---- the general path's top-p -----------------------------------------------------------------------------------------
-// Until session 55 it took one id per pass over the vocabulary (two block reductions each): ~20 us per nucleus member,
-// 1.2 s for a nucleus of 60,000 ids.  Now the kept ids are binned by p (counts, then a scatter into a list: two passes),
-// and the bins are walked from the top in groups of at most SK_MAX ids, each group sorted in shared memory by (p desc,
-// id asc) and summed in that order by thread 0 until the running sum reaches top_p.  Bins are 1/64 of a binary order
-// of magnitude wide, over the 32 below the largest p; a bin of more than SK_MAX ids (ties, or values very close
-// together) is walked SK_MAX at a time by select_gather on unique keys (p's low bits and the id), and the ids below
-// the bins by select_gather over the vocabulary.
+// ---- the general path's top-p ------------------------------------------------------------------------------------
+// Until session 55 it took one id per pass over the vocabulary (two block reductions each): ~30 us per nucleus member
+// at 151,936 ids on an H100, so ~1.8 s for a nucleus of 60,000.  Now the kept ids are binned by p (counts, then a
+// scatter into a list: two passes), and the bins are walked from the top in groups of at most SK_MAX ids, each group
+// sorted in shared memory by (p desc, id asc) and summed in that order by thread 0 until the running sum reaches top_p.
+// Bins are 1/64 of a binary order of magnitude wide, over the 32 below the largest p; a bin of more than SK_MAX ids
+// (ties, or values very close together) is walked SK_MAX at a time by select_gather on unique keys (p's low bits and
+// the id), and the ids below the bins by select_gather over the vocabulary.  A 60,768-id nucleus at 151,936 ids:
+// 4.9 ms (H100, bench/results/2026-12-06-h100-session55).
 constexpr int TP_BINS = 2 * SB;               // 32 binary orders of magnitude, 64 bins each
 constexpr int TP_MAX_ID = (1 << 18) - 1;      // the big bins' keys hold 18 bits of id (larger vocabularies: no bins)
 __shared__ int sg_bin[TP_BINS + 1];           // counts, then each bin's end in the list
@@ -812,7 +813,8 @@ __device__ __noinline__ void sample_general(int vocab, const float *__restrict__
   const bool topk = top_k > 0 && top_k < vocab;
   for (int i = tid; i < vocab; i += blockDim.x) keep[i] = !topk;
   __syncthreads();
-  if (topk) select_gather<uint32_t>(vocab, top_k, [&](int i) { return fkey(l[i]); }, [&](int, int i, uint32_t) { keep[i] = 1; });
+  if (topk)
+    select_gather<uint32_t>(vocab, top_k, [&](int i) { return fkey(l[i]); }, [&](int, int i, uint32_t) { keep[i] = 1; });
   // 2. softmax(l/T) in fp64 over kept ids
   const double T = temperature;
   double mx = -CUDART_INF;
