@@ -697,11 +697,10 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
     const int d = emax - (int)(k >> 52);
     return d < 32 ? (d << 6) | (63 - (int)((k >> 46) & 63)) : TP_BINS;
   };
-  const bool bins = vocab > SK_MAX && vocab <= TP_MAX_ID;  // (at most SK_MAX ids: one chunk below)
-  if (bins) {
-    for (int b = tid; b <= TP_BINS; b += blockDim.x) sg_bin[b] = 0;
-    __syncthreads();
-    for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // counts (uniform trip count: every lane reaches hist_add)
+  // f(i, bin of id i) for every id, SU per thread at a time with their bins loaded first (-1 past the vocabulary: every
+  // lane calls f the same number of times, as hist_add's and the scatter's warp votes need)
+  auto each_bin = [&](auto f) {
+    for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {
       int bn[SU];
 #pragma unroll
       for (int u = 0; u < SU; u++) {
@@ -709,8 +708,14 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
         bn[u] = i < vocab ? bin_of(i) : -1;
       }
 #pragma unroll
-      for (int u = 0; u < SU; u++) hist_add(sg_bin, (unsigned)max(bn[u], 0), bn[u] >= 0);
+      for (int u = 0; u < SU; u++) f(i0 + u * (int)blockDim.x + tid, bn[u]);
     }
+  };
+  const bool bins = vocab > SK_MAX && vocab <= TP_MAX_ID;  // (at most SK_MAX ids: one chunk below)
+  if (bins) {
+    for (int b = tid; b <= TP_BINS; b += blockDim.x) sg_bin[b] = 0;
+    __syncthreads();
+    each_bin([&](int, int bn) { hist_add(sg_bin, (unsigned)max(bn, 0), bn >= 0); });  // counts
     __syncthreads();
     {  // each bin's start in the list (thread t: bins 2t, 2t + 1), the ids below the bins not listed
       const int c0 = sg_bin[2 * tid], c1 = sg_bin[2 * tid + 1];
@@ -734,27 +739,18 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
       sg_bin[2 * tid + 1] = ex + c0;
       __syncthreads();
     }
-    for (int i0 = 0; i0 < vocab; i0 += blockDim.x * SU) {  // the scatter: a bin's ids in any order (sorted later)
-      int bn[SU];
-#pragma unroll
-      for (int u = 0; u < SU; u++) {
-        const int i = i0 + u * blockDim.x + tid;
-        bn[u] = i < vocab ? bin_of(i) : -1;
+    each_bin([&](int i, int bn) {  // the scatter: a bin's ids in any order (sorted later)
+      const bool in = bn >= 0 && bn < TP_BINS;
+      const unsigned act = __ballot_sync(0xffffffffu, in);
+      if (in) {
+        const unsigned peers = __match_any_sync(act, bn);
+        const int leader = __ffs(peers) - 1;
+        int base = 0;
+        if (lane == leader) base = atomicAdd(&sg_bin[bn], __popc(peers));
+        base = __shfl_sync(peers, base, leader);
+        list[base + __popc(peers & lt)] = i;
       }
-#pragma unroll
-      for (int u = 0; u < SU; u++) {
-        const bool in = bn[u] >= 0 && bn[u] < TP_BINS;
-        const unsigned act = __ballot_sync(0xffffffffu, in);
-        if (in) {
-          const unsigned peers = __match_any_sync(act, bn[u]);
-          const int leader = __ffs(peers) - 1;
-          int base = 0;
-          if (lane == leader) base = atomicAdd(&sg_bin[bn[u]], __popc(peers));
-          base = __shfl_sync(peers, base, leader);
-          list[base + __popc(peers & lt)] = i0 + u * blockDim.x + tid;
-        }
-      }
-    }
+    });
     __syncthreads();  // sg_bin[b]: the end of bin b (the start of b + 1)
     for (int b = 0; b < TP_BINS && !s_done;) {  // (uniform)
       const int st = b ? sg_bin[b - 1] : 0;
