@@ -201,11 +201,7 @@ __device__ __forceinline__ bool last_split_block(int *counter, int n, bool rel =
   __shared__ int s_last;
   if (rel) {
     __syncthreads();
-    if (threadIdx.x == 0) {
-      int old;
-      asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
-      s_last = old == n - 1;
-    }
+    if (threadIdx.x == 0) s_last = atom_inc_acq_rel(counter) == n - 1;
     __syncthreads();
     return s_last;
   }
@@ -951,11 +947,7 @@ __global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, 
   // them re-arms the counter (ns + nm counts).
   __shared__ int s_old;
   __syncthreads();
-  if (tid == 0) {
-    int old;
-    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&a.counters[kvh]) : "memory");
-    s_old = old;
-  }
+  if (tid == 0) s_old = atom_inc_acq_rel(&a.counters[kvh]);
   __syncthreads();
   const int nm = min(gsz, ns), mg = s_old - (ns - nm);
   if (mg < 0) return;
@@ -964,11 +956,8 @@ __global__ void __launch_bounds__(DbTile<NCH, WIDE>::NW * 32, DbOcc<G, NCH, KT, 
   __syncthreads();
   merge(mg, nm, (gsz - mg + nm - 1) / nm);
   __syncthreads();  // (every thread's partial reads are done before the counter moves on)
-  if (tid == 0) {
-    int old;
-    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&a.counters[kvh]) : "memory");
-    if (old == ns + nm - 1) a.counters[kvh] = 0;  // ready for the next launch (stream order)
-  }
+  if (tid == 0 && atom_inc_acq_rel(&a.counters[kvh]) == ns + nm - 1)
+    a.counters[kvh] = 0;  // ready for the next launch (stream order)
 }
 
 // max splits of variant 1 (the grid's y, from the host bound): at most AT_SPLITS, >= 16 positions each, one wave
@@ -982,11 +971,8 @@ void attn_decode_set_max_splits(int n) { g_attn_max_splits = n; }
 static int g_attn_par_merge = -1;
 void attn_decode_set_par_merge(int v) { g_attn_par_merge = v; }
 static bool attn_par_merge() {
-  static const int env = [] {
-    const char *e = getenv("LSW_CUDA_ATTN_PARMERGE");
-    return e && !strcmp(e, "0") ? 0 : 1;
-  }();
-  return (g_attn_par_merge >= 0 ? g_attn_par_merge : env) == 1;
+  static const bool env = env_flag("LSW_CUDA_ATTN_PARMERGE", true);
+  return g_attn_par_merge >= 0 ? g_attn_par_merge == 1 : env;
 }
 template <int G, int NCH, typename KT, bool WIDE = false>
 static void launch_tiles(DecodeAttn a, bool pdl, cudaStream_t s) {

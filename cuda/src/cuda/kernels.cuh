@@ -239,8 +239,7 @@ void attn_decode_set_variant(int v);
 // the variant set by attn_decode_set_variant or LSW_CUDA_ATTN_VARIANT, -1 when neither chose one
 int attn_decode_forced_variant();
 // Variant 1: cap on the splits per KV head (<= 64); 0: the heuristic (one wave, and G x splits <= 128 unless the wide
-// tiles' parallel merge runs); -1 back to
-// LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
+// tiles' parallel merge runs); -1 back to LSW_CUDA_ATTN_SPLITS (read once; unset: the heuristic).
 void attn_decode_set_max_splits(int n);
 // Variant 1 with a 16-bit cache at head_dim <= 128: 1 wide tiles (8 warps, 32-row tiles), 0 the 4-warp, 16-row
 // tiles; -1 back to LSW_CUDA_ATTN_WIDE=0|1 (read once; unset: wide with grouped-query attention, else not)

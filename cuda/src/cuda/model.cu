@@ -932,9 +932,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   //    qwen2.5-7b (G 7) +1.9 / +1.8 / +0.7 / +0.7 / -1.8 %, and after 16,000 6.05 -> 5.59 ms (-7.6 %).  So such
   //    models switch at 4,096 positions (G <= 4) or 7,168 (G 5..8: between its losing 6,144 and winning 8,000).
   {
-    const int G = cf.num_kv_heads > 0 ? cf.num_heads / cf.num_kv_heads : 1;
+    const int G = cf.num_heads / cf.num_kv_heads;  // (lsw_validate_config: a whole number)
     const bool kv16 = cf.kv_dtype == LSW_DTYPE_F16 || cf.kv_dtype == LSW_DTYPE_BF16;
-    if (G > 1 && G <= 8 && cf.num_heads % cf.num_kv_heads == 0 && kv16 && cf.head_dim <= 128)
+    if (G > 1 && G <= 8 && kv16 && cf.head_dim <= 128)
       st->attn_long = G <= 4 ? kAttnLongGqa4 : kAttnLongGqa8;
   }
   if (const char *ev = getenv("LSW_CUDA_ATTN_LONG"); ev && *ev) st->attn_long = std::max(0, atoi(ev));
