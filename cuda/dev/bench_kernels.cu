@@ -3819,7 +3819,8 @@ static void test_sampling() {
     // 13 levels: ties of thousands of ids, so that the general path's top-p walks bins of more than 1,024 tied ids
     auto lg6 = rvec(vocab, 3.f);
     for (auto &x : lg6) x = std::round(2.f * x) * 0.5f;
-    float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5), *dl6 = dup(lg6);
+    const std::vector<float> lg7((size_t)vocab, 0.375f);  // all equal: one bin of the whole vocabulary, summed at once
+    float *dl2 = dup(lg2), *dl4 = dup(lg4), *dl5 = dup(lg5), *dl6 = dup(lg6), *dl7 = dup(lg7);
     // the compact path (at most 1,024 candidates) and the general one (sample_set_general) against the CPU; top-k
     // 1,024 is the compact path's largest, 1,025 the general one's smallest
     const lsw_sampler_params pk[] = {{0.9f, 1024, 1.f, 0.f, 12}, {0.9f, 1025, 0.97f, 0.02f, 13}, {1.2f, 300, 0.99f, 0.f, 14}};
@@ -3833,14 +3834,14 @@ static void test_sampling() {
       for (int set = 0; set < 2; set++)
         for (const auto &sp : set ? std::vector<lsw_sampler_params>(std::begin(pk), std::end(pk))
                                   : std::vector<lsw_sampler_params>(std::begin(ps), std::end(ps)))
-          for (int which = 0; which < 5; which++)
+          for (int which = 0; which < 6; which++)
             for (uint64_t step = 0; step < (vocab > 100000 ? 3u : 8u); step++) {
               const int K = sp.top_k > 0 && sp.top_k < vocab ? sp.top_k : vocab;
               if (general && K > 1024) continue;  // the default path is the general one here: run above
               // (--quick, under memcheck: fewer steps, and not the longest nuclei)
               if (g_quick && (step >= 2 || (vocab > 100000 && (which == 1 || which == 4)))) continue;
-              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : which == 3 ? dl5 : dl6;
-              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : which == 3 ? lg5 : lg6;
+              const float *dsel = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl4 : which == 3 ? dl5 : which == 4 ? dl6 : dl7;
+              const std::vector<float> &hsel = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg4 : which == 3 ? lg5 : which == 4 ? lg6 : lg7;
               if (!general) {  // whether the default path would take several blocks (asked with it switched on)
                 sample_set_multiblock(true);
                 const bool mb = sample_blocks(vocab, sp) > 1;
@@ -3910,13 +3911,14 @@ static void test_sampling() {
         for (; j < o.size(); j++) { cum += pr[o[j]] / sum; if (cum >= (double)q.top_p) break; }
         return (int)std::min(j + 1, o.size());
       };
-      for (int which = 0; which < 3; which++) {
-        const lsw_sampler_params sq{which == 2 ? 1.5f : 0.8f, 0, which == 2 ? 0.99f : 0.95f, 0.f, 10};
-        const float *d = which == 0 ? dl : which == 1 ? dl2 : dl6;
-        const auto &h = which == 0 ? lg : which == 1 ? lg2 : lg6;
+      for (int which = 0; which < 4; which++) {
+        const lsw_sampler_params sq{which >= 2 ? 1.5f : 0.8f, 0, which >= 2 ? 0.99f : 0.95f, 0.f, 10};
+        const float *d = which == 0 ? dl : which == 1 ? dl2 : which == 2 ? dl6 : dl7;
+        const auto &h = which == 0 ? lg : which == 1 ? lg2 : which == 2 ? lg6 : lg7;
         const double msp = time_ms([&](int i) { CK(sample(vocab, d, sq, nullptr, i, keep, p, dt_, dnf0, 0)); }, 5);
         snprintf(nm, sizeof nm, "sample vocab=%d T%.1f top-p %.2f (no top-k), %s logits: nucleus of %d ids, default path",
-                 vocab, sq.temperature, sq.top_p, which == 0 ? "set 0" : which == 1 ? "flat (set 1)" : "13-level",
+                 vocab, sq.temperature, sq.top_p,
+                 which == 0 ? "set 0" : which == 1 ? "flat (set 1)" : which == 2 ? "13-level" : "all-equal",
                  nucleus(h, sq));
         row(nm, msp, 0, 0);
       }
@@ -3936,7 +3938,7 @@ static void test_sampling() {
       row(nm, ms3, 0, 0);
     }
     cudaFree(gs); cudaFreeHost(hb); cudaFree(dnf0);
-    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dl5); cudaFree(dl6); cudaFree(dt_); cudaFree(keep); cudaFree(p);
+    cudaFree(dl); cudaFree(dl2); cudaFree(dl4); cudaFree(dl5); cudaFree(dl6); cudaFree(dl7); cudaFree(dt_); cudaFree(keep); cudaFree(p);
   }
 }
 

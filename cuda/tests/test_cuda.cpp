@@ -337,13 +337,16 @@ static void test_ops() {
   }
   // top-p without top-k on large vocabularies (the multi-block kernel's nucleus mode): peaked logits, a nucleus of tens
   // of ids among its 1,024 candidates; 1,500 ids tied at the top, a nucleus larger than the candidates (the general
-  // path after the multi-block pass, its top-p by bins); logits on 13 levels, so that bins of thousands of tied ids
-  // are walked 1,024 at a time (lowest ids first), also under top-k 5,000 and top-k 2,000
+  // path after the multi-block pass, its top-p by bins); logits on 13 levels, so that bins of thousands of ids tied at
+  // one p are summed at once (lowest ids first), and all logits equal (one bin of the whole vocabulary), also under
+  // top-k 5,000 and top-k 2,000
   for (int V : {5000, 32000, 151936})
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
       if (g_small && V > 40000) continue;
       auto l = rand_f((size_t)V, 2.f);
-      if (kind == 2)
+      if (kind == 3)
+        l.assign((size_t)V, 0.375f);
+      else if (kind == 2)
         for (auto &x : l) x = std::round(2.f * x) * 0.5f;
       else
         for (int i = 0; i < (kind ? 1500 : 40); i++) l[(size_t)(rng() % (uint64_t)V)] = kind ? 9.f : 10.f + 0.05f * (float)(i % 20);
@@ -359,7 +362,49 @@ static void test_ops() {
           n++;
         }
       CHECK(bad == 0, "sample, top-p without top-k or with a large one, vocab %d, %s: %d of %d draws differ between CPU "
-            "and CUDA", V, kind == 2 ? "logits on 13 levels" : kind ? "1,500 ids tied at the top" : "peaked", bad, n);
+            "and CUDA", V, kind == 3 ? "all logits equal" : kind == 2 ? "logits on 13 levels" : kind ? "1,500 ids tied at the top" : "peaked",
+            bad, n);
+      if (kind < 2) continue;
+      // steps whose draw lands at the very end of the kept ids (u > 1 - 1 / (2 V): the sampler's hash, as lsw_op_sample
+      // takes it), so that one id more or less in the nucleus changes the token.  All logits equal: the token is the
+      // nucleus's last id, nkeep - 1, from the running sum of p = 1 / K taken here
+      auto mix = [](uint64_t z) {
+        z += 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+      };
+      int edge = 0, edge_bad = 0;
+      for (auto &p : ps) {
+        const int K = p.top_k > 0 && p.top_k < V ? p.top_k : V;
+        const double pk = 1.0 / (double)K;
+        double cum = 0;
+        int nkeep = 0;
+        while (nkeep < K) {
+          cum += pk;
+          nkeep++;
+          if (cum >= (double)p.top_p) break;
+        }
+        int found = 0;
+        for (uint64_t step = 0; step < 50000000u && found < (g_small ? 1 : 2); step++) {
+          const double u = (double)(mix(p.seed ^ mix(step)) >> 11) * (1.0 / 9007199254740992.0);
+          if (u <= 1.0 - 0.5 / (double)V) continue;
+          found++;
+          int32_t t0 = -1, t1 = -2;
+          OKC(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &p, step, &t0));
+          OKC(lsw_op_sample(LSW_BACKEND_CUDA, V, l.data(), &p, step, &t1));
+          edge++;
+          if (t0 != t1 || (kind == 3 && t0 != nkeep - 1)) {
+            edge_bad++;
+            fprintf(stderr, "  vocab %d %s T %.1f top-k %d top-p %.2f step %llu: CPU %d, CUDA %d%s%d\n", V,
+                    kind == 3 ? "all equal" : "13 levels", p.temperature, p.top_k, p.top_p, (unsigned long long)step, t0,
+                    t1, kind == 3 ? ", the nucleus's last id " : "", kind == 3 ? nkeep - 1 : 0);
+          }
+        }
+      }
+      CHECK(edge_bad == 0 && edge > 0, "sample, vocab %d, %s, draws at the end of the nucleus: %d of %d differ%s", V,
+            kind == 3 ? "all logits equal" : "logits on 13 levels", edge_bad, edge,
+            kind == 3 ? " (between CPU and CUDA, or from the nucleus's last id)" : " between CPU and CUDA");
     }
   // greedy: the decode step's multi-block argmax (greedy_advance) against the CPU and against the expected id.  Vocab
   // sizes around its blocks (4,096 logits each) and float4 tails; the top value tied at a low id in the last block's

@@ -13,6 +13,7 @@
 // bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals
 // the CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
+#include "repeat_add.h"
 #include <math_constants.h>
 
 #include <algorithm>
@@ -615,24 +616,35 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
 // at 151,936 ids on an H100, so ~1.8 s for a nucleus of 60,000.  Now the kept ids are binned by p (counts, then a
 // scatter into a list: two passes), and the bins are walked from the top in groups of at most SK_MAX ids, each group
 // sorted in shared memory by (p desc, id asc) and summed in that order by thread 0 until the running sum reaches top_p.
-// Bins are 1/64 of a binary order of magnitude wide, over the 32 below the largest p; a bin of more than SK_MAX ids
-// (ties, or values very close together) is walked SK_MAX at a time by select_gather on unique keys (p's low bits and
-// the id), and the ids below the bins by select_gather over the vocabulary.  A 60,768-id nucleus at 151,936 ids:
-// 4.9 ms (H100, bench/results/2026-12-06-h100-session55).
+// Bins are 1/64 of a binary order of magnitude wide, over the 32 below the largest p.  A bin of more than SK_MAX ids
+// whose ids all share one p (logits on a few levels, a flat distribution) is summed by lsw_repeat_add (repeat_add.h:
+// the loop's exact result in a few steps per binary order of magnitude of the sum), and its last id taken found by one
+// select_gather on the ids; any other bin of more than SK_MAX ids (values very close together) is walked SK_MAX at a
+// time by select_gather on unique keys (p's low bits and the id), and the ids below the bins by select_gather over
+// the vocabulary.  A 60,768-id nucleus at 151,936 ids: 4.9 ms (H100, bench/results/2026-12-06-h100-session55).
 constexpr int TP_BINS = 2 * SB;               // 32 binary orders of magnitude, 64 bins each
 constexpr int TP_MAX_ID = (1 << 18) - 1;      // the big bins' keys hold 18 bits of id (larger vocabularies: no bins)
 __shared__ int sg_bin[TP_BINS + 1];           // counts, then each bin's end in the list
 __shared__ double s_lastp, s_cum;             // the last id taken (p, id), the running sum
-__shared__ int s_lastid, s_done;              // (s_done: the running sum reached top_p)
+__shared__ int s_lastid, s_done, s_take;      // (s_done: the running sum reached top_p)
 
-// Thread 0 carries the running sum over the m entries of sg_sp / sg_ord, sorted; ends with a barrier.
+// Thread 0 carries the running sum over the m entries of sg_sp / sg_ord, sorted (8 loads ahead of the adds); ends
+// with a barrier.
 __device__ void topp_walk(int m, float top_p) {
   if (threadIdx.x == 0) {
+    const double tp = top_p;
     double cum = s_cum;
-    int j = 0;
-    for (; j < m; j++) {
-      cum += sg_sp[j];
-      if (cum >= (double)top_p) break;
+    int j = m;  // the entry whose add reached top_p (m: none did)
+    for (int j0 = 0; j0 < m && j == m; j0 += 8) {
+      double v[8];
+#pragma unroll
+      for (int u = 0; u < 8; u++) v[u] = j0 + u < m ? sg_sp[j0 + u] : 0.0;
+#pragma unroll
+      for (int u = 0; u < 8; u++)
+        if (j == m && j0 + u < m) {
+          cum += v[u];
+          if (cum >= tp) j = j0 + u;
+        }
     }
     const int at = min(j, m - 1);
     s_lastp = sg_sp[at];
@@ -670,6 +682,44 @@ __device__ void topp_chunks(int n, const double *p, float top_p, IdF id_of, SKey
     topp_walk(m, top_p);
     if (s_done || m < SK_MAX) return;
   }
+}
+
+// A bin of nb > SK_MAX ids (ids[0 .. nb-1]) walked at once when every one of them has the same p (logits on a few
+// levels, a flat distribution): the running sum by lsw_repeat_add (the loop's bits, a few steps per binary order of
+// magnitude of the sum), the last id taken by one select_gather on the ids (the lowest come first).  Returns false,
+// having changed nothing, when the bin's p differ.  Every thread calls it; it ends with a barrier.  (Not inlined: the
+// general path's registers stay as they were.)
+__device__ __noinline__ bool topp_tied_bin(int nb, const int *ids, const double *p, float top_p) {
+  __shared__ double shd[32];
+  __shared__ int shi[32];
+  double lo = CUDART_INF, hi = 0;
+  int imax = -1;
+  for (int c = threadIdx.x; c < nb; c += blockDim.x) {
+    const int i = ids[c];
+    lo = fmin(lo, p[i]);
+    hi = fmax(hi, p[i]);
+    imax = max(imax, i);
+  }
+  lo = block_reduce(lo, [](double a, double c) { return fmin(a, c); }, shd);
+  hi = block_reduce(hi, [](double a, double c) { return fmax(a, c); }, shd);
+  if (lo != hi) return false;  // (uniform)
+  imax = block_reduce(imax, [](int a, int c) { return max(a, c); }, shi);
+  if (threadIdx.x == 0) {
+    double cum = s_cum;
+    const int take = (int)lsw_repeat_add(cum, lo, nb, (double)top_p);
+    s_take = take;
+    s_cum = cum;
+    s_done = cum >= (double)top_p;
+    s_lastp = lo;
+    s_lastid = take < nb ? -1 : imax;
+  }
+  __syncthreads();
+  const int take = s_take;
+  if (take < nb)  // the last id taken: the largest of the `take` lowest ids (select_gather ends with a barrier)
+    select_gather<uint32_t>(nb, take, [&](int pos) { return (uint32_t)(TP_MAX_ID + 1 - ids[pos]); },
+                            [&](int, int pos, uint32_t) { atomicMax(&s_lastid, ids[pos]); });
+  __syncthreads();
+  return true;
 }
 
 // Step 3 of the general path: keep [vocab] flags (kept ids 1), p [vocab] their probabilities, then [vocab] ints of
@@ -754,12 +804,14 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
     __syncthreads();  // sg_bin[b]: the end of bin b (the start of b + 1)
     for (int b = 0; b < TP_BINS && !s_done;) {  // (uniform)
       const int st = b ? sg_bin[b - 1] : 0;
-      if (sg_bin[b] - st > SK_MAX) {  // a big bin: unique keys, (p's bits below the bin's) desc, id asc
-        topp_chunks(sg_bin[b] - st, p, top_p, [&](int pos) { return list[st + pos]; },
-                    [](double v, int i) {
-                      return (((unsigned long long)__double_as_longlong(v) & ((1ull << 46) - 1)) << 18) |
-                             (unsigned long long)(TP_MAX_ID - i);
-                    });
+      if (sg_bin[b] - st > SK_MAX) {  // a big bin
+        const int nb = sg_bin[b] - st;
+        if (!topp_tied_bin(nb, list + st, p, top_p))  // unique keys, (p's bits below the bin's) desc, id asc
+          topp_chunks(nb, p, top_p, [&](int pos) { return list[st + pos]; },
+                      [](double v, int i) {
+                        return (((unsigned long long)__double_as_longlong(v) & ((1ull << 46) - 1)) << 18) |
+                               (unsigned long long)(TP_MAX_ID - i);
+                      });
         b++;
         continue;
       }
