@@ -8,7 +8,7 @@
 #include <cstring>
 #include <random>
 
-#include "repeat_add.h"
+#include "../src/repeat_add.h"
 
 static long long loop_add(double &cum, double v, long long n, double tp) {
   long long j = 0;

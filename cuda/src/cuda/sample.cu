@@ -13,7 +13,7 @@
 // bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals
 // the CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
-#include "repeat_add.h"
+#include "../repeat_add.h"
 #include <math_constants.h>
 
 #include <algorithm>
