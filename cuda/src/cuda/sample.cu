@@ -891,39 +891,47 @@ __device__ __noinline__ void sample_general(int vocab, const float *__restrict__
       if (keep[i] && !(p[i] >= thr)) keep[i] = 0;
     __syncthreads();
   }
-  // 5. draw: walk kept ids ascending; chunked scan so the running sum follows id order
+  // 5. draw: walk kept ids ascending; chunked scan so the running sum follows id order.  Per chunk of blockDim.x ids:
+  // each warp's inclusive scan, thread 0's running sum over the warps' totals (the offsets, and the chunk's total as
+  // the last), and one __syncthreads_or for a hit; the lowest hit's id by a block reduction in the last chunk only.
   double total = 0;
   for (int i = tid; i < vocab; i += blockDim.x)
     if (keep[i]) total += p[i];
   total = block_reduce(total, dsum, shd);
   const double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
   const double target = u * total;
+  __shared__ double s_off[33];  // the warps' offsets in the chunk, then the chunk's total
+  const int lane = tid & 31, warp = tid >> 5, nw = (int)(blockDim.x >> 5);
   double base = 0;
   int last_kept = -1;
   for (int c0 = 0; c0 < vocab; c0 += blockDim.x) {
     const int i = c0 + tid;
-    const double v = (i < vocab && keep[i]) ? p[i] : 0.0;
-    if (i < vocab && keep[i]) last_kept = i;
-    // inclusive scan of v over the chunk (warp shuffles, then warp totals)
-    double x = v;
-    const int lane = tid & 31, warp = tid >> 5;
+    const bool kept = i < vocab && keep[i];
+    const double v = kept ? p[i] : 0.0;
+    if (kept) last_kept = i;
+    double x = v;  // inclusive scan of v over the warp
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
       const double y = __shfl_up_sync(0xffffffffu, x, o);
       if (lane >= o) x += y;
     }
-    __syncthreads();
     if (lane == 31) shd[warp] = x;
     __syncthreads();
-    double off = 0;
-    for (int w = 0; w < warp; w++) off += shd[w];
-    double chunk_total = 0;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) chunk_total += shd[w];
-    const double cum = base + off + x;
-    // first kept i with cum > target
-    const int hit = (i < vocab && keep[i] && cum > target) ? i : 0x7fffffff;
-    const int first = block_reduce(hit, [](int a, int b) { return a < b ? a : b; }, shi);
-    if (first != 0x7fffffff) {
+    if (tid == 0) {
+      double run = 0;
+      for (int w = 0; w < nw; w++) {
+        const double t = shd[w];
+        s_off[w] = run;
+        run += t;
+      }
+      s_off[nw] = run;
+    }
+    __syncthreads();
+    const double cum = base + s_off[warp] + x;
+    const bool hit = kept && cum > target;
+    const double chunk_total = s_off[nw];
+    if (__syncthreads_or(hit)) {  // (uniform) the first kept i with cum > target
+      const int first = block_reduce(hit ? i : 0x7fffffff, [](int a, int b) { return a < b ? a : b; }, shi);
       if (tid == 0) *token = first;
       return;
     }
