@@ -8,6 +8,7 @@
 
 #include "engine.h"
 #include "kernels.h"
+#include "repeat_add.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -564,18 +565,109 @@ static int32_t argmax(int64_t vocab, const float *l) {
   return (int32_t)best;
 }
 
+// Step 3's nucleus over nc > kTopPDirect candidates (idx[0 .. nc) ascending, p their probabilities): the number of
+// them kept, the shortest prefix of the (p desc, id asc) order whose running fp64 sum reaches top_p, summed in that
+// order.  The candidates are binned by p, 64 bins per binary order of magnitude over the 32 below the largest p and
+// one bin below those (a stable counting sort, so each bin is in ascending id order); the bins are walked from the
+// top, each sorted by (p desc, id asc) only when reached, and a bin whose ids all share one p is summed at once by
+// lsw_repeat_add (the same bits as adding them one by one).  The same order and the same additions as sorting every
+// candidate (the reference algorithm, test_ops), in O(nc) plus the sorts of the bins the nucleus reaches.  On return
+// (last_p, last_id) is the last candidate kept.
+static constexpr int64_t kTopPDirect = 1024;
+static int64_t nucleus_binned(int64_t nc, const int32_t *idx, const double *p, double top_p, SampleWork &w,
+                              double &last_p, int32_t &last_id) {
+  constexpr int kBins = 32 * 64;  // + 1: below them
+  double pm = 0;
+  for (int64_t c = 0; c < nc; c++) pm = std::max(pm, p[idx[c]]);
+  uint64_t pmb;
+  std::memcpy(&pmb, &pm, 8);
+  const int emax = (int)(pmb >> 52);
+  std::vector<int64_t> &start = w.bin_start;
+  std::vector<uint16_t> &bin = w.bin_of;
+  start.assign(kBins + 2, 0);
+  bin.resize((size_t)nc);
+  for (int64_t c = 0; c < nc; c++) {
+    uint64_t b;
+    std::memcpy(&b, &p[idx[c]], 8);
+    const int d = emax - (int)(b >> 52);
+    bin[c] = (uint16_t)(d < 32 ? (d << 6) | (63 - (int)((b >> 46) & 63)) : kBins);
+    start[bin[c] + 1]++;
+  }
+  for (int b = 0; b <= kBins; b++) start[b + 1] += start[b];
+  std::vector<int32_t> &list = w.list;
+  list.resize((size_t)nc);
+  {
+    std::vector<int64_t> &at = w.bin_at;
+    at.assign(start.begin(), start.end() - 1);
+    for (int64_t c = 0; c < nc; c++) list[(size_t)at[bin[c]]++] = idx[c];
+  }
+  std::vector<std::pair<double, int32_t>> &pr = w.pairs;
+  double cum = 0;
+  int64_t taken = 0;
+  for (int b = 0; b <= kBins; b++) {
+    const int64_t b0 = start[b], n = start[b + 1] - b0;
+    if (n == 0) continue;
+    const int32_t *l = list.data() + b0;
+    double lo = p[l[0]], hi = lo;
+    for (int64_t j = 1; j < n; j++) {
+      lo = std::min(lo, p[l[j]]);
+      hi = std::max(hi, p[l[j]]);
+    }
+    if (lo == hi) {  // one p: ascending ids already; the sum at once
+      const int64_t t = lsw_repeat_add(cum, lo, n, top_p);
+      taken += t;
+      last_p = lo;
+      last_id = l[t - 1];
+      if (cum >= top_p) return taken;
+      continue;
+    }
+    pr.resize((size_t)n);
+    for (int64_t j = 0; j < n; j++) pr[(size_t)j] = {p[l[j]], l[j]};
+    std::sort(pr.begin(), pr.end(), [](const std::pair<double, int32_t> &a, const std::pair<double, int32_t> &c) {
+      return a.first > c.first || (a.first == c.first && a.second < c.second);
+    });
+    for (int64_t j = 0; j < n; j++) {
+      cum += pr[(size_t)j].first;
+      if (cum >= top_p) {
+        last_p = pr[(size_t)j].first;
+        last_id = pr[(size_t)j].second;
+        return taken + j + 1;
+      }
+    }
+    taken += n;
+    last_p = pr[(size_t)n - 1].first;
+    last_id = pr[(size_t)n - 1].second;
+  }
+  return taken;
+}
+
 int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp, uint64_t step, SampleWork &w) {
   if (!(sp.temperature > 0.f) || sp.top_k == 1) return argmax(vocab, logits);
   auto &idx = w.idx;
-  idx.resize((size_t)vocab);
-  for (int64_t i = 0; i < vocab; i++) idx[i] = (int32_t)i;
   int64_t nc = vocab;
-  // 1. top-k on the logits (order: logit desc, id asc)
-  if (sp.top_k > 0 && sp.top_k < vocab) {
+  // 1. top-k on the logits (order: logit desc, id asc), kept in ascending id order.  Up to kTopPDirect: one pass with a
+  // heap of the k best (its top the worst of them, so most ids cost one comparison); larger k: nth_element
+  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  if (sp.top_k > 0 && sp.top_k < vocab && sp.top_k <= kTopPDirect) {
     nc = sp.top_k;
-    auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-    std::nth_element(idx.begin(), idx.begin() + (nc - 1), idx.end(), by_logit);
-    std::sort(idx.begin(), idx.begin() + nc);  // back to ascending id
+    idx.clear();
+    for (int32_t i = 0; i < (int32_t)nc; i++) idx.push_back(i);
+    std::make_heap(idx.begin(), idx.end(), by_logit);
+    for (int64_t i = nc; i < vocab; i++)
+      if (logits[i] > logits[idx.front()]) {  // (an equal logit has a higher id: not better)
+        std::pop_heap(idx.begin(), idx.end(), by_logit);
+        idx.back() = (int32_t)i;
+        std::push_heap(idx.begin(), idx.end(), by_logit);
+      }
+    std::sort(idx.begin(), idx.end());
+  } else {
+    idx.resize((size_t)vocab);
+    for (int64_t i = 0; i < vocab; i++) idx[i] = (int32_t)i;
+    if (sp.top_k > 0 && sp.top_k < vocab) {
+      nc = sp.top_k;
+      std::nth_element(idx.begin(), idx.begin() + (nc - 1), idx.end(), by_logit);
+      std::sort(idx.begin(), idx.begin() + nc);  // back to ascending id
+    }
   }
   // 2. temperature + softmax in fp64: p_i = exp(l_i/T - max_j l_j/T) / Σ
   std::vector<double> &p = w.pd;
@@ -586,27 +678,64 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
   double sum = 0;
   for (int64_t c = 0; c < nc; c++) sum += (p[idx[c]] = std::exp((double)logits[idx[c]] / T - mx));
   for (int64_t c = 0; c < nc; c++) p[idx[c]] /= sum;
-  // 3. top-p: smallest prefix of (p desc, id asc) whose sum reaches top_p
+  // 3. top-p: smallest prefix of (p desc, id asc) whose sum reaches top_p.  First the 64 most likely (a heap pass that
+  // leaves idx as it is): most steps' nucleus lies among them.  Else up to kTopPDirect candidates by growing partial
+  // sorts, more by bins (nucleus_binned); the kept ids end in ascending order.
   if (sp.top_p < 1.f) {
     auto by_p = [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
-    int64_t kk = std::min<int64_t>(nc, 64), keep = nc;
-    for (;;) {
-      std::partial_sort(idx.begin(), idx.begin() + kk, idx.begin() + nc, by_p);
-      double cum = 0;
-      int64_t j = 0;
-      for (; j < kk; j++) {
-        cum += p[idx[j]];
-        if (cum >= (double)sp.top_p) break;
+    std::vector<int32_t> &hp = w.list;
+    const int64_t k0 = std::min<int64_t>(nc, 64);
+    hp.assign(idx.begin(), idx.begin() + k0);
+    std::make_heap(hp.begin(), hp.end(), by_p);
+    for (int64_t c = k0; c < nc; c++)
+      if (p[idx[c]] > p[hp.front()]) {  // (an equal p has a higher id: not better)
+        std::pop_heap(hp.begin(), hp.end(), by_p);
+        hp.back() = idx[c];
+        std::push_heap(hp.begin(), hp.end(), by_p);
       }
-      if (j < kk) {
-        keep = j + 1;
-        break;
-      }
-      if (kk == nc) break;
-      kk = std::min<int64_t>(nc, kk * 8);
+    std::sort(hp.begin(), hp.end(), by_p);
+    double cum = 0;
+    int64_t j = 0;
+    for (; j < k0; j++) {
+      cum += p[hp[j]];
+      if (cum >= (double)sp.top_p) break;
     }
-    nc = keep;
-    std::sort(idx.begin(), idx.begin() + nc);
+    if (j < k0 || k0 == nc) {  // reached within the 64 (or they are every candidate)
+      nc = std::min(j + 1, k0);
+      std::sort(hp.begin(), hp.begin() + nc);
+      std::copy(hp.begin(), hp.begin() + nc, idx.begin());
+    } else if (nc > kTopPDirect) {  // binned, then the kept ids filtered in id order
+      double last_p = 0;
+      int32_t last_id = -1;
+      const int64_t keep = nucleus_binned(nc, idx.data(), p.data(), (double)sp.top_p, w, last_p, last_id);
+      if (keep < nc) {
+        int64_t o = 0;
+        for (int64_t c = 0; c < nc; c++) {
+          const int32_t i = idx[c];
+          if (p[i] > last_p || (p[i] == last_p && i <= last_id)) idx[o++] = i;
+        }
+        nc = o;
+      }
+    } else {
+      int64_t kk = std::min<int64_t>(nc, 512), keep = nc;
+      for (;;) {
+        std::partial_sort(idx.begin(), idx.begin() + kk, idx.begin() + nc, by_p);
+        double c2 = 0;
+        int64_t jj = 0;
+        for (; jj < kk; jj++) {
+          c2 += p[idx[jj]];
+          if (c2 >= (double)sp.top_p) break;
+        }
+        if (jj < kk) {
+          keep = jj + 1;
+          break;
+        }
+        if (kk == nc) break;
+        kk = std::min<int64_t>(nc, kk * 8);
+      }
+      nc = keep;
+      std::sort(idx.begin(), idx.begin() + nc);
+    }
   }
   // 4. min-p: keep p_i >= min_p * max p
   if (sp.min_p > 0.f) {

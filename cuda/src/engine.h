@@ -18,6 +18,7 @@
 #include <thread>
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +155,10 @@ void route(int dtype, int64_t n_experts, int64_t dim, int64_t top_k, const void 
 // Sampler (documented in docs/FORMAT.md, "Sampling").  work: scratch reused between calls.
 struct SampleWork {
   std::vector<double> pd;
-  std::vector<int32_t> idx;
+  std::vector<int32_t> idx, list;        // list: top-p's 64 best, or its candidates by bin
+  std::vector<int64_t> bin_start, bin_at;
+  std::vector<uint16_t> bin_of;
+  std::vector<std::pair<double, int32_t>> pairs;
 };
 int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &p, uint64_t step, SampleWork &w);
 // LSW_E_NUMERIC, with a message that names the position (or "lsw_op_sample" when position < 0), the count and the

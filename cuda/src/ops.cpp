@@ -168,7 +168,7 @@ LSW_API lsw_status lsw_op_sample(int32_t backend, int32_t vocab, const float *lo
   if (backend == LSW_BACKEND_CUDA) CUDA_CALL(cuda_sample(vocab, logits, p, step, token));
   LSW_GUARD_BEGIN
   if (lsw_status st = check_logits(vocab, logits, -1)) return st;
-  SampleWork w;
+  static thread_local SampleWork w;  // (reused, as a model's is: no allocation per call)
   *token = sample(vocab, logits, *p, step, w);
   return LSW_OK;
   LSW_GUARD_END

@@ -635,6 +635,114 @@ static void test_sampler() {
     }
 }
 
+// The sampling algorithm of docs/FORMAT.md ("Sampling") written the plain way: every sort a full sort, every sum in
+// the order the spec gives.  lsw::sample takes shortcuts (a heap for top-k up to 1,024 and for the 64 most likely,
+// top-p by bins over large candidate sets, ids tied at one p summed at once); its draw must equal this one's.
+static uint64_t ref_mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static double ref_u(uint64_t seed, uint64_t step) {
+  return (double)(ref_mix(seed ^ ref_mix(step)) >> 11) * (1.0 / 9007199254740992.0);
+}
+static int32_t ref_sample(const std::vector<float> &l, const lsw_sampler_params &sp, uint64_t step, int64_t *n_nucleus) {
+  const int64_t V = (int64_t)l.size();
+  std::vector<int32_t> ids((size_t)V);
+  for (int64_t i = 0; i < V; i++) ids[(size_t)i] = (int32_t)i;
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  if (!(sp.temperature > 0.f) || sp.top_k == 1) return ids[0];
+  if (sp.top_k > 0 && sp.top_k < V) ids.resize((size_t)sp.top_k);
+  std::sort(ids.begin(), ids.end());
+  std::vector<double> p((size_t)V, 0.0);
+  const double T = sp.temperature;
+  double mx = -INFINITY, sum = 0;
+  for (int32_t i : ids) mx = std::max(mx, (double)l[i] / T);
+  for (int32_t i : ids) sum += (p[i] = std::exp((double)l[i] / T - mx));
+  for (int32_t i : ids) p[i] /= sum;
+  if (sp.top_p < 1.f) {
+    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    double cum = 0;
+    size_t j = 0;
+    for (; j < ids.size(); j++) {
+      cum += p[ids[j]];
+      if (cum >= (double)sp.top_p) break;
+    }
+    ids.resize(std::min(j + 1, ids.size()));
+    std::sort(ids.begin(), ids.end());
+  }
+  *n_nucleus = (int64_t)ids.size();
+  if (sp.min_p > 0.f) {
+    double pm = 0;
+    for (int32_t i : ids) pm = std::max(pm, p[i]);
+    std::vector<int32_t> kept;
+    for (int32_t i : ids)
+      if (p[i] >= (double)sp.min_p * pm) kept.push_back(i);
+    ids = kept;
+  }
+  double total = 0;
+  for (int32_t i : ids) total += p[i];
+  const double target = ref_u(sp.seed, step) * total;
+  double cum = 0;
+  for (int32_t i : ids) {
+    cum += p[i];
+    if (cum > target) return i;
+  }
+  return ids.back();
+}
+
+// lsw_op_sample against ref_sample on logits that reach every shortcut and its edges: random, peaked (a nucleus of tens
+// of ids), 13 levels (thousands of ids tied at each p), all equal, 300 ids tied where top-k cuts, and half the ids
+// far below (p underflows to 0, below the bins); top-k 0 / 40 / 1,024 / 1,025 / 5,000, top-p from 0.3 to 1, min-p.
+// Random steps, and steps whose u lies within 1 / (2 V) of 1, where one id more or less in the nucleus changes the draw
+static void test_sampler_reference() {
+  int bad = 0, n = 0, edge = 0;
+  const float temps[] = {0.5f, 0.8f, 1.f, 1.5f};
+  const int topks[] = {0, 0, 40, 1024, 1025, 5000};
+  const float topps[] = {0.3f, 0.9f, 0.95f, 0.99f, 1.f};
+  for (int V : {7, 100, 1000, 1100, 5000, 40000, 151936}) {
+    const int kinds = 6, combos = V > 100000 ? 3 : V > 10000 ? 8 : 14;
+    for (int kind = 0; kind < kinds; kind++) {
+      std::vector<float> l = fvec((size_t)V, 3.f);
+      if (kind == 1)
+        for (int i = 0; i < 40 && i < V; i++) l[(size_t)(rng() % (uint64_t)V)] = 11.f + 0.05f * (float)(i % 20);
+      if (kind == 2)
+        for (auto &x : l) x = std::round(2.f * x) * 0.5f;
+      if (kind == 3) l.assign((size_t)V, 0.625f);
+      if (kind == 4)
+        for (int i = 0; i < 300 && i < V; i++) l[(size_t)(rng() % (uint64_t)V)] = 2.5f;
+      if (kind == 5)
+        for (int i = 0; i < V; i += 2) l[(size_t)i] = -900.f + (float)(rng() % 7);
+      for (int c = 0; c < combos; c++) {
+        lsw_sampler_params sp{temps[rng() % 4], topks[rng() % 6], topps[rng() % 5], rng() % 3 == 0 ? 0.05f : 0.f,
+                              rng()};
+        std::vector<uint64_t> steps;
+        for (int s = 0; s < (V > 100000 ? 2 : 4); s++) steps.push_back(rng() % 1000000);
+        for (uint64_t s = 0, found = 0; s < 20000000u && found < 1; s++)
+          if (ref_u(sp.seed, s) > 1.0 - 0.5 / (double)V) {
+            steps.push_back(s);
+            found++;
+            edge++;
+          }
+        for (uint64_t s : steps) {
+          int64_t nn = 0;
+          const int32_t want = ref_sample(l, sp, s, &nn);
+          int32_t got = -1;
+          OK(lsw_op_sample(LSW_BACKEND_CPU, V, l.data(), &sp, s, &got));
+          n++;
+          if (got != want && bad++ < 5)
+            fprintf(stderr, "  vocab %d kind %d T %g top-k %d top-p %g min-p %g step %llu: lsw %d, reference %d (nucleus %lld)\n",
+                    V, kind, sp.temperature, sp.top_k, sp.top_p, sp.min_p, (unsigned long long)s, got, want, (long long)nn);
+        }
+      }
+    }
+  }
+  CHECK(bad == 0 && edge > 100, "sampler against the plain reference: %d of %d draws differ (%d at the nucleus's end)", bad, n,
+        edge);
+  printf("sampler against the plain reference: %d draws (%d at the nucleus's end), %d differ\n", n, edge, bad);
+}
+
 // ---- model -----------------------------------------------------------------------------------------
 struct TinyModel {
   lsw_model_config c{};
@@ -1859,6 +1967,7 @@ int main() {
   test_lora_fused();
   test_route();
   test_sampler();
+  test_sampler_reference();
   test_model();
   test_nonfinite_model();
   test_adapters();
