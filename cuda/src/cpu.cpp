@@ -565,7 +565,7 @@ static int32_t argmax(int64_t vocab, const float *l) {
   return (int32_t)best;
 }
 
-// Step 3's nucleus over nc > kTopPDirect candidates (idx[0 .. nc) ascending, p their probabilities): the number of
+// Step 3's nucleus when it is not among the 64 most likely (idx[0 .. nc) ascending, p their probabilities): the number of
 // them kept, the shortest prefix of the (p desc, id asc) order whose running fp64 sum reaches top_p, summed in that
 // order.  The candidates are binned by p, 64 bins per binary order of magnitude over the 32 below the largest p and
 // one bin below those (a stable counting sort, so each bin is in ascending id order); the bins are walked from the
@@ -573,7 +573,6 @@ static int32_t argmax(int64_t vocab, const float *l) {
 // lsw_repeat_add (the same bits as adding them one by one).  The same order and the same additions as sorting every
 // candidate (the reference algorithm, test_ops), in O(nc) plus the sorts of the bins the nucleus reaches.  On return
 // (last_p, last_id) is the last candidate kept.
-static constexpr int64_t kTopPDirect = 1024;
 static int64_t nucleus_binned(int64_t nc, const int32_t *idx, const double *p, double top_p, SampleWork &w,
                               double &last_p, int32_t &last_id) {
   constexpr int kBins = 32 * 64;  // + 1: below them
@@ -645,10 +644,11 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
   if (!(sp.temperature > 0.f) || sp.top_k == 1) return argmax(vocab, logits);
   auto &idx = w.idx;
   int64_t nc = vocab;
-  // 1. top-k on the logits (order: logit desc, id asc), kept in ascending id order.  Up to kTopPDirect: one pass with a
+  // 1. top-k on the logits (order: logit desc, id asc), kept in ascending id order.  Up to kTopKHeap: one pass with a
   // heap of the k best (its top the worst of them, so most ids cost one comparison); larger k: nth_element
+  constexpr int64_t kTopKHeap = 1024;
   auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  if (sp.top_k > 0 && sp.top_k < vocab && sp.top_k <= kTopPDirect) {
+  if (sp.top_k > 0 && sp.top_k < vocab && sp.top_k <= kTopKHeap) {
     nc = sp.top_k;
     idx.clear();
     for (int32_t i = 0; i < (int32_t)nc; i++) idx.push_back(i);
@@ -679,8 +679,8 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
   for (int64_t c = 0; c < nc; c++) sum += (p[idx[c]] = std::exp((double)logits[idx[c]] / T - mx));
   for (int64_t c = 0; c < nc; c++) p[idx[c]] /= sum;
   // 3. top-p: smallest prefix of (p desc, id asc) whose sum reaches top_p.  First the 64 most likely (a heap pass that
-  // leaves idx as it is): most steps' nucleus lies among them.  Else up to kTopPDirect candidates by growing partial
-  // sorts, more by bins (nucleus_binned); the kept ids end in ascending order.
+  // leaves idx as it is): most steps' nucleus lies among them.  Else by bins (nucleus_binned).  The kept ids end in
+  // ascending order.
   if (sp.top_p < 1.f) {
     auto by_p = [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
     std::vector<int32_t> &hp = w.list;
@@ -704,7 +704,7 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
       nc = std::min(j + 1, k0);
       std::sort(hp.begin(), hp.begin() + nc);
       std::copy(hp.begin(), hp.begin() + nc, idx.begin());
-    } else if (nc > kTopPDirect) {  // binned, then the kept ids filtered in id order
+    } else {  // binned, then the kept ids filtered in id order
       double last_p = 0;
       int32_t last_id = -1;
       const int64_t keep = nucleus_binned(nc, idx.data(), p.data(), (double)sp.top_p, w, last_p, last_id);
@@ -716,25 +716,6 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
         }
         nc = o;
       }
-    } else {
-      int64_t kk = std::min<int64_t>(nc, 512), keep = nc;
-      for (;;) {
-        std::partial_sort(idx.begin(), idx.begin() + kk, idx.begin() + nc, by_p);
-        double c2 = 0;
-        int64_t jj = 0;
-        for (; jj < kk; jj++) {
-          c2 += p[idx[jj]];
-          if (c2 >= (double)sp.top_p) break;
-        }
-        if (jj < kk) {
-          keep = jj + 1;
-          break;
-        }
-        if (kk == nc) break;
-        kk = std::min<int64_t>(nc, kk * 8);
-      }
-      nc = keep;
-      std::sort(idx.begin(), idx.begin() + nc);
     }
   }
   // 4. min-p: keep p_i >= min_p * max p
