@@ -640,6 +640,24 @@ static int64_t nucleus_binned(int64_t nc, const int32_t *idx, const double *p, d
   return taken;
 }
 
+// The k best of the ids id_at(0 .. n-1), given in ascending id order, under `better` (a strict order whose ties go to
+// the lower id), into h as a heap whose front is the worst of them: one pass, most ids costing one test beats(i, worst)
+// (a key strictly above the worst's: an equal key comes with a higher id, so it is not better).
+template <typename IdAt, typename Better, typename Beats>
+static void best_k(int64_t n, int64_t k, IdAt id_at, Better better, Beats beats, std::vector<int32_t> &h) {
+  h.clear();
+  for (int64_t c = 0; c < k; c++) h.push_back(id_at(c));
+  std::make_heap(h.begin(), h.end(), better);
+  for (int64_t c = k; c < n; c++) {
+    const int32_t i = id_at(c);
+    if (beats(i, h.front())) {
+      std::pop_heap(h.begin(), h.end(), better);
+      h.back() = i;
+      std::push_heap(h.begin(), h.end(), better);
+    }
+  }
+}
+
 int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp, uint64_t step, SampleWork &w) {
   if (!(sp.temperature > 0.f) || sp.top_k == 1) return argmax(vocab, logits);
   auto &idx = w.idx;
@@ -650,15 +668,8 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
   auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   if (sp.top_k > 0 && sp.top_k < vocab && sp.top_k <= kTopKHeap) {
     nc = sp.top_k;
-    idx.clear();
-    for (int32_t i = 0; i < (int32_t)nc; i++) idx.push_back(i);
-    std::make_heap(idx.begin(), idx.end(), by_logit);
-    for (int64_t i = nc; i < vocab; i++)
-      if (logits[i] > logits[idx.front()]) {  // (an equal logit has a higher id: not better)
-        std::pop_heap(idx.begin(), idx.end(), by_logit);
-        idx.back() = (int32_t)i;
-        std::push_heap(idx.begin(), idx.end(), by_logit);
-      }
+    best_k(vocab, nc, [](int64_t c) { return (int32_t)c; }, by_logit,
+           [&](int32_t i, int32_t worst) { return logits[i] > logits[worst]; }, idx);
     std::sort(idx.begin(), idx.end());
   } else {
     idx.resize((size_t)vocab);
@@ -685,14 +696,8 @@ int32_t sample(int64_t vocab, const float *logits, const lsw_sampler_params &sp,
     auto by_p = [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); };
     std::vector<int32_t> &hp = w.list;
     const int64_t k0 = std::min<int64_t>(nc, 64);
-    hp.assign(idx.begin(), idx.begin() + k0);
-    std::make_heap(hp.begin(), hp.end(), by_p);
-    for (int64_t c = k0; c < nc; c++)
-      if (p[idx[c]] > p[hp.front()]) {  // (an equal p has a higher id: not better)
-        std::pop_heap(hp.begin(), hp.end(), by_p);
-        hp.back() = idx[c];
-        std::push_heap(hp.begin(), hp.end(), by_p);
-      }
+    best_k(nc, k0, [&](int64_t c) { return idx[c]; }, by_p, [&](int32_t i, int32_t worst) { return p[i] > p[worst]; },
+           hp);
     std::sort(hp.begin(), hp.end(), by_p);
     double cum = 0;
     int64_t j = 0;
