@@ -8,7 +8,7 @@
 
 #include "engine.h"
 #include "kernels.h"
-#include "repeat_add.h"
+#include "topp.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -575,7 +575,7 @@ static int32_t argmax(int64_t vocab, const float *l) {
 // (last_p, last_id) is the last candidate kept.
 static int64_t nucleus_binned(int64_t nc, const int32_t *idx, const double *p, double top_p, SampleWork &w,
                               double &last_p, int32_t &last_id) {
-  constexpr int kBins = 32 * 64;  // + 1: below them
+  constexpr int kBins = kTopPBins;  // + 1: below them
   double pm = 0;
   for (int64_t c = 0; c < nc; c++) pm = std::max(pm, p[idx[c]]);
   uint64_t pmb;
@@ -586,10 +586,7 @@ static int64_t nucleus_binned(int64_t nc, const int32_t *idx, const double *p, d
   start.assign(kBins + 2, 0);
   bin.resize((size_t)nc);
   for (int64_t c = 0; c < nc; c++) {
-    uint64_t b;
-    std::memcpy(&b, &p[idx[c]], 8);
-    const int d = emax - (int)(b >> 52);
-    bin[c] = (uint16_t)(d < 32 ? (d << 6) | (63 - (int)((b >> 46) & 63)) : kBins);
+    bin[c] = (uint16_t)lsw_topp_bin(p[idx[c]], emax);
     start[bin[c] + 1]++;
   }
   for (int b = 0; b <= kBins; b++) start[b + 1] += start[b];

@@ -1,14 +1,14 @@
-// lsw_repeat_add (src/repeat_add.h: the device sampler's top-p running sum over ids tied at one probability)
-// against the plain loop it stands for, bit for bit: the count of adds and cum's bits.  Random values of many
-// magnitudes, values that add exactly (sums landing on powers of two), values half an ulp of the sum apart (ties of
-// roundings), values the sum absorbs, subnormals, a start at 0 or past tp.  Exit status 1 on any difference.
+// lsw_repeat_add (src/topp.h: the samplers' top-p running sum over ids tied at one probability) against the plain
+// loop it stands for, bit for bit (the count of adds and cum's bits): random values of many magnitudes, values that add
+// exactly (sums landing on powers of two), values half an ulp of the sum apart (ties of roundings), values the sum
+// absorbs, subnormals, a start at 0 or past tp.  And lsw_topp_bin's order and range.  Exit status 1 on any failure.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
 
-#include "../src/repeat_add.h"
+#include "../src/topp.h"
 
 static long long loop_add(double &cum, double v, long long n, double tp) {
   long long j = 0;
@@ -70,11 +70,28 @@ int main() {
                 "lsw_repeat_add %lld -> %.17g\n", c, kind, cum, v, n, tp, ka, a, kb, b);
     }
   }
+  // lsw_topp_bin: larger p, lower or equal bin; the largest in bin 0; 64 bins per binary order of magnitude over 32 of
+  // them, kTopPBins below
+  for (int c = 0; c < 20000; c++) {
+    const double pm = std::exp(unif(-20.0, 0.0));
+    uint64_t pmb;
+    std::memcpy(&pmb, &pm, 8);
+    const int emax = (int)(pmb >> 52);
+    const double a = pm * std::exp(unif(-30.0, 0.0)), b = pm * std::exp(unif(-30.0, 0.0));
+    const int ba = lsw_topp_bin(a, emax), bb = lsw_topp_bin(b, emax), b0 = lsw_topp_bin(pm, emax);
+    const double ratio = std::log2(pm / std::min(a, b));
+    const bool ok = b0 < 64 && (a > b ? ba <= bb : a < b ? ba >= bb : ba == bb) && ba >= 0 && ba <= kTopPBins &&
+                    bb >= 0 && bb <= kTopPBins && (ratio < 31.0 ? std::max(ba, bb) < kTopPBins : true) &&
+                    (ratio > 33.0 ? std::max(ba, bb) == kTopPBins : true) && lsw_topp_bin(0.0, emax) == kTopPBins;
+    checks++;
+    if (!ok && fails++ < 10)
+      fprintf(stderr, "FAIL lsw_topp_bin: pm %.17g a %.17g -> %d, b %.17g -> %d, pm -> %d\n", pm, a, ba, b, bb, b0);
+  }
   if (batched < 5000) {
     fails++;
     fprintf(stderr, "FAIL only %lld cases ran more than 64 adds\n", batched);
   }
-  printf("lsw_repeat_add: %d cases against the loop, %lld of more than 64 adds; %d checks, %d failed\n", checks, batched,
-         checks, fails);
+  printf("lsw_repeat_add: 30000 cases against the loop, %lld of more than 64 adds; lsw_topp_bin: 20000 pairs; %d checks, "
+         "%d failed\n", batched, checks, fails);
   return fails ? 1 : 0;
 }

@@ -13,7 +13,7 @@
 // bins from the top in sorted groups: topp_nucleus).  exp() may differ from the host libm by an ulp, so the draw equals
 // the CPU's except when u * total falls within ~1e-15 of a boundary.
 #include "kernels.cuh"
-#include "../repeat_add.h"
+#include "../topp.h"
 #include <math_constants.h>
 
 #include <algorithm>
@@ -617,12 +617,13 @@ __device__ void sample_compact(int vocab, const float *__restrict__ l, int K, fl
 // scatter into a list: two passes), and the bins are walked from the top in groups of at most SK_MAX ids, each group
 // sorted in shared memory by (p desc, id asc) and summed in that order by thread 0 until the running sum reaches top_p.
 // Bins are 1/64 of a binary order of magnitude wide, over the 32 below the largest p.  A bin of more than SK_MAX ids
-// whose ids all share one p (logits on a few levels, a flat distribution) is summed by lsw_repeat_add (repeat_add.h:
+// whose ids all share one p (logits on a few levels, a flat distribution) is summed by lsw_repeat_add (topp.h:
 // the loop's exact result in a few steps per binary order of magnitude of the sum), and its last id taken found by one
 // select_gather on the ids; any other bin of more than SK_MAX ids (values very close together) is walked SK_MAX at a
 // time by select_gather on unique keys (p's low bits and the id), and the ids below the bins by select_gather over
 // the vocabulary.  A 60,768-id nucleus at 151,936 ids: 4.9 ms (H100, bench/results/2026-12-06-h100-session55).
-constexpr int TP_BINS = 2 * SB;               // 32 binary orders of magnitude, 64 bins each
+constexpr int TP_BINS = kTopPBins;            // 32 binary orders of magnitude, 64 bins each (lsw_topp_bin)
+static_assert(TP_BINS == 2 * SB, "topp_nucleus's scan of the bins' starts gives each thread two bins");
 constexpr int TP_MAX_ID = (1 << 18) - 1;      // the big bins' keys hold 18 bits of id (larger vocabularies: no bins)
 __shared__ int sg_bin[TP_BINS + 1];           // counts, then each bin's end in the list
 __shared__ double s_lastp, s_cum;             // the last id taken (p, id), the running sum
@@ -740,13 +741,7 @@ __device__ void topp_nucleus(int vocab, unsigned char *keep, double *p, float to
     if (keep[i]) pm = fmax(pm, p[i]);
   pm = block_reduce(pm, [](double a, double b) { return fmax(a, b); }, shd);
   const int emax = (int)((unsigned long long)__double_as_longlong(pm) >> 52);
-  // a kept id's bin: 64 (binary order of magnitude below pm's) + 63 - (its 6 top mantissa bits); TP_BINS below them
-  auto bin_of = [&](int i) -> int {
-    if (!keep[i]) return -1;
-    const unsigned long long k = (unsigned long long)__double_as_longlong(p[i]);
-    const int d = emax - (int)(k >> 52);
-    return d < 32 ? (d << 6) | (63 - (int)((k >> 46) & 63)) : TP_BINS;
-  };
+  auto bin_of = [&](int i) -> int { return keep[i] ? lsw_topp_bin(p[i], emax) : -1; };  // (-1: not kept)
   // f(i, bin of id i) for every id, SU per thread at a time with their bins loaded first (-1 past the vocabulary: every
   // lane calls f the same number of times, as hist_add's and the scatter's warp votes need)
   auto each_bin = [&](auto f) {

@@ -1,10 +1,15 @@
-// A running fp64 sum of one value repeated: what the loop
+// Top-p helpers shared by the CPU sampler (cpu.cpp) and the CUDA one (cuda/sample.cu), host and device.
+//
+// lsw_topp_bin: the bin of a probability in top-p's walk, 64 bins per binary order of magnitude over the 32 below the
+// largest probability (bin 0 holds the largest), kTopPBins for everything below those.  Larger p, lower or equal bin.
+//
+// lsw_repeat_add: a running fp64 sum of one value repeated: what the loop
 //
 //   for (j = 0; j < n; j++) { cum += v; if (cum >= tp) break; }
 //
 // leaves in cum, and how many times it added (j + 1 at the break, else n), in a few steps per binary order of
-// magnitude of cum instead of n (the device sampler's top-p over thousands of ids tied at one probability).
-// Host and device (the CPU test checks it against the loop; sample.cu runs it).
+// magnitude of cum instead of n (top-p over thousands of ids tied at one probability).  The CPU test test_repeat_add
+// checks it against the loop.
 //
 // Why it is exact: while cum lies in [2^E, 2^(E+1)) it is an integer multiple M of u = ulp(cum) = 2^(E-52), and
 // v < 2^E.  Round-to-nearest of (M + v/u) u is (M + D) u with D = v/u rounded to the nearest integer, unless
@@ -19,13 +24,23 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
-#define LSW_RA_HD __host__ __device__ inline
+#define LSW_TOPP_HD __host__ __device__ inline
 #else
-#define LSW_RA_HD inline
+#define LSW_TOPP_HD inline
 #endif
 
+constexpr int kTopPBins = 32 * 64;
+
+// emax: the biased exponent of the largest probability (its bits >> 52); p >= 0
+LSW_TOPP_HD int lsw_topp_bin(double p, int emax) {
+  uint64_t b;
+  memcpy(&b, &p, 8);
+  const int d = emax - (int)(b >> 52);
+  return d < 32 ? (d << 6) | (63 - (int)((b >> 46) & 63)) : kTopPBins;
+}
+
 // v > 0 and cum >= 0 finite, n >= 0; returns the adds taken and leaves cum as the loop would (tp may be anything)
-LSW_RA_HD long long lsw_repeat_add(double &cum, double v, long long n, double tp) {
+LSW_TOPP_HD long long lsw_repeat_add(double &cum, double v, long long n, double tp) {
   long long done = 0;
   while (done < n) {
     uint64_t bits;
