@@ -366,14 +366,17 @@ __device__ int select_gather(int n, int K, KeyF key, OutF out) {
   }
   const int R = ((n + nwarps - 1) / nwarps + 31) & ~31;
   const int w0 = min(n, warp * R), w1 = min(n, w0 + R);
-  int gt = 0, ties = 0;
-  for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
-    Key k[SU];
+  auto load_keys = [&](int j0, Key (&k)[SU]) {  // this warp's keys of positions j0 + lane + 32 u (0 past w1)
 #pragma unroll
     for (int u = 0; u < SU; u++) {
       const int i = j0 + 32 * u + lane;
       k[u] = i < w1 ? key(i) : Key(0);
     }
+  };
+  int gt = 0, ties = 0;
+  for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
+    Key k[SU];
+    load_keys(j0, k);
 #pragma unroll
     for (int u = 0; u < SU; u++) {
       const bool in = j0 + 32 * u + lane < w1 && k[u] != 0;
@@ -398,11 +401,7 @@ __device__ int select_gather(int n, int K, KeyF key, OutF out) {
     int rt = sg_wtie0[warp], rs = sg_wsel0[warp];
     for (int j0 = w0; j0 < w1; j0 += 32 * SU) {
       Key k[SU];
-#pragma unroll
-      for (int u = 0; u < SU; u++) {
-        const int i = j0 + 32 * u + lane;
-        k[u] = i < w1 ? key(i) : Key(0);
-      }
+      load_keys(j0, k);
 #pragma unroll
       for (int u = 0; u < SU; u++) {  // in position order: chunk u holds positions j0 + 32 u .. + 31
         const int i = j0 + 32 * u + lane;
