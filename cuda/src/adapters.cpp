@@ -379,23 +379,26 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   if (m->work[L][mat].empty()) return;
   std::vector<int32_t> &ke = m->mat_e[L][mat];
   std::vector<float> &kg = m->mat_g[L][mat];
+  // The key: adapters in order, each adapting this matrix with its top_k experts / gates for this layer (the first
+  // and the one-past-last of them in cur_e / cur_g).
+  auto for_each_key_part = [&](auto fn) {
+    for (auto &ap : m->adapters) {
+      const lsw_adapter &a = *ap;
+      bool on = false;
+      for (int k = 0; k < LSW_MOD_COUNT && !on; k++) on = a.mods[L][k].A && m->module_range(L, k).mat == mat;
+      if (!on) continue;
+      const int K = a.desc.top_k;
+      const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
+      fn(a, row * K, (row + 1) * K);
+    }
+  };
   // compare the current key with the merged one without building it
   bool same = m->mat_merged[L][mat] != 0;
   size_t pos = 0;
-  for (auto &ap : m->adapters) {
-    const lsw_adapter &a = *ap;
-    bool on = false;
-    for (int k = 0; k < LSW_MOD_COUNT && !on; k++) on = a.mods[L][k].A && m->module_range(L, k).mat == mat;
-    if (!on) continue;
-    const int K = a.desc.top_k;
-    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
-    for (int j = 0; j < K; j++, pos++) {
-      const int32_t e = a.cur_e[row * K + j];
-      const float g = a.cur_g[row * K + j];
-      if (!same) continue;
-      if (pos >= ke.size() || ke[pos] != e || kg[pos] != g) same = false;
-    }
-  }
+  for_each_key_part([&](const lsw_adapter &a, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; j++, pos++)
+      if (same && (pos >= ke.size() || ke[pos] != a.cur_e[j] || kg[pos] != a.cur_g[j])) same = false;
+  });
   if (same && pos == ke.size()) {
     m->layer_step[L] = std::max<char>(m->layer_step[L], 1);
     return;
@@ -407,17 +410,10 @@ static void ensure_merged_mat(lsw_model *m, int L, int mat) {
   for (int k = 0; k < LSW_MOD_COUNT; k++)
     if (m->module_range(L, k).mat == mat) batch.add(m, L, k);
   batch.run(m->pool.get());
-  // the key: adapters in order, each with its top_k experts/gates for this layer (as compared above)
-  for (auto &ap : m->adapters) {
-    const lsw_adapter &a = *ap;
-    bool on = false;
-    for (int k = 0; k < LSW_MOD_COUNT && !on; k++) on = a.mods[L][k].A && m->module_range(L, k).mat == mat;
-    if (!on) continue;
-    const int K = a.desc.top_k;
-    const int64_t row = a.desc.router_kind == LSW_ROUTER_LAYERWISE ? L : 0;
-    ke.insert(ke.end(), a.cur_e.begin() + row * K, a.cur_e.begin() + (row + 1) * K);
-    kg.insert(kg.end(), a.cur_g.begin() + row * K, a.cur_g.begin() + (row + 1) * K);
-  }
+  for_each_key_part([&](const lsw_adapter &a, int64_t j0, int64_t j1) {  // the key, as compared above
+    ke.insert(ke.end(), a.cur_e.begin() + j0, a.cur_e.begin() + j1);
+    kg.insert(kg.end(), a.cur_g.begin() + j0, a.cur_g.begin() + j1);
+  });
   m->mat_merged[L][mat] = 1;
   m->layer_step[L] = 2;
 }
