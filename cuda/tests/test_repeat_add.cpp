@@ -23,9 +23,10 @@ static long long loop_add(double &cum, double v, long long n, double tp) {
 int main() {
   std::mt19937_64 rng(20261206);
   auto unif = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
+  constexpr int kCases = 30000, kBinPairs = 20000;
   int checks = 0, fails = 0;
   long long batched = 0;  // cases the batch form took in fewer steps than adds (so the test reaches it)
-  for (int c = 0; c < 30000; c++) {
+  for (int c = 0; c < kCases; c++) {
     const int kind = c % 6;
     double v, cum = 0, tp;
     long long n = c % 97 == 0 ? 0 : 1 + (long long)(rng() % (c % 3 == 0 ? 200000u : 5000u));
@@ -72,7 +73,7 @@ int main() {
   }
   // lsw_topp_bin: larger p, lower or equal bin; the largest in bin 0; 64 bins per binary order of magnitude over 32 of
   // them, kTopPBins below
-  for (int c = 0; c < 20000; c++) {
+  for (int c = 0; c < kBinPairs; c++) {
     const double pm = std::exp(unif(-20.0, 0.0));
     uint64_t pmb;
     std::memcpy(&pmb, &pm, 8);
@@ -91,7 +92,7 @@ int main() {
     fails++;
     fprintf(stderr, "FAIL only %lld cases ran more than 64 adds\n", batched);
   }
-  printf("lsw_repeat_add: 30000 cases against the loop, %lld of more than 64 adds; lsw_topp_bin: 20000 pairs; %d checks, "
-         "%d failed\n", batched, checks, fails);
+  printf("lsw_repeat_add: %d cases against the loop, %lld of more than 64 adds; lsw_topp_bin: %d pairs; %d checks, "
+         "%d failed\n", kCases, batched, kBinPairs, checks, fails);
   return fails ? 1 : 0;
 }
