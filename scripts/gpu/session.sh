@@ -5,7 +5,8 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack tune-ab
+# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack tune-ab readme-rows
+#   sgmm-r64k2
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # `unpack` instead of `build`: binaries built on a machine with nvcc but no GPU (scripts/gpu/pack-prebuilt.sh ->
 # $GPU/pack/bin.tar.xz), which saves the 3-4 minutes of the build; without cuBLAS there, so no cuBLAS prefill and no
@@ -213,6 +214,26 @@ st_trig_ab() { ab_r64 "" "LSW_CUDA_GEMV_TRIGGER=start"; }
 # PDL for the attention / SwiGLU launches (LSW_CUDA_PDL_ATTN / LSW_CUDA_PDL_NORM) in base and all-linear fused: with the
 # LoRA epilogue at the tail of q,k,v and gate,up, an early start of the next launch could hide it
 st_pdlx_ab() { ab_r64 "" "LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1 LSW_CUDA_PDL_NORM=1"; }
+# the README's lora-switch rows, one bench process each (as session 38's run 8): q,v r16 every mode; all-linear r64
+# base / fused; layer-wise q,v r16; the batched merge prompt; all-linear r64 unfused; base of the grouped-query presets
+st_readme_rows() {
+  set -o pipefail  # a failing bench fails the stage, not only the grep after it
+  local L="--preset llama2-7b --experts 8 --top-k 2" r
+  readme_row() { local n=$1; shift
+    node "$CLI" bench --backend cuda "$@" --out "$OUT/bench-$n.json" | grep -E "^lora-switch|^bench: .*bandwidth" | sed "s/^/$n: /"; }
+  readme_row qv-r16 $L --rank 16 --targets q,v --router pregated &&
+  readme_row all-r64 $L --rank 64 --targets all --router pregated --modes base,fused &&
+  readme_row qv-r16-lw $L --rank 16 --targets q,v --router layerwise --repetitions 3 &&
+  readme_row qv-r16-batched $L --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 &&
+  readme_row all-r64-unfused $L --rank 64 --targets all --router pregated --modes base,unfused --repetitions 3 || return 1
+  for r in llama3-8b mistral-7b qwen2.5-7b; do readme_row "gqa-$r" --preset $r --modes base --repetitions 3 || return 1; done; }
+# the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes
+st_sgmm_r64k2() {
+  local i
+  for i in 1 2 3; do
+    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-r64k2-$i.txt" > /dev/null || return 1
+    grep -h "% of copy" "$OUT/sgmm-r64k2-$i.txt" | head -n 4 | sed "s/^/process $i: /"
+  done; }
 # a quick look: base and all-linear r64 fused, 3 repetitions
 st_quick() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-quick.json"; }
