@@ -11,7 +11,12 @@ GPU=${GPU:-$(pwd)/.gpu}
 for f in node.xz bundle/lora-switch.mjs.xz fx.tar.xz pack/bin.tar.xz; do
   [ -f "$GPU/$f" ] || { echo "remote.sh: $GPU/$f: missing (run scripts/gpu/prepare.sh on the development machine and carry it)" >&2; exit 1; }
 done
-[ -f "$GPU/bundle/lora-switch.mjs" ] || xz -dc "$GPU/bundle/lora-switch.mjs.xz" > "$GPU/bundle/lora-switch.mjs" || exit 1
-if [ ! -f "$GPU/fx/manifest.json" ]; then mkdir -p "$GPU/fx" && tar -xJf "$GPU/fx.tar.xz" -C "$GPU/fx" || exit 1; fi
+# each unpacked into a temporary name first, so that a cut-off unpack is redone by the next call
+if [ ! -f "$GPU/bundle/lora-switch.mjs" ]; then
+  xz -dc "$GPU/bundle/lora-switch.mjs.xz" > "$GPU/bundle/lora-switch.mjs.tmp" && mv "$GPU/bundle/lora-switch.mjs.tmp" "$GPU/bundle/lora-switch.mjs" || exit 1
+fi
+if [ ! -d "$GPU/fx" ]; then
+  rm -rf "$GPU/fx.tmp" && mkdir -p "$GPU/fx.tmp" && tar -xJf "$GPU/fx.tar.xz" -C "$GPU/fx.tmp" && mv "$GPU/fx.tmp" "$GPU/fx" || exit 1
+fi
 STAGES=("$@"); [ ${#STAGES[@]} -gt 0 ] || STAGES=(cudatests e2e sanitizer forward)
 GPU="$GPU" exec bash scripts/gpu/session.sh "$OUTDIR" unpack "${STAGES[@]}"
