@@ -3,7 +3,8 @@
 # source tree does not hold, compressed so that it travels next to the tree:
 #   $GPU/node.xz                   this machine's node binary (the GPU machine has no Node.js)
 #   $GPU/bundle/                   `npm run bundle` (lora-switch.mjs.xz, koffi-linux-x64.node, package.json)
-#   $GPU/fx.tar.xz                 the fixtures (`npx tsx test/helpers/make-fixtures.ts`): HF models and adapters
+#   $GPU/fx.tar.xz                 the fixtures (`npx tsx test/helpers/make-fixtures.ts --engine`): HF models, adapters,
+#                                  our fp64 reference and the CPU engine's outputs (for the transformers comparison)
 #   $GPU/pack/bin.tar.xz           the engine, test_cuda, the kernel harness and test_forward (pack-prebuilt.sh)
 # Usage: bash scripts/gpu/prepare.sh [--skip-pack]        ($GPU defaults to .gpu, which .gitignore ignores)
 # Then carry those four paths and run `bash scripts/gpu/remote.sh OUT ...` from the tree on the GPU machine.
@@ -36,7 +37,7 @@ rm -rf "$GPU/bundle" && mv "$GPU/bundle.tmp" "$GPU/bundle"
 step "fixtures -> $GPU/fx.tar.xz"
 FX="$(mktemp -d)"
 trap 'rm -rf "$FX"' EXIT
-npx tsx test/helpers/make-fixtures.ts "$FX/fx" > "$FX/make-fixtures.log" 2>&1 || { cat "$FX/make-fixtures.log" >&2; exit 1; }
+npx tsx test/helpers/make-fixtures.ts "$FX/fx" --engine > "$FX/make-fixtures.log" 2>&1 || { cat "$FX/make-fixtures.log" >&2; exit 1; }
 tar -C "$FX/fx" -cJf "$GPU/fx.tar.xz.tmp" . && mv "$GPU/fx.tar.xz.tmp" "$GPU/fx.tar.xz"
 
 if [ "$SKIP_PACK" = 1 ] && [ -f "$GPU/pack/bin.tar.xz" ]; then

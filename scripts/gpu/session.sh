@@ -151,13 +151,19 @@ st_attn_tests() { LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/be
 st_attn_memcheck() {
   LSW_HARNESS_ONLY=test_attention compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/attn-memcheck.txt" 2>&1; local r=$?
   tail -n 3 "$OUT/attn-memcheck.txt"; return $r; }
+# `bench_row TAG FILE ARGS...`: one `bench --backend cuda ARGS` process (environment settings from $BENCH_ENV), its
+# JSON in $OUT/FILE, its result rows printed with TAG in front; a failing bench fails the row, not only the grep / sed
+bench_row() {
+  set -o pipefail
+  local tag=$1 file=$2; shift 2
+  env ${BENCH_ENV:-} node "$CLI" bench --backend cuda "$@" --out "$OUT/$file" | grep -E "^lora-switch" | sed "s/^/$tag: /"; }
 # A-B in the whole decode: `ab_bench NAME "BENCH FLAGS" SETTING...` runs base + one mode, 3 repetitions, once per
 # environment setting ("" = the defaults); JSON per setting, the result rows prefixed with the name and the setting
 ab_bench() {
-  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
   local name=$1 flags=$2 cfg; shift 2
   for cfg in "$@"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 $flags --repetitions 3 --out "$OUT/bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$name ${cfg:-default}: /" || return 1
+    BENCH_ENV=$cfg bench_row "$name ${cfg:-default}" "bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =" "_-").json" \
+      --preset llama2-7b --experts 8 --top-k 2 $flags --repetitions 3 || return 1
   done; }
 # all-linear r64 top-2, base and fused
 ab_r64() { ab_bench all-r64 "--rank 64 --targets all --router pregated --modes base,fused" "$@"; }
@@ -167,22 +173,20 @@ st_fused_ab() { ab_r64 "" "LSW_CUDA_FUSED_SHRINK=late" "LSW_CUDA_FUSED_SHRINK=se
 # decode attention A-B in the whole model: kernel 0 (registers, default) / 1 (cp.async tiles), each without and with
 # PDL for the attention launch (LSW_CUDA_PDL_ATTN=1: kernel 1 requests all its first tiles before the wait)
 st_attn_ab() {
-  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
   local cfg
   for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" | grep -E "^lora-switch" | sed "s/^/$cfg: /" || return 1
+    BENCH_ENV=$cfg bench_row "$cfg" "bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" --preset llama2-7b --modes base --repetitions 3 || return 1
   done; }
 # KV cache element type in the whole 7B decode: base at the benchmark's 512-token prompt (f32 / f16 / bf16) and at a
 # 3,968-token prompt (f32 / f16, 100 new tokens); kv-modes: every mode with an f16 cache (q,v r16; all-linear r64)
 st_kv_ab() { st_kv_base && st_kv_modes; }
 st_kv_base() {
-  set -o pipefail  # a failing bench fails the stage, not only the grep / sed after it
   local kv
   for kv in f32 f16 bf16; do
-    node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --kv-cache $kv --out "$OUT/bench-llama2-7b-base-kv-$kv.json" | grep -E "^lora-switch" | sed "s/^/p512 kv $kv: /" || return 1
+    bench_row "p512 kv $kv" "bench-llama2-7b-base-kv-$kv.json" --preset llama2-7b --modes base --repetitions 3 --kv-cache $kv || return 1
   done
   for kv in f32 f16; do
-    node "$CLI" bench --backend cuda --preset llama2-7b --modes base --prompt-tokens 3968 --new-tokens 100 --repetitions 3 --kv-cache $kv --out "$OUT/bench-llama2-7b-base-p3968-kv-$kv.json" | grep -E "^lora-switch" | sed "s/^/p3968 kv $kv: /" || return 1
+    bench_row "p3968 kv $kv" "bench-llama2-7b-base-p3968-kv-$kv.json" --preset llama2-7b --modes base --prompt-tokens 3968 --new-tokens 100 --repetitions 3 --kv-cache $kv || return 1
   done; }
 st_kv_modes() {
   node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --kv-cache f16 --out "$OUT/bench-llama2-7b-qv-r16-kv-f16.json" &&
@@ -217,16 +221,13 @@ st_pdlx_ab() { ab_r64 "" "LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_P
 # the README's lora-switch rows, one bench process each (as session 38's run 8): q,v r16 every mode; all-linear r64
 # base / fused; layer-wise q,v r16; the batched merge prompt; all-linear r64 unfused; base of the grouped-query presets
 st_readme_rows() {
-  set -o pipefail  # a failing bench fails the stage, not only the grep after it
   local L="--preset llama2-7b --experts 8 --top-k 2" r
-  readme_row() { local n=$1; shift
-    node "$CLI" bench --backend cuda "$@" --out "$OUT/bench-$n.json" | grep -E "^lora-switch|^bench: .*bandwidth" | sed "s/^/$n: /"; }
-  readme_row qv-r16 $L --rank 16 --targets q,v --router pregated &&
-  readme_row all-r64 $L --rank 64 --targets all --router pregated --modes base,fused &&
-  readme_row qv-r16-lw $L --rank 16 --targets q,v --router layerwise --repetitions 3 &&
-  readme_row qv-r16-batched $L --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 &&
-  readme_row all-r64-unfused $L --rank 64 --targets all --router pregated --modes base,unfused --repetitions 3 || return 1
-  for r in llama3-8b mistral-7b qwen2.5-7b; do readme_row "gqa-$r" --preset $r --modes base --repetitions 3 || return 1; done; }
+  bench_row qv-r16 bench-qv-r16.json $L --rank 16 --targets q,v --router pregated &&
+  bench_row all-r64 bench-all-r64.json $L --rank 64 --targets all --router pregated --modes base,fused &&
+  bench_row qv-r16-lw bench-qv-r16-lw.json $L --rank 16 --targets q,v --router layerwise --repetitions 3 &&
+  bench_row qv-r16-batched bench-qv-r16-batched.json $L --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 &&
+  bench_row all-r64-unfused bench-all-r64-unfused.json $L --rank 64 --targets all --router pregated --modes base,unfused --repetitions 3 || return 1
+  for r in llama3-8b mistral-7b qwen2.5-7b; do bench_row "gqa-$r" "bench-gqa-$r.json" --preset $r --modes base --repetitions 3 || return 1; done; }
 # the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes
 st_sgmm_r64k2() {
   local i
