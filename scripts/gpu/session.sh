@@ -5,8 +5,7 @@
 #   bundle/        `npm run bundle` output (lora-switch.mjs + koffi)   (optional: CLI stages)
 #   fx/            `npx tsx test/helpers/make-fixtures.ts fx --engine` (optional: transformers comparison)
 # Usage: bash scripts/gpu/session.sh OUTDIR [stage ...]
-# Stages: build cudatests forward kernels sanitizer e2e safetensors compare peer-quick peer bench prefill sgmm bench-stream bench-final attn sgmm-bench k7b bench-now pdl-ab pdl-tests ncu-sgmm ncu-attn lora-tests attn-tests fused-ab attn-ab bench-lw quick fold-tests fold-ab trig-ab pdlx-ab s17-ab lorav-ab kv-ab kv-base kv-modes attn-memcheck unpack tune-ab readme-rows
-#   sgmm-r64k2
+# Stages: each st_NAME function below is the stage NAME (with - for _); an unknown stage prints the list.
 # (`npm run test:gpu` runs the default: build cudatests forward sanitizer fold-tests e2e)
 # `unpack` instead of `build`: binaries built on a machine with nvcc but no GPU (scripts/gpu/pack-prebuilt.sh ->
 # $GPU/pack/bin.tar.xz), which saves the 3-4 minutes of the build; without cuBLAS there, so no cuBLAS prefill and no
@@ -78,10 +77,6 @@ st_safetensors() {
 st_compare() { python3 scripts/gpu/compare_transformers.py "$GPU/fx" --device cuda --dtype float64 && cp "$GPU/fx/compare.json" "$OUT/compare-transformers.json"; }
 st_peer_quick() { python3 scripts/bench/torch_peer.py --quick --json "$OUT/peer-quick.json"; }
 st_peer() { python3 scripts/bench/torch_peer.py --preset llama2-7b --json "$OUT/torch-llama2-7b.json"; }
-st_bench() {
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --out "$OUT/bench-llama2-7b-qv-r16.json" &&
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused,unfused --out "$OUT/bench-llama2-7b-all-r64.json" &&
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,unfused,merge,fused --out "$OUT/bench-llama2-7b-qv-r16-layerwise.json"; }
 # prefill rate at 2,048 prompt tokens (issue 4: >= 50 % of the measured bf16 matmul rate), both GEMM precisions
 st_prefill() {
   node "$CLI" bench --backend cuda --preset llama2-7b --dtype bf16 --prompt-tokens 2048 --new-tokens 8 --modes base --precision fast --out "$OUT/bench-llama2-7b-prefill2048-fast.json" &&
@@ -96,11 +91,6 @@ st_bench_stream() {
   [ -f "$OUT/sgmm-ok" ] || { echo "st_sgmm did not pass: skipped"; return 1; }
   LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream.json" &&
   LSW_CUDA_SGMM_VARIANT=3 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-sgmm-stream-batched.json"; }
-# the final numbers: q,v r16 every mode (tokenwise and batched merge prompts), all-linear r64 base/fused
-st_bench_final() {
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --out "$OUT/bench-llama2-7b-qv-r16.json" &&
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-merge-batched.json" &&
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --out "$OUT/bench-llama2-7b-all-r64.json"; }
 # decode attention: harness validation + timing, then base/fused decode with 4 and 8 positions in flight per warp
 st_attn() {
   st_attn_tests &&
@@ -112,10 +102,6 @@ st_sgmm_bench() {
   LSW_HARNESS_ONLY=sgmm_tests compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/sgmm-memcheck.txt" 2>&1; }
 # the 7B linears graph section of the harness (base / fused, PDL)
 st_k7b() { LSW_HARNESS_ONLY=bench_7b ./build/dev/bench_kernels "$OUT/cuda-kernels-7b.txt"; }
-# the current numbers: q,v r16 every mode (autotune's SGMM choice in the log), all-linear r64 base/fused
-st_bench_now() {
-  LSW_CUDA_VERBOSE=1 node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router pregated --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16.json" &&
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64.json"; }
 # Nsight Compute on the SGMM streaming kernel (variant 3, r16 top-2) and on the copy probe of its tile walk: speed of
 # light, memory, occupancy, the per-reason stall averages and the executed warp instructions (needs a runtime where
 # ncu reads the counters); then the streaming kernel's per-instruction source view (SASS, CSV) from a saved report
@@ -235,23 +221,14 @@ st_sgmm_r64k2() {
     LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-r64k2-$i.txt" > /dev/null || return 1
     grep -h "% of copy" "$OUT/sgmm-r64k2-$i.txt" | head -n 4 | sed "s/^/process $i: /"
   done; }
-# a quick look: base and all-linear r64 fused, 3 repetitions
-st_quick() {
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 64 --targets all --router pregated --modes base,fused --repetitions 3 --out "$OUT/bench-llama2-7b-all-r64-quick.json"; }
-# layer-wise router, q,v r16: merge (tensor-core SGMM per layer) and fused
-st_bench_lw() {
-  node "$CLI" bench --backend cuda --preset llama2-7b --experts 8 --top-k 2 --rank 16 --targets q,v --router layerwise --modes base,merge,fused --repetitions 3 --out "$OUT/bench-llama2-7b-qv-r16-layerwise.json"; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)
-st_pdl_ab() {
-  local cfg
-  for cfg in "" "LSW_CUDA_PDL=0" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1"; do
-    env $cfg node "$CLI" bench --backend cuda --preset llama2-7b --modes base --repetitions 3 --out "$OUT/bench-llama2-7b-base-pdl-$(echo "${cfg:-default}" | tr "=" "-").json" || return 1
-  done; }
+st_pdl_ab() { ab_bench base-pdl "--modes base" "" "LSW_CUDA_PDL=0" "LSW_CUDA_PDL_NORM=1" "LSW_CUDA_PDL_ATTN=1"; }
 for s in "${STAGES[@]}"; do
   fn="st_${s//-/_}"
-  if declare -F "$fn" > /dev/null; then run_stage "$s" "$fn"; else echo "unknown stage $s"; fi
+  if declare -F "$fn" > /dev/null; then run_stage "$s" "$fn"
+  else RESULT[$s]=unknown; echo "unknown stage $s (stages: $(declare -F | sed -n 's/^declare -f st_//p' | tr _ - | tr '\n' ' '))"; fi
 done
 echo; echo "stage            rc   seconds"
 for s in "${STAGES[@]}"; do printf '%-16s %-7s %s\n' "$s" "${RESULT[$s]:-?}" "${SECS[$s]:-?}"; done | tee "$TOP/summary.txt"
