@@ -1835,6 +1835,9 @@ static void test_sgmm_stream_mixed() {
       // three runs of one shape (the lockstep schedule's per-run rounds; a GQA model's q and v, sorted by shape)
       {{{512, 512, 32}, {512, 512, 32}, {512, 512, 32}, {192, 512, 32}, {192, 512, 32}, {192, 512, 32},
         {512, 256, 32}, {512, 256, 32}}, {2}},
+      // top-2 over mixed ranks up to 64 and partial tiles: the paired consumer (s3_pair_mma, ranks 16 / 32 / 64) next to
+      // the general one (rank 48) in one launch
+      {{{100, 136, 64}, {64, 264, 16}, {300, 72, 32}, {260, 392, 48}, {130, 520, 64}, {33, 8, 16}}, {2}},
   };
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -1934,6 +1937,24 @@ static void test_sgmm_stream_mixed() {
                  pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
+        if (K == 2) {  // top-2: every consumer mode (s3_pair_mma; the default is checked above) gives the same bits
+          const int pm0 = sgmm_stream_pair();
+          for (int pm : {0, 1, 2})
+            for (int lk = 0; lk < 2; lk++)
+              for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}, Cfg{2, 2, 1, 1}}) {
+                if (pm == pm0) continue;
+                sgmm_set_stream_lock(lk == 1 ? 2 : 0);
+                sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+                sgmm_set_stream_pair(pm);
+                const auto got = run(3);
+                sgmm_set_stream_pair(pm0);
+                sgmm_set_stream_lock(1);
+                expect(got == ref0, "sgmm tc stream %s %d descs max r%d top2, cfg groups %d stages %d grid %d strip %d%s, "
+                       "consumer mode %d: bit-identical to the one-shot tc kernel", dname(dt), nm_, maxr, c.groups,
+                       c.stages, c.grid, c.strip, lk ? ", lockstep" : "", pm);
+              }
+          sgmm_set_stream_cfg(0, 0, 0);
+        }
         if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
           const bool half0 = sgmm_stream_half();
           for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}}) {
@@ -2188,6 +2209,18 @@ static void bench_sgmm() {
           row(nm, ms2, bytes);
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
                  c.rank, c.K, lk ? "lockstep rounds" : "contiguous split");
+        }
+        for (int rep = 0; c.K == 2 && rep < 9; rep++) {  // A-B-C, interleaved: experts in turn / paired / paired, unrolled
+          const int pm0 = sgmm_stream_pair(), pm = rep % 3;
+          static const char *pname[3] = {"in turn", "paired", "paired, halves unrolled"};
+          sgmm_set_stream_pair(pm);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          sgmm_set_stream_pair(pm0);
+          snprintf(nm, sizeof nm, "sgmm tc stream, top-2, experts %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
+                   pname[pm], c.rank, c.K);
+          row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top2, experts %s: same bits as the default", H, H,
+                 c.rank, pname[pm]);
         }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;

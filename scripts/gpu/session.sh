@@ -221,6 +221,31 @@ st_sgmm_r64k2() {
     LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-r64k2-$i.txt" > /dev/null || return 1
     grep -h "% of copy" "$OUT/sgmm-r64k2-$i.txt" | head -n 4 | sed "s/^/process $i: /"
   done; }
+# the paired top-2 consumer (sgmm.cu s3_pair_mma, session 60). pair-tests: the harness's SGMM tests (bit identity in
+# every consumer mode and plan shape); pair-memcheck: their memcheck; pair-ab: A-B-C rows, experts in turn / paired /
+# paired with the halves unrolled, in the harness at r64 top-2 (three processes) and r16 top-2, and in the 7B q,v merge
+# at r64 (the default, 0 / LSW_CUDA_SGMM_PAIR=1 / 2) and r16.  Written in session 60 and not yet run on a GPU.
+st_pair_tests() {
+  LSW_HARNESS_ONLY=test_sgmm,test_sgmm_stream_mixed ./build/dev/bench_kernels "$OUT/sgmm-pair-tests.txt" > /dev/null
+  local rc=$?
+  grep -h "FAIL" "$OUT/sgmm-pair-tests.txt" | head -n 5; grep -h "passed" "$OUT/sgmm-pair-tests.txt" | tail -n 1
+  return $rc; }
+st_pair_memcheck() {
+  LSW_HARNESS_ONLY=test_sgmm_stream_mixed compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels \
+    > "$OUT/sgmm-pair-memcheck.txt" 2>&1
+  local rc=$?
+  grep -h "passed\|ERROR SUMMARY" "$OUT/sgmm-pair-memcheck.txt" | tail -n 2
+  return $rc; }
+st_pair_ab() {
+  local i
+  for i in 1 2 3; do
+    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-pair-r64k2-$i.txt" > /dev/null || return 1
+    grep -h "% of copy" "$OUT/sgmm-pair-r64k2-$i.txt" | grep -E "stream (q,v|, top-2)" | sed "s/^/process $i: /"
+  done
+  LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=16,2 ./build/dev/bench_kernels "$OUT/sgmm-pair-r16k2.txt" > /dev/null || return 1
+  grep -h "% of copy" "$OUT/sgmm-pair-r16k2.txt" | grep -E "stream (q,v|, top-2)"
+  ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1" "LSW_CUDA_SGMM_PAIR=2" &&
+    ab_bench qv-r16-merge "--rank 16 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1"; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)

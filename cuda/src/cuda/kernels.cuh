@@ -472,6 +472,11 @@ void sgmm_set_stream_top1(bool on);
 // variant 3's top-1 launches in 32-row half tiles (s3_top1_half: more of W0 in flight in the same shared memory);
 // same bits either way
 void sgmm_set_stream_half(bool on);
+// variant 3's top-2 consumer with both experts' products interleaved (sgmm.cu s3_pair_mma, ranks 16 / 32 / 64): mode 0
+// off (one expert after the other; the default until it has run on a GPU), 1 paired, 2 paired with the two 16-row
+// halves in straight-line code.  The model reads LSW_CUDA_SGMM_PAIR=0 / 1 / 2.  Same bits in every mode.
+void sgmm_set_stream_pair(int mode);
+int sgmm_stream_pair();
 // The streaming SGMM's lockstep schedule where the matrices come in at most 4 runs of one shape (sgmm.cu s3_segments;
 // the model hands its merge descriptors over sorted by shape): each run's super-strips dealt out in rounds, so that the
 // groups on one matrix walk its row blocks side by side and share its LoRA-B rows in L2.

@@ -522,6 +522,8 @@ constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consum
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
 constexpr int S3_F_LOCK = 4;                    // lockstep rounds where they pay (s3_lock_pays; sgmm_set_stream_lock)
 constexpr int S3_F_LOCK_ALL = 8;                // lockstep rounds wherever the matrices have one shape (tests, A-B runs)
+constexpr int S3_F_PAIR = 16;                   // top-2: both experts' products interleaved (s3_pair_mma; sgmm_set_stream_pair)
+constexpr int S3_F_PAIRU = 32;                  // ... with the two 16-row halves unrolled (sgmm_set_stream_pair(2))
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -828,6 +830,46 @@ __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, 
   }
 }
 
+// The general consumer's top-2 products for one 16-row half, both experts at once (flag S3_F_PAIR, session 60): expert 0's
+// k-step s and expert 1's k-step s are issued side by side, so each k-step has 8 independent MMA chains instead of 4.
+// Why: r64 top-2 waits on instruction latency (session 52: 48 % issue at 4 warps per scheduler, mostly fixed-latency
+// and shared-memory waits), and on an H200 it moved 62-63 % of copy where an H100 moved 87 % (session 60): the same
+// absolute rate, so the faster memory leaves the tile's dependent chain exposed.  The live registers do not grow:
+// expert 0's product no longer has to be folded into acc before expert 1's starts, so t0 takes acc's 16 registers.
+// Each tmp is the same products in the same order as s3_expert_mma (ascending 16-steps from a zero accumulator), and
+// the epilogue chains fmaf(g_1, t1, fmaf(g_0, t0, W0)) as before: the same bits.  KS = rank / 16 (1, 2 or 4).
+// NOT YET RUN ON A GPU: written in session 60 after its only GPU run, and every later call got no machine.  ptxas
+// (nvcc 13.0, sm_90) fits both modes in the kernel's 128 registers with no spills.  Off by default until the harness's
+// bit-identity tests and an A-B run (session.sh's pair-tests, pair-ab, pair-memcheck stages) have run on a GPU.
+template <typename T, int KS>
+__device__ __forceinline__ void s3_pair_mma(float (&t0)[4][4], float (&t1)[4][4], uint32_t aop, uint32_t bop, int alds,
+                                            int a_hi, int a_sw) {
+  auto step = [&](float (&tmp)[4][4], int kk, bool first) {
+    uint32_t a[4], b0[4], b1[4];
+    s3_ldsm(aop + (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4), a);
+    s3_ldsm_t(bop + kk * alds * 2, b0);
+    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
+    if (first) {  // (a constant once step is inlined)
+      s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
+      s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
+      s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
+      s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
+    } else {
+      s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
+      s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
+      s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
+      s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
+    }
+  };
+  step(t0, 0, true);
+  step(t1, 16 * KS, true);
+#pragma unroll
+  for (int s = 1; s < KS; s++) {
+    step(t0, 16 * s, false);
+    step(t1, 16 * KS + 16 * s, false);
+  }
+}
+
 // A rows of a super-strip into the resident block As (32-bit words, alds / 2 per row): K rows, row r of the block
 // being row arow(r) of A (the caller's expert / rank mapping), S 128-column strips from column cb, each 16-byte chunk's
 // words transposed in 4 x 4 groups so that a lane's accumulator columns come out contiguous (see the resident path's
@@ -1098,6 +1140,41 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         }
         st_stream_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
+      }
+      cst = cst + 1 == ns ? 0 : cst + 1;
+      s3_cur_next(C, descs, n_descs, S);
+      c_next();
+      continue;
+    }
+    if (top_k == 2 && (flags & S3_F_PAIR) && (rank == 64 || rank == 32 || rank == 16)) {  // s3_pair_mma
+      const float g0 = s_gate[0], g1 = s_gate[1];
+      auto pair_half = [&](int h) {  // rows wm*32 + 16 h .. + 15 of the warp's block
+        const uint32_t aop = st + S3_W0 + a_lane + (wm * 32 + h * 16) * ldb * 2;
+        float t0[4][4], t1[4][4];
+        if (rank == 64) s3_pair_mma<T, 4>(t0, t1, aop, bop, alds, a_hi, a_sw);
+        else if (rank == 32) s3_pair_mma<T, 2>(t0, t1, aop, bop, alds, a_hi, a_sw);
+        else s3_pair_mma<T, 1>(t0, t1, aop, bop, alds, a_hi, a_sw);
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+          const int m = 2 * h + hh;  // row lrow + 8 m
+          const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
+          float f[8];
+          unpack16<T>(w0, f);
+#pragma unroll
+          for (int j = 0; j < 4; j++) {  // W = round(fmaf(g_1, t1, fmaf(g_0, t0, W0))): the general path's chain
+            f[2 * j] = fmaf(g1, t1[j][2 * hh], fmaf(g0, t0[j][2 * hh], f[2 * j]));
+            f[2 * j + 1] = fmaf(g1, t1[j][2 * hh + 1], fmaf(g0, t0[j][2 * hh + 1], f[2 * j + 1]));
+          }
+          st_stream_if(wq, pack16<T>(f), okm & 1u << m);
+          wq += row8;
+        }
+      };
+      if (flags & S3_F_PAIRU) {  // both halves in straight-line code: the second half's loads may start early
+#pragma unroll
+        for (int h = 0; h < 2; h++) pair_half(h);
+      } else {
+#pragma unroll 1
+        for (int h = 0; h < 2; h++) pair_half(h);
       }
       cst = cst + 1 == ns ? 0 : cst + 1;
       s3_cur_next(C, descs, n_descs, S);
@@ -1813,11 +1890,16 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 }
 
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
-static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;
+static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;  // S3_F_PAIR: off until a GPU A-B run (session 60)
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
 // top-1 launches in half tiles (s3_top1_half)
 void sgmm_set_stream_half(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_HALF) : (g_s3_flags & ~S3_F_HALF); }
 bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
+// top-2 launches with both experts' products interleaved (s3_pair_mma)
+void sgmm_set_stream_pair(int mode) {  // 0 off, 1 paired, 2 paired with the halves unrolled
+  g_s3_flags = (g_s3_flags & ~(S3_F_PAIR | S3_F_PAIRU)) | (mode == 1 ? S3_F_PAIR : mode == 2 ? S3_F_PAIR | S3_F_PAIRU : 0);
+}
+int sgmm_stream_pair() { return g_s3_flags & S3_F_PAIRU ? 2 : g_s3_flags & S3_F_PAIR ? 1 : 0; }
 // the lockstep schedule over same-shape matrices (s3_segments): 0 off, 1 where it pays (s3_lock_pays), 2 wherever it
 // applies
 void sgmm_set_stream_lock(int mode) {
