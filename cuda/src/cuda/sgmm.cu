@@ -792,6 +792,28 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
   }
 }
 
+// One 16-rank k-step of the general consumer (s3_expert_mma, s3_pair_mma): K columns kk .. kk + 15 of one expert into
+// tmp, the four n8 blocks of a 16-row half; first: from a zero accumulator operand.
+template <typename T>
+__device__ __forceinline__ void s3_kstep(float (&tmp)[4][4], uint32_t aop, uint32_t bop, int alds, int a_hi, int a_sw,
+                                         int kk, bool first) {
+  uint32_t a[4], b0[4], b1[4];
+  s3_ldsm(aop + (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4), a);
+  s3_ldsm_t(bop + kk * alds * 2, b0);
+  s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
+  if (first) {  // (a constant once inlined)
+    s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
+    s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
+    s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
+    s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
+  } else {
+    s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
+    s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
+    s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
+    s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
+  }
+}
+
 // The general consumer's product of one expert for one 16-row half (s3_resident): K columns kb .. kb + 16 KS - 1 (KS 0:
 // ks_rt steps) in ascending 16-steps from a zero accumulator, as the one-shot kernel sums them.  With KS a compile-time
 // constant the steps unroll with no loop control: the runtime loop took ~10 instructions a step, and r64 top-2 is bound
@@ -803,24 +825,7 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
 template <typename T, int KS>
 __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, uint32_t bop, int alds, int a_hi,
                                               int a_sw, int kb, int ks_rt) {
-  auto step = [&](int s, bool first) {
-    const int kk = kb + s * 16;
-    uint32_t a[4], b0[4], b1[4];
-    s3_ldsm(aop + (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4), a);
-    s3_ldsm_t(bop + kk * alds * 2, b0);
-    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
-    if (first) {  // (a constant once step is inlined)
-      s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
-      s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
-      s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
-      s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
-    } else {
-      s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
-      s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
-      s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
-      s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
-    }
-  };
+  auto step = [&](int s, bool first) { s3_kstep<T>(tmp, aop, bop, alds, a_hi, a_sw, kb + s * 16, first); };
   step(0, true);
   if constexpr (KS > 0) {
 #pragma unroll
@@ -844,23 +849,7 @@ __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, 
 template <typename T, int KS>
 __device__ __forceinline__ void s3_pair_mma(float (&t0)[4][4], float (&t1)[4][4], uint32_t aop, uint32_t bop, int alds,
                                             int a_hi, int a_sw) {
-  auto step = [&](float (&tmp)[4][4], int kk, bool first) {
-    uint32_t a[4], b0[4], b1[4];
-    s3_ldsm(aop + (uint32_t)((((kk >> 3) + a_hi) ^ a_sw) << 4), a);
-    s3_ldsm_t(bop + kk * alds * 2, b0);
-    s3_ldsm_t(bop + kk * alds * 2 + 32, b1);
-    if (first) {  // (a constant once step is inlined)
-      s3_hmma0<T>(tmp[0], a, b0[0], b0[1]);
-      s3_hmma0<T>(tmp[1], a, b0[2], b0[3]);
-      s3_hmma0<T>(tmp[2], a, b1[0], b1[1]);
-      s3_hmma0<T>(tmp[3], a, b1[2], b1[3]);
-    } else {
-      s3_hmma<T>(tmp[0], a, b0[0], b0[1]);
-      s3_hmma<T>(tmp[1], a, b0[2], b0[3]);
-      s3_hmma<T>(tmp[2], a, b1[0], b1[1]);
-      s3_hmma<T>(tmp[3], a, b1[2], b1[3]);
-    }
-  };
+  auto step = [&](float (&tmp)[4][4], int kk, bool first) { s3_kstep<T>(tmp, aop, bop, alds, a_hi, a_sw, kk, first); };
   step(t0, 0, true);
   step(t1, 16 * KS, true);
 #pragma unroll
