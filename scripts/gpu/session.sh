@@ -214,37 +214,23 @@ st_readme_rows() {
   bench_row qv-r16-batched bench-qv-r16-batched.json $L --rank 16 --targets q,v --router pregated --modes base,merge --merge-prompt batched --repetitions 3 &&
   bench_row all-r64-unfused bench-all-r64-unfused.json $L --rank 64 --targets all --router pregated --modes base,unfused --repetitions 3 || return 1
   for r in llama3-8b mistral-7b qwen2.5-7b; do bench_row "gqa-$r" "bench-gqa-$r.json" --preset $r --modes base --repetitions 3 || return 1; done; }
-# the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes
-st_sgmm_r64k2() {
-  local i
-  for i in 1 2 3; do
-    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-r64k2-$i.txt" > /dev/null || return 1
-    grep -h "% of copy" "$OUT/sgmm-r64k2-$i.txt" | head -n 4 | sed "s/^/process $i: /"
+# the SGMM harness's bench for one "rank,top_k" case in N processes (files NAME-1.txt ..), printing the rows that
+# match the extended regex RE: `sgmm_procs NAME CASE N RE`
+sgmm_procs() {
+  local name=$1 case=$2 n=$3 re=$4 i
+  for i in $(seq 1 "$n"); do
+    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=$case ./build/dev/bench_kernels "$OUT/$name-$i.txt" > /dev/null || return 1
+    grep -h "% of copy" "$OUT/$name-$i.txt" | grep -E "$re" | sed "s/^/$name process $i: /"
   done; }
-# the paired top-2 consumer (sgmm.cu s3_pair_mma, session 60). pair-tests: the harness's SGMM tests (bit identity in
-# every consumer mode and plan shape); pair-memcheck: their memcheck; pair-ab: A-B-C rows, experts in turn / paired /
-# paired with the halves unrolled, in the harness at r64 top-2 (three processes) and r16 top-2, and in the 7B q,v merge
-# at r64 (the default, 0 / LSW_CUDA_SGMM_PAIR=1 / 2) and r16.  Written in session 60 and not yet run on a GPU.
-st_pair_tests() {
-  LSW_HARNESS_ONLY=test_sgmm,test_sgmm_stream_mixed ./build/dev/bench_kernels "$OUT/sgmm-pair-tests.txt" > /dev/null
-  local rc=$?
-  grep -h "FAIL" "$OUT/sgmm-pair-tests.txt" | head -n 5; grep -h "passed" "$OUT/sgmm-pair-tests.txt" | tail -n 1
-  return $rc; }
-st_pair_memcheck() {
-  LSW_HARNESS_ONLY=test_sgmm_stream_mixed compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels \
-    > "$OUT/sgmm-pair-memcheck.txt" 2>&1
-  local rc=$?
-  grep -h "passed\|ERROR SUMMARY" "$OUT/sgmm-pair-memcheck.txt" | tail -n 2
-  return $rc; }
+# the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes: the default plan and the forced ones
+st_sgmm_r64k2() { sgmm_procs sgmm-r64k2 64,2 3 "stream( q,v|, contiguous|, lockstep)"; }
+# the paired top-2 consumer (sgmm.cu s3_pair_mma, session 60; not yet run on a GPU): A-B-C rows, experts in turn /
+# paired / paired with the halves unrolled, in the harness at r64 top-2 (three processes) and r16 top-2 (each mode's
+# bits checked against the default there), and in the 7B q,v merge at r64 (the default, 0 / LSW_CUDA_SGMM_PAIR=1 / 2)
+# and r16.  The `sgmm` stage runs the harness's SGMM tests (every consumer mode and plan shape) and their memcheck.
 st_pair_ab() {
-  local i
-  for i in 1 2 3; do
-    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 ./build/dev/bench_kernels "$OUT/sgmm-pair-r64k2-$i.txt" > /dev/null || return 1
-    grep -h "% of copy" "$OUT/sgmm-pair-r64k2-$i.txt" | grep -E "stream (q,v|, top-2)" | sed "s/^/process $i: /"
-  done
-  LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=16,2 ./build/dev/bench_kernels "$OUT/sgmm-pair-r16k2.txt" > /dev/null || return 1
-  grep -h "% of copy" "$OUT/sgmm-pair-r16k2.txt" | grep -E "stream (q,v|, top-2)"
-  ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1" "LSW_CUDA_SGMM_PAIR=2" &&
+  sgmm_procs sgmm-pair-r64k2 64,2 3 "stream( q,v|, top-2)" && sgmm_procs sgmm-pair-r16k2 16,2 1 "stream( q,v|, top-2)" &&
+    ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1" "LSW_CUDA_SGMM_PAIR=2" &&
     ab_bench qv-r16-merge "--rank 16 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1"; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }

@@ -845,7 +845,7 @@ __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, 
 // the epilogue chains fmaf(g_1, t1, fmaf(g_0, t0, W0)) as before: the same bits.  KS = rank / 16 (1, 2 or 4).
 // NOT YET RUN ON A GPU: written in session 60 after its only GPU run, and every later call got no machine.  ptxas
 // (nvcc 13.0, sm_90) fits both modes in the kernel's 128 registers with no spills.  Off by default until the harness's
-// bit-identity tests and an A-B run (session.sh's pair-tests, pair-ab, pair-memcheck stages) have run on a GPU.
+// bit-identity tests and an A-B run (session.sh's sgmm and pair-ab stages) have run on a GPU.
 template <typename T, int KS>
 __device__ __forceinline__ void s3_pair_mma(float (&t0)[4][4], float (&t1)[4][4], uint32_t aop, uint32_t bop, int alds,
                                             int a_hi, int a_sw) {
