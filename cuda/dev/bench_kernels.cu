@@ -47,6 +47,7 @@ using namespace lswc;
 static FILE *g_out = nullptr;
 static int g_fail = 0, g_pass = 0;
 static bool g_quick = false;
+static bool g_wgmma = false;  // the SGMM's wgmma consumer exists on this device (sm_90a code: sgmm_wgmma_built)
 static double g_copy_gbs = 0;
 static std::vector<std::string> g_table;
 
@@ -1835,9 +1836,10 @@ static void test_sgmm_stream_mixed() {
       // three runs of one shape (the lockstep schedule's per-run rounds; a GQA model's q and v, sorted by shape)
       {{{512, 512, 32}, {512, 512, 32}, {512, 512, 32}, {192, 512, 32}, {192, 512, 32}, {192, 512, 32},
         {512, 256, 32}, {512, 256, 32}}, {2}},
-      // top-2 over mixed ranks up to 64 and partial tiles: the paired consumer (s3_pair_mma, ranks 16 / 32 / 64) next to
-      // the general one (rank 48) in one launch
+      // top-2 over mixed ranks up to 64 and partial tiles (K = 128: the wgmma consumer's shapes, ranks 16 .. 64)
       {{{100, 136, 64}, {64, 264, 16}, {300, 72, 32}, {260, 392, 48}, {130, 520, 64}, {33, 8, 16}}, {2}},
+      // K = top_k x max rank = 64 (top-1 r64) and 128 (top-2): the wgmma consumer's other shape, partial tiles
+      {{{200, 264, 64}, {64, 128, 32}, {130, 136, 64}, {72, 1032, 16}}, {1, 2}},
   };
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -1885,7 +1887,9 @@ static void test_sgmm_stream_mixed() {
           return all;
         };
         const auto ref0 = run(0);
-        {  // the one-shot kernel against fp64 (within one ulp), so that bit-identity to it means something
+        // an output against fp64 (within one ulp); for the one-shot kernel first, so that bit-identity to it means
+        // something
+        auto check64 = [&](const std::vector<uint8_t> &out, const char *what) {
           std::vector<float> got;
           std::vector<double> ref, sc;
           size_t off = 0;
@@ -1905,14 +1909,15 @@ static void test_sgmm_stream_mixed() {
                 const double r = W0[m].val[(size_t)i * x.cols + c] + delta;
                 ref.push_back(r);
                 sc.push_back(std::fabs(r));
-                got.push_back(dval(dt, ref0.data() + off, (size_t)i * x.cols + c));
+                got.push_back(dval(dt, out.data() + off, (size_t)i * x.cols + c));
               }
             off += W0[m].bytes.size();
           }
-          char nm[160];
-          snprintf(nm, sizeof nm, "sgmm tc %s %d mixed descs (max r%d) top%d, 2 slots", dname(dt), nm_, maxr, K);
+          char nm[200];
+          snprintf(nm, sizeof nm, "sgmm %s %s %d mixed descs (max r%d) top%d, 2 slots", what, dname(dt), nm_, maxr, K);
           check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-5, dt == LSW_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128);
-        }
+        };
+        check64(ref0, "tc");
         struct Cfg { int groups, stages, grid, strip; };
         // lk 1: the lockstep schedule (s3_segments; it applies to the same-shape set, in rounds of whole units, halves,
         // quarters, eighths and the rest, up to 14 segments per group with these small grids)
@@ -1937,22 +1942,46 @@ static void test_sgmm_stream_mixed() {
                  pg, pst, pss, per_group, tiles);
         }
         sgmm_set_stream_cfg(0, 0, 0);
-        if (K == 2) {  // top-2: every consumer mode (s3_pair_mma; the default is checked above) gives the same bits
-          const int pm0 = sgmm_stream_pair();
-          for (int pm : {0, 1, 2})
-            for (int lk = 0; lk < 2; lk++)
-              for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}, Cfg{2, 2, 1, 1}}) {
-                if (pm == pm0) continue;
-                sgmm_set_stream_lock(lk == 1 ? 2 : 0);
-                sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
-                sgmm_set_stream_pair(pm);
-                const auto got = run(3);
-                sgmm_set_stream_pair(pm0);
-                sgmm_set_stream_lock(1);
-                expect(got == ref0, "sgmm tc stream %s %d descs max r%d top2, cfg groups %d stages %d grid %d strip %d%s, "
-                       "consumer mode %d: bit-identical to the one-shot tc kernel", dname(dt), nm_, maxr, c.groups,
-                       c.stages, c.grid, c.strip, lk ? ", lockstep" : "", pm);
+        // the wgmma consumer (sgmm.cu s3_wg_*) where K x max rank is 64 or 128: within one ulp of fp64 in every plan
+        // shape, and whether its bits are the default consumer's (other instructions: checked, not assumed; the first
+        // differing element is printed, so that a layout error shows where it lands)
+        if (g_wgmma && (K * maxr == 64 || K * maxr == 128)) {
+          const bool half0 = sgmm_stream_half();
+          for (int lk = 0; lk < 2; lk++)
+            for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}, Cfg{2, 2, 1, 1}, Cfg{1, 2, 5, 8},
+                          Cfg{2, 5, 1, 2}}) {
+              if (lk == 1 && K == 1) continue;  // (top-1 launches do not take the lockstep schedule)
+              sgmm_set_stream_lock(lk == 1 ? 2 : 0);
+              sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
+              sgmm_set_stream_half(false);
+              sgmm_set_stream_wgmma(true);
+              const auto got = run(3);
+              sgmm_set_stream_wgmma(false);
+              sgmm_set_stream_half(half0);
+              sgmm_set_stream_lock(1);
+              char what[120];
+              snprintf(what, sizeof what, "tc stream wgmma (cfg groups %d stages %d grid %d strip %d%s)", c.groups,
+                       c.stages, c.grid, c.strip, lk ? ", lockstep" : "");
+              check64(got, what);
+              size_t ndiff = 0, first = got.size();
+              for (size_t i = 0; i < got.size(); i += 2)
+                if (got[i] != ref0[i] || got[i + 1] != ref0[i + 1]) {
+                  if (first == got.size()) first = i;
+                  ndiff++;
+                }
+              if (ndiff) {  // where: matrix, row, column of the first differing element
+                size_t off = 0, el = first / 2;
+                int m = 0;
+                while (m < nm_ && off + W0[m].bytes.size() <= first) off += W0[m++].bytes.size();
+                el = (first - off) / 2;
+                const M &x = set[std::min(m, nm_ - 1)];
+                logf("    wgmma: %zu of %zu elements differ from the one-shot kernel; first: matrix %d (%dx%d r%d) row %zu "
+                     "col %zu: %.6g vs %.6g\n", ndiff, got.size() / 2, m, x.rows, x.cols, x.rank, el / x.cols,
+                     el % x.cols, dval(dt, got.data() + off, el), dval(dt, ref0.data() + off, el));
               }
+              expect(ndiff == 0, "sgmm tc stream %s %d descs max r%d top%d, %s: bit-identical to the one-shot tc kernel",
+                     dname(dt), nm_, maxr, K, what);
+            }
           sgmm_set_stream_cfg(0, 0, 0);
         }
         if (K == 1) {  // top-1: the general consumer (two passes of 16 rows) gives the same bits as the top-1 one
@@ -2171,7 +2200,7 @@ static void bench_sgmm() {
     return h;
   };
   struct Cfg { int rank, K; };
-  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}, Cfg{16, 1}, Cfg{32, 1}}) {
+  for (Cfg c : {Cfg{16, 2}, Cfg{64, 1}, Cfg{64, 2}, Cfg{16, 1}, Cfg{32, 1}, Cfg{32, 2}}) {
     std::vector<unsigned long long> h_stream;  // W after the streaming kernel's default plan
     if (const char *ev = getenv("LSW_BENCH_SGMM_CASE"); ev && *ev) {  // "rank,top_k": only that case (profiling runs)
       int rr = 0, kk = 0;
@@ -2210,17 +2239,20 @@ static void bench_sgmm() {
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
                  c.rank, c.K, lk ? "lockstep rounds" : "contiguous split");
         }
-        for (int rep = 0; c.K == 2 && rep < 9; rep++) {  // A-B-C, interleaved: experts in turn / paired / paired, unrolled
-          const int pm0 = sgmm_stream_pair(), pm = rep % 3;
-          static const char *pname[3] = {"in turn", "paired", "paired, halves unrolled"};
-          sgmm_set_stream_pair(pm);
+        // A-B, interleaved: the default consumer / the wgmma consumer (top-1: whole tiles, against the default's half
+        // tiles), where K x rank is 64 or 128
+        for (int rep = 0; g_wgmma && (c.K * c.rank == 64 || c.K * c.rank == 128) && rep < 6; rep++) {
+          const bool wg = rep % 2 == 1, hd = sgmm_stream_half();
+          sgmm_set_stream_wgmma(wg);
+          if (wg) sgmm_set_stream_half(false);
           const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
-          sgmm_set_stream_pair(pm0);
-          snprintf(nm, sizeof nm, "sgmm tc stream, top-2, experts %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   pname[pm], c.rank, c.K);
+          sgmm_set_stream_wgmma(false);
+          sgmm_set_stream_half(hd);
+          snprintf(nm, sizeof nm, "sgmm tc stream, %s consumer, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
+                   wg ? "wgmma" : "default", c.rank, c.K);
           row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top2, experts %s: same bits as the default", H, H,
-                 c.rank, pname[pm]);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s consumer: same bits as the default", H,
+                 H, c.rank, c.K, wg ? "wgmma" : "default");
         }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
@@ -4024,6 +4056,8 @@ int main(int argc, char **argv) {
 #else
   logf("cuBLAS baselines: no (built without cuBLAS)\n");
 #endif
+  g_wgmma = sgmm_wgmma_built() == 1;
+  logf("SGMM wgmma consumer: %s\n", g_wgmma ? "yes (sm_90a code)" : "no (no sm_90a code for this device: its tests and rows are skipped)");
   if (g_only) logf("parts: LSW_HARNESS_ONLY=%s\n", g_only);
   // the copy reference only matters to the benchmark rows (quick sanitizer runs of tests skip it)
   if (!g_only || only_has("sgmm") || strstr(g_only, "bench_")) {

@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$ROOT/build/dev"
 mkdir -p "$OUT"
 NVCC="${NVCC:-nvcc}"
-ARCH="${LSW_CUDA_ARCH:--gencode arch=compute_90,code=sm_90}"
+ARCH="${LSW_CUDA_ARCH:--gencode arch=compute_90a,code=sm_90a}"  # sm_90a: the SGMM's wgmma consumer
 EXTRA=()
 BIN=bench_kernels PTX=ptxas.txt
 if [ "${LSW_GEMV_TRACE:-0}" = 1 ]; then EXTRA+=(-DLSW_GEMV_TRACE=1); BIN=bench_kernels_trace PTX=ptxas-trace.txt; fi

@@ -224,14 +224,23 @@ sgmm_procs() {
   done; }
 # the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes: the default plan and the forced ones
 st_sgmm_r64k2() { sgmm_procs sgmm-r64k2 64,2 3 "stream( q,v|, contiguous|, lockstep)"; }
-# the paired top-2 consumer (sgmm.cu s3_pair_mma, session 60; not yet run on a GPU): A-B-C rows, experts in turn /
-# paired / paired with the halves unrolled, in the harness at r64 top-2 (three processes) and r16 top-2 (each mode's
-# bits checked against the default there), and in the 7B q,v merge at r64 (the default, 0 / LSW_CUDA_SGMM_PAIR=1 / 2)
-# and r16.  The `sgmm` stage runs the harness's SGMM tests (every consumer mode and plan shape) and their memcheck.
-st_pair_ab() {
-  sgmm_procs sgmm-pair-r64k2 64,2 3 "stream( q,v|, top-2)" && sgmm_procs sgmm-pair-r16k2 16,2 1 "stream( q,v|, top-2)" &&
-    ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1" "LSW_CUDA_SGMM_PAIR=2" &&
-    ab_bench qv-r16-merge "--rank 16 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_PAIR=1"; }
+# the SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; off by default): test_cuda with it on (LSW_CUDA_SGMM_WGMMA=1:
+# every merge against the CPU backend), the harness's SGMM cases where top_k x rank is 64 or 128 (A-B rows, default /
+# wgmma, with the bits compared; r64 top-2 in three processes), then the 7B q,v merge at r64 and r32 top-2 and r64
+# top-1 (the default, then LSW_CUDA_SGMM_WGMMA=1; top-1 with LSW_CUDA_SGMM_HALF=0 too).  The `sgmm` stage runs its harness tests (every plan shape, fp64 and
+# bits against the one-shot kernel) and their memcheck.
+st_wg_ab() {
+  LSW_REQUIRE_GPU=1 LSW_CUDA_SGMM_WGMMA=1 build/native-cmake/test_cuda > "$OUT/test-cuda-wgmma.txt" 2>&1; local r=$?
+  tail -n 3 "$OUT/test-cuda-wgmma.txt"; [ $r -eq 0 ] || return $r
+  sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, default consumer|, wgmma consumer)" &&
+    sgmm_procs sgmm-wg-r32k2 32,2 1 "stream( q,v|, default consumer|, wgmma consumer)" &&
+    sgmm_procs sgmm-wg-r64k1 64,1 1 "stream( q,v|, default consumer|, wgmma consumer)" &&
+    ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=1" &&
+    ab_bench qv-r32-merge "--rank 32 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=1" &&
+    for cfg in "" "LSW_CUDA_SGMM_WGMMA=1 LSW_CUDA_SGMM_HALF=0"; do  # top-1: the wgmma consumer runs in whole tiles
+      BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
+        --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
+    done; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)

@@ -472,11 +472,15 @@ void sgmm_set_stream_top1(bool on);
 // variant 3's top-1 launches in 32-row half tiles (s3_top1_half: more of W0 in flight in the same shared memory);
 // same bits either way
 void sgmm_set_stream_half(bool on);
-// variant 3's top-2 consumer with both experts' products interleaved (sgmm.cu s3_pair_mma, ranks 16 / 32 / 64): mode 0
-// off (one expert after the other; the default until it has run on a GPU), 1 paired, 2 paired with the two 16-row
-// halves in straight-line code.  The model reads LSW_CUDA_SGMM_PAIR=0 / 1 / 2.  Same bits in every mode.
-void sgmm_set_stream_pair(int mode);
-int sgmm_stream_pair();
+// variant 3's wgmma consumer (sgmm.cu s3_wg_*: warpgroup MMAs with both operands read from shared memory) for
+// launches whose top_k * max rank is 64 or 128 (r64 top-2, r32 top-2, r64 top-1 without half tiles, r16 top-4 ...),
+// where the device runs this build's sm_90a code (sgmm_wgmma_built); elsewhere the flag changes nothing.  Off by
+// default; the model reads LSW_CUDA_SGMM_WGMMA=0 / 1.  Its products come from another instruction than mma.sync, so
+// its bits are checked against the default's by the harness rather than assumed.
+void sgmm_set_stream_wgmma(bool on);
+bool sgmm_stream_wgmma();
+// 1 when the current device runs this build's sm_90a code (the wgmma consumer exists); a one-time probe launch
+int sgmm_wgmma_built();
 // The streaming SGMM's lockstep schedule where the matrices come in at most 4 runs of one shape (sgmm.cu s3_segments;
 // the model hands its merge descriptors over sorted by shape): each run's super-strips dealt out in rounds, so that the
 // groups on one matrix walk its row blocks side by side and share its LoRA-B rows in L2.

@@ -950,9 +950,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
   // top-1 SGMMs in 32-row half tiles (sgmm.cu s3_top1_half, session 46): LSW_CUDA_SGMM_HALF=0 for whole tiles (same bits)
   lswc::sgmm_set_stream_half(env_flag("LSW_CUDA_SGMM_HALF", true));
-  // top-2 SGMMs with both experts' products interleaved (sgmm.cu s3_pair_mma, session 60; not yet run on a GPU, so off
-  // by default): LSW_CUDA_SGMM_PAIR=1 to pair them, 2 with the halves unrolled as well (same bits)
-  lswc::sgmm_set_stream_pair(env_mode012("LSW_CUDA_SGMM_PAIR", 0));
+  // the streaming SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; off by default until a GPU A-B run):
+  // LSW_CUDA_SGMM_WGMMA=1
+  lswc::sgmm_set_stream_wgmma(env_flag("LSW_CUDA_SGMM_WGMMA", false));
   // LSW_CUDA_SGMM_LOCK=0 / 1 / 2: the streaming SGMM's lockstep schedule off / where it pays (default) / wherever the
   // matrices have one shape (sgmm.cu s3_segments, session 51; same bits)
   lswc::sgmm_set_stream_lock(env_mode012("LSW_CUDA_SGMM_LOCK", 1));

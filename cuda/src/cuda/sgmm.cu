@@ -59,6 +59,10 @@
 //     pass (4 instead of 6 ldmatrix per 8 MMAs): 64 accumulators spill at 128 registers, and with 227 KB of shared
 //     memory the ~29 KB of L1 cannot hold 512 threads' stack frames: twice as slow.  A timing probe with a third of the
 //     ldmatrix loads skipped gained <= 2 %.
+//     Session 60-61: a top-2 consumer issuing both experts' k-steps side by side (8 independent MMA chains per k-step
+//     instead of 4; code in commit 3a6bf32): bit-identical, but on an H100 r64 top-2 moved 79.5-82.3 % of copy against
+//     the default's 83.4-84.1 % in the same processes (bench/results/2026-12-07-h100-session61): removed.  More MMA
+//     chains in flight do not help; fewer instructions per tile might: the wgmma consumer (s3_wg_*, below; sm_90a).
 //   Tried and dropped (session 33, bench/results/2026-12-04-h200-session33, diff kept there): L2 requests ahead of the
 //     copies.  W0 tiles 1-8 ahead (bulk or per line) did not help: one tile ahead was even, and further ahead the lines were
 //     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
@@ -522,8 +526,7 @@ constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consum
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
 constexpr int S3_F_LOCK = 4;                    // lockstep rounds where they pay (s3_lock_pays; sgmm_set_stream_lock)
 constexpr int S3_F_LOCK_ALL = 8;                // lockstep rounds wherever the matrices have one shape (tests, A-B runs)
-constexpr int S3_F_PAIR = 16;                   // top-2: both experts' products interleaved (s3_pair_mma; sgmm_set_stream_pair)
-constexpr int S3_F_PAIRU = 32;                  // ... with the two 16-row halves unrolled (sgmm_set_stream_pair(2))
+constexpr int S3_F_WG = 16;                     // the wgmma consumer (s3_wg_*; sgmm_set_stream_wgmma; sm_90a builds)
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -792,7 +795,7 @@ __device__ __forceinline__ void s3_top1_mma(float (&c)[2][4][4], uint32_t aop, u
   }
 }
 
-// One 16-rank k-step of the general consumer (s3_expert_mma, s3_pair_mma): K columns kk .. kk + 15 of one expert into
+// One 16-rank k-step of the general consumer (s3_expert_mma): K columns kk .. kk + 15 of one expert into
 // tmp, the four n8 blocks of a 16-row half; first: from a zero accumulator operand.
 template <typename T>
 __device__ __forceinline__ void s3_kstep(float (&tmp)[4][4], uint32_t aop, uint32_t bop, int alds, int a_hi, int a_sw,
@@ -835,30 +838,6 @@ __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, 
   }
 }
 
-// The general consumer's top-2 products for one 16-row half, both experts at once (flag S3_F_PAIR, session 60): expert 0's
-// k-step s and expert 1's k-step s are issued side by side, so each k-step has 8 independent MMA chains instead of 4.
-// Why: r64 top-2 waits on instruction latency (session 52: 48 % issue at 4 warps per scheduler, mostly fixed-latency
-// and shared-memory waits), and on an H200 it moved 62-63 % of copy where an H100 moved 87 % (session 60): the same
-// absolute rate, so the faster memory leaves the tile's dependent chain exposed.  The live registers do not grow:
-// expert 0's product no longer has to be folded into acc before expert 1's starts, so t0 takes acc's 16 registers.
-// Each tmp is the same products in the same order as s3_expert_mma (ascending 16-steps from a zero accumulator), and
-// the epilogue chains fmaf(g_1, t1, fmaf(g_0, t0, W0)) as before: the same bits.  KS = rank / 16 (1, 2 or 4).
-// NOT YET RUN ON A GPU: written in session 60 after its only GPU run, and every later call got no machine.  ptxas
-// (nvcc 13.0, sm_90) fits both modes in the kernel's 128 registers with no spills.  Off by default until the harness's
-// bit-identity tests and an A-B run (session.sh's sgmm and pair-ab stages) have run on a GPU.
-template <typename T, int KS>
-__device__ __forceinline__ void s3_pair_mma(float (&t0)[4][4], float (&t1)[4][4], uint32_t aop, uint32_t bop, int alds,
-                                            int a_hi, int a_sw) {
-  auto step = [&](float (&tmp)[4][4], int kk, bool first) { s3_kstep<T>(tmp, aop, bop, alds, a_hi, a_sw, kk, first); };
-  step(t0, 0, true);
-  step(t1, 16 * KS, true);
-#pragma unroll
-  for (int s = 1; s < KS; s++) {
-    step(t0, 16 * s, false);
-    step(t1, 16 * KS + 16 * s, false);
-  }
-}
-
 // A rows of a super-strip into the resident block As (32-bit words, alds / 2 per row): K rows, row r of the block
 // being row arow(r) of A (the caller's expert / rank mapping), S 128-column strips from column cb, each 16-byte chunk's
 // words transposed in 4 x 4 groups so that a lane's accumulator columns come out contiguous (see the resident path's
@@ -885,6 +864,149 @@ __device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, i
         dst[4] = v[u].y;
         dst[8] = v[u].z;
         dst[12] = v[u].w;
+      }
+    }
+  }
+}
+
+// ---- the wgmma consumer of resident mode (flag S3_F_WG, sm_90a builds; session 61) --------------------------------
+// Why: r64 top-2 is bound by its instructions, not by memory (session 52: 48 % issue at 4 warps per scheduler; session
+// 60: 1.64-1.66 ms on an H200, as on the H100s, i.e. 63 % of the H200's copy rate).  Per warp and tile its mma.sync
+// products take ~110 instructions (4 k-steps x 2 halves x 2 experts x 3 ldmatrix + 4 HMMA, plus addressing) of ~650.
+// A warpgroup's wgmma reads both operands from shared memory through descriptors: one instruction per 64 x 64 x 16
+// step, no fragment loads, and it runs asynchronously, so the W0 reads of the epilogue overlap the second expert.
+// Layout in this mode (ktm = top_k * max rank = 64 or 128: whole 128-byte K blocks):
+// - a warpgroup (warps 0-3 or 4-7 of the group) computes all 64 rows of the tile and 64 of its 128 columns, in two
+//   passes of 32 columns (m64n32k16: 16 fp32 registers per expert product; with 32 per product the kernel spilled
+//   1.3 KB at its 128 registers); each expert's product from zero into its own registers, and the epilogue chains
+//   acc = fmaf(g_k, tmp_k, acc) from float(W0) as every other consumer does;
+// - the stage's LoRA-B rows (wgmma's A operand, K-major) in 8 KB blocks of 64 K columns, 128 bytes per tile row, the
+//   16-byte chunks XOR-swizzled by row % 8: the 128-byte swizzle, so a descriptor's start address walks K in 32-byte
+//   steps inside a block (s3_wg_boff);
+// - the super-strip's LoRA-A block (wgmma's B operand, N-major: imm-trans-b) as N-blocks of 32 columns, each K row of
+//   a block 64 bytes, 8-row groups 512 bytes apart, chunks swizzled by (K row / 2) % 4 (the 64-byte swizzle); inside
+//   each block the 32-bit words transposed 4 x 4 as in s3_stage_a, so that a lane's accumulator columns come out as 8
+//   consecutive columns (s3_wg_stage_a);
+// - both regions 1024-byte aligned (the swizzle patterns repeat every 1 KB / 512 bytes): the A block starts at the
+//   first 1 KB boundary after the gates, which the resident plan's padded rows (16 bytes per K row, >= 1 KB at
+//   ktm >= 64) pay for.
+// Shared-memory writes reach wgmma (the async proxy) through fence.proxy.async before the group barrier.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define LSW_S3_WG 1
+#else
+#define LSW_S3_WG 0
+#endif
+__host__ __device__ constexpr bool s3_wg_ktm(int ktm) { return ktm == 64 || ktm == 128; }
+// stage byte offset (from the B region) of tile row r, K chunk c (K columns 8c .. 8c + 7)
+__device__ __forceinline__ uint32_t s3_wg_boff(int r, int c) {
+  return (uint32_t)(((c >> 3) << 13) + (r << 7) + (((c & 7) ^ (r & 7)) << 4));
+}
+// shared-memory matrix descriptor: start address, leading / stride byte offsets, swizzle (1: 128-byte, 2: 64-byte)
+__device__ __forceinline__ uint64_t s3_wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo, uint32_t swz) {
+  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)((lbo >> 4) & 0x3FFFu) << 16 |
+         (uint64_t)((sbo >> 4) & 0x3FFFu) << 32 | (uint64_t)swz << 62;
+}
+// d (+)= A B over one 16-column K step, 64 rows x 32 columns: A K-major (LoRA-B rows, 128-byte swizzle), B N-major
+// (LoRA-A block, 64-byte swizzle); acc == 0: d = A B
+template <typename T>
+__device__ __forceinline__ void s3_wgmma(float (&d)[16], uint64_t da, uint64_t db, int acc) {
+#if LSW_S3_WG
+  if constexpr (std::is_same<T, __half>::value)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(acc));
+  else
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "l"(da), "l"(db), "r"(acc));
+#endif
+}
+__device__ __forceinline__ void s3_wg_fence() {
+#if LSW_S3_WG
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void s3_wg_commit() {
+#if LSW_S3_WG
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void s3_wg_wait() {
+#if LSW_S3_WG
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+#endif
+}
+// after a wait: the accumulators are (re)defined here, so no read of them moves above it
+__device__ __forceinline__ void s3_wg_keep(float (&d)[16]) {
+#pragma unroll
+  for (int i = 0; i < 16; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+// this thread's shared-memory writes (landed cp.async copies, stores) made visible to wgmma
+__device__ __forceinline__ void s3_proxy_fence() {
+#if LSW_S3_WG
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+// One expert's product for a warpgroup's 64 x 32 block, from zero, as one wgmma group: fence, KS steps (K columns
+// kb .. kb + 16 KS - 1; sb: the stage's B region, ab: the block's 32-column N-block), commit.  Straight-line code
+// from fence to commit: a loop or branch inside the group makes ptxas serialize the wgmmas (C7520).
+template <typename T, int KS>
+__device__ __forceinline__ void s3_wg_chain(float (&d)[16], uint32_t sb, uint32_t ab, int nbb, int kb) {
+  s3_wg_fence();
+#pragma unroll
+  for (int s = 0; s < KS; s++) {
+    const int kk = kb + 16 * s;
+    s3_wgmma<T>(d, s3_wg_desc(sb + ((kk >> 6) << 13) + ((kk & 63) << 1), 16, 1024, 1),
+                s3_wg_desc(ab + ((kk >> 3) << 9), nbb, 512, 2), s);
+  }
+  s3_wg_commit();
+}
+// ... for a rank known at run time (16 .. 128, a multiple of 16: ktm <= 128)
+template <typename T>
+__device__ __forceinline__ void s3_wg_chain_rt(float (&d)[16], uint32_t sb, uint32_t ab, int nbb, int kb, int rank) {
+  switch (rank >> 4) {
+    case 1: s3_wg_chain<T, 1>(d, sb, ab, nbb, kb); break;
+    case 2: s3_wg_chain<T, 2>(d, sb, ab, nbb, kb); break;
+    case 3: s3_wg_chain<T, 3>(d, sb, ab, nbb, kb); break;
+    case 4: s3_wg_chain<T, 4>(d, sb, ab, nbb, kb); break;
+    case 5: s3_wg_chain<T, 5>(d, sb, ab, nbb, kb); break;
+    case 6: s3_wg_chain<T, 6>(d, sb, ab, nbb, kb); break;
+    case 7: s3_wg_chain<T, 7>(d, sb, ab, nbb, kb); break;
+    default: s3_wg_chain<T, 8>(d, sb, ab, nbb, kb); break;
+  }
+}
+// s3_stage_a's job in the wgmma layout (see above): K rows of A (row r = arow(r)), S strips from column cb, into As
+// (1 KB aligned; nbb = bytes per 32-column N-block = K rows x 64); zero past cols.  Synchronous.
+template <typename T, typename RowF>
+__device__ __forceinline__ void s3_wg_stage_a(unsigned char *As, int nbb, const T *A, int K, int cols, int cb, int S,
+                                              int gt, RowF arow) {
+  const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
+  const int nvec = K << vs;
+  for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
+    uint4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int qq = q0 + u * 256, row = qq >> vs, c = cb + (qq & ((S << 4) - 1)) * 8;
+      v[u] = make_uint4(0u, 0u, 0u, 0u);
+      if (qq < nvec && c < cols) v[u] = __ldg(reinterpret_cast<const uint4 *>(A + arow(row) * cols + c));
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const int qq = q0 + u * 256;
+      if (qq < nvec) {
+        // logical chunk vv of K row kr: N-block vv / 4 (32 columns), word t -> position chunk t, word vv % 4 of it;
+        // 8-row groups of 512 bytes, chunk c of row r at c ^ (r / 2) % 4 (the 64-byte swizzle of a 1 KB aligned block)
+        const int kr = qq >> vs, vv = qq & ((S << 4) - 1), sw = (kr >> 1) & 3;
+        unsigned char *row = As + (vv >> 2) * nbb + (kr >> 3) * 512 + (kr & 7) * 64 + (vv & 3) * 4;
+        *reinterpret_cast<uint32_t *>(row + ((0 ^ sw) << 4)) = v[u].x;
+        *reinterpret_cast<uint32_t *>(row + ((1 ^ sw) << 4)) = v[u].y;
+        *reinterpret_cast<uint32_t *>(row + ((2 ^ sw) << 4)) = v[u].z;
+        *reinterpret_cast<uint32_t *>(row + ((3 ^ sw) << 4)) = v[u].w;
       }
     }
   }
@@ -941,7 +1063,7 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
 // consumer reaches a new matrix, not per tile: H200 session 13 run 1's profile of this path had 25 % of all warp
 // stalls on the producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
-template <typename T>
+template <typename T, bool WG>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, const int2 *segs,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
@@ -949,14 +1071,29 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
   const int ldb = s3_ldb(ktm), stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
   const S3Bswz bz = s3_bswz(ktm);
+  // the wgmma consumer and its layouts (see s3_wg_boff).  A compile-time choice: with both consumers in one function
+  // (wgm decided at run time) ptxas spilled 0.8 KB at the kernel's 128 registers; the WG kernel sends launches whose
+  // ktm does not fit it to a separate, non-inlined call of the default path (s3_run_dflt)
+  constexpr bool wgm = WG;
   auto b_off = [&](int r, int c) {  // stage byte offset of B row r, logical 16-byte chunk c (= K column c * 8)
+    if (wgm) return (uint32_t)(S3_W0 + s3_wg_boff(r, c));
     return (uint32_t)(S3_W0 + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
   };
   float *s_gate = reinterpret_cast<float *>(gsm);
   uint32_t *As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4);  // A block, 32-bit words (alds / 2 per row)
-  const uint32_t a_u32 = s3_smem_u32(As);
+  uint32_t a_u32 = s3_smem_u32(As);
   unsigned char *st0 = gsm + S3_GATES * 4 + ktm * alds * 2;
-  const uint32_t st0_u32 = a_u32 + ktm * alds * 2;
+  uint32_t st0_u32 = a_u32 + ktm * alds * 2;
+  const int nbb = ktm * 64;  // wgmma layout: bytes per 32-column N-block of the A block
+  if constexpr (WG) {
+    if (wgm) {  // the A block at the next 1 KB boundary, unpadded rows; the stages right after it (1 KB multiples)
+      const uint32_t pad = ((a_u32 + 1023u) & ~1023u) - a_u32;
+      As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4 + pad);
+      a_u32 += pad;
+      st0 = gsm + S3_GATES * 4 + pad + ktm * S * S3_C * 2;
+      st0_u32 = a_u32 + ktm * S * S3_C * 2;
+    }
+  }
 
   // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
   const int pr = gt >> 4, pv = gt & 15;
@@ -1077,6 +1214,9 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   float cgsc = 1.f;           // the descriptor's LoRA scaling (multiplied into every gate as it is read)
   while (ct < ce) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
+    if constexpr (WG) {
+      if (wgm) s3_proxy_fence();  // ... and are visible to wgmma
+    }
     s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
     issue();          // tile t+ns-1 into the stage tile t-1 used
     if (C.d != a_d || C.cb != a_cb) {  // new super-strip: A rows of all selected experts, words transposed (see above)
@@ -1087,10 +1227,20 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
       cgsl = gates + D->slot * top_k;
       cgsc = D->scale;
       for (int k = gt; k < top_k && k < S3_GATES; k += 256) s_gate[k] = __ldg(cgsl + k) * cgsc;
-      s3_stage_a(As, alds, static_cast<const T *>(D->A), top_k * crank, C.cols, C.cb, S, gt, [&](int row) {
+      auto arow = [&](int row) {
         const int k = row / crank, j = row - k * crank;  // rank j of expert k
         return (size_t)__ldg(esl + k) * crank + j;
-      });
+      };
+      bool staged = false;
+      if constexpr (WG) {
+        if (wgm) {
+          s3_wg_stage_a(reinterpret_cast<unsigned char *>(As), nbb, static_cast<const T *>(D->A), top_k * crank,
+                        C.cols, C.cb, S, gt, arow);
+          s3_proxy_fence();
+          staged = true;
+        }
+      }
+      if (!staged) s3_stage_a(As, alds, static_cast<const T *>(D->A), top_k * crank, C.cols, C.cb, S, gt, arow);
       s3_bar(bar_id);
       a_d = C.d;
       a_cb = C.cb;
@@ -1107,6 +1257,69 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
                          : C.c0 + chunk * 8 >= C.cols ? 0u
                          : (unsigned)(rows_left > 0) | (unsigned)(rows_left > 8) << 1 |
                                (unsigned)(rows_left > 16) << 2 | (unsigned)(rows_left > 24) << 3;
+    if constexpr (WG) {
+      if (wgm) {  // the wgmma consumer: warpgroup wm, tile columns 64 wm .. + 63 in two passes of 32
+        const uint32_t sb = st + S3_W0;
+        // this thread: tile rows 16 wn + g + 8 hh; in pass p the 16-byte chunk 8 wm + 4 p + q (8 consecutive columns,
+        // accumulator elements jj * 4 + 2 hh + e, jj = 0..3, e = 0..1: the 4 x 4 word transposition)
+        const int trow = 16 * wn + g, tch = 8 * wm + q;
+        const unsigned char *w0r = st0 + cst * stage_bytes + trow * S3_C * 2;  // the W0 stage row (its parity: g)
+        T *wq = cW + (size_t)(C.r0 + trow) * C.cols + C.c0 + tch * 8;
+        const bool rok0 = C.r0 + trow < C.rows, rok1 = C.r0 + trow + 8 < C.rows;
+#pragma unroll 1
+        for (int pass = 0; pass < 2; pass++) {
+          const uint32_t ab = a_u32 + (uint32_t)((C.si * 4 + wm * 2 + pass) * nbb);
+          const int ch = tch + 4 * pass, cw0 = (ch ^ ((g & 1) << 2)) * 16;
+          float d0[16], d1[16];
+          auto fold = [&](float (&acc)[16], const float (&t)[16], float gk, bool from_w0) {  // acc = fmaf(g, t, acc|W0)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+              float f[8];
+              if (from_w0) unpack16<T>(*reinterpret_cast<const uint4 *>(w0r + hh * 8 * S3_C * 2 + cw0), f);
+#pragma unroll
+              for (int jj = 0; jj < 4; jj++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                  const int i = jj * 4 + 2 * hh + e;
+                  acc[i] = fmaf(gk, t[i], from_w0 ? f[2 * jj + e] : acc[i]);
+                }
+            }
+          };
+          if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
+            s3_wg_chain_rt<T>(d0, sb, ab, nbb, 0, rank);
+            s3_wg_chain_rt<T>(d1, sb, ab, nbb, rank, rank);
+            s3_wg_wait<1>();
+            s3_wg_keep(d0);
+            fold(d0, d0, s_gate[0], true);
+            s3_wg_wait<0>();
+            s3_wg_keep(d1);
+            fold(d0, d1, s_gate[1], false);
+          } else {
+            for (int k = 0; k < top_k; k++) {
+              s3_wg_chain_rt<T>(d1, sb, ab, nbb, k * rank, rank);
+              s3_wg_wait<0>();
+              s3_wg_keep(d1);
+              fold(d0, d1, k < S3_GATES ? s_gate[k] : __ldg(cgsl + k) * cgsc, k == 0);
+            }
+          }
+          const bool cok = C.c0 + ch * 8 < C.cols;
+#pragma unroll
+          for (int hh = 0; hh < 2; hh++) {
+            float f[8];
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++) {
+              f[2 * jj] = d0[jj * 4 + 2 * hh];
+              f[2 * jj + 1] = d0[jj * 4 + 2 * hh + 1];
+            }
+            st_stream_if(wq + (size_t)hh * 8 * C.cols + pass * 32, pack16<T>(f), (hh ? rok1 : rok0) && cok);
+          }
+        }
+        cst = cst + 1 == ns ? 0 : cst + 1;
+        s3_cur_next(C, descs, n_descs, S);
+        c_next();
+        continue;
+      }
+    }
     const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
     if (top_k == 1 && (flags & S3_F_TOP1)) {  // both halves at once (s3_top1_mma)
       float c[2][4][4];
@@ -1129,41 +1342,6 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         }
         st_stream_if(wq, pack16<T>(f), okm & 1u << m);
         wq += row8;
-      }
-      cst = cst + 1 == ns ? 0 : cst + 1;
-      s3_cur_next(C, descs, n_descs, S);
-      c_next();
-      continue;
-    }
-    if (top_k == 2 && (flags & S3_F_PAIR) && (rank == 64 || rank == 32 || rank == 16)) {  // s3_pair_mma
-      const float g0 = s_gate[0], g1 = s_gate[1];
-      auto pair_half = [&](int h) {  // rows wm*32 + 16 h .. + 15 of the warp's block
-        const uint32_t aop = st + S3_W0 + a_lane + (wm * 32 + h * 16) * ldb * 2;
-        float t0[4][4], t1[4][4];
-        if (rank == 64) s3_pair_mma<T, 4>(t0, t1, aop, bop, alds, a_hi, a_sw);
-        else if (rank == 32) s3_pair_mma<T, 2>(t0, t1, aop, bop, alds, a_hi, a_sw);
-        else s3_pair_mma<T, 1>(t0, t1, aop, bop, alds, a_hi, a_sw);
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-          const int m = 2 * h + hh;  // row lrow + 8 m
-          const uint4 w0 = *reinterpret_cast<const uint4 *>(w0p + m * 8 * S3_C * 2);
-          float f[8];
-          unpack16<T>(w0, f);
-#pragma unroll
-          for (int j = 0; j < 4; j++) {  // W = round(fmaf(g_1, t1, fmaf(g_0, t0, W0))): the general path's chain
-            f[2 * j] = fmaf(g1, t1[j][2 * hh], fmaf(g0, t0[j][2 * hh], f[2 * j]));
-            f[2 * j + 1] = fmaf(g1, t1[j][2 * hh + 1], fmaf(g0, t0[j][2 * hh + 1], f[2 * j + 1]));
-          }
-          st_stream_if(wq, pack16<T>(f), okm & 1u << m);
-          wq += row8;
-        }
-      };
-      if (flags & S3_F_PAIRU) {  // both halves in straight-line code: the second half's loads may start early
-#pragma unroll
-        for (int h = 0; h < 2; h++) pair_half(h);
-      } else {
-#pragma unroll 1
-        for (int h = 0; h < 2; h++) pair_half(h);
       }
       cst = cst + 1 == ns ? 0 : cst + 1;
       s3_cur_next(C, descs, n_descs, S);
@@ -1443,7 +1621,7 @@ __device__ __forceinline__ bool s3_lock_pays(int flags, int ktm, int S) {
   return (flags & S3_F_LOCK_ALL) || ((flags & S3_F_LOCK) && 4 * ktm >= S * S3_C);
 }
 // variant 3's plan and group split for K = top_k * max rank, then resident or chunked mode
-template <typename T>
+template <typename T, bool WG = false>
 __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
                                        const int *__restrict__ experts, const float *__restrict__ gates,
                                        unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
@@ -1462,7 +1640,7 @@ __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n
                   reinterpret_cast<const int *>(s3_smem), segs);
     s3_bar(bar_id);
     if (segs[0].x < 0) return;  // no tiles
-    s3_resident<T>(descs, n_descs, segs, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
+    s3_resident<T, WG>(descs, n_descs, segs, top_k, experts, gates, s3_smem + o_a, ktm, ns, pl.strip, bar_id, gt,
                    cfg_flags);
     return;
   }
@@ -1474,7 +1652,19 @@ __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n
   s3_chunked<T>(descs, n_descs, t_beg, t_end, top_k, experts, gates, s3_smem + o_a, ns, bar_id, gt);
 }
 
+// the default path as a call of its own (register allocation apart from the caller's)
 template <typename T>
+__device__ __noinline__ void s3_run_dflt(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
+                                         const int *__restrict__ experts, const float *__restrict__ gates,
+                                         unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
+                                         int cfg_strip, int cfg_flags) {
+  s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
+            cfg_strip, cfg_flags);
+}
+// WG: the wgmma consumer where K = top_k * max rank is 64 or 128, else the default path (s3_run_dflt).  An instance of
+// its own, so that the default one's code does not change; without sm_90a code (e.g. the PTX JIT-compiled for another
+// GPU) it is the default kernel.
+template <typename T, bool WG>
 __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
                                                                int total_tiles, int top_k,
                                                                const int *__restrict__ experts,
@@ -1484,9 +1674,20 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   if (skip && *skip) return;  // uniform over the grid, before any copy is issued
   extern __shared__ __align__(128) unsigned char s3_smem[];
   const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
-  s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
-            cfg_strip, cfg_flags);
+  if constexpr (WG && LSW_S3_WG) {
+    if (s3_wg_ktm(ktm))
+      s3_run<T, true>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
+                      cfg_strip, cfg_flags);
+    else
+      s3_run_dflt<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups,
+                     cfg_maxst, cfg_strip, cfg_flags);
+  } else {
+    s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
+              cfg_strip, cfg_flags);
+  }
 }
+// 1 where this device runs sm_90a code (the wgmma consumer exists), 0 where not
+__global__ void sgmm_wg_probe_kernel(int *out) { *out = LSW_S3_WG; }
 
 // ---- variant 3, top-1 in half tiles (flag S3_F_HALF; session 46) ---------------------------------------------------
 // Why: r64 top-1 with two groups holds a 4-strip A block (66.5 KB) and two 24 KB stages per group, so while a group
@@ -1879,16 +2080,34 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 }
 
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
-static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;  // S3_F_PAIR: off until a GPU A-B run (session 60)
+static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
 // top-1 launches in half tiles (s3_top1_half)
 void sgmm_set_stream_half(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_HALF) : (g_s3_flags & ~S3_F_HALF); }
 bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
-// top-2 launches with both experts' products interleaved (s3_pair_mma)
-void sgmm_set_stream_pair(int mode) {  // 0 off, 1 paired, 2 paired with the halves unrolled
-  g_s3_flags = (g_s3_flags & ~(S3_F_PAIR | S3_F_PAIRU)) | (mode == 1 ? S3_F_PAIR : mode == 2 ? S3_F_PAIR | S3_F_PAIRU : 0);
+// the wgmma consumer (s3_wg_*) for launches with top_k * max rank = 64 or 128, where the device runs sm_90a code
+void sgmm_set_stream_wgmma(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_WG) : (g_s3_flags & ~S3_F_WG); }
+bool sgmm_stream_wgmma() { return (g_s3_flags & S3_F_WG) != 0; }
+int sgmm_wgmma_built() {
+  static int built[64];  // per device: 0 unknown, 1 yes, 2 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (built[dev] == 0) {
+    int *d = nullptr, h = 0;
+    bool ok = cudaMalloc(&d, sizeof(int)) == cudaSuccess;
+    if (ok) {
+      sgmm_wg_probe_kernel<<<1, 1>>>(d);
+      ok = cudaGetLastError() == cudaSuccess && cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+      cudaFree(d);
+    }
+    if (!ok) cudaGetLastError();
+    built[dev] = ok && h == 1 ? 1 : 2;
+  }
+  return built[dev] == 1;
 }
-int sgmm_stream_pair() { return g_s3_flags & S3_F_PAIRU ? 2 : g_s3_flags & S3_F_PAIR ? 1 : 0; }
 // the lockstep schedule over same-shape matrices (s3_segments): 0 off, 1 where it pays (s3_lock_pays), 2 wherever it
 // applies
 void sgmm_set_stream_lock(int mode) {
@@ -1923,8 +2142,10 @@ static const S3Dev *s3_device(bool may_setup) {
               cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
               sms > 0 && optin >= S3_MIN_SMEM;
     if (ok)
-      ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+      ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
            cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
            cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess;
     if (!ok) cudaGetLastError();
@@ -2008,13 +2229,17 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
                                                                               skip, sd->smem, g_s3_groups, g_s3_stages,
                                                                               g_s3_strip, g_s3_flags, sd->half_ns);
       else return cudaErrorInvalidValue;
-    } else if (dtype == LSW_DTYPE_F16)
-      sgmm_tc_stream_kernel<__half><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip,
-                                                                sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
-    else if (dtype == LSW_DTYPE_BF16)
-      sgmm_tc_stream_kernel<__nv_bfloat16><<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates,
-                                                                       skip, sd->smem, g_s3_groups, g_s3_stages, g_s3_strip, g_s3_flags);
-    else return cudaErrorInvalidValue;
+    } else {
+      const bool wg = (g_s3_flags & S3_F_WG) != 0;
+      auto launch = [&](auto kern) {
+        kern<<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip, sd->smem, g_s3_groups,
+                                         g_s3_stages, g_s3_strip, g_s3_flags);
+      };
+      if (dtype == LSW_DTYPE_F16) launch(wg ? sgmm_tc_stream_kernel<__half, true> : sgmm_tc_stream_kernel<__half, false>);
+      else if (dtype == LSW_DTYPE_BF16)
+        launch(wg ? sgmm_tc_stream_kernel<__nv_bfloat16, true> : sgmm_tc_stream_kernel<__nv_bfloat16, false>);
+      else return cudaErrorInvalidValue;
+    }
   } else if (tc && variant == 2) {
     if (dtype == LSW_DTYPE_F16) sgmm_exact_tiled_kernel<__half><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
     else if (dtype == LSW_DTYPE_BF16) sgmm_exact_tiled_kernel<__nv_bfloat16><<<total_tiles, 256, 0, s>>>(descs, n_descs, top_k, experts, gates, skip);
