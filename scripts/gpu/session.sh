@@ -241,6 +241,20 @@ st_wg_ab() {
       BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }
+# Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the
+# template flag is Lb0 / Lb1): duration, DRAM throughput, executed warp instructions, issue activity and stall reasons.
+# Where the card's memory is not the limit (the H100s at ~85 % of copy) the A-B rows cannot show an instruction saving;
+# these counters can.
+st_ncu_wg() {
+  local k
+  for k in sgmm_tc_stream_kernelI6__halfLb0 sgmm_tc_stream_kernelI6__halfLb1; do
+    LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 timeout 200 ncu --clock-control none --kernel-name-base mangled \
+      --kernel-name "regex:$k" --launch-skip 3 --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+      --section SchedulerStats --metrics "smsp__inst_executed.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+      ./build/dev/bench_kernels > "$OUT/ncu-wg-$k.txt" 2>&1 || return 1
+    grep -E "Duration|DRAM Throughput|inst_executed.sum|Issue Slots Busy|Issued Warp|No Eligible|Eligible Warps" \
+      "$OUT/ncu-wg-$k.txt" | sed "s/^/$k: /"
+  done; }
 # the harness's PDL ordering tests (GEMV chain with a PDL RMSNorm, decode attention after a late producer, LoRA chain)
 st_pdl_tests() { LSW_HARNESS_ONLY=test_gemv_pdl,test_attention,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-pdl.txt"; }
 # PDL scope A-B on the base decode (default: GEMVs only; none; + norms; + attention)
