@@ -901,11 +901,6 @@ __host__ __device__ constexpr bool s3_wg_ktm(int ktm) { return ktm == 64 || ktm 
 __device__ __forceinline__ uint32_t s3_wg_boff(int r, int c) {
   return (uint32_t)(((c >> 3) << 13) + (r << 7) + (((c & 7) ^ (r & 7)) << 4));
 }
-// shared-memory matrix descriptor: start address, leading / stride byte offsets, swizzle (1: 128-byte, 2: 64-byte)
-__device__ __forceinline__ uint64_t s3_wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo, uint32_t swz) {
-  return (uint64_t)((addr & 0x3FFFFu) >> 4) | (uint64_t)((lbo >> 4) & 0x3FFFu) << 16 |
-         (uint64_t)((sbo >> 4) & 0x3FFFu) << 32 | (uint64_t)swz << 62;
-}
 // d (+)= A B over one 16-column K step, 64 rows x 32 columns: A K-major (LoRA-B rows, 128-byte swizzle), B N-major
 // (LoRA-A block, 64-byte swizzle); acc == 0: d = A B
 template <typename T>
@@ -954,30 +949,44 @@ __device__ __forceinline__ void s3_proxy_fence() {
 }
 // One expert's product for a warpgroup's 64 x 32 block, from zero, as one wgmma group: fence, KS steps (K columns
 // kb .. kb + 16 KS - 1; sb: the stage's B region, ab: the block's 32-column N-block), commit.  Straight-line code
-// from fence to commit: a loop or branch inside the group makes ptxas serialize the wgmmas (C7520).
-template <typename T, int KS>
+// from fence to commit: a loop or branch inside the group makes ptxas serialize the wgmmas (C7520).  The descriptors
+// are built once and stepped in their 32-bit address word (start address / 16 in bits 0-13, which a valid shared
+// address never overflows): building both per step from the addresses cost ~15 instructions per wgmma, and with them
+// the kernel retired 14 % more warp instructions than the mma.sync one (769 M against 676 M per launch at r64 top-2,
+// Nsight Compute on an H100, session 61).  LIN: the steps stay inside one 64-column K block (A's start address moves
+// 32 bytes a step), else A's block changes mid-expert (rank 48 from K column 48, rank 128) and its address is
+// recomputed per step.
+__device__ __forceinline__ uint32_t s3_wg_aoff(int kk) { return (uint32_t)(((kk >> 6) << 13) + ((kk & 63) << 1)); }
+template <typename T, int KS, bool LIN>
 __device__ __forceinline__ void s3_wg_chain(float (&d)[16], uint32_t sb, uint32_t ab, int nbb, int kb) {
+  const uint32_t a_lo = (((sb + s3_wg_aoff(kb)) & 0x3FFFFu) >> 4) | 1u << 16;  // LBO 16 bytes (unused: K-major)
+  const uint32_t a_hi = 1024u >> 4 | 1u << 30;                                // SBO 1 KB, 128-byte swizzle
+  const uint32_t b_lo = (((ab + (uint32_t)kb * 64u) & 0x3FFFFu) >> 4) | ((uint32_t)nbb >> 4) << 16;
+  const uint32_t b_hi = 512u >> 4 | 2u << 30;                                 // SBO 512 bytes, 64-byte swizzle
   s3_wg_fence();
 #pragma unroll
   for (int s = 0; s < KS; s++) {
-    const int kk = kb + 16 * s;
-    s3_wgmma<T>(d, s3_wg_desc(sb + ((kk >> 6) << 13) + ((kk & 63) << 1), 16, 1024, 1),
-                s3_wg_desc(ab + ((kk >> 3) << 9), nbb, 512, 2), s);
+    const uint32_t alo = LIN ? a_lo + 2u * s : (((sb + s3_wg_aoff(kb + 16 * s)) & 0x3FFFFu) >> 4) | 1u << 16;
+    s3_wgmma<T>(d, (uint64_t)a_hi << 32 | alo, (uint64_t)b_hi << 32 | (b_lo + 64u * s), s);
   }
   s3_wg_commit();
 }
 // ... for a rank known at run time (16 .. 128, a multiple of 16: ktm <= 128)
 template <typename T>
 __device__ __forceinline__ void s3_wg_chain_rt(float (&d)[16], uint32_t sb, uint32_t ab, int nbb, int kb, int rank) {
+  const bool lin = (kb & 63) + rank <= 64;
   switch (rank >> 4) {
-    case 1: s3_wg_chain<T, 1>(d, sb, ab, nbb, kb); break;
-    case 2: s3_wg_chain<T, 2>(d, sb, ab, nbb, kb); break;
-    case 3: s3_wg_chain<T, 3>(d, sb, ab, nbb, kb); break;
-    case 4: s3_wg_chain<T, 4>(d, sb, ab, nbb, kb); break;
-    case 5: s3_wg_chain<T, 5>(d, sb, ab, nbb, kb); break;
-    case 6: s3_wg_chain<T, 6>(d, sb, ab, nbb, kb); break;
-    case 7: s3_wg_chain<T, 7>(d, sb, ab, nbb, kb); break;
-    default: s3_wg_chain<T, 8>(d, sb, ab, nbb, kb); break;
+    case 1: s3_wg_chain<T, 1, true>(d, sb, ab, nbb, kb); break;
+    case 2: s3_wg_chain<T, 2, true>(d, sb, ab, nbb, kb); break;
+    case 3:
+      if (lin) s3_wg_chain<T, 3, true>(d, sb, ab, nbb, kb);
+      else s3_wg_chain<T, 3, false>(d, sb, ab, nbb, kb);
+      break;
+    case 4: s3_wg_chain<T, 4, true>(d, sb, ab, nbb, kb); break;
+    case 5: s3_wg_chain<T, 5, false>(d, sb, ab, nbb, kb); break;
+    case 6: s3_wg_chain<T, 6, false>(d, sb, ab, nbb, kb); break;
+    case 7: s3_wg_chain<T, 7, false>(d, sb, ab, nbb, kb); break;
+    default: s3_wg_chain<T, 8, false>(d, sb, ab, nbb, kb); break;
   }
 }
 // s3_stage_a's job in the wgmma layout (see above): K rows of A (row r = arow(r)), S strips from column cb, into As
