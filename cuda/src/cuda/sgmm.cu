@@ -902,7 +902,8 @@ __device__ __forceinline__ uint32_t s3_wg_boff(int r, int c) {
   return (uint32_t)(((c >> 3) << 13) + (r << 7) + (((c & 7) ^ (r & 7)) << 4));
 }
 // d (+)= A B over one 16-column K step, 64 rows x 32 columns: A K-major (LoRA-B rows, 128-byte swizzle), B N-major
-// (LoRA-A block, 64-byte swizzle); acc == 0: d = A B
+// (LoRA-A block, 64-byte swizzle); acc == 0: d = A B.  (m64n64k16, both 32-column groups at once, needs 32 fp32
+// registers per product: with the two products of top-2 the kernel spilled 132 bytes at 128 registers.)
 template <typename T>
 __device__ __forceinline__ void s3_wgmma(float (&d)[16], uint64_t da, uint64_t db, int acc) {
 #if LSW_S3_WG
@@ -946,6 +947,13 @@ __device__ __forceinline__ void s3_proxy_fence() {
 #if LSW_S3_WG
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 #endif
+}
+// 16 bytes from a shared-memory address (one LDS.128: through a generic pointer whose alignment the compiler could not
+// see, the W0 reads became four 32-bit loads)
+__device__ __forceinline__ uint4 s3_lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
 }
 // One expert's product for a warpgroup's 64 x 32 block, from zero, as one wgmma group: fence, KS steps (K columns
 // kb .. kb + 16 KS - 1; sb: the stage's B region, ab: the block's 32-column N-block), commit.  Straight-line code
@@ -1269,22 +1277,25 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
     if constexpr (WG) {
       if (wgm) {  // the wgmma consumer: warpgroup wm, tile columns 64 wm .. + 63 in two passes of 32
         const uint32_t sb = st + S3_W0;
-        // this thread: tile rows 16 wn + g + 8 hh; in pass p the 16-byte chunk 8 wm + 4 p + q (8 consecutive columns,
-        // accumulator elements jj * 4 + 2 hh + e, jj = 0..3, e = 0..1: the 4 x 4 word transposition)
+        // this thread: tile rows 16 wn + g + 8 hh; in pass p the 16-byte chunk 8 wm + 4 p + q (8 consecutive columns:
+        // accumulator elements jj * 4 + 2 hh + e, jj = 0..3, e = 0..1, by the 4 x 4 word transposition), its W0 bytes
+        // at chunk position ch ^ 4 (g & 1) of the stage row (the W0 swizzle)
         const int trow = 16 * wn + g, tch = 8 * wm + q;
-        const unsigned char *w0r = st0 + cst * stage_bytes + trow * S3_C * 2;  // the W0 stage row (its parity: g)
+        const uint32_t w0a = st + (uint32_t)(trow * S3_C * 2);
         T *wq = cW + (size_t)(C.r0 + trow) * C.cols + C.c0 + tch * 8;
         const bool rok0 = C.r0 + trow < C.rows, rok1 = C.r0 + trow + 8 < C.rows;
+        const float g0 = s_gate[0], g1 = s_gate[1];
 #pragma unroll 1
         for (int pass = 0; pass < 2; pass++) {
           const uint32_t ab = a_u32 + (uint32_t)((C.si * 4 + wm * 2 + pass) * nbb);
-          const int ch = tch + 4 * pass, cw0 = (ch ^ ((g & 1) << 2)) * 16;
+          const int ch = tch + 4 * pass;
+          const uint32_t w0c = w0a + (uint32_t)((ch ^ ((g & 1) << 2)) * 16);
           float d0[16], d1[16];
           auto fold = [&](float (&acc)[16], const float (&t)[16], float gk, bool from_w0) {  // acc = fmaf(g, t, acc|W0)
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
               float f[8];
-              if (from_w0) unpack16<T>(*reinterpret_cast<const uint4 *>(w0r + hh * 8 * S3_C * 2 + cw0), f);
+              if (from_w0) unpack16<T>(s3_lds128(w0c + hh * 8 * S3_C * 2), f);
 #pragma unroll
               for (int jj = 0; jj < 4; jj++)
 #pragma unroll
@@ -1295,14 +1306,19 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
             }
           };
           if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
-            s3_wg_chain_rt<T>(d0, sb, ab, nbb, 0, rank);
-            s3_wg_chain_rt<T>(d1, sb, ab, nbb, rank, rank);
+            if (rank == 64) {  // r64 without the run-time dispatch's jump table (more such branches: ptxas spilled)
+              s3_wg_chain<T, 4, true>(d0, sb, ab, nbb, 0);
+              s3_wg_chain<T, 4, true>(d1, sb, ab, nbb, 64);
+            } else {
+              s3_wg_chain_rt<T>(d0, sb, ab, nbb, 0, rank);
+              s3_wg_chain_rt<T>(d1, sb, ab, nbb, rank, rank);
+            }
             s3_wg_wait<1>();
             s3_wg_keep(d0);
-            fold(d0, d0, s_gate[0], true);
+            fold(d0, d0, g0, true);
             s3_wg_wait<0>();
             s3_wg_keep(d1);
-            fold(d0, d1, s_gate[1], false);
+            fold(d0, d1, g1, false);
           } else {
             for (int k = 0; k < top_k; k++) {
               s3_wg_chain_rt<T>(d1, sb, ab, nbb, k * rank, rank);
