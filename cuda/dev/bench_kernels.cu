@@ -1877,7 +1877,7 @@ static void test_sgmm_stream_mixed() {
         auto run = [&](int variant) {
           sgmm_set_tc_variant(variant);
           for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
-          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, nullptr, 0));
+          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, nullptr, 0, maxr));
           CK(cudaDeviceSynchronize());
           std::vector<uint8_t> all;
           for (int m = 0; m < nm_; m++) {
@@ -1947,6 +1947,7 @@ static void test_sgmm_stream_mixed() {
         // differing element is printed, so that a layout error shows where it lands)
         if (g_wgmma && (K * maxr == 64 || K * maxr == 128)) {
           const bool half0 = sgmm_stream_half();
+          const int wg0 = sgmm_stream_wgmma();
           for (int lk = 0; lk < 2; lk++)
             for (Cfg c : {Cfg{0, 0, 0, 0}, Cfg{1, 3, 2, 2}, Cfg{2, 4, 3, 4}, Cfg{2, 2, 1, 1}, Cfg{1, 2, 5, 8},
                           Cfg{2, 5, 1, 2}}) {
@@ -1954,9 +1955,9 @@ static void test_sgmm_stream_mixed() {
               sgmm_set_stream_lock(lk == 1 ? 2 : 0);
               sgmm_set_stream_cfg(c.groups, c.stages, c.grid, c.strip);
               sgmm_set_stream_half(false);
-              sgmm_set_stream_wgmma(true);
+              sgmm_set_stream_wgmma(2);
               const auto got = run(3);
-              sgmm_set_stream_wgmma(false);
+              sgmm_set_stream_wgmma(wg0);
               sgmm_set_stream_half(half0);
               sgmm_set_stream_lock(1);
               char what[120];
@@ -2019,7 +2020,7 @@ static void test_sgmm_stream_mixed() {
           sgmm_set_tc_variant(3);
           sgmm_set_stream_cfg(0, 0, 2);
           for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
-          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, dskip, 0));
+          CK(sgmm(dt, dd, nm_, tiles, true, K, dex, dg, dskip, 0, maxr));
           CK(cudaDeviceSynchronize());
           sgmm_set_stream_cfg(0, 0, 0);
           bool untouched = true;
@@ -2078,7 +2079,7 @@ static void test_sgmm() {
         const int tiles = sgmm_prepare(d.data(), nm_, tc);
         CK(cudaMemcpy(dd, d.data(), nm_ * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
         for (int m = 0; m < nm_; m++) poison(dW[m], W0[m].bytes.size());
-        CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+        CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0, s.rank));
         CK(cudaDeviceSynchronize());
         std::vector<float> got;
         std::vector<double> ref, sc;
@@ -2148,14 +2149,14 @@ static void test_sgmm() {
           for (size_t i = 0; i < ex.size(); i++) ex2[i] = (ex[i] + 1) % s.E;
           for (int rep = 0; rep < 50; rep++) {
             CK(cudaMemcpy(dex, rep % 2 ? ex.data() : ex2.data(), ex.size() * 4, cudaMemcpyHostToDevice));
-            CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+            CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0, s.rank));
           }
           CK(cudaDeviceSynchronize());
           auto again = down((uint8_t *)dW[0], W0[0].bytes.size());
           expect(first == again, "sgmm %s %s drift-free: 50 switches, same experts -> bit-identical weights", sgmm_test_name(tc), dname(dt));
           std::vector<float> zero(g.size(), 0.f);
           CK(cudaMemcpy(dg, zero.data(), zero.size() * 4, cudaMemcpyHostToDevice));
-          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0));
+          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, nullptr, 0, s.rank));
           CK(cudaDeviceSynchronize());
           auto un = down((uint8_t *)dW[1], W0[1].bytes.size());
           expect(un == W0[1].bytes, "sgmm %s %s unmerge (gates 0) restores W0 bit for bit", sgmm_test_name(tc), dname(dt));
@@ -2164,7 +2165,7 @@ static void test_sgmm() {
           // skip flag: no write at all
           int one = 1, *dskip = dup(std::vector<int>{one});
           poison(dW[2], W0[2].bytes.size());
-          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0));
+          CK(sgmm(dt, dd, nm_, tiles, tc, s.K, dex, dg, dskip, 0, s.rank));
           CK(cudaDeviceSynchronize());
           auto sk = down((uint8_t *)dW[2], W0[2].bytes.size());
           expect(std::all_of(sk.begin(), sk.end(), [](uint8_t b) { return b == 0xff; }), "sgmm %s %s skip flag leaves W untouched", sgmm_test_name(tc), dname(dt));
@@ -2213,7 +2214,7 @@ static void bench_sgmm() {
       for (int i = 0; i < 2 * L; i++) d[i] = SgmmDesc{W0[i], W[i], A[i], B[i], H, H, c.rank, 0, 0, 1.f};
       const int tiles = sgmm_prepare(d.data(), 2 * L, tc);
       CK(cudaMemcpy(dd, d.data(), d.size() * sizeof(SgmmDesc), cudaMemcpyHostToDevice));
-      const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, tc ? 20 : 3, 1);
+      const double ms = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, tc ? 20 : 3, 1);
       const double bytes = 2.0 * L * ((double)H * H * 2 * 2 + (double)c.K * c.rank * 2 * H * 2);
       char nm[200];
       snprintf(nm, sizeof nm, "sgmm %s q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", sgmm_test_name(tc), c.rank, c.K);
@@ -2231,7 +2232,7 @@ static void bench_sgmm() {
         for (int rep = 0; c.K >= 2 && rep < 6; rep++) {  // A-B, interleaved: contiguous split / lockstep rounds
           const bool lk = rep % 2 == 1;
           sgmm_set_stream_lock(lk ? 2 : 0);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
           sgmm_set_stream_lock(1);
           snprintf(nm, sizeof nm, "sgmm tc stream, %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
                    lk ? "lockstep rounds" : "contiguous split", c.rank, c.K);
@@ -2239,25 +2240,26 @@ static void bench_sgmm() {
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
                  c.rank, c.K, lk ? "lockstep rounds" : "contiguous split");
         }
-        // A-B, interleaved: the default consumer / the wgmma consumer (top-1: whole tiles, against the default's half
+        // A-B, interleaved: the mma.sync consumer / the wgmma consumer (top-1: whole tiles, against the default's half
         // tiles), where K x rank is 64 or 128
         for (int rep = 0; g_wgmma && (c.K * c.rank == 64 || c.K * c.rank == 128) && rep < 6; rep++) {
           const bool wg = rep % 2 == 1, hd = sgmm_stream_half();
-          sgmm_set_stream_wgmma(wg);
+          const int wg0 = sgmm_stream_wgmma();
+          sgmm_set_stream_wgmma(wg ? 2 : 0);
           if (wg) sgmm_set_stream_half(false);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
-          sgmm_set_stream_wgmma(false);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          sgmm_set_stream_wgmma(wg0);
           sgmm_set_stream_half(hd);
           snprintf(nm, sizeof nm, "sgmm tc stream, %s consumer, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   wg ? "wgmma" : "default", c.rank, c.K);
+                   wg ? "wgmma" : "mma.sync", c.rank, c.K);
           row(nm, ms2, bytes);
           expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s consumer: same bits as the default", H,
-                 H, c.rank, c.K, wg ? "wgmma" : "default");
+                 H, c.rank, c.K, wg ? "wgmma" : "mma.sync");
         }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
           sgmm_set_stream_half(hf);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
           sgmm_set_stream_half(hd);
           snprintf(nm, sizeof nm, "sgmm tc stream, top-1, %s tiles, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
                    hf ? "half" : "whole", c.rank, c.K);
@@ -2269,7 +2271,7 @@ static void bench_sgmm() {
           const bool half0 = sgmm_stream_half();
           sgmm_set_stream_half(false);  // the top-1 consumer of s3_resident against its general consumer
           sgmm_set_stream_top1(rep == 1);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
           sgmm_set_stream_top1(true);
           sgmm_set_stream_half(half0);
           snprintf(nm, sizeof nm, "sgmm tc stream, whole tiles, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
@@ -2284,7 +2286,7 @@ static void bench_sgmm() {
           sgmm_set_stream_cfg(gr, cap, 0, sw);
           const int md = sgmm_stream_plan(c.K, c.rank, &pg, &pst, &pss);
           if (!md || pg != gr || (cap && pst != cap) || (sw && pss != sw)) continue;
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0)); }, 20, 1);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
           snprintf(nm, sizeof nm, "sgmm tc stream g%d s%d w%d%s q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", gr, pst, pss,
                    md == 2 ? " chunked" : "", c.rank, c.K);
           row(nm, ms2, bytes);

@@ -224,20 +224,21 @@ sgmm_procs() {
   done; }
 # the SGMM harness at r64 top-2 (the issue's >= 85 % of copy), three processes: the default plan and the forced ones
 st_sgmm_r64k2() { sgmm_procs sgmm-r64k2 64,2 3 "stream( q,v|, contiguous|, lockstep)"; }
-# the SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; off by default): test_cuda with it on (LSW_CUDA_SGMM_WGMMA=1:
-# every merge against the CPU backend), the harness's SGMM cases where top_k x rank is 64 or 128 (A-B rows, default /
-# wgmma, with the bits compared; r64 top-2 in three processes), then the 7B q,v merge at r64 and r32 top-2 and r64
-# top-1 (the default, then LSW_CUDA_SGMM_WGMMA=1; top-1 with LSW_CUDA_SGMM_HALF=0 too).  The `sgmm` stage runs its harness tests (every plan shape, fp64 and
-# bits against the one-shot kernel) and their memcheck.
+# the SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; default where top_k x max rank is 128): test_cuda with it
+# wherever it applies (LSW_CUDA_SGMM_WGMMA=2: every merge against the CPU backend), the harness's SGMM cases where
+# top_k x rank is 64 or 128 (A-B rows, mma.sync / wgmma, with the bits compared; r64 top-2 in three processes), then
+# the 7B q,v merge: r64 top-2 (the default, then without it: LSW_CUDA_SGMM_WGMMA=0), r32 top-2 and r64 top-1 (the
+# default, then with it: =2; top-1 with LSW_CUDA_SGMM_HALF=0 too).  The `sgmm` stage runs its harness tests (every
+# plan shape, fp64 and bits against the one-shot kernel) and their memcheck.
 st_wg_ab() {
-  LSW_REQUIRE_GPU=1 LSW_CUDA_SGMM_WGMMA=1 build/native-cmake/test_cuda > "$OUT/test-cuda-wgmma.txt" 2>&1; local r=$?
+  LSW_REQUIRE_GPU=1 LSW_CUDA_SGMM_WGMMA=2 build/native-cmake/test_cuda > "$OUT/test-cuda-wgmma.txt" 2>&1; local r=$?
   tail -n 3 "$OUT/test-cuda-wgmma.txt"; [ $r -eq 0 ] || return $r
-  sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, default consumer|, wgmma consumer)" &&
-    sgmm_procs sgmm-wg-r32k2 32,2 1 "stream( q,v|, default consumer|, wgmma consumer)" &&
-    sgmm_procs sgmm-wg-r64k1 64,1 1 "stream( q,v|, default consumer|, wgmma consumer)" &&
-    ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=1" &&
-    ab_bench qv-r32-merge "--rank 32 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=1" &&
-    for cfg in "" "LSW_CUDA_SGMM_WGMMA=1 LSW_CUDA_SGMM_HALF=0"; do  # top-1: the wgmma consumer runs in whole tiles
+  sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
+    sgmm_procs sgmm-wg-r32k2 32,2 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
+    sgmm_procs sgmm-wg-r64k1 64,1 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
+    ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=0" &&
+    ab_bench qv-r32-merge "--rank 32 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=2" &&
+    for cfg in "" "LSW_CUDA_SGMM_WGMMA=2 LSW_CUDA_SGMM_HALF=0"; do  # top-1: the wgmma consumer runs in whole tiles
       BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }

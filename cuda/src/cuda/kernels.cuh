@@ -181,13 +181,14 @@ struct SgmmDesc {
   float scale = 1.f;  // the module's LoRA scaling: every gate is multiplied by it (fp32) where it is read
 };
 // Fills tile0 for the chosen kernel and returns the total number of tiles (grid size).
-int sgmm_prepare(SgmmDesc *descs_host, int n, bool tensor_cores);
+int sgmm_prepare(SgmmDesc *descs_host, int n, bool tensor_cores, int *max_rank = nullptr);
 // experts/gates: [n_slots][top_k] device.  skip (nullable, device): when *skip != 0 the launch is a no-op
 // (experts unchanged; graph-replayable).  tensor_cores requires F16/BF16, rank % 16 == 0, cols % 8 == 0
 // and 16-byte aligned rows (sgmm_tc_ok).
 bool sgmm_tc_ok(int dtype, const SgmmDesc &d);
+// max_rank: the descriptors' largest rank (sgmm_prepare's), which picks variant 3's wgmma consumer (0: unknown, never)
 cudaError_t sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, bool tensor_cores, int top_k,
-                 const int *experts, const float *gates, const int *skip, cudaStream_t s);
+                 const int *experts, const float *gates, const int *skip, cudaStream_t s, int max_rank = 0);
 
 // ---- elementwise / norms -------------------------------------------------------------------------
 cudaError_t rmsnorm(int n, int dim, const float *X, int ldx, const float *w, float eps, float *Y, int ldy,
@@ -472,13 +473,13 @@ void sgmm_set_stream_top1(bool on);
 // variant 3's top-1 launches in 32-row half tiles (s3_top1_half: more of W0 in flight in the same shared memory);
 // same bits either way
 void sgmm_set_stream_half(bool on);
-// variant 3's wgmma consumer (sgmm.cu s3_wg_*: warpgroup MMAs with both operands read from shared memory) for
-// launches whose top_k * max rank is 64 or 128 (r64 top-2, r32 top-2, r64 top-1 without half tiles, r16 top-4 ...),
-// where the device runs this build's sm_90a code (sgmm_wgmma_built); elsewhere the flag changes nothing.  Off by
-// default; the model reads LSW_CUDA_SGMM_WGMMA=0 / 1.  Its products come from another instruction than mma.sync, so
-// its bits are checked against the default's by the harness rather than assumed.
-void sgmm_set_stream_wgmma(bool on);
-bool sgmm_stream_wgmma();
+// variant 3's wgmma consumer (sgmm.cu s3_wg_*: warpgroup MMAs with both operands read from shared memory), where the
+// device runs this build's sm_90a code (sgmm_wgmma_built) and sgmm() is told the launch's max rank.  mode 0: off;
+// 1 (default): launches whose top_k * max rank is 128 (r64 top-2: 81.3-84.9 -> 86.6-87.7 % of copy on an H100,
+// session 61); 2: 64 as well (r32 top-2, r64 top-1 in whole tiles: 0.4-0.8 points slower there).  The model reads
+// LSW_CUDA_SGMM_WGMMA=0 / 1 / 2.  The same bits as the mma.sync consumer (checked by the harness in every plan shape).
+void sgmm_set_stream_wgmma(int mode);
+int sgmm_stream_wgmma();
 // 1 when the current device runs this build's sm_90a code (the wgmma consumer exists); a one-time probe launch
 int sgmm_wgmma_built();
 // The streaming SGMM's lockstep schedule where the matrices come in at most 4 runs of one shape (sgmm.cu s3_segments;
@@ -506,7 +507,7 @@ cudaError_t sgmm_copy_probe(int pattern, int dtype, const SgmmDesc *descs_dev, i
 cudaError_t sgmm_copy_probe_shape(int dtype, const SgmmDesc *descs_dev, int n_descs, int rows, int cols, int C, int S,
                                   cudaStream_t s);
 int autotune_sgmm(int dtype, const SgmmDesc *descs_dev, int n_descs, int total_tiles, int top_k, const int *experts,
-                  const float *gates, cudaStream_t s);
+                  const float *gates, cudaStream_t s, int max_rank = 0);
 }  // namespace lswc
 
 namespace lswc {

@@ -167,7 +167,7 @@ struct State {
   lswc::SgmmTermsDesc *sg_descs = nullptr;  // device
   int sg_n = 0, sg_tiles = 0, sg_dt = 0;
   lswc::SgmmDesc *tc_descs = nullptr;       // device (tensor-core kernel, single adapter)
-  int tc_n = 0, tc_tiles = 0;
+  int tc_n = 0, tc_tiles = 0, tc_maxr = 0;  // (tc_maxr: the largest rank, for the SGMM's choice of consumer)
   bool merged_this = false;    // host-side, while building one forward
   // LAYERWISE models: merge per layer and fused matrix, just before it runs (adapters.cpp ensure_merged_mat)
   bool layerwise = false;
@@ -178,7 +178,7 @@ struct State {
   // one adapter, tensor-core SGMM eligible: per (layer, mat) ranges of lm_tc_descs (same order as lm_descs), each
   // range's tiles numbered from 0; merged with the layer's routes (slot 0 of ex(L) / gt(L))
   bool lm_tc = false;
-  std::vector<int> lm_tc_tiles;
+  std::vector<int> lm_tc_tiles, lm_tc_maxr;
   lswc::SgmmDesc *lm_tc_descs = nullptr;       // device
   int *lm_flags = nullptr;     // device [layer][mat][merged, skip]
   int *layer_step = nullptr;   // device [layer]
@@ -339,7 +339,7 @@ struct Fwd {
     int *skip = &st->blk->skip;
     if (st->sgmm_tc)
       e = lswc::sgmm(st->sg_dt, st->tc_descs, st->tc_n, st->tc_tiles, true, st->ad[0].K, st->ad[0].re, st->ad[0].rg,
-                     skip, s);
+                     skip, s, st->tc_maxr);
     else
       e = lswc::sgmm_terms(st->sg_dt, st->sg_descs, st->sg_n, st->sg_tiles, skip, s);
     if (e == cudaSuccess && lswc::gemv_pdl()) e = lswc::noop(s);
@@ -352,7 +352,7 @@ struct Fwd {
     cudaError_t e = lswc::merge_check(st->lm_mc[i], s);
     if (e == cudaSuccess && st->lm_tc)
       e = lswc::sgmm(st->sg_dt, st->lm_tc_descs + st->lm_off[i], st->lm_n[i], st->lm_tc_tiles[i], true, st->ad[0].K,
-                     st->ad[0].ex(L), st->ad[0].gt(L), st->lm_mc[i].skip, s);
+                     st->ad[0].ex(L), st->ad[0].gt(L), st->lm_mc[i].skip, s, st->lm_tc_maxr[i]);
     else if (e == cudaSuccess)
       e = lswc::sgmm_terms(st->sg_dt, st->lm_descs + st->lm_off[i], st->lm_n[i], st->lm_tiles[i], st->lm_mc[i].skip, s);
     if (e == cudaSuccess && lswc::gemv_pdl()) e = lswc::noop(s);
@@ -822,7 +822,7 @@ using lswc::env_mode012;
 // Merge mode, one adapter: pick the faster tensor-core SGMM variant (autotune_sgmm) on these very descriptors before
 // any capture.  Synthetic routes (experts 0..K-1, gates 1/K) are merged into the working copies meanwhile; the merge
 // flags are still 0, so the first real step merges again.  LSW_CUDA_AUTOTUNE=0 skips.
-static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, int tiles) {
+static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, int tiles, int max_rank) {
   if (!env_flag("LSW_CUDA_AUTOTUNE", true)) return LSW_OK;
   const int K = st->ad[0].K, E = st->ad[0].E;
   std::vector<int> he(K);
@@ -834,7 +834,7 @@ static lsw_status autotune_merge(State *st, const lswc::SgmmDesc *descs, int n, 
   TRY(dalloc(st, &dg, (size_t)K));
   LSWC_CHECK(cudaMemcpy(de, he.data(), sizeof(int) * K, cudaMemcpyHostToDevice));
   LSWC_CHECK(cudaMemcpy(dg, hg.data(), sizeof(float) * K, cudaMemcpyHostToDevice));
-  lswc::autotune_sgmm(st->sg_dt, descs, n, tiles, K, de, dg, st->s);
+  lswc::autotune_sgmm(st->sg_dt, descs, n, tiles, K, de, dg, st->s, max_rank);
   LSWC_CHECK(cudaStreamSynchronize(st->s));
   return LSW_OK;
 }
@@ -950,9 +950,9 @@ lsw_status lswc_model_finalize(lsw_model *m) {
   lswc::sgmm_set_stream_top1(env_flag("LSW_CUDA_SGMM_TOP1", true));
   // top-1 SGMMs in 32-row half tiles (sgmm.cu s3_top1_half, session 46): LSW_CUDA_SGMM_HALF=0 for whole tiles (same bits)
   lswc::sgmm_set_stream_half(env_flag("LSW_CUDA_SGMM_HALF", true));
-  // the streaming SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; off by default until a GPU A-B run):
-  // LSW_CUDA_SGMM_WGMMA=1
-  lswc::sgmm_set_stream_wgmma(env_flag("LSW_CUDA_SGMM_WGMMA", false));
+  // the streaming SGMM's wgmma consumer (sgmm.cu s3_wg_*, session 61; sm_90a): LSW_CUDA_SGMM_WGMMA=0 off, 1 (default)
+  // where top_k x max rank is 128 (r64 top-2), 2 where it is 64 too (same bits in every mode)
+  lswc::sgmm_set_stream_wgmma(env_mode012("LSW_CUDA_SGMM_WGMMA", 1));
   // LSW_CUDA_SGMM_LOCK=0 / 1 / 2: the streaming SGMM's lockstep schedule off / where it pays (default) / wherever the
   // matrices have one shape (sgmm.cu s3_segments, session 51; same bits)
   lswc::sgmm_set_stream_lock(env_mode012("LSW_CUDA_SGMM_LOCK", 1));
@@ -1225,15 +1225,18 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       LSWC_CHECK(cudaMemcpy(st->lm_descs, lds.data(), lds.size() * sizeof(lswc::SgmmTermsDesc), cudaMemcpyHostToDevice));
       if (tc) {  // the tensor-core kernel per (layer, mat): the same ranges of tcs (pushed with ds), tiles per range
         st->lm_tc_tiles.assign(NM, 0);
+        st->lm_tc_maxr.assign(NM, 0);
         for (int i = 0; i < NM; i++)
-          if (st->lm_n[i]) st->lm_tc_tiles[i] = lswc::sgmm_prepare(tcs.data() + st->lm_off[i], st->lm_n[i], true);
+          if (st->lm_n[i])
+            st->lm_tc_tiles[i] = lswc::sgmm_prepare(tcs.data() + st->lm_off[i], st->lm_n[i], true, &st->lm_tc_maxr[i]);
         TRY(dalloc(st, (void **)&st->lm_tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
         LSWC_CHECK(cudaMemcpy(st->lm_tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
         st->lm_tc = true;
         // autotuned on the first non-empty range
         int i0 = 0;
         while (i0 < NM && !st->lm_n[i0]) i0++;
-        if (i0 < NM) TRY(autotune_merge(st, st->lm_tc_descs + st->lm_off[i0], st->lm_n[i0], st->lm_tc_tiles[i0]));
+        if (i0 < NM)
+          TRY(autotune_merge(st, st->lm_tc_descs + st->lm_off[i0], st->lm_n[i0], st->lm_tc_tiles[i0], st->lm_tc_maxr[i0]));
       }
       tc = false;  // (the all-layer tensor-core merge below is for pre-gated / static routes)
     }
@@ -1253,13 +1256,13 @@ lsw_status lswc_model_finalize(lsw_model *m) {
         return a.rows != b.rows ? a.rows > b.rows : a.cols > b.cols;
       });
       st->tc_n = (int)tcs.size();
-      st->tc_tiles = lswc::sgmm_prepare(tcs.data(), st->tc_n, true);
+      st->tc_tiles = lswc::sgmm_prepare(tcs.data(), st->tc_n, true, &st->tc_maxr);
       TRY(dalloc(st, (void **)&st->tc_descs, tcs.size() * sizeof(lswc::SgmmDesc)));
       LSWC_CHECK(cudaMemcpy(st->tc_descs, tcs.data(), tcs.size() * sizeof(lswc::SgmmDesc), cudaMemcpyHostToDevice));
       st->sgmm_tc = true;
       // pick the faster tensor-core SGMM variant (0 or 3) on these very descriptors before any capture (variant 3
       // is only eligible when its output equals variant 0's bit for bit); see autotune_merge
-      TRY(autotune_merge(st, st->tc_descs, st->tc_n, st->tc_tiles));
+      TRY(autotune_merge(st, st->tc_descs, st->tc_n, st->tc_tiles, st->tc_maxr));
     }
   }
   {  // pick the fastest GEMV kernel for every weight shape on these very buffers, before any graph is captured

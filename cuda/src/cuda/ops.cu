@@ -174,7 +174,7 @@ lsw_status lswc_op_sgmm(int32_t dtype, int32_t n_mats, int32_t rows, int32_t col
   const int saved = lswc::sgmm_tc_variant();
   if (tc && variant >= 0) lswc::sgmm_set_tc_variant(variant);
   const cudaError_t e = lswc::sgmm(dtype, dd.as<lswc::SgmmDesc>(), n_mats, tiles, tc, top_k, de.as<int>(), dg.as<float>(),
-                                   nullptr, 0);
+                                   nullptr, 0, rank);
   lswc::sgmm_set_tc_variant(saved);
   FINISH(e);
   return dW.download(W, wn * es);

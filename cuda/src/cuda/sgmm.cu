@@ -526,7 +526,8 @@ constexpr int S3_F_TOP1 = 1;                    // kernel flag: the top-1 consum
 constexpr int S3_F_HALF = 2;                    // top-1 launches in half tiles (s3_top1_half; sgmm_set_stream_half)
 constexpr int S3_F_LOCK = 4;                    // lockstep rounds where they pay (s3_lock_pays; sgmm_set_stream_lock)
 constexpr int S3_F_LOCK_ALL = 8;                // lockstep rounds wherever the matrices have one shape (tests, A-B runs)
-constexpr int S3_F_WG = 16;                     // the wgmma consumer (s3_wg_*; sgmm_set_stream_wgmma; sm_90a builds)
+constexpr int S3_F_WG = 16;                     // the wgmma consumer (s3_wg_*; sgmm_set_stream_wgmma; sm_90a builds) ...
+constexpr int S3_F_WG64 = 32;                   // ... where top_k * max rank is 128, and with this flag 64 as well
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -896,7 +897,9 @@ __device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, i
 #else
 #define LSW_S3_WG 0
 #endif
-__host__ __device__ constexpr bool s3_wg_ktm(int ktm) { return ktm == 64 || ktm == 128; }
+// the launches that take it (ktm = top_k * max rank: whole 64-column K blocks): 128, or 64 with S3_F_WG64 (the host's
+// choice of kernel and the kernel's own check)
+__host__ __device__ constexpr bool s3_wg_takes(int ktm, int flags) { return ktm == 128 || (ktm == 64 && (flags & S3_F_WG64)); }
 // stage byte offset (from the B region) of tile row r, K chunk c (K columns 8c .. 8c + 7)
 __device__ __forceinline__ uint32_t s3_wg_boff(int r, int c) {
   return (uint32_t)(((c >> 3) << 13) + (r << 7) + (((c & 7) ^ (r & 7)) << 4));
@@ -1686,7 +1689,8 @@ __device__ __noinline__ void s3_run_dflt(const SgmmDesc *__restrict__ descs, int
   s3_run<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
             cfg_strip, cfg_flags);
 }
-// WG: the wgmma consumer where K = top_k * max rank is 64 or 128, else the default path (s3_run_dflt).  An instance of
+// WG: the wgmma consumer where K = top_k * max rank takes it (s3_wg_takes), else the default path (s3_run_dflt: only
+// where the host's max rank was wrong; sgmm() launches this instance only for launches that take it).  An instance of
 // its own, so that the default one's code does not change; without sm_90a code (e.g. the PTX JIT-compiled for another
 // GPU) it is the default kernel.
 template <typename T, bool WG>
@@ -1700,7 +1704,7 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   extern __shared__ __align__(128) unsigned char s3_smem[];
   const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
   if constexpr (WG && LSW_S3_WG) {
-    if (s3_wg_ktm(ktm))
+    if (s3_wg_takes(ktm, cfg_flags))
       s3_run<T, true>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
                       cfg_strip, cfg_flags);
     else
@@ -2105,14 +2109,16 @@ void sgmm_set_stream_cfg(int groups, int max_stages, int grid_blocks, int strip)
 }
 
 // the top-1 consumer (s3_top1_mma): on by default; the model reads LSW_CUDA_SGMM_TOP1, the harness switches it per call
-static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK;
+static int g_s3_flags = S3_F_TOP1 | S3_F_HALF | S3_F_LOCK | S3_F_WG;
 void sgmm_set_stream_top1(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_TOP1) : (g_s3_flags & ~S3_F_TOP1); }
 // top-1 launches in half tiles (s3_top1_half)
 void sgmm_set_stream_half(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_HALF) : (g_s3_flags & ~S3_F_HALF); }
 bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
-// the wgmma consumer (s3_wg_*) for launches with top_k * max rank = 64 or 128, where the device runs sm_90a code
-void sgmm_set_stream_wgmma(bool on) { g_s3_flags = on ? (g_s3_flags | S3_F_WG) : (g_s3_flags & ~S3_F_WG); }
-bool sgmm_stream_wgmma() { return (g_s3_flags & S3_F_WG) != 0; }
+// the wgmma consumer (s3_wg_*) where the device runs sm_90a code: 0 off, 1 launches with top_k * max rank = 128, 2 also 64
+void sgmm_set_stream_wgmma(int mode) {
+  g_s3_flags = (g_s3_flags & ~(S3_F_WG | S3_F_WG64)) | (mode == 1 ? S3_F_WG : mode == 2 ? S3_F_WG | S3_F_WG64 : 0);
+}
+int sgmm_stream_wgmma() { return g_s3_flags & S3_F_WG64 ? 2 : g_s3_flags & S3_F_WG ? 1 : 0; }
 int sgmm_wgmma_built() {
   static int built[64];  // per device: 0 unknown, 1 yes, 2 no
   int dev = 0;
@@ -2215,9 +2221,11 @@ bool sgmm_tc_ok(int dtype, const SgmmDesc &d) {
          aligned16(d.W0) && aligned16(d.W) && aligned16(d.A) && aligned16(d.B);
 }
 
-int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
+int sgmm_prepare(SgmmDesc *descs, int n, bool tc, int *max_rank) {
   int tiles = 0;
+  if (max_rank) *max_rank = 0;
   for (int i = 0; i < n; i++) {
+    if (max_rank) *max_rank = std::max(*max_rank, descs[i].rank);
     descs[i].tile0 = tiles;
     const int tr = tc ? TC_R : ST_R, tcc = tc ? TC_C : ST_C;
     tiles += cdiv(descs[i].rows, tr) * cdiv(descs[i].cols, tcc);
@@ -2227,7 +2235,7 @@ int sgmm_prepare(SgmmDesc *descs, int n, bool tc) {
 }
 
 cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, bool tc, int top_k,
-                 const int *experts, const float *gates, const int *skip, cudaStream_t s) {
+                 const int *experts, const float *gates, const int *skip, cudaStream_t s, int max_rank) {
   if (n_descs <= 0 || total_tiles <= 0) return cudaSuccess;
   int variant = g_sgmm_tc_variant;
   const S3Dev *sd = nullptr;
@@ -2255,7 +2263,7 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
                                                                               g_s3_strip, g_s3_flags, sd->half_ns);
       else return cudaErrorInvalidValue;
     } else {
-      const bool wg = (g_s3_flags & S3_F_WG) != 0;
+      const bool wg = (g_s3_flags & S3_F_WG) && max_rank > 0 && s3_wg_takes(top_k * max_rank, g_s3_flags);
       auto launch = [&](auto kern) {
         kern<<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip, sd->smem, g_s3_groups,
                                          g_s3_stages, g_s3_strip, g_s3_flags);
@@ -2328,7 +2336,7 @@ cudaError_t sgmm_copy_probe_shape(int dtype, const SgmmDesc *descs, int n_descs,
 
 namespace lswc {
 int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles, int top_k, const int *experts,
-                  const float *gates, cudaStream_t s) {
+                  const float *gates, cudaStream_t s, int max_rank) {
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (n_descs <= 0 || total_tiles <= 0 || cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
     cudaGetLastError();
@@ -2374,7 +2382,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     g_sgmm_tc_variant = cand[c];
     for (int rep = 0; rep < 4 && ok; rep++) {
       cudaEventRecord(e0, s);
-      ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess;
+      ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s, max_rank) == cudaSuccess;
       cudaEventRecord(e1, s);
       if (!ok || cudaEventSynchronize(e1) != cudaSuccess) { ok = false; break; }
       float ms = 0;
@@ -2400,7 +2408,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     }
     g_sgmm_tc_variant = cand[pick];
     // W must end up holding a valid merge: run the chosen kernel last
-    ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) == cudaSuccess &&
+    ok = sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s, max_rank) == cudaSuccess &&
          cudaStreamSynchronize(s) == cudaSuccess;
   }
   cudaEventDestroy(e0);
@@ -2410,7 +2418,7 @@ int autotune_sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles
     cudaGetLastError();
     g_sgmm_tc_variant = saved;
     // the merge may be half-done: leave W holding the saved kernel's merge (best effort)
-    if (sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s) != cudaSuccess ||
+    if (sgmm(dtype, descs, n_descs, total_tiles, true, top_k, experts, gates, nullptr, s, max_rank) != cudaSuccess ||
         cudaStreamSynchronize(s) != cudaSuccess)
       cudaGetLastError();
     return saved;
