@@ -242,6 +242,8 @@ st_wg_ab() {
       BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }
+# the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
+st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the
 # template flag is Lb0 / Lb1): duration, DRAM throughput, executed warp instructions, issue activity and stall reasons.
 # Where the card's memory is not the limit (the H100s at ~85 % of copy) the A-B rows cannot show an instruction saving;
