@@ -62,7 +62,9 @@
 //     Session 60-61: a top-2 consumer issuing both experts' k-steps side by side (8 independent MMA chains per k-step
 //     instead of 4; code in commit 3a6bf32): bit-identical, but on an H100 r64 top-2 moved 79.5-82.3 % of copy against
 //     the default's 83.4-84.1 % in the same processes (bench/results/2026-12-07-h100-session61): removed.  More MMA
-//     chains in flight do not help; fewer instructions per tile might: the wgmma consumer (s3_wg_*, below; sm_90a).
+//     chains in flight do not help.  Session 61: the wgmma consumer (s3_wg_*, below; sm_90a), the default where top_k x
+//     max rank is 128: r64 top-2 81.3-85.9 -> 86.5-87.7 % of copy (H100s, interleaved, two runs of three processes),
+//     same bits; its warps wait on memory and the group barrier rather than on shared-memory results.
 //   Tried and dropped (session 33, bench/results/2026-12-04-h200-session33, diff kept there): L2 requests ahead of the
 //     copies.  W0 tiles 1-8 ahead (bulk or per line) did not help: one tile ahead was even, and further ahead the lines were
 //     evicted before use (DRAM reads +50 % at 4 tiles).  LoRA-B rows with evict_last did not survive to the next
