@@ -841,13 +841,12 @@ __device__ __forceinline__ void s3_expert_mma(float (&tmp)[4][4], uint32_t aop, 
   }
 }
 
-// A rows of a super-strip into the resident block As (32-bit words, alds / 2 per row): K rows, row r of the block
-// being row arow(r) of A (the caller's expert / rank mapping), S 128-column strips from column cb, each 16-byte chunk's
-// words transposed in 4 x 4 groups so that a lane's accumulator columns come out contiguous (see the resident path's
-// notes); zero past cols.  Synchronous; the caller's group barrier publishes it.
-template <typename T, typename RowF>
-__device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, int K, int cols, int cb, int S, int gt,
-                                           RowF arow) {
+// A rows of a super-strip, 16 bytes at a time: K rows, row r of the block being row arow(r) of A (the caller's expert /
+// rank mapping), S 128-column strips from column cb, zero past cols; put(row, chunk, v) stores chunk `chunk` (of the
+// S * 16 per row) of block row `row` in the caller's layout.  Four loads in flight per thread.  Synchronous; the
+// caller's group barrier publishes the block.
+template <typename T, typename RowF, typename PutF>
+__device__ __forceinline__ void s3_stage_rows(const T *A, int K, int cols, int cb, int S, int gt, RowF arow, PutF put) {
   const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
   const int nvec = K << vs;
   for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
@@ -860,16 +859,23 @@ __device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, i
     }
 #pragma unroll
     for (int u = 0; u < 4; u++) {
-      const int qq = q0 + u * 256, vv = qq & ((S << 4) - 1);
-      if (qq < nvec) {
-        uint32_t *dst = As + (qq >> vs) * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
-        dst[0] = v[u].x;
-        dst[4] = v[u].y;
-        dst[8] = v[u].z;
-        dst[12] = v[u].w;
-      }
+      const int qq = q0 + u * 256;
+      if (qq < nvec) put(qq >> vs, qq & ((S << 4) - 1), v[u]);
     }
   }
+}
+// ... into the resident block As (32-bit words, alds / 2 per row), each 16-byte chunk's words transposed in 4 x 4
+// groups so that a lane's accumulator columns come out contiguous (see the resident path's notes)
+template <typename T, typename RowF>
+__device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, int K, int cols, int cb, int S, int gt,
+                                           RowF arow) {
+  s3_stage_rows(A, K, cols, cb, S, gt, arow, [&](int row, int vv, const uint4 &v) {
+    uint32_t *dst = As + row * (alds / 2) + (vv >> 2) * 16 + (vv & 3);
+    dst[0] = v.x;
+    dst[4] = v.y;
+    dst[8] = v.z;
+    dst[12] = v.w;
+  });
 }
 
 // ---- the wgmma consumer of resident mode (flag S3_F_WG, sm_90a builds; session 61) --------------------------------
@@ -1002,36 +1008,20 @@ __device__ __forceinline__ void s3_wg_chain_rt(float (&d)[16], uint32_t sb, uint
     default: s3_wg_chain<T, 8, false>(d, sb, ab, nbb, kb); break;
   }
 }
-// s3_stage_a's job in the wgmma layout (see above): K rows of A (row r = arow(r)), S strips from column cb, into As
-// (1 KB aligned; nbb = bytes per 32-column N-block = K rows x 64); zero past cols.  Synchronous.
+// s3_stage_a's job in the wgmma layout (see above), into As (1 KB aligned; nbb = bytes per 32-column N-block = K rows
+// x 64): logical chunk vv of K row kr goes to N-block vv / 4 (32 columns), its word t to position chunk t, word vv % 4
+// of it; 8-row groups of 512 bytes, chunk c of row r at c ^ (r / 2) % 4 (the 64-byte swizzle of a 1 KB aligned block)
 template <typename T, typename RowF>
 __device__ __forceinline__ void s3_wg_stage_a(unsigned char *As, int nbb, const T *A, int K, int cols, int cb, int S,
                                               int gt, RowF arow) {
-  const int vs = __ffs(S) + 3;  // log2 of the 16-byte chunks per A row of the block (S * 16)
-  const int nvec = K << vs;
-  for (int q0 = gt; q0 < nvec; q0 += 4 * 256) {
-    uint4 v[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int qq = q0 + u * 256, row = qq >> vs, c = cb + (qq & ((S << 4) - 1)) * 8;
-      v[u] = make_uint4(0u, 0u, 0u, 0u);
-      if (qq < nvec && c < cols) v[u] = __ldg(reinterpret_cast<const uint4 *>(A + arow(row) * cols + c));
-    }
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int qq = q0 + u * 256;
-      if (qq < nvec) {
-        // logical chunk vv of K row kr: N-block vv / 4 (32 columns), word t -> position chunk t, word vv % 4 of it;
-        // 8-row groups of 512 bytes, chunk c of row r at c ^ (r / 2) % 4 (the 64-byte swizzle of a 1 KB aligned block)
-        const int kr = qq >> vs, vv = qq & ((S << 4) - 1), sw = (kr >> 1) & 3;
-        unsigned char *row = As + (vv >> 2) * nbb + (kr >> 3) * 512 + (kr & 7) * 64 + (vv & 3) * 4;
-        *reinterpret_cast<uint32_t *>(row + ((0 ^ sw) << 4)) = v[u].x;
-        *reinterpret_cast<uint32_t *>(row + ((1 ^ sw) << 4)) = v[u].y;
-        *reinterpret_cast<uint32_t *>(row + ((2 ^ sw) << 4)) = v[u].z;
-        *reinterpret_cast<uint32_t *>(row + ((3 ^ sw) << 4)) = v[u].w;
-      }
-    }
-  }
+  s3_stage_rows(A, K, cols, cb, S, gt, arow, [&](int kr, int vv, const uint4 &v) {
+    const int sw = (kr >> 1) & 3;
+    unsigned char *row = As + (vv >> 2) * nbb + (kr >> 3) * 512 + (kr & 7) * 64 + (vv & 3) * 4;
+    *reinterpret_cast<uint32_t *>(row + ((0 ^ sw) << 4)) = v.x;
+    *reinterpret_cast<uint32_t *>(row + ((1 ^ sw) << 4)) = v.y;
+    *reinterpret_cast<uint32_t *>(row + ((2 ^ sw) << 4)) = v.z;
+    *reinterpret_cast<uint32_t *>(row + ((3 ^ sw) << 4)) = v.w;
+  });
 }
 
 // Tile cursor of resident mode: per matrix, super-strips of S 128-column strips (the last one may be narrower), and in
