@@ -882,13 +882,17 @@ __device__ __forceinline__ void s3_stage_a(uint32_t *As, int alds, const T *A, i
 // Why: r64 top-2 is bound by its instructions, not by memory (session 52: 48 % issue at 4 warps per scheduler; session
 // 60: 1.64-1.66 ms on an H200, as on the H100s, i.e. 63 % of the H200's copy rate).  Per warp and tile its mma.sync
 // products take ~110 instructions (4 k-steps x 2 halves x 2 experts x 3 ldmatrix + 4 HMMA, plus addressing) of ~650.
-// A warpgroup's wgmma reads both operands from shared memory through descriptors: one instruction per 64 x 64 x 16
+// A warpgroup's wgmma reads both operands from shared memory through descriptors: one instruction per 64 x 32 x 16
 // step, no fragment loads, and it runs asynchronously, so the W0 reads of the epilogue overlap the second expert.
+// Measured (H100s, session 61, bench/results/2026-12-07-h100-session61): r64 top-2 81.3-85.9 -> 86.5-87.7 % of copy,
+// the same bits; Nsight Compute: 2.6 % fewer warp instructions, and the warps wait on memory and the group barrier
+// instead of shared-memory results.  At K = 64 (r32 top-2, r64 top-1 in whole tiles) 0.4-0.8 points slower, so the
+// default takes K = 128 only (s3_wg_takes).
 // Layout in this mode (ktm = top_k * max rank = 64 or 128: whole 128-byte K blocks):
 // - a warpgroup (warps 0-3 or 4-7 of the group) computes all 64 rows of the tile and 64 of its 128 columns, in two
-//   passes of 32 columns (m64n32k16: 16 fp32 registers per expert product; with 32 per product the kernel spilled
-//   1.3 KB at its 128 registers); each expert's product from zero into its own registers, and the epilogue chains
-//   acc = fmaf(g_k, tmp_k, acc) from float(W0) as every other consumer does;
+//   passes of 32 columns (m64n32k16: 16 fp32 registers per expert product; m64n64k16, 32 per product, spilled 132
+//   bytes at the kernel's 128 registers); each expert's product from zero into its own registers, and the epilogue
+//   chains acc = fmaf(g_k, tmp_k, acc) from float(W0) as every other consumer does;
 // - the stage's LoRA-B rows (wgmma's A operand, K-major) in 8 KB blocks of 64 K columns, 128 bytes per tile row, the
 //   16-byte chunks XOR-swizzled by row % 8: the 128-byte swizzle, so a descriptor's start address walks K in 32-byte
 //   steps inside a block (s3_wg_boff);
