@@ -475,7 +475,7 @@ void sgmm_set_stream_top1(bool on);
 void sgmm_set_stream_half(bool on);
 // variant 3's wgmma consumer (sgmm.cu s3_wg_*: warpgroup MMAs with both operands read from shared memory), where the
 // device runs this build's sm_90a code (sgmm_wgmma_built) and sgmm() is told the launch's max rank.  mode 0: off;
-// 1 (default): launches whose top_k * max rank is 128 (r64 top-2: 81.3-84.9 -> 86.6-87.7 % of copy on an H100,
+// 1 (default): launches whose top_k * max rank is 128 (r64 top-2: 81.3-85.9 -> 86.5-87.7 % of copy on H100s,
 // session 61); 2: 64 as well (r32 top-2, r64 top-1 in whole tiles: 0.4-0.8 points slower there).  The model reads
 // LSW_CUDA_SGMM_WGMMA=0 / 1 / 2.  The same bits as the mma.sync consumer (checked by the harness in every plan shape).
 void sgmm_set_stream_wgmma(int mode);
