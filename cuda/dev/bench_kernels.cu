@@ -2229,16 +2229,21 @@ static void bench_sgmm() {
              pg, pst, pss,
              pg > 0 ? (tiles + grid * pg - 1) / (grid * pg) : 0, tiles);
         h_stream = hash_w();
+        // an A-B row: the launch timed with the settings the caller made, its row "sgmm tc stream, WHAT, ...", and W
+        // checked against the default plan's bits
+        auto ab_row = [&](const char *what) {
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          snprintf(nm, sizeof nm, "sgmm tc stream, %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", what,
+                   c.rank, c.K);
+          row(nm, ms2, bytes);
+          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
+                 c.rank, c.K, what);
+        };
         for (int rep = 0; c.K >= 2 && rep < 6; rep++) {  // A-B, interleaved: contiguous split / lockstep rounds
           const bool lk = rep % 2 == 1;
           sgmm_set_stream_lock(lk ? 2 : 0);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          ab_row(lk ? "lockstep rounds" : "contiguous split");
           sgmm_set_stream_lock(1);
-          snprintf(nm, sizeof nm, "sgmm tc stream, %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   lk ? "lockstep rounds" : "contiguous split", c.rank, c.K);
-          row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s: same bits as the default", H, H,
-                 c.rank, c.K, lk ? "lockstep rounds" : "contiguous split");
         }
         // A-B, interleaved: the mma.sync consumer / the wgmma consumer (top-1: whole tiles, against the default's half
         // tiles), where K x rank is 64 or 128
@@ -2247,38 +2252,23 @@ static void bench_sgmm() {
           const int wg0 = sgmm_stream_wgmma();
           sgmm_set_stream_wgmma(wg ? 2 : 0);
           if (wg) sgmm_set_stream_half(false);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          ab_row(wg ? "wgmma consumer" : "mma.sync consumer");
           sgmm_set_stream_wgmma(wg0);
           sgmm_set_stream_half(hd);
-          snprintf(nm, sizeof nm, "sgmm tc stream, %s consumer, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   wg ? "wgmma" : "mma.sync", c.rank, c.K);
-          row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top%d, %s consumer: same bits as the default", H,
-                 H, c.rank, c.K, wg ? "wgmma" : "mma.sync");
         }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
           sgmm_set_stream_half(hf);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          ab_row(hf ? "top-1, half tiles" : "top-1, whole tiles");
           sgmm_set_stream_half(hd);
-          snprintf(nm, sizeof nm, "sgmm tc stream, top-1, %s tiles, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   hf ? "half" : "whole", c.rank, c.K);
-          row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, %s tiles: same bits as the default", H, H,
-                 c.rank, hf ? "half" : "whole");
         }
         for (int rep = 0; c.K == 1 && rep < 2; rep++) {  // A-B, interleaved: the general consumer, then the default
           const bool half0 = sgmm_stream_half();
           sgmm_set_stream_half(false);  // the top-1 consumer of s3_resident against its general consumer
           sgmm_set_stream_top1(rep == 1);
-          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          ab_row(rep ? "whole tiles, top-1 consumer on (again)" : "whole tiles, top-1 consumer off");
           sgmm_set_stream_top1(true);
           sgmm_set_stream_half(half0);
-          snprintf(nm, sizeof nm, "sgmm tc stream, whole tiles, top-1 consumer %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)",
-                   rep ? "on (again)" : "off", c.rank, c.K);
-          row(nm, ms2, bytes);
-          expect(hash_w() == h_stream, "sgmm tc stream 64 x [%dx%d] r%d top1, top-1 consumer %s: same bits as the default",
-                 H, H, c.rank, rep ? "on" : "off");
         }
         for (int gs = 0; gs < 16; gs++) {  // group count x (stage cap | super-strip width); 0: the plan's own
           static const int caps[8] = {0, 2, 3, 4, 0, 0, 0, 0}, strips[8] = {0, 0, 0, 0, 1, 2, 4, 8};

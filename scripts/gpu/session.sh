@@ -233,7 +233,7 @@ st_sgmm_r64k2() { sgmm_procs sgmm-r64k2 64,2 3 "stream( q,v|, contiguous|, locks
 st_wg_ab() {
   LSW_REQUIRE_GPU=1 LSW_CUDA_SGMM_WGMMA=2 build/native-cmake/test_cuda > "$OUT/test-cuda-wgmma.txt" 2>&1; local r=$?
   tail -n 3 "$OUT/test-cuda-wgmma.txt"; [ $r -eq 0 ] || return $r
-  sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
+  st_wg_kernel &&
     sgmm_procs sgmm-wg-r32k2 32,2 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
     sgmm_procs sgmm-wg-r64k1 64,1 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
     ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=0" &&

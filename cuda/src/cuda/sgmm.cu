@@ -1087,12 +1087,11 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   const int warp = gt >> 5, lane = gt & 31, wm = warp >> 2, wn = warp & 3, g = lane >> 2, q = lane & 3;
   const int ldb = s3_ldb(ktm), stage_bytes = S3_W0 + S3_R * ldb * 2, alds = s3_alds(S);
   const S3Bswz bz = s3_bswz(ktm);
-  // the wgmma consumer and its layouts (see s3_wg_boff).  A compile-time choice: with both consumers in one function
-  // (wgm decided at run time) ptxas spilled 0.8 KB at the kernel's 128 registers; the WG kernel sends launches whose
-  // ktm does not fit it to a separate, non-inlined call of the default path (s3_run_dflt)
-  constexpr bool wgm = WG;
+  // WG: the wgmma consumer and its layouts (see s3_wg_boff).  A compile-time choice: with both consumers in one
+  // function, chosen at run time, ptxas spilled 0.8 KB at the kernel's 128 registers; the WG kernel sends launches
+  // whose ktm does not fit it to a separate, non-inlined call of the default path (s3_run_dflt)
   auto b_off = [&](int r, int c) {  // stage byte offset of B row r, logical 16-byte chunk c (= K column c * 8)
-    if (wgm) return (uint32_t)(S3_W0 + s3_wg_boff(r, c));
+    if constexpr (WG) return (uint32_t)(S3_W0 + s3_wg_boff(r, c));
     return (uint32_t)(S3_W0 + r * ldb * 2 + ((c ^ ((r >> bz.sh) & bz.mask)) << 4));
   };
   float *s_gate = reinterpret_cast<float *>(gsm);
@@ -1101,14 +1100,12 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   unsigned char *st0 = gsm + S3_GATES * 4 + ktm * alds * 2;
   uint32_t st0_u32 = a_u32 + ktm * alds * 2;
   const int nbb = ktm * 64;  // wgmma layout: bytes per 32-column N-block of the A block
-  if constexpr (WG) {
-    if (wgm) {  // the A block at the next 1 KB boundary, unpadded rows; the stages right after it (1 KB multiples)
-      const uint32_t pad = ((a_u32 + 1023u) & ~1023u) - a_u32;
-      As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4 + pad);
-      a_u32 += pad;
-      st0 = gsm + S3_GATES * 4 + pad + ktm * S * S3_C * 2;
-      st0_u32 = a_u32 + ktm * S * S3_C * 2;
-    }
+  if constexpr (WG) {  // the A block at the next 1 KB boundary, unpadded rows; the stages right after it (1 KB steps)
+    const uint32_t pad = ((a_u32 + 1023u) & ~1023u) - a_u32;
+    As = reinterpret_cast<uint32_t *>(gsm + S3_GATES * 4 + pad);
+    a_u32 += pad;
+    st0 = gsm + S3_GATES * 4 + pad + ktm * S * S3_C * 2;
+    st0_u32 = a_u32 + ktm * S * S3_C * 2;
   }
 
   // ---- producer: W0 chunk (row gt/16 + 16 i, 16-byte column chunk gt%16) of the tile -> swizzled stage offset
@@ -1230,9 +1227,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
   float cgsc = 1.f;           // the descriptor's LoRA scaling (multiplied into every gate as it is read)
   while (ct < ce) {
     s3_wait(ns - 2);  // this thread's copies of tile t have landed
-    if constexpr (WG) {
-      if (wgm) s3_proxy_fence();  // ... and are visible to wgmma
-    }
+    if constexpr (WG) s3_proxy_fence();  // ... and are visible to wgmma
     s3_bar(bar_id);   // everyone's have; everyone is done with tile t-1 (its stage, the A block, the gates)
     issue();          // tile t+ns-1 into the stage tile t-1 used
     if (C.d != a_d || C.cb != a_cb) {  // new super-strip: A rows of all selected experts, words transposed (see above)
@@ -1247,16 +1242,13 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
         const int k = row / crank, j = row - k * crank;  // rank j of expert k
         return (size_t)__ldg(esl + k) * crank + j;
       };
-      bool staged = false;
       if constexpr (WG) {
-        if (wgm) {
-          s3_wg_stage_a(reinterpret_cast<unsigned char *>(As), nbb, static_cast<const T *>(D->A), top_k * crank,
-                        C.cols, C.cb, S, gt, arow);
-          s3_proxy_fence();
-          staged = true;
-        }
+        s3_wg_stage_a(reinterpret_cast<unsigned char *>(As), nbb, static_cast<const T *>(D->A), top_k * crank, C.cols,
+                      C.cb, S, gt, arow);
+        s3_proxy_fence();
+      } else {
+        s3_stage_a(As, alds, static_cast<const T *>(D->A), top_k * crank, C.cols, C.cb, S, gt, arow);
       }
-      if (!staged) s3_stage_a(As, alds, static_cast<const T *>(D->A), top_k * crank, C.cols, C.cb, S, gt, arow);
       s3_bar(bar_id);
       a_d = C.d;
       a_cb = C.cb;
@@ -1273,76 +1265,74 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
                          : C.c0 + chunk * 8 >= C.cols ? 0u
                          : (unsigned)(rows_left > 0) | (unsigned)(rows_left > 8) << 1 |
                                (unsigned)(rows_left > 16) << 2 | (unsigned)(rows_left > 24) << 3;
-    if constexpr (WG) {
-      if (wgm) {  // the wgmma consumer: warpgroup wm, tile columns 64 wm .. + 63 in two passes of 32
-        const uint32_t sb = st + S3_W0;
-        // this thread: tile rows 16 wn + g + 8 hh; in pass p the 16-byte chunk 8 wm + 4 p + q (8 consecutive columns:
-        // accumulator elements jj * 4 + 2 hh + e, jj = 0..3, e = 0..1, by the 4 x 4 word transposition), its W0 bytes
-        // at chunk position ch ^ 4 (g & 1) of the stage row (the W0 swizzle)
-        const int trow = 16 * wn + g, tch = 8 * wm + q;
-        const uint32_t w0a = st + (uint32_t)(trow * S3_C * 2);
-        T *wq = cW + (size_t)(C.r0 + trow) * C.cols + C.c0 + tch * 8;
-        const bool rok0 = C.r0 + trow < C.rows, rok1 = C.r0 + trow + 8 < C.rows;
-        const float g0 = s_gate[0], g1 = s_gate[1];
+    if constexpr (WG) {  // the wgmma consumer: warpgroup wm, tile columns 64 wm .. + 63 in two passes of 32
+      const uint32_t sb = st + S3_W0;
+      // this thread: tile rows 16 wn + g + 8 hh; in pass p the 16-byte chunk 8 wm + 4 p + q (8 consecutive columns:
+      // accumulator elements jj * 4 + 2 hh + e, jj = 0..3, e = 0..1, by the 4 x 4 word transposition), its W0 bytes
+      // at chunk position ch ^ 4 (g & 1) of the stage row (the W0 swizzle)
+      const int trow = 16 * wn + g, tch = 8 * wm + q;
+      const uint32_t w0a = st + (uint32_t)(trow * S3_C * 2);
+      T *wq = cW + (size_t)(C.r0 + trow) * C.cols + C.c0 + tch * 8;
+      const bool rok0 = C.r0 + trow < C.rows, rok1 = C.r0 + trow + 8 < C.rows;
+      const float g0 = s_gate[0], g1 = s_gate[1];
 #pragma unroll 1
-        for (int pass = 0; pass < 2; pass++) {
-          const uint32_t ab = a_u32 + (uint32_t)((C.si * 4 + wm * 2 + pass) * nbb);
-          const int ch = tch + 4 * pass;
-          const uint32_t w0c = w0a + (uint32_t)((ch ^ ((g & 1) << 2)) * 16);
-          float d0[16], d1[16];
-          auto fold = [&](float (&acc)[16], const float (&t)[16], float gk, bool from_w0) {  // acc = fmaf(g, t, acc|W0)
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-              float f[8];
-              if (from_w0) unpack16<T>(s3_lds128(w0c + hh * 8 * S3_C * 2), f);
-#pragma unroll
-              for (int jj = 0; jj < 4; jj++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                  const int i = jj * 4 + 2 * hh + e;
-                  acc[i] = fmaf(gk, t[i], from_w0 ? f[2 * jj + e] : acc[i]);
-                }
-            }
-          };
-          if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
-            if (rank == 64) {  // r64 without the run-time dispatch's jump table (more such branches: ptxas spilled)
-              s3_wg_chain<T, 4, true>(d0, sb, ab, nbb, 0);
-              s3_wg_chain<T, 4, true>(d1, sb, ab, nbb, 64);
-            } else {
-              s3_wg_chain_rt<T>(d0, sb, ab, nbb, 0, rank);
-              s3_wg_chain_rt<T>(d1, sb, ab, nbb, rank, rank);
-            }
-            s3_wg_wait<1>();
-            s3_wg_keep(d0);
-            fold(d0, d0, g0, true);
-            s3_wg_wait<0>();
-            s3_wg_keep(d1);
-            fold(d0, d1, g1, false);
-          } else {
-            for (int k = 0; k < top_k; k++) {
-              s3_wg_chain_rt<T>(d1, sb, ab, nbb, k * rank, rank);
-              s3_wg_wait<0>();
-              s3_wg_keep(d1);
-              fold(d0, d1, k < S3_GATES ? s_gate[k] : __ldg(cgsl + k) * cgsc, k == 0);
-            }
-          }
-          const bool cok = C.c0 + ch * 8 < C.cols;
+      for (int pass = 0; pass < 2; pass++) {
+        const uint32_t ab = a_u32 + (uint32_t)((C.si * 4 + wm * 2 + pass) * nbb);
+        const int ch = tch + 4 * pass;
+        const uint32_t w0c = w0a + (uint32_t)((ch ^ ((g & 1) << 2)) * 16);
+        float d0[16], d1[16];
+        auto fold = [&](float (&acc)[16], const float (&t)[16], float gk, bool from_w0) {  // acc = fmaf(g, t, acc|W0)
 #pragma unroll
           for (int hh = 0; hh < 2; hh++) {
             float f[8];
+            if (from_w0) unpack16<T>(s3_lds128(w0c + hh * 8 * S3_C * 2), f);
 #pragma unroll
-            for (int jj = 0; jj < 4; jj++) {
-              f[2 * jj] = d0[jj * 4 + 2 * hh];
-              f[2 * jj + 1] = d0[jj * 4 + 2 * hh + 1];
-            }
-            st_stream_if(wq + (size_t)hh * 8 * C.cols + pass * 32, pack16<T>(f), (hh ? rok1 : rok0) && cok);
+            for (int jj = 0; jj < 4; jj++)
+#pragma unroll
+              for (int e = 0; e < 2; e++) {
+                const int i = jj * 4 + 2 * hh + e;
+                acc[i] = fmaf(gk, t[i], from_w0 ? f[2 * jj + e] : acc[i]);
+              }
+          }
+        };
+        if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
+          if (rank == 64) {  // r64 without the run-time dispatch's jump table (more such branches: ptxas spilled)
+            s3_wg_chain<T, 4, true>(d0, sb, ab, nbb, 0);
+            s3_wg_chain<T, 4, true>(d1, sb, ab, nbb, 64);
+          } else {
+            s3_wg_chain_rt<T>(d0, sb, ab, nbb, 0, rank);
+            s3_wg_chain_rt<T>(d1, sb, ab, nbb, rank, rank);
+          }
+          s3_wg_wait<1>();
+          s3_wg_keep(d0);
+          fold(d0, d0, g0, true);
+          s3_wg_wait<0>();
+          s3_wg_keep(d1);
+          fold(d0, d1, g1, false);
+        } else {
+          for (int k = 0; k < top_k; k++) {
+            s3_wg_chain_rt<T>(d1, sb, ab, nbb, k * rank, rank);
+            s3_wg_wait<0>();
+            s3_wg_keep(d1);
+            fold(d0, d1, k < S3_GATES ? s_gate[k] : __ldg(cgsl + k) * cgsc, k == 0);
           }
         }
-        cst = cst + 1 == ns ? 0 : cst + 1;
-        s3_cur_next(C, descs, n_descs, S);
-        c_next();
-        continue;
+        const bool cok = C.c0 + ch * 8 < C.cols;
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+          float f[8];
+#pragma unroll
+          for (int jj = 0; jj < 4; jj++) {
+            f[2 * jj] = d0[jj * 4 + 2 * hh];
+            f[2 * jj + 1] = d0[jj * 4 + 2 * hh + 1];
+          }
+          st_stream_if(wq + (size_t)hh * 8 * C.cols + pass * 32, pack16<T>(f), (hh ? rok1 : rok0) && cok);
+        }
       }
+      cst = cst + 1 == ns ? 0 : cst + 1;
+      s3_cur_next(C, descs, n_descs, S);
+      c_next();
+      continue;
     }
     const uint32_t bop = a_u32 + b_lane + C.si * (S3_C * 2);
     if (top_k == 1 && (flags & S3_F_TOP1)) {  // both halves at once (s3_top1_mma)
