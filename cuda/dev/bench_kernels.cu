@@ -2256,6 +2256,20 @@ static void bench_sgmm() {
           sgmm_set_stream_wgmma(wg0);
           sgmm_set_stream_half(hd);
         }
+        // timing only (session 62): the wgmma consumer without its products / without its LoRA-B copies, interleaved
+        // with the default, to tell what sets r64 top-2's pace where it runs below the card's copy bandwidth (the H200)
+        for (int rep = 0; g_wgmma && dt == LSW_DTYPE_F16 && c.K * c.rank == 128 && sgmm_stream_wgmma() && rep < 6; rep++) {
+          const int dg_ = rep % 3;
+          static const char *what[3] = {"wgmma consumer (diag. reference)", "wgmma consumer, timing only: no products",
+                                        "wgmma consumer, timing only: no LoRA-B copies"};
+          sgmm_set_stream_diag(dg_);
+          const double ms2 = time_ms([&](int) { CK(sgmm(dt, dd, 2 * L, tiles, tc, c.K, dex, dg, nullptr, 0, c.rank)); }, 20, 1);
+          sgmm_set_stream_diag(0);
+          snprintf(nm, sizeof nm, "sgmm tc stream, %s, q,v x32 layers r%d top-%d (W0 read, W write, A and B read)", what[dg_],
+                   c.rank, c.K);
+          row(nm, ms2, bytes);
+          if (dg_ == 0) expect(hash_w() == h_stream, "sgmm tc stream r%d top%d, diagnostics off: same bits as the default", c.rank, c.K);
+        }
         for (int rep = 0; c.K == 1 && rep < 6; rep++) {  // A-B, interleaved: whole tiles / half tiles
           const bool hd = sgmm_stream_half(), hf = rep % 2 == 1;
           sgmm_set_stream_half(hf);

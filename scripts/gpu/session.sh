@@ -245,12 +245,12 @@ st_wg_ab() {
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the
-# template flag is Lb0 / Lb1): duration, DRAM throughput, executed warp instructions, issue activity and stall reasons.
+# template argument is Li0 / Li1 since session 62, Lb0 / Lb1 before): duration, DRAM throughput, executed warp instructions, issue activity and stall reasons.
 # Where the card's memory is not the limit (the H100s at ~85 % of copy) the A-B rows cannot show an instruction saving;
 # these counters can.
 st_ncu_wg() {
   local k
-  for k in sgmm_tc_stream_kernelI6__halfLb0 sgmm_tc_stream_kernelI6__halfLb1; do
+  for k in sgmm_tc_stream_kernelI6__halfLi0 sgmm_tc_stream_kernelI6__halfLi1; do
     LSW_HARNESS_ONLY=bench_sgmm LSW_BENCH_SGMM_CASE=64,2 timeout 200 ncu --clock-control none --kernel-name-base mangled \
       --kernel-name "regex:$k" --launch-skip 3 --launch-count 1 --section SpeedOfLight --section WarpStateStats \
       --section SchedulerStats --metrics "smsp__inst_executed.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \

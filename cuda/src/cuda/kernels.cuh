@@ -480,6 +480,9 @@ void sgmm_set_stream_half(bool on);
 // LSW_CUDA_SGMM_WGMMA=0 / 1 / 2.  The same bits as the mma.sync consumer (checked by the harness in every plan shape).
 void sgmm_set_stream_wgmma(int mode);
 int sgmm_stream_wgmma();
+// harness timing diagnostics of the wgmma consumer (F16 launches that take it; the results are WRONG): 1 no products
+// (W = W0, the same copies, stores and barriers), 2 no LoRA-B copies; 0 off (the default)
+void sgmm_set_stream_diag(int mode);
 // 1 when the current device runs this build's sm_90a code (the wgmma consumer exists); a one-time probe launch
 int sgmm_wgmma_built();
 // The streaming SGMM's lockstep schedule where the matrices come in at most 4 runs of one shape (sgmm.cu s3_segments;

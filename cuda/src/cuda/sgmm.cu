@@ -530,6 +530,9 @@ constexpr int S3_F_LOCK = 4;                    // lockstep rounds where they pa
 constexpr int S3_F_LOCK_ALL = 8;                // lockstep rounds wherever the matrices have one shape (tests, A-B runs)
 constexpr int S3_F_WG = 16;                     // the wgmma consumer (s3_wg_*; sgmm_set_stream_wgmma; sm_90a builds) ...
 constexpr int S3_F_WG64 = 32;                   // ... where top_k * max rank is 128, and with this flag 64 as well
+// sgmm_tc_stream_kernel's WG instances: 0 the mma.sync consumer, 1 the wgmma one; F16 timing-only diagnostics of the
+// wgmma one (sgmm_set_stream_diag; wrong results): 2 no products (W = W0), 3 no LoRA-B copies (products of stale stages)
+constexpr int S3_WG_NOMMA = 2, S3_WG_NOB = 3;
 constexpr int S3_BU = 4;                        // resident mode: 16-byte LoRA-B copies per thread set up per matrix
 // smallest dynamic smem the launcher accepts: two groups in chunked mode with 2 stages each
 constexpr int S3_MIN_SMEM = S3_HDR + 2 * (S3_KC * S3_ALD * 2 + S3_R * (S3_KC + 8) * 2 + S3_DELTA + 2 * S3_W0);
@@ -1079,7 +1082,7 @@ __device__ __forceinline__ void s3_cur_next(S3Cur &c, const SgmmDesc *__restrict
 // Per-matrix state (pointers, rank, this thread's LoRA-B chunk sources, the gates) is loaded when the producer or the
 // consumer reaches a new matrix, not per tile: H200 session 13 run 1's profile of this path had 25 % of all warp
 // stalls on the producer's dependent descriptor / expert-id loads and 7 % on the gate loads.
-template <typename T, bool WG>
+template <typename T, int WG>
 __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, int n_descs, const int2 *segs,
                                             int top_k, const int *__restrict__ experts,
                                             const float *__restrict__ gates, unsigned char *gsm, int ktm, int ns,
@@ -1165,9 +1168,11 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
           s3_cp16(st + w_off + i * 16 * S3_C * 2, ok ? src + i * step : pW0, ok);
         }
       }
-      // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each)
+      // B rows r0 .. r0+63 of each selected expert (64 x rank contiguous elements each); none in the timing-only
+      // instance S3_WG_NOB
       const T *bt = pBm + (size_t)P.r0 * prank;
-      if (P.r0 + S3_R <= P.rows) {  // a whole row block: no row check, no zero fill (session 52: ~8 instructions a chunk)
+      if (WG == S3_WG_NOB) {
+      } else if (P.r0 + S3_R <= P.rows) {  // a whole row block: no row check, no zero fill (session 52: ~8 instructions a chunk)
 #pragma unroll
         for (int u = 0; u < S3_BU; u++)
           if (gt + 256 * u < pnch) s3_cp16f(st + (sbr[u] & 0xffffffu), bt + (size_t)pbo[u] * 8);
@@ -1179,7 +1184,7 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
             s3_cp16(st + (sbr[u] & 0xffffffu), ok ? bt + (size_t)pbo[u] * 8 : pBm, ok);
           }
       }
-      for (int qq = gt + 256 * S3_BU; qq < pnch; qq += 256) {  // top_k * rank > 128: the rest, addressed per tile
+      for (int qq = gt + 256 * S3_BU; WG != S3_WG_NOB && qq < pnch; qq += 256) {  // top_k * rank > 128: the rest, addressed per tile
         int k, r, j8;
         chunk_of(qq, k, r, j8);
         const bool ok = P.r0 + r < P.rows;
@@ -1295,7 +1300,11 @@ __device__ __forceinline__ void s3_resident(const SgmmDesc *__restrict__ descs, 
               }
           }
         };
-        if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
+        if constexpr (WG == S3_WG_NOMMA) {  // timing only: no products (W = W0), the same loads, stores and barriers
+#pragma unroll
+          for (int i = 0; i < 16; i++) d1[i] = 0.f;
+          fold(d0, d1, g0, true);
+        } else if (top_k == 2) {  // both products in flight; expert 0's epilogue under expert 1's wgmmas
           if (rank == 64) {  // r64 without the run-time dispatch's jump table (more such branches: ptxas spilled)
             s3_wg_chain<T, 4, true>(d0, sb, ab, nbb, 0);
             s3_wg_chain<T, 4, true>(d1, sb, ab, nbb, 64);
@@ -1635,7 +1644,7 @@ __device__ __forceinline__ bool s3_lock_pays(int flags, int ktm, int S) {
   return (flags & S3_F_LOCK_ALL) || ((flags & S3_F_LOCK) && 4 * ktm >= S * S3_C);
 }
 // variant 3's plan and group split for K = top_k * max rank, then resident or chunked mode
-template <typename T, bool WG = false>
+template <typename T, int WG = 0>
 __device__ __forceinline__ void s3_run(const SgmmDesc *__restrict__ descs, int n_descs, int total_tiles, int top_k,
                                        const int *__restrict__ experts, const float *__restrict__ gates,
                                        unsigned char *s3_smem, int smem_bytes, int ktm, int cfg_groups, int cfg_maxst,
@@ -1679,7 +1688,7 @@ __device__ __noinline__ void s3_run_dflt(const SgmmDesc *__restrict__ descs, int
 // where the host's max rank was wrong; sgmm() launches this instance only for launches that take it).  An instance of
 // its own, so that the default one's code does not change; without sm_90a code (e.g. the PTX JIT-compiled for another
 // GPU) it is the default kernel.
-template <typename T, bool WG>
+template <typename T, int WG>
 __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *__restrict__ descs, int n_descs,
                                                                int total_tiles, int top_k,
                                                                const int *__restrict__ experts,
@@ -1691,8 +1700,8 @@ __global__ void __launch_bounds__(512, 1) sgmm_tc_stream_kernel(const SgmmDesc *
   const int ktm = top_k * s3_max_rank(descs, n_descs, reinterpret_cast<int *>(s3_smem));
   if constexpr (WG && LSW_S3_WG) {
     if (s3_wg_takes(ktm, cfg_flags))
-      s3_run<T, true>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
-                      cfg_strip, cfg_flags);
+      s3_run<T, WG>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups, cfg_maxst,
+                    cfg_strip, cfg_flags);
     else
       s3_run_dflt<T>(descs, n_descs, total_tiles, top_k, experts, gates, s3_smem, smem_bytes, ktm, cfg_groups,
                      cfg_maxst, cfg_strip, cfg_flags);
@@ -2104,6 +2113,8 @@ bool sgmm_stream_half() { return (g_s3_flags & S3_F_HALF) != 0; }
 void sgmm_set_stream_wgmma(int mode) {
   g_s3_flags = (g_s3_flags & ~(S3_F_WG | S3_F_WG64)) | (mode == 1 ? S3_F_WG : mode == 2 ? S3_F_WG | S3_F_WG64 : 0);
 }
+static int g_s3_diag = 0;
+void sgmm_set_stream_diag(int mode) { g_s3_diag = mode == 1 || mode == 2 ? mode : 0; }
 int sgmm_stream_wgmma() { return g_s3_flags & S3_F_WG64 ? 2 : g_s3_flags & S3_F_WG ? 1 : 0; }
 int sgmm_wgmma_built() {
   static int built[64];  // per device: 0 unknown, 1 yes, 2 no
@@ -2159,10 +2170,12 @@ static const S3Dev *s3_device(bool may_setup) {
               cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
               sms > 0 && optin >= S3_MIN_SMEM;
     if (ok)
-      ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
-           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+      ok = cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__nv_bfloat16, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, S3_WG_NOMMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
+           cudaFuncSetAttribute(sgmm_tc_stream_kernel<__half, S3_WG_NOB>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
            cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess &&
            cudaFuncSetAttribute(sgmm_tc_stream_half_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) == cudaSuccess;
     if (!ok) cudaGetLastError();
@@ -2254,9 +2267,11 @@ cudaError_t sgmm(int dtype, const SgmmDesc *descs, int n_descs, int total_tiles,
         kern<<<grid, 512, sd->smem, s>>>(descs, n_descs, total_tiles, top_k, experts, gates, skip, sd->smem, g_s3_groups,
                                          g_s3_stages, g_s3_strip, g_s3_flags);
       };
-      if (dtype == LSW_DTYPE_F16) launch(wg ? sgmm_tc_stream_kernel<__half, true> : sgmm_tc_stream_kernel<__half, false>);
+      if (dtype == LSW_DTYPE_F16 && wg && g_s3_diag)
+        launch(g_s3_diag == 1 ? sgmm_tc_stream_kernel<__half, S3_WG_NOMMA> : sgmm_tc_stream_kernel<__half, S3_WG_NOB>);
+      else if (dtype == LSW_DTYPE_F16) launch(wg ? sgmm_tc_stream_kernel<__half, 1> : sgmm_tc_stream_kernel<__half, 0>);
       else if (dtype == LSW_DTYPE_BF16)
-        launch(wg ? sgmm_tc_stream_kernel<__nv_bfloat16, true> : sgmm_tc_stream_kernel<__nv_bfloat16, false>);
+        launch(wg ? sgmm_tc_stream_kernel<__nv_bfloat16, 1> : sgmm_tc_stream_kernel<__nv_bfloat16, 0>);
       else return cudaErrorInvalidValue;
     }
   } else if (tc && variant == 2) {
