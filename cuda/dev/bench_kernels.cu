@@ -1445,6 +1445,85 @@ static void test_lora() {
           CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
           expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, deferred expand, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
         }
+        // the router in the shrink blocks (LoraRoute, session 62): a layer-wise router R [E][cols] routed by every
+        // shrink block itself.  Against a route_n launch followed by the same deferring launch fed its routes: the
+        // same experts and gates (written by shrink block 0), the same Y and defer bit for bit; first over a stale
+        // guess (the previous step's other experts, so every A row loads again after the routing), then over the
+        // right one, then with the routes written late by a PDL producer over wrong, out-of-range indices
+        if (dok) {
+          HostW Rw = make_w(dt, (size_t)E * cols, 2.f);
+          void *dR = dupb(Rw.bytes);
+          int *de_ref = dnew<int>(K), *de_r = dnew<int>(K);
+          float *dg_ref = dnew<float>(K), *dg_r = dnew<float>(K);
+          CK(route_n(dt, 1, E, cols, K, dR, dx, cols, de_ref, dg_ref, K, 0));
+          LoraEpilogue eref = ed;
+          for (int sgi = 0; sgi < cs.nseg; sgi++) { eref.seg[sgi].experts = de_ref; eref.seg[sgi].gates = dg_ref; }
+          LoraEpilogue er = ed;
+          for (int sgi = 0; sgi < cs.nseg; sgi++) { er.seg[sgi].experts = de_r; er.seg[sgi].gates = dg_r; }
+          er.route.R = dR;
+          er.route.n_experts = E;
+          er.route.vec = cols % 8 == 0;
+          er.route.experts = de_r;
+          er.route.gates = dg_r;
+          expect(gemv_defer_ok(dt, dW, rows, cols, dx, cols, 1, &er), "fused lora %s: gemv_defer_ok with the router in the shrink blocks", what);
+          {
+            LoraEpilogue bad = er;
+            bad.defer = nullptr;
+            expect(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &bad, 0, 0) == cudaErrorInvalidValue,
+                   "fused lora %s: a router in the shrink blocks without a deferred expand: refused", what);
+            cudaGetLastError();
+          }
+          const auto exr = down(de_ref, K);
+          const auto gr = down(dg_ref, K);
+          for (int v = 0; v < gemv_variants(); v++) {
+            if (v > 0 && cols != 4096) continue;
+            poison(dY, rows * 4);
+            poison(ddy, rows * 4);
+            const cudaError_t e0 = gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &eref, 0, v);
+            if (v > 0 && e0 == cudaErrorInvalidValue) { cudaGetLastError(); break; }
+            CK(e0);
+            CK(cudaDeviceSynchronize());
+            const auto Yr = down(dY, rows), Dr = down(ddy, rows);
+            for (int rep = 0; rep < 3; rep++) {
+              std::vector<int> stale(K);  // rep 0: other valid experts; rep 1: the right ones (left by rep 0)
+              for (int k = 0; k < K; k++) stale[k] = (exr[k] + 1) % E;
+              if (rep == 0) CK(cudaMemcpy(de_r, stale.data(), K * 4, cudaMemcpyHostToDevice));
+              poison(dg_r, K * 4);
+              poison(dY, rows * 4);
+              poison(ddy, rows * 4);
+              std::vector<int> wrong(K);
+              for (int k = 0; k < K; k++) wrong[k] = k % 2 ? -3 - k : E + 5 + k;
+              if (rep == 2) {  // PDL: a producer writes wrong indices ~20 us late (the launch must not read them after its wait)
+                int *dwr = dup(wrong);
+                cudaStream_t st;
+                CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+                gemv_set_pdl(true);
+                delayed_copy_kernel<<<1, 32, 0, st>>>(reinterpret_cast<const float *>(dwr), reinterpret_cast<float *>(de_r), K, 20000);
+                CK(cudaGetLastError());
+                CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &er, st, v));
+                CK(cudaStreamSynchronize(st));
+                gemv_set_pdl(false);
+                CK(cudaStreamDestroy(st));
+                cudaFree(dwr);
+              } else {
+                CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &er, 0, v));
+                CK(cudaDeviceSynchronize());
+              }
+              const auto Y2 = down(dY, rows), D2 = down(ddy, rows);
+              const auto ex2 = down(de_r, K);
+              const auto g2 = down(dg_r, K);
+              snprintf(nm, sizeof nm, "fused lora %s, deferred expand, router in the shrink blocks, v%d, %s", what, v,
+                       rep == 0 ? "stale guess" : rep == 1 ? "right guess" : "routes overwritten late by a PDL producer");
+              expect(ex2 == exr && !memcmp(g2.data(), gr.data(), K * 4), "%s: experts and gates == route_n's", nm);
+              expect(!memcmp(Y2.data(), Yr.data(), rows * 4) && !memcmp(D2.data(), Dr.data(), rows * 4),
+                     "%s: Y and defer bit-identical to route_n + the deferring launch", nm);
+            }
+            int hs[2];
+            CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
+            expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, router in the shrink blocks, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
+          }
+          cudaFree(dR); cudaFree(de_ref); cudaFree(de_r); cudaFree(dg_ref); cudaFree(dg_r);
+        }
         if (!dok) {  // refused as a whole: gemv() must not fall back to the epilogue (the consumer would add it twice)
           expect(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ed, 0, 0) == cudaErrorInvalidValue,
                  "fused lora %s, deferred expand where it cannot run: refused", what);

@@ -242,6 +242,16 @@ st_wg_ab() {
       BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }
+# a layer-wise router in the q,k,v launch's shrink blocks (LoraRoute, session 62; LSW_CUDA_ROUTE_IN_SHRINK=0: its own
+# launch): test_cuda with it off (the default has it on), the harness's LoRA tests (the route_n comparison in every
+# variant) and their memcheck, then the layer-wise q,v r16 decode, base + fused, on / off / on / off
+st_rs_ab() {
+  LSW_REQUIRE_GPU=1 LSW_CUDA_ROUTE_IN_SHRINK=0 build/native-cmake/test_cuda > "$OUT/test-cuda-route-launch.txt" 2>&1; local r=$?
+  tail -n 2 "$OUT/test-cuda-route-launch.txt"; [ $r -eq 0 ] || return $r
+  st_lora_tests || return 1
+  grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
+  ab_bench qv-r16-lw "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0" &&
+  ab_bench qv-r16-lw-2 "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the

@@ -206,11 +206,31 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // With lo.n_experts > 0 the A chunks are requested BEFORE griddepcontrol.wait (A never changes; the expert index is
 // read relaxed and clamped to [0, n_experts): a previous step's or a router's in-flight value); after the wait the
 // index is read again and the slots loaded for another expert load again (as shrink_prefetch does for lora_shrink).
+// A deferring launch's router in a shrink block (LoraRoute): a call of its own, so that its registers do not add to
+// the GEMV kernel's (inlined, the deferring kernels spilled 28-192 bytes at their 64 registers)
 template <typename T>
+__device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float *__restrict__ X, int cols, int *r_e,
+                                          float *r_g) {
+  __shared__ float r_lg[kRouteShrinkMaxE], r_rs;
+  __shared__ double r_ex[kRouteShrinkMaxE], r_mx;
+  route_block<T>(lo.route.n_experts, cols, lo.top_k, static_cast<const T *>(lo.route.R), X, lo.route.vec,
+                 lo.route.fold, r_lg, r_ex, &r_rs, &r_mx, r_e, r_g);
+}
+// ROUTE (deferring launches with LoraEpilogue::route): the block routes the token itself right after the wait
+// (route_block, the same bits as a route_n launch) and takes its rows' experts and gates from that instead of from
+// global memory; block 0 also stores them there.  Its A rows requested before the wait follow the previous step's
+// routes of this layer (still in memory), and rows for other experts load again after the routing.
+template <typename T, bool ROUTE = false>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  if (ROUTE && blockIdx.x == 0) {  // R into L2 before the wait (a weight), as a PDL route_n launch requests it
+    const size_t rb = (size_t)cols * sizeof(T);
+    for (int e = threadIdx.x >> 5; e < lo.route.n_experts; e += NT / 32)
+      for (size_t o = (size_t)(threadIdx.x & 31) * 128; o < rb; o += 32 * 128)
+        prefetch_l2(static_cast<const char *>(lo.route.R) + (size_t)e * rb + o);
+  }
   const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
   const int q0 = blockIdx.x * rpb;
   // the block's rows' experts: read relaxed by one thread per row (a warp-wide or block-wide read of the same
@@ -218,14 +238,21 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   // (after the wait, with the row's gate: the one round trip for both, ahead of the dots)
   __shared__ int s_e[2][MS];
   __shared__ float s_g[MS];
+  __shared__ int r_e[ROUTE ? 8 : 1];    // ROUTE: the token's experts and gates, this block's routing
+  __shared__ float r_g[ROUTE ? 8 : 1];
   auto experts = [&](int w, bool pre) {
     if (tid < MS) {
       int sg, k, i, e = -1;
       float g = 0.f;
       if (tid < rpb && epi_shrink_row(lo, q0 + tid, sg, k, i)) {
-        e = ld_relaxed(lo.seg[sg].experts + k);
-        if (pre) e = min(max(e, 0), lo.n_experts - 1);
-        else g = lo.seg[sg].gates[k] * lo.seg[sg].scale;
+        if (ROUTE && !pre) {
+          e = r_e[k];
+          g = r_g[k] * lo.seg[sg].scale;
+        } else {
+          e = ld_relaxed(lo.seg[sg].experts + k);
+          if (pre) e = min(max(e, 0), lo.n_experts - 1);
+          else g = lo.seg[sg].gates[k] * lo.seg[sg].scale;
+        }
       }
       s_e[w][tid] = e;
       if (!pre) s_g[tid] = g;
@@ -249,8 +276,12 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     for (int s = 0; s < MS; s++) {
       const int c = tid + NT * j;
       if (r < rpb && c < nv) {
-        es[s] = s_e[0][r];
-        if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + c);
+        if (ROUTE) {  // into L2 only: A chunks held in registers through the routing made the kernel spill
+          if (s_e[0][r] >= 0) prefetch_l2(arow(q0 + r, s_e[0][r]) + c);
+        } else {
+          es[s] = s_e[0][r];
+          if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + c);
+        }
       }
       if (++j == cjm) { j = 0; r++; }
     }
@@ -261,6 +292,14 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   // in parallel instead of one after the other
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
+  if constexpr (ROUTE) {
+    shrink_route<T>(lo, X, cols, r_e, r_g);
+    __syncthreads();
+    if (blockIdx.x == 0 && tid < lo.top_k) {  // published with t below (the barrier and thread 0's fence)
+      lo.route.experts[tid] = r_e[tid];
+      lo.route.gates[tid] = r_g[tid];
+    }
+  }
   experts(1, false);
   gt_mark(4);
   unsigned live = 0;  // bit s: slot s loaded
@@ -863,7 +902,9 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
 // Deferred expand (LoraEpilogue::defer): the leading lora.nsb blocks compute t (epi_shrink_block), then, once every
 // shrink block has published, defer[] for their erpb rows (defer_expand); the other blocks are the PLAIN kernel's
 // (no epilogue, no wait on t), so the launch's critical path is the base GEMV's.  Held to the LoRA kernels' occupancy.
-template <typename T, int R, int U, int KS>
+// ROUTE: the shrink blocks route the token first (LoraEpilogue::route; an instance of its own, so that the others'
+// code stays as it was)
+template <typename T, int R, int U, int KS, bool ROUTE = false>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
@@ -871,7 +912,7 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
   gt_begin(rows, cols, 1);
   if ((int)blockIdx.x < lora.nsb) {
     gt_flag(2);
-    epi_shrink_block<T>(lora, X, cols);
+    epi_shrink_block<T, ROUTE>(lora, X, cols);
     defer_expand<T>(lora, nf, rows);
   } else {
     gemv_body<T, 1, R, U, KS, false>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late, lora.nsb);
@@ -1129,8 +1170,9 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
-      launch_ks(gemv_defer_kernel<T, R, U, KS>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy,
-                bias, (int)accumulate, *lora, f, (int)g_trigger_late_lora);
+      launch_ks(lora->route.R ? gemv_defer_kernel<T, R, U, KS, true> : gemv_defer_kernel<T, R, U, KS>, grid, threads,
+                smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, *lora, f,
+                (int)g_trigger_late_lora);
     else
       return cudaErrorInvalidValue;
   } else if (lora && lora->nseg > 0) {
@@ -1295,6 +1337,10 @@ bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X,
   if (inkernel_shrink(*lora) <= 0 || !gemv_fast(dtype, W, cols, X, ldx) || !inkernel_vec_ok(dtype, *lora)) return false;
   for (int i = 0; i < lora->nseg; i++)
     if (lora->top_k * lora->seg[i].rank > 512) return false;  // defer_expand's t stage and chunks per row
+  const LoraRoute &rt = lora->route;  // a router in the shrink blocks: its sizes, outputs and its fold's partials
+  if (rt.R && (rt.n_experts < lora->top_k || rt.n_experts > kRouteShrinkMaxE || !rt.experts || !rt.gates ||
+               (rt.fold.in_part && rt.fold.in_n <= 0)))
+    return false;
   LoraEpilogue lo = *lora;
   shrink_blocks(lo, cols, 8);
   const int wave = lora_wave_blocks(dtype);
@@ -1320,6 +1366,7 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;
   if (has_lora && (n != 1 || lora->nseg > 3)) return cudaErrorInvalidValue;
+  if (has_lora && lora->route.R && !lora->defer) return cudaErrorInvalidValue;  // routes only in deferring launches
   if (nf && !nf->in_part && !nf->out_xw && !nf->act_out && !(nf->follows_gemv && gemv_fold_ok(dtype, W, cols, X, ldx, n, lora)))
     nf = nullptr;  // nothing to fold (a PDL hint alone, on a launch the vector kernel does not take, is dropped)
   if (nf && (!gemv_fold_ok(dtype, W, cols, X, ldx, n, lora) || (nf->in_part && (accumulate || nf->in_n <= 0)) ||

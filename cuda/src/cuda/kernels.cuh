@@ -3,6 +3,7 @@
 // the dev harness (cuda/dev/bench_kernels.cu) all call these, so the harness validates production code.
 #pragma once
 #include "common.cuh"
+#include <math_constants.h>
 
 namespace lswc {
 
@@ -23,6 +24,24 @@ struct LoraSeg {
   const float *gates = nullptr;  // [top_k], device
   float scale = 1.f;             // the module's LoRA scaling (lsw_adapter_mod::scale)
 };
+// fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
+// rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
+struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
+// A layer-wise router computed by the shrink blocks of a deferring launch (LoraEpilogue::route, session 62) instead of
+// a route_n launch before it: every shrink block routes the token itself (route_block: the same bits as route_kernel)
+// and takes its experts and gates from that; block 0 also writes them to experts / gates (the routing history, and
+// defer_expand's expert ids).  The GEMV blocks of a deferring launch read no routes, so they no longer wait for a
+// router launch.  R: [n_experts][dim = the GEMV's cols] in the weights' dtype; n_experts <= kRouteShrinkMaxE, top_k
+// <= 8 (gemv_defer_ok checks).
+constexpr int kRouteShrinkMaxE = 64;
+struct LoraRoute {
+  const void *R = nullptr;  // nullptr: the routes come from before the launch
+  int n_experts = 0;
+  int vec = 0;              // R 16-byte aligned and cols a multiple of the 16-byte vector (route_n's test)
+  int *experts = nullptr;   // [top_k], written by shrink block 0
+  float *gates = nullptr;   // [top_k]
+  RouteFold fold;
+};
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
   int top_k = 0;
@@ -41,10 +60,86 @@ struct LoraEpilogue {
   // decode attention does, for q, k and v).  erpb: rows per shrink block in that phase (set by gemv()).
   float *defer = nullptr;
   int erpb = 0;
+  LoraRoute route;  // deferring launches only (see LoraRoute)
 };
 // can gemv() take this launch with a deferred expand (lora->defer)?  gemv() returns cudaErrorInvalidValue otherwise
 bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
                    const LoraEpilogue *lora);
+
+// One token's routing by one block of 256 threads (route_kernel, and the shrink blocks of a deferring GEMV launch:
+// LoraRoute), so both compute the same bits: the logits a warp per expert (16-byte chunks of R, 4 per lane in flight,
+// where vec and x is 16-byte aligned), scaled by rs (fold.in_part: the folded norm's, computed by warp 0 as the GEMVs
+// compute it; else 1), then the CPU's steps: fp64 softmax, stable selection (ties: lower index), renormalised gates.
+// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx.  Thread 0 writes experts / gates
+// [top_k] (any address space) and reads experts back while selecting; the caller synchronises before others read them.
+template <typename T>
+__device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, const T *__restrict__ R,
+                                            const float *__restrict__ x, int vec, const RouteFold &fold, float *lg,
+                                            double *ex, float *s_rs, double *s_mx, int *experts, float *gates) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  if (warp == 0) {
+    const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
+    if (lane == 0) *s_rs = rs;
+  }
+  constexpr int VEC = Tr<T>::VEC, UN = 4;
+  // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
+  const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+  for (int e = warp; e < n_experts; e += nw) {
+    const T *r = R + (size_t)e * dim;
+    float s = 0.f;
+    if (vrow) {
+      const int nv = dim / VEC;
+      const uint4 *rv = reinterpret_cast<const uint4 *>(r);
+      for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
+        uint4 w[UN];
+#pragma unroll
+        for (int u = 0; u < UN; u++)
+          if (c0 + 32 * u < nv) w[u] = __ldg(rv + c0 + 32 * u);
+#pragma unroll
+        for (int u = 0; u < UN; u++) {
+          const int c = c0 + 32 * u;
+          if (c >= nv) break;
+          s = dot16<T>(w[u], x + (size_t)c * VEC, s);
+        }
+      }
+    } else {
+      for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+    }
+    s = warp_sum(s);
+    if (lane == 0) lg[e] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double mx = -CUDART_INF;
+    for (int e = 0; e < n_experts; e++) {
+      lg[e] *= *s_rs;
+      mx = fmax(mx, (double)lg[e]);
+    }
+    *s_mx = mx;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < n_experts; e += blockDim.x) ex[e] = exp((double)lg[e] - *s_mx);
+  __syncthreads();
+  if (threadIdx.x == 0) {  // tiny: same steps as the CPU (fp64 softmax, stable selection, renormalise)
+    double sum = 0;
+    for (int e = 0; e < n_experts; e++) sum += ex[e];
+    double ksum = 0;
+    for (int j = 0; j < top_k; j++) {
+      int best = -1;
+      double bp = 0;
+      for (int e = 0; e < n_experts; e++) {
+        bool used = false;
+        for (int q = 0; q < j; q++) used |= experts[q] == e;
+        if (used) continue;
+        const double p = ex[e];
+        if (best < 0 || p > bp) { best = e; bp = p; }
+      }
+      experts[j] = best;
+      ksum += bp / sum;
+    }
+    for (int j = 0; j < top_k; j++) gates[j] = (float)(ex[experts[j]] / sum / ksum);
+  }
+}
 
 // ---- RMSNorm folded into the decode GEMVs around it (n == 1) ---------------------------------------
 // rmsnorm(h) ⊙ w = rs · (h ⊙ w) with rs = 1 / sqrt(Σ h² / dim + eps), and rs is one scalar, so the norm needs no
@@ -264,9 +359,7 @@ cudaError_t attention(int n, int n_ctx, const int *n_ctx_dev, int n_heads, int n
 cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
                   float *gates, cudaStream_t s);
 // n tokens in one launch (a block each): x row t at x + t*ldx, its experts/gates at + t*ldo.
-// fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
-// rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
-struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
+// fold (n == 1): see RouteFold (declared with LoraRoute, above).
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
                     int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold = RouteFold{});
 // the router launches with PDL while gemv_pdl() is on and this is on (the library's default: off; the model switches

@@ -137,6 +137,10 @@ struct State {
   // decode: a router whose input is a folded RMSNorm's output reads x ⊙ w and the norm's partial sums (RouteFold)
   // instead of the norm being launched for it; LSW_CUDA_ROUTE_FOLD=0 launches the norm (the path before session 23)
   bool route_fold = true;
+  // decode, fused mode: a layer-wise router whose input is a deferring q,k,v launch's (folded) X runs in that launch's
+  // shrink blocks (lswc::LoraRoute) instead of its own launch before it, so the launch's GEMV blocks no longer wait for
+  // a router; LSW_CUDA_ROUTE_IN_SHRINK=0 launches it (the path before session 62)
+  bool route_in_shrink = true;
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -303,10 +307,16 @@ struct Fwd {
   }
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
   // fold: X is h ⊙ w of a folded RMSNorm (pend_w), the routers scale by its rs themselves (lswc::RouteFold)
-  cudaError_t route_at(int L, int mat, const float *X, int ldx, const lswc::RouteFold &fold = lswc::RouteFold{}) {
+  // skip (nullable): a layer-wise adapter whose router the caller leaves to its GEMV's shrink blocks (marked routed)
+  cudaError_t route_at(int L, int mat, const float *X, int ldx, const lswc::RouteFold &fold = lswc::RouteFold{},
+                       DAdapter *skip = nullptr) {
     for (auto &a : st->ad) {
       if (a.kind == LSW_ROUTER_LAYERWISE) {
         if (!reads_input(a, L, mat)) continue;
+        if (&a == skip) {
+          a.routed = true;
+          continue;
+        }
         const size_t o = (size_t)L * a.K;  // token t's routes at ((t * slots + L) * K): one launch for the chunk
         cudaError_t e = lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o,
                                       a.rg + o, a.slots * a.K, s, fold);
@@ -324,6 +334,27 @@ struct Fwd {
       }
     }
     return cudaSuccess;
+  }
+  // the one adapter routing at (L, mat) when its router can run in the shrink blocks of this matrix's deferring
+  // launch (lswc::LoraRoute): decode, fused mode, a layer-wise router of the weights' dtype reading the whole X, at
+  // most kRouteShrinkMaxE experts and top-k <= 8, no other adapter adapting this matrix; else nullptr
+  DAdapter *shrink_router(int L, int mat, int dt, int cols) {
+    if (!st->route_in_shrink || st->mode != LSW_MODE_FUSED || c != 1 || !st->shrink_in_gemv) return nullptr;
+    DAdapter *one = nullptr;
+    for (auto &a : st->ad) {
+      bool here = reads_input(a, L, mat);
+      for (int k = 0; k < LSW_MOD_COUNT && !here; k++) here = a.mods[(size_t)L * LSW_MOD_COUNT + k].A && a.mods[(size_t)L * LSW_MOD_COUNT + k].mat == mat;
+      if (!here) continue;
+      if (one) return nullptr;
+      one = &a;
+    }
+    if (!one || one->kind != LSW_ROUTER_LAYERWISE || one->ffn || !reads_input(*one, L, mat)) return nullptr;
+    bool adapts = false;  // (then fused mode's branch below runs, and decides)
+    for (int k = 0; k < LSW_MOD_COUNT; k++) adapts |= one->mods[(size_t)L * LSW_MOD_COUNT + k].A && one->mods[(size_t)L * LSW_MOD_COUNT + k].mat == mat;
+    if (!adapts) return nullptr;
+    if (one->lrouter_dt[L] != dt || one->lrouter_dim[L] != cols || one->E > lswc::kRouteShrinkMaxE || one->K > 8)
+      return nullptr;
+    return one;
   }
   bool all_routed() const {
     for (auto &a : st->ad)
@@ -395,6 +426,9 @@ struct Fwd {
     // the GEMV), else after the norm is launched after all
     lswc::RouteFold rf;
     cudaError_t e = cudaSuccess;
+    // a router left to this launch's shrink blocks (State::route_in_shrink): set on the launch below once it is known
+    // to defer, else launched there after all
+    DAdapter *rsk = nullptr;
     if (router_at(L, mat)) {
       if (st->route_fold && pend_w && c == 1 && X == st->xn) {
         rf.in_part = st->nf_part;
@@ -403,9 +437,19 @@ struct Fwd {
       } else {
         e = unfold();
       }
+      if (defer && deferred && rf.in_part) rsk = shrink_router(L, mat, dt, cols);
     }
-    if (e == cudaSuccess) e = route_at(L, mat, X, cols, rf);
+    if (e == cudaSuccess) e = route_at(L, mat, X, cols, rf, rsk);
     if (e != cudaSuccess) return e;
+    // rsk's router as its own launch (the launch below does not take it): before anything reads its routes
+    auto route_late = [&]() -> cudaError_t {
+      if (!rsk) return cudaSuccess;
+      DAdapter &a = *rsk;
+      rsk = nullptr;
+      const size_t o = (size_t)L * a.K;
+      return lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, cols, a.re + o, a.rg + o,
+                           a.slots * a.K, s, pend_w ? rf : lswc::RouteFold{});
+    };
     const int mode = st->mode;
     if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
       if ((e = st->layerwise ? ensure_merged_mat(L, mat) : ensure_merged()) != cudaSuccess) return e;
@@ -456,9 +500,20 @@ struct Fwd {
       // the norm fold's in side needs every t computed from this X (the shrink launches below or the GEMV's own), so
       // that rs scales the deltas with W x: not with prologue-shrunk t (pre: from the normalised vector), expand
       // launches after the GEMV, or a GEMV that cannot fold -- the norm then runs before the shrinks read X
-      if (pend_w && (!epi || pre || !lswc::gemv_fold_ok(dt, ly.w[mat], cols, X, cols, 1, &ep)) &&
-          (e = unfold()) != cudaSuccess)
-        return e;
+      const bool unf = pend_w && (!epi || pre || !lswc::gemv_fold_ok(dt, ly.w[mat], cols, X, cols, 1, &ep));
+      if (rsk && !unf && inside && deferred && *deferred) {  // the router in this launch's shrink blocks
+        DAdapter &a = *rsk;
+        ep.route.R = a.lrouter[L];
+        ep.route.n_experts = a.E;
+        ep.route.vec = lswc::aligned16(a.lrouter[L]) && cols % 8 == 0;  // (route_n's test; 16-bit weights here)
+        ep.route.experts = a.re + (size_t)L * a.K;
+        ep.route.gates = a.rg + (size_t)L * a.K;
+        ep.route.fold = rf;
+        if (lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep)) rsk = nullptr;
+        else ep.route = lswc::LoraRoute{};
+      }
+      if ((e = route_late()) != cudaSuccess) return e;
+      if (unf && (e = unfold()) != cudaSuccess) return e;
       for (int i = 0; i < ns && !pre && !inside;) {
         lswc::ShrinkBatch sb;
         DAdapter *a = segs[i].a;
@@ -1025,6 +1080,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
     }
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
+    st->route_in_shrink = env_flag("LSW_CUDA_ROUTE_IN_SHRINK", true);
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));

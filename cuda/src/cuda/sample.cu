@@ -54,68 +54,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
         prefetch_l2(reinterpret_cast<const char *>(R + (size_t)e * dim) + o);
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  if (warp == 0) {
-    const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
-    if (lane == 0) s_rs = rs;
-  }
-  constexpr int VEC = Tr<T>::VEC, UN = 4;
-  // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
-  const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-  for (int e = warp; e < n_experts; e += nw) {
-    const T *r = R + (size_t)e * dim;
-    float s = 0.f;
-    if (vrow) {
-      const int nv = dim / VEC;
-      const uint4 *rv = reinterpret_cast<const uint4 *>(r);
-      for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
-        uint4 w[UN];
-#pragma unroll
-        for (int u = 0; u < UN; u++)
-          if (c0 + 32 * u < nv) w[u] = __ldg(rv + c0 + 32 * u);
-#pragma unroll
-        for (int u = 0; u < UN; u++) {
-          const int c = c0 + 32 * u;
-          if (c >= nv) break;
-          s = dot16<T>(w[u], x + (size_t)c * VEC, s);
-        }
-      }
-    } else {
-      for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
-    }
-    s = warp_sum(s);
-    if (lane == 0) lg[e] = s;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double mx = -CUDART_INF;
-    for (int e = 0; e < n_experts; e++) {
-      lg[e] *= s_rs;
-      mx = fmax(mx, (double)lg[e]);
-    }
-    s_mx = mx;
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < n_experts; e += blockDim.x) lsh[e] = exp((double)lg[e] - s_mx);
-  __syncthreads();
-  if (threadIdx.x == 0) {  // tiny: same steps as the CPU (fp64 softmax, stable selection, renormalise)
-    double sum = 0;
-    for (int e = 0; e < n_experts; e++) sum += lsh[e];
-    double ksum = 0;
-    for (int j = 0; j < top_k; j++) {
-      int best = -1;
-      double bp = 0;
-      for (int e = 0; e < n_experts; e++) {
-        bool used = false;
-        for (int q = 0; q < j; q++) used |= experts[q] == e;
-        if (used) continue;
-        const double p = lsh[e];
-        if (best < 0 || p > bp) { best = e; bp = p; }
-      }
-      experts[j] = best;
-      ksum += bp / sum;
-    }
-    for (int j = 0; j < top_k; j++) gates[j] = (float)(lsh[experts[j]] / sum / ksum);
-  }
+  route_block<T>(n_experts, dim, top_k, R, x, vec, fold, lg, lsh, &s_rs, &s_mx, experts, gates);
 }
 
 static bool g_route_pdl = false;
