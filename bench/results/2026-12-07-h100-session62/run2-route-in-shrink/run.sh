@@ -1,0 +1,11 @@
+#!/bin/bash
+# session 62, run 2 (2026-12-07 ~10:06 UTC, one NVIDIA H100 80GB HBM3; kind nvidia-h200, which gave an H100; tree
+# 7dc5545 (a layer-wise router in the q,k,v launch's shrink blocks, LoraRoute); prebuilt pack of that cuda/ tree made
+# on the development VM with nvcc 13.0, no cuBLAS, sm_90a). Made on the development machine first:
+#   npm install && bash scripts/gpu/prepare.sh      # .gpu/node.xz .gpu/bundle .gpu/fx.tar.xz .gpu/pack/bin.tar.xz
+# then the device tool, carrying those four paths, ran from the repository root:
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -lms 250 > /tmp/clocks.csv 2>&1 & CP=$!
+ST="cudatests rs-ab sanitizer e2e"; nvidia-smi --query-gpu=name --format=csv | grep -q H200 && ST="cudatests rs-ab sanitizer e2e wg-kernel ncu-wg"
+SESSION_BUDGET_S=530 bash scripts/gpu/remote.sh /tmp/s $ST > /tmp/s.log 2>&1; kill $CP
+xz -c /tmp/clocks.csv > $OUT/clocks.csv.xz; cp /tmp/s.log $OUT/; cp /tmp/s/session.tgz /tmp/s/summary.txt $OUT/
