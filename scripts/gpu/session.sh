@@ -252,13 +252,6 @@ st_rs_ab() {
   grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
   ab_bench qv-r16-lw "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0" &&
   ab_bench qv-r16-lw-2 "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
-# the routing shrink blocks' prefetches (R into L1 before the wait, the deferred expand's LoRA-B rows into L2 once
-# routed; LSW_CUDA_ROUTE_PREFETCH=0: R into L2 by block 0 only), layer-wise q,v r16, two interleaved rounds
-st_rspf_ab() {
-  local i
-  for i in 1 2; do
-    ab_bench "qv-r16-lw-pf$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_PREFETCH=0" || return 1
-  done; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the

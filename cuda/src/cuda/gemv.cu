@@ -206,23 +206,6 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // With lo.n_experts > 0 the A chunks are requested BEFORE griddepcontrol.wait (A never changes; the expert index is
 // read relaxed and clamped to [0, n_experts): a previous step's or a router's in-flight value); after the wait the
 // index is read again and the slots loaded for another expert load again (as shrink_prefetch does for lora_shrink).
-// A routing shrink block, once it knows the experts: the LoRA-B rows its defer_expand phase reads (rows [blockIdx.x *
-// erpb, + erpb) of each segment, every selected expert) into L2, so that phase, after every shrink block has
-// published t, does not wait on DRAM
-template <typename T>
-__device__ __forceinline__ void defer_b_prefetch(const LoraEpilogue &lo, const int *ex) {
-  const int r0 = blockIdx.x * lo.erpb, r1 = r0 + lo.erpb;
-  for (int sg = 0; sg < lo.nseg; sg++) {
-    const LoraSeg &g = lo.seg[sg];
-    const int a = max(r0, g.row0) - g.row0, b = min(r1, g.row0 + g.rows) - g.row0;  // the segment's rows here
-    if (a >= b) continue;
-    const int rb = g.rank * (int)sizeof(T), bytes = (b - a) * rb;  // (< 2^31: erpb rows of <= 512 ranks)
-    for (int k = 0; k < lo.top_k; k++) {
-      const char *p = static_cast<const char *>(g.B) + ((size_t)ex[k] * g.rows + a) * rb;
-      for (int o = threadIdx.x * 128; o < bytes + 127; o += 256 * 128) prefetch_l2(p + min(o, bytes - 1));
-    }
-  }
-}
 // A deferring launch's router in a shrink block (LoraRoute): a call of its own, so that its registers do not add to
 // the GEMV kernel's (inlined, the deferring kernels spilled 28-192 bytes at their 64 registers)
 template <typename T>
@@ -242,12 +225,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  if (ROUTE && lo.route.prefetch) {  // R (a weight) into this SM's L1 before the wait: the routing's loads then hit
-                                     // L1 instead of L2 in 4 rounds
-    const size_t all = (size_t)cols * sizeof(T) * lo.route.n_experts;
-    for (size_t o = (size_t)threadIdx.x * 128; o < all; o += (size_t)NT * 128)
-      prefetch_l1(static_cast<const char *>(lo.route.R) + o);
-  } else if (ROUTE && blockIdx.x == 0) {  // R into L2, as a PDL route_n launch requests it
+  if (ROUTE && blockIdx.x == 0) {  // R into L2 before the wait (a weight), as a PDL route_n launch requests it
     const size_t rb = (size_t)cols * sizeof(T);
     for (int e = threadIdx.x >> 5; e < lo.route.n_experts; e += NT / 32)
       for (size_t o = (size_t)(threadIdx.x & 31) * 128; o < rb; o += 32 * 128)
@@ -321,7 +299,6 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
       lo.route.experts[tid] = r_e[tid];
       lo.route.gates[tid] = r_g[tid];
     }
-    if (lo.route.prefetch) defer_b_prefetch<T>(lo, r_e);
   }
   experts(1, false);
   gt_mark(4);

@@ -41,9 +41,6 @@ struct LoraRoute {
   int *experts = nullptr;   // [top_k], written by shrink block 0
   float *gates = nullptr;   // [top_k]
   RouteFold fold;
-  // 1: every shrink block requests R into its L1 before the wait and, once routed, its deferred expand's LoRA-B rows
-  // into L2; 0: block 0 requests R into L2 only (the first version)
-  int prefetch = 1;
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
