@@ -219,7 +219,10 @@ __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float
 // ROUTE (deferring launches with LoraEpilogue::route): the block routes the token itself right after the wait
 // (route_block, the same bits as a route_n launch) and takes its rows' experts and gates from that instead of from
 // global memory; block 0 also stores them there.  Its A rows requested before the wait follow the previous step's
-// routes of this layer (still in memory), and rows for other experts load again after the routing.
+// routes of this layer (still in memory), and rows for other experts load again after the routing.  Tried and taken
+// out (session 62 run 5): every shrink block requesting R into its L1 before the wait and, once routed, its deferred
+// expand's LoRA-B rows into L2: layer-wise q,v r16 fused 1.062 / 1.063 -> 1.064 / 1.066 x base (H100), so the shrink
+// blocks' chain is not what the launch waits for.
 template <typename T, bool ROUTE = false>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;

@@ -1,0 +1,13 @@
+#!/bin/bash
+# session 62, run 5 (2026-12-07 ~10:30 UTC, one NVIDIA H100 80GB HBM3, another machine than runs 2-4; kind
+# nvidia-h200, which gave an H100; tree 7a91ba8 (the routing shrink blocks' prefetches, LoraRoute::prefetch, on by
+# default; LSW_CUDA_ROUTE_PREFETCH=0 the run-2 version); prebuilt pack of that cuda/ tree made on the development VM
+# with nvcc 13.0, no cuBLAS, sm_90a). Made on the development machine first:
+#   npm install && bash scripts/gpu/prepare.sh      # .gpu/node.xz .gpu/bundle .gpu/fx.tar.xz .gpu/pack/bin.tar.xz
+# then the device tool, carrying those four paths, ran from the repository root (stage rspf-ab is in 7a91ba8's
+# session.sh; the prefetches were reverted in c9a2f63):
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -lms 250 > /tmp/clocks.csv 2>&1 & CP=$!
+ST="cudatests lora-tests rspf-ab"; nvidia-smi --query-gpu=name --format=csv | grep -q H200 && ST="cudatests lora-tests rspf-ab wg-kernel ncu-wg readme-rows"
+SESSION_BUDGET_S=540 bash scripts/gpu/remote.sh /tmp/s $ST > /tmp/s.log 2>&1; kill $CP
+xz -c /tmp/clocks.csv > $OUT/clocks.csv.xz; cp /tmp/s.log $OUT/; cp /tmp/s/session.tgz /tmp/s/summary.txt $OUT/
