@@ -252,6 +252,14 @@ st_rs_ab() {
   grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
   ab_bench qv-r16-lw "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0" &&
   ab_bench qv-r16-lw-2 "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
+# what keeps layer-wise q,v r16 fused above pre-gated: the routing shrink blocks with routing (default) and without it
+# (LSW_CUDA_ROUTE_DIAG=1, timing only: stale routes), then pre-gated q,v r16 fused; two interleaved rounds
+st_rsd_ab() {
+  local i
+  for i in 1 2; do
+    ab_bench "qv-r16-lw-d$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_DIAG=1" &&
+      ab_bench "qv-r16-pg-d$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" || return 1
+  done; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the

@@ -296,7 +296,14 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   if constexpr (ROUTE) {
-    shrink_route<T>(lo, X, cols, r_e, r_g);
+    if (lo.route.diag) {  // timing only: the routes in memory (the previous step's), no routing
+      if (tid < lo.top_k) {
+        r_e[tid] = min(max(ld_relaxed(lo.route.experts + tid), 0), lo.route.n_experts - 1);
+        r_g[tid] = __ldcg(lo.route.gates + tid);
+      }
+    } else {
+      shrink_route<T>(lo, X, cols, r_e, r_g);
+    }
     __syncthreads();
     if (blockIdx.x == 0 && tid < lo.top_k) {  // published with t below (the barrier and thread 0's fence)
       lo.route.experts[tid] = r_e[tid];

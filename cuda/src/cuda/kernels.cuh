@@ -41,6 +41,7 @@ struct LoraRoute {
   int *experts = nullptr;   // [top_k], written by shrink block 0
   float *gates = nullptr;   // [top_k]
   RouteFold fold;
+  int diag = 0;             // timing only (LSW_CUDA_ROUTE_DIAG=1): no routing, the routes left in memory (WRONG routes)
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
