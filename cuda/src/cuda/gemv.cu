@@ -223,7 +223,7 @@ __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float
 // out (session 62 run 5): every shrink block requesting R into its L1 before the wait and, once routed, its deferred
 // expand's LoRA-B rows into L2: layer-wise q,v r16 fused 1.062 / 1.063 -> 1.064 / 1.066 x base (H100), so the shrink
 // blocks' chain is not what the launch waits for.
-template <typename T, bool ROUTE = false>
+template <typename T, int ROUTE = 0>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
@@ -296,7 +296,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   if constexpr (ROUTE) {
-    if (lo.route.diag) {  // timing only: the routes in memory (the previous step's), no routing
+    if constexpr (ROUTE == 2) {  // timing only (LoraRoute::diag): the routes in memory (the previous step's), no routing
       if (tid < lo.top_k) {
         r_e[tid] = min(max(ld_relaxed(lo.route.experts + tid), 0), lo.route.n_experts - 1);
         r_g[tid] = __ldcg(lo.route.gates + tid);
@@ -912,9 +912,9 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
 // Deferred expand (LoraEpilogue::defer): the leading lora.nsb blocks compute t (epi_shrink_block), then, once every
 // shrink block has published, defer[] for their erpb rows (defer_expand); the other blocks are the PLAIN kernel's
 // (no epilogue, no wait on t), so the launch's critical path is the base GEMV's.  Held to the LoRA kernels' occupancy.
-// ROUTE: the shrink blocks route the token first (LoraEpilogue::route; an instance of its own, so that the others'
-// code stays as it was)
-template <typename T, int R, int U, int KS, bool ROUTE = false>
+// ROUTE: 1 the shrink blocks route the token first (LoraEpilogue::route), 2 the timing-only LoraRoute::diag; each an
+// instance of its own, so that the others' code stays as it was
+template <typename T, int R, int U, int KS, int ROUTE = 0>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
@@ -1180,7 +1180,8 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
-      launch_ks(lora->route.R ? gemv_defer_kernel<T, R, U, KS, true> : gemv_defer_kernel<T, R, U, KS>, grid, threads,
+      launch_ks(!lora->route.R ? gemv_defer_kernel<T, R, U, KS>
+                : lora->route.diag ? gemv_defer_kernel<T, R, U, KS, 2> : gemv_defer_kernel<T, R, U, KS, 1>, grid, threads,
                 smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, *lora, f,
                 (int)g_trigger_late_lora);
     else
