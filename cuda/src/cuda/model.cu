@@ -340,20 +340,24 @@ struct Fwd {
   // the one adapter routing at (L, mat) when its router can run in the shrink blocks of this matrix's deferring
   // launch (lswc::LoraRoute): decode, fused mode, a layer-wise router of the weights' dtype reading the whole X, at
   // most kRouteShrinkMaxE experts and top-k <= 8, no other adapter adapting this matrix; else nullptr
+  static bool adapts(const DAdapter &a, int L, int mat) {  // a module of a in layer L lies in matrix mat
+    for (int k = 0; k < LSW_MOD_COUNT; k++) {
+      const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
+      if (d.A && d.mat == mat) return true;
+    }
+    return false;
+  }
   DAdapter *shrink_router(int L, int mat, int dt, int cols) {
     if (!st->route_in_shrink || st->mode != LSW_MODE_FUSED || c != 1 || !st->shrink_in_gemv) return nullptr;
     DAdapter *one = nullptr;
     for (auto &a : st->ad) {
-      bool here = reads_input(a, L, mat);
-      for (int k = 0; k < LSW_MOD_COUNT && !here; k++) here = a.mods[(size_t)L * LSW_MOD_COUNT + k].A && a.mods[(size_t)L * LSW_MOD_COUNT + k].mat == mat;
-      if (!here) continue;
+      if (!reads_input(a, L, mat) && !adapts(a, L, mat)) continue;
       if (one) return nullptr;
       one = &a;
     }
-    if (!one || one->kind != LSW_ROUTER_LAYERWISE || one->ffn || !reads_input(*one, L, mat)) return nullptr;
-    bool adapts = false;  // (then fused mode's branch below runs, and decides)
-    for (int k = 0; k < LSW_MOD_COUNT; k++) adapts |= one->mods[(size_t)L * LSW_MOD_COUNT + k].A && one->mods[(size_t)L * LSW_MOD_COUNT + k].mat == mat;
-    if (!adapts) return nullptr;
+    // (adapting mat, the fused branch of alin runs and decides; otherwise its routes would be needed elsewhere)
+    if (!one || one->kind != LSW_ROUTER_LAYERWISE || one->ffn || !reads_input(*one, L, mat) || !adapts(*one, L, mat))
+      return nullptr;
     if (one->lrouter_dt[L] != dt || one->lrouter_dim[L] != cols || one->E > lswc::kRouteShrinkMaxE || one->K > 8)
       return nullptr;
     return one;
