@@ -1485,6 +1485,7 @@ static void test_lora() {
             CK(cudaDeviceSynchronize());
             const auto Yr = down(dY, rows), Dr = down(ddy, rows);
             for (int rep = 0; rep < 3; rep++) {
+              er.route.a_all = rep == 1;  // rep 1: every expert's A rows requested before the wait (LoraRoute::a_all)
               std::vector<int> stale(K);  // rep 0: other valid experts; rep 1: the right ones (left by rep 0)
               for (int k = 0; k < K; k++) stale[k] = (exr[k] + 1) % E;
               if (rep == 0) CK(cudaMemcpy(de_r, stale.data(), K * 4, cudaMemcpyHostToDevice));
@@ -1513,7 +1514,7 @@ static void test_lora() {
               const auto ex2 = down(de_r, K);
               const auto g2 = down(dg_r, K);
               snprintf(nm, sizeof nm, "fused lora %s, deferred expand, router in the shrink blocks, v%d, %s", what, v,
-                       rep == 0 ? "stale guess" : rep == 1 ? "right guess" : "routes overwritten late by a PDL producer");
+                       rep == 0 ? "stale guess" : rep == 1 ? "right guess, every expert's A rows ahead" : "routes overwritten late by a PDL producer");
               expect(ex2 == exr && !memcmp(g2.data(), gr.data(), K * 4), "%s: experts and gates == route_n's", nm);
               expect(!memcmp(Y2.data(), Yr.data(), rows * 4) && !memcmp(D2.data(), Dr.data(), rows * 4),
                      "%s: Y and defer bit-identical to route_n + the deferring launch", nm);

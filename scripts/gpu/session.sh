@@ -260,12 +260,12 @@ st_rsd_ab() {
     ab_bench "qv-r16-lw-d$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_DIAG=1" &&
       ab_bench "qv-r16-pg-d$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" || return 1
   done; }
-# the routing shrink blocks' A rows of every expert into L2 before the wait (default where <= 4 MB per launch) against
-# only the previous step's experts' (LSW_CUDA_ROUTE_A_ALL=0), layer-wise q,v r16, two interleaved rounds
+# the routing shrink blocks' A rows of every expert into L2 before the wait (LSW_CUDA_ROUTE_A_ALL=1, where <= 4 MB per
+# launch) against only the previous step's experts' (the default), layer-wise q,v r16, two interleaved rounds
 st_rsa_ab() {
   local i
   for i in 1 2; do
-    ab_bench "qv-r16-lw-a$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_A_ALL=0" || return 1
+    ab_bench "qv-r16-lw-a$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_A_ALL=1" || return 1
   done; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }

@@ -141,7 +141,7 @@ struct State {
   // shrink blocks (lswc::LoraRoute) instead of its own launch before it, so the launch's GEMV blocks no longer wait for
   // a router; LSW_CUDA_ROUTE_IN_SHRINK=0 launches it (the path before session 62)
   bool route_in_shrink = true;
-  bool route_a_all = true;  // LoraRoute::a_all where it applies (LSW_CUDA_ROUTE_A_ALL=0: never)
+  bool route_a_all = false;  // LoraRoute::a_all where it applies (LSW_CUDA_ROUTE_A_ALL=1; off until measured)
   int route_diag = 0;  // LoraRoute::diag (LSW_CUDA_ROUTE_DIAG=1, timing only: no routing, stale routes)
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
@@ -1094,7 +1094,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
     st->route_in_shrink = env_flag("LSW_CUDA_ROUTE_IN_SHRINK", true);
     st->route_diag = env_flag("LSW_CUDA_ROUTE_DIAG", false) ? 1 : 0;
-    st->route_a_all = env_flag("LSW_CUDA_ROUTE_A_ALL", true);
+    st->route_a_all = env_flag("LSW_CUDA_ROUTE_A_ALL", false);
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
