@@ -206,8 +206,9 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // With lo.n_experts > 0 the A chunks are requested BEFORE griddepcontrol.wait (A never changes; the expert index is
 // read relaxed and clamped to [0, n_experts): a previous step's or a router's in-flight value); after the wait the
 // index is read again and the slots loaded for another expert load again (as shrink_prefetch does for lora_shrink).
-// A deferring launch's router in a shrink block (LoraRoute): a call of its own, so that its registers do not add to
-// the GEMV kernel's (inlined, the deferring kernels spilled 28-192 bytes at their 64 registers)
+// A deferring launch's router in a shrink block (LoraRoute), in the routing kernel instances only (ROUTE below).  With
+// the routing in every instance the deferring kernels spilled 28-192 bytes at their 64 registers, as a separate
+// (non-inlined) call too; in instances of their own, with the A rows requested into L2 rather than registers, none do.
 template <typename T>
 __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float *__restrict__ X, int cols, int *r_e,
                                           float *r_g) {
