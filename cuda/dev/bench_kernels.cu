@@ -1462,7 +1462,7 @@ static void test_lora() {
           for (int sgi = 0; sgi < cs.nseg; sgi++) { er.seg[sgi].experts = de_r; er.seg[sgi].gates = dg_r; }
           er.route.R = dR;
           er.route.n_experts = E;
-          er.route.vec = cols % 8 == 0;
+          er.route.vec = route_vec(dt, dR, cols);
           er.route.experts = de_r;
           er.route.gates = dg_r;
           expect(gemv_defer_ok(dt, dW, rows, cols, dx, cols, 1, &er), "fused lora %s: gemv_defer_ok with the router in the shrink blocks", what);

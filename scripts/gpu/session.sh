@@ -242,35 +242,29 @@ st_wg_ab() {
       BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }
+# layer-wise q,v r16 base + fused, the defaults against one setting, two interleaved rounds: `ab_lw TAG SETTING`
+ab_lw() {
+  local i
+  for i in 1 2; do
+    ab_bench "qv-r16-lw-$1$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "$2" || return 1
+  done; }
 # a layer-wise router in the q,k,v launch's shrink blocks (LoraRoute, session 62; LSW_CUDA_ROUTE_IN_SHRINK=0: its own
 # launch): test_cuda with it off (the default has it on), the harness's LoRA tests (the route_n comparison in every
-# variant) and their memcheck, then the layer-wise q,v r16 decode, base + fused, on / off / on / off
+# variant) and their memcheck, then the decode A-B
 st_rs_ab() {
   LSW_REQUIRE_GPU=1 LSW_CUDA_ROUTE_IN_SHRINK=0 build/native-cmake/test_cuda > "$OUT/test-cuda-route-launch.txt" 2>&1; local r=$?
   tail -n 2 "$OUT/test-cuda-route-launch.txt"; [ $r -eq 0 ] || return $r
   st_lora_tests || return 1
   grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
-  ab_bench qv-r16-lw "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0" &&
-  ab_bench qv-r16-lw-2 "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
-# what keeps layer-wise q,v r16 fused above pre-gated: the routing shrink blocks with routing (default) and without it
-# (LSW_CUDA_ROUTE_DIAG=1, timing only: stale routes), then pre-gated q,v r16 fused; two interleaved rounds
-st_rsd_ab() {
-  local i
-  for i in 1 2; do
-    ab_bench "qv-r16-lw-d$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_DIAG=1" &&
-      ab_bench "qv-r16-pg-d$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" || return 1
-  done; }
+  ab_lw rs "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
 # the routing shrink blocks' A rows of every expert into L2 before the wait (LSW_CUDA_ROUTE_A_ALL=1, where <= 4 MB per
-# launch) against only the previous step's experts' (the default), layer-wise q,v r16, two interleaved rounds
-st_rsa_ab() {
-  local i
-  for i in 1 2; do
-    ab_bench "qv-r16-lw-a$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_ROUTE_A_ALL=1" || return 1
-  done; }
+# launch) against only the previous step's experts' (the default)
+st_rsa_ab() { ab_lw a "LSW_CUDA_ROUTE_A_ALL=1"; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the
-# template argument is Li0 / Li1 since session 62, Lb0 / Lb1 before): duration, DRAM throughput, executed warp instructions, issue activity and stall reasons.
+# template argument is Li0 / Li1 since session 62, Lb0 / Lb1 before): duration, DRAM throughput, executed warp
+# instructions, issue activity and stall reasons.
 # Where the card's memory is not the limit (the H100s at ~85 % of copy) the A-B rows cannot show an instruction saving;
 # these counters can.
 st_ncu_wg() {

@@ -224,17 +224,13 @@ __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float
 // out (session 62 run 5): every shrink block requesting R into its L1 before the wait and, once routed, its deferred
 // expand's LoRA-B rows into L2: layer-wise q,v r16 fused 1.062 / 1.063 -> 1.064 / 1.066 x base (H100), so the shrink
 // blocks' chain is not what the launch waits for.
-template <typename T, int ROUTE = 0>
+template <typename T, bool ROUTE = false>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  if (ROUTE && blockIdx.x == 0) {  // R into L2 before the wait (a weight), as a PDL route_n launch requests it
-    const size_t rb = (size_t)cols * sizeof(T);
-    for (int e = threadIdx.x >> 5; e < lo.route.n_experts; e += NT / 32)
-      for (size_t o = (size_t)(threadIdx.x & 31) * 128; o < rb; o += 32 * 128)
-        prefetch_l2(static_cast<const char *>(lo.route.R) + (size_t)e * rb + o);
-  }
+  if (ROUTE && blockIdx.x == 0)  // R into L2 before the wait, as a PDL route_n launch requests it
+    route_prefetch_l2(static_cast<const T *>(lo.route.R), lo.route.n_experts, cols);
   const int tid = threadIdx.x, nv = cols / VEC, cj = (nv + NT - 1) / NT, cjm = min(cj, MS), rpb = lo.srpb;
   const int q0 = blockIdx.x * rpb;
   // the block's rows' experts: read relaxed by one thread per row (a warp-wide or block-wide read of the same
@@ -300,14 +296,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   if constexpr (ROUTE) {
-    if constexpr (ROUTE == 2) {  // timing only (LoraRoute::diag): the routes in memory (the previous step's), no routing
-      if (tid < lo.top_k) {
-        r_e[tid] = min(max(ld_relaxed(lo.route.experts + tid), 0), lo.route.n_experts - 1);
-        r_g[tid] = __ldcg(lo.route.gates + tid);
-      }
-    } else {
-      shrink_route<T>(lo, X, cols, r_e, r_g);
-    }
+    shrink_route<T>(lo, X, cols, r_e, r_g);
     __syncthreads();
     if (blockIdx.x == 0 && tid < lo.top_k) {  // published with t below (the barrier and thread 0's fence)
       lo.route.experts[tid] = r_e[tid];
@@ -916,9 +905,10 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
 // Deferred expand (LoraEpilogue::defer): the leading lora.nsb blocks compute t (epi_shrink_block), then, once every
 // shrink block has published, defer[] for their erpb rows (defer_expand); the other blocks are the PLAIN kernel's
 // (no epilogue, no wait on t), so the launch's critical path is the base GEMV's.  Held to the LoRA kernels' occupancy.
-// ROUTE: 1 the shrink blocks route the token first (LoraEpilogue::route), 2 the timing-only LoraRoute::diag; each an
-// instance of its own, so that the others' code stays as it was
-template <typename T, int R, int U, int KS, int ROUTE = 0>
+// ROUTE: the shrink blocks route the token first (LoraEpilogue::route); an instance of its own, so that the others'
+// code stays as it was.  (Session 62 run 7 timed a third instance whose shrink blocks skipped the routing and took the
+// stale routes in memory, LSW_CUDA_ROUTE_DIAG=1: 1.024 x base against 1.059 x; code in commit 0ff13b8, removed.)
+template <typename T, int R, int U, int KS, bool ROUTE = false>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
@@ -1184,8 +1174,7 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
-      launch_ks(!lora->route.R ? gemv_defer_kernel<T, R, U, KS>
-                : lora->route.diag ? gemv_defer_kernel<T, R, U, KS, 2> : gemv_defer_kernel<T, R, U, KS, 1>, grid, threads,
+      launch_ks(lora->route.R ? gemv_defer_kernel<T, R, U, KS, true> : gemv_defer_kernel<T, R, U, KS>, grid, threads,
                 smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, *lora, f,
                 (int)g_trigger_late_lora);
     else

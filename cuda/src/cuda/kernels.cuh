@@ -41,7 +41,6 @@ struct LoraRoute {
   int *experts = nullptr;   // [top_k], written by shrink block 0
   float *gates = nullptr;   // [top_k]
   RouteFold fold;
-  int diag = 0;             // timing only (LSW_CUDA_ROUTE_DIAG=1): no routing, the routes left in memory (WRONG routes)
   // 1: each shrink block requests its rows' A rows of EVERY expert into L2 before the wait, so that the rows of the
   // experts it then routes to do not come from DRAM after the routing (the model sets it where that is <= 4 MB per
   // launch, with LSW_CUDA_ROUTE_A_ALL=1: not yet measured); 0: only the previous step's experts' rows (their routes
@@ -72,6 +71,14 @@ struct LoraEpilogue {
 bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
                    const LoraEpilogue *lora);
 
+// R's rows into L2 (a weight: before griddepcontrol.wait), a warp per expert row, as the block that routes will read them
+template <typename T>
+__device__ __forceinline__ void route_prefetch_l2(const T *R, int n_experts, int dim) {
+  const size_t rb = (size_t)dim * sizeof(T);
+  for (int e = threadIdx.x >> 5; e < n_experts; e += blockDim.x >> 5)
+    for (size_t o = (size_t)(threadIdx.x & 31) * 128; o < rb; o += 32 * 128)
+      prefetch_l2(reinterpret_cast<const char *>(R) + (size_t)e * rb + o);
+}
 // One token's routing by one block of 256 threads (route_kernel, and the shrink blocks of a deferring GEMV launch:
 // LoraRoute), so both compute the same bits: the logits a warp per expert (16-byte chunks of R, 4 per lane in flight,
 // where vec and x is 16-byte aligned), scaled by rs (fold.in_part: the folded norm's, computed by warp 0 as the GEMVs
@@ -366,6 +373,8 @@ cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, c
                   float *gates, cudaStream_t s);
 // n tokens in one launch (a block each): x row t at x + t*ldx, its experts/gates at + t*ldo.
 // fold (n == 1): see RouteFold (declared with LoraRoute, above).
+// whether the router reads R in 16-byte chunks (route_block's vec; the token's row must be 16-byte aligned too)
+inline int route_vec(int dtype, const void *R, int dim) { return aligned16(R) && dim % (dtype == LSW_DTYPE_F32 ? 4 : 8) == 0; }
 cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const void *R, const float *x, int ldx,
                     int *experts, float *gates, int ldo, cudaStream_t s, const RouteFold &fold = RouteFold{});
 // the router launches with PDL while gemv_pdl() is on and this is on (the library's default: off; the model switches

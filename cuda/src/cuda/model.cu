@@ -142,7 +142,6 @@ struct State {
   // a router; LSW_CUDA_ROUTE_IN_SHRINK=0 launches it (the path before session 62)
   bool route_in_shrink = true;
   bool route_a_all = false;  // LoraRoute::a_all where it applies (LSW_CUDA_ROUTE_A_ALL=1; off until measured)
-  int route_diag = 0;  // LoraRoute::diag (LSW_CUDA_ROUTE_DIAG=1, timing only: no routing, stale routes)
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -307,6 +306,12 @@ struct Fwd {
       if (reads_input(a, L, mat)) return true;
     return false;
   }
+  // a layer-wise adapter's router in layer L, one launch for the chunk: token t's routes at ((t * slots + L) * K)
+  cudaError_t route_layer(DAdapter &a, int L, const float *X, int ldx, const lswc::RouteFold &fold) {
+    const size_t o = (size_t)L * a.K;
+    return lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o, a.rg + o,
+                         a.slots * a.K, s, fold);
+  }
   // routing of the chunk for every adapter whose router input is (L, mat); X = that input
   // fold: X is h ⊙ w of a folded RMSNorm (pend_w), the routers scale by its rs themselves (lswc::RouteFold)
   // skip (nullable): a layer-wise adapter whose router the caller leaves to its GEMV's shrink blocks (marked routed)
@@ -315,15 +320,10 @@ struct Fwd {
     for (auto &a : st->ad) {
       if (a.kind == LSW_ROUTER_LAYERWISE) {
         if (!reads_input(a, L, mat)) continue;
-        if (&a == skip) {
-          a.routed = true;
-          continue;
-        }
-        const size_t o = (size_t)L * a.K;  // token t's routes at ((t * slots + L) * K): one launch for the chunk
-        cudaError_t e = lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, ldx, a.re + o,
-                                      a.rg + o, a.slots * a.K, s, fold);
-        if (e != cudaSuccess) return e;
         a.routed = true;
+        if (&a == skip) continue;
+        cudaError_t e = route_layer(a, L, X, ldx, fold);
+        if (e != cudaSuccess) return e;
         continue;
       }
       if (a.routed) continue;
@@ -452,9 +452,7 @@ struct Fwd {
       if (!rsk) return cudaSuccess;
       DAdapter &a = *rsk;
       rsk = nullptr;
-      const size_t o = (size_t)L * a.K;
-      return lswc::route_n(a.lrouter_dt[L], c, a.E, a.lrouter_dim[L], a.K, a.lrouter[L], X, cols, a.re + o, a.rg + o,
-                           a.slots * a.K, s, pend_w ? rf : lswc::RouteFold{});
+      return route_layer(a, L, X, cols, pend_w ? rf : lswc::RouteFold{});
     };
     const int mode = st->mode;
     if (mode == LSW_MODE_MERGE && c == 1 && (st->layerwise || all_routed())) {
@@ -511,11 +509,10 @@ struct Fwd {
         DAdapter &a = *rsk;
         ep.route.R = a.lrouter[L];
         ep.route.n_experts = a.E;
-        ep.route.vec = lswc::aligned16(a.lrouter[L]) && cols % 8 == 0;  // (route_n's test; 16-bit weights here)
+        ep.route.vec = lswc::route_vec(dt, a.lrouter[L], cols);
         ep.route.experts = a.re + (size_t)L * a.K;
         ep.route.gates = a.rg + (size_t)L * a.K;
         ep.route.fold = rf;
-        ep.route.diag = st->route_diag;
         {  // every expert's A rows of this launch into L2 before the wait, where that is at most 4 MB
           size_t ab = 0;
           for (int i = 0; i < ep.nseg; i++) ab += (size_t)a.E * ep.seg[i].rank * cols * lswc::dtype_bytes(dt);
@@ -1093,7 +1090,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     }
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
     st->route_in_shrink = env_flag("LSW_CUDA_ROUTE_IN_SHRINK", true);
-    st->route_diag = env_flag("LSW_CUDA_ROUTE_DIAG", false) ? 1 : 0;
     st->route_a_all = env_flag("LSW_CUDA_ROUTE_A_ALL", false);
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);

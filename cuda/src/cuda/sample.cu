@@ -45,14 +45,8 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   x += (size_t)blockIdx.x * ldx;  // one block per token
   experts += (size_t)blockIdx.x * ldo;
   gates += (size_t)blockIdx.x * ldo;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   if (pdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // let the dependents launch
-  if (pdl && blockIdx.x == 0) {  // this warp's rows of R into L2 once per launch (prefetch: no data used)
-    const size_t rb = (size_t)dim * sizeof(T);
-    for (int e = warp; e < n_experts; e += nw)
-      for (size_t o = (size_t)lane * 128; o < rb; o += 32 * 128)
-        prefetch_l2(reinterpret_cast<const char *>(R + (size_t)e * dim) + o);
-  }
+  if (pdl && blockIdx.x == 0) route_prefetch_l2(R, n_experts, dim);  // once per launch (prefetch: no data used)
   asm volatile("griddepcontrol.wait;" ::: "memory");
   route_block<T>(n_experts, dim, top_k, R, x, vec, fold, lg, lsh, &s_rs, &s_mx, experts, gates);
 }
@@ -65,8 +59,7 @@ cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const v
       (fold.in_part && n != 1) || (fold.in_part && fold.in_n <= 0))
     return cudaErrorInvalidValue;
   const size_t sh = (sizeof(double) + sizeof(float)) * n_experts;
-  const int vecw = dtype == LSW_DTYPE_F32 ? 4 : 8;
-  const int vec = aligned16(R) && dim % vecw == 0;  // and the token's row 16-byte aligned (in the kernel)
+  const int vec = route_vec(dtype, R, dim);  // and the token's row 16-byte aligned (in the kernel)
   const bool pdl = gemv_pdl() && g_route_pdl;
   with_dtype(dtype, [&](auto tag) {
     using T = LSWC_DT(tag);

@@ -88,6 +88,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -2117,7 +2118,7 @@ static int g_s3_diag = 0;
 void sgmm_set_stream_diag(int mode) { g_s3_diag = mode == 1 || mode == 2 ? mode : 0; }
 int sgmm_stream_wgmma() { return g_s3_flags & S3_F_WG64 ? 2 : g_s3_flags & S3_F_WG ? 1 : 0; }
 int sgmm_wgmma_built() {
-  static int built[64];  // per device: 0 unknown, 1 yes, 2 no
+  static std::atomic<int> built[64];  // per device: 0 unknown, 1 yes, 2 no (two threads may both probe: same answer)
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError();
