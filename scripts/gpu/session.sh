@@ -148,7 +148,7 @@ bench_row() {
 ab_bench() {
   local name=$1 flags=$2 cfg; shift 2
   for cfg in "$@"; do
-    BENCH_ENV=$cfg bench_row "$name ${cfg:-default}" "bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =" "_-").json" \
+    BENCH_ENV=$cfg bench_row "$name ${cfg:-default}" "bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =/" "_-_").json" \
       --preset llama2-7b --experts 8 --top-k 2 $flags --repetitions 3 || return 1
   done; }
 # all-linear r64 top-2, base and fused
@@ -260,6 +260,17 @@ st_rs_ab() {
 # the routing shrink blocks' A rows of every expert into L2 before the wait (LSW_CUDA_ROUTE_A_ALL=1, where <= 4 MB per
 # launch) against only the previous step's experts' (the default)
 st_rsa_ab() { ab_lw a "LSW_CUDA_ROUTE_A_ALL=1"; }
+# this tree's library against another build of it carried as $GPU/old/liblsw.so (LSW_NATIVE_LIB per process), for
+# device-code changes that keep every result's bits and so have no switch: layer-wise and pre-gated q,v r16 fused
+# (two interleaved rounds each), then all-linear r64 fused
+st_lib_ab() {
+  [ -f "$GPU/old/liblsw.so" ] || { echo "$GPU/old/liblsw.so: missing"; return 1; }
+  local o="LSW_NATIVE_LIB=$GPU/old/liblsw.so" i
+  for i in 1 2; do
+    ab_bench "qv-r16-lw-lib$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "$o" || return 1
+    ab_bench "qv-r16-lib$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" "$o" || return 1
+  done
+  ab_r64 "" "$o"; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the
