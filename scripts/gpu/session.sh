@@ -271,6 +271,14 @@ st_lib_ab() {
     ab_bench "qv-r16-lib$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" "$o" || return 1
   done
   ab_r64 "" "$o"; }
+# the LoRA GEMV blocks' trusted half-way look (LSW_CUDA_LORA_TRUST_LOOK, default 1; 0: thread 0 polls the shrink
+# counter after the main loop whatever its look saw): the harness's LoRA tests with it off (the default's ran in
+# lora-tests), then all-linear r64 fused, two interleaved rounds
+st_lt_ab() {
+  LSW_CUDA_LORA_TRUST_LOOK=0 LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-lora-untrusted.txt" || return 1
+  grep -hE "^  (ok|FAIL)" "$OUT/cuda-kernels-lora-untrusted.txt" | awk "{print \$1}" | sort | uniq -c
+  local i
+  for i in 1 2; do ab_bench "all-r64-lt$i" "--rank 64 --targets all --router pregated --modes base,fused" "" "LSW_CUDA_LORA_TRUST_LOOK=0" || return 1; done; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)
 st_wg_kernel() { sgmm_procs sgmm-wg-r64k2 64,2 3 "stream( q,v|, mma.sync consumer|, wgmma consumer)"; }
 # Nsight Compute on the SGMM at r64 top-2 (harness case 64,2), the default kernel and the wgmma one (mangled names: the

@@ -733,8 +733,10 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
   if constexpr (LORA) {  // Σ_k B[e_k][row][:] · t_k per row: slot dots, segmented shuffle sums, fixed order
     const int tid = opaque_tid();
     if (shr) {  // in-kernel shrink: warps whose half-way look failed stage t once thread 0 has seen it finished
-      // (acquire, then the barrier: one poller per block, not one per warp on the counter's line)
-      if (tid == 0)
+      // (acquire, then the barrier: one poller per block, not one per warp on the counter's line).  Thread 0 polls
+      // only if its own half-way look failed (look_trusted): an acquire that saw sync[0] == nsb orders every t write
+      // before the barrier as the poll's would, and the counter is re-armed only after every GEMV block's t reads
+      if (tid == 0 && !(t_staged && lora.look_trusted))
         while (ld_acquire(lora.sync) < lora.nsb) __nanosleep(64);
       __syncthreads();
       gt_mark(8);
@@ -1318,6 +1320,8 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 // (Session 29 tried one A row per block on 4,096-column inputs, twice the shrink blocks: all-linear r64 fused
 // 4.17 -> 4.26 ms/token, q,v r16 even.  bench/results/2026-12-03-h200-session29/run4-shrink-rpb)
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
+  static const bool trust = env_flag("LSW_CUDA_LORA_TRUST_LOOK", true);
+  lo.look_trusted = trust;
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
   const int cj = cdiv(cols / vec, 256);

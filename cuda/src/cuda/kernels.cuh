@@ -58,6 +58,9 @@ struct LoraEpilogue {
   // griddepcontrol.wait (the index clamped to [0, n_experts), checked again after the wait)
   int n_experts = 0;
   int nsb = 0, srpb = 0;  // set by gemv(): shrink blocks, A rows per shrink block
+  // set by gemv() (LSW_CUDA_LORA_TRUST_LOOK, default 1): a GEMV block whose thread 0 saw every t published at its
+  // half-way look does not read the counter again after its main loop (one L2 round trip less in each block's tail)
+  int look_trusted = 0;
   // Deferred expand (in-kernel shrink only, n == 1, 16-bit weights; gemv_defer_ok): the launch's GEMV blocks run the
   // plain kernel (no LoRA epilogue) and Y gets the base rows only; the shrink blocks, once every t is published,
   // write defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] * t[k*rank + j] for EVERY row of the matrix (0 outside the
