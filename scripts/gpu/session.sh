@@ -260,11 +260,12 @@ st_rs_ab() {
 # the routing shrink blocks' A rows of every expert into L2 before the wait (LSW_CUDA_ROUTE_A_ALL=1, where <= 4 MB per
 # launch) against only the previous step's experts' (the default)
 st_rsa_ab() { ab_lw a "LSW_CUDA_ROUTE_A_ALL=1"; }
-# this tree's library against another build of it carried as $GPU/old/liblsw.so (LSW_NATIVE_LIB per process), for
+# this tree's library against another build of it carried as $GPU/old/liblsw.so[.xz] (LSW_NATIVE_LIB per process), for
 # device-code changes that keep every result's bits and so have no switch: layer-wise and pre-gated q,v r16 fused
 # (two interleaved rounds each), then all-linear r64 fused
 st_lib_ab() {
-  [ -f "$GPU/old/liblsw.so" ] || { echo "$GPU/old/liblsw.so: missing"; return 1; }
+  [ -f "$GPU/old/liblsw.so" ] || { [ -f "$GPU/old/liblsw.so.xz" ] && xz -dc "$GPU/old/liblsw.so.xz" > "$GPU/old/liblsw.so"; } ||
+    { echo "$GPU/old/liblsw.so(.xz): missing"; return 1; }
   local o="LSW_NATIVE_LIB=$GPU/old/liblsw.so" i
   for i in 1 2; do
     ab_bench "qv-r16-lw-lib$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "$o" || return 1
