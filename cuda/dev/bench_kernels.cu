@@ -1485,7 +1485,6 @@ static void test_lora() {
             CK(cudaDeviceSynchronize());
             const auto Yr = down(dY, rows), Dr = down(ddy, rows);
             for (int rep = 0; rep < 3; rep++) {
-              er.route.a_all = rep == 1;  // rep 1: every expert's A rows requested before the wait (LoraRoute::a_all)
               std::vector<int> stale(K);  // rep 0: other valid experts; rep 1: the right ones (left by rep 0)
               for (int k = 0; k < K; k++) stale[k] = (exr[k] + 1) % E;
               if (rep == 0) CK(cudaMemcpy(de_r, stale.data(), K * 4, cudaMemcpyHostToDevice));
@@ -1514,7 +1513,7 @@ static void test_lora() {
               const auto ex2 = down(de_r, K);
               const auto g2 = down(dg_r, K);
               snprintf(nm, sizeof nm, "fused lora %s, deferred expand, router in the shrink blocks, v%d, %s", what, v,
-                       rep == 0 ? "stale guess" : rep == 1 ? "right guess, every expert's A rows ahead" : "routes overwritten late by a PDL producer");
+                       rep == 0 ? "stale guess" : rep == 1 ? "right guess" : "routes overwritten late by a PDL producer");
               expect(ex2 == exr && !memcmp(g2.data(), gr.data(), K * 4), "%s: experts and gates == route_n's", nm);
               expect(!memcmp(Y2.data(), Yr.data(), rows * 4) && !memcmp(D2.data(), Dr.data(), rows * 4),
                      "%s: Y and defer bit-identical to route_n + the deferring launch", nm);
@@ -3819,7 +3818,7 @@ static void test_sampling() {
   }
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (int dim : {4096, 1000, 999})  // the RMSNorm folded (RouteFold): x = h ⊙ w and the producer's Σ h² partials
-      for (int np : {13, 512, 1037}) {  // (999: the scalar path; np: fold_rs loads 512 partials per burst)
+      for (int np : {13, 512, 1037}) {  // (999: the scalar path; np: the producer's partials, the 7B's 512 among them)
         const int E = 8, K = 2;
         HostW R = make_w(dt, (size_t)E * dim, 0.05f);
         auto h = rvec(dim), w = rvec(dim);

@@ -142,7 +142,7 @@ st_attn_memcheck() {
 bench_row() {
   set -o pipefail
   local tag=$1 file=$2; shift 2
-  env ${BENCH_ENV:-} node "$CLI" bench --backend cuda "$@" --out "$OUT/$file" | grep -E "^lora-switch" | sed "s/^/$tag: /"; }
+  env ${BENCH_ENV:-} node "$CLI" bench --backend cuda "$@" --out "$OUT/$file" | grep -E "^lora-switch" | sed "s|^|$tag: |"; }  # (| : tags may hold paths)
 # A-B in the whole decode: `ab_bench NAME "BENCH FLAGS" SETTING...` runs base + one mode, 3 repetitions, once per
 # environment setting ("" = the defaults); JSON per setting, the result rows prefixed with the name and the setting
 ab_bench() {
@@ -257,9 +257,6 @@ st_rs_ab() {
   st_lora_tests || return 1
   grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
   ab_lw rs "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
-# the routing shrink blocks' A rows of every expert into L2 before the wait (LSW_CUDA_ROUTE_A_ALL=1, where <= 4 MB per
-# launch) against only the previous step's experts' (the default)
-st_rsa_ab() { ab_lw a "LSW_CUDA_ROUTE_A_ALL=1"; }
 # this tree's library against another build of it carried as $GPU/old/liblsw.so[.xz] (LSW_NATIVE_LIB per process), for
 # device-code changes that keep every result's bits and so have no switch: layer-wise and pre-gated q,v r16 fused
 # (two interleaved rounds each), then all-linear r64 fused

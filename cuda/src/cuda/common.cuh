@@ -110,25 +110,8 @@ template <bool COHERENT> __device__ __forceinline__ float fold_part_sum(const fl
 __device__ __forceinline__ float fold_rs_of(float lane_sum, int dim, float eps) {
   return 1.f / sqrtf(warp_sum(lane_sum) / (float)dim + eps);
 }
-// fold_part_sum<true>'s sum (the same partials in the same lane-strided order: the same bits) with each lane's loads
-// issued kFoldBurst at a time: one L2 round trip per 32 * kFoldBurst partials (the 7B down GEMV's 512: one) instead of
-// one per 4 loads as the plain loop compiles (4 for 512).  For the warps that compute rs on a launch's critical path
-// (route_block, defer_expand); the GEMV blocks stage the partials in shared memory instead.
-constexpr int kFoldBurst = 16;
-__device__ __forceinline__ float fold_part_sum_burst(const float *part, int n) {
-  float sp = 0.f;
-  for (int i0 = (int)(threadIdx.x & 31); i0 < n; i0 += 32 * kFoldBurst) {
-    float v[kFoldBurst];
-#pragma unroll
-    for (int b = 0; b < kFoldBurst; b++) v[b] = i0 + 32 * b < n ? __ldcg(part + i0 + 32 * b) : 0.f;
-#pragma unroll
-    for (int b = 0; b < kFoldBurst; b++)
-      if (i0 + 32 * b < n) sp += v[b];
-  }
-  return sp;
-}
 __device__ __forceinline__ float fold_rs(const float *part, int n, int dim, float eps) {
-  return fold_rs_of(fold_part_sum_burst(part, n), dim, eps);
+  return fold_rs_of(fold_part_sum<true>(part, n), dim, eps);
 }
 // acc + Σ w[i] x[i] over one 16-byte chunk of T (VEC elements) and the matching VEC floats of x (16-byte aligned, read
 // through the read-only cache), one fmaf per element in order

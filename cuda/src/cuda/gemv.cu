@@ -277,10 +277,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
       const int c = tid + NT * j;
       if (r < rpb && c < nv) {
         if (ROUTE) {  // into L2 only: A chunks held in registers through the routing made the kernel spill
-          if (lo.route.a_all)
-            for (int e = 0; e < lo.route.n_experts; e++) prefetch_l2(arow(q0 + r, e) + c);
-          else if (s_e[0][r] >= 0)
-            prefetch_l2(arow(q0 + r, s_e[0][r]) + c);
+          if (s_e[0][r] >= 0) prefetch_l2(arow(q0 + r, s_e[0][r]) + c);
         } else {
           es[s] = s_e[0][r];
           if (es[s] >= 0) a[s] = ld_stream(arow(q0 + r, es[s]) + c);

@@ -41,11 +41,6 @@ struct LoraRoute {
   int *experts = nullptr;   // [top_k], written by shrink block 0
   float *gates = nullptr;   // [top_k]
   RouteFold fold;
-  // 1: each shrink block requests its rows' A rows of EVERY expert into L2 before the wait, so that the rows of the
-  // experts it then routes to do not come from DRAM after the routing (the model sets it where that is <= 4 MB per
-  // launch, with LSW_CUDA_ROUTE_A_ALL=1: not yet measured); 0: only the previous step's experts' rows (their routes
-  // still in memory)
-  int a_all = 0;
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA

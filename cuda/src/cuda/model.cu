@@ -141,7 +141,6 @@ struct State {
   // shrink blocks (lswc::LoraRoute) instead of its own launch before it, so the launch's GEMV blocks no longer wait for
   // a router; LSW_CUDA_ROUTE_IN_SHRINK=0 launches it (the path before session 62)
   bool route_in_shrink = true;
-  bool route_a_all = false;  // LoraRoute::a_all where it applies (LSW_CUDA_ROUTE_A_ALL=1; off until measured)
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -513,11 +512,6 @@ struct Fwd {
         ep.route.experts = a.re + (size_t)L * a.K;
         ep.route.gates = a.rg + (size_t)L * a.K;
         ep.route.fold = rf;
-        {  // every expert's A rows of this launch into L2 before the wait, where that is at most 4 MB
-          size_t ab = 0;
-          for (int i = 0; i < ep.nseg; i++) ab += (size_t)a.E * ep.seg[i].rank * cols * lswc::dtype_bytes(dt);
-          ep.route.a_all = st->route_a_all && ab <= ((size_t)4 << 20) ? 1 : 0;
-        }
         if (lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep)) rsk = nullptr;
         else ep.route = lswc::LoraRoute{};
       }
@@ -1090,7 +1084,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     }
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
     st->route_in_shrink = env_flag("LSW_CUDA_ROUTE_IN_SHRINK", true);
-    st->route_a_all = env_flag("LSW_CUDA_ROUTE_A_ALL", false);
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
