@@ -677,6 +677,8 @@ struct Model7B {
   float *part = nullptr;  // NormFold partial sums
   int *experts = nullptr;
   int *sync = nullptr;  // in-kernel shrink counter pairs, [layer][4 LoRA GEMVs][2], zero
+  void *route_R = nullptr;  // a layer-wise router [E][H] at the q,k,v input (LoraCfg::defer == 2; one for every layer)
+  float *dy = nullptr;      // the q,k,v launch's deferred expand [3H] (LoraCfg::defer)
   size_t weight_bytes = 0;
 };
 static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
@@ -712,6 +714,9 @@ static void alloc7b(Model7B &m, bool lora) {
     m.experts = dup(std::vector<int>{5, 2});
     m.sync = dnew<int>(4 * 32 * m.L);  // a counter pair per LoRA GEMV node, 128 bytes apart (as the model)
     CK(cudaMemset(m.sync, 0, 4 * 32 * m.L * sizeof(int)));
+    CK(cudaMalloc(&m.route_R, (size_t)m.E * H * 2));
+    dfill(m.dt, m.route_R, (size_t)m.E * H, 0.05f);
+    m.dy = dnew<float>(3 * H);
   }
 }
 
@@ -731,6 +736,10 @@ struct LoraCfg {
   int mask = 0x7f, rank = 64;
   bool no_shrink = false, no_epi = false, inkernel = false, early = true, fold = false, linears_only = false;
   bool swiglu_fold = false;  // with fold: SwiGLU in the gate,up GEMV too (NormFold::act_out, the model's default)
+  // inkernel: 1 = the q,k,v launch defers its expand (LoraEpilogue::defer, the model's default there; the attention
+  // that adds it is left out), 2 = and its shrink blocks route the token with a layer-wise router (LoraRoute, the
+  // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0)
+  int defer = 0;
 };
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
@@ -787,8 +796,19 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     LoraEpilogue ep;
     // attention block
     if (!lc.fold || l == 0) prologue(0, {0, 1, 2}, x, m.normw, xn);
-    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, epi(ep, {{0, 0}, {1, H}, {2, 2 * H}}), s, 0,
-            l > 0 ? nf_in() : nullptr));
+    LoraEpilogue *qep = epi(ep, {{0, 0}, {1, H}, {2, 2 * H}});
+    if (qep && lc.inkernel && lc.defer) {
+      qep->defer = m.dy;
+      if (lc.defer == 2) {
+        qep->route.R = m.route_R;
+        qep->route.n_experts = m.E;
+        qep->route.vec = route_vec(m.dt, m.route_R, H);
+        qep->route.experts = m.experts;  // (the segments' experts: as the model's layer routes)
+        qep->route.gates = m.gates;
+        if (lc.fold && l > 0) qep->route.fold = RouteFold{m.part, parts, 1e-5f};
+      }
+    }
+    CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, qep, s, 0, l > 0 ? nf_in() : nullptr));
     { ShrinkBatch b = batch({3}, gu); if (b.njobs) CK(lora_shrink(m.dt, b, s)); }
     CK(gemv(m.dt, m.o[l], H, H, gu, H, 1, x, H, nullptr, true, epi(ep, {{3, 0}}), s, 0, nf_out()));
     parts = nfo.out_n;
@@ -876,7 +896,7 @@ static void free7b(Model7B &m) {
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
   cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
-  cudaFree(m.sync); cudaFree(m.part);
+  cudaFree(m.sync); cudaFree(m.part); cudaFree(m.route_R); cudaFree(m.dy);
 }
 
 static void bench_7b() {
@@ -1160,13 +1180,21 @@ static void trace_7b() {
   fold.fold = fold.swiglu_fold = true;
   ink = fold;
   ink.inkernel = true;
+  LoraCfg qvd = ink, qvr;  // q,v r16 with the q,k,v expand deferred, pre-gated / routed in the shrink blocks
+  qvd.swiglu_fold = true;
+  qvd.mask = (1 << 0) | (1 << 2);
+  qvd.rank = 16;
+  qvd.defer = 1;
+  qvr = qvd;
+  qvr.defer = 2;
   // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
   // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
   struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
   const Cfg cfgs[] = {{"lin-nopdl", false, 1, false, lin},  {"lin-pdl", true, 1, false, lin},
                       {"lin-pdl-start", true, 0, false, lin}, {"fold-pdl", true, 1, false, fold},
                       {"fold-nopdl", false, 1, false, fold}, {"fused-ik-fold-pdl", true, 1, true, ink},
-                      {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink}};
+                      {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink},
+                      {"qv16-defer-model", true, 2, true, qvd}, {"qv16-route-model", true, 2, true, qvr}};
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
     gemv_set_trigger(c.late == 1, c.late != 0);
@@ -1199,6 +1227,55 @@ static void trace_7b() {
   free7b(m);
 }
 #endif
+
+// What a layer-wise router in the q,k,v launch's shrink blocks costs in the linears chain, in the model's launch
+// configuration (PDL, plain GEMVs triggering at their start, LoRA GEMVs late, norms and SwiGLU folded): q,v r16 top-2
+// with the q,k,v expand deferred (the attention that adds it is left out), pre-gated against routed.  The decode
+// measured ~5 us per layer for the routing (session 62 run 7); if this chain shows it too, trace_7b's
+// qv16-route-model / qv16-defer-model timelines say in which blocks.
+static void bench_7b_route() {
+  logf("\n== Llama-2-7B linears, q,v r16 top-2, deferred q,k,v expand: pre-gated against a router in the shrink blocks ==\n");
+  Model7B m;
+  alloc7b(m, true);
+  tune7b(m);
+  LoraCfg fold, qvd, qvr;
+  fold.fold = fold.swiglu_fold = true;
+  qvd = fold;
+  qvd.inkernel = true;
+  qvd.mask = (1 << 0) | (1 << 2);
+  qvd.rank = 16;
+  qvd.defer = 1;
+  qvr = qvd;
+  qvr.defer = 2;
+  gemv_set_pdl(true);
+  gemv_set_trigger(false, true);  // as the model: plain GEMVs at their start, LoRA GEMVs late
+  pdl_set_fold_in(true);
+  double t[3][3];
+  for (int rep = 0; rep < 3; rep++) {  // interleaved
+    t[0][rep] = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
+    t[1][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvd); }, nullptr);
+    t[2][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvr); }, nullptr);
+  }
+  gemv_set_pdl(false);
+  gemv_set_trigger_late(true);
+  pdl_set_fold_in(false);
+  const char *what[3] = {"base (norms and SwiGLU folded)", "q,v r16 fused, deferred expand, pre-gated",
+                         "q,v r16 fused, deferred expand, routed in the shrink blocks"};
+  double med[3];
+  for (int c = 0; c < 3; c++) {
+    std::vector<double> v(t[c], t[c] + 3);
+    std::sort(v.begin(), v.end());
+    med[c] = v[1];
+  }
+  for (int c = 0; c < 3; c++) {
+    char nm[200];
+    snprintf(nm, sizeof nm, "7B chain, model launch config: %s", what[c]);
+    row(nm, med[c], (double)m.weight_bytes);
+    logf("  %s: %.4f / %.4f / %.4f ms, median per layer %+.2f us against base\n", what[c], t[c][0], t[c][1], t[c][2],
+         (med[c] - med[0]) * 1e3 / m.L);
+  }
+  free7b(m);
+}
 
 // Where the fused LoRA's cost goes, per matrix kind: 32 launches of one kind (a layer's matrix each, back to back
 // with PDL as in the decode graph, the same X) as (a) the plain GEMV, (b) + the LoRA epilogue with t given,
@@ -4173,6 +4250,7 @@ int main(int argc, char **argv) {
   if (want("bench_gemv")) bench_gemv();
   if (want("bench_7b")) bench_7b();
   if (want("bench_7b_parts")) bench_7b_parts();
+  if (g_only && only_has("bench_7b_route") && want("bench_7b_route")) bench_7b_route();
   if (g_only && only_has("bench_roles") && want("bench_roles")) bench_role_sweep(false);
   if (g_only && only_has("bench_lora_roles") && want("bench_lora_roles")) bench_role_sweep(true);
 #if defined(LSW_GEMV_TRACE)

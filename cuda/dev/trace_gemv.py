@@ -13,7 +13,7 @@ Record layout (gemv.cu kGtWords, LSW_GEMV_TRACE): 12 little-endian uint64 per bl
 [1] grid<<40|block<<20|smid<<8|flags (1 LoRA, 2 shrink block, 4 half-way look found t, 8 plain), [2] start,
 [3] after griddepcontrol.wait, [7] end (ns); GEMV blocks: [4] half-way look, [5] main loop done, [8] t seen,
 [9] t and B staged, [6] epilogue done; shrink blocks: [4] experts re-read, [9] thread 0's first A chunk in, [10] its
-first X value in, [5] dots, [8] block sums, [6] published.
+first X value in, [5] dots, [8] block sums, [6] published, [7] end (a deferring launch's: after its deferred expand).
 With --phases, the fused-LoRA launches' phases are printed too (means over blocks and layers, from the previous
 kernel's end).
 """
@@ -58,7 +58,8 @@ def phases(ks):
         d = acc.setdefault(NAMES.get(shape, f"{shape[0]}x{shape[1]}"), {})
         for lab, part, col in (("S start", shr, 2), ("S wait", shr, 3), ("S experts", shr, 4), ("S A in", shr, 9),
                                ("S X in", shr, 10), ("S dots", shr, 5),
-                               ("S sums", shr, 8), ("S published", shr, 6), ("G start", g, 2), ("G wait", g, 3),
+                               ("S sums", shr, 8), ("S published", shr, 6), ("S end", shr, 7), ("G start", g, 2),
+                               ("G wait", g, 3),
                                ("G loop", g, 5), ("G t seen", g, 8), ("G staged", g, 9), ("G epi", g, 6),
                                ("G end", g, 7)):
             v = part[part[:, col] > 0][:, col] - prev_end if len(part) else np.array([])

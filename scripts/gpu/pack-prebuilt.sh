@@ -15,9 +15,12 @@ cmake --build build/native-cmake --parallel "${LSW_BUILD_JOBS:-2}" --target lsw 
 strings build/native/liblsw.so | grep attn_decode_fused_kernel > /dev/null ||  # (no -q: no SIGPIPE under pipefail)
   { echo "pack-prebuilt.sh: build/native/liblsw.so has no CUDA backend (CMake did not find nvcc?)" >&2; exit 1; }
 bash cuda/dev/build.sh
+TRACE=()  # LSW_PACK_TRACE=1: the harness's GEMV timeline build too (build/dev/bench_kernels_trace, ~3 more minutes)
+if [ "${LSW_PACK_TRACE:-0}" = 1 ]; then LSW_GEMV_TRACE=1 bash cuda/dev/build.sh; TRACE=(build/dev/bench_kernels_trace); fi
 { echo "prebuilt $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname): $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- cuda || echo ' + uncommitted cuda/ changes')";
   nvcc --version | tail -n 1; } > build/prebuilt.txt
 mkdir -p "$(dirname "$OUTF")"
-tar -cJf "$OUTF.tmp" build/prebuilt.txt build/native/liblsw.so build/native-cmake/test_cuda build/dev/bench_kernels build/dev/test_forward
+tar -cJf "$OUTF.tmp" build/prebuilt.txt build/native/liblsw.so build/native-cmake/test_cuda build/dev/bench_kernels build/dev/test_forward \
+  "${TRACE[@]}"
 mv "$OUTF.tmp" "$OUTF"
 echo "pack-prebuilt.sh: $OUTF ($(du -h "$OUTF" | cut -f1)): $(head -n 1 build/prebuilt.txt)"

@@ -269,6 +269,18 @@ st_lib_ab() {
     ab_bench "qv-r16-lib$i" "--rank 16 --targets q,v --router pregated --modes base,fused" "" "$o" || return 1
   done
   ab_r64 "" "$o"; }
+# what the layer-wise router in the q,k,v launch's shrink blocks costs in the 7B linears chain (harness bench_7b_route:
+# base, q,v r16 deferred pre-gated, the same routed; model launch configuration), then, where the pack has the trace
+# build (LSW_PACK_TRACE=1 scripts/gpu/pack-prebuilt.sh), the block timelines of both (trace_7b: qv16-defer-model,
+# qv16-route-model) read by cuda/dev/trace_gemv.py --phases
+st_route_chain() {
+  LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/route-chain.txt" || return 1
+  grep -E "against base" "$OUT/route-chain.txt"
+  [ -x build/dev/bench_kernels_trace ] || { echo "no build/dev/bench_kernels_trace in the pack: timelines skipped"; return 0; }
+  LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/trace-7b.txt" > /dev/null || return 1
+  python3 cuda/dev/trace_gemv.py --phases "$OUT/trace-fold-model.bin" "$OUT/trace-qv16-defer-model.bin" \
+    "$OUT/trace-qv16-route-model.bin" > "$OUT/trace-route.txt" 2>&1; local r=$?
+  tail -n 60 "$OUT/trace-route.txt"; return $r; }
 # the LoRA GEMV blocks' trusted half-way look (LSW_CUDA_LORA_TRUST_LOOK, default 1; 0: thread 0 polls the shrink
 # counter after the main loop whatever its look saw): the harness's LoRA tests with it off (the default's ran in
 # lora-tests), then all-linear r64 fused, two interleaved rounds
