@@ -741,6 +741,16 @@ struct LoraCfg {
   // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0)
   int defer = 0;
 };
+// q,v r16 top-2 with the shrinks in the launches, norms and SwiGLU folded (the model's decode) and the q,k,v expand
+// deferred: defer 1 pre-gated, 2 routed in the shrink blocks
+static LoraCfg qv16_defer_cfg(int defer) {
+  LoraCfg c;
+  c.fold = c.swiglu_fold = c.inkernel = true;
+  c.mask = (1 << 0) | (1 << 2);
+  c.rank = 16;
+  c.defer = defer;
+  return c;
+}
 static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
@@ -1180,13 +1190,7 @@ static void trace_7b() {
   fold.fold = fold.swiglu_fold = true;
   ink = fold;
   ink.inkernel = true;
-  LoraCfg qvd = ink, qvr;  // q,v r16 with the q,k,v expand deferred, pre-gated / routed in the shrink blocks
-  qvd.swiglu_fold = true;
-  qvd.mask = (1 << 0) | (1 << 2);
-  qvd.rank = 16;
-  qvd.defer = 1;
-  qvr = qvd;
-  qvr.defer = 2;
+  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
   // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
   // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
   struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
@@ -1238,15 +1242,9 @@ static void bench_7b_route() {
   Model7B m;
   alloc7b(m, true);
   tune7b(m);
-  LoraCfg fold, qvd, qvr;
+  LoraCfg fold;
   fold.fold = fold.swiglu_fold = true;
-  qvd = fold;
-  qvd.inkernel = true;
-  qvd.mask = (1 << 0) | (1 << 2);
-  qvd.rank = 16;
-  qvd.defer = 1;
-  qvr = qvd;
-  qvr.defer = 2;
+  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
   gemv_set_pdl(true);
   gemv_set_trigger(false, true);  // as the model: plain GEMVs at their start, LoRA GEMVs late
   pdl_set_fold_in(true);
