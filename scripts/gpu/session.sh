@@ -143,12 +143,14 @@ bench_row() {
   set -o pipefail
   local tag=$1 file=$2; shift 2
   env ${BENCH_ENV:-} node "$CLI" bench --backend cuda "$@" --out "$OUT/$file" | grep -E "^lora-switch" | sed "s|^|$tag: |"; }  # (| : tags may hold paths)
+# the JSON file of one A-B row: `ab_file NAME SETTING` (setting "" = default; spaces, = and / made file-name safe)
+ab_file() { echo "bench-llama2-7b-$1-$(echo "${2:-default}" | tr " =/" "_-_").json"; }
 # A-B in the whole decode: `ab_bench NAME "BENCH FLAGS" SETTING...` runs base + one mode, 3 repetitions, once per
 # environment setting ("" = the defaults); JSON per setting, the result rows prefixed with the name and the setting
 ab_bench() {
   local name=$1 flags=$2 cfg; shift 2
   for cfg in "$@"; do
-    BENCH_ENV=$cfg bench_row "$name ${cfg:-default}" "bench-llama2-7b-$name-$(echo "${cfg:-default}" | tr " =/" "_-_").json" \
+    BENCH_ENV=$cfg bench_row "$name ${cfg:-default}" "$(ab_file "$name" "$cfg")" \
       --preset llama2-7b --experts 8 --top-k 2 $flags --repetitions 3 || return 1
   done; }
 # all-linear r64 top-2, base and fused
@@ -161,7 +163,7 @@ st_fused_ab() { ab_r64 "" "LSW_CUDA_FUSED_SHRINK=late" "LSW_CUDA_FUSED_SHRINK=se
 st_attn_ab() {
   local cfg
   for cfg in "LSW_CUDA_ATTN_VARIANT=0" "LSW_CUDA_ATTN_VARIANT=1" "LSW_CUDA_ATTN_VARIANT=0 LSW_CUDA_PDL_ATTN=1" "LSW_CUDA_ATTN_VARIANT=1 LSW_CUDA_PDL_ATTN=1"; do
-    BENCH_ENV=$cfg bench_row "$cfg" "bench-llama2-7b-base-$(echo "$cfg" | tr " =" "_-").json" --preset llama2-7b --modes base --repetitions 3 || return 1
+    BENCH_ENV=$cfg bench_row "$cfg" "$(ab_file base "$cfg")" --preset llama2-7b --modes base --repetitions 3 || return 1
   done; }
 # KV cache element type in the whole 7B decode: base at the benchmark's 512-token prompt (f32 / f16 / bf16) and at a
 # 3,968-token prompt (f32 / f16, 100 new tokens); kv-modes: every mode with an f16 cache (q,v r16; all-linear r64)
@@ -239,7 +241,7 @@ st_wg_ab() {
     ab_bench qv-r64-merge "--rank 64 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=0" &&
     ab_bench qv-r32-merge "--rank 32 --targets q,v --router pregated --modes base,merge" "" "LSW_CUDA_SGMM_WGMMA=2" &&
     for cfg in "" "LSW_CUDA_SGMM_WGMMA=2 LSW_CUDA_SGMM_HALF=0"; do  # top-1: the wgmma consumer runs in whole tiles
-      BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "bench-llama2-7b-qv-r64k1-merge-$(echo "${cfg:-default}" | tr " =" "_-").json" \
+      BENCH_ENV=$cfg bench_row "qv-r64k1-merge ${cfg:-default}" "$(ab_file qv-r64k1-merge "$cfg")" \
         --preset llama2-7b --experts 8 --top-k 1 --rank 64 --targets q,v --router pregated --modes base,merge --repetitions 3 || return 1
     done; }
 # layer-wise q,v r16 base + fused, the defaults against one setting, two interleaved rounds: `ab_lw TAG SETTING`

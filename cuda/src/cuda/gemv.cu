@@ -238,8 +238,8 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   // (after the wait, with the row's gate: the one round trip for both, ahead of the dots)
   __shared__ int s_e[2][MS];
   __shared__ float s_g[MS];
-  __shared__ int r_e[ROUTE ? 8 : 1];    // ROUTE: the token's experts and gates, this block's routing
-  __shared__ float r_g[ROUTE ? 8 : 1];
+  __shared__ int r_e[ROUTE ? kDeferMaxK : 1];  // ROUTE: the token's experts and gates, this block's routing
+  __shared__ float r_g[ROUTE ? kDeferMaxK : 1];
   auto experts = [&](int w, bool pre) {
     if (tid < MS) {
       int sg, k, i, e = -1;
@@ -408,7 +408,7 @@ template <typename T>
 __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormFold &nf, int rows) {
   constexpr int NT = 256, VEC = Tr<T>::VEC;
   __shared__ __align__(16) float s_t[3][512];
-  __shared__ int s_ex[3][8];
+  __shared__ int s_ex[3][kDeferMaxK];
   __shared__ float s_rs;
   const int tid = threadIdx.x;
   int cmax = 1;  // most 16-byte chunks in a row -> tpr
@@ -1338,7 +1338,7 @@ static bool inkernel_vec_ok(int dtype, const LoraEpilogue &lo) {
 bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
                    const LoraEpilogue *lora) {
   if (n != 1 || !lora || lora->nseg <= 0 || lora->nseg > 3 || !lora->defer || rows <= 0) return false;
-  if ((dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) || lora->top_k < 1 || lora->top_k > 8) return false;
+  if ((dtype != LSW_DTYPE_F16 && dtype != LSW_DTYPE_BF16) || lora->top_k < 1 || lora->top_k > kDeferMaxK) return false;
   if (inkernel_shrink(*lora) <= 0 || !gemv_fast(dtype, W, cols, X, ldx) || !inkernel_vec_ok(dtype, *lora)) return false;
   for (int i = 0; i < lora->nseg; i++)
     if (lora->top_k * lora->seg[i].rank > 512) return false;  // defer_expand's t stage and chunks per row

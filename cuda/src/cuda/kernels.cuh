@@ -32,8 +32,9 @@ struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f
 // and takes its experts and gates from that; block 0 also writes them to experts / gates (the routing history, and
 // defer_expand's expert ids).  The GEMV blocks of a deferring launch read no routes, so they no longer wait for a
 // router launch.  R: [n_experts][dim = the GEMV's cols] in the weights' dtype; n_experts <= kRouteShrinkMaxE, top_k
-// <= 8 (gemv_defer_ok checks).
+// <= kDeferMaxK (gemv_defer_ok checks).
 constexpr int kRouteShrinkMaxE = 64;
+constexpr int kDeferMaxK = 8;  // a deferring launch's top_k at most (its shrink blocks keep the experts in shared memory)
 struct LoraRoute {
   const void *R = nullptr;  // nullptr: the routes come from before the launch
   int n_experts = 0;

@@ -338,7 +338,7 @@ struct Fwd {
   }
   // the one adapter routing at (L, mat) when its router can run in the shrink blocks of this matrix's deferring
   // launch (lswc::LoraRoute): decode, fused mode, a layer-wise router of the weights' dtype reading the whole X, at
-  // most kRouteShrinkMaxE experts and top-k <= 8, no other adapter adapting this matrix; else nullptr
+  // most kRouteShrinkMaxE experts and top-k <= kDeferMaxK, no other adapter adapting this matrix; else nullptr
   static bool adapts(const DAdapter &a, int L, int mat) {  // a module of a in layer L lies in matrix mat
     for (int k = 0; k < LSW_MOD_COUNT; k++) {
       const DMod &d = a.mods[(size_t)L * LSW_MOD_COUNT + k];
@@ -357,7 +357,7 @@ struct Fwd {
     // (adapting mat, the fused branch of alin runs and decides; otherwise its routes would be needed elsewhere)
     if (!one || one->kind != LSW_ROUTER_LAYERWISE || one->ffn || !reads_input(*one, L, mat) || !adapts(*one, L, mat))
       return nullptr;
-    if (one->lrouter_dt[L] != dt || one->lrouter_dim[L] != cols || one->E > lswc::kRouteShrinkMaxE || one->K > 8)
+    if (one->lrouter_dt[L] != dt || one->lrouter_dim[L] != cols || one->E > lswc::kRouteShrinkMaxE || one->K > lswc::kDeferMaxK)
       return nullptr;
     return one;
   }
