@@ -9,15 +9,16 @@ blocks' epilogue.
 
     python3 cuda/dev/trace_gemv.py [--copy GBPS] [--phases] [--placement] trace-a.bin [trace-b.bin ...]
 
-Record layout (gemv.cu kGtWords, LSW_GEMV_TRACE): 12 little-endian uint64 per block: [0] rows<<32|cols,
+Record layout (gemv.cu kGtWords, LSW_GEMV_TRACE): 16 little-endian uint64 per block: [0] rows<<32|cols,
 [1] grid<<40|block<<20|smid<<8|flags (1 LoRA, 2 shrink block, 4 half-way look found t, 8 plain), [2] start,
 [3] after griddepcontrol.wait, [7] end (ns); GEMV blocks: [4] half-way look, [5] main loop done, [8] t seen,
 [9] t and B staged, [6] epilogue done; shrink blocks: [4] experts re-read, [9] thread 0's first A chunk in, [10] its
-first X value in, [5] dots, [8] block sums, [6] published, [7] end (a deferring launch's: after its deferred expand).
+first X value in, [5] dots, [8] block sums, [6] published, [7] end (a deferring launch's: after its deferred expand);
+routing shrink blocks also [11] the router's dots, [12] its logits known, [13] its experts chosen; [14..15] unused.
 With --phases, the fused-LoRA launches' phases are printed too (means over blocks and layers, from the previous
 kernel's end).
 """
-WORDS = 12  # gemv.cu / kernels.cuh kGtWords
+WORDS = 16  # gemv.cu / kernels.cuh kGtWords
 import argparse
 import os
 import sys
@@ -56,7 +57,9 @@ def phases(ks):
         shape = (int(kr[0, 0]) >> 32, int(kr[0, 0]) & 0xFFFFFFFF)
         shr, g = kr[(flags & 2) != 0], kr[(flags & 2) == 0]
         d = acc.setdefault(NAMES.get(shape, f"{shape[0]}x{shape[1]}"), {})
-        for lab, part, col in (("S start", shr, 2), ("S wait", shr, 3), ("S experts", shr, 4), ("S A in", shr, 9),
+        for lab, part, col in (("S start", shr, 2), ("S wait", shr, 3), ("S R dots", shr, 11), ("S logits", shr, 12),
+                               ("S chosen", shr, 13),
+                               ("S experts", shr, 4), ("S A in", shr, 9),
                                ("S X in", shr, 10), ("S dots", shr, 5), ("S sums", shr, 8), ("S published", shr, 6),
                                ("S end", shr, 7), ("G start", g, 2), ("G wait", g, 3), ("G loop", g, 5),
                                ("G t seen", g, 8), ("G staged", g, 9), ("G epi", g, 6), ("G end", g, 7)):

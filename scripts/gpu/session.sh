@@ -282,7 +282,29 @@ st_route_chain() {
   LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/trace-7b.txt" > /dev/null || return 1
   python3 cuda/dev/trace_gemv.py --phases "$OUT/trace-fold-model.bin" "$OUT/trace-qv16-defer-model.bin" \
     "$OUT/trace-qv16-route-model.bin" > "$OUT/trace-route.txt" 2>&1; local r=$?
+  rm -f "$OUT"/trace-*.bin  # (~15 MB each: session.tgz must stay under the device tool's file limit)
   tail -n 60 "$OUT/trace-route.txt"; return $r; }
+# route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, the fold's
+# partials requested with the chunks; 0: a warp per expert, session 23's): route-chain's harness rows and timelines
+# with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole decode, two interleaved rounds
+st_route_ab() {
+  local w i
+  for w in 1 0; do
+    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=test_sampling ./build/dev/bench_kernels "$OUT/route-tests-w$w.txt" || return 1
+    grep -hE "^  (ok|FAIL)" "$OUT/route-tests-w$w.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/wide=$w tests: /"
+    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/route-chain-w$w.txt" || return 1
+    grep -E "against base" "$OUT/route-chain-w$w.txt" | sed "s/^/wide=$w: /"
+    [ -x build/dev/bench_kernels_trace ] || continue
+    mkdir -p "$OUT/tr-w$w"
+    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/tr-w$w/trace-7b.txt" > /dev/null || return 1
+    python3 cuda/dev/trace_gemv.py --phases "$OUT/tr-w$w/trace-qv16-defer-model.bin" "$OUT/tr-w$w/trace-qv16-route-model.bin" \
+      > "$OUT/trace-route-w$w.txt" 2>&1 || return 1
+    grep -E "first start|qkv" "$OUT/trace-route-w$w.txt" | sed "s/^/wide=$w: /"
+    rm -f "$OUT"/tr-w$w/*.bin
+  done
+  for i in 1 2; do
+    ab_bench "qv-r16-lw-w$i" "--rank 16 --targets q,v --router layerwise --modes base,fused,merge" "" "LSW_CUDA_ROUTE_WIDE=0" || return 1
+  done; }
 # the LoRA GEMV blocks' trusted half-way look (LSW_CUDA_LORA_TRUST_LOOK, default 1; 0: thread 0 polls the shrink
 # counter after the main loop whatever its look saw): the harness's LoRA tests with it off (the default's ran in
 # lora-tests), then all-linear r64 fused, two interleaved rounds

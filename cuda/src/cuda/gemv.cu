@@ -109,7 +109,8 @@ __device__ __forceinline__ int ld_relaxed(const int *p) {
 // 4 half-way look found t, 8 plain GEMV), [2] start, [3] after griddepcontrol.wait, [7] end; GEMV blocks: [4] after the
 // half-way look, [5] after the main loop, [8] t seen (after the poll's barrier), [9] t and B staged, [6] after the LoRA
 // epilogue; shrink blocks: [4] experts re-read, [9] / [10] thread 0's first A chunk / X value arrived, [5] dots done,
-// [8] block sums done, [6] published.  %globaltimer ns;
+// [8] block sums done, [6] published; routing shrink blocks (LoraRoute) also [11] the router's dots done (thread 0's
+// share), [12] the logits known, [13] the experts chosen (route_block's marks).  %globaltimer ns;
 // cuda/dev/trace_gemv.py reads it.
 #if defined(LSW_GEMV_TRACE)
 struct GemvTraceCfg {
@@ -208,14 +209,17 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // index is read again and the slots loaded for another expert load again (as shrink_prefetch does for lora_shrink).
 // A deferring launch's router in a shrink block (LoraRoute), in the routing kernel instances only (ROUTE below).  With
 // the routing in every instance the deferring kernels spilled 28-192 bytes at their 64 registers, as a separate
-// (non-inlined) call too; in instances of their own, with the A rows requested into L2 rather than registers, none do.
+// (non-inlined) call too; in instances of their own, with the A rows requested into L2 rather than registers, none did
+// until session 64's wide route_block: its 8 chunks in flight per thread make the 64-register f16 instances spill 4-60
+// bytes (bf16's, at 80 registers, none).  run 3's trace: the q,k,v GEMV blocks of the routing instance end ~2-2.5 us
+// later than run 2's (24 bytes), still before its shrink blocks, which set the launch's end.
 template <typename T>
 __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float *__restrict__ X, int cols, int *r_e,
                                           float *r_g) {
   __shared__ float r_lg[kRouteShrinkMaxE], r_rs;
   __shared__ double r_ex[kRouteShrinkMaxE], r_mx;
   route_block<T>(lo.route.n_experts, cols, lo.top_k, static_cast<const T *>(lo.route.R), X, lo.route.vec,
-                 lo.route.fold, r_lg, r_ex, &r_rs, &r_mx, r_e, r_g);
+                 lo.route.fold, r_lg, r_ex, &r_rs, &r_mx, r_e, r_g, lo.route.wide, [](int k) { gt_mark(k); });
 }
 // ROUTE (deferring launches with LoraEpilogue::route): the block routes the token itself right after the wait
 // (route_block, the same bits as a route_n launch) and takes its rows' experts and gates from that instead of from
@@ -1319,6 +1323,7 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   static const bool trust = env_flag("LSW_CUDA_LORA_TRUST_LOOK", true);
   lo.look_trusted = trust;
+  lo.route.wide = route_wide();
   int total = 0;
   for (int i = 0; i < lo.nseg; i++) total += lo.top_k * lo.seg[i].rank;
   const int cj = cdiv(cols / vec, 256);

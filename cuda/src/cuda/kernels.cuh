@@ -42,6 +42,7 @@ struct LoraRoute {
   int *experts = nullptr;   // [top_k], written by shrink block 0
   float *gates = nullptr;   // [top_k]
   RouteFold fold;
+  int wide = 1;             // route_block's layout: set by gemv() from LSW_CUDA_ROUTE_WIDE (default 1), as route_n's
 };
 struct LoraEpilogue {
   int nseg = 0;  // 0: no LoRA
@@ -79,46 +80,182 @@ __device__ __forceinline__ void route_prefetch_l2(const T *R, int n_experts, int
       prefetch_l2(reinterpret_cast<const char *>(R) + (size_t)e * rb + o);
 }
 // One token's routing by one block of 256 threads (route_kernel, and the shrink blocks of a deferring GEMV launch:
-// LoraRoute), so both compute the same bits: the logits a warp per expert (16-byte chunks of R, 4 per lane in flight,
-// where vec and x is 16-byte aligned), scaled by rs (fold.in_part: the folded norm's, computed by warp 0 as the GEMVs
-// compute it; else 1), then the CPU's steps: fp64 softmax, stable selection (ties: lower index), renormalised gates.
-// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx.  Thread 0 writes experts / gates
-// [top_k] (any address space) and reads experts back while selecting; the caller synchronises before others read them.
-template <typename T>
+// LoraRoute), so both compute the same bits: the logits, scaled by rs (fold.in_part: the folded norm's; else 1), then
+// the CPU's steps: fp64 softmax, stable selection (ties: the lower index), renormalised gates.  Thread 0 writes
+// experts / gates [top_k] (any address space); the caller synchronises before others read them.
+//  - wide (LoraRoute::wide / route_n; LSW_CUDA_ROUTE_WIDE, default 1 since session 64; 16-byte rows): thread i takes
+//    the 16-byte chunks i, i + 256, ... of x and of every expert's row (kRouteWideEG experts per pass, one address
+//    stepped by a row), so each round of loads brings the chunks of all experts at once, and the fold's partials
+//    are requested before the first round (their Σ h² is summed with the logits, in the same fixed order); then
+//    one fixed-order block reduction (per warp, then warp by warp).  A 4,096-column router takes 2 rounds.
+//    With n_experts <= kRouteWideEG thread 0 then ends the routing in registers (route_tail_regs); else the
+//    shared-memory tail below, one pass of experts at a time.
+//  - else (session 23's layout): a warp per expert (4 chunks per lane in flight, x read as each chunk arrives), rs
+//    first by warp 0 as the GEMVs compute it (fold_rs), then the shared-memory tail: logits into lg, max, exp into ex
+//    (a thread per expert), sum and selection by thread 0.
+// Under the full weight stream of the q,k,v launch, every step of a routing shrink block is slow (session 64's trace,
+// H100: ~9 us for the 2 load rounds, ~9.5 us for the shared-memory tail); the register tail cut the layer-wise q,v r16
+// fused decode by 0.055 ms and merge (route_n) by 0.14 ms per token (bench/results/2026-12-07-h100-session64/).
+// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx (the shared-memory tail).
+// mark(k): a trace hook (the shrink blocks' timeline marks, dev trace builds): 11 after thread 0's dot loads are
+// consumed, 12 once the logits are known (in thread 0), 13 the experts chosen (route_tail_regs only).
+constexpr int kRouteWideEG = 8;
+struct RouteNoMark {
+  __device__ __forceinline__ void operator()(int) const {}
+};
+// route_block's wide layout with n_experts <= kRouteWideEG: thread 0 ends the routing from the warps' sums (w_red:
+// [nw][EG + 4], the EG dot sums and the fold's Σ h² of each warp) in registers.  Session 64's trace (run 2, H100)
+// measured ~9.5 us from the logits to the experts for the shared-memory tail (max, exp, sum and a selection that
+// reads back its picks, each step behind a barrier) in a routing shrink block under the q,k,v launch's weight stream.
+// Here: one round of 16-byte shared loads, then registers only; it takes ~3.3 us there (run 3).  Why a few hundred
+// dependent instructions take that long beside the streaming GEMV blocks is not known.
+//  - logits: Σ over the warps in order (the same bits as the shared-memory tail of the wide layout), × rs;
+//  - selection on the logits: exp is increasing, so the same order as the probabilities; ties: the lower index;
+//  - gates: exp(l_j - l_max) / Σ_topk exp(l_i - l_max) in fp64 (the full softmax sum cancels in the renormalised
+//    gates).
+template <int EG, typename Mark>
+__device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], int nw, int n_experts, int top_k, int dim,
+                                                const RouteFold &fold, int *experts, float *gates, Mark &mark) {
+  static_assert(EG % 4 == 0, "16-byte rows");
+  float l[EG], fs = 0.f;
+#pragma unroll
+  for (int u = 0; u < EG; u++) l[u] = 0.f;
+#pragma unroll 8
+  for (int v = 0; v < nw; v++) {
+    const float4 *row = reinterpret_cast<const float4 *>(w_red[v]);
+#pragma unroll
+    for (int q = 0; q < EG / 4; q++) {
+      const float4 a = row[q];
+      l[4 * q] += a.x; l[4 * q + 1] += a.y; l[4 * q + 2] += a.z; l[4 * q + 3] += a.w;
+    }
+    fs += row[EG / 4].x;
+  }
+  const float rs = fold.in_part ? 1.f / sqrtf(fs / (float)dim + fold.eps) : 1.f;
+#pragma unroll
+  for (int u = 0; u < EG; u++) l[u] *= rs;
+  mark(12);
+  // the picks twice (ALU only): the first pass sums the renormalisation, the second writes experts and gates, so no
+  // array of picked values is held
+  float top0 = 0.f;
+  double ks = 0.0;
+#pragma unroll 1
+  for (int pass = 0; pass < 2; pass++) {
+    unsigned used = 0;
+#pragma unroll 1
+    for (int j = 0; j < top_k; j++) {  // (runtime loops: one inlined fp64 exp)
+      int best = -1;
+      float bl = 0.f;
+#pragma unroll
+      for (int u = 0; u < EG; u++)
+        if (u < n_experts && !((used >> u) & 1u) && (best < 0 || l[u] > bl)) { best = u; bl = l[u]; }
+      used |= 1u << best;
+      if (j == 0) top0 = bl;
+      const double ex = exp((double)bl - (double)top0);
+      if (pass == 0) {
+        ks += ex;
+      } else {
+        experts[j] = best;
+        gates[j] = (float)(ex / ks);
+      }
+    }
+  }
+}
+template <typename T, typename Mark = RouteNoMark>
 __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                             const float *__restrict__ x, int vec, const RouteFold &fold, float *lg,
-                                            double *ex, float *s_rs, double *s_mx, int *experts, float *gates) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  if (warp == 0) {
-    const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
-    if (lane == 0) *s_rs = rs;
-  }
-  constexpr int VEC = Tr<T>::VEC, UN = 4;
+                                            double *ex, float *s_rs, double *s_mx, int *experts, float *gates,
+                                            int wide = 1, Mark mark = Mark{}) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nt = blockDim.x;
+  constexpr int VEC = Tr<T>::VEC, UN = 4, EG = kRouteWideEG;
   // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
   const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-  for (int e = warp; e < n_experts; e += nw) {
-    const T *r = R + (size_t)e * dim;
-    float s = 0.f;
-    if (vrow) {
-      const int nv = dim / VEC;
-      const uint4 *rv = reinterpret_cast<const uint4 *>(r);
-      for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
-        uint4 w[UN];
+  if (wide && vrow) {
+    __shared__ __align__(16) float w_red[32][EG + 4];  // per warp: the group's EG dot sums, then the fold's Σ h²
+    const int nv = dim / VEC;
+    const uint4 *rv = reinterpret_cast<const uint4 *>(R);
+    for (int g = 0; g < n_experts; g += EG) {
+      float acc[EG];
 #pragma unroll
-        for (int u = 0; u < UN; u++)
-          if (c0 + 32 * u < nv) w[u] = __ldg(rv + c0 + 32 * u);
+      for (int u = 0; u < EG; u++) acc[u] = 0.f;
+      // the fold's partials (the first two per thread) requested ahead of the chunks, summed after them
+      float f0 = 0.f, f1 = 0.f;
+      if (g == 0 && fold.in_part) {
+        if ((int)threadIdx.x < fold.in_n) f0 = __ldcg(fold.in_part + threadIdx.x);
+        if ((int)threadIdx.x + nt < fold.in_n) f1 = __ldcg(fold.in_part + threadIdx.x + nt);
+      }
+      for (int c = threadIdx.x; c < nv; c += nt) {
+        uint4 w[EG];  // every expert's chunk c requested before any is used (one address stepped by a row)
+        const uint4 *p = rv + (size_t)g * nv + c;
 #pragma unroll
-        for (int u = 0; u < UN; u++) {
-          const int c = c0 + 32 * u;
-          if (c >= nv) break;
-          s = dot16<T>(w[u], x + (size_t)c * VEC, s);
+        for (int u = 0; u < EG; u++, p += nv)
+          if (g + u < n_experts) w[u] = __ldg(p);
+#pragma unroll
+        for (int u = 0; u < EG; u++) {
+          if (g + u >= n_experts) break;
+          acc[u] = dot16<T>(w[u], x + (size_t)c * VEC, acc[u]);
         }
       }
-    } else {
-      for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+      float fp = f0 + f1;
+      if (g == 0 && fold.in_part)
+        for (int i = threadIdx.x + 2 * nt; i < fold.in_n; i += nt) fp += __ldcg(fold.in_part + i);
+      if (g == 0) mark(11);
+#pragma unroll
+      for (int u = 0; u < EG; u++) acc[u] = warp_sum(acc[u]);
+      if (g == 0) fp = warp_sum(fp);
+      if (lane == 0) {
+#pragma unroll
+        for (int u = 0; u < EG; u++) w_red[warp][u] = acc[u];
+        w_red[warp][EG] = fp;
+      }
+      __syncthreads();
+      if (n_experts <= EG) {  // one pass: thread 0 ends the routing in registers
+        if (threadIdx.x == 0) route_tail_regs<EG>(w_red, nw, n_experts, top_k, dim, fold, experts, gates, mark);
+        mark(13);
+        return;
+      }
+      const int u = threadIdx.x;
+      if (u < EG && g + u < n_experts) {
+        float s = 0.f;
+        for (int v = 0; v < nw; v++) s += w_red[v][u];
+        lg[g + u] = s;
+      } else if (u == EG && g == 0) {
+        float s = 0.f;
+        for (int v = 0; v < nw; v++) s += w_red[v][EG];
+        *s_rs = fold.in_part ? 1.f / sqrtf(s / (float)dim + fold.eps) : 1.f;
+      }
+      __syncthreads();  // w_red free again; lg and s_rs visible
     }
-    s = warp_sum(s);
-    if (lane == 0) lg[e] = s;
+    mark(12);
+  } else {
+    if (warp == 0) {
+      const float rs = fold.in_part ? fold_rs(fold.in_part, fold.in_n, dim, fold.eps) : 1.f;
+      if (lane == 0) *s_rs = rs;
+    }
+    for (int e = warp; e < n_experts; e += nw) {
+      const T *r = R + (size_t)e * dim;
+      float s = 0.f;
+      if (vrow) {
+        const int nv = dim / VEC;
+        const uint4 *rv = reinterpret_cast<const uint4 *>(r);
+        for (int c0 = lane; c0 < nv; c0 += 32 * UN) {
+          uint4 w[UN];
+#pragma unroll
+          for (int u = 0; u < UN; u++)
+            if (c0 + 32 * u < nv) w[u] = __ldg(rv + c0 + 32 * u);
+#pragma unroll
+          for (int u = 0; u < UN; u++) {
+            const int c = c0 + 32 * u;
+            if (c >= nv) break;
+            s = dot16<T>(w[u], x + (size_t)c * VEC, s);
+          }
+        }
+      } else {
+        for (int c = lane; c < dim; c += 32) s = fmaf(Tr<T>::to_f(r[c]), x[c], s);
+      }
+      s = warp_sum(s);
+      if (lane == 0) lg[e] = s;
+    }
+    mark(11);
   }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -218,7 +355,7 @@ void gemv_set_fold_rs_early(bool on);
 #if defined(LSW_GEMV_TRACE)
 // dev builds only: arm (buf of cap records of kGtWords words, seq a zeroed device counter) or disarm (nullptr) the
 // GEMV timeline trace (gemv.cu, cuda/dev/trace_gemv.py)
-constexpr int kGtWords = 12;
+constexpr int kGtWords = 16;
 cudaError_t gemv_trace_set(unsigned long long *buf, int cap, int *seq);
 #endif
 bool gemv_pdl();
@@ -379,6 +516,9 @@ cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const v
 // the router launches with PDL while gemv_pdl() is on and this is on (the library's default: off; the model switches
 // it on unless LSW_CUDA_PDL_ROUTER=0): its rows of R requested before the wait, its dependents let launch at its start
 void route_set_pdl(bool on);
+// route_block's wide layout (LSW_CUDA_ROUTE_WIDE, default 1; 0: the warp-per-expert layout) for route_n and the
+// routing shrink blocks alike, read once
+int route_wide();
 // Greedy argmax (lowest id on ties) -> *token (device).  One block.
 cudaError_t argmax(int vocab, const float *logits, int *token, cudaStream_t s);
 

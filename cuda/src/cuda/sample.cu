@@ -23,11 +23,10 @@
 namespace lswc {
 
 // ---- router --------------------------------------------------------------------------------------
-// One block per token.  Logits: a warp per expert; 16-byte rows (R and the token's x row 16-byte aligned, dim a
-// multiple of the vector) take 16-byte chunks, 4 per lane in flight, else one element per lane step.  fold (kernels.cuh route_n):
-// x is h ⊙ w and every logit is scaled by rs = 1 / sqrt(Σ in_part / dim + eps), computed as the folding GEMVs
-// compute it (same partials, same lane order).  Then the CPU's steps (fp64 softmax, stable selection, renormalise):
-// the maximum, each expert's exp once (a thread per expert), the sum and the selection in order by one thread.
+// One block per token, route_block (kernels.cuh) for the logits and the steps after them: since session 64 the wide
+// layout (a thread per 16-byte chunk of every expert's row; up to 8 experts, the selection in registers by thread 0),
+// LSW_CUDA_ROUTE_WIDE=0 the warp per expert.  fold (kernels.cuh route_n): x is h ⊙ w and every logit is scaled by
+// rs = 1 / sqrt(Σ in_part / dim + eps).  The CPU's steps: fp64 softmax, stable selection, renormalised gates.
 // Programmatic dependent launch (route_set_pdl, while gemv_pdl() is on; the model's default since session 25,
 // LSW_CUDA_PDL_ROUTER=0 switches it off): the rows of R, a weight, are requested into L2 before griddepcontrol.wait,
 // x and the fold's partials (the previous kernel's) only after it, and the kernel lets its own dependents (the LoRA
@@ -37,7 +36,7 @@ template <typename T>
 __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                                     const float *__restrict__ x, int ldx, int *__restrict__ experts,
                                                     float *__restrict__ gates, int ldo, int vec, RouteFold fold,
-                                                    int pdl) {
+                                                    int pdl, int wide) {
   extern __shared__ double lsh[];  // [n_experts] exp, then [n_experts] float logits
   float *lg = reinterpret_cast<float *>(lsh + n_experts);
   __shared__ float s_rs;
@@ -48,7 +47,7 @@ __global__ void __launch_bounds__(256) route_kernel(int n_experts, int dim, int 
   if (pdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // let the dependents launch
   if (pdl && blockIdx.x == 0) route_prefetch_l2(R, n_experts, dim);  // once per launch (prefetch: no data used)
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  route_block<T>(n_experts, dim, top_k, R, x, vec, fold, lg, lsh, &s_rs, &s_mx, experts, gates);
+  route_block<T>(n_experts, dim, top_k, R, x, vec, fold, lg, lsh, &s_rs, &s_mx, experts, gates, wide);
 }
 
 static bool g_route_pdl = false;
@@ -64,11 +63,15 @@ cudaError_t route_n(int dtype, int n, int n_experts, int dim, int top_k, const v
   with_dtype(dtype, [&](auto tag) {
     using T = LSWC_DT(tag);
     launch_pdl_smem(route_kernel<T>, dim3(n), dim3(256), sh, s, pdl, n_experts, dim, top_k, (const T *)R, x, ldx, experts,
-                    gates, ldo, vec, fold, (int)pdl);
+                    gates, ldo, vec, fold, (int)pdl, route_wide());
   });
   LSWC_LAUNCH_RET();
 }
 void route_set_pdl(bool on) { g_route_pdl = on; }
+int route_wide() {
+  static const bool wide = env_flag("LSW_CUDA_ROUTE_WIDE", true);
+  return wide;
+}
 cudaError_t route(int dtype, int n_experts, int dim, int top_k, const void *R, const float *x, int *experts,
                   float *gates, cudaStream_t s) {
   return route_n(dtype, 1, n_experts, dim, top_k, R, x, 0, experts, gates, top_k, s);
