@@ -420,6 +420,13 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
   int tpr = 1;
   while (2 * tpr < cmax && tpr < 32) tpr *= 2;
   const int rpp = NT / tpr;  // rows per pass
+  // rs (the previous kernel's partials, complete since the launch's wait) before the poll, so its round trips overlap
+  // the wait for the other shrink blocks instead of following it (session 64 run 4, H100: layer-wise q,v r16 fused
+  // 5.039 / 5.045 -> 5.025 / 5.029 ms against rs after the t loads)
+  if (tid < 32) {
+    const float rs = nf.in_part ? fold_rs(nf.in_part, nf.in_n, nf.in_dim, nf.in_eps) : 1.f;
+    if (tid == 0) s_rs = rs;
+  }
   if (tid == 0)
     while (ld_acquire(lo.sync) < lo.nsb) __nanosleep(32);
   __syncthreads();
@@ -427,10 +434,6 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
     const int n = lo.top_k * lo.seg[sg].rank;
     for (int i = tid; i < n; i += NT) s_t[sg][i] = __ldcg(lo.seg[sg].t + i);
     if (tid < lo.top_k) s_ex[sg][tid] = __ldcg(lo.seg[sg].experts + tid);
-  }
-  if (tid < 32) {
-    const float rs = nf.in_part ? fold_rs(nf.in_part, nf.in_n, nf.in_dim, nf.in_eps) : 1.f;
-    if (tid == 0) s_rs = rs;
   }
   __syncthreads();
   const float rs = s_rs;
