@@ -110,7 +110,9 @@ struct RouteNoMark {
 // Here: one round of 16-byte shared loads, then registers only; it takes ~3.3 us there (run 3).  Why a few hundred
 // dependent instructions take that long beside the streaming GEMV blocks is not known.
 //  - logits: Σ over the warps in order (the same bits as the shared-memory tail of the wide layout), × rs;
-//  - selection on the logits: exp is increasing, so the same order as the probabilities; ties: the lower index;
+//  - selection on the logits: exp is increasing, so the same order as the probabilities; ties: the lower index
+//    (two logits closer than a double ulp of the largest, both ~1e-9 of it or less, give equal exps, where the
+//    shared-memory tail took the lower index and this one takes the larger logit);
 //  - gates: exp(l_j - l_max) / Σ_topk exp(l_i - l_max) in fp64 (the full softmax sum cancels in the renormalised
 //    gates).
 template <int EG, typename Mark>
