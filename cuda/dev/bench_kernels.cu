@@ -3893,37 +3893,38 @@ static void test_sampling() {
   }
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
     for (int dim : {4096, 1000, 999})  // the RMSNorm folded (RouteFold): x = h ⊙ w and the producer's Σ h² partials
-      for (int np : {13, 512, 1037}) {  // (999: the scalar path; np: the producer's partials, the 7B's 512 among them)
-        const int E = 8, K = 2;
-        HostW R = make_w(dt, (size_t)E * dim, 0.05f);
-        auto h = rvec(dim), w = rvec(dim);
-        for (auto &v : w) v += 1.5f;
-        std::vector<float> xw(dim), part(np, 0.f);
-        double ss = 0;
-        for (int i = 0; i < dim; i++) { xw[i] = h[i] * w[i]; part[i % np] += h[i] * h[i]; ss += (double)h[i] * h[i]; }
-        const float eps = 1e-5f;
-        const double rs = 1.0 / std::sqrt(ss / dim + eps);
-        std::vector<double> lg(E);
-        for (int e = 0; e < E; e++) {
-          double s2 = 0;
-          for (int c = 0; c < dim; c++) s2 += (double)R.val[(size_t)e * dim + c] * xw[c];
-          lg[e] = s2 * rs;
+      for (int np : {13, 512, 1037})    // (999: the scalar path; np: the producer's partials, the 7B's 512 among them)
+        for (int E : {8, 12}) {         // (route_block's wide layout: 8 in one pass and the register tail; 12 in two
+          const int K = 2;              //  passes and the shared-memory tail, rs from the first pass)
+          HostW R = make_w(dt, (size_t)E * dim, 0.05f);
+          auto h = rvec(dim), w = rvec(dim);
+          for (auto &v : w) v += 1.5f;
+          std::vector<float> xw(dim), part(np, 0.f);
+          double ss = 0;
+          for (int i = 0; i < dim; i++) { xw[i] = h[i] * w[i]; part[i % np] += h[i] * h[i]; ss += (double)h[i] * h[i]; }
+          const float eps = 1e-5f;
+          const double rs = 1.0 / std::sqrt(ss / dim + eps);
+          std::vector<double> lg(E);
+          for (int e = 0; e < E; e++) {
+            double s2 = 0;
+            for (int c = 0; c < dim; c++) s2 += (double)R.val[(size_t)e * dim + c] * xw[c];
+            lg[e] = s2 * rs;
+          }
+          void *dR = dupb(R.bytes);
+          float *dx = dup(xw), *dp = dup(part), *dg = dnew<float>(K);
+          int *de = dnew<int>(K);
+          RouteFold f;
+          f.in_part = dp; f.in_n = np; f.eps = eps;
+          CK(route_n(dt, 1, E, dim, K, dR, dx, 0, de, dg, K, 0, f));
+          CK(cudaDeviceSynchronize());
+          char nm[160];
+          snprintf(nm, sizeof nm, "route %s E=%d dim %d, RMSNorm folded, %d partials", dname(dt), E, dim, np);
+          check_route(nm, lg, K, de, dg);
+          expect(route_n(dt, 2, E, dim, K, dR, dx, dim, de, dg, K, 0, f) == cudaErrorInvalidValue,
+                 "route %s: fold with 2 tokens refused", dname(dt));
+          cudaGetLastError();
+          cudaFree(dR); cudaFree(dx); cudaFree(dp); cudaFree(dg); cudaFree(de);
         }
-        void *dR = dupb(R.bytes);
-        float *dx = dup(xw), *dp = dup(part), *dg = dnew<float>(K);
-        int *de = dnew<int>(K);
-        RouteFold f;
-        f.in_part = dp; f.in_n = np; f.eps = eps;
-        CK(route_n(dt, 1, E, dim, K, dR, dx, 0, de, dg, K, 0, f));
-        CK(cudaDeviceSynchronize());
-        char nm[160];
-        snprintf(nm, sizeof nm, "route %s dim %d, RMSNorm folded, %d partials", dname(dt), dim, np);
-        check_route(nm, lg, K, de, dg);
-        expect(route_n(dt, 2, E, dim, K, dR, dx, dim, de, dg, K, 0, f) == cudaErrorInvalidValue,
-               "route %s: fold with 2 tokens refused", dname(dt));
-        cudaGetLastError();
-        cudaFree(dR); cudaFree(dx); cudaFree(dp); cudaFree(dg); cudaFree(de);
-      }
   {  // route_n: a chunk of tokens in one launch, strided outputs == one route() per token, bit for bit
     const int E = 8, K = 2, dim = 1000, n = 37, ldx = 1003, ldo = 5 * K;  // ldo: 5 routing slots per token
     HostW R = make_w(LSW_DTYPE_F16, (size_t)E * dim, 0.05f);

@@ -58,8 +58,7 @@ def phases(ks):
         shr, g = kr[(flags & 2) != 0], kr[(flags & 2) == 0]
         d = acc.setdefault(NAMES.get(shape, f"{shape[0]}x{shape[1]}"), {})
         for lab, part, col in (("S start", shr, 2), ("S wait", shr, 3), ("S R dots", shr, 11), ("S logits", shr, 12),
-                               ("S chosen", shr, 13),
-                               ("S experts", shr, 4), ("S A in", shr, 9),
+                               ("S chosen", shr, 13), ("S experts", shr, 4), ("S A in", shr, 9),
                                ("S X in", shr, 10), ("S dots", shr, 5), ("S sums", shr, 8), ("S published", shr, 6),
                                ("S end", shr, 7), ("G start", g, 2), ("G wait", g, 3), ("G loop", g, 5),
                                ("G t seen", g, 8), ("G staged", g, 9), ("G epi", g, 6), ("G end", g, 7)):

@@ -144,7 +144,7 @@ bench_row() {
   local tag=$1 file=$2; shift 2
   env ${BENCH_ENV:-} node "$CLI" bench --backend cuda "$@" --out "$OUT/$file" | grep -E "^lora-switch" | sed "s|^|$tag: |"; }  # (| : tags may hold paths)
 # the JSON file of one A-B row: `ab_file NAME SETTING` (setting "" = default; spaces, = and / made file-name safe)
-ab_file() { echo "bench-llama2-7b-$1-$(echo "${2:-default}" | tr " =/" "_-_").json"; }
+ab_file() { echo "bench-llama2-7b-$1-$(echo "${2:-default}" | tr " /=" "__-").json"; }  # (- last: not a tr range)
 # A-B in the whole decode: `ab_bench NAME "BENCH FLAGS" SETTING...` runs base + one mode, 3 repetitions, once per
 # environment setting ("" = the defaults); JSON per setting, the result rows prefixed with the name and the setting
 ab_bench() {
@@ -272,35 +272,34 @@ st_lib_ab() {
   done
   ab_r64 "" "$o"; }
 # what the layer-wise router in the q,k,v launch's shrink blocks costs in the 7B linears chain (harness bench_7b_route:
-# base, q,v r16 deferred pre-gated, the same routed; model launch configuration), then, where the pack has the trace
-# build (LSW_PACK_TRACE=1 scripts/gpu/pack-prebuilt.sh), the block timelines of both (trace_7b: qv16-defer-model,
-# qv16-route-model) read by cuda/dev/trace_gemv.py --phases
-st_route_chain() {
-  LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/route-chain.txt" || return 1
-  grep -E "against base" "$OUT/route-chain.txt"
+# base, q,v r16 deferred pre-gated, the same routed; model launch configuration) into $OUT/NAME.txt, then, where the
+# pack has the trace build (LSW_PACK_TRACE=1 scripts/gpu/pack-prebuilt.sh), the block timelines of the model-config
+# chains (trace_7b: fold-model, qv16-defer-model, qv16-route-model) read by cuda/dev/trace_gemv.py --phases into
+# $OUT/NAME-trace.txt; the .bin files (~15 MB each) are deleted, so session.tgz stays under the device tool's file
+# limit.  `route_chain_run NAME` (the caller's environment applies)
+route_chain_run() {
+  local n=$1 r
+  LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/$n.txt" || return 1
+  grep -E "against base" "$OUT/$n.txt"
   [ -x build/dev/bench_kernels_trace ] || { echo "no build/dev/bench_kernels_trace in the pack: timelines skipped"; return 0; }
-  LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/trace-7b.txt" > /dev/null || return 1
-  python3 cuda/dev/trace_gemv.py --phases "$OUT/trace-fold-model.bin" "$OUT/trace-qv16-defer-model.bin" \
-    "$OUT/trace-qv16-route-model.bin" > "$OUT/trace-route.txt" 2>&1; local r=$?
-  rm -f "$OUT"/trace-*.bin  # (~15 MB each: session.tgz must stay under the device tool's file limit)
-  tail -n 60 "$OUT/trace-route.txt"; return $r; }
-# route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, the fold's
-# partials requested with the chunks; 0: a warp per expert, session 23's): route-chain's harness rows and timelines
-# with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole decode, two interleaved rounds
+  mkdir -p "$OUT/$n-tr"
+  LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/$n-tr/trace-7b.txt" > /dev/null || return 1
+  python3 cuda/dev/trace_gemv.py --phases "$OUT/$n-tr/trace-fold-model.bin" "$OUT/$n-tr/trace-qv16-defer-model.bin" \
+    "$OUT/$n-tr/trace-qv16-route-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
+  rm -f "$OUT/$n-tr"/*.bin
+  grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
+st_route_chain() { route_chain_run route-chain; }
+# route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
+# experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's
+# router tests and route-chain with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole
+# decode, two interleaved rounds
 st_route_ab() {
+  set -o pipefail
   local w i
   for w in 1 0; do
     LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=test_sampling ./build/dev/bench_kernels "$OUT/route-tests-w$w.txt" || return 1
     grep -hE "^  (ok|FAIL)" "$OUT/route-tests-w$w.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/wide=$w tests: /"
-    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/route-chain-w$w.txt" || return 1
-    grep -E "against base" "$OUT/route-chain-w$w.txt" | sed "s/^/wide=$w: /"
-    [ -x build/dev/bench_kernels_trace ] || continue
-    mkdir -p "$OUT/tr-w$w"
-    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/tr-w$w/trace-7b.txt" > /dev/null || return 1
-    python3 cuda/dev/trace_gemv.py --phases "$OUT/tr-w$w/trace-qv16-defer-model.bin" "$OUT/tr-w$w/trace-qv16-route-model.bin" \
-      > "$OUT/trace-route-w$w.txt" 2>&1 || return 1
-    grep -E "first start|qkv" "$OUT/trace-route-w$w.txt" | sed "s/^/wide=$w: /"
-    rm -f "$OUT"/tr-w$w/*.bin
+    LSW_CUDA_ROUTE_WIDE=$w route_chain_run "route-chain-w$w" | sed "s/^/wide=$w: /" || return 1
   done
   for i in 1 2; do
     ab_bench "qv-r16-lw-w$i" "--rank 16 --targets q,v --router layerwise --modes base,fused,merge" "" "LSW_CUDA_ROUTE_WIDE=0" || return 1
