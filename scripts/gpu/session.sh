@@ -131,6 +131,9 @@ st_ncu_attn() {
 st_lora_tests() {
   LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-lora.txt" &&
   LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck.txt" 2>&1; }
+# the harness's sampling and router tests (test_sampling: route_n against the fp64 reference with 3 to 64 experts, the
+# folded router with 8 and 12 experts; the layout from LSW_CUDA_ROUTE_WIDE as set)
+st_route_tests() { LSW_HARNESS_ONLY=test_sampling ./build/dev/bench_kernels "$OUT/route-tests.txt"; }
 # decode attention: the harness's tests and timing rows (both kernels)
 st_attn_tests() { LSW_HARNESS_ONLY=test_attention,bench_attention ./build/dev/bench_kernels "$OUT/attn.txt"; }
 # the attention tests (every decode kernel) under compute-sanitizer memcheck
@@ -285,10 +288,25 @@ route_chain_run() {
   mkdir -p "$OUT/$n-tr"
   LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/$n-tr/trace-7b.txt" > /dev/null || return 1
   python3 cuda/dev/trace_gemv.py --phases "$OUT/$n-tr/trace-fold-model.bin" "$OUT/$n-tr/trace-qv16-defer-model.bin" \
-    "$OUT/$n-tr/trace-qv16-route-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
+    "$OUT/$n-tr/trace-qv16-route-model.bin" "$OUT/$n-tr/trace-qv16-routex-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
   rm -f "$OUT/$n-tr"/*.bin
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
+# a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN, default 1 since session 65;
+# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv),
+# test_cuda with it off (the default's ran in cudatests), the route chain and its timelines (qv16-routex-model), then
+# layer-wise q,v r16 fused in the whole decode, two interleaved rounds
+st_xa_ab() {
+  set -o pipefail
+  LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests.txt" > /dev/null || return 1
+  grep -hE "^  (ok|FAIL)" "$OUT/attn-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests: /"
+  LSW_CUDA_EXPAND_IN_ATTN=0 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-xa0.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-xa0.txt"; return 1; }
+  tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
+  route_chain_run route-chain-xa || return 1
+  local i
+  for i in 1 2; do
+    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" || return 1
+  done; }
 # route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
 # experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's
 # router tests and route-chain with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole

@@ -66,7 +66,41 @@ struct LoraEpilogue {
   float *defer = nullptr;
   int erpb = 0;
   LoraRoute route;  // deferring launches only (see LoraRoute)
+  // The expand left to the consumer (a deferring launch with route.R; gemv_defer_ok: every segment's top_k * rank <=
+  // kDeferOutMaxT; gemv(): the route's fold reads the NormFold in side's partials): the shrink blocks publish t and
+  // stop (no defer_expand, no counters touched, defer[] not written) and shrink block 0 writes the route's RMSNorm
+  // scale (1 without a fold) to *rs_out; the consumer computes the rows it reads itself (DeferLora, the decode
+  // attention).  Routed, the expand was the q,k,v launch's last ~10 us (session 64's timelines).  nullptr: off.
+  float *rs_out = nullptr;
 };
+// The operands of a deferring launch's expand left to its consumer (LoraEpilogue::rs_out), as the decode attention
+// reads them: row r (of the matrix, in segment s) is rs * p, p the fmaf chain over the row's 16-byte chunks of B in
+// order, c = k * rank / 8 + jc: p = fmaf(B[e_k][r - row0][8 jc + i], t[k * rank + 8 jc + i], p) for i = 0..7 (16-bit
+// B); 0 outside the segments.  The harness's host copy of that chain gives the same bits.
+constexpr int kDeferOutMaxT = 32;  // top_k * rank per segment at most (4 chunks of 16-bit B per row)
+struct DeferLora {
+  int nseg = 0;  // 0: off
+  int top_k = 0;
+  int bf16 = 0;  // B's type: 1 BF16, 0 F16
+  struct Seg {
+    const void *B = nullptr;      // [E][rows][rank]
+    const float *t = nullptr;     // [top_k * rank], written by the launch
+    const int *experts = nullptr; // [top_k], device
+    int row0 = 0, rows = 0, rank = 0;
+  } seg[3];
+  const float *rs = nullptr;  // device scalar (LoraEpilogue::rs_out); nullptr: 1
+};
+// the DeferLora of a launch that took ep with rs_out set (dtype: the weights')
+inline DeferLora defer_lora_of(const LoraEpilogue &ep, int dtype) {
+  DeferLora d;
+  d.nseg = ep.nseg;
+  d.top_k = ep.top_k;
+  d.bf16 = dtype == LSW_DTYPE_BF16;
+  for (int i = 0; i < ep.nseg && i < 3; i++)
+    d.seg[i] = DeferLora::Seg{ep.seg[i].B, ep.seg[i].t, ep.seg[i].experts, ep.seg[i].row0, ep.seg[i].rows, ep.seg[i].rank};
+  d.rs = ep.rs_out;
+  return d;
+}
 // can gemv() take this launch with a deferred expand (lora->defer)?  gemv() returns cudaErrorInvalidValue otherwise
 bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
                    const LoraEpilogue *lora);
@@ -96,7 +130,9 @@ __device__ __forceinline__ void route_prefetch_l2(const T *R, int n_experts, int
 // Under the full weight stream of the q,k,v launch, every step of a routing shrink block is slow (session 64's trace,
 // H100: ~9 us for the 2 load rounds, ~9.5 us for the shared-memory tail); the register tail cut the layer-wise q,v r16
 // fused decode by 0.055 ms and merge (route_n) by 0.14 ms per token (bench/results/2026-12-07-h100-session64/).
-// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx (the shared-memory tail).
+// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx (the shared-memory tail).  *s_rs holds
+// the logits' RMSNorm scale in every layout (1 without a fold) once the caller's next barrier has passed (thread 0's
+// own write in the register tail: LoraEpilogue::rs_out).
 // mark(k): a trace hook (the shrink blocks' timeline marks, dev trace builds): 11 after thread 0's dot loads are
 // consumed, 12 once the logits are known (in thread 0), 13 the experts chosen (route_tail_regs only).
 constexpr int kRouteWideEG = 8;
@@ -117,7 +153,8 @@ struct RouteNoMark {
 //    gates).
 template <int EG, typename Mark>
 __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], int nw, int n_experts, int top_k, int dim,
-                                                const RouteFold &fold, int *experts, float *gates, Mark &mark) {
+                                                const RouteFold &fold, int *experts, float *gates, float *rs_to,
+                                                Mark &mark) {
   static_assert(EG % 4 == 0, "16-byte rows");
   float l[EG], fs = 0.f;
 #pragma unroll
@@ -133,6 +170,7 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
     fs += row[EG / 4].x;
   }
   const float rs = fold.in_part ? 1.f / sqrtf(fs / (float)dim + fold.eps) : 1.f;
+  *rs_to = rs;
 #pragma unroll
   for (int u = 0; u < EG; u++) l[u] *= rs;
   mark(12);
@@ -211,7 +249,7 @@ __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, c
       }
       __syncthreads();
       if (n_experts <= EG) {  // one pass: thread 0 ends the routing in registers
-        if (threadIdx.x == 0) route_tail_regs<EG>(w_red, nw, n_experts, top_k, dim, fold, experts, gates, mark);
+        if (threadIdx.x == 0) route_tail_regs<EG>(w_red, nw, n_experts, top_k, dim, fold, experts, gates, s_rs, mark);
         mark(13);
         return;
       }
@@ -474,9 +512,12 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
                              float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1,
-                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr);
+                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr,
+                             const DeferLora *dl = nullptr);
 // dq/dk/dv (nullable, with knew; all or none): corrections added to q / knew / vnew as they are read, before RoPE, with
 // the same layouts (the qkv GEMV's deferred LoRA expand, LoraEpilogue::defer).
+// dl (nullable, nseg > 0; with knew, not with dq; the rows of q, k and v as one matrix [q_dim + 2 kv_dim]): the same
+// corrections computed by the kernel itself from the qkv launch's t (LoraEpilogue::rs_out), always in variant 0.
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by
