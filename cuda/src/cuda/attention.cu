@@ -235,8 +235,10 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 // this block reads, rs * Σ_k Σ_j B[e_k][row - row0][j] t[k * rank + j] (0 outside the segments), into shared memory:
 // q rows of heads qh0 .. qh0 + gsz - 1 into dq[g][d] and, when kv (the block owns the new position), the new k and
 // v rows of KV head kvh into dkv[0][d], dkv[1][d].  t, the experts and rs in one round trip first, then a thread per
-// row with two rows' B chunks in flight; the row's sum is DeferLora's fmaf chain.  The caller's barrier follows.
-constexpr int DL_RU = 1;  // rows per thread in flight
+// row, its B chunks in flight at once; the row's sum is DeferLora's fmaf chain.  The caller's barrier follows.
+// DL_RU rows per thread in flight: 2 made the 80-register instance (MHA, 16-bit cache, 8 positions per warp) spill
+// 116 bytes; with 1 none spills, and a block that owns the new row takes three round trips for its q, k and v rows.
+constexpr int DL_RU = 1;
 template <typename BT>
 __device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], int nch, int rv, int rank,
                                           const float *st) {
@@ -276,7 +278,7 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
   const int nq = gsz * hd, n = nq + (kv ? 2 * hd : 0), qd = a.n_heads * hd, kvd = a.n_kv_heads * hd;
   for (int i0 = tid; i0 < n; i0 += DL_RU * NT) {
     uint4 b[DL_RU][MC];
-    int sgs[DL_RU], rr[DL_RU];
+    int sgs[DL_RU];
 #pragma unroll
     for (int u = 0; u < DL_RU; u++) {  // every chunk of the thread's rows requested before the first is used
       const int i = i0 + u * NT;
@@ -289,7 +291,6 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
         row = qd + w * kvd + kvh * hd + (j - w * hd);
       }
       sgs[u] = -1;
-      rr[u] = row;
 #pragma unroll
       for (int s = 0; s < 3; s++)
         if (row >= 0 && s < dl.nseg && row >= dl.seg[s].row0 && row < dl.seg[s].row0 + dl.seg[s].rows) sgs[u] = s;
