@@ -298,15 +298,17 @@ st_route_chain() { route_chain_run route-chain; }
 # layer-wise q,v r16 fused in the whole decode, two interleaved rounds
 st_xa_ab() {
   set -o pipefail
-  LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests.txt" > /dev/null || return 1
+  local at=0
+  LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests.txt" > /dev/null || at=1
   grep -hE "^  (ok|FAIL)" "$OUT/attn-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests: /"
   LSW_CUDA_EXPAND_IN_ATTN=0 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-xa0.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-xa0.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
   route_chain_run route-chain-xa || return 1
   local i
   for i in 1 2; do
-    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" || return 1
-  done; }
+    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" "LSW_CUDA_DL_RU=2" || return 1
+  done
+  return $at; }
 # route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
 # experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's
 # router tests and route-chain with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole

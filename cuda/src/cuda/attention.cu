@@ -236,9 +236,9 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 // q rows of heads qh0 .. qh0 + gsz - 1 into dq[g][d] and, when kv (the block owns the new position), the new k and
 // v rows of KV head kvh into dkv[0][d], dkv[1][d].  t, the experts and rs in one round trip first, then a thread per
 // row, its B chunks in flight at once; the row's sum is DeferLora's fmaf chain.  The caller's barrier follows.
-// DL_RU rows per thread in flight: 2 made the 80-register instance (MHA, 16-bit cache, 8 positions per warp) spill
-// 116 bytes; with 1 none spills, and a block that owns the new row takes three round trips for its q, k and v rows.
-constexpr int DL_RU = 1;
+// RU rows per thread in flight (the DL template argument, LSW_CUDA_DL_RU=1|2, default 1): 2 makes the 80-register
+// instance (MHA, 16-bit cache, 8 positions per warp) spill 116 bytes; with 1 none spills, and a block that owns the
+// new row takes three round trips for its q, k and v rows (two with 2).
 template <typename BT>
 __device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], int nch, int rv, int rank,
                                           const float *st) {
@@ -255,7 +255,7 @@ __device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], i
   }
   return p;
 }
-template <int G, int HD>
+template <int RU, int G, int HD>
 __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, int kvh, bool kv, float (&dq)[G][HD],
                                         float (&dkv)[2][HD]) {
   constexpr int NT = DA_WARPS * 32, MC = kDeferOutMaxT / 8;
@@ -276,11 +276,11 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
   __syncthreads();
   const float rs = s_rs;
   const int nq = gsz * hd, n = nq + (kv ? 2 * hd : 0), qd = a.n_heads * hd, kvd = a.n_kv_heads * hd;
-  for (int i0 = tid; i0 < n; i0 += DL_RU * NT) {
-    uint4 b[DL_RU][MC];
-    int sgs[DL_RU];
+  for (int i0 = tid; i0 < n; i0 += RU * NT) {
+    uint4 b[RU][MC];
+    int sgs[RU];
 #pragma unroll
-    for (int u = 0; u < DL_RU; u++) {  // every chunk of the thread's rows requested before the first is used
+    for (int u = 0; u < RU; u++) {  // every chunk of the thread's rows requested before the first is used
       const int i = i0 + u * NT;
       int row = -1;
       if (i < nq) {
@@ -307,7 +307,7 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
       }
     }
 #pragma unroll
-    for (int u = 0; u < DL_RU; u++) {
+    for (int u = 0; u < RU; u++) {
       const int i = i0 + u * NT;
       if (i >= n) break;
       float v = 0.f;
@@ -331,9 +331,9 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-// DL: the instance that computes the qkv launch's LoRA expand itself (a.dl, dl_rows); the others are as before it
-// (with it in every instance the 80-register one spilled 136 bytes)
-template <int G, int NCH, int P, typename KT, int MINB = 1, bool DL = false>
+// DL > 0: the instance that computes the qkv launch's LoRA expand itself (a.dl, dl_rows with DL rows in flight); the
+// others are as before it (with it in every instance the 80-register one spilled 136 bytes)
+template <int G, int NCH, int P, typename KT, int MINB = 1, int DL = 0>
 __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
@@ -391,9 +391,9 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   asm volatile("griddepcontrol.wait;" ::: "memory");
   // the qkv launch's LoRA expand computed here (a.dl): this block's q rows into sq, the new k / v rows into snew, read
   // below where a.dq / a.dk / a.dv would be, overwritten after a barrier
-  constexpr bool dlo = DL;
-  if constexpr (DL) {
-    dl_rows(a, qh0, gsz, kvh, mine, sq, snew);
+  constexpr bool dlo = DL > 0;
+  if constexpr (dlo) {
+    dl_rows<DL>(a, qh0, gsz, kvh, mine, sq, snew);
     __syncthreads();
   }
 
@@ -625,9 +625,11 @@ void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
 // about -0.05 ms at p90 (the late steps).  And the split count is capped so that all of a launch's live blocks fit in
 // one wave at the kernel's occupancy (from 24 splits on here, i.e. past 768 positions at 32 heads, or with more KV
 // heads).  LSW_CUDA_ATTN_MINB=1 restores the 94-register build, LSW_CUDA_ATTN_WAVE=0 the uncapped splits.
-static int g_attn_minb = -1, g_attn_wave = -1;
+static int g_attn_minb = -1, g_attn_wave = -1, g_dl_ru = 1;  // (g_dl_ru: LSW_CUDA_DL_RU, dl_rows' rows in flight)
 static void attn_knobs() {
   if (g_attn_minb < 0) {
+    const char *r = getenv("LSW_CUDA_DL_RU");
+    g_dl_ru = r && *r == '2' && !r[1] ? 2 : 1;
     const char *m = getenv("LSW_CUDA_ATTN_MINB");
     g_attn_minb = m && *m == '1' && !m[1] ? 1 : 6;
     const char *w = getenv("LSW_CUDA_ATTN_WAVE");
@@ -651,10 +653,12 @@ static int decode_blocks_per_sm(DecodeKern k) {
 }
 // pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel).  The grid's
 // y extent is a.max_splits, capped to one wave (above).
-static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s) {
+// kocc (nullable): the kernel whose occupancy sets the cap (a DL instance takes its plain counterpart's, so that the
+// expand in the kernel leaves the split count, and with it the output's bits, as with qkv_dy)
+static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s, DecodeKern kocc = nullptr) {
   const int gx = a.head_split ? a.n_heads : a.n_kv_heads;
   if (g_attn_wave) {
-    const int nb = decode_blocks_per_sm(k);
+    const int nb = decode_blocks_per_sm(kocc ? kocc : k);
     if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, gx)));
   }
   launch_pdl(k, dim3(gx, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
@@ -666,24 +670,25 @@ static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) 
   // 6 blocks per SM for a 16-bit cache; an fp32 cache's P = 8 (LSW_CUDA_ATTN_P8) holds twice the row registers and
   // would spill there
   constexpr int minb = w16 ? 6 : 1;
-  DecodeKern k;
-  if (a.dl.nseg > 0) {  // (the same choice, the DL instances)
+  // the plain instance, then (a.dl) its DL counterpart with g_dl_ru rows in flight
+  auto pick = [&](auto dl) -> DecodeKern {
+    constexpr int D = decltype(dl)::value;
     if (G <= 1 || a.head_split) {
       if (NCH == 1 && (w16 || g_attn_p8))
-        k = g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT, 1, true>
-                             : attn_decode_fused_kernel<1, NCH, 8, KT, minb, true>;
-      else k = attn_decode_fused_kernel<1, NCH, 4, KT, 1, true>;
-    } else if (G <= 2) k = attn_decode_fused_kernel<2, NCH, 4, KT, 1, true>;
-    else if (G <= 4) k = attn_decode_fused_kernel<4, NCH, 2, KT, 1, true>;
-    else k = attn_decode_fused_kernel<8, NCH, 2, KT, 1, true>;
-  } else if (G <= 1 || a.head_split) {
-    if (NCH == 1 && (w16 || g_attn_p8))
-      k = g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, minb>;
-    else k = attn_decode_fused_kernel<1, NCH, 4, KT>;
-  } else if (G <= 2) k = attn_decode_fused_kernel<2, NCH, 4, KT>;
-  else if (G <= 4) k = attn_decode_fused_kernel<4, NCH, 2, KT>;
-  else k = attn_decode_fused_kernel<8, NCH, 2, KT>;
-  launch_decode_kern(k, a, pdl, s);
+        return g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT, 1, D>
+                                : attn_decode_fused_kernel<1, NCH, 8, KT, minb, D>;
+      return attn_decode_fused_kernel<1, NCH, 4, KT, 1, D>;
+    }
+    if (G <= 2) return attn_decode_fused_kernel<2, NCH, 4, KT, 1, D>;
+    if (G <= 4) return attn_decode_fused_kernel<4, NCH, 2, KT, 1, D>;
+    return attn_decode_fused_kernel<8, NCH, 2, KT, 1, D>;
+  };
+  const DecodeKern k0 = pick(std::integral_constant<int, 0>{});
+  if (a.dl.nseg > 0)
+    launch_decode_kern(g_dl_ru == 2 ? pick(std::integral_constant<int, 2>{}) : pick(std::integral_constant<int, 1>{}),
+                       a, pdl, s, k0);
+  else
+    launch_decode_kern(k0, a, pdl, s);
 }
 
 // ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
