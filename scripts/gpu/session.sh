@@ -293,14 +293,17 @@ route_chain_run() {
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
 # a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN, default 1 since session 65;
-# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv),
-# test_cuda with it off (the default's ran in cudatests), the route chain and its timelines (qv16-routex-model), then
-# layer-wise q,v r16 fused in the whole decode, two interleaved rounds
+# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv;
+# again with LSW_CUDA_DL_RU=2, two rows in flight), test_cuda with it off (the default's ran in cudatests), the route
+# chain and its timelines (qv16-routex-model), then layer-wise q,v r16 fused in the whole decode (default, off, two
+# rows in flight), two interleaved rounds
 st_xa_ab() {
   set -o pipefail
   local at=0
   LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests.txt" > /dev/null || at=1
   grep -hE "^  (ok|FAIL)" "$OUT/attn-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests: /"
+  LSW_CUDA_DL_RU=2 LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-ru2.txt" > /dev/null || at=1
+  grep -hE "^  (ok|FAIL)" "$OUT/attn-tests-ru2.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests, LSW_CUDA_DL_RU=2: /"
   LSW_CUDA_EXPAND_IN_ATTN=0 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-xa0.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-xa0.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
   route_chain_run route-chain-xa || return 1
