@@ -3001,7 +3001,7 @@ static void test_attention() {
           float *dth = dup(th);
           frees.push_back(dB);
           frees.push_back(dth);
-          dlh.seg[sg] = DeferLora::Seg{dB, dth, dex, row0[sg], nr[sg], rk[sg]};
+          dlh.seg[sg] = LoraSeg{row0[sg], nr[sg], rk[sg], dB, dth, dex};
         }
         dlh.rs = drs;
         auto QA = rvec(ld);

@@ -299,11 +299,11 @@ st_route_chain() { route_chain_run route-chain; }
 # rows in flight), two interleaved rounds
 st_xa_ab() {
   set -o pipefail
-  local at=0
-  LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests.txt" > /dev/null || at=1
-  grep -hE "^  (ok|FAIL)" "$OUT/attn-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests: /"
-  LSW_CUDA_DL_RU=2 LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-ru2.txt" > /dev/null || at=1
-  grep -hE "^  (ok|FAIL)" "$OUT/attn-tests-ru2.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests, LSW_CUDA_DL_RU=2: /"
+  local at=0 ru
+  for ru in 1 2; do
+    LSW_CUDA_DL_RU=$ru LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-ru$ru.txt" > /dev/null || at=1
+    grep -hE "^  (ok|FAIL)" "$OUT/attn-tests-ru$ru.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests, LSW_CUDA_DL_RU=$ru: /"
+  done
   LSW_CUDA_EXPAND_IN_ATTN=0 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-xa0.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-xa0.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
   route_chain_run route-chain-xa || return 1

@@ -290,12 +290,9 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
         const int j = i - nq, w = j / hd;
         row = qd + w * kvd + kvh * hd + (j - w * hd);
       }
-      sgs[u] = -1;
-#pragma unroll
-      for (int s = 0; s < 3; s++)
-        if (row >= 0 && s < dl.nseg && row >= dl.seg[s].row0 && row < dl.seg[s].row0 + dl.seg[s].rows) sgs[u] = s;
+      sgs[u] = row >= 0 ? lora_seg_of(dl.seg, dl.nseg, row) : -1;
       if (sgs[u] >= 0) {
-        const DeferLora::Seg &g = dl.seg[sgs[u]];
+        const LoraSeg &g = dl.seg[sgs[u]];
         const int rv = g.rank / 8, nch = dl.top_k * rv;
 #pragma unroll
         for (int c = 0; c < MC; c++) {
@@ -312,7 +309,7 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
       if (i >= n) break;
       float v = 0.f;
       if (sgs[u] >= 0) {
-        const DeferLora::Seg &g = dl.seg[sgs[u]];
+        const LoraSeg &g = dl.seg[sgs[u]];
         const int rv = g.rank / 8;
         const float p = dl.bf16 ? dl_chain<__nv_bfloat16>(b[u], dl.top_k * rv, rv, g.rank, s_t[sgs[u]])
                                 : dl_chain<__half>(b[u], dl.top_k * rv, rv, g.rank, s_t[sgs[u]]);
@@ -1223,7 +1220,7 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
     if (dq || !knew || dl->nseg > 3 || dl->top_k < 1 || dl->top_k > kDeferMaxK) return cudaErrorInvalidValue;
     const int rows = (n_heads + 2 * n_kv_heads) * head_dim;
     for (int i = 0; i < dl->nseg; i++) {
-      const DeferLora::Seg &g = dl->seg[i];
+      const LoraSeg &g = dl->seg[i];
       if (!g.B || !g.t || !g.experts || g.rank <= 0 || g.rank % 8 || dl->top_k * g.rank > kDeferOutMaxT ||
           g.row0 < 0 || g.rows <= 0 || g.row0 + g.rows > rows || !aligned16(g.B))
         return cudaErrorInvalidValue;

@@ -394,13 +394,7 @@ __device__ __forceinline__ void chunk_split(int c, int rv, int &k, int &jc) {
   jc = c;
   while (jc >= rv) { jc -= rv; k++; }
 }
-__device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) {
-  int s = -1;
-#pragma unroll
-  for (int i = 0; i < 3; i++)
-    if (i < lo.nseg && row >= lo.seg[i].row0 && row < lo.seg[i].row0 + lo.seg[i].rows) s = i;
-  return s;
-}
+__device__ __forceinline__ int lora_seg_index(const LoraEpilogue &lo, int row) { return lora_seg_of(lo.seg, lo.nseg, row); }
 // Phase 2 of a shrink block of a deferring launch (LoraEpilogue::defer): once all lo.nsb shrink blocks have published
 // t (thread 0 acquires sync[0] == nsb, then a block barrier, as the GEMV blocks of the epilogue path do), rows
 // [blockIdx.x * erpb, + erpb) of the matrix get defer[row] = rs * Σ_k Σ_j B[e_k][row - row0][j] t[k*rank + j], 0

@@ -24,6 +24,15 @@ struct LoraSeg {
   const float *gates = nullptr;  // [top_k], device
   float scale = 1.f;             // the module's LoRA scaling (lsw_adapter_mod::scale)
 };
+// the segment of seg[0 .. nseg) (nseg <= 3) that holds output row `row`, -1 for none (the expand's row lookup: the GEMV
+// epilogue, the deferred expand and the decode attention's DeferLora rows)
+__device__ __forceinline__ int lora_seg_of(const LoraSeg *seg, int nseg, int row) {
+  int s = -1;
+#pragma unroll
+  for (int i = 0; i < 3; i++)
+    if (i < nseg && row >= seg[i].row0 && row < seg[i].row0 + seg[i].rows) s = i;
+  return s;
+}
 // fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
 // rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
 struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
@@ -82,12 +91,7 @@ struct DeferLora {
   int nseg = 0;  // 0: off
   int top_k = 0;
   int bf16 = 0;  // B's type: 1 BF16, 0 F16
-  struct Seg {
-    const void *B = nullptr;      // [E][rows][rank]
-    const float *t = nullptr;     // [top_k * rank], written by the launch
-    const int *experts = nullptr; // [top_k], device
-    int row0 = 0, rows = 0, rank = 0;
-  } seg[3];
+  LoraSeg seg[3] = {};  // the launch's segments (row0, rows, rank, B, t written by the launch, experts; A, gates unused)
   const float *rs = nullptr;  // device scalar (LoraEpilogue::rs_out); nullptr: 1
 };
 // the DeferLora of a launch that took ep with rs_out set (dtype: the weights')
@@ -96,8 +100,7 @@ inline DeferLora defer_lora_of(const LoraEpilogue &ep, int dtype) {
   d.nseg = ep.nseg;
   d.top_k = ep.top_k;
   d.bf16 = dtype == LSW_DTYPE_BF16;
-  for (int i = 0; i < ep.nseg && i < 3; i++)
-    d.seg[i] = DeferLora::Seg{ep.seg[i].B, ep.seg[i].t, ep.seg[i].experts, ep.seg[i].row0, ep.seg[i].rows, ep.seg[i].rank};
+  for (int i = 0; i < ep.nseg && i < 3; i++) d.seg[i] = ep.seg[i];
   d.rs = ep.rs_out;
   return d;
 }
