@@ -182,31 +182,28 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
 #pragma unroll
   for (int u = 0; u < EG; u++) l[u] *= rs;
   mark(12);
-  // the picks twice (ALU only): the first pass sums the renormalisation, the second writes experts and gates, so no
-  // array of picked values is held
+  // one selection pass: the picks' experts written as chosen and their exps kept (a thread-local array) for the gates
+  // after the sum; the first pick's exp(0) is 1 exactly, so it is not computed (one fp64 exp for top-2 where the
+  // former two passes took four; the same bits)
   float top0 = 0.f;
-  double ks = 0.0;
+  double ks = 0.0, exs[EG];
+  unsigned used = 0;
 #pragma unroll 1
-  for (int pass = 0; pass < 2; pass++) {
-    unsigned used = 0;
-#pragma unroll 1
-    for (int j = 0; j < top_k; j++) {  // (runtime loops: one inlined fp64 exp)
-      int best = -1;
-      float bl = 0.f;
+  for (int j = 0; j < top_k; j++) {  // (a runtime loop: one inlined fp64 exp)
+    int best = -1;
+    float bl = 0.f;
 #pragma unroll
-      for (int u = 0; u < EG; u++)
-        if (u < n_experts && !((used >> u) & 1u) && (best < 0 || l[u] > bl)) { best = u; bl = l[u]; }
-      used |= 1u << best;
-      if (j == 0) top0 = bl;
-      const double ex = exp((double)bl - (double)top0);
-      if (pass == 0) {
-        ks += ex;
-      } else {
-        experts[j] = best;
-        gates[j] = (float)(ex / ks);
-      }
-    }
+    for (int u = 0; u < EG; u++)
+      if (u < n_experts && !((used >> u) & 1u) && (best < 0 || l[u] > bl)) { best = u; bl = l[u]; }
+    used |= 1u << best;
+    if (j == 0) top0 = bl;
+    const double ex = j == 0 ? 1.0 : exp((double)bl - (double)top0);
+    exs[j] = ex;
+    experts[j] = best;
+    ks += ex;
   }
+#pragma unroll 1
+  for (int j = 0; j < top_k; j++) gates[j] = (float)(exs[j] / ks);
 }
 template <typename T, typename Mark = RouteNoMark>
 __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, const T *__restrict__ R,
