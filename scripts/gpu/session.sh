@@ -295,7 +295,8 @@ st_route_chain() { route_chain_run route-chain; }
 # a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN, default 1 since session 65;
 # 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv;
 # again with LSW_CUDA_DL_RU=2, two rows in flight), test_cuda with it off and with two rows in flight plus the LoRA-B
-# rows requested into L2 by the routing shrink blocks (LSW_CUDA_DL_B_L2=1; the default's ran in cudatests), the route
+# rows requested into L2 by the routing shrink blocks (LSW_CUDA_DL_B_L2=1; the default's ran in cudatests), the
+# harness's LoRA tests (the routed launches that leave their expand) under memcheck with those requests, the route
 # chain and its timelines (qv16-routex-model), then layer-wise q,v r16 fused in the whole decode (default, off, two
 # rows in flight, B into L2), two interleaved rounds
 st_xa_ab() {
@@ -309,6 +310,9 @@ st_xa_ab() {
   tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
   LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-ru2.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-ru2.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-ru2.txt" | sed "s/^/test_cuda, LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1: /"
+  LSW_CUDA_DL_B_L2=1 LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck-bl2.txt" 2>&1 ||
+    { tail -n 20 "$OUT/lora-memcheck-bl2.txt"; return 1; }
+  grep -hE "^  (ok|FAIL)" "$OUT/lora-memcheck-bl2.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1: /"
   route_chain_run route-chain-xa || return 1
   local i
   for i in 1 2; do
