@@ -3978,6 +3978,113 @@ static void check_route(const char *what, const std::vector<double> &lg, int K, 
   check(nm, gg.data(), rg.data(), nullptr, K, 1e-6, 1e-5);
 }
 
+// route_block with the producer's partial logits (RouteFold::lg_part), as the routing deferring launch's ROUTE 2
+// instance runs it: one block of 256 threads
+template <typename T>
+__global__ void route_parts_kernel(int E, int dim, int K, const T *R, const float *x, RouteFold fold, int *experts,
+                                   float *gates) {
+  __shared__ float lg[kRouteShrinkMaxE];
+  __shared__ double ex[kRouteShrinkMaxE], mx;
+  __shared__ float s_rs;
+  __shared__ int se[kDeferMaxK];
+  __shared__ float sg[kDeferMaxK];
+  route_block<T, true>(E, dim, K, R, x, 1, fold, lg, ex, &s_rs, &mx, se, sg, 1);
+  __syncthreads();
+  if ((int)threadIdx.x < K) { experts[threadIdx.x] = se[threadIdx.x]; gates[threadIdx.x] = sg[threadIdx.x]; }
+}
+// Router partial logits (NormFold::out_R, LSW_CUDA_ROUTE_PARTS): a fold-out GEMV with them writes the same x, x ⊙ w
+// and Σ x² partials bit for bit as without them; each block's out_lpart[b][e] = Σ over its rows of R[e][row] ·
+// xw[row] against fp64 (from the device's xw); only where the variant's block rows are whole 16-byte chunks of a
+// 16-bit R (out_lp), never for f32 weights; then route_block<T, true> on them against the fp64 routing of
+// rs · R · (x ⊙ w) (check_route), and a router other than lg_R falls back to the dots (the same check)
+static void test_route_parts() {
+  logf("\n== router partial logits from the producer GEMV (NormFold::out_R, RouteFold::lg_part) ==\n");
+  const float eps = 1e-5f;
+  const int Ci = 264;
+  for (int dt : {LSW_DTYPE_F16, LSW_DTYPE_BF16, LSW_DTYPE_F32})
+    for (int H : {520, 4096})
+      for (int E : {8, 3})
+        for (int v = 1; v < gemv_variants(); v++) {
+          if (H == 4096 && E == 3 && v > 2) continue;
+          const int K = E == 8 ? 2 : 1;
+          HostW Wp = make_w(dt, (size_t)H * Ci, 0.5f), R = make_w(dt, (size_t)E * H, 0.5f);
+          HostW R2 = make_w(dt, (size_t)E * H, 0.5f);  // another router (lg_R mismatch: the dots)
+          auto a = rvec(Ci), x0 = rvec(H), w = rvec(H);
+          for (auto &u : w) u += 1.5f;
+          void *dWp = dupb(Wp.bytes), *dR = dupb(R.bytes), *dR2 = dupb(R2.bytes);
+          float *da = dup(a), *dw = dup(w);
+          const int np = gemv_fold_parts(H);
+          float *dx = dnew<float>(H), *dxw = dnew<float>(H), *dpart = dnew<float>(np), *dlp = dnew<float>((size_t)np * kRoutePartE);
+          int *de = dnew<int>(8);
+          float *dg = dnew<float>(8);
+          char what[200];
+          snprintf(what, sizeof what, "%s H=%d E=%d producer v%d", dname(dt), H, E, v);
+          auto run = [&](bool parts, NormFold &nf) {
+            CK(cudaMemcpy(dx, x0.data(), H * 4, cudaMemcpyHostToDevice));
+            poison(dxw, H * 4); poison(dpart, np * 4); poison(dlp, (size_t)np * kRoutePartE * 4);
+            nf = NormFold{};
+            nf.out_xw = dxw; nf.out_w = dw; nf.out_part = dpart;
+            if (parts) { nf.out_R = dR; nf.out_E = E; nf.out_lpart = dlp; }
+            CK(gemv(dt, dWp, H, Ci, da, Ci, 1, dx, H, nullptr, true, nullptr, 0, v, &nf));
+            CK(cudaDeviceSynchronize());
+          };
+          NormFold n0, n1;
+          run(false, n0);
+          const auto X0 = down(dx, H), XW0 = down(dxw, H), P0 = down(dpart, n0.out_n);
+          run(true, n1);
+          const auto X1 = down(dx, H), XW1 = down(dxw, H), P1 = down(dpart, n1.out_n);
+          expect(n1.out_n == n0.out_n && !memcmp(X0.data(), X1.data(), H * 4) && !memcmp(XW0.data(), XW1.data(), H * 4) &&
+                     !memcmp(P0.data(), P1.data(), n0.out_n * 4),
+                 "%s: x, x (.) w and the norm partials bit for bit as without the router partials", what);
+          int br = 0;  // the variant's rows per block (out_n = cdiv(H, br))
+          for (int b : {2, 4, 8, 16, 32})
+            if ((H + b - 1) / b == n1.out_n) br = b;
+          const bool want = dt != LSW_DTYPE_F32 && br > 0 && br * 2 % 16 == 0;
+          expect(n0.out_lp == 0 && n1.out_lp == (want ? 1 : 0), "%s: out_lp %d (rows per block %d)", what, n1.out_lp, br);
+          if (!n1.out_lp) { cudaFree(dWp); cudaFree(dR); cudaFree(dR2); cudaFree(da); cudaFree(dw); cudaFree(dx); cudaFree(dxw); cudaFree(dpart); cudaFree(dlp); cudaFree(de); cudaFree(dg); continue; }
+          const auto LP = down(dlp, (size_t)n1.out_n * kRoutePartE);
+          std::vector<float> got;
+          std::vector<double> ref, sc;
+          for (int b = 0; b < n1.out_n; b++)
+            for (int e = 0; e < E; e++) {
+              double r = 0, m = 0;
+              for (int row = b * br; row < std::min(H, (b + 1) * br); row++) {
+                const double t = (double)R.val[(size_t)e * H + row] * XW1[row];
+                r += t; m += std::fabs(t);
+              }
+              got.push_back(LP[(size_t)b * kRoutePartE + e]); ref.push_back(r); sc.push_back(m);
+            }
+          snprintf(what + strlen(what), sizeof what - strlen(what), ": block partial logits");
+          check(what, got.data(), ref.data(), sc.data(), got.size(), 1e-30, 1e-5);
+          what[strlen(what) - strlen(": block partial logits")] = 0;
+          // the routing: fp64 logits rs * Σ R[e][j] xw[j], rs from the device's x
+          double ss = 0;
+          for (int j = 0; j < H; j++) ss += (double)X1[j] * X1[j];
+          const double rs = 1.0 / std::sqrt(ss / H + eps);
+          for (int mis = 0; mis < 2; mis++) {
+            const HostW &Rr = mis ? R2 : R;
+            std::vector<double> lg(E, 0.0);
+            for (int e = 0; e < E; e++) {
+              for (int j = 0; j < H; j++) lg[e] += (double)Rr.val[(size_t)e * H + j] * XW1[j];
+              lg[e] *= rs;
+            }
+            RouteFold f;
+            f.in_part = dpart; f.in_n = n1.out_n; f.eps = eps; f.lg_part = dlp; f.lg_R = dR;
+            with_dtype(dt, [&](auto *tag) {
+              using T = std::remove_pointer_t<decltype(tag)>;
+              route_parts_kernel<T><<<1, 256>>>(E, H, K, static_cast<const T *>(mis ? dR2 : dR), dxw, f, de, dg);
+            });
+            CK(cudaGetLastError());
+            CK(cudaDeviceSynchronize());
+            char nm[240];
+            snprintf(nm, sizeof nm, "%s: route_block<T, true> %s", what, mis ? "with another router (the dots)" : "from the partials");
+            check_route(nm, lg, K, de, dg);
+          }
+          cudaFree(dWp); cudaFree(dR); cudaFree(dR2); cudaFree(da); cudaFree(dw); cudaFree(dx); cudaFree(dxw);
+          cudaFree(dpart); cudaFree(dlp); cudaFree(de); cudaFree(dg);
+        }
+}
+
 static void test_sampling() {
   logf("\n== router / argmax / sampling ==\n");
   for (int dt : {LSW_DTYPE_F32, LSW_DTYPE_F16, LSW_DTYPE_BF16})
@@ -4363,6 +4470,7 @@ int main(int argc, char **argv) {
   if (want("test_gemv")) test_gemv();
   if (want("test_gemv_pdl")) test_gemv_pdl();
   if (want("test_norm_fold")) test_norm_fold();
+  if (want("test_route_parts")) test_route_parts();
   if (want("test_swiglu_fold")) test_swiglu_fold();
   if (want("test_lora")) test_lora();
   if (want("test_lora_shrink")) test_lora_shrink();

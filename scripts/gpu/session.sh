@@ -319,6 +319,23 @@ st_xa_ab() {
     ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" "LSW_CUDA_DL_RU=2" "LSW_CUDA_DL_B_L2=1" || return 1
   done
   return $at; }
+# the router's partial logits from the producer GEMV (LSW_CUDA_ROUTE_PARTS, default 0; session 66, not yet run): the
+# harness's test_route_parts and its memcheck, test_cuda and CPU == CUDA end to end with it on, then layer-wise q,v r16
+# fused in the whole decode (default, on), two interleaved rounds
+st_parts_ab() {
+  set -o pipefail
+  LSW_HARNESS_ONLY=test_route_parts ./build/dev/bench_kernels "$OUT/route-parts-tests.txt" > /dev/null; local r=$?
+  grep -hE "^  (ok|FAIL)" "$OUT/route-parts-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/router partials tests: /"
+  [ $r -eq 0 ] || return $r
+  LSW_HARNESS_ONLY=test_route_parts compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/route-parts-memcheck.txt" 2>&1 ||
+    { tail -n 20 "$OUT/route-parts-memcheck.txt"; return 1; }
+  tail -n 2 "$OUT/route-parts-memcheck.txt"
+  LSW_CUDA_ROUTE_PARTS=1 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-parts.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-parts.txt"; return 1; }
+  tail -n 2 "$OUT/test-cuda-parts.txt" | sed "s/^/test_cuda, LSW_CUDA_ROUTE_PARTS=1: /"
+  LSW_CUDA_ROUTE_PARTS=1 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts.json" > "$OUT/e2e-parts.txt" 2>&1 ||
+    { tail -n 20 "$OUT/e2e-parts.txt"; return 1; }
+  tail -n 2 "$OUT/e2e-parts.txt" | sed "s/^/e2e, LSW_CUDA_ROUTE_PARTS=1: /"
+  ab_lw parts "LSW_CUDA_ROUTE_PARTS=1"; }
 # route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
 # experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's
 # router tests and route-chain with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole

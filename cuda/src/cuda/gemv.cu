@@ -213,12 +213,12 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // until session 64's wide route_block: its 8 chunks in flight per thread make the 64-register f16 instances spill 4-60
 // bytes (bf16's, at 80 registers, none).  run 3's trace: the q,k,v GEMV blocks of the routing instance end ~2-2.5 us
 // later than run 2's (24 bytes), still before its shrink blocks, which set the launch's end.
-template <typename T>
+template <typename T, bool PARTS = false>
 __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float *__restrict__ X, int cols, int *r_e,
                                           float *r_g, float *r_rs) {
   __shared__ float r_lg[kRouteShrinkMaxE];
   __shared__ double r_ex[kRouteShrinkMaxE], r_mx;
-  route_block<T>(lo.route.n_experts, cols, lo.top_k, static_cast<const T *>(lo.route.R), X, lo.route.vec,
+  route_block<T, PARTS>(lo.route.n_experts, cols, lo.top_k, static_cast<const T *>(lo.route.R), X, lo.route.vec,
                  lo.route.fold, r_lg, r_ex, r_rs, &r_mx, r_e, r_g, lo.route.wide, [](int k) { gt_mark(k); });
 }
 // ROUTE (deferring launches with LoraEpilogue::route): the block routes the token itself right after the wait
@@ -228,7 +228,8 @@ __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float
 // out (session 62 run 5): every shrink block requesting R into its L1 before the wait and, once routed, its deferred
 // expand's LoRA-B rows into L2: layer-wise q,v r16 fused 1.062 / 1.063 -> 1.064 / 1.066 x base (H100), so the shrink
 // blocks' chain is not what the launch waits for.
-template <typename T, bool ROUTE = false>
+// (ROUTE: 0 none, 1 routed, 2 routed from the producer's partial logits: RouteFold::lg_part, route_block's PARTS)
+template <typename T, int ROUTE = 0>
 __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const float *__restrict__ X, int cols) {
   constexpr int NT = 256, MS = EPI_SHRINK_MS, VEC = Tr<T>::VEC;
   __shared__ float red[MS * NT / 32];
@@ -298,7 +299,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   if constexpr (ROUTE) {
-    shrink_route<T>(lo, X, cols, r_e, r_g, &r_rs);
+    shrink_route<T, ROUTE == 2>(lo, X, cols, r_e, r_g, &r_rs);
     __syncthreads();
     if (blockIdx.x == 0 && tid < lo.top_k) {  // published with t below (the barrier and thread 0's fence)
       lo.route.experts[tid] = r_e[tid];
@@ -512,7 +513,9 @@ __device__ __forceinline__ void defer_expand(const LoraEpilogue &lo, const NormF
 // same rs everywhere).  Out side: the rows' norm weights and residuals are prefetched into L2 before the wait (a
 // hint; L2 is where every grid's writes meet), then one partial sum of squares per GEMV block after a block barrier.
 // While either side is on no thread of the block returns early.
-template <typename T, int NX, int R, int U, int KS, bool LORA>
+// RP: the router partials' code (NormFold::out_R) is compiled in (gemv_kernel's RP instances only: in every one-token
+// kernel it moved ptxas's registers and spills, the routing deferring instances' spills from 28 to 84-92 bytes)
+template <typename T, int NX, int R, int U, int KS, bool LORA, bool RP = false>
 __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
@@ -568,9 +571,22 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
 #pragma unroll
       for (int r = 0; r < R; r++) w[u][r] = ld_stream(wrow[r] + c0 + S * u);
   }
+  // router partials (NormFold::out_R, launcher-checked: NX == 1, whole 16-byte chunks): the block's rows of every
+  // expert's R row into shared memory (dynamic, after the fold-in stage: rp_off floats in), before the wait
+  extern __shared__ __align__(16) float lsw_gemv_fold_parts[];  // fold in: the producer's partial sums (dynamic)
+  const bool rpart = RP && fold_out && nf.out_R != nullptr;  // (uniform)
+  T *l_rp = reinterpret_cast<T *>(lsw_gemv_fold_parts + nf.rp_off);  // [kRoutePartE][BR]
+  float *l_lpw = lsw_gemv_fold_parts + nf.rp_off + kRoutePartE * BR * sizeof(T) / 4;  // [WPB][kRoutePartE]
+  if (rpart) {
+    constexpr int CB = BR * (int)sizeof(T) >= 16 ? BR * (int)sizeof(T) / 16 : 1;  // 16-byte chunks per expert (RP: >= 1)
+    for (int i = threadIdx.x; i < nf.out_E * CB; i += 256) {
+      const int e = i / CB, ch = i - e * CB, row = bid * BR + ch * (16 / (int)sizeof(T));
+      if (row < rows) cp_async16(l_rp + e * BR + ch * (16 / (int)sizeof(T)), static_cast<const T *>(nf.out_R) + (size_t)e * rows + row);
+    }
+    cp_async_commit();
+  }
   asm volatile("griddepcontrol.wait;" ::: "memory");
   gt_mark(3);
-  extern __shared__ __align__(16) float lsw_gemv_fold_parts[];  // fold in: the producer's partial sums (dynamic)
   float *l_part = lsw_gemv_fold_parts;
   if (fold_in && nf.in_n <= kFoldSmemParts) {
     for (int i = threadIdx.x; 4 * i < nf.in_n; i += 256) cp_async16(&l_part[4 * i], nf.in_part + 4 * i);
@@ -838,6 +854,13 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     }
   }
   float sq = 0.f;  // fold out: Σ of this group's stored rows' squares (lane 0)
+  float lp[kRoutePartE];  // router partials: Σ of R[e][row] · xw[row] over this group's stored rows (lane 0)
+#pragma unroll
+  for (int e = 0; e < kRoutePartE; e++) lp[e] = 0.f;
+  if (rpart) {  // (every thread of the block gets here: fold_out)
+    cp_async_wait_all();
+    __syncthreads();
+  }
   __shared__ float l_gu[NX == 1 ? BR : 1];  // SwiGLU fold: the block's gate and up rows
   if (store) {
 #pragma unroll
@@ -862,8 +885,14 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
           }
           *y = vv;
           if (fold_out) {
-            nf.out_xw[row] = vv * nw;
+            const float xw = vv * nw;
+            nf.out_xw[row] = xw;
             sq = fmaf(vv, vv, sq);
+            if (rpart) {
+#pragma unroll
+              for (int e = 0; e < kRoutePartE; e++)
+                if (e < nf.out_E) lp[e] = fmaf(Tr<T>::to_f(l_rp[e * BR + grp * R + r]), xw, lp[e]);
+            }
           }
           if constexpr (NX == 1)
             if (half) l_gu[grp * R + r] = vv;
@@ -876,9 +905,13 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
     for (int i = threadIdx.x; i < H2; i += 256)
       if (bid * H2 + i < half) nf.act_out[bid * H2 + i] = swiglu_f(l_gu[i], l_gu[H2 + i]);
   }
-  if (fold_out) {  // the block's partial sum, warps in order
+  if (fold_out) {  // the block's partial sum, warps in order (router partials: warp 1, a thread per expert)
     __shared__ float l_sq[WPB];
     if (lane == 0) l_sq[wib] = sq;
+    if (rpart && lane == 0) {
+#pragma unroll
+      for (int e = 0; e < kRoutePartE; e++) l_lpw[wib * kRoutePartE + e] = lp[e];
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
       float tot = 0.f;
@@ -886,16 +919,23 @@ __device__ __forceinline__ void gemv_body(const T *__restrict__ W, int rows, int
       for (int i = 0; i < WPB; i++) tot += l_sq[i];
       nf.out_part[bid] = tot;
     }
+    if (rpart && wib == 1 && lane < nf.out_E) {
+      float tot = 0.f;
+#pragma unroll
+      for (int i = 0; i < WPB; i++) tot += l_lpw[i * kRoutePartE + lane];
+      nf.out_lpart[(size_t)bid * kRoutePartE + lane] = tot;
+    }
   }
 }
-template <typename T, int NX, int R, int U, int KS, bool LORA>
+// RP: an instance with the router partials' code (NormFold::out_R), launched only for them
+template <typename T, int NX, int R, int U, int KS, bool LORA, bool RP = false>
 __global__ void __launch_bounds__(256) gemv_kernel(const T *__restrict__ W, int rows, int cols,
                                                    const float *__restrict__ X, int ldx, float *__restrict__ Y,
                                                    int ldy, const float *__restrict__ bias, int accumulate,
                                                    const __grid_constant__ LoraEpilogue lora,
                                                    const __grid_constant__ NormFold nf, int trig_late) {
   gt_begin(rows, cols, LORA ? 1 : 8);
-  gemv_body<T, NX, R, U, KS, LORA>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
+  gemv_body<T, NX, R, U, KS, LORA, RP>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late);
   gt_mark(7);
 }
 // The 16-bit LoRA kernels with R * U <= 8, held to their base kernels' occupancy (F16: 64 registers, 4 blocks of 256
@@ -917,7 +957,8 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_lora_kernel(
 // ROUTE: the shrink blocks route the token first (LoraEpilogue::route); an instance of its own, so that the others'
 // code stays as it was.  (Session 62 run 7 timed a third instance whose shrink blocks skipped the routing and took the
 // stale routes in memory, LSW_CUDA_ROUTE_DIAG=1: 1.024 x base against 1.059 x; code in commit 0ff13b8, removed.)
-template <typename T, int R, int U, int KS, bool ROUTE = false>
+// (ROUTE 2: routed from the producer's partial logits, RouteFold::lg_part; an instance of its own too)
+template <typename T, int R, int U, int KS, int ROUTE = 0>
 __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
     const T *__restrict__ W, int rows, int cols, const float *__restrict__ X, int ldx, float *__restrict__ Y, int ldy,
     const float *__restrict__ bias, int accumulate, const __grid_constant__ LoraEpilogue lora,
@@ -1165,6 +1206,7 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
   int gemv_blocks = cdiv(groups, groups_per_block);
+  constexpr bool kRpInst = NX == 1 && sizeof(T) == 2 && (8 / KS) * R * 2 % 16 == 0;  // an RP instance exists
   NormFold f;  // (validated by gemv(): n == 1, the vector path)
   size_t smem = 0;  // fold in: the partial sums' stage (dynamic: the other launches keep their shared memory as is)
   if (nf) {
@@ -1175,6 +1217,19 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     if (f.out_xw) nf->out_n = f.out_n = gemv_blocks;
     f.rs_early = g_fold_rs_early;
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
+    // router partials: whole 16-byte chunks of R per block and per R row, else not written (out_lp = 0)
+    // (16-bit weights, no LoRA; the variants whose block rows are whole 16-byte chunks of R: kRpInst)
+    constexpr int BR = (8 / KS) * R;  // (the kernel's GPB * R)
+    const bool rp = kRpInst && !(lora && lora->nseg > 0) && f.out_xw && f.out_R && f.out_lpart && f.out_E >= 1 &&
+                    f.out_E <= kRoutePartE && (size_t)rows * sizeof(T) % 16 == 0 && aligned16(f.out_R) &&
+                    aligned16(f.out_lpart) && !f.act_out;
+    nf->out_lp = rp;
+    if (rp) {
+      f.rp_off = (int)(smem / 4);
+      smem += (size_t)kRoutePartE * BR * sizeof(T) + 8 * kRoutePartE * 4;
+    } else {
+      f.out_R = nullptr;
+    }
   }
   const dim3 grid(gemv_blocks + (lora && lora->nseg > 0 ? lora->nsb : 0));  // + in-kernel shrink blocks
   // a GEMV folding a norm in directly follows the GEMV that produced x: plain launch (see g_pdl_fold_in), except
@@ -1183,7 +1238,9 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const bool pdl = g_pdl && (!(f.in_part || f.follows_gemv) || g_pdl_fold_in || ik);
   if (lora && lora->nseg > 0 && lora->defer) {  // (gemv() checked gemv_defer_ok: 16-bit, n == 1, shrink blocks)
     if constexpr (NX == 1 && sizeof(T) == 2 && R * U <= 8)
-      launch_ks(lora->route.R ? gemv_defer_kernel<T, R, U, KS, true> : gemv_defer_kernel<T, R, U, KS>, grid, threads,
+      launch_ks(!lora->route.R ? gemv_defer_kernel<T, R, U, KS>
+                : lora->route.fold.lg_part ? gemv_defer_kernel<T, R, U, KS, 2> : gemv_defer_kernel<T, R, U, KS, 1>,
+                grid, threads,
                 smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias, (int)accumulate, *lora, f,
                 (int)g_trigger_late_lora);
     else
@@ -1197,6 +1254,10 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
                (int)accumulate, *lora, f, (int)g_trigger_late_lora);
     else
       return cudaErrorInvalidValue;
+  } else if (f.out_R) {  // (rp: kRpInst)
+    if constexpr (kRpInst)
+      launch_ks(gemv_kernel<T, NX, R, U, KS, false, true>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx,
+                Y, ldy, bias, (int)accumulate, LoraEpilogue{}, f, (int)g_trigger_late);
   } else {
     launch_ks(gemv_kernel<T, NX, R, U, KS, false>, grid, threads, smem, s, pdl, (const T *)W, rows, cols, X, ldx, Y, ldy, bias,
              (int)accumulate, LoraEpilogue{}, f, (int)g_trigger_late);
@@ -1388,6 +1449,7 @@ int gemv_fold_parts(int rows) {  // (a multiple of 4: the in side copies 16-byte
 cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n, float *Y, int ldy,
                  const float *bias, bool accumulate, const LoraEpilogue *lora, cudaStream_t s, int variant,
                  NormFold *nf) {
+  if (nf) nf->out_lp = 0;
   if (rows <= 0 || n <= 0) return cudaSuccess;
   if (n > 8) return cudaErrorInvalidValue;
   const bool has_lora = lora && lora->nseg > 0;

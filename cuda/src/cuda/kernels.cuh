@@ -35,7 +35,16 @@ __device__ __forceinline__ int lora_seg_of(const LoraSeg *seg, int nseg, int row
 }
 // fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
 // rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
-struct RouteFold { const float *in_part = nullptr; int in_n = 0; float eps = 0.f; };
+// lg_part (with in_part; LSW_CUDA_ROUTE_PARTS): the producer GEMV's partial logits of the router lg_R (NormFold::out_R),
+// [in_n][kRoutePartE] floats, 16-byte aligned; route_block sums them instead of computing R · x, where R == lg_R and
+// n_experts <= kRoutePartE (otherwise it reads R and x as before)
+struct RouteFold {
+  const float *in_part = nullptr;
+  int in_n = 0;
+  float eps = 0.f;
+  const float *lg_part = nullptr;
+  const void *lg_R = nullptr;
+};
 // A layer-wise router computed by the shrink blocks of a deferring launch (LoraEpilogue::route, session 62) instead of
 // a route_n launch before it: every shrink block routes the token itself (route_block: the same bits as route_kernel)
 // and takes its experts and gates from that; block 0 also writes them to experts / gates (the routing history, and
@@ -144,6 +153,7 @@ __device__ __forceinline__ void route_prefetch_l2(const T *R, int n_experts, int
 // mark(k): a trace hook (the shrink blocks' timeline marks, dev trace builds): 11 after thread 0's dot loads are
 // consumed, 12 once the logits are known (in thread 0), 13 the experts chosen (route_tail_regs only).
 constexpr int kRouteWideEG = 8;
+constexpr int kRoutePartE = kRouteWideEG;  // a router's experts at most for the producer's partial logits (NormFold)
 struct RouteNoMark {
   __device__ __forceinline__ void operator()(int) const {}
 };
@@ -205,7 +215,37 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
 #pragma unroll 1
   for (int j = 0; j < top_k; j++) gates[j] = (float)(exs[j] / ks);
 }
-template <typename T, typename Mark = RouteNoMark>
+// route_block with the producer's partial logits (RouteFold::lg_part, n_experts <= kRoutePartE): thread i sums blocks
+// i, i + 256, ... in order (two 16-byte loads each) and the fold's Σ h² partials, then the wide layout's reduction and
+// register tail (route_block<T, true>).
+__device__ __forceinline__ void route_block_parts(int n_experts, int dim, int top_k, const RouteFold &fold,
+                                                      int *experts, float *gates, float *s_rs) {
+  constexpr int EG = kRoutePartE;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nt = blockDim.x;
+  __shared__ __align__(16) float p_red[32][EG + 4];
+  float acc[EG], fp = 0.f;
+#pragma unroll
+  for (int u = 0; u < EG; u++) acc[u] = 0.f;
+  for (int b = threadIdx.x; b < fold.in_n; b += nt) {
+    const float4 *pb = reinterpret_cast<const float4 *>(fold.lg_part + (size_t)b * EG);
+    const float4 a0 = __ldcg(pb), a1 = __ldcg(pb + 1);
+    fp += __ldcg(fold.in_part + b);
+    acc[0] += a0.x; acc[1] += a0.y; acc[2] += a0.z; acc[3] += a0.w;
+    acc[4] += a1.x; acc[5] += a1.y; acc[6] += a1.z; acc[7] += a1.w;
+  }
+#pragma unroll
+  for (int u = 0; u < EG; u++) acc[u] = warp_sum(acc[u]);
+  fp = warp_sum(fp);
+  if (lane == 0) {
+#pragma unroll
+    for (int u = 0; u < EG; u++) p_red[warp][u] = acc[u];
+    p_red[warp][EG] = fp;
+  }
+  __syncthreads();
+  RouteNoMark mark;
+  if (threadIdx.x == 0) route_tail_regs<EG>(p_red, nw, n_experts, top_k, dim, fold, experts, gates, s_rs, mark);
+}
+template <typename T, bool PARTS = false, typename Mark = RouteNoMark>
 __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, const T *__restrict__ R,
                                             const float *__restrict__ x, int vec, const RouteFold &fold, float *lg,
                                             double *ex, float *s_rs, double *s_mx, int *experts, float *gates,
@@ -214,6 +254,12 @@ __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, c
   constexpr int VEC = Tr<T>::VEC, UN = 4, EG = kRouteWideEG;
   // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
   const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+  if constexpr (PARTS) {  // (instances of their own: the routing deferring launch's ROUTE 2)
+    if (fold.lg_part && fold.in_part && fold.lg_R == static_cast<const void *>(R) && n_experts <= EG) {
+      route_block_parts(n_experts, dim, top_k, fold, experts, gates, s_rs);
+      return;
+    }
+  }
   if (wide && vrow) {
     __shared__ __align__(16) float w_red[32][EG + 4];  // per warp: the group's EG dot sums, then the fold's Σ h²
     const int nv = dim / VEC;
@@ -355,6 +401,17 @@ struct NormFold {
   const float *out_w = nullptr;   // [rows]
   float *out_part = nullptr;      // [out_n]; allocate gemv_fold_parts(rows) floats (the in side reads 16-byte chunks)
   int out_n = 0;                  // set by gemv()
+  // router partial logits (out side, one token; LSW_CUDA_ROUTE_PARTS): out_R, the next router's R [out_E][rows] in
+  // the weights' dtype (16-byte aligned rows: rows * element size a multiple of 16), out_E <= kRoutePartE.  Each block
+  // also writes out_lpart[block * kRoutePartE + e] = Σ over its stored rows of R[e][row] · out_xw[row] (each row
+  // group's rows in order, then the warps in order), e < out_E; R's rows for the block are staged into shared memory
+  // by cp.async before griddepcontrol.wait.  out_lp, set by gemv(): 1 if the launch wrote them (variants whose block
+  // rows are not a whole number of 16-byte chunks of R do not), then RouteFold::lg_part may point at out_lpart.
+  const void *out_R = nullptr;
+  int out_E = 0;
+  float *out_lpart = nullptr;     // [gemv_fold_parts(rows)][kRoutePartE]
+  int out_lp = 0;
+  int rp_off = 0;                 // set by gemv(): where R's stage starts in the dynamic shared memory (floats)
   // SwiGLU fold (the gate,up GEMV, rows = 2 * act_half: gate rows then up rows): each block takes act_half / blocks
   // gate rows and the matching up rows, stores Y as usual and act_out[i] = silu(Y[i]) * Y[act_half + i] (the swiglu
   // kernel's formula: the same bits); not with out_xw or accumulate

@@ -153,6 +153,12 @@ struct State {
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
   bool norm_fold = true;
   float *nf_part = nullptr;  // [gemv_fold_parts(hidden_size)]
+  // decode, fused mode, with the router in the q,k,v / gate,up launch's shrink blocks and the norm folded: the GEMV
+  // that writes the router's input (down of the layer before, or o) also writes its blocks' partial logits of that
+  // router (NormFold::out_R, <= 8 experts, 16-bit weights), and the shrink blocks sum them instead of computing R · x
+  // (RouteFold::lg_part).  LSW_CUDA_ROUTE_PARTS=1 (default off: not yet measured)
+  bool route_parts = false;
+  float *lg_part = nullptr;  // [gemv_fold_parts(hidden_size)][kRoutePartE]
   // decode: the SwiGLU folded into the gate,up GEMV (NormFold::act_out); LSW_CUDA_SWIGLU_FOLD=0: a launch per layer
   bool swiglu_fold = true;
   void *xbuf = nullptr;
@@ -249,6 +255,10 @@ struct Fwd {
   const float *out_w = nullptr, *pend_w = nullptr;
   bool xw_ready = false;
   int xw_n = 0;
+  // router partials (State::route_parts): lg_want, the router whose partial logits the next out-side GEMV should
+  // write (lg_E experts); lg_have, the router whose partials the last GEMV wrote into lg_part (nullptr: none)
+  const void *lg_want = nullptr, *lg_have = nullptr;
+  int lg_E = 0;
   // SwiGLU fold (decode): act_req: the next alin's GEMV (gate,up) should also write act = swiglu(gu); act_ready: it
   // did; follows: the SwiGLU launch was skipped, the next GEMV reads the previous GEMV's output (launch hint)
   bool act_req = false, act_ready = false, follows = false;
@@ -285,10 +295,16 @@ struct Fwd {
         nf.out_xw = st->xn;
         nf.out_w = out_w;
         nf.out_part = st->nf_part;
+        if (lg_want) {
+          nf.out_R = lg_want;
+          nf.out_E = lg_E;
+          nf.out_lpart = st->lg_part;
+        }
       }
     }
     nf.follows_gemv = follows && n == 1;
     out_w = nullptr;
+    lg_want = nullptr;
     act_req = follows = false;
     cudaError_t e = unfold();  // not taken above: the norm runs after all
     if (e != cudaSuccess) return e;
@@ -297,6 +313,7 @@ struct Fwd {
                : lswc::gemm(dt, W, rows, cols, X, cols, n, Y, ldy, bias, acc, st->precise, st->xbuf, s);
     xw_ready = nf.out_xw != nullptr;
     xw_n = nf.out_n;
+    lg_have = any && nf.out_lp ? nf.out_R : nullptr;
     act_ready = nf.act_out != nullptr;
     return e;
   }
@@ -306,6 +323,19 @@ struct Fwd {
   static bool reads_input(const DAdapter &a, int L, int mat) {
     if (a.kind == LSW_ROUTER_LAYERWISE) return a.lrouter_mat[L] == mat;
     return !a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat;
+  }
+  // State::route_parts: the next out-side GEMV (weights of type dt) writes the partial logits of the layer-wise router
+  // that reads (L, mat)'s input, where one does, in the q,k,v / gate,up launch's shrink blocks (fused decode), with
+  // <= kRoutePartE experts of dt over the hidden size
+  void want_parts(int L, int mat, int dt) {
+    if (!st->route_parts || c != 1 || st->mode != LSW_MODE_FUSED || !adapters_active(m, st)) return;
+    for (auto &a : st->ad)
+      if (a.kind == LSW_ROUTER_LAYERWISE && reads_input(a, L, mat) && a.E <= lswc::kRoutePartE &&
+          a.lrouter_dt[L] == dt && a.lrouter_dim[L] == m->cfg.hidden_size) {
+        lg_want = a.lrouter[L];
+        lg_E = a.E;
+        return;
+      }
   }
   bool router_at(int L, int mat) const {
     for (auto &a : st->ad)
@@ -452,6 +482,10 @@ struct Fwd {
         e = unfold();
       }
       if (defer && deferred && rf.in_part) rsk = shrink_router(L, mat, dt, cols);
+      if (rsk && lg_have && lg_have == rsk->lrouter[L]) {  // the producer's partial logits of this router
+        rf.lg_part = st->lg_part;
+        rf.lg_R = lg_have;
+      }
     }
     if (e == cudaSuccess) e = route_at(L, mat, X, cols, rf, rsk);
     if (e != cudaSuccess) return e;
@@ -674,6 +708,7 @@ struct Fwd {
     for (auto &a : st->ad) a.routed = false;
     st->merged_this = false;
     out_w = pend_w = nullptr;
+    lg_want = lg_have = nullptr;
     xw_ready = act_req = act_ready = follows = false;
     const bool nfold = st->norm_fold && c == 1;  // RMSNorm fold (State::norm_fold): decode steps
     cudaError_t e;
@@ -705,7 +740,10 @@ struct Fwd {
         K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kvt, kc, vc, kvd,
                            st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       }
-      if (nfold && !ffn_active(L)) out_w = ly.ffn_norm;
+      if (nfold && !ffn_active(L)) {
+        out_w = ly.ffn_norm;
+        want_parts(L, LSW_MAT_GATE_UP, ly.dt[LSW_MAT_O]);
+      }
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
@@ -716,7 +754,10 @@ struct Fwd {
       act_req = st->swiglu_fold && c == 1;
       K_(alin(L, LSW_MAT_GATE_UP, st->xn, st->gu, 2 * I, nullptr, false));
       K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
-      if (nfold) out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
+      if (nfold) {
+        out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
+        if (L + 1 < cf.num_layers) want_parts(L + 1, LSW_MAT_QKV, ly.dt[LSW_MAT_DOWN]);
+      }
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
     if (st->layerwise && adapters_active(m, st) && st->mode == LSW_MODE_MERGE && c == 1)
@@ -1107,6 +1148,8 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
+    st->route_parts = st->norm_fold && st->route_fold && st->route_in_shrink && env_flag("LSW_CUDA_ROUTE_PARTS", false);
+    if (st->route_parts) TRY(dalloc(st, &st->lg_part, (size_t)lswc::gemv_fold_parts(H) * lswc::kRoutePartE));
   }
   int maxk = H > I ? H : I;
   if ((int)m->q_dim > maxk) maxk = (int)m->q_dim;
