@@ -153,8 +153,8 @@ struct State {
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
   bool norm_fold = true;
   float *nf_part = nullptr;  // [gemv_fold_parts(hidden_size)]
-  // decode, fused mode, with the router in the q,k,v / gate,up launch's shrink blocks and the norm folded: the GEMV
-  // that writes the router's input (down of the layer before, or o) also writes its blocks' partial logits of that
+  // decode, fused mode, with the router in the q,k,v launch's shrink blocks and the norm folded: the GEMV that writes
+  // the router's input (the down GEMV of the layer before) also writes its blocks' partial logits of that
   // router (NormFold::out_R, <= 8 experts, 16-bit weights), and the shrink blocks sum them instead of computing R · x
   // (RouteFold::lg_part).  LSW_CUDA_ROUTE_PARTS=1 (default off: not yet measured)
   bool route_parts = false;
@@ -325,8 +325,8 @@ struct Fwd {
     return !a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat;
   }
   // State::route_parts: the next out-side GEMV (weights of type dt) writes the partial logits of the layer-wise router
-  // that reads (L, mat)'s input, where one does, in the q,k,v / gate,up launch's shrink blocks (fused decode), with
-  // <= kRoutePartE experts of dt over the hidden size
+  // that reads (L, mat)'s input, where one does, with <= kRoutePartE experts of dt over the hidden size (the body asks
+  // at the down GEMV for the next layer's q,k,v: only a deferring q,k,v launch routes in its shrink blocks)
   void want_parts(int L, int mat, int dt) {
     if (!st->route_parts || c != 1 || st->mode != LSW_MODE_FUSED || !adapters_active(m, st)) return;
     for (auto &a : st->ad)
@@ -740,10 +740,7 @@ struct Fwd {
         K_(lswc::attention(c, n_ctx_host, n_ctx_dev, cf.num_heads, cf.num_kv_heads, hd, st->qkv, qkvd, kvt, kc, vc, kvd,
                            st->att, qd, c == 1 ? st->attn_scratch : nullptr, s));
       }
-      if (nfold && !ffn_active(L)) {
-        out_w = ly.ffn_norm;
-        want_parts(L, LSW_MAT_GATE_UP, ly.dt[LSW_MAT_O]);
-      }
+      if (nfold && !ffn_active(L)) out_w = ly.ffn_norm;
       K_(alin(L, LSW_MAT_O, st->att, st->x, H, nullptr, true));  // x += Wo att
       if (ffn_active(L)) {  // MixLoRA whole-FFN experts: x += the gated sum of FFNs
         K_(lswc::rmsnorm(c, H, st->x, H, ly.ffn_norm, eps, st->xn, H, s));
