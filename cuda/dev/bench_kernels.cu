@@ -3996,7 +3996,7 @@ __global__ void route_parts_kernel(int E, int dim, int K, const T *R, const floa
 // and Σ x² partials bit for bit as without them; each block's out_lpart[b][e] = Σ over its rows of R[e][row] ·
 // xw[row] against fp64 (from the device's xw); only where the variant's block rows are whole 16-byte chunks of a
 // 16-bit R (out_lp), never for f32 weights; then route_block<T, true> on them against the fp64 routing of
-// rs · R · (x ⊙ w) (check_route), and a router other than lg_R falls back to the dots (the same check)
+// rs · R · (x ⊙ w) (check_route); gemv_defer_ok takes them for a routed launch of that router only
 static void test_route_parts() {
   logf("\n== router partial logits from the producer GEMV (NormFold::out_R, RouteFold::lg_part) ==\n");
   const float eps = 1e-5f;
@@ -4008,10 +4008,9 @@ static void test_route_parts() {
           if (H == 4096 && E == 3 && v > 2) continue;
           const int K = E == 8 ? 2 : 1;
           HostW Wp = make_w(dt, (size_t)H * Ci, 0.5f), R = make_w(dt, (size_t)E * H, 0.5f);
-          HostW R2 = make_w(dt, (size_t)E * H, 0.5f);  // another router (lg_R mismatch: the dots)
           auto a = rvec(Ci), x0 = rvec(H), w = rvec(H);
           for (auto &u : w) u += 1.5f;
-          void *dWp = dupb(Wp.bytes), *dR = dupb(R.bytes), *dR2 = dupb(R2.bytes);
+          void *dWp = dupb(Wp.bytes), *dR = dupb(R.bytes);
           float *da = dup(a), *dw = dup(w);
           const int np = gemv_fold_parts(H);
           float *dx = dnew<float>(H), *dxw = dnew<float>(H), *dpart = dnew<float>(np), *dlp = dnew<float>((size_t)np * kRoutePartE);
@@ -4041,7 +4040,12 @@ static void test_route_parts() {
             if ((H + b - 1) / b == n1.out_n) br = b;
           const bool want = dt != LSW_DTYPE_F32 && br > 0 && br * 2 % 16 == 0;
           expect(n0.out_lp == 0 && n1.out_lp == (want ? 1 : 0), "%s: out_lp %d (rows per block %d)", what, n1.out_lp, br);
-          if (!n1.out_lp) { cudaFree(dWp); cudaFree(dR); cudaFree(dR2); cudaFree(da); cudaFree(dw); cudaFree(dx); cudaFree(dxw); cudaFree(dpart); cudaFree(dlp); cudaFree(de); cudaFree(dg); continue; }
+          auto free_all = [&]() {
+            for (void *p : {(void *)dWp, dR, (void *)da, (void *)dw, (void *)dx, (void *)dxw, (void *)dpart, (void *)dlp,
+                            (void *)de, (void *)dg})
+              cudaFree(p);
+          };
+          if (!n1.out_lp) { free_all(); continue; }
           const auto LP = down(dlp, (size_t)n1.out_n * kRoutePartE);
           std::vector<float> got;
           std::vector<double> ref, sc;
@@ -4054,34 +4058,49 @@ static void test_route_parts() {
               }
               got.push_back(LP[(size_t)b * kRoutePartE + e]); ref.push_back(r); sc.push_back(m);
             }
-          snprintf(what + strlen(what), sizeof what - strlen(what), ": block partial logits");
-          check(what, got.data(), ref.data(), sc.data(), got.size(), 1e-30, 1e-5);
-          what[strlen(what) - strlen(": block partial logits")] = 0;
+          char nm[240];
+          snprintf(nm, sizeof nm, "%s: block partial logits", what);
+          check(nm, got.data(), ref.data(), sc.data(), got.size(), 1e-30, 1e-5);
           // the routing: fp64 logits rs * Σ R[e][j] xw[j], rs from the device's x
           double ss = 0;
           for (int j = 0; j < H; j++) ss += (double)X1[j] * X1[j];
           const double rs = 1.0 / std::sqrt(ss / H + eps);
-          for (int mis = 0; mis < 2; mis++) {
-            const HostW &Rr = mis ? R2 : R;
-            std::vector<double> lg(E, 0.0);
-            for (int e = 0; e < E; e++) {
-              for (int j = 0; j < H; j++) lg[e] += (double)Rr.val[(size_t)e * H + j] * XW1[j];
-              lg[e] *= rs;
-            }
-            RouteFold f;
-            f.in_part = dpart; f.in_n = n1.out_n; f.eps = eps; f.lg_part = dlp; f.lg_R = dR;
-            with_dtype(dt, [&](auto *tag) {
-              using T = std::remove_pointer_t<decltype(tag)>;
-              route_parts_kernel<T><<<1, 256>>>(E, H, K, static_cast<const T *>(mis ? dR2 : dR), dxw, f, de, dg);
-            });
-            CK(cudaGetLastError());
-            CK(cudaDeviceSynchronize());
-            char nm[240];
-            snprintf(nm, sizeof nm, "%s: route_block<T, true> %s", what, mis ? "with another router (the dots)" : "from the partials");
-            check_route(nm, lg, K, de, dg);
+          std::vector<double> lg(E, 0.0);
+          for (int e = 0; e < E; e++) {
+            for (int j = 0; j < H; j++) lg[e] += (double)R.val[(size_t)e * H + j] * XW1[j];
+            lg[e] *= rs;
           }
-          cudaFree(dWp); cudaFree(dR); cudaFree(dR2); cudaFree(da); cudaFree(dw); cudaFree(dx); cudaFree(dxw);
-          cudaFree(dpart); cudaFree(dlp); cudaFree(de); cudaFree(dg);
+          RouteFold f;
+          f.in_part = dpart; f.in_n = n1.out_n; f.eps = eps; f.lg_part = dlp; f.lg_R = dR;
+          with_dtype(dt, [&](auto *tag) {
+            using T = std::remove_pointer_t<decltype(tag)>;
+            route_parts_kernel<T><<<1, 256>>>(E, H, K, static_cast<const T *>(dR), dxw, f, de, dg);
+          });
+          CK(cudaGetLastError());
+          CK(cudaDeviceSynchronize());
+          snprintf(nm, sizeof nm, "%s: route_block<T, true> from the partials", what);
+          check_route(nm, lg, K, de, dg);
+          // a routed deferring launch (q,v-like r16 segment of 64 rows) takes the partials of its own router only
+          {
+            const int Rc = 64, rank = 16;
+            void *dWc = dnew<uint16_t>((size_t)Rc * H), *dA = dnew<uint16_t>((size_t)E * rank * H), *dB = dnew<uint16_t>((size_t)E * Rc * rank);
+            float *dt_ = dnew<float>(K * rank), *ddy = dnew<float>(Rc);
+            int *dsync = dnew<int>(2);
+            LoraEpilogue ep;
+            ep.nseg = 1; ep.top_k = K; ep.sync = dsync; ep.n_experts = E; ep.defer = ddy;
+            ep.seg[0] = LoraSeg{0, Rc, rank, dB, dt_, de, dA, dg};
+            ep.route.R = dR; ep.route.n_experts = E; ep.route.vec = route_vec(dt, dR, H);
+            ep.route.experts = de; ep.route.gates = dg; ep.route.fold = f;
+            const bool own = gemv_defer_ok(dt, dWc, Rc, H, dxw, H, 1, &ep);
+            ep.route.fold.lg_R = dWc;  // another matrix's partials
+            const bool other = gemv_defer_ok(dt, dWc, Rc, H, dxw, H, 1, &ep);
+            ep.route.fold.lg_R = dR; ep.route.fold.in_part = nullptr;  // partials without the fold's Σ h²
+            const bool nofold = gemv_defer_ok(dt, dWc, Rc, H, dxw, H, 1, &ep);
+            expect(own && !other && !nofold, "%s: gemv_defer_ok takes the partials of its own router (%d), not another's "
+                   "(%d) or without the fold (%d)", what, own, other, nofold);
+            cudaFree(dWc); cudaFree(dA); cudaFree(dB); cudaFree(dt_); cudaFree(ddy); cudaFree(dsync);
+          }
+          free_all();
         }
 }
 

@@ -54,6 +54,13 @@ st_build() {
 st_cudatests() {
   if [ -f build/native-cmake/CTestTestfile.cmake ]; then LSW_REQUIRE_GPU=1 ctest --test-dir build/native-cmake --output-on-failure
   else LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda; fi; }
+# test_cuda with the settings given (VAR=value ...) into $OUT/test-cuda-NAME.txt, its last lines tagged with them
+# (the last 20 on a failure): `test_cuda_with NAME VAR=value ...`
+test_cuda_with() {
+  local n=$1; shift
+  env "$@" LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-$n.txt" 2>&1 ||
+    { tail -n 20 "$OUT/test-cuda-$n.txt"; return 1; }
+  tail -n 2 "$OUT/test-cuda-$n.txt" | sed "s/^/test_cuda, $*: /"; }
 st_unpack() {
   [ -f "$GPU/pack/bin.tar.xz" ] || { echo "$GPU/pack/bin.tar.xz: missing (scripts/gpu/pack-prebuilt.sh)"; return 1; }
   tar -xJf "$GPU/pack/bin.tar.xz" && cat build/prebuilt.txt; }
@@ -236,8 +243,7 @@ st_sgmm_r64k2() { sgmm_procs sgmm-r64k2 64,2 3 "stream( q,v|, contiguous|, locks
 # default, then with it: =2; top-1 with LSW_CUDA_SGMM_HALF=0 too).  The `sgmm` stage runs its harness tests (every
 # plan shape, fp64 and bits against the one-shot kernel) and their memcheck.
 st_wg_ab() {
-  LSW_REQUIRE_GPU=1 LSW_CUDA_SGMM_WGMMA=2 build/native-cmake/test_cuda > "$OUT/test-cuda-wgmma.txt" 2>&1; local r=$?
-  tail -n 3 "$OUT/test-cuda-wgmma.txt"; [ $r -eq 0 ] || return $r
+  test_cuda_with wgmma LSW_CUDA_SGMM_WGMMA=2 || return 1
   st_wg_kernel &&
     sgmm_procs sgmm-wg-r32k2 32,2 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
     sgmm_procs sgmm-wg-r64k1 64,1 1 "stream( q,v|, mma.sync consumer|, wgmma consumer)" &&
@@ -257,8 +263,7 @@ ab_lw() {
 # launch): test_cuda with it off (the default has it on), the harness's LoRA tests (the route_n comparison in every
 # variant) and their memcheck, then the decode A-B
 st_rs_ab() {
-  LSW_REQUIRE_GPU=1 LSW_CUDA_ROUTE_IN_SHRINK=0 build/native-cmake/test_cuda > "$OUT/test-cuda-route-launch.txt" 2>&1; local r=$?
-  tail -n 2 "$OUT/test-cuda-route-launch.txt"; [ $r -eq 0 ] || return $r
+  test_cuda_with route-launch LSW_CUDA_ROUTE_IN_SHRINK=0 || return 1
   st_lora_tests || return 1
   grep -h "router in the shrink" "$OUT/cuda-kernels-lora.txt" | awk "{print \$1}" | sort | uniq -c
   ab_lw rs "LSW_CUDA_ROUTE_IN_SHRINK=0"; }
@@ -306,10 +311,8 @@ st_xa_ab() {
     LSW_CUDA_DL_RU=$ru LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-ru$ru.txt" > /dev/null || at=1
     grep -hE "^  (ok|FAIL)" "$OUT/attn-tests-ru$ru.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests, LSW_CUDA_DL_RU=$ru: /"
   done
-  LSW_CUDA_EXPAND_IN_ATTN=0 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-xa0.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-xa0.txt"; return 1; }
-  tail -n 2 "$OUT/test-cuda-xa0.txt" | sed "s/^/test_cuda, LSW_CUDA_EXPAND_IN_ATTN=0: /"
-  LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-ru2.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-ru2.txt"; return 1; }
-  tail -n 2 "$OUT/test-cuda-ru2.txt" | sed "s/^/test_cuda, LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1: /"
+  test_cuda_with xa0 LSW_CUDA_EXPAND_IN_ATTN=0 || return 1
+  test_cuda_with ru2 LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1 || return 1
   LSW_CUDA_DL_B_L2=1 LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck-bl2.txt" 2>&1 ||
     { tail -n 20 "$OUT/lora-memcheck-bl2.txt"; return 1; }
   grep -hE "^  (ok|FAIL)" "$OUT/lora-memcheck-bl2.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1: /"
@@ -330,8 +333,7 @@ st_parts_ab() {
   LSW_HARNESS_ONLY=test_route_parts compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/route-parts-memcheck.txt" 2>&1 ||
     { tail -n 20 "$OUT/route-parts-memcheck.txt"; return 1; }
   tail -n 2 "$OUT/route-parts-memcheck.txt"
-  LSW_CUDA_ROUTE_PARTS=1 LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-parts.txt" 2>&1 || { tail -n 20 "$OUT/test-cuda-parts.txt"; return 1; }
-  tail -n 2 "$OUT/test-cuda-parts.txt" | sed "s/^/test_cuda, LSW_CUDA_ROUTE_PARTS=1: /"
+  test_cuda_with parts LSW_CUDA_ROUTE_PARTS=1 || return 1
   LSW_CUDA_ROUTE_PARTS=1 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts.json" > "$OUT/e2e-parts.txt" 2>&1 ||
     { tail -n 20 "$OUT/e2e-parts.txt"; return 1; }
   tail -n 2 "$OUT/e2e-parts.txt" | sed "s/^/e2e, LSW_CUDA_ROUTE_PARTS=1: /"

@@ -625,8 +625,7 @@ void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
 static int g_attn_minb = -1, g_attn_wave = -1, g_dl_ru = 1;  // (g_dl_ru: LSW_CUDA_DL_RU, dl_rows' rows in flight)
 static void attn_knobs() {
   if (g_attn_minb < 0) {
-    const char *r = getenv("LSW_CUDA_DL_RU");
-    g_dl_ru = r && *r == '2' && !r[1] ? 2 : 1;
+    g_dl_ru = env_mode012("LSW_CUDA_DL_RU", 1) == 2 ? 2 : 1;
     const char *m = getenv("LSW_CUDA_ATTN_MINB");
     g_attn_minb = m && *m == '1' && !m[1] ? 1 : 6;
     const char *w = getenv("LSW_CUDA_ATTN_WAVE");

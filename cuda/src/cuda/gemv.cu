@@ -1423,6 +1423,10 @@ bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X,
   if (rt.R && (rt.n_experts < lora->top_k || rt.n_experts > kRouteShrinkMaxE || !rt.experts || !rt.gates ||
                (rt.fold.in_part && rt.fold.in_n <= 0)))
     return false;
+  // the producer's partial logits (the ROUTE 2 instance sums them): of this router, with its fold, <= kRoutePartE experts
+  if (rt.fold.lg_part && (!rt.R || rt.fold.lg_R != rt.R || !rt.fold.in_part || rt.n_experts > kRoutePartE ||
+                          !aligned16(rt.fold.lg_part)))
+    return false;
   if (lora->rs_out) {  // the expand left to the consumer: routed launches, within DeferLora's limits
     if (!rt.R) return false;
     for (int i = 0; i < lora->nseg; i++)

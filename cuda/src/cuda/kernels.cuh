@@ -36,8 +36,9 @@ __device__ __forceinline__ int lora_seg_of(const LoraSeg *seg, int nseg, int row
 // fold (n == 1): the RMSNorm folded as for the GEMVs (NormFold's in side): x = h ⊙ w, and the logits are scaled by
 // rs = 1 / sqrt(Σ in_part[0..in_n) / dim + eps), the producer GEMV's partial sums of h², so no RMSNorm launch is needed
 // lg_part (with in_part; LSW_CUDA_ROUTE_PARTS): the producer GEMV's partial logits of the router lg_R (NormFold::out_R),
-// [in_n][kRoutePartE] floats, 16-byte aligned; route_block sums them instead of computing R · x, where R == lg_R and
-// n_experts <= kRoutePartE (otherwise it reads R and x as before)
+// [in_n][kRoutePartE] floats, 16-byte aligned; route_block<T, true> sums them instead of computing R · x (a deferring
+// launch takes them only for its own router, lg_R == LoraRoute::R, with n_experts <= kRoutePartE: gemv_defer_ok;
+// route_n ignores them)
 struct RouteFold {
   const float *in_part = nullptr;
   int in_n = 0;
@@ -218,8 +219,8 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
 // route_block with the producer's partial logits (RouteFold::lg_part, n_experts <= kRoutePartE): thread i sums blocks
 // i, i + 256, ... in order (two 16-byte loads each) and the fold's Σ h² partials, then the wide layout's reduction and
 // register tail (route_block<T, true>).
-__device__ __forceinline__ void route_block_parts(int n_experts, int dim, int top_k, const RouteFold &fold,
-                                                      int *experts, float *gates, float *s_rs) {
+__device__ __forceinline__ void route_block_parts(int n_experts, int dim, int top_k, const RouteFold &fold, int *experts,
+                                                  float *gates, float *s_rs) {
   constexpr int EG = kRoutePartE;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nt = blockDim.x;
   __shared__ __align__(16) float p_red[32][EG + 4];
@@ -254,11 +255,9 @@ __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, c
   constexpr int VEC = Tr<T>::VEC, UN = 4, EG = kRouteWideEG;
   // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
   const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-  if constexpr (PARTS) {  // (instances of their own: the routing deferring launch's ROUTE 2)
-    if (fold.lg_part && fold.in_part && fold.lg_R == static_cast<const void *>(R) && n_experts <= EG) {
-      route_block_parts(n_experts, dim, top_k, fold, experts, gates, s_rs);
-      return;
-    }
+  if constexpr (PARTS) {  // (the routing deferring launch's ROUTE 2 instances; gemv_defer_ok checked fold.lg_part)
+    route_block_parts(n_experts, dim, top_k, fold, experts, gates, s_rs);
+    return;
   }
   if (wide && vrow) {
     __shared__ __align__(16) float w_red[32][EG + 4];  // per warp: the group's EG dot sums, then the fold's Σ h²

@@ -324,18 +324,17 @@ struct Fwd {
     if (a.kind == LSW_ROUTER_LAYERWISE) return a.lrouter_mat[L] == mat;
     return !a.routed && a.kind == LSW_ROUTER_PREGATED && L == 0 && a.router_mat == mat;
   }
-  // State::route_parts: the next out-side GEMV (weights of type dt) writes the partial logits of the layer-wise router
-  // that reads (L, mat)'s input, where one does, with <= kRoutePartE experts of dt over the hidden size (the body asks
-  // at the down GEMV for the next layer's q,k,v: only a deferring q,k,v launch routes in its shrink blocks)
-  void want_parts(int L, int mat, int dt) {
-    if (!st->route_parts || c != 1 || st->mode != LSW_MODE_FUSED || !adapters_active(m, st)) return;
-    for (auto &a : st->ad)
-      if (a.kind == LSW_ROUTER_LAYERWISE && reads_input(a, L, mat) && a.E <= lswc::kRoutePartE &&
-          a.lrouter_dt[L] == dt && a.lrouter_dim[L] == m->cfg.hidden_size) {
-        lg_want = a.lrouter[L];
-        lg_E = a.E;
-        return;
-      }
+  // State::route_parts: the down GEMV before layer L (weights of type dt) also writes the partial logits of the router
+  // that layer L's q,k,v launch will run in its shrink blocks (shrink_router), where it has <= kRoutePartE experts of
+  // type dt
+  void want_parts(int L, int dt) {
+    if (!st->route_parts || !adapters_active(m, st)) return;
+    const DLayer &ly = st->layers[L];
+    const DAdapter *a = shrink_router(L, LSW_MAT_QKV, ly.dt[LSW_MAT_QKV], ly.cols[LSW_MAT_QKV]);
+    if (a && a->E <= lswc::kRoutePartE && a->lrouter_dt[L] == dt) {
+      lg_want = a->lrouter[L];
+      lg_E = a->E;
+    }
   }
   bool router_at(int L, int mat) const {
     for (auto &a : st->ad)
@@ -753,7 +752,7 @@ struct Fwd {
       K_(norm_or_act(L, LSW_MAT_DOWN, 1, nullptr, st->act));
       if (nfold) {
         out_w = L + 1 < cf.num_layers ? st->layers[L + 1].attn_norm : st->norm;
-        if (L + 1 < cf.num_layers) want_parts(L + 1, LSW_MAT_QKV, ly.dt[LSW_MAT_DOWN]);
+        if (L + 1 < cf.num_layers) want_parts(L + 1, ly.dt[LSW_MAT_DOWN]);
       }
       K_(alin(L, LSW_MAT_DOWN, st->act, st->x, H, nullptr, true));  // x += Wdown act
     }
