@@ -167,44 +167,26 @@ __device__ __forceinline__ void sgmm_w0_to_acc(const uint4 (&w0)[4], float *stag
   __syncthreads();
 }
 
+// Variants 0 / 1, the rest of a 64 x 128 tile after sgmm_w0_to_acc: acc = fmaf(g_k, B_k A_k, acc) per expert on
+// tensor cores (per expert an fp32 partial over rank chunks of TC_J staged in `ops`), then acc -> `stage` (fp32; it
+// aliases ops) -> W, rounded once, in 16-byte coalesced stores.  The caller puts a barrier between the stage reads at
+// the end and any reuse of the shared memory.
+template <typename T> struct SgmmTcOps {
+  static constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
+  T As[TC_J][ALD];
+  T Bs[TC_R][BLD];
+};
 template <typename T>
-__global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restrict__ descs, int n_descs, int top_k,
-                                                      const int *__restrict__ experts,
-                                                      const float *__restrict__ gates, const int *skip) {
-  if (skip && *skip) return;
-  constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
-  struct Ops { T As[TC_J][ALD]; T Bs[TC_R][BLD]; };
-  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
-  __shared__ __align__(128) unsigned char smem[SMEM];
-  Ops &ops = *reinterpret_cast<Ops *>(smem);
-  float *stage = reinterpret_cast<float *>(smem);
-
-  const SgmmDesc d = descs[find_desc(descs, n_descs, blockIdx.x)];
-  const int tid = threadIdx.x, warp = tid >> 5;
-  const int wm = warp >> 2, wn = warp & 3;  // 2 x 4 warps, each 32 rows x 32 cols
-  const int tiles_c = (d.cols + TC_C - 1) / TC_C;
-  const int local = blockIdx.x - d.tile0;
-  const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
-  const T *W0 = static_cast<const T *>(d.W0);
+__device__ __forceinline__ void sgmm_tc_tile(const SgmmDesc &d, int r0, int c0, int top_k,
+                                             const int *__restrict__ experts, const float *__restrict__ gates,
+                                             SgmmTcOps<T> &ops, float *stage,
+                                             wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[2][2],
+                                             int tid, int wm, int wn) {
+  constexpr int ALD = SgmmTcOps<T>::ALD, BLD = SgmmTcOps<T>::BLD, SLD = SgmmTcOps<T>::SLD;
   T *W = static_cast<T *>(d.W);
   const T *A = static_cast<const T *>(d.A);
   const T *B = static_cast<const T *>(d.B);
-
-  // 1. W0 tile -> registers -> fp32 in shared memory -> the accumulators (acc starts from W0: the fmaf chain below).
-  //    Its HBM latency no longer overlaps the low-rank product, as it did while W0 was added last; this kernel is the
-  //    autotuner's fallback, not the streaming path.
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
-  {
-    uint4 w0[4];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
-      w0[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
-    }
-    sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);
-  }
-
-  // 2. acc = fmaf(g_k, B_k A_k, acc) per expert on tensor cores (per expert an fp32 partial)
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> tmp[2][2];
   for (int k = 0; k < top_k; k++) {
     const int e = experts[d.slot * top_k + k];
     const float g = gates[d.slot * top_k + k] * d.scale;
@@ -215,15 +197,15 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
 #pragma unroll
       for (int j = 0; j < 2; j++) wmma::fill_fragment(tmp[i][j], 0.f);
     for (int j0 = 0; j0 < d.rank; j0 += TC_J) {
-      const int jc = min(TC_J, d.rank - j0);  // multiple of 16
-      // A chunk [jc][128]: 16 chunks of 8 per row
-      for (int q = tid; q < TC_J * (TC_C / 8); q += 256) {
+      const int jc = min(TC_J, d.rank - j0);  // a multiple of 16 (sgmm_tc_ok)
+      // A chunk [jc][128], 16 chunks of 8 per row (rows from jc on are not read: kk < jc below)
+      for (int q = tid; q < jc * (TC_C / 8); q += 256) {
         const int j = q >> 4, cc = (q & 15) * 8, c = c0 + cc;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (j < jc && c < d.cols) v = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c);
+        if (c < d.cols) v = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c);
         *reinterpret_cast<uint4 *>(&ops.As[j][cc]) = v;
       }
-      // B chunk [64 rows][jc]: 8 chunks of 8 per row
+      // B chunk [64 rows][jc], 8 chunks of 8 per row
       for (int q = tid; q < TC_R * (TC_J / 8); q += 256) {
         const int r = q >> 3, jj = (q & 7) * 8, gr = r0 + r;
         uint4 v = make_uint4(0, 0, 0, 0);
@@ -252,8 +234,6 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
 #pragma unroll
         for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
   }
-
-  // 3. acc -> smem (fp32), then W = round(acc), 16-byte coalesced stores
 #pragma unroll
   for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -265,6 +245,44 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
     const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
     if (r < d.rows && c < d.cols) st_stream(W + (size_t)r * d.cols + c, pack16<T>(stage + rr * SLD + cc));
   }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restrict__ descs, int n_descs, int top_k,
+                                                      const int *__restrict__ experts,
+                                                      const float *__restrict__ gates, const int *skip) {
+  if (skip && *skip) return;
+  using Ops = SgmmTcOps<T>;
+  constexpr int SLD = Ops::SLD;
+  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
+  __shared__ __align__(128) unsigned char smem[SMEM];
+  Ops &ops = *reinterpret_cast<Ops *>(smem);
+  float *stage = reinterpret_cast<float *>(smem);
+
+  const SgmmDesc d = descs[find_desc(descs, n_descs, blockIdx.x)];
+  const int tid = threadIdx.x, warp = tid >> 5;
+  const int wm = warp >> 2, wn = warp & 3;  // 2 x 4 warps, each 32 rows x 32 cols
+  const int tiles_c = (d.cols + TC_C - 1) / TC_C;
+  const int local = blockIdx.x - d.tile0;
+  const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
+  const T *W0 = static_cast<const T *>(d.W0);
+
+  // 1. W0 tile -> registers -> fp32 in shared memory -> the accumulators (acc starts from W0: the fmaf chain below).
+  //    Its HBM latency no longer overlaps the low-rank product, as it did while W0 was added last; this kernel is the
+  //    autotuner's fallback, not the streaming path.
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+  {
+    uint4 w0[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int q = tid + i * 256, r = r0 + (q >> 4), c = c0 + (q & 15) * 8;
+      w0[i] = (r < d.rows && c < d.cols) ? ld_stream(W0 + (size_t)r * d.cols + c) : make_uint4(0, 0, 0, 0);
+    }
+    sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);
+  }
+
+  // 2. the experts' products, 3. the stores
+  sgmm_tc_tile<T>(d, r0, c0, top_k, experts, gates, ops, stage, acc, tid, wm, wn);
 }
 
 // Persistent tensor-core variant (same 64x128 tiles and tile numbering as sgmm_tc_kernel, same arithmetic,
@@ -280,8 +298,8 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
                                                               int total_tiles, int top_k,
                                                               const int *__restrict__ experts,
                                                               const float *__restrict__ gates, const int *skip) {
-  constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
-  struct Ops { T As[TC_J][ALD]; T Bs[TC_R][BLD]; };
+  using Ops = SgmmTcOps<T>;
+  constexpr int SLD = Ops::SLD;
   constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
   __shared__ __align__(128) unsigned char smem[SMEM];
   __shared__ int s_tile0[SG_MAXD];
@@ -339,68 +357,9 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
     const int tiles_c = (d.cols + TC_C - 1) / TC_C;
     const int local = tile - d.tile0;
     const int r0 = (local / tiles_c) * TC_R, c0 = (local % tiles_c) * TC_C;
-    T *W = static_cast<T *>(d.W);
-    const T *A = static_cast<const T *>(d.A);
-    const T *B = static_cast<const T *>(d.B);
-
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], tmp[2][2];
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
     sgmm_w0_to_acc<T>(w0, stage, SLD, acc, tid, wm, wn);  // (the previous tile is done with the stage: loop end)
-    for (int k = 0; k < top_k; k++) {
-      const int e = experts[d.slot * top_k + k];
-      const float g = gates[d.slot * top_k + k] * d.scale;
-      const T *Ae = A + (size_t)e * d.rank * d.cols;
-      const T *Be = B + (size_t)e * d.rows * d.rank;
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) wmma::fill_fragment(tmp[i][j], 0.f);
-      for (int j0 = 0; j0 < d.rank; j0 += TC_J) {
-        const int jc = min(TC_J, d.rank - j0);
-        for (int q = tid; q < jc * (TC_C / 8); q += 256) {
-          const int j = q >> 4, cc = (q & 15) * 8, c = c0 + cc;
-          uint4 v = make_uint4(0, 0, 0, 0);
-          if (c < d.cols) v = *reinterpret_cast<const uint4 *>(Ae + (size_t)(j0 + j) * d.cols + c);
-          *reinterpret_cast<uint4 *>(&ops.As[j][cc]) = v;
-        }
-        for (int q = tid; q < TC_R * (TC_J / 8); q += 256) {
-          const int r = q >> 3, jj = (q & 7) * 8, gr = r0 + r;
-          uint4 v = make_uint4(0, 0, 0, 0);
-          if (jj < jc && gr < d.rows) v = *reinterpret_cast<const uint4 *>(Be + (size_t)gr * d.rank + j0 + jj);
-          *reinterpret_cast<uint4 *>(&ops.Bs[r][jj]) = v;
-        }
-        __syncthreads();
-        for (int kk = 0; kk < jc; kk += 16) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> af[2];
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> bf[2];
-#pragma unroll
-          for (int i = 0; i < 2; i++) wmma::load_matrix_sync(af[i], &ops.Bs[wm * 32 + i * 16][kk], BLD);
-#pragma unroll
-          for (int j = 0; j < 2; j++) wmma::load_matrix_sync(bf[j], &ops.As[kk][wn * 32 + j * 16], ALD);
-#pragma unroll
-          for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int j = 0; j < 2; j++) wmma::mma_sync(tmp[i][j], af[i], bf[j], tmp[i][j]);
-        }
-        __syncthreads();
-      }
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-          for (int t = 0; t < acc[i][j].num_elements; t++) acc[i][j].x[t] = fmaf(g, tmp[i][j].x[t], acc[i][j].x[t]);
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int j = 0; j < 2; j++)
-        wmma::store_matrix_sync(stage + (wm * 32 + i * 16) * SLD + wn * 32 + j * 16, acc[i][j], SLD, wmma::mem_row_major);
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const int q = tid + i * 256, rr = q >> 4, cc = (q & 15) * 8, r = r0 + rr, c = c0 + cc;
-      if (r < d.rows && c < d.cols) st_stream(W + (size_t)r * d.cols + c, pack16<T>(stage + rr * SLD + cc));
-    }
+    sgmm_tc_tile<T>(d, r0, c0, top_k, experts, gates, ops, stage, acc, tid, wm, wn);
     __syncthreads();  // stage (aliases As/Bs) is read before the next tile overwrites it
     if (nxt < total_tiles) {
 #pragma unroll
