@@ -167,15 +167,17 @@ __device__ __forceinline__ void sgmm_w0_to_acc(const uint4 (&w0)[4], float *stag
   __syncthreads();
 }
 
-// Variants 0 / 1, the rest of a 64 x 128 tile after sgmm_w0_to_acc: acc = fmaf(g_k, B_k A_k, acc) per expert on
-// tensor cores (per expert an fp32 partial over rank chunks of TC_J staged in `ops`), then acc -> `stage` (fp32; it
-// aliases ops) -> W, rounded once, in 16-byte coalesced stores.  The caller puts a barrier between the stage reads at
-// the end and any reuse of the shared memory.
+// Variants 0 / 1: a rank chunk of A and B in shared memory (padded rows); SLD: the fp32 stage's row stride
 template <typename T> struct SgmmTcOps {
   static constexpr int ALD = TC_C + 8, BLD = TC_J + 8, SLD = TC_C + 4;
   T As[TC_J][ALD];
   T Bs[TC_R][BLD];
 };
+
+// Variants 0 / 1, the rest of a 64 x 128 tile after sgmm_w0_to_acc: acc = fmaf(g_k, B_k A_k, acc) per expert on
+// tensor cores (per expert an fp32 partial over rank chunks of TC_J staged in `ops`), then acc -> `stage` (fp32; it
+// aliases ops) -> W, rounded once, in 16-byte coalesced stores.  The caller puts a barrier between the stage reads at
+// the end and any reuse of the shared memory.
 template <typename T>
 __device__ __forceinline__ void sgmm_tc_tile(const SgmmDesc &d, int r0, int c0, int top_k,
                                              const int *__restrict__ experts, const float *__restrict__ gates,
