@@ -61,6 +61,21 @@ test_cuda_with() {
   env "$@" LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-$n.txt" 2>&1 ||
     { tail -n 20 "$OUT/test-cuda-$n.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-$n.txt" | sed "s/^/test_cuda, $*: /"; }
+# the kernel harness's tests ONLY (LSW_HARNESS_ONLY, comma-separated) with the settings given (VAR=value ...), their
+# report in $OUT/NAME.txt and their ok / FAIL counts printed with LABEL in front (the last 20 lines on a failure);
+# with MEMCHECK=1 in front, under compute-sanitizer memcheck (its summary line printed too):
+# `[MEMCHECK=1] harness_tests NAME ONLY LABEL [VAR=value ...]`
+harness_tests() {
+  local n=$1 only=$2 label=$3 r; shift 3
+  if [ "${MEMCHECK:-0}" = 1 ]; then
+    env "$@" LSW_HARNESS_ONLY="$only" compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/$n.txt" 2>&1; r=$?
+    grep -h "ERROR SUMMARY" "$OUT/$n.txt" | sed "s/^/$label: /"
+  else
+    env "$@" LSW_HARNESS_ONLY="$only" ./build/dev/bench_kernels "$OUT/$n.txt" > /dev/null; r=$?
+  fi
+  grep -hE "^  (ok|FAIL)" "$OUT/$n.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/$label: /"
+  [ $r -eq 0 ] || tail -n 20 "$OUT/$n.txt"
+  return $r; }
 st_unpack() {
   [ -f "$GPU/pack/bin.tar.xz" ] || { echo "$GPU/pack/bin.tar.xz: missing (scripts/gpu/pack-prebuilt.sh)"; return 1; }
   tar -xJf "$GPU/pack/bin.tar.xz" && cat build/prebuilt.txt; }
@@ -308,14 +323,11 @@ st_xa_ab() {
   set -o pipefail
   local at=0 ru
   for ru in 1 2; do
-    LSW_CUDA_DL_RU=$ru LSW_HARNESS_ONLY=test_attention ./build/dev/bench_kernels "$OUT/attn-tests-ru$ru.txt" > /dev/null || at=1
-    grep -hE "^  (ok|FAIL)" "$OUT/attn-tests-ru$ru.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/attention tests, LSW_CUDA_DL_RU=$ru: /"
+    harness_tests "attn-tests-ru$ru" test_attention "attention tests, LSW_CUDA_DL_RU=$ru" LSW_CUDA_DL_RU=$ru || at=1
   done
   test_cuda_with xa0 LSW_CUDA_EXPAND_IN_ATTN=0 || return 1
   test_cuda_with ru2 LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1 || return 1
-  LSW_CUDA_DL_B_L2=1 LSW_HARNESS_ONLY=test_lora compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/lora-memcheck-bl2.txt" 2>&1 ||
-    { tail -n 20 "$OUT/lora-memcheck-bl2.txt"; return 1; }
-  grep -hE "^  (ok|FAIL)" "$OUT/lora-memcheck-bl2.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1: /"
+  MEMCHECK=1 harness_tests lora-memcheck-bl2 test_lora "harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1" LSW_CUDA_DL_B_L2=1 || return 1
   route_chain_run route-chain-xa || return 1
   local i
   for i in 1 2; do
@@ -327,12 +339,8 @@ st_xa_ab() {
 # fused in the whole decode (default, on), two interleaved rounds
 st_parts_ab() {
   set -o pipefail
-  LSW_HARNESS_ONLY=test_route_parts ./build/dev/bench_kernels "$OUT/route-parts-tests.txt" > /dev/null; local r=$?
-  grep -hE "^  (ok|FAIL)" "$OUT/route-parts-tests.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/router partials tests: /"
-  [ $r -eq 0 ] || return $r
-  LSW_HARNESS_ONLY=test_route_parts compute-sanitizer --tool memcheck --error-exitcode 3 ./build/dev/bench_kernels > "$OUT/route-parts-memcheck.txt" 2>&1 ||
-    { tail -n 20 "$OUT/route-parts-memcheck.txt"; return 1; }
-  tail -n 2 "$OUT/route-parts-memcheck.txt"
+  harness_tests route-parts-tests test_route_parts "router partials tests" || return 1
+  MEMCHECK=1 harness_tests route-parts-memcheck test_route_parts "router partials tests under memcheck" || return 1
   test_cuda_with parts LSW_CUDA_ROUTE_PARTS=1 || return 1
   LSW_CUDA_ROUTE_PARTS=1 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts.json" > "$OUT/e2e-parts.txt" 2>&1 ||
     { tail -n 20 "$OUT/e2e-parts.txt"; return 1; }
@@ -346,8 +354,7 @@ st_route_ab() {
   set -o pipefail
   local w i
   for w in 1 0; do
-    LSW_CUDA_ROUTE_WIDE=$w LSW_HARNESS_ONLY=test_sampling ./build/dev/bench_kernels "$OUT/route-tests-w$w.txt" || return 1
-    grep -hE "^  (ok|FAIL)" "$OUT/route-tests-w$w.txt" | awk "{print \$1}" | sort | uniq -c | sed "s/^/wide=$w tests: /"
+    harness_tests "route-tests-w$w" test_sampling "wide=$w tests" LSW_CUDA_ROUTE_WIDE=$w || return 1
     LSW_CUDA_ROUTE_WIDE=$w route_chain_run "route-chain-w$w" | sed "s/^/wide=$w: /" || return 1
   done
   for i in 1 2; do
@@ -357,8 +364,7 @@ st_route_ab() {
 # counter after the main loop whatever its look saw): the harness's LoRA tests with it off (the default's ran in
 # lora-tests), then all-linear r64 fused, two interleaved rounds
 st_lt_ab() {
-  LSW_CUDA_LORA_TRUST_LOOK=0 LSW_HARNESS_ONLY=test_lora,test_lora_pdl_chain ./build/dev/bench_kernels "$OUT/cuda-kernels-lora-untrusted.txt" || return 1
-  grep -hE "^  (ok|FAIL)" "$OUT/cuda-kernels-lora-untrusted.txt" | awk "{print \$1}" | sort | uniq -c
+  harness_tests cuda-kernels-lora-untrusted test_lora,test_lora_pdl_chain "LoRA tests, LSW_CUDA_LORA_TRUST_LOOK=0" LSW_CUDA_LORA_TRUST_LOOK=0 || return 1
   local i
   for i in 1 2; do ab_bench "all-r64-lt$i" "--rank 64 --targets all --router pregated --modes base,fused" "" "LSW_CUDA_LORA_TRUST_LOOK=0" || return 1; done; }
 # the kernel part of wg-ab alone: r64 top-2 in the harness, three processes (mma.sync / wgmma rows, bits compared)

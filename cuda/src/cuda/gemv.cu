@@ -1206,7 +1206,8 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
   const int threads = 256, groups_per_block = threads / 32 / KS;
   const int groups = cdiv(rows, R);
   int gemv_blocks = cdiv(groups, groups_per_block);
-  constexpr bool kRpInst = NX == 1 && sizeof(T) == 2 && (8 / KS) * R * 2 % 16 == 0;  // an RP instance exists
+  constexpr int BR = (8 / KS) * R;  // rows per block (the kernel's GPB * R)
+  constexpr bool kRpInst = NX == 1 && sizeof(T) == 2 && BR * 2 % 16 == 0;  // an RP instance exists
   NormFold f;  // (validated by gemv(): n == 1, the vector path)
   size_t smem = 0;  // fold in: the partial sums' stage (dynamic: the other launches keep their shared memory as is)
   if (nf) {
@@ -1219,7 +1220,6 @@ static cudaError_t launch_gemv_t(const void *W, int rows, int cols, const float 
     if (f.in_part && f.in_n <= kFoldSmemParts) smem = (size_t)cdiv(f.in_n, 4) * 16;
     // router partials: whole 16-byte chunks of R per block and per R row, else not written (out_lp = 0)
     // (16-bit weights, no LoRA; the variants whose block rows are whole 16-byte chunks of R: kRpInst)
-    constexpr int BR = (8 / KS) * R;  // (the kernel's GPB * R)
     const bool rp = kRpInst && !(lora && lora->nseg > 0) && f.out_xw && f.out_R && f.out_lpart && f.out_E >= 1 &&
                     f.out_E <= kRoutePartE && (size_t)rows * sizeof(T) % 16 == 0 && aligned16(f.out_R) &&
                     aligned16(f.out_lpart) && !f.act_out;

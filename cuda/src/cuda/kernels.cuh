@@ -222,6 +222,7 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
 __device__ __forceinline__ void route_block_parts(int n_experts, int dim, int top_k, const RouteFold &fold, int *experts,
                                                   float *gates, float *s_rs) {
   constexpr int EG = kRoutePartE;
+  static_assert(EG == 8, "a block's partial logits are read as two float4");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nt = blockDim.x;
   __shared__ __align__(16) float p_red[32][EG + 4];
   float acc[EG], fp = 0.f;
