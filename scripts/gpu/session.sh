@@ -313,39 +313,36 @@ route_chain_run() {
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
 # a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN, default 1 since session 65;
-# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv;
-# again with LSW_CUDA_DL_RU=2, two rows in flight), test_cuda with it off and with two rows in flight plus the LoRA-B
-# rows requested into L2 by the routing shrink blocks (LSW_CUDA_DL_B_L2=1; the default's ran in cudatests), the
-# harness's LoRA tests (the routed launches that leave their expand) under memcheck with those requests, the route
-# chain and its timelines (qv16-routex-model), then layer-wise q,v r16 fused in the whole decode (default, off, two
-# rows in flight, B into L2), two interleaved rounds
+# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv),
+# test_cuda with it off and with the LoRA-B rows requested into L2 by the routing shrink blocks (LSW_CUDA_DL_B_L2=1;
+# the default's ran in cudatests), the harness's LoRA tests (the routed launches that leave their expand) under
+# memcheck with those requests, the route chain and its timelines (qv16-routex-model), then layer-wise q,v r16 fused in
+# the whole decode (default, off, B into L2), two interleaved rounds
 st_xa_ab() {
   set -o pipefail
-  local at=0 ru
-  for ru in 1 2; do
-    harness_tests "attn-tests-ru$ru" test_attention "attention tests, LSW_CUDA_DL_RU=$ru" LSW_CUDA_DL_RU=$ru || at=1
-  done
+  local at=0 i
+  harness_tests attn-tests test_attention "attention tests" || at=1
   test_cuda_with xa0 LSW_CUDA_EXPAND_IN_ATTN=0 || return 1
-  test_cuda_with ru2 LSW_CUDA_DL_RU=2 LSW_CUDA_DL_B_L2=1 || return 1
+  test_cuda_with bl2 LSW_CUDA_DL_B_L2=1 || return 1
   MEMCHECK=1 harness_tests lora-memcheck-bl2 test_lora "harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1" LSW_CUDA_DL_B_L2=1 || return 1
   route_chain_run route-chain-xa || return 1
-  local i
   for i in 1 2; do
-    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" "LSW_CUDA_DL_RU=2" "LSW_CUDA_DL_B_L2=1" || return 1
+    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" "LSW_CUDA_DL_B_L2=1" || return 1
   done
   return $at; }
-# the router's partial logits from the producer GEMV (LSW_CUDA_ROUTE_PARTS, default 0; session 66, not yet run): the
-# harness's test_route_parts and its memcheck, test_cuda and CPU == CUDA end to end with it on, then layer-wise q,v r16
-# fused in the whole decode (default, on), two interleaved rounds
+# the router's partial logits from the producer GEMV (LSW_CUDA_ROUTE_PARTS, default 1 since session 68; 0: the routing
+# shrink blocks' own dots): the harness's test_route_parts and its memcheck, test_cuda and CPU == CUDA end to end with
+# it off (the default's ran in cudatests and e2e), then layer-wise q,v r16 fused in the whole decode (default, off),
+# two interleaved rounds
 st_parts_ab() {
   set -o pipefail
   harness_tests route-parts-tests test_route_parts "router partials tests" || return 1
   MEMCHECK=1 harness_tests route-parts-memcheck test_route_parts "router partials tests under memcheck" || return 1
-  test_cuda_with parts LSW_CUDA_ROUTE_PARTS=1 || return 1
-  LSW_CUDA_ROUTE_PARTS=1 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts.json" > "$OUT/e2e-parts.txt" 2>&1 ||
-    { tail -n 20 "$OUT/e2e-parts.txt"; return 1; }
-  tail -n 2 "$OUT/e2e-parts.txt" | sed "s/^/e2e, LSW_CUDA_ROUTE_PARTS=1: /"
-  ab_lw parts "LSW_CUDA_ROUTE_PARTS=1"; }
+  test_cuda_with parts0 LSW_CUDA_ROUTE_PARTS=0 || return 1
+  LSW_CUDA_ROUTE_PARTS=0 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts0.json" > "$OUT/e2e-parts0.txt" 2>&1 ||
+    { tail -n 20 "$OUT/e2e-parts0.txt"; return 1; }
+  tail -n 2 "$OUT/e2e-parts0.txt" | sed "s/^/e2e, LSW_CUDA_ROUTE_PARTS=0: /"
+  ab_lw parts "LSW_CUDA_ROUTE_PARTS=0"; }
 # route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
 # experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's
 # router tests and route-chain with each, then layer-wise q,v r16 fused and merge (route_n launches) in the whole

@@ -236,9 +236,9 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
 // q rows of heads qh0 .. qh0 + gsz - 1 into dq[g][d] and, when kv (the block owns the new position), the new k and
 // v rows of KV head kvh into dkv[0][d], dkv[1][d].  t, the experts and rs in one round trip first, then a thread per
 // row, its B chunks in flight at once; the row's sum is DeferLora's fmaf chain.  The caller's barrier follows.
-// RU rows per thread in flight (the DL template argument, LSW_CUDA_DL_RU=1|2, default 1): 2 makes the 80-register
-// instance (MHA, 16-bit cache, 8 positions per warp) spill 116 bytes; with 1 none spills, and a block that owns the
-// new row takes three round trips for its q, k and v rows (two with 2).
+// One row per thread in flight: a block that owns the new row takes three round trips for its q, k and v rows.  Two
+// rows in flight (session 66) made the 80-register instance (MHA, 16-bit cache) spill 116 bytes and lost in the whole
+// decode (session 68, H100: layer-wise q,v r16 fused 1.075 -> 1.087 x), so it was removed.
 template <typename BT>
 __device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], int nch, int rv, int rank,
                                           const float *st) {
@@ -255,7 +255,7 @@ __device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], i
   }
   return p;
 }
-template <int RU, int G, int HD>
+template <int G, int HD>
 __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, int kvh, bool kv, float (&dq)[G][HD],
                                         float (&dkv)[2][HD]) {
   constexpr int NT = DA_WARPS * 32, MC = kDeferOutMaxT / 8;
@@ -276,61 +276,46 @@ __device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, i
   __syncthreads();
   const float rs = s_rs;
   const int nq = gsz * hd, n = nq + (kv ? 2 * hd : 0), qd = a.n_heads * hd, kvd = a.n_kv_heads * hd;
-  for (int i0 = tid; i0 < n; i0 += RU * NT) {
-    uint4 b[RU][MC];
-    int sgs[RU];
-#pragma unroll
-    for (int u = 0; u < RU; u++) {  // every chunk of the thread's rows requested before the first is used
-      const int i = i0 + u * NT;
-      int row = -1;
-      if (i < nq) {
-        const int g = i / hd;
-        row = (qh0 + g) * hd + (i - g * hd);
-      } else if (i < n) {
-        const int j = i - nq, w = j / hd;
-        row = qd + w * kvd + kvh * hd + (j - w * hd);
-      }
-      sgs[u] = row >= 0 ? lora_seg_of(dl.seg, dl.nseg, row) : -1;
-      if (sgs[u] >= 0) {
-        const LoraSeg &g = dl.seg[sgs[u]];
-        const int rv = g.rank / 8, nch = dl.top_k * rv;
-#pragma unroll
-        for (int c = 0; c < MC; c++) {
-          if (c >= nch) break;
-          const int k = c / rv, jc = c - k * rv;
-          b[u][c] = __ldg(reinterpret_cast<const uint4 *>(g.B) +
-                          ((size_t)(s_ex[sgs[u]][k] * g.rows + row - g.row0) * rv + jc));
-        }
-      }
+  for (int i = tid; i < n; i += NT) {
+    int row;
+    if (i < nq) {
+      const int g = i / hd;
+      row = (qh0 + g) * hd + (i - g * hd);
+    } else {
+      const int j = i - nq, w = j / hd;
+      row = qd + w * kvd + kvh * hd + (j - w * hd);
     }
+    const int sg = lora_seg_of(dl.seg, dl.nseg, row);
+    float v = 0.f;
+    if (sg >= 0) {
+      const LoraSeg &g = dl.seg[sg];
+      const int rv = g.rank / 8, nch = dl.top_k * rv;
+      uint4 b[MC];  // every chunk of the row requested before the first is used
 #pragma unroll
-    for (int u = 0; u < RU; u++) {
-      const int i = i0 + u * NT;
-      if (i >= n) break;
-      float v = 0.f;
-      if (sgs[u] >= 0) {
-        const LoraSeg &g = dl.seg[sgs[u]];
-        const int rv = g.rank / 8;
-        const float p = dl.bf16 ? dl_chain<__nv_bfloat16>(b[u], dl.top_k * rv, rv, g.rank, s_t[sgs[u]])
-                                : dl_chain<__half>(b[u], dl.top_k * rv, rv, g.rank, s_t[sgs[u]]);
-        v = rs * p;
+      for (int c = 0; c < MC; c++) {
+        if (c >= nch) break;
+        const int k = c / rv, jc = c - k * rv;
+        b[c] = __ldg(reinterpret_cast<const uint4 *>(g.B) + ((size_t)(s_ex[sg][k] * g.rows + row - g.row0) * rv + jc));
       }
-      if (i < nq) {
-        const int g = i / hd;
-        dq[g][i - g * hd] = v;
-      } else {
-        const int j = i - nq, w = j / hd;
-        dkv[w][j - w * hd] = v;
-      }
+      const float p = dl.bf16 ? dl_chain<__nv_bfloat16>(b, nch, rv, g.rank, s_t[sg])
+                              : dl_chain<__half>(b, nch, rv, g.rank, s_t[sg]);
+      v = rs * p;
+    }
+    if (i < nq) {
+      const int g = i / hd;
+      dq[g][i - g * hd] = v;
+    } else {
+      const int j = i - nq, w = j / hd;
+      dkv[w][j - w * hd] = v;
     }
   }
 }
 
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-// DL > 0: the instance that computes the qkv launch's LoRA expand itself (a.dl, dl_rows with DL rows in flight); the
-// others are as before it (with it in every instance the 80-register one spilled 136 bytes)
-template <int G, int NCH, int P, typename KT, int MINB = 1, int DL = 0>
+// DL: the instance that computes the qkv launch's LoRA expand itself (a.dl, dl_rows); the others are as before it
+// (with it in every instance the 80-register one spilled 136 bytes)
+template <int G, int NCH, int P, typename KT, int MINB = 1, bool DL = false>
 __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
@@ -388,9 +373,8 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   asm volatile("griddepcontrol.wait;" ::: "memory");
   // the qkv launch's LoRA expand computed here (a.dl): this block's q rows into sq, the new k / v rows into snew, read
   // below where a.dq / a.dk / a.dv would be, overwritten after a barrier
-  constexpr bool dlo = DL > 0;
-  if constexpr (dlo) {
-    dl_rows<DL>(a, qh0, gsz, kvh, mine, sq, snew);
+  if constexpr (DL) {
+    dl_rows(a, qh0, gsz, kvh, mine, sq, snew);
     __syncthreads();
   }
 
@@ -411,7 +395,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
       if (g < gsz && d < hd) {
         if (rope) qi[e] = rope_load(qh, d, half, pos, a.rope_cs);
         else qi[e].x0 = qh[d];
-        if constexpr (dlo) rope_add(qi[e], sq[g], d, half, rope);
+        if constexpr (DL) rope_add(qi[e], sq[g], d, half, rope);
         else if (a.dq) rope_add(qi[e], a.dq + (size_t)(qh0 + g) * hd, d, half, rope);
       }
     }
@@ -427,7 +411,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
         if (rope) ki[c] = rope_load(kh, d, half, pos, a.rope_cs);
         else ki[c].x0 = kh[d];
         vi[c] = vh[d];
-        if constexpr (dlo) {
+        if constexpr (DL) {
           rope_add(ki[c], snew[0], d, half, rope);
           vi[c] += snew[1][d];
         } else if (a.dk) {
@@ -436,7 +420,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
         }
       }
     }
-    if constexpr (dlo) __syncthreads();  // every correction read before sq / snew are overwritten
+    if constexpr (DL) __syncthreads();  // every correction read before sq / snew are overwritten
 #pragma unroll
     for (int e = 0; e < QE; e++) {
       const int i = tid + e * NT, g = i / HD, d = i - g * HD;
@@ -622,10 +606,9 @@ void attn_decode_set_p8(bool on) { g_attn_p8 = on; }
 // about -0.05 ms at p90 (the late steps).  And the split count is capped so that all of a launch's live blocks fit in
 // one wave at the kernel's occupancy (from 24 splits on here, i.e. past 768 positions at 32 heads, or with more KV
 // heads).  LSW_CUDA_ATTN_MINB=1 restores the 94-register build, LSW_CUDA_ATTN_WAVE=0 the uncapped splits.
-static int g_attn_minb = -1, g_attn_wave = -1, g_dl_ru = 1;  // (g_dl_ru: LSW_CUDA_DL_RU, dl_rows' rows in flight)
+static int g_attn_minb = -1, g_attn_wave = -1;
 static void attn_knobs() {
   if (g_attn_minb < 0) {
-    g_dl_ru = env_mode012("LSW_CUDA_DL_RU", 1) == 2 ? 2 : 1;
     const char *m = getenv("LSW_CUDA_ATTN_MINB");
     g_attn_minb = m && *m == '1' && !m[1] ? 1 : 6;
     const char *w = getenv("LSW_CUDA_ATTN_WAVE");
@@ -666,9 +649,9 @@ static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) 
   // 6 blocks per SM for a 16-bit cache; an fp32 cache's P = 8 (LSW_CUDA_ATTN_P8) holds twice the row registers and
   // would spill there
   constexpr int minb = w16 ? 6 : 1;
-  // the plain instance, then (a.dl) its DL counterpart with g_dl_ru rows in flight
+  // the plain instance, then (a.dl) its DL counterpart
   auto pick = [&](auto dl) -> DecodeKern {
-    constexpr int D = decltype(dl)::value;
+    constexpr bool D = decltype(dl)::value;
     if (G <= 1 || a.head_split) {
       if (NCH == 1 && (w16 || g_attn_p8))
         return g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT, 1, D>
@@ -679,10 +662,9 @@ static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) 
     if (G <= 4) return attn_decode_fused_kernel<4, NCH, 2, KT, 1, D>;
     return attn_decode_fused_kernel<8, NCH, 2, KT, 1, D>;
   };
-  const DecodeKern k0 = pick(std::integral_constant<int, 0>{});
+  const DecodeKern k0 = pick(std::false_type{});
   if (a.dl.nseg > 0)
-    launch_decode_kern(g_dl_ru == 2 ? pick(std::integral_constant<int, 2>{}) : pick(std::integral_constant<int, 1>{}),
-                       a, pdl, s, k0);
+    launch_decode_kern(pick(std::true_type{}), a, pdl, s, k0);
   else
     launch_decode_kern(k0, a, pdl, s);
 }

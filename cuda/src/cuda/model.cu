@@ -156,7 +156,8 @@ struct State {
   // decode, fused mode, with the router in the q,k,v launch's shrink blocks and the norm folded: the GEMV that writes
   // the router's input (the down GEMV of the layer before) also writes its blocks' partial logits of that
   // router (NormFold::out_R, <= 8 experts, 16-bit weights), and the shrink blocks sum them instead of computing R · x
-  // (RouteFold::lg_part).  LSW_CUDA_ROUTE_PARTS=1 (default off: not yet measured)
+  // (RouteFold::lg_part).  Session 68 (H100): layer-wise q,v r16 fused 1.076 -> 1.057 x; LSW_CUDA_ROUTE_PARTS=0: the
+  // shrink blocks' own dots
   bool route_parts = false;
   float *lg_part = nullptr;  // [gemv_fold_parts(hidden_size)][kRoutePartE]
   // decode: the SwiGLU folded into the gate,up GEMV (NormFold::act_out); LSW_CUDA_SWIGLU_FOLD=0: a launch per layer
@@ -1144,7 +1145,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
     st->norm_fold = env_flag("LSW_CUDA_NORM_FOLD", true);
     st->swiglu_fold = env_flag("LSW_CUDA_SWIGLU_FOLD", true);
     if (st->norm_fold) TRY(dalloc(st, &st->nf_part, (size_t)lswc::gemv_fold_parts(H)));
-    st->route_parts = st->norm_fold && st->route_fold && st->route_in_shrink && env_flag("LSW_CUDA_ROUTE_PARTS", false);
+    st->route_parts = st->norm_fold && st->route_fold && st->route_in_shrink && env_flag("LSW_CUDA_ROUTE_PARTS", true);
     if (st->route_parts) TRY(dalloc(st, &st->lg_part, (size_t)lswc::gemv_fold_parts(H) * lswc::kRoutePartE));
   }
   int maxk = H > I ? H : I;
