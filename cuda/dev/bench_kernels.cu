@@ -741,7 +741,7 @@ struct LoraCfg {
   // inkernel: 1 = the q,k,v launch defers its expand (LoraEpilogue::defer, the model's default there; the attention
   // that adds it is left out), 2 = and its shrink blocks route the token with a layer-wise router (LoraRoute, the
   // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0), 3 = routed and the
-  // expand left to the attention (LoraEpilogue::rs_out: the shrink blocks end after t, the model's default when routed)
+  // expand left to the attention (LoraEpilogue::rs_out: the shrink blocks end after t; the model's LSW_CUDA_EXPAND_IN_ATTN=1)
   int defer = 0;
 };
 // q,v r16 top-2 with the shrinks in the launches, norms and SwiGLU folded (the model's decode) and the q,k,v expand

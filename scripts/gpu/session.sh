@@ -312,22 +312,21 @@ route_chain_run() {
   rm -f "$OUT/$n-tr"/*.bin
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
-# a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN, default 1 since session 65;
-# 0: its shrink blocks expand into qkv_dy as before): the harness's attention tests (DeferLora against dq / dk / dv),
-# test_cuda with it off and with the LoRA-B rows requested into L2 by the routing shrink blocks (LSW_CUDA_DL_B_L2=1;
-# the default's ran in cudatests), the harness's LoRA tests (the routed launches that leave their expand) under
-# memcheck with those requests, the route chain and its timelines (qv16-routex-model), then layer-wise q,v r16 fused in
-# the whole decode (default, off, B into L2), two interleaved rounds
+# a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN=1; the default from session 65
+# to 67, off since session 68: its shrink blocks expand into qkv_dy): the harness's attention tests (DeferLora against
+# dq / dk / dv; the harness's LoRA tests cover the routed launches that leave their expand whatever the setting),
+# test_cuda with it on, alone and under memcheck, the route chain and its timelines (qv16-routex-model), then
+# layer-wise q,v r16 fused in the whole decode (default, on), two interleaved rounds
 st_xa_ab() {
   set -o pipefail
   local at=0 i
   harness_tests attn-tests test_attention "attention tests" || at=1
-  test_cuda_with xa0 LSW_CUDA_EXPAND_IN_ATTN=0 || return 1
-  test_cuda_with bl2 LSW_CUDA_DL_B_L2=1 || return 1
-  MEMCHECK=1 harness_tests lora-memcheck-bl2 test_lora "harness LoRA tests under memcheck, LSW_CUDA_DL_B_L2=1" LSW_CUDA_DL_B_L2=1 || return 1
+  test_cuda_with xa1 LSW_CUDA_EXPAND_IN_ATTN=1 || return 1
+  LSW_CUDA_EXPAND_IN_ATTN=1 st_sanitizer > "$OUT/sanitizer-xa1.txt" 2>&1 || { tail -n 20 "$OUT/sanitizer-xa1.txt"; return 1; }
+  grep -hE "ERROR SUMMARY|passed" "$OUT/sanitizer-xa1.txt" | sed "s/^/test_cuda under memcheck, LSW_CUDA_EXPAND_IN_ATTN=1: /"
   route_chain_run route-chain-xa || return 1
   for i in 1 2; do
-    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=0" "LSW_CUDA_DL_B_L2=1" || return 1
+    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=1" || return 1
   done
   return $at; }
 # the router's partial logits from the producer GEMV (LSW_CUDA_ROUTE_PARTS, default 1 since session 68; 0: the routing

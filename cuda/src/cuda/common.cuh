@@ -200,14 +200,6 @@ template <class F> void with_dtype(int dt, F &&f) {
 inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 // a line into L2, no data used (weights a kernel will read after its griddepcontrol.wait)
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-// [p, p + bytes) into L2 by one bulk request (sm_90; p and bytes multiples of 16); elsewhere nothing
-__device__ __forceinline__ void prefetch_l2_bulk(const void *p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#else
-  (void)p; (void)bytes;
-#endif
-}
 // SwiGLU of one pair, shared by the swiglu kernel and the GEMV's SwiGLU fold (the same bits)
 __device__ __forceinline__ float swiglu_f(float g, float u) { return g / (1.f + expf(-g)) * u; }
 // SMs of the current device (cached per device; 132, an H200, if the query fails: callers only size grids with it)

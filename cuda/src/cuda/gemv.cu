@@ -306,13 +306,6 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
       lo.route.gates[tid] = r_g[tid];
       if (tid == 0 && lo.rs_out) *lo.rs_out = r_rs;  // the expand left to the consumer: its rs (read after the grid)
     }
-    // the picked experts' LoRA-B rows into L2 for the consumer's expand (LoraEpilogue::b_l2): one bulk request per
-    // (segment, pick), each by thread 0 of its own shrink block
-    if (lo.b_l2 && tid == 0 && (int)blockIdx.x < lo.nseg * lo.top_k) {
-      const LoraSeg &g = lo.seg[blockIdx.x / lo.top_k];
-      const unsigned eb = (unsigned)g.rows * g.rank * sizeof(T);
-      prefetch_l2_bulk(static_cast<const char *>(g.B) + (size_t)r_e[blockIdx.x % lo.top_k] * eb, eb);
-    }
   }
   experts(1, false);
   gt_mark(4);
@@ -1389,7 +1382,6 @@ static cudaError_t shrink_before(int dtype, const LoraEpilogue &lo, const float 
 // 4.17 -> 4.26 ms/token, q,v r16 even.  bench/results/2026-12-03-h200-session29/run4-shrink-rpb)
 static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   static const bool trust = env_flag("LSW_CUDA_LORA_TRUST_LOOK", true);
-  static const bool b_l2 = env_flag("LSW_CUDA_DL_B_L2", false);
   lo.look_trusted = trust;
   lo.route.wide = route_wide();
   int total = 0;
@@ -1397,10 +1389,6 @@ static void shrink_blocks(LoraEpilogue &lo, int cols, int vec) {
   const int cj = cdiv(cols / vec, 256);
   lo.srpb = cj >= EPI_SHRINK_MS ? 1 : EPI_SHRINK_MS / cj;
   lo.nsb = cdiv(total, lo.srpb);
-  lo.b_l2 = b_l2 && lo.rs_out && lo.route.R && lo.nseg * lo.top_k <= lo.nsb;
-  for (int i = 0; i < lo.nseg && lo.b_l2; i++)  // (bulk requests: 16-byte aligned, whole 16-byte units, < 4 GiB)
-    lo.b_l2 = aligned16(lo.seg[i].B) && (size_t)lo.seg[i].rows * lo.seg[i].rank * 2 % 16 == 0 &&
-              (size_t)lo.seg[i].rows * lo.seg[i].rank * 2 < (1ull << 32);
 }
 // the vector path's conditions (the only path that takes a NormFold)
 static bool gemv_fast(int dtype, const void *W, int cols, const float *X, int ldx) {

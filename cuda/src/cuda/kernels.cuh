@@ -91,11 +91,6 @@ struct LoraEpilogue {
   // scale (1 without a fold) to *rs_out; the consumer computes the rows it reads itself (DeferLora, the decode
   // attention).  Routed, the expand was the q,k,v launch's last ~10 us (session 64's timelines).  nullptr: off.
   float *rs_out = nullptr;
-  // set by gemv() with rs_out (LSW_CUDA_DL_B_L2, default 0): right after the routing, thread 0 of each of the first
-  // nseg * top_k shrink blocks requests one picked expert's LoRA-B rows of one segment into L2 (one bulk request), so
-  // that the consumer's expand, which reads them after its wait, finds them there.  (A prefetch per 128-byte line
-  // dealt out over every thread made the 16-bit routing instances spill up to 44 more bytes.)
-  int b_l2 = 0;
 };
 // The operands of a deferring launch's expand left to its consumer (LoraEpilogue::rs_out), as the decode attention
 // reads them: row r (of the matrix, in segment s) is rs * p, p the fmaf chain over the row's 16-byte chunks of B in

@@ -144,9 +144,10 @@ struct State {
   // decode, fused mode, a router in the q,k,v launch's shrink blocks: the expand of that launch left to the decode
   // attention (LoraEpilogue::rs_out, lswc::DeferLora): the shrink blocks publish t and end, block 0 writes the
   // routing's RMSNorm scale into qkv_rs, and the attention computes the q / k / v rows it reads.  Routed, the expand
-  // after the routing was the launch's last ~10 us (session 64).  LSW_CUDA_EXPAND_IN_ATTN=0: the shrink blocks expand
-  // into qkv_dy (the path before session 65)
-  bool expand_in_attn = true;
+  // after the routing was the launch's last ~10 us (session 64).  LSW_CUDA_EXPAND_IN_ATTN=1 (default 0): default in
+  // session 65 (layer-wise q,v r16 fused 1.078 -> 1.075 x), off since session 68: with the router's partial logits
+  // (route_parts) the shrink blocks' expand into qkv_dy measured 1.032 / 1.033 x against 1.054 x (H100, two rounds)
+  bool expand_in_attn = false;
   float *qkv_rs = nullptr;  // [1]
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
@@ -1137,7 +1138,7 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
       st->qkv_defer = env_flag("LSW_CUDA_QKV_DEFER", true);
       if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
-      st->expand_in_attn = st->qkv_defer && env_flag("LSW_CUDA_EXPAND_IN_ATTN", true);
+      st->expand_in_attn = st->qkv_defer && env_flag("LSW_CUDA_EXPAND_IN_ATTN", false);
       if (st->expand_in_attn) TRY(dalloc(st, &st->qkv_rs, 4));
     }
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
