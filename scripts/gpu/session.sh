@@ -61,6 +61,13 @@ test_cuda_with() {
   env "$@" LSW_REQUIRE_GPU=1 build/native-cmake/test_cuda > "$OUT/test-cuda-$n.txt" 2>&1 ||
     { tail -n 20 "$OUT/test-cuda-$n.txt"; return 1; }
   tail -n 2 "$OUT/test-cuda-$n.txt" | sed "s/^/test_cuda, $*: /"; }
+# CPU == CUDA end to end (st_e2e) with the settings given (VAR=value ...) into $OUT/e2e-cuda-NAME.json and
+# $OUT/e2e-NAME.txt, its last lines tagged with them (the last 20 on a failure): `e2e_with NAME VAR=value ...`
+e2e_with() {
+  local n=$1; shift
+  env "$@" LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-$n.json" > "$OUT/e2e-$n.txt" 2>&1 ||
+    { tail -n 20 "$OUT/e2e-$n.txt"; return 1; }
+  tail -n 2 "$OUT/e2e-$n.txt" | sed "s/^/e2e, $*: /"; }
 # the kernel harness's tests ONLY (LSW_HARNESS_ONLY, comma-separated) with the settings given (VAR=value ...), their
 # report in $OUT/NAME.txt and their ok / FAIL counts printed with LABEL in front (the last 20 lines on a failure);
 # with MEMCHECK=1 in front, under compute-sanitizer memcheck (its summary line printed too):
@@ -315,8 +322,9 @@ st_route_chain() { route_chain_run route-chain; }
 # a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN=1; the default from session 65
 # to 67, off since session 68: its shrink blocks expand into qkv_dy): the harness's attention tests (DeferLora against
 # dq / dk / dv; the harness's LoRA tests cover the routed launches that leave their expand whatever the setting),
-# test_cuda with it on, alone and under memcheck, the route chain and its timelines (qv16-routex-model), then
-# layer-wise q,v r16 fused in the whole decode (default, on), two interleaved rounds
+# test_cuda with it on, alone and under memcheck, CPU == CUDA end to end with it on, the route chain and its
+# timelines (qv16-routex-model), then layer-wise q,v r16 fused in the whole decode (default, on), two interleaved
+# rounds
 st_xa_ab() {
   set -o pipefail
   local at=0 i
@@ -324,6 +332,7 @@ st_xa_ab() {
   test_cuda_with xa1 LSW_CUDA_EXPAND_IN_ATTN=1 || return 1
   LSW_CUDA_EXPAND_IN_ATTN=1 st_sanitizer > "$OUT/sanitizer-xa1.txt" 2>&1 || { tail -n 20 "$OUT/sanitizer-xa1.txt"; return 1; }
   grep -hE "ERROR SUMMARY|passed" "$OUT/sanitizer-xa1.txt" | sed "s/^/test_cuda under memcheck, LSW_CUDA_EXPAND_IN_ATTN=1: /"
+  e2e_with xa1 LSW_CUDA_EXPAND_IN_ATTN=1 || return 1
   route_chain_run route-chain-xa || return 1
   for i in 1 2; do
     ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=1" || return 1
@@ -338,9 +347,7 @@ st_parts_ab() {
   harness_tests route-parts-tests test_route_parts "router partials tests" || return 1
   MEMCHECK=1 harness_tests route-parts-memcheck test_route_parts "router partials tests under memcheck" || return 1
   test_cuda_with parts0 LSW_CUDA_ROUTE_PARTS=0 || return 1
-  LSW_CUDA_ROUTE_PARTS=0 LSW_CLI="$CLI" node scripts/gpu/e2e-cuda.mjs "$GPU/fx" "$OUT/e2e-cuda-parts0.json" > "$OUT/e2e-parts0.txt" 2>&1 ||
-    { tail -n 20 "$OUT/e2e-parts0.txt"; return 1; }
-  tail -n 2 "$OUT/e2e-parts0.txt" | sed "s/^/e2e, LSW_CUDA_ROUTE_PARTS=0: /"
+  e2e_with parts0 LSW_CUDA_ROUTE_PARTS=0 || return 1
   ab_lw parts "LSW_CUDA_ROUTE_PARTS=0"; }
 # route_block's layouts (LSW_CUDA_ROUTE_WIDE, default 1: a thread per 16-byte chunk of every expert's row, with <= 8
 # experts the selection in registers; 0: a warp per expert and the shared-memory tail, session 23's): the harness's

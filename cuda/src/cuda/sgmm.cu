@@ -173,6 +173,10 @@ template <typename T> struct SgmmTcOps {
   T As[TC_J][ALD];
   T Bs[TC_R][BLD];
 };
+// their shared memory: the operands, or the fp32 stage that aliases them, whichever is larger
+template <typename T>
+constexpr int kSgmmTcSmem = sizeof(SgmmTcOps<T>) > sizeof(float) * TC_R * SgmmTcOps<T>::SLD
+                                ? sizeof(SgmmTcOps<T>) : sizeof(float) * TC_R * SgmmTcOps<T>::SLD;
 
 // Variants 0 / 1, the rest of a 64 x 128 tile after sgmm_w0_to_acc: acc = fmaf(g_k, B_k A_k, acc) per expert on
 // tensor cores (per expert an fp32 partial over rank chunks of TC_J staged in `ops`), then acc -> `stage` (fp32; it
@@ -256,8 +260,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_kernel(const SgmmDesc *__restr
   if (skip && *skip) return;
   using Ops = SgmmTcOps<T>;
   constexpr int SLD = Ops::SLD;
-  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
-  __shared__ __align__(128) unsigned char smem[SMEM];
+  __shared__ __align__(128) unsigned char smem[kSgmmTcSmem<T>];
   Ops &ops = *reinterpret_cast<Ops *>(smem);
   float *stage = reinterpret_cast<float *>(smem);
 
@@ -302,8 +305,7 @@ __global__ void __launch_bounds__(256, 2) sgmm_tc_persist_kernel(const SgmmDesc 
                                                               const float *__restrict__ gates, const int *skip) {
   using Ops = SgmmTcOps<T>;
   constexpr int SLD = Ops::SLD;
-  constexpr int SMEM = sizeof(Ops) > sizeof(float) * TC_R * SLD ? sizeof(Ops) : sizeof(float) * TC_R * SLD;
-  __shared__ __align__(128) unsigned char smem[SMEM];
+  __shared__ __align__(128) unsigned char smem[kSgmmTcSmem<T>];
   __shared__ int s_tile0[SG_MAXD];
   __shared__ int2 s_rc[SG_MAXD];             // rows, cols
   __shared__ const void *s_w0[SG_MAXD];      // pristine W0
