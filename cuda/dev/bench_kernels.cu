@@ -679,7 +679,6 @@ struct Model7B {
   int *sync = nullptr;  // in-kernel shrink counter pairs, [layer][4 LoRA GEMVs][2], zero
   void *route_R = nullptr;  // a layer-wise router [E][H] at the q,k,v input (LoraCfg::defer == 2; one for every layer)
   float *dy = nullptr;      // the q,k,v launch's deferred expand [3H] (LoraCfg::defer)
-  float *rs = nullptr;      // the routing's rs when the expand is left to the attention (LoraCfg::defer == 3)
   size_t weight_bytes = 0;
 };
 static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
@@ -718,7 +717,6 @@ static void alloc7b(Model7B &m, bool lora) {
     CK(cudaMalloc(&m.route_R, (size_t)m.E * H * 2));
     dfill(m.dt, m.route_R, (size_t)m.E * H, 0.05f);
     m.dy = dnew<float>(3 * H);
-    m.rs = dnew<float>(4);
   }
 }
 
@@ -740,12 +738,11 @@ struct LoraCfg {
   bool swiglu_fold = false;  // with fold: SwiGLU in the gate,up GEMV too (NormFold::act_out, the model's default)
   // inkernel: 1 = the q,k,v launch defers its expand (LoraEpilogue::defer, the model's default there; the attention
   // that adds it is left out), 2 = and its shrink blocks route the token with a layer-wise router (LoraRoute, the
-  // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0), 3 = routed and the
-  // expand left to the attention (LoraEpilogue::rs_out: the shrink blocks end after t; the model's LSW_CUDA_EXPAND_IN_ATTN=1)
+  // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0)
   int defer = 0;
 };
 // q,v r16 top-2 with the shrinks in the launches, norms and SwiGLU folded (the model's decode) and the q,k,v expand
-// deferred: defer 1 pre-gated, 2 routed in the shrink blocks, 3 routed with the expand left to the attention
+// deferred: defer 1 pre-gated, 2 routed in the shrink blocks
 static LoraCfg qv16_defer_cfg(int defer) {
   LoraCfg c;
   c.fold = c.swiglu_fold = c.inkernel = true;
@@ -819,7 +816,6 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
         qep->route.experts = m.experts;  // (the segments' experts: as the model's layer routes)
         qep->route.gates = m.gates;
         if (lc.fold && l > 0) qep->route.fold = RouteFold{m.part, parts, 1e-5f};
-        if (lc.defer == 3) qep->rs_out = m.rs;
       }
     }
     CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, qep, s, 0, l > 0 ? nf_in() : nullptr));
@@ -910,7 +906,7 @@ static void free7b(Model7B &m) {
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
   cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
-  cudaFree(m.sync); cudaFree(m.part); cudaFree(m.route_R); cudaFree(m.dy); cudaFree(m.rs);
+  cudaFree(m.sync); cudaFree(m.part); cudaFree(m.route_R); cudaFree(m.dy);
 }
 
 static void bench_7b() {
@@ -1194,7 +1190,7 @@ static void trace_7b() {
   fold.fold = fold.swiglu_fold = true;
   ink = fold;
   ink.inkernel = true;
-  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2), qvx = qv16_defer_cfg(3);
+  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
   // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
   // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
   struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
@@ -1202,8 +1198,7 @@ static void trace_7b() {
                       {"lin-pdl-start", true, 0, false, lin}, {"fold-pdl", true, 1, false, fold},
                       {"fold-nopdl", false, 1, false, fold}, {"fused-ik-fold-pdl", true, 1, true, ink},
                       {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink},
-                      {"qv16-defer-model", true, 2, true, qvd}, {"qv16-route-model", true, 2, true, qvr},
-                      {"qv16-routex-model", true, 2, true, qvx}};
+                      {"qv16-defer-model", true, 2, true, qvd}, {"qv16-route-model", true, 2, true, qvr}};
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
     gemv_set_trigger(c.late == 1, c.late != 0);
@@ -1249,30 +1244,28 @@ static void bench_7b_route() {
   tune7b(m);
   LoraCfg fold;
   fold.fold = fold.swiglu_fold = true;
-  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2), qvx = qv16_defer_cfg(3);
+  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
   gemv_set_pdl(true);
   gemv_set_trigger(false, true);  // as the model: plain GEMVs at their start, LoRA GEMVs late
   pdl_set_fold_in(true);
-  double t[4][3];
+  double t[3][3];
   for (int rep = 0; rep < 3; rep++) {  // interleaved
     t[0][rep] = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
     t[1][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvd); }, nullptr);
     t[2][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvr); }, nullptr);
-    t[3][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvx); }, nullptr);
   }
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
   pdl_set_fold_in(false);
-  const char *what[4] = {"base (norms and SwiGLU folded)", "q,v r16 fused, deferred expand, pre-gated",
-                         "q,v r16 fused, deferred expand, routed in the shrink blocks",
-                         "q,v r16 fused, routed in the shrink blocks, expand left to the attention"};
-  double med[4];
-  for (int c = 0; c < 4; c++) {
+  const char *what[3] = {"base (norms and SwiGLU folded)", "q,v r16 fused, deferred expand, pre-gated",
+                         "q,v r16 fused, deferred expand, routed in the shrink blocks"};
+  double med[3];
+  for (int c = 0; c < 3; c++) {
     std::vector<double> v(t[c], t[c] + 3);
     std::sort(v.begin(), v.end());
     med[c] = v[1];
   }
-  for (int c = 0; c < 4; c++) {
+  for (int c = 0; c < 3; c++) {
     char nm[200];
     snprintf(nm, sizeof nm, "7B chain, model launch config: %s", what[c]);
     row(nm, med[c], (double)m.weight_bytes);
@@ -1536,7 +1529,7 @@ static void test_lora() {
           HostW Rw = make_w(dt, (size_t)E * cols, 2.f);
           void *dR = dupb(Rw.bytes);
           int *de_ref = dnew<int>(K), *de_r = dnew<int>(K);
-          float *dg_ref = dnew<float>(K), *dg_r = dnew<float>(K), *drs = dnew<float>(4);
+          float *dg_ref = dnew<float>(K), *dg_r = dnew<float>(K);
           CK(route_n(dt, 1, E, cols, K, dR, dx, cols, de_ref, dg_ref, K, 0));
           LoraEpilogue eref = ed;
           for (int sgi = 0; sgi < cs.nseg; sgi++) { eref.seg[sgi].experts = de_ref; eref.seg[sgi].gates = dg_ref; }
@@ -1566,7 +1559,6 @@ static void test_lora() {
             CK(e0);
             CK(cudaDeviceSynchronize());
             const auto Yr = down(dY, rows), Dr = down(ddy, rows);
-            const auto Tr = down(dt_, tot);
             for (int rep = 0; rep < 3; rep++) {
               std::vector<int> stale(K);  // rep 0: other valid experts; rep 1: the right ones (left by rep 0)
               for (int k = 0; k < K; k++) stale[k] = (exr[k] + 1) % E;
@@ -1604,63 +1596,8 @@ static void test_lora() {
             int hs[2];
             CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
             expect(hs[0] == 0 && hs[1] == 0, "fused lora %s, router in the shrink blocks, v%d: counters re-armed (%d, %d)", what, v, hs[0], hs[1]);
-            // the expand left to the consumer (LoraEpilogue::rs_out, session 65; the decode attention computes it from
-            // DeferLora, test_attention): the same t, routes and Y bit for bit, defer[] not written, *rs_out the
-            // routing's rs (1: no fold here), the counters untouched; refused past kDeferOutMaxT and without a router
-            LoraEpilogue ec = er;
-            ec.rs_out = drs;
-            bool cfit = true;
-            for (int sgi = 0; sgi < cs.nseg; sgi++) cfit = cfit && K * cs.rank[sgi] <= kDeferOutMaxT;
-            const bool cok = gemv_defer_ok(dt, dW, rows, cols, dx, cols, 1, &ec);
-            expect(cok == cfit, "fused lora %s, expand left to the consumer: gemv_defer_ok %d (expected %d)", what, (int)cok, (int)cfit);
-            if (cok) {
-              for (int rep = 0; rep < 2; rep++) {
-                if (rep == 0) {  // a stale guess again
-                  std::vector<int> stale(K);
-                  for (int k = 0; k < K; k++) stale[k] = (exr[k] + 1) % E;
-                  CK(cudaMemcpy(de_r, stale.data(), K * 4, cudaMemcpyHostToDevice));
-                }
-                poison(dg_r, K * 4);
-                poison(dY, rows * 4);
-                poison(ddy, rows * 4);
-                poison(dt_, tot * 4);
-                poison(drs, 4);
-                const auto Dp = down(ddy, rows);
-                CK(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ec, 0, v));
-                CK(cudaDeviceSynchronize());
-                const auto Y3 = down(dY, rows), D3 = down(ddy, rows), T3 = down(dt_, tot), rs3 = down(drs, 1);
-                const auto ex3 = down(de_r, K);
-                const auto g3 = down(dg_r, K);
-                CK(cudaMemcpy(hs, dsync, sizeof hs, cudaMemcpyDeviceToHost));
-                snprintf(nm, sizeof nm, "fused lora %s, router in the shrink blocks, expand left to the consumer, v%d, %s",
-                         what, v, rep == 0 ? "stale guess" : "right guess");
-                expect(ex3 == exr && !memcmp(g3.data(), gr.data(), K * 4), "%s: experts and gates == route_n's", nm);
-                expect(!memcmp(Y3.data(), Yr.data(), rows * 4) && !memcmp(T3.data(), Tr.data(), tot * 4),
-                       "%s: Y and t bit-identical to route_n + the deferring launch", nm);
-                expect(!memcmp(D3.data(), Dp.data(), rows * 4), "%s: defer[] not written", nm);
-                expect(rs3[0] == 1.f, "%s: rs_out = 1 without a fold (%g)", nm, (double)rs3[0]);
-                expect(hs[0] == 0 && hs[1] == 0, "%s: counters untouched (%d, %d)", nm, hs[0], hs[1]);
-              }
-            }
-            if (v == 0) {
-              LoraEpilogue bad = ed;  // pre-gated: no routing rs to hand over
-              bad.rs_out = drs;
-              expect(!gemv_defer_ok(dt, dW, rows, cols, dx, cols, 1, &bad) &&
-                         gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &bad, 0, 0) == cudaErrorInvalidValue,
-                     "fused lora %s: the expand left to the consumer without a router in the shrink blocks: refused", what);
-              cudaGetLastError();
-              if (cok) {  // the routing's fold must be the GEMV's own (here: a fold the GEMV does not have)
-                LoraEpilogue bf = ec;
-                bf.route.fold.in_part = dx;
-                bf.route.fold.in_n = 4;
-                bf.route.fold.eps = 1e-5f;
-                expect(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &bf, 0, 0) == cudaErrorInvalidValue,
-                       "fused lora %s: the expand left to the consumer with a routing fold the GEMV does not fold: refused", what);
-                cudaGetLastError();
-              }
-            }
           }
-          cudaFree(dR); cudaFree(de_ref); cudaFree(de_r); cudaFree(dg_ref); cudaFree(dg_r); cudaFree(drs);
+          cudaFree(dR); cudaFree(de_ref); cudaFree(de_r); cudaFree(dg_ref); cudaFree(dg_r);
         }
         if (!dok) {  // refused as a whole: gemv() must not fall back to the epilogue (the consumer would add it twice)
           expect(gemv(dt, dW, rows, cols, dx, cols, 1, dY, rows, nullptr, false, &ed, 0, 0) == cudaErrorInvalidValue,
@@ -2966,76 +2903,6 @@ static void test_attention() {
                "attention decode: dq without dk/dv refused");
         cudaGetLastError();
         cudaFree(dqa); cudaFree(dqs); cudaFree(dd);
-      }
-      if (variant == 0) {  // the same corrections computed by the kernel from the qkv launch's t (DeferLora, session 65;
-        // always variant 0): against the host's DeferLora chain uploaded as dq / dk / dv, bit for bit (output and
-        // stored row).  Segments: q (rank 16), the upper half of k (rank 8: k rows with no segment below it), v
-        // (rank 16); top-2 of 4 experts; B F16 or BF16 by case; t, rs and B fresh per case
-        const int E = 4, K = 2, bdt = (c.hd + c.nkv) % 2 ? LSW_DTYPE_BF16 : LSW_DTYPE_F16;
-        const int kh = kvd / 2;
-        const int row0[3] = {0, qd + kh, qd + kvd}, nr[3] = {qd, kvd - kh, kvd}, rk[3] = {16, 8, 16};
-        const std::vector<int> exh = {3, 1};
-        const float rs = 0.75f + 0.5f * urand();
-        DeferLora dlh;
-        dlh.nseg = 3;
-        dlh.top_k = K;
-        dlh.bf16 = bdt == LSW_DTYPE_BF16;
-        std::vector<float> Dh(ld, 0.f);
-        std::vector<void *> frees;
-        float *drs = dup(std::vector<float>{rs});
-        int *dex = dup(exh);
-        for (int sg = 0; sg < 3; sg++) {
-          const HostW Bh = make_w(bdt, (size_t)E * nr[sg] * rk[sg], 0.5f);
-          const auto th = rvec((size_t)K * rk[sg]);
-          const int rv = rk[sg] / 8;
-          for (int r = 0; r < nr[sg]; r++) {
-            float p = 0.f;
-            for (int ch = 0; ch < K * rv; ch++) {
-              const int k = ch / rv, jc = ch % rv;
-              for (int e = 0; e < 8; e++)
-                p = std::fmaf(Bh.val[((size_t)exh[k] * nr[sg] + r) * rk[sg] + jc * 8 + e], th[k * rk[sg] + jc * 8 + e], p);
-            }
-            Dh[row0[sg] + r] = rs * p;
-          }
-          void *dB = dupb(Bh.bytes);
-          float *dth = dup(th);
-          frees.push_back(dB);
-          frees.push_back(dth);
-          dlh.seg[sg] = LoraSeg{row0[sg], nr[sg], rk[sg], dB, dth, dex};
-        }
-        dlh.rs = drs;
-        auto QA = rvec(ld);
-        float *dqa = dup(QA), *dd = dup(Dh);
-        std::vector<float> O1, O2;
-        std::vector<uint8_t> k1, v1;
-        for (int with = 0; with < 2; with++) {
-          repoison();
-          poison(dO, (size_t)qd * 4);
-          CK(attention_decode(c.n_ctx + 3000, dn, dpos, c.nh, c.nkv, c.hd, dqa, dqa + qd, dqa + qd + kvd, di, kt, dK, dV,
-                              kvd, dO, sc, 0, dcs, -1, with ? nullptr : dd, with ? nullptr : dd + qd,
-                              with ? nullptr : dd + qd + kvd, with ? &dlh : nullptr));
-          CK(cudaDeviceSynchronize());
-          (with ? O2 : O1) = down(dO, qd);
-          const auto kb = down(dK + pos * kvd * es, kvd * es), vb = down(dV + pos * kvd * es, kvd * es);
-          if (!with) { k1 = kb; v1 = vb; }
-          else expect(kb == k1 && vb == v1, "attention decode %s KV ctx=%d hd=%d%s variant %s, LoRA expand in the kernel "
-                      "(B %s): stored row bit-identical to dq / dk / dv", dname(kt), c.n_ctx, c.hd, pb, vn, dname(bdt));
-        }
-        bool finite = true;
-        for (float f : O1) finite = finite && std::isfinite(f);
-        expect(finite && memcmp(O1.data(), O2.data(), (size_t)qd * 4) == 0,
-               "attention decode %s KV ctx=%d heads %d/%d hd=%d%s variant %s, LoRA expand in the kernel (B %s): output "
-               "bit-identical to dq / dk / dv", dname(kt), c.n_ctx, c.nh, c.nkv, c.hd, pb, vn, dname(bdt));
-        DeferLora big = dlh;  // top_k * rank past kDeferOutMaxT; with dq as well
-        big.seg[1].rank = 24;
-        expect(attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqa, dqa + qd, dqa + qd + kvd, di, kt, dK, dV, kvd,
-                                dO, sc, 0, dcs, -1, nullptr, nullptr, nullptr, &big) == cudaErrorInvalidValue &&
-                   attention_decode(c.n_ctx, dn, dpos, c.nh, c.nkv, c.hd, dqa, dqa + qd, dqa + qd + kvd, di, kt, dK, dV,
-                                    kvd, dO, sc, 0, dcs, -1, dd, dd + qd, dd + qd + kvd, &dlh) == cudaErrorInvalidValue,
-               "attention decode: a DeferLora past its limits, or with dq, refused");
-        cudaGetLastError();
-        for (void *f : frees) cudaFree(f);
-        cudaFree(dqa); cudaFree(dd); cudaFree(drs); cudaFree(dex);
       }
       attn_decode_set_p8(false);
       attn_decode_set_max_splits(0);

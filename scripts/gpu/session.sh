@@ -315,29 +315,10 @@ route_chain_run() {
   mkdir -p "$OUT/$n-tr"
   LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/$n-tr/trace-7b.txt" > /dev/null || return 1
   python3 cuda/dev/trace_gemv.py --phases "$OUT/$n-tr/trace-fold-model.bin" "$OUT/$n-tr/trace-qv16-defer-model.bin" \
-    "$OUT/$n-tr/trace-qv16-route-model.bin" "$OUT/$n-tr/trace-qv16-routex-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
+    "$OUT/$n-tr/trace-qv16-route-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
   rm -f "$OUT/$n-tr"/*.bin
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
-# a routed q,k,v launch's expand left to the decode attention (LSW_CUDA_EXPAND_IN_ATTN=1; the default from session 65
-# to 67, off since session 68: its shrink blocks expand into qkv_dy): the harness's attention tests (DeferLora against
-# dq / dk / dv; the harness's LoRA tests cover the routed launches that leave their expand whatever the setting),
-# test_cuda with it on, alone and under memcheck, CPU == CUDA end to end with it on, the route chain and its
-# timelines (qv16-routex-model), then layer-wise q,v r16 fused in the whole decode (default, on), two interleaved
-# rounds
-st_xa_ab() {
-  set -o pipefail
-  local at=0 i
-  harness_tests attn-tests test_attention "attention tests" || at=1
-  test_cuda_with xa1 LSW_CUDA_EXPAND_IN_ATTN=1 || return 1
-  LSW_CUDA_EXPAND_IN_ATTN=1 st_sanitizer > "$OUT/sanitizer-xa1.txt" 2>&1 || { tail -n 20 "$OUT/sanitizer-xa1.txt"; return 1; }
-  grep -hE "ERROR SUMMARY|passed" "$OUT/sanitizer-xa1.txt" | sed "s/^/test_cuda under memcheck, LSW_CUDA_EXPAND_IN_ATTN=1: /"
-  e2e_with xa1 LSW_CUDA_EXPAND_IN_ATTN=1 || return 1
-  route_chain_run route-chain-xa || return 1
-  for i in 1 2; do
-    ab_bench "qv-r16-lw-xa$i" "--rank 16 --targets q,v --router layerwise --modes base,fused" "" "LSW_CUDA_EXPAND_IN_ATTN=1" || return 1
-  done
-  return $at; }
 # the router's partial logits from the producer GEMV (LSW_CUDA_ROUTE_PARTS, default 1 since session 68; 0: the routing
 # shrink blocks' own dots): the harness's test_route_parts and its memcheck, test_cuda and CPU == CUDA end to end with
 # it off (the default's ran in cudatests and e2e), then layer-wise q,v r16 fused in the whole decode (default, off),

@@ -123,8 +123,6 @@ struct DecodeAttn {
   // nullable: corrections added to q / knew / vnew as they are read, same layout (a qkv GEMV's deferred LoRA expand,
   // kernels.cuh LoraEpilogue::defer); set together
   const float *dq = nullptr, *dk = nullptr, *dv = nullptr;
-  // nseg > 0 (variant 0 only; not with dq): the same corrections computed here from the qkv launch's t (dl_rows)
-  DeferLora dl;
 };
 
 // K/V elements of 4 dims held in registers as loaded (fp32: a float4; 16-bit types: 8 bytes, widened where used,
@@ -231,91 +229,9 @@ __device__ __forceinline__ void stage_q(const DecodeAttn &a, int kvh, int gsz, i
   }
 }
 
-// The qkv launch's LoRA expand computed by the attention (DecodeAttn::dl, kernels.cuh DeferLora; session 65): the rows
-// this block reads, rs * Σ_k Σ_j B[e_k][row - row0][j] t[k * rank + j] (0 outside the segments), into shared memory:
-// q rows of heads qh0 .. qh0 + gsz - 1 into dq[g][d] and, when kv (the block owns the new position), the new k and
-// v rows of KV head kvh into dkv[0][d], dkv[1][d].  t, the experts and rs in one round trip first, then a thread per
-// row, its B chunks in flight at once; the row's sum is DeferLora's fmaf chain.  The caller's barrier follows.
-// One row per thread in flight: a block that owns the new row takes three round trips for its q, k and v rows.  Two
-// rows in flight (session 66) made the 80-register instance (MHA, 16-bit cache) spill 116 bytes and lost in the whole
-// decode (session 68, H100: layer-wise q,v r16 fused 1.075 -> 1.087 x), so it was removed.
-template <typename BT>
-__device__ __forceinline__ float dl_chain(const uint4 (&b)[kDeferOutMaxT / 8], int nch, int rv, int rank,
-                                          const float *st) {
-  float p = 0.f;
-#pragma unroll
-  for (int c = 0; c < kDeferOutMaxT / 8; c++) {
-    if (c >= nch) break;
-    const int k = c / rv, jc = c - k * rv;
-    float bf[8];
-    unpack16<BT>(b[c], bf);
-    const float *tp = st + k * rank + jc * 8;
-#pragma unroll
-    for (int e = 0; e < 8; e++) p = fmaf(bf[e], tp[e], p);
-  }
-  return p;
-}
-template <int G, int HD>
-__device__ __forceinline__ void dl_rows(const DecodeAttn &a, int qh0, int gsz, int kvh, bool kv, float (&dq)[G][HD],
-                                        float (&dkv)[2][HD]) {
-  constexpr int NT = DA_WARPS * 32, MC = kDeferOutMaxT / 8;
-  __shared__ __align__(16) float s_t[3][kDeferOutMaxT];
-  __shared__ int s_ex[3][kDeferMaxK];
-  __shared__ float s_rs;
-  const DeferLora &dl = a.dl;
-  const int tid = threadIdx.x, hd = a.hd;
-  for (int i = tid; i < 3 * kDeferOutMaxT; i += NT) {
-    const int sg = i / kDeferOutMaxT, j = i - sg * kDeferOutMaxT;
-    if (sg < dl.nseg && j < dl.top_k * dl.seg[sg].rank) s_t[sg][j] = __ldcg(dl.seg[sg].t + j);
-  }
-  if (tid < 3 * kDeferMaxK) {
-    const int sg = tid / kDeferMaxK, k = tid - sg * kDeferMaxK;
-    if (sg < dl.nseg && k < dl.top_k) s_ex[sg][k] = __ldcg(dl.seg[sg].experts + k);
-  }
-  if (tid == 0) s_rs = dl.rs ? __ldcg(dl.rs) : 1.f;
-  __syncthreads();
-  const float rs = s_rs;
-  const int nq = gsz * hd, n = nq + (kv ? 2 * hd : 0), qd = a.n_heads * hd, kvd = a.n_kv_heads * hd;
-  for (int i = tid; i < n; i += NT) {
-    int row;
-    if (i < nq) {
-      const int g = i / hd;
-      row = (qh0 + g) * hd + (i - g * hd);
-    } else {
-      const int j = i - nq, w = j / hd;
-      row = qd + w * kvd + kvh * hd + (j - w * hd);
-    }
-    const int sg = lora_seg_of(dl.seg, dl.nseg, row);
-    float v = 0.f;
-    if (sg >= 0) {
-      const LoraSeg &g = dl.seg[sg];
-      const int rv = g.rank / 8, nch = dl.top_k * rv;
-      uint4 b[MC];  // every chunk of the row requested before the first is used
-#pragma unroll
-      for (int c = 0; c < MC; c++) {
-        if (c >= nch) break;
-        const int k = c / rv, jc = c - k * rv;
-        b[c] = __ldg(reinterpret_cast<const uint4 *>(g.B) + ((size_t)(s_ex[sg][k] * g.rows + row - g.row0) * rv + jc));
-      }
-      const float p = dl.bf16 ? dl_chain<__nv_bfloat16>(b, nch, rv, g.rank, s_t[sg])
-                              : dl_chain<__half>(b, nch, rv, g.rank, s_t[sg]);
-      v = rs * p;
-    }
-    if (i < nq) {
-      const int g = i / hd;
-      dq[g][i - g * hd] = v;
-    } else {
-      const int j = i - nq, w = j / hd;
-      dkv[w][j - w * hd] = v;
-    }
-  }
-}
-
 // G: query heads per KV head rounded up (1, 2, 4, 8); NCH: 128-dim chunks (hd <= 128 * NCH); lane l owns dims
 // 128 c + 4 l .. + 3 of chunk c.
-// DL: the instance that computes the qkv launch's LoRA expand itself (a.dl, dl_rows); the others are as before it
-// (with it in every instance the 80-register one spilled 136 bytes)
-template <int G, int NCH, int P, typename KT, int MINB = 1, bool DL = false>
+template <int G, int NCH, int P, typename KT, int MINB = 1>
 __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(DecodeAttn a) {
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // lets a PDL GEMV after us start early
   constexpr int HD = NCH * 128;
@@ -371,12 +287,6 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
   const int pb0 = p0 + warp * P;
   load_rows(pb0);
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  // the qkv launch's LoRA expand computed here (a.dl): this block's q rows into sq, the new k / v rows into snew, read
-  // below where a.dq / a.dk / a.dv would be, overwritten after a barrier
-  if constexpr (DL) {
-    dl_rows(a, qh0, gsz, kvh, mine, sq, snew);
-    __syncthreads();
-  }
 
   // q (with RoPE) -> sq, and in the block that owns the new position its k (with RoPE) and v as the cache holds them
   // (rounded to KT: attended with the same values as later steps) -> snew.  Every operand of this thread is
@@ -395,8 +305,7 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
       if (g < gsz && d < hd) {
         if (rope) qi[e] = rope_load(qh, d, half, pos, a.rope_cs);
         else qi[e].x0 = qh[d];
-        if constexpr (DL) rope_add(qi[e], sq[g], d, half, rope);
-        else if (a.dq) rope_add(qi[e], a.dq + (size_t)(qh0 + g) * hd, d, half, rope);
+        if (a.dq) rope_add(qi[e], a.dq + (size_t)(qh0 + g) * hd, d, half, rope);
       }
     }
     RopeIn ki[NCH];
@@ -411,16 +320,12 @@ __global__ void __launch_bounds__(DA_WARPS * 32, MINB) attn_decode_fused_kernel(
         if (rope) ki[c] = rope_load(kh, d, half, pos, a.rope_cs);
         else ki[c].x0 = kh[d];
         vi[c] = vh[d];
-        if constexpr (DL) {
-          rope_add(ki[c], snew[0], d, half, rope);
-          vi[c] += snew[1][d];
-        } else if (a.dk) {
+        if (a.dk) {
           rope_add(ki[c], a.dk + (size_t)kvh * hd, d, half, rope);
           vi[c] += a.dv[(size_t)kvh * hd + d];
         }
       }
     }
-    if constexpr (DL) __syncthreads();  // every correction read before sq / snew are overwritten
 #pragma unroll
     for (int e = 0; e < QE; e++) {
       const int i = tid + e * NT, g = i / HD, d = i - g * HD;
@@ -632,12 +537,10 @@ static int decode_blocks_per_sm(DecodeKern k) {
 }
 // pdl: with programmatic stream serialization (only the fused form, knew != null: see the kernel).  The grid's
 // y extent is a.max_splits, capped to one wave (above).
-// kocc (nullable): the kernel whose occupancy sets the cap (a DL instance takes its plain counterpart's, so that the
-// expand in the kernel leaves the split count, and with it the output's bits, as with qkv_dy)
-static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s, DecodeKern kocc = nullptr) {
+static void launch_decode_kern(DecodeKern k, DecodeAttn a, bool pdl, cudaStream_t s) {
   const int gx = a.head_split ? a.n_heads : a.n_kv_heads;
   if (g_attn_wave) {
-    const int nb = decode_blocks_per_sm(kocc ? kocc : k);
+    const int nb = decode_blocks_per_sm(k);
     if (nb > 0) a.max_splits = std::max(1, std::min(a.max_splits, nb * sm_count() / std::max(1, gx)));
   }
   launch_pdl(k, dim3(gx, a.max_splits), dim3(DA_WARPS * 32), s, pdl, a);
@@ -649,24 +552,15 @@ static void launch_decode(int G, const DecodeAttn &a, bool pdl, cudaStream_t s) 
   // 6 blocks per SM for a 16-bit cache; an fp32 cache's P = 8 (LSW_CUDA_ATTN_P8) holds twice the row registers and
   // would spill there
   constexpr int minb = w16 ? 6 : 1;
-  // the plain instance, then (a.dl) its DL counterpart
-  auto pick = [&](auto dl) -> DecodeKern {
-    constexpr bool D = decltype(dl)::value;
-    if (G <= 1 || a.head_split) {
-      if (NCH == 1 && (w16 || g_attn_p8))
-        return g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT, 1, D>
-                                : attn_decode_fused_kernel<1, NCH, 8, KT, minb, D>;
-      return attn_decode_fused_kernel<1, NCH, 4, KT, 1, D>;
-    }
-    if (G <= 2) return attn_decode_fused_kernel<2, NCH, 4, KT, 1, D>;
-    if (G <= 4) return attn_decode_fused_kernel<4, NCH, 2, KT, 1, D>;
-    return attn_decode_fused_kernel<8, NCH, 2, KT, 1, D>;
-  };
-  const DecodeKern k0 = pick(std::false_type{});
-  if (a.dl.nseg > 0)
-    launch_decode_kern(pick(std::true_type{}), a, pdl, s, k0);
-  else
-    launch_decode_kern(k0, a, pdl, s);
+  DecodeKern k;
+  if (G <= 1 || a.head_split) {
+    if (NCH == 1 && (w16 || g_attn_p8))
+      k = g_attn_minb == 1 ? attn_decode_fused_kernel<1, NCH, 8, KT> : attn_decode_fused_kernel<1, NCH, 8, KT, minb>;
+    else k = attn_decode_fused_kernel<1, NCH, 4, KT>;
+  } else if (G <= 2) k = attn_decode_fused_kernel<2, NCH, 4, KT>;
+  else if (G <= 4) k = attn_decode_fused_kernel<4, NCH, 2, KT>;
+  else k = attn_decode_fused_kernel<8, NCH, 2, KT>;
+  launch_decode_kern(k, a, pdl, s);
 }
 
 // ---- decode, variant 1 (LSW_CUDA_ATTN_VARIANT=1): K/V tiles staged through shared memory by cp.async ----------
@@ -1190,25 +1084,13 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
                              float *scratch, cudaStream_t s, const float2 *rope_cs, int variant, const float *dq,
-                             const float *dk, const float *dv, const DeferLora *dl) {
+                             const float *dk, const float *dv) {
   if (!attention_decode_ok(n_heads, n_kv_heads, head_dim, ldkv, kv_dtype, q, K, V) || !scratch || n_ctx < 1 ||
       ((knew || inv_freq) && !pos) || (knew && !vnew) || (inv_freq && head_dim % 2) ||
       (dq && (!knew || !dk || !dv)))
     return cudaErrorInvalidValue;
   DecodeAttn a;
   a.dq = dq; a.dk = dq ? dk : nullptr; a.dv = dq ? dv : nullptr;
-  if (dl && dl->nseg > 0) {  // (DeferLora's limits, as gemv_defer_ok checks them for the launch that wrote t)
-    if (dq || !knew || dl->nseg > 3 || dl->top_k < 1 || dl->top_k > kDeferMaxK) return cudaErrorInvalidValue;
-    const int rows = (n_heads + 2 * n_kv_heads) * head_dim;
-    for (int i = 0; i < dl->nseg; i++) {
-      const LoraSeg &g = dl->seg[i];
-      if (!g.B || !g.t || !g.experts || g.rank <= 0 || g.rank % 8 || dl->top_k * g.rank > kDeferOutMaxT ||
-          g.row0 < 0 || g.rows <= 0 || g.row0 + g.rows > rows || !aligned16(g.B))
-        return cudaErrorInvalidValue;
-    }
-    a.dl = *dl;
-    variant = 0;  // (the register kernel only)
-  }
   a.q = q; a.knew = knew; a.vnew = vnew; a.pos = pos; a.inv_freq = inv_freq; a.rope_cs = inv_freq ? rope_cs : nullptr;
   a.K = K; a.V = V; a.ldkv = ldkv; a.O = O;
   a.part = scratch;

@@ -215,11 +215,11 @@ __device__ __forceinline__ bool epi_shrink_row(const LoraEpilogue &lo, int q, in
 // later than run 2's (24 bytes), still before its shrink blocks, which set the launch's end.
 template <typename T, bool PARTS = false>
 __device__ __forceinline__ void shrink_route(const LoraEpilogue &lo, const float *__restrict__ X, int cols, int *r_e,
-                                          float *r_g, float *r_rs) {
-  __shared__ float r_lg[kRouteShrinkMaxE];
+                                          float *r_g) {
+  __shared__ float r_lg[kRouteShrinkMaxE], r_rs;
   __shared__ double r_ex[kRouteShrinkMaxE], r_mx;
   route_block<T, PARTS>(lo.route.n_experts, cols, lo.top_k, static_cast<const T *>(lo.route.R), X, lo.route.vec,
-                 lo.route.fold, r_lg, r_ex, r_rs, &r_mx, r_e, r_g, lo.route.wide, [](int k) { gt_mark(k); });
+                 lo.route.fold, r_lg, r_ex, &r_rs, &r_mx, r_e, r_g, lo.route.wide, [](int k) { gt_mark(k); });
 }
 // ROUTE (deferring launches with LoraEpilogue::route): the block routes the token itself right after the wait
 // (route_block, the same bits as a route_n launch) and takes its rows' experts and gates from that instead of from
@@ -245,7 +245,6 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   __shared__ float s_g[MS];
   __shared__ int r_e[ROUTE ? kDeferMaxK : 1];  // ROUTE: the token's experts and gates, this block's routing
   __shared__ float r_g[ROUTE ? kDeferMaxK : 1];
-  __shared__ float r_rs;  // ROUTE: the routing's RMSNorm scale (LoraEpilogue::rs_out)
   auto experts = [&](int w, bool pre) {
     if (tid < MS) {
       int sg, k, i, e = -1;
@@ -299,12 +298,11 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
   for (int j = 0; j < cjm; j++)
     if (tid + NT * j < nv) prefetch_l1(X + (size_t)(tid + NT * j) * VEC);
   if constexpr (ROUTE) {
-    shrink_route<T, ROUTE == 2>(lo, X, cols, r_e, r_g, &r_rs);
+    shrink_route<T, ROUTE == 2>(lo, X, cols, r_e, r_g);
     __syncthreads();
     if (blockIdx.x == 0 && tid < lo.top_k) {  // published with t below (the barrier and thread 0's fence)
       lo.route.experts[tid] = r_e[tid];
       lo.route.gates[tid] = r_g[tid];
-      if (tid == 0 && lo.rs_out) *lo.rs_out = r_rs;  // the expand left to the consumer: its rs (read after the grid)
     }
   }
   experts(1, false);
@@ -367,7 +365,7 @@ __device__ __forceinline__ void epi_shrink_block(const LoraEpilogue &lo, const f
     }
   }
   __syncthreads();
-  if (tid == 0 && !(ROUTE && lo.rs_out)) {  // (the expand left to the consumer: nobody in the launch waits for t)
+  if (tid == 0) {
     __threadfence();
     atomicAdd(lo.sync, 1);
   }
@@ -960,7 +958,7 @@ __global__ void __launch_bounds__(256, lora_min_blocks<T>()) gemv_defer_kernel(
   if ((int)blockIdx.x < lora.nsb) {
     gt_flag(2);
     epi_shrink_block<T, ROUTE>(lora, X, cols);
-    if (!(ROUTE && lora.rs_out)) defer_expand<T>(lora, nf, rows);  // (rs_out: the consumer expands)
+    defer_expand<T>(lora, nf, rows);
   } else {
     gemv_body<T, 1, R, U, KS, false>(W, rows, cols, X, ldx, Y, ldy, bias, accumulate, lora, nf, trig_late, lora.nsb);
   }
@@ -1415,11 +1413,6 @@ bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X,
   if (rt.fold.lg_part && (!rt.R || rt.fold.lg_R != rt.R || !rt.fold.in_part || rt.n_experts > kRoutePartE ||
                           !aligned16(rt.fold.lg_part)))
     return false;
-  if (lora->rs_out) {  // the expand left to the consumer: routed launches, within DeferLora's limits
-    if (!rt.R) return false;
-    for (int i = 0; i < lora->nseg; i++)
-      if (lora->top_k * lora->seg[i].rank > kDeferOutMaxT) return false;
-  }
   LoraEpilogue lo = *lora;
   shrink_blocks(lo, cols, 8);
   const int wave = lora_wave_blocks(dtype);
@@ -1459,14 +1452,6 @@ cudaError_t gemv(int dtype, const void *W, int rows, int cols, const float *X, i
   if (ik < 0) return cudaErrorInvalidValue;
   // a deferred expand runs as asked or not at all (its consumer adds defer[]: no silent fallback to the epilogue)
   if (has_lora && lora->defer && !gemv_defer_ok(dtype, W, rows, cols, X, ldx, n, lora)) return cudaErrorInvalidValue;
-  // the expand left to the consumer scales by the routing's rs: the route must read the partials the GEMV folds in
-  if (has_lora && lora->rs_out) {
-    const RouteFold &rf = lora->route.fold;
-    const bool fin = nf && nf->in_part;
-    if (rf.in_part != (fin ? nf->in_part : nullptr) ||
-        (fin && (rf.in_n != nf->in_n || rf.eps != nf->in_eps || nf->in_dim != cols)))
-      return cudaErrorInvalidValue;
-  }
   if (ik) {
     const bool ok = fast && inkernel_vec_ok(dtype, *lora);
     LoraEpilogue lo = *lora;

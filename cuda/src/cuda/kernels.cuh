@@ -25,7 +25,7 @@ struct LoraSeg {
   float scale = 1.f;             // the module's LoRA scaling (lsw_adapter_mod::scale)
 };
 // the segment of seg[0 .. nseg) (nseg <= 3) that holds output row `row`, -1 for none (the expand's row lookup: the GEMV
-// epilogue, the deferred expand and the decode attention's DeferLora rows)
+// epilogue and the deferred expand)
 __device__ __forceinline__ int lora_seg_of(const LoraSeg *seg, int nseg, int row) {
   int s = -1;
 #pragma unroll
@@ -85,35 +85,7 @@ struct LoraEpilogue {
   float *defer = nullptr;
   int erpb = 0;
   LoraRoute route;  // deferring launches only (see LoraRoute)
-  // The expand left to the consumer (a deferring launch with route.R; gemv_defer_ok: every segment's top_k * rank <=
-  // kDeferOutMaxT; gemv(): the route's fold reads the NormFold in side's partials): the shrink blocks publish t and
-  // stop (no defer_expand, no counters touched, defer[] not written) and shrink block 0 writes the route's RMSNorm
-  // scale (1 without a fold) to *rs_out; the consumer computes the rows it reads itself (DeferLora, the decode
-  // attention).  Routed, the expand was the q,k,v launch's last ~10 us (session 64's timelines).  nullptr: off.
-  float *rs_out = nullptr;
 };
-// The operands of a deferring launch's expand left to its consumer (LoraEpilogue::rs_out), as the decode attention
-// reads them: row r (of the matrix, in segment s) is rs * p, p the fmaf chain over the row's 16-byte chunks of B in
-// order, c = k * rank / 8 + jc: p = fmaf(B[e_k][r - row0][8 jc + i], t[k * rank + 8 jc + i], p) for i = 0..7 (16-bit
-// B); 0 outside the segments.  The harness's host copy of that chain gives the same bits.
-constexpr int kDeferOutMaxT = 32;  // top_k * rank per segment at most (4 chunks of 16-bit B per row)
-struct DeferLora {
-  int nseg = 0;  // 0: off
-  int top_k = 0;
-  int bf16 = 0;  // B's type: 1 BF16, 0 F16
-  LoraSeg seg[3] = {};  // the launch's segments (row0, rows, rank, B, t written by the launch, experts; A, gates unused)
-  const float *rs = nullptr;  // device scalar (LoraEpilogue::rs_out); nullptr: 1
-};
-// the DeferLora of a launch that took ep with rs_out set (dtype: the weights')
-inline DeferLora defer_lora_of(const LoraEpilogue &ep, int dtype) {
-  DeferLora d;
-  d.nseg = ep.nseg;
-  d.top_k = ep.top_k;
-  d.bf16 = dtype == LSW_DTYPE_BF16;
-  for (int i = 0; i < ep.nseg && i < 3; i++) d.seg[i] = ep.seg[i];
-  d.rs = ep.rs_out;
-  return d;
-}
 // can gemv() take this launch with a deferred expand (lora->defer)?  gemv() returns cudaErrorInvalidValue otherwise
 bool gemv_defer_ok(int dtype, const void *W, int rows, int cols, const float *X, int ldx, int n,
                    const LoraEpilogue *lora);
@@ -143,9 +115,7 @@ __device__ __forceinline__ void route_prefetch_l2(const T *R, int n_experts, int
 // Under the full weight stream of the q,k,v launch, every step of a routing shrink block is slow (session 64's trace,
 // H100: ~9 us for the 2 load rounds, ~9.5 us for the shared-memory tail); the register tail cut the layer-wise q,v r16
 // fused decode by 0.055 ms and merge (route_n) by 0.14 ms per token (bench/results/2026-12-07-h100-session64/).
-// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx (the shared-memory tail).  *s_rs holds
-// the logits' RMSNorm scale in every layout (1 without a fold) once the caller's next barrier has passed (thread 0's
-// own write in the register tail: LoraEpilogue::rs_out).
+// Shared memory: lg [n_experts] floats, ex [n_experts] doubles, s_rs, s_mx (the shared-memory tail).
 // mark(k): a trace hook (the shrink blocks' timeline marks, dev trace builds): 11 after thread 0's dot loads are
 // consumed, 12 once the logits are known (in thread 0), 13 the experts chosen (route_tail_regs only).
 constexpr int kRouteWideEG = 8;
@@ -167,8 +137,7 @@ struct RouteNoMark {
 //    gates).
 template <int EG, typename Mark>
 __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], int nw, int n_experts, int top_k, int dim,
-                                                const RouteFold &fold, int *experts, float *gates, float *rs_to,
-                                                Mark &mark) {
+                                                const RouteFold &fold, int *experts, float *gates, Mark &mark) {
   static_assert(EG % 4 == 0, "16-byte rows");
   float l[EG], fs = 0.f;
 #pragma unroll
@@ -184,7 +153,6 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
     fs += row[EG / 4].x;
   }
   const float rs = fold.in_part ? 1.f / sqrtf(fs / (float)dim + fold.eps) : 1.f;
-  *rs_to = rs;
 #pragma unroll
   for (int u = 0; u < EG; u++) l[u] *= rs;
   mark(12);
@@ -215,7 +183,7 @@ __device__ __forceinline__ void route_tail_regs(const float (*w_red)[EG + 4], in
 // i, i + 256, ... in order (two 16-byte loads each) and the fold's Σ h² partials, then the wide layout's reduction and
 // register tail (route_block<T, true>).
 __device__ __forceinline__ void route_block_parts(int n_experts, int dim, int top_k, const RouteFold &fold, int *experts,
-                                                  float *gates, float *s_rs) {
+                                                  float *gates) {
   constexpr int EG = kRoutePartE;
   static_assert(EG == 8, "a block's partial logits are read as two float4");
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5, nt = blockDim.x;
@@ -240,7 +208,7 @@ __device__ __forceinline__ void route_block_parts(int n_experts, int dim, int to
   }
   __syncthreads();
   RouteNoMark mark;
-  if (threadIdx.x == 0) route_tail_regs<EG>(p_red, nw, n_experts, top_k, dim, fold, experts, gates, s_rs, mark);
+  if (threadIdx.x == 0) route_tail_regs<EG>(p_red, nw, n_experts, top_k, dim, fold, experts, gates, mark);
 }
 template <typename T, bool PARTS = false, typename Mark = RouteNoMark>
 __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, const T *__restrict__ R,
@@ -252,7 +220,7 @@ __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, c
   // (the token's own row decides: a chunk of tokens routes each exactly as a launch of that one token would)
   const bool vrow = vec && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
   if constexpr (PARTS) {  // (the routing deferring launch's ROUTE 2 instances; gemv_defer_ok checked fold.lg_part)
-    route_block_parts(n_experts, dim, top_k, fold, experts, gates, s_rs);
+    route_block_parts(n_experts, dim, top_k, fold, experts, gates);
     return;
   }
   if (wide && vrow) {
@@ -295,7 +263,7 @@ __device__ __forceinline__ void route_block(int n_experts, int dim, int top_k, c
       }
       __syncthreads();
       if (n_experts <= EG) {  // one pass: thread 0 ends the routing in registers
-        if (threadIdx.x == 0) route_tail_regs<EG>(w_red, nw, n_experts, top_k, dim, fold, experts, gates, s_rs, mark);
+        if (threadIdx.x == 0) route_tail_regs<EG>(w_red, nw, n_experts, top_k, dim, fold, experts, gates, mark);
         mark(13);
         return;
       }
@@ -569,12 +537,9 @@ cudaError_t attention_decode(int n_ctx, const int *n_ctx_dev, const int *pos, in
                              int head_dim, const float *q, const float *knew, const float *vnew,
                              const double *inv_freq, int kv_dtype, void *K, void *V, int ldkv, float *O,
                              float *scratch, cudaStream_t s, const float2 *rope_cs = nullptr, int variant = -1,
-                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr,
-                             const DeferLora *dl = nullptr);
+                             const float *dq = nullptr, const float *dk = nullptr, const float *dv = nullptr);
 // dq/dk/dv (nullable, with knew; all or none): corrections added to q / knew / vnew as they are read, before RoPE, with
 // the same layouts (the qkv GEMV's deferred LoRA expand, LoraEpilogue::defer).
-// dl (nullable, nseg > 0; with knew, not with dq; the rows of q, k and v as one matrix [q_dim + 2 kv_dim]): the same
-// corrections computed by the kernel itself from the qkv launch's t (LoraEpilogue::rs_out), always in variant 0.
 // rope_cs (nullable): a table from rope_table (positions < n_pos) used instead of fp64 sincos: same values.
 cudaError_t rope_table(int n_pos, int head_dim, const double *inv_freq, float2 *out, cudaStream_t s);
 // Decode kernel (attention.cu): 0 (default) the register kernel, 1 K/V tiles staged through shared memory by

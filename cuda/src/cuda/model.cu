@@ -141,14 +141,6 @@ struct State {
   // shrink blocks (lswc::LoraRoute) instead of its own launch before it, so the launch's GEMV blocks no longer wait for
   // a router; LSW_CUDA_ROUTE_IN_SHRINK=0 launches it (the path before session 62)
   bool route_in_shrink = true;
-  // decode, fused mode, a router in the q,k,v launch's shrink blocks: the expand of that launch left to the decode
-  // attention (LoraEpilogue::rs_out, lswc::DeferLora): the shrink blocks publish t and end, block 0 writes the
-  // routing's RMSNorm scale into qkv_rs, and the attention computes the q / k / v rows it reads.  Routed, the expand
-  // after the routing was the launch's last ~10 us (session 64).  LSW_CUDA_EXPAND_IN_ATTN=1 (default 0): default in
-  // session 65 (layer-wise q,v r16 fused 1.078 -> 1.075 x), off since session 68: with the router's partial logits
-  // (route_parts) the shrink blocks' expand into qkv_dy measured 1.032 / 1.033 x against 1.054 x (H100, two rounds)
-  bool expand_in_attn = false;
-  float *qkv_rs = nullptr;  // [1]
   // decode: the RMSNorms before q,k,v / gate,up / lm_head folded into the GEMVs around them (lswc::NormFold): the
   // o_proj / down GEMV writes x ⊙ w into xn and its blocks' Σ x² into nf_part, the next GEMV scales by the rms.
   // LSW_CUDA_NORM_FOLD=0: a RMSNorm launch each (the path before 2026-12-01 session 16)
@@ -456,12 +448,10 @@ struct Fwd {
 
   // The adapter-aware linear (CPU: lsw_linear_adapted).  X: [c][cols] contiguous, Y: [c][ldy].
   // defer (nullable; the qkv matrix, State::qkv_defer): the consumer after this GEMV adds a deferred LoRA expand from
-  // there; *deferred says whether the GEMV wrote it there instead of into Y.  dl (nullable, with defer): nseg > 0 when
-  // the GEMV left the expand to the consumer instead (State::expand_in_attn): its operands, defer[] not written
+  // there; *deferred says whether the GEMV wrote it there instead of into Y
   cudaError_t alin(int L, int mat, const float *X, float *Y, int ldy, const float *bias, bool acc,
-                   float *defer = nullptr, bool *deferred = nullptr, lswc::DeferLora *dl = nullptr) {
+                   float *defer = nullptr, bool *deferred = nullptr) {
     if (deferred) *deferred = false;
-    if (dl) *dl = lswc::DeferLora{};
     const DLayer &ly = st->layers[L];
     const int dt = ly.dt[mat], rows = ly.rows[mat], cols = ly.cols[mat];
     const bool pre = preshrunk;
@@ -556,16 +546,8 @@ struct Fwd {
         ep.route.experts = a.re + (size_t)L * a.K;
         ep.route.gates = a.rg + (size_t)L * a.K;
         ep.route.fold = rf;
-        if (lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep)) {
-          rsk = nullptr;
-          if (dl && st->expand_in_attn) {  // the expand left to the attention, where it fits DeferLora
-            ep.rs_out = st->qkv_rs;
-            if (lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep)) *dl = lswc::defer_lora_of(ep, dt);
-            else ep.rs_out = nullptr;
-          }
-        } else {
-          ep.route = lswc::LoraRoute{};
-        }
+        if (lswc::gemv_defer_ok(dt, ly.w[mat], rows, cols, X, cols, 1, &ep)) rsk = nullptr;
+        else ep.route = lswc::LoraRoute{};
       }
       if ((e = route_late()) != cudaSuccess) return e;
       if (unf && (e = unfold()) != cudaSuccess) return e;
@@ -723,17 +705,16 @@ struct Fwd {
       K_(norm_or_act(L, LSW_MAT_QKV, 0, ly.attn_norm, st->xn));
       const bool att1 = c == 1 && lswc::attention_decode_ok(cf.num_heads, cf.num_kv_heads, hd, kvd, kvt, st->qkv, kc, vc);
       bool deferred = false;  // (the decode attention below can add the qkv GEMV's LoRA expand: State::qkv_defer)
-      lswc::DeferLora dl;     // (or compute it: State::expand_in_attn)
       K_(alin(L, LSW_MAT_QKV, st->xn, st->qkv, qkvd, ly.bqkv, false, att1 && st->qkv_defer ? st->qkv_dy : nullptr,
-              &deferred, &dl));
+              &deferred));
       if (att1) {
         // one launch: RoPE of q and the new k, the new k/v row into the cache, attention, split merge (+ the qkv
         // GEMV's deferred LoRA expand)
-        const float *dy = deferred && !dl.nseg ? st->qkv_dy : nullptr;
+        const float *dy = deferred ? st->qkv_dy : nullptr;
         K_(lswc::attention_decode(n_ctx_host, n_ctx_dev, pos, cf.num_heads, cf.num_kv_heads, hd, st->qkv,
                                   st->qkv + qd, st->qkv + qd + kvd, st->inv_freq, kvt, kc, vc, kvd, st->att,
                                   st->attn_scratch, s, st->rope_cs, attn_variant, dy, dy ? dy + qd : nullptr,
-                                  dy ? dy + qd + kvd : nullptr, deferred && dl.nseg ? &dl : nullptr));
+                                  dy ? dy + qd + kvd : nullptr));
       } else {
         // q and k heads are contiguous in the fused output: one RoPE launch over nh + nkv heads
         K_(lswc::rope(c, cf.num_heads + cf.num_kv_heads, hd, qkvd, pos, st->inv_freq, st->qkv, s));
@@ -1138,8 +1119,6 @@ lsw_status lswc_model_finalize(lsw_model *m) {
       LSWC_CHECK(cudaMemset(st->shr_sync, 0, n * sizeof(int)));
       st->qkv_defer = env_flag("LSW_CUDA_QKV_DEFER", true);
       if (st->qkv_defer) TRY(dalloc(st, &st->qkv_dy, (size_t)m->qkv_dim));
-      st->expand_in_attn = st->qkv_defer && env_flag("LSW_CUDA_EXPAND_IN_ATTN", false);
-      if (st->expand_in_attn) TRY(dalloc(st, &st->qkv_rs, 4));
     }
     st->route_fold = env_flag("LSW_CUDA_ROUTE_FOLD", true);
     st->route_in_shrink = env_flag("LSW_CUDA_ROUTE_IN_SHRINK", true);
