@@ -679,6 +679,8 @@ struct Model7B {
   int *sync = nullptr;  // in-kernel shrink counter pairs, [layer][4 LoRA GEMVs][2], zero
   void *route_R = nullptr;  // a layer-wise router [E][H] at the q,k,v input (LoraCfg::defer == 2; one for every layer)
   float *dy = nullptr;      // the q,k,v launch's deferred expand [3H] (LoraCfg::defer)
+  float *lpart = nullptr;   // the down GEMV's partial logits of route_R (LoraCfg::defer == 3), [fold parts][kRoutePartE]
+  int lp_layers = 0;        // the q,k,v launches of the last run7b that summed them
   size_t weight_bytes = 0;
 };
 static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
@@ -717,6 +719,7 @@ static void alloc7b(Model7B &m, bool lora) {
     CK(cudaMalloc(&m.route_R, (size_t)m.E * H * 2));
     dfill(m.dt, m.route_R, (size_t)m.E * H, 0.05f);
     m.dy = dnew<float>(3 * H);
+    m.lpart = dnew<float>((size_t)gemv_fold_parts(H) * kRoutePartE);
   }
 }
 
@@ -738,11 +741,14 @@ struct LoraCfg {
   bool swiglu_fold = false;  // with fold: SwiGLU in the gate,up GEMV too (NormFold::act_out, the model's default)
   // inkernel: 1 = the q,k,v launch defers its expand (LoraEpilogue::defer, the model's default there; the attention
   // that adds it is left out), 2 = and its shrink blocks route the token with a layer-wise router (LoraRoute, the
-  // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0)
+  // model's layer-wise q,k,v router), the norm's partials folded in where fold is on (layers > 0), 3 = routed from the
+  // partial logits that the down GEMV before writes (NormFold::out_R, RouteFold::lg_part; the model's default, in
+  // layers > 0 with fold on, where the down GEMV's variant writes them)
   int defer = 0;
 };
 // q,v r16 top-2 with the shrinks in the launches, norms and SwiGLU folded (the model's decode) and the q,k,v expand
-// deferred: defer 1 pre-gated, 2 routed in the shrink blocks
+// deferred: defer 1 pre-gated, 2 routed in the shrink blocks (the router's dots there), 3 routed from the producer's
+// partial logits
 static LoraCfg qv16_defer_cfg(int defer) {
   LoraCfg c;
   c.fold = c.swiglu_fold = c.inkernel = true;
@@ -758,6 +764,8 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
   if (lc.fold && fused && !lc.inkernel) { fprintf(stderr, "run7b: fold needs base or in-kernel shrinks\n"); exit(2); }
   NormFold nfo, nfi;
   int parts = 0;
+  bool lp_have = false;  // the last down GEMV wrote the next router's partial logits into m.lpart (LoraCfg::defer 3)
+  m.lp_layers = 0;
   auto nf_out = [&]() -> NormFold * {  // the out side on o / down: x ⊙ w into xn, Σ x² partials
     nfo = NormFold{};
     if (!lc.fold) return nullptr;
@@ -816,6 +824,11 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
         qep->route.experts = m.experts;  // (the segments' experts: as the model's layer routes)
         qep->route.gates = m.gates;
         if (lc.fold && l > 0) qep->route.fold = RouteFold{m.part, parts, 1e-5f};
+        if (lc.defer == 3 && lc.fold && l > 0 && lp_have) {
+          qep->route.fold.lg_part = m.lpart;
+          qep->route.fold.lg_R = m.route_R;
+          m.lp_layers++;
+        }
       }
     }
     CK(gemv(m.dt, m.qkv[l], 3 * H, H, xn, H, 1, gu, 3 * H, nullptr, false, qep, s, 0, l > 0 ? nf_in() : nullptr));
@@ -830,8 +843,14 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     if (!(lc.fold && lc.swiglu_fold)) prologue(1, {6}, gu, nullptr, act);
     NormFold *dnf = nf_out();
     if (dnf && lc.swiglu_fold) dnf->follows_gemv = true;
+    if (dnf && fused && lc.inkernel && lc.defer == 3 && l + 1 < m.L) {
+      dnf->out_R = m.route_R;
+      dnf->out_E = m.E;
+      dnf->out_lpart = m.lpart;
+    }
     CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s, 0, dnf));
     parts = nfo.out_n;
+    lp_have = dnf && dnf->out_R && nfo.out_lp;
   }
   if (!lc.fold && !lc.linears_only) CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s, 0, nf_in()));
@@ -906,7 +925,7 @@ static void free7b(Model7B &m) {
   cudaFree(m.lm);
   for (int mi = 0; mi < 7; mi++) { for (void *p : m.A[mi]) cudaFree(p); for (void *p : m.B[mi]) cudaFree(p); }
   cudaFree(m.x); cudaFree(m.xi); cudaFree(m.normw); cudaFree(m.y); cudaFree(m.t); cudaFree(m.gates); cudaFree(m.experts);
-  cudaFree(m.sync); cudaFree(m.part); cudaFree(m.route_R); cudaFree(m.dy);
+  cudaFree(m.sync); cudaFree(m.part); cudaFree(m.route_R); cudaFree(m.dy); cudaFree(m.lpart);
 }
 
 static void bench_7b() {
@@ -1190,7 +1209,7 @@ static void trace_7b() {
   fold.fold = fold.swiglu_fold = true;
   ink = fold;
   ink.inkernel = true;
-  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
+  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2), qvp = qv16_defer_cfg(3);
   // late: 1 every GEMV triggers its dependents after its main loop, 0 at its start, 2 as the model runs them since
   // session 24 (plain GEMVs at their start, LoRA GEMVs late, the folding GEMVs on PDL too)
   struct Cfg { const char *name; bool pdl; int late; bool fused; LoraCfg lc; };
@@ -1198,7 +1217,8 @@ static void trace_7b() {
                       {"lin-pdl-start", true, 0, false, lin}, {"fold-pdl", true, 1, false, fold},
                       {"fold-nopdl", false, 1, false, fold}, {"fused-ik-fold-pdl", true, 1, true, ink},
                       {"fold-model", true, 2, false, fold}, {"fused-ik-fold-model", true, 2, true, ink},
-                      {"qv16-defer-model", true, 2, true, qvd}, {"qv16-route-model", true, 2, true, qvr}};
+                      {"qv16-defer-model", true, 2, true, qvd}, {"qv16-route-model", true, 2, true, qvr},
+                      {"qv16-routep-model", true, 2, true, qvp}};
   for (const Cfg &c : cfgs) {
     gemv_set_pdl(c.pdl);
     gemv_set_trigger(c.late == 1, c.late != 0);
@@ -1234,7 +1254,8 @@ static void trace_7b() {
 
 // What a layer-wise router in the q,k,v launch's shrink blocks costs in the linears chain, in the model's launch
 // configuration (PDL, plain GEMVs triggering at their start, LoRA GEMVs late, norms and SwiGLU folded): q,v r16 top-2
-// with the q,k,v expand deferred (the attention that adds it is left out), pre-gated against routed.  The decode
+// with the q,k,v expand deferred (the attention that adds it is left out), pre-gated against routed, the routing
+// shrink blocks computing the router's dots or summing the down GEMV's partial logits (the model's default).  The decode
 // measured ~5 us per layer for the routing (session 62 run 7); if this chain shows it too, trace_7b's
 // qv16-route-model / qv16-defer-model timelines say in which blocks.
 static void bench_7b_route() {
@@ -1244,34 +1265,35 @@ static void bench_7b_route() {
   tune7b(m);
   LoraCfg fold;
   fold.fold = fold.swiglu_fold = true;
-  const LoraCfg qvd = qv16_defer_cfg(1), qvr = qv16_defer_cfg(2);
+  const LoraCfg cfg[4] = {fold, qv16_defer_cfg(1), qv16_defer_cfg(2), qv16_defer_cfg(3)};
   gemv_set_pdl(true);
   gemv_set_trigger(false, true);  // as the model: plain GEMVs at their start, LoRA GEMVs late
   pdl_set_fold_in(true);
-  double t[3][3];
-  for (int rep = 0; rep < 3; rep++) {  // interleaved
-    t[0][rep] = graph_time([&](cudaStream_t s) { run7b(m, false, s, false, fold); }, nullptr);
-    t[1][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvd); }, nullptr);
-    t[2][rep] = graph_time([&](cudaStream_t s) { run7b(m, true, s, false, qvr); }, nullptr);
-  }
+  double t[4][3];
+  for (int rep = 0; rep < 3; rep++)  // interleaved
+    for (int c = 0; c < 4; c++) t[c][rep] = graph_time([&](cudaStream_t s) { run7b(m, c > 0, s, false, cfg[c]); }, nullptr);
+  const int lp_layers = m.lp_layers;  // (the last run was the partial logits' one)
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
   pdl_set_fold_in(false);
-  const char *what[3] = {"base (norms and SwiGLU folded)", "q,v r16 fused, deferred expand, pre-gated",
-                         "q,v r16 fused, deferred expand, routed in the shrink blocks"};
-  double med[3];
-  for (int c = 0; c < 3; c++) {
+  const char *what[4] = {"base (norms and SwiGLU folded)", "q,v r16 fused, deferred expand, pre-gated",
+                         "q,v r16 fused, deferred expand, routed in the shrink blocks (router dots)",
+                         "q,v r16 fused, deferred expand, routed in the shrink blocks (partial logits)"};
+  double med[4];
+  for (int c = 0; c < 4; c++) {
     std::vector<double> v(t[c], t[c] + 3);
     std::sort(v.begin(), v.end());
     med[c] = v[1];
   }
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < 4; c++) {
     char nm[200];
     snprintf(nm, sizeof nm, "7B chain, model launch config: %s", what[c]);
     row(nm, med[c], (double)m.weight_bytes);
     logf("  %s: %.4f / %.4f / %.4f ms, median per layer %+.2f us against base\n", what[c], t[c][0], t[c][1], t[c][2],
          (med[c] - med[0]) * 1e3 / m.L);
   }
+  logf("  partial logits: summed by the routing shrink blocks of %d of the %d layers after the first (the others: the "
+       "down GEMV's variant does not write them)\n", lp_layers, m.L - 1);
   free7b(m);
 }
 

@@ -302,20 +302,21 @@ st_lib_ab() {
   done
   ab_r64 "" "$o"; }
 # what the layer-wise router in the q,k,v launch's shrink blocks costs in the 7B linears chain (harness bench_7b_route:
-# base, q,v r16 deferred pre-gated, the same routed; model launch configuration) into $OUT/NAME.txt, then, where the
-# pack has the trace build (LSW_PACK_TRACE=1 scripts/gpu/pack-prebuilt.sh), the block timelines of the model-config
-# chains (trace_7b: fold-model, qv16-defer-model, qv16-route-model) read by cuda/dev/trace_gemv.py --phases into
+# base, q,v r16 deferred pre-gated, the same routed by the router's dots and by the down GEMV's partial logits; model
+# launch configuration) into $OUT/NAME.txt, then, where the pack has the trace build (LSW_PACK_TRACE=1
+# scripts/gpu/pack-prebuilt.sh), the block timelines of the model-config chains (trace_7b: fold-model,
+# qv16-defer-model, qv16-route-model, qv16-routep-model) read by cuda/dev/trace_gemv.py --phases into
 # $OUT/NAME-trace.txt; the .bin files (~15 MB each) are deleted, so session.tgz stays under the device tool's file
 # limit.  `route_chain_run NAME` (the caller's environment applies)
 route_chain_run() {
   local n=$1 r
   LSW_HARNESS_ONLY=bench_7b_route ./build/dev/bench_kernels "$OUT/$n.txt" || return 1
-  grep -E "against base" "$OUT/$n.txt"
+  grep -E "against base|partial logits:" "$OUT/$n.txt"
   [ -x build/dev/bench_kernels_trace ] || { echo "no build/dev/bench_kernels_trace in the pack: timelines skipped"; return 0; }
   mkdir -p "$OUT/$n-tr"
   LSW_HARNESS_ONLY=trace_7b ./build/dev/bench_kernels_trace "$OUT/$n-tr/trace-7b.txt" > /dev/null || return 1
   python3 cuda/dev/trace_gemv.py --phases "$OUT/$n-tr/trace-fold-model.bin" "$OUT/$n-tr/trace-qv16-defer-model.bin" \
-    "$OUT/$n-tr/trace-qv16-route-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
+    "$OUT/$n-tr/trace-qv16-route-model.bin" "$OUT/$n-tr/trace-qv16-routep-model.bin" > "$OUT/$n-trace.txt" 2>&1; r=$?
   rm -f "$OUT/$n-tr"/*.bin
   grep -E "first start|qkv" "$OUT/$n-trace.txt"; return $r; }
 st_route_chain() { route_chain_run route-chain; }
