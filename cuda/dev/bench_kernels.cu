@@ -680,7 +680,6 @@ struct Model7B {
   void *route_R = nullptr;  // a layer-wise router [E][H] at the q,k,v input (LoraCfg::defer == 2; one for every layer)
   float *dy = nullptr;      // the q,k,v launch's deferred expand [3H] (LoraCfg::defer)
   float *lpart = nullptr;   // the down GEMV's partial logits of route_R (LoraCfg::defer == 3), [fold parts][kRoutePartE]
-  int lp_layers = 0;        // the q,k,v launches of the last run7b that summed them
   size_t weight_bytes = 0;
 };
 static const int kModIn[7] = {0, 0, 0, 0, 0, 0, 1};  // 0: H, 1: I (down)
@@ -757,7 +756,8 @@ static LoraCfg qv16_defer_cfg(int defer) {
   c.defer = defer;
   return c;
 }
-static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
+// Returns the number of q,k,v launches whose routing summed the down GEMV's partial logits (LoraCfg::defer 3).
+static int run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, LoraCfg lc = LoraCfg{}) {
   const int H = m.H, I = m.I;
   float *x = m.x, *xn = m.xi, *gu = m.y, *act = m.xi + H;  // scratch vectors (values irrelevant for timing)
   auto on = [&](int mi) { return fused && ((lc.mask >> mi) & 1); };
@@ -765,7 +765,7 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
   NormFold nfo, nfi;
   int parts = 0;
   bool lp_have = false;  // the last down GEMV wrote the next router's partial logits into m.lpart (LoraCfg::defer 3)
-  m.lp_layers = 0;
+  int lp_layers = 0;
   auto nf_out = [&]() -> NormFold * {  // the out side on o / down: x ⊙ w into xn, Σ x² partials
     nfo = NormFold{};
     if (!lc.fold) return nullptr;
@@ -824,10 +824,10 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
         qep->route.experts = m.experts;  // (the segments' experts: as the model's layer routes)
         qep->route.gates = m.gates;
         if (lc.fold && l > 0) qep->route.fold = RouteFold{m.part, parts, 1e-5f};
-        if (lc.defer == 3 && lc.fold && l > 0 && lp_have) {
+        if (lp_have) {  // (only with defer 3, fold on, after the first layer)
           qep->route.fold.lg_part = m.lpart;
           qep->route.fold.lg_R = m.route_R;
-          m.lp_layers++;
+          lp_layers++;
         }
       }
     }
@@ -850,10 +850,11 @@ static void run7b(Model7B &m, bool fused, cudaStream_t s, bool pro = false, Lora
     }
     CK(gemv(m.dt, m.dn[l], H, I, act, I, 1, x, H, nullptr, true, epi(ep, {{6, 0}}), s, 0, dnf));
     parts = nfo.out_n;
-    lp_have = dnf && dnf->out_R && nfo.out_lp;
+    lp_have = dnf && dnf->out_lp;
   }
   if (!lc.fold && !lc.linears_only) CK(rmsnorm(1, H, x, H, m.normw, 1e-5f, xn, H, s));
   CK(gemv(m.dt, m.lm, m.V, H, xn, H, 1, m.y, m.V, nullptr, false, nullptr, s, 0, nf_in()));
+  return lp_layers;
 }
 
 // median of 30 replays of body captured in a graph; then, when given, after(replay) with the timed replay at hand
@@ -1270,9 +1271,13 @@ static void bench_7b_route() {
   gemv_set_trigger(false, true);  // as the model: plain GEMVs at their start, LoRA GEMVs late
   pdl_set_fold_in(true);
   double t[4][3];
+  int lp_layers = 0;  // (of the partial logits' configuration, cfg[3])
   for (int rep = 0; rep < 3; rep++)  // interleaved
-    for (int c = 0; c < 4; c++) t[c][rep] = graph_time([&](cudaStream_t s) { run7b(m, c > 0, s, false, cfg[c]); }, nullptr);
-  const int lp_layers = m.lp_layers;  // (the last run was the partial logits' one)
+    for (int c = 0; c < 4; c++)
+      t[c][rep] = graph_time([&](cudaStream_t s) {
+        const int n = run7b(m, c > 0, s, false, cfg[c]);
+        if (c == 3) lp_layers = n;
+      }, nullptr);
   gemv_set_pdl(false);
   gemv_set_trigger_late(true);
   pdl_set_fold_in(false);
